@@ -1,0 +1,623 @@
+//! [`Connection`]: one end of a message-oriented byte stream.
+
+use std::fmt;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::codec;
+use crate::error::{Error, ErrorKind, Result};
+use crate::frame;
+use crate::sys::{self, PollFd, Socket};
+
+/// The largest message a connection accepts unless told otherwise: 1 GiB.
+///
+/// Raise it with [`Connection::set_max_message_size`] to receive larger
+/// messages; the format itself allows up to 2^64 - 1 bytes.
+pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 1 << 30;
+
+/// A scratch buffer that grew past this is freed after use rather than kept.
+const SCRATCH_KEEP: usize = 64 * 1024;
+
+/// One end of a connection: sends and receives whole messages, either raw
+/// bytes or serde-serializable values.
+///
+/// Made by [`pipe`](crate::pipe), [`one_way_pipe`](crate::one_way_pipe),
+/// from an inherited descriptor with [`Connection::from_env`], or from any
+/// connected stream socket with `From<OwnedFd>`.
+///
+/// There is no buffering in user space: a message is read from the kernel
+/// only when asked for, so [`poll`](Connection::poll) is always accurate.
+///
+/// # Examples
+///
+/// ```
+/// let (mut parent, mut child) = connection::pipe()?;
+/// parent.send(&(1, "hello", None::<i32>))?;
+/// let value: (i32, String, Option<i32>) = child.recv()?;
+/// assert_eq!(value, (1, "hello".to_string(), None));
+/// # Ok::<(), connection::Error>(())
+/// ```
+pub struct Connection {
+    socket: Socket,
+    readable: bool,
+    writable: bool,
+    max_message_size: u64,
+    /// Length of a message whose header was read but whose payload was not,
+    /// because it was larger than the receiving call allowed.
+    pending_len: Option<u64>,
+    /// Set once the stream has lost its message boundaries (a truncated
+    /// message or a malformed header): every later receive fails with it.
+    broken: Option<ErrorKind>,
+    scratch: Vec<u8>,
+}
+
+impl Connection {
+    pub(crate) fn from_socket(socket: Socket, readable: bool, writable: bool) -> Connection {
+        Connection {
+            socket,
+            readable,
+            writable,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            pending_len: None,
+            broken: None,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Sends `value` as one message, encoded with serde (bincode).
+    ///
+    /// The value is encoded before anything is written: a value that cannot
+    /// be encoded gives [`ErrorKind::Encode`] and leaves the connection as it was.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (mut a, mut b) = connection::pipe()?;
+    /// a.send(&vec![1u32, 2, 3])?;
+    /// assert_eq!(b.recv::<Vec<u32>>()?, [1, 2, 3]);
+    /// # Ok::<(), connection::Error>(())
+    /// ```
+    pub fn send<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
+        self.check_writable()?;
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.clear();
+        buf.resize(frame::HEADER_ROOM, 0);
+        let result = codec::encode_into(value, &mut buf).and_then(|()| {
+            frame::write_reserved(&self.socket, &mut buf).map_err(|err| send_error(err, &buf))
+        });
+        self.keep_scratch(buf);
+        result
+    }
+
+    /// Receives one message and decodes it as a `T`.
+    ///
+    /// Fails with [`ErrorKind::Eof`] when the other end closed and nothing
+    /// is left, and with [`ErrorKind::Decode`] when the message is not a `T`;
+    /// the message is consumed either way and the next one is readable.
+    ///
+    /// Only receive values from a peer you trust: see the crate docs on
+    /// security.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use connection::ErrorKind;
+    ///
+    /// let (mut a, mut b) = connection::pipe()?;
+    /// a.send("not a number")?;
+    /// a.send(&42u64)?;
+    /// assert_eq!(b.recv::<u64>().unwrap_err().kind(), ErrorKind::Decode);
+    /// assert_eq!(b.recv::<u64>()?, 42);
+    /// # Ok::<(), connection::Error>(())
+    /// ```
+    pub fn recv<T: DeserializeOwned>(&mut self) -> Result<T> {
+        let len = self.next_message_len(self.max_message_size)?;
+        let mut buf = std::mem::take(&mut self.scratch);
+        let result = self
+            .read_payload(len, &mut buf)
+            .and_then(|()| codec::decode(&buf));
+        self.keep_scratch(buf);
+        result
+    }
+
+    /// Sends `bytes` as one message.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (mut a, mut b) = connection::pipe()?;
+    /// b.send_bytes(b"thank you")?;
+    /// assert_eq!(a.recv_bytes()?, b"thank you");
+    /// # Ok::<(), connection::Error>(())
+    /// ```
+    pub fn send_bytes(&mut self, bytes: &[u8]) -> Result<()> {
+        self.check_writable()?;
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let result = frame::write_message(&self.socket, bytes, &mut scratch)
+            .map_err(|err| send_error(err, bytes));
+        self.keep_scratch(scratch);
+        result
+    }
+
+    /// Sends `size` bytes of `buffer` starting at `offset` (to the end when
+    /// `size` is `None`), as Python's `send_bytes(buf, offset, size)`.
+    ///
+    /// A range outside `buffer` is [`ErrorKind::InvalidInput`], with nothing sent.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (mut a, mut b) = connection::pipe()?;
+    /// a.send_bytes_range(b"0123456789", 2, Some(3))?;
+    /// assert_eq!(b.recv_bytes()?, b"234");
+    /// a.send_bytes_range(b"0123456789", 7, None)?;
+    /// assert_eq!(b.recv_bytes()?, b"789");
+    /// assert!(a.send_bytes_range(b"0123", 3, Some(2)).is_err());
+    /// # Ok::<(), connection::Error>(())
+    /// ```
+    pub fn send_bytes_range(
+        &mut self,
+        buffer: &[u8],
+        offset: usize,
+        size: Option<usize>,
+    ) -> Result<()> {
+        let end = match size {
+            None if offset <= buffer.len() => Some(buffer.len()),
+            None => None,
+            Some(size) => offset.checked_add(size).filter(|&end| end <= buffer.len()),
+        };
+        let Some(end) = end else {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "offset {offset} and size {size:?} lie outside a buffer of {} bytes",
+                    buffer.len()
+                ),
+            ));
+        };
+        self.send_bytes(&buffer[offset..end])
+    }
+
+    /// Receives one message as bytes.
+    ///
+    /// Fails with [`ErrorKind::Eof`] when the other end closed and nothing
+    /// is left, and [`ErrorKind::MessageTooLarge`] when the message exceeds
+    /// [`max_message_size`](Connection::max_message_size).
+    pub fn recv_bytes(&mut self) -> Result<Vec<u8>> {
+        self.recv_bytes_max(usize::MAX)
+    }
+
+    /// Receives one message as bytes, refusing one longer than `max_len`
+    /// (Python's `recv_bytes(maxlength)`).
+    ///
+    /// A longer message fails with [`ErrorKind::MessageTooLarge`] and stays
+    /// where it was: unlike Python, which closes the connection, nothing is
+    /// lost, and the next receive with a large enough limit gets it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use connection::ErrorKind;
+    ///
+    /// let (mut a, mut b) = connection::pipe()?;
+    /// a.send_bytes(b"twelve bytes")?;
+    /// let err = b.recv_bytes_max(4).unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::MessageTooLarge);
+    /// assert_eq!(b.recv_bytes_max(100)?, b"twelve bytes");
+    /// # Ok::<(), connection::Error>(())
+    /// ```
+    pub fn recv_bytes_max(&mut self, max_len: usize) -> Result<Vec<u8>> {
+        let limit = self.max_message_size.min(max_len as u64);
+        let len = self.next_message_len(limit)?;
+        let mut out = Vec::new();
+        self.read_payload(len, &mut out)?;
+        Ok(out)
+    }
+
+    /// Receives one message into `buffer` at `offset` and returns its length.
+    ///
+    /// `offset` may be at most `buffer.len()`; past that the call fails with
+    /// [`ErrorKind::InvalidInput`] before reading anything. A message longer
+    /// than the room after `offset` fails with [`ErrorKind::BufferTooShort`],
+    /// and the error carries the complete message
+    /// ([`Error::into_message`]): nothing is lost.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (mut a, mut b) = connection::pipe()?;
+    /// a.send_bytes(&[1, 2, 3])?;
+    /// let mut buf = [0u8; 6];
+    /// let n = b.recv_bytes_into(&mut buf, 2)?;
+    /// assert_eq!((n, buf), (3, [0, 0, 1, 2, 3, 0]));
+    /// # Ok::<(), connection::Error>(())
+    /// ```
+    pub fn recv_bytes_into(&mut self, buffer: &mut [u8], offset: usize) -> Result<usize> {
+        if offset > buffer.len() {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("offset {offset} is past the end of a {}-byte buffer", buffer.len()),
+            ));
+        }
+        let room = &mut buffer[offset..];
+        let len = self.next_message_len(self.max_message_size)?;
+        if len <= room.len() as u64 {
+            let target = &mut room[..len as usize];
+            frame::read_payload_into(&self.socket, target).map_err(|err| self.mark_broken(err))?;
+            Ok(len as usize)
+        } else {
+            let mut message = Vec::new();
+            self.read_payload(len, &mut message)?;
+            Err(Error::buffer_too_short(message, room.len()))
+        }
+    }
+
+    /// Whether a message (or end of file) is ready to be received, waiting up
+    /// to `timeout` for one; `None` waits as long as it takes, and a zero
+    /// duration never blocks.
+    ///
+    /// A signal that arrives while waiting (Ctrl-C with a handler installed,
+    /// say) ends the wait with [`ErrorKind::Interrupted`], so the caller can
+    /// act on it; the wait is not silently resumed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let (mut a, b) = connection::pipe()?;
+    /// assert!(!b.poll(Some(Duration::ZERO))?);
+    /// a.send_bytes(b"ping")?;
+    /// assert!(b.poll(Some(Duration::from_secs(1)))?);
+    /// # Ok::<(), connection::Error>(())
+    /// ```
+    pub fn poll(&self, timeout: Option<Duration>) -> Result<bool> {
+        self.check_readable()?;
+        if self.pending_len == Some(0) || self.broken.is_some() {
+            return Ok(true);
+        }
+        let mut fds = [PollFd::readable(self.socket.fd())];
+        let ready = sys::poll(&mut fds, timeout).map_err(|err| Error::io(err, "poll"))?;
+        Ok(ready > 0)
+    }
+
+    /// The raw descriptor, for use with `poll`/`select`-style APIs (Python's
+    /// `fileno()`). The connection keeps owning it.
+    pub fn fileno(&self) -> RawFd {
+        self.socket.fd().as_raw_fd()
+    }
+
+    /// Closes the connection, reporting an error from `close(2)` that
+    /// dropping would ignore. Dropping a connection closes it too.
+    ///
+    /// Taking `self` by value means that a closed connection cannot be used
+    /// at all: the compiler, not a runtime check, rules it out.
+    pub fn close(self) -> Result<()> {
+        tracing::debug!(fd = self.fileno(), "closing connection");
+        self.socket
+            .close()
+            .map_err(|err| Error::io(err, "close"))
+    }
+
+    /// A second handle on the same connection, so that one thread can send
+    /// while another receives.
+    ///
+    /// Both handles share one byte stream: let one of them do all the
+    /// sending and the other all the receiving (or guard each direction with
+    /// a lock), or messages will interleave.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (mut a, mut b) = connection::pipe()?;
+    /// let mut a_reader = a.try_clone()?;
+    /// let echo = std::thread::spawn(move || -> connection::Result<()> {
+    ///     let m = b.recv_bytes()?;
+    ///     b.send_bytes(&m)
+    /// });
+    /// a.send_bytes(b"echo")?;
+    /// assert_eq!(a_reader.recv_bytes()?, b"echo");
+    /// echo.join().unwrap()?;
+    /// # Ok::<(), connection::Error>(())
+    /// ```
+    pub fn try_clone(&self) -> Result<Connection> {
+        let socket = self
+            .socket
+            .try_clone()
+            .map_err(|err| Error::io(err, "duplicate descriptor"))?;
+        let mut clone = Connection::from_socket(socket, self.readable, self.writable);
+        clone.max_message_size = self.max_message_size;
+        Ok(clone)
+    }
+
+    /// Whether this end can receive.
+    pub fn readable(&self) -> bool {
+        self.readable
+    }
+
+    /// Whether this end can send.
+    pub fn writable(&self) -> bool {
+        self.writable
+    }
+
+    /// The largest message this end accepts; see [`DEFAULT_MAX_MESSAGE_SIZE`].
+    pub fn max_message_size(&self) -> u64 {
+        self.max_message_size
+    }
+
+    /// Sets the largest message this end accepts. A header announcing more
+    /// fails with [`ErrorKind::MessageTooLarge`] before anything is allocated,
+    /// and the message stays unread.
+    pub fn set_max_message_size(&mut self, bytes: u64) {
+        self.max_message_size = bytes;
+    }
+
+    fn check_readable(&self) -> Result<()> {
+        if self.readable {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorKind::Closed,
+                "this end cannot receive (the write end of a one-way pipe)",
+            ))
+        }
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if self.writable {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorKind::Closed,
+                "this end cannot send (the read end of a one-way pipe)",
+            ))
+        }
+    }
+
+    /// Reads the next header (or takes the one left pending) and returns the
+    /// payload length if it is within `limit`. A message over the limit
+    /// stays pending for the next call.
+    fn next_message_len(&mut self, limit: u64) -> Result<u64> {
+        self.check_readable()?;
+        if let Some(kind) = self.broken {
+            return Err(Error::new(
+                kind,
+                "an earlier message was cut short or malformed, so message boundaries are lost",
+            ));
+        }
+        let len = match self.pending_len {
+            Some(len) => len,
+            None => frame::read_header(&self.socket).map_err(|err| self.mark_broken(err))?,
+        };
+        if len > limit {
+            self.pending_len = Some(len);
+            tracing::debug!(len, limit, "message over the limit left pending");
+            let which = if limit == self.max_message_size {
+                "the connection's max_message_size"
+            } else {
+                "the caller's limit"
+            };
+            return Err(Error::new(
+                ErrorKind::MessageTooLarge,
+                format!("message of {len} bytes exceeds {which} of {limit} bytes; it is left unread"),
+            ));
+        }
+        self.pending_len = None;
+        Ok(len)
+    }
+
+    fn read_payload(&mut self, len: u64, out: &mut Vec<u8>) -> Result<()> {
+        // `len` is at most max_message_size here; on a 32-bit target a
+        // larger value cannot be held in memory anyway.
+        let len = usize::try_from(len).map_err(|_| {
+            Error::new(
+                ErrorKind::MessageTooLarge,
+                format!("message of {len} bytes exceeds this platform's address space"),
+            )
+        })?;
+        frame::read_payload(&self.socket, len, out).map_err(|err| self.mark_broken(err))
+    }
+
+    fn mark_broken(&mut self, err: Error) -> Error {
+        if matches!(err.kind(), ErrorKind::Truncated | ErrorKind::Protocol) {
+            tracing::debug!(error = %err, "connection lost its message boundaries");
+            self.broken = Some(err.kind());
+        }
+        err
+    }
+
+    fn keep_scratch(&mut self, mut buf: Vec<u8>) {
+        if buf.capacity() <= SCRATCH_KEEP {
+            buf.clear();
+            self.scratch = buf;
+        }
+    }
+}
+
+fn send_error(err: std::io::Error, payload: &[u8]) -> Error {
+    let context = format!("send {}-byte message", payload.len());
+    match err.kind() {
+        std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset => {
+            Error::new(ErrorKind::Eof, format!("{context}: the other end closed")).with_source(err)
+        }
+        _ => Error::io(err, context),
+    }
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("fd", &self.fileno())
+            .field("readable", &self.readable)
+            .field("writable", &self.writable)
+            .field("max_message_size", &self.max_message_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AsFd for Connection {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.socket.fd()
+    }
+}
+
+impl AsRawFd for Connection {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fileno()
+    }
+}
+
+/// Wraps a connected stream socket (Unix or TCP) as a duplex connection.
+/// The descriptor must be a connected `SOCK_STREAM` socket; anything else
+/// gives I/O errors on first use.
+impl From<OwnedFd> for Connection {
+    fn from(fd: OwnedFd) -> Connection {
+        Connection::from_socket(Socket::from_owned(fd), true, true)
+    }
+}
+
+/// Gives up the descriptor. A message left pending by
+/// [`ErrorKind::MessageTooLarge`] is lost with the connection's state.
+impl From<Connection> for OwnedFd {
+    fn from(conn: Connection) -> OwnedFd {
+        conn.socket.into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipe::{one_way_pipe, pipe};
+
+    #[test]
+    fn objects_and_bytes_round_trip() {
+        let (mut a, mut b) = pipe().unwrap();
+        a.send(&(1i64, String::from("hello"), None::<u8>)).unwrap();
+        let got: (i64, String, Option<u8>) = b.recv().unwrap();
+        assert_eq!(got, (1, "hello".into(), None));
+        b.send_bytes(b"").unwrap();
+        assert_eq!(a.recv_bytes().unwrap(), b"");
+    }
+
+    #[test]
+    fn large_message_round_trips_through_a_thread() {
+        let (mut a, mut b) = pipe().unwrap();
+        let payload: Vec<u8> = (0..5_000_000u32).map(|i| (i % 251) as u8).collect();
+        let expected = payload.clone();
+        let writer = std::thread::spawn(move || a.send_bytes(&payload).unwrap());
+        assert_eq!(b.recv_bytes().unwrap(), expected);
+        writer.join().unwrap();
+    }
+
+    #[test]
+    fn eof_after_peer_closes_and_messages_before_it_survive() {
+        let (mut a, mut b) = pipe().unwrap();
+        a.send(&7u8).unwrap();
+        a.close().unwrap();
+        assert_eq!(b.recv::<u8>().unwrap(), 7);
+        assert_eq!(b.recv::<u8>().unwrap_err().kind(), ErrorKind::Eof);
+        assert!(b.poll(Some(Duration::ZERO)).unwrap(), "EOF counts as ready");
+    }
+
+    #[test]
+    fn send_to_closed_peer_is_eof() {
+        let (mut a, b) = pipe().unwrap();
+        drop(b);
+        assert_eq!(a.send_bytes(b"x").unwrap_err().kind(), ErrorKind::Eof);
+    }
+
+    #[test]
+    fn max_message_size_refuses_before_reading_and_keeps_message() {
+        let (mut a, mut b) = pipe().unwrap();
+        b.set_max_message_size(8);
+        a.send_bytes(&[7u8; 9]).unwrap();
+        let err = b.recv_bytes().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::MessageTooLarge);
+        assert!(err.to_string().contains("9 bytes"), "{err}");
+        let mut buf = [0u8; 16];
+        assert_eq!(
+            b.recv_bytes_into(&mut buf, 0).unwrap_err().kind(),
+            ErrorKind::MessageTooLarge
+        );
+        assert!(b.poll(Some(Duration::ZERO)).unwrap());
+        b.set_max_message_size(9);
+        assert_eq!(b.recv_bytes_into(&mut buf, 0).unwrap(), 9);
+        assert_eq!(&buf[..9], &[7u8; 9]);
+    }
+
+    #[test]
+    fn recv_bytes_into_checks_offset_before_reading() {
+        let (mut a, mut b) = pipe().unwrap();
+        a.send_bytes(b"abc").unwrap();
+        let mut buf = [0u8; 4];
+        let err = b.recv_bytes_into(&mut buf, 5).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        // Offset equal to the length is allowed (only empty messages fit).
+        let err = b.recv_bytes_into(&mut buf, 4).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::BufferTooShort);
+        assert_eq!(err.into_message().unwrap(), b"abc");
+    }
+
+    #[test]
+    fn one_way_pipe_refuses_wrong_direction() {
+        let (mut reader, mut writer) = one_way_pipe().unwrap();
+        assert!(reader.readable() && !reader.writable());
+        assert!(writer.writable() && !writer.readable());
+        assert_eq!(reader.send(&1u8).unwrap_err().kind(), ErrorKind::Closed);
+        assert_eq!(writer.recv_bytes().unwrap_err().kind(), ErrorKind::Closed);
+        assert_eq!(
+            writer.poll(Some(Duration::ZERO)).unwrap_err().kind(),
+            ErrorKind::Closed
+        );
+        writer.send(&5u16).unwrap();
+        assert_eq!(reader.recv::<u16>().unwrap(), 5);
+    }
+
+    #[test]
+    fn truncated_message_breaks_the_connection_for_good() {
+        let (a, mut b) = pipe().unwrap();
+        let raw = OwnedFd::from(a);
+        let sock = Socket::from_owned(raw);
+        sock.write(&[0, 0, 0, 10, 1, 2, 3]).unwrap();
+        drop(sock);
+        let err = b.recv_bytes().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Truncated);
+        assert!(err.to_string().contains("after 3"), "{err}");
+        assert_eq!(b.recv_bytes().unwrap_err().kind(), ErrorKind::Truncated);
+    }
+
+    #[test]
+    fn owned_fd_round_trip_keeps_the_stream() {
+        let (a, mut b) = pipe().unwrap();
+        let fd: OwnedFd = a.into();
+        let mut a = Connection::from(fd);
+        a.send_bytes(b"still here").unwrap();
+        assert_eq!(b.recv_bytes().unwrap(), b"still here");
+        assert_eq!(a.fileno(), a.as_raw_fd());
+        assert_eq!(a.as_fd().as_raw_fd(), a.fileno());
+    }
+
+    #[test]
+    fn poll_times_out_without_data() {
+        let (_a, b) = pipe().unwrap();
+        let start = std::time::Instant::now();
+        assert!(!b.poll(Some(Duration::from_millis(30))).unwrap());
+        assert!(start.elapsed() >= Duration::from_millis(30));
+    }
+
+    #[test]
+    fn encode_error_sends_nothing() {
+        struct Unencodable;
+        impl Serialize for Unencodable {
+            fn serialize<S: serde::Serializer>(&self, _: S) -> std::result::Result<S::Ok, S::Error> {
+                Err(serde::ser::Error::custom("refused"))
+            }
+        }
+        let (mut a, b) = pipe().unwrap();
+        assert_eq!(a.send(&Unencodable).unwrap_err().kind(), ErrorKind::Encode);
+        assert!(!b.poll(Some(Duration::ZERO)).unwrap());
+    }
+}

@@ -1,0 +1,287 @@
+//! The crate's one error type.
+//!
+//! Modelled on [`std::io::Error`]: a caller matches on [`ErrorKind`], and the
+//! error carries the context that explains it (sizes, the address involved)
+//! plus the underlying cause as its [`source`](std::error::Error::source).
+
+use std::fmt;
+use std::io;
+
+/// The category of an [`Error`], for callers that want to act on it.
+///
+/// # Examples
+///
+/// ```
+/// use connection::{pipe, ErrorKind};
+///
+/// let (mut a, b) = pipe()?;
+/// drop(b);
+/// let err = a.recv_bytes().unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::Eof);
+/// # Ok::<(), connection::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The other end closed cleanly and no message is left (Python's `EOFError`).
+    Eof,
+    /// The other end went away in the middle of a message. The bytes that
+    /// arrived are not a whole message and were discarded; nothing more can
+    /// be read from this connection.
+    Truncated,
+    /// A length header exceeded the limit of the receiving call
+    /// (`max_message_size`, or the `max_len` of
+    /// [`recv_bytes_max`](crate::Connection::recv_bytes_max)). The message is
+    /// left unread: the next receive gets it.
+    MessageTooLarge,
+    /// [`recv_bytes_into`](crate::Connection::recv_bytes_into) was given a
+    /// buffer too short for the message. The whole message is in the error:
+    /// see [`Error::into_message`].
+    BufferTooShort,
+    /// A value could not be encoded for [`send`](crate::Connection::send).
+    /// Nothing was written.
+    Encode,
+    /// A message did not decode as the requested type. The message was
+    /// consumed; the next one is readable.
+    Decode,
+    /// The connection was closed by [`close`](crate::Connection::close) on
+    /// this side, or this end cannot do the operation (reading from the write
+    /// end of a one-way pipe).
+    Closed,
+    /// A blocking wait was interrupted by a signal (for example Ctrl-C with
+    /// a handler installed). Retry, or act on the signal.
+    Interrupted,
+    /// A timeout elapsed.
+    TimedOut,
+    /// An argument was invalid (an offset past the end of a buffer, a
+    /// malformed address).
+    InvalidInput,
+    /// The peer failed authentication, or refused ours.
+    AuthenticationFailed,
+    /// The peer broke the protocol (for example an unexpected handshake message).
+    Protocol,
+    /// Any other operating-system error; see [`Error::io_error_kind`].
+    Io,
+}
+
+impl ErrorKind {
+    fn describe(self) -> &'static str {
+        match self {
+            ErrorKind::Eof => "end of file: the other end closed",
+            ErrorKind::Truncated => "the other end closed in the middle of a message",
+            ErrorKind::MessageTooLarge => "message too large",
+            ErrorKind::BufferTooShort => "buffer too short for the message",
+            ErrorKind::Encode => "value could not be encoded",
+            ErrorKind::Decode => "message could not be decoded",
+            ErrorKind::Closed => "connection is closed",
+            ErrorKind::Interrupted => "interrupted by a signal",
+            ErrorKind::TimedOut => "timed out",
+            ErrorKind::InvalidInput => "invalid input",
+            ErrorKind::AuthenticationFailed => "authentication failed",
+            ErrorKind::Protocol => "protocol error",
+            ErrorKind::Io => "I/O error",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.describe())
+    }
+}
+
+/// An error from this crate: a kind, a human-readable context and, where
+/// there is one, the underlying cause.
+///
+/// # Examples
+///
+/// ```
+/// use connection::{pipe, ErrorKind};
+///
+/// let (mut a, mut b) = pipe()?;
+/// a.send_bytes(b"a message of 23 bytes..")?;
+/// let mut small = [0u8; 4];
+/// let err = b.recv_bytes_into(&mut small, 0).unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::BufferTooShort);
+/// assert_eq!(err.into_message().unwrap(), b"a message of 23 bytes..");
+/// # Ok::<(), connection::Error>(())
+/// ```
+pub struct Error {
+    kind: ErrorKind,
+    context: String,
+    message: Option<Vec<u8>>,
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Creates an error of `kind` with a context message.
+    pub fn new(kind: ErrorKind, context: impl Into<String>) -> Error {
+        Error {
+            kind,
+            context: context.into(),
+            message: None,
+            source: None,
+        }
+    }
+
+    /// Attaches the underlying cause.
+    pub fn with_source(
+        mut self,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Error {
+        self.source = Some(source.into());
+        self
+    }
+
+    /// Adds context in front of the existing one, such as the address an
+    /// operation was about (`"connect to tcp:10.0.0.1:7000"`).
+    pub fn context(mut self, outer: impl fmt::Display) -> Error {
+        self.context = if self.context.is_empty() {
+            outer.to_string()
+        } else {
+            format!("{outer}: {}", self.context)
+        };
+        self
+    }
+
+    pub(crate) fn buffer_too_short(message: Vec<u8>, available: usize) -> Error {
+        let mut err = Error::new(
+            ErrorKind::BufferTooShort,
+            format!(
+                "message of {} bytes does not fit in the {available} bytes after the offset",
+                message.len()
+            ),
+        );
+        err.message = Some(message);
+        err
+    }
+
+    /// Wraps an I/O error, mapping the kinds this crate distinguishes.
+    pub(crate) fn io(err: io::Error, context: impl Into<String>) -> Error {
+        let kind = match err.kind() {
+            io::ErrorKind::Interrupted => ErrorKind::Interrupted,
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => ErrorKind::TimedOut,
+            _ => ErrorKind::Io,
+        };
+        Error::new(kind, context).with_source(err)
+    }
+
+    /// What kind of error this is.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// For an [`ErrorKind::Io`] error, the kind of the underlying
+    /// [`io::Error`], such as `ConnectionRefused` or `AddrInUse`.
+    pub fn io_error_kind(&self) -> Option<io::ErrorKind> {
+        self.source
+            .as_ref()?
+            .downcast_ref::<io::Error>()
+            .map(io::Error::kind)
+    }
+
+    /// For a [`ErrorKind::BufferTooShort`] error, the complete message that
+    /// did not fit (Python's `e.args[0]`).
+    pub fn into_message(self) -> Option<Vec<u8>> {
+        self.message
+    }
+
+    /// The complete message carried by a [`ErrorKind::BufferTooShort`] error.
+    pub fn message(&self) -> Option<&[u8]> {
+        self.message.as_deref()
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Error");
+        d.field("kind", &self.kind).field("context", &self.context);
+        if let Some(message) = &self.message {
+            d.field("message_len", &message.len());
+        }
+        if let Some(source) = &self.source {
+            d.field("source", source);
+        }
+        d.finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.context.is_empty() {
+            write!(f, "{}", self.kind)?;
+        } else {
+            write!(f, "{}: {}", self.kind, self.context)?;
+        }
+        if let Some(source) = &self.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_ref()
+            .map(|s| &**s as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<Error> for io::Error {
+    fn from(err: Error) -> io::Error {
+        let kind = match err.kind {
+            ErrorKind::Eof | ErrorKind::Truncated => io::ErrorKind::UnexpectedEof,
+            ErrorKind::Interrupted => io::ErrorKind::Interrupted,
+            ErrorKind::TimedOut => io::ErrorKind::TimedOut,
+            ErrorKind::InvalidInput => io::ErrorKind::InvalidInput,
+            ErrorKind::Decode | ErrorKind::Protocol => io::ErrorKind::InvalidData,
+            ErrorKind::Closed => io::ErrorKind::NotConnected,
+            ErrorKind::AuthenticationFailed => io::ErrorKind::PermissionDenied,
+            _ => err.io_error_kind().unwrap_or(io::ErrorKind::Other),
+        };
+        io::Error::new(kind, err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_includes_context_and_source() {
+        let err = Error::io(
+            io::Error::from(io::ErrorKind::ConnectionRefused),
+            "connect",
+        )
+        .context("tcp:127.0.0.1:1");
+        let text = err.to_string();
+        assert!(text.starts_with("I/O error: tcp:127.0.0.1:1: connect"), "{text}");
+        assert_eq!(err.io_error_kind(), Some(io::ErrorKind::ConnectionRefused));
+        assert!(std::error::Error::source(&err).is_some());
+    }
+
+    #[test]
+    fn interrupted_io_maps_to_interrupted_kind() {
+        let err = Error::io(io::Error::from(io::ErrorKind::Interrupted), "poll");
+        assert_eq!(err.kind(), ErrorKind::Interrupted);
+        let back: io::Error = err.into();
+        assert_eq!(back.kind(), io::ErrorKind::Interrupted);
+    }
+
+    #[test]
+    fn buffer_too_short_keeps_message() {
+        let err = Error::buffer_too_short(vec![1, 2, 3], 2);
+        assert_eq!(err.message(), Some(&[1u8, 2, 3][..]));
+        assert!(err.to_string().contains("3 bytes"));
+    }
+
+    #[test]
+    fn error_is_send_sync() {
+        fn assert_send_sync<T: Send + Sync + 'static>() {}
+        assert_send_sync::<Error>();
+    }
+}

@@ -1,0 +1,249 @@
+//! The wire format: where a message is framed.
+//!
+//! A message is a 4-byte big-endian signed length followed by that many
+//! payload bytes. A payload of 2^31 bytes or more is announced by the length
+//! `-1` followed by an 8-byte big-endian unsigned length. This is byte for
+//! byte what CPython's `multiprocessing.connection` writes and reads.
+//!
+//! Small messages go out as a single write of header and payload, as CPython
+//! does, so that TCP's Nagle algorithm never holds back a lone header. Large
+//! ones are written with a vectored write, so the payload is never copied
+//! just to put a header in front of it.
+
+use std::io::{self, IoSlice, Read};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::sys::Socket;
+
+/// Payloads up to this size are copied next to their header and sent in one
+/// write (CPython's threshold too).
+const SMALL_MESSAGE: usize = 16 * 1024;
+
+/// Largest payload announced with the 4-byte form of the header.
+const SHORT_FORM_MAX: usize = i32::MAX as usize;
+
+/// How much a receive allocates ahead of the bytes that have arrived. A
+/// hostile length header can cost at most this much memory before the peer
+/// has to actually send the bytes.
+const ALLOCATION_CHUNK: usize = 1 << 20;
+
+/// Room for the longest header, kept free in front of a payload so that the
+/// header can be written in place (see [`write_reserved`]).
+pub(crate) const HEADER_ROOM: usize = 12;
+
+/// Writes the header for a `len`-byte payload into the end of `room` and
+/// returns how many bytes of `room` it used.
+fn put_header(len: usize, room: &mut [u8; HEADER_ROOM]) -> usize {
+    if len <= SHORT_FORM_MAX {
+        room[8..].copy_from_slice(&(len as i32).to_be_bytes());
+        4
+    } else {
+        room[..4].copy_from_slice(&(-1i32).to_be_bytes());
+        room[4..].copy_from_slice(&(len as u64).to_be_bytes());
+        12
+    }
+}
+
+/// Sends `buf[HEADER_ROOM..]` as one message, writing its header into the
+/// room in front of it so that header and payload go out in a single write.
+pub(crate) fn write_reserved(socket: &Socket, buf: &mut [u8]) -> io::Result<()> {
+    let len = buf.len() - HEADER_ROOM;
+    let room: &mut [u8; HEADER_ROOM] = (&mut buf[..HEADER_ROOM]).try_into().expect("room");
+    let used = put_header(len, room);
+    write_all(socket, &mut [IoSlice::new(&buf[HEADER_ROOM - used..])])
+}
+
+/// Sends `payload` as one message. `scratch` is reused to join header and
+/// payload of a small message.
+pub(crate) fn write_message(socket: &Socket, payload: &[u8], scratch: &mut Vec<u8>) -> io::Result<()> {
+    let mut room = [0u8; HEADER_ROOM];
+    let used = put_header(payload.len(), &mut room);
+    let header = &room[HEADER_ROOM - used..];
+    if payload.len() <= SMALL_MESSAGE {
+        scratch.clear();
+        scratch.extend_from_slice(header);
+        scratch.extend_from_slice(payload);
+        write_all(socket, &mut [IoSlice::new(scratch)])
+    } else {
+        write_all(socket, &mut [IoSlice::new(header), IoSlice::new(payload)])
+    }
+}
+
+fn write_all(socket: &Socket, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
+    while !bufs.is_empty() {
+        match socket.write_vectored(bufs) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
+}
+
+/// Reads until `buf` is full. Returns how many bytes arrived before end of
+/// file if it came first.
+fn read_full(socket: &Socket, buf: &mut [u8]) -> Result<Option<usize>> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match socket.read(&mut buf[filled..]) {
+            Ok(0) => return Ok(Some(filled)),
+            Ok(n) => filled += n,
+            // Inside a message a signal must not cost us our place in the
+            // stream: retry rather than return with half a message read.
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(Error::io(err, "receive")),
+        }
+    }
+    Ok(None)
+}
+
+fn truncated(what: &str, expected: u64, got: usize) -> Error {
+    Error::new(
+        ErrorKind::Truncated,
+        format!("{what}: expected {expected} bytes, the other end closed after {got}"),
+    )
+}
+
+/// Reads a message header and returns the payload length. A clean end of
+/// file before the first byte is [`ErrorKind::Eof`].
+pub(crate) fn read_header(socket: &Socket) -> Result<u64> {
+    let mut short = [0u8; 4];
+    match read_full(socket, &mut short)? {
+        None => {}
+        Some(0) => return Err(Error::new(ErrorKind::Eof, "")),
+        Some(got) => return Err(truncated("message header", 4, got)),
+    }
+    match i32::from_be_bytes(short) {
+        len @ 0.. => Ok(len as u64),
+        -1 => {
+            let mut long = [0u8; 8];
+            if let Some(got) = read_full(socket, &mut long)? {
+                return Err(truncated("long message header", 12, 4 + got));
+            }
+            Ok(u64::from_be_bytes(long))
+        }
+        other => Err(Error::new(
+            ErrorKind::Protocol,
+            format!("invalid message length {other} in header"),
+        )),
+    }
+}
+
+/// Reads a `len`-byte payload into `buf`, which must be exactly that long.
+pub(crate) fn read_payload_into(socket: &Socket, buf: &mut [u8]) -> Result<()> {
+    match read_full(socket, buf)? {
+        None => Ok(()),
+        Some(got) => Err(truncated("message", buf.len() as u64, got)),
+    }
+}
+
+/// Reads a `len`-byte payload, replacing the contents of `out`. Memory grows
+/// with the bytes that actually arrive, never ahead of them by more than
+/// [`ALLOCATION_CHUNK`], whatever length the header claimed.
+pub(crate) fn read_payload(socket: &Socket, len: usize, out: &mut Vec<u8>) -> Result<()> {
+    out.clear();
+    out.reserve_exact(len.min(ALLOCATION_CHUNK));
+    // `read_to_end` grows the buffer geometrically from what has arrived,
+    // retries on EINTR and does not zero-fill memory before reading into it.
+    let got = loop {
+        match socket.take(len as u64).read_to_end(out) {
+            Ok(_) => break out.len(),
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(Error::io(err, "receive")),
+        }
+    };
+    if got < len {
+        out.clear();
+        return Err(truncated("message", len as u64, got));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header_of(len: usize) -> Vec<u8> {
+        let mut room = [0u8; HEADER_ROOM];
+        let used = put_header(len, &mut room);
+        room[HEADER_ROOM - used..].to_vec()
+    }
+
+    #[test]
+    fn short_header_matches_cpython() {
+        // struct.pack("!i", 9)
+        assert_eq!(header_of(9), [0, 0, 0, 9]);
+        assert_eq!(header_of(SHORT_FORM_MAX), [0x7f, 0xff, 0xff, 0xff]);
+    }
+
+    #[test]
+    fn long_header_matches_cpython() {
+        // struct.pack("!i", -1) + struct.pack("!Q", 2**31)
+        assert_eq!(
+            header_of(1 << 31),
+            [0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0x80, 0, 0, 0]
+        );
+    }
+
+    #[test]
+    fn small_message_is_one_write_of_header_and_payload() {
+        let (a, b) = Socket::pair().unwrap();
+        let mut scratch = Vec::new();
+        write_message(&a, b"thank you", &mut scratch).unwrap();
+        let mut raw = [0u8; 64];
+        let n = b.read(&mut raw).unwrap();
+        assert_eq!(&raw[..n], b"\0\0\0\x09thank you");
+    }
+
+    #[test]
+    fn reserved_write_puts_header_in_place() {
+        let (a, b) = Socket::pair().unwrap();
+        let mut buf = vec![0u8; HEADER_ROOM];
+        buf.extend_from_slice(b"xyz");
+        write_reserved(&a, &mut buf).unwrap();
+        let len = read_header(&b).unwrap();
+        let mut out = Vec::new();
+        read_payload(&b, len as usize, &mut out).unwrap();
+        assert_eq!(out, b"xyz");
+    }
+
+    #[test]
+    fn long_form_header_is_read() {
+        let (a, b) = Socket::pair().unwrap();
+        a.write(&[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 3])
+            .unwrap();
+        assert_eq!(read_header(&b).unwrap(), 3);
+    }
+
+    #[test]
+    fn negative_length_other_than_minus_one_is_protocol_error() {
+        let (a, b) = Socket::pair().unwrap();
+        a.write(&(-2i32).to_be_bytes()).unwrap();
+        assert_eq!(read_header(&b).unwrap_err().kind(), ErrorKind::Protocol);
+    }
+
+    #[test]
+    fn eof_before_header_is_clean_eof_and_partial_header_is_truncated() {
+        let (a, b) = Socket::pair().unwrap();
+        drop(a);
+        assert_eq!(read_header(&b).unwrap_err().kind(), ErrorKind::Eof);
+
+        let (a, b) = Socket::pair().unwrap();
+        a.write(&[0, 0]).unwrap();
+        drop(a);
+        assert_eq!(read_header(&b).unwrap_err().kind(), ErrorKind::Truncated);
+    }
+
+    #[test]
+    fn huge_claimed_length_allocates_only_a_chunk() {
+        let (a, b) = Socket::pair().unwrap();
+        a.write(b"only eleven").unwrap();
+        drop(a);
+        let mut out = Vec::new();
+        let err = read_payload(&b, 1 << 40, &mut out).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Truncated);
+        assert!(err.to_string().contains("after 11"), "{err}");
+        assert!(out.capacity() <= ALLOCATION_CHUNK * 2, "{}", out.capacity());
+    }
+}

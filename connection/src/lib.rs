@@ -1,0 +1,103 @@
+//! Message-oriented connections between threads and processes: the
+//! Connection objects of Python's `processing` package (later
+//! `multiprocessing.connection`), for Rust.
+//!
+//! A [`Connection`] is one end of a connected socket that carries whole
+//! messages: raw bytes with [`send_bytes`](Connection::send_bytes) /
+//! [`recv_bytes`](Connection::recv_bytes), or any serde-serializable value
+//! with [`send`](Connection::send) / [`recv`](Connection::recv).
+//!
+//! # Example
+//!
+//! The original documentation's tour, in Rust:
+//!
+//! ```
+//! use connection::pipe;
+//!
+//! let (mut a, mut b) = pipe()?;
+//! a.send(&(1, "hello", None::<()>))?;
+//! let list: (i32, String, Option<()>) = b.recv()?;
+//! assert_eq!(list, (1, "hello".to_string(), None));
+//!
+//! b.send_bytes(b"thank you")?;
+//! assert_eq!(a.recv_bytes()?, b"thank you");
+//!
+//! // recv_bytes_into an i32 buffer: the bytes of five i32s land at the start.
+//! let arr1: Vec<i32> = (0..5).collect();
+//! let bytes: Vec<u8> = arr1.iter().flat_map(|i| i.to_ne_bytes()).collect();
+//! a.send_bytes(&bytes)?;
+//! let mut arr2 = [0u8; 10 * 4];
+//! let count = b.recv_bytes_into(&mut arr2, 0)?;
+//! assert_eq!(count, arr1.len() * std::mem::size_of::<i32>());
+//! let arr2: Vec<i32> = arr2
+//!     .chunks_exact(4)
+//!     .map(|c| i32::from_ne_bytes(c.try_into().unwrap()))
+//!     .collect();
+//! assert_eq!(arr2, [0, 1, 2, 3, 4, 0, 0, 0, 0, 0]);
+//! # Ok::<(), connection::Error>(())
+//! ```
+//!
+//! # Wire format
+//!
+//! Every message is a 4-byte big-endian signed length followed by the
+//! payload. A payload of 2^31 bytes or more is announced by the length `-1`
+//! followed by an 8-byte big-endian unsigned length. This is byte for byte
+//! what CPython's `multiprocessing.connection` writes, so byte messages
+//! interoperate with Python peers. A value sent with
+//! [`send`](Connection::send) is one message whose payload is the value's
+//! bincode (serde) encoding; Python cannot read those (it expects pickles),
+//! so talk to Python with bytes.
+//!
+//! # Errors and what they leave behind
+//!
+//! Every fallible call returns [`Error`], whose [`ErrorKind`] says what
+//! happened and what state the connection is in:
+//!
+//! - [`ErrorKind::Eof`]: the other end closed cleanly; nothing was lost.
+//! - [`ErrorKind::Truncated`]: the other end went away in the middle of a
+//!   message, for example because its process was killed while sending.
+//!   The partial message is discarded, never returned as a value, and the
+//!   connection refuses further receives with the same kind: once a message
+//!   is cut short its end cannot be known, so nothing after it could be
+//!   trusted. (The original documentation warns that a pipe "is likely to
+//!   become corrupted"; this is what that means precisely.)
+//! - [`ErrorKind::MessageTooLarge`]: a length header exceeded the
+//!   connection's [`max_message_size`](Connection::max_message_size)
+//!   (default [`DEFAULT_MAX_MESSAGE_SIZE`], 1 GiB) or a caller's limit. It
+//!   is refused before any memory is set aside for it, and the message is
+//!   left unread, so a larger limit gets it. Whatever a header claims, a
+//!   receive allocates no more than the bytes that actually arrived plus a
+//!   1 MiB chunk.
+//! - [`ErrorKind::Decode`]: a message was not the type asked for. It was
+//!   consumed; the next message is readable.
+//! - [`ErrorKind::BufferTooShort`]: the message did not fit the caller's
+//!   buffer; the error carries all of it.
+//!
+//! No input from a peer makes this crate panic.
+//!
+//! # Processes
+//!
+//! Pass an end to a child process (spawned with exec, not only forked) with
+//! [`Connection::pass_to_child`]; the child rebuilds it with
+//! [`Connection::from_env`].
+//!
+//! # Security
+//!
+//! [`recv`](Connection::recv) decodes whatever the peer sent. Decoding
+//! cannot run code (unlike Python's pickle), but a hostile peer can still
+//! feed a program values it did not expect. Only receive values from a peer
+//! you trust: the other end of a [`pipe`], or a peer that passed
+//! authentication.
+
+mod codec;
+mod connection;
+mod error;
+mod frame;
+mod inherit;
+mod pipe;
+mod sys;
+
+pub use crate::codec::{decode, encode};
+pub use crate::connection::{Connection, DEFAULT_MAX_MESSAGE_SIZE};
+pub use crate::error::{Error, ErrorKind, Result};
+pub use crate::pipe::{one_way_pipe, pipe};

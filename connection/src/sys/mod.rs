@@ -1,0 +1,10 @@
+//! Platform code. Everything that calls the operating system directly lives
+//! below here, so that another platform is one more module.
+
+#[cfg(unix)]
+mod unix;
+#[cfg(unix)]
+pub(crate) use unix::*;
+
+#[cfg(not(unix))]
+compile_error!("the connection crate supports Unix-like systems only for now");
