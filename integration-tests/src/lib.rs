@@ -1,0 +1,52 @@
+//! Helpers shared by the tests in `tests/`. The peer programs those tests
+//! start live in `src/bin/`; Cargo builds them before the tests and names
+//! their paths in `CARGO_BIN_EXE_<name>`.
+
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+/// The machine's `python3`, if there is one. Tests that talk to CPython
+/// call this and skip, saying so on stderr, only where it is missing.
+pub fn python3() -> Option<&'static str> {
+    let found = Command::new("python3")
+        .arg("--version")
+        .output()
+        .map(|out| out.status.success())
+        .unwrap_or(false);
+    if found {
+        Some("python3")
+    } else {
+        eprintln!("python3 not found: skipping the CPython side of this test");
+        None
+    }
+}
+
+/// Waits for `child` to exit, for at most `limit`; kills it and panics if it
+/// does not, so that a test never hangs on a stuck peer.
+pub fn wait_with_deadline(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("child {} did not exit within {limit:?}", child.id());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Whether a process with this pid still exists (and is not a zombie we
+/// could reap: callers reap their own children first).
+pub fn process_alive(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state is the field after the parenthesised command name.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next());
+    !matches!(state, Some("Z") | Some("X") | None)
+}
