@@ -1,0 +1,134 @@
+//! What every example program shares on its command line, and how it
+//! reports its timings.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+/// The options every crunching example takes; flatten it into the
+/// program's own `clap` arguments with `#[command(flatten)]`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct Common {
+    /// Worker processes to start [default: one per CPU core]
+    #[arg(long, short = 'w', value_name = "N", value_parser = parse_workers)]
+    pub workers: Option<usize>,
+
+    /// Show no progress bar (there is none anyway when stderr is not a
+    /// terminal)
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+
+    /// Skip the serial run that the parallel run is compared with
+    #[arg(long)]
+    pub no_serial: bool,
+}
+
+impl Common {
+    /// The number of workers asked for, or one per CPU core.
+    pub fn workers(&self) -> usize {
+        self.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        })
+    }
+}
+
+/// The most workers a program accepts: far more than any machine's cores,
+/// but few enough that a typo (`-w 10000`) cannot exhaust the process table.
+pub const MAX_WORKERS: usize = 512;
+
+fn parse_workers(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if (1..=MAX_WORKERS).contains(&n) => Ok(n),
+        _ => Err(format!("expected a whole number from 1 to {MAX_WORKERS}")),
+    }
+}
+
+/// Runs `work` and returns its result with the wall time it took.
+pub fn timed<T>(work: impl FnOnce() -> T) -> (T, Duration) {
+    let start = Instant::now();
+    let value = work();
+    (value, start.elapsed())
+}
+
+/// Timings of a run: the parallel wall time, and the serial time it beat
+/// when that was measured. Displays as the lines the programs print.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use examples::cli::Report;
+///
+/// let report = Report {
+///     workers: 2,
+///     parallel: Duration::from_millis(1000),
+///     serial: Some(Duration::from_millis(1900)),
+/// };
+/// assert_eq!(
+///     report.to_string(),
+///     "parallel: 1.000 s with 2 workers\nserial:   1.900 s\nspeed-up: 1.90x"
+/// );
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Report {
+    /// Worker processes of the parallel run.
+    pub workers: usize,
+    /// Wall time of the parallel run, starting the pool included.
+    pub parallel: Duration,
+    /// Wall time of the same work done serially in this process, if run.
+    pub serial: Option<Duration>,
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let plural = if self.workers == 1 { "" } else { "s" };
+        write!(
+            f,
+            "parallel: {:.3} s with {} worker{plural}",
+            self.parallel.as_secs_f64(),
+            self.workers
+        )?;
+        if let Some(serial) = self.serial {
+            write!(f, "\nserial:   {:.3} s", serial.as_secs_f64())?;
+            let parallel = self.parallel.as_secs_f64();
+            if parallel > 0.0 {
+                write!(f, "\nspeed-up: {:.2}x", serial.as_secs_f64() / parallel)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser, Debug)]
+    struct Args {
+        #[command(flatten)]
+        common: Common,
+    }
+
+    #[test]
+    fn workers_flag_is_checked_by_clap() {
+        let args = Args::try_parse_from(["prog", "--workers", "3"]).unwrap();
+        assert_eq!(args.common.workers(), 3);
+        for bad in ["0", "-1", "lots", "100000"] {
+            let flag = format!("--workers={bad}");
+            let err = Args::try_parse_from(["prog", flag.as_str()]).unwrap_err();
+            assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation, "{bad}");
+        }
+        let args = Args::try_parse_from(["prog", "-q"]).unwrap();
+        assert!(args.common.quiet && args.common.workers() >= 1);
+    }
+
+    #[test]
+    fn report_without_serial_is_one_line() {
+        let report = Report {
+            workers: 1,
+            parallel: Duration::from_millis(1500),
+            serial: None,
+        };
+        assert_eq!(report.to_string(), "parallel: 1.500 s with 1 worker");
+    }
+}

@@ -1,0 +1,91 @@
+//! Monte-carlo estimation of pi: the kernel behind the `pi` program.
+//!
+//! Throw darts uniformly at the unit square; the fraction that lands inside
+//! the quarter circle `x^2 + y^2 < 1` tends to pi/4. A run is split into
+//! batches; batch `i` draws from its own generator seeded with
+//! [`stream_seed(seed, i)`](crate::rng::stream_seed), so the total depends
+//! on the seed and the batch sizes only: not on how many workers there are
+//! nor on which of them ran which batch.
+
+use serde::{Deserialize, Serialize};
+
+use crate::rng::{stream_seed, SplitMix64};
+
+/// One batch of darts: how many, and the seed of its own generator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batch {
+    /// The generator's seed for this batch.
+    pub seed: u64,
+    /// How many darts to throw.
+    pub darts: u64,
+}
+
+/// The batches of a run of `batches` batches of `darts_per_batch` darts,
+/// seeded from `seed`.
+///
+/// # Examples
+///
+/// ```
+/// let plan = examples::pi::plan(42, 3, 1000);
+/// assert_eq!(plan.len(), 3);
+/// assert_eq!(plan, examples::pi::plan(42, 3, 1000));
+/// ```
+pub fn plan(seed: u64, batches: u64, darts_per_batch: u64) -> Vec<Batch> {
+    (0..batches)
+        .map(|i| Batch {
+            seed: stream_seed(seed, i),
+            darts: darts_per_batch,
+        })
+        .collect()
+}
+
+/// Throws the batch's darts and returns how many landed inside the quarter
+/// circle.
+///
+/// # Examples
+///
+/// ```
+/// use examples::pi::{hits, Batch};
+///
+/// let batch = Batch { seed: 1, darts: 100_000 };
+/// let estimate = 4.0 * hits(batch) as f64 / 100_000.0;
+/// assert!((estimate - std::f64::consts::PI).abs() < 0.05);
+/// assert_eq!(hits(batch), hits(batch));
+/// ```
+pub fn hits(batch: Batch) -> u64 {
+    let mut rng = SplitMix64::new(batch.seed);
+    let mut inside = 0;
+    for _ in 0..batch.darts {
+        let (x, y) = (rng.next_f64(), rng.next_f64());
+        inside += u64::from(x * x + y * y < 1.0);
+    }
+    inside
+}
+
+/// The estimate of pi from `inside` hits out of `darts` darts.
+pub fn estimate(inside: u64, darts: u64) -> f64 {
+    4.0 * inside as f64 / darts as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn estimate_converges_and_batches_differ() {
+        let plan = plan(2024, 8, 50_000);
+        let counts: Vec<u64> = plan.iter().copied().map(hits).collect();
+        // Distinct seeds give distinct streams, so the counts differ.
+        assert!(counts.windows(2).any(|w| w[0] != w[1]), "{counts:?}");
+        let pi = estimate(counts.iter().sum(), 8 * 50_000);
+        // 400k darts: the standard error is about 0.0026.
+        assert!((pi - std::f64::consts::PI).abs() < 0.02, "{pi}");
+    }
+
+    #[test]
+    fn seed_changes_the_result() {
+        let total = |seed| plan(seed, 4, 10_000).into_iter().map(hits).sum::<u64>();
+        assert_eq!(total(1), total(1));
+        assert_ne!(total(1), total(2));
+    }
+}
