@@ -37,6 +37,36 @@
 //! # Ok::<(), connection::Error>(())
 //! ```
 //!
+//! # Listeners and clients
+//!
+//! Besides pipes, connections come from a [`Listener`] bound to an
+//! [`Address`] (a Unix socket path, a Linux abstract name, or TCP) and a
+//! [`Client`] that connects to it, as in Python's
+//! `multiprocessing.connection`. With an authkey both ends run CPython's
+//! challenge-response handshake, so either end can be a Python process.
+//! [`wait`] watches several connections and listeners at once.
+//!
+//! ```
+//! use connection::{Address, Client, Listener};
+//!
+//! let mut listener = Listener::builder()
+//!     .authkey(b"shared secret")
+//!     .bind(&Address::localhost(0))?; // port 0: any free port
+//! let address = listener.address().clone(); // now with the real port
+//!
+//! let client = std::thread::spawn(move || -> connection::Result<String> {
+//!     let mut conn = Client::connect_with_authkey(&address, b"shared secret")?;
+//!     conn.send(&("add", 2, 3))?;
+//!     conn.recv()
+//! });
+//!
+//! let mut conn = listener.accept()?; // authenticated, or an error
+//! let (op, a, b): (String, i32, i32) = conn.recv()?;
+//! conn.send(&format!("{op} -> {}", a + b))?;
+//! assert_eq!(client.join().unwrap()?, "add -> 5");
+//! # Ok::<(), connection::Error>(())
+//! ```
+//!
 //! # Wire format
 //!
 //! Every message is a 4-byte big-endian signed length followed by the
@@ -88,16 +118,49 @@
 //! feed a program values it did not expect. Only receive values from a peer
 //! you trust: the other end of a [`pipe`], or a peer that passed
 //! authentication.
+//!
+//! ## What authentication protects, and what it does not
+//!
+//! With an authkey, [`Listener::accept`] and [`Client`] run CPython's
+//! mutual HMAC challenge-response: each side proves it knows the key
+//! without sending it, so a peer without the key never gets a
+//! [`Connection`], and neither side talks to an impostor. Random
+//! challenges stop replays of an old handshake. The default scheme is
+//! HMAC-SHA256; HMAC-MD5 is accepted from Python 3.11 and older unless
+//! [`strict`](ListenerBuilder::strict) mode is on. Nothing a peer sends is
+//! decoded before the handshake succeeds, handshake messages are capped at
+//! 256 bytes, and the handshake has a deadline, so a silent peer cannot
+//! hold a listener for long.
+//!
+//! Authentication covers only who is at the other end when the
+//! connection opens. There is no encryption and no integrity protection
+//! afterwards: anyone who can watch or alter the traffic sees and can
+//! change every message. Use TCP only on trusted networks or through a
+//! tunnel (SSH, WireGuard, TLS terminator); prefer Unix sockets, which the
+//! file permissions of their directory protect, on one machine. Without an
+//! authkey there is no handshake at all, like CPython, and a TCP listener
+//! logs a warning. The rule of the previous paragraph stands: never
+//! [`recv`](Connection::recv) values from a peer that has not
+//! authenticated.
 
+mod address;
+mod auth;
+mod client;
 mod codec;
 mod connection;
 mod error;
 mod frame;
 mod inherit;
+mod listener;
 mod pipe;
 mod sys;
+mod wait;
 
+pub use crate::address::Address;
+pub use crate::client::{Client, ClientBuilder, DEFAULT_CLIENT_HANDSHAKE_TIMEOUT};
 pub use crate::codec::{decode, encode};
 pub use crate::connection::{Connection, DEFAULT_MAX_MESSAGE_SIZE};
 pub use crate::error::{Error, ErrorKind, Result};
+pub use crate::listener::{Listener, ListenerBuilder, DEFAULT_BACKLOG, DEFAULT_HANDSHAKE_TIMEOUT};
 pub use crate::pipe::{one_way_pipe, pipe};
+pub use crate::wait::wait;

@@ -65,13 +65,7 @@ impl Socket {
     /// Reads what is available, at most `buf.len()` bytes; 0 means end of file.
     pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         // SAFETY: the pointer and length describe `buf`, writable for the call.
-        cvt_size(unsafe {
-            libc::read(
-                self.0.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-            )
-        })
+        cvt_size(unsafe { libc::read(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) })
     }
 
     /// Writes some of `bufs`. `MSG_NOSIGNAL` turns a vanished peer into
@@ -154,6 +148,16 @@ pub(crate) fn set_cloexec(fd: RawFd, cloexec: bool) -> io::Result<()> {
     }
 }
 
+/// Sets the length of a listening socket's queue of connections not yet
+/// accepted. Neither std nor `interprocess` takes a backlog when binding;
+/// on Linux (and the BSDs) calling `listen` again on a listening socket
+/// updates its backlog, so this runs right after binding.
+pub(crate) fn listen(fd: BorrowedFd<'_>, backlog: libc::c_int) -> io::Result<()> {
+    // SAFETY: plain syscall on a borrowed, open descriptor; a descriptor
+    // that is no socket gives ENOTSOCK, not undefined behaviour.
+    cvt(unsafe { libc::listen(fd.as_raw_fd(), backlog) }).map(drop)
+}
+
 /// Readiness of one descriptor in [`poll`].
 #[derive(Clone, Copy, Debug)]
 #[repr(transparent)]
@@ -211,6 +215,59 @@ pub(crate) fn poll(fds: &mut [PollFd], timeout: Option<Duration>) -> io::Result<
             Some(Some(deadline)) if Instant::now() < deadline => continue,
             None | Some(None) => continue,
             _ => return Ok(0),
+        }
+    }
+}
+
+/// Test support: sends `SIGURG`, with a do-nothing handler installed
+/// without `SA_RESTART`, to the thread that made it, every 10 ms until
+/// dropped, so that a blocking call there sees `EINTR`.
+#[cfg(test)]
+pub(crate) struct SignalPester {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+#[cfg(test)]
+impl SignalPester {
+    pub(crate) fn start() -> SignalPester {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        extern "C" fn ignore(_: libc::c_int) {}
+        // SAFETY: sigaction is plain data, zeroed is a valid empty action;
+        // the handler does nothing, so it is async-signal-safe. Nothing
+        // else in the test binary uses SIGURG.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = ignore as extern "C" fn(libc::c_int) as usize;
+            cvt(libc::sigaction(libc::SIGURG, &action, std::ptr::null_mut())).unwrap();
+        }
+        // SAFETY: pthread_self has no preconditions.
+        let target = unsafe { libc::pthread_self() };
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let thread = std::thread::spawn({
+            let stop = stop.clone();
+            move || {
+                while !stop.load(Ordering::SeqCst) {
+                    // SAFETY: the target thread outlives this one: it joins
+                    // us in drop before it can exit.
+                    unsafe { libc::pthread_kill(target, libc::SIGURG) };
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        });
+        SignalPester {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+#[cfg(test)]
+impl Drop for SignalPester {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
     }
 }

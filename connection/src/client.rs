@@ -1,0 +1,250 @@
+//! [`Client`]: connects to a [`Listener`](crate::Listener) (or to CPython's),
+//! authenticating with an authkey when given one.
+
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use interprocess::local_socket::ConnectOptions;
+use interprocess::os::unix::uds_local_socket;
+use interprocess::ConnectWaitMode;
+
+use crate::address::Address;
+use crate::auth::Handshake;
+use crate::connection::{Connection, DEFAULT_MAX_MESSAGE_SIZE};
+use crate::error::{Error, Result};
+use crate::sys::Socket;
+
+/// How long a client waits for the listener's side of the handshake unless
+/// told otherwise: 30 seconds. Longer than a listener's default
+/// [handshake timeout](crate::DEFAULT_HANDSHAKE_TIMEOUT), because a
+/// listener busy with other peers (accepting one at a time) may take a
+/// while to get to us.
+pub const DEFAULT_CLIENT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The connecting side, like CPython's `multiprocessing.connection.Client`.
+/// Never instantiated: [`Client::connect`] and friends return a
+/// [`Connection`], and [`Client::builder`] sets options.
+///
+/// # Examples
+///
+/// ```
+/// use connection::{Client, ErrorKind, Listener};
+///
+/// // Abstract names are machine-wide: make this one unique to the process.
+/// let name = format!("abstract:connection-doc-client-{}", std::process::id());
+/// let mut listener = Listener::builder().authkey(b"key").bind(&name.parse()?)?;
+/// let address = listener.address().clone();
+/// let server = std::thread::spawn(move || -> connection::Result<()> {
+///     listener.accept()?.send_bytes(b"hi")
+/// });
+/// let mut conn = Client::connect_with_authkey(&address, b"key")?;
+/// assert_eq!(conn.recv_bytes()?, b"hi");
+/// server.join().unwrap()?;
+///
+/// // Nothing listens here any more.
+/// let err = Client::connect(&address).unwrap_err();
+/// assert!(err.to_string().contains(&name), "{err}");
+/// # Ok::<(), connection::Error>(())
+/// ```
+#[derive(Debug)]
+pub enum Client {}
+
+impl Client {
+    /// Connects to `address` without authentication.
+    pub fn connect(address: &Address) -> Result<Connection> {
+        ClientBuilder::default().connect(address)
+    }
+
+    /// Connects to `address` and authenticates with `authkey`; a listener
+    /// with another key makes this fail with
+    /// [`ErrorKind::AuthenticationFailed`](crate::ErrorKind::AuthenticationFailed).
+    pub fn connect_with_authkey(address: &Address, authkey: &[u8]) -> Result<Connection> {
+        ClientBuilder::default().authkey(authkey).connect(address)
+    }
+
+    /// Options for connecting.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+}
+
+/// Options for connecting; made by [`Client::builder`].
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use connection::{Address, Client, ErrorKind, Listener};
+///
+/// // A listener that never accepts: the handshake cannot complete.
+/// let listener = Listener::builder().authkey(b"k").bind(&Address::localhost(0))?;
+/// let err = Client::builder()
+///     .authkey(b"k")
+///     .connect_timeout(Some(Duration::from_secs(5)))
+///     .handshake_timeout(Some(Duration::from_millis(100)))
+///     .strict(true)
+///     .connect(listener.address())
+///     .unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::TimedOut);
+/// # Ok::<(), connection::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct ClientBuilder {
+    authkey: Option<Vec<u8>>,
+    connect_timeout: Option<Duration>,
+    handshake_timeout: Option<Duration>,
+    strict: bool,
+    max_message_size: u64,
+}
+
+impl Default for ClientBuilder {
+    fn default() -> ClientBuilder {
+        ClientBuilder {
+            authkey: None,
+            connect_timeout: None,
+            handshake_timeout: Some(DEFAULT_CLIENT_HANDSHAKE_TIMEOUT),
+            strict: false,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+        }
+    }
+}
+
+impl ClientBuilder {
+    /// Authenticate with this key (the listener's must match).
+    pub fn authkey(mut self, key: impl AsRef<[u8]>) -> ClientBuilder {
+        self.authkey = Some(key.as_ref().to_vec());
+        self
+    }
+
+    /// How long establishing the connection may take, for each address a
+    /// host name resolves to (default `None`: as long as the OS allows).
+    pub fn connect_timeout(mut self, timeout: Option<Duration>) -> ClientBuilder {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long the whole handshake may take (default
+    /// [`DEFAULT_CLIENT_HANDSHAKE_TIMEOUT`]; `None` waits forever).
+    pub fn handshake_timeout(mut self, timeout: Option<Duration>) -> ClientBuilder {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Refuse a listener that authenticates with HMAC-MD5, which includes
+    /// every Python 3.11 or older (default: accept it).
+    pub fn strict(mut self, strict: bool) -> ClientBuilder {
+        self.strict = strict;
+        self
+    }
+
+    /// The [`max_message_size`](Connection::max_message_size) of the connection.
+    pub fn max_message_size(mut self, bytes: u64) -> ClientBuilder {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// Connects to `address` and, with an authkey, authenticates. Errors
+    /// name the address: a refused connection is [`ErrorKind::Io`] with
+    /// [`io_error_kind`](Error::io_error_kind) `ConnectionRefused`.
+    ///
+    /// [`ErrorKind::Io`]: crate::ErrorKind::Io
+    pub fn connect(&self, address: &Address) -> Result<Connection> {
+        let fd = connect_socket(address, self.connect_timeout)
+            .map_err(|err| explain_connect_error(err, address).context(address))?;
+        let socket = Socket::from_owned(fd);
+        if let Some(key) = &self.authkey {
+            let deadline = self
+                .handshake_timeout
+                .and_then(|t| Instant::now().checked_add(t));
+            let handshake = Handshake {
+                socket: &socket,
+                key,
+                strict: self.strict,
+                deadline,
+            };
+            handshake
+                .as_client()
+                .map_err(|err| err.context(format!("handshake with {address}")))?;
+        }
+        let mut conn = Connection::from_socket(socket, true, true);
+        conn.set_max_message_size(self.max_message_size);
+        Ok(conn)
+    }
+}
+
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("authkey", &self.authkey.as_ref().map(|_| "<hidden>"))
+            .field("connect_timeout", &self.connect_timeout)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field("strict", &self.strict)
+            .field("max_message_size", &self.max_message_size)
+            .finish()
+    }
+}
+
+fn connect_socket(address: &Address, timeout: Option<Duration>) -> io::Result<OwnedFd> {
+    match address {
+        Address::Tcp(addr) => connect_tcp(&[*addr], timeout),
+        Address::TcpHost { host, port } => {
+            let addrs: Vec<SocketAddr> = (host.as_str(), *port).to_socket_addrs()?.collect();
+            connect_tcp(&addrs, timeout)
+        }
+        Address::Unix(_) | Address::Abstract(_) => {
+            let wait = timeout.map_or(ConnectWaitMode::Unbounded, ConnectWaitMode::Timeout);
+            let stream = ConnectOptions::new()
+                .name(address.local_socket_name()?)
+                .wait_mode(wait)
+                .connect_sync_as::<uds_local_socket::Stream>()?;
+            Ok(stream.into())
+        }
+    }
+}
+
+/// Tries each address in turn, as std's `TcpStream::connect` does, and
+/// reports the last failure.
+fn connect_tcp(addrs: &[SocketAddr], timeout: Option<Duration>) -> io::Result<OwnedFd> {
+    let mut last = io::Error::new(io::ErrorKind::NotFound, "the host name resolved to nothing");
+    for addr in addrs {
+        let attempt = match timeout {
+            Some(t) => TcpStream::connect_timeout(addr, t),
+            None => TcpStream::connect(addr),
+        };
+        match attempt {
+            Ok(stream) => {
+                // Handshake messages and small requests must not wait for
+                // Nagle's algorithm.
+                stream.set_nodelay(true)?;
+                return Ok(stream.into());
+            }
+            Err(err) => last = err,
+        }
+    }
+    Err(last)
+}
+
+/// Adds what the OS error leaves out: connecting to a file that is no
+/// socket gives a bare "connection refused" on Linux.
+fn explain_connect_error(err: io::Error, address: &Address) -> Error {
+    let not_a_socket = |path: &Path| {
+        use std::os::unix::fs::FileTypeExt;
+        std::fs::metadata(path).is_ok_and(|m| !m.file_type().is_socket())
+    };
+    let what = match address {
+        Address::Unix(path) if not_a_socket(path) => {
+            "connect (the path exists but is not a socket)"
+        }
+        Address::Unix(_) | Address::Abstract(_)
+            if err.kind() == io::ErrorKind::ConnectionRefused =>
+        {
+            "connect (nothing is listening there)"
+        }
+        _ => "connect",
+    };
+    Error::io(err, what)
+}
