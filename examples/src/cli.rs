@@ -42,6 +42,48 @@ fn parse_workers(text: &str) -> Result<usize, String> {
     }
 }
 
+/// Parses a count written `4000000000`, `4_000_000_000` or `4e9`, for
+/// flags whose useful values are large. Clap shows the error as the flag's.
+///
+/// # Examples
+///
+/// ```
+/// use examples::cli::parse_count;
+///
+/// assert_eq!(parse_count("4e9"), Ok(4_000_000_000));
+/// assert_eq!(parse_count("1_000"), Ok(1000));
+/// assert!(parse_count("1e20").is_err());
+/// assert!(parse_count("-5").is_err());
+/// ```
+pub fn parse_count(text: &str) -> Result<u64, String> {
+    let digits = text.trim().replace('_', "");
+    let (mantissa, exponent) = match digits.split_once(['e', 'E']) {
+        Some((mantissa, exponent)) => (mantissa, exponent.parse::<u32>().ok()),
+        None => (digits.as_str(), Some(0)),
+    };
+    let value = match (mantissa.parse::<u64>(), exponent) {
+        (Ok(m), Some(e)) => 10u64.checked_pow(e).and_then(|p| m.checked_mul(p)),
+        _ => None,
+    };
+    value.ok_or_else(|| {
+        "expected a whole number such as 4000000000, 4_000_000_000 or 4e9 (below 2^64)".to_string()
+    })
+}
+
+/// Like [`parse_count`], and the count must lie in `range`.
+pub fn parse_count_in(text: &str, range: std::ops::RangeInclusive<u64>) -> Result<u64, String> {
+    let value = parse_count(text)?;
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!(
+            "expected a count from {} to {}",
+            range.start(),
+            range.end()
+        ))
+    }
+}
+
 /// Runs `work` and returns its result with the wall time it took.
 pub fn timed<T>(work: impl FnOnce() -> T) -> (T, Duration) {
     let start = Instant::now();

@@ -20,21 +20,28 @@ pub struct Batch {
     pub darts: u64,
 }
 
-/// The batches of a run of `batches` batches of `darts_per_batch` darts,
-/// seeded from `seed`.
+/// The batches of a run of `darts` darts split into `batches` batches of
+/// nearly equal size (fewer if there are fewer darts), seeded from `seed`.
+///
+/// The same arguments always give the same batches; a different number of
+/// batches splits the darts differently, and so gives a different (equally
+/// good) estimate.
 ///
 /// # Examples
 ///
 /// ```
-/// let plan = examples::pi::plan(42, 3, 1000);
-/// assert_eq!(plan.len(), 3);
-/// assert_eq!(plan, examples::pi::plan(42, 3, 1000));
+/// let plan = examples::pi::plan(42, 1000, 3);
+/// let sizes: Vec<u64> = plan.iter().map(|b| b.darts).collect();
+/// assert_eq!(sizes, [334, 333, 333]);
+/// assert_eq!(plan, examples::pi::plan(42, 1000, 3));
 /// ```
-pub fn plan(seed: u64, batches: u64, darts_per_batch: u64) -> Vec<Batch> {
+pub fn plan(seed: u64, darts: u64, batches: u64) -> Vec<Batch> {
+    let batches = batches.clamp(1, darts.max(1));
+    let (size, extra) = (darts / batches, darts % batches);
     (0..batches)
         .map(|i| Batch {
             seed: stream_seed(seed, i),
-            darts: darts_per_batch,
+            darts: size + u64::from(i < extra),
         })
         .collect()
 }
@@ -73,7 +80,7 @@ mod tests {
 
     #[test]
     fn estimate_converges_and_batches_differ() {
-        let plan = plan(2024, 8, 50_000);
+        let plan = plan(2024, 8 * 50_000, 8);
         let counts: Vec<u64> = plan.iter().copied().map(hits).collect();
         // Distinct seeds give distinct streams, so the counts differ.
         assert!(counts.windows(2).any(|w| w[0] != w[1]), "{counts:?}");
@@ -83,8 +90,15 @@ mod tests {
     }
 
     #[test]
+    fn plan_throws_exactly_the_darts_asked_for() {
+        assert_eq!(plan(1, 10, 4).iter().map(|b| b.darts).sum::<u64>(), 10);
+        assert_eq!(plan(1, 2, 5).len(), 2, "no empty batches");
+        assert_eq!(plan(1, 0, 5).iter().map(|b| b.darts).sum::<u64>(), 0);
+    }
+
+    #[test]
     fn seed_changes_the_result() {
-        let total = |seed| plan(seed, 4, 10_000).into_iter().map(hits).sum::<u64>();
+        let total = |seed| plan(seed, 40_000, 4).into_iter().map(hits).sum::<u64>();
         assert_eq!(total(1), total(1));
         assert_ne!(total(1), total(2));
     }
