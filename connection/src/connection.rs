@@ -239,7 +239,10 @@ impl Connection {
         if offset > buffer.len() {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
-                format!("offset {offset} is past the end of a {}-byte buffer", buffer.len()),
+                format!(
+                    "offset {offset} is past the end of a {}-byte buffer",
+                    buffer.len()
+                ),
             ));
         }
         let room = &mut buffer[offset..];
@@ -297,9 +300,7 @@ impl Connection {
     /// at all: the compiler, not a runtime check, rules it out.
     pub fn close(self) -> Result<()> {
         tracing::debug!(fd = self.fileno(), "closing connection");
-        self.socket
-            .close()
-            .map_err(|err| Error::io(err, "close"))
+        self.socket.close().map_err(|err| Error::io(err, "close"))
     }
 
     /// A second handle on the same connection, so that one thread can send
@@ -402,7 +403,9 @@ impl Connection {
             };
             return Err(Error::new(
                 ErrorKind::MessageTooLarge,
-                format!("message of {len} bytes exceeds {which} of {limit} bytes; it is left unread"),
+                format!(
+                    "message of {len} bytes exceeds {which} of {limit} bytes; it is left unread"
+                ),
             ));
         }
         self.pending_len = None;
@@ -612,7 +615,10 @@ mod tests {
     fn encode_error_sends_nothing() {
         struct Unencodable;
         impl Serialize for Unencodable {
-            fn serialize<S: serde::Serializer>(&self, _: S) -> std::result::Result<S::Ok, S::Error> {
+            fn serialize<S: serde::Serializer>(
+                &self,
+                _: S,
+            ) -> std::result::Result<S::Ok, S::Error> {
                 Err(serde::ser::Error::custom("refused"))
             }
         }

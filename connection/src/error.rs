@@ -253,13 +253,13 @@ mod tests {
 
     #[test]
     fn display_includes_context_and_source() {
-        let err = Error::io(
-            io::Error::from(io::ErrorKind::ConnectionRefused),
-            "connect",
-        )
-        .context("tcp:127.0.0.1:1");
+        let err = Error::io(io::Error::from(io::ErrorKind::ConnectionRefused), "connect")
+            .context("tcp:127.0.0.1:1");
         let text = err.to_string();
-        assert!(text.starts_with("I/O error: tcp:127.0.0.1:1: connect"), "{text}");
+        assert!(
+            text.starts_with("I/O error: tcp:127.0.0.1:1: connect"),
+            "{text}"
+        );
         assert_eq!(err.io_error_kind(), Some(io::ErrorKind::ConnectionRefused));
         assert!(std::error::Error::source(&err).is_some());
     }

@@ -55,7 +55,11 @@ pub(crate) fn write_reserved(socket: &Socket, buf: &mut [u8]) -> io::Result<()> 
 
 /// Sends `payload` as one message. `scratch` is reused to join header and
 /// payload of a small message.
-pub(crate) fn write_message(socket: &Socket, payload: &[u8], scratch: &mut Vec<u8>) -> io::Result<()> {
+pub(crate) fn write_message(
+    socket: &Socket,
+    payload: &[u8],
+    scratch: &mut Vec<u8>,
+) -> io::Result<()> {
     let mut room = [0u8; HEADER_ROOM];
     let used = put_header(payload.len(), &mut room);
     let header = &room[HEADER_ROOM - used..];

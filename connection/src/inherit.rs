@@ -75,7 +75,8 @@ impl Connection {
     /// already claimed in this process. The descriptor is marked
     /// close-on-exec again, so it is not passed further down by accident.
     pub fn from_env(env_var: &str) -> Result<Connection> {
-        let invalid = |why: String| Error::new(ErrorKind::InvalidInput, format!("{env_var}: {why}"));
+        let invalid =
+            |why: String| Error::new(ErrorKind::InvalidInput, format!("{env_var}: {why}"));
         let value = std::env::var(env_var).map_err(|_| invalid("not set".into()))?;
         let (fd_text, mode) = value.split_once(':').unwrap_or((value.as_str(), "rw"));
         let raw: RawFd = fd_text
@@ -111,7 +112,11 @@ impl Connection {
         }
         claimed.push(raw);
         tracing::debug!(fd = raw, env_var, "connection inherited from parent");
-        Ok(Connection::from_socket(Socket::from_owned(fd), readable, writable))
+        Ok(Connection::from_socket(
+            Socket::from_owned(fd),
+            readable,
+            writable,
+        ))
     }
 }
 
