@@ -1,0 +1,14 @@
+//! A program that starts a pool but forgot to call `pool::init()` first:
+//! the pool must fail to start with a clear error, without a fork bomb and
+//! without hanging. Prints the error and exits with status 3.
+
+fn main() {
+    match pool::Pool::new(2) {
+        Ok(_) => println!("started: unexpectedly"),
+        Err(err) => {
+            println!("kind: {:?}", err.kind());
+            println!("error: {err}");
+            std::process::exit(3);
+        }
+    }
+}

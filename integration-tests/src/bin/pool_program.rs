@@ -1,0 +1,250 @@
+//! A program that runs one pool scenario, named by its first argument,
+//! and prints what happened, one `key: value` line at a time, for the
+//! tests in `tests/pool_*.rs` to check. Its tasks fail, panic, die and
+//! hang on purpose.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use pool::{ErrorKind, Pool};
+use serde::{Serialize, Serializer};
+
+pool::task! {
+    /// Fails for 7, succeeds otherwise.
+    fn fail_on_seven(x: u32) -> Result<u32, String> {
+        if x == 7 { Err(format!("seven is not allowed (got {x})")) } else { Ok(x * 10) }
+    }
+}
+
+pool::task! {
+    /// Panics for 3.
+    fn panic_on_three(x: u32) -> u32 {
+        if x == 3 {
+            panic!("three is right out");
+        }
+        x
+    }
+}
+
+pool::task! {
+    /// Ends its own process for 5, in the way `how` says.
+    fn die_on_five((x, how): (u32, String)) -> u32 {
+        if x == 5 {
+            match how.as_str() {
+                "abort" => std::process::abort(),
+                "exit3" => std::process::exit(3),
+                // SAFETY: sending SIGKILL to ourselves; nothing to uphold.
+                _ => unsafe {
+                    libc::kill(libc::getpid(), libc::SIGKILL);
+                },
+            }
+        }
+        x
+    }
+}
+
+pool::task! {
+    /// Sleeps for `ms` milliseconds.
+    fn sleep_for(ms: u64) -> u64 {
+        std::thread::sleep(Duration::from_millis(ms));
+        ms
+    }
+}
+
+pool::task! {
+    /// Returns the worker's pid.
+    fn whoami(_x: u32) -> u32 {
+        std::process::id()
+    }
+}
+
+pool::task! {
+    /// Writes a line to stderr.
+    fn say(text: String) -> usize {
+        eprintln!("{text}");
+        text.len()
+    }
+}
+
+/// A value whose encoding fails when it is odd.
+#[derive(serde::Deserialize, Debug)]
+struct Picky(u32);
+
+impl Serialize for Picky {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if self.0 % 2 == 1 {
+            return Err(serde::ser::Error::custom(format!(
+                "refusing to encode odd {}",
+                self.0
+            )));
+        }
+        serializer.serialize_u32(self.0)
+    }
+}
+
+pool::task! {
+    /// Makes a Picky: odd outputs cannot be encoded.
+    fn make_picky(x: u32) -> Picky { Picky(x) }
+}
+
+pool::task! {
+    /// Reads a Picky: odd inputs cannot be encoded.
+    fn read_picky(p: Picky) -> u32 { p.0 }
+}
+
+static SETTING: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+pool::task! {
+    /// Stores the per-worker setting.
+    fn configure(setting: String) -> () {
+        let _ = SETTING.set(setting);
+    }
+}
+
+pool::task! {
+    /// Reads the per-worker setting.
+    fn read_setting(_x: u32) -> String {
+        SETTING.get().cloned().unwrap_or_default()
+    }
+}
+
+fn report_error(label: &str, err: &pool::Error) {
+    println!(
+        "{label}: kind={:?} index={:?} task={:?} message={}",
+        err.kind(),
+        err.index(),
+        err.task(),
+        err.message()
+    );
+}
+
+fn print_pids(pool: &Pool) {
+    let pids: Vec<String> = pool.worker_pids().iter().map(u32::to_string).collect();
+    println!("pids: {}", pids.join(" "));
+}
+
+/// Tallies an imap over results: successes, and each error reported.
+fn tally<T>(label: &str, results: impl Iterator<Item = pool::Result<T>>) {
+    let mut ok = 0;
+    for result in results {
+        match result {
+            Ok(_) => ok += 1,
+            Err(err) => report_error(&format!("{label} error"), &err),
+        }
+    }
+    println!("{label} ok: {ok}");
+}
+
+fn main() -> Result<(), pool::Error> {
+    pool::init();
+    let mode = std::env::args().nth(1).unwrap_or_default();
+    let builder = Pool::builder().processes(2);
+    match mode.as_str() {
+        "task_error" => {
+            let pool = builder.build()?;
+            match pool.map(fail_on_seven, 0..20) {
+                Ok(_) => println!("map: unexpectedly ok"),
+                Err(err) => report_error("map", &err),
+            }
+            tally("imap", pool.imap(fail_on_seven, 0..20));
+            let out = pool.map(fail_on_seven, [1, 2, 3])?;
+            println!("after: {out:?}");
+        }
+        "panic" => {
+            let pool = builder.build()?;
+            tally("imap", pool.imap(panic_on_three, 0..10));
+            println!("after: {:?}", pool.map(panic_on_three, [4, 5])?);
+        }
+        "die" => {
+            let how = std::env::args().nth(2).unwrap_or_default();
+            let pool = builder.build()?;
+            print_pids(&pool);
+            let inputs = (0..20).map(|x| (x, how.clone()));
+            tally("imap", pool.imap(die_on_five, inputs));
+            print_pids(&pool);
+            println!("after: {:?}", pool.map(die_on_five, [(1, how.clone())])?);
+        }
+        "long_map" => {
+            // The test kills a worker from outside while this runs.
+            let pool = builder.build()?;
+            print_pids(&pool);
+            tally(
+                "imap",
+                pool.imap(sleep_for, std::iter::repeat(100).take(30)),
+            );
+            print_pids(&pool);
+        }
+        "wait_forever" => {
+            // The test SIGKILLs this process; its workers must follow.
+            let pool = builder.build()?;
+            print_pids(&pool);
+            let _ = pool.map(sleep_for, [60_000, 60_000]);
+        }
+        "ctrl_c" => {
+            let pool = builder.build()?;
+            print_pids(&pool);
+            match pool.map_chunked(sleep_for, std::iter::repeat(200).take(100), 1) {
+                Err(err) if err.kind() == ErrorKind::Interrupted => println!("interrupted"),
+                Err(err) => report_error("map", &err),
+                Ok(_) => println!("map: finished without interruption"),
+            }
+        }
+        "timeout" => {
+            let pool = builder.task_timeout(Duration::from_millis(300)).build()?;
+            let before: BTreeSet<u32> = pool.worker_pids().into_iter().collect();
+            tally("imap", pool.imap(sleep_for, [10, 10, 60_000, 10, 10, 10]));
+            let after: BTreeSet<u32> = pool.worker_pids().into_iter().collect();
+            println!("replaced: {}", before.difference(&after).count());
+            println!("after: {:?}", pool.map(sleep_for, [1, 2])?);
+        }
+        "encode" => {
+            let pool = builder.build()?;
+            tally("outputs", pool.imap(make_picky, 0..4));
+            tally("inputs", pool.imap(read_picky, (0..4).map(Picky)));
+        }
+        "initializer" => {
+            let pool = builder
+                .initializer(configure, "configured".to_string())
+                .build()?;
+            println!("settings: {:?}", pool.map(read_setting, 0..4)?);
+        }
+        "max_tasks" => {
+            let pool = builder.max_tasks_per_child(3).build()?;
+            let pids: BTreeSet<u32> = pool.map_chunked(whoami, 0..12, 1)?.into_iter().collect();
+            println!("distinct workers: {}", pids.len());
+        }
+        "stderr" => {
+            let pool = builder.build()?;
+            pool.apply(say, "a line from a task".to_string())?;
+        }
+        "unknown_task" => {
+            let program = std::env::args().nth(2).unwrap_or_default();
+            let pool = builder.worker_program(program).build()?;
+            match pool.apply(fail_on_seven, 1) {
+                Ok(_) => println!("apply: unexpectedly ok"),
+                Err(err) => report_error("apply", &err),
+            }
+            println!("builtin: {}", pool.apply(pool::builtin::echo, 42)?);
+        }
+        "close_join" => {
+            let pool = builder.build()?;
+            let pids = pool.worker_pids();
+            let pending: Vec<_> = (0..4).map(|_| pool.apply_async(sleep_for, 50)).collect();
+            pool.close();
+            pool.join();
+            let done = pending.iter().filter(|p| p.get(None).is_ok()).count();
+            println!("finished after close: {done}");
+            let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
+            println!("old pids: {}", pids.join(" "));
+            match pool.apply(sleep_for, 1) {
+                Err(err) => report_error("after close", &err),
+                Ok(_) => println!("after close: unexpectedly ok"),
+            }
+        }
+        other => {
+            eprintln!("unknown mode {other:?}");
+            std::process::exit(2);
+        }
+    }
+    Ok(())
+}

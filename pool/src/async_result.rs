@@ -1,0 +1,199 @@
+//! [`AsyncResult`]: the handle `apply_async` returns.
+
+use std::marker::PhantomData;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::job::Outcome;
+
+/// Where one task's result lands. The condition variable is signalled only
+/// when someone waits, so completing a result nobody is blocked on costs
+/// no system call.
+pub(crate) struct Slot {
+    state: Mutex<SlotState>,
+    ready: Condvar,
+}
+
+#[derive(Default)]
+struct SlotState {
+    outcome: Option<Outcome>,
+    waiters: usize,
+}
+
+impl Slot {
+    pub(crate) fn new() -> Arc<Slot> {
+        Arc::new(Slot {
+            state: Mutex::new(SlotState::default()),
+            ready: Condvar::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, SlotState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Stores the outcome; the first one wins.
+    pub(crate) fn complete(&self, outcome: Outcome) {
+        let mut state = self.lock();
+        if state.outcome.is_none() {
+            state.outcome = Some(outcome);
+            if state.waiters > 0 {
+                self.ready.notify_all();
+            }
+        }
+    }
+
+    /// Waits until the outcome is there or `timeout` passes; returns the
+    /// guard, with the outcome if it arrived.
+    fn wait(&self, timeout: Option<Duration>) -> MutexGuard<'_, SlotState> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut state = self.lock();
+        while state.outcome.is_none() {
+            state.waiters += 1;
+            state = match deadline {
+                None => self.ready.wait(state).unwrap_or_else(|p| p.into_inner()),
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        state.waiters -= 1;
+                        break;
+                    }
+                    self.ready
+                        .wait_timeout(state, left)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
+                }
+            };
+            state.waiters -= 1;
+        }
+        state
+    }
+}
+
+/// The result of [`Pool::apply_async`](crate::Pool::apply_async), available
+/// once the task has run (Python's `AsyncResult`).
+///
+/// The result can be read any number of times: it is kept encoded and
+/// decoded on each [`get`](AsyncResult::get), so the output type need not
+/// be `Clone`. Dropping the handle does not cancel the task.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// pool::task! { fn cube(x: i64) -> i64 { x * x * x } }
+///
+/// fn main() -> Result<(), pool::Error> {
+///     pool::init();
+///     let pool = pool::Pool::new(2)?;
+///     let handles: Vec<_> = (0..4).map(|x| pool.apply_async(cube, x)).collect();
+///     for (x, handle) in handles.iter().enumerate() {
+///         assert!(handle.wait(Some(Duration::from_secs(30))));
+///         assert!(handle.ready());
+///         assert_eq!(handle.successful(), Some(true));
+///         assert_eq!(handle.get(None)?, (x as i64).pow(3));
+///     }
+///     Ok(())
+/// }
+/// ```
+pub struct AsyncResult<T> {
+    slot: Arc<Slot>,
+    output: PhantomData<fn() -> T>,
+}
+
+impl<T> std::fmt::Debug for AsyncResult<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncResult")
+            .field("ready", &self.ready())
+            .finish()
+    }
+}
+
+impl<T> AsyncResult<T> {
+    /// Whether the result is there (the task ran, failed, or could not run).
+    pub fn ready(&self) -> bool {
+        self.slot.lock().outcome.is_some()
+    }
+
+    /// Whether the task succeeded: `None` while it is not ready (where
+    /// Python raises `ValueError`).
+    pub fn successful(&self) -> Option<bool> {
+        self.slot
+            .lock()
+            .outcome
+            .as_ref()
+            .map(|outcome| outcome.is_ok())
+    }
+
+    /// Waits for the result, at most `timeout`; returns whether it is ready.
+    pub fn wait(&self, timeout: Option<Duration>) -> bool {
+        self.slot.wait(timeout).outcome.is_some()
+    }
+}
+
+impl<T: DeserializeOwned> AsyncResult<T> {
+    pub(crate) fn new(slot: Arc<Slot>) -> AsyncResult<T> {
+        AsyncResult {
+            slot,
+            output: PhantomData,
+        }
+    }
+
+    /// Waits for the result, at most `timeout` (`None`: as long as it
+    /// takes), and returns it: the output, or the task's error.
+    ///
+    /// If the timeout passes first the error is
+    /// [`ErrorKind::WaitTimedOut`]; the task goes on and a later `get` can
+    /// still return its result.
+    pub fn get(&self, timeout: Option<Duration>) -> Result<T> {
+        let state = self.slot.wait(timeout);
+        match &state.outcome {
+            None => Err(Error::new(
+                ErrorKind::WaitTimedOut,
+                format!("no result within {:?}", timeout.unwrap_or_default()),
+            )),
+            Some(Err(err)) => Err(err.clone()),
+            Some(Ok(payload)) => connection::decode(payload.bytes())
+                .map_err(|err| Error::from_connection(err, "decode the task's output")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn get_times_out_then_succeeds_once_completed() {
+        let slot = Slot::new();
+        let result = AsyncResult::<u32>::new(Arc::clone(&slot));
+        let err = result.get(Some(Duration::from_millis(5))).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::WaitTimedOut);
+        assert_eq!(result.successful(), None);
+        let message = Arc::new(connection::encode(&7u32).unwrap());
+        let len = message.len();
+        let waiter = std::thread::spawn(move || result.get(None).map_err(|e| e.to_string()));
+        slot.complete(Ok(crate::job::Payload::new(message, 0..len)));
+        assert_eq!(waiter.join().unwrap(), Ok(7));
+    }
+
+    #[test]
+    fn first_outcome_wins_and_errors_can_be_read_twice() {
+        let slot = Slot::new();
+        let result = AsyncResult::<u32>::new(Arc::clone(&slot));
+        slot.complete(Err(Error::new(ErrorKind::Panicked, "first")));
+        slot.complete(Err(Error::new(ErrorKind::Panicked, "second")));
+        assert_eq!(result.successful(), Some(false));
+        assert_eq!(result.get(None).unwrap_err().message(), "first");
+        assert_eq!(
+            result.get(Some(Duration::ZERO)).unwrap_err().message(),
+            "first"
+        );
+    }
+}

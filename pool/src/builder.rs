@@ -1,0 +1,205 @@
+//! [`PoolBuilder`]: how a pool is configured and started.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::pool::Pool;
+use crate::task::Task;
+
+/// How long a new worker may take to report that it is ready.
+pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Everything a pool was configured with.
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    pub(crate) processes: usize,
+    pub(crate) program: Option<PathBuf>,
+    pub(crate) args: Vec<OsString>,
+    pub(crate) env: Vec<(OsString, OsString)>,
+    pub(crate) initializer: Option<(&'static str, Vec<u8>)>,
+    pub(crate) max_tasks_per_child: Option<u64>,
+    pub(crate) task_timeout: Option<Duration>,
+    pub(crate) retries: u32,
+    pub(crate) startup_timeout: Duration,
+    pub(crate) listen: Option<(String, Vec<u8>)>,
+    pub(crate) handle_interrupts: bool,
+}
+
+/// Configures and starts a [`Pool`]; made by [`Pool::builder`].
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// pool::task! { fn inc(x: u32) -> u32 { x + 1 } }
+///
+/// fn main() -> Result<(), pool::Error> {
+///     pool::init();
+///     let pool = pool::Pool::builder()
+///         .processes(2)
+///         .max_tasks_per_child(1000)
+///         .task_timeout(Duration::from_secs(60))
+///         .env("RUST_LOG", "info")
+///         .build()?;
+///     assert_eq!(pool.apply(inc, 41)?, 42);
+///     Ok(())
+/// }
+/// ```
+#[derive(Debug)]
+pub struct PoolBuilder {
+    config: Config,
+    error: Option<Error>,
+}
+
+impl PoolBuilder {
+    pub(crate) fn new() -> PoolBuilder {
+        let processes = std::thread::available_parallelism().map_or(1, |n| n.get());
+        PoolBuilder {
+            config: Config {
+                processes,
+                program: None,
+                args: Vec::new(),
+                env: Vec::new(),
+                initializer: None,
+                max_tasks_per_child: None,
+                task_timeout: None,
+                retries: 0,
+                startup_timeout: DEFAULT_STARTUP_TIMEOUT,
+                listen: None,
+                handle_interrupts: true,
+            },
+            error: None,
+        }
+    }
+
+    /// How many local worker processes to run (default: the available
+    /// parallelism). Zero is allowed with [`listen`](PoolBuilder::listen),
+    /// for a pool of remote workers only.
+    pub fn processes(mut self, processes: usize) -> PoolBuilder {
+        self.config.processes = processes;
+        self
+    }
+
+    /// A task each worker runs once, with `input`, before any other: to
+    /// open files, warm caches, or fill a per-process `static`. Its output
+    /// is discarded. If it fails, [`build`](PoolBuilder::build) (or the
+    /// call waiting for a replacement worker) fails with
+    /// [`ErrorKind::Startup`] carrying the initializer's error.
+    pub fn initializer<T: Task>(mut self, task: T, input: T::Input) -> PoolBuilder {
+        let _ = task;
+        match connection::encode(&input) {
+            Ok(bytes) => self.config.initializer = Some((T::NAME, bytes)),
+            Err(err) => {
+                self.error = Some(
+                    Error::from_connection(err, "encode the initializer's input")
+                        .with_task(T::NAME),
+                )
+            }
+        }
+        self
+    }
+
+    /// Replaces a worker with a fresh process once it has been given this
+    /// many inputs (a chunk is never split, so it may run a few more), to
+    /// bound what a leaky task can accumulate. Default: never.
+    pub fn max_tasks_per_child(mut self, tasks: u64) -> PoolBuilder {
+        self.config.max_tasks_per_child = Some(tasks.max(1));
+        self
+    }
+
+    /// Runs `program` as the worker instead of re-executing this program;
+    /// it must call [`pool::init()`](crate::init) or
+    /// [`pool::worker_main()`](crate::worker_main) and link the tasks it
+    /// will be asked to run (`pool-worker` from the `worker-bin` crate is
+    /// such a program).
+    pub fn worker_program(mut self, program: impl Into<PathBuf>) -> PoolBuilder {
+        self.config.program = Some(program.into());
+        self
+    }
+
+    /// Adds a command-line argument for worker processes (none by default).
+    pub fn worker_arg(mut self, arg: impl Into<OsString>) -> PoolBuilder {
+        self.config.args.push(arg.into());
+        self
+    }
+
+    /// Sets an environment variable for worker processes, on top of this
+    /// process's environment, which they inherit.
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> PoolBuilder {
+        self.config.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Fails an input that runs longer than `timeout` with
+    /// [`ErrorKind::Timeout`], killing its worker (SIGKILL) and starting a
+    /// replacement; the other inputs that worker held run elsewhere. The
+    /// clock starts when the worker starts that input, as the pool sees it
+    /// (within about a tenth of the timeout). Default: no timeout.
+    pub fn task_timeout(mut self, timeout: Duration) -> PoolBuilder {
+        self.config.task_timeout = Some(timeout);
+        self
+    }
+
+    /// How many times an input whose worker died while running it is run
+    /// again before it fails with [`ErrorKind::WorkerDied`]. Default 0: an
+    /// input that killed its worker (abort, out of memory, a fatal signal)
+    /// would most likely kill the next one too. The other inputs a dead
+    /// worker held are always run again, without counting as a retry.
+    pub fn retries(mut self, retries: u32) -> PoolBuilder {
+        self.config.retries = retries;
+        self
+    }
+
+    /// How long a new worker may take to start and report that it is
+    /// ready (default [`DEFAULT_STARTUP_TIMEOUT`]); past that it is killed
+    /// and the pool fails with [`ErrorKind::Startup`].
+    pub fn startup_timeout(mut self, timeout: Duration) -> PoolBuilder {
+        self.config.startup_timeout = timeout;
+        self
+    }
+
+    /// Also accepts remote workers (`pool-worker --connect ADDRESS`) on
+    /// `address`, such as `tcp:0.0.0.0:7000`, authenticating them with
+    /// `authkey`. See [`Pool::listen_address`] for the bound address, and
+    /// the crate README for launching workers with ssh, Slurm or Kubernetes.
+    pub fn listen(
+        mut self,
+        address: impl Into<String>,
+        authkey: impl Into<Vec<u8>>,
+    ) -> PoolBuilder {
+        self.config.listen = Some((address.into(), authkey.into()));
+        self
+    }
+
+    /// Whether the pool handles Ctrl-C (SIGINT), default `true`: the first
+    /// Ctrl-C makes every unfinished pool call fail with
+    /// [`ErrorKind::Interrupted`] (and exits the process the usual way if no
+    /// pool call is unfinished); from then on another Ctrl-C exits at once
+    /// with status 130. Turn it off to handle SIGINT yourself.
+    pub fn handle_interrupts(mut self, handle: bool) -> PoolBuilder {
+        self.config.handle_interrupts = handle;
+        self
+    }
+
+    /// Starts the workers and waits until each one is ready.
+    ///
+    /// Fails with [`ErrorKind::Startup`] if a worker cannot be started, does
+    /// not become ready within the start-up timeout, exits first, or turns
+    /// out to be a program that ran its own `main` because it does not call
+    /// [`pool::init()`](crate::init) first; no worker is left running.
+    pub fn build(self) -> Result<Pool> {
+        if let Some(err) = self.error {
+            return Err(err);
+        }
+        if self.config.processes == 0 && self.config.listen.is_none() {
+            return Err(Error::new(
+                ErrorKind::Startup,
+                "a pool needs at least one process, or `listen` for remote workers",
+            ));
+        }
+        crate::pool::start(self.config)
+    }
+}

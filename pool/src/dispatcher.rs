@@ -1,0 +1,848 @@
+//! The dispatcher: one thread per pool that owns the queue of jobs and the
+//! workers, hands jobs out in batches, routes results back to callers,
+//! and replaces workers that die, time out or retire.
+//!
+//! Each worker is kept topped up with enough work to stay busy while its
+//! results travel back (about [`QUEUE_TARGET`] of it, judged from how long
+//! inputs have been taking), but never so much that another worker would
+//! sit idle at the end: a worker that has nothing queued yet always gets a
+//! chunk, and one running long tasks holds at most two chunks.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{select, Receiver, Sender};
+
+use crate::builder::Config;
+use crate::error::{Error, ErrorKind, Result};
+use crate::job::{Deliveries, Job, Payload, Sink};
+use crate::reader::{self, Event, WorkerEnd};
+use crate::spawn;
+use crate::wire;
+use crate::worker_slot::{InFlight, Process, State, WorkerSlot};
+
+/// How much work (by recent input durations) to keep queued per worker.
+const QUEUE_TARGET: Duration = Duration::from_millis(2);
+/// At most this many inputs are queued in one worker at once...
+const MAX_QUEUED_ITEMS: u64 = 256;
+/// ...and at most this many bytes of input, beyond a first chunk: less
+/// than a socket buffer, so that sending a batch never blocks for long.
+const MAX_QUEUED_BYTES: usize = 128 * 1024;
+/// How long `terminate` waits for killed workers to be reaped.
+const REAP_WAIT: Duration = Duration::from_secs(5);
+
+/// What a pool handle asks of its dispatcher.
+pub(crate) enum Command {
+    Submit(Job),
+    SubmitMany(Vec<Job>),
+    /// Finish the queued work, then stop the workers.
+    Close,
+    /// Stop the workers now, failing unfinished work.
+    Terminate,
+    /// Ctrl-C: fail unfinished work with `Interrupted`; replies whether
+    /// there was any.
+    Interrupt(Sender<bool>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Open,
+    Closing,
+    Terminating,
+}
+
+pub(crate) struct Dispatcher {
+    config: Arc<Config>,
+    program: PathBuf,
+    commands: Receiver<Command>,
+    events: Receiver<Event>,
+    events_tx: Sender<Event>,
+    queue: VecDeque<Job>,
+    workers: Vec<WorkerSlot>,
+    next_worker_id: u32,
+    next_chunk_id: u64,
+    task_numbers: HashMap<&'static str, u32>,
+    task_names: Vec<&'static str>,
+    /// Recent time per input, in nanoseconds, if any input has run yet.
+    nanos_per_item: Option<f64>,
+    phase: Phase,
+    /// Set when workers can no longer be started: every later job fails with it.
+    broken: Option<Error>,
+    deliveries: Deliveries,
+    pids: Arc<Mutex<Vec<u32>>>,
+}
+
+impl Dispatcher {
+    pub(crate) fn new(
+        config: Arc<Config>,
+        commands: Receiver<Command>,
+        events: (Sender<Event>, Receiver<Event>),
+        pids: Arc<Mutex<Vec<u32>>>,
+    ) -> Result<Dispatcher> {
+        let program = spawn::worker_program(&config)?;
+        Ok(Dispatcher {
+            config,
+            program,
+            commands,
+            events: events.1,
+            events_tx: events.0,
+            queue: VecDeque::new(),
+            workers: Vec::new(),
+            next_worker_id: 1,
+            next_chunk_id: 1,
+            task_numbers: HashMap::new(),
+            task_names: Vec::new(),
+            nanos_per_item: None,
+            phase: Phase::Open,
+            broken: None,
+            deliveries: Deliveries::default(),
+            pids,
+        })
+    }
+
+    /// Starts the first workers and waits until all are ready.
+    pub(crate) fn start(&mut self) -> Result<()> {
+        for _ in 0..self.config.processes {
+            if let Err(err) = self.spawn_local() {
+                self.terminate();
+                return Err(err);
+            }
+        }
+        while self.broken.is_none()
+            && self
+                .workers
+                .iter()
+                .any(|w| matches!(w.state, State::Starting { .. }))
+        {
+            let timeout = self.next_wakeup().unwrap_or(Duration::from_millis(100));
+            if let Ok(event) = self.events.recv_timeout(timeout) {
+                self.on_event(event);
+            }
+            self.check_clocks();
+        }
+        match self.broken.clone() {
+            Some(err) => {
+                self.terminate();
+                Err(err)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// The dispatcher thread's loop; returns once the pool is closed and
+    /// its workers are gone, or it was terminated.
+    pub(crate) fn run(mut self) {
+        loop {
+            let timeout = self.next_wakeup().unwrap_or(Duration::from_secs(3600));
+            select! {
+                recv(self.commands) -> command => match command {
+                    Ok(command) => self.on_command(command),
+                    // Every handle is gone: nobody can ask for results.
+                    Err(_) => self.on_command(Command::Terminate),
+                },
+                recv(self.events) -> event => {
+                    if let Ok(event) = event {
+                        self.on_event(event);
+                    }
+                },
+                default(timeout) => {},
+            }
+            self.drain_pending();
+            if self.phase == Phase::Terminating {
+                break;
+            }
+            self.check_clocks();
+            self.replenish();
+            self.dispatch();
+            self.deliveries.flush();
+            if self.phase == Phase::Closing && self.finish_closing() {
+                break;
+            }
+        }
+        self.deliveries.flush();
+        self.fail_queued(|| Error::new(ErrorKind::Closed, "the pool was terminated"));
+        self.wait_for_workers();
+        // Anything submitted in the meantime is answered by Job's Drop.
+        while self.commands.try_recv().is_ok() {}
+    }
+
+    /// Handles whatever else has already arrived, so that one wake-up
+    /// serves many messages; bounded so that dispatching is not starved.
+    fn drain_pending(&mut self) {
+        for _ in 0..4096 {
+            let mut handled = false;
+            if let Ok(event) = self.events.try_recv() {
+                self.on_event(event);
+                handled = true;
+            }
+            if let Ok(command) = self.commands.try_recv() {
+                self.on_command(command);
+                handled = true;
+            }
+            if !handled || self.phase == Phase::Terminating {
+                return;
+            }
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Submit(job) => self.enqueue(job),
+            Command::SubmitMany(jobs) => jobs.into_iter().for_each(|job| self.enqueue(job)),
+            Command::Close => {
+                if self.phase == Phase::Open {
+                    self.phase = Phase::Closing;
+                }
+            }
+            Command::Terminate => self.terminate(),
+            Command::Interrupt(reply) => {
+                let had_work = self.interrupt();
+                let _ = reply.send(had_work);
+            }
+        }
+    }
+
+    fn enqueue(&mut self, mut job: Job) {
+        if let Some(err) = &self.broken {
+            job.fail_all(|_| err.clone());
+        } else if self.phase == Phase::Terminating {
+            job.fail_all(|_| Error::new(ErrorKind::Closed, "the pool was terminated"));
+        } else {
+            self.queue.push_back(job);
+        }
+    }
+
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::Ready { worker, pid } => {
+                if let Some(slot) = self.worker_mut(worker) {
+                    if matches!(slot.state, State::Starting { .. }) {
+                        slot.state = State::Ready;
+                        slot.pid.get_or_insert(pid);
+                        tracing::debug!(worker, pid, "worker ready");
+                    }
+                }
+                self.publish_pids();
+            }
+            Event::SetupFailed { worker, failure } => {
+                let err = Error::new(
+                    ErrorKind::Startup,
+                    format!(
+                        "the initializer failed in worker {worker}: {}",
+                        failure.message
+                    ),
+                );
+                self.break_pool(
+                    err.with_task(self.config.initializer.as_ref().map_or("", |i| i.0)),
+                );
+                self.kill_worker(worker);
+            }
+            Event::Refused { worker, message } => {
+                self.break_pool(Error::new(ErrorKind::Startup, message));
+                self.kill_worker(worker);
+            }
+            Event::Results {
+                worker,
+                message,
+                busy_nanos,
+                outcomes,
+            } => self.on_results(worker, message, busy_nanos, outcomes),
+            Event::Lost { worker, end } => self.on_lost(worker, end),
+            Event::Joined { conn, peer } => self.adopt_remote(conn, peer),
+        }
+    }
+
+    fn on_results(
+        &mut self,
+        worker: u32,
+        message: Arc<Vec<u8>>,
+        busy_nanos: u64,
+        outcomes: Vec<(
+            u64,
+            std::result::Result<std::ops::Range<usize>, crate::task::TaskFailure>,
+        )>,
+    ) {
+        if !outcomes.is_empty() {
+            let sample = busy_nanos as f64 / outcomes.len() as f64;
+            self.nanos_per_item = Some(match self.nanos_per_item {
+                Some(average) => 0.7 * average + 0.3 * sample,
+                None => sample,
+            });
+        }
+        let Some(index) = self.workers.iter().position(|w| w.id == worker) else {
+            return;
+        };
+        let slot = &mut self.workers[index];
+        let info = slot.info();
+        let mut outcomes = outcomes.into_iter();
+        let mut misaligned = false;
+        while let Some(front) = slot.in_flight.front() {
+            let expected = front.items;
+            let chunk_id = front.id;
+            let chunk: Vec<_> = outcomes.by_ref().take(expected as usize).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            if chunk.len() as u64 != expected || chunk.iter().any(|(id, _)| *id != chunk_id) {
+                misaligned = true;
+                break;
+            }
+            let Some(mut done) = slot.in_flight.pop_front() else {
+                break;
+            };
+            slot.in_flight_items -= done.items;
+            slot.in_flight_bytes -= done.bytes;
+            slot.items_answered += done.items;
+            let task = done.job.task;
+            let items = std::mem::take(&mut done.job.items);
+            if tracing::enabled!(tracing::Level::DEBUG) {
+                tracing::debug!(
+                    worker,
+                    chunk = chunk_id,
+                    task,
+                    items = items.len(),
+                    "chunk done"
+                );
+            }
+            for (item, (_, outcome)) in items.into_iter().zip(chunk) {
+                let outcome = match outcome {
+                    Ok(range) => Ok(Payload::new(Arc::clone(&message), range)),
+                    Err(failure) => Err(Error::new(failure.kind.error_kind(), failure.message)
+                        .with_task(task)
+                        .with_index(item.index)
+                        .with_worker(info)),
+                };
+                self.deliveries.push(&done.job.sink, item.index, outcome);
+            }
+        }
+        if misaligned && slot.state != State::Doomed {
+            tracing::warn!(
+                worker,
+                "results do not match the tasks sent; replacing the worker"
+            );
+            slot.kill();
+            let (culprit, rest) = slot.take_work();
+            self.requeue(rest, culprit);
+        }
+        self.retire_if_due(index);
+    }
+
+    fn on_lost(&mut self, worker: u32, end: WorkerEnd) {
+        let Some(index) = self.workers.iter().position(|w| w.id == worker) else {
+            return;
+        };
+        let mut slot = self.workers.swap_remove(index);
+        if let Some(reader) = slot.reader.take() {
+            let _ = reader.join();
+        }
+        self.publish_pids();
+        let description = end.describe();
+        if let Process::Remote { peer } = &slot.process {
+            tracing::debug!(worker, %peer, how = %description, "remote worker left");
+        } else {
+            tracing::debug!(worker, how = %description, "worker ended");
+        }
+        match slot.state {
+            State::Starting { .. } => {
+                let hint = if slot.is_local() {
+                    format!(
+                        "; does {} call pool::init() at the top of main?",
+                        self.program.display()
+                    )
+                } else {
+                    String::new()
+                };
+                let err = Error::new(
+                    ErrorKind::Startup,
+                    format!("worker {worker} {description} before it was ready{hint}"),
+                );
+                if slot.is_local() {
+                    self.break_pool(err);
+                }
+            }
+            State::Ready => {
+                let (culprit, rest) = slot.take_work();
+                let died = culprit.map(|(mut item, task, sink)| {
+                    item.deaths += 1;
+                    let err = Error::new(
+                        ErrorKind::WorkerDied,
+                        format!("{description} while running this task"),
+                    )
+                    .with_worker(slot.info());
+                    (item, task, sink, err)
+                });
+                self.requeue_after_death(rest, died);
+            }
+            State::Retiring | State::Doomed => {}
+        }
+    }
+
+    fn requeue_after_death(
+        &mut self,
+        rest: Vec<Job>,
+        died: Option<(crate::job::Item, &'static str, Sink, Error)>,
+    ) {
+        let mut culprit = None;
+        if let Some((item, task, sink, err)) = died {
+            if item.deaths > self.config.retries {
+                let err = err.with_task(task).with_index(item.index);
+                self.deliveries.push(&sink, item.index, Err(err));
+            } else {
+                culprit = Some((item, task, sink));
+            }
+        }
+        self.requeue(rest, culprit);
+    }
+
+    /// Puts work back at the front of the queue, in its original order
+    /// (the input that was running first).
+    fn requeue(&mut self, rest: Vec<Job>, culprit: Option<(crate::job::Item, &'static str, Sink)>) {
+        for job in rest.into_iter().rev() {
+            self.queue.push_front(job);
+        }
+        if let Some((item, task, sink)) = culprit {
+            self.queue.push_front(Job {
+                task,
+                items: vec![item],
+                sink,
+            });
+        }
+        if let Some(err) = self.broken.clone() {
+            self.fail_queued(|| err.clone());
+        }
+    }
+
+    /// Hands queued jobs to workers with room, then sends each worker its batch.
+    fn dispatch(&mut self) {
+        let mut touched = false;
+        loop {
+            while self
+                .queue
+                .front()
+                .is_some_and(|job| job.sink.is_cancelled())
+            {
+                self.queue.pop_front();
+            }
+            let Some(job) = self.queue.front() else { break };
+            let items = job.items.len() as u64;
+            let bytes = job.input_bytes();
+            let Some(index) = self.pick_worker(items, bytes) else {
+                break;
+            };
+            let Some(job) = self.queue.pop_front() else {
+                break;
+            };
+            self.assign(index, job, items, bytes);
+            touched = true;
+        }
+        if touched {
+            self.send_batches();
+        }
+    }
+
+    fn pick_worker(&self, items: u64, bytes: usize) -> Option<usize> {
+        let limit = self.config.max_tasks_per_child;
+        let nanos = self.nanos_per_item;
+        self.workers
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| {
+                w.state == State::Ready && limit.map_or(true, |limit| w.items_sent < limit)
+            })
+            .filter(|(_, w)| {
+                if w.in_flight.is_empty() {
+                    return true;
+                }
+                // Without a measure of task time, or with tasks too long to
+                // queue many, hold one chunk in reserve and no more.
+                let queued_work =
+                    nanos.map_or(f64::INFINITY, |n| n * (w.in_flight_items + items) as f64);
+                let fits_time =
+                    queued_work <= QUEUE_TARGET.as_nanos() as f64 || w.in_flight.len() < 2;
+                fits_time
+                    && w.in_flight_items + items <= MAX_QUEUED_ITEMS
+                    && w.in_flight_bytes + bytes <= MAX_QUEUED_BYTES
+            })
+            .min_by_key(|(_, w)| w.in_flight_items)
+            .map(|(index, _)| index)
+    }
+
+    fn assign(&mut self, index: usize, job: Job, items: u64, bytes: usize) {
+        let number = match self.task_numbers.get(job.task) {
+            Some(&number) => number,
+            None => {
+                let number = self.task_names.len() as u32;
+                self.task_names.push(job.task);
+                self.task_numbers.insert(job.task, number);
+                number
+            }
+        };
+        let chunk_id = self.next_chunk_id;
+        self.next_chunk_id += 1;
+        let slot = &mut self.workers[index];
+        if slot.known_tasks.len() <= number as usize {
+            slot.known_tasks.resize(number as usize + 1, false);
+        }
+        if !slot.known_tasks[number as usize] {
+            slot.known_tasks[number as usize] = true;
+            slot.batch.define_task(number, job.task);
+        }
+        slot.batch.chunk(
+            chunk_id,
+            number,
+            job.items.iter().map(|item| item.input.as_slice()),
+        );
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            tracing::debug!(
+                worker = slot.id,
+                chunk = chunk_id,
+                task = job.task,
+                items,
+                "chunk sent"
+            );
+        }
+        let first_seq = slot.items_sent + 1;
+        slot.items_sent += items;
+        slot.in_flight_items += items;
+        slot.in_flight_bytes += bytes;
+        slot.in_flight.push_back(InFlight {
+            id: chunk_id,
+            job,
+            items,
+            bytes,
+            first_seq,
+        });
+    }
+
+    fn send_batches(&mut self) {
+        for slot in &mut self.workers {
+            if slot.batch.is_empty() {
+                continue;
+            }
+            // A failed send means the worker is gone: its reader thread
+            // reports that, and the work it held is handed out again then.
+            if let Err(err) = slot.conn.send_bytes(slot.batch.bytes()) {
+                tracing::debug!(worker = slot.id, %err, "sending a batch failed");
+            }
+            slot.batch.clear();
+        }
+    }
+
+    /// Quits a worker that has been given its share of tasks, once it has
+    /// answered them all; `replenish` starts its replacement.
+    fn retire_if_due(&mut self, index: usize) {
+        let Some(limit) = self.config.max_tasks_per_child else {
+            return;
+        };
+        let slot = &mut self.workers[index];
+        if slot.state == State::Ready && slot.items_sent >= limit && slot.in_flight.is_empty() {
+            tracing::debug!(worker = slot.id, "worker retiring after {limit} tasks");
+            slot.state = State::Retiring;
+            let _ = slot.conn.send_bytes(&[wire::QUIT]);
+        }
+    }
+
+    /// Starts local workers until the configured number are live.
+    fn replenish(&mut self) {
+        if self.broken.is_some() || self.phase == Phase::Terminating {
+            return;
+        }
+        if self.phase == Phase::Closing && self.queue.is_empty() {
+            return;
+        }
+        let live = self
+            .workers
+            .iter()
+            .filter(|w| w.is_local() && w.is_live())
+            .count();
+        for _ in live..self.config.processes {
+            if let Err(err) = self.spawn_local() {
+                self.break_pool(err);
+                return;
+            }
+        }
+    }
+
+    fn spawn_local(&mut self) -> Result<()> {
+        let id = self.next_worker_id;
+        self.next_worker_id += 1;
+        let setup = self.setup_message(id);
+        let local = spawn::spawn_local(
+            &self.config,
+            &self.program,
+            id,
+            &setup,
+            self.events_tx.clone(),
+        )?;
+        let deadline = Instant::now() + self.config.startup_timeout;
+        let process = Process::Local {
+            child: local.child,
+            progress: local.progress,
+        };
+        let mut slot = WorkerSlot::new(
+            id,
+            Some(local.pid),
+            process,
+            local.conn,
+            State::Starting { deadline },
+        );
+        slot.reader = Some(local.reader);
+        self.workers.push(slot);
+        self.publish_pids();
+        Ok(())
+    }
+
+    fn adopt_remote(&mut self, mut conn: connection::Connection, peer: String) {
+        if self.phase != Phase::Open || self.broken.is_some() {
+            let _ = conn.send_bytes(&[wire::QUIT]);
+            return;
+        }
+        let id = self.next_worker_id;
+        self.next_worker_id += 1;
+        let setup = self.setup_message(id);
+        let started = conn
+            .send_bytes(&setup)
+            .and_then(|()| conn.try_clone())
+            .map_err(|err| err.to_string())
+            .and_then(|reader_conn| {
+                reader::start(id, reader_conn, None, self.events_tx.clone())
+                    .map_err(|err| err.to_string())
+            });
+        match started {
+            Ok(reader) => {
+                tracing::debug!(worker = id, %peer, "remote worker joined");
+                let deadline = Instant::now() + self.config.startup_timeout;
+                let mut slot = WorkerSlot::new(
+                    id,
+                    None,
+                    Process::Remote { peer },
+                    conn,
+                    State::Starting { deadline },
+                );
+                slot.reader = Some(reader);
+                self.workers.push(slot);
+            }
+            Err(err) => tracing::warn!(%peer, %err, "remote worker could not be set up"),
+        }
+    }
+
+    fn setup_message(&self, id: u32) -> Vec<u8> {
+        let initializer = self
+            .config
+            .initializer
+            .as_ref()
+            .map(|(name, input)| (*name, input.as_slice()));
+        wire::setup(id, initializer)
+    }
+
+    /// When the dispatcher next needs to wake up without a message: for
+    /// the nearest start-up deadline, or to watch running tasks' clocks.
+    fn next_wakeup(&self) -> Option<Duration> {
+        let now = Instant::now();
+        let startup = self
+            .workers
+            .iter()
+            .filter_map(|w| match w.state {
+                State::Starting { deadline } => Some(deadline.saturating_duration_since(now)),
+                _ => None,
+            })
+            .min();
+        let tick = self.config.task_timeout.and_then(|timeout| {
+            self.workers
+                .iter()
+                .any(|w| w.in_flight_items > 0)
+                .then(|| (timeout / 10).clamp(Duration::from_millis(1), Duration::from_millis(100)))
+        });
+        match (startup, tick) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Enforces start-up deadlines and task timeouts.
+    fn check_clocks(&mut self) {
+        let now = Instant::now();
+        let mut late = Vec::new();
+        let mut overdue = Vec::new();
+        for slot in &mut self.workers {
+            match slot.state {
+                State::Starting { deadline } if now >= deadline => late.push(slot.id),
+                State::Ready => {
+                    let Some(timeout) = self.config.task_timeout else {
+                        continue;
+                    };
+                    match (slot.running_seq(), slot.watch) {
+                        (None, _) => slot.watch = None,
+                        (Some(seq), Some((watched, since))) if seq == watched => {
+                            if now - since >= timeout {
+                                overdue.push(slot.id);
+                            }
+                        }
+                        (Some(seq), _) => slot.watch = Some((seq, now)),
+                    }
+                }
+                _ => {}
+            }
+        }
+        for worker in late {
+            let err = Error::new(
+                ErrorKind::Startup,
+                format!(
+                    "worker {worker} was not ready within {:?}; does {} call pool::init() at the top of main?",
+                    self.config.startup_timeout,
+                    self.program.display()
+                ),
+            );
+            let local = self.worker_mut(worker).is_some_and(|w| w.is_local());
+            if local {
+                self.break_pool(err);
+            }
+            self.kill_worker(worker);
+        }
+        for worker in overdue {
+            self.time_out(worker);
+        }
+    }
+
+    fn time_out(&mut self, worker: u32) {
+        let Some(timeout) = self.config.task_timeout else {
+            return;
+        };
+        let Some(slot) = self.worker_mut(worker) else {
+            return;
+        };
+        let info = slot.info();
+        slot.kill();
+        let (culprit, rest) = slot.take_work();
+        tracing::debug!(worker, "task timed out; worker killed");
+        if let Some((item, task, sink)) = culprit {
+            let err = Error::new(
+                ErrorKind::Timeout,
+                format!("ran longer than {timeout:?}; its worker was killed"),
+            )
+            .with_task(task)
+            .with_index(item.index)
+            .with_worker(info);
+            self.deliveries.push(&sink, item.index, Err(err));
+        }
+        self.requeue(rest, None);
+    }
+
+    fn kill_worker(&mut self, worker: u32) {
+        if let Some(slot) = self.worker_mut(worker) {
+            slot.kill();
+            let (culprit, rest) = slot.take_work();
+            self.requeue(rest, culprit);
+        }
+    }
+
+    /// Fails everything unfinished with `Interrupted` and kills the local
+    /// workers that were busy, so that nothing keeps running for a caller
+    /// that has gone; `replenish` starts fresh ones.
+    fn interrupt(&mut self) -> bool {
+        let interrupted = || Error::new(ErrorKind::Interrupted, "Ctrl-C (SIGINT)");
+        let mut had_work = !self.queue.is_empty();
+        self.fail_queued(interrupted);
+        for slot in &mut self.workers {
+            if slot.in_flight.is_empty() {
+                continue;
+            }
+            had_work = true;
+            for in_flight in &mut slot.in_flight {
+                in_flight.job.fail_all(|_| interrupted());
+            }
+            // A remote worker's results are discarded as they come, since
+            // its chunks stay in place with their inputs answered.
+            if slot.is_local() {
+                slot.kill();
+                let _ = slot.take_work();
+            }
+        }
+        had_work
+    }
+
+    fn terminate(&mut self) {
+        self.phase = Phase::Terminating;
+        self.fail_queued(|| Error::new(ErrorKind::Closed, "the pool was terminated"));
+        for slot in &mut self.workers {
+            slot.kill();
+            for in_flight in &mut slot.in_flight {
+                in_flight
+                    .job
+                    .fail_all(|_| Error::new(ErrorKind::Closed, "the pool was terminated"));
+            }
+        }
+    }
+
+    /// During close: once all work is done, tells the workers to quit;
+    /// returns true once they are all gone.
+    fn finish_closing(&mut self) -> bool {
+        if !self.queue.is_empty() {
+            return false;
+        }
+        if self.workers.iter().any(|w| !w.in_flight.is_empty()) {
+            return false;
+        }
+        for slot in &mut self.workers {
+            if slot.state != State::Retiring && slot.state != State::Doomed {
+                slot.state = State::Retiring;
+                let _ = slot.conn.send_bytes(&[wire::QUIT]);
+            }
+        }
+        self.workers.is_empty()
+    }
+
+    /// Waits (boundedly) until every worker's reader has reported its end,
+    /// so that local workers are reaped before the pool is gone.
+    fn wait_for_workers(&mut self) {
+        for slot in &mut self.workers {
+            if slot.state != State::Retiring {
+                slot.kill();
+            }
+        }
+        let deadline = Instant::now() + REAP_WAIT;
+        while self.workers.iter().any(|w| w.is_local()) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(Event::Lost { worker, end }) => self.on_lost(worker, end),
+                Ok(_) => {}
+                Err(_) => {
+                    tracing::warn!("some workers were not reaped in time");
+                    break;
+                }
+            }
+        }
+        self.deliveries.flush();
+        self.publish_pids();
+    }
+
+    fn fail_queued(&mut self, error: impl Fn() -> Error) {
+        for mut job in self.queue.drain(..) {
+            job.fail_all(|_| error());
+        }
+    }
+
+    fn break_pool(&mut self, err: Error) {
+        tracing::debug!(%err, "pool cannot start workers");
+        if self.broken.is_none() {
+            self.broken = Some(err.clone());
+        }
+        self.fail_queued(|| err.clone());
+    }
+
+    fn worker_mut(&mut self, worker: u32) -> Option<&mut WorkerSlot> {
+        self.workers.iter_mut().find(|w| w.id == worker)
+    }
+
+    fn publish_pids(&self) {
+        let pids = self
+            .workers
+            .iter()
+            .filter(|w| w.is_live())
+            .filter_map(|w| w.pid)
+            .collect();
+        *self.pids.lock().unwrap_or_else(|p| p.into_inner()) = pids;
+    }
+}

@@ -1,0 +1,298 @@
+//! The crate's one error type.
+//!
+//! Modelled on [`connection::Error`]: a caller matches on [`ErrorKind`], and
+//! the error carries the context that explains it (the task's name, the
+//! index of its input, the worker that ran it) plus the underlying cause as
+//! its [`source`](std::error::Error::source).
+
+use std::fmt;
+use std::sync::Arc;
+
+/// The category of an [`Error`], for callers that want to act on it.
+///
+/// # Examples
+///
+/// ```
+/// use pool::{Error, ErrorKind};
+///
+/// let err = Error::new(ErrorKind::Closed, "pool is closed");
+/// assert_eq!(err.kind(), ErrorKind::Closed);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The task itself returned `Err`; the error's message is that error's
+    /// `Display`.
+    TaskFailed,
+    /// The task panicked; the error's message is the panic message.
+    Panicked,
+    /// The worker process running the task died (killed by a signal, exited,
+    /// ran out of memory) or a remote worker disconnected.
+    WorkerDied,
+    /// The task ran longer than the pool's task timeout; its worker was
+    /// killed and replaced.
+    Timeout,
+    /// A wait with a timeout, such as [`AsyncResult::get`](crate::AsyncResult::get),
+    /// gave up before the result was ready. The task goes on; ask again later.
+    WaitTimedOut,
+    /// The worker does not know a task of this name: it was built from a
+    /// program that does not link the task.
+    UnknownTask,
+    /// A task's input or output could not be encoded.
+    Encode,
+    /// A task's input or output could not be decoded (for example, the
+    /// worker program was built from different sources than the parent).
+    Decode,
+    /// Ctrl-C (SIGINT) arrived while the call was outstanding.
+    Interrupted,
+    /// Workers could not be started: the program could not be executed, did
+    /// not call [`pool::init()`](crate::init) at the top of `main`, the
+    /// initializer failed, or a pool was created inside a worker.
+    Startup,
+    /// The pool was closed or terminated before the call could run.
+    Closed,
+    /// A connection to a worker failed in a way that is not a worker death.
+    Connection,
+}
+
+impl ErrorKind {
+    fn describe(self) -> &'static str {
+        match self {
+            ErrorKind::TaskFailed => "task failed",
+            ErrorKind::Panicked => "task panicked",
+            ErrorKind::WorkerDied => "worker died",
+            ErrorKind::Timeout => "task timed out",
+            ErrorKind::WaitTimedOut => "result not ready before the timeout",
+            ErrorKind::UnknownTask => "unknown task",
+            ErrorKind::Encode => "value could not be encoded",
+            ErrorKind::Decode => "value could not be decoded",
+            ErrorKind::Interrupted => "interrupted",
+            ErrorKind::Startup => "workers could not be started",
+            ErrorKind::Closed => "pool is closed",
+            ErrorKind::Connection => "connection to a worker failed",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.describe())
+    }
+}
+
+/// Which worker an error is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerInfo {
+    /// The pool's number for the worker (the `N` of `[worker N]` in its logs).
+    pub id: u32,
+    /// Its process id, for a local worker.
+    pub pid: Option<u32>,
+}
+
+type Source = Arc<dyn std::error::Error + Send + Sync + 'static>;
+
+/// An error from this crate: a kind, a message, where it happened (task,
+/// input index, worker) and, where there is one, the underlying cause.
+///
+/// Errors are cheap to clone, so that a result can be read more than once.
+///
+/// # Examples
+///
+/// ```
+/// use pool::{Error, ErrorKind};
+///
+/// let err = Error::new(ErrorKind::TaskFailed, "no such file")
+///     .with_task("demo::load")
+///     .with_index(7);
+/// assert_eq!(err.index(), Some(7));
+/// assert_eq!(err.task(), Some("demo::load"));
+/// assert_eq!(err.to_string(), "task failed: demo::load, input 7: no such file");
+/// ```
+#[derive(Clone)]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+    task: Option<&'static str>,
+    index: Option<usize>,
+    worker: Option<WorkerInfo>,
+    source: Option<Source>,
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Creates an error of `kind` with a message.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
+        Error {
+            kind,
+            message: message.into(),
+            task: None,
+            index: None,
+            worker: None,
+            source: None,
+        }
+    }
+
+    /// Attaches the underlying cause.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Error {
+        self.source = Some(Arc::new(source));
+        self
+    }
+
+    /// Names the task the error is about.
+    pub fn with_task(mut self, task: &'static str) -> Error {
+        self.task = Some(task);
+        self
+    }
+
+    /// Records the index of the task's input (its position in the inputs of
+    /// `map`, `imap` and the like; 0 for `apply`).
+    pub fn with_index(mut self, index: usize) -> Error {
+        self.index = Some(index);
+        self
+    }
+
+    /// Records the worker that ran the task.
+    pub fn with_worker(mut self, worker: WorkerInfo) -> Error {
+        self.worker = Some(worker);
+        self
+    }
+
+    /// What kind of error this is.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The message: for [`ErrorKind::TaskFailed`] the task's own error, for
+    /// [`ErrorKind::Panicked`] the panic message, for
+    /// [`ErrorKind::WorkerDied`] how the worker ended.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The name of the task involved, if any.
+    pub fn task(&self) -> Option<&'static str> {
+        self.task
+    }
+
+    /// The index of the input whose task failed, if the error is about one task.
+    pub fn index(&self) -> Option<usize> {
+        self.index
+    }
+
+    /// The worker involved, if any.
+    pub fn worker(&self) -> Option<WorkerInfo> {
+        self.worker
+    }
+
+    pub(crate) fn with_kind(mut self, kind: ErrorKind) -> Error {
+        self.kind = kind;
+        self
+    }
+
+    pub(crate) fn from_connection(err: connection::Error, context: impl fmt::Display) -> Error {
+        let kind = match err.kind() {
+            connection::ErrorKind::Interrupted => ErrorKind::Interrupted,
+            connection::ErrorKind::Encode => ErrorKind::Encode,
+            connection::ErrorKind::Decode => ErrorKind::Decode,
+            _ => ErrorKind::Connection,
+        };
+        Error::new(kind, context.to_string()).with_source(err)
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Error");
+        d.field("kind", &self.kind).field("message", &self.message);
+        if let Some(task) = self.task {
+            d.field("task", &task);
+        }
+        if let Some(index) = self.index {
+            d.field("index", &index);
+        }
+        if let Some(worker) = &self.worker {
+            d.field("worker", worker);
+        }
+        if let Some(source) = &self.source {
+            d.field("source", source);
+        }
+        d.finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.kind)?;
+        let mut separator = ": ";
+        if let Some(task) = self.task {
+            write!(f, "{separator}{task}")?;
+            separator = ", ";
+        }
+        if let Some(index) = self.index {
+            write!(f, "{separator}input {index}")?;
+            separator = ", ";
+        }
+        if let Some(worker) = &self.worker {
+            write!(f, "{separator}worker {}", worker.id)?;
+            if let Some(pid) = worker.pid {
+                write!(f, " (pid {pid})")?;
+            }
+        }
+        if !self.message.is_empty() {
+            write!(f, ": {}", self.message)?;
+        }
+        if let Some(source) = &self.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_ref()
+            .map(|s| &**s as &(dyn std::error::Error + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_names_task_index_worker_and_source() {
+        let io = std::io::Error::other("disk on fire");
+        let err = Error::new(ErrorKind::WorkerDied, "killed by signal 9 (SIGKILL)")
+            .with_task("demo::crunch")
+            .with_index(3)
+            .with_worker(WorkerInfo {
+                id: 2,
+                pid: Some(4242),
+            })
+            .with_source(io);
+        assert_eq!(
+            err.to_string(),
+            "worker died: demo::crunch, input 3, worker 2 (pid 4242): \
+             killed by signal 9 (SIGKILL): disk on fire"
+        );
+        assert!(std::error::Error::source(&err).is_some());
+        let copy = err.clone();
+        assert_eq!(copy.kind(), ErrorKind::WorkerDied);
+    }
+
+    #[test]
+    fn connection_interrupts_stay_interrupts() {
+        let inner = connection::Error::new(connection::ErrorKind::Interrupted, "poll");
+        let err = Error::from_connection(inner, "waiting for results");
+        assert_eq!(err.kind(), ErrorKind::Interrupted);
+    }
+
+    #[test]
+    fn error_is_send_sync() {
+        fn assert_send_sync<T: Send + Sync + 'static>() {}
+        assert_send_sync::<Error>();
+    }
+}

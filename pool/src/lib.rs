@@ -1,0 +1,99 @@
+//! A process pool in the spirit of Python's `multiprocessing.Pool`: run
+//! named functions ("tasks") over many inputs in worker processes, with
+//! typed inputs and outputs, clear errors for every fault, and no hangs.
+//!
+//! # Example
+//!
+//! ```
+//! pool::task! {
+//!     /// Sums the squares of a range.
+//!     pub fn sum_squares((start, end): (u64, u64)) -> u64 {
+//!         (start..end).map(|n| n * n).sum()
+//!     }
+//! }
+//!
+//! fn main() -> Result<(), pool::Error> {
+//!     // First thing in main: in a worker this runs the worker loop and
+//!     // never returns; anywhere else it returns at once.
+//!     pool::init();
+//!
+//!     let pool = pool::Pool::new(2)?;
+//!     let ranges: Vec<(u64, u64)> = (0..8).map(|i| (i * 100, (i + 1) * 100)).collect();
+//!     let sums = pool.map(sum_squares, ranges)?;
+//!     assert_eq!(sums.iter().sum::<u64>(), (0..800u64).map(|n| n * n).sum());
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # How it works
+//!
+//! By default the pool re-executes the current program
+//! ([`std::env::current_exe`]) once per worker, marking each copy as a
+//! worker through environment variables and an inherited connection. The
+//! copy's call to [`init`] recognises this and becomes a worker. Tasks are
+//! found by name: [`task!`] registers each task, so parent and worker agree
+//! on them as long as both are built from the same code. A separate worker
+//! program is possible too ([`PoolBuilder::worker_program`], the
+//! `pool-worker` binary of the `worker-bin` crate), and so are workers on
+//! other machines ([`PoolBuilder::listen`], [`connect_worker`]).
+//!
+//! Tasks travel in batches: one message carries many tasks to a worker and
+//! one message carries many results back, so that small tasks cost a few
+//! microseconds each rather than a system call each. Inputs can also be
+//! grouped into chunks explicitly ([`Pool::map_chunked`], [`Imap::chunksize`]).
+//!
+//! # Faults
+//!
+//! - A task that returns `Err` or panics: that input gets
+//!   [`ErrorKind::TaskFailed`] or [`ErrorKind::Panicked`] with the message;
+//!   the worker goes on. Panic messages are not printed by the worker.
+//! - A worker that dies (a signal, `abort`, `exit`, out of memory): the
+//!   input it was running gets [`ErrorKind::WorkerDied`] naming the exit
+//!   status or signal (or runs again, up to [`PoolBuilder::retries`], 0 by
+//!   default); the other inputs it held run elsewhere; a replacement starts.
+//!   A local worker records in shared memory which input it starts, so the
+//!   pool knows exactly which one was running.
+//! - An input that runs past [`PoolBuilder::task_timeout`]: its worker is
+//!   killed and replaced, the input gets [`ErrorKind::Timeout`].
+//! - The parent killed: every worker gets SIGKILL from the kernel
+//!   (`PR_SET_PDEATHSIG`) and also sees end of file on its connection.
+//! - Ctrl-C: see [`PoolBuilder::handle_interrupts`]. Workers ignore SIGINT.
+//! - A program that forgot [`init`]: [`PoolBuilder::build`] fails with
+//!   [`ErrorKind::Startup`] saying so. A worker never starts a pool itself.
+//!
+//! Platform: Linux.
+
+mod async_result;
+mod builder;
+mod dispatcher;
+mod error;
+mod imap;
+mod interrupt;
+mod job;
+mod pool;
+mod reader;
+mod remote;
+mod spawn;
+mod sys;
+mod task;
+mod wire;
+mod worker;
+mod worker_slot;
+
+pub mod builtin;
+
+pub use crate::async_result::AsyncResult;
+pub use crate::builder::{PoolBuilder, DEFAULT_STARTUP_TIMEOUT};
+pub use crate::error::{Error, ErrorKind, Result, WorkerInfo};
+pub use crate::imap::{Imap, ImapUnordered};
+pub use crate::pool::Pool;
+pub use crate::remote::{connect_worker, AUTHKEY_ENV};
+pub use crate::task::{registered_tasks, Task, TaskEntry, TaskFailure};
+pub use crate::worker::{init, worker_main};
+
+/// What [`task!`] expands to refers to these; not for direct use.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::task::{run_encoded, TaskEntry};
+    pub use inventory;
+}

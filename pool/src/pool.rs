@@ -1,0 +1,543 @@
+//! [`Pool`]: the handle a program uses to run tasks in worker processes.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{unbounded, Sender};
+
+use crate::async_result::{AsyncResult, Slot};
+use crate::builder::{Config, PoolBuilder};
+use crate::dispatcher::{Command, Dispatcher};
+use crate::error::{Error, ErrorKind, Result};
+use crate::imap::Imap;
+use crate::job::{Delivery, Item, Job, Sink, Stream};
+use crate::remote::RemoteListener;
+use crate::task::Task;
+use crate::{interrupt, remote, wire, worker};
+
+/// A pool of worker processes that run [`Task`]s (Python's
+/// `multiprocessing.Pool`).
+///
+/// Every method takes `&self`, so one pool can serve several threads.
+/// Dropping the pool terminates its workers and reaps them: no worker
+/// outlives it, and none is left a zombie.
+///
+/// # Examples
+///
+/// ```
+/// pool::task! {
+///     /// Counts the primes in `start..end`.
+///     pub fn count_primes((start, end): (u64, u64)) -> u64 {
+///         (start..end).filter(|&n| n > 1 && (2..n).take_while(|d| d * d <= n).all(|d| n % d != 0)).count() as u64
+///     }
+/// }
+///
+/// fn main() -> Result<(), pool::Error> {
+///     pool::init();
+///     let pool = pool::Pool::new(2)?;
+///     let ranges = vec![(0, 100), (100, 200), (200, 300)];
+///     assert_eq!(pool.map(count_primes, ranges)?, [25, 21, 16]);
+///     assert_eq!(pool.apply(count_primes, (0, 10))?, 4);
+///     Ok(())
+/// }
+/// ```
+pub struct Pool {
+    commands: Sender<Command>,
+    processes: usize,
+    pids: Arc<Mutex<Vec<u32>>>,
+    closed: AtomicBool,
+    dispatcher: Mutex<Option<JoinHandle<()>>>,
+    listener: Mutex<Option<RemoteListener>>,
+    listen_address: Option<String>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("processes", &self.processes)
+            .field("worker_pids", &self.worker_pids())
+            .field("closed", &self.closed.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Starts a pool: the dispatcher thread, its workers, and the listener for
+/// remote workers. Called by [`PoolBuilder::build`].
+pub(crate) fn start(config: Config) -> Result<Pool> {
+    if worker::in_worker() {
+        return Err(Error::new(
+            ErrorKind::Startup,
+            "a pool cannot be started inside a pool worker",
+        ));
+    }
+    if worker::started_as_worker() {
+        return Err(refuse_to_start());
+    }
+    let config = Arc::new(config);
+    let (commands, command_receiver) = unbounded();
+    let (events, event_receiver) = unbounded();
+    let pids = Arc::new(Mutex::new(Vec::new()));
+    let (started_tx, started_rx) = crossbeam_channel::bounded(1);
+    let dispatcher = {
+        let (config, events, pids) = (Arc::clone(&config), events.clone(), Arc::clone(&pids));
+        // Workers are spawned from this thread, which lives as long as the
+        // pool: their parent-death signal is tied to the spawning thread.
+        std::thread::Builder::new()
+            .name("pool-dispatcher".into())
+            .spawn(move || {
+                let started =
+                    Dispatcher::new(config, command_receiver, (events, event_receiver), pids)
+                        .and_then(|mut dispatcher| dispatcher.start().map(|()| dispatcher));
+                match started {
+                    Ok(dispatcher) => {
+                        let _ = started_tx.send(Ok(()));
+                        dispatcher.run();
+                    }
+                    Err(err) => {
+                        let _ = started_tx.send(Err(err));
+                    }
+                }
+            })
+            .map_err(|err| {
+                Error::new(ErrorKind::Startup, "start the dispatcher thread").with_source(err)
+            })?
+    };
+    let started = started_rx
+        .recv()
+        .unwrap_or_else(|_| Err(Error::new(ErrorKind::Startup, "the dispatcher thread died")));
+    if let Err(err) = started {
+        let _ = dispatcher.join();
+        return Err(err);
+    }
+    let pool = Pool {
+        commands,
+        processes: config.processes,
+        pids,
+        closed: AtomicBool::new(false),
+        dispatcher: Mutex::new(Some(dispatcher)),
+        listener: Mutex::new(None),
+        listen_address: None,
+    };
+    let mut pool = pool;
+    if let Some((address, authkey)) = &config.listen {
+        let listener = remote::listen(address, authkey, events)?;
+        pool.listen_address = Some(listener.address().to_string());
+        *pool.listener.lock().unwrap_or_else(|p| p.into_inner()) = Some(listener);
+    }
+    if config.handle_interrupts {
+        interrupt::watch(pool.commands.clone())?;
+    }
+    tracing::debug!(processes = pool.processes, "pool started");
+    Ok(pool)
+}
+
+/// This program was started as a worker but ran its own `main` up to
+/// creating a pool: tell the parent why it will never hear from us, so it
+/// fails at once with the reason instead of waiting for its timeout.
+fn refuse_to_start() -> Error {
+    let program = std::env::current_exe()
+        .map(|path| path.display().to_string())
+        .unwrap_or_else(|_| "this program".into());
+    let message = format!(
+        "{program} was started as a pool worker but ran its own main and tried to start a pool: \
+         call pool::init() at the top of main"
+    );
+    if let Ok(mut conn) = connection::Connection::from_env(worker::CONNECTION_ENV) {
+        let mut reply = vec![wire::REFUSED];
+        wire::put_bytes(&mut reply, message.as_bytes());
+        let _ = conn.send_bytes(&reply);
+    }
+    Error::new(ErrorKind::Startup, message)
+}
+
+/// Python's automatic chunk size: inputs spread over four chunks per worker.
+pub(crate) fn auto_chunksize(inputs: usize, processes: usize) -> usize {
+    inputs.div_ceil(4 * processes.max(1)).max(1)
+}
+
+pub(crate) fn encode_input<T: Task>(input: &T::Input, index: usize) -> Result<Vec<u8>> {
+    let encoded = connection::encode(input).map_err(|err| {
+        Error::from_connection(err, "encode the input")
+            .with_task(T::NAME)
+            .with_index(index)
+    })?;
+    if !wire::fits(encoded.len()) {
+        return Err(Error::new(
+            ErrorKind::Encode,
+            format!("input of {} bytes is too large", encoded.len()),
+        )
+        .with_task(T::NAME)
+        .with_index(index));
+    }
+    Ok(encoded)
+}
+
+pub(crate) fn decode_output<T: Task>(delivery: Delivery) -> Result<T::Output> {
+    let payload = delivery.outcome?;
+    connection::decode(payload.bytes()).map_err(|err| {
+        Error::from_connection(err, "decode the output")
+            .with_task(T::NAME)
+            .with_index(delivery.index)
+    })
+}
+
+impl Pool {
+    /// Options for a new pool.
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder::new()
+    }
+
+    /// A pool of `processes` workers with default options.
+    pub fn new(processes: usize) -> Result<Pool> {
+        Pool::builder().processes(processes).build()
+    }
+
+    /// The number of local worker processes the pool keeps running.
+    pub fn processes(&self) -> usize {
+        self.processes
+    }
+
+    /// The process ids of the local workers running now (replacements
+    /// included, dead ones not).
+    ///
+    /// ```
+    /// fn main() -> Result<(), pool::Error> {
+    ///     pool::init();
+    ///     let pool = pool::Pool::new(2)?;
+    ///     assert_eq!(pool.worker_pids().len(), 2);
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn worker_pids(&self) -> Vec<u32> {
+        self.pids.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The address remote workers connect to, if the pool
+    /// [listens](PoolBuilder::listen): the bound one, so a port 0 shows as
+    /// the port actually chosen.
+    pub fn listen_address(&self) -> Option<&str> {
+        self.listen_address.as_deref()
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.is_closed() {
+            return Err(Error::new(ErrorKind::Closed, "the pool was closed"));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn submit(&self, jobs: Vec<Job>) {
+        // A dispatcher that has gone hands the jobs back; dropping them
+        // answers their callers with `Closed`.
+        let _ = self.commands.send(Command::SubmitMany(jobs));
+    }
+
+    /// Runs `task` on every input and returns the outputs in input order
+    /// (Python's `map`). Inputs go out in chunks of
+    /// `ceil(len / (4 * processes))`, as Python chooses them; use
+    /// [`map_chunked`](Pool::map_chunked) to choose.
+    ///
+    /// The first failure to arrive is returned, with its input's index
+    /// ([`Error::index`]), and the inputs not yet started are dropped; use
+    /// [`imap`](Pool::imap) to get every input's result, failures included.
+    ///
+    /// Several arguments are a tuple (Python's `starmap`):
+    ///
+    /// ```
+    /// pool::task! { fn power((base, exp): (u64, u32)) -> u64 { base.pow(exp) } }
+    ///
+    /// fn main() -> Result<(), pool::Error> {
+    ///     pool::init();
+    ///     let pool = pool::Pool::new(2)?;
+    ///     assert_eq!(pool.map(power, [(2, 10), (3, 3)])?, [1024, 27]);
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn map<T: Task>(
+        &self,
+        task: T,
+        inputs: impl IntoIterator<Item = T::Input>,
+    ) -> Result<Vec<T::Output>> {
+        let inputs: Vec<T::Input> = inputs.into_iter().collect();
+        let chunksize = auto_chunksize(inputs.len(), self.processes);
+        self.map_chunked(task, inputs, chunksize)
+    }
+
+    /// [`map`](Pool::map) with `chunksize` inputs per chunk (at least 1).
+    /// Larger chunks cost less per input; smaller ones balance uneven
+    /// work better.
+    ///
+    /// ```
+    /// pool::task! { fn negate(x: i32) -> i32 { -x } }
+    ///
+    /// fn main() -> Result<(), pool::Error> {
+    ///     pool::init();
+    ///     let pool = pool::Pool::new(2)?;
+    ///     assert_eq!(pool.map_chunked(negate, 0..5, 2)?, [0, -1, -2, -3, -4]);
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn map_chunked<T: Task>(
+        &self,
+        task: T,
+        inputs: impl IntoIterator<Item = T::Input>,
+        chunksize: usize,
+    ) -> Result<Vec<T::Output>> {
+        let _ = task;
+        self.check_open()?;
+        let chunksize = chunksize.max(1);
+        let (sender, receiver) = unbounded();
+        let (stream, cancel) = Stream::new(sender);
+        let _cancel_on_return = CancelOnDrop(cancel);
+        let mut jobs = Vec::new();
+        let mut items = Vec::with_capacity(chunksize);
+        let mut count = 0;
+        for (index, input) in inputs.into_iter().enumerate() {
+            items.push(Item {
+                index,
+                input: encode_input::<T>(&input, index)?,
+                deaths: 0,
+            });
+            count += 1;
+            if items.len() == chunksize {
+                jobs.push(new_job::<T>(std::mem::take(&mut items), &stream));
+            }
+        }
+        if !items.is_empty() {
+            jobs.push(new_job::<T>(items, &stream));
+        }
+        drop(stream);
+        self.submit(jobs);
+        let mut outputs: Vec<Option<T::Output>> =
+            std::iter::repeat_with(|| None).take(count).collect();
+        let mut missing = count;
+        while missing > 0 {
+            let batch = receiver.recv().map_err(|_| {
+                Error::new(
+                    ErrorKind::Closed,
+                    "the pool stopped before the map finished",
+                )
+            })?;
+            for delivery in batch {
+                let index = delivery.index;
+                let output = decode_output::<T>(delivery)?;
+                if let Some(slot @ None) = outputs.get_mut(index) {
+                    *slot = Some(output);
+                    missing -= 1;
+                }
+            }
+        }
+        Ok(outputs.into_iter().flatten().collect())
+    }
+
+    /// Runs `task` on each input lazily, yielding each result in input
+    /// order as it becomes available (Python's `imap`).
+    ///
+    /// At most a bounded number of inputs are taken from the iterator ahead
+    /// of the results consumed, so an endless iterator works. Each item is
+    /// `Ok(output)` or that input's error; after an interrupt or the pool's
+    /// end, one such error is yielded and then the iterator ends. Chunks
+    /// hold one input unless [`Imap::chunksize`] says otherwise. Dropping
+    /// the iterator drops the inputs not yet started.
+    ///
+    /// ```
+    /// pool::task! { fn triple(x: u64) -> u64 { 3 * x } }
+    ///
+    /// fn main() -> Result<(), pool::Error> {
+    ///     pool::init();
+    ///     let pool = pool::Pool::new(2)?;
+    ///     let first: Vec<u64> = pool.imap(triple, 0..).take(4).collect::<Result<_, _>>()?;
+    ///     assert_eq!(first, [0, 3, 6, 9]);
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn imap<T: Task, I: IntoIterator<Item = T::Input>>(
+        &self,
+        task: T,
+        inputs: I,
+    ) -> Imap<'_, T, I::IntoIter> {
+        Imap::new(self, task, inputs.into_iter(), true)
+    }
+
+    /// Like [`imap`](Pool::imap), but yields results as they complete,
+    /// each with its input's index (Python's `imap_unordered`, which
+    /// leaves out the index).
+    ///
+    /// ```
+    /// pool::task! { fn halve(x: u32) -> u32 { x / 2 } }
+    ///
+    /// fn main() -> Result<(), pool::Error> {
+    ///     pool::init();
+    ///     let pool = pool::Pool::new(2)?;
+    ///     let mut results: Vec<(usize, u32)> =
+    ///         pool.imap_unordered(halve, [10, 20, 30]).collect::<Result<_, _>>()?;
+    ///     results.sort();
+    ///     assert_eq!(results, [(0, 5), (1, 10), (2, 15)]);
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn imap_unordered<T: Task, I: IntoIterator<Item = T::Input>>(
+        &self,
+        task: T,
+        inputs: I,
+    ) -> crate::imap::ImapUnordered<'_, T, I::IntoIter> {
+        crate::imap::ImapUnordered::new(Imap::new(self, task, inputs.into_iter(), false))
+    }
+
+    /// Runs `task` on `input` in a worker and waits for the output
+    /// (Python's `apply`).
+    ///
+    /// ```
+    /// pool::task! { fn greet(name: String) -> String { format!("hello, {name}") } }
+    ///
+    /// fn main() -> Result<(), pool::Error> {
+    ///     pool::init();
+    ///     let pool = pool::Pool::new(1)?;
+    ///     assert_eq!(pool.apply(greet, "world".into())?, "hello, world");
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn apply<T: Task>(&self, task: T, input: T::Input) -> Result<T::Output> {
+        self.apply_async(task, input).get(None)
+    }
+
+    /// Starts `task` on `input` in a worker and returns a handle to its
+    /// result (Python's `apply_async`). Any error, including a closed pool
+    /// or an input that cannot be encoded, arrives through the handle.
+    ///
+    /// ```
+    /// pool::task! { fn len(text: String) -> usize { text.len() } }
+    ///
+    /// fn main() -> Result<(), pool::Error> {
+    ///     pool::init();
+    ///     let pool = pool::Pool::new(2)?;
+    ///     let pending = pool.apply_async(len, "four".into());
+    ///     assert_eq!(pending.get(None)?, 4);
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn apply_async<T: Task>(&self, task: T, input: T::Input) -> AsyncResult<T::Output> {
+        let _ = task;
+        let slot = Slot::new();
+        let result = AsyncResult::new(Arc::clone(&slot));
+        match self
+            .check_open()
+            .and_then(|()| encode_input::<T>(&input, 0))
+        {
+            Err(err) => slot.complete(Err(err)),
+            Ok(input) => {
+                let job = Job {
+                    task: T::NAME,
+                    items: vec![Item {
+                        index: 0,
+                        input,
+                        deaths: 0,
+                    }],
+                    sink: Sink::Slot(slot),
+                };
+                // On failure the job comes back and its drop answers `Closed`.
+                let _ = self.commands.send(Command::Submit(job));
+            }
+        }
+        result
+    }
+
+    /// Stops taking new work; what was submitted still runs, then the
+    /// workers exit. Calls after this fail with [`ErrorKind::Closed`].
+    ///
+    /// ```
+    /// pool::task! { fn id(x: u8) -> u8 { x } }
+    ///
+    /// fn main() -> Result<(), pool::Error> {
+    ///     pool::init();
+    ///     let pool = pool::Pool::new(1)?;
+    ///     let pending = pool.apply_async(id, 7);
+    ///     pool.close();
+    ///     assert_eq!(pool.apply(id, 8).unwrap_err().kind(), pool::ErrorKind::Closed);
+    ///     pool.join();
+    ///     assert_eq!(pending.get(None)?, 7);
+    ///     assert!(pool.worker_pids().is_empty());
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn close(&self) {
+        if !self.closed.swap(true, Ordering::Relaxed) {
+            let _ = self.commands.send(Command::Close);
+        }
+    }
+
+    /// Waits until every worker has exited and been reaped. On a pool
+    /// still open, closes it first (where Python raises an error), so the
+    /// submitted work finishes before the workers exit.
+    pub fn join(&self) {
+        self.close();
+        self.join_dispatcher();
+    }
+
+    /// Stops the workers at once (SIGKILL), failing unfinished calls with
+    /// [`ErrorKind::Closed`], and waits until they are reaped. Dropping the
+    /// pool does this.
+    ///
+    /// ```
+    /// fn main() -> Result<(), pool::Error> {
+    ///     pool::init();
+    ///     let pool = pool::Pool::new(2)?;
+    ///     pool.terminate();
+    ///     assert!(pool.worker_pids().is_empty());
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn terminate(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+        let _ = self.commands.send(Command::Terminate);
+        self.join_dispatcher();
+    }
+
+    fn join_dispatcher(&self) {
+        if let Some(listener) = self
+            .listener
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            listener.stop();
+        }
+        let handle = self
+            .dispatcher
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}
+
+fn new_job<T: Task>(items: Vec<Item>, stream: &Arc<Stream>) -> Job {
+    Job {
+        task: T::NAME,
+        items,
+        sink: Sink::Stream(Arc::clone(stream)),
+    }
+}
+
+/// Marks a call's stream cancelled when the call returns or its iterator
+/// is dropped, so the dispatcher drops work nobody will collect.
+pub(crate) struct CancelOnDrop(pub(crate) Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,192 @@
+//! One thread per worker reads what it sends and forwards it to the
+//! dispatcher as [`Event`]s; when the worker's connection ends, it reaps
+//! the process to learn how it ended.
+
+use std::ops::Range;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Child, ExitStatus};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use connection::Connection;
+use crossbeam_channel::Sender;
+
+use crate::sys;
+use crate::task::TaskFailure;
+use crate::wire::{self, Reader, WireError};
+
+/// How long a worker whose connection ended may take to exit before it is
+/// killed (it may have closed the connection and gone on running).
+const EXIT_GRACE: Duration = Duration::from_secs(2);
+
+/// Something that happened to a worker.
+pub(crate) enum Event {
+    Ready {
+        worker: u32,
+        pid: u32,
+    },
+    SetupFailed {
+        worker: u32,
+        failure: TaskFailure,
+    },
+    /// The program the pool started ran its own `main` and tried to start
+    /// a pool instead of becoming a worker.
+    Refused {
+        worker: u32,
+        message: String,
+    },
+    Results {
+        worker: u32,
+        message: Arc<Vec<u8>>,
+        busy_nanos: u64,
+        /// Per item, in order: its chunk's id and the item's outcome.
+        outcomes: Vec<(u64, Result<Range<usize>, TaskFailure>)>,
+    },
+    Lost {
+        worker: u32,
+        end: WorkerEnd,
+    },
+    /// A remote worker connected and authenticated.
+    Joined {
+        conn: Connection,
+        peer: String,
+    },
+}
+
+/// How a worker's connection ended, and how its process ended if it is ours.
+#[derive(Debug)]
+pub(crate) struct WorkerEnd {
+    pub(crate) status: Option<ExitStatus>,
+    pub(crate) error: String,
+}
+
+impl WorkerEnd {
+    /// "killed by signal 9 (SIGKILL)", "exited with status 3", or for a
+    /// remote worker what happened to the connection.
+    pub(crate) fn describe(&self) -> String {
+        match self.status {
+            Some(status) => match (status.signal(), status.code()) {
+                (Some(signal), _) => format!(
+                    "killed by signal {signal} ({}){}",
+                    sys::signal_name(signal),
+                    if status.core_dumped() {
+                        ", core dumped"
+                    } else {
+                        ""
+                    }
+                ),
+                (None, Some(code)) => format!("exited with status {code}"),
+                (None, None) => format!("ended ({status})"),
+            },
+            None => format!("connection lost: {}", self.error),
+        }
+    }
+}
+
+/// Starts the reader thread for worker `id`.
+pub(crate) fn start(
+    id: u32,
+    conn: Connection,
+    child: Option<Arc<Mutex<Child>>>,
+    events: Sender<Event>,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("pool-worker-{id}-reader"))
+        .spawn(move || read_until_end(id, conn, child, events))
+}
+
+fn read_until_end(
+    id: u32,
+    mut conn: Connection,
+    child: Option<Arc<Mutex<Child>>>,
+    events: Sender<Event>,
+) {
+    let pid = child
+        .as_ref()
+        .map(|c| c.lock().unwrap_or_else(|p| p.into_inner()).id());
+    let span = tracing::debug_span!("worker", id, pid);
+    let _entered = span.enter();
+    let error = loop {
+        let message = match conn.recv_bytes() {
+            Ok(message) => message,
+            Err(err) => break err.to_string(),
+        };
+        match parse(id, message) {
+            Ok(event) => {
+                if events.send(event).is_err() {
+                    break "the pool stopped".to_string();
+                }
+            }
+            Err(err) => break err.to_string(),
+        }
+    };
+    tracing::debug!(%error, "worker connection ended");
+    let status = child.as_deref().and_then(reap);
+    let _ = events.send(Event::Lost {
+        worker: id,
+        end: WorkerEnd { status, error },
+    });
+}
+
+fn parse(worker: u32, message: Vec<u8>) -> Result<Event, WireError> {
+    let mut reader = Reader::new(&message);
+    match reader.u8("tag")? {
+        wire::RESULTS => {
+            let busy_nanos = reader.u64("busy time")?;
+            let mut outcomes = Vec::new();
+            while !reader.at_end() {
+                let id = reader.u64("chunk id")?;
+                let items = reader.u32("item count")?;
+                for _ in 0..items {
+                    outcomes.push((id, reader.outcome()?));
+                }
+            }
+            Ok(Event::Results {
+                worker,
+                message: Arc::new(message),
+                busy_nanos,
+                outcomes,
+            })
+        }
+        wire::READY => Ok(Event::Ready {
+            worker,
+            pid: reader.u32("pid")?,
+        }),
+        wire::SETUP_FAILED => Ok(Event::SetupFailed {
+            worker,
+            failure: wire::read_failure(&mut reader)?,
+        }),
+        wire::REFUSED => Ok(Event::Refused {
+            worker,
+            message: reader.str("reason")?.to_string(),
+        }),
+        other => Err(WireError(format!(
+            "unknown message tag {other} at offset {}",
+            reader.position()
+        ))),
+    }
+}
+
+/// Waits for the child to exit, killing it if it lingers, and returns its
+/// status. The lock is held only briefly, so the dispatcher can still
+/// kill the child meanwhile.
+fn reap(child: &Mutex<Child>) -> Option<ExitStatus> {
+    let deadline = Instant::now() + EXIT_GRACE;
+    let mut pause = Duration::from_micros(50);
+    loop {
+        let mut guard = child.lock().unwrap_or_else(|p| p.into_inner());
+        match guard.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = guard.kill();
+                return guard.wait().ok();
+            }
+            Ok(None) => {}
+            Err(_) => return None,
+        }
+        drop(guard);
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(10));
+    }
+}

@@ -1,0 +1,151 @@
+//! Where a local worker process is started: the one place that builds its
+//! command line, environment and inherited descriptors.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStderr, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use connection::Connection;
+use crossbeam_channel::Sender;
+
+use crate::builder::Config;
+use crate::error::{Error, ErrorKind, Result};
+use crate::reader::{self, Event};
+use crate::sys::{self, SharedCounter};
+use crate::worker::{CONNECTION_ENV, PARENT_ENV, PROGRESS_ENV};
+
+/// A started local worker, not yet known to be ready.
+pub(crate) struct LocalWorker {
+    pub(crate) conn: Connection,
+    pub(crate) child: Arc<Mutex<Child>>,
+    pub(crate) pid: u32,
+    pub(crate) progress: SharedCounter,
+    pub(crate) reader: JoinHandle<()>,
+}
+
+/// The program a local worker runs: the configured one or this program.
+pub(crate) fn worker_program(config: &Config) -> Result<PathBuf> {
+    match &config.program {
+        Some(program) => Ok(program.clone()),
+        None => std::env::current_exe().map_err(|err| {
+            Error::new(
+                ErrorKind::Startup,
+                "cannot find this program to re-execute it",
+            )
+            .with_source(err)
+        }),
+    }
+}
+
+/// Starts worker `id`: spawns the process with its end of a connection and
+/// its progress page, sends the setup message, and starts the threads that
+/// read its messages and forward its stderr.
+pub(crate) fn spawn_local(
+    config: &Config,
+    program: &PathBuf,
+    id: u32,
+    setup: &[u8],
+    events: Sender<Event>,
+) -> Result<LocalWorker> {
+    fn startup(what: &'static str) -> impl Fn(connection::Error) -> Error {
+        move |err| Error::from_connection(err, what).with_kind(ErrorKind::Startup)
+    }
+    let (mut conn, child_end) = connection::pipe().map_err(startup("create a connection"))?;
+    let progress = SharedCounter::create()
+        .map_err(|err| Error::new(ErrorKind::Startup, "create a progress page").with_source(err))?;
+    let mut command = Command::new(program);
+    command
+        .args(&config.args)
+        .envs(config.env.iter().map(|(k, v)| (k, v)))
+        .env(PARENT_ENV, std::process::id().to_string())
+        .env(PROGRESS_ENV, progress.raw_fd().to_string())
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped());
+    child_end
+        .pass_to_child(&mut command, CONNECTION_ENV)
+        .map_err(startup("pass the connection"))?;
+    sys::prepare_worker_command(&mut command, progress.raw_fd());
+    let mut child = command.spawn().map_err(|err| {
+        Error::new(
+            ErrorKind::Startup,
+            format!("cannot start worker program {}", program.display()),
+        )
+        .with_source(err)
+    })?;
+    // Dropping the command closes the parent's copy of the child's end, so
+    // that the connection reports end of file once the child is gone.
+    drop(command);
+    let pid = child.id();
+    let stderr = child.stderr.take();
+    let child = Arc::new(Mutex::new(child));
+    // A child that fails at once (it refused to be a worker, or could not
+    // run) may already be gone: its reader reports why, which says more
+    // than this send's broken pipe would.
+    if let Err(err) = conn.send_bytes(setup) {
+        tracing::debug!(worker = id, %err, "sending setup failed");
+    }
+    let started = conn
+        .try_clone()
+        .map_err(startup("clone the connection"))
+        .and_then(|reader_conn| {
+            reader::start(id, reader_conn, Some(Arc::clone(&child)), events).map_err(|err| {
+                Error::new(ErrorKind::Startup, "start a reader thread").with_source(err)
+            })
+        });
+    let reader = match started {
+        Ok(reader) => reader,
+        Err(err) => {
+            let mut child = child.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(err);
+        }
+    };
+    if let Some(stderr) = stderr {
+        forward_stderr(id, stderr);
+    }
+    tracing::debug!(worker = id, pid, program = %program.display(), "worker spawned");
+    Ok(LocalWorker {
+        conn,
+        child,
+        pid,
+        progress,
+        reader,
+    })
+}
+
+/// Copies the worker's stderr to ours line by line, each line tagged with
+/// the worker's id. The thread ends when the pipe closes; it is not joined,
+/// since a grandchild process could hold the pipe open indefinitely.
+fn forward_stderr(id: u32, stderr: ChildStderr) {
+    let forward = move || {
+        let mut lines = BufReader::new(stderr);
+        let mut line = Vec::new();
+        let prefix = format!("[worker {id}] ");
+        loop {
+            line.clear();
+            match lines.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {
+                    if line.last() != Some(&b'\n') {
+                        line.push(b'\n');
+                    }
+                    let mut out = std::io::stderr().lock();
+                    let _ = out
+                        .write_all(prefix.as_bytes())
+                        .and_then(|()| out.write_all(&line));
+                }
+            }
+        }
+    };
+    // Without the thread the worker's stderr would fill and block it, so a
+    // failure to start one is worth a line but not worth failing the worker.
+    if let Err(err) = std::thread::Builder::new()
+        .name(format!("pool-worker-{id}-stderr"))
+        .spawn(forward)
+    {
+        tracing::warn!(worker = id, %err, "cannot forward worker stderr");
+    }
+}

@@ -1,0 +1,13 @@
+//! Platform-specific calls: the only place in this crate with `unsafe`.
+//!
+//! Linux only for now: the parent-death signal (`PR_SET_PDEATHSIG`) and
+//! `memfd_create` have no portable equivalent.
+
+#[cfg(target_os = "linux")]
+mod linux;
+
+#[cfg(target_os = "linux")]
+pub(crate) use linux::*;
+
+#[cfg(not(target_os = "linux"))]
+compile_error!("the pool crate supports Linux only");
