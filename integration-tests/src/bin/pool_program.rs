@@ -241,6 +241,22 @@ fn main() -> Result<(), pool::Error> {
                 Ok(_) => println!("after close: unexpectedly ok"),
             }
         }
+        "remote" => {
+            // Workers join from outside: the test starts them with the
+            // address printed here and the key in POOL_AUTHKEY.
+            let key = std::env::var("POOL_AUTHKEY").unwrap_or_default();
+            let pool = Pool::builder()
+                .processes(0)
+                .listen("tcp:127.0.0.1:0", key)
+                .build()?;
+            println!("address: {}", pool.listen_address().unwrap_or_default());
+            let ranges = (0..10u64).map(|i| (i * 1000, (i + 1) * 1000));
+            let primes: u64 = pool
+                .map_chunked(pool::builtin::count_primes, ranges, 1)?
+                .iter()
+                .sum();
+            println!("primes below 10000: {primes}");
+        }
         other => {
             eprintln!("unknown mode {other:?}");
             std::process::exit(2);

@@ -1,0 +1,81 @@
+"""CPython's side of pool_vs_python.rs: the same four workloads with
+multiprocessing.Pool (default start method), printed as `key: value` lines."""
+
+import multiprocessing as mp
+import statistics
+import time
+
+PROCESSES = 2
+STARTUP_RUNS = 11
+APPLY_TASKS = 30_000
+IMAP_TASKS = 50_000
+CPU_INPUTS = 200
+CPU_TASK = 0.005
+
+
+def noop(x):
+    return x
+
+
+def spin(rounds):
+    x = 0x9E3779B97F4A7C15
+    mask = (1 << 64) - 1
+    for _ in range(rounds):
+        x ^= (x << 13) & mask
+        x ^= x >> 7
+        x ^= (x << 17) & mask
+    return x
+
+
+def rounds_for(target):
+    probe = 20_000
+    began = time.perf_counter()
+    spin(probe)
+    per_round = (time.perf_counter() - began) / probe
+    return int(target / per_round)
+
+
+def ready_pool():
+    pool = mp.Pool(PROCESSES)
+    # Pool() returns before its workers run: wait until each has answered.
+    pool.map(noop, range(PROCESSES), chunksize=1)
+    return pool
+
+
+def main():
+    startups = []
+    for _ in range(STARTUP_RUNS):
+        began = time.perf_counter()
+        pool = ready_pool()
+        startups.append((time.perf_counter() - began) * 1e3)
+        pool.terminate()
+        pool.join()
+    print(f"startup_ms: {statistics.median(startups):.3f}")
+
+    with mp.Pool(PROCESSES) as pool:
+        pool.map(noop, range(10_000))
+        began = time.perf_counter()
+        handles = [pool.apply_async(noop, (x,)) for x in range(APPLY_TASKS)]
+        for handle in handles:
+            handle.get()
+        print(f"apply_per_s: {APPLY_TASKS / (time.perf_counter() - began):.1f}")
+
+        began = time.perf_counter()
+        for _ in pool.imap(noop, range(IMAP_TASKS), chunksize=1):
+            pass
+        print(f"imap_per_s: {IMAP_TASKS / (time.perf_counter() - began):.1f}")
+
+        rounds = rounds_for(CPU_TASK)
+        inputs = [rounds] * CPU_INPUTS
+        began = time.perf_counter()
+        serial = [spin(r) for r in inputs]
+        serial_time = time.perf_counter() - began
+        began = time.perf_counter()
+        parallel = pool.map(spin, inputs)
+        parallel_time = time.perf_counter() - began
+        assert serial == parallel
+        print(f"map_speedup: {serial_time / parallel_time:.3f}")
+
+
+if __name__ == "__main__":
+    main()
