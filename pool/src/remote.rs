@@ -106,6 +106,10 @@ fn accept_workers(listener: &mut Listener, stop: &AtomicBool, events: &Sender<Ev
 /// `authkey`, and works for it until it closes; the library side of
 /// `pool-worker --connect`.
 ///
+/// This makes the calling process a worker for good: it can no longer start
+/// pools of its own, and panics in it are no longer printed (task panics
+/// are reported to the pool instead).
+///
 /// # Examples
 ///
 /// A pool that listens on a free loopback port, and a worker thread that
