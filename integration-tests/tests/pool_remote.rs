@@ -3,16 +3,20 @@
 //! with a wrong key that is turned away.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use integration_tests::{output_with_deadline, wait_with_deadline, Watchdog};
 
 const LIMIT: Duration = Duration::from_secs(60);
 const KEY: &str = "loopback test key";
+const WORKER: &str = env!("CARGO_BIN_EXE_pool_remote_worker");
 
-#[test]
-fn remote_workers_join_a_listening_pool_and_run_its_map() {
+/// Runs the `remote` scenario of `pool_program` (a pool with no local
+/// workers, so its map completes only if a remote worker joins), starting
+/// workers with `start_workers(address)`; returns the scenario's output and
+/// the workers, which it checks exited cleanly once the pool was gone.
+fn remote_pool(start_workers: impl FnOnce(&str) -> Vec<Child>) -> String {
     let mut pool = Command::new(env!("CARGO_BIN_EXE_pool_program"))
         .arg("remote")
         .env("POOL_AUTHKEY", KEY)
@@ -33,40 +37,54 @@ fn remote_workers_join_a_listening_pool_and_run_its_map() {
         address.starts_with("tcp:127.0.0.1:") && !address.ends_with(":0"),
         "{address}"
     );
-
-    let worker = env!("CARGO_BIN_EXE_pool_remote_worker");
-    let wrong = output_with_deadline(
-        Command::new(worker)
-            .args(["--connect", &address])
-            .env("POOL_AUTHKEY", "not the key"),
-        LIMIT,
-    );
-    assert!(!wrong.status.success());
-    let complaint = String::from_utf8_lossy(&wrong.stderr);
-    assert!(complaint.contains("authentication"), "{complaint}");
-
-    let key_file = std::env::temp_dir().join(format!("pool-remote-key-{}", std::process::id()));
-    std::fs::write(&key_file, format!("{KEY}\n")).expect("write key file");
-    let mut from_env = Command::new(worker)
-        .args(["--connect", &address])
-        .env("POOL_AUTHKEY", KEY)
-        .spawn()
-        .expect("spawn worker");
-    let mut from_file = Command::new(worker)
-        .args(["--connect", &address, "--authkey-file"])
-        .arg(&key_file)
-        .env_remove("POOL_AUTHKEY")
-        .spawn()
-        .expect("spawn worker");
-
+    let workers = start_workers(&address);
     let mut rest = String::new();
     while stdout.read_line(&mut rest).expect("read") > 0 {}
     drop(watchdog);
     let status = wait_with_deadline(&mut pool, LIMIT);
     assert!(status.success(), "{status}\n{rest}");
-    assert!(rest.contains("primes below 10000: 1229"), "{rest}");
-    // The pool is gone: its workers see end of file and exit cleanly.
-    assert!(wait_with_deadline(&mut from_env, LIMIT).success());
-    assert!(wait_with_deadline(&mut from_file, LIMIT).success());
+    for mut worker in workers {
+        // The pool is gone: its workers see end of file and exit cleanly.
+        assert!(wait_with_deadline(&mut worker, LIMIT).success());
+    }
+    rest
+}
+
+#[test]
+fn a_remote_worker_with_the_key_in_the_environment_runs_the_map() {
+    let output = remote_pool(|address| {
+        let wrong = output_with_deadline(
+            Command::new(WORKER)
+                .args(["--connect", address])
+                .env("POOL_AUTHKEY", "not the key"),
+            LIMIT,
+        );
+        assert!(!wrong.status.success());
+        let complaint = String::from_utf8_lossy(&wrong.stderr);
+        assert!(complaint.contains("authentication"), "{complaint}");
+        let worker = Command::new(WORKER)
+            .args(["--connect", address])
+            .env("POOL_AUTHKEY", KEY)
+            .spawn()
+            .expect("spawn worker");
+        vec![worker]
+    });
+    assert!(output.contains("primes below 10000: 1229"), "{output}");
+}
+
+#[test]
+fn a_remote_worker_with_the_key_in_a_file_runs_the_map() {
+    let key_file = std::env::temp_dir().join(format!("pool-remote-key-{}", std::process::id()));
+    std::fs::write(&key_file, format!("{KEY}\n")).expect("write key file");
+    let output = remote_pool(|address| {
+        let worker = Command::new(WORKER)
+            .args(["--connect", address, "--authkey-file"])
+            .arg(&key_file)
+            .env_remove("POOL_AUTHKEY")
+            .spawn()
+            .expect("spawn worker");
+        vec![worker]
+    });
     let _ = std::fs::remove_file(&key_file);
+    assert!(output.contains("primes below 10000: 1229"), "{output}");
 }

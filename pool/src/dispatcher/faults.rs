@@ -1,0 +1,223 @@
+//! How the dispatcher handles workers that die, time out or are
+//! interrupted: who was running what, what fails, what runs again.
+
+use std::time::{Duration, Instant};
+
+use super::Dispatcher;
+use crate::error::{Error, ErrorKind};
+use crate::job::{Item, Job, Sink};
+use crate::reader::WorkerEnd;
+use crate::worker_slot::{Process, State};
+
+impl Dispatcher {
+    pub(super) fn on_lost(&mut self, worker: u32, end: WorkerEnd) {
+        let Some(index) = self.workers.iter().position(|w| w.id == worker) else {
+            return;
+        };
+        let mut slot = self.workers.swap_remove(index);
+        if let Some(reader) = slot.reader.take() {
+            let _ = reader.join();
+        }
+        self.publish_pids();
+        let description = end.describe();
+        if let Process::Remote { peer } = &slot.process {
+            tracing::debug!(worker, %peer, how = %description, "remote worker left");
+        } else {
+            tracing::debug!(worker, how = %description, "worker ended");
+        }
+        match slot.state {
+            State::Starting { .. } => {
+                let hint = if slot.is_local() {
+                    format!(
+                        "; does {} call pool::init() at the top of main?",
+                        self.program.display()
+                    )
+                } else {
+                    String::new()
+                };
+                let err = Error::new(
+                    ErrorKind::Startup,
+                    format!("worker {worker} {description} before it was ready{hint}"),
+                );
+                if slot.is_local() {
+                    self.break_pool(err);
+                }
+            }
+            State::Ready => {
+                let (culprit, rest) = slot.take_work();
+                let died = culprit.map(|(mut item, task, sink)| {
+                    item.deaths += 1;
+                    let err = Error::new(
+                        ErrorKind::WorkerDied,
+                        format!("{description} while running this task"),
+                    )
+                    .with_worker(slot.info());
+                    (item, task, sink, err)
+                });
+                self.requeue_after_death(rest, died);
+            }
+            State::Retiring | State::Doomed => {}
+        }
+    }
+
+    pub(super) fn requeue_after_death(
+        &mut self,
+        rest: Vec<Job>,
+        died: Option<(Item, &'static str, Sink, Error)>,
+    ) {
+        let mut culprit = None;
+        if let Some((item, task, sink, err)) = died {
+            if item.deaths > self.config.retries {
+                let err = err.with_task(task).with_index(item.index);
+                self.deliveries.push(&sink, item.index, Err(err));
+            } else {
+                culprit = Some((item, task, sink));
+            }
+        }
+        self.requeue(rest, culprit);
+    }
+
+    /// Puts work back at the front of the queue, in its original order
+    /// (the input that was running first).
+    pub(super) fn requeue(&mut self, rest: Vec<Job>, culprit: Option<(Item, &'static str, Sink)>) {
+        for job in rest.into_iter().rev() {
+            self.queue.push_front(job);
+        }
+        if let Some((item, task, sink)) = culprit {
+            self.queue.push_front(Job {
+                task,
+                items: vec![item],
+                sink,
+            });
+        }
+        if let Some(err) = self.broken.clone() {
+            self.fail_queued(|| err.clone());
+        }
+    }
+
+    /// When the dispatcher next needs to wake up without a message: for
+    /// the nearest start-up deadline, or to watch running tasks' clocks.
+    pub(super) fn next_wakeup(&self) -> Option<Duration> {
+        let now = Instant::now();
+        let startup = self
+            .workers
+            .iter()
+            .filter_map(|w| match w.state {
+                State::Starting { deadline } => Some(deadline.saturating_duration_since(now)),
+                _ => None,
+            })
+            .min();
+        let tick = self.config.task_timeout.and_then(|timeout| {
+            self.workers
+                .iter()
+                .any(|w| w.in_flight_items > 0)
+                .then(|| (timeout / 10).clamp(Duration::from_millis(1), Duration::from_millis(100)))
+        });
+        match (startup, tick) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Enforces start-up deadlines and task timeouts.
+    pub(super) fn check_clocks(&mut self) {
+        let now = Instant::now();
+        let mut late = Vec::new();
+        let mut overdue = Vec::new();
+        for slot in &mut self.workers {
+            match slot.state {
+                State::Starting { deadline } if now >= deadline => late.push(slot.id),
+                State::Ready => {
+                    let Some(timeout) = self.config.task_timeout else {
+                        continue;
+                    };
+                    match (slot.running_seq(), slot.watch) {
+                        (None, _) => slot.watch = None,
+                        (Some(seq), Some((watched, since))) if seq == watched => {
+                            if now - since >= timeout {
+                                overdue.push(slot.id);
+                            }
+                        }
+                        (Some(seq), _) => slot.watch = Some((seq, now)),
+                    }
+                }
+                _ => {}
+            }
+        }
+        for worker in late {
+            let err = Error::new(
+                ErrorKind::Startup,
+                format!(
+                    "worker {worker} was not ready within {:?}; does {} call pool::init() at the top of main?",
+                    self.config.startup_timeout,
+                    self.program.display()
+                ),
+            );
+            let local = self.worker_mut(worker).is_some_and(|w| w.is_local());
+            if local {
+                self.break_pool(err);
+            }
+            self.kill_worker(worker);
+        }
+        for worker in overdue {
+            self.time_out(worker);
+        }
+    }
+
+    pub(super) fn time_out(&mut self, worker: u32) {
+        let Some(timeout) = self.config.task_timeout else {
+            return;
+        };
+        let Some(slot) = self.worker_mut(worker) else {
+            return;
+        };
+        let info = slot.info();
+        slot.kill();
+        let (culprit, rest) = slot.take_work();
+        tracing::debug!(worker, "task timed out; worker killed");
+        if let Some((item, task, sink)) = culprit {
+            let err = Error::new(
+                ErrorKind::Timeout,
+                format!("ran longer than {timeout:?}; its worker was killed"),
+            )
+            .with_task(task)
+            .with_index(item.index)
+            .with_worker(info);
+            self.deliveries.push(&sink, item.index, Err(err));
+        }
+        self.requeue(rest, None);
+    }
+
+    pub(super) fn kill_worker(&mut self, worker: u32) {
+        if let Some(slot) = self.worker_mut(worker) {
+            slot.kill();
+            let (culprit, rest) = slot.take_work();
+            self.requeue(rest, culprit);
+        }
+    }
+
+    /// Fails everything unfinished with `Interrupted` and kills the local
+    /// workers that were busy, so that nothing keeps running for a caller
+    /// that has gone; `replenish` starts fresh ones.
+    pub(super) fn interrupt(&mut self) -> bool {
+        let interrupted = || Error::new(ErrorKind::Interrupted, "Ctrl-C (SIGINT)");
+        let mut had_work = !self.queue.is_empty();
+        self.fail_queued(interrupted);
+        for slot in &mut self.workers {
+            if slot.in_flight.is_empty() {
+                continue;
+            }
+            had_work = true;
+            for in_flight in &mut slot.in_flight {
+                in_flight.job.fail_all(|_| interrupted());
+            }
+            // A remote worker's results are discarded as they come, since
+            // its chunks stay in place with their inputs answered.
+            if slot.is_local() {
+                slot.kill();
+                let _ = slot.take_work();
+            }
+        }
+        had_work
+    }
+}

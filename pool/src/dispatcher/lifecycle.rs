@@ -1,0 +1,198 @@
+//! Starting, retiring and stopping workers, and the pool's own end.
+
+use std::time::Instant;
+
+use super::{Dispatcher, Phase, REAP_WAIT};
+use crate::error::{Error, ErrorKind, Result};
+use crate::reader::{self, Event};
+use crate::spawn;
+use crate::wire;
+use crate::worker_slot::{Process, State, WorkerSlot};
+
+impl Dispatcher {
+    /// Quits a worker that has been given its share of tasks, once it has
+    /// answered them all; `replenish` starts its replacement.
+    pub(super) fn retire_if_due(&mut self, index: usize) {
+        let Some(limit) = self.config.max_tasks_per_child else {
+            return;
+        };
+        let slot = &mut self.workers[index];
+        if slot.state == State::Ready && slot.items_sent >= limit && slot.in_flight.is_empty() {
+            tracing::debug!(worker = slot.id, "worker retiring after {limit} tasks");
+            slot.state = State::Retiring;
+            let _ = slot.conn.send_bytes(&[wire::QUIT]);
+        }
+    }
+
+    /// Starts local workers until the configured number are live.
+    pub(super) fn replenish(&mut self) {
+        if self.broken.is_some() || self.phase == Phase::Terminating {
+            return;
+        }
+        if self.phase == Phase::Closing && self.queue.is_empty() {
+            return;
+        }
+        let live = self
+            .workers
+            .iter()
+            .filter(|w| w.is_local() && w.is_live())
+            .count();
+        for _ in live..self.config.processes {
+            if let Err(err) = self.spawn_local() {
+                self.break_pool(err);
+                return;
+            }
+        }
+    }
+
+    pub(super) fn spawn_local(&mut self) -> Result<()> {
+        let id = self.next_worker_id;
+        self.next_worker_id += 1;
+        let setup = self.setup_message(id);
+        let local = spawn::spawn_local(
+            &self.config,
+            &self.program,
+            id,
+            &setup,
+            self.events_tx.clone(),
+        )?;
+        let deadline = Instant::now() + self.config.startup_timeout;
+        let process = Process::Local {
+            child: local.child,
+            progress: local.progress,
+        };
+        let mut slot = WorkerSlot::new(
+            id,
+            Some(local.pid),
+            process,
+            local.conn,
+            State::Starting { deadline },
+        );
+        slot.reader = Some(local.reader);
+        self.workers.push(slot);
+        self.publish_pids();
+        Ok(())
+    }
+
+    pub(super) fn adopt_remote(&mut self, mut conn: connection::Connection, peer: String) {
+        if self.phase != Phase::Open || self.broken.is_some() {
+            let _ = conn.send_bytes(&[wire::QUIT]);
+            return;
+        }
+        let id = self.next_worker_id;
+        self.next_worker_id += 1;
+        let setup = self.setup_message(id);
+        let started = conn
+            .send_bytes(&setup)
+            .and_then(|()| conn.try_clone())
+            .map_err(|err| err.to_string())
+            .and_then(|reader_conn| {
+                reader::start(id, reader_conn, None, self.events_tx.clone())
+                    .map_err(|err| err.to_string())
+            });
+        match started {
+            Ok(reader) => {
+                tracing::debug!(worker = id, %peer, "remote worker joined");
+                let deadline = Instant::now() + self.config.startup_timeout;
+                let mut slot = WorkerSlot::new(
+                    id,
+                    None,
+                    Process::Remote { peer },
+                    conn,
+                    State::Starting { deadline },
+                );
+                slot.reader = Some(reader);
+                self.workers.push(slot);
+            }
+            Err(err) => tracing::warn!(%peer, %err, "remote worker could not be set up"),
+        }
+    }
+
+    pub(super) fn setup_message(&self, id: u32) -> Vec<u8> {
+        let initializer = self
+            .config
+            .initializer
+            .as_ref()
+            .map(|(name, input)| (*name, input.as_slice()));
+        wire::setup(id, initializer)
+    }
+
+    pub(super) fn terminate(&mut self) {
+        self.phase = Phase::Terminating;
+        self.fail_queued(|| Error::new(ErrorKind::Closed, "the pool was terminated"));
+        for slot in &mut self.workers {
+            slot.kill();
+            for in_flight in &mut slot.in_flight {
+                in_flight
+                    .job
+                    .fail_all(|_| Error::new(ErrorKind::Closed, "the pool was terminated"));
+            }
+        }
+    }
+
+    /// During close: once all work is done, tells the workers to quit;
+    /// returns true once they are all gone.
+    pub(super) fn finish_closing(&mut self) -> bool {
+        if !self.queue.is_empty() {
+            return false;
+        }
+        if self.workers.iter().any(|w| !w.in_flight.is_empty()) {
+            return false;
+        }
+        for slot in &mut self.workers {
+            if slot.state != State::Retiring && slot.state != State::Doomed {
+                slot.state = State::Retiring;
+                let _ = slot.conn.send_bytes(&[wire::QUIT]);
+            }
+        }
+        self.workers.is_empty()
+    }
+
+    /// Waits (boundedly) until every worker's reader has reported its end,
+    /// so that local workers are reaped before the pool is gone.
+    pub(super) fn wait_for_workers(&mut self) {
+        for slot in &mut self.workers {
+            if slot.state != State::Retiring {
+                slot.kill();
+            }
+        }
+        let deadline = Instant::now() + REAP_WAIT;
+        while self.workers.iter().any(|w| w.is_local()) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(Event::Lost { worker, end }) => self.on_lost(worker, end),
+                Ok(_) => {}
+                Err(_) => {
+                    tracing::warn!("some workers were not reaped in time");
+                    break;
+                }
+            }
+        }
+        self.deliveries.flush();
+        self.publish_pids();
+    }
+
+    pub(super) fn fail_queued(&mut self, error: impl Fn() -> Error) {
+        for mut job in self.queue.drain(..) {
+            job.fail_all(|_| error());
+        }
+    }
+
+    pub(super) fn break_pool(&mut self, err: Error) {
+        tracing::debug!(%err, "pool cannot start workers");
+        if self.broken.is_none() {
+            self.broken = Some(err.clone());
+        }
+        self.fail_queued(|| err.clone());
+    }
+
+    pub(super) fn publish_pids(&self) {
+        let pids = self
+            .workers
+            .iter()
+            .filter(|w| w.is_live())
+            .filter_map(|w| w.pid)
+            .collect();
+        *self.pids.lock().unwrap_or_else(|p| p.into_inner()) = pids;
+    }
+}
