@@ -129,8 +129,11 @@
 //! HMAC-SHA256; HMAC-MD5 is accepted from Python 3.11 and older unless
 //! [`strict`](ListenerBuilder::strict) mode is on. Nothing a peer sends is
 //! decoded before the handshake succeeds, handshake messages are capped at
-//! 256 bytes, and the handshake has a deadline, so a silent peer cannot
-//! hold a listener for long.
+//! 256 bytes, and the handshake has a deadline. A listener runs the
+//! handshakes of several peers side by side, so a peer that connects and
+//! says nothing holds up no one else; a crowd of them can fill the
+//! [`max_pending_handshakes`](ListenerBuilder::max_pending_handshakes)
+//! places for at most the handshake timeout.
 //!
 //! Authentication covers only who is at the other end when the
 //! connection opens. There is no encryption and no integrity protection
@@ -150,6 +153,7 @@ mod codec;
 mod connection;
 mod error;
 mod frame;
+mod handshakes;
 mod inherit;
 mod listener;
 mod pipe;
@@ -161,6 +165,9 @@ pub use crate::client::{Client, ClientBuilder, DEFAULT_CLIENT_HANDSHAKE_TIMEOUT}
 pub use crate::codec::{decode, encode};
 pub use crate::connection::{Connection, DEFAULT_MAX_MESSAGE_SIZE};
 pub use crate::error::{Error, ErrorKind, Result};
-pub use crate::listener::{Listener, ListenerBuilder, DEFAULT_BACKLOG, DEFAULT_HANDSHAKE_TIMEOUT};
+pub use crate::listener::{
+    Listener, ListenerBuilder, DEFAULT_BACKLOG, DEFAULT_HANDSHAKE_TIMEOUT,
+    DEFAULT_MAX_PENDING_HANDSHAKES,
+};
 pub use crate::pipe::{one_way_pipe, pipe};
 pub use crate::wait::wait;

@@ -5,21 +5,27 @@ use std::fmt;
 use std::net::TcpListener;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use interprocess::local_socket::ListenerOptions;
 use interprocess::os::unix::uds_local_socket;
 
 use crate::address::Address;
-use crate::auth::Handshake;
 use crate::connection::{Connection, DEFAULT_MAX_MESSAGE_SIZE};
 use crate::error::{Error, Result};
+use crate::handshakes::{Finished, Handshakes, Settings};
 use crate::sys::{self, PollFd, Socket};
 
 /// How long [`Listener::accept`] gives a peer to complete the handshake
 /// unless told otherwise: 5 seconds, ample for a few round trips on any
-/// network yet short enough that a silent peer delays the next one little.
+/// network. Handshakes run side by side, so a peer that says nothing delays
+/// no one else; the timeout bounds how long it holds one of the
+/// [`DEFAULT_MAX_PENDING_HANDSHAKES`] places (and a thread).
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How many handshakes a [`Listener`] runs at once unless told otherwise
+/// (see [`ListenerBuilder::max_pending_handshakes`]): 64.
+pub const DEFAULT_MAX_PENDING_HANDSHAKES: usize = 64;
 
 /// The default length of the queue of connections not yet accepted.
 pub const DEFAULT_BACKLOG: u32 = 128;
@@ -36,6 +42,7 @@ pub const DEFAULT_BACKLOG: u32 = 128;
 ///     .authkey(b"secret")
 ///     .backlog(16)
 ///     .handshake_timeout(Some(Duration::from_secs(2)))
+///     .max_pending_handshakes(8)
 ///     .strict(true)
 ///     .max_message_size(1 << 20)
 ///     .bind(&Address::localhost(0))?;
@@ -47,6 +54,7 @@ pub struct ListenerBuilder {
     backlog: u32,
     authkey: Option<Vec<u8>>,
     handshake_timeout: Option<Duration>,
+    max_pending_handshakes: usize,
     strict: bool,
     max_message_size: u64,
 }
@@ -57,6 +65,7 @@ impl Default for ListenerBuilder {
             backlog: DEFAULT_BACKLOG,
             authkey: None,
             handshake_timeout: Some(DEFAULT_HANDSHAKE_TIMEOUT),
+            max_pending_handshakes: DEFAULT_MAX_PENDING_HANDSHAKES,
             strict: false,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
         }
@@ -78,10 +87,24 @@ impl ListenerBuilder {
         self
     }
 
-    /// How long a peer gets to complete the handshake (default
-    /// [`DEFAULT_HANDSHAKE_TIMEOUT`]; `None` waits forever, as CPython does).
+    /// How long a peer gets to complete the handshake, counted from when
+    /// its connection is accepted (default [`DEFAULT_HANDSHAKE_TIMEOUT`];
+    /// `None` waits forever, as CPython does: a silent peer then holds its
+    /// place until it hangs up or the listener is dropped).
     pub fn handshake_timeout(mut self, timeout: Option<Duration>) -> ListenerBuilder {
         self.handshake_timeout = timeout;
+        self
+    }
+
+    /// How many handshakes may be in progress at once, each on a thread of
+    /// its own (default [`DEFAULT_MAX_PENDING_HANDSHAKES`]; 0 counts as 1).
+    /// A finished handshake counts until [`accept`](Listener::accept)
+    /// returns it. At the cap the listener takes no more connections from
+    /// the kernel's queue (the [backlog](ListenerBuilder::backlog)) until
+    /// one finishes, so that many silent peers cost that many threads at
+    /// most. Without an authkey there are no handshakes and this is unused.
+    pub fn max_pending_handshakes(mut self, max: usize) -> ListenerBuilder {
+        self.max_pending_handshakes = max;
         self
     }
 
@@ -115,10 +138,27 @@ impl ListenerBuilder {
                 "TCP listener without an authkey: anyone who can reach it can send messages"
             );
         }
+        let handshakes = match &self.authkey {
+            None => None,
+            Some(key) => {
+                let settings = Settings {
+                    key: key.clone(),
+                    strict: self.strict,
+                    timeout: self.handshake_timeout,
+                    max: self.max_pending_handshakes,
+                };
+                let handshakes = Handshakes::new(socket.fd(), settings);
+                Some(
+                    handshakes
+                        .map_err(|err| Error::io(err, "prepare handshakes").context(&address))?,
+                )
+            }
+        };
         Ok(Listener {
             socket,
             address,
             options: self.clone(),
+            handshakes,
             last_accepted: None,
             created_file,
         })
@@ -131,6 +171,7 @@ impl fmt::Debug for ListenerBuilder {
             .field("backlog", &self.backlog)
             .field("authkey", &self.authkey.as_ref().map(|_| "<hidden>"))
             .field("handshake_timeout", &self.handshake_timeout)
+            .field("max_pending_handshakes", &self.max_pending_handshakes)
             .field("strict", &self.strict)
             .field("max_message_size", &self.max_message_size)
             .finish()
@@ -142,6 +183,31 @@ enum ListenSocket {
     // listener inside it, whose accept reports the peer's address.
     Local(uds_local_socket::Listener),
     Tcp(TcpListener),
+}
+
+impl ListenSocket {
+    fn fd(&self) -> BorrowedFd<'_> {
+        match self {
+            ListenSocket::Local(listener) => listener.as_fd(),
+            ListenSocket::Tcp(listener) => listener.as_fd(),
+        }
+    }
+
+    /// Takes the next connection from the kernel's queue, blocking if
+    /// there is none.
+    fn accept(&self) -> std::io::Result<(OwnedFd, Option<Address>)> {
+        match self {
+            ListenSocket::Local(listener) => {
+                let (stream, peer) = listener.inner().accept()?;
+                Ok((stream.into(), Address::from_unix_peer(&peer)))
+            }
+            ListenSocket::Tcp(listener) => {
+                let (stream, peer) = listener.accept()?;
+                stream.set_nodelay(true)?;
+                Ok((stream.into(), Some(Address::Tcp(peer))))
+            }
+        }
+    }
 }
 
 type Bound = (ListenSocket, Address, Option<PathBuf>);
@@ -179,7 +245,10 @@ fn bind_socket(address: &Address, backlog: u32) -> std::io::Result<Bound> {
 ///
 /// With an [authkey](ListenerBuilder::authkey) every accepted peer must
 /// pass CPython's mutual challenge-response handshake; see the crate docs
-/// on security.
+/// on security. Handshakes run side by side, each on a short-lived thread
+/// of its own, so a peer that connects and says nothing holds up no one
+/// else: [`accept`](Listener::accept) returns whichever peer completes its
+/// handshake first. Without an authkey there are no threads.
 ///
 /// # Examples
 ///
@@ -205,6 +274,8 @@ pub struct Listener {
     socket: ListenSocket,
     address: Address,
     options: ListenerBuilder,
+    /// With an authkey: the handshakes started and not yet returned.
+    handshakes: Option<Handshakes>,
     last_accepted: Option<Address>,
     /// The Unix socket file this listener made, removed when it closes.
     created_file: Option<PathBuf>,
@@ -233,21 +304,33 @@ impl Listener {
     /// Waits for a peer, authenticates it if there is an authkey, and
     /// returns the connection.
     ///
-    /// An error concerns one attempt only and the listener stays usable:
-    /// call `accept` again to serve the next peer. Unlike CPython's, a
-    /// handshake is bounded by the [handshake
-    /// timeout](ListenerBuilder::handshake_timeout), so a peer that
-    /// connects and says nothing delays the next one by at most that long
-    /// ([`ErrorKind::TimedOut`](crate::ErrorKind::TimedOut)). A peer with a wrong key gets `#FAILURE#`
-    /// and this side [`ErrorKind::AuthenticationFailed`](crate::ErrorKind::AuthenticationFailed); a peer that sends
-    /// something other than the handshake gives [`ErrorKind::Protocol`](crate::ErrorKind::Protocol).
-    /// Error messages name the listener's and the peer's addresses.
+    /// With an authkey, `accept` goes on taking new connections while the
+    /// handshakes of earlier ones are in progress, each on its own thread
+    /// (up to [`max_pending_handshakes`](ListenerBuilder::max_pending_handshakes)
+    /// at once), and returns the first peer whose handshake ends: a peer
+    /// that connects and says nothing delays no one, unlike with CPython's
+    /// `Listener`. Its handshake ends at the [handshake
+    /// timeout](ListenerBuilder::handshake_timeout), and a later `accept`
+    /// reports that.
     ///
-    /// A signal that arrives while waiting for a peer ends the wait with
-    /// [`ErrorKind::Interrupted`](crate::ErrorKind::Interrupted); one during a handshake does not, since
-    /// the handshake is short and would otherwise cost the peer its
+    /// A handshake that fails is returned as an error for that one peer,
+    /// and the listener stays usable: call `accept` again to serve the
+    /// next. A silent or too slow peer gives
+    /// [`ErrorKind::TimedOut`](crate::ErrorKind::TimedOut); a peer with a
+    /// wrong key gets `#FAILURE#` and this side
+    /// [`ErrorKind::AuthenticationFailed`](crate::ErrorKind::AuthenticationFailed);
+    /// a peer that sends something other than the handshake gives
+    /// [`ErrorKind::Protocol`](crate::ErrorKind::Protocol). Error messages
+    /// name the listener's and the peer's addresses.
+    ///
+    /// A signal that arrives while `accept` waits ends the wait with
+    /// [`ErrorKind::Interrupted`](crate::ErrorKind::Interrupted); handshakes
+    /// in progress carry on, and a later `accept` returns them. A signal
+    /// does not disturb a handshake itself, which would cost the peer its
     /// connection. To wait with a timeout, or for several listeners at
-    /// once, use [`wait`](crate::wait) first.
+    /// once, use [`wait`](crate::wait) first: on Linux it also reports a
+    /// listener whose handshake has finished. Dropping the listener does
+    /// not wait for handshakes in progress: their connections are closed.
     ///
     /// # Examples
     ///
@@ -268,50 +351,42 @@ impl Listener {
     /// # Ok::<(), connection::Error>(())
     /// ```
     pub fn accept(&mut self) -> Result<Connection> {
-        let mut fds = [PollFd::readable(self.as_fd())];
-        sys::poll(&mut fds, None)
-            .map_err(|err| Error::io(err, "wait for a connection").context(&self.address))?;
-        let (fd, peer) = self
-            .accept_socket()
-            .map_err(|err| Error::io(err, "accept").context(&self.address))?;
-        let socket = Socket::from_owned(fd);
-        if let Some(key) = &self.options.authkey {
-            let deadline = self
-                .options
-                .handshake_timeout
-                .and_then(|t| Instant::now().checked_add(t));
-            let handshake = Handshake {
-                socket: &socket,
-                key,
-                strict: self.options.strict,
-                deadline,
-            };
-            handshake.as_listener().map_err(|err| {
-                let peer = peer
-                    .as_ref()
-                    .map_or("an unnamed peer".to_string(), Address::to_string);
-                tracing::debug!(error = %err, %peer, listener = %self.address, "handshake failed");
-                err.context(format!("handshake with {peer} on {}", self.address))
-            })?;
-        }
+        let (socket, peer) = match self.handshakes.as_mut() {
+            None => {
+                let mut fds = [PollFd::readable(self.socket.fd())];
+                sys::poll(&mut fds, None).map_err(|err| {
+                    Error::io(err, "wait for a connection").context(&self.address)
+                })?;
+                let (fd, peer) = self
+                    .socket
+                    .accept()
+                    .map_err(|err| Error::io(err, "accept").context(&self.address))?;
+                (Socket::from_owned(fd), peer)
+            }
+            Some(handshakes) => {
+                let finished = next_handshake(&self.socket, handshakes, &self.address)?;
+                match finished.outcome {
+                    Ok(socket) => (socket, finished.peer),
+                    Err(err) => {
+                        let peer = describe_peer(finished.peer.as_ref());
+                        tracing::debug!(error = %err, %peer, listener = %self.address, "handshake failed");
+                        return Err(
+                            err.context(format!("handshake with {peer} on {}", self.address))
+                        );
+                    }
+                }
+            }
+        };
         let mut conn = Connection::from_socket(socket, true, true);
         conn.set_max_message_size(self.options.max_message_size);
         self.last_accepted = peer;
         Ok(conn)
     }
 
-    fn accept_socket(&self) -> std::io::Result<(OwnedFd, Option<Address>)> {
-        match &self.socket {
-            ListenSocket::Local(listener) => {
-                let (stream, peer) = listener.inner().accept()?;
-                Ok((stream.into(), Address::from_unix_peer(&peer)))
-            }
-            ListenSocket::Tcp(listener) => {
-                let (stream, peer) = listener.accept()?;
-                stream.set_nodelay(true)?;
-                Ok((stream.into(), Some(Address::Tcp(peer))))
-            }
-        }
+    /// How many handshakes are in progress or finished and not yet returned.
+    #[cfg(test)]
+    pub(crate) fn pending_handshakes(&self) -> usize {
+        self.handshakes.as_ref().map_or(0, Handshakes::len)
     }
 
     /// The address this listener is bound to. For TCP it is the actual
@@ -381,6 +456,46 @@ impl Listener {
     }
 }
 
+/// Accepts connections and starts their handshakes until one finishes,
+/// and returns that one. Finished handshakes go first, so that a flood of
+/// new connections cannot keep a finished one waiting.
+fn next_handshake(
+    socket: &ListenSocket,
+    handshakes: &mut Handshakes,
+    address: &Address,
+) -> Result<Finished> {
+    loop {
+        let mut fds = [
+            PollFd::readable(handshakes.wake_fd()),
+            PollFd::readable(socket.fd()),
+        ];
+        let watched = if handshakes.is_full() { 1 } else { 2 };
+        sys::poll(&mut fds[..watched], None)
+            .map_err(|err| Error::io(err, "wait for a connection").context(address))?;
+        if fds[0].is_ready() {
+            return handshakes
+                .take(socket.fd())
+                .map_err(|err| Error::io(err, "collect a finished handshake").context(address));
+        }
+        if watched == 2 && fds[1].is_ready() {
+            let (fd, peer) = socket
+                .accept()
+                .map_err(|err| Error::io(err, "accept").context(address))?;
+            let context = format!(
+                "handshake with {} on {address}",
+                describe_peer(peer.as_ref())
+            );
+            handshakes
+                .start(socket.fd(), Socket::from_owned(fd), peer)
+                .map_err(|err| Error::io(err, "start the handshake").context(context))?;
+        }
+    }
+}
+
+fn describe_peer(peer: Option<&Address>) -> String {
+    peer.map_or("an unnamed peer".to_string(), Address::to_string)
+}
+
 fn remove_socket_file(path: &PathBuf) -> Result<()> {
     match std::fs::remove_file(path) {
         Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
@@ -400,12 +515,17 @@ impl Drop for Listener {
     }
 }
 
+/// The descriptor to watch for [`accept`](Listener::accept) having
+/// something to do: with an authkey (on Linux) one that is also readable
+/// while a finished handshake waits to be returned, so that
+/// [`wait`](crate::wait) and `poll` miss none; otherwise the listening
+/// socket itself.
 impl AsFd for Listener {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        match &self.socket {
-            ListenSocket::Local(listener) => listener.as_fd(),
-            ListenSocket::Tcp(listener) => listener.as_fd(),
-        }
+        self.handshakes
+            .as_ref()
+            .and_then(Handshakes::readiness_fd)
+            .unwrap_or_else(|| self.socket.fd())
     }
 }
 
@@ -415,6 +535,10 @@ impl fmt::Debug for Listener {
             .field("address", &self.address)
             .field("options", &self.options)
             .field("last_accepted", &self.last_accepted)
+            .field(
+                "pending_handshakes",
+                &self.handshakes.as_ref().map_or(0, Handshakes::len),
+            )
             .finish_non_exhaustive()
     }
 }
