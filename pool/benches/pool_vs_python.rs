@@ -38,7 +38,7 @@ const APPLY_TASKS: u64 = 300_000;
 const IMAP_TASKS: u64 = 300_000;
 const CPU_INPUTS: usize = 200;
 const CPU_TASK: Duration = Duration::from_millis(5);
-const CPU_ROUNDS: usize = 3;
+const CPU_ROUNDS: usize = 5;
 
 struct Measured {
     startup_ms: f64,
@@ -159,6 +159,17 @@ fn main() {
     // `cargo bench` passes `--bench`; a filter argument would mean other
     // benches were asked for, which this file does not have.
     println!("pool vs CPython multiprocessing.Pool, {PROCESSES} workers");
+    // Other work on the machine skews the CPU-bound comparison above all:
+    // say how busy it was.
+    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
+        println!(
+            "load average at start: {}",
+            load.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
     let ours = match measure() {
         Ok(measured) => measured,
         Err(err) => {
