@@ -2,7 +2,8 @@
 //!
 //! An image is cut into bands of whole rows ([`View::bands`]); each band is
 //! rendered on its own ([`render_band`]) into RGB bytes, and the bands laid
-//! end to end in order are the image, ready for [`write_png`].
+//! end to end in order are the image, ready for [`write_png`]. [`render`]
+//! is the kernel as a pool task.
 
 use std::fs::File;
 use std::io::{self, BufWriter};
@@ -114,6 +115,13 @@ pub fn render_band(band: Band) -> Vec<u8> {
         }
     }
     rgb
+}
+
+pool::task! {
+    /// [`render_band`] as a pool task: `pool.imap(render, bands)`.
+    pub fn render(band: Band) -> Vec<u8> {
+        render_band(band)
+    }
 }
 
 /// The smooth (fractional) iteration count at which `c = re + im i`

@@ -5,7 +5,8 @@
 //! batches; batch `i` draws from its own generator seeded with
 //! [`stream_seed(seed, i)`](crate::rng::stream_seed), so the total depends
 //! on the seed and the batch sizes only: not on how many workers there are
-//! nor on which of them ran which batch.
+//! nor on which of them ran which batch. [`throw_darts`] is the kernel as a
+//! pool task.
 
 use serde::{Deserialize, Serialize};
 
@@ -67,6 +68,13 @@ pub fn hits(batch: Batch) -> u64 {
         inside += u64::from(x * x + y * y < 1.0);
     }
     inside
+}
+
+pool::task! {
+    /// [`hits`] as a pool task: `pool.apply_async(throw_darts, batch)`.
+    pub fn throw_darts(batch: Batch) -> u64 {
+        hits(batch)
+    }
 }
 
 /// The estimate of pi from `inside` hits out of `darts` darts.

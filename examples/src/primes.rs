@@ -4,6 +4,7 @@
 //! of Eratosthenes, so that any range can be counted on its own, in any
 //! process, with a few kilobytes of memory. [`split`] cuts `0..limit` into
 //! ranges for the workers; the sum of the counts is the answer.
+//! [`count_primes`] is the kernel as a pool task.
 
 use std::ops::Range;
 
@@ -63,6 +64,13 @@ pub fn count_primes_in(range: Range<u64>) -> u64 {
         low = high;
     }
     count
+}
+
+pool::task! {
+    /// [`count_primes_in`] as a pool task: `pool.map(count_primes, ranges)`.
+    pub fn count_primes(range: Range<u64>) -> u64 {
+        count_primes_in(range)
+    }
 }
 
 /// Splits `0..limit` into `pieces` contiguous ranges of nearly equal length

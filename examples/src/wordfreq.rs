@@ -1,6 +1,6 @@
 //! Word frequencies over a directory of text files: the kernels behind the
 //! `wordfreq` program, and the deterministic corpus it generates when it is
-//! given no directory.
+//! given no directory. [`count_words`] is the kernel as a pool task.
 
 use std::collections::HashMap;
 use std::fs;
@@ -87,6 +87,14 @@ pub fn count_file(path: &Path) -> io::Result<WordCounts> {
     let bytes = fs::read(path)
         .map_err(|err| io::Error::new(err.kind(), format!("{}: {err}", path.display())))?;
     Ok(WordCounts::of_text(&String::from_utf8_lossy(&bytes)))
+}
+
+pool::task! {
+    /// [`count_file`] as a pool task: `pool.imap_unordered(count_words, paths)`.
+    /// A file that cannot be read fails this task alone, with the reason.
+    pub fn count_words(path: PathBuf) -> Result<WordCounts, io::Error> {
+        count_file(&path)
+    }
 }
 
 /// The regular files directly inside `dir`, sorted by name. A missing or

@@ -146,3 +146,30 @@ pub fn field<'a>(text: &'a str, label: &str) -> Option<&'a str> {
         .find_map(|line| line.trim_start().strip_prefix(label))
         .map(str::trim)
 }
+
+/// A fresh, empty directory for one test, under cargo's scratch directory
+/// for integration tests (inside the target directory, so nothing leaks
+/// into the system's temporary directory).
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("examples-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create scratch directory");
+    dir
+}
+
+/// Asserts that a run failed cleanly: a non-zero exit with a message on
+/// stderr that contains `expected`, and no panic or backtrace.
+pub fn assert_clean_failure(run: &Run, expected: &str) {
+    assert!(!run.success, "expected a failure; stdout:\n{}", run.stdout);
+    assert!(
+        run.stderr.contains(expected),
+        "stderr lacks {expected:?}:\n{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("panicked") && !run.stderr.contains("RUST_BACKTRACE"),
+        "the program panicked:\n{}",
+        run.stderr
+    );
+}

@@ -1,0 +1,80 @@
+//! Counts the primes below N on every core: the pool's `map`.
+//!
+//! The numbers below N are cut into ranges; `pool.map(count_primes, ranges)`
+//! counts each range in some worker process and hands the counts back in
+//! order; their sum is the answer. Then the same ranges are counted here,
+//! serially, to show what the pool saved.
+//!
+//! ```text
+//! cargo run --release -p examples --bin primes                 # N = 4 billion
+//! cargo run --release -p examples --bin primes -- 1e9 --workers 4
+//! ```
+
+use std::error::Error;
+use std::process::ExitCode;
+
+use clap::Parser;
+use examples::cli::{parse_count_in, timed, Common, Report};
+use examples::primes::{count_primes, count_primes_in, split, MAX_LIMIT};
+use pool::Pool;
+
+/// Count the primes below N, in ranges spread over worker processes.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// Count the primes below this number (at most 1e12)
+    #[arg(default_value = "4e9", value_parser = |s: &str| parse_count_in(s, 0..=MAX_LIMIT))]
+    n: u64,
+
+    /// Cut the numbers into this many ranges, one task each
+    #[arg(long, default_value_t = 64, value_parser = |s: &str| parse_count_in(s, 1..=1_000_000))]
+    ranges: u64,
+
+    #[command(flatten)]
+    common: Common,
+}
+
+fn main() -> ExitCode {
+    // In a worker process (this program, re-executed by the pool) this runs
+    // the worker loop and never returns; in the parent it returns at once.
+    pool::init();
+    let args = Args::parse();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("primes: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Args) -> Result<(), Box<dyn Error>> {
+    let ranges = split(args.n, args.ranges);
+    let workers = args.common.workers();
+
+    let (count, parallel) = timed(|| -> Result<u64, pool::Error> {
+        let pool = Pool::builder().processes(workers).build()?;
+        Ok(pool.map(count_primes, ranges.clone())?.into_iter().sum())
+    });
+    let count = count?;
+    println!("{count} primes below {}", args.n);
+
+    let serial = if args.common.no_serial {
+        None
+    } else {
+        let (serial_count, serial) = timed(|| ranges.into_iter().map(count_primes_in).sum::<u64>());
+        if serial_count != count {
+            return Err(format!("the serial count is {serial_count}, the pool's {count}").into());
+        }
+        Some(serial)
+    };
+    println!(
+        "{}",
+        Report {
+            workers,
+            parallel,
+            serial
+        }
+    );
+    Ok(())
+}
