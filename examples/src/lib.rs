@@ -9,6 +9,8 @@
 
 #![warn(missing_docs)]
 
+use pool::Task;
+
 pub mod cli;
 pub mod mandelbrot;
 pub mod pi;
@@ -18,3 +20,36 @@ pub mod rng;
 pub mod tempdir;
 pub mod tour;
 pub mod wordfreq;
+
+/// The names of the pool tasks this crate defines, as workers look them up:
+/// [`primes::count_primes`], [`mandelbrot::render`],
+/// [`wordfreq::count_words`] and [`pi::throw_darts`].
+///
+/// A worker program of its own (see the `worker-bin` README) serves these
+/// tasks once it links this crate; calling this function from its `main`
+/// is one way to make sure the linker keeps the crate, and the tasks with it.
+///
+/// # Examples
+///
+/// ```
+/// assert!(examples::task_names().contains(&"examples::primes::count_primes"));
+/// ```
+pub fn task_names() -> [&'static str; 4] {
+    [
+        primes::count_primes::NAME,
+        mandelbrot::render::NAME,
+        wordfreq::count_words::NAME,
+        pi::throw_darts::NAME,
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_task_is_registered_for_workers() {
+        let registered = pool::registered_tasks();
+        for name in super::task_names() {
+            assert!(registered.contains(&name), "{name} not in {registered:?}");
+        }
+    }
+}

@@ -104,9 +104,13 @@ pub fn list_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for entry in fs::read_dir(dir).map_err(context)? {
         let entry = entry.map_err(context)?;
-        // Follow symlinks: a link to a text file is a text file here.
-        if fs::metadata(entry.path()).map_err(context)?.is_file() {
-            files.push(entry.path());
+        let path = entry.path();
+        // Follow symlinks: a link to a text file is a text file here, and a
+        // dangling link is an error naming it rather than a silent skip.
+        let metadata = fs::metadata(&path)
+            .map_err(|err| io::Error::new(err.kind(), format!("{}: {err}", path.display())))?;
+        if metadata.is_file() {
+            files.push(path);
         }
     }
     files.sort();
@@ -341,6 +345,23 @@ mod tests {
         assert_eq!(total.top(1)[0].0, "the");
         // Different files draw different words.
         assert_ne!(fs::read(&a[0]).unwrap(), fs::read(&a[1]).unwrap());
+    }
+
+    #[test]
+    fn unreadable_file_fails_its_task_with_its_name() {
+        let dir = TempDir::new("wordfreq-test").unwrap();
+        let missing = dir.path().join("gone.txt");
+        let err = count_words.call(missing).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        assert!(err.to_string().contains("gone.txt"), "{err}");
+    }
+
+    #[test]
+    fn dangling_symlink_is_an_error_naming_it() {
+        let dir = TempDir::new("wordfreq-test").unwrap();
+        std::os::unix::fs::symlink("nowhere", dir.path().join("link.txt")).unwrap();
+        let err = list_files(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("link.txt"), "{err}");
     }
 
     #[test]
