@@ -120,6 +120,18 @@ pub struct Report {
     pub serial: Option<Duration>,
 }
 
+impl Report {
+    /// A report of a run on `workers` workers that took `parallel`, beside
+    /// the `serial` time of the same work if it was measured.
+    pub fn new(workers: usize, parallel: Duration, serial: Option<Duration>) -> Report {
+        Report {
+            workers,
+            parallel,
+            serial,
+        }
+    }
+}
+
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let plural = if self.workers == 1 { "" } else { "s" };

@@ -93,13 +93,6 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
         }
         Some(serial)
     };
-    println!(
-        "{}",
-        Report {
-            workers,
-            parallel,
-            serial
-        }
-    );
+    println!("{}", Report::new(workers, parallel, serial));
     Ok(())
 }
