@@ -592,6 +592,39 @@ mod tests {
         assert_eq!(b.recv_bytes().unwrap_err().kind(), ErrorKind::Truncated);
     }
 
+    /// A peer that closes while data we sent it is unread resets the
+    /// connection: that is still its end, not an I/O error to retry.
+    fn peer_gone_with_our_message_unread(tail: &[u8]) -> Connection {
+        let (mut a, b) = pipe().unwrap();
+        a.send_bytes(b"never read").unwrap();
+        let sock = Socket::from_owned(OwnedFd::from(b));
+        sock.write(tail).unwrap();
+        drop(sock);
+        a
+    }
+
+    #[test]
+    fn reset_between_messages_is_eof() {
+        let mut a = peer_gone_with_our_message_unread(&[0, 0, 0, 3, 1, 2, 3]);
+        assert_eq!(a.recv_bytes().unwrap(), [1, 2, 3]);
+        let err = a.recv_bytes().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Eof, "{err}");
+        assert_eq!(a.recv::<u8>().unwrap_err().kind(), ErrorKind::Eof);
+    }
+
+    #[test]
+    fn reset_mid_message_is_truncated_for_good() {
+        for tail in [&[0, 0][..], &[0, 0, 0, 10, 1, 2, 3], &[0xff; 6]] {
+            let mut a = peer_gone_with_our_message_unread(tail);
+            let err = a.recv_bytes().unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Truncated, "{tail:?}: {err}");
+            assert_eq!(a.recv_bytes().unwrap_err().kind(), ErrorKind::Truncated);
+        }
+        let mut a = peer_gone_with_our_message_unread(&[0, 0, 0, 10, 1, 2, 3]);
+        let err = a.recv_bytes_into(&mut [0u8; 16], 0).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Truncated, "{err}");
+    }
+
     #[test]
     fn owned_fd_round_trip_keeps_the_stream() {
         let (a, mut b) = pipe().unwrap();

@@ -23,7 +23,10 @@ use std::io;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {
-    /// The other end closed cleanly and no message is left (Python's `EOFError`).
+    /// The other end closed and no message is left (Python's `EOFError`).
+    /// Every message it sent before closing was received. A peer that
+    /// closes with messages of ours unread resets the connection; that is
+    /// reported as this kind too, not as [`ErrorKind::Io`].
     Eof,
     /// The other end went away in the middle of a message. The bytes that
     /// arrived are not a whole message and were discarded; nothing more can

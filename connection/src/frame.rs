@@ -91,8 +91,16 @@ fn write_all(socket: &Socket, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
     Ok(())
 }
 
+/// Whether a read error means that the other end is gone. A peer that
+/// closes (or dies) while data we sent it is still unread resets the
+/// connection, Unix sockets included: that is its end of file, reported
+/// once, after everything it sent has been read.
+fn is_reset(err: &io::Error) -> bool {
+    err.kind() == io::ErrorKind::ConnectionReset
+}
+
 /// Reads until `buf` is full. Returns how many bytes arrived before end of
-/// file if it came first.
+/// file (or a reset, which is the same for us) if it came first.
 fn read_full(socket: &Socket, buf: &mut [u8]) -> Result<Option<usize>> {
     let mut filled = 0;
     while filled < buf.len() {
@@ -102,7 +110,11 @@ fn read_full(socket: &Socket, buf: &mut [u8]) -> Result<Option<usize>> {
             // Inside a message a signal must not cost us our place in the
             // stream: retry rather than return with half a message read.
             Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(err) => return Err(Error::io(err, "receive")),
+            Err(err) if is_reset(&err) => return Ok(Some(filled)),
+            Err(err) => {
+                let context = format!("receive ({filled} of {} bytes read)", buf.len());
+                return Err(Error::io(err, context));
+            }
         }
     }
     Ok(None)
@@ -160,7 +172,11 @@ pub(crate) fn read_payload(socket: &Socket, len: usize, out: &mut Vec<u8>) -> Re
         match socket.take(len as u64).read_to_end(out) {
             Ok(_) => break out.len(),
             Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(err) => return Err(Error::io(err, "receive")),
+            Err(err) if is_reset(&err) => break out.len(),
+            Err(err) => {
+                let context = format!("receive {len}-byte message ({} read)", out.len());
+                return Err(Error::io(err, context));
+            }
         }
     };
     if got < len {
