@@ -105,6 +105,13 @@ mod tests {
     }
 
     #[test]
+    fn every_batch_has_its_own_seed() {
+        let seeds: std::collections::HashSet<u64> =
+            plan(5, 1 << 20, 1000).iter().map(|b| b.seed).collect();
+        assert_eq!(seeds.len(), 1000);
+    }
+
+    #[test]
     fn seed_changes_the_result() {
         let total = |seed| plan(seed, 40_000, 4).into_iter().map(hits).sum::<u64>();
         assert_eq!(total(1), total(1));

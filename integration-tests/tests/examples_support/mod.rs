@@ -128,13 +128,18 @@ pub fn run_example(name: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
 }
 
 /// Like [`run_example`], but fails the test, showing both streams, unless
-/// the program succeeds; returns its stdout.
+/// the program succeeds with nothing on stderr; returns its stdout.
+///
+/// stderr is a pipe here, not a terminal, so the programs must draw no
+/// progress bar: a bar (or any chatter) on stderr is a failure.
 pub fn run_ok(name: &str, args: &[&str]) -> String {
     let run = run_example(name, args, &[]);
     assert!(
-        run.success,
-        "{name} {args:?} failed ({:?})\nstdout:\n{}\nstderr:\n{}",
-        run.code, run.stdout, run.stderr
+        run.success && run.stderr.is_empty(),
+        "{name} {args:?} exited with {:?}\nstdout:\n{}\nstderr:\n{}",
+        run.code,
+        run.stdout,
+        run.stderr
     );
     run.stdout
 }
