@@ -122,6 +122,9 @@ impl ClientBuilder {
 
     /// How long establishing the connection may take, for each address a
     /// host name resolves to (default `None`: as long as the OS allows).
+    /// For a Unix socket this includes waiting for room while the
+    /// listener's queue of connections not yet accepted is full; at the
+    /// end of it the error is [`ErrorKind::TimedOut`](crate::ErrorKind::TimedOut).
     pub fn connect_timeout(mut self, timeout: Option<Duration>) -> ClientBuilder {
         self.connect_timeout = timeout;
         self
@@ -195,14 +198,49 @@ fn connect_socket(address: &Address, timeout: Option<Duration>) -> io::Result<Ow
             let addrs: Vec<SocketAddr> = (host.as_str(), *port).to_socket_addrs()?.collect();
             connect_tcp(&addrs, timeout)
         }
-        Address::Unix(_) | Address::Abstract(_) => {
-            let wait = timeout.map_or(ConnectWaitMode::Unbounded, ConnectWaitMode::Timeout);
-            let stream = ConnectOptions::new()
-                .name(address.local_socket_name()?)
-                .wait_mode(wait)
-                .connect_sync_as::<uds_local_socket::Stream>()?;
-            Ok(stream.into())
+        Address::Unix(_) | Address::Abstract(_) => match timeout {
+            None => connect_local(address, ConnectWaitMode::Unbounded),
+            Some(timeout) => connect_local_within(address, timeout),
+        },
+    }
+}
+
+fn connect_local(address: &Address, wait: ConnectWaitMode) -> io::Result<OwnedFd> {
+    let stream = ConnectOptions::new()
+        .name(address.local_socket_name()?)
+        .wait_mode(wait)
+        .connect_sync_as::<uds_local_socket::Stream>()?;
+    Ok(stream.into())
+}
+
+/// Connects to a Unix socket, trying until `timeout` while the listener's
+/// queue is full. A non-blocking connect to a full queue fails with
+/// `EAGAIN` and leaves the socket unconnected; `interprocess` takes that
+/// for a connection in progress and returns the unconnected socket as if
+/// it had connected, so check for a peer, and try again after a pause if
+/// there is none. (The kernel offers no way to wait for room in the queue
+/// other than a blocking connect without a deadline.)
+fn connect_local_within(address: &Address, timeout: Duration) -> io::Result<OwnedFd> {
+    let deadline = Instant::now().checked_add(timeout);
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let left = deadline.map_or(timeout, |d| d.saturating_duration_since(Instant::now()));
+        let fd = connect_local(address, ConnectWaitMode::Timeout(left))?;
+        let stream = std::os::unix::net::UnixStream::from(fd);
+        match stream.peer_addr() {
+            Ok(_) => return Ok(stream.into()),
+            Err(err) if err.kind() == io::ErrorKind::NotConnected => {}
+            Err(err) => return Err(err),
         }
+        let left = deadline.map_or(timeout, |d| d.saturating_duration_since(Instant::now()));
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("the listener's queue stayed full for {timeout:?}"),
+            ));
+        }
+        std::thread::sleep(pause.min(left));
+        pause = (pause * 2).min(Duration::from_millis(50));
     }
 }
 
@@ -247,4 +285,34 @@ fn explain_connect_error(err: io::Error, address: &Address) -> Error {
         _ => "connect",
     };
     Error::io(err, what)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ErrorKind, Listener};
+
+    #[test]
+    fn connect_timeout_to_a_full_unix_queue_times_out_then_connects_once_there_is_room() {
+        let name = format!("abstract:connection-test-full-queue-{}", std::process::id());
+        let address: Address = name.parse().unwrap();
+        let mut listener = Listener::builder().backlog(0).bind(&address).unwrap();
+        // A backlog of 0 leaves room for one connection not yet accepted.
+        let _queued = Client::connect(&address).unwrap();
+        let err = Client::builder()
+            .connect_timeout(Some(Duration::from_millis(100)))
+            .connect(&address)
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::TimedOut, "{err}");
+        assert!(err.to_string().contains(&name), "{err}");
+
+        let _first = listener.accept().unwrap();
+        let mut conn = Client::builder()
+            .connect_timeout(Some(Duration::from_secs(30)))
+            .connect(&address)
+            .unwrap();
+        let mut second = listener.accept().unwrap();
+        conn.send_bytes(b"connected").unwrap();
+        assert_eq!(second.recv_bytes().unwrap(), b"connected");
+    }
 }
