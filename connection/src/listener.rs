@@ -82,6 +82,9 @@ impl ListenerBuilder {
 
     /// Authenticate every peer with this key, as CPython's
     /// `Listener(authkey=...)`. Without one there is no handshake at all.
+    /// An empty key still runs the handshake, as CPython's `authkey=b''`
+    /// does, but anyone can answer it: a TCP listener warns about it as
+    /// about no key.
     pub fn authkey(mut self, key: impl AsRef<[u8]>) -> ListenerBuilder {
         self.authkey = Some(key.as_ref().to_vec());
         self
@@ -127,15 +130,18 @@ impl ListenerBuilder {
     /// A Unix socket file must not exist yet (a stale one left by a crashed
     /// program has to be removed first); the listener removes the file it
     /// created when closed or dropped. A TCP listener without an authkey
-    /// logs a warning: anyone who can reach the port can then send data.
+    /// (or with an empty one) logs a warning: anyone who can reach the
+    /// port can then send data.
     pub fn bind(&self, address: &Address) -> Result<Listener> {
         let bound = bind_socket(address, self.backlog)
             .map_err(|err| Error::io(err, "bind").context(address))?;
         let (socket, address, created_file) = bound;
-        if address.is_tcp() && self.authkey.is_none() {
+        let keyless = self.authkey.as_ref().map_or(true, Vec::is_empty);
+        if address.is_tcp() && keyless {
             tracing::warn!(
                 %address,
-                "TCP listener without an authkey: anyone who can reach it can send messages"
+                "TCP listener without an authkey (or with an empty one): \
+                 anyone who can reach it can send messages"
             );
         }
         let handshakes = match &self.authkey {
@@ -540,5 +546,66 @@ impl fmt::Debug for Listener {
                 &self.handshakes.as_ref().map_or(0, Handshakes::len),
             )
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracing::span::{Attributes, Id, Record};
+    use tracing::{Event, Level, Metadata};
+
+    use super::*;
+
+    /// Collects the warnings logged on this thread.
+    #[derive(Clone, Default)]
+    struct Warnings(Arc<Mutex<Vec<String>>>);
+
+    impl tracing::Subscriber for Warnings {
+        fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+            *metadata.level() <= Level::WARN
+        }
+        fn new_span(&self, _: &Attributes<'_>) -> Id {
+            Id::from_u64(1)
+        }
+        fn record(&self, _: &Id, _: &Record<'_>) {}
+        fn record_follows_from(&self, _: &Id, _: &Id) {}
+        fn event(&self, event: &Event<'_>) {
+            let mut text = String::new();
+            event.record(
+                &mut |field: &tracing::field::Field, value: &dyn fmt::Debug| {
+                    text.push_str(&format!("{}={value:?} ", field.name()));
+                },
+            );
+            self.0.lock().unwrap().push(text);
+        }
+        fn enter(&self, _: &Id) {}
+        fn exit(&self, _: &Id) {}
+    }
+
+    fn warnings_from_bind(builder: ListenerBuilder, address: &str) -> Vec<String> {
+        let warnings = Warnings::default();
+        tracing::subscriber::with_default(warnings.clone(), || {
+            builder.bind(&address.parse().unwrap()).unwrap();
+        });
+        let logged = warnings.0.lock().unwrap().clone();
+        logged
+    }
+
+    #[test]
+    fn tcp_without_a_real_authkey_warns_at_bind() {
+        let tcp = "tcp:127.0.0.1:0";
+        for builder in [Listener::builder(), Listener::builder().authkey(b"")] {
+            let logged = warnings_from_bind(builder.clone(), tcp);
+            assert_eq!(logged.len(), 1, "{builder:?}: {logged:?}");
+            assert!(logged[0].contains("without an authkey"), "{logged:?}");
+            assert!(logged[0].contains("tcp:127.0.0.1:"), "{logged:?}");
+        }
+        let keyed = warnings_from_bind(Listener::builder().authkey(b"k"), tcp);
+        assert_eq!(keyed, Vec::<String>::new());
+        let name = format!("abstract:connection-test-warn-{}", std::process::id());
+        let local = warnings_from_bind(Listener::builder(), &name);
+        assert_eq!(local, Vec::<String>::new());
     }
 }
