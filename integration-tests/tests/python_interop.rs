@@ -325,6 +325,29 @@ fn strict_rust_listener_refuses_legacy_python_and_says_why() {
     python_client_with_rust_listener(dir.socket("l.sock"), true);
 }
 
+/// CPython runs the handshake for `authkey=b''` (only `None` skips it), so
+/// an empty key is a key: both sides must agree on it.
+#[test]
+fn an_empty_authkey_runs_the_handshake_with_python_as_cpython_does() {
+    let Some(py) = python3() else { return };
+    let dir = TempDir::new("py-empty-key");
+    let mut listener = Listener::builder()
+        .authkey(b"")
+        .bind(&dir.socket("l.sock"))
+        .unwrap();
+    let address = listener.address().to_string();
+    let peer = Peer::python(py, PY_CLIENT, &[&address, ""]);
+    let mut conn = accept_within(&mut listener).unwrap();
+    exchange(&mut conn, false);
+    assert_python_done(peer);
+
+    let wrong = Peer::python(py, PY_CLIENT, &[&address, "not empty"]);
+    let err = accept_within(&mut listener).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AuthenticationFailed, "{err}");
+    let (status, out) = wrong.finish();
+    assert_eq!(status.code(), Some(3), "python: {out:?}");
+}
+
 #[test]
 fn strict_rust_listener_accepts_the_modern_scheme_from_python() {
     let Some(py) = python3() else { return };
