@@ -12,8 +12,8 @@ pub struct Common {
     #[arg(long, short = 'w', value_name = "N", value_parser = parse_workers)]
     pub workers: Option<usize>,
 
-    /// Show no progress bar (there is none anyway when stderr is not a
-    /// terminal)
+    /// Show no progress bar or spinner (there is none anyway when stderr is
+    /// not a terminal)
     #[arg(long, short = 'q')]
     pub quiet: bool,
 

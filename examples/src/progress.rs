@@ -1,6 +1,8 @@
-//! Progress bars for long runs, fed by results as they arrive.
+//! Progress bars for long runs, fed by results as they arrive, and
+//! spinners for the stretches that have no results to count.
 
 use std::io::IsTerminal;
+use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -27,6 +29,25 @@ pub fn bar(len: u64, what: &str, quiet: bool) -> ProgressBar {
     bar
 }
 
+/// A spinner saying what is going on, with the time elapsed, drawn on
+/// stderr and turning by itself: for work that yields no results to count,
+/// such as a single `map` call or the serial comparison run.
+///
+/// Hidden with `quiet` or when stderr is not a terminal, like [`bar`].
+/// Call [`ProgressBar::finish_and_clear`] when the work is done.
+pub fn spinner(what: &str, quiet: bool) -> ProgressBar {
+    if quiet || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let spinner = ProgressBar::new_spinner();
+    let style = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner());
+    spinner.set_style(style);
+    spinner.set_message(what.to_string());
+    spinner.enable_steady_tick(Duration::from_millis(100));
+    spinner
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -35,5 +56,10 @@ mod tests {
         assert!(bar.is_hidden());
         bar.inc(3);
         assert_eq!(bar.position(), 3);
+    }
+
+    #[test]
+    fn quiet_spinner_is_hidden() {
+        assert!(super::spinner("working", true).is_hidden());
     }
 }

@@ -106,8 +106,10 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
     let serial = if args.common.no_serial {
         None
     } else {
+        let spinner = progress::spinner("serial run, for comparison", args.common.quiet);
         let (serial_image, serial) =
             timed(|| bands.into_iter().flat_map(render_band).collect::<Vec<u8>>());
+        spinner.finish_and_clear();
         if serial_image != image {
             return Err("the serial rendering differs from the pool's".into());
         }

@@ -87,7 +87,9 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
     let serial = if args.common.no_serial {
         None
     } else {
+        let spinner = progress::spinner("serial run, for comparison", args.common.quiet);
         let (serial_inside, serial) = timed(|| batches.into_iter().map(hits).sum::<u64>());
+        spinner.finish_and_clear();
         if serial_inside != inside {
             return Err(format!("the serial count is {serial_inside}, the pool's {inside}").into());
         }

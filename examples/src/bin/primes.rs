@@ -16,6 +16,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use examples::cli::{parse_count_in, timed, Common, Report};
 use examples::primes::{count_primes, count_primes_in, split, MAX_LIMIT};
+use examples::progress;
 use pool::Pool;
 
 /// Count the primes below N, in ranges spread over worker processes.
@@ -52,17 +53,22 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
     let ranges = split(args.n, args.ranges);
     let workers = args.common.workers();
 
+    // `map` returns when every range is counted: a spinner shows it is busy.
+    let spinner = progress::spinner("counting on the pool", args.common.quiet);
     let (count, parallel) = timed(|| -> Result<u64, pool::Error> {
         let pool = Pool::builder().processes(workers).build()?;
         Ok(pool.map(count_primes, ranges.clone())?.into_iter().sum())
     });
+    spinner.finish_and_clear();
     let count = count?;
     println!("{count} primes below {}", args.n);
 
     let serial = if args.common.no_serial {
         None
     } else {
+        let spinner = progress::spinner("serial run, for comparison", args.common.quiet);
         let (serial_count, serial) = timed(|| ranges.into_iter().map(count_primes_in).sum::<u64>());
+        spinner.finish_and_clear();
         if serial_count != count {
             return Err(format!("the serial count is {serial_count}, the pool's {count}").into());
         }

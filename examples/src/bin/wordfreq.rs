@@ -120,6 +120,7 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
     let serial = if args.common.no_serial {
         None
     } else {
+        let spinner = progress::spinner("serial run, for comparison", args.common.quiet);
         let (serial_total, serial) = timed(|| -> std::io::Result<WordCounts> {
             let mut total = WordCounts::default();
             for file in &files {
@@ -127,6 +128,7 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
             }
             Ok(total)
         });
+        spinner.finish_and_clear();
         if serial_total? != total {
             return Err("the serial counts differ from the pool's".into());
         }
