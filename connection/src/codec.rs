@@ -48,7 +48,11 @@ pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T> {
             ),
         )
     };
-    let (value, used) = bincode::serde::decode_from_slice(payload, config())
+    // The borrowing decoder checks a string's or byte string's claimed
+    // length against the bytes actually in the payload before taking them;
+    // the owning one allocates the claimed length first, so a forged length
+    // prefix could ask for exabytes. Owned types come out the same either way.
+    let (value, used) = bincode::serde::borrow_decode_from_slice(payload, config())
         .map_err(|err| decode_error(String::new()).with_source(err))?;
     if used != payload.len() {
         return Err(decode_error(format!(
@@ -102,6 +106,31 @@ mod tests {
         assert_eq!(
             decode::<Vec<u64>>(&payload).unwrap_err().kind(),
             ErrorKind::Decode
+        );
+    }
+
+    #[test]
+    fn huge_string_length_prefix_does_not_allocate() {
+        // varint 0xFF + u64::MAX/4: a String claiming ~4.6e18 bytes.
+        let mut payload = vec![0xFF];
+        payload.extend_from_slice(&(u64::MAX / 4).to_le_bytes());
+        payload.extend_from_slice(b"abc");
+        for result in [
+            decode::<String>(&payload).map(drop),
+            decode::<Vec<u8>>(&payload).map(drop),
+            decode::<(u8, String)>(&[&[1u8][..], &payload].concat()).map(drop),
+        ] {
+            assert_eq!(result.unwrap_err().kind(), ErrorKind::Decode);
+        }
+    }
+
+    #[test]
+    fn owned_values_decode_from_the_borrowing_decoder() {
+        let value = (String::from("owned"), vec![1u8, 2], vec![String::from("x")]);
+        let bytes = encode(&value).unwrap();
+        assert_eq!(
+            decode::<(String, Vec<u8>, Vec<String>)>(&bytes).unwrap(),
+            value
         );
     }
 
