@@ -35,6 +35,42 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// Decodes `payload` under an allocation limit proportional to its length.
+///
+/// bincode allocates a string's or byte string's claimed length before
+/// reading it, so a forged length prefix in a small payload could ask for
+/// exabytes. Its only guard is a limit on the bytes a decode may claim, a
+/// compile-time constant, so one is chosen from a ladder of constants here.
+/// A valid payload never hits it: bincode claims a value's in-memory size,
+/// which is at most 16 times its encoded size (a `u128` from one byte).
+fn decode_limited<T: DeserializeOwned>(
+    payload: &[u8],
+) -> Result<(T, usize), bincode::error::DecodeError> {
+    fn with_limit<const LIMIT: usize, T: DeserializeOwned>(
+        payload: &[u8],
+    ) -> Result<(T, usize), bincode::error::DecodeError> {
+        bincode::serde::decode_from_slice(payload, config().with_limit::<LIMIT>())
+    }
+    const fn tier(shift: u32) -> usize {
+        let limit = 1u64 << shift;
+        if limit > usize::MAX as u64 {
+            usize::MAX
+        } else {
+            limit as usize
+        }
+    }
+    let claim = payload.len().saturating_mul(16);
+    match claim {
+        n if n <= tier(20) => with_limit::<{ tier(20) }, T>(payload),
+        n if n <= tier(24) => with_limit::<{ tier(24) }, T>(payload),
+        n if n <= tier(28) => with_limit::<{ tier(28) }, T>(payload),
+        n if n <= tier(32) => with_limit::<{ tier(32) }, T>(payload),
+        n if n <= tier(36) => with_limit::<{ tier(36) }, T>(payload),
+        n if n <= tier(40) => with_limit::<{ tier(40) }, T>(payload),
+        _ => with_limit::<{ usize::MAX }, T>(payload),
+    }
+}
+
 /// Decodes a whole payload as a `T`. Trailing bytes are an error: a payload
 /// is exactly one value.
 pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T> {
@@ -48,12 +84,8 @@ pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T> {
             ),
         )
     };
-    // The borrowing decoder checks a string's or byte string's claimed
-    // length against the bytes actually in the payload before taking them;
-    // the owning one allocates the claimed length first, so a forged length
-    // prefix could ask for exabytes. Owned types come out the same either way.
-    let (value, used) = bincode::serde::borrow_decode_from_slice(payload, config())
-        .map_err(|err| decode_error(String::new()).with_source(err))?;
+    let (value, used) =
+        decode_limited::<T>(payload).map_err(|err| decode_error(String::new()).with_source(err))?;
     if used != payload.len() {
         return Err(decode_error(format!(
             " ({} bytes left over after the value)",
@@ -111,8 +143,9 @@ mod tests {
 
     #[test]
     fn huge_string_length_prefix_does_not_allocate() {
-        // varint 0xFF + u64::MAX/4: a String claiming ~4.6e18 bytes.
-        let mut payload = vec![0xFF];
+        // Varint marker 253 (a u64 follows), then u64::MAX / 4: a length
+        // prefix claiming about 4.6e18 bytes.
+        let mut payload = vec![253];
         payload.extend_from_slice(&(u64::MAX / 4).to_le_bytes());
         payload.extend_from_slice(b"abc");
         for result in [
@@ -125,13 +158,13 @@ mod tests {
     }
 
     #[test]
-    fn owned_values_decode_from_the_borrowing_decoder() {
-        let value = (String::from("owned"), vec![1u8, 2], vec![String::from("x")]);
+    fn values_of_large_in_memory_size_still_decode() {
+        // One byte each on the wire, sixteen in memory: the limit must allow it.
+        let value: Vec<u128> = vec![1; 100_000];
         let bytes = encode(&value).unwrap();
-        assert_eq!(
-            decode::<(String, Vec<u8>, Vec<String>)>(&bytes).unwrap(),
-            value
-        );
+        assert_eq!(decode::<Vec<u128>>(&bytes).unwrap(), value);
+        let text = "x".repeat(3 << 20);
+        assert_eq!(decode::<String>(&encode(&text).unwrap()).unwrap(), text);
     }
 
     #[test]
