@@ -157,3 +157,15 @@ fn forgetting_init_is_a_clear_startup_error_without_stray_processes() {
     let reports = stdout.matches("kind: Startup").count();
     assert!((1..=3).contains(&reports), "{reports} reports:\n{stdout}");
 }
+
+#[test]
+fn a_worker_that_never_reads_its_large_setup_fails_the_build_at_its_deadline() {
+    // The setup carries the initializer's 8 MiB input; /bin/sleep never
+    // reads it. Sending it must not keep the pool from enforcing the
+    // start-up timeout (it used to block build() forever).
+    let (stdout, _) = scenario(&["setup_unread"]);
+    assert!(
+        stdout.contains("build: kind=Startup") && stdout.contains("was not ready within 500ms"),
+        "{stdout}"
+    );
+}

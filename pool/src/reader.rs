@@ -84,21 +84,29 @@ impl WorkerEnd {
     }
 }
 
-/// Starts the reader thread for worker `id`.
+/// Starts the reader thread for worker `id`, which first sends the worker
+/// its `setup` message.
+///
+/// The setup is sent here rather than by the dispatcher because it can be
+/// larger than a socket buffer (it carries the initializer's input): a
+/// worker that never reads it must block this thread alone, not the
+/// dispatcher, which then enforces the start-up deadline and kills it.
 pub(crate) fn start(
     id: u32,
     conn: Connection,
+    setup: Vec<u8>,
     child: Option<Arc<Mutex<Child>>>,
     events: Sender<Event>,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name(format!("pool-worker-{id}-reader"))
-        .spawn(move || read_until_end(id, conn, child, events))
+        .spawn(move || read_until_end(id, conn, &setup, child, events))
 }
 
 fn read_until_end(
     id: u32,
     mut conn: Connection,
+    setup: &[u8],
     child: Option<Arc<Mutex<Child>>>,
     events: Sender<Event>,
 ) {
@@ -107,6 +115,12 @@ fn read_until_end(
         .map(|c| c.lock().unwrap_or_else(|p| p.into_inner()).id());
     let span = tracing::debug_span!("worker", id, pid);
     let _entered = span.enter();
+    // A worker that is already gone (it refused to be a worker, or could
+    // not run) makes this fail; reading on tells why, which says more than
+    // this send's broken pipe would.
+    if let Err(err) = conn.send_bytes(setup) {
+        tracing::debug!(%err, "sending setup failed");
+    }
     let error = loop {
         let message = match conn.recv_bytes() {
             Ok(message) => message,

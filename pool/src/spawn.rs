@@ -40,19 +40,19 @@ pub(crate) fn worker_program(config: &Config) -> Result<PathBuf> {
 }
 
 /// Starts worker `id`: spawns the process with its end of a connection and
-/// its progress page, sends the setup message, and starts the threads that
-/// read its messages and forward its stderr.
+/// its progress page, and starts the threads that send it the setup
+/// message and read its messages, and that forward its stderr.
 pub(crate) fn spawn_local(
     config: &Config,
     program: &PathBuf,
     id: u32,
-    setup: &[u8],
+    setup: Vec<u8>,
     events: Sender<Event>,
 ) -> Result<LocalWorker> {
     fn startup(what: &'static str) -> impl Fn(connection::Error) -> Error {
         move |err| Error::from_connection(err, what).with_kind(ErrorKind::Startup)
     }
-    let (mut conn, child_end) = connection::pipe().map_err(startup("create a connection"))?;
+    let (conn, child_end) = connection::pipe().map_err(startup("create a connection"))?;
     let progress = SharedCounter::create()
         .map_err(|err| Error::new(ErrorKind::Startup, "create a progress page").with_source(err))?;
     let mut command = Command::new(program);
@@ -80,17 +80,11 @@ pub(crate) fn spawn_local(
     let pid = child.id();
     let stderr = child.stderr.take();
     let child = Arc::new(Mutex::new(child));
-    // A child that fails at once (it refused to be a worker, or could not
-    // run) may already be gone: its reader reports why, which says more
-    // than this send's broken pipe would.
-    if let Err(err) = conn.send_bytes(setup) {
-        tracing::debug!(worker = id, %err, "sending setup failed");
-    }
     let started = conn
         .try_clone()
         .map_err(startup("clone the connection"))
         .and_then(|reader_conn| {
-            reader::start(id, reader_conn, Some(Arc::clone(&child)), events).map_err(|err| {
+            reader::start(id, reader_conn, setup, Some(Arc::clone(&child)), events).map_err(|err| {
                 Error::new(ErrorKind::Startup, "start a reader thread").with_source(err)
             })
         });

@@ -257,6 +257,20 @@ fn main() -> Result<(), pool::Error> {
                 .sum();
             println!("primes below 10000: {primes}");
         }
+        "setup_unread" => {
+            // A worker program that never reads its setup message, which
+            // a large initializer input makes larger than a socket buffer.
+            let started = builder
+                .worker_program("/bin/sleep")
+                .worker_arg("600")
+                .initializer(configure, "x".repeat(8 << 20))
+                .startup_timeout(Duration::from_millis(500))
+                .build();
+            match started {
+                Ok(_) => println!("build: unexpectedly ok"),
+                Err(err) => report_error("build", &err),
+            }
+        }
         other => {
             eprintln!("unknown mode {other:?}");
             std::process::exit(2);

@@ -53,7 +53,7 @@ impl Dispatcher {
             &self.config,
             &self.program,
             id,
-            &setup,
+            setup,
             self.events_tx.clone(),
         )?;
         let deadline = Instant::now() + self.config.startup_timeout;
@@ -83,11 +83,10 @@ impl Dispatcher {
         self.next_worker_id += 1;
         let setup = self.setup_message(id);
         let started = conn
-            .send_bytes(&setup)
-            .and_then(|()| conn.try_clone())
+            .try_clone()
             .map_err(|err| err.to_string())
             .and_then(|reader_conn| {
-                reader::start(id, reader_conn, None, self.events_tx.clone())
+                reader::start(id, reader_conn, setup, None, self.events_tx.clone())
                     .map_err(|err| err.to_string())
             });
         match started {
