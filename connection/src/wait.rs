@@ -4,7 +4,7 @@
 use std::os::fd::AsFd;
 use std::time::Duration;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::sys::{self, PollFd};
 
 /// Waits until at least one of `objects` is ready, or `timeout` passes, and
@@ -20,6 +20,9 @@ use crate::sys::{self, PollFd};
 ///
 /// A signal that arrives meanwhile (Ctrl-C with a handler installed, say)
 /// ends the wait with [`ErrorKind::Interrupted`](crate::ErrorKind::Interrupted).
+/// An empty `objects` with no timeout could only ever end that way, so it
+/// is [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) instead
+/// of a hang; with a timeout it waits that long and returns nothing.
 ///
 /// # Examples
 ///
@@ -41,6 +44,12 @@ use crate::sys::{self, PollFd};
 /// # Ok::<(), connection::Error>(())
 /// ```
 pub fn wait<T: AsFd>(objects: &[T], timeout: Option<Duration>) -> Result<Vec<usize>> {
+    if objects.is_empty() && timeout.is_none() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "wait for no objects and no timeout would never return",
+        ));
+    }
     let mut fds: Vec<PollFd> = objects
         .iter()
         .map(|o| PollFd::readable(o.as_fd()))
@@ -61,7 +70,6 @@ pub fn wait<T: AsFd>(objects: &[T], timeout: Option<Duration>) -> Result<Vec<usi
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::ErrorKind;
     use crate::pipe::pipe;
 
     #[test]
@@ -90,6 +98,17 @@ mod tests {
         assert!(wait(&none, Some(Duration::from_millis(1)))
             .unwrap()
             .is_empty());
+    }
+
+    #[test]
+    fn empty_list_without_timeout_is_refused_not_a_hang() {
+        let (done, result) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let none: [&crate::Connection; 0] = [];
+            let _ = done.send(wait(&none, None).map_err(|err| err.kind()));
+        });
+        let outcome = result.recv_timeout(Duration::from_secs(30));
+        assert_eq!(outcome, Ok(Err(ErrorKind::InvalidInput)));
     }
 
     #[test]
