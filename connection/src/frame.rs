@@ -161,8 +161,9 @@ pub(crate) fn read_payload_into(socket: &Socket, buf: &mut [u8]) -> Result<()> {
 }
 
 /// Reads a `len`-byte payload, replacing the contents of `out`. Memory grows
-/// with the bytes that actually arrive, never ahead of them by more than
-/// [`ALLOCATION_CHUNK`], whatever length the header claimed.
+/// with the bytes that actually arrive, whatever length the header claimed:
+/// [`ALLOCATION_CHUNK`] up front, then doubling as the buffer fills, so at
+/// most twice what arrived (or one chunk, if that is more).
 pub(crate) fn read_payload(socket: &Socket, len: usize, out: &mut Vec<u8>) -> Result<()> {
     out.clear();
     out.reserve_exact(len.min(ALLOCATION_CHUNK));
@@ -271,5 +272,24 @@ mod tests {
         assert_eq!(err.kind(), ErrorKind::Truncated);
         assert!(err.to_string().contains("after 11"), "{err}");
         assert!(out.capacity() <= ALLOCATION_CHUNK * 2, "{}", out.capacity());
+    }
+
+    #[test]
+    fn memory_for_a_lying_header_stays_within_twice_what_arrived() {
+        for sent in [ALLOCATION_CHUNK + 1, 3 * ALLOCATION_CHUNK + 5] {
+            let (a, b) = Socket::pair().unwrap();
+            let writer = std::thread::spawn(move || {
+                let data = vec![1u8; sent];
+                let mut written = 0;
+                while written < sent {
+                    written += a.write(&data[written..]).unwrap();
+                }
+            });
+            let mut out = Vec::new();
+            let err = read_payload(&b, 1 << 30, &mut out).unwrap_err();
+            writer.join().unwrap();
+            assert_eq!(err.kind(), ErrorKind::Truncated);
+            assert!(out.capacity() <= 2 * sent, "{sent}: {}", out.capacity());
+        }
     }
 }

@@ -74,6 +74,12 @@ impl Connection {
     /// malformed, names a descriptor that is not an open socket, or was
     /// already claimed in this process. The descriptor is marked
     /// close-on-exec again, so it is not passed further down by accident.
+    ///
+    /// Call it early, before the program opens sockets of its own. Nothing
+    /// can prove that the descriptor the variable names came from the
+    /// parent: the variable stays in the environment, so a grandchild sees
+    /// it without the descriptor, and there the number may belong to a
+    /// socket the grandchild opened itself, which this would then take over.
     pub fn from_env(env_var: &str) -> Result<Connection> {
         let invalid =
             |why: String| Error::new(ErrorKind::InvalidInput, format!("{env_var}: {why}"));

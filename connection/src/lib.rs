@@ -96,8 +96,9 @@
 //!   (default [`DEFAULT_MAX_MESSAGE_SIZE`], 1 GiB) or a caller's limit. It
 //!   is refused before any memory is set aside for it, and the message is
 //!   left unread, so a larger limit gets it. Whatever a header claims, a
-//!   receive allocates no more than the bytes that actually arrived plus a
-//!   1 MiB chunk.
+//!   receive sets aside 1 MiB at first and grows its buffer only as bytes
+//!   arrive (doubling it as it fills), so beyond that first 1 MiB memory
+//!   stays within twice what the peer actually sent.
 //! - [`ErrorKind::Decode`]: a message was not the type asked for. It was
 //!   consumed; the next message is readable.
 //! - [`ErrorKind::BufferTooShort`]: the message did not fit the caller's
