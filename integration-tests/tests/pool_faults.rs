@@ -169,3 +169,11 @@ fn a_worker_that_never_reads_its_large_setup_fails_the_build_at_its_deadline() {
         "{stdout}"
     );
 }
+
+#[test]
+fn a_replacement_killed_while_starting_is_replaced_in_turn() {
+    // It used to break the pool for good, with a Startup error blaming a
+    // missing pool::init() for every later call.
+    let (stdout, _) = scenario(&["replacement_killed"]);
+    assert!(stdout.contains("map after: ok 8"), "{stdout}");
+}

@@ -154,8 +154,11 @@ impl PoolBuilder {
     }
 
     /// How long a new worker may take to start and report that it is
-    /// ready (default [`DEFAULT_STARTUP_TIMEOUT`]); past that it is killed
-    /// and the pool fails with [`ErrorKind::Startup`].
+    /// ready (default [`DEFAULT_STARTUP_TIMEOUT`]); past that it is killed.
+    /// While [`build`](PoolBuilder::build) starts the pool, that fails the
+    /// build with [`ErrorKind::Startup`]; a late replacement worker is
+    /// replaced in turn, and only after three such failures in a row does
+    /// the pool give up, failing its calls with [`ErrorKind::Startup`].
     pub fn startup_timeout(mut self, timeout: Duration) -> PoolBuilder {
         self.config.startup_timeout = timeout;
         self

@@ -108,6 +108,22 @@ pool::task! {
     }
 }
 
+pool::task! {
+    /// An initializer that takes half a minute while `marker` exists.
+    fn slow_start(marker: String) -> () {
+        if std::path::Path::new(&marker).exists() {
+            std::thread::sleep(Duration::from_secs(30));
+        }
+    }
+}
+
+fn kill(pid: u32) {
+    // SAFETY: kill takes plain integers; the pid is one of our workers.
+    unsafe {
+        libc::kill(pid as i32, libc::SIGKILL);
+    }
+}
+
 fn report_error(label: &str, err: &pool::Error) {
     println!(
         "{label}: kind={:?} index={:?} task={:?} message={}",
@@ -269,6 +285,39 @@ fn main() -> Result<(), pool::Error> {
             match started {
                 Ok(_) => println!("build: unexpectedly ok"),
                 Err(err) => report_error("build", &err),
+            }
+        }
+        "replacement_killed" => {
+            // A replacement worker is SIGKILLed from outside while it is
+            // still starting: the pool must start another and go on.
+            let marker = std::env::temp_dir()
+                .join(format!("pool-slow-start-{}", std::process::id()))
+                .display()
+                .to_string();
+            let pool = builder.initializer(slow_start, marker.clone()).build()?;
+            let first = pool.worker_pids();
+            std::fs::write(&marker, b"").expect("write the marker");
+            kill(first[0]);
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            let replacement = loop {
+                let new = pool.worker_pids().into_iter().find(|p| !first.contains(p));
+                if let Some(pid) = new {
+                    break pid;
+                }
+                assert!(std::time::Instant::now() < deadline, "no replacement");
+                std::thread::sleep(Duration::from_millis(5));
+            };
+            // It is in its 30-second initializer: not ready yet.
+            kill(replacement);
+            std::fs::remove_file(&marker).expect("remove the marker");
+            // Once it is no longer listed, the pool has dealt with its end.
+            while pool.worker_pids().contains(&replacement) {
+                assert!(std::time::Instant::now() < deadline, "still listed");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            match pool.map_chunked(whoami, 0..8, 1) {
+                Ok(pids) => println!("map after: ok {}", pids.len()),
+                Err(err) => report_error("map after", &err),
             }
         }
         other => {

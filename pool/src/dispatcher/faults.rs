@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::Dispatcher;
+use super::{Dispatcher, MAX_START_FAILURES};
 use crate::error::{Error, ErrorKind};
 use crate::job::{Item, Job, Sink};
 use crate::reader::WorkerEnd;
@@ -27,7 +27,9 @@ impl Dispatcher {
         }
         match slot.state {
             State::Starting { .. } => {
-                let hint = if slot.is_local() {
+                // A program that does not call pool::init() exits (or is
+                // killed at the deadline); a signal here comes from outside.
+                let hint = if slot.is_local() && end.status.is_some_and(|s| s.code().is_some()) {
                     format!(
                         "; does {} call pool::init() at the top of main?",
                         self.program.display()
@@ -40,7 +42,7 @@ impl Dispatcher {
                     format!("worker {worker} {description} before it was ready{hint}"),
                 );
                 if slot.is_local() {
-                    self.break_pool(err);
+                    self.start_failed(err.with_worker(slot.info()));
                 }
             }
             State::Ready => {
@@ -155,12 +157,26 @@ impl Dispatcher {
             );
             let local = self.worker_mut(worker).is_some_and(|w| w.is_local());
             if local {
-                self.break_pool(err);
+                self.start_failed(err);
             }
             self.kill_worker(worker);
         }
         for worker in overdue {
             self.time_out(worker);
+        }
+    }
+
+    /// A local worker failed to become ready. While the pool starts, that
+    /// fails `build`. Later, when a replacement fails (the OOM killer or an
+    /// operator's `kill` can hit a worker that is still starting), another
+    /// one is started, and the pool gives up, failing queued and later work
+    /// with `err`, only after [`MAX_START_FAILURES`] failures in a row.
+    pub(super) fn start_failed(&mut self, err: Error) {
+        self.start_failures += 1;
+        if !self.started || self.start_failures >= MAX_START_FAILURES {
+            self.break_pool(err);
+        } else {
+            tracing::warn!(%err, failures = self.start_failures, "a replacement worker failed to start; starting another");
         }
     }
 

@@ -34,6 +34,10 @@ const MAX_QUEUED_ITEMS: u64 = 256;
 const MAX_QUEUED_BYTES: usize = 128 * 1024;
 /// How long `terminate` waits for killed workers to be reaped.
 const REAP_WAIT: Duration = Duration::from_secs(5);
+/// Once the pool has started, how many replacement workers in a row may
+/// fail to become ready (killed from outside, too slow on a loaded
+/// machine) before the pool gives up on starting workers.
+const MAX_START_FAILURES: u32 = 3;
 
 /// What a pool handle asks of its dispatcher.
 pub(crate) enum Command {
@@ -72,6 +76,10 @@ pub(crate) struct Dispatcher {
     phase: Phase,
     /// Set when workers can no longer be started: every later job fails with it.
     broken: Option<Error>,
+    /// Whether the first workers all became ready (`build` succeeded).
+    started: bool,
+    /// Local workers that failed to become ready since one last did.
+    start_failures: u32,
     deliveries: Deliveries,
     pids: Arc<Mutex<Vec<u32>>>,
 }
@@ -99,6 +107,8 @@ impl Dispatcher {
             nanos_per_item: None,
             phase: Phase::Open,
             broken: None,
+            started: false,
+            start_failures: 0,
             deliveries: Deliveries::default(),
             pids,
         })
@@ -129,7 +139,10 @@ impl Dispatcher {
                 self.terminate();
                 Err(err)
             }
-            None => Ok(()),
+            None => {
+                self.started = true;
+                Ok(())
+            }
         }
     }
 
@@ -224,6 +237,9 @@ impl Dispatcher {
                         slot.state = State::Ready;
                         slot.pid.get_or_insert(pid);
                         tracing::debug!(worker, pid, "worker ready");
+                        if slot.is_local() {
+                            self.start_failures = 0;
+                        }
                     }
                 }
                 self.publish_pids();
