@@ -4,6 +4,8 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use pool::{Pool, PoolBuilder};
+
 /// The options every crunching example takes; flatten it into the
 /// program's own `clap` arguments with `#[command(flatten)]`.
 #[derive(Clone, Debug, clap::Args)]
@@ -20,9 +22,57 @@ pub struct Common {
     /// Skip the serial run that the parallel run is compared with
     #[arg(long)]
     pub no_serial: bool,
+
+    /// Also take workers from other hosts: listen on ADDRESS (for example
+    /// tcp:0.0.0.0:7000) for `pool-worker --connect HOST:PORT`. The authkey
+    /// is read from the POOL_AUTHKEY environment variable, on both sides.
+    /// With --listen, --workers may be 0 (remote workers only).
+    #[arg(long, value_name = "ADDRESS")]
+    pub listen: Option<String>,
 }
 
 impl Common {
+    /// The pool these options ask for, not yet started: `--workers` local
+    /// processes and, with `--listen`, a listener for remote ones.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use clap::Parser;
+    ///
+    /// #[derive(Parser)]
+    /// struct Args {
+    ///     #[command(flatten)]
+    ///     common: examples::cli::Common,
+    /// }
+    ///
+    /// let args = Args::parse_from(["demo", "--workers", "0"]);
+    /// let err = args.common.pool_builder().unwrap_err();
+    /// assert!(err.contains("--listen"), "{err}");
+    /// ```
+    pub fn pool_builder(&self) -> Result<PoolBuilder, String> {
+        let workers = self.workers();
+        let mut builder = Pool::builder().processes(workers);
+        match &self.listen {
+            None if workers == 0 => {
+                return Err(
+                    "--workers 0 leaves no worker: add --listen ADDRESS for remote ones".into(),
+                )
+            }
+            None => {}
+            Some(address) => {
+                let key = std::env::var_os(pool::AUTHKEY_ENV).ok_or_else(|| {
+                    format!(
+                        "--listen needs an authkey in the {} environment variable",
+                        pool::AUTHKEY_ENV
+                    )
+                })?;
+                builder = builder.listen(address.clone(), key.into_encoded_bytes());
+            }
+        }
+        Ok(builder)
+    }
+
     /// The number of workers asked for, or one per CPU core.
     pub fn workers(&self) -> usize {
         self.workers.unwrap_or_else(|| {
@@ -37,8 +87,8 @@ pub const MAX_WORKERS: usize = 512;
 
 fn parse_workers(text: &str) -> Result<usize, String> {
     match text.parse::<usize>() {
-        Ok(n) if (1..=MAX_WORKERS).contains(&n) => Ok(n),
-        _ => Err(format!("expected a whole number from 1 to {MAX_WORKERS}")),
+        Ok(n) if n <= MAX_WORKERS => Ok(n),
+        _ => Err(format!("expected a whole number from 0 to {MAX_WORKERS}")),
     }
 }
 
@@ -82,6 +132,16 @@ pub fn parse_count_in(text: &str, range: std::ops::RangeInclusive<u64>) -> Resul
             range.end()
         ))
     }
+}
+
+/// Starts the pool from [`Common::pool_builder`] and, if it listens for
+/// remote workers, says on stderr where they should connect.
+pub fn start_pool(builder: PoolBuilder) -> Result<Pool, pool::Error> {
+    let pool = builder.build()?;
+    if let Some(address) = pool.listen_address() {
+        eprintln!("listening for workers on {address}: pool-worker --connect HOST:PORT");
+    }
+    Ok(pool)
 }
 
 /// Runs `work` and returns its result with the wall time it took.

@@ -16,10 +16,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use examples::cli::{timed, Common, Report};
+use examples::cli::{start_pool, timed, Common, Report};
 use examples::mandelbrot::{render, render_band, write_png, View};
 use examples::progress;
-use pool::Pool;
 
 /// Render the Mandelbrot set in bands of rows across worker processes and
 /// write it as a PNG image.
@@ -82,10 +81,11 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
     };
     let bands = view.bands(args.height.div_ceil(args.rows_per_band));
     let workers = args.common.workers();
+    let builder = args.common.pool_builder()?;
 
     let bar = progress::bar(bands.len() as u64, "bands", args.common.quiet);
     let (image, parallel) = timed(|| -> Result<Vec<u8>, pool::Error> {
-        let pool = Pool::builder().processes(workers).build()?;
+        let pool = start_pool(builder)?;
         let mut image = Vec::with_capacity(view.width as usize * view.height as usize * 3);
         for band in pool.imap(render, bands.clone()) {
             image.extend_from_slice(&band?);

@@ -16,10 +16,9 @@ use std::error::Error;
 use std::process::ExitCode;
 
 use clap::Parser;
-use examples::cli::{parse_count_in, timed, Common, Report};
+use examples::cli::{parse_count_in, start_pool, timed, Common, Report};
 use examples::pi::{estimate, hits, plan, throw_darts};
 use examples::progress;
-use pool::Pool;
 
 /// Estimate pi by monte-carlo, one asynchronous task per batch of darts.
 #[derive(Parser)]
@@ -57,10 +56,11 @@ fn main() -> ExitCode {
 fn run(args: &Args) -> Result<(), Box<dyn Error>> {
     let batches = plan(args.seed, args.darts, args.batches);
     let workers = args.common.workers();
+    let builder = args.common.pool_builder()?;
 
     let bar = progress::bar(batches.len() as u64, "batches", args.common.quiet);
     let (inside, parallel) = timed(|| -> Result<u64, pool::Error> {
-        let pool = Pool::builder().processes(workers).build()?;
+        let pool = start_pool(builder)?;
         // Every call returns at once: all the batches are queued before
         // the first result is awaited.
         let handles: Vec<_> = batches

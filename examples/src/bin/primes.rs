@@ -14,10 +14,9 @@ use std::error::Error;
 use std::process::ExitCode;
 
 use clap::Parser;
-use examples::cli::{parse_count_in, timed, Common, Report};
+use examples::cli::{parse_count_in, start_pool, timed, Common, Report};
 use examples::primes::{count_primes, count_primes_in, split, MAX_LIMIT};
 use examples::progress;
-use pool::Pool;
 
 /// Count the primes below N, in ranges spread over worker processes.
 #[derive(Parser)]
@@ -52,11 +51,12 @@ fn main() -> ExitCode {
 fn run(args: &Args) -> Result<(), Box<dyn Error>> {
     let ranges = split(args.n, args.ranges);
     let workers = args.common.workers();
+    let builder = args.common.pool_builder()?;
 
     // `map` returns when every range is counted: a spinner shows it is busy.
     let spinner = progress::spinner("counting on the pool", args.common.quiet);
     let (count, parallel) = timed(|| -> Result<u64, pool::Error> {
-        let pool = Pool::builder().processes(workers).build()?;
+        let pool = start_pool(builder)?;
         Ok(pool.map(count_primes, ranges.clone())?.into_iter().sum())
     });
     spinner.finish_and_clear();

@@ -18,11 +18,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
-use examples::cli::{parse_count_in, timed, Common, Report};
+use examples::cli::{parse_count_in, start_pool, timed, Common, Report};
 use examples::progress;
 use examples::tempdir::TempDir;
 use examples::wordfreq::{count_file, count_words, generate_corpus, list_files, WordCounts};
-use pool::Pool;
 
 /// Count word frequencies over the files of a directory, one file per task.
 #[derive(Parser)]
@@ -91,10 +90,11 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
         return Err(format!("{}: no files to count", dir.display()).into());
     }
     let workers = args.common.workers();
+    let builder = args.common.pool_builder()?;
 
     let bar = progress::bar(files.len() as u64, "files", args.common.quiet);
     let (total, parallel) = timed(|| -> Result<WordCounts, pool::Error> {
-        let pool = Pool::builder().processes(workers).build()?;
+        let pool = start_pool(builder)?;
         let mut total = WordCounts::default();
         // Each result comes with its input's index, which a sum ignores.
         for result in pool.imap_unordered(count_words, files.clone()) {

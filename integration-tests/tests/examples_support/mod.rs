@@ -3,8 +3,9 @@
 //!
 //! Cargo gives a test the paths of its own package's binaries only, and
 //! the example programs live in another package. So the first test that
-//! needs one runs `cargo build -p examples --bins` (the same cargo, the same
-//! profile, the same target directory: a no-op when they are up to date)
+//! needs one runs `cargo build -p examples -p worker-bin --bins` (the same
+//! cargo, the same profile, the same target directory: a no-op when they
+//! are up to date)
 //! and takes each binary's path from cargo's own JSON report rather than
 //! guessing the target directory's layout.
 
@@ -45,7 +46,15 @@ fn build_examples() -> HashMap<String, PathBuf> {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
     let mut cargo = Command::new(env!("CARGO"));
     cargo
-        .args(["build", "--quiet", "-p", "examples", "--bins"])
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "examples",
+            "-p",
+            "worker-bin",
+            "--bins",
+        ])
         .args(["--message-format", "json-render-diagnostics"])
         .arg("--manifest-path")
         .arg(&manifest);
