@@ -227,13 +227,22 @@ mod tests {
     fn workers_flag_is_checked_by_clap() {
         let args = Args::try_parse_from(["prog", "--workers", "3"]).unwrap();
         assert_eq!(args.common.workers(), 3);
-        for bad in ["0", "-1", "lots", "100000"] {
+        for bad in ["-1", "lots", "100000"] {
             let flag = format!("--workers={bad}");
             let err = Args::try_parse_from(["prog", flag.as_str()]).unwrap_err();
             assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation, "{bad}");
         }
         let args = Args::try_parse_from(["prog", "-q"]).unwrap();
         assert!(args.common.quiet && args.common.workers() >= 1);
+    }
+
+    #[test]
+    fn zero_workers_needs_remote_ones() {
+        let args = Args::try_parse_from(["prog", "--workers", "0"]).unwrap();
+        let err = args.common.pool_builder().unwrap_err();
+        assert!(err.contains("--listen"), "{err}");
+        let args = Args::try_parse_from(["prog", "--workers", "2"]).unwrap();
+        assert!(args.common.pool_builder().is_ok());
     }
 
     #[test]
