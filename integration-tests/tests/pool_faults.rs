@@ -177,3 +177,16 @@ fn a_replacement_killed_while_starting_is_replaced_in_turn() {
     let (stdout, _) = scenario(&["replacement_killed"]);
     assert!(stdout.contains("map after: ok 8"), "{stdout}");
 }
+
+#[test]
+fn retries_rerun_an_input_whose_worker_died_a_bounded_number_of_times() {
+    // retries(2): an input that always kills its worker runs three times
+    // and then fails; inputs that kill their worker once succeed.
+    let (stdout, _) = scenario(&["retries"]);
+    assert!(
+        stdout.contains("always: kind=WorkerDied index=Some(0) task=Some(\"pool_program::log_and_abort\") message=killed by signal 6 (SIGABRT)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("attempts: 3"), "{stdout}");
+    assert!(stdout.contains("once: [0, 1, 2, 3, 4, 5]"), "{stdout}");
+}

@@ -117,6 +117,30 @@ pool::task! {
     }
 }
 
+pool::task! {
+    /// Appends a line to the file `log`, then aborts: a task that kills
+    /// every worker that runs it, and counts how often it ran.
+    fn log_and_abort(log: String) -> u32 {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("open log");
+        let _ = file.write_all(b"attempt\n");
+        drop(file);
+        std::process::abort()
+    }
+}
+
+pool::task! {
+    /// Aborts the first time it runs for `x` (when its marker file is
+    /// new), and returns `x` when run again.
+    fn abort_first_time((x, marker): (u32, String)) -> u32 {
+        let fresh = std::fs::OpenOptions::new().write(true).create_new(true).open(&marker).is_ok();
+        if fresh {
+            std::process::abort();
+        }
+        x
+    }
+}
+
 fn kill(pid: u32) {
     // SAFETY: kill takes plain integers; the pid is one of our workers.
     unsafe {
@@ -319,6 +343,21 @@ fn main() -> Result<(), pool::Error> {
                 Ok(pids) => println!("map after: ok {}", pids.len()),
                 Err(err) => report_error("map after", &err),
             }
+        }
+        "retries" => {
+            let dir = std::env::temp_dir().join(format!("pool-retries-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).expect("create the scratch directory");
+            let pool = builder.retries(2).build()?;
+            let log = dir.join("attempts").display().to_string();
+            match pool.apply(log_and_abort, log.clone()) {
+                Ok(_) => println!("always: unexpectedly ok"),
+                Err(err) => report_error("always", &err),
+            }
+            let attempts = std::fs::read_to_string(&log).unwrap_or_default();
+            println!("attempts: {}", attempts.lines().count());
+            let inputs = (0..6).map(|x| (x, dir.join(format!("ran-{x}")).display().to_string()));
+            println!("once: {:?}", pool.map_chunked(abort_first_time, inputs, 1)?);
+            let _ = std::fs::remove_dir_all(&dir);
         }
         other => {
             eprintln!("unknown mode {other:?}");
