@@ -13,6 +13,13 @@ const LIMIT: Duration = Duration::from_secs(60);
 /// Starts a `pool_program` scenario in its own process group and reads up
 /// to its first `pids:` line.
 fn start(mode: &str) -> (Child, BufReader<ChildStdout>, Vec<u32>) {
+    let (child, stdout, pids) = start_any(mode);
+    assert_eq!(pids.len(), 2, "{pids:?}");
+    (child, stdout, pids)
+}
+
+/// [`start`] for any number of workers (and lines before `pids:`).
+fn start_any(mode: &str) -> (Child, BufReader<ChildStdout>, Vec<u32>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_pool_program"))
         .arg(mode)
         .stdin(Stdio::null())
@@ -24,14 +31,16 @@ fn start(mode: &str) -> (Child, BufReader<ChildStdout>, Vec<u32>) {
     let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
     let _watchdog = Watchdog::start(mode, LIMIT);
     let mut line = String::new();
-    stdout.read_line(&mut line).expect("read pids");
+    while !line.starts_with("pids: ") {
+        line.clear();
+        let read = stdout.read_line(&mut line).expect("read pids");
+        assert!(read > 0, "{mode}: no pids line");
+    }
     let pids: Vec<u32> = line
-        .strip_prefix("pids: ")
-        .unwrap_or_else(|| panic!("expected pids, got {line:?}"))
+        .trim_start_matches("pids: ")
         .split_whitespace()
         .map(|pid| pid.parse().expect("pid"))
         .collect();
-    assert_eq!(pids.len(), 2, "{line}");
     (child, stdout, pids)
 }
 
@@ -114,4 +123,24 @@ fn ctrl_c_interrupts_the_map_without_noise_or_leftover_workers() {
         pids.iter().all(|&pid| !process_alive(pid))
     });
     assert!(gone, "workers {pids:?} outlived the program");
+}
+
+#[test]
+fn ctrl_c_ends_a_wait_for_remote_workers_that_never_join() {
+    let (mut child, stdout, _) = start_any("remote_alone");
+    // The map is waiting (or about to) for a worker that never comes.
+    std::thread::sleep(Duration::from_millis(300));
+    send(-(child.id() as i32), libc::SIGINT);
+    let output = rest_of(stdout);
+    let status = wait_with_deadline(&mut child, LIMIT);
+    assert!(status.success(), "{status}\n{output}");
+    assert!(output.contains("interrupted"), "{output}");
+    assert!(
+        output.contains("get: kind=WaitTimedOut"),
+        "a timed get bounds the wait: {output}"
+    );
+    assert!(
+        output.contains("pending: kind=Interrupted"),
+        "the queued apply_async fails too: {output}"
+    );
 }

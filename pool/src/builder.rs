@@ -77,7 +77,10 @@ impl PoolBuilder {
 
     /// How many local worker processes to run (default: the available
     /// parallelism). Zero is allowed with [`listen`](PoolBuilder::listen),
-    /// for a pool of remote workers only.
+    /// for a pool of remote workers only: its calls wait, without a time
+    /// limit, until a remote worker joins and runs their work (bound the
+    /// wait with [`AsyncResult::get`](crate::AsyncResult::get), or end it
+    /// with Ctrl-C, which fails them with [`ErrorKind::Interrupted`]).
     pub fn processes(mut self, processes: usize) -> PoolBuilder {
         self.config.processes = processes;
         self

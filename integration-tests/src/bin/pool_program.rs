@@ -359,6 +359,30 @@ fn main() -> Result<(), pool::Error> {
             println!("once: {:?}", pool.map_chunked(abort_first_time, inputs, 1)?);
             let _ = std::fs::remove_dir_all(&dir);
         }
+        "remote_alone" => {
+            // A pool of remote workers only, and none ever joins: calls
+            // wait; a timed get and Ctrl-C are the ways out.
+            let pool = Pool::builder()
+                .processes(0)
+                .listen("tcp:127.0.0.1:0", "nobody has this key")
+                .build()?;
+            let pending = pool.apply_async(whoami, 1);
+            let timed = pending.get(Some(Duration::from_millis(100)));
+            println!("pids: ");
+            match pool.map(whoami, 0..4) {
+                Err(err) if err.kind() == ErrorKind::Interrupted => println!("interrupted"),
+                Err(err) => report_error("map", &err),
+                Ok(_) => println!("map: unexpectedly ok"),
+            }
+            match timed {
+                Ok(_) => println!("get: unexpectedly ok"),
+                Err(err) => report_error("get", &err),
+            }
+            match pending.get(None) {
+                Ok(_) => println!("pending: unexpectedly ok"),
+                Err(err) => report_error("pending", &err),
+            }
+        }
         other => {
             eprintln!("unknown mode {other:?}");
             std::process::exit(2);
