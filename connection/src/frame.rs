@@ -22,10 +22,14 @@ const SMALL_MESSAGE: usize = 16 * 1024;
 /// Largest payload announced with the 4-byte form of the header.
 const SHORT_FORM_MAX: usize = i32::MAX as usize;
 
-/// How much a receive allocates ahead of the bytes that have arrived. A
-/// hostile length header can cost at most this much memory before the peer
-/// has to actually send the bytes.
-const ALLOCATION_CHUNK: usize = 1 << 20;
+/// How far a receive's buffer may run ahead of the bytes that have
+/// arrived: one chunk, as large as what arrived so far (so a big message
+/// takes few reallocations) but at least [`MIN_CHUNK`] and at most
+/// [`MAX_CHUNK`]. A hostile length header therefore costs at most
+/// `MIN_CHUNK` before the peer has to actually send bytes, and never more
+/// than `MAX_CHUNK` beyond what it sent.
+const MIN_CHUNK: usize = 1 << 20;
+const MAX_CHUNK: usize = 16 << 20;
 
 /// Room for the longest header, kept free in front of a payload so that the
 /// header can be written in place (see [`write_reserved`]).
@@ -160,27 +164,30 @@ pub(crate) fn read_payload_into(socket: &Socket, buf: &mut [u8]) -> Result<()> {
     }
 }
 
-/// Reads a `len`-byte payload, replacing the contents of `out`. Memory grows
-/// with the bytes that actually arrive, whatever length the header claimed:
-/// [`ALLOCATION_CHUNK`] up front, then doubling as the buffer fills, so at
-/// most twice what arrived (or one chunk, if that is more).
+/// Reads a `len`-byte payload, replacing the contents of `out`. The buffer
+/// grows a chunk at a time as bytes arrive, whatever length the header
+/// claimed (see [`MIN_CHUNK`]).
 pub(crate) fn read_payload(socket: &Socket, len: usize, out: &mut Vec<u8>) -> Result<()> {
     out.clear();
-    out.reserve_exact(len.min(ALLOCATION_CHUNK));
-    // `read_to_end` grows the buffer geometrically from what has arrived,
-    // retries on EINTR and does not zero-fill memory before reading into it.
-    let got = loop {
-        match socket.take(len as u64).read_to_end(out) {
-            Ok(_) => break out.len(),
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(err) if is_reset(&err) => break out.len(),
+    while out.len() < len {
+        let chunk = out.len().clamp(MIN_CHUNK, MAX_CHUNK).min(len - out.len());
+        out.reserve_exact(chunk);
+        // Reading at most `chunk` bytes keeps `read_to_end` from growing the
+        // buffer on its own; it fills the reserved room without zeroing it
+        // first and retries on EINTR.
+        match socket.take(chunk as u64).read_to_end(out) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) if is_reset(&err) => break,
             Err(err) => {
                 let context = format!("receive {len}-byte message ({} read)", out.len());
                 return Err(Error::io(err, context));
             }
         }
-    };
-    if got < len {
+    }
+    if out.len() < len {
+        let got = out.len();
         out.clear();
         return Err(truncated("message", len as u64, got));
     }
@@ -271,12 +278,12 @@ mod tests {
         let err = read_payload(&b, 1 << 40, &mut out).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Truncated);
         assert!(err.to_string().contains("after 11"), "{err}");
-        assert!(out.capacity() <= ALLOCATION_CHUNK * 2, "{}", out.capacity());
+        assert!(out.capacity() <= MIN_CHUNK + 11, "{}", out.capacity());
     }
 
     #[test]
-    fn memory_for_a_lying_header_stays_within_twice_what_arrived() {
-        for sent in [ALLOCATION_CHUNK + 1, 3 * ALLOCATION_CHUNK + 5] {
+    fn memory_for_a_lying_header_stays_within_a_chunk_of_what_arrived() {
+        for sent in [MIN_CHUNK + 1, 3 * MIN_CHUNK + 5, 40 * MIN_CHUNK + 3] {
             let (a, b) = Socket::pair().unwrap();
             let writer = std::thread::spawn(move || {
                 let data = vec![1u8; sent];
@@ -289,7 +296,38 @@ mod tests {
             let err = read_payload(&b, 1 << 30, &mut out).unwrap_err();
             writer.join().unwrap();
             assert_eq!(err.kind(), ErrorKind::Truncated);
-            assert!(out.capacity() <= 2 * sent, "{sent}: {}", out.capacity());
+            let bound = sent + sent.clamp(MIN_CHUNK, MAX_CHUNK);
+            assert!(out.capacity() <= bound, "{sent}: {}", out.capacity());
+            assert!(
+                out.capacity() <= sent + MAX_CHUNK,
+                "{sent}: {}",
+                out.capacity()
+            );
+        }
+    }
+
+    #[test]
+    fn payloads_around_chunk_boundaries_arrive_whole() {
+        for len in [
+            0,
+            1,
+            MIN_CHUNK - 1,
+            MIN_CHUNK,
+            MIN_CHUNK + 1,
+            5 * MIN_CHUNK + 7,
+        ] {
+            let (a, b) = Socket::pair().unwrap();
+            let data: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
+            let expected = data.clone();
+            let writer = std::thread::spawn(move || {
+                let mut scratch = Vec::new();
+                write_message(&a, &data, &mut scratch).unwrap();
+            });
+            let got = read_header(&b).unwrap() as usize;
+            let mut out = Vec::new();
+            read_payload(&b, got, &mut out).unwrap();
+            writer.join().unwrap();
+            assert_eq!(out, expected, "{len}");
         }
     }
 }

@@ -96,9 +96,12 @@
 //!   (default [`DEFAULT_MAX_MESSAGE_SIZE`], 1 GiB) or a caller's limit. It
 //!   is refused before any memory is set aside for it, and the message is
 //!   left unread, so a larger limit gets it. Whatever a header claims, a
-//!   receive sets aside 1 MiB at first and grows its buffer only as bytes
-//!   arrive (doubling it as it fills), so beyond that first 1 MiB memory
-//!   stays within twice what the peer actually sent.
+//!   receive's buffer grows only as bytes arrive: it never holds more than
+//!   what the peer actually sent plus one chunk (1 MiB, growing with what
+//!   arrived up to 16 MiB, so large messages need few reallocations).
+//!   Decoding a value is bounded too: a forged length inside a payload
+//!   cannot make [`recv`](Connection::recv) set aside more than 16 times
+//!   the payload's size.
 //! - [`ErrorKind::Decode`]: a message was not the type asked for. It was
 //!   consumed; the next message is readable.
 //! - [`ErrorKind::BufferTooShort`]: the message did not fit the caller's
