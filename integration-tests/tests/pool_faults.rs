@@ -125,6 +125,13 @@ fn unencodable_inputs_and_outputs_fail_their_own_inputs() {
         stdout.contains("outputs ok: 2") && stdout.contains("inputs ok: 2"),
         "{stdout}"
     );
+    // An output the parent cannot decode names its task, also through apply.
+    assert!(
+        stdout.contains(
+            "decode: kind=Decode index=Some(0) task=Some(\"pool_program::make_unlucky\")"
+        ),
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -104,6 +104,8 @@ impl Slot {
 /// ```
 pub struct AsyncResult<T> {
     slot: Arc<Slot>,
+    /// The task's name, for the errors made here.
+    task: &'static str,
     output: PhantomData<fn() -> T>,
 }
 
@@ -138,9 +140,10 @@ impl<T> AsyncResult<T> {
 }
 
 impl<T: DeserializeOwned> AsyncResult<T> {
-    pub(crate) fn new(slot: Arc<Slot>) -> AsyncResult<T> {
+    pub(crate) fn new(slot: Arc<Slot>, task: &'static str) -> AsyncResult<T> {
         AsyncResult {
             slot,
+            task,
             output: PhantomData,
         }
     }
@@ -157,10 +160,14 @@ impl<T: DeserializeOwned> AsyncResult<T> {
             None => Err(Error::new(
                 ErrorKind::WaitTimedOut,
                 format!("no result within {:?}", timeout.unwrap_or_default()),
-            )),
+            )
+            .with_task(self.task)),
             Some(Err(err)) => Err(err.clone()),
-            Some(Ok(payload)) => connection::decode(payload.bytes())
-                .map_err(|err| Error::from_connection(err, "decode the task's output")),
+            Some(Ok(payload)) => connection::decode(payload.bytes()).map_err(|err| {
+                Error::from_connection(err, "decode the task's output")
+                    .with_task(self.task)
+                    .with_index(0)
+            }),
         }
     }
 }
@@ -172,7 +179,7 @@ mod tests {
     #[test]
     fn get_times_out_then_succeeds_once_completed() {
         let slot = Slot::new();
-        let result = AsyncResult::<u32>::new(Arc::clone(&slot));
+        let result = AsyncResult::<u32>::new(Arc::clone(&slot), "demo::task");
         let err = result.get(Some(Duration::from_millis(5))).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::WaitTimedOut);
         assert_eq!(result.successful(), None);
@@ -186,7 +193,7 @@ mod tests {
     #[test]
     fn first_outcome_wins_and_errors_can_be_read_twice() {
         let slot = Slot::new();
-        let result = AsyncResult::<u32>::new(Arc::clone(&slot));
+        let result = AsyncResult::<u32>::new(Arc::clone(&slot), "demo::task");
         slot.complete(Err(Error::new(ErrorKind::Panicked, "first")));
         slot.complete(Err(Error::new(ErrorKind::Panicked, "second")));
         assert_eq!(result.successful(), Some(false));

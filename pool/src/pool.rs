@@ -424,7 +424,7 @@ impl Pool {
     pub fn apply_async<T: Task>(&self, task: T, input: T::Input) -> AsyncResult<T::Output> {
         let _ = task;
         let slot = Slot::new();
-        let result = AsyncResult::new(Arc::clone(&slot));
+        let result = AsyncResult::new(Arc::clone(&slot), T::NAME);
         match self
             .check_open()
             .and_then(|()| encode_input::<T>(&input, 0))

@@ -82,6 +82,24 @@ impl Serialize for Picky {
     }
 }
 
+/// A value that the worker encodes but whose decoding fails for 13.
+#[derive(Serialize, Debug)]
+struct Unlucky(u32);
+
+impl<'de> serde::Deserialize<'de> for Unlucky {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match u32::deserialize(deserializer)? {
+            13 => Err(serde::de::Error::custom("refusing to decode 13")),
+            x => Ok(Unlucky(x)),
+        }
+    }
+}
+
+pool::task! {
+    /// Makes an Unlucky: 13 cannot be decoded in the parent.
+    fn make_unlucky(x: u32) -> Unlucky { Unlucky(x) }
+}
+
 pool::task! {
     /// Makes a Picky: odd outputs cannot be encoded.
     fn make_picky(x: u32) -> Picky { Picky(x) }
@@ -241,6 +259,10 @@ fn main() -> Result<(), pool::Error> {
             let pool = builder.build()?;
             tally("outputs", pool.imap(make_picky, 0..4));
             tally("inputs", pool.imap(read_picky, (0..4).map(Picky)));
+            match pool.apply(make_unlucky, 13) {
+                Ok(_) => println!("decode: unexpectedly ok"),
+                Err(err) => report_error("decode", &err),
+            }
         }
         "initializer" => {
             let pool = builder
