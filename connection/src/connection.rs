@@ -279,7 +279,7 @@ impl Connection {
     /// ```
     pub fn poll(&self, timeout: Option<Duration>) -> Result<bool> {
         self.check_readable()?;
-        if self.pending_len == Some(0) || self.broken.is_some() {
+        if self.broken.is_some() {
             return Ok(true);
         }
         let mut fds = [PollFd::readable(self.socket.fd())];

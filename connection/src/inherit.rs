@@ -100,22 +100,22 @@ impl Connection {
         if claimed.contains(&raw) {
             return Err(invalid(format!("descriptor {raw} was already claimed")));
         }
-        // Make sure the descriptor is open and a socket before owning it:
-        // fcntl on a closed fd fails with EBADF, and fstat tells the type.
-        sys::set_cloexec(raw, true)
-            .map_err(|err| invalid(format!("descriptor {raw} is not open")).with_source(err))?;
-        // SAFETY: the descriptor is open (checked just above), our parent
-        // handed it to this process for this purpose, and CLAIMED ensures
-        // that this process wraps it in an OwnedFd only once.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        match sys::is_socket(std::os::fd::AsFd::as_fd(&fd)) {
+        // Check the descriptor before touching or owning it: a number that
+        // is not an open socket is left exactly as it was.
+        match sys::is_socket(raw) {
             Ok(true) => {}
-            _ => {
-                // Not ours to close: leave it as we found it.
-                let _ = std::os::fd::IntoRawFd::into_raw_fd(fd);
-                return Err(invalid(format!("descriptor {raw} is not a socket")));
+            Ok(false) => return Err(invalid(format!("descriptor {raw} is not a socket"))),
+            Err(err) => {
+                return Err(invalid(format!("descriptor {raw} is not open")).with_source(err))
             }
         }
+        sys::set_cloexec(raw, true).map_err(|err| {
+            invalid(format!("descriptor {raw}: set close-on-exec")).with_source(err)
+        })?;
+        // SAFETY: the descriptor is an open socket (checked just above), our
+        // parent handed it to this process for this purpose, and CLAIMED
+        // ensures that this process wraps it in an OwnedFd only once.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         claimed.push(raw);
         tracing::debug!(fd = raw, env_var, "connection inherited from parent");
         Ok(Connection::from_socket(
@@ -140,11 +140,15 @@ mod tests {
     #[test]
     fn descriptor_that_is_not_a_socket_is_refused_and_left_open() {
         let file = std::fs::File::open("/dev/null").unwrap();
+        let raw = file.as_raw_fd();
+        sys::set_cloexec(raw, false).unwrap();
         let var = "CONNECTION_TEST_NOT_A_SOCKET";
-        std::env::set_var(var, format!("{}:rw", file.as_raw_fd()));
+        std::env::set_var(var, format!("{raw}:rw"));
         let err = Connection::from_env(var).unwrap_err();
         assert!(err.to_string().contains("not a socket"), "{err}");
-        // Still ours and still open.
-        assert!(sys::set_cloexec(file.as_raw_fd(), true).is_ok());
+        // Still open, and its flags untouched (close-on-exec still clear).
+        // SAFETY: F_GETFD on a descriptor this test owns.
+        let flags = unsafe { libc::fcntl(raw, libc::F_GETFD) };
+        assert_eq!(flags & libc::FD_CLOEXEC, 0);
     }
 }

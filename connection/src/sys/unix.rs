@@ -126,11 +126,16 @@ impl io::Read for &Socket {
 }
 
 /// Whether `fd` is a socket (as opposed to a file, a pipe or nothing).
-pub(crate) fn is_socket(fd: BorrowedFd<'_>) -> io::Result<bool> {
+///
+/// Takes a raw descriptor so that a descriptor number from outside (an
+/// environment variable) can be checked before anything owns it: fstat on
+/// a closed one fails with `EBADF` and changes nothing.
+pub(crate) fn is_socket(fd: RawFd) -> io::Result<bool> {
     // SAFETY: stat is plain data; fstat fills it for an open descriptor.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: `st` is a valid out-pointer and `fd` is open (borrowed).
-    cvt(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) })?;
+    // SAFETY: `st` is a valid out-pointer; fstat only reads descriptor
+    // metadata and reports EBADF for a descriptor that is not open.
+    cvt(unsafe { libc::fstat(fd, &mut st) })?;
     Ok(st.st_mode & libc::S_IFMT == libc::S_IFSOCK)
 }
 
@@ -382,7 +387,7 @@ mod tests {
     #[test]
     fn sockets_are_sockets_and_cloexec_toggles() {
         let (a, _b) = Socket::pair().unwrap();
-        assert!(is_socket(a.fd()).unwrap());
+        assert!(is_socket(a.fd().as_raw_fd()).unwrap());
         let raw = a.fd().as_raw_fd();
         set_cloexec(raw, false).unwrap();
         // SAFETY: F_GETFD on an open descriptor.
@@ -393,6 +398,6 @@ mod tests {
         let flags = unsafe { libc::fcntl(raw, libc::F_GETFD) };
         assert_ne!(flags & libc::FD_CLOEXEC, 0);
         let file = std::fs::File::open("/dev/null").unwrap();
-        assert!(!is_socket(file.as_fd()).unwrap());
+        assert!(!is_socket(file.as_raw_fd()).unwrap());
     }
 }
