@@ -67,7 +67,7 @@ fn bad_arguments_are_clap_errors_not_panics() {
         &["lots"][..],
         &["-5"],
         &["2e13"],
-        &["100", "--workers", "0"],
+        &["100", "--workers", "513"],
         &["100", "--ranges", "0"],
         &["100", "--no-such-flag"],
     ] {
@@ -75,4 +75,9 @@ fn bad_arguments_are_clap_errors_not_panics() {
         assert_eq!(run.code, Some(2), "{args:?}: {}", run.stderr);
         assert_clean_failure(&run, "error:");
     }
+    // Zero local workers parses (remote ones may come with --listen), but
+    // alone it leaves nobody to do the work: a clear run-time error.
+    let run = run_example("primes", &["100", "--workers", "0"], &[]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert_clean_failure(&run, "--listen");
 }
