@@ -296,6 +296,27 @@ mod tests {
     }
 
     #[test]
+    fn accept_timeout_returns_none_while_a_peer_is_silent_then_the_good_peer() {
+        let (mut listener, addr) = listener(Some(Duration::from_secs(60)));
+        let silent = TcpStream::connect(addr).unwrap();
+        // The silent peer's handshake starts but never finishes: the call
+        // gives up instead of waiting out the 60 s handshake timeout.
+        assert!(listener
+            .accept_timeout(Duration::from_millis(50))
+            .unwrap()
+            .is_none());
+        assert_eq!(listener.pending_handshakes(), 1);
+        let good = authenticate(TcpStream::connect(addr).unwrap(), b"good");
+        let mut conn = listener
+            .accept_timeout(Duration::from_secs(60))
+            .unwrap()
+            .expect("the good peer within the timeout");
+        assert_eq!(conn.recv_bytes().unwrap(), b"good");
+        good.join().unwrap();
+        drop(silent);
+    }
+
+    #[test]
     fn a_signal_does_not_lose_a_pending_handshake() {
         let (mut listener, addr) = listener(Some(Duration::from_secs(60)));
         let stream = TcpStream::connect(addr).unwrap();

@@ -5,14 +5,14 @@ use std::fmt;
 use std::net::TcpListener;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use interprocess::local_socket::ListenerOptions;
 use interprocess::os::unix::uds_local_socket;
 
 use crate::address::Address;
 use crate::connection::{Connection, DEFAULT_MAX_MESSAGE_SIZE};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::handshakes::{Finished, Handshakes, Settings};
 use crate::sys::{self, PollFd, Socket};
 
@@ -333,9 +333,12 @@ impl Listener {
     /// [`ErrorKind::Interrupted`](crate::ErrorKind::Interrupted); handshakes
     /// in progress carry on, and a later `accept` returns them. A signal
     /// does not disturb a handshake itself, which would cost the peer its
-    /// connection. To wait with a timeout, or for several listeners at
-    /// once, use [`wait`](crate::wait) first: on Linux it also reports a
-    /// listener whose handshake has finished. Dropping the listener does
+    /// connection. To wait with a timeout use
+    /// [`accept_timeout`](Listener::accept_timeout); for several listeners
+    /// at once, [`wait`](crate::wait) first (on Linux it also reports a
+    /// listener whose handshake has finished, but a listener it reports
+    /// ready for a new peer may still make `accept` wait for that peer's
+    /// handshake). Dropping the listener does
     /// not wait for handshakes in progress: their connections are closed.
     ///
     /// # Examples
@@ -357,12 +360,51 @@ impl Listener {
     /// # Ok::<(), connection::Error>(())
     /// ```
     pub fn accept(&mut self) -> Result<Connection> {
+        // With no deadline, accept_until returns only with a peer or an error.
+        self.accept_until(None)?
+            .ok_or_else(|| Error::new(ErrorKind::TimedOut, "accept").context(&self.address))
+    }
+
+    /// Like [`accept`](Listener::accept), but gives up after `timeout` and
+    /// returns `Ok(None)` if no peer was ready by then (a peer whose
+    /// handshake is still running stays pending for the next call). A zero
+    /// timeout never blocks.
+    ///
+    /// This is how a server loop stays responsive to its own shutdown while
+    /// peers are slow to authenticate.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use connection::{Client, Listener};
+    ///
+    /// let name = format!("abstract:connection-doc-accept-timeout-{}", std::process::id());
+    /// let mut listener = Listener::builder().authkey(b"key").bind(&name.parse()?)?;
+    /// assert!(listener.accept_timeout(Duration::ZERO)?.is_none());
+    /// let address = listener.address().clone();
+    /// let client = std::thread::spawn(move || Client::connect_with_authkey(&address, b"key"));
+    /// let conn = listener.accept_timeout(Duration::from_secs(30))?;
+    /// assert!(conn.is_some());
+    /// client.join().unwrap()?;
+    /// # Ok::<(), connection::Error>(())
+    /// ```
+    pub fn accept_timeout(&mut self, timeout: Duration) -> Result<Option<Connection>> {
+        let deadline = Instant::now().checked_add(timeout);
+        self.accept_until(Some(deadline.unwrap_or_else(far_future)))
+    }
+
+    /// Accepts the next peer, or returns `None` once `deadline` passes.
+    fn accept_until(&mut self, deadline: Option<Instant>) -> Result<Option<Connection>> {
         let (socket, peer) = match self.handshakes.as_mut() {
             None => {
                 let mut fds = [PollFd::readable(self.socket.fd())];
-                sys::poll(&mut fds, None).map_err(|err| {
+                let ready = sys::poll(&mut fds, time_left(deadline)).map_err(|err| {
                     Error::io(err, "wait for a connection").context(&self.address)
                 })?;
+                if ready == 0 {
+                    return Ok(None);
+                }
                 let (fd, peer) = self
                     .socket
                     .accept()
@@ -370,7 +412,11 @@ impl Listener {
                 (Socket::from_owned(fd), peer)
             }
             Some(handshakes) => {
-                let finished = next_handshake(&self.socket, handshakes, &self.address)?;
+                let Some(finished) =
+                    next_handshake(&self.socket, handshakes, &self.address, deadline)?
+                else {
+                    return Ok(None);
+                };
                 match finished.outcome {
                     Ok(socket) => (socket, finished.peer),
                     Err(err) => {
@@ -386,7 +432,7 @@ impl Listener {
         let mut conn = Connection::from_socket(socket, true, true);
         conn.set_max_message_size(self.options.max_message_size);
         self.last_accepted = peer;
-        Ok(conn)
+        Ok(Some(conn))
     }
 
     /// How many handshakes are in progress or finished and not yet returned.
@@ -469,18 +515,23 @@ fn next_handshake(
     socket: &ListenSocket,
     handshakes: &mut Handshakes,
     address: &Address,
-) -> Result<Finished> {
+    deadline: Option<Instant>,
+) -> Result<Option<Finished>> {
     loop {
         let mut fds = [
             PollFd::readable(handshakes.wake_fd()),
             PollFd::readable(socket.fd()),
         ];
         let watched = if handshakes.is_full() { 1 } else { 2 };
-        sys::poll(&mut fds[..watched], None)
+        let ready = sys::poll(&mut fds[..watched], time_left(deadline))
             .map_err(|err| Error::io(err, "wait for a connection").context(address))?;
+        if ready == 0 {
+            return Ok(None);
+        }
         if fds[0].is_ready() {
             return handshakes
                 .take(socket.fd())
+                .map(Some)
                 .map_err(|err| Error::io(err, "collect a finished handshake").context(address));
         }
         if watched == 2 && fds[1].is_ready() {
@@ -496,6 +547,16 @@ fn next_handshake(
                 .map_err(|err| Error::io(err, "start the handshake").context(context))?;
         }
     }
+}
+
+/// What is left until `deadline` (`None`: no deadline, wait forever).
+fn time_left(deadline: Option<Instant>) -> Option<Duration> {
+    deadline.map(|d| d.saturating_duration_since(Instant::now()))
+}
+
+/// A deadline for a timeout too long to add to now: in effect, never.
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
 }
 
 fn describe_peer(peer: Option<&Address>) -> String {

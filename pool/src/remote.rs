@@ -78,17 +78,13 @@ pub(crate) fn listen(
 
 fn accept_workers(listener: &mut Listener, stop: &AtomicBool, events: &Sender<Event>) {
     while !stop.load(Ordering::Relaxed) {
-        match connection::wait(&[&*listener], Some(STOP_CHECK)) {
-            Ok(ready) if ready.is_empty() => continue,
-            Ok(_) => {}
-            Err(err) if err.kind() == connection::ErrorKind::Interrupted => continue,
-            Err(err) => {
-                tracing::warn!(%err, "remote worker listener failed");
-                return;
-            }
-        }
-        match listener.accept() {
-            Ok(conn) => {
+        // A timed accept rather than wait-then-accept: a peer that connects
+        // and stays silent must not hold this thread (and so the pool's
+        // drop) for its whole handshake timeout.
+        match listener.accept_timeout(STOP_CHECK) {
+            Ok(None) => {}
+            Err(err) if err.kind() == connection::ErrorKind::Interrupted => {}
+            Ok(Some(conn)) => {
                 let peer = listener
                     .last_accepted()
                     .map_or_else(|| "an unnamed peer".to_string(), |a| a.to_string());
@@ -97,9 +93,25 @@ fn accept_workers(listener: &mut Listener, stop: &AtomicBool, events: &Sender<Ev
                 }
             }
             // One peer's failure (a wrong key, a port scanner) is not the pool's.
-            Err(err) => tracing::debug!(%err, "a remote worker could not join"),
+            Err(err) if is_one_peers_failure(err.kind()) => {
+                tracing::debug!(%err, "a remote worker could not join");
+            }
+            // The listener's own trouble (out of descriptors, say) may pass:
+            // keep listening, without spinning on it.
+            Err(err) => {
+                tracing::warn!(%err, "accepting remote workers failed; retrying");
+                std::thread::sleep(STOP_CHECK);
+            }
         }
     }
+}
+
+fn is_one_peers_failure(kind: connection::ErrorKind) -> bool {
+    use connection::ErrorKind::*;
+    matches!(
+        kind,
+        AuthenticationFailed | Protocol | TimedOut | Truncated | Eof | MessageTooLarge
+    )
 }
 
 /// Connects to a pool listening at `address`, authenticates with
