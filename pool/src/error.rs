@@ -51,7 +51,9 @@ pub enum ErrorKind {
     Startup,
     /// The pool was closed or terminated before the call could run.
     Closed,
-    /// A connection to a worker failed in a way that is not a worker death.
+    /// The connection between the pool and a worker failed in a way that is
+    /// not a worker death (on the worker side: reaching the pool, or its
+    /// authentication).
     Connection,
 }
 
@@ -69,7 +71,7 @@ impl ErrorKind {
             ErrorKind::Interrupted => "interrupted",
             ErrorKind::Startup => "workers could not be started",
             ErrorKind::Closed => "pool is closed",
-            ErrorKind::Connection => "connection to a worker failed",
+            ErrorKind::Connection => "connection between pool and worker failed",
         }
     }
 }
