@@ -2,6 +2,7 @@
 //! reports its timings.
 
 use std::fmt;
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use pool::{Pool, PoolBuilder};
@@ -142,6 +143,19 @@ pub fn start_pool(builder: PoolBuilder) -> Result<Pool, pool::Error> {
         eprintln!("listening for workers on {address}: pool-worker --connect HOST:PORT");
     }
     Ok(pool)
+}
+
+/// What a program's `main` returns for the outcome of its work: success,
+/// or failure with the error on one line of stderr, prefixed with the
+/// program's name.
+pub fn exit_code(program: &str, outcome: Result<(), Box<dyn std::error::Error>>) -> ExitCode {
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("{program}: {err}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Runs `work` and returns its result with the wall time it took.

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use examples::cli::{start_pool, timed, Common, Report};
+use examples::cli::{exit_code, start_pool, timed, Common, Report};
 use examples::mandelbrot::{render, render_band, write_png, View};
 use examples::progress;
 
@@ -61,13 +61,7 @@ fn main() -> ExitCode {
     // In a worker process this runs the worker loop and never returns.
     pool::init();
     let args = Args::parse();
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("mandelbrot: {err}");
-            ExitCode::FAILURE
-        }
-    }
+    exit_code("mandelbrot", run(&args))
 }
 
 fn run(args: &Args) -> Result<(), Box<dyn Error>> {

@@ -16,7 +16,7 @@ use std::error::Error;
 use std::process::ExitCode;
 
 use clap::Parser;
-use examples::cli::{parse_count_in, start_pool, timed, Common, Report};
+use examples::cli::{exit_code, parse_count_in, start_pool, timed, Common, Report};
 use examples::pi::{estimate, hits, plan, throw_darts};
 use examples::progress;
 
@@ -44,13 +44,7 @@ fn main() -> ExitCode {
     // In a worker process this runs the worker loop and never returns.
     pool::init();
     let args = Args::parse();
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("pi: {err}");
-            ExitCode::FAILURE
-        }
-    }
+    exit_code("pi", run(&args))
 }
 
 fn run(args: &Args) -> Result<(), Box<dyn Error>> {

@@ -14,6 +14,7 @@ use std::process::{Command, ExitCode};
 
 use clap::Parser;
 use connection::{Connection, ErrorKind};
+use examples::cli::exit_code;
 use examples::tour::{i32_bytes, i32s_from_bytes, python_list, tour_list, Item};
 
 /// Names the child's end of the pipe in the child's environment; its
@@ -33,13 +34,7 @@ fn main() -> ExitCode {
         Args::parse();
         parent()
     };
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("pipe_tour: {err}");
-            ExitCode::FAILURE
-        }
-    }
+    exit_code("pipe_tour", outcome)
 }
 
 fn parent() -> Result<(), Box<dyn Error>> {

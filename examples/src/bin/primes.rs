@@ -14,7 +14,7 @@ use std::error::Error;
 use std::process::ExitCode;
 
 use clap::Parser;
-use examples::cli::{parse_count_in, start_pool, timed, Common, Report};
+use examples::cli::{exit_code, parse_count_in, start_pool, timed, Common, Report};
 use examples::primes::{count_primes, count_primes_in, split, MAX_LIMIT};
 use examples::progress;
 
@@ -39,13 +39,7 @@ fn main() -> ExitCode {
     // the worker loop and never returns; in the parent it returns at once.
     pool::init();
     let args = Args::parse();
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("primes: {err}");
-            ExitCode::FAILURE
-        }
-    }
+    exit_code("primes", run(&args))
 }
 
 fn run(args: &Args) -> Result<(), Box<dyn Error>> {

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
-use examples::cli::{parse_count_in, start_pool, timed, Common, Report};
+use examples::cli::{exit_code, parse_count_in, start_pool, timed, Common, Report};
 use examples::progress;
 use examples::tempdir::TempDir;
 use examples::wordfreq::{count_file, count_words, generate_corpus, list_files, WordCounts};
@@ -54,13 +54,7 @@ fn main() -> ExitCode {
     // In a worker process this runs the worker loop and never returns.
     pool::init();
     let args = Args::parse();
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("wordfreq: {err}");
-            ExitCode::FAILURE
-        }
-    }
+    exit_code("wordfreq", run(&args))
 }
 
 fn run(args: &Args) -> Result<(), Box<dyn Error>> {
