@@ -58,6 +58,24 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// The variant's name, as tracing records it (`"TaskFailed"`).
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            ErrorKind::TaskFailed => "TaskFailed",
+            ErrorKind::Panicked => "Panicked",
+            ErrorKind::WorkerDied => "WorkerDied",
+            ErrorKind::Timeout => "Timeout",
+            ErrorKind::WaitTimedOut => "WaitTimedOut",
+            ErrorKind::UnknownTask => "UnknownTask",
+            ErrorKind::Encode => "Encode",
+            ErrorKind::Decode => "Decode",
+            ErrorKind::Interrupted => "Interrupted",
+            ErrorKind::Startup => "Startup",
+            ErrorKind::Closed => "Closed",
+            ErrorKind::Connection => "Connection",
+        }
+    }
+
     fn describe(self) -> &'static str {
         match self {
             ErrorKind::TaskFailed => "task failed",
@@ -290,6 +308,26 @@ mod tests {
         let inner = connection::Error::new(connection::ErrorKind::Interrupted, "poll");
         let err = Error::from_connection(inner, "waiting for results");
         assert_eq!(err.kind(), ErrorKind::Interrupted);
+    }
+
+    #[test]
+    fn kind_names_match_their_debug_form() {
+        for kind in [
+            ErrorKind::TaskFailed,
+            ErrorKind::Panicked,
+            ErrorKind::WorkerDied,
+            ErrorKind::Timeout,
+            ErrorKind::WaitTimedOut,
+            ErrorKind::UnknownTask,
+            ErrorKind::Encode,
+            ErrorKind::Decode,
+            ErrorKind::Interrupted,
+            ErrorKind::Startup,
+            ErrorKind::Closed,
+            ErrorKind::Connection,
+        ] {
+            assert_eq!(kind.name(), format!("{kind:?}"));
+        }
     }
 
     #[test]

@@ -61,6 +61,35 @@
 //! - A program that forgot [`init`]: [`PoolBuilder::build`] fails with
 //!   [`ErrorKind::Startup`] saying so. A worker never starts a pool itself.
 //!
+//! # Tracing
+//!
+//! Everything is at DEBUG level, through [`tracing`](https://docs.rs/tracing).
+//!
+//! In the pool's process:
+//! - a `worker` span (fields `id`, `pid`) around each worker's reader thread;
+//! - events `chunk sent` and `chunk done` (`worker`, `chunk`, `task`, `items`);
+//! - a `task` span per input (`task`, `index`, `worker`, `chunk`), open from
+//!   when its chunk is handed to a worker until its result is handled
+//!   (entered while it is handed over), recording `outcome`: `ok`, the
+//!   [`ErrorKind`]'s name (`TaskFailed`, `Panicked`, `WorkerDied`,
+//!   `Timeout`, `Interrupted`, `Closed`, ...), or `requeued` when its worker
+//!   ended before answering and the input goes back to the queue (a rerun
+//!   gets a new span); on failure also `error`, the error's message.
+//!
+//! In a worker process:
+//! - a `worker` span (`id`) around the worker loop;
+//! - a `task` span (`task`, `index`, `chunk`) entered around each input's run.
+//!
+//! A worker has no subscriber unless one is installed in it: in a worker
+//! program of your own before [`worker_main`], before [`init`] (which
+//! returns at once outside a worker), or by the initializer. What it writes
+//! to stderr reaches the pool's stderr, each line tagged `[worker N] `.
+//!
+//! When DEBUG is disabled this costs one `tracing::enabled!` check per chunk
+//! in the pool and per chunk in the worker, and no span is made. A worker
+//! asks for the input indices (8 bytes per input on the wire) only if DEBUG
+//! was enabled in it when it became ready.
+//!
 //! Platform: Linux.
 
 mod async_result;
@@ -76,6 +105,7 @@ mod remote;
 mod spawn;
 mod sys;
 mod task;
+mod trace;
 mod wire;
 mod worker;
 mod worker_slot;

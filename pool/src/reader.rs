@@ -25,6 +25,8 @@ pub(crate) enum Event {
     Ready {
         worker: u32,
         pid: u32,
+        /// The worker traces its tasks and wants their input indices.
+        wants_indices: bool,
     },
     SetupFailed {
         worker: u32,
@@ -163,10 +165,19 @@ fn parse(worker: u32, message: Vec<u8>) -> Result<Event, WireError> {
                 outcomes,
             })
         }
-        wire::READY => Ok(Event::Ready {
-            worker,
-            pid: reader.u32("pid")?,
-        }),
+        wire::READY => {
+            let pid = reader.u32("pid")?;
+            let flags = if reader.at_end() {
+                0
+            } else {
+                reader.u8("ready flags")?
+            };
+            Ok(Event::Ready {
+                worker,
+                pid,
+                wants_indices: flags & wire::WANTS_INDICES != 0,
+            })
+        }
         wire::SETUP_FAILED => Ok(Event::SetupFailed {
             worker,
             failure: wire::read_failure(&mut reader)?,

@@ -13,12 +13,15 @@
 //! - `S` setup: worker id `u32`, then `1` + name `bytes` + input `bytes`
 //!   for an initializer, or `0`.
 //! - `B` batch: records until the end, each `N` (task number `u32`, name
-//!   `bytes`: the number stands for the name from now on) or `C` (chunk id
-//!   `u64`, task number `u32`, item count `u32`, each item's input `bytes`).
+//!   `bytes`: the number stands for the name from now on), `C` (chunk id
+//!   `u64`, task number `u32`, item count `u32`, each item's input `bytes`)
+//!   or `I`, a chunk whose items each carry their input index `u64` before
+//!   the input, sent only to a worker whose ready message asked for it.
 //! - `Q` quit: finish, reply, exit.
 //!
 //! Worker to parent:
-//! - `H` ready: pid `u32`.
+//! - `H` ready: pid `u32`, then optionally flags `u8`: [`WANTS_INDICES`]
+//!   asks for `I` chunks (the worker traces its tasks at DEBUG level).
 //! - `F` setup failed: a failure.
 //! - `X` refused: a program that is not a worker tried to start a pool;
 //!   the message says so.
@@ -38,6 +41,10 @@ pub(crate) const RESULTS: u8 = b'R';
 
 const NAME_RECORD: u8 = b'N';
 const CHUNK_RECORD: u8 = b'C';
+const INDEXED_CHUNK_RECORD: u8 = b'I';
+
+/// Ready flag: send this worker each input's index along with it.
+pub(crate) const WANTS_INDICES: u8 = 1;
 
 /// A malformed message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,17 +194,27 @@ impl BatchWriter {
         put_bytes(&mut self.buf, name.as_bytes());
     }
 
+    /// Adds a chunk of `(input index, input)`; the indices travel only
+    /// when `with_indices` is set.
     pub(crate) fn chunk<'i>(
         &mut self,
         id: u64,
         task: u32,
-        inputs: impl ExactSizeIterator<Item = &'i [u8]>,
+        with_indices: bool,
+        inputs: impl ExactSizeIterator<Item = (usize, &'i [u8])>,
     ) {
-        self.buf.push(CHUNK_RECORD);
+        self.buf.push(if with_indices {
+            INDEXED_CHUNK_RECORD
+        } else {
+            CHUNK_RECORD
+        });
         put_u64(&mut self.buf, id);
         put_u32(&mut self.buf, task);
         put_u32(&mut self.buf, inputs.len() as u32);
-        for input in inputs {
+        for (index, input) in inputs {
+            if with_indices {
+                put_u64(&mut self.buf, index as u64);
+            }
             put_bytes(&mut self.buf, input);
         }
     }
@@ -213,8 +230,17 @@ impl BatchWriter {
 
 /// One record of a batch, as the worker reads it.
 pub(crate) enum BatchRecord<'a> {
-    DefineTask { number: u32, name: &'a str },
-    Chunk { id: u64, task: u32, items: u32 },
+    DefineTask {
+        number: u32,
+        name: &'a str,
+    },
+    /// `indexed`: each item's input is preceded by its index `u64`.
+    Chunk {
+        id: u64,
+        task: u32,
+        items: u32,
+        indexed: bool,
+    },
 }
 
 /// Reads the next record of a batch (after the `B`); the items of a chunk
@@ -230,10 +256,11 @@ pub(crate) fn next_record<'a>(
             number: reader.u32("task number")?,
             name: reader.str("task name")?,
         })),
-        CHUNK_RECORD => Ok(Some(BatchRecord::Chunk {
+        tag @ (CHUNK_RECORD | INDEXED_CHUNK_RECORD) => Ok(Some(BatchRecord::Chunk {
             id: reader.u64("chunk id")?,
             task: reader.u32("task number")?,
             items: reader.u32("item count")?,
+            indexed: tag == INDEXED_CHUNK_RECORD,
         })),
         other => Err(WireError(format!("unknown record tag {other}"))),
     }
@@ -338,7 +365,8 @@ mod tests {
         let mut batch = BatchWriter::new();
         assert!(batch.is_empty());
         batch.define_task(0, "demo::double");
-        batch.chunk(41, 0, [&b"ab"[..], &b""[..]].into_iter());
+        batch.chunk(41, 0, false, [(5, &b"ab"[..]), (6, &b""[..])].into_iter());
+        batch.chunk(42, 0, true, [(9, &b"cd"[..])].into_iter());
         let mut reader = Reader::new(batch.bytes());
         assert_eq!(reader.u8("tag").unwrap(), BATCH);
         match next_record(&mut reader).unwrap() {
@@ -350,11 +378,23 @@ mod tests {
                 id: 41,
                 task: 0,
                 items: 2,
+                indexed: false,
             }) => {}
             _ => panic!("expected a chunk"),
         }
         assert_eq!(reader.bytes("item").unwrap(), b"ab");
         assert_eq!(reader.bytes("item").unwrap(), b"");
+        match next_record(&mut reader).unwrap() {
+            Some(BatchRecord::Chunk {
+                id: 42,
+                task: 0,
+                items: 1,
+                indexed: true,
+            }) => {}
+            _ => panic!("expected an indexed chunk"),
+        }
+        assert_eq!(reader.u64("index").unwrap(), 9);
+        assert_eq!(reader.bytes("item").unwrap(), b"cd");
         assert!(next_record(&mut reader).unwrap().is_none());
     }
 
@@ -391,7 +431,7 @@ mod tests {
     #[test]
     fn truncated_and_garbage_input_are_errors_not_panics() {
         let mut batch = BatchWriter::new();
-        batch.chunk(1, 2, [&b"xyz"[..]].into_iter());
+        batch.chunk(1, 2, false, [(0, &b"xyz"[..])].into_iter());
         let full = batch.bytes().to_vec();
         for cut in 1..full.len() {
             let mut reader = Reader::new(&full[1..cut]);

@@ -152,7 +152,12 @@ pub(crate) fn serve(conn: Connection, progress: Option<SharedCounter>) -> Result
         results: ResultsWriter::new(),
         oldest_unsent: None,
     };
-    worker.setup()?;
+    let id = worker.setup()?;
+    // For a subscriber installed in this process (a worker program's own,
+    // or one set up before `init` or by the initializer); without one this
+    // span is disabled and costs nothing.
+    let span = tracing::debug_span!("worker", id);
+    let _entered = span.enter();
     worker.run()
 }
 
@@ -172,7 +177,9 @@ fn protocol(err: wire::WireError) -> Error {
 }
 
 impl Worker {
-    fn setup(&mut self) -> Result<()> {
+    /// Reads the setup message, runs the initializer and says ready;
+    /// returns the pool's id for this worker.
+    fn setup(&mut self) -> Result<u32> {
         let message = self
             .conn
             .recv_bytes()
@@ -184,7 +191,7 @@ impl Worker {
                 "expected a setup message",
             ));
         }
-        let _worker_id = reader.u32("worker id").map_err(protocol)?;
+        let worker_id = reader.u32("worker id").map_err(protocol)?;
         let outcome = if reader.u8("initializer flag").map_err(protocol)? == 1 {
             let name = reader.str("initializer name").map_err(protocol)?;
             let input = reader.bytes("initializer input").map_err(protocol)?;
@@ -196,13 +203,19 @@ impl Worker {
             Ok(()) => {
                 let mut reply = vec![wire::READY];
                 wire::put_u32(&mut reply, std::process::id());
+                // Checked after the initializer, which may install a
+                // subscriber: a worker that traces its tasks wants their
+                // input indices; the others are spared the bytes.
+                let traced = tracing::enabled!(tracing::Level::DEBUG);
+                reply.push(if traced { wire::WANTS_INDICES } else { 0 });
                 reply
             }
             Err(failure) => wire::failure(wire::SETUP_FAILED, &failure),
         };
         self.conn
             .send_bytes(&reply)
-            .map_err(|err| Error::from_connection(err, "send ready"))
+            .map_err(|err| Error::from_connection(err, "send ready"))?;
+        Ok(worker_id)
     }
 
     fn run(&mut self) -> Result<()> {
@@ -243,12 +256,23 @@ impl Worker {
                     }
                     self.tasks[number] = (name.to_string(), task::registry().get(name).copied());
                 }
-                BatchRecord::Chunk { id, task, items } => {
+                BatchRecord::Chunk {
+                    id,
+                    task,
+                    items,
+                    indexed,
+                } => {
                     let began = Instant::now();
                     // Counted from when the first unsent chunk began, so that
                     // a slow chunk is sent as soon as it ends.
                     let oldest = *self.oldest_unsent.get_or_insert(began);
-                    self.run_chunk(&mut reader, id, task as usize, items, began)?;
+                    let chunk = Chunk {
+                        id,
+                        task: task as usize,
+                        items,
+                        indexed,
+                    };
+                    self.run_chunk(&mut reader, chunk, began)?;
                     if self.results.chunks() >= FLUSH_CHUNKS || oldest.elapsed() >= FLUSH_AFTER {
                         self.flush()?;
                     }
@@ -258,29 +282,33 @@ impl Worker {
         Ok(())
     }
 
-    fn run_chunk(
-        &mut self,
-        reader: &mut Reader<'_>,
-        id: u64,
-        task: usize,
-        items: u32,
-        began: Instant,
-    ) -> Result<()> {
-        let (name, run) = match self.tasks.get(task) {
+    fn run_chunk(&mut self, reader: &mut Reader<'_>, chunk: Chunk, began: Instant) -> Result<()> {
+        let (name, run) = match self.tasks.get(chunk.task) {
             Some((name, run)) => (name.as_str(), *run),
             None => ("", None),
         };
-        self.results.begin_chunk(id, items);
-        for _ in 0..items {
+        // One check per chunk, so that untraced tasks pay nothing for spans.
+        let traced = tracing::enabled!(tracing::Level::DEBUG);
+        self.results.begin_chunk(chunk.id, chunk.items);
+        for _ in 0..chunk.items {
+            let index = if chunk.indexed {
+                Some(reader.u64("input index").map_err(protocol)?)
+            } else {
+                None
+            };
             let input = reader.bytes("task input").map_err(protocol)?;
             self.started += 1;
             if let Some(progress) = &self.progress {
                 progress.store(self.started);
             }
-            self.results.item(|out| match run {
-                Some(run) => run(input, out),
-                None => Err(unknown_task(name)),
-            });
+            if traced {
+                run_traced(&mut self.results, name, run, input, index, chunk.id);
+            } else {
+                self.results.item(|out| match run {
+                    Some(run) => run(input, out),
+                    None => Err(unknown_task(name)),
+                });
+            }
         }
         self.results.add_busy(began.elapsed().as_nanos() as u64);
         Ok(())
@@ -295,6 +323,36 @@ impl Worker {
         self.results.clear();
         sent.map_err(|err| Error::from_connection(err, "send results"))
     }
+}
+
+/// Runs one input inside its `task` span (DEBUG is enabled here); kept out
+/// of line so that the untraced loop stays as it was.
+#[cold]
+#[inline(never)]
+fn run_traced(
+    results: &mut ResultsWriter,
+    name: &str,
+    run: Option<RunEncoded>,
+    input: &[u8],
+    index: Option<u64>,
+    chunk: u64,
+) {
+    let span = tracing::debug_span!("task", task = name, index, chunk);
+    let _entered = span.enter();
+    results.item(|out| match run {
+        Some(run) => run(input, out),
+        None => Err(unknown_task(name)),
+    });
+}
+
+/// A chunk record's header, as `run_chunk` needs it.
+struct Chunk {
+    id: u64,
+    task: usize,
+    items: u32,
+    /// Each input is preceded by its index (the pool sends them to a
+    /// worker that traces its tasks).
+    indexed: bool,
 }
 
 fn unknown_task(name: &str) -> TaskFailure {

@@ -8,10 +8,12 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use connection::Connection;
+use tracing::Span;
 
-use crate::error::WorkerInfo;
+use crate::error::{Error, WorkerInfo};
 use crate::job::{Item, Job};
 use crate::sys::{self, SharedCounter};
+use crate::trace;
 use crate::wire::BatchWriter;
 
 pub(crate) enum Process {
@@ -47,7 +49,24 @@ pub(crate) struct InFlight {
     pub(crate) bytes: usize,
     /// The worker's number for the chunk's first input (1 for its first ever).
     pub(crate) first_seq: u64,
+    /// A `task` span per item still in `job.items`, in the same order, if
+    /// DEBUG was enabled when the chunk was sent; otherwise empty.
+    pub(crate) spans: Vec<Span>,
 }
+
+impl InFlight {
+    /// Fails every input still in the chunk, recording the error on their spans.
+    pub(crate) fn fail_all(&mut self, error: impl Fn() -> Error) {
+        for span in self.spans.drain(..) {
+            trace::record_error(&span, &error());
+        }
+        self.job.fail_all(|_| error());
+    }
+}
+
+/// The input a worker was running when it was stopped: the input, its
+/// task, where its result goes, and its `task` span (disabled if untraced).
+pub(crate) type Culprit = (Item, &'static str, crate::job::Sink, Span);
 
 pub(crate) struct WorkerSlot {
     pub(crate) id: u32,
@@ -67,6 +86,8 @@ pub(crate) struct WorkerSlot {
     /// The input the worker is running and since when the pool knows it.
     pub(crate) watch: Option<(u64, Instant)>,
     pub(crate) batch: BatchWriter,
+    /// The worker traces its tasks: its chunks carry their input indices.
+    pub(crate) wants_indices: bool,
 }
 
 impl WorkerSlot {
@@ -92,6 +113,7 @@ impl WorkerSlot {
             known_tasks: Vec::new(),
             watch: None,
             batch: BatchWriter::new(),
+            wants_indices: false,
         }
     }
 
@@ -142,20 +164,25 @@ impl WorkerSlot {
     }
 
     /// Takes back every chunk the worker holds, splitting out the input
-    /// that was running (if any) from those that were not.
-    pub(crate) fn take_work(
-        &mut self,
-    ) -> (Option<(Item, &'static str, crate::job::Sink)>, Vec<Job>) {
+    /// that was running (if any) from those that were not. The spans of
+    /// the others end as requeued; the running one's goes with it.
+    pub(crate) fn take_work(&mut self) -> (Option<Culprit>, Vec<Job>) {
         let running = self.running_seq();
         let mut culprit = None;
         let mut rest = Vec::new();
         for mut in_flight in self.in_flight.drain(..) {
             let items = std::mem::take(&mut in_flight.job.items);
+            let mut spans = std::mem::take(&mut in_flight.spans).into_iter();
             let mut keep = Vec::with_capacity(items.len());
             for (offset, item) in items.into_iter().enumerate() {
+                let span = spans.next();
                 if Some(in_flight.first_seq + offset as u64) == running {
-                    culprit = Some((item, in_flight.job.task, in_flight.job.sink.clone()));
+                    let span = span.unwrap_or_else(Span::none);
+                    culprit = Some((item, in_flight.job.task, in_flight.job.sink.clone(), span));
                 } else {
+                    if let Some(span) = span {
+                        trace::record_requeued(&span);
+                    }
                     keep.push(item);
                 }
             }

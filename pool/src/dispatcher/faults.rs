@@ -7,7 +7,8 @@ use super::{Dispatcher, MAX_START_FAILURES};
 use crate::error::{Error, ErrorKind};
 use crate::job::{Item, Job, Sink};
 use crate::reader::WorkerEnd;
-use crate::worker_slot::{Process, State};
+use crate::trace;
+use crate::worker_slot::{Culprit, Process, State};
 
 impl Dispatcher {
     pub(super) fn on_lost(&mut self, worker: u32, end: WorkerEnd) {
@@ -47,14 +48,14 @@ impl Dispatcher {
             }
             State::Ready => {
                 let (culprit, rest) = slot.take_work();
-                let died = culprit.map(|(mut item, task, sink)| {
+                let died = culprit.map(|(mut item, task, sink, span)| {
                     item.deaths += 1;
                     let err = Error::new(
                         ErrorKind::WorkerDied,
                         format!("{description} while running this task"),
                     )
                     .with_worker(slot.info());
-                    (item, task, sink, err)
+                    (item, task, sink, span, err)
                 });
                 self.requeue_after_death(rest, died);
             }
@@ -65,17 +66,29 @@ impl Dispatcher {
     pub(super) fn requeue_after_death(
         &mut self,
         rest: Vec<Job>,
-        died: Option<(Item, &'static str, Sink, Error)>,
+        died: Option<(Item, &'static str, Sink, tracing::Span, Error)>,
     ) {
         let mut culprit = None;
-        if let Some((item, task, sink, err)) = died {
+        if let Some((item, task, sink, span, err)) = died {
             if item.deaths > self.config.retries {
                 let err = err.with_task(task).with_index(item.index);
+                trace::record_error(&span, &err);
                 self.deliveries.push(&sink, item.index, Err(err));
             } else {
+                trace::record_requeued(&span);
                 culprit = Some((item, task, sink));
             }
         }
+        self.requeue(rest, culprit);
+    }
+
+    /// [`requeue`](Self::requeue) for work just taken from a worker: the
+    /// running input's span ends as requeued.
+    pub(super) fn requeue_culprit(&mut self, rest: Vec<Job>, culprit: Option<Culprit>) {
+        let culprit = culprit.map(|(item, task, sink, span)| {
+            trace::record_requeued(&span);
+            (item, task, sink)
+        });
         self.requeue(rest, culprit);
     }
 
@@ -191,7 +204,7 @@ impl Dispatcher {
         slot.kill();
         let (culprit, rest) = slot.take_work();
         tracing::debug!(worker, "task timed out; worker killed");
-        if let Some((item, task, sink)) = culprit {
+        if let Some((item, task, sink, span)) = culprit {
             let err = Error::new(
                 ErrorKind::Timeout,
                 format!("ran longer than {timeout:?}; its worker was killed"),
@@ -199,6 +212,7 @@ impl Dispatcher {
             .with_task(task)
             .with_index(item.index)
             .with_worker(info);
+            trace::record_error(&span, &err);
             self.deliveries.push(&sink, item.index, Err(err));
         }
         self.requeue(rest, None);
@@ -208,7 +222,7 @@ impl Dispatcher {
         if let Some(slot) = self.worker_mut(worker) {
             slot.kill();
             let (culprit, rest) = slot.take_work();
-            self.requeue(rest, culprit);
+            self.requeue_culprit(rest, culprit);
         }
     }
 
@@ -225,7 +239,7 @@ impl Dispatcher {
             }
             had_work = true;
             for in_flight in &mut slot.in_flight {
-                in_flight.job.fail_all(|_| interrupted());
+                in_flight.fail_all(interrupted);
             }
             // A remote worker's results are discarded as they come, since
             // its chunks stay in place with their inputs answered.

@@ -122,9 +122,7 @@ impl Dispatcher {
         for slot in &mut self.workers {
             slot.kill();
             for in_flight in &mut slot.in_flight {
-                in_flight
-                    .job
-                    .fail_all(|_| Error::new(ErrorKind::Closed, "the pool was terminated"));
+                in_flight.fail_all(|| Error::new(ErrorKind::Closed, "the pool was terminated"));
             }
         }
     }

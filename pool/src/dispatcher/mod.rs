@@ -23,6 +23,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::job::{Deliveries, Job, Payload};
 use crate::reader::Event;
 use crate::spawn;
+use crate::trace;
 use crate::worker_slot::{InFlight, State, WorkerSlot};
 
 /// How much work (by recent input durations) to keep queued per worker.
@@ -231,12 +232,17 @@ impl Dispatcher {
 
     fn on_event(&mut self, event: Event) {
         match event {
-            Event::Ready { worker, pid } => {
+            Event::Ready {
+                worker,
+                pid,
+                wants_indices,
+            } => {
                 if let Some(slot) = self.worker_mut(worker) {
                     if matches!(slot.state, State::Starting { .. }) {
                         slot.state = State::Ready;
                         slot.pid.get_or_insert(pid);
-                        tracing::debug!(worker, pid, "worker ready");
+                        slot.wants_indices = wants_indices;
+                        tracing::debug!(worker, pid, wants_indices, "worker ready");
                         if slot.is_local() {
                             self.start_failures = 0;
                         }
@@ -324,6 +330,7 @@ impl Dispatcher {
                     "chunk done"
                 );
             }
+            let mut spans = std::mem::take(&mut done.spans).into_iter();
             for (item, (_, outcome)) in items.into_iter().zip(chunk) {
                 let outcome = match outcome {
                     Ok(range) => Ok(Payload::new(Arc::clone(&message), range)),
@@ -332,6 +339,14 @@ impl Dispatcher {
                         .with_index(item.index)
                         .with_worker(info)),
                 };
+                // None unless the chunk was sent with DEBUG enabled. The
+                // span stays entered while the result is handed over and
+                // closes right after.
+                let span = spans.next();
+                let _entered = span.as_ref().map(|span| {
+                    trace::record_outcome(span, &outcome);
+                    span.enter()
+                });
                 self.deliveries.push(&done.job.sink, item.index, outcome);
             }
         }
@@ -342,7 +357,7 @@ impl Dispatcher {
             );
             slot.kill();
             let (culprit, rest) = slot.take_work();
-            self.requeue(rest, culprit);
+            self.requeue_culprit(rest, culprit);
         }
         self.retire_if_due(index);
     }
@@ -425,9 +440,13 @@ impl Dispatcher {
         slot.batch.chunk(
             chunk_id,
             number,
-            job.items.iter().map(|item| item.input.as_slice()),
+            slot.wants_indices,
+            job.items
+                .iter()
+                .map(|item| (item.index, item.input.as_slice())),
         );
-        if tracing::enabled!(tracing::Level::DEBUG) {
+        // One check per chunk: untraced, a chunk costs no span at all.
+        let spans = if tracing::enabled!(tracing::Level::DEBUG) {
             tracing::debug!(
                 worker = slot.id,
                 chunk = chunk_id,
@@ -435,7 +454,13 @@ impl Dispatcher {
                 items,
                 "chunk sent"
             );
-        }
+            job.items
+                .iter()
+                .map(|item| trace::task_span(job.task, item.index, slot.id, chunk_id))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let first_seq = slot.items_sent + 1;
         slot.items_sent += items;
         slot.in_flight_items += items;
@@ -446,6 +471,7 @@ impl Dispatcher {
             items,
             bytes,
             first_seq,
+            spans,
         });
     }
 
