@@ -150,6 +150,8 @@
 //! [`recv`](Connection::recv) values from a peer that has not
 //! authenticated.
 
+#![warn(missing_docs)]
+
 mod address;
 mod auth;
 mod client;

@@ -92,6 +92,8 @@
 //!
 //! Platform: Linux.
 
+#![warn(missing_docs)]
+
 mod async_result;
 mod builder;
 mod dispatcher;
