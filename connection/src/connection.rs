@@ -25,11 +25,14 @@ const SCRATCH_KEEP: usize = 64 * 1024;
 /// bytes or serde-serializable values.
 ///
 /// Made by [`pipe`](crate::pipe), [`one_way_pipe`](crate::one_way_pipe),
-/// from an inherited descriptor with [`Connection::from_env`], or from any
-/// connected stream socket with `From<OwnedFd>`.
+/// [`Listener::accept`](crate::Listener::accept),
+/// [`Client::connect`](crate::Client::connect), from an inherited
+/// descriptor with [`Connection::from_env`], or from any connected stream
+/// socket with `From<OwnedFd>`.
 ///
 /// There is no buffering in user space: a message is read from the kernel
-/// only when asked for, so [`poll`](Connection::poll) is always accurate.
+/// only when asked for, so [`poll`](Connection::poll) and
+/// [`wait`](crate::wait) are always accurate.
 ///
 /// # Examples
 ///
