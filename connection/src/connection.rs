@@ -145,6 +145,91 @@ impl Connection {
         result
     }
 
+    /// Sends `bytes` as one message without ever waiting for the peer to
+    /// read: writes what the socket buffer takes now, and returns the rest
+    /// as an [`UnsentMessage`] if it did not all fit (`None` when the whole
+    /// message went out).
+    ///
+    /// The message has then begun on the stream: its rest must be sent with
+    /// [`send_unsent`](Connection::send_unsent), on this connection or a
+    /// [clone](Connection::try_clone) of it (another thread's, typically),
+    /// before any other message is sent, or the stream loses its message
+    /// boundaries. An error means the connection is no longer usable for
+    /// sending (typically [`ErrorKind::Eof`]: the other end closed).
+    ///
+    /// This is for a thread that serves several peers and must not stall on
+    /// one that stopped reading: it sends directly when there is room, and
+    /// hands what is left to a thread of its own.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (mut a, mut b) = connection::pipe()?;
+    /// // Small enough for the socket buffer: sent at once.
+    /// assert!(a.try_send_bytes(b"hello")?.is_none());
+    /// // Larger than any socket buffer, and nobody reads yet.
+    /// let big = vec![7u8; 16 << 20];
+    /// let rest = a.try_send_bytes(&big)?.expect("did not fit");
+    /// assert!(rest.len() > 0 && rest.len() < big.len() + 4);
+    /// let mut sender = a.try_clone()?;
+    /// let finish = std::thread::spawn(move || sender.send_unsent(rest));
+    /// assert_eq!(b.recv_bytes()?, b"hello");
+    /// assert_eq!(b.recv_bytes()?, big);
+    /// finish.join().unwrap()?;
+    /// # Ok::<(), connection::Error>(())
+    /// ```
+    pub fn try_send_bytes(&mut self, bytes: &[u8]) -> Result<Option<UnsentMessage>> {
+        self.check_writable()?;
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let rest = frame::try_write_message(&self.socket, bytes, &mut scratch)
+            .map_err(|err| send_error(err, bytes));
+        self.keep_scratch(scratch);
+        let rest = rest?;
+        Ok((!rest.is_empty()).then_some(UnsentMessage {
+            rest,
+            message_len: bytes.len(),
+        }))
+    }
+
+    /// Sends the rest of a message begun by
+    /// [`try_send_bytes`](Connection::try_send_bytes), waiting for the peer
+    /// to read as [`send_bytes`](Connection::send_bytes) does.
+    pub fn send_unsent(&mut self, unsent: UnsentMessage) -> Result<()> {
+        self.check_writable()?;
+        frame::write_rest(&self.socket, &unsent.rest).map_err(|err| {
+            let context = format!("send the rest of a {}-byte message", unsent.message_len);
+            match err.kind() {
+                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset => {
+                    Error::new(ErrorKind::Eof, format!("{context}: the other end closed"))
+                        .with_source(err)
+                }
+                _ => Error::io(err, context),
+            }
+        })
+    }
+
+    /// Shuts down the socket under this connection and all its clones
+    /// (`shutdown(2)`): a thread blocked sending or receiving on any of them
+    /// returns with an error or end of file, and the peer sees end of file.
+    /// The descriptors stay open until dropped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (a, mut b) = connection::pipe()?;
+    /// let mut reader = a.try_clone()?;
+    /// let blocked = std::thread::spawn(move || reader.recv_bytes());
+    /// a.shutdown(std::net::Shutdown::Both)?;
+    /// assert!(blocked.join().unwrap().is_err());
+    /// assert_eq!(b.recv_bytes().unwrap_err().kind(), connection::ErrorKind::Eof);
+    /// # Ok::<(), connection::Error>(())
+    /// ```
+    pub fn shutdown(&self, how: std::net::Shutdown) -> Result<()> {
+        self.socket
+            .shutdown(how)
+            .map_err(|err| Error::io(err, "shutdown"))
+    }
+
     /// Sends `size` bytes of `buffer` starting at `offset` (to the end when
     /// `size` is `None`), as Python's `send_bytes(buf, offset, size)`.
     ///
@@ -453,6 +538,29 @@ fn send_error(err: std::io::Error, payload: &[u8]) -> Error {
     }
 }
 
+/// The part of a message that [`Connection::try_send_bytes`] could not
+/// write without waiting: send it with [`Connection::send_unsent`] before
+/// anything else. It owns a copy of those bytes, so it can travel to
+/// another thread.
+#[must_use = "the stream holds a partial message until the rest is sent"]
+#[derive(Debug)]
+pub struct UnsentMessage {
+    rest: Vec<u8>,
+    message_len: usize,
+}
+
+impl UnsentMessage {
+    /// How many bytes (of header and payload) are still to be written.
+    pub fn len(&self) -> usize {
+        self.rest.len()
+    }
+
+    /// Always false: a message that went out whole has no `UnsentMessage`.
+    pub fn is_empty(&self) -> bool {
+        self.rest.is_empty()
+    }
+}
+
 impl fmt::Debug for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Connection")
@@ -516,6 +624,61 @@ mod tests {
         let writer = std::thread::spawn(move || a.send_bytes(&payload).unwrap());
         assert_eq!(b.recv_bytes().unwrap(), expected);
         writer.join().unwrap();
+    }
+
+    #[test]
+    fn try_send_never_blocks_and_the_rest_follows_in_order() {
+        let (mut a, mut b) = pipe().unwrap();
+        let first: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let rest = a.try_send_bytes(&first).unwrap().expect("cannot all fit");
+        assert!(!rest.is_empty() && rest.len() < first.len());
+        let mut sender = a.try_clone().unwrap();
+        let expected = first.clone();
+        let writer = std::thread::spawn(move || {
+            sender.send_unsent(rest).unwrap();
+            sender.send_bytes(b"second").unwrap();
+        });
+        assert_eq!(b.recv_bytes().unwrap(), expected);
+        assert_eq!(b.recv_bytes().unwrap(), b"second");
+        writer.join().unwrap();
+        // With room, a message goes out whole.
+        assert!(a.try_send_bytes(b"small").unwrap().is_none());
+        assert_eq!(b.recv_bytes().unwrap(), b"small");
+    }
+
+    #[test]
+    fn small_messages_until_the_socket_is_full_then_the_rest_is_intact() {
+        let (mut a, mut b) = pipe().unwrap();
+        // Distinct contents, so that a lost or doubled byte shows.
+        let message = |i: u32| -> Vec<u8> { (0..37u32).map(|j| (i * 7 + j) as u8).collect() };
+        let mut sent = 0u32;
+        let rest = loop {
+            match a.try_send_bytes(&message(sent)).unwrap() {
+                None => sent += 1,
+                // Whatever fitted of this one (possibly part of its header).
+                Some(rest) => break rest,
+            }
+            assert!(sent < 1_000_000, "the socket never filled");
+        };
+        assert!(rest.len() <= 37 + 4);
+        let mut sender = a.try_clone().unwrap();
+        let writer = std::thread::spawn(move || {
+            sender.send_unsent(rest).unwrap();
+            sender.send_bytes(b"last").unwrap();
+        });
+        for i in 0..=sent {
+            assert_eq!(b.recv_bytes().unwrap(), message(i), "message {i}");
+        }
+        assert_eq!(b.recv_bytes().unwrap(), b"last");
+        writer.join().unwrap();
+    }
+
+    #[test]
+    fn try_send_to_a_closed_peer_is_eof() {
+        let (mut a, b) = pipe().unwrap();
+        drop(b);
+        let err = a.try_send_bytes(b"anyone?").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Eof);
     }
 
     #[test]

@@ -77,6 +77,63 @@ pub(crate) fn write_message(
     }
 }
 
+/// Writes as much of `payload` as one message as the socket takes without
+/// waiting for room, and returns the bytes of the framed message (header
+/// and payload) that were not written: empty when all of it went out. A
+/// small message is joined in `scratch` and goes out in one `send`, as in
+/// [`write_message`].
+pub(crate) fn try_write_message(
+    socket: &Socket,
+    payload: &[u8],
+    scratch: &mut Vec<u8>,
+) -> io::Result<Vec<u8>> {
+    let mut room = [0u8; HEADER_ROOM];
+    let used = put_header(payload.len(), &mut room);
+    let header = &room[HEADER_ROOM - used..];
+    let small = payload.len() <= SMALL_MESSAGE;
+    let mut slices = if small {
+        scratch.clear();
+        scratch.extend_from_slice(header);
+        scratch.extend_from_slice(payload);
+        [IoSlice::new(scratch), IoSlice::new(&[])]
+    } else {
+        [IoSlice::new(header), IoSlice::new(payload)]
+    };
+    let mut bufs = &mut slices[..if small { 1 } else { 2 }];
+    let mut written = 0;
+    while !bufs.is_empty() {
+        let result = match bufs {
+            [only] => socket.write_nowait(only),
+            _ => socket.write_vectored_nowait(bufs),
+        };
+        match result {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                written += n;
+                IoSlice::advance_slices(&mut bufs, n);
+            }
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+            Err(err) => return Err(err),
+        }
+    }
+    let mut rest = Vec::new();
+    if written < used {
+        rest.reserve_exact(used - written + payload.len());
+        rest.extend_from_slice(&header[written..]);
+        rest.extend_from_slice(payload);
+    } else if written < used + payload.len() {
+        rest.extend_from_slice(&payload[written - used..]);
+    }
+    Ok(rest)
+}
+
+/// Writes the rest of a message that [`try_write_message`] began, waiting
+/// for room as needed.
+pub(crate) fn write_rest(socket: &Socket, rest: &[u8]) -> io::Result<()> {
+    write_all(socket, &mut [IoSlice::new(rest)])
+}
+
 fn write_all(socket: &Socket, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
     while !bufs.is_empty() {
         // A lone buffer goes through plain send(2): sendmsg's extra

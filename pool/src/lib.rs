@@ -101,6 +101,7 @@ mod error;
 mod imap;
 mod interrupt;
 mod job;
+mod outbox;
 mod pool;
 mod reader;
 mod remote;

@@ -2,6 +2,7 @@
 //! holds in order, and how far it has got through them.
 
 use std::collections::VecDeque;
+use std::net::Shutdown;
 use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -12,7 +13,8 @@ use tracing::Span;
 
 use crate::error::{Error, WorkerInfo};
 use crate::job::{Item, Job};
-use crate::sys::{self, SharedCounter};
+use crate::outbox::Outbox;
+use crate::sys::SharedCounter;
 use crate::trace;
 use crate::wire::BatchWriter;
 
@@ -72,7 +74,9 @@ pub(crate) struct WorkerSlot {
     pub(crate) id: u32,
     pub(crate) pid: Option<u32>,
     pub(crate) process: Process,
+    /// The dispatcher's end; send through [`send`](WorkerSlot::send) only.
     pub(crate) conn: Connection,
+    outbox: Outbox,
     pub(crate) reader: Option<JoinHandle<()>>,
     pub(crate) state: State,
     pub(crate) in_flight: VecDeque<InFlight>,
@@ -103,6 +107,7 @@ impl WorkerSlot {
             pid,
             process,
             conn,
+            outbox: Outbox::default(),
             reader: None,
             state,
             in_flight: VecDeque::new(),
@@ -147,8 +152,24 @@ impl WorkerSlot {
         (started > self.items_answered).then_some(started)
     }
 
+    /// Sends `message` without waiting for the worker to read it (see
+    /// [`Outbox`]).
+    pub(crate) fn send(&mut self, message: &[u8]) {
+        self.outbox.send(self.id, &mut self.conn, message);
+    }
+
+    /// Sends the batch built up for the worker, if any, and starts the next.
+    pub(crate) fn send_batch(&mut self) {
+        if !self.batch.is_empty() {
+            self.outbox
+                .send(self.id, &mut self.conn, self.batch.bytes());
+            self.batch.clear();
+        }
+    }
+
     /// Ends the worker at once: SIGKILL for a local one, shutting the
-    /// connection for a remote one. Its reader thread reports the end.
+    /// connection for a remote one. Its reader thread reports the end, and
+    /// a writer thread stuck sending to it wakes up.
     pub(crate) fn kill(&mut self) {
         self.state = State::Doomed;
         match &self.process {
@@ -156,9 +177,14 @@ impl WorkerSlot {
                 // std's kill does nothing once the child was reaped, so a
                 // recycled pid is never hit.
                 let _ = child.lock().unwrap_or_else(|p| p.into_inner()).kill();
+                // Its death ends a pending send too, unless something else
+                // holds its end of the socket open (a process it forked).
+                if self.outbox.is_backed_up() {
+                    let _ = self.conn.shutdown(Shutdown::Both);
+                }
             }
             Process::Remote { .. } => {
-                let _ = sys::shutdown_socket(self.conn.fileno());
+                let _ = self.conn.shutdown(Shutdown::Both);
             }
         }
     }
@@ -198,5 +224,14 @@ impl WorkerSlot {
         self.in_flight_bytes = 0;
         self.watch = None;
         (culprit, rest)
+    }
+}
+
+/// The worker is gone or being killed: its writer thread, if any, is
+/// stopped (woken first by shutting the socket down if it still holds
+/// messages, since the worker may never read them).
+impl Drop for WorkerSlot {
+    fn drop(&mut self) {
+        self.outbox.close(&self.conn);
     }
 }

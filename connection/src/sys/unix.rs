@@ -81,6 +81,28 @@ impl Socket {
         cvt_size(unsafe { libc::sendmsg(self.0.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) })
     }
 
+    /// Writes what the socket takes of `bufs` without waiting for room
+    /// (`MSG_DONTWAIT`, for this call only: the descriptor stays blocking,
+    /// which matters since clones share it). A full socket gives
+    /// `WouldBlock`.
+    pub(crate) fn write_vectored_nowait(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        // SAFETY: msghdr is plain data; zeroed is a valid empty header.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        // IoSlice is guaranteed ABI-compatible with iovec on Unix.
+        msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+        msg.msg_iovlen = bufs.len() as _;
+        let flags = libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT;
+        // SAFETY: msg points at `bufs`, which outlives the call and is only read.
+        cvt_size(unsafe { libc::sendmsg(self.0.as_raw_fd(), &msg, flags) })
+    }
+
+    /// `write` without waiting for room, as in `write_vectored_nowait`.
+    pub(crate) fn write_nowait(&self, buf: &[u8]) -> io::Result<usize> {
+        let flags = libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT;
+        // SAFETY: the pointer and length describe `buf`, readable for the call.
+        cvt_size(unsafe { libc::send(self.0.as_raw_fd(), buf.as_ptr().cast(), buf.len(), flags) })
+    }
+
     /// Writes some of `buf`, with `MSG_NOSIGNAL` as in `write_vectored`:
     /// for a message that is one buffer, a wake-up byte, or a test's forged
     /// header.

@@ -20,7 +20,7 @@ impl Dispatcher {
         if slot.state == State::Ready && slot.items_sent >= limit && slot.in_flight.is_empty() {
             tracing::debug!(worker = slot.id, "worker retiring after {limit} tasks");
             slot.state = State::Retiring;
-            let _ = slot.conn.send_bytes(&[wire::QUIT]);
+            slot.send(&[wire::QUIT]);
         }
     }
 
@@ -76,7 +76,9 @@ impl Dispatcher {
 
     pub(super) fn adopt_remote(&mut self, mut conn: connection::Connection, peer: String) {
         if self.phase != Phase::Open || self.broken.is_some() {
-            let _ = conn.send_bytes(&[wire::QUIT]);
+            // Never waiting for it: a peer that does not read just loses
+            // its connection without being told why.
+            let _ = conn.try_send_bytes(&[wire::QUIT]);
             return;
         }
         let id = self.next_worker_id;
@@ -139,7 +141,7 @@ impl Dispatcher {
         for slot in &mut self.workers {
             if slot.state != State::Retiring && slot.state != State::Doomed {
                 slot.state = State::Retiring;
-                let _ = slot.conn.send_bytes(&[wire::QUIT]);
+                slot.send(&[wire::QUIT]);
             }
         }
         self.workers.is_empty()

@@ -7,6 +7,9 @@
 //! inputs have been taking), but never so much that another worker would
 //! sit idle at the end: a worker that has nothing queued yet always gets a
 //! chunk, and one running long tasks holds at most two chunks.
+//!
+//! The dispatcher never waits for a worker to read: batches go out through
+//! each worker's [`Outbox`](crate::outbox::Outbox).
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -31,7 +34,9 @@ const QUEUE_TARGET: Duration = Duration::from_millis(2);
 /// At most this many inputs are queued in one worker at once...
 const MAX_QUEUED_ITEMS: u64 = 256;
 /// ...and at most this many bytes of input, beyond a first chunk: less
-/// than a socket buffer, so that sending a batch never blocks for long.
+/// than a socket buffer, so that a batch to a busy worker usually goes out
+/// at once, and a worker that stops reading never has much waiting in its
+/// writer thread (sends never block the dispatcher; see `outbox`).
 const MAX_QUEUED_BYTES: usize = 128 * 1024;
 /// How long `terminate` waits for killed workers to be reaped.
 const REAP_WAIT: Duration = Duration::from_secs(5);
@@ -477,15 +482,7 @@ impl Dispatcher {
 
     fn send_batches(&mut self) {
         for slot in &mut self.workers {
-            if slot.batch.is_empty() {
-                continue;
-            }
-            // A failed send means the worker is gone: its reader thread
-            // reports that, and the work it held is handed out again then.
-            if let Err(err) = slot.conn.send_bytes(slot.batch.bytes()) {
-                tracing::debug!(worker = slot.id, %err, "sending a batch failed");
-            }
-            slot.batch.clear();
+            slot.send_batch();
         }
     }
 

@@ -69,13 +69,6 @@ pub(crate) fn signal_name(signal: i32) -> &'static str {
     }
 }
 
-/// Shuts a socket down in both directions, for every descriptor that
-/// refers to it: the peer and any thread blocked reading it see end of file.
-pub(crate) fn shutdown_socket(fd: RawFd) -> io::Result<()> {
-    // SAFETY: shutdown takes plain integers; a bad descriptor gives an error.
-    cvt(unsafe { libc::shutdown(fd, libc::SHUT_RDWR) }).map(drop)
-}
-
 /// A `u64` in a page of memory shared between a parent and one child.
 ///
 /// The worker stores how many task items it has started before it starts
