@@ -36,6 +36,7 @@ const PROCESSES: usize = 2;
 const STARTUP_RUNS: usize = 31;
 const APPLY_TASKS: u64 = 300_000;
 const IMAP_TASKS: u64 = 300_000;
+const THROUGHPUT_RUNS: usize = 5;
 const CPU_INPUTS: usize = 200;
 const CPU_TASK: Duration = Duration::from_millis(5);
 const CPU_ROUNDS: usize = 5;
@@ -73,20 +74,30 @@ fn measure() -> Result<Measured, pool::Error> {
     // Warm-up: page in the workers' code and the pool's buffers.
     pool.map(noop, 0..10_000)?;
 
-    let began = Instant::now();
-    let handles: Vec<_> = (0..APPLY_TASKS)
-        .map(|x| pool.apply_async(noop, x))
-        .collect();
-    for (x, handle) in handles.iter().enumerate() {
-        assert_eq!(handle.get(None)?, x as u64);
-    }
-    let apply_per_s = APPLY_TASKS as f64 / began.elapsed().as_secs_f64();
+    // The best of a few runs of each, as on the CPython side: one run can
+    // land on a burst of load from elsewhere on this shared machine, and
+    // the best is what each side can do (CPython's later runs slow down,
+    // ours speed up as they warm, so a median would flatter us).
+    let mut apply_rates = Vec::with_capacity(THROUGHPUT_RUNS);
+    let mut imap_rates = Vec::with_capacity(THROUGHPUT_RUNS);
+    for _ in 0..THROUGHPUT_RUNS {
+        let began = Instant::now();
+        let handles: Vec<_> = (0..APPLY_TASKS)
+            .map(|x| pool.apply_async(noop, x))
+            .collect();
+        for (x, handle) in handles.iter().enumerate() {
+            assert_eq!(handle.get(None)?, x as u64);
+        }
+        apply_rates.push(APPLY_TASKS as f64 / began.elapsed().as_secs_f64());
 
-    let began = Instant::now();
-    for (expected, result) in pool.imap(noop, 0..IMAP_TASKS).enumerate() {
-        assert_eq!(result?, expected as u64);
+        let began = Instant::now();
+        for (expected, result) in pool.imap(noop, 0..IMAP_TASKS).enumerate() {
+            assert_eq!(result?, expected as u64);
+        }
+        imap_rates.push(IMAP_TASKS as f64 / began.elapsed().as_secs_f64());
     }
-    let imap_per_s = IMAP_TASKS as f64 / began.elapsed().as_secs_f64();
+    let apply_per_s = apply_rates.into_iter().fold(0.0, f64::max);
+    let imap_per_s = imap_rates.into_iter().fold(0.0, f64::max);
 
     // Best of a few alternating rounds: the machine is shared, and the
     // parallel run needs both cores free where the serial one needs one.
