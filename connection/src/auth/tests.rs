@@ -22,6 +22,16 @@ const MD5_PREFIXED: &str = "4f029a779bdd8985c1f1ad9a0f4b9135";
 const LEGACY_MD5: &str = "316925bc6c3c42d0accaaf0bdeec1c0b";
 const BARE_MD5_OF_SHA256_CHALLENGE: &str = "b60d7fd0e70a7da2749f805c65053205";
 
+/// A non-strict handshake with [`KEY`] on `socket`, ending `within` from now.
+fn handshake_within(socket: &Socket, within: Duration) -> Handshake<'_> {
+    Handshake {
+        socket,
+        key: KEY,
+        strict: false,
+        deadline: Some(Instant::now() + within),
+    }
+}
+
 fn hex(text: &str) -> Vec<u8> {
     (0..text.len())
         .step_by(2)
@@ -162,15 +172,9 @@ fn wrong_key_fails_on_both_sides() {
 #[test]
 fn silent_peer_times_out() {
     let (a, _b) = Socket::pair().unwrap();
-    let deadline = Some(Instant::now() + Duration::from_millis(50));
-    let err = Handshake {
-        socket: &a,
-        key: KEY,
-        strict: false,
-        deadline,
-    }
-    .as_listener()
-    .unwrap_err();
+    let err = handshake_within(&a, Duration::from_millis(50))
+        .as_listener()
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::TimedOut);
 }
 
@@ -179,15 +183,9 @@ fn oversized_or_negative_length_is_refused_unread() {
     for header in [257i32, -1, i32::MAX, i32::MIN] {
         let (a, b) = Socket::pair().unwrap();
         b.write(&header.to_be_bytes()).unwrap();
-        let deadline = Some(Instant::now() + Duration::from_secs(10));
-        let err = Handshake {
-            socket: &a,
-            key: KEY,
-            strict: false,
-            deadline,
-        }
-        .as_client()
-        .unwrap_err();
+        let err = handshake_within(&a, Duration::from_secs(10))
+            .as_client()
+            .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Protocol, "{header}: {err}");
     }
 }
@@ -197,14 +195,8 @@ fn peer_closing_mid_message_is_truncated() {
     let (a, b) = Socket::pair().unwrap();
     b.write(&[0, 0, 0, 50, b'#']).unwrap();
     drop(b);
-    let deadline = Some(Instant::now() + Duration::from_secs(10));
-    let err = Handshake {
-        socket: &a,
-        key: KEY,
-        strict: false,
-        deadline,
-    }
-    .as_client()
-    .unwrap_err();
+    let err = handshake_within(&a, Duration::from_secs(10))
+        .as_client()
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Truncated);
 }
