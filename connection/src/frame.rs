@@ -13,7 +13,7 @@
 use std::io::{self, IoSlice, Read};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::sys::Socket;
+use crate::sys::{Socket, Wait};
 
 /// Payloads up to this size are copied next to their header and sent in one
 /// write (CPython's threshold too).
@@ -64,66 +64,48 @@ pub(crate) fn write_message(
     payload: &[u8],
     scratch: &mut Vec<u8>,
 ) -> io::Result<()> {
-    let mut room = [0u8; HEADER_ROOM];
-    let used = put_header(payload.len(), &mut room);
-    let header = &room[HEADER_ROOM - used..];
-    if payload.len() <= SMALL_MESSAGE {
-        scratch.clear();
-        scratch.extend_from_slice(header);
-        scratch.extend_from_slice(payload);
-        write_all(socket, &mut [IoSlice::new(scratch)])
-    } else {
-        write_all(socket, &mut [IoSlice::new(header), IoSlice::new(payload)])
-    }
+    write_framed(socket, payload, scratch, Wait::ForRoom).map(drop)
 }
 
 /// Writes as much of `payload` as one message as the socket takes without
 /// waiting for room, and returns the bytes of the framed message (header
-/// and payload) that were not written: empty when all of it went out. A
-/// small message is joined in `scratch` and goes out in one `send`, as in
-/// [`write_message`].
+/// and payload) that were not written: empty when all of it went out.
 pub(crate) fn try_write_message(
     socket: &Socket,
     payload: &[u8],
     scratch: &mut Vec<u8>,
 ) -> io::Result<Vec<u8>> {
+    write_framed(socket, payload, scratch, Wait::No)
+}
+
+/// Frames `payload` and writes it, returning what was left unwritten (only
+/// ever something with [`Wait::No`]). A small message is joined with its
+/// header in `scratch` and goes out in one `send`; a large one goes out as
+/// header and payload slices, without a copy.
+fn write_framed(
+    socket: &Socket,
+    payload: &[u8],
+    scratch: &mut Vec<u8>,
+    wait: Wait,
+) -> io::Result<Vec<u8>> {
     let mut room = [0u8; HEADER_ROOM];
     let used = put_header(payload.len(), &mut room);
     let header = &room[HEADER_ROOM - used..];
-    let small = payload.len() <= SMALL_MESSAGE;
-    let mut slices = if small {
+    let (mut joined, mut apart);
+    let mut bufs: &mut [IoSlice<'_>] = if payload.len() <= SMALL_MESSAGE {
         scratch.clear();
         scratch.extend_from_slice(header);
         scratch.extend_from_slice(payload);
-        [IoSlice::new(scratch), IoSlice::new(&[])]
+        joined = [IoSlice::new(scratch)];
+        &mut joined
     } else {
-        [IoSlice::new(header), IoSlice::new(payload)]
+        apart = [IoSlice::new(header), IoSlice::new(payload)];
+        &mut apart
     };
-    let mut bufs = &mut slices[..if small { 1 } else { 2 }];
-    let mut written = 0;
-    while !bufs.is_empty() {
-        let result = match bufs {
-            [only] => socket.write_nowait(only),
-            _ => socket.write_vectored_nowait(bufs),
-        };
-        match result {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                written += n;
-                IoSlice::advance_slices(&mut bufs, n);
-            }
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
-            Err(err) => return Err(err),
-        }
-    }
-    let mut rest = Vec::new();
-    if written < used {
-        rest.reserve_exact(used - written + payload.len());
-        rest.extend_from_slice(&header[written..]);
-        rest.extend_from_slice(payload);
-    } else if written < used + payload.len() {
-        rest.extend_from_slice(&payload[written - used..]);
+    write_slices(socket, &mut bufs, wait)?;
+    let mut rest = Vec::with_capacity(bufs.iter().map(|b| b.len()).sum());
+    for buf in bufs.iter() {
+        rest.extend_from_slice(buf);
     }
     Ok(rest)
 }
@@ -135,17 +117,18 @@ pub(crate) fn write_rest(socket: &Socket, rest: &[u8]) -> io::Result<()> {
 }
 
 fn write_all(socket: &Socket, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
+    write_slices(socket, &mut bufs, Wait::ForRoom)
+}
+
+/// Writes `bufs`, advancing them past what went out. With [`Wait::No`] it
+/// stops when the socket is full, leaving the unwritten part in `bufs`.
+fn write_slices(socket: &Socket, bufs: &mut &mut [IoSlice<'_>], wait: Wait) -> io::Result<()> {
     while !bufs.is_empty() {
-        // A lone buffer goes through plain send(2): sendmsg's extra
-        // set-up measurably slows the small-message round trip.
-        let written = match bufs {
-            [only] => socket.write(only),
-            _ => socket.write_vectored(bufs),
-        };
-        match written {
+        match socket.send(bufs, wait) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+            Ok(n) => IoSlice::advance_slices(bufs, n),
             Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) if wait == Wait::No && err.kind() == io::ErrorKind::WouldBlock => break,
             Err(err) => return Err(err),
         }
     }
