@@ -89,7 +89,10 @@ impl Connection {
         buf.clear();
         buf.resize(frame::HEADER_ROOM, 0);
         let result = codec::encode_into(value, &mut buf).and_then(|()| {
-            frame::write_reserved(&self.socket, &mut buf).map_err(|err| send_error(err, &buf))
+            frame::write_reserved(&self.socket, &mut buf).map_err(|err| {
+                let len = buf.len() - frame::HEADER_ROOM;
+                send_error(err, format!("send {len}-byte message"))
+            })
         });
         self.keep_scratch(buf);
         result
@@ -140,7 +143,7 @@ impl Connection {
         self.check_writable()?;
         let mut scratch = std::mem::take(&mut self.scratch);
         let result = frame::write_message(&self.socket, bytes, &mut scratch)
-            .map_err(|err| send_error(err, bytes));
+            .map_err(|err| send_error(err, format!("send {}-byte message", bytes.len())));
         self.keep_scratch(scratch);
         result
     }
@@ -182,7 +185,7 @@ impl Connection {
         self.check_writable()?;
         let mut scratch = std::mem::take(&mut self.scratch);
         let rest = frame::try_write_message(&self.socket, bytes, &mut scratch)
-            .map_err(|err| send_error(err, bytes));
+            .map_err(|err| send_error(err, format!("send {}-byte message", bytes.len())));
         self.keep_scratch(scratch);
         let rest = rest?;
         Ok((!rest.is_empty()).then_some(UnsentMessage {
@@ -198,13 +201,7 @@ impl Connection {
         self.check_writable()?;
         frame::write_rest(&self.socket, &unsent.rest).map_err(|err| {
             let context = format!("send the rest of a {}-byte message", unsent.message_len);
-            match err.kind() {
-                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset => {
-                    Error::new(ErrorKind::Eof, format!("{context}: the other end closed"))
-                        .with_source(err)
-                }
-                _ => Error::io(err, context),
-            }
+            send_error(err, context)
         })
     }
 
@@ -528,8 +525,9 @@ impl Connection {
     }
 }
 
-fn send_error(err: std::io::Error, payload: &[u8]) -> Error {
-    let context = format!("send {}-byte message", payload.len());
+/// A failed send as this crate reports it: a peer that went away is end of
+/// file, anything else an I/O error; `context` says what was being sent.
+fn send_error(err: std::io::Error, context: String) -> Error {
     match err.kind() {
         std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset => {
             Error::new(ErrorKind::Eof, format!("{context}: the other end closed")).with_source(err)
