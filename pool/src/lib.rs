@@ -37,6 +37,10 @@
 //! `pool-worker` binary of the `worker-bin` crate), and so are workers on
 //! other machines ([`PoolBuilder::listen`], [`connect_worker`]).
 //!
+//! The source tree follows the process boundary: `parent/` runs in the
+//! pool's process, `worker/` in worker processes, and `wire.rs` is the
+//! protocol between them.
+//!
 //! Tasks travel in batches: one message carries many tasks to a worker and
 //! one message carries many results back, so that small tasks cost a few
 //! microseconds each rather than a system call each. Inputs can also be
@@ -81,7 +85,7 @@
 //! - a `task` span (`task`, `index`, `chunk`) entered around each input's run.
 //!
 //! A worker has no subscriber unless one is installed in it: in a worker
-//! program of your own before [`worker_main`], before [`init`] (which
+//! program of your own before it connects or calls [`init`] (which
 //! returns at once outside a worker), or by the initializer. What it writes
 //! to stderr reaches the pool's stderr, each line tagged `[worker N] `.
 //!
@@ -94,35 +98,21 @@
 
 #![warn(missing_docs)]
 
-mod async_result;
-mod builder;
-mod dispatcher;
 mod error;
-mod imap;
-mod interrupt;
-mod job;
-mod outbox;
-mod pool;
-mod reader;
-mod remote;
-mod spawn;
+mod parent;
 mod sys;
 mod task;
-mod trace;
 mod wire;
 mod worker;
-mod worker_slot;
 
 pub mod builtin;
 
-pub use crate::async_result::AsyncResult;
-pub use crate::builder::{PoolBuilder, DEFAULT_STARTUP_TIMEOUT};
 pub use crate::error::{Error, ErrorKind, Result, WorkerInfo};
-pub use crate::imap::{Imap, ImapUnordered};
-pub use crate::pool::Pool;
-pub use crate::remote::{connect_worker, AUTHKEY_ENV};
+pub use crate::parent::{
+    AsyncResult, Imap, ImapUnordered, Pool, PoolBuilder, DEFAULT_STARTUP_TIMEOUT,
+};
 pub use crate::task::{registered_tasks, Task, TaskEntry, TaskFailure};
-pub use crate::worker::{init, worker_main};
+pub use crate::worker::{connect_worker, init, AUTHKEY_ENV};
 
 /// What [`task!`] expands to refers to these; not for direct use.
 #[doc(hidden)]

@@ -1,13 +1,18 @@
-//! The messages between a pool and its workers, and their byte layout.
+//! The protocol between a pool and its workers: every message, both ways,
+//! is built and parsed here and nowhere else.
 //!
-//! Written by hand rather than with serde because this is the hot path:
-//! a batch carries many tasks, each task's input is already encoded, and
-//! the worker runs each task straight from a slice of the received message
-//! and writes each output straight into its reply, with no allocation per
-//! task. Every length is checked on reading: a malformed message is an
-//! error, never a panic.
+//! Each direction is one enum, [`ToWorker`] and [`FromWorker`], with one
+//! `encode` and one `parse`. The two messages that carry tasks and results
+//! are also built incrementally by [`BatchWriter`] and [`ResultsWriter`]:
+//! that is the hot path, where a batch carries many tasks whose inputs are
+//! already encoded, and the worker runs each task straight from a slice of
+//! the received message and writes each output straight into its reply,
+//! with no allocation per task. The writers produce exactly the bytes that
+//! `encode` does. Every length is checked on reading: a malformed message is
+//! a [`WireError`], never a panic.
 //!
-//! Integers are little endian; `bytes` is a `u32` length and the bytes.
+//! Written by hand rather than with serde for that hot path. Integers are
+//! little endian; `bytes` is a `u32` length and the bytes.
 //!
 //! Parent to worker:
 //! - `S` setup: worker id `u32`, then `1` + name `bytes` + input `bytes`
@@ -22,33 +27,46 @@
 //! Worker to parent:
 //! - `H` ready: pid `u32`, then optionally flags `u8`: [`WANTS_INDICES`]
 //!   asks for `I` chunks (the worker traces its tasks at DEBUG level).
-//! - `F` setup failed: a failure.
+//! - `F` setup failed: a failure code `u8` and message `bytes`.
 //! - `X` refused: a program that is not a worker tried to start a pool;
-//!   the message says so.
+//!   the reason `bytes` says so.
 //! - `R` results: busy nanoseconds `u64`, then per chunk its id `u64`,
 //!   item count `u32`, and per item a status `u8` (0 for success, else a
 //!   failure code) and `bytes` (the output or the failure's message).
+//!
+//! A local worker is also told, through its environment, where to find its
+//! connection ([`CONNECTION_ENV`]), its progress page ([`PROGRESS_ENV`]) and
+//! its parent ([`PARENT_ENV`]).
+
+use std::ops::Range;
 
 use crate::task::{FailureKind, TaskFailure};
 
-pub(crate) const SETUP: u8 = b'S';
-pub(crate) const BATCH: u8 = b'B';
-pub(crate) const QUIT: u8 = b'Q';
-pub(crate) const READY: u8 = b'H';
-pub(crate) const SETUP_FAILED: u8 = b'F';
-pub(crate) const REFUSED: u8 = b'X';
-pub(crate) const RESULTS: u8 = b'R';
+/// Names the inherited connection of a local worker.
+pub(crate) const CONNECTION_ENV: &str = "POOL_WORKER_CONNECTION";
+/// Names the inherited progress page of a local worker.
+pub(crate) const PROGRESS_ENV: &str = "POOL_WORKER_PROGRESS";
+/// The pid of the pool's process, so the worker can notice it is gone.
+pub(crate) const PARENT_ENV: &str = "POOL_WORKER_PARENT";
+
+const SETUP: u8 = b'S';
+const BATCH: u8 = b'B';
+const QUIT: u8 = b'Q';
+const READY: u8 = b'H';
+const SETUP_FAILED: u8 = b'F';
+const REFUSED: u8 = b'X';
+const RESULTS: u8 = b'R';
 
 const NAME_RECORD: u8 = b'N';
 const CHUNK_RECORD: u8 = b'C';
 const INDEXED_CHUNK_RECORD: u8 = b'I';
 
 /// Ready flag: send this worker each input's index along with it.
-pub(crate) const WANTS_INDICES: u8 = 1;
+const WANTS_INDICES: u8 = 1;
 
 /// A malformed message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct WireError(pub(crate) String);
+pub(crate) struct WireError(String);
 
 impl std::fmt::Display for WireError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -58,125 +76,232 @@ impl std::fmt::Display for WireError {
 
 impl std::error::Error for WireError {}
 
-pub(crate) fn put_u32(out: &mut Vec<u8>, value: u32) {
-    out.extend_from_slice(&value.to_le_bytes());
-}
-
-pub(crate) fn put_u64(out: &mut Vec<u8>, value: u64) {
-    out.extend_from_slice(&value.to_le_bytes());
-}
-
-/// Appends `bytes` with its length. Callers check beforehand that the
-/// length fits in a `u32` (see [`fits`]).
-pub(crate) fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    put_u32(out, bytes.len() as u32);
-    out.extend_from_slice(bytes);
-}
-
-/// Whether a payload of `len` bytes can be carried.
+/// Whether a payload of `len` bytes fits a `bytes` field.
 pub(crate) fn fits(len: usize) -> bool {
     u32::try_from(len).is_ok()
 }
 
-/// A cursor over a received message.
-pub(crate) struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
+/// An initializer as the setup message carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Initializer<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) input: &'a [u8],
 }
 
-impl<'a> Reader<'a> {
-    pub(crate) fn new(buf: &'a [u8]) -> Reader<'a> {
-        Reader { buf, pos: 0 }
-    }
+/// A message from the pool to a worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ToWorker<'a> {
+    /// The first message: who the worker is and what to run first.
+    Setup {
+        worker_id: u32,
+        initializer: Option<Initializer<'a>>,
+    },
+    /// Tasks to run, read record by record; built with [`BatchWriter`].
+    Batch(Batch<'a>),
+    /// Finish, reply, exit.
+    Quit,
+}
 
-    pub(crate) fn at_end(&self) -> bool {
-        self.pos >= self.buf.len()
-    }
-
-    pub(crate) fn position(&self) -> usize {
-        self.pos
-    }
-
-    fn take(&mut self, len: usize, what: &str) -> Result<&'a [u8], WireError> {
-        let end = self
-            .pos
-            .checked_add(len)
-            .filter(|&end| end <= self.buf.len())
-            .ok_or_else(|| {
-                WireError(format!(
-                    "{what} needs {len} bytes at offset {} of {}",
-                    self.pos,
-                    self.buf.len()
-                ))
-            })?;
-        let slice = &self.buf[self.pos..end];
-        self.pos = end;
-        Ok(slice)
-    }
-
-    pub(crate) fn u8(&mut self, what: &str) -> Result<u8, WireError> {
-        Ok(self.take(1, what)?[0])
-    }
-
-    pub(crate) fn u32(&mut self, what: &str) -> Result<u32, WireError> {
-        let bytes = self.take(4, what)?;
-        Ok(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
-    }
-
-    pub(crate) fn u64(&mut self, what: &str) -> Result<u64, WireError> {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(self.take(8, what)?);
-        Ok(u64::from_le_bytes(word))
-    }
-
-    pub(crate) fn bytes(&mut self, what: &str) -> Result<&'a [u8], WireError> {
-        let len = self.u32(what)? as usize;
-        self.take(len, what)
-    }
-
-    pub(crate) fn str(&mut self, what: &str) -> Result<&'a str, WireError> {
-        std::str::from_utf8(self.bytes(what)?)
-            .map_err(|_| WireError(format!("{what} is not UTF-8")))
-    }
-
-    /// Reads a status byte and its payload: `Ok(range of the output in the
-    /// message)` or the failure.
-    pub(crate) fn outcome(
-        &mut self,
-    ) -> Result<Result<std::ops::Range<usize>, TaskFailure>, WireError> {
-        let status = self.u8("status")?;
-        let payload = self.bytes("result")?;
-        if status == 0 {
-            let end = self.pos;
-            return Ok(Ok(end - payload.len()..end));
+impl<'a> ToWorker<'a> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        match self {
+            ToWorker::Setup {
+                worker_id,
+                initializer,
+            } => {
+                let mut out = vec![SETUP];
+                put_u32(&mut out, *worker_id);
+                match initializer {
+                    Some(init) => {
+                        out.push(1);
+                        put_bytes(&mut out, init.name.as_bytes());
+                        put_bytes(&mut out, init.input);
+                    }
+                    None => out.push(0),
+                }
+                out
+            }
+            ToWorker::Batch(batch) => [&[BATCH][..], batch.body].concat(),
+            ToWorker::Quit => vec![QUIT],
         }
-        let kind = FailureKind::from_code(status)
-            .ok_or_else(|| WireError(format!("unknown failure code {status}")))?;
-        Ok(Err(TaskFailure::new(
-            kind,
-            String::from_utf8_lossy(payload),
-        )))
+    }
+
+    pub(crate) fn parse(message: &'a [u8]) -> Result<ToWorker<'a>, WireError> {
+        let mut cursor = ByteCursor::new(message);
+        let message = match cursor.u8("message tag")? {
+            SETUP => {
+                let worker_id = cursor.u32("worker id")?;
+                let initializer = match cursor.u8("initializer flag")? {
+                    0 => None,
+                    1 => Some(Initializer {
+                        name: cursor.str("initializer name")?,
+                        input: cursor.bytes("initializer input")?,
+                    }),
+                    other => return Err(WireError(format!("initializer flag {other}"))),
+                };
+                ToWorker::Setup {
+                    worker_id,
+                    initializer,
+                }
+            }
+            BATCH => {
+                return Ok(ToWorker::Batch(Batch {
+                    body: cursor.rest(),
+                }))
+            }
+            QUIT => ToWorker::Quit,
+            other => {
+                return Err(WireError(format!(
+                    "unknown message tag {other} to a worker"
+                )))
+            }
+        };
+        cursor.expect_end()?;
+        Ok(message)
     }
 }
 
-/// The setup message: the worker's id and its initializer, if any.
-pub(crate) fn setup(worker_id: u32, initializer: Option<(&str, &[u8])>) -> Vec<u8> {
-    let mut out = vec![SETUP];
-    put_u32(&mut out, worker_id);
-    match initializer {
-        Some((name, input)) => {
-            out.push(1);
-            put_bytes(&mut out, name.as_bytes());
-            put_bytes(&mut out, input);
+/// A received batch: its records, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Batch<'a> {
+    body: &'a [u8],
+}
+
+impl<'a> Batch<'a> {
+    pub(crate) fn records(&self) -> BatchRecords<'a> {
+        BatchRecords {
+            cursor: ByteCursor::new(self.body),
         }
-        None => out.push(0),
     }
-    out
 }
 
-/// Builds a batch message record by record.
+/// One record of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum BatchRecord<'a> {
+    /// From now on `number` stands for the task `name`.
+    DefineTask {
+        number: u32,
+        name: &'a str,
+    },
+    Chunk(ChunkRecord<'a>),
+}
+
+/// A chunk: inputs of one task that the worker runs in one go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ChunkRecord<'a> {
+    pub(crate) id: u64,
+    pub(crate) task: u32,
+    pub(crate) items: ChunkItems<'a>,
+}
+
+/// The records of a batch. A malformed record ends the iteration with its
+/// error; the items of a chunk are checked before the chunk is yielded, so
+/// a worker never runs part of a malformed chunk.
+pub(crate) struct BatchRecords<'a> {
+    cursor: ByteCursor<'a>,
+}
+
+impl<'a> BatchRecords<'a> {
+    fn next_record(&mut self) -> Result<BatchRecord<'a>, WireError> {
+        let cursor = &mut self.cursor;
+        match cursor.u8("record tag")? {
+            NAME_RECORD => Ok(BatchRecord::DefineTask {
+                number: cursor.u32("task number")?,
+                name: cursor.str("task name")?,
+            }),
+            tag @ (CHUNK_RECORD | INDEXED_CHUNK_RECORD) => {
+                let id = cursor.u64("chunk id")?;
+                let task = cursor.u32("task number")?;
+                let count = cursor.u32("item count")?;
+                let indexed = tag == INDEXED_CHUNK_RECORD;
+                let start = cursor.pos;
+                for _ in 0..count {
+                    if indexed {
+                        cursor.u64("input index")?;
+                    }
+                    cursor.bytes("task input")?;
+                }
+                Ok(BatchRecord::Chunk(ChunkRecord {
+                    id,
+                    task,
+                    items: ChunkItems {
+                        cursor: ByteCursor::new(&cursor.buf[start..cursor.pos]),
+                        left: count,
+                        indexed,
+                    },
+                }))
+            }
+            other => Err(WireError(format!("unknown record tag {other}"))),
+        }
+    }
+}
+
+impl<'a> Iterator for BatchRecords<'a> {
+    type Item = Result<BatchRecord<'a>, WireError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.cursor.at_end() {
+            return None;
+        }
+        let record = self.next_record();
+        if record.is_err() {
+            self.cursor.pos = self.cursor.buf.len();
+        }
+        Some(record)
+    }
+}
+
+/// One input of a chunk: its index among its call's inputs, if the worker
+/// asked for indices, and its encoded value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ChunkItem<'a> {
+    pub(crate) index: Option<u64>,
+    pub(crate) input: &'a [u8],
+}
+
+/// The inputs of a chunk, already checked to be well formed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ChunkItems<'a> {
+    cursor: ByteCursor<'a>,
+    left: u32,
+    indexed: bool,
+}
+
+impl ChunkItems<'_> {
+    pub(crate) fn remaining(&self) -> u32 {
+        self.left
+    }
+}
+
+impl<'a> Iterator for ChunkItems<'a> {
+    type Item = ChunkItem<'a>;
+
+    fn next(&mut self) -> Option<ChunkItem<'a>> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        // Checked when the chunk was read, so these cannot fail; if they
+        // did, the chunk would just end early.
+        let index = match self.indexed {
+            true => Some(self.cursor.u64("input index").ok()?),
+            false => None,
+        };
+        let input = self.cursor.bytes("task input").ok()?;
+        Some(ChunkItem { index, input })
+    }
+}
+
+/// Builds a batch record by record, reusing its buffer from batch to batch.
 pub(crate) struct BatchWriter {
     buf: Vec<u8>,
+}
+
+/// Whether a chunk's items carry their input indices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Indices {
+    Sent,
+    Omitted,
 }
 
 impl BatchWriter {
@@ -194,16 +319,17 @@ impl BatchWriter {
         put_bytes(&mut self.buf, name.as_bytes());
     }
 
-    /// Adds a chunk of `(input index, input)`; the indices travel only
-    /// when `with_indices` is set.
+    /// Adds a chunk of `(input index, input)`; the indices travel only if
+    /// `indices` says so. Each input must [fit](fits).
     pub(crate) fn chunk<'i>(
         &mut self,
         id: u64,
         task: u32,
-        with_indices: bool,
+        indices: Indices,
         inputs: impl ExactSizeIterator<Item = (usize, &'i [u8])>,
     ) {
-        self.buf.push(if with_indices {
+        let indexed = indices == Indices::Sent;
+        self.buf.push(if indexed {
             INDEXED_CHUNK_RECORD
         } else {
             CHUNK_RECORD
@@ -212,13 +338,14 @@ impl BatchWriter {
         put_u32(&mut self.buf, task);
         put_u32(&mut self.buf, inputs.len() as u32);
         for (index, input) in inputs {
-            if with_indices {
+            if indexed {
                 put_u64(&mut self.buf, index as u64);
             }
             put_bytes(&mut self.buf, input);
         }
     }
 
+    /// The whole message, as [`ToWorker::encode`] would write it.
     pub(crate) fn bytes(&self) -> &[u8] {
         &self.buf
     }
@@ -228,41 +355,135 @@ impl BatchWriter {
     }
 }
 
-/// One record of a batch, as the worker reads it.
-pub(crate) enum BatchRecord<'a> {
-    DefineTask {
-        number: u32,
-        name: &'a str,
+/// A message from a worker to the pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum FromWorker<'a> {
+    /// Set up and waiting for tasks.
+    Ready {
+        pid: u32,
+        /// The worker traces its tasks and wants their input indices.
+        wants_indices: bool,
     },
-    /// `indexed`: each item's input is preceded by its index `u64`.
-    Chunk {
-        id: u64,
-        task: u32,
-        items: u32,
-        indexed: bool,
-    },
+    /// The initializer failed.
+    SetupFailed(TaskFailure),
+    /// The program the pool started ran its own `main` and tried to start
+    /// a pool instead of becoming a worker.
+    Refused { reason: &'a str },
+    /// Results of chunks, in the order they were sent; built with
+    /// [`ResultsWriter`].
+    Results(Results<'a>),
 }
 
-/// Reads the next record of a batch (after the `B`); the items of a chunk
-/// follow it and are read with [`Reader::bytes`].
-pub(crate) fn next_record<'a>(
-    reader: &mut Reader<'a>,
-) -> Result<Option<BatchRecord<'a>>, WireError> {
-    if reader.at_end() {
-        return Ok(None);
+impl<'a> FromWorker<'a> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        match self {
+            FromWorker::Ready { pid, wants_indices } => {
+                let mut out = vec![READY];
+                put_u32(&mut out, *pid);
+                out.push(if *wants_indices { WANTS_INDICES } else { 0 });
+                out
+            }
+            FromWorker::SetupFailed(failure) => {
+                let mut out = vec![SETUP_FAILED, failure.kind as u8];
+                put_bytes(&mut out, failure.message.as_bytes());
+                out
+            }
+            FromWorker::Refused { reason } => {
+                let mut out = vec![REFUSED];
+                put_bytes(&mut out, reason.as_bytes());
+                out
+            }
+            FromWorker::Results(results) => results.message.to_vec(),
+        }
     }
-    match reader.u8("record tag")? {
-        NAME_RECORD => Ok(Some(BatchRecord::DefineTask {
-            number: reader.u32("task number")?,
-            name: reader.str("task name")?,
-        })),
-        tag @ (CHUNK_RECORD | INDEXED_CHUNK_RECORD) => Ok(Some(BatchRecord::Chunk {
-            id: reader.u64("chunk id")?,
-            task: reader.u32("task number")?,
-            items: reader.u32("item count")?,
-            indexed: tag == INDEXED_CHUNK_RECORD,
-        })),
-        other => Err(WireError(format!("unknown record tag {other}"))),
+
+    pub(crate) fn parse(message: &'a [u8]) -> Result<FromWorker<'a>, WireError> {
+        let mut cursor = ByteCursor::new(message);
+        let parsed = match cursor.u8("message tag")? {
+            RESULTS => {
+                cursor.u64("busy time")?;
+                // Checked whole here, so that iterating cannot fail.
+                while !cursor.at_end() {
+                    cursor.u64("chunk id")?;
+                    for _ in 0..cursor.u32("item count")? {
+                        let _ = cursor.outcome()?;
+                    }
+                }
+                FromWorker::Results(Results { message })
+            }
+            READY => {
+                let pid = cursor.u32("pid")?;
+                let flags = if cursor.at_end() {
+                    0
+                } else {
+                    cursor.u8("ready flags")?
+                };
+                FromWorker::Ready {
+                    pid,
+                    wants_indices: flags & WANTS_INDICES != 0,
+                }
+            }
+            SETUP_FAILED => {
+                let code = cursor.u8("failure code")?;
+                let kind = FailureKind::from_code(code)
+                    .ok_or_else(|| WireError(format!("unknown failure code {code}")))?;
+                FromWorker::SetupFailed(TaskFailure::new(kind, cursor.str("failure message")?))
+            }
+            REFUSED => FromWorker::Refused {
+                reason: cursor.str("reason")?,
+            },
+            other => {
+                return Err(WireError(format!(
+                    "unknown message tag {other} from a worker"
+                )))
+            }
+        };
+        cursor.expect_end()?;
+        Ok(parsed)
+    }
+}
+
+/// A received results message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Results<'a> {
+    message: &'a [u8],
+}
+
+/// One input's result as a worker reported it: the chunk it belongs to,
+/// and where its encoded output lies in the results message, or why it
+/// has none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ItemOutcome {
+    pub(crate) chunk: u64,
+    pub(crate) output: Result<Range<usize>, TaskFailure>,
+}
+
+impl Results<'_> {
+    /// How long the worker was busy with these chunks, in nanoseconds.
+    pub(crate) fn busy_nanos(&self) -> u64 {
+        let mut cursor = ByteCursor::new(self.message);
+        cursor.pos = 1;
+        cursor.u64("busy time").unwrap_or(0)
+    }
+
+    /// Every item's outcome, in order; ranges index the whole message.
+    pub(crate) fn outcomes(&self) -> Vec<ItemOutcome> {
+        let mut cursor = ByteCursor::new(self.message);
+        cursor.pos = 1 + 8;
+        let mut outcomes = Vec::new();
+        // Checked in `parse`, so nothing here fails.
+        while !cursor.at_end() {
+            let (Ok(chunk), Ok(items)) = (cursor.u64("chunk id"), cursor.u32("item count")) else {
+                break;
+            };
+            for _ in 0..items {
+                let Ok(output) = cursor.outcome() else {
+                    return outcomes;
+                };
+                outcomes.push(ItemOutcome { chunk, output });
+            }
+        }
+        outcomes
     }
 }
 
@@ -338,64 +559,165 @@ impl ResultsWriter {
         }
     }
 
+    /// The whole message, as [`FromWorker::encode`] would write it.
     pub(crate) fn bytes(&self) -> &[u8] {
         &self.buf
     }
 }
 
-pub(crate) fn failure(tag: u8, failure: &TaskFailure) -> Vec<u8> {
-    let mut out = vec![tag, failure.kind as u8];
-    put_bytes(&mut out, failure.message.as_bytes());
-    out
+fn put_u32(out: &mut Vec<u8>, value: u32) {
+    out.extend_from_slice(&value.to_le_bytes());
 }
 
-pub(crate) fn read_failure(reader: &mut Reader<'_>) -> Result<TaskFailure, WireError> {
-    let code = reader.u8("failure code")?;
-    let kind = FailureKind::from_code(code)
-        .ok_or_else(|| WireError(format!("unknown failure code {code}")))?;
-    Ok(TaskFailure::new(kind, reader.str("failure message")?))
+fn put_u64(out: &mut Vec<u8>, value: u64) {
+    out.extend_from_slice(&value.to_le_bytes());
+}
+
+/// Appends `bytes` with its length; callers check [`fits`] beforehand
+/// (a task's input when it is encoded, names and messages are short).
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_u32(out, bytes.len() as u32);
+    out.extend_from_slice(bytes);
+}
+
+/// A read position in a received message: every read checks the length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ByteCursor<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> ByteCursor<'a> {
+    fn new(buf: &'a [u8]) -> ByteCursor<'a> {
+        ByteCursor { buf, pos: 0 }
+    }
+
+    fn at_end(&self) -> bool {
+        self.pos >= self.buf.len()
+    }
+
+    fn expect_end(&self) -> Result<(), WireError> {
+        match self.at_end() {
+            true => Ok(()),
+            false => Err(WireError(format!(
+                "{} bytes left over at offset {}",
+                self.buf.len() - self.pos,
+                self.pos
+            ))),
+        }
+    }
+
+    fn rest(&mut self) -> &'a [u8] {
+        let rest = &self.buf[self.pos.min(self.buf.len())..];
+        self.pos = self.buf.len();
+        rest
+    }
+
+    fn take(&mut self, len: usize, what: &str) -> Result<&'a [u8], WireError> {
+        let end = self
+            .pos
+            .checked_add(len)
+            .filter(|&end| end <= self.buf.len())
+            .ok_or_else(|| {
+                WireError(format!(
+                    "{what} needs {len} bytes at offset {} of {}",
+                    self.pos,
+                    self.buf.len()
+                ))
+            })?;
+        let slice = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(slice)
+    }
+
+    fn u8(&mut self, what: &str) -> Result<u8, WireError> {
+        Ok(self.take(1, what)?[0])
+    }
+
+    fn u32(&mut self, what: &str) -> Result<u32, WireError> {
+        let mut word = [0u8; 4];
+        word.copy_from_slice(self.take(4, what)?);
+        Ok(u32::from_le_bytes(word))
+    }
+
+    fn u64(&mut self, what: &str) -> Result<u64, WireError> {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(self.take(8, what)?);
+        Ok(u64::from_le_bytes(word))
+    }
+
+    fn bytes(&mut self, what: &str) -> Result<&'a [u8], WireError> {
+        let len = self.u32(what)? as usize;
+        self.take(len, what)
+    }
+
+    fn str(&mut self, what: &str) -> Result<&'a str, WireError> {
+        std::str::from_utf8(self.bytes(what)?)
+            .map_err(|_| WireError(format!("{what} is not UTF-8")))
+    }
+
+    /// Reads a status byte and its payload: `Ok(range of the output in the
+    /// message)` or the failure.
+    fn outcome(&mut self) -> Result<Result<Range<usize>, TaskFailure>, WireError> {
+        let status = self.u8("status")?;
+        let payload = self.bytes("result")?;
+        if status == 0 {
+            return Ok(Ok(self.pos - payload.len()..self.pos));
+        }
+        let kind = FailureKind::from_code(status)
+            .ok_or_else(|| WireError(format!("unknown failure code {status}")))?;
+        Ok(Err(TaskFailure::new(
+            kind,
+            String::from_utf8_lossy(payload),
+        )))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn items(record: &BatchRecord<'_>) -> Vec<(Option<u64>, Vec<u8>)> {
+        match record {
+            BatchRecord::Chunk(chunk) => chunk
+                .items
+                .clone()
+                .map(|item| (item.index, item.input.to_vec()))
+                .collect(),
+            BatchRecord::DefineTask { .. } => panic!("expected a chunk, got {record:?}"),
+        }
+    }
+
     #[test]
     fn batch_round_trips() {
         let mut batch = BatchWriter::new();
         assert!(batch.is_empty());
         batch.define_task(0, "demo::double");
-        batch.chunk(41, 0, false, [(5, &b"ab"[..]), (6, &b""[..])].into_iter());
-        batch.chunk(42, 0, true, [(9, &b"cd"[..])].into_iter());
-        let mut reader = Reader::new(batch.bytes());
-        assert_eq!(reader.u8("tag").unwrap(), BATCH);
-        match next_record(&mut reader).unwrap() {
-            Some(BatchRecord::DefineTask { number: 0, name }) => assert_eq!(name, "demo::double"),
-            _ => panic!("expected a task definition"),
-        }
-        match next_record(&mut reader).unwrap() {
-            Some(BatchRecord::Chunk {
-                id: 41,
-                task: 0,
-                items: 2,
-                indexed: false,
-            }) => {}
-            _ => panic!("expected a chunk"),
-        }
-        assert_eq!(reader.bytes("item").unwrap(), b"ab");
-        assert_eq!(reader.bytes("item").unwrap(), b"");
-        match next_record(&mut reader).unwrap() {
-            Some(BatchRecord::Chunk {
-                id: 42,
-                task: 0,
-                items: 1,
-                indexed: true,
-            }) => {}
-            _ => panic!("expected an indexed chunk"),
-        }
-        assert_eq!(reader.u64("index").unwrap(), 9);
-        assert_eq!(reader.bytes("item").unwrap(), b"cd");
-        assert!(next_record(&mut reader).unwrap().is_none());
+        let inputs = [(5, &b"ab"[..]), (6, &b""[..])];
+        batch.chunk(41, 0, Indices::Omitted, inputs.into_iter());
+        batch.chunk(42, 0, Indices::Sent, [(9, &b"cd"[..])].into_iter());
+        let ToWorker::Batch(parsed) = ToWorker::parse(batch.bytes()).unwrap() else {
+            panic!("expected a batch");
+        };
+        assert_eq!(ToWorker::Batch(parsed).encode(), batch.bytes());
+        let records: Vec<_> = parsed.records().collect::<Result<_, _>>().unwrap();
+        assert_eq!(records.len(), 3);
+        assert_eq!(
+            records[0],
+            BatchRecord::DefineTask {
+                number: 0,
+                name: "demo::double"
+            }
+        );
+        let BatchRecord::Chunk(first) = &records[1] else {
+            panic!("expected a chunk");
+        };
+        assert_eq!((first.id, first.task, first.items.remaining()), (41, 0, 2));
+        assert_eq!(
+            items(&records[1]),
+            [(None, b"ab".to_vec()), (None, b"".to_vec())]
+        );
+        assert_eq!(items(&records[2]), [(Some(9), b"cd".to_vec())]);
     }
 
     #[test]
@@ -415,48 +737,91 @@ mod tests {
         results.add_busy(6);
         assert_eq!(results.chunks(), 1);
         let buf = results.bytes();
-        let mut reader = Reader::new(buf);
-        assert_eq!(reader.u8("tag").unwrap(), RESULTS);
-        assert_eq!(reader.u64("busy").unwrap(), 11);
-        assert_eq!(reader.u64("id").unwrap(), 7);
-        assert_eq!(reader.u32("items").unwrap(), 3);
-        let first = reader.outcome().unwrap().unwrap();
-        assert_eq!(&buf[first], b"out");
-        let second = reader.outcome().unwrap().unwrap_err();
-        assert_eq!(second, TaskFailure::new(FailureKind::Panicked, "boom"));
-        assert!(reader.outcome().unwrap().unwrap().is_empty());
-        assert!(reader.at_end());
+        let FromWorker::Results(parsed) = FromWorker::parse(buf).unwrap() else {
+            panic!("expected results");
+        };
+        assert_eq!(FromWorker::Results(parsed).encode(), buf);
+        assert_eq!(parsed.busy_nanos(), 11);
+        let outcomes = parsed.outcomes();
+        assert_eq!(outcomes.len(), 3);
+        assert!(outcomes.iter().all(|o| o.chunk == 7));
+        assert_eq!(&buf[outcomes[0].output.clone().unwrap()], b"out");
+        assert_eq!(
+            outcomes[1].output,
+            Err(TaskFailure::new(FailureKind::Panicked, "boom"))
+        );
+        assert!(outcomes[2].output.clone().unwrap().is_empty());
+    }
+
+    #[test]
+    fn every_whole_message_round_trips() {
+        let to_worker = [
+            ToWorker::Setup {
+                worker_id: 3,
+                initializer: Some(Initializer {
+                    name: "demo::init",
+                    input: b"in",
+                }),
+            },
+            ToWorker::Setup {
+                worker_id: 4,
+                initializer: None,
+            },
+            ToWorker::Quit,
+        ];
+        for message in to_worker {
+            assert_eq!(ToWorker::parse(&message.encode()).unwrap(), message);
+        }
+        let from_worker = [
+            FromWorker::Ready {
+                pid: 77,
+                wants_indices: true,
+            },
+            FromWorker::Ready {
+                pid: 78,
+                wants_indices: false,
+            },
+            FromWorker::SetupFailed(TaskFailure::new(FailureKind::Failed, "no")),
+            FromWorker::Refused {
+                reason: "not a worker",
+            },
+        ];
+        for message in from_worker {
+            assert_eq!(FromWorker::parse(&message.encode()).unwrap(), message);
+        }
     }
 
     #[test]
     fn truncated_and_garbage_input_are_errors_not_panics() {
         let mut batch = BatchWriter::new();
-        batch.chunk(1, 2, false, [(0, &b"xyz"[..])].into_iter());
+        batch.chunk(1, 2, Indices::Omitted, [(0, &b"xyz"[..])].into_iter());
         let full = batch.bytes().to_vec();
-        for cut in 1..full.len() {
-            let mut reader = Reader::new(&full[1..cut]);
-            let outcome = next_record(&mut reader).and_then(|_| reader.bytes("item").map(drop));
-            assert!(outcome.is_err() || cut == full.len(), "cut at {cut}");
+        for cut in 2..full.len() {
+            let ToWorker::Batch(parsed) = ToWorker::parse(&full[..cut]).unwrap() else {
+                panic!("expected a batch");
+            };
+            let records: Vec<_> = parsed.records().collect();
+            assert!(records.iter().any(Result::is_err), "cut at {cut}");
         }
-        let mut reader = Reader::new(b"Z");
-        assert!(next_record(&mut reader).is_err());
-        let mut reader = Reader::new(&[9, 0, 0, 0, 0]);
-        assert!(reader.outcome().is_err());
-        let mut reader = Reader::new(&[0xff, 0xff, 0xff, 0xff, 1]);
-        assert!(reader.bytes("huge").is_err());
-    }
-
-    #[test]
-    fn setup_and_failure_messages_round_trip() {
-        let msg = setup(3, Some(("demo::init", b"in")));
-        let mut reader = Reader::new(&msg);
-        assert_eq!(reader.u8("tag").unwrap(), SETUP);
-        assert_eq!(reader.u32("id").unwrap(), 3);
-        assert_eq!(reader.u8("flag").unwrap(), 1);
-        assert_eq!(reader.str("name").unwrap(), "demo::init");
-        assert_eq!(reader.bytes("input").unwrap(), b"in");
-        let failed = failure(SETUP_FAILED, &TaskFailure::new(FailureKind::Failed, "no"));
-        let mut reader = Reader::new(&failed[1..]);
-        assert_eq!(read_failure(&mut reader).unwrap().message, "no");
+        let mut results = ResultsWriter::new();
+        results.begin_chunk(1, 1);
+        results.item(|out| {
+            out.push(1);
+            Ok(())
+        });
+        let full = results.bytes().to_vec();
+        // Tag and busy time alone (9 bytes) are a valid message without chunks.
+        for cut in (0..full.len()).filter(|&cut| cut != 9) {
+            assert!(FromWorker::parse(&full[..cut]).is_err(), "cut at {cut}");
+        }
+        assert!(ToWorker::parse(b"Z").is_err());
+        assert!(ToWorker::parse(b"Qx").is_err());
+        assert!(FromWorker::parse(&[RESULTS, 0, 0, 0, 0, 0, 0, 0, 0, 1]).is_err());
+        assert!(FromWorker::parse(&[SETUP_FAILED, 9, 0, 0, 0, 0]).is_err());
+        assert!(FromWorker::parse(&[REFUSED, 0xff, 0xff, 0xff, 0xff, 1]).is_err());
+        let ToWorker::Batch(parsed) = ToWorker::parse(b"BZ").unwrap() else {
+            panic!("expected a batch");
+        };
+        assert!(parsed.records().next().unwrap().is_err());
     }
 }

@@ -1,30 +1,26 @@
 //! Linux: parent-death signal, signal dispositions, and a counter shared
-//! with a child process through a memory-mapped `memfd`.
+//! with a child process through a memory-mapped `memfd`. System calls go
+//! through `rustix`'s safe wrappers; `unsafe` is left for the three things
+//! that have none: the hook that runs between fork and exec, setting a
+//! signal's disposition, and mapping shared memory.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
-    if ret == -1 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
-}
+use rustix::fs::{fstat, ftruncate, memfd_create, MemfdFlags};
+use rustix::process::{getppid, set_parent_process_death_signal, Signal};
 
 /// Asks the kernel to SIGKILL this process when the thread that spawned it
 /// exits, then checks that the parent is still `expected_parent`: if it
 /// died before the request was made, the signal would never come.
 pub(crate) fn die_with_parent(expected_parent: u32) -> io::Result<()> {
-    // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number and touches no
-    // memory of ours.
-    cvt(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) })?;
-    // SAFETY: getppid cannot fail and has no preconditions.
-    let parent = unsafe { libc::getppid() };
-    if parent as u32 != expected_parent {
+    set_parent_process_death_signal(Some(Signal::KILL))?;
+    let parent = getppid().map_or(0, |pid| pid.as_raw_nonzero().get() as u32);
+    if parent != expected_parent {
         return Err(io::Error::other(format!(
             "parent {expected_parent} is gone (now {parent})"
         )));
@@ -32,41 +28,9 @@ pub(crate) fn die_with_parent(expected_parent: u32) -> io::Result<()> {
     Ok(())
 }
 
-/// Ignores SIGINT in this process: the parent decides what Ctrl-C means,
-/// and a worker must not die half-way through a reply because the terminal
-/// sent the signal to the whole process group.
-pub(crate) fn ignore_sigint() -> io::Result<()> {
-    // SAFETY: installing SIG_IGN involves no handler code, so nothing can
-    // run in signal context.
-    let previous = unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
-    if previous == libc::SIG_ERR {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 /// The name of a signal number, for messages ("SIGKILL").
 pub(crate) fn signal_name(signal: i32) -> &'static str {
-    match signal {
-        libc::SIGHUP => "SIGHUP",
-        libc::SIGINT => "SIGINT",
-        libc::SIGQUIT => "SIGQUIT",
-        libc::SIGILL => "SIGILL",
-        libc::SIGTRAP => "SIGTRAP",
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGFPE => "SIGFPE",
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGUSR1 => "SIGUSR1",
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGUSR2 => "SIGUSR2",
-        libc::SIGPIPE => "SIGPIPE",
-        libc::SIGALRM => "SIGALRM",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGXCPU => "SIGXCPU",
-        libc::SIGSYS => "SIGSYS",
-        _ => "unknown signal",
-    }
+    signal_hook::low_level::signal_name(signal).unwrap_or("unknown signal")
 }
 
 /// A `u64` in a page of memory shared between a parent and one child.
@@ -75,8 +39,8 @@ pub(crate) fn signal_name(signal: i32) -> &'static str {
 /// each one, so that when it dies the parent knows which item was running
 /// without the worker ever having to send a message per item.
 pub(crate) struct SharedCounter {
-    ptr: std::ptr::NonNull<AtomicU64>,
-    _fd: OwnedFd,
+    ptr: NonNull<AtomicU64>,
+    fd: OwnedFd,
 }
 
 // SAFETY: the mapping is only accessed through the AtomicU64, which is
@@ -90,47 +54,40 @@ const PAGE: usize = 4096;
 impl SharedCounter {
     /// A fresh counter at zero, backed by an anonymous memory file.
     pub(crate) fn create() -> io::Result<SharedCounter> {
-        // SAFETY: the name is a valid NUL-terminated string; MFD_CLOEXEC
-        // keeps the descriptor from leaking into unrelated children.
-        let raw = cvt(unsafe { libc::memfd_create(c"pool-progress".as_ptr(), libc::MFD_CLOEXEC) })?;
-        // SAFETY: memfd_create returned a new descriptor that nobody else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        // SAFETY: ftruncate on our own descriptor; a fresh memfd reads as zeros.
-        cvt(unsafe { libc::ftruncate(fd.as_raw_fd(), PAGE as libc::off_t) })?;
+        // Close-on-exec keeps it from leaking into unrelated children; the
+        // worker it is meant for inherits it explicitly.
+        let fd = memfd_create("pool-progress", MemfdFlags::CLOEXEC)?;
+        // A fresh memfd reads as zeros.
+        ftruncate(&fd, PAGE as u64)?;
         SharedCounter::map(fd)
     }
 
     /// Maps a counter whose descriptor a parent passed down.
     pub(crate) fn from_fd(fd: OwnedFd) -> io::Result<SharedCounter> {
-        // SAFETY: fstat fills a plain struct for an open descriptor.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: `st` is a valid out-pointer; `fd` is open.
-        cvt(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) })?;
-        if (st.st_size as usize) < PAGE {
+        if (fstat(&fd)?.st_size as u64) < PAGE as u64 {
             return Err(io::Error::other("progress descriptor is not a shared page"));
         }
         SharedCounter::map(fd)
     }
 
     fn map(fd: OwnedFd) -> io::Result<SharedCounter> {
-        // SAFETY: mapping PAGE bytes of a file that is at least PAGE long,
-        // shared, at an address the kernel picks; nothing else is touched.
+        use rustix::mm::{mmap, MapFlags, ProtFlags};
+        // SAFETY: maps PAGE bytes of a file that is at least PAGE long,
+        // shared, at an address the kernel picks, so no existing memory is
+        // replaced; the mapping is only ever accessed as one AtomicU64.
         let addr = unsafe {
-            libc::mmap(
+            mmap(
                 std::ptr::null_mut(),
                 PAGE,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED,
+                &fd,
                 0,
-            )
+            )?
         };
-        if addr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let ptr = std::ptr::NonNull::new(addr.cast::<AtomicU64>())
+        let ptr = NonNull::new(addr.cast::<AtomicU64>())
             .ok_or_else(|| io::Error::other("mmap returned null"))?;
-        Ok(SharedCounter { ptr, _fd: fd })
+        Ok(SharedCounter { ptr, fd })
     }
 
     fn cell(&self) -> &AtomicU64 {
@@ -148,41 +105,51 @@ impl SharedCounter {
         self.cell().store(value, Ordering::Release)
     }
 
-    pub(crate) fn raw_fd(&self) -> RawFd {
-        self._fd.as_raw_fd()
+    /// The memory file behind the counter, to hand to the child.
+    pub(crate) fn fd(&self) -> &OwnedFd {
+        &self.fd
     }
 }
 
 impl Drop for SharedCounter {
     fn drop(&mut self) {
-        // SAFETY: unmapping exactly the page mapped in `map`; no reference
-        // to it outlives self.
-        unsafe {
-            libc::munmap(self.ptr.as_ptr().cast(), PAGE);
-        }
+        // SAFETY: unmaps exactly the page mapped in `map`; no reference to
+        // it outlives self.
+        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), PAGE) };
     }
 }
 
-/// Prepares `command` so that its child inherits `fd` (close-on-exec is
-/// cleared in the child only), is killed when the spawning thread dies, and
-/// ignores SIGINT from its first instruction on: a Ctrl-C to the process
-/// group while a worker starts must not kill it before it could say so.
-pub(crate) fn prepare_worker_command(command: &mut Command, fd: RawFd) {
+/// Prepares `command` so that its child is killed when the spawning thread
+/// dies and ignores SIGINT from its first instruction on: a Ctrl-C to the
+/// process group while a worker starts must not kill it before it could
+/// say so. (The disposition survives exec, so the worker keeps ignoring it.)
+pub(crate) fn prepare_worker_command(command: &mut Command) {
     // SAFETY: the hook runs between fork and exec, where only
-    // async-signal-safe calls are allowed: fcntl, prctl and signal (a
-    // sigaction wrapper) are, and nothing
-    // here allocates or locks. The descriptor stays open in the parent for
-    // as long as the SharedCounter that owns it, which outlives the spawn.
+    // async-signal-safe calls are allowed: prctl (a raw system call through
+    // rustix) and signal (a sigaction wrapper) are, and nothing here
+    // allocates or locks.
     unsafe {
-        command.pre_exec(move || {
-            let flags = cvt(libc::fcntl(fd, libc::F_GETFD))?;
-            cvt(libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC))?;
-            cvt(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0))?;
-            // Runs after std reset the child's signal mask; an ignored
-            // disposition survives exec.
+        command.pre_exec(|| {
+            set_parent_process_death_signal(Some(Signal::KILL))?;
             if libc::signal(libc::SIGINT, libc::SIG_IGN) == libc::SIG_ERR {
                 return Err(io::Error::last_os_error());
             }
+            Ok(())
+        });
+    }
+}
+
+/// Lets children spawned from `command` inherit `fd`, under the same
+/// number: its close-on-exec flag is cleared in the child only, between
+/// fork and exec. The command owns the descriptor until it is dropped.
+pub(crate) fn inherit_fd(command: &mut Command, fd: OwnedFd) {
+    // SAFETY: the hook runs between fork and exec, where only
+    // async-signal-safe calls are allowed: fcntl (a raw system call through
+    // rustix) is, and nothing here allocates or locks. The closure owns the
+    // descriptor, so it is open whenever the hook runs.
+    unsafe {
+        command.pre_exec(move || {
+            rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::empty())?;
             Ok(())
         });
     }
@@ -192,12 +159,14 @@ pub(crate) fn prepare_worker_command(command: &mut Command, fd: RawFd) {
 ///
 /// Fails unless `fd` is open; the caller must be its only owner (the
 /// worker claims each inherited descriptor once, at start-up).
-pub(crate) fn claim_inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
+pub(crate) fn claim_inherited_fd(fd: std::os::fd::RawFd) -> io::Result<OwnedFd> {
     // SAFETY: F_SETFD only changes descriptor flags; a closed fd gives EBADF.
-    cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) })?;
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
     // SAFETY: the descriptor is open (checked above) and the parent passed
     // it to this process for this purpose only; it is claimed once.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
 }
 
 #[cfg(test)]
@@ -207,7 +176,7 @@ mod tests {
     #[test]
     fn shared_counter_is_shared_between_mappings() {
         let counter = SharedCounter::create().unwrap();
-        let dup = counter._fd.try_clone().unwrap();
+        let dup = counter.fd().try_clone().unwrap();
         let other = SharedCounter::from_fd(dup).unwrap();
         counter.store(41);
         assert_eq!(other.load(), 41);
@@ -224,6 +193,7 @@ mod tests {
     #[test]
     fn signal_names() {
         assert_eq!(signal_name(libc::SIGKILL), "SIGKILL");
+        assert_eq!(signal_name(libc::SIGSEGV), "SIGSEGV");
         assert_eq!(signal_name(1000), "unknown signal");
     }
 }

@@ -2,7 +2,6 @@
 //! dispatcher as [`Event`]s; when the worker's connection ends, it reaps
 //! the process to learn how it ended.
 
-use std::ops::Range;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ExitStatus};
 use std::sync::{Arc, Mutex};
@@ -14,7 +13,7 @@ use crossbeam_channel::Sender;
 
 use crate::sys;
 use crate::task::TaskFailure;
-use crate::wire::{self, Reader, WireError};
+use crate::wire::{FromWorker, ItemOutcome, WireError};
 
 /// How long a worker whose connection ended may take to exit before it is
 /// killed (it may have closed the connection and gone on running).
@@ -40,10 +39,11 @@ pub(crate) enum Event {
     },
     Results {
         worker: u32,
+        /// The message, which the outputs' ranges index.
         message: Arc<Vec<u8>>,
         busy_nanos: u64,
-        /// Per item, in order: its chunk's id and the item's outcome.
-        outcomes: Vec<(u64, Result<Range<usize>, TaskFailure>)>,
+        /// Every item's outcome, in the order the chunks were sent.
+        outcomes: Vec<ItemOutcome>,
     },
     Lost {
         worker: u32,
@@ -146,51 +146,27 @@ fn read_until_end(
 }
 
 fn parse(worker: u32, message: Vec<u8>) -> Result<Event, WireError> {
-    let mut reader = Reader::new(&message);
-    match reader.u8("tag")? {
-        wire::RESULTS => {
-            let busy_nanos = reader.u64("busy time")?;
-            let mut outcomes = Vec::new();
-            while !reader.at_end() {
-                let id = reader.u64("chunk id")?;
-                let items = reader.u32("item count")?;
-                for _ in 0..items {
-                    outcomes.push((id, reader.outcome()?));
-                }
-            }
-            Ok(Event::Results {
+    Ok(match FromWorker::parse(&message)? {
+        FromWorker::Results(results) => {
+            let (busy_nanos, outcomes) = (results.busy_nanos(), results.outcomes());
+            Event::Results {
                 worker,
                 message: Arc::new(message),
                 busy_nanos,
                 outcomes,
-            })
+            }
         }
-        wire::READY => {
-            let pid = reader.u32("pid")?;
-            let flags = if reader.at_end() {
-                0
-            } else {
-                reader.u8("ready flags")?
-            };
-            Ok(Event::Ready {
-                worker,
-                pid,
-                wants_indices: flags & wire::WANTS_INDICES != 0,
-            })
-        }
-        wire::SETUP_FAILED => Ok(Event::SetupFailed {
+        FromWorker::Ready { pid, wants_indices } => Event::Ready {
             worker,
-            failure: wire::read_failure(&mut reader)?,
-        }),
-        wire::REFUSED => Ok(Event::Refused {
+            pid,
+            wants_indices,
+        },
+        FromWorker::SetupFailed(failure) => Event::SetupFailed { worker, failure },
+        FromWorker::Refused { reason } => Event::Refused {
             worker,
-            message: reader.str("reason")?.to_string(),
-        }),
-        other => Err(WireError(format!(
-            "unknown message tag {other} at offset {}",
-            reader.position()
-        ))),
-    }
+            message: reason.to_string(),
+        },
+    })
 }
 
 /// Waits for the child to exit, killing it if it lingers, and returns its

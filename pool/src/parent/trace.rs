@@ -4,7 +4,7 @@
 //! while DEBUG is enabled (checked once per chunk), so that they cost
 //! nothing otherwise. See the crate docs' section on tracing.
 
-use tracing::field::{display, Empty};
+use tracing::field::{debug, display, Empty};
 use tracing::Span;
 
 use crate::error::Error;
@@ -36,7 +36,8 @@ pub(crate) fn record_outcome<T>(span: &Span, outcome: &Result<T, Error>) {
 }
 
 pub(crate) fn record_error(span: &Span, err: &Error) {
-    span.record("outcome", err.kind().name());
+    // The kind's Debug form is its name: `TaskFailed`, `WorkerDied`, ...
+    span.record("outcome", debug(err.kind()));
     span.record("error", display(err.message()));
 }
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 use crossbeam_channel::Sender;
 use signal_hook::consts::SIGINT;
 
-use crate::dispatcher::Command;
+use super::command::Command;
 use crate::error::{Error, ErrorKind, Result};
 
 /// How long a dispatcher may take to say whether it had work.

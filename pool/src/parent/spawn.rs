@@ -2,6 +2,7 @@
 //! command line, environment and inherited descriptors.
 
 use std::io::{BufRead, BufReader, Write};
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::{Child, ChildStderr, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -10,11 +11,11 @@ use std::thread::JoinHandle;
 use connection::Connection;
 use crossbeam_channel::Sender;
 
-use crate::builder::Config;
+use super::config::Config;
+use super::worker_reader::{self, Event};
 use crate::error::{Error, ErrorKind, Result};
-use crate::reader::{self, Event};
 use crate::sys::{self, SharedCounter};
-use crate::worker::{CONNECTION_ENV, PARENT_ENV, PROGRESS_ENV};
+use crate::wire::{CONNECTION_ENV, PARENT_ENV, PROGRESS_ENV};
 
 /// A started local worker, not yet known to be ready.
 pub(crate) struct LocalWorker {
@@ -60,13 +61,17 @@ pub(crate) fn spawn_local(
         .args(&config.args)
         .envs(config.env.iter().map(|(k, v)| (k, v)))
         .env(PARENT_ENV, std::process::id().to_string())
-        .env(PROGRESS_ENV, progress.raw_fd().to_string())
         .stdin(Stdio::null())
         .stderr(Stdio::piped());
     child_end
         .pass_to_child(&mut command, CONNECTION_ENV)
         .map_err(startup("pass the connection"))?;
-    sys::prepare_worker_command(&mut command, progress.raw_fd());
+    let progress_fd = progress.fd().try_clone().map_err(|err| {
+        Error::new(ErrorKind::Startup, "share the progress page").with_source(err)
+    })?;
+    command.env(PROGRESS_ENV, progress_fd.as_raw_fd().to_string());
+    sys::inherit_fd(&mut command, progress_fd);
+    sys::prepare_worker_command(&mut command);
     let mut child = command.spawn().map_err(|err| {
         Error::new(
             ErrorKind::Startup,
@@ -84,9 +89,9 @@ pub(crate) fn spawn_local(
         .try_clone()
         .map_err(startup("clone the connection"))
         .and_then(|reader_conn| {
-            reader::start(id, reader_conn, setup, Some(Arc::clone(&child)), events).map_err(|err| {
-                Error::new(ErrorKind::Startup, "start a reader thread").with_source(err)
-            })
+            worker_reader::start(id, reader_conn, setup, Some(Arc::clone(&child)), events).map_err(
+                |err| Error::new(ErrorKind::Startup, "start a reader thread").with_source(err),
+            )
         });
     let reader = match started {
         Ok(reader) => reader,

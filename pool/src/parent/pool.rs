@@ -1,20 +1,22 @@
 //! [`Pool`]: the handle a program uses to run tasks in worker processes.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use crossbeam_channel::{unbounded, Sender};
+use crossbeam_channel::unbounded;
 
-use crate::async_result::{AsyncResult, Slot};
-use crate::builder::{Config, PoolBuilder};
-use crate::dispatcher::{Command, Dispatcher};
+use super::async_result::AsyncResult;
+use super::command::{Command, Commands};
+use super::config::Config;
+use super::dispatcher::Dispatcher;
+use super::imap::{Imap, ImapUnordered, Order};
+use super::interrupt;
+use super::job::{auto_chunksize, decode_output, encode_input, Item, Job};
+use super::remote_listener::{self, RemoteListener};
+use super::sink::{Sink, Slot, Stream};
 use crate::error::{Error, ErrorKind, Result};
-use crate::imap::Imap;
-use crate::job::{Delivery, Item, Job, Sink, Stream};
-use crate::remote::RemoteListener;
 use crate::task::Task;
-use crate::{interrupt, remote, wire, worker};
+use crate::worker;
 
 /// A pool of worker processes that run [`Task`]s (Python's
 /// `multiprocessing.Pool`).
@@ -43,10 +45,8 @@ use crate::{interrupt, remote, wire, worker};
 /// }
 /// ```
 pub struct Pool {
-    commands: Sender<Command>,
-    processes: usize,
+    commands: Commands,
     pids: Arc<Mutex<Vec<u32>>>,
-    closed: AtomicBool,
     dispatcher: Mutex<Option<JoinHandle<()>>>,
     listener: Mutex<Option<RemoteListener>>,
     listen_address: Option<String>,
@@ -55,15 +55,15 @@ pub struct Pool {
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pool")
-            .field("processes", &self.processes)
+            .field("processes", &self.processes())
             .field("worker_pids", &self.worker_pids())
-            .field("closed", &self.closed.load(Ordering::Relaxed))
+            .field("closed", &self.commands.is_closed())
             .finish_non_exhaustive()
     }
 }
 
 /// Starts a pool: the dispatcher thread, its workers, and the listener for
-/// remote workers. Called by [`PoolBuilder::build`].
+/// remote workers. Called by [`PoolBuilder::build`](crate::PoolBuilder::build).
 pub(crate) fn start(config: Config) -> Result<Pool> {
     if worker::in_worker() {
         return Err(Error::new(
@@ -72,7 +72,7 @@ pub(crate) fn start(config: Config) -> Result<Pool> {
         ));
     }
     if worker::started_as_worker() {
-        return Err(refuse_to_start());
+        return Err(worker::refuse_to_start_pool());
     }
     let config = Arc::new(config);
     let (commands, command_receiver) = unbounded();
@@ -110,92 +110,29 @@ pub(crate) fn start(config: Config) -> Result<Pool> {
         let _ = dispatcher.join();
         return Err(err);
     }
-    let pool = Pool {
-        commands,
-        processes: config.processes,
+    let mut pool = Pool {
+        commands: Commands::new(commands, config.processes),
         pids,
-        closed: AtomicBool::new(false),
         dispatcher: Mutex::new(Some(dispatcher)),
         listener: Mutex::new(None),
         listen_address: None,
     };
-    let mut pool = pool;
     if let Some((address, authkey)) = &config.listen {
-        let listener = remote::listen(address, authkey, events)?;
+        let listener = remote_listener::listen(address, authkey, events)?;
         pool.listen_address = Some(listener.address().to_string());
         *pool.listener.lock().unwrap_or_else(|p| p.into_inner()) = Some(listener);
     }
     if config.handle_interrupts {
-        interrupt::watch(pool.commands.clone())?;
+        interrupt::watch(pool.commands.sender())?;
     }
-    tracing::debug!(processes = pool.processes, "pool started");
+    tracing::debug!(processes = pool.processes(), "pool started");
     Ok(pool)
 }
 
-/// This program was started as a worker but ran its own `main` up to
-/// creating a pool: tell the parent why it will never hear from us, so it
-/// fails at once with the reason instead of waiting for its timeout.
-fn refuse_to_start() -> Error {
-    let program = std::env::current_exe()
-        .map(|path| path.display().to_string())
-        .unwrap_or_else(|_| "this program".into());
-    let message = format!(
-        "{program} was started as a pool worker but ran its own main and tried to start a pool: \
-         call pool::init() at the top of main"
-    );
-    if let Ok(mut conn) = connection::Connection::from_env(worker::CONNECTION_ENV) {
-        let mut reply = vec![wire::REFUSED];
-        wire::put_bytes(&mut reply, message.as_bytes());
-        let _ = conn.send_bytes(&reply);
-    }
-    Error::new(ErrorKind::Startup, message)
-}
-
-/// Python's automatic chunk size: inputs spread over four chunks per worker.
-pub(crate) fn auto_chunksize(inputs: usize, processes: usize) -> usize {
-    inputs.div_ceil(4 * processes.max(1)).max(1)
-}
-
-pub(crate) fn encode_input<T: Task>(input: &T::Input, index: usize) -> Result<Vec<u8>> {
-    let encoded = connection::encode(input).map_err(|err| {
-        Error::from_connection(err, "encode the input")
-            .with_task(T::NAME)
-            .with_index(index)
-    })?;
-    if !wire::fits(encoded.len()) {
-        return Err(Error::new(
-            ErrorKind::Encode,
-            format!("input of {} bytes is too large", encoded.len()),
-        )
-        .with_task(T::NAME)
-        .with_index(index));
-    }
-    Ok(encoded)
-}
-
-pub(crate) fn decode_output<T: Task>(delivery: Delivery) -> Result<T::Output> {
-    let payload = delivery.outcome?;
-    connection::decode(payload.bytes()).map_err(|err| {
-        Error::from_connection(err, "decode the output")
-            .with_task(T::NAME)
-            .with_index(delivery.index)
-    })
-}
-
 impl Pool {
-    /// Options for a new pool.
-    pub fn builder() -> PoolBuilder {
-        PoolBuilder::new()
-    }
-
-    /// A pool of `processes` workers with default options.
-    pub fn new(processes: usize) -> Result<Pool> {
-        Pool::builder().processes(processes).build()
-    }
-
     /// The number of local worker processes the pool keeps running.
     pub fn processes(&self) -> usize {
-        self.processes
+        self.commands.processes()
     }
 
     /// The process ids of the local workers running now (replacements
@@ -214,27 +151,10 @@ impl Pool {
     }
 
     /// The address remote workers connect to, if the pool
-    /// [listens](PoolBuilder::listen): the bound one, so a port 0 shows as
+    /// [listens](crate::PoolBuilder::listen): the bound one, so a port 0 shows as
     /// the port actually chosen.
     pub fn listen_address(&self) -> Option<&str> {
         self.listen_address.as_deref()
-    }
-
-    pub(crate) fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Relaxed)
-    }
-
-    fn check_open(&self) -> Result<()> {
-        if self.is_closed() {
-            return Err(Error::new(ErrorKind::Closed, "the pool was closed"));
-        }
-        Ok(())
-    }
-
-    pub(crate) fn submit(&self, jobs: Vec<Job>) {
-        // A dispatcher that has gone hands the jobs back; dropping them
-        // answers their callers with `Closed`.
-        let _ = self.commands.send(Command::SubmitMany(jobs));
     }
 
     /// Runs `task` on every input and returns the outputs in input order
@@ -264,7 +184,7 @@ impl Pool {
         inputs: impl IntoIterator<Item = T::Input>,
     ) -> Result<Vec<T::Output>> {
         let inputs: Vec<T::Input> = inputs.into_iter().collect();
-        let chunksize = auto_chunksize(inputs.len(), self.processes);
+        let chunksize = auto_chunksize(inputs.len(), self.processes());
         self.map_chunked(task, inputs, chunksize)
     }
 
@@ -289,30 +209,25 @@ impl Pool {
         chunksize: usize,
     ) -> Result<Vec<T::Output>> {
         let _ = task;
-        self.check_open()?;
+        self.commands.check_open()?;
         let chunksize = chunksize.max(1);
         let (sender, receiver) = unbounded();
-        let (stream, cancel) = Stream::new(sender);
-        let _cancel_on_return = CancelOnDrop(cancel);
+        let (stream, _cancel_on_return) = Stream::new(sender);
         let mut jobs = Vec::new();
         let mut items = Vec::with_capacity(chunksize);
         let mut count = 0;
         for (index, input) in inputs.into_iter().enumerate() {
-            items.push(Item {
-                index,
-                input: encode_input::<T>(&input, index)?,
-                deaths: 0,
-            });
+            items.push(Item::new(index, encode_input::<T>(&input, index)?));
             count += 1;
             if items.len() == chunksize {
-                jobs.push(new_job::<T>(std::mem::take(&mut items), &stream));
+                jobs.push(Job::streamed::<T>(std::mem::take(&mut items), &stream));
             }
         }
         if !items.is_empty() {
-            jobs.push(new_job::<T>(items, &stream));
+            jobs.push(Job::streamed::<T>(items, &stream));
         }
         drop(stream);
-        self.submit(jobs);
+        self.commands.submit(jobs);
         let mut outputs: Vec<Option<T::Output>> =
             std::iter::repeat_with(|| None).take(count).collect();
         let mut missing = count;
@@ -361,7 +276,7 @@ impl Pool {
         task: T,
         inputs: I,
     ) -> Imap<'_, T, I::IntoIter> {
-        Imap::new(self, task, inputs.into_iter(), true)
+        Imap::new(&self.commands, task, inputs.into_iter(), Order::Input)
     }
 
     /// Like [`imap`](Pool::imap), but yields results as they complete,
@@ -385,8 +300,13 @@ impl Pool {
         &self,
         task: T,
         inputs: I,
-    ) -> crate::imap::ImapUnordered<'_, T, I::IntoIter> {
-        crate::imap::ImapUnordered::new(Imap::new(self, task, inputs.into_iter(), false))
+    ) -> ImapUnordered<'_, T, I::IntoIter> {
+        ImapUnordered::new(Imap::new(
+            &self.commands,
+            task,
+            inputs.into_iter(),
+            Order::Completion,
+        ))
     }
 
     /// Runs `task` on `input` in a worker and waits for the output
@@ -426,23 +346,16 @@ impl Pool {
         let slot = Slot::new();
         let result = AsyncResult::new(Arc::clone(&slot), T::NAME);
         match self
+            .commands
             .check_open()
             .and_then(|()| encode_input::<T>(&input, 0))
         {
             Err(err) => slot.complete(Err(err)),
-            Ok(input) => {
-                let job = Job {
-                    task: T::NAME,
-                    items: vec![Item {
-                        index: 0,
-                        input,
-                        deaths: 0,
-                    }],
-                    sink: Sink::Slot(slot),
-                };
-                // On failure the job comes back and its drop answers `Closed`.
-                let _ = self.commands.send(Command::Submit(job));
-            }
+            Ok(input) => self.commands.send(Command::Submit(Job {
+                task: T::NAME,
+                items: vec![Item::new(0, input)],
+                sink: Sink::Slot(slot),
+            })),
         }
         result
     }
@@ -466,8 +379,8 @@ impl Pool {
     /// }
     /// ```
     pub fn close(&self) {
-        if !self.closed.swap(true, Ordering::Relaxed) {
-            let _ = self.commands.send(Command::Close);
+        if self.commands.mark_closed() {
+            self.commands.send(Command::Close);
         }
     }
 
@@ -493,8 +406,8 @@ impl Pool {
     /// }
     /// ```
     pub fn terminate(&self) {
-        self.closed.store(true, Ordering::Relaxed);
-        let _ = self.commands.send(Command::Terminate);
+        self.commands.mark_closed();
+        self.commands.send(Command::Terminate);
         self.join_dispatcher();
     }
 
@@ -521,23 +434,5 @@ impl Pool {
 impl Drop for Pool {
     fn drop(&mut self) {
         self.terminate();
-    }
-}
-
-fn new_job<T: Task>(items: Vec<Item>, stream: &Arc<Stream>) -> Job {
-    Job {
-        task: T::NAME,
-        items,
-        sink: Sink::Stream(Arc::clone(stream)),
-    }
-}
-
-/// Marks a call's stream cancelled when the call returns or its iterator
-/// is dropped, so the dispatcher drops work nobody will collect.
-pub(crate) struct CancelOnDrop(pub(crate) Arc<AtomicBool>);
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
     }
 }

@@ -4,28 +4,10 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::config::Config;
+use super::pool::Pool;
 use crate::error::{Error, ErrorKind, Result};
-use crate::pool::Pool;
 use crate::task::Task;
-
-/// How long a new worker may take to report that it is ready.
-pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Everything a pool was configured with.
-#[derive(Clone, Debug)]
-pub(crate) struct Config {
-    pub(crate) processes: usize,
-    pub(crate) program: Option<PathBuf>,
-    pub(crate) args: Vec<OsString>,
-    pub(crate) env: Vec<(OsString, OsString)>,
-    pub(crate) initializer: Option<(&'static str, Vec<u8>)>,
-    pub(crate) max_tasks_per_child: Option<u64>,
-    pub(crate) task_timeout: Option<Duration>,
-    pub(crate) retries: u32,
-    pub(crate) startup_timeout: Duration,
-    pub(crate) listen: Option<(String, Vec<u8>)>,
-    pub(crate) handle_interrupts: bool,
-}
 
 /// Configures and starts a [`Pool`]; made by [`Pool::builder`].
 ///
@@ -54,23 +36,23 @@ pub struct PoolBuilder {
     error: Option<Error>,
 }
 
+/// How a pool is made: the builder's way in, and its shortcut.
+impl Pool {
+    /// Options for a new pool.
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder::new()
+    }
+
+    /// A pool of `processes` workers with default options.
+    pub fn new(processes: usize) -> Result<Pool> {
+        Pool::builder().processes(processes).build()
+    }
+}
+
 impl PoolBuilder {
     pub(crate) fn new() -> PoolBuilder {
-        let processes = std::thread::available_parallelism().map_or(1, |n| n.get());
         PoolBuilder {
-            config: Config {
-                processes,
-                program: None,
-                args: Vec::new(),
-                env: Vec::new(),
-                initializer: None,
-                max_tasks_per_child: None,
-                task_timeout: None,
-                retries: 0,
-                startup_timeout: DEFAULT_STARTUP_TIMEOUT,
-                listen: None,
-                handle_interrupts: true,
-            },
+            config: Config::default(),
             error: None,
         }
     }
@@ -115,7 +97,7 @@ impl PoolBuilder {
 
     /// Runs `program` as the worker instead of re-executing this program;
     /// it must call [`pool::init()`](crate::init) or
-    /// [`pool::worker_main()`](crate::worker_main) and link the tasks it
+    /// `worker_bin::main()` (the `worker-bin` crate) and link the tasks it
     /// will be asked to run (`pool-worker` from the `worker-bin` crate is
     /// such a program).
     pub fn worker_program(mut self, program: impl Into<PathBuf>) -> PoolBuilder {
@@ -157,7 +139,7 @@ impl PoolBuilder {
     }
 
     /// How long a new worker may take to start and report that it is
-    /// ready (default [`DEFAULT_STARTUP_TIMEOUT`]); past that it is killed.
+    /// ready (default [`DEFAULT_STARTUP_TIMEOUT`](crate::DEFAULT_STARTUP_TIMEOUT)); past that it is killed.
     /// While [`build`](PoolBuilder::build) starts the pool, that fails the
     /// build with [`ErrorKind::Startup`]; a late replacement worker is
     /// replaced in turn, and only after three such failures in a row does
@@ -206,6 +188,6 @@ impl PoolBuilder {
                 "a pool needs at least one process, or `listen` for remote workers",
             ));
         }
-        crate::pool::start(self.config)
+        super::pool::start(self.config)
     }
 }

@@ -3,11 +3,11 @@
 use std::time::Instant;
 
 use super::{Dispatcher, Phase, REAP_WAIT};
-use crate::error::{Error, ErrorKind, Result};
-use crate::reader::{self, Event};
-use crate::spawn;
-use crate::wire;
-use crate::worker_slot::{Process, State, WorkerSlot};
+use crate::error::{Error, Result};
+use crate::parent::spawn;
+use crate::parent::worker_reader::{self, Event};
+use crate::parent::worker_slot::{Process, State, WorkerSlot};
+use crate::wire::{Initializer, ToWorker};
 
 impl Dispatcher {
     /// Quits a worker that has been given its share of tasks, once it has
@@ -17,10 +17,9 @@ impl Dispatcher {
             return;
         };
         let slot = &mut self.workers[index];
-        if slot.state == State::Ready && slot.items_sent >= limit && slot.in_flight.is_empty() {
-            tracing::debug!(worker = slot.id, "worker retiring after {limit} tasks");
-            slot.state = State::Retiring;
-            slot.send(&[wire::QUIT]);
+        if slot.state() == State::Ready && slot.items_sent() >= limit && slot.load().chunks == 0 {
+            tracing::debug!(worker = slot.id(), "worker retiring after {limit} tasks");
+            slot.retire();
         }
     }
 
@@ -61,15 +60,14 @@ impl Dispatcher {
             child: local.child,
             progress: local.progress,
         };
-        let mut slot = WorkerSlot::new(
+        self.workers.push(WorkerSlot::starting(
             id,
             Some(local.pid),
             process,
             local.conn,
-            State::Starting { deadline },
-        );
-        slot.reader = Some(local.reader);
-        self.workers.push(slot);
+            local.reader,
+            deadline,
+        ));
         self.publish_pids();
         Ok(())
     }
@@ -78,7 +76,7 @@ impl Dispatcher {
         if self.phase != Phase::Open || self.broken.is_some() {
             // Never waiting for it: a peer that does not read just loses
             // its connection without being told why.
-            let _ = conn.try_send_bytes(&[wire::QUIT]);
+            let _ = conn.try_send_bytes(&ToWorker::Quit.encode());
             return;
         }
         let id = self.next_worker_id;
@@ -88,22 +86,21 @@ impl Dispatcher {
             .try_clone()
             .map_err(|err| err.to_string())
             .and_then(|reader_conn| {
-                reader::start(id, reader_conn, setup, None, self.events_tx.clone())
+                worker_reader::start(id, reader_conn, setup, None, self.events_tx.clone())
                     .map_err(|err| err.to_string())
             });
         match started {
             Ok(reader) => {
                 tracing::debug!(worker = id, %peer, "remote worker joined");
                 let deadline = Instant::now() + self.config.startup_timeout;
-                let mut slot = WorkerSlot::new(
+                self.workers.push(WorkerSlot::starting(
                     id,
                     None,
                     Process::Remote { peer },
                     conn,
-                    State::Starting { deadline },
-                );
-                slot.reader = Some(reader);
-                self.workers.push(slot);
+                    reader,
+                    deadline,
+                ));
             }
             Err(err) => tracing::warn!(%peer, %err, "remote worker could not be set up"),
         }
@@ -114,18 +111,20 @@ impl Dispatcher {
             .config
             .initializer
             .as_ref()
-            .map(|(name, input)| (*name, input.as_slice()));
-        wire::setup(id, initializer)
+            .map(|(name, input)| Initializer { name, input });
+        ToWorker::Setup {
+            worker_id: id,
+            initializer,
+        }
+        .encode()
     }
 
     pub(super) fn terminate(&mut self) {
         self.phase = Phase::Terminating;
-        self.fail_queued(|| Error::new(ErrorKind::Closed, "the pool was terminated"));
+        self.fail_queued(Error::terminated);
         for slot in &mut self.workers {
             slot.kill();
-            for in_flight in &mut slot.in_flight {
-                in_flight.fail_all(|| Error::new(ErrorKind::Closed, "the pool was terminated"));
-            }
+            slot.fail_in_flight(Error::terminated);
         }
     }
 
@@ -135,13 +134,12 @@ impl Dispatcher {
         if !self.queue.is_empty() {
             return false;
         }
-        if self.workers.iter().any(|w| !w.in_flight.is_empty()) {
+        if self.workers.iter().any(|w| w.load().chunks > 0) {
             return false;
         }
         for slot in &mut self.workers {
-            if slot.state != State::Retiring && slot.state != State::Doomed {
-                slot.state = State::Retiring;
-                slot.send(&[wire::QUIT]);
+            if !matches!(slot.state(), State::Retiring | State::Doomed) {
+                slot.retire();
             }
         }
         self.workers.is_empty()
@@ -151,7 +149,7 @@ impl Dispatcher {
     /// so that local workers are reaped before the pool is gone.
     pub(super) fn wait_for_workers(&mut self) {
         for slot in &mut self.workers {
-            if slot.state != State::Retiring {
+            if slot.state() != State::Retiring {
                 slot.kill();
             }
         }
@@ -190,7 +188,7 @@ impl Dispatcher {
             .workers
             .iter()
             .filter(|w| w.is_live())
-            .filter_map(|w| w.pid)
+            .filter_map(|w| w.pid())
             .collect();
         *self.pids.lock().unwrap_or_else(|p| p.into_inner()) = pids;
     }

@@ -1,79 +1,13 @@
 //! [`AsyncResult`]: the handle `apply_async` returns.
 
 use std::marker::PhantomData;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
+use super::sink::Slot;
 use crate::error::{Error, ErrorKind, Result};
-use crate::job::Outcome;
-
-/// Where one task's result lands. The condition variable is signalled only
-/// when someone waits, so completing a result nobody is blocked on costs
-/// no system call.
-pub(crate) struct Slot {
-    state: Mutex<SlotState>,
-    ready: Condvar,
-}
-
-#[derive(Default)]
-struct SlotState {
-    outcome: Option<Outcome>,
-    waiters: usize,
-}
-
-impl Slot {
-    pub(crate) fn new() -> Arc<Slot> {
-        Arc::new(Slot {
-            state: Mutex::new(SlotState::default()),
-            ready: Condvar::new(),
-        })
-    }
-
-    fn lock(&self) -> MutexGuard<'_, SlotState> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-    }
-
-    /// Stores the outcome; the first one wins.
-    pub(crate) fn complete(&self, outcome: Outcome) {
-        let mut state = self.lock();
-        if state.outcome.is_none() {
-            state.outcome = Some(outcome);
-            if state.waiters > 0 {
-                self.ready.notify_all();
-            }
-        }
-    }
-
-    /// Waits until the outcome is there or `timeout` passes; returns the
-    /// guard, with the outcome if it arrived.
-    fn wait(&self, timeout: Option<Duration>) -> MutexGuard<'_, SlotState> {
-        let deadline = timeout.map(|t| Instant::now() + t);
-        let mut state = self.lock();
-        while state.outcome.is_none() {
-            state.waiters += 1;
-            state = match deadline {
-                None => self.ready.wait(state).unwrap_or_else(|p| p.into_inner()),
-                Some(deadline) => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        state.waiters -= 1;
-                        break;
-                    }
-                    self.ready
-                        .wait_timeout(state, left)
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0
-                }
-            };
-            state.waiters -= 1;
-        }
-        state
-    }
-}
 
 /// The result of [`Pool::apply_async`](crate::Pool::apply_async), available
 /// once the task has run (Python's `AsyncResult`).
@@ -186,7 +120,7 @@ mod tests {
         let message = Arc::new(connection::encode(&7u32).unwrap());
         let len = message.len();
         let waiter = std::thread::spawn(move || result.get(None).map_err(|e| e.to_string()));
-        slot.complete(Ok(crate::job::Payload::new(message, 0..len)));
+        slot.complete(Ok(crate::parent::sink::Payload::new(message, 0..len)));
         assert_eq!(waiter.join().unwrap(), Ok(7));
     }
 

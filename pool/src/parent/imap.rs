@@ -1,14 +1,14 @@
 //! [`Imap`] and [`ImapUnordered`]: lazy maps over possibly endless inputs.
 
 use std::collections::VecDeque;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use crossbeam_channel::{unbounded, Receiver};
 
+use super::command::Commands;
+use super::job::{decode_output, encode_input, Item, Job};
+use super::sink::{CancelOnDrop, Delivery, Stream};
 use crate::error::{Error, ErrorKind, Result};
-use crate::job::{Delivery, Item, Job, Sink, Stream};
-use crate::pool::{decode_output, encode_input, CancelOnDrop, Pool};
 use crate::task::Task;
 
 /// Inputs taken from the iterator per submission, so that a slow iterator
@@ -18,7 +18,16 @@ const SUBMIT_GROUP: usize = 64;
 /// worker's queue full while results travel back.
 const MIN_WINDOW: usize = 1024;
 
-/// The iterator [`Pool::imap`] returns: results in input order.
+/// In which order an [`Imap`] yields its results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Order {
+    /// The order of the inputs (`imap`).
+    Input,
+    /// The order they complete in (`imap_unordered`).
+    Completion,
+}
+
+/// The iterator [`Pool::imap`](crate::Pool::imap) returns: results in input order.
 ///
 /// # Examples
 ///
@@ -37,10 +46,10 @@ const MIN_WINDOW: usize = 1024;
 /// }
 /// ```
 pub struct Imap<'p, T: Task, I: Iterator<Item = T::Input>> {
-    pool: &'p Pool,
+    commands: &'p Commands,
     inputs: I,
     inputs_done: bool,
-    ordered: bool,
+    order: Order,
     chunksize: usize,
     stream: Arc<Stream>,
     results: Receiver<Vec<Delivery>>,
@@ -59,18 +68,18 @@ pub struct Imap<'p, T: Task, I: Iterator<Item = T::Input>> {
 }
 
 impl<'p, T: Task, I: Iterator<Item = T::Input>> Imap<'p, T, I> {
-    pub(crate) fn new(pool: &'p Pool, task: T, inputs: I, ordered: bool) -> Imap<'p, T, I> {
+    pub(crate) fn new(commands: &'p Commands, task: T, inputs: I, order: Order) -> Imap<'p, T, I> {
         let (sender, results) = unbounded();
-        let (stream, cancel): (Arc<Stream>, Arc<AtomicBool>) = Stream::new(sender);
+        let (stream, cancel) = Stream::new(sender);
         Imap {
-            pool,
+            commands,
             inputs,
             inputs_done: false,
-            ordered,
+            order,
             chunksize: 1,
             stream,
             results,
-            _cancel: CancelOnDrop(cancel),
+            _cancel: cancel,
             next_input: 0,
             outstanding: 0,
             next_yield: 0,
@@ -90,7 +99,7 @@ impl<'p, T: Task, I: Iterator<Item = T::Input>> Imap<'p, T, I> {
     }
 
     fn window(&self) -> usize {
-        MIN_WINDOW.max(self.chunksize * 4 * self.pool.processes().max(1))
+        MIN_WINDOW.max(self.chunksize * 4 * self.commands.processes().max(1))
     }
 
     /// Takes inputs from the iterator and submits them, up to the window.
@@ -112,11 +121,7 @@ impl<'p, T: Task, I: Iterator<Item = T::Input>> Imap<'p, T, I> {
             self.outstanding += 1;
             taken += 1;
             match encode_input::<T>(&input, index) {
-                Ok(input) => items.push(Item {
-                    index,
-                    input,
-                    deaths: 0,
-                }),
+                Ok(input) => items.push(Item::new(index, input)),
                 Err(err) => self.place(Delivery {
                     index,
                     outcome: Err(err),
@@ -130,20 +135,16 @@ impl<'p, T: Task, I: Iterator<Item = T::Input>> Imap<'p, T, I> {
             jobs.push(self.job(items));
         }
         if !jobs.is_empty() {
-            self.pool.submit(jobs);
+            self.commands.submit(jobs);
         }
     }
 
     fn job(&self, items: Vec<Item>) -> Job {
-        Job {
-            task: T::NAME,
-            items,
-            sink: Sink::Stream(Arc::clone(&self.stream)),
-        }
+        Job::streamed::<T>(items, &self.stream)
     }
 
     fn place(&mut self, delivery: Delivery) {
-        if !self.ordered {
+        if self.order == Order::Completion {
             self.ready.push_back(delivery);
             return;
         }
@@ -159,7 +160,7 @@ impl<'p, T: Task, I: Iterator<Item = T::Input>> Imap<'p, T, I> {
     }
 
     fn take_ready(&mut self) -> Option<Delivery> {
-        if !self.ordered {
+        if self.order == Order::Completion {
             return self.ready.pop_front();
         }
         if !matches!(self.reorder.front(), Some(Some(_))) {
@@ -210,7 +211,7 @@ impl<'p, T: Task, I: Iterator<Item = T::Input>> Imap<'p, T, I> {
     }
 
     fn pool_closed(&self) -> bool {
-        self.next_input == 0 && self.pool.is_closed()
+        self.next_input == 0 && self.commands.is_closed()
     }
 }
 
@@ -223,7 +224,7 @@ impl<T: Task, I: Iterator<Item = T::Input>> Iterator for Imap<'_, T, I> {
     }
 }
 
-/// The iterator [`Pool::imap_unordered`] returns: `(index, output)` pairs
+/// The iterator [`Pool::imap_unordered`](crate::Pool::imap_unordered) returns: `(index, output)` pairs
 /// in the order they complete.
 ///
 /// # Examples

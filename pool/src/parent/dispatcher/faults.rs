@@ -5,28 +5,25 @@ use std::time::{Duration, Instant};
 
 use super::{Dispatcher, MAX_START_FAILURES};
 use crate::error::{Error, ErrorKind};
-use crate::job::{Item, Job, Sink};
-use crate::reader::WorkerEnd;
-use crate::trace;
-use crate::worker_slot::{Culprit, Process, State};
+use crate::parent::job::Job;
+use crate::parent::trace;
+use crate::parent::worker_reader::WorkerEnd;
+use crate::parent::worker_slot::{Culprit, State, TakenBack};
 
 impl Dispatcher {
     pub(super) fn on_lost(&mut self, worker: u32, end: WorkerEnd) {
-        let Some(index) = self.workers.iter().position(|w| w.id == worker) else {
+        let Some(index) = self.workers.iter().position(|w| w.id() == worker) else {
             return;
         };
         let mut slot = self.workers.swap_remove(index);
-        if let Some(reader) = slot.reader.take() {
-            let _ = reader.join();
-        }
+        slot.join_reader();
         self.publish_pids();
         let description = end.describe();
-        if let Process::Remote { peer } = &slot.process {
-            tracing::debug!(worker, %peer, how = %description, "remote worker left");
-        } else {
-            tracing::debug!(worker, how = %description, "worker ended");
+        match slot.peer() {
+            Some(peer) => tracing::debug!(worker, %peer, how = %description, "remote worker left"),
+            None => tracing::debug!(worker, how = %description, "worker ended"),
         }
-        match slot.state {
+        match slot.state() {
             State::Starting { .. } => {
                 // A program that does not call pool::init() exits (or is
                 // killed at the deadline); a signal here comes from outside.
@@ -47,62 +44,52 @@ impl Dispatcher {
                 }
             }
             State::Ready => {
-                let (culprit, rest) = slot.take_work();
-                let died = culprit.map(|(mut item, task, sink, span)| {
-                    item.deaths += 1;
-                    let err = Error::new(
-                        ErrorKind::WorkerDied,
-                        format!("{description} while running this task"),
-                    )
-                    .with_worker(slot.info());
-                    (item, task, sink, span, err)
-                });
-                self.requeue_after_death(rest, died);
+                let err = Error::new(
+                    ErrorKind::WorkerDied,
+                    format!("{description} while running this task"),
+                )
+                .with_worker(slot.info());
+                let taken = slot.take_back();
+                self.requeue_after_death(taken, err);
             }
             State::Retiring | State::Doomed => {}
         }
     }
 
-    pub(super) fn requeue_after_death(
-        &mut self,
-        rest: Vec<Job>,
-        died: Option<(Item, &'static str, Sink, tracing::Span, Error)>,
-    ) {
-        let mut culprit = None;
-        if let Some((item, task, sink, span, err)) = died {
-            if item.deaths > self.config.retries {
-                let err = err.with_task(task).with_index(item.index);
-                trace::record_error(&span, &err);
-                self.deliveries.push(&sink, item.index, Err(err));
-            } else {
-                trace::record_requeued(&span);
-                culprit = Some((item, task, sink));
+    /// Requeues what a dead worker held; the input it was running fails
+    /// with `err` once it has killed more workers than retries allow.
+    pub(super) fn requeue_after_death(&mut self, taken: TakenBack, err: Error) {
+        let culprit = taken.culprit.and_then(|mut culprit| {
+            culprit.item.deaths += 1;
+            if culprit.item.deaths <= self.config.retries {
+                return Some(culprit);
             }
-        }
-        self.requeue(rest, culprit);
+            let err = err.with_task(culprit.task).with_index(culprit.item.index);
+            trace::record_error(&culprit.span, &err);
+            self.deliveries
+                .push(&culprit.sink, culprit.item.index, Err(err));
+            None
+        });
+        self.requeue(taken.unstarted, culprit);
     }
 
-    /// [`requeue`](Self::requeue) for work just taken from a worker: the
-    /// running input's span ends as requeued.
-    pub(super) fn requeue_culprit(&mut self, rest: Vec<Job>, culprit: Option<Culprit>) {
-        let culprit = culprit.map(|(item, task, sink, span)| {
-            trace::record_requeued(&span);
-            (item, task, sink)
-        });
-        self.requeue(rest, culprit);
+    /// [`requeue`](Self::requeue) for everything taken back from a worker.
+    pub(super) fn requeue_taken_back(&mut self, taken: TakenBack) {
+        self.requeue(taken.unstarted, taken.culprit);
     }
 
     /// Puts work back at the front of the queue, in its original order
-    /// (the input that was running first).
-    pub(super) fn requeue(&mut self, rest: Vec<Job>, culprit: Option<(Item, &'static str, Sink)>) {
-        for job in rest.into_iter().rev() {
+    /// (the input that was running first); its span ends as requeued.
+    fn requeue(&mut self, unstarted: Vec<Job>, culprit: Option<Culprit>) {
+        for job in unstarted.into_iter().rev() {
             self.queue.push_front(job);
         }
-        if let Some((item, task, sink)) = culprit {
+        if let Some(culprit) = culprit {
+            trace::record_requeued(&culprit.span);
             self.queue.push_front(Job {
-                task,
-                items: vec![item],
-                sink,
+                task: culprit.task,
+                items: vec![culprit.item],
+                sink: culprit.sink,
             });
         }
         if let Some(err) = self.broken.clone() {
@@ -117,7 +104,7 @@ impl Dispatcher {
         let startup = self
             .workers
             .iter()
-            .filter_map(|w| match w.state {
+            .filter_map(|w| match w.state() {
                 State::Starting { deadline } => Some(deadline.saturating_duration_since(now)),
                 _ => None,
             })
@@ -125,7 +112,7 @@ impl Dispatcher {
         let tick = self.config.task_timeout.and_then(|timeout| {
             self.workers
                 .iter()
-                .any(|w| w.in_flight_items > 0)
+                .any(|w| w.load().items > 0)
                 .then(|| (timeout / 10).clamp(Duration::from_millis(1), Duration::from_millis(100)))
         });
         match (startup, tick) {
@@ -140,21 +127,10 @@ impl Dispatcher {
         let mut late = Vec::new();
         let mut overdue = Vec::new();
         for slot in &mut self.workers {
-            match slot.state {
-                State::Starting { deadline } if now >= deadline => late.push(slot.id),
-                State::Ready => {
-                    let Some(timeout) = self.config.task_timeout else {
-                        continue;
-                    };
-                    match (slot.running_seq(), slot.watch) {
-                        (None, _) => slot.watch = None,
-                        (Some(seq), Some((watched, since))) if seq == watched => {
-                            if now - since >= timeout {
-                                overdue.push(slot.id);
-                            }
-                        }
-                        (Some(seq), _) => slot.watch = Some((seq, now)),
-                    }
+            match (slot.state(), self.config.task_timeout) {
+                (State::Starting { deadline }, _) if now >= deadline => late.push(slot.id()),
+                (State::Ready, Some(timeout)) if slot.overran(timeout, now) => {
+                    overdue.push(slot.id())
                 }
                 _ => {}
             }
@@ -202,27 +178,28 @@ impl Dispatcher {
         };
         let info = slot.info();
         slot.kill();
-        let (culprit, rest) = slot.take_work();
+        let taken = slot.take_back();
         tracing::debug!(worker, "task timed out; worker killed");
-        if let Some((item, task, sink, span)) = culprit {
+        if let Some(culprit) = taken.culprit {
             let err = Error::new(
                 ErrorKind::Timeout,
                 format!("ran longer than {timeout:?}; its worker was killed"),
             )
-            .with_task(task)
-            .with_index(item.index)
+            .with_task(culprit.task)
+            .with_index(culprit.item.index)
             .with_worker(info);
-            trace::record_error(&span, &err);
-            self.deliveries.push(&sink, item.index, Err(err));
+            trace::record_error(&culprit.span, &err);
+            self.deliveries
+                .push(&culprit.sink, culprit.item.index, Err(err));
         }
-        self.requeue(rest, None);
+        self.requeue(taken.unstarted, None);
     }
 
     pub(super) fn kill_worker(&mut self, worker: u32) {
         if let Some(slot) = self.worker_mut(worker) {
             slot.kill();
-            let (culprit, rest) = slot.take_work();
-            self.requeue_culprit(rest, culprit);
+            let taken = slot.take_back();
+            self.requeue_taken_back(taken);
         }
     }
 
@@ -234,18 +211,16 @@ impl Dispatcher {
         let mut had_work = !self.queue.is_empty();
         self.fail_queued(interrupted);
         for slot in &mut self.workers {
-            if slot.in_flight.is_empty() {
+            if slot.load().chunks == 0 {
                 continue;
             }
             had_work = true;
-            for in_flight in &mut slot.in_flight {
-                in_flight.fail_all(interrupted);
-            }
+            slot.fail_in_flight(interrupted);
             // A remote worker's results are discarded as they come, since
             // its chunks stay in place with their inputs answered.
             if slot.is_local() {
                 slot.kill();
-                let _ = slot.take_work();
+                let _ = slot.take_back();
             }
         }
         had_work

@@ -9,7 +9,7 @@
 //! chunk, and one running long tasks holds at most two chunks.
 //!
 //! The dispatcher never waits for a worker to read: batches go out through
-//! each worker's [`Outbox`](crate::outbox::Outbox).
+//! each worker's outbox (`parent/outbox.rs`).
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -21,13 +21,15 @@ use crossbeam_channel::{select, Receiver, Sender};
 mod faults;
 mod lifecycle;
 
-use crate::builder::Config;
+use super::command::Command;
+use super::config::Config;
+use super::job::Job;
+use super::sink::Deliveries;
+use super::spawn;
+use super::worker_reader::Event;
+use super::worker_slot::{State, WorkerSlot};
 use crate::error::{Error, ErrorKind, Result};
-use crate::job::{Deliveries, Job, Payload};
-use crate::reader::Event;
-use crate::spawn;
-use crate::trace;
-use crate::worker_slot::{InFlight, State, WorkerSlot};
+use crate::wire::ItemOutcome;
 
 /// How much work (by recent input durations) to keep queued per worker.
 const QUEUE_TARGET: Duration = Duration::from_millis(2);
@@ -44,19 +46,6 @@ const REAP_WAIT: Duration = Duration::from_secs(5);
 /// fail to become ready (killed from outside, too slow on a loaded
 /// machine) before the pool gives up on starting workers.
 const MAX_START_FAILURES: u32 = 3;
-
-/// What a pool handle asks of its dispatcher.
-pub(crate) enum Command {
-    Submit(Job),
-    SubmitMany(Vec<Job>),
-    /// Finish the queued work, then stop the workers.
-    Close,
-    /// Stop the workers now, failing unfinished work.
-    Terminate,
-    /// Ctrl-C: fail unfinished work with `Interrupted`; replies whether
-    /// there was any.
-    Interrupt(Sender<bool>),
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -75,8 +64,8 @@ pub(crate) struct Dispatcher {
     workers: Vec<WorkerSlot>,
     next_worker_id: u32,
     next_chunk_id: u64,
+    /// The number each task's name is sent as, once defined.
     task_numbers: HashMap<&'static str, u32>,
-    task_names: Vec<&'static str>,
     /// Recent time per input, in nanoseconds, if any input has run yet.
     nanos_per_item: Option<f64>,
     phase: Phase,
@@ -109,7 +98,6 @@ impl Dispatcher {
             next_worker_id: 1,
             next_chunk_id: 1,
             task_numbers: HashMap::new(),
-            task_names: Vec::new(),
             nanos_per_item: None,
             phase: Phase::Open,
             broken: None,
@@ -132,7 +120,7 @@ impl Dispatcher {
             && self
                 .workers
                 .iter()
-                .any(|w| matches!(w.state, State::Starting { .. }))
+                .any(|w| matches!(w.state(), State::Starting { .. }))
         {
             let timeout = self.next_wakeup().unwrap_or(Duration::from_millis(100));
             if let Ok(event) = self.events.recv_timeout(timeout) {
@@ -183,7 +171,7 @@ impl Dispatcher {
             }
         }
         self.deliveries.flush();
-        self.fail_queued(|| Error::new(ErrorKind::Closed, "the pool was terminated"));
+        self.fail_queued(Error::terminated);
         self.wait_for_workers();
         // Anything submitted in the meantime is answered by Job's Drop.
         while self.commands.try_recv().is_ok() {}
@@ -229,7 +217,7 @@ impl Dispatcher {
         if let Some(err) = &self.broken {
             job.fail_all(|_| err.clone());
         } else if self.phase == Phase::Terminating {
-            job.fail_all(|_| Error::new(ErrorKind::Closed, "the pool was terminated"));
+            job.fail_all(|_| Error::terminated());
         } else {
             self.queue.push_back(job);
         }
@@ -243,10 +231,7 @@ impl Dispatcher {
                 wants_indices,
             } => {
                 if let Some(slot) = self.worker_mut(worker) {
-                    if matches!(slot.state, State::Starting { .. }) {
-                        slot.state = State::Ready;
-                        slot.pid.get_or_insert(pid);
-                        slot.wants_indices = wants_indices;
+                    if slot.mark_ready(pid, wants_indices) {
                         tracing::debug!(worker, pid, wants_indices, "worker ready");
                         if slot.is_local() {
                             self.start_failures = 0;
@@ -288,10 +273,7 @@ impl Dispatcher {
         worker: u32,
         message: Arc<Vec<u8>>,
         busy_nanos: u64,
-        outcomes: Vec<(
-            u64,
-            std::result::Result<std::ops::Range<usize>, crate::task::TaskFailure>,
-        )>,
+        outcomes: Vec<ItemOutcome>,
     ) {
         if !outcomes.is_empty() {
             let sample = busy_nanos as f64 / outcomes.len() as f64;
@@ -300,69 +282,19 @@ impl Dispatcher {
                 None => sample,
             });
         }
-        let Some(index) = self.workers.iter().position(|w| w.id == worker) else {
+        let Some(index) = self.workers.iter().position(|w| w.id() == worker) else {
             return;
         };
         let slot = &mut self.workers[index];
-        let info = slot.info();
-        let mut outcomes = outcomes.into_iter();
-        let mut misaligned = false;
-        while let Some(front) = slot.in_flight.front() {
-            let expected = front.items;
-            let chunk_id = front.id;
-            let chunk: Vec<_> = outcomes.by_ref().take(expected as usize).collect();
-            if chunk.is_empty() {
-                break;
-            }
-            if chunk.len() as u64 != expected || chunk.iter().any(|(id, _)| *id != chunk_id) {
-                misaligned = true;
-                break;
-            }
-            let Some(mut done) = slot.in_flight.pop_front() else {
-                break;
-            };
-            slot.in_flight_items -= done.items;
-            slot.in_flight_bytes -= done.bytes;
-            slot.items_answered += done.items;
-            let task = done.job.task;
-            let items = std::mem::take(&mut done.job.items);
-            if tracing::enabled!(tracing::Level::DEBUG) {
-                tracing::debug!(
-                    worker,
-                    chunk = chunk_id,
-                    task,
-                    items = items.len(),
-                    "chunk done"
-                );
-            }
-            let mut spans = std::mem::take(&mut done.spans).into_iter();
-            for (item, (_, outcome)) in items.into_iter().zip(chunk) {
-                let outcome = match outcome {
-                    Ok(range) => Ok(Payload::new(Arc::clone(&message), range)),
-                    Err(failure) => Err(Error::new(failure.kind.error_kind(), failure.message)
-                        .with_task(task)
-                        .with_index(item.index)
-                        .with_worker(info)),
-                };
-                // None unless the chunk was sent with DEBUG enabled. The
-                // span stays entered while the result is handed over and
-                // closes right after.
-                let span = spans.next();
-                let _entered = span.as_ref().map(|span| {
-                    trace::record_outcome(span, &outcome);
-                    span.enter()
-                });
-                self.deliveries.push(&done.job.sink, item.index, outcome);
-            }
-        }
-        if misaligned && slot.state != State::Doomed {
+        let completed = slot.complete_chunks(&message, outcomes, &mut self.deliveries);
+        if completed.is_err() && slot.state() != State::Doomed {
             tracing::warn!(
                 worker,
                 "results do not match the tasks sent; replacing the worker"
             );
             slot.kill();
-            let (culprit, rest) = slot.take_work();
-            self.requeue_culprit(rest, culprit);
+            let taken = slot.take_back();
+            self.requeue_taken_back(taken);
         }
         self.retire_if_due(index);
     }
@@ -379,15 +311,13 @@ impl Dispatcher {
                 self.queue.pop_front();
             }
             let Some(job) = self.queue.front() else { break };
-            let items = job.items.len() as u64;
-            let bytes = job.input_bytes();
-            let Some(index) = self.pick_worker(items, bytes) else {
+            let Some(index) = self.pick_worker(job.items.len() as u64, job.input_bytes()) else {
                 break;
             };
             let Some(job) = self.queue.pop_front() else {
                 break;
             };
-            self.assign(index, job, items, bytes);
+            self.assign(index, job);
             touched = true;
         }
         if touched {
@@ -402,82 +332,38 @@ impl Dispatcher {
             .iter()
             .enumerate()
             .filter(|(_, w)| {
-                w.state == State::Ready && limit.map_or(true, |limit| w.items_sent < limit)
+                w.state() == State::Ready && limit.map_or(true, |limit| w.items_sent() < limit)
             })
             .filter(|(_, w)| {
-                if w.in_flight.is_empty() {
+                let load = w.load();
+                if load.chunks == 0 {
                     return true;
                 }
                 // Without a measure of task time, or with tasks too long to
                 // queue many, hold one chunk in reserve and no more.
-                let queued_work =
-                    nanos.map_or(f64::INFINITY, |n| n * (w.in_flight_items + items) as f64);
-                let fits_time =
-                    queued_work <= QUEUE_TARGET.as_nanos() as f64 || w.in_flight.len() < 2;
+                let queued_work = nanos.map_or(f64::INFINITY, |n| n * (load.items + items) as f64);
+                let fits_time = queued_work <= QUEUE_TARGET.as_nanos() as f64 || load.chunks < 2;
                 fits_time
-                    && w.in_flight_items + items <= MAX_QUEUED_ITEMS
-                    && w.in_flight_bytes + bytes <= MAX_QUEUED_BYTES
+                    && load.items + items <= MAX_QUEUED_ITEMS
+                    && load.bytes + bytes <= MAX_QUEUED_BYTES
             })
-            .min_by_key(|(_, w)| w.in_flight_items)
+            .min_by_key(|(_, w)| w.load().items)
             .map(|(index, _)| index)
     }
 
-    fn assign(&mut self, index: usize, job: Job, items: u64, bytes: usize) {
+    /// Gives `job` to the worker at `index`, as the next chunk of its batch.
+    fn assign(&mut self, index: usize, job: Job) {
         let number = match self.task_numbers.get(job.task) {
             Some(&number) => number,
             None => {
-                let number = self.task_names.len() as u32;
-                self.task_names.push(job.task);
+                let number = self.task_numbers.len() as u32;
                 self.task_numbers.insert(job.task, number);
                 number
             }
         };
         let chunk_id = self.next_chunk_id;
         self.next_chunk_id += 1;
-        let slot = &mut self.workers[index];
-        if slot.known_tasks.len() <= number as usize {
-            slot.known_tasks.resize(number as usize + 1, false);
-        }
-        if !slot.known_tasks[number as usize] {
-            slot.known_tasks[number as usize] = true;
-            slot.batch.define_task(number, job.task);
-        }
-        slot.batch.chunk(
-            chunk_id,
-            number,
-            slot.wants_indices,
-            job.items
-                .iter()
-                .map(|item| (item.index, item.input.as_slice())),
-        );
-        // One check per chunk: untraced, a chunk costs no span at all.
-        let spans = if tracing::enabled!(tracing::Level::DEBUG) {
-            tracing::debug!(
-                worker = slot.id,
-                chunk = chunk_id,
-                task = job.task,
-                items,
-                "chunk sent"
-            );
-            job.items
-                .iter()
-                .map(|item| trace::task_span(job.task, item.index, slot.id, chunk_id))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let first_seq = slot.items_sent + 1;
-        slot.items_sent += items;
-        slot.in_flight_items += items;
-        slot.in_flight_bytes += bytes;
-        slot.in_flight.push_back(InFlight {
-            id: chunk_id,
-            job,
-            items,
-            bytes,
-            first_seq,
-            spans,
-        });
+        self.workers[index].push_chunk(chunk_id, number, job);
     }
 
     fn send_batches(&mut self) {
@@ -487,6 +373,6 @@ impl Dispatcher {
     }
 
     fn worker_mut(&mut self, worker: u32) -> Option<&mut WorkerSlot> {
-        self.workers.iter_mut().find(|w| w.id == worker)
+        self.workers.iter_mut().find(|w| w.id() == worker)
     }
 }

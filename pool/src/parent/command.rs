@@ -1,0 +1,75 @@
+//! What pool handles ask of the dispatcher, and the sending end they share.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crossbeam_channel::Sender;
+
+use super::job::Job;
+use crate::error::{Error, ErrorKind, Result};
+
+/// A request to the dispatcher.
+pub(crate) enum Command {
+    Submit(Job),
+    SubmitMany(Vec<Job>),
+    /// Finish the queued work, then stop the workers.
+    Close,
+    /// Stop the workers now, failing unfinished work.
+    Terminate,
+    /// Ctrl-C: fail unfinished work with `Interrupted`; replies whether
+    /// there was any.
+    Interrupt(Sender<bool>),
+}
+
+/// The way into a pool's dispatcher, for the pool and the iterators it
+/// lends out.
+pub(crate) struct Commands {
+    sender: Sender<Command>,
+    closed: AtomicBool,
+    /// The number of local workers, which sizes chunks and windows.
+    processes: usize,
+}
+
+impl Commands {
+    pub(crate) fn new(sender: Sender<Command>, processes: usize) -> Commands {
+        Commands {
+            sender,
+            closed: AtomicBool::new(false),
+            processes,
+        }
+    }
+
+    pub(crate) fn processes(&self) -> usize {
+        self.processes
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn check_open(&self) -> Result<()> {
+        match self.is_closed() {
+            true => Err(Error::new(ErrorKind::Closed, "the pool was closed")),
+            false => Ok(()),
+        }
+    }
+
+    /// Sends `command`. A dispatcher that has gone hands the command back,
+    /// dropped here: its jobs then answer their callers with `Closed`.
+    pub(crate) fn send(&self, command: Command) {
+        let _ = self.sender.send(command);
+    }
+
+    pub(crate) fn submit(&self, jobs: Vec<Job>) {
+        self.send(Command::SubmitMany(jobs));
+    }
+
+    /// Marks the pool closed; returns whether it was open until now.
+    pub(crate) fn mark_closed(&self) -> bool {
+        !self.closed.swap(true, Ordering::Relaxed)
+    }
+
+    /// For the Ctrl-C handler, which outlives no pool but needs its own copy.
+    pub(crate) fn sender(&self) -> Sender<Command> {
+        self.sender.clone()
+    }
+}

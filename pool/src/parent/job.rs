@@ -1,0 +1,105 @@
+//! Jobs: chunks of encoded inputs on their way from a pool call to the
+//! workers, and the encoding and decoding each call does at its ends.
+
+use std::sync::Arc;
+
+use super::sink::{Delivery, Sink, Stream};
+use crate::error::{Error, ErrorKind, Result};
+use crate::task::Task;
+use crate::wire;
+
+/// One input of a job.
+pub(crate) struct Item {
+    pub(crate) index: usize,
+    pub(crate) input: Vec<u8>,
+    /// How many times a worker died while running this input.
+    pub(crate) deaths: u32,
+}
+
+impl Item {
+    pub(crate) fn new(index: usize, input: Vec<u8>) -> Item {
+        Item {
+            index,
+            input,
+            deaths: 0,
+        }
+    }
+}
+
+/// A chunk of inputs for one task, run by one worker in one go.
+pub(crate) struct Job {
+    pub(crate) task: &'static str,
+    pub(crate) items: Vec<Item>,
+    pub(crate) sink: Sink,
+}
+
+impl Job {
+    /// A job of `T` whose results go to `stream`.
+    pub(crate) fn streamed<T: Task>(items: Vec<Item>, stream: &Arc<Stream>) -> Job {
+        Job {
+            task: T::NAME,
+            items,
+            sink: Sink::Stream(Arc::clone(stream)),
+        }
+    }
+
+    pub(crate) fn input_bytes(&self) -> usize {
+        self.items.iter().map(|item| item.input.len()).sum()
+    }
+
+    /// Fails every input still in the job with errors made by `error`.
+    pub(crate) fn fail_all(&mut self, error: impl Fn(&Item) -> Error) {
+        for item in std::mem::take(&mut self.items) {
+            let err = error(&item).with_task(self.task).with_index(item.index);
+            self.sink.deliver_now(item.index, Err(err));
+        }
+    }
+}
+
+/// A job dropped with inputs still in it (the pool stopped, or a thread
+/// unwound) answers them, so that no caller waits forever.
+impl Drop for Job {
+    fn drop(&mut self) {
+        if !self.items.is_empty() && !self.sink.is_cancelled() {
+            self.fail_all(|_| {
+                Error::new(
+                    ErrorKind::Closed,
+                    "the pool stopped before running this task",
+                )
+            });
+        }
+    }
+}
+
+/// Python's automatic chunk size: inputs spread over four chunks per worker.
+pub(crate) fn auto_chunksize(inputs: usize, processes: usize) -> usize {
+    inputs.div_ceil(4 * processes.max(1)).max(1)
+}
+
+/// Encodes input `index` of a call to `T`.
+pub(crate) fn encode_input<T: Task>(input: &T::Input, index: usize) -> Result<Vec<u8>> {
+    let encoded = connection::encode(input).map_err(|err| {
+        Error::from_connection(err, "encode the input")
+            .with_task(T::NAME)
+            .with_index(index)
+    })?;
+    if !wire::fits(encoded.len()) {
+        return Err(Error::new(
+            ErrorKind::Encode,
+            format!("input of {} bytes is too large", encoded.len()),
+        )
+        .with_task(T::NAME)
+        .with_index(index));
+    }
+    Ok(encoded)
+}
+
+/// Decodes a result of a call to `T`.
+pub(crate) fn decode_output<T: Task>(delivery: Delivery) -> Result<T::Output> {
+    let payload = delivery.outcome?;
+    connection::decode(payload.bytes()).map_err(|err| {
+        Error::from_connection(err, "decode the output")
+            .with_task(T::NAME)
+            .with_index(delivery.index)
+    })
+}

@@ -1,0 +1,33 @@
+//! The parent side: what runs in the process that owns a pool.
+//!
+//! The [`Pool`] handle and its iterators and result handles talk to one
+//! dispatcher thread per pool through [`Command`](command::Command)s. The
+//! dispatcher owns the queue and a [`WorkerSlot`](worker_slot::WorkerSlot)
+//! per worker; each worker also has a reader thread (`worker_reader`) that
+//! turns what the worker sends into events for the dispatcher, and, when
+//! the worker reads slowly, a writer thread (`outbox`). Local workers are
+//! started by `spawn`, remote ones accepted by `remote_listener`. Nothing
+//! here runs in a worker.
+
+mod async_result;
+mod builder;
+mod command;
+mod config;
+mod dispatcher;
+mod imap;
+mod interrupt;
+mod job;
+mod outbox;
+mod pool;
+mod remote_listener;
+mod sink;
+mod spawn;
+mod trace;
+mod worker_reader;
+mod worker_slot;
+
+pub use async_result::AsyncResult;
+pub use builder::PoolBuilder;
+pub use config::DEFAULT_STARTUP_TIMEOUT;
+pub use imap::{Imap, ImapUnordered};
+pub use pool::Pool;

@@ -1,0 +1,200 @@
+//! Where results go on their way back to callers: one [`Slot`] per
+//! `apply_async`, one [`Stream`] per `map` or `imap` call, batched by
+//! [`Deliveries`] so that a call gets one channel message per batch of
+//! results rather than one per result.
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+
+use crate::error::Error;
+
+/// An encoded output: a range of a received results message, shared so
+/// that no output is copied on its way to the caller.
+#[derive(Clone, Debug)]
+pub(crate) struct Payload {
+    message: Arc<Vec<u8>>,
+    range: Range<usize>,
+}
+
+impl Payload {
+    pub(crate) fn new(message: Arc<Vec<u8>>, range: Range<usize>) -> Payload {
+        Payload { message, range }
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        // Ranges come from parsing this very message.
+        self.message.get(self.range.clone()).unwrap_or_default()
+    }
+}
+
+pub(crate) type Outcome = Result<Payload, Error>;
+
+/// One input's result, for the call that submitted it.
+pub(crate) struct Delivery {
+    pub(crate) index: usize,
+    pub(crate) outcome: Outcome,
+}
+
+/// Where one task's result lands. The condition variable is signalled only
+/// when someone waits, so completing a result nobody is blocked on costs
+/// no system call.
+pub(crate) struct Slot {
+    state: Mutex<SlotState>,
+    ready: Condvar,
+}
+
+#[derive(Default)]
+pub(crate) struct SlotState {
+    pub(crate) outcome: Option<Outcome>,
+    waiters: usize,
+}
+
+impl Slot {
+    pub(crate) fn new() -> Arc<Slot> {
+        Arc::new(Slot {
+            state: Mutex::new(SlotState::default()),
+            ready: Condvar::new(),
+        })
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, SlotState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Stores the outcome; the first one wins.
+    pub(crate) fn complete(&self, outcome: Outcome) {
+        let mut state = self.lock();
+        if state.outcome.is_none() {
+            state.outcome = Some(outcome);
+            if state.waiters > 0 {
+                self.ready.notify_all();
+            }
+        }
+    }
+
+    /// Waits until the outcome is there or `timeout` passes; returns the
+    /// guard, with the outcome if it arrived.
+    pub(crate) fn wait(&self, timeout: Option<Duration>) -> MutexGuard<'_, SlotState> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut state = self.lock();
+        while state.outcome.is_none() {
+            state.waiters += 1;
+            state = match deadline {
+                None => self.ready.wait(state).unwrap_or_else(|p| p.into_inner()),
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        state.waiters -= 1;
+                        break;
+                    }
+                    self.ready
+                        .wait_timeout(state, left)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
+                }
+            };
+            state.waiters -= 1;
+        }
+        state
+    }
+}
+
+/// The results channel of one `map` or `imap` call.
+pub(crate) struct Stream {
+    sender: Sender<Vec<Delivery>>,
+    /// Set by the caller when it no longer wants results: queued work for
+    /// it is then dropped.
+    cancelled: Arc<AtomicBool>,
+}
+
+impl Stream {
+    /// A stream and its cancel flag. The caller keeps only the flag, so
+    /// that its receiver sees the stream end once every job is gone.
+    pub(crate) fn new(sender: Sender<Vec<Delivery>>) -> (Arc<Stream>, CancelOnDrop) {
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let stream = Arc::new(Stream {
+            sender,
+            cancelled: Arc::clone(&cancelled),
+        });
+        (stream, CancelOnDrop(cancelled))
+    }
+
+    pub(crate) fn send(&self, deliveries: Vec<Delivery>) {
+        // A caller that went away no longer needs them.
+        let _ = self.sender.send(deliveries);
+    }
+}
+
+/// Marks a call's stream cancelled when the call returns or its iterator
+/// is dropped, so the dispatcher drops work nobody will collect.
+pub(crate) struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Where results of a call go: a single slot (`apply_async`) or a stream of
+/// batches (`map`, `imap`), one channel per call rather than per task.
+#[derive(Clone)]
+pub(crate) enum Sink {
+    Slot(Arc<Slot>),
+    Stream(Arc<Stream>),
+}
+
+impl Sink {
+    pub(crate) fn is_cancelled(&self) -> bool {
+        match self {
+            Sink::Slot(_) => false,
+            Sink::Stream(stream) => stream.cancelled.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Delivers one result right away (for deliveries outside the batched
+    /// path: failures at submission, cancellations).
+    pub(crate) fn deliver_now(&self, index: usize, outcome: Outcome) {
+        match self {
+            Sink::Slot(slot) => slot.complete(outcome),
+            Sink::Stream(stream) => stream.send(vec![Delivery { index, outcome }]),
+        }
+    }
+}
+
+/// Gathers deliveries for stream sinks so that each call gets one channel
+/// message per batch of results rather than one per result.
+#[derive(Default)]
+pub(crate) struct Deliveries {
+    pending: Vec<(Arc<Stream>, Vec<Delivery>)>,
+}
+
+impl Deliveries {
+    pub(crate) fn push(&mut self, sink: &Sink, index: usize, outcome: Outcome) {
+        match sink {
+            Sink::Slot(slot) => slot.complete(outcome),
+            Sink::Stream(stream) => {
+                let delivery = Delivery { index, outcome };
+                match self
+                    .pending
+                    .iter_mut()
+                    .find(|(s, _)| Arc::ptr_eq(s, stream))
+                {
+                    Some((_, batch)) => batch.push(delivery),
+                    None => self.pending.push((Arc::clone(stream), vec![delivery])),
+                }
+            }
+        }
+    }
+
+    pub(crate) fn flush(&mut self) {
+        for (stream, batch) in self.pending.drain(..) {
+            stream.send(batch);
+        }
+    }
+}

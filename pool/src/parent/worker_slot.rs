@@ -1,0 +1,461 @@
+//! The dispatcher's view of one worker: its connection, the chunks it
+//! holds in order, and how far it has got through them. The slot keeps its
+//! own books; the dispatcher decides what to give it and asks it what it
+//! holds.
+
+use std::collections::VecDeque;
+use std::net::Shutdown;
+use std::process::Child;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use connection::Connection;
+use tracing::Span;
+
+use super::job::{Item, Job};
+use super::outbox::Outbox;
+use super::sink::{Deliveries, Payload, Sink};
+use super::trace;
+use crate::error::{Error, WorkerInfo};
+use crate::sys::SharedCounter;
+use crate::wire::{BatchWriter, Indices, ItemOutcome, ToWorker};
+
+/// How a worker is reached and ended.
+pub(crate) enum Process {
+    Local {
+        child: Arc<Mutex<Child>>,
+        progress: SharedCounter,
+    },
+    Remote {
+        peer: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum State {
+    /// Started; the pool waits for its ready message until the deadline.
+    Starting {
+        deadline: Instant,
+    },
+    Ready,
+    /// Told to quit (closing, or replaced after max_tasks_per_child).
+    Retiring,
+    /// Killed (timeout, interrupt, terminate); its work was handed back.
+    Doomed,
+}
+
+/// A chunk a worker holds. `items` counts the chunk's inputs even after
+/// they were answered early (an interrupt), so that the worker's results
+/// still line up.
+struct InFlight {
+    id: u64,
+    job: Job,
+    items: u64,
+    bytes: usize,
+    /// The worker's number for the chunk's first input (1 for its first ever).
+    first_seq: u64,
+    /// A `task` span per item still in `job.items`, in the same order, if
+    /// DEBUG was enabled when the chunk was sent; otherwise empty.
+    spans: Vec<Span>,
+}
+
+impl InFlight {
+    /// Fails every input still in the chunk, recording the error on their spans.
+    fn fail_all(&mut self, error: &impl Fn() -> Error) {
+        for span in self.spans.drain(..) {
+            trace::record_error(&span, &error());
+        }
+        self.job.fail_all(|_| error());
+    }
+}
+
+/// The input a worker was running when it was stopped.
+pub(crate) struct Culprit {
+    pub(crate) item: Item,
+    pub(crate) task: &'static str,
+    pub(crate) sink: Sink,
+    /// Its `task` span (disabled if untraced).
+    pub(crate) span: Span,
+}
+
+/// Everything taken back from a stopped worker.
+pub(crate) struct TakenBack {
+    /// The input it was running, if it was running one.
+    pub(crate) culprit: Option<Culprit>,
+    /// The inputs it held and had not started, in order.
+    pub(crate) unstarted: Vec<Job>,
+}
+
+/// What a worker holds and has not answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Load {
+    pub(crate) chunks: usize,
+    pub(crate) items: u64,
+    pub(crate) bytes: usize,
+}
+
+/// A worker's results did not line up with the chunks it was sent.
+#[derive(Debug)]
+pub(crate) struct Misaligned;
+
+pub(crate) struct WorkerSlot {
+    id: u32,
+    pid: Option<u32>,
+    process: Process,
+    /// The dispatcher's end; written only through `outbox`.
+    conn: Connection,
+    outbox: Outbox,
+    reader: Option<JoinHandle<()>>,
+    state: State,
+    in_flight: VecDeque<InFlight>,
+    load: Load,
+    /// Inputs ever sent to / answered by this worker.
+    items_sent: u64,
+    items_answered: u64,
+    /// Which of the pool's task numbers this worker has been told about.
+    known_tasks: Vec<bool>,
+    /// The input the worker is running and since when the pool knows it.
+    watch: Option<(u64, Instant)>,
+    batch: BatchWriter,
+    /// The worker traces its tasks: its chunks carry their input indices.
+    indices: Indices,
+}
+
+impl WorkerSlot {
+    /// A worker that was just started (or joined) and is not yet ready.
+    pub(crate) fn starting(
+        id: u32,
+        pid: Option<u32>,
+        process: Process,
+        conn: Connection,
+        reader: JoinHandle<()>,
+        deadline: Instant,
+    ) -> WorkerSlot {
+        WorkerSlot {
+            id,
+            pid,
+            process,
+            conn,
+            outbox: Outbox::default(),
+            reader: Some(reader),
+            state: State::Starting { deadline },
+            in_flight: VecDeque::new(),
+            load: Load {
+                chunks: 0,
+                items: 0,
+                bytes: 0,
+            },
+            items_sent: 0,
+            items_answered: 0,
+            known_tasks: Vec::new(),
+            watch: None,
+            batch: BatchWriter::new(),
+            indices: Indices::Omitted,
+        }
+    }
+
+    pub(crate) fn id(&self) -> u32 {
+        self.id
+    }
+
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.pid
+    }
+
+    pub(crate) fn state(&self) -> State {
+        self.state
+    }
+
+    pub(crate) fn info(&self) -> WorkerInfo {
+        WorkerInfo {
+            id: self.id,
+            pid: self.pid,
+        }
+    }
+
+    pub(crate) fn is_live(&self) -> bool {
+        matches!(self.state, State::Starting { .. } | State::Ready)
+    }
+
+    pub(crate) fn is_local(&self) -> bool {
+        matches!(self.process, Process::Local { .. })
+    }
+
+    /// The address of a remote worker.
+    pub(crate) fn peer(&self) -> Option<&str> {
+        match &self.process {
+            Process::Remote { peer } => Some(peer),
+            Process::Local { .. } => None,
+        }
+    }
+
+    pub(crate) fn load(&self) -> Load {
+        self.load
+    }
+
+    pub(crate) fn items_sent(&self) -> u64 {
+        self.items_sent
+    }
+
+    /// The worker said it is ready; returns false if it was not starting
+    /// (a late message from a worker already given up on).
+    pub(crate) fn mark_ready(&mut self, pid: u32, wants_indices: bool) -> bool {
+        if !matches!(self.state, State::Starting { .. }) {
+            return false;
+        }
+        self.state = State::Ready;
+        self.pid.get_or_insert(pid);
+        self.indices = match wants_indices {
+            true => Indices::Sent,
+            false => Indices::Omitted,
+        };
+        true
+    }
+
+    /// Waits for the worker's reader thread, which has reported its end.
+    pub(crate) fn join_reader(&mut self) {
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+    }
+
+    /// Adds `job` to the batch the worker gets next, as chunk `chunk_id`
+    /// of the pool's task number `task`.
+    pub(crate) fn push_chunk(&mut self, chunk_id: u64, task: u32, job: Job) {
+        let items = job.items.len() as u64;
+        let bytes = job.input_bytes();
+        let number = task as usize;
+        if self.known_tasks.len() <= number {
+            self.known_tasks.resize(number + 1, false);
+        }
+        if !self.known_tasks[number] {
+            self.known_tasks[number] = true;
+            self.batch.define_task(task, job.task);
+        }
+        let inputs = job.items.iter().map(|i| (i.index, i.input.as_slice()));
+        self.batch.chunk(chunk_id, task, self.indices, inputs);
+        // One check per chunk: untraced, a chunk costs no span at all.
+        let spans = if tracing::enabled!(tracing::Level::DEBUG) {
+            tracing::debug!(
+                worker = self.id,
+                chunk = chunk_id,
+                task = job.task,
+                items,
+                "chunk sent"
+            );
+            job.items
+                .iter()
+                .map(|item| trace::task_span(job.task, item.index, self.id, chunk_id))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let first_seq = self.items_sent + 1;
+        self.items_sent += items;
+        self.load.chunks += 1;
+        self.load.items += items;
+        self.load.bytes += bytes;
+        self.in_flight.push_back(InFlight {
+            id: chunk_id,
+            job,
+            items,
+            bytes,
+            first_seq,
+            spans,
+        });
+    }
+
+    /// Sends the batch built up for the worker, if any, and starts the next.
+    pub(crate) fn send_batch(&mut self) {
+        if !self.batch.is_empty() {
+            self.outbox
+                .send(self.id, &mut self.conn, self.batch.bytes());
+            self.batch.clear();
+        }
+    }
+
+    /// Hands the results of a results message to their callers, chunk by
+    /// chunk in the order the chunks were sent. Fails if they do not line
+    /// up with those chunks (the worker is then no longer to be trusted).
+    pub(crate) fn complete_chunks(
+        &mut self,
+        message: &Arc<Vec<u8>>,
+        outcomes: Vec<ItemOutcome>,
+        deliveries: &mut Deliveries,
+    ) -> Result<(), Misaligned> {
+        let info = self.info();
+        let mut outcomes = outcomes.into_iter();
+        while let Some(front) = self.in_flight.front() {
+            let (expected, chunk_id) = (front.items, front.id);
+            let chunk: Vec<_> = outcomes.by_ref().take(expected as usize).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            if chunk.len() as u64 != expected || chunk.iter().any(|o| o.chunk != chunk_id) {
+                return Err(Misaligned);
+            }
+            let Some(mut done) = self.in_flight.pop_front() else {
+                break;
+            };
+            self.load.chunks -= 1;
+            self.load.items -= done.items;
+            self.load.bytes -= done.bytes;
+            self.items_answered += done.items;
+            let task = done.job.task;
+            let items = std::mem::take(&mut done.job.items);
+            if tracing::enabled!(tracing::Level::DEBUG) {
+                tracing::debug!(
+                    worker = self.id,
+                    chunk = chunk_id,
+                    task,
+                    items = items.len(),
+                    "chunk done"
+                );
+            }
+            let mut spans = std::mem::take(&mut done.spans).into_iter();
+            for (item, outcome) in items.into_iter().zip(chunk) {
+                let outcome = match outcome.output {
+                    Ok(range) => Ok(Payload::new(Arc::clone(message), range)),
+                    Err(failure) => Err(Error::new(failure.kind.error_kind(), failure.message)
+                        .with_task(task)
+                        .with_index(item.index)
+                        .with_worker(info)),
+                };
+                // None unless the chunk was sent with DEBUG enabled. The
+                // span stays entered while the result is handed over and
+                // closes right after.
+                let span = spans.next();
+                let _entered = span.as_ref().map(|span| {
+                    trace::record_outcome(span, &outcome);
+                    span.enter()
+                });
+                deliveries.push(&done.job.sink, item.index, outcome);
+            }
+        }
+        Ok(())
+    }
+
+    /// Fails every input the worker holds with errors made by `error`; the
+    /// chunks stay in place, so the worker's later results still line up
+    /// (and are dropped, their inputs being answered).
+    pub(crate) fn fail_in_flight(&mut self, error: impl Fn() -> Error) {
+        for in_flight in &mut self.in_flight {
+            in_flight.fail_all(&error);
+        }
+    }
+
+    /// The number of the input the worker is running, if it is running one.
+    ///
+    /// A local worker says so in its shared progress page before starting
+    /// each input. A remote one cannot, so the oldest unanswered input is
+    /// taken to be the one running: exact unless the worker had finished
+    /// some inputs and not yet sent their results.
+    fn running_seq(&self) -> Option<u64> {
+        let started = match &self.process {
+            Process::Local { progress, .. } => progress.load(),
+            Process::Remote { .. } if self.load.items > 0 => self.items_answered + 1,
+            Process::Remote { .. } => self.items_answered,
+        };
+        (started > self.items_answered).then_some(started)
+    }
+
+    /// Whether the input the worker is running has been running for
+    /// `timeout`, as seen from the calls to this method (which start the
+    /// clock when they first see an input running).
+    pub(crate) fn overran(&mut self, timeout: Duration, now: Instant) -> bool {
+        match (self.running_seq(), self.watch) {
+            (None, _) => {
+                self.watch = None;
+                false
+            }
+            (Some(seq), Some((watched, since))) if seq == watched => now - since >= timeout,
+            (Some(seq), _) => {
+                self.watch = Some((seq, now));
+                false
+            }
+        }
+    }
+
+    /// Tells the worker to finish and exit.
+    pub(crate) fn retire(&mut self) {
+        self.state = State::Retiring;
+        self.outbox
+            .send(self.id, &mut self.conn, &ToWorker::Quit.encode());
+    }
+
+    /// Ends the worker at once: SIGKILL for a local one, shutting the
+    /// connection for a remote one. Its reader thread reports the end, and
+    /// a writer thread stuck sending to it wakes up.
+    pub(crate) fn kill(&mut self) {
+        self.state = State::Doomed;
+        match &self.process {
+            Process::Local { child, .. } => {
+                // std's kill does nothing once the child was reaped, so a
+                // recycled pid is never hit.
+                let _ = child.lock().unwrap_or_else(|p| p.into_inner()).kill();
+                // Its death ends a pending send too, unless something else
+                // holds its end of the socket open (a process it forked).
+                if self.outbox.is_backed_up() {
+                    let _ = self.conn.shutdown(Shutdown::Both);
+                }
+            }
+            Process::Remote { .. } => {
+                let _ = self.conn.shutdown(Shutdown::Both);
+            }
+        }
+    }
+
+    /// Takes back every input the worker holds, blaming the one it was
+    /// running (if any). The spans of the others end as requeued; the
+    /// running one's goes with it.
+    pub(crate) fn take_back(&mut self) -> TakenBack {
+        let running = self.running_seq();
+        let mut culprit = None;
+        let mut unstarted = Vec::new();
+        for mut in_flight in self.in_flight.drain(..) {
+            let items = std::mem::take(&mut in_flight.job.items);
+            let mut spans = std::mem::take(&mut in_flight.spans).into_iter();
+            let mut keep = Vec::with_capacity(items.len());
+            for (offset, item) in items.into_iter().enumerate() {
+                let span = spans.next();
+                if Some(in_flight.first_seq + offset as u64) == running {
+                    culprit = Some(Culprit {
+                        item,
+                        task: in_flight.job.task,
+                        sink: in_flight.job.sink.clone(),
+                        span: span.unwrap_or_else(Span::none),
+                    });
+                } else {
+                    if let Some(span) = span {
+                        trace::record_requeued(&span);
+                    }
+                    keep.push(item);
+                }
+            }
+            if !keep.is_empty() {
+                unstarted.push(Job {
+                    task: in_flight.job.task,
+                    items: keep,
+                    sink: in_flight.job.sink.clone(),
+                });
+            }
+        }
+        self.load = Load {
+            chunks: 0,
+            items: 0,
+            bytes: 0,
+        };
+        self.watch = None;
+        TakenBack { culprit, unstarted }
+    }
+}
+
+/// The worker is gone or being killed: its writer thread, if any, is
+/// stopped (woken first by shutting the socket down if it still holds
+/// messages, since the worker may never read them).
+impl Drop for WorkerSlot {
+    fn drop(&mut self) {
+        self.outbox.close(&self.conn);
+    }
+}

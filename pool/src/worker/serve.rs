@@ -1,0 +1,242 @@
+//! The worker loop: what a worker process runs instead of the user's `main`.
+//!
+//! A worker reads batches of tasks, runs them in order, and answers with
+//! batches of results. It replies as soon as nothing more is waiting for it,
+//! or after [`FLUSH_CHUNKS`] results or [`FLUSH_AFTER`], whichever comes
+//! first: under load many results share one message, and a slow task's
+//! result is never held back behind the next task.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use connection::Connection;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::sys::SharedCounter;
+use crate::task::{self, FailureKind, RunEncoded, TaskFailure};
+use crate::wire::{
+    Batch, BatchRecord, ChunkItem, ChunkRecord, FromWorker, Initializer, ResultsWriter, ToWorker,
+    WireError,
+};
+
+/// Reply once this many chunk results are waiting.
+const FLUSH_CHUNKS: usize = 64;
+/// Reply once the work behind the waiting results has taken this long.
+const FLUSH_AFTER: Duration = Duration::from_micros(500);
+
+/// Set once this process has become a worker: pools refuse to start here.
+static IN_WORKER: AtomicBool = AtomicBool::new(false);
+
+pub(crate) fn in_worker() -> bool {
+    IN_WORKER.load(Ordering::Relaxed)
+}
+
+/// Marks this process as a worker for good.
+pub(crate) fn become_worker() {
+    IN_WORKER.store(true, Ordering::Relaxed);
+}
+
+/// Runs the worker protocol on `conn` until the pool says quit or goes away.
+pub(crate) fn serve(conn: Connection, progress: Option<SharedCounter>) -> Result<()> {
+    become_worker();
+    // Panics are caught and sent to the pool as the task's error; printing
+    // them here too would only spam the pool's stderr.
+    std::panic::set_hook(Box::new(|_| {}));
+    let mut worker = Worker {
+        conn,
+        progress,
+        started: 0,
+        tasks: Vec::new(),
+        results: ResultsWriter::new(),
+        oldest_unsent: None,
+    };
+    let id = worker.setup()?;
+    // For a subscriber installed in this process (a worker program's own,
+    // or one set up before `init` or by the initializer); without one this
+    // span is disabled and costs nothing.
+    let span = tracing::debug_span!("worker", id);
+    let _entered = span.enter();
+    worker.run()
+}
+
+/// A task number the pool defined: the task's name, and its function if
+/// this program links it.
+type KnownTask = (String, Option<RunEncoded>);
+
+struct Worker {
+    conn: Connection,
+    progress: Option<SharedCounter>,
+    /// Task items started so far, mirrored into `progress`.
+    started: u64,
+    /// Indexed by the pool's task numbers.
+    tasks: Vec<KnownTask>,
+    results: ResultsWriter,
+    oldest_unsent: Option<Instant>,
+}
+
+fn protocol(err: WireError) -> Error {
+    Error::new(ErrorKind::Connection, "message from the pool").with_source(err)
+}
+
+impl Worker {
+    /// Reads the setup message, runs the initializer and says ready;
+    /// returns the pool's id for this worker.
+    fn setup(&mut self) -> Result<u32> {
+        let message = self
+            .conn
+            .recv_bytes()
+            .map_err(|err| Error::from_connection(err, "wait for setup"))?;
+        let ToWorker::Setup {
+            worker_id,
+            initializer,
+        } = ToWorker::parse(&message).map_err(protocol)?
+        else {
+            return Err(Error::new(
+                ErrorKind::Connection,
+                "expected a setup message",
+            ));
+        };
+        let reply = match initializer.map_or(Ok(()), run_initializer) {
+            // Checked after the initializer, which may install a
+            // subscriber: a worker that traces its tasks wants their input
+            // indices; the others are spared the bytes.
+            Ok(()) => FromWorker::Ready {
+                pid: std::process::id(),
+                wants_indices: tracing::enabled!(tracing::Level::DEBUG),
+            },
+            Err(failure) => FromWorker::SetupFailed(failure),
+        };
+        self.conn
+            .send_bytes(&reply.encode())
+            .map_err(|err| Error::from_connection(err, "send ready"))?;
+        Ok(worker_id)
+    }
+
+    fn run(&mut self) -> Result<()> {
+        loop {
+            let message = match self.conn.recv_bytes() {
+                Ok(message) => message,
+                Err(err) if err.kind() == connection::ErrorKind::Eof => return Ok(()),
+                Err(err) => return Err(Error::from_connection(err, "receive tasks")),
+            };
+            match ToWorker::parse(&message).map_err(protocol)? {
+                ToWorker::Batch(batch) => self.run_batch(batch)?,
+                ToWorker::Quit => return self.flush(),
+                ToWorker::Setup { .. } => {
+                    return Err(Error::new(
+                        ErrorKind::Connection,
+                        "a second setup message from the pool",
+                    ))
+                }
+            }
+            let more_waiting = self
+                .conn
+                .poll(Some(Duration::ZERO))
+                .map_err(|err| Error::from_connection(err, "poll"))?;
+            if !more_waiting {
+                self.flush()?;
+            }
+        }
+    }
+
+    fn run_batch(&mut self, batch: Batch<'_>) -> Result<()> {
+        for record in batch.records() {
+            match record.map_err(protocol)? {
+                BatchRecord::DefineTask { number, name } => {
+                    let number = number as usize;
+                    if self.tasks.len() <= number {
+                        self.tasks.resize(number + 1, (String::new(), None));
+                    }
+                    self.tasks[number] = (name.to_string(), task::registry().get(name).copied());
+                }
+                BatchRecord::Chunk(chunk) => {
+                    let began = Instant::now();
+                    // Counted from when the first unsent chunk began, so that
+                    // a slow chunk is sent as soon as it ends.
+                    let oldest = *self.oldest_unsent.get_or_insert(began);
+                    self.run_chunk(chunk, began);
+                    if self.results.chunks() >= FLUSH_CHUNKS || oldest.elapsed() >= FLUSH_AFTER {
+                        self.flush()?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn run_chunk(&mut self, chunk: ChunkRecord<'_>, began: Instant) {
+        let (name, run) = match self.tasks.get(chunk.task as usize) {
+            Some((name, run)) => (name.as_str(), *run),
+            None => ("", None),
+        };
+        // One check per chunk, so that untraced tasks pay nothing for spans.
+        let traced = tracing::enabled!(tracing::Level::DEBUG);
+        self.results.begin_chunk(chunk.id, chunk.items.remaining());
+        for ChunkItem { index, input } in chunk.items {
+            self.started += 1;
+            if let Some(progress) = &self.progress {
+                progress.store(self.started);
+            }
+            if traced {
+                run_traced(&mut self.results, name, run, input, index, chunk.id);
+            } else {
+                self.results.item(|out| match run {
+                    Some(run) => run(input, out),
+                    None => Err(unknown_task(name)),
+                });
+            }
+        }
+        self.results.add_busy(began.elapsed().as_nanos() as u64);
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        self.oldest_unsent = None;
+        if self.results.chunks() == 0 {
+            return Ok(());
+        }
+        let sent = self.conn.send_bytes(self.results.bytes());
+        self.results.clear();
+        sent.map_err(|err| Error::from_connection(err, "send results"))
+    }
+}
+
+/// Runs one input inside its `task` span (DEBUG is enabled here); kept out
+/// of line so that the untraced loop stays as it was.
+#[cold]
+#[inline(never)]
+fn run_traced(
+    results: &mut ResultsWriter,
+    name: &str,
+    run: Option<RunEncoded>,
+    input: &[u8],
+    index: Option<u64>,
+    chunk: u64,
+) {
+    let span = tracing::debug_span!("task", task = name, index, chunk);
+    let _entered = span.enter();
+    results.item(|out| match run {
+        Some(run) => run(input, out),
+        None => Err(unknown_task(name)),
+    });
+}
+
+fn unknown_task(name: &str) -> TaskFailure {
+    TaskFailure::new(
+        FailureKind::UnknownTask,
+        format!(
+            "this worker program ({}) does not define a task named {name:?}; \
+             build it from the crate that defines the task",
+            std::env::current_exe()
+                .map(|path| path.display().to_string())
+                .unwrap_or_else(|_| "unknown path".into())
+        ),
+    )
+}
+
+fn run_initializer(initializer: Initializer<'_>) -> std::result::Result<(), TaskFailure> {
+    let run = task::registry()
+        .get(initializer.name)
+        .ok_or_else(|| unknown_task(initializer.name))?;
+    let mut discarded_output = Vec::new();
+    run(initializer.input, &mut discarded_output)
+}
