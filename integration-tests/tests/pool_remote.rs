@@ -88,3 +88,45 @@ fn a_remote_worker_with_the_key_in_a_file_runs_the_map() {
     let _ = std::fs::remove_file(&key_file);
     assert!(output.contains("primes below 10000: 1229"), "{output}");
 }
+
+#[test]
+fn a_remote_worker_leaves_when_its_pool_is_killed_mid_task() {
+    let mut pool = Command::new(env!("CARGO_BIN_EXE_pool_program"))
+        .arg("remote_long")
+        .env("POOL_AUTHKEY", KEY)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn pool_program");
+    let mut stdout = BufReader::new(pool.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("address line");
+    let address = line
+        .trim()
+        .strip_prefix("address: ")
+        .expect("address")
+        .to_string();
+    let mut worker = Command::new(WORKER)
+        .args(["--connect", &address])
+        .env("POOL_AUTHKEY", KEY)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn worker");
+    // Time to join and start the two-minute task. (On a machine too slow
+    // for that, the worker meets the end of its pool while waiting, which
+    // must end it just the same.)
+    std::thread::sleep(Duration::from_millis(1500));
+    pool.kill().expect("kill the pool");
+    let _ = pool.wait();
+    // Ten seconds is a hang guard, not a measure: the worker notices within
+    // a fraction of a second; before, it ran its task to the end.
+    let status = wait_with_deadline(&mut worker, Duration::from_secs(10));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut worker.stderr.take().expect("stderr"), &mut stderr)
+        .expect("read stderr");
+    assert!(!status.success(), "{status}: {stderr}");
+    assert!(
+        stderr.contains("the pool closed the connection without telling this worker to quit"),
+        "{stderr}"
+    );
+}

@@ -40,6 +40,10 @@ pub enum ErrorKind {
     UnknownTask,
     /// A task's input or output could not be encoded.
     Encode,
+    /// A task's input or output is larger than the pool's message limit
+    /// ([`PoolBuilder::max_message_size`](crate::PoolBuilder::max_message_size)).
+    /// That input alone fails; the worker goes on.
+    MessageTooLarge,
     /// A task's input or output could not be decoded (for example, the
     /// worker program was built from different sources than the parent).
     Decode,
@@ -67,6 +71,7 @@ impl ErrorKind {
             ErrorKind::WaitTimedOut => "result not ready before the timeout",
             ErrorKind::UnknownTask => "unknown task",
             ErrorKind::Encode => "value could not be encoded",
+            ErrorKind::MessageTooLarge => "message too large",
             ErrorKind::Decode => "value could not be decoded",
             ErrorKind::Interrupted => "interrupted",
             ErrorKind::Startup => "workers could not be started",

@@ -156,6 +156,8 @@ pub(crate) enum FailureKind {
     Decode = 3,
     Encode = 4,
     UnknownTask = 5,
+    /// The output is larger than the pool's message limit.
+    TooLarge = 6,
 }
 
 impl FailureKind {
@@ -166,6 +168,7 @@ impl FailureKind {
             3 => FailureKind::Decode,
             4 => FailureKind::Encode,
             5 => FailureKind::UnknownTask,
+            6 => FailureKind::TooLarge,
             _ => return None,
         })
     }
@@ -177,6 +180,7 @@ impl FailureKind {
             FailureKind::Decode => crate::ErrorKind::Decode,
             FailureKind::Encode => crate::ErrorKind::Encode,
             FailureKind::UnknownTask => crate::ErrorKind::UnknownTask,
+            FailureKind::TooLarge => crate::ErrorKind::MessageTooLarge,
         }
     }
 }
@@ -339,6 +343,7 @@ mod tests {
             FailureKind::Decode,
             FailureKind::Encode,
             FailureKind::UnknownTask,
+            FailureKind::TooLarge,
         ] {
             assert_eq!(FailureKind::from_code(kind as u8), Some(kind));
         }

@@ -15,8 +15,9 @@
 //! little endian; `bytes` is a `u32` length and the bytes.
 //!
 //! Parent to worker:
-//! - `S` setup: worker id `u32`, then `1` + name `bytes` + input `bytes`
-//!   for an initializer, or `0`.
+//! - `S` setup: worker id `u32`, the largest message either side may send
+//!   `u64`, then `1` + name `bytes` + input `bytes` for an initializer, or
+//!   `0`.
 //! - `B` batch: records until the end, each `N` (task number `u32`, name
 //!   `bytes`: the number stands for the name from now on), `C` (chunk id
 //!   `u64`, task number `u32`, item count `u32`, each item's input `bytes`)
@@ -81,6 +82,16 @@ pub(crate) fn fits(len: usize) -> bool {
     u32::try_from(len).is_ok()
 }
 
+/// The most a batch adds around the inputs of one chunk of `items` inputs
+/// of `task`: the batch's tag, the task's definition, the chunk's header,
+/// and each input's index and length.
+pub(crate) fn chunk_overhead(task: &str, items: usize) -> usize {
+    1 + (1 + 4 + 4 + task.len()) + (1 + 8 + 4 + 4) + items * INPUT_OVERHEAD
+}
+
+/// What a batch adds around each input: its index and its length.
+pub(crate) const INPUT_OVERHEAD: usize = 8 + 4;
+
 /// An initializer as the setup message carries it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Initializer<'a> {
@@ -94,6 +105,8 @@ pub(crate) enum ToWorker<'a> {
     /// The first message: who the worker is and what to run first.
     Setup {
         worker_id: u32,
+        /// The largest message either side may send (and so receive).
+        max_message_size: u64,
         initializer: Option<Initializer<'a>>,
     },
     /// Tasks to run, read record by record; built with [`BatchWriter`].
@@ -107,10 +120,12 @@ impl<'a> ToWorker<'a> {
         match self {
             ToWorker::Setup {
                 worker_id,
+                max_message_size,
                 initializer,
             } => {
                 let mut out = vec![SETUP];
                 put_u32(&mut out, *worker_id);
+                put_u64(&mut out, *max_message_size);
                 match initializer {
                     Some(init) => {
                         out.push(1);
@@ -131,6 +146,7 @@ impl<'a> ToWorker<'a> {
         let message = match cursor.u8("message tag")? {
             SETUP => {
                 let worker_id = cursor.u32("worker id")?;
+                let max_message_size = cursor.u64("message limit")?;
                 let initializer = match cursor.u8("initializer flag")? {
                     0 => None,
                     1 => Some(Initializer {
@@ -141,6 +157,7 @@ impl<'a> ToWorker<'a> {
                 };
                 ToWorker::Setup {
                     worker_id,
+                    max_message_size,
                     initializer,
                 }
             }
@@ -311,6 +328,11 @@ impl BatchWriter {
 
     pub(crate) fn is_empty(&self) -> bool {
         self.buf.len() == 1
+    }
+
+    /// The size of the message so far.
+    pub(crate) fn len(&self) -> usize {
+        self.buf.len()
     }
 
     pub(crate) fn define_task(&mut self, number: u32, name: &str) {
@@ -487,19 +509,26 @@ impl Results<'_> {
     }
 }
 
-/// Builds a results message in the worker.
+/// Builds a results message in the worker, never larger than its limit.
 pub(crate) struct ResultsWriter {
     buf: Vec<u8>,
     chunks: usize,
+    /// The largest message the pool accepts.
+    limit: usize,
 }
 
 const BUSY_OFFSET: usize = 1;
+/// The bytes of a results message around a lone output: tag, busy time,
+/// chunk id and item count, status and length.
+const LONE_OUTPUT_OVERHEAD: usize = 1 + 8 + 8 + 4 + 1 + 4;
 
 impl ResultsWriter {
-    pub(crate) fn new() -> ResultsWriter {
+    /// A writer whose messages stay within `limit` bytes.
+    pub(crate) fn new(limit: u64) -> ResultsWriter {
         let mut writer = ResultsWriter {
             buf: Vec::with_capacity(4096),
             chunks: 0,
+            limit: usize::try_from(limit).unwrap_or(usize::MAX),
         };
         writer.clear();
         writer
@@ -514,6 +543,12 @@ impl ResultsWriter {
 
     pub(crate) fn chunks(&self) -> usize {
         self.chunks
+    }
+
+    /// Whether the message holds half its limit or more: time to send it
+    /// before another chunk's outputs join it.
+    pub(crate) fn is_half_full(&self) -> bool {
+        self.buf.len() >= self.limit / 2
     }
 
     pub(crate) fn add_busy(&mut self, nanos: u64) {
@@ -531,7 +566,9 @@ impl ResultsWriter {
     }
 
     /// Runs `produce` to write one item's output in place; its failure, or
-    /// an output too large to carry, becomes the item's failure.
+    /// an output too large to carry, becomes the item's failure. An output
+    /// that would take the message past its limit is too large: it fails
+    /// alone, with a message saying so, and the worker goes on.
     pub(crate) fn item(&mut self, produce: impl FnOnce(&mut Vec<u8>) -> Result<(), TaskFailure>) {
         let status_at = self.buf.len();
         self.buf.push(0);
@@ -540,10 +577,25 @@ impl ResultsWriter {
         let result = produce(&mut self.buf);
         let len = self.buf.len() - start;
         let failure = match result {
-            Ok(()) if fits(len) => None,
+            Ok(()) if fits(len) && self.buf.len() <= self.limit => None,
+            Ok(()) if len.saturating_add(LONE_OUTPUT_OVERHEAD) > self.limit || !fits(len) => {
+                Some(TaskFailure::new(
+                    FailureKind::TooLarge,
+                    format!(
+                        "output of {len} bytes is over the pool's message limit of {} bytes \
+                         (PoolBuilder::max_message_size raises it; 4 GiB - 1 at most)",
+                        self.limit
+                    ),
+                ))
+            }
             Ok(()) => Some(TaskFailure::new(
-                FailureKind::Encode,
-                format!("output of {len} bytes is too large to send"),
+                FailureKind::TooLarge,
+                format!(
+                    "output of {len} bytes does not fit in one message with the other outputs \
+                     of its chunk under the pool's message limit of {} bytes \
+                     (a smaller chunksize or a larger PoolBuilder::max_message_size helps)",
+                    self.limit
+                ),
             )),
             Err(failure) => Some(failure),
         };
@@ -554,7 +606,7 @@ impl ResultsWriter {
             Some(failure) => {
                 self.buf.truncate(status_at);
                 self.buf.push(failure.kind as u8);
-                put_bytes(&mut self.buf, failure.message.as_bytes());
+                put_bytes(&mut self.buf, clip(&failure.message).as_bytes());
             }
         }
     }
@@ -563,6 +615,21 @@ impl ResultsWriter {
     pub(crate) fn bytes(&self) -> &[u8] {
         &self.buf
     }
+}
+
+/// The longest failure message sent: a task's error or panic text can be
+/// as long as it likes, but it must not crowd out the outputs it travels with.
+const MAX_FAILURE_MESSAGE: usize = 64 * 1024;
+
+fn clip(message: &str) -> std::borrow::Cow<'_, str> {
+    if message.len() <= MAX_FAILURE_MESSAGE {
+        return message.into();
+    }
+    let mut end = MAX_FAILURE_MESSAGE;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} bytes in all)", &message[..end], message.len()).into()
 }
 
 fn put_u32(out: &mut Vec<u8>, value: u32) {
@@ -722,7 +789,7 @@ mod tests {
 
     #[test]
     fn results_round_trip_including_failures() {
-        let mut results = ResultsWriter::new();
+        let mut results = ResultsWriter::new(1 << 20);
         results.begin_chunk(7, 3);
         results.item(|out| {
             out.extend_from_slice(b"out");
@@ -754,10 +821,58 @@ mod tests {
     }
 
     #[test]
+    fn an_output_over_the_limit_fails_alone() {
+        let mut results = ResultsWriter::new(100);
+        results.begin_chunk(1, 3);
+        results.item(|out| {
+            out.extend_from_slice(&[7; 10]);
+            Ok(())
+        });
+        results.item(|out| {
+            out.extend_from_slice(&[8; 90]);
+            Ok(())
+        });
+        results.item(|out| {
+            out.extend_from_slice(&[9; 50]);
+            Ok(())
+        });
+        let buf = results.bytes().to_vec();
+        let FromWorker::Results(parsed) = FromWorker::parse(&buf).unwrap() else {
+            panic!("expected results");
+        };
+        let outcomes = parsed.outcomes();
+        assert_eq!(&buf[outcomes[0].output.clone().unwrap()], [7; 10]);
+        let alone = outcomes[1].output.clone().unwrap_err();
+        assert_eq!(alone.kind, FailureKind::TooLarge);
+        assert!(
+            alone.message.contains("output of 90 bytes is over"),
+            "{}",
+            alone.message
+        );
+        let together = outcomes[2].output.clone().unwrap_err();
+        assert_eq!(together.kind, FailureKind::TooLarge);
+        assert!(
+            together.message.contains("with the other outputs"),
+            "{}",
+            together.message
+        );
+    }
+
+    #[test]
+    fn chunk_overhead_covers_what_a_batch_adds() {
+        let mut batch = BatchWriter::new();
+        batch.define_task(7, "demo::task");
+        let inputs = [(1, &b"abc"[..]), (2, &b"de"[..])];
+        batch.chunk(9, 7, Indices::Sent, inputs.into_iter());
+        assert_eq!(batch.len(), chunk_overhead("demo::task", 2) + 5);
+    }
+
+    #[test]
     fn every_whole_message_round_trips() {
         let to_worker = [
             ToWorker::Setup {
                 worker_id: 3,
+                max_message_size: 1 << 30,
                 initializer: Some(Initializer {
                     name: "demo::init",
                     input: b"in",
@@ -765,6 +880,7 @@ mod tests {
             },
             ToWorker::Setup {
                 worker_id: 4,
+                max_message_size: u64::MAX,
                 initializer: None,
             },
             ToWorker::Quit,
@@ -803,7 +919,7 @@ mod tests {
             let records: Vec<_> = parsed.records().collect();
             assert!(records.iter().any(Result::is_err), "cut at {cut}");
         }
-        let mut results = ResultsWriter::new();
+        let mut results = ResultsWriter::new(1 << 20);
         results.begin_chunk(1, 1);
         results.item(|out| {
             out.push(1);

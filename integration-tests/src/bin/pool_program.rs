@@ -319,6 +319,23 @@ fn main() -> Result<(), pool::Error> {
                 .sum();
             println!("primes below 10000: {primes}");
         }
+        "remote_long" => {
+            // One long task for a remote worker; the test kills this
+            // process while the worker runs it.
+            let key = std::env::var("POOL_AUTHKEY").unwrap_or_default();
+            let pool = Pool::builder()
+                .processes(0)
+                .listen("tcp:127.0.0.1:0", key)
+                .build()?;
+            println!("address: {}", pool.listen_address().unwrap_or_default());
+            report_error(
+                "long task",
+                &pool
+                    .apply(pool::builtin::sleep_ms, 120_000)
+                    .err()
+                    .unwrap_or_else(|| pool::Error::new(ErrorKind::Closed, "finished")),
+            );
+        }
         "setup_unread" => {
             // A worker program that never reads its setup message, which
             // a large initializer input makes larger than a socket buffer.

@@ -172,6 +172,35 @@ impl PoolBuilder {
         self
     }
 
+    /// The largest message between the pool and a worker, in either
+    /// direction (default [`connection::DEFAULT_MAX_MESSAGE_SIZE`], 1 GiB),
+    /// which bounds one task's encoded input and its encoded output.
+    ///
+    /// An input over the limit fails alone with
+    /// [`ErrorKind::MessageTooLarge`] before it is sent; an output over it
+    /// fails its input the same way, in the worker, which goes on. A chunk
+    /// of inputs larger than the limit is split before it is sent. The
+    /// limit is at most 4 GiB - 1 per input or output (the pool's framing
+    /// holds 32-bit lengths); messages of 2 GiB and more travel with
+    /// the 8-byte length header.
+    ///
+    /// ```
+    /// pool::task! { fn len(bytes: Vec<u8>) -> usize { bytes.len() } }
+    ///
+    /// fn main() -> Result<(), pool::Error> {
+    ///     pool::init();
+    ///     let pool = pool::Pool::builder().processes(1).max_message_size(64 * 1024).build()?;
+    ///     let err = pool.apply(len, vec![0; 100_000]).unwrap_err();
+    ///     assert_eq!(err.kind(), pool::ErrorKind::MessageTooLarge);
+    ///     assert_eq!(pool.apply(len, vec![0; 1000])?, 1000);
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn max_message_size(mut self, bytes: u64) -> PoolBuilder {
+        self.config.max_message_size = bytes;
+        self
+    }
+
     /// Starts the workers and waits until each one is ready.
     ///
     /// Fails with [`ErrorKind::Startup`] if a worker cannot be started, does

@@ -27,19 +27,30 @@ pub(crate) struct Commands {
     closed: AtomicBool,
     /// The number of local workers, which sizes chunks and windows.
     processes: usize,
+    /// The largest message to a worker, which bounds an encoded input.
+    max_message_size: u64,
 }
 
 impl Commands {
-    pub(crate) fn new(sender: Sender<Command>, processes: usize) -> Commands {
+    pub(crate) fn new(
+        sender: Sender<Command>,
+        processes: usize,
+        max_message_size: u64,
+    ) -> Commands {
         Commands {
             sender,
             closed: AtomicBool::new(false),
             processes,
+            max_message_size,
         }
     }
 
     pub(crate) fn processes(&self) -> usize {
         self.processes
+    }
+
+    pub(crate) fn max_message_size(&self) -> u64 {
+        self.max_message_size
     }
 
     pub(crate) fn is_closed(&self) -> bool {

@@ -21,6 +21,8 @@ pub(crate) struct Config {
     pub(crate) startup_timeout: Duration,
     pub(crate) listen: Option<(String, Vec<u8>)>,
     pub(crate) handle_interrupts: bool,
+    /// The largest message between pool and worker, either way.
+    pub(crate) max_message_size: u64,
 }
 
 impl Default for Config {
@@ -37,6 +39,7 @@ impl Default for Config {
             startup_timeout: DEFAULT_STARTUP_TIMEOUT,
             listen: None,
             handle_interrupts: true,
+            max_message_size: connection::DEFAULT_MAX_MESSAGE_SIZE,
         }
     }
 }

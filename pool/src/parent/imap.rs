@@ -120,7 +120,7 @@ impl<'p, T: Task, I: Iterator<Item = T::Input>> Imap<'p, T, I> {
             self.next_input += 1;
             self.outstanding += 1;
             taken += 1;
-            match encode_input::<T>(&input, index) {
+            match encode_input::<T>(&input, index, self.commands.max_message_size()) {
                 Ok(input) => items.push(Item::new(index, input)),
                 Err(err) => self.place(Delivery {
                     index,

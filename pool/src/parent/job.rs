@@ -14,6 +14,10 @@ pub(crate) struct Item {
     pub(crate) input: Vec<u8>,
     /// How many times a worker died while running this input.
     pub(crate) deaths: u32,
+    /// How many workers ended while they held this input and had started
+    /// none of what they held: workers that could not take what they were
+    /// sent (a message they refused, a crash while reading it).
+    pub(crate) bounces: u32,
 }
 
 impl Item {
@@ -22,6 +26,7 @@ impl Item {
             index,
             input,
             deaths: 0,
+            bounces: 0,
         }
     }
 }
@@ -45,6 +50,35 @@ impl Job {
 
     pub(crate) fn input_bytes(&self) -> usize {
         self.items.iter().map(|item| item.input.len()).sum()
+    }
+
+    /// The size of the job as one chunk of a batch on its own.
+    pub(crate) fn wire_size(&self) -> usize {
+        self.input_bytes() + wire::chunk_overhead(self.task, self.items.len())
+    }
+
+    /// Splits off the inputs that take the job past `limit` bytes on the
+    /// wire, as a job of their own; `None` if it fits (or is one input,
+    /// which was checked against the limit when it was encoded).
+    pub(crate) fn split_to_fit(&mut self, limit: u64) -> Option<Job> {
+        if self.items.len() < 2 || self.wire_size() as u64 <= limit {
+            return None;
+        }
+        let mut size = wire::chunk_overhead(self.task, 0) as u64;
+        let keep = self
+            .items
+            .iter()
+            .take_while(|item| {
+                size += (item.input.len() + wire::INPUT_OVERHEAD) as u64;
+                size <= limit
+            })
+            .count()
+            .max(1);
+        Some(Job {
+            task: self.task,
+            items: self.items.split_off(keep),
+            sink: self.sink.clone(),
+        })
     }
 
     /// Fails every input still in the job with errors made by `error`.
@@ -76,17 +110,23 @@ pub(crate) fn auto_chunksize(inputs: usize, processes: usize) -> usize {
     inputs.div_ceil(4 * processes.max(1)).max(1)
 }
 
-/// Encodes input `index` of a call to `T`.
-pub(crate) fn encode_input<T: Task>(input: &T::Input, index: usize) -> Result<Vec<u8>> {
+/// Encodes input `index` of a call to `T`, which must fit in a message of
+/// `limit` bytes on its own.
+pub(crate) fn encode_input<T: Task>(input: &T::Input, index: usize, limit: u64) -> Result<Vec<u8>> {
     let encoded = connection::encode(input).map_err(|err| {
         Error::from_connection(err, "encode the input")
             .with_task(T::NAME)
             .with_index(index)
     })?;
-    if !wire::fits(encoded.len()) {
+    let needed = encoded.len() as u64 + wire::chunk_overhead(T::NAME, 1) as u64;
+    if needed > limit || !wire::fits(encoded.len()) {
         return Err(Error::new(
-            ErrorKind::Encode,
-            format!("input of {} bytes is too large", encoded.len()),
+            ErrorKind::MessageTooLarge,
+            format!(
+                "input of {} bytes is over the pool's message limit of {limit} bytes \
+                 (PoolBuilder::max_message_size raises it; 4 GiB - 1 at most)",
+                encoded.len()
+            ),
         )
         .with_task(T::NAME)
         .with_index(index));

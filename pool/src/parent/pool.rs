@@ -111,7 +111,7 @@ pub(crate) fn start(config: Config) -> Result<Pool> {
         return Err(err);
     }
     let mut pool = Pool {
-        commands: Commands::new(commands, config.processes),
+        commands: Commands::new(commands, config.processes, config.max_message_size),
         pids,
         dispatcher: Mutex::new(Some(dispatcher)),
         listener: Mutex::new(None),
@@ -217,7 +217,10 @@ impl Pool {
         let mut items = Vec::with_capacity(chunksize);
         let mut count = 0;
         for (index, input) in inputs.into_iter().enumerate() {
-            items.push(Item::new(index, encode_input::<T>(&input, index)?));
+            items.push(Item::new(
+                index,
+                encode_input::<T>(&input, index, self.commands.max_message_size())?,
+            ));
             count += 1;
             if items.len() == chunksize {
                 jobs.push(Job::streamed::<T>(std::mem::take(&mut items), &stream));
@@ -348,7 +351,7 @@ impl Pool {
         match self
             .commands
             .check_open()
-            .and_then(|()| encode_input::<T>(&input, 0))
+            .and_then(|()| encode_input::<T>(&input, 0, self.commands.max_message_size()))
         {
             Err(err) => slot.complete(Err(err)),
             Ok(input) => self.commands.send(Command::Submit(Job {

@@ -80,6 +80,9 @@ fn accept_workers(listener: &mut Listener, stop: &AtomicBool, events: &Sender<Ev
             Ok(None) => {}
             Err(err) if err.kind() == connection::ErrorKind::Interrupted => {}
             Ok(Some(conn)) => {
+                if let Err(err) = crate::sys::keep_alive(&conn) {
+                    tracing::warn!(%err, "cannot turn on TCP keepalive for a remote worker");
+                }
                 let peer = listener
                     .last_accepted()
                     .map_or_else(|| "an unnamed peer".to_string(), |a| a.to_string());

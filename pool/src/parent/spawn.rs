@@ -53,7 +53,9 @@ pub(crate) fn spawn_local(
     fn startup(what: &'static str) -> impl Fn(connection::Error) -> Error {
         move |err| Error::from_connection(err, what).with_kind(ErrorKind::Startup)
     }
-    let (conn, child_end) = connection::pipe().map_err(startup("create a connection"))?;
+    let (mut conn, child_end) = connection::pipe().map_err(startup("create a connection"))?;
+    // Results may be as large as what the pool lets itself send.
+    conn.set_max_message_size(config.max_message_size);
     let progress = SharedCounter::create()
         .map_err(|err| Error::new(ErrorKind::Startup, "create a progress page").with_source(err))?;
     let mut command = Command::new(program);

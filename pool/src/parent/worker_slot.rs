@@ -118,6 +118,9 @@ pub(crate) struct WorkerSlot {
     /// The input the worker is running and since when the pool knows it.
     watch: Option<(u64, Instant)>,
     batch: BatchWriter,
+    /// The largest message the worker accepts: a batch is sent before a
+    /// chunk would take it past this.
+    max_message_size: u64,
     /// The worker traces its tasks: its chunks carry their input indices.
     indices: Indices,
 }
@@ -131,6 +134,7 @@ impl WorkerSlot {
         conn: Connection,
         reader: JoinHandle<()>,
         deadline: Instant,
+        max_message_size: u64,
     ) -> WorkerSlot {
         WorkerSlot {
             id,
@@ -151,6 +155,7 @@ impl WorkerSlot {
             known_tasks: Vec::new(),
             watch: None,
             batch: BatchWriter::new(),
+            max_message_size,
             indices: Indices::Omitted,
         }
     }
@@ -225,6 +230,9 @@ impl WorkerSlot {
     pub(crate) fn push_chunk(&mut self, chunk_id: u64, task: u32, job: Job) {
         let items = job.items.len() as u64;
         let bytes = job.input_bytes();
+        if (self.batch.len() + job.wire_size()) as u64 > self.max_message_size {
+            self.send_batch();
+        }
         let number = task as usize;
         if self.known_tasks.len() <= number {
             self.known_tasks.resize(number + 1, false);

@@ -5,11 +5,12 @@
 //! signal's disposition, and mapping shared memory.
 
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use rustix::fs::{fstat, ftruncate, memfd_create, MemfdFlags};
 use rustix::process::{getppid, set_parent_process_death_signal, Signal};
@@ -26,6 +27,51 @@ pub(crate) fn die_with_parent(expected_parent: u32) -> io::Result<()> {
         )));
     }
     Ok(())
+}
+
+/// How long an idle TCP connection to a remote worker or pool waits
+/// before its first keepalive probe, how far apart the probes are, and how
+/// many go unanswered before the connection fails: a silent partition is
+/// found within about five seconds.
+pub(crate) const KEEPALIVE: (Duration, Duration, u32) =
+    (Duration::from_secs(2), Duration::from_secs(1), 3);
+
+/// Turns on TCP keepalive with [`KEEPALIVE`]'s timing, so that a peer
+/// behind a partition is noticed while nothing is being sent (a peer that
+/// is merely busy or stopped still has its kernel answer the probes).
+/// Does nothing (successfully) for a Unix socket.
+pub(crate) fn keep_alive(fd: impl AsFd) -> io::Result<()> {
+    use rustix::net::sockopt;
+    let fd = fd.as_fd();
+    if !matches!(
+        sockopt::socket_domain(fd)?,
+        rustix::net::AddressFamily::INET | rustix::net::AddressFamily::INET6
+    ) {
+        return Ok(());
+    }
+    let (idle, interval, probes) = KEEPALIVE;
+    sockopt::set_socket_keepalive(fd, true)?;
+    sockopt::set_tcp_keepidle(fd, idle)?;
+    sockopt::set_tcp_keepintvl(fd, interval)?;
+    sockopt::set_tcp_keepcnt(fd, probes)?;
+    Ok(())
+}
+
+/// Waits up to `timeout` for the peer of the socket `fd` to hang up or the
+/// connection to fail; returns whether it did. Data waiting to be read
+/// does not count (and is left alone): this watches a connection that
+/// another thread reads.
+pub(crate) fn hung_up(fd: impl AsFd, timeout: Duration) -> io::Result<bool> {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let mut fds = [PollFd::new(&fd, PollFlags::RDHUP)];
+    let timeout = Timespec::try_from(timeout).map_err(io::Error::other)?;
+    match poll(&mut fds, Some(&timeout)) {
+        Ok(_) => {}
+        Err(rustix::io::Errno::INTR) => return Ok(false),
+        Err(err) => return Err(err.into()),
+    }
+    let ended = PollFlags::RDHUP | PollFlags::HUP | PollFlags::ERR;
+    Ok(fds[0].revents().intersects(ended))
 }
 
 /// The name of a signal number, for messages ("SIGKILL").
@@ -188,6 +234,26 @@ mod tests {
     fn a_file_that_is_not_a_page_is_refused() {
         let file = std::fs::File::open("/dev/null").unwrap();
         assert!(SharedCounter::from_fd(file.into()).is_err());
+    }
+
+    #[test]
+    fn a_hang_up_is_seen_but_data_is_not() {
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        assert!(!hung_up(&b, Duration::from_millis(10)).unwrap());
+        std::io::Write::write_all(&mut &a, b"data").unwrap();
+        assert!(!hung_up(&b, Duration::from_millis(10)).unwrap());
+        drop(a);
+        assert!(hung_up(&b, Duration::from_millis(1000)).unwrap());
+    }
+
+    #[test]
+    fn keep_alive_applies_to_tcp_and_leaves_unix_sockets_alone() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let tcp = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        keep_alive(&tcp).unwrap();
+        assert!(rustix::net::sockopt::socket_keepalive(&tcp).unwrap());
+        let (unix, _other) = std::os::unix::net::UnixStream::pair().unwrap();
+        keep_alive(&unix).unwrap();
     }
 
     #[test]

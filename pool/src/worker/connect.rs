@@ -1,9 +1,15 @@
 //! Joining a pool from another process or host: the library side of
 //! `pool-worker --connect` (whose command line lives in `worker-bin`).
 
-use connection::{Address, Client};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
+use connection::{Address, Client, Connection};
+
+use super::serve::{serve, POOL_GONE};
 use crate::error::{Error, Result};
+use crate::sys;
 
 /// The environment variable a remote worker reads its authkey from when no
 /// key file is given (`pool-worker` reads it; [`connect_worker`] takes the
@@ -13,6 +19,16 @@ pub const AUTHKEY_ENV: &str = "POOL_AUTHKEY";
 /// Connects to a pool listening at `address`, authenticates with
 /// `authkey`, and works for it until it closes; the library side of
 /// `pool-worker --connect`.
+///
+/// Returns `Ok` when the pool tells the worker to quit (it was closed, or
+/// dropped), and an [`ErrorKind::Connection`](crate::ErrorKind::Connection)
+/// error when the pool goes away without saying so while the worker waits
+/// for work. If the pool goes away while a task runs, **the process
+/// exits** (status 1, with a line on stderr) within about a fifth of a
+/// second when the pool's host closes the connection, or about five
+/// seconds when it falls silent (TCP keepalive: probes after 2 s idle, 1 s
+/// apart, 3 unanswered): a task cannot be stopped otherwise, and a worker
+/// left computing for a dead pool would hold its host and its job.
 ///
 /// This makes the calling process a worker for good: it can no longer start
 /// pools of its own, and panics in it are no longer printed (task panics
@@ -45,5 +61,68 @@ pub fn connect_worker(address: &str, authkey: &[u8]) -> Result<()> {
     let conn = Client::connect_with_authkey(&parsed, authkey)
         .map_err(|err| Error::from_connection(err, format!("connect to the pool at {address}")))?;
     tracing::debug!(%address, "joined a pool as a remote worker");
-    super::serve::serve(conn, None)
+    if let Err(err) = sys::keep_alive(&conn) {
+        tracing::warn!(%err, "cannot turn on TCP keepalive; a partition will go unnoticed");
+    }
+    let busy = Arc::new(AtomicBool::new(false));
+    let watcher = Watcher::start(&conn, Arc::clone(&busy));
+    let served = serve(conn, None, Some(busy));
+    drop(watcher);
+    served
+}
+
+/// How often the watcher looks at the connection.
+const WATCH_EVERY: Duration = Duration::from_millis(200);
+
+/// A thread that ends this process when the pool goes away while a task
+/// runs: a remote worker has no parent-death signal, and a long task would
+/// otherwise go on for a pool that is gone, holding its host (and, under a
+/// job launcher, its job) until it next sends a result.
+struct Watcher {
+    stop: Arc<AtomicBool>,
+}
+
+impl Watcher {
+    fn start(conn: &Connection, busy: Arc<AtomicBool>) -> Option<Watcher> {
+        let watched = match conn.try_clone() {
+            Ok(watched) => watched,
+            Err(err) => {
+                tracing::warn!(%err, "cannot watch the pool's connection");
+                return None;
+            }
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let watch = move || {
+            while !stopped.load(Ordering::Relaxed) {
+                match sys::hung_up(&watched, WATCH_EVERY) {
+                    Ok(true) if busy.load(Ordering::Relaxed) => {
+                        eprintln!(
+                            "pool worker: {POOL_GONE}, while this worker ran a task; exiting"
+                        );
+                        std::process::exit(1);
+                    }
+                    // Waiting for work, the worker loop sees the end itself.
+                    Ok(true) | Err(_) => std::thread::sleep(WATCH_EVERY),
+                    Ok(false) => {}
+                }
+            }
+        };
+        match std::thread::Builder::new()
+            .name("pool-watch".into())
+            .spawn(watch)
+        {
+            Ok(_) => Some(Watcher { stop }),
+            Err(err) => {
+                tracing::warn!(%err, "cannot watch the pool's connection");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
 }

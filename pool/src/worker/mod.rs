@@ -85,7 +85,7 @@ fn run_local_worker() -> Result<()> {
     for var in [CONNECTION_ENV, PROGRESS_ENV, PARENT_ENV] {
         std::env::remove_var(var);
     }
-    serve::serve(conn, progress)
+    serve::serve(conn, progress, None)
 }
 
 /// This program was started as a worker but ran its own `main` up to

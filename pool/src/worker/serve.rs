@@ -7,6 +7,7 @@
 //! result is never held back behind the next task.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use connection::Connection;
@@ -18,6 +19,11 @@ use crate::wire::{
     Batch, BatchRecord, ChunkItem, ChunkRecord, FromWorker, Initializer, ResultsWriter, ToWorker,
     WireError,
 };
+
+/// What a worker says when its pool went away without telling it to quit.
+pub(crate) const POOL_GONE: &str =
+    "the pool closed the connection without telling this worker to quit \
+     (it was terminated, or its process died)";
 
 /// Reply once this many chunk results are waiting.
 const FLUSH_CHUNKS: usize = 64;
@@ -36,8 +42,17 @@ pub(crate) fn become_worker() {
     IN_WORKER.store(true, Ordering::Relaxed);
 }
 
-/// Runs the worker protocol on `conn` until the pool says quit or goes away.
-pub(crate) fn serve(conn: Connection, progress: Option<SharedCounter>) -> Result<()> {
+/// Runs the worker protocol on `conn` until the pool says quit, which is
+/// `Ok`, or goes away without saying so, which is an error.
+///
+/// `busy`, if given, is kept set while the worker runs tasks, for a
+/// watcher that must tell a pool gone mid-task from one gone while the
+/// worker waits (which this loop notices itself).
+pub(crate) fn serve(
+    conn: Connection,
+    progress: Option<SharedCounter>,
+    busy: Option<Arc<AtomicBool>>,
+) -> Result<()> {
     become_worker();
     // Panics are caught and sent to the pool as the task's error; printing
     // them here too would only spam the pool's stderr.
@@ -47,8 +62,9 @@ pub(crate) fn serve(conn: Connection, progress: Option<SharedCounter>) -> Result
         progress,
         started: 0,
         tasks: Vec::new(),
-        results: ResultsWriter::new(),
+        results: ResultsWriter::new(connection::DEFAULT_MAX_MESSAGE_SIZE),
         oldest_unsent: None,
+        busy,
     };
     let id = worker.setup()?;
     // For a subscriber installed in this process (a worker program's own,
@@ -72,6 +88,7 @@ struct Worker {
     tasks: Vec<KnownTask>,
     results: ResultsWriter,
     oldest_unsent: Option<Instant>,
+    busy: Option<Arc<AtomicBool>>,
 }
 
 fn protocol(err: WireError) -> Error {
@@ -88,6 +105,7 @@ impl Worker {
             .map_err(|err| Error::from_connection(err, "wait for setup"))?;
         let ToWorker::Setup {
             worker_id,
+            max_message_size,
             initializer,
         } = ToWorker::parse(&message).map_err(protocol)?
         else {
@@ -96,6 +114,10 @@ impl Worker {
                 "expected a setup message",
             ));
         };
+        // Both directions share one limit: what the pool may send here,
+        // and what results may be sent back.
+        self.conn.set_max_message_size(max_message_size);
+        self.results = ResultsWriter::new(max_message_size);
         let reply = match initializer.map_or(Ok(()), run_initializer) {
             // Checked after the initializer, which may install a
             // subscriber: a worker that traces its tasks wants their input
@@ -116,11 +138,18 @@ impl Worker {
         loop {
             let message = match self.conn.recv_bytes() {
                 Ok(message) => message,
-                Err(err) if err.kind() == connection::ErrorKind::Eof => return Ok(()),
+                Err(err) if err.kind() == connection::ErrorKind::Eof => {
+                    return Err(Error::from_connection(err, POOL_GONE))
+                }
                 Err(err) => return Err(Error::from_connection(err, "receive tasks")),
             };
             match ToWorker::parse(&message).map_err(protocol)? {
-                ToWorker::Batch(batch) => self.run_batch(batch)?,
+                ToWorker::Batch(batch) => {
+                    self.set_busy(true);
+                    let ran = self.run_batch(batch);
+                    self.set_busy(false);
+                    ran?
+                }
                 ToWorker::Quit => return self.flush(),
                 ToWorker::Setup { .. } => {
                     return Err(Error::new(
@@ -150,6 +179,11 @@ impl Worker {
                     self.tasks[number] = (name.to_string(), task::registry().get(name).copied());
                 }
                 BatchRecord::Chunk(chunk) => {
+                    // Outputs already waiting go before they could crowd
+                    // this chunk's out of the message limit.
+                    if self.results.is_half_full() {
+                        self.flush()?;
+                    }
                     let began = Instant::now();
                     // Counted from when the first unsent chunk began, so that
                     // a slow chunk is sent as soon as it ends.
@@ -187,6 +221,12 @@ impl Worker {
             }
         }
         self.results.add_busy(began.elapsed().as_nanos() as u64);
+    }
+
+    fn set_busy(&self, busy: bool) {
+        if let Some(flag) = &self.busy {
+            flag.store(busy, Ordering::Relaxed);
+        }
     }
 
     fn flush(&mut self) -> Result<()> {

@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Dispatcher, MAX_START_FAILURES};
-use crate::error::{Error, ErrorKind};
+use super::{Dispatcher, MAX_BOUNCES, MAX_START_FAILURES};
+use crate::error::{Error, ErrorKind, WorkerInfo};
 use crate::parent::job::Job;
 use crate::parent::trace;
 use crate::parent::worker_reader::WorkerEnd;
@@ -44,27 +44,53 @@ impl Dispatcher {
                 }
             }
             State::Ready => {
-                let err = Error::new(
-                    ErrorKind::WorkerDied,
-                    format!("{description} while running this task"),
-                )
-                .with_worker(slot.info());
                 let taken = slot.take_back();
-                self.requeue_after_death(taken, err);
+                self.requeue_after_death(taken, &description, slot.info());
             }
             State::Retiring | State::Doomed => {}
         }
     }
 
-    /// Requeues what a dead worker held; the input it was running fails
-    /// with `err` once it has killed more workers than retries allow.
-    pub(super) fn requeue_after_death(&mut self, taken: TakenBack, err: Error) {
+    /// Requeues what a dead worker held. The input it was running fails
+    /// once it has killed more workers than retries allow. If it was
+    /// running none, what it held counts a bounce, and an input bounced
+    /// [`MAX_BOUNCES`] times fails instead of going round again.
+    pub(super) fn requeue_after_death(
+        &mut self,
+        mut taken: TakenBack,
+        description: &str,
+        worker: WorkerInfo,
+    ) {
+        let died = |what: String| Error::new(ErrorKind::WorkerDied, what).with_worker(worker);
+        if taken.culprit.is_none() {
+            for job in &mut taken.unstarted {
+                let (bounced, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut job.items)
+                    .into_iter()
+                    .map(|mut item| {
+                        item.bounces += 1;
+                        item
+                    })
+                    .partition(|item| item.bounces >= MAX_BOUNCES);
+                job.items = keep;
+                for item in bounced {
+                    let err = died(format!(
+                        "{description} before starting this input; {MAX_BOUNCES} workers \
+                         in a row ended holding it unstarted, so it is not sent again"
+                    ))
+                    .with_task(job.task)
+                    .with_index(item.index);
+                    self.deliveries.push(&job.sink, item.index, Err(err));
+                }
+            }
+        }
         let culprit = taken.culprit.and_then(|mut culprit| {
             culprit.item.deaths += 1;
             if culprit.item.deaths <= self.config.retries {
                 return Some(culprit);
             }
-            let err = err.with_task(culprit.task).with_index(culprit.item.index);
+            let err = died(format!("{description} while running this task"))
+                .with_task(culprit.task)
+                .with_index(culprit.item.index);
             trace::record_error(&culprit.span, &err);
             self.deliveries
                 .push(&culprit.sink, culprit.item.index, Err(err));
@@ -81,7 +107,8 @@ impl Dispatcher {
     /// Puts work back at the front of the queue, in its original order
     /// (the input that was running first); its span ends as requeued.
     fn requeue(&mut self, unstarted: Vec<Job>, culprit: Option<Culprit>) {
-        for job in unstarted.into_iter().rev() {
+        let unstarted = unstarted.into_iter().filter(|job| !job.items.is_empty());
+        for job in unstarted.rev() {
             self.queue.push_front(job);
         }
         if let Some(culprit) = culprit {

@@ -67,12 +67,14 @@ impl Dispatcher {
             local.conn,
             local.reader,
             deadline,
+            self.config.max_message_size,
         ));
         self.publish_pids();
         Ok(())
     }
 
     pub(super) fn adopt_remote(&mut self, mut conn: connection::Connection, peer: String) {
+        conn.set_max_message_size(self.config.max_message_size);
         if self.phase != Phase::Open || self.broken.is_some() {
             // Never waiting for it: a peer that does not read just loses
             // its connection without being told why.
@@ -100,6 +102,7 @@ impl Dispatcher {
                     conn,
                     reader,
                     deadline,
+                    self.config.max_message_size,
                 ));
             }
             Err(err) => tracing::warn!(%peer, %err, "remote worker could not be set up"),
@@ -114,6 +117,7 @@ impl Dispatcher {
             .map(|(name, input)| Initializer { name, input });
         ToWorker::Setup {
             worker_id: id,
+            max_message_size: self.config.max_message_size,
             initializer,
         }
         .encode()
@@ -123,6 +127,12 @@ impl Dispatcher {
         self.phase = Phase::Terminating;
         self.fail_queued(Error::terminated);
         for slot in &mut self.workers {
+            // A remote worker is told to quit, so that one waiting for work
+            // exits as after a close; one running a task sees its
+            // connection end and stops (see `connect_worker`).
+            if !slot.is_local() {
+                slot.retire();
+            }
             slot.kill();
             slot.fail_in_flight(Error::terminated);
         }

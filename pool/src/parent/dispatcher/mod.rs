@@ -46,6 +46,10 @@ const REAP_WAIT: Duration = Duration::from_secs(5);
 /// fail to become ready (killed from outside, too slow on a loaded
 /// machine) before the pool gives up on starting workers.
 const MAX_START_FAILURES: u32 = 3;
+/// How many workers in a row may end holding an input they had not
+/// started before it fails instead of being sent again: a worker that
+/// cannot take what it is sent must not make the pool respawn for ever.
+const MAX_BOUNCES: u32 = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -309,6 +313,14 @@ impl Dispatcher {
                 .is_some_and(|job| job.sink.is_cancelled())
             {
                 self.queue.pop_front();
+            }
+            let limit = self.config.max_message_size;
+            if let Some(rest) = self
+                .queue
+                .front_mut()
+                .and_then(|job| job.split_to_fit(limit))
+            {
+                self.queue.insert(1, rest);
             }
             let Some(job) = self.queue.front() else { break };
             let Some(index) = self.pick_worker(job.items.len() as u64, job.input_bytes()) else {

@@ -1,0 +1,95 @@
+//! The pool's message limit (`PoolBuilder::max_message_size`), across real
+//! worker processes: an input or output over it fails alone with
+//! `MessageTooLarge` and a message naming sizes and limit, the rest of the
+//! call completes, the worker survives, an oversized chunk is split, and
+//! an input that kills every worker that reads it is not sent for ever.
+
+use std::process::Command;
+use std::time::Duration;
+
+use integration_tests::output_with_deadline;
+
+/// Generous: a hang (the old behaviour: endless respawns) must fail the
+/// test, not a slow machine.
+const LIMIT: Duration = Duration::from_secs(120);
+
+fn scenario(name: &str) -> String {
+    let out = output_with_deadline(
+        Command::new(env!("CARGO_BIN_EXE_pool_limits")).arg(name),
+        LIMIT,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{name}: {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+    stdout
+}
+
+fn line<'a>(stdout: &'a str, label: &str) -> &'a str {
+    let prefix = format!("{label}: ");
+    stdout
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {label:?} line in:\n{stdout}"))
+}
+
+#[test]
+fn an_input_over_the_limit_fails_alone_and_the_call_completes() {
+    let out = scenario("input");
+    let map = line(&out, "map");
+    assert!(
+        map.starts_with("kind=MessageTooLarge index=Some(1)"),
+        "{map}"
+    );
+    // Size (2 MiB and a 5-byte varint length) and limit both named.
+    assert!(map.contains("input of 2097157 bytes"), "{map}");
+    assert!(map.contains("limit of 1048576 bytes"), "{map}");
+    assert_eq!(line(&out, "imap 0"), "ok 1");
+    assert!(line(&out, "imap 1").starts_with("kind=MessageTooLarge index=Some(1)"));
+    assert_eq!(line(&out, "imap 2"), "ok 2");
+    assert!(line(&out, "apply").starts_with("kind=MessageTooLarge index=Some(0)"));
+    assert_eq!(line(&out, "chunked"), "ok [409600, 409600, 409600, 409600]");
+    assert_eq!(line(&out, "pids after"), "ok 2");
+    assert_eq!(line(&out, "raised"), "ok 2097152");
+}
+
+#[test]
+fn an_output_over_the_limit_fails_alone_and_the_worker_survives() {
+    let out = scenario("output");
+    let output = line(&out, "output");
+    assert!(
+        output.starts_with("kind=MessageTooLarge index=Some(0)"),
+        "{output}"
+    );
+    assert!(
+        output.contains("output of 2097157 bytes is over"),
+        "{output}"
+    );
+    assert!(output.contains("limit of 1048576 bytes"), "{output}");
+    assert_eq!(line(&out, "small output"), "ok 10");
+    assert_eq!(line(&out, "same worker"), "true");
+    // Two 600 KiB outputs of one chunk do not fit one 1 MiB message: the
+    // second fails, saying why, and the first arrives.
+    let together = line(&out, "map outputs");
+    assert!(
+        together.starts_with("kind=MessageTooLarge index=Some(2)"),
+        "{together}"
+    );
+    assert!(
+        together.contains("with the other outputs of its chunk"),
+        "{together}"
+    );
+    assert_eq!(line(&out, "raised"), "ok 2097152");
+}
+
+#[test]
+fn an_input_that_kills_every_worker_reading_it_is_not_resent_for_ever() {
+    let out = scenario("bounce");
+    let huge = line(&out, "huge");
+    assert!(huge.starts_with("kind=WorkerDied index=Some(0)"), "{huge}");
+    assert!(huge.contains("workers in a row"), "{huge}");
+    assert_eq!(line(&out, "after"), "ok 10");
+}
