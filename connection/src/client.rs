@@ -14,7 +14,7 @@ use interprocess::ConnectWaitMode;
 
 use crate::address::Address;
 use crate::auth::Handshake;
-use crate::connection::{Connection, DEFAULT_MAX_MESSAGE_SIZE};
+use crate::connection::{Connection, Direction, DEFAULT_MAX_MESSAGE_SIZE};
 use crate::error::{Error, Result};
 use crate::sys::Socket;
 
@@ -173,7 +173,7 @@ impl ClientBuilder {
                 .as_client()
                 .map_err(|err| err.context(format!("handshake with {address}")))?;
         }
-        let mut conn = Connection::from_socket(socket, true, true);
+        let mut conn = Connection::new(socket, Direction::Both);
         conn.set_max_message_size(self.max_message_size);
         Ok(conn)
     }

@@ -160,7 +160,7 @@ mod connection;
 mod error;
 mod frame;
 mod handshakes;
-mod inherit;
+pub mod inherit;
 mod listener;
 mod pipe;
 mod sys;
@@ -169,7 +169,7 @@ mod wait;
 pub use crate::address::Address;
 pub use crate::client::{Client, ClientBuilder, DEFAULT_CLIENT_HANDSHAKE_TIMEOUT};
 pub use crate::codec::{decode, encode};
-pub use crate::connection::{Connection, UnsentMessage, DEFAULT_MAX_MESSAGE_SIZE};
+pub use crate::connection::{Connection, Direction, UnsentMessage, DEFAULT_MAX_MESSAGE_SIZE};
 pub use crate::error::{Error, ErrorKind, Result};
 pub use crate::listener::{
     Listener, ListenerBuilder, DEFAULT_BACKLOG, DEFAULT_HANDSHAKE_TIMEOUT,
