@@ -167,7 +167,7 @@ mod sys;
 mod wait;
 
 pub use crate::address::Address;
-pub use crate::client::{Client, ClientBuilder, DEFAULT_CLIENT_HANDSHAKE_TIMEOUT};
+pub use crate::client::{Client, DEFAULT_CLIENT_HANDSHAKE_TIMEOUT};
 pub use crate::codec::{decode, encode};
 pub use crate::connection::{Connection, Direction, UnsentMessage, DEFAULT_MAX_MESSAGE_SIZE};
 pub use crate::error::{Error, ErrorKind, Result};

@@ -65,7 +65,7 @@ fn serve(address: &Address, key: &[u8], strict: bool) -> connection::Result<()> 
 }
 
 fn connect(address: &Address, key: &[u8], strict: bool) -> connection::Result<()> {
-    let mut conn = Client::builder()
+    let mut conn = Client::new()
         .authkey(key)
         .strict(strict)
         .connect_timeout(Some(Duration::from_secs(30)))
