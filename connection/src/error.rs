@@ -99,19 +99,17 @@ impl fmt::Display for ErrorKind {
 ///
 /// `Display` prints the kind and the context; the cause is the
 /// [`source`](std::error::Error::source), not repeated in the text. To show
-/// a user everything, print the chain:
+/// a user everything on one line, use the alternate form `{:#}`, which
+/// appends the chain of causes:
 ///
 /// ```
 /// let err = connection::Client::new()
 ///     .connect(&"unix:/surely/not/here.sock".parse()?)
 ///     .unwrap_err();
-/// let mut text = err.to_string(); // "I/O error: unix:/surely/not/here.sock: connect"
-/// let mut cause = std::error::Error::source(&err);
-/// while let Some(inner) = cause {
-///     text += &format!(": {inner}"); // ": No such file or directory (os error 2)"
-///     cause = inner.source();
-/// }
-/// assert!(text.contains("/surely/not/here.sock") && text.contains("os error"), "{text}");
+/// assert_eq!(err.to_string(), "I/O error: unix:/surely/not/here.sock: connect");
+/// let cause = std::error::Error::source(&err).unwrap();
+/// assert!(cause.to_string().contains("os error"), "{cause}");
+/// assert_eq!(format!("{err:#}"), format!("{err}: {cause}"));
 /// # Ok::<(), connection::Error>(())
 /// ```
 ///
@@ -234,13 +232,24 @@ impl fmt::Debug for Error {
 /// The kind and the context, without the cause: that is the
 /// [`source`](std::error::Error::source), and a reporter that walks the
 /// chain (`anyhow`, `eyre`, a loop over `source()`) prints it once.
+///
+/// The alternate form, `{:#}`, appends every cause in the chain, for a
+/// one-line message (as `anyhow` does).
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.context.is_empty() {
-            write!(f, "{}", self.kind)
+            write!(f, "{}", self.kind)?;
         } else {
-            write!(f, "{}: {}", self.kind, self.context)
+            write!(f, "{}: {}", self.kind, self.context)?;
         }
+        if f.alternate() {
+            let mut cause = std::error::Error::source(self);
+            while let Some(inner) = cause {
+                write!(f, ": {inner}")?;
+                cause = inner.source();
+            }
+        }
+        Ok(())
     }
 }
 
@@ -291,7 +300,7 @@ mod tests {
 
     #[test]
     fn a_chain_reporter_prints_the_cause_once() {
-        let cause = io::Error::new(io::ErrorKind::Other, "the one and only cause");
+        let cause = io::Error::other("the one and only cause");
         let err = Error::io(cause, "read").context("unix:/tmp/x");
         let report = chain(&err).join(": ");
         assert_eq!(
@@ -308,6 +317,17 @@ mod tests {
             "{report}"
         );
         assert!(report.contains("unix:/tmp/x"), "{report}");
+    }
+
+    #[test]
+    fn alternate_display_appends_the_whole_chain_once() {
+        let inner = Error::io(io::Error::other("bottom"), "middle");
+        let err = Error::new(ErrorKind::Protocol, "top").with_source(inner);
+        assert_eq!(err.to_string(), "protocol error: top");
+        assert_eq!(
+            format!("{err:#}"),
+            "protocol error: top: I/O error: middle: bottom"
+        );
     }
 
     #[test]
