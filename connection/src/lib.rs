@@ -109,11 +109,18 @@
 //!
 //! No input from a peer makes this crate panic.
 //!
+//! An error's text (`Display`) is its kind and context; what caused it (an
+//! operating-system error, a serde message) is its
+//! [`source`](std::error::Error::source), so a reporter that walks the
+//! chain prints each part once. `format!("{err:#}")` gives the whole chain
+//! on one line.
+//!
 //! # Processes
 //!
 //! Pass an end to a child process (spawned with exec, not only forked) with
 //! [`Connection::pass_to_child`]; the child rebuilds it with
-//! [`Connection::from_env`].
+//! [`Connection::from_env`]. Other descriptors (a shared memory page, a
+//! file) travel the same way with the [`inherit`] module.
 //!
 //! # Security
 //!
