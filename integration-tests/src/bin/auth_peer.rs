@@ -36,11 +36,11 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if err.kind() == ErrorKind::AuthenticationFailed => {
-            eprintln!("auth_peer: {err}");
+            eprintln!("auth_peer: {err:#}");
             ExitCode::from(3)
         }
         Err(err) => {
-            eprintln!("auth_peer: {err}");
+            eprintln!("auth_peer: {err:#}");
             ExitCode::from(2)
         }
     }
