@@ -14,7 +14,7 @@ use interprocess::ConnectWaitMode;
 
 use crate::address::Address;
 use crate::auth::Handshake;
-use crate::connection::{Connection, DEFAULT_MAX_MESSAGE_SIZE};
+use crate::connection::{Connection, Direction, DEFAULT_MAX_MESSAGE_SIZE};
 use crate::error::{Error, Result};
 use crate::sys::Socket;
 
@@ -25,13 +25,16 @@ use crate::sys::Socket;
 /// while to get to us.
 pub const DEFAULT_CLIENT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The connecting side, like CPython's `multiprocessing.connection.Client`.
-/// Never instantiated: [`Client::connect`] and friends return a
-/// [`Connection`], and [`Client::builder`] sets options.
+/// The connecting side, like CPython's `multiprocessing.connection.Client`:
+/// the options for connecting (authkey, timeouts, strictness, message size
+/// limit) and [`connect`](Client::connect), which returns a [`Connection`].
+///
+/// [`Client::connect_with_authkey`] is the common case in one call.
 ///
 /// # Examples
 ///
 /// ```
+/// use std::time::Duration;
 /// use connection::{Client, ErrorKind, Listener};
 ///
 /// // Abstract names are machine-wide: make this one unique to the process.
@@ -41,48 +44,27 @@ pub const DEFAULT_CLIENT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// let server = std::thread::spawn(move || -> connection::Result<()> {
 ///     listener.accept()?.send_bytes(b"hi")
 /// });
-/// let mut conn = Client::connect_with_authkey(&address, b"key")?;
+/// let mut conn = Client::new()
+///     .authkey(b"key")
+///     .handshake_timeout(Some(Duration::from_secs(10)))
+///     .connect(&address)?;
 /// assert_eq!(conn.recv_bytes()?, b"hi");
 /// server.join().unwrap()?;
 ///
 /// // Nothing listens here any more.
-/// let err = Client::connect(&address).unwrap_err();
+/// let err = Client::new().connect(&address).unwrap_err();
 /// assert!(err.to_string().contains(&name), "{err}");
 /// # Ok::<(), connection::Error>(())
 /// ```
-#[derive(Debug)]
-pub enum Client {}
-
-impl Client {
-    /// Connects to `address` without authentication.
-    pub fn connect(address: &Address) -> Result<Connection> {
-        ClientBuilder::default().connect(address)
-    }
-
-    /// Connects to `address` and authenticates with `authkey`; a listener
-    /// with another key makes this fail with
-    /// [`ErrorKind::AuthenticationFailed`](crate::ErrorKind::AuthenticationFailed).
-    pub fn connect_with_authkey(address: &Address, authkey: &[u8]) -> Result<Connection> {
-        ClientBuilder::default().authkey(authkey).connect(address)
-    }
-
-    /// Options for connecting.
-    pub fn builder() -> ClientBuilder {
-        ClientBuilder::default()
-    }
-}
-
-/// Options for connecting; made by [`Client::builder`].
 ///
-/// # Examples
+/// A listener that never accepts cannot complete the handshake:
 ///
 /// ```
 /// use std::time::Duration;
 /// use connection::{Address, Client, ErrorKind, Listener};
 ///
-/// // A listener that never accepts: the handshake cannot complete.
 /// let listener = Listener::builder().authkey(b"k").bind(&Address::localhost(0))?;
-/// let err = Client::builder()
+/// let err = Client::new()
 ///     .authkey(b"k")
 ///     .connect_timeout(Some(Duration::from_secs(5)))
 ///     .handshake_timeout(Some(Duration::from_millis(100)))
@@ -93,7 +75,7 @@ impl Client {
 /// # Ok::<(), connection::Error>(())
 /// ```
 #[derive(Clone)]
-pub struct ClientBuilder {
+pub struct Client {
     authkey: Option<Vec<u8>>,
     connect_timeout: Option<Duration>,
     handshake_timeout: Option<Duration>,
@@ -101,9 +83,10 @@ pub struct ClientBuilder {
     max_message_size: u64,
 }
 
-impl Default for ClientBuilder {
-    fn default() -> ClientBuilder {
-        ClientBuilder {
+/// The same as [`Client::new`].
+impl Default for Client {
+    fn default() -> Client {
+        Client {
             authkey: None,
             connect_timeout: None,
             handshake_timeout: Some(DEFAULT_CLIENT_HANDSHAKE_TIMEOUT),
@@ -113,9 +96,37 @@ impl Default for ClientBuilder {
     }
 }
 
-impl ClientBuilder {
+impl Client {
+    /// Default options: no authkey, no connect timeout, a handshake timeout
+    /// of [`DEFAULT_CLIENT_HANDSHAKE_TIMEOUT`], HMAC-MD5 accepted, messages
+    /// up to [`DEFAULT_MAX_MESSAGE_SIZE`](crate::DEFAULT_MAX_MESSAGE_SIZE).
+    pub fn new() -> Client {
+        Client::default()
+    }
+
+    /// Connects to `address` and authenticates with `authkey`, with default
+    /// options otherwise: CPython's `Client(address, authkey=authkey)`. A
+    /// listener with another key makes this fail with
+    /// [`ErrorKind::AuthenticationFailed`](crate::ErrorKind::AuthenticationFailed).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use connection::{Address, Client, Listener};
+    ///
+    /// let mut listener = Listener::builder().authkey(b"k").bind(&Address::localhost(0))?;
+    /// let address = listener.address().clone();
+    /// let client = std::thread::spawn(move || Client::connect_with_authkey(&address, b"k"));
+    /// listener.accept()?.send_bytes(b"welcome")?;
+    /// assert_eq!(client.join().unwrap()?.recv_bytes()?, b"welcome");
+    /// # Ok::<(), connection::Error>(())
+    /// ```
+    pub fn connect_with_authkey(address: &Address, authkey: &[u8]) -> Result<Connection> {
+        Client::new().authkey(authkey).connect(address)
+    }
+
     /// Authenticate with this key (the listener's must match).
-    pub fn authkey(mut self, key: impl AsRef<[u8]>) -> ClientBuilder {
+    pub fn authkey(mut self, key: impl AsRef<[u8]>) -> Client {
         self.authkey = Some(key.as_ref().to_vec());
         self
     }
@@ -125,27 +136,27 @@ impl ClientBuilder {
     /// For a Unix socket this includes waiting for room while the
     /// listener's queue of connections not yet accepted is full; at the
     /// end of it the error is [`ErrorKind::TimedOut`](crate::ErrorKind::TimedOut).
-    pub fn connect_timeout(mut self, timeout: Option<Duration>) -> ClientBuilder {
+    pub fn connect_timeout(mut self, timeout: Option<Duration>) -> Client {
         self.connect_timeout = timeout;
         self
     }
 
     /// How long the whole handshake may take (default
     /// [`DEFAULT_CLIENT_HANDSHAKE_TIMEOUT`]; `None` waits forever).
-    pub fn handshake_timeout(mut self, timeout: Option<Duration>) -> ClientBuilder {
+    pub fn handshake_timeout(mut self, timeout: Option<Duration>) -> Client {
         self.handshake_timeout = timeout;
         self
     }
 
     /// Refuse a listener that authenticates with HMAC-MD5, which includes
     /// every Python 3.11 or older (default: accept it).
-    pub fn strict(mut self, strict: bool) -> ClientBuilder {
+    pub fn strict(mut self, strict: bool) -> Client {
         self.strict = strict;
         self
     }
 
     /// The [`max_message_size`](Connection::max_message_size) of the connection.
-    pub fn max_message_size(mut self, bytes: u64) -> ClientBuilder {
+    pub fn max_message_size(mut self, bytes: u64) -> Client {
         self.max_message_size = bytes;
         self
     }
@@ -173,15 +184,15 @@ impl ClientBuilder {
                 .as_client()
                 .map_err(|err| err.context(format!("handshake with {address}")))?;
         }
-        let mut conn = Connection::from_socket(socket, true, true);
+        let mut conn = Connection::new(socket, Direction::Both);
         conn.set_max_message_size(self.max_message_size);
         Ok(conn)
     }
 }
 
-impl fmt::Debug for ClientBuilder {
+impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientBuilder")
+        f.debug_struct("Client")
             .field("authkey", &self.authkey.as_ref().map(|_| "<hidden>"))
             .field("connect_timeout", &self.connect_timeout)
             .field("handshake_timeout", &self.handshake_timeout)
@@ -298,8 +309,8 @@ mod tests {
         let address: Address = name.parse().unwrap();
         let mut listener = Listener::builder().backlog(0).bind(&address).unwrap();
         // A backlog of 0 leaves room for one connection not yet accepted.
-        let _queued = Client::connect(&address).unwrap();
-        let err = Client::builder()
+        let _queued = Client::new().connect(&address).unwrap();
+        let err = Client::new()
             .connect_timeout(Some(Duration::from_millis(100)))
             .connect(&address)
             .unwrap_err();
@@ -307,7 +318,7 @@ mod tests {
         assert!(err.to_string().contains(&name), "{err}");
 
         let _first = listener.accept().unwrap();
-        let mut conn = Client::builder()
+        let mut conn = Client::new()
             .connect_timeout(Some(Duration::from_secs(30)))
             .connect(&address)
             .unwrap();

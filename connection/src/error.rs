@@ -47,9 +47,10 @@ pub enum ErrorKind {
     /// A message did not decode as the requested type. The message was
     /// consumed; the next one is readable.
     Decode,
-    /// The connection was closed by [`close`](crate::Connection::close) on
-    /// this side, or this end cannot do the operation (reading from the write
-    /// end of a one-way pipe).
+    /// This end is closed in the direction asked for: receiving on the
+    /// write end of a [`one_way_pipe`](crate::one_way_pipe), or sending on
+    /// its read end. (A connection closed with
+    /// [`close`](crate::Connection::close) is gone: `close` takes it by value.)
     Closed,
     /// A blocking wait was interrupted by a signal (for example Ctrl-C with
     /// a handler installed). Retry, or act on the signal.
@@ -76,7 +77,7 @@ impl ErrorKind {
             ErrorKind::BufferTooShort => "buffer too short for the message",
             ErrorKind::Encode => "value could not be encoded",
             ErrorKind::Decode => "message could not be decoded",
-            ErrorKind::Closed => "connection is closed",
+            ErrorKind::Closed => "closed in this direction",
             ErrorKind::Interrupted => "interrupted by a signal",
             ErrorKind::TimedOut => "timed out",
             ErrorKind::InvalidInput => "invalid input",
@@ -95,6 +96,22 @@ impl fmt::Display for ErrorKind {
 
 /// An error from this crate: a kind, a human-readable context and, where
 /// there is one, the underlying cause.
+///
+/// `Display` prints the kind and the context; the cause is the
+/// [`source`](std::error::Error::source), not repeated in the text. To show
+/// a user everything on one line, use the alternate form `{:#}`, which
+/// appends the chain of causes:
+///
+/// ```
+/// let err = connection::Client::new()
+///     .connect(&"unix:/surely/not/here.sock".parse()?)
+///     .unwrap_err();
+/// assert_eq!(err.to_string(), "I/O error: unix:/surely/not/here.sock: connect");
+/// let cause = std::error::Error::source(&err).unwrap();
+/// assert!(cause.to_string().contains("os error"), "{cause}");
+/// assert_eq!(format!("{err:#}"), format!("{err}: {cause}"));
+/// # Ok::<(), connection::Error>(())
+/// ```
 ///
 /// # Examples
 ///
@@ -212,6 +229,12 @@ impl fmt::Debug for Error {
     }
 }
 
+/// The kind and the context, without the cause: that is the
+/// [`source`](std::error::Error::source), and a reporter that walks the
+/// chain (`anyhow`, `eyre`, a loop over `source()`) prints it once.
+///
+/// The alternate form, `{:#}`, appends every cause in the chain, for a
+/// one-line message (as `anyhow` does).
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.context.is_empty() {
@@ -219,8 +242,12 @@ impl fmt::Display for Error {
         } else {
             write!(f, "{}: {}", self.kind, self.context)?;
         }
-        if let Some(source) = &self.source {
-            write!(f, ": {source}")?;
+        if f.alternate() {
+            let mut cause = std::error::Error::source(self);
+            while let Some(inner) = cause {
+                write!(f, ": {inner}")?;
+                cause = inner.source();
+            }
         }
         Ok(())
     }
@@ -254,17 +281,53 @@ impl From<Error> for io::Error {
 mod tests {
     use super::*;
 
+    /// Every message in the chain, as an `anyhow`-style reporter prints it.
+    fn chain(err: &(dyn std::error::Error + 'static)) -> Vec<String> {
+        std::iter::successors(Some(err), |e| e.source())
+            .map(ToString::to_string)
+            .collect()
+    }
+
     #[test]
-    fn display_includes_context_and_source() {
+    fn display_is_kind_and_context_and_the_cause_is_the_source() {
         let err = Error::io(io::Error::from(io::ErrorKind::ConnectionRefused), "connect")
             .context("tcp:127.0.0.1:1");
-        let text = err.to_string();
-        assert!(
-            text.starts_with("I/O error: tcp:127.0.0.1:1: connect"),
-            "{text}"
-        );
+        assert_eq!(err.to_string(), "I/O error: tcp:127.0.0.1:1: connect");
         assert_eq!(err.io_error_kind(), Some(io::ErrorKind::ConnectionRefused));
-        assert!(std::error::Error::source(&err).is_some());
+        let cause = io::Error::from(io::ErrorKind::ConnectionRefused).to_string();
+        assert_eq!(chain(&err), [err.to_string(), cause]);
+    }
+
+    #[test]
+    fn a_chain_reporter_prints_the_cause_once() {
+        let cause = io::Error::other("the one and only cause");
+        let err = Error::io(cause, "read").context("unix:/tmp/x");
+        let report = chain(&err).join(": ");
+        assert_eq!(
+            report.matches("the one and only cause").count(),
+            1,
+            "{report}"
+        );
+        // Through io::Error (`?` in a function returning io::Result) too.
+        let wrapped = io::Error::from(err);
+        let report = chain(&wrapped).join(": ");
+        assert_eq!(
+            report.matches("the one and only cause").count(),
+            1,
+            "{report}"
+        );
+        assert!(report.contains("unix:/tmp/x"), "{report}");
+    }
+
+    #[test]
+    fn alternate_display_appends_the_whole_chain_once() {
+        let inner = Error::io(io::Error::other("bottom"), "middle");
+        let err = Error::new(ErrorKind::Protocol, "top").with_source(inner);
+        assert_eq!(err.to_string(), "protocol error: top");
+        assert_eq!(
+            format!("{err:#}"),
+            "protocol error: top: I/O error: middle: bottom"
+        );
     }
 
     #[test]

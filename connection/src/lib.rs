@@ -109,11 +109,18 @@
 //!
 //! No input from a peer makes this crate panic.
 //!
+//! An error's text (`Display`) is its kind and context; what caused it (an
+//! operating-system error, a serde message) is its
+//! [`source`](std::error::Error::source), so a reporter that walks the
+//! chain prints each part once. `format!("{err:#}")` gives the whole chain
+//! on one line.
+//!
 //! # Processes
 //!
 //! Pass an end to a child process (spawned with exec, not only forked) with
 //! [`Connection::pass_to_child`]; the child rebuilds it with
-//! [`Connection::from_env`].
+//! [`Connection::from_env`]. Other descriptors (a shared memory page, a
+//! file) travel the same way with the [`inherit`] module.
 //!
 //! # Security
 //!
@@ -160,16 +167,16 @@ mod connection;
 mod error;
 mod frame;
 mod handshakes;
-mod inherit;
+pub mod inherit;
 mod listener;
 mod pipe;
 mod sys;
 mod wait;
 
 pub use crate::address::Address;
-pub use crate::client::{Client, ClientBuilder, DEFAULT_CLIENT_HANDSHAKE_TIMEOUT};
+pub use crate::client::{Client, DEFAULT_CLIENT_HANDSHAKE_TIMEOUT};
 pub use crate::codec::{decode, encode};
-pub use crate::connection::{Connection, UnsentMessage, DEFAULT_MAX_MESSAGE_SIZE};
+pub use crate::connection::{Connection, Direction, UnsentMessage, DEFAULT_MAX_MESSAGE_SIZE};
 pub use crate::error::{Error, ErrorKind, Result};
 pub use crate::listener::{
     Listener, ListenerBuilder, DEFAULT_BACKLOG, DEFAULT_HANDSHAKE_TIMEOUT,

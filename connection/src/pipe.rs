@@ -2,7 +2,7 @@
 
 use std::net::Shutdown;
 
-use crate::connection::Connection;
+use crate::connection::{Connection, Direction};
 use crate::error::{Error, Result};
 use crate::sys::Socket;
 
@@ -25,8 +25,8 @@ use crate::sys::Socket;
 pub fn pipe() -> Result<(Connection, Connection)> {
     let (a, b) = socket_pair()?;
     Ok((
-        Connection::from_socket(a, true, true),
-        Connection::from_socket(b, true, true),
+        Connection::new(a, Direction::Both),
+        Connection::new(b, Direction::Both),
     ))
 }
 
@@ -55,8 +55,8 @@ pub fn one_way_pipe() -> Result<(Connection, Connection)> {
     shut(&reader, Shutdown::Write)?;
     shut(&writer, Shutdown::Read)?;
     Ok((
-        Connection::from_socket(reader, true, false),
-        Connection::from_socket(writer, false, true),
+        Connection::new(reader, Direction::ReadOnly),
+        Connection::new(writer, Direction::WriteOnly),
     ))
 }
 

@@ -146,16 +146,38 @@ pub fn start_pool(builder: PoolBuilder) -> Result<Pool, pool::Error> {
 }
 
 /// What a program's `main` returns for the outcome of its work: success,
-/// or failure with the error on one line of stderr, prefixed with the
-/// program's name.
+/// or failure with the error and its causes on one line of stderr (see
+/// [`error_chain`]), prefixed with the program's name.
 pub fn exit_code(program: &str, outcome: Result<(), Box<dyn std::error::Error>>) -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("{program}: {err}");
+            eprintln!("{program}: {}", error_chain(&*err));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and every cause under it, joined by `": "`. Errors such as
+/// `connection::Error` keep their cause out of their own text (it is their
+/// `source()`), so printing only `{err}` would hide it.
+///
+/// # Examples
+///
+/// ```
+/// let err = connection::Client::new()
+///     .connect(&"unix:/surely/not/here.sock".parse()?)
+///     .unwrap_err();
+/// let line = examples::cli::error_chain(&err);
+/// assert!(line.starts_with(&err.to_string()), "{line}");
+/// assert!(line.contains("No such file or directory"), "{line}");
+/// # Ok::<(), connection::Error>(())
+/// ```
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    std::iter::successors(Some(err), |err| err.source())
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 /// Runs `work` and returns its result with the wall time it took.

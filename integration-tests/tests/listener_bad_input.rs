@@ -206,7 +206,7 @@ impl Raw {
 }
 
 fn good_client(address: &Address) {
-    let mut conn = Client::builder()
+    let mut conn = Client::new()
         .authkey(KEY)
         .connect_timeout(Some(Duration::from_secs(30)))
         .handshake_timeout(Some(Duration::from_secs(60)))
@@ -383,7 +383,7 @@ fn good_client_overtakes_silent_peers(address: &Address) {
     let client = thread::spawn({
         let address = address.clone();
         move || {
-            let mut conn = Client::builder()
+            let mut conn = Client::new()
                 .authkey(KEY)
                 .connect_timeout(Some(Duration::from_secs(30)))
                 .handshake_timeout(Some(Duration::from_secs(60)))
@@ -498,7 +498,7 @@ fn refused_connection_names_the_address() {
     let listener = Listener::bind(&Address::localhost(0)).unwrap();
     let address = listener.address().clone();
     drop(listener);
-    let err = Client::connect(&address).unwrap_err();
+    let err = Client::new().connect(&address).unwrap_err();
     assert_eq!(
         err.io_error_kind(),
         Some(std::io::ErrorKind::ConnectionRefused),
@@ -510,7 +510,7 @@ fn refused_connection_names_the_address() {
     let stale = dir.0.join("stale.sock");
     drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
     let address = Address::Unix(stale);
-    let err = Client::connect(&address).unwrap_err();
+    let err = Client::new().connect(&address).unwrap_err();
     assert_eq!(
         err.io_error_kind(),
         Some(std::io::ErrorKind::ConnectionRefused),
@@ -523,7 +523,7 @@ fn refused_connection_names_the_address() {
     );
 
     let missing = Address::Unix(dir.0.join("missing.sock"));
-    let err = Client::connect(&missing).unwrap_err();
+    let err = Client::new().connect(&missing).unwrap_err();
     assert_eq!(
         err.io_error_kind(),
         Some(std::io::ErrorKind::NotFound),
@@ -538,7 +538,7 @@ fn a_path_that_is_no_socket_is_named_as_such() {
     let file = dir.0.join("plain-file");
     std::fs::write(&file, b"not a socket").unwrap();
     let address = Address::Unix(file.clone());
-    let err = Client::connect(&address).unwrap_err();
+    let err = Client::new().connect(&address).unwrap_err();
     let text = err.to_string();
     assert!(
         text.contains(&address.to_string()) && text.contains("not a socket"),

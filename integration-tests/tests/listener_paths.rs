@@ -73,7 +73,7 @@ fn connect_timeout_against_a_full_tcp_queue_is_timed_out_naming_the_address() {
         match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
             Ok(stream) => queued.push(stream),
             Err(_) => {
-                break Client::builder()
+                break Client::new()
                     .connect_timeout(Some(Duration::from_millis(200)))
                     .connect(listener.address())
                     .unwrap_err()

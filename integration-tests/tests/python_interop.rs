@@ -374,7 +374,7 @@ fn rust_client_with_python_listener(
 ) -> connection::Result<()> {
     let mut peer = Peer::python(py, PY_LISTENER, &[where_, "interop key"]);
     let address: Address = peer.line().parse().unwrap();
-    let connected = Client::builder()
+    let connected = Client::new()
         .authkey(b"interop key")
         .strict(strict)
         .connect_timeout(Some(PEER_WAIT))

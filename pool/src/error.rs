@@ -234,6 +234,10 @@ impl fmt::Debug for Error {
     }
 }
 
+/// The kind, task, index, worker and message, without the cause: that is
+/// the [`source`](std::error::Error::source), and a reporter that walks the
+/// chain (`anyhow`, `eyre`, a loop over `source()`) prints it once. The
+/// alternate form, `{:#}`, appends every cause, for a one-line message.
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.kind)?;
@@ -255,24 +259,12 @@ impl fmt::Display for Error {
         if !self.message.is_empty() {
             write!(f, ": {}", self.message)?;
         }
-        // The cause is not repeated here: it is `source()`, for a reporter
-        // that walks the chain (see `Report`).
-        Ok(())
-    }
-}
-
-/// Displays an error followed by each of its causes, `: `-separated, for
-/// the places where this crate prints an error itself (a worker's last
-/// words on stderr).
-pub(crate) struct Report<'a>(pub(crate) &'a (dyn std::error::Error + 'static));
-
-impl fmt::Display for Report<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(cause) = source {
-            write!(f, ": {cause}")?;
-            source = cause.source();
+        if f.alternate() {
+            let mut cause = std::error::Error::source(self);
+            while let Some(inner) = cause {
+                write!(f, ": {inner}")?;
+                cause = inner.source();
+            }
         }
         Ok(())
     }
@@ -333,7 +325,7 @@ mod tests {
         }
         let whole = chain.join(": ");
         assert_eq!(whole.matches("the peer left").count(), 1, "{whole}");
-        assert_eq!(Report(&err).to_string(), whole);
+        assert_eq!(format!("{err:#}"), whole);
     }
 
     #[test]

@@ -251,14 +251,20 @@ pub fn registered_tasks() -> Vec<&'static str> {
 #[doc(hidden)]
 pub fn run_encoded<T: Task>(input: &[u8], out: &mut Vec<u8>) -> Result<(), TaskFailure> {
     let input: T::Input = connection::decode(input).map_err(|err| {
-        TaskFailure::new(FailureKind::Decode, format!("input of {}: {err}", T::NAME))
+        TaskFailure::new(
+            FailureKind::Decode,
+            format!("input of {}: {err:#}", T::NAME),
+        )
     })?;
     let task = T::default();
     let returned = panic::catch_unwind(AssertUnwindSafe(|| task.call(input)))
         .map_err(|payload| TaskFailure::new(FailureKind::Panicked, panic_message(&*payload)))?;
     let output = T::outcome(returned).map_err(|msg| TaskFailure::new(FailureKind::Failed, msg))?;
     let encoded = connection::encode(&output).map_err(|err| {
-        TaskFailure::new(FailureKind::Encode, format!("output of {}: {err}", T::NAME))
+        TaskFailure::new(
+            FailureKind::Encode,
+            format!("output of {}: {err:#}", T::NAME),
+        )
     })?;
     out.extend_from_slice(&encoded);
     Ok(())

@@ -62,15 +62,7 @@ impl std::fmt::Display for Failure {
         match self {
             Failure::Setup(message) => f.write_str(message),
             // The whole chain: the causes say why the pool could not be reached.
-            Failure::Pool(err) => {
-                write!(f, "{err}")?;
-                let mut source = std::error::Error::source(err);
-                while let Some(cause) = source {
-                    write!(f, ": {cause}")?;
-                    source = cause.source();
-                }
-                Ok(())
-            }
+            Failure::Pool(err) => write!(f, "{err:#}"),
         }
     }
 }

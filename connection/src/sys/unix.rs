@@ -1,8 +1,17 @@
-//! Unix sockets, `poll` and descriptor flags, through `libc`.
+//! Unix sockets, `poll`, descriptor flags and descriptor inheritance,
+//! through `rustix` where it has a safe call (and `libc` where it has none).
 
 use std::io::{self, IoSlice};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use rustix::event::{PollFlags, Timespec};
+use rustix::fs::FileType;
+use rustix::io::FdFlags;
+use rustix::net::{AddressFamily, SendAncillaryBuffer, SendFlags, SocketFlags, SocketType};
 
 /// Whether a write may wait for room in the socket's buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,36 +34,16 @@ fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
-fn cvt_size(ret: libc::ssize_t) -> io::Result<usize> {
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret as usize)
-    }
-}
-
 impl Socket {
     /// A connected pair of Unix stream sockets, both close-on-exec.
     pub(crate) fn pair() -> io::Result<(Socket, Socket)> {
-        let mut fds = [0 as libc::c_int; 2];
-        // SAFETY: `fds` is a valid array of two ints for socketpair to fill.
-        cvt(unsafe {
-            libc::socketpair(
-                libc::AF_UNIX,
-                libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
-                0,
-                fds.as_mut_ptr(),
-            )
-        })?;
-        // SAFETY: socketpair succeeded, so both descriptors are open and
-        // owned by nobody else.
-        unsafe { Ok((Socket::from_raw(fds[0]), Socket::from_raw(fds[1]))) }
-    }
-
-    /// # Safety
-    /// `fd` must be an open descriptor that the caller owns.
-    unsafe fn from_raw(fd: RawFd) -> Socket {
-        Socket(OwnedFd::from_raw_fd(fd))
+        let (a, b) = rustix::net::socketpair(
+            AddressFamily::UNIX,
+            SocketType::STREAM,
+            SocketFlags::CLOEXEC,
+            None,
+        )?;
+        Ok((Socket(a), Socket(b)))
     }
 
     pub(crate) fn from_owned(fd: OwnedFd) -> Socket {
@@ -71,8 +60,7 @@ impl Socket {
 
     /// Reads what is available, at most `buf.len()` bytes; 0 means end of file.
     pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        // SAFETY: the pointer and length describe `buf`, writable for the call.
-        cvt_size(unsafe { libc::read(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) })
+        Ok(rustix::io::read(&self.0, buf)?)
     }
 
     /// Writes some of `bufs`, waiting for room in the socket's buffer or
@@ -83,24 +71,16 @@ impl Socket {
     /// the program's signal disposition.
     pub(crate) fn send(&self, bufs: &[IoSlice<'_>], wait: Wait) -> io::Result<usize> {
         let flags = match wait {
-            Wait::ForRoom => libc::MSG_NOSIGNAL,
-            Wait::No => libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+            Wait::ForRoom => SendFlags::NOSIGNAL,
+            Wait::No => SendFlags::NOSIGNAL | SendFlags::DONTWAIT,
         };
         if let [only] = bufs {
             // A lone buffer goes through plain send(2): sendmsg's extra
             // set-up measurably slows the small-message round trip.
-            // SAFETY: the pointer and length describe `only`, readable for the call.
-            return cvt_size(unsafe {
-                libc::send(self.0.as_raw_fd(), only.as_ptr().cast(), only.len(), flags)
-            });
+            return Ok(rustix::net::send(&self.0, only, flags)?);
         }
-        // SAFETY: msghdr is plain data; zeroed is a valid empty header.
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        // IoSlice is guaranteed ABI-compatible with iovec on Unix.
-        msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
-        msg.msg_iovlen = bufs.len() as _;
-        // SAFETY: msg points at `bufs`, which outlives the call and is only read.
-        cvt_size(unsafe { libc::sendmsg(self.0.as_raw_fd(), &msg, flags) })
+        let mut no_control = SendAncillaryBuffer::default();
+        Ok(rustix::net::sendmsg(&self.0, bufs, &mut no_control, flags)?)
     }
 
     /// Writes some of `buf`, waiting for room: a wake-up byte, or a test's
@@ -111,12 +91,11 @@ impl Socket {
 
     pub(crate) fn shutdown(&self, how: std::net::Shutdown) -> io::Result<()> {
         let how = match how {
-            std::net::Shutdown::Read => libc::SHUT_RD,
-            std::net::Shutdown::Write => libc::SHUT_WR,
-            std::net::Shutdown::Both => libc::SHUT_RDWR,
+            std::net::Shutdown::Read => rustix::net::Shutdown::Read,
+            std::net::Shutdown::Write => rustix::net::Shutdown::Write,
+            std::net::Shutdown::Both => rustix::net::Shutdown::Both,
         };
-        // SAFETY: plain syscall on a descriptor we own.
-        cvt(unsafe { libc::shutdown(self.0.as_raw_fd(), how) }).map(drop)
+        Ok(rustix::net::shutdown(&self.0, how)?)
     }
 
     /// A second descriptor for the same socket, close-on-exec.
@@ -126,9 +105,11 @@ impl Socket {
 
     /// Closes the descriptor, reporting the error that `drop` would swallow.
     pub(crate) fn close(self) -> io::Result<()> {
-        let fd = std::os::fd::IntoRawFd::into_raw_fd(self.0);
-        // SAFETY: we own `fd` (just taken out of the OwnedFd) and close it once.
-        cvt(unsafe { libc::close(fd) }).map(drop)
+        let fd = self.0.into_raw_fd();
+        // SAFETY: we own `fd` (just taken out of the OwnedFd, which no
+        // longer closes it) and close it exactly once. No safe call exists:
+        // dropping an OwnedFd closes it but discards the error.
+        Ok(unsafe { rustix::io::try_close(fd) }?)
     }
 }
 
@@ -138,45 +119,100 @@ impl io::Read for &Socket {
     }
 }
 
-/// Whether `fd` is a socket (as opposed to a file, a pipe or nothing).
-///
-/// Takes a raw descriptor so that a descriptor number from outside (an
-/// environment variable) can be checked before anything owns it: fstat on
-/// a closed one fails with `EBADF` and changes nothing.
-pub(crate) fn is_socket(fd: RawFd) -> io::Result<bool> {
-    // SAFETY: stat is plain data; fstat fills it for an open descriptor.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: `st` is a valid out-pointer; fstat only reads descriptor
-    // metadata and reports EBADF for a descriptor that is not open.
-    cvt(unsafe { libc::fstat(fd, &mut st) })?;
-    Ok(st.st_mode & libc::S_IFMT == libc::S_IFSOCK)
-}
-
 /// Sets or clears `FD_CLOEXEC`.
 ///
-/// Async-signal-safe, so it may run in a `pre_exec` hook between fork and exec.
-pub(crate) fn set_cloexec(fd: RawFd, cloexec: bool) -> io::Result<()> {
-    // SAFETY: fcntl with F_GETFD/F_SETFD reads and writes only descriptor
-    // flags; an invalid fd gives EBADF, not undefined behaviour.
+/// Async-signal-safe (two `fcntl` calls, no allocation), so it may run in
+/// a `pre_exec` hook between fork and exec.
+pub(crate) fn set_cloexec(fd: BorrowedFd<'_>, cloexec: bool) -> io::Result<()> {
+    let flags = rustix::io::fcntl_getfd(fd)?;
+    let flags = if cloexec {
+        flags | FdFlags::CLOEXEC
+    } else {
+        flags - FdFlags::CLOEXEC
+    };
+    Ok(rustix::io::fcntl_setfd(fd, flags)?)
+}
+
+/// Arranges for every child spawned from `command` to inherit `fd` under
+/// its current number: close-on-exec is cleared in the child only, between
+/// fork and exec, so that no other child spawned meanwhile (by another
+/// thread) inherits it. `command` owns `fd` until it is dropped.
+pub(crate) fn inherit_in_child(command: &mut Command, fd: OwnedFd) {
+    // SAFETY: the hook runs in the child between fork and exec, where only
+    // async-signal-safe calls are allowed: set_cloexec makes two fcntl
+    // system calls and nothing else (no allocation, no locks). The hook owns
+    // `fd`, so the descriptor stays open for as long as `command` can
+    // spawn. `pre_exec` is unsafe by nature; there is no safe way to run
+    // code between fork and exec.
     unsafe {
-        let flags = cvt(libc::fcntl(fd, libc::F_GETFD))?;
-        let flags = if cloexec {
-            flags | libc::FD_CLOEXEC
-        } else {
-            flags & !libc::FD_CLOEXEC
-        };
-        cvt(libc::fcntl(fd, libc::F_SETFD, flags)).map(drop)
+        command.pre_exec(move || set_cloexec(fd.as_fd(), false));
     }
+}
+
+/// Why an inherited descriptor number could not be claimed. In every case
+/// the descriptor, if open, is left exactly as it was.
+#[derive(Debug)]
+pub(crate) enum Unclaimable {
+    /// This process claimed the number before.
+    AlreadyClaimed,
+    /// No descriptor is open under the number (`EBADF`).
+    NotOpen(io::Error),
+    /// It is open but not a socket, and a socket was asked for.
+    NotASocket,
+    /// Its metadata or flags could not be read or changed.
+    Os(io::Error),
+}
+
+/// Descriptor numbers already claimed in this process, so that a second
+/// claim cannot create a second owner.
+static CLAIMED: Mutex<Vec<RawFd>> = Mutex::new(Vec::new());
+
+/// Takes ownership of a descriptor that a parent process handed down by
+/// number (see [`inherit_in_child`]), and marks it close-on-exec again so
+/// that it is not passed further down by accident.
+///
+/// The number comes from outside (an environment variable), so it is
+/// checked before anything owns it: it must be open, never claimed before
+/// in this process and, if `must_be_socket`, a socket. A refused number is
+/// left untouched.
+pub(crate) fn claim_inherited(raw: RawFd, must_be_socket: bool) -> Result<OwnedFd, Unclaimable> {
+    let mut claimed = CLAIMED.lock().unwrap_or_else(|poison| poison.into_inner());
+    if claimed.contains(&raw) {
+        return Err(Unclaimable::AlreadyClaimed);
+    }
+    // SAFETY: F_GETFD on any number only reads descriptor flags; a number
+    // that is not open gives EBADF. No safe call takes a raw number: rustix
+    // and std want a descriptor already known to be open.
+    if unsafe { libc::fcntl(raw, libc::F_GETFD) } == -1 {
+        return Err(Unclaimable::NotOpen(io::Error::last_os_error()));
+    }
+    // SAFETY: the descriptor is open (checked just above); the parent
+    // handed it to this process for this purpose, and CLAIMED (locked for
+    // the whole claim) ensures that this process wraps the number in an
+    // OwnedFd once at most. A refused descriptor is released with
+    // `into_raw_fd` below, never closed.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let checked = match rustix::fs::fstat(&fd) {
+        Ok(stat) if must_be_socket && FileType::from_raw_mode(stat.st_mode) != FileType::Socket => {
+            Err(Unclaimable::NotASocket)
+        }
+        Ok(_) => set_cloexec(fd.as_fd(), true).map_err(Unclaimable::Os),
+        Err(err) => Err(Unclaimable::Os(err.into())),
+    };
+    if let Err(refused) = checked {
+        let _ = fd.into_raw_fd();
+        return Err(refused);
+    }
+    claimed.push(raw);
+    Ok(fd)
 }
 
 /// Sets the length of a listening socket's queue of connections not yet
 /// accepted. Neither std nor `interprocess` takes a backlog when binding;
 /// on Linux (and the BSDs) calling `listen` again on a listening socket
 /// updates its backlog, so this runs right after binding.
-pub(crate) fn listen(fd: BorrowedFd<'_>, backlog: libc::c_int) -> io::Result<()> {
-    // SAFETY: plain syscall on a borrowed, open descriptor; a descriptor
-    // that is no socket gives ENOTSOCK, not undefined behaviour.
-    cvt(unsafe { libc::listen(fd.as_raw_fd(), backlog) }).map(drop)
+pub(crate) fn listen(fd: BorrowedFd<'_>, backlog: i32) -> io::Result<()> {
+    Ok(rustix::net::listen(fd, backlog)?)
 }
 
 /// An epoll instance: one descriptor that polls readable while any
@@ -227,24 +263,22 @@ impl ReadySet {
 }
 
 /// Readiness of one descriptor in [`poll`].
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 #[repr(transparent)]
-pub(crate) struct PollFd(libc::pollfd);
+pub(crate) struct PollFd<'fd>(rustix::event::PollFd<'fd>);
 
-impl PollFd {
+impl<'fd> PollFd<'fd> {
     /// Watch `fd` for being readable (which includes end of file and errors).
-    pub(crate) fn readable(fd: BorrowedFd<'_>) -> PollFd {
-        PollFd(libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        })
+    pub(crate) fn readable(fd: BorrowedFd<'fd>) -> PollFd<'fd> {
+        PollFd(rustix::event::PollFd::from_borrowed_fd(fd, PollFlags::IN))
     }
 
     /// Whether the last [`poll`] found the descriptor ready: data, end of
     /// file, or an error that the next read will report.
     pub(crate) fn is_ready(&self) -> bool {
-        self.0.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
+        self.0
+            .revents()
+            .intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR | PollFlags::NVAL)
     }
 }
 
@@ -254,35 +288,32 @@ impl PollFd {
 /// A signal delivered meanwhile ends the wait with `ErrorKind::Interrupted`,
 /// whatever `SA_RESTART` says: poll is never restarted by the kernel, and we
 /// do not restart it either, so that a Ctrl-C handler gets to run its course.
-pub(crate) fn poll(fds: &mut [PollFd], timeout: Option<Duration>) -> io::Result<usize> {
-    let deadline = timeout.map(|t| Instant::now().checked_add(t));
+pub(crate) fn poll(fds: &mut [PollFd<'_>], timeout: Option<Duration>) -> io::Result<usize> {
+    // SAFETY: PollFd is a repr(transparent) newtype around rustix's PollFd,
+    // so both slices have the same layout; the borrow of `fds` covers the
+    // new slice's whole life. (A wrapper keeps rustix out of the callers'
+    // sight; rustix has no safe way to view the slice as its own type.)
+    let fds = unsafe {
+        std::slice::from_raw_parts_mut(
+            fds.as_mut_ptr().cast::<rustix::event::PollFd<'_>>(),
+            fds.len(),
+        )
+    };
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     loop {
-        let millis: libc::c_int = match deadline {
-            None | Some(None) => -1,
-            Some(Some(deadline)) => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                // Round up, so that a 0.5 ms timeout does not become a busy loop.
-                let ms = left.as_nanos().div_ceil(1_000_000);
-                ms.min(libc::c_int::MAX as u128) as libc::c_int
-            }
-        };
-        // SAFETY: PollFd is repr-compatible with pollfd (a newtype around
-        // it) and the slice is valid and writable for the call.
-        let ready = cvt(unsafe {
-            libc::poll(
-                fds.as_mut_ptr().cast::<libc::pollfd>(),
-                fds.len() as libc::nfds_t,
-                millis,
-            )
-        })?;
+        // A deadline too far to represent waits forever, as `None` does.
+        let left = deadline.and_then(|deadline| {
+            Timespec::try_from(deadline.saturating_duration_since(Instant::now())).ok()
+        });
+        let ready = rustix::event::poll(fds, left.as_ref())?;
         if ready > 0 {
-            return Ok(ready as usize);
+            return Ok(ready);
         }
-        // poll caps a wait at c_int::MAX ms; go round again for longer ones.
         match deadline {
-            Some(Some(deadline)) if Instant::now() < deadline => continue,
-            None | Some(None) => continue,
-            _ => return Ok(0),
+            Some(deadline) if Instant::now() >= deadline => return Ok(0),
+            // The wait ended early (it does not, on Linux, but costs nothing
+            // to guard): wait for the rest.
+            _ => continue,
         }
     }
 }
@@ -397,20 +428,55 @@ mod tests {
         assert_eq!(&buf, b"abcd");
     }
 
+    fn is_cloexec(fd: BorrowedFd<'_>) -> bool {
+        rustix::io::fcntl_getfd(fd)
+            .unwrap()
+            .contains(FdFlags::CLOEXEC)
+    }
+
     #[test]
-    fn sockets_are_sockets_and_cloexec_toggles() {
+    fn cloexec_toggles() {
         let (a, _b) = Socket::pair().unwrap();
-        assert!(is_socket(a.fd().as_raw_fd()).unwrap());
-        let raw = a.fd().as_raw_fd();
-        set_cloexec(raw, false).unwrap();
-        // SAFETY: F_GETFD on an open descriptor.
-        let flags = unsafe { libc::fcntl(raw, libc::F_GETFD) };
-        assert_eq!(flags & libc::FD_CLOEXEC, 0);
-        set_cloexec(raw, true).unwrap();
-        // SAFETY: as above.
-        let flags = unsafe { libc::fcntl(raw, libc::F_GETFD) };
-        assert_ne!(flags & libc::FD_CLOEXEC, 0);
+        assert!(is_cloexec(a.fd()), "socketpair makes close-on-exec ends");
+        set_cloexec(a.fd(), false).unwrap();
+        assert!(!is_cloexec(a.fd()));
+        set_cloexec(a.fd(), true).unwrap();
+        assert!(is_cloexec(a.fd()));
+    }
+
+    #[test]
+    fn claim_takes_an_open_descriptor_once_and_sets_cloexec() {
+        let (a, b) = Socket::pair().unwrap();
+        set_cloexec(a.fd(), false).unwrap();
+        let raw = a.into_owned().into_raw_fd();
+        let owned = claim_inherited(raw, true).unwrap();
+        assert!(is_cloexec(owned.as_fd()));
+        let again = claim_inherited(raw, true).unwrap_err();
+        assert!(matches!(again, Unclaimable::AlreadyClaimed), "{again:?}");
+        // It is the same socket: what goes in one end comes out of the other.
+        let owned = Socket::from_owned(owned);
+        owned.write(b"x").unwrap();
+        assert_eq!(b.read(&mut [0u8; 1]).unwrap(), 1);
+        // Left open for good: a claimed number stays claimed, so once closed
+        // and reused by another test's descriptor it would refuse that one.
+        let _ = owned.into_owned().into_raw_fd();
+    }
+
+    #[test]
+    fn claim_refuses_a_number_that_is_not_open() {
+        // Above any descriptor limit, so never open (a number freed by a
+        // close could be reused by another test's thread meanwhile).
+        let err = claim_inherited(RawFd::MAX, false).unwrap_err();
+        assert!(matches!(err, Unclaimable::NotOpen(_)), "{err:?}");
+    }
+
+    #[test]
+    fn claim_of_a_file_as_a_socket_is_refused_and_leaves_it_untouched() {
         let file = std::fs::File::open("/dev/null").unwrap();
-        assert!(!is_socket(file.as_raw_fd()).unwrap());
+        set_cloexec(file.as_fd(), false).unwrap();
+        let err = claim_inherited(file.as_raw_fd(), true).unwrap_err();
+        assert!(matches!(err, Unclaimable::NotASocket), "{err:?}");
+        // Still open (the File still owns it), close-on-exec still clear.
+        assert!(!is_cloexec(file.as_fd()));
     }
 }

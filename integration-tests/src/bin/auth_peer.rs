@@ -36,11 +36,11 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if err.kind() == ErrorKind::AuthenticationFailed => {
-            eprintln!("auth_peer: {err}");
+            eprintln!("auth_peer: {err:#}");
             ExitCode::from(3)
         }
         Err(err) => {
-            eprintln!("auth_peer: {err}");
+            eprintln!("auth_peer: {err:#}");
             ExitCode::from(2)
         }
     }
@@ -65,7 +65,7 @@ fn serve(address: &Address, key: &[u8], strict: bool) -> connection::Result<()> 
 }
 
 fn connect(address: &Address, key: &[u8], strict: bool) -> connection::Result<()> {
-    let mut conn = Client::builder()
+    let mut conn = Client::new()
         .authkey(key)
         .strict(strict)
         .connect_timeout(Some(Duration::from_secs(30)))

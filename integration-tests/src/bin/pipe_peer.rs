@@ -22,7 +22,7 @@ fn main() -> ExitCode {
     let arg = args.get(1).map(String::as_str);
     let conn = match Connection::from_env(CONN_ENV) {
         Ok(conn) => conn,
-        Err(err) => return fail(format!("from_env: {err}")),
+        Err(err) => return fail(format!("from_env: {err:#}")),
     };
     let result = match mode {
         "tour" => tour(conn),
@@ -49,7 +49,7 @@ type Outcome = Result<(), String>;
 
 /// Turns a connection error into the reason this peer fails with.
 fn ctx(what: &'static str) -> impl FnOnce(connection::Error) -> String {
-    move |err| format!("{what}: {err}")
+    move |err| format!("{what}: {err:#}")
 }
 
 /// The `b` side of the original documentation's example; it answers with
@@ -74,7 +74,7 @@ fn tour(mut b: Connection) -> Outcome {
 fn expect_eof<T>(result: connection::Result<T>) -> Outcome {
     match result {
         Err(err) if err.kind() == ErrorKind::Eof => Ok(()),
-        Err(err) => Err(format!("expected end of file, got {err}")),
+        Err(err) => Err(format!("expected end of file, got {err:#}")),
         Ok(_) => Err("expected end of file, got a message".into()),
     }
 }
@@ -85,7 +85,7 @@ fn echo(mut conn: Connection) -> Outcome {
         match conn.recv_bytes() {
             Ok(message) => conn.send_bytes(&message).map_err(ctx("echo"))?,
             Err(err) if err.kind() == ErrorKind::Eof => return Ok(()),
-            Err(err) => return Err(format!("recv_bytes: {err}")),
+            Err(err) => return Err(format!("recv_bytes: {err:#}")),
         }
     }
 }

@@ -2,7 +2,6 @@
 //! command line, environment and inherited descriptors.
 
 use std::io::{BufRead, BufReader, Write};
-use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::{Child, ChildStderr, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -71,8 +70,8 @@ pub(crate) fn spawn_local(
     let progress_fd = progress.fd().try_clone().map_err(|err| {
         Error::new(ErrorKind::Startup, "share the progress page").with_source(err)
     })?;
-    command.env(PROGRESS_ENV, progress_fd.as_raw_fd().to_string());
-    sys::inherit_fd(&mut command, progress_fd);
+    connection::inherit::pass_fd_to_child(progress_fd, &mut command, PROGRESS_ENV)
+        .map_err(startup("pass the progress page"))?;
     sys::prepare_worker_command(&mut command);
     let mut child = command.spawn().map_err(|err| {
         Error::new(

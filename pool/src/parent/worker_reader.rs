@@ -126,7 +126,7 @@ fn read_until_end(
     let error = loop {
         let message = match conn.recv_bytes() {
             Ok(message) => message,
-            Err(err) => break err.to_string(),
+            Err(err) => break format!("{err:#}"),
         };
         match parse(id, message) {
             Ok(event) => {
@@ -134,7 +134,7 @@ fn read_until_end(
                     break "the pool stopped".to_string();
                 }
             }
-            Err(err) => break err.to_string(),
+            Err(err) => break format!("{err:#}"),
         }
     };
     tracing::debug!(%error, "worker connection ended");

@@ -185,36 +185,6 @@ pub(crate) fn prepare_worker_command(command: &mut Command) {
     }
 }
 
-/// Lets children spawned from `command` inherit `fd`, under the same
-/// number: its close-on-exec flag is cleared in the child only, between
-/// fork and exec. The command owns the descriptor until it is dropped.
-pub(crate) fn inherit_fd(command: &mut Command, fd: OwnedFd) {
-    // SAFETY: the hook runs between fork and exec, where only
-    // async-signal-safe calls are allowed: fcntl (a raw system call through
-    // rustix) is, and nothing here allocates or locks. The closure owns the
-    // descriptor, so it is open whenever the hook runs.
-    unsafe {
-        command.pre_exec(move || {
-            rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::empty())?;
-            Ok(())
-        });
-    }
-}
-
-/// Takes ownership of a descriptor named by the parent.
-///
-/// Fails unless `fd` is open; the caller must be its only owner (the
-/// worker claims each inherited descriptor once, at start-up).
-pub(crate) fn claim_inherited_fd(fd: std::os::fd::RawFd) -> io::Result<OwnedFd> {
-    // SAFETY: F_SETFD only changes descriptor flags; a closed fd gives EBADF.
-    if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the descriptor is open (checked above) and the parent passed
-    // it to this process for this purpose only; it is claimed once.
-    Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

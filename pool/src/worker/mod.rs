@@ -53,7 +53,7 @@ pub fn init() {
     let code = match run_local_worker() {
         Ok(()) => 0,
         Err(err) => {
-            eprintln!("pool worker: {}", crate::error::Report(&err));
+            eprintln!("pool worker: {err:#}");
             2
         }
     };
@@ -71,12 +71,11 @@ fn run_local_worker() -> Result<()> {
     // SIGINT is already ignored: the pool set that up before exec.
     let conn = Connection::from_env(CONNECTION_ENV)
         .map_err(|err| Error::from_connection(err, "inherit the pool's connection"))?;
-    let progress = match std::env::var(PROGRESS_ENV)
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        Some(fd) => {
-            let fd = sys::claim_inherited_fd(fd).map_err(|err| startup("progress page", err))?;
+    let progress = match std::env::var_os(PROGRESS_ENV) {
+        Some(_) => {
+            let fd = connection::inherit::claim_fd_from_env(PROGRESS_ENV).map_err(|err| {
+                Error::from_connection(err, "progress page").with_kind(ErrorKind::Startup)
+            })?;
             Some(SharedCounter::from_fd(fd).map_err(|err| startup("progress page", err))?)
         }
         None => None,

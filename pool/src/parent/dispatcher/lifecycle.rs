@@ -86,10 +86,10 @@ impl Dispatcher {
         let setup = self.setup_message(id);
         let started = conn
             .try_clone()
-            .map_err(|err| err.to_string())
+            .map_err(|err| format!("{err:#}"))
             .and_then(|reader_conn| {
                 worker_reader::start(id, reader_conn, setup, None, self.events_tx.clone())
-                    .map_err(|err| err.to_string())
+                    .map_err(|err| format!("{err:#}"))
             });
         match started {
             Ok(reader) => {
