@@ -2,6 +2,8 @@
 //! workloads, in one run: start-up of a 2-worker pool, `apply_async` of a
 //! trivial task with many in flight, `imap` with chunk size 1, and `map` of
 //! a ~5 ms CPU-bound task over 200 inputs against the same loop run serially.
+//! Also the same `apply_async` awaited under tokio's current-thread runtime,
+//! 10,000 in flight at a time, against the blocking figure of the same run.
 //!
 //! Run with `cargo bench -p pool --bench pool_vs_python`. The CPython side
 //! runs `pool_vs_python.py` beside this file through `python3`; without
@@ -41,9 +43,13 @@ const CPU_INPUTS: usize = 200;
 const CPU_TASK: Duration = Duration::from_millis(5);
 const CPU_ROUNDS: usize = 5;
 
+const AWAITED_IN_FLIGHT: u64 = 10_000;
+
 struct Measured {
     startup_ms: f64,
     apply_per_s: f64,
+    /// Ours only: `apply_async(..).await`, 10,000 in flight at a time.
+    awaited_per_s: f64,
     imap_per_s: f64,
     map_speedup: f64,
 }
@@ -80,6 +86,10 @@ fn measure() -> Result<Measured, pool::Error> {
     // ours speed up as they warm, so a median would flatter us).
     let mut apply_rates = Vec::with_capacity(THROUGHPUT_RUNS);
     let mut imap_rates = Vec::with_capacity(THROUGHPUT_RUNS);
+    let mut awaited_rates = Vec::with_capacity(THROUGHPUT_RUNS);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a tokio runtime");
     for _ in 0..THROUGHPUT_RUNS {
         let began = Instant::now();
         let handles: Vec<_> = (0..APPLY_TASKS)
@@ -95,7 +105,23 @@ fn measure() -> Result<Measured, pool::Error> {
             assert_eq!(result?, expected as u64);
         }
         imap_rates.push(IMAP_TASKS as f64 / began.elapsed().as_secs_f64());
+
+        let began = Instant::now();
+        runtime.block_on(async {
+            for round in 0..APPLY_TASKS / AWAITED_IN_FLIGHT {
+                let first = round * AWAITED_IN_FLIGHT;
+                let handles: Vec<_> = (first..first + AWAITED_IN_FLIGHT)
+                    .map(|x| pool.apply_async(noop, x))
+                    .collect();
+                for (x, handle) in (first..).zip(handles) {
+                    assert_eq!(handle.await?, x);
+                }
+            }
+            Ok::<_, pool::Error>(())
+        })?;
+        awaited_rates.push(APPLY_TASKS as f64 / began.elapsed().as_secs_f64());
     }
+    let awaited_per_s = awaited_rates.into_iter().fold(0.0, f64::max);
     let apply_per_s = apply_rates.into_iter().fold(0.0, f64::max);
     let imap_per_s = imap_rates.into_iter().fold(0.0, f64::max);
 
@@ -120,6 +146,7 @@ fn measure() -> Result<Measured, pool::Error> {
     Ok(Measured {
         startup_ms: median(startups),
         apply_per_s,
+        awaited_per_s,
         imap_per_s,
         map_speedup: serial_time.as_secs_f64() / parallel_time.as_secs_f64(),
     })
@@ -152,6 +179,7 @@ fn measure_python() -> Option<Measured> {
     Some(Measured {
         startup_ms: value("startup_ms:")?,
         apply_per_s: value("apply_per_s:")?,
+        awaited_per_s: f64::NAN,
         imap_per_s: value("imap_per_s:")?,
         map_speedup: value("map_speedup:")?,
     })
@@ -226,6 +254,15 @@ fn main() {
         "apply_async trivial (tasks/s)",
         ours.apply_per_s,
         py(|m| m.apply_per_s),
+    );
+    println!(
+        "{:<34} {:>12.0} {:>12} {:>8}  {:<22} {}",
+        "apply_async awaited, tokio (tasks/s)",
+        ours.awaited_per_s,
+        "-",
+        format!("{:.2}x", ours.awaited_per_s / ours.apply_per_s),
+        ">= 0.8x blocking",
+        verdict(ours.awaited_per_s >= 0.8 * ours.apply_per_s)
     );
     throughput_row(
         "imap chunksize 1 (tasks/s)",

@@ -49,6 +49,9 @@ pub enum ErrorKind {
     Decode,
     /// Ctrl-C (SIGINT) arrived while the call was outstanding.
     Interrupted,
+    /// The caller cancelled the input ([`AsyncResult::cancel`](crate::AsyncResult::cancel),
+    /// or dropping an awaited [`AsyncResult`](crate::AsyncResult)).
+    Cancelled,
     /// Workers could not be started: the program could not be executed, did
     /// not call [`pool::init()`](crate::init) at the top of `main`, the
     /// initializer failed, or a pool was created inside a worker.
@@ -74,6 +77,7 @@ impl ErrorKind {
             ErrorKind::MessageTooLarge => "message too large",
             ErrorKind::Decode => "value could not be decoded",
             ErrorKind::Interrupted => "interrupted",
+            ErrorKind::Cancelled => "cancelled",
             ErrorKind::Startup => "workers could not be started",
             ErrorKind::Closed => "pool is closed",
             ErrorKind::Connection => "connection between pool and worker failed",

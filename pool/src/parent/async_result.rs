@@ -1,12 +1,15 @@
 //! [`AsyncResult`]: the handle `apply_async` returns.
 
+use std::future::Future;
 use std::marker::PhantomData;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
-use super::sink::Slot;
+use super::sink::{Outcome, Slot};
 use crate::error::{Error, ErrorKind, Result};
 
 /// The result of [`Pool::apply_async`](crate::Pool::apply_async), available
@@ -14,7 +17,33 @@ use crate::error::{Error, ErrorKind, Result};
 ///
 /// The result can be read any number of times: it is kept encoded and
 /// decoded on each [`get`](AsyncResult::get), so the output type need not
-/// be `Clone`. Dropping the handle does not cancel the task.
+/// be `Clone`. Dropping the handle does not cancel the task;
+/// [`cancel`](AsyncResult::cancel) does.
+///
+/// # In async code
+///
+/// The handle is also a [`Future`] of the same result, woken by the pool's
+/// dispatcher thread (no thread or timer per handle), so it works under any
+/// executor: tokio, async-std, smol, or a plain `block_on`. A handle that
+/// was polled as a future and is dropped before its result arrived (the
+/// losing branch of a `select!`, a timed-out `timeout`) cancels its input,
+/// as [`cancel`](AsyncResult::cancel) does; one never polled keeps
+/// Python's semantics and lets the task run.
+///
+/// ```
+/// pool::task! { fn add((a, b): (u64, u64)) -> u64 { a + b } }
+///
+/// fn main() -> Result<(), pool::Error> {
+///     pool::init();
+///     let pool = pool::Pool::new(2)?;
+///     let sum = futures_executor::block_on(async {
+///         let (x, y) = (pool.apply_async(add, (1, 2)), pool.apply_async(add, (3, 4)));
+///         Ok::<_, pool::Error>(x.await? + y.await?)
+///     })?;
+///     assert_eq!(sum, 10);
+///     Ok(())
+/// }
+/// ```
 ///
 /// # Examples
 ///
@@ -36,10 +65,13 @@ use crate::error::{Error, ErrorKind, Result};
 ///     Ok(())
 /// }
 /// ```
+#[must_use = "a handle does nothing unless its result is read (or awaited)"]
 pub struct AsyncResult<T> {
     slot: Arc<Slot>,
     /// The task's name, for the errors made here.
     task: &'static str,
+    /// Set once polled as a future: dropping it unfinished then cancels.
+    awaited: bool,
     output: PhantomData<fn() -> T>,
 }
 
@@ -71,6 +103,43 @@ impl<T> AsyncResult<T> {
     pub fn wait(&self, timeout: Option<Duration>) -> bool {
         self.slot.wait(timeout).outcome.is_some()
     }
+
+    /// Gives up on the result: from now on it is an
+    /// [`ErrorKind::Cancelled`] error, unless it had already arrived.
+    /// Returns whether the cancel came first.
+    ///
+    /// An input the pool has not yet sent to a worker is dropped and never
+    /// runs; one a worker already holds runs to its end, and its result is
+    /// discarded.
+    ///
+    /// ```
+    /// pool::task! { fn nap(ms: u64) -> u64 { std::thread::sleep(std::time::Duration::from_millis(ms)); ms } }
+    ///
+    /// fn main() -> Result<(), pool::Error> {
+    ///     pool::init();
+    ///     let pool = pool::Pool::new(1)?;
+    ///     let busy = pool.apply_async(nap, 300);
+    ///     let waiting = pool.apply_async(nap, 300);
+    ///     assert!(waiting.cancel());
+    ///     assert_eq!(waiting.get(None).unwrap_err().kind(), pool::ErrorKind::Cancelled);
+    ///     assert_eq!(busy.get(None)?, 300);
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn cancel(&self) -> bool {
+        let cancelled = Error::new(ErrorKind::Cancelled, "the caller cancelled it")
+            .with_task(self.task)
+            .with_index(0);
+        self.slot.cancel(Err(cancelled))
+    }
+}
+
+impl<T> Drop for AsyncResult<T> {
+    fn drop(&mut self) {
+        if self.awaited && !self.ready() {
+            self.cancel();
+        }
+    }
 }
 
 impl<T: DeserializeOwned> AsyncResult<T> {
@@ -78,6 +147,7 @@ impl<T: DeserializeOwned> AsyncResult<T> {
         AsyncResult {
             slot,
             task,
+            awaited: false,
             output: PhantomData,
         }
     }
@@ -96,12 +166,31 @@ impl<T: DeserializeOwned> AsyncResult<T> {
                 format!("no result within {:?}", timeout.unwrap_or_default()),
             )
             .with_task(self.task)),
-            Some(Err(err)) => Err(err.clone()),
-            Some(Ok(payload)) => connection::decode(payload.bytes()).map_err(|err| {
+            Some(outcome) => self.read(outcome),
+        }
+    }
+
+    fn read(&self, outcome: &Outcome) -> Result<T> {
+        match outcome {
+            Err(err) => Err(err.clone()),
+            Ok(payload) => connection::decode(payload.bytes()).map_err(|err| {
                 Error::from_connection(err, "decode the task's output")
                     .with_task(self.task)
                     .with_index(0)
             }),
+        }
+    }
+}
+
+impl<T: DeserializeOwned> Future for AsyncResult<T> {
+    type Output = Result<T>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        self.awaited = true;
+        let state = self.slot.poll_outcome(cx.waker());
+        match &state.outcome {
+            None => Poll::Pending,
+            Some(outcome) => Poll::Ready(self.read(outcome)),
         }
     }
 }

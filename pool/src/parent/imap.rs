@@ -1,13 +1,17 @@
 //! [`Imap`] and [`ImapUnordered`]: lazy maps over possibly endless inputs.
 
 use std::collections::VecDeque;
+use std::marker::PhantomData;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use crossbeam_channel::{unbounded, Receiver};
+use crossbeam_channel::{unbounded, Receiver, TryRecvError};
+use futures_core::Stream;
 
 use super::command::Commands;
 use super::job::{decode_output, encode_input, Item, Job};
-use super::sink::{CancelOnDrop, Delivery, Stream};
+use super::sink::{CancelOnDrop, Channel, Delivery};
 use crate::error::{Error, ErrorKind, Result};
 use crate::task::Task;
 
@@ -17,6 +21,17 @@ const SUBMIT_GROUP: usize = 64;
 /// Inputs outstanding per call, at chunk size 1: enough to keep every
 /// worker's queue full while results travel back.
 const MIN_WINDOW: usize = 1024;
+
+/// One input's result with its index.
+type Indexed<O> = Result<(usize, O)>;
+
+/// What an [`Imap`] can do without waiting.
+enum Step<O> {
+    /// The next answer: a result, or the end.
+    Answer(Option<Indexed<O>>),
+    /// Nothing to answer until a batch of results arrives.
+    NeedResults,
+}
 
 /// In which order an [`Imap`] yields its results.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +66,7 @@ pub struct Imap<'p, T: Task, I: Iterator<Item = T::Input>> {
     inputs_done: bool,
     order: Order,
     chunksize: usize,
-    stream: Arc<Stream>,
+    stream: Arc<Channel>,
     results: Receiver<Vec<Delivery>>,
     _cancel: CancelOnDrop,
     /// Index of the next input to take from the iterator.
@@ -64,13 +79,13 @@ pub struct Imap<'p, T: Task, I: Iterator<Item = T::Input>> {
     /// Out of order: results ready to yield.
     ready: VecDeque<Delivery>,
     finished: bool,
-    _task: T,
+    task: PhantomData<fn() -> T>,
 }
 
 impl<'p, T: Task, I: Iterator<Item = T::Input>> Imap<'p, T, I> {
-    pub(crate) fn new(commands: &'p Commands, task: T, inputs: I, order: Order) -> Imap<'p, T, I> {
+    pub(crate) fn new(commands: &'p Commands, _task: T, inputs: I, order: Order) -> Imap<'p, T, I> {
         let (sender, results) = unbounded();
-        let (stream, cancel) = Stream::new(sender);
+        let (stream, cancel) = Channel::new(sender);
         Imap {
             commands,
             inputs,
@@ -86,7 +101,7 @@ impl<'p, T: Task, I: Iterator<Item = T::Input>> Imap<'p, T, I> {
             reorder: VecDeque::new(),
             ready: VecDeque::new(),
             finished: false,
-            _task: task,
+            task: PhantomData,
         }
     }
 
@@ -171,43 +186,98 @@ impl<'p, T: Task, I: Iterator<Item = T::Input>> Imap<'p, T, I> {
     }
 
     /// The next result with its index, or `None` at the end.
-    pub(crate) fn next_delivery(&mut self) -> Option<Result<(usize, T::Output)>> {
+    /// The next result with its index, or `None` at the end, waiting for
+    /// it as long as it takes.
+    pub(crate) fn next_delivery(&mut self) -> Option<Indexed<T::Output>> {
+        loop {
+            if let Step::Answer(answer) = self.advance() {
+                return answer;
+            }
+            match self.results.recv() {
+                Ok(batch) => {
+                    if let Some(end) = self.absorb(batch) {
+                        return Some(Err(end));
+                    }
+                }
+                Err(_) => return Some(Err(self.stopped())),
+            }
+        }
+    }
+
+    /// [`next_delivery`](Self::next_delivery) for a [`Stream`]: registers
+    /// the task's waker instead of waiting.
+    fn poll_delivery(&mut self, cx: &mut Context<'_>) -> Poll<Option<Indexed<T::Output>>> {
+        loop {
+            if let Step::Answer(answer) = self.advance() {
+                return Poll::Ready(answer);
+            }
+            let batch = match self.results.try_recv() {
+                Err(TryRecvError::Empty) => {
+                    // Registered before looking again, so that a batch
+                    // sent in between wakes the task rather than being missed.
+                    self.stream.register(cx.waker());
+                    self.results.try_recv()
+                }
+                received => received,
+            };
+            match batch {
+                Ok(batch) => {
+                    if let Some(end) = self.absorb(batch) {
+                        return Poll::Ready(Some(Err(end)));
+                    }
+                }
+                Err(TryRecvError::Empty) => return Poll::Pending,
+                Err(TryRecvError::Disconnected) => return Poll::Ready(Some(Err(self.stopped()))),
+            }
+        }
+    }
+
+    /// Submits more inputs and returns the next answer if there is one.
+    fn advance(&mut self) -> Step<T::Output> {
         if self.finished {
-            return None;
+            return Step::Answer(None);
         }
         if self.pool_closed() {
             self.finished = true;
-            return Some(Err(Error::new(ErrorKind::Closed, "the pool was closed")));
+            let closed = Error::new(ErrorKind::Closed, "the pool was closed");
+            return Step::Answer(Some(Err(closed)));
         }
-        loop {
-            self.top_up();
-            if let Some(delivery) = self.take_ready() {
-                self.outstanding -= 1;
-                let index = delivery.index;
-                return Some(decode_output::<T>(delivery).map(|output| (index, output)));
-            }
-            if self.outstanding == 0 && self.inputs_done {
-                self.finished = true;
-                return None;
-            }
-            let Ok(batch) = self.results.recv() else {
-                self.finished = true;
-                return Some(Err(Error::new(ErrorKind::Closed, "the pool stopped")));
-            };
-            for delivery in batch {
-                if let Err(err) = &delivery.outcome {
-                    // These end the whole call, whatever the order.
-                    if matches!(
-                        err.kind(),
-                        ErrorKind::Interrupted | ErrorKind::Closed | ErrorKind::Startup
-                    ) {
-                        self.finished = true;
-                        return Some(Err(err.clone()));
-                    }
+        self.top_up();
+        if let Some(delivery) = self.take_ready() {
+            self.outstanding -= 1;
+            let index = delivery.index;
+            let output = decode_output::<T>(delivery).map(|output| (index, output));
+            return Step::Answer(Some(output));
+        }
+        if self.outstanding == 0 && self.inputs_done {
+            self.finished = true;
+            return Step::Answer(None);
+        }
+        Step::NeedResults
+    }
+
+    /// Takes in a batch of results; returns the error that ends the whole
+    /// call, if one came.
+    fn absorb(&mut self, batch: Vec<Delivery>) -> Option<Error> {
+        for delivery in batch {
+            if let Err(err) = &delivery.outcome {
+                // These end the whole call, whatever the order.
+                if matches!(
+                    err.kind(),
+                    ErrorKind::Interrupted | ErrorKind::Closed | ErrorKind::Startup
+                ) {
+                    self.finished = true;
+                    return Some(err.clone());
                 }
-                self.place(delivery);
             }
+            self.place(delivery);
         }
+        None
+    }
+
+    fn stopped(&mut self) -> Error {
+        self.finished = true;
+        Error::new(ErrorKind::Closed, "the pool stopped")
     }
 
     fn pool_closed(&self) -> bool {
@@ -221,6 +291,46 @@ impl<T: Task, I: Iterator<Item = T::Input>> Iterator for Imap<'_, T, I> {
     fn next(&mut self) -> Option<Self::Item> {
         self.next_delivery()
             .map(|result| result.map(|(_, output)| output))
+    }
+}
+
+/// The same results as the [`Iterator`], for async code: the task is woken
+/// by the pool's dispatcher when results arrive. Inputs are taken from the
+/// input iterator inside `poll_next`, so it should not block. Dropping the
+/// stream drops the inputs not yet started, as dropping the iterator does.
+///
+/// ```
+/// use futures_core::Stream;
+///
+/// pool::task! { fn double(x: u32) -> u32 { 2 * x } }
+///
+/// /// A minimal `StreamExt::next`, to need no more than `futures-core`.
+/// async fn next<S: Stream + Unpin>(stream: &mut S) -> Option<S::Item> {
+///     std::future::poll_fn(|cx| std::pin::Pin::new(&mut *stream).poll_next(cx)).await
+/// }
+///
+/// fn main() -> Result<(), pool::Error> {
+///     pool::init();
+///     let pool = pool::Pool::new(2)?;
+///     let doubled = futures_executor::block_on(async {
+///         let mut results = pool.imap(double, 1..=3);
+///         let mut all = Vec::new();
+///         while let Some(result) = next(&mut results).await {
+///             all.push(result?);
+///         }
+///         Ok::<_, pool::Error>(all)
+///     })?;
+///     assert_eq!(doubled, [2, 4, 6]);
+///     Ok(())
+/// }
+/// ```
+impl<T: Task, I: Iterator<Item = T::Input> + Unpin> Stream for Imap<'_, T, I> {
+    type Item = Result<T::Output>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut()
+            .poll_delivery(cx)
+            .map(|next| next.map(|result| result.map(|(_, output)| output)))
     }
 }
 
@@ -267,5 +377,15 @@ impl<T: Task, I: Iterator<Item = T::Input>> Iterator for ImapUnordered<'_, T, I>
 
     fn next(&mut self) -> Option<Self::Item> {
         self.inner.next_delivery()
+    }
+}
+
+/// The same results as the [`Iterator`], for async code; see
+/// [`Imap`]'s `Stream`.
+impl<T: Task, I: Iterator<Item = T::Input> + Unpin> Stream for ImapUnordered<'_, T, I> {
+    type Item = Result<(usize, T::Output)>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().inner.poll_delivery(cx)
     }
 }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::sink::{Delivery, Sink, Stream};
+use super::sink::{Channel, Delivery, Sink};
 use crate::error::{Error, ErrorKind, Result};
 use crate::task::Task;
 use crate::wire;
@@ -40,11 +40,11 @@ pub(crate) struct Job {
 
 impl Job {
     /// A job of `T` whose results go to `stream`.
-    pub(crate) fn streamed<T: Task>(items: Vec<Item>, stream: &Arc<Stream>) -> Job {
+    pub(crate) fn streamed<T: Task>(items: Vec<Item>, stream: &Arc<Channel>) -> Job {
         Job {
             task: T::NAME,
             items,
-            sink: Sink::Stream(Arc::clone(stream)),
+            sink: Sink::Channel(Arc::clone(stream)),
         }
     }
 

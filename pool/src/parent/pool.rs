@@ -13,7 +13,7 @@ use super::imap::{Imap, ImapUnordered, Order};
 use super::interrupt;
 use super::job::{auto_chunksize, decode_output, encode_input, Item, Job};
 use super::remote_listener::{self, RemoteListener};
-use super::sink::{Sink, Slot, Stream};
+use super::sink::{Channel, Sink, Slot};
 use crate::error::{Error, ErrorKind, Result};
 use crate::task::Task;
 use crate::worker;
@@ -212,7 +212,7 @@ impl Pool {
         self.commands.check_open()?;
         let chunksize = chunksize.max(1);
         let (sender, receiver) = unbounded();
-        let (stream, _cancel_on_return) = Stream::new(sender);
+        let (stream, _cancel_on_return) = Channel::new(sender);
         let mut jobs = Vec::new();
         let mut items = Vec::with_capacity(chunksize);
         let mut count = 0;

@@ -1,11 +1,12 @@
 //! Where results go on their way back to callers: one [`Slot`] per
-//! `apply_async`, one [`Stream`] per `map` or `imap` call, batched by
+//! `apply_async`, one [`Channel`] per `map` or `imap` call, batched by
 //! [`Deliveries`] so that a call gets one channel message per batch of
 //! results rather than one per result.
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
@@ -40,17 +41,22 @@ pub(crate) struct Delivery {
 }
 
 /// Where one task's result lands. The condition variable is signalled only
-/// when someone waits, so completing a result nobody is blocked on costs
-/// no system call.
+/// when someone waits, and the waker woken only when a future is pending on
+/// it, so completing a result nobody waits on costs no system call.
 pub(crate) struct Slot {
     state: Mutex<SlotState>,
     ready: Condvar,
+    /// Set when the caller gave up on the result: its input is then
+    /// dropped instead of sent, if it was not sent yet.
+    cancelled: AtomicBool,
 }
 
 #[derive(Default)]
 pub(crate) struct SlotState {
     pub(crate) outcome: Option<Outcome>,
     waiters: usize,
+    /// The task of a future waiting on this slot.
+    waker: Option<Waker>,
 }
 
 impl Slot {
@@ -58,7 +64,34 @@ impl Slot {
         Arc::new(Slot {
             state: Mutex::new(SlotState::default()),
             ready: Condvar::new(),
+            cancelled: AtomicBool::new(false),
         })
+    }
+
+    /// Gives up on the result: completes the slot with `outcome` if it is
+    /// still empty (returning whether it was), and marks it cancelled.
+    pub(crate) fn cancel(&self, outcome: Outcome) -> bool {
+        self.cancelled.store(true, Ordering::Relaxed);
+        let was_empty = self.lock().outcome.is_none();
+        self.complete(outcome);
+        was_empty
+    }
+
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+
+    /// Registers `waker` to be woken when the outcome arrives, unless it is
+    /// there already; returns the guard either way.
+    pub(crate) fn poll_outcome(&self, waker: &Waker) -> MutexGuard<'_, SlotState> {
+        let mut state = self.lock();
+        if state.outcome.is_none() {
+            match &mut state.waker {
+                Some(known) if known.will_wake(waker) => {}
+                slot => *slot = Some(waker.clone()),
+            }
+        }
+        state
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, SlotState> {
@@ -70,11 +103,17 @@ impl Slot {
     /// Stores the outcome; the first one wins.
     pub(crate) fn complete(&self, outcome: Outcome) {
         let mut state = self.lock();
-        if state.outcome.is_none() {
-            state.outcome = Some(outcome);
-            if state.waiters > 0 {
-                self.ready.notify_all();
-            }
+        if state.outcome.is_some() {
+            return;
+        }
+        state.outcome = Some(outcome);
+        if state.waiters > 0 {
+            self.ready.notify_all();
+        }
+        let waker = state.waker.take();
+        drop(state);
+        if let Some(waker) = waker {
+            waker.wake();
         }
     }
 
@@ -106,21 +145,24 @@ impl Slot {
 }
 
 /// The results channel of one `map` or `imap` call.
-pub(crate) struct Stream {
+pub(crate) struct Channel {
     sender: Sender<Vec<Delivery>>,
     /// Set by the caller when it no longer wants results: queued work for
     /// it is then dropped.
     cancelled: Arc<AtomicBool>,
+    /// The task of a stream waiting for results, woken after each batch.
+    waker: Mutex<Option<Waker>>,
 }
 
-impl Stream {
+impl Channel {
     /// A stream and its cancel flag. The caller keeps only the flag, so
     /// that its receiver sees the stream end once every job is gone.
-    pub(crate) fn new(sender: Sender<Vec<Delivery>>) -> (Arc<Stream>, CancelOnDrop) {
+    pub(crate) fn new(sender: Sender<Vec<Delivery>>) -> (Arc<Channel>, CancelOnDrop) {
         let cancelled = Arc::new(AtomicBool::new(false));
-        let stream = Arc::new(Stream {
+        let stream = Arc::new(Channel {
             sender,
             cancelled: Arc::clone(&cancelled),
+            waker: Mutex::new(None),
         });
         (stream, CancelOnDrop(cancelled))
     }
@@ -128,6 +170,20 @@ impl Stream {
     pub(crate) fn send(&self, deliveries: Vec<Delivery>) {
         // A caller that went away no longer needs them.
         let _ = self.sender.send(deliveries);
+        let waker = self.waker.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Has `waker` woken after the next batch arrives. The caller looks at
+    /// its receiver again after this, so a batch sent meanwhile is not missed.
+    pub(crate) fn register(&self, waker: &Waker) {
+        let mut slot = self.waker.lock().unwrap_or_else(|p| p.into_inner());
+        match &mut *slot {
+            Some(known) if known.will_wake(waker) => {}
+            slot => *slot = Some(waker.clone()),
+        }
     }
 }
 
@@ -146,14 +202,14 @@ impl Drop for CancelOnDrop {
 #[derive(Clone)]
 pub(crate) enum Sink {
     Slot(Arc<Slot>),
-    Stream(Arc<Stream>),
+    Channel(Arc<Channel>),
 }
 
 impl Sink {
     pub(crate) fn is_cancelled(&self) -> bool {
         match self {
-            Sink::Slot(_) => false,
-            Sink::Stream(stream) => stream.cancelled.load(Ordering::Relaxed),
+            Sink::Slot(slot) => slot.is_cancelled(),
+            Sink::Channel(stream) => stream.cancelled.load(Ordering::Relaxed),
         }
     }
 
@@ -162,7 +218,7 @@ impl Sink {
     pub(crate) fn deliver_now(&self, index: usize, outcome: Outcome) {
         match self {
             Sink::Slot(slot) => slot.complete(outcome),
-            Sink::Stream(stream) => stream.send(vec![Delivery { index, outcome }]),
+            Sink::Channel(stream) => stream.send(vec![Delivery { index, outcome }]),
         }
     }
 }
@@ -171,14 +227,14 @@ impl Sink {
 /// message per batch of results rather than one per result.
 #[derive(Default)]
 pub(crate) struct Deliveries {
-    pending: Vec<(Arc<Stream>, Vec<Delivery>)>,
+    pending: Vec<(Arc<Channel>, Vec<Delivery>)>,
 }
 
 impl Deliveries {
     pub(crate) fn push(&mut self, sink: &Sink, index: usize, outcome: Outcome) {
         match sink {
             Sink::Slot(slot) => slot.complete(outcome),
-            Sink::Stream(stream) => {
+            Sink::Channel(stream) => {
                 let delivery = Delivery { index, outcome };
                 match self
                     .pending

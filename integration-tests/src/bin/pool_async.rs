@@ -1,0 +1,127 @@
+//! A program that runs one of the pool's async scenarios, named by its
+//! first argument, and prints what happened, one `key: value` line at a
+//! time, for `tests/pool_async.rs`: many awaited handles under tokio and
+//! a plain `block_on`, workers killed while futures wait, and futures
+//! dropped before their inputs ran.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use pool::{ErrorKind, Pool, Result};
+
+pool::task! {
+    /// Squares a number.
+    fn square(x: u64) -> u64 { x * x }
+}
+
+pool::task! {
+    /// Sleeps, then creates the file `path` (to show that it ran).
+    fn nap_then_touch((millis, path): (u64, PathBuf)) -> Result<u64, String> {
+        std::thread::sleep(Duration::from_millis(millis));
+        std::fs::write(&path, b"ran").map_err(|e| e.to_string())?;
+        Ok(millis)
+    }
+}
+
+fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a tokio runtime")
+}
+
+fn main() -> Result<()> {
+    pool::init();
+    let mode = std::env::args().nth(1).unwrap_or_default();
+    let pool = Pool::builder()
+        .processes(2)
+        .handle_interrupts(false)
+        .build()?;
+    match mode.as_str() {
+        "many" => {
+            let total: u64 = current_thread().block_on(async {
+                let handles: Vec<_> = (0..10_000u64)
+                    .map(|x| pool.apply_async(square, x))
+                    .collect();
+                let mut total = 0;
+                for handle in handles {
+                    total += handle.await?;
+                }
+                Ok::<_, pool::Error>(total)
+            })?;
+            println!("tokio sum: {total}");
+            let total: u64 = futures_executor::block_on(async {
+                let mut total = 0;
+                for x in 0..1000u64 {
+                    total += pool.apply_async(square, x).await?;
+                }
+                Ok::<_, pool::Error>(total)
+            })?;
+            println!("block_on sum: {total}");
+        }
+        "killed" => {
+            let dir =
+                std::env::temp_dir().join(format!("pool-async-killed-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).expect("temp dir");
+            let outcomes = current_thread().block_on(async {
+                let handles: Vec<_> = (0..6)
+                    .map(|i| pool.apply_async(nap_then_touch, (1500, dir.join(format!("{i}")))))
+                    .collect();
+                // Both workers are inside their first task by now.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                for pid in pool.worker_pids() {
+                    // SAFETY: kill takes plain integers; the pid is one of our workers.
+                    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                }
+                let mut outcomes = Vec::new();
+                for handle in handles {
+                    outcomes.push(match handle.await {
+                        Ok(_) => "ok".to_string(),
+                        Err(err) => format!("{:?}", err.kind()),
+                    });
+                }
+                outcomes
+            });
+            println!("outcomes: {}", outcomes.join(" "));
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        "dropped" => {
+            let dir =
+                std::env::temp_dir().join(format!("pool-async-dropped-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).expect("temp dir");
+            let one = Pool::builder()
+                .processes(1)
+                .handle_interrupts(false)
+                .build()?;
+            current_thread().block_on(async {
+                // The worker takes two inputs at a time: the third waits in
+                // the pool, where a dropped future takes it back.
+                let first = one.apply_async(nap_then_touch, (300, dir.join("first")));
+                let second = one.apply_async(nap_then_touch, (300, dir.join("second")));
+                let third = one.apply_async(nap_then_touch, (0, dir.join("third")));
+                let waited = tokio::time::timeout(Duration::from_millis(20), third).await;
+                println!("third timed out: {}", waited.is_err());
+                println!("first: {:?}", first.await);
+                println!("second: {:?}", second.await);
+            });
+            // Whatever else the worker had, it has done by now.
+            println!("after: {:?}", one.apply(square, 7));
+            println!("third ran: {}", dir.join("third").exists());
+            let kept = one.apply_async(nap_then_touch, (0, dir.join("kept")));
+            drop(kept);
+            println!("after drop: {:?}", one.apply(square, 8));
+            println!("never polled ran: {}", dir.join("kept").exists());
+            let cancelled = one.apply_async(square, 9);
+            let first = cancelled.cancel();
+            println!(
+                "cancel: {first} {:?}",
+                cancelled
+                    .get(None)
+                    .map_err(|err| err.kind() == ErrorKind::Cancelled)
+            );
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        other => println!("unknown scenario {other:?}"),
+    }
+    Ok(())
+}

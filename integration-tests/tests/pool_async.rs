@@ -1,0 +1,77 @@
+//! The pool's futures across real worker processes: awaited under tokio's
+//! current-thread runtime and a plain `block_on`, woken when workers die,
+//! and cancelling their inputs when dropped unfinished.
+
+use std::process::Command;
+use std::time::Duration;
+
+use integration_tests::output_with_deadline;
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+fn scenario(name: &str) -> String {
+    let out = output_with_deadline(
+        Command::new(env!("CARGO_BIN_EXE_pool_async")).arg(name),
+        LIMIT,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{name}: {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+    stdout
+}
+
+fn line<'a>(stdout: &'a str, label: &str) -> &'a str {
+    let prefix = format!("{label}: ");
+    stdout
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {label:?} line in:\n{stdout}"))
+}
+
+#[test]
+fn ten_thousand_awaited_handles_all_complete_under_tokio_and_block_on() {
+    let out = scenario("many");
+    let squares: u64 = (0..10_000u64).map(|x| x * x).sum();
+    assert_eq!(line(&out, "tokio sum"), squares.to_string());
+    let squares: u64 = (0..1000u64).map(|x| x * x).sum();
+    assert_eq!(line(&out, "block_on sum"), squares.to_string());
+}
+
+#[test]
+fn futures_waiting_on_killed_workers_wake_with_worker_died() {
+    let out = scenario("killed");
+    let outcomes: Vec<&str> = line(&out, "outcomes").split(' ').collect();
+    assert_eq!(outcomes.len(), 6, "{out}");
+    // The inputs running when both workers were killed (one each, unless
+    // a worker had not started yet on a very loaded machine) fail; the
+    // ones queued behind them run on the replacements. None hangs.
+    let died = outcomes.iter().filter(|o| **o == "WorkerDied").count();
+    assert!((1..=2).contains(&died), "{out}");
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == "ok").count(),
+        6 - died,
+        "{out}"
+    );
+}
+
+#[test]
+fn a_dropped_future_cancels_its_input_and_an_unpolled_handle_does_not() {
+    let out = scenario("dropped");
+    assert_eq!(line(&out, "third timed out"), "true");
+    assert_eq!(line(&out, "first"), "Ok(300)");
+    assert_eq!(line(&out, "second"), "Ok(300)");
+    assert_eq!(line(&out, "after"), "Ok(49)");
+    assert_eq!(line(&out, "third ran"), "false");
+    assert_eq!(line(&out, "after drop"), "Ok(64)");
+    assert_eq!(line(&out, "never polled ran"), "true");
+    let cancel = line(&out, "cancel");
+    // Either the cancel came first, or the result did; never anything else.
+    assert!(
+        cancel == "true Err(true)" || cancel == "false Ok(81)",
+        "{cancel}"
+    );
+}
