@@ -158,6 +158,8 @@ pub(crate) enum FailureKind {
     UnknownTask = 5,
     /// The output is larger than the pool's message limit.
     TooLarge = 6,
+    /// Not run: the pool recalled the input before it started.
+    Returned = 7,
 }
 
 impl FailureKind {
@@ -169,6 +171,7 @@ impl FailureKind {
             4 => FailureKind::Encode,
             5 => FailureKind::UnknownTask,
             6 => FailureKind::TooLarge,
+            7 => FailureKind::Returned,
             _ => return None,
         })
     }
@@ -181,6 +184,9 @@ impl FailureKind {
             FailureKind::Encode => crate::ErrorKind::Encode,
             FailureKind::UnknownTask => crate::ErrorKind::UnknownTask,
             FailureKind::TooLarge => crate::ErrorKind::MessageTooLarge,
+            // Never delivered as an error: the pool runs the input
+            // elsewhere or drops it (see `WorkerSlot::complete_chunks`).
+            FailureKind::Returned => crate::ErrorKind::Cancelled,
         }
     }
 }
@@ -350,6 +356,7 @@ mod tests {
             FailureKind::Encode,
             FailureKind::UnknownTask,
             FailureKind::TooLarge,
+            FailureKind::Returned,
         ] {
             assert_eq!(FailureKind::from_code(kind as u8), Some(kind));
         }

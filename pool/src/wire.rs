@@ -24,6 +24,9 @@
 //!   or `I`, a chunk whose items each carry their input index `u64` before
 //!   the input, sent only to a worker whose ready message asked for it.
 //! - `Q` quit: finish, reply, exit.
+//! - `K` recall: count `u32`, then that many chunk ids `u64`: give back the
+//!   inputs of those chunks not yet started (they are answered with the
+//!   status `Returned`), to run elsewhere or not at all.
 //!
 //! Worker to parent:
 //! - `H` ready: pid `u32`, then optionally flags `u8`: [`WANTS_INDICES`]
@@ -53,6 +56,7 @@ pub(crate) const PARENT_ENV: &str = "POOL_WORKER_PARENT";
 const SETUP: u8 = b'S';
 const BATCH: u8 = b'B';
 const QUIT: u8 = b'Q';
+const RECALL: u8 = b'K';
 const READY: u8 = b'H';
 const SETUP_FAILED: u8 = b'F';
 const REFUSED: u8 = b'X';
@@ -113,6 +117,8 @@ pub(crate) enum ToWorker<'a> {
     Batch(Batch<'a>),
     /// Finish, reply, exit.
     Quit,
+    /// Give back the unstarted inputs of these chunks.
+    Recall { chunks: Vec<u64> },
 }
 
 impl<'a> ToWorker<'a> {
@@ -138,6 +144,14 @@ impl<'a> ToWorker<'a> {
             }
             ToWorker::Batch(batch) => [&[BATCH][..], batch.body].concat(),
             ToWorker::Quit => vec![QUIT],
+            ToWorker::Recall { chunks } => {
+                let mut out = vec![RECALL];
+                put_u32(&mut out, chunks.len() as u32);
+                for chunk in chunks {
+                    put_u64(&mut out, *chunk);
+                }
+                out
+            }
         }
     }
 
@@ -167,6 +181,20 @@ impl<'a> ToWorker<'a> {
                 }))
             }
             QUIT => ToWorker::Quit,
+            RECALL => {
+                let count = cursor.u32("recall count")?;
+                // Each id takes 8 bytes: a count beyond the message is refused
+                // before anything is set aside for it.
+                if count as usize > cursor.buf.len().saturating_sub(cursor.pos) / 8 {
+                    return Err(WireError(format!(
+                        "recall of {count} chunks in a short message"
+                    )));
+                }
+                let chunks = (0..count)
+                    .map(|_| cursor.u64("recalled chunk"))
+                    .collect::<Result<_, _>>()?;
+                ToWorker::Recall { chunks }
+            }
             other => {
                 return Err(WireError(format!(
                     "unknown message tag {other} to a worker"
@@ -884,6 +912,10 @@ mod tests {
                 initializer: None,
             },
             ToWorker::Quit,
+            ToWorker::Recall {
+                chunks: vec![3, u64::MAX],
+            },
+            ToWorker::Recall { chunks: vec![] },
         ];
         for message in to_worker {
             assert_eq!(ToWorker::parse(&message.encode()).unwrap(), message);
@@ -932,6 +964,7 @@ mod tests {
         }
         assert!(ToWorker::parse(b"Z").is_err());
         assert!(ToWorker::parse(b"Qx").is_err());
+        assert!(ToWorker::parse(&[RECALL, 0xff, 0xff, 0xff, 0xff, 1, 2]).is_err());
         assert!(FromWorker::parse(&[RESULTS, 0, 0, 0, 0, 0, 0, 0, 0, 1]).is_err());
         assert!(FromWorker::parse(&[SETUP_FAILED, 9, 0, 0, 0, 0]).is_err());
         assert!(FromWorker::parse(&[REFUSED, 0xff, 0xff, 0xff, 0xff, 1]).is_err());

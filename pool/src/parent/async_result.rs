@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
-use super::sink::{Outcome, Slot};
+use super::sink::{CancelNotice, Outcome, Slot};
 use crate::error::{Error, ErrorKind, Result};
 
 /// The result of [`Pool::apply_async`](crate::Pool::apply_async), available
@@ -72,6 +72,8 @@ pub struct AsyncResult<T> {
     task: &'static str,
     /// Set once polled as a future: dropping it unfinished then cancels.
     awaited: bool,
+    /// Tells the pool to take back the input when cancelled.
+    notice: Option<CancelNotice>,
     output: PhantomData<fn() -> T>,
 }
 
@@ -108,9 +110,10 @@ impl<T> AsyncResult<T> {
     /// [`ErrorKind::Cancelled`] error, unless it had already arrived.
     /// Returns whether the cancel came first.
     ///
-    /// An input the pool has not yet sent to a worker is dropped and never
-    /// runs; one a worker already holds runs to its end, and its result is
-    /// discarded.
+    /// An input not yet started never runs: the pool drops it, or takes it
+    /// back from the worker that holds it. One already running goes on to
+    /// its end and its result is discarded; use
+    /// [`cancel_and_stop`](AsyncResult::cancel_and_stop) to stop it.
     ///
     /// ```
     /// pool::task! { fn nap(ms: u64) -> u64 { std::thread::sleep(std::time::Duration::from_millis(ms)); ms } }
@@ -130,7 +133,20 @@ impl<T> AsyncResult<T> {
         let cancelled = Error::new(ErrorKind::Cancelled, "the caller cancelled it")
             .with_task(self.task)
             .with_index(0);
-        self.slot.cancel(Err(cancelled))
+        let first = self.slot.cancel(Err(cancelled));
+        if let Some(notice) = &self.notice {
+            notice.send();
+        }
+        first
+    }
+
+    /// [`cancel`](AsyncResult::cancel), and if the input is running, stop
+    /// it by killing its worker (SIGKILL; a replacement starts, and the
+    /// other inputs that worker held run elsewhere). For a remote worker,
+    /// its connection is closed instead.
+    pub fn cancel_and_stop(&self) -> bool {
+        self.slot.stop_if_running();
+        self.cancel()
     }
 }
 
@@ -143,11 +159,16 @@ impl<T> Drop for AsyncResult<T> {
 }
 
 impl<T: DeserializeOwned> AsyncResult<T> {
-    pub(crate) fn new(slot: Arc<Slot>, task: &'static str) -> AsyncResult<T> {
+    pub(crate) fn new(
+        slot: Arc<Slot>,
+        task: &'static str,
+        notice: Option<CancelNotice>,
+    ) -> AsyncResult<T> {
         AsyncResult {
             slot,
             task,
             awaited: false,
+            notice,
             output: PhantomData,
         }
     }
@@ -202,7 +223,7 @@ mod tests {
     #[test]
     fn get_times_out_then_succeeds_once_completed() {
         let slot = Slot::new();
-        let result = AsyncResult::<u32>::new(Arc::clone(&slot), "demo::task");
+        let result = AsyncResult::<u32>::new(Arc::clone(&slot), "demo::task", None);
         let err = result.get(Some(Duration::from_millis(5))).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::WaitTimedOut);
         assert_eq!(result.successful(), None);
@@ -216,7 +237,7 @@ mod tests {
     #[test]
     fn first_outcome_wins_and_errors_can_be_read_twice() {
         let slot = Slot::new();
-        let result = AsyncResult::<u32>::new(Arc::clone(&slot), "demo::task");
+        let result = AsyncResult::<u32>::new(Arc::clone(&slot), "demo::task", None);
         slot.complete(Err(Error::new(ErrorKind::Panicked, "first")));
         slot.complete(Err(Error::new(ErrorKind::Panicked, "second")));
         assert_eq!(result.successful(), Some(false));

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crossbeam_channel::Sender;
 
 use super::job::Job;
+use super::sink::CancelNotice;
 use crate::error::{Error, ErrorKind, Result};
 
 /// A request to the dispatcher.
@@ -29,6 +30,8 @@ pub(crate) struct Commands {
     processes: usize,
     /// The largest message to a worker, which bounds an encoded input.
     max_message_size: u64,
+    /// Tells the dispatcher that a caller gave up on some work.
+    cancel_notice: CancelNotice,
 }
 
 impl Commands {
@@ -36,13 +39,19 @@ impl Commands {
         sender: Sender<Command>,
         processes: usize,
         max_message_size: u64,
+        cancel_notice: CancelNotice,
     ) -> Commands {
         Commands {
             sender,
             closed: AtomicBool::new(false),
             processes,
             max_message_size,
+            cancel_notice,
         }
+    }
+
+    pub(crate) fn cancel_notice(&self) -> &CancelNotice {
+        &self.cancel_notice
     }
 
     pub(crate) fn processes(&self) -> usize {

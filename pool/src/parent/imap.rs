@@ -85,7 +85,7 @@ pub struct Imap<'p, T: Task, I: Iterator<Item = T::Input>> {
 impl<'p, T: Task, I: Iterator<Item = T::Input>> Imap<'p, T, I> {
     pub(crate) fn new(commands: &'p Commands, _task: T, inputs: I, order: Order) -> Imap<'p, T, I> {
         let (sender, results) = unbounded();
-        let (stream, cancel) = Channel::new(sender);
+        let (stream, cancel) = Channel::new(sender, commands.cancel_notice().clone());
         Imap {
             commands,
             inputs,

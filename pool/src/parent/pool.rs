@@ -13,7 +13,7 @@ use super::imap::{Imap, ImapUnordered, Order};
 use super::interrupt;
 use super::job::{auto_chunksize, decode_output, encode_input, Item, Job};
 use super::remote_listener::{self, RemoteListener};
-use super::sink::{Channel, Sink, Slot};
+use super::sink::{CancelNotice, Channel, Sink, Slot};
 use crate::error::{Error, ErrorKind, Result};
 use crate::task::Task;
 use crate::worker;
@@ -77,6 +77,7 @@ pub(crate) fn start(config: Config) -> Result<Pool> {
     let config = Arc::new(config);
     let (commands, command_receiver) = unbounded();
     let (events, event_receiver) = unbounded();
+    let (cancel_notice, cancellations) = CancelNotice::pair();
     let pids = Arc::new(Mutex::new(Vec::new()));
     let (started_tx, started_rx) = crossbeam_channel::bounded(1);
     let dispatcher = {
@@ -86,9 +87,14 @@ pub(crate) fn start(config: Config) -> Result<Pool> {
         std::thread::Builder::new()
             .name("pool-dispatcher".into())
             .spawn(move || {
-                let started =
-                    Dispatcher::new(config, command_receiver, (events, event_receiver), pids)
-                        .and_then(|mut dispatcher| dispatcher.start().map(|()| dispatcher));
+                let started = Dispatcher::new(
+                    config,
+                    command_receiver,
+                    cancellations,
+                    (events, event_receiver),
+                    pids,
+                )
+                .and_then(|mut dispatcher| dispatcher.start().map(|()| dispatcher));
                 match started {
                     Ok(dispatcher) => {
                         let _ = started_tx.send(Ok(()));
@@ -111,7 +117,12 @@ pub(crate) fn start(config: Config) -> Result<Pool> {
         return Err(err);
     }
     let mut pool = Pool {
-        commands: Commands::new(commands, config.processes, config.max_message_size),
+        commands: Commands::new(
+            commands,
+            config.processes,
+            config.max_message_size,
+            cancel_notice,
+        ),
         pids,
         dispatcher: Mutex::new(Some(dispatcher)),
         listener: Mutex::new(None),
@@ -212,7 +223,8 @@ impl Pool {
         self.commands.check_open()?;
         let chunksize = chunksize.max(1);
         let (sender, receiver) = unbounded();
-        let (stream, _cancel_on_return) = Channel::new(sender);
+        let (stream, _cancel_on_return) =
+            Channel::new(sender, self.commands.cancel_notice().clone());
         let mut jobs = Vec::new();
         let mut items = Vec::with_capacity(chunksize);
         let mut count = 0;
@@ -347,7 +359,11 @@ impl Pool {
     pub fn apply_async<T: Task>(&self, task: T, input: T::Input) -> AsyncResult<T::Output> {
         let _ = task;
         let slot = Slot::new();
-        let result = AsyncResult::new(Arc::clone(&slot), T::NAME);
+        let result = AsyncResult::new(
+            Arc::clone(&slot),
+            T::NAME,
+            Some(self.commands.cancel_notice().clone()),
+        );
         match self
             .commands
             .check_open()

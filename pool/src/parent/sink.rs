@@ -47,8 +47,11 @@ pub(crate) struct Slot {
     state: Mutex<SlotState>,
     ready: Condvar,
     /// Set when the caller gave up on the result: its input is then
-    /// dropped instead of sent, if it was not sent yet.
+    /// dropped instead of sent, or taken back from its worker.
     cancelled: AtomicBool,
+    /// Set when the caller also wants the input stopped if it is running:
+    /// its worker is then killed and replaced.
+    stop_running: AtomicBool,
 }
 
 #[derive(Default)]
@@ -65,6 +68,7 @@ impl Slot {
             state: Mutex::new(SlotState::default()),
             ready: Condvar::new(),
             cancelled: AtomicBool::new(false),
+            stop_running: AtomicBool::new(false),
         })
     }
 
@@ -79,6 +83,12 @@ impl Slot {
 
     pub(crate) fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::Relaxed)
+    }
+
+    /// Asks that the input be stopped even if it is running (before
+    /// [`cancel`](Slot::cancel), so the dispatcher sees both together).
+    pub(crate) fn stop_if_running(&self) {
+        self.stop_running.store(true, Ordering::Relaxed);
     }
 
     /// Registers `waker` to be woken when the outcome arrives, unless it is
@@ -155,16 +165,19 @@ pub(crate) struct Channel {
 }
 
 impl Channel {
-    /// A stream and its cancel flag. The caller keeps only the flag, so
-    /// that its receiver sees the stream end once every job is gone.
-    pub(crate) fn new(sender: Sender<Vec<Delivery>>) -> (Arc<Channel>, CancelOnDrop) {
+    /// A channel and its cancel guard. The caller keeps only the guard, so
+    /// that its receiver sees the channel end once every job is gone.
+    pub(crate) fn new(
+        sender: Sender<Vec<Delivery>>,
+        notice: CancelNotice,
+    ) -> (Arc<Channel>, CancelOnDrop) {
         let cancelled = Arc::new(AtomicBool::new(false));
         let stream = Arc::new(Channel {
             sender,
             cancelled: Arc::clone(&cancelled),
             waker: Mutex::new(None),
         });
-        (stream, CancelOnDrop(cancelled))
+        (stream, CancelOnDrop { cancelled, notice })
     }
 
     pub(crate) fn send(&self, deliveries: Vec<Delivery>) {
@@ -187,13 +200,35 @@ impl Channel {
     }
 }
 
-/// Marks a call's stream cancelled when the call returns or its iterator
-/// is dropped, so the dispatcher drops work nobody will collect.
-pub(crate) struct CancelOnDrop(Arc<AtomicBool>);
+/// Marks a call's channel cancelled when the call returns or its iterator
+/// is dropped, and tells the dispatcher, which then drops the work nobody
+/// will collect and takes back what workers hold of it.
+pub(crate) struct CancelOnDrop {
+    cancelled: Arc<AtomicBool>,
+    notice: CancelNotice,
+}
 
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
+        self.cancelled.store(true, Ordering::Relaxed);
+        self.notice.send();
+    }
+}
+
+/// Wakes the dispatcher to look for work whose caller gave up.
+#[derive(Clone, Debug)]
+pub(crate) struct CancelNotice(Sender<()>);
+
+impl CancelNotice {
+    /// A notice and what the dispatcher watches; notices sent before it
+    /// looks fold into one.
+    pub(crate) fn pair() -> (CancelNotice, crossbeam_channel::Receiver<()>) {
+        let (sender, receiver) = crossbeam_channel::bounded(1);
+        (CancelNotice(sender), receiver)
+    }
+
+    pub(crate) fn send(&self) {
+        let _ = self.0.try_send(());
     }
 }
 
@@ -210,6 +245,14 @@ impl Sink {
         match self {
             Sink::Slot(slot) => slot.is_cancelled(),
             Sink::Channel(stream) => stream.cancelled.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Whether the caller wants the input stopped even if it runs.
+    pub(crate) fn wants_running_stopped(&self) -> bool {
+        match self {
+            Sink::Slot(slot) => slot.stop_running.load(Ordering::Relaxed),
+            Sink::Channel(_) => false,
         }
     }
 

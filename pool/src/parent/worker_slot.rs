@@ -19,6 +19,7 @@ use super::sink::{Deliveries, Payload, Sink};
 use super::trace;
 use crate::error::{Error, WorkerInfo};
 use crate::sys::SharedCounter;
+use crate::task::FailureKind;
 use crate::wire::{BatchWriter, Indices, ItemOutcome, ToWorker};
 
 /// How a worker is reached and ended.
@@ -58,6 +59,8 @@ struct InFlight {
     /// A `task` span per item still in `job.items`, in the same order, if
     /// DEBUG was enabled when the chunk was sent; otherwise empty.
     spans: Vec<Span>,
+    /// The worker was asked to give back what it has not started of it.
+    recalled: bool,
 }
 
 impl InFlight {
@@ -271,7 +274,58 @@ impl WorkerSlot {
             bytes,
             first_seq,
             spans,
+            recalled: false,
         });
+    }
+
+    /// Asks the worker to give back the inputs it has not started of the
+    /// chunks that `which` picks (by position, 0 being the one it runs or
+    /// runs next) among those not asked for already. They come back with
+    /// the worker's results, answered as `Returned`; see
+    /// [`complete_chunks`](WorkerSlot::complete_chunks). Returns how many
+    /// chunks were asked for.
+    pub(crate) fn recall(&mut self, which: impl Fn(usize, &Job) -> bool) -> usize {
+        let chunks: Vec<u64> = self
+            .in_flight
+            .iter_mut()
+            .enumerate()
+            .filter(|(position, chunk)| !chunk.recalled && which(*position, &chunk.job))
+            .map(|(_, chunk)| {
+                chunk.recalled = true;
+                chunk.id
+            })
+            .collect();
+        let count = chunks.len();
+        if count > 0 {
+            tracing::debug!(worker = self.id, ?chunks, "chunks recalled");
+            let message = ToWorker::Recall { chunks }.encode();
+            self.outbox.send(self.id, &mut self.conn, &message);
+        }
+        count
+    }
+
+    /// How many inputs the worker holds beyond the chunk it runs (or runs
+    /// next), not counting chunks already recalled: what an idle worker
+    /// could take over.
+    pub(crate) fn spare_items(&self) -> u64 {
+        self.in_flight
+            .iter()
+            .skip(1)
+            .filter(|chunk| !chunk.recalled)
+            .map(|chunk| chunk.items)
+            .sum()
+    }
+
+    /// Whether the input the worker is running belongs to a caller who
+    /// asked for it to be stopped.
+    pub(crate) fn runs_input_to_stop(&self) -> bool {
+        let Some(running) = self.running_seq() else {
+            return false;
+        };
+        self.in_flight
+            .iter()
+            .find(|chunk| (chunk.first_seq..chunk.first_seq + chunk.items).contains(&running))
+            .is_some_and(|chunk| chunk.job.sink.wants_running_stopped())
     }
 
     /// Sends the batch built up for the worker, if any, and starts the next.
@@ -284,14 +338,17 @@ impl WorkerSlot {
     }
 
     /// Hands the results of a results message to their callers, chunk by
-    /// chunk in the order the chunks were sent. Fails if they do not line
-    /// up with those chunks (the worker is then no longer to be trusted).
+    /// chunk in the order the chunks were sent, and returns the inputs the
+    /// worker gave back unstarted (after a recall), to run elsewhere. Fails
+    /// if the results do not line up with the chunks (the worker is then no
+    /// longer to be trusted).
     pub(crate) fn complete_chunks(
         &mut self,
         message: &Arc<Vec<u8>>,
         outcomes: Vec<ItemOutcome>,
         deliveries: &mut Deliveries,
-    ) -> Result<(), Misaligned> {
+    ) -> Result<Vec<Job>, Misaligned> {
+        let mut returned = Vec::new();
         let info = self.info();
         let mut outcomes = outcomes.into_iter();
         while let Some(front) = self.in_flight.front() {
@@ -322,7 +379,16 @@ impl WorkerSlot {
                 );
             }
             let mut spans = std::mem::take(&mut done.spans).into_iter();
+            let mut given_back = Vec::new();
             for (item, outcome) in items.into_iter().zip(chunk) {
+                let span = spans.next();
+                if matches!(&outcome.output, Err(f) if f.kind == FailureKind::Returned) {
+                    if let Some(span) = span {
+                        trace::record_requeued(&span);
+                    }
+                    given_back.push(item);
+                    continue;
+                }
                 let outcome = match outcome.output {
                     Ok(range) => Ok(Payload::new(Arc::clone(message), range)),
                     Err(failure) => Err(Error::new(failure.kind.error_kind(), failure.message)
@@ -333,15 +399,21 @@ impl WorkerSlot {
                 // None unless the chunk was sent with DEBUG enabled. The
                 // span stays entered while the result is handed over and
                 // closes right after.
-                let span = spans.next();
                 let _entered = span.as_ref().map(|span| {
                     trace::record_outcome(span, &outcome);
                     span.enter()
                 });
                 deliveries.push(&done.job.sink, item.index, outcome);
             }
+            if !given_back.is_empty() {
+                returned.push(Job {
+                    task,
+                    items: given_back,
+                    sink: done.job.sink.clone(),
+                });
+            }
         }
-        Ok(())
+        Ok(returned)
     }
 
     /// Fails every input the worker holds with errors made by `error`; the

@@ -24,8 +24,8 @@ pub const AUTHKEY_ENV: &str = "POOL_AUTHKEY";
 /// dropped), and an [`ErrorKind::Connection`](crate::ErrorKind::Connection)
 /// error when the pool goes away without saying so while the worker waits
 /// for work. If the pool goes away while a task runs, **the process
-/// exits** (status 1, with a line on stderr) within about a fifth of a
-/// second when the pool's host closes the connection, or about five
+/// exits** (status 1, with a line on stderr) within about half a second
+/// when the pool's host closes the connection, or about five
 /// seconds when it falls silent (TCP keepalive: probes after 2 s idle, 1 s
 /// apart, 3 unanswered): a task cannot be stopped otherwise, and a worker
 /// left computing for a dead pool would hold its host and its job.
@@ -73,6 +73,9 @@ pub fn connect_worker(address: &str, authkey: &[u8]) -> Result<()> {
 
 /// How often the watcher looks at the connection.
 const WATCH_EVERY: Duration = Duration::from_millis(200);
+/// How long a worker whose pool hung up may go on with the batch it runs
+/// before the watcher ends it.
+const QUIT_GRACE: Duration = Duration::from_millis(250);
 
 /// A thread that ends this process when the pool goes away while a task
 /// runs: a remote worker has no parent-death signal, and a long task would
@@ -96,11 +99,17 @@ impl Watcher {
         let watch = move || {
             while !stopped.load(Ordering::Relaxed) {
                 match sys::hung_up(&watched, WATCH_EVERY) {
+                    // The pool may have told the worker to quit just before
+                    // it closed: a worker that finishes its batch in the
+                    // grace period reads that itself (and exits as told).
                     Ok(true) if busy.load(Ordering::Relaxed) => {
-                        eprintln!(
-                            "pool worker: {POOL_GONE}, while this worker ran a task; exiting"
-                        );
-                        std::process::exit(1);
+                        std::thread::sleep(QUIT_GRACE);
+                        if busy.load(Ordering::Relaxed) && !stopped.load(Ordering::Relaxed) {
+                            eprintln!(
+                                "pool worker: {POOL_GONE}, while this worker ran a task; exiting"
+                            );
+                            std::process::exit(1);
+                        }
                     }
                     // Waiting for work, the worker loop sees the end itself.
                     Ok(true) | Err(_) => std::thread::sleep(WATCH_EVERY),

@@ -5,7 +5,14 @@
 //! or after [`FLUSH_CHUNKS`] results or [`FLUSH_AFTER`], whichever comes
 //! first: under load many results share one message, and a slow task's
 //! result is never held back behind the next task.
+//!
+//! Between inputs, at most every [`RECALL_CHECK`], it looks for messages
+//! that arrived meanwhile: a recall makes it give back the inputs of the
+//! named chunks that it has not started (answered as `Returned`), so that
+//! the pool can run them on an idle worker or drop them for a caller that
+//! gave up; anything else is kept for later, in order.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,6 +31,9 @@ use crate::wire::{
 pub(crate) const POOL_GONE: &str =
     "the pool closed the connection without telling this worker to quit \
      (it was terminated, or its process died)";
+
+/// How often a worker running inputs looks for a recall.
+const RECALL_CHECK: Duration = Duration::from_millis(1);
 
 /// Reply once this many chunk results are waiting.
 const FLUSH_CHUNKS: usize = 64;
@@ -65,6 +75,9 @@ pub(crate) fn serve(
         results: ResultsWriter::new(connection::DEFAULT_MAX_MESSAGE_SIZE),
         oldest_unsent: None,
         busy,
+        early: VecDeque::new(),
+        recalled: Vec::new(),
+        last_check: Instant::now(),
     };
     let id = worker.setup()?;
     // For a subscriber installed in this process (a worker program's own,
@@ -89,6 +102,12 @@ struct Worker {
     results: ResultsWriter,
     oldest_unsent: Option<Instant>,
     busy: Option<Arc<AtomicBool>>,
+    /// Messages read while looking for recalls, to handle in order.
+    early: VecDeque<Vec<u8>>,
+    /// Chunks the pool recalled that this worker has not finished.
+    recalled: Vec<u64>,
+    /// When it last looked for recalls.
+    last_check: Instant,
 }
 
 fn protocol(err: WireError) -> Error {
@@ -136,12 +155,9 @@ impl Worker {
 
     fn run(&mut self) -> Result<()> {
         loop {
-            let message = match self.conn.recv_bytes() {
-                Ok(message) => message,
-                Err(err) if err.kind() == connection::ErrorKind::Eof => {
-                    return Err(Error::from_connection(err, POOL_GONE))
-                }
-                Err(err) => return Err(Error::from_connection(err, "receive tasks")),
+            let message = match self.early.pop_front() {
+                Some(message) => message,
+                None => self.receive()?,
             };
             match ToWorker::parse(&message).map_err(protocol)? {
                 ToWorker::Batch(batch) => {
@@ -151,6 +167,7 @@ impl Worker {
                     ran?
                 }
                 ToWorker::Quit => return self.flush(),
+                ToWorker::Recall { chunks } => self.recalled.extend(chunks),
                 ToWorker::Setup { .. } => {
                     return Err(Error::new(
                         ErrorKind::Connection,
@@ -158,14 +175,37 @@ impl Worker {
                     ))
                 }
             }
-            let more_waiting = self
-                .conn
-                .poll(Some(Duration::ZERO))
-                .map_err(|err| Error::from_connection(err, "poll"))?;
-            if !more_waiting {
+            if self.early.is_empty() && !self.more_waiting()? {
                 self.flush()?;
             }
         }
+    }
+
+    fn receive(&mut self) -> Result<Vec<u8>> {
+        self.conn.recv_bytes().map_err(|err| match err.kind() {
+            connection::ErrorKind::Eof => Error::from_connection(err, POOL_GONE),
+            _ => Error::from_connection(err, "receive tasks"),
+        })
+    }
+
+    fn more_waiting(&self) -> Result<bool> {
+        self.conn
+            .poll(Some(Duration::ZERO))
+            .map_err(|err| Error::from_connection(err, "poll"))
+    }
+
+    /// Reads whatever arrived while inputs ran: recalls take effect now,
+    /// the rest waits its turn.
+    fn look_for_recalls(&mut self) -> Result<()> {
+        self.last_check = Instant::now();
+        while self.more_waiting()? {
+            let message = self.receive()?;
+            match ToWorker::parse(&message).map_err(protocol)? {
+                ToWorker::Recall { chunks } => self.recalled.extend(chunks),
+                _ => self.early.push_back(message),
+            }
+        }
+        Ok(())
     }
 
     fn run_batch(&mut self, batch: Batch<'_>) -> Result<()> {
@@ -188,7 +228,7 @@ impl Worker {
                     // Counted from when the first unsent chunk began, so that
                     // a slow chunk is sent as soon as it ends.
                     let oldest = *self.oldest_unsent.get_or_insert(began);
-                    self.run_chunk(chunk, began);
+                    self.run_chunk(chunk, began)?;
                     if self.results.chunks() >= FLUSH_CHUNKS || oldest.elapsed() >= FLUSH_AFTER {
                         self.flush()?;
                     }
@@ -198,19 +238,29 @@ impl Worker {
         Ok(())
     }
 
-    fn run_chunk(&mut self, chunk: ChunkRecord<'_>, began: Instant) {
-        let (name, run) = match self.tasks.get(chunk.task as usize) {
-            Some((name, run)) => (name.as_str(), *run),
-            None => ("", None),
-        };
+    fn run_chunk(&mut self, chunk: ChunkRecord<'_>, began: Instant) -> Result<()> {
+        let task = chunk.task as usize;
+        let run = self.tasks.get(task).and_then(|(_, run)| *run);
         // One check per chunk, so that untraced tasks pay nothing for spans.
         let traced = tracing::enabled!(tracing::Level::DEBUG);
         self.results.begin_chunk(chunk.id, chunk.items.remaining());
         for ChunkItem { index, input } in chunk.items {
+            if self.last_check.elapsed() >= RECALL_CHECK {
+                self.look_for_recalls()?;
+            }
+            // Every input passed counts, so that the progress page keeps
+            // numbering inputs as the pool sent them; only one about to
+            // run is published there.
             self.started += 1;
+            if self.recalled.contains(&chunk.id) {
+                self.results
+                    .item(|_| Err(TaskFailure::new(FailureKind::Returned, "")));
+                continue;
+            }
             if let Some(progress) = &self.progress {
                 progress.store(self.started);
             }
+            let name = self.tasks.get(task).map_or("", |(name, _)| name.as_str());
             if traced {
                 run_traced(&mut self.results, name, run, input, index, chunk.id);
             } else {
@@ -221,6 +271,10 @@ impl Worker {
             }
         }
         self.results.add_busy(began.elapsed().as_nanos() as u64);
+        // Chunks arrive in the order of their ids: a recall of this one or
+        // an earlier one has done all it can.
+        self.recalled.retain(|&id| id > chunk.id);
+        Ok(())
     }
 
     fn set_busy(&self, busy: bool) {

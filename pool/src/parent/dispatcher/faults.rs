@@ -106,7 +106,7 @@ impl Dispatcher {
 
     /// Puts work back at the front of the queue, in its original order
     /// (the input that was running first); its span ends as requeued.
-    fn requeue(&mut self, unstarted: Vec<Job>, culprit: Option<Culprit>) {
+    pub(super) fn requeue(&mut self, unstarted: Vec<Job>, culprit: Option<Culprit>) {
         let unstarted = unstarted.into_iter().filter(|job| !job.items.is_empty());
         for job in unstarted.rev() {
             self.queue.push_front(job);

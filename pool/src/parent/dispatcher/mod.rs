@@ -27,12 +27,14 @@ use super::job::Job;
 use super::sink::Deliveries;
 use super::spawn;
 use super::worker_reader::Event;
-use super::worker_slot::{State, WorkerSlot};
+use super::worker_slot::{Misaligned, State, WorkerSlot};
 use crate::error::{Error, ErrorKind, Result};
 use crate::wire::ItemOutcome;
 
 /// How much work (by recent input durations) to keep queued per worker.
 const QUEUE_TARGET: Duration = Duration::from_millis(2);
+/// The least work an idle worker must gain for a recall to be worth it.
+const RECALL_WORTH: Duration = Duration::from_millis(1);
 /// At most this many inputs are queued in one worker at once...
 const MAX_QUEUED_ITEMS: u64 = 256;
 /// ...and at most this many bytes of input, beyond a first chunk: less
@@ -62,6 +64,8 @@ pub(crate) struct Dispatcher {
     config: Arc<Config>,
     program: PathBuf,
     commands: Receiver<Command>,
+    /// Callers that gave up on work: take it back.
+    cancellations: Receiver<()>,
     events: Receiver<Event>,
     events_tx: Sender<Event>,
     queue: VecDeque<Job>,
@@ -87,6 +91,7 @@ impl Dispatcher {
     pub(crate) fn new(
         config: Arc<Config>,
         commands: Receiver<Command>,
+        cancellations: Receiver<()>,
         events: (Sender<Event>, Receiver<Event>),
         pids: Arc<Mutex<Vec<u32>>>,
     ) -> Result<Dispatcher> {
@@ -95,6 +100,7 @@ impl Dispatcher {
             config,
             program,
             commands,
+            cancellations,
             events: events.1,
             events_tx: events.0,
             queue: VecDeque::new(),
@@ -160,6 +166,7 @@ impl Dispatcher {
                         self.on_event(event);
                     }
                 },
+                recv(self.cancellations) -> _ => self.take_back_cancelled(),
                 default(timeout) => {},
             }
             self.drain_pending();
@@ -169,6 +176,7 @@ impl Dispatcher {
             self.check_clocks();
             self.replenish();
             self.dispatch();
+            self.rebalance();
             self.deliveries.flush();
             if self.phase == Phase::Closing && self.finish_closing() {
                 break;
@@ -290,15 +298,18 @@ impl Dispatcher {
             return;
         };
         let slot = &mut self.workers[index];
-        let completed = slot.complete_chunks(&message, outcomes, &mut self.deliveries);
-        if completed.is_err() && slot.state() != State::Doomed {
-            tracing::warn!(
-                worker,
-                "results do not match the tasks sent; replacing the worker"
-            );
-            slot.kill();
-            let taken = slot.take_back();
-            self.requeue_taken_back(taken);
+        match slot.complete_chunks(&message, outcomes, &mut self.deliveries) {
+            Ok(returned) => self.requeue(returned, None),
+            Err(Misaligned) if slot.state() == State::Doomed => {}
+            Err(Misaligned) => {
+                tracing::warn!(
+                    worker,
+                    "results do not match the tasks sent; replacing the worker"
+                );
+                slot.kill();
+                let taken = slot.take_back();
+                self.requeue_taken_back(taken);
+            }
         }
         self.retire_if_due(index);
     }
@@ -351,11 +362,12 @@ impl Dispatcher {
                 if load.chunks == 0 {
                     return true;
                 }
-                // Without a measure of task time, or with tasks too long to
-                // queue many, hold one chunk in reserve and no more.
+                // Work is queued ahead of a worker only while it is short:
+                // without a measure of task time yet, or with tasks too long
+                // to queue, a worker gets more when it frees up, so that no
+                // worker idles while another holds inputs it has not started.
                 let queued_work = nanos.map_or(f64::INFINITY, |n| n * (load.items + items) as f64);
-                let fits_time = queued_work <= QUEUE_TARGET.as_nanos() as f64 || load.chunks < 2;
-                fits_time
+                queued_work <= QUEUE_TARGET.as_nanos() as f64
                     && load.items + items <= MAX_QUEUED_ITEMS
                     && load.bytes + bytes <= MAX_QUEUED_BYTES
             })
@@ -376,6 +388,62 @@ impl Dispatcher {
         let chunk_id = self.next_chunk_id;
         self.next_chunk_id += 1;
         self.workers[index].push_chunk(chunk_id, number, job);
+    }
+
+    /// When the queue is empty and a worker idles while others hold inputs
+    /// they have not started, recalls those inputs from the busiest, to be
+    /// handed to the idle ones when they come back.
+    fn rebalance(&mut self) {
+        if !self.queue.is_empty() {
+            return;
+        }
+        let limit = self.config.max_tasks_per_child;
+        let idle = self
+            .workers
+            .iter()
+            .filter(|w| w.state() == State::Ready && w.load().chunks == 0)
+            .filter(|w| limit.map_or(true, |limit| w.items_sent() < limit))
+            .count();
+        if idle == 0 {
+            return;
+        }
+        let nanos = self.nanos_per_item;
+        let mut busiest: Vec<&mut WorkerSlot> = self
+            .workers
+            .iter_mut()
+            .filter(|w| w.state() == State::Ready && w.spare_items() > 0)
+            // Worth a message only if the idle worker gains some time.
+            .filter(|w| {
+                nanos.map_or(true, |n| {
+                    n * w.spare_items() as f64 >= RECALL_WORTH.as_nanos() as f64
+                })
+            })
+            .collect();
+        busiest.sort_by_key(|w| std::cmp::Reverse(w.spare_items()));
+        for slot in busiest.into_iter().take(idle) {
+            slot.recall(|position, _| position > 0);
+        }
+    }
+
+    /// A caller gave up on some work: drops what is queued of it, takes
+    /// back from workers what they have not started, and stops running
+    /// inputs whose callers asked for that, by replacing their workers.
+    fn take_back_cancelled(&mut self) {
+        self.queue.retain(|job| !job.sink.is_cancelled());
+        let mut to_stop = Vec::new();
+        for slot in &mut self.workers {
+            if slot.state() != State::Ready {
+                continue;
+            }
+            if slot.runs_input_to_stop() {
+                to_stop.push(slot.id());
+            }
+            slot.recall(|_, job| job.sink.is_cancelled());
+        }
+        for worker in to_stop {
+            tracing::debug!(worker, "stopping a cancelled input: worker killed");
+            self.kill_worker(worker);
+        }
     }
 
     fn send_batches(&mut self) {
