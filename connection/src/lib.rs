@@ -168,7 +168,7 @@ mod wait;
 
 pub use crate::address::Address;
 pub use crate::client::{Client, ClientBuilder, DEFAULT_CLIENT_HANDSHAKE_TIMEOUT};
-pub use crate::codec::{decode, encode};
+pub use crate::codec::{decode, encode, MAX_DECODE_DEPTH, MAX_EMPTY_ELEMENTS};
 pub use crate::connection::{Connection, UnsentMessage, DEFAULT_MAX_MESSAGE_SIZE};
 pub use crate::error::{Error, ErrorKind, Result};
 pub use crate::listener::{

@@ -1,0 +1,170 @@
+//! How objects become message payloads.
+//!
+//! The only module that names `bincode`, so the encoding can be swapped in
+//! one place. Payloads are bincode 2's standard configuration (variable-length
+//! integers, little endian) driven through serde. Encoding is bincode's;
+//! decoding is [`de`]'s, which reads the same bytes but never trusts a
+//! length, a count or a nesting depth further than the payload bears out.
+//!
+//! # Bounds on decoding
+//!
+//! Decoding a payload of `n` bytes as a `T`:
+//!
+//! - allocates a string or byte string only after finding all of its
+//!   claimed bytes in the payload, so they take at most `n` bytes together;
+//! - lets a sequence or map reserve room up front for at most one element
+//!   per byte left in the payload; beyond that room, memory grows only as
+//!   elements actually decode, and every element occupies at least one byte
+//!   of the payload except at most [`MAX_EMPTY_ELEMENTS`] (2^20) per payload
+//!   that occupy none (`()`, empty structs). So all the collections in the
+//!   value hold at most `n` elements besides those, and the memory a decode
+//!   takes is at most `4 * E * n` bytes plus a constant, where `E` is the
+//!   largest in-memory size (`size_of`) of an element of a collection in
+//!   `T` (16 for `Vec<u128>`, 24 for `Vec<Vec<u8>>`, 48 for the entries of
+//!   a `HashMap<String, Vec<u64>>`), counting what an element owns through
+//!   a `Box`; the 4 covers `Vec`'s and `HashMap`'s growth. No bound can be
+//!   independent of `T`: `n` one-byte `None`s of an `Option<[u8; 4096]>`
+//!   are `4097 * n` bytes in memory;
+//! - nests at most [`MAX_DECODE_DEPTH`] (256) levels, each `Option` holding a value,
+//!   newtype, tuple, struct, sequence, map and enum variant being one, so
+//!   recursion stays far from the end of a thread's stack;
+//! - takes time in proportion to `n` plus the empty elements.
+//!
+//! Anything beyond those bounds is an [`ErrorKind::Decode`], like any
+//! payload that is not a `T`.
+
+mod de;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// How many levels of nesting a payload may have: each `Option` holding a
+/// value, newtype, tuple, struct, sequence, map and enum variant is one
+/// (a `Vec<Vec<u8>>` is two, a linked list of `Option<Box<Node>>` two per
+/// node). Deeper payloads are an [`ErrorKind::Decode`] rather than a stack
+/// overflow.
+///
+/// # Examples
+///
+/// ```
+/// use connection::{decode, ErrorKind, MAX_DECODE_DEPTH};
+///
+/// #[derive(serde::Deserialize, Debug)]
+/// struct Nest(Option<Box<Nest>>);
+///
+/// // Each Nest is two levels: the newtype and the Option holding a value.
+/// let fits = [vec![1u8; MAX_DECODE_DEPTH / 2 - 1], vec![0]].concat();
+/// assert!(decode::<Nest>(&fits).is_ok());
+/// let too_deep = [vec![1u8; 100_000], vec![0]].concat();
+/// assert_eq!(decode::<Nest>(&too_deep).unwrap_err().kind(), ErrorKind::Decode);
+/// ```
+pub const MAX_DECODE_DEPTH: usize = 256;
+
+/// How many elements that occupy no bytes of the payload (a `()`, an empty
+/// struct, a map entry whose key and value are both empty) one payload may
+/// hold in its sequences and maps altogether. Every other element occupies
+/// at least one byte, so a forged element count can make decoding loop at
+/// most this many times beyond the payload's length.
+///
+/// # Examples
+///
+/// ```
+/// use connection::{decode, encode, ErrorKind, MAX_EMPTY_ELEMENTS};
+///
+/// let many = encode(&vec![(); MAX_EMPTY_ELEMENTS])?;
+/// assert_eq!(decode::<Vec<()>>(&many)?.len(), MAX_EMPTY_ELEMENTS);
+/// let too_many = encode(&vec![(); MAX_EMPTY_ELEMENTS + 1])?;
+/// assert_eq!(decode::<Vec<()>>(&too_many).unwrap_err().kind(), ErrorKind::Decode);
+/// # Ok::<(), connection::Error>(())
+/// ```
+pub const MAX_EMPTY_ELEMENTS: usize = 1 << 20;
+
+fn config() -> bincode::config::Configuration {
+    bincode::config::standard()
+}
+
+/// Appends the encoding of `value` to `out`. On error `out` is restored to
+/// its original length.
+pub(crate) fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<()> {
+    let start = out.len();
+    bincode::serde::encode_into_std_write(value, out, config()).map_err(|err| {
+        out.truncate(start);
+        Error::new(
+            ErrorKind::Encode,
+            format!("cannot encode {}", std::any::type_name::<T>()),
+        )
+        .with_source(err)
+    })?;
+    Ok(())
+}
+
+/// Encodes `value` as a standalone payload: the bytes [`Connection::send`]
+/// sends for it.
+///
+/// # Examples
+///
+/// ```
+/// let payload = connection::encode(&(7u32, "seven"))?;
+/// assert_eq!(payload, [7, 5, b's', b'e', b'v', b'e', b'n']);
+/// # Ok::<(), connection::Error>(())
+/// ```
+///
+/// [`Connection::send`]: crate::Connection::send
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    encode_into(value, &mut out)?;
+    Ok(out)
+}
+
+/// Decodes a whole payload as a `T`, as [`Connection::recv`] does. Trailing
+/// bytes are an error: a payload is exactly one value.
+///
+/// Whatever the payload claims, decoding stays within what it holds: see
+/// the crate documentation's section on errors for the bounds on memory,
+/// nesting and time. A payload beyond them is an [`ErrorKind::Decode`].
+///
+/// # Examples
+///
+/// ```
+/// use connection::{decode, encode, ErrorKind};
+///
+/// let payload = encode(&vec!["a".to_string(), "b".to_string()])?;
+/// assert_eq!(decode::<Vec<String>>(&payload)?, ["a", "b"]);
+///
+/// // A string claiming 2^60 bytes in a 10-byte payload: refused, nothing allocated.
+/// let mut forged = vec![253];
+/// forged.extend_from_slice(&(1u64 << 60).to_le_bytes());
+/// forged.push(b'x');
+/// assert_eq!(decode::<String>(&forged).unwrap_err().kind(), ErrorKind::Decode);
+/// # Ok::<(), connection::Error>(())
+/// ```
+///
+/// [`Connection::recv`]: crate::Connection::recv
+pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T> {
+    let decode_error = |detail: String| {
+        Error::new(
+            ErrorKind::Decode,
+            format!(
+                "{}-byte message does not decode as {}{detail}",
+                payload.len(),
+                std::any::type_name::<T>()
+            ),
+        )
+    };
+    let mut decoder = de::Decoder::new(payload);
+    let value =
+        T::deserialize(&mut decoder).map_err(|err| decode_error(String::new()).with_source(err))?;
+    let used = decoder.consumed();
+    if used != payload.len() {
+        return Err(decode_error(format!(
+            " ({} bytes left over after the value)",
+            payload.len() - used
+        )));
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,330 @@
+use super::*;
+
+#[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+struct Point {
+    x: i32,
+    label: String,
+}
+
+#[test]
+fn round_trip() {
+    let p = Point {
+        x: -7,
+        label: "seven".into(),
+    };
+    let bytes = encode(&p).unwrap();
+    assert_eq!(decode::<Point>(&bytes).unwrap(), p);
+}
+
+#[test]
+fn wrong_type_is_decode_error() {
+    let bytes = encode(&"text").unwrap();
+    let err = decode::<Point>(&bytes).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Decode);
+    assert!(err.to_string().contains("Point"), "{err}");
+}
+
+#[test]
+fn trailing_bytes_are_decode_error() {
+    let mut bytes = encode(&5u8).unwrap();
+    bytes.push(0);
+    assert_eq!(decode::<u8>(&bytes).unwrap_err().kind(), ErrorKind::Decode);
+}
+
+#[test]
+fn huge_length_prefix_does_not_allocate() {
+    // A Vec<u8> claiming u64::MAX elements in a 10-byte payload must fail
+    // cleanly rather than try to reserve the claimed size.
+    let payload = [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01];
+    assert_eq!(
+        decode::<Vec<u64>>(&payload).unwrap_err().kind(),
+        ErrorKind::Decode
+    );
+}
+
+#[test]
+fn huge_string_length_prefix_does_not_allocate() {
+    // Varint marker 253 (a u64 follows), then u64::MAX / 4: a length
+    // prefix claiming about 4.6e18 bytes.
+    let mut payload = vec![253];
+    payload.extend_from_slice(&(u64::MAX / 4).to_le_bytes());
+    payload.extend_from_slice(b"abc");
+    for result in [
+        decode::<String>(&payload).map(drop),
+        decode::<Vec<u8>>(&payload).map(drop),
+        decode::<(u8, String)>(&[&[1u8][..], &payload].concat()).map(drop),
+    ] {
+        assert_eq!(result.unwrap_err().kind(), ErrorKind::Decode);
+    }
+}
+
+#[test]
+fn values_of_large_in_memory_size_still_decode() {
+    // One byte each on the wire, sixteen in memory: the limit must allow it.
+    let value: Vec<u128> = vec![1; 100_000];
+    let bytes = encode(&value).unwrap();
+    assert_eq!(decode::<Vec<u128>>(&bytes).unwrap(), value);
+    let text = "x".repeat(3 << 20);
+    assert_eq!(decode::<String>(&encode(&text).unwrap()).unwrap(), text);
+}
+
+#[test]
+fn encode_into_appends() {
+    let mut out = vec![9, 9];
+    encode_into(&1u8, &mut out).unwrap();
+    assert_eq!(out, [9, 9, 1]);
+}
+
+// The decoder reads bincode's format itself: it must agree with bincode on
+// every value bincode writes, and on the odd encodings bincode accepts.
+
+fn bincode_decode<T: DeserializeOwned>(payload: &[u8]) -> Option<T> {
+    match bincode::serde::decode_from_slice::<T, _>(payload, config()) {
+        Ok((value, used)) if used == payload.len() => Some(value),
+        _ => None,
+    }
+}
+
+/// Encodes `value`, decodes it back, and checks that bincode reads the
+/// same bytes as the same value.
+fn round_trips<T>(value: T)
+where
+    T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    let payload = encode(&value).unwrap();
+    assert_eq!(decode::<T>(&payload).unwrap(), value, "{payload:?}");
+    assert_eq!(bincode_decode::<T>(&payload).unwrap(), value);
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+enum Shape {
+    Empty,
+    Circle(f64),
+    Rect { w: u32, h: u32 },
+    Poly(Vec<(i16, i16)>, Option<Box<Shape>>),
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq, Clone)]
+struct Unit;
+
+#[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+struct Wrapper(u64);
+
+#[test]
+fn agrees_with_bincode_on_every_kind_of_value() {
+    for n in [
+        0u64,
+        1,
+        250,
+        251,
+        255,
+        256,
+        65_535,
+        65_536,
+        u32::MAX as u64,
+        u64::MAX,
+    ] {
+        round_trips(n);
+        round_trips(n as u16);
+        round_trips(n as u32);
+        round_trips(n as u128 * 1_000_003);
+        round_trips(n as i64);
+        round_trips(-(n as i64));
+        round_trips(n as i8);
+        round_trips(n as u8);
+        round_trips(n as i16);
+        round_trips(-(n as i32));
+        round_trips(-(n as i128) * 1_000_003);
+    }
+    for n in [i64::MIN, i64::MAX, i32::MIN as i64] {
+        round_trips(n);
+        round_trips(n as i128);
+    }
+    round_trips(u128::MAX);
+    round_trips(i128::MIN);
+    round_trips((true, false, 1.5f32, -2.25f64, f64::INFINITY));
+    for c in ['a', '\0', 'é', '€', '𝄞', char::MAX] {
+        round_trips(c);
+    }
+    round_trips(String::from("héllo wörld"));
+    round_trips(vec![String::new(), "x".repeat(300)]);
+    round_trips((Unit, (), Wrapper(300), Some(Wrapper(1)), None::<u8>));
+    round_trips(
+        std::collections::BTreeMap::from([(1u8, "one"), (2, "two")])
+            .into_iter()
+            .map(|(k, v)| (k, v.to_string()))
+            .collect::<std::collections::BTreeMap<_, _>>(),
+    );
+    round_trips(vec![
+        Shape::Empty,
+        Shape::Circle(1.0),
+        Shape::Rect { w: 3, h: 70_000 },
+        Shape::Poly(
+            vec![(1, -1), (i16::MIN, i16::MAX)],
+            Some(Box::new(Shape::Empty)),
+        ),
+    ]);
+    round_trips([7u32; 32]);
+    round_trips(vec![(); 1000]);
+}
+
+#[test]
+fn reads_the_wider_integer_encodings_bincode_accepts() {
+    // Values that fit one byte, written in the wider forms: bincode takes
+    // them, and stored data may hold them.
+    for payload in [
+        &[251u8, 5, 0][..],
+        &[252, 5, 0, 0, 0],
+        &[253, 5, 0, 0, 0, 0, 0, 0, 0],
+    ] {
+        assert_eq!(decode::<u64>(payload).unwrap(), 5);
+        assert_eq!(bincode_decode::<u64>(payload), Some(5));
+    }
+    // ... but not wider than the type, nor the reserved marker.
+    for payload in [&[252u8, 5, 0, 0, 0][..], &[255, 0, 0]] {
+        assert_eq!(
+            decode::<u16>(payload).unwrap_err().kind(),
+            ErrorKind::Decode
+        );
+        assert_eq!(bincode_decode::<u16>(payload), None);
+    }
+}
+
+#[test]
+fn rejects_what_bincode_rejects() {
+    let cases: [(&str, Vec<u8>, fn(&[u8]) -> (bool, bool)); 5] = [
+        ("bool 2", vec![2], |p| {
+            (
+                decode::<bool>(p).is_err(),
+                bincode_decode::<bool>(p).is_none(),
+            )
+        }),
+        ("Option tag 2", vec![2, 0], |p| {
+            (
+                decode::<Option<u8>>(p).is_err(),
+                bincode_decode::<Option<u8>>(p).is_none(),
+            )
+        }),
+        ("lone continuation byte as char", vec![0x80], |p| {
+            (
+                decode::<char>(p).is_err(),
+                bincode_decode::<char>(p).is_none(),
+            )
+        }),
+        ("surrogate as char", vec![0xED, 0xA0, 0x80], |p| {
+            (
+                decode::<char>(p).is_err(),
+                bincode_decode::<char>(p).is_none(),
+            )
+        }),
+        ("invalid UTF-8 string", vec![2, 0xC3, 0x28], |p| {
+            (
+                decode::<String>(p).is_err(),
+                bincode_decode::<String>(p).is_none(),
+            )
+        }),
+    ];
+    for (what, payload, check) in cases {
+        assert_eq!(check(&payload), (true, true), "{what}");
+    }
+    let unknown_variant = [9u8];
+    assert!(decode::<Shape>(&unknown_variant).is_err());
+    assert!(bincode_decode::<Shape>(&unknown_variant).is_none());
+}
+
+// The bounds.
+
+/// `ones` `Some` tags then a `None`: a chain of `ones + 1` `Nest`s, each
+/// two levels deep (the newtype and the `Option` holding a value).
+fn nest_payload(ones: usize) -> Vec<u8> {
+    let mut payload = vec![1u8; ones];
+    payload.push(0);
+    payload
+}
+
+#[derive(serde::Deserialize, Debug)]
+struct Nest(#[allow(dead_code)] Option<Box<Nest>>);
+
+#[test]
+fn nesting_up_to_the_limit_decodes_and_deeper_is_a_decode_error() {
+    let deepest = MAX_DECODE_DEPTH / 2 - 1;
+    assert!(decode::<Nest>(&nest_payload(deepest)).is_ok());
+    for ones in [deepest + 1, 50_000, 1_000_000] {
+        let err = decode::<Nest>(&nest_payload(ones)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Decode);
+        let source = std::error::Error::source(&err).unwrap().to_string();
+        assert!(source.contains("nested more than 256"), "{source}");
+    }
+}
+
+#[test]
+fn nesting_through_sequences_and_enums_is_bounded_too() {
+    // Shape::Poly(vec![], Some(Box::new(Shape::Poly(...)))): variant 3, an
+    // empty Vec, a Some tag; enum and Option are a level each.
+    let mut payload = [3u8, 0, 1].repeat(200_000);
+    payload.push(0);
+    assert_eq!(
+        decode::<Shape>(&payload).unwrap_err().kind(),
+        ErrorKind::Decode
+    );
+    // Vec<Vec<...>> as serde_value-like recursion through sequences.
+    #[derive(serde::Deserialize, Debug)]
+    struct Tree(#[allow(dead_code)] Vec<Tree>);
+    let mut payload = vec![1u8; 300_000];
+    payload.push(0);
+    assert_eq!(
+        decode::<Tree>(&payload).unwrap_err().kind(),
+        ErrorKind::Decode
+    );
+}
+
+#[test]
+fn a_forged_count_of_empty_elements_is_refused_without_looping() {
+    let mut forged = vec![253];
+    forged.extend_from_slice(&u64::MAX.to_le_bytes());
+    assert_eq!(
+        decode::<Vec<()>>(&forged).unwrap_err().kind(),
+        ErrorKind::Decode
+    );
+    assert_eq!(
+        decode::<std::collections::HashMap<(), ()>>(&forged)
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Decode
+    );
+    // Just past the allowance: claimed count fits the check up front only
+    // when bytes are left, so spread them over two sequences.
+    let half = encode(&vec![(); MAX_EMPTY_ELEMENTS / 2 + 1]).unwrap();
+    let two = [half.clone(), half].concat();
+    assert_eq!(
+        decode::<(Vec<()>, Vec<()>)>(&two).unwrap_err().kind(),
+        ErrorKind::Decode
+    );
+    let allowed = encode(&(
+        vec![(); MAX_EMPTY_ELEMENTS / 2],
+        vec![Unit; MAX_EMPTY_ELEMENTS / 2],
+    ))
+    .unwrap();
+    assert!(decode::<(Vec<()>, Vec<Unit>)>(&allowed).is_ok());
+}
+
+#[test]
+fn elements_that_occupy_bytes_are_not_counted_as_empty() {
+    let many = vec![0u8; MAX_EMPTY_ELEMENTS * 2];
+    round_trips(many);
+    let pairs = vec![((), 1u8); MAX_EMPTY_ELEMENTS + 5];
+    round_trips(pairs);
+}
+
+#[test]
+fn a_claimed_length_beyond_the_bytes_left_is_refused() {
+    // A string claiming one byte more than there is, at every size class
+    // of the length varint.
+    for len in [3usize, 300, 70_000] {
+        let mut payload = encode(&"x".repeat(len)).unwrap();
+        payload.pop();
+        let err = decode::<String>(&payload).unwrap_err();
+        let source = std::error::Error::source(&err).unwrap().to_string();
+        assert!(source.contains(&format!("{len} bytes claimed")), "{source}");
+    }
+}
