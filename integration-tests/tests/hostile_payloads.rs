@@ -21,7 +21,9 @@ const CONN_ENV: &str = "PIPE_CONN";
 /// Starts `pipe_peer recv-hostile KIND` and sends it `hostile` then `good`
 /// as byte messages; asserts that it took both as it should.
 fn receiver_refuses_then_decodes(kind: &str, hostile: &[u8], good: &[u8]) {
-    let _watchdog = Watchdog::start(kind, LIMIT);
+    // Longer than the wait below, which kills a stuck receiver: the watchdog
+    // aborting this process first would leave the receiver running.
+    let _watchdog = Watchdog::start(kind, 2 * LIMIT);
     let (mut ours, theirs) = pipe().unwrap();
     let mut child = spawn_receiver(kind, theirs);
     // The sends fail only if the receiver died; its status says why.
