@@ -6,32 +6,10 @@
 //! decoding is [`de`]'s, which reads the same bytes but never trusts a
 //! length, a count or a nesting depth further than the payload bears out.
 //!
-//! # Bounds on decoding
-//!
-//! Decoding a payload of `n` bytes as a `T`:
-//!
-//! - allocates a string or byte string only after finding all of its
-//!   claimed bytes in the payload, so they take at most `n` bytes together;
-//! - lets a sequence or map reserve room up front for at most one element
-//!   per byte left in the payload; beyond that room, memory grows only as
-//!   elements actually decode, and every element occupies at least one byte
-//!   of the payload except at most [`MAX_EMPTY_ELEMENTS`] (2^20) per payload
-//!   that occupy none (`()`, empty structs). So all the collections in the
-//!   value hold at most `n` elements besides those, and the memory a decode
-//!   takes is at most `4 * E * n` bytes plus a constant, where `E` is the
-//!   largest in-memory size (`size_of`) of an element of a collection in
-//!   `T` (16 for `Vec<u128>`, 24 for `Vec<Vec<u8>>`, 48 for the entries of
-//!   a `HashMap<String, Vec<u64>>`), counting what an element owns through
-//!   a `Box`; the 4 covers `Vec`'s and `HashMap`'s growth. No bound can be
-//!   independent of `T`: `n` one-byte `None`s of an `Option<[u8; 4096]>`
-//!   are `4097 * n` bytes in memory;
-//! - nests at most [`MAX_DECODE_DEPTH`] (256) levels, each `Option` holding a value,
-//!   newtype, tuple, struct, sequence, map and enum variant being one, so
-//!   recursion stays far from the end of a thread's stack;
-//! - takes time in proportion to `n` plus the empty elements.
-//!
-//! Anything beyond those bounds is an [`ErrorKind::Decode`], like any
-//! payload that is not a `T`.
+//! The bounds it keeps (memory within `4 * E * n` plus a constant for a
+//! payload of `n` bytes, [`MAX_DECODE_DEPTH`] levels, at most
+//! [`MAX_EMPTY_ELEMENTS`] elements that occupy no bytes) are documented in
+//! the crate docs' section "Bounds on decoding".
 
 mod de;
 
@@ -122,8 +100,8 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
 /// bytes are an error: a payload is exactly one value.
 ///
 /// Whatever the payload claims, decoding stays within what it holds: see
-/// the crate documentation's section on errors for the bounds on memory,
-/// nesting and time. A payload beyond them is an [`ErrorKind::Decode`].
+/// the [bounds on decoding](crate#bounds-on-decoding) on memory, nesting
+/// and time. A payload beyond them is an [`ErrorKind::Decode`].
 ///
 /// # Examples
 ///
