@@ -57,14 +57,19 @@ fn case<T: Serialize + DeserializeOwned>(name: &'static str, value: T) -> Case {
 
 fn cases() -> Vec<Case> {
     vec![
-        case("Vec<u8>, 1 MiB", (0..1u32 << 20).map(|i| i as u8).collect::<Vec<u8>>()),
+        case(
+            "Vec<u8>, 1 MiB",
+            (0..1u32 << 20).map(|i| i as u8).collect::<Vec<u8>>(),
+        ),
         case(
             "Vec<u64>, 128 Ki small values",
             (0..1u64 << 17).map(|i| i % 200).collect::<Vec<u64>>(),
         ),
         case(
             "Vec<String>, 10 Ki of 20 bytes",
-            (0..10_240).map(|i| format!("{i:020}")).collect::<Vec<String>>(),
+            (0..10_240)
+                .map(|i| format!("{i:020}"))
+                .collect::<Vec<String>>(),
         ),
         case("small struct, 1 Ki of them", vec![small(); 1024]),
     ]
@@ -101,7 +106,8 @@ fn main() {
     for case in &cases {
         // About 20 ms of decoding per round.
         let once = timed(1, || (case.decode)(&case.payload));
-        let iters = (Duration::from_millis(20).as_nanos() / once.as_nanos().max(1)).clamp(1, 10_000) as u32;
+        let iters =
+            (Duration::from_millis(20).as_nanos() / once.as_nanos().max(1)).clamp(1, 10_000) as u32;
         let (mut decodes, mut copies, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..ROUNDS {
             let decode_time = timed(iters, || (case.decode)(&case.payload));
