@@ -11,32 +11,16 @@
 //! `--bench` (as `cargo test --benches` does) it only checks that every
 //! case decodes.
 
+mod common;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use connection::{decode, encode};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-/// A typical request, as in the throughput bench's struct round trip.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
-struct Small {
-    id: u64,
-    op: String,
-    args: Vec<i32>,
-    ratio: f64,
-    reply: Option<u32>,
-}
-
-fn small() -> Small {
-    Small {
-        id: 0x1234_5678,
-        op: "resize_thumbnail".to_string(),
-        args: vec![640, 480, -1, 90],
-        ratio: 1.5,
-        reply: Some(7),
-    }
-}
+use common::small;
 
 /// One case: a name, its payload, and a decode of it as the case's type.
 struct Case {
