@@ -1,17 +1,20 @@
 //! How objects become message payloads.
 //!
-//! The only module that names `bincode`, so the encoding can be swapped in
-//! one place. Payloads are bincode 2's standard configuration (variable-length
-//! integers, little endian) driven through serde. Encoding is bincode's;
-//! decoding is [`de`]'s, which reads the same bytes but never trusts a
-//! length, a count or a nesting depth further than the payload bears out.
+//! Payloads are bincode 2's standard configuration (variable-length
+//! integers, little endian) driven through serde, byte for byte, read and
+//! written by this module's own serde `Deserializer` ([`de`]) and
+//! `Serializer` ([`ser`]). bincode itself is named only by this module's
+//! tests, as the reference both must agree with: its decoder trusts the
+//! lengths and depths a payload claims, and its encoder pays a call through
+//! `std::io::Write` for every byte.
 //!
-//! The bounds it keeps (memory within `4 * E * n` plus a constant for a
+//! The bounds the decoder keeps (memory within `4 * E * n` plus a constant for a
 //! payload of `n` bytes, [`MAX_DECODE_DEPTH`] levels, at most
 //! [`MAX_EMPTY_ELEMENTS`] elements that occupy no bytes) are documented in
 //! the crate docs' section "Bounds on decoding".
 
 mod de;
+mod ser;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -59,22 +62,18 @@ pub const MAX_DECODE_DEPTH: usize = 256;
 /// ```
 pub const MAX_EMPTY_ELEMENTS: usize = 1 << 20;
 
-fn config() -> bincode::config::Configuration {
-    bincode::config::standard()
-}
-
 /// Appends the encoding of `value` to `out`. On error `out` is restored to
 /// its original length.
 pub(crate) fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<()> {
     let start = out.len();
-    bincode::serde::encode_into_std_write(value, out, config()).map_err(|err| {
+    if let Err(err) = value.serialize(&mut ser::Encoder::new(out)) {
         out.truncate(start);
-        Error::new(
+        return Err(Error::new(
             ErrorKind::Encode,
             format!("cannot encode {}", std::any::type_name::<T>()),
         )
-        .with_source(err)
-    })?;
+        .with_source(err));
+    }
     Ok(())
 }
 
