@@ -63,6 +63,7 @@ pub(crate) struct Decoder<'de> {
 }
 
 impl<'de> Decoder<'de> {
+    #[inline]
     pub(crate) fn new(payload: &'de [u8]) -> Self {
         Decoder {
             input: payload,
@@ -73,10 +74,12 @@ impl<'de> Decoder<'de> {
     }
 
     /// How many bytes have been read.
+    #[inline]
     pub(crate) fn consumed(&self) -> usize {
         self.payload_len - self.input.len()
     }
 
+    #[cold]
     fn error(&self, what: impl fmt::Display) -> DecodeError {
         DecodeError {
             message: format!("at byte {}: {what}", self.consumed()),
@@ -141,17 +144,20 @@ impl<'de> Decoder<'de> {
 
     /// A length prefix, checked against nothing yet: callers decide what it
     /// must fit in.
+    #[inline]
     fn length(&mut self) -> Result<usize> {
         let len = self.varint(8, "length")?;
         usize::try_from(len).map_err(|_| self.error(format_args!("length {len} is too large")))
     }
 
     /// The bytes of a string or byte string, after its length.
+    #[inline]
     fn byte_string(&mut self) -> Result<&'de [u8]> {
         let len = self.length()?;
         self.take(len)
     }
 
+    #[inline]
     fn str(&mut self) -> Result<&'de str> {
         let bytes = self.byte_string()?;
         std::str::from_utf8(bytes).map_err(|err| self.error(format_args!("invalid UTF-8: {err}")))
@@ -159,6 +165,7 @@ impl<'de> Decoder<'de> {
 
     /// A sequence's or map's element count, refused when even with every
     /// element occupying no bytes it could not fit in what is left.
+    #[inline]
     fn count(&mut self) -> Result<usize> {
         let count = self.length()?;
         let room = self.input.len().saturating_add(self.empty_elements_left);
@@ -186,6 +193,7 @@ impl<'de> Decoder<'de> {
     }
 
     /// Counts one element that occupied no bytes.
+    #[inline]
     fn empty_element(&mut self) -> Result<()> {
         match self.empty_elements_left.checked_sub(1) {
             Some(left) => {
@@ -198,6 +206,7 @@ impl<'de> Decoder<'de> {
         }
     }
 
+    #[inline]
     fn elements<V: Visitor<'de>>(
         &mut self,
         len: usize,

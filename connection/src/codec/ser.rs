@@ -42,6 +42,7 @@ pub(crate) struct Encoder<'a> {
 }
 
 impl<'a> Encoder<'a> {
+    #[inline]
     pub(crate) fn new(out: &'a mut Vec<u8>) -> Self {
         Encoder { out }
     }
@@ -68,6 +69,7 @@ impl<'a> Encoder<'a> {
         }
     }
 
+    #[inline]
     fn length(&mut self, len: Option<usize>) -> Result {
         let len = len.ok_or_else(|| EncodeError {
             message: "a sequence or map must know its length before its elements".into(),
@@ -76,6 +78,7 @@ impl<'a> Encoder<'a> {
         Ok(())
     }
 
+    #[inline]
     fn byte_string(&mut self, bytes: &[u8]) {
         self.varint(bytes.len() as u128);
         self.out.extend_from_slice(bytes);
@@ -101,31 +104,37 @@ impl ser::Serializer for &mut Encoder<'_> {
     type SerializeStruct = Self;
     type SerializeStructVariant = Self;
 
+    #[inline]
     fn serialize_bool(self, value: bool) -> Result {
         self.out.push(u8::from(value));
         Ok(())
     }
 
+    #[inline]
     fn serialize_i8(self, value: i8) -> Result {
         self.out.push(value as u8);
         Ok(())
     }
 
+    #[inline]
     fn serialize_i16(self, value: i16) -> Result {
         self.varint(u128::from(zigzag!(value, u16, 16)));
         Ok(())
     }
 
+    #[inline]
     fn serialize_i32(self, value: i32) -> Result {
         self.varint(u128::from(zigzag!(value, u32, 32)));
         Ok(())
     }
 
+    #[inline]
     fn serialize_i64(self, value: i64) -> Result {
         self.varint(u128::from(zigzag!(value, u64, 64)));
         Ok(())
     }
 
+    #[inline]
     fn serialize_i128(self, value: i128) -> Result {
         self.varint(zigzag!(value, u128, 128));
         Ok(())
@@ -137,36 +146,43 @@ impl ser::Serializer for &mut Encoder<'_> {
         Ok(())
     }
 
+    #[inline]
     fn serialize_u16(self, value: u16) -> Result {
         self.varint(u128::from(value));
         Ok(())
     }
 
+    #[inline]
     fn serialize_u32(self, value: u32) -> Result {
         self.varint(u128::from(value));
         Ok(())
     }
 
+    #[inline]
     fn serialize_u64(self, value: u64) -> Result {
         self.varint(u128::from(value));
         Ok(())
     }
 
+    #[inline]
     fn serialize_u128(self, value: u128) -> Result {
         self.varint(value);
         Ok(())
     }
 
+    #[inline]
     fn serialize_f32(self, value: f32) -> Result {
         self.out.extend_from_slice(&value.to_le_bytes());
         Ok(())
     }
 
+    #[inline]
     fn serialize_f64(self, value: f64) -> Result {
         self.out.extend_from_slice(&value.to_le_bytes());
         Ok(())
     }
 
+    #[inline]
     fn serialize_char(self, value: char) -> Result {
         let mut utf8 = [0u8; 4];
         self.out
@@ -174,39 +190,47 @@ impl ser::Serializer for &mut Encoder<'_> {
         Ok(())
     }
 
+    #[inline]
     fn serialize_str(self, value: &str) -> Result {
         self.byte_string(value.as_bytes());
         Ok(())
     }
 
+    #[inline]
     fn serialize_bytes(self, value: &[u8]) -> Result {
         self.byte_string(value);
         Ok(())
     }
 
+    #[inline]
     fn serialize_none(self) -> Result {
         self.out.push(0);
         Ok(())
     }
 
+    #[inline]
     fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result {
         self.out.push(1);
         value.serialize(self)
     }
 
+    #[inline]
     fn serialize_unit(self) -> Result {
         Ok(())
     }
 
+    #[inline]
     fn serialize_unit_struct(self, _name: &'static str) -> Result {
         Ok(())
     }
 
+    #[inline]
     fn serialize_unit_variant(self, _name: &'static str, index: u32, _: &'static str) -> Result {
         self.varint(u128::from(index));
         Ok(())
     }
 
+    #[inline]
     fn serialize_newtype_struct<T: Serialize + ?Sized>(
         self,
         _name: &'static str,
@@ -215,6 +239,7 @@ impl ser::Serializer for &mut Encoder<'_> {
         value.serialize(self)
     }
 
+    #[inline]
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
         self,
         _name: &'static str,
@@ -226,19 +251,23 @@ impl ser::Serializer for &mut Encoder<'_> {
         value.serialize(self)
     }
 
+    #[inline]
     fn serialize_seq(self, len: Option<usize>) -> Result<Self> {
         self.length(len)?;
         Ok(self)
     }
 
+    #[inline]
     fn serialize_tuple(self, _len: usize) -> Result<Self> {
         Ok(self)
     }
 
+    #[inline]
     fn serialize_tuple_struct(self, _name: &'static str, _len: usize) -> Result<Self> {
         Ok(self)
     }
 
+    #[inline]
     fn serialize_tuple_variant(
         self,
         _name: &'static str,
@@ -250,15 +279,18 @@ impl ser::Serializer for &mut Encoder<'_> {
         Ok(self)
     }
 
+    #[inline]
     fn serialize_map(self, len: Option<usize>) -> Result<Self> {
         self.length(len)?;
         Ok(self)
     }
 
+    #[inline]
     fn serialize_struct(self, _name: &'static str, _len: usize) -> Result<Self> {
         Ok(self)
     }
 
+    #[inline]
     fn serialize_struct_variant(
         self,
         _name: &'static str,
@@ -288,6 +320,7 @@ macro_rules! in_order {
                 value.serialize(&mut **self)
             }
 
+            #[inline]
             fn end(self) -> Result {
                 Ok(())
             }
@@ -308,14 +341,17 @@ impl ser::SerializeMap for &mut Encoder<'_> {
     type Ok = ();
     type Error = EncodeError;
 
+    #[inline]
     fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result {
         key.serialize(&mut **self)
     }
 
+    #[inline]
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result {
         value.serialize(&mut **self)
     }
 
+    #[inline]
     fn end(self) -> Result {
         Ok(())
     }
