@@ -26,31 +26,9 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
 
-use super::{MAX_DECODE_DEPTH, MAX_EMPTY_ELEMENTS};
+use super::{FormatError, MAX_DECODE_DEPTH, MAX_EMPTY_ELEMENTS};
 
-/// Why a payload did not decode.
-#[derive(Debug)]
-pub(crate) struct DecodeError {
-    message: String,
-}
-
-impl fmt::Display for DecodeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for DecodeError {}
-
-impl de::Error for DecodeError {
-    fn custom<T: fmt::Display>(message: T) -> Self {
-        DecodeError {
-            message: message.to_string(),
-        }
-    }
-}
-
-type Result<T> = std::result::Result<T, DecodeError>;
+type Result<T> = std::result::Result<T, FormatError>;
 
 /// A serde `Deserializer` over one payload.
 pub(crate) struct Decoder<'de> {
@@ -80,10 +58,8 @@ impl<'de> Decoder<'de> {
     }
 
     #[cold]
-    fn error(&self, what: impl fmt::Display) -> DecodeError {
-        DecodeError {
-            message: format!("at byte {}: {what}", self.consumed()),
-        }
+    fn error(&self, what: impl fmt::Display) -> FormatError {
+        FormatError::new(format!("at byte {}: {what}", self.consumed()))
     }
 
     /// The next `len` bytes, or an error when fewer are left; nothing is
@@ -245,7 +221,7 @@ macro_rules! varint_signed {
 }
 
 impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
-    type Error = DecodeError;
+    type Error = FormatError;
 
     fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value> {
         Err(self.error("the format does not describe itself (deserialize_any)"))
@@ -425,7 +401,7 @@ struct Elements<'a, 'de> {
 }
 
 impl<'de> de::SeqAccess<'de> for Elements<'_, 'de> {
-    type Error = DecodeError;
+    type Error = FormatError;
 
     #[inline]
     fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>> {
@@ -455,7 +431,7 @@ struct Entries<'a, 'de> {
 }
 
 impl<'de> de::MapAccess<'de> for Entries<'_, 'de> {
-    type Error = DecodeError;
+    type Error = FormatError;
 
     fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>> {
         if self.left == 0 {
@@ -480,7 +456,7 @@ impl<'de> de::MapAccess<'de> for Entries<'_, 'de> {
 }
 
 impl<'de> de::EnumAccess<'de> for &mut Decoder<'de> {
-    type Error = DecodeError;
+    type Error = FormatError;
     type Variant = Self;
 
     fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, Self)> {
@@ -491,7 +467,7 @@ impl<'de> de::EnumAccess<'de> for &mut Decoder<'de> {
 }
 
 impl<'de> de::VariantAccess<'de> for &mut Decoder<'de> {
-    type Error = DecodeError;
+    type Error = FormatError;
 
     fn unit_variant(self) -> Result<()> {
         Ok(())

@@ -21,6 +21,41 @@ use serde::Serialize;
 
 use crate::error::{Error, ErrorKind, Result};
 
+/// Why a value could not be encoded or a payload decoded: the source of
+/// an [`ErrorKind::Encode`] or [`ErrorKind::Decode`] error.
+#[derive(Debug)]
+pub(crate) struct FormatError {
+    message: String,
+}
+
+impl FormatError {
+    fn new(message: impl Into<String>) -> Self {
+        FormatError {
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for FormatError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for FormatError {}
+
+impl serde::ser::Error for FormatError {
+    fn custom<T: std::fmt::Display>(message: T) -> Self {
+        FormatError::new(message.to_string())
+    }
+}
+
+impl serde::de::Error for FormatError {
+    fn custom<T: std::fmt::Display>(message: T) -> Self {
+        FormatError::new(message.to_string())
+    }
+}
+
 /// How many levels of nesting a payload may have: each `Option` holding a
 /// value, newtype, tuple, struct, sequence, map and enum variant is one
 /// (a `Vec<Vec<u8>>` is two, a linked list of `Option<Box<Node>>` two per

@@ -8,33 +8,11 @@
 //! `std::io::Write` for every byte of a `Vec<u8>`, which serde hands over
 //! one element at a time.
 
-use std::fmt;
-
 use serde::ser::{self, Serialize};
 
-/// Why a value could not be encoded.
-#[derive(Debug)]
-pub(crate) struct EncodeError {
-    message: String,
-}
+use super::FormatError;
 
-impl fmt::Display for EncodeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for EncodeError {}
-
-impl ser::Error for EncodeError {
-    fn custom<T: fmt::Display>(message: T) -> Self {
-        EncodeError {
-            message: message.to_string(),
-        }
-    }
-}
-
-type Result<T = ()> = std::result::Result<T, EncodeError>;
+type Result<T = ()> = std::result::Result<T, FormatError>;
 
 /// A serde `Serializer` appending to a `Vec<u8>`.
 pub(crate) struct Encoder<'a> {
@@ -71,8 +49,8 @@ impl<'a> Encoder<'a> {
 
     #[inline]
     fn length(&mut self, len: Option<usize>) -> Result {
-        let len = len.ok_or_else(|| EncodeError {
-            message: "a sequence or map must know its length before its elements".into(),
+        let len = len.ok_or_else(|| {
+            FormatError::new("a sequence or map must know its length before its elements")
         })?;
         self.varint(len as u128);
         Ok(())
@@ -93,9 +71,21 @@ macro_rules! zigzag {
     };
 }
 
+/// Integers wider than a byte: a varint of their value, signed ones
+/// zigzag-mapped first.
+macro_rules! varints {
+    ($($method:ident $ty:ty => |$v:ident| $unsigned:expr;)*) => {$(
+        #[inline]
+        fn $method(self, $v: $ty) -> Result {
+            self.varint(u128::from($unsigned));
+            Ok(())
+        }
+    )*};
+}
+
 impl ser::Serializer for &mut Encoder<'_> {
     type Ok = ();
-    type Error = EncodeError;
+    type Error = FormatError;
     type SerializeSeq = Self;
     type SerializeTuple = Self;
     type SerializeTupleStruct = Self;
@@ -116,57 +106,20 @@ impl ser::Serializer for &mut Encoder<'_> {
         Ok(())
     }
 
-    #[inline]
-    fn serialize_i16(self, value: i16) -> Result {
-        self.varint(u128::from(zigzag!(value, u16, 16)));
-        Ok(())
-    }
-
-    #[inline]
-    fn serialize_i32(self, value: i32) -> Result {
-        self.varint(u128::from(zigzag!(value, u32, 32)));
-        Ok(())
-    }
-
-    #[inline]
-    fn serialize_i64(self, value: i64) -> Result {
-        self.varint(u128::from(zigzag!(value, u64, 64)));
-        Ok(())
-    }
-
-    #[inline]
-    fn serialize_i128(self, value: i128) -> Result {
-        self.varint(zigzag!(value, u128, 128));
-        Ok(())
+    varints! {
+        serialize_i16 i16 => |v| zigzag!(v, u16, 16);
+        serialize_i32 i32 => |v| zigzag!(v, u32, 32);
+        serialize_i64 i64 => |v| zigzag!(v, u64, 64);
+        serialize_i128 i128 => |v| zigzag!(v, u128, 128);
+        serialize_u16 u16 => |v| v;
+        serialize_u32 u32 => |v| v;
+        serialize_u64 u64 => |v| v;
+        serialize_u128 u128 => |v| v;
     }
 
     #[inline]
     fn serialize_u8(self, value: u8) -> Result {
         self.out.push(value);
-        Ok(())
-    }
-
-    #[inline]
-    fn serialize_u16(self, value: u16) -> Result {
-        self.varint(u128::from(value));
-        Ok(())
-    }
-
-    #[inline]
-    fn serialize_u32(self, value: u32) -> Result {
-        self.varint(u128::from(value));
-        Ok(())
-    }
-
-    #[inline]
-    fn serialize_u64(self, value: u64) -> Result {
-        self.varint(u128::from(value));
-        Ok(())
-    }
-
-    #[inline]
-    fn serialize_u128(self, value: u128) -> Result {
-        self.varint(value);
         Ok(())
     }
 
@@ -293,13 +246,13 @@ impl ser::Serializer for &mut Encoder<'_> {
     #[inline]
     fn serialize_struct_variant(
         self,
-        _name: &'static str,
+        name: &'static str,
         index: u32,
-        _variant: &'static str,
-        _len: usize,
+        variant: &'static str,
+        len: usize,
     ) -> Result<Self> {
-        self.varint(u128::from(index));
-        Ok(self)
+        // Fields without names: the same bytes as a tuple variant.
+        ser::Serializer::serialize_tuple_variant(self, name, index, variant, len)
     }
 
     fn is_human_readable(&self) -> bool {
@@ -312,7 +265,7 @@ macro_rules! in_order {
     ($($trait:ident $method:ident $(, $key:ident)?;)*) => {$(
         impl ser::$trait for &mut Encoder<'_> {
             type Ok = ();
-            type Error = EncodeError;
+            type Error = FormatError;
 
             #[inline]
             fn $method<T: Serialize + ?Sized>(&mut self, $($key: &'static str,)? value: &T) -> Result {
@@ -339,7 +292,7 @@ in_order! {
 
 impl ser::SerializeMap for &mut Encoder<'_> {
     type Ok = ();
-    type Error = EncodeError;
+    type Error = FormatError;
 
     #[inline]
     fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result {
