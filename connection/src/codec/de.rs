@@ -8,8 +8,8 @@
 //! - a string or byte string is taken from the payload only once its claimed
 //!   length is known to be there, and a sequence or map offers serde a
 //!   pre-allocation of at most one element per byte left;
-//! - nesting deeper than [`MAX_DECODE_DEPTH`] is refused before it can exhaust the
-//!   stack;
+//! - nesting deeper than [`MAX_DECODE_DEPTH`] is refused before it can
+//!   exhaust the stack;
 //! - elements that occupy no bytes (`()`, empty structs) are counted, at most
 //!   [`MAX_EMPTY_ELEMENTS`] per payload, so a forged count cannot make a
 //!   loop run without consuming input.
