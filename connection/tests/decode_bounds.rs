@@ -208,12 +208,14 @@ proptest! {
         forged in varint(),
         at in 0.0..1.0f64,
     ) {
-        decode_within_bound::<Tree>(&damaged(encode(&tree).unwrap(), forged.clone(), at), TREE)?;
+        let tree = damaged(encode(&tree).unwrap(), forged.clone(), at);
+        decode_within_bound::<Tree>(&tree, TREE)?;
         decode_within_bound::<HashMap<String, Vec<u64>>>(
             &damaged(encode(&map).unwrap(), forged.clone(), at),
             MAP_ENTRY,
         )?;
-        decode_within_bound::<Vec<Vec<u8>>>(&damaged(encode(&vecs).unwrap(), forged, at), VEC_VEC_U8)?;
+        let vecs = damaged(encode(&vecs).unwrap(), forged, at);
+        decode_within_bound::<Vec<Vec<u8>>>(&vecs, VEC_VEC_U8)?;
     }
 
     #[test]
@@ -224,7 +226,8 @@ proptest! {
     ) {
         let decoded = decode_within_bound::<Tree>(&encode(&tree).unwrap(), TREE)?;
         prop_assert_eq!(decoded.unwrap(), tree);
-        let decoded = decode_within_bound::<HashMap<String, Vec<u64>>>(&encode(&map).unwrap(), MAP_ENTRY)?;
+        let payload = encode(&map).unwrap();
+        let decoded = decode_within_bound::<HashMap<String, Vec<u64>>>(&payload, MAP_ENTRY)?;
         prop_assert_eq!(decoded.unwrap(), map);
         let decoded = decode_within_bound::<String>(&encode(&text).unwrap(), STRING)?;
         prop_assert_eq!(decoded.unwrap(), text);

@@ -268,7 +268,11 @@ macro_rules! in_order {
             type Error = FormatError;
 
             #[inline]
-            fn $method<T: Serialize + ?Sized>(&mut self, $($key: &'static str,)? value: &T) -> Result {
+            fn $method<T: Serialize + ?Sized>(
+                &mut self,
+                $($key: &'static str,)?
+                value: &T,
+            ) -> Result {
                 $(let _ = $key;)?
                 value.serialize(&mut **self)
             }
