@@ -15,6 +15,8 @@
 //! `cargo test --benches` does) it only checks, with a few iterations, that
 //! every case works end to end.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
@@ -23,6 +25,8 @@ use std::time::{Duration, Instant};
 
 use connection::{Connection, ErrorKind};
 use serde::{Deserialize, Serialize};
+
+use common::{small, Small};
 
 /// Set in the re-executed child: it serves the cases instead of driving them.
 const PEER_ENV: &str = "CONNECTION_BENCH_PEER";
@@ -58,26 +62,6 @@ enum Job {
         count: u64,
         size: usize,
     },
-}
-
-/// The "small struct" of the struct round trip: a typical request.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
-struct Small {
-    id: u64,
-    op: String,
-    args: Vec<i32>,
-    ratio: f64,
-    reply: Option<u32>,
-}
-
-fn small() -> Small {
-    Small {
-        id: 0x1234_5678,
-        op: "resize_thumbnail".to_string(),
-        args: vec![640, 480, -1, 90],
-        ratio: 1.5,
-        reply: Some(7),
-    }
 }
 
 fn main() {

@@ -99,11 +99,9 @@
 //!   receive's buffer grows only as bytes arrive: it never holds more than
 //!   what the peer actually sent plus one chunk (1 MiB, growing with what
 //!   arrived up to 16 MiB, so large messages need few reallocations).
-//!   Decoding a value is bounded too: a forged length inside a payload
-//!   cannot make [`recv`](Connection::recv) set aside more than 16 times
-//!   the payload's size.
-//! - [`ErrorKind::Decode`]: a message was not the type asked for. It was
-//!   consumed; the next message is readable.
+//! - [`ErrorKind::Decode`]: a message was not the type asked for, or it
+//!   went beyond the bounds on decoding below. It was consumed whole before
+//!   decoding began; the next message is readable.
 //! - [`ErrorKind::BufferTooShort`]: the message did not fit the caller's
 //!   buffer; the error carries all of it.
 //!
@@ -115,6 +113,29 @@
 //! chain prints each part once. `format!("{err:#}")` gives the whole chain
 //! on one line.
 //!
+//! ## Bounds on decoding
+//!
+//! Whatever a payload claims inside, [`recv`](Connection::recv) and
+//! [`decode`] decoding a payload of `n` bytes as a `T`:
+//!
+//! - allocate a string or byte string only once all its claimed bytes are
+//!   found in the payload, so strings take at most `n` bytes together;
+//! - let a sequence or map reserve room up front for at most one element
+//!   per byte left, and hold at most `n` elements in all collections
+//!   together besides at most [`MAX_EMPTY_ELEMENTS`] (2^20) that occupy no
+//!   bytes (`()`, empty structs), so memory stays within `4 * E * n` bytes
+//!   plus a constant, where `E` is the in-memory size of the largest
+//!   element of a collection in `T` (24 for a `Vec<Vec<u8>>`, 48 for a
+//!   `HashMap<String, Vec<u64>>`'s entries). No bound can ignore `T`: a
+//!   `Vec<Option<[u8; 4096]>>` of `None`s is 4097 bytes in memory for
+//!   each byte sent;
+//! - nest at most [`MAX_DECODE_DEPTH`] (256) levels (each `Option` holding
+//!   a value, newtype, tuple, struct, sequence, map and enum variant is
+//!   one), so a deep payload cannot overflow the stack;
+//! - take time in proportion to `n` plus those empty elements.
+//!
+//! Beyond any of these bounds is a [`ErrorKind::Decode`] error.
+//!
 //! # Processes
 //!
 //! Pass an end to a child process (spawned with exec, not only forked) with
@@ -125,9 +146,13 @@
 //! # Security
 //!
 //! [`recv`](Connection::recv) decodes whatever the peer sent. Decoding
-//! cannot run code (unlike Python's pickle), but a hostile peer can still
-//! feed a program values it did not expect. Only receive values from a peer
-//! you trust: the other end of a [`pipe`], or a peer that passed
+//! cannot run code (unlike Python's pickle), and it stays within the
+//! [bounds on decoding](#bounds-on-decoding) whatever the bytes claim: a
+//! forged length, a deep nesting or an endless count of empty elements is
+//! a [`Decode`](ErrorKind::Decode) error, not an abort, a stack overflow or
+//! a hang. But a hostile peer can still feed a program values it did not
+//! expect, and large ones within those bounds. Only receive values from a
+//! peer you trust: the other end of a [`pipe`], or a peer that passed
 //! authentication.
 //!
 //! ## What authentication protects, and what it does not
@@ -175,7 +200,7 @@ mod wait;
 
 pub use crate::address::Address;
 pub use crate::client::{Client, DEFAULT_CLIENT_HANDSHAKE_TIMEOUT};
-pub use crate::codec::{decode, encode};
+pub use crate::codec::{decode, encode, MAX_DECODE_DEPTH, MAX_EMPTY_ELEMENTS};
 pub use crate::connection::{Connection, Direction, UnsentMessage, DEFAULT_MAX_MESSAGE_SIZE};
 pub use crate::error::{Error, ErrorKind, Result};
 pub use crate::listener::{

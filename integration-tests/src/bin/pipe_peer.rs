@@ -32,6 +32,7 @@ fn main() -> ExitCode {
         "typed-echo" => typed_echo(conn),
         "read-report" => read_report(conn, arg),
         "poll-signal" => poll_signal(conn, arg),
+        "recv-hostile" => recv_hostile(conn, arg),
         other => Err(format!("unknown mode {other:?}")),
     };
     match result {
@@ -195,4 +196,46 @@ fn poll_signal(mut conn: Connection, signal: Option<&str>) -> Outcome {
     let message = conn.recv_bytes().map_err(ctx("recv after signal"))?;
     conn.send_bytes(&message).map_err(ctx("echo"))?;
     Ok(())
+}
+
+/// A chain of `Nest`s is nesting one level per `1` byte: `[1, 1, 0]` is
+/// `Nest(Some(Box::new(Nest(Some(Box::new(Nest(None)))))))`.
+#[derive(serde::Deserialize, Debug, PartialEq)]
+struct Nest(Option<Box<Nest>>);
+
+/// Receives a hostile message as a `T` of ARG ("string": `String`, "nest":
+/// [`Nest`], "unit-vec": `Vec<()>`), which must fail with a `Decode` error,
+/// then a good one, which must decode as the value the parent sends after
+/// it: "after", `[1, 0]` (two `Nest`s), three `()`.
+fn recv_hostile(conn: Connection, kind: Option<&str>) -> Outcome {
+    match kind {
+        Some("string") => refuse_then_decode(conn, "after".to_string()),
+        Some("nest") => refuse_then_decode(conn, Nest(Some(Box::new(Nest(None))))),
+        Some("unit-vec") => refuse_then_decode(conn, vec![(); 3]),
+        other => Err(format!("recv-hostile: unknown kind {other:?}")),
+    }
+}
+
+fn refuse_then_decode<T>(mut conn: Connection, expected: T) -> Outcome
+where
+    T: serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    match conn.recv::<T>() {
+        Err(err) if err.kind() == ErrorKind::Decode => {}
+        Err(err) => {
+            return Err(format!(
+                "hostile message: expected a Decode error, got {err}"
+            ))
+        }
+        Ok(value) => return Err(format!("hostile message decoded as {value:?}")),
+    }
+    let value = conn
+        .recv::<T>()
+        .map_err(ctx("good message after the hostile one"))?;
+    if value != expected {
+        return Err(format!(
+            "good message decoded as {value:?}, not {expected:?}"
+        ));
+    }
+    expect_eof(conn.recv_bytes())
 }

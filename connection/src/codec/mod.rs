@@ -1,0 +1,182 @@
+//! How objects become message payloads.
+//!
+//! Payloads are bincode 2's standard configuration (variable-length
+//! integers, little endian) driven through serde, byte for byte, read and
+//! written by this module's own serde `Deserializer` ([`de`]) and
+//! `Serializer` ([`ser`]). bincode itself is named only by this module's
+//! tests, as the reference both must agree with: its decoder trusts the
+//! lengths and depths a payload claims, and its encoder pays a call through
+//! `std::io::Write` for every byte.
+//!
+//! The bounds the decoder keeps (memory within `4 * E * n` plus a constant for a
+//! payload of `n` bytes, [`MAX_DECODE_DEPTH`] levels, at most
+//! [`MAX_EMPTY_ELEMENTS`] elements that occupy no bytes) are documented in
+//! the crate docs' section "Bounds on decoding".
+
+mod de;
+mod ser;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// Why a value could not be encoded or a payload decoded: the source of
+/// an [`ErrorKind::Encode`] or [`ErrorKind::Decode`] error.
+#[derive(Debug)]
+pub(crate) struct FormatError {
+    message: String,
+}
+
+impl FormatError {
+    fn new(message: impl Into<String>) -> Self {
+        FormatError {
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for FormatError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for FormatError {}
+
+impl serde::ser::Error for FormatError {
+    fn custom<T: std::fmt::Display>(message: T) -> Self {
+        FormatError::new(message.to_string())
+    }
+}
+
+impl serde::de::Error for FormatError {
+    fn custom<T: std::fmt::Display>(message: T) -> Self {
+        FormatError::new(message.to_string())
+    }
+}
+
+/// How many levels of nesting a payload may have: each `Option` holding a
+/// value, newtype, tuple, struct, sequence, map and enum variant is one
+/// (a `Vec<Vec<u8>>` is two, a linked list of `Option<Box<Node>>` two per
+/// node). Deeper payloads are an [`ErrorKind::Decode`] rather than a stack
+/// overflow.
+///
+/// # Examples
+///
+/// ```
+/// use connection::{decode, ErrorKind, MAX_DECODE_DEPTH};
+///
+/// #[derive(serde::Deserialize, Debug)]
+/// struct Nest(Option<Box<Nest>>);
+///
+/// // Each Nest is two levels: the newtype and the Option holding a value.
+/// let fits = [vec![1u8; MAX_DECODE_DEPTH / 2 - 1], vec![0]].concat();
+/// assert!(decode::<Nest>(&fits).is_ok());
+/// let too_deep = [vec![1u8; 100_000], vec![0]].concat();
+/// assert_eq!(decode::<Nest>(&too_deep).unwrap_err().kind(), ErrorKind::Decode);
+/// ```
+pub const MAX_DECODE_DEPTH: usize = 256;
+
+/// How many elements that occupy no bytes of the payload (a `()`, an empty
+/// struct, a map entry whose key and value are both empty) one payload may
+/// hold in its sequences and maps altogether. Every other element occupies
+/// at least one byte, so a forged element count can make decoding loop at
+/// most this many times beyond the payload's length.
+///
+/// # Examples
+///
+/// ```
+/// use connection::{decode, encode, ErrorKind, MAX_EMPTY_ELEMENTS};
+///
+/// let many = encode(&vec![(); MAX_EMPTY_ELEMENTS])?;
+/// assert_eq!(decode::<Vec<()>>(&many)?.len(), MAX_EMPTY_ELEMENTS);
+/// let too_many = encode(&vec![(); MAX_EMPTY_ELEMENTS + 1])?;
+/// assert_eq!(decode::<Vec<()>>(&too_many).unwrap_err().kind(), ErrorKind::Decode);
+/// # Ok::<(), connection::Error>(())
+/// ```
+pub const MAX_EMPTY_ELEMENTS: usize = 1 << 20;
+
+/// Appends the encoding of `value` to `out`. On error `out` is restored to
+/// its original length.
+pub(crate) fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<()> {
+    let start = out.len();
+    if let Err(err) = value.serialize(&mut ser::Encoder::new(out)) {
+        out.truncate(start);
+        return Err(Error::new(
+            ErrorKind::Encode,
+            format!("cannot encode {}", std::any::type_name::<T>()),
+        )
+        .with_source(err));
+    }
+    Ok(())
+}
+
+/// Encodes `value` as a standalone payload: the bytes [`Connection::send`]
+/// sends for it.
+///
+/// # Examples
+///
+/// ```
+/// let payload = connection::encode(&(7u32, "seven"))?;
+/// assert_eq!(payload, [7, 5, b's', b'e', b'v', b'e', b'n']);
+/// # Ok::<(), connection::Error>(())
+/// ```
+///
+/// [`Connection::send`]: crate::Connection::send
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    encode_into(value, &mut out)?;
+    Ok(out)
+}
+
+/// Decodes a whole payload as a `T`, as [`Connection::recv`] does. Trailing
+/// bytes are an error: a payload is exactly one value.
+///
+/// Whatever the payload claims, decoding stays within what it holds: see
+/// the [bounds on decoding](crate#bounds-on-decoding) on memory, nesting
+/// and time. A payload beyond them is an [`ErrorKind::Decode`].
+///
+/// # Examples
+///
+/// ```
+/// use connection::{decode, encode, ErrorKind};
+///
+/// let payload = encode(&vec!["a".to_string(), "b".to_string()])?;
+/// assert_eq!(decode::<Vec<String>>(&payload)?, ["a", "b"]);
+///
+/// // A string claiming 2^60 bytes in a 10-byte payload: refused, nothing allocated.
+/// let mut forged = vec![253];
+/// forged.extend_from_slice(&(1u64 << 60).to_le_bytes());
+/// forged.push(b'x');
+/// assert_eq!(decode::<String>(&forged).unwrap_err().kind(), ErrorKind::Decode);
+/// # Ok::<(), connection::Error>(())
+/// ```
+///
+/// [`Connection::recv`]: crate::Connection::recv
+pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T> {
+    let decode_error = |detail: String| {
+        Error::new(
+            ErrorKind::Decode,
+            format!(
+                "{}-byte message does not decode as {}{detail}",
+                payload.len(),
+                std::any::type_name::<T>()
+            ),
+        )
+    };
+    let mut decoder = de::Decoder::new(payload);
+    let value =
+        T::deserialize(&mut decoder).map_err(|err| decode_error(String::new()).with_source(err))?;
+    let used = decoder.consumed();
+    if used != payload.len() {
+        return Err(decode_error(format!(
+            " ({} bytes left over after the value)",
+            payload.len() - used
+        )));
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests;
