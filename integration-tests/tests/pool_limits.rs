@@ -93,3 +93,16 @@ fn an_input_that_kills_every_worker_reading_it_is_not_resent_for_ever() {
     assert!(huge.contains("workers in a row"), "{huge}");
     assert_eq!(line(&out, "after"), "ok 10");
 }
+
+/// Needs about 12 GiB of memory and a minute: run with
+/// `POOL_BIG_TESTS=1 cargo test --release -p integration-tests --test pool_limits`.
+#[test]
+fn inputs_and_outputs_over_2_gib_cross_when_the_limit_allows() {
+    if std::env::var_os("POOL_BIG_TESTS").is_none() {
+        eprintln!("skipped: set POOL_BIG_TESTS=1 to move 2 GiB messages (about 12 GiB of memory)");
+        return;
+    }
+    let out = scenario("over_2_gib");
+    assert_eq!(line(&out, "over 2 GiB in"), format!("ok {}", (2usize << 30) + 16));
+    assert_eq!(line(&out, "over 2 GiB out"), format!("ok {}", (2usize << 30) + 16));
+}

@@ -106,6 +106,19 @@ fn main() -> Result<()> {
             report("huge", pool.apply(length, vec![0u8; 64 << 20]));
             report("after", pool.apply(length, vec![0u8; 10]));
         }
+        "over_2_gib" => {
+            // Messages of 2 GiB and more take CPython's 8-byte length
+            // header; with the limit raised, one input of that size goes
+            // to a worker and its 2 GiB output comes back.
+            let pool = Pool::builder()
+                .processes(1)
+                .max_message_size(3 << 30)
+                .handle_interrupts(false)
+                .build()?;
+            let len = (2usize << 30) + 16;
+            report("over 2 GiB in", pool.apply(length, vec![5u8; len]));
+            report("over 2 GiB out", pool.apply(make, len).map(|v| v.len()));
+        }
         other => println!("unknown scenario {other:?}"),
     }
     Ok(())
