@@ -13,7 +13,7 @@ use interprocess::os::unix::uds_local_socket;
 use crate::address::Address;
 use crate::connection::{Connection, DEFAULT_MAX_MESSAGE_SIZE};
 use crate::error::{Error, ErrorKind, Result};
-use crate::handshakes::{Finished, Handshakes, Settings};
+use crate::handshakes::{Accepted, Handshakes, Settings};
 use crate::sys::{self, PollFd, Socket};
 
 /// How long [`Listener::accept`] gives a peer to complete the handshake
@@ -199,19 +199,30 @@ impl ListenSocket {
         }
     }
 
-    /// Takes the next connection from the kernel's queue, blocking if
-    /// there is none.
-    fn accept(&self) -> std::io::Result<(OwnedFd, Option<Address>)> {
-        match self {
+    /// Takes the next connection from the kernel's queue, or `None` if
+    /// there is none (the listening socket never blocks).
+    ///
+    /// The connection's socket is blocking, as a [`Connection`] needs:
+    /// Linux does not pass the listening socket's `O_NONBLOCK` on to it,
+    /// but the BSDs do.
+    fn accept(&self) -> std::io::Result<Option<Accepted>> {
+        let accepted = match self {
             ListenSocket::Local(listener) => {
-                let (stream, peer) = listener.inner().accept()?;
-                Ok((stream.into(), Address::from_unix_peer(&peer)))
+                listener.inner().accept().and_then(|(stream, peer)| {
+                    stream.set_nonblocking(false)?;
+                    Ok((OwnedFd::from(stream), Address::from_unix_peer(&peer)))
+                })
             }
-            ListenSocket::Tcp(listener) => {
-                let (stream, peer) = listener.accept()?;
+            ListenSocket::Tcp(listener) => listener.accept().and_then(|(stream, peer)| {
+                stream.set_nonblocking(false)?;
                 stream.set_nodelay(true)?;
-                Ok((stream.into(), Some(Address::Tcp(peer))))
-            }
+                Ok((OwnedFd::from(stream), Some(Address::Tcp(peer))))
+            }),
+        };
+        match accepted {
+            Ok((fd, peer)) => Ok(Some((Socket::from_owned(fd), peer))),
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
+            Err(err) => Err(err),
         }
     }
 }
@@ -220,8 +231,11 @@ type Bound = (ListenSocket, Address, Option<PathBuf>);
 
 fn bind_socket(address: &Address, backlog: u32) -> std::io::Result<Bound> {
     let backlog = backlog.min(i32::MAX as u32) as i32;
+    // Listening sockets never block: a connection that `poll` reported
+    // may be gone by the time we accept it.
     let tcp = |listener: TcpListener| -> std::io::Result<Bound> {
         sys::listen(listener.as_fd(), backlog)?;
+        listener.set_nonblocking(true)?;
         let local = Address::Tcp(listener.local_addr()?);
         Ok((ListenSocket::Tcp(listener), local, None))
     };
@@ -235,6 +249,7 @@ fn bind_socket(address: &Address, backlog: u32) -> std::io::Result<Bound> {
                 .reclaim_name(false)
                 .create_sync_as::<uds_local_socket::Listener>()?;
             sys::listen(listener.as_fd(), backlog)?;
+            listener.inner().set_nonblocking(true)?;
             let created = match address {
                 Address::Unix(path) => Some(path.clone()),
                 _ => None,
@@ -396,35 +411,28 @@ impl Listener {
 
     /// Accepts the next peer, or returns `None` once `deadline` passes.
     fn accept_until(&mut self, deadline: Option<Instant>) -> Result<Option<Connection>> {
+        let address = &self.address;
         let (socket, peer) = match self.handshakes.as_mut() {
-            None => {
-                let mut fds = [PollFd::readable(self.socket.fd())];
-                let ready = sys::poll(&mut fds, time_left(deadline)).map_err(|err| {
-                    Error::io(err, "wait for a connection").context(&self.address)
-                })?;
-                if ready == 0 {
-                    return Ok(None);
-                }
-                let (fd, peer) = self
-                    .socket
-                    .accept()
-                    .map_err(|err| Error::io(err, "accept").context(&self.address))?;
-                (Socket::from_owned(fd), peer)
-            }
+            None => match accept_plain(&self.socket, deadline) {
+                Ok(Some(accepted)) => accepted,
+                Ok(None) => return Ok(None),
+                Err(err) => return Err(err.context(address)),
+            },
             Some(handshakes) => {
-                let Some(finished) =
-                    next_handshake(&self.socket, handshakes, &self.address, deadline)?
-                else {
+                let socket = &self.socket;
+                let mut accept = || socket.accept();
+                let finished = handshakes
+                    .next(socket.fd(), &mut accept, deadline)
+                    .map_err(|err| err.context(address))?;
+                let Some(finished) = finished else {
                     return Ok(None);
                 };
                 match finished.outcome {
                     Ok(socket) => (socket, finished.peer),
                     Err(err) => {
                         let peer = describe_peer(finished.peer.as_ref());
-                        tracing::debug!(error = %err, %peer, listener = %self.address, "handshake failed");
-                        return Err(
-                            err.context(format!("handshake with {peer} on {}", self.address))
-                        );
+                        tracing::debug!(error = %err, %peer, listener = %address, "handshake failed");
+                        return Err(err.context(format!("handshake with {peer} on {address}")));
                     }
                 }
             }
@@ -508,43 +516,18 @@ impl Listener {
     }
 }
 
-/// Accepts connections and starts their handshakes until one finishes,
-/// and returns that one. Finished handshakes go first, so that a flood of
-/// new connections cannot keep a finished one waiting.
-fn next_handshake(
-    socket: &ListenSocket,
-    handshakes: &mut Handshakes,
-    address: &Address,
-    deadline: Option<Instant>,
-) -> Result<Option<Finished>> {
+/// Without an authkey: waits for a connection and takes it.
+fn accept_plain(socket: &ListenSocket, deadline: Option<Instant>) -> Result<Option<Accepted>> {
     loop {
-        let mut fds = [
-            PollFd::readable(handshakes.wake_fd()),
-            PollFd::readable(socket.fd()),
-        ];
-        let watched = if handshakes.is_full() { 1 } else { 2 };
-        let ready = sys::poll(&mut fds[..watched], time_left(deadline))
-            .map_err(|err| Error::io(err, "wait for a connection").context(address))?;
+        let mut fds = [PollFd::readable(socket.fd())];
+        let ready = sys::poll(&mut fds, time_left(deadline))
+            .map_err(|err| Error::io(err, "wait for a connection"))?;
         if ready == 0 {
             return Ok(None);
         }
-        if fds[0].is_ready() {
-            return handshakes
-                .take(socket.fd())
-                .map(Some)
-                .map_err(|err| Error::io(err, "collect a finished handshake").context(address));
-        }
-        if watched == 2 && fds[1].is_ready() {
-            let (fd, peer) = socket
-                .accept()
-                .map_err(|err| Error::io(err, "accept").context(address))?;
-            let context = format!(
-                "handshake with {} on {address}",
-                describe_peer(peer.as_ref())
-            );
-            handshakes
-                .start(socket.fd(), Socket::from_owned(fd), peer)
-                .map_err(|err| Error::io(err, "start the handshake").context(context))?;
+        // None: the connection went before we took it; wait for the next.
+        if let Some(accepted) = socket.accept().map_err(|err| Error::io(err, "accept"))? {
+            return Ok(Some(accepted));
         }
     }
 }

@@ -103,8 +103,8 @@ impl Socket {
         cvt_size(unsafe { libc::sendmsg(self.0.as_raw_fd(), &msg, flags) })
     }
 
-    /// Writes some of `buf`, waiting for room: a wake-up byte, or a test's
-    /// forged header.
+    /// Writes some of `buf`, waiting for room: a test's forged header.
+    #[cfg(test)]
     pub(crate) fn write(&self, buf: &[u8]) -> io::Result<usize> {
         self.send(&[IoSlice::new(buf)], Wait::ForRoom)
     }
@@ -177,53 +177,6 @@ pub(crate) fn listen(fd: BorrowedFd<'_>, backlog: libc::c_int) -> io::Result<()>
     // SAFETY: plain syscall on a borrowed, open descriptor; a descriptor
     // that is no socket gives ENOTSOCK, not undefined behaviour.
     cvt(unsafe { libc::listen(fd.as_raw_fd(), backlog) }).map(drop)
-}
-
-/// An epoll instance: one descriptor that polls readable while any
-/// descriptor registered with it is readable (level-triggered), so that a
-/// caller who can watch one descriptor (`poll`, [`wait`](crate::wait))
-/// watches several. Registrations end by themselves when the registered
-/// descriptors are closed.
-#[cfg(any(target_os = "linux", target_os = "android"))]
-#[derive(Debug)]
-pub(crate) struct ReadySet(OwnedFd);
-
-#[cfg(any(target_os = "linux", target_os = "android"))]
-impl ReadySet {
-    /// An empty set, close-on-exec.
-    pub(crate) fn new() -> io::Result<ReadySet> {
-        // SAFETY: plain syscall with no pointers.
-        let fd = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
-        // SAFETY: epoll_create1 succeeded, so `fd` is open and owned by
-        // nobody else.
-        Ok(ReadySet(unsafe { OwnedFd::from_raw_fd(fd) }))
-    }
-
-    /// Adds `fd`, watched for being readable.
-    pub(crate) fn add(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
-        self.control(libc::EPOLL_CTL_ADD, fd, true)
-    }
-
-    /// Turns watching of `fd`, added before, on or off.
-    pub(crate) fn watch(&self, fd: BorrowedFd<'_>, readable: bool) -> io::Result<()> {
-        self.control(libc::EPOLL_CTL_MOD, fd, readable)
-    }
-
-    fn control(&self, op: libc::c_int, fd: BorrowedFd<'_>, readable: bool) -> io::Result<()> {
-        let mut event = libc::epoll_event {
-            events: if readable { libc::EPOLLIN as u32 } else { 0 },
-            u64: fd.as_raw_fd() as u64,
-        };
-        // SAFETY: `event` is valid for the call and only read; both
-        // descriptors are open (ours, and `fd` for its borrow); a bad
-        // combination gives an error code, not undefined behaviour.
-        cvt(unsafe { libc::epoll_ctl(self.0.as_raw_fd(), op, fd.as_raw_fd(), &mut event) })
-            .map(drop)
-    }
-
-    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
-        self.0.as_fd()
-    }
 }
 
 /// Readiness of one descriptor in [`poll`].
@@ -355,26 +308,6 @@ mod tests {
         let mut buf = [0u8; 8];
         assert_eq!(b.read(&mut buf).unwrap(), 2);
         assert_eq!(&buf[..2], b"hi");
-    }
-
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    #[test]
-    fn ready_set_is_readable_while_a_watched_member_is() {
-        let (a, b) = Socket::pair().unwrap();
-        let (_c, d) = Socket::pair().unwrap();
-        let set = ReadySet::new().unwrap();
-        set.add(b.fd()).unwrap();
-        set.add(d.fd()).unwrap();
-        let mut fds = [PollFd::readable(set.fd())];
-        assert_eq!(poll(&mut fds, Some(Duration::ZERO)).unwrap(), 0);
-        a.write(b"x").unwrap();
-        assert_eq!(poll(&mut fds, Some(Duration::ZERO)).unwrap(), 1);
-        set.watch(b.fd(), false).unwrap();
-        assert_eq!(poll(&mut fds, Some(Duration::ZERO)).unwrap(), 0);
-        set.watch(b.fd(), true).unwrap();
-        assert_eq!(poll(&mut fds, Some(Duration::ZERO)).unwrap(), 1);
-        b.read(&mut [0u8; 1]).unwrap();
-        assert_eq!(poll(&mut fds, Some(Duration::ZERO)).unwrap(), 0);
     }
 
     #[test]
