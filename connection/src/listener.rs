@@ -25,7 +25,7 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How many handshakes a [`Listener`] runs at once unless told otherwise
 /// (see [`ListenerBuilder::max_pending_handshakes`]): 64.
-pub const DEFAULT_MAX_PENDING_HANDSHAKES: usize = 64;
+pub const DEFAULT_MAX_PENDING_HANDSHAKES: usize = 8192;
 
 /// The default length of the queue of connections not yet accepted.
 pub const DEFAULT_BACKLOG: u32 = 128;
