@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use crate::address::Address;
 use crate::error::{Error, ErrorKind, Result};
-use crate::sys::{is_out_of_descriptors, Interest, ReadySet, Socket};
+use crate::sys::{self, is_out_of_descriptors, Interest, PollFd, ReadySet, Socket};
 
 mod exchange;
 
@@ -178,7 +178,7 @@ impl Handshakes {
                 }
             }
             if listener_ready {
-                if let Some(finished) = self.accept_some(accept)? {
+                if let Some(finished) = self.accept_some(listener, accept)? {
                     return Ok(Some(finished));
                 }
             }
@@ -192,6 +192,7 @@ impl Handshakes {
     /// and starts their handshakes; returns one that ended at once.
     fn accept_some(
         &mut self,
+        listener: BorrowedFd<'_>,
         accept: &mut dyn FnMut() -> io::Result<Option<Accepted>>,
     ) -> Result<Option<Finished>> {
         for _ in 0..ACCEPT_BATCH {
@@ -205,7 +206,12 @@ impl Handshakes {
                     }
                 }
                 Ok(None) => break,
+                // Linux reports this before it looks at the queue: only a
+                // connection actually waiting is worth a handshake.
                 Err(err) if is_out_of_descriptors(&err) => {
+                    if !is_readable(listener) {
+                        break;
+                    }
                     if !self.shed_oldest() {
                         return Err(Error::io(err, "accept"));
                     }
@@ -348,6 +354,12 @@ impl Handshakes {
     fn oldest_deadline(&self) -> Option<Instant> {
         self.pending.first_key_value()?.1.deadline
     }
+}
+
+/// Whether a connection waits in the listening socket's queue.
+fn is_readable(listener: BorrowedFd<'_>) -> bool {
+    let mut fds = [PollFd::readable(listener)];
+    matches!(sys::poll(&mut fds, Some(Duration::ZERO)), Ok(1))
 }
 
 /// What is left until `deadline` (`None`: no deadline).

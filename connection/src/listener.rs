@@ -28,7 +28,7 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_MAX_PENDING_HANDSHAKES: usize = 8192;
 
 /// The default length of the queue of connections not yet accepted.
-pub const DEFAULT_BACKLOG: u32 = 128;
+pub const DEFAULT_BACKLOG: u32 = 1024;
 
 /// Options for a [`Listener`]; made by [`Listener::builder`].
 ///
