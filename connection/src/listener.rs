@@ -20,14 +20,20 @@ use crate::sys::{self, PollFd, Socket};
 /// unless told otherwise: 5 seconds, ample for a few round trips on any
 /// network. Handshakes run side by side, so a peer that says nothing delays
 /// no one else; the timeout bounds how long it holds one of the
-/// [`DEFAULT_MAX_PENDING_HANDSHAKES`] places (and a thread).
+/// [`DEFAULT_MAX_PENDING_HANDSHAKES`] places (and a descriptor).
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How many handshakes a [`Listener`] runs at once unless told otherwise
-/// (see [`ListenerBuilder::max_pending_handshakes`]): 64.
+/// (see [`ListenerBuilder::max_pending_handshakes`]): 8192. A pending
+/// handshake costs a descriptor and a few hundred bytes, so this bounds
+/// the memory a crowd of silent peers can take to a few megabytes; the
+/// descriptor limit (`ulimit -n`) usually comes first, and then the
+/// oldest handshake makes room for the newest (see [`Listener::accept`]).
 pub const DEFAULT_MAX_PENDING_HANDSHAKES: usize = 8192;
 
-/// The default length of the queue of connections not yet accepted.
+/// The default length of the queue of connections not yet accepted: 1024,
+/// so that a burst of peers does not overflow it while `accept` is busy
+/// (a peer whose connection the kernel drops retries only after a second).
 pub const DEFAULT_BACKLOG: u32 = 1024;
 
 /// Options for a [`Listener`]; made by [`Listener::builder`].
@@ -99,13 +105,12 @@ impl ListenerBuilder {
         self
     }
 
-    /// How many handshakes may be in progress at once, each on a thread of
-    /// its own (default [`DEFAULT_MAX_PENDING_HANDSHAKES`]; 0 counts as 1).
-    /// A finished handshake counts until [`accept`](Listener::accept)
-    /// returns it. At the cap the listener takes no more connections from
-    /// the kernel's queue (the [backlog](ListenerBuilder::backlog)) until
-    /// one finishes, so that many silent peers cost that many threads at
-    /// most. Without an authkey there are no handshakes and this is unused.
+    /// How many handshakes may be in progress at once (default
+    /// [`DEFAULT_MAX_PENDING_HANDSHAKES`]; 0 counts as 1). Each costs its
+    /// connection's descriptor and a few hundred bytes; none costs a
+    /// thread. At the cap the listener takes no more connections from the
+    /// kernel's queue (the [backlog](ListenerBuilder::backlog)) until one
+    /// ends. Without an authkey there are no handshakes and this is unused.
     pub fn max_pending_handshakes(mut self, max: usize) -> ListenerBuilder {
         self.max_pending_handshakes = max;
         self
@@ -266,10 +271,11 @@ fn bind_socket(address: &Address, backlog: u32) -> std::io::Result<Bound> {
 ///
 /// With an [authkey](ListenerBuilder::authkey) every accepted peer must
 /// pass CPython's mutual challenge-response handshake; see the crate docs
-/// on security. Handshakes run side by side, each on a short-lived thread
-/// of its own, so a peer that connects and says nothing holds up no one
-/// else: [`accept`](Listener::accept) returns whichever peer completes its
-/// handshake first. Without an authkey there are no threads.
+/// on security. Handshakes run side by side on the thread that calls
+/// [`accept`](Listener::accept), as state machines over sockets that are
+/// never waited on, so a peer that connects and says nothing (or thousands
+/// of them) holds up no one else: `accept` returns whichever peer completes
+/// its handshake first. The listener starts no threads.
 ///
 /// # Examples
 ///
@@ -326,13 +332,24 @@ impl Listener {
     /// returns the connection.
     ///
     /// With an authkey, `accept` goes on taking new connections while the
-    /// handshakes of earlier ones are in progress, each on its own thread
-    /// (up to [`max_pending_handshakes`](ListenerBuilder::max_pending_handshakes)
-    /// at once), and returns the first peer whose handshake ends: a peer
-    /// that connects and says nothing delays no one, unlike with CPython's
-    /// `Listener`. Its handshake ends at the [handshake
-    /// timeout](ListenerBuilder::handshake_timeout), and a later `accept`
-    /// reports that.
+    /// handshakes of earlier ones are in progress (up to
+    /// [`max_pending_handshakes`](ListenerBuilder::max_pending_handshakes)
+    /// at once), advances each as its peer answers, and returns the first
+    /// peer whose handshake ends: a peer that connects and says nothing
+    /// delays no one, unlike with CPython's `Listener`. Its handshake ends
+    /// at the [handshake timeout](ListenerBuilder::handshake_timeout), and
+    /// a later `accept` reports that. As with CPython, handshakes move
+    /// only while `accept` (or [`accept_timeout`](Listener::accept_timeout))
+    /// runs: a client's connect completes once the listener's owner calls
+    /// it.
+    ///
+    /// If the process has no descriptor left for a peer waiting in the
+    /// kernel's queue (`EMFILE` or `ENFILE`), `accept` closes the oldest
+    /// pending handshake, whose peer has had the longest to answer, and
+    /// takes the new peer in its place: a crowd of silent peers cannot use
+    /// up the descriptors and shut out a good client. With no handshake to
+    /// close, `accept` returns that error
+    /// ([`ErrorKind::Io`](crate::ErrorKind::Io)).
     ///
     /// A handshake that fails is returned as an error for that one peer,
     /// and the listener stays usable: call `accept` again to serve the
@@ -350,10 +367,12 @@ impl Listener {
     /// does not disturb a handshake itself, which would cost the peer its
     /// connection. To wait with a timeout use
     /// [`accept_timeout`](Listener::accept_timeout); for several listeners
-    /// at once, [`wait`](crate::wait) first (on Linux it also reports a
-    /// listener whose handshake has finished, but a listener it reports
-    /// ready for a new peer may still make `accept` wait for that peer's
-    /// handshake). Dropping the listener does
+    /// at once, [`wait`](crate::wait) first. On Linux a listener with an
+    /// authkey is ready when `accept` has something to do: a new peer, a
+    /// pending peer's answer, or a handshake's deadline. That step may not
+    /// end a handshake, so `accept` may still wait; `accept_timeout` with a
+    /// zero timeout takes the step and returns at once. Elsewhere the
+    /// listener is ready only for a new peer. Dropping the listener does
     /// not wait for handshakes in progress: their connections are closed.
     ///
     /// # Examples
@@ -566,10 +585,10 @@ impl Drop for Listener {
 }
 
 /// The descriptor to watch for [`accept`](Listener::accept) having
-/// something to do: with an authkey (on Linux) one that is also readable
-/// while a finished handshake waits to be returned, so that
-/// [`wait`](crate::wait) and `poll` miss none; otherwise the listening
-/// socket itself.
+/// something to do: with an authkey (on Linux) an epoll descriptor that is
+/// readable when a new peer waits, a pending peer has answered, or a
+/// handshake's deadline has passed, so that [`wait`](crate::wait) and
+/// `poll` miss none; otherwise the listening socket itself.
 impl AsFd for Listener {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.handshakes
