@@ -151,7 +151,7 @@ pub fn census() -> Option<Census> {
 }
 
 /// The soft and hard limits on this process's descriptors (`ulimit -n`).
-pub fn descriptor_limits() -> (u64, u64) {
+pub fn descriptor_limits() -> (libc::rlim_t, libc::rlim_t) {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -159,15 +159,15 @@ pub fn descriptor_limits() -> (u64, u64) {
     // SAFETY: getrlimit fills the struct it is given and reads nothing else.
     let ret = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
     assert_eq!(ret, 0, "getrlimit: {}", std::io::Error::last_os_error());
-    (limit.rlim_cur as u64, limit.rlim_max as u64)
+    (limit.rlim_cur, limit.rlim_max)
 }
 
 /// Sets the soft limit on this process's descriptors (at most the hard one).
-pub fn set_descriptor_limit(soft: u64) -> std::io::Result<()> {
+pub fn set_descriptor_limit(soft: libc::rlim_t) -> std::io::Result<()> {
     let (_, hard) = descriptor_limits();
     let limit = libc::rlimit {
-        rlim_cur: soft.min(hard) as libc::rlim_t,
-        rlim_max: hard as libc::rlim_t,
+        rlim_cur: soft.min(hard),
+        rlim_max: hard,
     };
     // SAFETY: setrlimit only reads the struct it is given.
     if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } == 0 {
