@@ -131,7 +131,9 @@ fn a_good_client_is_accepted_while_thousands_of_peers_flood_the_listener() {
     let failures_expected = Arc::new(AtomicUsize::new(usize::MAX));
     let server = serve(listener, stop.clone(), failures_expected.clone());
 
-    let flood = Flood::connect(addr, silent, garbage, PATIENCE).unwrap();
+    let flood = Flood::connect(addr, silent, garbage, PATIENCE).unwrap_or_else(|err| {
+        panic!("the listener stopped taking connections during the flood: {err}")
+    });
     let flooders: std::collections::HashSet<SocketAddr> = flood.addresses();
 
     let mut good = Client::builder()
