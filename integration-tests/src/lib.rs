@@ -267,3 +267,18 @@ fn refused_message(i: usize) -> Vec<u8> {
         _ => framed(256, 256),
     }
 }
+
+/// A listener on 127.0.0.1 with `key` and otherwise default settings but
+/// for an hour's handshake timeout, so that no silent peer can time out
+/// during a test however loaded the machine; and its socket address.
+pub fn patient_tcp_listener(key: &[u8]) -> (connection::Listener, std::net::SocketAddr) {
+    let listener = connection::Listener::builder()
+        .authkey(key)
+        .handshake_timeout(Some(Duration::from_secs(3600)))
+        .bind(&connection::Address::localhost(0))
+        .unwrap();
+    let connection::Address::Tcp(addr) = listener.address().clone() else {
+        unreachable!("a localhost listener has a TCP address")
+    };
+    (listener, addr)
+}

@@ -17,7 +17,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use connection::{Address, Client, ErrorKind, Listener};
-use integration_tests::{census, descriptor_limits, is_open_and_quiet, read_raw_message, Flood};
+use integration_tests::{
+    census, descriptor_limits, is_open_and_quiet, patient_tcp_listener, read_raw_message, Flood,
+};
 
 const KEY: &[u8] = b"flood key";
 const SILENT: usize = 5_000;
@@ -116,17 +118,8 @@ fn a_good_client_is_accepted_while_thousands_of_peers_flood_the_listener() {
         "ulimit -n {soft} leaves no room for a single peer"
     );
 
-    // Default settings but for a handshake timeout long enough that no
-    // silent peer can time out during the test, however loaded the machine.
-    let listener = Listener::builder()
-        .authkey(KEY)
-        .handshake_timeout(Some(Duration::from_secs(3600)))
-        .bind(&Address::localhost(0))
-        .unwrap();
+    let (listener, addr) = patient_tcp_listener(KEY);
     let address = listener.address().clone();
-    let Address::Tcp(addr) = address else {
-        unreachable!()
-    };
     let stop = Arc::new(AtomicBool::new(false));
     let failures_expected = Arc::new(AtomicUsize::new(usize::MAX));
     let server = serve(listener, stop.clone(), failures_expected.clone());

@@ -12,9 +12,10 @@ use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use connection::{Address, Client, Listener};
+use connection::{Client, Listener};
 use integration_tests::{
-    descriptor_limits, is_open_and_quiet, read_raw_message, set_descriptor_limit,
+    descriptor_limits, is_open_and_quiet, patient_tcp_listener, read_raw_message,
+    set_descriptor_limit,
 };
 
 const KEY: &[u8] = b"descriptor key";
@@ -53,15 +54,8 @@ fn use_up_descriptors(free: usize) -> Vec<File> {
 
 #[test]
 fn out_of_descriptors_the_oldest_pending_handshake_makes_room_for_a_new_peer() {
-    let mut listener = Listener::builder()
-        .authkey(KEY)
-        .handshake_timeout(Some(Duration::from_secs(3600)))
-        .bind(&Address::localhost(0))
-        .unwrap();
+    let (mut listener, addr) = patient_tcp_listener(KEY);
     let address = listener.address().clone();
-    let Address::Tcp(addr) = address else {
-        unreachable!()
-    };
     let mut silent: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(addr).unwrap()).collect();
     start_handshakes(&mut listener, &mut silent);
 

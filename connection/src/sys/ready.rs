@@ -40,6 +40,11 @@ pub(crate) struct Ready {
 /// over `c_int::MAX` milliseconds, so longer ones are waited in pieces.
 const MAX_WAIT: Duration = Duration::from_secs(3600);
 
+/// A wait's timeout (`None`: no limit), in pieces of at most [`MAX_WAIT`].
+fn wait_timeout(timeout: Option<Duration>) -> rustix::event::Timespec {
+    timespec(timeout.unwrap_or(MAX_WAIT).min(MAX_WAIT))
+}
+
 fn timespec(duration: Duration) -> rustix::event::Timespec {
     rustix::event::Timespec {
         tv_sec: duration.as_secs().try_into().unwrap_or(i64::MAX),

@@ -10,7 +10,7 @@ use rustix::time::{
     timerfd_create, timerfd_settime, Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTimerFlags,
 };
 
-use super::{timespec, Interest, Ready, MAX_WAIT};
+use super::{timespec, wait_timeout, Interest, Ready};
 
 /// The alarm's token, which members may not use.
 const ALARM: u64 = u64::MAX;
@@ -115,7 +115,7 @@ impl ReadySet {
         ready: &mut Vec<Ready>,
         timeout: Option<Duration>,
     ) -> io::Result<()> {
-        let timeout = timespec(timeout.unwrap_or(MAX_WAIT).min(MAX_WAIT));
+        let timeout = wait_timeout(timeout);
         // On the stack, not in `self`: epoll's event type holds a pointer,
         // which would make the set (and the `Listener`) not `Send`.
         let mut buffer = [MaybeUninit::<epoll::Event>::uninit(); EVENTS_PER_WAIT];

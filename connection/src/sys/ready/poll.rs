@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags};
 
-use super::{timespec, Interest, Ready, MAX_WAIT};
+use super::{wait_timeout, Interest, Ready};
 
 #[derive(Debug)]
 struct Member {
@@ -90,7 +90,7 @@ impl ReadySet {
         ready: &mut Vec<Ready>,
         timeout: Option<Duration>,
     ) -> io::Result<()> {
-        let timeout = timespec(timeout.unwrap_or(MAX_WAIT).min(MAX_WAIT));
+        let timeout = wait_timeout(timeout);
         let mut fds: Vec<PollFd<'_>> = self
             .members
             .iter()
