@@ -30,9 +30,9 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::frame;
 use crate::sys::{self, PollFd, Socket};
 
-const CHALLENGE: &[u8] = b"#CHALLENGE#";
-const WELCOME: &[u8] = b"#WELCOME#";
-const FAILURE: &[u8] = b"#FAILURE#";
+pub(crate) const CHALLENGE: &[u8] = b"#CHALLENGE#";
+pub(crate) const WELCOME: &[u8] = b"#WELCOME#";
+pub(crate) const FAILURE: &[u8] = b"#FAILURE#";
 /// Random bytes in a modern challenge (CPython's `MESSAGE_LENGTH`).
 const NONCE_LEN: usize = 40;
 /// A legacy challenge is exactly this long, and no modern one can be.
@@ -172,7 +172,7 @@ fn refuse_md5_if_strict(strict: bool, digest: Digest, legacy: bool) -> Result<()
 }
 
 /// The response to a challenge's payload (what follows `#CHALLENGE#`).
-fn respond(key: &[u8], challenge: &[u8], strict: bool) -> Result<Vec<u8>> {
+pub(crate) fn respond(key: &[u8], challenge: &[u8], strict: bool) -> Result<Vec<u8>> {
     if challenge.len() < LEGACY_CHALLENGE_LEN {
         return Err(Error::new(
             ErrorKind::Protocol,
@@ -195,7 +195,12 @@ fn respond(key: &[u8], challenge: &[u8], strict: bool) -> Result<Vec<u8>> {
 /// Whether `response` is a right answer to `challenge` (the payload we sent
 /// after `#CHALLENGE#`). As in CPython the responder may pick any digest it
 /// likes: the prefix it answered is covered by its MAC.
-fn check_response(key: &[u8], challenge: &[u8], response: &[u8], strict: bool) -> Result<()> {
+pub(crate) fn check_response(
+    key: &[u8],
+    challenge: &[u8],
+    response: &[u8],
+    strict: bool,
+) -> Result<()> {
     let (digest, tag, legacy) = match parse_scheme(response)? {
         Scheme::Legacy(tag) => (Digest::Md5, tag, true),
         Scheme::Modern(digest, tag) => (digest, tag, false),
@@ -211,6 +216,56 @@ fn check_response(key: &[u8], challenge: &[u8], response: &[u8], strict: bool) -
     }
 }
 
+/// The payload of the peer's `#CHALLENGE#` message.
+pub(crate) fn challenge_payload(message: &[u8]) -> Result<&[u8]> {
+    message.strip_prefix(CHALLENGE).ok_or_else(|| {
+        Error::new(
+            ErrorKind::Protocol,
+            "expected a #CHALLENGE# message (does the peer use an authkey?)",
+        )
+    })
+}
+
+/// Whether the peer's verdict on our answer is `#WELCOME#`.
+pub(crate) fn check_verdict(message: &[u8]) -> Result<()> {
+    if message == WELCOME {
+        Ok(())
+    } else {
+        Err(auth_failed(
+            "the peer rejected our digest (different authkey, or it refuses our scheme)",
+        ))
+    }
+}
+
+/// A fresh challenge payload (what follows `#CHALLENGE#`): the default
+/// digest's name and a random nonce, as CPython 3.12 sends it.
+pub(crate) fn new_challenge() -> Result<Vec<u8>> {
+    let mut nonce = [0u8; NONCE_LEN];
+    getrandom::fill(&mut nonce).map_err(|err| {
+        Error::new(ErrorKind::Io, "read random bytes for the challenge").with_source(err)
+    })?;
+    let mut challenge = format!("{{{}}}", Digest::Sha256.name()).into_bytes();
+    challenge.extend_from_slice(&nonce);
+    Ok(challenge)
+}
+
+/// The payload length that a handshake message's 4-byte header announces,
+/// refused unless it is in `0..=MAX_MESSAGE`: nothing past a header this
+/// refuses is read.
+pub(crate) fn message_len(header: [u8; 4]) -> Result<usize> {
+    let len = i32::from_be_bytes(header);
+    match usize::try_from(len) {
+        Ok(len) if len <= MAX_MESSAGE => Ok(len),
+        _ => Err(Error::new(
+            ErrorKind::Protocol,
+            format!(
+                "handshake message length {len} is outside 0..={MAX_MESSAGE} \
+                 (is the peer speaking this protocol?)"
+            ),
+        )),
+    }
+}
+
 /// One side of a handshake in progress: the socket, the shared key, and
 /// the deadline for the whole exchange.
 pub(crate) struct Handshake<'a> {
@@ -221,7 +276,10 @@ pub(crate) struct Handshake<'a> {
 }
 
 impl Handshake<'_> {
-    /// What the accepting side does: challenge first, then answer.
+    /// What the accepting side does: challenge first, then answer. The
+    /// listener itself runs this as a state machine (`handshakes/exchange.rs`);
+    /// this blocking form is the reference the tests hold it to.
+    #[cfg(test)]
     pub(crate) fn as_listener(&self) -> Result<()> {
         self.deliver_challenge()?;
         self.answer_challenge()
@@ -234,12 +292,7 @@ impl Handshake<'_> {
     }
 
     fn deliver_challenge(&self) -> Result<()> {
-        let mut nonce = [0u8; NONCE_LEN];
-        getrandom::fill(&mut nonce).map_err(|err| {
-            Error::new(ErrorKind::Io, "read random bytes for the challenge").with_source(err)
-        })?;
-        let mut challenge = format!("{{{}}}", Digest::Sha256.name()).into_bytes();
-        challenge.extend_from_slice(&nonce);
+        let challenge = new_challenge()?;
         self.send(&[CHALLENGE, &challenge].concat())?;
         let response = self.recv()?;
         match check_response(self.key, &challenge, &response, self.strict) {
@@ -257,20 +310,9 @@ impl Handshake<'_> {
 
     fn answer_challenge(&self) -> Result<()> {
         let message = self.recv()?;
-        let Some(challenge) = message.strip_prefix(CHALLENGE) else {
-            return Err(Error::new(
-                ErrorKind::Protocol,
-                "expected a #CHALLENGE# message (does the peer use an authkey?)",
-            ));
-        };
+        let challenge = challenge_payload(&message)?;
         self.send(&respond(self.key, challenge, self.strict)?)?;
-        if self.recv()? == WELCOME {
-            Ok(())
-        } else {
-            Err(auth_failed(
-                "the peer rejected our digest (different authkey, or it refuses our scheme)",
-            ))
-        }
+        check_verdict(&self.recv()?)
     }
 
     fn send(&self, message: &[u8]) -> Result<()> {
@@ -283,19 +325,7 @@ impl Handshake<'_> {
     fn recv(&self) -> Result<Vec<u8>> {
         let mut header = [0u8; 4];
         self.read_exact(&mut header, true)?;
-        let len = i32::from_be_bytes(header);
-        let len = match usize::try_from(len) {
-            Ok(len) if len <= MAX_MESSAGE => len,
-            _ => {
-                return Err(Error::new(
-                    ErrorKind::Protocol,
-                    format!(
-                        "handshake message length {len} is outside 0..={MAX_MESSAGE} \
-                         (is the peer speaking this protocol?)"
-                    ),
-                ))
-            }
-        };
+        let len = message_len(header)?;
         let mut message = vec![0u8; len];
         self.read_exact(&mut message, false)?;
         Ok(message)

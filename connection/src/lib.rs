@@ -166,10 +166,13 @@
 //! [`strict`](ListenerBuilder::strict) mode is on. Nothing a peer sends is
 //! decoded before the handshake succeeds, handshake messages are capped at
 //! 256 bytes, and the handshake has a deadline. A listener runs the
-//! handshakes of several peers side by side, so a peer that connects and
-//! says nothing holds up no one else; a crowd of them can fill the
+//! handshakes of many peers side by side, each a descriptor and a few
+//! hundred bytes, so a peer that connects and says nothing holds up no one
+//! else; a crowd of them can fill the
 //! [`max_pending_handshakes`](ListenerBuilder::max_pending_handshakes)
-//! places for at most the handshake timeout.
+//! places (8192 by default) for at most the handshake timeout, and when
+//! descriptors run out the oldest pending handshake makes room for a new
+//! peer.
 //!
 //! Authentication covers only who is at the other end when the
 //! connection opens. There is no encryption and no integrity protection

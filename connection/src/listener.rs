@@ -13,22 +13,28 @@ use interprocess::os::unix::uds_local_socket;
 use crate::address::Address;
 use crate::connection::{Connection, DEFAULT_MAX_MESSAGE_SIZE};
 use crate::error::{Error, ErrorKind, Result};
-use crate::handshakes::{Finished, Handshakes, Settings};
+use crate::handshakes::{Accepted, Handshakes, Settings};
 use crate::sys::{self, PollFd, Socket};
 
 /// How long [`Listener::accept`] gives a peer to complete the handshake
 /// unless told otherwise: 5 seconds, ample for a few round trips on any
 /// network. Handshakes run side by side, so a peer that says nothing delays
 /// no one else; the timeout bounds how long it holds one of the
-/// [`DEFAULT_MAX_PENDING_HANDSHAKES`] places (and a thread).
+/// [`DEFAULT_MAX_PENDING_HANDSHAKES`] places (and a descriptor).
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How many handshakes a [`Listener`] runs at once unless told otherwise
-/// (see [`ListenerBuilder::max_pending_handshakes`]): 64.
-pub const DEFAULT_MAX_PENDING_HANDSHAKES: usize = 64;
+/// (see [`ListenerBuilder::max_pending_handshakes`]): 8192. A pending
+/// handshake costs a descriptor and a few hundred bytes, so this bounds
+/// the memory a crowd of silent peers can take to a few megabytes; the
+/// descriptor limit (`ulimit -n`) usually comes first, and then the
+/// oldest handshake makes room for the newest (see [`Listener::accept`]).
+pub const DEFAULT_MAX_PENDING_HANDSHAKES: usize = 8192;
 
-/// The default length of the queue of connections not yet accepted.
-pub const DEFAULT_BACKLOG: u32 = 128;
+/// The default length of the queue of connections not yet accepted: 1024,
+/// so that a burst of peers does not overflow it while `accept` is busy
+/// (a peer whose connection the kernel drops retries only after a second).
+pub const DEFAULT_BACKLOG: u32 = 1024;
 
 /// Options for a [`Listener`]; made by [`Listener::builder`].
 ///
@@ -99,13 +105,12 @@ impl ListenerBuilder {
         self
     }
 
-    /// How many handshakes may be in progress at once, each on a thread of
-    /// its own (default [`DEFAULT_MAX_PENDING_HANDSHAKES`]; 0 counts as 1).
-    /// A finished handshake counts until [`accept`](Listener::accept)
-    /// returns it. At the cap the listener takes no more connections from
-    /// the kernel's queue (the [backlog](ListenerBuilder::backlog)) until
-    /// one finishes, so that many silent peers cost that many threads at
-    /// most. Without an authkey there are no handshakes and this is unused.
+    /// How many handshakes may be in progress at once (default
+    /// [`DEFAULT_MAX_PENDING_HANDSHAKES`]; 0 counts as 1). Each costs its
+    /// connection's descriptor and a few hundred bytes; none costs a
+    /// thread. At the cap the listener takes no more connections from the
+    /// kernel's queue (the [backlog](ListenerBuilder::backlog)) until one
+    /// ends. Without an authkey there are no handshakes and this is unused.
     pub fn max_pending_handshakes(mut self, max: usize) -> ListenerBuilder {
         self.max_pending_handshakes = max;
         self
@@ -199,19 +204,30 @@ impl ListenSocket {
         }
     }
 
-    /// Takes the next connection from the kernel's queue, blocking if
-    /// there is none.
-    fn accept(&self) -> std::io::Result<(OwnedFd, Option<Address>)> {
-        match self {
+    /// Takes the next connection from the kernel's queue, or `None` if
+    /// there is none (the listening socket never blocks).
+    ///
+    /// The connection's socket is blocking, as a [`Connection`] needs:
+    /// Linux does not pass the listening socket's `O_NONBLOCK` on to it,
+    /// but the BSDs do.
+    fn accept(&self) -> std::io::Result<Option<Accepted>> {
+        let accepted = match self {
             ListenSocket::Local(listener) => {
-                let (stream, peer) = listener.inner().accept()?;
-                Ok((stream.into(), Address::from_unix_peer(&peer)))
+                listener.inner().accept().and_then(|(stream, peer)| {
+                    stream.set_nonblocking(false)?;
+                    Ok((OwnedFd::from(stream), Address::from_unix_peer(&peer)))
+                })
             }
-            ListenSocket::Tcp(listener) => {
-                let (stream, peer) = listener.accept()?;
+            ListenSocket::Tcp(listener) => listener.accept().and_then(|(stream, peer)| {
+                stream.set_nonblocking(false)?;
                 stream.set_nodelay(true)?;
-                Ok((stream.into(), Some(Address::Tcp(peer))))
-            }
+                Ok((OwnedFd::from(stream), Some(Address::Tcp(peer))))
+            }),
+        };
+        match accepted {
+            Ok((fd, peer)) => Ok(Some((Socket::from_owned(fd), peer))),
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
+            Err(err) => Err(err),
         }
     }
 }
@@ -220,8 +236,11 @@ type Bound = (ListenSocket, Address, Option<PathBuf>);
 
 fn bind_socket(address: &Address, backlog: u32) -> std::io::Result<Bound> {
     let backlog = backlog.min(i32::MAX as u32) as i32;
+    // Listening sockets never block: a connection that `poll` reported
+    // may be gone by the time we accept it.
     let tcp = |listener: TcpListener| -> std::io::Result<Bound> {
         sys::listen(listener.as_fd(), backlog)?;
+        listener.set_nonblocking(true)?;
         let local = Address::Tcp(listener.local_addr()?);
         Ok((ListenSocket::Tcp(listener), local, None))
     };
@@ -235,6 +254,7 @@ fn bind_socket(address: &Address, backlog: u32) -> std::io::Result<Bound> {
                 .reclaim_name(false)
                 .create_sync_as::<uds_local_socket::Listener>()?;
             sys::listen(listener.as_fd(), backlog)?;
+            listener.inner().set_nonblocking(true)?;
             let created = match address {
                 Address::Unix(path) => Some(path.clone()),
                 _ => None,
@@ -251,10 +271,11 @@ fn bind_socket(address: &Address, backlog: u32) -> std::io::Result<Bound> {
 ///
 /// With an [authkey](ListenerBuilder::authkey) every accepted peer must
 /// pass CPython's mutual challenge-response handshake; see the crate docs
-/// on security. Handshakes run side by side, each on a short-lived thread
-/// of its own, so a peer that connects and says nothing holds up no one
-/// else: [`accept`](Listener::accept) returns whichever peer completes its
-/// handshake first. Without an authkey there are no threads.
+/// on security. Handshakes run side by side on the thread that calls
+/// [`accept`](Listener::accept), as state machines over sockets that are
+/// never waited on, so a peer that connects and says nothing (or thousands
+/// of them) holds up no one else: `accept` returns whichever peer completes
+/// its handshake first. The listener starts no threads.
 ///
 /// # Examples
 ///
@@ -311,13 +332,24 @@ impl Listener {
     /// returns the connection.
     ///
     /// With an authkey, `accept` goes on taking new connections while the
-    /// handshakes of earlier ones are in progress, each on its own thread
-    /// (up to [`max_pending_handshakes`](ListenerBuilder::max_pending_handshakes)
-    /// at once), and returns the first peer whose handshake ends: a peer
-    /// that connects and says nothing delays no one, unlike with CPython's
-    /// `Listener`. Its handshake ends at the [handshake
-    /// timeout](ListenerBuilder::handshake_timeout), and a later `accept`
-    /// reports that.
+    /// handshakes of earlier ones are in progress (up to
+    /// [`max_pending_handshakes`](ListenerBuilder::max_pending_handshakes)
+    /// at once), advances each as its peer answers, and returns the first
+    /// peer whose handshake ends: a peer that connects and says nothing
+    /// delays no one, unlike with CPython's `Listener`. Its handshake ends
+    /// at the [handshake timeout](ListenerBuilder::handshake_timeout), and
+    /// a later `accept` reports that. As with CPython, handshakes move
+    /// only while `accept` (or [`accept_timeout`](Listener::accept_timeout))
+    /// runs: a client's connect completes once the listener's owner calls
+    /// it.
+    ///
+    /// If the process has no descriptor left for a peer waiting in the
+    /// kernel's queue (`EMFILE` or `ENFILE`), `accept` closes the oldest
+    /// pending handshake, whose peer has had the longest to answer, and
+    /// takes the new peer in its place: a crowd of silent peers cannot use
+    /// up the descriptors and shut out a good client. With no handshake to
+    /// close, `accept` returns that error
+    /// ([`ErrorKind::Io`](crate::ErrorKind::Io)).
     ///
     /// A handshake that fails is returned as an error for that one peer,
     /// and the listener stays usable: call `accept` again to serve the
@@ -335,10 +367,12 @@ impl Listener {
     /// does not disturb a handshake itself, which would cost the peer its
     /// connection. To wait with a timeout use
     /// [`accept_timeout`](Listener::accept_timeout); for several listeners
-    /// at once, [`wait`](crate::wait) first (on Linux it also reports a
-    /// listener whose handshake has finished, but a listener it reports
-    /// ready for a new peer may still make `accept` wait for that peer's
-    /// handshake). Dropping the listener does
+    /// at once, [`wait`](crate::wait) first. On Linux a listener with an
+    /// authkey is ready when `accept` has something to do: a new peer, a
+    /// pending peer's answer, or a handshake's deadline. That step may not
+    /// end a handshake, so `accept` may still wait; `accept_timeout` with a
+    /// zero timeout takes the step and returns at once. Elsewhere the
+    /// listener is ready only for a new peer. Dropping the listener does
     /// not wait for handshakes in progress: their connections are closed.
     ///
     /// # Examples
@@ -396,35 +430,28 @@ impl Listener {
 
     /// Accepts the next peer, or returns `None` once `deadline` passes.
     fn accept_until(&mut self, deadline: Option<Instant>) -> Result<Option<Connection>> {
+        let address = &self.address;
         let (socket, peer) = match self.handshakes.as_mut() {
-            None => {
-                let mut fds = [PollFd::readable(self.socket.fd())];
-                let ready = sys::poll(&mut fds, time_left(deadline)).map_err(|err| {
-                    Error::io(err, "wait for a connection").context(&self.address)
-                })?;
-                if ready == 0 {
-                    return Ok(None);
-                }
-                let (fd, peer) = self
-                    .socket
-                    .accept()
-                    .map_err(|err| Error::io(err, "accept").context(&self.address))?;
-                (Socket::from_owned(fd), peer)
-            }
+            None => match accept_plain(&self.socket, deadline) {
+                Ok(Some(accepted)) => accepted,
+                Ok(None) => return Ok(None),
+                Err(err) => return Err(err.context(address)),
+            },
             Some(handshakes) => {
-                let Some(finished) =
-                    next_handshake(&self.socket, handshakes, &self.address, deadline)?
-                else {
+                let socket = &self.socket;
+                let mut accept = || socket.accept();
+                let finished = handshakes
+                    .next(socket.fd(), &mut accept, deadline)
+                    .map_err(|err| err.context(address))?;
+                let Some(finished) = finished else {
                     return Ok(None);
                 };
                 match finished.outcome {
                     Ok(socket) => (socket, finished.peer),
                     Err(err) => {
                         let peer = describe_peer(finished.peer.as_ref());
-                        tracing::debug!(error = %err, %peer, listener = %self.address, "handshake failed");
-                        return Err(
-                            err.context(format!("handshake with {peer} on {}", self.address))
-                        );
+                        tracing::debug!(error = %err, %peer, listener = %address, "handshake failed");
+                        return Err(err.context(format!("handshake with {peer} on {address}")));
                     }
                 }
             }
@@ -508,43 +535,18 @@ impl Listener {
     }
 }
 
-/// Accepts connections and starts their handshakes until one finishes,
-/// and returns that one. Finished handshakes go first, so that a flood of
-/// new connections cannot keep a finished one waiting.
-fn next_handshake(
-    socket: &ListenSocket,
-    handshakes: &mut Handshakes,
-    address: &Address,
-    deadline: Option<Instant>,
-) -> Result<Option<Finished>> {
+/// Without an authkey: waits for a connection and takes it.
+fn accept_plain(socket: &ListenSocket, deadline: Option<Instant>) -> Result<Option<Accepted>> {
     loop {
-        let mut fds = [
-            PollFd::readable(handshakes.wake_fd()),
-            PollFd::readable(socket.fd()),
-        ];
-        let watched = if handshakes.is_full() { 1 } else { 2 };
-        let ready = sys::poll(&mut fds[..watched], time_left(deadline))
-            .map_err(|err| Error::io(err, "wait for a connection").context(address))?;
+        let mut fds = [PollFd::readable(socket.fd())];
+        let ready = sys::poll(&mut fds, time_left(deadline))
+            .map_err(|err| Error::io(err, "wait for a connection"))?;
         if ready == 0 {
             return Ok(None);
         }
-        if fds[0].is_ready() {
-            return handshakes
-                .take(socket.fd())
-                .map(Some)
-                .map_err(|err| Error::io(err, "collect a finished handshake").context(address));
-        }
-        if watched == 2 && fds[1].is_ready() {
-            let (fd, peer) = socket
-                .accept()
-                .map_err(|err| Error::io(err, "accept").context(address))?;
-            let context = format!(
-                "handshake with {} on {address}",
-                describe_peer(peer.as_ref())
-            );
-            handshakes
-                .start(socket.fd(), Socket::from_owned(fd), peer)
-                .map_err(|err| Error::io(err, "start the handshake").context(context))?;
+        // None: the connection went before we took it; wait for the next.
+        if let Some(accepted) = socket.accept().map_err(|err| Error::io(err, "accept"))? {
+            return Ok(Some(accepted));
         }
     }
 }
@@ -583,10 +585,10 @@ impl Drop for Listener {
 }
 
 /// The descriptor to watch for [`accept`](Listener::accept) having
-/// something to do: with an authkey (on Linux) one that is also readable
-/// while a finished handshake waits to be returned, so that
-/// [`wait`](crate::wait) and `poll` miss none; otherwise the listening
-/// socket itself.
+/// something to do: with an authkey (on Linux) an epoll descriptor that is
+/// readable when a new peer waits, a pending peer has answered, or a
+/// handshake's deadline has passed, so that [`wait`](crate::wait) and
+/// `poll` miss none; otherwise the listening socket itself.
 impl AsFd for Listener {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.handshakes

@@ -13,8 +13,9 @@ use crate::sys::{self, PollFd};
 ///
 /// Ready means: a [`Connection`](crate::Connection) has a message or end of
 /// file to receive (so `recv` will not block on its first byte); a
-/// [`Listener`](crate::Listener) has a peer waiting to be accepted (the
-/// handshake is still to come). Anything else with a descriptor (`AsFd`),
+/// [`Listener`](crate::Listener) has a peer waiting to be accepted or,
+/// with an authkey on Linux, a handshake to advance (see
+/// [`Listener::accept`](crate::Listener::accept)). Anything else with a descriptor (`AsFd`),
 /// such as a `TcpStream` or a child's stdout, works too. Mix kinds with
 /// `&dyn AsFd`, as below.
 ///

@@ -129,3 +129,156 @@ pub fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool 
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// What this process holds: open descriptors and threads, as `/proc`
+/// lists them. Tests compare one taken before with one taken after to
+/// find leaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Census {
+    pub descriptors: usize,
+    pub threads: usize,
+}
+
+/// Counts this process's descriptors and threads; `None` without `/proc`
+/// (the caller says it skips). The descriptor that reads `/proc/self/fd`
+/// is not counted.
+pub fn census() -> Option<Census> {
+    let count = |dir: &str| std::fs::read_dir(dir).ok().map(Iterator::count);
+    Some(Census {
+        descriptors: count("/proc/self/fd")?.checked_sub(1)?,
+        threads: count("/proc/self/task")?,
+    })
+}
+
+/// The soft and hard limits on this process's descriptors (`ulimit -n`).
+pub fn descriptor_limits() -> (libc::rlim_t, libc::rlim_t) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the struct it is given and reads nothing else.
+    let ret = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    assert_eq!(ret, 0, "getrlimit: {}", std::io::Error::last_os_error());
+    (limit.rlim_cur, limit.rlim_max)
+}
+
+/// Sets the soft limit on this process's descriptors (at most the hard one).
+pub fn set_descriptor_limit(soft: libc::rlim_t) -> std::io::Result<()> {
+    let (_, hard) = descriptor_limits();
+    let limit = libc::rlimit {
+        rlim_cur: soft.min(hard),
+        rlim_max: hard,
+    };
+    // SAFETY: setrlimit only reads the struct it is given.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Reads one message of the wire format from a raw stream, within
+/// `timeout` per read.
+pub fn read_raw_message(
+    stream: &mut std::net::TcpStream,
+    timeout: Duration,
+) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    stream.set_read_timeout(Some(timeout))?;
+    let mut header = [0u8; 4];
+    stream.read_exact(&mut header)?;
+    let len = usize::try_from(i32::from_be_bytes(header))
+        .map_err(|_| std::io::Error::other("negative length"))?;
+    let mut message = vec![0u8; len];
+    stream.read_exact(&mut message)?;
+    Ok(message)
+}
+
+/// Whether a raw stream is open with nothing to read right now.
+pub fn is_open_and_quiet(stream: &mut std::net::TcpStream) -> bool {
+    use std::io::Read;
+    if stream.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let result = stream.read(&mut [0u8; 1]);
+    let _ = stream.set_nonblocking(false);
+    matches!(result, Err(err) if err.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+/// Peers that flood a listener with an authkey: the silent ones connect
+/// and say nothing; the others send a handshake message that the listener
+/// must refuse at once (an oversized, negative or wrong one). All stay
+/// connected until dropped.
+pub struct Flood {
+    pub silent: Vec<std::net::TcpStream>,
+    pub garbage: Vec<std::net::TcpStream>,
+}
+
+impl Flood {
+    /// Connects `silent + garbage` peers to `addr`, one garbage sender
+    /// among every few silent ones, each connection within `timeout`.
+    pub fn connect(
+        addr: std::net::SocketAddr,
+        silent: usize,
+        garbage: usize,
+        timeout: Duration,
+    ) -> std::io::Result<Flood> {
+        use std::io::Write;
+        let mut flood = Flood {
+            silent: Vec::with_capacity(silent),
+            garbage: Vec::with_capacity(garbage),
+        };
+        let every = (silent + garbage) / garbage.max(1);
+        for i in 0..silent + garbage {
+            let stream = std::net::TcpStream::connect_timeout(&addr, timeout)
+                .map_err(|err| std::io::Error::new(err.kind(), format!("flood peer {i}: {err}")))?;
+            let garbage_turn = flood.garbage.len() < garbage
+                && (i % every == every - 1 || flood.silent.len() == silent);
+            if garbage_turn {
+                let mut stream = stream;
+                // The listener may have refused and closed already.
+                let _ = stream.write_all(&refused_message(flood.garbage.len()));
+                flood.garbage.push(stream);
+            } else {
+                flood.silent.push(stream);
+            }
+        }
+        Ok(flood)
+    }
+
+    /// The local addresses of every peer: how the listener names them.
+    pub fn addresses(&self) -> std::collections::HashSet<std::net::SocketAddr> {
+        let all = self.silent.iter().chain(&self.garbage);
+        all.filter_map(|s| s.local_addr().ok()).collect()
+    }
+}
+
+/// The `i`th kind of handshake message a listener refuses at once.
+fn refused_message(i: usize) -> Vec<u8> {
+    let framed = |len: i32, payload_len: usize| {
+        let mut message = len.to_be_bytes().to_vec();
+        message.extend((0..payload_len).map(|b| (b * 31 + i) as u8));
+        message
+    };
+    match i % 4 {
+        0 => framed(i32::MAX, 0),
+        1 => framed(-1, 8),
+        2 => framed(257, 257),
+        _ => framed(256, 256),
+    }
+}
+
+/// A listener on 127.0.0.1 with `key` and otherwise default settings but
+/// for an hour's handshake timeout, so that no silent peer can time out
+/// during a test however loaded the machine; and its socket address.
+pub fn patient_tcp_listener(key: &[u8]) -> (connection::Listener, std::net::SocketAddr) {
+    let listener = connection::Listener::builder()
+        .authkey(key)
+        .handshake_timeout(Some(Duration::from_secs(3600)))
+        .bind(&connection::Address::localhost(0))
+        .unwrap();
+    let connection::Address::Tcp(addr) = listener.address().clone() else {
+        unreachable!("a localhost listener has a TCP address")
+    };
+    (listener, addr)
+}

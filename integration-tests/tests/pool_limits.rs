@@ -103,6 +103,12 @@ fn inputs_and_outputs_over_2_gib_cross_when_the_limit_allows() {
         return;
     }
     let out = scenario("over_2_gib");
-    assert_eq!(line(&out, "over 2 GiB in"), format!("ok {}", (2usize << 30) + 16));
-    assert_eq!(line(&out, "over 2 GiB out"), format!("ok {}", (2usize << 30) + 16));
+    assert_eq!(
+        line(&out, "over 2 GiB in"),
+        format!("ok {}", (2usize << 30) + 16)
+    );
+    assert_eq!(
+        line(&out, "over 2 GiB out"),
+        format!("ok {}", (2usize << 30) + 16)
+    );
 }

@@ -2,7 +2,15 @@
 //! below here, so that another platform is one more module.
 
 #[cfg(unix)]
+mod accepting;
+#[cfg(unix)]
+mod ready;
+#[cfg(unix)]
 mod unix;
+#[cfg(unix)]
+pub(crate) use accepting::{is_out_of_descriptors, recv_nowait};
+#[cfg(unix)]
+pub(crate) use ready::{Interest, Ready, ReadySet};
 #[cfg(unix)]
 pub(crate) use unix::*;
 

@@ -2,7 +2,7 @@
 //! through `rustix` where it has a safe call (and `libc` where it has none).
 
 use std::io::{self, IoSlice};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::sync::Mutex;
@@ -26,6 +26,7 @@ pub(crate) enum Wait {
 #[derive(Debug)]
 pub(crate) struct Socket(OwnedFd);
 
+#[cfg(test)]
 fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret == -1 {
         Err(io::Error::last_os_error())
@@ -83,8 +84,8 @@ impl Socket {
         Ok(rustix::net::sendmsg(&self.0, bufs, &mut no_control, flags)?)
     }
 
-    /// Writes some of `buf`, waiting for room: a wake-up byte, or a test's
-    /// forged header.
+    /// Writes some of `buf`, waiting for room: a test's forged header.
+    #[cfg(test)]
     pub(crate) fn write(&self, buf: &[u8]) -> io::Result<usize> {
         self.send(&[IoSlice::new(buf)], Wait::ForRoom)
     }
@@ -215,53 +216,6 @@ pub(crate) fn listen(fd: BorrowedFd<'_>, backlog: i32) -> io::Result<()> {
     Ok(rustix::net::listen(fd, backlog)?)
 }
 
-/// An epoll instance: one descriptor that polls readable while any
-/// descriptor registered with it is readable (level-triggered), so that a
-/// caller who can watch one descriptor (`poll`, [`wait`](crate::wait))
-/// watches several. Registrations end by themselves when the registered
-/// descriptors are closed.
-#[cfg(any(target_os = "linux", target_os = "android"))]
-#[derive(Debug)]
-pub(crate) struct ReadySet(OwnedFd);
-
-#[cfg(any(target_os = "linux", target_os = "android"))]
-impl ReadySet {
-    /// An empty set, close-on-exec.
-    pub(crate) fn new() -> io::Result<ReadySet> {
-        // SAFETY: plain syscall with no pointers.
-        let fd = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
-        // SAFETY: epoll_create1 succeeded, so `fd` is open and owned by
-        // nobody else.
-        Ok(ReadySet(unsafe { OwnedFd::from_raw_fd(fd) }))
-    }
-
-    /// Adds `fd`, watched for being readable.
-    pub(crate) fn add(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
-        self.control(libc::EPOLL_CTL_ADD, fd, true)
-    }
-
-    /// Turns watching of `fd`, added before, on or off.
-    pub(crate) fn watch(&self, fd: BorrowedFd<'_>, readable: bool) -> io::Result<()> {
-        self.control(libc::EPOLL_CTL_MOD, fd, readable)
-    }
-
-    fn control(&self, op: libc::c_int, fd: BorrowedFd<'_>, readable: bool) -> io::Result<()> {
-        let mut event = libc::epoll_event {
-            events: if readable { libc::EPOLLIN as u32 } else { 0 },
-            u64: fd.as_raw_fd() as u64,
-        };
-        // SAFETY: `event` is valid for the call and only read; both
-        // descriptors are open (ours, and `fd` for its borrow); a bad
-        // combination gives an error code, not undefined behaviour.
-        cvt(unsafe { libc::epoll_ctl(self.0.as_raw_fd(), op, fd.as_raw_fd(), &mut event) })
-            .map(drop)
-    }
-
-    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
-        self.0.as_fd()
-    }
-}
-
 /// Readiness of one descriptor in [`poll`].
 #[derive(Clone, Debug)]
 #[repr(transparent)]
@@ -374,6 +328,7 @@ impl Drop for SignalPester {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsRawFd;
 
     #[test]
     fn pair_read_write_and_poll() {
@@ -386,26 +341,6 @@ mod tests {
         let mut buf = [0u8; 8];
         assert_eq!(b.read(&mut buf).unwrap(), 2);
         assert_eq!(&buf[..2], b"hi");
-    }
-
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    #[test]
-    fn ready_set_is_readable_while_a_watched_member_is() {
-        let (a, b) = Socket::pair().unwrap();
-        let (_c, d) = Socket::pair().unwrap();
-        let set = ReadySet::new().unwrap();
-        set.add(b.fd()).unwrap();
-        set.add(d.fd()).unwrap();
-        let mut fds = [PollFd::readable(set.fd())];
-        assert_eq!(poll(&mut fds, Some(Duration::ZERO)).unwrap(), 0);
-        a.write(b"x").unwrap();
-        assert_eq!(poll(&mut fds, Some(Duration::ZERO)).unwrap(), 1);
-        set.watch(b.fd(), false).unwrap();
-        assert_eq!(poll(&mut fds, Some(Duration::ZERO)).unwrap(), 0);
-        set.watch(b.fd(), true).unwrap();
-        assert_eq!(poll(&mut fds, Some(Duration::ZERO)).unwrap(), 1);
-        b.read(&mut [0u8; 1]).unwrap();
-        assert_eq!(poll(&mut fds, Some(Duration::ZERO)).unwrap(), 0);
     }
 
     #[test]
