@@ -30,9 +30,9 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::frame;
 use crate::sys::{self, PollFd, Socket};
 
-const CHALLENGE: &[u8] = b"#CHALLENGE#";
-const WELCOME: &[u8] = b"#WELCOME#";
-const FAILURE: &[u8] = b"#FAILURE#";
+pub(crate) const CHALLENGE: &[u8] = b"#CHALLENGE#";
+pub(crate) const WELCOME: &[u8] = b"#WELCOME#";
+pub(crate) const FAILURE: &[u8] = b"#FAILURE#";
 /// Random bytes in a modern challenge (CPython's `MESSAGE_LENGTH`).
 const NONCE_LEN: usize = 40;
 /// A legacy challenge is exactly this long, and no modern one can be.
@@ -113,7 +113,7 @@ enum Scheme<'a> {
     Modern(Digest, &'a [u8]),
 }
 
-fn auth_failed(context: impl Into<String>) -> Error {
+pub(crate) fn auth_failed(context: impl Into<String>) -> Error {
     Error::new(ErrorKind::AuthenticationFailed, context)
 }
 
@@ -172,7 +172,7 @@ fn refuse_md5_if_strict(strict: bool, digest: Digest, legacy: bool) -> Result<()
 }
 
 /// The response to a challenge's payload (what follows `#CHALLENGE#`).
-fn respond(key: &[u8], challenge: &[u8], strict: bool) -> Result<Vec<u8>> {
+pub(crate) fn respond(key: &[u8], challenge: &[u8], strict: bool) -> Result<Vec<u8>> {
     if challenge.len() < LEGACY_CHALLENGE_LEN {
         return Err(Error::new(
             ErrorKind::Protocol,
@@ -195,7 +195,12 @@ fn respond(key: &[u8], challenge: &[u8], strict: bool) -> Result<Vec<u8>> {
 /// Whether `response` is a right answer to `challenge` (the payload we sent
 /// after `#CHALLENGE#`). As in CPython the responder may pick any digest it
 /// likes: the prefix it answered is covered by its MAC.
-fn check_response(key: &[u8], challenge: &[u8], response: &[u8], strict: bool) -> Result<()> {
+pub(crate) fn check_response(
+    key: &[u8],
+    challenge: &[u8],
+    response: &[u8],
+    strict: bool,
+) -> Result<()> {
     let (digest, tag, legacy) = match parse_scheme(response)? {
         Scheme::Legacy(tag) => (Digest::Md5, tag, true),
         Scheme::Modern(digest, tag) => (digest, tag, false),
@@ -209,6 +214,18 @@ fn check_response(key: &[u8], challenge: &[u8], response: &[u8], strict: bool) -
             digest.name()
         )))
     }
+}
+
+/// A fresh challenge payload (what follows `#CHALLENGE#`): `{sha256}` and
+/// random bytes.
+pub(crate) fn new_challenge() -> Result<Vec<u8>> {
+    let mut nonce = [0u8; NONCE_LEN];
+    getrandom::fill(&mut nonce).map_err(|err| {
+        Error::new(ErrorKind::Io, "read random bytes for the challenge").with_source(err)
+    })?;
+    let mut challenge = format!("{{{}}}", Digest::Sha256.name()).into_bytes();
+    challenge.extend_from_slice(&nonce);
+    Ok(challenge)
 }
 
 /// One side of a handshake in progress: the socket, the shared key, and
@@ -234,12 +251,7 @@ impl Handshake<'_> {
     }
 
     fn deliver_challenge(&self) -> Result<()> {
-        let mut nonce = [0u8; NONCE_LEN];
-        getrandom::fill(&mut nonce).map_err(|err| {
-            Error::new(ErrorKind::Io, "read random bytes for the challenge").with_source(err)
-        })?;
-        let mut challenge = format!("{{{}}}", Digest::Sha256.name()).into_bytes();
-        challenge.extend_from_slice(&nonce);
+        let challenge = new_challenge()?;
         self.send(&[CHALLENGE, &challenge].concat())?;
         let response = self.recv()?;
         match check_response(self.key, &challenge, &response, self.strict) {

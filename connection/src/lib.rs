@@ -171,6 +171,8 @@ pub mod inherit;
 mod listener;
 mod pipe;
 mod sys;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 mod wait;
 
 pub use crate::address::Address;
