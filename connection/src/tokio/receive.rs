@@ -62,6 +62,12 @@ impl Incoming {
         }
     }
 
+    /// How much memory the partly received payload holds.
+    #[cfg(test)]
+    pub(super) fn payload_capacity(&self) -> usize {
+        self.payload.capacity()
+    }
+
     /// Ready for the next message's header.
     fn finish_message(&mut self) {
         self.header_filled = 0;
