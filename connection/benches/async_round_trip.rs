@@ -55,7 +55,6 @@ fn main() {
         |times: &mut Vec<Duration>| median(times).as_secs_f64() * 1e6 / round_trips as f64;
     let blocking_us = per_trip(&mut blocking_times);
     let async_us = per_trip(&mut async_times);
-    let mut ratios = ratios;
     ratios.sort_by(f64::total_cmp);
     let ratio = ratios[ratios.len() / 2];
     println!("64-byte send_bytes/recv_bytes round trip, medians of {rounds} interleaved rounds of {round_trips}:");
