@@ -325,6 +325,8 @@ impl AsyncConnection {
     ///
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
     /// let (mut a, mut b) = connection::tokio::AsyncConnection::pair()?;
+    /// a.send_bytes(b"first").await?; // from now on `a` knows it has room
+    /// assert_eq!(b.recv_bytes().await?, b"first");
     /// let big = vec![5u8; 8 << 20]; // more than the socket buffer holds
     /// let dropped = tokio::time::timeout(Duration::from_millis(10), a.send_bytes(&big)).await;
     /// assert!(dropped.is_err()); // nobody reads, so it could not finish

@@ -28,6 +28,14 @@ fn raw_pair() -> (Socket, AsyncConnection) {
     (raw, conn)
 }
 
+/// One message from `a` to `b`, after which `a` knows that its socket has
+/// room: the first poll of its next send writes at once, without waiting
+/// for the runtime to report the socket writable.
+async fn warm_up(a: &mut AsyncConnection, b: &mut AsyncConnection) {
+    a.send_bytes(b"warm up").await.unwrap();
+    assert_eq!(b.recv_bytes().await.unwrap(), b"warm up");
+}
+
 fn frame(payload: &[u8]) -> Vec<u8> {
     [&(payload.len() as i32).to_be_bytes()[..], payload].concat()
 }
@@ -113,6 +121,7 @@ async fn recv_bytes_into_dropped_half_way_keeps_the_bytes_for_the_next_receive()
 async fn a_send_dropped_half_way_is_finished_before_the_next_message() {
     let (mut a, mut b) = AsyncConnection::pair().unwrap();
     let big: Vec<u8> = (0..6_000_000u32).map(|i| (i % 251) as u8).collect();
+    warm_up(&mut a, &mut b).await;
     // Nobody reads, so the send fills the socket and is dropped.
     assert!(timeout(A_MOMENT, a.send_bytes(&big)).await.is_err());
     let (sent, received) = tokio::join!(
@@ -317,11 +326,12 @@ async fn into_blocking_finishes_a_dropped_send_first() {
     let (mine, peer) = crate::pipe().unwrap();
     let mut conn = AsyncConnection::from_blocking(mine).unwrap();
     let big: Vec<u8> = (0..4_000_000u32).map(|i| (i % 249) as u8).collect();
+    conn.send_bytes(b"warm up").await.unwrap();
+    let mut peer = peer;
+    assert_eq!(peer.recv_bytes().unwrap(), b"warm up");
     assert!(timeout(A_MOMENT, conn.send_bytes(&big)).await.is_err());
-    let reader = std::thread::spawn(move || {
-        let mut peer = peer;
-        (peer.recv_bytes().unwrap(), peer.recv_bytes().unwrap())
-    });
+    let reader =
+        std::thread::spawn(move || (peer.recv_bytes().unwrap(), peer.recv_bytes().unwrap()));
     let mut back = conn.into_blocking().unwrap();
     back.send_bytes(b"after").unwrap();
     let (first, second) = reader.join().unwrap();
