@@ -104,6 +104,30 @@ impl Direction {
         self != Direction::ReadOnly
     }
 
+    /// [`ErrorKind::Closed`] unless an end with this direction can receive.
+    pub(crate) fn check_receive(self) -> Result<()> {
+        if self.can_receive() {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorKind::Closed,
+                "this end cannot receive (the write end of a one-way pipe)",
+            ))
+        }
+    }
+
+    /// [`ErrorKind::Closed`] unless an end with this direction can send.
+    pub(crate) fn check_send(self) -> Result<()> {
+        if self.can_send() {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorKind::Closed,
+                "this end cannot send (the read end of a one-way pipe)",
+            ))
+        }
+    }
+
     /// How [`Connection::pass_to_child`] writes it after the descriptor number.
     pub(crate) fn mode(self) -> &'static str {
         match self {
@@ -536,25 +560,11 @@ impl Connection {
     }
 
     fn check_readable(&self) -> Result<()> {
-        if self.readable() {
-            Ok(())
-        } else {
-            Err(Error::new(
-                ErrorKind::Closed,
-                "this end cannot receive (the write end of a one-way pipe)",
-            ))
-        }
+        self.direction.check_receive()
     }
 
     fn check_writable(&self) -> Result<()> {
-        if self.writable() {
-            Ok(())
-        } else {
-            Err(Error::new(
-                ErrorKind::Closed,
-                "this end cannot send (the read end of a one-way pipe)",
-            ))
-        }
+        self.direction.check_send()
     }
 
     /// Reads the next header (or takes the one left pending) and returns the

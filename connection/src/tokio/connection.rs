@@ -139,13 +139,13 @@ impl AsyncConnection {
     /// # Ok::<(), connection::Error>(())
     /// ```
     pub fn from_blocking(conn: Connection) -> Result<AsyncConnection> {
-        let parts = conn.into_parts();
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(Error::new(
                 ErrorKind::Io,
                 "an AsyncConnection needs a tokio runtime: make it inside one",
             ));
         }
+        let parts = conn.into_parts();
         let interest = match parts.direction {
             Direction::Both => Interest::READABLE | Interest::WRITABLE,
             Direction::ReadOnly => Interest::READABLE,
@@ -290,22 +290,15 @@ impl AsyncConnection {
             outgoing: &mut self.outgoing,
         };
         while !sending.is_done() {
-            let mut guard = self
-                .fd
-                .writable()
-                .await
-                .map_err(|err| Error::io(err, "wait for room to send"))?;
-            let bufs = sending.rest();
-            match guard.try_io(|fd| retry_interrupted(|| fd.get_ref().send(&bufs, Wait::No))) {
-                Ok(Ok(0)) => return Err(write_zero(bytes.len())),
-                Ok(Ok(n)) => sending.written += n,
-                Ok(Err(err)) => {
+            match write_ready(&self.fd, &sending.rest()).await {
+                Ok(0) => return Err(write_zero(bytes.len())),
+                Ok(n) => sending.written += n,
+                Err(err) => {
                     return Err(send_error(
                         err,
                         format!("send {}-byte message", bytes.len()),
                     ))
                 }
-                Err(_would_block) => {}
             }
         }
         Ok(())
@@ -338,21 +331,15 @@ impl AsyncConnection {
     /// ```
     pub async fn flush(&mut self) -> Result<()> {
         while !self.outgoing.is_empty() {
-            let mut guard = self
-                .fd
-                .writable()
-                .await
-                .map_err(|err| Error::io(err, "wait for room to send"))?;
             let outgoing = &mut self.outgoing;
-            let rest = [IoSlice::new(&outgoing.buf[outgoing.start..])];
-            match guard.try_io(|fd| retry_interrupted(|| fd.get_ref().send(&rest, Wait::No))) {
-                Ok(Ok(0)) => return Err(write_zero(outgoing.buf.len() - outgoing.start)),
-                Ok(Ok(n)) => outgoing.start += n,
-                Ok(Err(err)) => {
-                    let len = outgoing.buf.len() - outgoing.start;
-                    return Err(send_error(err, format!("send a {len}-byte message rest")));
+            let rest = &outgoing.buf[outgoing.start..];
+            match write_ready(&self.fd, &[IoSlice::new(rest)]).await {
+                Ok(0) => return Err(write_zero(rest.len())),
+                Ok(n) => outgoing.start += n,
+                Err(err) => {
+                    let context = format!("send the rest of a message ({} bytes)", rest.len());
+                    return Err(send_error(err, context));
                 }
-                Err(_would_block) => {}
             }
         }
         self.outgoing.clear();
@@ -407,25 +394,11 @@ impl AsyncConnection {
     }
 
     pub(super) fn check_readable(&self) -> Result<()> {
-        if self.direction.can_receive() {
-            Ok(())
-        } else {
-            Err(Error::new(
-                ErrorKind::Closed,
-                "this end cannot receive (the write end of a one-way pipe)",
-            ))
-        }
+        self.direction.check_receive()
     }
 
     fn check_writable(&self) -> Result<()> {
-        if self.direction.can_send() {
-            Ok(())
-        } else {
-            Err(Error::new(
-                ErrorKind::Closed,
-                "this end cannot send (the read end of a one-way pipe)",
-            ))
-        }
+        self.direction.check_send()
     }
 }
 
@@ -470,6 +443,18 @@ impl Drop for LargeSend<'_> {
         }
         self.outgoing.buf = rest;
         self.outgoing.start = 0;
+    }
+}
+
+/// Waits until `fd` has room and writes some of `bufs` without waiting,
+/// until the write does not end with `WouldBlock`; returns how much went.
+async fn write_ready(fd: &AsyncFd<Socket>, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    loop {
+        let mut guard = fd.writable().await?;
+        match guard.try_io(|fd| retry_interrupted(|| fd.get_ref().send(bufs, Wait::No))) {
+            Ok(result) => return result,
+            Err(_would_block) => continue,
+        }
     }
 }
 

@@ -349,7 +349,8 @@ fn blocking_client(
     std::thread::spawn(move || Client::connect_with_authkey(&address, key)?.send_bytes(hello))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// On one runtime thread: a handshake that waited on it would stall all.
+#[tokio::test(flavor = "current_thread")]
 async fn a_silent_peer_does_not_hold_up_the_next() {
     let mut listener = AsyncListener::builder()
         .authkey(b"k")
@@ -495,4 +496,12 @@ async fn without_a_key_accept_and_connect_are_plain_and_blocking_after_conversio
     let blocking = a.into_blocking().unwrap();
     let flags = rustix::fs::fcntl_getfl(&blocking).unwrap();
     assert!(!flags.contains(rustix::fs::OFlags::NONBLOCK));
+}
+
+#[test]
+fn outside_a_runtime_from_blocking_is_an_error_not_a_panic() {
+    let (a, _b) = crate::pipe().unwrap();
+    let err = AsyncConnection::from_blocking(a).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Io);
+    assert!(err.to_string().contains("tokio runtime"), "{err}");
 }
