@@ -79,6 +79,10 @@ impl AsyncClient {
     /// connection (all the addresses a host name resolves to together),
     /// the [handshake timeout](Client::handshake_timeout) the handshake;
     /// either ends with [`ErrorKind::TimedOut`](crate::ErrorKind::TimedOut). Errors name the address.
+    ///
+    /// Cancel-safe in that nothing is lost: a dropped `connect` closes the
+    /// socket it was connecting or authenticating (the listener sees end of
+    /// file), and a new call starts afresh.
     pub async fn connect(&self, address: &Address) -> Result<AsyncConnection> {
         let options = &self.options;
         let fd = within(options.connect_timeout, connect_socket(address))

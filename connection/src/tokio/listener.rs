@@ -120,6 +120,9 @@ impl AsyncListenerBuilder {
     /// As with the blocking [`Listener`](crate::Listener): a Unix socket
     /// file must not exist yet, and the listener removes the one it made
     /// when dropped; a TCP listener without an authkey logs a warning.
+    ///
+    /// Dropping the future before it is done leaves nothing bound and no
+    /// socket file.
     pub async fn bind(&self, address: &Address) -> Result<AsyncListener> {
         let (socket, address, created_file) = bind_socket(address, self.backlog)
             .await
@@ -206,7 +209,12 @@ async fn bind_socket(address: &Address, backlog: u32) -> io::Result<Bound> {
         ),
     };
     let backlog = backlog.min(i32::MAX as u32) as i32;
-    sys::listen(socket.fd(), backlog)?;
+    if let Err(err) = sys::listen(socket.fd(), backlog) {
+        if let Some(path) = &created {
+            let _ = std::fs::remove_file(path);
+        }
+        return Err(err);
+    }
     let address = match &socket {
         ListenSocket::Tcp(listener) => Address::Tcp(listener.local_addr()?),
         ListenSocket::Unix(_) => address.clone(),
