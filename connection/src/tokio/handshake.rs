@@ -66,7 +66,9 @@ async fn send(conn: &mut AsyncConnection, message: &[u8]) -> Result<()> {
 /// One handshake message: at most [`MAX_MESSAGE`] bytes, nothing larger is
 /// read (a longer header is the peer not speaking this protocol).
 async fn recv(conn: &mut AsyncConnection) -> Result<Vec<u8>> {
-    match conn.recv_bytes_max(MAX_MESSAGE).await {
+    // The handshake's cap, not the connection's max_message_size: a small
+    // one must not refuse the handshake.
+    match conn.recv_bytes_within(MAX_MESSAGE as u64).await {
         Err(err) if err.kind() == ErrorKind::MessageTooLarge => Err(Error::new(
             ErrorKind::Protocol,
             format!(

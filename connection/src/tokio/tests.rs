@@ -411,6 +411,24 @@ async fn a_wrong_key_is_refused_on_both_sides_and_the_listener_goes_on() {
 }
 
 #[tokio::test]
+async fn a_message_limit_below_the_handshakes_does_not_refuse_it() {
+    let mut listener = AsyncListener::builder()
+        .authkey(b"k")
+        .max_message_size(8)
+        .bind(&Address::localhost(0))
+        .await
+        .unwrap();
+    let client = AsyncClient::from(Client::new().authkey(b"k").max_message_size(8));
+    let address = listener.address().clone();
+    let (accepted, connected) = tokio::join!(listener.accept(), client.connect(&address));
+    let (mut a, mut b) = (accepted.unwrap(), connected.unwrap());
+    assert_eq!((a.max_message_size(), b.max_message_size()), (8, 8));
+    b.send_bytes(b"nine bytes").await.unwrap();
+    let err = a.recv_bytes().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::MessageTooLarge);
+}
+
+#[tokio::test]
 async fn a_silent_peer_times_out_and_a_silent_listener_too() {
     let mut listener = AsyncListener::builder()
         .authkey(b"k")
