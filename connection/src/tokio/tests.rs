@@ -349,18 +349,25 @@ fn blocking_client(
     std::thread::spawn(move || Client::connect_with_authkey(&address, key)?.send_bytes(hello))
 }
 
-/// On one runtime thread: a handshake that waited on it would stall all.
-#[tokio::test(flavor = "current_thread")]
-async fn a_silent_peer_does_not_hold_up_the_next() {
-    let mut listener = AsyncListener::builder()
+/// A TCP listener with the key `k` and this handshake timeout, and its
+/// address.
+async fn keyed_listener(handshake_timeout: Duration) -> (AsyncListener, std::net::SocketAddr) {
+    let listener = AsyncListener::builder()
         .authkey(b"k")
-        .handshake_timeout(Some(PATIENCE))
+        .handshake_timeout(Some(handshake_timeout))
         .bind(&Address::localhost(0))
         .await
         .unwrap();
     let Address::Tcp(addr) = listener.address().clone() else {
         unreachable!()
     };
+    (listener, addr)
+}
+
+/// On one runtime thread: a handshake that waited on it would stall all.
+#[tokio::test(flavor = "current_thread")]
+async fn a_silent_peer_does_not_hold_up_the_next() {
+    let (mut listener, addr) = keyed_listener(PATIENCE).await;
     let silent = TcpStream::connect(addr).unwrap();
     let good = blocking_client(listener.address(), b"k", b"good");
     let mut conn = timeout(PATIENCE, listener.accept()).await.unwrap().unwrap();
@@ -430,15 +437,7 @@ async fn a_message_limit_below_the_handshakes_does_not_refuse_it() {
 
 #[tokio::test]
 async fn a_silent_peer_times_out_and_a_silent_listener_too() {
-    let mut listener = AsyncListener::builder()
-        .authkey(b"k")
-        .handshake_timeout(Some(A_MOMENT))
-        .bind(&Address::localhost(0))
-        .await
-        .unwrap();
-    let Address::Tcp(addr) = listener.address().clone() else {
-        unreachable!()
-    };
+    let (mut listener, addr) = keyed_listener(A_MOMENT).await;
     let _silent = TcpStream::connect(addr).unwrap();
     let err = timeout(PATIENCE, listener.accept())
         .await
