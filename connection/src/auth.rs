@@ -113,7 +113,7 @@ enum Scheme<'a> {
     Modern(Digest, &'a [u8]),
 }
 
-fn auth_failed(context: impl Into<String>) -> Error {
+pub(crate) fn auth_failed(context: impl Into<String>) -> Error {
     Error::new(ErrorKind::AuthenticationFailed, context)
 }
 

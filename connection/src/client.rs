@@ -76,11 +76,11 @@ pub const DEFAULT_CLIENT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// ```
 #[derive(Clone)]
 pub struct Client {
-    authkey: Option<Vec<u8>>,
-    connect_timeout: Option<Duration>,
-    handshake_timeout: Option<Duration>,
-    strict: bool,
-    max_message_size: u64,
+    pub(crate) authkey: Option<Vec<u8>>,
+    pub(crate) connect_timeout: Option<Duration>,
+    pub(crate) handshake_timeout: Option<Duration>,
+    pub(crate) strict: bool,
+    pub(crate) max_message_size: u64,
 }
 
 /// The same as [`Client::new`].

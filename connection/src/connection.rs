@@ -56,6 +56,19 @@ pub struct Connection {
     scratch: Vec<u8>,
 }
 
+/// A [`Connection`]'s socket and the state of its stream, as
+/// [`Connection::into_parts`] gives them.
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+pub(crate) struct Parts {
+    pub(crate) socket: Socket,
+    pub(crate) direction: Direction,
+    pub(crate) max_message_size: u64,
+    /// The length of a message whose header was read and payload was not.
+    pub(crate) pending_len: Option<u64>,
+    /// Why the stream's message boundaries are lost, if they are.
+    pub(crate) broken: Option<ErrorKind>,
+}
+
 /// Which ways an end of a connection carries messages: both, or one (the
 /// ends of a [`one_way_pipe`](crate::one_way_pipe)).
 ///
@@ -91,6 +104,30 @@ impl Direction {
         self != Direction::ReadOnly
     }
 
+    /// [`ErrorKind::Closed`] unless an end with this direction can receive.
+    pub(crate) fn check_receive(self) -> Result<()> {
+        if self.can_receive() {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorKind::Closed,
+                "this end cannot receive (the write end of a one-way pipe)",
+            ))
+        }
+    }
+
+    /// [`ErrorKind::Closed`] unless an end with this direction can send.
+    pub(crate) fn check_send(self) -> Result<()> {
+        if self.can_send() {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorKind::Closed,
+                "this end cannot send (the read end of a one-way pipe)",
+            ))
+        }
+    }
+
     /// How [`Connection::pass_to_child`] writes it after the descriptor number.
     pub(crate) fn mode(self) -> &'static str {
         match self {
@@ -118,6 +155,29 @@ impl Connection {
             broken: None,
             scratch: Vec::new(),
         }
+    }
+
+    /// Takes the connection apart, receive state included, for a type that
+    /// carries on with the same stream (the `tokio` feature's).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn into_parts(self) -> Parts {
+        Parts {
+            socket: self.socket,
+            direction: self.direction,
+            max_message_size: self.max_message_size,
+            pending_len: self.pending_len,
+            broken: self.broken,
+        }
+    }
+
+    /// Puts together what [`into_parts`](Connection::into_parts) took apart.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn from_parts(parts: Parts) -> Connection {
+        let mut conn = Connection::new(parts.socket, parts.direction);
+        conn.max_message_size = parts.max_message_size;
+        conn.pending_len = parts.pending_len;
+        conn.broken = parts.broken;
+        conn
     }
 
     /// The constructor of old, for `listener.rs` only until it calls
@@ -383,16 +443,7 @@ impl Connection {
     /// # Ok::<(), connection::Error>(())
     /// ```
     pub fn recv_bytes_into(&mut self, buffer: &mut [u8], offset: usize) -> Result<usize> {
-        if offset > buffer.len() {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!(
-                    "offset {offset} is past the end of a {}-byte buffer",
-                    buffer.len()
-                ),
-            ));
-        }
-        let room = &mut buffer[offset..];
+        let room = room_after(buffer, offset)?;
         let len = self.next_message_len(self.max_message_size)?;
         if len <= room.len() as u64 {
             let target = &mut room[..len as usize];
@@ -509,25 +560,11 @@ impl Connection {
     }
 
     fn check_readable(&self) -> Result<()> {
-        if self.readable() {
-            Ok(())
-        } else {
-            Err(Error::new(
-                ErrorKind::Closed,
-                "this end cannot receive (the write end of a one-way pipe)",
-            ))
-        }
+        self.direction.check_receive()
     }
 
     fn check_writable(&self) -> Result<()> {
-        if self.writable() {
-            Ok(())
-        } else {
-            Err(Error::new(
-                ErrorKind::Closed,
-                "this end cannot send (the read end of a one-way pipe)",
-            ))
-        }
+        self.direction.check_send()
     }
 
     /// Reads the next header (or takes the one left pending) and returns the
@@ -536,10 +573,7 @@ impl Connection {
     fn next_message_len(&mut self, limit: u64) -> Result<u64> {
         self.check_readable()?;
         if let Some(kind) = self.broken {
-            return Err(Error::new(
-                kind,
-                "an earlier message was cut short or malformed, so message boundaries are lost",
-            ));
+            return Err(lost_boundaries(kind));
         }
         let len = match self.pending_len {
             Some(len) => len,
@@ -547,18 +581,7 @@ impl Connection {
         };
         if len > limit {
             self.pending_len = Some(len);
-            tracing::debug!(len, limit, "message over the limit left pending");
-            let which = if limit == self.max_message_size {
-                "the connection's max_message_size"
-            } else {
-                "the caller's limit"
-            };
-            return Err(Error::new(
-                ErrorKind::MessageTooLarge,
-                format!(
-                    "message of {len} bytes exceeds {which} of {limit} bytes; it is left unread"
-                ),
-            ));
+            return Err(too_large(len, limit, self.max_message_size));
         }
         self.pending_len = None;
         Ok(len)
@@ -567,12 +590,7 @@ impl Connection {
     fn read_payload(&mut self, len: u64, out: &mut Vec<u8>) -> Result<()> {
         // `len` is at most max_message_size here; on a 32-bit target a
         // larger value cannot be held in memory anyway.
-        let len = usize::try_from(len).map_err(|_| {
-            Error::new(
-                ErrorKind::MessageTooLarge,
-                format!("message of {len} bytes exceeds this platform's address space"),
-            )
-        })?;
+        let len = in_memory_len(len)?;
         frame::read_payload(&self.socket, len, out).map_err(|err| self.mark_broken(err))
     }
 
@@ -592,9 +610,56 @@ impl Connection {
     }
 }
 
+/// What every receive on a connection that lost its message boundaries
+/// (through a truncated or malformed message of kind `kind`) fails with.
+pub(crate) fn lost_boundaries(kind: ErrorKind) -> Error {
+    Error::new(
+        kind,
+        "an earlier message was cut short or malformed, so message boundaries are lost",
+    )
+}
+
+/// The part of `buffer` after `offset`, where `recv_bytes_into` puts a
+/// message; an offset past the end is [`ErrorKind::InvalidInput`].
+pub(crate) fn room_after(buffer: &mut [u8], offset: usize) -> Result<&mut [u8]> {
+    let len = buffer.len();
+    buffer.get_mut(offset..).ok_or_else(|| {
+        Error::new(
+            ErrorKind::InvalidInput,
+            format!("offset {offset} is past the end of a {len}-byte buffer"),
+        )
+    })
+}
+
+/// The error for a `len`-byte message over a receive's `limit`, which is
+/// left unread.
+pub(crate) fn too_large(len: u64, limit: u64, max_message_size: u64) -> Error {
+    tracing::debug!(len, limit, "message over the limit left pending");
+    let which = if limit == max_message_size {
+        "the connection's max_message_size"
+    } else {
+        "the caller's limit"
+    };
+    Error::new(
+        ErrorKind::MessageTooLarge,
+        format!("message of {len} bytes exceeds {which} of {limit} bytes; it is left unread"),
+    )
+}
+
+/// `len` as a size in memory, or the error for a message too large for
+/// this platform's address space.
+pub(crate) fn in_memory_len(len: u64) -> Result<usize> {
+    usize::try_from(len).map_err(|_| {
+        Error::new(
+            ErrorKind::MessageTooLarge,
+            format!("message of {len} bytes exceeds this platform's address space"),
+        )
+    })
+}
+
 /// A failed send as this crate reports it: a peer that went away is end of
 /// file, anything else an I/O error; `context` says what was being sent.
-fn send_error(err: std::io::Error, context: String) -> Error {
+pub(crate) fn send_error(err: std::io::Error, context: String) -> Error {
     match err.kind() {
         std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset => {
             Error::new(ErrorKind::Eof, format!("{context}: the other end closed")).with_source(err)

@@ -17,7 +17,7 @@ use crate::sys::{Socket, Wait};
 
 /// Payloads up to this size are copied next to their header and sent in one
 /// write (CPython's threshold too).
-const SMALL_MESSAGE: usize = 16 * 1024;
+pub(crate) const SMALL_MESSAGE: usize = 16 * 1024;
 
 /// Largest payload announced with the 4-byte form of the header.
 const SHORT_FORM_MAX: usize = i32::MAX as usize;
@@ -28,7 +28,7 @@ const SHORT_FORM_MAX: usize = i32::MAX as usize;
 /// [`MAX_CHUNK`]. A hostile length header therefore costs at most
 /// `MIN_CHUNK` before the peer has to actually send bytes, and never more
 /// than `MAX_CHUNK` beyond what it sent.
-const MIN_CHUNK: usize = 1 << 20;
+pub(crate) const MIN_CHUNK: usize = 1 << 20;
 const MAX_CHUNK: usize = 16 << 20;
 
 /// Room for the longest header, kept free in front of a payload so that the
@@ -37,7 +37,7 @@ pub(crate) const HEADER_ROOM: usize = 12;
 
 /// Writes the header for a `len`-byte payload into the end of `room` and
 /// returns how many bytes of `room` it used.
-fn put_header(len: usize, room: &mut [u8; HEADER_ROOM]) -> usize {
+pub(crate) fn put_header(len: usize, room: &mut [u8; HEADER_ROOM]) -> usize {
     if len <= SHORT_FORM_MAX {
         room[8..].copy_from_slice(&(len as i32).to_be_bytes());
         4
@@ -139,7 +139,7 @@ fn write_slices(socket: &Socket, bufs: &mut &mut [IoSlice<'_>], wait: Wait) -> i
 /// closes (or dies) while data we sent it is still unread resets the
 /// connection, Unix sockets included: that is its end of file, reported
 /// once, after everything it sent has been read.
-fn is_reset(err: &io::Error) -> bool {
+pub(crate) fn is_reset(err: &io::Error) -> bool {
     err.kind() == io::ErrorKind::ConnectionReset
 }
 
@@ -164,7 +164,7 @@ fn read_full(socket: &Socket, buf: &mut [u8]) -> Result<Option<usize>> {
     Ok(None)
 }
 
-fn truncated(what: &str, expected: u64, got: usize) -> Error {
+pub(crate) fn truncated(what: &str, expected: u64, got: usize) -> Error {
     Error::new(
         ErrorKind::Truncated,
         format!("{what}: expected {expected} bytes, the other end closed after {got}"),
@@ -180,20 +180,35 @@ pub(crate) fn read_header(socket: &Socket) -> Result<u64> {
         Some(0) => return Err(Error::new(ErrorKind::Eof, "")),
         Some(got) => return Err(truncated("message header", 4, got)),
     }
-    match i32::from_be_bytes(short) {
-        len @ 0.. => Ok(len as u64),
-        -1 => {
+    match short_header_len(short)? {
+        Some(len) => Ok(len),
+        None => {
             let mut long = [0u8; 8];
             if let Some(got) = read_full(socket, &mut long)? {
                 return Err(truncated("long message header", 12, 4 + got));
             }
             Ok(u64::from_be_bytes(long))
         }
+    }
+}
+
+/// The payload length in the first four bytes of a header, or `None` for
+/// `-1`: the length is in the eight bytes that follow.
+pub(crate) fn short_header_len(short: [u8; 4]) -> Result<Option<u64>> {
+    match i32::from_be_bytes(short) {
+        len @ 0.. => Ok(Some(len as u64)),
+        -1 => Ok(None),
         other => Err(Error::new(
             ErrorKind::Protocol,
             format!("invalid message length {other} in header"),
         )),
     }
+}
+
+/// How much room to set aside for the next read of a `len`-byte payload of
+/// which `received` bytes have arrived (see [`MIN_CHUNK`]).
+pub(crate) fn next_chunk(received: usize, len: usize) -> usize {
+    received.clamp(MIN_CHUNK, MAX_CHUNK).min(len - received)
 }
 
 /// Reads a `len`-byte payload into `buf`, which must be exactly that long.
@@ -210,7 +225,7 @@ pub(crate) fn read_payload_into(socket: &Socket, buf: &mut [u8]) -> Result<()> {
 pub(crate) fn read_payload(socket: &Socket, len: usize, out: &mut Vec<u8>) -> Result<()> {
     out.clear();
     while out.len() < len {
-        let chunk = out.len().clamp(MIN_CHUNK, MAX_CHUNK).min(len - out.len());
+        let chunk = next_chunk(out.len(), len);
         out.reserve_exact(chunk);
         // Reading at most `chunk` bytes keeps `read_to_end` from growing the
         // buffer on its own; it fills the reserved room without zeroing it

@@ -143,6 +143,48 @@
 //! [`Connection::from_env`]. Other descriptors (a shared memory page, a
 //! file) travel the same way with the [`inherit`] module.
 //!
+//! # Async: the `tokio` feature
+//!
+//! With the `tokio` feature, the module `connection::tokio` (documented
+//! in docs built with the feature) has the async twins of the types above:
+//! `AsyncConnection` (`send`/`recv`, `send_bytes`/`recv_bytes`/
+//! `recv_bytes_into`, through the same codec, framing, limits and error
+//! kinds), `AsyncListener` and `AsyncClient` (the same authkey handshake,
+//! each handshake a task with a timeout, never blocking a runtime thread).
+//! Every receive is cancel-safe: dropped in a `select!` or at a timeout, it
+//! leaves what it read in the connection, and the next receive returns the
+//! message whole. `AsyncConnection::from_blocking(conn)` and
+//! `into_blocking()` convert.
+//!
+//! ```toml
+//! connection = { path = "...", features = ["tokio"] }
+//! ```
+//!
+//! ```
+//! # #[cfg(feature = "tokio")] {
+//! use connection::tokio::{AsyncClient, AsyncListener};
+//! use connection::Address;
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let mut listener = AsyncListener::builder()
+//!     .authkey(b"secret")
+//!     .bind(&Address::localhost(0))
+//!     .await?;
+//! let address = listener.address().clone();
+//! let client = tokio::spawn(async move {
+//!     let mut conn = AsyncClient::connect_with_authkey(&address, b"secret").await?;
+//!     conn.send(&("square", 7)).await?;
+//!     conn.recv::<i64>().await
+//! });
+//! let mut conn = listener.accept().await?; // authenticated
+//! let (_op, n): (String, i64) = conn.recv().await?;
+//! conn.send(&(n * n)).await?;
+//! assert_eq!(client.await.unwrap()?, 49);
+//! # Ok::<(), connection::Error>(())
+//! # }).unwrap();
+//! # }
+//! ```
+//!
 //! # Security
 //!
 //! [`recv`](Connection::recv) decodes whatever the peer sent. Decoding
@@ -199,6 +241,8 @@ pub mod inherit;
 mod listener;
 mod pipe;
 mod sys;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 mod wait;
 
 pub use crate::address::Address;

@@ -2,7 +2,7 @@
 //! through `rustix` where it has a safe call (and `libc` where it has none).
 
 use std::io::{self, IoSlice};
-use std::os::fd::{AsFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::sync::Mutex;
@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use rustix::event::{PollFlags, Timespec};
 use rustix::fs::FileType;
 use rustix::io::FdFlags;
-use rustix::net::{AddressFamily, SendAncillaryBuffer, SendFlags, SocketFlags, SocketType};
+use rustix::net::{
+    AddressFamily, RecvFlags, SendAncillaryBuffer, SendFlags, SocketFlags, SocketType,
+};
 
 /// Whether a write may wait for room in the socket's buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,6 +86,22 @@ impl Socket {
         Ok(rustix::net::sendmsg(&self.0, bufs, &mut no_control, flags)?)
     }
 
+    /// Reads what is available without waiting, whatever the descriptor's
+    /// blocking mode (`MSG_DONTWAIT`): `WouldBlock` when nothing is. For an
+    /// event loop that waits for readiness itself (the `tokio` feature).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn recv_nowait(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let (read, _) = rustix::net::recv(&self.0, buf, RecvFlags::DONTWAIT)?;
+        Ok(read)
+    }
+
+    /// Sets or clears `O_NONBLOCK` on the open file description, which
+    /// every descriptor of this socket shares.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        Ok(rustix::io::ioctl_fionbio(&self.0, nonblocking)?)
+    }
+
     /// Writes some of `buf`, waiting for room: a test's forged header.
     #[cfg(test)]
     pub(crate) fn write(&self, buf: &[u8]) -> io::Result<usize> {
@@ -112,6 +130,31 @@ impl Socket {
         // dropping an OwnedFd closes it but discards the error.
         Ok(unsafe { rustix::io::try_close(fd) }?)
     }
+}
+
+/// For registration with an event loop (tokio's `AsyncFd`).
+impl AsRawFd for Socket {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+/// Registers `socket` with the current tokio runtime's reactor for
+/// `interest`. Must be called inside a runtime with I/O enabled (tokio
+/// panics otherwise).
+#[cfg(feature = "tokio")]
+pub(crate) fn register(
+    socket: Socket,
+    interest: tokio::io::Interest,
+) -> io::Result<tokio::io::unix::AsyncFd<Socket>> {
+    // Tokio 1.54 (whose Rust is newer than this workspace's 1.81)
+    // deprecates this constructor for the unsafe `register_with_interest`,
+    // whose contract is that the descriptor stay open and `as_raw_fd` keep
+    // returning it while the AsyncFd owns the value. A Socket upholds it:
+    // it owns its OwnedFd and closes it only when dropped or through
+    // methods that take it by value, out of the AsyncFd first.
+    #[allow(deprecated)]
+    tokio::io::unix::AsyncFd::with_interest(socket, interest)
 }
 
 impl io::Read for &Socket {
@@ -328,7 +371,6 @@ impl Drop for SignalPester {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::fd::AsRawFd;
 
     #[test]
     fn pair_read_write_and_poll() {

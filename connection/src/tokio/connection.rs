@@ -1,0 +1,498 @@
+//! [`AsyncConnection`]: a [`Connection`] whose sends and receives are
+//! futures, and the sending half of it.
+
+use std::fmt;
+use std::io::{self, IoSlice};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+
+use super::receive::Incoming;
+use crate::codec;
+use crate::connection::{send_error, Connection, Direction, Parts};
+use crate::error::{Error, ErrorKind, Result};
+use crate::frame::{self, HEADER_ROOM, SMALL_MESSAGE};
+use crate::sys::{self, Socket, Wait};
+
+/// An output buffer that grew past this is freed after use rather than kept.
+const OUTGOING_KEEP: usize = 64 * 1024;
+
+/// One end of a connection on a tokio runtime: the async twin of
+/// [`Connection`], with the same wire format (CPython's framing), the same
+/// limits and the same [`ErrorKind`]s.
+///
+/// Made by [`AsyncConnection::pair`], [`from_blocking`](Self::from_blocking),
+/// [`AsyncListener::accept`](super::AsyncListener::accept) or
+/// [`AsyncClient::connect`](super::AsyncClient::connect). It must be made
+/// inside a tokio runtime with I/O enabled, and used on that runtime.
+///
+/// # Cancel safety
+///
+/// Every method is cancel-safe: dropping its future (in `select!`, on a
+/// `timeout`) never leaves half a message behind.
+///
+/// - A receive keeps its progress in the connection, not in the future:
+///   the part of a message that had arrived stays there, and the next
+///   receive (of any kind) carries on from it and returns the message
+///   whole. No message is lost.
+/// - A send that is dropped either wrote nothing, or the connection keeps
+///   the rest of its message and writes it before anything else: at the
+///   next send or [`flush`](Self::flush). (So a dropped send may still
+///   deliver its message; it never delivers a part of it.)
+///
+/// # Examples
+///
+/// ```
+/// use connection::tokio::AsyncConnection;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let (mut a, mut b) = AsyncConnection::pair()?;
+/// a.send(&(1, "hello", None::<i32>)).await?;
+/// let value: (i32, String, Option<i32>) = b.recv().await?;
+/// assert_eq!(value, (1, "hello".to_string(), None));
+/// # Ok::<(), connection::Error>(())
+/// # }).unwrap();
+/// ```
+pub struct AsyncConnection {
+    pub(super) fd: AsyncFd<Socket>,
+    direction: Direction,
+    pub(super) max_message_size: u64,
+    pub(super) incoming: Incoming,
+    outgoing: Outgoing,
+}
+
+/// Bytes of a message that a dropped send left unwritten: `buf[start..]`
+/// goes out before anything else. Also the scratch buffer of sends.
+#[derive(Default)]
+struct Outgoing {
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl Outgoing {
+    fn is_empty(&self) -> bool {
+        self.start == self.buf.len()
+    }
+
+    fn clear(&mut self) {
+        self.start = 0;
+        self.buf.clear();
+        if self.buf.capacity() > OUTGOING_KEEP {
+            self.buf = Vec::new();
+        }
+    }
+}
+
+impl AsyncConnection {
+    /// A connected pair, the async [`pipe`](crate::pipe).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let (mut a, mut b) = connection::tokio::AsyncConnection::pair()?;
+    /// a.send_bytes(b"ping").await?;
+    /// assert_eq!(b.recv_bytes().await?, b"ping");
+    /// # Ok::<(), connection::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn pair() -> Result<(AsyncConnection, AsyncConnection)> {
+        let (a, b) = crate::pipe()?;
+        Ok((Self::from_blocking(a)?, Self::from_blocking(b)?))
+    }
+
+    /// Carries on with a blocking connection's stream asynchronously: its
+    /// direction, [`max_message_size`](Connection::max_message_size) and a
+    /// message left unread by [`ErrorKind::MessageTooLarge`] come along.
+    ///
+    /// The descriptor's blocking mode is left as it is (this type never
+    /// waits in a system call), so clones of `conn` made with
+    /// [`try_clone`](Connection::try_clone) keep working as before.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Io`] when there is no tokio runtime here, or the
+    /// descriptor cannot be registered with it.
+    ///
+    /// # Panics
+    ///
+    /// Inside a runtime built without I/O (`enable_io`), as tokio's
+    /// `AsyncFd::new` does.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use connection::tokio::AsyncConnection;
+    ///
+    /// let (blocking, mut other) = connection::pipe()?;
+    /// let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// let blocking = runtime.block_on(async {
+    ///     let mut conn = AsyncConnection::from_blocking(blocking)?;
+    ///     conn.send_bytes(b"from async").await?;
+    ///     conn.into_blocking()
+    /// })?;
+    /// assert_eq!(other.recv_bytes()?, b"from async");
+    /// drop(blocking);
+    /// # Ok::<(), connection::Error>(())
+    /// ```
+    pub fn from_blocking(conn: Connection) -> Result<AsyncConnection> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(Error::new(
+                ErrorKind::Io,
+                "an AsyncConnection needs a tokio runtime: make it inside one",
+            ));
+        }
+        let parts = conn.into_parts();
+        let interest = match parts.direction {
+            Direction::Both => Interest::READABLE | Interest::WRITABLE,
+            Direction::ReadOnly => Interest::READABLE,
+            Direction::WriteOnly => Interest::WRITABLE,
+        };
+        let fd = sys::register(parts.socket, interest)
+            .map_err(|err| Error::io(err, "register the connection with the tokio runtime"))?;
+        Ok(AsyncConnection {
+            fd,
+            direction: parts.direction,
+            max_message_size: parts.max_message_size,
+            incoming: Incoming::new(parts.pending_len, parts.broken),
+            outgoing: Outgoing::default(),
+        })
+    }
+
+    /// Wraps a socket fresh from an accept or a connect.
+    pub(super) fn from_socket(socket: Socket, max_message_size: u64) -> Result<AsyncConnection> {
+        AsyncConnection::from_blocking(Connection::from_parts(Parts {
+            socket,
+            direction: Direction::Both,
+            max_message_size,
+            pending_len: None,
+            broken: None,
+        }))
+    }
+
+    /// Back to a blocking [`Connection`] on the same stream, with the same
+    /// state: a message left unread by [`ErrorKind::MessageTooLarge`] stays
+    /// readable. The descriptor is set to blocking mode.
+    ///
+    /// The rest of a message that a dropped send left unwritten is written
+    /// first, waiting (blocking the thread) for the peer to make room.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidInput`] when a dropped receive left a message
+    /// partly read ([`is_receiving`](Self::is_receiving)): a blocking
+    /// connection has nowhere to keep those bytes, so finish the message
+    /// with a receive first. The connection is gone with the error. Errors
+    /// from writing the rest of a message are those of a send.
+    pub fn into_blocking(self) -> Result<Connection> {
+        if self.incoming.is_partial() {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "a cancelled receive left a message partly read; \
+                 receive it before converting to a blocking connection",
+            ));
+        }
+        let (pending_len, broken) = self.incoming.carried_over();
+        let outgoing = self.outgoing;
+        let socket = self.fd.into_inner();
+        socket
+            .set_nonblocking(false)
+            .map_err(|err| Error::io(err, "set the descriptor to blocking mode"))?;
+        if !outgoing.is_empty() {
+            let rest = &outgoing.buf[outgoing.start..];
+            frame::write_rest(&socket, rest).map_err(|err| {
+                send_error(
+                    err,
+                    format!("send the rest of a message ({} bytes)", rest.len()),
+                )
+            })?;
+        }
+        Ok(Connection::from_parts(Parts {
+            socket,
+            direction: self.direction,
+            max_message_size: self.max_message_size,
+            pending_len,
+            broken,
+        }))
+    }
+
+    /// Sends `value` as one message, encoded with serde (bincode) as
+    /// [`Connection::send`] does. A value that cannot be encoded gives
+    /// [`ErrorKind::Encode`] and sends nothing.
+    ///
+    /// Cancel-safe: see the [type's docs](AsyncConnection#cancel-safety).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let (mut a, mut b) = connection::tokio::AsyncConnection::pair()?;
+    /// a.send(&vec![1u32, 2, 3]).await?;
+    /// assert_eq!(b.recv::<Vec<u32>>().await?, [1, 2, 3]);
+    /// # Ok::<(), connection::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn send<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
+        self.check_writable()?;
+        self.flush().await?;
+        // The encoding is ours to keep, so it goes out from the outgoing
+        // buffer: a dropped send leaves its rest there with no copy.
+        let buf = &mut self.outgoing.buf;
+        buf.clear();
+        buf.resize(HEADER_ROOM, 0);
+        if let Err(err) = codec::encode_into(value, buf) {
+            self.outgoing.clear();
+            return Err(err);
+        }
+        let len = buf.len() - HEADER_ROOM;
+        let room: &mut [u8; HEADER_ROOM] = (&mut buf[..HEADER_ROOM]).try_into().expect("room");
+        self.outgoing.start = HEADER_ROOM - frame::put_header(len, room);
+        self.flush().await
+    }
+
+    /// Sends `bytes` as one message, framed as CPython frames it.
+    ///
+    /// Cancel-safe: see the [type's docs](AsyncConnection#cancel-safety). A
+    /// large message goes out without being copied unless the send is
+    /// dropped half way, when its rest is copied into the connection.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let (mut a, mut b) = connection::tokio::AsyncConnection::pair()?;
+    /// b.send_bytes(b"thank you").await?;
+    /// assert_eq!(a.recv_bytes().await?, b"thank you");
+    /// # Ok::<(), connection::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn send_bytes(&mut self, bytes: &[u8]) -> Result<()> {
+        self.check_writable()?;
+        self.flush().await?;
+        let mut room = [0u8; HEADER_ROOM];
+        let used = frame::put_header(bytes.len(), &mut room);
+        let header = &room[HEADER_ROOM - used..];
+        if bytes.len() <= SMALL_MESSAGE {
+            // One write for header and payload, as the blocking side does.
+            self.outgoing.buf.clear();
+            self.outgoing.buf.extend_from_slice(header);
+            self.outgoing.buf.extend_from_slice(bytes);
+            self.outgoing.start = 0;
+            return self.flush().await;
+        }
+        let mut sending = LargeSend {
+            header,
+            payload: bytes,
+            written: 0,
+            outgoing: &mut self.outgoing,
+        };
+        while !sending.is_done() {
+            match write_ready(&self.fd, &sending.rest()).await {
+                Ok(0) => return Err(write_zero(bytes.len())),
+                Ok(n) => sending.written += n,
+                Err(err) => {
+                    return Err(send_error(
+                        err,
+                        format!("send {}-byte message", bytes.len()),
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the rest of a message that a dropped send left unwritten, if
+    /// there is one; otherwise returns at once. Sends do this first by
+    /// themselves, so this is only needed when no send follows (before
+    /// dropping the connection, say).
+    ///
+    /// Cancel-safe: what is written stays written, the rest stays kept.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let (mut a, mut b) = connection::tokio::AsyncConnection::pair()?;
+    /// a.send_bytes(b"first").await?; // from now on `a` knows it has room
+    /// assert_eq!(b.recv_bytes().await?, b"first");
+    /// let big = vec![5u8; 8 << 20]; // more than the socket buffer holds
+    /// let dropped = tokio::time::timeout(Duration::from_millis(10), a.send_bytes(&big)).await;
+    /// assert!(dropped.is_err()); // nobody reads, so it could not finish
+    /// let (flushed, received) = tokio::join!(a.flush(), b.recv_bytes());
+    /// flushed?;
+    /// assert_eq!(received?, big); // whole, not cut where the send was dropped
+    /// # Ok::<(), connection::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn flush(&mut self) -> Result<()> {
+        while !self.outgoing.is_empty() {
+            let outgoing = &mut self.outgoing;
+            let rest = &outgoing.buf[outgoing.start..];
+            match write_ready(&self.fd, &[IoSlice::new(rest)]).await {
+                Ok(0) => return Err(write_zero(rest.len())),
+                Ok(n) => outgoing.start += n,
+                Err(err) => {
+                    let context = format!("send the rest of a message ({} bytes)", rest.len());
+                    return Err(send_error(err, context));
+                }
+            }
+        }
+        self.outgoing.clear();
+        Ok(())
+    }
+
+    /// Receives one message and decodes it as a `T`, as
+    /// [`Connection::recv`] does: [`ErrorKind::Eof`] when the other end
+    /// closed and nothing is left, [`ErrorKind::Decode`] when the message
+    /// is not a `T` (it is consumed, and the next one is readable).
+    ///
+    /// Cancel-safe: see the [type's docs](AsyncConnection#cancel-safety).
+    /// Only receive values from a peer you trust (see the crate docs).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use connection::ErrorKind;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let (mut a, mut b) = connection::tokio::AsyncConnection::pair()?;
+    /// a.send("not a number").await?;
+    /// a.send(&42u64).await?;
+    /// assert_eq!(b.recv::<u64>().await.unwrap_err().kind(), ErrorKind::Decode);
+    /// assert_eq!(b.recv::<u64>().await?, 42);
+    /// # Ok::<(), connection::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn recv<T: DeserializeOwned>(&mut self) -> Result<T> {
+        let payload = self.receive(self.max_message_size).await?;
+        let value = codec::decode(&payload);
+        self.incoming.recycle(payload);
+        value
+    }
+
+    /// Which ways this end carries messages.
+    pub fn direction(&self) -> Direction {
+        self.direction
+    }
+
+    /// The largest message this end accepts; see
+    /// [`DEFAULT_MAX_MESSAGE_SIZE`](crate::DEFAULT_MAX_MESSAGE_SIZE).
+    pub fn max_message_size(&self) -> u64 {
+        self.max_message_size
+    }
+
+    /// Sets the largest message this end accepts. A header announcing more
+    /// fails with [`ErrorKind::MessageTooLarge`] before anything is set
+    /// aside for it, and the message stays unread.
+    pub fn set_max_message_size(&mut self, bytes: u64) {
+        self.max_message_size = bytes;
+    }
+
+    pub(super) fn check_readable(&self) -> Result<()> {
+        self.direction.check_receive()
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        self.direction.check_send()
+    }
+}
+
+/// A large message on its way out, header and payload apart (no copy).
+/// Dropped before it is done, with part of it written, it leaves the rest
+/// in the connection's outgoing buffer, so the stream keeps its framing.
+struct LargeSend<'a> {
+    header: &'a [u8],
+    payload: &'a [u8],
+    written: usize,
+    outgoing: &'a mut Outgoing,
+}
+
+impl LargeSend<'_> {
+    fn is_done(&self) -> bool {
+        self.written == self.header.len() + self.payload.len()
+    }
+
+    /// What is still to be written, as at most two slices.
+    fn rest(&self) -> Vec<IoSlice<'_>> {
+        let mut bufs = Vec::with_capacity(2);
+        if self.written < self.header.len() {
+            bufs.push(IoSlice::new(&self.header[self.written..]));
+            bufs.push(IoSlice::new(self.payload));
+        } else {
+            bufs.push(IoSlice::new(
+                &self.payload[self.written - self.header.len()..],
+            ));
+        }
+        bufs
+    }
+}
+
+impl Drop for LargeSend<'_> {
+    fn drop(&mut self) {
+        if self.written == 0 || self.is_done() {
+            return;
+        }
+        let mut rest = Vec::new();
+        for buf in self.rest() {
+            rest.extend_from_slice(&buf);
+        }
+        self.outgoing.buf = rest;
+        self.outgoing.start = 0;
+    }
+}
+
+/// Waits until `fd` has room and writes some of `bufs` without waiting,
+/// until the write does not end with `WouldBlock`; returns how much went.
+async fn write_ready(fd: &AsyncFd<Socket>, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    loop {
+        let mut guard = fd.writable().await?;
+        match guard.try_io(|fd| retry_interrupted(|| fd.get_ref().send(bufs, Wait::No))) {
+            Ok(result) => return result,
+            Err(_would_block) => continue,
+        }
+    }
+}
+
+/// Runs a system call again when a signal interrupted it.
+pub(super) fn retry_interrupted<T>(mut call: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    loop {
+        match call() {
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
+fn write_zero(len: usize) -> Error {
+    Error::io(
+        io::ErrorKind::WriteZero.into(),
+        format!("send {len}-byte message"),
+    )
+}
+
+impl fmt::Debug for AsyncConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncConnection")
+            .field("fd", &self.as_raw_fd())
+            .field("direction", &self.direction)
+            .field("max_message_size", &self.max_message_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AsFd for AsyncConnection {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.get_ref().fd()
+    }
+}
+
+impl AsRawFd for AsyncConnection {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
