@@ -162,6 +162,7 @@ mod frame;
 mod handshakes;
 mod inherit;
 mod listener;
+pub mod pickle;
 mod pipe;
 mod sys;
 mod wait;
