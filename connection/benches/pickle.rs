@@ -18,6 +18,10 @@ use std::process::{Command, Stdio};
 use connection::{pipe, Connection, ErrorKind};
 use serde::{Deserialize, Serialize};
 
+#[path = "stats.rs"]
+mod stats;
+use stats::median;
+
 /// The driver: `python3 -c DRIVER COUNT rust|python`. With `rust` the
 /// peer's end is in `CONN`; with `python` it forks its own echo peer.
 /// Prints the seconds its loop took.
@@ -156,15 +160,4 @@ fn echo(conn: &mut Connection) {
 
 fn with_python_peer(count: usize) -> f64 {
     seconds(driver(count, "python").spawn().expect("start python3"))
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let mid = sorted.len() / 2;
-    if sorted.len() % 2 == 1 {
-        sorted[mid]
-    } else {
-        (sorted[mid - 1] + sorted[mid]) / 2.0
-    }
 }

@@ -96,6 +96,13 @@ impl<'a> Writer<'a> {
         Ok(())
     }
 
+    /// Starts the dict `{variant: content}` of an enum variant with content.
+    fn open_variant(&mut self, variant: &str) -> PickleResult<()> {
+        self.open_dict()?;
+        self.text(variant);
+        Ok(())
+    }
+
     /// Starts a sequence: a tuple for Rust tuples (`tuple_len`) and inside
     /// a key, a list elsewhere. Short tuples use `TUPLE1` to `TUPLE3`, as
     /// CPython does.
@@ -149,6 +156,15 @@ impl<'w, 'a> Compound<'w, 'a> {
     }
 }
 
+/// Integers narrower than 128 bits, written as the `i128` they widen to.
+macro_rules! small_ints {
+    ($($method:ident: $ty:ty),*) => {$(
+        fn $method(self, v: $ty) -> PickleResult<()> {
+            self.serialize_i128(v.into())
+        }
+    )*};
+}
+
 impl<'w, 'a> ser::Serializer for &'w mut Writer<'a> {
     type Ok = ();
     type Error = PickleError;
@@ -165,41 +181,20 @@ impl<'w, 'a> ser::Serializer for &'w mut Writer<'a> {
         Ok(())
     }
 
-    fn serialize_i8(self, v: i8) -> PickleResult<()> {
-        self.serialize_i128(v.into())
-    }
-
-    fn serialize_i16(self, v: i16) -> PickleResult<()> {
-        self.serialize_i128(v.into())
-    }
-
-    fn serialize_i32(self, v: i32) -> PickleResult<()> {
-        self.serialize_i128(v.into())
-    }
-
-    fn serialize_i64(self, v: i64) -> PickleResult<()> {
-        self.serialize_i128(v.into())
-    }
+    small_ints!(
+        serialize_i8: i8,
+        serialize_i16: i16,
+        serialize_i32: i32,
+        serialize_i64: i64,
+        serialize_u8: u8,
+        serialize_u16: u16,
+        serialize_u32: u32,
+        serialize_u64: u64
+    );
 
     fn serialize_i128(self, v: i128) -> PickleResult<()> {
         self.int(v);
         Ok(())
-    }
-
-    fn serialize_u8(self, v: u8) -> PickleResult<()> {
-        self.serialize_i128(v.into())
-    }
-
-    fn serialize_u16(self, v: u16) -> PickleResult<()> {
-        self.serialize_i128(v.into())
-    }
-
-    fn serialize_u32(self, v: u32) -> PickleResult<()> {
-        self.serialize_i128(v.into())
-    }
-
-    fn serialize_u64(self, v: u64) -> PickleResult<()> {
-        self.serialize_i128(v.into())
     }
 
     fn serialize_u128(self, v: u128) -> PickleResult<()> {
@@ -282,8 +277,7 @@ impl<'w, 'a> ser::Serializer for &'w mut Writer<'a> {
         variant: &'static str,
         value: &T,
     ) -> PickleResult<()> {
-        self.open_dict()?;
-        self.text(variant);
+        self.open_variant(variant)?;
         value.serialize(&mut *self)?;
         self.out.push(op::SETITEMS);
         Ok(())
@@ -312,8 +306,7 @@ impl<'w, 'a> ser::Serializer for &'w mut Writer<'a> {
         variant: &'static str,
         _len: usize,
     ) -> PickleResult<Compound<'w, 'a>> {
-        self.open_dict()?;
-        self.text(variant);
+        self.open_variant(variant)?;
         self.out.push(op::MARK);
         Ok(Compound::new(self, &[op::TUPLE, op::SETITEMS]))
     }
@@ -334,64 +327,62 @@ impl<'w, 'a> ser::Serializer for &'w mut Writer<'a> {
         variant: &'static str,
         _len: usize,
     ) -> PickleResult<Compound<'w, 'a>> {
-        self.open_dict()?;
-        self.text(variant);
+        self.open_variant(variant)?;
         self.out.extend_from_slice(&[op::EMPTY_DICT, op::MARK]);
         Ok(Compound::new(self, &[op::SETITEMS, op::SETITEMS]))
     }
 }
 
-impl ser::SerializeSeq for Compound<'_, '_> {
-    type Ok = ();
-    type Error = PickleError;
+/// The sequence-like compounds: each item is a value, and the end closes.
+macro_rules! items {
+    ($($trait:ident :: $method:ident),*) => {$(
+        impl ser::$trait for Compound<'_, '_> {
+            type Ok = ();
+            type Error = PickleError;
 
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> PickleResult<()> {
-        self.item(value)
-    }
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> PickleResult<()> {
+                self.item(value)
+            }
 
-    fn end(self) -> PickleResult<()> {
-        self.finish()
-    }
+            fn end(self) -> PickleResult<()> {
+                self.finish()
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeTuple for Compound<'_, '_> {
-    type Ok = ();
-    type Error = PickleError;
+items!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field
+);
 
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> PickleResult<()> {
-        self.item(value)
-    }
+/// The struct-like compounds: each field is its name as a str key, then
+/// the value.
+macro_rules! fields {
+    ($($trait:ident),*) => {$(
+        impl ser::$trait for Compound<'_, '_> {
+            type Ok = ();
+            type Error = PickleError;
 
-    fn end(self) -> PickleResult<()> {
-        self.finish()
-    }
+            fn serialize_field<T: Serialize + ?Sized>(
+                &mut self,
+                key: &'static str,
+                value: &T,
+            ) -> PickleResult<()> {
+                self.writer.text(key);
+                self.item(value)
+            }
+
+            fn end(self) -> PickleResult<()> {
+                self.finish()
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeTupleStruct for Compound<'_, '_> {
-    type Ok = ();
-    type Error = PickleError;
-
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> PickleResult<()> {
-        self.item(value)
-    }
-
-    fn end(self) -> PickleResult<()> {
-        self.finish()
-    }
-}
-
-impl ser::SerializeTupleVariant for Compound<'_, '_> {
-    type Ok = ();
-    type Error = PickleError;
-
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> PickleResult<()> {
-        self.item(value)
-    }
-
-    fn end(self) -> PickleResult<()> {
-        self.finish()
-    }
-}
+fields!(SerializeStruct, SerializeStructVariant);
 
 impl ser::SerializeMap for Compound<'_, '_> {
     type Ok = ();
@@ -402,42 +393,6 @@ impl ser::SerializeMap for Compound<'_, '_> {
     }
 
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> PickleResult<()> {
-        self.item(value)
-    }
-
-    fn end(self) -> PickleResult<()> {
-        self.finish()
-    }
-}
-
-impl ser::SerializeStruct for Compound<'_, '_> {
-    type Ok = ();
-    type Error = PickleError;
-
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> PickleResult<()> {
-        self.writer.text(key);
-        self.item(value)
-    }
-
-    fn end(self) -> PickleResult<()> {
-        self.finish()
-    }
-}
-
-impl ser::SerializeStructVariant for Compound<'_, '_> {
-    type Ok = ();
-    type Error = PickleError;
-
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> PickleResult<()> {
-        self.writer.text(key);
         self.item(value)
     }
 
