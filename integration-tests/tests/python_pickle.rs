@@ -265,6 +265,35 @@ fn python_and_rust_exchange_every_mapped_type_over_a_pipe() {
     assert_done(child);
 }
 
+/// `python3 -c PY_SEND_TWICE`: Python's plain `send()` of one dict, twice.
+const PY_SEND_TWICE: &str = r#"
+c = Connection(int(os.environ["CONN"].split(":")[0]))
+c.send({"a": 1})
+c.send({"a": 1})
+print("DONE", flush=True)
+"#;
+
+/// The issue's first symptom: Python's `send()` into our `recv()` failed
+/// with a bare UTF-8 error. Now the error says what to call instead, and
+/// the message after it still reads.
+#[test]
+fn recv_of_a_python_pickle_says_to_use_recv_pickle() {
+    let Some(py) = python3() else { return };
+    let _watchdog = Watchdog::start("python pickle hint test", LIMIT);
+    let (mut conn, child_end) = pipe().unwrap();
+    let child = python_child(py, PY_SEND_TWICE, child_end);
+    let err = conn.recv::<String>().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Decode);
+    assert!(
+        err.to_string()
+            .contains("this looks like a Python pickle: use recv_pickle"),
+        "{err}"
+    );
+    let dict: HashMap<String, i32> = conn.recv_pickle().unwrap();
+    assert_eq!(dict["a"], 1);
+    assert_done(child);
+}
+
 /// `python3 -c PY_LISTENER`: CPython's Listener with an authkey on
 /// 127.0.0.1; prints its port, accepts one client, then answers each
 /// request `{"op": "add", "args": [...]}` with `{"sum": ..., "n": ...}`

@@ -63,9 +63,10 @@
 //! - A claimed length (`BINUNICODE8`, `BINBYTES8`, `LONG4`, `FRAME`, ...) is
 //!   checked against the bytes actually present before anything is set
 //!   aside.
-//! - Parsing does not recurse. Each opcode makes at most one value, so the
-//!   parsed form (and the memo, one entry per memo opcode) grows with the
-//!   message: at most about 40 bytes per byte of pickle.
+//! - Parsing does not recurse. Each opcode makes at most one value (32
+//!   bytes, plus a 4-byte stack slot or memo entry), so the parsed form
+//!   grows with the message and never beyond it: at most about 80 bytes per
+//!   byte of pickle while vectors double, for a pickle of one-byte opcodes.
 //! - Turning it into the Rust value recurses at most [`MAX_DEPTH`] levels;
 //!   a list that contains itself stops there too.
 //! - A value the memo hands out again is copied again into the Rust value,
