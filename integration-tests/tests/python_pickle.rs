@@ -258,7 +258,7 @@ fn python_and_rust_exchange_every_mapped_type_over_a_pipe() {
     for what in expected {
         let err = conn.recv_pickle::<Nest>().unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Decode, "{err}");
-        assert!(err.to_string().contains(what), "{what}: {err}");
+        assert!(format!("{err:#}").contains(what), "{what}: {err:#}");
         let next: HashMap<String, String> = conn.recv_pickle().unwrap();
         assert_eq!(next["still"], "usable");
     }
@@ -285,8 +285,7 @@ fn recv_of_a_python_pickle_says_to_use_recv_pickle() {
     let err = conn.recv::<String>().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Decode);
     assert!(
-        err.to_string()
-            .contains("this looks like a Python pickle: use recv_pickle"),
+        format!("{err:#}").contains("this looks like a Python pickle: use recv_pickle"),
         "{err}"
     );
     let dict: HashMap<String, i32> = conn.recv_pickle().unwrap();

@@ -150,7 +150,7 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -
 /// // pickle.dumps(os.system) names a function: refused, nothing is called.
 /// let err = connection::pickle::decode::<()>(b"\x80\x04\x95\x14\x00\x00\x00\x00\x00\x00\x00\x8c\x05posix\x94\x8c\x06system\x94\x93\x94.").unwrap_err();
 /// assert_eq!(err.kind(), ErrorKind::Decode);
-/// assert!(err.to_string().contains("posix.system"), "{err}");
+/// assert!(format!("{err:#}").contains("posix.system"), "{err:#}"); // {:#}: with the cause
 /// # Ok::<(), connection::Error>(())
 /// ```
 pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T> {

@@ -13,7 +13,8 @@ use crate::{ErrorKind, Result};
 fn refused<T: serde::de::DeserializeOwned + std::fmt::Debug>(pickle: &[u8]) -> String {
     let err = decode::<T>(pickle).expect_err("hostile pickle decoded");
     assert_eq!(err.kind(), ErrorKind::Decode, "{err}");
-    err.to_string()
+    // The alternate form appends the cause, where the details are.
+    format!("{err:#}")
 }
 
 #[derive(Serialize, Deserialize, Debug, PartialEq)]
@@ -273,7 +274,7 @@ fn memo_reuse_cannot_expand_a_small_pickle_without_bound() {
     // 2^11 - 1 lists in all.
     assert!(decode_with_budget::<Nest>(&shallow(10), 2047).is_ok());
     let err = decode_with_budget::<Nest>(&shallow(10), 2046).unwrap_err();
-    assert!(err.to_string().contains("budget"), "{err}");
+    assert!(format!("{err:#}").contains("budget"), "{err:#}");
 
     // bytearray(s) of one memoized latin1 string, a thousand times over.
     let mut pickle = b"\x80\x02c_codecs\nencode\nq\x00X\x00\x10\x00\x00".to_vec();
@@ -344,10 +345,10 @@ fn recv_hints_at_recv_pickle_and_the_reverse() -> Result<()> {
     a.send(&7u32)?;
     let err = b.recv::<u32>().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Decode);
-    assert!(err.to_string().contains("use recv_pickle"), "{err}");
+    assert!(format!("{err:#}").contains("use recv_pickle"), "{err:#}");
     let err = b.recv_pickle::<u32>().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Decode);
-    assert!(err.to_string().contains("sent with send()"), "{err}");
+    assert!(format!("{err:#}").contains("sent with send()"), "{err:#}");
 
     // Both messages were consumed: the connection goes on.
     a.send_pickle(&[1u8, 2])?;

@@ -116,7 +116,8 @@ fn session(mut conn: Connection) -> Result<u64, Box<dyn Error>> {
             Ok(None) => return Ok(answered),
             Err(err) if err.kind() == ErrorKind::Eof => return Ok(answered),
             Err(err) if err.kind() == ErrorKind::Decode => Reply::Error {
-                error: err.to_string(),
+                // `{:#}` appends the cause: what did not decode, and why.
+                error: format!("{err:#}"),
             },
             Err(err) => return Err(err.into()),
         };
