@@ -27,6 +27,9 @@ use connection::{Connection, ErrorKind};
 use serde::{Deserialize, Serialize};
 
 use common::{small, Small};
+#[path = "stats.rs"]
+mod stats;
+use stats::median;
 
 /// Set in the re-executed child: it serves the cases instead of driving them.
 const PEER_ENV: &str = "CONNECTION_BENCH_PEER";
@@ -323,17 +326,6 @@ fn throughput_row<F: FnMut(&mut Bench, bool) -> (Duration, u64)>(
         ours: median(&ours),
         ratio: median_ratio(&ours, &raw),
         target: Target::AtLeast(0.9),
-    }
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let mid = sorted.len() / 2;
-    if sorted.len() % 2 == 1 {
-        sorted[mid]
-    } else {
-        (sorted[mid - 1] + sorted[mid]) / 2.0
     }
 }
 

@@ -206,11 +206,33 @@ impl Connection {
     /// # Ok::<(), connection::Error>(())
     /// ```
     pub fn send<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
+        self.send_encoded(|buf| codec::encode_into(value, buf))
+    }
+
+    /// Sends `value` as one message holding its pickle, which a Python
+    /// peer's `Connection.recv()` turns into plain Python values (see
+    /// [`pickle`](crate::pickle) for the type mapping).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (mut a, mut b) = connection::pipe()?;
+    /// a.send_pickle(&("add", 2, 3))?; // a Python peer's recv() gives ('add', 2, 3)
+    /// let (op, x, y): (String, i32, i32) = b.recv_pickle()?;
+    /// assert_eq!((op.as_str(), x + y), ("add", 5));
+    /// # Ok::<(), connection::Error>(())
+    /// ```
+    pub fn send_pickle<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
+        self.send_encoded(|buf| crate::pickle::encode_into(value, buf))
+    }
+
+    /// Encodes with `encode` after room for the header, then sends.
+    fn send_encoded(&mut self, encode: impl FnOnce(&mut Vec<u8>) -> Result<()>) -> Result<()> {
         self.check_writable()?;
         let mut buf = std::mem::take(&mut self.scratch);
         buf.clear();
         buf.resize(frame::HEADER_ROOM, 0);
-        let result = codec::encode_into(value, &mut buf).and_then(|()| {
+        let result = encode(&mut buf).and_then(|()| {
             frame::write_reserved(&self.socket, &mut buf).map_err(|err| {
                 let len = buf.len() - frame::HEADER_ROOM;
                 send_error(err, format!("send {len}-byte message"))
@@ -242,11 +264,46 @@ impl Connection {
     /// # Ok::<(), connection::Error>(())
     /// ```
     pub fn recv<T: DeserializeOwned>(&mut self) -> Result<T> {
+        self.recv_decoded(|payload| {
+            codec::decode(payload).map_err(|err| {
+                if crate::pickle::looks_like_pickle(payload) {
+                    err.context("this looks like a Python pickle: use recv_pickle")
+                } else {
+                    err
+                }
+            })
+        })
+    }
+
+    /// Receives one message holding a pickle, such as a Python peer's
+    /// `Connection.send(obj)` writes, and decodes it as a `T`.
+    ///
+    /// Only plain data is read (see [`pickle`](crate::pickle) for the type
+    /// mapping and the bounds): a pickle naming a class or a function is
+    /// an [`ErrorKind::Decode`] error saying which, and nothing is run. The
+    /// message is consumed either way and the next one is readable.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    ///
+    /// let (mut a, mut b) = connection::pipe()?;
+    /// // Python's conn.send({"x": 1}) with the default protocol:
+    /// a.send_bytes(b"\x80\x04\x95\n\x00\x00\x00\x00\x00\x00\x00}\x94\x8c\x01x\x94K\x01s.")?;
+    /// let value: HashMap<String, i64> = b.recv_pickle()?;
+    /// assert_eq!(value["x"], 1);
+    /// # Ok::<(), connection::Error>(())
+    /// ```
+    pub fn recv_pickle<T: DeserializeOwned>(&mut self) -> Result<T> {
+        self.recv_decoded(crate::pickle::decode)
+    }
+
+    /// Reads one whole message and decodes it with `decode`.
+    fn recv_decoded<T>(&mut self, decode: impl FnOnce(&[u8]) -> Result<T>) -> Result<T> {
         let len = self.next_message_len(self.max_message_size)?;
         let mut buf = std::mem::take(&mut self.scratch);
-        let result = self
-            .read_payload(len, &mut buf)
-            .and_then(|()| codec::decode(&buf));
+        let result = self.read_payload(len, &mut buf).and_then(|()| decode(&buf));
         self.keep_scratch(buf);
         result
     }

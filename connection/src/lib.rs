@@ -75,8 +75,33 @@
 //! what CPython's `multiprocessing.connection` writes, so byte messages
 //! interoperate with Python peers. A value sent with
 //! [`send`](Connection::send) is one message whose payload is the value's
-//! bincode (serde) encoding; Python cannot read those (it expects pickles),
-//! so talk to Python with bytes.
+//! bincode (serde) encoding, for Rust peers; Python cannot read those.
+//!
+//! # Talking to Python with objects
+//!
+//! CPython's `Connection.send(obj)` sends a pickle. Receive it with
+//! [`recv_pickle`](Connection::recv_pickle), and answer with
+//! [`send_pickle`](Connection::send_pickle), which Python's `recv()` turns
+//! into plain Python values. Only plain data crosses (`None`, `bool`,
+//! `int`, `float`, `str`, `bytes`, `bytearray`, `list`, `tuple`, `dict`,
+//! `set`, `frozenset`): a pickle naming a class or a function is refused,
+//! never run. The [`pickle`] module has the type mapping and the bounds on
+//! hostile input. A plain [`recv`](Connection::recv) given a pickle says
+//! so in its error.
+//!
+//! ```
+//! use std::collections::HashMap;
+//!
+//! let (mut rust, mut python) = connection::pipe()?;
+//! // What Python's `conn.send({"x": 1})` puts on the wire:
+//! python.send_bytes(b"\x80\x04\x95\n\x00\x00\x00\x00\x00\x00\x00}\x94\x8c\x01x\x94K\x01s.")?;
+//! let request: HashMap<String, i64> = rust.recv_pickle()?;
+//! rust.send_pickle(&HashMap::from([("x squared", request["x"] * request["x"])]))?;
+//! // Python's `conn.recv()` would now return {'x squared': 1}.
+//! # let reply: HashMap<String, i64> = python.recv_pickle()?;
+//! # assert_eq!(reply["x squared"], 1);
+//! # Ok::<(), connection::Error>(())
+//! ```
 //!
 //! # Errors and what they leave behind
 //!
@@ -187,14 +212,16 @@
 //!
 //! # Security
 //!
-//! [`recv`](Connection::recv) decodes whatever the peer sent. Decoding
-//! cannot run code (unlike Python's pickle), and it stays within the
-//! [bounds on decoding](#bounds-on-decoding) whatever the bytes claim: a
-//! forged length, a deep nesting or an endless count of empty elements is
-//! a [`Decode`](ErrorKind::Decode) error, not an abort, a stack overflow or
-//! a hang. But a hostile peer can still feed a program values it did not
-//! expect, and large ones within those bounds. Only receive values from a
-//! peer you trust: the other end of a [`pipe`], or a peer that passed
+//! [`recv`](Connection::recv) and [`recv_pickle`](Connection::recv_pickle)
+//! decode whatever the peer sent. Decoding cannot run code (unlike
+//! Python's pickle: pickles that name classes or functions are refused),
+//! and it stays within the [bounds on decoding](#bounds-on-decoding)
+//! whatever the bytes claim: a forged length, a deep nesting or an endless
+//! count of empty elements is a [`Decode`](ErrorKind::Decode) error, not an
+//! abort, a stack overflow or a hang. But a hostile peer can still feed a
+//! program values it did not expect, and large ones within those bounds.
+//! Only receive values from a peer you trust: the other end of a [`pipe`],
+//! or a peer that passed
 //! authentication.
 //!
 //! ## What authentication protects, and what it does not
@@ -239,6 +266,7 @@ mod frame;
 mod handshakes;
 pub mod inherit;
 mod listener;
+pub mod pickle;
 mod pipe;
 mod sys;
 #[cfg(feature = "tokio")]

@@ -1,0 +1,349 @@
+//! Serde's view of a parsed pickle: a [`Deserializer`] that walks the arena.
+//!
+//! The walk is the only recursion in decoding, and it is bounded twice: by
+//! depth ([`MAX_DEPTH`](super::MAX_DEPTH)), which also stops a container
+//! that contains itself, and by a budget of nodes and bytes visited, since
+//! a value the memo hands out many times is copied each time into the Rust
+//! value and a small pickle could otherwise expand exponentially.
+
+use std::cell::Cell;
+
+use serde::de::{
+    self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, VariantAccess, Visitor,
+};
+
+use super::error::{PickleError, PickleResult};
+use super::parse::{describe, Arena, Id, Node};
+use super::MAX_DEPTH;
+
+/// The arena being read and what is left of the copy budget.
+pub(super) struct Walk<'a> {
+    arena: &'a Arena,
+    budget: Cell<u64>,
+}
+
+impl<'a> Walk<'a> {
+    pub(super) fn new(arena: &'a Arena, budget: u64) -> Walk<'a> {
+        Walk {
+            arena,
+            budget: Cell::new(budget),
+        }
+    }
+
+    /// The deserializer for the whole value.
+    pub(super) fn root(&'a self) -> PickleResult<NodeDeserializer<'a>> {
+        self.charge(self.arena.root)?;
+        Ok(NodeDeserializer {
+            walk: self,
+            id: self.arena.root,
+            depth: 0,
+        })
+    }
+
+    fn charge(&self, id: Id) -> PickleResult<()> {
+        let cost = match self.arena.node(id) {
+            Node::Str(text) => 1 + text.len() as u64,
+            Node::Bytes(bytes) => 1 + bytes.len() as u64,
+            _ => 1,
+        };
+        let left = self.budget.get().checked_sub(cost).ok_or_else(|| {
+            PickleError(
+                "the value expands past the decoding budget: the pickle reuses memoized \
+                 values too often"
+                    .into(),
+            )
+        })?;
+        self.budget.set(left);
+        Ok(())
+    }
+}
+
+/// One node, ready for serde.
+#[derive(Clone, Copy)]
+pub(super) struct NodeDeserializer<'a> {
+    walk: &'a Walk<'a>,
+    id: Id,
+    depth: usize,
+}
+
+impl<'a> NodeDeserializer<'a> {
+    fn node(&self) -> &'a Node {
+        self.walk.arena.node(self.id)
+    }
+
+    /// The deserializer of an item inside this node.
+    fn enter(&self, id: Id) -> PickleResult<NodeDeserializer<'a>> {
+        if self.depth >= MAX_DEPTH {
+            return Err(PickleError(format!(
+                "the value is nested deeper than {MAX_DEPTH} levels (or contains itself)"
+            )));
+        }
+        self.walk.charge(id)?;
+        Ok(NodeDeserializer {
+            walk: self.walk,
+            id,
+            depth: self.depth + 1,
+        })
+    }
+
+    fn visit_items<'de, V: Visitor<'de>>(
+        self,
+        items: &'a [Id],
+        visitor: V,
+    ) -> PickleResult<V::Value> {
+        let mut seq = Items {
+            parent: self,
+            items: items.iter(),
+        };
+        let value = visitor.visit_seq(&mut seq)?;
+        let left = seq.items.len();
+        if left > 0 {
+            return Err(de::Error::invalid_length(
+                items.len(),
+                &format!("{} elements", items.len() - left).as_str(),
+            ));
+        }
+        Ok(value)
+    }
+}
+
+impl<'de> Deserializer<'de> for NodeDeserializer<'_> {
+    type Error = PickleError;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> PickleResult<V::Value> {
+        match self.node() {
+            Node::None => visitor.visit_unit(),
+            Node::Bool(b) => visitor.visit_bool(*b),
+            Node::Int(n) => {
+                if let Ok(n) = i64::try_from(*n) {
+                    visitor.visit_i64(n)
+                } else if let Ok(n) = u64::try_from(*n) {
+                    visitor.visit_u64(n)
+                } else {
+                    visitor.visit_i128(*n)
+                }
+            }
+            Node::U128(n) => visitor.visit_u128(*n),
+            Node::BigInt { bytes } => Err(PickleError(format!(
+                "an int of {bytes} bytes does not fit in any Rust integer (128 bits at most)"
+            ))),
+            Node::Float(x) => visitor.visit_f64(*x),
+            Node::Str(text) => visitor.visit_str(text),
+            Node::Bytes(bytes) => visitor.visit_bytes(bytes),
+            Node::List(items) | Node::Tuple(items) | Node::Set(items) => {
+                self.visit_items(items, visitor)
+            }
+            Node::Dict(pairs) => {
+                let mut map = Pairs {
+                    parent: self,
+                    pairs: pairs.iter(),
+                    value: None,
+                };
+                visitor.visit_map(&mut map)
+            }
+            Node::Builtin(builtin) => Err(PickleError(format!(
+                "{} without arguments is not a value",
+                builtin.python_name()
+            ))),
+        }
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> PickleResult<V::Value> {
+        match self.node() {
+            Node::None => visitor.visit_none(),
+            _ => visitor.visit_some(self),
+        }
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> PickleResult<V::Value> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    /// Python `bytes` is also a sequence of small ints, so `Vec<u8>` and
+    /// `[u8; N]` receive it.
+    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> PickleResult<V::Value> {
+        match self.node() {
+            Node::Bytes(bytes) => {
+                let mut seq =
+                    de::value::SeqDeserializer::<_, PickleError>::new(bytes.iter().copied());
+                let value = visitor.visit_seq(&mut seq)?;
+                seq.end()?;
+                Ok(value)
+            }
+            _ => self.deserialize_any(visitor),
+        }
+    }
+
+    fn deserialize_tuple<V: Visitor<'de>>(self, _len: usize, visitor: V) -> PickleResult<V::Value> {
+        self.deserialize_seq(visitor)
+    }
+
+    fn deserialize_tuple_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _len: usize,
+        visitor: V,
+    ) -> PickleResult<V::Value> {
+        self.deserialize_seq(visitor)
+    }
+
+    /// A unit variant is its name as a str; any other variant is a dict of
+    /// one entry, `{name: content}` (serde's externally tagged form).
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _variants: &'static [&'static str],
+        visitor: V,
+    ) -> PickleResult<V::Value> {
+        match self.node() {
+            Node::Str(_) => visitor.visit_enum(Variant {
+                name: self,
+                content: None,
+            }),
+            Node::Dict(pairs) if pairs.len() == 1 => {
+                let (name, content) = pairs[0];
+                visitor.visit_enum(Variant {
+                    name: self.enter(name)?,
+                    content: Some(self.enter(content)?),
+                })
+            }
+            other => Err(PickleError(format!(
+                "an enum is a str (unit variant) or a dict of one entry, not {}",
+                describe(other)
+            ))),
+        }
+    }
+
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> PickleResult<V::Value> {
+        // Nothing below an ignored value is visited, or charged.
+        visitor.visit_unit()
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf unit unit_struct map struct identifier
+    }
+}
+
+/// The items of a list, tuple or set.
+struct Items<'a> {
+    parent: NodeDeserializer<'a>,
+    items: std::slice::Iter<'a, Id>,
+}
+
+impl<'de> SeqAccess<'de> for Items<'_> {
+    type Error = PickleError;
+
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> PickleResult<Option<T::Value>> {
+        match self.items.next() {
+            Some(&id) => seed.deserialize(self.parent.enter(id)?).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.items.len())
+    }
+}
+
+/// The entries of a dict.
+struct Pairs<'a> {
+    parent: NodeDeserializer<'a>,
+    pairs: std::slice::Iter<'a, (Id, Id)>,
+    value: Option<Id>,
+}
+
+impl<'de> MapAccess<'de> for Pairs<'_> {
+    type Error = PickleError;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> PickleResult<Option<K::Value>> {
+        match self.pairs.next() {
+            Some(&(key, value)) => {
+                self.value = Some(value);
+                seed.deserialize(self.parent.enter(key)?).map(Some)
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> PickleResult<V::Value> {
+        let value = self
+            .value
+            .take()
+            .ok_or_else(|| PickleError("a dict value was asked for before its key".into()))?;
+        seed.deserialize(self.parent.enter(value)?)
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.pairs.len())
+    }
+}
+
+/// An enum: the variant's name and, unless it is a unit variant, its content.
+struct Variant<'a> {
+    name: NodeDeserializer<'a>,
+    content: Option<NodeDeserializer<'a>>,
+}
+
+impl<'de, 'a> EnumAccess<'de> for Variant<'a> {
+    type Error = PickleError;
+    type Variant = Content<'a>;
+
+    fn variant_seed<S: DeserializeSeed<'de>>(
+        self,
+        seed: S,
+    ) -> PickleResult<(S::Value, Self::Variant)> {
+        Ok((seed.deserialize(self.name)?, Content(self.content)))
+    }
+}
+
+/// What a variant carries: nothing for a bare name.
+struct Content<'a>(Option<NodeDeserializer<'a>>);
+
+impl<'de> VariantAccess<'de> for Content<'_> {
+    type Error = PickleError;
+
+    fn unit_variant(self) -> PickleResult<()> {
+        match self.0.map(|content| content.node()) {
+            None | Some(Node::None) => Ok(()),
+            Some(other) => Err(PickleError(format!(
+                "a unit variant carries no content, not {}",
+                describe(other)
+            ))),
+        }
+    }
+
+    fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> PickleResult<T::Value> {
+        seed.deserialize(self.required()?)
+    }
+
+    fn tuple_variant<V: Visitor<'de>>(self, _len: usize, visitor: V) -> PickleResult<V::Value> {
+        self.required()?.deserialize_seq(visitor)
+    }
+
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> PickleResult<V::Value> {
+        self.required()?.deserialize_any(visitor)
+    }
+}
+
+impl<'a> Content<'a> {
+    fn required(self) -> PickleResult<NodeDeserializer<'a>> {
+        self.0.ok_or_else(|| {
+            PickleError("a variant with content was sent as a bare str (a unit variant)".into())
+        })
+    }
+}
