@@ -109,7 +109,8 @@ pub mod builtin;
 
 pub use crate::error::{Error, ErrorKind, Result, WorkerInfo};
 pub use crate::parent::{
-    AsyncResult, Imap, ImapUnordered, Pool, PoolBuilder, DEFAULT_STARTUP_TIMEOUT,
+    as_completed, wait_any, AsCompleted, AsyncResult, Imap, ImapUnordered, Pool, PoolBuilder,
+    Progress, DEFAULT_STARTUP_TIMEOUT,
 };
 pub use crate::task::{registered_tasks, Task, TaskEntry, TaskFailure};
 pub use crate::worker::{connect_worker, init, AUTHKEY_ENV};

@@ -4,7 +4,7 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -131,6 +131,16 @@ impl<T> AsyncResult<T> {
             .with_task(self.task)
             .with_index(0);
         self.slot.cancel(Err(cancelled))
+    }
+}
+
+impl<T> AsyncResult<T> {
+    /// Has `waker` woken when the result arrives, unless it is there
+    /// already (then returns `true` and leaves the waker unused). Unlike
+    /// polling the handle as a future, this does not make dropping it
+    /// unfinished cancel its input.
+    pub(crate) fn notify_when_ready(&self, waker: &Waker) -> bool {
+        self.slot.poll_outcome(waker).outcome.is_some()
     }
 }
 
