@@ -336,3 +336,98 @@ pub fn wait_any<T>(handles: &[AsyncResult<T>], timeout: Option<Duration>) -> Opt
     }
     queue.pop_until(deadline)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parent::sink::{Payload, Slot};
+
+    fn handles(n: usize) -> (Vec<Arc<Slot>>, Vec<AsyncResult<u32>>) {
+        let slots: Vec<_> = (0..n).map(|_| Slot::new()).collect();
+        let handles = slots
+            .iter()
+            .map(|slot| AsyncResult::new(Arc::clone(slot), "demo::task"))
+            .collect();
+        (slots, handles)
+    }
+
+    fn complete(slot: &Slot, value: u32) {
+        let message = Arc::new(connection::encode(&value).unwrap());
+        let len = message.len();
+        slot.complete(Ok(Payload::new(message, 0..len)));
+    }
+
+    #[test]
+    fn yields_ready_handles_first_then_in_arrival_order_from_another_thread() {
+        let (slots, handles) = handles(4);
+        complete(&slots[3], 30);
+        let mut completed = as_completed(handles);
+        let first = completed.next_timeout(Duration::ZERO).unwrap().unwrap();
+        assert_eq!((first.0, first.1.get(None).unwrap()), (3, 30));
+        let err = completed
+            .next_timeout(Duration::from_millis(1))
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::WaitTimedOut);
+        let completer = std::thread::spawn(move || {
+            for (position, value) in [(1, 10), (0, 0), (2, 20)] {
+                complete(&slots[position], value);
+            }
+        });
+        let rest: Vec<(usize, u32)> = completed
+            .by_ref()
+            .map(|(position, handle)| (position, handle.get(None).unwrap()))
+            .collect();
+        completer.join().unwrap();
+        assert_eq!(rest, [(1, 10), (0, 0), (2, 20)]);
+        assert_eq!(
+            completed.next_timeout(Duration::ZERO).unwrap().map(|n| n.0),
+            None
+        );
+    }
+
+    #[test]
+    fn a_cancelled_handle_is_yielded_at_its_cancellation() {
+        let (slots, handles) = handles(2);
+        let mut completed = as_completed(handles);
+        slots[1].cancel(Err(Error::new(ErrorKind::Cancelled, "gave up")));
+        let (position, handle) = completed.next().unwrap();
+        assert_eq!(position, 1);
+        assert_eq!(handle.get(None).unwrap_err().kind(), ErrorKind::Cancelled);
+        assert_eq!(completed.remaining(), 1);
+    }
+
+    #[test]
+    fn wait_any_times_out_then_finds_the_completed_handle() {
+        let (slots, handles) = handles(3);
+        assert_eq!(wait_any(&handles, Some(Duration::from_millis(1))), None);
+        complete(&slots[2], 2);
+        assert_eq!(wait_any(&handles, Some(Duration::ZERO)), Some(2));
+        let completer = {
+            let slot = Arc::clone(&slots[1]);
+            std::thread::spawn(move || complete(&slot, 1))
+        };
+        assert_eq!(wait_any(&handles[..2], None), Some(1));
+        completer.join().unwrap();
+    }
+
+    #[test]
+    fn the_stream_wakes_its_task_when_a_result_arrives() {
+        let (slots, handles) = handles(2);
+        let mut completed = as_completed(handles);
+        let completer = std::thread::spawn(move || {
+            complete(&slots[1], 1);
+            complete(&slots[0], 0);
+        });
+        let order = futures_executor::block_on(async {
+            let mut order = Vec::new();
+            while let Some((position, _)) =
+                std::future::poll_fn(|cx| Pin::new(&mut completed).poll_next(cx)).await
+            {
+                order.push(position);
+            }
+            order
+        });
+        completer.join().unwrap();
+        assert_eq!(order, [1, 0]);
+    }
+}

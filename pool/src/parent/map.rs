@@ -130,3 +130,84 @@ impl<T: Task> Collected<T> {
         first_failure
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::parent::sink::Payload;
+
+    crate::task! { fn echo(x: u32) -> u32 { x } }
+
+    fn ok(index: usize, value: u32) -> Delivery {
+        let message = Arc::new(connection::encode(&value).unwrap());
+        let len = message.len();
+        Delivery {
+            index,
+            outcome: Ok(Payload::new(message, 0..len)),
+        }
+    }
+
+    fn failed(index: usize, kind: ErrorKind) -> Delivery {
+        Delivery {
+            index,
+            outcome: Err(Error::new(kind, "failed").with_index(index)),
+        }
+    }
+
+    fn collected(n: usize) -> Collected<echo> {
+        let mut collected = Collected::default();
+        collected.results.resize_with(n, || None);
+        collected
+    }
+
+    #[test]
+    fn each_input_counts_once_and_failures_are_kept_at_their_index() {
+        let mut collected = collected(3);
+        let mut progress = Progress::new(3);
+        let first = collected.absorb(
+            vec![ok(2, 20), failed(0, ErrorKind::TaskFailed), ok(2, 99)],
+            &mut progress,
+        );
+        assert_eq!(first.map(|err| err.kind()), Some(ErrorKind::TaskFailed));
+        assert_eq!((progress.done, progress.failed), (2, 1));
+        // A result for an index already filed, or out of range, counts nothing.
+        assert!(collected
+            .absorb(vec![ok(0, 1), ok(7, 7)], &mut progress)
+            .is_none());
+        assert_eq!((progress.done, progress.failed), (2, 1));
+        collected.absorb(vec![ok(1, 10)], &mut progress);
+        assert!(progress.is_finished());
+        let results: Vec<_> = collected.results.into_iter().flatten().collect();
+        assert_eq!(results[0].as_ref().unwrap_err().index(), Some(0));
+        assert_eq!(results[1].as_ref().ok(), Some(&10));
+        assert_eq!(results[2].as_ref().ok(), Some(&20));
+    }
+
+    #[test]
+    fn a_call_ending_error_wins_over_an_input_failure_in_the_same_batch() {
+        let mut collected = collected(2);
+        let mut progress = Progress::new(2);
+        let first = collected.absorb(
+            vec![
+                failed(0, ErrorKind::Panicked),
+                failed(1, ErrorKind::Interrupted),
+            ],
+            &mut progress,
+        );
+        assert_eq!(first.map(|err| err.kind()), Some(ErrorKind::Interrupted));
+    }
+
+    #[test]
+    fn reports_only_moves() {
+        let mut seen = Vec::new();
+        let mut last = None;
+        let mut progress = Progress::new(2);
+        report(progress, &mut last, &mut |p| seen.push(p.done));
+        report(progress, &mut last, &mut |p| seen.push(p.done));
+        progress.count(false);
+        report(progress, &mut last, &mut |p| seen.push(p.done));
+        assert_eq!(seen, [0, 1]);
+    }
+}
