@@ -63,6 +63,14 @@ pool::task! {
     }
 }
 
+pool::task! {
+    /// Sleeps for `ms` milliseconds.
+    fn nap(ms: u64) -> u64 {
+        std::thread::sleep(Duration::from_millis(ms));
+        ms
+    }
+}
+
 fn one_worker() -> Result<Pool> {
     Pool::builder()
         .processes(1)
@@ -249,6 +257,24 @@ fn map_results() -> Result<()> {
     Ok(())
 }
 
+/// A long `map_results` that the test interrupts with Ctrl-C: the call as a
+/// whole fails, rather than each input.
+fn ctrl_c() -> Result<()> {
+    let pool = Pool::builder().processes(2).build()?;
+    let pids: Vec<String> = pool.worker_pids().iter().map(u32::to_string).collect();
+    println!("pids: {}", pids.join(" "));
+    let mut last = None;
+    let results =
+        pool.map_results_with_progress(nap, std::iter::repeat(200).take(100), |p| last = Some(p));
+    println!(
+        "outcome: {:?}",
+        results.map(|r| r.len()).map_err(|e| e.kind())
+    );
+    let last = last.expect("a report");
+    println!("unfinished: {}", last.done < last.total);
+    Ok(())
+}
+
 fn main() -> Result<()> {
     pool::init();
     match std::env::args().nth(1).unwrap_or_default().as_str() {
@@ -257,6 +283,7 @@ fn main() -> Result<()> {
         "wait_any" => wait_any(),
         "progress" => progress(),
         "map_results" => map_results(),
+        "ctrl_c" => ctrl_c(),
         other => {
             println!("unknown scenario {other:?}");
             Ok(())
