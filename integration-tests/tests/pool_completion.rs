@@ -10,31 +10,12 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use integration_tests::{output_with_deadline, wait_with_deadline, Watchdog};
+use integration_tests::{line, scenario_output, wait_with_deadline, Watchdog};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
 fn scenario(name: &str) -> String {
-    let out = output_with_deadline(
-        Command::new(env!("CARGO_BIN_EXE_pool_completion")).arg(name),
-        LIMIT,
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "{name}: {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        out.status
-    );
-    stdout
-}
-
-fn line_of<'a>(stdout: &'a str, label: &str) -> &'a str {
-    let prefix = format!("{label}: ");
-    stdout
-        .lines()
-        .find_map(|line| line.strip_prefix(&prefix))
-        .unwrap_or_else(|| panic!("no {label:?} line in:\n{stdout}"))
+    scenario_output(env!("CARGO_BIN_EXE_pool_completion"), name, LIMIT)
 }
 
 /// `done/failed/total` words back as numbers.
@@ -70,28 +51,28 @@ fn as_completed_yields_ready_handles_first_then_in_completion_order() {
     // Given [last, fails, cancelled, blocked, done]: the cancelled and the
     // done one are ready at once (in the given order), then the blocked
     // one, the failing one and the last, as the one worker ran them.
-    assert_eq!(line_of(&out, "order"), "2 4 3 1 0");
+    assert_eq!(line(&out, "order"), "2 4 3 1 0");
     assert_eq!(
-        line_of(&out, "outcomes"),
+        line(&out, "outcomes"),
         "Cancelled ok:4 ok:1 TaskFailed ok:7"
     );
-    assert_eq!(line_of(&out, "remaining"), "3");
-    assert_eq!(line_of(&out, "empty"), "Ok(true)");
+    assert_eq!(line(&out, "remaining"), "3");
+    assert_eq!(line(&out, "empty"), "Ok(true)");
 }
 
 #[test]
 fn as_completed_as_a_stream_keeps_the_same_order() {
     let out = scenario("as_completed_stream");
-    assert_eq!(line_of(&out, "order"), "2 4 3 1 0");
+    assert_eq!(line(&out, "order"), "2 4 3 1 0");
 }
 
 #[test]
 fn wait_any_returns_a_ready_handle_and_times_out_when_none_is() {
     let out = scenario("wait_any");
-    assert_eq!(line_of(&out, "one done"), "Some(2)");
-    assert_eq!(line_of(&out, "none done"), "None");
-    assert_eq!(line_of(&out, "released"), "Some(0)");
-    assert_eq!(line_of(&out, "outcomes"), "ok:1 ok:2");
+    assert_eq!(line(&out, "one done"), "Some(2)");
+    assert_eq!(line(&out, "none done"), "None");
+    assert_eq!(line(&out, "released"), "Some(0)");
+    assert_eq!(line(&out, "outcomes"), "ok:1 ok:2");
 }
 
 #[test]
@@ -99,24 +80,24 @@ fn progress_counts_every_input_once_with_failures_and_chunks() {
     let out = scenario("progress");
     // 100 inputs in chunks of 13: multiples of 7 fail (15 of them) and 50
     // panics; every input is counted, the failures among them.
-    assert_eq!(line_of(&out, "results"), "100");
-    let failing = reports(line_of(&out, "failing"));
+    assert_eq!(line(&out, "results"), "100");
+    let failing = reports(line(&out, "failing"));
     assert_well_formed(&failing, 100);
     assert_eq!(failing.last(), Some(&(100, 16, 100)), "{failing:?}");
 
-    let succeeding = reports(line_of(&out, "succeeding"));
-    let total: usize = line_of(&out, "doubled").parse().unwrap();
+    let succeeding = reports(line(&out, "succeeding"));
+    let total: usize = line(&out, "doubled").parse().unwrap();
     assert_eq!(total, (0..3000).filter(|x| x % 7 != 0 && *x != 50).count());
     assert_well_formed(&succeeding, total);
     assert_eq!(succeeding.last(), Some(&(total, 0, total)));
 
     // A map that stops at its first failure reports the batch that
     // brought it (all of the results, if they came in one batch).
-    let stopping = reports(line_of(&out, "stopping"));
+    let stopping = reports(line(&out, "stopping"));
     assert_well_formed(&stopping, 99);
     let &(_, failed, _) = stopping.last().unwrap();
     assert!(failed >= 1, "{stopping:?}");
-    let stopped_at = line_of(&out, "stopped at");
+    let stopped_at = line(&out, "stopped at");
     assert!(
         stopped_at.starts_with("TaskFailed Some(") || stopped_at.starts_with("Panicked Some("),
         "{stopped_at}"
@@ -133,7 +114,7 @@ fn progress_counts_every_input_once_with_failures_and_chunks() {
 #[test]
 fn map_results_keeps_every_error_at_its_index_and_every_output() {
     let out = scenario("map_results");
-    let results: Vec<&str> = line_of(&out, "results").split(' ').collect();
+    let results: Vec<&str> = line(&out, "results").split(' ').collect();
     assert_eq!(results.len(), 40, "{out}");
     for (i, result) in results.iter().enumerate() {
         let expected = match i {
@@ -143,7 +124,7 @@ fn map_results_keeps_every_error_at_its_index_and_every_output() {
         };
         assert_eq!(*result, expected, "{out}");
     }
-    assert_eq!(line_of(&out, "closed"), "Err(Closed)");
+    assert_eq!(line(&out, "closed"), "Err(Closed)");
 }
 
 #[test]
@@ -158,11 +139,11 @@ fn ctrl_c_fails_map_results_as_a_whole() {
         .expect("spawn pool_completion");
     let _watchdog = Watchdog::start("ctrl_c", LIMIT);
     let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    while !line.starts_with("pids: ") {
-        line.clear();
+    let mut pids = String::new();
+    while !pids.starts_with("pids: ") {
+        pids.clear();
         assert!(
-            stdout.read_line(&mut line).expect("read") > 0,
+            stdout.read_line(&mut pids).expect("read") > 0,
             "no pids line"
         );
     }
@@ -175,6 +156,6 @@ fn ctrl_c_fails_map_results_as_a_whole() {
     stdout.read_to_string(&mut out).expect("read the rest");
     let status = wait_with_deadline(&mut child, LIMIT);
     assert!(status.success(), "{status}\n{out}");
-    assert_eq!(line_of(&out, "outcome"), "Err(Interrupted)");
-    assert_eq!(line_of(&out, "unfinished"), "true");
+    assert_eq!(line(&out, "outcome"), "Err(Interrupted)");
+    assert_eq!(line(&out, "unfinished"), "true");
 }

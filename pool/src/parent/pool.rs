@@ -187,9 +187,10 @@ impl Pool {
         task: T,
         inputs: impl IntoIterator<Item = T::Input>,
     ) -> Result<Vec<T::Output>> {
-        let inputs: Vec<T::Input> = inputs.into_iter().collect();
-        let chunksize = auto_chunksize(inputs.len(), self.processes());
-        self.map_chunked(task, inputs, chunksize)
+        let _ = task;
+        self.run_map::<T>(inputs, None, OnFailure::Stop, &mut |_| {})?
+            .into_iter()
+            .collect()
     }
 
     /// [`map`](Pool::map) with `chunksize` inputs per chunk (at least 1).
@@ -213,15 +214,9 @@ impl Pool {
         chunksize: usize,
     ) -> Result<Vec<T::Output>> {
         let _ = task;
-        map::run::<T>(
-            &self.commands,
-            inputs,
-            chunksize,
-            OnFailure::Stop,
-            &mut |_| {},
-        )?
-        .into_iter()
-        .collect()
+        self.run_map::<T>(inputs, Some(chunksize), OnFailure::Stop, &mut |_| {})?
+            .into_iter()
+            .collect()
     }
 
     /// [`map`](Pool::map) that reports its [`Progress`] to `on_progress`:
@@ -254,17 +249,9 @@ impl Pool {
         mut on_progress: impl FnMut(Progress),
     ) -> Result<Vec<T::Output>> {
         let _ = task;
-        let inputs: Vec<T::Input> = inputs.into_iter().collect();
-        let chunksize = auto_chunksize(inputs.len(), self.processes());
-        map::run::<T>(
-            &self.commands,
-            inputs,
-            chunksize,
-            OnFailure::Stop,
-            &mut on_progress,
-        )?
-        .into_iter()
-        .collect()
+        self.run_map::<T>(inputs, None, OnFailure::Stop, &mut on_progress)?
+            .into_iter()
+            .collect()
     }
 
     /// Runs `task` on every input and returns every input's result in
@@ -323,15 +310,21 @@ impl Pool {
         mut on_progress: impl FnMut(Progress),
     ) -> Result<Vec<Result<T::Output>>> {
         let _ = task;
+        self.run_map::<T>(inputs, None, OnFailure::Keep, &mut on_progress)
+    }
+
+    /// The eager maps: `chunksize` inputs per chunk, or Python's choice
+    /// (see [`map`](Pool::map)) for `None`.
+    fn run_map<T: Task>(
+        &self,
+        inputs: impl IntoIterator<Item = T::Input>,
+        chunksize: Option<usize>,
+        on_failure: OnFailure,
+        on_progress: &mut dyn FnMut(Progress),
+    ) -> Result<Vec<Result<T::Output>>> {
         let inputs: Vec<T::Input> = inputs.into_iter().collect();
-        let chunksize = auto_chunksize(inputs.len(), self.processes());
-        map::run::<T>(
-            &self.commands,
-            inputs,
-            chunksize,
-            OnFailure::Keep,
-            &mut on_progress,
-        )
+        let chunksize = chunksize.unwrap_or_else(|| auto_chunksize(inputs.len(), self.processes()));
+        map::run::<T>(&self.commands, inputs, chunksize, on_failure, on_progress)
     }
 
     /// Runs `task` on each input lazily, yielding each result in input
