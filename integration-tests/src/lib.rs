@@ -133,7 +133,7 @@ pub fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool 
 /// Runs `program` with `scenario` as its one argument, for at most `limit`,
 /// and returns its stdout; fails the test, showing both streams, unless it
 /// succeeds. For the scenario programs in `src/bin/` that print what
-/// happened as `label: value` lines (read them with [`line`]).
+/// happened as `label: value` lines (read them with [`line()`]).
 pub fn scenario_output(program: &str, scenario: &str, limit: Duration) -> String {
     let out = output_with_deadline(Command::new(program).arg(scenario), limit);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
