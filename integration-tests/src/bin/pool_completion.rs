@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use pool::{AsyncResult, Pool, Progress, Result};
 
-/// What one [`step`] does.
+/// What one [`run_step`] does.
 #[derive(serde::Serialize, serde::Deserialize)]
 enum Step {
     /// Returns the number.
