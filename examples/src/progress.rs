@@ -1,4 +1,5 @@
-//! Progress bars for long runs, fed by results as they arrive, and
+//! Progress bars for long runs, fed by results as they arrive (by the
+//! pool's own `Progress` for a `map`: `Progress::update_bar`), and
 //! spinners for the stretches that have no results to count.
 
 use std::io::IsTerminal;
@@ -11,8 +12,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 ///
 /// It is hidden, and costs next to nothing, with `quiet` or when stderr is
 /// not a terminal: a bar redrawn into a log file or a pipe is only noise.
-/// Call [`ProgressBar::inc`] as each result comes in and
-/// [`ProgressBar::finish_and_clear`] at the end.
+/// Pass it to `pool::Progress::update_bar` from a
+/// `map_with_progress` callback, or call [`ProgressBar::inc`] as each
+/// result comes in; call [`ProgressBar::finish_and_clear`] at the end.
 pub fn bar(len: u64, what: &str, quiet: bool) -> ProgressBar {
     if quiet || !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
@@ -31,7 +33,7 @@ pub fn bar(len: u64, what: &str, quiet: bool) -> ProgressBar {
 
 /// A spinner saying what is going on, with the time elapsed, drawn on
 /// stderr and turning by itself: for work that yields no results to count,
-/// such as a single `map` call or the serial comparison run.
+/// such as the serial comparison runs.
 ///
 /// Hidden with `quiet` or when stderr is not a terminal, like [`bar`].
 /// Call [`ProgressBar::finish_and_clear`] when the work is done.

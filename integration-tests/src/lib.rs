@@ -282,3 +282,29 @@ pub fn patient_tcp_listener(key: &[u8]) -> (connection::Listener, std::net::Sock
     };
     (listener, addr)
 }
+
+/// Runs `program` with `scenario` as its one argument, for at most `limit`,
+/// and returns its stdout; fails the test, showing both streams, unless it
+/// succeeds. For the scenario programs in `src/bin/` that print what
+/// happened as `label: value` lines (read them with [`line()`]).
+pub fn scenario_output(program: &str, scenario: &str, limit: Duration) -> String {
+    let out = output_with_deadline(Command::new(program).arg(scenario), limit);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{scenario}: {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+    stdout
+}
+
+/// The value of the first `label: value` line of `stdout`; panics, showing
+/// `stdout`, if there is none.
+pub fn line<'a>(stdout: &'a str, label: &str) -> &'a str {
+    let prefix = format!("{label}: ");
+    stdout
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {label:?} line in:\n{stdout}"))
+}

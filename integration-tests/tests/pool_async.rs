@@ -2,34 +2,14 @@
 //! current-thread runtime and a plain `block_on`, woken when workers die,
 //! and cancelling their inputs when dropped unfinished.
 
-use std::process::Command;
 use std::time::Duration;
 
-use integration_tests::output_with_deadline;
+use integration_tests::{line, scenario_output};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
 fn scenario(name: &str) -> String {
-    let out = output_with_deadline(
-        Command::new(env!("CARGO_BIN_EXE_pool_async")).arg(name),
-        LIMIT,
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "{name}: {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        out.status
-    );
-    stdout
-}
-
-fn line<'a>(stdout: &'a str, label: &str) -> &'a str {
-    let prefix = format!("{label}: ");
-    stdout
-        .lines()
-        .find_map(|line| line.strip_prefix(&prefix))
-        .unwrap_or_else(|| panic!("no {label:?} line in:\n{stdout}"))
+    scenario_output(env!("CARGO_BIN_EXE_pool_async"), name, LIMIT)
 }
 
 #[test]

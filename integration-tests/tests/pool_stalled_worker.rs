@@ -5,26 +5,14 @@
 //! a deadline past which it is killed and the test fails, so that a stall
 //! fails the test instead of hanging it.
 
-use std::process::Command;
 use std::time::Duration;
 
-use integration_tests::output_with_deadline;
+use integration_tests::scenario_output;
 
 const LIMIT: Duration = Duration::from_secs(60);
 
 fn scenario(mode: &str) -> String {
-    let output = output_with_deadline(
-        Command::new(env!("CARGO_BIN_EXE_pool_stalled_worker")).arg(mode),
-        LIMIT,
-    );
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "{mode}: {}\n{stdout}\n{stderr}",
-        output.status
-    );
-    stdout
+    scenario_output(env!("CARGO_BIN_EXE_pool_stalled_worker"), mode, LIMIT)
 }
 
 #[test]

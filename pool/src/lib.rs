@@ -46,6 +46,17 @@
 //! microseconds each rather than a system call each. Inputs can also be
 //! grouped into chunks explicitly ([`Pool::map_chunked`], [`Imap::chunksize`]).
 //!
+//! # Completion order and progress
+//!
+//! [`as_completed`] hands back [`AsyncResult`]s as their results arrive
+//! (also as a `Stream`), and [`wait_any`] waits for the first of several;
+//! neither needs a thread or a polling loop.
+//! [`Pool::map_with_progress`] and [`Pool::map_results_with_progress`]
+//! report a [`Progress`] (inputs done, failed, in all) to a callback as
+//! results arrive; [`Pool::map_results`] keeps every input's result, each
+//! failure at its index. The `indicatif` feature adds
+//! [`Progress::update_bar`](Progress) for a terminal progress bar.
+//!
 //! # Faults
 //!
 //! - A task that returns `Err` or panics: that input gets
@@ -109,7 +120,8 @@ pub mod builtin;
 
 pub use crate::error::{Error, ErrorKind, Result, WorkerInfo};
 pub use crate::parent::{
-    AsyncResult, Imap, ImapUnordered, Pool, PoolBuilder, DEFAULT_STARTUP_TIMEOUT,
+    as_completed, wait_any, AsCompleted, AsyncResult, Imap, ImapUnordered, Pool, PoolBuilder,
+    Progress, DEFAULT_STARTUP_TIMEOUT,
 };
 pub use crate::task::{registered_tasks, Task, TaskEntry, TaskFailure};
 pub use crate::worker::{connect_worker, init, AUTHKEY_ENV};

@@ -3,7 +3,9 @@
 //!
 //! Each batch of darts is one `pool.apply_async(throw_darts, batch)` call,
 //! which returns at once with a handle; the workers take the batches as
-//! they come, and `handle.get(None)` collects each count. Every batch
+//! they come, and `pool::as_completed` hands back each handle as its count
+//! arrives (so the progress bar moves with the work, not with the order of
+//! submission), where `handle.get(None)` reads it. Every batch
 //! carries its own seed, derived from `--seed` and the batch's number, so a
 //! given seed gives the same estimate with any number of workers.
 //!
@@ -62,7 +64,7 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
             .map(|&batch| pool.apply_async(throw_darts, batch))
             .collect();
         let mut inside = 0;
-        for handle in handles {
+        for (_batch, handle) in pool::as_completed(handles) {
             inside += handle.get(None)?;
             bar.inc(1);
         }

@@ -1,8 +1,9 @@
 //! Counts the primes below N on every core: the pool's `map`.
 //!
-//! The numbers below N are cut into ranges; `pool.map(count_primes, ranges)`
-//! counts each range in some worker process and hands the counts back in
-//! order; their sum is the answer. Then the same ranges are counted here,
+//! The numbers below N are cut into ranges;
+//! `pool.map_with_progress(count_primes, ranges, ..)` counts each range in
+//! some worker process and hands the counts back in order, moving a
+//! progress bar as they arrive; their sum is the answer. Then the same ranges are counted here,
 //! serially, to show what the pool saved.
 //!
 //! ```text
@@ -47,13 +48,17 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
     let workers = args.common.workers();
     let builder = args.common.pool_builder()?;
 
-    // `map` returns when every range is counted: a spinner shows it is busy.
-    let spinner = progress::spinner("counting on the pool", args.common.quiet);
+    // `map` returns when every range is counted; meanwhile its progress,
+    // reported as the counts arrive, moves the bar.
+    let bar = progress::bar(ranges.len() as u64, "ranges", args.common.quiet);
     let (count, parallel) = timed(|| -> Result<u64, pool::Error> {
         let pool = start_pool(builder)?;
-        Ok(pool.map(count_primes, ranges.clone())?.into_iter().sum())
+        let counts = pool.map_with_progress(count_primes, ranges.clone(), |progress| {
+            progress.update_bar(&bar)
+        })?;
+        Ok(counts.into_iter().sum())
     });
-    spinner.finish_and_clear();
+    bar.finish_and_clear();
     let count = count?;
     println!("{count} primes below {}", args.n);
 

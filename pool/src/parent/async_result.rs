@@ -4,7 +4,7 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -147,6 +147,16 @@ impl<T> AsyncResult<T> {
     pub fn cancel_and_stop(&self) -> bool {
         self.slot.stop_if_running();
         self.cancel()
+    }
+}
+
+impl<T> AsyncResult<T> {
+    /// Has `waker` woken when the result arrives, unless it is there
+    /// already (then returns `true` and leaves the waker unused). Unlike
+    /// polling the handle as a future, this does not make dropping it
+    /// unfinished cancel its input.
+    pub(crate) fn notify_when_ready(&self, waker: &Waker) -> bool {
+        self.slot.poll_outcome(waker).outcome.is_some()
     }
 }
 

@@ -11,6 +11,7 @@ use futures_core::Stream;
 
 use super::command::Commands;
 use super::job::{decode_output, encode_input, Item, Job};
+use super::map::ends_the_call;
 use super::sink::{CancelOnDrop, Channel, Delivery};
 use crate::error::{Error, ErrorKind, Result};
 use crate::task::Task;
@@ -60,6 +61,7 @@ pub(crate) enum Order {
 ///     Ok(())
 /// }
 /// ```
+#[must_use = "an imap does nothing unless it is iterated (dropping it drops its inputs)"]
 pub struct Imap<'p, T: Task, I: Iterator<Item = T::Input>> {
     commands: &'p Commands,
     inputs: I,
@@ -185,7 +187,6 @@ impl<'p, T: Task, I: Iterator<Item = T::Input>> Imap<'p, T, I> {
         self.reorder.pop_front().flatten()
     }
 
-    /// The next result with its index, or `None` at the end.
     /// The next result with its index, or `None` at the end, waiting for
     /// it as long as it takes.
     pub(crate) fn next_delivery(&mut self) -> Option<Indexed<T::Output>> {
@@ -262,10 +263,7 @@ impl<'p, T: Task, I: Iterator<Item = T::Input>> Imap<'p, T, I> {
         for delivery in batch {
             if let Err(err) = &delivery.outcome {
                 // These end the whole call, whatever the order.
-                if matches!(
-                    err.kind(),
-                    ErrorKind::Interrupted | ErrorKind::Closed | ErrorKind::Startup
-                ) {
+                if ends_the_call(err) {
                     self.finished = true;
                     return Some(err.clone());
                 }
@@ -354,6 +352,7 @@ impl<T: Task, I: Iterator<Item = T::Input> + Unpin> Stream for Imap<'_, T, I> {
 ///     Ok(())
 /// }
 /// ```
+#[must_use = "an imap does nothing unless it is iterated (dropping it drops its inputs)"]
 pub struct ImapUnordered<'p, T: Task, I: Iterator<Item = T::Input>> {
     inner: Imap<'p, T, I>,
 }

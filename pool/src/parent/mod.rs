@@ -12,13 +12,16 @@
 mod async_result;
 mod builder;
 mod command;
+mod completion;
 mod config;
 mod dispatcher;
 mod imap;
 mod interrupt;
 mod job;
+mod map;
 mod outbox;
 mod pool;
+mod progress;
 mod remote_listener;
 mod sink;
 mod spawn;
@@ -28,6 +31,8 @@ mod worker_slot;
 
 pub use async_result::AsyncResult;
 pub use builder::PoolBuilder;
+pub use completion::{as_completed, wait_any, AsCompleted};
 pub use config::DEFAULT_STARTUP_TIMEOUT;
 pub use imap::{Imap, ImapUnordered};
 pub use pool::Pool;
+pub use progress::Progress;

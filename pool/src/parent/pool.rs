@@ -11,9 +11,11 @@ use super::config::Config;
 use super::dispatcher::Dispatcher;
 use super::imap::{Imap, ImapUnordered, Order};
 use super::interrupt;
-use super::job::{auto_chunksize, decode_output, encode_input, Item, Job};
+use super::job::{auto_chunksize, encode_input, Item, Job};
+use super::map::{self, OnFailure};
+use super::progress::Progress;
 use super::remote_listener::{self, RemoteListener};
-use super::sink::{CancelNotice, Channel, Sink, Slot};
+use super::sink::{CancelNotice, Sink, Slot};
 use crate::error::{Error, ErrorKind, Result};
 use crate::task::Task;
 use crate::worker;
@@ -175,7 +177,9 @@ impl Pool {
     ///
     /// The first failure to arrive is returned, with its input's index
     /// ([`Error::index`]), and the inputs not yet started are dropped; use
-    /// [`imap`](Pool::imap) to get every input's result, failures included.
+    /// [`map_results`](Pool::map_results) (or [`imap`](Pool::imap)) to get
+    /// every input's result, failures included, and
+    /// [`map_with_progress`](Pool::map_with_progress) to follow the call.
     ///
     /// Several arguments are a tuple (Python's `starmap`):
     ///
@@ -194,9 +198,10 @@ impl Pool {
         task: T,
         inputs: impl IntoIterator<Item = T::Input>,
     ) -> Result<Vec<T::Output>> {
-        let inputs: Vec<T::Input> = inputs.into_iter().collect();
-        let chunksize = auto_chunksize(inputs.len(), self.processes());
-        self.map_chunked(task, inputs, chunksize)
+        let _ = task;
+        self.run_map::<T>(inputs, None, OnFailure::Stop, &mut |_| {})?
+            .into_iter()
+            .collect()
     }
 
     /// [`map`](Pool::map) with `chunksize` inputs per chunk (at least 1).
@@ -220,49 +225,117 @@ impl Pool {
         chunksize: usize,
     ) -> Result<Vec<T::Output>> {
         let _ = task;
-        self.commands.check_open()?;
-        let chunksize = chunksize.max(1);
-        let (sender, receiver) = unbounded();
-        let (stream, _cancel_on_return) =
-            Channel::new(sender, self.commands.cancel_notice().clone());
-        let mut jobs = Vec::new();
-        let mut items = Vec::with_capacity(chunksize);
-        let mut count = 0;
-        for (index, input) in inputs.into_iter().enumerate() {
-            items.push(Item::new(
-                index,
-                encode_input::<T>(&input, index, self.commands.max_message_size())?,
-            ));
-            count += 1;
-            if items.len() == chunksize {
-                jobs.push(Job::streamed::<T>(std::mem::take(&mut items), &stream));
-            }
-        }
-        if !items.is_empty() {
-            jobs.push(Job::streamed::<T>(items, &stream));
-        }
-        drop(stream);
-        self.commands.submit(jobs);
-        let mut outputs: Vec<Option<T::Output>> =
-            std::iter::repeat_with(|| None).take(count).collect();
-        let mut missing = count;
-        while missing > 0 {
-            let batch = receiver.recv().map_err(|_| {
-                Error::new(
-                    ErrorKind::Closed,
-                    "the pool stopped before the map finished",
-                )
-            })?;
-            for delivery in batch {
-                let index = delivery.index;
-                let output = decode_output::<T>(delivery)?;
-                if let Some(slot @ None) = outputs.get_mut(index) {
-                    *slot = Some(output);
-                    missing -= 1;
-                }
-            }
-        }
-        Ok(outputs.into_iter().flatten().collect())
+        self.run_map::<T>(inputs, Some(chunksize), OnFailure::Stop, &mut |_| {})?
+            .into_iter()
+            .collect()
+    }
+
+    /// [`map`](Pool::map) that reports its [`Progress`] to `on_progress`:
+    /// once when the inputs are submitted, then each time results arrive.
+    /// Counts are exact, in inputs (not chunks); the callback runs on the
+    /// calling thread. On the first failure the call returns it, after a
+    /// last report that counts it; use
+    /// [`map_results_with_progress`](Pool::map_results_with_progress) to
+    /// go on past failures.
+    ///
+    /// ```
+    /// pool::task! { fn square(x: u64) -> u64 { x * x } }
+    ///
+    /// fn main() -> Result<(), pool::Error> {
+    ///     pool::init();
+    ///     let pool = pool::Pool::new(2)?;
+    ///     let mut seen = 0;
+    ///     let squares = pool.map_with_progress(square, 0..1000, |progress| {
+    ///         eprint!("\r{}/{}", progress.done, progress.total);
+    ///         seen = progress.done;
+    ///     })?;
+    ///     assert_eq!((squares.len(), seen), (1000, 1000));
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn map_with_progress<T: Task>(
+        &self,
+        task: T,
+        inputs: impl IntoIterator<Item = T::Input>,
+        mut on_progress: impl FnMut(Progress),
+    ) -> Result<Vec<T::Output>> {
+        let _ = task;
+        self.run_map::<T>(inputs, None, OnFailure::Stop, &mut on_progress)?
+            .into_iter()
+            .collect()
+    }
+
+    /// Runs `task` on every input and returns every input's result in
+    /// input order, failures included, each at its index (what
+    /// [`imap`](Pool::imap) yields, collected; chunked as [`map`](Pool::map)
+    /// chunks). The outer error is only for failures of the call itself:
+    /// a closed or stopped pool ([`ErrorKind::Closed`]), Ctrl-C
+    /// ([`ErrorKind::Interrupted`]), or workers that cannot start
+    /// ([`ErrorKind::Startup`]).
+    ///
+    /// ```
+    /// pool::task! { fn parse(text: String) -> Result<i64, std::num::ParseIntError> { text.parse() } }
+    ///
+    /// fn main() -> Result<(), pool::Error> {
+    ///     pool::init();
+    ///     let pool = pool::Pool::new(2)?;
+    ///     let results = pool.map_results(parse, ["1", "x", "3"].map(String::from))?;
+    ///     assert_eq!(results[0].as_ref().ok(), Some(&1));
+    ///     let err = results[1].as_ref().unwrap_err();
+    ///     assert_eq!((err.kind(), err.index()), (pool::ErrorKind::TaskFailed, Some(1)));
+    ///     assert_eq!(results[2].as_ref().ok(), Some(&3));
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn map_results<T: Task>(
+        &self,
+        task: T,
+        inputs: impl IntoIterator<Item = T::Input>,
+    ) -> Result<Vec<Result<T::Output>>> {
+        self.map_results_with_progress(task, inputs, |_| {})
+    }
+
+    /// [`map_results`](Pool::map_results) that reports its [`Progress`] to
+    /// `on_progress`, as [`map_with_progress`](Pool::map_with_progress)
+    /// does; a call that completes ends with a report where `done ==
+    /// total`, failures included.
+    ///
+    /// ```
+    /// pool::task! { fn even(x: u32) -> Result<u32, String> { if x % 2 == 0 { Ok(x) } else { Err(format!("{x} is odd")) } } }
+    ///
+    /// fn main() -> Result<(), pool::Error> {
+    ///     pool::init();
+    ///     let pool = pool::Pool::new(2)?;
+    ///     let mut last = None;
+    ///     let results = pool.map_results_with_progress(even, 0..10, |progress| last = Some(progress))?;
+    ///     assert_eq!(results.iter().filter(|result| result.is_err()).count(), 5);
+    ///     let last = last.expect("a report");
+    ///     assert_eq!((last.done, last.failed, last.succeeded()), (10, 5, 5));
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn map_results_with_progress<T: Task>(
+        &self,
+        task: T,
+        inputs: impl IntoIterator<Item = T::Input>,
+        mut on_progress: impl FnMut(Progress),
+    ) -> Result<Vec<Result<T::Output>>> {
+        let _ = task;
+        self.run_map::<T>(inputs, None, OnFailure::Keep, &mut on_progress)
+    }
+
+    /// The eager maps: `chunksize` inputs per chunk, or Python's choice
+    /// (see [`map`](Pool::map)) for `None`.
+    fn run_map<T: Task>(
+        &self,
+        inputs: impl IntoIterator<Item = T::Input>,
+        chunksize: Option<usize>,
+        on_failure: OnFailure,
+        on_progress: &mut dyn FnMut(Progress),
+    ) -> Result<Vec<Result<T::Output>>> {
+        let inputs: Vec<T::Input> = inputs.into_iter().collect();
+        let chunksize = chunksize.unwrap_or_else(|| auto_chunksize(inputs.len(), self.processes()));
+        map::run::<T>(&self.commands, inputs, chunksize, on_failure, on_progress)
     }
 
     /// Runs `task` on each input lazily, yielding each result in input
