@@ -208,6 +208,9 @@ impl PoolBuilder {
     /// out to be a program that ran its own `main` because it does not call
     /// [`pool::init()`](crate::init) first; no worker is left running.
     pub fn build(self) -> Result<Pool> {
+        // Every program that starts a pool must carry the hook through
+        // which its copies become workers before `main`.
+        crate::worker::keep_linked();
         if let Some(err) = self.error {
             return Err(err);
         }
