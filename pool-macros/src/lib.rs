@@ -140,9 +140,18 @@ fn check_signature(function: &ItemFn) -> syn::Result<()> {
             "a task cannot have an ABI such as `extern \"C\"`: remove it",
         ));
     }
-    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
-        return Err(syn::Error::new(
-            sig.generics.span(),
+    let generics = &sig.generics;
+    if !generics.params.is_empty() && generics.lifetimes().count() == generics.params.len() {
+        return Err(syn::Error::new_spanned(
+            generics,
+            "a task takes owned values, since they cross to another process: \
+             it cannot have lifetime parameters (use `String` for `&'a str` or \
+             `Cow<'a, str>`, `Vec<T>` for `&'a [T]`)",
+        ));
+    }
+    if !generics.params.is_empty() || generics.where_clause.is_some() {
+        return Err(syn::Error::new_spanned(
+            generics,
             "a task cannot be generic: a worker finds it by name, so a task has one input \
              type and one output type; define one task per concrete type \
              (each may call a generic function)",
@@ -165,8 +174,8 @@ fn input_of(function: &ItemFn) -> syn::Result<(TokenStream2, TokenStream2)> {
     for arg in &function.sig.inputs {
         match arg {
             FnArg::Receiver(receiver) => {
-                return Err(syn::Error::new(
-                    receiver.span(),
+                return Err(syn::Error::new_spanned(
+                    receiver,
                     "a task is a free function, not a method: it cannot take `self`; \
                      pass the value as an argument (an owned, serializable type)",
                 ))
@@ -202,20 +211,20 @@ fn check_owned(ty: &Type, verb: &str) -> syn::Result<()> {
             let owned = match &*reference.elem {
                 Type::Path(path) if path.path.is_ident("str") => "String".to_string(),
                 Type::Path(path) if path.path.is_ident("Path") => "PathBuf".to_string(),
-                Type::Slice(slice) => format!("Vec<{}>", slice.elem.to_token_stream()),
-                other => other.to_token_stream().to_string(),
+                Type::Slice(slice) => format!("Vec<{}>", written(&slice.elem)),
+                other => written(other),
             };
-            Err(syn::Error::new(
-                ty.span(),
+            Err(syn::Error::new_spanned(
+                ty,
                 format!(
                     "a task {verb} owned values, since they cross to another process: \
                      use `{owned}` instead of `{}`",
-                    ty.to_token_stream()
+                    written(ty)
                 ),
             ))
         }
-        Type::ImplTrait(_) => Err(syn::Error::new(
-            ty.span(),
+        Type::ImplTrait(_) => Err(syn::Error::new_spanned(
+            ty,
             format!("a task {verb} concrete types, not `impl Trait`: name the type"),
         )),
         Type::Tuple(tuple) => tuple.elems.iter().try_for_each(|ty| check_owned(ty, verb)),
@@ -249,6 +258,16 @@ fn check_owned(ty: &Type, verb: &str) -> syn::Result<()> {
         }
         _ => Ok(()),
     }
+}
+
+/// A type as its user would write it, without the spaces that printing
+/// tokens puts between all of them (`& 'a [u8]` becomes `&'a [u8]`).
+fn written(ty: &Type) -> String {
+    let mut text = ty.to_token_stream().to_string();
+    for (spaced, tight) in [("& ", "&"), (" <", "<"), ("< ", "<"), (" >", ">"), (" ,", ","), (" :: ", "::"), (":: ", "::")] {
+        text = text.replace(spaced, tight);
+    }
+    text
 }
 
 /// Whether the return type is spelled as a `Result`: `Result<T, E>`,

@@ -19,7 +19,6 @@ use crate::task::Task;
 /// pool::task! { fn inc(x: u32) -> u32 { x + 1 } }
 ///
 /// fn main() -> Result<(), pool::Error> {
-///     pool::init();
 ///     let pool = pool::Pool::builder()
 ///         .processes(2)
 ///         .max_tasks_per_child(1000)
@@ -188,8 +187,7 @@ impl PoolBuilder {
     /// pool::task! { fn len(bytes: Vec<u8>) -> usize { bytes.len() } }
     ///
     /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
-    ///     let pool = pool::Pool::builder().processes(1).max_message_size(64 * 1024).build()?;
+        ///     let pool = pool::Pool::builder().processes(1).max_message_size(64 * 1024).build()?;
     ///     let err = pool.apply(len, vec![0; 100_000]).unwrap_err();
     ///     assert_eq!(err.kind(), pool::ErrorKind::MessageTooLarge);
     ///     assert_eq!(pool.apply(len, vec![0; 1000])?, 1000);

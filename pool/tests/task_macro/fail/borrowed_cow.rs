@@ -1,7 +1,5 @@
-use std::borrow::Cow;
-
 pool::task! {
-    fn trim<'a>(text: Cow<'a, str>) -> usize {
+    fn trim(text: std::borrow::Cow<'_, str>) -> usize {
         text.trim().len()
     }
 }
