@@ -11,9 +11,7 @@ use proc_macro2::{TokenStream as TokenStream2, TokenTree};
 use quote::{format_ident, quote, ToTokens};
 use syn::parse::{Parse, ParseStream};
 use syn::spanned::Spanned;
-use syn::{
-    Attribute, FnArg, GenericArgument, ItemFn, Pat, PathArguments, ReturnType, Token, Type,
-};
+use syn::{Attribute, FnArg, GenericArgument, ItemFn, Pat, PathArguments, ReturnType, Token, Type};
 
 /// `pool::task!`'s implementation: `task_impl!($crate; fn ...)`.
 #[doc(hidden)]
@@ -68,7 +66,10 @@ fn expand(krate: &TokenStream2, function: &ItemFn) -> syn::Result<TokenStream2> 
             quote!(<#returned as #krate::__private::TaskResult>::Value),
             quote!(#krate::__private::TaskResult::into_outcome(returned)),
         ),
-        _ => (returned.clone(), quote!(::core::result::Result::Ok(returned))),
+        _ => (
+            returned.clone(),
+            quote!(::core::result::Result::Ok(returned)),
+        ),
     };
     let (docs, cfgs, others) = split_attributes(&function.attrs);
     let entry = format_ident!("__POOL_TASK_{}", name);
@@ -264,7 +265,15 @@ fn check_owned(ty: &Type, verb: &str) -> syn::Result<()> {
 /// tokens puts between all of them (`& 'a [u8]` becomes `&'a [u8]`).
 fn written(ty: &Type) -> String {
     let mut text = ty.to_token_stream().to_string();
-    for (spaced, tight) in [("& ", "&"), (" <", "<"), ("< ", "<"), (" >", ">"), (" ,", ","), (" :: ", "::"), (":: ", "::")] {
+    for (spaced, tight) in [
+        ("& ", "&"),
+        (" <", "<"),
+        ("< ", "<"),
+        (" >", ">"),
+        (" ,", ","),
+        (" :: ", "::"),
+        (":: ", "::"),
+    ] {
         text = text.replace(spaced, tight);
     }
     text
@@ -303,4 +312,3 @@ fn split_attributes(attrs: &[Attribute]) -> (Vec<&Attribute>, Vec<&Attribute>, V
     }
     (docs, cfgs, others)
 }
-

@@ -36,7 +36,12 @@ fn main() {
 
         let began = Instant::now();
         let mut children: Vec<_> = (0..2)
-            .map(|_| Command::new(&exe).env(BASELINE_ENV, "1").spawn().expect("spawn"))
+            .map(|_| {
+                Command::new(&exe)
+                    .env(BASELINE_ENV, "1")
+                    .spawn()
+                    .expect("spawn")
+            })
             .collect();
         for child in &mut children {
             child.wait().expect("wait");
@@ -44,8 +49,19 @@ fn main() {
         spawns.push(began.elapsed().as_secs_f64() * 1e3);
     }
     let (pool_ms, spawn_ms) = (median(pools), median(spawns));
-    println!("{:<44} {:>8}  target", format!("workload (median of {RUNS} runs)"), "ms");
-    println!("{:<44} {pool_ms:>8.2}  <= 10 ms: {}", "start-up, 2 workers", if pool_ms <= 10.0 { "PASS" } else { "MISS" });
-    println!("{:<44} {spawn_ms:>8.2}", "baseline: spawn 2 copies that exit at once");
+    println!(
+        "{:<44} {:>8}  target",
+        format!("workload (median of {RUNS} runs)"),
+        "ms"
+    );
+    println!(
+        "{:<44} {pool_ms:>8.2}  <= 10 ms: {}",
+        "start-up, 2 workers",
+        if pool_ms <= 10.0 { "PASS" } else { "MISS" }
+    );
+    println!(
+        "{:<44} {spawn_ms:>8.2}",
+        "baseline: spawn 2 copies that exit at once"
+    );
     println!("{:<44} {:>8.2}x", "ratio", pool_ms / spawn_ms);
 }

@@ -187,7 +187,7 @@ impl PoolBuilder {
     /// pool::task! { fn len(bytes: Vec<u8>) -> usize { bytes.len() } }
     ///
     /// fn main() -> Result<(), pool::Error> {
-        ///     let pool = pool::Pool::builder().processes(1).max_message_size(64 * 1024).build()?;
+    ///     let pool = pool::Pool::builder().processes(1).max_message_size(64 * 1024).build()?;
     ///     let err = pool.apply(len, vec![0; 100_000]).unwrap_err();
     ///     assert_eq!(err.kind(), pool::ErrorKind::MessageTooLarge);
     ///     assert_eq!(pool.apply(len, vec![0; 1000])?, 1000);

@@ -65,7 +65,9 @@ pub static WORKERS_START_IN_MAIN: [&'static str];
 macro_rules! workers_start_in_main {
     () => {
         const _: () = {
-            #[$crate::__private::linkme::distributed_slice($crate::__private::WORKERS_START_IN_MAIN)]
+            #[$crate::__private::linkme::distributed_slice(
+                $crate::__private::WORKERS_START_IN_MAIN
+            )]
             #[linkme(crate = $crate::__private::linkme)]
             static WORKERS_START_IN_MAIN: &'static str = ::core::module_path!();
         };
