@@ -54,12 +54,10 @@
 //! ```
 //! pool::task! { fn double(x: u64) -> u64 { x * 2 } }
 //!
-//! #[test]
-//! fn doubles_in_workers() {
-//!     let pool = pool::Pool::new(2).unwrap();
-//!     assert_eq!(pool.map(double, [1, 2, 3]).unwrap(), [2, 4, 6]);
-//! }
-//! # fn main() {}
+//! // The body of a `#[test] fn` as much as of this doctest, which is a
+//! // test too: the pool's workers are copies of the test's binary.
+//! let pool = pool::Pool::new(2).unwrap();
+//! assert_eq!(pool.map(double, [1, 2, 3]).unwrap(), [2, 4, 6]);
 //! ```
 //!
 //! Each test may start its own pool; tests run on several threads, so

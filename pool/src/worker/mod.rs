@@ -88,11 +88,7 @@ pub(crate) fn before_main() {
     sys::ignore_sigpipe();
     // A panic must not unwind out of the start-up code, which would abort
     // without a word; it is reported and ends the worker like an error.
-    let code = match std::panic::catch_unwind(run_and_report) {
-        Ok(code) => code,
-        Err(_) => 2,
-    };
-    std::process::exit(code);
+    std::process::exit(std::panic::catch_unwind(run_and_report).unwrap_or(2));
 }
 
 /// The pool's code that must be linked into every program that starts a
