@@ -58,7 +58,9 @@ pub trait Task: Copy + Default + Send + Sync + 'static {
     /// The task's entry in the link-time table. The pool refers to it
     /// whenever it sends the task, which makes the linker keep the object
     /// file holding the entry even when nothing else in the defining crate
-    /// is used by the program.
+    /// is used by the program. (Today's rustc keeps `#[used]` statics of
+    /// libraries anyway, through a synthetic object that names them; this
+    /// makes the pool independent of that.)
     #[doc(hidden)]
     fn registration() -> &'static TaskEntry;
 }

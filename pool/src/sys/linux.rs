@@ -200,9 +200,10 @@ extern "C" fn before_main() {
 }
 
 /// Refers to the start-up hook, so that the linker keeps the object file
-/// that holds it: a `#[used]` static alone is kept only if its object file
-/// is linked at all, and a program's linker takes from the pool's library
-/// only the object files something refers to.
+/// that holds it: a linker takes from a library only the object files
+/// something refers to, and a `#[used]` static alone is kept only if its
+/// object file is. (Today's rustc also names libraries' `#[used]` statics
+/// in a synthetic object of its own; this does not rely on it.)
 pub(crate) fn keep_before_main_hook() {
     std::hint::black_box(&BEFORE_MAIN);
 }
