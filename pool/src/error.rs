@@ -52,9 +52,11 @@ pub enum ErrorKind {
     /// The caller cancelled the input ([`AsyncResult::cancel`](crate::AsyncResult::cancel),
     /// or dropping an awaited [`AsyncResult`](crate::AsyncResult)).
     Cancelled,
-    /// Workers could not be started: the program could not be executed, did
-    /// not call [`pool::init()`](crate::init) at the top of `main`, the
-    /// initializer failed, or a pool was created inside a worker.
+    /// Workers could not be started: the program could not be executed, a
+    /// worker program (or a program that declares
+    /// [`workers_start_in_main!`](crate::workers_start_in_main)) did not
+    /// call [`pool::init()`](crate::init), the initializer failed, or a
+    /// pool was created inside a worker.
     Startup,
     /// The pool was closed or terminated before the call could run.
     Closed,

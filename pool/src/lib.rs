@@ -7,16 +7,12 @@
 //! ```
 //! pool::task! {
 //!     /// Sums the squares of a range.
-//!     pub fn sum_squares((start, end): (u64, u64)) -> u64 {
+//!     pub fn sum_squares(start: u64, end: u64) -> u64 {
 //!         (start..end).map(|n| n * n).sum()
 //!     }
 //! }
 //!
 //! fn main() -> Result<(), pool::Error> {
-//!     // First thing in main: in a worker this runs the worker loop and
-//!     // never returns; anywhere else it returns at once.
-//!     pool::init();
-//!
 //!     let pool = pool::Pool::new(2)?;
 //!     let ranges: Vec<(u64, u64)> = (0..8).map(|i| (i * 100, (i + 1) * 100)).collect();
 //!     let sums = pool.map(sum_squares, ranges)?;
@@ -25,17 +21,102 @@
 //! }
 //! ```
 //!
+//! Nothing else is needed in `main`: no set-up call, no worker program.
+//!
 //! # How it works
 //!
 //! By default the pool re-executes the current program
 //! ([`std::env::current_exe`]) once per worker, marking each copy as a
 //! worker through environment variables and an inherited connection. The
-//! copy's call to [`init`] recognises this and becomes a worker. Tasks are
-//! found by name: [`task!`] registers each task, so parent and worker agree
-//! on them as long as both are built from the same code. A separate worker
-//! program is possible too ([`PoolBuilder::worker_program`], the
-//! `pool-worker` binary of the `worker-bin` crate), and so are workers on
-//! other machines ([`PoolBuilder::listen`], [`connect_worker`]).
+//! copy recognises this before its `main` runs (a start-up hook, as C++
+//! static constructors run) and becomes a worker there: it never runs your
+//! `main`, a test harness, or the `main` of the program your library is
+//! part of. Tasks are found by name: [`task!`] puts each task in a table
+//! that the linker assembles, so parent and worker agree on them as long
+//! as both are built from the same code. A separate worker program is
+//! possible too ([`PoolBuilder::worker_program`], the `pool-worker` binary
+//! of the `worker-bin` crate), and so are workers on other machines
+//! ([`PoolBuilder::listen`], [`connect_worker`]).
+//!
+//! [`init`] is optional: programs that call it at the top of `main` keep
+//! working (it does nothing there). A program that wants its workers to
+//! run some of its `main` first (to install a tracing subscriber, say)
+//! declares [`workers_start_in_main!`] and calls [`init`] after that
+//! set-up.
+//!
+//! # Testing code that uses a pool
+//!
+//! A pool works in a `#[test]`, in unit tests in `src/` as in `tests/`,
+//! and in doctests, with nothing more than the pool itself: the workers are
+//! copies of the test binary that become workers before the test harness
+//! starts, so they run no test and print nothing.
+//!
+//! ```
+//! pool::task! { fn double(x: u64) -> u64 { x * 2 } }
+//!
+//! // The body of a `#[test] fn` as much as of this doctest, which is a
+//! // test too: the pool's workers are copies of the test's binary.
+//! let pool = pool::Pool::new(2).unwrap();
+//! assert_eq!(pool.map(double, [1, 2, 3]).unwrap(), [2, 4, 6]);
+//! ```
+//!
+//! Each test may start its own pool; tests run on several threads, so
+//! several pools may run at once (size them small, 1 or 2 workers, on a
+//! shared machine). A task defined in a test module is linked into the
+//! test binary like any other.
+//!
+//! # Using a pool from a library
+//!
+//! A library can define tasks and start pools without asking anything of
+//! the programs that use it: a program that calls the library's function
+//! gets its workers, which run the library's tasks and never the
+//! program's `main` (so its side effects, such as a banner printed or a
+//! file written, happen once).
+//!
+//! ```
+//! mod my_library {
+//!     pool::task! {
+//!         fn word_count(text: String) -> usize { text.split_whitespace().count() }
+//!     }
+//!
+//!     /// Counts the words of each text in worker processes.
+//!     pub fn count_words(texts: Vec<String>) -> Result<Vec<usize>, pool::Error> {
+//!         pool::Pool::new(2)?.map(word_count, texts)
+//!     }
+//! }
+//!
+//! fn main() -> Result<(), pool::Error> {
+//!     println!("printed once, by the parent only");
+//!     assert_eq!(my_library::count_words(vec!["a b".into(), "c".into()])?, [2, 1]);
+//!     Ok(())
+//! }
+//! ```
+//!
+//! Tasks must be reachable from the program: a task is linked in when the
+//! program (or the library) uses it, which sending it to a pool does. A
+//! worker program of your own (for remote workers) must name something
+//! from each crate whose tasks it serves, as `worker-bin`'s README shows.
+//!
+//! # What a worker is, and is not
+//!
+//! Workers are separate processes started from the program file, not
+//! forks of the running process:
+//!
+//! - **Globals set in `main` are not seen by workers**: a `static`,
+//!   `OnceLock` or environment variable set at run time in the parent has
+//!   its initial value in a worker. Pass what a task needs in its input, or
+//!   prepare each worker with [`PoolBuilder::initializer`] (a task run once
+//!   per worker, before any other); [`PoolBuilder::env`] sets environment
+//!   variables for workers.
+//! - **Output**: a worker's stdout is the pool's stdout (inherited, so a
+//!   task's `println!` lands there, untagged and possibly interleaved with
+//!   other workers' lines); its stderr reaches the pool's stderr line by
+//!   line, each line tagged `[worker N] `; its stdin is `/dev/null`.
+//! - **After an error**: [`Pool::map`] returns the first error to arrive
+//!   and cancels the rest, but inputs already sent to workers (the chunks
+//!   in flight) still run to the end, their results dropped: a task with
+//!   side effects may have run for inputs past the failing one. Use
+//!   [`Pool::imap`] to see every input's result.
 //!
 //! The source tree follows the process boundary: `parent/` runs in the
 //! pool's process, `worker/` in worker processes, and `wire.rs` is the
@@ -73,8 +154,9 @@
 //! - The parent killed: every worker gets SIGKILL from the kernel
 //!   (`PR_SET_PDEATHSIG`) and also sees end of file on its connection.
 //! - Ctrl-C: see [`PoolBuilder::handle_interrupts`]. Workers ignore SIGINT.
-//! - A program that forgot [`init`]: [`PoolBuilder::build`] fails with
-//!   [`ErrorKind::Startup`] saying so. A worker never starts a pool itself.
+//! - A program that declared [`workers_start_in_main!`] and forgot
+//!   [`init`]: [`PoolBuilder::build`] fails with [`ErrorKind::Startup`]
+//!   saying so. A worker never starts a pool itself.
 //!
 //! # Tracing
 //!
@@ -95,9 +177,9 @@
 //! - a `worker` span (`id`) around the worker loop;
 //! - a `task` span (`task`, `index`, `chunk`) entered around each input's run.
 //!
-//! A worker has no subscriber unless one is installed in it: in a worker
-//! program of your own before it connects or calls [`init`] (which
-//! returns at once outside a worker), or by the initializer. What it writes
+//! A worker has no subscriber unless one is installed in it: by the
+//! initializer, or in `main` before [`init`] in a program that declares
+//! [`workers_start_in_main!`] (as `worker-bin`'s programs do). What it writes
 //! to stderr reaches the pool's stderr, each line tagged `[worker N] `.
 //!
 //! When DEBUG is disabled this costs one `tracing::enabled!` check per chunk
@@ -129,6 +211,8 @@ pub use crate::worker::{connect_worker, init, AUTHKEY_ENV};
 /// What [`task!`] expands to refers to these; not for direct use.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::task::{run_encoded, TaskEntry};
-    pub use inventory;
+    pub use crate::task::{run_encoded, TaskEntry, TaskResult, TASKS};
+    pub use crate::worker::WORKERS_START_IN_MAIN;
+    pub use linkme;
+    pub use pool_macros::task_impl;
 }

@@ -1,18 +1,22 @@
 //! Tasks: named functions that parent and worker both know.
 //!
 //! [`task!`](crate::task!) turns a function into a unit struct that
-//! implements [`Task`] and registers it by name (through `inventory`), so
-//! that a worker process, which is the same program or one that links the
-//! same task crate, can find the function from the name the parent sends.
+//! implements [`Task`] and puts an entry for it in [`TASKS`], a table the
+//! linker assembles from every crate in the program (`linkme`). A worker
+//! process, which is the same program or one that links the same task
+//! crates, finds the function from the name the parent sends. The table
+//! needs no code to run before it is complete, so a worker can read it
+//! before `main`, where it starts (see `worker::before_main`).
 
 use std::collections::HashMap;
+use std::fmt::Display;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::OnceLock;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-/// A function that a pool can run in its workers, usually defined with
+/// A function that a pool can run in its workers, defined with
 /// [`task!`](crate::task!).
 ///
 /// The implementing type is a unit struct named like the function, so that
@@ -33,12 +37,12 @@ use serde::Serialize;
 /// assert!(double::NAME.ends_with("::double"));
 /// ```
 pub trait Task: Copy + Default + Send + Sync + 'static {
-    /// The argument: several arguments are a tuple.
+    /// The argument: several arguments are a tuple, none is `()`.
     type Input: Serialize + DeserializeOwned;
     /// The value a successful run produces.
     type Output: Serialize + DeserializeOwned;
-    /// What the function returns: `Output`, or `Result<Output, E>` for a
-    /// task that can fail.
+    /// What the function returns: `Output`, or a `Result` whose `Ok` is
+    /// `Output` for a task that can fail.
     type Returned;
     /// The name the worker finds the task by: the defining module's path
     /// and the function's name.
@@ -50,28 +54,53 @@ pub trait Task: Copy + Default + Send + Sync + 'static {
     /// Splits what the function returned into an output or the message of
     /// its error.
     fn outcome(returned: Self::Returned) -> Result<Self::Output, String>;
+
+    /// The task's entry in the link-time table. The pool refers to it
+    /// whenever it sends the task, which makes the linker keep the object
+    /// file holding the entry even when nothing else in the defining crate
+    /// is used by the program. (Today's rustc keeps `#[used]` statics of
+    /// libraries anyway, through a synthetic object that names them; this
+    /// makes the pool independent of that.)
+    #[doc(hidden)]
+    fn registration() -> &'static TaskEntry;
 }
 
 /// Defines a task: a function that a pool runs in its workers by name.
 ///
-/// The function takes one argument (a tuple for several, which a pattern can
-/// take apart) and returns either a value or `Result<T, E>` with
-/// `E: Display`; an `Err` becomes that input's
-/// [`ErrorKind::TaskFailed`](crate::ErrorKind::TaskFailed) error, carrying
-/// the error's text. Spell the fallible return type `Result<T, E>` (not an
-/// alias such as `io::Result<T>`), since the macro recognises it by its shape.
+/// Write the function as usual, inside the macro:
+///
+/// - **Arguments**: any number, of owned types that serde can encode and
+///   decode (`String`, `Vec<u8>`, your own `#[derive(Serialize,
+///   Deserialize)]` structs). Several arguments become one tuple input:
+///   `fn add(a: u64, b: u64)` takes `(u64, u64)`, so
+///   `pool.map(add, [(1, 2), (3, 4)])`; none is `()`. Patterns work
+///   (`(start, end): (u64, u64)`, `mut line: String`).
+/// - **Return type**: anything serde can encode, nothing (`()`), or a
+///   `Result` whose error implements `Display`. A `Result` is recognised by
+///   its last path segment, so aliases work: `Result<T, E>`,
+///   `std::io::Result<T>`, `anyhow::Result<T>`. An `Err` fails that input
+///   alone with [`ErrorKind::TaskFailed`](crate::ErrorKind::TaskFailed),
+///   carrying the error's text (`{:#}`, which for `anyhow` includes its
+///   causes). An alias not named `...Result` is treated as a plain output:
+///   its `Err` would travel as a successful value.
+///
+/// Refused at compile time, each with a message saying what to write
+/// instead: borrowed arguments or outputs (`&str`, `&[u8]`, `Cow<'a, str>`:
+/// they cross to another process, so use `String`, `Vec<u8>`), generics
+/// (a worker finds a task by name, so it has one type), `async fn`,
+/// `unsafe fn`, `self`, and `impl Trait`.
 ///
 /// The expansion is a unit struct of the function's name implementing
 /// [`Task`], with an inherent `call` that runs the function in-process, and
-/// a registration that lets workers find it.
+/// an entry in a link-time table through which workers find it.
 ///
 /// # Examples
 ///
 /// ```
 /// pool::task! {
-///     /// Sums a range of numbers.
-///     pub fn sum_range((start, end): (u64, u64)) -> u64 {
-///         (start..end).sum()
+///     /// Adds two numbers: the input is the tuple `(u64, u64)`.
+///     pub fn add(a: u64, b: u64) -> u64 {
+///         a + b
 ///     }
 /// }
 ///
@@ -82,70 +111,65 @@ pub trait Task: Copy + Default + Send + Sync + 'static {
 ///     }
 /// }
 ///
-/// assert_eq!(sum_range.call((1, 5)), 10);
-/// assert_eq!(parse.call(" 12 ".into()), Ok(12));
-/// assert!(parse.call("x".into()).is_err());
+/// pool::task! {
+///     /// Reads a file's length: `io::Result` is a `Result` too.
+///     pub fn file_len(path: std::path::PathBuf) -> std::io::Result<u64> {
+///         Ok(std::fs::metadata(path)?.len())
+///     }
+/// }
+///
+/// pool::task! {
+///     /// Returns nothing: the output is `()`.
+///     pub fn log(line: String) {
+///         eprintln!("{line}");
+///     }
+/// }
+///
+/// fn main() -> Result<(), pool::Error> {
+///     assert_eq!(add.call((1, 5)), 6);
+///     assert_eq!(parse.call(" 12 ".into()), Ok(12));
+///     assert!(parse.call("x".into()).is_err());
+///     log.call("in-process".into());
+///
+///     let pool = pool::Pool::new(2)?;
+///     assert_eq!(pool.map(add, [(1, 2), (3, 4)])?, [3, 7]);
+///     assert_eq!(pool.map(log, ["a".to_string()])?, [()]);
+///     let err = pool.apply(file_len, "/nonexistent".into()).unwrap_err();
+///     assert_eq!(err.kind(), pool::ErrorKind::TaskFailed);
+///     Ok(())
+/// }
 /// ```
 #[macro_export]
 macro_rules! task {
-    (
-        $(#[$meta:meta])*
-        $vis:vis fn $name:ident ($arg:tt : $input:ty) -> Result<$output:ty, $error:ty> $body:block
-    ) => {
-        $crate::task! {
-            @define [$(#[$meta])*] $vis $name ($arg : $input)
-            ($output) (::core::result::Result<$output, $error>) $body
-            |returned| returned.map_err(|err| ::std::string::ToString::to_string(&err))
-        }
+    ($($function:tt)*) => {
+        $crate::__private::task_impl! { $crate; $($function)* }
     };
-    (
-        $(#[$meta:meta])*
-        $vis:vis fn $name:ident ($arg:tt : $input:ty) -> $output:ty $body:block
-    ) => {
-        $crate::task! {
-            @define [$(#[$meta])*] $vis $name ($arg : $input)
-            ($output) ($output) $body
-            |returned| ::core::result::Result::Ok(returned)
-        }
-    };
-    (
-        @define [$($meta:tt)*] $vis:vis $name:ident ($arg:tt : $input:ty)
-        ($output:ty) ($returned:ty) $body:block
-        |$returned_value:ident| $outcome:expr
-    ) => {
-        $($meta)*
-        #[allow(non_camel_case_types)]
-        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-        $vis struct $name;
+}
 
-        impl $name {
-            /// Runs the task in this process, as a plain function call.
-            #[allow(dead_code)]
-            $vis fn call(&self, $arg: $input) -> $returned $body
-        }
+/// A task's return type that can fail: `Result<T, E>` with `E: Display`,
+/// under any alias. `task!` uses it for return types spelled `...Result<..>`.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "a task returning `{Self}` must return `std::result::Result<T, E>` with `E: Display`",
+    label = "a return type whose name ends in `Result` is taken as fallible",
+    note = "return an alias of `std::result::Result` (`io::Result<T>`, `anyhow::Result<T>`), \
+            or give a custom type another name"
+)]
+pub trait TaskResult {
+    /// What the task produces when it succeeds.
+    type Value;
 
-        impl $crate::Task for $name {
-            type Input = $input;
-            type Output = $output;
-            type Returned = $returned;
-            const NAME: &'static str = concat!(module_path!(), "::", stringify!($name));
+    /// The value, or the error's text.
+    fn into_outcome(self) -> Result<Self::Value, String>;
+}
 
-            fn call(&self, input: $input) -> $returned {
-                $name::call(self, input)
-            }
+impl<T, E: Display> TaskResult for Result<T, E> {
+    type Value = T;
 
-            fn outcome($returned_value: $returned) -> ::core::result::Result<$output, ::std::string::String> {
-                $outcome
-            }
-        }
-
-        $crate::__private::inventory::submit! {
-            $crate::__private::TaskEntry::new(
-                <$name as $crate::Task>::NAME,
-                $crate::__private::run_encoded::<$name>,
-            )
-        }
-    };
+    fn into_outcome(self) -> Result<T, String> {
+        // `{:#}`: anyhow's errors print their chain of causes.
+        self.map_err(|err| format!("{err:#}"))
+    }
 }
 
 /// Why a task produced no output, as it travels from worker to parent.
@@ -225,17 +249,22 @@ impl TaskEntry {
     }
 }
 
-inventory::collect!(TaskEntry);
+/// Every task linked into this program: one entry per [`task!`](crate::task!),
+/// gathered by the linker.
+#[doc(hidden)]
+#[linkme::distributed_slice]
+pub static TASKS: [TaskEntry];
 
 /// Every task linked into this program, by name.
 pub(crate) fn registry() -> &'static HashMap<&'static str, RunEncoded> {
     static REGISTRY: OnceLock<HashMap<&'static str, RunEncoded>> = OnceLock::new();
-    REGISTRY.get_or_init(|| {
-        inventory::iter::<TaskEntry>
-            .into_iter()
-            .map(|entry| (entry.name, entry.run))
-            .collect()
-    })
+    REGISTRY.get_or_init(|| TASKS.iter().map(|entry| (entry.name, entry.run)).collect())
+}
+
+/// Makes the program keep `T`'s table entry: called wherever the pool
+/// sends `T` (see [`Task::registration`]).
+pub(crate) fn keep_linked<T: Task>() {
+    std::hint::black_box(T::registration());
 }
 
 /// The names of every task linked into this program, sorted: what a

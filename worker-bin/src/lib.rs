@@ -18,6 +18,11 @@ use std::path::{Path, PathBuf};
 
 use clap::Parser;
 
+// A worker program may set up things of its own (a tracing subscriber)
+// before calling `main()` below: its copies started by a local pool become
+// workers there, in `pool::init()`, not before the program's `main`.
+pool::workers_start_in_main!();
+
 /// Joins a pool that listens for remote workers and runs its tasks until
 /// the pool closes.
 #[derive(Debug, Parser)]

@@ -1,6 +1,9 @@
-//! A program that starts a pool but forgot to call `pool::init()` first:
-//! the pool must fail to start with a clear error, without a fork bomb and
-//! without hanging. Prints the error and exits with status 3.
+//! A program that asked for its workers to start in `main` but forgot to
+//! call `pool::init()` there: the pool must fail to start with a clear
+//! error, without a fork bomb and without hanging. Prints the error and
+//! exits with status 3.
+
+pool::workers_start_in_main!();
 
 fn main() {
     match pool::Pool::new(2) {

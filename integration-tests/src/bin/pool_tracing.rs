@@ -8,8 +8,9 @@
 //! task span: task=pool_tracing::fail_on_five index=5 worker=2 chunk=2 outcome=TaskFailed error=...
 //! ```
 //!
-//! It is installed before `pool::init()`, so the workers (copies of this
-//! program) have it too: their lines also name the id of the `worker` span
+//! The program declares `pool::workers_start_in_main!()` and installs it
+//! before `pool::init()`, so the workers (copies of this program) have it
+//! too: their lines also name the id of the `worker` span
 //! around them (`in_worker=N`), and reach this process's stderr through
 //! the pool, tagged `[worker N] `.
 
@@ -123,6 +124,9 @@ fn wait_for_pool_threads(limit: Duration) {
     }
     eprintln!("pool threads still running after {limit:?}");
 }
+
+// Workers start at `pool::init()`, below the subscriber's set-up.
+pool::workers_start_in_main!();
 
 fn main() -> Result<(), pool::Error> {
     // Before init, so that the workers trace too.

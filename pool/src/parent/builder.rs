@@ -19,7 +19,6 @@ use crate::task::Task;
 /// pool::task! { fn inc(x: u32) -> u32 { x + 1 } }
 ///
 /// fn main() -> Result<(), pool::Error> {
-///     pool::init();
 ///     let pool = pool::Pool::builder()
 ///         .processes(2)
 ///         .max_tasks_per_child(1000)
@@ -188,7 +187,6 @@ impl PoolBuilder {
     /// pool::task! { fn len(bytes: Vec<u8>) -> usize { bytes.len() } }
     ///
     /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
     ///     let pool = pool::Pool::builder().processes(1).max_message_size(64 * 1024).build()?;
     ///     let err = pool.apply(len, vec![0; 100_000]).unwrap_err();
     ///     assert_eq!(err.kind(), pool::ErrorKind::MessageTooLarge);
@@ -208,6 +206,9 @@ impl PoolBuilder {
     /// out to be a program that ran its own `main` because it does not call
     /// [`pool::init()`](crate::init) first; no worker is left running.
     pub fn build(self) -> Result<Pool> {
+        // Every program that starts a pool must carry the hook through
+        // which its copies become workers before `main`.
+        crate::worker::keep_linked();
         if let Some(err) = self.error {
             return Err(err);
         }

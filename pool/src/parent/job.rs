@@ -113,6 +113,7 @@ pub(crate) fn auto_chunksize(inputs: usize, processes: usize) -> usize {
 /// Encodes input `index` of a call to `T`, which must fit in a message of
 /// `limit` bytes on its own.
 pub(crate) fn encode_input<T: Task>(input: &T::Input, index: usize, limit: u64) -> Result<Vec<u8>> {
+    crate::task::keep_linked::<T>();
     let encoded = connection::encode(input).map_err(|err| {
         Error::from_connection(err, "encode the input")
             .with_task(T::NAME)

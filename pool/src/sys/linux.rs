@@ -1,8 +1,9 @@
-//! Linux: parent-death signal, signal dispositions, and a counter shared
-//! with a child process through a memory-mapped `memfd`. System calls go
-//! through `rustix`'s safe wrappers; `unsafe` is left for the three things
-//! that have none: the hook that runs between fork and exec, setting a
-//! signal's disposition, and mapping shared memory.
+//! Linux: a hook that runs before `main`, parent-death signal, signal
+//! dispositions, and a counter shared with a child process through a
+//! memory-mapped `memfd`. System calls go through `rustix`'s safe
+//! wrappers; `unsafe` is left for the three things that have none: the
+//! hook that runs between fork and exec, setting a signal's disposition,
+//! and mapping shared memory.
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -182,6 +183,38 @@ pub(crate) fn prepare_worker_command(command: &mut Command) {
             }
             Ok(())
         });
+    }
+}
+
+/// The start-up code (glibc's, for the executable and every shared object)
+/// calls each function in `.init_array` before `main`: the entries with a
+/// priority first (std's capture of the program's arguments is one, so
+/// `std::env::args` works here), then the plain ones like this, in link
+/// order. It is how a re-executed worker becomes one before `main`.
+#[used]
+#[link_section = ".init_array"]
+static BEFORE_MAIN: extern "C" fn() = before_main;
+
+extern "C" fn before_main() {
+    crate::worker::before_main();
+}
+
+/// Refers to the start-up hook, so that the linker keeps the object file
+/// that holds it: a linker takes from a library only the object files
+/// something refers to, and a `#[used]` static alone is kept only if its
+/// object file is. (Today's rustc also names libraries' `#[used]` statics
+/// in a synthetic object of its own; this does not rely on it.)
+pub(crate) fn keep_before_main_hook() {
+    std::hint::black_box(&BEFORE_MAIN);
+}
+
+/// Ignores SIGPIPE, as Rust's runtime does before `main`: writing to a
+/// closed pipe is then an error (`EPIPE`), not the end of the process.
+pub(crate) fn ignore_sigpipe() {
+    // SAFETY: installs the predefined `SIG_IGN` disposition, no handler
+    // code; the only effect is on how this process receives SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
 }
 

@@ -43,7 +43,6 @@ pub const AUTHKEY_ENV: &str = "POOL_AUTHKEY";
 /// pool::task! { fn plus_one(x: u64) -> u64 { x + 1 } }
 ///
 /// fn main() -> Result<(), pool::Error> {
-///     pool::init();
 ///     let pool = pool::Pool::builder()
 ///         .processes(0)
 ///         .listen("tcp:127.0.0.1:0", b"secret".to_vec())

@@ -1,0 +1,7 @@
+pool::task! {
+    async fn fetch(url: String) -> usize {
+        url.len()
+    }
+}
+
+fn main() {}

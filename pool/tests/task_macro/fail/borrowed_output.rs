@@ -1,0 +1,7 @@
+pool::task! {
+    fn name(id: u32) -> &'static str {
+        if id == 0 { "root" } else { "user" }
+    }
+}
+
+fn main() {}

@@ -1,0 +1,7 @@
+pool::task! {
+    fn shout(text: &str) -> String {
+        text.to_uppercase()
+    }
+}
+
+fn main() {}

@@ -1,0 +1,7 @@
+pool::task! {
+    fn double<T: std::ops::Add<Output = T> + Copy>(x: T) -> T {
+        x + x
+    }
+}
+
+fn main() {}

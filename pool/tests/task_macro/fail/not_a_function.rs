@@ -1,0 +1,5 @@
+pool::task! {
+    struct NotAFunction;
+}
+
+fn main() {}
