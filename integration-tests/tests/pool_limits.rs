@@ -74,7 +74,8 @@ fn an_input_that_kills_every_worker_reading_it_is_not_resent_for_ever() {
     assert_eq!(line(&out, "after"), "ok 10");
 }
 
-/// Needs about 12 GiB of memory and a minute: run with
+/// Needs about 10 GiB of memory and half a minute in a release build (35 s,
+/// 6 GiB in the pool's process, measured on the 2-core machine): run with
 /// `POOL_BIG_TESTS=1 cargo test --release -p integration-tests --test pool_limits`.
 #[test]
 fn inputs_and_outputs_over_2_gib_cross_when_the_limit_allows() {
@@ -82,7 +83,12 @@ fn inputs_and_outputs_over_2_gib_cross_when_the_limit_allows() {
         eprintln!("skipped: set POOL_BIG_TESTS=1 to move 2 GiB messages (about 12 GiB of memory)");
         return;
     }
-    let out = scenario("over_2_gib");
+    // A hang guard sized for a debug build on a loaded machine.
+    let out = scenario_output(
+        env!("CARGO_BIN_EXE_pool_limits"),
+        "over_2_gib",
+        Duration::from_secs(900),
+    );
     assert_eq!(
         line(&out, "over 2 GiB in"),
         format!("ok {}", (2usize << 30) + 16)
