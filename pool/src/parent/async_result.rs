@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
-use super::sink::{CancelNotice, Outcome, Slot};
+use super::sink::{CancelNotice, Outcome, ResultCell};
 use crate::error::{Error, ErrorKind, Result};
 
 /// The result of [`Pool::apply_async`](crate::Pool::apply_async), available
@@ -67,7 +67,7 @@ use crate::error::{Error, ErrorKind, Result};
 /// ```
 #[must_use = "a handle does nothing unless its result is read (or awaited)"]
 pub struct AsyncResult<T> {
-    slot: Arc<Slot>,
+    slot: Arc<ResultCell>,
     /// The task's name, for the errors made here.
     task: &'static str,
     /// Set once polled as a future: dropping it unfinished then cancels.
@@ -170,7 +170,7 @@ impl<T> Drop for AsyncResult<T> {
 
 impl<T: DeserializeOwned> AsyncResult<T> {
     pub(crate) fn new(
-        slot: Arc<Slot>,
+        slot: Arc<ResultCell>,
         task: &'static str,
         notice: Option<CancelNotice>,
     ) -> AsyncResult<T> {
@@ -232,7 +232,7 @@ mod tests {
 
     #[test]
     fn get_times_out_then_succeeds_once_completed() {
-        let slot = Slot::new();
+        let slot = ResultCell::new();
         let result = AsyncResult::<u32>::new(Arc::clone(&slot), "demo::task", None);
         let err = result.get(Some(Duration::from_millis(5))).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::WaitTimedOut);
@@ -246,7 +246,7 @@ mod tests {
 
     #[test]
     fn first_outcome_wins_and_errors_can_be_read_twice() {
-        let slot = Slot::new();
+        let slot = ResultCell::new();
         let result = AsyncResult::<u32>::new(Arc::clone(&slot), "demo::task", None);
         slot.complete(Err(Error::new(ErrorKind::Panicked, "first")));
         slot.complete(Err(Error::new(ErrorKind::Panicked, "second")));

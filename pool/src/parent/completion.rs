@@ -340,10 +340,10 @@ pub fn wait_any<T>(handles: &[AsyncResult<T>], timeout: Option<Duration>) -> Opt
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parent::sink::{Payload, Slot};
+    use crate::parent::sink::{Payload, ResultCell};
 
-    fn handles(n: usize) -> (Vec<Arc<Slot>>, Vec<AsyncResult<u32>>) {
-        let slots: Vec<_> = (0..n).map(|_| Slot::new()).collect();
+    fn handles(n: usize) -> (Vec<Arc<ResultCell>>, Vec<AsyncResult<u32>>) {
+        let slots: Vec<_> = (0..n).map(|_| ResultCell::new()).collect();
         let handles = slots
             .iter()
             .map(|slot| AsyncResult::new(Arc::clone(slot), "demo::task", None))
@@ -351,7 +351,7 @@ mod tests {
         (slots, handles)
     }
 
-    fn complete(slot: &Slot, value: u32) {
+    fn complete(slot: &ResultCell, value: u32) {
         let message = Arc::new(connection::encode(&value).unwrap());
         let len = message.len();
         slot.complete(Ok(Payload::new(message, 0..len)));

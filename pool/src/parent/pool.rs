@@ -15,7 +15,7 @@ use super::job::{auto_chunksize, encode_input, Item, Job};
 use super::map::{self, OnFailure};
 use super::progress::Progress;
 use super::remote_listener::{self, RemoteListener};
-use super::sink::{CancelNotice, Sink, Slot};
+use super::sink::{CancelNotice, ResultCell, Sink};
 use crate::error::{Error, ErrorKind, Result};
 use crate::task::Task;
 use crate::worker;
@@ -431,7 +431,7 @@ impl Pool {
     /// ```
     pub fn apply_async<T: Task>(&self, task: T, input: T::Input) -> AsyncResult<T::Output> {
         let _ = task;
-        let slot = Slot::new();
+        let slot = ResultCell::new();
         let result = AsyncResult::new(
             Arc::clone(&slot),
             T::NAME,
@@ -446,7 +446,7 @@ impl Pool {
             Ok(input) => self.commands.send(Command::Submit(Job {
                 task: T::NAME,
                 items: vec![Item::new(0, input)],
-                sink: Sink::Slot(slot),
+                sink: Sink::Single(slot),
             })),
         }
         result

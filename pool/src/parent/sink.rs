@@ -1,4 +1,4 @@
-//! Where results go on their way back to callers: one [`Slot`] per
+//! Where results go on their way back to callers: one [`ResultCell`] per
 //! `apply_async`, one [`Channel`] per `map` or `imap` call, batched by
 //! [`Deliveries`] so that a call gets one channel message per batch of
 //! results rather than one per result.
@@ -43,8 +43,8 @@ pub(crate) struct Delivery {
 /// Where one task's result lands. The condition variable is signalled only
 /// when someone waits, and the waker woken only when a future is pending on
 /// it, so completing a result nobody waits on costs no system call.
-pub(crate) struct Slot {
-    state: Mutex<SlotState>,
+pub(crate) struct ResultCell {
+    state: Mutex<CellState>,
     ready: Condvar,
     /// Set when the caller gave up on the result: its input is then
     /// dropped instead of sent, or taken back from its worker.
@@ -55,17 +55,17 @@ pub(crate) struct Slot {
 }
 
 #[derive(Default)]
-pub(crate) struct SlotState {
+pub(crate) struct CellState {
     pub(crate) outcome: Option<Outcome>,
     waiters: usize,
     /// The task of a future waiting on this slot.
     waker: Option<Waker>,
 }
 
-impl Slot {
-    pub(crate) fn new() -> Arc<Slot> {
-        Arc::new(Slot {
-            state: Mutex::new(SlotState::default()),
+impl ResultCell {
+    pub(crate) fn new() -> Arc<ResultCell> {
+        Arc::new(ResultCell {
+            state: Mutex::new(CellState::default()),
             ready: Condvar::new(),
             cancelled: AtomicBool::new(false),
             stop_running: AtomicBool::new(false),
@@ -86,14 +86,14 @@ impl Slot {
     }
 
     /// Asks that the input be stopped even if it is running (before
-    /// [`cancel`](Slot::cancel), so the dispatcher sees both together).
+    /// [`cancel`](ResultCell::cancel), so the dispatcher sees both together).
     pub(crate) fn stop_if_running(&self) {
         self.stop_running.store(true, Ordering::Relaxed);
     }
 
     /// Registers `waker` to be woken when the outcome arrives, unless it is
     /// there already; returns the guard either way.
-    pub(crate) fn poll_outcome(&self, waker: &Waker) -> MutexGuard<'_, SlotState> {
+    pub(crate) fn poll_outcome(&self, waker: &Waker) -> MutexGuard<'_, CellState> {
         let mut state = self.lock();
         if state.outcome.is_none() {
             match &mut state.waker {
@@ -104,7 +104,7 @@ impl Slot {
         state
     }
 
-    pub(crate) fn lock(&self) -> MutexGuard<'_, SlotState> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, CellState> {
         self.state
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
@@ -129,7 +129,7 @@ impl Slot {
 
     /// Waits until the outcome is there or `timeout` passes; returns the
     /// guard, with the outcome if it arrived.
-    pub(crate) fn wait(&self, timeout: Option<Duration>) -> MutexGuard<'_, SlotState> {
+    pub(crate) fn wait(&self, timeout: Option<Duration>) -> MutexGuard<'_, CellState> {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut state = self.lock();
         while state.outcome.is_none() {
@@ -232,18 +232,18 @@ impl CancelNotice {
     }
 }
 
-/// Where results of a call go: a single slot (`apply_async`) or a stream of
+/// Where results of a call go: one cell (`apply_async`) or a channel of
 /// batches (`map`, `imap`), one channel per call rather than per task.
 #[derive(Clone)]
 pub(crate) enum Sink {
-    Slot(Arc<Slot>),
+    Single(Arc<ResultCell>),
     Channel(Arc<Channel>),
 }
 
 impl Sink {
     pub(crate) fn is_cancelled(&self) -> bool {
         match self {
-            Sink::Slot(slot) => slot.is_cancelled(),
+            Sink::Single(slot) => slot.is_cancelled(),
             Sink::Channel(stream) => stream.cancelled.load(Ordering::Relaxed),
         }
     }
@@ -251,7 +251,7 @@ impl Sink {
     /// Whether the caller wants the input stopped even if it runs.
     pub(crate) fn wants_running_stopped(&self) -> bool {
         match self {
-            Sink::Slot(slot) => slot.stop_running.load(Ordering::Relaxed),
+            Sink::Single(slot) => slot.stop_running.load(Ordering::Relaxed),
             Sink::Channel(_) => false,
         }
     }
@@ -260,7 +260,7 @@ impl Sink {
     /// path: failures at submission, cancellations).
     pub(crate) fn deliver_now(&self, index: usize, outcome: Outcome) {
         match self {
-            Sink::Slot(slot) => slot.complete(outcome),
+            Sink::Single(slot) => slot.complete(outcome),
             Sink::Channel(stream) => stream.send(vec![Delivery { index, outcome }]),
         }
     }
@@ -276,7 +276,7 @@ pub(crate) struct Deliveries {
 impl Deliveries {
     pub(crate) fn push(&mut self, sink: &Sink, index: usize, outcome: Outcome) {
         match sink {
-            Sink::Slot(slot) => slot.complete(outcome),
+            Sink::Single(slot) => slot.complete(outcome),
             Sink::Channel(stream) => {
                 let delivery = Delivery { index, outcome };
                 match self
