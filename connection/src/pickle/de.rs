@@ -72,6 +72,22 @@ impl<'a> NodeDeserializer<'a> {
     }
 
     /// The deserializer of an item inside this node.
+    /// The same node, one level deeper: an `Option` holding a value and a
+    /// newtype struct count as levels, so that a recursive type such as
+    /// `struct Nest(Option<Box<Nest>>)` cannot recurse without end on one
+    /// node (a 5-byte pickle would otherwise overflow the stack).
+    fn deeper(self) -> PickleResult<NodeDeserializer<'a>> {
+        if self.depth >= MAX_DEPTH {
+            return Err(PickleError(format!(
+                "the value is nested deeper than {MAX_DEPTH} levels (or contains itself)"
+            )));
+        }
+        Ok(NodeDeserializer {
+            depth: self.depth + 1,
+            ..self
+        })
+    }
+
     fn enter(&self, id: Id) -> PickleResult<NodeDeserializer<'a>> {
         if self.depth >= MAX_DEPTH {
             return Err(PickleError(format!(
@@ -151,7 +167,7 @@ impl<'de> Deserializer<'de> for NodeDeserializer<'_> {
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> PickleResult<V::Value> {
         match self.node() {
             Node::None => visitor.visit_none(),
-            _ => visitor.visit_some(self),
+            _ => visitor.visit_some(self.deeper()?),
         }
     }
 
@@ -160,7 +176,7 @@ impl<'de> Deserializer<'de> for NodeDeserializer<'_> {
         _name: &'static str,
         visitor: V,
     ) -> PickleResult<V::Value> {
-        visitor.visit_newtype_struct(self)
+        visitor.visit_newtype_struct(self.deeper()?)
     }
 
     /// Python `bytes` is also a sequence of small ints, so `Vec<u8>` and

@@ -67,8 +67,14 @@
 //!   bytes, plus a 4-byte stack slot or memo entry), so the parsed form
 //!   grows with the message and never beyond it: at most about 80 bytes per
 //!   byte of pickle while vectors double, for a pickle of one-byte opcodes.
-//! - Turning it into the Rust value recurses at most [`MAX_DEPTH`] levels;
-//!   a list that contains itself stops there too.
+//!   That is whatever the target type: with the default
+//!   [`max_message_size`](crate::Connection::max_message_size) of 1 GiB a
+//!   hostile peer could make one `recv_pickle` set aside tens of GiB, so
+//!   lower the limit on a connection that takes pickles from peers you do
+//!   not trust (64 MiB bounds a message's decoding at about 5 GiB).
+//! - Turning it into the Rust value recurses at most [`MAX_DEPTH`] levels
+//!   (each list, tuple, set, dict, struct, `Option` holding a value and
+//!   newtype is one); a list that contains itself stops there too.
 //! - A value the memo hands out again is copied again into the Rust value,
 //!   so the copies are budgeted: 4 Mi plus 16 times the message's size, in
 //!   values and bytes of text. CPython's own pickles stay far below it

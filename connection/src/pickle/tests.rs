@@ -233,7 +233,8 @@ struct Nest(#[allow(dead_code)] Vec<Nest>);
 
 #[test]
 fn nesting_is_bounded_and_never_overflows_the_stack() {
-    assert!(decode::<Nest>(&nested_lists(MAX_DEPTH)).is_ok());
+    // Each list is two levels here: the newtype `Nest` and its `Vec`.
+    assert!(decode::<Nest>(&nested_lists(MAX_DEPTH / 2)).is_ok());
     for depth in [MAX_DEPTH + 2, 1_000_000] {
         let err = refused::<Nest>(&nested_lists(depth));
         assert!(err.contains("nested deeper"), "{err}");
@@ -354,4 +355,15 @@ fn recv_hints_at_recv_pickle_and_the_reverse() -> Result<()> {
     a.send_pickle(&[1u8, 2])?;
     assert_eq!(b.recv_pickle::<[u8; 2]>()?, [1, 2]);
     Ok(())
+}
+
+#[test]
+fn a_recursive_type_cannot_recurse_on_one_node() {
+    // `Option` and newtype levels count toward the depth limit: without
+    // that, the int 1 read as this type recursed until the stack overflowed.
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Nest(Option<Box<Nest>>);
+    let message = refused::<Nest>(b"\x80\x04K\x01.");
+    assert!(message.contains("nested deeper"), "{message}");
 }

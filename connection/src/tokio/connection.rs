@@ -38,10 +38,13 @@ const OUTGOING_KEEP: usize = 64 * 1024;
 ///   the part of a message that had arrived stays there, and the next
 ///   receive (of any kind) carries on from it and returns the message
 ///   whole. No message is lost.
-/// - A send that is dropped either wrote nothing, or the connection keeps
-///   the rest of its message and writes it before anything else: at the
-///   next send or [`flush`](Self::flush). (So a dropped send may still
-///   deliver its message; it never delivers a part of it.)
+/// - A send that is dropped before it wrote anything sends nothing, ever.
+///   One dropped part way leaves the rest of its message in the connection,
+///   which writes it before anything else, at the next send or
+///   [`flush`](Self::flush): that message is delivered, whole. Before
+///   sending a timed-out message again, ask
+///   [`is_sending`](Self::is_sending): while it is true, the message is on
+///   its way and a second send would deliver it twice.
 ///
 /// # Examples
 ///
@@ -70,6 +73,9 @@ pub struct AsyncConnection {
 struct Outgoing {
     buf: Vec<u8>,
     start: usize,
+    /// None of `buf` has been written yet: the message of a send that may
+    /// still be dropped before it writes anything, which then sends nothing.
+    untouched: bool,
 }
 
 impl Outgoing {
@@ -79,6 +85,7 @@ impl Outgoing {
 
     fn clear(&mut self) {
         self.start = 0;
+        self.untouched = false;
         self.buf.clear();
         if self.buf.capacity() > OUTGOING_KEEP {
             self.buf = Vec::new();
@@ -201,7 +208,8 @@ impl AsyncConnection {
         socket
             .set_nonblocking(false)
             .map_err(|err| Error::io(err, "set the descriptor to blocking mode"))?;
-        if !outgoing.is_empty() {
+        // A dropped send that wrote nothing sends nothing, here too.
+        if !outgoing.is_empty() && !outgoing.untouched {
             let rest = &outgoing.buf[outgoing.start..];
             frame::write_rest(&socket, rest).map_err(|err| {
                 send_error(
@@ -250,7 +258,8 @@ impl AsyncConnection {
         let len = buf.len() - HEADER_ROOM;
         let room: &mut [u8; HEADER_ROOM] = (&mut buf[..HEADER_ROOM]).try_into().expect("room");
         self.outgoing.start = HEADER_ROOM - frame::put_header(len, room);
-        self.flush().await
+        self.outgoing.untouched = true;
+        self.write_kept().await
     }
 
     /// Sends `bytes` as one message, framed as CPython frames it.
@@ -281,7 +290,8 @@ impl AsyncConnection {
             self.outgoing.buf.extend_from_slice(header);
             self.outgoing.buf.extend_from_slice(bytes);
             self.outgoing.start = 0;
-            return self.flush().await;
+            self.outgoing.untouched = true;
+            return self.write_kept().await;
         }
         let mut sending = LargeSend {
             header,
@@ -330,12 +340,51 @@ impl AsyncConnection {
     /// # }).unwrap();
     /// ```
     pub async fn flush(&mut self) -> Result<()> {
+        if self.outgoing.untouched {
+            // A dropped send that wrote nothing: it sends nothing.
+            self.outgoing.clear();
+        }
+        self.write_kept().await
+    }
+
+    /// Whether a send dropped part way left the rest of its message here,
+    /// to be written by the next send or [`flush`](Self::flush): its
+    /// message is on its way, and sending it again would deliver it twice.
+    /// False after a send that completed, or one dropped before it wrote
+    /// anything (whose message is not sent).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let (mut a, mut b) = connection::tokio::AsyncConnection::pair()?;
+    /// a.send_bytes(b"first").await?;
+    /// assert_eq!(b.recv_bytes().await?, b"first");
+    /// let big = vec![5u8; 8 << 20]; // more than the socket buffer holds
+    /// let timed_out = tokio::time::timeout(Duration::from_millis(10), a.send_bytes(&big)).await;
+    /// assert!(timed_out.is_err() && a.is_sending()); // part of it went: do not resend
+    /// let (flushed, received) = tokio::join!(a.flush(), b.recv_bytes());
+    /// flushed?;
+    /// assert_eq!(received?.len(), big.len());
+    /// assert!(!a.is_sending());
+    /// # Ok::<(), connection::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn is_sending(&self) -> bool {
+        !self.outgoing.is_empty() && !self.outgoing.untouched
+    }
+
+    /// Writes what the connection keeps of a message, whole.
+    async fn write_kept(&mut self) -> Result<()> {
         while !self.outgoing.is_empty() {
             let outgoing = &mut self.outgoing;
             let rest = &outgoing.buf[outgoing.start..];
             match write_ready(&self.fd, &[IoSlice::new(rest)]).await {
                 Ok(0) => return Err(write_zero(rest.len())),
-                Ok(n) => outgoing.start += n,
+                Ok(n) => {
+                    outgoing.start += n;
+                    outgoing.untouched = false;
+                }
                 Err(err) => {
                     let context = format!("send the rest of a message ({} bytes)", rest.len());
                     return Err(send_error(err, context));
@@ -443,6 +492,7 @@ impl Drop for LargeSend<'_> {
         }
         self.outgoing.buf = rest;
         self.outgoing.start = 0;
+        self.outgoing.untouched = false;
     }
 }
 

@@ -522,3 +522,42 @@ fn outside_a_runtime_from_blocking_is_an_error_not_a_panic() {
     assert_eq!(err.kind(), ErrorKind::Io);
     assert!(err.to_string().contains("tokio runtime"), "{err}");
 }
+
+#[tokio::test]
+async fn a_send_dropped_before_writing_sends_nothing_and_one_dropped_part_way_once() {
+    let (mut a, mut b) = AsyncConnection::pair().unwrap();
+    warm_up(&mut a, &mut b).await;
+    // Small messages until the socket is full: the send that times out
+    // wrote all of its message, part of it, or none of it.
+    let mut next = 0u32;
+    loop {
+        match timeout(A_MOMENT, a.send(&next)).await {
+            Ok(sent) => sent.unwrap(),
+            Err(_) => break,
+        }
+        next += 1;
+    }
+    // Sent again only if it is not on its way already, as the docs say.
+    let resend = !a.is_sending();
+    let (sent, received) = tokio::join!(
+        async {
+            if resend {
+                a.send(&next).await?;
+            }
+            a.send(&u32::MAX).await
+        },
+        async {
+            let mut values = Vec::new();
+            loop {
+                match b.recv::<u32>().await? {
+                    u32::MAX => return Ok::<_, crate::Error>(values),
+                    value => values.push(value),
+                }
+            }
+        }
+    );
+    sent.unwrap();
+    let values = received.unwrap();
+    // Every value once, in order: the timed-out one neither lost nor doubled.
+    assert_eq!(values, (0..=next).collect::<Vec<_>>());
+}
