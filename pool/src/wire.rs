@@ -543,9 +543,14 @@ pub(crate) struct ResultsWriter {
     chunks: usize,
     /// The largest message the pool accepts.
     limit: usize,
+    /// Room kept for the status and length of the chunk's inputs still to
+    /// come, so that none of them can take the message past the limit.
+    reserve: usize,
 }
 
 const BUSY_OFFSET: usize = 1;
+/// The status and length before each input's output or failure message.
+const ITEM_HEADER: usize = 1 + 4;
 /// The bytes of a results message around a lone output: tag, busy time,
 /// chunk id and item count, status and length.
 const LONE_OUTPUT_OVERHEAD: usize = 1 + 8 + 8 + 4 + 1 + 4;
@@ -557,6 +562,7 @@ impl ResultsWriter {
             buf: Vec::with_capacity(4096),
             chunks: 0,
             limit: usize::try_from(limit).unwrap_or(usize::MAX),
+            reserve: 0,
         };
         writer.clear();
         writer
@@ -567,6 +573,7 @@ impl ResultsWriter {
         self.buf.push(RESULTS);
         put_u64(&mut self.buf, 0);
         self.chunks = 0;
+        self.reserve = 0;
     }
 
     pub(crate) fn chunks(&self) -> usize {
@@ -591,6 +598,7 @@ impl ResultsWriter {
         put_u64(&mut self.buf, id);
         put_u32(&mut self.buf, items);
         self.chunks += 1;
+        self.reserve = items as usize * ITEM_HEADER;
     }
 
     /// Runs `produce` to write one item's output in place; its failure, or
@@ -598,6 +606,10 @@ impl ResultsWriter {
     /// that would take the message past its limit is too large: it fails
     /// alone, with a message saying so, and the worker goes on.
     pub(crate) fn item(&mut self, produce: impl FnOnce(&mut Vec<u8>) -> Result<(), TaskFailure>) {
+        self.reserve = self.reserve.saturating_sub(ITEM_HEADER);
+        // What this input may take: the limit, less what the chunk's later
+        // inputs need at the least (their status and length).
+        let cap = self.limit.saturating_sub(self.reserve);
         let status_at = self.buf.len();
         self.buf.push(0);
         put_u32(&mut self.buf, 0);
@@ -605,7 +617,7 @@ impl ResultsWriter {
         let result = produce(&mut self.buf);
         let len = self.buf.len() - start;
         let failure = match result {
-            Ok(()) if fits(len) && self.buf.len() <= self.limit => None,
+            Ok(()) if fits(len) && self.buf.len() <= cap => None,
             Ok(()) if len.saturating_add(LONE_OUTPUT_OVERHEAD) > self.limit || !fits(len) => {
                 Some(TaskFailure::new(
                     FailureKind::TooLarge,
@@ -634,7 +646,9 @@ impl ResultsWriter {
             Some(failure) => {
                 self.buf.truncate(status_at);
                 self.buf.push(failure.kind as u8);
-                put_bytes(&mut self.buf, clip(&failure.message).as_bytes());
+                let room = cap.saturating_sub(status_at + ITEM_HEADER);
+                let message = clip(&failure.message, room.min(MAX_FAILURE_MESSAGE));
+                put_bytes(&mut self.buf, message.as_bytes());
             }
         }
     }
@@ -649,15 +663,27 @@ impl ResultsWriter {
 /// as long as it likes, but it must not crowd out the outputs it travels with.
 const MAX_FAILURE_MESSAGE: usize = 64 * 1024;
 
-fn clip(message: &str) -> std::borrow::Cow<'_, str> {
-    if message.len() <= MAX_FAILURE_MESSAGE {
+/// `message`, cut to at most `max` bytes (at a character boundary, saying
+/// how long it was when there is room for that).
+fn clip(message: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if message.len() <= max {
         return message.into();
     }
-    let mut end = MAX_FAILURE_MESSAGE;
+    let note = format!("... ({} bytes in all)", message.len());
+    let mut end = max.saturating_sub(note.len());
     while !message.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}... ({} bytes in all)", &message[..end], message.len()).into()
+    match end + note.len() <= max {
+        true => format!("{}{note}", &message[..end]).into(),
+        false => {
+            let mut end = max;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message[..end].into()
+        }
+    }
 }
 
 fn put_u32(out: &mut Vec<u8>, value: u32) {
@@ -850,18 +876,18 @@ mod tests {
 
     #[test]
     fn an_output_over_the_limit_fails_alone() {
-        let mut results = ResultsWriter::new(100);
+        let mut results = ResultsWriter::new(1000);
         results.begin_chunk(1, 3);
         results.item(|out| {
             out.extend_from_slice(&[7; 10]);
             Ok(())
         });
         results.item(|out| {
-            out.extend_from_slice(&[8; 90]);
+            out.extend_from_slice(&[8; 990]);
             Ok(())
         });
         results.item(|out| {
-            out.extend_from_slice(&[9; 50]);
+            out.extend_from_slice(&[9; 900]);
             Ok(())
         });
         let buf = results.bytes().to_vec();
@@ -873,7 +899,7 @@ mod tests {
         let alone = outcomes[1].output.clone().unwrap_err();
         assert_eq!(alone.kind, FailureKind::TooLarge);
         assert!(
-            alone.message.contains("output of 90 bytes is over"),
+            alone.message.contains("output of 990 bytes is over"),
             "{}",
             alone.message
         );
@@ -884,6 +910,40 @@ mod tests {
             "{}",
             together.message
         );
+    }
+
+    #[test]
+    fn failures_and_returned_inputs_never_take_a_message_past_its_limit() {
+        for limit in [64usize, 100, 300, 1000] {
+            let mut results = ResultsWriter::new(limit as u64);
+            results.begin_chunk(1, 4);
+            results.item(|out| {
+                // Fills the message to the limit, less the others' room.
+                out.resize(out.len() + limit.saturating_sub(9 + 12 + 4 * 5), 1);
+                Ok(())
+            });
+            results.item(|out| {
+                out.extend_from_slice(&vec![2; limit]);
+                Ok(())
+            });
+            results.item(|_| Err(TaskFailure::new(FailureKind::Failed, "x".repeat(100_000))));
+            results.item(|_| Err(TaskFailure::new(FailureKind::Returned, "")));
+            assert!(
+                results.bytes().len() <= limit,
+                "{} > {limit}",
+                results.bytes().len()
+            );
+            let parsed = FromWorker::parse(results.bytes()).unwrap();
+            let FromWorker::Results(parsed) = parsed else {
+                panic!("expected results");
+            };
+            assert_eq!(parsed.outcomes().len(), 4);
+        }
+        assert_eq!(clip("héllo", 3), "hé");
+        assert_eq!(clip("short", 10), "short");
+        let long = "y".repeat(1000);
+        let clipped = clip(&long, 100);
+        assert!(clipped.len() <= 100 && clipped.ends_with("(1000 bytes in all)"));
     }
 
     #[test]

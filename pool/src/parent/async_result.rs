@@ -156,7 +156,18 @@ impl<T> AsyncResult<T> {
     /// polling the handle as a future, this does not make dropping it
     /// unfinished cancel its input.
     pub(crate) fn notify_when_ready(&self, waker: &Waker) -> bool {
-        self.slot.poll_outcome(waker).outcome.is_some()
+        self.slot.watch(waker)
+    }
+
+    /// Takes back a waker given to [`notify_when_ready`](Self::notify_when_ready).
+    pub(crate) fn stop_notifying(&self, waker: &Waker) {
+        self.slot.unwatch(waker);
+    }
+
+    /// Forgets that the handle was polled as a future: dropping it then
+    /// lets its task run, as for a handle never polled.
+    pub(crate) fn forget_awaited(&mut self) {
+        self.awaited = false;
     }
 }
 

@@ -72,8 +72,8 @@ impl ReadyQueue {
     }
 
     /// Registers one handle: queues its position now if its result is
-    /// there, or when it arrives.
-    fn watch<T>(self: &Arc<Self>, position: usize, handle: &AsyncResult<T>) {
+    /// there, or when it arrives. Returns the waker the handle keeps.
+    fn watch<T>(self: &Arc<Self>, position: usize, handle: &AsyncResult<T>) -> Waker {
         let waker = Waker::from(Arc::new(Arrival {
             position,
             queue: Arc::clone(self),
@@ -81,6 +81,7 @@ impl ReadyQueue {
         if handle.notify_when_ready(&waker) {
             self.push(position);
         }
+        waker
     }
 }
 
@@ -131,10 +132,18 @@ impl Wake for Arrival {
 /// ```
 pub fn as_completed<T>(handles: impl IntoIterator<Item = AsyncResult<T>>) -> AsCompleted<T> {
     let queue = Arc::new(ReadyQueue::default());
-    let handles: Vec<Option<AsyncResult<T>>> = handles.into_iter().map(Some).collect();
+    // Handed over, a handle lets its task run when dropped, whether or not
+    // it was polled before: dropping the iterator cancels nothing.
+    let handles: Vec<Option<AsyncResult<T>>> = handles
+        .into_iter()
+        .map(|mut handle| {
+            handle.forget_awaited();
+            Some(handle)
+        })
+        .collect();
     for (position, handle) in handles.iter().enumerate() {
         if let Some(handle) = handle {
-            queue.watch(position, handle);
+            let _ = queue.watch(position, handle);
         }
     }
     AsCompleted {
@@ -326,15 +335,19 @@ pub fn wait_any<T>(handles: &[AsyncResult<T>], timeout: Option<Duration>) -> Opt
         return None;
     }
     let queue = Arc::new(ReadyQueue::default());
-    for (position, handle) in handles.iter().enumerate() {
-        queue.watch(position, handle);
-    }
+    let wakers: Vec<Waker> = handles
+        .iter()
+        .enumerate()
+        .map(|(position, handle)| queue.watch(position, handle))
+        .collect();
     let deadline = timeout.and_then(|timeout| Instant::now().checked_add(timeout));
-    if timeout.is_some() && deadline.is_none() {
-        // A timeout too large to add to now: as long as it takes.
-        return queue.pop_until(None);
+    // A timeout too large to add to now: as long as it takes.
+    let found = queue.pop_until(deadline);
+    // So that calls that time out again and again leave nothing behind.
+    for (handle, waker) in handles.iter().zip(&wakers) {
+        handle.stop_notifying(waker);
     }
-    queue.pop_until(deadline)
+    found
 }
 
 #[cfg(test)]
@@ -394,6 +407,24 @@ mod tests {
         assert_eq!(position, 1);
         assert_eq!(handle.get(None).unwrap_err().kind(), ErrorKind::Cancelled);
         assert_eq!(completed.remaining(), 1);
+    }
+
+    #[test]
+    fn several_threads_waiting_on_the_same_handles_all_wake() {
+        let (slots, handles) = handles(2);
+        let handles = Arc::new(handles);
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let handles = Arc::clone(&handles);
+                std::thread::spawn(move || wait_any(&handles, Some(Duration::from_secs(20))))
+            })
+            .collect();
+        // Each waiter watches before or after this; either way it wakes.
+        std::thread::sleep(Duration::from_millis(50));
+        complete(&slots[1], 1);
+        for waiter in waiters {
+            assert_eq!(waiter.join().unwrap(), Some(1));
+        }
     }
 
     #[test]

@@ -60,6 +60,9 @@ pub(crate) struct CellState {
     waiters: usize,
     /// The task of a future waiting on this slot.
     waker: Option<Waker>,
+    /// Wakers of `wait_any` and `as_completed` calls watching this slot,
+    /// any number of them, from any threads.
+    watchers: Vec<Waker>,
 }
 
 impl ResultCell {
@@ -121,10 +124,29 @@ impl ResultCell {
             self.ready.notify_all();
         }
         let waker = state.waker.take();
+        let watchers = std::mem::take(&mut state.watchers);
         drop(state);
-        if let Some(waker) = waker {
+        for waker in waker.into_iter().chain(watchers) {
             waker.wake();
         }
+    }
+
+    /// Adds `waker` to the watchers woken when the outcome arrives, unless
+    /// it is there already: then returns `true` and keeps nothing.
+    pub(crate) fn watch(&self, waker: &Waker) -> bool {
+        let mut state = self.lock();
+        if state.outcome.is_some() {
+            return true;
+        }
+        if !state.watchers.iter().any(|known| known.will_wake(waker)) {
+            state.watchers.push(waker.clone());
+        }
+        false
+    }
+
+    /// Removes a watcher added by [`watch`](ResultCell::watch).
+    pub(crate) fn unwatch(&self, waker: &Waker) {
+        self.lock().watchers.retain(|known| !known.will_wake(waker));
     }
 
     /// Waits until the outcome is there or `timeout` passes; returns the

@@ -360,6 +360,13 @@ impl WorkerSlot {
             if chunk.len() as u64 != expected || chunk.iter().any(|o| o.chunk != chunk_id) {
                 return Err(Misaligned);
             }
+            // Inputs come back unstarted only when asked for: a worker that
+            // returns others would have them sent round again for ever.
+            let is_returned =
+                |o: &ItemOutcome| matches!(&o.output, Err(f) if f.kind == FailureKind::Returned);
+            if !front.recalled && chunk.iter().any(is_returned) {
+                return Err(Misaligned);
+            }
             let Some(mut done) = self.in_flight.pop_front() else {
                 break;
             };

@@ -71,7 +71,9 @@ pub fn connect_worker(address: &str, authkey: &[u8]) -> Result<()> {
 }
 
 /// How often the watcher looks at the connection.
-const WATCH_EVERY: Duration = Duration::from_millis(200);
+/// Also how long the watcher may outlive `connect_worker`, holding a copy
+/// of the connection, so short.
+const WATCH_EVERY: Duration = Duration::from_millis(50);
 /// How long a worker whose pool hung up may go on with the batch it runs
 /// before the watcher ends it.
 const QUIT_GRACE: Duration = Duration::from_millis(250);

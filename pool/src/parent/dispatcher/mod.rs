@@ -260,14 +260,11 @@ impl Dispatcher {
                         failure.message
                     ),
                 );
-                self.break_pool(
-                    err.with_task(self.config.initializer.as_ref().map_or("", |i| i.0)),
-                );
-                self.kill_worker(worker);
+                let err = err.with_task(self.config.initializer.as_ref().map_or("", |i| i.0));
+                self.worker_failed_setup(worker, err);
             }
             Event::Refused { worker, message } => {
-                self.break_pool(Error::new(ErrorKind::Startup, message));
-                self.kill_worker(worker);
+                self.worker_failed_setup(worker, Error::new(ErrorKind::Startup, message));
             }
             Event::Results {
                 worker,
@@ -278,6 +275,28 @@ impl Dispatcher {
             Event::Lost { worker, end } => self.on_lost(worker, end),
             Event::Joined { conn, peer } => self.adopt_remote(conn, peer),
         }
+    }
+
+    /// A worker could not set up, or turned out not to be a worker. While
+    /// the pool starts, that fails `build`. Later, a local worker counts
+    /// toward the failures in a row that break the pool (see
+    /// `start_failed`), and a remote one is only turned away: one peer's
+    /// failure is not the pool's. A worker that was ready says nothing of
+    /// the sort; if it does, it is replaced.
+    fn worker_failed_setup(&mut self, worker: u32, err: Error) {
+        let Some(slot) = self.worker_mut(worker) else {
+            return;
+        };
+        let starting = matches!(slot.state(), State::Starting { .. });
+        let local = slot.is_local();
+        if !self.started {
+            self.break_pool(err);
+        } else if starting && local {
+            self.start_failed(err);
+        } else {
+            tracing::warn!(worker, %err, "a worker failed to set up; it is turned away");
+        }
+        self.kill_worker(worker);
     }
 
     fn on_results(
