@@ -153,6 +153,7 @@ impl Dispatcher {
     /// The dispatcher thread's loop; returns once the pool is closed and
     /// its workers are gone, or it was terminated.
     pub(crate) fn run(mut self) {
+        let mut cancelled = false;
         loop {
             let timeout = self.next_wakeup().unwrap_or(Duration::from_secs(3600));
             select! {
@@ -166,12 +167,19 @@ impl Dispatcher {
                         self.on_event(event);
                     }
                 },
-                recv(self.cancellations) -> _ => self.take_back_cancelled(),
+                recv(self.cancellations) -> _ => cancelled = true,
                 default(timeout) => {},
             }
             self.drain_pending();
             if self.phase == Phase::Terminating {
                 break;
+            }
+            // After the results that had already come: an input whose
+            // result is in is not "running" any more, and its worker must
+            // not be stopped for it.
+            if cancelled {
+                cancelled = false;
+                self.take_back_cancelled();
             }
             self.check_clocks();
             self.replenish();
