@@ -504,7 +504,8 @@ impl Connection {
         let len = self.next_message_len(self.max_message_size)?;
         if len <= room.len() as u64 {
             let target = &mut room[..len as usize];
-            frame::read_payload_into(&self.socket, target).map_err(|err| self.mark_broken(err))?;
+            frame::read_payload_into(&self.socket, target)
+                .map_err(|err| self.lose_boundaries(err))?;
             Ok(len as usize)
         } else {
             let mut message = Vec::new();
@@ -648,7 +649,7 @@ impl Connection {
         // `len` is at most max_message_size here; on a 32-bit target a
         // larger value cannot be held in memory anyway.
         let len = in_memory_len(len)?;
-        frame::read_payload(&self.socket, len, out).map_err(|err| self.mark_broken(err))
+        frame::read_payload(&self.socket, len, out).map_err(|err| self.lose_boundaries(err))
     }
 
     fn mark_broken(&mut self, err: Error) -> Error {
@@ -656,6 +657,16 @@ impl Connection {
             tracing::debug!(error = %err, "connection lost its message boundaries");
             self.broken = Some(err.kind());
         }
+        err
+    }
+
+    /// Any error while a payload is read leaves the stream inside a
+    /// message whose header is gone: whatever its kind (an `Io` timeout set
+    /// through the descriptor, say), no later receive can find the next
+    /// message's start.
+    fn lose_boundaries(&mut self, err: Error) -> Error {
+        tracing::debug!(error = %err, "connection lost its message boundaries");
+        self.broken = Some(err.kind());
         err
     }
 
@@ -942,6 +953,29 @@ mod tests {
         assert_eq!(err.kind(), ErrorKind::Truncated);
         assert!(err.to_string().contains("after 3"), "{err}");
         assert_eq!(b.recv_bytes().unwrap_err().kind(), ErrorKind::Truncated);
+    }
+
+    #[test]
+    fn an_error_inside_a_payload_breaks_the_connection_for_good() {
+        let (a, mut b) = pipe().unwrap();
+        let sock = Socket::from_owned(OwnedFd::from(a));
+        // A header, part of its payload, and then what looks like a
+        // header inside the payload.
+        sock.write(&[0, 0, 0, 10, 1, 2, 0, 0]).unwrap();
+        // A receive timeout set through the descriptor: the read inside
+        // the payload fails with an I/O error, not end of file.
+        rustix::net::sockopt::set_socket_timeout(
+            &b,
+            rustix::net::sockopt::Timeout::Recv,
+            Some(Duration::from_millis(50)),
+        )
+        .unwrap();
+        let err = b.recv_bytes().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::TimedOut, "{err}");
+        sock.write(&[0, 5, 9, 9, 9, 9, 9]).unwrap();
+        // The rest of the stream starts inside a message: never read as one.
+        let err = b.recv_bytes().unwrap_err();
+        assert!(err.to_string().contains("boundaries are lost"), "{err}");
     }
 
     /// A peer that closes while data we sent it is unread resets the
