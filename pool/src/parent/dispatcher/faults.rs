@@ -25,13 +25,10 @@ impl Dispatcher {
         }
         match slot.state() {
             State::Starting { .. } => {
-                // A program that does not call pool::init() exits (or is
-                // killed at the deadline); a signal here comes from outside.
+                // A program that never becomes a worker exits (or is killed
+                // at the deadline); a signal here comes from outside.
                 let hint = if slot.is_local() && end.status.is_some_and(|s| s.code().is_some()) {
-                    format!(
-                        "; does {} call pool::init() at the top of main?",
-                        self.program.display()
-                    )
+                    format!("; {}", not_a_worker_hint(&self.program))
                 } else {
                     String::new()
                 };
@@ -166,9 +163,9 @@ impl Dispatcher {
             let err = Error::new(
                 ErrorKind::Startup,
                 format!(
-                    "worker {worker} was not ready within {:?}; does {} call pool::init() at the top of main?",
+                    "worker {worker} was not ready within {:?}; {}",
                     self.config.startup_timeout,
-                    self.program.display()
+                    not_a_worker_hint(&self.program)
                 ),
             );
             let local = self.worker_mut(worker).is_some_and(|w| w.is_local());
@@ -252,4 +249,13 @@ impl Dispatcher {
         }
         had_work
     }
+}
+
+/// What to check when a local worker program never became a worker.
+fn not_a_worker_hint(program: &std::path::Path) -> String {
+    format!(
+        "is {} built with the pool crate (and, if it declares \
+         pool::workers_start_in_main!(), does it call pool::init() at the top of main)?",
+        program.display()
+    )
 }
