@@ -1,17 +1,20 @@
 //! [`AsyncListener`]: accepts connections on a tokio runtime, each peer's
 //! handshake a task of its own.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::poll_fn;
+use std::future::Future;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, UnixListener};
-use tokio::task::{JoinError, JoinSet};
+use tokio::task::{AbortHandle, JoinError, JoinSet};
 
 use super::{handshake, AsyncConnection};
 use crate::address::Address;
@@ -140,6 +143,9 @@ impl AsyncListenerBuilder {
             created_file,
             options: Arc::new(self.clone()),
             handshakes: JoinSet::new(),
+            oldest: VecDeque::new(),
+            shedding: 0,
+            retry: None,
         })
     }
 }
@@ -265,6 +271,12 @@ pub struct AsyncListener {
     options: Arc<AsyncListenerBuilder>,
     /// With an authkey: the handshakes started and not yet returned.
     handshakes: JoinSet<Result<AsyncConnection>>,
+    /// The same handshakes, oldest first, to shed when descriptors run out.
+    oldest: VecDeque<AbortHandle>,
+    /// Handshakes shed whose sockets the runtime has not closed yet.
+    shedding: usize,
+    /// The timer that wakes an accept that found no descriptor and no peer.
+    retry: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl AsyncListener {
@@ -333,14 +345,44 @@ impl AsyncListener {
         cx: &mut Context<'_>,
     ) -> Poll<Result<std::result::Result<Result<AsyncConnection>, JoinError>>> {
         loop {
-            if let Poll::Ready(Some(finished)) = self.handshakes.poll_join_next(cx) {
-                return Poll::Ready(Ok(finished));
+            match self.handshakes.poll_join_next(cx) {
+                // Shed below to make room: not a peer's outcome to report.
+                Poll::Ready(Some(Err(err))) if err.is_cancelled() => {
+                    self.shedding = self.shedding.saturating_sub(1);
+                    continue;
+                }
+                Poll::Ready(Some(finished)) => return Poll::Ready(Ok(finished)),
+                _ => {}
             }
             if self.handshakes.len() >= self.options.max_pending_handshakes.max(1) {
                 return Poll::Pending;
             }
             match self.socket.poll_accept(cx) {
                 Poll::Ready(Ok((socket, peer))) => self.start_handshake(socket, peer),
+                // Out of descriptors, as a flood of silent peers can make
+                // it: the oldest pending handshake gives its up, as the
+                // blocking listener does, so that the next peer gets in.
+                // Its socket closes when the runtime drops the task: until
+                // then, wait rather than shed another.
+                Poll::Ready(Err(err)) if sys::is_out_of_descriptors(&err) => {
+                    // Linux reports this before it looks at the queue: only
+                    // a connection actually waiting is worth a handshake.
+                    // With none, look again a little later (a new peer's
+                    // arrival may not wake this task: the failed accept left
+                    // no waker with the listener).
+                    if !self.connection_waiting() {
+                        let mut retry = Box::pin(tokio::time::sleep(OUT_OF_DESCRIPTORS_RETRY));
+                        let _ = retry.as_mut().poll(cx);
+                        self.retry = Some(retry);
+                        return Poll::Pending;
+                    }
+                    if self.shedding > 0 || self.shed_oldest() {
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
+                    }
+                    let err = Error::io(err, "accept").context(&self.address);
+                    return Poll::Ready(Err(err));
+                }
                 Poll::Ready(Err(err)) => {
                     let err = Error::io(err, "accept").context(&self.address);
                     return Poll::Ready(Err(err));
@@ -350,10 +392,33 @@ impl AsyncListener {
         }
     }
 
+    /// Whether a connection waits in the listening socket's queue.
+    fn connection_waiting(&self) -> bool {
+        let mut fds = [sys::PollFd::readable(self.as_fd())];
+        matches!(sys::poll(&mut fds, Some(Duration::ZERO)), Ok(n) if n > 0)
+    }
+
+    /// Ends the oldest handshake still going, closing its socket; returns
+    /// whether there was one.
+    fn shed_oldest(&mut self) -> bool {
+        while let Some(oldest) = self.oldest.pop_front() {
+            if !oldest.is_finished() {
+                tracing::debug!(listener = %self.address, "out of descriptors: oldest handshake shed");
+                oldest.abort();
+                self.shedding += 1;
+                return true;
+            }
+        }
+        false
+    }
+
     fn start_handshake(&mut self, socket: Socket, peer: Option<Address>) {
         let options = self.options.clone();
         let listener = self.address.clone();
-        self.handshakes.spawn(async move {
+        while self.oldest.front().is_some_and(AbortHandle::is_finished) {
+            self.oldest.pop_front();
+        }
+        let handle = self.handshakes.spawn(async move {
             let peer = peer.map_or_else(|| "an unnamed peer".to_string(), |p| p.to_string());
             let context = format!("{listener}: handshake with {peer}");
             let mut conn = AsyncConnection::from_socket(socket, options.max_message_size)
@@ -368,8 +433,13 @@ impl AsyncListener {
             };
             outcome.map(|()| conn).map_err(|err| err.context(&context))
         });
+        self.oldest.push_back(handle);
     }
 }
+
+/// How soon an accept that found no descriptor left, and no peer waiting,
+/// looks again.
+const OUT_OF_DESCRIPTORS_RETRY: Duration = Duration::from_millis(10);
 
 pub(super) fn handshake_timed_out() -> Error {
     Error::new(
