@@ -13,12 +13,13 @@ fn scenario(name: &str) -> String {
 }
 
 #[test]
-fn ten_thousand_awaited_handles_all_complete_under_tokio_and_block_on() {
+fn awaited_handles_and_streams_complete_under_tokio_smol_and_block_on() {
     let out = scenario("many");
     let squares: u64 = (0..10_000u64).map(|x| x * x).sum();
     assert_eq!(line(&out, "tokio sum"), squares.to_string());
     let squares: u64 = (0..1000u64).map(|x| x * x).sum();
     assert_eq!(line(&out, "block_on sum"), squares.to_string());
+    assert_eq!(line(&out, "smol sum"), format!("{squares} {squares}"));
 }
 
 #[test]

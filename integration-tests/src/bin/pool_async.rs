@@ -58,6 +58,21 @@ fn main() -> Result<()> {
                 Ok::<_, pool::Error>(total)
             })?;
             println!("block_on sum: {total}");
+            // smol's executor, with the imap as a Stream beside handles.
+            let (total, streamed) = smol::block_on(async {
+                let handles: Vec<_> = (0..1000u64).map(|x| pool.apply_async(square, x)).collect();
+                let mut total = 0;
+                for handle in handles {
+                    total += handle.await?;
+                }
+                let mut stream = pool.imap(square, 0..1000u64);
+                let mut streamed = 0;
+                while let Some(value) = smol::stream::StreamExt::next(&mut stream).await {
+                    streamed += value?;
+                }
+                Ok::<_, pool::Error>((total, streamed))
+            })?;
+            println!("smol sum: {total} {streamed}");
         }
         "killed" => {
             let dir =
