@@ -186,27 +186,40 @@ pub(crate) fn prepare_worker_command(command: &mut Command) {
     }
 }
 
+/// Makes `$hook` (a `fn()`) run before `main`, and defines
+/// `keep_before_main_hook()` beside it, which code every pool runs must
+/// call so that the hook is linked.
+///
 /// The start-up code (glibc's, for the executable and every shared object)
 /// calls each function in `.init_array` before `main`: the entries with a
 /// priority first (std's capture of the program's arguments is one, so
-/// `std::env::args` works here), then the plain ones like this, in link
-/// order. It is how a re-executed worker becomes one before `main`.
-#[used]
-#[link_section = ".init_array"]
-static BEFORE_MAIN: extern "C" fn() = before_main;
+/// `std::env::args` works there), then the plain ones like this, in link
+/// order. It is how a re-executed worker becomes one before `main`. A
+/// macro, so that the platform's mechanism stays here while the hook and
+/// its static live with the code they start.
+macro_rules! run_before_main {
+    ($hook:path) => {
+        #[used]
+        #[link_section = ".init_array"]
+        static BEFORE_MAIN: extern "C" fn() = {
+            extern "C" fn pool_before_main() {
+                $hook()
+            }
+            pool_before_main
+        };
 
-extern "C" fn before_main() {
-    crate::worker::before_main();
+        /// Refers to the start-up hook, so that the linker keeps the
+        /// object file that holds it: a linker takes from a library only
+        /// the object files something refers to, and a `#[used]` static
+        /// alone is kept only if its object file is. (Today's rustc also
+        /// names libraries' `#[used]` statics in a synthetic object of its
+        /// own; this does not rely on it.)
+        pub(crate) fn keep_before_main_hook() {
+            std::hint::black_box(&BEFORE_MAIN);
+        }
+    };
 }
-
-/// Refers to the start-up hook, so that the linker keeps the object file
-/// that holds it: a linker takes from a library only the object files
-/// something refers to, and a `#[used]` static alone is kept only if its
-/// object file is. (Today's rustc also names libraries' `#[used]` statics
-/// in a synthetic object of its own; this does not rely on it.)
-pub(crate) fn keep_before_main_hook() {
-    std::hint::black_box(&BEFORE_MAIN);
-}
+pub(crate) use run_before_main;
 
 /// Ignores SIGPIPE, as Rust's runtime does before `main`: writing to a
 /// closed pipe is then an error (`EPIPE`), not the end of the process.

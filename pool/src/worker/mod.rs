@@ -95,8 +95,10 @@ pub(crate) fn before_main() {
 /// pool: the start-up hook, which lives in an object file that nothing
 /// else would refer to.
 pub(crate) fn keep_linked() {
-    sys::keep_before_main_hook();
+    keep_before_main_hook();
 }
+
+sys::run_before_main!(before_main);
 
 /// Turns this process into a pool worker if a pool started it as one and
 /// it is not one yet, and otherwise returns at once (it only looks at one
