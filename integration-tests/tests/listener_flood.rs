@@ -96,7 +96,7 @@ fn warm_up() {
 fn a_good_client_is_accepted_while_thousands_of_peers_flood_the_listener() {
     warm_up();
     let Some(before) = census() else {
-        println!("skipped: no /proc/self to count descriptors and threads");
+        integration_tests::report_skip("no /proc/self to count descriptors and threads");
         return;
     };
     let (soft, _) = descriptor_limits();
@@ -107,11 +107,11 @@ fn a_good_client_is_accepted_while_thousands_of_peers_flood_the_listener() {
     let garbage = peers * GARBAGE / (SILENT + GARBAGE);
     let silent = peers - garbage;
     if peers < SILENT + GARBAGE {
-        println!(
+        integration_tests::report_skip(&format!(
             "the full flood of {SILENT} silent + {GARBAGE} garbage peers needs about {} \
              descriptors and `ulimit -n` is {soft}: flooding with {silent} + {garbage}",
             2 * (SILENT + GARBAGE) as u64 + HEADROOM + before.descriptors as u64,
-        );
+        ));
     }
     assert!(
         silent > 0,
