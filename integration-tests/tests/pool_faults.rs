@@ -197,3 +197,11 @@ fn retries_rerun_an_input_whose_worker_died_a_bounded_number_of_times() {
     assert!(stdout.contains("attempts: 3"), "{stdout}");
     assert!(stdout.contains("once: [0, 1, 2, 3, 4, 5]"), "{stdout}");
 }
+
+#[test]
+fn a_remote_worker_that_fails_its_setup_is_turned_away_and_the_pool_goes_on() {
+    let (out, _) = scenario(&["remote_setup_fails"]);
+    // The worker was dropped; the pool was not broken for everyone.
+    assert!(out.contains("remote worker: Ok(Err("), "{out}");
+    assert!(out.contains("after: ok"), "{out}");
+}

@@ -159,6 +159,16 @@ pool::task! {
     }
 }
 
+pool::task! {
+    /// An initializer that fails in a process whose environment says so.
+    fn picky_setup(_x: ()) -> Result<(), String> {
+        match std::env::var_os("POOL_PROGRAM_FAIL_SETUP") {
+            Some(_) => Err("this host cannot set up".to_string()),
+            None => Ok(()),
+        }
+    }
+}
+
 fn kill(pid: u32) {
     // SAFETY: kill takes plain integers; the pid is one of our workers.
     unsafe {
@@ -269,6 +279,26 @@ fn main() -> Result<(), pool::Error> {
                 .initializer(configure, "configured".to_string())
                 .build()?;
             println!("settings: {:?}", pool.map(read_setting, 0..4)?);
+        }
+        "remote_setup_fails" => {
+            // A running pool; then a remote worker (a thread here, in a
+            // process whose environment makes the initializer fail) joins
+            // and fails its set-up. It is turned away; the pool goes on.
+            let pool = Pool::builder()
+                .processes(1)
+                .initializer(picky_setup, ())
+                .listen("tcp:127.0.0.1:0", b"setup key".to_vec())
+                .handle_interrupts(false)
+                .build()?;
+            let address = pool.listen_address().unwrap_or_default().to_string();
+            std::env::set_var("POOL_PROGRAM_FAIL_SETUP", "1");
+            let joined = std::thread::spawn(move || pool::connect_worker(&address, b"setup key"));
+            let left = joined.join().map(|r| r.map_err(|e| e.kind()));
+            println!("remote worker: {left:?}");
+            match pool.apply(whoami, 1) {
+                Ok(_) => println!("after: ok"),
+                Err(err) => report_error("after", &err),
+            }
         }
         "max_tasks" => {
             let pool = builder.max_tasks_per_child(3).build()?;
