@@ -18,7 +18,7 @@ use std::io::{self, IoSlice};
 
 use crate::auth;
 use crate::error::{Error, ErrorKind, Result};
-use crate::sys::{recv_nowait, Interest, Socket, Wait};
+use crate::sys::{Interest, Socket, Wait};
 
 /// The message the listener waits for next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -198,7 +198,7 @@ impl Exchange {
 /// is an error: a clean one at a message's start, else a truncation.
 fn read_some(socket: &Socket, buf: &mut [u8], at_message_start: bool) -> Result<Option<usize>> {
     loop {
-        return match recv_nowait(socket.fd(), buf) {
+        return match socket.recv_nowait(buf) {
             Ok(0) if at_message_start => Err(Error::new(
                 ErrorKind::Eof,
                 "the peer closed the connection during the handshake",

@@ -8,7 +8,7 @@ mod ready;
 #[cfg(unix)]
 mod unix;
 #[cfg(unix)]
-pub(crate) use accepting::{is_out_of_descriptors, recv_nowait};
+pub(crate) use accepting::is_out_of_descriptors;
 #[cfg(unix)]
 pub(crate) use ready::{Interest, Ready, ReadySet};
 #[cfg(unix)]

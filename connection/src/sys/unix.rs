@@ -87,9 +87,11 @@ impl Socket {
     }
 
     /// Reads what is available without waiting, whatever the descriptor's
-    /// blocking mode (`MSG_DONTWAIT`): `WouldBlock` when nothing is. For an
-    /// event loop that waits for readiness itself (the `tokio` feature).
-    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    /// blocking mode (`MSG_DONTWAIT` for this call alone, so the socket
+    /// stays blocking for the `Connection` it becomes, and its clones):
+    /// `WouldBlock` when nothing is; 0 means end of file. For an event
+    /// loop that waits for readiness itself (handshakes, the `tokio`
+    /// feature).
     pub(crate) fn recv_nowait(&self, buf: &mut [u8]) -> io::Result<usize> {
         let (read, _) = rustix::net::recv(&self.0, buf, RecvFlags::DONTWAIT)?;
         Ok(read)
