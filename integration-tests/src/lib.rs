@@ -185,6 +185,22 @@ pub fn set_descriptor_limit(soft: libc::rlim_t) -> std::io::Result<()> {
     }
 }
 
+/// Opens descriptors until there is none left, then frees `free` of them;
+/// dropping what it returns frees the rest.
+pub fn use_up_descriptors(free: usize) -> Vec<std::fs::File> {
+    let mut held = Vec::new();
+    loop {
+        match std::fs::File::open("/dev/null") {
+            Ok(file) => held.push(file),
+            Err(err) if err.raw_os_error() == Some(libc::EMFILE) => break,
+            Err(err) => panic!("open /dev/null: {err}"),
+        }
+    }
+    assert!(held.len() >= free, "fewer than {free} descriptors to free");
+    held.truncate(held.len() - free);
+    held
+}
+
 /// Reads one message of the wire format from a raw stream, within
 /// `timeout` per read.
 pub fn read_raw_message(

@@ -6,7 +6,6 @@
 //! A test binary of its own: it lowers this process's descriptor limit,
 //! which would upset any test running beside it.
 
-use std::fs::File;
 use std::io::Read;
 use std::net::TcpStream;
 use std::thread;
@@ -15,7 +14,7 @@ use std::time::{Duration, Instant};
 use connection::{Client, Listener};
 use integration_tests::{
     descriptor_limits, is_open_and_quiet, patient_tcp_listener, read_raw_message,
-    set_descriptor_limit,
+    set_descriptor_limit, use_up_descriptors,
 };
 
 const KEY: &[u8] = b"descriptor key";
@@ -35,21 +34,6 @@ fn start_handshakes(listener: &mut Listener, peers: &mut [TcpStream]) {
         }
         peer.set_nonblocking(false).unwrap();
     }
-}
-
-/// Opens descriptors until there is none left, then frees `free` of them.
-fn use_up_descriptors(free: usize) -> Vec<File> {
-    let mut held = Vec::new();
-    loop {
-        match File::open("/dev/null") {
-            Ok(file) => held.push(file),
-            Err(err) if err.raw_os_error() == Some(libc::EMFILE) => break,
-            Err(err) => panic!("open /dev/null: {err}"),
-        }
-    }
-    assert!(held.len() >= free, "fewer than {free} descriptors to free");
-    held.truncate(held.len() - free);
-    held
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! with a wrong key that is turned away.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
 use integration_tests::{output_with_deadline, wait_with_deadline, Watchdog};
@@ -12,20 +12,17 @@ const LIMIT: Duration = Duration::from_secs(60);
 const KEY: &str = "loopback test key";
 const WORKER: &str = env!("CARGO_BIN_EXE_pool_remote_worker");
 
-/// Runs the `remote` scenario of `pool_program` (a pool with no local
-/// workers, so its map completes only if a remote worker joins), starting
-/// workers with `start_workers(address)`; returns the scenario's output and
-/// the workers, which it checks exited cleanly once the pool was gone.
-fn remote_pool(start_workers: impl FnOnce(&str) -> Vec<Child>) -> String {
+/// Starts `pool_program` in `scenario`, a pool that listens for remote
+/// workers, and reads the address it prints first.
+fn listening_pool(scenario: &str) -> (Child, BufReader<ChildStdout>, String) {
     let mut pool = Command::new(env!("CARGO_BIN_EXE_pool_program"))
-        .arg("remote")
+        .arg(scenario)
         .env("POOL_AUTHKEY", KEY)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .spawn()
         .expect("spawn pool_program");
     let mut stdout = BufReader::new(pool.stdout.take().expect("stdout"));
-    let watchdog = Watchdog::start("remote pool", LIMIT);
     let mut line = String::new();
     stdout.read_line(&mut line).expect("address line");
     let address = line
@@ -33,6 +30,16 @@ fn remote_pool(start_workers: impl FnOnce(&str) -> Vec<Child>) -> String {
         .strip_prefix("address: ")
         .expect("address")
         .to_string();
+    (pool, stdout, address)
+}
+
+/// Runs the `remote` scenario of `pool_program` (a pool with no local
+/// workers, so its map completes only if a remote worker joins), starting
+/// workers with `start_workers(address)`; returns the scenario's output and
+/// the workers, which it checks exited cleanly once the pool was gone.
+fn remote_pool(start_workers: impl FnOnce(&str) -> Vec<Child>) -> String {
+    let watchdog = Watchdog::start("remote pool", LIMIT);
+    let (mut pool, mut stdout, address) = listening_pool("remote");
     assert!(
         address.starts_with("tcp:127.0.0.1:") && !address.ends_with(":0"),
         "{address}"
@@ -91,21 +98,7 @@ fn a_remote_worker_with_the_key_in_a_file_runs_the_map() {
 
 #[test]
 fn a_remote_worker_leaves_when_its_pool_is_killed_mid_task() {
-    let mut pool = Command::new(env!("CARGO_BIN_EXE_pool_program"))
-        .arg("remote_long")
-        .env("POOL_AUTHKEY", KEY)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn pool_program");
-    let mut stdout = BufReader::new(pool.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    stdout.read_line(&mut line).expect("address line");
-    let address = line
-        .trim()
-        .strip_prefix("address: ")
-        .expect("address")
-        .to_string();
+    let (mut pool, _stdout, address) = listening_pool("remote_long");
     let mut worker = Command::new(WORKER)
         .args(["--connect", &address])
         .env("POOL_AUTHKEY", KEY)

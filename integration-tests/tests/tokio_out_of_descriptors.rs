@@ -6,33 +6,19 @@
 //! A test binary of its own: it lowers this process's descriptor limit,
 //! which would upset any test running beside it.
 
-use std::fs::File;
 use std::io::Read;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use connection::tokio::AsyncListener;
 use connection::{Address, Client};
-use integration_tests::{descriptor_limits, read_raw_message, set_descriptor_limit};
+use integration_tests::{
+    descriptor_limits, read_raw_message, set_descriptor_limit, use_up_descriptors,
+};
 
 const KEY: &[u8] = b"async descriptor key";
 /// Bounds every wait, so that a failure cannot hang; never asserted on.
 const PATIENCE: Duration = Duration::from_secs(60);
-
-/// Opens descriptors until there is none left, then frees `free` of them.
-fn use_up_descriptors(free: usize) -> Vec<File> {
-    let mut held = Vec::new();
-    loop {
-        match File::open("/dev/null") {
-            Ok(file) => held.push(file),
-            Err(err) if err.raw_os_error() == Some(libc::EMFILE) => break,
-            Err(err) => panic!("open /dev/null: {err}"),
-        }
-    }
-    assert!(held.len() >= free, "fewer than {free} descriptors to free");
-    held.truncate(held.len() - free);
-    held
-}
 
 #[test]
 fn out_of_descriptors_the_oldest_pending_handshake_makes_room_for_a_new_peer() {
