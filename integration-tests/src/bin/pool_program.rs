@@ -203,6 +203,18 @@ fn tally<T>(label: &str, results: impl Iterator<Item = pool::Result<T>>) {
     println!("{label} ok: {ok}");
 }
 
+/// A pool of remote workers only: the test starts them with the address
+/// printed here and the key in POOL_AUTHKEY.
+fn remote_only_pool() -> Result<Pool, pool::Error> {
+    let key = std::env::var("POOL_AUTHKEY").unwrap_or_default();
+    let pool = Pool::builder()
+        .processes(0)
+        .listen("tcp:127.0.0.1:0", key)
+        .build()?;
+    println!("address: {}", pool.listen_address().unwrap_or_default());
+    Ok(pool)
+}
+
 fn main() -> Result<(), pool::Error> {
     pool::init();
     let mode = std::env::args().nth(1).unwrap_or_default();
@@ -334,14 +346,7 @@ fn main() -> Result<(), pool::Error> {
             }
         }
         "remote" => {
-            // Workers join from outside: the test starts them with the
-            // address printed here and the key in POOL_AUTHKEY.
-            let key = std::env::var("POOL_AUTHKEY").unwrap_or_default();
-            let pool = Pool::builder()
-                .processes(0)
-                .listen("tcp:127.0.0.1:0", key)
-                .build()?;
-            println!("address: {}", pool.listen_address().unwrap_or_default());
+            let pool = remote_only_pool()?;
             let ranges = (0..10u64).map(|i| (i * 1000, (i + 1) * 1000));
             let primes: u64 = pool
                 .map_chunked(pool::builtin::count_primes, ranges, 1)?
@@ -352,12 +357,7 @@ fn main() -> Result<(), pool::Error> {
         "remote_long" => {
             // One long task for a remote worker; the test kills this
             // process while the worker runs it.
-            let key = std::env::var("POOL_AUTHKEY").unwrap_or_default();
-            let pool = Pool::builder()
-                .processes(0)
-                .listen("tcp:127.0.0.1:0", key)
-                .build()?;
-            println!("address: {}", pool.listen_address().unwrap_or_default());
+            let pool = remote_only_pool()?;
             report_error(
                 "long task",
                 &pool
