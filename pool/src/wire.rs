@@ -451,15 +451,20 @@ impl<'a> FromWorker<'a> {
         let mut cursor = ByteCursor::new(message);
         let parsed = match cursor.u8("message tag")? {
             RESULTS => {
-                cursor.u64("busy time")?;
-                // Checked whole here, so that iterating cannot fail.
+                let busy_nanos = cursor.u64("busy time")?;
+                let mut outcomes = Vec::new();
                 while !cursor.at_end() {
-                    cursor.u64("chunk id")?;
+                    let chunk = cursor.u64("chunk id")?;
                     for _ in 0..cursor.u32("item count")? {
-                        let _ = cursor.outcome()?;
+                        let output = cursor.outcome()?;
+                        outcomes.push(ItemOutcome { chunk, output });
                     }
                 }
-                FromWorker::Results(Results { message })
+                FromWorker::Results(Results {
+                    message,
+                    busy_nanos,
+                    outcomes,
+                })
             }
             READY => {
                 let pid = cursor.u32("pid")?;
@@ -493,10 +498,14 @@ impl<'a> FromWorker<'a> {
     }
 }
 
-/// A received results message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A received results message, read in one pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Results<'a> {
     message: &'a [u8],
+    /// How long the worker was busy with these chunks, in nanoseconds.
+    pub(crate) busy_nanos: u64,
+    /// Every input's outcome, in order; ranges index the whole message.
+    pub(crate) outcomes: Vec<ItemOutcome>,
 }
 
 /// One input's result as a worker reported it: the chunk it belongs to,
@@ -506,35 +515,6 @@ pub(crate) struct Results<'a> {
 pub(crate) struct ItemOutcome {
     pub(crate) chunk: u64,
     pub(crate) output: Result<Range<usize>, TaskFailure>,
-}
-
-impl Results<'_> {
-    /// How long the worker was busy with these chunks, in nanoseconds.
-    pub(crate) fn busy_nanos(&self) -> u64 {
-        let mut cursor = ByteCursor::new(self.message);
-        cursor.pos = 1;
-        cursor.u64("busy time").unwrap_or(0)
-    }
-
-    /// Every item's outcome, in order; ranges index the whole message.
-    pub(crate) fn outcomes(&self) -> Vec<ItemOutcome> {
-        let mut cursor = ByteCursor::new(self.message);
-        cursor.pos = 1 + 8;
-        let mut outcomes = Vec::new();
-        // Checked in `parse`, so nothing here fails.
-        while !cursor.at_end() {
-            let (Ok(chunk), Ok(items)) = (cursor.u64("chunk id"), cursor.u32("item count")) else {
-                break;
-            };
-            for _ in 0..items {
-                let Ok(output) = cursor.outcome() else {
-                    return outcomes;
-                };
-                outcomes.push(ItemOutcome { chunk, output });
-            }
-        }
-        outcomes
-    }
 }
 
 /// Builds a results message in the worker, never larger than its limit.
@@ -861,9 +841,9 @@ mod tests {
         let FromWorker::Results(parsed) = FromWorker::parse(buf).unwrap() else {
             panic!("expected results");
         };
-        assert_eq!(FromWorker::Results(parsed).encode(), buf);
-        assert_eq!(parsed.busy_nanos(), 11);
-        let outcomes = parsed.outcomes();
+        assert_eq!(FromWorker::Results(parsed.clone()).encode(), buf);
+        assert_eq!(parsed.busy_nanos, 11);
+        let outcomes = parsed.outcomes.clone();
         assert_eq!(outcomes.len(), 3);
         assert!(outcomes.iter().all(|o| o.chunk == 7));
         assert_eq!(&buf[outcomes[0].output.clone().unwrap()], b"out");
@@ -894,7 +874,7 @@ mod tests {
         let FromWorker::Results(parsed) = FromWorker::parse(&buf).unwrap() else {
             panic!("expected results");
         };
-        let outcomes = parsed.outcomes();
+        let outcomes = parsed.outcomes.clone();
         assert_eq!(&buf[outcomes[0].output.clone().unwrap()], [7; 10]);
         let alone = outcomes[1].output.clone().unwrap_err();
         assert_eq!(alone.kind, FailureKind::TooLarge);
@@ -937,7 +917,7 @@ mod tests {
             let FromWorker::Results(parsed) = parsed else {
                 panic!("expected results");
             };
-            assert_eq!(parsed.outcomes().len(), 4);
+            assert_eq!(parsed.outcomes.len(), 4);
         }
         assert_eq!(clip("héllo", 3), "hé");
         assert_eq!(clip("short", 10), "short");

@@ -148,7 +148,7 @@ fn read_until_end(
 fn parse(worker: u32, message: Vec<u8>) -> Result<Event, WireError> {
     Ok(match FromWorker::parse(&message)? {
         FromWorker::Results(results) => {
-            let (busy_nanos, outcomes) = (results.busy_nanos(), results.outcomes());
+            let (busy_nanos, outcomes) = (results.busy_nanos, results.outcomes);
             Event::Results {
                 worker,
                 message: Arc::new(message),
