@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use futures_core::Stream;
 
 use super::async_result::AsyncResult;
+use super::sink::keep_waker;
 use crate::error::{Error, ErrorKind, Result};
 
 /// Positions of handles whose results arrived, in the order they arrived.
@@ -287,10 +288,7 @@ impl<T> Stream for AsCompleted<T> {
                     None => {
                         // Registered under the queue's lock, which `push`
                         // takes too: an arrival cannot slip in between.
-                        match &mut state.waker {
-                            Some(known) if known.will_wake(cx.waker()) => {}
-                            slot => *slot = Some(cx.waker().clone()),
-                        }
+                        keep_waker(&mut state.waker, cx.waker());
                         return Poll::Pending;
                     }
                 }

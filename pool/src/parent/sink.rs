@@ -34,6 +34,15 @@ impl Payload {
 
 pub(crate) type Outcome = Result<Payload, Error>;
 
+/// Keeps `waker` in `slot` to wake later, unless the one there already
+/// wakes the same task (then no clone is made).
+pub(crate) fn keep_waker(slot: &mut Option<Waker>, waker: &Waker) {
+    match slot {
+        Some(known) if known.will_wake(waker) => {}
+        slot => *slot = Some(waker.clone()),
+    }
+}
+
 /// One input's result, for the call that submitted it.
 pub(crate) struct Delivery {
     pub(crate) index: usize,
@@ -99,10 +108,7 @@ impl ResultCell {
     pub(crate) fn poll_outcome(&self, waker: &Waker) -> MutexGuard<'_, CellState> {
         let mut state = self.lock();
         if state.outcome.is_none() {
-            match &mut state.waker {
-                Some(known) if known.will_wake(waker) => {}
-                slot => *slot = Some(waker.clone()),
-            }
+            keep_waker(&mut state.waker, waker);
         }
         state
     }
@@ -214,11 +220,10 @@ impl Channel {
     /// Has `waker` woken after the next batch arrives. The caller looks at
     /// its receiver again after this, so a batch sent meanwhile is not missed.
     pub(crate) fn register(&self, waker: &Waker) {
-        let mut slot = self.waker.lock().unwrap_or_else(|p| p.into_inner());
-        match &mut *slot {
-            Some(known) if known.will_wake(waker) => {}
-            slot => *slot = Some(waker.clone()),
-        }
+        keep_waker(
+            &mut self.waker.lock().unwrap_or_else(|p| p.into_inner()),
+            waker,
+        );
     }
 }
 
