@@ -279,3 +279,10 @@ mod tests {
         assert_eq!(signal_name(1000), "unknown signal");
     }
 }
+
+/// This host's name, as other hosts of a cluster usually know it (the
+/// kernel's node name, what `hostname` prints).
+pub(crate) fn host_name() -> io::Result<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")?;
+    Ok(name.trim().to_string())
+}
