@@ -181,7 +181,7 @@ pub(crate) enum JobState {
     /// workers.
     Active { state: String },
     /// Over: its workers are gone (or going), in this state
-    /// (`COMPLETED`, `CANCELLED`, `FAILED`...; `gone` once Slurm has
+    /// (`COMPLETED`, `CANCELLED`, `FAILED`...; `left the queue` once Slurm has
     /// forgotten it).
     Ended { state: String },
 }
@@ -308,7 +308,7 @@ pub(crate) fn state(job: JobId) -> Result<JobState> {
         // Slurm forgets a finished job after MinJobAge, and then refuses its id.
         if stderr.contains("Invalid job id") {
             return Ok(JobState::Ended {
-                state: "gone".into(),
+                state: "left the queue".into(),
             });
         }
         return Err(Error::new(
@@ -323,7 +323,7 @@ pub(crate) fn state(job: JobId) -> Result<JobState> {
 fn parse_state(stdout: &str) -> JobState {
     let Some(line) = stdout.lines().map(str::trim).find(|l| !l.is_empty()) else {
         return JobState::Ended {
-            state: "gone".into(),
+            state: "left the queue".into(),
         };
     };
     let (state, reason) = line.split_once('|').unwrap_or((line, ""));
