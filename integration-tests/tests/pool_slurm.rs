@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use integration_tests::{eventually, output_with_deadline, report_skip, wait_with_deadline};
+use integration_tests::{eventually, output_with_deadline, slurm_ready, wait_with_deadline};
 
 const PROGRAM: &str = env!("CARGO_BIN_EXE_pool_slurm");
 /// The job name `pool_slurm` gives its workers.
@@ -28,42 +28,6 @@ const END_BOUND: Duration = Duration::from_secs(30);
 
 /// One test at a time: their jobs share the node.
 static SLURM: Mutex<()> = Mutex::new(());
-
-/// Whether Slurm answers and its node can run jobs; if not, says why the
-/// test skips (or fails, where `.ci/run` started Slurm).
-fn slurm_ready(test: &str) -> bool {
-    let states = Command::new("sinfo")
-        .args(["--noheader", "--format=%T"])
-        .stdin(Stdio::null())
-        .output();
-    let why = match states {
-        Err(err) => format!("sinfo cannot run ({err}): no Slurm client here"),
-        Ok(out) if !out.status.success() => format!(
-            "sinfo failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ),
-        Ok(out) => {
-            let states = String::from_utf8_lossy(&out.stdout).to_string();
-            let usable = states.lines().any(|state| {
-                matches!(
-                    state.trim().trim_end_matches(['*', '~', '#', '!', '%', '$', '@', '^', '-']),
-                    "idle" | "mixed" | "allocated" | "completing"
-                )
-            });
-            if usable {
-                return true;
-            }
-            format!("no Slurm node is up (sinfo: {:?})", states.trim())
-        }
-    };
-    if std::env::var("POOL_SLURM_TESTS").as_deref() == Ok("require") {
-        panic!("{test}: POOL_SLURM_TESTS=require but {why}");
-    }
-    report_skip(&format!(
-        "{test}: {why}; start one with integration-tests/slurm/local-slurm.sh (as root)"
-    ));
-    false
-}
 
 /// A directory for the jobs' output files of one test.
 fn output_dir(test: &str) -> PathBuf {
