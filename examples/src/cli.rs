@@ -41,7 +41,12 @@ pub struct Common {
 
     /// An option for Slurm's sbatch with --slurm, such as
     /// --slurm-arg=--partition=debug (repeat for more)
-    #[arg(long, value_name = "ARG", allow_hyphen_values = true, requires = "slurm")]
+    #[arg(
+        long,
+        value_name = "ARG",
+        allow_hyphen_values = true,
+        requires = "slurm"
+    )]
     pub slurm_arg: Vec<String>,
 }
 
@@ -78,9 +83,11 @@ impl Common {
         }
         match &self.listen {
             None if workers == 0 && self.slurm.is_none() => {
-                return Err("--workers 0 leaves no worker: add --listen ADDRESS or --slurm N \
+                return Err(
+                    "--workers 0 leaves no worker: add --listen ADDRESS or --slurm N \
                             for remote ones"
-                    .into())
+                        .into(),
+                )
             }
             None => {}
             Some(address) => {
@@ -283,7 +290,11 @@ impl fmt::Display for Report {
             (0, remote) => format!("{remote} remote worker{plural}"),
             (local, remote) => format!("{local} local + {remote} remote worker{plural}"),
         };
-        write!(f, "parallel: {:.3} s with {who}", self.parallel.as_secs_f64())?;
+        write!(
+            f,
+            "parallel: {:.3} s with {who}",
+            self.parallel.as_secs_f64()
+        )?;
         if let Some(serial) = self.serial {
             write!(f, "\nserial:   {:.3} s", serial.as_secs_f64())?;
             let parallel = self.parallel.as_secs_f64();
@@ -341,6 +352,9 @@ mod tests {
         let report = Report::new(1, Duration::from_millis(1500), None);
         assert_eq!(report.to_string(), "parallel: 1.500 s with 1 worker");
         let mixed = report.with_remote(3);
-        assert_eq!(mixed.to_string(), "parallel: 1.500 s with 1 local + 3 remote workers");
+        assert_eq!(
+            mixed.to_string(),
+            "parallel: 1.500 s with 1 local + 3 remote workers"
+        );
     }
 }

@@ -47,7 +47,9 @@ pub fn slurm_ready(test: &str) -> bool {
             let states = String::from_utf8_lossy(&out.stdout).to_string();
             let usable = states.lines().any(|state| {
                 matches!(
-                    state.trim().trim_end_matches(['*', '~', '#', '!', '%', '$', '@', '^', '-']),
+                    state
+                        .trim()
+                        .trim_end_matches(['*', '~', '#', '!', '%', '$', '@', '^', '-']),
                     "idle" | "mixed" | "allocated" | "completing"
                 )
             });

@@ -118,7 +118,13 @@ fn primes_runs_on_workers_it_submits_to_slurm() {
     // --overcommit: three workers on however few cores the test node has.
     let out = output_with_deadline(
         Command::new(example_bin("primes"))
-            .args(["1e6", "--slurm", "3", "--slurm-arg=--overcommit", "--no-serial"])
+            .args([
+                "1e6",
+                "--slurm",
+                "3",
+                "--slurm-arg=--overcommit",
+                "--no-serial",
+            ])
             .current_dir(&dir),
         LIMIT,
     );
@@ -130,6 +136,9 @@ fn primes_runs_on_workers_it_submits_to_slurm() {
     assert_eq!(stdout.lines().next(), Some("78498 primes below 1000000"));
     assert!(stderr.contains("Slurm job "), "{stderr}");
     // Slurm starts the workers one by one: at least the first did work.
-    let report = stdout.lines().find(|l| l.starts_with("parallel:")).expect("report");
+    let report = stdout
+        .lines()
+        .find(|l| l.starts_with("parallel:"))
+        .expect("report");
     assert!(report.contains("remote worker"), "{report}");
 }

@@ -75,7 +75,11 @@ fn queued_jobs() -> Vec<String> {
 fn worker_processes() -> Vec<u32> {
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
         let is_program = std::fs::read_link(entry.path().join("exe"))
@@ -95,7 +99,10 @@ fn worker_processes() -> Vec<u32> {
 fn assert_job_ends(job: &str, since: Instant, what: &str) {
     let ended = eventually(END_BOUND, || !queued_jobs().iter().any(|j| j == job));
     let took = since.elapsed();
-    println!("{what}: job {job} left the queue after {:.2} s", took.as_secs_f64());
+    println!(
+        "{what}: job {job} left the queue after {:.2} s",
+        took.as_secs_f64()
+    );
     assert!(ended, "{what}: job {job} still queued after {END_BOUND:?}");
 }
 
@@ -141,7 +148,11 @@ fn a_job_cancelled_mid_map_fails_the_inputs_in_flight_and_the_rest_run_on_its_re
     assert_eq!(ok + died, 16, "only Ok and WorkerDied outcomes:\n{stdout}");
     assert!(died <= 2, "{stdout}");
     assert!(ok >= 14, "{stdout}");
-    assert_eq!(value(&stdout, "jobs"), "2", "a job was submitted in its place");
+    assert_eq!(
+        value(&stdout, "jobs"),
+        "2",
+        "a job was submitted in its place"
+    );
     assert_no_jobs_left("after the pool");
 }
 
@@ -160,7 +171,10 @@ fn a_pool_dropped_mid_map_takes_its_job_and_workers_with_it() {
     let (mut job, mut line) = (None, String::new());
     let dropped_at = loop {
         line.clear();
-        assert!(stdout.read_line(&mut line).expect("read") > 0, "no 'dropped'");
+        assert!(
+            stdout.read_line(&mut line).expect("read") > 0,
+            "no 'dropped'"
+        );
         if let Some(id) = line.trim().strip_prefix("job: ") {
             job = Some(id.to_string());
         }
@@ -192,7 +206,10 @@ fn a_sigkilled_head_takes_its_job_with_it() {
     let (mut job, mut line) = (None, String::new());
     loop {
         line.clear();
-        assert!(stdout.read_line(&mut line).expect("read") > 0, "no 'running'");
+        assert!(
+            stdout.read_line(&mut line).expect("read") > 0,
+            "no 'running'"
+        );
         if let Some(id) = line.trim().strip_prefix("job: ") {
             job = Some(id.to_string());
         }
@@ -202,7 +219,11 @@ fn a_sigkilled_head_takes_its_job_with_it() {
     }
     let job = job.expect("a job line");
     assert!(queued_jobs().contains(&job), "the job runs before the kill");
-    assert_eq!(worker_processes().len(), 2, "both workers run before the kill");
+    assert_eq!(
+        worker_processes().len(),
+        2,
+        "both workers run before the kill"
+    );
     child.kill().expect("SIGKILL the head");
     let killed_at = Instant::now();
     let _ = child.wait();

@@ -111,7 +111,10 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
         }
         Some(serial)
     };
-    println!("{}", Report::new(workers, parallel, serial).with_remote(remote));
+    println!(
+        "{}",
+        Report::new(workers, parallel, serial).with_remote(remote)
+    );
     Ok(())
 }
 

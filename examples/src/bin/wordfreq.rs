@@ -130,6 +130,9 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
         }
         Some(serial)
     };
-    println!("{}", Report::new(workers, parallel, serial).with_remote(remote));
+    println!(
+        "{}",
+        Report::new(workers, parallel, serial).with_remote(remote)
+    );
     Ok(())
 }

@@ -83,7 +83,10 @@ fn map_on_six(output_dir: &Path) {
     let pool = slurm_pool(workers(6, output_dir));
     let first = pool.apply(napping_pid, (0, 0)).expect("first result");
     assert_eq!(first.0, 0);
-    println!("submit_to_first_result_s: {:.3}", submitted.elapsed().as_secs_f64());
+    println!(
+        "submit_to_first_result_s: {:.3}",
+        submitted.elapsed().as_secs_f64()
+    );
     wait_for_workers(&pool, 6);
     println!("all_joined_s: {:.3}", submitted.elapsed().as_secs_f64());
     let results = pool

@@ -241,9 +241,7 @@ impl PoolBuilder {
         if let Some(err) = self.error {
             return Err(err);
         }
-        if self.config.processes == 0
-            && self.config.listen.is_none()
-            && self.config.slurm.is_none()
+        if self.config.processes == 0 && self.config.listen.is_none() && self.config.slurm.is_none()
         {
             return Err(Error::new(
                 ErrorKind::Startup,

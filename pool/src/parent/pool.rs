@@ -195,9 +195,9 @@ impl Pool {
     /// or [Slurm](crate::PoolBuilder::slurm) ones, replacements included,
     /// those gone since too); 0 for a pool that does not listen.
     pub fn remote_workers_joined(&self) -> usize {
-        self.remote_joined
-            .as_ref()
-            .map_or(0, |joined| joined.load(std::sync::atomic::Ordering::Relaxed))
+        self.remote_joined.as_ref().map_or(0, |joined| {
+            joined.load(std::sync::atomic::Ordering::Relaxed)
+        })
     }
 
     /// The ids of the Slurm jobs of workers this pool

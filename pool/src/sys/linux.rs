@@ -231,6 +231,13 @@ pub(crate) fn ignore_sigpipe() {
     }
 }
 
+/// This host's name, as other hosts of a cluster usually know it (the
+/// kernel's node name, what `hostname` prints).
+pub(crate) fn host_name() -> io::Result<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")?;
+    Ok(name.trim().to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,11 +285,4 @@ mod tests {
         assert_eq!(signal_name(libc::SIGSEGV), "SIGSEGV");
         assert_eq!(signal_name(1000), "unknown signal");
     }
-}
-
-/// This host's name, as other hosts of a cluster usually know it (the
-/// kernel's node name, what `hostname` prints).
-pub(crate) fn host_name() -> io::Result<String> {
-    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")?;
-    Ok(name.trim().to_string())
 }

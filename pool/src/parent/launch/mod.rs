@@ -65,16 +65,16 @@ impl Launcher {
         let program = match slurm.program.clone().or_else(|| config.program.clone()) {
             Some(program) => program,
             None => std::env::current_exe().map_err(|err| {
-                Error::new(ErrorKind::Startup, "find this program for the Slurm workers")
-                    .with_source(err)
+                Error::new(
+                    ErrorKind::Startup,
+                    "find this program for the Slurm workers",
+                )
+                .with_source(err)
             })?,
         };
         let mut env = config.env.clone();
         env.push((CONNECT_ENV.into(), address.clone().into()));
-        env.push((
-            AUTHKEY_ENV.into(),
-            env_value(authkey)?,
-        ));
+        env.push((AUTHKEY_ENV.into(), env_value(authkey)?));
         let submission = slurm.submission(&program, &config.args, env)?;
         let shared = Arc::new(Shared {
             slurm: slurm.clone(),
@@ -113,7 +113,11 @@ impl Launcher {
 
     /// The Slurm job ids submitted so far, the current one last.
     pub(crate) fn jobs(&self) -> Vec<JobId> {
-        self.shared.jobs.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.shared
+            .jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
@@ -134,7 +138,10 @@ impl Drop for Launcher {
 impl Shared {
     fn submit(&self) -> Result<JobId> {
         let job = slurm::submit(&self.submission)?;
-        self.jobs.lock().unwrap_or_else(|p| p.into_inner()).push(job);
+        self.jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(job);
         Ok(job)
     }
 
@@ -181,7 +188,8 @@ impl Shared {
     }
 
     fn ended_before_joining(&self, job: JobId, state: &str) -> Error {
-        let mut message = format!("Slurm job {job} ended ({state}) before any worker joined the pool");
+        let mut message =
+            format!("Slurm job {job} ended ({state}) before any worker joined the pool");
         match self.output_tail(job) {
             Some(tail) => message.push_str(&format!("; its output ends: {tail}")),
             None => message.push_str("; see its output file for why"),
@@ -323,7 +331,11 @@ pub(crate) fn random_authkey() -> Result<Vec<u8>> {
         )
     })?;
     // As text: it travels in an environment variable.
-    Ok(key.iter().map(|b| format!("{b:02x}")).collect::<String>().into_bytes())
+    Ok(key
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>()
+        .into_bytes())
 }
 
 #[cfg(test)]
@@ -334,7 +346,10 @@ mod tests {
     fn workers_reach_a_wildcard_listener_by_host_name() {
         let any: Address = "tcp:0.0.0.0:7000".parse().unwrap();
         let name = crate::sys::host_name().unwrap();
-        assert_eq!(worker_address(&any, None).unwrap(), format!("tcp:{name}:7000"));
+        assert_eq!(
+            worker_address(&any, None).unwrap(),
+            format!("tcp:{name}:7000")
+        );
         assert_eq!(worker_address(&any, Some("head")).unwrap(), "tcp:head:7000");
         let one: Address = "tcp:10.1.2.3:7001".parse().unwrap();
         assert_eq!(worker_address(&one, None).unwrap(), "tcp:10.1.2.3:7001");

@@ -271,12 +271,8 @@ pub(crate) fn submit(submission: &Submission) -> Result<JobId> {
             one_line(&String::from_utf8_lossy(&output.stderr))
         )));
     }
-    parse_job_id(&stdout).ok_or_else(|| {
-        failed(format!(
-            "sbatch printed no job id: {:?}",
-            one_line(&stdout)
-        ))
-    })
+    parse_job_id(&stdout)
+        .ok_or_else(|| failed(format!("sbatch printed no job id: {:?}", one_line(&stdout))))
 }
 
 /// The job id in `sbatch --parsable`'s output: `ID` or `ID;CLUSTER`.
@@ -332,10 +328,11 @@ fn parse_state(stdout: &str) -> JobState {
             reason: reason.to_string(),
         },
         "COMPLETED" | "COMPLETING" | "CANCELLED" | "FAILED" | "TIMEOUT" | "NODE_FAIL"
-        | "PREEMPTED" | "BOOT_FAIL" | "DEADLINE" | "OUT_OF_MEMORY" | "SPECIAL_EXIT"
-        | "REVOKED" => JobState::Ended {
-            state: state.to_string(),
-        },
+        | "PREEMPTED" | "BOOT_FAIL" | "DEADLINE" | "OUT_OF_MEMORY" | "SPECIAL_EXIT" | "REVOKED" => {
+            JobState::Ended {
+                state: state.to_string(),
+            }
+        }
         _ => JobState::Active {
             state: state.to_string(),
         },
@@ -353,11 +350,15 @@ pub(crate) fn cancel(job: JobId) {
         .output();
     match cancelled {
         Ok(output) if output.status.success() => tracing::debug!(job, "cancelled the Slurm job"),
-        Ok(output) => tracing::warn!(
-            job,
-            stderr = %one_line(&String::from_utf8_lossy(&output.stderr)),
-            "scancel failed"
-        ),
+        Ok(output) => {
+            let stderr = one_line(&String::from_utf8_lossy(&output.stderr));
+            // A job that ended and was forgotten needs no cancelling.
+            if stderr.contains("Invalid job id") {
+                tracing::debug!(job, "the Slurm job had already ended");
+            } else {
+                tracing::warn!(job, %stderr, "scancel failed");
+            }
+        }
         Err(err) => tracing::warn!(job, %err, "cannot run scancel"),
     }
 }
@@ -382,8 +383,14 @@ mod tests {
                 reason: "JobHeldUser".into()
             }
         );
-        assert!(matches!(parse_state("RUNNING|None"), JobState::Active { .. }));
-        assert!(matches!(parse_state("CANCELLED|None"), JobState::Ended { .. }));
+        assert!(matches!(
+            parse_state("RUNNING|None"),
+            JobState::Active { .. }
+        ));
+        assert!(matches!(
+            parse_state("CANCELLED|None"),
+            JobState::Ended { .. }
+        ));
         assert!(matches!(parse_state(""), JobState::Ended { .. }));
     }
 
