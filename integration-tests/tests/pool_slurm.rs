@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use integration_tests::{eventually, output_with_deadline, slurm_ready, wait_with_deadline};
+use integration_tests::{eventually, line, output_with_deadline, slurm_ready, wait_with_deadline};
 
 const PROGRAM: &str = env!("CARGO_BIN_EXE_pool_slurm");
 /// The job name `pool_slurm` gives its workers.
@@ -50,12 +50,29 @@ fn run(scenario: &str) -> String {
     stdout
 }
 
-fn value<'a>(stdout: &'a str, label: &str) -> &'a str {
-    let prefix = format!("{label}: ");
-    stdout
-        .lines()
-        .find_map(|line| line.strip_prefix(&prefix))
-        .unwrap_or_else(|| panic!("no {label:?} in:\n{stdout}"))
+/// Starts `pool_slurm SCENARIO` and reads its stdout up to the line
+/// `marker`; returns it, running, with its job id.
+fn start_until(scenario: &str, marker: &str) -> (std::process::Child, String) {
+    let mut child = Command::new(PROGRAM)
+        .args([scenario, output_dir(scenario).to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn pool_slurm");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let (mut job, mut text) = (None, String::new());
+    loop {
+        text.clear();
+        assert!(
+            stdout.read_line(&mut text).expect("read") > 0,
+            "no {marker:?}"
+        );
+        if let Some(id) = text.trim().strip_prefix("job: ") {
+            job = Some(id.to_string());
+        }
+        if text.trim() == marker {
+            return (child, job.expect("a job line before the marker"));
+        }
+    }
 }
 
 /// The ids of this suite's jobs still in the queue.
@@ -121,11 +138,11 @@ fn a_map_runs_on_six_slurm_workers_and_every_one_works() {
         return;
     }
     let stdout = run("map");
-    assert_eq!(value(&stdout, "in_order"), "true");
-    assert_eq!(value(&stdout, "joined"), "6");
-    assert_eq!(value(&stdout, "workers_used_in_chunks_of_2"), "6");
-    assert_eq!(value(&stdout, "workers_used"), "6", "every worker did work");
-    assert_job_ends(value(&stdout, "job"), Instant::now(), "after the map");
+    assert_eq!(line(&stdout, "in_order"), "true");
+    assert_eq!(line(&stdout, "joined"), "6");
+    assert_eq!(line(&stdout, "workers_used_in_chunks_of_2"), "6");
+    assert_eq!(line(&stdout, "workers_used"), "6", "every worker did work");
+    assert_job_ends(line(&stdout, "job"), Instant::now(), "after the map");
     assert!(worker_processes().is_empty());
 }
 
@@ -149,7 +166,7 @@ fn a_job_cancelled_mid_map_fails_the_inputs_in_flight_and_the_rest_run_on_its_re
     assert!(died <= 2, "{stdout}");
     assert!(ok >= 14, "{stdout}");
     assert_eq!(
-        value(&stdout, "jobs"),
+        line(&stdout, "jobs"),
         "2",
         "a job was submitted in its place"
     );
@@ -162,28 +179,10 @@ fn a_pool_dropped_mid_map_takes_its_job_and_workers_with_it() {
     if !slurm_ready("a_pool_dropped_mid_map") {
         return;
     }
-    let mut child = Command::new(PROGRAM)
-        .args(["drop", output_dir("drop").to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn pool_slurm");
-    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    let (mut job, mut line) = (None, String::new());
-    let dropped_at = loop {
-        line.clear();
-        assert!(
-            stdout.read_line(&mut line).expect("read") > 0,
-            "no 'dropped'"
-        );
-        if let Some(id) = line.trim().strip_prefix("job: ") {
-            job = Some(id.to_string());
-        }
-        if line.trim() == "dropped: true" {
-            break Instant::now();
-        }
-    };
+    let (mut child, job) = start_until("drop", "dropped: true");
+    let dropped_at = Instant::now();
     assert!(wait_with_deadline(&mut child, LIMIT).success());
-    assert_job_ends(&job.expect("a job line"), dropped_at, "pool dropped");
+    assert_job_ends(&job, dropped_at, "pool dropped");
     assert!(
         eventually(END_BOUND, || worker_processes().is_empty()),
         "workers left: {:?}",
@@ -197,27 +196,7 @@ fn a_sigkilled_head_takes_its_job_with_it() {
     if !slurm_ready("a_sigkilled_head") {
         return;
     }
-    let mut child = Command::new(PROGRAM)
-        .args(["wait-for-kill", output_dir("kill").to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn pool_slurm");
-    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    let (mut job, mut line) = (None, String::new());
-    loop {
-        line.clear();
-        assert!(
-            stdout.read_line(&mut line).expect("read") > 0,
-            "no 'running'"
-        );
-        if let Some(id) = line.trim().strip_prefix("job: ") {
-            job = Some(id.to_string());
-        }
-        if line.trim() == "running: true" {
-            break;
-        }
-    }
-    let job = job.expect("a job line");
+    let (mut child, job) = start_until("wait-for-kill", "running: true");
     assert!(queued_jobs().contains(&job), "the job runs before the kill");
     assert_eq!(
         worker_processes().len(),
@@ -242,7 +221,7 @@ fn workers_with_a_wrong_authkey_fail_the_build_with_their_reason() {
         return;
     }
     let stdout = run("wrong-key");
-    let error = value(&stdout, "error");
+    let error = line(&stdout, "error");
     assert!(error.contains("before any worker joined"), "{error}");
     assert!(error.to_lowercase().contains("authenticat"), "{error}");
     assert_no_jobs_left("after a wrong key");
@@ -255,7 +234,7 @@ fn a_wrong_partition_fails_the_build_with_slurms_reason() {
         return;
     }
     let stdout = run("wrong-partition");
-    let error = value(&stdout, "error");
+    let error = line(&stdout, "error");
     assert!(error.contains("sbatch refused"), "{error}");
     assert!(error.contains("partition"), "{error}");
 }
@@ -267,7 +246,7 @@ fn a_job_that_never_starts_times_out_with_slurms_reason_and_is_cancelled() {
         return;
     }
     let stdout = run("never-starts");
-    let error = value(&stdout, "error");
+    let error = line(&stdout, "error");
     assert!(error.contains("no Slurm worker joined"), "{error}");
     assert!(error.contains("JobHeldUser"), "Slurm's reason: {error}");
     assert_no_jobs_left("after the timeout");
