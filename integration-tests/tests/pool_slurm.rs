@@ -1,7 +1,7 @@
 //! Pools whose workers they submit to a real Slurm (the `pool_slurm`
 //! program): a map on six workers, the job cancelled mid-map, the pool
-//! dropped mid-map, the head SIGKILLed, a wrong authkey, a wrong partition
-//! and a job that never starts.
+//! dropped mid-map, the head SIGKILLed, a wrong authkey, a wrong partition,
+//! a job that never starts, and workers running a program of the user's.
 //!
 //! They need a running Slurm whose node is up, such as the one-node cluster
 //! `integration-tests/slurm/local-slurm.sh` starts (`.ci/run` does, as
@@ -39,8 +39,14 @@ fn output_dir(test: &str) -> PathBuf {
 /// Runs `pool_slurm SCENARIO` to completion; returns its stdout, after
 /// checking that it succeeded.
 fn run(scenario: &str) -> String {
+    run_with(scenario, &[])
+}
+
+fn run_with(scenario: &str, more: &[&str]) -> String {
     let out = output_with_deadline(
-        Command::new(PROGRAM).args([scenario, output_dir(scenario).to_str().unwrap()]),
+        Command::new(PROGRAM)
+            .args([scenario, output_dir(scenario).to_str().unwrap()])
+            .args(more),
         LIMIT,
     );
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
@@ -250,4 +256,17 @@ fn a_job_that_never_starts_times_out_with_slurms_reason_and_is_cancelled() {
     assert!(error.contains("no Slurm worker joined"), "{error}");
     assert!(error.contains("JobHeldUser"), "Slurm's reason: {error}");
     assert_no_jobs_left("after the timeout");
+}
+
+#[test]
+fn slurm_workers_may_run_a_worker_program_of_the_users() {
+    let _serial = SLURM.lock().unwrap_or_else(|p| p.into_inner());
+    if !slurm_ready("slurm_workers_may_run_a_worker_program") {
+        return;
+    }
+    let program = env!("CARGO_BIN_EXE_pool_remote_worker");
+    let stdout = run_with("program", &[program]);
+    assert_eq!(line(&stdout, "echo"), "7");
+    assert_eq!(line(&stdout, "worker_program"), program);
+    assert_no_jobs_left("after the pool");
 }

@@ -32,6 +32,7 @@ fn main() {
         "scancel" => scancel_mid_map(&output_dir),
         "drop" => drop_mid_map(&output_dir),
         "wait-for-kill" => wait_for_kill(&output_dir),
+        "program" => named_program(&output_dir, &args.next().expect("a worker program")),
         "wrong-key" => build_fails(
             workers(2, &output_dir).sbatch_arg("--export=ALL,POOL_AUTHKEY=not-the-pools-key"),
         ),
@@ -151,6 +152,21 @@ fn drop_mid_map(output_dir: &Path) {
     drop(results);
     drop(pool);
     println!("dropped: true");
+}
+
+/// Workers that run a worker program of the user's (worker-bin's), not
+/// this one.
+fn named_program(output_dir: &Path, program: &str) {
+    let pool = slurm_pool(workers(1, output_dir).program(program));
+    println!(
+        "echo: {}",
+        pool.apply(pool::builtin::echo, 7).expect("echo")
+    );
+    let pid = pool
+        .apply(pool::builtin::worker_pid, ())
+        .expect("worker_pid");
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).expect("the worker's program");
+    println!("worker_program: {}", exe.display());
 }
 
 /// Waits, with a worker in the middle of a long input, to be SIGKILLed.
