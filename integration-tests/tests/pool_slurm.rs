@@ -159,13 +159,7 @@ fn a_job_cancelled_mid_map_fails_the_inputs_in_flight_and_the_rest_run_on_its_re
         return;
     }
     let stdout = run("scancel");
-    let count = |outcome: &str| {
-        stdout
-            .lines()
-            .find_map(|line| line.strip_prefix(&format!("outcome {outcome}: ")))
-            .map_or(0, |n| n.parse::<usize>().unwrap())
-    };
-    let (ok, died) = (count("ok"), count("WorkerDied"));
+    let (ok, died) = (outcomes(&stdout, "ok"), outcomes(&stdout, "WorkerDied"));
     // Each of the two workers had at most one input running when its job
     // was cancelled; everything else completed, on the new job's workers.
     assert_eq!(ok + died, 16, "only Ok and WorkerDied outcomes:\n{stdout}");
@@ -177,6 +171,37 @@ fn a_job_cancelled_mid_map_fails_the_inputs_in_flight_and_the_rest_run_on_its_re
         "a job was submitted in its place"
     );
     assert_no_jobs_left("after the pool");
+}
+
+#[test]
+fn a_job_cancelled_mid_map_with_no_resubmits_left_fails_the_rest_instead_of_hanging() {
+    let _serial = SLURM.lock().unwrap_or_else(|p| p.into_inner());
+    if !slurm_ready("a_job_cancelled_mid_map_with_no_resubmits") {
+        return;
+    }
+    let stdout = run("scancel-no-resubmit");
+    let (ok, died, startup) = (
+        outcomes(&stdout, "ok"),
+        outcomes(&stdout, "WorkerDied"),
+        outcomes(&stdout, "Startup"),
+    );
+    assert_eq!(ok + died + startup, 16, "{stdout}");
+    assert!(died <= 2 && startup >= 1, "{stdout}");
+    assert_eq!(
+        line(&stdout, "jobs"),
+        "1",
+        "no job was submitted in its place"
+    );
+    assert_no_jobs_left("after the pool");
+}
+
+/// How many inputs `pool_slurm`'s `scancel` scenarios counted with `outcome`.
+fn outcomes(stdout: &str, outcome: &str) -> usize {
+    let prefix = format!("outcome {outcome}: ");
+    stdout
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .map_or(0, |n| n.parse().expect("a count"))
 }
 
 #[test]

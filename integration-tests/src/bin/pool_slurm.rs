@@ -29,7 +29,8 @@ fn main() {
     let output_dir = PathBuf::from(args.next().expect("an output directory"));
     match scenario.as_str() {
         "map" => map_on_six(&output_dir),
-        "scancel" => scancel_mid_map(&output_dir),
+        "scancel" => scancel_mid_map(&output_dir, 1),
+        "scancel-no-resubmit" => scancel_mid_map(&output_dir, 0),
         "drop" => drop_mid_map(&output_dir),
         "wait-for-kill" => wait_for_kill(&output_dir),
         "program" => named_program(&output_dir, &args.next().expect("a worker program")),
@@ -108,9 +109,10 @@ fn map_on_six(output_dir: &Path) {
 }
 
 /// The job cancelled while a map runs: the inputs in flight fail with
-/// `WorkerDied`, the rest run on the workers of the job submitted instead.
-fn scancel_mid_map(output_dir: &Path) {
-    let pool = slurm_pool(workers(2, output_dir).resubmits(1));
+/// `WorkerDied`, the rest run on the workers of the job submitted instead,
+/// or, with no resubmits left, fail with `Startup`.
+fn scancel_mid_map(output_dir: &Path, resubmits: u32) {
+    let pool = slurm_pool(workers(2, output_dir).resubmits(resubmits));
     wait_for_workers(&pool, 2);
     let mut cancelled = false;
     let results = pool

@@ -97,7 +97,7 @@ impl Launcher {
         launcher.monitor = Some(
             std::thread::Builder::new()
                 .name("pool-slurm".into())
-                .spawn(move || shared.follow(first, local_workers, &commands))
+                .spawn(move || shared.follow(first, &joined, local_workers, &commands))
                 .map_err(|err| {
                     Error::new(ErrorKind::Startup, "start the Slurm monitor thread")
                         .with_source(err)
@@ -211,17 +211,50 @@ impl Shared {
     }
 
     /// The monitor thread: replaces the current job when it ends while the
-    /// pool is open, as often as allowed; then, for a pool with no local
-    /// workers, fails its calls.
-    fn follow(&self, mut job: JobId, local_workers: bool, commands: &Sender<Command>) {
+    /// pool is open, as often as allowed, and cancels a replacement that
+    /// stays pending past the start timeout with no worker joining; when it
+    /// gives up, a pool with no local workers fails its calls.
+    fn follow(
+        &self,
+        first: JobId,
+        joined: &AtomicUsize,
+        local_workers: bool,
+        commands: &Sender<Command>,
+    ) {
+        let give_up = |err: Error| {
+            tracing::error!(%err, "giving up on Slurm workers");
+            if !local_workers {
+                let _ = commands.send(Command::Break(err));
+            }
+        };
+        let mut job = first;
         let mut resubmits_left = self.slurm.resubmits;
+        // A replacement no worker of which joined yet: when it was
+        // submitted, and how many workers had joined by then.
+        let mut awaited: Option<(Instant, usize)> = None;
         while !self.stopped() {
             self.sleep(POLL_EVERY);
             if self.stopped() || self.closing.load(Ordering::Relaxed) {
                 continue;
             }
+            if awaited.is_some_and(|(_, before)| joined.load(Ordering::Relaxed) > before) {
+                awaited = None;
+            }
             let state = match slurm::state(job) {
                 Ok(JobState::Ended { state }) => state,
+                Ok(JobState::Pending { reason })
+                    if awaited.is_some_and(|(at, _)| at.elapsed() >= self.slurm.start_timeout) =>
+                {
+                    slurm::cancel(job);
+                    return give_up(Error::new(
+                        ErrorKind::Startup,
+                        format!(
+                            "no worker of the replacement Slurm job {job} joined within {:.0?}: \
+                             it was still pending (Slurm's reason: {reason}; it was cancelled)",
+                            self.slurm.start_timeout
+                        ),
+                    ));
+                }
                 Ok(_) => continue,
                 Err(err) => {
                     tracing::debug!(%err, "cannot ask Slurm about the job");
@@ -229,33 +262,23 @@ impl Shared {
                 }
             };
             if resubmits_left == 0 {
-                let err = Error::new(
+                return give_up(Error::new(
                     ErrorKind::Startup,
                     format!(
-                        "the pool's Slurm job {job} ended ({state}) and the pool may submit no more \
-                         (resubmits: {})",
+                        "the pool's Slurm job {job} ended ({state}) and the pool may submit no \
+                         more (resubmits: {})",
                         self.slurm.resubmits
                     ),
-                );
-                tracing::error!(%err, "giving up on Slurm workers");
-                if !local_workers {
-                    let _ = commands.send(Command::Break(err));
-                }
-                return;
+                ));
             }
             resubmits_left -= 1;
             match self.submit() {
                 Ok(next) => {
                     tracing::warn!(ended = job, %state, next, "a Slurm job of workers ended; submitted another");
                     job = next;
+                    awaited = Some((Instant::now(), joined.load(Ordering::Relaxed)));
                 }
-                Err(err) => {
-                    tracing::error!(%err, "cannot submit more Slurm workers");
-                    if !local_workers {
-                        let _ = commands.send(Command::Break(err));
-                    }
-                    return;
-                }
+                Err(err) => return give_up(err),
             }
         }
     }

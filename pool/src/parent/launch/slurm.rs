@@ -41,8 +41,10 @@ pub const DEFAULT_SLURM_RESUBMITS: u32 = 2;
 /// - submits another job of `tasks` workers when one ends while the pool
 ///   is open (cancelled, out of time, its node failed), at most
 ///   [`resubmits`](SlurmWorkers::resubmits) times; then, if it has no local
-///   processes, fails its calls with [`ErrorKind::Startup`]. A worker lost
-///   inside a job that goes on is not replaced.
+///   processes, fails its calls with [`ErrorKind::Startup`], as it does when
+///   a replacement stays pending past the start timeout with no worker
+///   joining (cancelling it). A worker lost inside a job that goes on is
+///   not replaced.
 ///
 /// The inputs a lost worker was running fail with
 /// [`ErrorKind::WorkerDied`] (or run again, with
