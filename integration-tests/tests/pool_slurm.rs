@@ -66,19 +66,17 @@ fn start_until(scenario: &str, marker: &str) -> (std::process::Child, String) {
         .expect("spawn pool_slurm");
     let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
     let (mut job, mut text) = (None, String::new());
-    loop {
+    while text.trim() != marker {
         text.clear();
-        assert!(
-            stdout.read_line(&mut text).expect("read") > 0,
-            "no {marker:?}"
-        );
+        if stdout.read_line(&mut text).expect("read") == 0 {
+            let status = wait_with_deadline(&mut child, LIMIT);
+            panic!("pool_slurm {scenario} ended ({status}) before {marker:?}");
+        }
         if let Some(id) = text.trim().strip_prefix("job: ") {
             job = Some(id.to_string());
         }
-        if text.trim() == marker {
-            return (child, job.expect("a job line before the marker"));
-        }
     }
+    (child, job.expect("a job line before the marker"))
 }
 
 /// The ids of this suite's jobs still in the queue.
