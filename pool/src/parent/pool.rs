@@ -141,20 +141,22 @@ pub(crate) fn start(config: Config) -> Result<Pool> {
         let listener = remote_listener::listen(address, authkey, events)?;
         pool.listen_address = Some(listener.address().to_string());
         pool.remote_joined = Some(listener.joined());
-        if let Some(slurm) = &config.slurm {
-            let launcher = Launcher::start(
+        let launcher = config.slurm.as_ref().map(|slurm| {
+            let joined = listener.joined();
+            let commands = pool.commands.sender();
+            Launcher::start(
                 slurm,
                 &config,
                 listener.address(),
                 authkey,
-                listener.joined(),
-                pool.commands.sender(),
-            );
-            *pool.listener.lock().unwrap_or_else(|p| p.into_inner()) = Some(listener);
-            *pool.launcher.lock().unwrap_or_else(|p| p.into_inner()) = Some(launcher?);
-        } else {
-            *pool.listener.lock().unwrap_or_else(|p| p.into_inner()) = Some(listener);
-        }
+                joined,
+                commands,
+            )
+        });
+        // Stored before the launcher's error is returned: dropping the
+        // pool then stops the listener too.
+        *pool.listener.lock().unwrap_or_else(|p| p.into_inner()) = Some(listener);
+        *pool.launcher.lock().unwrap_or_else(|p| p.into_inner()) = launcher.transpose()?;
     }
     if config.handle_interrupts {
         interrupt::watch(pool.commands.sender())?;
