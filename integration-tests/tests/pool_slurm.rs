@@ -29,6 +29,13 @@ const END_BOUND: Duration = Duration::from_secs(30);
 /// One test at a time: their jobs share the node.
 static SLURM: Mutex<()> = Mutex::new(());
 
+/// The node, for one test at a time, if Slurm is up (else the test says
+/// why it skips, through `slurm_ready`).
+fn use_slurm(test: &str) -> Option<std::sync::MutexGuard<'static, ()>> {
+    let serial = SLURM.lock().unwrap_or_else(|p| p.into_inner());
+    slurm_ready(test).then_some(serial)
+}
+
 /// A directory for the jobs' output files of one test.
 fn output_dir(test: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("pool-slurm-{test}-{}", std::process::id()));
@@ -127,6 +134,14 @@ fn assert_job_ends(job: &str, since: Instant, what: &str) {
     assert!(ended, "{what}: job {job} still queued after {END_BOUND:?}");
 }
 
+fn assert_no_workers_left() {
+    assert!(
+        eventually(END_BOUND, || worker_processes().is_empty()),
+        "workers left: {:?}",
+        worker_processes()
+    );
+}
+
 fn assert_no_jobs_left(what: &str) {
     assert!(
         eventually(END_BOUND, || queued_jobs().is_empty()),
@@ -137,25 +152,23 @@ fn assert_no_jobs_left(what: &str) {
 
 #[test]
 fn a_map_runs_on_six_slurm_workers_and_every_one_works() {
-    let _serial = SLURM.lock().unwrap_or_else(|p| p.into_inner());
-    if !slurm_ready("a_map_runs_on_six_slurm_workers") {
+    let Some(_slurm) = use_slurm("a_map_runs_on_six_slurm_workers") else {
         return;
-    }
+    };
     let stdout = run("map");
     assert_eq!(line(&stdout, "in_order"), "true");
     assert_eq!(line(&stdout, "joined"), "6");
     assert_eq!(line(&stdout, "workers_used_in_chunks_of_2"), "6");
     assert_eq!(line(&stdout, "workers_used"), "6", "every worker did work");
     assert_job_ends(line(&stdout, "job"), Instant::now(), "after the map");
-    assert!(worker_processes().is_empty());
+    assert_no_workers_left();
 }
 
 #[test]
 fn a_job_cancelled_mid_map_fails_the_inputs_in_flight_and_the_rest_run_on_its_replacement() {
-    let _serial = SLURM.lock().unwrap_or_else(|p| p.into_inner());
-    if !slurm_ready("a_job_cancelled_mid_map") {
+    let Some(_slurm) = use_slurm("a_job_cancelled_mid_map") else {
         return;
-    }
+    };
     let stdout = run("scancel");
     assert!(!stdout.contains("call_error"), "{stdout}");
     let (ok, died) = (outcomes(&stdout, "ok"), outcomes(&stdout, "WorkerDied"));
@@ -174,10 +187,9 @@ fn a_job_cancelled_mid_map_fails_the_inputs_in_flight_and_the_rest_run_on_its_re
 
 #[test]
 fn a_job_cancelled_mid_map_with_no_resubmits_left_fails_the_rest_instead_of_hanging() {
-    let _serial = SLURM.lock().unwrap_or_else(|p| p.into_inner());
-    if !slurm_ready("a_job_cancelled_mid_map_with_no_resubmits") {
+    let Some(_slurm) = use_slurm("a_job_cancelled_mid_map_with_no_resubmits") else {
         return;
-    }
+    };
     let stdout = run("scancel-no-resubmit");
     // The call fails as a whole, as map_results does when workers cannot start.
     let error = line(&stdout, "call_error");
@@ -202,27 +214,21 @@ fn outcomes(stdout: &str, outcome: &str) -> usize {
 
 #[test]
 fn a_pool_dropped_mid_map_takes_its_job_and_workers_with_it() {
-    let _serial = SLURM.lock().unwrap_or_else(|p| p.into_inner());
-    if !slurm_ready("a_pool_dropped_mid_map") {
+    let Some(_slurm) = use_slurm("a_pool_dropped_mid_map") else {
         return;
-    }
+    };
     let (mut child, job) = start_until("drop", "dropped: true");
     let dropped_at = Instant::now();
     assert!(wait_with_deadline(&mut child, LIMIT).success());
     assert_job_ends(&job, dropped_at, "pool dropped");
-    assert!(
-        eventually(END_BOUND, || worker_processes().is_empty()),
-        "workers left: {:?}",
-        worker_processes()
-    );
+    assert_no_workers_left();
 }
 
 #[test]
 fn a_sigkilled_head_takes_its_job_with_it() {
-    let _serial = SLURM.lock().unwrap_or_else(|p| p.into_inner());
-    if !slurm_ready("a_sigkilled_head") {
+    let Some(_slurm) = use_slurm("a_sigkilled_head") else {
         return;
-    }
+    };
     let (mut child, job) = start_until("wait-for-kill", "running: true");
     assert!(queued_jobs().contains(&job), "the job runs before the kill");
     assert_eq!(
@@ -234,19 +240,14 @@ fn a_sigkilled_head_takes_its_job_with_it() {
     let killed_at = Instant::now();
     let _ = child.wait();
     assert_job_ends(&job, killed_at, "head SIGKILLed");
-    assert!(
-        eventually(END_BOUND, || worker_processes().is_empty()),
-        "workers left: {:?}",
-        worker_processes()
-    );
+    assert_no_workers_left();
 }
 
 #[test]
 fn workers_with_a_wrong_authkey_fail_the_build_with_their_reason() {
-    let _serial = SLURM.lock().unwrap_or_else(|p| p.into_inner());
-    if !slurm_ready("workers_with_a_wrong_authkey") {
+    let Some(_slurm) = use_slurm("workers_with_a_wrong_authkey") else {
         return;
-    }
+    };
     let stdout = run("wrong-key");
     let error = line(&stdout, "error");
     assert!(error.contains("before any worker joined"), "{error}");
@@ -256,10 +257,9 @@ fn workers_with_a_wrong_authkey_fail_the_build_with_their_reason() {
 
 #[test]
 fn a_wrong_partition_fails_the_build_with_slurms_reason() {
-    let _serial = SLURM.lock().unwrap_or_else(|p| p.into_inner());
-    if !slurm_ready("a_wrong_partition") {
+    let Some(_slurm) = use_slurm("a_wrong_partition") else {
         return;
-    }
+    };
     let stdout = run("wrong-partition");
     let error = line(&stdout, "error");
     assert!(error.contains("sbatch refused"), "{error}");
@@ -268,10 +268,9 @@ fn a_wrong_partition_fails_the_build_with_slurms_reason() {
 
 #[test]
 fn a_job_that_never_starts_times_out_with_slurms_reason_and_is_cancelled() {
-    let _serial = SLURM.lock().unwrap_or_else(|p| p.into_inner());
-    if !slurm_ready("a_job_that_never_starts") {
+    let Some(_slurm) = use_slurm("a_job_that_never_starts") else {
         return;
-    }
+    };
     let stdout = run("never-starts");
     let error = line(&stdout, "error");
     assert!(error.contains("no Slurm worker joined"), "{error}");
@@ -281,10 +280,9 @@ fn a_job_that_never_starts_times_out_with_slurms_reason_and_is_cancelled() {
 
 #[test]
 fn slurm_workers_may_run_a_worker_program_of_the_users() {
-    let _serial = SLURM.lock().unwrap_or_else(|p| p.into_inner());
-    if !slurm_ready("slurm_workers_may_run_a_worker_program") {
+    let Some(_slurm) = use_slurm("slurm_workers_may_run_a_worker_program") else {
         return;
-    }
+    };
     let program = env!("CARGO_BIN_EXE_pool_remote_worker");
     let stdout = run_with("program", &[program]);
     assert_eq!(line(&stdout, "echo"), "7");
