@@ -141,4 +141,5 @@ fn primes_runs_on_workers_it_submits_to_slurm() {
         .find(|l| l.starts_with("parallel:"))
         .expect("report");
     assert!(report.contains("remote worker"), "{report}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

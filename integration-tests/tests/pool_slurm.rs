@@ -36,11 +36,20 @@ fn use_slurm(test: &str) -> Option<std::sync::MutexGuard<'static, ()>> {
     slurm_ready(test).then_some(serial)
 }
 
-/// A directory for the jobs' output files of one test.
-fn output_dir(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("pool-slurm-{test}-{}", std::process::id()));
+/// A directory for the jobs' output files of one scenario.
+fn output_dir(scenario: &str) -> PathBuf {
+    let dir = output_path(scenario);
     std::fs::create_dir_all(&dir).expect("output dir");
     dir
+}
+
+fn output_path(scenario: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("pool-slurm-{scenario}-{}", std::process::id()))
+}
+
+/// Removes a scenario's job output once it passed (a failure keeps it).
+fn remove_output(scenario: &str) {
+    let _ = std::fs::remove_dir_all(output_path(scenario));
 }
 
 /// Runs `pool_slurm SCENARIO` to completion; returns its stdout, after
@@ -60,6 +69,7 @@ fn run_with(scenario: &str, more: &[&str]) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{}\n{stdout}\n{stderr}", out.status);
     print!("{stdout}");
+    remove_output(scenario);
     stdout
 }
 
@@ -222,6 +232,7 @@ fn a_pool_dropped_mid_map_takes_its_job_and_workers_with_it() {
     assert!(wait_with_deadline(&mut child, LIMIT).success());
     assert_job_ends(&job, dropped_at, "pool dropped");
     assert_no_workers_left();
+    remove_output("drop");
 }
 
 #[test]
@@ -241,6 +252,7 @@ fn a_sigkilled_head_takes_its_job_with_it() {
     let _ = child.wait();
     assert_job_ends(&job, killed_at, "head SIGKILLed");
     assert_no_workers_left();
+    remove_output("wait-for-kill");
 }
 
 #[test]
