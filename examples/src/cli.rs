@@ -11,7 +11,8 @@ use pool::{Pool, PoolBuilder};
 /// program's own `clap` arguments with `#[command(flatten)]`.
 #[derive(Clone, Debug, clap::Args)]
 pub struct Common {
-    /// Worker processes to start [default: one per CPU core]
+    /// Worker processes to start on this host [default: one per CPU core,
+    /// or 0 with --slurm]
     #[arg(long, short = 'w', value_name = "N", value_parser = parse_workers)]
     pub workers: Option<usize>,
 
@@ -30,6 +31,23 @@ pub struct Common {
     /// With --listen, --workers may be 0 (remote workers only).
     #[arg(long, value_name = "ADDRESS")]
     pub listen: Option<String>,
+
+    /// Also submit N workers to Slurm (one batch job of N tasks, each
+    /// running this program), cancelled when the program ends. They join
+    /// over TCP with a fresh random key, or on --listen's address with
+    /// POOL_AUTHKEY.
+    #[arg(long, value_name = "N", value_parser = parse_slurm_tasks)]
+    pub slurm: Option<usize>,
+
+    /// An option for Slurm's sbatch with --slurm, such as
+    /// --slurm-arg=--partition=debug (repeat for more)
+    #[arg(
+        long,
+        value_name = "ARG",
+        allow_hyphen_values = true,
+        requires = "slurm"
+    )]
+    pub slurm_arg: Vec<String>,
 }
 
 impl Common {
@@ -54,10 +72,21 @@ impl Common {
     pub fn pool_builder(&self) -> Result<PoolBuilder, String> {
         let workers = self.workers();
         let mut builder = Pool::builder().processes(workers);
+        if let Some(tasks) = self.slurm {
+            let slurm = self
+                .slurm_arg
+                .iter()
+                .fold(pool::SlurmWorkers::new(tasks), |slurm, arg| {
+                    slurm.sbatch_arg(arg)
+                });
+            builder = builder.slurm(slurm);
+        }
         match &self.listen {
-            None if workers == 0 => {
+            None if workers == 0 && self.slurm.is_none() => {
                 return Err(
-                    "--workers 0 leaves no worker: add --listen ADDRESS for remote ones".into(),
+                    "--workers 0 leaves no worker: add --listen ADDRESS or --slurm N \
+                            for remote ones"
+                        .into(),
                 )
             }
             None => {}
@@ -74,10 +103,12 @@ impl Common {
         Ok(builder)
     }
 
-    /// The number of workers asked for, or one per CPU core.
+    /// The number of local workers asked for, or one per CPU core (none
+    /// with `--slurm`, whose workers do the work).
     pub fn workers(&self) -> usize {
-        self.workers.unwrap_or_else(|| {
-            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        self.workers.unwrap_or_else(|| match self.slurm {
+            Some(_) => 0,
+            None => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
         })
     }
 }
@@ -85,6 +116,13 @@ impl Common {
 /// The most workers a program accepts: far more than any machine's cores,
 /// but few enough that a typo (`-w 10000`) cannot exhaust the process table.
 pub const MAX_WORKERS: usize = 512;
+
+fn parse_slurm_tasks(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if (1..=MAX_WORKERS).contains(&n) => Ok(n),
+        _ => Err(format!("expected a whole number from 1 to {MAX_WORKERS}")),
+    }
+}
 
 fn parse_workers(text: &str) -> Result<usize, String> {
     match text.parse::<usize>() {
@@ -136,11 +174,16 @@ pub fn parse_count_in(text: &str, range: std::ops::RangeInclusive<u64>) -> Resul
 }
 
 /// Starts the pool from [`Common::pool_builder`] and, if it listens for
-/// remote workers, says on stderr where they should connect.
+/// remote workers, says on stderr where they should connect (or which
+/// Slurm job it submitted).
 pub fn start_pool(builder: PoolBuilder) -> Result<Pool, pool::Error> {
     let pool = builder.build()?;
-    if let Some(address) = pool.listen_address() {
-        eprintln!("listening for workers on {address}: pool-worker --connect HOST:PORT");
+    match (pool.slurm_jobs().last(), pool.listen_address()) {
+        (Some(job), _) => eprintln!("Slurm job {job} runs the workers"),
+        (None, Some(address)) => {
+            eprintln!("listening for workers on {address}: pool-worker --connect HOST:PORT")
+        }
+        (None, None) => {}
     }
     Ok(pool)
 }
@@ -196,20 +239,21 @@ pub fn timed<T>(work: impl FnOnce() -> T) -> (T, Duration) {
 /// use std::time::Duration;
 /// use examples::cli::Report;
 ///
-/// let report = Report {
-///     workers: 2,
-///     parallel: Duration::from_millis(1000),
-///     serial: Some(Duration::from_millis(1900)),
-/// };
+/// let report = Report::new(2, Duration::from_millis(1000), Some(Duration::from_millis(1900)));
 /// assert_eq!(
 ///     report.to_string(),
 ///     "parallel: 1.000 s with 2 workers\nserial:   1.900 s\nspeed-up: 1.90x"
 /// );
+/// let remote = Report::new(0, Duration::from_millis(500), None).with_remote(6);
+/// assert_eq!(remote.to_string(), "parallel: 0.500 s with 6 remote workers");
 /// ```
 #[derive(Clone, Copy, Debug)]
 pub struct Report {
-    /// Worker processes of the parallel run.
+    /// Local worker processes of the parallel run.
     pub workers: usize,
+    /// Remote workers that joined the parallel run
+    /// ([`Pool::remote_workers_joined`]).
+    pub remote_workers: usize,
     /// Wall time of the parallel run, starting the pool included.
     pub parallel: Duration,
     /// Wall time of the same work done serially in this process, if run.
@@ -222,20 +266,34 @@ impl Report {
     pub fn new(workers: usize, parallel: Duration, serial: Option<Duration>) -> Report {
         Report {
             workers,
+            remote_workers: 0,
             parallel,
             serial,
+        }
+    }
+
+    /// The same report, counting `remote` workers that joined the run.
+    pub fn with_remote(self, remote: usize) -> Report {
+        Report {
+            remote_workers: remote,
+            ..self
         }
     }
 }
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let plural = if self.workers == 1 { "" } else { "s" };
+        let total = self.workers + self.remote_workers;
+        let plural = if total == 1 { "" } else { "s" };
+        let who = match (self.workers, self.remote_workers) {
+            (local, 0) => format!("{local} worker{plural}"),
+            (0, remote) => format!("{remote} remote worker{plural}"),
+            (local, remote) => format!("{local} local + {remote} remote worker{plural}"),
+        };
         write!(
             f,
-            "parallel: {:.3} s with {} worker{plural}",
-            self.parallel.as_secs_f64(),
-            self.workers
+            "parallel: {:.3} s with {who}",
+            self.parallel.as_secs_f64()
         )?;
         if let Some(serial) = self.serial {
             write!(f, "\nserial:   {:.3} s", serial.as_secs_f64())?;
@@ -279,15 +337,24 @@ mod tests {
         assert!(err.contains("--listen"), "{err}");
         let args = Args::try_parse_from(["prog", "--workers", "2"]).unwrap();
         assert!(args.common.pool_builder().is_ok());
+        let args = Args::try_parse_from(["prog", "--slurm", "4"]).unwrap();
+        assert_eq!(args.common.workers(), 0, "Slurm's workers do the work");
+        assert!(args.common.pool_builder().is_ok());
+        assert!(Args::try_parse_from(["prog", "--slurm", "0"]).is_err());
+        let args =
+            Args::try_parse_from(["prog", "--slurm", "2", "--slurm-arg", "--overcommit"]).unwrap();
+        assert_eq!(args.common.slurm_arg, ["--overcommit"]);
+        assert!(Args::try_parse_from(["prog", "--slurm-arg=--overcommit"]).is_err());
     }
 
     #[test]
     fn report_without_serial_is_one_line() {
-        let report = Report {
-            workers: 1,
-            parallel: Duration::from_millis(1500),
-            serial: None,
-        };
+        let report = Report::new(1, Duration::from_millis(1500), None);
         assert_eq!(report.to_string(), "parallel: 1.500 s with 1 worker");
+        let mixed = report.with_remote(3);
+        assert_eq!(
+            mixed.to_string(),
+            "parallel: 1.500 s with 1 local + 3 remote workers"
+        );
     }
 }

@@ -29,6 +29,45 @@ pub fn report_skip(why: &str) {
     let _ = writeln!(std::io::stderr(), "SKIPPED: {why}");
 }
 
+/// Whether Slurm answers and its node can run jobs; if not, says why the
+/// test skips; with `POOL_SLURM_TESTS=require` (which `.ci/run` sets once
+/// it started Slurm) it fails instead.
+pub fn slurm_ready(test: &str) -> bool {
+    let states = Command::new("sinfo")
+        .args(["--noheader", "--format=%T"])
+        .stdin(std::process::Stdio::null())
+        .output();
+    let why = match states {
+        Err(err) => format!("sinfo cannot run ({err}): no Slurm client here"),
+        Ok(out) if !out.status.success() => format!(
+            "sinfo failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Ok(out) => {
+            let states = String::from_utf8_lossy(&out.stdout).to_string();
+            let usable = states.lines().any(|state| {
+                matches!(
+                    state
+                        .trim()
+                        .trim_end_matches(['*', '~', '#', '!', '%', '$', '@', '^', '-']),
+                    "idle" | "mixed" | "allocated" | "completing"
+                )
+            });
+            if usable {
+                return true;
+            }
+            format!("no Slurm node is up (sinfo: {:?})", states.trim())
+        }
+    };
+    if std::env::var("POOL_SLURM_TESTS").as_deref() == Ok("require") {
+        panic!("{test}: POOL_SLURM_TESTS=require but {why}");
+    }
+    report_skip(&format!(
+        "{test}: {why}; start one with integration-tests/slurm/local-slurm.sh (as root)"
+    ));
+    false
+}
+
 /// Waits for `child` to exit, for at most `limit`; kills it and panics if it
 /// does not, so that a test never hangs on a stuck peer.
 pub fn wait_with_deadline(child: &mut Child, limit: Duration) -> std::process::ExitStatus {

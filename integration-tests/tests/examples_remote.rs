@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use examples_support::example_bin;
-use integration_tests::wait_with_deadline;
+use integration_tests::{output_with_deadline, slurm_ready, wait_with_deadline};
 
 const KEY: &str = "examples-remote-test-key";
 const LIMIT: Duration = Duration::from_secs(60);
@@ -90,6 +90,8 @@ fn primes_runs_on_remote_pool_workers_only() {
         Some("78498 primes below 1000000"),
         "{out}"
     );
+    // The report counts the worker that did the work (it said "0 workers").
+    assert!(out.contains("with 1 remote worker\n"), "{out}");
     // The remote worker leaves when the pool closes.
     assert!(wait_with_deadline(&mut worker, LIMIT).success());
 }
@@ -104,4 +106,40 @@ fn listen_without_an_authkey_is_a_clear_error() {
     assert!(!out.status.success());
     let why = String::from_utf8_lossy(&out.stderr);
     assert!(why.contains("POOL_AUTHKEY"), "{why}");
+}
+
+#[test]
+fn primes_runs_on_workers_it_submits_to_slurm() {
+    if !slurm_ready("primes_runs_on_workers_it_submits_to_slurm") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("examples-slurm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("job output directory");
+    // --overcommit: three workers on however few cores the test node has.
+    let out = output_with_deadline(
+        Command::new(example_bin("primes"))
+            .args([
+                "1e6",
+                "--slurm",
+                "3",
+                "--slurm-arg=--overcommit",
+                "--no-serial",
+            ])
+            .current_dir(&dir),
+        LIMIT,
+    );
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(stdout.lines().next(), Some("78498 primes below 1000000"));
+    assert!(stderr.contains("Slurm job "), "{stderr}");
+    // Slurm starts the workers one by one: at least the first did work.
+    let report = stdout
+        .lines()
+        .find(|l| l.starts_with("parallel:"))
+        .expect("report");
+    assert!(report.contains("remote worker"), "{report}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -203,10 +203,11 @@ pub mod builtin;
 pub use crate::error::{Error, ErrorKind, Result, WorkerInfo};
 pub use crate::parent::{
     as_completed, wait_any, AsCompleted, AsyncResult, Imap, ImapUnordered, Pool, PoolBuilder,
-    Progress, DEFAULT_STARTUP_TIMEOUT,
+    Progress, SlurmWorkers, DEFAULT_SLURM_RESUBMITS, DEFAULT_SLURM_START_TIMEOUT,
+    DEFAULT_STARTUP_TIMEOUT,
 };
 pub use crate::task::{registered_tasks, Task, TaskEntry, TaskFailure};
-pub use crate::worker::{connect_worker, init, AUTHKEY_ENV};
+pub use crate::worker::{connect_worker, init, AUTHKEY_ENV, CONNECT_ENV};
 
 /// What [`task!`] expands to refers to these; not for direct use.
 #[doc(hidden)]

@@ -78,6 +78,7 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
     let builder = args.common.pool_builder()?;
 
     let bar = progress::bar(bands.len() as u64, "bands", args.common.quiet);
+    let mut remote = 0;
     let (image, parallel) = timed(|| -> Result<Vec<u8>, pool::Error> {
         let pool = start_pool(builder)?;
         let mut image = Vec::with_capacity(view.width as usize * view.height as usize * 3);
@@ -85,6 +86,7 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
             image.extend_from_slice(&band?);
             bar.inc(1);
         }
+        remote = pool.remote_workers_joined();
         Ok(image)
     });
     bar.finish_and_clear();
@@ -109,7 +111,10 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
         }
         Some(serial)
     };
-    println!("{}", Report::new(workers, parallel, serial));
+    println!(
+        "{}",
+        Report::new(workers, parallel, serial).with_remote(remote)
+    );
     Ok(())
 }
 

@@ -55,6 +55,7 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
     let builder = args.common.pool_builder()?;
 
     let bar = progress::bar(batches.len() as u64, "batches", args.common.quiet);
+    let mut remote = 0;
     let (inside, parallel) = timed(|| -> Result<u64, pool::Error> {
         let pool = start_pool(builder)?;
         // Every call returns at once: all the batches are queued before
@@ -68,6 +69,7 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
             inside += handle.get(None)?;
             bar.inc(1);
         }
+        remote = pool.remote_workers_joined();
         Ok(inside)
     });
     bar.finish_and_clear();
@@ -91,6 +93,9 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
         }
         Some(serial)
     };
-    println!("{}", Report::new(workers, parallel, serial));
+    println!(
+        "{}",
+        Report::new(workers, parallel, serial).with_remote(remote)
+    );
     Ok(())
 }

@@ -51,11 +51,13 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
     // `map` returns when every range is counted; meanwhile its progress,
     // reported as the counts arrive, moves the bar.
     let bar = progress::bar(ranges.len() as u64, "ranges", args.common.quiet);
+    let mut remote = 0;
     let (count, parallel) = timed(|| -> Result<u64, pool::Error> {
         let pool = start_pool(builder)?;
         let counts = pool.map_with_progress(count_primes, ranges.clone(), |progress| {
             progress.update_bar(&bar)
         })?;
+        remote = pool.remote_workers_joined();
         Ok(counts.into_iter().sum())
     });
     bar.finish_and_clear();
@@ -73,6 +75,9 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
         }
         Some(serial)
     };
-    println!("{}", Report::new(workers, parallel, serial));
+    println!(
+        "{}",
+        Report::new(workers, parallel, serial).with_remote(remote)
+    );
     Ok(())
 }

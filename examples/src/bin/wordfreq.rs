@@ -87,6 +87,7 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
     let builder = args.common.pool_builder()?;
 
     let bar = progress::bar(files.len() as u64, "files", args.common.quiet);
+    let mut remote = 0;
     let (total, parallel) = timed(|| -> Result<WordCounts, pool::Error> {
         let pool = start_pool(builder)?;
         let mut total = WordCounts::default();
@@ -96,6 +97,7 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
             total.merge(counts);
             bar.inc(1);
         }
+        remote = pool.remote_workers_joined();
         Ok(total)
     });
     bar.finish_and_clear();
@@ -128,6 +130,9 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
         }
         Some(serial)
     };
-    println!("{}", Report::new(workers, parallel, serial));
+    println!(
+        "{}",
+        Report::new(workers, parallel, serial).with_remote(remote)
+    );
     Ok(())
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::config::Config;
+use super::launch::{self, slurm::SlurmWorkers};
 use super::pool::Pool;
 use crate::error::{Error, ErrorKind, Result};
 use crate::task::Task;
@@ -161,6 +162,32 @@ impl PoolBuilder {
         self
     }
 
+    /// Also submits workers to Slurm, as one batch job the pool follows,
+    /// replaces (boundedly) and cancels with it: see [`SlurmWorkers`] for
+    /// the details. The workers join over TCP: on the pool's
+    /// [`listen`](PoolBuilder::listen) address and key if given, else on
+    /// every interface at a port the system chooses, with a fresh random
+    /// key. With `.processes(0)`, [`build`](PoolBuilder::build) waits for
+    /// the first worker to join.
+    ///
+    /// ```no_run
+    /// pool::task! { fn double(x: u64) -> u64 { 2 * x } }
+    ///
+    /// fn main() -> Result<(), pool::Error> {
+    ///     let pool = pool::Pool::builder()
+    ///         .processes(0)
+    ///         .slurm(pool::SlurmWorkers::new(16).partition("debug"))
+    ///         .build()?;
+    ///     assert_eq!(pool.map(double, [1, 2, 3])?, [2, 4, 6]);
+    ///     eprintln!("Slurm jobs: {:?}", pool.slurm_jobs());
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn slurm(mut self, workers: SlurmWorkers) -> PoolBuilder {
+        self.config.slurm = Some(workers);
+        self
+    }
+
     /// Whether the pool handles Ctrl-C (SIGINT), default `true`: the first
     /// Ctrl-C makes every unfinished pool call fail with
     /// [`ErrorKind::Interrupted`] (and exits the process the usual way if no
@@ -199,24 +226,30 @@ impl PoolBuilder {
         self
     }
 
-    /// Starts the workers and waits until each one is ready.
+    /// Starts the workers and waits until each one is ready (with
+    /// [`slurm`](PoolBuilder::slurm) and no local processes: until the
+    /// first Slurm worker joined).
     ///
     /// Fails with [`ErrorKind::Startup`] if a worker cannot be started, does
     /// not become ready within the start-up timeout, exits first, or turns
     /// out to be a program that ran its own `main` because it does not call
     /// [`pool::init()`](crate::init) first; no worker is left running.
-    pub fn build(self) -> Result<Pool> {
+    pub fn build(mut self) -> Result<Pool> {
         // Every program that starts a pool must carry the hook through
         // which its copies become workers before `main`.
         crate::worker::keep_linked();
         if let Some(err) = self.error {
             return Err(err);
         }
-        if self.config.processes == 0 && self.config.listen.is_none() {
+        if self.config.processes == 0 && self.config.listen.is_none() && self.config.slurm.is_none()
+        {
             return Err(Error::new(
                 ErrorKind::Startup,
-                "a pool needs at least one process, or `listen` for remote workers",
+                "a pool needs at least one process, or `listen` or `slurm` for remote workers",
             ));
+        }
+        if self.config.slurm.is_some() && self.config.listen.is_none() {
+            self.config.listen = Some(("tcp:0.0.0.0:0".into(), launch::random_authkey()?));
         }
         super::pool::start(self.config)
     }

@@ -19,6 +19,9 @@ pub(crate) enum Command {
     /// Ctrl-C: fail unfinished work with `Interrupted`; replies whether
     /// there was any.
     Interrupt(Sender<bool>),
+    /// The pool can get no more workers (its launcher gave up): fail the
+    /// queued work and every later call with this error.
+    Break(Error),
 }
 
 /// The way into a pool's dispatcher, for the pool and the iterators it

@@ -4,6 +4,8 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::launch::slurm::SlurmWorkers;
+
 /// How long a new worker may take to report that it is ready.
 pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -20,6 +22,8 @@ pub(crate) struct Config {
     pub(crate) retries: u32,
     pub(crate) startup_timeout: Duration,
     pub(crate) listen: Option<(String, Vec<u8>)>,
+    /// Workers to submit to Slurm, which join through `listen`.
+    pub(crate) slurm: Option<SlurmWorkers>,
     pub(crate) handle_interrupts: bool,
     /// The largest message between pool and worker, either way.
     pub(crate) max_message_size: u64,
@@ -38,6 +42,7 @@ impl Default for Config {
             retries: 0,
             startup_timeout: DEFAULT_STARTUP_TIMEOUT,
             listen: None,
+            slurm: None,
             handle_interrupts: true,
             max_message_size: connection::DEFAULT_MAX_MESSAGE_SIZE,
         }

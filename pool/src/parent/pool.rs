@@ -12,6 +12,7 @@ use super::dispatcher::Dispatcher;
 use super::imap::{Imap, ImapUnordered, Order};
 use super::interrupt;
 use super::job::{auto_chunksize, encode_input, Item, Job};
+use super::launch::Launcher;
 use super::map::{self, OnFailure};
 use super::progress::Progress;
 use super::remote_listener::{self, RemoteListener};
@@ -52,6 +53,10 @@ pub struct Pool {
     dispatcher: Mutex<Option<JoinHandle<()>>>,
     listener: Mutex<Option<RemoteListener>>,
     listen_address: Option<String>,
+    /// How many remote workers have joined; none without a listener.
+    remote_joined: Option<Arc<std::sync::atomic::AtomicUsize>>,
+    /// The Slurm jobs of workers the pool submitted itself, if any.
+    launcher: Mutex<Option<Launcher>>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -129,11 +134,29 @@ pub(crate) fn start(config: Config) -> Result<Pool> {
         dispatcher: Mutex::new(Some(dispatcher)),
         listener: Mutex::new(None),
         listen_address: None,
+        remote_joined: None,
+        launcher: Mutex::new(None),
     };
     if let Some((address, authkey)) = &config.listen {
         let listener = remote_listener::listen(address, authkey, events)?;
         pool.listen_address = Some(listener.address().to_string());
+        pool.remote_joined = Some(listener.joined());
+        let launcher = config.slurm.as_ref().map(|slurm| {
+            let joined = listener.joined();
+            let commands = pool.commands.sender();
+            Launcher::start(
+                slurm,
+                &config,
+                listener.address(),
+                authkey,
+                joined,
+                commands,
+            )
+        });
+        // Stored before the launcher's error is returned: dropping the
+        // pool then stops the listener too.
         *pool.listener.lock().unwrap_or_else(|p| p.into_inner()) = Some(listener);
+        *pool.launcher.lock().unwrap_or_else(|p| p.into_inner()) = launcher.transpose()?;
     }
     if config.handle_interrupts {
         interrupt::watch(pool.commands.sender())?;
@@ -168,6 +191,27 @@ impl Pool {
     /// the port actually chosen.
     pub fn listen_address(&self) -> Option<&str> {
         self.listen_address.as_deref()
+    }
+
+    /// How many remote workers have joined the pool so far (hand-launched
+    /// or [Slurm](crate::PoolBuilder::slurm) ones, replacements included,
+    /// those gone since too); 0 for a pool that does not listen.
+    pub fn remote_workers_joined(&self) -> usize {
+        self.remote_joined.as_ref().map_or(0, |joined| {
+            joined.load(std::sync::atomic::Ordering::Relaxed)
+        })
+    }
+
+    /// The ids of the Slurm jobs of workers this pool
+    /// [submitted](crate::PoolBuilder::slurm), the current one last; empty
+    /// without Slurm workers, or once the pool has ended (and cancelled
+    /// them).
+    pub fn slurm_jobs(&self) -> Vec<u64> {
+        self.launcher
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map_or_else(Vec::new, Launcher::jobs)
     }
 
     /// Runs `task` on every input and returns the outputs in input order
@@ -471,6 +515,7 @@ impl Pool {
     /// }
     /// ```
     pub fn close(&self) {
+        self.stop_launching();
         if self.commands.mark_closed() {
             self.commands.send(Command::Close);
         }
@@ -498,6 +543,7 @@ impl Pool {
     /// }
     /// ```
     pub fn terminate(&self) {
+        self.stop_launching();
         self.commands.mark_closed();
         self.commands.send(Command::Terminate);
         self.join_dispatcher();
@@ -519,6 +565,21 @@ impl Pool {
             .take();
         if let Some(handle) = handle {
             let _ = handle.join();
+        }
+        // The workers were told to quit; cancelling their jobs ends any
+        // that could not hear it.
+        drop(
+            self.launcher
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take(),
+        );
+    }
+
+    /// A closing pool's launched workers may end: they are not replaced.
+    fn stop_launching(&self) {
+        if let Some(launcher) = &*self.launcher.lock().unwrap_or_else(|p| p.into_inner()) {
+            launcher.closing();
         }
     }
 }

@@ -2,7 +2,7 @@
 //! authenticates them and hands each to the dispatcher. (The worker's side
 //! is [`connect_worker`](crate::connect_worker).)
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -20,12 +20,19 @@ const STOP_CHECK: Duration = Duration::from_millis(50);
 pub(crate) struct RemoteListener {
     address: Address,
     stop: Arc<AtomicBool>,
+    /// How many workers have authenticated so far.
+    joined: Arc<AtomicUsize>,
     thread: JoinHandle<()>,
 }
 
 impl RemoteListener {
     pub(crate) fn address(&self) -> &Address {
         &self.address
+    }
+
+    /// The count of workers that have authenticated so far, shared.
+    pub(crate) fn joined(&self) -> Arc<AtomicUsize> {
+        Arc::clone(&self.joined)
     }
 
     pub(crate) fn stop(self) {
@@ -54,11 +61,12 @@ pub(crate) fn listen(
         })?;
     let bound = listener.address().clone();
     let stop = Arc::new(AtomicBool::new(false));
+    let joined = Arc::new(AtomicUsize::new(0));
     let thread = {
-        let stop = Arc::clone(&stop);
+        let (stop, joined) = (Arc::clone(&stop), Arc::clone(&joined));
         std::thread::Builder::new()
             .name("pool-listener".into())
-            .spawn(move || accept_workers(&mut listener, &stop, &events))
+            .spawn(move || accept_workers(&mut listener, &stop, &joined, &events))
             .map_err(|err| {
                 Error::new(ErrorKind::Startup, "start the listener thread").with_source(err)
             })?
@@ -67,11 +75,17 @@ pub(crate) fn listen(
     Ok(RemoteListener {
         address: bound,
         stop,
+        joined,
         thread,
     })
 }
 
-fn accept_workers(listener: &mut Listener, stop: &AtomicBool, events: &Sender<Event>) {
+fn accept_workers(
+    listener: &mut Listener,
+    stop: &AtomicBool,
+    joined: &AtomicUsize,
+    events: &Sender<Event>,
+) {
     while !stop.load(Ordering::Relaxed) {
         // A timed accept rather than wait-then-accept: a peer that connects
         // and stays silent must not hold this thread (and so the pool's
@@ -89,6 +103,7 @@ fn accept_workers(listener: &mut Listener, stop: &AtomicBool, events: &Sender<Ev
                 if events.send(Event::Joined { conn, peer }).is_err() {
                     return;
                 }
+                joined.fetch_add(1, Ordering::Relaxed);
             }
             // One peer's failure (a wrong key, a port scanner) is not the pool's.
             Err(err) if is_one_peers_failure(err.kind()) => {

@@ -231,6 +231,13 @@ pub(crate) fn ignore_sigpipe() {
     }
 }
 
+/// This host's name, as other hosts of a cluster usually know it (the
+/// kernel's node name, what `hostname` prints).
+pub(crate) fn host_name() -> io::Result<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")?;
+    Ok(name.trim().to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,15 @@ use crate::sys;
 /// key itself).
 pub const AUTHKEY_ENV: &str = "POOL_AUTHKEY";
 
+/// The environment variable that makes any program linking the pool a
+/// remote worker: a process started with `POOL_CONNECT=ADDRESS` (and the
+/// key in [`AUTHKEY_ENV`]) joins the pool at `ADDRESS` where a process a
+/// pool re-executed would become a local worker (before `main`, or in
+/// [`pool::init()`](crate::init)), and exits when the pool is done with it.
+/// This is how [Slurm workers](crate::SlurmWorkers) run the pool's own
+/// program, and how a launcher of your own (ssh, a Kubernetes Job) can.
+pub const CONNECT_ENV: &str = "POOL_CONNECT";
+
 /// Connects to a pool listening at `address`, authenticates with
 /// `authkey`, and works for it until it closes; the library side of
 /// `pool-worker --connect`.

@@ -15,16 +15,17 @@ mod serve;
 
 use connection::Connection;
 
-pub use connect::{connect_worker, AUTHKEY_ENV};
+pub use connect::{connect_worker, AUTHKEY_ENV, CONNECT_ENV};
 pub(crate) use serve::in_worker;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::sys::{self, SharedCounter};
 use crate::wire::{FromWorker, CONNECTION_ENV, PARENT_ENV, PROGRESS_ENV};
 
-/// Whether a pool started this process as a worker.
+/// Whether a pool started this process as a worker: a local one (an
+/// inherited connection), or a remote one told where to connect.
 pub(crate) fn started_as_worker() -> bool {
-    std::env::var_os(CONNECTION_ENV).is_some()
+    std::env::var_os(CONNECTION_ENV).is_some() || std::env::var_os(CONNECT_ENV).is_some()
 }
 
 /// One entry per [`workers_start_in_main!`](crate::workers_start_in_main)
@@ -134,7 +135,11 @@ pub fn init() {
 /// Runs the worker; returns the exit status, having said why on stderr
 /// (which the pool forwards) if it is not 0.
 fn run_and_report() -> i32 {
-    match run_local_worker() {
+    let worker = match std::env::var_os(CONNECTION_ENV) {
+        Some(_) => run_local_worker(),
+        None => run_remote_worker(),
+    };
+    match worker {
         Ok(()) => 0,
         Err(err) => {
             eprintln!("pool worker: {err:#}");
@@ -168,6 +173,32 @@ fn run_local_worker() -> Result<()> {
         std::env::remove_var(var);
     }
     serve::serve(conn, progress, None)
+}
+
+/// Joins the pool named by [`CONNECT_ENV`] with the key in [`AUTHKEY_ENV`],
+/// as a launcher (such as [`SlurmWorkers`](crate::SlurmWorkers)) asked.
+fn run_remote_worker() -> Result<()> {
+    let address = std::env::var(CONNECT_ENV).map_err(|_| {
+        Error::new(
+            ErrorKind::Startup,
+            format!("{CONNECT_ENV} is not a valid address"),
+        )
+    })?;
+    let authkey = std::env::var_os(AUTHKEY_ENV)
+        .map(std::ffi::OsString::into_encoded_bytes)
+        .filter(|key| !key.is_empty())
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::Startup,
+                format!("{CONNECT_ENV} is set but {AUTHKEY_ENV} holds no authkey"),
+            )
+        })?;
+    // Tasks that start programs of their own must not make them workers,
+    // nor hand them the key.
+    for var in [CONNECT_ENV, AUTHKEY_ENV] {
+        std::env::remove_var(var);
+    }
+    connect_worker(&address, &authkey)
 }
 
 /// This program was started as a worker but ran its own `main` up to

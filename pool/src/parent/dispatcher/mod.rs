@@ -230,6 +230,7 @@ impl Dispatcher {
                 let had_work = self.interrupt();
                 let _ = reply.send(had_work);
             }
+            Command::Break(err) => self.break_pool(err),
         }
     }
 

@@ -1,0 +1,205 @@
+//! A pool whose workers it submits to Slurm, in the scenario named by the
+//! first argument; tests/pool_slurm.rs runs it against a real Slurm. Its
+//! workers are copies of this program that Slurm starts with
+//! `POOL_CONNECT` set, so they become workers before `main`.
+//!
+//! The second argument is the directory for the jobs' output files. Lines
+//! on stdout are `label: value`, read by the test.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use pool::{ErrorKind, Pool, SlurmWorkers};
+
+pool::task! {
+    /// Sleeps `millis`, then says which worker process ran it.
+    fn napping_pid((input, millis): (u64, u64)) -> (u64, u32) {
+        std::thread::sleep(Duration::from_millis(millis));
+        (input, std::process::id())
+    }
+}
+
+/// How long any scenario waits for Slurm before it gives up.
+const SLURM_WAIT: Duration = Duration::from_secs(120);
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let scenario = args.next().expect("a scenario");
+    let output_dir = PathBuf::from(args.next().expect("an output directory"));
+    match scenario.as_str() {
+        "map" => map_on_six(&output_dir),
+        "scancel" => scancel_mid_map(&output_dir, 1),
+        "scancel-no-resubmit" => scancel_mid_map(&output_dir, 0),
+        "drop" => drop_mid_map(&output_dir),
+        "wait-for-kill" => wait_for_kill(&output_dir),
+        "program" => named_program(&output_dir, &args.next().expect("a worker program")),
+        "wrong-key" => build_fails(
+            workers(2, &output_dir).sbatch_arg("--export=ALL,POOL_AUTHKEY=not-the-pools-key"),
+        ),
+        "wrong-partition" => build_fails(workers(2, &output_dir).partition("no-such-partition")),
+        "never-starts" => build_fails(
+            workers(2, &output_dir)
+                .sbatch_arg("--hold")
+                .start_timeout(Duration::from_secs(3)),
+        ),
+        other => panic!("unknown scenario {other}"),
+    }
+}
+
+/// `tasks` workers on the test's one-node cluster: `--overcommit` lets more
+/// tasks than cores share the node, as a real cluster would not need.
+fn workers(tasks: usize, output_dir: &Path) -> SlurmWorkers {
+    SlurmWorkers::new(tasks)
+        .sbatch_arg("--overcommit")
+        .output(output_dir.join("job-%j.out"))
+        .start_timeout(SLURM_WAIT)
+        .job_name("pool-slurm-test")
+}
+
+fn slurm_pool(workers: SlurmWorkers) -> Pool {
+    let pool = Pool::builder()
+        .processes(0)
+        .slurm(workers)
+        .build()
+        .unwrap_or_else(|err| panic!("build: {err:#}"));
+    println!("job: {}", pool.slurm_jobs()[0]);
+    pool
+}
+
+fn wait_for_workers(pool: &Pool, count: usize) {
+    let deadline = Instant::now() + SLURM_WAIT;
+    while pool.remote_workers_joined() < count {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {count} workers joined",
+            pool.remote_workers_joined()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Six workers on the two cores: every input's result, from every worker.
+fn map_on_six(output_dir: &Path) {
+    let submitted = Instant::now();
+    let pool = slurm_pool(workers(6, output_dir));
+    let first = pool.apply(napping_pid, (0, 0)).expect("first result");
+    assert_eq!(first.0, 0);
+    println!(
+        "submit_to_first_result_s: {:.3}",
+        submitted.elapsed().as_secs_f64()
+    );
+    wait_for_workers(&pool, 6);
+    println!("all_joined_s: {:.3}", submitted.elapsed().as_secs_f64());
+    let results = pool
+        .map(napping_pid, (0..64).map(|i| (i, 50)))
+        .expect("map");
+    let inputs: Vec<u64> = results.iter().map(|(input, _)| *input).collect();
+    println!("in_order: {}", inputs == (0..64).collect::<Vec<_>>());
+    let pids: BTreeSet<u32> = results.iter().map(|(_, pid)| *pid).collect();
+    println!("workers_used: {}", pids.len());
+    // The same work in chunks of two: which workers the launcher brought,
+    // apart from how `map` chooses its chunks.
+    let chunked = pool
+        .map_chunked(napping_pid, (0..64).map(|i| (i, 50)), 2)
+        .expect("map_chunked");
+    let pids: BTreeSet<u32> = chunked.iter().map(|(_, pid)| *pid).collect();
+    println!("workers_used_in_chunks_of_2: {}", pids.len());
+    println!("joined: {}", pool.remote_workers_joined());
+}
+
+/// The job cancelled while a map runs: the inputs in flight fail with
+/// `WorkerDied`, the rest run on the workers of the job submitted instead,
+/// or, with no resubmits left, fail with `Startup`.
+fn scancel_mid_map(output_dir: &Path, resubmits: u32) {
+    let pool = slurm_pool(workers(2, output_dir).resubmits(resubmits));
+    wait_for_workers(&pool, 2);
+    let mut cancelled = false;
+    let results =
+        pool.map_results_with_progress(napping_pid, (0..16).map(|i| (i, 300)), |progress| {
+            if progress.done >= 2 && !cancelled {
+                cancelled = true;
+                let job = pool.slurm_jobs()[0];
+                let status = std::process::Command::new("scancel")
+                    .arg(job.to_string())
+                    .status()
+                    .expect("run scancel");
+                assert!(status.success());
+                println!("cancelled: {job}");
+            }
+        });
+    println!("jobs: {}", pool.slurm_jobs().len());
+    // A pool that can get no more workers fails the call itself.
+    let results = match results {
+        Ok(results) => results,
+        Err(err) => return println!("call_error: {:?}: {err}", err.kind()),
+    };
+    let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    for (index, result) in results.iter().enumerate() {
+        let key = match result {
+            Ok((input, _)) if *input == index as u64 => "ok".to_string(),
+            Ok(_) => "wrong".to_string(),
+            Err(err) => format!("{:?}", err.kind()),
+        };
+        *counts.entry(key).or_default() += 1;
+    }
+    for (outcome, count) in counts {
+        println!("outcome {outcome}: {count}");
+    }
+}
+
+/// The pool dropped while its workers run a map's inputs.
+fn drop_mid_map(output_dir: &Path) {
+    let pool = slurm_pool(workers(2, output_dir));
+    wait_for_workers(&pool, 2);
+    let mut results = pool.imap(napping_pid, (0..100).map(|i| (i, 200)));
+    let first = results.next().expect("a first result").expect("first");
+    assert_eq!(first.0, 0);
+    drop(results);
+    drop(pool);
+    println!("dropped: true");
+}
+
+/// Workers that run a worker program of the user's (worker-bin's), not
+/// this one.
+fn named_program(output_dir: &Path, program: &str) {
+    let pool = slurm_pool(workers(1, output_dir).program(program));
+    println!(
+        "echo: {}",
+        pool.apply(pool::builtin::echo, 7).expect("echo")
+    );
+    let pid = pool
+        .apply(pool::builtin::worker_pid, ())
+        .expect("worker_pid");
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).expect("the worker's program");
+    println!("worker_program: {}", exe.display());
+}
+
+/// Waits, with a worker in the middle of a long input, to be SIGKILLed.
+fn wait_for_kill(output_dir: &Path) {
+    let pool = slurm_pool(workers(2, output_dir));
+    wait_for_workers(&pool, 2);
+    let pending: Vec<_> = (0..2)
+        .map(|i| pool.apply_async(napping_pid, (i, 600_000)))
+        .collect();
+    // Give both workers time to take their input.
+    std::thread::sleep(Duration::from_millis(500));
+    println!("running: true");
+    for result in pending {
+        let _ = result.get(Some(SLURM_WAIT));
+    }
+    panic!("not killed");
+}
+
+/// A pool whose build must fail: prints the error, and how long it took.
+fn build_fails(workers: SlurmWorkers) {
+    let started = Instant::now();
+    match Pool::builder().processes(0).slurm(workers).build() {
+        Ok(pool) => panic!("built a pool with jobs {:?}", pool.slurm_jobs()),
+        Err(err) => {
+            assert_eq!(err.kind(), ErrorKind::Startup, "{err:#}");
+            println!("failed_after_s: {:.3}", started.elapsed().as_secs_f64());
+            println!("error: {err:#}");
+        }
+    }
+}

@@ -1,0 +1,435 @@
+//! Slurm: what a pool asks of it ([`SlurmWorkers`]) and the three commands
+//! it is asked through: `sbatch` to submit a job of workers, `squeue` to
+//! follow it, `scancel` to end it.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// How long a pool of Slurm workers only waits for its first worker by
+/// default, before [`build`](crate::PoolBuilder::build) fails.
+pub const DEFAULT_SLURM_START_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// How many more jobs a pool submits by default when a job of its workers
+/// ends while the pool is open.
+pub const DEFAULT_SLURM_RESUBMITS: u32 = 2;
+
+/// Workers that a pool submits to Slurm itself, as one batch job of
+/// `tasks` tasks (`sbatch` running `srun`); given to
+/// [`PoolBuilder::slurm`](crate::PoolBuilder::slurm).
+///
+/// Each task runs the worker program (by default the pool's own program,
+/// as local workers are re-executed, or the pool's
+/// [`worker_program`](crate::PoolBuilder::worker_program)), which joins the
+/// pool over TCP. The pool:
+///
+/// - passes the authkey in the job's environment (`POOL_AUTHKEY`), never
+///   on a command line; with no [`listen`](crate::PoolBuilder::listen) it
+///   listens on every interface, on a port of the system's choice, with a
+///   fresh random key;
+/// - when it has no local processes, waits in `build` for the first worker
+///   to join, failing with [`ErrorKind::Startup`] and Slurm's reason (from
+///   `squeue`) if none joins within the [start
+///   timeout](SlurmWorkers::start_timeout), or with the job's last lines of
+///   output if the job ends first (a worker that cannot authenticate, a
+///   program that is not a worker);
+/// - cancels the job (`scancel`) when it is dropped, terminated or joined;
+/// - submits another job of `tasks` workers when one ends while the pool
+///   is open (cancelled, out of time, its node failed), at most
+///   [`resubmits`](SlurmWorkers::resubmits) times; then, if it has no local
+///   processes, fails its calls with [`ErrorKind::Startup`], as it does when
+///   a replacement stays pending past the start timeout with no worker
+///   joining (cancelling it). A worker lost inside a job that goes on is
+///   not replaced.
+///
+/// The inputs a lost worker was running fail with
+/// [`ErrorKind::WorkerDied`] (or run again, with
+/// [`retries`](crate::PoolBuilder::retries)); the others it held run on the
+/// remaining workers.
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::time::Duration;
+///
+/// pool::task! { fn square(x: u64) -> u64 { x * x } }
+///
+/// fn main() -> Result<(), pool::Error> {
+///     let pool = pool::Pool::builder()
+///         .processes(0)
+///         .slurm(
+///             pool::SlurmWorkers::new(64)
+///                 .partition("compute")
+///                 .time_limit(Duration::from_secs(3600)),
+///         )
+///         .build()?;
+///     assert_eq!(pool.map(square, 0..1000)?.len(), 1000);
+///     Ok(())
+/// }
+/// ```
+#[derive(Clone, Debug)]
+pub struct SlurmWorkers {
+    pub(crate) tasks: usize,
+    pub(crate) partition: Option<String>,
+    pub(crate) time_limit: Option<Duration>,
+    pub(crate) extra_args: Vec<OsString>,
+    pub(crate) program: Option<PathBuf>,
+    pub(crate) job_name: String,
+    pub(crate) output: Option<PathBuf>,
+    pub(crate) head_host: Option<String>,
+    pub(crate) start_timeout: Duration,
+    pub(crate) resubmits: u32,
+}
+
+impl SlurmWorkers {
+    /// A job of `tasks` workers (at least 1), one per Slurm task, in the
+    /// default partition, with the partition's time limit.
+    pub fn new(tasks: usize) -> SlurmWorkers {
+        SlurmWorkers {
+            tasks: tasks.max(1),
+            partition: None,
+            time_limit: None,
+            extra_args: Vec::new(),
+            program: None,
+            job_name: "pool-workers".into(),
+            output: None,
+            head_host: None,
+            start_timeout: DEFAULT_SLURM_START_TIMEOUT,
+            resubmits: DEFAULT_SLURM_RESUBMITS,
+        }
+    }
+
+    /// The partition to submit to (`sbatch --partition`).
+    pub fn partition(mut self, partition: impl Into<String>) -> SlurmWorkers {
+        self.partition = Some(partition.into());
+        self
+    }
+
+    /// The job's time limit (`sbatch --time`, in whole minutes, rounded up).
+    pub fn time_limit(mut self, limit: Duration) -> SlurmWorkers {
+        self.time_limit = Some(limit);
+        self
+    }
+
+    /// Adds an `sbatch` option, such as `--account=proj` or
+    /// `--cpus-per-task=4`, before the job's script.
+    pub fn sbatch_arg(mut self, arg: impl Into<OsString>) -> SlurmWorkers {
+        self.extra_args.push(arg.into());
+        self
+    }
+
+    /// The worker program each task runs: it must link the tasks and call
+    /// [`pool::init()`](crate::init) or `worker_bin::main()` (as
+    /// `pool-worker` does). Default: the pool's
+    /// [`worker_program`](crate::PoolBuilder::worker_program) if it has one,
+    /// else this program. It must be at this path on the nodes.
+    pub fn program(mut self, program: impl Into<PathBuf>) -> SlurmWorkers {
+        self.program = Some(program.into());
+        self
+    }
+
+    /// The job's name in `squeue` (default `pool-workers`).
+    pub fn job_name(mut self, name: impl Into<String>) -> SlurmWorkers {
+        self.job_name = name.into();
+        self
+    }
+
+    /// Where the job's output goes (`sbatch --output`, where `%j` is the
+    /// job id); the workers' stderr lands there. Default: Slurm's,
+    /// `slurm-%j.out` in this process's directory.
+    pub fn output(mut self, path: impl Into<PathBuf>) -> SlurmWorkers {
+        self.output = Some(path.into());
+        self
+    }
+
+    /// The host name or address the nodes reach this process at. Default:
+    /// the host the pool listens on, or this host's name when it listens on
+    /// every interface.
+    pub fn head_host(mut self, host: impl Into<String>) -> SlurmWorkers {
+        self.head_host = Some(host.into());
+        self
+    }
+
+    /// How long `build` waits for the first worker of a pool without local
+    /// processes (default [`DEFAULT_SLURM_START_TIMEOUT`]); past it, the job
+    /// is cancelled and `build` fails with Slurm's reason.
+    pub fn start_timeout(mut self, timeout: Duration) -> SlurmWorkers {
+        self.start_timeout = timeout;
+        self
+    }
+
+    /// How many more jobs the pool may submit when its job ends while the
+    /// pool is open (default [`DEFAULT_SLURM_RESUBMITS`]).
+    pub fn resubmits(mut self, resubmits: u32) -> SlurmWorkers {
+        self.resubmits = resubmits;
+        self
+    }
+}
+
+/// A Slurm job id, as `sbatch --parsable` prints it.
+pub(crate) type JobId = u64;
+
+/// A job as `squeue` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum JobState {
+    /// Waiting to be scheduled, for Slurm's reason (`Priority`,
+    /// `Resources`, `JobHeldUser`, `PartitionDown`...).
+    Pending { reason: String },
+    /// Running, or starting, or in another state that may still bring
+    /// workers.
+    Active { state: String },
+    /// Over: its workers are gone (or going), in this state
+    /// (`COMPLETED`, `CANCELLED`, `FAILED`...; `left the queue` once Slurm has
+    /// forgotten it).
+    Ended { state: String },
+}
+
+/// A job's submission: the `sbatch` command line (without the authkey,
+/// which goes in its environment) and the script it reads on stdin.
+pub(crate) struct Submission {
+    pub(crate) args: Vec<OsString>,
+    pub(crate) script: String,
+    pub(crate) env: Vec<(OsString, OsString)>,
+}
+
+impl SlurmWorkers {
+    /// What to submit for a job running `program args` in every task,
+    /// with `env` added to the job's environment.
+    pub(crate) fn submission(
+        &self,
+        program: &std::path::Path,
+        args: &[OsString],
+        env: Vec<(OsString, OsString)>,
+    ) -> Result<Submission> {
+        let mut sbatch: Vec<OsString> = vec![
+            "--parsable".into(),
+            format!("--job-name={}", self.job_name).into(),
+            format!("--ntasks={}", self.tasks).into(),
+        ];
+        if let Some(partition) = &self.partition {
+            sbatch.push(format!("--partition={partition}").into());
+        }
+        if let Some(limit) = self.time_limit {
+            sbatch.push(format!("--time={}", limit.as_secs().div_ceil(60).max(1)).into());
+        }
+        if let Some(output) = &self.output {
+            let mut arg = OsString::from("--output=");
+            arg.push(output);
+            sbatch.push(arg);
+        }
+        sbatch.extend(self.extra_args.iter().cloned());
+        let mut line = String::from("exec srun");
+        for word in std::iter::once(program.as_os_str()).chain(args.iter().map(|a| a.as_os_str())) {
+            let word = word.to_str().ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Startup,
+                    format!("the worker command line is not UTF-8: {word:?}"),
+                )
+            })?;
+            line.push(' ');
+            line.push_str(&shell_quote(word));
+        }
+        Ok(Submission {
+            args: sbatch,
+            script: format!("#!/bin/sh\n{line}\n"),
+            env,
+        })
+    }
+}
+
+/// `word` as one word for `sh`: single-quoted, with its own single quotes
+/// closed, escaped and reopened.
+fn shell_quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', r"'\''"))
+}
+
+/// Submits `submission` with `sbatch`; returns the job id.
+pub(crate) fn submit(submission: &Submission) -> Result<JobId> {
+    let failed = |what: String| Error::new(ErrorKind::Startup, what);
+    let mut child = Command::new("sbatch")
+        .args(&submission.args)
+        .envs(submission.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|err| failed("run sbatch to submit the Slurm workers".into()).with_source(err))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A write error shows as sbatch's own complaint about its script.
+        let _ = stdin.write_all(submission.script.as_bytes());
+    }
+    let output = child
+        .wait_with_output()
+        .map_err(|err| failed("wait for sbatch".into()).with_source(err))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        return Err(failed(format!(
+            "sbatch refused the Slurm workers' job ({}): {}",
+            output.status,
+            one_line(&String::from_utf8_lossy(&output.stderr))
+        )));
+    }
+    parse_job_id(&stdout)
+        .ok_or_else(|| failed(format!("sbatch printed no job id: {:?}", one_line(&stdout))))
+}
+
+/// The job id in `sbatch --parsable`'s output: `ID` or `ID;CLUSTER`.
+fn parse_job_id(stdout: &str) -> Option<JobId> {
+    let line = stdout.lines().map(str::trim).find(|l| !l.is_empty())?;
+    line.split(';').next()?.parse().ok()
+}
+
+/// Several lines of a command's complaint as one.
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The job's state as `squeue` shows it; an error if `squeue` cannot say
+/// (the controller is unreachable, say), which is not the job's end.
+pub(crate) fn state(job: JobId) -> Result<JobState> {
+    let output = Command::new("squeue")
+        .args(["--noheader", "--format=%T|%r", "--jobs"])
+        .arg(job.to_string())
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|err| Error::new(ErrorKind::Startup, "run squeue").with_source(err))?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() {
+        // Slurm forgets a finished job after MinJobAge, and then refuses its id.
+        if stderr.contains("Invalid job id") {
+            return Ok(JobState::Ended {
+                state: "left the queue".into(),
+            });
+        }
+        return Err(Error::new(
+            ErrorKind::Startup,
+            format!("squeue failed ({}): {}", output.status, one_line(&stderr)),
+        ));
+    }
+    Ok(parse_state(&String::from_utf8_lossy(&output.stdout)))
+}
+
+/// `squeue --format=%T|%r`'s line for one job; none means it has left the queue.
+fn parse_state(stdout: &str) -> JobState {
+    let Some(line) = stdout.lines().map(str::trim).find(|l| !l.is_empty()) else {
+        return JobState::Ended {
+            state: "left the queue".into(),
+        };
+    };
+    let (state, reason) = line.split_once('|').unwrap_or((line, ""));
+    match state {
+        "PENDING" => JobState::Pending {
+            reason: reason.to_string(),
+        },
+        "COMPLETED" | "COMPLETING" | "CANCELLED" | "FAILED" | "TIMEOUT" | "NODE_FAIL"
+        | "PREEMPTED" | "BOOT_FAIL" | "DEADLINE" | "OUT_OF_MEMORY" | "SPECIAL_EXIT" | "REVOKED" => {
+            JobState::Ended {
+                state: state.to_string(),
+            }
+        }
+        _ => JobState::Active {
+            state: state.to_string(),
+        },
+    }
+}
+
+/// Cancels the job (`scancel`), which ends its workers; a job that has
+/// already ended is no error to Slurm.
+pub(crate) fn cancel(job: JobId) {
+    let cancelled = Command::new("scancel")
+        .arg(job.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output();
+    match cancelled {
+        Ok(output) if output.status.success() => tracing::debug!(job, "cancelled the Slurm job"),
+        Ok(output) => {
+            let stderr = one_line(&String::from_utf8_lossy(&output.stderr));
+            // A job that ended and was forgotten needs no cancelling.
+            if stderr.contains("Invalid job id") {
+                tracing::debug!(job, "the Slurm job had already ended");
+            } else {
+                tracing::warn!(job, %stderr, "scancel failed");
+            }
+        }
+        Err(err) => tracing::warn!(job, %err, "cannot run scancel"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_ids_are_read_with_or_without_a_cluster() {
+        assert_eq!(parse_job_id("1234\n"), Some(1234));
+        assert_eq!(parse_job_id("77;cluster\n"), Some(77));
+        assert_eq!(parse_job_id("Submitted batch job 5\n"), None);
+        assert_eq!(parse_job_id(""), None);
+    }
+
+    #[test]
+    fn squeue_lines_become_states() {
+        assert_eq!(
+            parse_state("PENDING|JobHeldUser\n"),
+            JobState::Pending {
+                reason: "JobHeldUser".into()
+            }
+        );
+        assert!(matches!(
+            parse_state("RUNNING|None"),
+            JobState::Active { .. }
+        ));
+        assert!(matches!(
+            parse_state("CANCELLED|None"),
+            JobState::Ended { .. }
+        ));
+        assert!(matches!(parse_state(""), JobState::Ended { .. }));
+    }
+
+    #[test]
+    fn the_script_quotes_every_word_and_the_key_stays_off_the_command_line() {
+        let slurm = SlurmWorkers::new(3)
+            .partition("debug")
+            .time_limit(Duration::from_secs(61))
+            .sbatch_arg("--overcommit");
+        let env = vec![("POOL_AUTHKEY".into(), "secret".into())];
+        let submission = slurm
+            .submission(
+                std::path::Path::new("/opt/my worker"),
+                &["it's".into()],
+                env,
+            )
+            .unwrap();
+        let args: Vec<String> = submission
+            .args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            args,
+            [
+                "--parsable",
+                "--job-name=pool-workers",
+                "--ntasks=3",
+                "--partition=debug",
+                "--time=2",
+                "--overcommit"
+            ]
+        );
+        assert_eq!(
+            submission.script,
+            "#!/bin/sh\nexec srun '/opt/my worker' 'it'\\''s'\n"
+        );
+        assert!(!submission.script.contains("secret"));
+    }
+}
