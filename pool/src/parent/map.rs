@@ -19,13 +19,24 @@ use crate::task::Task;
 /// Chunks in flight per live worker: one running, one queued behind it,
 /// one on its way (encoding or results travelling back).
 pub(crate) const CHUNKS_PER_WORKER: usize = 3;
-/// Encoded inputs in flight, at most, once every worker has a chunk: what
-/// keeps the parent's memory flat whatever the input count. A chunk of
-/// automatic size is cut at `WINDOW_BYTES / (CHUNKS_PER_WORKER * workers)`.
-pub(crate) const WINDOW_BYTES: usize = 32 << 20;
-/// What an input costs the parent besides its encoding while it is in
-/// flight: its `Item` and the allocation of its encoding.
-const ITEM_COST: usize = std::mem::size_of::<Item>() + 16;
+/// What the inputs in flight may cost the parent once every live worker
+/// has a chunk: what keeps its memory flat whatever the input count. A
+/// chunk of automatic size is cut at `WINDOW_BYTES / (CHUNKS_PER_WORKER *
+/// workers)`, so the window is at most `WINDOW_BYTES` plus one chunk, or
+/// one chunk per live worker if that is more (large inputs, many workers).
+pub(crate) const WINDOW_BYTES: usize = 16 << 20;
+
+/// What an input costs the parent while it is in flight, besides its
+/// encoding: its `Item`, the allocation of its encoding (at least a small
+/// heap block), its result on the way back, and its place among the
+/// results held out of order.
+fn input_cost<O>() -> usize {
+    std::mem::size_of::<Item>() + 32 + std::mem::size_of::<Delivery>() + std::mem::size_of::<Held<O>>()
+}
+
+/// A result held until the earlier ones arrive: `None` until it does. A
+/// failure is boxed, so that a slot costs little more than an output.
+type Held<O> = Option<std::result::Result<O, Box<Error>>>;
 /// Results held out of order (waiting for an earlier, slower input) are
 /// bounded by this many, or four times the inputs in flight if more.
 const MIN_HELD: usize = 1024;
@@ -125,7 +136,7 @@ struct Call<'c, T: Task, I, R, K> {
     /// Results from index `next_in_order` on, held until the earlier ones
     /// arrive; one slot per input taken.
     next_in_order: usize,
-    held: VecDeque<Option<Result<T::Output>>>,
+    held: VecDeque<Held<T::Output>>,
     outputs: Vec<R>,
     keep: K,
 }
@@ -177,15 +188,21 @@ where
         }
         let workers = self.commands.live_workers().max(1);
         let held = self.held.len().saturating_sub(self.inputs_in_flight);
-        self.in_flight.len() < CHUNKS_PER_WORKER * workers
-            && self.bytes_in_flight < WINDOW_BYTES
-            && held < MIN_HELD.max(4 * self.inputs_in_flight)
+        if held >= MIN_HELD.max(4 * self.inputs_in_flight) {
+            return false;
+        }
+        // A chunk for every worker, whatever their size; more only within
+        // the byte cap.
+        self.in_flight.len() < workers
+            || (self.in_flight.len() < CHUNKS_PER_WORKER * workers
+                && self.bytes_in_flight < WINDOW_BYTES)
     }
 
     /// Takes inputs from the iterator, encodes them and submits them chunk
     /// by chunk while the window has room. With [`OnFailure::Stop`], an
     /// input that cannot be encoded ends the call.
     fn top_up(&mut self) -> Result<()> {
+        let input_cost = input_cost::<T::Output>();
         while !self.inputs_done && self.has_room() {
             let workers = self.commands.live_workers().max(1);
             let left = self.progress.total.saturating_sub(self.next_index);
@@ -210,7 +227,7 @@ where
                 self.held.push_back(None);
                 match encode_input::<T>(&input, index, self.commands.max_message_size()) {
                     Ok(encoded) => {
-                        bytes += encoded.len() + ITEM_COST;
+                        bytes += encoded.len() + input_cost;
                         items.push(Item::new(index, encoded));
                     }
                     Err(err) if self.on_failure == OnFailure::Stop => return Err(err),
@@ -252,7 +269,7 @@ where
             .and_then(|offset| self.held.get_mut(offset))
         {
             self.progress.count(result.is_err());
-            *slot = Some(result);
+            *slot = Some(result.map_err(Box::new));
         }
     }
 
@@ -309,7 +326,7 @@ where
                 break;
             };
             self.next_in_order += 1;
-            self.outputs.push((self.keep)(result)?);
+            self.outputs.push((self.keep)(result.map_err(|err| *err))?);
         }
         Ok(())
     }
@@ -430,14 +447,15 @@ mod tests {
     #[test]
     fn inputs_are_taken_as_the_window_has_room_and_results_come_back_in_order() {
         // Twice what the window holds.
-        let total = 2 * WINDOW_BYTES / ITEM_COST;
+        let cost = input_cost::<u32>();
+        let total = 2 * WINDOW_BYTES / cost;
         let (outputs, seen) = map_on_fake(2, total, None);
         assert!(outputs.iter().copied().eq(0..total as u32));
         assert!(seen.most_chunks_out <= CHUNKS_PER_WORKER * 2);
-        // Each input counts at least ITEM_COST; the last chunk may take
+        // Each input counts at least `cost`; the last chunk may take
         // the window past its cap by one chunk's cap.
         let chunk_cap = WINDOW_BYTES / (CHUNKS_PER_WORKER * 2);
-        let most = (WINDOW_BYTES + chunk_cap) / ITEM_COST;
+        let most = (WINDOW_BYTES + chunk_cap) / cost;
         assert!(seen.most_inputs_out <= most, "{} > {most}", seen.most_inputs_out);
     }
 
