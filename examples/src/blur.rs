@@ -22,8 +22,8 @@ use serde_bytes::ByteBuf;
 
 use crate::rng::SplitMix64;
 
-/// The largest blur radius: its row sums (`(r + 1)^2` weights of up to
-/// 255) stay far within a `u32`, and a tile's work within reason.
+/// The largest blur radius: a pixel's weighted sum (up to `255 * (r +
+/// 1)^4`) must fit in a `u32`.
 pub const MAX_RADIUS: u32 = 60;
 
 /// A grayscale image, one byte per pixel, row after row.
@@ -187,38 +187,44 @@ fn weights(radius: u32) -> Vec<u32> {
 pub fn blur_rows(spec: &TileSpec, pixels: &[u8]) -> Result<Vec<u8>, String> {
     let width = spec.width as usize;
     let rows = check(spec, pixels.len())?;
-    let radius = spec.radius as i64;
+    let radius = spec.radius as usize;
     let weights = weights(spec.radius);
-    let total = u64::from(spec.radius + 1).pow(4);
-    let last_column = width as i64 - 1;
-    // Across: each row of the tile, halo included.
+    // At most 255 * 61^4, under 2^32 (see MAX_RADIUS).
+    let total = (spec.radius + 1).pow(4);
+    // Across: each row of the tile, halo included, padded with copies of
+    // its end pixels so that the inner loops run without clamping (and
+    // vectorize).
     let mut across = vec![0u32; rows * width];
+    let mut padded = vec![0u32; width + 2 * radius];
     for (row, sums) in pixels.chunks(width).zip(across.chunks_mut(width)) {
-        for (x, sum) in sums.iter_mut().enumerate() {
-            *sum = weights
-                .iter()
-                .zip(-radius..=radius)
-                .map(|(w, k)| w * u32::from(row[(x as i64 + k).clamp(0, last_column) as usize]))
-                .sum();
+        let (first, last) = (row[0], row[width - 1]);
+        padded[..radius].fill(u32::from(first));
+        padded[radius + width..].fill(u32::from(last));
+        for (slot, &pixel) in padded[radius..radius + width].iter_mut().zip(row) {
+            *slot = u32::from(pixel);
+        }
+        for (offset, &weight) in weights.iter().enumerate() {
+            for (sum, &pixel) in sums.iter_mut().zip(&padded[offset..offset + width]) {
+                *sum += weight * pixel;
+            }
         }
     }
-    // Down: the output rows, from rows clamped to the image, which the
-    // halo holds.
+    // Down: each output row from the rows around it, clamped to the image
+    // (the halo holds them).
     let last_row = i64::from(spec.image_height) - 1;
     let first = i64::from(spec.first_row);
     let mut output = Vec::with_capacity((spec.output_end - spec.output_start) as usize * width);
+    let mut sums = vec![0u32; width];
     for y in i64::from(spec.output_start)..i64::from(spec.output_end) {
-        for x in 0..width {
-            let sum: u64 = weights
-                .iter()
-                .zip(-radius..=radius)
-                .map(|(w, k)| {
-                    let source = (y + k).clamp(0, last_row) - first;
-                    u64::from(*w) * u64::from(across[source as usize * width + x])
-                })
-                .sum();
-            output.push(((sum + total / 2) / total) as u8);
+        sums.fill(0);
+        for (k, &weight) in (-(radius as i64)..).zip(&weights) {
+            let source = ((y + k).clamp(0, last_row) - first) as usize;
+            let row = &across[source * width..(source + 1) * width];
+            for (sum, &value) in sums.iter_mut().zip(row) {
+                *sum += weight * value;
+            }
         }
+        output.extend(sums.iter().map(|&sum| ((sum + total / 2) / total) as u8));
     }
     Ok(output)
 }
@@ -428,7 +434,7 @@ mod tests {
         let spec = tile.spec;
         for bad in [
             TileSpec { width: 0, ..spec },
-            TileSpec { width: 3, ..spec },
+            TileSpec { width: 5, ..spec },
             TileSpec { radius: MAX_RADIUS + 1, ..spec },
             TileSpec { first_row: spec.first_row + 1, ..spec },
             TileSpec { output_end: 9, ..spec },

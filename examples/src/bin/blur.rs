@@ -37,7 +37,7 @@ struct Args {
     height: u32,
 
     /// Blur radius in pixels (a tent filter)
-    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(0..=MAX_RADIUS as i64))]
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(0..=MAX_RADIUS as i64))]
     radius: u32,
 
     /// Tiles the image is cut into: one tile is one task

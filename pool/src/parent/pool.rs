@@ -176,9 +176,16 @@ impl Pool {
     }
 
     /// Runs `task` on every input and returns the outputs in input order
-    /// (Python's `map`). Inputs go out in chunks of
-    /// `ceil(len / (4 * processes))`, as Python chooses them; use
+    /// (Python's `map`). Inputs go out in chunks of `ceil(left / (4 *
+    /// workers))`, Python's rule applied to the inputs left and the
+    /// workers live (local and remote) as each chunk is cut; use
     /// [`map_chunked`](Pool::map_chunked) to choose.
+    ///
+    /// Inputs are taken from the iterator, encoded and sent as a bounded
+    /// window has room, so the pool's memory stays flat whatever their
+    /// number (see [Maps stream their inputs](crate#maps-stream-their-inputs)).
+    /// An iterator whose `size_hint` is exact is never collected; any other
+    /// is collected first (not encoded), for the count.
     ///
     /// The first failure to arrive is returned, with its input's index
     /// ([`Error::index`]), and the inputs not yet started are dropped; use
