@@ -241,7 +241,10 @@ fn check(spec: &TileSpec, len: usize) -> Result<usize, String> {
     }
     let rows = len / width;
     let needed_from = spec.output_start.saturating_sub(spec.radius);
-    let needed_to = spec.output_end.saturating_add(spec.radius).min(spec.image_height);
+    let needed_to = spec
+        .output_end
+        .saturating_add(spec.radius)
+        .min(spec.image_height);
     let has_to = spec.first_row as usize + rows;
     if spec.output_start > spec.output_end
         || spec.output_end > spec.image_height
@@ -316,10 +319,14 @@ pub fn parse_pgm(data: &[u8]) -> Result<Image, String> {
     }
     let [width, height, maxval] = fields;
     if maxval != 255 {
-        return Err(format!("PGM maximum value {maxval}: only 8-bit (255) images are read"));
+        return Err(format!(
+            "PGM maximum value {maxval}: only 8-bit (255) images are read"
+        ));
     }
     if width == 0 || height == 0 || width * height > MAX_PIXELS {
-        return Err(format!("a {width}x{height} image is empty or over {MAX_PIXELS} pixels"));
+        return Err(format!(
+            "a {width}x{height} image is empty or over {MAX_PIXELS} pixels"
+        ));
     }
     // One whitespace byte ends the header.
     if !data.get(at).is_some_and(u8::is_ascii_whitespace) {
@@ -423,7 +430,11 @@ mod tests {
             b"P5\n1 1\n255",
             b"P5\n# only a comment",
         ] {
-            assert!(parse_pgm(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                parse_pgm(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
@@ -435,10 +446,23 @@ mod tests {
         for bad in [
             TileSpec { width: 0, ..spec },
             TileSpec { width: 5, ..spec },
-            TileSpec { radius: MAX_RADIUS + 1, ..spec },
-            TileSpec { first_row: spec.first_row + 1, ..spec },
-            TileSpec { output_end: 9, ..spec },
-            TileSpec { output_start: 7, output_end: 5, ..spec },
+            TileSpec {
+                radius: MAX_RADIUS + 1,
+                ..spec
+            },
+            TileSpec {
+                first_row: spec.first_row + 1,
+                ..spec
+            },
+            TileSpec {
+                output_end: 9,
+                ..spec
+            },
+            TileSpec {
+                output_start: 7,
+                output_end: 5,
+                ..spec
+            },
         ] {
             assert!(blur_rows(&bad, &tile.pixels).is_err(), "{bad:?}");
         }

@@ -19,7 +19,11 @@ fn write_pgm(path: &Path, width: usize, height: usize, pixels: &[u8]) {
 fn read_pgm(path: &Path, width: usize, height: usize) -> Vec<u8> {
     let data = std::fs::read(path).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
     let header = format!("P5\n{width} {height}\n255\n");
-    assert!(data.starts_with(header.as_bytes()), "header of {}", path.display());
+    assert!(
+        data.starts_with(header.as_bytes()),
+        "header of {}",
+        path.display()
+    );
     data[header.len()..].to_vec()
 }
 
@@ -72,7 +76,10 @@ fn the_blur_of_a_given_image_is_the_tent_convolution() {
             output.to_str().unwrap(),
         ],
     );
-    assert_eq!(read_pgm(&output, width, height), tent_blur(width, height, &pixels, 3));
+    assert_eq!(
+        read_pgm(&output, width, height),
+        tent_blur(width, height, &pixels, 3)
+    );
     assert!(
         out.contains("blurred 37x29 pixels (0.0 MiB) in 5 tiles, radius 3\n"),
         "{out}"
@@ -112,11 +119,19 @@ fn a_malformed_image_is_a_clear_error() {
     let dir = scratch_dir("blur-bad-input");
     let input = dir.join("short.pgm");
     std::fs::write(&input, b"P5\n4 4\n255\n\x00\x01").unwrap();
-    let run = run_example("blur", &["--input", input.to_str().unwrap(), "-w", "1"], &[]);
+    let run = run_example(
+        "blur",
+        &["--input", input.to_str().unwrap(), "-w", "1"],
+        &[],
+    );
     assert_eq!(run.code, Some(1));
     assert_clean_failure(&run, "2 bytes of pixels where a 4x4 image has 16");
     let missing = dir.join("missing.pgm");
-    let run = run_example("blur", &["--input", missing.to_str().unwrap(), "-w", "1"], &[]);
+    let run = run_example(
+        "blur",
+        &["--input", missing.to_str().unwrap(), "-w", "1"],
+        &[],
+    );
     assert_eq!(run.code, Some(1));
     assert_clean_failure(&run, "missing.pgm");
 }

@@ -340,10 +340,30 @@ fn data_workloads() {
     };
     let checksum = py("bytes_checksum_mib_s:");
     let inverted = py("bytes_invert_mib_s:");
-    row("200 x 4 MiB ByteBuf -> checksum", ours.bytebuf_checksum, checksum, Some(10.0));
-    row("200 x 4 MiB Vec<u8> -> checksum", ours.vec_checksum, checksum, Some(2.0));
-    row("200 x 4 MiB ByteBuf -> 4 MiB ByteBuf", ours.bytebuf_invert, inverted, None);
-    row("200 x 4 MiB Vec<u8> -> 4 MiB Vec<u8>", ours.vec_invert, inverted, None);
+    row(
+        "200 x 4 MiB ByteBuf -> checksum",
+        ours.bytebuf_checksum,
+        checksum,
+        Some(10.0),
+    );
+    row(
+        "200 x 4 MiB Vec<u8> -> checksum",
+        ours.vec_checksum,
+        checksum,
+        Some(2.0),
+    );
+    row(
+        "200 x 4 MiB ByteBuf -> 4 MiB ByteBuf",
+        ours.bytebuf_invert,
+        inverted,
+        None,
+    );
+    row(
+        "200 x 4 MiB Vec<u8> -> 4 MiB Vec<u8>",
+        ours.vec_invert,
+        inverted,
+        None,
+    );
     println!(
         "{:<44} {:>10.0} {:>10} {:>8}  {:<22} {}",
         "map 5,000,000 u64 (inputs/s)",

@@ -87,7 +87,12 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
     let bar = progress::bar(tiles.len() as u64, "tiles", args.common.quiet);
     let (blurred, parallel) = timed(|| {
         pool.map_with_progress(blur, tiles, |p| p.update_bar(&bar))
-            .map(|tiles| tiles.into_iter().flat_map(|tile| tile.into_vec()).collect::<Vec<u8>>())
+            .map(|tiles| {
+                tiles
+                    .into_iter()
+                    .flat_map(|tile| tile.into_vec())
+                    .collect::<Vec<u8>>()
+            })
     });
     bar.finish_and_clear();
     let blurred = blurred?;

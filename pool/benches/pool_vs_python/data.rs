@@ -116,7 +116,8 @@ where
         let inputs = buffers.to_vec();
         let began = Instant::now();
         let outputs = pool.map(task, inputs)?;
-        let rate = (BUFFERS * BUFFER_BYTES) as f64 / (1 << 20) as f64 / began.elapsed().as_secs_f64();
+        let rate =
+            (BUFFERS * BUFFER_BYTES) as f64 / (1 << 20) as f64 / began.elapsed().as_secs_f64();
         check(&outputs);
         best = best.max(rate);
     }

@@ -31,7 +31,10 @@ pub(crate) const WINDOW_BYTES: usize = 16 << 20;
 /// heap block), its result on the way back, and its place among the
 /// results held out of order.
 fn input_cost<O>() -> usize {
-    std::mem::size_of::<Item>() + 32 + std::mem::size_of::<Delivery>() + std::mem::size_of::<Held<O>>()
+    std::mem::size_of::<Item>()
+        + 32
+        + std::mem::size_of::<Delivery>()
+        + std::mem::size_of::<Held<O>>()
 }
 
 /// A result held until the earlier ones arrive: `None` until it does. A
@@ -456,7 +459,11 @@ mod tests {
         // the window past its cap by one chunk's cap.
         let chunk_cap = WINDOW_BYTES / (CHUNKS_PER_WORKER * 2);
         let most = (WINDOW_BYTES + chunk_cap) / cost;
-        assert!(seen.most_inputs_out <= most, "{} > {most}", seen.most_inputs_out);
+        assert!(
+            seen.most_inputs_out <= most,
+            "{} > {most}",
+            seen.most_inputs_out
+        );
     }
 
     #[test]
