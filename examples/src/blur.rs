@@ -111,9 +111,9 @@ impl Image {
     /// let image = examples::blur::Image::generate(4, 10, 1);
     /// let tiles = image.tiles(3, 1);
     /// let rows: Vec<_> = tiles.iter().map(|t| (t.spec.output_start, t.spec.output_end)).collect();
-    /// assert_eq!(rows, [(0, 4), (4, 7), (7, 10)]);
-    /// // Halo: rows 3..8 travel for the tile that blurs 4..7.
-    /// assert_eq!((tiles[1].spec.first_row, tiles[1].pixels.len()), (3, 5 * 4));
+    /// assert_eq!(rows, [(0, 3), (3, 6), (6, 10)]);
+    /// // Halo: rows 2..7 travel for the tile that blurs 3..6.
+    /// assert_eq!((tiles[1].spec.first_row, tiles[1].pixels.len()), (2, 5 * 4));
     /// ```
     pub fn tiles(&self, count: u32, radius: u32) -> Vec<Tile> {
         let count = count.clamp(1, self.height.max(1));

@@ -245,7 +245,7 @@ impl Pool {
     }
 
     /// [`map`](Pool::map) that reports its [`Progress`] to `on_progress`:
-    /// once when the inputs are submitted, then each time results arrive.
+    /// once when the first inputs are submitted, then each time results arrive.
     /// Counts are exact, in inputs (not chunks); the callback runs on the
     /// calling thread. On the first failure the call returns it, after a
     /// last report that counts it; use
