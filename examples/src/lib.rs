@@ -11,6 +11,7 @@
 
 use pool::Task;
 
+pub mod blur;
 pub mod cli;
 pub mod mandelbrot;
 pub mod pi;
@@ -23,7 +24,8 @@ pub mod wordfreq;
 
 /// The names of the pool tasks this crate defines, as workers look them up:
 /// [`primes::count_primes`], [`mandelbrot::render`],
-/// [`wordfreq::count_words`] and [`pi::throw_darts`].
+/// [`wordfreq::count_words`], [`pi::throw_darts`], [`blur::blur`] and
+/// [`blur::blur_plain`].
 ///
 /// A worker program of its own (see the `worker-bin` README) serves these
 /// tasks once it links this crate; calling this function from its `main`
@@ -34,12 +36,14 @@ pub mod wordfreq;
 /// ```
 /// assert!(examples::task_names().contains(&"examples::primes::count_primes"));
 /// ```
-pub fn task_names() -> [&'static str; 4] {
+pub fn task_names() -> [&'static str; 6] {
     [
         primes::count_primes::NAME,
         mandelbrot::render::NAME,
         wordfreq::count_words::NAME,
         pi::throw_darts::NAME,
+        blur::blur::NAME,
+        blur::blur_plain::NAME,
     ]
 }
 

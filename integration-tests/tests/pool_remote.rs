@@ -97,6 +97,33 @@ fn a_remote_worker_with_the_key_in_a_file_runs_the_map() {
 }
 
 #[test]
+fn a_map_on_six_remote_workers_keeps_every_one_busy() {
+    let watchdog = Watchdog::start("remote spread", LIMIT);
+    let (mut pool, mut stdout, address) = listening_pool("remote_spread");
+    let mut workers: Vec<Child> = (0..6)
+        .map(|_| {
+            Command::new(WORKER)
+                .args(["--connect", &address])
+                .env("POOL_AUTHKEY", KEY)
+                .spawn()
+                .expect("spawn worker")
+        })
+        .collect();
+    let mut output = String::new();
+    while stdout.read_line(&mut output).expect("read") > 0 {}
+    drop(watchdog);
+    assert!(wait_with_deadline(&mut pool, LIMIT).success(), "{output}");
+    for worker in &mut workers {
+        assert!(wait_with_deadline(worker, LIMIT).success());
+    }
+    assert!(output.contains("workers joined: 6\n"), "{output}");
+    assert!(output.contains("inputs run: 64\n"), "{output}");
+    // Chunked by the 6 live workers rather than by the pool's 0 local
+    // ones (which made 4 chunks of 16: 2 workers idle).
+    assert!(output.contains("workers used: 6\n"), "{output}");
+}
+
+#[test]
 fn a_remote_worker_leaves_when_its_pool_is_killed_mid_task() {
     let (mut pool, _stdout, address) = listening_pool("remote_long");
     let mut worker = Command::new(WORKER)

@@ -5,14 +5,23 @@
 //! Also the same `apply_async` awaited under tokio's current-thread runtime,
 //! 10,000 in flight all along, against the blocking figure of the same run.
 //!
-//! Run with `cargo bench -p pool --bench pool_vs_python`. The CPython side
-//! runs `pool_vs_python.py` beside this file through `python3`; without
-//! `python3` that side is skipped, and the run says so.
+//! Then the data workloads (`pool_vs_python/data.rs`): `map` over 200
+//! inputs of 4 MiB (`ByteBuf` and plain `Vec<u8>`, against CPython's
+//! `Pool.map` of `bytes`), and `map` over 5,000,000 `u64` (throughput and
+//! the parent's peak RSS growth).
+//!
+//! Run with `cargo bench -p pool --bench pool_vs_python`; add `-- data` for
+//! the data workloads alone. The CPython side runs `pool_vs_python.py`
+//! beside this file through `python3`; without `python3` that side is
+//! skipped, and the run says so.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use pool::Pool;
+
+#[path = "pool_vs_python/data.rs"]
+mod data;
 
 pool::task! {
     /// The cheapest task: what the pool itself costs per task.
@@ -156,11 +165,11 @@ fn measure() -> Result<Measured, pool::Error> {
     })
 }
 
-/// CPython's numbers, from the script beside this file: `None` if python3
-/// is missing or the script failed (the reason is printed).
-fn measure_python() -> Option<Measured> {
+/// Runs the CPython side in `mode`; its output, or `None` if python3 is
+/// missing or the script failed (the reason is printed).
+fn run_python(mode: &str) -> Option<String> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/pool_vs_python.py");
-    let output = match Command::new("python3").arg(script).output() {
+    let output = match Command::new("python3").arg(script).arg(mode).output() {
         Ok(output) => output,
         Err(err) => {
             println!("python3 not found ({err}): skipping the CPython side");
@@ -175,11 +184,20 @@ fn measure_python() -> Option<Measured> {
         );
         return None;
     }
-    let text = String::from_utf8_lossy(&output.stdout);
-    let value = |key: &str| -> Option<f64> {
-        text.lines()
-            .find_map(|line| line.strip_prefix(key)?.trim().parse().ok())
-    };
+    Some(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// The value of a `key: value` line of the CPython side's output.
+fn python_value(text: &str, key: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(key)?.trim().parse().ok())
+}
+
+/// CPython's numbers, from the script beside this file: `None` if python3
+/// is missing or the script failed (the reason is printed).
+fn measure_python() -> Option<Measured> {
+    let text = run_python("overhead")?;
+    let value = |key: &str| python_value(&text, key);
     Some(Measured {
         startup_ms: value("startup_ms:")?,
         apply_per_s: value("apply_per_s:")?,
@@ -213,13 +231,21 @@ fn main() {
                 .join(" ")
         );
     }
-    let ours = match measure() {
-        Ok(measured) => measured,
-        Err(err) => {
-            eprintln!("bench failed: {err}");
-            std::process::exit(1);
-        }
-    };
+    let data_only = std::env::args().skip(1).any(|arg| arg == "data");
+    if !data_only {
+        overhead();
+    }
+    data_workloads();
+}
+
+fn fail(err: pool::Error) -> ! {
+    eprintln!("bench failed: {err}");
+    std::process::exit(1);
+}
+
+/// The per-task overhead and CPU-bound workloads.
+fn overhead() {
+    let ours = measure().unwrap_or_else(|err| fail(err));
     let python = measure_python();
     let py = |f: fn(&Measured) -> f64| python.as_ref().map(f);
     let cell = |v: Option<f64>, digits: usize| {
@@ -281,5 +307,79 @@ fn main() {
         "-",
         ">= 1.85x serial",
         verdict(ours.map_speedup >= 1.85)
+    );
+}
+
+/// Throughput target of issue 10 for the 5,000,000-`u64` map: the rate of
+/// the eager map before it streamed, measured on this machine (inputs/s).
+const SMALL_INPUTS_BEFORE: f64 = 4.5e6;
+/// Issue 10's bound on the parent's peak RSS growth for that map.
+const SMALL_INPUTS_RSS_MIB: f64 = 64.0;
+
+/// The data workloads, ours and CPython's, with their targets.
+fn data_workloads() {
+    // Ours first: the 5,000,000-u64 map must run with nothing of the
+    // 4 MiB workloads in the parent's heap yet.
+    let ours = data::measure(PROCESSES).unwrap_or_else(|err| fail(err));
+    let python = run_python("data");
+    let py = |key: &str| python.as_deref().and_then(|text| python_value(text, key));
+    println!();
+    println!(
+        "{:<44} {:>10} {:>10} {:>8}  {:<22} result",
+        "data workload (MiB of input/s)", "pool", "CPython", "ratio", "target"
+    );
+    let row = |label: &str, ours: f64, python: Option<f64>, times: Option<f64>| {
+        let ratio = python.map_or("-".to_string(), |p| format!("{:.1}x", ours / p));
+        let (target, result) = match (times, python) {
+            (None, _) => ("(none)".to_string(), ""),
+            (Some(times), None) => (format!(">= {times}x CPython"), "no CPython"),
+            (Some(times), Some(p)) => (format!(">= {times}x CPython"), verdict(ours >= times * p)),
+        };
+        let python = python.map_or("skipped".to_string(), |p| format!("{p:.0}"));
+        println!("{label:<44} {ours:>10.0} {python:>10} {ratio:>8}  {target:<22} {result}");
+    };
+    let checksum = py("bytes_checksum_mib_s:");
+    let inverted = py("bytes_invert_mib_s:");
+    row(
+        "200 x 4 MiB ByteBuf -> checksum",
+        ours.bytebuf_checksum,
+        checksum,
+        Some(10.0),
+    );
+    row(
+        "200 x 4 MiB Vec<u8> -> checksum",
+        ours.vec_checksum,
+        checksum,
+        Some(2.0),
+    );
+    row(
+        "200 x 4 MiB ByteBuf -> 4 MiB ByteBuf",
+        ours.bytebuf_invert,
+        inverted,
+        None,
+    );
+    row(
+        "200 x 4 MiB Vec<u8> -> 4 MiB Vec<u8>",
+        ours.vec_invert,
+        inverted,
+        None,
+    );
+    println!(
+        "{:<44} {:>10.0} {:>10} {:>8}  {:<22} {}",
+        "map 5,000,000 u64 (inputs/s)",
+        ours.small_per_s,
+        "-",
+        format!("{:.2}x", ours.small_per_s / SMALL_INPUTS_BEFORE),
+        ">= 4.5 M/s (before)",
+        verdict(ours.small_per_s >= SMALL_INPUTS_BEFORE)
+    );
+    println!(
+        "{:<44} {:>10.1} {:>10} {:>8}  {:<22} {}",
+        "  parent peak RSS growth (MiB)",
+        ours.small_rss_growth_mib,
+        "-",
+        "-",
+        "< 64 MiB",
+        verdict(ours.small_rss_growth_mib < SMALL_INPUTS_RSS_MIB)
     );
 }

@@ -45,6 +45,16 @@ crate::task! {
     }
 }
 
+crate::task! {
+    /// Sleeps for the given number of milliseconds, then returns the
+    /// worker's process id: which worker ran each input of a map whose
+    /// inputs take time, to see how the work was spread.
+    pub fn worker_pid_after_ms(millis: u64) -> u32 {
+        std::thread::sleep(Duration::from_millis(millis));
+        std::process::id()
+    }
+}
+
 fn is_prime(n: u64) -> bool {
     if n < 2 {
         return false;

@@ -127,6 +127,33 @@
 //! microseconds each rather than a system call each. Inputs can also be
 //! grouped into chunks explicitly ([`Pool::map_chunked`], [`Imap::chunksize`]).
 //!
+//! # Maps stream their inputs
+//!
+//! [`Pool::map`] and its kin take inputs from the caller's iterator only as
+//! a bounded window has room, encode them chunk by chunk and collect the
+//! results in input order as they arrive: the parent holds a window of
+//! encoded inputs (3 chunks per live worker, within about 16 MiB, but
+//! always one chunk per live worker) and the outputs, never every input
+//! encoded at once. An iterator that knows its length exactly (a range, a
+//! `Vec`, `map` over them) is never collected; any other is collected
+//! first, as the caller's own values, because the automatic chunk size and
+//! the progress reports need the count.
+//!
+//! The automatic chunk size is Python's rule, applied to each chunk as it
+//! is cut: the inputs left over four chunks per worker live at that moment,
+//! local and remote, so a pool whose remote workers join during a map
+//! spreads the rest over them, and the chunks shrink towards the end, which
+//! evens out the finish. Chunks are also cut short at their share of the
+//! window's bytes. [`Pool::map_chunked`] keeps the size it is given.
+//!
+//! For data-heavy tasks (arrays, images, text), send bytes as
+//! `serde_bytes::ByteBuf` (or a field marked `#[serde(with =
+//! "serde_bytes")]`) rather than a plain `Vec<u8>`, which serde encodes one
+//! byte at a time: the `blur` example and the `pool_vs_python` bench
+//! measure both. Raise [`PoolBuilder::max_message_size`] for inputs or
+//! outputs over its default; a single input over it fails alone with
+//! [`ErrorKind::MessageTooLarge`].
+//!
 //! # Completion order and progress
 //!
 //! [`as_completed`] hands back [`AsyncResult`]s as their results arrive

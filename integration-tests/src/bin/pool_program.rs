@@ -354,6 +354,21 @@ fn main() -> Result<(), pool::Error> {
                 .sum();
             println!("primes below 10000: {primes}");
         }
+        "remote_spread" => {
+            // A remote-only pool: once the six workers the test starts
+            // have joined, a map of 64 inputs of 50 ms each, chunked
+            // automatically, must keep every one of them busy.
+            let pool = remote_only_pool()?;
+            let began = std::time::Instant::now();
+            while pool.worker_pids().len() < 6 && began.elapsed() < Duration::from_secs(30) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            println!("workers joined: {}", pool.worker_pids().len());
+            let pids = pool.map(pool::builtin::worker_pid_after_ms, vec![50; 64])?;
+            let used: BTreeSet<u32> = pids.iter().copied().collect();
+            println!("inputs run: {}", pids.len());
+            println!("workers used: {}", used.len());
+        }
         "remote_long" => {
             // One long task for a remote worker; the test kills this
             // process while the worker runs it.

@@ -1,6 +1,7 @@
 //! What pool handles ask of the dispatcher, and the sending end they share.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use crossbeam_channel::Sender;
 
@@ -29,8 +30,11 @@ pub(crate) enum Command {
 pub(crate) struct Commands {
     sender: Sender<Command>,
     closed: AtomicBool,
-    /// The number of local workers, which sizes chunks and windows.
+    /// The number of local workers configured.
     processes: usize,
+    /// The workers live now, local and remote (starting or ready), as the
+    /// dispatcher last published it: what sizes chunks and windows.
+    live_workers: Arc<AtomicUsize>,
     /// The largest message to a worker, which bounds an encoded input.
     max_message_size: u64,
     /// Tells the dispatcher that a caller gave up on some work.
@@ -41,6 +45,7 @@ impl Commands {
     pub(crate) fn new(
         sender: Sender<Command>,
         processes: usize,
+        live_workers: Arc<AtomicUsize>,
         max_message_size: u64,
         cancel_notice: CancelNotice,
     ) -> Commands {
@@ -48,6 +53,7 @@ impl Commands {
             sender,
             closed: AtomicBool::new(false),
             processes,
+            live_workers,
             max_message_size,
             cancel_notice,
         }
@@ -59,6 +65,12 @@ impl Commands {
 
     pub(crate) fn processes(&self) -> usize {
         self.processes
+    }
+
+    /// The workers live now, local and remote; 0 while a remote-only pool
+    /// waits for its first.
+    pub(crate) fn live_workers(&self) -> usize {
+        self.live_workers.load(Ordering::Relaxed)
     }
 
     pub(crate) fn max_message_size(&self) -> u64 {

@@ -116,7 +116,7 @@ impl<'p, T: Task, I: Iterator<Item = T::Input>> Imap<'p, T, I> {
     }
 
     fn window(&self) -> usize {
-        MIN_WINDOW.max(self.chunksize * 4 * self.commands.processes().max(1))
+        MIN_WINDOW.max(self.chunksize * 4 * self.commands.live_workers().max(1))
     }
 
     /// Takes inputs from the iterator and submits them, up to the window.

@@ -105,9 +105,10 @@ impl Drop for Job {
     }
 }
 
-/// Python's automatic chunk size: inputs spread over four chunks per worker.
-pub(crate) fn auto_chunksize(inputs: usize, processes: usize) -> usize {
-    inputs.div_ceil(4 * processes.max(1)).max(1)
+/// Python's automatic chunk size, for the next chunk: the inputs left
+/// spread over four chunks per live worker.
+pub(crate) fn chunk_size(inputs_left: usize, workers: usize) -> usize {
+    inputs_left.div_ceil(4 * workers.max(1)).max(1)
 }
 
 /// Encodes input `index` of a call to `T`, which must fit in a message of

@@ -1,16 +1,48 @@
 //! The eager map calls (`map`, `map_chunked`, `map_results` and their
-//! `_with_progress` forms): submit every input at once, then collect the
-//! results in input order as they arrive.
+//! `_with_progress` forms): take inputs from the caller's iterator only as
+//! a bounded window has room, encode and submit them chunk by chunk, and
+//! collect the results in input order as they arrive, so that the parent
+//! holds a window of encoded inputs rather than all of them.
 
-use crossbeam_channel::unbounded;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use crossbeam_channel::{unbounded, Receiver};
 
 use super::command::Commands;
-use super::job::{decode_output, encode_input, Item, Job};
+use super::job::{chunk_size, decode_output, encode_input, Item, Job};
 use super::progress::{report, Progress};
 use super::sink::{Channel, Delivery};
 use crate::error::{Error, ErrorKind, Result};
 use crate::task::Task;
 
+/// Chunks in flight per live worker: one running, one queued behind it,
+/// one on its way (encoding or results travelling back).
+pub(crate) const CHUNKS_PER_WORKER: usize = 3;
+/// What the inputs in flight may cost the parent once every live worker
+/// has a chunk: what keeps its memory flat whatever the input count. A
+/// chunk of automatic size is cut at `WINDOW_BYTES / (CHUNKS_PER_WORKER *
+/// workers)`, so the window is at most `WINDOW_BYTES` plus one chunk, or
+/// one chunk per live worker if that is more (large inputs, many workers).
+pub(crate) const WINDOW_BYTES: usize = 16 << 20;
+
+/// What an input costs the parent while it is in flight, besides its
+/// encoding: its `Item`, the allocation of its encoding (at least a small
+/// heap block), its result on the way back, and its place among the
+/// results held out of order.
+fn input_cost<O>() -> usize {
+    std::mem::size_of::<Item>()
+        + 32
+        + std::mem::size_of::<Delivery>()
+        + std::mem::size_of::<Held<O>>()
+}
+
+/// A result held until the earlier ones arrive: `None` until it does. A
+/// failure is boxed, so that a slot costs little more than an output.
+type Held<O> = Option<std::result::Result<O, Box<Error>>>;
+/// Results held out of order (waiting for an earlier, slower input) are
+/// bounded by this many, or four times the inputs in flight if more.
+const MIN_HELD: usize = 1024;
 /// What a map call does when an input fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum OnFailure {
@@ -29,92 +61,235 @@ pub(crate) fn ends_the_call(err: &Error) -> bool {
     )
 }
 
-/// Runs `T` on every input in chunks of `chunksize` and returns each
-/// input's result in input order; with [`OnFailure::Stop`], the first
-/// failure to arrive instead. `on_progress` hears of every batch of
-/// results that moved the count.
-pub(crate) fn run<T: Task>(
+/// Runs `T` on every input and returns each input's result in input
+/// order, passed through `keep` (which may end the call with an error);
+/// with [`OnFailure::Stop`], the first failure to arrive instead.
+///
+/// `total` is the number of inputs the iterator announced, for the chunk
+/// sizes and the progress reports: if the iterator yields a different
+/// number, the reports' total follows what it yields. With `chunksize`
+/// `None`, each chunk's size comes from the inputs left and the workers
+/// live when it is cut (Python's four chunks per worker), capped so that
+/// the window stays within [`WINDOW_BYTES`]. `on_progress` hears of every
+/// batch of results that moved the count.
+pub(crate) fn run<T: Task, R>(
     commands: &Commands,
-    inputs: impl IntoIterator<Item = T::Input>,
-    chunksize: usize,
+    inputs: impl Iterator<Item = T::Input>,
+    total: usize,
+    chunksize: Option<usize>,
     on_failure: OnFailure,
     on_progress: &mut dyn FnMut(Progress),
-) -> Result<Vec<Result<T::Output>>> {
+    keep: impl FnMut(Result<T::Output>) -> Result<R>,
+) -> Result<Vec<R>> {
     commands.check_open()?;
-    let chunksize = chunksize.max(1);
     let (sender, receiver) = unbounded();
     let (stream, _cancel_on_return) = Channel::new(sender, commands.cancel_notice().clone());
-    let mut collected = Collected::<T>::default();
-    let mut jobs = Vec::new();
-    let mut items = Vec::with_capacity(chunksize);
-    for (index, input) in inputs.into_iter().enumerate() {
-        collected.results.push(None);
-        match encode_input::<T>(&input, index, commands.max_message_size()) {
-            Ok(encoded) => items.push(Item::new(index, encoded)),
-            Err(err) if on_failure == OnFailure::Stop => return Err(err),
-            Err(err) => collected.early_failures.push(Delivery {
-                index,
-                outcome: Err(err),
-            }),
-        }
-        if items.len() == chunksize {
-            jobs.push(Job::streamed::<T>(std::mem::take(&mut items), &stream));
-        }
-    }
-    if !items.is_empty() {
-        jobs.push(Job::streamed::<T>(items, &stream));
-    }
-    drop(stream);
-    commands.submit(jobs);
+    let mut call = Call::<T, _, R, _> {
+        commands,
+        inputs,
+        inputs_done: false,
+        stream: Some(stream),
+        chunksize: chunksize.map(|size| size.max(1)),
+        on_failure,
+        progress: Progress::new(total),
+        next_index: 0,
+        in_flight: BTreeMap::new(),
+        inputs_in_flight: 0,
+        bytes_in_flight: 0,
+        next_in_order: 0,
+        held: VecDeque::new(),
+        outputs: Vec::new(),
+        keep,
+    };
+    // The caller's own count, so no reallocation doubles the outputs;
+    // an iterator that overstates it only loses the reservation.
+    let _ = call.outputs.try_reserve_exact(total);
+    call.collect(&receiver, on_progress)?;
+    Ok(call.outputs)
+}
 
-    let mut progress = Progress::new(collected.results.len());
-    let mut reported = None;
-    let early = std::mem::take(&mut collected.early_failures);
-    collected.absorb(early, &mut progress);
-    report(progress, &mut reported, on_progress);
-    while progress.done < progress.total {
-        let batch = receiver.recv().map_err(|_| {
-            Error::new(
-                ErrorKind::Closed,
-                "the pool stopped before the map finished",
-            )
-        })?;
-        let first_failure = collected.absorb(batch, &mut progress);
-        report(progress, &mut reported, on_progress);
-        if let Some(err) = first_failure {
-            if on_failure == OnFailure::Stop || ends_the_call(&err) {
-                return Err(err);
+/// A chunk submitted whose results have not all arrived.
+struct InFlight {
+    /// One past its last input's index.
+    end: usize,
+    /// Its inputs whose result has not arrived.
+    remaining: usize,
+    /// What it counts against [`WINDOW_BYTES`].
+    bytes: usize,
+}
+
+/// One eager map call in progress.
+struct Call<'c, T: Task, I, R, K> {
+    commands: &'c Commands,
+    inputs: I,
+    inputs_done: bool,
+    /// The results channel for new chunks; dropped once every input is
+    /// submitted, so that the receiver sees the end if the pool goes.
+    stream: Option<Arc<Channel>>,
+    /// The caller's chunk size, or `None` for the automatic one.
+    chunksize: Option<usize>,
+    on_failure: OnFailure,
+    progress: Progress,
+    /// Index of the next input to take from the iterator.
+    next_index: usize,
+    /// Chunks in flight by their first input's index.
+    in_flight: BTreeMap<usize, InFlight>,
+    inputs_in_flight: usize,
+    bytes_in_flight: usize,
+    /// Results from index `next_in_order` on, held until the earlier ones
+    /// arrive; one slot per input taken.
+    next_in_order: usize,
+    held: VecDeque<Held<T::Output>>,
+    outputs: Vec<R>,
+    keep: K,
+}
+
+impl<T, I, R, K> Call<'_, T, I, R, K>
+where
+    T: Task,
+    I: Iterator<Item = T::Input>,
+    K: FnMut(Result<T::Output>) -> Result<R>,
+{
+    /// Submits and collects until every input's result is in `outputs`.
+    fn collect(
+        &mut self,
+        receiver: &Receiver<Vec<Delivery>>,
+        on_progress: &mut dyn FnMut(Progress),
+    ) -> Result<()> {
+        let mut reported = None;
+        self.top_up()?;
+        self.emit_in_order()?;
+        report(self.progress, &mut reported, on_progress);
+        while !(self.inputs_done && self.in_flight.is_empty()) {
+            let batch = receiver.recv().map_err(|_| {
+                Error::new(
+                    ErrorKind::Closed,
+                    "the pool stopped before the map finished",
+                )
+            })?;
+            let first_failure = self.absorb(batch);
+            report(self.progress, &mut reported, on_progress);
+            if let Some(err) = first_failure {
+                if self.on_failure == OnFailure::Stop || ends_the_call(&err) {
+                    return Err(err);
+                }
+            }
+            self.emit_in_order()?;
+            self.top_up()?;
+            self.emit_in_order()?;
+            report(self.progress, &mut reported, on_progress);
+        }
+        Ok(())
+    }
+
+    /// Whether another chunk may go out: always when none is in flight,
+    /// else while the chunks, the bytes and the results held out of
+    /// order are all within bounds.
+    fn has_room(&self) -> bool {
+        if self.in_flight.is_empty() {
+            return true;
+        }
+        let workers = self.commands.live_workers().max(1);
+        let held = self.held.len().saturating_sub(self.inputs_in_flight);
+        if held >= MIN_HELD.max(4 * self.inputs_in_flight) {
+            return false;
+        }
+        // A chunk for every worker, whatever their size; more only within
+        // the byte cap.
+        self.in_flight.len() < workers
+            || (self.in_flight.len() < CHUNKS_PER_WORKER * workers
+                && self.bytes_in_flight < WINDOW_BYTES)
+    }
+
+    /// Takes inputs from the iterator, encodes them and submits them chunk
+    /// by chunk while the window has room. With [`OnFailure::Stop`], an
+    /// input that cannot be encoded ends the call.
+    fn top_up(&mut self) -> Result<()> {
+        let input_cost = input_cost::<T::Output>();
+        while !self.inputs_done && self.has_room() {
+            let workers = self.commands.live_workers().max(1);
+            let left = self.progress.total.saturating_sub(self.next_index);
+            let (size, byte_cap) = match self.chunksize {
+                Some(size) => (size, usize::MAX),
+                None => (
+                    chunk_size(left, workers),
+                    WINDOW_BYTES / (CHUNKS_PER_WORKER * workers),
+                ),
+            };
+            let first = self.next_index;
+            let mut items = Vec::with_capacity(size.min(4096));
+            let mut bytes = 0;
+            while items.len() < size && bytes < byte_cap {
+                let Some(input) = self.inputs.next() else {
+                    self.inputs_done = true;
+                    break;
+                };
+                let index = self.next_index;
+                self.next_index += 1;
+                self.progress.total = self.progress.total.max(self.next_index);
+                self.held.push_back(None);
+                match encode_input::<T>(&input, index, self.commands.max_message_size()) {
+                    Ok(encoded) => {
+                        bytes += encoded.len() + input_cost;
+                        items.push(Item::new(index, encoded));
+                    }
+                    Err(err) if self.on_failure == OnFailure::Stop => return Err(err),
+                    Err(err) => self.hold(index, Err(err)),
+                }
+            }
+            if !items.is_empty() {
+                self.submit(first, items, bytes);
             }
         }
+        if self.inputs_done {
+            // What the iterator yielded is the total, whatever it announced.
+            self.progress.total = self.next_index;
+            self.stream = None;
+        }
+        Ok(())
     }
-    Ok(collected.results.into_iter().flatten().collect())
-}
 
-/// The results of one map call so far, by input index.
-struct Collected<T: Task> {
-    results: Vec<Option<Result<T::Output>>>,
-    /// Inputs that failed before they could be submitted.
-    early_failures: Vec<Delivery>,
-}
+    fn submit(&mut self, first: usize, items: Vec<Item>, bytes: usize) {
+        let Some(stream) = &self.stream else {
+            return;
+        };
+        self.inputs_in_flight += items.len();
+        self.bytes_in_flight += bytes;
+        let chunk = InFlight {
+            end: self.next_index,
+            remaining: items.len(),
+            bytes,
+        };
+        self.in_flight.insert(first, chunk);
+        self.commands
+            .submit(vec![Job::streamed::<T>(items, stream)]);
+    }
 
-impl<T: Task> Default for Collected<T> {
-    fn default() -> Self {
-        Collected {
-            results: Vec::new(),
-            early_failures: Vec::new(),
+    /// Files a result at its index, counting it in the progress.
+    fn hold(&mut self, index: usize, result: Result<T::Output>) {
+        if let Some(slot) = index
+            .checked_sub(self.next_in_order)
+            .and_then(|offset| self.held.get_mut(offset))
+        {
+            self.progress.count(result.is_err());
+            *slot = Some(result.map_err(Box::new));
         }
     }
-}
 
-impl<T: Task> Collected<T> {
     /// Files a batch of results, counting each input once; returns the
     /// batch's first failure, if any (one that ends the call first).
-    fn absorb(&mut self, batch: Vec<Delivery>, progress: &mut Progress) -> Option<Error> {
+    fn absorb(&mut self, batch: Vec<Delivery>) -> Option<Error> {
         let mut first_failure: Option<Error> = None;
         for delivery in batch {
-            let Some(slot @ None) = self.results.get_mut(delivery.index) else {
+            let waiting = delivery
+                .index
+                .checked_sub(self.next_in_order)
+                .and_then(|offset| self.held.get(offset))
+                .is_some_and(Option::is_none);
+            if !waiting || !self.arrived(delivery.index) {
                 continue;
-            };
+            }
+            let index = delivery.index;
             let result = decode_output::<T>(delivery);
             if let Err(err) = &result {
                 let ends = ends_the_call(err);
@@ -124,19 +299,51 @@ impl<T: Task> Collected<T> {
                     first_failure = Some(err.clone());
                 }
             }
-            progress.count(result.is_err());
-            *slot = Some(result);
+            self.hold(index, result);
         }
         first_failure
+    }
+
+    /// Counts the result of input `index` off its chunk; false if no chunk
+    /// in flight holds it (it failed before it was submitted).
+    fn arrived(&mut self, index: usize) -> bool {
+        let Some((&first, chunk)) = self.in_flight.range_mut(..=index).next_back() else {
+            return false;
+        };
+        if index >= chunk.end {
+            return false;
+        }
+        chunk.remaining -= 1;
+        self.inputs_in_flight -= 1;
+        if chunk.remaining == 0 {
+            self.bytes_in_flight -= chunk.bytes;
+            self.in_flight.remove(&first);
+        }
+        true
+    }
+
+    /// Moves the results that are next in input order to the outputs.
+    fn emit_in_order(&mut self) -> Result<()> {
+        while matches!(self.held.front(), Some(Some(_))) {
+            let Some(Some(result)) = self.held.pop_front() else {
+                break;
+            };
+            self.next_in_order += 1;
+            self.outputs.push((self.keep)(result.map_err(|err| *err))?);
+        }
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
+    use std::sync::atomic::AtomicUsize;
+
+    use crossbeam_channel::Receiver;
 
     use super::*;
-    use crate::parent::sink::Payload;
+    use crate::parent::command::Command;
+    use crate::parent::sink::{CancelNotice, Payload, Sink};
 
     crate::task! { fn echo(x: u32) -> u32 { x } }
 
@@ -156,30 +363,193 @@ mod tests {
         }
     }
 
-    fn collected(n: usize) -> Collected<echo> {
-        let mut collected = Collected::default();
-        collected.results.resize_with(n, || None);
-        collected
+    /// Commands to a fake dispatcher that reports `live` workers.
+    fn commands(live: usize) -> (Commands, Receiver<Command>) {
+        let (sender, receiver) = unbounded();
+        let live = Arc::new(AtomicUsize::new(live));
+        let (notice, _) = CancelNotice::pair();
+        (Commands::new(sender, 0, live, u64::MAX, notice), receiver)
+    }
+
+    /// What a fake dispatcher saw of one map call.
+    #[derive(Default)]
+    struct Seen {
+        chunk_sizes: Vec<usize>,
+        most_chunks_out: usize,
+        most_inputs_out: usize,
+    }
+
+    /// A dispatcher that holds every job until the map can submit no more,
+    /// then answers one (alternately the oldest and the newest, so results
+    /// arrive out of order), echoing each input, until `total` are answered.
+    fn fake_dispatcher(commands: Receiver<Command>, total: usize) -> Seen {
+        let mut seen = Seen::default();
+        let mut held: VecDeque<Job> = VecDeque::new();
+        let mut answered = 0;
+        let mut newest = false;
+        while answered < total {
+            let command = match held.is_empty() {
+                true => commands.recv().ok(),
+                false => commands
+                    .recv_timeout(std::time::Duration::from_millis(20))
+                    .ok(),
+            };
+            if let Some(Command::SubmitMany(jobs)) = command {
+                for job in jobs {
+                    seen.chunk_sizes.push(job.items.len());
+                    held.push_back(job);
+                }
+                seen.most_chunks_out = seen.most_chunks_out.max(held.len());
+                let out = held.iter().map(|job| job.items.len()).sum();
+                seen.most_inputs_out = seen.most_inputs_out.max(out);
+                continue;
+            }
+            let job = match newest {
+                true => held.pop_back(),
+                false => held.pop_front(),
+            };
+            newest = !newest;
+            let Some(mut job) = job else { continue };
+            let batch: Vec<Delivery> = std::mem::take(&mut job.items)
+                .into_iter()
+                .map(|item| {
+                    let len = item.input.len();
+                    let payload = Payload::new(Arc::new(item.input), 0..len);
+                    Delivery {
+                        index: item.index,
+                        outcome: Ok(payload),
+                    }
+                })
+                .collect();
+            answered += batch.len();
+            if let Sink::Channel(stream) = &job.sink {
+                stream.send(batch);
+            }
+        }
+        seen
+    }
+
+    fn map_on_fake(live: usize, total: usize, chunksize: Option<usize>) -> (Vec<u32>, Seen) {
+        let (commands, receiver) = commands(live);
+        std::thread::scope(|scope| {
+            let dispatcher = scope.spawn(move || fake_dispatcher(receiver, total));
+            let outputs = run::<echo, _>(
+                &commands,
+                0..total as u32,
+                total,
+                chunksize,
+                OnFailure::Stop,
+                &mut |_| {},
+                |result| result,
+            )
+            .unwrap();
+            (outputs, dispatcher.join().unwrap())
+        })
+    }
+
+    #[test]
+    fn inputs_are_taken_as_the_window_has_room_and_results_come_back_in_order() {
+        // Twice what the window holds.
+        let cost = input_cost::<u32>();
+        let total = 2 * WINDOW_BYTES / cost;
+        let (outputs, seen) = map_on_fake(2, total, None);
+        assert!(outputs.iter().copied().eq(0..total as u32));
+        assert!(seen.most_chunks_out <= CHUNKS_PER_WORKER * 2);
+        // Each input counts at least `cost`; the last chunk may take
+        // the window past its cap by one chunk's cap.
+        let chunk_cap = WINDOW_BYTES / (CHUNKS_PER_WORKER * 2);
+        let most = (WINDOW_BYTES + chunk_cap) / cost;
+        assert!(
+            seen.most_inputs_out <= most,
+            "{} > {most}",
+            seen.most_inputs_out
+        );
+    }
+
+    #[test]
+    fn automatic_chunks_are_sized_by_the_live_workers() {
+        let (outputs, seen) = map_on_fake(6, 64, None);
+        assert_eq!(outputs.len(), 64);
+        // 64 inputs over 4 chunks for each of 6 workers: 3, then smaller.
+        assert_eq!(seen.chunk_sizes[0], 3);
+        assert!(seen.chunk_sizes.iter().all(|&size| size <= 3));
+        assert!(seen.chunk_sizes.len() >= 6 * 4);
+    }
+
+    #[test]
+    fn a_chosen_chunk_size_is_kept() {
+        let (outputs, seen) = map_on_fake(2, 1000, Some(7));
+        assert_eq!(outputs.len(), 1000);
+        let (last, full) = seen.chunk_sizes.split_last().unwrap();
+        assert!(full.iter().all(|&size| size == 7));
+        assert_eq!(*last, 1000 % 7);
+    }
+
+    #[test]
+    fn an_iterator_that_ends_early_sets_the_total() {
+        let (commands, receiver) = commands(1);
+        let mut reports = Vec::new();
+        std::thread::scope(|scope| {
+            scope.spawn(move || fake_dispatcher(receiver, 5));
+            let outputs = run::<echo, _>(
+                &commands,
+                0..5,
+                9,
+                None,
+                OnFailure::Keep,
+                &mut |progress| reports.push(progress),
+                Ok,
+            )
+            .unwrap();
+            assert_eq!(outputs.len(), 5);
+        });
+        let last = reports.last().unwrap();
+        assert_eq!((last.done, last.total), (5, 5));
+    }
+
+    type Keep = fn(Result<u32>) -> Result<u32>;
+
+    /// A call with `n` inputs taken and submitted as one chunk.
+    fn call_with(n: usize, commands: &Commands) -> Call<'_, echo, std::ops::Range<u32>, u32, Keep> {
+        let (sender, _receiver) = unbounded();
+        let (stream, _cancel) = Channel::new(sender, commands.cancel_notice().clone());
+        let mut call = Call {
+            commands,
+            inputs: 0..0,
+            inputs_done: true,
+            stream: Some(stream),
+            chunksize: None,
+            on_failure: OnFailure::Keep,
+            progress: Progress::new(n),
+            next_index: n,
+            in_flight: BTreeMap::new(),
+            inputs_in_flight: 0,
+            bytes_in_flight: 0,
+            next_in_order: 0,
+            held: (0..n).map(|_| None).collect(),
+            outputs: Vec::new(),
+            keep: std::convert::identity as Keep,
+        };
+        let items = (0..n).map(|index| Item::new(index, Vec::new())).collect();
+        call.submit(0, items, 0);
+        call
     }
 
     #[test]
     fn each_input_counts_once_and_failures_are_kept_at_their_index() {
-        let mut collected = collected(3);
-        let mut progress = Progress::new(3);
-        let first = collected.absorb(
-            vec![ok(2, 20), failed(0, ErrorKind::TaskFailed), ok(2, 99)],
-            &mut progress,
-        );
+        let (commands, _receiver) = commands(1);
+        let mut call = call_with(3, &commands);
+        let first = call.absorb(vec![ok(2, 20), failed(0, ErrorKind::TaskFailed), ok(2, 99)]);
         assert_eq!(first.map(|err| err.kind()), Some(ErrorKind::TaskFailed));
-        assert_eq!((progress.done, progress.failed), (2, 1));
+        assert_eq!((call.progress.done, call.progress.failed), (2, 1));
         // A result for an index already filed, or out of range, counts nothing.
-        assert!(collected
-            .absorb(vec![ok(0, 1), ok(7, 7)], &mut progress)
-            .is_none());
-        assert_eq!((progress.done, progress.failed), (2, 1));
-        collected.absorb(vec![ok(1, 10)], &mut progress);
-        assert!(progress.is_finished());
-        let results: Vec<_> = collected.results.into_iter().flatten().collect();
+        assert!(call.absorb(vec![ok(0, 1), ok(7, 7)]).is_none());
+        assert_eq!((call.progress.done, call.progress.failed), (2, 1));
+        assert_eq!(call.inputs_in_flight, 1);
+        call.absorb(vec![ok(1, 10)]);
+        assert!(call.progress.is_finished());
+        assert!(call.in_flight.is_empty());
+        let results: Vec<_> = call.held.into_iter().flatten().collect();
         assert_eq!(results[0].as_ref().unwrap_err().index(), Some(0));
         assert_eq!(results[1].as_ref().ok(), Some(&10));
         assert_eq!(results[2].as_ref().ok(), Some(&20));
@@ -187,15 +557,12 @@ mod tests {
 
     #[test]
     fn a_call_ending_error_wins_over_an_input_failure_in_the_same_batch() {
-        let mut collected = collected(2);
-        let mut progress = Progress::new(2);
-        let first = collected.absorb(
-            vec![
-                failed(0, ErrorKind::Panicked),
-                failed(1, ErrorKind::Interrupted),
-            ],
-            &mut progress,
-        );
+        let (commands, _receiver) = commands(1);
+        let mut call = call_with(2, &commands);
+        let first = call.absorb(vec![
+            failed(0, ErrorKind::Panicked),
+            failed(1, ErrorKind::Interrupted),
+        ]);
         assert_eq!(first.map(|err| err.kind()), Some(ErrorKind::Interrupted));
     }
 

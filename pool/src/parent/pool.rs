@@ -1,5 +1,6 @@
 //! [`Pool`]: the handle a program uses to run tasks in worker processes.
 
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -11,7 +12,7 @@ use super::config::Config;
 use super::dispatcher::Dispatcher;
 use super::imap::{Imap, ImapUnordered, Order};
 use super::interrupt;
-use super::job::{auto_chunksize, encode_input, Item, Job};
+use super::job::{encode_input, Item, Job};
 use super::launch::Launcher;
 use super::map::{self, OnFailure};
 use super::progress::Progress;
@@ -86,9 +87,11 @@ pub(crate) fn start(config: Config) -> Result<Pool> {
     let (events, event_receiver) = unbounded();
     let (cancel_notice, cancellations) = CancelNotice::pair();
     let pids = Arc::new(Mutex::new(Vec::new()));
+    let live_workers = Arc::new(AtomicUsize::new(0));
     let (started_tx, started_rx) = crossbeam_channel::bounded(1);
     let dispatcher = {
         let (config, events, pids) = (Arc::clone(&config), events.clone(), Arc::clone(&pids));
+        let live_workers = Arc::clone(&live_workers);
         // Workers are spawned from this thread, which lives as long as the
         // pool: their parent-death signal is tied to the spawning thread.
         std::thread::Builder::new()
@@ -100,6 +103,7 @@ pub(crate) fn start(config: Config) -> Result<Pool> {
                     cancellations,
                     (events, event_receiver),
                     pids,
+                    live_workers,
                 )
                 .and_then(|mut dispatcher| dispatcher.start().map(|()| dispatcher));
                 match started {
@@ -127,6 +131,7 @@ pub(crate) fn start(config: Config) -> Result<Pool> {
         commands: Commands::new(
             commands,
             config.processes,
+            live_workers,
             config.max_message_size,
             cancel_notice,
         ),
@@ -215,9 +220,16 @@ impl Pool {
     }
 
     /// Runs `task` on every input and returns the outputs in input order
-    /// (Python's `map`). Inputs go out in chunks of
-    /// `ceil(len / (4 * processes))`, as Python chooses them; use
+    /// (Python's `map`). Inputs go out in chunks of `ceil(left / (4 *
+    /// workers))`, Python's rule applied to the inputs left and the
+    /// workers live (local and remote) as each chunk is cut; use
     /// [`map_chunked`](Pool::map_chunked) to choose.
+    ///
+    /// Inputs are taken from the iterator, encoded and sent as a bounded
+    /// window has room, so the pool's memory stays flat whatever their
+    /// number (see [Maps stream their inputs](crate#maps-stream-their-inputs)).
+    /// An iterator whose `size_hint` is exact is never collected; any other
+    /// is collected first (not encoded), for the count.
     ///
     /// The first failure to arrive is returned, with its input's index
     /// ([`Error::index`]), and the inputs not yet started are dropped; use
@@ -243,9 +255,7 @@ impl Pool {
         inputs: impl IntoIterator<Item = T::Input>,
     ) -> Result<Vec<T::Output>> {
         let _ = task;
-        self.run_map::<T>(inputs, None, OnFailure::Stop, &mut |_| {})?
-            .into_iter()
-            .collect()
+        self.run_map::<T, _>(inputs, None, OnFailure::Stop, &mut |_| {}, |result| result)
     }
 
     /// [`map`](Pool::map) with `chunksize` inputs per chunk (at least 1).
@@ -269,13 +279,17 @@ impl Pool {
         chunksize: usize,
     ) -> Result<Vec<T::Output>> {
         let _ = task;
-        self.run_map::<T>(inputs, Some(chunksize), OnFailure::Stop, &mut |_| {})?
-            .into_iter()
-            .collect()
+        self.run_map::<T, _>(
+            inputs,
+            Some(chunksize),
+            OnFailure::Stop,
+            &mut |_| {},
+            |result| result,
+        )
     }
 
     /// [`map`](Pool::map) that reports its [`Progress`] to `on_progress`:
-    /// once when the inputs are submitted, then each time results arrive.
+    /// once when the first inputs are submitted, then each time results arrive.
     /// Counts are exact, in inputs (not chunks); the callback runs on the
     /// calling thread. On the first failure the call returns it, after a
     /// last report that counts it; use
@@ -304,9 +318,9 @@ impl Pool {
         mut on_progress: impl FnMut(Progress),
     ) -> Result<Vec<T::Output>> {
         let _ = task;
-        self.run_map::<T>(inputs, None, OnFailure::Stop, &mut on_progress)?
-            .into_iter()
-            .collect()
+        self.run_map::<T, _>(inputs, None, OnFailure::Stop, &mut on_progress, |result| {
+            result
+        })
     }
 
     /// Runs `task` on every input and returns every input's result in
@@ -365,21 +379,47 @@ impl Pool {
         mut on_progress: impl FnMut(Progress),
     ) -> Result<Vec<Result<T::Output>>> {
         let _ = task;
-        self.run_map::<T>(inputs, None, OnFailure::Keep, &mut on_progress)
+        self.run_map::<T, _>(inputs, None, OnFailure::Keep, &mut on_progress, Ok)
     }
 
-    /// The eager maps: `chunksize` inputs per chunk, or Python's choice
-    /// (see [`map`](Pool::map)) for `None`.
-    fn run_map<T: Task>(
+    /// The eager maps: `chunksize` inputs per chunk, or the automatic
+    /// size (see [`map`](Pool::map)) for `None`. Inputs stream from an
+    /// iterator that knows its length exactly (`size_hint`); others are
+    /// collected first, as the caller's values (never encoded), since the
+    /// automatic chunk size and the progress reports need the count.
+    fn run_map<T: Task, R>(
         &self,
         inputs: impl IntoIterator<Item = T::Input>,
         chunksize: Option<usize>,
         on_failure: OnFailure,
         on_progress: &mut dyn FnMut(Progress),
-    ) -> Result<Vec<Result<T::Output>>> {
-        let inputs: Vec<T::Input> = inputs.into_iter().collect();
-        let chunksize = chunksize.unwrap_or_else(|| auto_chunksize(inputs.len(), self.processes()));
-        map::run::<T>(&self.commands, inputs, chunksize, on_failure, on_progress)
+        keep: impl FnMut(Result<T::Output>) -> Result<R>,
+    ) -> Result<Vec<R>> {
+        let inputs = inputs.into_iter();
+        match inputs.size_hint() {
+            (low, Some(high)) if low == high => map::run::<T, R>(
+                &self.commands,
+                inputs,
+                low,
+                chunksize,
+                on_failure,
+                on_progress,
+                keep,
+            ),
+            _ => {
+                let inputs: Vec<T::Input> = inputs.collect();
+                let total = inputs.len();
+                map::run::<T, R>(
+                    &self.commands,
+                    inputs.into_iter(),
+                    total,
+                    chunksize,
+                    on_failure,
+                    on_progress,
+                    keep,
+                )
+            }
+        }
     }
 
     /// Runs `task` on each input lazily, yielding each result in input

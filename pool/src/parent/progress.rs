@@ -4,8 +4,13 @@
 /// How far a [`map_with_progress`](crate::Pool::map_with_progress) or
 /// [`map_results_with_progress`](crate::Pool::map_results_with_progress)
 /// call has come: the callback given to it receives one of these once when
-/// the inputs are submitted (`done` is then 0, unless some input could not
+/// the first inputs are submitted (`done` is then 0, unless some input could not
 /// even be encoded) and again each time a batch of results raises `done`.
+///
+/// `total` is the number of inputs the iterator announced (its exact
+/// `size_hint`, or the count of a collected iterator); should an iterator
+/// yield a different number than it announced, `total` follows what it
+/// yields (then one report may differ from the last in `total` alone).
 ///
 /// Counts are exact: each input counts once in `done` when its result
 /// arrives, whether it succeeded or failed; `failed` counts the failures
@@ -98,11 +103,11 @@ impl Progress {
 /// never reported), so that every report the caller sees is a new one.
 pub(crate) fn report(
     progress: Progress,
-    last: &mut Option<usize>,
+    last: &mut Option<Progress>,
     on_progress: &mut dyn FnMut(Progress),
 ) {
-    if *last != Some(progress.done) {
-        *last = Some(progress.done);
+    if *last != Some(progress) {
+        *last = Some(progress);
         on_progress(progress);
     }
 }

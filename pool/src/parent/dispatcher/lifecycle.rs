@@ -1,5 +1,6 @@
 //! Starting, retiring and stopping workers, and the pool's own end.
 
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::{Dispatcher, Phase, REAP_WAIT};
@@ -193,7 +194,11 @@ impl Dispatcher {
         self.fail_queued(|| err.clone());
     }
 
+    /// Publishes the live workers: their pids for `worker_pids`, and
+    /// their count (local and remote) for the callers' chunk sizes.
     pub(super) fn publish_pids(&self) {
+        let live = self.workers.iter().filter(|w| w.is_live()).count();
+        self.live_workers.store(live, Ordering::Relaxed);
         let pids = self
             .workers
             .iter()

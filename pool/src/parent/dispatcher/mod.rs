@@ -13,6 +13,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -85,6 +86,8 @@ pub(crate) struct Dispatcher {
     start_failures: u32,
     deliveries: Deliveries,
     pids: Arc<Mutex<Vec<u32>>>,
+    /// The live workers' count, published for the callers' chunk sizes.
+    live_workers: Arc<AtomicUsize>,
 }
 
 impl Dispatcher {
@@ -94,6 +97,7 @@ impl Dispatcher {
         cancellations: Receiver<()>,
         events: (Sender<Event>, Receiver<Event>),
         pids: Arc<Mutex<Vec<u32>>>,
+        live_workers: Arc<AtomicUsize>,
     ) -> Result<Dispatcher> {
         let program = spawn::worker_program(&config)?;
         Ok(Dispatcher {
@@ -115,6 +119,7 @@ impl Dispatcher {
             start_failures: 0,
             deliveries: Deliveries::default(),
             pids,
+            live_workers,
         })
     }
 
