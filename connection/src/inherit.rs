@@ -139,6 +139,12 @@ fn invalid(env_var: &str, why: impl std::fmt::Display) -> Error {
     Error::new(ErrorKind::InvalidInput, format!("{env_var}: {why}"))
 }
 
+/// What [`Connection::pass_to_child`] adds after the direction when the
+/// end it passes uses shared memory (`fd:rw+shm`), so that the child's end
+/// does too. An older `from_env` refuses the unknown mode rather than
+/// misread a shared-memory message.
+const SHARED_MEMORY_TAG: &str = "+shm";
+
 /// [`pass_fd_to_child`], with `tag` after the number (`fd:tag`).
 fn pass_tagged(fd: OwnedFd, command: &mut Command, env_var: &str, tag: Option<&str>) -> Result<()> {
     if env_var.is_empty() || env_var.contains(['=', '\0']) {
@@ -163,7 +169,8 @@ impl Connection {
     ///
     /// This is [`inherit::pass_fd_to_child`](crate::inherit::pass_fd_to_child)
     /// with the connection's [`Direction`] added to the variable's value
-    /// (`fd:rw`, `fd:r` or `fd:w`). `command` keeps the descriptor open
+    /// (`fd:rw`, `fd:r` or `fd:w`, then `+shm` when the end uses shared
+    /// memory, so the child's end does too). `command` keeps the descriptor open
     /// until it is dropped: drop it after spawning so that the parent's copy
     /// closes (and the other end sees end of file when the child exits).
     ///
@@ -185,7 +192,12 @@ impl Connection {
     /// ```
     pub fn pass_to_child(self, command: &mut Command, env_var: &str) -> Result<()> {
         let mode = self.direction().mode();
-        pass_tagged(self.into(), command, env_var, Some(mode))
+        // The child's end agrees to shared memory when this one does.
+        let tag = match self.shared_memory() {
+            true => format!("{mode}{SHARED_MEMORY_TAG}"),
+            false => mode.to_string(),
+        };
+        pass_tagged(self.into(), command, env_var, Some(&tag))
     }
 
     /// Rebuilds the connection a parent passed with
@@ -200,13 +212,22 @@ impl Connection {
     /// it was.
     pub fn from_env(env_var: &str) -> Result<Connection> {
         let named = NamedFd::from_env(env_var)?;
-        let direction = match named.tag.as_deref() {
+        let tag = named.tag.as_deref();
+        let (mode, shared_memory) = match tag.and_then(|tag| tag.strip_suffix(SHARED_MEMORY_TAG)) {
+            Some(mode) => (Some(mode), true),
+            None => (tag, false),
+        };
+        let direction = match mode {
             None => Direction::Both,
             Some(mode) => Direction::from_mode(mode)
                 .ok_or_else(|| invalid(env_var, format!("unknown mode {mode:?}")))?,
         };
         let fd = named.claim(Expect::Socket)?;
-        Ok(Connection::new(Socket::from_owned(fd), direction))
+        let conn = Connection::new(Socket::from_owned(fd), direction);
+        Ok(match shared_memory {
+            true => conn.with_shared_memory(),
+            false => conn,
+        })
     }
 }
 

@@ -268,6 +268,7 @@ pub mod inherit;
 mod listener;
 pub mod pickle;
 mod pipe;
+pub mod shared;
 mod sys;
 #[cfg(feature = "tokio")]
 pub mod tokio;
@@ -283,4 +284,7 @@ pub use crate::listener::{
     DEFAULT_MAX_PENDING_HANDSHAKES,
 };
 pub use crate::pipe::{one_way_pipe, pipe};
+pub use crate::shared::{
+    shared_memory_stats, SharedBuf, SharedMemoryStats, SharedView, SHARED_MEMORY_THRESHOLD,
+};
 pub use crate::wait::wait;

@@ -177,6 +177,7 @@ impl AsyncConnection {
             max_message_size,
             pending_len: None,
             broken: None,
+            shared_memory: crate::shared::Mode::Off,
         }))
     }
 
@@ -224,6 +225,7 @@ impl AsyncConnection {
             max_message_size: self.max_message_size,
             pending_len,
             broken,
+            shared_memory: crate::shared::Mode::Off,
         }))
     }
 
