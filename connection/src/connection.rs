@@ -56,6 +56,8 @@ pub struct Connection {
     pending_shared: Option<shared::Incoming>,
     /// Whether this end sends and accepts shared-memory messages.
     shared_memory: shared::Mode,
+    /// The smallest payload the copying calls send as shared memory.
+    shared_memory_threshold: Option<usize>,
     /// Set once the stream has lost its message boundaries (a truncated
     /// message or a malformed header): every later receive fails with it.
     broken: Option<ErrorKind>,
@@ -162,6 +164,7 @@ impl Connection {
             pending_len: None,
             pending_shared: None,
             shared_memory: shared::Mode::Off,
+            shared_memory_threshold: shared::default_threshold(),
             broken: None,
             scratch: Vec::new(),
         }
@@ -612,6 +615,7 @@ impl Connection {
     ///
     /// ```
     /// let (mut a, mut b) = connection::pipe()?;
+    /// a.set_shared_memory_threshold(Some(1 << 20));
     /// a.send_bytes(&vec![9u8; 2 << 20])?;
     /// let view = b.recv_shared()?;
     /// assert!(view.iter().all(|&byte| byte == 9));
@@ -631,10 +635,10 @@ impl Connection {
         }
     }
 
-    /// Whether this end sends messages of
-    /// [`SHARED_MEMORY_THRESHOLD`](crate::SHARED_MEMORY_THRESHOLD) bytes
-    /// or more as shared memory, and accepts them (see
-    /// [`shared`](crate::shared)): true for the ends of
+    /// Whether this end sends [`SharedBuf`]s and payloads over its
+    /// [threshold](Connection::set_shared_memory_threshold) as shared
+    /// memory, and accepts them (see [`shared`](crate::shared)): true for
+    /// the ends of
     /// [`pipe`](crate::pipe) and those passed to a child, false for a
     /// [`Listener`](crate::Listener)/[`Client`](crate::Client) connection
     /// unless turned on.
@@ -665,7 +669,9 @@ impl Connection {
     /// let client = std::thread::spawn(move || -> connection::Result<()> {
     ///     let mut conn = Client::connect(&address)?;
     ///     conn.set_shared_memory(true)?;
-    ///     conn.send_bytes(&vec![1u8; 4 << 20])
+    ///     let mut buf = connection::SharedBuf::new(4 << 20)?;
+    ///     buf.fill(1);
+    ///     conn.send_shared(buf)
     /// });
     /// let mut conn = listener.accept()?;
     /// assert!(!conn.shared_memory()); // CPython-compatible by default
@@ -690,6 +696,32 @@ impl Connection {
             self.shared_memory = shared::Mode::On;
         }
         Ok(())
+    }
+
+    /// Sets the smallest payload that this end's copying calls
+    /// ([`send_bytes`](Connection::send_bytes), [`send`](Connection::send),
+    /// [`try_send_bytes`](Connection::try_send_bytes), ...) send as shared
+    /// memory when it uses it; `None` keeps them to the socket. New ends
+    /// take it from [`SHARED_MEMORY_THRESHOLD_ENV`](crate::shared::SHARED_MEMORY_THRESHOLD_ENV)
+    /// (none when unset: see there for the figures). The receiving end
+    /// needs no setting.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (mut a, mut b) = connection::pipe()?;
+    /// a.set_shared_memory_threshold(Some(1 << 20));
+    /// a.send_bytes(&vec![5u8; 4 << 20])?; // as shared memory
+    /// assert!(b.recv_shared()?.is_mapped() || connection::SharedBuf::new(1).is_err());
+    /// # Ok::<(), connection::Error>(())
+    /// ```
+    pub fn set_shared_memory_threshold(&mut self, bytes: Option<usize>) {
+        self.shared_memory_threshold = bytes;
+    }
+
+    /// What [`set_shared_memory_threshold`](Connection::set_shared_memory_threshold) set.
+    pub fn shared_memory_threshold(&self) -> Option<usize> {
+        self.shared_memory_threshold
     }
 
     /// Whether a message (or end of file) is ready to be received, waiting up
@@ -766,6 +798,7 @@ impl Connection {
         let mut clone = Connection::new(socket, self.direction);
         clone.max_message_size = self.max_message_size;
         clone.shared_memory = self.shared_memory;
+        clone.shared_memory_threshold = self.shared_memory_threshold;
         Ok(clone)
     }
 
@@ -853,7 +886,10 @@ impl Connection {
     /// not agree, the payload is small, or the copy failed. A failure that
     /// means memfds cannot be made here at all turns the path off for good.
     fn share_copy(&mut self, payload: &[u8]) -> Option<OwnedFd> {
-        if !self.shared_memory.sends(payload.len()) {
+        if !self
+            .shared_memory
+            .sends(payload.len(), self.shared_memory_threshold)
+        {
             return None;
         }
         let sealed = shm::create_filled(payload).and_then(|memfd| {

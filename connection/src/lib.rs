@@ -284,7 +284,5 @@ pub use crate::listener::{
     DEFAULT_MAX_PENDING_HANDSHAKES,
 };
 pub use crate::pipe::{one_way_pipe, pipe};
-pub use crate::shared::{
-    shared_memory_stats, SharedBuf, SharedMemoryStats, SharedView, SHARED_MEMORY_THRESHOLD,
-};
+pub use crate::shared::{shared_memory_stats, SharedBuf, SharedMemoryStats, SharedView};
 pub use crate::wait::wait;

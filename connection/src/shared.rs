@@ -1,11 +1,13 @@
 //! Shared memory for large messages between two ends of this crate.
 //!
-//! Above [`SHARED_MEMORY_THRESHOLD`], a message between two ends that
-//! agreed to it travels as a sealed memfd passed over the Unix socket
-//! (`SCM_RIGHTS`) instead of through the socket's buffer: the sender
-//! copies the payload into fresh shared memory once, the receiver copies
-//! it out once (or maps it and copies nothing), and the kernel never
-//! copies it at all.
+//! Between two ends that agreed to it, a message can travel as a sealed
+//! memfd passed over the Unix socket (`SCM_RIGHTS`) instead of through the
+//! socket's buffer: a [`SharedBuf`] that the sender filled in place always
+//! does (no copy on either side), and so does every payload from a
+//! threshold up, when one is set ([`SHARED_MEMORY_THRESHOLD_ENV`],
+//! [`Connection::set_shared_memory_threshold`]): the sender copies it into
+//! fresh shared memory once, the receiver copies it out once (or maps it
+//! and copies nothing), and the kernel never copies it.
 //!
 //! Which ends agree:
 //! - both ends of [`pipe`](crate::pipe) and [`one_way_pipe`](crate::one_way_pipe);
@@ -27,7 +29,27 @@
 //!
 //! Where `memfd_create` is unavailable (an old kernel, a seccomp filter),
 //! the first large message finds out, and that end sends every message
-//! through the socket from then on, silently.
+//! through the socket from then on, silently ([`SharedBuf::new`] fails
+//! there, saying so).
+//!
+//! The receiver checks every descriptor: a memfd, sealed against writes,
+//! growth and shrinking, of the announced size, with that much memory
+//! behind it. Anything else (a pipe, a file, an unsealed or short memfd,
+//! several descriptors) is refused with [`ErrorKind::Decode`] and closed,
+//! and the next message reads as usual. A sender that dies leaks nothing:
+//! a memfd lives only as long as a descriptor of it, in a process or in
+//! the socket's queue.
+//!
+//! The wire: the header of such a message is the length `-2` (4 bytes, big
+//! endian) and then the payload's length (8 bytes, big endian), with the
+//! memfd attached to its first byte; no payload follows in the stream.
+//!
+//! The `tokio` feature's [`AsyncConnection`](crate::tokio::AsyncConnection)
+//! does not take part: its ends never agree, and one made with
+//! [`from_blocking`](crate::tokio::AsyncConnection::from_blocking) turns
+//! the setting off (a shared-memory message reaching it is refused as
+//! [`ErrorKind::Protocol`], never misread). Keep the other end's copying
+//! calls without a threshold, or turn its setting off.
 //!
 //! For no copies at all, fill a [`SharedBuf`] in place and send it with
 //! [`Connection::send_shared`]; take a read-only mapped [`SharedView`] of
@@ -37,17 +59,46 @@ use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::sys::shm::{self, Mapping};
 
-/// Payloads of this many bytes or more travel as shared memory between
-/// ends that agreed to it: 1 MiB.
+/// The environment variable that sets, for a whole process, the size
+/// from which the copying calls (`send_bytes`, `send`, ...) of ends that
+/// agreed send a payload as shared memory: a number of bytes, or `off`.
+/// Unset, they send through the socket
+/// ([`Connection::set_shared_memory_threshold`](crate::Connection::set_shared_memory_threshold)
+/// sets it for one end). It is read once, when the first connection is
+/// made, and children inherit it: setting it for a program that runs a
+/// `pool` turns the path on for its workers too.
 ///
-/// Below it, the descriptor's creation, sealing, passing and checking
-/// cost more than the socket's two copies save; see the `shared_memory`
-/// bench for the figures.
-pub const SHARED_MEMORY_THRESHOLD: usize = 1 << 20;
+/// Why the copying calls do not take the path unless told: on the machine
+/// this crate is measured on (a virtual machine where fresh memory is
+/// expensive), a copy into fresh shared memory and out again runs at a
+/// quarter of the socket's speed at every size from 256 KiB to 64 MiB
+/// (the `shared_memory` bench); where fresh pages are cheap, a threshold
+/// of about 1 MiB is the place to start measuring.
+/// [`SharedBuf`] and [`Connection::send_shared`](crate::Connection::send_shared)
+/// always go by descriptor between ends that agreed.
+pub const SHARED_MEMORY_THRESHOLD_ENV: &str = "CONNECTION_SHARED_MEMORY_THRESHOLD";
+
+/// The threshold of new ends: [`SHARED_MEMORY_THRESHOLD_ENV`]'s, if set
+/// and valid, else none.
+pub(crate) fn default_threshold() -> Option<usize> {
+    static DEFAULT: OnceLock<Option<usize>> = OnceLock::new();
+    *DEFAULT.get_or_init(|| {
+        let value = std::env::var(SHARED_MEMORY_THRESHOLD_ENV).ok()?;
+        let parsed = value.trim().parse::<usize>().ok();
+        if parsed.is_none() && value.trim() != "off" {
+            tracing::warn!(
+                value,
+                "{SHARED_MEMORY_THRESHOLD_ENV} is neither a number of bytes nor \"off\": ignored"
+            );
+        }
+        parsed
+    })
+}
 
 /// Whether an end uses shared memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,8 +117,8 @@ impl Mode {
         self != Mode::Off
     }
 
-    pub(crate) fn sends(self, len: usize) -> bool {
-        self == Mode::On && len >= SHARED_MEMORY_THRESHOLD
+    pub(crate) fn sends(self, len: usize, threshold: Option<usize>) -> bool {
+        self == Mode::On && threshold.is_some_and(|threshold| len >= threshold)
     }
 }
 
@@ -81,6 +132,7 @@ static RECEIVED: AtomicU64 = AtomicU64::new(0);
 ///
 /// ```
 /// let (mut a, mut b) = connection::pipe()?;
+/// a.set_shared_memory_threshold(Some(1 << 20));
 /// let before = connection::shared_memory_stats();
 /// a.send_bytes(&vec![1u8; 4 << 20])?;
 /// assert_eq!(b.recv_bytes()?.len(), 4 << 20);

@@ -10,7 +10,9 @@ use crate::pipe::pipe;
 use crate::sys::Socket;
 use crate::Connection;
 
-const BIG: usize = SHARED_MEMORY_THRESHOLD + 12_345;
+/// The threshold these tests set, and a size above it.
+const THRESHOLD: usize = 1 << 20;
+const BIG: usize = THRESHOLD + 12_345;
 
 /// Bytes that differ from their neighbours, so a shifted or spliced
 /// message does not compare equal.
@@ -23,8 +25,16 @@ fn pattern(len: usize) -> Vec<u8> {
 /// The sending end of `pipe()` as a raw socket that can forge messages,
 /// and the receiving `Connection`.
 fn forger() -> (Socket, Connection) {
-    let (a, b) = pipe().unwrap();
+    let (a, b) = shared_pipe();
     (Socket::from_owned(OwnedFd::from(a)), b)
+}
+
+/// `pipe()`, its ends sending payloads from [`THRESHOLD`] up as shared memory.
+fn shared_pipe() -> (Connection, Connection) {
+    let (mut a, mut b) = pipe().unwrap();
+    a.set_shared_memory_threshold(Some(THRESHOLD));
+    b.set_shared_memory_threshold(Some(THRESHOLD));
+    (a, b)
 }
 
 /// Sends a shared-memory header announcing `len` bytes with `fds` attached.
@@ -104,7 +114,7 @@ fn large_messages_between_pipe_ends_travel_as_shared_memory() {
     if !memfds_work() {
         return;
     }
-    let (mut a, mut b) = pipe().unwrap();
+    let (mut a, mut b) = shared_pipe();
     assert!(a.shared_memory() && b.shared_memory());
     let data = pattern(BIG);
     let before = shared_memory_stats();
@@ -132,7 +142,8 @@ fn one_way_pipes_and_clones_keep_the_setting() {
     if !memfds_work() {
         return;
     }
-    let (mut reader, writer) = crate::pipe::one_way_pipe().unwrap();
+    let (mut reader, mut writer) = crate::pipe::one_way_pipe().unwrap();
+    writer.set_shared_memory_threshold(Some(THRESHOLD));
     let mut writer = writer.try_clone().unwrap();
     let data = pattern(BIG);
     writer.send_bytes(&data).unwrap();
@@ -144,7 +155,7 @@ fn shared_buf_arrives_as_a_view_of_the_same_bytes() {
     if !memfds_work() {
         return;
     }
-    let (mut a, mut b) = pipe().unwrap();
+    let (mut a, mut b) = shared_pipe();
     let data = pattern(3 * BIG);
     let mut buf = SharedBuf::new(data.len()).unwrap();
     assert!(buf.iter().all(|&byte| byte == 0));
@@ -174,7 +185,7 @@ fn an_empty_shared_buf_round_trips() {
     if !memfds_work() {
         return;
     }
-    let (mut a, mut b) = pipe().unwrap();
+    let (mut a, mut b) = shared_pipe();
     a.send_shared(SharedBuf::new(0).unwrap()).unwrap();
     assert!(b.recv_shared().unwrap().is_empty());
 }
@@ -184,7 +195,7 @@ fn ends_that_did_not_agree_use_the_socket() {
     if !memfds_work() {
         return;
     }
-    let (mut a, mut b) = pipe().unwrap();
+    let (mut a, mut b) = shared_pipe();
     a.set_shared_memory(false).unwrap();
     b.set_shared_memory(false).unwrap();
     let data = pattern(BIG);
@@ -208,7 +219,7 @@ fn a_shared_memory_message_to_an_end_that_did_not_agree_is_a_protocol_error() {
     if !memfds_work() {
         return;
     }
-    let (mut a, mut b) = pipe().unwrap();
+    let (mut a, mut b) = shared_pipe();
     b.set_shared_memory(false).unwrap();
     a.send_bytes(&pattern(BIG)).unwrap();
     let err = b.recv_bytes().unwrap_err();
@@ -294,7 +305,7 @@ fn a_shared_message_over_the_limit_stays_pending() {
     if !memfds_work() {
         return;
     }
-    let (mut a, mut b) = pipe().unwrap();
+    let (mut a, mut b) = shared_pipe();
     let data = pattern(BIG);
     a.send_bytes(&data).unwrap();
     let err = b.recv_bytes_max(BIG - 1).unwrap_err();
@@ -318,7 +329,7 @@ fn try_send_holds_the_memfd_until_the_header_goes() {
     if !memfds_work() {
         return;
     }
-    let (mut a, mut b) = pipe().unwrap();
+    let (mut a, mut b) = shared_pipe();
     // Nobody reads: fill the socket with small messages.
     let mut sent = 0u32;
     let data = pattern(BIG);
@@ -351,6 +362,22 @@ fn try_send_holds_the_memfd_until_the_header_goes() {
     // the socket.
     assert!(a.try_send_bytes(&pattern(BIG)).unwrap().is_none());
     assert_eq!(b.recv_bytes().unwrap(), pattern(BIG));
+}
+
+#[test]
+fn without_a_threshold_copying_calls_use_the_socket() {
+    if !memfds_work() {
+        return;
+    }
+    let (mut a, mut b) = pipe().unwrap();
+    a.set_shared_memory_threshold(None);
+    let data = pattern(BIG);
+    let expected = data.clone();
+    let sender = std::thread::spawn(move || a.send_bytes(&data).unwrap());
+    let view = b.recv_shared().unwrap();
+    assert!(!view.is_mapped());
+    assert_eq!(view.into_vec(), expected);
+    sender.join().unwrap();
 }
 
 #[test]

@@ -20,6 +20,7 @@ fn pattern(len: usize) -> Vec<u8> {
 fn main() -> connection::Result<()> {
     let mode = std::env::args().nth(1).unwrap_or_default();
     let mut conn = Connection::from_env(CONN_ENV)?;
+    conn.set_shared_memory_threshold(Some(1 << 20));
     match mode.as_str() {
         "send-forever" => {
             let data = pattern(64 << 20);
