@@ -5,7 +5,7 @@
 //! socket's buffer: a [`SharedBuf`] that the sender filled in place always
 //! does (no copy on either side), and so does every payload from a
 //! threshold up, when one is set ([`SHARED_MEMORY_THRESHOLD_ENV`],
-//! [`Connection::set_shared_memory_threshold`]): the sender copies it into
+//! [`Connection::set_shared_memory_threshold`](crate::Connection::set_shared_memory_threshold)): the sender copies it into
 //! fresh shared memory once, the receiver copies it out once (or maps it
 //! and copies nothing), and the kernel never copies it.
 //!
@@ -18,7 +18,7 @@
 //!   crate's local workers;
 //! - a [`Listener`](crate::Listener)/[`Client`](crate::Client) connection
 //!   over a Unix socket only when both programs call
-//!   [`Connection::set_shared_memory`] on their end: by default such a
+//!   [`Connection::set_shared_memory`](crate::Connection::set_shared_memory) on their end: by default such a
 //!   connection stays byte for byte what CPython writes and reads.
 //!
 //! Both ends must agree: an end that did not refuses a shared-memory
@@ -44,16 +44,15 @@
 //! endian) and then the payload's length (8 bytes, big endian), with the
 //! memfd attached to its first byte; no payload follows in the stream.
 //!
-//! The `tokio` feature's [`AsyncConnection`](crate::tokio::AsyncConnection)
-//! does not take part: its ends never agree, and one made with
-//! [`from_blocking`](crate::tokio::AsyncConnection::from_blocking) turns
+//! The `tokio` feature's `AsyncConnection` does not take part: its ends
+//! never agree, and one made with `AsyncConnection::from_blocking` turns
 //! the setting off (a shared-memory message reaching it is refused as
 //! [`ErrorKind::Protocol`], never misread). Keep the other end's copying
 //! calls without a threshold, or turn its setting off.
 //!
 //! For no copies at all, fill a [`SharedBuf`] in place and send it with
-//! [`Connection::send_shared`]; take a read-only mapped [`SharedView`] of
-//! a message with [`Connection::recv_shared`].
+//! [`Connection::send_shared`](crate::Connection::send_shared); take a read-only mapped [`SharedView`] of
+//! a message with [`Connection::recv_shared`](crate::Connection::recv_shared).
 
 use std::fmt;
 use std::ops::{Deref, DerefMut};

@@ -407,3 +407,44 @@ fn tempfile_with(bytes: &[u8]) -> std::fs::File {
     file.write_all(bytes).unwrap();
     file
 }
+
+#[test]
+fn a_sender_gone_inside_a_shared_header_is_truncated_and_its_memfd_closed() {
+    let (pipe_read, pipe_write) = os_pipe();
+    let (socket, mut conn) = forger();
+    // The first four bytes of a shared-memory header, with a descriptor,
+    // and then the sender is gone.
+    socket
+        .send_with_fd(
+            &[IoSlice::new(&(-2i32).to_be_bytes())],
+            pipe_write.as_fd(),
+            crate::sys::Wait::ForRoom,
+        )
+        .unwrap();
+    drop(socket);
+    let err = conn.recv_bytes().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Truncated, "{err}");
+    drop(pipe_write);
+    assert_closed_by_receiver(pipe_read);
+}
+
+#[test]
+fn an_async_end_refuses_shared_memory_without_misreading_it() {
+    if !memfds_work() {
+        return;
+    }
+    let (mut a, b) = pipe().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut b = crate::tokio::AsyncConnection::from_blocking(b).unwrap();
+        let mut buf = SharedBuf::new(16).unwrap();
+        buf.fill(3);
+        a.send_shared(buf).unwrap();
+        let err = b.recv_bytes().await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Protocol, "{err}");
+        assert!(err.to_string().contains("did not agree"), "{err}");
+    });
+}
