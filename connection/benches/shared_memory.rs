@@ -48,18 +48,19 @@ const MIB: usize = 1 << 20;
 const BIG: usize = 64 * MIB;
 
 #[derive(Serialize, Deserialize, Debug, Clone, Copy)]
+/// What the peer receives next: `count` messages of `size` bytes.
 enum Job {
     /// Receive `count` messages of `size` bytes into one buffer, then ack.
-    RawSink {
+    Raw {
         count: u64,
         size: usize,
     },
-    CopySink {
+    Copying {
         count: u64,
         size: usize,
     },
     /// Receive `count` views, checking the first and last byte of each.
-    ViewSink {
+    Views {
         count: u64,
         size: usize,
     },
@@ -392,7 +393,7 @@ fn target_rows(bench: &mut Bench, rounds: usize, count: u64) -> Vec<Row> {
         None,
         |b| raw_sink(b, &payload, count),
         |b| {
-            b.order(Job::ViewSink {
+            b.order(Job::Views {
                 count,
                 size: payload.len(),
             });
@@ -442,7 +443,7 @@ fn pattern(len: usize) -> Vec<u8> {
 // --- Timed loops, parent side -------------------------------------------------
 
 fn raw_sink(bench: &mut Bench, payload: &[u8], count: u64) -> (Duration, u64) {
-    bench.order(Job::RawSink {
+    bench.order(Job::Raw {
         count,
         size: payload.len(),
     });
@@ -460,7 +461,7 @@ fn raw_sink(bench: &mut Bench, payload: &[u8], count: u64) -> (Duration, u64) {
 }
 
 fn copy_sink(bench: &mut Bench, payload: &[u8], count: u64) -> (Duration, u64) {
-    bench.order(Job::CopySink {
+    bench.order(Job::Copying {
         count,
         size: payload.len(),
     });
@@ -475,7 +476,7 @@ fn copy_sink(bench: &mut Bench, payload: &[u8], count: u64) -> (Duration, u64) {
 fn view_sink(bench: &mut Bench, bufs: Vec<SharedBuf>) -> (Duration, u64) {
     let count = bufs.len() as u64;
     let size = bufs.first().map_or(0, |buf| buf.len());
-    bench.order(Job::ViewSink { count, size });
+    bench.order(Job::Views { count, size });
     let start = Instant::now();
     for buf in bufs {
         bench.ours.send_shared(buf).expect("send_shared");
@@ -502,7 +503,7 @@ fn peer() {
         sink.resize(BIG, 0);
         control.send("ready").expect("peer: ready");
         match job {
-            Job::RawSink { count, size } => {
+            Job::Raw { count, size } => {
                 for _ in 0..count {
                     let mut header = [0u8; 4];
                     raw.read_exact(&mut header).expect("peer: raw header");
@@ -512,7 +513,7 @@ fn peer() {
                 }
                 raw.write_all(b"k").expect("peer: raw ack");
             }
-            Job::CopySink { count, size } => {
+            Job::Copying { count, size } => {
                 for _ in 0..count {
                     let len = ours
                         .recv_bytes_into(&mut sink, 0)
@@ -521,7 +522,7 @@ fn peer() {
                 }
                 ours.send_bytes(b"k").expect("peer: ack");
             }
-            Job::ViewSink { count, size } => {
+            Job::Views { count, size } => {
                 for _ in 0..count {
                     let view = ours.recv_shared().expect("peer: recv_shared");
                     check(&view, size);

@@ -343,12 +343,9 @@ fn try_send_holds_the_memfd_until_the_header_goes() {
     let writer = std::thread::spawn(move || {
         sender.send_unsent(rest).unwrap();
         // Still full, most likely: the header waits with its memfd.
-        match sender.try_send_bytes(&data).unwrap() {
-            Some(unsent) => {
-                assert!(unsent.len() <= 12, "{}", unsent.len());
-                sender.send_unsent(unsent).unwrap();
-            }
-            None => {}
+        if let Some(unsent) = sender.try_send_bytes(&data).unwrap() {
+            assert!(unsent.len() <= 12, "{}", unsent.len());
+            sender.send_unsent(unsent).unwrap();
         }
         sender.send_bytes(b"last").unwrap();
     });

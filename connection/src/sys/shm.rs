@@ -154,7 +154,7 @@ pub(crate) fn read_to_vec(fd: BorrowedFd<'_>, len: usize, out: &mut Vec<u8>) -> 
         let room = end - out.len();
         let spare = &mut out.spare_capacity_mut()[..room];
         match rustix::io::pread(fd, spare, offset) {
-            Ok((filled, _)) if filled.is_empty() => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(([], _)) => return Err(io::ErrorKind::UnexpectedEof.into()),
             Ok((filled, _)) => {
                 let n = filled.len();
                 // SAFETY: pread initialized the first `n` bytes of the spare
