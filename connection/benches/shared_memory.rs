@@ -26,23 +26,19 @@
 
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
-use std::os::unix::net::UnixStream;
-use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use connection::{Connection, ErrorKind, SharedBuf};
+use connection::SharedBuf;
 use rustix::fs::{FallocateFlags, MemfdFlags};
 use rustix::mm::{MapFlags, ProtFlags};
 use serde::{Deserialize, Serialize};
 
 #[path = "stats.rs"]
 mod stats;
+#[path = "common/two_processes.rs"]
+mod two_processes;
 use stats::median;
-
-const PEER_ENV: &str = "SHM_BENCH_PEER";
-const CONTROL_ENV: &str = "SHM_BENCH_CONTROL";
-const OURS_ENV: &str = "SHM_BENCH_OURS";
-const RAW_ENV: &str = "SHM_BENCH_RAW";
+use two_processes::Bench;
 
 const MIB: usize = 1 << 20;
 const BIG: usize = 64 * MIB;
@@ -67,7 +63,7 @@ enum Job {
 }
 
 fn main() {
-    if std::env::var_os(PEER_ENV).is_some() {
+    if two_processes::is_peer() {
         peer();
         return;
     }
@@ -157,34 +153,18 @@ fn page_fault_costs(rounds: usize) -> Vec<(&'static str, f64)> {
         (
             "fill: new memfd + ftruncate + mmap + memcpy",
             gbps(rounds, || {
-                let fd = memfd();
-                rustix::fs::ftruncate(&fd, BIG as u64).expect("ftruncate");
-                let ptr = map(
-                    &fd,
-                    BIG,
-                    ProtFlags::READ | ProtFlags::WRITE,
-                    MapFlags::empty(),
-                );
-                // SAFETY: the mapping is BIG writable bytes, ours alone.
-                unsafe { std::slice::from_raw_parts_mut(ptr, BIG) }.copy_from_slice(&data);
-                unmap(ptr, BIG);
+                fill_mapped(&data, |fd| {
+                    rustix::fs::ftruncate(fd, BIG as u64).expect("ftruncate")
+                })
             }),
         ),
         (
             "fill: new memfd + fallocate + mmap + memcpy",
             gbps(rounds, || {
-                let fd = memfd();
-                rustix::fs::fallocate(&fd, FallocateFlags::empty(), 0, BIG as u64)
-                    .expect("fallocate");
-                let ptr = map(
-                    &fd,
-                    BIG,
-                    ProtFlags::READ | ProtFlags::WRITE,
-                    MapFlags::empty(),
-                );
-                // SAFETY: the mapping is BIG writable bytes, ours alone.
-                unsafe { std::slice::from_raw_parts_mut(ptr, BIG) }.copy_from_slice(&data);
-                unmap(ptr, BIG);
+                fill_mapped(&data, |fd| {
+                    rustix::fs::fallocate(fd, FallocateFlags::empty(), 0, BIG as u64)
+                        .expect("fallocate")
+                })
             }),
         ),
         (
@@ -232,6 +212,21 @@ fn page_fault_costs(rounds: usize) -> Vec<(&'static str, f64)> {
     ]
 }
 
+/// A new memfd sized by `size`, mapped, `data` copied in, unmapped.
+fn fill_mapped(data: &[u8], size: impl FnOnce(&OwnedFd)) {
+    let fd = memfd();
+    size(&fd);
+    let ptr = map(
+        &fd,
+        BIG,
+        ProtFlags::READ | ProtFlags::WRITE,
+        MapFlags::empty(),
+    );
+    // SAFETY: the mapping is BIG writable bytes, ours alone.
+    unsafe { std::slice::from_raw_parts_mut(ptr, BIG) }.copy_from_slice(data);
+    unmap(ptr, BIG);
+}
+
 fn write_all_at(fd: &OwnedFd, data: &[u8]) {
     let mut done = 0;
     while done < data.len() {
@@ -255,56 +250,6 @@ fn print_faults(rows: &[(&str, f64)], rounds: usize) {
 }
 
 // --- Parts 2 and 3: two processes -------------------------------------------
-
-struct Bench {
-    peer: Child,
-    control: Connection,
-    ours: Connection,
-    raw: UnixStream,
-}
-
-impl Bench {
-    fn start() -> Bench {
-        let (control, control_peer) = connection::pipe().expect("control pipe");
-        let (ours, ours_peer) = connection::pipe().expect("pipe");
-        let (raw, raw_peer) = UnixStream::pair().expect("socketpair");
-        let mut command = Command::new(std::env::current_exe().expect("current_exe"));
-        command.env(PEER_ENV, "1");
-        control_peer
-            .pass_to_child(&mut command, CONTROL_ENV)
-            .expect("pass control");
-        ours_peer
-            .pass_to_child(&mut command, OURS_ENV)
-            .expect("pass ours");
-        let mut raw_peer = Connection::from(OwnedFd::from(raw_peer));
-        raw_peer
-            .set_shared_memory(false)
-            .expect("raw: no shared memory");
-        raw_peer
-            .pass_to_child(&mut command, RAW_ENV)
-            .expect("pass raw");
-        let peer = command.spawn().expect("spawn peer");
-        drop(command);
-        Bench {
-            peer,
-            control,
-            ours,
-            raw,
-        }
-    }
-
-    fn order(&mut self, job: Job) {
-        self.control.send(&job).expect("send job");
-        let ready: String = self.control.recv().expect("peer ready");
-        assert_eq!(ready, "ready");
-    }
-
-    fn finish(mut self) {
-        drop(self.control);
-        let status = self.peer.wait().expect("wait for peer");
-        assert!(status.success(), "bench peer failed: {status}");
-    }
-}
 
 struct Row {
     case: String,
@@ -488,20 +433,9 @@ fn view_sink(bench: &mut Bench, bufs: Vec<SharedBuf>) -> (Duration, u64) {
 // --- The peer process -----------------------------------------------------------
 
 fn peer() {
-    let mut control = Connection::from_env(CONTROL_ENV).expect("control connection");
-    let mut ours = Connection::from_env(OURS_ENV).expect("ours connection");
-    let mut raw = UnixStream::from(OwnedFd::from(
-        Connection::from_env(RAW_ENV).expect("raw connection"),
-    ));
-    let mut sink = Vec::new();
-    loop {
-        let job: Job = match control.recv() {
-            Ok(job) => job,
-            Err(err) if err.kind() == ErrorKind::Eof => return,
-            Err(err) => panic!("peer: control: {err}"),
-        };
-        sink.resize(BIG, 0);
-        control.send("ready").expect("peer: ready");
+    let (mut orders, mut ours, mut raw) = two_processes::claim_peer_ends();
+    let mut sink = vec![0u8; BIG];
+    while let Some(job) = orders.next_job::<Job>() {
         match job {
             Job::Raw { count, size } => {
                 for _ in 0..count {

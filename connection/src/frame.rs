@@ -201,9 +201,17 @@ pub(crate) fn is_reset(err: &io::Error) -> bool {
 /// Reads until `buf` is full. Returns how many bytes arrived before end of
 /// file (or a reset, which is the same for us) if it came first.
 fn read_full(socket: &Socket, buf: &mut [u8]) -> Result<Option<usize>> {
+    fill_with(buf, |rest| socket.read(rest))
+}
+
+/// Fills `buf` with `read`, as [`read_full`] does.
+fn fill_with(
+    buf: &mut [u8],
+    mut read: impl FnMut(&mut [u8]) -> io::Result<usize>,
+) -> Result<Option<usize>> {
     let mut filled = 0;
     while filled < buf.len() {
-        match socket.read(&mut buf[filled..]) {
+        match read(&mut buf[filled..]) {
             Ok(0) => return Ok(Some(filled)),
             Ok(n) => filled += n,
             // Inside a message a signal must not cost us our place in the
@@ -321,20 +329,7 @@ fn read_full_with_fds(
     buf: &mut [u8],
     fds: &mut Vec<OwnedFd>,
 ) -> Result<Option<usize>> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match socket.read_with_fds(&mut buf[filled..], fds) {
-            Ok(0) => return Ok(Some(filled)),
-            Ok(n) => filled += n,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(err) if is_reset(&err) => return Ok(Some(filled)),
-            Err(err) => {
-                let context = format!("receive ({filled} of {} bytes read)", buf.len());
-                return Err(Error::io(err, context));
-            }
-        }
-    }
-    Ok(None)
+    fill_with(buf, |rest| socket.read_with_fds(rest, fds))
 }
 
 /// How much room to set aside for the next read of a `len`-byte payload of
