@@ -529,14 +529,34 @@ impl Connection {
     /// ```
     pub fn recv_bytes_max(&mut self, max_len: usize) -> Result<Vec<u8>> {
         let limit = self.max_message_size.min(max_len as u64);
-        let mut out = Vec::new();
-        match self.next_message(limit)? {
-            Message::Stream(len) => self.read_payload(len, &mut out)?,
-            Message::Shared(incoming) => {
+        match self.recv_payload(limit)? {
+            Payload::Bytes(bytes) => Ok(bytes),
+            Payload::Shared(incoming) => {
+                let mut out = Vec::new();
                 incoming.read_to_vec(in_memory_len(incoming.len)?, &mut out)?;
+                Ok(out)
             }
         }
-        Ok(out)
+    }
+
+    /// Receives one message within `limit` bytes, for a receive that puts
+    /// it in memory of its own (a typed receive into a `Vec<T>`): a
+    /// message that came through the socket is read (into a buffer that
+    /// grows as bytes arrive, so a lying header costs little); one that
+    /// came as shared memory is handed over unread, its length known and
+    /// checked, so the caller can allocate exactly that and copy it once
+    /// with [`shared::Incoming::read_into`] (or map it with
+    /// [`shared::Incoming::map`]). Errors as
+    /// [`recv_bytes_max`](Connection::recv_bytes_max).
+    pub(crate) fn recv_payload(&mut self, limit: u64) -> Result<Payload> {
+        match self.next_message(limit)? {
+            Message::Stream(len) => {
+                let mut out = Vec::new();
+                self.read_payload(len, &mut out)?;
+                Ok(Payload::Bytes(out))
+            }
+            Message::Shared(incoming) => Ok(Payload::Shared(incoming)),
+        }
     }
 
     /// Receives one message into `buffer` at `offset` and returns its length.
@@ -622,13 +642,9 @@ impl Connection {
     /// # Ok::<(), connection::Error>(())
     /// ```
     pub fn recv_shared(&mut self) -> Result<SharedView> {
-        match self.next_message(self.max_message_size)? {
-            Message::Stream(len) => {
-                let mut out = Vec::new();
-                self.read_payload(len, &mut out)?;
-                Ok(SharedView::owned(out))
-            }
-            Message::Shared(incoming) => {
+        match self.recv_payload(self.max_message_size)? {
+            Payload::Bytes(bytes) => Ok(SharedView::owned(bytes)),
+            Payload::Shared(incoming) => {
                 let mapping = incoming.map(in_memory_len(incoming.len)?)?;
                 Ok(SharedView::mapped(mapping))
             }
@@ -968,6 +984,14 @@ enum Message {
     /// Its payload of this length follows in the stream.
     Stream(u64),
     /// Its payload is in this checked memfd.
+    Shared(shared::Incoming),
+}
+
+/// A received message, from [`Connection::recv_payload`].
+pub(crate) enum Payload {
+    /// Came through the socket: these bytes.
+    Bytes(Vec<u8>),
+    /// Came as shared memory: checked, not read yet.
     Shared(shared::Incoming),
 }
 

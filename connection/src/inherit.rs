@@ -364,4 +364,28 @@ mod tests {
             assert_eq!(err.kind(), ErrorKind::InvalidInput, "{name:?}");
         }
     }
+
+    #[test]
+    fn the_shared_memory_setting_travels_in_the_variable() {
+        for (tag, direction, shared) in [
+            ("rw+shm", Direction::Both, true),
+            ("w+shm", Direction::WriteOnly, true),
+            ("rw", Direction::Both, false),
+            ("r", Direction::ReadOnly, false),
+        ] {
+            let (end, _other) = crate::pipe().unwrap();
+            let raw = OwnedFd::from(end).into_raw_fd();
+            let var = format!("CONNECTION_TEST_SHM_TAG_{}", tag.replace('+', "_"));
+            std::env::set_var(&var, format!("{raw}:{tag}"));
+            let conn = Connection::from_env(&var).unwrap();
+            assert_eq!(conn.direction(), direction, "{tag}");
+            assert_eq!(conn.shared_memory(), shared, "{tag}");
+            // Left open, as a claimed number stays claimed (see above).
+            let _ = OwnedFd::from(conn).into_raw_fd();
+        }
+        let var = "CONNECTION_TEST_SHM_TAG_BAD";
+        std::env::set_var(var, "0:+shm");
+        let err = Connection::from_env(var).unwrap_err();
+        assert!(err.to_string().contains("unknown mode"), "{err}");
+    }
 }
