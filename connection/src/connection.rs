@@ -681,9 +681,9 @@ impl Connection {
     /// use connection::{Address, Client, Listener};
     ///
     /// let address = Address::Unix(dir.join("socket"));
-    /// let listener = Listener::bind(&address)?;
+    /// let mut listener = Listener::bind(&address)?;
     /// let client = std::thread::spawn(move || -> connection::Result<()> {
-    ///     let mut conn = Client::connect(&address)?;
+    ///     let mut conn = Client::new().connect(&address)?;
     ///     conn.set_shared_memory(true)?;
     ///     let mut buf = connection::SharedBuf::new(4 << 20)?;
     ///     buf.fill(1);
