@@ -75,9 +75,10 @@ use crate::sys::shm::{self, Mapping};
 /// Why the copying calls do not take the path unless told: on the machine
 /// this crate is measured on (a virtual machine where fresh memory is
 /// expensive), a copy into fresh shared memory and out again runs at a
-/// quarter of the socket's speed at every size from 256 KiB to 64 MiB
-/// (the `shared_memory` bench); where fresh pages are cheap, a threshold
-/// of about 1 MiB is the place to start measuring.
+/// quarter to a third of the socket's speed at every size from 256 KiB to
+/// 64 MiB (the `shared_memory` bench; the crate's README has the figures).
+/// Where fresh pages are cheap, a threshold of about 1 MiB is the place to
+/// start measuring.
 /// [`SharedBuf`] and [`Connection::send_shared`](crate::Connection::send_shared)
 /// always go by descriptor between ends that agreed.
 pub const SHARED_MEMORY_THRESHOLD_ENV: &str = "CONNECTION_SHARED_MEMORY_THRESHOLD";
