@@ -4,7 +4,7 @@
 //! The baseline is what a careful hand-written protocol would do over a
 //! `std::os::unix::net::UnixStream` pair: a 4-byte big-endian length and the
 //! payload, reused buffers, no serde. Both sides run in two processes: this
-//! binary re-executes itself as the peer (see [`PEER_ENV`]) and hands it its
+//! binary re-executes itself as the peer (see `two_processes.rs`) and hands it its
 //! ends with `Connection::pass_to_child`.
 //!
 //! Raw and ours are measured interleaved, several rounds each, and the table
@@ -18,24 +18,18 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
-use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use connection::{Connection, ErrorKind};
 use serde::{Deserialize, Serialize};
 
 use common::{small, Small};
 #[path = "stats.rs"]
 mod stats;
+#[path = "common/two_processes.rs"]
+mod two_processes;
 use stats::median;
-
-/// Set in the re-executed child: it serves the cases instead of driving them.
-const PEER_ENV: &str = "CONNECTION_BENCH_PEER";
-const CONTROL_ENV: &str = "CONNECTION_BENCH_CONTROL";
-const OURS_ENV: &str = "CONNECTION_BENCH_OURS";
-const RAW_ENV: &str = "CONNECTION_BENCH_RAW";
+use two_processes::Bench;
 
 /// The raw baseline joins header and payload in one write up to this size,
 /// as `Connection` does (and CPython), so that both make one system call.
@@ -68,7 +62,7 @@ enum Job {
 }
 
 fn main() {
-    if std::env::var_os(PEER_ENV).is_some() {
+    if two_processes::is_peer() {
         peer();
         return;
     }
@@ -112,58 +106,6 @@ impl Plan {
             mib1_count: 2,
             mib16_count: 1,
         }
-    }
-}
-
-/// The parent's side: the peer process and the three connections to it.
-struct Bench {
-    peer: Child,
-    control: Connection,
-    ours: Connection,
-    raw: UnixStream,
-    raw_scratch: Vec<u8>,
-}
-
-impl Bench {
-    fn start() -> Bench {
-        let (control, control_peer) = connection::pipe().expect("control pipe");
-        let (ours, ours_peer) = connection::pipe().expect("pipe");
-        let (raw, raw_peer) = UnixStream::pair().expect("socketpair");
-        let mut command = Command::new(std::env::current_exe().expect("current_exe"));
-        command.env(PEER_ENV, "1");
-        control_peer
-            .pass_to_child(&mut command, CONTROL_ENV)
-            .expect("pass control");
-        ours_peer
-            .pass_to_child(&mut command, OURS_ENV)
-            .expect("pass ours");
-        Connection::from(OwnedFd::from(raw_peer))
-            .pass_to_child(&mut command, RAW_ENV)
-            .expect("pass raw");
-        let peer = command.spawn().expect("spawn peer");
-        // Closes our copies of the peer's ends, so that its death is our EOF.
-        drop(command);
-        Bench {
-            peer,
-            control,
-            ours,
-            raw,
-            raw_scratch: Vec::new(),
-        }
-    }
-
-    /// Tells the peer what comes next and waits until it is ready, so that
-    /// the timed section starts with both sides in place.
-    fn order(&mut self, job: Job) {
-        self.control.send(&job).expect("send job");
-        let ready: String = self.control.recv().expect("peer ready");
-        assert_eq!(ready, "ready");
-    }
-
-    fn finish(mut self) {
-        drop(self.control);
-        let status = self.peer.wait().expect("wait for peer");
-        assert!(status.success(), "bench peer failed: {status}");
     }
 }
 
@@ -471,21 +413,11 @@ fn raw_header(stream: &mut UnixStream) -> std::io::Result<usize> {
 // --- The peer process ---------------------------------------------------------
 
 fn peer() {
-    let mut control = Connection::from_env(CONTROL_ENV).expect("control connection");
-    let mut ours = Connection::from_env(OURS_ENV).expect("ours connection");
-    let mut raw = UnixStream::from(OwnedFd::from(
-        Connection::from_env(RAW_ENV).expect("raw connection"),
-    ));
+    let (mut orders, mut ours, mut raw) = two_processes::claim_peer_ends();
     let mut scratch = Vec::new();
     let mut message = Vec::new();
     let mut sink = Vec::new();
-    loop {
-        let job: Job = match control.recv() {
-            Ok(job) => job,
-            Err(err) if err.kind() == ErrorKind::Eof => return,
-            Err(err) => panic!("peer: control: {err}"),
-        };
-        control.send("ready").expect("peer: ready");
+    while let Some(job) = orders.next_job::<Job>() {
         match job {
             Job::RawEcho { iters } => {
                 for _ in 0..iters {

@@ -10,7 +10,9 @@ use serde::Serialize;
 use crate::codec;
 use crate::error::{Error, ErrorKind, Result};
 use crate::frame;
-use crate::sys::{self, PollFd, Socket};
+use crate::shared::{self, SharedBuf, SharedView};
+use crate::sys::shm;
+use crate::sys::{self, PollFd, Socket, Wait};
 
 /// The largest message a connection accepts unless told otherwise: 1 GiB.
 ///
@@ -50,6 +52,12 @@ pub struct Connection {
     /// Length of a message whose header was read but whose payload was not,
     /// because it was larger than the receiving call allowed.
     pending_len: Option<u64>,
+    /// A shared-memory message left unread the same way.
+    pending_shared: Option<shared::Incoming>,
+    /// Whether this end sends and accepts shared-memory messages.
+    shared_memory: shared::Mode,
+    /// The smallest payload the copying calls send as shared memory.
+    shared_memory_threshold: Option<usize>,
     /// Set once the stream has lost its message boundaries (a truncated
     /// message or a malformed header): every later receive fails with it.
     broken: Option<ErrorKind>,
@@ -67,6 +75,8 @@ pub(crate) struct Parts {
     pub(crate) pending_len: Option<u64>,
     /// Why the stream's message boundaries are lost, if they are.
     pub(crate) broken: Option<ErrorKind>,
+    /// Whether the end sends and accepts shared-memory messages.
+    pub(crate) shared_memory: shared::Mode,
 }
 
 /// Which ways an end of a connection carries messages: both, or one (the
@@ -152,9 +162,19 @@ impl Connection {
             direction,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             pending_len: None,
+            pending_shared: None,
+            shared_memory: shared::Mode::Off,
+            shared_memory_threshold: shared::default_threshold(),
             broken: None,
             scratch: Vec::new(),
         }
+    }
+
+    /// An end that agreed with its peer to send large messages as shared
+    /// memory (both ends of a `pipe()`).
+    pub(crate) fn with_shared_memory(mut self) -> Connection {
+        self.shared_memory = shared::Mode::On;
+        self
     }
 
     /// Takes the connection apart, receive state included, for a type that
@@ -167,6 +187,7 @@ impl Connection {
             max_message_size: self.max_message_size,
             pending_len: self.pending_len,
             broken: self.broken,
+            shared_memory: self.shared_memory,
         }
     }
 
@@ -177,6 +198,7 @@ impl Connection {
         conn.max_message_size = parts.max_message_size;
         conn.pending_len = parts.pending_len;
         conn.broken = parts.broken;
+        conn.shared_memory = parts.shared_memory;
         conn
     }
 
@@ -233,6 +255,10 @@ impl Connection {
         buf.clear();
         buf.resize(frame::HEADER_ROOM, 0);
         let result = encode(&mut buf).and_then(|()| {
+            if let Some(memfd) = self.share_copy(&buf[frame::HEADER_ROOM..]) {
+                let len = buf.len() - frame::HEADER_ROOM;
+                return self.write_shared(memfd, len, Wait::ForRoom).map(drop);
+            }
             frame::write_reserved(&self.socket, &mut buf).map_err(|err| {
                 let len = buf.len() - frame::HEADER_ROOM;
                 send_error(err, format!("send {len}-byte message"))
@@ -301,7 +327,14 @@ impl Connection {
 
     /// Reads one whole message and decodes it with `decode`.
     fn recv_decoded<T>(&mut self, decode: impl FnOnce(&[u8]) -> Result<T>) -> Result<T> {
-        let len = self.next_message_len(self.max_message_size)?;
+        let len = match self.next_message(self.max_message_size)? {
+            Message::Stream(len) => len,
+            // Decoded straight from the sender's pages: no copy.
+            Message::Shared(incoming) => {
+                let mapping = incoming.map(in_memory_len(incoming.len)?)?;
+                return decode(mapping.as_slice());
+            }
+        };
         let mut buf = std::mem::take(&mut self.scratch);
         let result = self.read_payload(len, &mut buf).and_then(|()| decode(&buf));
         self.keep_scratch(buf);
@@ -320,6 +353,11 @@ impl Connection {
     /// ```
     pub fn send_bytes(&mut self, bytes: &[u8]) -> Result<()> {
         self.check_writable()?;
+        if let Some(memfd) = self.share_copy(bytes) {
+            return self
+                .write_shared(memfd, bytes.len(), Wait::ForRoom)
+                .map(drop);
+        }
         let mut scratch = std::mem::take(&mut self.scratch);
         let result = frame::write_message(&self.socket, bytes, &mut scratch)
             .map_err(|err| send_error(err, format!("send {}-byte message", bytes.len())));
@@ -343,10 +381,16 @@ impl Connection {
     /// one that stopped reading: it sends directly when there is room, and
     /// hands what is left to a thread of its own.
     ///
+    /// A message that goes as shared memory (see [`crate::shared`]) is
+    /// copied into its memfd first; only its 12-byte header can then be
+    /// left unsent, and the [`UnsentMessage`] holds the memfd until it goes.
+    ///
     /// # Examples
     ///
     /// ```
     /// let (mut a, mut b) = connection::pipe()?;
+    /// // Through the socket: as shared memory a message never fills it.
+    /// a.set_shared_memory(false)?;
     /// // Small enough for the socket buffer: sent at once.
     /// assert!(a.try_send_bytes(b"hello")?.is_none());
     /// // Larger than any socket buffer, and nobody reads yet.
@@ -362,6 +406,9 @@ impl Connection {
     /// ```
     pub fn try_send_bytes(&mut self, bytes: &[u8]) -> Result<Option<UnsentMessage>> {
         self.check_writable()?;
+        if let Some(memfd) = self.share_copy(bytes) {
+            return self.write_shared(memfd, bytes.len(), Wait::No);
+        }
         let mut scratch = std::mem::take(&mut self.scratch);
         let rest = frame::try_write_message(&self.socket, bytes, &mut scratch)
             .map_err(|err| send_error(err, format!("send {}-byte message", bytes.len())));
@@ -370,6 +417,7 @@ impl Connection {
         Ok((!rest.is_empty()).then_some(UnsentMessage {
             rest,
             message_len: bytes.len(),
+            memfd: None,
         }))
     }
 
@@ -378,6 +426,12 @@ impl Connection {
     /// to read as [`send_bytes`](Connection::send_bytes) does.
     pub fn send_unsent(&mut self, unsent: UnsentMessage) -> Result<()> {
         self.check_writable()?;
+        if let Some(memfd) = unsent.memfd {
+            // Nothing of it went out yet: the whole header, with the memfd.
+            return self
+                .write_shared(memfd, unsent.message_len, Wait::ForRoom)
+                .map(drop);
+        }
         frame::write_rest(&self.socket, &unsent.rest).map_err(|err| {
             let context = format!("send the rest of a {}-byte message", unsent.message_len);
             send_error(err, context)
@@ -475,10 +529,34 @@ impl Connection {
     /// ```
     pub fn recv_bytes_max(&mut self, max_len: usize) -> Result<Vec<u8>> {
         let limit = self.max_message_size.min(max_len as u64);
-        let len = self.next_message_len(limit)?;
-        let mut out = Vec::new();
-        self.read_payload(len, &mut out)?;
-        Ok(out)
+        match self.recv_payload(limit)? {
+            Payload::Bytes(bytes) => Ok(bytes),
+            Payload::Shared(incoming) => {
+                let mut out = Vec::new();
+                incoming.read_to_vec(in_memory_len(incoming.len)?, &mut out)?;
+                Ok(out)
+            }
+        }
+    }
+
+    /// Receives one message within `limit` bytes, for a receive that puts
+    /// it in memory of its own (a typed receive into a `Vec<T>`): a
+    /// message that came through the socket is read (into a buffer that
+    /// grows as bytes arrive, so a lying header costs little); one that
+    /// came as shared memory is handed over unread, its length known and
+    /// checked, so the caller can allocate exactly that and copy it once
+    /// with [`shared::Incoming::read_into`] (or map it with
+    /// [`shared::Incoming::map`]). Errors as
+    /// [`recv_bytes_max`](Connection::recv_bytes_max).
+    pub(crate) fn recv_payload(&mut self, limit: u64) -> Result<Payload> {
+        match self.next_message(limit)? {
+            Message::Stream(len) => {
+                let mut out = Vec::new();
+                self.read_payload(len, &mut out)?;
+                Ok(Payload::Bytes(out))
+            }
+            Message::Shared(incoming) => Ok(Payload::Shared(incoming)),
+        }
     }
 
     /// Receives one message into `buffer` at `offset` and returns its length.
@@ -501,7 +579,10 @@ impl Connection {
     /// ```
     pub fn recv_bytes_into(&mut self, buffer: &mut [u8], offset: usize) -> Result<usize> {
         let room = room_after(buffer, offset)?;
-        let len = self.next_message_len(self.max_message_size)?;
+        let len = match self.next_message(self.max_message_size)? {
+            Message::Stream(len) => len,
+            Message::Shared(incoming) => return shared_into(&incoming, room),
+        };
         if len <= room.len() as u64 {
             let target = &mut room[..len as usize];
             frame::read_payload_into(&self.socket, target)
@@ -512,6 +593,151 @@ impl Connection {
             self.read_payload(len, &mut message)?;
             Err(Error::buffer_too_short(message, room.len()))
         }
+    }
+
+    /// Sends a [`SharedBuf`] that the caller filled in place: the receiver
+    /// gets its pages, with no copy on either side, when this end uses
+    /// shared memory ([`shared_memory`](Connection::shared_memory)); an
+    /// end that does not sends its bytes through the socket instead, as
+    /// [`send_bytes`](Connection::send_bytes) would, whatever their size.
+    ///
+    /// The buffer is sealed and unmapped here: nobody can change it after.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use connection::SharedBuf;
+    ///
+    /// let (mut a, mut b) = connection::pipe()?;
+    /// let mut buf = SharedBuf::new(3)?;
+    /// buf.copy_from_slice(b"abc");
+    /// a.send_shared(buf)?;
+    /// assert_eq!(b.recv_bytes()?, b"abc");
+    /// # Ok::<(), connection::Error>(())
+    /// ```
+    pub fn send_shared(&mut self, buf: SharedBuf) -> Result<()> {
+        self.check_writable()?;
+        if !self.shared_memory.accepts() {
+            return self.send_bytes(&buf);
+        }
+        let (memfd, len) = buf.seal()?;
+        self.write_shared(memfd, len, Wait::ForRoom).map(drop)
+    }
+
+    /// Receives one message as a read-only [`SharedView`]: a mapping of
+    /// the sender's memory when it came as shared memory (no copy), or the
+    /// bytes read from the socket otherwise (small messages, or an end
+    /// that does not use shared memory).
+    ///
+    /// Errors as [`recv_bytes`](Connection::recv_bytes).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (mut a, mut b) = connection::pipe()?;
+    /// a.set_shared_memory_threshold(Some(1 << 20));
+    /// a.send_bytes(&vec![9u8; 2 << 20])?;
+    /// let view = b.recv_shared()?;
+    /// assert!(view.iter().all(|&byte| byte == 9));
+    /// # Ok::<(), connection::Error>(())
+    /// ```
+    pub fn recv_shared(&mut self) -> Result<SharedView> {
+        match self.recv_payload(self.max_message_size)? {
+            Payload::Bytes(bytes) => Ok(SharedView::owned(bytes)),
+            Payload::Shared(incoming) => {
+                let mapping = incoming.map(in_memory_len(incoming.len)?)?;
+                Ok(SharedView::mapped(mapping))
+            }
+        }
+    }
+
+    /// Whether this end sends [`SharedBuf`]s and payloads over its
+    /// [threshold](Connection::set_shared_memory_threshold) as shared
+    /// memory, and accepts them (see [`shared`](crate::shared)): true for
+    /// the ends of
+    /// [`pipe`](crate::pipe) and those passed to a child, false for a
+    /// [`Listener`](crate::Listener)/[`Client`](crate::Client) connection
+    /// unless turned on.
+    pub fn shared_memory(&self) -> bool {
+        self.shared_memory.accepts()
+    }
+
+    /// Turns shared memory for large messages on or off for this end. Both
+    /// ends must agree: turn it on at both ends of a
+    /// [`Listener`](crate::Listener)/[`Client`](crate::Client) connection
+    /// between two programs of this crate (never for a CPython peer, which
+    /// cannot read such messages), off on an end of [`pipe`](crate::pipe)
+    /// handed to a program that is not.
+    ///
+    /// Turning it on fails with [`ErrorKind::InvalidInput`] unless the
+    /// connection is over a Unix socket, the only kind that carries
+    /// descriptors.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("shm-doc-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir)?;
+    /// use connection::{Address, Client, Listener};
+    ///
+    /// let address = Address::Unix(dir.join("socket"));
+    /// let mut listener = Listener::bind(&address)?;
+    /// let client = std::thread::spawn(move || -> connection::Result<()> {
+    ///     let mut conn = Client::new().connect(&address)?;
+    ///     conn.set_shared_memory(true)?;
+    ///     let mut buf = connection::SharedBuf::new(4 << 20)?;
+    ///     buf.fill(1);
+    ///     conn.send_shared(buf)
+    /// });
+    /// let mut conn = listener.accept()?;
+    /// assert!(!conn.shared_memory()); // CPython-compatible by default
+    /// conn.set_shared_memory(true)?;
+    /// assert_eq!(conn.recv_shared()?.len(), 4 << 20);
+    /// client.join().unwrap()?;
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_shared_memory(&mut self, on: bool) -> Result<()> {
+        if !on {
+            self.shared_memory = shared::Mode::Off;
+            return Ok(());
+        }
+        if !shm::is_unix_socket(self.socket.fd()) {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "shared memory needs a Unix-socket connection, which carries descriptors",
+            ));
+        }
+        if self.shared_memory == shared::Mode::Off {
+            self.shared_memory = shared::Mode::On;
+        }
+        Ok(())
+    }
+
+    /// Sets the smallest payload that this end's copying calls
+    /// ([`send_bytes`](Connection::send_bytes), [`send`](Connection::send),
+    /// [`try_send_bytes`](Connection::try_send_bytes), ...) send as shared
+    /// memory when it uses it; `None` keeps them to the socket. New ends
+    /// take it from [`SHARED_MEMORY_THRESHOLD_ENV`](crate::shared::SHARED_MEMORY_THRESHOLD_ENV)
+    /// (none when unset: see there for the figures). The receiving end
+    /// needs no setting.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (mut a, mut b) = connection::pipe()?;
+    /// a.set_shared_memory_threshold(Some(1 << 20));
+    /// a.send_bytes(&vec![5u8; 4 << 20])?; // as shared memory
+    /// assert!(b.recv_shared()?.is_mapped() || connection::SharedBuf::new(1).is_err());
+    /// # Ok::<(), connection::Error>(())
+    /// ```
+    pub fn set_shared_memory_threshold(&mut self, bytes: Option<usize>) {
+        self.shared_memory_threshold = bytes;
+    }
+
+    /// What [`set_shared_memory_threshold`](Connection::set_shared_memory_threshold) set.
+    pub fn shared_memory_threshold(&self) -> Option<usize> {
+        self.shared_memory_threshold
     }
 
     /// Whether a message (or end of file) is ready to be received, waiting up
@@ -587,6 +813,8 @@ impl Connection {
             .map_err(|err| Error::io(err, "duplicate descriptor"))?;
         let mut clone = Connection::new(socket, self.direction);
         clone.max_message_size = self.max_message_size;
+        clone.shared_memory = self.shared_memory;
+        clone.shared_memory_threshold = self.shared_memory_threshold;
         Ok(clone)
     }
 
@@ -625,24 +853,97 @@ impl Connection {
         self.direction.check_send()
     }
 
-    /// Reads the next header (or takes the one left pending) and returns the
-    /// payload length if it is within `limit`. A message over the limit
-    /// stays pending for the next call.
-    fn next_message_len(&mut self, limit: u64) -> Result<u64> {
+    /// Reads the next header (or takes the one left pending) and returns
+    /// the message if its length is within `limit`. A message over the
+    /// limit stays pending for the next call.
+    fn next_message(&mut self, limit: u64) -> Result<Message> {
         self.check_readable()?;
         if let Some(kind) = self.broken {
             return Err(lost_boundaries(kind));
         }
-        let len = match self.pending_len {
-            Some(len) => len,
-            None => frame::read_header(&self.socket).map_err(|err| self.mark_broken(err))?,
+        let message = match (self.pending_shared.take(), self.pending_len.take()) {
+            (Some(incoming), _) => Message::Shared(incoming),
+            (None, Some(len)) => Message::Stream(len),
+            (None, None) => self.read_header()?,
         };
-        if len > limit {
-            self.pending_len = Some(len);
-            return Err(too_large(len, limit, self.max_message_size));
+        match message {
+            Message::Stream(len) if len > limit => {
+                self.pending_len = Some(len);
+                Err(too_large(len, limit, self.max_message_size))
+            }
+            Message::Shared(incoming) if incoming.len > limit => {
+                let len = incoming.len;
+                self.pending_shared = Some(incoming);
+                Err(too_large(len, limit, self.max_message_size))
+            }
+            message => Ok(message),
         }
-        self.pending_len = None;
-        Ok(len)
+    }
+
+    /// Reads a header from the stream. Where shared memory was agreed, it
+    /// is read with the descriptors that came with it, and a shared-memory
+    /// message's descriptor is checked: a refused one is an error that
+    /// leaves the stream at the next message.
+    fn read_header(&mut self) -> Result<Message> {
+        if !self.shared_memory.accepts() {
+            let len = frame::read_header(&self.socket).map_err(|err| self.mark_broken(err))?;
+            return Ok(Message::Stream(len));
+        }
+        match frame::read_header_with_fds(&self.socket).map_err(|err| self.mark_broken(err))? {
+            frame::Header::Stream(len) => Ok(Message::Stream(len)),
+            frame::Header::Shared { len, fds } => {
+                shared::Incoming::check(fds, len).map(Message::Shared)
+            }
+        }
+    }
+
+    /// A sealed memfd holding a copy of `payload`, when this end sends it
+    /// as shared memory; `None` sends it through the socket: the end did
+    /// not agree, the payload is small, or the copy failed. A failure that
+    /// means memfds cannot be made here at all turns the path off for good.
+    fn share_copy(&mut self, payload: &[u8]) -> Option<OwnedFd> {
+        if !self
+            .shared_memory
+            .sends(payload.len(), self.shared_memory_threshold)
+        {
+            return None;
+        }
+        let sealed = shm::create_filled(payload).and_then(|memfd| {
+            shm::seal(memfd.as_fd())?;
+            Ok(memfd)
+        });
+        match sealed {
+            Ok(memfd) => Some(memfd),
+            Err(err) if shm::is_unavailable(&err) => {
+                tracing::debug!(error = %err, "no memfds here: large messages go through the socket");
+                self.shared_memory = shared::Mode::Unavailable;
+                None
+            }
+            Err(err) => {
+                tracing::debug!(error = %err, "message not copied to shared memory: sent through the socket");
+                None
+            }
+        }
+    }
+
+    /// Sends a sealed memfd of `len` bytes as one message, waiting for room
+    /// or not as `wait` says; what was left unwritten comes back.
+    fn write_shared(
+        &mut self,
+        memfd: OwnedFd,
+        len: usize,
+        wait: Wait,
+    ) -> Result<Option<UnsentMessage>> {
+        let (rest, sent_fd) = frame::write_shared(&self.socket, &memfd, len as u64, wait)
+            .map_err(|err| send_error(err, format!("send {len}-byte shared-memory message")))?;
+        if sent_fd {
+            shared::count_sent();
+        }
+        Ok((!rest.is_empty()).then(|| UnsentMessage {
+            rest,
+            message_len: len,
+            memfd: (!sent_fd).then_some(memfd),
+        }))
     }
 
     fn read_payload(&mut self, len: u64, out: &mut Vec<u8>) -> Result<()> {
@@ -674,6 +975,35 @@ impl Connection {
         if buf.capacity() <= SCRATCH_KEEP {
             buf.clear();
             self.scratch = buf;
+        }
+    }
+}
+
+/// A message whose header was read.
+enum Message {
+    /// Its payload of this length follows in the stream.
+    Stream(u64),
+    /// Its payload is in this checked memfd.
+    Shared(shared::Incoming),
+}
+
+/// A received message, from [`Connection::recv_payload`].
+pub(crate) enum Payload {
+    /// Came through the socket: these bytes.
+    Bytes(Vec<u8>),
+    /// Came as shared memory: checked, not read yet.
+    Shared(shared::Incoming),
+}
+
+/// `recv_bytes_into` for a shared-memory message.
+fn shared_into(incoming: &shared::Incoming, room: &mut [u8]) -> Result<usize> {
+    let len = in_memory_len(incoming.len)?;
+    match room.get_mut(..len) {
+        Some(target) => incoming.read_into(target).map(|()| len),
+        None => {
+            let mut message = Vec::new();
+            incoming.read_to_vec(len, &mut message)?;
+            Err(Error::buffer_too_short(message, room.len()))
         }
     }
 }
@@ -745,6 +1075,9 @@ pub(crate) fn send_error(err: std::io::Error, context: String) -> Error {
 pub struct UnsentMessage {
     rest: Vec<u8>,
     message_len: usize,
+    /// The sealed memfd of a shared-memory message whose header did not
+    /// start to go out: it goes with the header's first byte.
+    memfd: Option<OwnedFd>,
 }
 
 impl UnsentMessage {
@@ -826,6 +1159,8 @@ mod tests {
     #[test]
     fn try_send_never_blocks_and_the_rest_follows_in_order() {
         let (mut a, mut b) = pipe().unwrap();
+        // Through the socket (shared memory would take it whole).
+        a.set_shared_memory(false).unwrap();
         let first: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
         let rest = a.try_send_bytes(&first).unwrap().expect("cannot all fit");
         assert!(!rest.is_empty() && rest.len() < first.len());

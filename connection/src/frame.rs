@@ -9,8 +9,18 @@
 //! does, so that TCP's Nagle algorithm never holds back a lone header. Large
 //! ones are written with a vectored write, so the payload is never copied
 //! just to put a header in front of it.
+//!
+//! Between two ends that agreed to it (see [`crate::shared`]), a large
+//! payload travels instead as a sealed memfd passed with `SCM_RIGHTS`: the
+//! header is then the length `-2` ([`SHARED_MARKER`]) followed by the
+//! payload's 8-byte big-endian length, with the descriptor attached to its
+//! first byte, and no payload bytes follow in the stream. CPython treats
+//! any negative length other than `-1` as garbage, and so does an end
+//! that did not agree ([`ErrorKind::Protocol`]): neither can mistake it
+//! for a message.
 
 use std::io::{self, IoSlice, Read};
+use std::os::fd::{AsFd, OwnedFd};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::sys::{Socket, Wait};
@@ -34,6 +44,10 @@ const MAX_CHUNK: usize = 16 << 20;
 /// Room for the longest header, kept free in front of a payload so that the
 /// header can be written in place (see [`write_reserved`]).
 pub(crate) const HEADER_ROOM: usize = 12;
+
+/// The short length that announces a shared-memory message: its real
+/// length follows in 8 bytes, and its payload is the memfd attached.
+pub(crate) const SHARED_MARKER: i32 = -2;
 
 /// Writes the header for a `len`-byte payload into the end of `room` and
 /// returns how many bytes of `room` it used.
@@ -110,6 +124,47 @@ fn write_framed(
     Ok(rest)
 }
 
+/// The header of a shared-memory message of `len` bytes.
+fn shared_header(len: u64) -> [u8; HEADER_ROOM] {
+    let mut header = [0u8; HEADER_ROOM];
+    header[..4].copy_from_slice(&SHARED_MARKER.to_be_bytes());
+    header[4..].copy_from_slice(&len.to_be_bytes());
+    header
+}
+
+/// Writes the header of a shared-memory message of `len` bytes with
+/// `memfd` attached, waiting for room or not as `wait` says. Returns the
+/// header bytes left unwritten (only ever with [`Wait::No`]) and whether
+/// the descriptor went: it goes with the first byte, so it has gone
+/// unless nothing at all was written.
+pub(crate) fn write_shared(
+    socket: &Socket,
+    memfd: &OwnedFd,
+    len: u64,
+    wait: Wait,
+) -> io::Result<(Vec<u8>, bool)> {
+    let header = shared_header(len);
+    loop {
+        match socket.send_with_fd(&[IoSlice::new(&header)], memfd.as_fd(), wait) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(sent) => {
+                let mut rest = [IoSlice::new(&header[sent..])];
+                let mut bufs = &mut rest[..];
+                // An advanced slice that emptied drops out of `bufs`.
+                IoSlice::advance_slices(&mut bufs, 0);
+                write_slices(socket, &mut bufs, wait)?;
+                let unwritten = bufs.iter().flat_map(|buf| buf.iter().copied());
+                return Ok((unwritten.collect(), true));
+            }
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) if wait == Wait::No && err.kind() == io::ErrorKind::WouldBlock => {
+                return Ok((header.to_vec(), false));
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
 /// Writes the rest of a message that [`try_write_message`] began, waiting
 /// for room as needed.
 pub(crate) fn write_rest(socket: &Socket, rest: &[u8]) -> io::Result<()> {
@@ -146,9 +201,17 @@ pub(crate) fn is_reset(err: &io::Error) -> bool {
 /// Reads until `buf` is full. Returns how many bytes arrived before end of
 /// file (or a reset, which is the same for us) if it came first.
 fn read_full(socket: &Socket, buf: &mut [u8]) -> Result<Option<usize>> {
+    fill_with(buf, |rest| socket.read(rest))
+}
+
+/// Fills `buf` with `read`, as [`read_full`] does.
+fn fill_with(
+    buf: &mut [u8],
+    mut read: impl FnMut(&mut [u8]) -> io::Result<usize>,
+) -> Result<Option<usize>> {
     let mut filled = 0;
     while filled < buf.len() {
-        match socket.read(&mut buf[filled..]) {
+        match read(&mut buf[filled..]) {
             Ok(0) => return Ok(Some(filled)),
             Ok(n) => filled += n,
             // Inside a message a signal must not cost us our place in the
@@ -198,11 +261,75 @@ pub(crate) fn short_header_len(short: [u8; 4]) -> Result<Option<u64>> {
     match i32::from_be_bytes(short) {
         len @ 0.. => Ok(Some(len as u64)),
         -1 => Ok(None),
+        SHARED_MARKER => Err(Error::new(
+            ErrorKind::Protocol,
+            "a shared-memory message (length -2) on a connection that did not agree to them",
+        )),
         other => Err(Error::new(
             ErrorKind::Protocol,
             format!("invalid message length {other} in header"),
         )),
     }
+}
+
+/// A header read by [`read_header_with_fds`].
+#[derive(Debug)]
+pub(crate) enum Header {
+    /// A message whose payload follows in the stream.
+    Stream(u64),
+    /// A shared-memory message: its length and the descriptors that came
+    /// with its header (one, from an honest peer).
+    Shared { len: u64, fds: Vec<OwnedFd> },
+}
+
+/// [`read_header`] for an end that accepts shared-memory messages: reads
+/// with `recvmsg` so that descriptors sent with the header are caught.
+/// Those that come with an ordinary header were not announced, and are
+/// closed here.
+pub(crate) fn read_header_with_fds(socket: &Socket) -> Result<Header> {
+    let mut fds = Vec::new();
+    let mut short = [0u8; 4];
+    match read_full_with_fds(socket, &mut short, &mut fds)? {
+        None => {}
+        Some(0) => return Err(Error::new(ErrorKind::Eof, "")),
+        Some(got) => return Err(truncated("message header", 4, got)),
+    }
+    let marker = i32::from_be_bytes(short) == SHARED_MARKER;
+    let len = match short_header_len(short) {
+        Ok(Some(len)) => len,
+        // The long form, or the marker, whose length is always long.
+        Ok(None) => read_long_len(socket, &mut fds)?,
+        Err(_) if marker => read_long_len(socket, &mut fds)?,
+        Err(err) => return Err(err),
+    };
+    if marker {
+        return Ok(Header::Shared { len, fds });
+    }
+    if !fds.is_empty() {
+        tracing::debug!(
+            count = fds.len(),
+            "closed descriptors sent with an ordinary message"
+        );
+    }
+    Ok(Header::Stream(len))
+}
+
+/// The 8-byte length after a 4-byte header that announced one.
+fn read_long_len(socket: &Socket, fds: &mut Vec<OwnedFd>) -> Result<u64> {
+    let mut long = [0u8; 8];
+    if let Some(got) = read_full_with_fds(socket, &mut long, fds)? {
+        return Err(truncated("long message header", 12, 4 + got));
+    }
+    Ok(u64::from_be_bytes(long))
+}
+
+/// [`read_full`], collecting the descriptors that arrive into `fds`.
+fn read_full_with_fds(
+    socket: &Socket,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+) -> Result<Option<usize>> {
+    fill_with(buf, |rest| socket.read_with_fds(rest, fds))
 }
 
 /// How much room to set aside for the next read of a `len`-byte payload of

@@ -139,6 +139,12 @@ fn invalid(env_var: &str, why: impl std::fmt::Display) -> Error {
     Error::new(ErrorKind::InvalidInput, format!("{env_var}: {why}"))
 }
 
+/// What [`Connection::pass_to_child`] adds after the direction when the
+/// end it passes uses shared memory (`fd:rw+shm`), so that the child's end
+/// does too. An older `from_env` refuses the unknown mode rather than
+/// misread a shared-memory message.
+const SHARED_MEMORY_TAG: &str = "+shm";
+
 /// [`pass_fd_to_child`], with `tag` after the number (`fd:tag`).
 fn pass_tagged(fd: OwnedFd, command: &mut Command, env_var: &str, tag: Option<&str>) -> Result<()> {
     if env_var.is_empty() || env_var.contains(['=', '\0']) {
@@ -163,7 +169,8 @@ impl Connection {
     ///
     /// This is [`inherit::pass_fd_to_child`](crate::inherit::pass_fd_to_child)
     /// with the connection's [`Direction`] added to the variable's value
-    /// (`fd:rw`, `fd:r` or `fd:w`). `command` keeps the descriptor open
+    /// (`fd:rw`, `fd:r` or `fd:w`, then `+shm` when the end uses shared
+    /// memory, so the child's end does too). `command` keeps the descriptor open
     /// until it is dropped: drop it after spawning so that the parent's copy
     /// closes (and the other end sees end of file when the child exits).
     ///
@@ -185,7 +192,12 @@ impl Connection {
     /// ```
     pub fn pass_to_child(self, command: &mut Command, env_var: &str) -> Result<()> {
         let mode = self.direction().mode();
-        pass_tagged(self.into(), command, env_var, Some(mode))
+        // The child's end agrees to shared memory when this one does.
+        let tag = match self.shared_memory() {
+            true => format!("{mode}{SHARED_MEMORY_TAG}"),
+            false => mode.to_string(),
+        };
+        pass_tagged(self.into(), command, env_var, Some(&tag))
     }
 
     /// Rebuilds the connection a parent passed with
@@ -200,13 +212,22 @@ impl Connection {
     /// it was.
     pub fn from_env(env_var: &str) -> Result<Connection> {
         let named = NamedFd::from_env(env_var)?;
-        let direction = match named.tag.as_deref() {
+        let tag = named.tag.as_deref();
+        let (mode, shared_memory) = match tag.and_then(|tag| tag.strip_suffix(SHARED_MEMORY_TAG)) {
+            Some(mode) => (Some(mode), true),
+            None => (tag, false),
+        };
+        let direction = match mode {
             None => Direction::Both,
             Some(mode) => Direction::from_mode(mode)
                 .ok_or_else(|| invalid(env_var, format!("unknown mode {mode:?}")))?,
         };
         let fd = named.claim(Expect::Socket)?;
-        Ok(Connection::new(Socket::from_owned(fd), direction))
+        let conn = Connection::new(Socket::from_owned(fd), direction);
+        Ok(match shared_memory {
+            true => conn.with_shared_memory(),
+            false => conn,
+        })
     }
 }
 
@@ -342,5 +363,29 @@ mod tests {
             let err = pass_fd_to_child(file.into(), &mut Command::new("true"), name).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::InvalidInput, "{name:?}");
         }
+    }
+
+    #[test]
+    fn the_shared_memory_setting_travels_in_the_variable() {
+        for (tag, direction, shared) in [
+            ("rw+shm", Direction::Both, true),
+            ("w+shm", Direction::WriteOnly, true),
+            ("rw", Direction::Both, false),
+            ("r", Direction::ReadOnly, false),
+        ] {
+            let (end, _other) = crate::pipe().unwrap();
+            let raw = OwnedFd::from(end).into_raw_fd();
+            let var = format!("CONNECTION_TEST_SHM_TAG_{}", tag.replace('+', "_"));
+            std::env::set_var(&var, format!("{raw}:{tag}"));
+            let conn = Connection::from_env(&var).unwrap();
+            assert_eq!(conn.direction(), direction, "{tag}");
+            assert_eq!(conn.shared_memory(), shared, "{tag}");
+            // Left open, as a claimed number stays claimed (see above).
+            let _ = OwnedFd::from(conn).into_raw_fd();
+        }
+        let var = "CONNECTION_TEST_SHM_TAG_BAD";
+        std::env::set_var(var, "0:+shm");
+        let err = Connection::from_env(var).unwrap_err();
+        assert!(err.to_string().contains("unknown mode"), "{err}");
     }
 }

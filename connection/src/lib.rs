@@ -161,6 +161,31 @@
 //!
 //! Beyond any of these bounds is a [`ErrorKind::Decode`] error.
 //!
+//! # Shared memory for large messages
+//!
+//! Between two ends of this crate that agreed to it (both ends of a
+//! [`pipe`], an end passed to a child and rebuilt there, the `pool`
+//! crate's local workers; a [`Listener`]/[`Client`] connection only when
+//! both programs call [`Connection::set_shared_memory`]), a message can
+//! travel as a sealed memfd passed over the Unix socket instead of through
+//! it. With a [`SharedBuf`] filled in place and [`Connection::recv_shared`]
+//! nothing is copied at all; the copying calls take the same path from a
+//! threshold up, when one is set. The [`shared`] module has the rules, the
+//! checks a receiver makes, the wire marker and the figures.
+//!
+//! ```
+//! use connection::SharedBuf;
+//!
+//! let (mut a, mut b) = connection::pipe()?;
+//! let mut buf = SharedBuf::new(1 << 20)?; // 1 MiB of shared memory
+//! buf[..5].copy_from_slice(b"hello");
+//! a.send_shared(buf)?; // its descriptor goes, not its bytes
+//! let view = b.recv_shared()?; // a read-only mapping of the same pages
+//! assert_eq!(&view[..5], b"hello");
+//! assert_eq!(view.len(), 1 << 20);
+//! # Ok::<(), connection::Error>(())
+//! ```
+//!
 //! # Processes
 //!
 //! Pass an end to a child process (spawned with exec, not only forked) with
@@ -268,6 +293,7 @@ pub mod inherit;
 mod listener;
 pub mod pickle;
 mod pipe;
+pub mod shared;
 mod sys;
 #[cfg(feature = "tokio")]
 pub mod tokio;
@@ -283,4 +309,5 @@ pub use crate::listener::{
     DEFAULT_MAX_PENDING_HANDSHAKES,
 };
 pub use crate::pipe::{one_way_pipe, pipe};
+pub use crate::shared::{shared_memory_stats, SharedBuf, SharedMemoryStats, SharedView};
 pub use crate::wait::wait;

@@ -10,7 +10,8 @@ use crate::sys::Socket;
 /// sends, the other receives, in both directions.
 ///
 /// Built on a Unix `socketpair`, close-on-exec; pass an end to a child
-/// process with [`Connection::pass_to_child`].
+/// process with [`Connection::pass_to_child`]. Large messages between the
+/// two ends travel as shared memory (see [`crate::shared`]).
 ///
 /// # Examples
 ///
@@ -25,8 +26,8 @@ use crate::sys::Socket;
 pub fn pipe() -> Result<(Connection, Connection)> {
     let (a, b) = socket_pair()?;
     Ok((
-        Connection::new(a, Direction::Both),
-        Connection::new(b, Direction::Both),
+        Connection::new(a, Direction::Both).with_shared_memory(),
+        Connection::new(b, Direction::Both).with_shared_memory(),
     ))
 }
 
@@ -55,8 +56,8 @@ pub fn one_way_pipe() -> Result<(Connection, Connection)> {
     shut(&reader, Shutdown::Write)?;
     shut(&writer, Shutdown::Read)?;
     Ok((
-        Connection::new(reader, Direction::ReadOnly),
-        Connection::new(writer, Direction::WriteOnly),
+        Connection::new(reader, Direction::ReadOnly).with_shared_memory(),
+        Connection::new(writer, Direction::WriteOnly).with_shared_memory(),
     ))
 }
 

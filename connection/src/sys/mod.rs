@@ -6,6 +6,8 @@ mod accepting;
 #[cfg(unix)]
 mod ready;
 #[cfg(unix)]
+pub(crate) mod shm;
+#[cfg(unix)]
 mod unix;
 #[cfg(unix)]
 pub(crate) use accepting::is_out_of_descriptors;

@@ -1,7 +1,8 @@
 //! Unix sockets, `poll`, descriptor flags and descriptor inheritance,
 //! through `rustix` where it has a safe call (and `libc` where it has none).
 
-use std::io::{self, IoSlice};
+use std::io::{self, IoSlice, IoSliceMut};
+use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
@@ -12,8 +13,13 @@ use rustix::event::{PollFlags, Timespec};
 use rustix::fs::FileType;
 use rustix::io::FdFlags;
 use rustix::net::{
-    AddressFamily, RecvFlags, SendAncillaryBuffer, SendFlags, SocketFlags, SocketType,
+    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
+    SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
 };
+
+/// How many descriptors one read makes room for: one is all a message may
+/// carry; the room for more lets a receiver tell a peer that sent several.
+const MAX_FDS_SEEN: usize = 4;
 
 /// Whether a write may wait for room in the socket's buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,6 +90,50 @@ impl Socket {
         }
         let mut no_control = SendAncillaryBuffer::default();
         Ok(rustix::net::sendmsg(&self.0, bufs, &mut no_control, flags)?)
+    }
+
+    /// Writes some of `bufs` with `fd` attached (`SCM_RIGHTS`): the
+    /// descriptor travels with the first byte written, so it has gone
+    /// whenever the call wrote anything.
+    pub(crate) fn send_with_fd(
+        &self,
+        bufs: &[IoSlice<'_>],
+        fd: BorrowedFd<'_>,
+        wait: Wait,
+    ) -> io::Result<usize> {
+        let flags = match wait {
+            Wait::ForRoom => SendFlags::NOSIGNAL,
+            Wait::No => SendFlags::NOSIGNAL | SendFlags::DONTWAIT,
+        };
+        let fds = [fd];
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        control.push(SendAncillaryMessage::ScmRights(&fds));
+        Ok(rustix::net::sendmsg(&self.0, bufs, &mut control, flags)?)
+    }
+
+    /// Reads what is available, at most `buf.len()` bytes, as
+    /// [`read`](Socket::read) does, and moves any descriptors that came
+    /// with those bytes into `fds` (close-on-exec from the start,
+    /// `MSG_CMSG_CLOEXEC`). Room is made for a few, so that a peer sending
+    /// more than the one a message may carry is seen doing so; any beyond
+    /// that room the kernel closes itself.
+    pub(crate) fn read_with_fds(
+        &self,
+        buf: &mut [u8],
+        fds: &mut Vec<OwnedFd>,
+    ) -> io::Result<usize> {
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_SEEN))];
+        let mut control = RecvAncillaryBuffer::new(&mut space);
+        let mut iov = [IoSliceMut::new(buf)];
+        let got = rustix::net::recvmsg(&self.0, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC)?;
+        for message in control.drain() {
+            if let RecvAncillaryMessage::ScmRights(received) = message {
+                fds.extend(received);
+            }
+            // Anything else (credentials) owns nothing and is dropped.
+        }
+        Ok(got.bytes)
     }
 
     /// Reads what is available without waiting, whatever the descriptor's

@@ -119,6 +119,12 @@ impl AsyncConnection {
     /// waits in a system call), so clones of `conn` made with
     /// [`try_clone`](Connection::try_clone) keep working as before.
     ///
+    /// Shared memory for large messages ([`crate::shared`]) is not carried
+    /// over: this end neither sends nor accepts such messages, and one
+    /// that arrives is an [`ErrorKind::Protocol`] error, never misread.
+    /// Keep the other end's [`SharedBuf`](crate::SharedBuf)s and threshold
+    /// for blocking peers.
+    ///
     /// # Errors
     ///
     /// [`ErrorKind::Io`] when there is no tokio runtime here, or the
@@ -177,6 +183,7 @@ impl AsyncConnection {
             max_message_size,
             pending_len: None,
             broken: None,
+            shared_memory: crate::shared::Mode::Off,
         }))
     }
 
@@ -224,6 +231,7 @@ impl AsyncConnection {
             max_message_size: self.max_message_size,
             pending_len,
             broken,
+            shared_memory: crate::shared::Mode::Off,
         }))
     }
 

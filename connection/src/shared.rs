@@ -1,0 +1,385 @@
+//! Shared memory for large messages between two ends of this crate.
+//!
+//! Between two ends that agreed to it, a message can travel as a sealed
+//! memfd passed over the Unix socket (`SCM_RIGHTS`) instead of through the
+//! socket's buffer: a [`SharedBuf`] that the sender filled in place always
+//! does (no copy on either side), and so does every payload from a
+//! threshold up, when one is set ([`SHARED_MEMORY_THRESHOLD_ENV`],
+//! [`Connection::set_shared_memory_threshold`](crate::Connection::set_shared_memory_threshold)): the sender copies it into
+//! fresh shared memory once, the receiver copies it out once (or maps it
+//! and copies nothing), and the kernel never copies it.
+//!
+//! Which ends agree:
+//! - both ends of [`pipe`](crate::pipe) and [`one_way_pipe`](crate::one_way_pipe);
+//! - an end passed to a child with
+//!   [`Connection::pass_to_child`](crate::Connection::pass_to_child) and
+//!   rebuilt there by [`Connection::from_env`](crate::Connection::from_env)
+//!   (the setting travels in the environment variable), and so the `pool`
+//!   crate's local workers;
+//! - a [`Listener`](crate::Listener)/[`Client`](crate::Client) connection
+//!   over a Unix socket only when both programs call
+//!   [`Connection::set_shared_memory`](crate::Connection::set_shared_memory) on their end: by default such a
+//!   connection stays byte for byte what CPython writes and reads.
+//!
+//! Both ends must agree: an end that did not refuses a shared-memory
+//! message as [`ErrorKind::Protocol`] (so does CPython, which never sees
+//! one unless a program turns the setting on for a connection to it).
+//! Turn it off with `set_shared_memory(false)` before handing an end of
+//! [`pipe`](crate::pipe) to a program not built on this crate.
+//!
+//! Where `memfd_create` is unavailable (an old kernel, a seccomp filter),
+//! the first large message finds out, and that end sends every message
+//! through the socket from then on, silently ([`SharedBuf::new`] fails
+//! there, saying so).
+//!
+//! The receiver checks every descriptor: a memfd, sealed against writes,
+//! growth and shrinking, of the announced size, with that much memory
+//! behind it. Anything else (a pipe, a file, an unsealed or short memfd,
+//! several descriptors) is refused with [`ErrorKind::Decode`] and closed,
+//! and the next message reads as usual. A sender that dies leaks nothing:
+//! a memfd lives only as long as a descriptor of it, in a process or in
+//! the socket's queue.
+//!
+//! The wire: the header of such a message is the length `-2` (4 bytes, big
+//! endian) and then the payload's length (8 bytes, big endian), with the
+//! memfd attached to its first byte; no payload follows in the stream.
+//!
+//! The `tokio` feature's `AsyncConnection` does not take part: its ends
+//! never agree, and one made with `AsyncConnection::from_blocking` turns
+//! the setting off (a shared-memory message reaching it is refused as
+//! [`ErrorKind::Protocol`], never misread). Keep the other end's copying
+//! calls without a threshold, or turn its setting off.
+//!
+//! For no copies at all, fill a [`SharedBuf`] in place and send it with
+//! [`Connection::send_shared`](crate::Connection::send_shared); take a read-only mapped [`SharedView`] of
+//! a message with [`Connection::recv_shared`](crate::Connection::recv_shared).
+
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::sys::shm::{self, Mapping};
+
+/// The environment variable that sets, for a whole process, the size
+/// from which the copying calls (`send_bytes`, `send`, ...) of ends that
+/// agreed send a payload as shared memory: a number of bytes, or `off`.
+/// Unset, they send through the socket
+/// ([`Connection::set_shared_memory_threshold`](crate::Connection::set_shared_memory_threshold)
+/// sets it for one end). It is read once, when the first connection is
+/// made, and children inherit it: setting it for a program that runs a
+/// `pool` turns the path on for its workers too.
+///
+/// Why the copying calls do not take the path unless told: on the machine
+/// this crate is measured on (a virtual machine where fresh memory is
+/// expensive), a copy into fresh shared memory and out again runs at a
+/// quarter to a third of the socket's speed at every size from 256 KiB to
+/// 64 MiB (the `shared_memory` bench; the crate's README has the figures).
+/// Where fresh pages are cheap, a threshold of about 1 MiB is the place to
+/// start measuring.
+/// [`SharedBuf`] and [`Connection::send_shared`](crate::Connection::send_shared)
+/// always go by descriptor between ends that agreed.
+pub const SHARED_MEMORY_THRESHOLD_ENV: &str = "CONNECTION_SHARED_MEMORY_THRESHOLD";
+
+/// The threshold of new ends: [`SHARED_MEMORY_THRESHOLD_ENV`]'s, if set
+/// and valid, else none.
+pub(crate) fn default_threshold() -> Option<usize> {
+    static DEFAULT: OnceLock<Option<usize>> = OnceLock::new();
+    *DEFAULT.get_or_init(|| {
+        let value = std::env::var(SHARED_MEMORY_THRESHOLD_ENV).ok()?;
+        let parsed = value.trim().parse::<usize>().ok();
+        if parsed.is_none() && value.trim() != "off" {
+            tracing::warn!(
+                value,
+                "{SHARED_MEMORY_THRESHOLD_ENV} is neither a number of bytes nor \"off\": ignored"
+            );
+        }
+        parsed
+    })
+}
+
+/// Whether an end uses shared memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Neither sends nor accepts shared-memory messages.
+    Off,
+    /// Sends large messages as shared memory and accepts them.
+    On,
+    /// Agreed, but this process cannot create memfds: sends through the
+    /// socket, still accepts them.
+    Unavailable,
+}
+
+impl Mode {
+    pub(crate) fn accepts(self) -> bool {
+        self != Mode::Off
+    }
+
+    pub(crate) fn sends(self, len: usize, threshold: Option<usize>) -> bool {
+        self == Mode::On && threshold.is_some_and(|threshold| len >= threshold)
+    }
+}
+
+static SENT: AtomicU64 = AtomicU64::new(0);
+static RECEIVED: AtomicU64 = AtomicU64::new(0);
+
+/// How many messages this process sent and received as shared memory,
+/// over all its connections: evidence that the path is taken.
+///
+/// # Examples
+///
+/// ```
+/// let (mut a, mut b) = connection::pipe()?;
+/// a.set_shared_memory_threshold(Some(1 << 20));
+/// let before = connection::shared_memory_stats();
+/// a.send_bytes(&vec![1u8; 4 << 20])?;
+/// assert_eq!(b.recv_bytes()?.len(), 4 << 20);
+/// let after = connection::shared_memory_stats();
+/// # if connection::SharedBuf::new(1).is_ok() { // memfd_create works here
+/// assert!(after.received > before.received);
+/// # }
+/// # Ok::<(), connection::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SharedMemoryStats {
+    /// Messages sent as a memfd.
+    pub sent: u64,
+    /// Messages received as a memfd (and accepted).
+    pub received: u64,
+}
+
+/// The process-wide [`SharedMemoryStats`] so far.
+pub fn shared_memory_stats() -> SharedMemoryStats {
+    SharedMemoryStats {
+        sent: SENT.load(Ordering::Relaxed),
+        received: RECEIVED.load(Ordering::Relaxed),
+    }
+}
+
+pub(crate) fn count_sent() {
+    SENT.fetch_add(1, Ordering::Relaxed);
+}
+
+/// A shared-memory message received and checked, not yet read.
+#[derive(Debug)]
+pub(crate) struct Incoming {
+    pub(crate) memfd: OwnedFd,
+    pub(crate) len: u64,
+}
+
+impl Incoming {
+    /// Checks what a peer sent with a shared-memory header: exactly one
+    /// descriptor, a memfd sealed against change, of `len` bytes. Anything
+    /// else is [`ErrorKind::Decode`]: the header was consumed and no
+    /// payload follows in the stream, so the connection stays usable.
+    /// Refused descriptors are closed.
+    pub(crate) fn check(fds: Vec<OwnedFd>, len: u64) -> Result<Incoming> {
+        let refuse = |why: String| {
+            Err(Error::new(
+                ErrorKind::Decode,
+                format!("refused a shared-memory message of {len} bytes: {why}"),
+            ))
+        };
+        let count = fds.len();
+        let Ok([memfd]) = <[OwnedFd; 1]>::try_from(fds) else {
+            return refuse(match count {
+                0 => "no descriptor came with it".to_string(),
+                _ => format!("{count} descriptors came with it, not one"),
+            });
+        };
+        if let Err(why) = shm::check_sealed(memfd.as_fd(), len) {
+            return refuse(why.to_string());
+        }
+        RECEIVED.fetch_add(1, Ordering::Relaxed);
+        Ok(Incoming { memfd, len })
+    }
+
+    pub(crate) fn read_into(&self, buf: &mut [u8]) -> Result<()> {
+        shm::read_into(self.memfd.as_fd(), buf).map_err(|err| self.read_error(err))
+    }
+
+    pub(crate) fn read_to_vec(&self, len: usize, out: &mut Vec<u8>) -> Result<()> {
+        out.clear();
+        shm::read_to_vec(self.memfd.as_fd(), len, out).map_err(|err| self.read_error(err))
+    }
+
+    pub(crate) fn map(&self, len: usize) -> Result<Mapping> {
+        Mapping::read_only(self.memfd.as_fd(), len).map_err(|err| {
+            Error::io(
+                err,
+                format!("map a {}-byte shared-memory message", self.len),
+            )
+        })
+    }
+
+    fn read_error(&self, err: std::io::Error) -> Error {
+        Error::io(
+            err,
+            format!("read a {}-byte shared-memory message", self.len),
+        )
+    }
+}
+
+/// A buffer in shared memory that a sender fills in place and sends with
+/// [`Connection::send_shared`](crate::Connection::send_shared): the
+/// receiver gets these very pages, with no copy on either side.
+///
+/// Its length is fixed when it is made; its memory is allocated then too
+/// (zeroed), so running out of memory is an error from
+/// [`new`](SharedBuf::new), never a signal while filling it.
+///
+/// # Examples
+///
+/// ```
+/// use connection::SharedBuf;
+///
+/// let (mut a, mut b) = connection::pipe()?;
+/// let mut buf = SharedBuf::new(8 << 20)?;
+/// for (i, byte) in buf.iter_mut().enumerate() {
+///     *byte = i as u8;
+/// }
+/// a.send_shared(buf)?;
+/// let view = b.recv_shared()?;
+/// assert_eq!(view.len(), 8 << 20);
+/// assert_eq!(view[1000], (1000 % 256) as u8);
+/// # Ok::<(), connection::Error>(())
+/// ```
+pub struct SharedBuf {
+    // Declared before the memfd so that it is unmapped first.
+    mapping: Mapping,
+    memfd: OwnedFd,
+}
+
+impl SharedBuf {
+    /// A zeroed buffer of `len` bytes in a new memfd.
+    ///
+    /// Fails with [`ErrorKind::Io`] where memfds cannot be made (see
+    /// [`Error::io_error_kind`]: `Unsupported` or `PermissionDenied` under
+    /// a seccomp filter) or memory is short.
+    pub fn new(len: usize) -> Result<SharedBuf> {
+        let context = || format!("create a {len}-byte shared buffer");
+        let memfd = shm::create_allocated(len).map_err(|err| Error::io(err, context()))?;
+        let mapping =
+            Mapping::read_write(memfd.as_fd(), len).map_err(|err| Error::io(err, context()))?;
+        Ok(SharedBuf { mapping, memfd })
+    }
+
+    /// Gives up the mapping and seals the memfd, so that nothing can
+    /// change it any more: what goes to the receiver.
+    pub(crate) fn seal(self) -> Result<(OwnedFd, usize)> {
+        let SharedBuf { mapping, memfd } = self;
+        let len = mapping.as_slice().len();
+        // Sealing against writes fails while a writable mapping exists.
+        drop(mapping);
+        shm::seal(memfd.as_fd()).map_err(|err| Error::io(err, "seal a shared buffer"))?;
+        Ok((memfd, len))
+    }
+}
+
+impl Deref for SharedBuf {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        self.mapping.as_slice()
+    }
+}
+
+impl DerefMut for SharedBuf {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        self.mapping.as_mut_slice()
+    }
+}
+
+impl fmt::Debug for SharedBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedBuf")
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+/// One received message as a read-only byte slice, from
+/// [`Connection::recv_shared`](crate::Connection::recv_shared): a mapping
+/// of the sender's sealed memfd when the message came as shared memory
+/// (no copy), or an owned buffer when it came through the socket.
+///
+/// The mapping stays valid as long as the view, whatever the sender does:
+/// the memfd is sealed, so no process can change or shrink it.
+///
+/// # Examples
+///
+/// ```
+/// let (mut a, mut b) = connection::pipe()?;
+/// a.send_bytes(b"small: through the socket")?;
+/// let view = b.recv_shared()?;
+/// assert_eq!(&view[..], b"small: through the socket");
+/// assert!(!view.is_mapped());
+/// # Ok::<(), connection::Error>(())
+/// ```
+pub struct SharedView {
+    inner: ViewInner,
+}
+
+enum ViewInner {
+    Mapped(Mapping),
+    Owned(Vec<u8>),
+}
+
+impl SharedView {
+    pub(crate) fn mapped(mapping: Mapping) -> SharedView {
+        SharedView {
+            inner: ViewInner::Mapped(mapping),
+        }
+    }
+
+    pub(crate) fn owned(bytes: Vec<u8>) -> SharedView {
+        SharedView {
+            inner: ViewInner::Owned(bytes),
+        }
+    }
+
+    /// Whether the bytes are a mapping of the sender's memory (the message
+    /// came as shared memory) rather than a copy read from the socket.
+    pub fn is_mapped(&self) -> bool {
+        matches!(self.inner, ViewInner::Mapped(_))
+    }
+
+    /// The bytes as an owned vector (a copy, when mapped).
+    pub fn into_vec(self) -> Vec<u8> {
+        match self.inner {
+            ViewInner::Mapped(mapping) => mapping.as_slice().to_vec(),
+            ViewInner::Owned(bytes) => bytes,
+        }
+    }
+}
+
+impl Deref for SharedView {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match &self.inner {
+            ViewInner::Mapped(mapping) => mapping.as_slice(),
+            ViewInner::Owned(bytes) => bytes,
+        }
+    }
+}
+
+impl AsRef<[u8]> for SharedView {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
+impl fmt::Debug for SharedView {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedView")
+            .field("len", &self.len())
+            .field("mapped", &self.is_mapped())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests;

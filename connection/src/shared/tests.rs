@@ -1,0 +1,447 @@
+use std::io::{IoSlice, Read};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
+
+use rustix::fs::{MemfdFlags, SealFlags};
+use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+
+use super::*;
+use crate::pipe::pipe;
+use crate::sys::Socket;
+use crate::Connection;
+
+/// The threshold these tests set, and a size above it.
+const THRESHOLD: usize = 1 << 20;
+const BIG: usize = THRESHOLD + 12_345;
+
+/// Bytes that differ from their neighbours, so a shifted or spliced
+/// message does not compare equal.
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len as u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect()
+}
+
+/// The sending end of `pipe()` as a raw socket that can forge messages,
+/// and the receiving `Connection`.
+fn forger() -> (Socket, Connection) {
+    let (a, b) = shared_pipe();
+    (Socket::from_owned(OwnedFd::from(a)), b)
+}
+
+/// `pipe()`, its ends sending payloads from [`THRESHOLD`] up as shared memory.
+fn shared_pipe() -> (Connection, Connection) {
+    let (mut a, mut b) = pipe().unwrap();
+    a.set_shared_memory_threshold(Some(THRESHOLD));
+    b.set_shared_memory_threshold(Some(THRESHOLD));
+    (a, b)
+}
+
+/// Sends a shared-memory header announcing `len` bytes with `fds` attached.
+fn forge(socket: &Socket, len: u64, fds: &[BorrowedFd<'_>]) {
+    let mut header = (-2i32).to_be_bytes().to_vec();
+    header.extend_from_slice(&len.to_be_bytes());
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !fds.is_empty() {
+        assert!(control.push(SendAncillaryMessage::ScmRights(fds)));
+    }
+    let sent = rustix::net::sendmsg(
+        socket.fd(),
+        &[IoSlice::new(&header)],
+        &mut control,
+        SendFlags::empty(),
+    )
+    .unwrap();
+    assert_eq!(sent, header.len());
+}
+
+/// An ordinary message, written on the raw socket.
+fn plain(socket: &Socket, payload: &[u8]) {
+    let mut message = (payload.len() as i32).to_be_bytes().to_vec();
+    message.extend_from_slice(payload);
+    socket.write(&message).unwrap();
+}
+
+fn memfd_with(bytes: &[u8], seals: SealFlags) -> OwnedFd {
+    let fd =
+        rustix::fs::memfd_create("test", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING).unwrap();
+    rustix::io::pwrite(&fd, bytes, 0).unwrap();
+    rustix::fs::fcntl_add_seals(&fd, seals).unwrap();
+    fd
+}
+
+const SEALED: SealFlags = SealFlags::WRITE
+    .union(SealFlags::GROW)
+    .union(SealFlags::SHRINK);
+
+/// The read end of a pipe and the write end, to send as a forged
+/// descriptor: once every copy of the write end is closed, reading the read
+/// end gives end of file. That is how a test sees that the receiver closed
+/// the copy it was sent.
+fn os_pipe() -> (std::fs::File, OwnedFd) {
+    let mut fds = [0; 2];
+    // SAFETY: pipe writes two new descriptors into the array, which are
+    // owned from here on (rustix's `pipe` feature is not enabled).
+    unsafe {
+        assert_eq!(libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC), 0);
+        (
+            std::fs::File::from_raw_fd(fds[0]),
+            OwnedFd::from_raw_fd(fds[1]),
+        )
+    }
+}
+
+fn assert_closed_by_receiver(mut read_end: std::fs::File) {
+    let mut rest = Vec::new();
+    // Returns (end of file) only once no write end is open anywhere.
+    read_end.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty());
+}
+
+fn memfds_work() -> bool {
+    match crate::sys::shm::create() {
+        Ok(_) => true,
+        Err(err) => {
+            eprintln!("skipped: memfd_create fails here ({err})");
+            false
+        }
+    }
+}
+
+#[test]
+fn large_messages_between_pipe_ends_travel_as_shared_memory() {
+    if !memfds_work() {
+        return;
+    }
+    let (mut a, mut b) = shared_pipe();
+    assert!(a.shared_memory() && b.shared_memory());
+    let data = pattern(BIG);
+    let before = shared_memory_stats();
+    a.send_bytes(&data).unwrap();
+    a.send_bytes(b"small").unwrap();
+    a.send(&data).unwrap();
+    a.send_bytes_range(&data, 1, None).unwrap();
+    assert_eq!(b.recv_bytes().unwrap(), data);
+    assert_eq!(b.recv_bytes().unwrap(), b"small");
+    assert_eq!(b.recv::<Vec<u8>>().unwrap(), data);
+    let mut into = vec![0u8; BIG + 7];
+    assert_eq!(b.recv_bytes_into(&mut into, 7).unwrap(), BIG - 1);
+    assert_eq!(&into[7..BIG + 6], &data[1..]);
+    let after = shared_memory_stats();
+    // Other tests run meanwhile; these three are ours at least.
+    assert!(after.sent >= before.sent + 3, "{before:?} {after:?}");
+    assert!(
+        after.received >= before.received + 3,
+        "{before:?} {after:?}"
+    );
+}
+
+#[test]
+fn one_way_pipes_and_clones_keep_the_setting() {
+    if !memfds_work() {
+        return;
+    }
+    let (mut reader, mut writer) = crate::pipe::one_way_pipe().unwrap();
+    writer.set_shared_memory_threshold(Some(THRESHOLD));
+    let mut writer = writer.try_clone().unwrap();
+    let data = pattern(BIG);
+    writer.send_bytes(&data).unwrap();
+    assert!(reader.recv_shared().unwrap().is_mapped());
+}
+
+#[test]
+fn shared_buf_arrives_as_a_view_of_the_same_bytes() {
+    if !memfds_work() {
+        return;
+    }
+    let (mut a, mut b) = shared_pipe();
+    let data = pattern(3 * BIG);
+    let mut buf = SharedBuf::new(data.len()).unwrap();
+    assert!(buf.iter().all(|&byte| byte == 0));
+    buf.copy_from_slice(&data);
+    a.send_shared(buf).unwrap();
+    // Small SharedBufs go by descriptor too: the caller asked for it.
+    let mut small = SharedBuf::new(5).unwrap();
+    small.copy_from_slice(b"tiny!");
+    a.send_shared(small).unwrap();
+    a.send_bytes(b"socket").unwrap();
+    let view = b.recv_shared().unwrap();
+    assert!(view.is_mapped());
+    assert_eq!(&view[..], &data[..]);
+    let tiny = b.recv_shared().unwrap();
+    assert!(tiny.is_mapped());
+    assert_eq!(&tiny[..], b"tiny!");
+    let owned = b.recv_shared().unwrap();
+    assert!(!owned.is_mapped());
+    assert_eq!(owned.into_vec(), b"socket");
+    // The view outlives the sender.
+    drop(a);
+    assert_eq!(view.into_vec(), data);
+}
+
+#[test]
+fn an_empty_shared_buf_round_trips() {
+    if !memfds_work() {
+        return;
+    }
+    let (mut a, mut b) = shared_pipe();
+    a.send_shared(SharedBuf::new(0).unwrap()).unwrap();
+    assert!(b.recv_shared().unwrap().is_empty());
+}
+
+#[test]
+fn ends_that_did_not_agree_use_the_socket() {
+    if !memfds_work() {
+        return;
+    }
+    let (mut a, mut b) = shared_pipe();
+    a.set_shared_memory(false).unwrap();
+    b.set_shared_memory(false).unwrap();
+    let data = pattern(BIG);
+    let expected = data.clone();
+    // Through the socket, which holds less than a message: a thread sends.
+    let sender = std::thread::spawn(move || {
+        a.send_bytes(&data).unwrap();
+        let mut buf = SharedBuf::new(BIG).unwrap();
+        buf.copy_from_slice(&data);
+        a.send_shared(buf).unwrap();
+    });
+    let view = b.recv_shared().unwrap();
+    assert!(!view.is_mapped());
+    assert_eq!(&view[..], &expected[..]);
+    assert_eq!(b.recv_bytes().unwrap(), expected);
+    sender.join().unwrap();
+}
+
+#[test]
+fn a_shared_memory_message_to_an_end_that_did_not_agree_is_a_protocol_error() {
+    if !memfds_work() {
+        return;
+    }
+    let (mut a, mut b) = shared_pipe();
+    b.set_shared_memory(false).unwrap();
+    a.send_bytes(&pattern(BIG)).unwrap();
+    let err = b.recv_bytes().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Protocol, "{err}");
+    assert!(err.to_string().contains("did not agree"), "{err}");
+}
+
+#[test]
+fn forged_descriptors_are_refused_and_the_next_message_reads() {
+    if !memfds_work() {
+        return;
+    }
+    let len = BIG as u64;
+    let data = pattern(BIG);
+    let (pipe_read, pipe_write) = os_pipe();
+    let file = tempfile_with(&data);
+    let unsealed = memfd_with(&data, SealFlags::empty());
+    let writable = memfd_with(&data, SealFlags::GROW | SealFlags::SHRINK);
+    let short = memfd_with(&data[..BIG - 1], SEALED);
+    let sparse = {
+        let fd = rustix::fs::memfd_create("sparse", MemfdFlags::ALLOW_SEALING).unwrap();
+        rustix::fs::ftruncate(&fd, len).unwrap();
+        rustix::fs::fcntl_add_seals(&fd, SEALED).unwrap();
+        fd
+    };
+    let good = memfd_with(&data, SEALED);
+    let cases: [(&str, Vec<BorrowedFd<'_>>, &str); 8] = [
+        ("a pipe", vec![pipe_write.as_fd()], "not a memfd"),
+        ("a regular file", vec![file.as_fd()], "not a memfd"),
+        ("an unsealed memfd", vec![unsealed.as_fd()], "not sealed"),
+        ("a writable memfd", vec![writable.as_fd()], "not sealed"),
+        ("a short memfd", vec![short.as_fd()], "holds"),
+        ("a sparse memfd", vec![sparse.as_fd()], "memory behind it"),
+        ("no descriptor", vec![], "no descriptor"),
+        (
+            "two descriptors",
+            vec![good.as_fd(), good.as_fd()],
+            "2 descriptors",
+        ),
+    ];
+    let (socket, mut conn) = forger();
+    for (what, fds, why) in cases {
+        forge(&socket, len, &fds);
+        plain(&socket, what.as_bytes());
+        let err = conn.recv_bytes().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Decode, "{what}: {err}");
+        assert!(err.to_string().contains(why), "{what}: {err}");
+        assert!(err.to_string().contains("refused a shared-memory"), "{err}");
+        assert_eq!(conn.recv_bytes().unwrap(), what.as_bytes(), "after {what}");
+    }
+    // The receiver closed the pipe's write end it was sent.
+    drop(pipe_write);
+    assert_closed_by_receiver(pipe_read);
+    // And a good one, forged the same way, reads.
+    forge(&socket, len, &[good.as_fd()]);
+    assert_eq!(conn.recv_bytes().unwrap(), data);
+}
+
+#[test]
+fn a_descriptor_sent_with_an_ordinary_message_is_closed() {
+    let (pipe_read, pipe_write) = os_pipe();
+    let (socket, mut conn) = forger();
+    let message = (4i32)
+        .to_be_bytes()
+        .iter()
+        .chain(b"data")
+        .copied()
+        .collect::<Vec<_>>();
+    socket
+        .send_with_fd(
+            &[IoSlice::new(&message)],
+            pipe_write.as_fd(),
+            crate::sys::Wait::ForRoom,
+        )
+        .unwrap();
+    assert_eq!(conn.recv_bytes().unwrap(), b"data");
+    drop(pipe_write);
+    assert_closed_by_receiver(pipe_read);
+}
+
+#[test]
+fn a_shared_message_over_the_limit_stays_pending() {
+    if !memfds_work() {
+        return;
+    }
+    let (mut a, mut b) = shared_pipe();
+    let data = pattern(BIG);
+    a.send_bytes(&data).unwrap();
+    let err = b.recv_bytes_max(BIG - 1).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::MessageTooLarge);
+    let mut short = vec![0u8; 10];
+    let err = b.recv_bytes_into(&mut short, 0).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::BufferTooShort);
+    assert_eq!(err.into_message().unwrap(), data);
+    a.send_bytes(&data).unwrap();
+    b.set_max_message_size(10);
+    assert_eq!(
+        b.recv_shared().unwrap_err().kind(),
+        ErrorKind::MessageTooLarge
+    );
+    b.set_max_message_size(BIG as u64);
+    assert_eq!(b.recv_bytes().unwrap(), data);
+}
+
+#[test]
+fn try_send_holds_the_memfd_until_the_header_goes() {
+    if !memfds_work() {
+        return;
+    }
+    let (mut a, mut b) = shared_pipe();
+    // Nobody reads: fill the socket with small messages.
+    let mut sent = 0u32;
+    let data = pattern(BIG);
+    let rest = loop {
+        match a.try_send_bytes(&sent.to_be_bytes()).unwrap() {
+            None => sent += 1,
+            Some(rest) => break rest,
+        }
+    };
+    let mut sender = a.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        sender.send_unsent(rest).unwrap();
+        // Still full, most likely: the header waits with its memfd.
+        if let Some(unsent) = sender.try_send_bytes(&data).unwrap() {
+            assert!(unsent.len() <= 12, "{}", unsent.len());
+            sender.send_unsent(unsent).unwrap();
+        }
+        sender.send_bytes(b"last").unwrap();
+    });
+    for i in 0..=sent {
+        assert_eq!(b.recv_bytes().unwrap(), i.to_be_bytes(), "message {i}");
+    }
+    assert_eq!(b.recv_bytes().unwrap(), pattern(BIG));
+    assert_eq!(b.recv_bytes().unwrap(), b"last");
+    writer.join().unwrap();
+    // With room, a large message goes out whole: only its header is in
+    // the socket.
+    assert!(a.try_send_bytes(&pattern(BIG)).unwrap().is_none());
+    assert_eq!(b.recv_bytes().unwrap(), pattern(BIG));
+}
+
+#[test]
+fn without_a_threshold_copying_calls_use_the_socket() {
+    if !memfds_work() {
+        return;
+    }
+    let (mut a, mut b) = pipe().unwrap();
+    a.set_shared_memory_threshold(None);
+    let data = pattern(BIG);
+    let expected = data.clone();
+    let sender = std::thread::spawn(move || a.send_bytes(&data).unwrap());
+    let view = b.recv_shared().unwrap();
+    assert!(!view.is_mapped());
+    assert_eq!(view.into_vec(), expected);
+    sender.join().unwrap();
+}
+
+#[test]
+fn shared_memory_needs_a_unix_socket() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let stream = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let mut conn = Connection::from(OwnedFd::from(stream));
+    assert!(!conn.shared_memory());
+    let err = conn.set_shared_memory(true).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert!(!conn.shared_memory());
+    conn.set_shared_memory(false).unwrap();
+}
+
+/// A regular file holding `bytes`, already unlinked.
+fn tempfile_with(bytes: &[u8]) -> std::fs::File {
+    use std::io::Write;
+    let path = std::env::temp_dir().join(format!("shm-forged-{}", std::process::id()));
+    let mut file = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .unwrap();
+    std::fs::remove_file(&path).unwrap();
+    file.write_all(bytes).unwrap();
+    file
+}
+
+#[test]
+fn a_sender_gone_inside_a_shared_header_is_truncated_and_its_memfd_closed() {
+    let (pipe_read, pipe_write) = os_pipe();
+    let (socket, mut conn) = forger();
+    // The first four bytes of a shared-memory header, with a descriptor,
+    // and then the sender is gone.
+    socket
+        .send_with_fd(
+            &[IoSlice::new(&(-2i32).to_be_bytes())],
+            pipe_write.as_fd(),
+            crate::sys::Wait::ForRoom,
+        )
+        .unwrap();
+    drop(socket);
+    let err = conn.recv_bytes().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Truncated, "{err}");
+    drop(pipe_write);
+    assert_closed_by_receiver(pipe_read);
+}
+
+#[test]
+fn an_async_end_refuses_shared_memory_without_misreading_it() {
+    if !memfds_work() {
+        return;
+    }
+    let (mut a, b) = pipe().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut b = crate::tokio::AsyncConnection::from_blocking(b).unwrap();
+        let mut buf = SharedBuf::new(16).unwrap();
+        buf.fill(3);
+        a.send_shared(buf).unwrap();
+        let err = b.recv_bytes().await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Protocol, "{err}");
+        assert!(err.to_string().contains("did not agree"), "{err}");
+    });
+}
