@@ -503,9 +503,7 @@ impl Connection {
         let room = room_after(buffer, offset)?;
         let len = self.next_message_len(self.max_message_size)?;
         if len <= room.len() as u64 {
-            let target = &mut room[..len as usize];
-            frame::read_payload_into(&self.socket, target)
-                .map_err(|err| self.lose_boundaries(err))?;
+            self.receive_payload_into(&mut room[..len as usize])?;
             Ok(len as usize)
         } else {
             let mut message = Vec::new();
@@ -628,7 +626,7 @@ impl Connection {
     /// Reads the next header (or takes the one left pending) and returns the
     /// payload length if it is within `limit`. A message over the limit
     /// stays pending for the next call.
-    fn next_message_len(&mut self, limit: u64) -> Result<u64> {
+    pub(crate) fn next_message_len(&mut self, limit: u64) -> Result<u64> {
         self.check_readable()?;
         if let Some(kind) = self.broken {
             return Err(lost_boundaries(kind));
@@ -645,11 +643,21 @@ impl Connection {
         Ok(len)
     }
 
-    fn read_payload(&mut self, len: u64, out: &mut Vec<u8>) -> Result<()> {
+    pub(crate) fn read_payload(&mut self, len: u64, out: &mut Vec<u8>) -> Result<()> {
         // `len` is at most max_message_size here; on a 32-bit target a
         // larger value cannot be held in memory anyway.
         let len = in_memory_len(len)?;
         frame::read_payload(&self.socket, len, out).map_err(|err| self.lose_boundaries(err))
+    }
+
+    /// Receives the payload of the message whose header
+    /// [`next_message_len`](Connection::next_message_len) just returned
+    /// into `out`, memory the caller provides that is exactly as long as
+    /// the payload. Every receive into the caller's memory goes through
+    /// here (`recv_bytes_into`, `recv_vec`, `recv_into_slice`), so that a
+    /// transport other than the socket's bytes has one place to hook in.
+    pub(crate) fn receive_payload_into(&mut self, out: &mut [u8]) -> Result<()> {
+        frame::read_payload_into(&self.socket, out).map_err(|err| self.lose_boundaries(err))
     }
 
     fn mark_broken(&mut self, err: Error) -> Error {

@@ -258,6 +258,7 @@
 
 mod address;
 mod auth;
+mod bulk;
 mod client;
 mod codec;
 mod connection;
@@ -284,3 +285,17 @@ pub use crate::listener::{
 };
 pub use crate::pipe::{one_way_pipe, pipe};
 pub use crate::wait::wait;
+
+/// The `bytemuck` crate, whose [`Pod`](bytemuck::Pod) bound
+/// [`Connection::send_slice`] and [`Connection::recv_vec`] take:
+/// `#[derive(connection::bytemuck::Pod, connection::bytemuck::Zeroable)]`
+/// on a `#[repr(C)]` struct makes it sendable as a slice, with no version
+/// of `bytemuck` of your own to keep in step.
+pub use bytemuck;
+
+/// The `serde_bytes` crate: [`ByteBuf`](serde_bytes::ByteBuf),
+/// [`Bytes`](serde_bytes::Bytes) and `#[serde(with = "serde_bytes")]`
+/// mark byte buffers inside values, which [`Connection::send`] and
+/// [`Connection::recv`] then carry at memory speed (a plain `Vec<u8>`
+/// field goes byte by byte). See the crate docs' "Bulk data".
+pub use serde_bytes;
