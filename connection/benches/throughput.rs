@@ -20,13 +20,13 @@ mod common;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
-use std::process::{Child, Command};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use connection::{Connection, ErrorKind};
 use serde::{Deserialize, Serialize};
 
-use common::{small, Small};
+use common::{pattern, small, Small};
 #[path = "stats.rs"]
 mod stats;
 use stats::median;
@@ -129,20 +129,14 @@ impl Bench {
         let (control, control_peer) = connection::pipe().expect("control pipe");
         let (ours, ours_peer) = connection::pipe().expect("pipe");
         let (raw, raw_peer) = UnixStream::pair().expect("socketpair");
-        let mut command = Command::new(std::env::current_exe().expect("current_exe"));
-        command.env(PEER_ENV, "1");
-        control_peer
-            .pass_to_child(&mut command, CONTROL_ENV)
-            .expect("pass control");
-        ours_peer
-            .pass_to_child(&mut command, OURS_ENV)
-            .expect("pass ours");
-        Connection::from(OwnedFd::from(raw_peer))
-            .pass_to_child(&mut command, RAW_ENV)
-            .expect("pass raw");
-        let peer = command.spawn().expect("spawn peer");
-        // Closes our copies of the peer's ends, so that its death is our EOF.
-        drop(command);
+        let peer = common::spawn_peer(
+            PEER_ENV,
+            vec![
+                (control_peer, CONTROL_ENV),
+                (ours_peer, OURS_ENV),
+                (Connection::from(OwnedFd::from(raw_peer)), RAW_ENV),
+            ],
+        );
         Bench {
             peer,
             control,
@@ -361,11 +355,6 @@ fn print_table(rows: &[Row], rounds: usize) {
     println!();
 }
 
-/// A payload whose bytes depend on their position, so that a message that
-/// arrived shifted or mixed up would not compare equal.
-fn pattern(len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i % 251) as u8).collect()
-}
 
 // --- Timed loops, parent side -------------------------------------------
 

@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::codec;
 use crate::error::{Error, ErrorKind, Result};
 use crate::frame;
+use crate::streaming;
 use crate::sys::{self, PollFd, Socket};
 
 /// The largest message a connection accepts unless told otherwise: 1 GiB.
@@ -206,7 +207,12 @@ impl Connection {
     /// # Ok::<(), connection::Error>(())
     /// ```
     pub fn send<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        self.send_encoded(|buf| codec::encode_into(value, buf))
+        self.check_writable()?;
+        let len = codec::encoded_len(value)?;
+        if len > streaming::STREAM_ABOVE {
+            return streaming::send_streamed(&self.socket, value, len);
+        }
+        self.send_encoded(|buf| codec::encode_counted_into(value, len, buf))
     }
 
     /// Sends `value` as one message holding its pickle, which a Python

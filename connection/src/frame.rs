@@ -116,7 +116,7 @@ pub(crate) fn write_rest(socket: &Socket, rest: &[u8]) -> io::Result<()> {
     write_all(socket, &mut [IoSlice::new(rest)])
 }
 
-fn write_all(socket: &Socket, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
+pub(crate) fn write_all(socket: &Socket, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
     write_slices(socket, &mut bufs, Wait::ForRoom)
 }
 

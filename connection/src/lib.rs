@@ -269,6 +269,7 @@ pub mod inherit;
 mod listener;
 pub mod pickle;
 mod pipe;
+mod streaming;
 mod sys;
 #[cfg(feature = "tokio")]
 pub mod tokio;

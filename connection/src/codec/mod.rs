@@ -14,24 +14,30 @@
 //! the crate docs' section "Bounds on decoding".
 
 mod de;
-mod ser;
+pub(crate) mod ser;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::connection::in_memory_len;
 use crate::error::{Error, ErrorKind, Result};
 
 /// Why a value could not be encoded or a payload decoded: the source of
 /// an [`ErrorKind::Encode`] or [`ErrorKind::Decode`] error.
+///
+/// One pointer wide, so that the `Result` of every element's encode or
+/// decode is returned in registers: with the message inline, a
+/// `Vec<u8>` paid for a `Result` in memory on every byte.
 #[derive(Debug)]
 pub(crate) struct FormatError {
-    message: String,
+    message: Box<String>,
 }
 
 impl FormatError {
-    fn new(message: impl Into<String>) -> Self {
+    #[cold]
+    pub(crate) fn new(message: impl Into<String>) -> Self {
         FormatError {
-            message: message.into(),
+            message: Box::new(message.into()),
         }
     }
 }
@@ -99,17 +105,61 @@ pub const MAX_EMPTY_ELEMENTS: usize = 1 << 20;
 
 /// Appends the encoding of `value` to `out`. On error `out` is restored to
 /// its original length.
+///
+/// The value is encoded twice: once to count its length, so that `out`
+/// grows once, to the size it ends at, and once to write it.
 pub(crate) fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<()> {
+    let len = encoded_len(value)?;
+    encode_counted_into(value, len, out)
+}
+
+/// [`encode_into`] for a value whose [`encoded_len`] is already known to
+/// be `len`.
+pub(crate) fn encode_counted_into<T: Serialize + ?Sized>(
+    value: &T,
+    len: u64,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    out.reserve_exact(in_memory_len(len)?);
     let start = out.len();
-    if let Err(err) = value.serialize(&mut ser::Encoder::new(out)) {
+    if let Err((_, err)) = encode_to(value, &mut *out) {
         out.truncate(start);
-        return Err(Error::new(
-            ErrorKind::Encode,
-            format!("cannot encode {}", std::any::type_name::<T>()),
-        )
-        .with_source(err));
+        return Err(err);
     }
     Ok(())
+}
+
+/// How many bytes the encoding of `value` takes.
+pub(crate) fn encoded_len<T: Serialize + ?Sized>(value: &T) -> Result<u64> {
+    let mut encoder = ser::Encoder::new(ser::Counter::default());
+    value
+        .serialize(&mut encoder)
+        .map_err(encode_error::<T>)?;
+    Ok(encoder.into_output().len)
+}
+
+/// Writes the encoding of `value` to `sink`, a stage at a time (and long
+/// byte strings as they are).
+/// The sink comes back either way.
+pub(crate) fn encode_to<T: Serialize + ?Sized, S: ser::Sink>(
+    value: &T,
+    sink: S,
+) -> std::result::Result<S, (S, Error)> {
+    let mut encoder = ser::Encoder::new(ser::Staged::new(sink));
+    let result = value.serialize(&mut encoder);
+    let mut staged = encoder.into_output();
+    match result.and_then(|()| staged.flush()) {
+        Ok(()) => Ok(staged.into_sink()),
+        Err(err) => Err((staged.into_sink(), encode_error::<T>(err))),
+    }
+}
+
+fn encode_error<T: ?Sized>(err: FormatError) -> Error {
+    Error::new(
+        ErrorKind::Encode,
+        format!("cannot encode {}", std::any::type_name::<T>()),
+    )
+    .with_source(err)
 }
 
 /// Encodes `value` as a standalone payload: the bytes [`Connection::send`]
