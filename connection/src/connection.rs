@@ -22,6 +22,12 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 1 << 30;
 /// A scratch buffer that grew past this is freed after use rather than kept.
 const SCRATCH_KEEP: usize = 64 * 1024;
 
+/// [`Connection::recv`] reads a payload at least this long that is one
+/// byte string into a buffer of its own, which a `ByteBuf`, `String` or
+/// `Vec<u8>` then takes without a copy (a 16 MiB copy costs as much as
+/// its transfer, most of it page faults on fresh memory).
+const BYTE_STRING_APART: u64 = 64 * 1024;
+
 /// One end of a connection: sends and receives whole messages, either raw
 /// bytes or serde-serializable values.
 ///
@@ -270,7 +276,7 @@ impl Connection {
     /// # Ok::<(), connection::Error>(())
     /// ```
     pub fn recv<T: DeserializeOwned>(&mut self) -> Result<T> {
-        self.recv_decoded(|payload| {
+        let decode = |payload: &[u8]| {
             codec::decode(payload).map_err(|err| {
                 if crate::pickle::looks_like_pickle(payload) {
                     err.context("this looks like a Python pickle: use recv_pickle")
@@ -278,7 +284,51 @@ impl Connection {
                     err
                 }
             })
-        })
+        };
+        let len = self.next_message_len(self.max_message_size)?;
+        if len < BYTE_STRING_APART {
+            return self.decode_payload(len, decode);
+        }
+        match self.recv_byte_string::<T>(len)? {
+            Ok(value) => Ok(value),
+            Err(payload) => decode(&payload),
+        }
+    }
+
+    /// Receives a `len`-byte payload for [`recv`](Connection::recv) of a
+    /// `T`, reading a payload that is one byte string (a length prefix and
+    /// exactly that many bytes) into a buffer of its own, which `T` takes
+    /// as it is when it is a byte string (see `codec::owned`). Returns
+    /// `Err` with the whole payload when `T` must be decoded as usual.
+    fn recv_byte_string<T: DeserializeOwned>(
+        &mut self,
+        len: u64,
+    ) -> Result<std::result::Result<T, Vec<u8>>> {
+        let len = in_memory_len(len)?;
+        let mut head = Vec::with_capacity(9);
+        self.read_payload_part(1, &mut head)?;
+        let rest = codec::length_prefix_rest(head[0]).filter(|rest| 1 + rest <= len);
+        if let Some(rest) = rest {
+            self.read_payload_part(rest, &mut head)?;
+        }
+        let prefix = head.len();
+        let claimed = codec::length_prefix_value(&head);
+        if rest.is_none() || claimed != (len - prefix) as u64 {
+            self.read_payload_part(len - prefix, &mut head)?;
+            return Ok(Err(head));
+        }
+        let mut body = Vec::new();
+        self.read_payload_part(len - prefix, &mut body)?;
+        match codec::decode_byte_string::<T>(body) {
+            Ok(value) => Ok(Ok(value)),
+            Err(codec::NotDecoded::NotBytes(body)) => {
+                head.extend_from_slice(&body);
+                Ok(Err(head))
+            }
+            Err(codec::NotDecoded::Refused(err)) => {
+                Err(codec::decode_error::<T>(len, String::new()).with_source(err))
+            }
+        }
     }
 
     /// Receives one message holding a pickle, such as a Python peer's
@@ -308,6 +358,12 @@ impl Connection {
     /// Reads one whole message and decodes it with `decode`.
     fn recv_decoded<T>(&mut self, decode: impl FnOnce(&[u8]) -> Result<T>) -> Result<T> {
         let len = self.next_message_len(self.max_message_size)?;
+        self.decode_payload(len, decode)
+    }
+
+    /// Reads the `len`-byte payload whose header was read and decodes it
+    /// with `decode`.
+    fn decode_payload<T>(&mut self, len: u64, decode: impl FnOnce(&[u8]) -> Result<T>) -> Result<T> {
         let mut buf = std::mem::take(&mut self.scratch);
         let result = self.read_payload(len, &mut buf).and_then(|()| decode(&buf));
         self.keep_scratch(buf);
@@ -647,6 +703,11 @@ impl Connection {
         }
         self.pending_len = None;
         Ok(len)
+    }
+
+    /// Reads the next `len` bytes of a payload, appending them to `out`.
+    fn read_payload_part(&mut self, len: usize, out: &mut Vec<u8>) -> Result<()> {
+        frame::read_payload(&self.socket, len, out).map_err(|err| self.lose_boundaries(err))
     }
 
     pub(crate) fn read_payload(&mut self, len: u64, out: &mut Vec<u8>) -> Result<()> {

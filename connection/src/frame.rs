@@ -219,13 +219,15 @@ pub(crate) fn read_payload_into(socket: &Socket, buf: &mut [u8]) -> Result<()> {
     }
 }
 
-/// Reads a `len`-byte payload, replacing the contents of `out`. The buffer
-/// grows a chunk at a time as bytes arrive, whatever length the header
-/// claimed (see [`MIN_CHUNK`]).
+/// Reads a `len`-byte payload (or the rest of one), appending it to
+/// `out`. The buffer grows a chunk at a time as bytes arrive, whatever
+/// length the header claimed (see [`MIN_CHUNK`]). On error `out` is cut
+/// back to what it held.
 pub(crate) fn read_payload(socket: &Socket, len: usize, out: &mut Vec<u8>) -> Result<()> {
-    out.clear();
-    while out.len() < len {
-        let chunk = next_chunk(out.len(), len);
+    let start = out.len();
+    while out.len() - start < len {
+        let received = out.len() - start;
+        let chunk = next_chunk(received, len);
         out.reserve_exact(chunk);
         // Reading at most `chunk` bytes keeps `read_to_end` from growing the
         // buffer on its own; it fills the reserved room without zeroing it
@@ -236,14 +238,15 @@ pub(crate) fn read_payload(socket: &Socket, len: usize, out: &mut Vec<u8>) -> Re
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
             Err(err) if is_reset(&err) => break,
             Err(err) => {
-                let context = format!("receive {len}-byte message ({} read)", out.len());
+                let context = format!("receive {len}-byte message ({received} read)");
+                out.truncate(start);
                 return Err(Error::io(err, context));
             }
         }
     }
-    if out.len() < len {
-        let got = out.len();
-        out.clear();
+    let got = out.len() - start;
+    if got < len {
+        out.truncate(start);
         return Err(truncated("message", len as u64, got));
     }
     Ok(())

@@ -14,7 +14,10 @@
 //! the crate docs' section "Bounds on decoding".
 
 mod de;
+mod owned;
 pub(crate) mod ser;
+
+pub(crate) use owned::{decode_byte_string, NotDecoded};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -205,16 +208,7 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
 ///
 /// [`Connection::recv`]: crate::Connection::recv
 pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T> {
-    let decode_error = |detail: String| {
-        Error::new(
-            ErrorKind::Decode,
-            format!(
-                "{}-byte message does not decode as {}{detail}",
-                payload.len(),
-                std::any::type_name::<T>()
-            ),
-        )
-    };
+    let decode_error = |detail: String| decode_error::<T>(payload.len(), detail);
     let mut decoder = de::Decoder::new(payload);
     let value =
         T::deserialize(&mut decoder).map_err(|err| decode_error(String::new()).with_source(err))?;
@@ -226,6 +220,45 @@ pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T> {
         )));
     }
     Ok(value)
+}
+
+/// The error for a `len`-byte payload that is not a `T`; `detail` says
+/// more after the sentence.
+pub(crate) fn decode_error<T: ?Sized>(len: usize, detail: String) -> Error {
+    Error::new(
+        ErrorKind::Decode,
+        format!(
+            "{len}-byte message does not decode as {}{detail}",
+            std::any::type_name::<T>()
+        ),
+    )
+}
+
+/// How many bytes follow a length prefix's first byte (`marker`): none
+/// for a length up to 250, 2, 4 or 8 for a `u16`, `u32` or `u64`; `None`
+/// for a marker no length has.
+pub(crate) fn length_prefix_rest(marker: u8) -> Option<usize> {
+    match marker {
+        0..=250 => Some(0),
+        251 => Some(2),
+        252 => Some(4),
+        253 => Some(8),
+        254 | 255 => None,
+    }
+}
+
+/// The length a whole length prefix (marker and the bytes
+/// [`length_prefix_rest`] asked for) says.
+pub(crate) fn length_prefix_value(prefix: &[u8]) -> u64 {
+    match prefix {
+        [small] => u64::from(*small),
+        [_, rest @ ..] => {
+            let mut bytes = [0u8; 8];
+            bytes[..rest.len()].copy_from_slice(rest);
+            u64::from_le_bytes(bytes)
+        }
+        [] => 0,
+    }
 }
 
 #[cfg(test)]
