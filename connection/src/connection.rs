@@ -19,8 +19,15 @@ use crate::sys::{self, PollFd, Socket};
 /// messages; the format itself allows up to 2^64 - 1 bytes.
 pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 1 << 30;
 
-/// A scratch buffer that grew past this is freed after use rather than kept.
+/// A scratch buffer that grew past this is freed after use rather than
+/// kept, except by a receive of a large message (see [`LARGE_SCRATCH_KEEP`]).
 const SCRATCH_KEEP: usize = 64 * 1024;
+
+/// [`Connection::recv`] keeps the buffer of a large message it decoded,
+/// up to this size, for the next receive, and frees it at the next
+/// receive of a small message: a fresh 16 MiB buffer costs as much in page
+/// faults as the transfer itself.
+const LARGE_SCRATCH_KEEP: usize = 64 << 20;
 
 /// [`Connection::recv`] reads a payload at least this long that is one
 /// byte string into a buffer of its own, which a `ByteBuf`, `String` or
@@ -289,41 +296,47 @@ impl Connection {
         if len < BYTE_STRING_APART {
             return self.decode_payload(len, decode);
         }
-        match self.recv_byte_string::<T>(len)? {
-            Ok(value) => Ok(value),
-            Err(payload) => decode(&payload),
-        }
+        let mut payload = std::mem::take(&mut self.scratch);
+        let result = match self.recv_byte_string::<T>(len, &mut payload) {
+            Ok(Some(value)) => Ok(value),
+            Ok(None) => decode(&payload),
+            Err(err) => Err(err),
+        };
+        self.keep_large_scratch(payload);
+        result
     }
 
     /// Receives a `len`-byte payload for [`recv`](Connection::recv) of a
     /// `T`, reading a payload that is one byte string (a length prefix and
     /// exactly that many bytes) into a buffer of its own, which `T` takes
     /// as it is when it is a byte string (see `codec::owned`). Returns
-    /// `Err` with the whole payload when `T` must be decoded as usual.
+    /// `None` with the whole payload in `head` when `T` must be decoded as
+    /// usual.
     fn recv_byte_string<T: DeserializeOwned>(
         &mut self,
         len: u64,
-    ) -> Result<std::result::Result<T, Vec<u8>>> {
+        head: &mut Vec<u8>,
+    ) -> Result<Option<T>> {
         let len = in_memory_len(len)?;
-        let mut head = Vec::with_capacity(9);
-        self.read_payload_part(1, &mut head)?;
+        head.clear();
+        self.read_payload_part(1, head)?;
         let rest = codec::length_prefix_rest(head[0]).filter(|rest| 1 + rest <= len);
         if let Some(rest) = rest {
-            self.read_payload_part(rest, &mut head)?;
+            self.read_payload_part(rest, head)?;
         }
         let prefix = head.len();
-        let claimed = codec::length_prefix_value(&head);
+        let claimed = codec::length_prefix_value(head);
         if rest.is_none() || claimed != (len - prefix) as u64 {
-            self.read_payload_part(len - prefix, &mut head)?;
-            return Ok(Err(head));
+            self.read_payload_part(len - prefix, head)?;
+            return Ok(None);
         }
         let mut body = Vec::new();
         self.read_payload_part(len - prefix, &mut body)?;
         match codec::decode_byte_string::<T>(body) {
-            Ok(value) => Ok(Ok(value)),
+            Ok(value) => Ok(Some(value)),
             Err(codec::NotDecoded::NotBytes(body)) => {
                 head.extend_from_slice(&body);
-                Ok(Err(head))
+                Ok(None)
             }
             Err(codec::NotDecoded::Refused(err)) => {
                 Err(codec::decode_error::<T>(len, String::new()).with_source(err))
@@ -743,6 +756,17 @@ impl Connection {
         tracing::debug!(error = %err, "connection lost its message boundaries");
         self.broken = Some(err.kind());
         err
+    }
+
+    /// Keeps the buffer of a large message for the next receive, up to
+    /// [`LARGE_SCRATCH_KEEP`]: large messages tend to follow one another,
+    /// and reused pages cost no page faults. The next small message's
+    /// receive frees it ([`keep_scratch`](Connection::keep_scratch)).
+    fn keep_large_scratch(&mut self, mut buf: Vec<u8>) {
+        if buf.capacity() <= LARGE_SCRATCH_KEEP {
+            buf.clear();
+            self.scratch = buf;
+        }
     }
 
     fn keep_scratch(&mut self, mut buf: Vec<u8>) {
