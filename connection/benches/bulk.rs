@@ -192,7 +192,9 @@ fn main() {
     if measure {
         print_table(&rows, &plan);
     } else {
-        println!("bulk bench: every case ran (run `cargo bench -p connection --bench bulk` to measure)");
+        println!(
+            "bulk bench: every case ran (run `cargo bench -p connection --bench bulk` to measure)"
+        );
     }
 }
 

@@ -355,7 +355,6 @@ fn print_table(rows: &[Row], rounds: usize) {
     println!();
 }
 
-
 // --- Timed loops, parent side -------------------------------------------
 
 fn raw_round_trips(bench: &mut Bench, payload: &[u8], iters: u64) -> Duration {

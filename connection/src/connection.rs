@@ -376,7 +376,11 @@ impl Connection {
 
     /// Reads the `len`-byte payload whose header was read and decodes it
     /// with `decode`.
-    fn decode_payload<T>(&mut self, len: u64, decode: impl FnOnce(&[u8]) -> Result<T>) -> Result<T> {
+    fn decode_payload<T>(
+        &mut self,
+        len: u64,
+        decode: impl FnOnce(&[u8]) -> Result<T>,
+    ) -> Result<T> {
         let mut buf = std::mem::take(&mut self.scratch);
         let result = self.read_payload(len, &mut buf).and_then(|()| decode(&buf));
         self.keep_scratch(buf);

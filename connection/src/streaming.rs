@@ -131,7 +131,8 @@ impl Sink for SocketSink<'_> {
         let result = if bytes.len() >= WRITE_DIRECT {
             self.write_pending(bytes)
         } else {
-            self.write_pending(&[]).map(|()| self.pending.extend_from_slice(bytes))
+            self.write_pending(&[])
+                .map(|()| self.pending.extend_from_slice(bytes))
         };
         result.map_err(|err| {
             self.io_error = Some(err);

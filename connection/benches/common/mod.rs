@@ -44,7 +44,8 @@ pub fn spawn_peer(peer_env: &str, ends: Vec<(Connection, &str)>) -> Child {
     let mut command = Command::new(std::env::current_exe().expect("current_exe"));
     command.env(peer_env, "1");
     for (end, name) in ends {
-        end.pass_to_child(&mut command, name).expect("pass a connection");
+        end.pass_to_child(&mut command, name)
+            .expect("pass a connection");
     }
     let peer = command.spawn().expect("spawn peer");
     drop(command);

@@ -135,9 +135,7 @@ pub(crate) fn encode_counted_into<T: Serialize + ?Sized>(
 /// How many bytes the encoding of `value` takes.
 pub(crate) fn encoded_len<T: Serialize + ?Sized>(value: &T) -> Result<u64> {
     let mut encoder = ser::Encoder::new(ser::Counter::default());
-    value
-        .serialize(&mut encoder)
-        .map_err(encode_error::<T>)?;
+    value.serialize(&mut encoder).map_err(encode_error::<T>)?;
     Ok(encoder.into_output().len)
 }
 
