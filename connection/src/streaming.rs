@@ -140,3 +140,93 @@ impl Sink for SocketSink<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use serde::{Serialize, Serializer};
+
+    use crate::error::ErrorKind;
+    use crate::pipe::pipe;
+
+    /// A 1 MiB byte string, then `first` bytes the first time it is
+    /// serialized and `then` bytes every time after: the one kind of value
+    /// a streamed send cannot check before its header is out.
+    struct Fickle {
+        first: usize,
+        then: usize,
+        calls: Cell<usize>,
+    }
+
+    impl Serialize for Fickle {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            let call = self.calls.get();
+            self.calls.set(call + 1);
+            let len = if call == 0 { self.first } else { self.then };
+            // A first part that goes out before the difference shows.
+            let part = serde_bytes::ByteBuf::from(vec![b'p'; 1 << 20]);
+            (part, serde_bytes::ByteBuf::from(vec![b'x'; len])).serialize(serializer)
+        }
+    }
+
+    fn fickle(first: usize, then: usize) -> Fickle {
+        Fickle {
+            first,
+            then,
+            calls: Cell::new(0),
+        }
+    }
+
+    #[test]
+    fn a_large_value_streams_whole() {
+        let (mut a, mut b) = pipe().unwrap();
+        let strings: Vec<String> = (0..300_000).map(|i| format!("{i:08}")).collect();
+        let expected = strings.clone();
+        let writer = std::thread::spawn(move || a.send(&strings).unwrap());
+        assert_eq!(b.recv::<Vec<String>>().unwrap(), expected);
+        writer.join().unwrap();
+    }
+
+    #[test]
+    fn a_value_that_grows_the_second_time_cuts_the_stream_not_the_data() {
+        let (mut a, mut b) = pipe().unwrap();
+        let reader = std::thread::spawn(move || b.recv::<(Vec<u8>, Vec<u8>)>());
+        let err = a.send(&fickle(3 << 20, 4 << 20)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Encode, "{err}");
+        assert!(err.to_string().contains("shut down"), "{err}");
+        // The peer never gets a wrong value: the message is cut short.
+        let got = reader.join().unwrap().unwrap_err();
+        assert_eq!(got.kind(), ErrorKind::Truncated, "{got}");
+    }
+
+    #[test]
+    fn a_value_that_shrinks_the_second_time_cuts_the_stream_too() {
+        let (mut a, mut b) = pipe().unwrap();
+        let reader = std::thread::spawn(move || b.recv::<(Vec<u8>, Vec<u8>)>());
+        let err = a.send(&fickle(3 << 20, 2 << 20)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Encode, "{err}");
+        assert!(err.to_string().contains("shorter"), "{err}");
+        let got = reader.join().unwrap().unwrap_err();
+        assert_eq!(got.kind(), ErrorKind::Truncated, "{got}");
+    }
+
+    #[test]
+    fn a_value_that_fails_before_anything_went_out_leaves_the_connection_as_it_was() {
+        let (mut a, mut b) = pipe().unwrap();
+        struct FailsSecondTime(Cell<bool>);
+        impl Serialize for FailsSecondTime {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                if self.0.replace(true) {
+                    return Err(serde::ser::Error::custom("refused the second time"));
+                }
+                serializer.serialize_bytes(&vec![0u8; 2 << 20])
+            }
+        }
+        let err = a.send(&FailsSecondTime(Cell::new(false))).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Encode, "{err}");
+        assert!(!err.to_string().contains("shut down"), "{err}");
+        a.send(&"still fine").unwrap();
+        assert_eq!(b.recv::<String>().unwrap(), "still fine");
+    }
+}

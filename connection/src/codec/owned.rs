@@ -181,3 +181,118 @@ impl<'de> de::Deserializer<'de> for Byte {
         tuple_struct map struct enum identifier ignored_any
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Through a real connection: the receive that reads a byte string
+    //! apart is the only caller, and its choice depends on the length.
+
+    use serde::{Deserialize, Serialize};
+    use serde_bytes::ByteBuf;
+
+    use crate::error::ErrorKind;
+    use crate::pipe::pipe;
+    use crate::Connection;
+
+    /// Sends `payload` as raw bytes from a thread and receives it as `T`.
+    fn recv_as<T: serde::de::DeserializeOwned + Send + 'static>(
+        payload: Vec<u8>,
+    ) -> crate::Result<T> {
+        let (mut a, mut b) = pipe().unwrap();
+        let writer = std::thread::spawn(move || a.send_bytes(&payload).unwrap());
+        let result = b.recv::<T>();
+        writer.join().unwrap();
+        result
+    }
+
+    fn send_and_recv<V: Serialize + Send + 'static, T: serde::de::DeserializeOwned>(
+        value: V,
+        b: &mut Connection,
+        mut a: Connection,
+    ) -> (crate::Result<T>, Connection) {
+        let writer = std::thread::spawn(move || {
+            a.send(&value).unwrap();
+            a
+        });
+        let result = b.recv::<T>();
+        (result, writer.join().unwrap())
+    }
+
+    #[test]
+    fn byte_strings_of_every_kind_arrive_whole() {
+        let (a, mut b) = pipe().unwrap();
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+        let (got, a) = send_and_recv::<_, ByteBuf>(ByteBuf::from(data.clone()), &mut b, a);
+        assert_eq!(got.unwrap().into_vec(), data);
+        let (got, a) = send_and_recv::<_, Vec<u8>>(data.clone(), &mut b, a);
+        assert_eq!(got.unwrap(), data);
+        let text = "ab".repeat(100_000);
+        let (got, a) = send_and_recv::<_, String>(text.clone(), &mut b, a);
+        assert_eq!(got.unwrap(), text);
+
+        #[derive(Serialize, Deserialize, PartialEq, Debug)]
+        struct Blob(#[serde(with = "serde_bytes")] Vec<u8>);
+        let (got, _) = send_and_recv::<_, Blob>(Blob(data.clone()), &mut b, a);
+        assert_eq!(got.unwrap(), Blob(data));
+    }
+
+    #[test]
+    fn a_payload_shaped_like_a_byte_string_decodes_as_whatever_was_asked() {
+        // 100,000 small u16s: a length and one byte per element, just as
+        // a byte string would be.
+        let small: Vec<u16> = (0..100_000).map(|i| (i % 250) as u16).collect();
+        let payload = crate::encode(&small).unwrap();
+        assert_eq!(recv_as::<Vec<u16>>(payload.clone()).unwrap(), small);
+        // A sequence of bools, which the byte-string reader does not read.
+        let bools: Vec<bool> = (0..100_000).map(|i| i % 3 == 0).collect();
+        let payload = crate::encode(&bools).unwrap();
+        assert_eq!(recv_as::<Vec<bool>>(payload).unwrap(), bools);
+        // An Option<u8> and a tuple see the same bytes differently.
+        let err = recv_as::<(u8, u8)>(crate::encode(&vec![1u8; 70_000]).unwrap()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Decode);
+    }
+
+    #[test]
+    fn a_byte_string_that_is_not_utf8_is_a_decode_error_for_a_string() {
+        let mut bytes = vec![b'a'; 100_000];
+        bytes[77_777] = 0xff;
+        let payload = crate::encode(&ByteBuf::from(bytes.clone())).unwrap();
+        let err = recv_as::<String>(payload.clone()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Decode);
+        assert!(format!("{err:#}").contains("UTF-8"), "{err:#}");
+        assert_eq!(recv_as::<ByteBuf>(payload).unwrap().into_vec(), bytes);
+    }
+
+    #[test]
+    fn a_prefix_that_does_not_match_the_length_is_decoded_as_usual() {
+        // Claims one byte more than follows: the general decoder refuses it.
+        let mut payload = vec![252];
+        payload.extend_from_slice(&100_001u32.to_le_bytes());
+        payload.extend_from_slice(&[7u8; 100_000]);
+        let err = recv_as::<ByteBuf>(payload).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Decode);
+        // A marker no length has, and one for a u128.
+        for marker in [254u8, 255] {
+            let mut payload = vec![marker];
+            payload.extend_from_slice(&[0u8; 100_000]);
+            assert_eq!(
+                recv_as::<ByteBuf>(payload).unwrap_err().kind(),
+                ErrorKind::Decode
+            );
+        }
+    }
+
+    #[test]
+    fn the_next_message_is_readable_after_a_refused_byte_string() {
+        let (mut a, mut b) = pipe().unwrap();
+        let writer = std::thread::spawn(move || {
+            let mut bytes = vec![b'z'; 200_000];
+            bytes[5] = 0xc0;
+            a.send(&ByteBuf::from(bytes)).unwrap();
+            a.send(&"next").unwrap();
+        });
+        assert_eq!(b.recv::<String>().unwrap_err().kind(), ErrorKind::Decode);
+        assert_eq!(b.recv::<String>().unwrap(), "next");
+        writer.join().unwrap();
+    }
+}
