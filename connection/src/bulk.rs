@@ -34,6 +34,7 @@ impl Connection {
     /// use connection::bytemuck::{Pod, Zeroable};
     ///
     /// #[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+    /// #[bytemuck(crate = "connection::bytemuck")] // no bytemuck of our own
     /// #[repr(C)]
     /// struct Point {
     ///     x: f32,

@@ -220,12 +220,14 @@ impl Connection {
     /// # Ok::<(), connection::Error>(())
     /// ```
     pub fn send<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        self.check_writable()?;
-        let len = codec::encoded_len(value)?;
-        if len > streaming::STREAM_ABOVE {
-            return streaming::send_streamed(&self.socket, value, len);
+        let limit = streaming::STREAM_ABOVE as usize;
+        let sent = self.send_encoded(|buf| codec::encode_into_within(value, buf, limit))?;
+        if !sent {
+            // Too large for one buffer: stream it, once its length is known.
+            let len = codec::encoded_len(value)?;
+            streaming::send_streamed(&self.socket, value, len)?;
         }
-        self.send_encoded(|buf| codec::encode_counted_into(value, len, buf))
+        Ok(())
     }
 
     /// Sends `value` as one message holding its pickle, which a Python
@@ -242,20 +244,28 @@ impl Connection {
     /// # Ok::<(), connection::Error>(())
     /// ```
     pub fn send_pickle<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        self.send_encoded(|buf| crate::pickle::encode_into(value, buf))
+        self.send_encoded(|buf| crate::pickle::encode_into(value, buf).map(|()| true))
+            .map(drop)
     }
 
-    /// Encodes with `encode` after room for the header, then sends.
-    fn send_encoded(&mut self, encode: impl FnOnce(&mut Vec<u8>) -> Result<()>) -> Result<()> {
+    /// Encodes with `encode` after room for the header, then sends, unless
+    /// `encode` says (with `false`) that it did not encode the value:
+    /// returns whether it sent.
+    fn send_encoded(&mut self, encode: impl FnOnce(&mut Vec<u8>) -> Result<bool>) -> Result<bool> {
         self.check_writable()?;
         let mut buf = std::mem::take(&mut self.scratch);
         buf.clear();
         buf.resize(frame::HEADER_ROOM, 0);
-        let result = encode(&mut buf).and_then(|()| {
-            frame::write_reserved(&self.socket, &mut buf).map_err(|err| {
-                let len = buf.len() - frame::HEADER_ROOM;
-                send_error(err, format!("send {len}-byte message"))
-            })
+        let result = encode(&mut buf).and_then(|encoded| {
+            if !encoded {
+                return Ok(false);
+            }
+            frame::write_reserved(&self.socket, &mut buf)
+                .map(|()| true)
+                .map_err(|err| {
+                    let len = buf.len() - frame::HEADER_ROOM;
+                    send_error(err, format!("send {len}-byte message"))
+                })
         });
         self.keep_scratch(buf);
         result

@@ -22,7 +22,6 @@ pub(crate) use owned::{decode_byte_string, NotDecoded};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::connection::in_memory_len;
 use crate::error::{Error, ErrorKind, Result};
 
 /// Why a value could not be encoded or a payload decoded: the source of
@@ -108,28 +107,56 @@ pub const MAX_EMPTY_ELEMENTS: usize = 1 << 20;
 
 /// Appends the encoding of `value` to `out`. On error `out` is restored to
 /// its original length.
-///
-/// The value is encoded twice: once to count its length, so that `out`
-/// grows once, to the size it ends at, and once to write it.
 pub(crate) fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<()> {
-    let len = encoded_len(value)?;
-    encode_counted_into(value, len, out)
+    encode_into_within(value, out, usize::MAX).map(drop)
 }
 
-/// [`encode_into`] for a value whose [`encoded_len`] is already known to
-/// be `len`.
-pub(crate) fn encode_counted_into<T: Serialize + ?Sized>(
+/// Appends the encoding of `value` to `out` if it takes at most `limit`
+/// bytes, and says whether it did: when it does not, encoding stops as
+/// soon as it passes the limit, and `out` is restored as on error.
+pub(crate) fn encode_into_within<T: Serialize + ?Sized>(
     value: &T,
-    len: u64,
     out: &mut Vec<u8>,
-) -> Result<()> {
-    out.reserve_exact(in_memory_len(len)?);
+    limit: usize,
+) -> Result<bool> {
     let start = out.len();
-    if let Err((_, err)) = encode_to(value, &mut *out) {
-        out.truncate(start);
-        return Err(err);
+    let sink = Within {
+        out,
+        start,
+        limit,
+        over: false,
+    };
+    match encode_to(value, sink) {
+        Ok(_) => Ok(true),
+        Err((sink, err)) => {
+            sink.out.truncate(start);
+            if sink.over {
+                Ok(false)
+            } else {
+                Err(err)
+            }
+        }
     }
-    Ok(())
+}
+
+/// A `Vec` that refuses to grow past `limit` bytes after `start`.
+struct Within<'a> {
+    out: &'a mut Vec<u8>,
+    start: usize,
+    limit: usize,
+    over: bool,
+}
+
+impl ser::Sink for Within<'_> {
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) -> std::result::Result<(), FormatError> {
+        if self.out.len() - self.start + bytes.len() > self.limit {
+            self.over = true;
+            return Err(FormatError::new("longer than the limit"));
+        }
+        self.out.extend_from_slice(bytes);
+        Ok(())
+    }
 }
 
 /// How many bytes the encoding of `value` takes.
