@@ -50,9 +50,10 @@
 //!   layout**, so both ends must be the same kind of machine. A Python
 //!   peer reads it with `numpy.frombuffer(conn.recv_bytes(), dtype)` or
 //!   `array.array(code, conn.recv_bytes())` and answers with
-//!   `conn.send_bytes(arr.tobytes())`. Sending copies nothing; receiving
-//!   reads from the socket straight into a `Vec<T>` allocated for `T`, so
-//!   alignment is the vector's own. A length that is not a whole number of
+//!   `conn.send_bytes(arr.tobytes())`. Sending writes the slice as it lies
+//!   (no encoding, no copy of a large one); receiving reads from the
+//!   socket straight into a `Vec<T>` allocated for `T`, so alignment is
+//!   the vector's own. A length that is not a whole number of
 //!   elements is a [`Decode`](ErrorKind::Decode) error, the connection
 //!   left usable.
 //! - **Bytes inside values**: [`serde_bytes::ByteBuf`], or

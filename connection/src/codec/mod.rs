@@ -108,7 +108,12 @@ pub const MAX_EMPTY_ELEMENTS: usize = 1 << 20;
 /// Appends the encoding of `value` to `out`. On error `out` is restored to
 /// its original length.
 pub(crate) fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<()> {
-    encode_into_within(value, out, usize::MAX).map(drop)
+    let start = out.len();
+    if let Err(err) = value.serialize(&mut ser::Encoder::new(&mut *out)) {
+        out.truncate(start);
+        return Err(encode_error::<T>(err));
+    }
+    Ok(())
 }
 
 /// Appends the encoding of `value` to `out` if it takes at most `limit`
@@ -120,42 +125,23 @@ pub(crate) fn encode_into_within<T: Serialize + ?Sized>(
     limit: usize,
 ) -> Result<bool> {
     let start = out.len();
-    let sink = Within {
-        out,
-        start,
-        limit,
+    let mut encoder = ser::Encoder::new(ser::Within {
+        out: &mut *out,
+        end: start.saturating_add(limit),
         over: false,
-    };
-    match encode_to(value, sink) {
-        Ok(_) => Ok(true),
-        Err((sink, err)) => {
-            sink.out.truncate(start);
-            if sink.over {
+    });
+    let result = value.serialize(&mut encoder);
+    let over = encoder.into_output().over;
+    match result {
+        Ok(()) => Ok(true),
+        Err(err) => {
+            out.truncate(start);
+            if over {
                 Ok(false)
             } else {
-                Err(err)
+                Err(encode_error::<T>(err))
             }
         }
-    }
-}
-
-/// A `Vec` that refuses to grow past `limit` bytes after `start`.
-struct Within<'a> {
-    out: &'a mut Vec<u8>,
-    start: usize,
-    limit: usize,
-    over: bool,
-}
-
-impl ser::Sink for Within<'_> {
-    #[inline]
-    fn put(&mut self, bytes: &[u8]) -> std::result::Result<(), FormatError> {
-        if self.out.len() - self.start + bytes.len() > self.limit {
-            self.over = true;
-            return Err(FormatError::new("longer than the limit"));
-        }
-        self.out.extend_from_slice(bytes);
-        Ok(())
     }
 }
 

@@ -7,10 +7,11 @@
 //! `std::io::Write` for every byte of a `Vec<u8>`, which serde hands over
 //! one element at a time.
 //!
-//! The [`Encoder`] writes through an [`Output`]: a [`Staged`] buffer in
-//! front of a [`Sink`] (a `Vec<u8>`, or a socket for a message streamed
-//! as it is encoded), or a [`Counter`] that only adds up the length, so
-//! that a payload's buffer is sized once, before it is written.
+//! The [`Encoder`] writes through an [`Output`]: a `Vec<u8>` (or a
+//! [`Within`], one that stops at a limit) for a payload encoded whole, a
+//! [`Staged`] buffer in front of a [`Sink`] for one streamed to a socket
+//! as it is encoded, or a [`Counter`] that only adds up the length, which
+//! a streamed message's header needs first.
 
 use serde::ser::{self, Serialize};
 
@@ -44,6 +45,58 @@ impl Output for Counter {
     }
 }
 
+/// Appending to a `Vec` as it goes: for a payload encoded whole, which
+/// the `Vec`'s own growth serves as well as a stage would.
+impl Output for &mut Vec<u8> {
+    #[inline]
+    fn byte(&mut self, byte: u8) -> Result {
+        self.push(byte);
+        Ok(())
+    }
+
+    #[inline]
+    fn bytes(&mut self, bytes: &[u8]) -> Result {
+        self.extend_from_slice(bytes);
+        Ok(())
+    }
+}
+
+/// A `Vec` that refuses to grow past `end` bytes: encoding stops, with
+/// [`over`](Within::over) set, as soon as a value turns out longer.
+pub(crate) struct Within<'a> {
+    pub(crate) out: &'a mut Vec<u8>,
+    pub(crate) end: usize,
+    pub(crate) over: bool,
+}
+
+impl Within<'_> {
+    #[cold]
+    fn refuse(&mut self) -> Result {
+        self.over = true;
+        Err(FormatError::new("longer than the limit"))
+    }
+}
+
+impl Output for Within<'_> {
+    #[inline]
+    fn byte(&mut self, byte: u8) -> Result {
+        if self.out.len() >= self.end {
+            return self.refuse();
+        }
+        self.out.push(byte);
+        Ok(())
+    }
+
+    #[inline]
+    fn bytes(&mut self, bytes: &[u8]) -> Result {
+        if bytes.len() > self.end.saturating_sub(self.out.len()) {
+            return self.refuse();
+        }
+        self.out.extend_from_slice(bytes);
+        Ok(())
+    }
+}
+
 /// What a [`Staged`] buffer hands its bytes to.
 pub(crate) trait Sink {
     /// Takes the next bytes of the encoding: a full stage, or a byte
@@ -51,6 +104,8 @@ pub(crate) trait Sink {
     fn put(&mut self, bytes: &[u8]) -> Result;
 }
 
+/// For the tests of the staging buffer, against bincode's bytes.
+#[cfg(test)]
 impl Sink for Vec<u8> {
     #[inline]
     fn put(&mut self, bytes: &[u8]) -> Result {
@@ -59,22 +114,13 @@ impl Sink for Vec<u8> {
     }
 }
 
-impl<S: Sink + ?Sized> Sink for &mut S {
-    #[inline]
-    fn put(&mut self, bytes: &[u8]) -> Result {
-        (**self).put(bytes)
-    }
-}
-
 /// How many bytes a [`Staged`] buffer holds before it hands them on.
 const STAGE: usize = 4096;
 
-/// A small buffer in front of a [`Sink`]. Serde hands a `Vec<u8>` or a
-/// `Vec<f64>` over one element at a time; appending each to a `Vec`
-/// checked its capacity and, since a byte written through a pointer may
-/// alias anything, reloaded the vector's fields every time. An array of
-/// our own, indexed after one comparison, costs a store per element, and
-/// a full stage goes to the sink in one copy that stays in the cache.
+/// A small buffer in front of a [`Sink`] that wants its bytes in pieces
+/// worth a system call: serde hands a `Vec<f64>` over one element at a
+/// time, and a full stage goes to the sink in one copy that stays in the
+/// cache, while a long byte string goes to the sink as it lies.
 pub(crate) struct Staged<S: Sink> {
     stage: [u8; STAGE],
     staged: usize,

@@ -470,6 +470,8 @@ fn values_across_the_staging_buffer_encode_as_bincode_does() {
                 bincode_encode(&value).as_ref(),
                 "{before} {len}"
             );
+            let staged = super::encode_to(&value, Vec::new()).ok().unwrap();
+            assert_eq!(staged, payload, "staged: {before} {len}");
             assert_eq!(super::encoded_len(&value).unwrap(), payload.len() as u64);
             type Value = (Vec<u8>, serde_bytes::ByteBuf, String, Vec<f64>);
             assert_eq!(decode::<Value>(&payload).unwrap(), value);
