@@ -330,7 +330,7 @@ impl Connection {
         let len = in_memory_len(len)?;
         head.clear();
         self.read_payload_part(1, head)?;
-        let rest = codec::length_prefix_rest(head[0]).filter(|rest| 1 + rest <= len);
+        let rest = codec::length_prefix_rest(head[0]).filter(|&rest| rest < len);
         if let Some(rest) = rest {
             self.read_payload_part(rest, head)?;
         }

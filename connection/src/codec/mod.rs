@@ -32,6 +32,8 @@ use crate::error::{Error, ErrorKind, Result};
 /// `Vec<u8>` paid for a `Result` in memory on every byte.
 #[derive(Debug)]
 pub(crate) struct FormatError {
+    // The point is the one-pointer width, not the heap.
+    #[allow(clippy::box_collection)]
     message: Box<String>,
 }
 
