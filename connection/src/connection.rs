@@ -329,19 +329,19 @@ impl Connection {
     ) -> Result<Option<T>> {
         let len = in_memory_len(len)?;
         head.clear();
-        self.read_payload_part(1, head)?;
+        self.read_payload_part(0, 1, head)?;
         let rest = codec::length_prefix_rest(head[0]).filter(|&rest| rest < len);
         if let Some(rest) = rest {
-            self.read_payload_part(rest, head)?;
+            self.read_payload_part(1, rest, head)?;
         }
         let prefix = head.len();
         let claimed = codec::length_prefix_value(head);
         if rest.is_none() || claimed != (len - prefix) as u64 {
-            self.read_payload_part(len - prefix, head)?;
+            self.read_payload_part(prefix, len - prefix, head)?;
             return Ok(None);
         }
         let mut body = Vec::new();
-        self.read_payload_part(len - prefix, &mut body)?;
+        self.read_payload_part(prefix, len - prefix, &mut body)?;
         match codec::decode_byte_string::<T>(body) {
             Ok(value) => Ok(Some(value)),
             Err(codec::NotDecoded::NotBytes(body)) => {
@@ -732,9 +732,11 @@ impl Connection {
         Ok(len)
     }
 
-    /// Reads the next `len` bytes of a payload, appending them to `out`.
-    fn read_payload_part(&mut self, len: usize, out: &mut Vec<u8>) -> Result<()> {
-        frame::read_payload(&self.socket, len, out).map_err(|err| self.lose_boundaries(err))
+    /// Reads the `len` bytes of a payload that follow its first `before`,
+    /// appending them to `out`.
+    fn read_payload_part(&mut self, before: usize, len: usize, out: &mut Vec<u8>) -> Result<()> {
+        frame::read_payload_part(&self.socket, before, len, out)
+            .map_err(|err| self.lose_boundaries(err))
     }
 
     pub(crate) fn read_payload(&mut self, len: u64, out: &mut Vec<u8>) -> Result<()> {

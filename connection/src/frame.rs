@@ -224,6 +224,18 @@ pub(crate) fn read_payload_into(socket: &Socket, buf: &mut [u8]) -> Result<()> {
 /// length the header claimed (see [`MIN_CHUNK`]). On error `out` is cut
 /// back to what it held.
 pub(crate) fn read_payload(socket: &Socket, len: usize, out: &mut Vec<u8>) -> Result<()> {
+    read_payload_part(socket, 0, len, out)
+}
+
+/// [`read_payload`] of the `len` bytes that follow the first `before`
+/// bytes of a payload, which were read apart: errors speak of the whole
+/// payload.
+pub(crate) fn read_payload_part(
+    socket: &Socket,
+    before: usize,
+    len: usize,
+    out: &mut Vec<u8>,
+) -> Result<()> {
     let start = out.len();
     while out.len() - start < len {
         let received = out.len() - start;
@@ -238,7 +250,8 @@ pub(crate) fn read_payload(socket: &Socket, len: usize, out: &mut Vec<u8>) -> Re
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
             Err(err) if is_reset(&err) => break,
             Err(err) => {
-                let context = format!("receive {len}-byte message ({received} read)");
+                let whole = before + len;
+                let context = format!("receive {whole}-byte message ({} read)", before + received);
                 out.truncate(start);
                 return Err(Error::io(err, context));
             }
@@ -247,7 +260,7 @@ pub(crate) fn read_payload(socket: &Socket, len: usize, out: &mut Vec<u8>) -> Re
     let got = out.len() - start;
     if got < len {
         out.truncate(start);
-        return Err(truncated("message", len as u64, got));
+        return Err(truncated("message", (before + len) as u64, before + got));
     }
     Ok(())
 }
