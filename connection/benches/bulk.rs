@@ -23,7 +23,7 @@ use std::process::Child;
 use std::time::Instant;
 
 use connection::serde_bytes::ByteBuf;
-use connection::{Connection, ErrorKind};
+use connection::Connection;
 use serde::{Deserialize, Serialize};
 
 #[path = "stats.rs"]
@@ -252,10 +252,7 @@ impl Bench {
     /// GB/s, timed until the peer has received and checked them all.
     fn measure(&mut self, values: &Values, case: Case, count: u64) -> f64 {
         let (data_bytes, items) = values.size_of(case);
-        let job = Job { case, count, items };
-        self.control.send(&job).expect("send job");
-        let ready: String = self.control.recv().expect("peer ready");
-        assert_eq!(ready, "ready");
+        common::order(&mut self.control, &Job { case, count, items });
         let start = Instant::now();
         for _ in 0..count {
             values.send(&mut self.data, case).expect("send");
@@ -278,13 +275,7 @@ impl Bench {
 fn peer() {
     let mut control = Connection::from_env(CONTROL_ENV).expect("control connection");
     let mut data = Connection::from_env(DATA_ENV).expect("data connection");
-    loop {
-        let job: Job = match control.recv() {
-            Ok(job) => job,
-            Err(err) if err.kind() == ErrorKind::Eof => return,
-            Err(err) => panic!("peer: control: {err}"),
-        };
-        control.send("ready").expect("peer: ready");
+    while let Some(job) = common::next_job::<Job>(&mut control) {
         for _ in 0..job.count {
             receive_and_check(&mut data, job.case, job.items);
         }

@@ -23,7 +23,7 @@ use std::os::unix::net::UnixStream;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use connection::{Connection, ErrorKind};
+use connection::Connection;
 use serde::{Deserialize, Serialize};
 
 use common::{pattern, small, Small};
@@ -149,9 +149,7 @@ impl Bench {
     /// Tells the peer what comes next and waits until it is ready, so that
     /// the timed section starts with both sides in place.
     fn order(&mut self, job: Job) {
-        self.control.send(&job).expect("send job");
-        let ready: String = self.control.recv().expect("peer ready");
-        assert_eq!(ready, "ready");
+        common::order(&mut self.control, &job);
     }
 
     fn finish(mut self) {
@@ -467,13 +465,7 @@ fn peer() {
     let mut scratch = Vec::new();
     let mut message = Vec::new();
     let mut sink = Vec::new();
-    loop {
-        let job: Job = match control.recv() {
-            Ok(job) => job,
-            Err(err) if err.kind() == ErrorKind::Eof => return,
-            Err(err) => panic!("peer: control: {err}"),
-        };
-        control.send("ready").expect("peer: ready");
+    while let Some(job) = common::next_job::<Job>(&mut control) {
         match job {
             Job::RawEcho { iters } => {
                 for _ in 0..iters {

@@ -7,6 +7,7 @@
 use std::process::{Child, Command};
 
 use connection::Connection;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// The "small struct" of the struct round trip: a typical request.
@@ -50,4 +51,25 @@ pub fn spawn_peer(peer_env: &str, ends: Vec<(Connection, &str)>) -> Child {
     let peer = command.spawn().expect("spawn peer");
     drop(command);
     peer
+}
+
+/// The parent's side of the control connection: tells the peer what
+/// comes next and waits until it is ready, so that a timed section starts
+/// with both sides in place.
+pub fn order<J: Serialize>(control: &mut Connection, job: &J) {
+    control.send(job).expect("send job");
+    let ready: String = control.recv().expect("peer ready");
+    assert_eq!(ready, "ready");
+}
+
+/// The peer's side: the next job, answered with "ready", or `None` when
+/// the parent closed the control connection.
+pub fn next_job<J: DeserializeOwned>(control: &mut Connection) -> Option<J> {
+    let job = match control.recv() {
+        Ok(job) => job,
+        Err(err) if err.kind() == connection::ErrorKind::Eof => return None,
+        Err(err) => panic!("peer: control: {err}"),
+    };
+    control.send("ready").expect("peer: ready");
+    Some(job)
 }
