@@ -197,6 +197,9 @@
 //!   receive's buffer grows only as bytes arrive: it never holds more than
 //!   what the peer actually sent plus one chunk (1 MiB, growing with what
 //!   arrived up to 16 MiB, so large messages need few reallocations).
+//!   [`recv_vec`](Connection::recv_vec) is the exception: it sets aside
+//!   the announced length at once, as zeroed memory the operating system
+//!   commits only as bytes land (see [Bulk data](#bulk-data)).
 //! - [`ErrorKind::Decode`]: a message was not the type asked for, or it
 //!   went beyond the bounds on decoding below. It was consumed whole before
 //!   decoding began; the next message is readable.

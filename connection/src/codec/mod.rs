@@ -8,6 +8,11 @@
 //! lengths and depths a payload claims, and its encoder pays a call through
 //! `std::io::Write` for every byte.
 //!
+//! A payload that is one long byte string can also be handed whole to a
+//! `ByteBuf`, `String` or `Vec<u8>` from the buffer it was received into
+//! ([`owned`]), and a value too large to buffer is encoded to a socket as
+//! it goes (`crate::streaming`, through [`ser::Staged`]).
+//!
 //! The bounds the decoder keeps (memory within `4 * E * n` plus a constant for a
 //! payload of `n` bytes, [`MAX_DECODE_DEPTH`] levels, at most
 //! [`MAX_EMPTY_ELEMENTS`] elements that occupy no bytes) are documented in
