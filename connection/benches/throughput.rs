@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use common::{small, Small};
+use common::{pattern, small, Small};
 #[path = "stats.rs"]
 mod stats;
 #[path = "common/two_processes.rs"]
@@ -301,12 +301,6 @@ fn print_table(rows: &[Row], rounds: usize) {
         );
     }
     println!();
-}
-
-/// A payload whose bytes depend on their position, so that a message that
-/// arrived shifted or mixed up would not compare equal.
-fn pattern(len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i % 251) as u8).collect()
 }
 
 // --- Timed loops, parent side -------------------------------------------

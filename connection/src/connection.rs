@@ -11,6 +11,7 @@ use crate::codec;
 use crate::error::{Error, ErrorKind, Result};
 use crate::frame;
 use crate::shared::{self, SharedBuf, SharedView};
+use crate::streaming;
 use crate::sys::shm;
 use crate::sys::{self, PollFd, Socket, Wait};
 
@@ -20,8 +21,21 @@ use crate::sys::{self, PollFd, Socket, Wait};
 /// messages; the format itself allows up to 2^64 - 1 bytes.
 pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 1 << 30;
 
-/// A scratch buffer that grew past this is freed after use rather than kept.
+/// A scratch buffer that grew past this is freed after use rather than
+/// kept, except by a receive of a large message (see [`LARGE_SCRATCH_KEEP`]).
 const SCRATCH_KEEP: usize = 64 * 1024;
+
+/// [`Connection::recv`] keeps the buffer of a large message it decoded,
+/// up to this size, for the next receive, and frees it at the next
+/// receive of a small message: a fresh 16 MiB buffer costs as much in page
+/// faults as the transfer itself.
+const LARGE_SCRATCH_KEEP: usize = 64 << 20;
+
+/// [`Connection::recv`] reads a payload at least this long that is one
+/// byte string into a buffer of its own, which a `ByteBuf`, `String` or
+/// `Vec<u8>` then takes without a copy (a 16 MiB copy costs as much as
+/// its transfer, most of it page faults on fresh memory).
+const BYTE_STRING_APART: u64 = 64 * 1024;
 
 /// One end of a connection: sends and receives whole messages, either raw
 /// bytes or serde-serializable values.
@@ -54,6 +68,10 @@ pub struct Connection {
     pending_len: Option<u64>,
     /// A shared-memory message left unread the same way.
     pending_shared: Option<shared::Incoming>,
+    /// The payload of the message being read, when it came as shared
+    /// memory: the payload reads below take it from there instead of the
+    /// socket. Set by `next_message_len`, cleared by every `next_message`.
+    shared_payload: Option<shared::Incoming>,
     /// Whether this end sends and accepts shared-memory messages.
     shared_memory: shared::Mode,
     /// The smallest payload the copying calls send as shared memory.
@@ -163,6 +181,7 @@ impl Connection {
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             pending_len: None,
             pending_shared: None,
+            shared_payload: None,
             shared_memory: shared::Mode::Off,
             shared_memory_threshold: shared::default_threshold(),
             broken: None,
@@ -228,7 +247,21 @@ impl Connection {
     /// # Ok::<(), connection::Error>(())
     /// ```
     pub fn send<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        self.send_encoded(|buf| codec::encode_into(value, buf))
+        let limit = streaming::STREAM_ABOVE as usize;
+        let sent = self.send_encoded(|buf| codec::encode_into_within(value, buf, limit))?;
+        if !sent {
+            // Too large for one buffer: stream it, once its length is known,
+            // unless it goes as shared memory, which needs it whole.
+            let len = codec::encoded_len(value)?;
+            if self
+                .shared_memory
+                .sends(len as usize, self.shared_memory_threshold)
+            {
+                return self.send_bytes(&codec::encode(value)?);
+            }
+            streaming::send_streamed(&self.socket, value, len)?;
+        }
+        Ok(())
     }
 
     /// Sends `value` as one message holding its pickle, which a Python
@@ -245,24 +278,32 @@ impl Connection {
     /// # Ok::<(), connection::Error>(())
     /// ```
     pub fn send_pickle<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        self.send_encoded(|buf| crate::pickle::encode_into(value, buf))
+        self.send_encoded(|buf| crate::pickle::encode_into(value, buf).map(|()| true))
+            .map(drop)
     }
 
-    /// Encodes with `encode` after room for the header, then sends.
-    fn send_encoded(&mut self, encode: impl FnOnce(&mut Vec<u8>) -> Result<()>) -> Result<()> {
+    /// Encodes with `encode` after room for the header, then sends, unless
+    /// `encode` says (with `false`) that it did not encode the value:
+    /// returns whether it sent.
+    fn send_encoded(&mut self, encode: impl FnOnce(&mut Vec<u8>) -> Result<bool>) -> Result<bool> {
         self.check_writable()?;
         let mut buf = std::mem::take(&mut self.scratch);
         buf.clear();
         buf.resize(frame::HEADER_ROOM, 0);
-        let result = encode(&mut buf).and_then(|()| {
+        let result = encode(&mut buf).and_then(|encoded| {
+            if !encoded {
+                return Ok(false);
+            }
             if let Some(memfd) = self.share_copy(&buf[frame::HEADER_ROOM..]) {
                 let len = buf.len() - frame::HEADER_ROOM;
-                return self.write_shared(memfd, len, Wait::ForRoom).map(drop);
+                return self.write_shared(memfd, len, Wait::ForRoom).map(|_| true);
             }
-            frame::write_reserved(&self.socket, &mut buf).map_err(|err| {
-                let len = buf.len() - frame::HEADER_ROOM;
-                send_error(err, format!("send {len}-byte message"))
-            })
+            frame::write_reserved(&self.socket, &mut buf)
+                .map(|()| true)
+                .map_err(|err| {
+                    let len = buf.len() - frame::HEADER_ROOM;
+                    send_error(err, format!("send {len}-byte message"))
+                })
         });
         self.keep_scratch(buf);
         result
@@ -290,7 +331,7 @@ impl Connection {
     /// # Ok::<(), connection::Error>(())
     /// ```
     pub fn recv<T: DeserializeOwned>(&mut self) -> Result<T> {
-        self.recv_decoded(|payload| {
+        let decode = |payload: &[u8]| {
             codec::decode(payload).map_err(|err| {
                 if crate::pickle::looks_like_pickle(payload) {
                     err.context("this looks like a Python pickle: use recv_pickle")
@@ -298,7 +339,57 @@ impl Connection {
                     err
                 }
             })
-        })
+        };
+        let len = self.next_message_len(self.max_message_size)?;
+        if len < BYTE_STRING_APART {
+            return self.decode_payload(len, decode);
+        }
+        let mut payload = std::mem::take(&mut self.scratch);
+        let result = match self.recv_byte_string::<T>(len, &mut payload) {
+            Ok(Some(value)) => Ok(value),
+            Ok(None) => decode(&payload),
+            Err(err) => Err(err),
+        };
+        self.keep_large_scratch(payload);
+        result
+    }
+
+    /// Receives a `len`-byte payload for [`recv`](Connection::recv) of a
+    /// `T`, reading a payload that is one byte string (a length prefix and
+    /// exactly that many bytes) into a buffer of its own, which `T` takes
+    /// as it is when it is a byte string (see `codec::owned`). Returns
+    /// `None` with the whole payload in `head` when `T` must be decoded as
+    /// usual.
+    fn recv_byte_string<T: DeserializeOwned>(
+        &mut self,
+        len: u64,
+        head: &mut Vec<u8>,
+    ) -> Result<Option<T>> {
+        let len = in_memory_len(len)?;
+        head.clear();
+        self.read_payload_part(0, 1, head)?;
+        let rest = codec::length_prefix_rest(head[0]).filter(|&rest| rest < len);
+        if let Some(rest) = rest {
+            self.read_payload_part(1, rest, head)?;
+        }
+        let prefix = head.len();
+        let claimed = codec::length_prefix_value(head);
+        if rest.is_none() || claimed != (len - prefix) as u64 {
+            self.read_payload_part(prefix, len - prefix, head)?;
+            return Ok(None);
+        }
+        let mut body = Vec::new();
+        self.read_payload_part(prefix, len - prefix, &mut body)?;
+        match codec::decode_byte_string::<T>(body) {
+            Ok(value) => Ok(Some(value)),
+            Err(codec::NotDecoded::NotBytes(body)) => {
+                head.extend_from_slice(&body);
+                Ok(None)
+            }
+            Err(codec::NotDecoded::Refused(err)) => {
+                Err(codec::decode_error::<T>(len, String::new()).with_source(err))
+            }
+        }
     }
 
     /// Receives one message holding a pickle, such as a Python peer's
@@ -327,14 +418,22 @@ impl Connection {
 
     /// Reads one whole message and decodes it with `decode`.
     fn recv_decoded<T>(&mut self, decode: impl FnOnce(&[u8]) -> Result<T>) -> Result<T> {
-        let len = match self.next_message(self.max_message_size)? {
-            Message::Stream(len) => len,
+        let len = self.next_message_len(self.max_message_size)?;
+        self.decode_payload(len, decode)
+    }
+
+    /// Reads the `len`-byte payload whose header was read and decodes it
+    /// with `decode`.
+    fn decode_payload<T>(
+        &mut self,
+        len: u64,
+        decode: impl FnOnce(&[u8]) -> Result<T>,
+    ) -> Result<T> {
+        if let Some(incoming) = self.shared_payload.take() {
             // Decoded straight from the sender's pages: no copy.
-            Message::Shared(incoming) => {
-                let mapping = incoming.map(in_memory_len(incoming.len)?)?;
-                return decode(mapping.as_slice());
-            }
-        };
+            let mapping = incoming.map(in_memory_len(incoming.len)?)?;
+            return decode(mapping.as_slice());
+        }
         let mut buf = std::mem::take(&mut self.scratch);
         let result = self.read_payload(len, &mut buf).and_then(|()| decode(&buf));
         self.keep_scratch(buf);
@@ -584,9 +683,7 @@ impl Connection {
             Message::Shared(incoming) => return shared_into(&incoming, room),
         };
         if len <= room.len() as u64 {
-            let target = &mut room[..len as usize];
-            frame::read_payload_into(&self.socket, target)
-                .map_err(|err| self.lose_boundaries(err))?;
+            self.receive_payload_into(&mut room[..len as usize])?;
             Ok(len as usize)
         } else {
             let mut message = Vec::new();
@@ -857,6 +954,7 @@ impl Connection {
     /// the message if its length is within `limit`. A message over the
     /// limit stays pending for the next call.
     fn next_message(&mut self, limit: u64) -> Result<Message> {
+        self.shared_payload = None;
         self.check_readable()?;
         if let Some(kind) = self.broken {
             return Err(lost_boundaries(kind));
@@ -877,6 +975,20 @@ impl Connection {
                 Err(too_large(len, limit, self.max_message_size))
             }
             message => Ok(message),
+        }
+    }
+
+    /// [`next_message`](Connection::next_message) for the receives that
+    /// only need the payload's length: a shared-memory payload is kept in
+    /// `shared_payload`, where the payload reads below find it.
+    pub(crate) fn next_message_len(&mut self, limit: u64) -> Result<u64> {
+        match self.next_message(limit)? {
+            Message::Stream(len) => Ok(len),
+            Message::Shared(incoming) => {
+                let len = incoming.len;
+                self.shared_payload = Some(incoming);
+                Ok(len)
+            }
         }
     }
 
@@ -946,11 +1058,37 @@ impl Connection {
         }))
     }
 
-    fn read_payload(&mut self, len: u64, out: &mut Vec<u8>) -> Result<()> {
+    /// Reads the `len` bytes of a payload that follow its first `before`,
+    /// appending them to `out`.
+    fn read_payload_part(&mut self, before: usize, len: usize, out: &mut Vec<u8>) -> Result<()> {
+        if let Some(incoming) = &self.shared_payload {
+            return incoming.append_to_vec(before as u64, len, out);
+        }
+        frame::read_payload_part(&self.socket, before, len, out)
+            .map_err(|err| self.lose_boundaries(err))
+    }
+
+    pub(crate) fn read_payload(&mut self, len: u64, out: &mut Vec<u8>) -> Result<()> {
         // `len` is at most max_message_size here; on a 32-bit target a
         // larger value cannot be held in memory anyway.
         let len = in_memory_len(len)?;
+        if let Some(incoming) = &self.shared_payload {
+            return incoming.append_to_vec(0, len, out);
+        }
         frame::read_payload(&self.socket, len, out).map_err(|err| self.lose_boundaries(err))
+    }
+
+    /// Receives the payload of the message whose header
+    /// [`next_message_len`](Connection::next_message_len) just returned
+    /// into `out`, memory the caller provides that is exactly as long as
+    /// the payload. Every receive into the caller's memory goes through
+    /// here (`recv_bytes_into`, `recv_vec`, `recv_into_slice`), so that a
+    /// transport other than the socket's bytes has one place to hook in.
+    pub(crate) fn receive_payload_into(&mut self, out: &mut [u8]) -> Result<()> {
+        if let Some(incoming) = &self.shared_payload {
+            return incoming.read_into(out);
+        }
+        frame::read_payload_into(&self.socket, out).map_err(|err| self.lose_boundaries(err))
     }
 
     fn mark_broken(&mut self, err: Error) -> Error {
@@ -969,6 +1107,17 @@ impl Connection {
         tracing::debug!(error = %err, "connection lost its message boundaries");
         self.broken = Some(err.kind());
         err
+    }
+
+    /// Keeps the buffer of a large message for the next receive, up to
+    /// [`LARGE_SCRATCH_KEEP`]: large messages tend to follow one another,
+    /// and reused pages cost no page faults. The next small message's
+    /// receive frees it ([`keep_scratch`](Connection::keep_scratch)).
+    fn keep_large_scratch(&mut self, mut buf: Vec<u8>) {
+        if buf.capacity() <= LARGE_SCRATCH_KEEP {
+            buf.clear();
+            self.scratch = buf;
+        }
     }
 
     fn keep_scratch(&mut self, mut buf: Vec<u8>) {

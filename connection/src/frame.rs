@@ -171,7 +171,7 @@ pub(crate) fn write_rest(socket: &Socket, rest: &[u8]) -> io::Result<()> {
     write_all(socket, &mut [IoSlice::new(rest)])
 }
 
-fn write_all(socket: &Socket, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
+pub(crate) fn write_all(socket: &Socket, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
     write_slices(socket, &mut bufs, Wait::ForRoom)
 }
 
@@ -346,13 +346,27 @@ pub(crate) fn read_payload_into(socket: &Socket, buf: &mut [u8]) -> Result<()> {
     }
 }
 
-/// Reads a `len`-byte payload, replacing the contents of `out`. The buffer
-/// grows a chunk at a time as bytes arrive, whatever length the header
-/// claimed (see [`MIN_CHUNK`]).
+/// Reads a `len`-byte payload (or the rest of one), appending it to
+/// `out`. The buffer grows a chunk at a time as bytes arrive, whatever
+/// length the header claimed (see [`MIN_CHUNK`]). On error `out` is cut
+/// back to what it held.
 pub(crate) fn read_payload(socket: &Socket, len: usize, out: &mut Vec<u8>) -> Result<()> {
-    out.clear();
-    while out.len() < len {
-        let chunk = next_chunk(out.len(), len);
+    read_payload_part(socket, 0, len, out)
+}
+
+/// [`read_payload`] of the `len` bytes that follow the first `before`
+/// bytes of a payload, which were read apart: errors speak of the whole
+/// payload.
+pub(crate) fn read_payload_part(
+    socket: &Socket,
+    before: usize,
+    len: usize,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    let start = out.len();
+    while out.len() - start < len {
+        let received = out.len() - start;
+        let chunk = next_chunk(received, len);
         out.reserve_exact(chunk);
         // Reading at most `chunk` bytes keeps `read_to_end` from growing the
         // buffer on its own; it fills the reserved room without zeroing it
@@ -363,15 +377,17 @@ pub(crate) fn read_payload(socket: &Socket, len: usize, out: &mut Vec<u8>) -> Re
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
             Err(err) if is_reset(&err) => break,
             Err(err) => {
-                let context = format!("receive {len}-byte message ({} read)", out.len());
+                let whole = before + len;
+                let context = format!("receive {whole}-byte message ({} read)", before + received);
+                out.truncate(start);
                 return Err(Error::io(err, context));
             }
         }
     }
-    if out.len() < len {
-        let got = out.len();
-        out.clear();
-        return Err(truncated("message", len as u64, got));
+    let got = out.len() - start;
+    if got < len {
+        out.truncate(start);
+        return Err(truncated("message", (before + len) as u64, before + got));
     }
     Ok(())
 }

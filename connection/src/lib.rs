@@ -37,6 +37,79 @@
 //! # Ok::<(), connection::Error>(())
 //! ```
 //!
+//! # Bulk data
+//!
+//! Arrays, images and text move at memory speed when their type says what
+//! they are. Which to use:
+//!
+//! - **Numbers and `#[repr(C)]` records**: [`send_slice`](Connection::send_slice)
+//!   and [`recv_vec`](Connection::recv_vec) (or
+//!   [`recv_into_slice`](Connection::recv_into_slice), into memory you
+//!   have) for any [`bytemuck::Pod`] type. The message is the elements'
+//!   bytes as they lie in memory, nothing added: **host byte order and
+//!   layout**, so both ends must be the same kind of machine. A Python
+//!   peer reads it with `numpy.frombuffer(conn.recv_bytes(), dtype)` or
+//!   `array.array(code, conn.recv_bytes())` and answers with
+//!   `conn.send_bytes(arr.tobytes())`. Sending writes the slice as it lies
+//!   (no encoding, no copy of a large one); receiving reads from the
+//!   socket straight into a `Vec<T>` allocated for `T`, so alignment is
+//!   the vector's own. A length that is not a whole number of
+//!   elements is a [`Decode`](ErrorKind::Decode) error, the connection
+//!   left usable.
+//! - **Bytes inside values**: [`serde_bytes::ByteBuf`], or
+//!   `#[serde(with = "connection::serde_bytes")]` on a `Vec<u8>` field.
+//!   serde then hands the codec the whole buffer at once (one copy, or none
+//!   when the message streams, below), and a message that is one byte
+//!   string is received straight into the buffer the value keeps.
+//! - **Plain `Vec<u8>`, `Vec<f64>`, `Vec<String>`** work with
+//!   [`send`](Connection::send) / [`recv`](Connection::recv) as they are,
+//!   but serde hands them over one element at a time: several times slower
+//!   than the types above (figures in the README). A plain `Vec<u8>` costs
+//!   a serde call per byte: prefer `ByteBuf` or `serde_bytes`.
+//!
+//! ```
+//! use connection::serde_bytes::ByteBuf;
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct Tile {
+//!     x: u32,
+//!     y: u32,
+//!     #[serde(with = "connection::serde_bytes")]
+//!     pixels: Vec<u8>,
+//! }
+//!
+//! let (mut a, mut b) = connection::pipe()?;
+//! a.send(&Tile { x: 3, y: 4, pixels: vec![255; 64 * 64] })?;
+//! let tile: Tile = b.recv()?;
+//! assert_eq!((tile.x, tile.pixels.len()), (3, 4096));
+//!
+//! a.send(&ByteBuf::from(vec![1u8, 2, 3]))?;
+//! assert_eq!(b.recv::<ByteBuf>()?.into_vec(), [1, 2, 3]);
+//!
+//! let heights: Vec<f32> = (0..1000).map(|i| i as f32 * 0.5).collect();
+//! a.send_slice(&heights)?;
+//! assert_eq!(b.recv_vec::<f32>()?, heights);
+//! # Ok::<(), connection::Error>(())
+//! ```
+//!
+//! How large values travel: [`send`](Connection::send) first counts a
+//! value's encoded length, so that it is written once into a buffer of
+//! the right size. A value over 1 MiB is not put in a buffer at all: it
+//! is encoded straight to the socket through a small staging buffer, and
+//! long byte strings go from the value to the socket uncopied. This asks
+//! one thing of a `Serialize`: to write the same bytes both times. One
+//! that does not gets an [`Encode`](ErrorKind::Encode) error; if part of
+//! the message had gone out, the connection is shut down for sending, so
+//! the peer sees [`Truncated`](ErrorKind::Truncated) rather than a wrong
+//! value. [`recv`](Connection::recv) keeps the buffer of a message over
+//! 64 KiB (up to 64 MiB) for the next receive, until a small message
+//! comes: large messages tend to follow one another, and fresh pages cost
+//! as much as the transfer. [`recv_vec`](Connection::recv_vec) sets aside
+//! the announced length at once (within
+//! [`max_message_size`](Connection::max_message_size)) as zeroed memory,
+//! which the operating system commits only as bytes land in it.
+//!
 //! # Listeners and clients
 //!
 //! Besides pipes, connections come from a [`Listener`] bound to an
@@ -124,6 +197,9 @@
 //!   receive's buffer grows only as bytes arrive: it never holds more than
 //!   what the peer actually sent plus one chunk (1 MiB, growing with what
 //!   arrived up to 16 MiB, so large messages need few reallocations).
+//!   [`recv_vec`](Connection::recv_vec) is the exception: it sets aside
+//!   the announced length at once, as zeroed memory the operating system
+//!   commits only as bytes land (see [Bulk data](#bulk-data)).
 //! - [`ErrorKind::Decode`]: a message was not the type asked for, or it
 //!   went beyond the bounds on decoding below. It was consumed whole before
 //!   decoding began; the next message is readable.
@@ -283,6 +359,7 @@
 
 mod address;
 mod auth;
+mod bulk;
 mod client;
 mod codec;
 mod connection;
@@ -294,6 +371,7 @@ mod listener;
 pub mod pickle;
 mod pipe;
 pub mod shared;
+mod streaming;
 mod sys;
 #[cfg(feature = "tokio")]
 pub mod tokio;
@@ -311,3 +389,19 @@ pub use crate::listener::{
 pub use crate::pipe::{one_way_pipe, pipe};
 pub use crate::shared::{shared_memory_stats, SharedBuf, SharedMemoryStats, SharedView};
 pub use crate::wait::wait;
+
+/// The `bytemuck` crate, whose [`Pod`](bytemuck::Pod) bound
+/// [`Connection::send_slice`] and [`Connection::recv_vec`] take:
+/// `#[derive(connection::bytemuck::Pod, connection::bytemuck::Zeroable)]`
+/// on a `#[repr(C)]` struct makes it sendable as a slice, with no version
+/// of `bytemuck` of your own to keep in step. The derives name their
+/// crate `::bytemuck` unless told otherwise: without a `bytemuck`
+/// dependency of your own, add `#[bytemuck(crate = "connection::bytemuck")]`.
+pub use bytemuck;
+
+/// The `serde_bytes` crate: [`ByteBuf`](serde_bytes::ByteBuf),
+/// [`Bytes`](serde_bytes::Bytes) and `#[serde(with = "serde_bytes")]`
+/// mark byte buffers inside values, which [`Connection::send`] and
+/// [`Connection::recv`] then carry at memory speed (a plain `Vec<u8>`
+/// field goes byte by byte). See the crate docs' "Bulk data".
+pub use serde_bytes;

@@ -202,7 +202,13 @@ impl Incoming {
 
     pub(crate) fn read_to_vec(&self, len: usize, out: &mut Vec<u8>) -> Result<()> {
         out.clear();
-        shm::read_to_vec(self.memfd.as_fd(), len, out).map_err(|err| self.read_error(err))
+        self.append_to_vec(0, len, out)
+    }
+
+    /// Appends the `len` bytes of the payload that follow its first
+    /// `offset` to `out`.
+    pub(crate) fn append_to_vec(&self, offset: u64, len: usize, out: &mut Vec<u8>) -> Result<()> {
+        shm::read_to_vec(self.memfd.as_fd(), offset, len, out).map_err(|err| self.read_error(err))
     }
 
     pub(crate) fn map(&self, len: usize) -> Result<Mapping> {

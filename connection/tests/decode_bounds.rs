@@ -279,3 +279,71 @@ fn deep_nesting_is_refused_at_the_documented_depth() {
         ErrorKind::Decode
     );
 }
+
+/// A payload of at least 64 KiB, which `recv` reads apart when it is one
+/// byte string: a varint (forged or true) and a body of some length
+/// around the one it claims, with bytes that are or are not UTF-8.
+fn large_payload() -> impl Strategy<Value = Vec<u8>> {
+    let body_len = prop_oneof![Just(65_536usize), 65_530usize..70_000, Just(1 << 20)];
+    (varint(), body_len, any::<bool>(), any::<u8>(), -2i64..=2).prop_map(
+        |(forged, len, text, byte, shift)| {
+            // Half the time, a prefix that tells the truth, or nearly.
+            let prefix = if text {
+                let claimed = (len as i64 + shift).max(0) as u64;
+                encode(&claimed).unwrap()
+            } else {
+                forged
+            };
+            let fill = if text { b'a' + byte % 26 } else { byte };
+            [prefix, vec![fill; len]].concat()
+        },
+    )
+}
+
+/// Receives `payload` as a `T` through a pipe (another thread sends it,
+/// then a sentinel), checks the receive's peak memory, that an error is a
+/// `Decode` error, and that the sentinel comes next.
+fn recv_within_bound<T: DeserializeOwned>(
+    payload: &[u8],
+    element_size: usize,
+) -> Result<(), TestCaseError> {
+    let (mut a, mut b) = connection::pipe().unwrap();
+    let sent = payload.to_vec();
+    let writer = std::thread::spawn(move || {
+        a.send_bytes(&sent).unwrap();
+        a.send(&"sentinel").unwrap();
+    });
+    let (result, peak) = peak_during(|| b.recv::<T>());
+    // The payload's buffer and, when the type was not a byte string, a
+    // joined copy of it; a read chunk ahead of what arrived; the decode.
+    let n = payload.len();
+    let bound = 2 * n + (1 << 20) + 4 * element_size * n + CONSTANT;
+    prop_assert!(
+        peak <= bound,
+        "{n} bytes received as {} peaked at {peak} bytes, over {bound}",
+        std::any::type_name::<T>()
+    );
+    if let Err(err) = result {
+        prop_assert_eq!(err.kind(), ErrorKind::Decode, "{:#}", err);
+    }
+    prop_assert_eq!(b.recv::<String>().unwrap(), "sentinel");
+    writer.join().unwrap();
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// `recv` reads a large payload that is one byte string apart and
+    /// offers it to the type whole: forged and true prefixes, bodies that
+    /// are and are not UTF-8, types that are and are not byte strings.
+    #[test]
+    fn large_payloads_received_whole_stay_within_the_bound(payload in large_payload()) {
+        recv_within_bound::<String>(&payload, STRING)?;
+        recv_within_bound::<connection::serde_bytes::ByteBuf>(&payload, STRING)?;
+        recv_within_bound::<Vec<u8>>(&payload, STRING)?;
+        recv_within_bound::<Vec<u16>>(&payload, 2)?;
+        recv_within_bound::<Vec<Vec<u8>>>(&payload, VEC_VEC_U8)?;
+        recv_within_bound::<Tree>(&payload, TREE)?;
+    }
+}

@@ -371,3 +371,32 @@ pub fn line<'a>(stdout: &'a str, label: &str) -> &'a str {
         .find_map(|line| line.strip_prefix(&prefix))
         .unwrap_or_else(|| panic!("no {label:?} line in:\n{stdout}"))
 }
+
+/// What `pipe_peer bulk-echo` and `tests/bulk_processes.rs` both know.
+pub mod bulk {
+    use connection::bytemuck::{Pod, Zeroable};
+
+    /// A `#[repr(C)]` record sent as a slice, through `connection`'s
+    /// re-export of bytemuck alone (hence the `crate` attribute).
+    #[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+    #[bytemuck(crate = "connection::bytemuck")]
+    #[repr(C)]
+    pub struct Sample {
+        pub time: f64,
+        pub channel: u32,
+        pub level: i16,
+        pub flags: [u8; 2],
+    }
+
+    /// `count` distinct samples.
+    pub fn samples(count: usize) -> Vec<Sample> {
+        (0..count)
+            .map(|i| Sample {
+                time: i as f64 * 0.25,
+                channel: i as u32 ^ 0x5a5a,
+                level: (i as i16).wrapping_neg(),
+                flags: [i as u8, (i >> 8) as u8],
+            })
+            .collect()
+    }
+}

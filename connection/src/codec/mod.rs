@@ -8,13 +8,21 @@
 //! lengths and depths a payload claims, and its encoder pays a call through
 //! `std::io::Write` for every byte.
 //!
+//! A payload that is one long byte string can also be handed whole to a
+//! `ByteBuf`, `String` or `Vec<u8>` from the buffer it was received into
+//! ([`owned`]), and a value too large to buffer is encoded to a socket as
+//! it goes (`crate::streaming`, through [`ser::Staged`]).
+//!
 //! The bounds the decoder keeps (memory within `4 * E * n` plus a constant for a
 //! payload of `n` bytes, [`MAX_DECODE_DEPTH`] levels, at most
 //! [`MAX_EMPTY_ELEMENTS`] elements that occupy no bytes) are documented in
 //! the crate docs' section "Bounds on decoding".
 
 mod de;
-mod ser;
+mod owned;
+pub(crate) mod ser;
+
+pub(crate) use owned::{decode_byte_string, NotDecoded};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -23,15 +31,22 @@ use crate::error::{Error, ErrorKind, Result};
 
 /// Why a value could not be encoded or a payload decoded: the source of
 /// an [`ErrorKind::Encode`] or [`ErrorKind::Decode`] error.
+///
+/// One pointer wide, so that the `Result` of every element's encode or
+/// decode is returned in registers: with the message inline, a
+/// `Vec<u8>` paid for a `Result` in memory on every byte.
 #[derive(Debug)]
 pub(crate) struct FormatError {
-    message: String,
+    // The point is the one-pointer width, not the heap.
+    #[allow(clippy::box_collection)]
+    message: Box<String>,
 }
 
 impl FormatError {
-    fn new(message: impl Into<String>) -> Self {
+    #[cold]
+    pub(crate) fn new(message: impl Into<String>) -> Self {
         FormatError {
-            message: message.into(),
+            message: Box::new(message.into()),
         }
     }
 }
@@ -101,15 +116,71 @@ pub const MAX_EMPTY_ELEMENTS: usize = 1 << 20;
 /// its original length.
 pub(crate) fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<()> {
     let start = out.len();
-    if let Err(err) = value.serialize(&mut ser::Encoder::new(out)) {
+    if let Err(err) = value.serialize(&mut ser::Encoder::new(&mut *out)) {
         out.truncate(start);
-        return Err(Error::new(
-            ErrorKind::Encode,
-            format!("cannot encode {}", std::any::type_name::<T>()),
-        )
-        .with_source(err));
+        return Err(encode_error::<T>(err));
     }
     Ok(())
+}
+
+/// Appends the encoding of `value` to `out` if it takes at most `limit`
+/// bytes, and says whether it did: when it does not, encoding stops as
+/// soon as it passes the limit, and `out` is restored as on error.
+pub(crate) fn encode_into_within<T: Serialize + ?Sized>(
+    value: &T,
+    out: &mut Vec<u8>,
+    limit: usize,
+) -> Result<bool> {
+    let start = out.len();
+    let mut encoder = ser::Encoder::new(ser::Within {
+        out: &mut *out,
+        end: start.saturating_add(limit),
+        over: false,
+    });
+    let result = value.serialize(&mut encoder);
+    let over = encoder.into_output().over;
+    match result {
+        Ok(()) => Ok(true),
+        Err(err) => {
+            out.truncate(start);
+            if over {
+                Ok(false)
+            } else {
+                Err(encode_error::<T>(err))
+            }
+        }
+    }
+}
+
+/// How many bytes the encoding of `value` takes.
+pub(crate) fn encoded_len<T: Serialize + ?Sized>(value: &T) -> Result<u64> {
+    let mut encoder = ser::Encoder::new(ser::Counter::default());
+    value.serialize(&mut encoder).map_err(encode_error::<T>)?;
+    Ok(encoder.into_output().len)
+}
+
+/// Writes the encoding of `value` to `sink`, a stage at a time (and long
+/// byte strings as they are).
+/// The sink comes back either way.
+pub(crate) fn encode_to<T: Serialize + ?Sized, S: ser::Sink>(
+    value: &T,
+    sink: S,
+) -> std::result::Result<S, (S, Error)> {
+    let mut encoder = ser::Encoder::new(ser::Staged::new(sink));
+    let result = value.serialize(&mut encoder);
+    let mut staged = encoder.into_output();
+    match result.and_then(|()| staged.flush()) {
+        Ok(()) => Ok(staged.into_sink()),
+        Err(err) => Err((staged.into_sink(), encode_error::<T>(err))),
+    }
+}
+
+fn encode_error<T: ?Sized>(err: FormatError) -> Error {
+    Error::new(
+        ErrorKind::Encode,
+        format!("cannot encode {}", std::any::type_name::<T>()),
+    )
+    .with_source(err)
 }
 
 /// Encodes `value` as a standalone payload: the bytes [`Connection::send`]
@@ -155,16 +226,7 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
 ///
 /// [`Connection::recv`]: crate::Connection::recv
 pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T> {
-    let decode_error = |detail: String| {
-        Error::new(
-            ErrorKind::Decode,
-            format!(
-                "{}-byte message does not decode as {}{detail}",
-                payload.len(),
-                std::any::type_name::<T>()
-            ),
-        )
-    };
+    let decode_error = |detail: String| decode_error::<T>(payload.len(), detail);
     let mut decoder = de::Decoder::new(payload);
     let value =
         T::deserialize(&mut decoder).map_err(|err| decode_error(String::new()).with_source(err))?;
@@ -176,6 +238,45 @@ pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T> {
         )));
     }
     Ok(value)
+}
+
+/// The error for a `len`-byte payload that is not a `T`; `detail` says
+/// more after the sentence.
+pub(crate) fn decode_error<T: ?Sized>(len: usize, detail: String) -> Error {
+    Error::new(
+        ErrorKind::Decode,
+        format!(
+            "{len}-byte message does not decode as {}{detail}",
+            std::any::type_name::<T>()
+        ),
+    )
+}
+
+/// How many bytes follow a length prefix's first byte (`marker`): none
+/// for a length up to 250, 2, 4 or 8 for a `u16`, `u32` or `u64`; `None`
+/// for a marker no length has.
+pub(crate) fn length_prefix_rest(marker: u8) -> Option<usize> {
+    match marker {
+        0..=250 => Some(0),
+        251 => Some(2),
+        252 => Some(4),
+        253 => Some(8),
+        254 | 255 => None,
+    }
+}
+
+/// The length a whole length prefix (marker and the bytes
+/// [`length_prefix_rest`] asked for) says.
+pub(crate) fn length_prefix_value(prefix: &[u8]) -> u64 {
+    match prefix {
+        [small] => u64::from(*small),
+        [_, rest @ ..] => {
+            let mut bytes = [0u8; 8];
+            bytes[..rest.len()].copy_from_slice(rest);
+            u64::from_le_bytes(bytes)
+        }
+        [] => 0,
+    }
 }
 
 #[cfg(test)]

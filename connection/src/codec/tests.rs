@@ -451,3 +451,30 @@ mod agreement {
         }
     }
 }
+
+#[test]
+fn values_across_the_staging_buffer_encode_as_bincode_does() {
+    // The encoder stages 4096 bytes at a time and hands byte strings of
+    // that length or more to its sink apart: every split of a value
+    // around those lengths must still be bincode's bytes.
+    for before in [0usize, 1, 4090, 4095, 4096, 5000] {
+        for len in [0usize, 1, 4095, 4096, 4097, 9000, 70_000] {
+            let filler: Vec<u8> = (0..before).map(|i| i as u8).collect();
+            let bytes = serde_bytes::ByteBuf::from(vec![0xabu8; len]);
+            let text = "é".repeat(len / 2);
+            let floats: Vec<f64> = (0..len / 8).map(|i| i as f64).collect();
+            let value = (filler, bytes, text, floats);
+            let payload = encode(&value).unwrap();
+            assert_eq!(
+                Some(&payload),
+                bincode_encode(&value).as_ref(),
+                "{before} {len}"
+            );
+            let staged = super::encode_to(&value, Vec::new()).ok().unwrap();
+            assert_eq!(staged, payload, "staged: {before} {len}");
+            assert_eq!(super::encoded_len(&value).unwrap(), payload.len() as u64);
+            type Value = (Vec<u8>, serde_bytes::ByteBuf, String, Vec<f64>);
+            assert_eq!(decode::<Value>(&payload).unwrap(), value);
+        }
+    }
+}

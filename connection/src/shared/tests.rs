@@ -137,6 +137,44 @@ fn large_messages_between_pipe_ends_travel_as_shared_memory() {
     );
 }
 
+/// The typed receives read a shared-memory payload from the memfd: the
+/// `Pod` slices, a payload that is one byte string (`ByteBuf`), a value
+/// whose encoding passes the streaming size, and a pickle.
+#[test]
+fn typed_receives_take_shared_memory_payloads() {
+    if !memfds_work() {
+        return;
+    }
+    let (mut a, mut b) = shared_pipe();
+    let floats: Vec<f64> = (0..BIG / 8).map(|i| i as f64 * 0.5).collect();
+    let bytes = serde_bytes::ByteBuf::from(pattern(BIG));
+    let words: Vec<u64> = (0..BIG as u64 / 4).collect();
+    let before = shared_memory_stats();
+    a.send_slice(&floats).unwrap();
+    a.send_slice(&floats).unwrap();
+    a.send(&bytes).unwrap();
+    a.send(&words).unwrap();
+    a.send_pickle(&bytes).unwrap();
+    a.send_bytes(&[1, 2, 3]).unwrap(); // not a whole number of u64s, through the socket
+    a.send_bytes(&pattern(BIG + 1)).unwrap(); // nor this, as shared memory
+    assert_eq!(b.recv_vec::<f64>().unwrap(), floats);
+    let mut into = vec![0f64; floats.len() + 1];
+    assert_eq!(b.recv_into_slice(&mut into).unwrap(), floats.len());
+    assert_eq!(into[..floats.len()], floats[..]);
+    assert_eq!(b.recv::<serde_bytes::ByteBuf>().unwrap(), bytes);
+    assert_eq!(b.recv::<Vec<u64>>().unwrap(), words);
+    assert_eq!(b.recv_pickle::<serde_bytes::ByteBuf>().unwrap(), bytes);
+    assert_eq!(b.recv_vec::<u64>().unwrap_err().kind(), ErrorKind::Decode);
+    assert_eq!(b.recv_vec::<u64>().unwrap_err().kind(), ErrorKind::Decode);
+    a.send_bytes(b"still usable").unwrap();
+    assert_eq!(b.recv_bytes().unwrap(), b"still usable");
+    let after = shared_memory_stats();
+    assert!(
+        after.received >= before.received + 6,
+        "{before:?} {after:?}"
+    );
+}
+
 #[test]
 fn one_way_pipes_and_clones_keep_the_setting() {
     if !memfds_work() {

@@ -144,13 +144,18 @@ pub(crate) fn read_into(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// Appends the first `len` bytes of a checked memfd to `out`, straight
-/// into its spare capacity (no zeroing first).
-pub(crate) fn read_to_vec(fd: BorrowedFd<'_>, len: usize, out: &mut Vec<u8>) -> io::Result<()> {
+/// Appends the `len` bytes of a checked memfd from `from` on to `out`,
+/// straight into its spare capacity (no zeroing first).
+pub(crate) fn read_to_vec(
+    fd: BorrowedFd<'_>,
+    from: u64,
+    len: usize,
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
     out.reserve_exact(len);
     let end = out.len() + len;
     while out.len() < end {
-        let offset = (len - (end - out.len())) as u64;
+        let offset = from + (len - (end - out.len())) as u64;
         let room = end - out.len();
         let spare = &mut out.spare_capacity_mut()[..room];
         match rustix::io::pread(fd, spare, offset) {

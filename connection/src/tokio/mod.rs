@@ -57,6 +57,7 @@
 //! }
 //! ```
 
+mod bulk;
 mod client;
 mod connection;
 mod handshake;

@@ -186,9 +186,20 @@ impl AsyncConnection {
             let message = self.read_payload(len).await?;
             return Err(Error::buffer_too_short(message, room.len()));
         }
+        self.receive_payload_into(&mut room[..len]).await?;
+        Ok(len)
+    }
+
+    /// Receives the payload of the message whose header
+    /// [`next_len`](Self::next_len) just returned into `target`, memory
+    /// the caller provides that is exactly as long as the payload: the
+    /// async twin of `Connection::receive_payload_into`. Dropped part way,
+    /// it keeps what arrived in the connection for the next receive.
+    pub(super) async fn receive_payload_into(&mut self, target: &mut [u8]) -> Result<()> {
+        let len = target.len();
         let mut filling = Filling {
             filled: self.incoming.payload.len(),
-            target: &mut room[..len],
+            target,
             saved: &mut self.incoming.payload,
             done: false,
         };
@@ -220,7 +231,7 @@ impl AsyncConnection {
         filling.done = true;
         drop(filling);
         self.incoming.finish_message();
-        Ok(len)
+        Ok(())
     }
 
     /// Whether a message is partly received: a receive was dropped in the
@@ -242,7 +253,7 @@ impl AsyncConnection {
     /// Reads the header (or takes the one already read) and returns the
     /// payload length if it is within `limit`; a message over it stays
     /// pending.
-    async fn next_len(&mut self, limit: u64) -> Result<usize> {
+    pub(super) async fn next_len(&mut self, limit: u64) -> Result<usize> {
         self.check_readable()?;
         if let Some(kind) = self.incoming.broken {
             return Err(lost_boundaries(kind));
@@ -297,7 +308,7 @@ impl AsyncConnection {
     /// Reads the rest of a `len`-byte payload whose header is in, growing
     /// the buffer a chunk at a time as bytes arrive (as the blocking
     /// receive does), and returns it.
-    async fn read_payload(&mut self, len: usize) -> Result<Vec<u8>> {
+    pub(super) async fn read_payload(&mut self, len: usize) -> Result<Vec<u8>> {
         while self.incoming.payload.len() < len {
             let read = self
                 .read_ready(|socket, incoming| {

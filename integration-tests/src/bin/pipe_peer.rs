@@ -33,6 +33,7 @@ fn main() -> ExitCode {
         "read-report" => read_report(conn, arg),
         "poll-signal" => poll_signal(conn, arg),
         "recv-hostile" => recv_hostile(conn, arg),
+        "bulk-echo" => bulk_echo(conn),
         other => Err(format!("unknown mode {other:?}")),
     };
     match result {
@@ -114,6 +115,45 @@ fn send_then_exit(mut conn: Connection) -> Outcome {
 
 /// Receives `(u32, String)` values and answers each with the value or the
 /// kind of error it gave, until the parent closes.
+/// The bulk types of `tests/bulk_processes.rs`, received each with its
+/// own call and sent back with the same type: a `ByteBuf`, `Pod` slices
+/// of `f64` and of a `#[repr(C)]` struct, a plain `Vec<u8>`, `Vec<f64>`
+/// and `Vec<String>`, a `String`; then whatever follows, echoed as bytes,
+/// until end of file. A receive that fails is answered with its error
+/// kind as a string, so the test sees what the child saw.
+fn bulk_echo(mut conn: Connection) -> Outcome {
+    use connection::serde_bytes::ByteBuf;
+    use integration_tests::bulk::Sample;
+
+    let bytes: ByteBuf = conn.recv().map_err(ctx("recv ByteBuf"))?;
+    conn.send(&bytes).map_err(ctx("echo ByteBuf"))?;
+    let floats = conn.recv_vec::<f64>().map_err(ctx("recv_vec f64"))?;
+    conn.send_slice(&floats).map_err(ctx("echo f64 slice"))?;
+    let samples = conn.recv_vec::<Sample>().map_err(ctx("recv_vec Sample"))?;
+    conn.send_slice(&samples)
+        .map_err(ctx("echo Sample slice"))?;
+    let plain: Vec<u8> = conn.recv().map_err(ctx("recv Vec<u8>"))?;
+    conn.send(&plain).map_err(ctx("echo Vec<u8>"))?;
+    let plain: Vec<f64> = conn.recv().map_err(ctx("recv Vec<f64>"))?;
+    conn.send(&plain).map_err(ctx("echo Vec<f64>"))?;
+    let strings: Vec<String> = conn.recv().map_err(ctx("recv Vec<String>"))?;
+    conn.send(&strings).map_err(ctx("echo Vec<String>"))?;
+    let text: String = conn.recv().map_err(ctx("recv String"))?;
+    conn.send(&text).map_err(ctx("echo String"))?;
+    // An odd length for u32s: refused, and the connection still works.
+    let refused = match conn.recv_vec::<u32>() {
+        Ok(_) => "accepted".to_string(),
+        Err(err) => format!("{:?}", err.kind()),
+    };
+    conn.send(&refused).map_err(ctx("report odd length"))?;
+    let after = conn
+        .recv_vec::<u32>()
+        .map_err(ctx("recv_vec after the odd one"))?;
+    conn.send_slice(&after)
+        .map_err(ctx("echo after the odd one"))?;
+    expect_eof(conn.recv_bytes())
+}
+
 fn typed_echo(mut conn: Connection) -> Outcome {
     loop {
         let reply: Result<(u32, String), String> = match conn.recv::<(u32, String)>() {
