@@ -213,6 +213,33 @@ fn a_job_cancelled_mid_map_with_no_resubmits_left_fails_the_rest_instead_of_hang
     assert_no_jobs_left("after the pool");
 }
 
+#[test]
+fn a_closed_pool_whose_job_is_cancelled_fails_the_work_left_and_joins() {
+    let Some(_slurm) = use_slurm("a_closed_pool_whose_job_is_cancelled") else {
+        return;
+    };
+    let stdout = run("close-then-scancel");
+    let (died, startup) = (
+        outcomes(&stdout, "WorkerDied"),
+        outcomes(&stdout, "Startup"),
+    );
+    // The two inputs running die with their job; the four queued fail,
+    // since a closing pool submits no other job; none waits for ever.
+    assert_eq!(died + startup, 6, "only WorkerDied and Startup:\n{stdout}");
+    assert!(startup >= 4, "{stdout}");
+    assert!(
+        line(&stdout, "startup_error").contains("closing"),
+        "{stdout}"
+    );
+    assert_eq!(line(&stdout, "joined"), "true");
+    assert_eq!(
+        line(&stdout, "jobs"),
+        "0",
+        "the pool ended, its jobs cancelled"
+    );
+    assert_no_jobs_left("after the pool");
+}
+
 /// How many inputs `pool_slurm`'s `scancel` scenarios counted with `outcome`.
 fn outcomes(stdout: &str, outcome: &str) -> usize {
     let prefix = format!("outcome {outcome}: ");

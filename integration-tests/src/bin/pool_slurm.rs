@@ -32,6 +32,7 @@ fn main() {
         "scancel" => scancel_mid_map(&output_dir, 1),
         "scancel-no-resubmit" => scancel_mid_map(&output_dir, 0),
         "drop" => drop_mid_map(&output_dir),
+        "close-then-scancel" => close_then_scancel(&output_dir),
         "wait-for-kill" => wait_for_kill(&output_dir),
         "program" => named_program(&output_dir, &args.next().expect("a worker program")),
         "wrong-key" => build_fails(
@@ -146,6 +147,46 @@ fn scancel_mid_map(output_dir: &Path, resubmits: u32) {
     for (outcome, count) in counts {
         println!("outcome {outcome}: {count}");
     }
+}
+
+/// The pool closed with work queued, then its job cancelled: the work
+/// left fails (closing, the pool submits no other job) and `join`
+/// returns, where it used to wait for ever.
+fn close_then_scancel(output_dir: &Path) {
+    let pool = slurm_pool(workers(2, output_dir));
+    wait_for_workers(&pool, 2);
+    let pending: Vec<_> = (0..6)
+        .map(|i| pool.apply_async(napping_pid, (i, 2_000)))
+        .collect();
+    // Give both workers time to take their input.
+    std::thread::sleep(Duration::from_millis(500));
+    pool.close();
+    let job = pool.slurm_jobs()[0];
+    let status = std::process::Command::new("scancel")
+        .arg(job.to_string())
+        .status()
+        .expect("run scancel");
+    assert!(status.success());
+    let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    for result in pending {
+        // Bounded, so that a pool that would wait for ever says so.
+        let key = match result.get(Some(Duration::from_secs(60))) {
+            Ok(_) => "ok".to_string(),
+            Err(err) => {
+                if err.kind() == ErrorKind::Startup {
+                    println!("startup_error: {err}");
+                }
+                format!("{:?}", err.kind())
+            }
+        };
+        *counts.entry(key).or_default() += 1;
+    }
+    for (outcome, count) in counts {
+        println!("outcome {outcome}: {count}");
+    }
+    pool.join();
+    println!("joined: true");
+    println!("jobs: {}", pool.slurm_jobs().len());
 }
 
 /// The pool dropped while its workers run a map's inputs.

@@ -213,7 +213,8 @@ impl Shared {
     /// The monitor thread: replaces the current job when it ends while the
     /// pool is open, as often as allowed, and cancels a replacement that
     /// stays pending past the start timeout with no worker joining; when it
-    /// gives up, a pool with no local workers fails its calls.
+    /// gives up, a pool with no local workers fails its calls, as it does
+    /// when the job ends while the pool is closing.
     fn follow(
         &self,
         first: JobId,
@@ -234,7 +235,7 @@ impl Shared {
         let mut awaited: Option<(Instant, usize)> = None;
         while !self.stopped() {
             self.sleep(POLL_EVERY);
-            if self.stopped() || self.closing.load(Ordering::Relaxed) {
+            if self.stopped() {
                 continue;
             }
             if awaited.is_some_and(|(_, before)| joined.load(Ordering::Relaxed) > before) {
@@ -261,6 +262,9 @@ impl Shared {
                     continue;
                 }
             };
+            if self.closing.load(Ordering::Relaxed) {
+                return self.ended_while_closing(job, &state, local_workers, commands);
+            }
             if resubmits_left == 0 {
                 return give_up(Error::new(
                     ErrorKind::Startup,
@@ -280,6 +284,31 @@ impl Shared {
                 }
                 Err(err) => return give_up(err),
             }
+        }
+    }
+
+    /// The job ended after the pool was told to close. That is how a clean
+    /// close ends (its workers were told to quit, and the queue is empty),
+    /// but a job cancelled or out of time while queued work waits takes the
+    /// pool's last workers: a closing pool turns new workers away, so
+    /// another job could not help, and without local workers that work
+    /// fails instead of waiting for ever (`join` would never return).
+    fn ended_while_closing(
+        &self,
+        job: JobId,
+        state: &str,
+        local_workers: bool,
+        commands: &Sender<Command>,
+    ) {
+        tracing::debug!(job, %state, "the Slurm job ended while the pool was closing");
+        if !local_workers {
+            let _ = commands.send(Command::Break(Error::new(
+                ErrorKind::Startup,
+                format!(
+                    "the pool's Slurm job {job} ended ({state}) while the pool was closing, \
+                     and a closing pool submits no other job: this input cannot run"
+                ),
+            )));
         }
     }
 

@@ -43,8 +43,11 @@ pub const DEFAULT_SLURM_RESUBMITS: u32 = 2;
 ///   [`resubmits`](SlurmWorkers::resubmits) times; then, if it has no local
 ///   processes, fails its calls with [`ErrorKind::Startup`], as it does when
 ///   a replacement stays pending past the start timeout with no worker
-///   joining (cancelling it). A worker lost inside a job that goes on is
-///   not replaced.
+///   joining (cancelling it). A job that ends once the pool is closing
+///   (after [`close`](crate::Pool::close)) is not replaced: without local
+///   processes, the work still queued then fails with
+///   [`ErrorKind::Startup`] rather than wait for workers that cannot come.
+///   A worker lost inside a job that goes on is not replaced.
 ///
 /// The inputs a lost worker was running fail with
 /// [`ErrorKind::WorkerDied`] (or run again, with
