@@ -317,6 +317,36 @@ fn a_job_that_never_starts_times_out_with_slurms_reason_and_is_cancelled() {
     assert_no_jobs_left("after the timeout");
 }
 
+/// Needs no Slurm: stand-ins for `sbatch` (which prints a job id) and
+/// `scancel`, and no `squeue`, as on a host where it is broken or missing.
+#[test]
+fn a_start_timeout_says_squeue_failed_rather_than_a_made_up_reason() {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = output_dir("no-squeue").join("bin");
+    std::fs::create_dir_all(&bin).expect("bin dir");
+    for (name, script) in [
+        ("sbatch", "#!/bin/sh\necho 4242\n"),
+        ("scancel", "#!/bin/sh\nexit 0\n"),
+    ] {
+        let path = bin.join(name);
+        std::fs::write(&path, script).expect("stand-in");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let out = output_with_deadline(
+        Command::new(PROGRAM)
+            .args(["no-squeue", output_path("no-squeue").to_str().unwrap()])
+            .env("PATH", &bin),
+        LIMIT,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}\n{stdout}", out.status);
+    let error = line(&stdout, "error");
+    assert!(error.contains("no Slurm worker joined"), "{error}");
+    assert!(error.contains("squeue"), "{error}");
+    assert!(!error.contains("pending"), "no reason was read: {error}");
+    remove_output("no-squeue");
+}
+
 #[test]
 fn slurm_workers_may_run_a_worker_program_of_the_users() {
     let Some(_slurm) = use_slurm("slurm_workers_may_run_a_worker_program") else {

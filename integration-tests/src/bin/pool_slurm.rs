@@ -44,6 +44,8 @@ fn main() {
                 .sbatch_arg("--hold")
                 .start_timeout(Duration::from_secs(3)),
         ),
+        // Run with a PATH holding only stand-ins for sbatch and scancel.
+        "no-squeue" => build_fails(workers(2, &output_dir).start_timeout(Duration::from_secs(2))),
         other => panic!("unknown scenario {other}"),
     }
 }

@@ -157,6 +157,9 @@ impl Shared {
         let mut last = JobState::Pending {
             reason: "not yet queued".into(),
         };
+        // Why the last look at the job failed, if it did: then `last` is
+        // stale (or never came), and the error must not quote it.
+        let mut squeue_failed: Option<Error> = None;
         let mut next_poll = started;
         while joined.load(Ordering::Relaxed) == 0 {
             let now = Instant::now();
@@ -166,18 +169,33 @@ impl Shared {
                     Ok(JobState::Ended { state }) if joined.load(Ordering::Relaxed) == 0 => {
                         return Err(self.ended_before_joining(job, &state));
                     }
-                    Ok(state) => last = state,
-                    Err(err) => tracing::debug!(%err, "cannot ask Slurm about the job"),
+                    Ok(state) => {
+                        last = state;
+                        squeue_failed = None;
+                    }
+                    Err(err) => {
+                        tracing::debug!(%err, "cannot ask Slurm about the job");
+                        squeue_failed = Some(err);
+                    }
                 }
             }
             if now >= deadline {
+                let how = match &squeue_failed {
+                    Some(err) => match std::error::Error::source(err) {
+                        Some(cause) => format!(
+                            "is in a state squeue could not tell ({}: {cause})",
+                            err.message()
+                        ),
+                        None => format!("is in a state squeue could not tell ({})", err.message()),
+                    },
+                    None => describe(&last),
+                };
                 return Err(Error::new(
                     ErrorKind::Startup,
                     format!(
-                        "no Slurm worker joined the pool within {:.0?}: job {job} {} \
+                        "no Slurm worker joined the pool within {:.0?}: job {job} {how} \
                          (it was cancelled)",
                         self.slurm.start_timeout,
-                        describe(&last)
                     ),
                 ));
             }
