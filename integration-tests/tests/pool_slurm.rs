@@ -294,6 +294,21 @@ fn workers_with_a_wrong_authkey_fail_the_build_with_their_reason() {
     assert_no_jobs_left("after a wrong key");
 }
 
+/// With `--export=NONE` (some sites' default) the job gets none of the
+/// head's environment: its tasks must still be workers, which say the key
+/// is missing, not copies of the program running its own `main`.
+#[test]
+fn a_job_without_the_heads_environment_fails_the_build_saying_the_key_is_missing() {
+    let Some(_slurm) = use_slurm("a_job_without_the_heads_environment") else {
+        return;
+    };
+    let stdout = run("export-none");
+    let error = line(&stdout, "error");
+    assert!(error.contains("before any worker joined"), "{error}");
+    assert!(error.contains("POOL_AUTHKEY holds no authkey"), "{error}");
+    assert_no_jobs_left("after --export=NONE");
+}
+
 #[test]
 fn a_wrong_partition_fails_the_build_with_slurms_reason() {
     let Some(_slurm) = use_slurm("a_wrong_partition") else {

@@ -38,6 +38,7 @@ fn main() {
         "wrong-key" => build_fails(
             workers(2, &output_dir).sbatch_arg("--export=ALL,POOL_AUTHKEY=not-the-pools-key"),
         ),
+        "export-none" => build_fails(workers(2, &output_dir).sbatch_arg("--export=NONE")),
         "wrong-partition" => build_fails(workers(2, &output_dir).partition("no-such-partition")),
         "never-starts" => build_fails(
             workers(2, &output_dir)

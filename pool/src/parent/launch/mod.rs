@@ -20,7 +20,7 @@ use self::slurm::{JobId, JobState, SlurmWorkers, Submission};
 use super::command::Command;
 use super::config::Config;
 use crate::error::{Error, ErrorKind, Result};
-use crate::worker::{AUTHKEY_ENV, CONNECT_ENV};
+use crate::worker::AUTHKEY_ENV;
 
 /// How often the job's state is asked of Slurm.
 const POLL_EVERY: Duration = Duration::from_millis(500);
@@ -73,9 +73,8 @@ impl Launcher {
             })?,
         };
         let mut env = config.env.clone();
-        env.push((CONNECT_ENV.into(), address.clone().into()));
         env.push((AUTHKEY_ENV.into(), env_value(authkey)?));
-        let submission = slurm.submission(&program, &config.args, env)?;
+        let submission = slurm.submission(&program, &config.args, &address, env)?;
         let shared = Arc::new(Shared {
             slurm: slurm.clone(),
             submission,
