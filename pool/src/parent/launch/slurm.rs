@@ -182,7 +182,8 @@ pub(crate) type JobId = u64;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum JobState {
     /// Waiting to be scheduled, for Slurm's reason (`Priority`,
-    /// `Resources`, `JobHeldUser`, `PartitionDown`...).
+    /// `Resources`, `JobHeldUser`, `PartitionDown`...), or held after a
+    /// requeue (`REQUEUE_HOLD`...).
     Pending { reason: String },
     /// Running, or starting, or in another state that may still bring
     /// workers.
@@ -346,6 +347,12 @@ fn parse_state(stdout: &str) -> JobState {
         "PENDING" => JobState::Pending {
             reason: reason.to_string(),
         },
+        // Held after a requeue (or its reservation's deletion): it brings
+        // no worker until someone releases it, as a pending job, so the
+        // same start timeout applies.
+        "REQUEUE_HOLD" | "RESV_DEL_HOLD" | "REQUEUED" | "REQUEUE_FED" => JobState::Pending {
+            reason: format!("{state}, {reason}"),
+        },
         "COMPLETED" | "COMPLETING" | "CANCELLED" | "FAILED" | "TIMEOUT" | "NODE_FAIL"
         | "PREEMPTED" | "BOOT_FAIL" | "DEADLINE" | "OUT_OF_MEMORY" | "SPECIAL_EXIT" | "REVOKED" => {
             JobState::Ended {
@@ -411,6 +418,13 @@ mod tests {
             JobState::Ended { .. }
         ));
         assert!(matches!(parse_state(""), JobState::Ended { .. }));
+        // A held job brings no worker: it is pending, so its wait times out.
+        assert_eq!(
+            parse_state("REQUEUE_HOLD|JobHeldAdmin\n"),
+            JobState::Pending {
+                reason: "REQUEUE_HOLD, JobHeldAdmin".into()
+            }
+        );
     }
 
     #[test]
