@@ -213,6 +213,33 @@ fn a_job_cancelled_mid_map_with_no_resubmits_left_fails_the_rest_instead_of_hang
     assert_no_jobs_left("after the pool");
 }
 
+#[test]
+fn a_closed_pool_whose_job_is_cancelled_fails_the_work_left_and_joins() {
+    let Some(_slurm) = use_slurm("a_closed_pool_whose_job_is_cancelled") else {
+        return;
+    };
+    let stdout = run("close-then-scancel");
+    let (died, startup) = (
+        outcomes(&stdout, "WorkerDied"),
+        outcomes(&stdout, "Startup"),
+    );
+    // The two inputs running die with their job; the four queued fail,
+    // since a closing pool submits no other job; none waits for ever.
+    assert_eq!(died + startup, 6, "only WorkerDied and Startup:\n{stdout}");
+    assert!(startup >= 4, "{stdout}");
+    assert!(
+        line(&stdout, "startup_error").contains("closing"),
+        "{stdout}"
+    );
+    assert_eq!(line(&stdout, "joined"), "true");
+    assert_eq!(
+        line(&stdout, "jobs"),
+        "0",
+        "the pool ended, its jobs cancelled"
+    );
+    assert_no_jobs_left("after the pool");
+}
+
 /// How many inputs `pool_slurm`'s `scancel` scenarios counted with `outcome`.
 fn outcomes(stdout: &str, outcome: &str) -> usize {
     let prefix = format!("outcome {outcome}: ");
@@ -267,6 +294,21 @@ fn workers_with_a_wrong_authkey_fail_the_build_with_their_reason() {
     assert_no_jobs_left("after a wrong key");
 }
 
+/// With `--export=NONE` (some sites' default) the job gets none of the
+/// head's environment: its tasks must still be workers, which say the key
+/// is missing, not copies of the program running its own `main`.
+#[test]
+fn a_job_without_the_heads_environment_fails_the_build_saying_the_key_is_missing() {
+    let Some(_slurm) = use_slurm("a_job_without_the_heads_environment") else {
+        return;
+    };
+    let stdout = run("export-none");
+    let error = line(&stdout, "error");
+    assert!(error.contains("before any worker joined"), "{error}");
+    assert!(error.contains("POOL_AUTHKEY holds no authkey"), "{error}");
+    assert_no_jobs_left("after --export=NONE");
+}
+
 #[test]
 fn a_wrong_partition_fails_the_build_with_slurms_reason() {
     let Some(_slurm) = use_slurm("a_wrong_partition") else {
@@ -288,6 +330,36 @@ fn a_job_that_never_starts_times_out_with_slurms_reason_and_is_cancelled() {
     assert!(error.contains("no Slurm worker joined"), "{error}");
     assert!(error.contains("JobHeldUser"), "Slurm's reason: {error}");
     assert_no_jobs_left("after the timeout");
+}
+
+/// Needs no Slurm: stand-ins for `sbatch` (which prints a job id) and
+/// `scancel`, and no `squeue`, as on a host where it is broken or missing.
+#[test]
+fn a_start_timeout_says_squeue_failed_rather_than_a_made_up_reason() {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = output_dir("no-squeue").join("bin");
+    std::fs::create_dir_all(&bin).expect("bin dir");
+    for (name, script) in [
+        ("sbatch", "#!/bin/sh\necho 4242\n"),
+        ("scancel", "#!/bin/sh\nexit 0\n"),
+    ] {
+        let path = bin.join(name);
+        std::fs::write(&path, script).expect("stand-in");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let out = output_with_deadline(
+        Command::new(PROGRAM)
+            .args(["no-squeue", output_path("no-squeue").to_str().unwrap()])
+            .env("PATH", &bin),
+        LIMIT,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}\n{stdout}", out.status);
+    let error = line(&stdout, "error");
+    assert!(error.contains("no Slurm worker joined"), "{error}");
+    assert!(error.contains("squeue"), "{error}");
+    assert!(!error.contains("pending"), "no reason was read: {error}");
+    remove_output("no-squeue");
 }
 
 #[test]

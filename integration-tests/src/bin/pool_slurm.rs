@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use pool::{ErrorKind, Pool, SlurmWorkers};
+use pool::{AsyncResult, ErrorKind, Pool, SlurmWorkers};
 
 pool::task! {
     /// Sleeps `millis`, then says which worker process ran it.
@@ -32,17 +32,21 @@ fn main() {
         "scancel" => scancel_mid_map(&output_dir, 1),
         "scancel-no-resubmit" => scancel_mid_map(&output_dir, 0),
         "drop" => drop_mid_map(&output_dir),
+        "close-then-scancel" => close_then_scancel(&output_dir),
         "wait-for-kill" => wait_for_kill(&output_dir),
         "program" => named_program(&output_dir, &args.next().expect("a worker program")),
         "wrong-key" => build_fails(
             workers(2, &output_dir).sbatch_arg("--export=ALL,POOL_AUTHKEY=not-the-pools-key"),
         ),
+        "export-none" => build_fails(workers(2, &output_dir).sbatch_arg("--export=NONE")),
         "wrong-partition" => build_fails(workers(2, &output_dir).partition("no-such-partition")),
         "never-starts" => build_fails(
             workers(2, &output_dir)
                 .sbatch_arg("--hold")
                 .start_timeout(Duration::from_secs(3)),
         ),
+        // Run with a PATH holding only stand-ins for sbatch and scancel.
+        "no-squeue" => build_fails(workers(2, &output_dir).start_timeout(Duration::from_secs(2))),
         other => panic!("unknown scenario {other}"),
     }
 }
@@ -120,11 +124,7 @@ fn scancel_mid_map(output_dir: &Path, resubmits: u32) {
             if progress.done >= 2 && !cancelled {
                 cancelled = true;
                 let job = pool.slurm_jobs()[0];
-                let status = std::process::Command::new("scancel")
-                    .arg(job.to_string())
-                    .status()
-                    .expect("run scancel");
-                assert!(status.success());
+                scancel(job);
                 println!("cancelled: {job}");
             }
         });
@@ -134,18 +134,76 @@ fn scancel_mid_map(output_dir: &Path, resubmits: u32) {
         Ok(results) => results,
         Err(err) => return println!("call_error: {:?}: {err}", err.kind()),
     };
+    print_outcomes(
+        results
+            .iter()
+            .enumerate()
+            .map(|(index, result)| match result {
+                Ok((input, _)) if *input == index as u64 => "ok".to_string(),
+                Ok(_) => "wrong".to_string(),
+                Err(err) => format!("{:?}", err.kind()),
+            }),
+    );
+}
+
+fn scancel(job: u64) {
+    let status = std::process::Command::new("scancel")
+        .arg(job.to_string())
+        .status()
+        .expect("run scancel");
+    assert!(status.success());
+}
+
+/// Prints how many inputs had each outcome, as `outcome KEY: COUNT`.
+fn print_outcomes(outcomes: impl Iterator<Item = String>) {
     let mut counts = std::collections::BTreeMap::<String, usize>::new();
-    for (index, result) in results.iter().enumerate() {
-        let key = match result {
-            Ok((input, _)) if *input == index as u64 => "ok".to_string(),
-            Ok(_) => "wrong".to_string(),
-            Err(err) => format!("{:?}", err.kind()),
-        };
-        *counts.entry(key).or_default() += 1;
+    for outcome in outcomes {
+        *counts.entry(outcome).or_default() += 1;
     }
     for (outcome, count) in counts {
         println!("outcome {outcome}: {count}");
     }
+}
+
+/// A pool of two Slurm workers, each in the middle of one of `inputs`
+/// inputs that take `millis` each.
+fn two_busy_workers(
+    output_dir: &Path,
+    inputs: u64,
+    millis: u64,
+) -> (Pool, Vec<AsyncResult<(u64, u32)>>) {
+    let pool = slurm_pool(workers(2, output_dir));
+    wait_for_workers(&pool, 2);
+    let pending = (0..inputs)
+        .map(|i| pool.apply_async(napping_pid, (i, millis)))
+        .collect();
+    // Give both workers time to take their input.
+    std::thread::sleep(Duration::from_millis(500));
+    (pool, pending)
+}
+
+/// The pool closed with work queued, then its job cancelled: the work
+/// left fails (closing, the pool submits no other job) and `join`
+/// returns, where it used to wait for ever.
+fn close_then_scancel(output_dir: &Path) {
+    let (pool, pending) = two_busy_workers(output_dir, 6, 2_000);
+    pool.close();
+    scancel(pool.slurm_jobs()[0]);
+    // Bounded, so that a pool that would wait for ever says so.
+    print_outcomes(pending.into_iter().map(
+        |result| match result.get(Some(Duration::from_secs(60))) {
+            Ok(_) => "ok".to_string(),
+            Err(err) => {
+                if err.kind() == ErrorKind::Startup {
+                    println!("startup_error: {err}");
+                }
+                format!("{:?}", err.kind())
+            }
+        },
+    ));
+    pool.join();
+    println!("joined: true");
+    println!("jobs: {}", pool.slurm_jobs().len());
 }
 
 /// The pool dropped while its workers run a map's inputs.
@@ -177,13 +235,7 @@ fn named_program(output_dir: &Path, program: &str) {
 
 /// Waits, with a worker in the middle of a long input, to be SIGKILLed.
 fn wait_for_kill(output_dir: &Path) {
-    let pool = slurm_pool(workers(2, output_dir));
-    wait_for_workers(&pool, 2);
-    let pending: Vec<_> = (0..2)
-        .map(|i| pool.apply_async(napping_pid, (i, 600_000)))
-        .collect();
-    // Give both workers time to take their input.
-    std::thread::sleep(Duration::from_millis(500));
+    let (_pool, pending) = two_busy_workers(output_dir, 2, 600_000);
     println!("running: true");
     for result in pending {
         let _ = result.get(Some(SLURM_WAIT));

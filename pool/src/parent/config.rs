@@ -9,8 +9,9 @@ use super::launch::slurm::SlurmWorkers;
 /// How long a new worker may take to report that it is ready.
 pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Made by [`PoolBuilder`](crate::PoolBuilder).
-#[derive(Clone, Debug)]
+/// Made by [`PoolBuilder`](crate::PoolBuilder). Its `Debug` (which the
+/// builder's shows) leaves out the authkey.
+#[derive(Clone)]
 pub(crate) struct Config {
     pub(crate) processes: usize,
     pub(crate) program: Option<PathBuf>,
@@ -46,5 +47,48 @@ impl Default for Config {
             handle_interrupts: true,
             max_message_size: connection::DEFAULT_MAX_MESSAGE_SIZE,
         }
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The key must not reach a log through a `{:?}` of the builder.
+        let listen = self
+            .listen
+            .as_ref()
+            .map(|(address, _)| format!("{address} (authkey hidden)"));
+        f.debug_struct("Config")
+            .field("processes", &self.processes)
+            .field("program", &self.program)
+            .field("args", &self.args)
+            .field("env", &self.env)
+            .field(
+                "initializer",
+                &self.initializer.as_ref().map(|(name, _)| name),
+            )
+            .field("max_tasks_per_child", &self.max_tasks_per_child)
+            .field("task_timeout", &self.task_timeout)
+            .field("retries", &self.retries)
+            .field("startup_timeout", &self.startup_timeout)
+            .field("listen", &listen)
+            .field("slurm", &self.slurm)
+            .field("handle_interrupts", &self.handle_interrupts)
+            .field("max_message_size", &self.max_message_size)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_builders_debug_output_shows_no_authkey() {
+        let key = b"sekrit-key".to_vec();
+        let builder = crate::Pool::builder().listen("tcp:127.0.0.1:0", key.clone());
+        let shown = format!("{builder:?}");
+        assert!(shown.contains("tcp:127.0.0.1:0"), "{shown}");
+        assert!(!shown.contains("sekrit"), "{shown}");
+        // A Vec<u8> shows as its numbers.
+        let numbers = format!("{:?}", key);
+        assert!(!shown.contains(&numbers[1..numbers.len() - 1]), "{shown}");
     }
 }

@@ -20,7 +20,7 @@ use self::slurm::{JobId, JobState, SlurmWorkers, Submission};
 use super::command::Command;
 use super::config::Config;
 use crate::error::{Error, ErrorKind, Result};
-use crate::worker::{AUTHKEY_ENV, CONNECT_ENV};
+use crate::worker::AUTHKEY_ENV;
 
 /// How often the job's state is asked of Slurm.
 const POLL_EVERY: Duration = Duration::from_millis(500);
@@ -73,9 +73,8 @@ impl Launcher {
             })?,
         };
         let mut env = config.env.clone();
-        env.push((CONNECT_ENV.into(), address.clone().into()));
         env.push((AUTHKEY_ENV.into(), env_value(authkey)?));
-        let submission = slurm.submission(&program, &config.args, env)?;
+        let submission = slurm.submission(&program, &config.args, &address, env)?;
         let shared = Arc::new(Shared {
             slurm: slurm.clone(),
             submission,
@@ -157,6 +156,9 @@ impl Shared {
         let mut last = JobState::Pending {
             reason: "not yet queued".into(),
         };
+        // Why the last look at the job failed, if it did: then `last` is
+        // stale (or never came), and the error must not quote it.
+        let mut squeue_failed: Option<Error> = None;
         let mut next_poll = started;
         while joined.load(Ordering::Relaxed) == 0 {
             let now = Instant::now();
@@ -166,18 +168,33 @@ impl Shared {
                     Ok(JobState::Ended { state }) if joined.load(Ordering::Relaxed) == 0 => {
                         return Err(self.ended_before_joining(job, &state));
                     }
-                    Ok(state) => last = state,
-                    Err(err) => tracing::debug!(%err, "cannot ask Slurm about the job"),
+                    Ok(state) => {
+                        last = state;
+                        squeue_failed = None;
+                    }
+                    Err(err) => {
+                        tracing::debug!(%err, "cannot ask Slurm about the job");
+                        squeue_failed = Some(err);
+                    }
                 }
             }
             if now >= deadline {
+                let how = match &squeue_failed {
+                    Some(err) => match std::error::Error::source(err) {
+                        Some(cause) => format!(
+                            "is in a state squeue could not tell ({}: {cause})",
+                            err.message()
+                        ),
+                        None => format!("is in a state squeue could not tell ({})", err.message()),
+                    },
+                    None => describe(&last),
+                };
                 return Err(Error::new(
                     ErrorKind::Startup,
                     format!(
-                        "no Slurm worker joined the pool within {:.0?}: job {job} {} \
+                        "no Slurm worker joined the pool within {:.0?}: job {job} {how} \
                          (it was cancelled)",
                         self.slurm.start_timeout,
-                        describe(&last)
                     ),
                 ));
             }
@@ -213,7 +230,8 @@ impl Shared {
     /// The monitor thread: replaces the current job when it ends while the
     /// pool is open, as often as allowed, and cancels a replacement that
     /// stays pending past the start timeout with no worker joining; when it
-    /// gives up, a pool with no local workers fails its calls.
+    /// gives up, a pool with no local workers fails its calls, as it does
+    /// when the job ends while the pool is closing.
     fn follow(
         &self,
         first: JobId,
@@ -234,7 +252,7 @@ impl Shared {
         let mut awaited: Option<(Instant, usize)> = None;
         while !self.stopped() {
             self.sleep(POLL_EVERY);
-            if self.stopped() || self.closing.load(Ordering::Relaxed) {
+            if self.stopped() {
                 continue;
             }
             if awaited.is_some_and(|(_, before)| joined.load(Ordering::Relaxed) > before) {
@@ -261,6 +279,9 @@ impl Shared {
                     continue;
                 }
             };
+            if self.closing.load(Ordering::Relaxed) {
+                return self.ended_while_closing(job, &state, local_workers, commands);
+            }
             if resubmits_left == 0 {
                 return give_up(Error::new(
                     ErrorKind::Startup,
@@ -280,6 +301,31 @@ impl Shared {
                 }
                 Err(err) => return give_up(err),
             }
+        }
+    }
+
+    /// The job ended after the pool was told to close. That is how a clean
+    /// close ends (its workers were told to quit, and the queue is empty),
+    /// but a job cancelled or out of time while queued work waits takes the
+    /// pool's last workers: a closing pool turns new workers away, so
+    /// another job could not help, and without local workers that work
+    /// fails instead of waiting for ever (`join` would never return).
+    fn ended_while_closing(
+        &self,
+        job: JobId,
+        state: &str,
+        local_workers: bool,
+        commands: &Sender<Command>,
+    ) {
+        tracing::debug!(job, %state, "the Slurm job ended while the pool was closing");
+        if !local_workers {
+            let _ = commands.send(Command::Break(Error::new(
+                ErrorKind::Startup,
+                format!(
+                    "the pool's Slurm job {job} ended ({state}) while the pool was closing, \
+                     and a closing pool submits no other job: this input cannot run"
+                ),
+            )));
         }
     }
 

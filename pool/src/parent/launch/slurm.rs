@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::worker::CONNECT_ENV;
 
 /// How long a pool of Slurm workers only waits for its first worker by
 /// default, before [`build`](crate::PoolBuilder::build) fails.
@@ -28,7 +29,8 @@ pub const DEFAULT_SLURM_RESUBMITS: u32 = 2;
 /// pool over TCP. The pool:
 ///
 /// - passes the authkey in the job's environment (`POOL_AUTHKEY`), never
-///   on a command line; with no [`listen`](crate::PoolBuilder::listen) it
+///   on a command line (so an `sbatch_arg("--export=NONE")` leaves the
+///   workers without it, and `build` fails saying so); with no [`listen`](crate::PoolBuilder::listen) it
 ///   listens on every interface, on a port of the system's choice, with a
 ///   fresh random key;
 /// - when it has no local processes, waits in `build` for the first worker
@@ -43,8 +45,11 @@ pub const DEFAULT_SLURM_RESUBMITS: u32 = 2;
 ///   [`resubmits`](SlurmWorkers::resubmits) times; then, if it has no local
 ///   processes, fails its calls with [`ErrorKind::Startup`], as it does when
 ///   a replacement stays pending past the start timeout with no worker
-///   joining (cancelling it). A worker lost inside a job that goes on is
-///   not replaced.
+///   joining (cancelling it). A job that ends once the pool is closing
+///   (after [`close`](crate::Pool::close)) is not replaced: without local
+///   processes, the work still queued then fails with
+///   [`ErrorKind::Startup`] rather than wait for workers that cannot come.
+///   A worker lost inside a job that goes on is not replaced.
 ///
 /// The inputs a lost worker was running fail with
 /// [`ErrorKind::WorkerDied`] (or run again, with
@@ -177,7 +182,8 @@ pub(crate) type JobId = u64;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum JobState {
     /// Waiting to be scheduled, for Slurm's reason (`Priority`,
-    /// `Resources`, `JobHeldUser`, `PartitionDown`...).
+    /// `Resources`, `JobHeldUser`, `PartitionDown`...), or held after a
+    /// requeue (`REQUEUE_HOLD`...).
     Pending { reason: String },
     /// Running, or starting, or in another state that may still bring
     /// workers.
@@ -198,11 +204,20 @@ pub(crate) struct Submission {
 
 impl SlurmWorkers {
     /// What to submit for a job running `program args` in every task,
-    /// with `env` added to the job's environment.
+    /// joining the pool at `connect`, with `env` added to the job's
+    /// environment.
+    ///
+    /// The address is set in the script itself, and `srun` passes the
+    /// script's environment on whatever sbatch's `--export` (which `srun`
+    /// would otherwise inherit): under `--export=NONE`, a site's default
+    /// at times, a task without it would run the program's own `main`
+    /// (which may submit a job of its own) instead of being a worker, which
+    /// then says that the key did not reach it.
     pub(crate) fn submission(
         &self,
         program: &std::path::Path,
         args: &[OsString],
+        connect: &str,
         env: Vec<(OsString, OsString)>,
     ) -> Result<Submission> {
         let mut sbatch: Vec<OsString> = vec![
@@ -222,7 +237,7 @@ impl SlurmWorkers {
             sbatch.push(arg);
         }
         sbatch.extend(self.extra_args.iter().cloned());
-        let mut line = String::from("exec srun");
+        let mut line = String::from("exec srun --export=ALL");
         for word in std::iter::once(program.as_os_str()).chain(args.iter().map(|a| a.as_os_str())) {
             let word = word.to_str().ok_or_else(|| {
                 Error::new(
@@ -235,7 +250,10 @@ impl SlurmWorkers {
         }
         Ok(Submission {
             args: sbatch,
-            script: format!("#!/bin/sh\n{line}\n"),
+            script: format!(
+                "#!/bin/sh\n{CONNECT_ENV}={}\nexport {CONNECT_ENV}\n{line}\n",
+                shell_quote(connect)
+            ),
             env,
         })
     }
@@ -329,6 +347,12 @@ fn parse_state(stdout: &str) -> JobState {
         "PENDING" => JobState::Pending {
             reason: reason.to_string(),
         },
+        // Held after a requeue (or its reservation's deletion): it brings
+        // no worker until someone releases it, as a pending job, so the
+        // same start timeout applies.
+        "REQUEUE_HOLD" | "RESV_DEL_HOLD" | "REQUEUED" | "REQUEUE_FED" => JobState::Pending {
+            reason: format!("{state}, {reason}"),
+        },
         "COMPLETED" | "COMPLETING" | "CANCELLED" | "FAILED" | "TIMEOUT" | "NODE_FAIL"
         | "PREEMPTED" | "BOOT_FAIL" | "DEADLINE" | "OUT_OF_MEMORY" | "SPECIAL_EXIT" | "REVOKED" => {
             JobState::Ended {
@@ -394,6 +418,13 @@ mod tests {
             JobState::Ended { .. }
         ));
         assert!(matches!(parse_state(""), JobState::Ended { .. }));
+        // A held job brings no worker: it is pending, so its wait times out.
+        assert_eq!(
+            parse_state("REQUEUE_HOLD|JobHeldAdmin\n"),
+            JobState::Pending {
+                reason: "REQUEUE_HOLD, JobHeldAdmin".into()
+            }
+        );
     }
 
     #[test]
@@ -407,6 +438,7 @@ mod tests {
             .submission(
                 std::path::Path::new("/opt/my worker"),
                 &["it's".into()],
+                "tcp:head:7000",
                 env,
             )
             .unwrap();
@@ -426,9 +458,13 @@ mod tests {
                 "--overcommit"
             ]
         );
+        // The address is in the script, and the tasks get the script's
+        // environment whatever sbatch's --export: a task without it would
+        // run the program's own main (and submit a job of its own).
         assert_eq!(
             submission.script,
-            "#!/bin/sh\nexec srun '/opt/my worker' 'it'\\''s'\n"
+            "#!/bin/sh\nPOOL_CONNECT='tcp:head:7000'\nexport POOL_CONNECT\n\
+             exec srun --export=ALL '/opt/my worker' 'it'\\''s'\n"
         );
         assert!(!submission.script.contains("secret"));
     }
