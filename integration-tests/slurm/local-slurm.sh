@@ -19,9 +19,11 @@
 # - Daemons reparented to pid 1 can linger as zombies: "alive" means a /proc
 #   entry whose state is not Z.
 # - A node restarted after an unclean stop comes back "down": resume it once.
+# - slurmctld refuses a state directory written under another ClusterName,
+#   so this cluster keeps its state in directories of its own.
 #
 # Needs root. POOL_SLURM_WAIT_S (default 60) bounds each wait.
-set -euo pipefail
+set -Eeuo pipefail
 
 readonly WAIT_S=${POOL_SLURM_WAIT_S:-60}
 readonly PARTITION=debug
@@ -32,6 +34,7 @@ readonly MARK="# written by integration-tests/slurm/local-slurm.sh"
 
 log() { printf 'local-slurm: %s\n' "$*" >&2; }
 fail() { log "error: $*"; exit 1; }
+trap 'fail "line $LINENO: \"$BASH_COMMAND\" failed"' ERR
 
 node() { hostname -s 2>/dev/null || hostname; }
 
@@ -56,7 +59,7 @@ launch() {
     local name=$1 pidfile=$2 pid i
     shift 2
     for pid in $(pgrep -x "$name" || true); do
-        alive "$pid" && fail "a $name this script did not start runs (pid $pid)"
+        if alive "$pid"; then fail "a $name this script did not start runs (pid $pid)"; fi
     done
     rm -f "$pidfile"
     "$@"
@@ -125,8 +128,8 @@ JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none
 MailProg=/bin/true
-StateSaveLocation=/var/lib/slurm/slurmctld
-SlurmdSpoolDir=/var/lib/slurm/slurmd
+StateSaveLocation=/var/lib/pool-slurm/slurmctld
+SlurmdSpoolDir=/var/lib/pool-slurm/slurmd
 SlurmctldPidFile=/run/slurmctld.pid
 SlurmdPidFile=/run/slurmd.pid
 SlurmctldLogFile=$LOGS/slurmctld.log
@@ -156,7 +159,7 @@ stop_daemon() {
     pid=$(ours "$1") || { rm -f "$OURS/$1.pid"; return 0; }
     kill -TERM "$pid" 2>/dev/null || true
     for i in $(seq 1 100); do alive "$pid" || break; sleep 0.1; done
-    alive "$pid" && kill -KILL "$pid" 2>/dev/null
+    if alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
     rm -f "$OURS/$1.pid"
     log "stopped $1 (pid $pid)"
 }
@@ -170,7 +173,7 @@ start() {
         stop_daemon slurmd
         stop_daemon slurmctld
     fi
-    install -d -m 0755 /var/lib/slurm/slurmctld /var/lib/slurm/slurmd "$LOGS"
+    install -d -m 0755 /var/lib/pool-slurm/slurmctld /var/lib/pool-slurm/slurmd "$LOGS"
     ours slurmctld >/dev/null || launch slurmctld /run/slurmctld.pid slurmctld -c
     ours slurmd >/dev/null || launch slurmd /run/slurmd.pid slurmd -N "$(node)"
     deadline=$((SECONDS + WAIT_S))
@@ -212,13 +215,12 @@ status() {
     printf 'local-slurm: %s, node %s %s, partition %s, daemons munged=%s slurmctld=%s slurmd=%s\n' \
         "$(sinfo -V 2>/dev/null || echo 'no Slurm')" "$(node)" "$(state)" "$PARTITION" \
         "$(ours munged || echo -)" "$(ours slurmctld || echo -)" "$(ours slurmd || echo -)"
-    takes_jobs
 }
 
 [ "$(id -u)" = 0 ] || fail "must run as root"
 case "${1:-start}" in
     start) start ;;
     stop) stop ;;
-    status) status ;;
+    status) status; if takes_jobs; then exit 0; fi; exit 1 ;;
     *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
 esac
