@@ -58,6 +58,8 @@ pub struct Connection {
     shared_memory: shared::Mode,
     /// The smallest payload the copying calls send as shared memory.
     shared_memory_threshold: Option<usize>,
+    /// The memfds the copying calls fill and send again.
+    recycler: shared::Recycler,
     /// Set once the stream has lost its message boundaries (a truncated
     /// message or a malformed header): every later receive fails with it.
     broken: Option<ErrorKind>,
@@ -165,6 +167,7 @@ impl Connection {
             pending_shared: None,
             shared_memory: shared::Mode::Off,
             shared_memory_threshold: shared::default_threshold(),
+            recycler: shared::Recycler::default(),
             broken: None,
             scratch: Vec::new(),
         }
@@ -255,9 +258,8 @@ impl Connection {
         buf.clear();
         buf.resize(frame::HEADER_ROOM, 0);
         let result = encode(&mut buf).and_then(|()| {
-            if let Some(memfd) = self.share_copy(&buf[frame::HEADER_ROOM..]) {
-                let len = buf.len() - frame::HEADER_ROOM;
-                return self.write_shared(memfd, len, Wait::ForRoom).map(drop);
+            if let Some(outgoing) = self.share_copy(&buf[frame::HEADER_ROOM..]) {
+                return self.write_shared(outgoing, Wait::ForRoom).map(drop);
             }
             frame::write_reserved(&self.socket, &mut buf).map_err(|err| {
                 let len = buf.len() - frame::HEADER_ROOM;
@@ -329,10 +331,19 @@ impl Connection {
     fn recv_decoded<T>(&mut self, decode: impl FnOnce(&[u8]) -> Result<T>) -> Result<T> {
         let len = match self.next_message(self.max_message_size)? {
             Message::Stream(len) => len,
-            // Decoded straight from the sender's pages: no copy.
-            Message::Shared(incoming) => {
+            // Decoded straight from the sender's sealed pages: no copy.
+            Message::Shared(incoming) if incoming.is_mappable() => {
                 let mapping = incoming.map(in_memory_len(incoming.len)?)?;
                 return decode(mapping.as_slice());
+            }
+            // Copied out of a recyclable memfd, never read in place.
+            Message::Shared(incoming) => {
+                let mut buf = std::mem::take(&mut self.scratch);
+                let result = incoming
+                    .read_to_vec(in_memory_len(incoming.len)?, &mut buf)
+                    .and_then(|()| decode(&buf));
+                self.keep_scratch(buf);
+                return result;
             }
         };
         let mut buf = std::mem::take(&mut self.scratch);
@@ -353,10 +364,8 @@ impl Connection {
     /// ```
     pub fn send_bytes(&mut self, bytes: &[u8]) -> Result<()> {
         self.check_writable()?;
-        if let Some(memfd) = self.share_copy(bytes) {
-            return self
-                .write_shared(memfd, bytes.len(), Wait::ForRoom)
-                .map(drop);
+        if let Some(outgoing) = self.share_copy(bytes) {
+            return self.write_shared(outgoing, Wait::ForRoom).map(drop);
         }
         let mut scratch = std::mem::take(&mut self.scratch);
         let result = frame::write_message(&self.socket, bytes, &mut scratch)
@@ -406,8 +415,8 @@ impl Connection {
     /// ```
     pub fn try_send_bytes(&mut self, bytes: &[u8]) -> Result<Option<UnsentMessage>> {
         self.check_writable()?;
-        if let Some(memfd) = self.share_copy(bytes) {
-            return self.write_shared(memfd, bytes.len(), Wait::No);
+        if let Some(outgoing) = self.share_copy(bytes) {
+            return self.write_shared(outgoing, Wait::No);
         }
         let mut scratch = std::mem::take(&mut self.scratch);
         let rest = frame::try_write_message(&self.socket, bytes, &mut scratch)
@@ -428,9 +437,12 @@ impl Connection {
         self.check_writable()?;
         if let Some(memfd) = unsent.memfd {
             // Nothing of it went out yet: the whole header, with the memfd.
-            return self
-                .write_shared(memfd, unsent.message_len, Wait::ForRoom)
-                .map(drop);
+            let outgoing = Outgoing {
+                memfd,
+                header: unsent.rest,
+                len: unsent.message_len,
+            };
+            return self.write_shared(outgoing, Wait::ForRoom).map(drop);
         }
         frame::write_rest(&self.socket, &unsent.rest).map_err(|err| {
             let context = format!("send the rest of a {}-byte message", unsent.message_len);
@@ -621,7 +633,9 @@ impl Connection {
             return self.send_bytes(&buf);
         }
         let (memfd, len) = buf.seal()?;
-        self.write_shared(memfd, len, Wait::ForRoom).map(drop)
+        let header = frame::shared_header(len as u64);
+        let outgoing = Outgoing { memfd, header, len };
+        self.write_shared(outgoing, Wait::ForRoom).map(drop)
     }
 
     /// Receives one message as a read-only [`SharedView`]: a mapping of
@@ -644,9 +658,15 @@ impl Connection {
     pub fn recv_shared(&mut self) -> Result<SharedView> {
         match self.recv_payload(self.max_message_size)? {
             Payload::Bytes(bytes) => Ok(SharedView::owned(bytes)),
-            Payload::Shared(incoming) => {
+            Payload::Shared(incoming) if incoming.is_mappable() => {
                 let mapping = incoming.map(in_memory_len(incoming.len)?)?;
                 Ok(SharedView::mapped(mapping))
+            }
+            // A recyclable memfd's sender may write it again: copied out.
+            Payload::Shared(incoming) => {
+                let mut bytes = Vec::new();
+                incoming.read_to_vec(in_memory_len(incoming.len)?, &mut bytes)?;
+                Ok(SharedView::owned(bytes))
             }
         }
     }
@@ -845,6 +865,12 @@ impl Connection {
         self.max_message_size = bytes;
     }
 
+    /// How many recyclable memfds this end holds, for tests.
+    #[cfg(test)]
+    pub(crate) fn recycled_memfds(&self) -> usize {
+        self.recycler.len()
+    }
+
     fn check_readable(&self) -> Result<()> {
         self.direction.check_receive()
     }
@@ -894,26 +920,37 @@ impl Connection {
             frame::Header::Shared { len, fds } => {
                 shared::Incoming::check(fds, len).map(Message::Shared)
             }
+            frame::Header::Recycled {
+                len,
+                generation,
+                fds,
+            } => shared::Incoming::check_recycled(fds, len, generation).map(Message::Shared),
         }
     }
 
-    /// A sealed memfd holding a copy of `payload`, when this end sends it
-    /// as shared memory; `None` sends it through the socket: the end did
-    /// not agree, the payload is small, or the copy failed. A failure that
-    /// means memfds cannot be made here at all turns the path off for good.
-    fn share_copy(&mut self, payload: &[u8]) -> Option<OwnedFd> {
+    /// A memfd holding a copy of `payload` and its header, when this end
+    /// sends it as shared memory; `None` sends it through the socket: the
+    /// end did not agree, the payload is small, or the copy failed. A
+    /// failure that means memfds cannot be made here at all turns the path
+    /// off for good.
+    ///
+    /// The copy goes into a recyclable memfd when one is free or can be
+    /// made within the bound; when all are still being read, through the
+    /// socket (a fresh memfd costs more than the socket, see
+    /// [`crate::shared`]).
+    fn share_copy(&mut self, payload: &[u8]) -> Option<Outgoing> {
         if !self
             .shared_memory
             .sends(payload.len(), self.shared_memory_threshold)
         {
             return None;
         }
-        let sealed = shm::create_filled(payload).and_then(|memfd| {
-            shm::seal(memfd.as_fd())?;
-            Ok(memfd)
-        });
-        match sealed {
-            Ok(memfd) => Some(memfd),
+        match self.recycler.fill(payload) {
+            Ok(filled) => filled.map(|filled| Outgoing {
+                header: frame::recycled_header(filled.len as u64, filled.generation),
+                memfd: filled.memfd,
+                len: filled.len,
+            }),
             Err(err) if shm::is_unavailable(&err) => {
                 tracing::debug!(error = %err, "no memfds here: large messages go through the socket");
                 self.shared_memory = shared::Mode::Unavailable;
@@ -926,15 +963,11 @@ impl Connection {
         }
     }
 
-    /// Sends a sealed memfd of `len` bytes as one message, waiting for room
-    /// or not as `wait` says; what was left unwritten comes back.
-    fn write_shared(
-        &mut self,
-        memfd: OwnedFd,
-        len: usize,
-        wait: Wait,
-    ) -> Result<Option<UnsentMessage>> {
-        let (rest, sent_fd) = frame::write_shared(&self.socket, &memfd, len as u64, wait)
+    /// Sends a shared-memory message, waiting for room or not as `wait`
+    /// says; what was left unwritten comes back.
+    fn write_shared(&mut self, outgoing: Outgoing, wait: Wait) -> Result<Option<UnsentMessage>> {
+        let Outgoing { memfd, header, len } = outgoing;
+        let (rest, sent_fd) = frame::write_shared(&self.socket, &header, &memfd, wait)
             .map_err(|err| send_error(err, format!("send {len}-byte shared-memory message")))?;
         if sent_fd {
             shared::count_sent();
@@ -977,6 +1010,14 @@ impl Connection {
             self.scratch = buf;
         }
     }
+}
+
+/// A shared-memory message ready to go: its memfd, its header, and the
+/// payload's length.
+struct Outgoing {
+    memfd: OwnedFd,
+    header: Vec<u8>,
+    len: usize,
 }
 
 /// A message whose header was read.
@@ -1075,8 +1116,8 @@ pub(crate) fn send_error(err: std::io::Error, context: String) -> Error {
 pub struct UnsentMessage {
     rest: Vec<u8>,
     message_len: usize,
-    /// The sealed memfd of a shared-memory message whose header did not
-    /// start to go out: it goes with the header's first byte.
+    /// The memfd of a shared-memory message whose header (all of `rest`)
+    /// did not start to go out: it goes with the header's first byte.
     memfd: Option<OwnedFd>,
 }
 

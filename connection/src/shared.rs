@@ -63,6 +63,9 @@ use std::sync::OnceLock;
 use crate::error::{Error, ErrorKind, Result};
 use crate::sys::shm::{self, Mapping};
 
+mod recycle;
+pub(crate) use recycle::Recycler;
+
 /// The environment variable that sets, for a whole process, the size
 /// from which the copying calls (`send_bytes`, `send`, ...) of ends that
 /// agreed send a payload as shared memory: a number of bytes, or `off`.
@@ -167,6 +170,9 @@ pub(crate) fn count_sent() {
 pub(crate) struct Incoming {
     pub(crate) memfd: OwnedFd,
     pub(crate) len: u64,
+    /// The generation of a message in a recyclable memfd (which is never
+    /// mapped); `None` for a sealed one.
+    recycled: Option<u64>,
 }
 
 impl Incoming {
@@ -176,36 +182,60 @@ impl Incoming {
     /// payload follows in the stream, so the connection stays usable.
     /// Refused descriptors are closed.
     pub(crate) fn check(fds: Vec<OwnedFd>, len: u64) -> Result<Incoming> {
-        let refuse = |why: String| {
-            Err(Error::new(
-                ErrorKind::Decode,
-                format!("refused a shared-memory message of {len} bytes: {why}"),
-            ))
-        };
-        let count = fds.len();
-        let Ok([memfd]) = <[OwnedFd; 1]>::try_from(fds) else {
-            return refuse(match count {
-                0 => "no descriptor came with it".to_string(),
-                _ => format!("{count} descriptors came with it, not one"),
-            });
-        };
-        if let Err(why) = shm::check_sealed(memfd.as_fd(), len) {
-            return refuse(why.to_string());
-        }
+        let memfd = only_descriptor(fds, len)?;
+        shm::check_sealed(memfd.as_fd(), len).or_else(|why| refuse(len, why.to_string()))?;
         RECEIVED.fetch_add(1, Ordering::Relaxed);
-        Ok(Incoming { memfd, len })
+        Ok(Incoming {
+            memfd,
+            len,
+            recycled: None,
+        })
+    }
+
+    /// [`check`](Incoming::check) for a message in a recyclable memfd: one
+    /// sealed against size changes, with room for `len` bytes after its
+    /// header, whose header holds `generation`.
+    pub(crate) fn check_recycled(fds: Vec<OwnedFd>, len: u64, generation: u64) -> Result<Incoming> {
+        let memfd = only_descriptor(fds, len)?;
+        shm::check_recyclable(memfd.as_fd(), len, generation)
+            .or_else(|why| refuse(len, why.to_string()))?;
+        RECEIVED.fetch_add(1, Ordering::Relaxed);
+        Ok(Incoming {
+            memfd,
+            len,
+            recycled: Some(generation),
+        })
+    }
+
+    /// Whether the message may be mapped (and so read without a copy):
+    /// only a sealed memfd may, whose bytes nobody can change.
+    pub(crate) fn is_mappable(&self) -> bool {
+        self.recycled.is_none()
     }
 
     pub(crate) fn read_into(&self, buf: &mut [u8]) -> Result<()> {
-        shm::read_into(self.memfd.as_fd(), buf).map_err(|err| self.read_error(err))
+        shm::read_at(self.memfd.as_fd(), buf, self.offset()).map_err(|err| self.read_error(err))?;
+        self.consumed();
+        Ok(())
     }
 
     pub(crate) fn read_to_vec(&self, len: usize, out: &mut Vec<u8>) -> Result<()> {
         out.clear();
-        shm::read_to_vec(self.memfd.as_fd(), len, out).map_err(|err| self.read_error(err))
+        shm::read_to_vec_at(self.memfd.as_fd(), len, self.offset(), out)
+            .map_err(|err| self.read_error(err))?;
+        self.consumed();
+        Ok(())
     }
 
+    /// A read-only mapping of a sealed message; a recyclable one is never
+    /// mapped (its sender can still write to it).
     pub(crate) fn map(&self, len: usize) -> Result<Mapping> {
+        if !self.is_mappable() {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "a message in a recyclable memfd is copied, never mapped",
+            ));
+        }
         Mapping::read_only(self.memfd.as_fd(), len).map_err(|err| {
             Error::io(
                 err,
@@ -214,12 +244,54 @@ impl Incoming {
         })
     }
 
+    fn offset(&self) -> u64 {
+        match self.recycled {
+            Some(_) => shm::RECYCLED_HEADER,
+            None => 0,
+        }
+    }
+
+    /// Tells the sender of a recyclable memfd that its message was copied
+    /// out, so that it may fill the memfd again. A memfd that refuses the
+    /// write (sealed against it after all) only stays busy for its sender.
+    fn consumed(&self) {
+        if let Some(generation) = self.recycled {
+            let fd = self.memfd.as_fd();
+            if let Err(err) = shm::write_generation(fd, shm::CONSUMED_GENERATION_AT, generation) {
+                tracing::debug!(error = %err, "could not mark a recycled message consumed");
+            }
+        }
+    }
+
     fn read_error(&self, err: std::io::Error) -> Error {
         Error::io(
             err,
             format!("read a {}-byte shared-memory message", self.len),
         )
     }
+}
+
+/// The one descriptor that came with a shared-memory header of a
+/// `len`-byte message; none, or several, is [`ErrorKind::Decode`].
+fn only_descriptor(fds: Vec<OwnedFd>, len: u64) -> Result<OwnedFd> {
+    let count = fds.len();
+    match <[OwnedFd; 1]>::try_from(fds) {
+        Ok([memfd]) => Ok(memfd),
+        Err(_) => refuse(
+            len,
+            match count {
+                0 => "no descriptor came with it".to_string(),
+                _ => format!("{count} descriptors came with it, not one"),
+            },
+        ),
+    }
+}
+
+fn refuse<T>(len: u64, why: String) -> Result<T> {
+    Err(Error::new(
+        ErrorKind::Decode,
+        format!("refused a shared-memory message of {len} bytes: {why}"),
+    ))
 }
 
 /// A buffer in shared memory that a sender fills in place and sends with
