@@ -138,7 +138,15 @@ fn page_fault_costs(rounds: usize) -> Vec<(&'static str, f64)> {
     let mut out = vec![0u8; BIG];
     let filled = memfd();
     rustix::io::pwrite(&filled, &data, 0).expect("pwrite");
-    vec![
+    let reused = memfd();
+    write_all_at(&reused, &data);
+    let kept = map(
+        &reused,
+        BIG,
+        ProtFlags::READ | ProtFlags::WRITE,
+        MapFlags::empty(),
+    );
+    let rows = vec![
         (
             "memcpy into a reused buffer (the floor)",
             gbps(rounds, || out.copy_from_slice(&data)),
@@ -165,6 +173,17 @@ fn page_fault_costs(rounds: usize) -> Vec<(&'static str, f64)> {
                     rustix::fs::fallocate(fd, FallocateFlags::empty(), 0, BIG as u64)
                         .expect("fallocate")
                 })
+            }),
+        ),
+        (
+            "fill: pwrite into a reused memfd (recycled)",
+            gbps(rounds, || write_all_at(&reused, &data)),
+        ),
+        (
+            "fill: memcpy into a kept mapping of a memfd",
+            gbps(rounds, || {
+                // SAFETY: the mapping is BIG writable bytes, ours alone.
+                unsafe { std::slice::from_raw_parts_mut(kept, BIG) }.copy_from_slice(&data)
             }),
         ),
         (
@@ -209,7 +228,9 @@ fn page_fault_costs(rounds: usize) -> Vec<(&'static str, f64)> {
                 unmap(ptr, BIG);
             }),
         ),
-    ]
+    ];
+    unmap(kept, BIG);
+    rows
 }
 
 /// A new memfd sized by `size`, mapped, `data` copied in, unmapped.

@@ -25,7 +25,8 @@ use crate::sys::shm::{self, CONSUMED_GENERATION_AT, RECYCLED_HEADER, SENT_GENERA
 /// messages in flight kept the bench's copying pair busy on both sides.
 pub(crate) const MAX_MEMFDS: usize = 4;
 
-/// At most this much memory in recyclable memfds per sending end.
+/// At most this much payload capacity in recyclable memfds per sending
+/// end (each memfd also has a page of header).
 pub(crate) const MAX_BYTES: u64 = 256 << 20;
 
 /// The smallest size class: smaller payloads share 1 MiB memfds.
@@ -41,7 +42,7 @@ struct Slot {
 
 impl Slot {
     fn bytes(&self) -> u64 {
-        RECYCLED_HEADER + self.capacity as u64
+        self.capacity as u64
     }
 
     /// Whether its receiver consumed its last message. A memfd whose
@@ -105,7 +106,7 @@ impl Recycler {
         {
             return Ok(Some(index));
         }
-        let new_bytes = RECYCLED_HEADER + class as u64;
+        let new_bytes = class as u64;
         // Free memfds of other classes make room for this one, the
         // largest first.
         loop {
