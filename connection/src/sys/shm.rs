@@ -337,6 +337,27 @@ impl Mapping {
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 
+    /// Copies `bytes` into the mapping at `offset`, which must leave room
+    /// for them. For a recyclable memfd's mapping: its receiver has a
+    /// descriptor too and might write meanwhile, so no `&mut [u8]` is made
+    /// over it and nothing is ever read from it; the copy only stores.
+    pub(crate) fn copy_in(&mut self, offset: usize, bytes: &[u8]) {
+        assert!(offset
+            .checked_add(bytes.len())
+            .is_some_and(|end| end <= self.len));
+        // SAFETY: the range is inside the mapping (checked above), which
+        // cannot shrink under it (the memfd is sealed against shrinking);
+        // `bytes` is the caller's memory, not this mapping (which is never
+        // lent out as a slice), so the two do not overlap.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                self.ptr.as_ptr().add(offset),
+                bytes.len(),
+            )
+        }
+    }
+
     pub(crate) fn as_mut_slice(&mut self) -> &mut [u8] {
         // SAFETY: only `read_write` mappings are written through this, of
         // a memfd that this process alone has a descriptor for until it is
