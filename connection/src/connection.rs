@@ -639,9 +639,12 @@ impl Connection {
     }
 
     /// Receives one message as a read-only [`SharedView`]: a mapping of
-    /// the sender's memory when it came as shared memory (no copy), or the
-    /// bytes read from the socket otherwise (small messages, or an end
-    /// that does not use shared memory).
+    /// the sender's memory when it came as a sealed memfd (a
+    /// [`SharedBuf`]: no copy), or an owned copy otherwise: the bytes read
+    /// from the socket (small messages, or an end that does not use shared
+    /// memory), or copied out of a recyclable memfd (what the copying
+    /// calls send over their threshold), which its sender may write again
+    /// and so is never mapped.
     ///
     /// Errors as [`recv_bytes`](Connection::recv_bytes).
     ///
@@ -652,6 +655,7 @@ impl Connection {
     /// a.set_shared_memory_threshold(Some(1 << 20));
     /// a.send_bytes(&vec![9u8; 2 << 20])?;
     /// let view = b.recv_shared()?;
+    /// assert!(!view.is_mapped()); // copied: its memfd will carry the next one
     /// assert!(view.iter().all(|&byte| byte == 9));
     /// # Ok::<(), connection::Error>(())
     /// ```
@@ -737,7 +741,8 @@ impl Connection {
     /// Sets the smallest payload that this end's copying calls
     /// ([`send_bytes`](Connection::send_bytes), [`send`](Connection::send),
     /// [`try_send_bytes`](Connection::try_send_bytes), ...) send as shared
-    /// memory when it uses it; `None` keeps them to the socket. New ends
+    /// memory (in this end's recyclable memfds, see [`crate::shared`]) when
+    /// it uses it; `None` keeps them to the socket. New ends
     /// take it from [`SHARED_MEMORY_THRESHOLD_ENV`](crate::shared::SHARED_MEMORY_THRESHOLD_ENV)
     /// (none when unset: see there for the figures). The receiving end
     /// needs no setting.
@@ -747,8 +752,11 @@ impl Connection {
     /// ```
     /// let (mut a, mut b) = connection::pipe()?;
     /// a.set_shared_memory_threshold(Some(1 << 20));
+    /// let sent = connection::shared_memory_stats().sent;
     /// a.send_bytes(&vec![5u8; 4 << 20])?; // as shared memory
-    /// assert!(b.recv_shared()?.is_mapped() || connection::SharedBuf::new(1).is_err());
+    /// assert_eq!(b.recv_bytes()?.len(), 4 << 20);
+    /// let memfds_work = connection::SharedBuf::new(1).is_ok();
+    /// assert!(connection::shared_memory_stats().sent > sent || !memfds_work);
     /// # Ok::<(), connection::Error>(())
     /// ```
     pub fn set_shared_memory_threshold(&mut self, bytes: Option<usize>) {

@@ -1,13 +1,53 @@
 //! Shared memory for large messages between two ends of this crate.
 //!
-//! Between two ends that agreed to it, a message can travel as a sealed
-//! memfd passed over the Unix socket (`SCM_RIGHTS`) instead of through the
-//! socket's buffer: a [`SharedBuf`] that the sender filled in place always
-//! does (no copy on either side), and so does every payload from a
-//! threshold up, when one is set ([`SHARED_MEMORY_THRESHOLD_ENV`],
-//! [`Connection::set_shared_memory_threshold`](crate::Connection::set_shared_memory_threshold)): the sender copies it into
-//! fresh shared memory once, the receiver copies it out once (or maps it
-//! and copies nothing), and the kernel never copies it.
+//! Between two ends that agreed to it, a message can travel as a memfd
+//! passed over the Unix socket (`SCM_RIGHTS`) instead of through the
+//! socket's buffer, in one of two ways:
+//! - a [`SharedBuf`] that the sender filled in place always goes as a
+//!   memfd sealed against any change, and the receiver may map it
+//!   ([`Connection::recv_shared`](crate::Connection::recv_shared)): no
+//!   copy on either side;
+//! - the copying calls (`send_bytes`, `try_send_bytes`, `send`, ...) send
+//!   every payload from a threshold up, when one is set
+//!   ([`SHARED_MEMORY_THRESHOLD_ENV`],
+//!   [`Connection::set_shared_memory_threshold`](crate::Connection::set_shared_memory_threshold)),
+//!   in a *recyclable* memfd: the sender copies it in, the receiver
+//!   copies it out with `pread` and tells the sender so, and the sender
+//!   fills the same memfd with a later message.
+//!
+//! # Recycled memfds
+//!
+//! Fresh shared memory is expensive (allocating, faulting in and freeing
+//! its pages cost about six copies on the machine this crate is measured
+//! on), so each sending end keeps a few memfds and reuses them. Such a
+//! memfd is sealed against growing and shrinking and against further
+//! seals, but not against writes. Its first page is a header: the
+//! generation of the message the sender last wrote into it, and the
+//! generation its receiver last consumed, which the receiver writes there
+//! once it copied the payload out. The sender keeps a writable mapping of
+//! it, fills it with `memcpy` (it only ever stores into that mapping),
+//! and reuses it only once the receiver consumed its last message;
+//! meanwhile it takes another (so it fills message k+1 while the receiver
+//! copies message k).
+//!
+//! The bound, per sending end: at most four memfds and 256 MiB of payload
+//! room, each sized for a class of payloads (the length rounded up to a
+//! power of two, at least 1 MiB), so a run of 64 MiB messages reuses
+//! 64 MiB memfds. When every memfd is still being read and no other fits
+//! the bound, the payload goes through the socket. The memfds are freed
+//! with the sending end (the receiver closes its descriptor after each
+//! message). A receiver that never reads keeps them busy: its messages
+//! then go through the socket.
+//!
+//! Why the receiver copies and never maps such a memfd: its sender can
+//! still write it, so a `&[u8]` over it could change under the reader,
+//! which Rust forbids. `pread` is a kernel copy into the receiver's own
+//! buffer: sound whatever a hostile sender does meanwhile (it only
+//! garbles its own message). So [`Connection::recv_shared`](crate::Connection::recv_shared)
+//! hands such a message back as an owned [`SharedView`], and a typed
+//! [`recv`](crate::Connection::recv) decodes a copy; only a sealed memfd
+//! is mapped. Likewise the sender never reads its mapping, whatever the
+//! receiver writes there.
 //!
 //! Which ends agree:
 //! - both ends of [`pipe`](crate::pipe) and [`one_way_pipe`](crate::one_way_pipe);
@@ -32,17 +72,23 @@
 //! through the socket from then on, silently ([`SharedBuf::new`] fails
 //! there, saying so).
 //!
-//! The receiver checks every descriptor: a memfd, sealed against writes,
-//! growth and shrinking, of the announced size, with that much memory
-//! behind it. Anything else (a pipe, a file, an unsealed or short memfd,
-//! several descriptors) is refused with [`ErrorKind::Decode`] and closed,
-//! and the next message reads as usual. A sender that dies leaks nothing:
-//! a memfd lives only as long as a descriptor of it, in a process or in
-//! the socket's queue.
+//! The receiver checks every descriptor: a sealed message's must be a
+//! memfd sealed against writes, growth and shrinking, of the announced
+//! size; a recycled message's a memfd sealed against growth and
+//! shrinking, with room for its header and the announced length, whose
+//! header holds the announced generation; either with memory behind every
+//! byte (not sparse). Anything else (a pipe, a file, a memfd without the
+//! seals, short, sparse, or holding another generation, no descriptor or
+//! several) is refused with [`ErrorKind::Decode`] and closed, and the next
+//! message reads as usual. A sender that dies leaks nothing: a memfd lives
+//! only as long as a descriptor of it, in a process or in the socket's
+//! queue.
 //!
-//! The wire: the header of such a message is the length `-2` (4 bytes, big
-//! endian) and then the payload's length (8 bytes, big endian), with the
-//! memfd attached to its first byte; no payload follows in the stream.
+//! The wire: the header of a sealed message is the length `-2` (4 bytes,
+//! big endian) and then the payload's length (8 bytes, big endian); that
+//! of a recycled one is the length `-3`, the payload's length and the
+//! message's generation (8 bytes each, big endian); the memfd is attached
+//! to the header's first byte, and no payload follows in the stream.
 //!
 //! The `tokio` feature's `AsyncConnection` does not take part: its ends
 //! never agree, and one made with `AsyncConnection::from_blocking` turns
@@ -76,12 +122,13 @@ pub(crate) use recycle::Recycler;
 /// `pool` turns the path on for its workers too.
 ///
 /// Why the copying calls do not take the path unless told: on the machine
-/// this crate is measured on (a virtual machine where fresh memory is
-/// expensive), a copy into fresh shared memory and out again runs at a
-/// quarter to a third of the socket's speed at every size from 256 KiB to
-/// 64 MiB (the `shared_memory` bench; the crate's README has the figures).
-/// Where fresh pages are cheap, a threshold of about 1 MiB is the place to
-/// start measuring.
+/// this crate is measured on (a 2-core virtual machine), even recycled
+/// memfds only draw level with the socket up to 1 MiB (0.84x to 1.09x)
+/// and lose above it (0.55x to 0.96x from 4 to 64 MiB), because the
+/// receiver's `pread` out of memory that is not in cache runs at a third
+/// of `memcpy`'s speed (the `shared_memory` bench; the crate's README has
+/// the figures). Where memory is faster than the socket, a threshold of
+/// about 1 MiB is the place to start measuring.
 /// [`SharedBuf`] and [`Connection::send_shared`](crate::Connection::send_shared)
 /// always go by descriptor between ends that agreed.
 pub const SHARED_MEMORY_THRESHOLD_ENV: &str = "CONNECTION_SHARED_MEMORY_THRESHOLD";
