@@ -391,7 +391,7 @@ impl Connection {
     /// hands what is left to a thread of its own.
     ///
     /// A message that goes as shared memory (see [`crate::shared`]) is
-    /// copied into its memfd first; only its 12-byte header can then be
+    /// copied into its memfd first; only its header (20 bytes) can then be
     /// left unsent, and the [`UnsentMessage`] holds the memfd until it goes.
     ///
     /// # Examples

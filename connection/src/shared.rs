@@ -123,7 +123,7 @@ pub(crate) use recycle::Recycler;
 ///
 /// Why the copying calls do not take the path unless told: on the machine
 /// this crate is measured on (a 2-core virtual machine), even recycled
-/// memfds only draw level with the socket up to 1 MiB (0.84x to 1.09x)
+/// memfds only draw level with the socket up to 1 MiB (0.9x to 1.1x)
 /// and lose above it (0.55x to 0.96x from 4 to 64 MiB), because the
 /// receiver's `pread` out of memory that is not in cache runs at a third
 /// of `memcpy`'s speed (the `shared_memory` bench; the crate's README has

@@ -15,7 +15,11 @@
 //! memory. A memfd is made for a size class (the payload's length rounded
 //! up to a power of two, at least [`MIN_CLASS`]), so a run of 64 MiB
 //! messages reuses 64 MiB memfds. They are freed with the end (and with
-//! the receiver's descriptors, which it closes after each message).
+//! the receiver's descriptors, which it closes after each message). A
+//! memfd whose message never reached its receiver (an `UnsentMessage`
+//! dropped unsent, a receiver that stopped reading) stays busy until the
+//! end is dropped; the bound holds, and later payloads take the others or
+//! the socket.
 
 use std::os::fd::{AsFd, OwnedFd};
 
