@@ -187,9 +187,9 @@ pub(crate) fn check_recyclable(
     generation: u64,
 ) -> Result<(), Refusal> {
     let size = check_memfd(fd, RECYCLABLE_REQUIRED)?;
-    if RECYCLED_HEADER
+    if !RECYCLED_HEADER
         .checked_add(len)
-        .is_none_or(|needed| size < needed)
+        .is_some_and(|needed| size >= needed)
     {
         return Err(Refusal::WrongSize { actual: size });
     }
