@@ -41,6 +41,11 @@ fn shared_pipe() -> (Connection, Connection) {
 fn forge(socket: &Socket, len: u64, fds: &[BorrowedFd<'_>]) {
     let mut header = (-2i32).to_be_bytes().to_vec();
     header.extend_from_slice(&len.to_be_bytes());
+    send_with_fds(socket, &header, fds);
+}
+
+/// Sends `header` with `fds` attached, in one `sendmsg`.
+fn send_with_fds(socket: &Socket, header: &[u8], fds: &[BorrowedFd<'_>]) {
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
     let mut control = SendAncillaryBuffer::new(&mut space);
     if !fds.is_empty() {
@@ -48,12 +53,36 @@ fn forge(socket: &Socket, len: u64, fds: &[BorrowedFd<'_>]) {
     }
     let sent = rustix::net::sendmsg(
         socket.fd(),
-        &[IoSlice::new(&header)],
+        &[IoSlice::new(header)],
         &mut control,
         SendFlags::empty(),
     )
     .unwrap();
     assert_eq!(sent, header.len());
+}
+
+/// A forged message that must be refused: what it is, the descriptors
+/// that come with it, and what the error must say.
+type Forgery<'a> = (&'a str, Vec<BorrowedFd<'a>>, &'a str);
+
+/// Sends each forgery with `forge`, followed by an ordinary message, and
+/// checks that the forgery is refused with `Decode` and the ordinary
+/// message then reads. Returns the raw sender and the receiver.
+fn assert_each_refused(
+    cases: Vec<Forgery<'_>>,
+    forge: impl Fn(&Socket, &[BorrowedFd<'_>]),
+) -> (Socket, Connection) {
+    let (socket, mut conn) = forger();
+    for (what, fds, why) in cases {
+        forge(&socket, &fds);
+        plain(&socket, what.as_bytes());
+        let err = conn.recv_bytes().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Decode, "{what}: {err}");
+        assert!(err.to_string().contains(why), "{what}: {err}");
+        assert!(err.to_string().contains("refused a shared-memory"), "{err}");
+        assert_eq!(conn.recv_bytes().unwrap(), what.as_bytes(), "after {what}");
+    }
+    (socket, conn)
 }
 
 /// An ordinary message, written on the raw socket.
@@ -251,7 +280,7 @@ fn forged_descriptors_are_refused_and_the_next_message_reads() {
         fd
     };
     let good = memfd_with(&data, SEALED);
-    let cases: [(&str, Vec<BorrowedFd<'_>>, &str); 8] = [
+    let cases = vec![
         ("a pipe", vec![pipe_write.as_fd()], "not a memfd"),
         ("a regular file", vec![file.as_fd()], "not a memfd"),
         ("an unsealed memfd", vec![unsealed.as_fd()], "not sealed"),
@@ -265,16 +294,7 @@ fn forged_descriptors_are_refused_and_the_next_message_reads() {
             "2 descriptors",
         ),
     ];
-    let (socket, mut conn) = forger();
-    for (what, fds, why) in cases {
-        forge(&socket, len, &fds);
-        plain(&socket, what.as_bytes());
-        let err = conn.recv_bytes().unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Decode, "{what}: {err}");
-        assert!(err.to_string().contains(why), "{what}: {err}");
-        assert!(err.to_string().contains("refused a shared-memory"), "{err}");
-        assert_eq!(conn.recv_bytes().unwrap(), what.as_bytes(), "after {what}");
-    }
+    let (socket, mut conn) = assert_each_refused(cases, |socket, fds| forge(socket, len, fds));
     // The receiver closed the pipe's write end it was sent.
     drop(pipe_write);
     assert_closed_by_receiver(pipe_read);
@@ -455,20 +475,7 @@ fn an_async_end_refuses_shared_memory_without_misreading_it() {
 
 /// Sends a recycled-message header (`-3`, length, generation) with `fds`.
 fn forge_recycled(socket: &Socket, len: u64, generation: u64, fds: &[BorrowedFd<'_>]) {
-    let header = crate::frame::recycled_header(len, generation);
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
-    let mut control = SendAncillaryBuffer::new(&mut space);
-    if !fds.is_empty() {
-        assert!(control.push(SendAncillaryMessage::ScmRights(fds)));
-    }
-    let sent = rustix::net::sendmsg(
-        socket.fd(),
-        &[IoSlice::new(&header)],
-        &mut control,
-        SendFlags::empty(),
-    )
-    .unwrap();
-    assert_eq!(sent, header.len());
+    send_with_fds(socket, &crate::frame::recycled_header(len, generation), fds);
 }
 
 /// A memfd laid out as a recyclable one: the generation `written` in its
@@ -598,7 +605,7 @@ fn forged_recycled_messages_are_refused_and_the_next_message_reads() {
     };
     let stale = recyclable_with(&data, generation - 1, RESIZE_SEALED);
     let good = recyclable_with(&data, generation, RESIZE_SEALED);
-    let cases: [(&str, Vec<BorrowedFd<'_>>, &str); 9] = [
+    let cases = vec![
         ("a pipe", vec![pipe_write.as_fd()], "not a memfd"),
         ("a regular file", vec![file.as_fd()], "not a memfd"),
         ("an unsealed memfd", vec![unsealed.as_fd()], "not sealed"),
@@ -613,16 +620,9 @@ fn forged_recycled_messages_are_refused_and_the_next_message_reads() {
             "2 descriptors",
         ),
     ];
-    let (socket, mut conn) = forger();
-    for (what, fds, why) in cases {
-        forge_recycled(&socket, len, generation, &fds);
-        plain(&socket, what.as_bytes());
-        let err = conn.recv_bytes().unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Decode, "{what}: {err}");
-        assert!(err.to_string().contains(why), "{what}: {err}");
-        assert!(err.to_string().contains("refused a shared-memory"), "{err}");
-        assert_eq!(conn.recv_bytes().unwrap(), what.as_bytes(), "after {what}");
-    }
+    let (socket, mut conn) = assert_each_refused(cases, |socket, fds| {
+        forge_recycled(socket, len, generation, fds)
+    });
     // A refused memfd is not marked consumed: it was not read.
     let consumed = shm::read_generation(stale.as_fd(), shm::CONSUMED_GENERATION_AT).unwrap();
     assert_eq!(consumed, 0);
