@@ -113,6 +113,10 @@ impl Recycler {
             return Ok(Some(index));
         }
         let new_bytes = class as u64;
+        if new_bytes > MAX_BYTES {
+            // Never fits: keep the memfds that will.
+            return Ok(None);
+        }
         // Free memfds of other classes make room for this one, the
         // largest first.
         loop {
@@ -160,6 +164,22 @@ fn size_class(len: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_payload_over_the_bound_goes_elsewhere_and_evicts_nothing() {
+        let mut recycler = Recycler::default();
+        let filled = match recycler.fill(b"small") {
+            Ok(filled) => filled.unwrap(),
+            Err(err) => return eprintln!("skipped: no memfds here ({err})"),
+        };
+        // Its receiver read it: the memfd is free.
+        let fd = filled.memfd.as_fd();
+        shm::write_generation(fd, CONSUMED_GENERATION_AT, filled.generation).unwrap();
+        // Zeroed by the allocator, never touched: costs no memory.
+        let huge = vec![0u8; MAX_BYTES as usize + 1];
+        assert!(recycler.fill(&huge).unwrap().is_none());
+        assert_eq!(recycler.len(), 1);
+    }
 
     #[test]
     fn classes_are_powers_of_two_from_a_mebibyte() {
