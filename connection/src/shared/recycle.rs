@@ -182,6 +182,35 @@ mod tests {
     }
 
     #[test]
+    fn a_new_class_takes_the_place_of_a_free_memfd_never_of_a_busy_one() {
+        let mut recycler = Recycler::default();
+        let mut sent = Vec::new();
+        for _ in 0..MAX_MEMFDS {
+            match recycler.fill(b"small") {
+                Ok(filled) => sent.push(filled.unwrap()),
+                Err(err) => return eprintln!("skipped: no memfds here ({err})"),
+            }
+        }
+        assert_eq!(recycler.len(), MAX_MEMFDS);
+        let larger = vec![3u8; 2 * MIN_CLASS];
+        // All four are being read: no room, nothing evicted.
+        assert!(recycler.fill(&larger).unwrap().is_none());
+        assert_eq!(recycler.len(), MAX_MEMFDS);
+        let first = &sent[0];
+        let fd = first.memfd.as_fd();
+        shm::write_generation(fd, CONSUMED_GENERATION_AT, first.generation).unwrap();
+        let filled = recycler
+            .fill(&larger)
+            .unwrap()
+            .expect("a free memfd made room");
+        assert_eq!(filled.len, larger.len());
+        assert_eq!(recycler.len(), MAX_MEMFDS);
+        let mut copy = vec![0u8; larger.len()];
+        shm::read_at(filled.memfd.as_fd(), &mut copy, RECYCLED_HEADER).unwrap();
+        assert_eq!(copy, larger);
+    }
+
+    #[test]
     fn classes_are_powers_of_two_from_a_mebibyte() {
         assert_eq!(size_class(1), MIN_CLASS);
         assert_eq!(size_class(MIN_CLASS + 1), 2 * MIN_CLASS);
