@@ -91,10 +91,12 @@ impl Recycler {
         self.generation += 1;
         let generation = self.generation;
         let slot = &mut self.slots[index];
+        // Each step that can fail comes before the memfd is marked busy,
+        // so a failure leaves it free for the next message.
+        let memfd = slot.memfd.try_clone()?;
         slot.mapping.copy_in(RECYCLED_HEADER as usize, payload);
         shm::write_generation(slot.memfd.as_fd(), SENT_GENERATION_AT, generation)?;
         slot.sent = generation;
-        let memfd = slot.memfd.try_clone()?;
         Ok(Some(Filled {
             memfd,
             len: payload.len(),
