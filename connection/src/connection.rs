@@ -331,19 +331,10 @@ impl Connection {
     fn recv_decoded<T>(&mut self, decode: impl FnOnce(&[u8]) -> Result<T>) -> Result<T> {
         let len = match self.next_message(self.max_message_size)? {
             Message::Stream(len) => len,
-            // Decoded straight from the sender's sealed pages: no copy.
-            Message::Shared(incoming) if incoming.is_mappable() => {
+            // Decoded straight from the sender's pages: no copy.
+            Message::Shared(incoming) => {
                 let mapping = incoming.map(in_memory_len(incoming.len)?)?;
                 return decode(mapping.as_slice());
-            }
-            // Copied out of a recyclable memfd, never read in place.
-            Message::Shared(incoming) => {
-                let mut buf = std::mem::take(&mut self.scratch);
-                let result = incoming
-                    .read_to_vec(in_memory_len(incoming.len)?, &mut buf)
-                    .and_then(|()| decode(&buf));
-                self.keep_scratch(buf);
-                return result;
             }
         };
         let mut buf = std::mem::take(&mut self.scratch);
@@ -662,15 +653,9 @@ impl Connection {
     pub fn recv_shared(&mut self) -> Result<SharedView> {
         match self.recv_payload(self.max_message_size)? {
             Payload::Bytes(bytes) => Ok(SharedView::owned(bytes)),
-            Payload::Shared(incoming) if incoming.is_mappable() => {
+            Payload::Shared(incoming) => {
                 let mapping = incoming.map(in_memory_len(incoming.len)?)?;
                 Ok(SharedView::mapped(mapping))
-            }
-            // A recyclable memfd's sender may write it again: copied out.
-            Payload::Shared(incoming) => {
-                let mut bytes = Vec::new();
-                incoming.read_to_vec(in_memory_len(incoming.len)?, &mut bytes)?;
-                Ok(SharedView::owned(bytes))
             }
         }
     }

@@ -254,41 +254,38 @@ impl Incoming {
         })
     }
 
-    /// Whether the message may be mapped (and so read without a copy):
-    /// only a sealed memfd may, whose bytes nobody can change.
-    pub(crate) fn is_mappable(&self) -> bool {
-        self.recycled.is_none()
-    }
-
     pub(crate) fn read_into(&self, buf: &mut [u8]) -> Result<()> {
-        shm::read_at(self.memfd.as_fd(), buf, self.offset()).map_err(|err| self.read_error(err))?;
-        self.consumed();
-        Ok(())
+        shm::read_at(self.memfd.as_fd(), buf, self.offset()).map_err(|err| self.read_error(err))
     }
 
     pub(crate) fn read_to_vec(&self, len: usize, out: &mut Vec<u8>) -> Result<()> {
         out.clear();
-        shm::read_to_vec_at(self.memfd.as_fd(), len, self.offset(), out)
-            .map_err(|err| self.read_error(err))?;
-        self.consumed();
-        Ok(())
+        self.append_to_vec(0, len, out)
     }
 
-    /// A read-only mapping of a sealed message; a recyclable one is never
-    /// mapped (its sender can still write to it).
-    pub(crate) fn map(&self, len: usize) -> Result<Mapping> {
-        if !self.is_mappable() {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                "a message in a recyclable memfd is copied, never mapped",
-            ));
+    /// Appends the `len` bytes of the payload that follow its first
+    /// `offset` to `out`.
+    pub(crate) fn append_to_vec(&self, offset: u64, len: usize, out: &mut Vec<u8>) -> Result<()> {
+        let from = self.offset() + offset;
+        shm::read_to_vec(self.memfd.as_fd(), from, len, out).map_err(|err| self.read_error(err))
+    }
+
+    /// The payload's `len` bytes as a slice: a read-only mapping of a
+    /// sealed memfd (no copy), or a copy of a recyclable one, which is
+    /// never mapped (its sender can still write to it).
+    pub(crate) fn map(&self, len: usize) -> Result<Readable> {
+        if self.recycled.is_some() {
+            let mut copy = Vec::new();
+            self.read_to_vec(len, &mut copy)?;
+            return Ok(Readable::Copied(copy));
         }
-        Mapping::read_only(self.memfd.as_fd(), len).map_err(|err| {
+        let mapping = Mapping::read_only(self.memfd.as_fd(), len).map_err(|err| {
             Error::io(
                 err,
                 format!("map a {}-byte shared-memory message", self.len),
             )
-        })
+        })?;
+        Ok(Readable::Mapped(mapping))
     }
 
     fn offset(&self) -> u64 {
@@ -298,10 +295,21 @@ impl Incoming {
         }
     }
 
-    /// Tells the sender of a recyclable memfd that its message was copied
-    /// out, so that it may fill the memfd again. A memfd that refuses the
-    /// write (sealed against it after all) only stays busy for its sender.
-    fn consumed(&self) {
+    fn read_error(&self, err: std::io::Error) -> Error {
+        Error::io(
+            err,
+            format!("read a {}-byte shared-memory message", self.len),
+        )
+    }
+}
+
+/// Once the receiver is done with a message in a recyclable memfd (read
+/// whole, in parts, or not at all), its sender may fill the memfd again:
+/// the receiver says so by writing the message's generation into the
+/// memfd's header, as the descriptor goes. A memfd that refuses the write
+/// (sealed against it after all) only stays busy for its sender.
+impl Drop for Incoming {
+    fn drop(&mut self) {
         if let Some(generation) = self.recycled {
             let fd = self.memfd.as_fd();
             if let Err(err) = shm::write_generation(fd, shm::CONSUMED_GENERATION_AT, generation) {
@@ -309,12 +317,22 @@ impl Incoming {
             }
         }
     }
+}
 
-    fn read_error(&self, err: std::io::Error) -> Error {
-        Error::io(
-            err,
-            format!("read a {}-byte shared-memory message", self.len),
-        )
+/// A shared-memory payload readable as a slice, from [`Incoming::map`].
+pub(crate) enum Readable {
+    /// A read-only mapping of a sealed memfd.
+    Mapped(Mapping),
+    /// A copy of a recyclable memfd's payload.
+    Copied(Vec<u8>),
+}
+
+impl Readable {
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        match self {
+            Readable::Mapped(mapping) => mapping.as_slice(),
+            Readable::Copied(bytes) => bytes,
+        }
     }
 }
 
@@ -447,10 +465,13 @@ enum ViewInner {
 }
 
 impl SharedView {
-    pub(crate) fn mapped(mapping: Mapping) -> SharedView {
-        SharedView {
-            inner: ViewInner::Mapped(mapping),
-        }
+    /// The view of a shared-memory payload: mapped when it could be.
+    pub(crate) fn mapped(readable: Readable) -> SharedView {
+        let inner = match readable {
+            Readable::Mapped(mapping) => ViewInner::Mapped(mapping),
+            Readable::Copied(bytes) => ViewInner::Owned(bytes),
+        };
+        SharedView { inner }
     }
 
     pub(crate) fn owned(bytes: Vec<u8>) -> SharedView {

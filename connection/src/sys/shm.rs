@@ -242,18 +242,18 @@ pub(crate) fn read_at(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> io::Re
     Ok(())
 }
 
-/// Appends `len` bytes of a checked memfd, from `offset`, to `out`,
+/// Appends the `len` bytes of a checked memfd from `from` on to `out`,
 /// straight into its spare capacity (no zeroing first).
-pub(crate) fn read_to_vec_at(
+pub(crate) fn read_to_vec(
     fd: BorrowedFd<'_>,
+    from: u64,
     len: usize,
-    offset: u64,
     out: &mut Vec<u8>,
 ) -> io::Result<()> {
     out.reserve_exact(len);
     let end = out.len() + len;
     while out.len() < end {
-        let offset = offset + (len - (end - out.len())) as u64;
+        let offset = from + (len - (end - out.len())) as u64;
         let room = end - out.len();
         let spare = &mut out.spare_capacity_mut()[..room];
         match rustix::io::pread(fd, spare, offset) {
