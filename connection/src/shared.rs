@@ -266,8 +266,9 @@ impl Incoming {
     /// Appends the `len` bytes of the payload that follow its first
     /// `offset` to `out`.
     pub(crate) fn append_to_vec(&self, offset: u64, len: usize, out: &mut Vec<u8>) -> Result<()> {
-        let from = self.offset() + offset;
-        shm::read_to_vec(self.memfd.as_fd(), from, len, out).map_err(|err| self.read_error(err))
+        // The payload of a recyclable memfd starts after its header page.
+        let offset = self.offset() + offset;
+        shm::read_to_vec(self.memfd.as_fd(), offset, len, out).map_err(|err| self.read_error(err))
     }
 
     /// The payload's `len` bytes as a slice: a read-only mapping of a
