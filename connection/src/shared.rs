@@ -255,7 +255,9 @@ impl Incoming {
     }
 
     pub(crate) fn read_into(&self, buf: &mut [u8]) -> Result<()> {
-        shm::read_at(self.memfd.as_fd(), buf, self.offset()).map_err(|err| self.read_error(err))
+        shm::read_at(self.memfd.as_fd(), buf, self.offset()).map_err(|err| self.read_error(err))?;
+        self.read_up_to(buf.len() as u64);
+        Ok(())
     }
 
     pub(crate) fn read_to_vec(&self, len: usize, out: &mut Vec<u8>) -> Result<()> {
@@ -267,8 +269,33 @@ impl Incoming {
     /// `offset` to `out`.
     pub(crate) fn append_to_vec(&self, offset: u64, len: usize, out: &mut Vec<u8>) -> Result<()> {
         // The payload of a recyclable memfd starts after its header page.
-        let offset = self.offset() + offset;
-        shm::read_to_vec(self.memfd.as_fd(), offset, len, out).map_err(|err| self.read_error(err))
+        let from = self.offset() + offset;
+        shm::read_to_vec(self.memfd.as_fd(), from, len, out).map_err(|err| self.read_error(err))?;
+        self.read_up_to(offset + len as u64);
+        Ok(())
+    }
+
+    /// Called once the payload's bytes up to `end` were copied out: when
+    /// that is all of a recycled message, its sender may have its memfd
+    /// back at once rather than when this is dropped.
+    fn read_up_to(&self, end: u64) {
+        if end >= self.len {
+            self.consumed();
+        }
+    }
+
+    /// Tells the sender of a recyclable memfd that its message was copied
+    /// out (or will never be), so that it may fill the memfd again. Saying
+    /// so twice is harmless: the sender reuses a memfd only when it holds
+    /// the generation of the last message written into it, which a late
+    /// repeat of an older one can only keep busy, never free.
+    fn consumed(&self) {
+        if let Some(generation) = self.recycled {
+            let fd = self.memfd.as_fd();
+            if let Err(err) = shm::write_generation(fd, shm::CONSUMED_GENERATION_AT, generation) {
+                tracing::debug!(error = %err, "could not mark a recycled message consumed");
+            }
+        }
     }
 
     /// The payload's `len` bytes as a slice: a read-only mapping of a
@@ -307,16 +334,12 @@ impl Incoming {
 /// Once the receiver is done with a message in a recyclable memfd (read
 /// whole, in parts, or not at all), its sender may fill the memfd again:
 /// the receiver says so by writing the message's generation into the
-/// memfd's header, as the descriptor goes. A memfd that refuses the write
-/// (sealed against it after all) only stays busy for its sender.
+/// memfd's header, when the last byte was copied out and again as the
+/// descriptor goes. A memfd that refuses the write (sealed against it
+/// after all) only stays busy for its sender.
 impl Drop for Incoming {
     fn drop(&mut self) {
-        if let Some(generation) = self.recycled {
-            let fd = self.memfd.as_fd();
-            if let Err(err) = shm::write_generation(fd, shm::CONSUMED_GENERATION_AT, generation) {
-                tracing::debug!(error = %err, "could not mark a recycled message consumed");
-            }
-        }
+        self.consumed();
     }
 }
 
