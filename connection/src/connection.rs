@@ -928,9 +928,10 @@ impl Connection {
     /// off for good.
     ///
     /// The copy goes into a recyclable memfd when one is free or can be
-    /// made within the bound; when all are still being read, through the
-    /// socket (a fresh memfd costs more than the socket, see
-    /// [`crate::shared`]).
+    /// made within the bound; when all are still being read, into a fresh
+    /// sealed one, so that a sender over the threshold never waits for its
+    /// reader (as it would through the socket), however many messages it
+    /// sends before the other end reads.
     fn share_copy(&mut self, payload: &[u8]) -> Option<Outgoing> {
         if !self
             .shared_memory
@@ -938,12 +939,22 @@ impl Connection {
         {
             return None;
         }
-        match self.recycler.fill(payload) {
-            Ok(filled) => filled.map(|filled| Outgoing {
+        let outgoing = self.recycler.fill(payload).and_then(|filled| match filled {
+            Some(filled) => Ok(Outgoing {
                 header: frame::recycled_header(filled.len as u64, filled.generation),
                 memfd: filled.memfd,
                 len: filled.len,
             }),
+            None => {
+                let memfd = shm::create_filled(payload)?;
+                shm::seal(memfd.as_fd())?;
+                let header = frame::shared_header(payload.len() as u64);
+                let len = payload.len();
+                Ok(Outgoing { memfd, header, len })
+            }
+        });
+        match outgoing {
+            Ok(outgoing) => Some(outgoing),
             Err(err) if shm::is_unavailable(&err) => {
                 tracing::debug!(error = %err, "no memfds here: large messages go through the socket");
                 self.shared_memory = shared::Mode::Unavailable;

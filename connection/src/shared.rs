@@ -34,10 +34,10 @@
 //! room, each sized for a class of payloads (the length rounded up to a
 //! power of two, at least 1 MiB), so a run of 64 MiB messages reuses
 //! 64 MiB memfds. When every memfd is still being read and no other fits
-//! the bound, the payload goes through the socket. The memfds are freed
-//! with the sending end (the receiver closes its descriptor after each
-//! message). A receiver that never reads keeps them busy: its messages
-//! then go through the socket.
+//! the bound, the payload goes in a fresh sealed memfd (slower, but a
+//! sender over the threshold never waits for its reader, as it would
+//! through the socket). The memfds are freed with the sending end (the
+//! receiver closes its descriptor after each message).
 //!
 //! Why the receiver copies and never maps such a memfd: its sender can
 //! still write it, so a `&[u8]` over it could change under the reader,

@@ -9,7 +9,7 @@
 //! the receiver says by writing that message's generation into the
 //! memfd's header; until then the sender takes another one (so a sender
 //! fills message k+1 while the receiver copies message k), makes a new
-//! one within the bound, or sends through the socket.
+//! one within the bound, or sends a fresh sealed memfd.
 //!
 //! The bound, per sending end: [`MAX_MEMFDS`] memfds and [`MAX_BYTES`] of
 //! memory. A memfd is made for a size class (the payload's length rounded
@@ -19,7 +19,7 @@
 //! memfd whose message never reached its receiver (an `UnsentMessage`
 //! dropped unsent, a receiver that stopped reading) stays busy until the
 //! end is dropped; the bound holds, and later payloads take the others or
-//! the socket.
+//! fresh sealed memfds.
 
 use std::os::fd::{AsFd, OwnedFd};
 

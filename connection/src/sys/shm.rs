@@ -9,7 +9,7 @@
 //! under the view (which would turn a read into `SIGBUS`).
 
 use std::io;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 
 use rustix::fs::{FallocateFlags, FileType, MemfdFlags, SealFlags};
@@ -67,6 +67,14 @@ pub(crate) fn create_allocated(len: usize) -> io::Result<OwnedFd> {
     if len > 0 {
         rustix::fs::fallocate(&fd, FallocateFlags::empty(), 0, len as u64)?;
     }
+    Ok(fd)
+}
+
+/// A memfd holding a copy of `bytes`. `pwrite` allocates each page as it
+/// fills it, without zeroing it first as a fault on a fresh mapping would.
+pub(crate) fn create_filled(bytes: &[u8]) -> io::Result<OwnedFd> {
+    let fd = create()?;
+    write_at(fd.as_fd(), bytes, 0)?;
     Ok(fd)
 }
 
