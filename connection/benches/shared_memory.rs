@@ -6,10 +6,16 @@
 //!    each way the path could do it (`pwrite` vs a fresh mapping and
 //!    `memcpy`; `pread` vs a mapping with and without `MAP_POPULATE`): the
 //!    figures behind the choices in `src/sys/shm.rs`.
+//!    Also what the recycled path does instead: `memcpy` into a kept
+//!    mapping of a reused memfd (the sender) and `pread` out of it (the
+//!    receiver), beside the `memcpy` out of a kept mapping that the
+//!    receiver does not do (it never maps a memfd its sender may still
+//!    write).
 //! 2. The threshold: `send_bytes` + `recv_bytes_into` through the socket
-//!    and as shared memory at sizes around it.
+//!    and as shared memory (recycled memfds) at sizes from 256 KiB to
+//!    16 MiB.
 //! 3. The targets, 64 MiB messages: the copying pair (`send_bytes` +
-//!    `recv_bytes_into`, one copy each side) and the zero-copy pair
+//!    `recv_bytes_into`, one copy each side, through recycled memfds) and the zero-copy pair
 //!    (`send_shared` of a `SharedBuf` filled before the clock starts +
 //!    `recv_shared`, the receiver checking the first and last byte of its
 //!    view), each against the raw socket sending the same bytes from a
@@ -76,7 +82,7 @@ fn main() {
     let faults = page_fault_costs(rounds);
     let mut bench = Bench::start();
     let mut rows = Vec::new();
-    for size in [256 * 1024, MIB, 4 * MIB] {
+    for size in [256 * 1024, MIB, 4 * MIB, 16 * MIB] {
         let count = if measure { (64 * MIB / size) as u64 } else { 1 };
         rows.push(threshold_row(&mut bench, rounds, size, count));
     }
@@ -138,7 +144,15 @@ fn page_fault_costs(rounds: usize) -> Vec<(&'static str, f64)> {
     let mut out = vec![0u8; BIG];
     let filled = memfd();
     rustix::io::pwrite(&filled, &data, 0).expect("pwrite");
-    vec![
+    let reused = memfd();
+    write_all_at(&reused, &data);
+    let kept = map(
+        &reused,
+        BIG,
+        ProtFlags::READ | ProtFlags::WRITE,
+        MapFlags::empty(),
+    );
+    let rows = vec![
         (
             "memcpy into a reused buffer (the floor)",
             gbps(rounds, || out.copy_from_slice(&data)),
@@ -168,8 +182,26 @@ fn page_fault_costs(rounds: usize) -> Vec<(&'static str, f64)> {
             }),
         ),
         (
+            "fill: pwrite into a reused memfd (recycled)",
+            gbps(rounds, || write_all_at(&reused, &data)),
+        ),
+        (
+            "fill: memcpy into a kept mapping of a memfd",
+            gbps(rounds, || {
+                // SAFETY: the mapping is BIG writable bytes, ours alone.
+                unsafe { std::slice::from_raw_parts_mut(kept, BIG) }.copy_from_slice(&data)
+            }),
+        ),
+        (
             "read: pread into a reused buffer",
             gbps(rounds, || read_all_at(&filled, &mut out)),
+        ),
+        (
+            "read: memcpy from a kept mapping (not done)",
+            gbps(rounds, || {
+                // SAFETY: the mapping is BIG bytes, written by nobody now.
+                out.copy_from_slice(unsafe { std::slice::from_raw_parts(kept, BIG) })
+            }),
         ),
         (
             "read: mmap + memcpy into a reused buffer",
@@ -209,7 +241,9 @@ fn page_fault_costs(rounds: usize) -> Vec<(&'static str, f64)> {
                 unmap(ptr, BIG);
             }),
         ),
-    ]
+    ];
+    unmap(kept, BIG);
+    rows
 }
 
 /// A new memfd sized by `size`, mapped, `data` copied in, unmapped.

@@ -76,6 +76,8 @@ pub struct Connection {
     shared_memory: shared::Mode,
     /// The smallest payload the copying calls send as shared memory.
     shared_memory_threshold: Option<usize>,
+    /// The memfds the copying calls fill and send again.
+    recycler: shared::Recycler,
     /// Set once the stream has lost its message boundaries (a truncated
     /// message or a malformed header): every later receive fails with it.
     broken: Option<ErrorKind>,
@@ -184,6 +186,7 @@ impl Connection {
             shared_payload: None,
             shared_memory: shared::Mode::Off,
             shared_memory_threshold: shared::default_threshold(),
+            recycler: shared::Recycler::default(),
             broken: None,
             scratch: Vec::new(),
         }
@@ -294,9 +297,8 @@ impl Connection {
             if !encoded {
                 return Ok(false);
             }
-            if let Some(memfd) = self.share_copy(&buf[frame::HEADER_ROOM..]) {
-                let len = buf.len() - frame::HEADER_ROOM;
-                return self.write_shared(memfd, len, Wait::ForRoom).map(|_| true);
+            if let Some(outgoing) = self.share_copy(&buf[frame::HEADER_ROOM..]) {
+                return self.write_shared(outgoing, Wait::ForRoom).map(|_| true);
             }
             frame::write_reserved(&self.socket, &mut buf)
                 .map(|()| true)
@@ -452,10 +454,8 @@ impl Connection {
     /// ```
     pub fn send_bytes(&mut self, bytes: &[u8]) -> Result<()> {
         self.check_writable()?;
-        if let Some(memfd) = self.share_copy(bytes) {
-            return self
-                .write_shared(memfd, bytes.len(), Wait::ForRoom)
-                .map(drop);
+        if let Some(outgoing) = self.share_copy(bytes) {
+            return self.write_shared(outgoing, Wait::ForRoom).map(drop);
         }
         let mut scratch = std::mem::take(&mut self.scratch);
         let result = frame::write_message(&self.socket, bytes, &mut scratch)
@@ -481,7 +481,7 @@ impl Connection {
     /// hands what is left to a thread of its own.
     ///
     /// A message that goes as shared memory (see [`crate::shared`]) is
-    /// copied into its memfd first; only its 12-byte header can then be
+    /// copied into its memfd first; only its header (20 bytes) can then be
     /// left unsent, and the [`UnsentMessage`] holds the memfd until it goes.
     ///
     /// # Examples
@@ -505,8 +505,8 @@ impl Connection {
     /// ```
     pub fn try_send_bytes(&mut self, bytes: &[u8]) -> Result<Option<UnsentMessage>> {
         self.check_writable()?;
-        if let Some(memfd) = self.share_copy(bytes) {
-            return self.write_shared(memfd, bytes.len(), Wait::No);
+        if let Some(outgoing) = self.share_copy(bytes) {
+            return self.write_shared(outgoing, Wait::No);
         }
         let mut scratch = std::mem::take(&mut self.scratch);
         let rest = frame::try_write_message(&self.socket, bytes, &mut scratch)
@@ -527,9 +527,12 @@ impl Connection {
         self.check_writable()?;
         if let Some(memfd) = unsent.memfd {
             // Nothing of it went out yet: the whole header, with the memfd.
-            return self
-                .write_shared(memfd, unsent.message_len, Wait::ForRoom)
-                .map(drop);
+            let outgoing = Outgoing {
+                memfd,
+                header: unsent.rest,
+                len: unsent.message_len,
+            };
+            return self.write_shared(outgoing, Wait::ForRoom).map(drop);
         }
         frame::write_rest(&self.socket, &unsent.rest).map_err(|err| {
             let context = format!("send the rest of a {}-byte message", unsent.message_len);
@@ -718,13 +721,18 @@ impl Connection {
             return self.send_bytes(&buf);
         }
         let (memfd, len) = buf.seal()?;
-        self.write_shared(memfd, len, Wait::ForRoom).map(drop)
+        let header = frame::shared_header(len as u64);
+        let outgoing = Outgoing { memfd, header, len };
+        self.write_shared(outgoing, Wait::ForRoom).map(drop)
     }
 
     /// Receives one message as a read-only [`SharedView`]: a mapping of
-    /// the sender's memory when it came as shared memory (no copy), or the
-    /// bytes read from the socket otherwise (small messages, or an end
-    /// that does not use shared memory).
+    /// the sender's memory when it came as a sealed memfd (a
+    /// [`SharedBuf`]: no copy), or an owned copy otherwise: the bytes read
+    /// from the socket (small messages, or an end that does not use shared
+    /// memory), or copied out of a recyclable memfd (what the copying
+    /// calls send over their threshold), which its sender may write again
+    /// and so is never mapped.
     ///
     /// Errors as [`recv_bytes`](Connection::recv_bytes).
     ///
@@ -735,6 +743,7 @@ impl Connection {
     /// a.set_shared_memory_threshold(Some(1 << 20));
     /// a.send_bytes(&vec![9u8; 2 << 20])?;
     /// let view = b.recv_shared()?;
+    /// assert!(!view.is_mapped()); // copied: its memfd will carry the next one
     /// assert!(view.iter().all(|&byte| byte == 9));
     /// # Ok::<(), connection::Error>(())
     /// ```
@@ -814,7 +823,8 @@ impl Connection {
     /// Sets the smallest payload that this end's copying calls
     /// ([`send_bytes`](Connection::send_bytes), [`send`](Connection::send),
     /// [`try_send_bytes`](Connection::try_send_bytes), ...) send as shared
-    /// memory when it uses it; `None` keeps them to the socket. New ends
+    /// memory (in this end's recyclable memfds, see [`crate::shared`]) when
+    /// it uses it; `None` keeps them to the socket. New ends
     /// take it from [`SHARED_MEMORY_THRESHOLD_ENV`](crate::shared::SHARED_MEMORY_THRESHOLD_ENV)
     /// (none when unset: see there for the figures). The receiving end
     /// needs no setting.
@@ -824,8 +834,11 @@ impl Connection {
     /// ```
     /// let (mut a, mut b) = connection::pipe()?;
     /// a.set_shared_memory_threshold(Some(1 << 20));
+    /// let sent = connection::shared_memory_stats().sent;
     /// a.send_bytes(&vec![5u8; 4 << 20])?; // as shared memory
-    /// assert!(b.recv_shared()?.is_mapped() || connection::SharedBuf::new(1).is_err());
+    /// assert_eq!(b.recv_bytes()?.len(), 4 << 20);
+    /// let memfds_work = connection::SharedBuf::new(1).is_ok();
+    /// assert!(connection::shared_memory_stats().sent > sent || !memfds_work);
     /// # Ok::<(), connection::Error>(())
     /// ```
     pub fn set_shared_memory_threshold(&mut self, bytes: Option<usize>) {
@@ -942,6 +955,12 @@ impl Connection {
         self.max_message_size = bytes;
     }
 
+    /// How many recyclable memfds this end holds, for tests.
+    #[cfg(test)]
+    pub(crate) fn recycled_memfds(&self) -> usize {
+        self.recycler.len()
+    }
+
     fn check_readable(&self) -> Result<()> {
         self.direction.check_receive()
     }
@@ -1006,26 +1025,48 @@ impl Connection {
             frame::Header::Shared { len, fds } => {
                 shared::Incoming::check(fds, len).map(Message::Shared)
             }
+            frame::Header::Recycled {
+                len,
+                generation,
+                fds,
+            } => shared::Incoming::check_recycled(fds, len, generation).map(Message::Shared),
         }
     }
 
-    /// A sealed memfd holding a copy of `payload`, when this end sends it
-    /// as shared memory; `None` sends it through the socket: the end did
-    /// not agree, the payload is small, or the copy failed. A failure that
-    /// means memfds cannot be made here at all turns the path off for good.
-    fn share_copy(&mut self, payload: &[u8]) -> Option<OwnedFd> {
+    /// A memfd holding a copy of `payload` and its header, when this end
+    /// sends it as shared memory; `None` sends it through the socket: the
+    /// end did not agree, the payload is small, or the copy failed. A
+    /// failure that means memfds cannot be made here at all turns the path
+    /// off for good.
+    ///
+    /// The copy goes into a recyclable memfd when one is free or can be
+    /// made within the bound; when all are still being read, into a fresh
+    /// sealed one, so that a sender over the threshold never waits for its
+    /// reader (as it would through the socket), however many messages it
+    /// sends before the other end reads.
+    fn share_copy(&mut self, payload: &[u8]) -> Option<Outgoing> {
         if !self
             .shared_memory
             .sends(payload.len(), self.shared_memory_threshold)
         {
             return None;
         }
-        let sealed = shm::create_filled(payload).and_then(|memfd| {
-            shm::seal(memfd.as_fd())?;
-            Ok(memfd)
+        let outgoing = self.recycler.fill(payload).and_then(|filled| match filled {
+            Some(filled) => Ok(Outgoing {
+                header: frame::recycled_header(filled.len as u64, filled.generation),
+                memfd: filled.memfd,
+                len: filled.len,
+            }),
+            None => {
+                let memfd = shm::create_filled(payload)?;
+                shm::seal(memfd.as_fd())?;
+                let header = frame::shared_header(payload.len() as u64);
+                let len = payload.len();
+                Ok(Outgoing { memfd, header, len })
+            }
         });
-        match sealed {
-            Ok(memfd) => Some(memfd),
+        match outgoing {
+            Ok(outgoing) => Some(outgoing),
             Err(err) if shm::is_unavailable(&err) => {
                 tracing::debug!(error = %err, "no memfds here: large messages go through the socket");
                 self.shared_memory = shared::Mode::Unavailable;
@@ -1038,15 +1079,11 @@ impl Connection {
         }
     }
 
-    /// Sends a sealed memfd of `len` bytes as one message, waiting for room
-    /// or not as `wait` says; what was left unwritten comes back.
-    fn write_shared(
-        &mut self,
-        memfd: OwnedFd,
-        len: usize,
-        wait: Wait,
-    ) -> Result<Option<UnsentMessage>> {
-        let (rest, sent_fd) = frame::write_shared(&self.socket, &memfd, len as u64, wait)
+    /// Sends a shared-memory message, waiting for room or not as `wait`
+    /// says; what was left unwritten comes back.
+    fn write_shared(&mut self, outgoing: Outgoing, wait: Wait) -> Result<Option<UnsentMessage>> {
+        let Outgoing { memfd, header, len } = outgoing;
+        let (rest, sent_fd) = frame::write_shared(&self.socket, &header, &memfd, wait)
             .map_err(|err| send_error(err, format!("send {len}-byte shared-memory message")))?;
         if sent_fd {
             shared::count_sent();
@@ -1126,6 +1163,14 @@ impl Connection {
             self.scratch = buf;
         }
     }
+}
+
+/// A shared-memory message ready to go: its memfd, its header, and the
+/// payload's length.
+struct Outgoing {
+    memfd: OwnedFd,
+    header: Vec<u8>,
+    len: usize,
 }
 
 /// A message whose header was read.
@@ -1224,8 +1269,8 @@ pub(crate) fn send_error(err: std::io::Error, context: String) -> Error {
 pub struct UnsentMessage {
     rest: Vec<u8>,
     message_len: usize,
-    /// The sealed memfd of a shared-memory message whose header did not
-    /// start to go out: it goes with the header's first byte.
+    /// The memfd of a shared-memory message whose header (all of `rest`)
+    /// did not start to go out: it goes with the header's first byte.
     memfd: Option<OwnedFd>,
 }
 

@@ -18,6 +18,11 @@
 //! any negative length other than `-1` as garbage, and so does an end
 //! that did not agree ([`ErrorKind::Protocol`]): neither can mistake it
 //! for a message.
+//!
+//! The copying calls of such ends send a large payload in a recyclable
+//! memfd instead (see `shared::recycle`): the header is then the length
+//! `-3` ([`RECYCLED_MARKER`]), the payload's 8-byte length and the
+//! message's 8-byte generation, all big endian, with the memfd attached.
 
 use std::io::{self, IoSlice, Read};
 use std::os::fd::{AsFd, OwnedFd};
@@ -48,6 +53,10 @@ pub(crate) const HEADER_ROOM: usize = 12;
 /// The short length that announces a shared-memory message: its real
 /// length follows in 8 bytes, and its payload is the memfd attached.
 pub(crate) const SHARED_MARKER: i32 = -2;
+
+/// The short length that announces a message in a recyclable memfd: its
+/// length and its generation follow in 8 bytes each.
+pub(crate) const RECYCLED_MARKER: i32 = -3;
 
 /// Writes the header for a `len`-byte payload into the end of `room` and
 /// returns how many bytes of `room` it used.
@@ -125,27 +134,33 @@ fn write_framed(
 }
 
 /// The header of a shared-memory message of `len` bytes.
-fn shared_header(len: u64) -> [u8; HEADER_ROOM] {
-    let mut header = [0u8; HEADER_ROOM];
-    header[..4].copy_from_slice(&SHARED_MARKER.to_be_bytes());
-    header[4..].copy_from_slice(&len.to_be_bytes());
+pub(crate) fn shared_header(len: u64) -> Vec<u8> {
+    let mut header = SHARED_MARKER.to_be_bytes().to_vec();
+    header.extend_from_slice(&len.to_be_bytes());
     header
 }
 
-/// Writes the header of a shared-memory message of `len` bytes with
-/// `memfd` attached, waiting for room or not as `wait` says. Returns the
-/// header bytes left unwritten (only ever with [`Wait::No`]) and whether
-/// the descriptor went: it goes with the first byte, so it has gone
-/// unless nothing at all was written.
+/// The header of a `len`-byte message in a recyclable memfd.
+pub(crate) fn recycled_header(len: u64, generation: u64) -> Vec<u8> {
+    let mut header = RECYCLED_MARKER.to_be_bytes().to_vec();
+    header.extend_from_slice(&len.to_be_bytes());
+    header.extend_from_slice(&generation.to_be_bytes());
+    header
+}
+
+/// Writes `header` (of a shared-memory message) with `memfd` attached,
+/// waiting for room or not as `wait` says. Returns the header bytes left
+/// unwritten (only ever with [`Wait::No`]) and whether the descriptor
+/// went: it goes with the first byte, so it has gone unless nothing at
+/// all was written.
 pub(crate) fn write_shared(
     socket: &Socket,
+    header: &[u8],
     memfd: &OwnedFd,
-    len: u64,
     wait: Wait,
 ) -> io::Result<(Vec<u8>, bool)> {
-    let header = shared_header(len);
     loop {
-        match socket.send_with_fd(&[IoSlice::new(&header)], memfd.as_fd(), wait) {
+        match socket.send_with_fd(&[IoSlice::new(header)], memfd.as_fd(), wait) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(sent) => {
                 let mut rest = [IoSlice::new(&header[sent..])];
@@ -261,9 +276,11 @@ pub(crate) fn short_header_len(short: [u8; 4]) -> Result<Option<u64>> {
     match i32::from_be_bytes(short) {
         len @ 0.. => Ok(Some(len as u64)),
         -1 => Ok(None),
-        SHARED_MARKER => Err(Error::new(
+        marker @ (SHARED_MARKER | RECYCLED_MARKER) => Err(Error::new(
             ErrorKind::Protocol,
-            "a shared-memory message (length -2) on a connection that did not agree to them",
+            format!(
+                "a shared-memory message (length {marker}) on a connection that did not agree to them"
+            ),
         )),
         other => Err(Error::new(
             ErrorKind::Protocol,
@@ -280,6 +297,13 @@ pub(crate) enum Header {
     /// A shared-memory message: its length and the descriptors that came
     /// with its header (one, from an honest peer).
     Shared { len: u64, fds: Vec<OwnedFd> },
+    /// A message in a recyclable memfd: its length, its generation and the
+    /// descriptors that came with its header.
+    Recycled {
+        len: u64,
+        generation: u64,
+        fds: Vec<OwnedFd>,
+    },
 }
 
 /// [`read_header`] for an end that accepts shared-memory messages: reads
@@ -294,16 +318,26 @@ pub(crate) fn read_header_with_fds(socket: &Socket) -> Result<Header> {
         Some(0) => return Err(Error::new(ErrorKind::Eof, "")),
         Some(got) => return Err(truncated("message header", 4, got)),
     }
-    let marker = i32::from_be_bytes(short) == SHARED_MARKER;
+    let marker = i32::from_be_bytes(short);
     let len = match short_header_len(short) {
         Ok(Some(len)) => len,
-        // The long form, or the marker, whose length is always long.
+        // The long form, or a marker, whose length is always long.
         Ok(None) => read_long_len(socket, &mut fds)?,
-        Err(_) if marker => read_long_len(socket, &mut fds)?,
+        Err(_) if matches!(marker, SHARED_MARKER | RECYCLED_MARKER) => {
+            read_long_len(socket, &mut fds)?
+        }
         Err(err) => return Err(err),
     };
-    if marker {
+    if marker == SHARED_MARKER {
         return Ok(Header::Shared { len, fds });
+    }
+    if marker == RECYCLED_MARKER {
+        let generation = read_header_u64(socket, &mut fds, 12)?;
+        return Ok(Header::Recycled {
+            len,
+            generation,
+            fds,
+        });
     }
     if !fds.is_empty() {
         tracing::debug!(
@@ -316,9 +350,18 @@ pub(crate) fn read_header_with_fds(socket: &Socket) -> Result<Header> {
 
 /// The 8-byte length after a 4-byte header that announced one.
 fn read_long_len(socket: &Socket, fds: &mut Vec<OwnedFd>) -> Result<u64> {
+    read_header_u64(socket, fds, 4)
+}
+
+/// An 8-byte big-endian field of a header of which `read` bytes came.
+fn read_header_u64(socket: &Socket, fds: &mut Vec<OwnedFd>, read: usize) -> Result<u64> {
     let mut long = [0u8; 8];
     if let Some(got) = read_full_with_fds(socket, &mut long, fds)? {
-        return Err(truncated("long message header", 12, 4 + got));
+        return Err(truncated(
+            "long message header",
+            read as u64 + 8,
+            read + got,
+        ));
     }
     Ok(u64::from_be_bytes(long))
 }

@@ -245,9 +245,10 @@
 //! both programs call [`Connection::set_shared_memory`]), a message can
 //! travel as a sealed memfd passed over the Unix socket instead of through
 //! it. With a [`SharedBuf`] filled in place and [`Connection::recv_shared`]
-//! nothing is copied at all; the copying calls take the same path from a
-//! threshold up, when one is set. The [`shared`] module has the rules, the
-//! checks a receiver makes, the wire marker and the figures.
+//! nothing is copied at all; from a threshold up, when one is set, the
+//! copying calls send through memfds that each sending end recycles (one
+//! copy in, one copy out, no fresh pages). The [`shared`] module has the
+//! rules, the checks a receiver makes, the wire markers and the figures.
 //!
 //! ```
 //! use connection::SharedBuf;

@@ -1,13 +1,53 @@
 //! Shared memory for large messages between two ends of this crate.
 //!
-//! Between two ends that agreed to it, a message can travel as a sealed
-//! memfd passed over the Unix socket (`SCM_RIGHTS`) instead of through the
-//! socket's buffer: a [`SharedBuf`] that the sender filled in place always
-//! does (no copy on either side), and so does every payload from a
-//! threshold up, when one is set ([`SHARED_MEMORY_THRESHOLD_ENV`],
-//! [`Connection::set_shared_memory_threshold`](crate::Connection::set_shared_memory_threshold)): the sender copies it into
-//! fresh shared memory once, the receiver copies it out once (or maps it
-//! and copies nothing), and the kernel never copies it.
+//! Between two ends that agreed to it, a message can travel as a memfd
+//! passed over the Unix socket (`SCM_RIGHTS`) instead of through the
+//! socket's buffer, in one of two ways:
+//! - a [`SharedBuf`] that the sender filled in place always goes as a
+//!   memfd sealed against any change, and the receiver may map it
+//!   ([`Connection::recv_shared`](crate::Connection::recv_shared)): no
+//!   copy on either side;
+//! - the copying calls (`send_bytes`, `try_send_bytes`, `send`, ...) send
+//!   every payload from a threshold up, when one is set
+//!   ([`SHARED_MEMORY_THRESHOLD_ENV`],
+//!   [`Connection::set_shared_memory_threshold`](crate::Connection::set_shared_memory_threshold)),
+//!   in a *recyclable* memfd: the sender copies it in, the receiver
+//!   copies it out with `pread` and tells the sender so, and the sender
+//!   fills the same memfd with a later message.
+//!
+//! # Recycled memfds
+//!
+//! Fresh shared memory is expensive (allocating, faulting in and freeing
+//! its pages cost about six copies on the machine this crate is measured
+//! on), so each sending end keeps a few memfds and reuses them. Such a
+//! memfd is sealed against growing and shrinking and against further
+//! seals, but not against writes. Its first page is a header: the
+//! generation of the message the sender last wrote into it, and the
+//! generation its receiver last consumed, which the receiver writes there
+//! once it copied the payload out. The sender keeps a writable mapping of
+//! it, fills it with `memcpy` (it only ever stores into that mapping),
+//! and reuses it only once the receiver consumed its last message;
+//! meanwhile it takes another (so it fills message k+1 while the receiver
+//! copies message k).
+//!
+//! The bound, per sending end: at most four memfds and 256 MiB of payload
+//! room, each sized for a class of payloads (the length rounded up to a
+//! power of two, at least 1 MiB), so a run of 64 MiB messages reuses
+//! 64 MiB memfds. When every memfd is still being read and no other fits
+//! the bound, the payload goes in a fresh sealed memfd (slower, but a
+//! sender over the threshold never waits for its reader, as it would
+//! through the socket). The memfds are freed with the sending end (the
+//! receiver closes its descriptor after each message).
+//!
+//! Why the receiver copies and never maps such a memfd: its sender can
+//! still write it, so a `&[u8]` over it could change under the reader,
+//! which Rust forbids. `pread` is a kernel copy into the receiver's own
+//! buffer: sound whatever a hostile sender does meanwhile (it only
+//! garbles its own message). So [`Connection::recv_shared`](crate::Connection::recv_shared)
+//! hands such a message back as an owned [`SharedView`], and a typed
+//! [`recv`](crate::Connection::recv) decodes a copy; only a sealed memfd
+//! is mapped. Likewise the sender never reads its mapping, whatever the
+//! receiver writes there.
 //!
 //! Which ends agree:
 //! - both ends of [`pipe`](crate::pipe) and [`one_way_pipe`](crate::one_way_pipe);
@@ -32,17 +72,23 @@
 //! through the socket from then on, silently ([`SharedBuf::new`] fails
 //! there, saying so).
 //!
-//! The receiver checks every descriptor: a memfd, sealed against writes,
-//! growth and shrinking, of the announced size, with that much memory
-//! behind it. Anything else (a pipe, a file, an unsealed or short memfd,
-//! several descriptors) is refused with [`ErrorKind::Decode`] and closed,
-//! and the next message reads as usual. A sender that dies leaks nothing:
-//! a memfd lives only as long as a descriptor of it, in a process or in
-//! the socket's queue.
+//! The receiver checks every descriptor: a sealed message's must be a
+//! memfd sealed against writes, growth and shrinking, of the announced
+//! size; a recycled message's a memfd sealed against growth and
+//! shrinking, with room for its header and the announced length, whose
+//! header holds the announced generation; either with memory behind every
+//! byte (not sparse). Anything else (a pipe, a file, a memfd without the
+//! seals, short, sparse, or holding another generation, no descriptor or
+//! several) is refused with [`ErrorKind::Decode`] and closed, and the next
+//! message reads as usual. A sender that dies leaks nothing: a memfd lives
+//! only as long as a descriptor of it, in a process or in the socket's
+//! queue.
 //!
-//! The wire: the header of such a message is the length `-2` (4 bytes, big
-//! endian) and then the payload's length (8 bytes, big endian), with the
-//! memfd attached to its first byte; no payload follows in the stream.
+//! The wire: the header of a sealed message is the length `-2` (4 bytes,
+//! big endian) and then the payload's length (8 bytes, big endian); that
+//! of a recycled one is the length `-3`, the payload's length and the
+//! message's generation (8 bytes each, big endian); the memfd is attached
+//! to the header's first byte, and no payload follows in the stream.
 //!
 //! The `tokio` feature's `AsyncConnection` does not take part: its ends
 //! never agree, and one made with `AsyncConnection::from_blocking` turns
@@ -63,6 +109,9 @@ use std::sync::OnceLock;
 use crate::error::{Error, ErrorKind, Result};
 use crate::sys::shm::{self, Mapping};
 
+mod recycle;
+pub(crate) use recycle::Recycler;
+
 /// The environment variable that sets, for a whole process, the size
 /// from which the copying calls (`send_bytes`, `send`, ...) of ends that
 /// agreed send a payload as shared memory: a number of bytes, or `off`.
@@ -73,12 +122,13 @@ use crate::sys::shm::{self, Mapping};
 /// `pool` turns the path on for its workers too.
 ///
 /// Why the copying calls do not take the path unless told: on the machine
-/// this crate is measured on (a virtual machine where fresh memory is
-/// expensive), a copy into fresh shared memory and out again runs at a
-/// quarter to a third of the socket's speed at every size from 256 KiB to
-/// 64 MiB (the `shared_memory` bench; the crate's README has the figures).
-/// Where fresh pages are cheap, a threshold of about 1 MiB is the place to
-/// start measuring.
+/// this crate is measured on (a 2-core virtual machine), even recycled
+/// memfds only draw level with the socket up to 1 MiB (0.9x to 1.1x)
+/// and lose above it (0.55x to 0.96x from 4 to 64 MiB), because the
+/// receiver's `pread` out of memory that is not in cache runs at a third
+/// of `memcpy`'s speed (the `shared_memory` bench; the crate's README has
+/// the figures). Where memory is faster than the socket, a threshold of
+/// about 1 MiB is the place to start measuring.
 /// [`SharedBuf`] and [`Connection::send_shared`](crate::Connection::send_shared)
 /// always go by descriptor between ends that agreed.
 pub const SHARED_MEMORY_THRESHOLD_ENV: &str = "CONNECTION_SHARED_MEMORY_THRESHOLD";
@@ -167,6 +217,9 @@ pub(crate) fn count_sent() {
 pub(crate) struct Incoming {
     pub(crate) memfd: OwnedFd,
     pub(crate) len: u64,
+    /// The generation of a message in a recyclable memfd (which is never
+    /// mapped); `None` for a sealed one.
+    recycled: Option<u64>,
 }
 
 impl Incoming {
@@ -176,28 +229,35 @@ impl Incoming {
     /// payload follows in the stream, so the connection stays usable.
     /// Refused descriptors are closed.
     pub(crate) fn check(fds: Vec<OwnedFd>, len: u64) -> Result<Incoming> {
-        let refuse = |why: String| {
-            Err(Error::new(
-                ErrorKind::Decode,
-                format!("refused a shared-memory message of {len} bytes: {why}"),
-            ))
-        };
-        let count = fds.len();
-        let Ok([memfd]) = <[OwnedFd; 1]>::try_from(fds) else {
-            return refuse(match count {
-                0 => "no descriptor came with it".to_string(),
-                _ => format!("{count} descriptors came with it, not one"),
-            });
-        };
-        if let Err(why) = shm::check_sealed(memfd.as_fd(), len) {
-            return refuse(why.to_string());
-        }
+        let memfd = only_descriptor(fds, len)?;
+        shm::check_sealed(memfd.as_fd(), len).or_else(|why| refuse(len, why.to_string()))?;
         RECEIVED.fetch_add(1, Ordering::Relaxed);
-        Ok(Incoming { memfd, len })
+        Ok(Incoming {
+            memfd,
+            len,
+            recycled: None,
+        })
+    }
+
+    /// [`check`](Incoming::check) for a message in a recyclable memfd: one
+    /// sealed against size changes, with room for `len` bytes after its
+    /// header, whose header holds `generation`.
+    pub(crate) fn check_recycled(fds: Vec<OwnedFd>, len: u64, generation: u64) -> Result<Incoming> {
+        let memfd = only_descriptor(fds, len)?;
+        shm::check_recyclable(memfd.as_fd(), len, generation)
+            .or_else(|why| refuse(len, why.to_string()))?;
+        RECEIVED.fetch_add(1, Ordering::Relaxed);
+        Ok(Incoming {
+            memfd,
+            len,
+            recycled: Some(generation),
+        })
     }
 
     pub(crate) fn read_into(&self, buf: &mut [u8]) -> Result<()> {
-        shm::read_into(self.memfd.as_fd(), buf).map_err(|err| self.read_error(err))
+        shm::read_at(self.memfd.as_fd(), buf, self.offset()).map_err(|err| self.read_error(err))?;
+        self.read_up_to(buf.len() as u64);
+        Ok(())
     }
 
     pub(crate) fn read_to_vec(&self, len: usize, out: &mut Vec<u8>) -> Result<()> {
@@ -208,16 +268,59 @@ impl Incoming {
     /// Appends the `len` bytes of the payload that follow its first
     /// `offset` to `out`.
     pub(crate) fn append_to_vec(&self, offset: u64, len: usize, out: &mut Vec<u8>) -> Result<()> {
-        shm::read_to_vec(self.memfd.as_fd(), offset, len, out).map_err(|err| self.read_error(err))
+        // The payload of a recyclable memfd starts after its header page.
+        let from = self.offset() + offset;
+        shm::read_to_vec(self.memfd.as_fd(), from, len, out).map_err(|err| self.read_error(err))?;
+        self.read_up_to(offset + len as u64);
+        Ok(())
     }
 
-    pub(crate) fn map(&self, len: usize) -> Result<Mapping> {
-        Mapping::read_only(self.memfd.as_fd(), len).map_err(|err| {
+    /// Called once the payload's bytes up to `end` were copied out: when
+    /// that is all of a recycled message, its sender may have its memfd
+    /// back at once rather than when this is dropped.
+    fn read_up_to(&self, end: u64) {
+        if end >= self.len {
+            self.consumed();
+        }
+    }
+
+    /// Tells the sender of a recyclable memfd that its message was copied
+    /// out (or will never be), so that it may fill the memfd again. Saying
+    /// so twice is harmless: the sender reuses a memfd only when it holds
+    /// the generation of the last message written into it, which a late
+    /// repeat of an older one can only keep busy, never free.
+    fn consumed(&self) {
+        if let Some(generation) = self.recycled {
+            let fd = self.memfd.as_fd();
+            if let Err(err) = shm::write_generation(fd, shm::CONSUMED_GENERATION_AT, generation) {
+                tracing::debug!(error = %err, "could not mark a recycled message consumed");
+            }
+        }
+    }
+
+    /// The payload's `len` bytes as a slice: a read-only mapping of a
+    /// sealed memfd (no copy), or a copy of a recyclable one, which is
+    /// never mapped (its sender can still write to it).
+    pub(crate) fn map(&self, len: usize) -> Result<Readable> {
+        if self.recycled.is_some() {
+            let mut copy = Vec::new();
+            self.read_to_vec(len, &mut copy)?;
+            return Ok(Readable::Copied(copy));
+        }
+        let mapping = Mapping::read_only(self.memfd.as_fd(), len).map_err(|err| {
             Error::io(
                 err,
                 format!("map a {}-byte shared-memory message", self.len),
             )
-        })
+        })?;
+        Ok(Readable::Mapped(mapping))
+    }
+
+    fn offset(&self) -> u64 {
+        match self.recycled {
+            Some(_) => shm::RECYCLED_HEADER,
+            None => 0,
+        }
     }
 
     fn read_error(&self, err: std::io::Error) -> Error {
@@ -226,6 +329,58 @@ impl Incoming {
             format!("read a {}-byte shared-memory message", self.len),
         )
     }
+}
+
+/// Once the receiver is done with a message in a recyclable memfd (read
+/// whole, in parts, or not at all), its sender may fill the memfd again:
+/// the receiver says so by writing the message's generation into the
+/// memfd's header, when the last byte was copied out and again as the
+/// descriptor goes. A memfd that refuses the write (sealed against it
+/// after all) only stays busy for its sender.
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        self.consumed();
+    }
+}
+
+/// A shared-memory payload readable as a slice, from [`Incoming::map`].
+pub(crate) enum Readable {
+    /// A read-only mapping of a sealed memfd.
+    Mapped(Mapping),
+    /// A copy of a recyclable memfd's payload.
+    Copied(Vec<u8>),
+}
+
+impl Readable {
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        match self {
+            Readable::Mapped(mapping) => mapping.as_slice(),
+            Readable::Copied(bytes) => bytes,
+        }
+    }
+}
+
+/// The one descriptor that came with a shared-memory header of a
+/// `len`-byte message; none, or several, is [`ErrorKind::Decode`].
+fn only_descriptor(fds: Vec<OwnedFd>, len: u64) -> Result<OwnedFd> {
+    let count = fds.len();
+    match <[OwnedFd; 1]>::try_from(fds) {
+        Ok([memfd]) => Ok(memfd),
+        Err(_) => refuse(
+            len,
+            match count {
+                0 => "no descriptor came with it".to_string(),
+                _ => format!("{count} descriptors came with it, not one"),
+            },
+        ),
+    }
+}
+
+fn refuse<T>(len: u64, why: String) -> Result<T> {
+    Err(Error::new(
+        ErrorKind::Decode,
+        format!("refused a shared-memory message of {len} bytes: {why}"),
+    ))
 }
 
 /// A buffer in shared memory that a sender fills in place and sends with
@@ -334,10 +489,13 @@ enum ViewInner {
 }
 
 impl SharedView {
-    pub(crate) fn mapped(mapping: Mapping) -> SharedView {
-        SharedView {
-            inner: ViewInner::Mapped(mapping),
-        }
+    /// The view of a shared-memory payload: mapped when it could be.
+    pub(crate) fn mapped(readable: Readable) -> SharedView {
+        let inner = match readable {
+            Readable::Mapped(mapping) => ViewInner::Mapped(mapping),
+            Readable::Copied(bytes) => ViewInner::Owned(bytes),
+        };
+        SharedView { inner }
     }
 
     pub(crate) fn owned(bytes: Vec<u8>) -> SharedView {

@@ -1,6 +1,7 @@
 //! Shared memory between two processes: a child (`shm_peer`,
 //! src/bin/shm_peer.rs) holds its end of a `pipe()` through
-//! `pass_to_child`/`from_env`, so both ends agreed to it.
+//! `pass_to_child`/`from_env`, so both ends agreed to it; one test keeps
+//! both ends in this process, to count what a sending end holds.
 //!
 //! Each test holds a [`Watchdog`]; nothing asserts on time. Descriptor
 //! counts are of this whole test process, so the tests here take a lock:
@@ -78,7 +79,8 @@ fn a_sender_killed_mid_message_leaks_no_descriptor() {
     let stats = connection::shared_memory_stats();
     for _ in 0..2 {
         let view = conn.recv_shared().unwrap();
-        assert!(view.is_mapped());
+        // Sent by send_bytes: a recyclable memfd, copied out, not mapped.
+        assert!(!view.is_mapped());
         assert!(view[..] == expected[..]);
     }
     assert_eq!(
@@ -124,4 +126,41 @@ fn without_memfd_create_the_sender_falls_back_to_the_socket() {
     assert!(wait_with_deadline(&mut child, LIMIT).success());
     // This end still sends by memfd, and the child's end still accepts.
     assert!(conn.shared_memory());
+}
+
+/// The mappings of this process's memfds, from /proc/self/maps.
+fn memfd_mappings() -> Vec<String> {
+    std::fs::read_to_string("/proc/self/maps")
+        .expect("/proc/self/maps")
+        .lines()
+        .filter(|line| line.contains("memfd:"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_sending_end_releases_its_recycled_memfds_when_dropped() {
+    let _alone = ALONE.lock().unwrap_or_else(|poison| poison.into_inner());
+    if !memfds_work() {
+        return;
+    }
+    let _watchdog = Watchdog::start("recycled memfds released", LIMIT);
+    let before = open_descriptors();
+    let (mut a, mut b) = pipe().unwrap();
+    a.set_shared_memory_threshold(Some(1 << 20));
+    let data = pattern(3 << 20);
+    let sent = connection::shared_memory_stats().sent;
+    // Three in flight at once: three memfds, each mapped by the sender.
+    for _ in 0..3 {
+        a.send_bytes(&data).unwrap();
+    }
+    for _ in 0..3 {
+        assert!(b.recv_bytes().unwrap() == data);
+    }
+    assert_eq!(connection::shared_memory_stats().sent, sent + 3);
+    assert_eq!(memfd_mappings().len(), 3, "{:?}", memfd_mappings());
+    drop(a);
+    drop(b);
+    assert_eq!(memfd_mappings(), Vec::<String>::new());
+    assert_eq!(before, open_descriptors(), "descriptors leaked");
 }

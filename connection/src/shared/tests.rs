@@ -41,6 +41,11 @@ fn shared_pipe() -> (Connection, Connection) {
 fn forge(socket: &Socket, len: u64, fds: &[BorrowedFd<'_>]) {
     let mut header = (-2i32).to_be_bytes().to_vec();
     header.extend_from_slice(&len.to_be_bytes());
+    send_with_fds(socket, &header, fds);
+}
+
+/// Sends `header` with `fds` attached, in one `sendmsg`.
+fn send_with_fds(socket: &Socket, header: &[u8], fds: &[BorrowedFd<'_>]) {
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
     let mut control = SendAncillaryBuffer::new(&mut space);
     if !fds.is_empty() {
@@ -48,12 +53,36 @@ fn forge(socket: &Socket, len: u64, fds: &[BorrowedFd<'_>]) {
     }
     let sent = rustix::net::sendmsg(
         socket.fd(),
-        &[IoSlice::new(&header)],
+        &[IoSlice::new(header)],
         &mut control,
         SendFlags::empty(),
     )
     .unwrap();
     assert_eq!(sent, header.len());
+}
+
+/// A forged message that must be refused: what it is, the descriptors
+/// that come with it, and what the error must say.
+type Forgery<'a> = (&'a str, Vec<BorrowedFd<'a>>, &'a str);
+
+/// Sends each forgery with `forge`, followed by an ordinary message, and
+/// checks that the forgery is refused with `Decode` and the ordinary
+/// message then reads. Returns the raw sender and the receiver.
+fn assert_each_refused(
+    cases: Vec<Forgery<'_>>,
+    forge: impl Fn(&Socket, &[BorrowedFd<'_>]),
+) -> (Socket, Connection) {
+    let (socket, mut conn) = forger();
+    for (what, fds, why) in cases {
+        forge(&socket, &fds);
+        plain(&socket, what.as_bytes());
+        let err = conn.recv_bytes().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Decode, "{what}: {err}");
+        assert!(err.to_string().contains(why), "{what}: {err}");
+        assert!(err.to_string().contains("refused a shared-memory"), "{err}");
+        assert_eq!(conn.recv_bytes().unwrap(), what.as_bytes(), "after {what}");
+    }
+    (socket, conn)
 }
 
 /// An ordinary message, written on the raw socket.
@@ -184,8 +213,13 @@ fn one_way_pipes_and_clones_keep_the_setting() {
     writer.set_shared_memory_threshold(Some(THRESHOLD));
     let mut writer = writer.try_clone().unwrap();
     let data = pattern(BIG);
+    let before = shared_memory_stats();
     writer.send_bytes(&data).unwrap();
-    assert!(reader.recv_shared().unwrap().is_mapped());
+    assert!(shared_memory_stats().sent > before.sent);
+    let view = reader.recv_shared().unwrap();
+    // A recyclable memfd is copied out, never mapped.
+    assert!(!view.is_mapped());
+    assert_eq!(view.into_vec(), data);
 }
 
 #[test]
@@ -284,7 +318,7 @@ fn forged_descriptors_are_refused_and_the_next_message_reads() {
         fd
     };
     let good = memfd_with(&data, SEALED);
-    let cases: [(&str, Vec<BorrowedFd<'_>>, &str); 8] = [
+    let cases = vec![
         ("a pipe", vec![pipe_write.as_fd()], "not a memfd"),
         ("a regular file", vec![file.as_fd()], "not a memfd"),
         ("an unsealed memfd", vec![unsealed.as_fd()], "not sealed"),
@@ -298,16 +332,7 @@ fn forged_descriptors_are_refused_and_the_next_message_reads() {
             "2 descriptors",
         ),
     ];
-    let (socket, mut conn) = forger();
-    for (what, fds, why) in cases {
-        forge(&socket, len, &fds);
-        plain(&socket, what.as_bytes());
-        let err = conn.recv_bytes().unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Decode, "{what}: {err}");
-        assert!(err.to_string().contains(why), "{what}: {err}");
-        assert!(err.to_string().contains("refused a shared-memory"), "{err}");
-        assert_eq!(conn.recv_bytes().unwrap(), what.as_bytes(), "after {what}");
-    }
+    let (socket, mut conn) = assert_each_refused(cases, |socket, fds| forge(socket, len, fds));
     // The receiver closed the pipe's write end it was sent.
     drop(pipe_write);
     assert_closed_by_receiver(pipe_read);
@@ -382,7 +407,7 @@ fn try_send_holds_the_memfd_until_the_header_goes() {
         sender.send_unsent(rest).unwrap();
         // Still full, most likely: the header waits with its memfd.
         if let Some(unsent) = sender.try_send_bytes(&data).unwrap() {
-            assert!(unsent.len() <= 12, "{}", unsent.len());
+            assert!(unsent.len() <= 20, "{}", unsent.len());
             sender.send_unsent(unsent).unwrap();
         }
         sender.send_bytes(b"last").unwrap();
@@ -482,4 +507,191 @@ fn an_async_end_refuses_shared_memory_without_misreading_it() {
         assert_eq!(err.kind(), ErrorKind::Protocol, "{err}");
         assert!(err.to_string().contains("did not agree"), "{err}");
     });
+}
+
+// --- Recyclable memfds (the copying calls' path) ------------------------------
+
+/// Sends a recycled-message header (`-3`, length, generation) with `fds`.
+fn forge_recycled(socket: &Socket, len: u64, generation: u64, fds: &[BorrowedFd<'_>]) {
+    send_with_fds(socket, &crate::frame::recycled_header(len, generation), fds);
+}
+
+/// A memfd laid out as a recyclable one: the generation `written` in its
+/// header, `payload` after it, then `seals`.
+fn recyclable_with(payload: &[u8], written: u64, seals: SealFlags) -> OwnedFd {
+    let fd =
+        rustix::fs::memfd_create("test", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING).unwrap();
+    shm::write_generation(fd.as_fd(), shm::SENT_GENERATION_AT, written).unwrap();
+    shm::write_at(fd.as_fd(), payload, shm::RECYCLED_HEADER).unwrap();
+    rustix::fs::fcntl_add_seals(&fd, seals).unwrap();
+    fd
+}
+
+const RESIZE_SEALED: SealFlags = SealFlags::GROW.union(SealFlags::SHRINK);
+
+#[test]
+fn the_copying_calls_reuse_one_memfd_for_messages_read_in_turn() {
+    if !memfds_work() {
+        return;
+    }
+    let (mut a, mut b) = shared_pipe();
+    let before = shared_memory_stats();
+    for round in 0..5u8 {
+        let mut data = pattern(BIG);
+        data[0] = round;
+        a.send_bytes(&data).unwrap();
+        assert_eq!(b.recv_bytes().unwrap(), data, "round {round}");
+        a.send(&data).unwrap();
+        assert_eq!(b.recv::<Vec<u8>>().unwrap(), data, "round {round}");
+    }
+    assert_eq!(a.recycled_memfds(), 1);
+    let after = shared_memory_stats();
+    assert!(after.sent >= before.sent + 10, "{before:?} {after:?}");
+}
+
+#[test]
+fn messages_in_flight_take_other_memfds_up_to_the_bound_then_fresh_sealed_ones() {
+    if !memfds_work() {
+        return;
+    }
+    let (mut a, mut b) = shared_pipe();
+    let messages: Vec<Vec<u8>> = (0..recycle::MAX_MEMFDS as u8 + 2)
+        .map(|i| {
+            let mut data = pattern(BIG);
+            data[7] = i;
+            data
+        })
+        .collect();
+    // None is read yet: each in-flight message needs a memfd of its own,
+    // and past the bound a fresh sealed one, so that the sender never
+    // waits for its reader (one thread does both here).
+    for data in &messages {
+        a.send_bytes(data).unwrap();
+    }
+    assert_eq!(a.recycled_memfds(), recycle::MAX_MEMFDS);
+    for (i, data) in messages.iter().enumerate() {
+        assert_eq!(&b.recv_bytes().unwrap(), data, "message {i}");
+    }
+    // All read: the same memfds carry the next ones.
+    for data in &messages {
+        a.send_bytes(data).unwrap();
+        assert_eq!(&b.recv_bytes().unwrap(), data);
+    }
+    assert_eq!(a.recycled_memfds(), recycle::MAX_MEMFDS);
+}
+
+#[test]
+fn a_recycled_message_is_copied_by_every_receive_and_marked_consumed() {
+    if !memfds_work() {
+        return;
+    }
+    let data = pattern(BIG);
+    let generation = 77;
+    let (socket, mut conn) = forger();
+    let mut into = vec![0u8; BIG];
+    for receive in ["recv_bytes", "recv_bytes_into", "recv_shared", "recv"] {
+        let encoded = crate::codec::encode(&data).unwrap();
+        let payload = if receive == "recv" { &encoded } else { &data };
+        let memfd = recyclable_with(payload, generation, RESIZE_SEALED);
+        forge_recycled(&socket, payload.len() as u64, generation, &[memfd.as_fd()]);
+        let got = match receive {
+            "recv_bytes" => conn.recv_bytes().unwrap(),
+            "recv_bytes_into" => {
+                let n = conn.recv_bytes_into(&mut into, 0).unwrap();
+                into[..n].to_vec()
+            }
+            "recv_shared" => {
+                let view = conn.recv_shared().unwrap();
+                assert!(!view.is_mapped(), "a recyclable memfd is never mapped");
+                view.into_vec()
+            }
+            _ => conn.recv::<Vec<u8>>().unwrap(),
+        };
+        assert_eq!(got, data, "{receive}");
+        let consumed = shm::read_generation(memfd.as_fd(), shm::CONSUMED_GENERATION_AT).unwrap();
+        assert_eq!(consumed, generation, "{receive}");
+    }
+}
+
+#[test]
+fn forged_recycled_messages_are_refused_and_the_next_message_reads() {
+    if !memfds_work() {
+        return;
+    }
+    let len = BIG as u64;
+    let data = pattern(BIG);
+    let generation = 5;
+    let (pipe_read, pipe_write) = os_pipe();
+    let file = tempfile_with(&data);
+    let unsealed = recyclable_with(&data, generation, SealFlags::empty());
+    let growable = recyclable_with(&data, generation, SealFlags::SHRINK);
+    let short = recyclable_with(&data[..BIG - 1], generation, RESIZE_SEALED);
+    let sparse = {
+        let fd = rustix::fs::memfd_create("sparse", MemfdFlags::ALLOW_SEALING).unwrap();
+        rustix::fs::ftruncate(&fd, shm::RECYCLED_HEADER + len).unwrap();
+        shm::write_generation(fd.as_fd(), shm::SENT_GENERATION_AT, generation).unwrap();
+        rustix::fs::fcntl_add_seals(&fd, RESIZE_SEALED).unwrap();
+        fd
+    };
+    let stale = recyclable_with(&data, generation - 1, RESIZE_SEALED);
+    let good = recyclable_with(&data, generation, RESIZE_SEALED);
+    let cases = vec![
+        ("a pipe", vec![pipe_write.as_fd()], "not a memfd"),
+        ("a regular file", vec![file.as_fd()], "not a memfd"),
+        ("an unsealed memfd", vec![unsealed.as_fd()], "not sealed"),
+        ("a growable memfd", vec![growable.as_fd()], "not sealed"),
+        ("a short memfd", vec![short.as_fd()], "holds"),
+        ("a sparse memfd", vec![sparse.as_fd()], "memory behind it"),
+        ("a lying generation", vec![stale.as_fd()], "generation 4"),
+        ("no descriptor", vec![], "no descriptor"),
+        (
+            "two descriptors",
+            vec![good.as_fd(), good.as_fd()],
+            "2 descriptors",
+        ),
+    ];
+    let (socket, mut conn) = assert_each_refused(cases, |socket, fds| {
+        forge_recycled(socket, len, generation, fds)
+    });
+    // A refused memfd is not marked consumed: it was not read.
+    let consumed = shm::read_generation(stale.as_fd(), shm::CONSUMED_GENERATION_AT).unwrap();
+    assert_eq!(consumed, 0);
+    drop(pipe_write);
+    assert_closed_by_receiver(pipe_read);
+    // A huge announced length is refused as short, not allocated.
+    forge_recycled(&socket, u64::MAX - 1, generation, &[good.as_fd()]);
+    let err = conn.recv_bytes().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Decode, "{err}");
+    // And a good one, forged the same way, reads.
+    let (socket, mut conn) = forger();
+    forge_recycled(&socket, len, generation, &[good.as_fd()]);
+    assert_eq!(conn.recv_bytes().unwrap(), data);
+}
+
+#[test]
+fn a_recycled_message_to_an_end_that_did_not_agree_is_a_protocol_error() {
+    if !memfds_work() {
+        return;
+    }
+    let (socket, mut conn) = forger();
+    conn.set_shared_memory(false).unwrap();
+    let memfd = recyclable_with(b"abc", 1, RESIZE_SEALED);
+    forge_recycled(&socket, 3, 1, &[memfd.as_fd()]);
+    let err = conn.recv_bytes().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Protocol, "{err}");
+    assert!(err.to_string().contains("length -3"), "{err}");
+    assert!(err.to_string().contains("did not agree"), "{err}");
+}
+
+#[test]
+fn a_receiver_cannot_seal_a_recyclable_memfd_against_its_sender() {
+    if !memfds_work() {
+        return;
+    }
+    let memfd = shm::create_recyclable(4096).unwrap();
+    let err = rustix::fs::fcntl_add_seals(&memfd, SealFlags::WRITE).unwrap_err();
+    assert_eq!(err, rustix::io::Errno::PERM);
+    // Nor resize it, which would turn the sender's writes into errors.
+    assert!(rustix::fs::ftruncate(&memfd, 1).is_err());
+    shm::write_at(memfd.as_fd(), b"still writable", shm::RECYCLED_HEADER).unwrap();
 }

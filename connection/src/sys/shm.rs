@@ -1,6 +1,6 @@
-//! Sealed memfds, the shared-memory path for large messages: creating and
+//! Memfds, the shared-memory path for large messages: creating and
 //! filling one, sealing it, checking one a peer sent, reading it, and
-//! mapping it.
+//! mapping it; and the recyclable memfds that the copying calls reuse.
 //!
 //! A sealed memfd is what makes a shared mapping safe to hand out as
 //! `&[u8]`: once `F_SEAL_WRITE`, `F_SEAL_GROW` and `F_SEAL_SHRINK` are set,
@@ -9,7 +9,7 @@
 //! under the view (which would turn a read into `SIGBUS`).
 
 use std::io;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 
 use rustix::fs::{FallocateFlags, FileType, MemfdFlags, SealFlags};
@@ -20,6 +20,27 @@ use rustix::mm::{MapFlags, ProtFlags};
 const MESSAGE_SEALS: SealFlags = SealFlags::WRITE
     .union(SealFlags::GROW)
     .union(SealFlags::SHRINK);
+
+/// The seals of a recyclable memfd: its size is fixed (so `pread` and
+/// `pwrite` within it never fail half-way) and nobody can add a seal (a
+/// receiver sealing it against writes would stop its sender reusing it).
+/// It stays writable: its sender fills it again for a later message.
+const RECYCLABLE_SEALS: SealFlags = SealFlags::GROW
+    .union(SealFlags::SHRINK)
+    .union(SealFlags::SEAL);
+
+/// The seals a receiver requires of a recyclable memfd.
+const RECYCLABLE_REQUIRED: SealFlags = SealFlags::GROW.union(SealFlags::SHRINK);
+
+/// Bytes at the start of a recyclable memfd before its payload: the
+/// generation its sender last wrote into it (bytes 0..8, little endian)
+/// and the generation its receiver last consumed (bytes 8..16). One page,
+/// so that the payload starts page-aligned.
+pub(crate) const RECYCLED_HEADER: u64 = 4096;
+
+/// Where the sent and the consumed generation sit in a recyclable memfd.
+pub(crate) const SENT_GENERATION_AT: u64 = 0;
+pub(crate) const CONSUMED_GENERATION_AT: u64 = 8;
 
 /// Whether an error from `memfd_create` means that this process cannot
 /// create memfds at all (an old kernel, or a seccomp filter that forbids
@@ -53,16 +74,47 @@ pub(crate) fn create_allocated(len: usize) -> io::Result<OwnedFd> {
 /// fills it, without zeroing it first as a fault on a fresh mapping would.
 pub(crate) fn create_filled(bytes: &[u8]) -> io::Result<OwnedFd> {
     let fd = create()?;
+    write_at(fd.as_fd(), bytes, 0)?;
+    Ok(fd)
+}
+
+/// A recyclable memfd with room for `capacity` bytes of payload after its
+/// header, all of it allocated now, sealed against size changes and
+/// further seals but not against writes.
+pub(crate) fn create_recyclable(capacity: usize) -> io::Result<OwnedFd> {
+    let size = RECYCLED_HEADER
+        .checked_add(capacity as u64)
+        .ok_or(io::ErrorKind::InvalidInput)?;
+    let fd = create()?;
+    rustix::fs::fallocate(&fd, FallocateFlags::empty(), 0, size)?;
+    rustix::fs::fcntl_add_seals(&fd, RECYCLABLE_SEALS)?;
+    Ok(fd)
+}
+
+/// Writes all of `bytes` at `offset` (a kernel copy, retried on `EINTR`).
+pub(crate) fn write_at(fd: BorrowedFd<'_>, bytes: &[u8], offset: u64) -> io::Result<()> {
     let mut written = 0;
     while written < bytes.len() {
-        match rustix::io::pwrite(&fd, &bytes[written..], written as u64) {
+        match rustix::io::pwrite(fd, &bytes[written..], offset + written as u64) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => written += n,
             Err(rustix::io::Errno::INTR) => continue,
             Err(err) => return Err(err.into()),
         }
     }
-    Ok(fd)
+    Ok(())
+}
+
+/// Reads the 8-byte generation number at `offset` of a recyclable memfd.
+pub(crate) fn read_generation(fd: BorrowedFd<'_>, offset: u64) -> io::Result<u64> {
+    let mut bytes = [0u8; 8];
+    read_at(fd, &mut bytes, offset)?;
+    Ok(u64::from_le_bytes(bytes))
+}
+
+/// Writes an 8-byte generation number at `offset` of a recyclable memfd.
+pub(crate) fn write_generation(fd: BorrowedFd<'_>, offset: u64, generation: u64) -> io::Result<()> {
+    write_at(fd, &generation.to_le_bytes(), offset)
 }
 
 /// Seals a memfd against writes and size changes, for good. Fails with
@@ -77,13 +129,20 @@ pub(crate) enum Refusal {
     /// Not a memfd (nor other sealable memory): a pipe, a socket, a
     /// regular file.
     NotSealable(FileType),
-    /// A memfd that its sender can still change.
-    Unsealed(SealFlags),
+    /// A memfd that its sender can change in ways the receiver cannot
+    /// allow: it lacks some of `required`.
+    Unsealed {
+        found: SealFlags,
+        required: SealFlags,
+    },
     /// Its size is not the announced length.
     WrongSize { actual: u64 },
     /// Fewer bytes of memory behind it than it claims to hold (a sparse
     /// memfd, which would cost the receiver memory its sender never paid).
     Sparse { allocated: u64 },
+    /// A recyclable memfd that says it holds another message than the one
+    /// announced (its header's generation is not the header's).
+    WrongGeneration { announced: u64, found: u64 },
     /// `fstat` or `fcntl` failed on it.
     Os(io::Error),
 }
@@ -92,14 +151,21 @@ impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Refusal::NotSealable(kind) => write!(f, "the descriptor is not a memfd but {kind:?}"),
-            Refusal::Unsealed(seals) => write!(
+            Refusal::Unsealed { found, required } => write!(
                 f,
-                "the memfd is not sealed against writing, growing and shrinking (its seals: {seals:?})"
+                "the memfd is not sealed as required (required {required:?}, found {found:?})"
             ),
             Refusal::WrongSize { actual } => write!(f, "the memfd holds {actual} bytes"),
             Refusal::Sparse { allocated } => {
-                write!(f, "the memfd has only {allocated} bytes of memory behind it")
+                write!(
+                    f,
+                    "the memfd has only {allocated} bytes of memory behind it"
+                )
             }
+            Refusal::WrongGeneration { announced, found } => write!(
+                f,
+                "the memfd holds generation {found}, not the announced generation {announced}"
+            ),
             Refusal::Os(err) => write!(f, "the descriptor could not be checked: {err}"),
         }
     }
@@ -108,33 +174,73 @@ impl std::fmt::Display for Refusal {
 /// Checks that `fd` is a memfd sealed against writes and size changes,
 /// holding exactly `len` bytes of memory.
 pub(crate) fn check_sealed(fd: BorrowedFd<'_>, len: u64) -> Result<(), Refusal> {
-    let stat = rustix::fs::fstat(fd).map_err(|err| Refusal::Os(err.into()))?;
-    let kind = FileType::from_raw_mode(stat.st_mode);
-    // F_GET_SEALS fails (EINVAL) on anything but shared memory.
-    let seals = match rustix::fs::fcntl_get_seals(fd) {
-        Ok(seals) if kind == FileType::RegularFile => seals,
-        _ => return Err(Refusal::NotSealable(kind)),
-    };
-    if !seals.contains(MESSAGE_SEALS) {
-        return Err(Refusal::Unsealed(seals));
-    }
-    let actual = stat.st_size as u64;
-    if actual != len {
-        return Err(Refusal::WrongSize { actual });
-    }
-    // st_blocks counts 512-byte units of memory actually allocated.
-    let allocated = (stat.st_blocks as u64).saturating_mul(512);
-    if allocated < len {
-        return Err(Refusal::Sparse { allocated });
+    let size = check_memfd(fd, MESSAGE_SEALS)?;
+    if size != len {
+        return Err(Refusal::WrongSize { actual: size });
     }
     Ok(())
 }
 
-/// Copies the first `buf.len()` bytes of a checked memfd into `buf`.
-pub(crate) fn read_into(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<()> {
+/// Checks that `fd` is a recyclable memfd (sealed against size changes)
+/// with room for a `len`-byte payload after its header, all of it backed
+/// by memory, and that its header says it holds generation `generation`.
+///
+/// Its sender can still write to it, even while it is read: that is sound
+/// because the receiver only ever copies out of it with `pread` (a kernel
+/// copy into the receiver's own buffer) and never maps it. A sender that
+/// does so garbles only its own message.
+pub(crate) fn check_recyclable(
+    fd: BorrowedFd<'_>,
+    len: u64,
+    generation: u64,
+) -> Result<(), Refusal> {
+    let size = check_memfd(fd, RECYCLABLE_REQUIRED)?;
+    if !RECYCLED_HEADER
+        .checked_add(len)
+        .is_some_and(|needed| size >= needed)
+    {
+        return Err(Refusal::WrongSize { actual: size });
+    }
+    let found = read_generation(fd, SENT_GENERATION_AT).map_err(Refusal::Os)?;
+    if found != generation {
+        return Err(Refusal::WrongGeneration {
+            announced: generation,
+            found,
+        });
+    }
+    Ok(())
+}
+
+/// Checks that `fd` is a memfd carrying at least `seals`, all of whose
+/// bytes are backed by memory, and returns its size.
+fn check_memfd(fd: BorrowedFd<'_>, seals: SealFlags) -> Result<u64, Refusal> {
+    let stat = rustix::fs::fstat(fd).map_err(|err| Refusal::Os(err.into()))?;
+    let kind = FileType::from_raw_mode(stat.st_mode);
+    // F_GET_SEALS fails (EINVAL) on anything but shared memory.
+    let found = match rustix::fs::fcntl_get_seals(fd) {
+        Ok(found) if kind == FileType::RegularFile => found,
+        _ => return Err(Refusal::NotSealable(kind)),
+    };
+    if !found.contains(seals) {
+        return Err(Refusal::Unsealed {
+            found,
+            required: seals,
+        });
+    }
+    let size = stat.st_size as u64;
+    // st_blocks counts 512-byte units of memory actually allocated.
+    let allocated = (stat.st_blocks as u64).saturating_mul(512);
+    if allocated < size {
+        return Err(Refusal::Sparse { allocated });
+    }
+    Ok(size)
+}
+
+/// Copies `buf.len()` bytes of a checked memfd, from `offset`, into `buf`.
+pub(crate) fn read_at(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> io::Result<()> {
     let mut filled = 0;
     while filled < buf.len() {
-        match rustix::io::pread(fd, &mut buf[filled..], filled as u64) {
+        match rustix::io::pread(fd, &mut buf[filled..], offset + filled as u64) {
             Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
             Ok(n) => filled += n,
             Err(rustix::io::Errno::INTR) => continue,
@@ -237,6 +343,27 @@ impl Mapping {
         // by `seal`), and a read-write one is written only through
         // `as_mut_slice`, which needs `&mut self`.
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// Copies `bytes` into the mapping at `offset`, which must leave room
+    /// for them. For a recyclable memfd's mapping: its receiver has a
+    /// descriptor too and might write meanwhile, so no `&mut [u8]` is made
+    /// over it and nothing is ever read from it; the copy only stores.
+    pub(crate) fn copy_in(&mut self, offset: usize, bytes: &[u8]) {
+        assert!(offset
+            .checked_add(bytes.len())
+            .is_some_and(|end| end <= self.len));
+        // SAFETY: the range is inside the mapping (checked above), which
+        // cannot shrink under it (the memfd is sealed against shrinking);
+        // `bytes` is the caller's memory, not this mapping (which is never
+        // lent out as a slice), so the two do not overlap.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                self.ptr.as_ptr().add(offset),
+                bytes.len(),
+            )
+        }
     }
 
     pub(crate) fn as_mut_slice(&mut self) -> &mut [u8] {
