@@ -72,6 +72,8 @@ pub struct Connection {
     /// memory: the payload reads below take it from there instead of the
     /// socket. Set by `next_message_len`, cleared by every `next_message`.
     shared_payload: Option<shared::Incoming>,
+    /// Mappings of the recyclable memfds the peer sent lately.
+    recycled_views: shared::RecycledViews,
     /// Whether this end sends and accepts shared-memory messages.
     shared_memory: shared::Mode,
     /// The smallest payload the copying calls send as shared memory.
@@ -184,6 +186,7 @@ impl Connection {
             pending_len: None,
             pending_shared: None,
             shared_payload: None,
+            recycled_views: shared::RecycledViews::default(),
             shared_memory: shared::Mode::Off,
             shared_memory_threshold: shared::default_threshold(),
             recycler: shared::Recycler::default(),
@@ -1029,7 +1032,16 @@ impl Connection {
                 len,
                 generation,
                 fds,
-            } => shared::Incoming::check_recycled(fds, len, generation).map(Message::Shared),
+            } => {
+                let mut incoming = shared::Incoming::check_recycled(fds, len, generation)?;
+                match self.recycled_views.view_of(incoming.memfd.as_fd()) {
+                    Ok(view) => incoming.set_view(view),
+                    Err(err) => {
+                        tracing::debug!(error = %err, "recycled memfd not mapped: read with pread")
+                    }
+                }
+                Ok(Message::Shared(incoming))
+            }
         }
     }
 

@@ -12,8 +12,9 @@
 //!   ([`SHARED_MEMORY_THRESHOLD_ENV`],
 //!   [`Connection::set_shared_memory_threshold`](crate::Connection::set_shared_memory_threshold)),
 //!   in a *recyclable* memfd: the sender copies it in, the receiver
-//!   copies it out with `pread` and tells the sender so, and the sender
-//!   fills the same memfd with a later message.
+//!   copies it out (with atomic loads from a mapping it keeps) and tells
+//!   the sender so, and the sender fills the same memfd with a later
+//!   message.
 //!
 //! # Recycled memfds
 //!
@@ -39,11 +40,14 @@
 //! through the socket). The memfds are freed with the sending end (the
 //! receiver closes its descriptor after each message).
 //!
-//! Why the receiver copies and never maps such a memfd: its sender can
-//! still write it, so a `&[u8]` over it could change under the reader,
-//! which Rust forbids. `pread` is a kernel copy into the receiver's own
-//! buffer: sound whatever a hostile sender does meanwhile (it only
-//! garbles its own message). So [`Connection::recv_shared`](crate::Connection::recv_shared)
+//! Why the receiver copies such a memfd and never lends it out: its sender
+//! can still write it, so a `&[u8]` over it could change under the
+//! reader, which Rust forbids. The receiver keeps a read-only mapping of
+//! each recyclable memfd it was sent lately (four at most) and copies a
+//! payload out of it with relaxed atomic loads, word by word, into its own
+//! buffer: sound whatever a hostile sender does meanwhile (it only garbles
+//! its own message), and at memory speed (`pread`, the kernel's copy, ran
+//! at a third of it). So [`Connection::recv_shared`](crate::Connection::recv_shared)
 //! hands such a message back as an owned [`SharedView`], and a typed
 //! [`recv`](crate::Connection::recv) decodes a copy; only a sealed memfd
 //! is mapped. Likewise the sender never reads its mapping, whatever the
@@ -104,7 +108,7 @@ use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::sys::shm::{self, Mapping};
@@ -121,14 +125,13 @@ pub(crate) use recycle::Recycler;
 /// made, and children inherit it: setting it for a program that runs a
 /// `pool` turns the path on for its workers too.
 ///
-/// Why the copying calls do not take the path unless told: on the machine
-/// this crate is measured on (a 2-core virtual machine), even recycled
-/// memfds only draw level with the socket up to 1 MiB (0.9x to 1.1x)
-/// and lose above it (0.55x to 0.96x from 4 to 64 MiB), because the
-/// receiver's `pread` out of memory that is not in cache runs at a third
-/// of `memcpy`'s speed (the `shared_memory` bench; the crate's README has
-/// the figures). Where memory is faster than the socket, a threshold of
-/// about 1 MiB is the place to start measuring.
+/// Why the copying calls do not take the path unless told: an end made by
+/// `pipe()` may later be turned into an async one, which does not read
+/// shared memory, and its peer could not know. Where both ends stay
+/// blocking, set a threshold: recycled memfds ran at 1.5x to 2.6x the
+/// socket's speed from 256 KiB to 64 MiB on the 2-core virtual machine this
+/// crate is measured on (the `shared_memory` bench; the crate's README has
+/// the figures). The `pool` crate sets 1 MiB for its own workers.
 /// [`SharedBuf`] and [`Connection::send_shared`](crate::Connection::send_shared)
 /// always go by descriptor between ends that agreed.
 pub const SHARED_MEMORY_THRESHOLD_ENV: &str = "CONNECTION_SHARED_MEMORY_THRESHOLD";
@@ -217,9 +220,54 @@ pub(crate) fn count_sent() {
 pub(crate) struct Incoming {
     pub(crate) memfd: OwnedFd,
     pub(crate) len: u64,
-    /// The generation of a message in a recyclable memfd (which is never
-    /// mapped); `None` for a sealed one.
+    /// The generation of a message in a recyclable memfd; `None` for a
+    /// sealed one.
     recycled: Option<u64>,
+    /// A kept read-only mapping of a recyclable memfd, copied out of with
+    /// atomic loads (see [`RecycledViews`]); without one, `pread` copies.
+    view: Option<Arc<Mapping>>,
+}
+
+/// How many recyclable memfds a receiving end keeps mapped: as many as a
+/// sender recycles.
+const KEPT_VIEWS: usize = 4;
+
+/// Read-only mappings of the recyclable memfds a peer sent lately, so that
+/// the next message in the same memfd is copied out of pages this process
+/// already mapped (the kernel's `pread` runs at a third of `memcpy`'s speed
+/// here, and mapping anew costs a fault a page). A peer may still write to
+/// these pages, so they are never read through a `&[u8]`, only copied out
+/// with atomic loads ([`Mapping::copy_out_racy`]). At most [`KEPT_VIEWS`]
+/// are kept, the least recently used going first; a kept mapping keeps its
+/// memfd's pages alive after its sender let it go, until it is dropped
+/// with the connection or pushed out.
+#[derive(Debug, Default)]
+pub(crate) struct RecycledViews {
+    views: Vec<((u64, u64, u64), Arc<Mapping>)>,
+}
+
+impl RecycledViews {
+    /// The kept mapping of the memfd `fd`, or a new one.
+    pub(crate) fn view_of(
+        &mut self,
+        fd: std::os::fd::BorrowedFd<'_>,
+    ) -> std::io::Result<Arc<Mapping>> {
+        let key = shm::identity(fd)?;
+        if let Some(at) = self.views.iter().position(|(kept, _)| *kept == key) {
+            let entry = self.views.remove(at);
+            let view = Arc::clone(&entry.1);
+            self.views.push(entry);
+            return Ok(view);
+        }
+        let len = usize::try_from(key.2)
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::OutOfMemory))?;
+        let view = Arc::new(Mapping::read_only(fd, len)?);
+        if self.views.len() >= KEPT_VIEWS {
+            self.views.remove(0);
+        }
+        self.views.push((key, Arc::clone(&view)));
+        Ok(view)
+    }
 }
 
 impl Incoming {
@@ -236,6 +284,7 @@ impl Incoming {
             memfd,
             len,
             recycled: None,
+            view: None,
         })
     }
 
@@ -251,11 +300,22 @@ impl Incoming {
             memfd,
             len,
             recycled: Some(generation),
+            view: None,
         })
     }
 
+    /// Reads this recycled message through `view`, a mapping of its memfd.
+    pub(crate) fn set_view(&mut self, view: Arc<Mapping>) {
+        debug_assert!(self.recycled.is_some(), "only recyclable memfds are viewed");
+        self.view = Some(view);
+    }
+
     pub(crate) fn read_into(&self, buf: &mut [u8]) -> Result<()> {
-        shm::read_at(self.memfd.as_fd(), buf, self.offset()).map_err(|err| self.read_error(err))?;
+        match &self.view {
+            Some(view) => view.copy_out_racy(self.offset() as usize, buf),
+            None => shm::read_at(self.memfd.as_fd(), buf, self.offset())
+                .map_err(|err| self.read_error(err))?,
+        }
         self.read_up_to(buf.len() as u64);
         Ok(())
     }
@@ -270,7 +330,15 @@ impl Incoming {
     pub(crate) fn append_to_vec(&self, offset: u64, len: usize, out: &mut Vec<u8>) -> Result<()> {
         // The payload of a recyclable memfd starts after its header page.
         let from = self.offset() + offset;
-        shm::read_to_vec(self.memfd.as_fd(), from, len, out).map_err(|err| self.read_error(err))?;
+        match &self.view {
+            Some(view) => {
+                let start = out.len();
+                out.resize(start + len, 0);
+                view.copy_out_racy(from as usize, &mut out[start..]);
+            }
+            None => shm::read_to_vec(self.memfd.as_fd(), from, len, out)
+                .map_err(|err| self.read_error(err))?,
+        }
         self.read_up_to(offset + len as u64);
         Ok(())
     }
@@ -300,7 +368,7 @@ impl Incoming {
 
     /// The payload's `len` bytes as a slice: a read-only mapping of a
     /// sealed memfd (no copy), or a copy of a recyclable one, which is
-    /// never mapped (its sender can still write to it).
+    /// never lent out as a slice (its sender can still write to it).
     pub(crate) fn map(&self, len: usize) -> Result<Readable> {
         if self.recycled.is_some() {
             let mut copy = Vec::new();

@@ -4,7 +4,7 @@
 //! A fresh memfd costs its pages: allocating, faulting and freeing them,
 //! about six copies' worth on the virtual machine this crate is measured
 //! on. A recycled one costs one kernel copy in (`pwrite` into pages that
-//! exist) and one out (the receiver's `pread`). A memfd can be filled
+//! exist) and one out (the receiver's copy out of its kept mapping). A memfd can be filled
 //! again only once the receiver copied the last message out of it, which
 //! the receiver says by writing that message's generation into the
 //! memfd's header; until then the sender takes another one (so a sender

@@ -455,7 +455,10 @@ fn shared_memory_needs_a_unix_socket() {
 /// A regular file holding `bytes`, already unlinked.
 fn tempfile_with(bytes: &[u8]) -> std::fs::File {
     use std::io::Write;
-    let path = std::env::temp_dir().join(format!("shm-forged-{}", std::process::id()));
+    // Tests run side by side in one process: each file needs its own name.
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let unique = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("shm-forged-{}-{unique}", std::process::id()));
     let mut file = std::fs::File::options()
         .read(true)
         .write(true)
@@ -694,4 +697,30 @@ fn a_receiver_cannot_seal_a_recyclable_memfd_against_its_sender() {
     // Nor resize it, which would turn the sender's writes into errors.
     assert!(rustix::fs::ftruncate(&memfd, 1).is_err());
     shm::write_at(memfd.as_fd(), b"still writable", shm::RECYCLED_HEADER).unwrap();
+}
+
+/// A receiver copies recycled payloads out of a kept mapping with atomic
+/// loads: every start and length, aligned or not, copies the same bytes.
+#[test]
+fn racy_copies_out_of_a_mapping_match_at_every_alignment() {
+    if !memfds_work() {
+        return;
+    }
+    let data = pattern(4096 + 64);
+    let memfd = memfd_with(&data, SealFlags::GROW | SealFlags::SHRINK);
+    let mapping = Mapping::read_only(memfd.as_fd(), data.len()).unwrap();
+    for offset in 0..17 {
+        for len in 0..40 {
+            let mut out = vec![0u8; len];
+            mapping.copy_out_racy(offset, &mut out);
+            assert_eq!(
+                out[..],
+                data[offset..offset + len],
+                "offset {offset}, len {len}"
+            );
+        }
+    }
+    let mut out = vec![0u8; data.len() - 3];
+    mapping.copy_out_racy(3, &mut out);
+    assert_eq!(out[..], data[3..]);
 }

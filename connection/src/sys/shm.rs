@@ -375,6 +375,54 @@ impl Mapping {
     }
 }
 
+impl Mapping {
+    /// Copies `dst.len()` bytes from `offset` on into `dst` with relaxed
+    /// atomic loads, for memory that another process may write meanwhile
+    /// (a recyclable memfd): no `&[u8]` over it is ever made, so a sender
+    /// that writes while we read can garble what we copy, never break a
+    /// guarantee of Rust's. Panics if the range is outside the mapping.
+    pub(crate) fn copy_out_racy(&self, offset: usize, dst: &mut [u8]) {
+        use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
+        let end = offset.checked_add(dst.len()).expect("range overflows");
+        assert!(end <= self.len, "copy past the end of the mapping");
+        if dst.is_empty() {
+            return;
+        }
+        let base = self.ptr.as_ptr().wrapping_add(offset);
+        let head = base.align_offset(8).min(dst.len());
+        let words = (dst.len() - head) / 8;
+        let (front, rest) = dst.split_at_mut(head);
+        let (middle, tail) = rest.split_at_mut(words * 8);
+        let byte_at = |at: usize| {
+            // SAFETY: `at` is inside the mapping (checked above), which
+            // stays mapped while `self` lives; the memory is only ever
+            // read here through atomics, whatever another process does.
+            unsafe { AtomicU8::from_ptr(base.add(at)).load(Relaxed) }
+        };
+        for (i, byte) in front.iter_mut().enumerate() {
+            *byte = byte_at(i);
+        }
+        let word_base = base.wrapping_add(head).cast::<u64>();
+        for (i, chunk) in middle.chunks_exact_mut(8).enumerate() {
+            // SAFETY: as for `byte_at`, and `word_base` is 8-aligned
+            // (`align_offset` above), so each word is an aligned u64.
+            let word = unsafe { AtomicU64::from_ptr(word_base.add(i)).load(Relaxed) };
+            chunk.copy_from_slice(&word.to_ne_bytes());
+        }
+        let tail_start = head + words * 8;
+        for (i, byte) in tail.iter_mut().enumerate() {
+            *byte = byte_at(tail_start + i);
+        }
+    }
+}
+
+/// What identifies a memfd across descriptors: its device, inode and
+/// size (the size of one sealed against resizing never changes).
+pub(crate) fn identity(fd: BorrowedFd<'_>) -> io::Result<(u64, u64, u64)> {
+    let stat = rustix::fs::fstat(fd)?;
+    Ok((stat.st_dev as u64, stat.st_ino as u64, stat.st_size as u64))
+}
+
 impl Drop for Mapping {
     fn drop(&mut self) {
         if self.len > 0 {

@@ -14,7 +14,7 @@ use super::config::Config;
 use super::worker_reader::{self, Event};
 use crate::error::{Error, ErrorKind, Result};
 use crate::sys::{self, SharedCounter};
-use crate::wire::{CONNECTION_ENV, PARENT_ENV, PROGRESS_ENV};
+use crate::wire::{self, CONNECTION_ENV, PARENT_ENV, PROGRESS_ENV};
 
 /// A started local worker, not yet known to be ready.
 pub(crate) struct LocalWorker {
@@ -55,6 +55,7 @@ pub(crate) fn spawn_local(
     let (mut conn, child_end) = connection::pipe().map_err(startup("create a connection"))?;
     // Results may be as large as what the pool lets itself send.
     conn.set_max_message_size(config.max_message_size);
+    wire::use_shared_memory(&mut conn);
     let progress = SharedCounter::create()
         .map_err(|err| Error::new(ErrorKind::Startup, "create a progress page").with_source(err))?;
     let mut command = Command::new(program);

@@ -157,8 +157,9 @@ fn run_local_worker() -> Result<()> {
         sys::die_with_parent(parent).map_err(|err| startup("parent check", err))?;
     }
     // SIGINT is already ignored: the pool set that up before exec.
-    let conn = Connection::from_env(CONNECTION_ENV)
+    let mut conn = Connection::from_env(CONNECTION_ENV)
         .map_err(|err| Error::from_connection(err, "inherit the pool's connection"))?;
+    crate::wire::use_shared_memory(&mut conn);
     let progress = match std::env::var_os(PROGRESS_ENV) {
         Some(_) => {
             let fd = connection::inherit::claim_fd_from_env(PROGRESS_ENV).map_err(|err| {
