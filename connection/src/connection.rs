@@ -70,7 +70,8 @@ pub struct Connection {
     pending_shared: Option<shared::Incoming>,
     /// The payload of the message being read, when it came as shared
     /// memory: the payload reads below take it from there instead of the
-    /// socket. Set by `next_message_len`, cleared by every `next_message`.
+    /// socket. Set by `next_message_len`, cleared once the payload was read
+    /// to its end (freeing its memfd) and by every `next_message`.
     shared_payload: Option<shared::Incoming>,
     /// Mappings of the recyclable memfds the peer sent lately.
     recycled_views: shared::RecycledViews,
@@ -634,34 +635,10 @@ impl Connection {
     /// ```
     pub fn recv_bytes_max(&mut self, max_len: usize) -> Result<Vec<u8>> {
         let limit = self.max_message_size.min(max_len as u64);
-        match self.recv_payload(limit)? {
-            Payload::Bytes(bytes) => Ok(bytes),
-            Payload::Shared(incoming) => {
-                let mut out = Vec::new();
-                incoming.read_to_vec(in_memory_len(incoming.len)?, &mut out)?;
-                Ok(out)
-            }
-        }
-    }
-
-    /// Receives one message within `limit` bytes, for a receive that puts
-    /// it in memory of its own (a typed receive into a `Vec<T>`): a
-    /// message that came through the socket is read (into a buffer that
-    /// grows as bytes arrive, so a lying header costs little); one that
-    /// came as shared memory is handed over unread, its length known and
-    /// checked, so the caller can allocate exactly that and copy it once
-    /// with [`shared::Incoming::read_into`] (or map it with
-    /// [`shared::Incoming::map`]). Errors as
-    /// [`recv_bytes_max`](Connection::recv_bytes_max).
-    pub(crate) fn recv_payload(&mut self, limit: u64) -> Result<Payload> {
-        match self.next_message(limit)? {
-            Message::Stream(len) => {
-                let mut out = Vec::new();
-                self.read_payload(len, &mut out)?;
-                Ok(Payload::Bytes(out))
-            }
-            Message::Shared(incoming) => Ok(Payload::Shared(incoming)),
-        }
+        let len = self.next_message_len(limit)?;
+        let mut out = Vec::new();
+        self.read_payload(len, &mut out)?;
+        Ok(out)
     }
 
     /// Receives one message into `buffer` at `offset` and returns its length.
@@ -684,10 +661,7 @@ impl Connection {
     /// ```
     pub fn recv_bytes_into(&mut self, buffer: &mut [u8], offset: usize) -> Result<usize> {
         let room = room_after(buffer, offset)?;
-        let len = match self.next_message(self.max_message_size)? {
-            Message::Stream(len) => len,
-            Message::Shared(incoming) => return shared_into(&incoming, room),
-        };
+        let len = self.next_message_len(self.max_message_size)?;
         if len <= room.len() as u64 {
             self.receive_payload_into(&mut room[..len as usize])?;
             Ok(len as usize)
@@ -751,9 +725,13 @@ impl Connection {
     /// # Ok::<(), connection::Error>(())
     /// ```
     pub fn recv_shared(&mut self) -> Result<SharedView> {
-        match self.recv_payload(self.max_message_size)? {
-            Payload::Bytes(bytes) => Ok(SharedView::owned(bytes)),
-            Payload::Shared(incoming) => {
+        match self.next_message(self.max_message_size)? {
+            Message::Stream(len) => {
+                let mut bytes = Vec::new();
+                self.read_payload(len, &mut bytes)?;
+                Ok(SharedView::owned(bytes))
+            }
+            Message::Shared(incoming) => {
                 let mapping = incoming.map(in_memory_len(incoming.len)?)?;
                 Ok(SharedView::mapped(mapping))
             }
@@ -1111,7 +1089,12 @@ impl Connection {
     /// appending them to `out`.
     fn read_payload_part(&mut self, before: usize, len: usize, out: &mut Vec<u8>) -> Result<()> {
         if let Some(incoming) = &self.shared_payload {
-            return incoming.append_to_vec(before as u64, len, out);
+            let read = incoming.append_to_vec(before as u64, len, out);
+            if (before + len) as u64 >= incoming.len {
+                // Read to its end: its memfd can go now, not at the next receive.
+                self.shared_payload = None;
+            }
+            return read;
         }
         frame::read_payload_part(&self.socket, before, len, out)
             .map_err(|err| self.lose_boundaries(err))
@@ -1121,7 +1104,7 @@ impl Connection {
         // `len` is at most max_message_size here; on a 32-bit target a
         // larger value cannot be held in memory anyway.
         let len = in_memory_len(len)?;
-        if let Some(incoming) = &self.shared_payload {
+        if let Some(incoming) = self.shared_payload.take() {
             return incoming.append_to_vec(0, len, out);
         }
         frame::read_payload(&self.socket, len, out).map_err(|err| self.lose_boundaries(err))
@@ -1134,7 +1117,7 @@ impl Connection {
     /// here (`recv_bytes_into`, `recv_vec`, `recv_into_slice`), so that a
     /// transport other than the socket's bytes has one place to hook in.
     pub(crate) fn receive_payload_into(&mut self, out: &mut [u8]) -> Result<()> {
-        if let Some(incoming) = &self.shared_payload {
+        if let Some(incoming) = self.shared_payload.take() {
             return incoming.read_into(out);
         }
         frame::read_payload_into(&self.socket, out).map_err(|err| self.lose_boundaries(err))
@@ -1191,27 +1174,6 @@ enum Message {
     Stream(u64),
     /// Its payload is in this checked memfd.
     Shared(shared::Incoming),
-}
-
-/// A received message, from [`Connection::recv_payload`].
-pub(crate) enum Payload {
-    /// Came through the socket: these bytes.
-    Bytes(Vec<u8>),
-    /// Came as shared memory: checked, not read yet.
-    Shared(shared::Incoming),
-}
-
-/// `recv_bytes_into` for a shared-memory message.
-fn shared_into(incoming: &shared::Incoming, room: &mut [u8]) -> Result<usize> {
-    let len = in_memory_len(incoming.len)?;
-    match room.get_mut(..len) {
-        Some(target) => incoming.read_into(target).map(|()| len),
-        None => {
-            let mut message = Vec::new();
-            incoming.read_to_vec(len, &mut message)?;
-            Err(Error::buffer_too_short(message, room.len()))
-        }
-    }
 }
 
 /// What every receive on a connection that lost its message boundaries
