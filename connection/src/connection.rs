@@ -301,7 +301,7 @@ impl Connection {
             if !encoded {
                 return Ok(false);
             }
-            if let Some(outgoing) = self.share_copy(&buf[frame::HEADER_ROOM..]) {
+            if let Some(outgoing) = self.share_copy(&buf[frame::HEADER_ROOM..], Wait::ForRoom) {
                 return self.write_shared(outgoing, Wait::ForRoom).map(|_| true);
             }
             frame::write_reserved(&self.socket, &mut buf)
@@ -458,7 +458,7 @@ impl Connection {
     /// ```
     pub fn send_bytes(&mut self, bytes: &[u8]) -> Result<()> {
         self.check_writable()?;
-        if let Some(outgoing) = self.share_copy(bytes) {
+        if let Some(outgoing) = self.share_copy(bytes, Wait::ForRoom) {
             return self.write_shared(outgoing, Wait::ForRoom).map(drop);
         }
         let mut scratch = std::mem::take(&mut self.scratch);
@@ -509,7 +509,7 @@ impl Connection {
     /// ```
     pub fn try_send_bytes(&mut self, bytes: &[u8]) -> Result<Option<UnsentMessage>> {
         self.check_writable()?;
-        if let Some(outgoing) = self.share_copy(bytes) {
+        if let Some(outgoing) = self.share_copy(bytes, Wait::No) {
             return self.write_shared(outgoing, Wait::No);
         }
         let mut scratch = std::mem::take(&mut self.scratch);
@@ -936,6 +936,13 @@ impl Connection {
         self.max_message_size = bytes;
     }
 
+    /// Makes this end wait at least `patience` for one of its recyclable
+    /// memfds to come free, for tests whose reader may run late.
+    #[cfg(test)]
+    pub(crate) fn set_least_recycle_patience(&mut self, patience: std::time::Duration) {
+        self.recycler.set_least_patience(patience);
+    }
+
     /// How many recyclable memfds this end holds, for tests.
     #[cfg(test)]
     pub(crate) fn recycled_memfds(&self) -> usize {
@@ -1030,31 +1037,38 @@ impl Connection {
     /// off for good.
     ///
     /// The copy goes into a recyclable memfd when one is free or can be
-    /// made within the bound; when all are still being read, into a fresh
-    /// sealed one, so that a sender over the threshold never waits for its
-    /// reader (as it would through the socket), however many messages it
-    /// sends before the other end reads.
-    fn share_copy(&mut self, payload: &[u8]) -> Option<Outgoing> {
+    /// made within the bound. When all are still being read, a sender that
+    /// may wait (`Wait::ForRoom`) waits a little for one to come free (no
+    /// longer than a fresh memfd would cost); then, or at once with
+    /// `Wait::No`, the copy goes into a fresh sealed memfd, so that a
+    /// sender over the threshold never waits long for its reader (as it
+    /// would through the socket), however many messages it sends before
+    /// the other end reads.
+    fn share_copy(&mut self, payload: &[u8], wait: Wait) -> Option<Outgoing> {
         if !self
             .shared_memory
             .sends(payload.len(), self.shared_memory_threshold)
         {
             return None;
         }
-        let outgoing = self.recycler.fill(payload).and_then(|filled| match filled {
-            Some(filled) => Ok(Outgoing {
-                header: frame::recycled_header(filled.len as u64, filled.generation),
-                memfd: filled.memfd,
-                len: filled.len,
-            }),
-            None => {
-                let memfd = shm::create_filled(payload)?;
-                shm::seal(memfd.as_fd())?;
-                let header = frame::shared_header(payload.len() as u64);
-                let len = payload.len();
-                Ok(Outgoing { memfd, header, len })
-            }
-        });
+        let patience = wait == Wait::ForRoom;
+        let outgoing = self
+            .recycler
+            .fill(payload, patience)
+            .and_then(|filled| match filled {
+                Some(filled) => Ok(Outgoing {
+                    header: frame::recycled_header(filled.len as u64, filled.generation),
+                    memfd: filled.memfd,
+                    len: filled.len,
+                }),
+                None => {
+                    let memfd = shm::create_filled(payload)?;
+                    shm::seal(memfd.as_fd())?;
+                    let header = frame::shared_header(payload.len() as u64);
+                    let len = payload.len();
+                    Ok(Outgoing { memfd, header, len })
+                }
+            });
         match outgoing {
             Ok(outgoing) => Some(outgoing),
             Err(err) if shm::is_unavailable(&err) => {

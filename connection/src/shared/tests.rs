@@ -583,6 +583,44 @@ fn messages_in_flight_take_other_memfds_up_to_the_bound_then_fresh_sealed_ones()
     assert_eq!(a.recycled_memfds(), recycle::MAX_MEMFDS);
 }
 
+/// A sender ahead of its reader waits for one of its memfds to come free
+/// instead of paying for fresh memory, which its reader would then pay to
+/// free as well and fall further behind.
+#[test]
+fn a_sender_ahead_of_its_reader_waits_for_a_recycled_memfd() {
+    if !memfds_work() {
+        return;
+    }
+    let (mut a, mut b) = shared_pipe();
+    // However late the reader thread runs on a loaded machine.
+    a.set_least_recycle_patience(std::time::Duration::from_secs(60));
+    let count = recycle::MAX_MEMFDS + 6;
+    let reader = std::thread::spawn(move || {
+        (0..count)
+            .map(|_| {
+                let view = b.recv_shared().unwrap();
+                (view.is_mapped(), view.into_vec())
+            })
+            .collect::<Vec<_>>()
+    });
+    let messages: Vec<Vec<u8>> = (0..count as u8)
+        .map(|i| {
+            let mut data = pattern(BIG);
+            data[9] = i;
+            data
+        })
+        .collect();
+    for data in &messages {
+        a.send_bytes(data).unwrap();
+    }
+    let received = reader.join().unwrap();
+    for (i, ((sealed, got), data)) in received.iter().zip(&messages).enumerate() {
+        assert!(!sealed, "message {i} went in fresh sealed memory");
+        assert_eq!(got, data, "message {i}");
+    }
+    assert_eq!(a.recycled_memfds(), recycle::MAX_MEMFDS);
+}
+
 #[test]
 fn a_recycled_message_is_copied_by_every_receive_and_marked_consumed() {
     if !memfds_work() {
@@ -709,8 +747,9 @@ fn racy_copies_out_of_a_mapping_match_at_every_alignment() {
     let data = pattern(4096 + 64);
     let memfd = memfd_with(&data, SealFlags::GROW | SealFlags::SHRINK);
     let mapping = Mapping::read_only(memfd.as_fd(), data.len()).unwrap();
+    // Lengths past 64 bytes take the eight-words-a-step loop and its rest.
     for offset in 0..17 {
-        for len in 0..40 {
+        for len in (0..40).chain(60..140) {
             let mut out = vec![0u8; len];
             mapping.copy_out_racy(offset, &mut out);
             assert_eq!(

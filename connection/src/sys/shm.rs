@@ -9,6 +9,7 @@
 //! under the view (which would turn a read into `SIGBUS`).
 
 use std::io;
+use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 
@@ -382,6 +383,17 @@ impl Mapping {
     /// that writes while we read can garble what we copy, never break a
     /// guarantee of Rust's. Panics if the range is outside the mapping.
     pub(crate) fn copy_out_racy(&self, offset: usize, dst: &mut [u8]) {
+        // SAFETY: `MaybeUninit<u8>` has the layout of `u8`, and
+        // `copy_out_racy_uninit` only ever stores initialized bytes, so
+        // `dst` stays initialized.
+        let dst = unsafe { &mut *(dst as *mut [u8] as *mut [MaybeUninit<u8>]) };
+        self.copy_out_racy_uninit(offset, dst);
+    }
+
+    /// [`copy_out_racy`](Self::copy_out_racy) into memory not yet
+    /// initialized (a `Vec`'s spare capacity), which it initializes whole:
+    /// no pass of zeroes before the copy.
+    pub(crate) fn copy_out_racy_uninit(&self, offset: usize, dst: &mut [MaybeUninit<u8>]) {
         use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
         let end = offset.checked_add(dst.len()).expect("range overflows");
         assert!(end <= self.len, "copy past the end of the mapping");
@@ -400,18 +412,38 @@ impl Mapping {
             unsafe { AtomicU8::from_ptr(base.add(at)).load(Relaxed) }
         };
         for (i, byte) in front.iter_mut().enumerate() {
-            *byte = byte_at(i);
+            byte.write(byte_at(i));
         }
         let word_base = base.wrapping_add(head).cast::<u64>();
-        for (i, chunk) in middle.chunks_exact_mut(8).enumerate() {
+        let word_at = |i: usize| {
             // SAFETY: as for `byte_at`, and `word_base` is 8-aligned
             // (`align_offset` above), so each word is an aligned u64.
-            let word = unsafe { AtomicU64::from_ptr(word_base.add(i)).load(Relaxed) };
-            chunk.copy_from_slice(&word.to_ne_bytes());
+            unsafe { AtomicU64::from_ptr(word_base.add(i)).load(Relaxed) }
+        };
+        // Eight words a step: the loads issue back to back, which keeps
+        // this at `memcpy`'s speed (a word a step ran about 7% slower).
+        let out = middle.as_mut_ptr().cast::<u64>();
+        let store = |i: usize, word: u64| {
+            // SAFETY: word `i` lies within `middle` (`i < words`, and
+            // `middle` is `words * 8` bytes), which we borrow mutably;
+            // unaligned, since `dst` may start anywhere.
+            unsafe { out.add(i).write_unaligned(word) }
+        };
+        let mut i = 0;
+        while i + 8 <= words {
+            let loaded: [u64; 8] = std::array::from_fn(|k| word_at(i + k));
+            for (k, word) in loaded.into_iter().enumerate() {
+                store(i + k, word);
+            }
+            i += 8;
+        }
+        while i < words {
+            store(i, word_at(i));
+            i += 1;
         }
         let tail_start = head + words * 8;
         for (i, byte) in tail.iter_mut().enumerate() {
-            *byte = byte_at(tail_start + i);
+            byte.write(byte_at(tail_start + i));
         }
     }
 }
