@@ -1,6 +1,7 @@
 //! [`Connection`]: one end of a message-oriented byte stream.
 
 use std::fmt;
+use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::time::Duration;
 
@@ -1121,6 +1122,21 @@ impl Connection {
             return incoming.read_into(out);
         }
         frame::read_payload_into(&self.socket, out).map_err(|err| self.lose_boundaries(err))
+    }
+
+    /// [`receive_payload_into`](Connection::receive_payload_into) for
+    /// memory not yet initialised, which only the socket can fill: `None`
+    /// when the payload is shared memory, for the caller to initialise
+    /// `out` and use `receive_payload_into`.
+    pub(crate) fn receive_payload_into_uninit(
+        &mut self,
+        out: &mut [MaybeUninit<u8>],
+    ) -> Option<Result<()>> {
+        if self.shared_payload.is_some() {
+            return None;
+        }
+        let read = frame::read_payload_into_uninit(&self.socket, out);
+        Some(read.map_err(|err| self.lose_boundaries(err)))
     }
 
     fn mark_broken(&mut self, err: Error) -> Error {

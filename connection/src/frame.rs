@@ -25,6 +25,7 @@
 //! message's 8-byte generation, all big endian, with the memfd attached.
 
 use std::io::{self, IoSlice, Read};
+use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, OwnedFd};
 
 use crate::error::{Error, ErrorKind, Result};
@@ -220,9 +221,9 @@ fn read_full(socket: &Socket, buf: &mut [u8]) -> Result<Option<usize>> {
 }
 
 /// Fills `buf` with `read`, as [`read_full`] does.
-fn fill_with(
-    buf: &mut [u8],
-    mut read: impl FnMut(&mut [u8]) -> io::Result<usize>,
+fn fill_with<B>(
+    buf: &mut [B],
+    mut read: impl FnMut(&mut [B]) -> io::Result<usize>,
 ) -> Result<Option<usize>> {
     let mut filled = 0;
     while filled < buf.len() {
@@ -384,6 +385,15 @@ pub(crate) fn next_chunk(received: usize, len: usize) -> usize {
 /// Reads a `len`-byte payload into `buf`, which must be exactly that long.
 pub(crate) fn read_payload_into(socket: &Socket, buf: &mut [u8]) -> Result<()> {
     match read_full(socket, buf)? {
+        None => Ok(()),
+        Some(got) => Err(truncated("message", buf.len() as u64, got)),
+    }
+}
+
+/// [`read_payload_into`] for memory not yet initialised: on success every
+/// byte of `buf` was written.
+pub(crate) fn read_payload_into_uninit(socket: &Socket, buf: &mut [MaybeUninit<u8>]) -> Result<()> {
+    match fill_with(buf, |rest| socket.read_uninit(rest))? {
         None => Ok(()),
         Some(got) => Err(truncated("message", buf.len() as u64, got)),
     }
