@@ -399,6 +399,31 @@ pub(crate) fn read_payload_into_uninit(socket: &Socket, buf: &mut [MaybeUninit<u
     }
 }
 
+/// Reads what has arrived of a `whole`-byte payload, of which `before`
+/// bytes were read, into the start of `buf`, at least one byte, and
+/// returns how many. The other end closing first is
+/// [`ErrorKind::Truncated`].
+pub(crate) fn read_arrived(
+    socket: &Socket,
+    buf: &mut [MaybeUninit<u8>],
+    whole: usize,
+    before: usize,
+) -> Result<usize> {
+    loop {
+        match socket.read_uninit(buf) {
+            Ok(0) => {}
+            Ok(n) => return Ok(n),
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) if is_reset(&err) => {}
+            Err(err) => {
+                let context = format!("receive {whole}-byte message ({before} read)");
+                return Err(Error::io(err, context));
+            }
+        }
+        return Err(truncated("message", whole as u64, before));
+    }
+}
+
 /// Reads a `len`-byte payload (or the rest of one), appending it to
 /// `out`. The buffer grows a chunk at a time as bytes arrive, whatever
 /// length the header claimed (see [`MIN_CHUNK`]). On error `out` is cut

@@ -359,6 +359,7 @@
 #![warn(missing_docs)]
 
 mod address;
+mod arriving;
 mod auth;
 mod bulk;
 mod client;
