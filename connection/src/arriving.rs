@@ -231,6 +231,12 @@ impl<'de> Input<'de> for Arriving<'_> {
 
     #[inline]
     fn array<const N: usize>(&mut self) -> std::result::Result<[u8; N], FormatError> {
+        if let Some(bytes) = self.window.get(self.pos..self.pos + N) {
+            let mut array = [0u8; N];
+            array.copy_from_slice(bytes);
+            self.pos += N;
+            return Ok(array);
+        }
         let mut array = [0u8; N];
         self.fill(&mut array)?;
         Ok(array)

@@ -6,8 +6,10 @@
 //! module reads the same bytes with three guards of its own:
 //!
 //! - a string or byte string is taken from the payload only once its claimed
-//!   length is known to be there, and a sequence or map offers serde a
-//!   pre-allocation of at most one element per byte left;
+//!   length is known to be there (or, decoded as it arrives, to fit in what
+//!   the payload has left, its buffer growing as the bytes come), and a
+//!   sequence or map offers serde a pre-allocation of at most one element
+//!   per byte left;
 //! - nesting deeper than [`MAX_DECODE_DEPTH`] is refused before it can
 //!   exhaust the stack;
 //! - elements that occupy no bytes (`()`, empty structs) are counted, at most
