@@ -219,6 +219,16 @@ impl<'de> Input<'de> for Arriving<'_> {
     }
 
     #[inline]
+    fn buffered(&self) -> &[u8] {
+        self.window.get(self.pos..).unwrap_or_default()
+    }
+
+    #[inline]
+    fn advance(&mut self, n: usize) {
+        self.pos += n;
+    }
+
+    #[inline]
     fn byte(&mut self) -> std::result::Result<u8, FormatError> {
         if let Some(&byte) = self.window.get(self.pos) {
             self.pos += 1;

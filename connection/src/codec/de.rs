@@ -30,6 +30,9 @@ use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
 
 use super::{FormatError, MAX_DECODE_DEPTH, MAX_EMPTY_ELEMENTS};
 
+mod elements;
+use elements::Elements;
+
 type Result<T> = std::result::Result<T, FormatError>;
 
 /// What a string or byte string is wanted as: serde asks for a borrowed
@@ -51,6 +54,14 @@ pub(crate) trait Input<'de> {
 
     /// How many bytes of the payload are left, arrived or not.
     fn left(&self) -> usize;
+
+    /// The bytes at hand (all the rest of a whole payload, what has
+    /// arrived of one decoded as it arrives), for
+    /// [`advance`](Input::advance) to step over.
+    fn buffered(&self) -> &[u8];
+
+    /// Steps over the first `n` bytes of [`buffered`](Input::buffered).
+    fn advance(&mut self, n: usize);
 
     /// The next byte.
     fn byte(&mut self) -> Result<u8>;
@@ -135,6 +146,16 @@ impl<'de> Input<'de> for Slice<'de> {
     #[inline]
     fn left(&self) -> usize {
         self.rest.len()
+    }
+
+    #[inline]
+    fn buffered(&self) -> &[u8] {
+        self.rest
+    }
+
+    #[inline]
+    fn advance(&mut self, n: usize) {
+        self.rest = &self.rest[n..];
     }
 
     #[inline]
@@ -313,13 +334,7 @@ impl<'de, I: Input<'de>> Decoder<I> {
         counted: bool,
         visitor: V,
     ) -> Result<V::Value> {
-        self.nested(|de| {
-            visitor.visit_seq(Elements {
-                de,
-                left: len,
-                counted,
-            })
-        })
+        self.nested(|de| visitor.visit_seq(Elements::new(de, len, counted)))
     }
 }
 
@@ -510,37 +525,6 @@ impl<'de, I: Input<'de>> de::Deserializer<'de> for &mut Decoder<I> {
 
     fn is_human_readable(&self) -> bool {
         false
-    }
-}
-
-/// The elements of a sequence, tuple or struct. `counted`: the length came
-/// from the payload, so elements that occupy no bytes are counted against
-/// [`MAX_EMPTY_ELEMENTS`] (a length from the type is the program's own).
-struct Elements<'a, I> {
-    de: &'a mut Decoder<I>,
-    left: usize,
-    counted: bool,
-}
-
-impl<'de, I: Input<'de>> de::SeqAccess<'de> for Elements<'_, I> {
-    type Error = FormatError;
-
-    #[inline]
-    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>> {
-        if self.left == 0 {
-            return Ok(None);
-        }
-        self.left -= 1;
-        let before = self.de.consumed();
-        let value = seed.deserialize(&mut *self.de)?;
-        if self.counted && self.de.consumed() == before {
-            self.de.empty_element()?;
-        }
-        Ok(Some(value))
-    }
-
-    fn size_hint(&self) -> Option<usize> {
-        Some(self.left.min(self.de.input.left()))
     }
 }
 
