@@ -54,7 +54,9 @@ fn cases() -> Vec<Case> {
         ),
         case(
             "Vec<f64>, 128 Ki",
-            (0..1u32 << 17).map(|i| f64::from(i) * 0.5).collect::<Vec<f64>>(),
+            (0..1u32 << 17)
+                .map(|i| f64::from(i) * 0.5)
+                .collect::<Vec<f64>>(),
         ),
         case(
             "Vec<u64>, 128 Ki small values",

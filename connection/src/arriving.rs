@@ -366,6 +366,9 @@ mod tests {
         let long_text = "ab".repeat(WINDOW);
         #[derive(Serialize, Deserialize, PartialEq, Debug, Clone)]
         struct Blob(#[serde(with = "serde_bytes")] Vec<u8>);
+        // Three bytes first, so that floats straddle the windows' edges.
+        let floats: (u8, u16, Vec<f64>) =
+            (1, 300, (0..300_000).map(|i| f64::from(i) / 3.0).collect());
         let mixed = (
             numbers(100_000),
             long_text.clone(),
@@ -375,8 +378,10 @@ mod tests {
         );
         let writer = {
             let (data, strings, mixed) = (data.clone(), strings.clone(), mixed.clone());
+            let floats = floats.clone();
             let mut a = a;
             std::thread::spawn(move || {
+                a.send(&floats).unwrap();
                 a.send(&ByteBuf::from(data.clone())).unwrap();
                 a.send(&data).unwrap();
                 a.send(&strings).unwrap();
@@ -384,6 +389,7 @@ mod tests {
                 a.send(&long_text).unwrap();
             })
         };
+        assert_eq!(b.recv::<(u8, u16, Vec<f64>)>().unwrap(), floats);
         assert_eq!(b.recv::<ByteBuf>().unwrap().into_vec(), data);
         assert_eq!(b.recv::<Vec<u8>>().unwrap(), data);
         assert_eq!(b.recv::<Vec<String>>().unwrap(), strings);

@@ -142,14 +142,17 @@ macro_rules! through_decoder {
     )*};
 }
 
-/// Integers wider than a byte: a varint, which is one byte (`small`)
-/// below 251; signed ones zigzag-mapped, 0, -1, 1, -2 ... as 0, 1, 2, 3 ...
-macro_rules! small_varints {
-    ($($method:ident $visit:ident |$small:ident| $value:expr;)*) => {$(
+/// Values of one byte (`$byte`, matching `$accepted`): read from the bytes
+/// at hand when they are there and accepted, else through the decoder,
+/// which says why not. An integer wider than a byte is a varint, which is
+/// one byte below 251; a signed one zigzag-mapped, 0, -1, 1, -2 ... as 0,
+/// 1, 2, 3 ...
+macro_rules! one_byte {
+    ($($method:ident $visit:ident [$byte:ident @ $accepted:pat] $value:expr;)*) => {$(
         #[inline]
         fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
             match self.elements.peek() {
-                Some($small @ 0..=250) => {
+                Some($byte @ $accepted) => {
                     self.elements.taken += 1;
                     visitor.$visit($value)
                 }
@@ -161,75 +164,39 @@ macro_rules! small_varints {
     )*};
 }
 
+/// Floats, their little-endian bytes as they are.
+macro_rules! floats {
+    ($($method:ident $visit:ident $ty:ty;)*) => {$(
+        #[inline]
+        fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+            match self.elements.take_array() {
+                Some(bytes) => visitor.$visit(<$ty>::from_le_bytes(bytes)),
+                None => self
+                    .elements
+                    .through_decoder(|de| de::Deserializer::$method(de, visitor)),
+            }
+        }
+    )*};
+}
+
 impl<'de, I: Input<'de>> de::Deserializer<'de> for Element<'_, '_, 'de, I> {
     type Error = super::FormatError;
 
-    #[inline]
-    fn deserialize_u8<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        match self.elements.peek() {
-            Some(byte) => {
-                self.elements.taken += 1;
-                visitor.visit_u8(byte)
-            }
-            None => self
-                .elements
-                .through_decoder(|de| de::Deserializer::deserialize_u8(de, visitor)),
-        }
+    one_byte! {
+        deserialize_u8 visit_u8 [byte @ 0..=u8::MAX] byte;
+        deserialize_i8 visit_i8 [byte @ 0..=u8::MAX] byte as i8;
+        deserialize_bool visit_bool [byte @ (0 | 1)] byte == 1;
+        deserialize_u16 visit_u16 [small @ 0..=250] u16::from(small);
+        deserialize_u32 visit_u32 [small @ 0..=250] u32::from(small);
+        deserialize_u64 visit_u64 [small @ 0..=250] u64::from(small);
+        deserialize_i16 visit_i16 [small @ 0..=250] i16::from(small >> 1) ^ -i16::from(small & 1);
+        deserialize_i32 visit_i32 [small @ 0..=250] i32::from(small >> 1) ^ -i32::from(small & 1);
+        deserialize_i64 visit_i64 [small @ 0..=250] i64::from(small >> 1) ^ -i64::from(small & 1);
     }
 
-    #[inline]
-    fn deserialize_i8<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        match self.elements.peek() {
-            Some(byte) => {
-                self.elements.taken += 1;
-                visitor.visit_i8(byte as i8)
-            }
-            None => self
-                .elements
-                .through_decoder(|de| de::Deserializer::deserialize_i8(de, visitor)),
-        }
-    }
-
-    #[inline]
-    fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        match self.elements.peek() {
-            Some(byte @ (0 | 1)) => {
-                self.elements.taken += 1;
-                visitor.visit_bool(byte == 1)
-            }
-            _ => self
-                .elements
-                .through_decoder(|de| de::Deserializer::deserialize_bool(de, visitor)),
-        }
-    }
-
-    #[inline]
-    fn deserialize_f32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        match self.elements.take_array() {
-            Some(bytes) => visitor.visit_f32(f32::from_le_bytes(bytes)),
-            None => self
-                .elements
-                .through_decoder(|de| de::Deserializer::deserialize_f32(de, visitor)),
-        }
-    }
-
-    #[inline]
-    fn deserialize_f64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        match self.elements.take_array() {
-            Some(bytes) => visitor.visit_f64(f64::from_le_bytes(bytes)),
-            None => self
-                .elements
-                .through_decoder(|de| de::Deserializer::deserialize_f64(de, visitor)),
-        }
-    }
-
-    small_varints! {
-        deserialize_u16 visit_u16 |small| u16::from(small);
-        deserialize_u32 visit_u32 |small| u32::from(small);
-        deserialize_u64 visit_u64 |small| u64::from(small);
-        deserialize_i16 visit_i16 |small| i16::from(small >> 1) ^ -i16::from(small & 1);
-        deserialize_i32 visit_i32 |small| i32::from(small >> 1) ^ -i32::from(small & 1);
-        deserialize_i64 visit_i64 |small| i64::from(small >> 1) ^ -i64::from(small & 1);
+    floats! {
+        deserialize_f32 visit_f32 f32;
+        deserialize_f64 visit_f64 f64;
     }
 
     through_decoder! {
