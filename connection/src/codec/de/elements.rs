@@ -91,10 +91,15 @@ fn read_through<'de, I: Input<'de>, R>(
     counted: bool,
     read: impl FnOnce(&mut Decoder<I>) -> Result<R>,
 ) -> Result<R> {
-    de.input.advance(taken);
+    if taken != 0 {
+        de.input.advance(taken);
+    }
+    if !counted {
+        return read(de);
+    }
     let before = de.consumed();
     let value = read(de)?;
-    if counted && de.consumed() == before {
+    if de.consumed() == before {
         de.empty_element()?;
     }
     Ok(value)
