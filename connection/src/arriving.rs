@@ -9,7 +9,9 @@
 //! that stays in the cache, and decodes each window while the sender
 //! fills the socket with the next. A long string or byte string is read
 //! straight from the socket into the `String` or `Vec<u8>` that keeps it,
-//! growing as its bytes arrive.
+//! growing as its bytes arrive. A shared-memory payload, which arrived
+//! whole, is read from its memfd the same way ([`FromShared`]), so that a
+//! long byte string is copied once, into the buffer that keeps it.
 //!
 //! The bounds are those of a payload decoded whole (see the crate docs'
 //! "Bounds on decoding"): counts are checked against the bytes the header
@@ -26,12 +28,82 @@ use crate::codec::de::{ends_early, error_at, utf8, Decoder, Input, Want};
 use crate::codec::{self, FormatError};
 use crate::error::{Error, Result};
 use crate::frame;
+use crate::shared::Incoming;
 use crate::sys::Socket;
 
 /// How much of a payload is read at a time: large enough that a read's
 /// cost is spread over many values, small enough to stay in the cache
 /// while it is decoded.
 pub(crate) const WINDOW: usize = 256 * 1024;
+
+/// Where an arriving payload's bytes come from.
+pub(crate) trait Source {
+    /// Appends what has arrived of the `room` bytes after the first
+    /// `before` of a `whole`-byte payload, at least one, to `out`, which
+    /// has room for them.
+    fn read_some(&self, whole: usize, before: usize, room: usize, out: &mut Vec<u8>) -> Result<()>;
+
+    /// Appends the `len` bytes after the payload's first `before` to
+    /// `out`, which grows as they arrive.
+    fn read_exact(&self, before: usize, len: usize, out: &mut Vec<u8>) -> Result<()>;
+
+    /// Drops the `len` bytes after the payload's first `before`, reading
+    /// them through `window`, which has room for [`WINDOW`] bytes.
+    fn skip(&self, whole: usize, before: usize, len: usize, window: &mut Vec<u8>) -> Result<()>;
+}
+
+/// The bytes that follow a header on the socket.
+pub(crate) struct FromSocket<'a>(pub(crate) &'a Socket);
+
+impl Source for FromSocket<'_> {
+    fn read_some(&self, whole: usize, before: usize, room: usize, out: &mut Vec<u8>) -> Result<()> {
+        let spare = &mut out.spare_capacity_mut()[..room];
+        let n = frame::read_arrived(self.0, spare, whole, before)?;
+        // SAFETY: the read initialised the first `n` bytes of the spare
+        // capacity.
+        unsafe { out.set_len(out.len() + n) };
+        Ok(())
+    }
+
+    fn read_exact(&self, before: usize, len: usize, out: &mut Vec<u8>) -> Result<()> {
+        frame::read_payload_part(self.0, before, len, out)
+    }
+
+    fn skip(
+        &self,
+        whole: usize,
+        mut before: usize,
+        len: usize,
+        window: &mut Vec<u8>,
+    ) -> Result<()> {
+        let end = before + len;
+        while before < end {
+            let spare = &mut window.spare_capacity_mut()[..WINDOW.min(end - before)];
+            before += frame::read_arrived(self.0, spare, whole, before)?;
+        }
+        Ok(())
+    }
+}
+
+/// A shared-memory payload, which arrived whole: read from its memfd a
+/// window at a time like the socket's bytes, so that a long byte string
+/// is copied once, into the buffer that keeps it.
+pub(crate) struct FromShared<'a>(pub(crate) &'a Incoming);
+
+impl Source for FromShared<'_> {
+    fn read_some(&self, _: usize, before: usize, room: usize, out: &mut Vec<u8>) -> Result<()> {
+        self.0.append_to_vec(before as u64, room, out)
+    }
+
+    fn read_exact(&self, before: usize, len: usize, out: &mut Vec<u8>) -> Result<()> {
+        self.0.append_to_vec(before as u64, len, out)
+    }
+
+    fn skip(&self, _: usize, _: usize, _: usize, _: &mut Vec<u8>) -> Result<()> {
+        // Nothing to read past: the next message follows on the socket.
+        Ok(())
+    }
+}
 
 /// How a receive as the payload arrives ended.
 pub(crate) struct Received<T> {
@@ -43,16 +115,16 @@ pub(crate) struct Received<T> {
     pub(crate) broken: bool,
 }
 
-/// Decodes the `len`-byte payload whose header was just read from
-/// `socket` as a `T`, reading it as decoding goes, in `window` (any
-/// buffer; it comes back in [`Received::window`]). On success and on a
-/// decode error alike the whole payload has been read.
-pub(crate) fn decode_arriving<T: DeserializeOwned>(
-    socket: &Socket,
+/// Decodes the `len`-byte payload whose header was just read as a `T`,
+/// reading it from `source` as decoding goes, in `window` (any buffer; it
+/// comes back in [`Received::window`]). On success and on a decode error
+/// alike the whole payload has been read.
+pub(crate) fn decode_arriving<T: DeserializeOwned, S: Source>(
+    source: S,
     len: usize,
     window: Vec<u8>,
 ) -> Received<T> {
-    let mut decoder = Decoder::over(Arriving::new(socket, len, window));
+    let mut decoder = Decoder::over(Arriving::new(source, len, window));
     let decoded = T::deserialize(&mut decoder);
     let mut arriving = decoder.into_input();
     let decode_error = |detail: String| {
@@ -84,10 +156,10 @@ pub(crate) fn decode_arriving<T: DeserializeOwned>(
     }
 }
 
-/// A payload as it arrives: an [`Input`] that reads the socket when the
+/// A payload as it arrives: an [`Input`] that reads its source when the
 /// decoder wants more than is buffered, never past the payload's end.
-struct Arriving<'a> {
-    socket: &'a Socket,
+struct Arriving<S> {
+    source: S,
     /// Bytes read and not all decoded: `window[pos..]` are still to come.
     window: Vec<u8>,
     pos: usize,
@@ -101,12 +173,12 @@ struct Arriving<'a> {
     failed: Option<Error>,
 }
 
-impl<'a> Arriving<'a> {
-    fn new(socket: &'a Socket, len: usize, mut window: Vec<u8>) -> Self {
+impl<S: Source> Arriving<S> {
+    fn new(source: S, len: usize, mut window: Vec<u8>) -> Self {
         window.clear();
         window.reserve(WINDOW);
         Arriving {
-            socket,
+            source,
             window,
             pos: 0,
             base: 0,
@@ -116,7 +188,7 @@ impl<'a> Arriving<'a> {
         }
     }
 
-    /// Bytes of the payload not read from the socket yet.
+    /// Bytes of the payload not read from its source yet.
     #[inline]
     fn on_socket(&self) -> usize {
         self.len - self.base - self.window.len()
@@ -154,12 +226,11 @@ impl<'a> Arriving<'a> {
         while self.window.len() < want {
             let room = (WINDOW - self.window.len()).min(self.on_socket());
             let before = self.base + self.window.len();
-            let spare = &mut self.window.spare_capacity_mut()[..room];
-            match frame::read_arrived(self.socket, spare, self.len, before) {
-                // SAFETY: the read initialised the first `n` bytes of the
-                // spare capacity.
-                Ok(n) => unsafe { self.window.set_len(self.window.len() + n) },
-                Err(err) => return Err(self.fail(err)),
+            let read = self
+                .source
+                .read_some(self.len, before, room, &mut self.window);
+            if let Err(err) = read {
+                return Err(self.fail(err));
             }
         }
         if self.base == 0 && self.head.is_empty() {
@@ -183,9 +254,7 @@ impl<'a> Arriving<'a> {
             self.base += self.window.len();
             self.window.clear();
             self.pos = 0;
-            if let Err(err) =
-                frame::read_payload_part(self.socket, self.base, len - buffered, &mut out)
-            {
+            if let Err(err) = self.source.read_exact(self.base, len - buffered, &mut out) {
                 return Err(self.fail(err));
             }
             self.base += len - buffered;
@@ -198,16 +267,15 @@ impl<'a> Arriving<'a> {
         self.base += self.window.len();
         self.window.clear();
         self.pos = 0;
-        while self.on_socket() > 0 {
-            let room = WINDOW.min(self.on_socket());
-            let spare = &mut self.window.spare_capacity_mut()[..room];
-            self.base += frame::read_arrived(self.socket, spare, self.len, self.base)?;
-        }
+        let rest = self.on_socket();
+        self.source
+            .skip(self.len, self.base, rest, &mut self.window)?;
+        self.base = self.len;
         Ok(())
     }
 }
 
-impl<'de> Input<'de> for Arriving<'_> {
+impl<'de, S: Source> Input<'de> for Arriving<S> {
     #[inline]
     fn consumed(&self) -> usize {
         self.base + self.pos
@@ -552,6 +620,38 @@ mod tests {
         let err = b.recv::<(bool, Vec<u8>)>().unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Truncated, "{err}");
         assert!(writer.join().unwrap().is_none());
+    }
+
+    #[test]
+    fn shared_memory_payloads_are_read_the_same_way() {
+        if let Err(err) = crate::sys::shm::create() {
+            eprintln!("skipped: memfd_create fails here ({err})");
+            return;
+        }
+        let (mut a, mut b) = pipe().unwrap();
+        for end in [&mut a, &mut b] {
+            end.set_shared_memory(true).unwrap();
+            end.set_shared_memory_threshold(Some(1 << 20));
+        }
+        let bytes = ByteBuf::from(vec![b'q'; 3 << 20]);
+        let mut bad = vec![b'a'; 3 << 20];
+        bad[2 << 20] = 0xff;
+        let before = crate::shared_memory_stats().received;
+        a.send(&(5u8, bytes.clone())).unwrap();
+        a.send(&ByteBuf::from(bad)).unwrap(); // not UTF-8 deep inside
+        a.send(&numbers(300_000)).unwrap(); // more than a Vec<u8> of one u64
+        a.send(&numbers(300_000)).unwrap();
+        assert_eq!(b.recv::<(u8, ByteBuf)>().unwrap(), (5, bytes));
+        let err = b.recv::<String>().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Decode);
+        assert!(format!("{err:#}").contains("UTF-8"), "{err:#}");
+        let err = b.recv::<(u64, u64)>().unwrap_err();
+        assert!(err.to_string().contains("left over"), "{err}");
+        assert_eq!(b.recv::<Vec<u64>>().unwrap(), numbers(300_000));
+        a.send("next").unwrap();
+        assert_eq!(b.recv::<String>().unwrap(), "next");
+        // Other tests run meanwhile; these four are ours at least.
+        assert!(crate::shared_memory_stats().received >= before + 4);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::arriving;
+use crate::arriving::{decode_arriving, FromShared, FromSocket, Received};
 use crate::codec;
 use crate::error::{Error, ErrorKind, Result};
 use crate::frame;
@@ -341,7 +341,7 @@ impl Connection {
     /// ```
     pub fn recv<T: DeserializeOwned>(&mut self) -> Result<T> {
         let len = self.next_message_len(self.max_message_size)?;
-        if len < DECODE_AS_IT_ARRIVES || self.shared_payload.is_some() {
+        if len < DECODE_AS_IT_ARRIVES {
             return self.decode_payload(len, |payload: &[u8]| {
                 codec::decode(payload).map_err(|err| {
                     if crate::pickle::looks_like_pickle(payload) {
@@ -352,8 +352,19 @@ impl Connection {
                 })
             });
         }
+        let len = in_memory_len(len)?;
         let window = std::mem::take(&mut self.scratch);
-        let received = arriving::decode_arriving::<T>(&self.socket, in_memory_len(len)?, window);
+        let received = match self.shared_payload.take() {
+            // Arrived whole; its reads leave the stream where it was.
+            Some(incoming) => {
+                let received = decode_arriving::<T, _>(FromShared(&incoming), len, window);
+                Received {
+                    broken: false,
+                    ..received
+                }
+            }
+            None => decode_arriving::<T, _>(FromSocket(&self.socket), len, window),
+        };
         self.keep_large_scratch(received.window);
         match received.value {
             Err(err) if received.broken => Err(self.lose_boundaries(err)),
