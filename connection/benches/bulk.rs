@@ -132,6 +132,12 @@ fn main() {
         return;
     }
     let measure = std::env::args().any(|arg| arg == "--bench");
+    // Any other argument picks the cases whose description contains it
+    // (`cargo bench --bench bulk -- Vec<u8>`), for profiling one at a time.
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|arg| !arg.starts_with("--"))
+        .collect();
     let plan = if measure {
         Plan {
             rounds: 21,
@@ -160,6 +166,7 @@ fn main() {
     ];
     let rows: Vec<Row> = cases
         .into_iter()
+        .filter(|(_, what, _)| filters.is_empty() || filters.iter().any(|f| what.contains(f)))
         .map(|(case, what, target)| {
             let mut baseline = Vec::new();
             let mut ours = Vec::new();

@@ -53,6 +53,12 @@ fn cases() -> Vec<Case> {
             (0..1u32 << 20).map(|i| i as u8).collect::<Vec<u8>>(),
         ),
         case(
+            "Vec<f64>, 128 Ki",
+            (0..1u32 << 17)
+                .map(|i| f64::from(i) * 0.5)
+                .collect::<Vec<f64>>(),
+        ),
+        case(
             "Vec<u64>, 128 Ki small values",
             (0..1u64 << 17).map(|i| i % 200).collect::<Vec<u64>>(),
         ),

@@ -9,6 +9,8 @@
 //! bytes it holds, so a length that is not a whole number of elements is
 //! the one mistake the receiver can see.
 
+use std::mem::MaybeUninit;
+
 use bytemuck::Pod;
 
 use crate::connection::{in_memory_len, Connection};
@@ -65,9 +67,10 @@ impl Connection {
     /// message is readable. A message over
     /// [`max_message_size`](Connection::max_message_size) is
     /// [`ErrorKind::MessageTooLarge`] and stays unread. Memory: the vector
-    /// is allocated at the announced length (within `max_message_size`)
-    /// as zeroed memory, which the operating system commits only as bytes
-    /// land in it, so a lying header costs address space, not memory.
+    /// is reserved at the announced length (within `max_message_size`)
+    /// and filled straight from the socket, never zeroed first, so the
+    /// operating system commits its pages only as bytes land in them: a
+    /// lying header costs address space, not memory.
     ///
     /// # Examples
     ///
@@ -92,14 +95,34 @@ impl Connection {
         if len % size != 0 {
             return Err(self.refuse_partial_element::<T>(len));
         }
-        let Ok(mut items) = bytemuck::allocation::try_zeroed_vec::<T>(len / size) else {
+        let count = len / size;
+        let mut items: Vec<T> = Vec::new();
+        if items.try_reserve_exact(count).is_err() {
             self.discard_payload(len)?;
             return Err(Error::new(
                 ErrorKind::MessageTooLarge,
                 format!("cannot allocate {len} bytes for a message; it was discarded"),
             ));
-        };
-        self.receive_payload_into(bytemuck::cast_slice_mut(&mut items))?;
+        }
+        let spare = &mut items.spare_capacity_mut()[..count];
+        // SAFETY: `spare` is `count` elements of `size` bytes, so `len`
+        // bytes of memory this function owns, aligned for `T` and so for
+        // bytes; `MaybeUninit<u8>` asks nothing of what those bytes hold.
+        let bytes: &mut [MaybeUninit<u8>] =
+            unsafe { std::slice::from_raw_parts_mut(spare.as_mut_ptr().cast(), len) };
+        match self.receive_payload_into_uninit(bytes) {
+            Some(read) => {
+                read?;
+                // SAFETY: the read wrote all `len` bytes of the first
+                // `count` elements, and any bytes are a valid `T` (`Pod`).
+                unsafe { items.set_len(count) };
+            }
+            None => {
+                // Shared memory, which copies only into initialised memory.
+                items.resize(count, bytemuck::Zeroable::zeroed());
+                self.receive_payload_into(bytemuck::cast_slice_mut(&mut items))?;
+            }
+        }
         Ok(items)
     }
 

@@ -1,12 +1,14 @@
 //! [`Connection`]: one end of a message-oriented byte stream.
 
 use std::fmt;
+use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::arriving::{decode_arriving, FromShared, FromSocket, Received};
 use crate::codec;
 use crate::error::{Error, ErrorKind, Result};
 use crate::frame;
@@ -31,11 +33,12 @@ const SCRATCH_KEEP: usize = 64 * 1024;
 /// faults as the transfer itself.
 const LARGE_SCRATCH_KEEP: usize = 64 << 20;
 
-/// [`Connection::recv`] reads a payload at least this long that is one
-/// byte string into a buffer of its own, which a `ByteBuf`, `String` or
-/// `Vec<u8>` then takes without a copy (a 16 MiB copy costs as much as
-/// its transfer, most of it page faults on fresh memory).
-const BYTE_STRING_APART: u64 = 64 * 1024;
+/// [`Connection::recv`] decodes a payload at least this long from the
+/// socket as it arrives (see `crate::arriving`), rather than reading it
+/// whole first: decoding then overlaps the transfer, a long byte string
+/// lands straight in the `ByteBuf`, `String` or `Vec<u8>` that keeps it,
+/// and no buffer as large as the payload is needed.
+const DECODE_AS_IT_ARRIVES: u64 = 64 * 1024;
 
 /// One end of a connection: sends and receives whole messages, either raw
 /// bytes or serde-serializable values.
@@ -337,64 +340,35 @@ impl Connection {
     /// # Ok::<(), connection::Error>(())
     /// ```
     pub fn recv<T: DeserializeOwned>(&mut self) -> Result<T> {
-        let decode = |payload: &[u8]| {
-            codec::decode(payload).map_err(|err| {
-                if crate::pickle::looks_like_pickle(payload) {
-                    err.context("this looks like a Python pickle: use recv_pickle")
-                } else {
-                    err
-                }
-            })
-        };
         let len = self.next_message_len(self.max_message_size)?;
-        if len < BYTE_STRING_APART {
-            return self.decode_payload(len, decode);
+        if len < DECODE_AS_IT_ARRIVES {
+            return self.decode_payload(len, |payload: &[u8]| {
+                codec::decode(payload).map_err(|err| {
+                    if crate::pickle::looks_like_pickle(payload) {
+                        err.context("this looks like a Python pickle: use recv_pickle")
+                    } else {
+                        err
+                    }
+                })
+            });
         }
-        let mut payload = std::mem::take(&mut self.scratch);
-        let result = match self.recv_byte_string::<T>(len, &mut payload) {
-            Ok(Some(value)) => Ok(value),
-            Ok(None) => decode(&payload),
-            Err(err) => Err(err),
-        };
-        self.keep_large_scratch(payload);
-        result
-    }
-
-    /// Receives a `len`-byte payload for [`recv`](Connection::recv) of a
-    /// `T`, reading a payload that is one byte string (a length prefix and
-    /// exactly that many bytes) into a buffer of its own, which `T` takes
-    /// as it is when it is a byte string (see `codec::owned`). Returns
-    /// `None` with the whole payload in `head` when `T` must be decoded as
-    /// usual.
-    fn recv_byte_string<T: DeserializeOwned>(
-        &mut self,
-        len: u64,
-        head: &mut Vec<u8>,
-    ) -> Result<Option<T>> {
         let len = in_memory_len(len)?;
-        head.clear();
-        self.read_payload_part(0, 1, head)?;
-        let rest = codec::length_prefix_rest(head[0]).filter(|&rest| rest < len);
-        if let Some(rest) = rest {
-            self.read_payload_part(1, rest, head)?;
-        }
-        let prefix = head.len();
-        let claimed = codec::length_prefix_value(head);
-        if rest.is_none() || claimed != (len - prefix) as u64 {
-            self.read_payload_part(prefix, len - prefix, head)?;
-            return Ok(None);
-        }
-        let mut body = Vec::new();
-        self.read_payload_part(prefix, len - prefix, &mut body)?;
-        match codec::decode_byte_string::<T>(body) {
-            Ok(value) => Ok(Some(value)),
-            Err(codec::NotDecoded::NotBytes(body)) => {
-                head.extend_from_slice(&body);
-                Ok(None)
+        let window = std::mem::take(&mut self.scratch);
+        let received = match self.shared_payload.take() {
+            // Arrived whole; its reads leave the stream where it was.
+            Some(incoming) => {
+                let received = decode_arriving::<T, _>(FromShared(&incoming), len, window);
+                Received {
+                    broken: false,
+                    ..received
+                }
             }
-            Err(codec::NotDecoded::Refused(err)) => {
-                Err(codec::decode_error::<T>(len, String::new()).with_source(err))
-            }
+            None => decode_arriving::<T, _>(FromSocket(&self.socket), len, window),
+        };
+        self.keep_large_scratch(received.window);
+        match received.value {
+            Err(err) if received.broken => Err(self.lose_boundaries(err)),
+            value => value,
         }
     }
 
@@ -1099,21 +1073,6 @@ impl Connection {
         }))
     }
 
-    /// Reads the `len` bytes of a payload that follow its first `before`,
-    /// appending them to `out`.
-    fn read_payload_part(&mut self, before: usize, len: usize, out: &mut Vec<u8>) -> Result<()> {
-        if let Some(incoming) = &self.shared_payload {
-            let read = incoming.append_to_vec(before as u64, len, out);
-            if (before + len) as u64 >= incoming.len {
-                // Read to its end: its memfd can go now, not at the next receive.
-                self.shared_payload = None;
-            }
-            return read;
-        }
-        frame::read_payload_part(&self.socket, before, len, out)
-            .map_err(|err| self.lose_boundaries(err))
-    }
-
     pub(crate) fn read_payload(&mut self, len: u64, out: &mut Vec<u8>) -> Result<()> {
         // `len` is at most max_message_size here; on a 32-bit target a
         // larger value cannot be held in memory anyway.
@@ -1135,6 +1094,21 @@ impl Connection {
             return incoming.read_into(out);
         }
         frame::read_payload_into(&self.socket, out).map_err(|err| self.lose_boundaries(err))
+    }
+
+    /// [`receive_payload_into`](Connection::receive_payload_into) for
+    /// memory not yet initialised, which only the socket can fill: `None`
+    /// when the payload is shared memory, for the caller to initialise
+    /// `out` and use `receive_payload_into`.
+    pub(crate) fn receive_payload_into_uninit(
+        &mut self,
+        out: &mut [MaybeUninit<u8>],
+    ) -> Option<Result<()>> {
+        if self.shared_payload.is_some() {
+            return None;
+        }
+        let read = frame::read_payload_into_uninit(&self.socket, out);
+        Some(read.map_err(|err| self.lose_boundaries(err)))
     }
 
     fn mark_broken(&mut self, err: Error) -> Error {

@@ -25,6 +25,7 @@
 //! message's 8-byte generation, all big endian, with the memfd attached.
 
 use std::io::{self, IoSlice, Read};
+use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, OwnedFd};
 
 use crate::error::{Error, ErrorKind, Result};
@@ -220,9 +221,9 @@ fn read_full(socket: &Socket, buf: &mut [u8]) -> Result<Option<usize>> {
 }
 
 /// Fills `buf` with `read`, as [`read_full`] does.
-fn fill_with(
-    buf: &mut [u8],
-    mut read: impl FnMut(&mut [u8]) -> io::Result<usize>,
+fn fill_with<B>(
+    buf: &mut [B],
+    mut read: impl FnMut(&mut [B]) -> io::Result<usize>,
 ) -> Result<Option<usize>> {
     let mut filled = 0;
     while filled < buf.len() {
@@ -386,6 +387,40 @@ pub(crate) fn read_payload_into(socket: &Socket, buf: &mut [u8]) -> Result<()> {
     match read_full(socket, buf)? {
         None => Ok(()),
         Some(got) => Err(truncated("message", buf.len() as u64, got)),
+    }
+}
+
+/// [`read_payload_into`] for memory not yet initialised: on success every
+/// byte of `buf` was written.
+pub(crate) fn read_payload_into_uninit(socket: &Socket, buf: &mut [MaybeUninit<u8>]) -> Result<()> {
+    match fill_with(buf, |rest| socket.read_uninit(rest))? {
+        None => Ok(()),
+        Some(got) => Err(truncated("message", buf.len() as u64, got)),
+    }
+}
+
+/// Reads what has arrived of a `whole`-byte payload, of which `before`
+/// bytes were read, into the start of `buf`, at least one byte, and
+/// returns how many. The other end closing first is
+/// [`ErrorKind::Truncated`].
+pub(crate) fn read_arrived(
+    socket: &Socket,
+    buf: &mut [MaybeUninit<u8>],
+    whole: usize,
+    before: usize,
+) -> Result<usize> {
+    loop {
+        match socket.read_uninit(buf) {
+            Ok(0) => {}
+            Ok(n) => return Ok(n),
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) if is_reset(&err) => {}
+            Err(err) => {
+                let context = format!("receive {whole}-byte message ({before} read)");
+                return Err(Error::io(err, context));
+            }
+        }
+        return Err(truncated("message", whole as u64, before));
     }
 }
 

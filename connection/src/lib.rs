@@ -102,13 +102,15 @@
 //! that does not gets an [`Encode`](ErrorKind::Encode) error; if part of
 //! the message had gone out, the connection is shut down for sending, so
 //! the peer sees [`Truncated`](ErrorKind::Truncated) rather than a wrong
-//! value. [`recv`](Connection::recv) keeps the buffer of a message over
-//! 64 KiB (up to 64 MiB) for the next receive, until a small message
-//! comes: large messages tend to follow one another, and fresh pages cost
-//! as much as the transfer. [`recv_vec`](Connection::recv_vec) sets aside
-//! the announced length at once (within
-//! [`max_message_size`](Connection::max_message_size)) as zeroed memory,
-//! which the operating system commits only as bytes land in it.
+//! value. [`recv`](Connection::recv) decodes a message of 64 KiB or more
+//! as it arrives, a 256 KiB window at a time, while the sender is still
+//! encoding the rest: no buffer as large as the message is needed, and a
+//! long string or byte string is read from the socket straight into the
+//! `String` or buffer that keeps it. [`recv_vec`](Connection::recv_vec)
+//! sets aside the announced length at once (within
+//! [`max_message_size`](Connection::max_message_size)) and reads into it
+//! without zeroing it first, so the operating system commits its pages
+//! only as bytes land in them.
 //!
 //! # Listeners and clients
 //!
@@ -198,11 +200,13 @@
 //!   what the peer actually sent plus one chunk (1 MiB, growing with what
 //!   arrived up to 16 MiB, so large messages need few reallocations).
 //!   [`recv_vec`](Connection::recv_vec) is the exception: it sets aside
-//!   the announced length at once, as zeroed memory the operating system
-//!   commits only as bytes land (see [Bulk data](#bulk-data)).
+//!   the announced length at once, memory the operating system commits
+//!   only as bytes land (see [Bulk data](#bulk-data)).
 //! - [`ErrorKind::Decode`]: a message was not the type asked for, or it
-//!   went beyond the bounds on decoding below. It was consumed whole before
-//!   decoding began; the next message is readable.
+//!   went beyond the bounds on decoding below. The whole message is
+//!   consumed (a large one is decoded as it arrives; what follows the
+//!   point where it failed, or a value that ended early, is read and
+//!   dropped), never more, so the next message is readable.
 //! - [`ErrorKind::BufferTooShort`]: the message did not fit the caller's
 //!   buffer; the error carries all of it.
 //!
@@ -219,8 +223,9 @@
 //! Whatever a payload claims inside, [`recv`](Connection::recv) and
 //! [`decode`] decoding a payload of `n` bytes as a `T`:
 //!
-//! - allocate a string or byte string only once all its claimed bytes are
-//!   found in the payload, so strings take at most `n` bytes together;
+//! - allocate a string or byte string only when the payload has room for
+//!   all its claimed bytes, and then only as they arrive, so strings take
+//!   at most `n` bytes together;
 //! - let a sequence or map reserve room up front for at most one element
 //!   per byte left, and hold at most `n` elements in all collections
 //!   together besides at most [`MAX_EMPTY_ELEMENTS`] (2^20) that occupy no
@@ -359,6 +364,7 @@
 #![warn(missing_docs)]
 
 mod address;
+mod arriving;
 mod auth;
 mod bulk;
 mod client;

@@ -6,8 +6,10 @@
 //! module reads the same bytes with three guards of its own:
 //!
 //! - a string or byte string is taken from the payload only once its claimed
-//!   length is known to be there, and a sequence or map offers serde a
-//!   pre-allocation of at most one element per byte left;
+//!   length is known to be there (or, decoded as it arrives, to fit in what
+//!   the payload has left, its buffer growing as the bytes come), and a
+//!   sequence or map offers serde a pre-allocation of at most one element
+//!   per byte left;
 //! - nesting deeper than [`MAX_DECODE_DEPTH`] is refused before it can
 //!   exhaust the stack;
 //! - elements that occupy no bytes (`()`, empty structs) are counted, at most
@@ -28,24 +30,195 @@ use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
 
 use super::{FormatError, MAX_DECODE_DEPTH, MAX_EMPTY_ELEMENTS};
 
+mod elements;
+use elements::Elements;
+
 type Result<T> = std::result::Result<T, FormatError>;
 
-/// A serde `Deserializer` over one payload.
-pub(crate) struct Decoder<'de> {
+/// What a string or byte string is wanted as: serde asks for a borrowed
+/// or an owned one.
+#[derive(Clone, Copy)]
+pub(crate) enum Want {
+    Str,
+    String,
+    Bytes,
+    ByteBuf,
+}
+
+/// Where a [`Decoder`] reads its payload from: a [`Slice`] holding all of
+/// it, or a reader that receives it as decoding goes
+/// (`crate::streaming::Arriving`).
+pub(crate) trait Input<'de> {
+    /// How many bytes of the payload have been read.
+    fn consumed(&self) -> usize;
+
+    /// How many bytes of the payload are left, arrived or not.
+    fn left(&self) -> usize;
+
+    /// The bytes at hand (all the rest of a whole payload, what has
+    /// arrived of one decoded as it arrives), for
+    /// [`advance`](Input::advance) to step over.
+    fn buffered(&self) -> &[u8];
+
+    /// Steps over the first `n` bytes of [`buffered`](Input::buffered).
+    fn advance(&mut self, n: usize);
+
+    /// The next byte.
+    fn byte(&mut self) -> Result<u8>;
+
+    /// The next `N` bytes.
+    fn array<const N: usize>(&mut self) -> Result<[u8; N]>;
+
+    /// Fills `out` with the next bytes.
+    fn fill(&mut self, out: &mut [u8]) -> Result<()>;
+
+    /// Hands the next `len` bytes to `visitor` as `want` says, checked as
+    /// UTF-8 for a string; nothing is allocated before they are there.
+    fn byte_string<V: Visitor<'de>>(
+        &mut self,
+        len: usize,
+        want: Want,
+        visitor: V,
+    ) -> Result<V::Value>;
+}
+
+/// The error for what went wrong after `consumed` bytes of a payload.
+#[cold]
+pub(crate) fn error_at(consumed: usize, what: impl fmt::Display) -> FormatError {
+    FormatError::new(format!("at byte {consumed}: {what}"))
+}
+
+/// The error for a payload that ends inside a value.
+#[cold]
+pub(crate) fn ends_early(consumed: usize, wanted: usize, left: usize) -> FormatError {
+    match wanted {
+        1 => error_at(consumed, "the payload ends too early"),
+        _ => error_at(
+            consumed,
+            format_args!("{wanted} bytes claimed, {left} left"),
+        ),
+    }
+}
+
+/// `bytes` as a string, or the error saying where it is not UTF-8.
+#[inline]
+pub(crate) fn utf8(bytes: &[u8], consumed: usize) -> Result<&str> {
+    std::str::from_utf8(bytes)
+        .map_err(|err| error_at(consumed, format_args!("invalid UTF-8: {err}")))
+}
+
+/// A whole payload in memory: strings and byte strings are borrowed from it.
+pub(crate) struct Slice<'de> {
     /// What has not been read yet.
-    input: &'de [u8],
+    rest: &'de [u8],
     /// The payload's whole length, to say where an error was.
-    payload_len: usize,
+    len: usize,
+}
+
+impl<'de> Slice<'de> {
+    #[inline]
+    pub(crate) fn new(payload: &'de [u8]) -> Self {
+        Slice {
+            rest: payload,
+            len: payload.len(),
+        }
+    }
+
+    /// The next `len` bytes, or an error when fewer are left; nothing is
+    /// allocated either way.
+    #[inline]
+    fn take(&mut self, len: usize) -> Result<&'de [u8]> {
+        if len > self.rest.len() {
+            return Err(ends_early(self.consumed(), len, self.rest.len()));
+        }
+        let (taken, rest) = self.rest.split_at(len);
+        self.rest = rest;
+        Ok(taken)
+    }
+}
+
+impl<'de> Input<'de> for Slice<'de> {
+    #[inline]
+    fn consumed(&self) -> usize {
+        self.len - self.rest.len()
+    }
+
+    #[inline]
+    fn left(&self) -> usize {
+        self.rest.len()
+    }
+
+    #[inline]
+    fn buffered(&self) -> &[u8] {
+        self.rest
+    }
+
+    #[inline]
+    fn advance(&mut self, n: usize) {
+        self.rest = &self.rest[n..];
+    }
+
+    #[inline]
+    fn byte(&mut self) -> Result<u8> {
+        match self.rest.split_first() {
+            Some((&byte, rest)) => {
+                self.rest = rest;
+                Ok(byte)
+            }
+            None => Err(ends_early(self.consumed(), 1, 0)),
+        }
+    }
+
+    #[inline]
+    fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
+        let mut array = [0u8; N];
+        array.copy_from_slice(self.take(N)?);
+        Ok(array)
+    }
+
+    #[inline]
+    fn fill(&mut self, out: &mut [u8]) -> Result<()> {
+        out.copy_from_slice(self.take(out.len())?);
+        Ok(())
+    }
+
+    #[inline]
+    fn byte_string<V: Visitor<'de>>(
+        &mut self,
+        len: usize,
+        want: Want,
+        visitor: V,
+    ) -> Result<V::Value> {
+        let bytes = self.take(len)?;
+        match want {
+            Want::Bytes => visitor.visit_borrowed_bytes(bytes),
+            Want::ByteBuf => visitor.visit_byte_buf(bytes.to_vec()),
+            Want::Str => visitor.visit_borrowed_str(utf8(bytes, self.consumed())?),
+            Want::String => visitor.visit_string(utf8(bytes, self.consumed())?.to_owned()),
+        }
+    }
+}
+
+/// A serde `Deserializer` over one payload, read from an [`Input`].
+pub(crate) struct Decoder<I> {
+    input: I,
     depth: usize,
     empty_elements_left: usize,
 }
 
-impl<'de> Decoder<'de> {
+impl<'de> Decoder<Slice<'de>> {
+    /// A decoder of the whole payload `payload`.
     #[inline]
     pub(crate) fn new(payload: &'de [u8]) -> Self {
+        Decoder::over(Slice::new(payload))
+    }
+}
+
+impl<'de, I: Input<'de>> Decoder<I> {
+    #[inline]
+    pub(crate) fn over(input: I) -> Self {
         Decoder {
-            input: payload,
-            payload_len: payload.len(),
+            input,
             depth: 0,
             empty_elements_left: MAX_EMPTY_ELEMENTS,
         }
@@ -54,46 +227,27 @@ impl<'de> Decoder<'de> {
     /// How many bytes have been read.
     #[inline]
     pub(crate) fn consumed(&self) -> usize {
-        self.payload_len - self.input.len()
+        self.input.consumed()
+    }
+
+    /// The input, to read what it holds after the value.
+    pub(crate) fn into_input(self) -> I {
+        self.input
     }
 
     #[cold]
     fn error(&self, what: impl fmt::Display) -> FormatError {
-        FormatError::new(format!("at byte {}: {what}", self.consumed()))
-    }
-
-    /// The next `len` bytes, or an error when fewer are left; nothing is
-    /// allocated either way.
-    #[inline]
-    fn take(&mut self, len: usize) -> Result<&'de [u8]> {
-        if len > self.input.len() {
-            return Err(self.error(format_args!(
-                "{len} bytes claimed, {} left",
-                self.input.len()
-            )));
-        }
-        let (taken, rest) = self.input.split_at(len);
-        self.input = rest;
-        Ok(taken)
+        error_at(self.consumed(), what)
     }
 
     #[inline]
     fn byte(&mut self) -> Result<u8> {
-        match self.input.split_first() {
-            Some((&byte, rest)) => {
-                self.input = rest;
-                Ok(byte)
-            }
-            None => Err(self.error("the payload ends too early")),
-        }
+        self.input.byte()
     }
 
     #[inline]
     fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
-        let bytes = self.take(N)?;
-        let mut array = [0u8; N];
-        array.copy_from_slice(bytes);
-        Ok(array)
+        self.input.array()
     }
 
     /// A varint of at most `widest` bytes after its marker (2, 4, 8 or 16).
@@ -114,7 +268,7 @@ impl<'de> Decoder<'de> {
             )));
         }
         let mut bytes = [0u8; 16];
-        bytes[..width].copy_from_slice(self.take(width)?);
+        self.input.fill(&mut bytes[..width])?;
         Ok(u128::from_le_bytes(bytes))
     }
 
@@ -126,17 +280,11 @@ impl<'de> Decoder<'de> {
         usize::try_from(len).map_err(|_| self.error(format_args!("length {len} is too large")))
     }
 
-    /// The bytes of a string or byte string, after its length.
+    /// A string or byte string, after its length, handed to `visitor`.
     #[inline]
-    fn byte_string(&mut self) -> Result<&'de [u8]> {
+    fn byte_string<V: Visitor<'de>>(&mut self, want: Want, visitor: V) -> Result<V::Value> {
         let len = self.length()?;
-        self.take(len)
-    }
-
-    #[inline]
-    fn str(&mut self) -> Result<&'de str> {
-        let bytes = self.byte_string()?;
-        std::str::from_utf8(bytes).map_err(|err| self.error(format_args!("invalid UTF-8: {err}")))
+        self.input.byte_string(len, want, visitor)
     }
 
     /// A sequence's or map's element count, refused when even with every
@@ -144,12 +292,9 @@ impl<'de> Decoder<'de> {
     #[inline]
     fn count(&mut self) -> Result<usize> {
         let count = self.length()?;
-        let room = self.input.len().saturating_add(self.empty_elements_left);
-        if count > room {
-            return Err(self.error(format_args!(
-                "{count} elements claimed, {} bytes left",
-                self.input.len()
-            )));
+        let left = self.input.left();
+        if count > left.saturating_add(self.empty_elements_left) {
+            return Err(self.error(format_args!("{count} elements claimed, {left} bytes left")));
         }
         Ok(count)
     }
@@ -189,13 +334,7 @@ impl<'de> Decoder<'de> {
         counted: bool,
         visitor: V,
     ) -> Result<V::Value> {
-        self.nested(|de| {
-            visitor.visit_seq(Elements {
-                de,
-                left: len,
-                counted,
-            })
-        })
+        self.nested(|de| visitor.visit_seq(Elements::new(de, len, counted)))
     }
 }
 
@@ -220,7 +359,7 @@ macro_rules! varint_signed {
     )*};
 }
 
-impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
+impl<'de, I: Input<'de>> de::Deserializer<'de> for &mut Decoder<I> {
     type Error = FormatError;
 
     fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value> {
@@ -266,10 +405,7 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
     }
 
     fn deserialize_char<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        let first = *self
-            .input
-            .first()
-            .ok_or_else(|| self.error("the payload ends too early"))?;
+        let first = self.byte()?;
         let width = match first {
             0x00..=0x7F => 1,
             0xC2..=0xDF => 2,
@@ -277,8 +413,9 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
             0xF0..=0xF4 => 4,
             _ => return Err(self.error(format_args!("{first:#04x} cannot start a char"))),
         };
-        let bytes = self.take(width)?;
-        match std::str::from_utf8(bytes)
+        let mut bytes = [first, 0, 0, 0];
+        self.input.fill(&mut bytes[1..width])?;
+        match std::str::from_utf8(&bytes[..width])
             .ok()
             .and_then(|s| s.chars().next())
         {
@@ -288,19 +425,19 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
     }
 
     fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        visitor.visit_borrowed_str(self.str()?)
+        self.byte_string(Want::Str, visitor)
     }
 
     fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        visitor.visit_string(self.str()?.to_owned())
+        self.byte_string(Want::String, visitor)
     }
 
     fn deserialize_bytes<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        visitor.visit_borrowed_bytes(self.byte_string()?)
+        self.byte_string(Want::Bytes, visitor)
     }
 
     fn deserialize_byte_buf<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        visitor.visit_byte_buf(self.byte_string()?.to_vec())
+        self.byte_string(Want::ByteBuf, visitor)
     }
 
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
@@ -391,46 +528,15 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
     }
 }
 
-/// The elements of a sequence, tuple or struct. `counted`: the length came
-/// from the payload, so elements that occupy no bytes are counted against
-/// [`MAX_EMPTY_ELEMENTS`] (a length from the type is the program's own).
-struct Elements<'a, 'de> {
-    de: &'a mut Decoder<'de>,
-    left: usize,
-    counted: bool,
-}
-
-impl<'de> de::SeqAccess<'de> for Elements<'_, 'de> {
-    type Error = FormatError;
-
-    #[inline]
-    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>> {
-        if self.left == 0 {
-            return Ok(None);
-        }
-        self.left -= 1;
-        let before = self.de.input.len();
-        let value = seed.deserialize(&mut *self.de)?;
-        if self.counted && self.de.input.len() == before {
-            self.de.empty_element()?;
-        }
-        Ok(Some(value))
-    }
-
-    fn size_hint(&self) -> Option<usize> {
-        Some(self.left.min(self.de.input.len()))
-    }
-}
-
 /// The entries of a map, counted like a sequence's elements.
-struct Entries<'a, 'de> {
-    de: &'a mut Decoder<'de>,
+struct Entries<'a, I> {
+    de: &'a mut Decoder<I>,
     left: usize,
-    /// Bytes left when the current entry's key began.
+    /// Bytes read when the current entry's key began.
     entry_start: usize,
 }
 
-impl<'de> de::MapAccess<'de> for Entries<'_, 'de> {
+impl<'de, I: Input<'de>> de::MapAccess<'de> for Entries<'_, I> {
     type Error = FormatError;
 
     fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>> {
@@ -438,24 +544,24 @@ impl<'de> de::MapAccess<'de> for Entries<'_, 'de> {
             return Ok(None);
         }
         self.left -= 1;
-        self.entry_start = self.de.input.len();
+        self.entry_start = self.de.consumed();
         seed.deserialize(&mut *self.de).map(Some)
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value> {
         let value = seed.deserialize(&mut *self.de)?;
-        if self.de.input.len() == self.entry_start {
+        if self.de.consumed() == self.entry_start {
             self.de.empty_element()?;
         }
         Ok(value)
     }
 
     fn size_hint(&self) -> Option<usize> {
-        Some(self.left.min(self.de.input.len()))
+        Some(self.left.min(self.de.input.left()))
     }
 }
 
-impl<'de> de::EnumAccess<'de> for &mut Decoder<'de> {
+impl<'de, I: Input<'de>> de::EnumAccess<'de> for &mut Decoder<I> {
     type Error = FormatError;
     type Variant = Self;
 
@@ -466,7 +572,7 @@ impl<'de> de::EnumAccess<'de> for &mut Decoder<'de> {
     }
 }
 
-impl<'de> de::VariantAccess<'de> for &mut Decoder<'de> {
+impl<'de, I: Input<'de>> de::VariantAccess<'de> for &mut Decoder<I> {
     type Error = FormatError;
 
     fn unit_variant(self) -> Result<()> {

@@ -8,21 +8,18 @@
 //! lengths and depths a payload claims, and its encoder pays a call through
 //! `std::io::Write` for every byte.
 //!
-//! A payload that is one long byte string can also be handed whole to a
-//! `ByteBuf`, `String` or `Vec<u8>` from the buffer it was received into
-//! ([`owned`]), and a value too large to buffer is encoded to a socket as
-//! it goes (`crate::streaming`, through [`ser::Staged`]).
+//! The decoder reads from an [`de::Input`]: a whole payload in memory, or
+//! one that is decoded as it arrives (`crate::arriving`); a value too large
+//! to buffer is encoded to a socket as it goes (`crate::streaming`, through
+//! [`ser::Staged`]).
 //!
 //! The bounds the decoder keeps (memory within `4 * E * n` plus a constant for a
 //! payload of `n` bytes, [`MAX_DECODE_DEPTH`] levels, at most
 //! [`MAX_EMPTY_ELEMENTS`] elements that occupy no bytes) are documented in
 //! the crate docs' section "Bounds on decoding".
 
-mod de;
-mod owned;
+pub(crate) mod de;
 pub(crate) mod ser;
-
-pub(crate) use owned::{decode_byte_string, NotDecoded};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -250,33 +247,6 @@ pub(crate) fn decode_error<T: ?Sized>(len: usize, detail: String) -> Error {
             std::any::type_name::<T>()
         ),
     )
-}
-
-/// How many bytes follow a length prefix's first byte (`marker`): none
-/// for a length up to 250, 2, 4 or 8 for a `u16`, `u32` or `u64`; `None`
-/// for a marker no length has.
-pub(crate) fn length_prefix_rest(marker: u8) -> Option<usize> {
-    match marker {
-        0..=250 => Some(0),
-        251 => Some(2),
-        252 => Some(4),
-        253 => Some(8),
-        254 | 255 => None,
-    }
-}
-
-/// The length a whole length prefix (marker and the bytes
-/// [`length_prefix_rest`] asked for) says.
-pub(crate) fn length_prefix_value(prefix: &[u8]) -> u64 {
-    match prefix {
-        [small] => u64::from(*small),
-        [_, rest @ ..] => {
-            let mut bytes = [0u8; 8];
-            bytes[..rest.len()].copy_from_slice(rest);
-            u64::from_le_bytes(bytes)
-        }
-        [] => 0,
-    }
 }
 
 #[cfg(test)]

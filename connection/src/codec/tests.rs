@@ -478,3 +478,42 @@ fn values_across_the_staging_buffer_encode_as_bincode_does() {
         }
     }
 }
+
+#[test]
+fn sequences_of_scalars_around_the_one_byte_varint_read_as_bincode_writes_them() {
+    // The elements' fast path reads one-byte varints (below 251, after
+    // zigzag for signed types) itself and leaves longer ones, and
+    // anything it does not accept, to the decoder.
+    fn agrees<T>(values: Vec<T>)
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+    {
+        let payload = bincode_encode(&values).unwrap();
+        assert_eq!(encode(&values).unwrap(), payload);
+        assert_eq!(decode::<Vec<T>>(&payload).unwrap(), values);
+    }
+    agrees((0..=300u16).chain([u16::MAX]).collect());
+    agrees((0..=300u32).chain([u32::MAX]).collect());
+    agrees((0..=300u64).chain([u64::MAX]).collect());
+    agrees((-200..=200i16).chain([i16::MIN, i16::MAX]).collect());
+    agrees((-200..=200i32).chain([i32::MIN, i32::MAX]).collect());
+    agrees((-200..=200i64).chain([i64::MIN, i64::MAX]).collect());
+    agrees((0..=255u8).map(|b| b as i8).collect::<Vec<i8>>());
+    agrees(vec![0.5f32, -0.0, f32::MAX, f32::MIN_POSITIVE]);
+    agrees(vec![true, false, true]);
+    // A bool that is neither 0 nor 1, and a sequence cut inside an f64,
+    // are the decoder's errors.
+    let err = decode::<Vec<bool>>(&[3, 1, 2, 0]).unwrap_err();
+    assert!(format!("{err:#}").contains("2 is not a bool"), "{err:#}");
+    let mut cut = encode(&vec![1.5f64, 2.5]).unwrap();
+    cut.pop();
+    assert_eq!(
+        decode::<Vec<f64>>(&cut).unwrap_err().kind(),
+        ErrorKind::Decode
+    );
+    // A visitor that stops early leaves the rest over, as before.
+    assert_eq!(
+        decode::<(u8, [u8; 2])>(&[9, 1, 2, 3]).unwrap_err().kind(),
+        ErrorKind::Decode
+    );
+}

@@ -72,6 +72,14 @@ impl Socket {
         Ok(rustix::io::read(&self.0, buf)?)
     }
 
+    /// [`read`](Socket::read) into memory not yet initialised, which
+    /// spares a receiver zeroing a buffer only to overwrite it: returns
+    /// how many bytes at the start of `buf` it initialised.
+    pub(crate) fn read_uninit(&self, buf: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
+        let (filled, _) = rustix::io::read(&self.0, buf)?;
+        Ok(filled.len())
+    }
+
     /// Writes some of `bufs`, waiting for room in the socket's buffer or
     /// not as `wait` says (`MSG_DONTWAIT` for this call only: the
     /// descriptor stays blocking, which matters since clones share it; a
