@@ -10,9 +10,9 @@ use crossbeam_channel::{unbounded, Receiver, TryRecvError};
 use futures_core::Stream;
 
 use super::command::Commands;
-use super::job::{decode_output, encode_input, Item, Job};
+use super::job::{decode_output, encode_item, Item, Job};
 use super::map::ends_the_call;
-use super::sink::{CancelOnDrop, Channel, Delivery};
+use super::sink::{spare_buffer, CancelOnDrop, Channel, Delivery};
 use crate::error::{Error, ErrorKind, Result};
 use crate::task::Task;
 
@@ -137,8 +137,10 @@ impl<'p, T: Task, I: Iterator<Item = T::Input>> Imap<'p, T, I> {
             self.next_input += 1;
             self.outstanding += 1;
             taken += 1;
-            match encode_input::<T>(&input, index, self.commands.max_message_size()) {
-                Ok(input) => items.push(Item::new(index, input)),
+            let limit = self.commands.max_message_size();
+            let (buffer, room) = spare_buffer(Some(&self.stream));
+            match encode_item::<T>(&input, index, limit, buffer, room) {
+                Ok(item) => items.push(item),
                 Err(err) => self.place(Delivery {
                     index,
                     outcome: Err(err),

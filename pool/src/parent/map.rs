@@ -10,9 +10,9 @@ use std::sync::Arc;
 use crossbeam_channel::{unbounded, Receiver};
 
 use super::command::Commands;
-use super::job::{chunk_size, decode_output, encode_input, Item, Job};
+use super::job::{chunk_size, decode_output, encode_item, Item, Job};
 use super::progress::{report, Progress};
-use super::sink::{Channel, Delivery};
+use super::sink::{spare_buffer, Channel, Delivery};
 use crate::error::{Error, ErrorKind, Result};
 use crate::task::Task;
 
@@ -228,10 +228,12 @@ where
                 self.next_index += 1;
                 self.progress.total = self.progress.total.max(self.next_index);
                 self.held.push_back(None);
-                match encode_input::<T>(&input, index, self.commands.max_message_size()) {
-                    Ok(encoded) => {
-                        bytes += encoded.len() + input_cost;
-                        items.push(Item::new(index, encoded));
+                let (buffer, room) = spare_buffer(self.stream.as_deref());
+                let limit = self.commands.max_message_size();
+                match encode_item::<T>(&input, index, limit, buffer, room) {
+                    Ok(item) => {
+                        bytes += item.input().len() + input_cost;
+                        items.push(item);
                     }
                     Err(err) if self.on_failure == OnFailure::Stop => return Err(err),
                     Err(err) => self.hold(index, Err(err)),
@@ -413,8 +415,8 @@ mod tests {
             let batch: Vec<Delivery> = std::mem::take(&mut job.items)
                 .into_iter()
                 .map(|item| {
-                    let len = item.input.len();
-                    let payload = Payload::new(Arc::new(item.input), 0..len);
+                    let len = item.input().len();
+                    let payload = Payload::new(Arc::new(item.input().to_vec()), 0..len);
                     Delivery {
                         index: item.index,
                         outcome: Ok(payload),
