@@ -468,6 +468,51 @@ mod tests {
         );
     }
 
+    crate::task! {
+        fn echo_bytes(x: serde_bytes::ByteBuf) -> serde_bytes::ByteBuf { x }
+    }
+
+    #[test]
+    fn chunks_of_large_inputs_are_bounded_by_bytes_as_well_as_by_count() {
+        const MIB: usize = 1 << 20;
+        let total = 40;
+        let inputs: Vec<serde_bytes::ByteBuf> = (0..total)
+            .map(|i| serde_bytes::ByteBuf::from(vec![i as u8; MIB]))
+            .collect();
+        let (commands, receiver) = commands(2);
+        let (outputs, seen) = std::thread::scope(|scope| {
+            let dispatcher = scope.spawn(move || fake_dispatcher(receiver, total));
+            let outputs = run::<echo_bytes, _>(
+                &commands,
+                inputs.clone().into_iter(),
+                total,
+                None,
+                OnFailure::Stop,
+                &mut |_| {},
+                |result| result,
+            )
+            .unwrap();
+            (outputs, dispatcher.join().unwrap())
+        });
+        assert_eq!(outputs, inputs);
+        // By count alone (Python's rule) the first chunks would hold 5
+        // inputs: 40 over 4 chunks for each of 2 workers. A chunk is cut
+        // once it holds its share of the window, so it passes the share
+        // by one input at most.
+        let share = WINDOW_BYTES / (CHUNKS_PER_WORKER * 2);
+        let most = share.div_ceil(MIB);
+        assert!(
+            seen.chunk_sizes.iter().all(|&size| size <= most),
+            "{:?}",
+            seen.chunk_sizes
+        );
+        assert!(
+            seen.most_inputs_out * MIB <= WINDOW_BYTES + share + MIB,
+            "{} MiB out",
+            seen.most_inputs_out
+        );
+    }
+
     #[test]
     fn automatic_chunks_are_sized_by_the_live_workers() {
         let (outputs, seen) = map_on_fake(6, 64, None);
