@@ -219,6 +219,7 @@
 #![warn(missing_docs)]
 
 mod error;
+mod inbox;
 mod parent;
 mod sys;
 mod task;

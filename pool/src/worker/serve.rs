@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use connection::Connection;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::inbox::Inbox;
 use crate::sys::SharedCounter;
 use crate::task::{self, FailureKind, RunEncoded, TaskFailure};
 use crate::wire::{
@@ -162,7 +163,7 @@ impl Worker {
                     early = message;
                     &early[..]
                 }
-                None => inbox.receive(&mut self.conn)?,
+                None => inbox.receive(&mut self.conn).map_err(receive_error)?,
             };
             match ToWorker::parse(message).map_err(protocol)? {
                 ToWorker::Batch(batch) => {
@@ -300,52 +301,6 @@ fn receive_error(err: connection::Error) -> Error {
     match err.kind() {
         connection::ErrorKind::Eof => Error::from_connection(err, POOL_GONE),
         _ => Error::from_connection(err, "receive tasks"),
-    }
-}
-
-/// The largest receive buffer a worker keeps from one message to the
-/// next.
-const INBOX_KEEP: usize = 64 << 20;
-/// The smallest receive buffer, so that small messages of growing sizes
-/// do not each outgrow it.
-const INBOX_MIN: usize = 64 << 10;
-
-/// The buffer a worker receives its messages into, kept from message to
-/// message: a batch of large inputs then lands in pages already faulted
-/// in, instead of a fresh allocation per message (on the VM measured, a
-/// fresh page costs about six copies to fault in and free again).
-#[derive(Default)]
-struct Inbox {
-    /// Initialized bytes, as long as the largest message kept.
-    buf: Vec<u8>,
-}
-
-impl Inbox {
-    /// Receives the next message into the buffer and returns it.
-    fn receive(&mut self, conn: &mut Connection) -> Result<&[u8]> {
-        if self.buf.len() > INBOX_KEEP {
-            // A message beyond what is kept was handled: its memory goes.
-            self.buf = Vec::new();
-        }
-        let len = match conn.recv_bytes_into(&mut self.buf, 0) {
-            Ok(len) => len,
-            Err(err) if err.kind() == connection::ErrorKind::BufferTooShort => {
-                // The error carries the whole message: it becomes the
-                // buffer, grown to the next power of two so that a run of
-                // slightly larger messages does not copy each again.
-                let message = err.into_message().unwrap_or_default();
-                let len = message.len();
-                self.buf = message;
-                if len <= INBOX_KEEP {
-                    let room = len.next_power_of_two().clamp(INBOX_MIN, INBOX_KEEP);
-                    self.buf.resize(room, 0);
-                }
-                len
-            }
-            Err(err) => return Err(receive_error(err)),
-        };
-        let message = &self.buf[..len];
-        Ok(message)
     }
 }
 
