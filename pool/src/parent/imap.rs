@@ -12,7 +12,7 @@ use futures_core::Stream;
 use super::command::Commands;
 use super::job::{decode_output, encode_item, Item, Job};
 use super::map::ends_the_call;
-use super::sink::{spare_buffer, CancelOnDrop, Channel, Delivery};
+use super::sink::{CancelOnDrop, Channel, Delivery};
 use crate::error::{Error, ErrorKind, Result};
 use crate::task::Task;
 
@@ -138,7 +138,7 @@ impl<'p, T: Task, I: Iterator<Item = T::Input>> Imap<'p, T, I> {
             self.outstanding += 1;
             taken += 1;
             let limit = self.commands.max_message_size();
-            let (buffer, room) = spare_buffer(Some(&self.stream));
+            let (buffer, room) = self.stream.spare_buffer();
             match encode_item::<T>(&input, index, limit, buffer, room) {
                 Ok(item) => items.push(item),
                 Err(err) => self.place(Delivery {

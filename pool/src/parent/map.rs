@@ -12,7 +12,7 @@ use crossbeam_channel::{unbounded, Receiver};
 use super::command::Commands;
 use super::job::{chunk_size, decode_output, encode_item, Item, Job};
 use super::progress::{report, Progress};
-use super::sink::{spare_buffer, Channel, Delivery};
+use super::sink::{Channel, Delivery};
 use crate::error::{Error, ErrorKind, Result};
 use crate::task::Task;
 
@@ -228,7 +228,10 @@ where
                 self.next_index += 1;
                 self.progress.total = self.progress.total.max(self.next_index);
                 self.held.push_back(None);
-                let (buffer, room) = spare_buffer(self.stream.as_deref());
+                let (buffer, room) = match &self.stream {
+                    Some(stream) => stream.spare_buffer(),
+                    None => (Vec::new(), 0),
+                };
                 let limit = self.commands.max_message_size();
                 match encode_item::<T>(&input, index, limit, buffer, room) {
                     Ok(item) => {

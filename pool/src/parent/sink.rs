@@ -4,15 +4,15 @@
 //! results rather than one per result.
 
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
+use super::spare::SpareBuffers;
 use crate::error::Error;
-use crate::wire;
 
 /// An encoded output: a range of a received results message, shared so
 /// that no output is copied on its way to the caller.
@@ -192,33 +192,9 @@ pub(crate) struct Channel {
     /// The task of a stream waiting for results, woken after each batch.
     waker: Mutex<Option<Waker>>,
     /// Buffers of large encoded inputs whose results arrived, for the call
-    /// to encode its next inputs into: memory already faulted in.
-    spare_buffers: Mutex<Vec<Vec<u8>>>,
-    /// How many buffers `spare_buffers` holds, read without the lock, so
-    /// that a call of small inputs never takes it.
-    spare_count: AtomicUsize,
+    /// to encode its next inputs into.
+    spare: SpareBuffers,
 }
-
-/// A buffer for a call's next encoded input, and the room to keep in
-/// front of it for a message header: a spare buffer given back to the
-/// call (`stream`), with room for [`wire::LONE_CHUNK_ROOM`] (a large input
-/// then goes to its worker straight from it), or a new empty buffer
-/// without room (small inputs, which go in batches).
-pub(crate) fn spare_buffer(stream: Option<&Channel>) -> (Vec<u8>, usize) {
-    match stream.map(Channel::spare_buffer) {
-        Some(buffer) if buffer.capacity() > 0 => (buffer, wire::LONE_CHUNK_ROOM),
-        _ => (Vec::new(), 0),
-    }
-}
-
-/// Encoded inputs from this size up have their buffers given back to
-/// their call when their results arrive ([`Channel::give_back`]): below
-/// it, a fresh allocation costs less than the bookkeeping.
-pub(crate) const SPARE_BUFFER_MIN: usize = 64 << 10;
-/// A call keeps at most this many spare buffers...
-const SPARE_BUFFERS: usize = 8;
-/// ...and at most this many bytes in them.
-const SPARE_BYTES: usize = 64 << 20;
 
 impl Channel {
     /// A channel and its cancel guard. The caller keeps only the guard, so
@@ -232,8 +208,7 @@ impl Channel {
             sender,
             cancelled: Arc::clone(&cancelled),
             waker: Mutex::new(None),
-            spare_buffers: Mutex::new(Vec::new()),
-            spare_count: AtomicUsize::new(0),
+            spare: SpareBuffers::default(),
         });
         (stream, CancelOnDrop { cancelled, notice })
     }
@@ -248,31 +223,17 @@ impl Channel {
     }
 
     /// Keeps the buffer of an encoded input whose result arrived, for the
-    /// call's next input, if it is large enough to be worth it and the
-    /// call's spare buffers are within their bounds; else frees it.
-    pub(crate) fn give_back(&self, mut buffer: Vec<u8>) {
-        if buffer.capacity() < SPARE_BUFFER_MIN || self.cancelled.load(Ordering::Relaxed) {
-            return;
-        }
-        let mut spare = self.spare_buffers.lock().unwrap_or_else(|p| p.into_inner());
-        let held: usize = spare.iter().map(Vec::capacity).sum();
-        if spare.len() < SPARE_BUFFERS && held + buffer.capacity() <= SPARE_BYTES {
-            buffer.clear();
-            spare.push(buffer);
-            self.spare_count.store(spare.len(), Ordering::Release);
+    /// call's next input (see [`SpareBuffers`]), unless the call gave up.
+    pub(crate) fn give_back(&self, buffer: Vec<u8>) {
+        if !self.cancelled.load(Ordering::Relaxed) {
+            self.spare.give_back(buffer);
         }
     }
 
-    /// A buffer to encode the call's next input into: a spare one given
-    /// back, or a new empty one.
-    pub(crate) fn spare_buffer(&self) -> Vec<u8> {
-        if self.spare_count.load(Ordering::Acquire) == 0 {
-            return Vec::new();
-        }
-        let mut spare = self.spare_buffers.lock().unwrap_or_else(|p| p.into_inner());
-        let buffer = spare.pop().unwrap_or_default();
-        self.spare_count.store(spare.len(), Ordering::Release);
-        buffer
+    /// A buffer to encode the call's next input into, and the room to
+    /// keep in front of the input (see [`SpareBuffers::take`]).
+    pub(crate) fn spare_buffer(&self) -> (Vec<u8>, usize) {
+        self.spare.take()
     }
 
     /// Has `waker` woken after the next batch arrives. The caller looks at
