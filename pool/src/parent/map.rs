@@ -435,12 +435,27 @@ mod tests {
     }
 
     fn map_on_fake(live: usize, total: usize, chunksize: Option<usize>) -> (Vec<u32>, Seen) {
+        run_on_fake::<echo>(live, (0..total as u32).collect(), chunksize)
+    }
+
+    /// A map of `T` over `inputs` on a fake dispatcher that reports `live`
+    /// workers and echoes each input as its output.
+    fn run_on_fake<T: Task>(
+        live: usize,
+        inputs: Vec<T::Input>,
+        chunksize: Option<usize>,
+    ) -> (Vec<T::Output>, Seen)
+    where
+        T::Input: Send,
+        T::Output: Send,
+    {
         let (commands, receiver) = commands(live);
+        let total = inputs.len();
         std::thread::scope(|scope| {
             let dispatcher = scope.spawn(move || fake_dispatcher(receiver, total));
-            let outputs = run::<echo, _>(
+            let outputs = run::<T, _>(
                 &commands,
-                0..total as u32,
+                inputs.into_iter(),
                 total,
                 chunksize,
                 OnFailure::Stop,
@@ -482,21 +497,7 @@ mod tests {
         let inputs: Vec<serde_bytes::ByteBuf> = (0..total)
             .map(|i| serde_bytes::ByteBuf::from(vec![i as u8; MIB]))
             .collect();
-        let (commands, receiver) = commands(2);
-        let (outputs, seen) = std::thread::scope(|scope| {
-            let dispatcher = scope.spawn(move || fake_dispatcher(receiver, total));
-            let outputs = run::<echo_bytes, _>(
-                &commands,
-                inputs.clone().into_iter(),
-                total,
-                None,
-                OnFailure::Stop,
-                &mut |_| {},
-                |result| result,
-            )
-            .unwrap();
-            (outputs, dispatcher.join().unwrap())
-        });
+        let (outputs, seen) = run_on_fake::<echo_bytes>(2, inputs.clone(), None);
         assert_eq!(outputs, inputs);
         // By count alone (Python's rule) the first chunks would hold 5
         // inputs: 40 over 4 chunks for each of 2 workers. A chunk is cut
