@@ -40,6 +40,11 @@ impl Item {
         self.buffer.get(self.room..).unwrap_or_default()
     }
 
+    /// Whether its buffer keeps `bytes` free in front of the input.
+    pub(crate) fn has_room(&self, bytes: usize) -> bool {
+        self.room >= bytes
+    }
+
     /// The input with `header` written just before it, as one message,
     /// with no copy of the input; `None` if its buffer has no room for
     /// `header`.

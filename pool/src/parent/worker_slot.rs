@@ -239,7 +239,11 @@ impl WorkerSlot {
     pub(crate) fn push_chunk(&mut self, chunk_id: u64, task: u32, mut job: Job) {
         let items = job.items.len() as u64;
         let bytes = job.input_bytes();
-        let lone = job.items.len() == 1 && bytes >= LONE_INPUT_MIN;
+        // A chunk of one large input whose buffer kept room for a header
+        // goes as a message of its own; others join the batch.
+        let lone = job.items.len() == 1
+            && bytes >= LONE_INPUT_MIN
+            && job.items[0].has_room(wire::LONE_CHUNK_ROOM);
         if !lone && (self.batch.len() + job.wire_size()) as u64 > self.max_message_size {
             self.send_batch();
         }
@@ -251,7 +255,7 @@ impl WorkerSlot {
             self.known_tasks[number] = true;
             self.batch.define_task(task, job.task);
         }
-        if !lone || !self.send_lone(chunk_id, task, &mut job) {
+        if !(lone && self.send_lone(chunk_id, task, &mut job)) {
             let inputs = job.items.iter().map(|i| (i.index, i.input()));
             self.batch.chunk(chunk_id, task, self.indices, inputs);
         }
@@ -291,7 +295,8 @@ impl WorkerSlot {
     /// from the buffer the input was encoded into (its header written in
     /// the room kept in front of it), after the batch built so far, so
     /// that the input is not copied into the batch first. False, with
-    /// nothing sent, if its buffer has no such room.
+    /// nothing sent, if its buffer has no room for the header (checked
+    /// before: see [`Item::has_room`]).
     fn send_lone(&mut self, chunk_id: u64, task: u32, job: &mut Job) -> bool {
         let Some(item) = job.items.first_mut() else {
             return false;
