@@ -152,7 +152,12 @@
 //! byte at a time: the `blur` example and the `pool_vs_python` bench
 //! measure both. Raise [`PoolBuilder::max_message_size`] for inputs or
 //! outputs over its default; a single input over it fails alone with
-//! [`ErrorKind::MessageTooLarge`].
+//! [`ErrorKind::MessageTooLarge`]. A large input is copied as few times as
+//! the connection allows, each time into memory already faulted in: the
+//! parent encodes it into a buffer the call reuses from an input whose
+//! result arrived, and sends it (from 64 KiB) as a message of its own
+//! straight from there; the worker receives into a buffer it keeps, and
+//! encodes outputs straight into its results message.
 //!
 //! # Completion order and progress
 //!
@@ -219,6 +224,7 @@
 #![warn(missing_docs)]
 
 mod error;
+mod inbox;
 mod parent;
 mod sys;
 mod task;

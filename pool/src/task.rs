@@ -295,14 +295,14 @@ pub fn run_encoded<T: Task>(input: &[u8], out: &mut Vec<u8>) -> Result<(), TaskF
     let returned = panic::catch_unwind(AssertUnwindSafe(|| task.call(input)))
         .map_err(|payload| TaskFailure::new(FailureKind::Panicked, panic_message(&*payload)))?;
     let output = T::outcome(returned).map_err(|msg| TaskFailure::new(FailureKind::Failed, msg))?;
-    let encoded = connection::encode(&output).map_err(|err| {
+    // Straight into the results message: a large output is written once,
+    // into memory the worker keeps, not into a fresh buffer first.
+    connection::encode_into(&output, out).map_err(|err| {
         TaskFailure::new(
             FailureKind::Encode,
             format!("output of {}: {err:#}", T::NAME),
         )
-    })?;
-    out.extend_from_slice(&encoded);
-    Ok(())
+    })
 }
 
 /// The text of a panic, as `panic!` formatted it.

@@ -394,20 +394,10 @@ impl BatchWriter {
         indices: Indices,
         inputs: impl ExactSizeIterator<Item = (usize, &'i [u8])>,
     ) {
-        let indexed = indices == Indices::Sent;
-        self.buf.push(if indexed {
-            INDEXED_CHUNK_RECORD
-        } else {
-            CHUNK_RECORD
-        });
-        put_u64(&mut self.buf, id);
-        put_u32(&mut self.buf, task);
-        put_u32(&mut self.buf, inputs.len() as u32);
+        put_chunk_start(&mut self.buf, id, task, indices, inputs.len());
         for (index, input) in inputs {
-            if indexed {
-                put_u64(&mut self.buf, index as u64);
-            }
-            put_bytes(&mut self.buf, input);
+            put_input_start(&mut self.buf, indices, index, input.len());
+            self.buf.extend_from_slice(input);
         }
     }
 
@@ -419,6 +409,52 @@ impl BatchWriter {
     pub(crate) fn clear(&mut self) {
         self.buf.truncate(1);
     }
+}
+
+/// The most [`lone_chunk_header`] writes: the batch's tag, a chunk's
+/// header, and its one input's index and length.
+pub(crate) const LONE_CHUNK_ROOM: usize = 1 + CHUNK_START + INPUT_OVERHEAD;
+
+/// A chunk record's header: its tag, id, task number and item count.
+const CHUNK_START: usize = 1 + 8 + 4 + 4;
+
+/// The start of a batch that is one chunk of one input of `input_len`
+/// bytes, which follows it: with the input, the same bytes as a
+/// [`BatchWriter`] holding that chunk alone. A large input goes out this
+/// way straight from the buffer it was encoded into, its header written
+/// in the room kept in front of it, instead of being copied into a batch.
+pub(crate) fn lone_chunk_header(
+    id: u64,
+    task: u32,
+    indices: Indices,
+    index: usize,
+    input_len: usize,
+) -> Vec<u8> {
+    let mut header = Vec::with_capacity(LONE_CHUNK_ROOM);
+    header.push(BATCH);
+    put_chunk_start(&mut header, id, task, indices, 1);
+    put_input_start(&mut header, indices, index, input_len);
+    header
+}
+
+/// Writes a chunk record's header.
+fn put_chunk_start(out: &mut Vec<u8>, id: u64, task: u32, indices: Indices, items: usize) {
+    out.push(match indices {
+        Indices::Sent => INDEXED_CHUNK_RECORD,
+        Indices::Omitted => CHUNK_RECORD,
+    });
+    put_u64(out, id);
+    put_u32(out, task);
+    put_u32(out, items as u32);
+}
+
+/// Writes what comes before an input in a chunk: its index if the chunk
+/// carries them, and its length. The input must [fit](fits).
+fn put_input_start(out: &mut Vec<u8>, indices: Indices, index: usize, len: usize) {
+    if indices == Indices::Sent {
+        put_u64(out, index as u64);
+    }
+    put_u32(out, len as u32);
 }
 
 /// A message from a worker to the pool.
@@ -940,6 +976,18 @@ mod tests {
         let long = "y".repeat(1000);
         let clipped = clip(&long, 100);
         assert!(clipped.len() <= 100 && clipped.ends_with("(1000 bytes in all)"));
+    }
+
+    #[test]
+    fn a_lone_chunk_is_the_batch_of_that_chunk_alone() {
+        let input = vec![5u8; 1000];
+        for indices in [Indices::Sent, Indices::Omitted] {
+            let mut batch = BatchWriter::new();
+            batch.chunk(u64::MAX - 3, 9, indices, [(77, &input[..])].into_iter());
+            let header = lone_chunk_header(u64::MAX - 3, 9, indices, 77, input.len());
+            assert!(header.len() <= LONE_CHUNK_ROOM);
+            assert_eq!([&header[..], &input].concat(), batch.bytes());
+        }
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! [`Imap`] and [`ImapUnordered`]: lazy maps over possibly endless inputs.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -10,8 +10,8 @@ use crossbeam_channel::{unbounded, Receiver, TryRecvError};
 use futures_core::Stream;
 
 use super::command::Commands;
-use super::job::{decode_output, encode_input, Item, Job};
-use super::map::ends_the_call;
+use super::job::{decode_output, encode_item, Item, Job};
+use super::map::{ends_the_call, WINDOW_BYTES};
 use super::sink::{CancelOnDrop, Channel, Delivery};
 use crate::error::{Error, ErrorKind, Result};
 use crate::task::Task;
@@ -22,6 +22,11 @@ const SUBMIT_GROUP: usize = 64;
 /// Inputs outstanding per call, at chunk size 1: enough to keep every
 /// worker's queue full while results travel back.
 const MIN_WINDOW: usize = 1024;
+
+/// Inputs from this size up count against [`WINDOW_BYTES`] while they are
+/// in flight, as in `map`: an imap of large inputs holds about 16 MiB of
+/// them, not [`MIN_WINDOW`] of them. Smaller ones cost no bookkeeping.
+const LARGE_INPUT: usize = 64 << 10;
 
 /// One input's result with its index.
 type Indexed<O> = Result<(usize, O)>;
@@ -75,6 +80,10 @@ pub struct Imap<'p, T: Task, I: Iterator<Item = T::Input>> {
     next_input: usize,
     /// Inputs submitted whose results have not been yielded.
     outstanding: usize,
+    /// Large inputs submitted whose results have not arrived, by index,
+    /// with their encoded sizes, and those sizes' sum.
+    large_in_flight: HashMap<usize, usize>,
+    large_bytes: usize,
     /// In order: results waiting for earlier ones, from index `next_yield`.
     next_yield: usize,
     reorder: VecDeque<Option<Delivery>>,
@@ -99,6 +108,8 @@ impl<'p, T: Task, I: Iterator<Item = T::Input>> Imap<'p, T, I> {
             _cancel: cancel,
             next_input: 0,
             outstanding: 0,
+            large_in_flight: HashMap::new(),
+            large_bytes: 0,
             next_yield: 0,
             reorder: VecDeque::new(),
             ready: VecDeque::new(),
@@ -127,6 +138,7 @@ impl<'p, T: Task, I: Iterator<Item = T::Input>> Imap<'p, T, I> {
         let mut taken = 0;
         while !self.inputs_done
             && self.outstanding < window
+            && self.has_byte_room()
             && taken < SUBMIT_GROUP.max(self.chunksize)
         {
             let Some(input) = self.inputs.next() else {
@@ -137,8 +149,17 @@ impl<'p, T: Task, I: Iterator<Item = T::Input>> Imap<'p, T, I> {
             self.next_input += 1;
             self.outstanding += 1;
             taken += 1;
-            match encode_input::<T>(&input, index, self.commands.max_message_size()) {
-                Ok(input) => items.push(Item::new(index, input)),
+            let limit = self.commands.max_message_size();
+            let (buffer, room) = self.stream.spare_buffer();
+            match encode_item::<T>(&input, index, limit, buffer, room) {
+                Ok(item) => {
+                    let len = item.input().len();
+                    if len >= LARGE_INPUT {
+                        self.large_in_flight.insert(index, len);
+                        self.large_bytes += len;
+                    }
+                    items.push(item);
+                }
                 Err(err) => self.place(Delivery {
                     index,
                     outcome: Err(err),
@@ -154,6 +175,13 @@ impl<'p, T: Task, I: Iterator<Item = T::Input>> Imap<'p, T, I> {
         if !jobs.is_empty() {
             self.commands.submit(jobs);
         }
+    }
+
+    /// Whether the large inputs in flight leave room for more: within
+    /// [`WINDOW_BYTES`], or fewer than one per live worker.
+    fn has_byte_room(&self) -> bool {
+        self.large_bytes < WINDOW_BYTES
+            || self.large_in_flight.len() < self.commands.live_workers().max(1)
     }
 
     fn job(&self, items: Vec<Item>) -> Job {
@@ -261,6 +289,9 @@ impl<'p, T: Task, I: Iterator<Item = T::Input>> Imap<'p, T, I> {
     /// call, if one came.
     fn absorb(&mut self, batch: Vec<Delivery>) -> Option<Error> {
         for delivery in batch {
+            if let Some(len) = self.large_in_flight.remove(&delivery.index) {
+                self.large_bytes -= len;
+            }
             if let Err(err) = &delivery.outcome {
                 // These end the whole call, whatever the order.
                 if ends_the_call(err) {
@@ -386,5 +417,41 @@ impl<T: Task, I: Iterator<Item = T::Input> + Unpin> Stream for ImapUnordered<'_,
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.get_mut().inner.poll_delivery(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+    use crate::parent::command::Command;
+    use crate::parent::sink::CancelNotice;
+
+    crate::task! {
+        fn echo_bytes(x: serde_bytes::ByteBuf) -> serde_bytes::ByteBuf { x }
+    }
+
+    #[test]
+    fn large_inputs_in_flight_are_bounded_by_bytes() {
+        const MIB: usize = 1 << 20;
+        let (sender, receiver) = unbounded();
+        let (notice, _) = CancelNotice::pair();
+        let live = Arc::new(AtomicUsize::new(2));
+        let commands = Commands::new(sender, 0, live, u64::MAX, notice);
+        let inputs = (0..40).map(|i| serde_bytes::ByteBuf::from(vec![i as u8; MIB]));
+        let mut imap = Imap::new(&commands, echo_bytes, inputs, Order::Input);
+        // Nothing answers: what is submitted is what the window lets out.
+        imap.top_up();
+        imap.top_up();
+        let submitted: usize = receiver
+            .try_iter()
+            .map(|command| match command {
+                Command::SubmitMany(jobs) => jobs.iter().map(|job| job.items.len()).sum(),
+                _ => 0,
+            })
+            .sum();
+        // By count alone, all 40 (under MIN_WINDOW, one group of 64).
+        assert_eq!(submitted, WINDOW_BYTES / MIB);
     }
 }

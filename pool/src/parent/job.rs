@@ -11,7 +11,11 @@ use crate::wire;
 /// One input of a job.
 pub(crate) struct Item {
     pub(crate) index: usize,
-    pub(crate) input: Vec<u8>,
+    /// The encoded input, after `room` bytes kept free in front of it for
+    /// the header of a message that carries it alone
+    /// ([`Item::with_header`]).
+    buffer: Vec<u8>,
+    room: usize,
     /// How many times a worker died while running this input.
     pub(crate) deaths: u32,
     /// How many workers ended while they held this input and had started
@@ -24,10 +28,35 @@ impl Item {
     pub(crate) fn new(index: usize, input: Vec<u8>) -> Item {
         Item {
             index,
-            input,
+            buffer: input,
+            room: 0,
             deaths: 0,
             bounces: 0,
         }
+    }
+
+    /// The encoded input.
+    pub(crate) fn input(&self) -> &[u8] {
+        self.buffer.get(self.room..).unwrap_or_default()
+    }
+
+    /// Whether its buffer keeps `bytes` free in front of the input.
+    pub(crate) fn has_room(&self, bytes: usize) -> bool {
+        self.room >= bytes
+    }
+
+    /// The input with `header` written just before it, as one message,
+    /// with no copy of the input; `None` if its buffer has no room for
+    /// `header`.
+    pub(crate) fn with_header(&mut self, header: &[u8]) -> Option<&[u8]> {
+        let start = self.room.checked_sub(header.len())?;
+        self.buffer[start..self.room].copy_from_slice(header);
+        Some(&self.buffer[start..])
+    }
+
+    /// Its buffer, for the call to encode another input into.
+    pub(crate) fn into_buffer(self) -> Vec<u8> {
+        self.buffer
     }
 }
 
@@ -49,7 +78,7 @@ impl Job {
     }
 
     pub(crate) fn input_bytes(&self) -> usize {
-        self.items.iter().map(|item| item.input.len()).sum()
+        self.items.iter().map(|item| item.input().len()).sum()
     }
 
     /// The size of the job as one chunk of a batch on its own.
@@ -69,7 +98,7 @@ impl Job {
             .items
             .iter()
             .take_while(|item| {
-                size += (item.input.len() + wire::INPUT_OVERHEAD) as u64;
+                size += (item.input().len() + wire::INPUT_OVERHEAD) as u64;
                 size <= limit
             })
             .count()
@@ -113,27 +142,46 @@ pub(crate) fn chunk_size(inputs_left: usize, workers: usize) -> usize {
 
 /// Encodes input `index` of a call to `T`, which must fit in a message of
 /// `limit` bytes on its own.
-pub(crate) fn encode_input<T: Task>(input: &T::Input, index: usize, limit: u64) -> Result<Vec<u8>> {
+pub(crate) fn encode_input<T: Task>(input: &T::Input, index: usize, limit: u64) -> Result<Item> {
+    encode_item::<T>(input, index, limit, Vec::new(), 0)
+}
+
+/// [`encode_input`] into `buffer`, after `room` bytes kept free for a
+/// message header ([`Item::with_header`]): a spare buffer of the call's,
+/// so that a large input lands in pages already faulted in and can go out
+/// with no copy into a batch.
+pub(crate) fn encode_item<T: Task>(
+    input: &T::Input,
+    index: usize,
+    limit: u64,
+    mut buffer: Vec<u8>,
+    room: usize,
+) -> Result<Item> {
     crate::task::keep_linked::<T>();
-    let encoded = connection::encode(input).map_err(|err| {
+    buffer.clear();
+    buffer.resize(room, 0);
+    connection::encode_into(input, &mut buffer).map_err(|err| {
         Error::from_connection(err, "encode the input")
             .with_task(T::NAME)
             .with_index(index)
     })?;
-    let needed = encoded.len() as u64 + wire::chunk_overhead(T::NAME, 1) as u64;
-    if needed > limit || !wire::fits(encoded.len()) {
+    let encoded_len = buffer.len() - room;
+    let needed = encoded_len as u64 + wire::chunk_overhead(T::NAME, 1) as u64;
+    if needed > limit || !wire::fits(encoded_len) {
         return Err(Error::new(
             ErrorKind::MessageTooLarge,
             format!(
-                "input of {} bytes is over the pool's message limit of {limit} bytes \
-                 (PoolBuilder::max_message_size raises it; 4 GiB - 1 at most)",
-                encoded.len()
+                "input of {encoded_len} bytes is over the pool's message limit of {limit} bytes \
+                 (PoolBuilder::max_message_size raises it; 4 GiB - 1 at most)"
             ),
         )
         .with_task(T::NAME)
         .with_index(index));
     }
-    Ok(encoded)
+    Ok(Item {
+        room,
+        ..Item::new(index, buffer)
+    })
 }
 
 /// Decodes a result of a call to `T`.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crossbeam_channel::{unbounded, Receiver};
 
 use super::command::Commands;
-use super::job::{chunk_size, decode_output, encode_input, Item, Job};
+use super::job::{chunk_size, decode_output, encode_item, Item, Job};
 use super::progress::{report, Progress};
 use super::sink::{Channel, Delivery};
 use crate::error::{Error, ErrorKind, Result};
@@ -228,10 +228,15 @@ where
                 self.next_index += 1;
                 self.progress.total = self.progress.total.max(self.next_index);
                 self.held.push_back(None);
-                match encode_input::<T>(&input, index, self.commands.max_message_size()) {
-                    Ok(encoded) => {
-                        bytes += encoded.len() + input_cost;
-                        items.push(Item::new(index, encoded));
+                let (buffer, room) = match &self.stream {
+                    Some(stream) => stream.spare_buffer(),
+                    None => (Vec::new(), 0),
+                };
+                let limit = self.commands.max_message_size();
+                match encode_item::<T>(&input, index, limit, buffer, room) {
+                    Ok(item) => {
+                        bytes += item.input().len() + input_cost;
+                        items.push(item);
                     }
                     Err(err) if self.on_failure == OnFailure::Stop => return Err(err),
                     Err(err) => self.hold(index, Err(err)),
@@ -413,8 +418,8 @@ mod tests {
             let batch: Vec<Delivery> = std::mem::take(&mut job.items)
                 .into_iter()
                 .map(|item| {
-                    let len = item.input.len();
-                    let payload = Payload::new(Arc::new(item.input), 0..len);
+                    let len = item.input().len();
+                    let payload = Payload::new(Arc::new(item.input().to_vec()), 0..len);
                     Delivery {
                         index: item.index,
                         outcome: Ok(payload),
@@ -430,12 +435,27 @@ mod tests {
     }
 
     fn map_on_fake(live: usize, total: usize, chunksize: Option<usize>) -> (Vec<u32>, Seen) {
+        run_on_fake::<echo>(live, (0..total as u32).collect(), chunksize)
+    }
+
+    /// A map of `T` over `inputs` on a fake dispatcher that reports `live`
+    /// workers and echoes each input as its output.
+    fn run_on_fake<T: Task>(
+        live: usize,
+        inputs: Vec<T::Input>,
+        chunksize: Option<usize>,
+    ) -> (Vec<T::Output>, Seen)
+    where
+        T::Input: Send,
+        T::Output: Send,
+    {
         let (commands, receiver) = commands(live);
+        let total = inputs.len();
         std::thread::scope(|scope| {
             let dispatcher = scope.spawn(move || fake_dispatcher(receiver, total));
-            let outputs = run::<echo, _>(
+            let outputs = run::<T, _>(
                 &commands,
-                0..total as u32,
+                inputs.into_iter(),
                 total,
                 chunksize,
                 OnFailure::Stop,
@@ -462,6 +482,37 @@ mod tests {
         assert!(
             seen.most_inputs_out <= most,
             "{} > {most}",
+            seen.most_inputs_out
+        );
+    }
+
+    crate::task! {
+        fn echo_bytes(x: serde_bytes::ByteBuf) -> serde_bytes::ByteBuf { x }
+    }
+
+    #[test]
+    fn chunks_of_large_inputs_are_bounded_by_bytes_as_well_as_by_count() {
+        const MIB: usize = 1 << 20;
+        let total = 40;
+        let inputs: Vec<serde_bytes::ByteBuf> = (0..total)
+            .map(|i| serde_bytes::ByteBuf::from(vec![i as u8; MIB]))
+            .collect();
+        let (outputs, seen) = run_on_fake::<echo_bytes>(2, inputs.clone(), None);
+        assert_eq!(outputs, inputs);
+        // By count alone (Python's rule) the first chunks would hold 5
+        // inputs: 40 over 4 chunks for each of 2 workers. A chunk is cut
+        // once it holds its share of the window, so it passes the share
+        // by one input at most.
+        let share = WINDOW_BYTES / (CHUNKS_PER_WORKER * 2);
+        let most = share.div_ceil(MIB);
+        assert!(
+            seen.chunk_sizes.iter().all(|&size| size <= most),
+            "{:?}",
+            seen.chunk_sizes
+        );
+        assert!(
+            seen.most_inputs_out * MIB <= WINDOW_BYTES + share + MIB,
+            "{} MiB out",
             seen.most_inputs_out
         );
     }

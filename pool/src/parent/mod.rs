@@ -25,6 +25,7 @@ mod pool;
 mod progress;
 mod remote_listener;
 mod sink;
+mod spare;
 mod spawn;
 mod trace;
 mod worker_reader;

@@ -12,7 +12,7 @@ use super::config::Config;
 use super::dispatcher::Dispatcher;
 use super::imap::{Imap, ImapUnordered, Order};
 use super::interrupt;
-use super::job::{encode_input, Item, Job};
+use super::job::{encode_input, Job};
 use super::launch::Launcher;
 use super::map::{self, OnFailure};
 use super::progress::Progress;
@@ -527,9 +527,9 @@ impl Pool {
             .and_then(|()| encode_input::<T>(&input, 0, self.commands.max_message_size()))
         {
             Err(err) => slot.complete(Err(err)),
-            Ok(input) => self.commands.send(Command::Submit(Job {
+            Ok(item) => self.commands.send(Command::Submit(Job {
                 task: T::NAME,
-                items: vec![Item::new(0, input)],
+                items: vec![item],
                 sink: Sink::Single(slot),
             })),
         }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
+use super::spare::SpareBuffers;
 use crate::error::Error;
 
 /// An encoded output: a range of a received results message, shared so
@@ -190,6 +191,9 @@ pub(crate) struct Channel {
     cancelled: Arc<AtomicBool>,
     /// The task of a stream waiting for results, woken after each batch.
     waker: Mutex<Option<Waker>>,
+    /// Buffers of large encoded inputs whose results arrived, for the call
+    /// to encode its next inputs into.
+    spare: SpareBuffers,
 }
 
 impl Channel {
@@ -204,6 +208,7 @@ impl Channel {
             sender,
             cancelled: Arc::clone(&cancelled),
             waker: Mutex::new(None),
+            spare: SpareBuffers::default(),
         });
         (stream, CancelOnDrop { cancelled, notice })
     }
@@ -215,6 +220,20 @@ impl Channel {
         if let Some(waker) = waker {
             waker.wake();
         }
+    }
+
+    /// Keeps the buffer of an encoded input whose result arrived, for the
+    /// call's next input (see [`SpareBuffers`]), unless the call gave up.
+    pub(crate) fn give_back(&self, buffer: Vec<u8>) {
+        if !self.cancelled.load(Ordering::Relaxed) {
+            self.spare.give_back(buffer);
+        }
+    }
+
+    /// A buffer to encode the call's next input into, and the room to
+    /// keep in front of the input (see [`SpareBuffers::take`]).
+    pub(crate) fn spare_buffer(&self) -> (Vec<u8>, usize) {
+        self.spare.take()
     }
 
     /// Has `waker` woken after the next batch arrives. The caller looks at

@@ -20,7 +20,13 @@ use super::trace;
 use crate::error::{Error, WorkerInfo};
 use crate::sys::SharedCounter;
 use crate::task::FailureKind;
-use crate::wire::{BatchWriter, Indices, ItemOutcome, ToWorker};
+use crate::wire::{self, BatchWriter, Indices, ItemOutcome, ToWorker};
+
+/// A chunk of one input from this size up goes to its worker as a message
+/// of its own, straight from the input's buffer, rather than copied into a
+/// batch (when its buffer kept room for the header: see
+/// [`Item::with_header`]).
+const LONE_INPUT_MIN: usize = 64 << 10;
 
 /// How a worker is reached and ended.
 pub(crate) enum Process {
@@ -230,10 +236,15 @@ impl WorkerSlot {
 
     /// Adds `job` to the batch the worker gets next, as chunk `chunk_id`
     /// of the pool's task number `task`.
-    pub(crate) fn push_chunk(&mut self, chunk_id: u64, task: u32, job: Job) {
+    pub(crate) fn push_chunk(&mut self, chunk_id: u64, task: u32, mut job: Job) {
         let items = job.items.len() as u64;
         let bytes = job.input_bytes();
-        if (self.batch.len() + job.wire_size()) as u64 > self.max_message_size {
+        // A chunk of one large input whose buffer kept room for a header
+        // goes as a message of its own; others join the batch.
+        let lone = job.items.len() == 1
+            && bytes >= LONE_INPUT_MIN
+            && job.items[0].has_room(wire::LONE_CHUNK_ROOM);
+        if !lone && (self.batch.len() + job.wire_size()) as u64 > self.max_message_size {
             self.send_batch();
         }
         let number = task as usize;
@@ -244,8 +255,10 @@ impl WorkerSlot {
             self.known_tasks[number] = true;
             self.batch.define_task(task, job.task);
         }
-        let inputs = job.items.iter().map(|i| (i.index, i.input.as_slice()));
-        self.batch.chunk(chunk_id, task, self.indices, inputs);
+        if !(lone && self.send_lone(chunk_id, task, &mut job)) {
+            let inputs = job.items.iter().map(|i| (i.index, i.input()));
+            self.batch.chunk(chunk_id, task, self.indices, inputs);
+        }
         // One check per chunk: untraced, a chunk costs no span at all.
         let spans = if tracing::enabled!(tracing::Level::DEBUG) {
             tracing::debug!(
@@ -276,6 +289,31 @@ impl WorkerSlot {
             spans,
             recalled: false,
         });
+    }
+
+    /// Sends a chunk of one large input as a message of its own, straight
+    /// from the buffer the input was encoded into (its header written in
+    /// the room kept in front of it), after the batch built so far, so
+    /// that the input is not copied into the batch first. False, with
+    /// nothing sent, if its buffer has no room for the header (checked
+    /// before: see [`Item::has_room`]).
+    fn send_lone(&mut self, chunk_id: u64, task: u32, job: &mut Job) -> bool {
+        let Some(item) = job.items.first_mut() else {
+            return false;
+        };
+        let header =
+            wire::lone_chunk_header(chunk_id, task, self.indices, item.index, item.input().len());
+        let Some(message) = item.with_header(&header) else {
+            return false;
+        };
+        // The batch holds anything sent before, and the task's definition.
+        if !self.batch.is_empty() {
+            self.outbox
+                .send(self.id, &mut self.conn, self.batch.bytes());
+            self.batch.clear();
+        }
+        self.outbox.send(self.id, &mut self.conn, message);
+        true
     }
 
     /// Asks the worker to give back the inputs it has not started of the
@@ -411,6 +449,9 @@ impl WorkerSlot {
                     span.enter()
                 });
                 deliveries.push(&done.job.sink, item.index, outcome);
+                if let Sink::Channel(stream) = &done.job.sink {
+                    stream.give_back(item.into_buffer());
+                }
             }
             if !given_back.is_empty() {
                 returned.push(Job {

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use connection::Connection;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::inbox::Inbox;
 use crate::sys::SharedCounter;
 use crate::task::{self, FailureKind, RunEncoded, TaskFailure};
 use crate::wire::{
@@ -154,12 +155,17 @@ impl Worker {
     }
 
     fn run(&mut self) -> Result<()> {
+        let mut inbox = Inbox::default();
         loop {
+            let early;
             let message = match self.early.pop_front() {
-                Some(message) => message,
-                None => self.receive()?,
+                Some(message) => {
+                    early = message;
+                    &early[..]
+                }
+                None => inbox.receive(&mut self.conn).map_err(receive_error)?,
             };
-            match ToWorker::parse(&message).map_err(protocol)? {
+            match ToWorker::parse(message).map_err(protocol)? {
                 ToWorker::Batch(batch) => {
                     self.set_busy(true);
                     let ran = self.run_batch(batch);
@@ -182,10 +188,7 @@ impl Worker {
     }
 
     fn receive(&mut self) -> Result<Vec<u8>> {
-        self.conn.recv_bytes().map_err(|err| match err.kind() {
-            connection::ErrorKind::Eof => Error::from_connection(err, POOL_GONE),
-            _ => Error::from_connection(err, "receive tasks"),
-        })
+        self.conn.recv_bytes().map_err(receive_error)
     }
 
     fn more_waiting(&self) -> Result<bool> {
@@ -291,6 +294,13 @@ impl Worker {
         let sent = self.conn.send_bytes(self.results.bytes());
         self.results.clear();
         sent.map_err(|err| Error::from_connection(err, "send results"))
+    }
+}
+
+fn receive_error(err: connection::Error) -> Error {
+    match err.kind() {
+        connection::ErrorKind::Eof => Error::from_connection(err, POOL_GONE),
+        _ => Error::from_connection(err, "receive tasks"),
     }
 }
 
