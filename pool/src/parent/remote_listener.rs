@@ -100,7 +100,13 @@ fn accept_workers(
                 let peer = listener
                     .last_accepted()
                     .map_or_else(|| "an unnamed peer".to_string(), |a| a.to_string());
-                if events.send(Event::Joined { conn, peer }).is_err() {
+                if events
+                    .send(Event::Joined {
+                        conn: Box::new(conn),
+                        peer,
+                    })
+                    .is_err()
+                {
                     return;
                 }
                 joined.fetch_add(1, Ordering::Relaxed);

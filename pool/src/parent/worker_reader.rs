@@ -49,9 +49,10 @@ pub(crate) enum Event {
         worker: u32,
         end: WorkerEnd,
     },
-    /// A remote worker connected and authenticated.
+    /// A remote worker connected and authenticated (boxed: a connection
+    /// is several times larger than any other event).
     Joined {
-        conn: Connection,
+        conn: Box<Connection>,
         peer: String,
     },
 }

@@ -287,7 +287,7 @@ impl Dispatcher {
                 outcomes,
             } => self.on_results(worker, message, busy_nanos, outcomes),
             Event::Lost { worker, end } => self.on_lost(worker, end),
-            Event::Joined { conn, peer } => self.adopt_remote(conn, peer),
+            Event::Joined { conn, peer } => self.adopt_remote(*conn, peer),
         }
     }
 
