@@ -764,14 +764,14 @@ fn racy_copies_out_of_a_mapping_match_at_every_alignment() {
     assert_eq!(out[..], data[3..]);
 }
 
-/// Copies of 4 MiB and more store past the caches where the destination
+/// Copies of 16 MiB and more store past the caches where the destination
 /// is aligned, and as usual where it is not: both copy the same bytes.
 #[test]
 fn large_racy_copies_match_into_aligned_and_unaligned_buffers() {
     if !memfds_work() {
         return;
     }
-    let data = pattern((4 << 20) + 4096 + 100);
+    let data = pattern((16 << 20) + 4096 + 100);
     let memfd = memfd_with(&data, SealFlags::GROW | SealFlags::SHRINK);
     let mapping = Mapping::read_only(memfd.as_fd(), data.len()).unwrap();
     for (offset, shift) in [(0, 0), (8, 0), (3, 0), (0, 1), (5, 3)] {

@@ -463,10 +463,15 @@ impl Mapping {
     }
 }
 
-/// From this many words up, [`Mapping::copy_out_racy`] stores past the
-/// caches: such a copy would push out all they hold anyway.
+/// From this many words up (16 MiB), [`Mapping::copy_out_racy`] stores
+/// past the caches: such a copy would push out most of what they hold
+/// anyway, and ordinary stores first read every destination line. Below
+/// it the copy may still sit in the last-level cache (32 MiB on the
+/// machine measured) when its reader decodes it, as a pool worker does
+/// with its 4 MiB inputs; glibc's `memcpy` draws its line in the same
+/// region.
 #[cfg(target_arch = "x86_64")]
-const STREAM_WORDS: usize = (4 << 20) / 8;
+const STREAM_WORDS: usize = (16 << 20) / 8;
 
 /// What identifies a memfd across descriptors: its device, inode and
 /// size (the size of one sealed against resizing never changes).
