@@ -436,7 +436,8 @@ impl Mapping {
             while i + 8 <= words {
                 let loaded: [u64; 8] = std::array::from_fn(|k| word_at(i + k));
                 for (k, word) in loaded.into_iter().enumerate() {
-                    // SAFETY: as for `store`, and `out` is 8-aligned (checked).
+                    // SAFETY: as for `store`, and `out` is 8-aligned (checked);
+                    // the instruction needs SSE2, which every x86_64 has.
                     unsafe { _mm_stream_si64(out.add(i + k).cast(), word as i64) };
                 }
                 i += 8;

@@ -18,8 +18,9 @@ use crate::wire;
 pub(crate) const SPARE_BUFFER_MIN: usize = 64 << 10;
 /// A call keeps at most this many spare buffers...
 const MOST_BUFFERS: usize = 8;
-/// ...holding at most this many bytes of earlier inputs (what they had
-/// touched): the parent holds at most as much again as its window.
+/// ...holding at most this many bytes of earlier inputs (each buffer cut
+/// to at most twice its last input): the parent holds at most about twice
+/// as much again as its window.
 const MOST_BYTES: usize = WINDOW_BYTES;
 
 /// The spare buffers of one call, shared by the call (which takes them)
@@ -45,6 +46,13 @@ impl SpareBuffers {
         let held: usize = buffers.iter().map(|(_, used)| used).sum();
         if buffers.len() < MOST_BUFFERS && held + used <= MOST_BYTES {
             buffer.clear();
+            // A buffer that once held a much larger input still holds its
+            // pages: counted by its last use alone, eight of them could
+            // hold eight of the largest inputs. Cut to about that use, it
+            // holds at most twice what it is counted for.
+            if buffer.capacity() / 2 > used {
+                buffer.shrink_to(used);
+            }
             buffers.push((buffer, used));
             self.count.store(buffers.len(), Ordering::Release);
         }
@@ -98,5 +106,20 @@ mod tests {
         }
         let kept = std::iter::from_fn(|| Some(spare.take()).filter(|(_, room)| *room > 0)).count();
         assert_eq!(kept, MOST_BUFFERS);
+    }
+
+    #[test]
+    fn a_large_buffer_reused_for_a_smaller_input_is_held_at_about_its_new_size() {
+        let spare = SpareBuffers::default();
+        // Each had a large input (its pages touched), then a small one.
+        for _ in 0..MOST_BUFFERS {
+            let mut buffer = vec![1u8; MOST_BYTES];
+            buffer.truncate(SPARE_BUFFER_MIN);
+            spare.give_back(buffer);
+        }
+        let held: usize = std::iter::from_fn(|| Some(spare.take()).filter(|(_, room)| *room > 0))
+            .map(|(buffer, _)| buffer.capacity())
+            .sum();
+        assert!(held <= 2 * MOST_BYTES, "{} MiB held", held >> 20);
     }
 }

@@ -244,7 +244,13 @@ impl WorkerSlot {
         let lone = job.items.len() == 1
             && bytes >= LONE_INPUT_MIN
             && job.items[0].has_room(wire::LONE_CHUNK_ROOM);
-        if !lone && (self.batch.len() + job.wire_size()) as u64 > self.max_message_size {
+        // What the batch gains: the whole chunk, or for a lone input only
+        // its task's definition, which goes in the batch sent before it.
+        let joining = match lone {
+            true => wire::chunk_overhead(job.task, 0),
+            false => job.wire_size(),
+        };
+        if (self.batch.len() + joining) as u64 > self.max_message_size {
             self.send_batch();
         }
         let number = task as usize;
@@ -585,5 +591,77 @@ impl WorkerSlot {
 impl Drop for WorkerSlot {
     fn drop(&mut self) {
         self.outbox.close(&self.conn);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parent::job::encode_item;
+    use crate::parent::sink::ResultCell;
+    use crate::task::Task;
+
+    crate::task! {
+        fn first(x: serde_bytes::ByteBuf) -> usize { x.len() }
+    }
+
+    crate::task! {
+        fn a_second_task_with_a_long_name(x: serde_bytes::ByteBuf) -> usize { x.len() }
+    }
+
+    /// A slot over one end of a pipe; the other end is the worker's.
+    fn slot(max_message_size: u64) -> (WorkerSlot, Connection) {
+        let (ours, theirs) = connection::pipe().unwrap();
+        let reader = std::thread::spawn(|| {});
+        let process = Process::Remote {
+            peer: "a test".to_string(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(3600);
+        let slot = WorkerSlot::starting(0, None, process, ours, reader, deadline, max_message_size);
+        (slot, theirs)
+    }
+
+    fn job<T: Task<Input = serde_bytes::ByteBuf>>(len: usize, room: usize) -> Job {
+        let input = serde_bytes::ByteBuf::from(vec![7u8; len]);
+        let item = encode_item::<T>(&input, 0, u64::MAX, Vec::new(), room).unwrap();
+        Job {
+            task: T::NAME,
+            items: vec![item],
+            sink: Sink::Single(ResultCell::new()),
+        }
+    }
+
+    #[test]
+    fn a_lone_input_of_a_new_task_keeps_the_batch_before_it_within_the_limit() {
+        const LIMIT: usize = 1 << 20;
+        const LONE: usize = 100_000;
+        let (mut slot, mut worker) = slot(LIMIT as u64);
+        worker.set_max_message_size(LIMIT as u64);
+        // A batch as full as a chunk may make it: the batch's tag, the
+        // chunk with its task's definition, and a ByteBuf's 5-byte length.
+        let filler = LIMIT - 1 - wire::chunk_overhead(first::NAME, 1) - 5;
+        // The worker reads until both inputs came, each message whole.
+        let reader = std::thread::spawn(move || {
+            let mut received = 0;
+            while received < filler + LONE {
+                let message = worker.recv_bytes().unwrap();
+                assert!(ToWorker::parse(&message).is_ok());
+                received += message.len();
+            }
+        });
+        slot.push_chunk(1, 0, job::<first>(filler, 0));
+        assert!(slot.batch.len() <= LIMIT);
+        let definition = 1 + 4 + 4 + a_second_task_with_a_long_name::NAME.len();
+        assert!(
+            slot.batch.len() + definition > LIMIT,
+            "{}",
+            slot.batch.len()
+        );
+        // A large input of another task, which goes as a message of its own:
+        // the task's definition must not take the batch past the limit.
+        let lone = job::<a_second_task_with_a_long_name>(LONE, wire::LONE_CHUNK_ROOM);
+        slot.push_chunk(2, 1, lone);
+        slot.send_batch();
+        reader.join().unwrap();
     }
 }
