@@ -361,12 +361,7 @@ fn ours_sink(bench: &mut Bench, payload: &[u8], count: u64) -> (Duration, u64) {
         count,
         size: payload.len(),
     });
-    let start = Instant::now();
-    for _ in 0..count {
-        bench.ours.send_bytes(payload).expect("send_bytes");
-    }
-    bench.ours.recv_bytes().expect("ack");
-    (start.elapsed(), count * payload.len() as u64)
+    bench.time_sends(payload, count)
 }
 
 // --- The raw baseline's framing --------------------------------------------

@@ -7,6 +7,7 @@
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::process::{Child, Command};
+use std::time::{Duration, Instant};
 
 use connection::{Connection, ErrorKind};
 use serde::de::DeserializeOwned;
@@ -73,6 +74,18 @@ impl Bench {
         self.control.send(&job).expect("send job");
         let ready: String = self.control.recv().expect("peer ready");
         assert_eq!(ready, "ready");
+    }
+
+    /// Sends `payload` `count` times on our end, then waits for the
+    /// peer's acknowledgement (order the peer to read them first): the
+    /// time taken, and the bytes sent.
+    pub fn time_sends(&mut self, payload: &[u8], count: u64) -> (Duration, u64) {
+        let start = Instant::now();
+        for _ in 0..count {
+            self.ours.send_bytes(payload).expect("send_bytes");
+        }
+        self.ours.recv_bytes().expect("ack");
+        (start.elapsed(), count * payload.len() as u64)
     }
 
     pub fn finish(mut self) {
