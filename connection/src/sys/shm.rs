@@ -420,48 +420,70 @@ impl Mapping {
             // (`align_offset` above), so each word is an aligned u64.
             unsafe { AtomicU64::from_ptr(word_base.add(i)).load(Relaxed) }
         };
-        // Eight words a step: the loads issue back to back, which keeps
-        // this at `memcpy`'s speed (a word a step ran about 7% slower).
-        let out = middle.as_mut_ptr().cast::<u64>();
-        let store = |i: usize, word: u64| {
-            // SAFETY: word `i` lies within `middle` (`i < words`, and
-            // `middle` is `words * 8` bytes), which we borrow mutably;
-            // unaligned, since `dst` may start anywhere.
-            unsafe { out.add(i).write_unaligned(word) }
-        };
-        let mut i = 0;
-        #[cfg(target_arch = "x86_64")]
-        if words >= STREAM_WORDS && out.is_aligned() {
-            use std::arch::x86_64::{_mm_sfence, _mm_stream_si64};
-            while i + 8 <= words {
-                let loaded: [u64; 8] = std::array::from_fn(|k| word_at(i + k));
-                for (k, word) in loaded.into_iter().enumerate() {
-                    // SAFETY: as for `store`, and `out` is 8-aligned (checked);
-                    // the instruction needs SSE2, which every x86_64 has.
-                    unsafe { _mm_stream_si64(out.add(i + k).cast(), word as i64) };
-                }
-                i += 8;
-            }
-            // SAFETY: a plain fence, ordering the streaming stores before
-            // whatever reads `dst` next.
-            unsafe { _mm_sfence() };
-        }
-        while i + 8 <= words {
-            let loaded: [u64; 8] = std::array::from_fn(|k| word_at(i + k));
-            for (k, word) in loaded.into_iter().enumerate() {
-                store(i + k, word);
-            }
-            i += 8;
-        }
-        while i < words {
-            store(i, word_at(i));
-            i += 1;
+        if !stream_words(middle, word_at) {
+            let out = middle.as_mut_ptr().cast::<u64>();
+            copy_words(words, word_at, |i, word| {
+                // SAFETY: word `i` lies within `middle` (`i < words`, and
+                // `middle` is `words * 8` bytes), which we borrow mutably;
+                // unaligned, since `dst` may start anywhere.
+                unsafe { out.add(i).write_unaligned(word) }
+            });
         }
         let tail_start = head + words * 8;
         for (i, byte) in tail.iter_mut().enumerate() {
             byte.write(byte_at(tail_start + i));
         }
     }
+}
+
+/// Stores `words` words, each `load(i)` as `store(i, _)`, eight a step:
+/// the loads issue back to back, which keeps a copy at `memcpy`'s speed
+/// (a word a step ran about 7% slower).
+#[inline(always)]
+fn copy_words(words: usize, load: impl Fn(usize) -> u64, mut store: impl FnMut(usize, u64)) {
+    let mut i = 0;
+    while i + 8 <= words {
+        let loaded: [u64; 8] = std::array::from_fn(|k| load(i + k));
+        for (k, word) in loaded.into_iter().enumerate() {
+            store(i + k, word);
+        }
+        i += 8;
+    }
+    while i < words {
+        store(i, load(i));
+        i += 1;
+    }
+}
+
+/// Fills `out` (a whole number of words) with the words of `load`, with
+/// stores that go past the caches, when the copy is long enough for that
+/// to pay and `out` is aligned for them; whether it did.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn stream_words(out: &mut [MaybeUninit<u8>], load: impl Fn(usize) -> u64) -> bool {
+    use std::arch::x86_64::{_mm_sfence, _mm_stream_si64};
+    let words = out.len() / 8;
+    let out = out.as_mut_ptr().cast::<u64>();
+    if words < STREAM_WORDS || !out.is_aligned() {
+        return false;
+    }
+    copy_words(words, load, |i, word| {
+        // SAFETY: word `i < words` lies within `out`, which we borrow
+        // mutably, and `out` is 8-aligned (checked); the instruction needs
+        // SSE2, which every x86_64 has.
+        unsafe { _mm_stream_si64(out.add(i).cast(), word as i64) }
+    });
+    // SAFETY: a plain fence, ordering the streaming stores before whatever
+    // reads `out` next.
+    unsafe { _mm_sfence() };
+    true
+}
+
+/// Elsewhere every copy takes ordinary stores.
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn stream_words(_out: &mut [MaybeUninit<u8>], _load: impl Fn(usize) -> u64) -> bool {
+    false
 }
 
 /// From this many words up (16 MiB), [`Mapping::copy_out_racy`] stores
