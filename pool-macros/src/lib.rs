@@ -71,7 +71,12 @@ fn expand(krate: &TokenStream2, function: &ItemFn) -> syn::Result<TokenStream2> 
             quote!(::core::result::Result::Ok(returned)),
         ),
     };
-    let (docs, cfgs, others) = split_attributes(&function.attrs);
+    let Attributes {
+        docs,
+        cfgs,
+        others,
+        version,
+    } = split_attributes(&function.attrs)?;
     let entry = format_ident!("__POOL_TASK_{}", name);
     Ok(quote! {
         #(#docs)*
@@ -94,6 +99,7 @@ fn expand(krate: &TokenStream2, function: &ItemFn) -> syn::Result<TokenStream2> 
             type Output = #output;
             type Returned = #returned;
             const NAME: &'static str = ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#name));
+            const VERSION: u32 = #version;
 
             fn call(&self, input: #input) -> #returned {
                 #name::call(self, input)
@@ -110,6 +116,8 @@ fn expand(krate: &TokenStream2, function: &ItemFn) -> syn::Result<TokenStream2> 
                 static #entry: #krate::__private::TaskEntry = #krate::__private::TaskEntry::new(
                     <#name as #krate::Task>::NAME,
                     #krate::__private::run_encoded::<#name>,
+                    <#name as #krate::Task>::VERSION,
+                    #krate::__private::type_names::<#name>,
                 );
                 &#entry
             }
@@ -296,19 +304,62 @@ fn names_a_result(ty: &Type) -> bool {
     }
 }
 
-/// Doc comments go on the struct, `cfg`s on everything generated, and any
-/// other attribute (`#[allow]`, `#[inline]`, ...) on the function body's
-/// `call`.
-fn split_attributes(attrs: &[Attribute]) -> (Vec<&Attribute>, Vec<&Attribute>, Vec<&Attribute>) {
-    let (mut docs, mut cfgs, mut others) = (Vec::new(), Vec::new(), Vec::new());
+/// A task function's attributes, sorted by where they go.
+struct Attributes<'a> {
+    /// Doc comments, for the struct.
+    docs: Vec<&'a Attribute>,
+    /// `cfg`s, for everything generated.
+    cfgs: Vec<&'a Attribute>,
+    /// Any other (`#[allow]`, `#[inline]`, ...), for the body's `call`.
+    others: Vec<&'a Attribute>,
+    /// `#[version = N]`, 0 when absent.
+    version: u32,
+}
+
+/// Sorts the attributes, taking out `#[version = N]`.
+fn split_attributes(attrs: &[Attribute]) -> syn::Result<Attributes<'_>> {
+    let mut sorted = Attributes {
+        docs: Vec::new(),
+        cfgs: Vec::new(),
+        others: Vec::new(),
+        version: 0,
+    };
+    let mut versions = 0;
     for attr in attrs {
         if attr.path().is_ident("doc") {
-            docs.push(attr);
+            sorted.docs.push(attr);
         } else if attr.path().is_ident("cfg") {
-            cfgs.push(attr);
+            sorted.cfgs.push(attr);
+        } else if attr.path().is_ident("version") {
+            versions += 1;
+            if versions > 1 {
+                return Err(syn::Error::new_spanned(attr, "a task has one `#[version = N]`"));
+            }
+            sorted.version = version_of(attr)?;
         } else {
-            others.push(attr);
+            sorted.others.push(attr);
         }
     }
-    (docs, cfgs, others)
+    Ok(sorted)
+}
+
+/// The `N` of `#[version = N]`: an integer that fits a `u32`.
+fn version_of(attr: &Attribute) -> syn::Result<u32> {
+    let wrong = || {
+        syn::Error::new_spanned(
+            attr,
+            "a task's version is written `#[version = N]`, with `N` a whole number \
+             from 0 to 4294967295, such as `#[version = 2]`",
+        )
+    };
+    let syn::Meta::NameValue(pair) = &attr.meta else {
+        return Err(wrong());
+    };
+    match &pair.value {
+        syn::Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Int(int),
+            ..
+        }) => int.base10_parse::<u32>().map_err(|_| wrong()),
+        _ => Err(wrong()),
+    }
 }

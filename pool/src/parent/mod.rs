@@ -15,6 +15,7 @@ mod command;
 mod completion;
 mod config;
 mod dispatcher;
+mod identity;
 mod imap;
 mod interrupt;
 mod job;

@@ -11,7 +11,7 @@
 //! The dispatcher never waits for a worker to read: batches go out through
 //! each worker's outbox (`parent/outbox.rs`).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{select, Receiver, Sender};
 
+mod builds;
 mod faults;
 mod lifecycle;
 
@@ -88,6 +89,12 @@ pub(crate) struct Dispatcher {
     pids: Arc<Mutex<Vec<u32>>>,
     /// The live workers' count, published for the callers' chunk sizes.
     live_workers: Arc<AtomicUsize>,
+    /// Tasks a refused worker had in another form, with the error that
+    /// refused it: while no worker is live, calls of them fail with it
+    /// rather than wait. Forgotten once a worker is ready.
+    refused_tasks: HashMap<&'static str, Error>,
+    /// Other builds of this program that workers run, each warned of once.
+    other_builds: HashSet<String>,
 }
 
 impl Dispatcher {
@@ -120,6 +127,8 @@ impl Dispatcher {
             deliveries: Deliveries::default(),
             pids,
             live_workers,
+            refused_tasks: HashMap::new(),
+            other_builds: HashSet::new(),
         })
     }
 
@@ -255,6 +264,7 @@ impl Dispatcher {
                 worker,
                 pid,
                 wants_indices,
+                build,
             } => {
                 if let Some(slot) = self.worker_mut(worker) {
                     if slot.mark_ready(pid, wants_indices) {
@@ -262,10 +272,13 @@ impl Dispatcher {
                         if slot.is_local() {
                             self.start_failures = 0;
                         }
+                        self.refused_tasks.clear();
+                        self.note_build(worker, build);
                     }
                 }
                 self.publish_pids();
             }
+            Event::Mismatch { worker, mismatch } => self.refuse(worker, mismatch),
             Event::SetupFailed { worker, failure } => {
                 let err = Error::new(
                     ErrorKind::Startup,
@@ -349,6 +362,7 @@ impl Dispatcher {
 
     /// Hands queued jobs to workers with room, then sends each worker its batch.
     fn dispatch(&mut self) {
+        self.fail_refused_jobs();
         let mut touched = false;
         loop {
             while self
