@@ -78,6 +78,7 @@ fn expand(krate: &TokenStream2, function: &ItemFn) -> syn::Result<TokenStream2> 
         version,
     } = split_attributes(&function.attrs)?;
     let entry = format_ident!("__POOL_TASK_{}", name);
+    let code = code_hash(function);
     Ok(quote! {
         #(#docs)*
         #(#cfgs)*
@@ -117,12 +118,29 @@ fn expand(krate: &TokenStream2, function: &ItemFn) -> syn::Result<TokenStream2> 
                     <#name as #krate::Task>::NAME,
                     #krate::__private::run_encoded::<#name>,
                     <#name as #krate::Task>::VERSION,
+                    #code,
                     #krate::__private::type_names::<#name>,
                 );
                 &#entry
             }
         }
     })
+}
+
+/// A hash of the function's signature and body as written (their tokens,
+/// so neither spacing nor comments count; doc comments and other
+/// attributes are left out): a worker whose task of the same name was
+/// built from other code is refused by its pool. FNV-1a, written out so
+/// that it is the same in every build of this crate.
+fn code_hash(function: &ItemFn) -> u64 {
+    let sig = &function.sig;
+    let block = &function.block;
+    quote!(#sig #block)
+        .to_string()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+        })
 }
 
 /// Refuses the kinds of function a worker could not call by name.

@@ -98,14 +98,15 @@ pub trait Task: Copy + Default + Send + Sync + 'static {
 /// **Version**: `#[version = N]` on the function (`N` a `u32`, 0 when
 /// absent) declares a version of the task. Workers that are not copies of
 /// this very build (a [`worker_program`](crate::PoolBuilder::worker_program),
-/// a remote `pool-worker`, Slurm's workers) tell the pool each task's name,
-/// input and output types and version when they join, and a worker whose
-/// task differs from this program's is refused with
+/// a remote `pool-worker`, Slurm's workers) tell the pool, when they join,
+/// each task's name, input and output types, version, and a hash of the
+/// function's code as written inside `task!` (its tokens: not spacing,
+/// comments or doc comments). A worker whose task differs from this
+/// program's in any of them is refused with
 /// [`ErrorKind::TaskMismatch`](crate::ErrorKind::TaskMismatch), naming the
-/// task and the difference. Types are compared by name, so a changed
-/// signature is caught by itself; raise the version when the body changes
-/// what the task computes, so that a worker program built before that
-/// change is refused rather than trusted.
+/// task and the difference. So a change of the task's signature or body is
+/// caught by itself; raise the version when what the task computes changes
+/// through the functions it calls, which the hash does not see.
 ///
 /// The expansion is a unit struct of the function's name implementing
 /// [`Task`], with an inherent `call` that runs the function in-process, and
@@ -269,6 +270,8 @@ pub struct TaskEntry {
     name: &'static str,
     run: RunEncoded,
     version: u32,
+    /// A hash of the function's code as written in `task!`.
+    code: u64,
     /// The input's and the output's type names (`type_name` is not yet
     /// callable in a constant).
     types: fn() -> [&'static str; 2],
@@ -280,12 +283,14 @@ impl TaskEntry {
         name: &'static str,
         run: RunEncoded,
         version: u32,
+        code: u64,
         types: fn() -> [&'static str; 2],
     ) -> TaskEntry {
         TaskEntry {
             name,
             run,
             version,
+            code,
             types,
         }
     }
@@ -297,6 +302,7 @@ impl TaskEntry {
             input,
             output,
             version: self.version,
+            code: self.code,
         }
     }
 }
@@ -312,13 +318,16 @@ pub fn type_names<T: Task>() -> [&'static str; 2] {
 
 /// What tells a task of one build from a task of the same name in
 /// another: its input and output types, by name (`std::any::type_name`,
-/// which may also change with the compiler), and its declared version.
+/// which may also change with the compiler), its declared version, and a
+/// hash of its function's code as written in `task!` (not of the
+/// functions it calls: the version is for those).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Fingerprint<'a> {
     pub(crate) name: &'a str,
     pub(crate) input: &'a str,
     pub(crate) output: &'a str,
     pub(crate) version: u32,
+    pub(crate) code: u64,
 }
 
 /// Every task linked into this program: one entry per [`task!`](crate::task!),

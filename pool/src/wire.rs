@@ -33,7 +33,8 @@
 //!   chunks: the worker traces its tasks at DEBUG level), the worker's build
 //!   id `bytes` and program name `bytes`; then, with the flag [`HAS_TASKS`]
 //!   (a worker whose build id is not the pool's), a count `u32` and each
-//!   task's name, input type and output type `bytes` and version `u32`.
+//!   task's name, input type and output type `bytes`, version `u32` and
+//!   code hash `u64`.
 //! - `F` setup failed: a failure code `u8` and message `bytes`.
 //! - `X` refused: a program that is not a worker tried to start a pool;
 //!   the reason `bytes` says so.
@@ -90,7 +91,7 @@ const WANTS_INDICES: u8 = 1;
 /// Ready flag: the worker's tasks follow (its build is not the pool's).
 const HAS_TASKS: u8 = 2;
 /// The fewest bytes a task's fingerprint takes in a ready message.
-const FINGERPRINT_MIN: usize = 3 * 4 + 4;
+const FINGERPRINT_MIN: usize = 3 * 4 + 4 + 8;
 
 /// A malformed message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -513,6 +514,7 @@ impl<'a> FromWorker<'a> {
                         put_bytes(&mut out, task.input.as_bytes());
                         put_bytes(&mut out, task.output.as_bytes());
                         put_u32(&mut out, task.version);
+                        put_u64(&mut out, task.code);
                     }
                 }
                 out
@@ -870,6 +872,7 @@ impl<'a> ByteCursor<'a> {
                     input: self.str("input type")?,
                     output: self.str("output type")?,
                     version: self.u32("task version")?,
+                    code: self.u64("code hash")?,
                 })
             })
             .collect()
@@ -1119,12 +1122,14 @@ mod tests {
                             input: "u64",
                             output: "()",
                             version: u32::MAX,
+                            code: 1,
                         },
                         Fingerprint {
                             name: "demo::b",
                             input: "(alloc::string::String, u8)",
                             output: "i32",
                             version: 0,
+                            code: u64::MAX,
                         },
                     ]),
                 },

@@ -5,9 +5,9 @@
 //! worker (a `worker_program`, a remote `pool-worker`, a Slurm worker
 //! started from a file rebuilt since) lists its tasks in its ready
 //! message, and each task this program also has must agree in input type,
-//! output type and declared version, or the worker is refused: stale code
-//! never produces results silently. Tasks only the worker has are not
-//! looked at.
+//! output type, declared version and code hash, or the worker is refused:
+//! stale code never produces results silently. Tasks only the worker has
+//! are not looked at.
 
 use std::collections::HashSet;
 
@@ -24,8 +24,8 @@ const QUOTED: usize = 200;
 pub(crate) enum Build {
     /// This very build.
     Same,
-    /// Another build whose tasks, as far as this program has them, have
-    /// the same names, types and versions: their code may still differ.
+    /// Another build whose tasks, as far as this program has them, agree:
+    /// what they call may still differ.
     Other {
         program: String,
         build_id: String,
@@ -127,6 +127,9 @@ fn differences(ours: &Fingerprint<'_>, theirs: &Fingerprint<'_>) -> Vec<String> 
             theirs.version, ours.version
         ));
     }
+    if ours.code != theirs.code {
+        out.push("its function's code as written in task! differs".to_string());
+    }
     out
 }
 
@@ -170,6 +173,7 @@ mod tests {
             input: "u8",
             output: "u8",
             version: 9,
+            code: 0,
         };
         let identity = worker("gnu:00", Some(vec![ours(), unknown]));
         let Build::Other { same_program, .. } = check(&identity).unwrap() else {
@@ -200,6 +204,13 @@ mod tests {
             assert!(text.contains(part), "{part:?} not in {text}");
         }
         assert!(!text.contains("output type"), "{text}");
+        assert!(!text.contains("code"), "{text}");
+        let theirs = Fingerprint {
+            code: ours().code ^ 1,
+            ..ours()
+        };
+        let err = check(&worker("gnu:01", Some(vec![theirs]))).unwrap_err().error;
+        assert!(err.to_string().contains("its function's code"), "{err}");
     }
 
     #[test]

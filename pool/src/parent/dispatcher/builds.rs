@@ -7,7 +7,7 @@ use crate::parent::identity::{short, Build, Mismatch};
 
 impl Dispatcher {
     /// Says once per build that workers run another build of this program:
-    /// tasks of the same names, types and versions whose code may differ.
+    /// its tasks agree, but what they call may differ.
     /// Another program (a `pool-worker`) is expected to be another build.
     pub(super) fn note_build(&mut self, worker: u32, build: Build) {
         let Build::Other {
@@ -26,8 +26,8 @@ impl Dispatcher {
                 %program,
                 build = short(&build_id),
                 own = short(crate::sys::build_id()),
-                "a worker runs another build of this program: its tasks have the same \
-                 names, types and versions, but their code may differ (rebuild or \
+                "a worker runs another build of this program: its tasks agree in types, \
+                 versions and code, but the functions they call may differ (rebuild or \
                  restart the workers, or raise a changed task's #[version])"
             );
         }

@@ -1,0 +1,110 @@
+//! Workers never run another form of a task than their pool: not after the
+//! pool's program file was rebuilt mid-job, and not from a worker program
+//! or a remote worker built from other code (`pool_stale` and the
+//! stale-task fixtures, whose README lists the forms of the task).
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use integration_tests::output_with_deadline;
+
+const LIMIT: Duration = Duration::from_secs(90);
+const PARENT: &str = env!("CARGO_BIN_EXE_pool_stale");
+
+/// Runs `pool_stale` (from `program`) in `scenario` with `arg`; returns
+/// its stdout, having checked that it succeeded.
+fn run(program: &str, scenario: &str, arg: &str) -> String {
+    let out = output_with_deadline(Command::new(program).args([scenario, arg]), LIMIT);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{}:\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+    eprintln!("{stdout}");
+    stdout
+}
+
+fn line<'a>(output: &'a str, key: &str) -> &'a str {
+    let prefix = format!("{key}: ");
+    output
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {key:?} line in:\n{output}"))
+}
+
+/// A fresh directory of this test's own.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("pool-stale-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create a scratch directory");
+    dir
+}
+
+#[test]
+fn workers_replaced_after_the_program_file_was_rebuilt_run_the_old_code() {
+    // Copies, so that the build's own files are left alone: the parent
+    // runs from `dir/pool_stale`, which it replaces with `dir/new` (a
+    // program whose same-named task returns x + 2, not x + 1) mid-map.
+    let dir = scratch("rebuilt");
+    let parent = dir.join("pool_stale");
+    let new = dir.join("new");
+    std::fs::copy(PARENT, &parent).expect("copy the parent");
+    std::fs::copy(env!("CARGO_BIN_EXE_pool_stale_new_body"), &new).expect("copy the new program");
+    let output = run(parent.to_str().unwrap(), "rebuilt", new.to_str().unwrap());
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(line(&output, "replaced"), "true", "{output}");
+    assert_eq!(line(&output, "new code"), "0", "{output}");
+    assert_eq!(line(&output, "old code"), "150", "{output}");
+}
+
+/// Builds a pool of `worker`'s program and checks it is refused, naming the
+/// task and `difference`.
+fn refused_worker_program(worker: &str, difference: &str) {
+    let output = run(PARENT, "worker-program", worker);
+    assert_eq!(line(&output, "build"), "TaskMismatch", "{output}");
+    let error = line(&output, "error");
+    assert!(error.contains("stale_task::bump"), "{error}");
+    assert!(error.contains(difference), "{difference:?} not in {error}");
+}
+
+#[test]
+fn a_worker_program_whose_task_changed_its_input_type_is_refused() {
+    refused_worker_program(
+        env!("CARGO_BIN_EXE_pool_stale_new_input"),
+        "input type `u32` in the worker, `u64` here",
+    );
+}
+
+#[test]
+fn a_worker_program_whose_task_declared_a_new_version_is_refused() {
+    refused_worker_program(
+        env!("CARGO_BIN_EXE_pool_stale_new_version"),
+        "version 2 in the worker, 0 here",
+    );
+}
+
+#[test]
+fn a_worker_program_whose_task_body_changed_is_refused() {
+    refused_worker_program(
+        env!("CARGO_BIN_EXE_pool_stale_new_body"),
+        "its function's code as written in task! differs",
+    );
+}
+
+#[test]
+fn a_call_whose_only_remote_worker_was_refused_fails_rather_than_waits() {
+    let output = run(
+        PARENT,
+        "remote",
+        env!("CARGO_BIN_EXE_pool_stale_new_input"),
+    );
+    assert_eq!(line(&output, "apply"), "TaskMismatch", "{output}");
+    let error = line(&output, "error");
+    assert!(
+        error.contains("stale_task::bump") && error.contains("input type `u32` in the worker"),
+        "{error}"
+    );
+}
