@@ -117,6 +117,8 @@ fn remote(path: &str) {
             println!("error: {err}");
         }
     }
+    // Closed first, so that a worker it accepted is told to quit.
+    drop(pool);
     let status = worker.wait().expect("wait for the remote worker");
     println!("worker exit: {status}");
 }
