@@ -236,7 +236,7 @@ pub mod builtin;
 pub use crate::error::{Error, ErrorKind, Result, WorkerInfo};
 pub use crate::parent::{
     as_completed, wait_any, AsCompleted, AsyncResult, Imap, ImapUnordered, Pool, PoolBuilder,
-    Progress, SlurmWorkers, DEFAULT_SLURM_RESUBMITS, DEFAULT_SLURM_START_TIMEOUT,
+    Progress, RemoteWorker, SlurmWorkers, DEFAULT_SLURM_RESUBMITS, DEFAULT_SLURM_START_TIMEOUT,
     DEFAULT_STARTUP_TIMEOUT,
 };
 pub use crate::task::{registered_tasks, Task, TaskEntry, TaskFailure};
