@@ -656,7 +656,10 @@ impl<'a> Iterator for ResultItems<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ItemResult<'a> {
     Output(Range<usize>),
-    Failed { kind: FailureKind, message: &'a [u8] },
+    Failed {
+        kind: FailureKind,
+        message: &'a [u8],
+    },
 }
 
 impl ItemResult<'_> {

@@ -245,7 +245,10 @@ impl WorkerSlot {
             return false;
         }
         self.state = State::Ready;
-        if let Process::Remote { claimed_pid: claim, .. } = &mut self.process {
+        if let Process::Remote {
+            claimed_pid: claim, ..
+        } = &mut self.process
+        {
             *claim = Some(claimed_pid);
         }
         self.indices = match wants_indices {
@@ -457,7 +460,10 @@ impl WorkerSlot {
             for (item, result) in inputs.into_iter().zip(&mut chunk_results) {
                 let span = spans.next();
                 let outcome = match result {
-                    ItemResult::Failed { kind, .. } if kind == FailureKind::Returned => {
+                    ItemResult::Failed {
+                        kind: FailureKind::Returned,
+                        ..
+                    } => {
                         if let Some(span) = span {
                             trace::record_requeued(&span);
                         }
@@ -510,9 +516,9 @@ impl WorkerSlot {
             let Some(expected) = in_flight.next() else {
                 return Err(Misaligned(match self.in_flight.len() {
                     0 => format!("results for chunk {id} while it holds no chunk"),
-                    held => format!(
-                        "results for chunk {id} after those of all {held} chunks it holds"
-                    ),
+                    held => {
+                        format!("results for chunk {id} after those of all {held} chunks it holds")
+                    }
                 }));
             };
             if id != expected.id {
@@ -736,5 +742,68 @@ mod tests {
         slot.push_chunk(2, 1, lone);
         slot.send_batch();
         reader.join().unwrap();
+    }
+
+    /// A results message answering `chunks` (id, item count, status of
+    /// each item: 0 for an output).
+    fn results(chunks: &[(u64, &[u8])]) -> Arc<Vec<u8>> {
+        let mut writer = wire::ResultsWriter::new(1 << 20);
+        for (id, statuses) in chunks {
+            writer.begin_chunk(*id, statuses.len() as u32);
+            for &status in *statuses {
+                writer.item(|out| match FailureKind::from_code(status) {
+                    None => {
+                        out.push(7);
+                        Ok(())
+                    }
+                    Some(kind) => Err(crate::task::TaskFailure::new(kind, "no")),
+                });
+            }
+        }
+        Arc::new(writer.bytes().to_vec())
+    }
+
+    #[test]
+    fn results_that_do_not_answer_the_chunks_in_flight_in_order_are_refused_whole() {
+        let (mut slot, _worker) = slot(1 << 20);
+        slot.push_chunk(1, 0, job::<first>(3, 0));
+        slot.push_chunk(2, 0, job::<first>(3, 0));
+        let mut deliveries = Deliveries::default();
+        let refusal = |slot: &mut WorkerSlot, chunks: &[(u64, &[u8])]| {
+            let message = results(chunks);
+            match slot.complete_chunks(&message, &mut Deliveries::default()) {
+                Ok(_) => panic!("{chunks:?} accepted"),
+                Err(Misaligned(what)) => what,
+            }
+        };
+        let out_of_order = refusal(&mut slot, &[(2, &[0])]);
+        assert!(
+            out_of_order.contains("chunk 2 out of order"),
+            "{out_of_order}"
+        );
+        let too_many = refusal(&mut slot, &[(1, &[0, 0])]);
+        assert_eq!(too_many, "2 results for chunk 1 of 1 inputs");
+        let unsent = refusal(&mut slot, &[(1, &[0]), (7, &[0])]);
+        assert!(
+            unsent.contains("chunk 7 which it does not hold"),
+            "{unsent}"
+        );
+        let unasked = refusal(&mut slot, &[(1, &[FailureKind::Returned as u8])]);
+        assert!(
+            unasked.contains("given back unstarted, unasked"),
+            "{unasked}"
+        );
+        // Nothing of a refused message was taken, its good chunk 1 included.
+        assert_eq!(slot.load().chunks, 2);
+        let answered = slot
+            .complete_chunks(&results(&[(1, &[0])]), &mut deliveries)
+            .unwrap_or_else(|Misaligned(what)| panic!("{what}"));
+        assert_eq!((answered.items, slot.load().chunks), (1, 1));
+        let twice = refusal(&mut slot, &[(1, &[0])]);
+        assert!(twice.contains("answered already"), "{twice}");
+        let failed = results(&[(2, &[FailureKind::Failed as u8])]);
+        assert!(slot.complete_chunks(&failed, &mut deliveries).is_ok());
+        let after_all = refusal(&mut slot, &[(3, &[0])]);
+        assert_eq!(after_all, "results for chunk 3 while it holds no chunk");
     }
 }
