@@ -503,11 +503,12 @@ impl WorkerSlot {
         Ok(Answered { returned, items })
     }
 
-    /// Checks that every chunk of a results message is the next chunk in
-    /// flight, in order, with as many items as were sent, and that inputs
-    /// come back unstarted only from chunks recalled (a worker that returns
-    /// others would have them sent round again for ever). Returns how many
-    /// chunks and inputs the message answers.
+    /// Checks that a results message answers at least one chunk, that each
+    /// of its chunks is the next one in flight, in order, with as many
+    /// items as were sent, and that inputs come back unstarted only from
+    /// chunks recalled (a worker that returns others would have them sent
+    /// round again for ever). Returns how many chunks and inputs the
+    /// message answers.
     fn check_results(&self, message: &[u8]) -> Result<(usize, u64), Misaligned> {
         let mut in_flight = self.in_flight.iter();
         let (mut chunks, mut items) = (0, 0);
@@ -544,6 +545,11 @@ impl WorkerSlot {
             }
             chunks += 1;
             items += expected.items;
+        }
+        // A worker sends results only when it has some: an empty message
+        // answers nothing, and a stream of them would only keep the pool busy.
+        if chunks == 0 {
+            return Err(Misaligned("a results message answering no chunk".into()));
         }
         Ok((chunks, items))
     }
@@ -805,5 +811,7 @@ mod tests {
         assert!(slot.complete_chunks(&failed, &mut deliveries).is_ok());
         let after_all = refusal(&mut slot, &[(3, &[0])]);
         assert_eq!(after_all, "results for chunk 3 while it holds no chunk");
+        let empty = refusal(&mut slot, &[]);
+        assert_eq!(empty, "a results message answering no chunk");
     }
 }
