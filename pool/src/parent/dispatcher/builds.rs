@@ -54,7 +54,7 @@ impl Dispatcher {
             self.refused_tasks.insert(task, error.clone());
         }
         self.kill_worker(worker);
-        self.publish_pids();
+        self.publish_roster();
     }
 
     /// While no worker is live, fails the queued calls of tasks that a
