@@ -96,11 +96,7 @@ fn a_worker_program_whose_task_body_changed_is_refused() {
 
 #[test]
 fn a_call_whose_only_remote_worker_was_refused_fails_rather_than_waits() {
-    let output = run(
-        PARENT,
-        "remote",
-        env!("CARGO_BIN_EXE_pool_stale_new_input"),
-    );
+    let output = run(PARENT, "remote", env!("CARGO_BIN_EXE_pool_stale_new_input"));
     assert_eq!(line(&output, "apply"), "TaskMismatch", "{output}");
     let error = line(&output, "error");
     assert!(

@@ -351,7 +351,10 @@ fn split_attributes(attrs: &[Attribute]) -> syn::Result<Attributes<'_>> {
         } else if attr.path().is_ident("version") {
             versions += 1;
             if versions > 1 {
-                return Err(syn::Error::new_spanned(attr, "a task has one `#[version = N]`"));
+                return Err(syn::Error::new_spanned(
+                    attr,
+                    "a task has one `#[version = N]`",
+                ));
             }
             sorted.version = version_of(attr)?;
         } else {

@@ -1338,7 +1338,10 @@ mod tests {
         assert!(FromWorker::parse(&[RESULTS, 0, 0, 0, 0, 0, 0, 0, 0, 1]).is_err());
         assert!(FromWorker::parse(&[SETUP_FAILED, 9, 0, 0, 0, 0]).is_err());
         // A ready message claiming more tasks than it could hold.
-        let ready = [&[READY, 1, 0, 0, 0, HAS_TASKS, 0, 0, 0, 0, 0, 0, 0, 0][..], &[0xff; 4]];
+        let ready = [
+            &[READY, 1, 0, 0, 0, HAS_TASKS, 0, 0, 0, 0, 0, 0, 0, 0][..],
+            &[0xff; 4],
+        ];
         assert!(FromWorker::parse(&ready.concat()).is_err());
         assert!(FromWorker::parse(&[REFUSED, 0xff, 0xff, 0xff, 0xff, 1]).is_err());
         let ToWorker::Batch(parsed) = ToWorker::parse(b"BZ").unwrap() else {

@@ -65,7 +65,10 @@ fn rebuilt(new: &str) {
     }
     let after = pool.worker_pids();
     println!("workers after: {after:?}");
-    println!("replaced: {}", after.iter().all(|pid| !before.contains(pid)));
+    println!(
+        "replaced: {}",
+        after.iter().all(|pid| !before.contains(pid))
+    );
     println!("old code: {old}");
     println!("new code: {new}");
     println!("failed: {}", failed.len());

@@ -95,7 +95,11 @@ pub(crate) fn check(worker: &Identity<'_>) -> Result<Build, Mismatch> {
         format!(
             "worker program {program} (build {build}) has another form of {} this program \
              defines ({}); the worker was refused: rebuild it from the same sources",
-            if differing.len() == 1 { "a task" } else { "tasks" },
+            if differing.len() == 1 {
+                "a task"
+            } else {
+                "tasks"
+            },
             details.join("; ")
         ),
     )
@@ -137,7 +141,9 @@ fn differences(ours: &Fingerprint<'_>, theirs: &Fingerprint<'_>) -> Vec<String> 
 pub(crate) fn short(build_id: &str) -> &str {
     match build_id {
         "" => "unknown",
-        id => id.get(..id.find(':').map_or(0, |colon| colon + 1) + 12).unwrap_or(id),
+        id => id
+            .get(..id.find(':').map_or(0, |colon| colon + 1) + 12)
+            .unwrap_or(id),
     }
 }
 
@@ -209,7 +215,9 @@ mod tests {
             code: ours().code ^ 1,
             ..ours()
         };
-        let err = check(&worker("gnu:01", Some(vec![theirs]))).unwrap_err().error;
+        let err = check(&worker("gnu:01", Some(vec![theirs])))
+            .unwrap_err()
+            .error;
         assert!(err.to_string().contains("its function's code"), "{err}");
     }
 

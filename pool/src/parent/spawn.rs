@@ -2,7 +2,7 @@
 //! command line, environment and inherited descriptors.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -45,7 +45,7 @@ pub(crate) fn worker_program(config: &Config) -> Result<PathBuf> {
 /// message and read its messages, and that forward its stderr.
 pub(crate) fn spawn_local(
     config: &Config,
-    program: &PathBuf,
+    program: &Path,
     id: u32,
     setup: Vec<u8>,
     events: Sender<Event>,

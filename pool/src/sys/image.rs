@@ -102,7 +102,8 @@ fn gnu_build_id() -> Option<Vec<u8>> {
             // segment of the object, mapped at its load address plus its
             // virtual address for as long as the object is loaded (the
             // executable: for ever), `p_memsz` bytes long.
-            let notes = unsafe { std::slice::from_raw_parts(start as *const u8, header.p_memsz as usize) };
+            let notes =
+                unsafe { std::slice::from_raw_parts(start as *const u8, header.p_memsz as usize) };
             if let Some(id) = find_build_id(notes) {
                 *found = Some(id.to_vec());
                 break;
@@ -115,7 +116,10 @@ fn gnu_build_id() -> Option<Vec<u8>> {
     // SAFETY: the callback only reads what the loader hands it and writes
     // `found`, which outlives the call.
     unsafe {
-        libc::dl_iterate_phdr(Some(first_object), (&mut found as *mut Option<Vec<u8>>).cast());
+        libc::dl_iterate_phdr(
+            Some(first_object),
+            (&mut found as *mut Option<Vec<u8>>).cast(),
+        );
     }
     found
 }
