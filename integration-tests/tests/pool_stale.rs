@@ -4,35 +4,19 @@
 //! stale-task fixtures, whose README lists the forms of the task).
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
-use integration_tests::output_with_deadline;
+use integration_tests::{line, scenario_output_with};
 
 const LIMIT: Duration = Duration::from_secs(90);
 const PARENT: &str = env!("CARGO_BIN_EXE_pool_stale");
 
 /// Runs `pool_stale` (from `program`) in `scenario` with `arg`; returns
-/// its stdout, having checked that it succeeded.
+/// its stdout (shown on stderr too), having checked that it succeeded.
 fn run(program: &str, scenario: &str, arg: &str) -> String {
-    let out = output_with_deadline(Command::new(program).args([scenario, arg]), LIMIT);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "{}:\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        out.status
-    );
+    let stdout = scenario_output_with(program, &[scenario, arg], LIMIT);
     eprintln!("{stdout}");
     stdout
-}
-
-fn line<'a>(output: &'a str, key: &str) -> &'a str {
-    let prefix = format!("{key}: ");
-    output
-        .lines()
-        .find_map(|line| line.strip_prefix(&prefix))
-        .unwrap_or_else(|| panic!("no {key:?} line in:\n{output}"))
 }
 
 /// A fresh directory of this test's own.
