@@ -87,4 +87,8 @@ fn a_call_whose_only_remote_worker_was_refused_fails_rather_than_waits() {
         error.contains("stale_task::bump") && error.contains("input type `u32` in the worker"),
         "{error}"
     );
+    // The worker is told why, and says so as it leaves.
+    assert_ne!(line(&output, "worker exit"), "exit status: 0", "{output}");
+    let said = line(&output, "worker said");
+    assert!(said.contains("input type `u32` in the worker"), "{said}");
 }

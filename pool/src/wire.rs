@@ -24,6 +24,8 @@
 //!   or `I`, a chunk whose items each carry their input index `u64` before
 //!   the input, sent only to a worker whose ready message asked for it.
 //! - `Q` quit: finish, reply, exit.
+//! - `D` denied: the reason `bytes`: the pool refuses this worker (its
+//!   tasks differ from the pool's); the connection ends next.
 //! - `K` recall: count `u32`, then that many chunk ids `u64`: give back the
 //!   inputs of those chunks not yet started (they are answered with the
 //!   status `Returned`), to run elsewhere or not at all.
@@ -77,6 +79,7 @@ const SETUP: u8 = b'S';
 const BATCH: u8 = b'B';
 const QUIT: u8 = b'Q';
 const RECALL: u8 = b'K';
+const DENIED: u8 = b'D';
 const READY: u8 = b'H';
 const SETUP_FAILED: u8 = b'F';
 const REFUSED: u8 = b'X';
@@ -145,6 +148,8 @@ pub(crate) enum ToWorker<'a> {
     Quit,
     /// Give back the unstarted inputs of these chunks.
     Recall { chunks: Vec<u64> },
+    /// The pool refuses this worker, and says why.
+    Denied { reason: &'a str },
 }
 
 impl<'a> ToWorker<'a> {
@@ -172,6 +177,11 @@ impl<'a> ToWorker<'a> {
             }
             ToWorker::Batch(batch) => [&[BATCH][..], batch.body].concat(),
             ToWorker::Quit => vec![QUIT],
+            ToWorker::Denied { reason } => {
+                let mut out = vec![DENIED];
+                put_bytes(&mut out, reason.as_bytes());
+                out
+            }
             ToWorker::Recall { chunks } => {
                 let mut out = vec![RECALL];
                 put_u32(&mut out, chunks.len() as u32);
@@ -210,6 +220,9 @@ impl<'a> ToWorker<'a> {
                 }))
             }
             QUIT => ToWorker::Quit,
+            DENIED => ToWorker::Denied {
+                reason: cursor.str("reason")?,
+            },
             RECALL => {
                 let count = cursor.u32("recall count")?;
                 // Each id takes 8 bytes: a count beyond the message is refused
@@ -1261,6 +1274,9 @@ mod tests {
                 chunks: vec![3, u64::MAX],
             },
             ToWorker::Recall { chunks: vec![] },
+            ToWorker::Denied {
+                reason: "another form of a task",
+            },
         ];
         for message in to_worker {
             assert_eq!(ToWorker::parse(&message.encode()).unwrap(), message);

@@ -111,6 +111,7 @@ fn remote(path: &str) {
     let mut worker = Command::new(path)
         .env(pool::CONNECT_ENV, &address)
         .env(pool::AUTHKEY_ENV, KEY)
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("start the remote worker");
     match pool.apply_async(bump, 1).get(Some(PATIENCE)) {
@@ -122,6 +123,10 @@ fn remote(path: &str) {
     }
     // Closed first, so that a worker it accepted is told to quit.
     drop(pool);
-    let status = worker.wait().expect("wait for the remote worker");
-    println!("worker exit: {status}");
+    let out = worker
+        .wait_with_output()
+        .expect("wait for the remote worker");
+    println!("worker exit: {}", out.status);
+    let said = String::from_utf8_lossy(&out.stderr);
+    println!("worker said: {}", said.trim().replace('\n', " | "));
 }

@@ -86,7 +86,7 @@ pub(crate) fn check(worker: &Identity<'_>) -> Result<Build, Mismatch> {
     if differing.is_empty() {
         return Ok(Build::Other {
             program: program.to_string(),
-            build_id: worker.build_id.to_string(),
+            build_id: clip(worker.build_id, QUOTED).into_owned(),
             same_program: worker.program == sys::program_name(),
         });
     }

@@ -175,6 +175,9 @@ impl Worker {
                     ran?
                 }
                 ToWorker::Quit => return self.flush(),
+                ToWorker::Denied { reason } => {
+                    return Err(Error::new(ErrorKind::TaskMismatch, reason))
+                }
                 ToWorker::Recall { chunks } => self.recalled.extend(chunks),
                 ToWorker::Setup { .. } => {
                     return Err(Error::new(

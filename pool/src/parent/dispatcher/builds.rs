@@ -18,7 +18,9 @@ impl Dispatcher {
         else {
             return;
         };
-        if !same_program {
+        // Without a build id of its own, this program cannot tell its own
+        // build from another.
+        if !same_program || crate::sys::build_id().is_empty() {
             tracing::debug!(worker, %program, build = short(&build_id), "worker program of another build");
         } else if self.other_builds.insert(build_id.clone()) {
             tracing::warn!(
@@ -50,10 +52,11 @@ impl Dispatcher {
             self.worker_failed_setup(worker, error);
             return;
         }
+        slot.deny(error.message());
         for task in tasks {
             self.refused_tasks.insert(task, error.clone());
         }
-        self.kill_worker(worker);
+        // A starting worker holds no inputs: there is nothing to take back.
         self.publish_roster();
     }
 
