@@ -108,7 +108,7 @@ fn remote(path: &str) {
         .build()
         .expect("start the pool");
     let address = pool.listen_address().expect("listening").to_string();
-    let mut worker = Command::new(path)
+    let worker = Command::new(path)
         .env(pool::CONNECT_ENV, &address)
         .env(pool::AUTHKEY_ENV, KEY)
         .stderr(std::process::Stdio::piped())
