@@ -41,7 +41,13 @@ pub const CONNECT_ENV: &str = "POOL_CONNECT";
 ///
 /// This makes the calling process a worker for good: it can no longer start
 /// pools of its own, and panics in it are no longer printed (task panics
-/// are reported to the pool instead).
+/// are reported to the pool instead). It also removes [`AUTHKEY_ENV`]
+/// from the process's environment, whatever key it was given, so that
+/// tasks and the programs they start cannot read a pool's key there; that
+/// is sound only while the process has one thread, so a program that
+/// started threads before calling this keeps the variable, and is told so
+/// on stderr (remove it yourself before starting threads, or pass the key
+/// another way).
 ///
 /// # Examples
 ///
@@ -63,6 +69,9 @@ pub const CONNECT_ENV: &str = "POOL_CONNECT";
 /// }
 /// ```
 pub fn connect_worker(address: &str, authkey: &[u8]) -> Result<()> {
+    // The caller may have read the key from there (`pool-worker` does):
+    // the tasks this process will run, and their children, must not.
+    super::start::forget_env(&[AUTHKEY_ENV]);
     let parsed: Address = address
         .parse()
         .map_err(|err| Error::from_connection(err, format!("pool address {address:?}")))?;
