@@ -23,6 +23,12 @@ pub const AUTHKEY_ENV: &str = "POOL_AUTHKEY";
 /// [`pool::init()`](crate::init)), and exits when the pool is done with it.
 /// This is how [Slurm workers](crate::SlurmWorkers) run the pool's own
 /// program, and how a launcher of your own (ssh, a Kubernetes Job) can.
+///
+/// Both variables leave the worker's environment before `main` (so no task
+/// and no program a task starts sees the key), and a program running in
+/// secure-execution mode (`AT_SECURE`: set-user-ID, set-group-ID, or with
+/// file capabilities) ignores them, says so on stderr, and runs its
+/// `main`: whoever set its environment must not make it work for them.
 pub const CONNECT_ENV: &str = "POOL_CONNECT";
 
 /// Connects to a pool listening at `address`, authenticates with
