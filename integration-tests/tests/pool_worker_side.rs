@@ -60,7 +60,11 @@ fn worker_told_task_number(number: u32) -> (Option<i32>, String, u64) {
     let watchdog = Watchdog::start("hostile pool", LIMIT);
     let (mut listener, addr) = patient_tcp_listener(KEY.as_bytes());
     let mut worker = Command::new("sh")
-        .args(["-c", r#"ulimit -v 2097152 && exec "$0" --connect "$1""#, WORKER])
+        .args([
+            "-c",
+            r#"ulimit -v 2097152 && exec "$0" --connect "$1""#,
+            WORKER,
+        ])
         .arg(format!("tcp:{addr}"))
         .env("POOL_AUTHKEY", KEY)
         .stdin(Stdio::null())
@@ -160,7 +164,10 @@ fn a_privileged_program_ignores_a_pools_variables_and_runs_its_main() {
         return;
     }
     assert!(out.status.success(), "{}\n{stdout}\n{stderr}", out.status);
-    assert!(stdout.contains("main ran, AT_SECURE: 1"), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("main ran, AT_SECURE: 1"),
+        "{stdout}\n{stderr}"
+    );
     assert!(stdout.contains("POOL_CONNECT visible: false"), "{stdout}");
     assert!(stdout.contains("POOL_AUTHKEY visible: false"), "{stdout}");
     assert!(stderr.contains("AT_SECURE"), "{stderr}");
@@ -180,8 +187,14 @@ fn is_root() -> bool {
 /// Fails unless the host's output shows the task ran and that neither
 /// its worker nor a child of the task saw the key or any pool variable.
 fn assert_no_key_seen(how: &str, output: &str) {
-    assert!(output.contains("worker env: ") && output.contains("child env: "), "{how}: {output}");
-    assert!(!output.contains(KEY), "{how}: the key is visible:\n{output}");
+    assert!(
+        output.contains("worker env: ") && output.contains("child env: "),
+        "{how}: {output}"
+    );
+    assert!(
+        !output.contains(KEY),
+        "{how}: the key is visible:\n{output}"
+    );
     for line in output.lines().filter(|line| line.contains(" env: ")) {
         for var in ["POOL_AUTHKEY", "POOL_CONNECT", "POOL_WORKER_"] {
             assert!(!line.contains(var), "{how}: {line}");
@@ -203,8 +216,15 @@ fn remote_host(worker: impl FnOnce(&str) -> Command) -> String {
     let mut stdout = std::io::BufReader::new(host.stdout.take().expect("stdout"));
     let mut line = String::new();
     std::io::BufRead::read_line(&mut stdout, &mut line).expect("address line");
-    let address = line.trim().strip_prefix("address: ").expect("address").to_string();
-    let mut worker = worker(&address).stdin(Stdio::null()).spawn().expect("spawn worker");
+    let address = line
+        .trim()
+        .strip_prefix("address: ")
+        .expect("address")
+        .to_string();
+    let mut worker = worker(&address)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn worker");
     let mut rest = String::new();
     stdout.read_to_string(&mut rest).expect("read the host");
     assert!(host.wait().expect("wait").success(), "{rest}");
