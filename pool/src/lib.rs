@@ -245,7 +245,9 @@ mod worker;
 
 pub mod builtin;
 
-pub use crate::error::{Error, ErrorKind, Result, WorkerInfo};
+pub use crate::error::{
+    Error, ErrorKind, PanicLocation, Result, WorkerInfo, MAX_PANIC_FILE, MAX_REMOTE_BACKTRACE,
+};
 pub use crate::parent::{
     as_completed, wait_any, AsCompleted, AsyncResult, Imap, ImapUnordered, Pool, PoolBuilder,
     Progress, RemoteWorker, SlurmWorkers, DEFAULT_SLURM_RESUBMITS, DEFAULT_SLURM_START_TIMEOUT,
