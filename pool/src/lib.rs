@@ -249,9 +249,9 @@ pub use crate::error::{
     Error, ErrorKind, PanicLocation, Result, WorkerInfo, MAX_PANIC_FILE, MAX_REMOTE_BACKTRACE,
 };
 pub use crate::parent::{
-    as_completed, wait_any, AsCompleted, AsyncResult, Imap, ImapUnordered, Pool, PoolBuilder,
-    Progress, RemoteWorker, SlurmWorkers, DEFAULT_SLURM_RESUBMITS, DEFAULT_SLURM_START_TIMEOUT,
-    DEFAULT_STARTUP_TIMEOUT,
+    as_completed, wait_any, AsCompleted, AsyncResult, Imap, ImapUnordered, Nested, Pool,
+    PoolBuilder, Progress, RemoteWorker, SlurmWorkers, DEFAULT_SLURM_RESUBMITS,
+    DEFAULT_SLURM_START_TIMEOUT, DEFAULT_STARTUP_TIMEOUT,
 };
 pub use crate::task::{registered_tasks, Task, TaskEntry, TaskFailure};
 pub use crate::worker::{connect_worker, init, AUTHKEY_ENV, CONNECT_ENV};
