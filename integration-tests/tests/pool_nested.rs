@@ -2,31 +2,21 @@
 //! worker, serially, in order, starting no process (joblib's nested
 //! calls), unless it asks to fail. Run in real workers by `pool_nested`.
 
-use std::process::Command;
 use std::time::Duration;
 
-use integration_tests::output_with_deadline;
+use integration_tests::{line, scenario_output};
 
 fn run() -> String {
-    let out = output_with_deadline(
-        &mut Command::new(env!("CARGO_BIN_EXE_pool_nested")),
+    scenario_output(
+        env!("CARGO_BIN_EXE_pool_nested"),
+        "all",
         Duration::from_secs(60),
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{}\nstdout:\n{stdout}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    )
 }
 
-fn assert_has(stdout: &str, line: &str) {
-    assert!(
-        stdout.lines().any(|l| l == line),
-        "no line {line:?} in:\n{stdout}"
-    );
+fn assert_has(stdout: &str, label_and_value: &str) {
+    let (label, value) = label_and_value.split_once(": ").unwrap();
+    assert_eq!(line(stdout, label), value, "{stdout}");
 }
 
 #[test]

@@ -2,39 +2,26 @@
 //! the workers carries the worker's backtrace, like Python's
 //! `RemoteTraceback`: run in a real pool by the `pool_traceback` program.
 
-use std::process::Command;
 use std::time::Duration;
 
-use integration_tests::output_with_deadline;
+use integration_tests::{line, scenario_output};
 
 /// Where `parse_number`'s `unwrap` is in `src/bin/pool_traceback.rs`.
 const PANIC_AT: &str = "integration-tests/src/bin/pool_traceback.rs:12:29";
 
-/// Runs the program with backtraces `on` or `off` in its workers, none in
-/// its own environment; returns its stdout.
+/// Runs the program with backtraces `on` or `off` in its workers; returns
+/// its stdout.
 fn run(backtraces: &str) -> String {
-    let out = output_with_deadline(
-        Command::new(env!("CARGO_BIN_EXE_pool_traceback"))
-            .arg(backtraces)
-            .env_remove("RUST_BACKTRACE")
-            .env_remove("RUST_LIB_BACKTRACE"),
+    scenario_output(
+        env!("CARGO_BIN_EXE_pool_traceback"),
+        backtraces,
         Duration::from_secs(60),
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{}\nstdout:\n{stdout}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    )
 }
 
-fn assert_has(stdout: &str, line: &str) {
-    assert!(
-        stdout.lines().any(|l| l == line),
-        "no line {line:?} in:\n{stdout}"
-    );
+fn assert_has(stdout: &str, label_and_value: &str) {
+    let (label, value) = label_and_value.split_once(": ").unwrap();
+    assert_eq!(line(stdout, label), value, "{stdout}");
 }
 
 /// What both runs print alike: the location, in the one-line forms too,

@@ -1,8 +1,8 @@
 //! A program whose tasks panic and fail in a real pool, printing what the
 //! errors say about where and how, for `tests/pool_traceback.rs`. Its
-//! first argument is `off` (no `RUST_BACKTRACE` in the workers: the test
-//! clears it from this program's environment too) or `on`
-//! (`RUST_BACKTRACE=1` given to the workers through `PoolBuilder::env`).
+//! first argument is `off` or `on`: backtraces off in the workers
+//! (`RUST_BACKTRACE=0` and `RUST_LIB_BACKTRACE=0`, whatever this process
+//! has) or on (`RUST_BACKTRACE=1`), set through `PoolBuilder::env`.
 
 use pool::Pool;
 
@@ -24,9 +24,12 @@ fn main() -> Result<(), pool::Error> {
     pool::init();
     let backtraces = std::env::args().nth(1).unwrap_or_default();
     let mut builder = Pool::builder().processes(2);
-    if backtraces == "on" {
-        builder = builder.env("RUST_BACKTRACE", "1");
-    }
+    builder = match backtraces.as_str() {
+        "on" => builder.env("RUST_BACKTRACE", "1"),
+        _ => builder
+            .env("RUST_BACKTRACE", "0")
+            .env("RUST_LIB_BACKTRACE", "0"),
+    };
     let pool = builder.build()?;
     let inputs = ["1", "x", "3"].map(String::from);
 
