@@ -111,8 +111,8 @@ pub struct WorkerInfo {
 /// hook saw ([`Error::panic_location`]).
 ///
 /// Text from a worker, which may be a hostile peer: for display only. The
-/// file name is at most [`MAX_PANIC_FILE`] bytes, control characters
-/// escaped.
+/// file name is cut to [`MAX_PANIC_FILE`] bytes (and a note of its
+/// length), its control characters escaped.
 ///
 /// # Examples
 ///
@@ -142,7 +142,7 @@ impl PanicLocation {
     /// control characters escaped, since it is shown to people.
     pub(crate) fn new(file: &str, line: u32, column: u32) -> PanicLocation {
         PanicLocation {
-            file: displayable(file, MAX_PANIC_FILE),
+            file: displayable(file.as_bytes(), MAX_PANIC_FILE),
             line,
             column,
         }
@@ -198,20 +198,27 @@ impl RemotePanic {
         column: u32,
         backtrace: &[u8],
     ) -> RemotePanic {
-        let backtrace = String::from_utf8_lossy(backtrace);
         RemotePanic {
-            location: PanicLocation::new(&String::from_utf8_lossy(file), line, column),
+            location: PanicLocation {
+                file: displayable(file, MAX_PANIC_FILE),
+                line,
+                column,
+            },
             backtrace: (!backtrace.is_empty())
-                .then(|| displayable(&backtrace, MAX_REMOTE_BACKTRACE)),
+                .then(|| displayable(backtrace, MAX_REMOTE_BACKTRACE)),
         }
     }
 }
 
-/// `text` cut to at most about `max` bytes, at a character boundary, with
-/// every control character but a line break or tab escaped.
-fn displayable(text: &str, max: usize) -> String {
-    let mut shown = String::with_capacity(text.len().min(max));
-    for c in text.chars() {
+/// `text` as lossy UTF-8 cut to about `max` bytes (a note of its length
+/// after), with every control character but a line break or tab escaped:
+/// whatever a worker sent, the result is at most about `max` bytes, and
+/// only the start of `text` is ever looked at.
+fn displayable(text: &[u8], max: usize) -> String {
+    // A character cut in two here is replaced, like invalid UTF-8.
+    let start = String::from_utf8_lossy(&text[..text.len().min(max + 4)]);
+    let mut shown = String::with_capacity(start.len().min(max));
+    for c in start.chars() {
         if shown.len() >= max {
             shown.push_str(&format!("... ({} bytes in all)", text.len()));
             break;
@@ -535,6 +542,31 @@ mod tests {
         let whole = chain.join(": ");
         assert_eq!(whole.matches("the peer left").count(), 1, "{whole}");
         assert_eq!(format!("{err:#}"), whole);
+    }
+
+    #[test]
+    fn a_workers_panic_report_is_bounded_and_shown_escaped() {
+        let file = b"src/\x1b[2Jevil.rs";
+        let mut backtrace = b"  0: demo::parse\n\tat src/main.rs:12:5\n\x07".to_vec();
+        backtrace.resize(backtrace.len() + 10 * MAX_REMOTE_BACKTRACE, b'x');
+        let panic = RemotePanic::from_worker(file, 12, 5, &backtrace);
+        assert_eq!(panic.location.to_string(), "src/\\u{1b}[2Jevil.rs:12:5");
+        let shown = panic.backtrace.unwrap();
+        assert!(
+            shown.starts_with("  0: demo::parse\n\tat src/main.rs:12:5\n\\u{7}xxx"),
+            "{shown:.60}"
+        );
+        assert!(shown.len() <= MAX_REMOTE_BACKTRACE + 40, "{}", shown.len());
+        assert!(shown.ends_with(&format!("... ({} bytes in all)", backtrace.len())));
+        let long_file = vec![0xff; 3 * MAX_PANIC_FILE];
+        let panic = RemotePanic::from_worker(&long_file, 1, 1, b"");
+        assert!(panic.location.file().len() <= MAX_PANIC_FILE + 40);
+        assert_eq!(panic.backtrace, None);
+        let err = Error::from_failure(ErrorKind::Panicked, "boom".into(), Some(panic));
+        assert!(
+            err.to_string().starts_with("task panicked at \u{fffd}"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -188,6 +188,7 @@ pub(crate) enum FailureKind {
     TooLarge = 6,
     /// Not run: the pool recalled the input before it started.
     Returned = 7,
+    // 8 is `wire::PANICKED_AT`, a panic sent with its location.
 }
 
 impl FailureKind {
