@@ -65,9 +65,10 @@ pub(crate) fn serve(
     busy: Option<Arc<AtomicBool>>,
 ) -> Result<()> {
     become_worker();
-    // Panics are caught and sent to the pool as the task's error; printing
-    // them here too would only spam the pool's stderr.
-    std::panic::set_hook(Box::new(|_| {}));
+    // Panics are caught and sent to the pool as the task's error, with
+    // their location and backtrace, which the hook keeps for that;
+    // printing them here too would only spam the pool's stderr.
+    std::panic::set_hook(Box::new(task::note_panic));
     let mut worker = Worker {
         conn,
         progress,
