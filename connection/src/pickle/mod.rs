@@ -96,6 +96,9 @@ mod parse;
 mod ser;
 #[cfg(test)]
 mod tests;
+mod value;
+
+pub use value::{BigInt, Dict, Value};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
