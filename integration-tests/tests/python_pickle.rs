@@ -434,11 +434,13 @@ c = Connection(int(os.environ["CONN"].split(":")[0]))
 for protocol in (2, 3, 4, 5):
     for value in VALUES:
         c.send_bytes(ForkingPickler.dumps(value, protocol))
+# Mismatches are reported at the end, so that the Rust side runs to its
+# last check and the test's failure shows them.
+mismatches = []
 for i, want in enumerate(VALUES):
     got = c.recv()
     if not exact(got, want):
-        print("MISMATCH", i, repr(got)[:300], "!=", repr(want)[:300], flush=True)
-        sys.exit(1)
+        mismatches.append(f"{i}: {repr(got)[:300]} != {repr(want)[:300]}")
 for hostile in (b"\x80\x04}]K\x01s.",                       # {[]: 1}
                 b"\x80\x04\x8f(]\x90.",                      # {[]}
                 b"\x80\x04)" + b"\x85" * 100000 + b".",      # ((((...))))
@@ -446,6 +448,9 @@ for hostile in (b"\x80\x04}]K\x01s.",                       # {[]: 1}
                 b"\x80\x04\x8c\x08__main__\x8c\x05Point\x93)\x81}b."):
     c.send_bytes(hostile)
     c.send(("still", "usable"))
+if mismatches:
+    print("MISMATCH", *mismatches, sep="\n", flush=True)
+    sys.exit(1)
 print("DONE", flush=True)
 "#;
 
