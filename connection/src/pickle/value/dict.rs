@@ -28,7 +28,12 @@ use super::Value;
 /// assert_eq!(keys, ["'b'", "(1, 2)"]);
 /// ```
 #[derive(Clone, Default)]
-pub struct Dict {
+pub struct Dict(Box<Table>);
+
+/// Boxed, so that a [`Value`] stays 32 bytes (its other variants hold at
+/// most one `Vec`): a hostile pickle's values cost less memory each.
+#[derive(Clone, Default)]
+struct Table {
     /// Keys and values in insertion order; keys are distinct.
     entries: Vec<(Value, Value)>,
     /// Positions in `entries`, sorted by key.
@@ -43,30 +48,30 @@ impl Dict {
 
     /// The number of entries.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.0.entries.len()
     }
 
     /// Whether there are no entries.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.0.entries.is_empty()
     }
 
     /// Where `key` is in `sorted`, or where it would go.
     fn find(&self, key: &Value) -> Result<usize, usize> {
-        self.sorted
-            .binary_search_by(|&at| self.entries[at].0.cmp(key))
+        self.0.sorted
+            .binary_search_by(|&at| self.0.entries[at].0.cmp(key))
     }
 
     /// The value of `key`, if it is there.
     pub fn get(&self, key: &Value) -> Option<&Value> {
-        let at = self.sorted[self.find(key).ok()?];
-        Some(&self.entries[at].1)
+        let at = self.0.sorted[self.find(key).ok()?];
+        Some(&self.0.entries[at].1)
     }
 
     /// The value of `key`, mutably, if it is there.
     pub fn get_mut(&mut self, key: &Value) -> Option<&mut Value> {
-        let at = self.sorted[self.find(key).ok()?];
-        Some(&mut self.entries[at].1)
+        let at = self.0.sorted[self.find(key).ok()?];
+        Some(&mut self.0.entries[at].1)
     }
 
     /// Whether `key` is there.
@@ -81,12 +86,12 @@ impl Dict {
         let key = key.into();
         match self.find(&key) {
             Ok(slot) => {
-                let at = self.sorted[slot];
-                Some(std::mem::replace(&mut self.entries[at].1, value.into()))
+                let at = self.0.sorted[slot];
+                Some(std::mem::replace(&mut self.0.entries[at].1, value.into()))
             }
             Err(slot) => {
-                self.sorted.insert(slot, self.entries.len());
-                self.entries.push((key, value.into()));
+                self.0.sorted.insert(slot, self.0.entries.len());
+                self.0.entries.push((key, value.into()));
                 None
             }
         }
@@ -96,33 +101,33 @@ impl Dict {
     /// `O(n)`, as it closes the gap.
     pub fn remove(&mut self, key: &Value) -> Option<Value> {
         let slot = self.find(key).ok()?;
-        let at = self.sorted.remove(slot);
-        for position in &mut self.sorted {
+        let at = self.0.sorted.remove(slot);
+        for position in &mut self.0.sorted {
             if *position > at {
                 *position -= 1;
             }
         }
-        Some(self.entries.remove(at).1)
+        Some(self.0.entries.remove(at).1)
     }
 
     /// The entries in insertion order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&Value, &Value)> {
-        self.entries.iter().map(|(k, v)| (k, v))
+        self.0.entries.iter().map(|(k, v)| (k, v))
     }
 
     /// The keys in insertion order.
     pub fn keys(&self) -> impl ExactSizeIterator<Item = &Value> {
-        self.entries.iter().map(|(k, _)| k)
+        self.0.entries.iter().map(|(k, _)| k)
     }
 
     /// The values in insertion order.
     pub fn values(&self) -> impl ExactSizeIterator<Item = &Value> {
-        self.entries.iter().map(|(_, v)| v)
+        self.0.entries.iter().map(|(_, v)| v)
     }
 
     /// The entries in key order, for comparing and hashing.
     fn by_key(&self) -> impl Iterator<Item = &(Value, Value)> {
-        self.sorted.iter().map(|&at| &self.entries[at])
+        self.0.sorted.iter().map(|&at| &self.0.entries[at])
     }
 
     /// A dict of `pairs` in one sort, `O(n log n)` however many keys
@@ -162,7 +167,7 @@ impl Dict {
             .zip(kept)
             .filter_map(|(pair, keep)| keep.then_some(pair))
             .collect();
-        Dict { entries, sorted }
+        Dict(Box::new(Table { entries, sorted }))
     }
 }
 
@@ -223,7 +228,7 @@ impl IntoIterator for Dict {
 
     /// The entries in insertion order.
     fn into_iter(self) -> Self::IntoIter {
-        self.entries.into_iter()
+        self.0.entries.into_iter()
     }
 }
 
@@ -235,7 +240,7 @@ impl<'a> IntoIterator for &'a Dict {
     >;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.entries.iter().map(|(k, v)| (k, v))
+        self.0.entries.iter().map(|(k, v)| (k, v))
     }
 }
 

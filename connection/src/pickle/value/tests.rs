@@ -449,3 +449,9 @@ fn other_formats_get_what_they_can_express() {
     let err = serde_json::to_string(&Value::from_iter([((1, 2), 3)])).unwrap_err();
     assert!(err.to_string().contains("key must be a string"), "{err}");
 }
+
+#[test]
+fn a_value_is_as_small_as_the_memory_bound_says() {
+    // The module docs' figure for memo expansion into a Value rests on it.
+    assert_eq!(std::mem::size_of::<Value>(), 32);
+}
