@@ -390,6 +390,9 @@ fn a_pickle_value_expanded_through_the_memo_stays_within_its_budget() {
     let err = result.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Decode);
     assert!(format!("{err:#}").contains("budget"), "{err:#}");
-    eprintln!("{}-byte pickle over the budget: peak {peak} bytes before the error", over.len());
+    eprintln!(
+        "{}-byte pickle over the budget: peak {peak} bytes before the error",
+        over.len()
+    );
     assert!(peak <= 40 * budget_values + CONSTANT, "peak {peak}");
 }

@@ -522,10 +522,7 @@ fn python_values() -> Vec<Value> {
             )),
         ])]),
         Value::from_iter([
-            (
-                "floats",
-                Value::from((f64::INFINITY, f64::NAN, -0.0)),
-            ),
+            ("floats", Value::from((f64::INFINITY, f64::NAN, -0.0))),
             (
                 "empty",
                 Value::Tuple(vec![
@@ -556,7 +553,11 @@ fn python_and_rust_exchange_every_plain_type_as_a_value() {
             let got: Value = conn.recv_pickle().unwrap();
             assert_eq!(&got, want, "protocol {protocol}, value {i}");
             // The repr also tells -0.0 from 0.0, NaN, and dict order.
-            assert_eq!(format!("{got:?}"), format!("{want:?}"), "protocol {protocol}");
+            assert_eq!(
+                format!("{got:?}"),
+                format!("{want:?}"),
+                "protocol {protocol}"
+            );
         }
     }
     for value in &expected {

@@ -415,7 +415,10 @@ impl<'de> VariantAccess<'de> for NodeDeserializer<'_> {
     type Error = PickleError;
 
     fn unit_variant(self) -> PickleResult<()> {
-        Err(PickleError(format!("{} is not a unit variant", describe(self.node()))))
+        Err(PickleError(format!(
+            "{} is not a unit variant",
+            describe(self.node())
+        )))
     }
 
     fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> PickleResult<T::Value> {

@@ -65,9 +65,7 @@ impl<'a> Writer<'a> {
                     self.out.push(op::BININT);
                     self.out.extend_from_slice(&n.to_le_bytes());
                 }
-                Err(_) => self
-                    .long(&n.to_le_bytes())
-                    .expect("16 bytes fit LONG1"),
+                Err(_) => self.long(&n.to_le_bytes()).expect("16 bytes fit LONG1"),
             },
         }
     }

@@ -73,7 +73,11 @@ impl BigInt {
         if self.bytes.len() > 16 {
             return None;
         }
-        let mut buf = if self.is_negative() { [0xff; 16] } else { [0; 16] };
+        let mut buf = if self.is_negative() {
+            [0xff; 16]
+        } else {
+            [0; 16]
+        };
         buf[..self.bytes.len()].copy_from_slice(&self.bytes);
         Some(i128::from_le_bytes(buf))
     }
@@ -288,7 +292,19 @@ mod tests {
 
     #[test]
     fn conversions_hold_every_edge() {
-        for n in [0i128, 1, -1, 127, 128, -128, -129, 255, 256, i128::MIN, i128::MAX] {
+        for n in [
+            0i128,
+            1,
+            -1,
+            127,
+            128,
+            -128,
+            -129,
+            255,
+            256,
+            i128::MIN,
+            i128::MAX,
+        ] {
             let big = BigInt::from(n);
             assert_eq!(i128::try_from(&big).unwrap(), n);
             assert_eq!(big.to_string(), n.to_string());
@@ -325,7 +341,9 @@ mod tests {
         assert!(shown.starts_with("0x1000"), "{}", &shown[..10]);
         assert_eq!(shown.len(), 2 + 1 + 2 * DECIMAL_LIMIT);
         huge.push(0x80); // negative now
-        assert!(BigInt::from_signed_bytes_le(&huge).to_string().starts_with("-0x"));
+        assert!(BigInt::from_signed_bytes_le(&huge)
+            .to_string()
+            .starts_with("-0x"));
     }
 
     #[test]

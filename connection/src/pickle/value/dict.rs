@@ -58,7 +58,8 @@ impl Dict {
 
     /// Where `key` is in `sorted`, or where it would go.
     fn find(&self, key: &Value) -> Result<usize, usize> {
-        self.0.sorted
+        self.0
+            .sorted
             .binary_search_by(|&at| self.0.entries[at].0.cmp(key))
     }
 

@@ -13,8 +13,8 @@ pub(super) mod serde_impl;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-pub use bigint::BigInt;
 pub(super) use bigint::shortest_len;
+pub use bigint::BigInt;
 pub use dict::Dict;
 
 /// Any plain Python object: what CPython's `pickle.loads` builds from the
@@ -288,7 +288,9 @@ impl Value {
             Value::List(items) | Value::Tuple(items) => {
                 let index = key.as_int()?;
                 let index = if index < 0 {
-                    items.len().checked_sub(usize::try_from(index.unsigned_abs()).ok()?)?
+                    items
+                        .len()
+                        .checked_sub(usize::try_from(index.unsigned_abs()).ok()?)?
                 } else {
                     usize::try_from(index).ok()?
                 };
@@ -486,7 +488,14 @@ macro_rules! from_tuple {
     )*};
 }
 
-from_tuple!((A), (A, B), (A, B, C), (A, B, C, D), (A, B, C, D, E), (A, B, C, D, E, F));
+from_tuple!(
+    (A),
+    (A, B),
+    (A, B, C),
+    (A, B, C, D),
+    (A, B, C, D, E),
+    (A, B, C, D, E, F)
+);
 
 #[cfg(test)]
 mod tests;

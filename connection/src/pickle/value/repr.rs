@@ -95,7 +95,10 @@ pub(super) fn float_repr(x: f64) -> String {
         format!(".{rest}")
     };
     let exponent_sign = if exponent < 0 { '-' } else { '+' };
-    format!("{sign}{first}{rest}e{exponent_sign}{:02}", exponent.unsigned_abs())
+    format!(
+        "{sign}{first}{rest}e{exponent_sign}{:02}",
+        exponent.unsigned_abs()
+    )
 }
 
 /// The quote Python's repr picks: `'` unless the text has `'` and no `"`.

@@ -23,7 +23,9 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use serde::de::{self, Deserialize, Deserializer, EnumAccess, MapAccess, SeqAccess, VariantAccess, Visitor};
+use serde::de::{
+    self, Deserialize, Deserializer, EnumAccess, MapAccess, SeqAccess, VariantAccess, Visitor,
+};
 use serde::ser::{self, Serialize, SerializeTuple, Serializer};
 use serde_bytes::ByteBuf;
 
@@ -45,7 +47,8 @@ pub(in crate::pickle) mod marker {
 }
 
 /// The variants of the exact form `de.rs` answers [`marker::VALUE`] with.
-pub(in crate::pickle) const EXACT_TAGS: &[&str] = &["tuple", "bytearray", "set", "frozenset", "int"];
+pub(in crate::pickle) const EXACT_TAGS: &[&str] =
+    &["tuple", "bytearray", "set", "frozenset", "int"];
 
 impl Serialize for Value {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -57,9 +60,8 @@ impl Serialize for Value {
             Value::Float(x) => serializer.serialize_f64(*x),
             Value::Str(text) => serializer.serialize_str(text),
             Value::Bytes(bytes) => serializer.serialize_bytes(bytes),
-            Value::ByteArray(bytes) => {
-                serializer.serialize_newtype_struct(marker::BYTEARRAY, serde_bytes::Bytes::new(bytes))
-            }
+            Value::ByteArray(bytes) => serializer
+                .serialize_newtype_struct(marker::BYTEARRAY, serde_bytes::Bytes::new(bytes)),
             Value::List(items) => serializer.collect_seq(items),
             Value::Tuple(items) => {
                 let mut tuple = serializer.serialize_tuple(items.len())?;
@@ -113,7 +115,7 @@ fn hashable<'a, E: ser::Error>(
 }
 
 /// An int up to 128 bits is a plain serde integer; a wider one its two's
-/// complement bytes under [`marker::BIGINT`] (a `LONG` opcode in a pickle,
+/// complement bytes under `marker::BIGINT` (a `LONG` opcode in a pickle,
 /// an array of ints in JSON).
 impl Serialize for BigInt {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -276,10 +278,16 @@ impl<'de> Visitor<'de> for ValueVisitor {
         let (tag, content): (String, _) = data.variant()?;
         match tag.as_str() {
             "tuple" => Ok(Value::Tuple(content.newtype_variant::<Vec<Value>>()?)),
-            "bytearray" => Ok(Value::ByteArray(content.newtype_variant::<ByteBuf>()?.into_vec())),
+            "bytearray" => Ok(Value::ByteArray(
+                content.newtype_variant::<ByteBuf>()?.into_vec(),
+            )),
             "set" | "frozenset" => {
                 let items = content.newtype_variant::<Vec<Value>>()?;
-                let role = if tag == "set" { "a set item" } else { "a frozenset item" };
+                let role = if tag == "set" {
+                    "a set item"
+                } else {
+                    "a frozenset item"
+                };
                 if let Some(item) = items.iter().find(|item| !item.is_hashable()) {
                     return Err(de::Error::custom(unhashable(item, role)));
                 }

@@ -79,7 +79,10 @@ fn debug_reads_like_python_repr() {
         (Value::Dict(Dict::new()), "{}"),
         (
             Value::from_iter([
-                (Value::from("a"), Value::from((1, ByteBuf::from(b"x".to_vec())))),
+                (
+                    Value::from("a"),
+                    Value::from((1, ByteBuf::from(b"x".to_vec()))),
+                ),
                 ((1, 2).into(), Value::None),
             ]),
             "{'a': (1, b'x'), (1, 2): None}",
@@ -318,18 +321,30 @@ fn repeated_keys_keep_the_last_value_as_python_does() -> Result<()> {
 fn unhashable_keys_and_set_items_are_refused_both_ways() {
     let cases: [(&[u8], &str); 6] = [
         // {[]: 1}
-        (b"\x80\x04}]K\x01s.", "unhashable type: 'list' cannot be a dict key"),
+        (
+            b"\x80\x04}]K\x01s.",
+            "unhashable type: 'list' cannot be a dict key",
+        ),
         // {([],): 1}: a tuple holding a list
-        (b"\x80\x04}]\x85K\x01s.", "unhashable type: 'list' cannot be a dict key"),
+        (
+            b"\x80\x04}]\x85K\x01s.",
+            "unhashable type: 'list' cannot be a dict key",
+        ),
         // {bytearray(b"a"): 1}
         (
             b"\x80\x05}\x96\x01\x00\x00\x00\x00\x00\x00\x00aK\x01s.",
             "unhashable type: 'bytearray'",
         ),
         // {{}}: a set holding a dict
-        (b"\x80\x04\x8f(}\x90.", "unhashable type: 'dict' cannot be a set item"),
+        (
+            b"\x80\x04\x8f(}\x90.",
+            "unhashable type: 'dict' cannot be a set item",
+        ),
         // frozenset({set()})
-        (b"\x80\x04(\x8f\x91.", "unhashable type: 'set' cannot be a frozenset item"),
+        (
+            b"\x80\x04(\x8f\x91.",
+            "unhashable type: 'set' cannot be a frozenset item",
+        ),
         // {frozenset({(1, [])}): 0}, the list two levels down
         (
             b"\x80\x04}(K\x01]\x86\x91K\x00s.",
@@ -403,8 +418,9 @@ fn hostile_pickles_get_clear_errors() {
     assert!(decode_with_budget::<Value>(&shallow, 2047).is_ok());
     assert!(decode_with_budget::<Value>(&shallow, 2046).is_err());
     // Classes are refused as for any type.
-    assert!(refused(b"\x80\x04\x8c\x08__main__\x8c\x05Point\x93)\x81}b.")
-        .contains("__main__.Point"));
+    assert!(
+        refused(b"\x80\x04\x8c\x08__main__\x8c\x05Point\x93)\x81}b.").contains("__main__.Point")
+    );
 }
 
 #[test]
@@ -445,7 +461,10 @@ fn other_formats_get_what_they_can_express() {
         r#"{"t":[1,"a"],"b":[1],"s":[2],"n":null,"i":340282366920938463463374607431768211455}"#
     );
     let back: Value = serde_json::from_str(&json).unwrap();
-    assert_eq!(format!("{back:?}"), "{'t': [1, 'a'], 'b': [1], 's': [2], 'n': None, 'i': 3.402823669209385e+38}");
+    assert_eq!(
+        format!("{back:?}"),
+        "{'t': [1, 'a'], 'b': [1], 's': [2], 'n': None, 'i': 3.402823669209385e+38}"
+    );
     let err = serde_json::to_string(&Value::from_iter([((1, 2), 3)])).unwrap_err();
     assert!(err.to_string().contains("key must be a string"), "{err}");
 }
