@@ -498,4 +498,4 @@ from_tuple!(
 );
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;
