@@ -85,7 +85,11 @@ pub use dict::Dict;
 /// [`to_signed_bytes_le`](BigInt::to_signed_bytes_le) as an array of
 /// ints; a dict needs str keys (serde_json refuses others). Only pickles
 /// (through this crate's [`encode`](super::encode) and
-/// [`decode`](super::decode)) keep every type.
+/// [`decode`](super::decode)) keep every type. Formats that are not
+/// self-describing cannot read a `Value` back, among them the one of
+/// [`send`](crate::Connection::send)/[`recv`](crate::Connection::recv):
+/// between Rust peers too, send a `Value` with
+/// [`send_pickle`](crate::Connection::send_pickle).
 #[derive(Clone)]
 pub enum Value {
     /// `None`.

@@ -382,6 +382,10 @@ fn other_formats_get_what_they_can_express() {
     );
     let err = serde_json::to_string(&Value::from_iter([((1, 2), 3)])).unwrap_err();
     assert!(err.to_string().contains("key must be a string"), "{err}");
+    // send/recv's own format does not describe itself: a Value cannot be
+    // read back from it, as the docs say.
+    let err = crate::decode::<Value>(&crate::encode(&value).unwrap()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Decode);
 }
 
 #[test]
