@@ -45,7 +45,8 @@ pub(crate) struct Mismatch {
 }
 
 /// Compares a ready worker's identity with this program's.
-pub(crate) fn check(worker: &Identity<'_>) -> Result<Build, Mismatch> {
+/// A mismatch is boxed: an `Error` is large, and a refusal rare.
+pub(crate) fn check(worker: &Identity<'_>) -> Result<Build, Box<Mismatch>> {
     let own = sys::build_id();
     if !own.is_empty() && worker.build_id == own {
         return Ok(Build::Same);
@@ -53,7 +54,7 @@ pub(crate) fn check(worker: &Identity<'_>) -> Result<Build, Mismatch> {
     let program = clip(worker.program, QUOTED);
     let build = short(worker.build_id);
     let Some(tasks) = &worker.tasks else {
-        return Err(Mismatch {
+        return Err(Box::new(Mismatch {
             error: Error::new(
                 ErrorKind::TaskMismatch,
                 format!(
@@ -63,7 +64,7 @@ pub(crate) fn check(worker: &Identity<'_>) -> Result<Build, Mismatch> {
                 ),
             ),
             tasks: Vec::new(),
-        });
+        }));
     };
     let registry = task::registry();
     let mut seen = HashSet::new();
@@ -104,10 +105,10 @@ pub(crate) fn check(worker: &Identity<'_>) -> Result<Build, Mismatch> {
         ),
     )
     .with_task(differing[0]);
-    Err(Mismatch {
+    Err(Box::new(Mismatch {
         error,
         tasks: differing,
-    })
+    }))
 }
 
 /// How the worker's form of a task differs from ours, each difference

@@ -34,7 +34,7 @@ pub(crate) enum Event {
     /// The worker's tasks differ from this program's: it is refused.
     Mismatch {
         worker: u32,
-        mismatch: Mismatch,
+        mismatch: Box<Mismatch>,
     },
     SetupFailed {
         worker: u32,

@@ -293,7 +293,7 @@ impl Dispatcher {
                 }
                 self.publish_roster();
             }
-            Event::Mismatch { worker, mismatch } => self.refuse(worker, mismatch),
+            Event::Mismatch { worker, mismatch } => self.refuse(worker, *mismatch),
             Event::SetupFailed { worker, failure } => {
                 let err = Error::new(
                     ErrorKind::Startup,
