@@ -177,6 +177,10 @@ mod tests {
 
     #[test]
     fn this_test_binary_has_a_build_id_as_readelf_shows_it() {
+        let began = std::time::Instant::now();
+        let note = gnu_build_id();
+        eprintln!("reading the build-id note took {:?}", began.elapsed());
+        assert!(note.is_some());
         let id = build_id();
         assert!(id.starts_with("gnu:") && id.len() > 8, "{id}");
         let exe = std::env::current_exe().unwrap();
