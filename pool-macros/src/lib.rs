@@ -127,20 +127,41 @@ fn expand(krate: &TokenStream2, function: &ItemFn) -> syn::Result<TokenStream2> 
     })
 }
 
-/// A hash of the function's signature and body as written (their tokens,
-/// so neither spacing nor comments count; doc comments and other
-/// attributes are left out): a worker whose task of the same name was
-/// built from other code is refused by its pool. FNV-1a, written out so
-/// that it is the same in every build of this crate.
+/// A hash of the function's signature and body as written: of each
+/// token's text and each group's delimiters, so that neither spacing nor
+/// comments count, nor how a compiler prints tokens; doc comments and
+/// other attributes are left out. A worker whose task of the same name
+/// was built from other code is refused by its pool. FNV-1a, written out
+/// so that it is the same in every build of this crate.
 fn code_hash(function: &ItemFn) -> u64 {
-    let sig = &function.sig;
-    let block = &function.block;
-    quote!(#sig #block)
-        .to_string()
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-        })
+    fn feed(hash: &mut u64, bytes: &[u8]) {
+        for &byte in bytes.iter().chain([&0xff]) {
+            *hash = (*hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    fn walk(hash: &mut u64, tokens: TokenStream2) {
+        for token in tokens {
+            match token {
+                TokenTree::Group(group) => {
+                    let (open, close) = match group.delimiter() {
+                        proc_macro2::Delimiter::Parenthesis => ("(", ")"),
+                        proc_macro2::Delimiter::Brace => ("{", "}"),
+                        proc_macro2::Delimiter::Bracket => ("[", "]"),
+                        proc_macro2::Delimiter::None => ("", ""),
+                    };
+                    feed(hash, open.as_bytes());
+                    walk(hash, group.stream());
+                    feed(hash, close.as_bytes());
+                }
+                TokenTree::Punct(punct) => feed(hash, punct.as_char().to_string().as_bytes()),
+                other => feed(hash, other.to_string().as_bytes()),
+            }
+        }
+    }
+    let mut hash = 0xcbf2_9ce4_8422_2325;
+    walk(&mut hash, function.sig.to_token_stream());
+    walk(&mut hash, function.block.to_token_stream());
+    hash
 }
 
 /// Refuses the kinds of function a worker could not call by name.
@@ -382,5 +403,35 @@ fn version_of(attr: &Attribute) -> syn::Result<u32> {
             ..
         }) => int.base10_parse::<u32>().map_err(|_| wrong()),
         _ => Err(wrong()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hash(source: &str) -> u64 {
+        code_hash(&syn::parse_str(source).unwrap())
+    }
+
+    #[test]
+    fn the_code_hash_sees_code_but_not_spacing_comments_or_docs() {
+        let base = hash("fn bump(x: u64) -> u64 { x + 1 }");
+        let same = [
+            "fn bump(x:u64)->u64{x+1}",
+            "/// Docs.\n#[inline] fn bump(x: u64) -> u64 {\n    // why\n    x + 1\n}",
+        ];
+        for source in same {
+            assert_eq!(hash(source), base, "{source}");
+        }
+        let other = [
+            "fn bump(x: u64) -> u64 { x + 2 }",
+            "fn bump(x: u32) -> u64 { x + 1 }",
+            "fn bump(x: u64) -> u64 { (x + 1) }",
+            "fn bumps(x: u64) -> u64 { x + 1 }",
+        ];
+        for source in other {
+            assert_ne!(hash(source), base, "{source}");
+        }
     }
 }
