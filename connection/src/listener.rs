@@ -351,9 +351,11 @@ impl Listener {
     /// close, `accept` returns that error
     /// ([`ErrorKind::Io`](crate::ErrorKind::Io)).
     ///
-    /// A handshake that fails is returned as an error for that one peer,
-    /// and the listener stays usable: call `accept` again to serve the
-    /// next. A silent or too slow peer gives
+    /// A handshake that fails is returned as an error for that one peer
+    /// ([`Error::is_peer_failure`] says so, whatever its kind: a peer that
+    /// resets its connection gives [`ErrorKind::Io`](crate::ErrorKind::Io)),
+    /// and the listener stays usable: call `accept` again at once to serve
+    /// the next. A silent or too slow peer gives
     /// [`ErrorKind::TimedOut`](crate::ErrorKind::TimedOut); a peer with a
     /// wrong key gets `#FAILURE#` and this side
     /// [`ErrorKind::AuthenticationFailed`](crate::ErrorKind::AuthenticationFailed);
@@ -451,7 +453,8 @@ impl Listener {
                     Err(err) => {
                         let peer = describe_peer(finished.peer.as_ref());
                         tracing::debug!(error = %err, %peer, listener = %address, "handshake failed");
-                        return Err(err.context(format!("handshake with {peer} on {address}")));
+                        let context = format!("handshake with {peer} on {address}");
+                        return Err(err.context(context).of_one_peer());
                     }
                 }
             }

@@ -21,6 +21,7 @@ use crossbeam_channel::{select, Receiver, Sender};
 
 mod faults;
 mod lifecycle;
+mod shortage;
 
 use super::command::Command;
 use super::config::Config;
@@ -29,6 +30,8 @@ use super::sink::Deliveries;
 use super::spawn;
 use super::worker_reader::Event;
 use super::worker_slot::{Misaligned, State, WorkerSlot};
+use lifecycle::WaitingRemote;
+use shortage::Shortage;
 use crate::error::{Error, ErrorKind, Result};
 use crate::wire::ItemOutcome;
 
@@ -84,6 +87,11 @@ pub(crate) struct Dispatcher {
     started: bool,
     /// Local workers that failed to become ready since one last did.
     start_failures: u32,
+    /// Whether starting workers waits out a shortage of descriptors.
+    shortage: Shortage,
+    /// Remote workers that authenticated while descriptors were short,
+    /// to adopt once the shortage passes.
+    waiting_remote: VecDeque<WaitingRemote>,
     deliveries: Deliveries,
     pids: Arc<Mutex<Vec<u32>>>,
     /// The live workers' count, published for the callers' chunk sizes.
@@ -117,6 +125,8 @@ impl Dispatcher {
             broken: None,
             started: false,
             start_failures: 0,
+            shortage: Shortage::default(),
+            waiting_remote: VecDeque::new(),
             deliveries: Deliveries::default(),
             pids,
             live_workers,
