@@ -88,6 +88,7 @@ pub(crate) fn listen(
     let mut listener = Listener::builder()
         .authkey(authkey)
         .max_pending_handshakes(cap)
+        .shed_oldest_at_cap(true)
         .bind(&parsed)
         .map_err(|err| {
             Error::from_connection(err, format!("listen on {address}"))
