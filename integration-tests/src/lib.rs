@@ -427,20 +427,27 @@ impl ResetFlood {
             let (stop, sent) = (stop.clone(), sent.clone());
             let every = Duration::from_secs(1) / per_second.max(1);
             std::thread::spawn(move || {
-                let mut count = 0;
-                while !stop.load(Ordering::Relaxed) && count < max && began.elapsed() < patience {
+                let mut attempts: u32 = 0;
+                while !stop.load(Ordering::Relaxed)
+                    && sent.load(Ordering::Relaxed) < max
+                    && began.elapsed() < patience
+                {
                     // On schedule, not merely paced: a slow connect is
                     // made up for.
-                    if let Some(early) = (began + every * count as u32).checked_duration_since(Instant::now()) {
+                    let due = began + every * attempts;
+                    if let Some(early) = due.checked_duration_since(Instant::now()) {
                         std::thread::sleep(early);
                     }
-                    if let Ok(stream) =
-                        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1))
-                    {
+                    attempts += 1;
+                    // A listener that does not keep up leaves its queue
+                    // full, and the kernel then drops new peers: do not
+                    // wait long for one.
+                    let connected =
+                        std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100));
+                    if let Ok(stream) = connected {
                         reset(stream);
+                        sent.fetch_add(1, Ordering::Relaxed);
                     }
-                    count += 1;
-                    sent.store(count, Ordering::Relaxed);
                 }
             })
         };
@@ -452,7 +459,8 @@ impl ResetFlood {
         }
     }
 
-    /// How many connections it has reset so far.
+    /// How many connections it has reset so far (peers the kernel
+    /// dropped, the listener's queue being full, do not count).
     pub fn sent(&self) -> u64 {
         self.sent.load(std::sync::atomic::Ordering::Relaxed)
     }

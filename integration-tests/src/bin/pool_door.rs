@@ -30,6 +30,8 @@ const KEY: &str = "door key";
 /// Bounds every wait so that a failure ends instead of hanging.
 const PATIENCE: Duration = Duration::from_secs(60);
 const RESETS_PER_SECOND: u32 = 1000;
+/// How long the reset flood lasts at least (if the worker joins sooner).
+const FLOOD_AT_LEAST: Duration = Duration::from_secs(25);
 
 /// Keeps the text of each warning (or error) the pool and connection log.
 #[derive(Clone, Default)]
@@ -113,6 +115,7 @@ fn reset_flood(worker: &str, warnings: &Warnings) {
     // As long as the patience, so that a listener that starves the worker
     // ends the flood only by running out of it.
     let max = u64::from(RESETS_PER_SECOND) * PATIENCE.as_secs();
+    let began = Instant::now();
     let flood = integration_tests::ResetFlood::start(addr, RESETS_PER_SECOND, max, PATIENCE);
     // Well into the flood: one burst of this size kept remote workers out
     // for most of a minute before.
@@ -128,7 +131,6 @@ fn reset_flood(worker: &str, warnings: &Warnings) {
     let joined = wait_for_workers(&pool, 1, spawned);
     let during = flood.running();
     let sent_before_join = flood.sent();
-    let (sent, flooded) = flood.stop();
     println!("resets before the worker started: 1100");
     println!("resets before it joined: {sent_before_join}");
     println!("joined during the flood: {}", joined.is_some() && during);
@@ -136,13 +138,35 @@ fn reset_flood(worker: &str, warnings: &Warnings) {
         Some(took) => println!("join ms: {:.1}", took.as_secs_f64() * 1000.0),
         None => println!("join ms: none within {PATIENCE:?}"),
     }
-    println!("resets: {sent} in {:.1} s", flooded.as_secs_f64());
+    // The map runs while the flood goes on, each input waited for within
+    // one patience in all: with no worker, a map would wait for ever.
     let ranges: Vec<(u64, u64)> = (0..10u64).map(|i| (i * 1000, (i + 1) * 1000)).collect();
-    match pool.map_chunked(pool::builtin::count_primes, ranges.clone(), 1) {
+    let pending: Vec<_> = ranges
+        .iter()
+        .map(|&range| pool.apply_async(pool::builtin::count_primes, range))
+        .collect();
+    let give_up = Instant::now() + PATIENCE;
+    let counts: Result<Vec<u64>, _> = pending
+        .iter()
+        .map(|p| p.get(Some(give_up.saturating_duration_since(Instant::now()))))
+        .collect();
+    match counts {
         Ok(counts) if counts == expected_primes(&ranges) => println!("map: correct"),
         Ok(counts) => println!("map: wrong {counts:?}"),
         Err(err) => println!("map: {err:#}"),
     }
+    println!("map during the flood: {}", flood.running());
+    // Long enough for the pool's report on failed peers to come round
+    // more than once.
+    while flood.running() && began.elapsed() < FLOOD_AT_LEAST {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (sent, flooded) = flood.stop();
+    println!(
+        "resets: {sent} in {:.1} s ({:.0} a second)",
+        flooded.as_secs_f64(),
+        sent as f64 / flooded.as_secs_f64()
+    );
     let logged = warnings.0.lock().unwrap().clone();
     println!("flood seconds: {:.1}", flooded.as_secs_f64());
     println!("warnings: {}", logged.len());
