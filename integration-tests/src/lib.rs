@@ -407,8 +407,8 @@ pub mod bulk {
 pub struct ResetFlood {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     sent: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    began: Instant,
+    /// Gives how long the flood lasted.
+    thread: Option<std::thread::JoinHandle<Duration>>,
 }
 
 impl ResetFlood {
@@ -449,13 +449,13 @@ impl ResetFlood {
                         sent.fetch_add(1, Ordering::Relaxed);
                     }
                 }
+                began.elapsed()
             })
         };
         ResetFlood {
             stop,
             sent,
             thread: Some(thread),
-            began,
         }
     }
 
@@ -471,13 +471,11 @@ impl ResetFlood {
         self.thread.as_ref().is_some_and(|t| !t.is_finished())
     }
 
-    /// Stops it; returns how many it reset, and for how long.
+    /// Stops it; returns how many it reset, and for how long it ran.
     pub fn stop(mut self) -> (u64, Duration) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-        (self.sent(), self.began.elapsed())
+        let lasted = self.thread.take().map(|t| t.join().expect("the flood thread"));
+        (self.sent(), lasted.unwrap_or_default())
     }
 }
 

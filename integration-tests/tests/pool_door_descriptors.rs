@@ -7,6 +7,9 @@
 //! Once with a hard limit of 1024 too, where raising the soft limit does
 //! not help and only the cap on pending handshakes keeps the reserve free;
 //! once with a hard limit of 4096, which the pool raises the soft one to.
+//! And a pool whose process ran out of descriptors itself (no crowd):
+//! replacing a worker waits for some to be free, it does not end the pool.
+//!
 //! The limits are set in the pool's own process (`pool_door`), not in
 //! this one; the crowd lives here, keeps itself 1,100 strong (reconnecting
 //! whatever the pool closes) and needs about as many descriptors.
@@ -16,8 +19,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use integration_tests::{
-    descriptor_limits, line, report_skip, set_descriptor_limit, wait_with_deadline, SilentCrowd,
-    Watchdog,
+    descriptor_limits, line, report_skip, scenario_output, set_descriptor_limit,
+    wait_with_deadline, SilentCrowd, Watchdog,
 };
 
 const PROGRAM: &str = env!("CARGO_BIN_EXE_pool_door");
@@ -113,4 +116,16 @@ fn a_crowd_cannot_take_the_pools_reserve_at_a_hard_limit_of_1024() {
 #[test]
 fn a_crowd_cannot_take_the_pools_reserve_at_a_soft_limit_of_1024() {
     crowd_at_the_door(4096);
+}
+
+#[test]
+fn a_pool_short_of_descriptors_replaces_its_worker_once_some_are_free() {
+    // The program uses up its own descriptors, kills a worker mid-map,
+    // and frees them a second later: the replacement waits, it does not
+    // break the pool.
+    let output = scenario_output(PROGRAM, "exhausted", Duration::from_secs(180));
+    eprintln!("{output}");
+    assert_eq!(line(&output, "map"), "correct", "{output}");
+    assert_eq!(line(&output, "replaced"), "true", "{output}");
+    assert_eq!(line(&output, "after"), "correct", "{output}");
 }

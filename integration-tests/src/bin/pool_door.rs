@@ -13,6 +13,10 @@
 //!   starts a remote worker. It must join; a local worker SIGKILLed
 //!   mid-map must be replaced and the map complete; after `gone` (the
 //!   crowd left) the pool must still work.
+//! - `exhausted`: a pool of two local workers (no listener) in a process
+//!   that uses up its descriptors itself, then SIGKILLs a worker mid-map;
+//!   a second later it frees them. The replacement must start then, and
+//!   the map complete.
 
 use std::collections::BTreeSet;
 use std::io::BufRead;
@@ -68,8 +72,9 @@ fn main() {
         [scenario, hard] if scenario == "descriptors" => {
             descriptors(hard.parse().expect("a hard limit"))
         }
+        [scenario] if scenario == "exhausted" => exhausted(&warnings),
         _ => {
-            eprintln!("usage: pool_door reset_flood WORKER | descriptors HARD");
+            eprintln!("usage: pool_door reset_flood WORKER | descriptors HARD | exhausted");
             std::process::exit(2);
         }
     }
@@ -224,12 +229,29 @@ fn descriptors(hard: u64) {
         Some(took) => println!("remote joined: yes, in {} ms", took.as_millis()),
         None => println!("remote joined: no"),
     }
-    // The map starts (inputs of 40 to 80 ms, so that it lasts a while on
-    // three workers); once it is under way, a local worker is killed.
+    map_killing_a_worker(&pool, local[0], || {});
+    println!("waiting for the crowd to leave");
+    said.clear();
+    stdin.read_line(&mut said).expect("read stdin");
+    assert_eq!(said.trim(), "gone");
+    let ranges: Vec<(u64, u64)> = (0..8u64).map(|i| (i * 1000, (i + 1) * 1000)).collect();
+    match pool.map_chunked(pool::builtin::count_primes, ranges.clone(), 1) {
+        Ok(counts) if counts == expected_primes(&ranges) => println!("after: correct"),
+        Ok(counts) => println!("after: wrong {counts:?}"),
+        Err(err) => println!("after: {err:#}"),
+    }
+}
+
+/// Maps inputs of 40 to 80 ms (so that the map lasts a while) and, once
+/// it is under way, SIGKILLs worker `victim` and calls `meanwhile`;
+/// prints whether the map was correct and the victim replaced.
+fn map_killing_a_worker(pool: &Pool, victim: u32, meanwhile: impl FnOnce()) {
+    let before = pool.worker_pids().len();
     let inputs: Vec<u64> = (40..80).collect();
     let mut outputs = Vec::new();
     let mut failed = None;
-    for (i, result) in pool.imap(pool::builtin::sleep_ms, inputs.clone()).enumerate() {
+    let mut meanwhile = Some(meanwhile);
+    for result in pool.imap(pool::builtin::sleep_ms, inputs.clone()) {
         match result {
             Ok(output) => outputs.push(output),
             Err(err) => {
@@ -237,9 +259,10 @@ fn descriptors(hard: u64) {
                 break;
             }
         }
-        if i == 0 {
+        if let Some(meanwhile) = meanwhile.take() {
             // SAFETY: sends SIGKILL to a worker process of ours.
-            unsafe { libc::kill(local[0] as i32, libc::SIGKILL) };
+            unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+            meanwhile();
         }
     }
     match failed {
@@ -250,7 +273,7 @@ fn descriptors(hard: u64) {
     let began = Instant::now();
     let replaced = loop {
         let now: BTreeSet<u32> = pool.worker_pids().into_iter().collect();
-        if !now.contains(&local[0]) && now.len() > local.len() {
+        if !now.contains(&victim) && now.len() >= before {
             break true;
         }
         if began.elapsed() > PATIENCE {
@@ -259,14 +282,34 @@ fn descriptors(hard: u64) {
         std::thread::sleep(Duration::from_millis(10));
     };
     println!("replaced: {replaced}");
-    println!("waiting for the crowd to leave");
-    said.clear();
-    stdin.read_line(&mut said).expect("read stdin");
-    assert_eq!(said.trim(), "gone");
+}
+
+fn exhausted(warnings: &Warnings) {
+    let (_, hard) = integration_tests::descriptor_limits();
+    // So that using them up takes a thousand opens, not a million.
+    set_limits(1024.min(hard), hard);
+    let pool = Pool::builder()
+        .processes(2)
+        .retries(1)
+        .handle_interrupts(false)
+        .build()
+        .expect("build the pool");
+    let victim = pool.worker_pids()[0];
+    let held = integration_tests::use_up_descriptors(0);
+    map_killing_a_worker(&pool, victim, || {
+        // The replacement's attempts fail meanwhile.
+        std::thread::sleep(Duration::from_secs(1));
+        drop(held);
+    });
     let ranges: Vec<(u64, u64)> = (0..8u64).map(|i| (i * 1000, (i + 1) * 1000)).collect();
     match pool.map_chunked(pool::builtin::count_primes, ranges.clone(), 1) {
         Ok(counts) if counts == expected_primes(&ranges) => println!("after: correct"),
         Ok(counts) => println!("after: wrong {counts:?}"),
         Err(err) => println!("after: {err:#}"),
+    }
+    let logged = warnings.0.lock().unwrap().clone();
+    println!("warnings: {}", logged.len());
+    for line in &logged {
+        println!("warning: {line}");
     }
 }
