@@ -97,11 +97,11 @@ fn expected_primes(ranges: &[(u64, u64)]) -> Vec<u64> {
         .collect()
 }
 
-/// Waits until `pool` has `count` workers, for at most PATIENCE; returns
-/// how long that took, or `None`.
-fn wait_for_workers(pool: &Pool, count: usize, since: Instant) -> Option<Duration> {
+/// Waits until a remote worker of `pool` is ready, for at most PATIENCE
+/// from `since`; returns how long that took, or `None`.
+fn wait_for_remote(pool: &Pool, since: Instant) -> Option<Duration> {
     while since.elapsed() < PATIENCE {
-        if pool.worker_pids().len() >= count {
+        if pool.remote_workers().iter().any(|w| w.claimed_pid.is_some()) {
             return Some(since.elapsed());
         }
         std::thread::sleep(Duration::from_millis(1));
@@ -133,7 +133,7 @@ fn reset_flood(worker: &str, warnings: &Warnings) {
         .env("POOL_AUTHKEY", KEY)
         .spawn()
         .expect("start the remote worker");
-    let joined = wait_for_workers(&pool, 1, spawned);
+    let joined = wait_for_remote(&pool, spawned);
     let during = flood.running();
     let sent_before_join = flood.sent();
     println!("resets before the worker started: 1100");
@@ -225,7 +225,7 @@ fn descriptors(hard: u64) {
     }
     println!("descriptors under the crowd: {last} of {soft}");
     let local: Vec<u32> = pool.worker_pids();
-    match wait_for_workers(&pool, local.len() + 1, Instant::now()) {
+    match wait_for_remote(&pool, Instant::now()) {
         Some(took) => println!("remote joined: yes, in {} ms", took.as_millis()),
         None => println!("remote joined: no"),
     }
