@@ -474,7 +474,10 @@ impl ResetFlood {
     /// Stops it; returns how many it reset, and for how long it ran.
     pub fn stop(mut self) -> (u64, Duration) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let lasted = self.thread.take().map(|t| t.join().expect("the flood thread"));
+        let lasted = self
+            .thread
+            .take()
+            .map(|t| t.join().expect("the flood thread"));
         (self.sent(), lasted.unwrap_or_default())
     }
 }
@@ -544,9 +547,10 @@ impl SilentCrowd {
                             },
                         };
                         if closed {
-                            *peer = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1))
-                                .ok()
-                                .filter(|s| s.set_nonblocking(true).is_ok());
+                            *peer =
+                                std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1))
+                                    .ok()
+                                    .filter(|s| s.set_nonblocking(true).is_ok());
                             if peer.is_some() {
                                 connected.fetch_add(1, Ordering::Relaxed);
                             }

@@ -101,7 +101,11 @@ fn expected_primes(ranges: &[(u64, u64)]) -> Vec<u64> {
 /// from `since`; returns how long that took, or `None`.
 fn wait_for_remote(pool: &Pool, since: Instant) -> Option<Duration> {
     while since.elapsed() < PATIENCE {
-        if pool.remote_workers().iter().any(|w| w.claimed_pid.is_some()) {
+        if pool
+            .remote_workers()
+            .iter()
+            .any(|w| w.claimed_pid.is_some())
+        {
             return Some(since.elapsed());
         }
         std::thread::sleep(Duration::from_millis(1));
@@ -213,9 +217,7 @@ fn descriptors(hard: u64) {
     stdin.read_line(&mut said).expect("read stdin");
     assert_eq!(said.trim(), "flooded");
     // Until the count settles: the listener has taken what it will.
-    let used = || {
-        integration_tests::census().map_or(soft, |c| c.descriptors as u64)
-    };
+    let used = || integration_tests::census().map_or(soft, |c| c.descriptors as u64);
     let (mut last, mut steady, began) = (used(), 0, Instant::now());
     while steady < 10 && began.elapsed() < PATIENCE / 3 {
         std::thread::sleep(Duration::from_millis(100));

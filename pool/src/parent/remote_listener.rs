@@ -128,7 +128,10 @@ pub(crate) fn pending_handshake_cap(limit: u64, open: u64, processes: u64) -> us
         + RESERVED_REMOTE_WORKERS * REMOTE_WORKER_DESCRIPTORS
         + SPARE_DESCRIPTORS;
     let left = limit.saturating_sub(open).saturating_sub(reserve);
-    let cap = (left / 2).clamp(MIN_PENDING_HANDSHAKES, DEFAULT_MAX_PENDING_HANDSHAKES as u64);
+    let cap = (left / 2).clamp(
+        MIN_PENDING_HANDSHAKES,
+        DEFAULT_MAX_PENDING_HANDSHAKES as u64,
+    );
     cap as usize
 }
 
@@ -239,9 +242,9 @@ impl Tally {
             .map(|(kind, n)| format!("{n} {kind}"))
             .collect::<Vec<_>>()
             .join(", ");
-        let since = self
-            .reported_at
-            .map_or_else(String::new, |at| format!(" in the last {:.0?}", at.elapsed()));
+        let since = self.reported_at.map_or_else(String::new, |at| {
+            format!(" in the last {:.0?}", at.elapsed())
+        });
         tracing::warn!(
             count,
             by_kind = %by_kind,
@@ -272,6 +275,9 @@ mod tests {
         let raised = pending_handshake_cap(1 << 20, open, processes);
         assert_eq!(raised, DEFAULT_MAX_PENDING_HANDSHAKES);
         // Hardly any descriptor left: still a few.
-        assert_eq!(pending_handshake_cap(100, 90, 8) as u64, MIN_PENDING_HANDSHAKES);
+        assert_eq!(
+            pending_handshake_cap(100, 90, 8) as u64,
+            MIN_PENDING_HANDSHAKES
+        );
     }
 }

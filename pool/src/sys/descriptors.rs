@@ -34,12 +34,8 @@ pub(crate) fn raise_descriptor_limit() -> u64 {
     match setrlimit(Resource::Nofile, raised) {
         Ok(()) => {
             // The first raise's "before" is the one the workers get back.
-            let _ = ORIGINAL_SOFT_LIMIT.compare_exchange(
-                0,
-                soft,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            );
+            let _ =
+                ORIGINAL_SOFT_LIMIT.compare_exchange(0, soft, Ordering::Relaxed, Ordering::Relaxed);
             tracing::debug!(from = soft, to = hard, "raised the soft descriptor limit");
             hard
         }
@@ -101,5 +97,4 @@ mod tests {
         }
         assert!(!is_out_of_resources(&io::Error::other("no errno")));
     }
-
 }

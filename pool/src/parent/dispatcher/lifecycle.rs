@@ -132,9 +132,7 @@ impl Dispatcher {
             .map_err(|err| Error::from_connection(err, "clone the connection"))
             .and_then(|reader_conn| {
                 worker_reader::start(id, reader_conn, setup, None, self.events_tx.clone()).map_err(
-                    |err| {
-                        Error::new(ErrorKind::Startup, "start a reader thread").with_source(err)
-                    },
+                    |err| Error::new(ErrorKind::Startup, "start a reader thread").with_source(err),
                 )
             });
         let WaitingRemote {

@@ -31,9 +31,9 @@ use super::sink::Deliveries;
 use super::spawn;
 use super::worker_reader::Event;
 use super::worker_slot::{Misaligned, State, WorkerSlot};
+use crate::error::{Error, ErrorKind, Result};
 use lifecycle::WaitingRemote;
 use shortage::Shortage;
-use crate::error::{Error, ErrorKind, Result};
 
 /// How much work (by recent input durations) to keep queued per worker.
 const QUEUE_TARGET: Duration = Duration::from_millis(2);
