@@ -147,7 +147,7 @@ impl ListenerBuilder {
     /// assert!(listener.accept_timeout(Duration::from_secs(30))?.is_some());
     /// good.join().unwrap()?;
     /// # drop(silent);
-    /// # Ok::<(), connection::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn shed_oldest_at_cap(mut self, shed: bool) -> ListenerBuilder {
         self.shed_oldest_at_cap = shed;
