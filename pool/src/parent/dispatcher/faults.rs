@@ -140,9 +140,11 @@ impl Dispatcher {
                 .any(|w| w.load().items > 0)
                 .then(|| (timeout / 10).clamp(Duration::from_millis(1), Duration::from_millis(100)))
         });
+        // A broken pool starts nothing more.
         let retry = self
             .shortage
             .retry_at()
+            .filter(|_| self.broken.is_none())
             .map(|at| at.saturating_duration_since(now));
         [startup, tick, retry].into_iter().flatten().min()
     }

@@ -51,9 +51,17 @@ impl Dispatcher {
             return;
         }
         self.adopt_waiting();
-        if self.phase == Phase::Closing && self.queue.is_empty() {
-            return;
+        if self.phase != Phase::Closing || !self.queue.is_empty() {
+            self.start_missing_locals();
         }
+        // Nothing failed this round: there is nothing to try again, and
+        // the dispatcher need not wake up for it.
+        if !self.shortage.holds_off(Instant::now()) {
+            self.shortage.passed();
+        }
+    }
+
+    fn start_missing_locals(&mut self) {
         let live = self
             .workers
             .iter()

@@ -73,3 +73,40 @@ impl Shortage {
         *self = Shortage::default();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+
+    fn emfile() -> Error {
+        let cause = connection::Error::new(connection::ErrorKind::Io, "socketpair")
+            .with_source(std::io::Error::from_raw_os_error(libc::EMFILE));
+        Error::from_connection(cause, "create a connection").with_kind(ErrorKind::Startup)
+    }
+
+    #[test]
+    fn a_shortage_is_found_down_the_chain_of_causes() {
+        assert!(is_shortage(&emfile()));
+        let missing = Error::new(ErrorKind::Startup, "cannot start worker program")
+            .with_source(std::io::Error::from_raw_os_error(libc::ENOENT));
+        assert!(!is_shortage(&missing));
+    }
+
+    #[test]
+    fn the_wait_doubles_up_to_a_second_and_ends_when_the_shortage_passes() {
+        let mut shortage = Shortage::default();
+        assert!(shortage.retry_at().is_none());
+        let mut delays = Vec::new();
+        for _ in 0..10 {
+            shortage.failed("start a worker", &emfile());
+            delays.push(shortage.delay);
+            assert!(shortage.holds_off(Instant::now()));
+        }
+        assert_eq!(delays[..3], [FIRST_DELAY, FIRST_DELAY * 2, FIRST_DELAY * 4]);
+        assert_eq!(delays[9], MAX_DELAY);
+        shortage.passed();
+        assert!(shortage.retry_at().is_none());
+        assert!(!shortage.holds_off(Instant::now()));
+    }
+}
