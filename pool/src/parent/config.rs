@@ -4,6 +4,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::inline::Nested;
 use super::launch::slurm::SlurmWorkers;
 
 /// How long a new worker may take to report that it is ready.
@@ -28,6 +29,8 @@ pub(crate) struct Config {
     pub(crate) handle_interrupts: bool,
     /// The largest message between pool and worker, either way.
     pub(crate) max_message_size: u64,
+    /// What building the pool inside a worker does.
+    pub(crate) nested: Nested,
 }
 
 impl Default for Config {
@@ -46,6 +49,7 @@ impl Default for Config {
             slurm: None,
             handle_interrupts: true,
             max_message_size: connection::DEFAULT_MAX_MESSAGE_SIZE,
+            nested: Nested::default(),
         }
     }
 }
@@ -74,6 +78,7 @@ impl std::fmt::Debug for Config {
             .field("slurm", &self.slurm)
             .field("handle_interrupts", &self.handle_interrupts)
             .field("max_message_size", &self.max_message_size)
+            .field("nested", &self.nested)
             .finish()
     }
 }
