@@ -349,8 +349,9 @@
 //! else; a crowd of them can fill the
 //! [`max_pending_handshakes`](ListenerBuilder::max_pending_handshakes)
 //! places (8192 by default) for at most the handshake timeout, and when
-//! descriptors run out the oldest pending handshake makes room for a new
-//! peer.
+//! descriptors run out (or, with
+//! [`shed_oldest_at_cap`](ListenerBuilder::shed_oldest_at_cap), the places
+//! do) the oldest pending handshake makes room for a new peer.
 //!
 //! Authentication covers only who is at the other end when the
 //! connection opens. There is no encryption and no integrity protection

@@ -186,6 +186,27 @@ impl PoolBuilder {
     /// `address`, such as `tcp:0.0.0.0:7000`, authenticating them with
     /// `authkey`. See [`Pool::listen_address`] for the bound address, and
     /// the crate README for launching workers with ssh, Slurm or Kubernetes.
+    ///
+    /// Anyone who can reach the address can knock, and the pool is built
+    /// for that:
+    ///
+    /// - A peer whose handshake fails (a wrong key, silence for 5 s, a
+    ///   reset, garbage) costs only itself: the listener goes on to the
+    ///   next at once. The log gets one WARN line at the first failure,
+    ///   then one every 10 s at most, counting the failures by kind.
+    /// - [`build`](PoolBuilder::build) raises the soft descriptor limit
+    ///   (`RLIMIT_NOFILE`) to the hard one, as servers do; local workers
+    ///   get the old soft limit back. It then keeps a reserve of
+    ///   descriptors no crowd at the door can take: 10 per local worker
+    ///   (to replace it), room for 64 remote workers (2 each) and 64 for
+    ///   the rest of the program. Handshakes in progress are capped at
+    ///   half of what is left once the reserve and the descriptors already
+    ///   open are set aside (between 16 and 8,192: about 380 at a limit of
+    ///   1024 with two local workers); at the cap a new peer takes the
+    ///   place of the oldest pending handshake.
+    /// - If descriptors still run short (the program's own files, say),
+    ///   replacing a local worker or adopting a remote one waits and tries
+    ///   again, backing off up to a second, rather than failing the pool.
     pub fn listen(
         mut self,
         address: impl Into<String>,

@@ -153,7 +153,7 @@ pub(crate) fn start(config: Config) -> Result<Pool> {
         launcher: Mutex::new(None),
     };
     if let Some((address, authkey)) = &config.listen {
-        let listener = remote_listener::listen(address, authkey, events)?;
+        let listener = remote_listener::listen(address, authkey, config.processes, events)?;
         pool.listen_address = Some(listener.address().to_string());
         pool.remote_joined = Some(listener.joined());
         let launcher = config.slurm.as_ref().map(|slurm| {

@@ -168,17 +168,20 @@ impl Drop for SharedCounter {
 }
 
 /// Prepares `command` so that its child is killed when the spawning thread
-/// dies and ignores SIGINT from its first instruction on: a Ctrl-C to the
-/// process group while a worker starts must not kill it before it could
-/// say so. (The disposition survives exec, so the worker keeps ignoring it.)
+/// dies, has the soft descriptor limit this process had before a pool
+/// raised it, and ignores SIGINT from its first instruction on: a Ctrl-C
+/// to the process group while a worker starts must not kill it before it
+/// could say so. (The disposition survives exec, so the worker keeps
+/// ignoring it.)
 pub(crate) fn prepare_worker_command(command: &mut Command) {
     // SAFETY: the hook runs between fork and exec, where only
-    // async-signal-safe calls are allowed: prctl (a raw system call through
-    // rustix) and signal (a sigaction wrapper) are, and nothing here
-    // allocates or locks.
+    // async-signal-safe calls are allowed: prctl, getrlimit and setrlimit
+    // (system calls through rustix), an atomic load, and signal (a
+    // sigaction wrapper) are, and nothing here allocates or locks.
     unsafe {
         command.pre_exec(|| {
             set_parent_process_death_signal(Some(Signal::KILL))?;
+            super::restore_descriptor_limit_in_child()?;
             if libc::signal(libc::SIGINT, libc::SIG_IGN) == libc::SIG_ERR {
                 return Err(io::Error::last_os_error());
             }

@@ -4,10 +4,14 @@
 //! `memfd_create` and `/proc/self/exe` have no portable equivalent.
 
 #[cfg(target_os = "linux")]
+mod descriptors;
+#[cfg(target_os = "linux")]
 mod image;
 #[cfg(target_os = "linux")]
 mod linux;
 
+#[cfg(target_os = "linux")]
+pub(crate) use descriptors::*;
 #[cfg(target_os = "linux")]
 pub(crate) use image::*;
 #[cfg(target_os = "linux")]

@@ -22,6 +22,7 @@ use crossbeam_channel::{select, Receiver, Sender};
 mod builds;
 mod faults;
 mod lifecycle;
+mod shortage;
 
 use super::command::Command;
 use super::config::Config;
@@ -32,6 +33,8 @@ use super::spawn;
 use super::worker_reader::Event;
 use super::worker_slot::{Misaligned, State, WorkerSlot};
 use crate::error::{Error, ErrorKind, Result};
+use lifecycle::WaitingRemote;
+use shortage::Shortage;
 
 /// How much work (by recent input durations) to keep queued per worker.
 const QUEUE_TARGET: Duration = Duration::from_millis(2);
@@ -85,6 +88,11 @@ pub(crate) struct Dispatcher {
     started: bool,
     /// Local workers that failed to become ready since one last did.
     start_failures: u32,
+    /// Whether starting workers waits out a shortage of descriptors.
+    shortage: Shortage,
+    /// Remote workers that authenticated while descriptors were short,
+    /// to adopt once the shortage passes.
+    waiting_remote: VecDeque<WaitingRemote>,
     deliveries: Deliveries,
     /// The live workers, published for `worker_pids` and `remote_workers`.
     roster: SharedRoster,
@@ -125,6 +133,8 @@ impl Dispatcher {
             broken: None,
             started: false,
             start_failures: 0,
+            shortage: Shortage::default(),
+            waiting_remote: VecDeque::new(),
             deliveries: Deliveries::default(),
             roster,
             live_workers,
