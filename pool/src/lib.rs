@@ -166,7 +166,10 @@
 //! neither needs a thread or a polling loop.
 //! [`Pool::map_with_progress`] and [`Pool::map_results_with_progress`]
 //! report a [`Progress`] (inputs done, failed, in all) to a callback as
-//! results arrive; [`Pool::map_results`] keeps every input's result, each
+//! results arrive, input by input rather than chunk by chunk: a worker
+//! sends what it finished of a long chunk every 50 ms, so the first report
+//! counts something within about 50 ms of the first inputs finishing,
+//! whatever the chunk size; [`Pool::map_results`] keeps every input's result, each
 //! failure at its index. The `indicatif` feature adds
 //! [`Progress::update_bar`](Progress) for a terminal progress bar.
 //!

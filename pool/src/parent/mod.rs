@@ -16,6 +16,7 @@ mod completion;
 mod config;
 mod dispatcher;
 mod imap;
+mod in_flight;
 mod interrupt;
 mod job;
 mod launch;
