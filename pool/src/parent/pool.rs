@@ -59,6 +59,8 @@ pub struct Pool {
     remote_joined: Option<Arc<std::sync::atomic::AtomicUsize>>,
     /// The Slurm jobs of workers the pool submitted itself, if any.
     launcher: Mutex<Option<Launcher>>,
+    /// What `apply_async`'s handles do when dropped unfinished, awaited.
+    stop_on_drop: bool,
 }
 
 impl std::fmt::Debug for Pool {
@@ -144,6 +146,7 @@ pub(crate) fn start(config: Config) -> Result<Pool> {
         listen_address: None,
         remote_joined: None,
         launcher: Mutex::new(None),
+        stop_on_drop: config.stop_on_drop,
     };
     if let Some((address, authkey)) = &config.listen {
         let listener = remote_listener::listen(address, authkey, events)?;
@@ -555,7 +558,8 @@ impl Pool {
             Arc::clone(&slot),
             T::NAME,
             Some(self.commands.cancel_notice().clone()),
-        );
+        )
+        .stop_on_drop(self.stop_on_drop);
         match self
             .commands
             .check_open()

@@ -380,6 +380,14 @@ impl WorkerSlot {
             .is_some_and(|chunk| chunk.job.sink.wants_running_stopped())
     }
 
+    /// Whether the worker holds an input, running or not, whose caller
+    /// asked for it to be stopped.
+    pub(crate) fn holds_input_to_stop(&self) -> bool {
+        self.in_flight
+            .iter()
+            .any(|chunk| chunk.job.sink.wants_running_stopped())
+    }
+
     /// Sends the batch built up for the worker, if any, and starts the next.
     pub(crate) fn send_batch(&mut self) {
         if !self.batch.is_empty() {
