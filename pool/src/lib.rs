@@ -186,6 +186,12 @@
 //!   pool knows exactly which one was running.
 //! - An input that runs past [`PoolBuilder::task_timeout`]: its worker is
 //!   killed and replaced, the input gets [`ErrorKind::Timeout`].
+//! - An input given up on while it runs: [`AsyncResult::cancel_and_stop`],
+//!   or an awaited [`AsyncResult`] dropped unfinished (a
+//!   `tokio::time::timeout`, the losing branch of a `select!`), kills and
+//!   replaces its worker, freeing it for the next request; the other
+//!   inputs that worker held run again. [`PoolBuilder::stop_on_drop`] and
+//!   [`AsyncResult::stop_on_drop`] make a dropped handle only cancel.
 //! - The parent killed: every worker gets SIGKILL from the kernel
 //!   (`PR_SET_PDEATHSIG`) and also sees end of file on its connection.
 //! - Ctrl-C: see [`PoolBuilder::handle_interrupts`]. Workers ignore SIGINT.
