@@ -86,6 +86,23 @@ fn give_up(pool: &Pool, dir: &Path, label: &str, millis: u64, stop: Option<bool>
     Ok(())
 }
 
+/// A fresh directory for one scenario's files.
+fn scratch_dir(scenario: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("pool-async-{scenario}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// A pool of one worker whose awaited handles, dropped unfinished, stop
+/// their running inputs or not (`stop_on_drop`).
+fn one_worker(stop_on_drop: bool) -> Result<Pool> {
+    Pool::builder()
+        .processes(1)
+        .handle_interrupts(false)
+        .stop_on_drop(stop_on_drop)
+        .build()
+}
+
 fn current_thread() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -138,9 +155,7 @@ fn main() -> Result<()> {
             println!("smol sum: {total} {streamed}");
         }
         "killed" => {
-            let dir =
-                std::env::temp_dir().join(format!("pool-async-killed-{}", std::process::id()));
-            std::fs::create_dir_all(&dir).expect("temp dir");
+            let dir = scratch_dir("killed");
             let outcomes = current_thread().block_on(async {
                 let handles: Vec<_> = (0..6)
                     .map(|i| pool.apply_async(nap_then_touch, (1500, dir.join(format!("{i}")))))
@@ -164,13 +179,8 @@ fn main() -> Result<()> {
             let _ = std::fs::remove_dir_all(&dir);
         }
         "dropped" => {
-            let dir =
-                std::env::temp_dir().join(format!("pool-async-dropped-{}", std::process::id()));
-            std::fs::create_dir_all(&dir).expect("temp dir");
-            let one = Pool::builder()
-                .processes(1)
-                .handle_interrupts(false)
-                .build()?;
+            let dir = scratch_dir("dropped");
+            let one = one_worker(true)?;
             current_thread().block_on(async {
                 // The worker takes two inputs at a time: the third waits in
                 // the pool, where a dropped future takes it back.
@@ -200,20 +210,11 @@ fn main() -> Result<()> {
             let _ = std::fs::remove_dir_all(&dir);
         }
         "given_up" => {
-            let dir =
-                std::env::temp_dir().join(format!("pool-async-given-up-{}", std::process::id()));
-            std::fs::create_dir_all(&dir).expect("temp dir");
-            let one = Pool::builder()
-                .processes(1)
-                .handle_interrupts(false)
-                .build()?;
+            let dir = scratch_dir("given-up");
+            let one = one_worker(true)?;
             give_up(&one, &dir, "default", 60_000, None)?;
             give_up(&one, &dir, "handle keeps", 1_000, Some(false))?;
-            let keeping = Pool::builder()
-                .processes(1)
-                .handle_interrupts(false)
-                .stop_on_drop(false)
-                .build()?;
+            let keeping = one_worker(false)?;
             give_up(&keeping, &dir, "pool keeps", 1_000, None)?;
             give_up(&keeping, &dir, "handle stops", 60_000, Some(true))?;
             let _ = std::fs::remove_dir_all(&dir);

@@ -72,8 +72,13 @@ pool::task! {
 }
 
 fn one_worker() -> Result<Pool> {
+    workers(1)
+}
+
+/// A pool of `processes` workers that leaves Ctrl-C to the test.
+fn workers(processes: usize) -> Result<Pool> {
     Pool::builder()
-        .processes(1)
+        .processes(processes)
         .handle_interrupts(false)
         .build()
 }
@@ -217,10 +222,7 @@ fn reports(reports: &[Progress]) -> String {
 }
 
 fn progress() -> Result<()> {
-    let pool = Pool::builder()
-        .processes(2)
-        .handle_interrupts(false)
-        .build()?;
+    let pool = workers(2)?;
     let mut seen = Vec::new();
     let results = pool.map_results_with_progress(check, 0..100, |p| seen.push(p))?;
     println!("results: {}", results.len());
@@ -260,10 +262,7 @@ const LIVE_MICROS: u64 = 30;
 /// chunk is done. Prints the first report that counts something, and
 /// when it came against the whole run.
 fn live_progress() -> Result<()> {
-    let pool = Pool::builder()
-        .processes(2)
-        .handle_interrupts(false)
-        .build()?;
+    let pool = workers(2)?;
     let mut seen = Vec::new();
     let mut first = None;
     let began = Instant::now();
@@ -286,10 +285,7 @@ fn live_progress() -> Result<()> {
 }
 
 fn map_results() -> Result<()> {
-    let pool = Pool::builder()
-        .processes(2)
-        .handle_interrupts(false)
-        .build()?;
+    let pool = workers(2)?;
     let results = pool.map_results(trouble, 0..40)?;
     let words = results.iter().enumerate().map(|(i, result)| match result {
         Ok(n) => format!("{i}:ok:{n}"),
