@@ -161,8 +161,10 @@
 //! `int`, `float`, `str`, `bytes`, `bytearray`, `list`, `tuple`, `dict`,
 //! `set`, `frozenset`): a pickle naming a class or a function is refused,
 //! never run. The [`pickle`] module has the type mapping and the bounds on
-//! hostile input. A plain [`recv`](Connection::recv) given a pickle says
-//! so in its error.
+//! hostile input. A message without a fixed shape reads as a
+//! [`pickle::Value`], which keeps every Python type exact (tuples,
+//! `bytearray`, `frozenset`, ints of any size, tuple keys). A plain
+//! [`recv`](Connection::recv) given a pickle says so in its error.
 //!
 //! ```
 //! use std::collections::HashMap;

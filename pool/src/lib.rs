@@ -177,7 +177,11 @@
 //!
 //! - A task that returns `Err` or panics: that input gets
 //!   [`ErrorKind::TaskFailed`] or [`ErrorKind::Panicked`] with the message;
-//!   the worker goes on. Panic messages are not printed by the worker.
+//!   the worker goes on. Panic messages are not printed by the worker. A
+//!   panic's error names its file, line and column
+//!   ([`Error::panic_location`], in the one-line `Display`), and carries
+//!   the worker's backtrace when backtraces are enabled in the worker
+//!   (`RUST_BACKTRACE`): [`Error::remote_backtrace`], shown by `Debug`.
 //! - A worker that dies (a signal, `abort`, `exit`, out of memory): the
 //!   input it was running gets [`ErrorKind::WorkerDied`] naming the exit
 //!   status or signal (or runs again, up to [`PoolBuilder::retries`], 0 by
@@ -203,7 +207,9 @@
 //!   claim: [`Pool::remote_workers`] shows it, [`Pool::worker_pids`] never.
 //! - A program that declared [`workers_start_in_main!`] and forgot
 //!   [`init`]: [`PoolBuilder::build`] fails with [`ErrorKind::Startup`]
-//!   saying so. A worker never starts a pool itself.
+//!   saying so. A worker never starts a process pool itself: a pool
+//!   built in a task runs its calls in that worker, serially and in
+//!   order ([`Pool::is_inline`], [`Nested`]).
 //!
 //! # Tracing
 //!
@@ -254,11 +260,13 @@ mod worker;
 
 pub mod builtin;
 
-pub use crate::error::{Error, ErrorKind, Result, WorkerInfo};
+pub use crate::error::{
+    Error, ErrorKind, PanicLocation, Result, WorkerInfo, MAX_PANIC_FILE, MAX_REMOTE_BACKTRACE,
+};
 pub use crate::parent::{
-    as_completed, wait_any, AsCompleted, AsyncResult, Imap, ImapUnordered, Pool, PoolBuilder,
-    Progress, RemoteWorker, SlurmWorkers, DEFAULT_SLURM_RESUBMITS, DEFAULT_SLURM_START_TIMEOUT,
-    DEFAULT_STARTUP_TIMEOUT,
+    as_completed, wait_any, AsCompleted, AsyncResult, Imap, ImapUnordered, Nested, Pool,
+    PoolBuilder, Progress, RemoteWorker, SlurmWorkers, DEFAULT_SLURM_RESUBMITS,
+    DEFAULT_SLURM_START_TIMEOUT, DEFAULT_STARTUP_TIMEOUT,
 };
 pub use crate::task::{registered_tasks, Task, TaskEntry, TaskFailure};
 pub use crate::worker::{connect_worker, init, AUTHKEY_ENV, CONNECT_ENV};

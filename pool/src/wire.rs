@@ -36,7 +36,10 @@
 //!   the reason `bytes` says so.
 //! - `R` results: busy nanoseconds `u64`, then per chunk its id `u64`,
 //!   item count `u32`, and per item a status `u8` (0 for success, else a
-//!   failure code) and `bytes` (the output or the failure's message).
+//!   failure code) and `bytes` (the output or the failure's message). The
+//!   status [`PANICKED_AT`], a panic with its details, is followed by the
+//!   file `bytes`, line `u32`, column `u32` and backtrace `bytes` (empty
+//!   when backtraces are off in the worker).
 //!   A chunk's items are those the worker had not answered yet, in order.
 //! - `P` partial results: as `R`, but its last chunk is answered only in
 //!   part (at least one item, not all that are left): the worker is still
@@ -50,6 +53,7 @@
 
 use std::ops::Range;
 
+use crate::error::{MAX_PANIC_FILE, MAX_REMOTE_BACKTRACE};
 use crate::task::{FailureKind, TaskFailure};
 
 /// Names the inherited connection of a local worker.
@@ -672,8 +676,27 @@ pub(crate) enum ItemResult<'a> {
     Failed {
         kind: FailureKind,
         message: &'a [u8],
+        /// Where a panic happened, as the worker reported it.
+        panic: Option<PanicReport<'a>>,
     },
 }
+
+/// A panic's details as they arrived: a worker's word, unchecked text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PanicReport<'a> {
+    pub(crate) file: &'a [u8],
+    pub(crate) line: u32,
+    pub(crate) column: u32,
+    pub(crate) backtrace: &'a [u8],
+}
+
+/// The item status of a panic sent with its location and backtrace
+/// ([`FailureKind::Panicked`] is one without them, when they did not fit).
+pub(crate) const PANICKED_AT: u8 = 8;
+
+/// What a panic's details take besides their text: the file's and
+/// backtrace's lengths, the line and the column.
+const PANIC_DETAILS: usize = 4 + 4 + 4 + 4;
 
 impl ItemResult<'_> {
     /// The worker gave the input back unstarted (after a recall).
@@ -821,10 +844,8 @@ impl ResultsWriter {
             }
             Some(failure) => {
                 self.buf.truncate(status_at);
-                self.buf.push(failure.kind as u8);
                 let room = cap.saturating_sub(status_at + ITEM_HEADER);
-                let message = clip(&failure.message, room.min(MAX_FAILURE_MESSAGE));
-                put_bytes(&mut self.buf, message.as_bytes());
+                put_failure(&mut self.buf, &failure, room);
             }
         }
     }
@@ -832,6 +853,36 @@ impl ResultsWriter {
     /// The whole message, as [`FromWorker::encode`] would write it.
     pub(crate) fn bytes(&self) -> &[u8] {
         &self.buf
+    }
+}
+
+/// Writes a failure's status and message, and a panic's details when
+/// there are some and they fit: all in at most `room` bytes past the
+/// status and the message's length.
+fn put_failure(out: &mut Vec<u8>, failure: &TaskFailure, room: usize) {
+    let message = clip(&failure.message, room.min(MAX_FAILURE_MESSAGE));
+    let left = room - message.len();
+    match &failure.panic {
+        Some(panic) if left >= PANIC_DETAILS => {
+            let left = left - PANIC_DETAILS;
+            out.push(PANICKED_AT);
+            put_bytes(out, message.as_bytes());
+            let file = clip(panic.location.file(), left.min(MAX_PANIC_FILE));
+            put_bytes(out, file.as_bytes());
+            put_u32(out, panic.location.line());
+            put_u32(out, panic.location.column());
+            // The top frames, nearest the panic, are the ones kept.
+            let left = left - file.len();
+            let backtrace = panic.backtrace.as_deref().unwrap_or_default();
+            put_bytes(
+                out,
+                clip(backtrace, left.min(MAX_REMOTE_BACKTRACE)).as_bytes(),
+            );
+        }
+        _ => {
+            out.push(failure.kind as u8);
+            put_bytes(out, message.as_bytes());
+        }
     }
 }
 
@@ -992,11 +1043,24 @@ impl<'a> ByteCursor<'a> {
         if status == 0 {
             return Ok(ItemResult::Output(self.pos - payload.len()..self.pos));
         }
+        if status == PANICKED_AT {
+            return Ok(ItemResult::Failed {
+                kind: FailureKind::Panicked,
+                message: payload,
+                panic: Some(PanicReport {
+                    file: self.bytes("panic file")?,
+                    line: self.u32("panic line")?,
+                    column: self.u32("panic column")?,
+                    backtrace: self.bytes("backtrace")?,
+                }),
+            });
+        }
         let kind = FailureKind::from_code(status)
             .ok_or_else(|| WireError(format!("unknown failure code {status}")))?;
         Ok(ItemResult::Failed {
             kind,
             message: payload,
+            panic: None,
         })
     }
 }
@@ -1025,7 +1089,7 @@ mod tests {
     fn outcome(item: ItemResult<'_>) -> Outcome {
         match item {
             ItemResult::Output(range) => Ok(range),
-            ItemResult::Failed { kind, message } => {
+            ItemResult::Failed { kind, message, .. } => {
                 Err((kind, String::from_utf8_lossy(message).into_owned()))
             }
         }
@@ -1113,6 +1177,80 @@ mod tests {
             (FailureKind::Panicked, "boom".to_string())
         );
         assert!(output(&outcomes[2]).is_empty());
+    }
+
+    fn panic_failure(file: &str, backtrace: &str) -> TaskFailure {
+        TaskFailure {
+            panic: Some(crate::error::RemotePanic {
+                location: crate::error::PanicLocation::new(file, 12, 5),
+                backtrace: Some(backtrace.to_string()),
+            }),
+            ..TaskFailure::new(FailureKind::Panicked, "boom")
+        }
+    }
+
+    /// The panic details of a results message's only item.
+    fn lone_panic(message: &[u8]) -> Option<PanicReport<'_>> {
+        match ResultItems::of(message).next() {
+            Some(ItemResult::Failed { panic, .. }) => panic,
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_panic_travels_with_its_location_and_a_bounded_backtrace() {
+        let mut results = ResultsWriter::new(1 << 20);
+        results.begin_chunk(1, 1);
+        results.item(|_| Err(panic_failure("src/main.rs", "  0: demo::parse\n")));
+        let FromWorker::Results(parsed) = FromWorker::parse(results.bytes()).unwrap() else {
+            panic!("expected results");
+        };
+        assert_eq!(
+            failure(&item_results(&parsed)[0]),
+            (FailureKind::Panicked, "boom".to_string())
+        );
+        let report = lone_panic(results.bytes()).expect("details");
+        assert_eq!(
+            (report.file, report.line, report.column, report.backtrace),
+            (&b"src/main.rs"[..], 12, 5, &b"  0: demo::parse\n"[..])
+        );
+
+        // A long backtrace keeps its top and the documented size; in a
+        // small message the details give way to the message, never the
+        // limit.
+        let long = "  1: frame\n".repeat(100_000);
+        for limit in [40usize, 60, 200, 4096, 1 << 20] {
+            let mut results = ResultsWriter::new(limit as u64);
+            results.begin_chunk(1, 1);
+            results.item(|_| Err(panic_failure(&"f".repeat(5000), &long)));
+            assert!(results.bytes().len() <= limit, "{limit}");
+            let FromWorker::Results(_) = FromWorker::parse(results.bytes()).unwrap() else {
+                panic!("expected results");
+            };
+            if let Some(report) = lone_panic(results.bytes()) {
+                assert!(report.file.len() <= MAX_PANIC_FILE);
+                assert!(report.backtrace.len() <= MAX_REMOTE_BACKTRACE);
+                assert!(long
+                    .as_bytes()
+                    .starts_with(&report.backtrace[..report.backtrace.len().min(24)]));
+            }
+        }
+        let mut results = ResultsWriter::new(1 << 20);
+        results.begin_chunk(1, 1);
+        results.item(|_| Err(panic_failure("src/main.rs", &long)));
+        let report = lone_panic(results.bytes()).expect("details");
+        assert!(report.backtrace.len() > MAX_REMOTE_BACKTRACE - 100);
+    }
+
+    #[test]
+    fn a_panic_whose_details_are_cut_short_is_refused() {
+        let mut results = ResultsWriter::new(1 << 20);
+        results.begin_chunk(1, 1);
+        results.item(|_| Err(panic_failure("src/main.rs", "")));
+        let whole = results.bytes();
+        for end in RESULTS_START + 13..whole.len() {
+            assert!(FromWorker::parse(&whole[..end]).is_err(), "{end}");
+        }
     }
 
     #[test]

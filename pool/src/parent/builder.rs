@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::config::Config;
+use super::inline::Nested;
 use super::launch::{self, slurm::SlurmWorkers};
 use super::pool::Pool;
 use crate::error::{Error, ErrorKind, Result};
@@ -255,6 +256,18 @@ impl PoolBuilder {
     /// ```
     pub fn max_message_size(mut self, bytes: u64) -> PoolBuilder {
         self.config.max_message_size = bytes;
+        self
+    }
+
+    /// What building this pool inside a pool worker (in a task) does:
+    /// by default ([`Nested::Inline`]) the pool starts no process and runs
+    /// its calls in that worker, on the calling thread, serially and in
+    /// input order, as joblib runs nested calls; [`Nested::Fail`] makes
+    /// [`build`](PoolBuilder::build) fail instead. See [`Nested`] and
+    /// [`Pool::is_inline`] for what such a pool does with the other
+    /// options.
+    pub fn nested(mut self, nested: Nested) -> PoolBuilder {
+        self.config.nested = nested;
         self
     }
 

@@ -4,6 +4,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::inline::Nested;
 use super::launch::slurm::SlurmWorkers;
 
 /// How long a new worker may take to report that it is ready.
@@ -32,6 +33,8 @@ pub(crate) struct Config {
     pub(crate) stop_on_drop: bool,
     /// The largest message between pool and worker, either way.
     pub(crate) max_message_size: u64,
+    /// What building the pool inside a worker does.
+    pub(crate) nested: Nested,
 }
 
 impl Default for Config {
@@ -51,6 +54,7 @@ impl Default for Config {
             handle_interrupts: true,
             stop_on_drop: true,
             max_message_size: connection::DEFAULT_MAX_MESSAGE_SIZE,
+            nested: Nested::default(),
         }
     }
 }
@@ -80,6 +84,7 @@ impl std::fmt::Debug for Config {
             .field("handle_interrupts", &self.handle_interrupts)
             .field("stop_on_drop", &self.stop_on_drop)
             .field("max_message_size", &self.max_message_size)
+            .field("nested", &self.nested)
             .finish()
     }
 }

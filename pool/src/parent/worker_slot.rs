@@ -18,7 +18,7 @@ use super::job::{Item, Job};
 use super::outbox::Outbox;
 use super::sink::{Deliveries, Payload, Sink};
 use super::trace;
-use crate::error::{Error, WorkerInfo};
+use crate::error::{Error, RemotePanic, WorkerInfo};
 use crate::sys::SharedCounter;
 use crate::task::FailureKind;
 use crate::wire::{self, BatchWriter, Indices, ItemResult, ResultChunks, ResultItems, ToWorker};
@@ -472,9 +472,21 @@ impl WorkerSlot {
                         continue;
                     }
                     ItemResult::Output(range) => Ok(Payload::new(Arc::clone(message), range)),
-                    ItemResult::Failed { kind, message } => Err(Error::new(
+                    ItemResult::Failed {
+                        kind,
+                        message,
+                        panic,
+                    } => Err(Error::from_failure(
                         kind.error_kind(),
-                        String::from_utf8_lossy(message),
+                        String::from_utf8_lossy(message).into_owned(),
+                        panic.map(|report| {
+                            RemotePanic::from_worker(
+                                report.file,
+                                report.line,
+                                report.column,
+                                report.backtrace,
+                            )
+                        }),
                     )
                     .with_task(task)
                     .with_index(item.index)
