@@ -18,6 +18,7 @@ mod completion;
 mod config;
 mod dispatcher;
 mod imap;
+mod in_flight;
 mod inline;
 mod interrupt;
 mod job;
