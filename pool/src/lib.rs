@@ -170,7 +170,10 @@
 //! neither needs a thread or a polling loop.
 //! [`Pool::map_with_progress`] and [`Pool::map_results_with_progress`]
 //! report a [`Progress`] (inputs done, failed, in all) to a callback as
-//! results arrive; [`Pool::map_results`] keeps every input's result, each
+//! results arrive, input by input rather than chunk by chunk: a worker
+//! sends what it finished of a long chunk every 50 ms, so the first report
+//! counts something within about 50 ms of the first inputs finishing,
+//! whatever the chunk size; [`Pool::map_results`] keeps every input's result, each
 //! failure at its index. The `indicatif` feature adds
 //! [`Progress::update_bar`](Progress) for a terminal progress bar.
 //!
@@ -191,6 +194,12 @@
 //!   pool knows exactly which one was running.
 //! - An input that runs past [`PoolBuilder::task_timeout`]: its worker is
 //!   killed and replaced, the input gets [`ErrorKind::Timeout`].
+//! - An input given up on while it runs: [`AsyncResult::cancel_and_stop`],
+//!   or an awaited [`AsyncResult`] dropped unfinished (a
+//!   `tokio::time::timeout`, the losing branch of a `select!`), kills and
+//!   replaces its worker, freeing it for the next request; the other
+//!   inputs that worker held run again. [`PoolBuilder::stop_on_drop`] and
+//!   [`AsyncResult::stop_on_drop`] make a dropped handle only cancel.
 //! - The parent killed: every worker gets SIGKILL from the kernel
 //!   (`PR_SET_PDEATHSIG`) and also sees end of file on its connection.
 //! - Ctrl-C: see [`PoolBuilder::handle_interrupts`]. Workers ignore SIGINT.

@@ -46,6 +46,12 @@
 //!   status [`PANICKED_AT`], a panic with its details, is followed by the
 //!   file `bytes`, line `u32`, column `u32` and backtrace `bytes` (empty
 //!   when backtraces are off in the worker).
+//!   A chunk's items are those the worker had not answered yet, in order.
+//! - `P` partial results: as `R`, but its last chunk is answered only in
+//!   part (at least one item, not all that are left): the worker is still
+//!   running it and sends what it finished so far, so that a long chunk's
+//!   results (and a map's progress) come as its inputs finish. The rest of
+//!   that chunk comes first in a later message.
 //!
 //! A local worker is also told, through its environment, where to find its
 //! connection ([`CONNECTION_ENV`]), its progress page ([`PROGRESS_ENV`]) and
@@ -88,6 +94,7 @@ const READY: u8 = b'H';
 const SETUP_FAILED: u8 = b'F';
 const REFUSED: u8 = b'X';
 const RESULTS: u8 = b'R';
+const PARTIAL_RESULTS: u8 = b'P';
 
 const NAME_RECORD: u8 = b'N';
 const CHUNK_RECORD: u8 = b'C';
@@ -553,7 +560,7 @@ impl<'a> FromWorker<'a> {
     pub(crate) fn parse(message: &'a [u8]) -> Result<FromWorker<'a>, WireError> {
         let mut cursor = ByteCursor::new(message);
         let parsed = match cursor.u8("message tag")? {
-            RESULTS => {
+            RESULTS | PARTIAL_RESULTS => {
                 let busy_nanos = cursor.u64("busy time")?;
                 // One pass over the headers that sets nothing aside, so a
                 // message costs no more than its own bytes until its chunks
@@ -648,6 +655,12 @@ impl<'a> ResultChunks<'a> {
 
 /// Where a results message's first chunk starts: after its tag and busy time.
 const RESULTS_START: usize = 1 + 8;
+
+/// Whether a results message answers its last chunk only in part (a `P`
+/// message: the worker is still running that chunk).
+pub(crate) fn is_partial(message: &[u8]) -> bool {
+    message.first() == Some(&PARTIAL_RESULTS)
+}
 
 impl Iterator for ResultChunks<'_> {
     type Item = ResultChunk;
@@ -762,6 +775,12 @@ impl ItemResult<'_> {
 pub(crate) struct ResultsWriter {
     buf: Vec<u8>,
     chunks: usize,
+    /// The chunk being written: its id, where its header starts, the items
+    /// announced in that header and those written so far.
+    chunk_id: u64,
+    chunk_at: usize,
+    announced: u32,
+    written: u32,
     /// The largest message the pool accepts.
     limit: usize,
     /// Room kept for the status and length of the chunk's inputs still to
@@ -782,6 +801,10 @@ impl ResultsWriter {
         let mut writer = ResultsWriter {
             buf: Vec::with_capacity(4096),
             chunks: 0,
+            chunk_id: 0,
+            chunk_at: 0,
+            announced: 0,
+            written: 0,
             limit: usize::try_from(limit).unwrap_or(usize::MAX),
             reserve: 0,
         };
@@ -816,10 +839,30 @@ impl ResultsWriter {
     }
 
     pub(crate) fn begin_chunk(&mut self, id: u64, items: u32) {
+        self.chunk_id = id;
+        self.chunk_at = self.buf.len();
+        self.announced = items;
+        self.written = 0;
         put_u64(&mut self.buf, id);
         put_u32(&mut self.buf, items);
         self.chunks += 1;
         self.reserve = items as usize * ITEM_HEADER;
+    }
+
+    /// Ends the message part way through the chunk being written, after
+    /// the items written so far, making it a partial results message
+    /// (`P`). Returns the chunk's id and how many of its items are left,
+    /// for [`begin_chunk`](ResultsWriter::begin_chunk) once this message
+    /// is sent and cleared; `None`, changing nothing, unless some of the
+    /// chunk's items are written and some are not.
+    pub(crate) fn end_partway(&mut self) -> Option<(u64, u32)> {
+        if self.chunks == 0 || self.written == 0 || self.written >= self.announced {
+            return None;
+        }
+        let count = self.chunk_at + 8;
+        self.buf[count..count + 4].copy_from_slice(&self.written.to_le_bytes());
+        self.buf[0] = PARTIAL_RESULTS;
+        Some((self.chunk_id, self.announced - self.written))
     }
 
     /// Runs `produce` to write one item's output in place; its failure, or
@@ -827,6 +870,7 @@ impl ResultsWriter {
     /// that would take the message past its limit is too large: it fails
     /// alone, with a message saying so, and the worker goes on.
     pub(crate) fn item(&mut self, produce: impl FnOnce(&mut Vec<u8>) -> Result<(), TaskFailure>) {
+        self.written = self.written.saturating_add(1);
         self.reserve = self.reserve.saturating_sub(ITEM_HEADER);
         // What this input may take: the limit, less what the chunk's later
         // inputs need at the least (their status and length).
@@ -1294,6 +1338,48 @@ mod tests {
         for end in RESULTS_START + 13..whole.len() {
             assert!(FromWorker::parse(&whole[..end]).is_err(), "{end}");
         }
+    }
+
+    #[test]
+    fn a_chunk_answered_in_parts_ends_a_partial_message_then_goes_on() {
+        let mut results = ResultsWriter::new(1 << 20);
+        results.begin_chunk(3, 1);
+        results.item(|out| {
+            out.push(1);
+            Ok(())
+        });
+        results.begin_chunk(4, 3);
+        // Nothing of chunk 4 written yet: no part to send.
+        assert_eq!(results.end_partway(), None);
+        results.item(|out| {
+            out.push(2);
+            Ok(())
+        });
+        assert_eq!(results.end_partway(), Some((4, 2)));
+        let buf = results.bytes().to_vec();
+        assert!(is_partial(&buf));
+        let FromWorker::Results(parsed) = FromWorker::parse(&buf).unwrap() else {
+            panic!("expected results");
+        };
+        let outcomes = item_results(&parsed);
+        let chunks: Vec<u64> = outcomes.iter().map(|(chunk, _)| *chunk).collect();
+        assert_eq!(chunks, [3, 4]);
+        assert_eq!(&buf[output(&outcomes[1])], [2]);
+        // The rest of chunk 4 starts the next message, a whole one.
+        results.clear();
+        results.begin_chunk(4, 2);
+        for byte in [3, 4] {
+            results.item(|out| {
+                out.push(byte);
+                Ok(())
+            });
+        }
+        assert_eq!(results.end_partway(), None);
+        assert!(!is_partial(results.bytes()));
+        let FromWorker::Results(parsed) = FromWorker::parse(results.bytes()).unwrap() else {
+            panic!("expected results");
+        };
+        assert_eq!(item_results(&parsed).len(), 2);
     }
 
     #[test]

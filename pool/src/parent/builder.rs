@@ -252,6 +252,38 @@ impl PoolBuilder {
         self
     }
 
+    /// Whether a handle from [`apply_async`](crate::Pool::apply_async)
+    /// that was awaited (polled as a future) and is dropped before its
+    /// result came stops its input if the input is running, as
+    /// [`AsyncResult::cancel_and_stop`](crate::AsyncResult::cancel_and_stop)
+    /// does, by killing and replacing its worker; default `true`. With
+    /// `false`, such a handle only [cancels](crate::AsyncResult::cancel):
+    /// an input not started never runs, and a running one runs to its end,
+    /// keeping its worker busy meanwhile. Each handle can choose otherwise
+    /// with [`AsyncResult::stop_on_drop`](crate::AsyncResult::stop_on_drop).
+    ///
+    /// That is what `tokio::time::timeout` around an awaited handle, or
+    /// the losing branch of a `select!`, does to it: the caller gave up,
+    /// so by default its worker is freed for the next request rather than
+    /// left busy until the abandoned input ends. Turn it off for tasks
+    /// that must never be killed part way (for example, ones that write
+    /// files in place).
+    ///
+    /// ```
+    /// pool::task! { fn id(x: u8) -> u8 { x } }
+    ///
+    /// fn main() -> Result<(), pool::Error> {
+    ///     pool::init();
+    ///     let pool = pool::Pool::builder().processes(1).stop_on_drop(false).build()?;
+    ///     assert_eq!(futures_executor::block_on(pool.apply_async(id, 7))?, 7);
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn stop_on_drop(mut self, stop: bool) -> PoolBuilder {
+        self.config.stop_on_drop = stop;
+        self
+    }
+
     /// The largest message between the pool and a worker, in either
     /// direction (default [`connection::DEFAULT_MAX_MESSAGE_SIZE`], 1 GiB),
     /// which bounds one task's encoded input and its encoded output.

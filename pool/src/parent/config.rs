@@ -27,6 +27,10 @@ pub(crate) struct Config {
     /// Workers to submit to Slurm, which join through `listen`.
     pub(crate) slurm: Option<SlurmWorkers>,
     pub(crate) handle_interrupts: bool,
+    /// Whether an awaited `AsyncResult` dropped unfinished stops its
+    /// running input (the default for each handle; see
+    /// `AsyncResult::stop_on_drop`).
+    pub(crate) stop_on_drop: bool,
     /// The largest message between pool and worker, either way.
     pub(crate) max_message_size: u64,
     /// What building the pool inside a worker does.
@@ -48,6 +52,7 @@ impl Default for Config {
             listen: None,
             slurm: None,
             handle_interrupts: true,
+            stop_on_drop: true,
             max_message_size: connection::DEFAULT_MAX_MESSAGE_SIZE,
             nested: Nested::default(),
         }
@@ -77,6 +82,7 @@ impl std::fmt::Debug for Config {
             .field("listen", &listen)
             .field("slurm", &self.slurm)
             .field("handle_interrupts", &self.handle_interrupts)
+            .field("stop_on_drop", &self.stop_on_drop)
             .field("max_message_size", &self.max_message_size)
             .field("nested", &self.nested)
             .finish()

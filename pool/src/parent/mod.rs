@@ -19,6 +19,7 @@ mod config;
 mod dispatcher;
 mod identity;
 mod imap;
+mod in_flight;
 mod inline;
 mod interrupt;
 mod job;

@@ -60,6 +60,8 @@ pub struct Pool {
     remote_joined: Option<Arc<std::sync::atomic::AtomicUsize>>,
     /// The Slurm jobs of workers the pool submitted itself, if any.
     launcher: Mutex<Option<Launcher>>,
+    /// What `apply_async`'s handles do when dropped unfinished, awaited.
+    stop_on_drop: bool,
 }
 
 impl std::fmt::Debug for Pool {
@@ -86,6 +88,7 @@ pub(crate) fn start(config: Config) -> Result<Pool> {
             listen_address: None,
             remote_joined: None,
             launcher: Mutex::new(None),
+            stop_on_drop: config.stop_on_drop,
         });
     }
     if worker::started_as_worker() {
@@ -151,6 +154,7 @@ pub(crate) fn start(config: Config) -> Result<Pool> {
         listen_address: None,
         remote_joined: None,
         launcher: Mutex::new(None),
+        stop_on_drop: config.stop_on_drop,
     };
     if let Some((address, authkey)) = &config.listen {
         let listener = remote_listener::listen(address, authkey, config.processes, events)?;
@@ -591,7 +595,8 @@ impl Pool {
             Arc::clone(&slot),
             T::NAME,
             Some(self.commands.cancel_notice().clone()),
-        );
+        )
+        .stop_on_drop(self.stop_on_drop);
         match self
             .commands
             .check_open()

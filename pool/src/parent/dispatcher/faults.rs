@@ -123,7 +123,8 @@ impl Dispatcher {
 
     /// When the dispatcher next needs to wake up without a message: for
     /// the nearest start-up deadline, to watch running tasks' clocks, or
-    /// to try starting workers again after a shortage of descriptors.
+    /// to try starting workers again after a shortage of descriptors, or
+    /// to look again for an input to stop.
     pub(super) fn next_wakeup(&self) -> Option<Duration> {
         let now = Instant::now();
         let startup = self
@@ -146,7 +147,8 @@ impl Dispatcher {
             .retry_at()
             .filter(|_| self.broken.is_none())
             .map(|at| at.saturating_duration_since(now));
-        [startup, tick, retry].into_iter().flatten().min()
+        let stop = self.stops_pending.then_some(super::STOP_RECHECK);
+        [startup, tick, retry, stop].into_iter().flatten().min()
     }
 
     /// Enforces start-up deadlines and task timeouts.

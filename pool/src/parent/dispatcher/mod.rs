@@ -57,6 +57,9 @@ const MAX_START_FAILURES: u32 = 3;
 /// started before it fails instead of being sent again: a worker that
 /// cannot take what it is sent must not make the pool respawn for ever.
 const MAX_BOUNCES: u32 = 3;
+/// How often to look again for an input to stop that a worker holds (see
+/// [`Dispatcher::stop_inputs_given_up`]).
+const STOP_RECHECK: Duration = Duration::from_millis(5);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -104,6 +107,10 @@ pub(crate) struct Dispatcher {
     refused_tasks: HashMap<&'static str, Error>,
     /// Other builds of this program that workers run, each warned of once.
     other_builds: HashSet<String>,
+    /// A worker holds an input whose caller asked for it to be stopped and
+    /// that was not seen running: it is looked for again every
+    /// [`STOP_RECHECK`] until it is answered or stopped.
+    stops_pending: bool,
 }
 
 impl Dispatcher {
@@ -140,6 +147,7 @@ impl Dispatcher {
             live_workers,
             refused_tasks: HashMap::new(),
             other_builds: HashSet::new(),
+            stops_pending: false,
         })
     }
 
@@ -205,6 +213,8 @@ impl Dispatcher {
             if cancelled {
                 cancelled = false;
                 self.take_back_cancelled();
+            } else if self.stops_pending {
+                self.stop_inputs_given_up();
             }
             self.check_clocks();
             self.replenish();
@@ -521,15 +531,32 @@ impl Dispatcher {
     /// inputs whose callers asked for that, by replacing their workers.
     fn take_back_cancelled(&mut self) {
         self.queue.retain(|job| !job.sink.is_cancelled());
-        let mut to_stop = Vec::new();
         for slot in &mut self.workers {
+            if slot.state() == State::Ready {
+                slot.recall(|_, job| job.sink.is_cancelled());
+            }
+        }
+        self.stop_inputs_given_up();
+    }
+
+    /// Stops the running inputs whose callers asked for that, by killing
+    /// and replacing their workers (the other inputs those workers held
+    /// run elsewhere). A worker can start such an input just as its recall
+    /// is on the way, so while a worker holds one not seen running, it is
+    /// looked for again every [`STOP_RECHECK`], until its worker gives it
+    /// back, answers it or is seen running it.
+    fn stop_inputs_given_up(&mut self) {
+        let mut to_stop = Vec::new();
+        self.stops_pending = false;
+        for slot in &self.workers {
             if slot.state() != State::Ready {
                 continue;
             }
             if slot.runs_input_to_stop() {
                 to_stop.push(slot.id());
+            } else if slot.holds_input_to_stop() {
+                self.stops_pending = true;
             }
-            slot.recall(|_, job| job.sink.is_cancelled());
         }
         for worker in to_stop {
             tracing::debug!(worker, "stopping a cancelled input: worker killed");
