@@ -44,6 +44,38 @@ fn workers_replaced_after_the_program_file_was_rebuilt_run_the_old_code() {
     assert_eq!(line(&output, "old code"), "150", "{output}");
 }
 
+#[test]
+fn a_worker_program_rebuilt_mid_map_is_refused_and_the_map_ends_with_that_error() {
+    // The parent's own program serves as the worker program at first (it
+    // has the parent's form of the task); mid-map, `dir/worker` becomes a
+    // program whose task returns x + 2, and the workers are killed: their
+    // replacements are refused, and after three refusals in a row the
+    // inputs left fail with TaskMismatch rather than run the new code.
+    let dir = scratch("worker-rebuilt");
+    let worker = dir.join("worker");
+    let new = dir.join("new");
+    std::fs::copy(PARENT, &worker).expect("copy the worker program");
+    std::fs::copy(env!("CARGO_BIN_EXE_pool_stale_new_body"), &new).expect("copy the new program");
+    let output = scenario_output_with(
+        PARENT,
+        &[
+            "worker-program-rebuilt",
+            worker.to_str().unwrap(),
+            new.to_str().unwrap(),
+        ],
+        LIMIT,
+    );
+    eprintln!("{output}");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(line(&output, "new code"), "0", "{output}");
+    assert_ne!(line(&output, "refused"), "0", "{output}");
+    let last = line(&output, "last failure");
+    assert!(
+        last.starts_with("TaskMismatch") && last.contains("stale_task::bump"),
+        "{last}"
+    );
+}
+
 /// Builds a pool of `worker`'s program and checks it is refused, naming the
 /// task and `difference`.
 fn refused_worker_program(worker: &str, difference: &str) {

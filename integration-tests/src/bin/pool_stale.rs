@@ -7,15 +7,18 @@
 //!   puts the file `NEW` in place of this program's file (as a rebuild
 //!   does: a new file at the same path) and kills the workers, so that
 //!   their replacements start after the rebuild.
+//! - `worker-program-rebuilt WORKER NEW`: the same with a pool of 2 workers
+//!   of the program at `WORKER`, which is the file replaced by `NEW`.
 //! - `worker-program PATH`: a pool of 2 workers of the program at `PATH`,
 //!   then a map.
 //! - `remote PATH`: a pool of remote workers only, joined by the program at
 //!   `PATH` (through `POOL_CONNECT`), then an `apply` of `bump`.
 
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use pool::Pool;
+use pool::{ErrorKind, Pool};
 use stale_task_old::bump;
 
 const INPUTS: u64 = 150;
@@ -27,6 +30,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match (args[0].as_str(), args.get(1)) {
         ("rebuilt", Some(new)) => rebuilt(new),
+        ("worker-program-rebuilt", Some(worker)) => worker_program_rebuilt(worker, &args[2]),
         ("worker-program", Some(path)) => worker_program(path),
         ("remote", Some(path)) => remote(path),
         _ => panic!("unknown scenario {args:?}"),
@@ -39,14 +43,29 @@ fn rebuilt(new: &str) {
         .retries(3)
         .build()
         .expect("start the pool");
+    let exe = std::env::current_exe().expect("current_exe");
+    map_replacing(&pool, &exe, new);
+}
+
+fn worker_program_rebuilt(worker: &str, new: &str) {
+    let pool = Pool::builder()
+        .processes(2)
+        .retries(3)
+        .worker_program(worker)
+        .build()
+        .expect("start the pool");
+    map_replacing(&pool, Path::new(worker), new);
+}
+
+/// Maps `bump` over 0..150; after 30 results, renames `new` over `file`
+/// and kills the workers. Prints how many results came from which code.
+fn map_replacing(pool: &Pool, file: &Path, new: &str) {
     let before = pool.worker_pids();
-    println!("workers before: {before:?}");
     let mut results = Vec::new();
     for (index, result) in pool.imap(bump, 0..INPUTS).enumerate() {
         results.push(result);
         if index == 30 {
-            let exe = std::env::current_exe().expect("current_exe");
-            std::fs::rename(new, &exe).expect("replace this program's file");
+            std::fs::rename(new, file).expect("replace the program's file");
             for pid in pool.worker_pids() {
                 // SAFETY: SIGKILL to a worker of ours; nothing to uphold.
                 unsafe { libc::kill(pid as i32, libc::SIGKILL) };
@@ -60,11 +79,10 @@ fn rebuilt(new: &str) {
             Ok(y) if y == x + 1 => old += 1,
             Ok(y) if y == x + 2 => new += 1,
             Ok(y) => panic!("bump({x}) gave {y}"),
-            Err(err) => failed.push(format!("{:?}: {err}", err.kind())),
+            Err(err) => failed.push(err),
         }
     }
     let after = pool.worker_pids();
-    println!("workers after: {after:?}");
     println!(
         "replaced: {}",
         after.iter().all(|pid| !before.contains(pid))
@@ -72,8 +90,12 @@ fn rebuilt(new: &str) {
     println!("old code: {old}");
     println!("new code: {new}");
     println!("failed: {}", failed.len());
-    for failure in failed.iter().take(3) {
-        println!("failure: {failure}");
+    let refused = failed
+        .iter()
+        .filter(|err| err.kind() == ErrorKind::TaskMismatch);
+    println!("refused: {}", refused.count());
+    for failure in failed.iter().rev().take(1) {
+        println!("last failure: {:?}: {failure}", failure.kind());
     }
 }
 
