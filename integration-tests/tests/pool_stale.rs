@@ -27,18 +27,29 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// Runs `scenario` with a copy of `pool_stale` in a scratch directory (so
+/// that the build's own files are left alone) that it replaces mid-map with
+/// a copy of a program whose same-named task returns x + 2, not x + 1. The
+/// copy is the parent itself for `rebuilt`, else its worker program.
+fn replacing_mid_map(scenario: &str) -> String {
+    let dir = scratch(scenario);
+    let copy = dir.join("pool_stale");
+    let new = dir.join("new");
+    std::fs::copy(PARENT, &copy).expect("copy pool_stale");
+    std::fs::copy(env!("CARGO_BIN_EXE_pool_stale_new_body"), &new).expect("copy the new program");
+    let (copy, new) = (copy.to_str().unwrap(), new.to_str().unwrap());
+    let output = match scenario {
+        "rebuilt" => scenario_output_with(copy, &[scenario, new], LIMIT),
+        _ => scenario_output_with(PARENT, &[scenario, copy, new], LIMIT),
+    };
+    eprintln!("{output}");
+    let _ = std::fs::remove_dir_all(&dir);
+    output
+}
+
 #[test]
 fn workers_replaced_after_the_program_file_was_rebuilt_run_the_old_code() {
-    // Copies, so that the build's own files are left alone: the parent
-    // runs from `dir/pool_stale`, which it replaces with `dir/new` (a
-    // program whose same-named task returns x + 2, not x + 1) mid-map.
-    let dir = scratch("rebuilt");
-    let parent = dir.join("pool_stale");
-    let new = dir.join("new");
-    std::fs::copy(PARENT, &parent).expect("copy the parent");
-    std::fs::copy(env!("CARGO_BIN_EXE_pool_stale_new_body"), &new).expect("copy the new program");
-    let output = run(parent.to_str().unwrap(), "rebuilt", new.to_str().unwrap());
-    let _ = std::fs::remove_dir_all(&dir);
+    let output = replacing_mid_map("rebuilt");
     assert_eq!(line(&output, "replaced"), "true", "{output}");
     assert_eq!(line(&output, "new code"), "0", "{output}");
     assert_eq!(line(&output, "old code"), "150", "{output}");
@@ -46,27 +57,11 @@ fn workers_replaced_after_the_program_file_was_rebuilt_run_the_old_code() {
 
 #[test]
 fn a_worker_program_rebuilt_mid_map_is_refused_and_the_map_ends_with_that_error() {
-    // The parent's own program serves as the worker program at first (it
-    // has the parent's form of the task); mid-map, `dir/worker` becomes a
-    // program whose task returns x + 2, and the workers are killed: their
-    // replacements are refused, and after three refusals in a row the
-    // inputs left fail with TaskMismatch rather than run the new code.
-    let dir = scratch("worker-rebuilt");
-    let worker = dir.join("worker");
-    let new = dir.join("new");
-    std::fs::copy(PARENT, &worker).expect("copy the worker program");
-    std::fs::copy(env!("CARGO_BIN_EXE_pool_stale_new_body"), &new).expect("copy the new program");
-    let output = scenario_output_with(
-        PARENT,
-        &[
-            "worker-program-rebuilt",
-            worker.to_str().unwrap(),
-            new.to_str().unwrap(),
-        ],
-        LIMIT,
-    );
-    eprintln!("{output}");
-    let _ = std::fs::remove_dir_all(&dir);
+    // The worker program is at first a copy of the parent (so it has the
+    // parent's form of the task). Its killed workers' replacements start
+    // from the new file and are refused; after three refusals in a row
+    // the inputs left fail with TaskMismatch rather than run the new code.
+    let output = replacing_mid_map("worker-program-rebuilt");
     assert_eq!(line(&output, "new code"), "0", "{output}");
     assert_ne!(line(&output, "refused"), "0", "{output}");
     let last = line(&output, "last failure");
