@@ -86,11 +86,14 @@
 //! memfd sealed against writes, growth and shrinking, of the announced
 //! size; a recycled message's a memfd sealed against growth and
 //! shrinking, with room for its header and the announced length, whose
-//! header holds the announced generation; either with memory behind every
-//! byte (not sparse). Anything else (a pipe, a file, a memfd without the
-//! seals, short, sparse, or holding another generation, no descriptor or
-//! several) is refused with [`ErrorKind::Decode`] and closed, and the next
-//! message reads as usual. A sender that dies leaks nothing: a memfd lives
+//! header holds the announced generation; either an ordinary memfd (tmpfs,
+//! not one of huge pages) with no hole in the bytes the message spans
+//! (`lseek(SEEK_HOLE)`: every page there written, so reading it costs the
+//! receiver no memory its sender did not pay for). Anything else (a pipe,
+//! a file, a memfd of huge pages, one without the seals, short, with a
+//! hole, or holding another generation, no descriptor or several) is
+//! refused with [`ErrorKind::Decode`] and closed, and the next message
+//! reads as usual. A sender that dies leaks nothing: a memfd lives
 //! only as long as a descriptor of it, in a process or in the socket's
 //! queue.
 //!
@@ -499,8 +502,8 @@ impl SharedBuf {
     pub fn new(len: usize) -> Result<SharedBuf> {
         let context = || format!("create a {len}-byte shared buffer");
         let memfd = shm::create_allocated(len).map_err(|err| Error::io(err, context()))?;
-        let mapping =
-            Mapping::read_write(memfd.as_fd(), len).map_err(|err| Error::io(err, context()))?;
+        let mapping = Mapping::read_write_populated(memfd.as_fd(), len)
+            .map_err(|err| Error::io(err, context()))?;
         Ok(SharedBuf { mapping, memfd })
     }
 

@@ -784,3 +784,183 @@ fn large_racy_copies_match_into_aligned_and_unaligned_buffers() {
         );
     }
 }
+
+// --- Memory that only looks like an ordinary, whole memfd ----------------------
+
+/// A memfd of `len` bytes holding `data`'s bytes but for a hole of a
+/// page in the middle (never written), with a page more than the hole
+/// allocated past its end (`FALLOC_FL_KEEP_SIZE`), so that its block
+/// count covers its size; then sealed with `seals`. `at` is where `data`
+/// starts, after as many zeroes (a recyclable memfd's header page).
+fn holed_with_blocks_past_the_end(data: &[u8], at: u64, seals: SealFlags) -> OwnedFd {
+    let fd =
+        rustix::fs::memfd_create("holed", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING).unwrap();
+    let size = at + data.len() as u64;
+    rustix::fs::ftruncate(&fd, size).unwrap();
+    let hole = (size / 2 / 4096 * 4096)..(size / 2 / 4096 * 4096 + 4096);
+    let (before, after) = (hole.start - at, hole.end - at);
+    shm::write_at(fd.as_fd(), &vec![0; at as usize], 0).unwrap();
+    shm::write_at(fd.as_fd(), &data[..before as usize], at).unwrap();
+    shm::write_at(fd.as_fd(), &data[after as usize..], hole.end).unwrap();
+    rustix::fs::fallocate(&fd, rustix::fs::FallocateFlags::KEEP_SIZE, size, 8192).unwrap();
+    let stat = rustix::fs::fstat(&fd).unwrap();
+    assert!(
+        stat.st_blocks as u64 * 512 >= size,
+        "the block count covers the size"
+    );
+    let hole_at = rustix::fs::seek(&fd, rustix::fs::SeekFrom::Hole(0)).unwrap();
+    assert_eq!(hole_at, hole.start, "the hole is where it was left");
+    rustix::fs::fcntl_add_seals(&fd, seals).unwrap();
+    fd
+}
+
+/// Pages allocated past a memfd's end count in its blocks but not in its
+/// bytes: a hole inside the message is refused all the same, sealed or
+/// recyclable, and the connection goes on.
+#[test]
+fn a_hole_hidden_by_pages_allocated_past_the_end_is_refused() {
+    if !memfds_work() {
+        return;
+    }
+    let len = BIG as u64;
+    let data = pattern(BIG);
+    let sealed = holed_with_blocks_past_the_end(&data, 0, SEALED);
+    let cases = vec![("a sealed memfd", vec![sealed.as_fd()], "a hole at byte")];
+    let (socket, mut conn) = assert_each_refused(cases, |socket, fds| forge(socket, len, fds));
+    let generation = 9;
+    let recyclable = holed_with_blocks_past_the_end(&data, shm::RECYCLED_HEADER, RESIZE_SEALED);
+    shm::write_generation(recyclable.as_fd(), shm::SENT_GENERATION_AT, generation).unwrap();
+    let cases = vec![(
+        "a recyclable memfd",
+        vec![recyclable.as_fd()],
+        "a hole at byte",
+    )];
+    assert_each_refused(cases, |socket, fds| {
+        forge_recycled(socket, len, generation, fds)
+    });
+    // A whole one, forged the same way, reads.
+    forge(&socket, len, &[memfd_with(&data, SEALED).as_fd()]);
+    assert!(conn.recv_bytes().unwrap() == data);
+}
+
+/// A buffer its owner writes only in part, or not at all, still goes:
+/// its sender faulted in every page, so none is a hole.
+#[test]
+fn a_shared_buf_written_in_part_arrives_whole() {
+    if !memfds_work() {
+        return;
+    }
+    let (mut a, mut b) = shared_pipe();
+    let mut buf = SharedBuf::new(3 * BIG).unwrap();
+    buf[..5].copy_from_slice(b"start");
+    a.send_shared(buf).unwrap();
+    a.send_shared(SharedBuf::new(BIG).unwrap()).unwrap();
+    let view = b.recv_shared().unwrap();
+    assert!(view.is_mapped());
+    assert_eq!(&view[..5], b"start");
+    assert!(view[5..].iter().all(|&byte| byte == 0));
+    let untouched = b.recv_shared().unwrap();
+    assert_eq!(untouched.len(), BIG);
+    assert!(untouched.iter().all(|&byte| byte == 0));
+}
+
+/// The size of the huge pages a `MFD_HUGETLB` memfd gets by default.
+const HUGE_PAGE: usize = 2 << 20;
+
+/// Makes sure the machine has a free huge page, raising
+/// `/proc/sys/vm/nr_hugepages` by one (as root) if it has none; the
+/// guard puts the old value back. `Err` says why there is none.
+fn a_free_huge_page() -> std::result::Result<HugePagesGuard, String> {
+    const KNOB: &str = "/proc/sys/vm/nr_hugepages";
+    let read = |path: &str| -> std::result::Result<u64, String> {
+        let text = std::fs::read_to_string(path).map_err(|err| format!("{path}: {err}"))?;
+        text.trim().parse().map_err(|err| format!("{path}: {err}"))
+    };
+    let free = "/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages";
+    if read(free)? > 0 {
+        return Ok(HugePagesGuard(None));
+    }
+    let before = read(KNOB)?;
+    std::fs::write(KNOB, (before + 1).to_string())
+        .map_err(|err| format!("no free huge page, and {KNOB} cannot be raised: {err}"))?;
+    let guard = HugePagesGuard(Some(before));
+    match read(free)? {
+        0 => Err(format!(
+            "no free huge page even with {KNOB} raised to {} (memory too fragmented?)",
+            before + 1
+        )),
+        _ => Ok(guard),
+    }
+}
+
+/// Puts back the number of huge pages found before a test raised it.
+struct HugePagesGuard(Option<u64>);
+
+impl Drop for HugePagesGuard {
+    fn drop(&mut self) {
+        if let Some(before) = self.0 {
+            if let Err(err) = std::fs::write("/proc/sys/vm/nr_hugepages", before.to_string()) {
+                eprintln!("could not put nr_hugepages back to {before}: {err}");
+            }
+        }
+    }
+}
+
+/// A sealable memfd of one huge page, `write` having filled it through a
+/// mapping (hugetlbfs has no `pwrite`), sealed with `seals`.
+fn huge_page_memfd(seals: SealFlags, write: impl FnOnce(&mut [u8])) -> rustix::io::Result<OwnedFd> {
+    let flags = MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING | MemfdFlags::HUGETLB;
+    let fd = rustix::fs::memfd_create("huge", flags)?;
+    rustix::fs::ftruncate(&fd, HUGE_PAGE as u64)?;
+    let mut mapping = Mapping::read_write(fd.as_fd(), HUGE_PAGE).map_err(|err| {
+        rustix::io::Errno::from_io_error(&err).unwrap_or(rustix::io::Errno::NOMEM)
+    })?;
+    write(mapping.as_mut_slice());
+    drop(mapping);
+    rustix::fs::fcntl_add_seals(&fd, seals)?;
+    Ok(fd)
+}
+
+/// A memfd of huge pages is refused as such, sealed or recyclable, and
+/// the connection goes on. Where the machine has no huge page to give,
+/// the test says so and returns.
+#[test]
+fn a_memfd_of_huge_pages_is_refused_with_its_own_reason() {
+    if !memfds_work() {
+        return;
+    }
+    let _huge_pages = match a_free_huge_page() {
+        Ok(guard) => guard,
+        Err(why) => return eprintln!("skipped: {why}"),
+    };
+    let data = pattern(HUGE_PAGE);
+    let sealed = match huge_page_memfd(SEALED, |bytes| bytes.copy_from_slice(&data)) {
+        Ok(fd) => fd,
+        Err(err) => return eprintln!("skipped: no memfd of huge pages here ({err})"),
+    };
+    let why = "of huge pages (hugetlbfs, MFD_HUGETLB)";
+    let cases = vec![("a sealed memfd of huge pages", vec![sealed.as_fd()], why)];
+    let (socket, mut conn) =
+        assert_each_refused(cases, |socket, fds| forge(socket, HUGE_PAGE as u64, fds));
+    drop(sealed);
+    let (generation, len) = (3u64, HUGE_PAGE - shm::RECYCLED_HEADER as usize);
+    let recyclable = huge_page_memfd(RESIZE_SEALED, |bytes| {
+        bytes[..8].copy_from_slice(&generation.to_le_bytes());
+        bytes[shm::RECYCLED_HEADER as usize..].copy_from_slice(&data[..len]);
+    })
+    .unwrap();
+    let cases = vec![(
+        "a recyclable memfd of huge pages",
+        vec![recyclable.as_fd()],
+        why,
+    )];
+    assert_each_refused(cases, |socket, fds| {
+        forge_recycled(socket, len as u64, generation, fds)
+    });
+    forge(
+        &socket,
+        BIG as u64,
+        &[memfd_with(&pattern(BIG), SEALED).as_fd()],
+    );
+    assert!(conn.recv_bytes().unwrap() == pattern(BIG));
+}
