@@ -120,7 +120,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::sys::shm::{self, Mapping};
+use crate::sys::shm::{self, Mapping, RacyView};
 
 mod recycle;
 pub(crate) use recycle::Recycler;
@@ -234,7 +234,7 @@ pub(crate) struct Incoming {
     recycled: Option<u64>,
     /// A kept read-only mapping of a recyclable memfd, copied out of with
     /// atomic loads (see [`RecycledViews`]); without one, `pread` copies.
-    view: Option<Arc<Mapping>>,
+    view: Option<Arc<RacyView>>,
 }
 
 /// How many recyclable memfds a receiving end keeps mapped: as many as a
@@ -246,13 +246,13 @@ const KEPT_VIEWS: usize = 4;
 /// already mapped (the kernel's `pread` runs at a third of `memcpy`'s speed
 /// here, and mapping anew costs a fault a page). A peer may still write to
 /// these pages, so they are never read through a `&[u8]`, only copied out
-/// with atomic loads ([`Mapping::copy_out_racy`]). At most [`KEPT_VIEWS`]
+/// with atomic loads ([`RacyView::copy_out_racy`]). At most [`KEPT_VIEWS`]
 /// are kept, the least recently used going first; a kept mapping keeps its
 /// memfd's pages alive after its sender let it go, until it is dropped
 /// with the connection or pushed out.
 #[derive(Debug, Default)]
 pub(crate) struct RecycledViews {
-    views: Vec<((u64, u64, u64), Arc<Mapping>)>,
+    views: Vec<((u64, u64, u64), Arc<RacyView>)>,
 }
 
 impl RecycledViews {
@@ -260,7 +260,7 @@ impl RecycledViews {
     pub(crate) fn view_of(
         &mut self,
         fd: std::os::fd::BorrowedFd<'_>,
-    ) -> std::io::Result<Arc<Mapping>> {
+    ) -> std::io::Result<Arc<RacyView>> {
         let key = shm::identity(fd)?;
         if let Some(at) = self.views.iter().position(|(kept, _)| *kept == key) {
             let entry = self.views.remove(at);
@@ -270,7 +270,7 @@ impl RecycledViews {
         }
         let len = usize::try_from(key.2)
             .map_err(|_| std::io::Error::from(std::io::ErrorKind::OutOfMemory))?;
-        let view = Arc::new(Mapping::read_only(fd, len)?);
+        let view = Arc::new(RacyView::map(fd, len)?);
         if self.views.len() >= KEPT_VIEWS {
             self.views.remove(0);
         }
@@ -314,7 +314,7 @@ impl Incoming {
     }
 
     /// Reads this recycled message through `view`, a mapping of its memfd.
-    pub(crate) fn set_view(&mut self, view: Arc<Mapping>) {
+    pub(crate) fn set_view(&mut self, view: Arc<RacyView>) {
         debug_assert!(self.recycled.is_some(), "only recyclable memfds are viewed");
         self.view = Some(view);
     }

@@ -9,12 +9,14 @@
 //! under the view (which would turn a read into `SIGBUS`).
 
 use std::io;
-use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 
 use rustix::fs::{FallocateFlags, FileType, MemfdFlags, SealFlags};
 use rustix::mm::{MapFlags, ProtFlags};
+
+mod racy;
+pub(crate) use racy::RacyView;
 
 /// The seals a message's memfd must carry: nobody can write to it, grow
 /// it or shrink it any more.
@@ -204,7 +206,7 @@ pub(crate) fn check_sealed(fd: BorrowedFd<'_>, len: u64) -> Result<(), Refusal> 
 ///
 /// Its sender can still write to it, even while it is read: that is sound
 /// because the receiver only ever copies out of it (with `pread`, or atomic
-/// loads from a read-only mapping, [`Mapping::copy_out_racy`]) and never
+/// loads from a read-only mapping, [`RacyView::copy_out_racy`]) and never
 /// lends it out as a slice. A sender that does so garbles only its own
 /// message; one that punches holes into it meanwhile costs the receiver at
 /// most the memfd's size in pages, which it announced.
@@ -440,126 +442,6 @@ impl Mapping {
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
     }
 }
-
-impl Mapping {
-    /// Copies `dst.len()` bytes from `offset` on into `dst` with relaxed
-    /// atomic loads, for memory that another process may write meanwhile
-    /// (a recyclable memfd): no `&[u8]` over it is ever made, so a sender
-    /// that writes while we read can garble what we copy, never break a
-    /// guarantee of Rust's. Panics if the range is outside the mapping.
-    pub(crate) fn copy_out_racy(&self, offset: usize, dst: &mut [u8]) {
-        // SAFETY: `MaybeUninit<u8>` has the layout of `u8`, and
-        // `copy_out_racy_uninit` only ever stores initialized bytes, so
-        // `dst` stays initialized.
-        let dst = unsafe { &mut *(dst as *mut [u8] as *mut [MaybeUninit<u8>]) };
-        self.copy_out_racy_uninit(offset, dst);
-    }
-
-    /// [`copy_out_racy`](Self::copy_out_racy) into memory not yet
-    /// initialized (a `Vec`'s spare capacity), which it initializes whole:
-    /// no pass of zeroes before the copy.
-    pub(crate) fn copy_out_racy_uninit(&self, offset: usize, dst: &mut [MaybeUninit<u8>]) {
-        use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
-        let end = offset.checked_add(dst.len()).expect("range overflows");
-        assert!(end <= self.len, "copy past the end of the mapping");
-        if dst.is_empty() {
-            return;
-        }
-        let base = self.ptr.as_ptr().wrapping_add(offset);
-        let head = base.align_offset(8).min(dst.len());
-        let words = (dst.len() - head) / 8;
-        let (front, rest) = dst.split_at_mut(head);
-        let (middle, tail) = rest.split_at_mut(words * 8);
-        let byte_at = |at: usize| {
-            // SAFETY: `at` is inside the mapping (checked above), which
-            // stays mapped while `self` lives; the memory is only ever
-            // read here through atomics, whatever another process does.
-            unsafe { AtomicU8::from_ptr(base.add(at)).load(Relaxed) }
-        };
-        for (i, byte) in front.iter_mut().enumerate() {
-            byte.write(byte_at(i));
-        }
-        let word_base = base.wrapping_add(head).cast::<u64>();
-        let word_at = |i: usize| {
-            // SAFETY: as for `byte_at`, and `word_base` is 8-aligned
-            // (`align_offset` above), so each word is an aligned u64.
-            unsafe { AtomicU64::from_ptr(word_base.add(i)).load(Relaxed) }
-        };
-        if !stream_words(middle, word_at) {
-            let out = middle.as_mut_ptr().cast::<u64>();
-            copy_words(words, word_at, |i, word| {
-                // SAFETY: word `i` lies within `middle` (`i < words`, and
-                // `middle` is `words * 8` bytes), which we borrow mutably;
-                // unaligned, since `dst` may start anywhere.
-                unsafe { out.add(i).write_unaligned(word) }
-            });
-        }
-        let tail_start = head + words * 8;
-        for (i, byte) in tail.iter_mut().enumerate() {
-            byte.write(byte_at(tail_start + i));
-        }
-    }
-}
-
-/// Stores `words` words, each `load(i)` as `store(i, _)`, eight a step:
-/// the loads issue back to back, which keeps a copy at `memcpy`'s speed
-/// (a word a step ran about 7% slower).
-#[inline(always)]
-fn copy_words(words: usize, load: impl Fn(usize) -> u64, mut store: impl FnMut(usize, u64)) {
-    let mut i = 0;
-    while i + 8 <= words {
-        let loaded: [u64; 8] = std::array::from_fn(|k| load(i + k));
-        for (k, word) in loaded.into_iter().enumerate() {
-            store(i + k, word);
-        }
-        i += 8;
-    }
-    while i < words {
-        store(i, load(i));
-        i += 1;
-    }
-}
-
-/// Fills `out` (a whole number of words) with the words of `load`, with
-/// stores that go past the caches, when the copy is long enough for that
-/// to pay and `out` is aligned for them; whether it did.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-fn stream_words(out: &mut [MaybeUninit<u8>], load: impl Fn(usize) -> u64) -> bool {
-    use std::arch::x86_64::{_mm_sfence, _mm_stream_si64};
-    let words = out.len() / 8;
-    let out = out.as_mut_ptr().cast::<u64>();
-    if words < STREAM_WORDS || !out.is_aligned() {
-        return false;
-    }
-    copy_words(words, load, |i, word| {
-        // SAFETY: word `i < words` lies within `out`, which we borrow
-        // mutably, and `out` is 8-aligned (checked); the instruction needs
-        // SSE2, which every x86_64 has.
-        unsafe { _mm_stream_si64(out.add(i).cast(), word as i64) }
-    });
-    // SAFETY: a plain fence, ordering the streaming stores before whatever
-    // reads `out` next.
-    unsafe { _mm_sfence() };
-    true
-}
-
-/// Elsewhere every copy takes ordinary stores.
-#[cfg(not(target_arch = "x86_64"))]
-#[inline(always)]
-fn stream_words(_out: &mut [MaybeUninit<u8>], _load: impl Fn(usize) -> u64) -> bool {
-    false
-}
-
-/// From this many words up (16 MiB), [`Mapping::copy_out_racy`] stores
-/// past the caches: such a copy would push out most of what they hold
-/// anyway, and ordinary stores first read every destination line. Below
-/// it the copy may still sit in the last-level cache (32 MiB on the
-/// machine measured) when its reader decodes it, as a pool worker does
-/// with its 4 MiB inputs; glibc's `memcpy` draws its line in the same
-/// region.
-#[cfg(target_arch = "x86_64")]
-const STREAM_WORDS: usize = (16 << 20) / 8;
 
 /// What identifies a memfd across descriptors: its device, inode and
 /// size (the size of one sealed against resizing never changes).
