@@ -252,20 +252,41 @@ const KEPT_VIEWS: usize = 4;
 /// with the connection or pushed out.
 #[derive(Debug, Default)]
 pub(crate) struct RecycledViews {
-    views: Vec<((u64, u64, u64), Arc<RacyView>)>,
+    views: Vec<KeptView>,
+}
+
+#[derive(Debug)]
+struct KeptView {
+    /// The memfd's identity ([`shm::identity`]).
+    key: (u64, u64, u64),
+    view: Arc<RacyView>,
+    /// How many of its first bytes were found without a hole, for an
+    /// earlier message ([`shm::check_recyclable`]).
+    checked: u64,
 }
 
 impl RecycledViews {
-    /// The kept mapping of the memfd `fd`, or a new one.
-    pub(crate) fn view_of(
+    /// How many first bytes of the kept memfd `key` were checked whole.
+    fn checked(&self, key: (u64, u64, u64)) -> u64 {
+        self.views
+            .iter()
+            .find(|kept| kept.key == key)
+            .map_or(0, |kept| kept.checked)
+    }
+
+    /// The kept mapping of the memfd `fd` (whose identity is `key`), or a
+    /// new one; its first `checked` bytes were just found whole.
+    fn view_of(
         &mut self,
         fd: std::os::fd::BorrowedFd<'_>,
+        key: (u64, u64, u64),
+        checked: u64,
     ) -> std::io::Result<Arc<RacyView>> {
-        let key = shm::identity(fd)?;
-        if let Some(at) = self.views.iter().position(|(kept, _)| *kept == key) {
-            let entry = self.views.remove(at);
-            let view = Arc::clone(&entry.1);
-            self.views.push(entry);
+        if let Some(at) = self.views.iter().position(|kept| kept.key == key) {
+            let mut kept = self.views.remove(at);
+            kept.checked = kept.checked.max(checked);
+            let view = Arc::clone(&kept.view);
+            self.views.push(kept);
             return Ok(view);
         }
         let len = usize::try_from(key.2)
@@ -274,7 +295,11 @@ impl RecycledViews {
         if self.views.len() >= KEPT_VIEWS {
             self.views.remove(0);
         }
-        self.views.push((key, Arc::clone(&view)));
+        self.views.push(KeptView {
+            key,
+            view: Arc::clone(&view),
+            checked,
+        });
         Ok(view)
     }
 }
@@ -299,24 +324,35 @@ impl Incoming {
 
     /// [`check`](Incoming::check) for a message in a recyclable memfd: one
     /// sealed against size changes, with room for `len` bytes after its
-    /// header, whose header holds `generation`.
-    pub(crate) fn check_recycled(fds: Vec<OwnedFd>, len: u64, generation: u64) -> Result<Incoming> {
+    /// header, whose header holds `generation`; then kept mapped in
+    /// `views` to be copied out of (or read with `pread` if it cannot be).
+    pub(crate) fn check_recycled(
+        fds: Vec<OwnedFd>,
+        len: u64,
+        generation: u64,
+        views: &mut RecycledViews,
+    ) -> Result<Incoming> {
         let memfd = only_descriptor(fds, len)?;
-        shm::check_recyclable(memfd.as_fd(), len, generation)
+        let key = shm::identity(memfd.as_fd())
+            .map_err(shm::Refusal::Os)
+            .or_else(|why| refuse(len, why.to_string()))?;
+        let checked = views.checked(key);
+        let end = shm::check_recyclable(memfd.as_fd(), len, generation, checked)
             .or_else(|why| refuse(len, why.to_string()))?;
         RECEIVED.fetch_add(1, Ordering::Relaxed);
+        let view = match views.view_of(memfd.as_fd(), key, end) {
+            Ok(view) => Some(view),
+            Err(err) => {
+                tracing::debug!(error = %err, "recycled memfd not mapped: read with pread");
+                None
+            }
+        };
         Ok(Incoming {
             memfd,
             len,
             recycled: Some(generation),
-            view: None,
+            view,
         })
-    }
-
-    /// Reads this recycled message through `view`, a mapping of its memfd.
-    pub(crate) fn set_view(&mut self, view: Arc<RacyView>) {
-        debug_assert!(self.recycled.is_some(), "only recyclable memfds are viewed");
-        self.view = Some(view);
     }
 
     pub(crate) fn read_into(&self, buf: &mut [u8]) -> Result<()> {

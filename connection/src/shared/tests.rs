@@ -980,3 +980,31 @@ fn a_memfd_of_huge_pages_is_refused_with_its_own_reason() {
     );
     assert!(conn.recv_bytes().unwrap() == pattern(BIG));
 }
+
+/// A recyclable memfd is checked for holes once per payload length its
+/// receiver keeps it for: a later, longer message in it is checked over
+/// the bytes it adds.
+#[test]
+fn a_longer_message_in_a_kept_memfd_is_checked_over_its_new_bytes() {
+    if !memfds_work() {
+        return;
+    }
+    let data = pattern(BIG);
+    let fd =
+        rustix::fs::memfd_create("grown", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING).unwrap();
+    rustix::fs::ftruncate(&fd, shm::RECYCLED_HEADER + 2 * BIG as u64).unwrap();
+    shm::write_generation(fd.as_fd(), shm::SENT_GENERATION_AT, 1).unwrap();
+    shm::write_at(fd.as_fd(), &data, shm::RECYCLED_HEADER).unwrap();
+    rustix::fs::fcntl_add_seals(&fd, RESIZE_SEALED).unwrap();
+    let (socket, mut conn) = forger();
+    forge_recycled(&socket, BIG as u64, 1, &[fd.as_fd()]);
+    assert!(conn.recv_bytes().unwrap() == data);
+    // The same memfd, kept mapped, now announcing bytes never written.
+    shm::write_generation(fd.as_fd(), shm::SENT_GENERATION_AT, 2).unwrap();
+    forge_recycled(&socket, 2 * BIG as u64, 2, &[fd.as_fd()]);
+    let err = conn.recv_bytes().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Decode, "{err}");
+    assert!(err.to_string().contains("a hole at byte"), "{err}");
+    forge_recycled(&socket, BIG as u64, 2, &[fd.as_fd()]);
+    assert!(conn.recv_bytes().unwrap() == data);
+}
