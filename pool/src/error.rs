@@ -98,8 +98,13 @@ impl fmt::Display for ErrorKind {
 pub struct WorkerInfo {
     /// The pool's number for the worker (the `N` of `[worker N]` in its logs).
     pub id: u32,
-    /// Its process id, for a local worker.
+    /// Its process id, for a local worker: a process the pool started.
     pub pid: Option<u32>,
+    /// For a remote worker, the pid it claimed in its ready message, once
+    /// it sent one: unverified (any peer with the key can claim any
+    /// number, the pool's own or 1 among them) and on another machine, so
+    /// for reading only, never for signalling.
+    pub claimed_pid: Option<u32>,
 }
 
 type Source = Arc<dyn std::error::Error + Send + Sync + 'static>;
@@ -260,6 +265,8 @@ impl fmt::Display for Error {
             write!(f, "{separator}worker {}", worker.id)?;
             if let Some(pid) = worker.pid {
                 write!(f, " (pid {pid})")?;
+            } else if let Some(claimed) = worker.claimed_pid {
+                write!(f, " (remote, claimed pid {claimed})")?;
             }
         }
         if !self.message.is_empty() {
@@ -297,12 +304,22 @@ mod tests {
             .with_worker(WorkerInfo {
                 id: 2,
                 pid: Some(4242),
+                claimed_pid: None,
             })
             .with_source(io);
         assert_eq!(
             err.to_string(),
             "worker died: demo::crunch, input 3, worker 2 (pid 4242): \
              killed by signal 9 (SIGKILL)"
+        );
+        let remote = Error::new(ErrorKind::WorkerDied, "connection lost").with_worker(WorkerInfo {
+            id: 5,
+            pid: None,
+            claimed_pid: Some(1),
+        });
+        assert_eq!(
+            remote.to_string(),
+            "worker died: worker 5 (remote, claimed pid 1): connection lost"
         );
         assert_eq!(
             std::error::Error::source(&err).map(|s| s.to_string()),

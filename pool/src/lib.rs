@@ -186,16 +186,28 @@
 //! - The parent killed: every worker gets SIGKILL from the kernel
 //!   (`PR_SET_PDEATHSIG`) and also sees end of file on its connection.
 //! - Ctrl-C: see [`PoolBuilder::handle_interrupts`]. Workers ignore SIGINT.
+//! - A worker whose results do not answer the chunks it holds (a remote
+//!   peer with the key can send anything): its connection is ended, with a
+//!   WARN event saying what it sent, and what it held runs elsewhere.
+//!   Such a message is checked before anything is made of its items, so
+//!   it costs about its own size. The pid a remote worker gives is only a
+//!   claim: [`Pool::remote_workers`] shows it, [`Pool::worker_pids`] never.
 //! - A program that declared [`workers_start_in_main!`] and forgot
 //!   [`init`]: [`PoolBuilder::build`] fails with [`ErrorKind::Startup`]
 //!   saying so. A worker never starts a pool itself.
 //!
 //! # Tracing
 //!
-//! Everything is at DEBUG level, through [`tracing`](https://docs.rs/tracing).
+//! Everything is at DEBUG level, through [`tracing`](https://docs.rs/tracing),
+//! except WARN events for faults the pool deals with on its own (a worker
+//! that sent results for work it was not given, a replacement that failed
+//! to start, ...).
 //!
 //! In the pool's process:
-//! - a `worker` span (fields `id`, `pid`) around each worker's reader thread;
+//! - a `worker` span (fields `id`, and `pid` for a local worker) around each
+//!   worker's reader thread;
+//! - events `worker ready` (`worker`, `pid`) and `remote worker ready`
+//!   (`worker`, `peer`, `claimed_pid`: what the peer said, unverified);
 //! - events `chunk sent` and `chunk done` (`worker`, `chunk`, `task`, `items`);
 //! - a `task` span per input (`task`, `index`, `worker`, `chunk`), open from
 //!   when its chunk is handed to a worker until its result is handled
@@ -236,7 +248,7 @@ pub mod builtin;
 pub use crate::error::{Error, ErrorKind, Result, WorkerInfo};
 pub use crate::parent::{
     as_completed, wait_any, AsCompleted, AsyncResult, Imap, ImapUnordered, Pool, PoolBuilder,
-    Progress, SlurmWorkers, DEFAULT_SLURM_RESUBMITS, DEFAULT_SLURM_START_TIMEOUT,
+    Progress, RemoteWorker, SlurmWorkers, DEFAULT_SLURM_RESUBMITS, DEFAULT_SLURM_START_TIMEOUT,
     DEFAULT_STARTUP_TIMEOUT,
 };
 pub use crate::task::{registered_tasks, Task, TaskEntry, TaskFailure};

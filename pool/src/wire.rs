@@ -504,18 +504,16 @@ impl<'a> FromWorker<'a> {
         let parsed = match cursor.u8("message tag")? {
             RESULTS => {
                 let busy_nanos = cursor.u64("busy time")?;
-                let mut outcomes = Vec::new();
+                // One pass over the headers that sets nothing aside, so a
+                // message costs no more than its own bytes until its chunks
+                // are checked against those sent (`ResultChunks`, then
+                // `ResultItems`, read it again then, in place).
                 while !cursor.at_end() {
-                    let chunk = cursor.u64("chunk id")?;
-                    for _ in 0..cursor.u32("item count")? {
-                        let output = cursor.outcome()?;
-                        outcomes.push(ItemOutcome { chunk, output });
-                    }
+                    cursor.result_chunk()?;
                 }
                 FromWorker::Results(Results {
                     message,
                     busy_nanos,
-                    outcomes,
                 })
             }
             READY => {
@@ -550,23 +548,125 @@ impl<'a> FromWorker<'a> {
     }
 }
 
-/// A received results message, read in one pass.
+/// A received results message, its structure checked: every chunk's
+/// header and every item's status and length lie within it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Results<'a> {
     message: &'a [u8],
     /// How long the worker was busy with these chunks, in nanoseconds.
     pub(crate) busy_nanos: u64,
-    /// Every input's outcome, in order; ranges index the whole message.
-    pub(crate) outcomes: Vec<ItemOutcome>,
 }
 
-/// One input's result as a worker reported it: the chunk it belongs to,
-/// and where its encoded output lies in the results message, or why it
-/// has none.
+/// The chunks of a results message, read in place, header by header:
+/// nothing is allocated, so a message's chunks can be checked against the
+/// chunks in flight before anything is made of its items.
+#[derive(Debug, Clone)]
+pub(crate) struct ResultChunks<'a> {
+    cursor: ByteCursor<'a>,
+}
+
+impl<'a> ResultChunks<'a> {
+    /// The chunks of `message`, which [`FromWorker::parse`] accepted as
+    /// results (the reader parses it; the dispatcher reads it). In other
+    /// bytes, the chunks end before the first malformed one.
+    pub(crate) fn of(message: &'a [u8]) -> ResultChunks<'a> {
+        ResultChunks {
+            cursor: ByteCursor::at(message, RESULTS_START),
+        }
+    }
+}
+
+/// Where a results message's first chunk starts: after its tag and busy time.
+const RESULTS_START: usize = 1 + 8;
+
+impl Iterator for ResultChunks<'_> {
+    type Item = ResultChunk;
+
+    fn next(&mut self) -> Option<ResultChunk> {
+        if self.cursor.at_end() {
+            return None;
+        }
+        let chunk = self.cursor.result_chunk();
+        if chunk.is_err() {
+            self.cursor.pos = self.cursor.buf.len();
+        }
+        chunk.ok()
+    }
+}
+
+/// What a chunk's results say of it, without its items' results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ResultChunk {
+    pub(crate) id: u64,
+    /// How many items the worker answered for it.
+    pub(crate) items: u32,
+    /// Some of its inputs are given back unstarted (status `Returned`).
+    pub(crate) gives_back: bool,
+}
+
+/// Every item's result in a results message, chunk after chunk, in order,
+/// read in place. Which chunk each belongs to is the business of whoever
+/// checked the message's [chunks](ResultChunks); malformed bytes (never
+/// in a message [`FromWorker::parse`] accepted) end the items.
+#[derive(Debug, Clone)]
+pub(crate) struct ResultItems<'a> {
+    cursor: ByteCursor<'a>,
+    /// Items left in the current chunk.
+    left: u32,
+}
+
+impl<'a> ResultItems<'a> {
+    pub(crate) fn of(message: &'a [u8]) -> ResultItems<'a> {
+        ResultItems {
+            cursor: ByteCursor::at(message, RESULTS_START),
+            left: 0,
+        }
+    }
+
+    #[inline]
+    fn read(&mut self) -> Result<ItemResult<'a>, WireError> {
+        while self.left == 0 {
+            self.cursor.u64("chunk id")?;
+            self.left = self.cursor.u32("item count")?;
+        }
+        self.left -= 1;
+        self.cursor.item_result()
+    }
+}
+
+impl<'a> Iterator for ResultItems<'a> {
+    type Item = ItemResult<'a>;
+
+    #[inline]
+    fn next(&mut self) -> Option<ItemResult<'a>> {
+        if self.left == 0 && self.cursor.at_end() {
+            return None;
+        }
+        let item = self.read();
+        if item.is_err() {
+            self.cursor.pos = self.cursor.buf.len();
+            self.left = 0;
+        }
+        item.ok()
+    }
+}
+
+/// One input's result as a worker reported it: where its encoded output
+/// lies in the results message, or why it has none.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ItemOutcome {
-    pub(crate) chunk: u64,
-    pub(crate) output: Result<Range<usize>, TaskFailure>,
+pub(crate) enum ItemResult<'a> {
+    Output(Range<usize>),
+    Failed {
+        kind: FailureKind,
+        message: &'a [u8],
+    },
+}
+
+impl ItemResult<'_> {
+    /// The worker gave the input back unstarted (after a recall).
+    pub(crate) fn is_returned(&self) -> bool {
+        matches!(self, ItemResult::Failed { kind, .. } if *kind == FailureKind::Returned)
+    }
 }
 
 /// Builds a results message in the worker, never larger than its limit.
@@ -745,6 +845,10 @@ impl<'a> ByteCursor<'a> {
         ByteCursor { buf, pos: 0 }
     }
 
+    fn at(buf: &'a [u8], pos: usize) -> ByteCursor<'a> {
+        ByteCursor { buf, pos }
+    }
+
     fn at_end(&self) -> bool {
         self.pos >= self.buf.len()
     }
@@ -766,39 +870,49 @@ impl<'a> ByteCursor<'a> {
         rest
     }
 
+    // The reads are inlined, their errors made out of line: results are
+    // read in place, item by item, on the dispatcher's hot path.
+    #[inline]
     fn take(&mut self, len: usize, what: &str) -> Result<&'a [u8], WireError> {
-        let end = self
-            .pos
-            .checked_add(len)
-            .filter(|&end| end <= self.buf.len())
-            .ok_or_else(|| {
-                WireError(format!(
-                    "{what} needs {len} bytes at offset {} of {}",
-                    self.pos,
-                    self.buf.len()
-                ))
-            })?;
-        let slice = &self.buf[self.pos..end];
-        self.pos = end;
-        Ok(slice)
+        match self.buf.get(self.pos..).and_then(|rest| rest.get(..len)) {
+            Some(slice) => {
+                self.pos += len;
+                Ok(slice)
+            }
+            None => Err(self.short(len, what)),
+        }
     }
 
+    #[cold]
+    #[inline(never)]
+    fn short(&self, len: usize, what: &str) -> WireError {
+        WireError(format!(
+            "{what} needs {len} bytes at offset {} of {}",
+            self.pos,
+            self.buf.len()
+        ))
+    }
+
+    #[inline]
     fn u8(&mut self, what: &str) -> Result<u8, WireError> {
         Ok(self.take(1, what)?[0])
     }
 
+    #[inline]
     fn u32(&mut self, what: &str) -> Result<u32, WireError> {
         let mut word = [0u8; 4];
         word.copy_from_slice(self.take(4, what)?);
         Ok(u32::from_le_bytes(word))
     }
 
+    #[inline]
     fn u64(&mut self, what: &str) -> Result<u64, WireError> {
         let mut word = [0u8; 8];
         word.copy_from_slice(self.take(8, what)?);
         Ok(u64::from_le_bytes(word))
     }
 
+    #[inline]
     fn bytes(&mut self, what: &str) -> Result<&'a [u8], WireError> {
         let len = self.u32(what)? as usize;
         self.take(len, what)
@@ -809,26 +923,77 @@ impl<'a> ByteCursor<'a> {
             .map_err(|_| WireError(format!("{what} is not UTF-8")))
     }
 
-    /// Reads a status byte and its payload: `Ok(range of the output in the
-    /// message)` or the failure.
-    fn outcome(&mut self) -> Result<Result<Range<usize>, TaskFailure>, WireError> {
+    /// Reads a chunk of a results message: its header, and its items to
+    /// the end, noting whether any is given back.
+    #[inline]
+    fn result_chunk(&mut self) -> Result<ResultChunk, WireError> {
+        let id = self.u64("chunk id")?;
+        let items = self.u32("item count")?;
+        let mut gives_back = false;
+        for _ in 0..items {
+            gives_back |= self.item_result()?.is_returned();
+        }
+        Ok(ResultChunk {
+            id,
+            items,
+            gives_back,
+        })
+    }
+
+    /// Reads an item's status byte and its payload.
+    #[inline]
+    fn item_result(&mut self) -> Result<ItemResult<'a>, WireError> {
         let status = self.u8("status")?;
         let payload = self.bytes("result")?;
         if status == 0 {
-            return Ok(Ok(self.pos - payload.len()..self.pos));
+            return Ok(ItemResult::Output(self.pos - payload.len()..self.pos));
         }
         let kind = FailureKind::from_code(status)
             .ok_or_else(|| WireError(format!("unknown failure code {status}")))?;
-        Ok(Err(TaskFailure::new(
+        Ok(ItemResult::Failed {
             kind,
-            String::from_utf8_lossy(payload),
-        )))
+            message: payload,
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    type Outcome = Result<Range<usize>, (FailureKind, String)>;
+
+    /// Every item's result in a results message, with its chunk's id.
+    fn item_results(results: &Results<'_>) -> Vec<(u64, Outcome)> {
+        let mut items = ResultItems::of(results.message);
+        let all: Vec<_> = ResultChunks::of(results.message)
+            .flat_map(|chunk| {
+                let taken: Vec<_> = items.by_ref().take(chunk.items as usize).collect();
+                assert_eq!(taken.len(), chunk.items as usize);
+                assert_eq!(chunk.gives_back, taken.iter().any(ItemResult::is_returned));
+                taken.into_iter().map(move |item| (chunk.id, outcome(item)))
+            })
+            .collect();
+        assert_eq!(items.next(), None);
+        all
+    }
+
+    fn outcome(item: ItemResult<'_>) -> Outcome {
+        match item {
+            ItemResult::Output(range) => Ok(range),
+            ItemResult::Failed { kind, message } => {
+                Err((kind, String::from_utf8_lossy(message).into_owned()))
+            }
+        }
+    }
+
+    fn failure(item: &(u64, Outcome)) -> (FailureKind, String) {
+        item.1.clone().unwrap_err()
+    }
+
+    fn output(item: &(u64, Outcome)) -> Range<usize> {
+        item.1.clone().unwrap()
+    }
 
     fn items(record: &BatchRecord<'_>) -> Vec<(Option<u64>, Vec<u8>)> {
         match record {
@@ -895,15 +1060,15 @@ mod tests {
         };
         assert_eq!(FromWorker::Results(parsed.clone()).encode(), buf);
         assert_eq!(parsed.busy_nanos, 11);
-        let outcomes = parsed.outcomes.clone();
+        let outcomes = item_results(&parsed);
         assert_eq!(outcomes.len(), 3);
-        assert!(outcomes.iter().all(|o| o.chunk == 7));
-        assert_eq!(&buf[outcomes[0].output.clone().unwrap()], b"out");
+        assert!(outcomes.iter().all(|(chunk, _)| *chunk == 7));
+        assert_eq!(&buf[output(&outcomes[0])], b"out");
         assert_eq!(
-            outcomes[1].output,
-            Err(TaskFailure::new(FailureKind::Panicked, "boom"))
+            failure(&outcomes[1]),
+            (FailureKind::Panicked, "boom".to_string())
         );
-        assert!(outcomes[2].output.clone().unwrap().is_empty());
+        assert!(output(&outcomes[2]).is_empty());
     }
 
     #[test]
@@ -926,21 +1091,21 @@ mod tests {
         let FromWorker::Results(parsed) = FromWorker::parse(&buf).unwrap() else {
             panic!("expected results");
         };
-        let outcomes = parsed.outcomes.clone();
-        assert_eq!(&buf[outcomes[0].output.clone().unwrap()], [7; 10]);
-        let alone = outcomes[1].output.clone().unwrap_err();
-        assert_eq!(alone.kind, FailureKind::TooLarge);
+        let outcomes = item_results(&parsed);
+        assert_eq!(&buf[output(&outcomes[0])], [7; 10]);
+        let alone = failure(&outcomes[1]);
+        assert_eq!(alone.0, FailureKind::TooLarge);
         assert!(
-            alone.message.contains("output of 990 bytes is over"),
+            alone.1.contains("output of 990 bytes is over"),
             "{}",
-            alone.message
+            alone.1
         );
-        let together = outcomes[2].output.clone().unwrap_err();
-        assert_eq!(together.kind, FailureKind::TooLarge);
+        let together = failure(&outcomes[2]);
+        assert_eq!(together.0, FailureKind::TooLarge);
         assert!(
-            together.message.contains("with the other outputs"),
+            together.1.contains("with the other outputs"),
             "{}",
-            together.message
+            together.1
         );
     }
 
@@ -969,7 +1134,7 @@ mod tests {
             let FromWorker::Results(parsed) = parsed else {
                 panic!("expected results");
             };
-            assert_eq!(parsed.outcomes.len(), 4);
+            assert_eq!(item_results(&parsed).len(), 4);
         }
         assert_eq!(clip("héllo", 3), "hé");
         assert_eq!(clip("short", 10), "short");

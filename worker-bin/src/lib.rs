@@ -104,7 +104,9 @@ fn read_key_file(path: &Path) -> Result<Vec<u8>, Failure> {
     Ok(key)
 }
 
-/// Joins the pool `args` name and works for it until it closes.
+/// Joins the pool `args` name and works for it until it closes. The key's
+/// variable, `POOL_AUTHKEY`, leaves the environment once it is read
+/// ([`pool::connect_worker`] removes it), out of its tasks' reach.
 pub fn run(args: &Args) -> Result<(), Failure> {
     let key = authkey(args)?;
     pool::connect_worker(&args.connect, &key).map_err(Failure::Pool)

@@ -360,10 +360,14 @@ fn main() -> Result<(), pool::Error> {
             // automatically, must keep every one of them busy.
             let pool = remote_only_pool()?;
             let began = std::time::Instant::now();
-            while pool.worker_pids().len() < 6 && began.elapsed() < Duration::from_secs(30) {
+            let ready = || {
+                let remote = pool.remote_workers();
+                remote.iter().filter(|w| w.claimed_pid.is_some()).count()
+            };
+            while ready() < 6 && began.elapsed() < Duration::from_secs(30) {
                 std::thread::sleep(Duration::from_millis(10));
             }
-            println!("workers joined: {}", pool.worker_pids().len());
+            println!("workers joined: {}", ready());
             let pids = pool.map(pool::builtin::worker_pid_after_ms, vec![50; 64])?;
             let used: BTreeSet<u32> = pids.iter().copied().collect();
             println!("inputs run: {}", pids.len());

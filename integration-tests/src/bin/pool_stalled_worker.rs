@@ -43,12 +43,15 @@ fn signal(pid: u32, signal: i32) {
     }
 }
 
-/// Waits (boundedly) until the pool lists `count` ready workers.
+/// Waits (boundedly) until the pool lists `count` workers, local ones and
+/// remote ones that said they are ready; returns the local ones' pids.
 fn wait_for_workers(pool: &Pool, count: usize) -> Vec<u32> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let pids = pool.worker_pids();
-        if pids.len() >= count {
+        let remote = pool.remote_workers();
+        let ready_remote = remote.iter().filter(|w| w.claimed_pid.is_some()).count();
+        if pids.len() + ready_remote >= count {
             return pids;
         }
         assert!(Instant::now() < deadline, "workers did not become ready");

@@ -17,6 +17,7 @@ use super::launch::Launcher;
 use super::map::{self, OnFailure};
 use super::progress::Progress;
 use super::remote_listener::{self, RemoteListener};
+use super::roster::{self, RemoteWorker, SharedRoster};
 use super::sink::{CancelNotice, ResultCell, Sink};
 use crate::error::{Error, ErrorKind, Result};
 use crate::task::Task;
@@ -50,7 +51,7 @@ use crate::worker;
 /// ```
 pub struct Pool {
     commands: Commands,
-    pids: Arc<Mutex<Vec<u32>>>,
+    roster: SharedRoster,
     dispatcher: Mutex<Option<JoinHandle<()>>>,
     listener: Mutex<Option<RemoteListener>>,
     listen_address: Option<String>,
@@ -65,6 +66,7 @@ impl std::fmt::Debug for Pool {
         f.debug_struct("Pool")
             .field("processes", &self.processes())
             .field("worker_pids", &self.worker_pids())
+            .field("remote_workers", &self.remote_workers())
             .field("closed", &self.commands.is_closed())
             .finish_non_exhaustive()
     }
@@ -86,11 +88,12 @@ pub(crate) fn start(config: Config) -> Result<Pool> {
     let (commands, command_receiver) = unbounded();
     let (events, event_receiver) = unbounded();
     let (cancel_notice, cancellations) = CancelNotice::pair();
-    let pids = Arc::new(Mutex::new(Vec::new()));
+    let roster = SharedRoster::default();
     let live_workers = Arc::new(AtomicUsize::new(0));
     let (started_tx, started_rx) = crossbeam_channel::bounded(1);
     let dispatcher = {
-        let (config, events, pids) = (Arc::clone(&config), events.clone(), Arc::clone(&pids));
+        let (config, events) = (Arc::clone(&config), events.clone());
+        let roster = Arc::clone(&roster);
         let live_workers = Arc::clone(&live_workers);
         // Workers are spawned from this thread, which lives as long as the
         // pool: their parent-death signal is tied to the spawning thread.
@@ -102,7 +105,7 @@ pub(crate) fn start(config: Config) -> Result<Pool> {
                     command_receiver,
                     cancellations,
                     (events, event_receiver),
-                    pids,
+                    roster,
                     live_workers,
                 )
                 .and_then(|mut dispatcher| dispatcher.start().map(|()| dispatcher));
@@ -135,7 +138,7 @@ pub(crate) fn start(config: Config) -> Result<Pool> {
             config.max_message_size,
             cancel_notice,
         ),
-        pids,
+        roster,
         dispatcher: Mutex::new(Some(dispatcher)),
         listener: Mutex::new(None),
         listen_address: None,
@@ -177,7 +180,10 @@ impl Pool {
     }
 
     /// The process ids of the local workers running now (replacements
-    /// included, dead ones not).
+    /// included, dead ones not): processes this pool started itself, and
+    /// only those. Remote workers are listed apart, by
+    /// [`remote_workers`](Pool::remote_workers), since the pid a remote
+    /// worker gives is only a claim.
     ///
     /// ```
     /// fn main() -> Result<(), pool::Error> {
@@ -188,7 +194,36 @@ impl Pool {
     /// }
     /// ```
     pub fn worker_pids(&self) -> Vec<u32> {
-        self.pids.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        roster::read(&self.roster, |roster| roster.local_pids.clone())
+    }
+
+    /// The remote workers connected now (those still starting included,
+    /// those gone not): each one's number, the address it connected from,
+    /// and the pid it claims, which nothing verifies: see [`RemoteWorker`].
+    ///
+    /// ```
+    /// pool::task! { fn plus_one(x: u64) -> u64 { x + 1 } }
+    ///
+    /// fn main() -> Result<(), pool::Error> {
+    ///     let pool = pool::Pool::builder()
+    ///         .processes(0)
+    ///         .listen("tcp:127.0.0.1:0", b"secret".to_vec())
+    ///         .build()?;
+    ///     assert!(pool.remote_workers().is_empty());
+    ///     let address = pool.listen_address().unwrap().to_string();
+    ///     std::thread::spawn(move || pool::connect_worker(&address, b"secret"));
+    ///     assert_eq!(pool.apply(plus_one, 1)?, 2);
+    ///     let remote = pool.remote_workers();
+    ///     assert_eq!(remote.len(), 1);
+    ///     assert!(remote[0].peer.starts_with("tcp:127.0.0.1:"));
+    ///     // The worker thread's claim, true here, but only a claim.
+    ///     assert_eq!(remote[0].claimed_pid, Some(std::process::id()));
+    ///     assert!(pool.worker_pids().is_empty());
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn remote_workers(&self) -> Vec<RemoteWorker> {
+        roster::read(&self.roster, |roster| roster.remote.clone())
     }
 
     /// The address remote workers connect to, if the pool

@@ -13,7 +13,7 @@ use crossbeam_channel::Sender;
 
 use crate::sys;
 use crate::task::TaskFailure;
-use crate::wire::{FromWorker, ItemOutcome, WireError};
+use crate::wire::{FromWorker, WireError};
 
 /// How long a worker whose connection ended may take to exit before it is
 /// killed (it may have closed the connection and gone on running).
@@ -23,7 +23,9 @@ const EXIT_GRACE: Duration = Duration::from_secs(2);
 pub(crate) enum Event {
     Ready {
         worker: u32,
-        pid: u32,
+        /// The pid the worker says it has: true of a local worker, only a
+        /// claim of a remote one.
+        claimed_pid: u32,
         /// The worker traces its tasks and wants their input indices.
         wants_indices: bool,
     },
@@ -37,13 +39,14 @@ pub(crate) enum Event {
         worker: u32,
         message: String,
     },
+    /// A results message, its structure checked but its chunks not yet
+    /// matched with those sent: the dispatcher reads them in place
+    /// ([`ResultChunks`](crate::wire::ResultChunks)), so a message costs
+    /// its own bytes and nothing per item until then.
     Results {
         worker: u32,
-        /// The message, which the outputs' ranges index.
         message: Arc<Vec<u8>>,
         busy_nanos: u64,
-        /// Every item's outcome, in the order the chunks were sent.
-        outcomes: Vec<ItemOutcome>,
     },
     Lost {
         worker: u32,
@@ -149,17 +152,16 @@ fn read_until_end(
 fn parse(worker: u32, message: Vec<u8>) -> Result<Event, WireError> {
     Ok(match FromWorker::parse(&message)? {
         FromWorker::Results(results) => {
-            let (busy_nanos, outcomes) = (results.busy_nanos, results.outcomes);
+            let busy_nanos = results.busy_nanos;
             Event::Results {
                 worker,
                 message: Arc::new(message),
                 busy_nanos,
-                outcomes,
             }
         }
         FromWorker::Ready { pid, wants_indices } => Event::Ready {
             worker,
-            pid,
+            claimed_pid: pid,
             wants_indices,
         },
         FromWorker::SetupFailed(failure) => Event::SetupFailed { worker, failure },

@@ -20,7 +20,7 @@ use super::trace;
 use crate::error::{Error, WorkerInfo};
 use crate::sys::SharedCounter;
 use crate::task::FailureKind;
-use crate::wire::{self, BatchWriter, Indices, ItemOutcome, ToWorker};
+use crate::wire::{self, BatchWriter, Indices, ItemResult, ResultChunks, ResultItems, ToWorker};
 
 /// A chunk of one input from this size up goes to its worker as a message
 /// of its own, straight from the input's buffer, rather than copied into a
@@ -36,6 +36,10 @@ pub(crate) enum Process {
     },
     Remote {
         peer: String,
+        /// The pid it gave in its ready message: a claim nobody checked
+        /// (any peer with the key can send any number), shown for the
+        /// operator's sake and never signalled.
+        claimed_pid: Option<u32>,
     },
 }
 
@@ -104,12 +108,23 @@ pub(crate) struct Load {
     pub(crate) bytes: usize,
 }
 
-/// A worker's results did not line up with the chunks it was sent.
+/// A worker's results did not line up with the chunks it was sent: what
+/// it sent.
 #[derive(Debug)]
-pub(crate) struct Misaligned;
+pub(crate) struct Misaligned(pub(crate) String);
+
+/// What a results message answered.
+pub(crate) struct Answered {
+    /// Inputs the worker gave back unstarted (after a recall).
+    pub(crate) returned: Vec<Job>,
+    /// How many inputs the message answered.
+    pub(crate) items: u64,
+}
 
 pub(crate) struct WorkerSlot {
     id: u32,
+    /// The process id of a local worker, as the pool started it; none for
+    /// a remote one (see [`Process::Remote`]).
     pid: Option<u32>,
     process: Process,
     /// The dispatcher's end; written only through `outbox`.
@@ -185,6 +200,15 @@ impl WorkerSlot {
         WorkerInfo {
             id: self.id,
             pid: self.pid,
+            claimed_pid: self.claimed_pid(),
+        }
+    }
+
+    /// The pid a remote worker claims to have, once it said so.
+    pub(crate) fn claimed_pid(&self) -> Option<u32> {
+        match &self.process {
+            Process::Remote { claimed_pid, .. } => *claimed_pid,
+            Process::Local { .. } => None,
         }
     }
 
@@ -199,7 +223,7 @@ impl WorkerSlot {
     /// The address of a remote worker.
     pub(crate) fn peer(&self) -> Option<&str> {
         match &self.process {
-            Process::Remote { peer } => Some(peer),
+            Process::Remote { peer, .. } => Some(peer),
             Process::Local { .. } => None,
         }
     }
@@ -212,14 +236,21 @@ impl WorkerSlot {
         self.items_sent
     }
 
-    /// The worker said it is ready; returns false if it was not starting
-    /// (a late message from a worker already given up on).
-    pub(crate) fn mark_ready(&mut self, pid: u32, wants_indices: bool) -> bool {
+    /// The worker said it is ready, claiming the pid `claimed_pid`: kept
+    /// as a claim for a remote worker, and ignored for a local one, whose
+    /// pid the pool knows. Returns false if it was not starting (a late
+    /// message from a worker already given up on).
+    pub(crate) fn mark_ready(&mut self, claimed_pid: u32, wants_indices: bool) -> bool {
         if !matches!(self.state, State::Starting { .. }) {
             return false;
         }
         self.state = State::Ready;
-        self.pid.get_or_insert(pid);
+        if let Process::Remote {
+            claimed_pid: claim, ..
+        } = &mut self.process
+        {
+            *claim = Some(claimed_pid);
+        }
         self.indices = match wants_indices {
             true => Indices::Sent,
             false => Indices::Omitted,
@@ -383,34 +414,26 @@ impl WorkerSlot {
 
     /// Hands the results of a results message to their callers, chunk by
     /// chunk in the order the chunks were sent, and returns the inputs the
-    /// worker gave back unstarted (after a recall), to run elsewhere. Fails
-    /// if the results do not line up with the chunks (the worker is then no
-    /// longer to be trusted).
+    /// worker gave back unstarted (after a recall), to run elsewhere, and
+    /// how many inputs it answered.
+    ///
+    /// The message is first checked against the chunks in flight, reading
+    /// only its headers in place: nothing is made of its items, and
+    /// nothing is delivered, unless every chunk in it is the next one in
+    /// flight with as many items as was sent. Otherwise the worker is no
+    /// longer to be trusted, and [`Misaligned`] says what it sent.
     pub(crate) fn complete_chunks(
         &mut self,
         message: &Arc<Vec<u8>>,
-        outcomes: Vec<ItemOutcome>,
         deliveries: &mut Deliveries,
-    ) -> Result<Vec<Job>, Misaligned> {
+    ) -> Result<Answered, Misaligned> {
+        let (chunks, items) = self.check_results(message)?;
         let mut returned = Vec::new();
         let info = self.info();
-        let mut outcomes = outcomes.into_iter();
-        while let Some(front) = self.in_flight.front() {
-            let (expected, chunk_id) = (front.items, front.id);
-            let chunk: Vec<_> = outcomes.by_ref().take(expected as usize).collect();
-            if chunk.is_empty() {
-                break;
-            }
-            if chunk.len() as u64 != expected || chunk.iter().any(|o| o.chunk != chunk_id) {
-                return Err(Misaligned);
-            }
-            // Inputs come back unstarted only when asked for: a worker that
-            // returns others would have them sent round again for ever.
-            let is_returned =
-                |o: &ItemOutcome| matches!(&o.output, Err(f) if f.kind == FailureKind::Returned);
-            if !front.recalled && chunk.iter().any(is_returned) {
-                return Err(Misaligned);
-            }
+        // Checked: the message's items are those of its first `chunks`
+        // chunks in flight, in order, as many for each as it was sent.
+        let mut results = ResultItems::of(message);
+        for _ in 0..chunks {
             let Some(mut done) = self.in_flight.pop_front() else {
                 break;
             };
@@ -419,33 +442,42 @@ impl WorkerSlot {
             self.load.bytes -= done.bytes;
             self.items_answered += done.items;
             let task = done.job.task;
-            let items = std::mem::take(&mut done.job.items);
+            let inputs = std::mem::take(&mut done.job.items);
             if tracing::enabled!(tracing::Level::DEBUG) {
                 tracing::debug!(
                     worker = self.id,
-                    chunk = chunk_id,
+                    chunk = done.id,
                     task,
-                    items = items.len(),
+                    items = inputs.len(),
                     "chunk done"
                 );
             }
             let mut spans = std::mem::take(&mut done.spans).into_iter();
             let mut given_back = Vec::new();
-            for (item, outcome) in items.into_iter().zip(chunk) {
+            // Inputs answered early (an interrupt) are gone from the job:
+            // their results are passed over.
+            let mut chunk_results = results.by_ref().take(done.items as usize);
+            for (item, result) in inputs.into_iter().zip(&mut chunk_results) {
                 let span = spans.next();
-                if matches!(&outcome.output, Err(f) if f.kind == FailureKind::Returned) {
-                    if let Some(span) = span {
-                        trace::record_requeued(&span);
+                let outcome = match result {
+                    ItemResult::Failed {
+                        kind: FailureKind::Returned,
+                        ..
+                    } => {
+                        if let Some(span) = span {
+                            trace::record_requeued(&span);
+                        }
+                        given_back.push(item);
+                        continue;
                     }
-                    given_back.push(item);
-                    continue;
-                }
-                let outcome = match outcome.output {
-                    Ok(range) => Ok(Payload::new(Arc::clone(message), range)),
-                    Err(failure) => Err(Error::new(failure.kind.error_kind(), failure.message)
-                        .with_task(task)
-                        .with_index(item.index)
-                        .with_worker(info)),
+                    ItemResult::Output(range) => Ok(Payload::new(Arc::clone(message), range)),
+                    ItemResult::Failed { kind, message } => Err(Error::new(
+                        kind.error_kind(),
+                        String::from_utf8_lossy(message),
+                    )
+                    .with_task(task)
+                    .with_index(item.index)
+                    .with_worker(info)),
                 };
                 // None unless the chunk was sent with DEBUG enabled. The
                 // span stays entered while the result is handed over and
@@ -459,6 +491,7 @@ impl WorkerSlot {
                     stream.give_back(item.into_buffer());
                 }
             }
+            chunk_results.for_each(drop);
             if !given_back.is_empty() {
                 returned.push(Job {
                     task,
@@ -467,7 +500,58 @@ impl WorkerSlot {
                 });
             }
         }
-        Ok(returned)
+        Ok(Answered { returned, items })
+    }
+
+    /// Checks that a results message answers at least one chunk, that each
+    /// of its chunks is the next one in flight, in order, with as many
+    /// items as were sent, and that inputs come back unstarted only from
+    /// chunks recalled (a worker that returns others would have them sent
+    /// round again for ever). Returns how many chunks and inputs the
+    /// message answers.
+    fn check_results(&self, message: &[u8]) -> Result<(usize, u64), Misaligned> {
+        let mut in_flight = self.in_flight.iter();
+        let (mut chunks, mut items) = (0, 0);
+        for chunk in ResultChunks::of(message) {
+            let id = chunk.id;
+            let Some(expected) = in_flight.next() else {
+                return Err(Misaligned(match self.in_flight.len() {
+                    0 => format!("results for chunk {id} while it holds no chunk"),
+                    held => {
+                        format!("results for chunk {id} after those of all {held} chunks it holds")
+                    }
+                }));
+            };
+            if id != expected.id {
+                let why = match self.in_flight.iter().any(|c| c.id == id) {
+                    true => "out of order",
+                    false => "which it does not hold (never sent to it, or answered already)",
+                };
+                return Err(Misaligned(format!(
+                    "results for chunk {id} {why}, where chunk {} was next",
+                    expected.id
+                )));
+            }
+            if u64::from(chunk.items) != expected.items {
+                return Err(Misaligned(format!(
+                    "{} results for chunk {id} of {} inputs",
+                    chunk.items, expected.items
+                )));
+            }
+            if chunk.gives_back && !expected.recalled {
+                return Err(Misaligned(format!(
+                    "inputs of chunk {id} given back unstarted, unasked"
+                )));
+            }
+            chunks += 1;
+            items += expected.items;
+        }
+        // A worker sends results only when it has some: an empty message
+        // answers nothing, and a stream of them would only keep the pool busy.
+        if chunks == 0 {
+            return Err(Misaligned("a results message answering no chunk".into()));
+        }
+        Ok((chunks, items))
     }
 
     /// Fails every input the worker holds with errors made by `error`; the
@@ -615,6 +699,7 @@ mod tests {
         let reader = std::thread::spawn(|| {});
         let process = Process::Remote {
             peer: "a test".to_string(),
+            claimed_pid: None,
         };
         let deadline = Instant::now() + Duration::from_secs(3600);
         let slot = WorkerSlot::starting(0, None, process, ours, reader, deadline, max_message_size);
@@ -663,5 +748,70 @@ mod tests {
         slot.push_chunk(2, 1, lone);
         slot.send_batch();
         reader.join().unwrap();
+    }
+
+    /// A results message answering `chunks` (id, item count, status of
+    /// each item: 0 for an output).
+    fn results(chunks: &[(u64, &[u8])]) -> Arc<Vec<u8>> {
+        let mut writer = wire::ResultsWriter::new(1 << 20);
+        for (id, statuses) in chunks {
+            writer.begin_chunk(*id, statuses.len() as u32);
+            for &status in *statuses {
+                writer.item(|out| match FailureKind::from_code(status) {
+                    None => {
+                        out.push(7);
+                        Ok(())
+                    }
+                    Some(kind) => Err(crate::task::TaskFailure::new(kind, "no")),
+                });
+            }
+        }
+        Arc::new(writer.bytes().to_vec())
+    }
+
+    #[test]
+    fn results_that_do_not_answer_the_chunks_in_flight_in_order_are_refused_whole() {
+        let (mut slot, _worker) = slot(1 << 20);
+        slot.push_chunk(1, 0, job::<first>(3, 0));
+        slot.push_chunk(2, 0, job::<first>(3, 0));
+        let mut deliveries = Deliveries::default();
+        let refusal = |slot: &mut WorkerSlot, chunks: &[(u64, &[u8])]| {
+            let message = results(chunks);
+            match slot.complete_chunks(&message, &mut Deliveries::default()) {
+                Ok(_) => panic!("{chunks:?} accepted"),
+                Err(Misaligned(what)) => what,
+            }
+        };
+        let out_of_order = refusal(&mut slot, &[(2, &[0])]);
+        assert!(
+            out_of_order.contains("chunk 2 out of order"),
+            "{out_of_order}"
+        );
+        let too_many = refusal(&mut slot, &[(1, &[0, 0])]);
+        assert_eq!(too_many, "2 results for chunk 1 of 1 inputs");
+        let unsent = refusal(&mut slot, &[(1, &[0]), (7, &[0])]);
+        assert!(
+            unsent.contains("chunk 7 which it does not hold"),
+            "{unsent}"
+        );
+        let unasked = refusal(&mut slot, &[(1, &[FailureKind::Returned as u8])]);
+        assert!(
+            unasked.contains("given back unstarted, unasked"),
+            "{unasked}"
+        );
+        // Nothing of a refused message was taken, its good chunk 1 included.
+        assert_eq!(slot.load().chunks, 2);
+        let answered = slot
+            .complete_chunks(&results(&[(1, &[0])]), &mut deliveries)
+            .unwrap_or_else(|Misaligned(what)| panic!("{what}"));
+        assert_eq!((answered.items, slot.load().chunks), (1, 1));
+        let twice = refusal(&mut slot, &[(1, &[0])]);
+        assert!(twice.contains("answered already"), "{twice}");
+        let failed = results(&[(2, &[FailureKind::Failed as u8])]);
+        assert!(slot.complete_chunks(&failed, &mut deliveries).is_ok());
+        let after_all = refusal(&mut slot, &[(3, &[0])]);
+        assert_eq!(after_all, "results for chunk 3 while it holds no chunk");
+        let empty = refusal(&mut slot, &[]);
+        assert_eq!(empty, "a results message answering no chunk");
     }
 }

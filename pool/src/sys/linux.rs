@@ -1,9 +1,10 @@
-//! Linux: a hook that runs before `main`, parent-death signal, signal
-//! dispositions, and a counter shared with a child process through a
+//! Linux: a hook that runs before `main`, secure-execution mode, changes
+//! to the environment, parent-death signal, signal dispositions, and a
+//! counter shared with a child process through a
 //! memory-mapped `memfd`. System calls go through `rustix`'s safe
-//! wrappers; `unsafe` is left for the three things that have none: the
+//! wrappers; `unsafe` is left for the four things that have none: the
 //! hook that runs between fork and exec, setting a signal's disposition,
-//! and mapping shared memory.
+//! mapping shared memory, and reading the auxiliary vector.
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -242,6 +243,33 @@ pub(crate) fn ignore_sigpipe() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
+}
+
+/// Whether this process runs in secure-execution mode (`AT_SECURE`): it
+/// was started set-user-ID or set-group-ID, or with file capabilities,
+/// so whoever set its environment may have fewer privileges than it.
+pub(crate) fn secure_execution() -> bool {
+    // SAFETY: `getauxval` only reads the auxiliary vector, which the C
+    // library saved before any code of ours ran; an entry that is absent
+    // reads as 0.
+    unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
+}
+
+/// Removes `vars` from this process's environment, if that is sound now:
+/// only while the process has one thread, since code of other threads
+/// (C libraries' `getenv` among them, which Rust's lock does not cover)
+/// could read the environment while it changes. Returns whether it did.
+pub(crate) fn remove_env_while_single_threaded(vars: &[&str]) -> bool {
+    // Only this thread could start another, so a count of one stays true
+    // until this returns. Without /proc the count is unknown: not sound.
+    let threads = std::fs::read_dir("/proc/self/task").map(Iterator::count);
+    if threads.ok() != Some(1) {
+        return false;
+    }
+    for var in vars {
+        std::env::remove_var(var);
+    }
+    true
 }
 
 /// This host's name, as other hosts of a cluster usually know it (the

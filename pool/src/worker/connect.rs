@@ -23,6 +23,12 @@ pub const AUTHKEY_ENV: &str = "POOL_AUTHKEY";
 /// [`pool::init()`](crate::init)), and exits when the pool is done with it.
 /// This is how [Slurm workers](crate::SlurmWorkers) run the pool's own
 /// program, and how a launcher of your own (ssh, a Kubernetes Job) can.
+///
+/// Both variables leave the worker's environment before `main` (so no task
+/// and no program a task starts sees the key), and a program running in
+/// secure-execution mode (`AT_SECURE`: set-user-ID, set-group-ID, or with
+/// file capabilities) ignores them, says so on stderr, and runs its
+/// `main`: whoever set its environment must not make it work for them.
 pub const CONNECT_ENV: &str = "POOL_CONNECT";
 
 /// Connects to a pool listening at `address`, authenticates with
@@ -41,7 +47,13 @@ pub const CONNECT_ENV: &str = "POOL_CONNECT";
 ///
 /// This makes the calling process a worker for good: it can no longer start
 /// pools of its own, and panics in it are no longer printed (task panics
-/// are reported to the pool instead).
+/// are reported to the pool instead). It also removes [`AUTHKEY_ENV`]
+/// from the process's environment, whatever key it was given, so that
+/// tasks and the programs they start cannot read a pool's key there; that
+/// is sound only while the process has one thread, so a program that
+/// started threads before calling this keeps the variable, and is told so
+/// on stderr (remove it yourself before starting threads, or pass the key
+/// another way).
 ///
 /// # Examples
 ///
@@ -63,6 +75,9 @@ pub const CONNECT_ENV: &str = "POOL_CONNECT";
 /// }
 /// ```
 pub fn connect_worker(address: &str, authkey: &[u8]) -> Result<()> {
+    // The caller may have read the key from there (`pool-worker` does):
+    // the tasks this process will run, and their children, must not.
+    super::start::forget_env(&[AUTHKEY_ENV]);
     let parsed: Address = address
         .parse()
         .map_err(|err| Error::from_connection(err, format!("pool address {address:?}")))?;

@@ -7,26 +7,22 @@
 //! never runs in it; a program that must run code of its own first
 //! declares [`workers_start_in_main!`](crate::workers_start_in_main) and
 //! calls [`init`]. A remote worker joins a pool over TCP with
-//! [`connect_worker`]. Either way [`serve`] runs the protocol. Nothing
-//! here refers to the parent side of the crate.
+//! [`connect_worker`]. Either way [`serve`] runs the protocol. What the
+//! pool's variables said, and their removal from the environment, is
+//! [`start`]'s. Nothing here refers to the parent side of the crate.
 
 mod connect;
 mod serve;
-
-use connection::Connection;
+mod start;
 
 pub use connect::{connect_worker, AUTHKEY_ENV, CONNECT_ENV};
 pub(crate) use serve::in_worker;
+pub(crate) use start::started_as_worker;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::sys::{self, SharedCounter};
-use crate::wire::{FromWorker, CONNECTION_ENV, PARENT_ENV, PROGRESS_ENV};
-
-/// Whether a pool started this process as a worker: a local one (an
-/// inherited connection), or a remote one told where to connect.
-pub(crate) fn started_as_worker() -> bool {
-    std::env::var_os(CONNECTION_ENV).is_some() || std::env::var_os(CONNECT_ENV).is_some()
-}
+use crate::sys;
+use crate::wire::FromWorker;
+use start::{LocalStart, Start};
 
 /// One entry per [`workers_start_in_main!`](crate::workers_start_in_main)
 /// in the program: if there is any, workers start in [`init`], not before
@@ -79,7 +75,12 @@ macro_rules! workers_start_in_main {
 /// Rust runtime's own set-up of `main`'s thread): in a process a pool
 /// started as a worker, runs the worker loop and exits, unless the program
 /// asked for workers to start in `main`. Elsewhere it returns at once
-/// after looking at one environment variable.
+/// after looking at two environment variables.
+///
+/// This first look at the environment is also where a worker's pool
+/// variables (its authkey among them) leave it, while the process has one
+/// thread, and where a program in secure-execution mode refuses them; see
+/// `start`.
 pub(crate) fn before_main() {
     if !started_as_worker() || !WORKERS_START_IN_MAIN.is_empty() {
         return;
@@ -102,8 +103,8 @@ pub(crate) fn keep_linked() {
 sys::run_before_main!(before_main);
 
 /// Turns this process into a pool worker if a pool started it as one and
-/// it is not one yet, and otherwise returns at once (it only looks at one
-/// environment variable).
+/// it is not one yet, and otherwise returns at once (it only looks at what
+/// the start-up code read from the environment).
 ///
 /// Optional: a program a pool re-executes becomes a worker before its
 /// `main` runs, so this call is only needed by a program that declared
@@ -126,6 +127,9 @@ sys::run_before_main!(before_main);
 /// }
 /// ```
 pub fn init() {
+    // A program that calls this must have the hook, which takes the pool's
+    // variables out of the environment before `main`'s threads can read it.
+    keep_before_main_hook();
     if !started_as_worker() || in_worker() {
         return;
     }
@@ -135,9 +139,14 @@ pub fn init() {
 /// Runs the worker; returns the exit status, having said why on stderr
 /// (which the pool forwards) if it is not 0.
 fn run_and_report() -> i32 {
-    let worker = match std::env::var_os(CONNECTION_ENV) {
-        Some(_) => run_local_worker(),
-        None => run_remote_worker(),
+    let worker = match start::take_start() {
+        Some(Start::Local(local)) => local.and_then(run_local_worker),
+        Some(Start::Remote { address, authkey }) => run_remote_worker(address, authkey),
+        None => Err(Error::new(
+            ErrorKind::Startup,
+            "this process was started as a pool worker, but its pool's connection was \
+             already used",
+        )),
     };
     match worker {
         Ok(()) => 0,
@@ -149,43 +158,25 @@ fn run_and_report() -> i32 {
 }
 
 /// Becomes a worker for the pool that re-executed this program.
-fn run_local_worker() -> Result<()> {
+fn run_local_worker(local: LocalStart) -> Result<()> {
     serve::become_worker();
-    let startup =
-        |what: &str, err: std::io::Error| Error::new(ErrorKind::Startup, what).with_source(err);
-    if let Some(parent) = std::env::var(PARENT_ENV).ok().and_then(|v| v.parse().ok()) {
-        sys::die_with_parent(parent).map_err(|err| startup("parent check", err))?;
-    }
-    // SIGINT is already ignored: the pool set that up before exec.
-    let mut conn = Connection::from_env(CONNECTION_ENV)
-        .map_err(|err| Error::from_connection(err, "inherit the pool's connection"))?;
-    crate::wire::use_shared_memory(&mut conn);
-    let progress = match std::env::var_os(PROGRESS_ENV) {
-        Some(_) => {
-            let fd = connection::inherit::claim_fd_from_env(PROGRESS_ENV).map_err(|err| {
-                Error::from_connection(err, "progress page").with_kind(ErrorKind::Startup)
-            })?;
-            Some(SharedCounter::from_fd(fd).map_err(|err| startup("progress page", err))?)
-        }
-        None => None,
-    };
-    // Tasks that start programs of their own must not make them workers.
-    for var in [CONNECTION_ENV, PROGRESS_ENV, PARENT_ENV] {
-        std::env::remove_var(var);
-    }
-    serve::serve(conn, progress, None)
+    serve::serve(local.conn, local.progress, None)
 }
 
-/// Joins the pool named by [`CONNECT_ENV`] with the key in [`AUTHKEY_ENV`],
-/// as a launcher (such as [`SlurmWorkers`](crate::SlurmWorkers)) asked.
-fn run_remote_worker() -> Result<()> {
-    let address = std::env::var(CONNECT_ENV).map_err(|_| {
+/// Joins the pool that [`CONNECT_ENV`] named with the key [`AUTHKEY_ENV`]
+/// held, as a launcher (such as [`SlurmWorkers`](crate::SlurmWorkers))
+/// asked.
+fn run_remote_worker(
+    address: std::ffi::OsString,
+    authkey: Option<std::ffi::OsString>,
+) -> Result<()> {
+    let address = address.into_string().map_err(|_| {
         Error::new(
             ErrorKind::Startup,
             format!("{CONNECT_ENV} is not a valid address"),
         )
     })?;
-    let authkey = std::env::var_os(AUTHKEY_ENV)
+    let authkey = authkey
         .map(std::ffi::OsString::into_encoded_bytes)
         .filter(|key| !key.is_empty())
         .ok_or_else(|| {
@@ -194,11 +185,6 @@ fn run_remote_worker() -> Result<()> {
                 format!("{CONNECT_ENV} is set but {AUTHKEY_ENV} holds no authkey"),
             )
         })?;
-    // Tasks that start programs of their own must not make them workers,
-    // nor hand them the key.
-    for var in [CONNECT_ENV, AUTHKEY_ENV] {
-        std::env::remove_var(var);
-    }
     connect_worker(&address, &authkey)
 }
 
@@ -214,7 +200,7 @@ pub(crate) fn refuse_to_start_pool() -> Error {
         "{program} was started as a pool worker but ran its own main and tried to start a pool: \
          it declares pool::workers_start_in_main!(), so call pool::init() at the top of main"
     );
-    if let Ok(mut conn) = Connection::from_env(CONNECTION_ENV) {
+    if let Some(Start::Local(Ok(LocalStart { mut conn, .. }))) = start::take_start() {
         let _ = conn.send_bytes(&FromWorker::Refused { reason: &reason }.encode());
     }
     Error::new(ErrorKind::Startup, reason)

@@ -12,7 +12,7 @@
 //! the pool can run them on an idle worker or drop them for a caller that
 //! gave up; anything else is kept for later, in order.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -77,7 +77,7 @@ pub(crate) fn serve(
         oldest_unsent: None,
         busy,
         early: VecDeque::new(),
-        recalled: Vec::new(),
+        recalled: BTreeSet::new(),
         last_check: Instant::now(),
     };
     let id = worker.setup()?;
@@ -105,8 +105,10 @@ struct Worker {
     busy: Option<Arc<AtomicBool>>,
     /// Messages read while looking for recalls, to handle in order.
     early: VecDeque<Vec<u8>>,
-    /// Chunks the pool recalled that this worker has not finished.
-    recalled: Vec<u64>,
+    /// Chunks the pool recalled that this worker has not finished: a set,
+    /// looked up for every input, that a pool's recalls may fill with as
+    /// many ids as they carry.
+    recalled: BTreeSet<u64>,
     /// When it last looked for recalls.
     last_check: Instant,
 }
@@ -215,7 +217,7 @@ impl Worker {
         for record in batch.records() {
             match record.map_err(protocol)? {
                 BatchRecord::DefineTask { number, name } => {
-                    let number = number as usize;
+                    let number = checked_task_number(number)?;
                     if self.tasks.len() <= number {
                         self.tasks.resize(number + 1, (String::new(), None));
                     }
@@ -275,8 +277,12 @@ impl Worker {
         }
         self.results.add_busy(began.elapsed().as_nanos() as u64);
         // Chunks arrive in the order of their ids: a recall of this one or
-        // an earlier one has done all it can.
-        self.recalled.retain(|&id| id > chunk.id);
+        // an earlier one has done all it can (split off rather than
+        // filtered, so that what a chunk costs does not grow with them).
+        self.recalled = match chunk.id.checked_add(1) {
+            Some(next) => self.recalled.split_off(&next),
+            None => BTreeSet::new(),
+        };
         Ok(())
     }
 
@@ -294,6 +300,38 @@ impl Worker {
         let sent = self.conn.send_bytes(self.results.bytes());
         self.results.clear();
         sent.map_err(|err| Error::from_connection(err, "send results"))
+    }
+}
+
+/// How many more task numbers than this program links a pool may use: the
+/// tasks a pool sends that this worker program does not link (each of
+/// their chunks fails with [`FailureKind::UnknownTask`]).
+const MAX_UNLINKED_TASKS: usize = 1024;
+
+/// `number` as an index into the worker's task table, if a pool could have
+/// sent it: the table grows to the largest number, so a number from a
+/// hostile pool must not size it.
+///
+/// A pool numbers its tasks 0, 1, 2, ... in the order it first sends them
+/// to any of its workers, so a worker may learn of number 5 first, and the
+/// count it was told of bounds nothing. What bounds them is the tasks the
+/// pool can send: those this program links, and those it lacks, which a
+/// worker program built for the pool does not lack by more than
+/// [`MAX_UNLINKED_TASKS`].
+fn checked_task_number(number: u32) -> Result<usize> {
+    let linked = task::registry().len();
+    let bound = linked + MAX_UNLINKED_TASKS;
+    match usize::try_from(number) {
+        Ok(index) if index < bound => Ok(index),
+        _ => Err(Error::new(
+            ErrorKind::Connection,
+            format!(
+                "the pool defined task number {number}, which no pool sends to this program: \
+                 a pool numbers the tasks it sends from 0, and this program links {linked} \
+                 tasks, so numbers stay below {bound} unless a pool sends over \
+                 {MAX_UNLINKED_TASKS} tasks it does not link; this worker leaves the pool"
+            ),
+        )),
     }
 }
 

@@ -17,7 +17,7 @@ impl Dispatcher {
         };
         let mut slot = self.workers.swap_remove(index);
         slot.join_reader();
-        self.publish_pids();
+        self.publish_roster();
         let description = end.describe();
         match slot.peer() {
             Some(peer) => tracing::debug!(worker, %peer, how = %description, "remote worker left"),

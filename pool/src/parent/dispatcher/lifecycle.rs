@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use super::{Dispatcher, Phase, REAP_WAIT};
 use crate::error::{Error, Result};
+use crate::parent::roster::{RemoteWorker, Roster};
 use crate::parent::spawn;
 use crate::parent::worker_reader::{self, Event};
 use crate::parent::worker_slot::{Process, State, WorkerSlot};
@@ -70,7 +71,7 @@ impl Dispatcher {
             deadline,
             self.config.max_message_size,
         ));
-        self.publish_pids();
+        self.publish_roster();
         Ok(())
     }
 
@@ -99,12 +100,16 @@ impl Dispatcher {
                 self.workers.push(WorkerSlot::starting(
                     id,
                     None,
-                    Process::Remote { peer },
+                    Process::Remote {
+                        peer,
+                        claimed_pid: None,
+                    },
                     conn,
                     reader,
                     deadline,
                     self.config.max_message_size,
                 ));
+                self.publish_roster();
             }
             Err(err) => tracing::warn!(%peer, %err, "remote worker could not be set up"),
         }
@@ -177,7 +182,7 @@ impl Dispatcher {
             }
         }
         self.deliveries.flush();
-        self.publish_pids();
+        self.publish_roster();
     }
 
     pub(super) fn fail_queued(&mut self, error: impl Fn() -> Error) {
@@ -194,17 +199,24 @@ impl Dispatcher {
         self.fail_queued(|| err.clone());
     }
 
-    /// Publishes the live workers: their pids for `worker_pids`, and
-    /// their count (local and remote) for the callers' chunk sizes.
-    pub(super) fn publish_pids(&self) {
-        let live = self.workers.iter().filter(|w| w.is_live()).count();
-        self.live_workers.store(live, Ordering::Relaxed);
-        let pids = self
-            .workers
-            .iter()
-            .filter(|w| w.is_live())
-            .filter_map(|w| w.pid())
-            .collect();
-        *self.pids.lock().unwrap_or_else(|p| p.into_inner()) = pids;
+    /// Publishes the live workers: the local ones' pids for `worker_pids`,
+    /// the remote ones for `remote_workers`, and their count (local and
+    /// remote) for the callers' chunk sizes.
+    pub(super) fn publish_roster(&self) {
+        let live = || self.workers.iter().filter(|w| w.is_live());
+        self.live_workers.store(live().count(), Ordering::Relaxed);
+        let roster = Roster {
+            local_pids: live().filter_map(|w| w.pid()).collect(),
+            remote: live()
+                .filter_map(|w| {
+                    Some(RemoteWorker {
+                        id: w.id(),
+                        peer: w.peer()?.to_string(),
+                        claimed_pid: w.claimed_pid(),
+                    })
+                })
+                .collect(),
+        };
+        *self.roster.lock().unwrap_or_else(|p| p.into_inner()) = roster;
     }
 }

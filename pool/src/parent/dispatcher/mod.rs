@@ -14,7 +14,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicUsize;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::{select, Receiver, Sender};
@@ -25,12 +25,12 @@ mod lifecycle;
 use super::command::Command;
 use super::config::Config;
 use super::job::Job;
+use super::roster::SharedRoster;
 use super::sink::Deliveries;
 use super::spawn;
 use super::worker_reader::Event;
 use super::worker_slot::{Misaligned, State, WorkerSlot};
 use crate::error::{Error, ErrorKind, Result};
-use crate::wire::ItemOutcome;
 
 /// How much work (by recent input durations) to keep queued per worker.
 const QUEUE_TARGET: Duration = Duration::from_millis(2);
@@ -85,7 +85,8 @@ pub(crate) struct Dispatcher {
     /// Local workers that failed to become ready since one last did.
     start_failures: u32,
     deliveries: Deliveries,
-    pids: Arc<Mutex<Vec<u32>>>,
+    /// The live workers, published for `worker_pids` and `remote_workers`.
+    roster: SharedRoster,
     /// The live workers' count, published for the callers' chunk sizes.
     live_workers: Arc<AtomicUsize>,
 }
@@ -96,7 +97,7 @@ impl Dispatcher {
         commands: Receiver<Command>,
         cancellations: Receiver<()>,
         events: (Sender<Event>, Receiver<Event>),
-        pids: Arc<Mutex<Vec<u32>>>,
+        roster: SharedRoster,
         live_workers: Arc<AtomicUsize>,
     ) -> Result<Dispatcher> {
         let program = spawn::worker_program(&config)?;
@@ -118,7 +119,7 @@ impl Dispatcher {
             started: false,
             start_failures: 0,
             deliveries: Deliveries::default(),
-            pids,
+            roster,
             live_workers,
         })
     }
@@ -253,18 +254,32 @@ impl Dispatcher {
         match event {
             Event::Ready {
                 worker,
-                pid,
+                claimed_pid,
                 wants_indices,
             } => {
                 if let Some(slot) = self.worker_mut(worker) {
-                    if slot.mark_ready(pid, wants_indices) {
-                        tracing::debug!(worker, pid, wants_indices, "worker ready");
+                    if slot.mark_ready(claimed_pid, wants_indices) {
+                        match slot.peer() {
+                            Some(peer) => tracing::debug!(
+                                worker,
+                                %peer,
+                                claimed_pid,
+                                wants_indices,
+                                "remote worker ready"
+                            ),
+                            None => tracing::debug!(
+                                worker,
+                                pid = slot.pid(),
+                                wants_indices,
+                                "worker ready"
+                            ),
+                        }
                         if slot.is_local() {
                             self.start_failures = 0;
                         }
                     }
                 }
-                self.publish_pids();
+                self.publish_roster();
             }
             Event::SetupFailed { worker, failure } => {
                 let err = Error::new(
@@ -284,8 +299,7 @@ impl Dispatcher {
                 worker,
                 message,
                 busy_nanos,
-                outcomes,
-            } => self.on_results(worker, message, busy_nanos, outcomes),
+            } => self.on_results(worker, message, busy_nanos),
             Event::Lost { worker, end } => self.on_lost(worker, end),
             Event::Joined { conn, peer } => self.adopt_remote(*conn, peer),
         }
@@ -313,35 +327,55 @@ impl Dispatcher {
         self.kill_worker(worker);
     }
 
-    fn on_results(
-        &mut self,
-        worker: u32,
-        message: Arc<Vec<u8>>,
-        busy_nanos: u64,
-        outcomes: Vec<ItemOutcome>,
-    ) {
-        if !outcomes.is_empty() {
-            let sample = busy_nanos as f64 / outcomes.len() as f64;
-            self.nanos_per_item = Some(match self.nanos_per_item {
-                Some(average) => 0.7 * average + 0.3 * sample,
-                None => sample,
-            });
-        }
+    /// Hands a worker's results to their callers. A message that does not
+    /// answer the chunks the worker holds, in order, ends the worker: its
+    /// connection is shut, and what it held runs elsewhere, every input of
+    /// it counted as held unstarted (what the worker says it ran is not to
+    /// be believed, and its lie is not the input's fault).
+    fn on_results(&mut self, worker: u32, message: Arc<Vec<u8>>, busy_nanos: u64) {
         let Some(index) = self.workers.iter().position(|w| w.id() == worker) else {
             return;
         };
         let slot = &mut self.workers[index];
-        match slot.complete_chunks(&message, outcomes, &mut self.deliveries) {
-            Ok(returned) => self.requeue(returned, None),
-            Err(Misaligned) if slot.state() == State::Doomed => {}
-            Err(Misaligned) => {
+        match slot.complete_chunks(&message, &mut self.deliveries) {
+            Ok(answered) => {
+                // Only results that answered inputs sent feed the schedule.
+                if answered.items > 0 {
+                    let sample = busy_nanos as f64 / answered.items as f64;
+                    self.nanos_per_item = Some(match self.nanos_per_item {
+                        Some(average) => 0.7 * average + 0.3 * sample,
+                        None => sample,
+                    });
+                }
+                self.requeue(answered.returned, None);
+            }
+            // Killed already, its work taken back: its results are moot.
+            Err(Misaligned(_)) if slot.state() == State::Doomed => {}
+            Err(Misaligned(what)) => {
+                let info = slot.info();
+                let peer = slot.peer().unwrap_or("a local worker").to_string();
                 tracing::warn!(
                     worker,
-                    "results do not match the tasks sent; replacing the worker"
+                    %peer,
+                    claimed_pid = info.claimed_pid,
+                    pid = info.pid,
+                    bytes = message.len(),
+                    "worker sent {what}; its connection is ended and its work runs elsewhere"
                 );
                 slot.kill();
-                let taken = slot.take_back();
-                self.requeue_taken_back(taken);
+                let mut taken = slot.take_back();
+                if let Some(culprit) = taken.culprit.take() {
+                    taken.unstarted.insert(
+                        0,
+                        Job {
+                            task: culprit.task,
+                            items: vec![culprit.item],
+                            sink: culprit.sink,
+                        },
+                    );
+                }
+                let description = format!("sent {what}");
+                self.requeue_after_death(taken, &description, info);
             }
         }
         self.retire_if_due(index);
