@@ -13,78 +13,46 @@
 //! listed target; on the others it cannot be made at all, and a recyclable
 //! memfd is copied out with `pread` instead.
 
-use std::io;
 use std::mem::{size_of, MaybeUninit};
-use std::os::fd::BorrowedFd;
 
-/// Compiles `yes`'s items where std promises that relaxed atomic loads of
-/// up to a `usize` work on read-only memory, and `no`'s everywhere else:
-/// the one place that lists those targets.
-macro_rules! by_read_only_loads {
-    (yes { $($yes:item)* } no { $($no:item)* }) => {
-        $(
-            #[cfg(any(
-                target_arch = "x86_64",
-                target_arch = "aarch64",
-                target_arch = "loongarch64",
-                target_arch = "mips64",
-                target_arch = "mips64r6",
-                target_arch = "powerpc64",
-                target_arch = "riscv64",
-                target_arch = "sparc64",
-                target_arch = "s390x",
-                target_arch = "x86",
-                target_arch = "arm",
-                target_arch = "loongarch32",
-                target_arch = "mips",
-                target_arch = "mips32r6",
-                target_arch = "powerpc",
-                target_arch = "riscv32",
-                target_arch = "sparc",
-                target_arch = "hexagon",
-            ))]
-            $yes
-        )*
-        $(
-            #[cfg(not(any(
-                target_arch = "x86_64",
-                target_arch = "aarch64",
-                target_arch = "loongarch64",
-                target_arch = "mips64",
-                target_arch = "mips64r6",
-                target_arch = "powerpc64",
-                target_arch = "riscv64",
-                target_arch = "sparc64",
-                target_arch = "s390x",
-                target_arch = "x86",
-                target_arch = "arm",
-                target_arch = "loongarch32",
-                target_arch = "mips",
-                target_arch = "mips32r6",
-                target_arch = "powerpc",
-                target_arch = "riscv32",
-                target_arch = "sparc",
-                target_arch = "hexagon",
-            )))]
-            $no
-        )*
+/// Compiles `yes` on the targets listed, `no` everywhere else: the list
+/// is written once.
+macro_rules! by_target_arch {
+    ([$($arch:literal),* $(,)?] yes: $yes:item no: $no:item) => {
+        #[cfg(any($(target_arch = $arch),*))]
+        $yes
+        #[cfg(not(any($(target_arch = $arch),*)))]
+        $no
     };
 }
 
 /// A read-only mapping of a whole memfd that its sender may still write,
 /// only ever copied out of ([`copy_out_racy`](RacyView::copy_out_racy)).
 #[derive(Debug)]
-pub(crate) struct RacyView(Inner);
+pub(crate) struct RacyView(loads::Inner);
 
 /// The word a copy loads at a time: the native width.
 type Word = usize;
 const WORD: usize = size_of::<Word>();
 
-by_read_only_loads! {
-    yes {
-        use super::Mapping;
+// The targets std's table lists, at 8 bytes then at 4: on each, a relaxed
+// load of a `usize` (8 or 4 bytes there, or 4 under an ABI with 32-bit
+// pointers such as x32) is within its limit.
+by_target_arch! {
+    [
+        "x86_64", "aarch64", "loongarch64", "mips64", "mips64r6", "powerpc64", "riscv64",
+        "sparc64", "s390x",
+        "x86", "arm", "loongarch32", "mips", "mips32r6", "powerpc", "riscv32", "sparc", "hexagon",
+    ]
+    yes: mod loads {
+        use std::io;
+        use std::os::fd::BorrowedFd;
+        use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering::Relaxed};
 
-        type Inner = Mapping;
+        use super::{RacyView, Word, WORD};
+        use crate::sys::shm::Mapping;
+
+        pub(super) type Inner = Mapping;
 
         impl RacyView {
             /// Maps a checked recyclable memfd of `len` bytes read-only.
@@ -92,12 +60,11 @@ by_read_only_loads! {
                 Mapping::read_only(fd, len).map(RacyView)
             }
 
-            fn len(&self) -> usize {
+            pub(super) fn len(&self) -> usize {
                 self.0.len
             }
 
-            fn byte_at(&self, at: usize) -> u8 {
-                use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+            pub(super) fn byte_at(&self, at: usize) -> u8 {
                 debug_assert!(at < self.0.len);
                 // SAFETY: `at` is inside the mapping (the callers check),
                 // which stays mapped while `self` lives; its memory is only
@@ -110,8 +77,7 @@ by_read_only_loads! {
 
             /// The word at byte `at`, which must be word-aligned.
             #[inline(always)]
-            fn word_at(&self, at: usize) -> Word {
-                use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+            pub(super) fn word_at(&self, at: usize) -> Word {
                 let ptr = self.0.ptr.as_ptr().wrapping_add(at).cast::<Word>();
                 debug_assert!(ptr.is_aligned() && at + WORD <= self.0.len);
                 // SAFETY: as for `byte_at`; the callers pass an aligned
@@ -122,10 +88,15 @@ by_read_only_loads! {
             }
         }
     }
-    no {
+    no: mod loads {
+        use std::io;
+        use std::os::fd::BorrowedFd;
+
+        use super::{RacyView, Word};
+
         /// Nothing, so that no racy copy can ever run here.
         #[derive(Debug)]
-        enum Inner {}
+        pub(super) enum Inner {}
 
         impl RacyView {
             /// `Unsupported`: this target promises no atomic load on
@@ -134,15 +105,15 @@ by_read_only_loads! {
                 Err(io::ErrorKind::Unsupported.into())
             }
 
-            fn len(&self) -> usize {
+            pub(super) fn len(&self) -> usize {
                 match self.0 {}
             }
 
-            fn byte_at(&self, _at: usize) -> u8 {
+            pub(super) fn byte_at(&self, _at: usize) -> u8 {
                 match self.0 {}
             }
 
-            fn word_at(&self, _at: usize) -> Word {
+            pub(super) fn word_at(&self, _at: usize) -> Word {
                 match self.0 {}
             }
         }
