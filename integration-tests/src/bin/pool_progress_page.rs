@@ -78,6 +78,8 @@ pool::task! {
 
 fn main() -> Result<(), pool::Error> {
     pool::init();
+    let scenario = std::env::args().nth(1).unwrap_or_default();
+    assert_eq!(scenario, "attack", "the one scenario");
     let pool = Pool::builder().processes(1).build()?;
     for line in pool.map(attack_progress_page, [0])?.concat() {
         println!("{line}");
