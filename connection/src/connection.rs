@@ -997,16 +997,8 @@ impl Connection {
                 len,
                 generation,
                 fds,
-            } => {
-                let mut incoming = shared::Incoming::check_recycled(fds, len, generation)?;
-                match self.recycled_views.view_of(incoming.memfd.as_fd()) {
-                    Ok(view) => incoming.set_view(view),
-                    Err(err) => {
-                        tracing::debug!(error = %err, "recycled memfd not mapped: read with pread")
-                    }
-                }
-                Ok(Message::Shared(incoming))
-            }
+            } => shared::Incoming::check_recycled(fds, len, generation, &mut self.recycled_views)
+                .map(Message::Shared),
         }
     }
 
