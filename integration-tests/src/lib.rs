@@ -351,12 +351,18 @@ pub fn patient_tcp_listener(key: &[u8]) -> (connection::Listener, std::net::Sock
 /// succeeds. For the scenario programs in `src/bin/` that print what
 /// happened as `label: value` lines (read them with [`line()`]).
 pub fn scenario_output(program: &str, scenario: &str, limit: Duration) -> String {
-    let out = output_with_deadline(Command::new(program).arg(scenario), limit);
+    scenario_output_with(program, &[scenario], limit)
+}
+
+/// [`scenario_output`] of a scenario that takes arguments after its name
+/// (`args[0]`).
+pub fn scenario_output_with(program: &str, args: &[&str], limit: Duration) -> String {
+    let out = output_with_deadline(Command::new(program).args(args), limit);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "{scenario}: {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        "{args:?}: {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
         out.status
     );
     stdout

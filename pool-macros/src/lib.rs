@@ -71,8 +71,14 @@ fn expand(krate: &TokenStream2, function: &ItemFn) -> syn::Result<TokenStream2> 
             quote!(::core::result::Result::Ok(returned)),
         ),
     };
-    let (docs, cfgs, others) = split_attributes(&function.attrs);
+    let Attributes {
+        docs,
+        cfgs,
+        others,
+        version,
+    } = split_attributes(&function.attrs)?;
     let entry = format_ident!("__POOL_TASK_{}", name);
+    let code = code_hash(function);
     Ok(quote! {
         #(#docs)*
         #(#cfgs)*
@@ -94,6 +100,7 @@ fn expand(krate: &TokenStream2, function: &ItemFn) -> syn::Result<TokenStream2> 
             type Output = #output;
             type Returned = #returned;
             const NAME: &'static str = ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#name));
+            const VERSION: u32 = #version;
 
             fn call(&self, input: #input) -> #returned {
                 #name::call(self, input)
@@ -110,11 +117,51 @@ fn expand(krate: &TokenStream2, function: &ItemFn) -> syn::Result<TokenStream2> 
                 static #entry: #krate::__private::TaskEntry = #krate::__private::TaskEntry::new(
                     <#name as #krate::Task>::NAME,
                     #krate::__private::run_encoded::<#name>,
+                    <#name as #krate::Task>::VERSION,
+                    #code,
+                    #krate::__private::type_names::<#name>,
                 );
                 &#entry
             }
         }
     })
+}
+
+/// A hash of the function's signature and body as written: of each
+/// token's text and each group's delimiters, so that neither spacing nor
+/// comments count, nor how a compiler prints tokens; doc comments and
+/// other attributes are left out. A worker whose task of the same name
+/// was built from other code is refused by its pool. FNV-1a, written out
+/// so that it is the same in every build of this crate.
+fn code_hash(function: &ItemFn) -> u64 {
+    fn feed(hash: &mut u64, bytes: &[u8]) {
+        for &byte in bytes.iter().chain([&0xff]) {
+            *hash = (*hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    fn walk(hash: &mut u64, tokens: TokenStream2) {
+        for token in tokens {
+            match token {
+                TokenTree::Group(group) => {
+                    let (open, close) = match group.delimiter() {
+                        proc_macro2::Delimiter::Parenthesis => ("(", ")"),
+                        proc_macro2::Delimiter::Brace => ("{", "}"),
+                        proc_macro2::Delimiter::Bracket => ("[", "]"),
+                        proc_macro2::Delimiter::None => ("", ""),
+                    };
+                    feed(hash, open.as_bytes());
+                    walk(hash, group.stream());
+                    feed(hash, close.as_bytes());
+                }
+                TokenTree::Punct(punct) => feed(hash, punct.as_char().to_string().as_bytes()),
+                other => feed(hash, other.to_string().as_bytes()),
+            }
+        }
+    }
+    let mut hash = 0xcbf2_9ce4_8422_2325;
+    walk(&mut hash, function.sig.to_token_stream());
+    walk(&mut hash, function.block.to_token_stream());
+    hash
 }
 
 /// Refuses the kinds of function a worker could not call by name.
@@ -296,19 +343,95 @@ fn names_a_result(ty: &Type) -> bool {
     }
 }
 
-/// Doc comments go on the struct, `cfg`s on everything generated, and any
-/// other attribute (`#[allow]`, `#[inline]`, ...) on the function body's
-/// `call`.
-fn split_attributes(attrs: &[Attribute]) -> (Vec<&Attribute>, Vec<&Attribute>, Vec<&Attribute>) {
-    let (mut docs, mut cfgs, mut others) = (Vec::new(), Vec::new(), Vec::new());
+/// A task function's attributes, sorted by where they go.
+struct Attributes<'a> {
+    /// Doc comments, for the struct.
+    docs: Vec<&'a Attribute>,
+    /// `cfg`s, for everything generated.
+    cfgs: Vec<&'a Attribute>,
+    /// Any other (`#[allow]`, `#[inline]`, ...), for the body's `call`.
+    others: Vec<&'a Attribute>,
+    /// `#[version = N]`, 0 when absent.
+    version: u32,
+}
+
+/// Sorts the attributes, taking out `#[version = N]`.
+fn split_attributes(attrs: &[Attribute]) -> syn::Result<Attributes<'_>> {
+    let mut sorted = Attributes {
+        docs: Vec::new(),
+        cfgs: Vec::new(),
+        others: Vec::new(),
+        version: 0,
+    };
+    let mut versions = 0;
     for attr in attrs {
         if attr.path().is_ident("doc") {
-            docs.push(attr);
+            sorted.docs.push(attr);
         } else if attr.path().is_ident("cfg") {
-            cfgs.push(attr);
+            sorted.cfgs.push(attr);
+        } else if attr.path().is_ident("version") {
+            versions += 1;
+            if versions > 1 {
+                return Err(syn::Error::new_spanned(
+                    attr,
+                    "a task has one `#[version = N]`",
+                ));
+            }
+            sorted.version = version_of(attr)?;
         } else {
-            others.push(attr);
+            sorted.others.push(attr);
         }
     }
-    (docs, cfgs, others)
+    Ok(sorted)
+}
+
+/// The `N` of `#[version = N]`: an integer that fits a `u32`.
+fn version_of(attr: &Attribute) -> syn::Result<u32> {
+    let wrong = || {
+        syn::Error::new_spanned(
+            attr,
+            "a task's version is written `#[version = N]`, with `N` a whole number \
+             from 0 to 4294967295, such as `#[version = 2]`",
+        )
+    };
+    let syn::Meta::NameValue(pair) = &attr.meta else {
+        return Err(wrong());
+    };
+    match &pair.value {
+        syn::Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Int(int),
+            ..
+        }) => int.base10_parse::<u32>().map_err(|_| wrong()),
+        _ => Err(wrong()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hash(source: &str) -> u64 {
+        code_hash(&syn::parse_str(source).unwrap())
+    }
+
+    #[test]
+    fn the_code_hash_sees_code_but_not_spacing_comments_or_docs() {
+        let base = hash("fn bump(x: u64) -> u64 { x + 1 }");
+        let same = [
+            "fn bump(x:u64)->u64{x+1}",
+            "/// Docs.\n#[inline] fn bump(x: u64) -> u64 {\n    // why\n    x + 1\n}",
+        ];
+        for source in same {
+            assert_eq!(hash(source), base, "{source}");
+        }
+        let other = [
+            "fn bump(x: u64) -> u64 { x + 2 }",
+            "fn bump(x: u32) -> u64 { x + 1 }",
+            "fn bump(x: u64) -> u64 { (x + 1) }",
+            "fn bumps(x: u64) -> u64 { x + 1 }",
+        ];
+        for source in other {
+            assert_ne!(hash(source), base, "{source}");
+        }
+    }
 }

@@ -64,6 +64,16 @@ pub enum ErrorKind {
     /// not a worker death (on the worker side: reaching the pool, or its
     /// authentication).
     Connection,
+    /// A worker runs another form of a task than this program: another
+    /// input or output type, or another version declared with
+    /// `#[version = N]` in [`task!`](crate::task!). Such a worker (a
+    /// [`worker_program`](crate::PoolBuilder::worker_program) or a remote
+    /// worker built from other sources) is refused when it joins; the
+    /// message names each task and says which side has which type or
+    /// version. `build()` fails with it when the pool's own workers are
+    /// refused, and so does a call of that task that no other worker can
+    /// run.
+    TaskMismatch,
 }
 
 impl ErrorKind {
@@ -83,6 +93,7 @@ impl ErrorKind {
             ErrorKind::Startup => "workers could not be started",
             ErrorKind::Closed => "pool is closed",
             ErrorKind::Connection => "connection between pool and worker failed",
+            ErrorKind::TaskMismatch => "worker runs another version of the task",
         }
     }
 }

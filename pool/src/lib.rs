@@ -25,8 +25,9 @@
 //!
 //! # How it works
 //!
-//! By default the pool re-executes the current program
-//! ([`std::env::current_exe`]) once per worker, marking each copy as a
+//! By default the pool re-executes the current program once per worker
+//! (the very image it runs, `/proc/self/exe`, even once a rebuild has
+//! replaced the file at [`std::env::current_exe`]), marking each copy as a
 //! worker through environment variables and an inherited connection. The
 //! copy recognises this before its `main` runs (a start-up hook, as C++
 //! static constructors run) and becomes a worker there: it never runs your
@@ -36,7 +37,10 @@
 //! as both are built from the same code. A separate worker program is
 //! possible too ([`PoolBuilder::worker_program`], the `pool-worker` binary
 //! of the `worker-bin` crate), and so are workers on other machines
-//! ([`PoolBuilder::listen`], [`connect_worker`]).
+//! ([`PoolBuilder::listen`], [`connect_worker`]): such a worker tells the
+//! pool its build and each task's types, version and code hash when it
+//! joins, and one whose task differs from the pool's is refused with
+//! [`ErrorKind::TaskMismatch`].
 //!
 //! [`init`] is optional: programs that call it at the top of `main` keep
 //! working (it does nothing there). A program that wants its workers to
@@ -274,7 +278,7 @@ pub use crate::worker::{connect_worker, init, AUTHKEY_ENV, CONNECT_ENV};
 /// What [`task!`] expands to refers to these; not for direct use.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::task::{run_encoded, TaskEntry, TaskResult, TASKS};
+    pub use crate::task::{run_encoded, type_names, TaskEntry, TaskResult, TASKS};
     pub use crate::worker::WORKERS_START_IN_MAIN;
     pub use linkme;
     pub use pool_macros::task_impl;

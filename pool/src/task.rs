@@ -51,6 +51,11 @@ pub trait Task: Copy + Default + Send + Sync + 'static {
     /// The name the worker finds the task by: the defining module's path
     /// and the function's name.
     const NAME: &'static str;
+    /// The version the task declares, `#[version = N]` in
+    /// [`task!`](crate::task!), or 0. A worker whose task of this name has
+    /// another version (or other input or output types) is refused with
+    /// [`ErrorKind::TaskMismatch`](crate::ErrorKind::TaskMismatch).
+    const VERSION: u32 = 0;
 
     /// Runs the function in this process.
     fn call(&self, input: Self::Input) -> Self::Returned;
@@ -94,6 +99,19 @@ pub trait Task: Copy + Default + Send + Sync + 'static {
 /// (a worker finds a task by name, so it has one type), `async fn`,
 /// `unsafe fn`, `self`, and `impl Trait`.
 ///
+/// **Version**: `#[version = N]` on the function (`N` a `u32`, 0 when
+/// absent) declares a version of the task. Workers that are not copies of
+/// this very build (a [`worker_program`](crate::PoolBuilder::worker_program),
+/// a remote `pool-worker`, Slurm's workers) tell the pool, when they join,
+/// each task's name, input and output types, version, and a hash of the
+/// function's code as written inside `task!` (its tokens: not spacing,
+/// comments or doc comments). A worker whose task differs from this
+/// program's in any of them is refused with
+/// [`ErrorKind::TaskMismatch`](crate::ErrorKind::TaskMismatch), naming the
+/// task and the difference. So a change of the task's signature or body is
+/// caught by itself; raise the version when what the task computes changes
+/// through the functions it calls, which the hash does not see.
+///
 /// The expansion is a unit struct of the function's name implementing
 /// [`Task`], with an inherent `call` that runs the function in-process, and
 /// an entry in a link-time table through which workers find it.
@@ -129,7 +147,17 @@ pub trait Task: Copy + Default + Send + Sync + 'static {
 ///     }
 /// }
 ///
+/// pool::task! {
+///     /// Version 2: now rounds to the nearest rather than down.
+///     #[version = 2]
+///     pub fn mean(values: Vec<f64>) -> f64 {
+///         (values.iter().sum::<f64>() / values.len() as f64).round()
+///     }
+/// }
+///
 /// fn main() -> Result<(), pool::Error> {
+///     use pool::Task;
+///     assert_eq!(mean::VERSION, 2);
 ///     assert_eq!(add.call((1, 5)), 6);
 ///     assert_eq!(parse.call(" 12 ".into()), Ok(12));
 ///     assert!(parse.call("x".into()).is_err());
@@ -249,19 +277,72 @@ impl TaskFailure {
 /// Runs a task on an encoded input and appends the encoded output to `out`.
 pub type RunEncoded = fn(&[u8], &mut Vec<u8>) -> Result<(), TaskFailure>;
 
-/// One registered task: its name and how to run it on encoded input.
-/// Made by [`task!`](crate::task!); not meant to be built by hand.
+/// One registered task: its name, how to run it on encoded input, and
+/// what a worker shows of it to its pool. Made by [`task!`](crate::task!);
+/// not meant to be built by hand.
 #[derive(Debug)]
 pub struct TaskEntry {
     name: &'static str,
     run: RunEncoded,
+    version: u32,
+    /// A hash of the function's code as written in `task!`.
+    code: u64,
+    /// The input's and the output's type names (`type_name` is not yet
+    /// callable in a constant).
+    types: fn() -> [&'static str; 2],
 }
 
 impl TaskEntry {
     #[doc(hidden)]
-    pub const fn new(name: &'static str, run: RunEncoded) -> TaskEntry {
-        TaskEntry { name, run }
+    pub const fn new(
+        name: &'static str,
+        run: RunEncoded,
+        version: u32,
+        code: u64,
+        types: fn() -> [&'static str; 2],
+    ) -> TaskEntry {
+        TaskEntry {
+            name,
+            run,
+            version,
+            code,
+            types,
+        }
     }
+
+    pub(crate) fn fingerprint(&self) -> Fingerprint<'static> {
+        let [input, output] = (self.types)();
+        Fingerprint {
+            name: self.name,
+            input,
+            output,
+            version: self.version,
+            code: self.code,
+        }
+    }
+}
+
+/// `T`'s input and output type names, for its [`TaskEntry`].
+#[doc(hidden)]
+pub fn type_names<T: Task>() -> [&'static str; 2] {
+    [
+        std::any::type_name::<T::Input>(),
+        std::any::type_name::<T::Output>(),
+    ]
+}
+
+/// What tells a task of one build from a task of the same name in
+/// another: its input and output types, by name (`std::any::type_name`,
+/// which may also change with the compiler), its declared version, and a
+/// hash of its function's code as written in `task!` (not of the
+/// functions it calls: the version is for those).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Fingerprint<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) input: &'a str,
+    pub(crate) output: &'a str,
+    pub(crate) version: u32,
+    pub(crate) code: u64,
 }
 
 /// Every task linked into this program: one entry per [`task!`](crate::task!),
@@ -271,9 +352,14 @@ impl TaskEntry {
 pub static TASKS: [TaskEntry];
 
 /// Every task linked into this program, by name.
-pub(crate) fn registry() -> &'static HashMap<&'static str, RunEncoded> {
-    static REGISTRY: OnceLock<HashMap<&'static str, RunEncoded>> = OnceLock::new();
-    REGISTRY.get_or_init(|| TASKS.iter().map(|entry| (entry.name, entry.run)).collect())
+pub(crate) fn registry() -> &'static HashMap<&'static str, &'static TaskEntry> {
+    static REGISTRY: OnceLock<HashMap<&'static str, &'static TaskEntry>> = OnceLock::new();
+    REGISTRY.get_or_init(|| TASKS.iter().map(|entry| (entry.name, entry)).collect())
+}
+
+/// How to run the task of this name, if this program links it.
+pub(crate) fn find(name: &str) -> Option<RunEncoded> {
+    registry().get(name).map(|entry| entry.run)
 }
 
 /// Makes the program keep `T`'s table entry: called wherever the pool
@@ -456,8 +542,8 @@ mod tests {
 
     fn run<T: Task>(input: &T::Input) -> Result<Vec<u8>, TaskFailure> {
         let mut out = Vec::new();
-        let entry = registry()[T::NAME];
-        entry(&connection::encode(input).unwrap(), &mut out)?;
+        let run = find(T::NAME).unwrap();
+        run(&connection::encode(input).unwrap(), &mut out)?;
         Ok(out)
     }
 
@@ -511,7 +597,7 @@ mod tests {
     #[test]
     fn undecodable_input_is_a_decode_failure() {
         let mut out = Vec::new();
-        let failure = registry()[halve::NAME](&[0xff, 0xff], &mut out).unwrap_err();
+        let failure = find(halve::NAME).unwrap()(&[0xff, 0xff], &mut out).unwrap_err();
         assert_eq!(failure.kind, FailureKind::Decode);
         assert!(failure.message.contains("halve"), "{}", failure.message);
     }

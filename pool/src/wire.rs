@@ -17,20 +17,26 @@
 //! Parent to worker:
 //! - `S` setup: worker id `u32`, the largest message either side may send
 //!   `u64`, then `1` + name `bytes` + input `bytes` for an initializer, or
-//!   `0`.
+//!   `0`; then the pool's build id `bytes`.
 //! - `B` batch: records until the end, each `N` (task number `u32`, name
 //!   `bytes`: the number stands for the name from now on), `C` (chunk id
 //!   `u64`, task number `u32`, item count `u32`, each item's input `bytes`)
 //!   or `I`, a chunk whose items each carry their input index `u64` before
 //!   the input, sent only to a worker whose ready message asked for it.
 //! - `Q` quit: finish, reply, exit.
+//! - `D` denied: the reason `bytes`: the pool refuses this worker (its
+//!   tasks differ from the pool's); the connection ends next.
 //! - `K` recall: count `u32`, then that many chunk ids `u64`: give back the
 //!   inputs of those chunks not yet started (they are answered with the
 //!   status `Returned`), to run elsewhere or not at all.
 //!
 //! Worker to parent:
-//! - `H` ready: pid `u32`, then optionally flags `u8`: [`WANTS_INDICES`]
-//!   asks for `I` chunks (the worker traces its tasks at DEBUG level).
+//! - `H` ready: pid `u32`, flags `u8` ([`WANTS_INDICES`] asks for `I`
+//!   chunks: the worker traces its tasks at DEBUG level), the worker's build
+//!   id `bytes` and program name `bytes`; then, with the flag [`HAS_TASKS`]
+//!   (a worker whose build id is not the pool's), a count `u32` and each
+//!   task's name, input type and output type `bytes`, version `u32` and
+//!   code hash `u64`.
 //! - `F` setup failed: a failure code `u8` and message `bytes`.
 //! - `X` refused: a program that is not a worker tried to start a pool;
 //!   the reason `bytes` says so.
@@ -54,7 +60,7 @@
 use std::ops::Range;
 
 use crate::error::{MAX_PANIC_FILE, MAX_REMOTE_BACKTRACE};
-use crate::task::{FailureKind, TaskFailure};
+use crate::task::{FailureKind, Fingerprint, TaskFailure};
 
 /// Names the inherited connection of a local worker.
 pub(crate) const CONNECTION_ENV: &str = "POOL_WORKER_CONNECTION";
@@ -83,6 +89,7 @@ const SETUP: u8 = b'S';
 const BATCH: u8 = b'B';
 const QUIT: u8 = b'Q';
 const RECALL: u8 = b'K';
+const DENIED: u8 = b'D';
 const READY: u8 = b'H';
 const SETUP_FAILED: u8 = b'F';
 const REFUSED: u8 = b'X';
@@ -95,6 +102,10 @@ const INDEXED_CHUNK_RECORD: u8 = b'I';
 
 /// Ready flag: send this worker each input's index along with it.
 const WANTS_INDICES: u8 = 1;
+/// Ready flag: the worker's tasks follow (its build is not the pool's).
+const HAS_TASKS: u8 = 2;
+/// The fewest bytes a task's fingerprint takes in a ready message.
+const FINGERPRINT_MIN: usize = 3 * 4 + 4 + 8;
 
 /// A malformed message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,6 +150,8 @@ pub(crate) enum ToWorker<'a> {
         /// The largest message either side may send (and so receive).
         max_message_size: u64,
         initializer: Option<Initializer<'a>>,
+        /// The pool's build id: a worker of another build lists its tasks.
+        build_id: &'a str,
     },
     /// Tasks to run, read record by record; built with [`BatchWriter`].
     Batch(Batch<'a>),
@@ -146,6 +159,8 @@ pub(crate) enum ToWorker<'a> {
     Quit,
     /// Give back the unstarted inputs of these chunks.
     Recall { chunks: Vec<u64> },
+    /// The pool refuses this worker, and says why.
+    Denied { reason: &'a str },
 }
 
 impl<'a> ToWorker<'a> {
@@ -155,6 +170,7 @@ impl<'a> ToWorker<'a> {
                 worker_id,
                 max_message_size,
                 initializer,
+                build_id,
             } => {
                 let mut out = vec![SETUP];
                 put_u32(&mut out, *worker_id);
@@ -167,10 +183,16 @@ impl<'a> ToWorker<'a> {
                     }
                     None => out.push(0),
                 }
+                put_bytes(&mut out, build_id.as_bytes());
                 out
             }
             ToWorker::Batch(batch) => [&[BATCH][..], batch.body].concat(),
             ToWorker::Quit => vec![QUIT],
+            ToWorker::Denied { reason } => {
+                let mut out = vec![DENIED];
+                put_bytes(&mut out, reason.as_bytes());
+                out
+            }
             ToWorker::Recall { chunks } => {
                 let mut out = vec![RECALL];
                 put_u32(&mut out, chunks.len() as u32);
@@ -200,6 +222,7 @@ impl<'a> ToWorker<'a> {
                     worker_id,
                     max_message_size,
                     initializer,
+                    build_id: cursor.str("build id")?,
                 }
             }
             BATCH => {
@@ -208,6 +231,9 @@ impl<'a> ToWorker<'a> {
                 }))
             }
             QUIT => ToWorker::Quit,
+            DENIED => ToWorker::Denied {
+                reason: cursor.str("reason")?,
+            },
             RECALL => {
                 let count = cursor.u32("recall count")?;
                 // Each id takes 8 bytes: a count beyond the message is refused
@@ -476,6 +502,7 @@ pub(crate) enum FromWorker<'a> {
         pid: u32,
         /// The worker traces its tasks and wants their input indices.
         wants_indices: bool,
+        identity: Identity<'a>,
     },
     /// The initializer failed.
     SetupFailed(TaskFailure),
@@ -490,10 +517,30 @@ pub(crate) enum FromWorker<'a> {
 impl<'a> FromWorker<'a> {
     pub(crate) fn encode(&self) -> Vec<u8> {
         match self {
-            FromWorker::Ready { pid, wants_indices } => {
+            FromWorker::Ready {
+                pid,
+                wants_indices,
+                identity,
+            } => {
                 let mut out = vec![READY];
                 put_u32(&mut out, *pid);
-                out.push(if *wants_indices { WANTS_INDICES } else { 0 });
+                let mut flags = if *wants_indices { WANTS_INDICES } else { 0 };
+                if identity.tasks.is_some() {
+                    flags |= HAS_TASKS;
+                }
+                out.push(flags);
+                put_bytes(&mut out, identity.build_id.as_bytes());
+                put_bytes(&mut out, identity.program.as_bytes());
+                if let Some(tasks) = &identity.tasks {
+                    put_u32(&mut out, tasks.len() as u32);
+                    for task in tasks {
+                        put_bytes(&mut out, task.name.as_bytes());
+                        put_bytes(&mut out, task.input.as_bytes());
+                        put_bytes(&mut out, task.output.as_bytes());
+                        put_u32(&mut out, task.version);
+                        put_u64(&mut out, task.code);
+                    }
+                }
                 out
             }
             FromWorker::SetupFailed(failure) => {
@@ -529,14 +576,21 @@ impl<'a> FromWorker<'a> {
             }
             READY => {
                 let pid = cursor.u32("pid")?;
-                let flags = if cursor.at_end() {
-                    0
-                } else {
-                    cursor.u8("ready flags")?
+                let flags = cursor.u8("ready flags")?;
+                let build_id = cursor.str("build id")?;
+                let program = cursor.str("program name")?;
+                let tasks = match flags & HAS_TASKS {
+                    0 => None,
+                    _ => Some(cursor.fingerprints()?),
                 };
                 FromWorker::Ready {
                     pid,
                     wants_indices: flags & WANTS_INDICES != 0,
+                    identity: Identity {
+                        build_id,
+                        program,
+                        tasks,
+                    },
                 }
             }
             SETUP_FAILED => {
@@ -557,6 +611,18 @@ impl<'a> FromWorker<'a> {
         cursor.expect_end()?;
         Ok(parsed)
     }
+}
+
+/// Which build of which program a worker runs, and, if that is not the
+/// pool's own build, its tasks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Identity<'a> {
+    /// What tells its build from others (see `sys::build_id`).
+    pub(crate) build_id: &'a str,
+    /// The executable's file name.
+    pub(crate) program: &'a str,
+    /// Every task the worker links, unless its build is the pool's.
+    pub(crate) tasks: Option<Vec<Fingerprint<'a>>>,
 }
 
 /// A received results message, its structure checked: every chunk's
@@ -892,7 +958,7 @@ const MAX_FAILURE_MESSAGE: usize = 64 * 1024;
 
 /// `message`, cut to at most `max` bytes (at a character boundary, saying
 /// how long it was when there is room for that).
-fn clip(message: &str, max: usize) -> std::borrow::Cow<'_, str> {
+pub(crate) fn clip(message: &str, max: usize) -> std::borrow::Cow<'_, str> {
     if message.len() <= max {
         return message.into();
     }
@@ -1011,6 +1077,27 @@ impl<'a> ByteCursor<'a> {
     fn bytes(&mut self, what: &str) -> Result<&'a [u8], WireError> {
         let len = self.u32(what)? as usize;
         self.take(len, what)
+    }
+
+    /// A count and that many task fingerprints. The count is checked
+    /// against what is left of the message before anything is set aside
+    /// for it.
+    fn fingerprints(&mut self) -> Result<Vec<Fingerprint<'a>>, WireError> {
+        let count = self.u32("task count")? as usize;
+        if count > self.buf.len().saturating_sub(self.pos) / FINGERPRINT_MIN {
+            return Err(WireError(format!("{count} tasks in a short message")));
+        }
+        (0..count)
+            .map(|_| {
+                Ok(Fingerprint {
+                    name: self.str("task name")?,
+                    input: self.str("input type")?,
+                    output: self.str("output type")?,
+                    version: self.u32("task version")?,
+                    code: self.u64("code hash")?,
+                })
+            })
+            .collect()
     }
 
     fn str(&mut self, what: &str) -> Result<&'a str, WireError> {
@@ -1398,17 +1485,22 @@ mod tests {
                     name: "demo::init",
                     input: b"in",
                 }),
+                build_id: "gnu:0123",
             },
             ToWorker::Setup {
                 worker_id: 4,
                 max_message_size: u64::MAX,
                 initializer: None,
+                build_id: "",
             },
             ToWorker::Quit,
             ToWorker::Recall {
                 chunks: vec![3, u64::MAX],
             },
             ToWorker::Recall { chunks: vec![] },
+            ToWorker::Denied {
+                reason: "another form of a task",
+            },
         ];
         for message in to_worker {
             assert_eq!(ToWorker::parse(&message.encode()).unwrap(), message);
@@ -1417,10 +1509,35 @@ mod tests {
             FromWorker::Ready {
                 pid: 77,
                 wants_indices: true,
+                identity: Identity {
+                    build_id: "gnu:ab",
+                    program: "pool-worker",
+                    tasks: None,
+                },
             },
             FromWorker::Ready {
                 pid: 78,
                 wants_indices: false,
+                identity: Identity {
+                    build_id: "",
+                    program: "",
+                    tasks: Some(vec![
+                        Fingerprint {
+                            name: "demo::a",
+                            input: "u64",
+                            output: "()",
+                            version: u32::MAX,
+                            code: 1,
+                        },
+                        Fingerprint {
+                            name: "demo::b",
+                            input: "(alloc::string::String, u8)",
+                            output: "i32",
+                            version: 0,
+                            code: u64::MAX,
+                        },
+                    ]),
+                },
             },
             FromWorker::SetupFailed(TaskFailure::new(FailureKind::Failed, "no")),
             FromWorker::Refused {
@@ -1460,6 +1577,12 @@ mod tests {
         assert!(ToWorker::parse(&[RECALL, 0xff, 0xff, 0xff, 0xff, 1, 2]).is_err());
         assert!(FromWorker::parse(&[RESULTS, 0, 0, 0, 0, 0, 0, 0, 0, 1]).is_err());
         assert!(FromWorker::parse(&[SETUP_FAILED, 9, 0, 0, 0, 0]).is_err());
+        // A ready message claiming more tasks than it could hold.
+        let ready = [
+            &[READY, 1, 0, 0, 0, HAS_TASKS, 0, 0, 0, 0, 0, 0, 0, 0][..],
+            &[0xff; 4],
+        ];
+        assert!(FromWorker::parse(&ready.concat()).is_err());
         assert!(FromWorker::parse(&[REFUSED, 0xff, 0xff, 0xff, 0xff, 1]).is_err());
         let ToWorker::Batch(parsed) = ToWorker::parse(b"BZ").unwrap() else {
             panic!("expected a batch");

@@ -101,6 +101,38 @@ impl PoolBuilder {
     /// `worker_bin::main()` (the `worker-bin` crate) and link the tasks it
     /// will be asked to run (`pool-worker` from the `worker-bin` crate is
     /// such a program).
+    ///
+    /// Its workers run whatever the file holds when each starts, so the
+    /// pool checks them: each tells, when it is ready, every task's name,
+    /// input and output types, declared version (`#[version = N]` in
+    /// [`task!`](crate::task!)) and a hash of its code as written there.
+    /// If a task this program also has differs in any of them, the worker
+    /// is refused and `build()` fails with
+    /// [`ErrorKind::TaskMismatch`](crate::ErrorKind::TaskMismatch), naming
+    /// the task and which side has what (a replacement refused while the
+    /// pool runs counts as a failed start: three in a row fail the pool's
+    /// calls with that error). Tasks only the worker program has are not
+    /// compared. Without `worker_program`, workers run the very image of
+    /// this process (`/proc/self/exe`), even once a rebuild has replaced
+    /// its file.
+    ///
+    /// ```no_run
+    /// pool::task! { pub fn square(x: u64) -> u64 { x * x } }
+    ///
+    /// fn main() -> Result<(), pool::Error> {
+    ///     let pool = pool::Pool::builder()
+    ///         .processes(2)
+    ///         .worker_program("target/release/pool-worker")
+    ///         .build()?;
+    ///     match pool.map(square, 0..10) {
+    ///         Err(err) if err.kind() == pool::ErrorKind::TaskMismatch => {
+    ///             eprintln!("rebuild the worker program: {err}");
+    ///         }
+    ///         other => println!("{:?}", other?),
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
     pub fn worker_program(mut self, program: impl Into<PathBuf>) -> PoolBuilder {
         self.config.program = Some(program.into());
         self

@@ -145,7 +145,7 @@ fn run_job(mut job: Job) {
 /// caller's program refers to the task, so it is linked: an unknown name
 /// is a bug, reported as a worker would.
 fn run_by_name(name: &str, input: &[u8], output: &mut Vec<u8>) -> Result<(), TaskFailure> {
-    match task::registry().get(name) {
+    match task::find(name) {
         Some(run) => run(input, output),
         None => Err(TaskFailure::new(
             FailureKind::UnknownTask,

@@ -2,7 +2,7 @@
 //! command line, environment and inherited descriptors.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -25,7 +25,8 @@ pub(crate) struct LocalWorker {
     pub(crate) reader: JoinHandle<()>,
 }
 
-/// The program a local worker runs: the configured one or this program.
+/// The program a local worker runs, as messages name it: the configured
+/// one or this program (whose very image it then runs: see `spawn_local`).
 pub(crate) fn worker_program(config: &Config) -> Result<PathBuf> {
     match &config.program {
         Some(program) => Ok(program.clone()),
@@ -44,7 +45,7 @@ pub(crate) fn worker_program(config: &Config) -> Result<PathBuf> {
 /// message and read its messages, and that forward its stderr.
 pub(crate) fn spawn_local(
     config: &Config,
-    program: &PathBuf,
+    program: &Path,
     id: u32,
     setup: Vec<u8>,
     events: Sender<Event>,
@@ -58,7 +59,13 @@ pub(crate) fn spawn_local(
     wire::use_shared_memory(&mut conn);
     let progress = SharedCounter::create()
         .map_err(|err| Error::new(ErrorKind::Startup, "create a progress page").with_source(err))?;
-    let mut command = Command::new(program);
+    // This program's workers run the image this process runs, not the
+    // file at its path, which a rebuild may have replaced since: workers
+    // started mid-job must run the code the job started with.
+    let mut command = match &config.program {
+        Some(program) => Command::new(program),
+        None => sys::own_image_command(program),
+    };
     command
         .args(&config.args)
         .envs(config.env.iter().map(|(k, v)| (k, v)))

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use connection::Connection;
 use crossbeam_channel::Sender;
 
+use super::identity::{self, Build, Mismatch};
 use crate::sys;
 use crate::task::TaskFailure;
 use crate::wire::{FromWorker, WireError};
@@ -28,6 +29,12 @@ pub(crate) enum Event {
         claimed_pid: u32,
         /// The worker traces its tasks and wants their input indices.
         wants_indices: bool,
+        build: Build,
+    },
+    /// The worker's tasks differ from this program's: it is refused.
+    Mismatch {
+        worker: u32,
+        mismatch: Box<Mismatch>,
     },
     SetupFailed {
         worker: u32,
@@ -159,10 +166,20 @@ fn parse(worker: u32, message: Vec<u8>) -> Result<Event, WireError> {
                 busy_nanos,
             }
         }
-        FromWorker::Ready { pid, wants_indices } => Event::Ready {
-            worker,
-            claimed_pid: pid,
+        // Compared here rather than in the dispatcher, which serves every
+        // worker: a long list of tasks delays this worker alone.
+        FromWorker::Ready {
+            pid,
             wants_indices,
+            identity,
+        } => match identity::check(&identity) {
+            Ok(build) => Event::Ready {
+                worker,
+                claimed_pid: pid,
+                wants_indices,
+                build,
+            },
+            Err(mismatch) => Event::Mismatch { worker, mismatch },
         },
         FromWorker::SetupFailed(failure) => Event::SetupFailed { worker, failure },
         FromWorker::Refused { reason } => Event::Refused {

@@ -636,6 +636,15 @@ impl WorkerSlot {
             .send(self.id, &mut self.conn, &ToWorker::Quit.encode());
     }
 
+    /// Tells the worker why it is refused, if its socket takes that at
+    /// once (never waiting for it), and ends it.
+    pub(crate) fn deny(&mut self, reason: &str) {
+        let _ = self
+            .conn
+            .try_send_bytes(&ToWorker::Denied { reason }.encode());
+        self.kill();
+    }
+
     /// Ends the worker at once: SIGKILL for a local one, shutting the
     /// connection for a remote one. Its reader thread reports the end, and
     /// a writer thread stuck sending to it wakes up.

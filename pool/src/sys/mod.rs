@@ -1,15 +1,19 @@
 //! Platform-specific calls: the only place in this crate with `unsafe`.
 //!
-//! Linux only for now: the parent-death signal (`PR_SET_PDEATHSIG`) and
-//! `memfd_create` have no portable equivalent.
+//! Linux only for now: the parent-death signal (`PR_SET_PDEATHSIG`),
+//! `memfd_create` and `/proc/self/exe` have no portable equivalent.
 
 #[cfg(target_os = "linux")]
 mod descriptors;
+#[cfg(target_os = "linux")]
+mod image;
 #[cfg(target_os = "linux")]
 mod linux;
 
 #[cfg(target_os = "linux")]
 pub(crate) use descriptors::*;
+#[cfg(target_os = "linux")]
+pub(crate) use image::*;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::*;
 

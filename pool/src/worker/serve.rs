@@ -24,11 +24,11 @@ use connection::Connection;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::inbox::Inbox;
-use crate::sys::SharedCounter;
-use crate::task::{self, FailureKind, RunEncoded, TaskFailure};
+use crate::sys::{self, SharedCounter};
+use crate::task::{self, FailureKind, RunEncoded, TaskEntry, TaskFailure};
 use crate::wire::{
-    Batch, BatchRecord, ChunkItem, ChunkRecord, FromWorker, Initializer, ResultsWriter, ToWorker,
-    WireError,
+    Batch, BatchRecord, ChunkItem, ChunkRecord, FromWorker, Identity, Initializer, ResultsWriter,
+    ToWorker, WireError,
 };
 
 /// What a worker says when its pool went away without telling it to quit.
@@ -138,6 +138,7 @@ impl Worker {
             worker_id,
             max_message_size,
             initializer,
+            build_id,
         } = ToWorker::parse(&message).map_err(protocol)?
         else {
             return Err(Error::new(
@@ -156,6 +157,7 @@ impl Worker {
             Ok(()) => FromWorker::Ready {
                 pid: std::process::id(),
                 wants_indices: tracing::enabled!(tracing::Level::DEBUG),
+                identity: identity(build_id),
             },
             Err(failure) => FromWorker::SetupFailed(failure),
         };
@@ -184,6 +186,9 @@ impl Worker {
                     ran?
                 }
                 ToWorker::Quit => return self.flush(),
+                ToWorker::Denied { reason } => {
+                    return Err(Error::new(ErrorKind::TaskMismatch, reason))
+                }
                 ToWorker::Recall { chunks } => self.recalled.extend(chunks),
                 ToWorker::Setup { .. } => {
                     return Err(Error::new(
@@ -230,7 +235,7 @@ impl Worker {
                     if self.tasks.len() <= number {
                         self.tasks.resize(number + 1, (String::new(), None));
                     }
-                    self.tasks[number] = (name.to_string(), task::registry().get(name).copied());
+                    self.tasks[number] = (name.to_string(), task::find(name));
                 }
                 BatchRecord::Chunk(chunk) => {
                     // Outputs already waiting go before they could crowd
@@ -409,10 +414,21 @@ fn unknown_task(name: &str) -> TaskFailure {
     )
 }
 
+/// Which build this worker runs, with its tasks unless that is the pool's
+/// own build (`pool_build`), so that the pool can refuse a worker whose
+/// tasks differ from its own (`parent::identity`).
+fn identity(pool_build: &str) -> Identity<'static> {
+    let build_id = sys::build_id();
+    let same = !build_id.is_empty() && build_id == pool_build;
+    Identity {
+        build_id,
+        program: sys::program_name(),
+        tasks: (!same).then(|| task::TASKS.iter().map(TaskEntry::fingerprint).collect()),
+    }
+}
+
 fn run_initializer(initializer: Initializer<'_>) -> std::result::Result<(), TaskFailure> {
-    let run = task::registry()
-        .get(initializer.name)
-        .ok_or_else(|| unknown_task(initializer.name))?;
+    let run = task::find(initializer.name).ok_or_else(|| unknown_task(initializer.name))?;
     let mut discarded_output = Vec::new();
     run(initializer.input, &mut discarded_output)
 }

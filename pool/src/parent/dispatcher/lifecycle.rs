@@ -206,6 +206,7 @@ impl Dispatcher {
             worker_id: id,
             max_message_size: self.config.max_message_size,
             initializer,
+            build_id: crate::sys::build_id(),
         }
         .encode()
     }

@@ -11,7 +11,7 @@
 //! The dispatcher never waits for a worker to read: batches go out through
 //! each worker's outbox (`parent/outbox.rs`).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{select, Receiver, Sender};
 
+mod builds;
 mod faults;
 mod lifecycle;
 mod shortage;
@@ -100,6 +101,12 @@ pub(crate) struct Dispatcher {
     roster: SharedRoster,
     /// The live workers' count, published for the callers' chunk sizes.
     live_workers: Arc<AtomicUsize>,
+    /// Tasks a refused worker had in another form, with the error that
+    /// refused it: while no worker is live, calls of them fail with it
+    /// rather than wait. Forgotten once a worker is ready.
+    refused_tasks: HashMap<&'static str, Error>,
+    /// Other builds of this program that workers run, each warned of once.
+    other_builds: HashSet<String>,
     /// A worker holds an input whose caller asked for it to be stopped and
     /// that was not seen running: it is looked for again every
     /// [`STOP_RECHECK`] until it is answered or stopped.
@@ -138,6 +145,8 @@ impl Dispatcher {
             deliveries: Deliveries::default(),
             roster,
             live_workers,
+            refused_tasks: HashMap::new(),
+            other_builds: HashSet::new(),
             stops_pending: false,
         })
     }
@@ -276,6 +285,7 @@ impl Dispatcher {
                 worker,
                 claimed_pid,
                 wants_indices,
+                build,
             } => {
                 if let Some(slot) = self.worker_mut(worker) {
                     if slot.mark_ready(claimed_pid, wants_indices) {
@@ -297,10 +307,13 @@ impl Dispatcher {
                         if slot.is_local() {
                             self.start_failures = 0;
                         }
+                        self.refused_tasks.clear();
+                        self.note_build(worker, build);
                     }
                 }
                 self.publish_roster();
             }
+            Event::Mismatch { worker, mismatch } => self.refuse(worker, *mismatch),
             Event::SetupFailed { worker, failure } => {
                 let err = Error::new(
                     ErrorKind::Startup,
@@ -403,6 +416,7 @@ impl Dispatcher {
 
     /// Hands queued jobs to workers with room, then sends each worker its batch.
     fn dispatch(&mut self) {
+        self.fail_refused_jobs();
         let mut touched = false;
         loop {
             while self

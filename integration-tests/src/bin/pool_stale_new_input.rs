@@ -1,0 +1,9 @@
+//! A program with the `new-input` form of `stale_task::bump`
+//! (fixtures/stale-task/README.md), for tests/pool_stale.rs. Its copies
+//! become workers before `main`; run as a program, it only says so.
+
+fn main() {
+    // Names the task so that its crate, and the task with it, is linked.
+    let _ = stale_task_new_input::bump;
+    eprintln!("pool_stale_new_input is a worker program: it does nothing on its own");
+}
