@@ -238,6 +238,7 @@
 mod error;
 mod inbox;
 mod parent;
+mod state;
 mod sys;
 mod task;
 mod wire;
@@ -251,6 +252,7 @@ pub use crate::parent::{
     Progress, RemoteWorker, SlurmWorkers, DEFAULT_SLURM_RESUBMITS, DEFAULT_SLURM_START_TIMEOUT,
     DEFAULT_STARTUP_TIMEOUT,
 };
+pub use crate::state::{BuildError, WorkerState};
 pub use crate::task::{registered_tasks, Task, TaskEntry, TaskFailure};
 pub use crate::worker::{connect_worker, init, AUTHKEY_ENV, CONNECT_ENV};
 

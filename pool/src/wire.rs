@@ -76,6 +76,7 @@ const RECALL: u8 = b'K';
 const READY: u8 = b'H';
 const SETUP_FAILED: u8 = b'F';
 const REFUSED: u8 = b'X';
+const OVER_BUDGET: u8 = b'M';
 const RESULTS: u8 = b'R';
 
 const NAME_RECORD: u8 = b'N';
@@ -119,6 +120,16 @@ pub(crate) struct Initializer<'a> {
     pub(crate) input: &'a [u8],
 }
 
+/// The memory limits a worker applies to itself (see
+/// `PoolBuilder::max_worker_memory` and `hard_worker_memory`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct MemoryLimits {
+    /// Retire once resident memory exceeds this many bytes after an input.
+    pub(crate) budget: Option<u64>,
+    /// Allocations beyond this many bytes of data fail (`RLIMIT_DATA`).
+    pub(crate) hard: Option<u64>,
+}
+
 /// A message from the pool to a worker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ToWorker<'a> {
@@ -128,6 +139,7 @@ pub(crate) enum ToWorker<'a> {
         /// The largest message either side may send (and so receive).
         max_message_size: u64,
         initializer: Option<Initializer<'a>>,
+        memory: MemoryLimits,
     },
     /// Tasks to run, read record by record; built with [`BatchWriter`].
     Batch(Batch<'a>),
@@ -144,6 +156,7 @@ impl<'a> ToWorker<'a> {
                 worker_id,
                 max_message_size,
                 initializer,
+                memory,
             } => {
                 let mut out = vec![SETUP];
                 put_u32(&mut out, *worker_id);
@@ -156,6 +169,9 @@ impl<'a> ToWorker<'a> {
                     }
                     None => out.push(0),
                 }
+                // 0 is no limit: a limit of 0 bytes is never asked for.
+                put_u64(&mut out, memory.budget.unwrap_or(0));
+                put_u64(&mut out, memory.hard.unwrap_or(0));
                 out
             }
             ToWorker::Batch(batch) => [&[BATCH][..], batch.body].concat(),
@@ -185,10 +201,16 @@ impl<'a> ToWorker<'a> {
                     }),
                     other => return Err(WireError(format!("initializer flag {other}"))),
                 };
+                let limit = |value: u64| (value > 0).then_some(value);
+                let memory = MemoryLimits {
+                    budget: limit(cursor.u64("memory budget")?),
+                    hard: limit(cursor.u64("hard memory limit")?),
+                };
                 ToWorker::Setup {
                     worker_id,
                     max_message_size,
                     initializer,
+                    memory,
                 }
             }
             BATCH => {
@@ -471,6 +493,10 @@ pub(crate) enum FromWorker<'a> {
     /// The program the pool started ran its own `main` and tried to start
     /// a pool instead of becoming a worker.
     Refused { reason: &'a str },
+    /// Resident memory was over the budget after an input: the worker
+    /// gives back every input it has not started and waits to be told to
+    /// quit.
+    OverBudget { resident: u64 },
     /// Results of chunks, in the order they were sent; built with
     /// [`ResultsWriter`].
     Results(Results<'a>),
@@ -493,6 +519,11 @@ impl<'a> FromWorker<'a> {
             FromWorker::Refused { reason } => {
                 let mut out = vec![REFUSED];
                 put_bytes(&mut out, reason.as_bytes());
+                out
+            }
+            FromWorker::OverBudget { resident } => {
+                let mut out = vec![OVER_BUDGET];
+                put_u64(&mut out, *resident);
                 out
             }
             FromWorker::Results(results) => results.message.to_vec(),
@@ -536,6 +567,9 @@ impl<'a> FromWorker<'a> {
             }
             REFUSED => FromWorker::Refused {
                 reason: cursor.str("reason")?,
+            },
+            OVER_BUDGET => FromWorker::OverBudget {
+                resident: cursor.u64("resident bytes")?,
             },
             other => {
                 return Err(WireError(format!(
@@ -1174,11 +1208,19 @@ mod tests {
                     name: "demo::init",
                     input: b"in",
                 }),
+                memory: MemoryLimits {
+                    budget: Some(256 << 20),
+                    hard: None,
+                },
             },
             ToWorker::Setup {
                 worker_id: 4,
                 max_message_size: u64::MAX,
                 initializer: None,
+                memory: MemoryLimits {
+                    budget: None,
+                    hard: Some(1 << 30),
+                },
             },
             ToWorker::Quit,
             ToWorker::Recall {
@@ -1202,6 +1244,7 @@ mod tests {
             FromWorker::Refused {
                 reason: "not a worker",
             },
+            FromWorker::OverBudget { resident: 3 << 28 },
         ];
         for message in from_worker {
             assert_eq!(FromWorker::parse(&message.encode()).unwrap(), message);

@@ -95,6 +95,56 @@ impl PoolBuilder {
         self
     }
 
+    /// A soft memory budget per worker, in bytes: a worker whose resident
+    /// memory (RSS) is over it after an input retires and is replaced by a
+    /// fresh process, as after [`max_tasks_per_child`](Self::max_tasks_per_child)
+    /// but when it is needed. The input that crossed the budget succeeds;
+    /// the inputs the worker held and had not started run elsewhere, so
+    /// no input fails for it and a worker's resident memory stays under
+    /// the budget plus what one input adds. A worker measures itself
+    /// (`/proc/self/statm`, about a microsecond per input), so remote
+    /// workers apply it too. Default: none.
+    ///
+    /// ```
+    /// pool::task! {
+    ///     /// Leaks a mebibyte per input, as a careless cache would.
+    ///     fn leaky(n: u64) -> u64 {
+    ///         std::mem::forget(vec![1u8; 1 << 20]);
+    ///         n
+    ///     }
+    /// }
+    ///
+    /// let pool = pool::Pool::builder()
+    ///     .processes(1)
+    ///     .max_worker_memory(64 << 20)
+    ///     .build()?;
+    /// assert_eq!(pool.map(leaky, 0..200)?.len(), 200);
+    /// # Ok::<(), pool::Error>(())
+    /// ```
+    pub fn max_worker_memory(mut self, bytes: u64) -> PoolBuilder {
+        self.config.memory.budget = Some(bytes.max(1));
+        self
+    }
+
+    /// A hard memory limit per worker, in bytes, that the kernel enforces:
+    /// the worker's data (heap and private mappings: `RLIMIT_DATA`, set in
+    /// the worker before its initializer runs) cannot grow past it. An
+    /// allocation that would cross it fails, which in Rust ends the
+    /// worker (the standard library prints `memory allocation of N bytes
+    /// failed` and aborts); the input it was running fails alone with
+    /// [`ErrorKind::OutOfMemory`] naming the limit, the others it held run
+    /// elsewhere, and a replacement starts. Set it well above
+    /// [`max_worker_memory`](Self::max_worker_memory), which retires
+    /// workers before they come near it. Default: none.
+    ///
+    /// For a remote worker the limit applies just as well, but its death
+    /// is seen only as a lost connection: its input fails with
+    /// [`ErrorKind::WorkerDied`].
+    pub fn hard_worker_memory(mut self, bytes: u64) -> PoolBuilder {
+        self.config.memory.hard = Some(bytes.max(1));
+        self
+    }
+
     /// Runs `program` as the worker instead of re-executing this program;
     /// it must call [`pool::init()`](crate::init) or
     /// `worker_bin::main()` (the `worker-bin` crate) and link the tasks it

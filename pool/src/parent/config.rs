@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::launch::slurm::SlurmWorkers;
+use crate::wire::MemoryLimits;
 
 /// How long a new worker may take to report that it is ready.
 pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -28,6 +29,8 @@ pub(crate) struct Config {
     pub(crate) handle_interrupts: bool,
     /// The largest message between pool and worker, either way.
     pub(crate) max_message_size: u64,
+    /// The soft budget and hard limit each worker applies to itself.
+    pub(crate) memory: MemoryLimits,
 }
 
 impl Default for Config {
@@ -46,6 +49,7 @@ impl Default for Config {
             slurm: None,
             handle_interrupts: true,
             max_message_size: connection::DEFAULT_MAX_MESSAGE_SIZE,
+            memory: MemoryLimits::default(),
         }
     }
 }
@@ -74,6 +78,7 @@ impl std::fmt::Debug for Config {
             .field("slurm", &self.slurm)
             .field("handle_interrupts", &self.handle_interrupts)
             .field("max_message_size", &self.max_message_size)
+            .field("memory", &self.memory)
             .finish()
     }
 }

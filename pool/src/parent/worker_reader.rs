@@ -48,6 +48,11 @@ pub(crate) enum Event {
         message: Arc<Vec<u8>>,
         busy_nanos: u64,
     },
+    /// The worker's resident memory was over the budget after an input.
+    OverBudget {
+        worker: u32,
+        resident: u64,
+    },
     Lost {
         worker: u32,
         end: WorkerEnd,
@@ -165,6 +170,7 @@ fn parse(worker: u32, message: Vec<u8>) -> Result<Event, WireError> {
             wants_indices,
         },
         FromWorker::SetupFailed(failure) => Event::SetupFailed { worker, failure },
+        FromWorker::OverBudget { resident } => Event::OverBudget { worker, resident },
         FromWorker::Refused { reason } => Event::Refused {
             worker,
             message: reason.to_string(),

@@ -23,6 +23,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::inbox::Inbox;
 use crate::sys::SharedCounter;
 use crate::task::{self, FailureKind, RunEncoded, TaskFailure};
+use crate::worker::memory::{self, Budget};
+use crate::state;
 use crate::wire::{
     Batch, BatchRecord, ChunkItem, ChunkRecord, FromWorker, Initializer, ResultsWriter, ToWorker,
     WireError,
@@ -79,6 +81,8 @@ pub(crate) fn serve(
         early: VecDeque::new(),
         recalled: BTreeSet::new(),
         last_check: Instant::now(),
+        budget: None,
+        over_budget: false,
     };
     let id = worker.setup()?;
     // For a subscriber installed in this process (a worker program's own,
@@ -86,7 +90,11 @@ pub(crate) fn serve(
     // span is disabled and costs nothing.
     let span = tracing::debug_span!("worker", id);
     let _entered = span.enter();
-    worker.run()
+    let served = worker.run();
+    // The worker retires: its per-worker state is dropped now, while the
+    // process can still run destructors (`exit` would skip them).
+    state::drop_all();
+    served
 }
 
 /// A task number the pool defined: the task's name, and its function if
@@ -111,6 +119,10 @@ struct Worker {
     recalled: BTreeSet<u64>,
     /// When it last looked for recalls.
     last_check: Instant,
+    /// The pool's soft memory budget, checked after every input.
+    budget: Option<Budget>,
+    /// Over the budget: every input not started is given back, until quit.
+    over_budget: bool,
 }
 
 fn protocol(err: WireError) -> Error {
@@ -129,6 +141,7 @@ impl Worker {
             worker_id,
             max_message_size,
             initializer,
+            memory,
         } = ToWorker::parse(&message).map_err(protocol)?
         else {
             return Err(Error::new(
@@ -140,6 +153,8 @@ impl Worker {
         // and what results may be sent back.
         self.conn.set_max_message_size(max_message_size);
         self.results = ResultsWriter::new(max_message_size);
+        // Before the initializer, whose allocations count too.
+        self.budget = memory::apply(memory)?;
         let reply = match initializer.map_or(Ok(()), run_initializer) {
             // Checked after the initializer, which may install a
             // subscriber: a worker that traces its tasks wants their input
@@ -257,7 +272,7 @@ impl Worker {
             // numbering inputs as the pool sent them; only one about to
             // run is published there.
             self.started += 1;
-            if self.recalled.contains(&chunk.id) {
+            if self.over_budget || self.recalled.contains(&chunk.id) {
                 self.results
                     .item(|_| Err(TaskFailure::new(FailureKind::Returned, "")));
                 continue;
@@ -274,6 +289,7 @@ impl Worker {
                     None => Err(unknown_task(name)),
                 });
             }
+            self.check_budget()?;
         }
         self.results.add_busy(began.elapsed().as_nanos() as u64);
         // Chunks arrive in the order of their ids: a recall of this one or
@@ -284,6 +300,20 @@ impl Worker {
             None => BTreeSet::new(),
         };
         Ok(())
+    }
+
+    /// After an input: a worker over its memory budget tells the pool,
+    /// which recalls everything it holds and tells it to quit; meanwhile
+    /// it gives back every input it has not started.
+    fn check_budget(&mut self) -> Result<()> {
+        let Some(resident) = self.budget.as_ref().and_then(Budget::crossed) else {
+            return Ok(());
+        };
+        self.budget = None;
+        self.over_budget = true;
+        self.conn
+            .send_bytes(&FromWorker::OverBudget { resident }.encode())
+            .map_err(|err| Error::from_connection(err, "say the memory budget is crossed"))
     }
 
     fn set_busy(&self, busy: bool) {

@@ -57,6 +57,7 @@ impl Dispatcher {
             setup,
             self.events_tx.clone(),
         )?;
+        self.memory.watch(id, local.stderr);
         let deadline = Instant::now() + self.config.startup_timeout;
         let process = Process::Local {
             child: local.child,
@@ -125,6 +126,7 @@ impl Dispatcher {
             worker_id: id,
             max_message_size: self.config.max_message_size,
             initializer,
+            memory: self.config.memory,
         }
         .encode()
     }

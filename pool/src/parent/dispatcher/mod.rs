@@ -21,10 +21,12 @@ use crossbeam_channel::{select, Receiver, Sender};
 
 mod faults;
 mod lifecycle;
+mod memory;
 
 use super::command::Command;
 use super::config::Config;
 use super::job::Job;
+use super::oom::{Death, MemoryWatch};
 use super::roster::SharedRoster;
 use super::sink::Deliveries;
 use super::spawn;
@@ -89,6 +91,8 @@ pub(crate) struct Dispatcher {
     roster: SharedRoster,
     /// The live workers' count, published for the callers' chunk sizes.
     live_workers: Arc<AtomicUsize>,
+    /// What tells a worker out of memory from one that died.
+    memory: MemoryWatch,
 }
 
 impl Dispatcher {
@@ -101,6 +105,7 @@ impl Dispatcher {
         live_workers: Arc<AtomicUsize>,
     ) -> Result<Dispatcher> {
         let program = spawn::worker_program(&config)?;
+        let memory = MemoryWatch::new(config.memory);
         Ok(Dispatcher {
             config,
             program,
@@ -121,6 +126,7 @@ impl Dispatcher {
             deliveries: Deliveries::default(),
             roster,
             live_workers,
+            memory,
         })
     }
 
@@ -300,6 +306,7 @@ impl Dispatcher {
                 message,
                 busy_nanos,
             } => self.on_results(worker, message, busy_nanos),
+            Event::OverBudget { worker, resident } => self.on_over_budget(worker, resident),
             Event::Lost { worker, end } => self.on_lost(worker, end),
             Event::Joined { conn, peer } => self.adopt_remote(*conn, peer),
         }
@@ -374,8 +381,8 @@ impl Dispatcher {
                         },
                     );
                 }
-                let description = format!("sent {what}");
-                self.requeue_after_death(taken, &description, info);
+                let death = Death::died(format!("sent {what}"));
+                self.requeue_after_death(taken, &death, info);
             }
         }
         self.retire_if_due(index);
