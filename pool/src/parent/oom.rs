@@ -90,16 +90,20 @@ impl StderrWatch {
 /// local worker's stderr watch.
 pub(crate) struct MemoryWatch {
     limits: MemoryLimits,
-    oom: Option<(OomCounter, u64)>,
+    /// Each readable count of OOM kills, and its value when last read.
+    oom: Vec<(OomCounter, u64)>,
     stderr: HashMap<u32, Arc<StderrWatch>>,
 }
 
 impl MemoryWatch {
     pub(crate) fn new(limits: MemoryLimits) -> MemoryWatch {
-        let oom = OomCounter::find().and_then(|counter| {
-            let count = counter.read()?;
-            Some((counter, count))
-        });
+        let oom = OomCounter::all()
+            .into_iter()
+            .filter_map(|counter| {
+                let count = counter.read()?;
+                Some((counter, count))
+            })
+            .collect();
         MemoryWatch {
             limits,
             oom,
@@ -145,37 +149,49 @@ impl MemoryWatch {
         }
     }
 
-    /// A SIGKILL the pool did not send: the OOM killer's if the count of
-    /// OOM kills rose since it was last read.
+    /// A SIGKILL the pool did not send: the OOM killer's if a count of
+    /// OOM kills rose since it was last read (the most specific that
+    /// rose is named).
     fn judge_sigkill(&mut self, death: Death) -> Death {
-        let Some((counter, seen)) = &mut self.oom else {
+        if self.oom.is_empty() {
             return Death {
                 note: ", not sent by the pool: sent by another process or by the kernel's \
                        OOM killer (no count of OOM kills is readable here to tell them apart)"
                     .to_string(),
                 ..death
             };
-        };
-        let before = *seen;
-        let now = counter.read().unwrap_or(before);
-        *seen = now;
-        if now > before {
-            Death {
+        }
+        let mut rose = None;
+        for (counter, seen) in &mut self.oom {
+            let before = *seen;
+            *seen = counter.read().unwrap_or(before);
+            if *seen > before && rose.is_none() {
+                rose = Some(format!(
+                    " (the count of OOM kills of the {} rose from {before} to {})",
+                    counter.scope, *seen
+                ));
+            }
+        }
+        match rose {
+            Some(note) => Death {
                 kind: ErrorKind::OutOfMemory,
                 how: format!("{} by the kernel's OOM killer", death.how),
-                note: format!(
-                    " (the count of OOM kills of the {} rose from {before} to {now})",
-                    counter.scope
-                ),
-            }
-        } else {
-            Death {
-                note: format!(
-                    ", not sent by the pool nor by the kernel's OOM killer (the count of \
-                     OOM kills of the {} stayed at {now})",
-                    counter.scope
-                ),
-                ..death
+                note,
+            },
+            None => {
+                let counts: Vec<String> = self
+                    .oom
+                    .iter()
+                    .map(|(counter, seen)| format!("{} at {seen}", counter.scope))
+                    .collect();
+                Death {
+                    note: format!(
+                        ", not sent by the pool nor by the kernel's OOM killer (counts of \
+                         OOM kills unchanged: {})",
+                        counts.join("; ")
+                    ),
+                    ..death
+                }
             }
         }
     }

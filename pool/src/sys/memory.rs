@@ -76,12 +76,12 @@ pub(crate) struct OomCounter {
 }
 
 impl OomCounter {
-    /// The most specific counter this process can read: its cgroup v2's
-    /// `memory.events` (`oom_kill`), else its cgroup v1 memory
+    /// Every counter this process can read, the most specific first: its
+    /// cgroup v2's `memory.events` (`oom_kill`), its cgroup v1 memory
     /// controller's `memory.oom_control` (`oom_kill`, kernel 4.13 and
-    /// later), else the system's `/proc/vmstat` (`oom_kill`); `None` if
-    /// none is readable.
-    pub(crate) fn find() -> Option<OomCounter> {
+    /// later; it counts that cgroup's kills, not its children's), and the
+    /// system's `/proc/vmstat` (`oom_kill`).
+    pub(crate) fn all() -> Vec<OomCounter> {
         let cgroups = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         let candidates = [
@@ -91,14 +91,16 @@ impl OomCounter {
                 .map(|dir| (dir.join("memory.oom_control"), "memory cgroup (v1)")),
             Some((PathBuf::from("/proc/vmstat"), "system")),
         ];
-        candidates.into_iter().flatten().find_map(|(file, what)| {
-            let counter = OomCounter {
+        candidates
+            .into_iter()
+            .flatten()
+            .map(|(file, what)| OomCounter {
                 scope: format!("{what}, {}", file.display()),
                 file,
                 key: "oom_kill",
-            };
-            counter.read().map(|_| counter)
-        })
+            })
+            .filter(|counter| counter.read().is_some())
+            .collect()
     }
 
     /// The count now, if the file is still readable.
@@ -189,7 +191,10 @@ mod tests {
     #[test]
     fn some_oom_count_is_readable() {
         // /proc/vmstat has had `oom_kill` since Linux 4.13.
-        let counter = OomCounter::find().expect("no OOM kill count readable");
-        assert!(counter.read().is_some(), "{counter:?}");
+        let counters = OomCounter::all();
+        assert!(
+            counters.iter().any(|c| c.scope.starts_with("system")),
+            "{counters:?}"
+        );
     }
 }
