@@ -130,6 +130,11 @@ pub(crate) struct MemoryLimits {
     pub(crate) hard: Option<u64>,
 }
 
+/// The smallest hard limit a worker accepts: below it a worker could not
+/// run at all (every allocation would fail and abort it), which a pool
+/// (a hostile one included) must not be able to ask for.
+pub(crate) const MIN_HARD_MEMORY: u64 = 16 << 20;
+
 /// A message from the pool to a worker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ToWorker<'a> {

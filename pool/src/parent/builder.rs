@@ -9,6 +9,7 @@ use super::launch::{self, slurm::SlurmWorkers};
 use super::pool::Pool;
 use crate::error::{Error, ErrorKind, Result};
 use crate::task::Task;
+use crate::wire::MIN_HARD_MEMORY;
 
 /// Configures and starts a [`Pool`]; made by [`Pool::builder`].
 ///
@@ -139,9 +140,20 @@ impl PoolBuilder {
     ///
     /// For a remote worker the limit applies just as well, but its death
     /// is seen only as a lost connection: its input fails with
-    /// [`ErrorKind::WorkerDied`].
+    /// [`ErrorKind::WorkerDied`]. A limit under 16 MiB, in which a worker
+    /// could not even start, makes [`build`](Self::build) fail with
+    /// [`ErrorKind::Startup`].
     pub fn hard_worker_memory(mut self, bytes: u64) -> PoolBuilder {
-        self.config.memory.hard = Some(bytes.max(1));
+        if bytes < MIN_HARD_MEMORY {
+            self.error = Some(Error::new(
+                ErrorKind::Startup,
+                format!(
+                    "a hard memory limit of {bytes} bytes is below the {MIN_HARD_MEMORY} a \
+                     worker needs to run"
+                ),
+            ));
+        }
+        self.config.memory.hard = Some(bytes);
         self
     }
 

@@ -8,7 +8,7 @@
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::sys::{self, ResidentGauge};
-use crate::wire::MemoryLimits;
+use crate::wire::{MemoryLimits, MIN_HARD_MEMORY};
 
 /// The soft budget, with the gauge that reads resident memory.
 pub(super) struct Budget {
@@ -31,6 +31,15 @@ impl Budget {
 /// cannot be had, rather than running without a limit the pool asked for.
 pub(super) fn apply(limits: MemoryLimits) -> Result<Option<Budget>> {
     if let Some(hard) = limits.hard {
+        if hard < MIN_HARD_MEMORY {
+            return Err(Error::new(
+                ErrorKind::Startup,
+                format!(
+                    "the pool asked for a hard memory limit of {hard} bytes, below the \
+                     {MIN_HARD_MEMORY} a worker needs to run; this worker leaves the pool"
+                ),
+            ));
+        }
         sys::limit_data(hard).map_err(|err| {
             Error::new(
                 ErrorKind::Startup,
@@ -52,4 +61,39 @@ pub(super) fn apply(limits: MemoryLimits) -> Result<Option<Budget>> {
             Ok(Budget { gauge, bytes })
         })
         .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hard_limit_too_small_to_run_in_is_refused_not_applied() {
+        // Applied, it would make this test process abort at its next
+        // allocation.
+        let tiny = MemoryLimits {
+            budget: None,
+            hard: Some(4096),
+        };
+        let err = apply(tiny).err().expect("a 4 KiB hard limit was accepted");
+        assert_eq!(err.kind(), ErrorKind::Startup);
+        assert!(err.to_string().contains("4096 bytes"), "{err}");
+        let err = crate::Pool::builder()
+            .hard_worker_memory(4096)
+            .build()
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Startup, "{err}");
+    }
+
+    #[test]
+    fn a_budget_is_crossed_when_resident_memory_is_over_it() {
+        let limits = |bytes| MemoryLimits {
+            budget: Some(bytes),
+            hard: None,
+        };
+        let low = apply(limits(1)).unwrap().unwrap();
+        assert!(low.crossed().is_some_and(|resident| resident > 1));
+        let high = apply(limits(u64::MAX)).unwrap().unwrap();
+        assert_eq!(high.crossed(), None);
+    }
 }
