@@ -25,7 +25,14 @@ fn memory_budget_keeps_a_leaky_map_within_the_budget() {
     let out = run_ok(
         "memory_budget",
         &[
-            "--inputs", "120", "--leak-mib", "4", "--budget-mib", "48", "--workers", "2",
+            "--inputs",
+            "120",
+            "--leak-mib",
+            "4",
+            "--budget-mib",
+            "48",
+            "--workers",
+            "2",
         ],
     );
     eprintln!("{out}");

@@ -16,14 +16,20 @@ use pool::{ErrorKind, Pool, WorkerState};
 const LIMIT: Duration = Duration::from_secs(120);
 const MIB: u64 = 1 << 20;
 
-/// This process's peak resident size (`VmHWM`), in bytes.
+/// This process's peak resident size, in bytes, as the kernel keeps it
+/// (`getrusage`'s `ru_maxrss`, in KiB).
 fn peak_resident() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the rusage it is given, which is a valid,
+    // zeroed one owned here; RUSAGE_SELF needs nothing else.
+    let filled = unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) } == 0;
+    // SAFETY: zeroed is a valid rusage, filled or not.
+    let usage = unsafe { usage.assume_init() };
+    if filled {
+        usage.ru_maxrss as u64 * 1024
+    } else {
+        0
+    }
 }
 
 pool::task! {
@@ -55,7 +61,9 @@ fn a_leaky_task_under_a_memory_budget_completes_on_fresh_workers() {
         .unwrap();
     // 60 inputs leak 480 MiB in all: without the budget each of the two
     // workers would reach about 240 MiB.
-    let reports = pool.map(leak, std::iter::repeat(LEAK_MIB).take(60)).unwrap();
+    let reports = pool
+        .map(leak, std::iter::repeat(LEAK_MIB).take(60))
+        .unwrap();
     let mut peaks: BTreeMap<u32, u64> = BTreeMap::new();
     for (pid, peak) in reports {
         let top = peaks.entry(pid).or_default();
@@ -122,7 +130,10 @@ fn writable_v1_memory_cgroup() -> Option<PathBuf> {
     let path = cgroups.lines().find_map(|line| {
         let mut fields = line.splitn(3, ':');
         let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
-        controllers.split(',').any(|c| c == "memory").then_some(path)
+        controllers
+            .split(',')
+            .any(|c| c == "memory")
+            .then_some(path)
     })?;
     let dir = PathBuf::from("/sys/fs/cgroup/memory").join(path.trim_start_matches('/'));
     let child = dir.join(format!("pool-memory-test-{}", std::process::id()));
@@ -229,9 +240,6 @@ fn worker_state_is_built_once_per_worker_and_dropped_when_it_retires() {
         results.iter().all(|&(_, builds)| builds == 1),
         "a worker built its state more than once: {results:?}"
     );
-    assert!(
-        pids.len() >= 4,
-        "workers were not replaced: {pids:?}"
-    );
+    assert!(pids.len() >= 4, "workers were not replaced: {pids:?}");
     assert_eq!(dropped, pids, "not every worker dropped its state");
 }

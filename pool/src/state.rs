@@ -114,7 +114,10 @@ pub trait WorkerState: Sized + 'static {
     /// with `?`. If `f` panics, the value stays.
     fn with<R>(f: impl FnOnce(&mut Self) -> R) -> Result<R> {
         let mut lent = Lent(Some(take::<Self>()?));
-        let value = lent.0.as_mut().unwrap_or_else(|| unreachable!("just taken"));
+        let value = lent
+            .0
+            .as_mut()
+            .unwrap_or_else(|| unreachable!("just taken"));
         Ok(f(value))
     }
 
@@ -123,7 +126,10 @@ pub trait WorkerState: Sized + 'static {
     fn install(self) {
         let old = STATES.with(|states| {
             let mut states = states.borrow_mut();
-            match states.iter_mut().find(|s| s.type_id == TypeId::of::<Self>()) {
+            match states
+                .iter_mut()
+                .find(|s| s.type_id == TypeId::of::<Self>())
+            {
                 Some(slot) => slot.value.replace(Box::new(self)),
                 None => {
                     states.push(Slot::new::<Self>(Box::new(self)));

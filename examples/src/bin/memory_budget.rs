@@ -96,7 +96,11 @@ fn main() -> ExitCode {
 }
 
 /// Runs one map; returns its reports per worker (the largest peak) and time.
-fn measure<T>(pool: pool::PoolBuilder, task: T, args: &Args) -> Result<(BTreeMap<u32, u64>, f64), pool::Error>
+fn measure<T>(
+    pool: pool::PoolBuilder,
+    task: T,
+    args: &Args,
+) -> Result<(BTreeMap<u32, u64>, f64), pool::Error>
 where
     T: pool::Task<Input = u64, Output = (u32, u64)>,
 {
@@ -135,7 +139,11 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
         args.inputs,
         args.leak_mib,
         args.budget_mib,
-        if args.fresh_pages { ", blocks mapped afresh" } else { "" }
+        if args.fresh_pages {
+            ", blocks mapped afresh"
+        } else {
+            ""
+        }
     );
     println!(
         "baseline (freed):  {base_time:>7.3} s, {} workers, largest peak {} MiB",

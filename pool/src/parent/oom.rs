@@ -77,8 +77,7 @@ impl StderrWatch {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone();
-            if seen.is_some() || self.closed.load(Ordering::Acquire) || Instant::now() >= deadline
-            {
+            if seen.is_some() || self.closed.load(Ordering::Acquire) || Instant::now() >= deadline {
                 return seen;
             }
             std::thread::sleep(Duration::from_millis(1));

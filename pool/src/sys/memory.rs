@@ -42,7 +42,9 @@ impl ResidentGauge {
             .nth(1)
             .and_then(|pages| pages.parse::<u64>().ok())
             .map(|pages| pages * self.page)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unreadable /proc/self/statm"))
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidData, "unreadable /proc/self/statm")
+            })
     }
 }
 

@@ -21,14 +21,14 @@ use connection::Connection;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::inbox::Inbox;
+use crate::state;
 use crate::sys::SharedCounter;
 use crate::task::{self, FailureKind, RunEncoded, TaskFailure};
-use crate::worker::memory::{self, Budget};
-use crate::state;
 use crate::wire::{
     Batch, BatchRecord, ChunkItem, ChunkRecord, FromWorker, Initializer, ResultsWriter, ToWorker,
     WireError,
 };
+use crate::worker::memory::{self, Budget};
 
 /// What a worker says when its pool went away without telling it to quit.
 pub(crate) const POOL_GONE: &str =

@@ -66,7 +66,8 @@ impl Dispatcher {
         let description = &death.how;
         // Only the input it was running ran out of memory: the others
         // bounced.
-        let died_holding = |what: String| Error::new(ErrorKind::WorkerDied, what).with_worker(worker);
+        let died_holding =
+            |what: String| Error::new(ErrorKind::WorkerDied, what).with_worker(worker);
         let died = |what: String| Error::new(death.kind, what).with_worker(worker);
         if taken.culprit.is_none() {
             for job in &mut taken.unstarted {
@@ -94,9 +95,12 @@ impl Dispatcher {
             if culprit.item.deaths <= self.config.retries {
                 return Some(culprit);
             }
-            let err = died(format!("{description} while running this task{}", death.note))
-                .with_task(culprit.task)
-                .with_index(culprit.item.index);
+            let err = died(format!(
+                "{description} while running this task{}",
+                death.note
+            ))
+            .with_task(culprit.task)
+            .with_index(culprit.item.index);
             trace::record_error(&culprit.span, &err);
             self.deliveries
                 .push(&culprit.sink, culprit.item.index, Err(err));
