@@ -1,7 +1,8 @@
 //! Memory limits and per-worker state, in real worker processes (copies of
 //! this test binary): a leaky task under a soft budget completes on fresh
 //! workers whose peak stays under the budget plus one input; an input that
-//! crosses the hard limit fails alone with `OutOfMemory`; a worker the
+//! crosses the hard limit fails alone with `OutOfMemory`; remote workers
+//! apply the budget they are sent; a worker the
 //! kernel's OOM killer ends is reported as such; a `WorkerState` is built
 //! once per worker and dropped when the worker retires.
 
@@ -91,6 +92,65 @@ fn a_leaky_task_under_a_memory_budget_completes_on_fresh_workers() {
             bound / MIB
         );
     }
+}
+
+#[test]
+fn remote_workers_apply_the_budget_they_are_sent() {
+    let _watchdog = Watchdog::start("leaky map on remote workers", LIMIT);
+    const BUDGET: u64 = 64 * MIB;
+    const LEAK_MIB: u64 = 8;
+    const KEY: &str = "pool memory test key";
+    let pool = Pool::builder()
+        .processes(0)
+        .listen("tcp:127.0.0.1:0", KEY.as_bytes().to_vec())
+        .max_worker_memory(BUDGET)
+        .build()
+        .unwrap();
+    let address = pool.listen_address().unwrap().to_string();
+    // Copies of this test binary join as remote workers, one at a time:
+    // each retires over its budget and exits, and the next joins.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let launcher = {
+        let done = std::sync::Arc::clone(&done);
+        std::thread::spawn(move || {
+            let mut exits = Vec::new();
+            while !done.load(Ordering::SeqCst) {
+                let mut worker = std::process::Command::new(std::env::current_exe().unwrap())
+                    .env(pool::CONNECT_ENV, &address)
+                    .env(pool::AUTHKEY_ENV, KEY)
+                    .spawn()
+                    .expect("start a remote worker");
+                exits.push(integration_tests::wait_with_deadline(&mut worker, LIMIT));
+            }
+            exits
+        })
+    };
+    let reports = pool
+        .map(leak, std::iter::repeat(LEAK_MIB).take(30))
+        .unwrap();
+    done.store(true, Ordering::SeqCst);
+    drop(pool);
+    let exits = launcher.join().unwrap();
+    let pids: BTreeSet<u32> = reports.iter().map(|&(pid, _)| pid).collect();
+    let top = reports.iter().map(|&(_, peak)| peak).max().unwrap_or(0);
+    eprintln!(
+        "remote workers: {}, largest peak {} MiB, exits {exits:?}",
+        pids.len(),
+        top / MIB
+    );
+    assert!(
+        pids.len() >= 3,
+        "remote workers were not replaced: {pids:?}"
+    );
+    assert!(
+        top <= BUDGET + LEAK_MIB * MIB + 4 * MIB,
+        "a remote worker peaked at {} MiB",
+        top / MIB
+    );
+    // A worker that retires quits as told: status 0. (The last one may
+    // have started as the pool went away, and found nobody to join.)
+    let retired = &exits[..exits.len().saturating_sub(1)];
+    assert!(retired.iter().all(|status| status.success()), "{exits:?}");
 }
 
 #[test]
