@@ -206,10 +206,14 @@ impl<'a> ToWorker<'a> {
                     }),
                     other => return Err(WireError(format!("initializer flag {other}"))),
                 };
+                // Absent from a pool that predates them: no limits.
                 let limit = |value: u64| (value > 0).then_some(value);
-                let memory = MemoryLimits {
-                    budget: limit(cursor.u64("memory budget")?),
-                    hard: limit(cursor.u64("hard memory limit")?),
+                let memory = match cursor.at_end() {
+                    true => MemoryLimits::default(),
+                    false => MemoryLimits {
+                        budget: limit(cursor.u64("memory budget")?),
+                        hard: limit(cursor.u64("hard memory limit")?),
+                    },
                 };
                 ToWorker::Setup {
                     worker_id,
