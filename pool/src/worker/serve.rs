@@ -265,9 +265,13 @@ impl Worker {
         let traced = tracing::enabled!(tracing::Level::DEBUG);
         self.results.begin_chunk(chunk.id, chunk.items.remaining());
         for ChunkItem { index, input } in chunk.items {
-            if self.last_check.elapsed() >= RECALL_CHECK {
+            // One clock reading serves both checks: the budget's, for the
+            // input before this one, is taken before this one starts.
+            let now = Instant::now();
+            if now.duration_since(self.last_check) >= RECALL_CHECK {
                 self.look_for_recalls()?;
             }
+            self.check_budget(now)?;
             // Every input passed counts, so that the progress page keeps
             // numbering inputs as the pool sent them; only one about to
             // run is published there.
@@ -289,9 +293,11 @@ impl Worker {
                     None => Err(unknown_task(name)),
                 });
             }
-            self.check_budget()?;
         }
-        self.results.add_busy(began.elapsed().as_nanos() as u64);
+        let ended = Instant::now();
+        self.check_budget(ended)?;
+        self.results
+            .add_busy(ended.duration_since(began).as_nanos() as u64);
         // Chunks arrive in the order of their ids: a recall of this one or
         // an earlier one has done all it can (split off rather than
         // filtered, so that what a chunk costs does not grow with them).
@@ -302,11 +308,11 @@ impl Worker {
         Ok(())
     }
 
-    /// After an input: a worker over its memory budget tells the pool,
-    /// which recalls everything it holds and tells it to quit; meanwhile
-    /// it gives back every input it has not started.
-    fn check_budget(&mut self) -> Result<()> {
-        let Some(resident) = self.budget.as_ref().and_then(Budget::crossed) else {
+    /// Between inputs (`now`): a worker over its memory budget tells the
+    /// pool, which recalls everything it holds and tells it to quit;
+    /// meanwhile it gives back every input it has not started.
+    fn check_budget(&mut self, now: Instant) -> Result<()> {
+        let Some(resident) = self.budget.as_mut().and_then(|b| b.crossed(now)) else {
             return Ok(());
         };
         self.budget = None;
