@@ -26,8 +26,9 @@ pub enum ErrorKind {
     TaskFailed,
     /// The task panicked; the error's message is the panic message.
     Panicked,
-    /// The worker process running the task died (killed by a signal, exited,
-    /// ran out of memory) or a remote worker disconnected.
+    /// The worker process running the task died (killed by a signal,
+    /// exited) or a remote worker disconnected. A worker that ran out of
+    /// memory, where the pool can tell, is [`ErrorKind::OutOfMemory`].
     WorkerDied,
     /// The task's worker ran out of memory while running it: it crossed the
     /// pool's hard limit

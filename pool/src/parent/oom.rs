@@ -51,6 +51,9 @@ pub(crate) struct StderrWatch {
 impl StderrWatch {
     /// Notes a line the worker wrote.
     pub(crate) fn line(&self, line: &[u8]) {
+        if !line.starts_with(ALLOC_FAILED.0.as_bytes()) {
+            return;
+        }
         let line = String::from_utf8_lossy(line);
         let line = line.trim_end();
         if line.starts_with(ALLOC_FAILED.0) && line.ends_with(ALLOC_FAILED.1) {
