@@ -11,6 +11,7 @@
 //!    receiver), beside the `memcpy` out of a kept mapping that the
 //!    receiver does not do (it never maps a memfd its sender may still
 //!    write).
+//!    And what the receiver's check for holes costs (`lseek(SEEK_HOLE)`).
 //!    And what every zero-copy message of fresh memory pays, whatever its
 //!    receiver does: its sender's `munmap` of the pages it filled (needed
 //!    before the write seal) and the freeing of its pages when the last
@@ -202,6 +203,15 @@ fn page_fault_costs(rounds: usize) -> Vec<(&'static str, f64)> {
         (
             "read: pread into a reused buffer",
             gbps(rounds, || read_all_at(&filled, &mut out)),
+        ),
+        // What the receiver's check that a memfd has no hole costs: the
+        // kernel walks its pages from the start (every message pays it).
+        (
+            "check: lseek(SEEK_HOLE) finds no hole",
+            gbps(rounds, || {
+                let end = rustix::fs::seek(&filled, rustix::fs::SeekFrom::Hole(0));
+                assert_eq!(end.expect("SEEK_HOLE"), BIG as u64);
+            }),
         ),
         (
             "read: memcpy from a kept mapping (not done)",

@@ -390,6 +390,12 @@ impl Connection {
     /// a.send_bytes(b"\x80\x04\x95\n\x00\x00\x00\x00\x00\x00\x00}\x94\x8c\x01x\x94K\x01s.")?;
     /// let value: HashMap<String, i64> = b.recv_pickle()?;
     /// assert_eq!(value["x"], 1);
+    ///
+    /// // Without a type for the message: any plain object, exactly.
+    /// use connection::pickle::Value;
+    /// a.send_bytes(b"\x80\x04\x95\n\x00\x00\x00\x00\x00\x00\x00}\x94\x8c\x01x\x94K\x01s.")?;
+    /// let value: Value = b.recv_pickle()?;
+    /// assert_eq!(format!("{value:?}"), "{'x': 1}");
     /// # Ok::<(), connection::Error>(())
     /// ```
     pub fn recv_pickle<T: DeserializeOwned>(&mut self) -> Result<T> {
@@ -991,16 +997,8 @@ impl Connection {
                 len,
                 generation,
                 fds,
-            } => {
-                let mut incoming = shared::Incoming::check_recycled(fds, len, generation)?;
-                match self.recycled_views.view_of(incoming.memfd.as_fd()) {
-                    Ok(view) => incoming.set_view(view),
-                    Err(err) => {
-                        tracing::debug!(error = %err, "recycled memfd not mapped: read with pread")
-                    }
-                }
-                Ok(Message::Shared(incoming))
-            }
+            } => shared::Incoming::check_recycled(fds, len, generation, &mut self.recycled_views)
+                .map(Message::Shared),
         }
     }
 

@@ -130,6 +130,8 @@ pub struct Error {
     kind: ErrorKind,
     context: String,
     message: Option<Vec<u8>>,
+    /// Whether a listener's accept failed for one peer only.
+    peer_failure: bool,
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
@@ -143,6 +145,7 @@ impl Error {
             kind,
             context: context.into(),
             message: None,
+            peer_failure: false,
             source: None,
         }
     }
@@ -194,6 +197,41 @@ impl Error {
         self.kind
     }
 
+    /// Marks an error of a listener's accept as one peer's, not the
+    /// listener's.
+    pub(crate) fn of_one_peer(mut self) -> Error {
+        self.peer_failure = true;
+        self
+    }
+
+    /// Whether this error, from a listener's `accept`, ended one peer's
+    /// handshake (a wrong key, a silent or too slow peer, a peer that
+    /// reset its connection or broke the protocol) rather than came from
+    /// the listener itself. After a peer's failure the listener is as
+    /// usable as before: a server calls `accept` again at once, whatever
+    /// the [`kind`](Error::kind), [`ErrorKind::Io`] included. An error that
+    /// is not a peer's (the listening socket failed, or the process has no
+    /// descriptor left and no pending handshake to close for one) may
+    /// last, and a server may pause before it tries again.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use connection::{Client, Listener};
+    ///
+    /// let name = format!("abstract:connection-doc-peer-failure-{}", std::process::id());
+    /// let mut listener = Listener::builder().authkey(b"right").bind(&name.parse()?)?;
+    /// let address = listener.address().clone();
+    /// let client = std::thread::spawn(move || Client::connect_with_authkey(&address, b"wrong"));
+    /// let err = listener.accept().unwrap_err();
+    /// assert!(err.is_peer_failure(), "{err}");
+    /// assert!(client.join().unwrap().is_err());
+    /// # Ok::<(), connection::Error>(())
+    /// ```
+    pub fn is_peer_failure(&self) -> bool {
+        self.peer_failure
+    }
+
     /// For an [`ErrorKind::Io`] error, the kind of the underlying
     /// [`io::Error`], such as `ConnectionRefused` or `AddrInUse`.
     pub fn io_error_kind(&self) -> Option<io::ErrorKind> {
@@ -219,6 +257,9 @@ impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Error");
         d.field("kind", &self.kind).field("context", &self.context);
+        if self.peer_failure {
+            d.field("peer_failure", &true);
+        }
         if let Some(message) = &self.message {
             d.field("message_len", &message.len());
         }

@@ -13,8 +13,9 @@
 //! the kernel's queue until a place frees up.
 //!
 //! If the process runs out of descriptors (`EMFILE`, `ENFILE`) while
-//! accepting, the oldest pending handshake is closed to make room for the
-//! new peer: the oldest has had the most time to answer, and a flood of
+//! accepting (or, with [`shed_oldest_at_cap`](crate::ListenerBuilder::shed_oldest_at_cap),
+//! the table is full), the oldest pending handshake is closed to make room
+//! for the new peer: the oldest has had the most time to answer, and a flood of
 //! silent peers cannot then shut out a good client that comes after it.
 //!
 //! Between calls nothing runs. The set's descriptor (on Linux) is readable
@@ -57,6 +58,9 @@ pub(crate) struct Settings {
     pub(crate) strict: bool,
     pub(crate) timeout: Option<Duration>,
     pub(crate) max: usize,
+    /// At the cap, close the oldest handshake for a new peer rather than
+    /// leave the new peer in the kernel's queue.
+    pub(crate) shed_at_cap: bool,
 }
 
 /// A connection that accept returned: its socket, and its peer's address.
@@ -76,6 +80,7 @@ pub(crate) struct Handshakes {
     strict: bool,
     timeout: Option<Duration>,
     max: usize,
+    shed_at_cap: bool,
     /// By number, which is the order they started in and, since all have
     /// the same timeout, the order of their deadlines: the first is the
     /// oldest.
@@ -99,6 +104,7 @@ impl Handshakes {
             strict: settings.strict,
             timeout: settings.timeout,
             max: settings.max.max(1),
+            shed_at_cap: settings.shed_at_cap,
             pending: BTreeMap::new(),
             next_id: 0,
             ready,
@@ -197,7 +203,11 @@ impl Handshakes {
     ) -> Result<Option<Finished>> {
         for _ in 0..ACCEPT_BATCH {
             if self.pending.len() >= self.max {
-                break;
+                // Only for a connection actually waiting.
+                if !self.shed_at_cap || !is_readable(listener) {
+                    break;
+                }
+                self.shed_oldest();
             }
             match accept() {
                 Ok(Some((socket, peer))) => {
@@ -325,7 +335,7 @@ impl Handshakes {
             .peer
             .as_ref()
             .map_or("an unnamed peer".into(), Address::to_string);
-        tracing::debug!(%peer, "out of descriptors: closed the oldest pending handshake");
+        tracing::debug!(%peer, "closed the oldest pending handshake for a new peer");
         true
     }
 
@@ -336,9 +346,10 @@ impl Handshakes {
         }
     }
 
-    /// Watches the listening socket unless at the cap.
+    /// Watches the listening socket unless at the cap (where it waits,
+    /// unless a new peer takes the oldest one's place).
     fn watch_listener(&mut self, listener: BorrowedFd<'_>) -> io::Result<()> {
-        let watched = self.pending.len() < self.max;
+        let watched = self.shed_at_cap || self.pending.len() < self.max;
         if watched != self.listener_watched {
             let interest = if watched {
                 Interest::Readable

@@ -161,8 +161,10 @@
 //! `int`, `float`, `str`, `bytes`, `bytearray`, `list`, `tuple`, `dict`,
 //! `set`, `frozenset`): a pickle naming a class or a function is refused,
 //! never run. The [`pickle`] module has the type mapping and the bounds on
-//! hostile input. A plain [`recv`](Connection::recv) given a pickle says
-//! so in its error.
+//! hostile input. A message without a fixed shape reads as a
+//! [`pickle::Value`], which keeps every Python type exact (tuples,
+//! `bytearray`, `frozenset`, ints of any size, tuple keys). A plain
+//! [`recv`](Connection::recv) given a pickle says so in its error.
 //!
 //! ```
 //! use std::collections::HashMap;
@@ -347,8 +349,9 @@
 //! else; a crowd of them can fill the
 //! [`max_pending_handshakes`](ListenerBuilder::max_pending_handshakes)
 //! places (8192 by default) for at most the handshake timeout, and when
-//! descriptors run out the oldest pending handshake makes room for a new
-//! peer.
+//! descriptors run out (or, with
+//! [`shed_oldest_at_cap`](ListenerBuilder::shed_oldest_at_cap), the places
+//! do) the oldest pending handshake makes room for a new peer.
 //!
 //! Authentication covers only who is at the other end when the
 //! connection opens. There is no encryption and no integrity protection

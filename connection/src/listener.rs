@@ -61,6 +61,7 @@ pub struct ListenerBuilder {
     authkey: Option<Vec<u8>>,
     handshake_timeout: Option<Duration>,
     max_pending_handshakes: usize,
+    shed_oldest_at_cap: bool,
     strict: bool,
     max_message_size: u64,
 }
@@ -72,6 +73,7 @@ impl Default for ListenerBuilder {
             authkey: None,
             handshake_timeout: Some(DEFAULT_HANDSHAKE_TIMEOUT),
             max_pending_handshakes: DEFAULT_MAX_PENDING_HANDSHAKES,
+            shed_oldest_at_cap: false,
             strict: false,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
         }
@@ -110,9 +112,45 @@ impl ListenerBuilder {
     /// connection's descriptor and a few hundred bytes; none costs a
     /// thread. At the cap the listener takes no more connections from the
     /// kernel's queue (the [backlog](ListenerBuilder::backlog)) until one
-    /// ends. Without an authkey there are no handshakes and this is unused.
+    /// ends (or, with [`shed_oldest_at_cap`](ListenerBuilder::shed_oldest_at_cap),
+    /// closes the oldest for a new peer). Without an authkey there are no handshakes and this is unused.
     pub fn max_pending_handshakes(mut self, max: usize) -> ListenerBuilder {
         self.max_pending_handshakes = max;
+        self
+    }
+
+    /// At the [cap](ListenerBuilder::max_pending_handshakes), close the
+    /// oldest pending handshake to take a new peer from the kernel's queue,
+    /// as when the process is out of descriptors, rather than leave the
+    /// new peer waiting until a handshake ends (default `false`). A crowd
+    /// of silent peers then delays a good client by no more than the time
+    /// it takes to accept the crowd, not by handshake timeouts; the price
+    /// is that a handshake gets only as long as it takes that many new
+    /// peers to arrive, under a crowd that keeps coming.
+    ///
+    /// ```
+    /// use std::net::TcpStream;
+    /// use std::time::Duration;
+    /// use connection::{Address, Client, Listener};
+    ///
+    /// let mut listener = Listener::builder()
+    ///     .authkey(b"key")
+    ///     .max_pending_handshakes(1)
+    ///     .shed_oldest_at_cap(true)
+    ///     .bind(&Address::localhost(0))?;
+    /// let address = listener.address().clone();
+    /// let Address::Tcp(addr) = address.clone() else { unreachable!() };
+    /// let silent = TcpStream::connect(addr)?;
+    /// assert!(listener.accept_timeout(Duration::from_millis(100))?.is_none());
+    /// // The silent peer holds the only place: the good one takes it.
+    /// let good = std::thread::spawn(move || Client::connect_with_authkey(&address, b"key"));
+    /// assert!(listener.accept_timeout(Duration::from_secs(30))?.is_some());
+    /// good.join().unwrap()?;
+    /// # drop(silent);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn shed_oldest_at_cap(mut self, shed: bool) -> ListenerBuilder {
+        self.shed_oldest_at_cap = shed;
         self
     }
 
@@ -157,6 +195,7 @@ impl ListenerBuilder {
                     strict: self.strict,
                     timeout: self.handshake_timeout,
                     max: self.max_pending_handshakes,
+                    shed_at_cap: self.shed_oldest_at_cap,
                 };
                 let handshakes = Handshakes::new(socket.fd(), settings);
                 Some(
@@ -183,6 +222,7 @@ impl fmt::Debug for ListenerBuilder {
             .field("authkey", &self.authkey.as_ref().map(|_| "<hidden>"))
             .field("handshake_timeout", &self.handshake_timeout)
             .field("max_pending_handshakes", &self.max_pending_handshakes)
+            .field("shed_oldest_at_cap", &self.shed_oldest_at_cap)
             .field("strict", &self.strict)
             .field("max_message_size", &self.max_message_size)
             .finish()
@@ -351,9 +391,11 @@ impl Listener {
     /// close, `accept` returns that error
     /// ([`ErrorKind::Io`](crate::ErrorKind::Io)).
     ///
-    /// A handshake that fails is returned as an error for that one peer,
-    /// and the listener stays usable: call `accept` again to serve the
-    /// next. A silent or too slow peer gives
+    /// A handshake that fails is returned as an error for that one peer
+    /// ([`Error::is_peer_failure`] says so, whatever its kind: a peer that
+    /// resets its connection gives [`ErrorKind::Io`](crate::ErrorKind::Io)),
+    /// and the listener stays usable: call `accept` again at once to serve
+    /// the next. A silent or too slow peer gives
     /// [`ErrorKind::TimedOut`](crate::ErrorKind::TimedOut); a peer with a
     /// wrong key gets `#FAILURE#` and this side
     /// [`ErrorKind::AuthenticationFailed`](crate::ErrorKind::AuthenticationFailed);
@@ -451,7 +493,8 @@ impl Listener {
                     Err(err) => {
                         let peer = describe_peer(finished.peer.as_ref());
                         tracing::debug!(error = %err, %peer, listener = %address, "handshake failed");
-                        return Err(err.context(format!("handshake with {peer} on {address}")));
+                        let context = format!("handshake with {peer} on {address}");
+                        return Err(err.context(context).of_one_peer());
                     }
                 }
             }

@@ -86,11 +86,14 @@
 //! memfd sealed against writes, growth and shrinking, of the announced
 //! size; a recycled message's a memfd sealed against growth and
 //! shrinking, with room for its header and the announced length, whose
-//! header holds the announced generation; either with memory behind every
-//! byte (not sparse). Anything else (a pipe, a file, a memfd without the
-//! seals, short, sparse, or holding another generation, no descriptor or
-//! several) is refused with [`ErrorKind::Decode`] and closed, and the next
-//! message reads as usual. A sender that dies leaks nothing: a memfd lives
+//! header holds the announced generation; either an ordinary memfd (tmpfs,
+//! not one of huge pages) with no hole in the bytes the message spans
+//! (`lseek(SEEK_HOLE)`: every page there written, so reading it costs the
+//! receiver no memory its sender did not pay for). Anything else (a pipe,
+//! a file, a memfd of huge pages, one without the seals, short, with a
+//! hole, or holding another generation, no descriptor or several) is
+//! refused with [`ErrorKind::Decode`] and closed, and the next message
+//! reads as usual. A sender that dies leaks nothing: a memfd lives
 //! only as long as a descriptor of it, in a process or in the socket's
 //! queue.
 //!
@@ -117,7 +120,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::sys::shm::{self, Mapping};
+use crate::sys::shm::{self, Mapping, RacyView};
 
 mod recycle;
 pub(crate) use recycle::Recycler;
@@ -231,7 +234,7 @@ pub(crate) struct Incoming {
     recycled: Option<u64>,
     /// A kept read-only mapping of a recyclable memfd, copied out of with
     /// atomic loads (see [`RecycledViews`]); without one, `pread` copies.
-    view: Option<Arc<Mapping>>,
+    view: Option<Arc<RacyView>>,
 }
 
 /// How many recyclable memfds a receiving end keeps mapped: as many as a
@@ -243,35 +246,60 @@ const KEPT_VIEWS: usize = 4;
 /// already mapped (the kernel's `pread` runs at a third of `memcpy`'s speed
 /// here, and mapping anew costs a fault a page). A peer may still write to
 /// these pages, so they are never read through a `&[u8]`, only copied out
-/// with atomic loads ([`Mapping::copy_out_racy`]). At most [`KEPT_VIEWS`]
+/// with atomic loads ([`RacyView::copy_out_racy`]). At most [`KEPT_VIEWS`]
 /// are kept, the least recently used going first; a kept mapping keeps its
 /// memfd's pages alive after its sender let it go, until it is dropped
 /// with the connection or pushed out.
 #[derive(Debug, Default)]
 pub(crate) struct RecycledViews {
-    views: Vec<((u64, u64, u64), Arc<Mapping>)>,
+    views: Vec<KeptView>,
+}
+
+#[derive(Debug)]
+struct KeptView {
+    /// The memfd's identity ([`shm::identity`]).
+    key: (u64, u64, u64),
+    view: Arc<RacyView>,
+    /// How many of its first bytes were found without a hole, for an
+    /// earlier message ([`shm::check_recyclable`]).
+    checked: u64,
 }
 
 impl RecycledViews {
-    /// The kept mapping of the memfd `fd`, or a new one.
-    pub(crate) fn view_of(
+    /// How many first bytes of the kept memfd `key` were checked whole.
+    fn checked(&self, key: (u64, u64, u64)) -> u64 {
+        self.views
+            .iter()
+            .find(|kept| kept.key == key)
+            .map_or(0, |kept| kept.checked)
+    }
+
+    /// The kept mapping of the memfd `fd` (whose identity is `key`), or a
+    /// new one; its first `checked` bytes were just found whole.
+    fn view_of(
         &mut self,
         fd: std::os::fd::BorrowedFd<'_>,
-    ) -> std::io::Result<Arc<Mapping>> {
-        let key = shm::identity(fd)?;
-        if let Some(at) = self.views.iter().position(|(kept, _)| *kept == key) {
-            let entry = self.views.remove(at);
-            let view = Arc::clone(&entry.1);
-            self.views.push(entry);
+        key: (u64, u64, u64),
+        checked: u64,
+    ) -> std::io::Result<Arc<RacyView>> {
+        if let Some(at) = self.views.iter().position(|kept| kept.key == key) {
+            let mut kept = self.views.remove(at);
+            kept.checked = kept.checked.max(checked);
+            let view = Arc::clone(&kept.view);
+            self.views.push(kept);
             return Ok(view);
         }
         let len = usize::try_from(key.2)
             .map_err(|_| std::io::Error::from(std::io::ErrorKind::OutOfMemory))?;
-        let view = Arc::new(Mapping::read_only(fd, len)?);
+        let view = Arc::new(RacyView::map(fd, len)?);
         if self.views.len() >= KEPT_VIEWS {
             self.views.remove(0);
         }
-        self.views.push((key, Arc::clone(&view)));
+        self.views.push(KeptView {
+            key,
+            view: Arc::clone(&view),
+            checked,
+        });
         Ok(view)
     }
 }
@@ -296,24 +324,35 @@ impl Incoming {
 
     /// [`check`](Incoming::check) for a message in a recyclable memfd: one
     /// sealed against size changes, with room for `len` bytes after its
-    /// header, whose header holds `generation`.
-    pub(crate) fn check_recycled(fds: Vec<OwnedFd>, len: u64, generation: u64) -> Result<Incoming> {
+    /// header, whose header holds `generation`; then kept mapped in
+    /// `views` to be copied out of (or read with `pread` if it cannot be).
+    pub(crate) fn check_recycled(
+        fds: Vec<OwnedFd>,
+        len: u64,
+        generation: u64,
+        views: &mut RecycledViews,
+    ) -> Result<Incoming> {
         let memfd = only_descriptor(fds, len)?;
-        shm::check_recyclable(memfd.as_fd(), len, generation)
+        let key = shm::identity(memfd.as_fd())
+            .map_err(shm::Refusal::Os)
+            .or_else(|why| refuse(len, why.to_string()))?;
+        let checked = views.checked(key);
+        let end = shm::check_recyclable(memfd.as_fd(), len, generation, checked)
             .or_else(|why| refuse(len, why.to_string()))?;
         RECEIVED.fetch_add(1, Ordering::Relaxed);
+        let view = match views.view_of(memfd.as_fd(), key, end) {
+            Ok(view) => Some(view),
+            Err(err) => {
+                tracing::debug!(error = %err, "recycled memfd not mapped: read with pread");
+                None
+            }
+        };
         Ok(Incoming {
             memfd,
             len,
             recycled: Some(generation),
-            view: None,
+            view,
         })
-    }
-
-    /// Reads this recycled message through `view`, a mapping of its memfd.
-    pub(crate) fn set_view(&mut self, view: Arc<Mapping>) {
-        debug_assert!(self.recycled.is_some(), "only recyclable memfds are viewed");
-        self.view = Some(view);
     }
 
     pub(crate) fn read_into(&self, buf: &mut [u8]) -> Result<()> {
@@ -499,8 +538,8 @@ impl SharedBuf {
     pub fn new(len: usize) -> Result<SharedBuf> {
         let context = || format!("create a {len}-byte shared buffer");
         let memfd = shm::create_allocated(len).map_err(|err| Error::io(err, context()))?;
-        let mapping =
-            Mapping::read_write(memfd.as_fd(), len).map_err(|err| Error::io(err, context()))?;
+        let mapping = Mapping::read_write_populated(memfd.as_fd(), len)
+            .map_err(|err| Error::io(err, context()))?;
         Ok(SharedBuf { mapping, memfd })
     }
 

@@ -12,6 +12,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::collections::HashMap;
 
+use connection::pickle::Value;
 use connection::{decode, encode, ErrorKind, MAX_DECODE_DEPTH};
 use proptest::prelude::*;
 use serde::de::DeserializeOwned;
@@ -346,4 +347,52 @@ proptest! {
         recv_within_bound::<Vec<Vec<u8>>>(&payload, VEC_VEC_U8)?;
         recv_within_bound::<Tree>(&payload, TREE)?;
     }
+}
+
+/// `L0 = []; Ln = [Ln-1, Ln-1]` through the pickle memo, `levels` deep:
+/// `2^(levels+1) - 1` lists from a few hundred bytes.
+fn memo_doubling_pickle(levels: u32) -> Vec<u8> {
+    let mut pickle = b"\x80\x04]\x94".to_vec();
+    for level in 0..levels {
+        pickle.extend(b"](j");
+        pickle.extend(level.to_le_bytes());
+        pickle.push(b'j');
+        pickle.extend(level.to_le_bytes());
+        pickle.extend(b"e\x94");
+    }
+    pickle.push(b'.');
+    pickle
+}
+
+/// The worst a small pickle can make `pickle::Value` hold: a value the
+/// memo hands out over and over is copied each time, up to the copy
+/// budget of 4 Mi values (plus 16 per byte). A `Value` is 32 bytes, and
+/// each one here sits in its parent's list once, so the copies cost about
+/// 32 bytes per value of the budget; the module docs give the figure.
+#[test]
+fn a_pickle_value_expanded_through_the_memo_stays_within_its_budget() {
+    let budget_values = (4 << 20) + 16 * 300;
+    // 2^22 - 1 lists: just inside the budget.
+    let fits = memo_doubling_pickle(21);
+    let (result, peak) = peak_during(|| connection::pickle::decode::<Value>(&fits));
+    let value = result.unwrap();
+    assert_eq!(value.as_list().map(<[Value]>::len), Some(2));
+    eprintln!(
+        "{}-byte pickle, 2^22 - 1 lists as a Value: peak {peak} bytes ({:.1} per value of the budget)",
+        fits.len(),
+        peak as f64 / budget_values as f64
+    );
+    assert!(peak <= 40 * budget_values + CONSTANT, "peak {peak}");
+    drop(value);
+    // One level more is over the budget: refused, having held no more.
+    let over = memo_doubling_pickle(22);
+    let (result, peak) = peak_during(|| connection::pickle::decode::<Value>(&over));
+    let err = result.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Decode);
+    assert!(format!("{err:#}").contains("budget"), "{err:#}");
+    eprintln!(
+        "{}-byte pickle over the budget: peak {peak} bytes before the error",
+        over.len()
+    );
+    assert!(peak <= 40 * budget_values + CONSTANT, "peak {peak}");
 }

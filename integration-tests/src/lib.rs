@@ -400,3 +400,184 @@ pub mod bulk {
             .collect()
     }
 }
+
+/// Peers that connect to a listener and at once reset the connection
+/// (`SO_LINGER` 0, then close), at a steady rate from a thread, until
+/// stopped or until `max` resets or `patience` have gone by.
+pub struct ResetFlood {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    sent: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Gives how long the flood lasted.
+    thread: Option<std::thread::JoinHandle<Duration>>,
+}
+
+impl ResetFlood {
+    /// Starts resetting connections to `addr`, `per_second` of them.
+    pub fn start(
+        addr: std::net::SocketAddr,
+        per_second: u32,
+        max: u64,
+        patience: Duration,
+    ) -> ResetFlood {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let began = Instant::now();
+        let thread = {
+            let (stop, sent) = (stop.clone(), sent.clone());
+            let every = Duration::from_secs(1) / per_second.max(1);
+            std::thread::spawn(move || {
+                let mut attempts: u32 = 0;
+                while !stop.load(Ordering::Relaxed)
+                    && sent.load(Ordering::Relaxed) < max
+                    && began.elapsed() < patience
+                {
+                    // On schedule, not merely paced: a slow connect is
+                    // made up for.
+                    let due = began + every * attempts;
+                    if let Some(early) = due.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(early);
+                    }
+                    attempts += 1;
+                    // A listener that does not keep up leaves its queue
+                    // full, and the kernel then drops new peers: do not
+                    // wait long for one.
+                    let connected =
+                        std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100));
+                    if let Ok(stream) = connected {
+                        reset(stream);
+                        sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                began.elapsed()
+            })
+        };
+        ResetFlood {
+            stop,
+            sent,
+            thread: Some(thread),
+        }
+    }
+
+    /// How many connections it has reset so far (peers the kernel
+    /// dropped, the listener's queue being full, do not count).
+    pub fn sent(&self) -> u64 {
+        self.sent.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether it is still resetting (it was not stopped and has not run
+    /// out of count or patience).
+    pub fn running(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
+    /// Stops it; returns how many it reset, and for how long it ran.
+    pub fn stop(mut self) -> (u64, Duration) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let lasted = self
+            .thread
+            .take()
+            .map(|t| t.join().expect("the flood thread"));
+        (self.sent(), lasted.unwrap_or_default())
+    }
+}
+
+impl Drop for ResetFlood {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Closes `stream` with a reset rather than the usual goodbye.
+fn reset(stream: std::net::TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: the descriptor is the open socket `stream` owns, and the
+    // option value is a `linger` of the size given.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+    drop(stream);
+}
+
+/// A crowd of peers that connect to a listener and say nothing, kept
+/// `size` strong from a thread: each connection the listener closes (a
+/// handshake timeout, say) is made again, as a hostile crowd would.
+/// Dropping it closes them all.
+pub struct SilentCrowd {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    connected: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SilentCrowd {
+    /// Starts connecting `size` silent peers to `addr`.
+    pub fn start(addr: std::net::SocketAddr, size: usize) -> SilentCrowd {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let connected = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let thread = {
+            let (stop, connected) = (stop.clone(), connected.clone());
+            std::thread::spawn(move || {
+                let mut peers: Vec<Option<std::net::TcpStream>> = (0..size).map(|_| None).collect();
+                let mut buf = [0u8; 256];
+                while !stop.load(Ordering::Relaxed) {
+                    for peer in &mut peers {
+                        if stop.load(Ordering::Relaxed) {
+                            return;
+                        }
+                        let closed = match peer {
+                            None => true,
+                            Some(stream) => match std::io::Read::read(stream, &mut buf) {
+                                Ok(0) => true,
+                                Ok(_) => false,
+                                Err(err) => err.kind() != std::io::ErrorKind::WouldBlock,
+                            },
+                        };
+                        if closed {
+                            *peer =
+                                std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1))
+                                    .ok()
+                                    .filter(|s| s.set_nonblocking(true).is_ok());
+                            if peer.is_some() {
+                                connected.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            })
+        };
+        SilentCrowd {
+            stop,
+            connected,
+            thread: Some(thread),
+        }
+    }
+
+    /// How many connections it has made so far, reconnections included.
+    pub fn connected(&self) -> u64 {
+        self.connected.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for SilentCrowd {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! The pool's futures across real worker processes: awaited under tokio's
 //! current-thread runtime and a plain `block_on`, woken when workers die,
-//! and cancelling their inputs when dropped unfinished.
+//! cancelling their inputs when dropped unfinished, and stopping them if
+//! running (unless told otherwise).
 
 use std::time::Duration;
 
@@ -55,4 +56,31 @@ fn a_dropped_future_cancels_its_input_and_an_unpolled_handle_does_not() {
         cancel == "true Err(true)" || cancel == "false Ok(81)",
         "{cancel}"
     );
+}
+
+/// Checks what became of one `give_up` run: the long input was given up
+/// on, and was `stopped` (its worker replaced, the next request answered
+/// before it could have finished) or ran to its end before the next
+/// request ran; either way the other call's input the worker held was run,
+/// not failed.
+fn assert_given_up(out: &str, label: &str, stopped: bool) {
+    let value = |what: &str| line(out, &format!("{label} {what}")).to_string();
+    assert_eq!(value("timed out"), "true", "{out}");
+    assert_eq!(value("next"), "Ok(81)", "{out}");
+    assert_eq!(value("held"), "Ok(25)", "{out}");
+    assert_eq!(value("long finished"), (!stopped).to_string(), "{out}");
+    assert_eq!(value("replaced"), stopped.to_string(), "{out}");
+    eprintln!("{label}: next request answered {}", value("next after"));
+}
+
+#[test]
+fn a_future_given_up_on_stops_its_running_input_unless_told_to_keep_it() {
+    let out = scenario("given_up");
+    // A 60 s input stopped: the next request on the one worker is answered
+    // while that input would still be sleeping.
+    assert_given_up(&out, "default", true);
+    assert_given_up(&out, "handle stops", true);
+    // Kept: the next request waits for the input to end.
+    assert_given_up(&out, "handle keeps", false);
+    assert_given_up(&out, "pool keeps", false);
 }

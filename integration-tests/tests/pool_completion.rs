@@ -112,6 +112,31 @@ fn progress_counts_every_input_once_with_failures_and_chunks() {
 }
 
 #[test]
+fn progress_moves_as_inputs_finish_not_as_chunks_do() {
+    let out = scenario("live_progress");
+    let total = 100_000;
+    assert_eq!(line(&out, "outputs"), total.to_string());
+    let reports = reports(line(&out, "reports"));
+    assert_well_formed(&reports, total);
+    assert_eq!(reports.last(), Some(&(total, 0, total)), "{out}");
+    // Automatic chunks of 12,500 inputs (4 per worker of 2): a report per
+    // chunk would first count 12,500. Workers send what they finished of
+    // a chunk every 50 ms, so the first count comes long before 5% of
+    // the inputs are done, whatever the machine's speed.
+    let (first_done, _, _) = reports[1];
+    eprintln!(
+        "first report: {first_done} of {total} inputs done, {} reports; first moved at {}",
+        reports.len(),
+        line(&out, "first moved at")
+    );
+    assert!(first_done > 0, "{reports:?}");
+    assert!(
+        first_done < total / 20,
+        "first report at {first_done}: {out}"
+    );
+}
+
+#[test]
 fn map_results_keeps_every_error_at_its_index_and_every_output() {
     let out = scenario("map_results");
     let results: Vec<&str> = line(&out, "results").split(' ').collect();

@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use connection::pickle::{BigInt, Dict, Value};
 use connection::{pipe, Address, Client, Connection, ErrorKind, Listener};
 use integration_tests::{python3, wait_with_deadline, Watchdog};
 use serde::{Deserialize, Serialize};
@@ -392,5 +393,189 @@ fn python_client_sends_pickles_to_a_rust_listener_with_an_authkey() {
     let mut conn = listener.accept().unwrap();
     recv_cases(&mut conn);
     send_back(&mut conn).unwrap();
+    assert_done(child);
+}
+
+/// `python3 -c PY_VALUES`: every plain type, nested, sent in protocols 2
+/// to 5 to a Rust peer that reads each as a `pickle::Value`; then the same
+/// values back from Rust's `send_pickle`, checked type for type (dict
+/// order, float signs and NaN included); then hostile pickles, each
+/// followed by a good one.
+const PY_VALUES: &str = r#"
+import math
+frozen = frozenset({"a", (1, 2)})
+VALUES = [None, True, False, 0, -1, 2**63 - 1, 2**64, 2**100, -2**100, 2**4000,
+          1.5, float("inf"), float("-inf"), float("nan"), -0.0,
+          "", "h\u00e9llo \u2713", b"", b"\x00\xff" * 200, bytearray(), bytearray(b"ab"),
+          [], (), (1,), (1, "a", None, 2.5), set(), {1, "x", (2, 3)}, frozenset(), frozen,
+          {}, {(1, 2): "pair", frozen: [set()], b"k": bytearray(b"v"), None: ([],),
+               -2**100: 1.5, True: (1,), 2.5: {"nested": (1, (2, (3,)))}},
+          [[1, (2, [3, {4: (5, frozenset({6}))}])]],
+          {"floats": (float("inf"), float("nan"), -0.0),
+           "empty": ([], (), {}, set(), frozenset(), b"", bytearray(), "")}]
+
+def exact(a, b):
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float):
+        if math.isnan(a) or math.isnan(b):
+            return math.isnan(a) and math.isnan(b)
+        return a == b and math.copysign(1, a) == math.copysign(1, b)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(exact(p, q) for p, q in zip(a, b))
+    if isinstance(a, dict):
+        return len(a) == len(b) and all(
+            exact(ka, kb) and exact(va, vb) for (ka, va), (kb, vb) in zip(a.items(), b.items()))
+    if isinstance(a, (set, frozenset)):
+        return len(a) == len(b) and all(any(exact(x, y) for y in b) for x in a)
+    return a == b
+
+c = Connection(int(os.environ["CONN"].split(":")[0]))
+for protocol in (2, 3, 4, 5):
+    for value in VALUES:
+        c.send_bytes(ForkingPickler.dumps(value, protocol))
+# Mismatches are reported at the end, so that the Rust side runs to its
+# last check and the test's failure shows them.
+mismatches = []
+for i, want in enumerate(VALUES):
+    got = c.recv()
+    if not exact(got, want):
+        mismatches.append(f"{i}: {repr(got)[:300]} != {repr(want)[:300]}")
+for hostile in (b"\x80\x04}]K\x01s.",                       # {[]: 1}
+                b"\x80\x04\x8f(]\x90.",                      # {[]}
+                b"\x80\x04)" + b"\x85" * 100000 + b".",      # ((((...))))
+                b"\x80\x05\x8e" + (1 << 62).to_bytes(8, "little") + b"abc.",
+                b"\x80\x04\x8c\x08__main__\x8c\x05Point\x93)\x81}b."):
+    c.send_bytes(hostile)
+    c.send(("still", "usable"))
+if mismatches:
+    print("MISMATCH", *mismatches, sep="\n", flush=True)
+    sys.exit(1)
+print("DONE", flush=True)
+"#;
+
+/// What `VALUES` in `PY_VALUES` reads as, built in Rust.
+fn python_values() -> Vec<Value> {
+    // 2**n or -2**n, from two's complement bytes: bit n set, or every
+    // bit from n up.
+    let big = |n: usize, negative: bool| -> Value {
+        let mut bytes = vec![0u8; n / 8 + 2];
+        if negative {
+            bytes.truncate(n / 8 + 1);
+            bytes[n / 8] = 0xff << (n % 8);
+        } else {
+            bytes[n / 8] = 1 << (n % 8);
+        }
+        BigInt::from_signed_bytes_le(&bytes).into()
+    };
+    let set = |items: Vec<Value>| items.into_iter().collect::<BTreeSet<Value>>();
+    let frozen = Value::FrozenSet(set(vec!["a".into(), (1, 2).into()]));
+    vec![
+        Value::None,
+        true.into(),
+        false.into(),
+        0.into(),
+        (-1).into(),
+        i64::MAX.into(),
+        (1u128 << 64).into(),
+        big(100, false),
+        big(100, true),
+        big(4000, false),
+        1.5.into(),
+        f64::INFINITY.into(),
+        f64::NEG_INFINITY.into(),
+        f64::NAN.into(),
+        (-0.0).into(),
+        "".into(),
+        "héllo ✓".into(),
+        Value::Bytes(vec![]),
+        Value::Bytes(b"\x00\xff".repeat(200)),
+        Value::ByteArray(vec![]),
+        Value::ByteArray(b"ab".to_vec()),
+        Value::List(vec![]),
+        Value::Tuple(vec![]),
+        (1,).into(),
+        (1, "a", None::<u8>, 2.5).into(),
+        Value::Set(BTreeSet::new()),
+        Value::Set(set(vec![1.into(), "x".into(), (2, 3).into()])),
+        Value::FrozenSet(BTreeSet::new()),
+        frozen.clone(),
+        Value::Dict(Dict::new()),
+        Value::from_iter([
+            ((1, 2).into(), Value::from("pair")),
+            (frozen, Value::from(vec![Value::Set(BTreeSet::new())])),
+            (Value::Bytes(b"k".to_vec()), Value::ByteArray(b"v".to_vec())),
+            (Value::None, Value::Tuple(vec![Value::List(vec![])])),
+            (big(100, true), 1.5.into()),
+            (true.into(), (1,).into()),
+            (2.5.into(), Value::from_iter([("nested", (1, (2, (3,))))])),
+        ]),
+        // [[1, (2, [3, {4: (5, frozenset({6}))}])]]
+        Value::List(vec![Value::List(vec![
+            1.into(),
+            Value::from((
+                2,
+                Value::List(vec![
+                    3.into(),
+                    Value::from_iter([(4, (5, Value::FrozenSet(set(vec![6.into()]))))]),
+                ]),
+            )),
+        ])]),
+        Value::from_iter([
+            ("floats", Value::from((f64::INFINITY, f64::NAN, -0.0))),
+            (
+                "empty",
+                Value::Tuple(vec![
+                    Value::List(vec![]),
+                    Value::Tuple(vec![]),
+                    Value::Dict(Dict::new()),
+                    Value::Set(BTreeSet::new()),
+                    Value::FrozenSet(BTreeSet::new()),
+                    Value::Bytes(vec![]),
+                    Value::ByteArray(vec![]),
+                    "".into(),
+                ]),
+            ),
+        ]),
+    ]
+}
+
+#[test]
+fn python_and_rust_exchange_every_plain_type_as_a_value() {
+    let Some(py) = python3() else { return };
+    let _watchdog = Watchdog::start("python pickle value test", LIMIT);
+    let (mut conn, child_end) = pipe().unwrap();
+    let child = python_child(py, PY_VALUES, child_end);
+
+    let expected = python_values();
+    for protocol in 2..=5 {
+        for (i, want) in expected.iter().enumerate() {
+            let got: Value = conn.recv_pickle().unwrap();
+            assert_eq!(&got, want, "protocol {protocol}, value {i}");
+            // The repr also tells -0.0 from 0.0, NaN, and dict order.
+            assert_eq!(
+                format!("{got:?}"),
+                format!("{want:?}"),
+                "protocol {protocol}"
+            );
+        }
+    }
+    for value in &expected {
+        conn.send_pickle(value).unwrap();
+    }
+    let hostile = [
+        "unhashable type: 'list' cannot be a dict key",
+        "unhashable type: 'list' cannot be a set item",
+        "nested deeper than 128",
+        "claims 4611686018427387904 bytes",
+        "STACK_GLOBAL __main__.Point",
+    ];
+    for what in hostile {
+        let err = conn.recv_pickle::<Value>().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Decode, "{err}");
+        assert!(format!("{err:#}").contains(what), "{what}: {err:#}");
+        let next: Value = conn.recv_pickle().unwrap();
+        assert_eq!(next, Value::from(("still", "usable")));
+    }
     assert_done(child);
 }

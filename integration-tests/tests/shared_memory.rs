@@ -175,3 +175,86 @@ fn a_sending_end_releases_its_recycled_memfds_when_dropped() {
     assert_eq!(memfd_mappings(), Vec::<String>::new());
     assert_eq!(before, open_descriptors(), "descriptors leaked");
 }
+
+/// Makes sure the machine has `count` free huge pages, raising
+/// `/proc/sys/vm/nr_hugepages` (as root) if it has fewer; the guard puts
+/// the old value back. `Err` says why there are none.
+fn free_huge_pages(count: u64) -> Result<HugePagesGuard, String> {
+    const KNOB: &str = "/proc/sys/vm/nr_hugepages";
+    const FREE: &str = "/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages";
+    let read = |path: &str| -> Result<u64, String> {
+        let text = std::fs::read_to_string(path).map_err(|err| format!("{path}: {err}"))?;
+        text.trim().parse().map_err(|err| format!("{path}: {err}"))
+    };
+    let free = read(FREE)?;
+    if free >= count {
+        return Ok(HugePagesGuard(None));
+    }
+    let before = read(KNOB)?;
+    let wanted = before + count - free;
+    std::fs::write(KNOB, wanted.to_string())
+        .map_err(|err| format!("{free} free huge pages, and {KNOB} cannot be raised: {err}"))?;
+    let guard = HugePagesGuard(Some(before));
+    match read(FREE)? {
+        free if free >= count => Ok(guard),
+        free => Err(format!(
+            "{free} free huge pages even with {KNOB} raised to {wanted} (memory too fragmented?)"
+        )),
+    }
+}
+
+/// Puts back the number of huge pages found before a test raised it.
+struct HugePagesGuard(Option<u64>);
+
+impl Drop for HugePagesGuard {
+    fn drop(&mut self) {
+        if let Some(before) = self.0 {
+            if let Err(err) = std::fs::write("/proc/sys/vm/nr_hugepages", before.to_string()) {
+                eprintln!("could not put nr_hugepages back to {before}: {err}");
+            }
+        }
+    }
+}
+
+/// A peer that sends a message in a memfd of huge pages (`MFD_HUGETLB`),
+/// sealed or recyclable, has it refused as such; the connection goes on.
+/// (Unrefused, such a memfd leaked the mappings of messages shorter than
+/// a huge page, whose unmapping fails, and a recyclable one whose sender
+/// punches a page out turned the receiver's read into SIGBUS once the
+/// machine had no free huge page.) Where the machine has no huge page to
+/// give, the test says so and returns.
+#[test]
+fn a_memfd_of_huge_pages_is_refused_and_the_connection_goes_on() {
+    let _alone = ALONE.lock().unwrap_or_else(|poison| poison.into_inner());
+    if !memfds_work() {
+        return;
+    }
+    // The peer's two memfds may both be alive at once.
+    let _huge_pages = match free_huge_pages(2) {
+        Ok(guard) => guard,
+        Err(why) => return report_skip(&why),
+    };
+    let _watchdog = Watchdog::start("huge pages", LIMIT);
+    let (mut conn, child_end) = pipe().unwrap();
+    let mut child = spawn("huge-pages", child_end);
+    let status = conn.recv_bytes().unwrap();
+    if status != b"ready" {
+        report_skip(&String::from_utf8_lossy(&status));
+        return assert!(wait_with_deadline(&mut child, LIMIT).success());
+    }
+    let received = connection::shared_memory_stats().received;
+    for which in ["sealed", "recycled"] {
+        let err = match conn.recv_bytes() {
+            Ok(bytes) => panic!("the {which} one was accepted: {} bytes read", bytes.len()),
+            Err(err) => err,
+        };
+        assert_eq!(err.kind(), ErrorKind::Decode, "{which}: {err}");
+        let why = "the memfd is of huge pages (hugetlbfs, MFD_HUGETLB)";
+        assert!(err.to_string().contains(why), "{which}: {err}");
+        let next = conn.recv_bytes().unwrap();
+        assert_eq!(next, format!("after the {which} one").as_bytes());
+    }
+    assert_eq!(connection::shared_memory_stats().received, received);
+    drop(conn);
+    assert!(wait_with_deadline(&mut child, LIMIT).success());
+}

@@ -116,6 +116,131 @@ pub struct WorkerInfo {
     pub claimed_pid: Option<u32>,
 }
 
+/// Where a task panicked: the file, line and column its worker's panic
+/// hook saw ([`Error::panic_location`]).
+///
+/// Text from a worker, which may be a hostile peer: for display only. The
+/// file name is cut to [`MAX_PANIC_FILE`] bytes (and a note of its
+/// length), its control characters escaped.
+///
+/// # Examples
+///
+/// ```
+/// pool::task! { fn fail(_x: ()) -> u8 { panic!("no") } }
+///
+/// fn main() -> Result<(), pool::Error> {
+///     pool::init();
+///     let pool = pool::Pool::new(1)?;
+///     let err = pool.apply(fail, ()).unwrap_err();
+///     let location = err.panic_location().expect("a panic's location");
+///     assert!(location.line() > 0);
+///     // "task panicked at FILE:LINE:COLUMN: ...::fail, input 0, worker ...: no"
+///     assert!(err.to_string().starts_with(&format!("task panicked at {location}: ")));
+///     Ok(())
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PanicLocation {
+    file: String,
+    line: u32,
+    column: u32,
+}
+
+impl PanicLocation {
+    /// A location from a worker's report: the file name clipped and its
+    /// control characters escaped, since it is shown to people.
+    pub(crate) fn new(file: &str, line: u32, column: u32) -> PanicLocation {
+        PanicLocation {
+            file: displayable(file.as_bytes(), MAX_PANIC_FILE),
+            line,
+            column,
+        }
+    }
+
+    /// The source file, as the panicking program's compiler named it
+    /// (relative to its workspace, or absolute for a dependency).
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+
+    /// The line, from 1.
+    pub fn line(&self) -> u32 {
+        self.line
+    }
+
+    /// The column, from 1.
+    pub fn column(&self) -> u32 {
+        self.column
+    }
+}
+
+/// `file:line:column`, as Rust's panic messages write it.
+impl fmt::Display for PanicLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.column)
+    }
+}
+
+/// The longest file name kept for a [`PanicLocation`], in bytes.
+pub const MAX_PANIC_FILE: usize = 1024;
+
+/// The longest remote backtrace kept ([`Error::remote_backtrace`]), in
+/// bytes: a worker sends its top frames up to this size, and the pool cuts
+/// what a worker sends to it.
+pub const MAX_REMOTE_BACKTRACE: usize = 16 * 1024;
+
+/// What a worker reported about a panic besides its message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RemotePanic {
+    pub(crate) location: PanicLocation,
+    /// The worker's backtrace, if backtraces were enabled in it.
+    pub(crate) backtrace: Option<String>,
+}
+
+impl RemotePanic {
+    /// The report as it arrived from a worker: lossy UTF-8, bounded, with
+    /// the control characters that could steer a terminal escaped (line
+    /// breaks and tabs of the backtrace kept).
+    pub(crate) fn from_worker(
+        file: &[u8],
+        line: u32,
+        column: u32,
+        backtrace: &[u8],
+    ) -> RemotePanic {
+        RemotePanic {
+            location: PanicLocation {
+                file: displayable(file, MAX_PANIC_FILE),
+                line,
+                column,
+            },
+            backtrace: (!backtrace.is_empty())
+                .then(|| displayable(backtrace, MAX_REMOTE_BACKTRACE)),
+        }
+    }
+}
+
+/// `text` as lossy UTF-8 cut to about `max` bytes (a note of its length
+/// after), with every control character but a line break or tab escaped:
+/// whatever a worker sent, the result is at most about `max` bytes, and
+/// only the start of `text` is ever looked at.
+fn displayable(text: &[u8], max: usize) -> String {
+    // A character cut in two here is replaced, like invalid UTF-8.
+    let start = String::from_utf8_lossy(&text[..text.len().min(max + 4)]);
+    let mut shown = String::with_capacity(start.len().min(max));
+    for c in start.chars() {
+        if shown.len() >= max {
+            shown.push_str(&format!("... ({} bytes in all)", text.len()));
+            break;
+        }
+        match c {
+            '\n' | '\t' => shown.push(c),
+            c if c.is_control() => shown.extend(c.escape_default()),
+            c => shown.push(c),
+        }
+    }
+    shown
+}
+
 type Source = Arc<dyn std::error::Error + Send + Sync + 'static>;
 
 /// An error from this crate: a kind, a message, where it happened (task,
@@ -135,6 +260,15 @@ type Source = Arc<dyn std::error::Error + Send + Sync + 'static>;
 /// assert_eq!(err.task(), Some("demo::load"));
 /// assert_eq!(err.to_string(), "task failed: demo::load, input 7: no such file");
 /// ```
+///
+/// A task's panic also carries where it happened
+/// ([`panic_location`](Error::panic_location)), which the one-line
+/// `Display` shows, and, if backtraces were enabled in its worker
+/// (`RUST_BACKTRACE` or `RUST_LIB_BACKTRACE`, which the worker inherits or
+/// is given with [`PoolBuilder::env`](crate::PoolBuilder::env)), the
+/// worker's backtrace ([`remote_backtrace`](Error::remote_backtrace)), which
+/// `Debug` (what `unwrap` and a `main` returning the error print) shows on
+/// the lines after the error, like Python's `RemoteTraceback`.
 #[derive(Clone)]
 pub struct Error {
     kind: ErrorKind,
@@ -143,6 +277,7 @@ pub struct Error {
     index: Option<usize>,
     worker: Option<WorkerInfo>,
     source: Option<Source>,
+    panic: Option<Arc<RemotePanic>>,
 }
 
 /// The crate's result type.
@@ -158,6 +293,19 @@ impl Error {
             index: None,
             worker: None,
             source: None,
+            panic: None,
+        }
+    }
+
+    /// The error of a task's failure reported by a worker (or run inline).
+    pub(crate) fn from_failure(
+        kind: ErrorKind,
+        message: String,
+        panic: Option<RemotePanic>,
+    ) -> Error {
+        Error {
+            panic: panic.map(Arc::new),
+            ..Error::new(kind, message)
         }
     }
 
@@ -213,6 +361,37 @@ impl Error {
         self.worker
     }
 
+    /// Where the task panicked, for [`ErrorKind::Panicked`]: the file, line
+    /// and column the worker's panic hook saw. `None` for other errors, and
+    /// for a panic whose worker could not report it.
+    pub fn panic_location(&self) -> Option<&PanicLocation> {
+        self.panic.as_ref().map(|panic| &panic.location)
+    }
+
+    /// The panicking worker's backtrace, for [`ErrorKind::Panicked`], if
+    /// backtraces were enabled in the worker (`RUST_BACKTRACE=1` or
+    /// `RUST_LIB_BACKTRACE=1` in its environment, as
+    /// [`std::backtrace::Backtrace::capture`] decides): the frames from the
+    /// panic down to the task's function and the pool's call of it, at most
+    /// [`MAX_REMOTE_BACKTRACE`] bytes, top frames first. Text from the
+    /// worker, for display only. `Debug` prints it after the error.
+    ///
+    /// ```
+    /// pool::task! { fn fail(_x: ()) -> u8 { panic!("no") } }
+    ///
+    /// fn main() -> Result<(), pool::Error> {
+    ///     pool::init();
+    ///     let pool = pool::Pool::builder().processes(1).env("RUST_BACKTRACE", "1").build()?;
+    ///     let err = pool.apply(fail, ()).unwrap_err();
+    ///     // Named in the backtrace when the worker has its symbols.
+    ///     assert!(err.remote_backtrace().is_some());
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn remote_backtrace(&self) -> Option<&str> {
+        self.panic.as_ref()?.backtrace.as_deref()
+    }
+
     /// What every call still waiting gets when the pool is terminated.
     pub(crate) fn terminated() -> Error {
         Error::new(ErrorKind::Closed, "the pool was terminated")
@@ -250,17 +429,31 @@ impl fmt::Debug for Error {
         if let Some(source) = &self.source {
             d.field("source", source);
         }
-        d.finish()
+        if let Some(location) = self.panic_location() {
+            d.field("panic_location", &format_args!("{location}"));
+        }
+        d.finish()?;
+        // On lines of its own, readable, where `unwrap` and `main` print it.
+        if let Some(backtrace) = self.remote_backtrace() {
+            write!(f, "\n\nremote backtrace:\n{backtrace}")?;
+        }
+        Ok(())
     }
 }
 
-/// The kind, task, index, worker and message, without the cause: that is
-/// the [`source`](std::error::Error::source), and a reporter that walks the
-/// chain (`anyhow`, `eyre`, a loop over `source()`) prints it once. The
-/// alternate form, `{:#}`, appends every cause, for a one-line message.
+/// The kind (with a panic's location), task, index, worker and message,
+/// without the cause: that is the [`source`](std::error::Error::source),
+/// and a reporter that walks the chain (`anyhow`, `eyre`, a loop over
+/// `source()`) prints it once. The alternate form, `{:#}`, appends every
+/// cause, for a one-line message. Both stay on one line, for logs: a
+/// panic's remote backtrace is in `Debug` and
+/// [`remote_backtrace`](Error::remote_backtrace).
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.kind)?;
+        if let Some(location) = self.panic_location() {
+            write!(f, " at {location}")?;
+        }
         let mut separator = ": ";
         if let Some(task) = self.task {
             write!(f, "{separator}{task}")?;
@@ -358,6 +551,31 @@ mod tests {
         let whole = chain.join(": ");
         assert_eq!(whole.matches("the peer left").count(), 1, "{whole}");
         assert_eq!(format!("{err:#}"), whole);
+    }
+
+    #[test]
+    fn a_workers_panic_report_is_bounded_and_shown_escaped() {
+        let file = b"src/\x1b[2Jevil.rs";
+        let mut backtrace = b"  0: demo::parse\n\tat src/main.rs:12:5\n\x07".to_vec();
+        backtrace.resize(backtrace.len() + 10 * MAX_REMOTE_BACKTRACE, b'x');
+        let panic = RemotePanic::from_worker(file, 12, 5, &backtrace);
+        assert_eq!(panic.location.to_string(), "src/\\u{1b}[2Jevil.rs:12:5");
+        let shown = panic.backtrace.unwrap();
+        assert!(
+            shown.starts_with("  0: demo::parse\n\tat src/main.rs:12:5\n\\u{7}xxx"),
+            "{shown:.60}"
+        );
+        assert!(shown.len() <= MAX_REMOTE_BACKTRACE + 40, "{}", shown.len());
+        assert!(shown.ends_with(&format!("... ({} bytes in all)", backtrace.len())));
+        let long_file = vec![0xff; 3 * MAX_PANIC_FILE];
+        let panic = RemotePanic::from_worker(&long_file, 1, 1, b"");
+        assert!(panic.location.file().len() <= MAX_PANIC_FILE + 40);
+        assert_eq!(panic.backtrace, None);
+        let err = Error::from_failure(ErrorKind::Panicked, "boom".into(), Some(panic));
+        assert!(
+            err.to_string().starts_with("task panicked at \u{fffd}"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -166,7 +166,10 @@
 //! neither needs a thread or a polling loop.
 //! [`Pool::map_with_progress`] and [`Pool::map_results_with_progress`]
 //! report a [`Progress`] (inputs done, failed, in all) to a callback as
-//! results arrive; [`Pool::map_results`] keeps every input's result, each
+//! results arrive, input by input rather than chunk by chunk: a worker
+//! sends what it finished of a long chunk every 50 ms, so the first report
+//! counts something within about 50 ms of the first inputs finishing,
+//! whatever the chunk size; [`Pool::map_results`] keeps every input's result, each
 //! failure at its index. The `indicatif` feature adds
 //! [`Progress::update_bar`](Progress) for a terminal progress bar.
 //!
@@ -174,7 +177,11 @@
 //!
 //! - A task that returns `Err` or panics: that input gets
 //!   [`ErrorKind::TaskFailed`] or [`ErrorKind::Panicked`] with the message;
-//!   the worker goes on. Panic messages are not printed by the worker.
+//!   the worker goes on. Panic messages are not printed by the worker. A
+//!   panic's error names its file, line and column
+//!   ([`Error::panic_location`], in the one-line `Display`), and carries
+//!   the worker's backtrace when backtraces are enabled in the worker
+//!   (`RUST_BACKTRACE`): [`Error::remote_backtrace`], shown by `Debug`.
 //! - A worker that dies (a signal, `abort`, `exit`): the input it was
 //!   running gets [`ErrorKind::WorkerDied`] naming the exit status or
 //!   signal (or runs again, up to [`PoolBuilder::retries`], 0 by default);
@@ -186,6 +193,12 @@
 //!   pool knows exactly which one was running.
 //! - An input that runs past [`PoolBuilder::task_timeout`]: its worker is
 //!   killed and replaced, the input gets [`ErrorKind::Timeout`].
+//! - An input given up on while it runs: [`AsyncResult::cancel_and_stop`],
+//!   or an awaited [`AsyncResult`] dropped unfinished (a
+//!   `tokio::time::timeout`, the losing branch of a `select!`), kills and
+//!   replaces its worker, freeing it for the next request; the other
+//!   inputs that worker held run again. [`PoolBuilder::stop_on_drop`] and
+//!   [`AsyncResult::stop_on_drop`] make a dropped handle only cancel.
 //! - The parent killed: every worker gets SIGKILL from the kernel
 //!   (`PR_SET_PDEATHSIG`) and also sees end of file on its connection.
 //! - Ctrl-C: see [`PoolBuilder::handle_interrupts`]. Workers ignore SIGINT.
@@ -197,7 +210,9 @@
 //!   claim: [`Pool::remote_workers`] shows it, [`Pool::worker_pids`] never.
 //! - A program that declared [`workers_start_in_main!`] and forgot
 //!   [`init`]: [`PoolBuilder::build`] fails with [`ErrorKind::Startup`]
-//!   saying so. A worker never starts a pool itself.
+//!   saying so. A worker never starts a process pool itself: a pool
+//!   built in a task runs its calls in that worker, serially and in
+//!   order ([`Pool::is_inline`], [`Nested`]).
 //!
 //! # Memory
 //!
@@ -278,11 +293,13 @@ mod worker;
 
 pub mod builtin;
 
-pub use crate::error::{Error, ErrorKind, Result, WorkerInfo};
+pub use crate::error::{
+    Error, ErrorKind, PanicLocation, Result, WorkerInfo, MAX_PANIC_FILE, MAX_REMOTE_BACKTRACE,
+};
 pub use crate::parent::{
-    as_completed, wait_any, AsCompleted, AsyncResult, Imap, ImapUnordered, Pool, PoolBuilder,
-    Progress, RemoteWorker, SlurmWorkers, DEFAULT_SLURM_RESUBMITS, DEFAULT_SLURM_START_TIMEOUT,
-    DEFAULT_STARTUP_TIMEOUT,
+    as_completed, wait_any, AsCompleted, AsyncResult, Imap, ImapUnordered, Nested, Pool,
+    PoolBuilder, Progress, RemoteWorker, SlurmWorkers, DEFAULT_SLURM_RESUBMITS,
+    DEFAULT_SLURM_START_TIMEOUT, DEFAULT_STARTUP_TIMEOUT,
 };
 pub use crate::state::{BuildError, WorkerState};
 pub use crate::task::{registered_tasks, Task, TaskEntry, TaskFailure};

@@ -8,10 +8,14 @@
 //! needs no code to run before it is complete, so a worker can read it
 //! before `main`, where it starts (see `worker::before_main`).
 
+use std::backtrace::{Backtrace, BacktraceStatus};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt::Display;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::OnceLock;
+
+use crate::error::{PanicLocation, RemotePanic};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -184,6 +188,7 @@ pub(crate) enum FailureKind {
     TooLarge = 6,
     /// Not run: the pool recalled the input before it started.
     Returned = 7,
+    // 8 is `wire::PANICKED_AT`, a panic sent with its location.
 }
 
 impl FailureKind {
@@ -215,11 +220,13 @@ impl FailureKind {
     }
 }
 
-/// A task's failure inside a worker: the kind and a message.
+/// A task's failure inside a worker: the kind and a message, and for a
+/// panic where it happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskFailure {
     pub(crate) kind: FailureKind,
     pub(crate) message: String,
+    pub(crate) panic: Option<RemotePanic>,
 }
 
 impl TaskFailure {
@@ -227,7 +234,15 @@ impl TaskFailure {
         TaskFailure {
             kind,
             message: message.into(),
+            panic: None,
         }
+    }
+
+    /// The error a caller gets for this failure of input `index` of `task`.
+    pub(crate) fn into_error(self, task: &'static str, index: usize) -> crate::Error {
+        crate::Error::from_failure(self.kind.error_kind(), self.message, self.panic)
+            .with_task(task)
+            .with_index(index)
     }
 }
 
@@ -292,8 +307,7 @@ pub fn run_encoded<T: Task>(input: &[u8], out: &mut Vec<u8>) -> Result<(), TaskF
         )
     })?;
     let task = T::default();
-    let returned = panic::catch_unwind(AssertUnwindSafe(|| task.call(input)))
-        .map_err(|payload| TaskFailure::new(FailureKind::Panicked, panic_message(&*payload)))?;
+    let returned = catch_panic(|| task.call(input))?;
     let output = T::outcome(returned).map_err(|msg| TaskFailure::new(FailureKind::Failed, msg))?;
     // Straight into the results message: a large output is written once,
     // into memory the worker keeps, not into a fresh buffer first.
@@ -303,6 +317,112 @@ pub fn run_encoded<T: Task>(input: &[u8], out: &mut Vec<u8>) -> Result<(), TaskF
             format!("output of {}: {err:#}", T::NAME),
         )
     })
+}
+
+thread_local! {
+    /// Where this thread last panicked, and its backtrace if enabled, as
+    /// the panic hook of a worker saw it ([`note_panic`]).
+    static LAST_PANIC: RefCell<Option<(PanicLocation, Backtrace)>> = const { RefCell::new(None) };
+}
+
+/// A worker's panic hook: keeps the panic's location and backtrace for
+/// [`catch_panic`] to send with the message. The backtrace is captured if
+/// `RUST_BACKTRACE` or `RUST_LIB_BACKTRACE` enables it in this process (a
+/// check of a cached setting otherwise), and resolved only if the panic
+/// reaches [`catch_panic`].
+pub(crate) fn note_panic(info: &panic::PanicHookInfo<'_>) {
+    let Some(location) = info.location() else {
+        return;
+    };
+    let noted = (
+        PanicLocation::new(location.file(), location.line(), location.column()),
+        Backtrace::capture(),
+    );
+    // `try_`: a panic while the thread's locals are being destroyed must
+    // not become a second panic in the hook.
+    let _ = LAST_PANIC.try_with(|last| {
+        if let Ok(mut last) = last.try_borrow_mut() {
+            *last = Some(noted);
+        }
+    });
+}
+
+fn take_noted_panic() -> Option<(PanicLocation, Backtrace)> {
+    LAST_PANIC
+        .try_with(|last| last.try_borrow_mut().ok()?.take())
+        .ok()
+        .flatten()
+}
+
+/// Runs a task's function, turning a panic into a failure with its
+/// message, and with its location and backtrace where a panic hook noted
+/// them ([`note_panic`], installed in workers).
+pub(crate) fn catch_panic<R>(run: impl FnOnce() -> R) -> Result<R, TaskFailure> {
+    // A panic the task caught itself must not be taken for this one.
+    drop(take_noted_panic());
+    panic::catch_unwind(AssertUnwindSafe(|| __pool_begin_task(run))).map_err(|payload| {
+        let mut failure = TaskFailure::new(FailureKind::Panicked, panic_message(&*payload));
+        failure.panic = take_noted_panic().map(|(location, backtrace)| RemotePanic {
+            location,
+            backtrace: (backtrace.status() == BacktraceStatus::Captured)
+                .then(|| task_frames(&backtrace.to_string())),
+        });
+        failure
+    })
+}
+
+/// Marks where the pool calls a task, for [`task_frames`] (as std's
+/// `__rust_begin_short_backtrace` does for threads): never inlined, and
+/// not a tail call, so that it stays a frame of its own.
+#[inline(never)]
+fn __pool_begin_task<R>(run: impl FnOnce() -> R) -> R {
+    let returned = run();
+    std::hint::black_box(());
+    returned
+}
+
+/// The frames of a rendered backtrace that concern the task: from the
+/// panic (std's `__rust_end_short_backtrace` marks where its panic
+/// machinery ends) down to the task's function (the frame above
+/// [`__pool_begin_task`]), which is what std's short backtraces show. A
+/// backtrace without the markers (symbols stripped) is kept whole.
+fn task_frames(rendered: &str) -> String {
+    let frames = split_frames(rendered);
+    let first = frames
+        .iter()
+        .position(|frame| frame.contains("__rust_end_short_backtrace"))
+        .map_or(0, |end| end + 1);
+    let last = frames
+        .iter()
+        .position(|frame| frame.contains("__pool_begin_task"))
+        .filter(|&begin| begin > first)
+        .unwrap_or(frames.len());
+    frames[first..last].concat()
+}
+
+/// A rendered backtrace cut into frames: each starts with a line
+/// `  N: symbol`, followed by its `at file:line` lines.
+fn split_frames(rendered: &str) -> Vec<&str> {
+    let mut frames = Vec::new();
+    let mut start = 0;
+    let mut at = 0;
+    for line in rendered.split_inclusive('\n') {
+        let numbered = line
+            .trim_start()
+            .split_once(": ")
+            .is_some_and(|(number, _)| {
+                !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit())
+            });
+        if numbered && at > start {
+            frames.push(&rendered[start..at]);
+            start = at;
+        }
+        at += line.len();
+    }
+    if at > start {
+        frames.push(&rendered[start..at]);
+    }
+    frames
 }
 
 /// The text of a panic, as `panic!` formatted it.
@@ -327,7 +447,7 @@ mod tests {
     }
 
     crate::task! {
-        fn explode(_x: ()) -> u8 { panic!("boom {}", 7) }
+        fn explode(_x: ()) -> u8 { panic!("boom on line {}", line!()) }
     }
 
     crate::task! {
@@ -359,13 +479,33 @@ mod tests {
     }
 
     #[test]
-    fn panics_become_failures_with_the_message() {
+    fn panics_become_failures_with_the_message_and_location() {
         let hook = panic::take_hook();
-        panic::set_hook(Box::new(|_| {}));
+        panic::set_hook(Box::new(note_panic));
         let failure = run::<explode>(&()).unwrap_err();
         panic::set_hook(hook);
         assert_eq!(failure.kind, FailureKind::Panicked);
-        assert_eq!(failure.message, "boom 7");
+        let location = failure.panic.expect("a location").location;
+        assert_eq!(location.file(), file!());
+        assert_eq!(failure.message, format!("boom on line {}", location.line()));
+    }
+
+    #[test]
+    fn a_backtrace_keeps_the_frames_between_the_panic_and_the_task() {
+        let rendered = "   0: std::backtrace::Backtrace::capture\n\
+                        \x20            at /rustc/std/src/backtrace.rs:296:9\n\
+                        \x20  1: std::sys::backtrace::__rust_end_short_backtrace\n\
+                        \x20  2: rust_begin_unwind\n\
+                        \x20  3: demo::parse\n\
+                        \x20            at src/main.rs:12:5\n\
+                        \x20  4: pool::task::__pool_begin_task\n\
+                        \x20  5: main\n";
+        assert_eq!(
+            task_frames(rendered),
+            "   2: rust_begin_unwind\n   3: demo::parse\n             at src/main.rs:12:5\n"
+        );
+        let stripped = "   0: <unknown>\n   1: <unknown>\n";
+        assert_eq!(task_frames(stripped), stripped);
     }
 
     #[test]

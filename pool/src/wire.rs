@@ -36,7 +36,16 @@
 //!   the reason `bytes` says so.
 //! - `R` results: busy nanoseconds `u64`, then per chunk its id `u64`,
 //!   item count `u32`, and per item a status `u8` (0 for success, else a
-//!   failure code) and `bytes` (the output or the failure's message).
+//!   failure code) and `bytes` (the output or the failure's message). The
+//!   status [`PANICKED_AT`], a panic with its details, is followed by the
+//!   file `bytes`, line `u32`, column `u32` and backtrace `bytes` (empty
+//!   when backtraces are off in the worker).
+//!   A chunk's items are those the worker had not answered yet, in order.
+//! - `P` partial results: as `R`, but its last chunk is answered only in
+//!   part (at least one item, not all that are left): the worker is still
+//!   running it and sends what it finished so far, so that a long chunk's
+//!   results (and a map's progress) come as its inputs finish. The rest of
+//!   that chunk comes first in a later message.
 //!
 //! A local worker is also told, through its environment, where to find its
 //! connection ([`CONNECTION_ENV`]), its progress page ([`PROGRESS_ENV`]) and
@@ -44,6 +53,7 @@
 
 use std::ops::Range;
 
+use crate::error::{MAX_PANIC_FILE, MAX_REMOTE_BACKTRACE};
 use crate::task::{FailureKind, TaskFailure};
 
 /// Names the inherited connection of a local worker.
@@ -78,6 +88,7 @@ const SETUP_FAILED: u8 = b'F';
 const REFUSED: u8 = b'X';
 const OVER_BUDGET: u8 = b'M';
 const RESULTS: u8 = b'R';
+const PARTIAL_RESULTS: u8 = b'P';
 
 const NAME_RECORD: u8 = b'N';
 const CHUNK_RECORD: u8 = b'C';
@@ -542,7 +553,7 @@ impl<'a> FromWorker<'a> {
     pub(crate) fn parse(message: &'a [u8]) -> Result<FromWorker<'a>, WireError> {
         let mut cursor = ByteCursor::new(message);
         let parsed = match cursor.u8("message tag")? {
-            RESULTS => {
+            RESULTS | PARTIAL_RESULTS => {
                 let busy_nanos = cursor.u64("busy time")?;
                 // One pass over the headers that sets nothing aside, so a
                 // message costs no more than its own bytes until its chunks
@@ -621,6 +632,12 @@ impl<'a> ResultChunks<'a> {
 
 /// Where a results message's first chunk starts: after its tag and busy time.
 const RESULTS_START: usize = 1 + 8;
+
+/// Whether a results message answers its last chunk only in part (a `P`
+/// message: the worker is still running that chunk).
+pub(crate) fn is_partial(message: &[u8]) -> bool {
+    message.first() == Some(&PARTIAL_RESULTS)
+}
 
 impl Iterator for ResultChunks<'_> {
     type Item = ResultChunk;
@@ -702,8 +719,27 @@ pub(crate) enum ItemResult<'a> {
     Failed {
         kind: FailureKind,
         message: &'a [u8],
+        /// Where a panic happened, as the worker reported it.
+        panic: Option<PanicReport<'a>>,
     },
 }
+
+/// A panic's details as they arrived: a worker's word, unchecked text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PanicReport<'a> {
+    pub(crate) file: &'a [u8],
+    pub(crate) line: u32,
+    pub(crate) column: u32,
+    pub(crate) backtrace: &'a [u8],
+}
+
+/// The item status of a panic sent with its location and backtrace
+/// ([`FailureKind::Panicked`] is one without them, when they did not fit).
+pub(crate) const PANICKED_AT: u8 = 8;
+
+/// What a panic's details take besides their text: the file's and
+/// backtrace's lengths, the line and the column.
+const PANIC_DETAILS: usize = 4 + 4 + 4 + 4;
 
 impl ItemResult<'_> {
     /// The worker gave the input back unstarted (after a recall).
@@ -716,6 +752,12 @@ impl ItemResult<'_> {
 pub(crate) struct ResultsWriter {
     buf: Vec<u8>,
     chunks: usize,
+    /// The chunk being written: its id, where its header starts, the items
+    /// announced in that header and those written so far.
+    chunk_id: u64,
+    chunk_at: usize,
+    announced: u32,
+    written: u32,
     /// The largest message the pool accepts.
     limit: usize,
     /// Room kept for the status and length of the chunk's inputs still to
@@ -736,6 +778,10 @@ impl ResultsWriter {
         let mut writer = ResultsWriter {
             buf: Vec::with_capacity(4096),
             chunks: 0,
+            chunk_id: 0,
+            chunk_at: 0,
+            announced: 0,
+            written: 0,
             limit: usize::try_from(limit).unwrap_or(usize::MAX),
             reserve: 0,
         };
@@ -770,10 +816,30 @@ impl ResultsWriter {
     }
 
     pub(crate) fn begin_chunk(&mut self, id: u64, items: u32) {
+        self.chunk_id = id;
+        self.chunk_at = self.buf.len();
+        self.announced = items;
+        self.written = 0;
         put_u64(&mut self.buf, id);
         put_u32(&mut self.buf, items);
         self.chunks += 1;
         self.reserve = items as usize * ITEM_HEADER;
+    }
+
+    /// Ends the message part way through the chunk being written, after
+    /// the items written so far, making it a partial results message
+    /// (`P`). Returns the chunk's id and how many of its items are left,
+    /// for [`begin_chunk`](ResultsWriter::begin_chunk) once this message
+    /// is sent and cleared; `None`, changing nothing, unless some of the
+    /// chunk's items are written and some are not.
+    pub(crate) fn end_partway(&mut self) -> Option<(u64, u32)> {
+        if self.chunks == 0 || self.written == 0 || self.written >= self.announced {
+            return None;
+        }
+        let count = self.chunk_at + 8;
+        self.buf[count..count + 4].copy_from_slice(&self.written.to_le_bytes());
+        self.buf[0] = PARTIAL_RESULTS;
+        Some((self.chunk_id, self.announced - self.written))
     }
 
     /// Runs `produce` to write one item's output in place; its failure, or
@@ -781,6 +847,7 @@ impl ResultsWriter {
     /// that would take the message past its limit is too large: it fails
     /// alone, with a message saying so, and the worker goes on.
     pub(crate) fn item(&mut self, produce: impl FnOnce(&mut Vec<u8>) -> Result<(), TaskFailure>) {
+        self.written = self.written.saturating_add(1);
         self.reserve = self.reserve.saturating_sub(ITEM_HEADER);
         // What this input may take: the limit, less what the chunk's later
         // inputs need at the least (their status and length).
@@ -820,10 +887,8 @@ impl ResultsWriter {
             }
             Some(failure) => {
                 self.buf.truncate(status_at);
-                self.buf.push(failure.kind as u8);
                 let room = cap.saturating_sub(status_at + ITEM_HEADER);
-                let message = clip(&failure.message, room.min(MAX_FAILURE_MESSAGE));
-                put_bytes(&mut self.buf, message.as_bytes());
+                put_failure(&mut self.buf, &failure, room);
             }
         }
     }
@@ -831,6 +896,36 @@ impl ResultsWriter {
     /// The whole message, as [`FromWorker::encode`] would write it.
     pub(crate) fn bytes(&self) -> &[u8] {
         &self.buf
+    }
+}
+
+/// Writes a failure's status and message, and a panic's details when
+/// there are some and they fit: all in at most `room` bytes past the
+/// status and the message's length.
+fn put_failure(out: &mut Vec<u8>, failure: &TaskFailure, room: usize) {
+    let message = clip(&failure.message, room.min(MAX_FAILURE_MESSAGE));
+    let left = room - message.len();
+    match &failure.panic {
+        Some(panic) if left >= PANIC_DETAILS => {
+            let left = left - PANIC_DETAILS;
+            out.push(PANICKED_AT);
+            put_bytes(out, message.as_bytes());
+            let file = clip(panic.location.file(), left.min(MAX_PANIC_FILE));
+            put_bytes(out, file.as_bytes());
+            put_u32(out, panic.location.line());
+            put_u32(out, panic.location.column());
+            // The top frames, nearest the panic, are the ones kept.
+            let left = left - file.len();
+            let backtrace = panic.backtrace.as_deref().unwrap_or_default();
+            put_bytes(
+                out,
+                clip(backtrace, left.min(MAX_REMOTE_BACKTRACE)).as_bytes(),
+            );
+        }
+        _ => {
+            out.push(failure.kind as u8);
+            put_bytes(out, message.as_bytes());
+        }
     }
 }
 
@@ -991,11 +1086,24 @@ impl<'a> ByteCursor<'a> {
         if status == 0 {
             return Ok(ItemResult::Output(self.pos - payload.len()..self.pos));
         }
+        if status == PANICKED_AT {
+            return Ok(ItemResult::Failed {
+                kind: FailureKind::Panicked,
+                message: payload,
+                panic: Some(PanicReport {
+                    file: self.bytes("panic file")?,
+                    line: self.u32("panic line")?,
+                    column: self.u32("panic column")?,
+                    backtrace: self.bytes("backtrace")?,
+                }),
+            });
+        }
         let kind = FailureKind::from_code(status)
             .ok_or_else(|| WireError(format!("unknown failure code {status}")))?;
         Ok(ItemResult::Failed {
             kind,
             message: payload,
+            panic: None,
         })
     }
 }
@@ -1024,7 +1132,7 @@ mod tests {
     fn outcome(item: ItemResult<'_>) -> Outcome {
         match item {
             ItemResult::Output(range) => Ok(range),
-            ItemResult::Failed { kind, message } => {
+            ItemResult::Failed { kind, message, .. } => {
                 Err((kind, String::from_utf8_lossy(message).into_owned()))
             }
         }
@@ -1112,6 +1220,122 @@ mod tests {
             (FailureKind::Panicked, "boom".to_string())
         );
         assert!(output(&outcomes[2]).is_empty());
+    }
+
+    fn panic_failure(file: &str, backtrace: &str) -> TaskFailure {
+        TaskFailure {
+            panic: Some(crate::error::RemotePanic {
+                location: crate::error::PanicLocation::new(file, 12, 5),
+                backtrace: Some(backtrace.to_string()),
+            }),
+            ..TaskFailure::new(FailureKind::Panicked, "boom")
+        }
+    }
+
+    /// The panic details of a results message's only item.
+    fn lone_panic(message: &[u8]) -> Option<PanicReport<'_>> {
+        match ResultItems::of(message).next() {
+            Some(ItemResult::Failed { panic, .. }) => panic,
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_panic_travels_with_its_location_and_a_bounded_backtrace() {
+        let mut results = ResultsWriter::new(1 << 20);
+        results.begin_chunk(1, 1);
+        results.item(|_| Err(panic_failure("src/main.rs", "  0: demo::parse\n")));
+        let FromWorker::Results(parsed) = FromWorker::parse(results.bytes()).unwrap() else {
+            panic!("expected results");
+        };
+        assert_eq!(
+            failure(&item_results(&parsed)[0]),
+            (FailureKind::Panicked, "boom".to_string())
+        );
+        let report = lone_panic(results.bytes()).expect("details");
+        assert_eq!(
+            (report.file, report.line, report.column, report.backtrace),
+            (&b"src/main.rs"[..], 12, 5, &b"  0: demo::parse\n"[..])
+        );
+
+        // A long backtrace keeps its top and the documented size; in a
+        // small message the details give way to the message, never the
+        // limit.
+        let long = "  1: frame\n".repeat(100_000);
+        for limit in [40usize, 60, 200, 4096, 1 << 20] {
+            let mut results = ResultsWriter::new(limit as u64);
+            results.begin_chunk(1, 1);
+            results.item(|_| Err(panic_failure(&"f".repeat(5000), &long)));
+            assert!(results.bytes().len() <= limit, "{limit}");
+            let FromWorker::Results(_) = FromWorker::parse(results.bytes()).unwrap() else {
+                panic!("expected results");
+            };
+            if let Some(report) = lone_panic(results.bytes()) {
+                assert!(report.file.len() <= MAX_PANIC_FILE);
+                assert!(report.backtrace.len() <= MAX_REMOTE_BACKTRACE);
+                assert!(long
+                    .as_bytes()
+                    .starts_with(&report.backtrace[..report.backtrace.len().min(24)]));
+            }
+        }
+        let mut results = ResultsWriter::new(1 << 20);
+        results.begin_chunk(1, 1);
+        results.item(|_| Err(panic_failure("src/main.rs", &long)));
+        let report = lone_panic(results.bytes()).expect("details");
+        assert!(report.backtrace.len() > MAX_REMOTE_BACKTRACE - 100);
+    }
+
+    #[test]
+    fn a_panic_whose_details_are_cut_short_is_refused() {
+        let mut results = ResultsWriter::new(1 << 20);
+        results.begin_chunk(1, 1);
+        results.item(|_| Err(panic_failure("src/main.rs", "")));
+        let whole = results.bytes();
+        for end in RESULTS_START + 13..whole.len() {
+            assert!(FromWorker::parse(&whole[..end]).is_err(), "{end}");
+        }
+    }
+
+    #[test]
+    fn a_chunk_answered_in_parts_ends_a_partial_message_then_goes_on() {
+        let mut results = ResultsWriter::new(1 << 20);
+        results.begin_chunk(3, 1);
+        results.item(|out| {
+            out.push(1);
+            Ok(())
+        });
+        results.begin_chunk(4, 3);
+        // Nothing of chunk 4 written yet: no part to send.
+        assert_eq!(results.end_partway(), None);
+        results.item(|out| {
+            out.push(2);
+            Ok(())
+        });
+        assert_eq!(results.end_partway(), Some((4, 2)));
+        let buf = results.bytes().to_vec();
+        assert!(is_partial(&buf));
+        let FromWorker::Results(parsed) = FromWorker::parse(&buf).unwrap() else {
+            panic!("expected results");
+        };
+        let outcomes = item_results(&parsed);
+        let chunks: Vec<u64> = outcomes.iter().map(|(chunk, _)| *chunk).collect();
+        assert_eq!(chunks, [3, 4]);
+        assert_eq!(&buf[output(&outcomes[1])], [2]);
+        // The rest of chunk 4 starts the next message, a whole one.
+        results.clear();
+        results.begin_chunk(4, 2);
+        for byte in [3, 4] {
+            results.item(|out| {
+                out.push(byte);
+                Ok(())
+            });
+        }
+        assert_eq!(results.end_partway(), None);
+        assert!(!is_partial(results.bytes()));
+        let FromWorker::Results(parsed) = FromWorker::parse(results.bytes()).unwrap() else {
+            panic!("expected results");
+        };
+        assert_eq!(item_results(&parsed).len(), 2);
     }
 
     #[test]

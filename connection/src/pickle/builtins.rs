@@ -54,7 +54,7 @@ pub(super) fn lookup(opcode: &str, module: &str, name: &str) -> PickleResult<Bui
 
 /// What a `REDUCE` of a builtin gives.
 pub(super) enum Built {
-    /// One of the arguments, unchanged (`bytearray(b)` is `b`'s data).
+    /// One of the arguments, unchanged (`bytes(b)` is `b`).
     Argument(usize),
     /// A new value.
     Node(Node),
@@ -63,17 +63,29 @@ pub(super) enum Built {
 /// Applies `builtin` to `args` as CPython's pickles use it.
 pub(super) fn call(builtin: Builtin, args: &[&Node]) -> PickleResult<Built> {
     let built = match (builtin, args) {
-        (Builtin::Set | Builtin::FrozenSet, []) => Built::Node(Node::Set(Vec::new())),
+        (Builtin::Set, []) => Built::Node(Node::Set(Vec::new())),
+        (Builtin::FrozenSet, []) => Built::Node(Node::FrozenSet(Vec::new())),
         (
             Builtin::Set | Builtin::FrozenSet,
-            [Node::List(items) | Node::Tuple(items) | Node::Set(items)],
-        ) => Built::Node(Node::Set(items.clone())),
-        (Builtin::Bytearray | Builtin::Bytes, []) => Built::Node(Node::Bytes(Vec::new())),
-        (Builtin::Bytearray | Builtin::Bytes, [Node::Bytes(_)]) => Built::Argument(0),
+            [Node::List(items) | Node::Tuple(items) | Node::Set(items) | Node::FrozenSet(items)],
+        ) => Built::Node(match builtin {
+            Builtin::Set => Node::Set(items.clone()),
+            _ => Node::FrozenSet(items.clone()),
+        }),
+        (Builtin::Bytes, []) => Built::Node(Node::Bytes(Vec::new())),
+        (Builtin::Bytearray, []) => Built::Node(Node::ByteArray(Vec::new())),
+        (Builtin::Bytes, [Node::Bytes(_)]) => Built::Argument(0),
+        (Builtin::Bytearray, [Node::Bytes(bytes)]) => Built::Node(Node::ByteArray(bytes.clone())),
         (
             Builtin::Bytearray | Builtin::Bytes | Builtin::CodecsEncode,
             [Node::Str(text), Node::Str(encoding)],
-        ) => Built::Node(Node::Bytes(latin1(text, encoding)?)),
+        ) => {
+            let bytes = latin1(text, encoding)?;
+            Built::Node(match builtin {
+                Builtin::Bytearray => Node::ByteArray(bytes),
+                _ => Node::Bytes(bytes),
+            })
+        }
         _ => {
             let kinds: Vec<&str> = args.iter().map(|node| describe(node)).collect();
             return Err(PickleError(format!(

@@ -14,6 +14,7 @@ use serde::de::{
 
 use super::error::{PickleError, PickleResult};
 use super::parse::{describe, Arena, Id, Node};
+use super::value::serde_impl::marker;
 use super::MAX_DEPTH;
 
 /// The arena being read and what is left of the copy budget.
@@ -43,7 +44,9 @@ impl<'a> Walk<'a> {
     fn charge(&self, id: Id) -> PickleResult<()> {
         let cost = match self.arena.node(id) {
             Node::Str(text) => 1 + text.len() as u64,
-            Node::Bytes(bytes) => 1 + bytes.len() as u64,
+            Node::Bytes(bytes) | Node::ByteArray(bytes) | Node::BigInt(bytes) => {
+                1 + bytes.len() as u64
+            }
             _ => 1,
         };
         let left = self.budget.get().checked_sub(cost).ok_or_else(|| {
@@ -121,6 +124,20 @@ impl<'a> NodeDeserializer<'a> {
         }
         Ok(value)
     }
+
+    /// `Value`'s view: the types serde would blur as an enum naming the
+    /// Python type, everything else as usual.
+    fn deserialize_exact<'de, V: Visitor<'de>>(self, visitor: V) -> PickleResult<V::Value> {
+        let tag = match self.node() {
+            Node::Tuple(_) => "tuple",
+            Node::ByteArray(_) => "bytearray",
+            Node::Set(_) => "set",
+            Node::FrozenSet(_) => "frozenset",
+            Node::BigInt(_) => "int",
+            _ => return self.deserialize_any(visitor),
+        };
+        visitor.visit_enum(Exact { tag, node: self })
+    }
 }
 
 impl<'de> Deserializer<'de> for NodeDeserializer<'_> {
@@ -140,13 +157,15 @@ impl<'de> Deserializer<'de> for NodeDeserializer<'_> {
                 }
             }
             Node::U128(n) => visitor.visit_u128(*n),
-            Node::BigInt { bytes } => Err(PickleError(format!(
-                "an int of {bytes} bytes does not fit in any Rust integer (128 bits at most)"
+            Node::BigInt(bytes) => Err(PickleError(format!(
+                "an int of {} bytes does not fit in any Rust integer (128 bits at most; \
+                 connection::pickle::BigInt and Value hold it)",
+                bytes.len()
             ))),
             Node::Float(x) => visitor.visit_f64(*x),
             Node::Str(text) => visitor.visit_str(text),
-            Node::Bytes(bytes) => visitor.visit_bytes(bytes),
-            Node::List(items) | Node::Tuple(items) | Node::Set(items) => {
+            Node::Bytes(bytes) | Node::ByteArray(bytes) => visitor.visit_bytes(bytes),
+            Node::List(items) | Node::Tuple(items) | Node::Set(items) | Node::FrozenSet(items) => {
                 self.visit_items(items, visitor)
             }
             Node::Dict(pairs) => {
@@ -171,19 +190,27 @@ impl<'de> Deserializer<'de> for NodeDeserializer<'_> {
         }
     }
 
+    /// `Value` and `BigInt` ask for their private names to get Python's
+    /// exact types (see `value/serde_impl.rs`); they add no level, as the
+    /// items they contain are levels already.
     fn deserialize_newtype_struct<V: Visitor<'de>>(
         self,
-        _name: &'static str,
+        name: &'static str,
         visitor: V,
     ) -> PickleResult<V::Value> {
-        visitor.visit_newtype_struct(self.deeper()?)
+        match (name, self.node()) {
+            (marker::VALUE, _) => self.deserialize_exact(visitor),
+            (marker::BIGINT, Node::BigInt(bytes)) => visitor.visit_bytes(bytes),
+            (marker::BIGINT, _) => self.deserialize_any(visitor),
+            _ => visitor.visit_newtype_struct(self.deeper()?),
+        }
     }
 
     /// Python `bytes` is also a sequence of small ints, so `Vec<u8>` and
     /// `[u8; N]` receive it.
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> PickleResult<V::Value> {
         match self.node() {
-            Node::Bytes(bytes) => {
+            Node::Bytes(bytes) | Node::ByteArray(bytes) => {
                 let mut seq =
                     de::value::SeqDeserializer::<_, PickleError>::new(bytes.iter().copied());
                 let value = visitor.visit_seq(&mut seq)?;
@@ -361,5 +388,57 @@ impl<'a> Content<'a> {
         self.0.ok_or_else(|| {
             PickleError("a variant with content was sent as a bare str (a unit variant)".into())
         })
+    }
+}
+
+/// A node in `Value`'s exact form: the variant names its Python type and
+/// the content is the node itself (or a wide int's bytes).
+struct Exact<'a> {
+    tag: &'static str,
+    node: NodeDeserializer<'a>,
+}
+
+impl<'de, 'a> EnumAccess<'de> for Exact<'a> {
+    type Error = PickleError;
+    type Variant = NodeDeserializer<'a>;
+
+    fn variant_seed<S: DeserializeSeed<'de>>(
+        self,
+        seed: S,
+    ) -> PickleResult<(S::Value, Self::Variant)> {
+        let tag = de::value::StrDeserializer::<PickleError>::new(self.tag);
+        Ok((seed.deserialize(tag)?, self.node))
+    }
+}
+
+impl<'de> VariantAccess<'de> for NodeDeserializer<'_> {
+    type Error = PickleError;
+
+    fn unit_variant(self) -> PickleResult<()> {
+        Err(PickleError(format!(
+            "{} is not a unit variant",
+            describe(self.node())
+        )))
+    }
+
+    fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> PickleResult<T::Value> {
+        match self.node() {
+            Node::BigInt(bytes) => {
+                seed.deserialize(de::value::BytesDeserializer::<PickleError>::new(bytes))
+            }
+            _ => seed.deserialize(self),
+        }
+    }
+
+    fn tuple_variant<V: Visitor<'de>>(self, _len: usize, visitor: V) -> PickleResult<V::Value> {
+        self.deserialize_seq(visitor)
+    }
+
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> PickleResult<V::Value> {
+        self.deserialize_any(visitor)
     }
 }

@@ -27,12 +27,18 @@
 //! | --- | --- | --- |
 //! | `None` | `()`, `Option::None`, a unit struct | `None` |
 //! | `bool` | `bool` | `bool` |
-//! | `int` | any integer type that holds it (else a `Decode` error naming the value), `f64` | `int` |
+//! | `int` | any integer type that holds it (else a `Decode` error naming the value), `f64`, [`BigInt`] (any size) | `int` |
 //! | `float` | `f64`, `f32` | `float` |
 //! | `str` | `String`, `char` (one character), a unit enum variant | `str` |
 //! | `bytes`, `bytearray` | `Vec<u8>`, `[u8; N]`, `serde_bytes::ByteBuf` | `bytes` from `serialize_bytes` (`serde_bytes`); a plain `Vec<u8>` is a list of ints |
 //! | `list`, `tuple`, `set`, `frozenset` | `Vec<T>`, `HashSet`, `BTreeSet`, Rust tuples and arrays (the length must match) | sequences and sets give `list`; Rust tuples and tuple structs give `tuple` |
 //! | `dict` | `HashMap`, `BTreeMap`, a struct (string keys naming its fields; unknown keys are skipped) | `dict`; a struct gives a dict keyed by field names |
+//!
+//! [`Value`] reads and writes any of these without a Rust type per message,
+//! keeping what the table above blurs: tuple against list, `bytes` against
+//! `bytearray`, `set` against `frozenset`, and ints of any size
+//! ([`BigInt`]), with dict keys of any hashable type. See [Any plain
+//! value](#any-plain-value-value).
 //!
 //! Enums follow serde's externally tagged form, both ways: a unit variant
 //! is its name as a `str` (`"Stop"`), any other variant a dict of one
@@ -42,7 +48,42 @@
 //! Reading accepts what CPython's `ForkingPickler` writes with protocols 2
 //! to 5 (frames, the memo, `SHORT_BINUNICODE`, `BYTEARRAY8`, `EMPTY_SET` and
 //! `ADDITEMS`, `FROZENSET`, ...). Writing produces protocol 4 with only
-//! plain-data opcodes, which every CPython since 3.4 reads.
+//! plain-data opcodes (and `builtins.bytearray` for a [`Value`]'s
+//! bytearray), which every CPython since 3.4 reads.
+//!
+//! # Any plain value: `Value`
+//!
+//! `decode::<Value>` (and `recv_pickle::<Value>()`) gives whatever plain
+//! object the peer sent, and `encode(&value)` (`send_pickle(&value)`) a
+//! pickle CPython loads back to an equal object of the same types:
+//!
+//! ```
+//! use connection::pickle::{self, Value};
+//!
+//! // Python: conn.send({(1, 2): frozenset({"a"}), "raw": bytearray(b"\x00")})
+//! let value = Value::from_iter([
+//!     (Value::from((1, 2)), Value::FrozenSet([Value::from("a")].into())),
+//!     (Value::from("raw"), Value::ByteArray(vec![0])),
+//! ]);
+//! let bytes = pickle::encode(&value)?;
+//! let back: Value = pickle::decode(&bytes)?;
+//! assert_eq!(format!("{back:?}"), "{(1, 2): frozenset({'a'}), 'raw': bytearray(b'\\x00')}");
+//! assert_eq!(back[(1, 2)], value[(1, 2)]);
+//! # Ok::<(), connection::Error>(())
+//! ```
+//!
+//! Serde's data model has one sequence and one byte string, so `Value`
+//! cannot learn the exact types through it alone (an untagged enum reads
+//! `(3, 4)` and `b"\x03\x04"` alike). Instead `Value` asks this codec for
+//! them under private newtype names, as serde_json's `RawValue` does: the
+//! reader answers with the Python type of each tuple, bytearray, set,
+//! frozenset and wide int, and the writer writes each as its type. So a
+//! `Value` goes through the same bounded walk as any type, also nested
+//! inside other serde types (`Vec<Value>`, a struct field), and other
+//! serde formats see plain data (what they lose is on [`Value`]).
+//!
+//! Writing a `Value`'s bytearray uses `builtins.bytearray` with `REDUCE`,
+//! as CPython's protocol 4 does; it is the one global this module writes.
 //!
 //! # What is refused, and the bounds
 //!
@@ -79,6 +120,12 @@
 //!   so the copies are budgeted: 4 Mi plus 16 times the message's size, in
 //!   values and bytes of text. CPython's own pickles stay far below it
 //!   unless one object really is repeated that often.
+//! - Read as a [`Value`], a `list`, `dict`, `set` or `bytearray` (or a
+//!   tuple or frozenset holding one) as a dict key or set item is refused,
+//!   as Python's `TypeError: unhashable type` would. The copies cost 32
+//!   bytes per value of the budget (a `Value`'s size) plus their text: at
+//!   most about 134 MB for a pickle of a few hundred bytes, measured in
+//!   `tests/decode_bounds.rs`.
 //! - A [`Decode`](crate::ErrorKind::Decode) error from
 //!   [`recv_pickle`](crate::Connection::recv_pickle) has consumed the
 //!   message; the next one is readable.
@@ -96,6 +143,9 @@ mod parse;
 mod ser;
 #[cfg(test)]
 mod tests;
+mod value;
+
+pub use value::{BigInt, Dict, Value};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;

@@ -28,19 +28,21 @@ pub(super) enum Node {
     Int(i128),
     /// An integer above `i128::MAX` that fits a `u128`.
     U128(u128),
-    /// An integer wider than 128 bits: only its width is kept, for the error.
-    BigInt {
-        bytes: usize,
-    },
+    /// An integer wider than 128 bits, as the pickle gave it: little-endian
+    /// two's complement (only `Value` reads it whole).
+    BigInt(Vec<u8>),
     Float(f64),
     Str(String),
-    /// `bytes` and `bytearray` alike.
     Bytes(Vec<u8>),
+    /// A `bytearray`: what serde sees is `bytes`, only `Value` tells them apart.
+    ByteArray(Vec<u8>),
     List(Vec<Id>),
     Tuple(Vec<Id>),
     Dict(Vec<(Id, Id)>),
-    /// `set` and `frozenset` alike, in the order the pickle lists them.
+    /// A `set`, in the order the pickle lists its items.
     Set(Vec<Id>),
+    /// A `frozenset`: serde sees a set, only `Value` tells them apart.
+    FrozenSet(Vec<Id>),
     /// One of the whitelisted globals, waiting for its `REDUCE`.
     Builtin(Builtin),
 }
@@ -254,8 +256,11 @@ impl Machine<'_> {
             }
             op::SHORT_BINBYTES | op::BINBYTES | op::BINBYTES8 | op::BYTEARRAY8 => {
                 let len = self.length_argument(opcode)?;
-                let bytes = self.input.take(len, what)?;
-                self.push(Node::Bytes(bytes.to_vec()))?;
+                let bytes = self.input.take(len, what)?.to_vec();
+                self.push(match opcode {
+                    op::BYTEARRAY8 => Node::ByteArray(bytes),
+                    _ => Node::Bytes(bytes),
+                })?;
             }
             op::EMPTY_TUPLE => self.push(Node::Tuple(Vec::new()))?,
             op::TUPLE1 | op::TUPLE2 | op::TUPLE3 => {
@@ -306,7 +311,7 @@ impl Machine<'_> {
             }
             op::FROZENSET => {
                 let items = self.pop_mark(opcode)?;
-                self.push(Node::Set(items))?;
+                self.push(Node::FrozenSet(items))?;
             }
             op::GLOBAL => {
                 let module = self.input.line(what)?;
@@ -471,8 +476,8 @@ impl Machine<'_> {
 /// How much a node built by `REDUCE` copied.
 fn weight(node: &Node) -> usize {
     match node {
-        Node::Bytes(bytes) => bytes.len(),
-        Node::Set(items) => items.len(),
+        Node::Bytes(bytes) | Node::ByteArray(bytes) => bytes.len(),
+        Node::Set(items) | Node::FrozenSet(items) => items.len(),
         _ => 0,
     }
 }
@@ -498,7 +503,7 @@ fn long_from_le(bytes: &[u8]) -> Node {
         let (low, high) = bytes.split_at(16);
         let sign = if negative { 0xff } else { 0 };
         if high.iter().any(|&b| b != sign) {
-            return Node::BigInt { bytes: bytes.len() };
+            return Node::BigInt(bytes.to_vec());
         }
         let low: [u8; 16] = low.try_into().expect("split at 16");
         if negative == (low[15] & 0x80 != 0) {
@@ -506,7 +511,7 @@ fn long_from_le(bytes: &[u8]) -> Node {
         }
         return match negative {
             false => Node::U128(u128::from_le_bytes(low)),
-            true => Node::BigInt { bytes: bytes.len() },
+            true => Node::BigInt(bytes.to_vec()),
         };
     }
     let mut buf = if negative { [0xff; 16] } else { [0; 16] };
@@ -526,14 +531,16 @@ pub(super) fn describe(node: &Node) -> &'static str {
     match node {
         Node::None => "None",
         Node::Bool(_) => "a bool",
-        Node::Int(_) | Node::U128(_) | Node::BigInt { .. } => "an int",
+        Node::Int(_) | Node::U128(_) | Node::BigInt(_) => "an int",
         Node::Float(_) => "a float",
         Node::Str(_) => "a str",
         Node::Bytes(_) => "bytes",
+        Node::ByteArray(_) => "a bytearray",
         Node::List(_) => "a list",
         Node::Tuple(_) => "a tuple",
         Node::Dict(_) => "a dict",
         Node::Set(_) => "a set",
+        Node::FrozenSet(_) => "a frozenset",
         Node::Builtin(_) => "a builtin callable",
     }
 }

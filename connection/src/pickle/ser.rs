@@ -1,14 +1,22 @@
 //! Serde values as protocol 4 pickles of plain Python values.
 //!
 //! Only opcodes that build `None`, `bool`, `int`, `float`, `str`, `bytes`,
-//! `list`, `tuple` and `dict` are written: no globals, no memo, no frames
-//! (all optional in protocol 4), so any CPython since 3.4 reads the result
-//! without importing anything.
+//! `list`, `tuple`, `dict`, `set` and `frozenset` are written: no memo, no
+//! frames (all optional in protocol 4), so any CPython since 3.4 reads the
+//! result. The one global is `builtins.bytearray`, for a `Value`'s
+//! bytearray, written as CPython's own protocol 4 writes it
+//! (`BYTEARRAY8` needs protocol 5).
+//!
+//! `Value`'s bytearrays, sets, frozensets and wide ints arrive as newtype
+//! structs with private names (see `value/serde_impl.rs`); the name sets
+//! `Writer::pending`, which the bytes or sequence inside then consume.
 
 use serde::ser::{self, Serialize};
 
 use super::error::{PickleError, PickleResult};
 use super::opcodes as op;
+use super::value::serde_impl::marker;
+use super::value::shortest_len;
 
 /// The protocol written: CPython's default from 3.8 to 3.13.
 const PROTOCOL: u8 = 4;
@@ -16,7 +24,11 @@ const PROTOCOL: u8 = 4;
 /// Appends the pickle of `value` to `out`.
 pub(super) fn write<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> PickleResult<()> {
     out.extend_from_slice(&[op::PROTO, PROTOCOL]);
-    value.serialize(&mut Writer { out, as_key: false })?;
+    value.serialize(&mut Writer {
+        out,
+        as_key: false,
+        pending: None,
+    })?;
     out.push(op::STOP);
     Ok(())
 }
@@ -26,6 +38,18 @@ pub(super) fn write<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Pick
 struct Writer<'a> {
     out: &'a mut Vec<u8>,
     as_key: bool,
+    /// The Python type the next bytes or sequence stand for, set by a
+    /// private newtype name.
+    pending: Option<Exact>,
+}
+
+/// What a private newtype name says its content is.
+#[derive(Debug, Clone, Copy)]
+enum Exact {
+    ByteArray,
+    Set,
+    FrozenSet,
+    Long,
 }
 
 impl<'a> Writer<'a> {
@@ -41,26 +65,35 @@ impl<'a> Writer<'a> {
                     self.out.push(op::BININT);
                     self.out.extend_from_slice(&n.to_le_bytes());
                 }
-                Err(_) => self.long(&n.to_le_bytes()),
+                Err(_) => self.long(&n.to_le_bytes()).expect("16 bytes fit LONG1"),
             },
         }
     }
 
-    /// `LONG1` of little-endian two's complement bytes, shortened to the
-    /// fewest that keep the sign, as CPython writes them.
-    fn long(&mut self, bytes: &[u8]) {
-        let mut len = bytes.len();
-        while len > 1 {
-            let (last, before) = (bytes[len - 1], bytes[len - 2]);
-            let redundant =
-                (last == 0 && before & 0x80 == 0) || (last == 0xff && before & 0x80 != 0);
-            if !redundant {
-                break;
-            }
-            len -= 1;
+    /// `LONG1` (or `LONG4` past 255 bytes) of little-endian two's
+    /// complement bytes, shortened to the fewest that keep the sign, as
+    /// CPython writes them.
+    fn long(&mut self, bytes: &[u8]) -> PickleResult<()> {
+        let bytes = &bytes[..shortest_len(bytes)];
+        if let Ok(short) = u8::try_from(bytes.len()) {
+            self.out.extend_from_slice(&[op::LONG1, short]);
+        } else {
+            let len = i32::try_from(bytes.len())
+                .map_err(|_| PickleError("an int of 2 GiB or more has no pickle form".into()))?;
+            self.out.push(op::LONG4);
+            self.out.extend_from_slice(&len.to_le_bytes());
         }
-        self.out.extend_from_slice(&[op::LONG1, len as u8]);
-        self.out.extend_from_slice(&bytes[..len]);
+        self.out.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    /// `builtins.bytearray(data)`, as CPython's protocol 4 writes it.
+    fn bytearray(&mut self, data: &[u8]) {
+        self.text("builtins");
+        self.text("bytearray");
+        self.out.push(op::STACK_GLOBAL);
+        self.sized([op::SHORT_BINBYTES, op::BINBYTES, op::BINBYTES8], data);
+        self.out.extend_from_slice(&[op::TUPLE1, op::REDUCE]);
     }
 
     /// A length-prefixed argument with the shortest of three prefixes.
@@ -147,6 +180,7 @@ impl<'w, 'a> Compound<'w, 'a> {
         key.serialize(&mut Writer {
             out: self.writer.out,
             as_key: true,
+            pending: None,
         })
     }
 
@@ -204,7 +238,7 @@ impl<'w, 'a> ser::Serializer for &'w mut Writer<'a> {
                 // A zero byte on top keeps the sign bit clear.
                 let mut bytes = [0u8; 17];
                 bytes[..16].copy_from_slice(&v.to_le_bytes());
-                self.long(&bytes);
+                self.long(&bytes)?;
             }
         }
         Ok(())
@@ -231,7 +265,12 @@ impl<'w, 'a> ser::Serializer for &'w mut Writer<'a> {
     }
 
     fn serialize_bytes(self, v: &[u8]) -> PickleResult<()> {
-        self.sized([op::SHORT_BINBYTES, op::BINBYTES, op::BINBYTES8], v);
+        match self.pending.take() {
+            None => self.sized([op::SHORT_BINBYTES, op::BINBYTES, op::BINBYTES8], v),
+            Some(Exact::ByteArray) => self.bytearray(v),
+            Some(Exact::Long) => self.long(v)?,
+            Some(other) => return Err(mismatch(other, "bytes")),
+        }
         Ok(())
     }
 
@@ -264,10 +303,22 @@ impl<'w, 'a> ser::Serializer for &'w mut Writer<'a> {
 
     fn serialize_newtype_struct<T: Serialize + ?Sized>(
         self,
-        _name: &'static str,
+        name: &'static str,
         value: &T,
     ) -> PickleResult<()> {
-        value.serialize(self)
+        let exact = match name {
+            marker::BYTEARRAY => Exact::ByteArray,
+            marker::SET => Exact::Set,
+            marker::FROZENSET => Exact::FrozenSet,
+            marker::BIGINT => Exact::Long,
+            _ => return value.serialize(self),
+        };
+        self.pending = Some(exact);
+        value.serialize(&mut *self)?;
+        match self.pending.take() {
+            None => Ok(()),
+            Some(exact) => Err(mismatch(exact, "another value")),
+        }
     }
 
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
@@ -284,7 +335,18 @@ impl<'w, 'a> ser::Serializer for &'w mut Writer<'a> {
     }
 
     fn serialize_seq(self, _len: Option<usize>) -> PickleResult<Compound<'w, 'a>> {
-        Ok(self.open_seq(None))
+        match self.pending.take() {
+            None => Ok(self.open_seq(None)),
+            Some(Exact::Set) => {
+                self.out.extend_from_slice(&[op::EMPTY_SET, op::MARK]);
+                Ok(Compound::new(self, &[op::ADDITEMS]))
+            }
+            Some(Exact::FrozenSet) => {
+                self.out.push(op::MARK);
+                Ok(Compound::new(self, &[op::FROZENSET]))
+            }
+            Some(other) => Err(mismatch(other, "a sequence")),
+        }
     }
 
     fn serialize_tuple(self, len: usize) -> PickleResult<Compound<'w, 'a>> {
@@ -331,6 +393,12 @@ impl<'w, 'a> ser::Serializer for &'w mut Writer<'a> {
         self.out.extend_from_slice(&[op::EMPTY_DICT, op::MARK]);
         Ok(Compound::new(self, &[op::SETITEMS, op::SETITEMS]))
     }
+}
+
+/// A private newtype name around content that does not match it: only a
+/// user naming our markers can get here.
+fn mismatch(exact: Exact, found: &str) -> PickleError {
+    PickleError(format!("a private {exact:?} marker around {found}"))
 }
 
 /// The sequence-like compounds: each item is a value, and the end closes.

@@ -220,7 +220,7 @@ fn every_truncation_of_a_real_pickle_is_an_error() {
 }
 
 /// `depth` nested lists: `[[[...]]]`, built without recursion.
-fn nested_lists(depth: usize) -> Vec<u8> {
+pub(super) fn nested_lists(depth: usize) -> Vec<u8> {
     let mut pickle = vec![0x80, 4];
     pickle.extend(std::iter::repeat(b']').take(depth));
     pickle.extend(std::iter::repeat(b'a').take(depth - 1));
@@ -319,6 +319,7 @@ fn random_corruption_of_real_pickles_never_panics() {
         .unwrap(),
         b"\x80\x04\x95\x20\x00\x00\x00\x00\x00\x00\x00]\x94(}\x94\x8c\x01a\x94K\x01s}\x94h\x02K\x02s\x8a\x09\x00\x00\x00\x00\x00\x00\x00\x00\x01e.".to_vec(),
         b"\x80\x02c__builtin__\nbytearray\nq\x00c_codecs\nencode\nq\x01X\x02\x00\x00\x00abq\x02X\x06\x00\x00\x00latin1q\x03\x86q\x04Rq\x05\x85q\x06Rq\x07.".to_vec(),
+        super::value::tests::CPYTHON_EVERY_TYPE.to_vec(),
     ];
     let mut state = 0x2545_f491_4f6c_dd1d_u64;
     let mut next = || {
@@ -336,6 +337,9 @@ fn random_corruption_of_real_pickles_never_panics() {
         let _ = decode::<Job>(&pickle);
         let _ = decode::<(HashMap<String, u8>, HashMap<String, u8>, u128)>(&pickle);
         let _ = decode::<Vec<u8>>(&pickle);
+        if let Ok(value) = decode::<super::Value>(&pickle) {
+            let _ = format!("{value:?}");
+        }
     }
 }
 

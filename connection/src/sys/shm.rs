@@ -9,12 +9,14 @@
 //! under the view (which would turn a read into `SIGBUS`).
 
 use std::io;
-use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 
 use rustix::fs::{FallocateFlags, FileType, MemfdFlags, SealFlags};
 use rustix::mm::{MapFlags, ProtFlags};
+
+mod racy;
+pub(crate) use racy::RacyView;
 
 /// The seals a message's memfd must carry: nobody can write to it, grow
 /// it or shrink it any more.
@@ -130,6 +132,14 @@ pub(crate) enum Refusal {
     /// Not a memfd (nor other sealable memory): a pipe, a socket, a
     /// regular file.
     NotSealable(FileType),
+    /// A memfd of huge pages (`MFD_HUGETLB`, on hugetlbfs): a mapping of
+    /// it can be unmapped only in whole huge pages, and a page its sender
+    /// punches out of it turns a read into `SIGBUS` when the machine has
+    /// no free huge page to fault in.
+    HugePages,
+    /// Sealable memory that is not an ordinary (tmpfs) memfd, by its
+    /// file system's magic number.
+    NotShmem { magic: u64 },
     /// A memfd that its sender can change in ways the receiver cannot
     /// allow: it lacks some of `required`.
     Unsealed {
@@ -138,13 +148,14 @@ pub(crate) enum Refusal {
     },
     /// Its size is not the announced length.
     WrongSize { actual: u64 },
-    /// Fewer bytes of memory behind it than it claims to hold (a sparse
-    /// memfd, which would cost the receiver memory its sender never paid).
-    Sparse { allocated: u64 },
+    /// A hole in the bytes the message spans: nothing was ever written
+    /// there, so a mapping that reads it makes the receiver allocate
+    /// memory its sender never paid for.
+    Sparse { hole_at: u64 },
     /// A recyclable memfd that says it holds another message than the one
     /// announced (its header's generation is not the header's).
     WrongGeneration { announced: u64, found: u64 },
-    /// `fstat` or `fcntl` failed on it.
+    /// `fstat`, `fstatfs`, `lseek` or `fcntl` failed on it.
     Os(io::Error),
 }
 
@@ -152,17 +163,23 @@ impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Refusal::NotSealable(kind) => write!(f, "the descriptor is not a memfd but {kind:?}"),
+            Refusal::HugePages => write!(
+                f,
+                "the memfd is of huge pages (hugetlbfs, MFD_HUGETLB); only ordinary memfds are read"
+            ),
+            Refusal::NotShmem { magic } => write!(
+                f,
+                "the descriptor is sealable but not an ordinary memfd (file system magic {magic:#x})"
+            ),
             Refusal::Unsealed { found, required } => write!(
                 f,
                 "the memfd is not sealed as required (required {required:?}, found {found:?})"
             ),
             Refusal::WrongSize { actual } => write!(f, "the memfd holds {actual} bytes"),
-            Refusal::Sparse { allocated } => {
-                write!(
-                    f,
-                    "the memfd has only {allocated} bytes of memory behind it"
-                )
-            }
+            Refusal::Sparse { hole_at } => write!(
+                f,
+                "the memfd has a hole at byte {hole_at} of the message (no memory behind it)"
+            ),
             Refusal::WrongGeneration { announced, found } => write!(
                 f,
                 "the memfd holds generation {found}, not the announced generation {announced}"
@@ -173,34 +190,45 @@ impl std::fmt::Display for Refusal {
 }
 
 /// Checks that `fd` is a memfd sealed against writes and size changes,
-/// holding exactly `len` bytes of memory.
+/// holding exactly `len` bytes, all of them written.
 pub(crate) fn check_sealed(fd: BorrowedFd<'_>, len: u64) -> Result<(), Refusal> {
     let size = check_memfd(fd, MESSAGE_SEALS)?;
     if size != len {
         return Err(Refusal::WrongSize { actual: size });
     }
-    Ok(())
+    check_written(fd, len)
 }
 
 /// Checks that `fd` is a recyclable memfd (sealed against size changes)
-/// with room for a `len`-byte payload after its header, all of it backed
-/// by memory, and that its header says it holds generation `generation`.
+/// with room for a `len`-byte payload after its header, and that its header
+/// says it holds generation `generation`; and, unless `checked` of its
+/// bytes were found whole for an earlier message, that every byte of the
+/// header and payload is written. Returns where the payload ends.
 ///
 /// Its sender can still write to it, even while it is read: that is sound
-/// because the receiver only ever copies out of it with `pread` (a kernel
-/// copy into the receiver's own buffer) and never maps it. A sender that
-/// does so garbles only its own message.
+/// because the receiver only ever copies out of it (with `pread`, or atomic
+/// loads from a read-only mapping, [`RacyView::copy_out_racy`]) and never
+/// lends it out as a slice. A sender that does so garbles only its own
+/// message. It can punch holes into it too, after any check: reading them
+/// costs the receiver at most the payload's length in pages, the memory
+/// the message announced. So the check for holes runs once per memfd (and
+/// payload length) a receiver keeps: rather than on each message, where it
+/// cost about 5% of the copy (the `shared_memory` bench).
 pub(crate) fn check_recyclable(
     fd: BorrowedFd<'_>,
     len: u64,
     generation: u64,
-) -> Result<(), Refusal> {
+    checked: u64,
+) -> Result<u64, Refusal> {
     let size = check_memfd(fd, RECYCLABLE_REQUIRED)?;
-    if !RECYCLED_HEADER
+    let end = RECYCLED_HEADER
         .checked_add(len)
-        .is_some_and(|needed| size >= needed)
-    {
-        return Err(Refusal::WrongSize { actual: size });
+        .filter(|&end| end <= size)
+        .ok_or(Refusal::WrongSize { actual: size })?;
+    // Past `end` its sender's memory may well be unwritten (a payload
+    // shorter than the memfd's class): the receiver never reads there.
+    if end > checked {
+        check_written(fd, end)?;
     }
     let found = read_generation(fd, SENT_GENERATION_AT).map_err(Refusal::Os)?;
     if found != generation {
@@ -209,11 +237,11 @@ pub(crate) fn check_recyclable(
             found,
         });
     }
-    Ok(())
+    Ok(end)
 }
 
-/// Checks that `fd` is a memfd carrying at least `seals`, all of whose
-/// bytes are backed by memory, and returns its size.
+/// Checks that `fd` is an ordinary memfd (tmpfs, not huge pages) carrying
+/// at least `seals`, and returns its size.
 fn check_memfd(fd: BorrowedFd<'_>, seals: SealFlags) -> Result<u64, Refusal> {
     let stat = rustix::fs::fstat(fd).map_err(|err| Refusal::Os(err.into()))?;
     let kind = FileType::from_raw_mode(stat.st_mode);
@@ -222,19 +250,56 @@ fn check_memfd(fd: BorrowedFd<'_>, seals: SealFlags) -> Result<u64, Refusal> {
         Ok(found) if kind == FileType::RegularFile => found,
         _ => return Err(Refusal::NotSealable(kind)),
     };
+    // Both tmpfs and hugetlbfs take seals; only tmpfs is ordinary memory.
+    // The magic numbers are 32-bit, whatever the width of `f_type`.
+    let magic = rustix::fs::fstatfs(fd)
+        .map_err(|err| Refusal::Os(err.into()))?
+        .f_type as u32;
+    if magic == libc::HUGETLBFS_MAGIC as u32 {
+        return Err(Refusal::HugePages);
+    }
+    if magic != libc::TMPFS_MAGIC as u32 {
+        return Err(Refusal::NotShmem {
+            magic: magic.into(),
+        });
+    }
     if !found.contains(seals) {
         return Err(Refusal::Unsealed {
             found,
             required: seals,
         });
     }
-    let size = stat.st_size as u64;
-    // st_blocks counts 512-byte units of memory actually allocated.
-    let allocated = (stat.st_blocks as u64).saturating_mul(512);
-    if allocated < size {
-        return Err(Refusal::Sparse { allocated });
+    Ok(stat.st_size as u64)
+}
+
+/// Checks that the first `end` bytes of a checked memfd hold no hole:
+/// every page there was written (or is swapped out), so that reading it
+/// costs the receiver no page its sender did not pay for.
+///
+/// `lseek(SEEK_HOLE)`, not the memfd's block count: pages allocated past
+/// its end (`fallocate` with `FALLOC_FL_KEEP_SIZE`) count as blocks while
+/// its bytes have holes. tmpfs counts as a hole a page allocated but never
+/// written too (it reads as zeroes without being touched), so this crate's
+/// senders write or fault in every page they send. The kernel walks the
+/// memfd's page cache from the start: about 0.4 ms for 64 MiB of 4 KiB
+/// pages on the machine measured (160 GB/s in the `shared_memory` bench),
+/// some 5% of copying them out; the sealed memfds of the zero-copy path
+/// pay it on each message, whose fresh pages cost far more to free.
+///
+/// `lseek` moves the file offset its sender shares: harmless, since
+/// every read and write of a memfd here names its offset (`pread`,
+/// `pwrite`, mappings).
+fn check_written(fd: BorrowedFd<'_>, end: u64) -> Result<(), Refusal> {
+    if end == 0 {
+        // SEEK_HOLE at the end of a file fails (ENXIO); nothing to check.
+        return Ok(());
     }
-    Ok(size)
+    let hole_at = rustix::fs::seek(fd, rustix::fs::SeekFrom::Hole(0))
+        .map_err(|err| Refusal::Os(err.into()))?;
+    if hole_at < end {
+        return Err(Refusal::Sparse { hole_at });
+    }
+    Ok(())
 }
 
 /// Copies `buf.len()` bytes of a checked memfd, from `offset`, into `buf`.
@@ -314,6 +379,20 @@ impl Mapping {
         )
     }
 
+    /// [`read_write`](Mapping::read_write) of a memfd allocated whole
+    /// ([`create_allocated`]), every page faulted in now: tmpfs zeroes an
+    /// allocated page when it is first faulted in, and until then counts
+    /// it as a hole, which a receiver refuses ([`check_sealed`]). So a
+    /// buffer its owner writes only in part still goes whole.
+    pub(crate) fn read_write_populated(fd: BorrowedFd<'_>, len: usize) -> io::Result<Mapping> {
+        Mapping::new(
+            fd,
+            len,
+            ProtFlags::READ | ProtFlags::WRITE,
+            MapFlags::SHARED | MapFlags::POPULATE,
+        )
+    }
+
     fn new(
         fd: BorrowedFd<'_>,
         len: usize,
@@ -375,126 +454,6 @@ impl Mapping {
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
     }
 }
-
-impl Mapping {
-    /// Copies `dst.len()` bytes from `offset` on into `dst` with relaxed
-    /// atomic loads, for memory that another process may write meanwhile
-    /// (a recyclable memfd): no `&[u8]` over it is ever made, so a sender
-    /// that writes while we read can garble what we copy, never break a
-    /// guarantee of Rust's. Panics if the range is outside the mapping.
-    pub(crate) fn copy_out_racy(&self, offset: usize, dst: &mut [u8]) {
-        // SAFETY: `MaybeUninit<u8>` has the layout of `u8`, and
-        // `copy_out_racy_uninit` only ever stores initialized bytes, so
-        // `dst` stays initialized.
-        let dst = unsafe { &mut *(dst as *mut [u8] as *mut [MaybeUninit<u8>]) };
-        self.copy_out_racy_uninit(offset, dst);
-    }
-
-    /// [`copy_out_racy`](Self::copy_out_racy) into memory not yet
-    /// initialized (a `Vec`'s spare capacity), which it initializes whole:
-    /// no pass of zeroes before the copy.
-    pub(crate) fn copy_out_racy_uninit(&self, offset: usize, dst: &mut [MaybeUninit<u8>]) {
-        use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
-        let end = offset.checked_add(dst.len()).expect("range overflows");
-        assert!(end <= self.len, "copy past the end of the mapping");
-        if dst.is_empty() {
-            return;
-        }
-        let base = self.ptr.as_ptr().wrapping_add(offset);
-        let head = base.align_offset(8).min(dst.len());
-        let words = (dst.len() - head) / 8;
-        let (front, rest) = dst.split_at_mut(head);
-        let (middle, tail) = rest.split_at_mut(words * 8);
-        let byte_at = |at: usize| {
-            // SAFETY: `at` is inside the mapping (checked above), which
-            // stays mapped while `self` lives; the memory is only ever
-            // read here through atomics, whatever another process does.
-            unsafe { AtomicU8::from_ptr(base.add(at)).load(Relaxed) }
-        };
-        for (i, byte) in front.iter_mut().enumerate() {
-            byte.write(byte_at(i));
-        }
-        let word_base = base.wrapping_add(head).cast::<u64>();
-        let word_at = |i: usize| {
-            // SAFETY: as for `byte_at`, and `word_base` is 8-aligned
-            // (`align_offset` above), so each word is an aligned u64.
-            unsafe { AtomicU64::from_ptr(word_base.add(i)).load(Relaxed) }
-        };
-        if !stream_words(middle, word_at) {
-            let out = middle.as_mut_ptr().cast::<u64>();
-            copy_words(words, word_at, |i, word| {
-                // SAFETY: word `i` lies within `middle` (`i < words`, and
-                // `middle` is `words * 8` bytes), which we borrow mutably;
-                // unaligned, since `dst` may start anywhere.
-                unsafe { out.add(i).write_unaligned(word) }
-            });
-        }
-        let tail_start = head + words * 8;
-        for (i, byte) in tail.iter_mut().enumerate() {
-            byte.write(byte_at(tail_start + i));
-        }
-    }
-}
-
-/// Stores `words` words, each `load(i)` as `store(i, _)`, eight a step:
-/// the loads issue back to back, which keeps a copy at `memcpy`'s speed
-/// (a word a step ran about 7% slower).
-#[inline(always)]
-fn copy_words(words: usize, load: impl Fn(usize) -> u64, mut store: impl FnMut(usize, u64)) {
-    let mut i = 0;
-    while i + 8 <= words {
-        let loaded: [u64; 8] = std::array::from_fn(|k| load(i + k));
-        for (k, word) in loaded.into_iter().enumerate() {
-            store(i + k, word);
-        }
-        i += 8;
-    }
-    while i < words {
-        store(i, load(i));
-        i += 1;
-    }
-}
-
-/// Fills `out` (a whole number of words) with the words of `load`, with
-/// stores that go past the caches, when the copy is long enough for that
-/// to pay and `out` is aligned for them; whether it did.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-fn stream_words(out: &mut [MaybeUninit<u8>], load: impl Fn(usize) -> u64) -> bool {
-    use std::arch::x86_64::{_mm_sfence, _mm_stream_si64};
-    let words = out.len() / 8;
-    let out = out.as_mut_ptr().cast::<u64>();
-    if words < STREAM_WORDS || !out.is_aligned() {
-        return false;
-    }
-    copy_words(words, load, |i, word| {
-        // SAFETY: word `i < words` lies within `out`, which we borrow
-        // mutably, and `out` is 8-aligned (checked); the instruction needs
-        // SSE2, which every x86_64 has.
-        unsafe { _mm_stream_si64(out.add(i).cast(), word as i64) }
-    });
-    // SAFETY: a plain fence, ordering the streaming stores before whatever
-    // reads `out` next.
-    unsafe { _mm_sfence() };
-    true
-}
-
-/// Elsewhere every copy takes ordinary stores.
-#[cfg(not(target_arch = "x86_64"))]
-#[inline(always)]
-fn stream_words(_out: &mut [MaybeUninit<u8>], _load: impl Fn(usize) -> u64) -> bool {
-    false
-}
-
-/// From this many words up (16 MiB), [`Mapping::copy_out_racy`] stores
-/// past the caches: such a copy would push out most of what they hold
-/// anyway, and ordinary stores first read every destination line. Below
-/// it the copy may still sit in the last-level cache (32 MiB on the
-/// machine measured) when its reader decodes it, as a pool worker does
-/// with its 4 MiB inputs; glibc's `memcpy` draws its line in the same
-/// region.
-#[cfg(target_arch = "x86_64")]
-const STREAM_WORDS: usize = (16 << 20) / 8;
 
 /// What identifies a memfd across descriptors: its device, inode and
 /// size (the size of one sealed against resizing never changes).

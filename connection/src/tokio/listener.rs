@@ -316,8 +316,8 @@ impl AsyncListener {
     /// and the first to finish is returned.
     ///
     /// A handshake that fails is an error for that one peer (with the
-    /// peer's address in its text), and the listener stays usable: call
-    /// `accept` again. A silent or too slow peer gives
+    /// peer's address in its text, and [`Error::is_peer_failure`] true),
+    /// and the listener stays usable: call `accept` again. A silent or too slow peer gives
     /// [`ErrorKind::TimedOut`], a wrong key
     /// [`ErrorKind::AuthenticationFailed`] (the peer is told `#FAILURE#`),
     /// a peer speaking something else [`ErrorKind::Protocol`].
@@ -422,7 +422,7 @@ impl AsyncListener {
             let peer = peer.map_or_else(|| "an unnamed peer".to_string(), |p| p.to_string());
             let context = format!("{listener}: handshake with {peer}");
             let mut conn = AsyncConnection::from_socket(socket, options.max_message_size)
-                .map_err(|err| err.context(&context))?;
+                .map_err(|err| err.context(&context).of_one_peer())?;
             let key = options.authkey.as_deref().unwrap_or_default();
             let handshake = handshake::as_listener(&mut conn, key, options.strict);
             let outcome = match options.handshake_timeout {
@@ -431,7 +431,9 @@ impl AsyncListener {
                     .unwrap_or_else(|_| Err(handshake_timed_out())),
                 None => handshake.await,
             };
-            outcome.map(|()| conn).map_err(|err| err.context(&context))
+            outcome
+                .map(|()| conn)
+                .map_err(|err| err.context(&context).of_one_peer())
         });
         self.oldest.push_back(handle);
     }

@@ -9,7 +9,7 @@
 //! long anything takes.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pool::{AsyncResult, Pool, Progress, Result};
 
@@ -72,8 +72,13 @@ pool::task! {
 }
 
 fn one_worker() -> Result<Pool> {
+    workers(1)
+}
+
+/// A pool of `processes` workers that leaves Ctrl-C to the test.
+fn workers(processes: usize) -> Result<Pool> {
     Pool::builder()
-        .processes(1)
+        .processes(processes)
         .handle_interrupts(false)
         .build()
 }
@@ -217,10 +222,7 @@ fn reports(reports: &[Progress]) -> String {
 }
 
 fn progress() -> Result<()> {
-    let pool = Pool::builder()
-        .processes(2)
-        .handle_interrupts(false)
-        .build()?;
+    let pool = workers(2)?;
     let mut seen = Vec::new();
     let results = pool.map_results_with_progress(check, 0..100, |p| seen.push(p))?;
     println!("results: {}", results.len());
@@ -240,11 +242,50 @@ fn progress() -> Result<()> {
     Ok(())
 }
 
+pool::task! {
+    /// Keeps its core busy for `micros` microseconds.
+    fn spin_for(micros: u64) -> u64 {
+        let began = Instant::now();
+        while began.elapsed() < Duration::from_micros(micros) {
+            std::hint::spin_loop();
+        }
+        micros
+    }
+}
+
+/// Inputs of the live-progress map, and what each one costs.
+const LIVE_INPUTS: usize = 100_000;
+const LIVE_MICROS: u64 = 30;
+
+/// A map of many short inputs in large automatic chunks (12,500 inputs,
+/// about 0.4 s of work each): its progress must move before the first
+/// chunk is done. Prints the first report that counts something, and
+/// when it came against the whole run.
+fn live_progress() -> Result<()> {
+    let pool = workers(2)?;
+    let mut seen = Vec::new();
+    let mut first = None;
+    let began = Instant::now();
+    let inputs = std::iter::repeat(LIVE_MICROS).take(LIVE_INPUTS);
+    let outputs = pool.map_with_progress(spin_for, inputs, |p| {
+        if p.done > 0 && first.is_none() {
+            first = Some(began.elapsed());
+        }
+        seen.push(p);
+    })?;
+    let whole = began.elapsed();
+    println!("outputs: {}", outputs.len());
+    println!("reports: {}", reports(&seen));
+    let first = first.expect("a report with done > 0");
+    println!(
+        "first moved at: {first:.2?} of {whole:.2?} ({:.1}%)",
+        100.0 * first.as_secs_f64() / whole.as_secs_f64()
+    );
+    Ok(())
+}
+
 fn map_results() -> Result<()> {
-    let pool = Pool::builder()
-        .processes(2)
-        .handle_interrupts(false)
-        .build()?;
+    let pool = workers(2)?;
     let results = pool.map_results(trouble, 0..40)?;
     let words = results.iter().enumerate().map(|(i, result)| match result {
         Ok(n) => format!("{i}:ok:{n}"),
@@ -282,6 +323,7 @@ fn main() -> Result<()> {
         "as_completed_stream" => as_completed_stream(),
         "wait_any" => wait_any(),
         "progress" => progress(),
+        "live_progress" => live_progress(),
         "map_results" => map_results(),
         "ctrl_c" => ctrl_c(),
         other => {

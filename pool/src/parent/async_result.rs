@@ -17,8 +17,10 @@ use crate::error::{Error, ErrorKind, Result};
 ///
 /// The result can be read any number of times: it is kept encoded and
 /// decoded on each [`get`](AsyncResult::get), so the output type need not
-/// be `Clone`. Dropping the handle does not cancel the task;
-/// [`cancel`](AsyncResult::cancel) does.
+/// be `Clone`. Dropping a handle never awaited does not cancel the task;
+/// [`cancel`](AsyncResult::cancel) does, and
+/// [`cancel_and_stop`](AsyncResult::cancel_and_stop) also stops it if it is
+/// running.
 ///
 /// # In async code
 ///
@@ -26,9 +28,18 @@ use crate::error::{Error, ErrorKind, Result};
 /// dispatcher thread (no thread or timer per handle), so it works under any
 /// executor: tokio, async-std, smol, or a plain `block_on`. A handle that
 /// was polled as a future and is dropped before its result arrived (the
-/// losing branch of a `select!`, a timed-out `timeout`) cancels its input,
-/// as [`cancel`](AsyncResult::cancel) does; one never polled keeps
-/// Python's semantics and lets the task run.
+/// losing branch of a `select!`, a timed-out `timeout`) gives up on its
+/// input: by default as [`cancel_and_stop`](AsyncResult::cancel_and_stop)
+/// does, so an input not started never runs and a running one is stopped
+/// (its worker killed and replaced, the worker's other inputs run again
+/// elsewhere), freeing the worker for the next request. With
+/// [`stop_on_drop(false)`](AsyncResult::stop_on_drop) (or the pool's
+/// [`PoolBuilder::stop_on_drop`](crate::PoolBuilder::stop_on_drop)) it
+/// only [cancels](AsyncResult::cancel): a running input runs to its end.
+/// A handle never polled keeps Python's semantics and lets the task run.
+/// (tokio's `JoinHandle` detaches on drop instead; here the result has
+/// nowhere to go once the handle is gone, so running on would only keep
+/// a worker busy.)
 ///
 /// ```
 /// pool::task! { fn add((a, b): (u64, u64)) -> u64 { a + b } }
@@ -72,6 +83,8 @@ pub struct AsyncResult<T> {
     task: &'static str,
     /// Set once polled as a future: dropping it unfinished then cancels.
     awaited: bool,
+    /// Dropping it unfinished, once awaited, also stops a running input.
+    stop_on_drop: bool,
     /// Tells the pool to take back the input when cancelled.
     notice: Option<CancelNotice>,
     output: PhantomData<fn() -> T>,
@@ -142,11 +155,68 @@ impl<T> AsyncResult<T> {
 
     /// [`cancel`](AsyncResult::cancel), and if the input is running, stop
     /// it by killing its worker (SIGKILL; a replacement starts, and the
-    /// other inputs that worker held run elsewhere). For a remote worker,
-    /// its connection is closed instead.
+    /// other inputs that worker held, for this call or any other, run
+    /// again on a worker, not failed). For a remote worker, its connection
+    /// is closed instead. Returns whether the cancel came first.
+    ///
+    /// What an awaited handle does when dropped unfinished, by default
+    /// (see [`stop_on_drop`](AsyncResult::stop_on_drop)).
+    ///
+    /// ```
+    /// pool::task! { fn nap(ms: u64) -> u64 { std::thread::sleep(std::time::Duration::from_millis(ms)); ms } }
+    ///
+    /// fn main() -> Result<(), pool::Error> {
+    ///     pool::init();
+    ///     let pool = pool::Pool::new(1)?;
+    ///     let long = pool.apply_async(nap, 30_000);
+    ///     let next = pool.apply_async(nap, 1);
+    ///     std::thread::sleep(std::time::Duration::from_millis(100)); // it starts
+    ///     assert!(long.cancel_and_stop());
+    ///     // Its worker was replaced: the next input runs at once, not in 30 s.
+    ///     assert_eq!(next.get(None)?, 1);
+    ///     assert_eq!(long.get(None).unwrap_err().kind(), pool::ErrorKind::Cancelled);
+    ///     Ok(())
+    /// }
+    /// ```
     pub fn cancel_and_stop(&self) -> bool {
         self.slot.stop_if_running();
         self.cancel()
+    }
+
+    /// Whether dropping this handle before its result came, once it was
+    /// awaited (polled as a future), stops its input if it is running, as
+    /// [`cancel_and_stop`](AsyncResult::cancel_and_stop) does (`true`), or
+    /// only [cancels](AsyncResult::cancel) it, letting a running input run
+    /// to its end (`false`). The default is the pool's
+    /// [`PoolBuilder::stop_on_drop`](crate::PoolBuilder::stop_on_drop),
+    /// `true` unless set. A handle never awaited is not cancelled by
+    /// dropping it, either way.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// pool::task! { fn nap(ms: u64) -> u64 { std::thread::sleep(Duration::from_millis(ms)); ms } }
+    ///
+    /// fn main() -> Result<(), pool::Error> {
+    ///     pool::init();
+    ///     let pool = pool::Pool::new(1)?;
+    ///     let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    ///     runtime.block_on(async {
+    ///         // Given up on after 100 ms: stopped, its worker replaced.
+    ///         let given_up = tokio::time::timeout(Duration::from_millis(100), pool.apply_async(nap, 30_000));
+    ///         assert!(given_up.await.is_err());
+    ///         assert_eq!(pool.apply_async(nap, 1).await?, 1); // at once
+    ///         // Given up on too, but left to finish: the worker stays busy until then.
+    ///         let kept = pool.apply_async(nap, 300).stop_on_drop(false);
+    ///         assert!(tokio::time::timeout(Duration::from_millis(100), kept).await.is_err());
+    ///         assert_eq!(pool.apply_async(nap, 1).await?, 1); // after about 200 ms more
+    ///         Ok(())
+    ///     })
+    /// }
+    /// ```
+    pub fn stop_on_drop(mut self, stop: bool) -> AsyncResult<T> {
+        self.stop_on_drop = stop;
+        self
     }
 }
 
@@ -174,7 +244,10 @@ impl<T> AsyncResult<T> {
 impl<T> Drop for AsyncResult<T> {
     fn drop(&mut self) {
         if self.awaited && !self.ready() {
-            self.cancel();
+            match self.stop_on_drop {
+                true => self.cancel_and_stop(),
+                false => self.cancel(),
+            };
         }
     }
 }
@@ -189,6 +262,7 @@ impl<T: DeserializeOwned> AsyncResult<T> {
             slot,
             task,
             awaited: false,
+            stop_on_drop: true,
             notice,
             output: PhantomData,
         }

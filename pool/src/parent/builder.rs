@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::config::Config;
+use super::inline::Nested;
 use super::launch::{self, slurm::SlurmWorkers};
 use super::pool::Pool;
 use crate::error::{Error, ErrorKind, Result};
@@ -217,6 +218,27 @@ impl PoolBuilder {
     /// `address`, such as `tcp:0.0.0.0:7000`, authenticating them with
     /// `authkey`. See [`Pool::listen_address`] for the bound address, and
     /// the crate README for launching workers with ssh, Slurm or Kubernetes.
+    ///
+    /// Anyone who can reach the address can knock, and the pool is built
+    /// for that:
+    ///
+    /// - A peer whose handshake fails (a wrong key, silence for 5 s, a
+    ///   reset, garbage) costs only itself: the listener goes on to the
+    ///   next at once. The log gets one WARN line at the first failure,
+    ///   then one every 10 s at most, counting the failures by kind.
+    /// - [`build`](PoolBuilder::build) raises the soft descriptor limit
+    ///   (`RLIMIT_NOFILE`) to the hard one, as servers do; local workers
+    ///   get the old soft limit back. It then keeps a reserve of
+    ///   descriptors no crowd at the door can take: 10 per local worker
+    ///   (to replace it), room for 64 remote workers (2 each) and 64 for
+    ///   the rest of the program. Handshakes in progress are capped at
+    ///   half of what is left once the reserve and the descriptors already
+    ///   open are set aside (between 16 and 8,192: about 380 at a limit of
+    ///   1024 with two local workers); at the cap a new peer takes the
+    ///   place of the oldest pending handshake.
+    /// - If descriptors still run short (the program's own files, say),
+    ///   replacing a local worker or adopting a remote one waits and tries
+    ///   again, backing off up to a second, rather than failing the pool.
     pub fn listen(
         mut self,
         address: impl Into<String>,
@@ -262,6 +284,38 @@ impl PoolBuilder {
         self
     }
 
+    /// Whether a handle from [`apply_async`](crate::Pool::apply_async)
+    /// that was awaited (polled as a future) and is dropped before its
+    /// result came stops its input if the input is running, as
+    /// [`AsyncResult::cancel_and_stop`](crate::AsyncResult::cancel_and_stop)
+    /// does, by killing and replacing its worker; default `true`. With
+    /// `false`, such a handle only [cancels](crate::AsyncResult::cancel):
+    /// an input not started never runs, and a running one runs to its end,
+    /// keeping its worker busy meanwhile. Each handle can choose otherwise
+    /// with [`AsyncResult::stop_on_drop`](crate::AsyncResult::stop_on_drop).
+    ///
+    /// That is what `tokio::time::timeout` around an awaited handle, or
+    /// the losing branch of a `select!`, does to it: the caller gave up,
+    /// so by default its worker is freed for the next request rather than
+    /// left busy until the abandoned input ends. Turn it off for tasks
+    /// that must never be killed part way (for example, ones that write
+    /// files in place).
+    ///
+    /// ```
+    /// pool::task! { fn id(x: u8) -> u8 { x } }
+    ///
+    /// fn main() -> Result<(), pool::Error> {
+    ///     pool::init();
+    ///     let pool = pool::Pool::builder().processes(1).stop_on_drop(false).build()?;
+    ///     assert_eq!(futures_executor::block_on(pool.apply_async(id, 7))?, 7);
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn stop_on_drop(mut self, stop: bool) -> PoolBuilder {
+        self.config.stop_on_drop = stop;
+        self
+    }
+
     /// The largest message between the pool and a worker, in either
     /// direction (default [`connection::DEFAULT_MAX_MESSAGE_SIZE`], 1 GiB),
     /// which bounds one task's encoded input and its encoded output.
@@ -287,6 +341,18 @@ impl PoolBuilder {
     /// ```
     pub fn max_message_size(mut self, bytes: u64) -> PoolBuilder {
         self.config.max_message_size = bytes;
+        self
+    }
+
+    /// What building this pool inside a pool worker (in a task) does:
+    /// by default ([`Nested::Inline`]) the pool starts no process and runs
+    /// its calls in that worker, on the calling thread, serially and in
+    /// input order, as joblib runs nested calls; [`Nested::Fail`] makes
+    /// [`build`](PoolBuilder::build) fail instead. See [`Nested`] and
+    /// [`Pool::is_inline`] for what such a pool does with the other
+    /// options.
+    pub fn nested(mut self, nested: Nested) -> PoolBuilder {
+        self.config.nested = nested;
         self
     }
 

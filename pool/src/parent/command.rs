@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crossbeam_channel::Sender;
 
+use super::inline;
 use super::job::Job;
 use super::sink::CancelNotice;
 use crate::error::{Error, ErrorKind, Result};
@@ -39,6 +40,9 @@ pub(crate) struct Commands {
     max_message_size: u64,
     /// Tells the dispatcher that a caller gave up on some work.
     cancel_notice: CancelNotice,
+    /// A pool built inside a worker: commands run here ([`inline`]), and
+    /// no dispatcher reads `sender`.
+    inline: bool,
 }
 
 impl Commands {
@@ -56,7 +60,29 @@ impl Commands {
             live_workers,
             max_message_size,
             cancel_notice,
+            inline: false,
         }
+    }
+
+    /// The commands of a pool that runs its calls on the calling thread
+    /// ([`inline`]): one "worker", the caller, always live.
+    pub(crate) fn inline(max_message_size: u64) -> Commands {
+        let (sender, _nobody) = crossbeam_channel::bounded(0);
+        let (cancel_notice, _unwatched) = CancelNotice::pair();
+        Commands {
+            inline: true,
+            ..Commands::new(
+                sender,
+                1,
+                Arc::new(AtomicUsize::new(1)),
+                max_message_size,
+                cancel_notice,
+            )
+        }
+    }
+
+    pub(crate) fn is_inline(&self) -> bool {
+        self.inline
     }
 
     pub(crate) fn cancel_notice(&self) -> &CancelNotice {
@@ -91,6 +117,9 @@ impl Commands {
     /// Sends `command`. A dispatcher that has gone hands the command back,
     /// dropped here: its jobs then answer their callers with `Closed`.
     pub(crate) fn send(&self, command: Command) {
+        if self.inline {
+            return inline::run(command);
+        }
         let _ = self.sender.send(command);
     }
 

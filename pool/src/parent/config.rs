@@ -4,6 +4,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::inline::Nested;
 use super::launch::slurm::SlurmWorkers;
 use crate::wire::MemoryLimits;
 
@@ -27,10 +28,16 @@ pub(crate) struct Config {
     /// Workers to submit to Slurm, which join through `listen`.
     pub(crate) slurm: Option<SlurmWorkers>,
     pub(crate) handle_interrupts: bool,
+    /// Whether an awaited `AsyncResult` dropped unfinished stops its
+    /// running input (the default for each handle; see
+    /// `AsyncResult::stop_on_drop`).
+    pub(crate) stop_on_drop: bool,
     /// The largest message between pool and worker, either way.
     pub(crate) max_message_size: u64,
     /// The soft budget and hard limit each worker applies to itself.
     pub(crate) memory: MemoryLimits,
+    /// What building the pool inside a worker does.
+    pub(crate) nested: Nested,
 }
 
 impl Default for Config {
@@ -48,8 +55,10 @@ impl Default for Config {
             listen: None,
             slurm: None,
             handle_interrupts: true,
+            stop_on_drop: true,
             max_message_size: connection::DEFAULT_MAX_MESSAGE_SIZE,
             memory: MemoryLimits::default(),
+            nested: Nested::default(),
         }
     }
 }
@@ -77,8 +86,10 @@ impl std::fmt::Debug for Config {
             .field("listen", &listen)
             .field("slurm", &self.slurm)
             .field("handle_interrupts", &self.handle_interrupts)
+            .field("stop_on_drop", &self.stop_on_drop)
             .field("max_message_size", &self.max_message_size)
             .field("memory", &self.memory)
+            .field("nested", &self.nested)
             .finish()
     }
 }

@@ -6,8 +6,10 @@
 //! per worker; each worker also has a reader thread (`worker_reader`) that
 //! turns what the worker sends into events for the dispatcher, and, when
 //! the worker reads slowly, a writer thread (`outbox`). Local workers are
-//! started by `spawn`, remote ones accepted by `remote_listener`. Nothing
-//! here runs in a worker.
+//! started by `spawn`, remote ones accepted by `remote_listener`. A pool
+//! built inside a worker (a task's own pool) has no dispatcher: `inline`
+//! runs its commands on the calling thread. Nothing else here runs in a
+//! worker.
 
 mod async_result;
 mod builder;
@@ -16,6 +18,8 @@ mod completion;
 mod config;
 mod dispatcher;
 mod imap;
+mod in_flight;
+mod inline;
 mod interrupt;
 mod job;
 mod launch;
@@ -38,6 +42,7 @@ pub use builder::PoolBuilder;
 pub use completion::{as_completed, wait_any, AsCompleted};
 pub use config::DEFAULT_STARTUP_TIMEOUT;
 pub use imap::{Imap, ImapUnordered};
+pub use inline::Nested;
 pub use launch::slurm::{SlurmWorkers, DEFAULT_SLURM_RESUBMITS, DEFAULT_SLURM_START_TIMEOUT};
 pub use pool::Pool;
 pub use progress::Progress;

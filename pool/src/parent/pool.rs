@@ -11,6 +11,7 @@ use super::command::{Command, Commands};
 use super::config::Config;
 use super::dispatcher::Dispatcher;
 use super::imap::{Imap, ImapUnordered, Order};
+use super::inline;
 use super::interrupt;
 use super::job::{encode_input, Job};
 use super::launch::Launcher;
@@ -59,6 +60,8 @@ pub struct Pool {
     remote_joined: Option<Arc<std::sync::atomic::AtomicUsize>>,
     /// The Slurm jobs of workers the pool submitted itself, if any.
     launcher: Mutex<Option<Launcher>>,
+    /// What `apply_async`'s handles do when dropped unfinished, awaited.
+    stop_on_drop: bool,
 }
 
 impl std::fmt::Debug for Pool {
@@ -76,10 +79,17 @@ impl std::fmt::Debug for Pool {
 /// remote workers. Called by [`PoolBuilder::build`](crate::PoolBuilder::build).
 pub(crate) fn start(config: Config) -> Result<Pool> {
     if worker::in_worker() {
-        return Err(Error::new(
-            ErrorKind::Startup,
-            "a pool cannot be started inside a pool worker",
-        ));
+        inline::prepare(&config)?;
+        return Ok(Pool {
+            commands: Commands::inline(config.max_message_size),
+            roster: SharedRoster::default(),
+            dispatcher: Mutex::new(None),
+            listener: Mutex::new(None),
+            listen_address: None,
+            remote_joined: None,
+            launcher: Mutex::new(None),
+            stop_on_drop: config.stop_on_drop,
+        });
     }
     if worker::started_as_worker() {
         return Err(worker::refuse_to_start_pool());
@@ -144,9 +154,10 @@ pub(crate) fn start(config: Config) -> Result<Pool> {
         listen_address: None,
         remote_joined: None,
         launcher: Mutex::new(None),
+        stop_on_drop: config.stop_on_drop,
     };
     if let Some((address, authkey)) = &config.listen {
-        let listener = remote_listener::listen(address, authkey, events)?;
+        let listener = remote_listener::listen(address, authkey, config.processes, events)?;
         pool.listen_address = Some(listener.address().to_string());
         pool.remote_joined = Some(listener.joined());
         let launcher = config.slurm.as_ref().map(|slurm| {
@@ -174,9 +185,38 @@ pub(crate) fn start(config: Config) -> Result<Pool> {
 }
 
 impl Pool {
-    /// The number of local worker processes the pool keeps running.
+    /// The number of local worker processes the pool keeps running; 1 for
+    /// an [inline](Pool::is_inline) pool, whose one "worker" is the
+    /// process it runs in (it starts none: its
+    /// [`worker_pids`](Pool::worker_pids) is empty).
     pub fn processes(&self) -> usize {
         self.commands.processes()
+    }
+
+    /// Whether the pool runs its calls inline: a pool built inside a pool
+    /// worker (in a task) with [`Nested::Inline`](crate::Nested), the
+    /// default. Such a pool starts no process: each call runs its inputs in
+    /// that worker, on the calling thread, one after the other in input
+    /// order, before it returns (`apply_async` and `imap` too, the latter
+    /// a window of inputs at a time), through the same encoding as a
+    /// worker. Results, errors per input (`TaskFailed`, `Panicked` caught
+    /// per input, with the panic's location), progress reports and
+    /// `close` behave as documented; `task_timeout` cannot be enforced
+    /// (nothing can stop the calling thread) and is ignored, as are the
+    /// options about processes (`env`, `worker_program`,
+    /// `max_tasks_per_child`, `retries`); the initializer runs once, when
+    /// the pool is built. `listen` and `slurm` fail the build.
+    ///
+    /// ```
+    /// fn main() -> Result<(), pool::Error> {
+    ///     pool::init();
+    ///     let pool = pool::Pool::new(2)?;
+    ///     assert!(!pool.is_inline());
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn is_inline(&self) -> bool {
+        self.commands.is_inline()
     }
 
     /// The process ids of the local workers running now (replacements
@@ -555,7 +595,8 @@ impl Pool {
             Arc::clone(&slot),
             T::NAME,
             Some(self.commands.cancel_notice().clone()),
-        );
+        )
+        .stop_on_drop(self.stop_on_drop);
         match self
             .commands
             .check_open()

@@ -7,6 +7,14 @@
 /// the first inputs are submitted (`done` is then 0, unless some input could not
 /// even be encoded) and again each time a batch of results raises `done`.
 ///
+/// Results come input by input, not chunk by chunk: a worker sends the
+/// results of the inputs it finished in the chunk it runs at least every
+/// 50 ms, so a map of many short inputs (whose automatic chunks hold an
+/// eighth of the inputs per worker at first) moves within about 50 ms of
+/// its first inputs finishing, and reports several times a second per
+/// worker. A chunk of short inputs that all finish within 50 ms is
+/// reported as one batch.
+///
 /// `total` is the number of inputs the iterator announced (its exact
 /// `size_hint`, or the count of a collected iterator); should an iterator
 /// yield a different number than it announced, `total` follows what it

@@ -13,11 +13,12 @@ use std::time::{Duration, Instant};
 use connection::Connection;
 use tracing::Span;
 
+use super::in_flight::InFlight;
 use super::job::{Item, Job};
 use super::outbox::Outbox;
 use super::sink::{Deliveries, Payload, Sink};
 use super::trace;
-use crate::error::{Error, WorkerInfo};
+use crate::error::{Error, RemotePanic, WorkerInfo};
 use crate::sys::SharedCounter;
 use crate::task::FailureKind;
 use crate::wire::{self, BatchWriter, Indices, ItemResult, ResultChunks, ResultItems, ToWorker};
@@ -56,33 +57,6 @@ pub(crate) enum State {
     Doomed,
 }
 
-/// A chunk a worker holds. `items` counts the chunk's inputs even after
-/// they were answered early (an interrupt), so that the worker's results
-/// still line up.
-struct InFlight {
-    id: u64,
-    job: Job,
-    items: u64,
-    bytes: usize,
-    /// The worker's number for the chunk's first input (1 for its first ever).
-    first_seq: u64,
-    /// A `task` span per item still in `job.items`, in the same order, if
-    /// DEBUG was enabled when the chunk was sent; otherwise empty.
-    spans: Vec<Span>,
-    /// The worker was asked to give back what it has not started of it.
-    recalled: bool,
-}
-
-impl InFlight {
-    /// Fails every input still in the chunk, recording the error on their spans.
-    fn fail_all(&mut self, error: &impl Fn() -> Error) {
-        for span in self.spans.drain(..) {
-            trace::record_error(&span, &error());
-        }
-        self.job.fail_all(|_| error());
-    }
-}
-
 /// The input a worker was running when it was stopped.
 pub(crate) struct Culprit {
     pub(crate) item: Item,
@@ -112,6 +86,16 @@ pub(crate) struct Load {
 /// it sent.
 #[derive(Debug)]
 pub(crate) struct Misaligned(pub(crate) String);
+
+/// What [`WorkerSlot::check_results`] found a results message to answer.
+struct Checked {
+    /// The chunks it answers, from the first in flight.
+    chunks: usize,
+    /// The inputs it answers.
+    items: u64,
+    /// For a partial message, how many inputs of its last chunk it answers.
+    part: Option<u64>,
+}
 
 /// What a results message answered.
 pub(crate) struct Answered {
@@ -317,15 +301,8 @@ impl WorkerSlot {
         self.load.chunks += 1;
         self.load.items += items;
         self.load.bytes += bytes;
-        self.in_flight.push_back(InFlight {
-            id: chunk_id,
-            job,
-            items,
-            bytes,
-            first_seq,
-            spans,
-            recalled: false,
-        });
+        self.in_flight
+            .push_back(InFlight::new(chunk_id, job, bytes, first_seq, spans));
     }
 
     /// Sends a chunk of one large input as a message of its own, straight
@@ -399,8 +376,16 @@ impl WorkerSlot {
         };
         self.in_flight
             .iter()
-            .find(|chunk| (chunk.first_seq..chunk.first_seq + chunk.items).contains(&running))
+            .find(|chunk| chunk.holds_seq(running))
             .is_some_and(|chunk| chunk.job.sink.wants_running_stopped())
+    }
+
+    /// Whether the worker holds an input, running or not, whose caller
+    /// asked for it to be stopped.
+    pub(crate) fn holds_input_to_stop(&self) -> bool {
+        self.in_flight
+            .iter()
+            .any(|chunk| chunk.job.sink.wants_running_stopped())
     }
 
     /// Sends the batch built up for the worker, if any, and starts the next.
@@ -415,48 +400,64 @@ impl WorkerSlot {
     /// Hands the results of a results message to their callers, chunk by
     /// chunk in the order the chunks were sent, and returns the inputs the
     /// worker gave back unstarted (after a recall), to run elsewhere, and
-    /// how many inputs it answered.
+    /// how many inputs it answered. A partial message ([`wire::is_partial`])
+    /// answers its last chunk in part: the chunk stays in flight with the
+    /// rest of its inputs.
     ///
     /// The message is first checked against the chunks in flight, reading
     /// only its headers in place: nothing is made of its items, and
     /// nothing is delivered, unless every chunk in it is the next one in
-    /// flight with as many items as was sent. Otherwise the worker is no
-    /// longer to be trusted, and [`Misaligned`] says what it sent.
+    /// flight with as many items as it has unanswered (fewer, and some,
+    /// for the last chunk of a partial message). Otherwise the worker is
+    /// no longer to be trusted, and [`Misaligned`] says what it sent.
     pub(crate) fn complete_chunks(
         &mut self,
         message: &Arc<Vec<u8>>,
         deliveries: &mut Deliveries,
     ) -> Result<Answered, Misaligned> {
-        let (chunks, items) = self.check_results(message)?;
+        let checked = self.check_results(message)?;
         let mut returned = Vec::new();
         let info = self.info();
         // Checked: the message's items are those of its first `chunks`
-        // chunks in flight, in order, as many for each as it was sent.
+        // chunks in flight, in order, as many for each as it has
+        // unanswered, but for a part of the last.
         let mut results = ResultItems::of(message);
-        for _ in 0..chunks {
-            let Some(mut done) = self.in_flight.pop_front() else {
+        for position in 0..checked.chunks {
+            let Some(chunk) = self.in_flight.front_mut() else {
                 break;
             };
-            self.load.chunks -= 1;
-            self.load.items -= done.items;
-            self.load.bytes -= done.bytes;
-            self.items_answered += done.items;
-            let task = done.job.task;
-            let inputs = std::mem::take(&mut done.job.items);
+            let count = match checked.part {
+                Some(part) if position + 1 == checked.chunks => part,
+                _ => chunk.items,
+            };
+            self.load.items -= count;
+            self.items_answered += count;
+            let (inputs, spans) = chunk.take_answered(count);
+            let done = chunk.items == 0;
+            if done {
+                self.load.chunks -= 1;
+                self.load.bytes -= chunk.bytes;
+            }
+            let task = chunk.job.task;
             if tracing::enabled!(tracing::Level::DEBUG) {
                 tracing::debug!(
                     worker = self.id,
-                    chunk = done.id,
+                    chunk = chunk.id,
                     task,
                     items = inputs.len(),
-                    "chunk done"
+                    "{}",
+                    if done {
+                        "chunk done"
+                    } else {
+                        "chunk part done"
+                    }
                 );
             }
-            let mut spans = std::mem::take(&mut done.spans).into_iter();
+            let mut spans = spans.into_iter();
             let mut given_back = Vec::new();
             // Inputs answered early (an interrupt) are gone from the job:
             // their results are passed over.
-            let mut chunk_results = results.by_ref().take(done.items as usize);
+            let mut chunk_results = results.by_ref().take(count as usize);
             for (item, result) in inputs.into_iter().zip(&mut chunk_results) {
                 let span = spans.next();
                 let outcome = match result {
@@ -471,9 +472,21 @@ impl WorkerSlot {
                         continue;
                     }
                     ItemResult::Output(range) => Ok(Payload::new(Arc::clone(message), range)),
-                    ItemResult::Failed { kind, message } => Err(Error::new(
+                    ItemResult::Failed {
+                        kind,
+                        message,
+                        panic,
+                    } => Err(Error::from_failure(
                         kind.error_kind(),
-                        String::from_utf8_lossy(message),
+                        String::from_utf8_lossy(message).into_owned(),
+                        panic.map(|report| {
+                            RemotePanic::from_worker(
+                                report.file,
+                                report.line,
+                                report.column,
+                                report.backtrace,
+                            )
+                        }),
                     )
                     .with_task(task)
                     .with_index(item.index)
@@ -486,8 +499,8 @@ impl WorkerSlot {
                     trace::record_outcome(span, &outcome);
                     span.enter()
                 });
-                deliveries.push(&done.job.sink, item.index, outcome);
-                if let Sink::Channel(stream) = &done.job.sink {
+                deliveries.push(&chunk.job.sink, item.index, outcome);
+                if let Sink::Channel(stream) = &chunk.job.sink {
                     stream.give_back(item.into_buffer());
                 }
             }
@@ -496,23 +509,35 @@ impl WorkerSlot {
                 returned.push(Job {
                     task,
                     items: given_back,
-                    sink: done.job.sink.clone(),
+                    sink: chunk.job.sink.clone(),
                 });
             }
+            if done {
+                self.in_flight.pop_front();
+            }
         }
-        Ok(Answered { returned, items })
+        Ok(Answered {
+            returned,
+            items: checked.items,
+        })
     }
 
     /// Checks that a results message answers at least one chunk, that each
     /// of its chunks is the next one in flight, in order, with as many
-    /// items as were sent, and that inputs come back unstarted only from
-    /// chunks recalled (a worker that returns others would have them sent
-    /// round again for ever). Returns how many chunks and inputs the
-    /// message answers.
-    fn check_results(&self, message: &[u8]) -> Result<(usize, u64), Misaligned> {
+    /// items as it has unanswered (for the last chunk of a partial
+    /// message, fewer, at least one), and that inputs come back unstarted
+    /// only from chunks recalled (a worker that returns others would have
+    /// them sent round again for ever).
+    fn check_results(&self, message: &[u8]) -> Result<Checked, Misaligned> {
+        let partial = wire::is_partial(message);
         let mut in_flight = self.in_flight.iter();
-        let (mut chunks, mut items) = (0, 0);
-        for chunk in ResultChunks::of(message) {
+        let mut checked = Checked {
+            chunks: 0,
+            items: 0,
+            part: None,
+        };
+        let mut chunks = ResultChunks::of(message).peekable();
+        while let Some(chunk) = chunks.next() {
             let id = chunk.id;
             let Some(expected) = in_flight.next() else {
                 return Err(Misaligned(match self.in_flight.len() {
@@ -532,10 +557,18 @@ impl WorkerSlot {
                     expected.id
                 )));
             }
-            if u64::from(chunk.items) != expected.items {
+            let count = u64::from(chunk.items);
+            let in_part = partial && chunks.peek().is_none();
+            if in_part && !(1..expected.items).contains(&count) {
                 return Err(Misaligned(format!(
-                    "{} results for chunk {id} of {} inputs",
-                    chunk.items, expected.items
+                    "a part of {count} results for chunk {id} with {} inputs unanswered",
+                    expected.items
+                )));
+            }
+            if !in_part && count != expected.items {
+                return Err(Misaligned(format!(
+                    "{count} results for chunk {id} of {} inputs",
+                    expected.items
                 )));
             }
             if chunk.gives_back && !expected.recalled {
@@ -543,15 +576,16 @@ impl WorkerSlot {
                     "inputs of chunk {id} given back unstarted, unasked"
                 )));
             }
-            chunks += 1;
-            items += expected.items;
+            checked.chunks += 1;
+            checked.items += count;
+            checked.part = in_part.then_some(count);
         }
         // A worker sends results only when it has some: an empty message
         // answers nothing, and a stream of them would only keep the pool busy.
-        if chunks == 0 {
+        if checked.chunks == 0 {
             return Err(Misaligned("a results message answering no chunk".into()));
         }
-        Ok((chunks, items))
+        Ok(checked)
     }
 
     /// Fails every input the worker holds with errors made by `error`; the
@@ -632,8 +666,8 @@ impl WorkerSlot {
         let mut culprit = None;
         let mut unstarted = Vec::new();
         for mut in_flight in self.in_flight.drain(..) {
-            let items = std::mem::take(&mut in_flight.job.items);
-            let mut spans = std::mem::take(&mut in_flight.spans).into_iter();
+            let (items, spans) = in_flight.take_unanswered();
+            let mut spans = spans.into_iter();
             let mut keep = Vec::with_capacity(items.len());
             for (offset, item) in items.into_iter().enumerate() {
                 let span = spans.next();
@@ -682,7 +716,7 @@ impl Drop for WorkerSlot {
 mod tests {
     use super::*;
     use crate::parent::job::encode_item;
-    use crate::parent::sink::ResultCell;
+    use crate::parent::sink::{Delivery, ResultCell};
     use crate::task::Task;
 
     crate::task! {
@@ -767,6 +801,75 @@ mod tests {
             }
         }
         Arc::new(writer.bytes().to_vec())
+    }
+
+    /// [`results`] as a partial message: its last chunk answered in part.
+    fn partial(chunks: &[(u64, &[u8])]) -> Arc<Vec<u8>> {
+        let mut message = results(chunks).to_vec();
+        message[0] = b'P';
+        assert!(wire::is_partial(&message));
+        Arc::new(message)
+    }
+
+    #[test]
+    fn a_chunk_answered_in_parts_delivers_each_part_and_stays_until_done() {
+        let (mut slot, _worker) = slot(1 << 20);
+        let cell = ResultCell::new();
+        let items = (0..3)
+            .map(|index| {
+                encode_item::<first>(&serde_bytes::ByteBuf::new(), index, u64::MAX, Vec::new(), 0)
+                    .unwrap()
+            })
+            .collect();
+        let (sender, receiver) = crossbeam_channel::unbounded();
+        let (notice, _) = crate::parent::sink::CancelNotice::pair();
+        let (stream, _cancel) = crate::parent::sink::Channel::new(sender, notice);
+        slot.push_chunk(1, 0, Job::streamed::<first>(items, &stream));
+        let mut second = job::<first>(3, 0);
+        second.sink = Sink::Single(Arc::clone(&cell));
+        slot.push_chunk(2, 0, second);
+        let refused = |slot: &mut WorkerSlot, message: Arc<Vec<u8>>| match slot
+            .complete_chunks(&message, &mut Deliveries::default())
+        {
+            Ok(_) => panic!("accepted"),
+            Err(Misaligned(what)) => what,
+        };
+        // A part must leave some of the chunk, and answer some of it.
+        let all = refused(&mut slot, partial(&[(1, &[0, 0, 0])]));
+        assert_eq!(
+            all,
+            "a part of 3 results for chunk 1 with 3 inputs unanswered"
+        );
+        assert!(refused(&mut slot, partial(&[(1, &[])])).contains("a part of 0"));
+        let mut deliveries = Deliveries::default();
+        let answered = slot
+            .complete_chunks(&partial(&[(1, &[0])]), &mut deliveries)
+            .unwrap_or_else(|Misaligned(what)| panic!("{what}"));
+        deliveries.flush();
+        assert_eq!(answered.items, 1);
+        let indices = |batch: Vec<Delivery>| batch.iter().map(|d| d.index).collect::<Vec<_>>();
+        assert_eq!(indices(receiver.try_recv().unwrap()), [0]);
+        assert_eq!((slot.load().chunks, slot.load().items), (2, 3));
+        // The rest of chunk 1 is two inputs now, then chunk 2 in part is
+        // refused: it has one input, which a part cannot leave.
+        let whole = refused(&mut slot, results(&[(1, &[0, 0, 0])]));
+        assert_eq!(whole, "3 results for chunk 1 of 2 inputs");
+        let answered = slot
+            .complete_chunks(&partial(&[(1, &[0])]), &mut deliveries)
+            .unwrap_or_else(|Misaligned(what)| panic!("{what}"));
+        assert_eq!(answered.items, 1);
+        let answered = slot
+            .complete_chunks(
+                &results(&[(1, &[FailureKind::Failed as u8]), (2, &[0])]),
+                &mut deliveries,
+            )
+            .unwrap_or_else(|Misaligned(what)| panic!("{what}"));
+        deliveries.flush();
+        assert_eq!(answered.items, 2);
+        let rest: Vec<Delivery> = receiver.try_iter().flatten().collect();
+        assert_eq!(indices(rest), [1, 2]);
+        assert!(cell.lock().outcome.as_ref().is_some_and(|o| o.is_ok()));
+        assert_eq!(slot.load().chunks, 0);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use rustix::fs::{fstat, ftruncate, memfd_create, MemfdFlags};
+use rustix::fs::{fcntl_add_seals, fstat, ftruncate, memfd_create, MemfdFlags, SealFlags};
 use rustix::process::{getppid, set_parent_process_death_signal, Signal};
 
 /// Asks the kernel to SIGKILL this process when the thread that spawned it
@@ -100,13 +100,26 @@ unsafe impl Sync for SharedCounter {}
 const PAGE: usize = 4096;
 
 impl SharedCounter {
-    /// A fresh counter at zero, backed by an anonymous memory file.
+    /// A fresh counter at zero, backed by an anonymous memory file sealed
+    /// at one page.
+    ///
+    /// The child gets a descriptor of the file, so it could resize it: a
+    /// page shrunk under the parent's mapping would turn the parent's next
+    /// look at the counter into `SIGBUS`. Sealed against shrinking and
+    /// growing, and against further seals, the page stays whole whatever
+    /// the child does; what it can still do (write any number there, punch
+    /// the page out, which then reads as zero) only misleads the parent
+    /// about which input it was running.
     pub(crate) fn create() -> io::Result<SharedCounter> {
         // Close-on-exec keeps it from leaking into unrelated children; the
         // worker it is meant for inherits it explicitly.
-        let fd = memfd_create("pool-progress", MemfdFlags::CLOEXEC)?;
+        let fd = memfd_create(
+            "pool-progress",
+            MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
+        )?;
         // A fresh memfd reads as zeros.
         ftruncate(&fd, PAGE as u64)?;
+        fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)?;
         SharedCounter::map(fd)
     }
 
@@ -168,17 +181,20 @@ impl Drop for SharedCounter {
 }
 
 /// Prepares `command` so that its child is killed when the spawning thread
-/// dies and ignores SIGINT from its first instruction on: a Ctrl-C to the
-/// process group while a worker starts must not kill it before it could
-/// say so. (The disposition survives exec, so the worker keeps ignoring it.)
+/// dies, has the soft descriptor limit this process had before a pool
+/// raised it, and ignores SIGINT from its first instruction on: a Ctrl-C
+/// to the process group while a worker starts must not kill it before it
+/// could say so. (The disposition survives exec, so the worker keeps
+/// ignoring it.)
 pub(crate) fn prepare_worker_command(command: &mut Command) {
     // SAFETY: the hook runs between fork and exec, where only
-    // async-signal-safe calls are allowed: prctl (a raw system call through
-    // rustix) and signal (a sigaction wrapper) are, and nothing here
-    // allocates or locks.
+    // async-signal-safe calls are allowed: prctl, getrlimit and setrlimit
+    // (system calls through rustix), an atomic load, and signal (a
+    // sigaction wrapper) are, and nothing here allocates or locks.
     unsafe {
         command.pre_exec(|| {
             set_parent_process_death_signal(Some(Signal::KILL))?;
+            super::restore_descriptor_limit_in_child()?;
             if libc::signal(libc::SIGINT, libc::SIG_IGN) == libc::SIG_ERR {
                 return Err(io::Error::last_os_error());
             }
@@ -279,6 +295,20 @@ mod tests {
         assert_eq!(other.load(), 41);
         other.store(42);
         assert_eq!(counter.load(), 42);
+    }
+
+    /// What a child given the descriptor may try: the page can be neither
+    /// resized nor sealed further, and the counter reads on.
+    #[test]
+    fn the_progress_page_cannot_be_resized_or_sealed_by_its_child() {
+        let counter = SharedCounter::create().unwrap();
+        let fd = counter.fd();
+        assert_eq!(ftruncate(fd, 0), Err(rustix::io::Errno::PERM));
+        assert_eq!(ftruncate(fd, 2 * PAGE as u64), Err(rustix::io::Errno::PERM));
+        let seal = fcntl_add_seals(fd, SealFlags::WRITE);
+        assert_eq!(seal, Err(rustix::io::Errno::PERM));
+        counter.store(7);
+        assert_eq!(counter.load(), 7);
     }
 
     #[test]

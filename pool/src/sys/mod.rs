@@ -4,8 +4,12 @@
 //! `memfd_create` have no portable equivalent.
 
 #[cfg(target_os = "linux")]
+mod descriptors;
+#[cfg(target_os = "linux")]
 mod linux;
 
+#[cfg(target_os = "linux")]
+pub(crate) use descriptors::*;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::*;
 

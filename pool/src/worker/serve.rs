@@ -4,7 +4,10 @@
 //! batches of results. It replies as soon as nothing more is waiting for it,
 //! or after [`FLUSH_CHUNKS`] results or [`FLUSH_AFTER`], whichever comes
 //! first: under load many results share one message, and a slow task's
-//! result is never held back behind the next task.
+//! result is never held back behind the next task. A chunk that runs long
+//! is answered in parts: every [`PARTIAL_AFTER`], between two inputs, the
+//! results of its finished inputs go out, so that a map's progress (and
+//! its results) move as inputs finish, whatever the chunk size.
 //!
 //! Between inputs, at most every [`RECALL_CHECK`], it looks for messages
 //! that arrived meanwhile: a recall makes it give back the inputs of the
@@ -42,6 +45,11 @@ const RECALL_CHECK: Duration = Duration::from_millis(1);
 const FLUSH_CHUNKS: usize = 64;
 /// Reply once the work behind the waiting results has taken this long.
 const FLUSH_AFTER: Duration = Duration::from_micros(500);
+/// Within a chunk, send the results of its finished inputs once the work
+/// behind them has taken this long: often enough for a progress bar to
+/// move smoothly, rarely enough (at most 20 messages a second per worker)
+/// to cost nothing measurable.
+const PARTIAL_AFTER: Duration = Duration::from_millis(50);
 
 /// Set once this process has become a worker: pools refuse to start here.
 static IN_WORKER: AtomicBool = AtomicBool::new(false);
@@ -67,9 +75,10 @@ pub(crate) fn serve(
     busy: Option<Arc<AtomicBool>>,
 ) -> Result<()> {
     become_worker();
-    // Panics are caught and sent to the pool as the task's error; printing
-    // them here too would only spam the pool's stderr.
-    std::panic::set_hook(Box::new(|_| {}));
+    // Panics are caught and sent to the pool as the task's error, with
+    // their location and backtrace, which the hook keeps for that;
+    // printing them here too would only spam the pool's stderr.
+    std::panic::set_hook(Box::new(task::note_panic));
     let mut worker = Worker {
         conn,
         progress,
@@ -258,7 +267,7 @@ impl Worker {
         Ok(())
     }
 
-    fn run_chunk(&mut self, chunk: ChunkRecord<'_>, began: Instant) -> Result<()> {
+    fn run_chunk(&mut self, chunk: ChunkRecord<'_>, mut began: Instant) -> Result<()> {
         let task = chunk.task as usize;
         let run = self.tasks.get(task).and_then(|(_, run)| *run);
         // One check per chunk, so that untraced tasks pay nothing for spans.
@@ -270,6 +279,7 @@ impl Worker {
             let now = Instant::now();
             if now.duration_since(self.last_check) >= RECALL_CHECK {
                 self.look_for_recalls()?;
+                self.send_finished_part(&mut began)?;
             }
             self.check_budget(now)?;
             // Every input passed counts, so that the progress page keeps
@@ -320,6 +330,30 @@ impl Worker {
         self.conn
             .send_bytes(&FromWorker::OverBudget { resident }.encode())
             .map_err(|err| Error::from_connection(err, "say the memory budget is crossed"))
+    }
+
+    /// Sends the results written so far, the running chunk's finished
+    /// inputs included, once the oldest of them has waited
+    /// [`PARTIAL_AFTER`]; the chunk's other inputs follow in later
+    /// messages. `began` is when the running chunk's unsent work began.
+    fn send_finished_part(&mut self, began: &mut Instant) -> Result<()> {
+        if !self
+            .oldest_unsent
+            .is_some_and(|oldest| oldest.elapsed() >= PARTIAL_AFTER)
+        {
+            return Ok(());
+        }
+        let Some((chunk, left)) = self.results.end_partway() else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        self.results
+            .add_busy(now.duration_since(*began).as_nanos() as u64);
+        self.flush()?;
+        self.results.begin_chunk(chunk, left);
+        *began = now;
+        self.oldest_unsent = Some(now);
+        Ok(())
     }
 
     fn set_busy(&self, busy: bool) {

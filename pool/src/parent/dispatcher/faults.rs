@@ -135,7 +135,9 @@ impl Dispatcher {
     }
 
     /// When the dispatcher next needs to wake up without a message: for
-    /// the nearest start-up deadline, or to watch running tasks' clocks.
+    /// the nearest start-up deadline, to watch running tasks' clocks, or
+    /// to try starting workers again after a shortage of descriptors, or
+    /// to look again for an input to stop.
     pub(super) fn next_wakeup(&self) -> Option<Duration> {
         let now = Instant::now();
         let startup = self
@@ -152,10 +154,14 @@ impl Dispatcher {
                 .any(|w| w.load().items > 0)
                 .then(|| (timeout / 10).clamp(Duration::from_millis(1), Duration::from_millis(100)))
         });
-        match (startup, tick) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        // A broken pool starts nothing more.
+        let retry = self
+            .shortage
+            .retry_at()
+            .filter(|_| self.broken.is_none())
+            .map(|at| at.saturating_duration_since(now));
+        let stop = self.stops_pending.then_some(super::STOP_RECHECK);
+        [startup, tick, retry, stop].into_iter().flatten().min()
     }
 
     /// Enforces start-up deadlines and task timeouts.

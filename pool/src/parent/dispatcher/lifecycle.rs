@@ -3,13 +3,26 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use super::shortage::is_shortage;
 use super::{Dispatcher, Phase, REAP_WAIT};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::parent::roster::{RemoteWorker, Roster};
 use crate::parent::spawn;
 use crate::parent::worker_reader::{self, Event};
 use crate::parent::worker_slot::{Process, State, WorkerSlot};
 use crate::wire::{Initializer, ToWorker};
+
+/// At most this many remote workers wait for a shortage of descriptors
+/// to pass; more are turned away (their connections closed).
+const MAX_WAITING_REMOTE: usize = 64;
+
+/// A remote worker that authenticated and is not adopted yet.
+pub(super) struct WaitingRemote {
+    conn: connection::Connection,
+    peer: String,
+    /// Past this (its start-up timeout), it is turned away.
+    give_up: Instant,
+}
 
 impl Dispatcher {
     /// Quits a worker that has been given its share of tasks, once it has
@@ -25,23 +38,46 @@ impl Dispatcher {
         }
     }
 
-    /// Starts local workers until the configured number are live.
+    /// Starts local workers until the configured number are live, and
+    /// adopts the remote workers that waited for descriptors. A shortage
+    /// of descriptors (or memory, or processes) only holds that off for a
+    /// while (see `shortage`); any other failure to start a worker (a
+    /// missing program, say) breaks the pool.
     pub(super) fn replenish(&mut self) {
         if self.broken.is_some() || self.phase == Phase::Terminating {
             return;
         }
-        if self.phase == Phase::Closing && self.queue.is_empty() {
+        if self.shortage.holds_off(Instant::now()) {
             return;
         }
+        self.adopt_waiting();
+        if self.phase != Phase::Closing || !self.queue.is_empty() {
+            self.start_missing_locals();
+        }
+        // Nothing failed this round: there is nothing to try again, and
+        // the dispatcher need not wake up for it.
+        if !self.shortage.holds_off(Instant::now()) {
+            self.shortage.passed();
+        }
+    }
+
+    fn start_missing_locals(&mut self) {
         let live = self
             .workers
             .iter()
             .filter(|w| w.is_local() && w.is_live())
             .count();
         for _ in live..self.config.processes {
-            if let Err(err) = self.spawn_local() {
-                self.break_pool(err);
-                return;
+            match self.spawn_local() {
+                Ok(()) => self.shortage.passed(),
+                Err(err) if is_shortage(&err) => {
+                    self.shortage.failed("start a worker", &err);
+                    return;
+                }
+                Err(err) => {
+                    self.break_pool(err);
+                    return;
+                }
             }
         }
     }
@@ -78,25 +114,45 @@ impl Dispatcher {
 
     pub(super) fn adopt_remote(&mut self, mut conn: connection::Connection, peer: String) {
         conn.set_max_message_size(self.config.max_message_size);
+        let give_up = Instant::now() + self.config.startup_timeout;
+        self.adopt(WaitingRemote {
+            conn,
+            peer,
+            give_up,
+        });
+    }
+
+    /// Starts the reader of a remote worker that authenticated, and sends
+    /// it its setup. Short of descriptors, it waits (until its start-up
+    /// timeout) for the shortage to pass, as local workers do.
+    fn adopt(&mut self, mut remote: WaitingRemote) {
         if self.phase != Phase::Open || self.broken.is_some() {
             // Never waiting for it: a peer that does not read just loses
             // its connection without being told why.
-            let _ = conn.try_send_bytes(&ToWorker::Quit.encode());
+            let _ = remote.conn.try_send_bytes(&ToWorker::Quit.encode());
             return;
         }
         let id = self.next_worker_id;
         self.next_worker_id += 1;
         let setup = self.setup_message(id);
-        let started = conn
+        let started = remote
+            .conn
             .try_clone()
-            .map_err(|err| format!("{err:#}"))
+            .map_err(|err| Error::from_connection(err, "clone the connection"))
             .and_then(|reader_conn| {
-                worker_reader::start(id, reader_conn, setup, None, self.events_tx.clone())
-                    .map_err(|err| format!("{err:#}"))
+                worker_reader::start(id, reader_conn, setup, None, self.events_tx.clone()).map_err(
+                    |err| Error::new(ErrorKind::Startup, "start a reader thread").with_source(err),
+                )
             });
+        let WaitingRemote {
+            conn,
+            peer,
+            give_up,
+        } = remote;
         match started {
             Ok(reader) => {
                 tracing::debug!(worker = id, %peer, "remote worker joined");
+                self.shortage.passed();
                 let deadline = Instant::now() + self.config.startup_timeout;
                 self.workers.push(WorkerSlot::starting(
                     id,
@@ -112,7 +168,32 @@ impl Dispatcher {
                 ));
                 self.publish_roster();
             }
-            Err(err) => tracing::warn!(%peer, %err, "remote worker could not be set up"),
+            Err(err)
+                if is_shortage(&err)
+                    && Instant::now() < give_up
+                    && self.waiting_remote.len() < MAX_WAITING_REMOTE =>
+            {
+                self.shortage.failed("adopt a remote worker", &err);
+                self.waiting_remote.push_back(WaitingRemote {
+                    conn,
+                    peer,
+                    give_up,
+                });
+            }
+            Err(err) => {
+                tracing::warn!(%peer, err = %format!("{err:#}"), "remote worker could not be set up")
+            }
+        }
+    }
+
+    /// Tries again to adopt the remote workers that waited for a shortage
+    /// to pass, until it holds them off again.
+    fn adopt_waiting(&mut self) {
+        while !self.shortage.holds_off(Instant::now()) {
+            let Some(remote) = self.waiting_remote.pop_front() else {
+                return;
+            };
+            self.adopt(remote);
         }
     }
 
@@ -134,6 +215,7 @@ impl Dispatcher {
     pub(super) fn terminate(&mut self) {
         self.phase = Phase::Terminating;
         self.fail_queued(Error::terminated);
+        self.waiting_remote.clear();
         for slot in &mut self.workers {
             // A remote worker is told to quit, so that one waiting for work
             // exits as after a close; one running a task sees its

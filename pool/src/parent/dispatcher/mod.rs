@@ -22,6 +22,7 @@ use crossbeam_channel::{select, Receiver, Sender};
 mod faults;
 mod lifecycle;
 mod memory;
+mod shortage;
 
 use super::command::Command;
 use super::config::Config;
@@ -33,6 +34,8 @@ use super::spawn;
 use super::worker_reader::Event;
 use super::worker_slot::{Misaligned, State, WorkerSlot};
 use crate::error::{Error, ErrorKind, Result};
+use lifecycle::WaitingRemote;
+use shortage::Shortage;
 
 /// How much work (by recent input durations) to keep queued per worker.
 const QUEUE_TARGET: Duration = Duration::from_millis(2);
@@ -55,6 +58,9 @@ const MAX_START_FAILURES: u32 = 3;
 /// started before it fails instead of being sent again: a worker that
 /// cannot take what it is sent must not make the pool respawn for ever.
 const MAX_BOUNCES: u32 = 3;
+/// How often to look again for an input to stop that a worker holds (see
+/// [`Dispatcher::stop_inputs_given_up`]).
+const STOP_RECHECK: Duration = Duration::from_millis(5);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -86,6 +92,11 @@ pub(crate) struct Dispatcher {
     started: bool,
     /// Local workers that failed to become ready since one last did.
     start_failures: u32,
+    /// Whether starting workers waits out a shortage of descriptors.
+    shortage: Shortage,
+    /// Remote workers that authenticated while descriptors were short,
+    /// to adopt once the shortage passes.
+    waiting_remote: VecDeque<WaitingRemote>,
     deliveries: Deliveries,
     /// The live workers, published for `worker_pids` and `remote_workers`.
     roster: SharedRoster,
@@ -93,6 +104,10 @@ pub(crate) struct Dispatcher {
     live_workers: Arc<AtomicUsize>,
     /// What tells a worker out of memory from one that died.
     memory: MemoryWatch,
+    /// A worker holds an input whose caller asked for it to be stopped and
+    /// that was not seen running: it is looked for again every
+    /// [`STOP_RECHECK`] until it is answered or stopped.
+    stops_pending: bool,
 }
 
 impl Dispatcher {
@@ -123,10 +138,13 @@ impl Dispatcher {
             broken: None,
             started: false,
             start_failures: 0,
+            shortage: Shortage::default(),
+            waiting_remote: VecDeque::new(),
             deliveries: Deliveries::default(),
             roster,
             live_workers,
             memory,
+            stops_pending: false,
         })
     }
 
@@ -192,6 +210,8 @@ impl Dispatcher {
             if cancelled {
                 cancelled = false;
                 self.take_back_cancelled();
+            } else if self.stops_pending {
+                self.stop_inputs_given_up();
             }
             self.check_clocks();
             self.replenish();
@@ -504,15 +524,32 @@ impl Dispatcher {
     /// inputs whose callers asked for that, by replacing their workers.
     fn take_back_cancelled(&mut self) {
         self.queue.retain(|job| !job.sink.is_cancelled());
-        let mut to_stop = Vec::new();
         for slot in &mut self.workers {
+            if slot.state() == State::Ready {
+                slot.recall(|_, job| job.sink.is_cancelled());
+            }
+        }
+        self.stop_inputs_given_up();
+    }
+
+    /// Stops the running inputs whose callers asked for that, by killing
+    /// and replacing their workers (the other inputs those workers held
+    /// run elsewhere). A worker can start such an input just as its recall
+    /// is on the way, so while a worker holds one not seen running, it is
+    /// looked for again every [`STOP_RECHECK`], until its worker gives it
+    /// back, answers it or is seen running it.
+    fn stop_inputs_given_up(&mut self) {
+        let mut to_stop = Vec::new();
+        self.stops_pending = false;
+        for slot in &self.workers {
             if slot.state() != State::Ready {
                 continue;
             }
             if slot.runs_input_to_stop() {
                 to_stop.push(slot.id());
+            } else if slot.holds_input_to_stop() {
+                self.stops_pending = true;
             }
-            slot.recall(|_, job| job.sink.is_cancelled());
         }
         for worker in to_stop {
             tracing::debug!(worker, "stopping a cancelled input: worker killed");

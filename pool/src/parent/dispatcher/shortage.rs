@@ -1,0 +1,112 @@
+//! When the process runs short of descriptors (or memory, or processes)
+//! while starting a worker or adopting a remote one: that passes once
+//! something lets go, so the dispatcher tries again later, backing off,
+//! rather than giving up on the pool.
+
+use std::time::{Duration, Instant};
+
+use crate::error::Error;
+use crate::sys;
+
+/// The first wait before trying again, doubled after each failure...
+const FIRST_DELAY: Duration = Duration::from_millis(10);
+/// ...up to this.
+const MAX_DELAY: Duration = Duration::from_secs(1);
+
+/// Whether `err`, or an error it was caused by, is the process or the
+/// system running short of something that comes back (see
+/// [`sys::is_out_of_resources`]).
+pub(super) fn is_shortage(err: &Error) -> bool {
+    let err: &(dyn std::error::Error + 'static) = err;
+    std::iter::successors(Some(err), |err| err.source()).any(|err| {
+        err.downcast_ref::<std::io::Error>()
+            .is_some_and(sys::is_out_of_resources)
+    })
+}
+
+/// The backoff after a shortage; empty while there is none.
+#[derive(Default)]
+pub(super) struct Shortage {
+    /// When to try again; `None` while nothing failed.
+    retry_at: Option<Instant>,
+    delay: Duration,
+    /// Failures in a row.
+    failures: u32,
+}
+
+impl Shortage {
+    /// Whether to hold off starting workers until [`retry_at`](Self::retry_at).
+    pub(super) fn holds_off(&self, now: Instant) -> bool {
+        self.retry_at.is_some_and(|at| now < at)
+    }
+
+    /// When the dispatcher must wake up to try again, if it waits to.
+    pub(super) fn retry_at(&self) -> Option<Instant> {
+        self.retry_at
+    }
+
+    /// Counts a failure for lack of resources to `what`, and sets when to
+    /// try again. The first of a run is a warning; the rest are quiet.
+    pub(super) fn failed(&mut self, what: &str, err: &Error) {
+        self.delay = if self.failures == 0 {
+            FIRST_DELAY
+        } else {
+            (self.delay * 2).min(MAX_DELAY)
+        };
+        self.failures += 1;
+        self.retry_at = Some(Instant::now() + self.delay);
+        if self.failures == 1 {
+            tracing::warn!(err = %format!("{err:#}"), "cannot {what} for now; trying again, backing off up to {MAX_DELAY:?}");
+        } else {
+            tracing::debug!(err = %format!("{err:#}"), failures = self.failures, "cannot {what} yet");
+        }
+    }
+
+    /// Something that needed resources worked: the shortage is over.
+    pub(super) fn passed(&mut self) {
+        if self.failures > 0 {
+            tracing::info!(
+                failures = self.failures,
+                "the shortage of resources passed: workers start again"
+            );
+        }
+        *self = Shortage::default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+
+    fn emfile() -> Error {
+        let cause = connection::Error::new(connection::ErrorKind::Io, "socketpair")
+            .with_source(std::io::Error::from_raw_os_error(libc::EMFILE));
+        Error::from_connection(cause, "create a connection").with_kind(ErrorKind::Startup)
+    }
+
+    #[test]
+    fn a_shortage_is_found_down_the_chain_of_causes() {
+        assert!(is_shortage(&emfile()));
+        let missing = Error::new(ErrorKind::Startup, "cannot start worker program")
+            .with_source(std::io::Error::from_raw_os_error(libc::ENOENT));
+        assert!(!is_shortage(&missing));
+    }
+
+    #[test]
+    fn the_wait_doubles_up_to_a_second_and_ends_when_the_shortage_passes() {
+        let mut shortage = Shortage::default();
+        assert!(shortage.retry_at().is_none());
+        let mut delays = Vec::new();
+        for _ in 0..10 {
+            shortage.failed("start a worker", &emfile());
+            delays.push(shortage.delay);
+            assert!(shortage.holds_off(Instant::now()));
+        }
+        assert_eq!(delays[..3], [FIRST_DELAY, FIRST_DELAY * 2, FIRST_DELAY * 4]);
+        assert_eq!(delays[9], MAX_DELAY);
+        shortage.passed();
+        assert!(shortage.retry_at().is_none());
+        assert!(!shortage.holds_off(Instant::now()));
+    }
+}
