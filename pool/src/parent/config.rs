@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::inline::Nested;
 use super::launch::slurm::SlurmWorkers;
+use crate::wire::MemoryLimits;
 
 /// How long a new worker may take to report that it is ready.
 pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -33,6 +34,8 @@ pub(crate) struct Config {
     pub(crate) stop_on_drop: bool,
     /// The largest message between pool and worker, either way.
     pub(crate) max_message_size: u64,
+    /// The soft budget and hard limit each worker applies to itself.
+    pub(crate) memory: MemoryLimits,
     /// What building the pool inside a worker does.
     pub(crate) nested: Nested,
 }
@@ -54,6 +57,7 @@ impl Default for Config {
             handle_interrupts: true,
             stop_on_drop: true,
             max_message_size: connection::DEFAULT_MAX_MESSAGE_SIZE,
+            memory: MemoryLimits::default(),
             nested: Nested::default(),
         }
     }
@@ -84,6 +88,7 @@ impl std::fmt::Debug for Config {
             .field("handle_interrupts", &self.handle_interrupts)
             .field("stop_on_drop", &self.stop_on_drop)
             .field("max_message_size", &self.max_message_size)
+            .field("memory", &self.memory)
             .field("nested", &self.nested)
             .finish()
     }

@@ -25,6 +25,7 @@ mod interrupt;
 mod job;
 mod launch;
 mod map;
+mod oom;
 mod outbox;
 mod pool;
 mod progress;

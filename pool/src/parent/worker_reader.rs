@@ -55,6 +55,11 @@ pub(crate) enum Event {
         message: Arc<Vec<u8>>,
         busy_nanos: u64,
     },
+    /// The worker's resident memory was over the budget after an input.
+    OverBudget {
+        worker: u32,
+        resident: u64,
+    },
     Lost {
         worker: u32,
         end: WorkerEnd,
@@ -182,6 +187,7 @@ fn parse(worker: u32, message: Vec<u8>) -> Result<Event, WireError> {
             Err(mismatch) => Event::Mismatch { worker, mismatch },
         },
         FromWorker::SetupFailed(failure) => Event::SetupFailed { worker, failure },
+        FromWorker::OverBudget { resident } => Event::OverBudget { worker, resident },
         FromWorker::Refused { reason } => Event::Refused {
             worker,
             message: reason.to_string(),

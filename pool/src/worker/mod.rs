@@ -12,6 +12,7 @@
 //! [`start`]'s. Nothing here refers to the parent side of the crate.
 
 mod connect;
+mod memory;
 mod serve;
 mod start;
 

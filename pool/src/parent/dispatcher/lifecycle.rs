@@ -93,6 +93,7 @@ impl Dispatcher {
             setup,
             self.events_tx.clone(),
         )?;
+        self.memory.watch(id, local.stderr);
         let deadline = Instant::now() + self.config.startup_timeout;
         let process = Process::Local {
             child: local.child,
@@ -207,6 +208,7 @@ impl Dispatcher {
             max_message_size: self.config.max_message_size,
             initializer,
             build_id: crate::sys::build_id(),
+            memory: self.config.memory,
         }
         .encode()
     }
