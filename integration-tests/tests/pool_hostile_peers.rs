@@ -93,10 +93,20 @@ impl Fake {
         let mut conn = Client::connect_with_authkey(&address, KEY.as_bytes()).expect("connect");
         let setup = conn.recv_bytes().expect("the setup message");
         assert_eq!(setup.first(), Some(&b'S'), "{setup:?}");
-        // `H` ready: the pid, then the flags (none).
+        // `S` setup: worker id, message limit, no initializer (flag 0),
+        // then the pool's build id, which a liar simply repeats.
+        assert_eq!(setup[13], 0, "the host has no initializer: {setup:?}");
+        let build_id_len = u32::from_le_bytes(setup[14..18].try_into().unwrap()) as usize;
+        let build_id = &setup[18..18 + build_id_len];
+        // `H` ready: the pid, the flags (none), the build id it claims and
+        // a program name, each with its length.
         let mut ready = vec![b'H'];
         ready.extend_from_slice(&pid.to_le_bytes());
         ready.push(0);
+        for field in [build_id, b"fake-worker"] {
+            ready.extend_from_slice(&(field.len() as u32).to_le_bytes());
+            ready.extend_from_slice(field);
+        }
         conn.send_bytes(&ready).expect("send ready");
         Fake { conn }
     }

@@ -16,12 +16,14 @@ const WORKER: &str = env!("CARGO_BIN_EXE_pool_remote_worker");
 const ENV_PROGRAM: &str = env!("CARGO_BIN_EXE_pool_worker_env");
 
 /// The setup message (wire.rs): worker id 0, a 1 MiB message limit, no
-/// initializer.
+/// initializer, no build id (so the worker lists its tasks), no memory
+/// limits.
 fn setup_message() -> Vec<u8> {
     let mut message = vec![b'S'];
     message.extend_from_slice(&0u32.to_le_bytes());
     message.extend_from_slice(&(1u64 << 20).to_le_bytes());
     message.push(0);
+    message.extend_from_slice(&0u32.to_le_bytes());
     message
 }
 
