@@ -283,3 +283,32 @@ fn results_for_a_chunk_never_sent_end_the_worker_and_the_pool_goes_on() {
     assert!(warning.contains("worker=2"), "{warning}");
     assert!(warning.contains("claimed_pid=4242"), "{warning}");
 }
+
+#[test]
+fn a_worker_that_says_it_is_ready_again_is_ended_and_the_pool_goes_on() {
+    let _watchdog = Watchdog::start("ready again", PATIENCE * 2);
+    let mut host = Host::start("unsolicited");
+    let mut fake = Fake::join(&host.address, 4242);
+    assert_eq!(host.line(), "remote ready");
+    // A stream of them, as a peer keeping the pool's dispatcher busy
+    // would send: the first after the first already ends the connection
+    // (the rest may find it closed).
+    let mut ready = vec![b'H'];
+    ready.extend_from_slice(&4242u32.to_le_bytes());
+    ready.push(0);
+    for _ in 0..1000 {
+        if fake.conn.send_bytes(&ready).is_err() {
+            break;
+        }
+    }
+    assert!(fake.ended_by_pool(), "the pool kept the connection");
+    let (out, log) = host.finish();
+    assert!(out.contains("remote gone\n"), "{out}");
+    assert!(out.contains("map: ok 200\n"), "{out}\n{log}");
+    let warning = log
+        .lines()
+        .find(|line| line.contains("WARN") && line.contains("a ready message"))
+        .unwrap_or_else(|| panic!("no warning about the ready message: {log}"));
+    eprintln!("the pool's log: {warning}");
+    assert!(warning.contains("worker=2"), "{warning}");
+}

@@ -60,6 +60,19 @@ pub(crate) enum Event {
     },
 }
 
+impl Event {
+    /// What the worker said, for a log line.
+    fn name(&self) -> &'static str {
+        match self {
+            Event::Ready { .. } => "a ready message",
+            Event::SetupFailed { .. } => "a setup failure",
+            Event::Refused { .. } => "a refusal",
+            Event::Results { .. } => "results",
+            Event::Lost { .. } | Event::Joined { .. } => "nothing",
+        }
+    }
+}
+
 /// How a worker's connection ended, and how its process ended if it is ours.
 #[derive(Debug)]
 pub(crate) struct WorkerEnd {
@@ -127,13 +140,24 @@ fn read_until_end(
     if let Err(err) = conn.send_bytes(setup) {
         tracing::debug!(%err, "sending setup failed");
     }
+    // Whether the worker said it is ready (or why it is not): it says so
+    // once, and only results may follow.
+    let mut greeted = false;
     let error = loop {
         let message = match conn.recv_bytes() {
             Ok(message) => message,
             Err(err) => break format!("{err:#}"),
         };
         match parse(id, message) {
+            // Each would cost the dispatcher a turn (and, queued faster
+            // than it takes them, memory): the connection ends instead.
+            Ok(event) if greeted && !matches!(event, Event::Results { .. }) => {
+                let error = format!("it sent {} after its start-up was over", event.name());
+                tracing::warn!(worker = id, "{error}; its connection is ended");
+                break error;
+            }
             Ok(event) => {
+                greeted |= !matches!(event, Event::Results { .. });
                 if events.send(event).is_err() {
                     break "the pool stopped".to_string();
                 }
