@@ -15,9 +15,10 @@ mod connect;
 mod serve;
 mod start;
 
-pub use connect::{connect_worker, AUTHKEY_ENV, CONNECT_ENV};
+pub use connect::connect_worker;
 pub(crate) use serve::in_worker;
 pub(crate) use start::started_as_worker;
+pub use start::{AUTHKEY_ENV, CONNECT_ENV};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::sys;

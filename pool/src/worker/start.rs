@@ -21,10 +21,29 @@ use std::sync::{Mutex, OnceLock};
 
 use connection::Connection;
 
-use super::connect::{AUTHKEY_ENV, CONNECT_ENV};
 use crate::error::{Error, ErrorKind, Result};
 use crate::sys::{self, SharedCounter};
 use crate::wire::{CONNECTION_ENV, PARENT_ENV, PROGRESS_ENV};
+
+/// The environment variable a remote worker reads its authkey from when no
+/// key file is given (`pool-worker` reads it;
+/// [`connect_worker`](crate::connect_worker) takes the key itself).
+pub const AUTHKEY_ENV: &str = "POOL_AUTHKEY";
+
+/// The environment variable that makes any program linking the pool a
+/// remote worker: a process started with `POOL_CONNECT=ADDRESS` (and the
+/// key in [`AUTHKEY_ENV`]) joins the pool at `ADDRESS` where a process a
+/// pool re-executed would become a local worker (before `main`, or in
+/// [`pool::init()`](crate::init)), and exits when the pool is done with it.
+/// This is how [Slurm workers](crate::SlurmWorkers) run the pool's own
+/// program, and how a launcher of your own (ssh, a Kubernetes Job) can.
+///
+/// Both variables leave the worker's environment before `main` (so no task
+/// and no program a task starts sees the key), and a program running in
+/// secure-execution mode (`AT_SECURE`: set-user-ID, set-group-ID, or with
+/// file capabilities) ignores them, says so on stderr, and runs its
+/// `main`: whoever set its environment must not make it work for them.
+pub const CONNECT_ENV: &str = "POOL_CONNECT";
 
 /// Every variable a pool sets for its workers; all leave a worker's
 /// environment (the authkey too when a local worker merely inherited it
