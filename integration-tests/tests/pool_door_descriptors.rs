@@ -74,6 +74,12 @@ fn crowd_at_the_door(hard: u64) {
         crowd.connected(),
         began.elapsed()
     );
+    // Fewer would not press the pool's descriptors at all.
+    assert!(
+        crowd.connected() >= CROWD as u64,
+        "the crowd made only {} connections",
+        crowd.connected()
+    );
     writeln!(to_program, "flooded").unwrap();
     read_until("descriptors under the crowd: ", &mut output);
     let mut worker = Command::new(WORKER)
@@ -128,4 +134,9 @@ fn a_pool_short_of_descriptors_replaces_its_worker_once_some_are_free() {
     assert_eq!(line(&output, "map"), "correct", "{output}");
     assert_eq!(line(&output, "replaced"), "true", "{output}");
     assert_eq!(line(&output, "after"), "correct", "{output}");
+    // The replacement did meet the shortage (else this tested nothing).
+    assert!(
+        output.contains("cannot start a worker for now"),
+        "no shortage was met:\n{output}"
+    );
 }
