@@ -312,3 +312,21 @@ fn a_worker_that_says_it_is_ready_again_is_ended_and_the_pool_goes_on() {
     eprintln!("the pool's log: {warning}");
     assert!(warning.contains("worker=2"), "{warning}");
 }
+
+#[test]
+fn a_worker_the_pool_cannot_write_to_is_ended_rather_than_waited_for() {
+    let _watchdog = Watchdog::start("cut off", PATIENCE * 2);
+    let mut host = Host::start("cut_off");
+    // It never reads again: what the pool sends it stays in the sockets.
+    let fake = Fake::join(&host.address, 4242);
+    assert_eq!(host.line(), "remote ready");
+    let (out, log) = host.finish();
+    drop(fake);
+    assert!(out.contains("remote gone\n"), "{out}\n{log}");
+    assert!(out.contains("input pending: true\n"), "{out}\n{log}");
+    let warning = log
+        .lines()
+        .find(|line| line.contains("WARN") && line.contains("cannot start a writer thread"))
+        .unwrap_or_else(|| panic!("no warning about the writer: {log}"));
+    eprintln!("the pool's log: {warning}");
+}

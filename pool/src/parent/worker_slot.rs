@@ -403,6 +403,12 @@ impl WorkerSlot {
             .is_some_and(|chunk| chunk.job.sink.wants_running_stopped())
     }
 
+    /// Whether the pool ended the worker's connection for want of a thread
+    /// to write to it (see `outbox`): its end is not its inputs' fault.
+    pub(crate) fn is_cut_off(&self) -> bool {
+        self.outbox.is_cut_off()
+    }
+
     /// Sends the batch built up for the worker, if any, and starts the next.
     pub(crate) fn send_batch(&mut self) {
         if !self.batch.is_empty() {

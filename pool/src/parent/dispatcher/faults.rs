@@ -40,6 +40,11 @@ impl Dispatcher {
                     self.start_failed(err.with_worker(slot.info()));
                 }
             }
+            // The pool could not write to it: nothing it held is to blame.
+            State::Ready if slot.is_cut_off() => {
+                let taken = slot.take_back();
+                self.requeue_taken_back(taken);
+            }
             State::Ready => {
                 let taken = slot.take_back();
                 self.requeue_after_death(taken, &description, slot.info());
