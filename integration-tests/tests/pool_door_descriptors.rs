@@ -127,8 +127,8 @@ fn a_crowd_cannot_take_the_pools_reserve_at_a_soft_limit_of_1024() {
 #[test]
 fn a_pool_short_of_descriptors_replaces_its_worker_once_some_are_free() {
     // The program uses up its own descriptors, kills a worker mid-map,
-    // and frees them a second later: the replacement waits, it does not
-    // break the pool.
+    // and frees them once the pool said it cannot start the replacement:
+    // the replacement waits, it does not break the pool.
     let output = scenario_output(PROGRAM, "exhausted", Duration::from_secs(180));
     eprintln!("{output}");
     assert_eq!(line(&output, "map"), "correct", "{output}");
