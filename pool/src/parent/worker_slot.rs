@@ -530,8 +530,11 @@ impl WorkerSlot {
     fn check_results(&self, message: &[u8]) -> Result<(usize, u64), Misaligned> {
         let mut in_flight = self.in_flight.iter();
         let (mut chunks, mut items) = (0, 0);
-        for chunk in ResultChunks::of(message) {
-            let id = chunk.id;
+        let mut results = ResultChunks::of(message);
+        // Each chunk's header is judged before its items are read, so that
+        // reading them costs no more than the inputs sent: a forged chunk
+        // of a billion items is refused for its header alone.
+        while let Some((id, count)) = results.peek_header() {
             let Some(expected) = in_flight.next() else {
                 return Err(Misaligned(match self.in_flight.len() {
                     0 => format!("results for chunk {id} while it holds no chunk"),
@@ -550,12 +553,15 @@ impl WorkerSlot {
                     expected.id
                 )));
             }
-            if u64::from(chunk.items) != expected.items {
+            if u64::from(count) != expected.items {
                 return Err(Misaligned(format!(
-                    "{} results for chunk {id} of {} inputs",
-                    chunk.items, expected.items
+                    "{count} results for chunk {id} of {} inputs",
+                    expected.items
                 )));
             }
+            let Some(chunk) = results.next() else {
+                break;
+            };
             if chunk.gives_back && !expected.recalled {
                 return Err(Misaligned(format!(
                     "inputs of chunk {id} given back unstarted, unasked"
@@ -831,5 +837,30 @@ mod tests {
         assert_eq!(after_all, "results for chunk 3 while it holds no chunk");
         let empty = refusal(&mut slot, &[]);
         assert_eq!(empty, "a results message answering no chunk");
+    }
+
+    #[test]
+    fn a_chunk_is_refused_for_its_header_before_its_items_are_read() {
+        let (mut slot, _worker) = slot(1 << 20);
+        slot.push_chunk(1, 0, job::<first>(3, 0));
+        // Headers that claim a million items, with none behind them: were
+        // the items read before the header is judged (a scan as long as
+        // the message, on the dispatcher's thread), these would read as no
+        // chunk at all.
+        let mut deliveries = Deliveries::default();
+        for (id, count, refusal) in [
+            (7, 1, "results for chunk 7 which it does not hold"),
+            (1, 1_000_000, "1000000 results for chunk 1 of 1 inputs"),
+        ] {
+            let mut message = vec![b'R'];
+            message.extend_from_slice(&0u64.to_le_bytes());
+            message.extend_from_slice(&(id as u64).to_le_bytes());
+            message.extend_from_slice(&(count as u32).to_le_bytes());
+            message.push(0);
+            match slot.complete_chunks(&Arc::new(message), &mut deliveries) {
+                Ok(_) => panic!("chunk {id} of {count} items accepted"),
+                Err(Misaligned(what)) => assert!(what.starts_with(refusal), "{what}"),
+            }
+        }
     }
 }
