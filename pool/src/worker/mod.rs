@@ -143,6 +143,7 @@ fn run_and_report() -> i32 {
     let worker = match start::take_start() {
         Some(Start::Local(local)) => local.and_then(run_local_worker),
         Some(Start::Remote { address, authkey }) => run_remote_worker(address, authkey),
+        Some(Start::Refused(err)) => Err(err),
         None => Err(Error::new(
             ErrorKind::Startup,
             "this process was started as a pool worker, but its pool's connection was \
