@@ -210,8 +210,9 @@
 //!   peer with the key can send anything): its connection is ended, with a
 //!   WARN event saying what it sent, and what it held runs elsewhere.
 //!   Such a message is checked before anything is made of its items, so
-//!   it costs about its own size. The pid a remote worker gives is only a
-//!   claim: [`Pool::remote_workers`] shows it, [`Pool::worker_pids`] never.
+//!   it costs about its own size. So is a worker that says it is ready a
+//!   second time. The pid a remote worker gives is only a claim:
+//!   [`Pool::remote_workers`] shows it, [`Pool::worker_pids`] never.
 //! - A program that declared [`workers_start_in_main!`] and forgot
 //!   [`init`]: [`PoolBuilder::build`] fails with [`ErrorKind::Startup`]
 //!   saying so. A worker never starts a process pool itself: a pool

@@ -697,6 +697,20 @@ impl<'a> ResultChunks<'a> {
     }
 }
 
+impl ResultChunks<'_> {
+    /// The next chunk's id and item count, read without moving on and
+    /// without reading its items, so that a chunk can be judged by its
+    /// header before its items cost anything; `None` at the end (or at a
+    /// malformed header).
+    pub(crate) fn peek_header(&self) -> Option<(u64, u32)> {
+        let mut cursor = self.cursor.clone();
+        if cursor.at_end() {
+            return None;
+        }
+        Some((cursor.u64("chunk id").ok()?, cursor.u32("item count").ok()?))
+    }
+}
+
 /// Where a results message's first chunk starts: after its tag and busy time.
 const RESULTS_START: usize = 1 + 8;
 

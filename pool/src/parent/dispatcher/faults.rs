@@ -41,6 +41,11 @@ impl Dispatcher {
                     self.start_failed(err.with_worker(slot.info()));
                 }
             }
+            // The pool could not write to it: nothing it held is to blame.
+            State::Ready if slot.is_cut_off() => {
+                let taken = slot.take_back();
+                self.requeue_taken_back(taken);
+            }
             // A worker retiring over its memory budget may still hold
             // inputs (it gives them back before it quits, unless it dies).
             State::Ready | State::Retiring => {

@@ -50,15 +50,12 @@ impl Dispatcher {
         if self.shortage.holds_off(Instant::now()) {
             return;
         }
+        let round = self.shortage.begin_round();
         self.adopt_waiting();
         if self.phase != Phase::Closing || !self.queue.is_empty() {
             self.start_missing_locals();
         }
-        // Nothing failed this round: there is nothing to try again, and
-        // the dispatcher need not wake up for it.
-        if !self.shortage.holds_off(Instant::now()) {
-            self.shortage.passed();
-        }
+        self.shortage.end_round(round);
     }
 
     fn start_missing_locals(&mut self) {
