@@ -83,6 +83,8 @@ impl Host {
 /// A remote worker written by hand.
 struct Fake {
     conn: Connection,
+    /// The ready message it sent, to send again.
+    ready: Vec<u8>,
 }
 
 impl Fake {
@@ -108,7 +110,7 @@ impl Fake {
             ready.extend_from_slice(field);
         }
         conn.send_bytes(&ready).expect("send ready");
-        Fake { conn }
+        Fake { conn, ready }
     }
 
     /// The address the pool sees this worker connect from.
@@ -320,9 +322,7 @@ fn a_worker_that_says_it_is_ready_again_is_ended_and_the_pool_goes_on() {
             // A stream of them, as a peer keeping the pool's dispatcher
             // busy would send: the first after the first already ends the
             // connection (the rest may find it closed).
-            let mut ready = vec![b'H'];
-            ready.extend_from_slice(&4242u32.to_le_bytes());
-            ready.push(0);
+            let ready = fake.ready.clone();
             for _ in 0..1000 {
                 if fake.conn.send_bytes(&ready).is_err() {
                     break;
