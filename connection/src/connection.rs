@@ -1,7 +1,6 @@
 //! [`Connection`]: one end of a message-oriented byte stream.
 
 use std::fmt;
-use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::time::Duration;
 
@@ -15,7 +14,7 @@ use crate::frame;
 use crate::shared::{self, SharedBuf, SharedView};
 use crate::streaming;
 use crate::sys::shm;
-use crate::sys::{self, PollFd, Socket, Wait};
+use crate::sys::{self, PollFd, Socket, Unfilled, Wait};
 
 /// The largest message a connection accepts unless told otherwise: 1 GiB.
 ///
@@ -1100,7 +1099,7 @@ impl Connection {
     /// `out` and use `receive_payload_into`.
     pub(crate) fn receive_payload_into_uninit(
         &mut self,
-        out: &mut [MaybeUninit<u8>],
+        out: &mut Unfilled<'_>,
     ) -> Option<Result<()>> {
         if self.shared_payload.is_some() {
             return None;

@@ -8,6 +8,7 @@
 //! linking this library can run them.
 
 #![warn(missing_docs)]
+#![deny(unsafe_code)]
 
 use pool::Task;
 

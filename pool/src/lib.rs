@@ -286,11 +286,14 @@
 //! Platform: Linux.
 
 #![warn(missing_docs)]
+// Platform code alone may be `unsafe`: see `sys`.
+#![deny(unsafe_code)]
 
 mod error;
 mod inbox;
 mod parent;
 mod state;
+#[allow(unsafe_code)]
 mod sys;
 mod task;
 mod wire;

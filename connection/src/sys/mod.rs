@@ -3,6 +3,7 @@
 
 #[cfg(unix)]
 mod accepting;
+mod filling;
 #[cfg(unix)]
 mod ready;
 #[cfg(unix)]
@@ -11,6 +12,7 @@ pub(crate) mod shm;
 mod unix;
 #[cfg(unix)]
 pub(crate) use accepting::is_out_of_descriptors;
+pub(crate) use filling::{append_filled, Unfilled};
 #[cfg(unix)]
 pub(crate) use ready::{Interest, Ready, ReadySet};
 #[cfg(unix)]
