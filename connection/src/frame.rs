@@ -28,7 +28,7 @@ use std::io::{self, IoSlice, Read};
 use std::os::fd::{AsFd, OwnedFd};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::sys::{Socket, Unfilled, Wait};
+use crate::sys::{self, Socket, Unfilled, Wait};
 
 /// Payloads up to this size are copied next to their header and sent in one
 /// write (CPython's threshold too).
@@ -227,12 +227,11 @@ fn fill_with(
 ) -> Result<Option<usize>> {
     let mut filled = 0;
     while filled < len {
-        match read(filled) {
+        // Inside a message a signal must not cost us our place in the
+        // stream: retry rather than return with half a message read.
+        match sys::retry_interrupted(|| read(filled)) {
             Ok(0) => return Ok(Some(filled)),
             Ok(n) => filled += n,
-            // Inside a message a signal must not cost us our place in the
-            // stream: retry rather than return with half a message read.
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
             Err(err) if is_reset(&err) => return Ok(Some(filled)),
             Err(err) => {
                 let context = format!("receive ({filled} of {len} bytes read)");
@@ -411,18 +410,14 @@ pub(crate) fn read_arrived(
     whole: usize,
     before: usize,
 ) -> Result<usize> {
-    loop {
-        match buf.fill(|rest| socket.read_uninit(rest)) {
-            Ok(0) => {}
-            Ok(n) => return Ok(n),
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(err) if is_reset(&err) => {}
-            Err(err) => {
-                let context = format!("receive {whole}-byte message ({before} read)");
-                return Err(Error::io(err, context));
-            }
+    match sys::retry_interrupted(|| buf.fill(|rest| socket.read_uninit(rest))) {
+        Ok(0) => Err(truncated("message", whole as u64, before)),
+        Ok(n) => Ok(n),
+        Err(err) if is_reset(&err) => Err(truncated("message", whole as u64, before)),
+        Err(err) => {
+            let context = format!("receive {whole}-byte message ({before} read)");
+            Err(Error::io(err, context))
         }
-        return Err(truncated("message", whole as u64, before));
     }
 }
 
