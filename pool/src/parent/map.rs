@@ -1,5 +1,5 @@
-//! The eager map calls (`map`, `map_chunked`, `map_results` and their
-//! `_with_progress` forms): take inputs from the caller's iterator only as
+//! The eager map call (`map`, and [`MapWith`](super::map_with::MapWith)
+//! with its options): takes inputs from the caller's iterator only as
 //! a bounded window has room, encode and submit them chunk by chunk, and
 //! collect the results in input order as they arrive, so that the parent
 //! holds a window of encoded inputs rather than all of them.
@@ -48,8 +48,15 @@ const MIN_HELD: usize = 1024;
 pub(crate) enum OnFailure {
     /// Return that failure; the inputs not yet started are dropped (`map`).
     Stop,
-    /// Keep it at its index and go on (`map_results`).
+    /// Keep it at its index and go on (`keep_failures`).
     Keep,
+}
+
+/// A call's options, as [`MapWith`](super::map_with::MapWith) set them.
+pub(crate) struct Options {
+    /// The caller's chunk size, or `None` for the automatic one.
+    pub(crate) chunksize: Option<usize>,
+    pub(crate) on_failure: OnFailure,
 }
 
 /// Whether an error ends the whole call rather than one input: the pool
@@ -76,8 +83,7 @@ pub(crate) fn run<T: Task, R>(
     commands: &Commands,
     inputs: impl Iterator<Item = T::Input>,
     total: usize,
-    chunksize: Option<usize>,
-    on_failure: OnFailure,
+    options: Options,
     on_progress: &mut dyn FnMut(Progress),
     keep: impl FnMut(Result<T::Output>) -> Result<R>,
 ) -> Result<Vec<R>> {
@@ -89,8 +95,8 @@ pub(crate) fn run<T: Task, R>(
         inputs,
         inputs_done: false,
         stream: Some(stream),
-        chunksize: chunksize.map(|size| size.max(1)),
-        on_failure,
+        chunksize: options.chunksize.map(|size| size.max(1)),
+        on_failure: options.on_failure,
         progress: Progress::new(total),
         next_index: 0,
         in_flight: BTreeMap::new(),
@@ -457,8 +463,10 @@ mod tests {
                 &commands,
                 inputs.into_iter(),
                 total,
-                chunksize,
-                OnFailure::Stop,
+                Options {
+                    chunksize,
+                    on_failure: OnFailure::Stop,
+                },
                 &mut |_| {},
                 |result| result,
             )
@@ -546,8 +554,10 @@ mod tests {
                 &commands,
                 0..5,
                 9,
-                None,
-                OnFailure::Keep,
+                Options {
+                    chunksize: None,
+                    on_failure: OnFailure::Keep,
+                },
                 &mut |progress| reports.push(progress),
                 Ok,
             )
