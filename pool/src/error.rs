@@ -64,6 +64,10 @@ pub enum ErrorKind {
     /// not a worker death (on the worker side: reaching the pool, or its
     /// authentication).
     Connection,
+    /// A map's journal could not be read or written: it belongs to another
+    /// task or format, is corrupt before its last record, or the file
+    /// failed. The message says which, and the file's path.
+    Journal,
 }
 
 impl ErrorKind {
@@ -83,6 +87,7 @@ impl ErrorKind {
             ErrorKind::Startup => "workers could not be started",
             ErrorKind::Closed => "pool is closed",
             ErrorKind::Connection => "connection between pool and worker failed",
+            ErrorKind::Journal => "map journal could not be used",
         }
     }
 }

@@ -265,7 +265,8 @@ pub use crate::error::{
 pub use crate::parent::{
     as_completed, wait_any, AsCompleted, AsyncResult, Imap, ImapUnordered, KeepFailures, MapWith,
     Nested, NoProgress, Pool, PoolBuilder, Progress, RemoteWorker, SlurmWorkers, StopAtFailure,
-    DEFAULT_SLURM_RESUBMITS, DEFAULT_SLURM_START_TIMEOUT, DEFAULT_STARTUP_TIMEOUT,
+    DEFAULT_JOURNAL_SYNC, DEFAULT_SLURM_RESUBMITS, DEFAULT_SLURM_START_TIMEOUT,
+    DEFAULT_STARTUP_TIMEOUT,
 };
 pub use crate::task::{registered_tasks, Task, TaskEntry, TaskFailure};
 pub use crate::worker::{connect_worker, init, AUTHKEY_ENV, CONNECT_ENV};

@@ -7,8 +7,11 @@
 //! [`run`](MapWith::run) returns: the outputs, or every input's result.
 
 use std::marker::PhantomData;
+use std::path::Path;
+use std::time::Duration;
 
 use super::command::Commands;
+use super::journal::JournalOptions;
 use super::map::{self, OnFailure};
 use super::progress::Progress;
 use crate::error::Result;
@@ -62,6 +65,7 @@ pub struct MapWith<'p, T: Task, I, F = StopAtFailure, P = NoProgress> {
     inputs: I,
     chunksize: Option<usize>,
     on_progress: P,
+    journal: JournalOptions,
     failures: PhantomData<F>,
     task: PhantomData<fn() -> T>,
 }
@@ -73,6 +77,7 @@ impl<'p, T: Task, I: Iterator<Item = T::Input>> MapWith<'p, T, I> {
             inputs,
             chunksize: None,
             on_progress: |_| {},
+            journal: JournalOptions::default(),
             failures: PhantomData,
             task: PhantomData,
         }
@@ -134,6 +139,7 @@ where
             inputs: self.inputs,
             chunksize: self.chunksize,
             on_progress,
+            journal: self.journal,
             failures: PhantomData,
             task: PhantomData,
         }
@@ -169,9 +175,115 @@ where
             inputs: self.inputs,
             chunksize: self.chunksize,
             on_progress: self.on_progress,
+            journal: self.journal,
             failures: PhantomData,
             task: PhantomData,
         }
+    }
+
+    /// Journals every input's result in the file at `path` as it
+    /// arrives, and takes from it the results a previous run of the same
+    /// map journaled: a rerun after a kill (SIGKILL, a time limit,
+    /// Ctrl-C) runs only what is missing, and returns the same results as
+    /// a run that was never interrupted.
+    ///
+    /// An input is taken from the journal when the journal holds a result
+    /// for its index *and* for the same encoded input (a SHA-256 digest of
+    /// it): a changed input runs again. Failures are journaled too and
+    /// replayed as failures (with their kind and message, without worker
+    /// details) unless [`rerun_failures`](MapWith::rerun_failures) asks to
+    /// run them again. Progress counts replayed inputs as done, so a
+    /// resumed run's bar starts where the last one ended.
+    ///
+    /// The file is created if missing. A journal of another task (name,
+    /// input or output type) or format, or damaged before its last record,
+    /// fails the call with [`ErrorKind::Journal`](crate::ErrorKind::Journal)
+    /// before anything runs; a last record torn by a kill is dropped.
+    /// Records reach the file after each batch of results, and the disk at
+    /// most every [`journal_sync`](MapWith::journal_sync) interval (1 s by
+    /// default) and at the end. The format and the write policy are
+    /// described in the pool's README ("Resumable maps").
+    ///
+    /// ```
+    /// pool::task! { fn cube(x: u64) -> u64 { x * x * x } }
+    ///
+    /// fn main() -> Result<(), pool::Error> {
+    ///     pool::init();
+    ///     let pool = pool::Pool::new(2)?;
+    ///     let dir = std::env::temp_dir().join(format!("pool-journal-doc-{}", std::process::id()));
+    ///     std::fs::create_dir_all(&dir).unwrap();
+    ///     let path = dir.join("cubes.journal");
+    ///     let first = pool.map_with(cube, 0..100).journal(&path).run()?;
+    ///     // A rerun runs nothing: every output comes from the journal.
+    ///     let mut reports = Vec::new();
+    ///     let again = pool.map_with(cube, 0..100).journal(&path).progress(|p| reports.push(p.done)).run()?;
+    ///     assert_eq!(first, again);
+    ///     assert_eq!(reports, [100]);
+    ///     std::fs::remove_dir_all(&dir).unwrap();
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn journal(mut self, path: impl AsRef<Path>) -> Self {
+        self.journal.path = Some(path.as_ref().to_path_buf());
+        self
+    }
+
+    /// With a [`journal`](MapWith::journal), runs again the inputs whose
+    /// journaled result is a failure (their new results are journaled in
+    /// turn); without one, does nothing.
+    ///
+    /// ```
+    /// pool::task! { fn flaky(x: u32) -> Result<u32, String> {
+    ///     let flag = std::env::temp_dir().join(format!("pool-flaky-doc-{}", std::os::unix::process::parent_id()));
+    ///     if x == 1 && !flag.exists() { Err("not yet".into()) } else { Ok(x) }
+    /// } }
+    ///
+    /// fn main() -> Result<(), pool::Error> {
+    ///     pool::init();
+    ///     let pool = pool::Pool::new(1)?;
+    ///     let path = std::env::temp_dir().join(format!("pool-flaky-doc-{}.journal", std::process::id()));
+    ///     let flag = std::env::temp_dir().join(format!("pool-flaky-doc-{}", std::process::id()));
+    ///     let first = pool.map_with(flaky, 0..3).journal(&path).keep_failures().run()?;
+    ///     assert!(first[1].is_err());
+    ///     std::fs::write(&flag, b"").unwrap();
+    ///     // Replayed from the journal: still the failure.
+    ///     let replayed = pool.map_with(flaky, 0..3).journal(&path).keep_failures().run()?;
+    ///     assert!(replayed[1].is_err());
+    ///     let rerun = pool.map_with(flaky, 0..3).journal(&path).rerun_failures().run()?;
+    ///     assert_eq!(rerun, [0, 1, 2]);
+    ///     std::fs::remove_file(&path).unwrap();
+    ///     std::fs::remove_file(&flag).unwrap();
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn rerun_failures(mut self) -> Self {
+        self.journal.rerun_failures = true;
+        self
+    }
+
+    /// How often the [`journal`](MapWith::journal) is flushed to disk
+    /// (`fdatasync`): what a crash of the machine can lose. Every batch
+    /// of results is written to the file as it arrives whatever this is,
+    /// so a killed program loses nothing but the batch being written.
+    /// `Duration::ZERO` flushes after every batch. Default:
+    /// [`DEFAULT_JOURNAL_SYNC`](crate::DEFAULT_JOURNAL_SYNC), 1 s.
+    ///
+    /// ```
+    /// pool::task! { fn inc(x: u8) -> u8 { x + 1 } }
+    ///
+    /// fn main() -> Result<(), pool::Error> {
+    ///     pool::init();
+    ///     let pool = pool::Pool::new(2)?;
+    ///     let path = std::env::temp_dir().join(format!("pool-sync-doc-{}.journal", std::process::id()));
+    ///     let out = pool.map_with(inc, 0..10).journal(&path).journal_sync(std::time::Duration::ZERO).run()?;
+    ///     assert_eq!(out[9], 10);
+    ///     std::fs::remove_file(&path).unwrap();
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn journal_sync(mut self, interval: Duration) -> Self {
+        self.journal.sync = interval;
+        self
     }
 
     /// Runs the call with `on_failure`, each result passed through `keep`.
@@ -187,6 +299,7 @@ where
         let call = map::Options {
             chunksize: self.chunksize,
             on_failure,
+            journal: std::mem::take(&mut self.journal),
         };
         match self.inputs.size_hint() {
             (low, Some(high)) if low == high => map::run::<T, R>(
