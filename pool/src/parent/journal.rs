@@ -29,10 +29,11 @@
 //! - Status 0: the payload is the encoded output, as the worker sent it.
 //!   Status 1: a failure; the payload is the error kind's code (one byte,
 //!   [`kind_code`]) and its message in UTF-8.
-//! - The checksum is the first 8 bytes of the SHA-256 of everything before
-//!   it in the header or record: one hash, already a dependency, fast
-//!   where the CPU has SHA extensions; it only has to catch torn and
-//!   damaged records.
+//! - The checksum is a 64-bit multiply-xor hash ([`checksum`]) of
+//!   everything before it in the header or record: it only has to catch
+//!   torn and damaged records, and it costs a few cycles per 8 bytes
+//!   (SHA-256 here, even with the CPU's SHA extensions, held a map of a
+//!   million trivial inputs at a third of its speed).
 //!
 //! A later record for an index replaces an earlier one (a failure rerun,
 //! an input that changed). Reading stops at the first record that is
@@ -54,7 +55,7 @@
 //! ends, so a crash of the machine loses at most about one interval of
 //! results.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Write};
 use std::os::unix::fs::FileExt;
@@ -122,6 +123,47 @@ struct Entry {
     len: u32,
 }
 
+/// The digests of the inputs in flight, by index. A call takes its
+/// inputs in index order and a bounded window of them is in flight, so
+/// this is a queue from the oldest index still waiting: cheaper than a
+/// hash map, which a map of a million trivial inputs would feel.
+#[derive(Default)]
+struct Pending {
+    first: usize,
+    digests: VecDeque<Option<InputDigest>>,
+}
+
+impl Pending {
+    fn insert(&mut self, index: usize, digest: InputDigest) {
+        if self.digests.is_empty() {
+            self.first = index;
+        }
+        let Some(offset) = index.checked_sub(self.first) else {
+            return;
+        };
+        if offset == self.digests.len() {
+            self.digests.push_back(Some(digest));
+            return;
+        }
+        if self.digests.len() < offset {
+            self.digests.resize(offset, None);
+            self.digests.push_back(Some(digest));
+            return;
+        }
+        self.digests[offset] = Some(digest);
+    }
+
+    fn remove(&mut self, index: usize) -> Option<InputDigest> {
+        let offset = index.checked_sub(self.first)?;
+        let digest = self.digests.get_mut(offset)?.take();
+        while matches!(self.digests.front(), Some(None)) {
+            self.digests.pop_front();
+            self.first += 1;
+        }
+        digest
+    }
+}
+
 /// An open journal of one map call.
 pub(crate) struct Journal {
     file: File,
@@ -129,7 +171,7 @@ pub(crate) struct Journal {
     task: &'static str,
     entries: HashMap<u64, Entry>,
     /// Digests of the inputs submitted whose results have not arrived.
-    pending: HashMap<usize, InputDigest>,
+    pending: Pending,
     /// Records not yet written.
     buffer: Vec<u8>,
     sync: Duration,
@@ -144,14 +186,39 @@ fn digest(bytes: &[u8]) -> InputDigest {
     out
 }
 
+/// A 64-bit checksum of `parts`, one after the other: eight bytes at a
+/// time through a multiply-xor mix (the constants are the 64-bit golden
+/// ratio and MurmurHash3's finalizer), then the length. Not a defence
+/// against forgery (nothing on a local disk needs one), only against torn
+/// and damaged records, at a few cycles per eight bytes: SHA-256 here cost
+/// a trivial map a tenth of its speed.
 fn checksum(parts: &[&[u8]]) -> [u8; CHECKSUM] {
-    let mut hasher = Sha256::new();
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut hash: u64 = 0x243f_6a88_85a3_08d3;
+    let mut len = 0u64;
+    let mut mix = |word: u64| hash = (hash ^ word).wrapping_mul(K).rotate_left(29);
     for part in parts {
-        hasher.update(part);
+        len += part.len() as u64;
+        let mut words = part.chunks_exact(8);
+        for word in &mut words {
+            let mut bytes = [0; 8];
+            bytes.copy_from_slice(word);
+            mix(u64::from_le_bytes(bytes));
+        }
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            let mut bytes = [0; 8];
+            bytes[..rest.len()].copy_from_slice(rest);
+            mix(u64::from_le_bytes(bytes) ^ ((rest.len() as u64) << 59));
+        }
     }
-    let mut out = [0; CHECKSUM];
-    out.copy_from_slice(&hasher.finalize()[..CHECKSUM]);
-    out
+    mix(len);
+    let mut hash = hash ^ (hash >> 33);
+    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    hash ^= hash >> 33;
+    hash.to_le_bytes()
 }
 
 /// The stable code of a failure's kind in a journal.
@@ -228,7 +295,7 @@ impl Journal {
             path,
             task: T::NAME,
             entries: HashMap::new(),
-            pending: HashMap::new(),
+            pending: Pending::default(),
             buffer: Vec::new(),
             sync: options.sync,
             last_sync: Instant::now(),
@@ -473,7 +540,7 @@ impl Journal {
             Err(_) => FAILED,
             Ok(_) => OK,
         };
-        let Some(digest) = self.pending.remove(&index) else {
+        let Some(digest) = self.pending.remove(index) else {
             return;
         };
         let failure;
@@ -561,4 +628,156 @@ fn journal_error(path: &Path, what: &str, err: std::io::Error) -> Error {
         format!("map journal {} {what}", path.display()),
     )
     .with_source(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    crate::task! { fn echo(x: u32) -> u32 { x } }
+    crate::task! { fn other(x: u32) -> u32 { x } }
+
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(name: &str) -> Scratch {
+            let path = std::env::temp_dir()
+                .join(format!("pool-journal-unit-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_file(&path);
+            Scratch(path)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    fn open<T: Task>(path: &Path) -> Result<Journal> {
+        Journal::open::<T>(path, &JournalOptions::default(), 1 << 20)
+    }
+
+    fn ok(bytes: &[u8]) -> Outcome {
+        Ok(Payload::new(Arc::new(bytes.to_vec()), 0..bytes.len()))
+    }
+
+    /// A journal of `n` results, input `i` encoded as `[i]`, output `[i, i]`.
+    fn journal_of(path: &Path, n: u8) {
+        let mut journal = open::<echo>(path).unwrap();
+        for i in 0..n {
+            let item = Item::new(usize::from(i), vec![i]);
+            assert!(journal.replay_or_start(&item).unwrap().is_none());
+            journal.record(usize::from(i), &ok(&[i, i]));
+        }
+        journal.finish().unwrap();
+    }
+
+    fn replayed(journal: &mut Journal, index: usize, input: u8) -> Option<Vec<u8>> {
+        let item = Item::new(index, vec![input]);
+        let delivery = journal.replay_or_start(&item).unwrap()?;
+        Some(delivery.outcome.unwrap().bytes().to_vec())
+    }
+
+    #[test]
+    fn results_come_back_for_the_same_index_and_input_only() {
+        let scratch = Scratch::new("round-trip");
+        journal_of(&scratch.0, 5);
+        let mut journal = open::<echo>(&scratch.0).unwrap();
+        assert_eq!(replayed(&mut journal, 3, 3), Some(vec![3, 3]));
+        assert_eq!(replayed(&mut journal, 3, 4), None, "a changed input");
+        assert_eq!(replayed(&mut journal, 7, 7), None, "an index never run");
+    }
+
+    #[test]
+    fn failures_replay_with_their_kind_unless_rerun() {
+        let scratch = Scratch::new("failures");
+        let mut journal = open::<echo>(&scratch.0).unwrap();
+        journal.replay_or_start(&Item::new(0, vec![0])).unwrap();
+        journal.record(0, &Err(Error::new(ErrorKind::Panicked, "boom")));
+        journal.replay_or_start(&Item::new(1, vec![1])).unwrap();
+        journal.record(1, &Err(Error::new(ErrorKind::Interrupted, "ctrl-c")));
+        journal.finish().unwrap();
+        drop(journal);
+        let mut journal = open::<echo>(&scratch.0).unwrap();
+        let delivery = journal
+            .replay_or_start(&Item::new(0, vec![0]))
+            .unwrap()
+            .unwrap();
+        let err = delivery.outcome.unwrap_err();
+        assert_eq!((err.kind(), err.index()), (ErrorKind::Panicked, Some(0)));
+        assert!(err.message().starts_with("boom"));
+        // What ended the call is not the input's outcome: not journaled.
+        assert!(journal
+            .replay_or_start(&Item::new(1, vec![1]))
+            .unwrap()
+            .is_none());
+        let options = JournalOptions {
+            rerun_failures: true,
+            ..JournalOptions::default()
+        };
+        let mut journal = Journal::open::<echo>(&scratch.0, &options, 1 << 20).unwrap();
+        assert!(journal
+            .replay_or_start(&Item::new(0, vec![0]))
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn another_tasks_journal_is_refused() {
+        let scratch = Scratch::new("foreign");
+        journal_of(&scratch.0, 2);
+        let err = open::<other>(&scratch.0).err().unwrap();
+        assert_eq!(err.kind(), ErrorKind::Journal);
+        assert!(err.message().contains("belongs to another map"), "{err}");
+    }
+
+    #[test]
+    fn a_record_that_claims_more_than_the_file_holds_is_a_torn_tail() {
+        let scratch = Scratch::new("claims");
+        journal_of(&scratch.0, 3);
+        let len = std::fs::metadata(&scratch.0).unwrap().len();
+        let mut bytes = std::fs::read(&scratch.0).unwrap();
+        let mut record = vec![0xff; RECORD_HEAD + CHECKSUM];
+        record[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        bytes.extend_from_slice(&record);
+        std::fs::write(&scratch.0, &bytes).unwrap();
+        let mut journal = open::<echo>(&scratch.0).unwrap();
+        assert_eq!(std::fs::metadata(&scratch.0).unwrap().len(), len);
+        assert_eq!(replayed(&mut journal, 2, 2), Some(vec![2, 2]));
+    }
+
+    /// Garbage after a good header, and garbage alone: an error or a
+    /// journal, never a panic, and memory bounded by what the file holds.
+    #[test]
+    fn garbage_never_panics() {
+        let scratch = Scratch::new("garbage");
+        journal_of(&scratch.0, 0);
+        let header = std::fs::read(&scratch.0).unwrap();
+        let mut state: u64 = 0x1234_5678;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for round in 0..300 {
+            let len = (next() % 300) as usize;
+            let mut bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            if round % 3 != 0 {
+                let mut with_header = header.clone();
+                with_header.append(&mut bytes);
+                bytes = with_header;
+            }
+            if round % 5 == 0 && bytes.len() > header.len() + 4 {
+                // A plausible length, so the record's body is read.
+                let at = header.len();
+                bytes[at..at + 4].copy_from_slice(&((next() % 64) as u32).to_le_bytes());
+            }
+            std::fs::write(&scratch.0, &bytes).unwrap();
+            if let Err(err) = open::<echo>(&scratch.0) {
+                assert_eq!(err.kind(), ErrorKind::Journal, "{err}");
+            }
+        }
+    }
 }
