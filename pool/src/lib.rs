@@ -172,6 +172,19 @@
 //! failure at its index. The `indicatif` feature adds
 //! [`Progress::update_bar`](Progress) for a terminal progress bar.
 //!
+//! # Resumable maps
+//!
+//! [`MapWith::journal`] (and [`Imap::journal`]) appends every finished
+//! input's result to a file as it arrives; a rerun with the same file
+//! takes from it the results of the inputs it holds (same index, same
+//! encoded input) and runs the rest, so a map killed at 90% resumes at
+//! 90% and returns what an uninterrupted run returns. A journal of
+//! another task or format is an [`ErrorKind::Journal`] error; a torn last
+//! record is dropped. Records reach the file after every batch of
+//! results, and the disk every [`DEFAULT_JOURNAL_SYNC`] (1 s) and at the
+//! end ([`MapWith::journal_sync`]). The README's "Resumable maps" has the
+//! details and the costs.
+//!
 //! # Faults
 //!
 //! - A task that returns `Err` or panics: that input gets
