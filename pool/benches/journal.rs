@@ -6,6 +6,7 @@
 //! 1,000,000-input trivial map and >= 0.98x for 1 ms tasks. Also prints
 //! the load average, since the figures move with it.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use pool::Pool;
@@ -28,7 +29,7 @@ fn parent_cpu() -> f64 {
 }
 
 /// Best-of-`ROUNDS` seconds of `map` without and with a journal.
-fn measure(label: &str, run: impl Fn(Option<&std::path::Path>) -> usize) -> (f64, f64) {
+fn measure(label: &str, run: impl Fn(Option<&Path>) -> usize) -> (f64, f64) {
     let dir = std::env::temp_dir().join(format!("pool-journal-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("scratch dir");
     let (mut plain, mut journaled) = (f64::MAX, f64::MAX);
@@ -55,35 +56,37 @@ fn measure(label: &str, run: impl Fn(Option<&std::path::Path>) -> usize) -> (f64
     (plain, journaled)
 }
 
+/// The map of `task` over `0..count`, with `journal` if given: its length.
+fn map<T: pool::Task<Input = u64>>(
+    pool: &Pool,
+    task: T,
+    count: u64,
+    journal: Option<&Path>,
+) -> usize {
+    let call = pool.map_with(task, 0..count);
+    match journal {
+        Some(path) => call.journal(path).run(),
+        None => call.run(),
+    }
+    .expect("the map")
+    .len()
+}
+
+/// The load average over 1, 5 and 15 minutes.
+fn load() -> String {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    load.split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn main() {
     pool::init();
     let pool = Pool::new(2).expect("a pool");
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    println!(
-        "load average (1, 5, 15 min): {}",
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
-    let trivial = measure("trivial", |journal| {
-        let call = pool.map_with(bump, 0..1_000_000u64);
-        match journal {
-            Some(path) => call.journal(path).run(),
-            None => call.run(),
-        }
-        .expect("trivial map")
-        .len()
-    });
-    let napping = measure("nap", |journal| {
-        let call = pool.map_with(nap, 0..4000u64);
-        match journal {
-            Some(path) => call.journal(path).run(),
-            None => call.run(),
-        }
-        .expect("1 ms map")
-        .len()
-    });
+    println!("load average (1, 5, 15 min): {}", load());
+    let trivial = measure("trivial", |journal| map(&pool, bump, 1_000_000, journal));
+    let napping = measure("nap", |journal| map(&pool, nap, 4000, journal));
     println!(
         "{:<40} {:>9} {:>9} {:>7}  target",
         format!("workload (best of {ROUNDS})"),
@@ -101,12 +104,5 @@ fn main() {
             if speed >= target { "PASS" } else { "MISS" }
         );
     }
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    println!(
-        "load average after: {}",
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
+    println!("load average after: {}", load());
 }
