@@ -82,6 +82,10 @@ pub enum ErrorKind {
     /// refused, and so does a call of that task that no other worker can
     /// run.
     TaskMismatch,
+    /// A map's journal could not be read or written: it belongs to another
+    /// task or format, is corrupt before its last record, or the file
+    /// failed. The message says which, and the file's path.
+    Journal,
 }
 
 impl ErrorKind {
@@ -103,6 +107,7 @@ impl ErrorKind {
             ErrorKind::Closed => "pool is closed",
             ErrorKind::Connection => "connection between pool and worker failed",
             ErrorKind::TaskMismatch => "worker runs another version of the task",
+            ErrorKind::Journal => "map journal could not be used",
         }
     }
 }

@@ -129,11 +129,11 @@
 //! Tasks travel in batches: one message carries many tasks to a worker and
 //! one message carries many results back, so that small tasks cost a few
 //! microseconds each rather than a system call each. Inputs can also be
-//! grouped into chunks explicitly ([`Pool::map_chunked`], [`Imap::chunksize`]).
+//! grouped into chunks explicitly ([`MapWith::chunksize`], [`Imap::chunksize`]).
 //!
 //! # Maps stream their inputs
 //!
-//! [`Pool::map`] and its kin take inputs from the caller's iterator only as
+//! [`Pool::map`] and [`Pool::map_with`] take inputs from the caller's iterator only as
 //! a bounded window has room, encode them chunk by chunk and collect the
 //! results in input order as they arrive: the parent holds a window of
 //! encoded inputs (3 chunks per live worker, within about 16 MiB, but
@@ -148,7 +148,7 @@
 //! local and remote, so a pool whose remote workers join during a map
 //! spreads the rest over them, and the chunks shrink towards the end, which
 //! evens out the finish. Chunks are also cut short at their share of the
-//! window's bytes. [`Pool::map_chunked`] keeps the size it is given.
+//! window's bytes. [`MapWith::chunksize`] keeps the size it is given.
 //!
 //! For data-heavy tasks (arrays, images, text), send bytes as
 //! `serde_bytes::ByteBuf` (or a field marked `#[serde(with =
@@ -168,14 +168,26 @@
 //! [`as_completed`] hands back [`AsyncResult`]s as their results arrive
 //! (also as a `Stream`), and [`wait_any`] waits for the first of several;
 //! neither needs a thread or a polling loop.
-//! [`Pool::map_with_progress`] and [`Pool::map_results_with_progress`]
-//! report a [`Progress`] (inputs done, failed, in all) to a callback as
+//! [`MapWith::progress`] reports a [`Progress`] (inputs done, failed, in all) to a callback as
 //! results arrive, input by input rather than chunk by chunk: a worker
 //! sends what it finished of a long chunk every 50 ms, so the first report
 //! counts something within about 50 ms of the first inputs finishing,
-//! whatever the chunk size; [`Pool::map_results`] keeps every input's result, each
+//! whatever the chunk size; [`MapWith::keep_failures`] keeps every input's result, each
 //! failure at its index. The `indicatif` feature adds
 //! [`Progress::update_bar`](Progress) for a terminal progress bar.
+//!
+//! # Resumable maps
+//!
+//! [`MapWith::journal`] (and [`Imap::journal`]) appends every finished
+//! input's result to a file as it arrives; a rerun with the same file
+//! takes from it the results of the inputs it holds (same index, same
+//! encoded input) and runs the rest, so a map killed at 90% resumes at
+//! 90% and returns what an uninterrupted run returns. A journal of
+//! another task or format is an [`ErrorKind::Journal`] error; a torn last
+//! record is dropped. Records reach the file after every batch of
+//! results, and the disk every [`DEFAULT_JOURNAL_SYNC`] (1 s) and at the
+//! end ([`MapWith::journal_sync`]). The README's "Resumable maps" has the
+//! details and the costs.
 //!
 //! # Faults
 //!
@@ -302,9 +314,10 @@ pub use crate::error::{
     Error, ErrorKind, PanicLocation, Result, WorkerInfo, MAX_PANIC_FILE, MAX_REMOTE_BACKTRACE,
 };
 pub use crate::parent::{
-    as_completed, wait_any, AsCompleted, AsyncResult, Imap, ImapUnordered, Nested, Pool,
-    PoolBuilder, Progress, RemoteWorker, SlurmWorkers, DEFAULT_SLURM_RESUBMITS,
-    DEFAULT_SLURM_START_TIMEOUT, DEFAULT_STARTUP_TIMEOUT,
+    as_completed, wait_any, AsCompleted, AsyncResult, Imap, ImapUnordered, KeepFailures, MapWith,
+    Nested, NoProgress, Pool, PoolBuilder, Progress, RemoteWorker, SlurmWorkers, StopAtFailure,
+    DEFAULT_JOURNAL_SYNC, DEFAULT_SLURM_RESUBMITS, DEFAULT_SLURM_START_TIMEOUT,
+    DEFAULT_STARTUP_TIMEOUT,
 };
 pub use crate::state::{BuildError, WorkerState};
 pub use crate::task::{registered_tasks, Task, TaskEntry, TaskFailure};

@@ -15,8 +15,7 @@ use super::inline;
 use super::interrupt;
 use super::job::{encode_input, Job};
 use super::launch::Launcher;
-use super::map::{self, OnFailure};
-use super::progress::Progress;
+use super::map_with::MapWith;
 use super::remote_listener::{self, RemoteListener};
 use super::roster::{self, RemoteWorker, SharedRoster};
 use super::sink::{CancelNotice, ResultCell, Sink};
@@ -295,10 +294,10 @@ impl Pool {
     }
 
     /// Runs `task` on every input and returns the outputs in input order
-    /// (Python's `map`). Inputs go out in chunks of `ceil(left / (4 *
-    /// workers))`, Python's rule applied to the inputs left and the
-    /// workers live (local and remote) as each chunk is cut; use
-    /// [`map_chunked`](Pool::map_chunked) to choose.
+    /// (Python's `map`): [`map_with`](Pool::map_with) with no options.
+    /// Inputs go out in chunks of `ceil(left / (4 * workers))`, Python's
+    /// rule applied to the inputs left and the workers live (local and
+    /// remote) as each chunk is cut; [`MapWith::chunksize`] chooses.
     ///
     /// Inputs are taken from the iterator, encoded and sent as a bounded
     /// window has room, so the pool's memory stays flat whatever their
@@ -308,9 +307,9 @@ impl Pool {
     ///
     /// The first failure to arrive is returned, with its input's index
     /// ([`Error::index`]), and the inputs not yet started are dropped; use
-    /// [`map_results`](Pool::map_results) (or [`imap`](Pool::imap)) to get
-    /// every input's result, failures included, and
-    /// [`map_with_progress`](Pool::map_with_progress) to follow the call.
+    /// [`MapWith::keep_failures`] (or [`imap`](Pool::imap)) to get every
+    /// input's result, failures included, and [`MapWith::progress`] to
+    /// follow the call.
     ///
     /// Several arguments are a tuple (Python's `starmap`):
     ///
@@ -329,47 +328,13 @@ impl Pool {
         task: T,
         inputs: impl IntoIterator<Item = T::Input>,
     ) -> Result<Vec<T::Output>> {
-        let _ = task;
-        self.run_map::<T, _>(inputs, None, OnFailure::Stop, &mut |_| {}, |result| result)
+        self.map_with(task, inputs).run()
     }
 
-    /// [`map`](Pool::map) with `chunksize` inputs per chunk (at least 1).
-    /// Larger chunks cost less per input; smaller ones balance uneven
-    /// work better.
-    ///
-    /// ```
-    /// pool::task! { fn negate(x: i32) -> i32 { -x } }
-    ///
-    /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
-    ///     let pool = pool::Pool::new(2)?;
-    ///     assert_eq!(pool.map_chunked(negate, 0..5, 2)?, [0, -1, -2, -3, -4]);
-    ///     Ok(())
-    /// }
-    /// ```
-    pub fn map_chunked<T: Task>(
-        &self,
-        task: T,
-        inputs: impl IntoIterator<Item = T::Input>,
-        chunksize: usize,
-    ) -> Result<Vec<T::Output>> {
-        let _ = task;
-        self.run_map::<T, _>(
-            inputs,
-            Some(chunksize),
-            OnFailure::Stop,
-            &mut |_| {},
-            |result| result,
-        )
-    }
-
-    /// [`map`](Pool::map) that reports its [`Progress`] to `on_progress`:
-    /// once when the first inputs are submitted, then each time results arrive.
-    /// Counts are exact, in inputs (not chunks); the callback runs on the
-    /// calling thread. On the first failure the call returns it, after a
-    /// last report that counts it; use
-    /// [`map_results_with_progress`](Pool::map_results_with_progress) to
-    /// go on past failures.
+    /// A map call with options, run by [`MapWith::run`]:
+    /// [`chunksize`](MapWith::chunksize), [`progress`](MapWith::progress)
+    /// and [`keep_failures`](MapWith::keep_failures), in any combination.
+    /// With none, it is [`map`](Pool::map).
     ///
     /// ```
     /// pool::task! { fn square(x: u64) -> u64 { x * x } }
@@ -377,124 +342,23 @@ impl Pool {
     /// fn main() -> Result<(), pool::Error> {
     ///     pool::init();
     ///     let pool = pool::Pool::new(2)?;
-    ///     let mut seen = 0;
-    ///     let squares = pool.map_with_progress(square, 0..1000, |progress| {
-    ///         eprint!("\r{}/{}", progress.done, progress.total);
-    ///         seen = progress.done;
-    ///     })?;
-    ///     assert_eq!((squares.len(), seen), (1000, 1000));
+    ///     let mut reports = 0;
+    ///     let squares = pool
+    ///         .map_with(square, 0..100)
+    ///         .chunksize(10)
+    ///         .progress(|_| reports += 1)
+    ///         .run()?;
+    ///     assert_eq!(squares[9], 81);
+    ///     assert!(reports >= 2);
     ///     Ok(())
     /// }
     /// ```
-    pub fn map_with_progress<T: Task>(
+    pub fn map_with<T: Task, I: IntoIterator<Item = T::Input>>(
         &self,
         task: T,
-        inputs: impl IntoIterator<Item = T::Input>,
-        mut on_progress: impl FnMut(Progress),
-    ) -> Result<Vec<T::Output>> {
-        let _ = task;
-        self.run_map::<T, _>(inputs, None, OnFailure::Stop, &mut on_progress, |result| {
-            result
-        })
-    }
-
-    /// Runs `task` on every input and returns every input's result in
-    /// input order, failures included, each at its index (what
-    /// [`imap`](Pool::imap) yields, collected; chunked as [`map`](Pool::map)
-    /// chunks). The outer error is only for failures of the call itself:
-    /// a closed or stopped pool ([`ErrorKind::Closed`]), Ctrl-C
-    /// ([`ErrorKind::Interrupted`]), or workers that cannot start
-    /// ([`ErrorKind::Startup`]).
-    ///
-    /// ```
-    /// pool::task! { fn parse(text: String) -> Result<i64, std::num::ParseIntError> { text.parse() } }
-    ///
-    /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
-    ///     let pool = pool::Pool::new(2)?;
-    ///     let results = pool.map_results(parse, ["1", "x", "3"].map(String::from))?;
-    ///     assert_eq!(results[0].as_ref().ok(), Some(&1));
-    ///     let err = results[1].as_ref().unwrap_err();
-    ///     assert_eq!((err.kind(), err.index()), (pool::ErrorKind::TaskFailed, Some(1)));
-    ///     assert_eq!(results[2].as_ref().ok(), Some(&3));
-    ///     Ok(())
-    /// }
-    /// ```
-    pub fn map_results<T: Task>(
-        &self,
-        task: T,
-        inputs: impl IntoIterator<Item = T::Input>,
-    ) -> Result<Vec<Result<T::Output>>> {
-        self.map_results_with_progress(task, inputs, |_| {})
-    }
-
-    /// [`map_results`](Pool::map_results) that reports its [`Progress`] to
-    /// `on_progress`, as [`map_with_progress`](Pool::map_with_progress)
-    /// does; a call that completes ends with a report where `done ==
-    /// total`, failures included.
-    ///
-    /// ```
-    /// pool::task! { fn even(x: u32) -> Result<u32, String> { if x % 2 == 0 { Ok(x) } else { Err(format!("{x} is odd")) } } }
-    ///
-    /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
-    ///     let pool = pool::Pool::new(2)?;
-    ///     let mut last = None;
-    ///     let results = pool.map_results_with_progress(even, 0..10, |progress| last = Some(progress))?;
-    ///     assert_eq!(results.iter().filter(|result| result.is_err()).count(), 5);
-    ///     let last = last.expect("a report");
-    ///     assert_eq!((last.done, last.failed, last.succeeded()), (10, 5, 5));
-    ///     Ok(())
-    /// }
-    /// ```
-    pub fn map_results_with_progress<T: Task>(
-        &self,
-        task: T,
-        inputs: impl IntoIterator<Item = T::Input>,
-        mut on_progress: impl FnMut(Progress),
-    ) -> Result<Vec<Result<T::Output>>> {
-        let _ = task;
-        self.run_map::<T, _>(inputs, None, OnFailure::Keep, &mut on_progress, Ok)
-    }
-
-    /// The eager maps: `chunksize` inputs per chunk, or the automatic
-    /// size (see [`map`](Pool::map)) for `None`. Inputs stream from an
-    /// iterator that knows its length exactly (`size_hint`); others are
-    /// collected first, as the caller's values (never encoded), since the
-    /// automatic chunk size and the progress reports need the count.
-    fn run_map<T: Task, R>(
-        &self,
-        inputs: impl IntoIterator<Item = T::Input>,
-        chunksize: Option<usize>,
-        on_failure: OnFailure,
-        on_progress: &mut dyn FnMut(Progress),
-        keep: impl FnMut(Result<T::Output>) -> Result<R>,
-    ) -> Result<Vec<R>> {
-        let inputs = inputs.into_iter();
-        match inputs.size_hint() {
-            (low, Some(high)) if low == high => map::run::<T, R>(
-                &self.commands,
-                inputs,
-                low,
-                chunksize,
-                on_failure,
-                on_progress,
-                keep,
-            ),
-            _ => {
-                let inputs: Vec<T::Input> = inputs.collect();
-                let total = inputs.len();
-                map::run::<T, R>(
-                    &self.commands,
-                    inputs.into_iter(),
-                    total,
-                    chunksize,
-                    on_failure,
-                    on_progress,
-                    keep,
-                )
-            }
-        }
+        inputs: I,
+    ) -> MapWith<'_, T, I::IntoIter> {
+        MapWith::new(&self.commands, task, inputs.into_iter())
     }
 
     /// Runs `task` on each input lazily, yielding each result in input
