@@ -255,6 +255,7 @@
 #![warn(missing_docs)]
 
 mod error;
+mod fn_task;
 mod inbox;
 mod parent;
 mod sys;
@@ -267,6 +268,7 @@ pub mod builtin;
 pub use crate::error::{
     Error, ErrorKind, PanicLocation, Result, WorkerInfo, MAX_PANIC_FILE, MAX_REMOTE_BACKTRACE,
 };
+pub use crate::fn_task::{FnInput, FnInputs, FnTask};
 pub use crate::parent::{
     as_completed, wait_any, AsCompleted, AsyncResult, Imap, ImapUnordered, Nested, Pool,
     PoolBuilder, Progress, RemoteWorker, SlurmWorkers, DEFAULT_SLURM_RESUBMITS,

@@ -40,6 +40,18 @@ use serde::Serialize;
 /// assert_eq!(double.call(21), 42);
 /// assert!(double::NAME.ends_with("::double"));
 /// ```
+///
+/// A plain `fn` or a closure is not a `Task`; a pool whose workers run
+/// this very program takes one by pointer instead, through
+/// [`Pool::map_fn`](crate::Pool::map_fn) and its kin.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a pool task",
+    label = "not a task declared with `pool::task!`",
+    note = "declare the function with `pool::task! {{ fn name(input: In) -> Out {{ .. }} }}` and pass `name`",
+    note = "or, for a plain `fn` or a closure that captures nothing, call `map_fn`, `imap_fn`, \
+            `apply_fn` or `apply_async_fn` instead of `map`, `imap`, `apply` or `apply_async` \
+            (workers that run this very program only)"
+)]
 pub trait Task: Copy + Default + Send + Sync + 'static {
     /// The argument: several arguments are a tuple, none is `()`.
     type Input: Serialize + DeserializeOwned;
@@ -386,23 +398,28 @@ pub fn registered_tasks() -> Vec<&'static str> {
 
 #[doc(hidden)]
 pub fn run_encoded<T: Task>(input: &[u8], out: &mut Vec<u8>) -> Result<(), TaskFailure> {
-    let input: T::Input = connection::decode(input).map_err(|err| {
-        TaskFailure::new(
-            FailureKind::Decode,
-            format!("input of {}: {err:#}", T::NAME),
-        )
-    })?;
     let task = T::default();
-    let returned = catch_panic(|| task.call(input))?;
-    let output = T::outcome(returned).map_err(|msg| TaskFailure::new(FailureKind::Failed, msg))?;
+    run_with(T::NAME, input, out, |input| task.call(input), T::outcome)
+}
+
+/// Decodes `name`'s input, runs `call` on it (a panic fails the input),
+/// splits what it returned with `outcome`, and encodes the output.
+pub(crate) fn run_with<I: DeserializeOwned, R, O: Serialize>(
+    name: &str,
+    input: &[u8],
+    out: &mut Vec<u8>,
+    call: impl FnOnce(I) -> R,
+    outcome: impl FnOnce(R) -> Result<O, String>,
+) -> Result<(), TaskFailure> {
+    let input: I = connection::decode(input).map_err(|err| {
+        TaskFailure::new(FailureKind::Decode, format!("input of {name}: {err:#}"))
+    })?;
+    let returned = catch_panic(|| call(input))?;
+    let output = outcome(returned).map_err(|msg| TaskFailure::new(FailureKind::Failed, msg))?;
     // Straight into the results message: a large output is written once,
     // into memory the worker keeps, not into a fresh buffer first.
-    connection::encode_into(&output, out).map_err(|err| {
-        TaskFailure::new(
-            FailureKind::Encode,
-            format!("output of {}: {err:#}", T::NAME),
-        )
-    })
+    connection::encode_into(&output, out)
+        .map_err(|err| TaskFailure::new(FailureKind::Encode, format!("output of {name}: {err:#}")))
 }
 
 thread_local! {

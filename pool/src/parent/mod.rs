@@ -17,6 +17,7 @@ mod command;
 mod completion;
 mod config;
 mod dispatcher;
+mod fn_calls;
 mod identity;
 mod imap;
 mod in_flight;

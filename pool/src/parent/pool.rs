@@ -62,6 +62,9 @@ pub struct Pool {
     launcher: Mutex<Option<Launcher>>,
     /// What `apply_async`'s handles do when dropped unfinished, awaited.
     stop_on_drop: bool,
+    /// Why this pool's workers may not run functions sent by pointer
+    /// (`map_fn`), if they may not.
+    pub(super) fn_refusal: Option<String>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -89,6 +92,8 @@ pub(crate) fn start(config: Config) -> Result<Pool> {
             remote_joined: None,
             launcher: Mutex::new(None),
             stop_on_drop: config.stop_on_drop,
+            // An inline pool runs its calls in this very process.
+            fn_refusal: None,
         });
     }
     if worker::started_as_worker() {
@@ -155,6 +160,7 @@ pub(crate) fn start(config: Config) -> Result<Pool> {
         remote_joined: None,
         launcher: Mutex::new(None),
         stop_on_drop: config.stop_on_drop,
+        fn_refusal: super::fn_calls::refusal(&config),
     };
     if let Some((address, authkey)) = &config.listen {
         let listener = remote_listener::listen(address, authkey, config.processes, events)?;

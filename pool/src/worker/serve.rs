@@ -146,6 +146,7 @@ impl Worker {
                 "expected a setup message",
             ));
         };
+        crate::fn_task::note_pool_build(build_id);
         // Both directions share one limit: what the pool may send here,
         // and what results may be sent back.
         self.conn.set_max_message_size(max_message_size);
