@@ -131,7 +131,6 @@ pub struct WorkerInfo {
 /// pool::task! { fn fail(_x: ()) -> u8 { panic!("no") } }
 ///
 /// fn main() -> Result<(), pool::Error> {
-///     pool::init();
 ///     let pool = pool::Pool::new(1)?;
 ///     let err = pool.apply(fail, ()).unwrap_err();
 ///     let location = err.panic_location().expect("a panic's location");
@@ -382,7 +381,6 @@ impl Error {
     /// pool::task! { fn fail(_x: ()) -> u8 { panic!("no") } }
     ///
     /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
     ///     let pool = pool::Pool::builder().processes(1).env("RUST_BACKTRACE", "1").build()?;
     ///     let err = pool.apply(fail, ()).unwrap_err();
     ///     // Named in the backtrace when the worker has its symbols.

@@ -56,7 +56,6 @@ pub(crate) enum Order {
 /// pool::task! { fn square(x: u32) -> u32 { x * x } }
 ///
 /// fn main() -> Result<(), pool::Error> {
-///     pool::init();
 ///     let pool = pool::Pool::new(2)?;
 ///     let squares: Vec<u32> = pool
 ///         .imap(square, 1..=6)
@@ -339,7 +338,6 @@ impl<T: Task, I: Iterator<Item = T::Input>> Iterator for Imap<'_, T, I> {
 /// }
 ///
 /// fn main() -> Result<(), pool::Error> {
-///     pool::init();
 ///     let pool = pool::Pool::new(2)?;
 ///     let doubled = futures_executor::block_on(async {
 ///         let mut results = pool.imap(double, 1..=3);
@@ -372,7 +370,6 @@ impl<T: Task, I: Iterator<Item = T::Input> + Unpin> Stream for Imap<'_, T, I> {
 /// pool::task! { fn double(x: u8) -> u16 { 2 * x as u16 } }
 ///
 /// fn main() -> Result<(), pool::Error> {
-///     pool::init();
 ///     let pool = pool::Pool::new(2)?;
 ///     let mut total = 0;
 ///     for result in pool.imap_unordered(double, 0..100).chunksize(10) {

@@ -47,7 +47,6 @@ use crate::task::{self, FailureKind, TaskFailure};
 /// }
 ///
 /// fn main() -> Result<(), pool::Error> {
-///     pool::init();
 ///     let pool = Pool::new(2)?;
 ///     assert!(!pool.is_inline());
 ///     assert_eq!(pool.map(sum_of_squares, [3, 4])?, [5, 14]);

@@ -42,7 +42,6 @@ use crate::worker;
 /// }
 ///
 /// fn main() -> Result<(), pool::Error> {
-///     pool::init();
 ///     let pool = pool::Pool::new(2)?;
 ///     let ranges = vec![(0, 100), (100, 200), (200, 300)];
 ///     assert_eq!(pool.map(count_primes, ranges)?, [25, 21, 16]);
@@ -215,7 +214,6 @@ impl Pool {
     ///
     /// ```
     /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
     ///     let pool = pool::Pool::new(2)?;
     ///     assert!(!pool.is_inline());
     ///     Ok(())
@@ -233,7 +231,6 @@ impl Pool {
     ///
     /// ```
     /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
     ///     let pool = pool::Pool::new(2)?;
     ///     assert_eq!(pool.worker_pids().len(), 2);
     ///     Ok(())
@@ -324,7 +321,6 @@ impl Pool {
     /// pool::task! { fn power((base, exp): (u64, u32)) -> u64 { base.pow(exp) } }
     ///
     /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
     ///     let pool = pool::Pool::new(2)?;
     ///     assert_eq!(pool.map(power, [(2, 10), (3, 3)])?, [1024, 27]);
     ///     Ok(())
@@ -347,7 +343,6 @@ impl Pool {
     /// pool::task! { fn negate(x: i32) -> i32 { -x } }
     ///
     /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
     ///     let pool = pool::Pool::new(2)?;
     ///     assert_eq!(pool.map_chunked(negate, 0..5, 2)?, [0, -1, -2, -3, -4]);
     ///     Ok(())
@@ -381,7 +376,6 @@ impl Pool {
     /// pool::task! { fn square(x: u64) -> u64 { x * x } }
     ///
     /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
     ///     let pool = pool::Pool::new(2)?;
     ///     let mut seen = 0;
     ///     let squares = pool.map_with_progress(square, 0..1000, |progress| {
@@ -416,7 +410,6 @@ impl Pool {
     /// pool::task! { fn parse(text: String) -> Result<i64, std::num::ParseIntError> { text.parse() } }
     ///
     /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
     ///     let pool = pool::Pool::new(2)?;
     ///     let results = pool.map_results(parse, ["1", "x", "3"].map(String::from))?;
     ///     assert_eq!(results[0].as_ref().ok(), Some(&1));
@@ -443,7 +436,6 @@ impl Pool {
     /// pool::task! { fn even(x: u32) -> Result<u32, String> { if x % 2 == 0 { Ok(x) } else { Err(format!("{x} is odd")) } } }
     ///
     /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
     ///     let pool = pool::Pool::new(2)?;
     ///     let mut last = None;
     ///     let results = pool.map_results_with_progress(even, 0..10, |progress| last = Some(progress))?;
@@ -517,7 +509,6 @@ impl Pool {
     /// pool::task! { fn triple(x: u64) -> u64 { 3 * x } }
     ///
     /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
     ///     let pool = pool::Pool::new(2)?;
     ///     let first: Vec<u64> = pool.imap(triple, 0..).take(4).collect::<Result<_, _>>()?;
     ///     assert_eq!(first, [0, 3, 6, 9]);
@@ -540,7 +531,6 @@ impl Pool {
     /// pool::task! { fn halve(x: u32) -> u32 { x / 2 } }
     ///
     /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
     ///     let pool = pool::Pool::new(2)?;
     ///     let mut results: Vec<(usize, u32)> =
     ///         pool.imap_unordered(halve, [10, 20, 30]).collect::<Result<_, _>>()?;
@@ -569,7 +559,6 @@ impl Pool {
     /// pool::task! { fn greet(name: String) -> String { format!("hello, {name}") } }
     ///
     /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
     ///     let pool = pool::Pool::new(1)?;
     ///     assert_eq!(pool.apply(greet, "world".into())?, "hello, world");
     ///     Ok(())
@@ -587,7 +576,6 @@ impl Pool {
     /// pool::task! { fn len(text: String) -> usize { text.len() } }
     ///
     /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
     ///     let pool = pool::Pool::new(2)?;
     ///     let pending = pool.apply_async(len, "four".into());
     ///     assert_eq!(pending.get(None)?, 4);
@@ -625,7 +613,6 @@ impl Pool {
     /// pool::task! { fn id(x: u8) -> u8 { x } }
     ///
     /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
     ///     let pool = pool::Pool::new(1)?;
     ///     let pending = pool.apply_async(id, 7);
     ///     pool.close();
@@ -657,7 +644,6 @@ impl Pool {
     ///
     /// ```
     /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
     ///     let pool = pool::Pool::new(2)?;
     ///     pool.terminate();
     ///     assert!(pool.worker_pids().is_empty());

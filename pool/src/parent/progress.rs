@@ -35,7 +35,6 @@
 /// pool::task! { fn check(x: u32) -> Result<u32, String> { if x % 10 == 3 { Err(format!("{x} ends in 3")) } else { Ok(x) } } }
 ///
 /// fn main() -> Result<(), pool::Error> {
-///     pool::init();
 ///     let pool = pool::Pool::new(2)?;
 ///     let mut reports = Vec::new();
 ///     let results = pool.map_results_with_progress(check, 0..50, |progress| reports.push(progress))?;
@@ -90,7 +89,6 @@ impl Progress {
     /// pool::task! { fn square(x: u64) -> u64 { x * x } }
     ///
     /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
     ///     let pool = pool::Pool::new(2)?;
     ///     let bar = indicatif::ProgressBar::hidden(); // or ProgressBar::new(0)
     ///     let squares = pool.map_with_progress(square, 0..100, |p| p.update_bar(&bar))?;
