@@ -280,7 +280,7 @@ pub use crate::worker::{connect_worker, init, AUTHKEY_ENV, CONNECT_ENV};
 /// What [`task!`] expands to refers to these; not for direct use.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::task::{run_encoded, type_names, TaskEntry, TaskResult, TASKS};
+    pub use crate::task::{link_task, run_encoded, type_names, TaskEntry, TaskResult, TASKS};
     pub use crate::worker::WORKERS_START_IN_MAIN;
     pub use linkme;
     pub use pool_macros::task_impl;

@@ -380,6 +380,46 @@ pub(crate) fn keep_linked<T: Task>() {
     std::hint::black_box(T::registration());
 }
 
+/// Makes this program link the named tasks, so that a worker program can
+/// run them: a statement for the worker program's `main`.
+///
+/// The linker keeps only what a program refers to: a worker program that
+/// depends on a crate of tasks but never names one of them has none of
+/// them (the crate is not even linked), and a pool that sends it one
+/// fails the call at once with
+/// [`ErrorKind::UnknownTask`](crate::ErrorKind::UnknownTask), whose
+/// message says to name the task here. Programs that start pools need
+/// nothing of the kind: every call names its task.
+///
+/// # Examples
+///
+/// A worker program for a pool that runs `mytasks::cube` (here a module;
+/// in practice a crate the program depends on):
+///
+/// ```
+/// mod mytasks {
+///     pool::task! { pub fn cube(x: u64) -> u64 { x * x * x } }
+/// }
+///
+/// fn main() {
+///     pool::link_tasks!(mytasks::cube);
+///     assert!(pool::registered_tasks().iter().any(|name| name.ends_with("mytasks::cube")));
+///     pool::init();
+/// }
+/// ```
+#[macro_export]
+macro_rules! link_tasks {
+    ($($task:path),* $(,)?) => {
+        $( $crate::__private::link_task(&$task); )*
+    };
+}
+
+/// What [`link_tasks!`](crate::link_tasks) expands to for each task.
+#[doc(hidden)]
+pub fn link_task<T: Task>(_task: &T) {
+    keep_linked::<T>();
+}
+
 /// The names of every task linked into this program, sorted: what a
 /// worker built from it can run.
 ///

@@ -270,6 +270,12 @@ impl<'p, T: Task, I: Iterator<Item = T::Input>> Imap<'p, T, I> {
             let closed = Error::new(ErrorKind::Closed, "the pool was closed");
             return Step::Answer(Some(Err(closed)));
         }
+        if self.next_input == 0 {
+            if let Err(err) = self.commands.check_task(T::NAME) {
+                self.finished = true;
+                return Step::Answer(Some(Err(err)));
+            }
+        }
         self.top_up();
         if let Some(delivery) = self.take_ready() {
             self.outstanding -= 1;

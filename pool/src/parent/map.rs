@@ -82,6 +82,7 @@ pub(crate) fn run<T: Task, R>(
     keep: impl FnMut(Result<T::Output>) -> Result<R>,
 ) -> Result<Vec<R>> {
     commands.check_open()?;
+    commands.check_task(T::NAME)?;
     let (sender, receiver) = unbounded();
     let (stream, _cancel_on_return) = Channel::new(sender, commands.cancel_notice().clone());
     let mut call = Call::<T, _, R, _> {

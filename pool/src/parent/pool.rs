@@ -79,7 +79,7 @@ impl std::fmt::Debug for Pool {
 
 /// Starts a pool: the dispatcher thread, its workers, and the listener for
 /// remote workers. Called by [`PoolBuilder::build`](crate::PoolBuilder::build).
-pub(crate) fn start(config: Config) -> Result<Pool> {
+pub(crate) fn start(mut config: Config) -> Result<Pool> {
     if worker::in_worker() {
         inline::prepare(&config)?;
         return Ok(Pool {
@@ -98,6 +98,9 @@ pub(crate) fn start(config: Config) -> Result<Pool> {
     if worker::started_as_worker() {
         return Err(worker::refuse_to_start_pool());
     }
+    // Not the builder's: pools built from clones of one builder have
+    // workers of their own.
+    config.worker_tasks = Arc::default();
     let config = Arc::new(config);
     let (commands, command_receiver) = unbounded();
     let (events, event_receiver) = unbounded();
@@ -151,6 +154,7 @@ pub(crate) fn start(config: Config) -> Result<Pool> {
             live_workers,
             config.max_message_size,
             cancel_notice,
+            Arc::clone(&config.worker_tasks),
         ),
         roster,
         dispatcher: Mutex::new(Some(dispatcher)),
@@ -594,6 +598,7 @@ impl Pool {
         match self
             .commands
             .check_open()
+            .and_then(|()| self.commands.check_task(T::NAME))
             .and_then(|()| encode_input::<T>(&input, 0, self.commands.max_message_size()))
         {
             Err(err) => slot.complete(Err(err)),
