@@ -26,6 +26,7 @@ fn closures_and_fn_items_give_their_results_from_other_processes() {
     assert_eq!(line(&stdout, "imap"), "[100, 101, 102, 103]");
     assert_eq!(line(&stdout, "apply_async"), "4 [0, 1, 8]");
     assert_eq!(line(&stdout, "apply"), "125");
+    assert_eq!(line(&stdout, "nested"), "([0, 1, 4, 9], true)");
 }
 
 #[test]

@@ -239,23 +239,30 @@ pub(crate) fn note_pool_build(pool_build: &str) {
 /// The registered task behind [`NAME`]: checks that the pointers may be
 /// followed here, then calls the function through its trampoline.
 fn run_by_pointer(input: &[u8], out: &mut Vec<u8>) -> std::result::Result<(), TaskFailure> {
-    let refused = |why: &str| {
-        TaskFailure::new(
-            FailureKind::UnknownTask,
-            format!(
-                "this worker does not run plain functions or closures sent by pointer: {why}; \
-                 declare the function with `pool::task!` and pass the task instead"
-            ),
-        )
-    };
     // Outside a worker, the pointers come from this process (a test's
     // direct call); in a worker, from its pool.
     if crate::worker::in_worker() && !POOL_RUNS_THIS_IMAGE.load(Ordering::Relaxed) {
-        return Err(refused(
-            "it is not a local worker running its pool's own build (a worker program, \
-             a remote worker, or another build)",
+        return Err(TaskFailure::new(
+            FailureKind::UnknownTask,
+            "this worker does not run plain functions or closures sent by pointer: it is not \
+             a local worker running its pool's own build (a worker program, a remote worker, \
+             or another build); declare the function with `pool::task!` and pass the task \
+             instead",
         ));
     }
+    run_here(input, out)
+}
+
+/// Calls the function of an input this very process made (a call of an
+/// inline pool, run on the calling thread), or one whose pool was checked
+/// to run this image ([`run_by_pointer`]).
+pub(crate) fn run_here(input: &[u8], out: &mut Vec<u8>) -> std::result::Result<(), TaskFailure> {
+    let refused = |why: &str| {
+        TaskFailure::new(
+            FailureKind::UnknownTask,
+            format!("a plain function or closure sent by pointer cannot run here: {why}"),
+        )
+    };
     let Some((pointers, input)) = input.split_first_chunk::<16>() else {
         return Err(TaskFailure::new(
             FailureKind::Decode,
@@ -267,8 +274,9 @@ fn run_by_pointer(input: &[u8], out: &mut Vec<u8>) -> std::result::Result<(), Ta
             "its offsets do not lie in this program's executable code",
         ));
     };
-    // SAFETY: this process runs the very image its pool runs (checked
-    // above: the pool started it from `/proc/self/exe`, over a private
+    // SAFETY: the pointers were made by this process (an inline pool's
+    // call), or this process runs the very image its pool runs (checked
+    // by `run_by_pointer`: the pool started it from `/proc/self/exe`, over a private
     // socketpair the pool created, and its build id equals the pool's), so
     // the offsets, made by `pointers::<I, O>` in the pool from
     // `call_fn::<I, O>`, name that function's code here, and the address

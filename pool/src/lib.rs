@@ -40,7 +40,29 @@
 //! ([`PoolBuilder::listen`], [`connect_worker`]): such a worker tells the
 //! pool its build and each task's types, version and code hash when it
 //! joins, and one whose task differs from the pool's is refused with
-//! [`ErrorKind::TaskMismatch`].
+//! [`ErrorKind::TaskMismatch`]. A worker program has only the tasks it
+//! names: a call of a task it lacks fails at once, before any input is
+//! sent, saying to name it with [`link_tasks!`].
+//!
+//! # Plain functions and closures
+//!
+//! Where every worker runs this very program (local workers, the
+//! default), a plain `fn` or a closure that captures nothing runs without
+//! [`task!`]: [`Pool::map_fn`], [`Pool::imap_fn`], [`Pool::apply_fn`] and
+//! [`Pool::apply_async_fn`] send it by pointer, as offsets into the
+//! program's code that the worker, which loaded the same image elsewhere,
+//! turns back into its own addresses. A pool whose workers may run
+//! another program (a [`worker_program`](PoolBuilder::worker_program),
+//! remote workers) refuses such a call at once with
+//! [`ErrorKind::UnknownTask`], saying to use [`task!`].
+//!
+//! ```
+//! fn main() -> Result<(), pool::Error> {
+//!     let pool = pool::Pool::new(2)?;
+//!     assert_eq!(pool.map_fn(|x: u64| x * x, [1, 2, 3])?, [1, 4, 9]);
+//!     Ok(())
+//! }
+//! ```
 //!
 //! [`init`] is optional: programs that call it at the top of `main` keep
 //! working (it does nothing there). A program that wants its workers to
@@ -270,7 +292,7 @@ pub use crate::error::{
 };
 pub use crate::fn_task::{FnInput, FnInputs, FnTask};
 pub use crate::parent::{
-    as_completed, wait_any, AsCompleted, AsyncResult, Imap, ImapUnordered, Nested, Pool,
+    as_completed, wait_any, AsCompleted, AsyncResult, FnImap, Imap, ImapUnordered, Nested, Pool,
     PoolBuilder, Progress, RemoteWorker, SlurmWorkers, DEFAULT_SLURM_RESUBMITS,
     DEFAULT_SLURM_START_TIMEOUT, DEFAULT_STARTUP_TIMEOUT,
 };

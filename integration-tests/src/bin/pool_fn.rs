@@ -18,6 +18,15 @@ fn leave_mark(x: u64) -> u64 {
     x
 }
 
+pool::task! {
+    /// Maps a closure over `0..n` with a pool of its own, which runs inline
+    /// in this worker.
+    fn nested_squares(n: u64) -> Result<(Vec<u64>, bool), pool::Error> {
+        let inner = Pool::new(2)?;
+        Ok((inner.map_fn(|x: u64| x * x, 0..n)?, inner.is_inline()))
+    }
+}
+
 fn calls() -> Result<(), pool::Error> {
     let pool = Pool::new(2)?;
     let here = std::process::id();
@@ -43,6 +52,7 @@ fn calls() -> Result<(), pool::Error> {
         .collect::<Result<_, _>>()?;
     println!("apply_async: {} {cubes:?}", pending.get(None)?);
     println!("apply: {}", pool.apply_fn(cube, 5)?);
+    println!("nested: {:?}", pool.apply(nested_squares, 4)?);
     Ok(())
 }
 

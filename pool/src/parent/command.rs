@@ -55,7 +55,6 @@ impl Commands {
         live_workers: Arc<AtomicUsize>,
         max_message_size: u64,
         cancel_notice: CancelNotice,
-        worker_tasks: Arc<WorkerTasks>,
     ) -> Commands {
         Commands {
             sender,
@@ -65,7 +64,15 @@ impl Commands {
             max_message_size,
             cancel_notice,
             inline: false,
+            worker_tasks: Arc::default(),
+        }
+    }
+
+    /// Has calls check `worker_tasks`, which the dispatcher fills in.
+    pub(crate) fn with_worker_tasks(self, worker_tasks: Arc<WorkerTasks>) -> Commands {
+        Commands {
             worker_tasks,
+            ..self
         }
     }
 
@@ -82,7 +89,6 @@ impl Commands {
                 Arc::new(AtomicUsize::new(1)),
                 max_message_size,
                 cancel_notice,
-                Arc::default(),
             )
         }
     }

@@ -15,6 +15,10 @@ use crate::error::Result;
 use crate::fn_task::{self, FnInputs, FnTask};
 use crate::sys;
 
+/// What [`Pool::imap_fn`] returns: an [`Imap`] of a function `fn(I) -> O`
+/// sent by pointer, over the inputs `It`.
+pub type FnImap<'p, I, O, It> = Imap<'p, FnTask<I, O>, FnInputs<It>>;
+
 /// Why a pool of `config` may not send functions by pointer, if it may
 /// not: only a worker running this very image can follow them.
 pub(super) fn refusal(config: &Config) -> Option<String> {
@@ -101,7 +105,7 @@ impl Pool {
         &self,
         function: fn(I) -> O,
         inputs: It,
-    ) -> Result<Imap<'_, FnTask<I, O>, FnInputs<It::IntoIter>>>
+    ) -> Result<FnImap<'_, I, O, It::IntoIter>>
     where
         I: Serialize + DeserializeOwned + 'static,
         O: Serialize + DeserializeOwned + 'static,

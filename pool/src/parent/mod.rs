@@ -42,6 +42,7 @@ pub use async_result::AsyncResult;
 pub use builder::PoolBuilder;
 pub use completion::{as_completed, wait_any, AsCompleted};
 pub use config::DEFAULT_STARTUP_TIMEOUT;
+pub use fn_calls::FnImap;
 pub use imap::{Imap, ImapUnordered};
 pub use inline::Nested;
 pub use launch::slurm::{SlurmWorkers, DEFAULT_SLURM_RESUBMITS, DEFAULT_SLURM_START_TIMEOUT};

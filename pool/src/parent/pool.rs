@@ -154,8 +154,8 @@ pub(crate) fn start(mut config: Config) -> Result<Pool> {
             live_workers,
             config.max_message_size,
             cancel_notice,
-            Arc::clone(&config.worker_tasks),
-        ),
+        )
+        .with_worker_tasks(Arc::clone(&config.worker_tasks)),
         roster,
         dispatcher: Mutex::new(Some(dispatcher)),
         listener: Mutex::new(None),
