@@ -260,7 +260,10 @@ pub(crate) fn run_here(input: &[u8], out: &mut Vec<u8>) -> std::result::Result<(
     let refused = |why: &str| {
         TaskFailure::new(
             FailureKind::UnknownTask,
-            format!("a plain function or closure sent by pointer cannot run here: {why}"),
+            format!(
+                "a plain function or closure sent by pointer cannot run here: {why}; \
+                 declare the function with `pool::task!` and pass the task instead"
+            ),
         )
     };
     let Some((pointers, input)) = input.split_first_chunk::<16>() else {
