@@ -126,7 +126,7 @@ impl<I: Serialize> Serialize for FnInput<I> {
 }
 
 /// Never decoded: a worker reads the offsets from the bytes itself
-/// ([`run_by_pointer`]); decoding one would forge pointers.
+/// (`run_by_pointer`); decoding one would forge pointers.
 impl<'de, I> serde::Deserialize<'de> for FnInput<I> {
     fn deserialize<D: serde::Deserializer<'de>>(_: D) -> std::result::Result<Self, D::Error> {
         Err(serde::de::Error::custom(
