@@ -73,17 +73,22 @@ where
     I: Serialize + DeserializeOwned + 'static,
     O: Serialize + DeserializeOwned + 'static,
 {
-    type Input = FnInput<I>;
+    type Input = FnInput<I, O>;
     type Output = O;
     type Returned = O;
     const NAME: &'static str = NAME;
 
     /// Runs the function in this process, which made the pointers.
-    fn call(&self, FnInput { pointers, input }: FnInput<I>) -> O {
+    fn call(
+        &self,
+        FnInput {
+            pointers, input, ..
+        }: FnInput<I, O>,
+    ) -> O {
         let (function, _) = addresses(&pointers).expect("pointers made by this process");
-        // SAFETY: `FnTask`'s inputs are made only by `pointers::<I, O>`,
-        // from a `fn(I) -> O` of this very process (the offsets are this
-        // process's), and `I` and `O` are this task's types.
+        // SAFETY: an `FnInput<I, O>` is made only by this module, with
+        // the pointers `pointers::<I, O>` made from a `fn(I) -> O` of this
+        // very process (its fields are private and it cannot be decoded).
         let function = unsafe { std::mem::transmute::<usize, fn(I) -> O>(function) };
         function(input)
     }
@@ -107,12 +112,14 @@ static FN_TASK: TaskEntry = TaskEntry::new(NAME, run_by_pointer, 0, 0, || {
 /// fields are private, and it cannot be decoded, so that no safe code can
 /// make one that points elsewhere).
 #[derive(Debug)]
-pub struct FnInput<I> {
+pub struct FnInput<I, O> {
     pointers: Pointers,
     input: I,
+    /// The function's output type: the pointers are of a `fn(I) -> O`.
+    output: PhantomData<fn() -> O>,
 }
 
-impl<I: Serialize> Serialize for FnInput<I> {
+impl<I: Serialize, O> Serialize for FnInput<I, O> {
     fn serialize<S: serde::Serializer>(
         &self,
         serializer: S,
@@ -127,7 +134,7 @@ impl<I: Serialize> Serialize for FnInput<I> {
 
 /// Never decoded: a worker reads the offsets from the bytes itself
 /// (`run_by_pointer`); decoding one would forge pointers.
-impl<'de, I> serde::Deserialize<'de> for FnInput<I> {
+impl<'de, I, O> serde::Deserialize<'de> for FnInput<I, O> {
     fn deserialize<D: serde::Deserializer<'de>>(_: D) -> std::result::Result<Self, D::Error> {
         Err(serde::de::Error::custom(
             "an input of a function sent by pointer cannot be decoded",
@@ -138,17 +145,22 @@ impl<'de, I> serde::Deserialize<'de> for FnInput<I> {
 /// The inputs of [`Pool::imap_fn`](crate::Pool::imap_fn) (and the
 /// others): each of `I`'s items with the function's offsets before it.
 #[derive(Debug)]
-pub struct FnInputs<It> {
+pub struct FnInputs<It, O> {
     pointers: Pointers,
     inputs: It,
+    output: PhantomData<fn() -> O>,
 }
 
-impl<It: Iterator> Iterator for FnInputs<It> {
-    type Item = FnInput<It::Item>;
+impl<It: Iterator, O> Iterator for FnInputs<It, O> {
+    type Item = FnInput<It::Item, O>;
 
     fn next(&mut self) -> Option<Self::Item> {
         let pointers = self.pointers;
-        self.inputs.next().map(|input| FnInput { pointers, input })
+        self.inputs.next().map(|input| FnInput {
+            pointers,
+            input,
+            output: PhantomData,
+        })
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -156,15 +168,23 @@ impl<It: Iterator> Iterator for FnInputs<It> {
     }
 }
 
-impl<It> FnInputs<It> {
-    pub(crate) fn new(pointers: Pointers, inputs: It) -> FnInputs<It> {
-        FnInputs { pointers, inputs }
+impl<It, O> FnInputs<It, O> {
+    pub(crate) fn new(pointers: Pointers, inputs: It) -> FnInputs<It, O> {
+        FnInputs {
+            pointers,
+            inputs,
+            output: PhantomData,
+        }
     }
 }
 
 /// `input` of the function `pointers` name.
-pub(crate) fn input<I>(pointers: Pointers, input: I) -> FnInput<I> {
-    FnInput { pointers, input }
+pub(crate) fn input<I, O>(pointers: Pointers, input: I) -> FnInput<I, O> {
+    FnInput {
+        pointers,
+        input,
+        output: PhantomData,
+    }
 }
 
 /// The pointers for `function`, if this pool may send them (`refusal` is
@@ -279,13 +299,13 @@ pub(crate) fn run_here(input: &[u8], out: &mut Vec<u8>) -> std::result::Result<(
     };
     // SAFETY: the pointers were made by this process (an inline pool's
     // call), or this process runs the very image its pool runs (checked
-    // by `run_by_pointer`: the pool started it from `/proc/self/exe`, over a private
-    // socketpair the pool created, and its build id equals the pool's), so
-    // the offsets, made by `pointers::<I, O>` in the pool from
-    // `call_fn::<I, O>`, name that function's code here, and the address
-    // lies in this image's executable segment. Only the pool can send on
-    // that connection, and it already chose which program this process
-    // runs: following its pointers trusts it with nothing more.
+    // by `run_by_pointer`: the pool started it from `/proc/self/exe`, over
+    // a private socketpair the pool created, and its build id equals the
+    // pool's), so the offsets, made by `pointers::<I, O>` in the pool
+    // from `call_fn::<I, O>`, name that function's code here, and the
+    // address lies in this image's executable segment. Only the pool can
+    // send on that connection, and it already chose which program this
+    // process runs: following its pointers trusts it with nothing more.
     let trampoline = unsafe { std::mem::transmute::<usize, Trampoline>(trampoline) };
     trampoline(function, input, out)
 }
@@ -316,21 +336,14 @@ mod tests {
     fn a_function_runs_by_its_pointers_in_this_process() {
         let squared = pointers(square, None).unwrap();
         let mut out = Vec::new();
-        let input = connection::encode(&FnInput {
-            pointers: squared,
-            input: 7u64,
-        })
-        .unwrap();
-        assert_eq!(input[16..], connection::encode(&7u64).unwrap());
-        assert!(connection::decode::<FnInput<u64>>(&input).is_err());
-        run_by_pointer(&input, &mut out).unwrap();
+        let encoded = connection::encode(&input::<u64, u64>(squared, 7)).unwrap();
+        assert_eq!(encoded[16..], connection::encode(&7u64).unwrap());
+        assert!(connection::decode::<FnInput<u64, u64>>(&encoded).is_err());
+        run_by_pointer(&encoded, &mut out).unwrap();
         assert_eq!(connection::decode::<u64>(&out).unwrap(), 49);
         let closure = pointers(|text: String| text.len(), None).unwrap();
         assert_eq!(
-            FnTask::<String, usize>::default().call(FnInput {
-                pointers: closure,
-                input: "four".into()
-            }),
+            FnTask::<String, usize>::default().call(input(closure, "four".into())),
             4
         );
     }

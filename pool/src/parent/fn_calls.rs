@@ -17,7 +17,7 @@ use crate::sys;
 
 /// What [`Pool::imap_fn`] returns: an [`Imap`] of a function `fn(I) -> O`
 /// sent by pointer, over the inputs `It`.
-pub type FnImap<'p, I, O, It> = Imap<'p, FnTask<I, O>, FnInputs<It>>;
+pub type FnImap<'p, I, O, It> = Imap<'p, FnTask<I, O>, FnInputs<It, O>>;
 
 /// Why a pool of `config` may not send functions by pointer, if it may
 /// not: only a worker running this very image can follow them.
