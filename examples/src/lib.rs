@@ -17,6 +17,7 @@ pub mod mandelbrot;
 pub mod pi;
 pub mod primes;
 pub mod progress;
+pub mod rarewords;
 pub mod rng;
 pub mod tempdir;
 pub mod tour;

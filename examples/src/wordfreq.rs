@@ -237,6 +237,11 @@ const VOCABULARY: &[&str] = &[
     "kernel",
 ];
 
+/// The generated corpus's words, most frequent first.
+pub fn vocabulary() -> &'static [&'static str] {
+    VOCABULARY
+}
+
 /// Writes a corpus of `files` text files of `words_per_file` words each into
 /// `dir` (which must exist), drawn from a fixed vocabulary by a generator
 /// seeded with `seed`: the same arguments always write the same bytes.

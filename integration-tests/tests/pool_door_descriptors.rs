@@ -74,6 +74,12 @@ fn crowd_at_the_door(hard: u64) {
         crowd.connected(),
         began.elapsed()
     );
+    // Fewer would not press the pool's descriptors at all.
+    assert!(
+        crowd.connected() >= CROWD as u64,
+        "the crowd made only {} connections",
+        crowd.connected()
+    );
     writeln!(to_program, "flooded").unwrap();
     read_until("descriptors under the crowd: ", &mut output);
     let mut worker = Command::new(WORKER)
@@ -121,11 +127,16 @@ fn a_crowd_cannot_take_the_pools_reserve_at_a_soft_limit_of_1024() {
 #[test]
 fn a_pool_short_of_descriptors_replaces_its_worker_once_some_are_free() {
     // The program uses up its own descriptors, kills a worker mid-map,
-    // and frees them a second later: the replacement waits, it does not
-    // break the pool.
+    // and frees them once the pool said it cannot start the replacement:
+    // the replacement waits, it does not break the pool.
     let output = scenario_output(PROGRAM, "exhausted", Duration::from_secs(180));
     eprintln!("{output}");
     assert_eq!(line(&output, "map"), "correct", "{output}");
     assert_eq!(line(&output, "replaced"), "true", "{output}");
     assert_eq!(line(&output, "after"), "correct", "{output}");
+    // The replacement did meet the shortage (else this tested nothing).
+    assert!(
+        output.contains("cannot start a worker for now"),
+        "no shortage was met:\n{output}"
+    );
 }

@@ -83,6 +83,8 @@ impl Host {
 /// A remote worker written by hand.
 struct Fake {
     conn: Connection,
+    /// The ready message it sent, to send again.
+    ready: Vec<u8>,
 }
 
 impl Fake {
@@ -93,12 +95,22 @@ impl Fake {
         let mut conn = Client::connect_with_authkey(&address, KEY.as_bytes()).expect("connect");
         let setup = conn.recv_bytes().expect("the setup message");
         assert_eq!(setup.first(), Some(&b'S'), "{setup:?}");
-        // `H` ready: the pid, then the flags (none).
+        // `S` setup: worker id, message limit, no initializer (flag 0),
+        // then the pool's build id, which a liar simply repeats.
+        assert_eq!(setup[13], 0, "the host has no initializer: {setup:?}");
+        let build_id_len = u32::from_le_bytes(setup[14..18].try_into().unwrap()) as usize;
+        let build_id = &setup[18..18 + build_id_len];
+        // `H` ready: the pid, the flags (none), the build id it claims and
+        // a program name, each with its length.
         let mut ready = vec![b'H'];
         ready.extend_from_slice(&pid.to_le_bytes());
         ready.push(0);
+        for field in [build_id, b"fake-worker"] {
+            ready.extend_from_slice(&(field.len() as u32).to_le_bytes());
+            ready.extend_from_slice(field);
+        }
         conn.send_bytes(&ready).expect("send ready");
-        Fake { conn }
+        Fake { conn, ready }
     }
 
     /// The address the pool sees this worker connect from.
@@ -256,25 +268,44 @@ fn tiny_failures_for_a_chunk_never_sent_cost_a_small_multiple_of_the_message() {
     assert!(log.contains("which it does not hold"), "{log}");
 }
 
-#[test]
-fn results_for_a_chunk_never_sent_end_the_worker_and_the_pool_goes_on() {
-    let _watchdog = Watchdog::start("unsolicited results", PATIENCE * 2);
+/// The pool's WARN line that contains `needle`, printed.
+fn warning_line(log: &str, needle: &str) -> String {
+    let warning = log
+        .lines()
+        .find(|line| line.contains("WARN") && line.contains(needle))
+        .unwrap_or_else(|| panic!("no warning about {needle:?}: {log}"));
+    eprintln!("the pool's log: {warning}");
+    warning.to_string()
+}
+
+/// A fake worker that joins a pool (`unsolicited` mode), then does
+/// `misbehave`: the pool must end its connection and run a map on its
+/// local worker after. Returns the fake's address and the pool's WARN line
+/// that contains `needle`.
+fn ended_for(misbehave: impl FnOnce(&mut Fake), needle: &str) -> (String, String) {
+    let _watchdog = Watchdog::start("a misbehaving worker", PATIENCE * 2);
     let mut host = Host::start("unsolicited");
     let mut fake = Fake::join(&host.address, 4242);
     let peer = fake.local_address();
     assert_eq!(host.line(), "remote ready");
-    // It holds no chunk: the pool has nothing to run yet.
-    let unsolicited = results(9_999_999, 1, &[0, 1, 0, 0, 0, b'x']);
-    fake.conn.send_bytes(&unsolicited).expect("send");
+    misbehave(&mut fake);
     assert!(fake.ended_by_pool(), "the pool kept the connection");
     let (out, log) = host.finish();
     assert!(out.contains("remote gone\n"), "{out}");
     assert!(out.contains("map: ok 200\n"), "{out}\n{log}");
-    let warning = log
-        .lines()
-        .find(|line| line.contains("WARN") && line.contains("results for chunk 9999999"))
-        .unwrap_or_else(|| panic!("no warning about the results: {log}"));
-    eprintln!("the pool's log: {warning}");
+    (peer, warning_line(&log, needle))
+}
+
+#[test]
+fn results_for_a_chunk_never_sent_end_the_worker_and_the_pool_goes_on() {
+    let (peer, warning) = ended_for(
+        |fake| {
+            // It holds no chunk: the pool has nothing to run yet.
+            let unsolicited = results(9_999_999, 1, &[0, 1, 0, 0, 0, b'x']);
+            fake.conn.send_bytes(&unsolicited).expect("send");
+        },
+        "results for chunk 9999999",
+    );
     assert!(warning.contains("while it holds no chunk"), "{warning}");
     assert!(
         warning.contains(&format!("peer={peer}")),
@@ -282,4 +313,37 @@ fn results_for_a_chunk_never_sent_end_the_worker_and_the_pool_goes_on() {
     );
     assert!(warning.contains("worker=2"), "{warning}");
     assert!(warning.contains("claimed_pid=4242"), "{warning}");
+}
+
+#[test]
+fn a_worker_that_says_it_is_ready_again_is_ended_and_the_pool_goes_on() {
+    let (_, warning) = ended_for(
+        |fake| {
+            // A stream of them, as a peer keeping the pool's dispatcher
+            // busy would send: the first after the first already ends the
+            // connection (the rest may find it closed).
+            let ready = fake.ready.clone();
+            for _ in 0..1000 {
+                if fake.conn.send_bytes(&ready).is_err() {
+                    break;
+                }
+            }
+        },
+        "a ready message",
+    );
+    assert!(warning.contains("worker=2"), "{warning}");
+}
+
+#[test]
+fn a_worker_the_pool_cannot_write_to_is_ended_rather_than_waited_for() {
+    let _watchdog = Watchdog::start("cut off", PATIENCE * 2);
+    let mut host = Host::start("cut_off");
+    // It never reads again: what the pool sends it stays in the sockets.
+    let fake = Fake::join(&host.address, 4242);
+    assert_eq!(host.line(), "remote ready");
+    let (out, log) = host.finish();
+    drop(fake);
+    assert!(out.contains("remote gone\n"), "{out}\n{log}");
+    assert!(out.contains("input pending: true\n"), "{out}\n{log}");
+    warning_line(&log, "cannot start a writer thread");
 }

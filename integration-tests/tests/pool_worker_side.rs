@@ -16,12 +16,14 @@ const WORKER: &str = env!("CARGO_BIN_EXE_pool_remote_worker");
 const ENV_PROGRAM: &str = env!("CARGO_BIN_EXE_pool_worker_env");
 
 /// The setup message (wire.rs): worker id 0, a 1 MiB message limit, no
-/// initializer.
+/// initializer, no build id (so the worker lists its tasks), no memory
+/// limits.
 fn setup_message() -> Vec<u8> {
     let mut message = vec![b'S'];
     message.extend_from_slice(&0u32.to_le_bytes());
     message.extend_from_slice(&(1u64 << 20).to_le_bytes());
     message.push(0);
+    message.extend_from_slice(&0u32.to_le_bytes());
     message
 }
 
@@ -127,14 +129,15 @@ fn a_task_number_no_pool_sends_ends_the_worker_without_allocating() {
     }
 }
 
-#[test]
-fn a_privileged_program_ignores_a_pools_variables_and_runs_its_main() {
-    if !is_root() {
-        report_skip("a set-user-ID copy of a program for another user needs root");
-        return;
-    }
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("setuid-worker-{}", std::process::id()));
+/// Runs a set-user-ID copy of `pool_worker_env secure` with `invite`'s
+/// variables (and descriptors); returns its output, or `None` (having
+/// said why) where the bit has no effect.
+fn run_privileged(invite: impl FnOnce(&mut Command)) -> Option<std::process::Output> {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "setuid-worker-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
     std::fs::create_dir_all(&dir).expect("make a directory");
     let copy = dir.join("pool_worker_env");
     std::fs::copy(ENV_PROGRAM, &copy).expect("copy the program");
@@ -142,41 +145,77 @@ fn a_privileged_program_ignores_a_pools_variables_and_runs_its_main() {
     // AT_SECURE (file capabilities would not, for root).
     std::os::unix::fs::chown(&copy, Some(65534), Some(65534)).expect("chown nobody");
     std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o4755)).expect("chmod");
+    let mut command = Command::new(&copy);
+    command.arg("secure");
+    invite(&mut command);
+    let out = output_with_deadline(&mut command, LIMIT);
+    drop(command);
+    std::fs::remove_dir_all(&dir).expect("clean up");
+    // Without the pool's variables the same copy tells whether the bit
+    // took effect here.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if stdout.contains("AT_SECURE: 0") {
+        report_skip(&format!(
+            "the set-user-ID bit had no effect here (a nosuid mount?): {stdout}"
+        ));
+        return None;
+    }
+    Some(out)
+}
+
+/// A privileged program refused its invitation: it exited with status 2,
+/// saying why once, and its `main` never ran.
+fn assert_refused(how: &str, out: &std::process::Output) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{how}: {stdout}\n{stderr}");
+    assert!(!stdout.contains("main ran"), "{how}: main ran: {stdout}");
+    assert!(stderr.contains("AT_SECURE"), "{how}: {stderr}");
+    assert!(
+        stderr.contains("never becomes a pool worker"),
+        "{how}: {stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{how}: said once: {stderr}");
+}
+
+#[test]
+fn a_privileged_program_refuses_a_pools_variables_without_running_its_main() {
+    if !is_root() {
+        report_skip("a set-user-ID copy of a program for another user needs root");
+        return;
+    }
     // Whoever invites it must not be able to: a plain socket sees any
     // attempt, handshake or not.
     let invitation = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     invitation.set_nonblocking(true).expect("nonblocking");
     let address = format!("tcp:{}", invitation.local_addr().expect("address"));
-    let out = output_with_deadline(
-        Command::new(&copy)
-            .arg("secure")
+    let Some(remote) = run_privileged(|command| {
+        command
             .env("POOL_CONNECT", &address)
-            .env("POOL_AUTHKEY", KEY),
-        LIMIT,
-    );
-    std::fs::remove_dir_all(&dir).expect("clean up");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if stdout.contains("AT_SECURE: 0") {
-        report_skip(&format!(
-            "the set-user-ID bit had no effect here (a nosuid mount?): {stdout}"
-        ));
+            .env("POOL_AUTHKEY", KEY);
+    }) else {
         return;
-    }
-    assert!(out.status.success(), "{}\n{stdout}\n{stderr}", out.status);
-    assert!(
-        stdout.contains("main ran, AT_SECURE: 1"),
-        "{stdout}\n{stderr}"
-    );
-    assert!(stdout.contains("POOL_CONNECT visible: false"), "{stdout}");
-    assert!(stdout.contains("POOL_AUTHKEY visible: false"), "{stdout}");
-    assert!(stderr.contains("AT_SECURE"), "{stderr}");
-    assert_eq!(stderr.lines().count(), 1, "said once: {stderr}");
+    };
+    assert_refused("POOL_CONNECT", &remote);
     let attempt = invitation.accept();
     assert!(
         matches!(&attempt, Err(err) if err.kind() == std::io::ErrorKind::WouldBlock),
         "the program connected: {attempt:?}"
     );
+    // As a pool re-executing it would: an inherited connection. Running
+    // `main` there would make a pool program start pools of its own.
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+    let Some(local) = run_privileged(|command| {
+        connection::inherit::pass_fd_to_child(theirs.into(), command, "POOL_WORKER_CONNECTION")
+            .expect("pass the connection");
+    }) else {
+        return;
+    };
+    assert_refused("POOL_WORKER_CONNECTION", &local);
+    // It said nothing on the connection (no ready message), and is gone.
+    ours.set_nonblocking(true).expect("nonblocking");
+    let mut byte = [0u8; 1];
+    assert_eq!((&ours).read(&mut byte).expect("end of file"), 0);
 }
 
 fn is_root() -> bool {

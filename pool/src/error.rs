@@ -26,9 +26,17 @@ pub enum ErrorKind {
     TaskFailed,
     /// The task panicked; the error's message is the panic message.
     Panicked,
-    /// The worker process running the task died (killed by a signal, exited,
-    /// ran out of memory) or a remote worker disconnected.
+    /// The worker process running the task died (killed by a signal,
+    /// exited) or a remote worker disconnected. A worker that ran out of
+    /// memory, where the pool can tell, is [`ErrorKind::OutOfMemory`].
     WorkerDied,
+    /// The task's worker ran out of memory while running it: it crossed the
+    /// pool's hard limit
+    /// ([`PoolBuilder::hard_worker_memory`](crate::PoolBuilder::hard_worker_memory),
+    /// which the message names), or the kernel's OOM killer ended it (told
+    /// from its memory cgroup's count of OOM kills, or the system's). The
+    /// worker was replaced; the other inputs it held run elsewhere.
+    OutOfMemory,
     /// The task ran longer than the pool's task timeout; its worker was
     /// killed and replaced.
     Timeout,
@@ -88,6 +96,7 @@ impl ErrorKind {
             ErrorKind::TaskFailed => "task failed",
             ErrorKind::Panicked => "task panicked",
             ErrorKind::WorkerDied => "worker died",
+            ErrorKind::OutOfMemory => "worker out of memory",
             ErrorKind::Timeout => "task timed out",
             ErrorKind::WaitTimedOut => "result not ready before the timeout",
             ErrorKind::UnknownTask => "unknown task",

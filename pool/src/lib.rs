@@ -208,10 +208,13 @@
 //!   ([`Error::panic_location`], in the one-line `Display`), and carries
 //!   the worker's backtrace when backtraces are enabled in the worker
 //!   (`RUST_BACKTRACE`): [`Error::remote_backtrace`], shown by `Debug`.
-//! - A worker that dies (a signal, `abort`, `exit`, out of memory): the
-//!   input it was running gets [`ErrorKind::WorkerDied`] naming the exit
-//!   status or signal (or runs again, up to [`PoolBuilder::retries`], 0 by
-//!   default); the other inputs it held run elsewhere; a replacement starts.
+//! - A worker that dies (a signal, `abort`, `exit`): the input it was
+//!   running gets [`ErrorKind::WorkerDied`] naming the exit status or
+//!   signal (or runs again, up to [`PoolBuilder::retries`], 0 by default);
+//!   the other inputs it held run elsewhere; a replacement starts. One
+//!   that ran out of memory (at [`PoolBuilder::hard_worker_memory`], or
+//!   ended by the kernel's OOM killer) gets [`ErrorKind::OutOfMemory`]
+//!   instead; see [Memory](#memory).
 //!   A local worker records in shared memory which input it starts, so the
 //!   pool knows exactly which one was running.
 //! - An input that runs past [`PoolBuilder::task_timeout`]: its worker is
@@ -229,13 +232,43 @@
 //!   peer with the key can send anything): its connection is ended, with a
 //!   WARN event saying what it sent, and what it held runs elsewhere.
 //!   Such a message is checked before anything is made of its items, so
-//!   it costs about its own size. The pid a remote worker gives is only a
-//!   claim: [`Pool::remote_workers`] shows it, [`Pool::worker_pids`] never.
+//!   it costs about its own size. So is a worker that says it is ready a
+//!   second time. The pid a remote worker gives is only a claim:
+//!   [`Pool::remote_workers`] shows it, [`Pool::worker_pids`] never.
 //! - A program that declared [`workers_start_in_main!`] and forgot
 //!   [`init`]: [`PoolBuilder::build`] fails with [`ErrorKind::Startup`]
 //!   saying so. A worker never starts a process pool itself: a pool
 //!   built in a task runs its calls in that worker, serially and in
 //!   order ([`Pool::is_inline`], [`Nested`]).
+//!
+//! # Memory
+//!
+//! - [`PoolBuilder::max_worker_memory`], a soft budget: a worker whose
+//!   resident memory is over it after an input retires once its results
+//!   are sent, giving back what it has not started, and a fresh one
+//!   replaces it. No input fails, and a worker stays under the budget plus
+//!   one input's growth.
+//! - [`PoolBuilder::hard_worker_memory`], a hard limit the kernel enforces
+//!   (`RLIMIT_DATA`, set in the worker): an input whose allocation crosses
+//!   it fails alone with [`ErrorKind::OutOfMemory`]. Rust aborts on a
+//!   failed allocation after printing `memory allocation of N bytes
+//!   failed`; the pool recognises that line on the worker's stderr, which
+//!   it forwards, together with the SIGABRT.
+//! - A worker the kernel's OOM killer ends (a SIGKILL the pool did not
+//!   send, while a count of OOM kills rose: the worker's memory cgroup's,
+//!   v2 or v1, or the system's) is reported as [`ErrorKind::OutOfMemory`],
+//!   not as a bare SIGKILL; where no count is readable the error says the
+//!   two cannot be told apart.
+//!
+//! Remote workers apply both limits to themselves (they travel in the
+//! setup message).
+//!
+//! # Per-worker state
+//!
+//! [`WorkerState`]: a value each worker builds once (lazily, or from the
+//! initializer's input), lends to its tasks as `&mut T` through
+//! `T::with(|value| ..)`, and drops when it retires, with no `static` of
+//! the user's own.
 //!
 //! # Tracing
 //!
@@ -280,6 +313,7 @@ mod error;
 mod fn_task;
 mod inbox;
 mod parent;
+mod state;
 mod sys;
 mod task;
 mod wire;
@@ -296,6 +330,7 @@ pub use crate::parent::{
     PoolBuilder, Progress, RemoteWorker, SlurmWorkers, DEFAULT_SLURM_RESUBMITS,
     DEFAULT_SLURM_START_TIMEOUT, DEFAULT_STARTUP_TIMEOUT,
 };
+pub use crate::state::{BuildError, WorkerState};
 pub use crate::task::{registered_tasks, Task, TaskEntry, TaskFailure};
 pub use crate::worker::{connect_worker, init, AUTHKEY_ENV, CONNECT_ENV};
 

@@ -93,6 +93,7 @@ const DENIED: u8 = b'D';
 const READY: u8 = b'H';
 const SETUP_FAILED: u8 = b'F';
 const REFUSED: u8 = b'X';
+const OVER_BUDGET: u8 = b'M';
 const RESULTS: u8 = b'R';
 const PARTIAL_RESULTS: u8 = b'P';
 
@@ -141,6 +142,21 @@ pub(crate) struct Initializer<'a> {
     pub(crate) input: &'a [u8],
 }
 
+/// The memory limits a worker applies to itself (see
+/// `PoolBuilder::max_worker_memory` and `hard_worker_memory`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct MemoryLimits {
+    /// Retire once resident memory exceeds this many bytes after an input.
+    pub(crate) budget: Option<u64>,
+    /// Allocations beyond this many bytes of data fail (`RLIMIT_DATA`).
+    pub(crate) hard: Option<u64>,
+}
+
+/// The smallest hard limit a worker accepts: below it a worker could not
+/// run at all (every allocation would fail and abort it), which a pool
+/// (a hostile one included) must not be able to ask for.
+pub(crate) const MIN_HARD_MEMORY: u64 = 16 << 20;
+
 /// A message from the pool to a worker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ToWorker<'a> {
@@ -152,6 +168,7 @@ pub(crate) enum ToWorker<'a> {
         initializer: Option<Initializer<'a>>,
         /// The pool's build id: a worker of another build lists its tasks.
         build_id: &'a str,
+        memory: MemoryLimits,
     },
     /// Tasks to run, read record by record; built with [`BatchWriter`].
     Batch(Batch<'a>),
@@ -171,6 +188,7 @@ impl<'a> ToWorker<'a> {
                 max_message_size,
                 initializer,
                 build_id,
+                memory,
             } => {
                 let mut out = vec![SETUP];
                 put_u32(&mut out, *worker_id);
@@ -184,6 +202,9 @@ impl<'a> ToWorker<'a> {
                     None => out.push(0),
                 }
                 put_bytes(&mut out, build_id.as_bytes());
+                // 0 is no limit: a limit of 0 bytes is never asked for.
+                put_u64(&mut out, memory.budget.unwrap_or(0));
+                put_u64(&mut out, memory.hard.unwrap_or(0));
                 out
             }
             ToWorker::Batch(batch) => [&[BATCH][..], batch.body].concat(),
@@ -218,11 +239,22 @@ impl<'a> ToWorker<'a> {
                     }),
                     other => return Err(WireError(format!("initializer flag {other}"))),
                 };
+                let build_id = cursor.str("build id")?;
+                // Absent from a pool that predates them: no limits.
+                let limit = |value: u64| (value > 0).then_some(value);
+                let memory = match cursor.at_end() {
+                    true => MemoryLimits::default(),
+                    false => MemoryLimits {
+                        budget: limit(cursor.u64("memory budget")?),
+                        hard: limit(cursor.u64("hard memory limit")?),
+                    },
+                };
                 ToWorker::Setup {
                     worker_id,
                     max_message_size,
                     initializer,
-                    build_id: cursor.str("build id")?,
+                    build_id,
+                    memory,
                 }
             }
             BATCH => {
@@ -509,6 +541,10 @@ pub(crate) enum FromWorker<'a> {
     /// The program the pool started ran its own `main` and tried to start
     /// a pool instead of becoming a worker.
     Refused { reason: &'a str },
+    /// Resident memory was over the budget after an input: the worker
+    /// gives back every input it has not started and waits to be told to
+    /// quit.
+    OverBudget { resident: u64 },
     /// Results of chunks, in the order they were sent; built with
     /// [`ResultsWriter`].
     Results(Results<'a>),
@@ -551,6 +587,11 @@ impl<'a> FromWorker<'a> {
             FromWorker::Refused { reason } => {
                 let mut out = vec![REFUSED];
                 put_bytes(&mut out, reason.as_bytes());
+                out
+            }
+            FromWorker::OverBudget { resident } => {
+                let mut out = vec![OVER_BUDGET];
+                put_u64(&mut out, *resident);
                 out
             }
             FromWorker::Results(results) => results.message.to_vec(),
@@ -602,6 +643,9 @@ impl<'a> FromWorker<'a> {
             REFUSED => FromWorker::Refused {
                 reason: cursor.str("reason")?,
             },
+            OVER_BUDGET => FromWorker::OverBudget {
+                resident: cursor.u64("resident bytes")?,
+            },
             other => {
                 return Err(WireError(format!(
                     "unknown message tag {other} from a worker"
@@ -650,6 +694,20 @@ impl<'a> ResultChunks<'a> {
         ResultChunks {
             cursor: ByteCursor::at(message, RESULTS_START),
         }
+    }
+}
+
+impl ResultChunks<'_> {
+    /// The next chunk's id and item count, read without moving on and
+    /// without reading its items, so that a chunk can be judged by its
+    /// header before its items cost anything; `None` at the end (or at a
+    /// malformed header).
+    pub(crate) fn peek_header(&self) -> Option<(u64, u32)> {
+        let mut cursor = self.cursor.clone();
+        if cursor.at_end() {
+            return None;
+        }
+        Some((cursor.u64("chunk id").ok()?, cursor.u32("item count").ok()?))
     }
 }
 
@@ -1486,12 +1544,20 @@ mod tests {
                     input: b"in",
                 }),
                 build_id: "gnu:0123",
+                memory: MemoryLimits {
+                    budget: Some(256 << 20),
+                    hard: None,
+                },
             },
             ToWorker::Setup {
                 worker_id: 4,
                 max_message_size: u64::MAX,
                 initializer: None,
                 build_id: "",
+                memory: MemoryLimits {
+                    budget: None,
+                    hard: Some(1 << 30),
+                },
             },
             ToWorker::Quit,
             ToWorker::Recall {
@@ -1543,6 +1609,7 @@ mod tests {
             FromWorker::Refused {
                 reason: "not a worker",
             },
+            FromWorker::OverBudget { resident: 3 << 28 },
         ];
         for message in from_worker {
             assert_eq!(FromWorker::parse(&message.encode()).unwrap(), message);

@@ -15,8 +15,8 @@
 //!   crowd left) the pool must still work.
 //! - `exhausted`: a pool of two local workers (no listener) in a process
 //!   that uses up its descriptors itself, then SIGKILLs a worker mid-map;
-//!   a second later it frees them. The replacement must start then, and
-//!   the map complete.
+//!   once the pool said it cannot start the replacement, it frees them.
+//!   The replacement must start then, and the map complete.
 
 use std::collections::BTreeSet;
 use std::io::BufRead;
@@ -34,6 +34,8 @@ const KEY: &str = "door key";
 /// Bounds every wait so that a failure ends instead of hanging.
 const PATIENCE: Duration = Duration::from_secs(60);
 const RESETS_PER_SECOND: u32 = 1000;
+/// What the pool logs when it cannot start a worker for a shortage.
+const SHORTAGE_WARNING: &str = "cannot start a worker for now";
 /// How long the reset flood lasts at least (if the worker joins sooner).
 const FLOOD_AT_LEAST: Duration = Duration::from_secs(25);
 
@@ -299,8 +301,18 @@ fn exhausted(warnings: &Warnings) {
     let victim = pool.worker_pids()[0];
     let held = integration_tests::use_up_descriptors(0);
     map_killing_a_worker(&pool, victim, || {
-        // The replacement's attempts fail meanwhile.
-        std::thread::sleep(Duration::from_secs(1));
+        // Until the replacement met the shortage (not for a set time: a
+        // busy machine may take long to notice the death), and a few of
+        // its attempts failed after.
+        let began = Instant::now();
+        let met = || {
+            let logged = warnings.0.lock().unwrap();
+            logged.iter().any(|w| w.contains(SHORTAGE_WARNING))
+        };
+        while !met() && began.elapsed() < PATIENCE {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(200));
         drop(held);
     });
     let ranges: Vec<(u64, u64)> = (0..8u64).map(|i| (i * 1000, (i + 1) * 1000)).collect();

@@ -12,6 +12,12 @@
 //! - `unsolicited`: says when a remote worker is ready, then, once it is
 //!   gone again (the pool ended it for what it sent next), runs a map on
 //!   the local worker.
+//! - `cut_off`: a pool with no local worker, in a process limited to
+//!   1024 descriptors; once a remote worker is ready, uses up the
+//!   descriptors and gives it a 32 MiB input (more than the sockets hold:
+//!   the worker does not read it), then says when the pool ended that
+//!   worker (it cannot start a thread to write the rest, and must not wait
+//!   for the worker itself), and frees the descriptors.
 //!
 //! The pool's log (tracing, WARN and up) goes to stderr.
 
@@ -21,6 +27,10 @@ use pool::Pool;
 
 pool::task! {
     fn triple(x: u64) -> u64 { x * 3 }
+}
+
+pool::task! {
+    fn length(x: Vec<u8>) -> usize { x.len() }
 }
 
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -70,8 +80,21 @@ fn main() -> Result<(), pool::Error> {
     pool::init();
     let mode = std::env::args().nth(1).unwrap_or_default();
     let key = std::env::var("POOL_AUTHKEY").unwrap_or_default();
+    let cut_off = mode == "cut_off";
+    if cut_off {
+        // So that using them up takes a thousand opens, and the pool
+        // cannot raise the limit past them.
+        let (_, hard) = integration_tests::descriptor_limits();
+        let limit = libc::rlimit {
+            rlim_cur: hard.min(1024),
+            rlim_max: hard.min(1024),
+        };
+        // SAFETY: setrlimit only reads the struct it is given.
+        let ret = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
+        assert_eq!(ret, 0, "setrlimit: {}", std::io::Error::last_os_error());
+    }
     let pool = Pool::builder()
-        .processes(1)
+        .processes(if cut_off { 0 } else { 1 })
         .listen("tcp:127.0.0.1:0", key)
         .build()?;
     println!("address: {}", pool.listen_address().unwrap_or_default());
@@ -111,6 +134,19 @@ fn main() -> Result<(), pool::Error> {
             });
             println!("remote gone");
             map_and_report(&pool);
+        }
+        "cut_off" => {
+            wait_until(&pool, "a ready remote worker", |p| ready_remote(p) >= 1);
+            println!("remote ready");
+            let held = integration_tests::use_up_descriptors(0);
+            let input = pool.apply_async(length, vec![7u8; 32 << 20]);
+            wait_until(&pool, "the remote worker to be ended", |p| {
+                p.remote_workers().is_empty()
+            });
+            drop(held);
+            println!("remote gone");
+            // Run again, nowhere yet: no worker is left.
+            println!("input pending: {}", !input.ready());
         }
         other => {
             eprintln!("unknown mode {other:?}");

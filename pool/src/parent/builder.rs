@@ -10,6 +10,7 @@ use super::launch::{self, slurm::SlurmWorkers};
 use super::pool::Pool;
 use crate::error::{Error, ErrorKind, Result};
 use crate::task::Task;
+use crate::wire::MIN_HARD_MEMORY;
 
 /// Configures and starts a [`Pool`]; made by [`Pool::builder`].
 ///
@@ -93,6 +94,69 @@ impl PoolBuilder {
     /// bound what a leaky task can accumulate. Default: never.
     pub fn max_tasks_per_child(mut self, tasks: u64) -> PoolBuilder {
         self.config.max_tasks_per_child = Some(tasks.max(1));
+        self
+    }
+
+    /// A soft memory budget per worker, in bytes: a worker whose resident
+    /// memory (RSS) is over it after an input retires and is replaced by a
+    /// fresh process, as after [`max_tasks_per_child`](Self::max_tasks_per_child)
+    /// but when it is needed. The input that crossed the budget succeeds;
+    /// the inputs the worker held and had not started run elsewhere, so
+    /// no input fails for it and a worker's resident memory stays under
+    /// the budget plus what one input adds (plus, for inputs shorter than
+    /// 100 µs, what those of the last 100 µs added: a worker reads its
+    /// resident size, a 2 µs system call, at most that often). A worker
+    /// measures itself (`/proc/self/statm`), so remote workers apply it
+    /// too. Default: none.
+    ///
+    /// ```
+    /// pool::task! {
+    ///     /// Leaks a mebibyte per input, as a careless cache would.
+    ///     fn leaky(n: u64) -> u64 {
+    ///         std::mem::forget(vec![1u8; 1 << 20]);
+    ///         n
+    ///     }
+    /// }
+    ///
+    /// let pool = pool::Pool::builder()
+    ///     .processes(1)
+    ///     .max_worker_memory(64 << 20)
+    ///     .build()?;
+    /// assert_eq!(pool.map(leaky, 0..200)?.len(), 200);
+    /// # Ok::<(), pool::Error>(())
+    /// ```
+    pub fn max_worker_memory(mut self, bytes: u64) -> PoolBuilder {
+        self.config.memory.budget = Some(bytes.max(1));
+        self
+    }
+
+    /// A hard memory limit per worker, in bytes, that the kernel enforces:
+    /// the worker's data (heap and private mappings: `RLIMIT_DATA`, set in
+    /// the worker before its initializer runs) cannot grow past it. An
+    /// allocation that would cross it fails, which in Rust ends the
+    /// worker (the standard library prints `memory allocation of N bytes
+    /// failed` and aborts); the input it was running fails alone with
+    /// [`ErrorKind::OutOfMemory`] naming the limit, the others it held run
+    /// elsewhere, and a replacement starts. Set it well above
+    /// [`max_worker_memory`](Self::max_worker_memory), which retires
+    /// workers before they come near it. Default: none.
+    ///
+    /// For a remote worker the limit applies just as well, but its death
+    /// is seen only as a lost connection: its input fails with
+    /// [`ErrorKind::WorkerDied`]. A limit under 16 MiB, in which a worker
+    /// could not even start, makes [`build`](Self::build) fail with
+    /// [`ErrorKind::Startup`].
+    pub fn hard_worker_memory(mut self, bytes: u64) -> PoolBuilder {
+        if bytes < MIN_HARD_MEMORY {
+            self.error = Some(Error::new(
+                ErrorKind::Startup,
+                format!(
+                    "a hard memory limit of {bytes} bytes is below the {MIN_HARD_MEMORY} a \
+                     worker needs to run"
+                ),
+            ));
+        }
+        self.config.memory.hard = Some(bytes);
         self
     }
 

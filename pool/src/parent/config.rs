@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::identity::WorkerTasks;
 use super::inline::Nested;
 use super::launch::slurm::SlurmWorkers;
+use crate::wire::MemoryLimits;
 
 /// How long a new worker may take to report that it is ready.
 pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -35,6 +36,8 @@ pub(crate) struct Config {
     pub(crate) stop_on_drop: bool,
     /// The largest message between pool and worker, either way.
     pub(crate) max_message_size: u64,
+    /// The soft budget and hard limit each worker applies to itself.
+    pub(crate) memory: MemoryLimits,
     /// What building the pool inside a worker does.
     pub(crate) nested: Nested,
     /// The worker program's task table, once a worker sent it: a pool's
@@ -59,6 +62,7 @@ impl Default for Config {
             handle_interrupts: true,
             stop_on_drop: true,
             max_message_size: connection::DEFAULT_MAX_MESSAGE_SIZE,
+            memory: MemoryLimits::default(),
             nested: Nested::default(),
             worker_tasks: Arc::default(),
         }
@@ -90,6 +94,7 @@ impl std::fmt::Debug for Config {
             .field("handle_interrupts", &self.handle_interrupts)
             .field("stop_on_drop", &self.stop_on_drop)
             .field("max_message_size", &self.max_message_size)
+            .field("memory", &self.memory)
             .field("nested", &self.nested)
             .finish()
     }

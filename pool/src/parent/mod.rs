@@ -26,6 +26,7 @@ mod interrupt;
 mod job;
 mod launch;
 mod map;
+mod oom;
 mod outbox;
 mod pool;
 mod progress;

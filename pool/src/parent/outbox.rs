@@ -16,6 +16,13 @@
 //! reports the worker lost; a writer stuck on a worker that is killed or
 //! dropped is woken by that worker's process dying (local) or by its
 //! socket being shut down (see [`Outbox::close`]).
+//!
+//! If no writer can be started (the process is out of descriptors or
+//! threads), the worker's connection is shut down instead: waiting for the
+//! worker to read would hold up the pool for as long as it does not, for
+//! good with a peer that never reads. Its reader then reports it lost, and
+//! its work runs elsewhere, nothing of it blamed (see
+//! [`Outbox::is_cut_off`]).
 
 use std::net::Shutdown;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -44,6 +51,9 @@ struct Writer {
 #[derive(Default)]
 pub(crate) struct Outbox {
     writer: Option<Writer>,
+    /// No writer could be started when one was needed: the connection was
+    /// shut down, and nothing more is sent.
+    cut_off: bool,
 }
 
 impl Outbox {
@@ -59,6 +69,9 @@ impl Outbox {
     /// A failed send is only logged: the worker's reader thread reports
     /// the end of its connection, and its work is handed out again then.
     pub(crate) fn send(&mut self, worker: u32, conn: &mut Connection, message: &[u8]) {
+        if self.cut_off {
+            return;
+        }
         if self.is_backed_up() {
             self.hand_off(worker, conn, Outgoing::Whole(message.to_vec()));
             return;
@@ -75,13 +88,16 @@ impl Outbox {
             match start_writer(worker, conn) {
                 Ok(writer) => self.writer = Some(writer),
                 Err(err) => {
-                    // Without a thread, the only way left that loses nothing
-                    // is to wait here; the worker's reader still reports
-                    // its end if the send fails.
-                    tracing::warn!(worker, %err, "cannot start a writer thread; sending inline");
-                    if let Err(err) = write(conn, outgoing) {
-                        tracing::debug!(worker, %err, "sending to the worker failed");
-                    }
+                    // Not written here, which would wait for the worker.
+                    tracing::warn!(
+                        worker,
+                        %err,
+                        "cannot start a writer thread for a message the socket did not take; \
+                         the worker's connection is ended and its work runs elsewhere"
+                    );
+                    drop(outgoing);
+                    let _ = conn.shutdown(Shutdown::Both);
+                    self.cut_off = true;
                     return;
                 }
             }
@@ -92,6 +108,12 @@ impl Outbox {
             // gone and so is the message's purpose.
             let _ = writer.queue.send(outgoing);
         }
+    }
+
+    /// Whether the connection was shut down for want of a writer thread:
+    /// the worker is gone through no fault of its own or of its inputs.
+    pub(crate) fn is_cut_off(&self) -> bool {
+        self.cut_off
     }
 
     /// Stops the writer thread, if there is one, and waits for it. A writer

@@ -11,6 +11,7 @@ use connection::Connection;
 use crossbeam_channel::Sender;
 
 use super::config::Config;
+use super::oom::StderrWatch;
 use super::worker_reader::{self, Event};
 use crate::error::{Error, ErrorKind, Result};
 use crate::sys::{self, SharedCounter};
@@ -23,6 +24,8 @@ pub(crate) struct LocalWorker {
     pub(crate) pid: u32,
     pub(crate) progress: SharedCounter,
     pub(crate) reader: JoinHandle<()>,
+    /// What its stderr said of a failed allocation.
+    pub(crate) stderr: Arc<StderrWatch>,
 }
 
 /// The program a local worker runs, as messages name it: the configured
@@ -111,8 +114,10 @@ pub(crate) fn spawn_local(
             return Err(err);
         }
     };
-    if let Some(stderr) = stderr {
-        forward_stderr(id, stderr);
+    let watch = Arc::new(StderrWatch::default());
+    match stderr {
+        Some(stderr) => forward_stderr(id, stderr, Arc::clone(&watch)),
+        None => watch.close(),
     }
     tracing::debug!(worker = id, pid, program = %program.display(), "worker spawned");
     Ok(LocalWorker {
@@ -121,13 +126,15 @@ pub(crate) fn spawn_local(
         pid,
         progress,
         reader,
+        stderr: watch,
     })
 }
 
 /// Copies the worker's stderr to ours line by line, each line tagged with
-/// the worker's id. The thread ends when the pipe closes; it is not joined,
-/// since a grandchild process could hold the pipe open indefinitely.
-fn forward_stderr(id: u32, stderr: ChildStderr) {
+/// the worker's id, and shows each line to `watch`. The thread ends when
+/// the pipe closes; it is not joined, since a grandchild process could hold
+/// the pipe open indefinitely.
+fn forward_stderr(id: u32, stderr: ChildStderr, watch: Arc<StderrWatch>) {
     let forward = move || {
         let mut lines = BufReader::new(stderr);
         let mut line = Vec::new();
@@ -135,8 +142,9 @@ fn forward_stderr(id: u32, stderr: ChildStderr) {
         loop {
             line.clear();
             match lines.read_until(b'\n', &mut line) {
-                Ok(0) | Err(_) => return,
+                Ok(0) | Err(_) => return watch.close(),
                 Ok(_) => {
+                    watch.line(&line);
                     if line.last() != Some(&b'\n') {
                         line.push(b'\n');
                     }

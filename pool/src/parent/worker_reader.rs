@@ -55,6 +55,11 @@ pub(crate) enum Event {
         message: Arc<Vec<u8>>,
         busy_nanos: u64,
     },
+    /// The worker's resident memory was over the budget after an input.
+    OverBudget {
+        worker: u32,
+        resident: u64,
+    },
     Lost {
         worker: u32,
         end: WorkerEnd,
@@ -65,6 +70,20 @@ pub(crate) enum Event {
         conn: Box<Connection>,
         peer: String,
     },
+}
+
+impl Event {
+    /// What the worker said, for a log line.
+    fn name(&self) -> &'static str {
+        match self {
+            Event::Ready { .. } | Event::Mismatch { .. } => "a ready message",
+            Event::OverBudget { .. } => "a second report of memory over budget",
+            Event::SetupFailed { .. } => "a setup failure",
+            Event::Refused { .. } => "a refusal",
+            Event::Results { .. } => "results",
+            Event::Lost { .. } | Event::Joined { .. } => "nothing",
+        }
+    }
 }
 
 /// How a worker's connection ended, and how its process ended if it is ours.
@@ -134,13 +153,27 @@ fn read_until_end(
     if let Err(err) = conn.send_bytes(setup) {
         tracing::debug!(%err, "sending setup failed");
     }
+    // Whether the worker said it is ready (or why it is not): it says so
+    // once, and only results may follow, and one report that it is over
+    // its memory budget (after which it waits to be told to quit).
+    let mut greeted = false;
+    let mut over_budget = false;
     let error = loop {
         let message = match conn.recv_bytes() {
             Ok(message) => message,
             Err(err) => break format!("{err:#}"),
         };
         match parse(id, message) {
+            // Each would cost the dispatcher a turn (and, queued faster
+            // than it takes them, memory): the connection ends instead.
+            Ok(event) if greeted && !may_follow_greeting(&event, over_budget) => {
+                let error = format!("it sent {} after its start-up was over", event.name());
+                tracing::warn!(worker = id, "{error}; its connection is ended");
+                break error;
+            }
             Ok(event) => {
+                over_budget |= matches!(event, Event::OverBudget { .. });
+                greeted |= !matches!(event, Event::Results { .. } | Event::OverBudget { .. });
                 if events.send(event).is_err() {
                     break "the pool stopped".to_string();
                 }
@@ -154,6 +187,16 @@ fn read_until_end(
         worker: id,
         end: WorkerEnd { status, error },
     });
+}
+
+/// Whether `event` may come once the worker has said it is ready: results,
+/// and one report of memory over budget.
+fn may_follow_greeting(event: &Event, over_budget_said: bool) -> bool {
+    match event {
+        Event::Results { .. } => true,
+        Event::OverBudget { .. } => !over_budget_said,
+        _ => false,
+    }
 }
 
 fn parse(worker: u32, message: Vec<u8>) -> Result<Event, WireError> {
@@ -182,6 +225,7 @@ fn parse(worker: u32, message: Vec<u8>) -> Result<Event, WireError> {
             Err(mismatch) => Event::Mismatch { worker, mismatch },
         },
         FromWorker::SetupFailed(failure) => Event::SetupFailed { worker, failure },
+        FromWorker::OverBudget { resident } => Event::OverBudget { worker, resident },
         FromWorker::Refused { reason } => Event::Refused {
             worker,
             message: reason.to_string(),

@@ -388,6 +388,12 @@ impl WorkerSlot {
             .any(|chunk| chunk.job.sink.wants_running_stopped())
     }
 
+    /// Whether the pool ended the worker's connection for want of a thread
+    /// to write to it (see `outbox`): its end is not its inputs' fault.
+    pub(crate) fn is_cut_off(&self) -> bool {
+        self.outbox.is_cut_off()
+    }
+
     /// Sends the batch built up for the worker, if any, and starts the next.
     pub(crate) fn send_batch(&mut self) {
         if !self.batch.is_empty() {
@@ -536,9 +542,11 @@ impl WorkerSlot {
             items: 0,
             part: None,
         };
-        let mut chunks = ResultChunks::of(message).peekable();
-        while let Some(chunk) = chunks.next() {
-            let id = chunk.id;
+        let mut results = ResultChunks::of(message);
+        // Each chunk's header is judged before its items are read, so that
+        // reading them costs no more than the inputs sent: a forged chunk
+        // of a billion items is refused for its header alone.
+        while let Some((id, count)) = results.peek_header() {
             let Some(expected) = in_flight.next() else {
                 return Err(Misaligned(match self.in_flight.len() {
                     0 => format!("results for chunk {id} while it holds no chunk"),
@@ -557,8 +565,18 @@ impl WorkerSlot {
                     expected.id
                 )));
             }
-            let count = u64::from(chunk.items);
-            let in_part = partial && chunks.peek().is_none();
+            let count = u64::from(count);
+            if count > expected.items {
+                return Err(Misaligned(format!(
+                    "{count} results for chunk {id} of {} inputs",
+                    expected.items
+                )));
+            }
+            let Some(chunk) = results.next() else {
+                break;
+            };
+            // Only the last chunk of a partial message may be answered in part.
+            let in_part = partial && results.peek_header().is_none();
             if in_part && !(1..expected.items).contains(&count) {
                 return Err(Misaligned(format!(
                     "a part of {count} results for chunk {id} with {} inputs unanswered",
@@ -925,5 +943,30 @@ mod tests {
         assert_eq!(after_all, "results for chunk 3 while it holds no chunk");
         let empty = refusal(&mut slot, &[]);
         assert_eq!(empty, "a results message answering no chunk");
+    }
+
+    #[test]
+    fn a_chunk_is_refused_for_its_header_before_its_items_are_read() {
+        let (mut slot, _worker) = slot(1 << 20);
+        slot.push_chunk(1, 0, job::<first>(3, 0));
+        // Headers that claim a million items, with none behind them: were
+        // the items read before the header is judged (a scan as long as
+        // the message, on the dispatcher's thread), these would read as no
+        // chunk at all.
+        let mut deliveries = Deliveries::default();
+        for (id, count, refusal) in [
+            (7, 1, "results for chunk 7 which it does not hold"),
+            (1, 1_000_000, "1000000 results for chunk 1 of 1 inputs"),
+        ] {
+            let mut message = vec![b'R'];
+            message.extend_from_slice(&0u64.to_le_bytes());
+            message.extend_from_slice(&(id as u64).to_le_bytes());
+            message.extend_from_slice(&(count as u32).to_le_bytes());
+            message.push(0);
+            match slot.complete_chunks(&Arc::new(message), &mut deliveries) {
+                Ok(_) => panic!("chunk {id} of {count} items accepted"),
+                Err(Misaligned(what)) => assert!(what.starts_with(refusal), "{what}"),
+            }
+        }
     }
 }

@@ -20,3 +20,9 @@ pub(crate) use linux::*;
 
 #[cfg(not(target_os = "linux"))]
 compile_error!("the pool crate supports Linux only");
+
+#[cfg(target_os = "linux")]
+mod memory;
+
+#[cfg(target_os = "linux")]
+pub(crate) use memory::*;

@@ -8,28 +8,9 @@ use std::time::Duration;
 use connection::{Address, Client, Connection};
 
 use super::serve::{serve, POOL_GONE};
+use super::start::{forget_env, AUTHKEY_ENV};
 use crate::error::{Error, Result};
 use crate::sys;
-
-/// The environment variable a remote worker reads its authkey from when no
-/// key file is given (`pool-worker` reads it; [`connect_worker`] takes the
-/// key itself).
-pub const AUTHKEY_ENV: &str = "POOL_AUTHKEY";
-
-/// The environment variable that makes any program linking the pool a
-/// remote worker: a process started with `POOL_CONNECT=ADDRESS` (and the
-/// key in [`AUTHKEY_ENV`]) joins the pool at `ADDRESS` where a process a
-/// pool re-executed would become a local worker (before `main`, or in
-/// [`pool::init()`](crate::init)), and exits when the pool is done with it.
-/// This is how [Slurm workers](crate::SlurmWorkers) run the pool's own
-/// program, and how a launcher of your own (ssh, a Kubernetes Job) can.
-///
-/// Both variables leave the worker's environment before `main` (so no task
-/// and no program a task starts sees the key), and a program running in
-/// secure-execution mode (`AT_SECURE`: set-user-ID, set-group-ID, or with
-/// file capabilities) ignores them, says so on stderr, and runs its
-/// `main`: whoever set its environment must not make it work for them.
-pub const CONNECT_ENV: &str = "POOL_CONNECT";
 
 /// Connects to a pool listening at `address`, authenticates with
 /// `authkey`, and works for it until it closes; the library side of
@@ -77,7 +58,7 @@ pub const CONNECT_ENV: &str = "POOL_CONNECT";
 pub fn connect_worker(address: &str, authkey: &[u8]) -> Result<()> {
     // The caller may have read the key from there (`pool-worker` does):
     // the tasks this process will run, and their children, must not.
-    super::start::forget_env(&[AUTHKEY_ENV]);
+    forget_env(&[AUTHKEY_ENV]);
     let parsed: Address = address
         .parse()
         .map_err(|err| Error::from_connection(err, format!("pool address {address:?}")))?;

@@ -12,12 +12,14 @@
 //! [`start`]'s. Nothing here refers to the parent side of the crate.
 
 mod connect;
+mod memory;
 mod serve;
 mod start;
 
-pub use connect::{connect_worker, AUTHKEY_ENV, CONNECT_ENV};
+pub use connect::connect_worker;
 pub(crate) use serve::in_worker;
 pub(crate) use start::started_as_worker;
+pub use start::{AUTHKEY_ENV, CONNECT_ENV};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::sys;
@@ -142,6 +144,7 @@ fn run_and_report() -> i32 {
     let worker = match start::take_start() {
         Some(Start::Local(local)) => local.and_then(run_local_worker),
         Some(Start::Remote { address, authkey }) => run_remote_worker(address, authkey),
+        Some(Start::Refused(err)) => Err(err),
         None => Err(Error::new(
             ErrorKind::Startup,
             "this process was started as a pool worker, but its pool's connection was \

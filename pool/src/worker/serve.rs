@@ -24,12 +24,14 @@ use connection::Connection;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::inbox::Inbox;
+use crate::state;
 use crate::sys::{self, SharedCounter};
 use crate::task::{self, FailureKind, RunEncoded, TaskEntry, TaskFailure};
 use crate::wire::{
     Batch, BatchRecord, ChunkItem, ChunkRecord, FromWorker, Identity, Initializer, ResultsWriter,
     ToWorker, WireError,
 };
+use crate::worker::memory::{self, Budget};
 
 /// What a worker says when its pool went away without telling it to quit.
 pub(crate) const POOL_GONE: &str =
@@ -88,6 +90,8 @@ pub(crate) fn serve(
         early: VecDeque::new(),
         recalled: BTreeSet::new(),
         last_check: Instant::now(),
+        budget: None,
+        over_budget: false,
     };
     let id = worker.setup()?;
     // For a subscriber installed in this process (a worker program's own,
@@ -95,7 +99,11 @@ pub(crate) fn serve(
     // span is disabled and costs nothing.
     let span = tracing::debug_span!("worker", id);
     let _entered = span.enter();
-    worker.run()
+    let served = worker.run();
+    // The worker retires: its per-worker state is dropped now, while the
+    // process can still run destructors (`exit` would skip them).
+    state::drop_all();
+    served
 }
 
 /// A task number the pool defined: the task's name, and its function if
@@ -120,6 +128,10 @@ struct Worker {
     recalled: BTreeSet<u64>,
     /// When it last looked for recalls.
     last_check: Instant,
+    /// The pool's soft memory budget, checked after every input.
+    budget: Option<Budget>,
+    /// Over the budget: every input not started is given back, until quit.
+    over_budget: bool,
 }
 
 fn protocol(err: WireError) -> Error {
@@ -139,6 +151,7 @@ impl Worker {
             max_message_size,
             initializer,
             build_id,
+            memory,
         } = ToWorker::parse(&message).map_err(protocol)?
         else {
             return Err(Error::new(
@@ -151,6 +164,8 @@ impl Worker {
         // and what results may be sent back.
         self.conn.set_max_message_size(max_message_size);
         self.results = ResultsWriter::new(max_message_size);
+        // Before the initializer, whose allocations count too.
+        self.budget = memory::apply(memory)?;
         let reply = match initializer.map_or(Ok(()), run_initializer) {
             // Checked after the initializer, which may install a
             // subscriber: a worker that traces its tasks wants their input
@@ -265,15 +280,19 @@ impl Worker {
         let traced = tracing::enabled!(tracing::Level::DEBUG);
         self.results.begin_chunk(chunk.id, chunk.items.remaining());
         for ChunkItem { index, input } in chunk.items {
-            if self.last_check.elapsed() >= RECALL_CHECK {
+            // One clock reading serves both checks: the budget's, for the
+            // input before this one, is taken before this one starts.
+            let now = Instant::now();
+            if now.duration_since(self.last_check) >= RECALL_CHECK {
                 self.look_for_recalls()?;
                 self.send_finished_part(&mut began)?;
             }
+            self.check_budget(now)?;
             // Every input passed counts, so that the progress page keeps
             // numbering inputs as the pool sent them; only one about to
             // run is published there.
             self.started += 1;
-            if self.recalled.contains(&chunk.id) {
+            if self.over_budget || self.recalled.contains(&chunk.id) {
                 self.results
                     .item(|_| Err(TaskFailure::new(FailureKind::Returned, "")));
                 continue;
@@ -291,7 +310,10 @@ impl Worker {
                 });
             }
         }
-        self.results.add_busy(began.elapsed().as_nanos() as u64);
+        let ended = Instant::now();
+        self.check_budget(ended)?;
+        self.results
+            .add_busy(ended.duration_since(began).as_nanos() as u64);
         // Chunks arrive in the order of their ids: a recall of this one or
         // an earlier one has done all it can (split off rather than
         // filtered, so that what a chunk costs does not grow with them).
@@ -300,6 +322,20 @@ impl Worker {
             None => BTreeSet::new(),
         };
         Ok(())
+    }
+
+    /// Between inputs (`now`): a worker over its memory budget tells the
+    /// pool, which recalls everything it holds and tells it to quit;
+    /// meanwhile it gives back every input it has not started.
+    fn check_budget(&mut self, now: Instant) -> Result<()> {
+        let Some(resident) = self.budget.as_mut().and_then(|b| b.crossed(now)) else {
+            return Ok(());
+        };
+        self.budget = None;
+        self.over_budget = true;
+        self.conn
+            .send_bytes(&FromWorker::OverBudget { resident }.encode())
+            .map_err(|err| Error::from_connection(err, "say the memory budget is crossed"))
     }
 
     /// Sends the results written so far, the running chunk's finished

@@ -12,19 +12,41 @@
 //! [`init`](crate::init)).
 //!
 //! A program in secure-execution mode (`AT_SECURE`: set-user-ID,
-//! set-group-ID, or with file capabilities) ignores them: whoever set its
-//! environment may hold fewer privileges than it does, and must not make
-//! it run their tasks.
+//! set-group-ID, or with file capabilities) refuses them and exits, saying
+//! why, without running `main`: whoever set its environment may hold fewer
+//! privileges than it does, and must not make it run their tasks; nor
+//! may a pool's worker run the program's `main` instead (which would start
+//! pools of its own, and so on).
 
 use std::ffi::OsString;
 use std::sync::{Mutex, OnceLock};
 
 use connection::Connection;
 
-use super::connect::{AUTHKEY_ENV, CONNECT_ENV};
 use crate::error::{Error, ErrorKind, Result};
 use crate::sys::{self, SharedCounter};
 use crate::wire::{CONNECTION_ENV, PARENT_ENV, PROGRESS_ENV};
+
+/// The environment variable a remote worker reads its authkey from when no
+/// key file is given (`pool-worker` reads it;
+/// [`connect_worker`](crate::connect_worker) takes the key itself).
+pub const AUTHKEY_ENV: &str = "POOL_AUTHKEY";
+
+/// The environment variable that makes any program linking the pool a
+/// remote worker: a process started with `POOL_CONNECT=ADDRESS` (and the
+/// key in [`AUTHKEY_ENV`]) joins the pool at `ADDRESS` where a process a
+/// pool re-executed would become a local worker (before `main`, or in
+/// [`pool::init()`](crate::init)), and exits when the pool is done with it.
+/// This is how [Slurm workers](crate::SlurmWorkers) run the pool's own
+/// program, and how a launcher of your own (ssh, a Kubernetes Job) can.
+///
+/// Both variables leave the worker's environment before `main` (so no task
+/// and no program a task starts sees the key), and a program running in
+/// secure-execution mode (`AT_SECURE`: set-user-ID, set-group-ID, or with
+/// file capabilities) refuses them: it says so on stderr and exits with
+/// status 2 before `main`, since whoever set its environment must not make
+/// it work for them.
+pub const CONNECT_ENV: &str = "POOL_CONNECT";
 
 /// Every variable a pool sets for its workers; all leave a worker's
 /// environment (the authkey too when a local worker merely inherited it
@@ -47,6 +69,8 @@ pub(crate) enum Start {
         address: OsString,
         authkey: Option<OsString>,
     },
+    /// Invited, but it must not be a worker: it exits saying why.
+    Refused(Error),
 }
 
 /// A local worker's inheritance.
@@ -86,13 +110,20 @@ fn take_from_env() -> Taken {
     let invited = local || remote.is_some();
     let start = match (local, remote) {
         (false, None) => None,
-        _ if sys::secure_execution() => {
-            eprintln!(
-                "pool: ignoring the pool's variables ({CONNECT_ENV}, {CONNECTION_ENV}): \
-                 a set-user-ID or privileged program (AT_SECURE) never becomes a pool worker"
-            );
-            None
-        }
+        // Not None, which would run `main` as if nothing were set: a
+        // pool that re-executed its own privileged program (or had Slurm
+        // run it) would then have each "worker" run the program again,
+        // start pools of its own, and so on down.
+        _ if sys::secure_execution() => Some(Start::Refused(Error::new(
+            ErrorKind::Startup,
+            format!(
+                "{CONNECTION_ENV} or {CONNECT_ENV} is set, but this program runs set-user-ID, \
+                 set-group-ID or with file capabilities (AT_SECURE), so it never becomes a pool \
+                 worker from its environment; it exits without running its main (a pool of \
+                 such a program needs a worker program without privileges: \
+                 PoolBuilder::worker_program)"
+            ),
+        ))),
         (true, _) => Some(Start::Local(claim_local())),
         (false, Some(address)) => Some(Start::Remote {
             address,

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use super::{Dispatcher, MAX_BOUNCES, MAX_START_FAILURES};
 use crate::error::{Error, ErrorKind, WorkerInfo};
 use crate::parent::job::Job;
+use crate::parent::oom::Death;
 use crate::parent::trace;
 use crate::parent::worker_reader::WorkerEnd;
 use crate::parent::worker_slot::{Culprit, State, TakenBack};
@@ -40,12 +41,21 @@ impl Dispatcher {
                     self.start_failed(err.with_worker(slot.info()));
                 }
             }
-            State::Ready => {
+            // The pool could not write to it: nothing it held is to blame.
+            State::Ready if slot.is_cut_off() => {
                 let taken = slot.take_back();
-                self.requeue_after_death(taken, &description, slot.info());
+                self.requeue_taken_back(taken);
             }
-            State::Retiring | State::Doomed => {}
+            // A worker retiring over its memory budget may still hold
+            // inputs (it gives them back before it quits, unless it dies).
+            State::Ready | State::Retiring => {
+                let death = self.memory.judge(worker, &end);
+                let taken = slot.take_back();
+                self.requeue_after_death(taken, &death, slot.info());
+            }
+            State::Doomed => {}
         }
+        self.memory.forget(worker);
     }
 
     /// Requeues what a dead worker held. The input it was running fails
@@ -55,10 +65,15 @@ impl Dispatcher {
     pub(super) fn requeue_after_death(
         &mut self,
         mut taken: TakenBack,
-        description: &str,
+        death: &Death,
         worker: WorkerInfo,
     ) {
-        let died = |what: String| Error::new(ErrorKind::WorkerDied, what).with_worker(worker);
+        let description = &death.how;
+        // Only the input it was running ran out of memory: the others
+        // bounced.
+        let died_holding =
+            |what: String| Error::new(ErrorKind::WorkerDied, what).with_worker(worker);
+        let died = |what: String| Error::new(death.kind, what).with_worker(worker);
         if taken.culprit.is_none() {
             for job in &mut taken.unstarted {
                 let (bounced, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut job.items)
@@ -70,7 +85,7 @@ impl Dispatcher {
                     .partition(|item| item.bounces >= MAX_BOUNCES);
                 job.items = keep;
                 for item in bounced {
-                    let err = died(format!(
+                    let err = died_holding(format!(
                         "{description} before starting this input; {MAX_BOUNCES} workers \
                          in a row ended holding it unstarted, so it is not sent again"
                     ))
@@ -85,9 +100,12 @@ impl Dispatcher {
             if culprit.item.deaths <= self.config.retries {
                 return Some(culprit);
             }
-            let err = died(format!("{description} while running this task"))
-                .with_task(culprit.task)
-                .with_index(culprit.item.index);
+            let err = died(format!(
+                "{description} while running this task{}",
+                death.note
+            ))
+            .with_task(culprit.task)
+            .with_index(culprit.item.index);
             trace::record_error(&culprit.span, &err);
             self.deliveries
                 .push(&culprit.sink, culprit.item.index, Err(err));

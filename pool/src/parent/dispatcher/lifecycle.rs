@@ -50,15 +50,12 @@ impl Dispatcher {
         if self.shortage.holds_off(Instant::now()) {
             return;
         }
+        let round = self.shortage.begin_round();
         self.adopt_waiting();
         if self.phase != Phase::Closing || !self.queue.is_empty() {
             self.start_missing_locals();
         }
-        // Nothing failed this round: there is nothing to try again, and
-        // the dispatcher need not wake up for it.
-        if !self.shortage.holds_off(Instant::now()) {
-            self.shortage.passed();
-        }
+        self.shortage.end_round(round);
     }
 
     fn start_missing_locals(&mut self) {
@@ -93,6 +90,7 @@ impl Dispatcher {
             setup,
             self.events_tx.clone(),
         )?;
+        self.memory.watch(id, local.stderr);
         let deadline = Instant::now() + self.config.startup_timeout;
         let process = Process::Local {
             child: local.child,
@@ -207,6 +205,7 @@ impl Dispatcher {
             max_message_size: self.config.max_message_size,
             initializer,
             build_id: crate::sys::build_id(),
+            memory: self.config.memory,
         }
         .encode()
     }

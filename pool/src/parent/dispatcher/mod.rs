@@ -22,11 +22,13 @@ use crossbeam_channel::{select, Receiver, Sender};
 mod builds;
 mod faults;
 mod lifecycle;
+mod memory;
 mod shortage;
 
 use super::command::Command;
 use super::config::Config;
 use super::job::Job;
+use super::oom::{Death, MemoryWatch};
 use super::roster::SharedRoster;
 use super::sink::Deliveries;
 use super::spawn;
@@ -107,6 +109,8 @@ pub(crate) struct Dispatcher {
     refused_tasks: HashMap<&'static str, Error>,
     /// Other builds of this program that workers run, each warned of once.
     other_builds: HashSet<String>,
+    /// What tells a worker out of memory from one that died.
+    memory: MemoryWatch,
     /// A worker holds an input whose caller asked for it to be stopped and
     /// that was not seen running: it is looked for again every
     /// [`STOP_RECHECK`] until it is answered or stopped.
@@ -123,6 +127,7 @@ impl Dispatcher {
         live_workers: Arc<AtomicUsize>,
     ) -> Result<Dispatcher> {
         let program = spawn::worker_program(&config)?;
+        let memory = MemoryWatch::new(config.memory);
         Ok(Dispatcher {
             config,
             program,
@@ -147,6 +152,7 @@ impl Dispatcher {
             live_workers,
             refused_tasks: HashMap::new(),
             other_builds: HashSet::new(),
+            memory,
             stops_pending: false,
         })
     }
@@ -333,6 +339,7 @@ impl Dispatcher {
                 message,
                 busy_nanos,
             } => self.on_results(worker, message, busy_nanos),
+            Event::OverBudget { worker, resident } => self.on_over_budget(worker, resident),
             Event::Lost { worker, end } => self.on_lost(worker, end),
             Event::Joined { conn, peer } => self.adopt_remote(*conn, peer),
         }
@@ -407,8 +414,8 @@ impl Dispatcher {
                         },
                     );
                 }
-                let description = format!("sent {what}");
-                self.requeue_after_death(taken, &description, info);
+                let death = Death::died(format!("sent {what}"));
+                self.requeue_after_death(taken, &death, info);
             }
         }
         self.retire_if_due(index);

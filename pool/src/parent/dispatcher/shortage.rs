@@ -32,7 +32,14 @@ pub(super) struct Shortage {
     delay: Duration,
     /// Failures in a row.
     failures: u32,
+    /// Failures ever, which [`passed`](Self::passed) leaves alone: tells
+    /// a round of attempts whether any of it failed.
+    ever: u64,
 }
+
+/// Where a round of attempts began (see [`Shortage::end_round`]).
+#[derive(Clone, Copy)]
+pub(super) struct RoundStart(u64);
 
 impl Shortage {
     /// Whether to hold off starting workers until [`retry_at`](Self::retry_at).
@@ -54,6 +61,7 @@ impl Shortage {
             (self.delay * 2).min(MAX_DELAY)
         };
         self.failures += 1;
+        self.ever += 1;
         self.retry_at = Some(Instant::now() + self.delay);
         if self.failures == 1 {
             tracing::warn!(err = %format!("{err:#}"), "cannot {what} for now; trying again, backing off up to {MAX_DELAY:?}");
@@ -70,7 +78,28 @@ impl Shortage {
                 "the shortage of resources passed: workers start again"
             );
         }
-        *self = Shortage::default();
+        *self = Shortage {
+            ever: self.ever,
+            ..Shortage::default()
+        };
+    }
+
+    /// Begins a round of attempts to start or adopt workers.
+    pub(super) fn begin_round(&self) -> RoundStart {
+        RoundStart(self.ever)
+    }
+
+    /// Ends the round begun at `start`: if nothing in it failed, the
+    /// shortage is over, and the dispatcher need not wake up for it.
+    /// Failures are counted, not guessed from the clock: a round that took
+    /// longer than the wait its failure set (a busy machine stops threads
+    /// for that long) would otherwise end the shortage, and with it the
+    /// wake-up that tries again, leaving a dead worker unreplaced until
+    /// some other event came.
+    pub(super) fn end_round(&mut self, start: RoundStart) {
+        if self.ever == start.0 {
+            self.passed();
+        }
     }
 }
 
@@ -108,5 +137,24 @@ mod tests {
         shortage.passed();
         assert!(shortage.retry_at().is_none());
         assert!(!shortage.holds_off(Instant::now()));
+    }
+
+    #[test]
+    fn a_round_that_failed_keeps_the_retry_however_long_it_took() {
+        let mut shortage = Shortage::default();
+        let round = shortage.begin_round();
+        shortage.failed("start a worker", &emfile());
+        // The rest of the round outlasts the wait it set (a busy machine
+        // can stop the dispatcher's thread for that long).
+        std::thread::sleep(FIRST_DELAY * 3);
+        shortage.end_round(round);
+        assert!(
+            shortage.retry_at().is_some(),
+            "a failed round ended the shortage: nothing would try again"
+        );
+        // A round in which nothing failed ends it.
+        let round = shortage.begin_round();
+        shortage.end_round(round);
+        assert!(shortage.retry_at().is_none());
     }
 }
