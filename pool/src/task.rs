@@ -404,7 +404,6 @@ pub(crate) fn keep_linked<T: Task>() {
 /// fn main() {
 ///     pool::link_tasks!(mytasks::cube);
 ///     assert!(pool::registered_tasks().iter().any(|name| name.ends_with("mytasks::cube")));
-///     pool::init();
 /// }
 /// ```
 #[macro_export]
