@@ -40,7 +40,29 @@
 //! ([`PoolBuilder::listen`], [`connect_worker`]): such a worker tells the
 //! pool its build and each task's types, version and code hash when it
 //! joins, and one whose task differs from the pool's is refused with
-//! [`ErrorKind::TaskMismatch`].
+//! [`ErrorKind::TaskMismatch`]. A worker program has only the tasks it
+//! names: a call of a task it lacks fails at once, before any input is
+//! sent, saying to name it with [`link_tasks!`].
+//!
+//! # Plain functions and closures
+//!
+//! Where every worker runs this very program (local workers, the
+//! default), a plain `fn` or a closure that captures nothing runs without
+//! [`task!`]: [`Pool::map_fn`], [`Pool::imap_fn`], [`Pool::apply_fn`] and
+//! [`Pool::apply_async_fn`] send it by pointer, as offsets into the
+//! program's code that the worker, which loaded the same image elsewhere,
+//! turns back into its own addresses. A pool whose workers may run
+//! another program (a [`worker_program`](PoolBuilder::worker_program),
+//! remote workers) refuses such a call at once with
+//! [`ErrorKind::UnknownTask`], saying to use [`task!`].
+//!
+//! ```
+//! fn main() -> Result<(), pool::Error> {
+//!     let pool = pool::Pool::new(2)?;
+//!     assert_eq!(pool.map_fn(|x: u64| x * x, [1, 2, 3])?, [1, 4, 9]);
+//!     Ok(())
+//! }
+//! ```
 //!
 //! [`init`] is optional: programs that call it at the top of `main` keep
 //! working (it does nothing there). A program that wants its workers to
@@ -300,6 +322,7 @@
 #![warn(missing_docs)]
 
 mod error;
+mod fn_task;
 mod inbox;
 mod parent;
 mod state;
@@ -313,10 +336,11 @@ pub mod builtin;
 pub use crate::error::{
     Error, ErrorKind, PanicLocation, Result, WorkerInfo, MAX_PANIC_FILE, MAX_REMOTE_BACKTRACE,
 };
+pub use crate::fn_task::{FnInput, FnInputs, FnTask};
 pub use crate::parent::{
-    as_completed, wait_any, AsCompleted, AsyncResult, Imap, ImapUnordered, KeepFailures, MapWith,
-    Nested, NoProgress, Pool, PoolBuilder, Progress, RemoteWorker, SlurmWorkers, StopAtFailure,
-    DEFAULT_JOURNAL_SYNC, DEFAULT_SLURM_RESUBMITS, DEFAULT_SLURM_START_TIMEOUT,
+    as_completed, wait_any, AsCompleted, AsyncResult, FnImap, Imap, ImapUnordered, KeepFailures,
+    MapWith, Nested, NoProgress, Pool, PoolBuilder, Progress, RemoteWorker, SlurmWorkers,
+    StopAtFailure, DEFAULT_JOURNAL_SYNC, DEFAULT_SLURM_RESUBMITS, DEFAULT_SLURM_START_TIMEOUT,
     DEFAULT_STARTUP_TIMEOUT,
 };
 pub use crate::state::{BuildError, WorkerState};
@@ -326,7 +350,7 @@ pub use crate::worker::{connect_worker, init, AUTHKEY_ENV, CONNECT_ENV};
 /// What [`task!`] expands to refers to these; not for direct use.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::task::{run_encoded, type_names, TaskEntry, TaskResult, TASKS};
+    pub use crate::task::{link_task, run_encoded, type_names, TaskEntry, TaskResult, TASKS};
     pub use crate::worker::WORKERS_START_IN_MAIN;
     pub use linkme;
     pub use pool_macros::task_impl;

@@ -59,7 +59,6 @@ pub(crate) enum Order {
 /// pool::task! { fn square(x: u32) -> u32 { x * x } }
 ///
 /// fn main() -> Result<(), pool::Error> {
-///     pool::init();
 ///     let pool = pool::Pool::new(2)?;
 ///     let squares: Vec<u32> = pool
 ///         .imap(square, 1..=6)
@@ -349,6 +348,12 @@ impl<'p, T: Task, I: Iterator<Item = T::Input>> Imap<'p, T, I> {
             let closed = Error::new(ErrorKind::Closed, "the pool was closed");
             return Step::Answer(Some(Err(closed)));
         }
+        if self.next_input == 0 {
+            if let Err(err) = self.commands.check_task(T::NAME) {
+                self.finished = true;
+                return Step::Answer(Some(Err(err)));
+            }
+        }
         self.open_journal();
         if self.journal_error.is_none() {
             self.top_up();
@@ -434,7 +439,6 @@ impl<T: Task, I: Iterator<Item = T::Input>> Iterator for Imap<'_, T, I> {
 /// }
 ///
 /// fn main() -> Result<(), pool::Error> {
-///     pool::init();
 ///     let pool = pool::Pool::new(2)?;
 ///     let doubled = futures_executor::block_on(async {
 ///         let mut results = pool.imap(double, 1..=3);
@@ -467,7 +471,6 @@ impl<T: Task, I: Iterator<Item = T::Input> + Unpin> Stream for Imap<'_, T, I> {
 /// pool::task! { fn double(x: u8) -> u16 { 2 * x as u16 } }
 ///
 /// fn main() -> Result<(), pool::Error> {
-///     pool::init();
 ///     let pool = pool::Pool::new(2)?;
 ///     let mut total = 0;
 ///     for result in pool.imap_unordered(double, 0..100).chunksize(10) {

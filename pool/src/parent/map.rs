@@ -90,6 +90,7 @@ pub(crate) fn run<T: Task, R>(
     keep: impl FnMut(Result<T::Output>) -> Result<R>,
 ) -> Result<Vec<R>> {
     commands.check_open()?;
+    commands.check_task(T::NAME)?;
     let journal = options.journal.open::<T>(commands.max_message_size())?;
     let (sender, receiver) = unbounded();
     let (stream, _cancel_on_return) = Channel::new(sender, commands.cancel_notice().clone());

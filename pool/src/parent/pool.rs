@@ -41,7 +41,6 @@ use crate::worker;
 /// }
 ///
 /// fn main() -> Result<(), pool::Error> {
-///     pool::init();
 ///     let pool = pool::Pool::new(2)?;
 ///     let ranges = vec![(0, 100), (100, 200), (200, 300)];
 ///     assert_eq!(pool.map(count_primes, ranges)?, [25, 21, 16]);
@@ -61,6 +60,9 @@ pub struct Pool {
     launcher: Mutex<Option<Launcher>>,
     /// What `apply_async`'s handles do when dropped unfinished, awaited.
     stop_on_drop: bool,
+    /// Why this pool's workers may not run functions sent by pointer
+    /// (`map_fn`), if they may not.
+    pub(super) fn_refusal: Option<String>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -76,7 +78,7 @@ impl std::fmt::Debug for Pool {
 
 /// Starts a pool: the dispatcher thread, its workers, and the listener for
 /// remote workers. Called by [`PoolBuilder::build`](crate::PoolBuilder::build).
-pub(crate) fn start(config: Config) -> Result<Pool> {
+pub(crate) fn start(mut config: Config) -> Result<Pool> {
     if worker::in_worker() {
         inline::prepare(&config)?;
         return Ok(Pool {
@@ -88,11 +90,16 @@ pub(crate) fn start(config: Config) -> Result<Pool> {
             remote_joined: None,
             launcher: Mutex::new(None),
             stop_on_drop: config.stop_on_drop,
+            // An inline pool runs its calls in this very process.
+            fn_refusal: None,
         });
     }
     if worker::started_as_worker() {
         return Err(worker::refuse_to_start_pool());
     }
+    // Not the builder's: pools built from clones of one builder have
+    // workers of their own.
+    config.worker_tasks = Arc::default();
     let config = Arc::new(config);
     let (commands, command_receiver) = unbounded();
     let (events, event_receiver) = unbounded();
@@ -146,7 +153,8 @@ pub(crate) fn start(config: Config) -> Result<Pool> {
             live_workers,
             config.max_message_size,
             cancel_notice,
-        ),
+        )
+        .with_worker_tasks(Arc::clone(&config.worker_tasks)),
         roster,
         dispatcher: Mutex::new(Some(dispatcher)),
         listener: Mutex::new(None),
@@ -154,6 +162,7 @@ pub(crate) fn start(config: Config) -> Result<Pool> {
         remote_joined: None,
         launcher: Mutex::new(None),
         stop_on_drop: config.stop_on_drop,
+        fn_refusal: super::fn_calls::refusal(&config),
     };
     if let Some((address, authkey)) = &config.listen {
         let listener = remote_listener::listen(address, authkey, config.processes, events)?;
@@ -208,7 +217,6 @@ impl Pool {
     ///
     /// ```
     /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
     ///     let pool = pool::Pool::new(2)?;
     ///     assert!(!pool.is_inline());
     ///     Ok(())
@@ -226,7 +234,6 @@ impl Pool {
     ///
     /// ```
     /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
     ///     let pool = pool::Pool::new(2)?;
     ///     assert_eq!(pool.worker_pids().len(), 2);
     ///     Ok(())
@@ -317,7 +324,6 @@ impl Pool {
     /// pool::task! { fn power((base, exp): (u64, u32)) -> u64 { base.pow(exp) } }
     ///
     /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
     ///     let pool = pool::Pool::new(2)?;
     ///     assert_eq!(pool.map(power, [(2, 10), (3, 3)])?, [1024, 27]);
     ///     Ok(())
@@ -340,7 +346,6 @@ impl Pool {
     /// pool::task! { fn square(x: u64) -> u64 { x * x } }
     ///
     /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
     ///     let pool = pool::Pool::new(2)?;
     ///     let mut reports = 0;
     ///     let squares = pool
@@ -375,7 +380,6 @@ impl Pool {
     /// pool::task! { fn triple(x: u64) -> u64 { 3 * x } }
     ///
     /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
     ///     let pool = pool::Pool::new(2)?;
     ///     let first: Vec<u64> = pool.imap(triple, 0..).take(4).collect::<Result<_, _>>()?;
     ///     assert_eq!(first, [0, 3, 6, 9]);
@@ -398,7 +402,6 @@ impl Pool {
     /// pool::task! { fn halve(x: u32) -> u32 { x / 2 } }
     ///
     /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
     ///     let pool = pool::Pool::new(2)?;
     ///     let mut results: Vec<(usize, u32)> =
     ///         pool.imap_unordered(halve, [10, 20, 30]).collect::<Result<_, _>>()?;
@@ -427,7 +430,6 @@ impl Pool {
     /// pool::task! { fn greet(name: String) -> String { format!("hello, {name}") } }
     ///
     /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
     ///     let pool = pool::Pool::new(1)?;
     ///     assert_eq!(pool.apply(greet, "world".into())?, "hello, world");
     ///     Ok(())
@@ -445,7 +447,6 @@ impl Pool {
     /// pool::task! { fn len(text: String) -> usize { text.len() } }
     ///
     /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
     ///     let pool = pool::Pool::new(2)?;
     ///     let pending = pool.apply_async(len, "four".into());
     ///     assert_eq!(pending.get(None)?, 4);
@@ -464,6 +465,7 @@ impl Pool {
         match self
             .commands
             .check_open()
+            .and_then(|()| self.commands.check_task(T::NAME))
             .and_then(|()| encode_input::<T>(&input, 0, self.commands.max_message_size()))
         {
             Err(err) => slot.complete(Err(err)),
@@ -483,7 +485,6 @@ impl Pool {
     /// pool::task! { fn id(x: u8) -> u8 { x } }
     ///
     /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
     ///     let pool = pool::Pool::new(1)?;
     ///     let pending = pool.apply_async(id, 7);
     ///     pool.close();
@@ -515,7 +516,6 @@ impl Pool {
     ///
     /// ```
     /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
     ///     let pool = pool::Pool::new(2)?;
     ///     pool.terminate();
     ///     assert!(pool.worker_pids().is_empty());

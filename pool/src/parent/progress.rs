@@ -34,7 +34,6 @@
 /// pool::task! { fn check(x: u32) -> Result<u32, String> { if x % 10 == 3 { Err(format!("{x} ends in 3")) } else { Ok(x) } } }
 ///
 /// fn main() -> Result<(), pool::Error> {
-///     pool::init();
 ///     let pool = pool::Pool::new(2)?;
 ///     let mut reports = Vec::new();
 ///     let results = pool.map_with(check, 0..50).progress(|progress| reports.push(progress)).keep_failures().run()?;
@@ -89,7 +88,6 @@ impl Progress {
     /// pool::task! { fn square(x: u64) -> u64 { x * x } }
     ///
     /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
     ///     let pool = pool::Pool::new(2)?;
     ///     let bar = indicatif::ProgressBar::hidden(); // or ProgressBar::new(0)
     ///     let squares = pool.map_with(square, 0..100).progress(|p| p.update_bar(&bar)).run()?;
