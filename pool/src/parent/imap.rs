@@ -148,7 +148,6 @@ impl<'p, T: Task, I: Iterator<Item = T::Input>> Imap<'p, T, I> {
     /// pool::task! { fn square(x: u64) -> u64 { x * x } }
     ///
     /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
     ///     let pool = pool::Pool::new(2)?;
     ///     let path = std::env::temp_dir().join(format!("pool-imap-doc-{}.journal", std::process::id()));
     ///     let first: Vec<u64> = pool.imap(square, 0..50).journal(&path).collect::<Result<_, _>>()?;

@@ -44,7 +44,6 @@ pub type NoProgress = fn(Progress);
 /// pool::task! { fn halve(x: u32) -> Result<u32, String> { if x % 2 == 0 { Ok(x / 2) } else { Err(format!("{x} is odd")) } } }
 ///
 /// fn main() -> Result<(), pool::Error> {
-///     pool::init();
 ///     let pool = pool::Pool::new(2)?;
 ///     let mut last = None;
 ///     let results = pool
@@ -98,7 +97,6 @@ where
     /// pool::task! { fn negate(x: i32) -> i32 { -x } }
     ///
     /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
     ///     let pool = pool::Pool::new(2)?;
     ///     assert_eq!(pool.map_with(negate, 0..5).chunksize(2).run()?, [0, -1, -2, -3, -4]);
     ///     Ok(())
@@ -119,7 +117,6 @@ where
     /// pool::task! { fn square(x: u64) -> u64 { x * x } }
     ///
     /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
     ///     let pool = pool::Pool::new(2)?;
     ///     let mut seen = 0;
     ///     let squares = pool
@@ -158,7 +155,6 @@ where
     /// pool::task! { fn parse(text: String) -> Result<i64, std::num::ParseIntError> { text.parse() } }
     ///
     /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
     ///     let pool = pool::Pool::new(2)?;
     ///     let inputs = ["1", "x", "3"].map(String::from);
     ///     let results = pool.map_with(parse, inputs).keep_failures().run()?;
@@ -208,7 +204,6 @@ where
     /// pool::task! { fn cube(x: u64) -> u64 { x * x * x } }
     ///
     /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
     ///     let pool = pool::Pool::new(2)?;
     ///     let dir = std::env::temp_dir().join(format!("pool-journal-doc-{}", std::process::id()));
     ///     std::fs::create_dir_all(&dir).unwrap();
@@ -239,7 +234,6 @@ where
     /// } }
     ///
     /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
     ///     let pool = pool::Pool::new(1)?;
     ///     let path = std::env::temp_dir().join(format!("pool-flaky-doc-{}.journal", std::process::id()));
     ///     let flag = std::env::temp_dir().join(format!("pool-flaky-doc-{}", std::process::id()));
@@ -272,7 +266,6 @@ where
     /// pool::task! { fn inc(x: u8) -> u8 { x + 1 } }
     ///
     /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
     ///     let pool = pool::Pool::new(2)?;
     ///     let path = std::env::temp_dir().join(format!("pool-sync-doc-{}.journal", std::process::id()));
     ///     let out = pool.map_with(inc, 0..10).journal(&path).journal_sync(std::time::Duration::ZERO).run()?;
@@ -341,7 +334,6 @@ where
     /// pool::task! { fn checked_inverse(x: i64) -> Result<i64, String> { if x == 0 { Err("zero".into()) } else { Ok(100 / x) } } }
     ///
     /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
     ///     let pool = pool::Pool::new(2)?;
     ///     assert_eq!(pool.map_with(checked_inverse, [1, 2, 4]).run()?, [100, 50, 25]);
     ///     let err = pool.map_with(checked_inverse, [1, 0, 4]).run().unwrap_err();
@@ -367,7 +359,6 @@ where
     /// pool::task! { fn even(x: u32) -> Result<u32, String> { if x % 2 == 0 { Ok(x) } else { Err(format!("{x} is odd")) } } }
     ///
     /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
     ///     let pool = pool::Pool::new(2)?;
     ///     let results = pool.map_with(even, 0..10).keep_failures().run()?;
     ///     assert_eq!(results.iter().filter(|result| result.is_err()).count(), 5);
