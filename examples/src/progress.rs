@@ -13,7 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 /// It is hidden, and costs next to nothing, with `quiet` or when stderr is
 /// not a terminal: a bar redrawn into a log file or a pipe is only noise.
 /// Pass it to `pool::Progress::update_bar` from a
-/// `map_with_progress` callback, or call [`ProgressBar::inc`] as each
+/// `map_with(..).progress(..)` callback, or call [`ProgressBar::inc`] as each
 /// result comes in; call [`ProgressBar::finish_and_clear`] at the end.
 pub fn bar(len: u64, what: &str, quiet: bool) -> ProgressBar {
     if quiet || !std::io::stderr().is_terminal() {

@@ -547,3 +547,16 @@ impl Drop for SilentCrowd {
         }
     }
 }
+
+/// A task in a library crate, for `tests/pool_link.rs`: the worker program
+/// `pool_link_lacking` depends on this crate but never names it (so the
+/// linker leaves the task out), `pool_link_linked` names it with
+/// `pool::link_tasks!`.
+pub mod link_probe {
+    pool::task! {
+        /// Cubes a number.
+        pub fn cube(x: u64) -> u64 {
+            x * x * x
+        }
+    }
+}

@@ -1,8 +1,8 @@
-//! Completion order, progress and `map_results` across real worker
+//! Completion order, progress and maps that keep failures across real worker
 //! processes: `as_completed` (as an iterator and as a stream) and
 //! `wait_any` follow the order results arrive in, errors and cancelled or
 //! already-completed handles included; a map's progress counts every input
-//! exactly once, chunked and with failures; `map_results` keeps every
+//! exactly once, chunked and with failures; `keep_failures()` keeps every
 //! input's result at its index.
 
 use std::io::{BufRead, BufReader, Read};
@@ -137,8 +137,8 @@ fn progress_moves_as_inputs_finish_not_as_chunks_do() {
 }
 
 #[test]
-fn map_results_keeps_every_error_at_its_index_and_every_output() {
-    let out = scenario("map_results");
+fn keep_failures_keeps_every_error_at_its_index_and_every_output() {
+    let out = scenario("keep_failures");
     let results: Vec<&str> = line(&out, "results").split(' ').collect();
     assert_eq!(results.len(), 40, "{out}");
     for (i, result) in results.iter().enumerate() {
@@ -153,7 +153,7 @@ fn map_results_keeps_every_error_at_its_index_and_every_output() {
 }
 
 #[test]
-fn ctrl_c_fails_map_results_as_a_whole() {
+fn ctrl_c_fails_a_map_keeping_failures_as_a_whole() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_pool_completion"))
         .arg("ctrl_c")
         .stdin(Stdio::null())

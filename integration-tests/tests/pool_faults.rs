@@ -135,15 +135,17 @@ fn unencodable_inputs_and_outputs_fail_their_own_inputs() {
 }
 
 #[test]
-fn a_worker_program_without_the_task_reports_unknown_task() {
+fn a_worker_program_without_the_task_fails_the_call_with_unknown_task() {
     let worker = env!("CARGO_BIN_EXE_pool_remote_worker");
     let (stdout, _) = scenario(&["unknown_task", worker]);
+    // Refused at the call, from the task table the worker sent when it
+    // joined: no input was sent, so the error has no index.
     assert!(
-        stdout.contains("apply: kind=UnknownTask index=Some(0)"),
+        stdout.contains("apply: kind=UnknownTask index=None"),
         "{stdout}"
     );
     assert!(
-        stdout.contains("does not define a task named \"pool_program::fail_on_seven\""),
+        stdout.contains("`pool_program::fail_on_seven` is not in worker program"),
         "{stdout}"
     );
     assert!(stdout.contains("builtin: 42"), "{stdout}");

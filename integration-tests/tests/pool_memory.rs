@@ -163,7 +163,11 @@ fn an_input_over_the_hard_limit_fails_alone_with_out_of_memory() {
         .build()
         .unwrap();
     let pids_before = pool.worker_pids();
-    let results = pool.map_results(allocate, [1, 2, 1024, 3, 4]).unwrap();
+    let results = pool
+        .map_with(allocate, [1, 2, 1024, 3, 4])
+        .keep_failures()
+        .run()
+        .unwrap();
     for (index, result) in results.iter().enumerate() {
         if index != 2 {
             assert!(result.is_ok(), "input {index}: {result:?}");
@@ -283,7 +287,11 @@ fn worker_state_is_built_once_per_worker_and_dropped_when_it_retires() {
         .env("POOL_MEMORY_TEST_MARKERS", &markers)
         .build()
         .unwrap();
-    let results = pool.map_chunked(use_counted, 0..40, 1).unwrap();
+    let results = pool
+        .map_with(use_counted, 0..40)
+        .chunksize(1)
+        .run()
+        .unwrap();
     pool.close();
     pool.join();
     let pids: BTreeSet<u32> = results.iter().map(|&(pid, _)| pid).collect();

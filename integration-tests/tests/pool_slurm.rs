@@ -201,7 +201,7 @@ fn a_job_cancelled_mid_map_with_no_resubmits_left_fails_the_rest_instead_of_hang
         return;
     };
     let stdout = run("scancel-no-resubmit");
-    // The call fails as a whole, as map_results does when workers cannot start.
+    // The call fails as a whole, as a map that keeps failures does when workers cannot start.
     let error = line(&stdout, "call_error");
     assert!(error.starts_with("Startup: "), "{error}");
     assert!(error.contains("may submit no more"), "{error}");

@@ -44,7 +44,13 @@ pub enum ErrorKind {
     /// gave up before the result was ready. The task goes on; ask again later.
     WaitTimedOut,
     /// The worker does not know a task of this name: it was built from a
-    /// program that does not link the task.
+    /// program that does not link the task. A call of a task that the
+    /// pool's worker program lacks (known from the task table its first
+    /// worker sent) fails at once with it, no input sent, saying to name
+    /// the task with [`link_tasks!`](crate::link_tasks). Also a plain
+    /// function or closure ([`Pool::map_fn`](crate::Pool::map_fn)) in a
+    /// pool whose workers may run another program than this one, which
+    /// cannot follow its pointer: refused before anything runs.
     UnknownTask,
     /// A task's input or output could not be encoded.
     Encode,
@@ -82,6 +88,10 @@ pub enum ErrorKind {
     /// refused, and so does a call of that task that no other worker can
     /// run.
     TaskMismatch,
+    /// A map's journal could not be read or written: it belongs to another
+    /// task or format, is corrupt before its last record, or the file
+    /// failed. The message says which, and the file's path.
+    Journal,
 }
 
 impl ErrorKind {
@@ -103,6 +113,7 @@ impl ErrorKind {
             ErrorKind::Closed => "pool is closed",
             ErrorKind::Connection => "connection between pool and worker failed",
             ErrorKind::TaskMismatch => "worker runs another version of the task",
+            ErrorKind::Journal => "map journal could not be used",
         }
     }
 }
@@ -140,7 +151,6 @@ pub struct WorkerInfo {
 /// pool::task! { fn fail(_x: ()) -> u8 { panic!("no") } }
 ///
 /// fn main() -> Result<(), pool::Error> {
-///     pool::init();
 ///     let pool = pool::Pool::new(1)?;
 ///     let err = pool.apply(fail, ()).unwrap_err();
 ///     let location = err.panic_location().expect("a panic's location");
@@ -391,7 +401,6 @@ impl Error {
     /// pool::task! { fn fail(_x: ()) -> u8 { panic!("no") } }
     ///
     /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
     ///     let pool = pool::Pool::builder().processes(1).env("RUST_BACKTRACE", "1").build()?;
     ///     let err = pool.apply(fail, ()).unwrap_err();
     ///     // Named in the backtrace when the worker has its symbols.

@@ -40,7 +40,29 @@
 //! ([`PoolBuilder::listen`], [`connect_worker`]): such a worker tells the
 //! pool its build and each task's types, version and code hash when it
 //! joins, and one whose task differs from the pool's is refused with
-//! [`ErrorKind::TaskMismatch`].
+//! [`ErrorKind::TaskMismatch`]. A worker program has only the tasks it
+//! names: a call of a task it lacks fails at once, before any input is
+//! sent, saying to name it with [`link_tasks!`].
+//!
+//! # Plain functions and closures
+//!
+//! Where every worker runs this very program (local workers, the
+//! default), a plain `fn` or a closure that captures nothing runs without
+//! [`task!`]: [`Pool::map_fn`], [`Pool::imap_fn`], [`Pool::apply_fn`] and
+//! [`Pool::apply_async_fn`] send it by pointer, as offsets into the
+//! program's code that the worker, which loaded the same image elsewhere,
+//! turns back into its own addresses. A pool whose workers may run
+//! another program (a [`worker_program`](PoolBuilder::worker_program),
+//! remote workers) refuses such a call at once with
+//! [`ErrorKind::UnknownTask`], saying to use [`task!`].
+//!
+//! ```
+//! fn main() -> Result<(), pool::Error> {
+//!     let pool = pool::Pool::new(2)?;
+//!     assert_eq!(pool.map_fn(|x: u64| x * x, [1, 2, 3])?, [1, 4, 9]);
+//!     Ok(())
+//! }
+//! ```
 //!
 //! [`init`] is optional: programs that call it at the top of `main` keep
 //! working (it does nothing there). A program that wants its workers to
@@ -129,11 +151,11 @@
 //! Tasks travel in batches: one message carries many tasks to a worker and
 //! one message carries many results back, so that small tasks cost a few
 //! microseconds each rather than a system call each. Inputs can also be
-//! grouped into chunks explicitly ([`Pool::map_chunked`], [`Imap::chunksize`]).
+//! grouped into chunks explicitly ([`MapWith::chunksize`], [`Imap::chunksize`]).
 //!
 //! # Maps stream their inputs
 //!
-//! [`Pool::map`] and its kin take inputs from the caller's iterator only as
+//! [`Pool::map`] and [`Pool::map_with`] take inputs from the caller's iterator only as
 //! a bounded window has room, encode them chunk by chunk and collect the
 //! results in input order as they arrive: the parent holds a window of
 //! encoded inputs (3 chunks per live worker, within about 16 MiB, but
@@ -148,7 +170,7 @@
 //! local and remote, so a pool whose remote workers join during a map
 //! spreads the rest over them, and the chunks shrink towards the end, which
 //! evens out the finish. Chunks are also cut short at their share of the
-//! window's bytes. [`Pool::map_chunked`] keeps the size it is given.
+//! window's bytes. [`MapWith::chunksize`] keeps the size it is given.
 //!
 //! For data-heavy tasks (arrays, images, text), send bytes as
 //! `serde_bytes::ByteBuf` (or a field marked `#[serde(with =
@@ -168,14 +190,26 @@
 //! [`as_completed`] hands back [`AsyncResult`]s as their results arrive
 //! (also as a `Stream`), and [`wait_any`] waits for the first of several;
 //! neither needs a thread or a polling loop.
-//! [`Pool::map_with_progress`] and [`Pool::map_results_with_progress`]
-//! report a [`Progress`] (inputs done, failed, in all) to a callback as
+//! [`MapWith::progress`] reports a [`Progress`] (inputs done, failed, in all) to a callback as
 //! results arrive, input by input rather than chunk by chunk: a worker
 //! sends what it finished of a long chunk every 50 ms, so the first report
 //! counts something within about 50 ms of the first inputs finishing,
-//! whatever the chunk size; [`Pool::map_results`] keeps every input's result, each
+//! whatever the chunk size; [`MapWith::keep_failures`] keeps every input's result, each
 //! failure at its index. The `indicatif` feature adds
 //! [`Progress::update_bar`](Progress) for a terminal progress bar.
+//!
+//! # Resumable maps
+//!
+//! [`MapWith::journal`] (and [`Imap::journal`]) appends every finished
+//! input's result to a file as it arrives; a rerun with the same file
+//! takes from it the results of the inputs it holds (same index, same
+//! encoded input) and runs the rest, so a map killed at 90% resumes at
+//! 90% and returns what an uninterrupted run returns. A journal of
+//! another task or format is an [`ErrorKind::Journal`] error; a torn last
+//! record is dropped. Records reach the file after every batch of
+//! results, and the disk every [`DEFAULT_JOURNAL_SYNC`] (1 s) and at the
+//! end ([`MapWith::journal_sync`]). The README's "Resumable maps" has the
+//! details and the costs.
 //!
 //! # Faults
 //!
@@ -290,6 +324,13 @@
 #![deny(unsafe_code)]
 
 mod error;
+// The one module outside `sys` allowed `unsafe`: calling a function by
+// its offset into the image is sound only under this module's own
+// invariants (private `FnInput` fields, offsets checked against the
+// executable segment, workers of the very image), which the `unsafe`
+// stays beside; see its docs.
+#[allow(unsafe_code)]
+mod fn_task;
 mod inbox;
 mod parent;
 mod state;
@@ -304,10 +345,12 @@ pub mod builtin;
 pub use crate::error::{
     Error, ErrorKind, PanicLocation, Result, WorkerInfo, MAX_PANIC_FILE, MAX_REMOTE_BACKTRACE,
 };
+pub use crate::fn_task::{FnInput, FnInputs, FnTask};
 pub use crate::parent::{
-    as_completed, wait_any, AsCompleted, AsyncResult, Imap, ImapUnordered, Nested, Pool,
-    PoolBuilder, Progress, RemoteWorker, SlurmWorkers, DEFAULT_SLURM_RESUBMITS,
-    DEFAULT_SLURM_START_TIMEOUT, DEFAULT_STARTUP_TIMEOUT,
+    as_completed, wait_any, AsCompleted, AsyncResult, FnImap, Imap, ImapUnordered, KeepFailures,
+    MapWith, Nested, NoProgress, Pool, PoolBuilder, Progress, RemoteWorker, SlurmWorkers,
+    StopAtFailure, DEFAULT_JOURNAL_SYNC, DEFAULT_SLURM_RESUBMITS, DEFAULT_SLURM_START_TIMEOUT,
+    DEFAULT_STARTUP_TIMEOUT,
 };
 pub use crate::state::{BuildError, WorkerState};
 pub use crate::task::{registered_tasks, Task, TaskEntry, TaskFailure};
@@ -316,7 +359,7 @@ pub use crate::worker::{connect_worker, init, AUTHKEY_ENV, CONNECT_ENV};
 /// What [`task!`] expands to refers to these; not for direct use.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::task::{run_encoded, type_names, TaskEntry, TaskResult, TASKS};
+    pub use crate::task::{link_task, run_encoded, type_names, TaskEntry, TaskResult, TASKS};
     pub use crate::worker::WORKERS_START_IN_MAIN;
     pub use linkme;
     pub use pool_macros::task_impl;

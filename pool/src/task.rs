@@ -40,6 +40,18 @@ use serde::Serialize;
 /// assert_eq!(double.call(21), 42);
 /// assert!(double::NAME.ends_with("::double"));
 /// ```
+///
+/// A plain `fn` or a closure is not a `Task`; a pool whose workers run
+/// this very program takes one by pointer instead, through
+/// [`Pool::map_fn`](crate::Pool::map_fn) and its kin.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a pool task",
+    label = "not a task declared with `pool::task!`",
+    note = "declare the function with `pool::task! {{ fn name(input: In) -> Out {{ .. }} }}` and pass `name`",
+    note = "or, for a plain `fn` or a closure that captures nothing, call `map_fn`, `imap_fn`, \
+            `apply_fn` or `apply_async_fn` instead of `map`, `imap`, `apply` or `apply_async` \
+            (workers that run this very program only)"
+)]
 pub trait Task: Copy + Default + Send + Sync + 'static {
     /// The argument: several arguments are a tuple, none is `()`.
     type Input: Serialize + DeserializeOwned;
@@ -351,7 +363,7 @@ pub(crate) struct Fingerprint<'a> {
 #[linkme::distributed_slice]
 // linkme declares the table with `link_section`s, which the lint counts as
 // unsafe code; there is none of ours, and the linker's gathering is the
-// point (the only exception to the crate's rule outside `sys`).
+// point.
 #[allow(unsafe_code)]
 pub static TASKS: [TaskEntry];
 
@@ -372,6 +384,49 @@ pub(crate) fn keep_linked<T: Task>() {
     std::hint::black_box(T::registration());
 }
 
+/// Makes this program link the named tasks, so that a worker program can
+/// run them: a statement for the worker program's `main`.
+///
+/// The linker keeps only what a program refers to: a worker program that
+/// depends on a crate of tasks but never names one of them has none of
+/// them (the crate is not even linked), and a pool that sends it one
+/// fails the call at once with
+/// [`ErrorKind::UnknownTask`](crate::ErrorKind::UnknownTask), whose
+/// message says to name the task here. Programs that start pools need
+/// nothing of the kind: every call names its task.
+///
+/// # Examples
+///
+/// A worker program for a pool that runs `mytasks::cube` (here a module;
+/// in practice a crate the program depends on):
+///
+/// ```
+/// mod mytasks {
+///     pool::task! { pub fn cube(x: u64) -> u64 { x * x * x } }
+/// }
+///
+/// fn main() {
+///     pool::link_tasks!(mytasks::cube);
+///     assert!(pool::registered_tasks().iter().any(|name| name.ends_with("mytasks::cube")));
+/// }
+/// ```
+#[macro_export]
+macro_rules! link_tasks {
+    ($($task:path),* $(,)?) => {
+        $( $crate::__private::link_task(&$task); )*
+    };
+}
+
+/// What [`link_tasks!`](crate::link_tasks) expands to for each task: keeps
+/// the task's entry, and the start-up hook through which the program's
+/// copies become workers (a worker program may name nothing else of the
+/// pool).
+#[doc(hidden)]
+pub fn link_task<T: Task>(_task: &T) {
+    keep_linked::<T>();
+    crate::worker::keep_linked();
+}
+
 /// The names of every task linked into this program, sorted: what a
 /// worker built from it can run.
 ///
@@ -390,23 +445,28 @@ pub fn registered_tasks() -> Vec<&'static str> {
 
 #[doc(hidden)]
 pub fn run_encoded<T: Task>(input: &[u8], out: &mut Vec<u8>) -> Result<(), TaskFailure> {
-    let input: T::Input = connection::decode(input).map_err(|err| {
-        TaskFailure::new(
-            FailureKind::Decode,
-            format!("input of {}: {err:#}", T::NAME),
-        )
-    })?;
     let task = T::default();
-    let returned = catch_panic(|| task.call(input))?;
-    let output = T::outcome(returned).map_err(|msg| TaskFailure::new(FailureKind::Failed, msg))?;
+    run_with(T::NAME, input, out, |input| task.call(input), T::outcome)
+}
+
+/// Decodes `name`'s input, runs `call` on it (a panic fails the input),
+/// splits what it returned with `outcome`, and encodes the output.
+pub(crate) fn run_with<I: DeserializeOwned, R, O: Serialize>(
+    name: &str,
+    input: &[u8],
+    out: &mut Vec<u8>,
+    call: impl FnOnce(I) -> R,
+    outcome: impl FnOnce(R) -> Result<O, String>,
+) -> Result<(), TaskFailure> {
+    let input: I = connection::decode(input).map_err(|err| {
+        TaskFailure::new(FailureKind::Decode, format!("input of {name}: {err:#}"))
+    })?;
+    let returned = catch_panic(|| call(input))?;
+    let output = outcome(returned).map_err(|msg| TaskFailure::new(FailureKind::Failed, msg))?;
     // Straight into the results message: a large output is written once,
     // into memory the worker keeps, not into a fresh buffer first.
-    connection::encode_into(&output, out).map_err(|err| {
-        TaskFailure::new(
-            FailureKind::Encode,
-            format!("output of {}: {err:#}", T::NAME),
-        )
-    })
+    connection::encode_into(&output, out)
+        .map_err(|err| TaskFailure::new(FailureKind::Encode, format!("output of {name}: {err:#}")))
 }
 
 thread_local! {

@@ -88,7 +88,9 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
 
     let bar = progress::bar(tiles.len() as u64, "tiles", args.common.quiet);
     let (blurred, parallel) = timed(|| {
-        pool.map_with_progress(blur, tiles, |p| p.update_bar(&bar))
+        pool.map_with(blur, tiles)
+            .progress(|p| p.update_bar(&bar))
+            .run()
             .map(|tiles| {
                 tiles
                     .into_iter()

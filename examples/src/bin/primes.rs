@@ -1,7 +1,7 @@
 //! Counts the primes below N on every core: the pool's `map`.
 //!
 //! The numbers below N are cut into ranges;
-//! `pool.map_with_progress(count_primes, ranges, ..)` counts each range in
+//! `pool.map_with(count_primes, ranges).progress(..).run()` counts each range in
 //! some worker process and hands the counts back in order, moving a
 //! progress bar as they arrive; their sum is the answer. Then the same ranges are counted here,
 //! serially, to show what the pool saved.
@@ -56,9 +56,10 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
     let mut remote = 0;
     let (count, parallel) = timed(|| -> Result<u64, pool::Error> {
         let pool = start_pool(builder)?;
-        let counts = pool.map_with_progress(count_primes, ranges.clone(), |progress| {
-            progress.update_bar(&bar)
-        })?;
+        let counts = pool
+            .map_with(count_primes, ranges.clone())
+            .progress(|progress| progress.update_bar(&bar))
+            .run()?;
         remote = pool.remote_workers_joined();
         Ok(counts.into_iter().sum())
     });

@@ -224,18 +224,25 @@ fn reports(reports: &[Progress]) -> String {
 fn progress() -> Result<()> {
     let pool = workers(2)?;
     let mut seen = Vec::new();
-    let results = pool.map_results_with_progress(check, 0..100, |p| seen.push(p))?;
+    let results = pool
+        .map_with(check, 0..100)
+        .progress(|p| seen.push(p))
+        .keep_failures()
+        .run()?;
     println!("results: {}", results.len());
     println!("failing: {}", reports(&seen));
     let mut seen = Vec::new();
-    let doubled =
-        pool.map_with_progress(check, (0..3000).filter(|x| x % 7 != 0 && *x != 50), |p| {
-            seen.push(p)
-        })?;
+    let doubled = pool
+        .map_with(check, (0..3000).filter(|x| x % 7 != 0 && *x != 50))
+        .progress(|p| seen.push(p))
+        .run()?;
     println!("doubled: {}", doubled.len());
     println!("succeeding: {}", reports(&seen));
     let mut seen = Vec::new();
-    let stopped = pool.map_with_progress(check, 1..100, |p| seen.push(p));
+    let stopped = pool
+        .map_with(check, 1..100)
+        .progress(|p| seen.push(p))
+        .run();
     let err = stopped.expect_err("multiples of 7 fail");
     println!("stopped at: {:?} {:?}", err.kind(), err.index());
     println!("stopping: {}", reports(&seen));
@@ -267,12 +274,15 @@ fn live_progress() -> Result<()> {
     let mut first = None;
     let began = Instant::now();
     let inputs = std::iter::repeat(LIVE_MICROS).take(LIVE_INPUTS);
-    let outputs = pool.map_with_progress(spin_for, inputs, |p| {
-        if p.done > 0 && first.is_none() {
-            first = Some(began.elapsed());
-        }
-        seen.push(p);
-    })?;
+    let outputs = pool
+        .map_with(spin_for, inputs)
+        .progress(|p| {
+            if p.done > 0 && first.is_none() {
+                first = Some(began.elapsed());
+            }
+            seen.push(p);
+        })
+        .run()?;
     let whole = began.elapsed();
     println!("outputs: {}", outputs.len());
     println!("reports: {}", reports(&seen));
@@ -284,29 +294,36 @@ fn live_progress() -> Result<()> {
     Ok(())
 }
 
-fn map_results() -> Result<()> {
+fn keep_failures() -> Result<()> {
     let pool = workers(2)?;
-    let results = pool.map_results(trouble, 0..40)?;
+    let results = pool.map_with(trouble, 0..40).keep_failures().run()?;
     let words = results.iter().enumerate().map(|(i, result)| match result {
         Ok(n) => format!("{i}:ok:{n}"),
         Err(err) => format!("{i}:{:?}:{:?}", err.kind(), err.index()),
     });
     println!("results: {}", joined(words));
     pool.close();
-    let closed = pool.map_results(check, 0..3).map(|r| r.len());
+    let closed = pool
+        .map_with(check, 0..3)
+        .keep_failures()
+        .run()
+        .map(|r| r.len());
     println!("closed: {:?}", closed.map_err(|err| err.kind()));
     Ok(())
 }
 
-/// A long `map_results` that the test interrupts with Ctrl-C: the call as a
+/// A long map that keeps failures, that the test interrupts with Ctrl-C: the call as a
 /// whole fails, rather than each input.
 fn ctrl_c() -> Result<()> {
     let pool = Pool::builder().processes(2).build()?;
     let pids: Vec<String> = pool.worker_pids().iter().map(u32::to_string).collect();
     println!("pids: {}", pids.join(" "));
     let mut last = None;
-    let results =
-        pool.map_results_with_progress(nap, std::iter::repeat(200).take(100), |p| last = Some(p));
+    let results = pool
+        .map_with(nap, std::iter::repeat(200).take(100))
+        .progress(|p| last = Some(p))
+        .keep_failures()
+        .run();
     println!(
         "outcome: {:?}",
         results.map(|r| r.len()).map_err(|e| e.kind())
@@ -324,7 +341,7 @@ fn main() -> Result<()> {
         "wait_any" => wait_any(),
         "progress" => progress(),
         "live_progress" => live_progress(),
-        "map_results" => map_results(),
+        "keep_failures" => keep_failures(),
         "ctrl_c" => ctrl_c(),
         other => {
             println!("unknown scenario {other:?}");

@@ -239,7 +239,11 @@ fn descriptors(hard: u64) {
     stdin.read_line(&mut said).expect("read stdin");
     assert_eq!(said.trim(), "gone");
     let ranges: Vec<(u64, u64)> = (0..8u64).map(|i| (i * 1000, (i + 1) * 1000)).collect();
-    match pool.map_chunked(pool::builtin::count_primes, ranges.clone(), 1) {
+    match pool
+        .map_with(pool::builtin::count_primes, ranges.clone())
+        .chunksize(1)
+        .run()
+    {
         Ok(counts) if counts == expected_primes(&ranges) => println!("after: correct"),
         Ok(counts) => println!("after: wrong {counts:?}"),
         Err(err) => println!("after: {err:#}"),
@@ -316,7 +320,11 @@ fn exhausted(warnings: &Warnings) {
         drop(held);
     });
     let ranges: Vec<(u64, u64)> = (0..8u64).map(|i| (i * 1000, (i + 1) * 1000)).collect();
-    match pool.map_chunked(pool::builtin::count_primes, ranges.clone(), 1) {
+    match pool
+        .map_with(pool::builtin::count_primes, ranges.clone())
+        .chunksize(1)
+        .run()
+    {
         Ok(counts) if counts == expected_primes(&ranges) => println!("after: correct"),
         Ok(counts) => println!("after: wrong {counts:?}"),
         Err(err) => println!("after: {err:#}"),

@@ -62,7 +62,7 @@ fn status_kib(field: &str) -> Option<u64> {
 /// Maps `triple` over 0..200, one input a chunk, so that every worker,
 /// the remote one included, gets a chunk at once; prints the outcome.
 fn map_and_report(pool: &Pool) {
-    match pool.map_chunked(triple, 0..200u64, 1) {
+    match pool.map_with(triple, 0..200u64).chunksize(1).run() {
         Ok(out) if out.iter().copied().eq((0..200u64).map(|x| x * 3)) => {
             println!("map: ok {}", out.len())
         }

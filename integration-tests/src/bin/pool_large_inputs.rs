@@ -7,7 +7,7 @@
 //!
 //! - `mixed`: `map`, `imap` and `map` of plain `Vec<u8>`, over inputs from
 //!   0 bytes to 5 MiB interleaved; every output checked, in order.
-//! - `killed`: `map_results` over 2 MiB inputs where one input kills its
+//! - `killed`: `map_with(..).keep_failures()` over 2 MiB inputs where one input kills its
 //!   worker with SIGKILL: that input alone fails, the others come back
 //!   right, and the pool replaces the worker.
 
@@ -109,7 +109,10 @@ fn killed(pool: &Pool) -> Result<()> {
                 data
             })
             .collect();
-        let outcomes = pool.map_results(sum_or_die, inputs.iter().cloned().map(ByteBuf::from))?;
+        let outcomes = pool
+            .map_with(sum_or_die, inputs.iter().cloned().map(ByteBuf::from))
+            .keep_failures()
+            .run()?;
         for (index, outcome) in outcomes.iter().enumerate() {
             if let Err(err) = outcome {
                 println!("round {round} failed: index={index} kind={:?}", err.kind());

@@ -74,7 +74,10 @@ fn main() -> Result<()> {
             // Four inputs of 400 KiB in one chunk are 1.6 MiB: the pool
             // splits the chunk instead of sending what the worker refuses.
             let quarter = vec![0u8; 400 << 10];
-            report("chunked", pool.map_chunked(length, vec![quarter; 4], 4));
+            report(
+                "chunked",
+                pool.map_with(length, vec![quarter; 4]).chunksize(4).run(),
+            );
             report("pids after", Ok(pool.worker_pids().len()));
             let raised = limited().max_message_size(4 * LIMIT).build()?;
             report("raised", raised.apply(length, big()));
@@ -88,7 +91,9 @@ fn main() -> Result<()> {
             println!("same worker: {}", before == after);
             report(
                 "map outputs",
-                pool.map_chunked(make, [100, 600 << 10, 600 << 10], 3)
+                pool.map_with(make, [100, 600 << 10, 600 << 10])
+                    .chunksize(3)
+                    .run()
                     .map(|outs| outs.iter().map(Vec::len).collect::<Vec<_>>()),
             );
             let raised = limited().processes(1).max_message_size(4 * LIMIT).build()?;

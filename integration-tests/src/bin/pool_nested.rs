@@ -29,7 +29,7 @@ pool::task! {
         let inner = Pool::new(3)?;
         let here = std::process::id();
         let mut progress = Vec::new();
-        let squares = inner.map_with_progress(square, 0..n, |p| progress.push(p.done))?;
+        let squares = inner.map_with(square, 0..n).progress(|p| progress.push(p.done)).run()?;
         let everywhere_here = squares.iter().all(|&(_, pid)| pid == here);
         let about = format!(
             "inline={} processes={} pids={:?} progress_last={:?}",
@@ -71,7 +71,7 @@ pool::task! {
     fn inner_panics(_x: ()) -> Result<Vec<String>, pool::Error> {
         let inner = Pool::new(2)?;
         let mut lines: Vec<String> = inner
-            .map_results(panic_on_two, 0..4)?
+            .map_with(panic_on_two, 0..4).keep_failures().run()?
             .into_iter()
             .map(|result| match result {
                 Ok(x) => format!("ok {x}"),

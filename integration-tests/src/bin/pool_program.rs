@@ -263,7 +263,11 @@ fn main() -> Result<(), pool::Error> {
         "ctrl_c" => {
             let pool = builder.build()?;
             print_pids(&pool);
-            match pool.map_chunked(sleep_for, std::iter::repeat(200).take(100), 1) {
+            match pool
+                .map_with(sleep_for, std::iter::repeat(200).take(100))
+                .chunksize(1)
+                .run()
+            {
                 Err(err) if err.kind() == ErrorKind::Interrupted => println!("interrupted"),
                 Err(err) => report_error("map", &err),
                 Ok(_) => println!("map: finished without interruption"),
@@ -314,7 +318,12 @@ fn main() -> Result<(), pool::Error> {
         }
         "max_tasks" => {
             let pool = builder.max_tasks_per_child(3).build()?;
-            let pids: BTreeSet<u32> = pool.map_chunked(whoami, 0..12, 1)?.into_iter().collect();
+            let pids: BTreeSet<u32> = pool
+                .map_with(whoami, 0..12)
+                .chunksize(1)
+                .run()?
+                .into_iter()
+                .collect();
             println!("distinct workers: {}", pids.len());
         }
         "stderr" => {
@@ -349,7 +358,9 @@ fn main() -> Result<(), pool::Error> {
             let pool = remote_only_pool()?;
             let ranges = (0..10u64).map(|i| (i * 1000, (i + 1) * 1000));
             let primes: u64 = pool
-                .map_chunked(pool::builtin::count_primes, ranges, 1)?
+                .map_with(pool::builtin::count_primes, ranges)
+                .chunksize(1)
+                .run()?
                 .iter()
                 .sum();
             println!("primes below 10000: {primes}");
@@ -427,7 +438,7 @@ fn main() -> Result<(), pool::Error> {
                 assert!(std::time::Instant::now() < deadline, "still listed");
                 std::thread::sleep(Duration::from_millis(5));
             }
-            match pool.map_chunked(whoami, 0..8, 1) {
+            match pool.map_with(whoami, 0..8).chunksize(1).run() {
                 Ok(pids) => println!("map after: ok {}", pids.len()),
                 Err(err) => report_error("map after", &err),
             }
@@ -444,7 +455,10 @@ fn main() -> Result<(), pool::Error> {
             let attempts = std::fs::read_to_string(&log).unwrap_or_default();
             println!("attempts: {}", attempts.lines().count());
             let inputs = (0..6).map(|x| (x, dir.join(format!("ran-{x}")).display().to_string()));
-            println!("once: {:?}", pool.map_chunked(abort_first_time, inputs, 1)?);
+            println!(
+                "once: {:?}",
+                pool.map_with(abort_first_time, inputs).chunksize(1).run()?
+            );
             let _ = std::fs::remove_dir_all(&dir);
         }
         "remote_alone" => {

@@ -68,7 +68,7 @@ fn main() -> Result<()> {
     match mode.as_str() {
         "uneven" => {
             let lengths = [400u64, 100, 300, 50];
-            let runs = pool.map_chunked(timed_nap, lengths, 1)?;
+            let runs = pool.map_with(timed_nap, lengths).chunksize(1).run()?;
             for (millis, (pid, start, end)) in lengths.iter().zip(runs) {
                 println!("nap {millis}: {pid} {start:.1} {end:.1}");
             }
@@ -77,7 +77,9 @@ fn main() -> Result<()> {
             pool.map(quick, 0..10_000)?;
             let dir = fresh_dir("failed-map");
             let err = pool
-                .map_chunked(marked_nap, inputs(&dir, 100, 50), 1)
+                .map_with(marked_nap, inputs(&dir, 100, 50))
+                .chunksize(1)
+                .run()
                 .unwrap_err();
             println!("map: {}", err.message());
             println!("next: {:?}", pool.apply(quick, 7));

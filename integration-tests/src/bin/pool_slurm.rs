@@ -105,8 +105,10 @@ fn map_on_six(output_dir: &Path) {
     // The same work in chunks of two: which workers the launcher brought,
     // apart from how `map` chooses its chunks.
     let chunked = pool
-        .map_chunked(napping_pid, (0..64).map(|i| (i, 50)), 2)
-        .expect("map_chunked");
+        .map_with(napping_pid, (0..64).map(|i| (i, 50)))
+        .chunksize(2)
+        .run()
+        .expect("chunked map");
     let pids: BTreeSet<u32> = chunked.iter().map(|(_, pid)| *pid).collect();
     println!("workers_used_in_chunks_of_2: {}", pids.len());
     println!("joined: {}", pool.remote_workers_joined());
@@ -119,15 +121,18 @@ fn scancel_mid_map(output_dir: &Path, resubmits: u32) {
     let pool = slurm_pool(workers(2, output_dir).resubmits(resubmits));
     wait_for_workers(&pool, 2);
     let mut cancelled = false;
-    let results =
-        pool.map_results_with_progress(napping_pid, (0..16).map(|i| (i, 300)), |progress| {
+    let results = pool
+        .map_with(napping_pid, (0..16).map(|i| (i, 300)))
+        .progress(|progress| {
             if progress.done >= 2 && !cancelled {
                 cancelled = true;
                 let job = pool.slurm_jobs()[0];
                 scancel(job);
                 println!("cancelled: {job}");
             }
-        });
+        })
+        .keep_failures()
+        .run();
     println!("jobs: {}", pool.slurm_jobs().len());
     // A pool that can get no more workers fails the call itself.
     let results = match results {

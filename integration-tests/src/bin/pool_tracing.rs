@@ -135,7 +135,7 @@ fn main() -> Result<(), pool::Error> {
     let pool = pool::Pool::builder().processes(2).build()?;
     // Two chunks of four, one per worker, both sent at once: every input
     // is sent, and answered, whichever result arrives first.
-    match pool.map_chunked(fail_on_five, 0..8, 4) {
+    match pool.map_with(fail_on_five, 0..8).chunksize(4).run() {
         Ok(out) => println!("map: unexpectedly ok: {out:?}"),
         Err(err) => println!(
             "map: kind={:?} index={:?} task={:?}",

@@ -45,7 +45,6 @@ use crate::error::{Error, ErrorKind, Result};
 /// pool::task! { fn add((a, b): (u64, u64)) -> u64 { a + b } }
 ///
 /// fn main() -> Result<(), pool::Error> {
-///     pool::init();
 ///     let pool = pool::Pool::new(2)?;
 ///     let sum = futures_executor::block_on(async {
 ///         let (x, y) = (pool.apply_async(add, (1, 2)), pool.apply_async(add, (3, 4)));
@@ -64,7 +63,6 @@ use crate::error::{Error, ErrorKind, Result};
 /// pool::task! { fn cube(x: i64) -> i64 { x * x * x } }
 ///
 /// fn main() -> Result<(), pool::Error> {
-///     pool::init();
 ///     let pool = pool::Pool::new(2)?;
 ///     let handles: Vec<_> = (0..4).map(|x| pool.apply_async(cube, x)).collect();
 ///     for (x, handle) in handles.iter().enumerate() {
@@ -132,7 +130,6 @@ impl<T> AsyncResult<T> {
     /// pool::task! { fn nap(ms: u64) -> u64 { std::thread::sleep(std::time::Duration::from_millis(ms)); ms } }
     ///
     /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
     ///     let pool = pool::Pool::new(1)?;
     ///     let busy = pool.apply_async(nap, 300);
     ///     let waiting = pool.apply_async(nap, 300);
@@ -166,7 +163,6 @@ impl<T> AsyncResult<T> {
     /// pool::task! { fn nap(ms: u64) -> u64 { std::thread::sleep(std::time::Duration::from_millis(ms)); ms } }
     ///
     /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
     ///     let pool = pool::Pool::new(1)?;
     ///     let long = pool.apply_async(nap, 30_000);
     ///     let next = pool.apply_async(nap, 1);
@@ -198,7 +194,6 @@ impl<T> AsyncResult<T> {
     /// pool::task! { fn nap(ms: u64) -> u64 { std::thread::sleep(Duration::from_millis(ms)); ms } }
     ///
     /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
     ///     let pool = pool::Pool::new(1)?;
     ///     let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
     ///     runtime.block_on(async {

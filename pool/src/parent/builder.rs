@@ -337,7 +337,6 @@ impl PoolBuilder {
     /// pool::task! { fn id(x: u8) -> u8 { x } }
     ///
     /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
     ///     let pool = pool::Pool::builder().processes(1).stop_on_drop(false).build()?;
     ///     assert_eq!(futures_executor::block_on(pool.apply_async(id, 7))?, 7);
     ///     Ok(())

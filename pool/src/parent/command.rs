@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crossbeam_channel::Sender;
 
+use super::identity::WorkerTasks;
 use super::inline;
 use super::job::Job;
 use super::sink::CancelNotice;
@@ -43,6 +44,8 @@ pub(crate) struct Commands {
     /// A pool built inside a worker: commands run here ([`inline`]), and
     /// no dispatcher reads `sender`.
     inline: bool,
+    /// The worker program's tasks, once known.
+    worker_tasks: Arc<WorkerTasks>,
 }
 
 impl Commands {
@@ -61,6 +64,15 @@ impl Commands {
             max_message_size,
             cancel_notice,
             inline: false,
+            worker_tasks: Arc::default(),
+        }
+    }
+
+    /// Has calls check `worker_tasks`, which the dispatcher fills in.
+    pub(crate) fn with_worker_tasks(self, worker_tasks: Arc<WorkerTasks>) -> Commands {
+        Commands {
+            worker_tasks,
+            ..self
         }
     }
 
@@ -105,6 +117,12 @@ impl Commands {
 
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Relaxed)
+    }
+
+    /// Fails a call of `task` at once if the pool's worker program lacks
+    /// it (see [`WorkerTasks`]), before any input is taken or sent.
+    pub(crate) fn check_task(&self, task: &'static str) -> Result<()> {
+        self.worker_tasks.check(task)
     }
 
     pub(crate) fn check_open(&self) -> Result<()> {

@@ -118,7 +118,6 @@ impl Wake for Arrival {
 /// pool::task! { fn nap(ms: u64) -> u64 { std::thread::sleep(std::time::Duration::from_millis(ms)); ms } }
 ///
 /// fn main() -> Result<(), pool::Error> {
-///     pool::init();
 ///     let pool = pool::Pool::new(2)?;
 ///     let handles: Vec<_> = [300, 0, 100].into_iter().map(|ms| pool.apply_async(nap, ms)).collect();
 ///     let mut naps = Vec::new();
@@ -190,7 +189,6 @@ impl<T> AsCompleted<T> {
     /// pool::task! { fn echo(x: u32) -> u32 { x } }
     ///
     /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
     ///     let pool = pool::Pool::new(2)?;
     ///     let mut completed = pool::as_completed((0..3).map(|x| pool.apply_async(echo, x)));
     ///     let mut sum = 0;
@@ -261,7 +259,6 @@ impl<T> Iterator for AsCompleted<T> {
 /// }
 ///
 /// fn main() -> Result<(), pool::Error> {
-///     pool::init();
 ///     let pool = pool::Pool::new(2)?;
 ///     let total = futures_executor::block_on(async {
 ///         let mut completed = pool::as_completed((1..=3).map(|x| pool.apply_async(double, x)));
@@ -316,7 +313,6 @@ impl<T> Stream for AsCompleted<T> {
 /// pool::task! { fn nap(ms: u64) -> u64 { std::thread::sleep(std::time::Duration::from_millis(ms)); ms } }
 ///
 /// fn main() -> Result<(), pool::Error> {
-///     pool::init();
 ///     let pool = pool::Pool::new(2)?;
 ///     let handles = [pool.apply_async(nap, 200), pool.apply_async(nap, 0)];
 ///     let first = pool::wait_any(&handles, None).expect("a handle");

@@ -2,8 +2,10 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use super::identity::WorkerTasks;
 use super::inline::Nested;
 use super::launch::slurm::SlurmWorkers;
 use crate::wire::MemoryLimits;
@@ -38,6 +40,9 @@ pub(crate) struct Config {
     pub(crate) memory: MemoryLimits,
     /// What building the pool inside a worker does.
     pub(crate) nested: Nested,
+    /// The worker program's task table, once a worker sent it: a pool's
+    /// own (`pool::start` makes a fresh one), shared with its calls.
+    pub(crate) worker_tasks: Arc<WorkerTasks>,
 }
 
 impl Default for Config {
@@ -59,6 +64,7 @@ impl Default for Config {
             max_message_size: connection::DEFAULT_MAX_MESSAGE_SIZE,
             memory: MemoryLimits::default(),
             nested: Nested::default(),
+            worker_tasks: Arc::default(),
         }
     }
 }

@@ -10,6 +10,7 @@
 //! are not looked at.
 
 use std::collections::HashSet;
+use std::sync::RwLock;
 
 use crate::error::{Error, ErrorKind};
 use crate::sys;
@@ -32,6 +33,8 @@ pub(crate) enum Build {
         /// An executable of this program's name: a rebuild of it, most
         /// likely, rather than a worker program of its own.
         same_program: bool,
+        /// The names of every task the worker links.
+        tasks: Vec<String>,
     },
 }
 
@@ -89,6 +92,7 @@ pub(crate) fn check(worker: &Identity<'_>) -> Result<Build, Box<Mismatch>> {
             program: program.to_string(),
             build_id: clip(worker.build_id, QUOTED).into_owned(),
             same_program: worker.program == sys::program_name(),
+            tasks: tasks.iter().map(|task| task.name.to_string()).collect(),
         });
     }
     let error = Error::new(
@@ -109,6 +113,54 @@ pub(crate) fn check(worker: &Identity<'_>) -> Result<Build, Box<Mismatch>> {
         error,
         tasks: differing,
     }))
+}
+
+/// The task table of the pool's worker program, once its first worker
+/// joined: what a call checks before it sends any input, so that a task
+/// the program lacks fails the call at once, saying how to link it.
+/// Unknown for a pool whose workers run this very build (they have every
+/// task this program has), and not kept for remote workers, which may
+/// differ from one another (theirs fail input by input).
+#[derive(Debug, Default)]
+pub(crate) struct WorkerTasks {
+    /// The program, and the names of its tasks.
+    table: RwLock<Option<(String, HashSet<String>)>>,
+}
+
+impl WorkerTasks {
+    /// Keeps the table a local worker of `program` sent when it joined.
+    pub(crate) fn record(&self, program: &str, tasks: &[String]) {
+        let mut table = self.table.write().unwrap_or_else(|p| p.into_inner());
+        if table.is_none() {
+            let names = tasks.iter().cloned().collect();
+            *table = Some((clip(program, QUOTED).into_owned(), names));
+        }
+    }
+
+    /// Whether the worker program has `task`, as far as it is known: an
+    /// [`ErrorKind::UnknownTask`] error that says how to link it if not.
+    pub(crate) fn check(&self, task: &'static str) -> Result<(), Error> {
+        let table = self.table.read().unwrap_or_else(|p| p.into_inner());
+        match &*table {
+            Some((program, names)) if !names.contains(task) => Err(not_linked(program, task)),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The error for a call of `task`, which worker program `program` lacks.
+pub(crate) fn not_linked(program: &str, task: &'static str) -> Error {
+    Error::new(
+        ErrorKind::UnknownTask,
+        format!(
+            "`{task}` is not in worker program {program}'s task table: the linker keeps \
+             only the tasks a program refers to (a crate it depends on but never names is \
+             not linked at all); name the task in the worker program's main, e.g. with \
+             `pool::link_tasks!({path});`, and rebuild it; no input was sent",
+            path = task.strip_prefix("crate::").unwrap_or(task)
+        ),
+    )
+    .with_task(task)
 }
 
 /// How the worker's form of a task differs from ours, each difference

@@ -2,15 +2,18 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::marker::PhantomData;
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use crossbeam_channel::{unbounded, Receiver, TryRecvError};
 use futures_core::Stream;
 
 use super::command::Commands;
 use super::job::{decode_output, encode_item, Item, Job};
+use super::journal::{Journal, JournalOptions};
 use super::map::{ends_the_call, WINDOW_BYTES};
 use super::sink::{CancelOnDrop, Channel, Delivery};
 use crate::error::{Error, ErrorKind, Result};
@@ -56,7 +59,6 @@ pub(crate) enum Order {
 /// pool::task! { fn square(x: u32) -> u32 { x * x } }
 ///
 /// fn main() -> Result<(), pool::Error> {
-///     pool::init();
 ///     let pool = pool::Pool::new(2)?;
 ///     let squares: Vec<u32> = pool
 ///         .imap(square, 1..=6)
@@ -90,6 +92,11 @@ pub struct Imap<'p, T: Task, I: Iterator<Item = T::Input>> {
     /// Out of order: results ready to yield.
     ready: VecDeque<Delivery>,
     finished: bool,
+    /// The journal asked for, opened on the first result asked for.
+    journal_options: JournalOptions,
+    journal: Option<Journal>,
+    /// A journal that failed, to yield and end with.
+    journal_error: Option<Error>,
     task: PhantomData<fn() -> T>,
 }
 
@@ -114,6 +121,9 @@ impl<'p, T: Task, I: Iterator<Item = T::Input>> Imap<'p, T, I> {
             reorder: VecDeque::new(),
             ready: VecDeque::new(),
             finished: false,
+            journal_options: JournalOptions::default(),
+            journal: None,
+            journal_error: None,
             task: PhantomData,
         }
     }
@@ -124,6 +134,59 @@ impl<'p, T: Task, I: Iterator<Item = T::Input>> Imap<'p, T, I> {
     pub fn chunksize(mut self, chunksize: usize) -> Self {
         self.chunksize = chunksize.max(1);
         self
+    }
+
+    /// Journals every input's result in the file at `path`, and takes
+    /// from it the results a previous run journaled, as
+    /// [`MapWith::journal`](crate::MapWith::journal) does: a rerun after
+    /// a kill yields the same results, running only what is missing. A
+    /// journal that cannot be used is yielded as an
+    /// [`ErrorKind::Journal`](crate::ErrorKind::Journal) error, which
+    /// ends the iterator. Call it before iterating.
+    ///
+    /// ```
+    /// pool::task! { fn square(x: u64) -> u64 { x * x } }
+    ///
+    /// fn main() -> Result<(), pool::Error> {
+    ///     let pool = pool::Pool::new(2)?;
+    ///     let path = std::env::temp_dir().join(format!("pool-imap-doc-{}.journal", std::process::id()));
+    ///     let first: Vec<u64> = pool.imap(square, 0..50).journal(&path).collect::<Result<_, _>>()?;
+    ///     let again: Vec<u64> = pool.imap(square, 0..50).journal(&path).collect::<Result<_, _>>()?;
+    ///     assert_eq!(first, again);
+    ///     std::fs::remove_file(&path).unwrap();
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn journal(mut self, path: impl AsRef<Path>) -> Self {
+        self.journal_options.path = Some(path.as_ref().to_path_buf());
+        self
+    }
+
+    /// Runs again the inputs whose journaled result is a failure; see
+    /// [`MapWith::rerun_failures`](crate::MapWith::rerun_failures).
+    pub fn rerun_failures(mut self) -> Self {
+        self.journal_options.rerun_failures = true;
+        self
+    }
+
+    /// How often the journal is flushed to disk; see
+    /// [`MapWith::journal_sync`](crate::MapWith::journal_sync).
+    pub fn journal_sync(mut self, interval: Duration) -> Self {
+        self.journal_options.sync = interval;
+        self
+    }
+
+    /// Opens the journal asked for, once, before the first input is taken.
+    fn open_journal(&mut self) {
+        if self.next_input == 0 && self.journal.is_none() && self.journal_error.is_none() {
+            match self
+                .journal_options
+                .open::<T>(self.commands.max_message_size())
+            {
+                Ok(journal) => self.journal = journal,
+                Err(err) => self.journal_error = Some(err),
+            }
+        }
     }
 
     fn window(&self) -> usize {
@@ -153,6 +216,19 @@ impl<'p, T: Task, I: Iterator<Item = T::Input>> Imap<'p, T, I> {
             let (buffer, room) = self.stream.spare_buffer();
             match encode_item::<T>(&input, index, limit, buffer, room) {
                 Ok(item) => {
+                    if let Some(journal) = &mut self.journal {
+                        match journal.replay_or_start(&item) {
+                            Ok(Some(replayed)) => {
+                                self.place(replayed);
+                                continue;
+                            }
+                            Ok(None) => {}
+                            Err(err) => {
+                                self.journal_error = Some(err);
+                                break;
+                            }
+                        }
+                    }
                     let len = item.input().len();
                     if len >= LARGE_INPUT {
                         self.large_in_flight.insert(index, len);
@@ -271,7 +347,20 @@ impl<'p, T: Task, I: Iterator<Item = T::Input>> Imap<'p, T, I> {
             let closed = Error::new(ErrorKind::Closed, "the pool was closed");
             return Step::Answer(Some(Err(closed)));
         }
-        self.top_up();
+        if self.next_input == 0 {
+            if let Err(err) = self.commands.check_task(T::NAME) {
+                self.finished = true;
+                return Step::Answer(Some(Err(err)));
+            }
+        }
+        self.open_journal();
+        if self.journal_error.is_none() {
+            self.top_up();
+        }
+        if let Some(err) = self.journal_error.take() {
+            self.finished = true;
+            return Step::Answer(Some(Err(err)));
+        }
         if let Some(delivery) = self.take_ready() {
             self.outstanding -= 1;
             let index = delivery.index;
@@ -280,6 +369,9 @@ impl<'p, T: Task, I: Iterator<Item = T::Input>> Imap<'p, T, I> {
         }
         if self.outstanding == 0 && self.inputs_done {
             self.finished = true;
+            if let Some(Err(err)) = self.journal.as_mut().map(Journal::finish) {
+                return Step::Answer(Some(Err(err)));
+            }
             return Step::Answer(None);
         }
         Step::NeedResults
@@ -299,7 +391,14 @@ impl<'p, T: Task, I: Iterator<Item = T::Input>> Imap<'p, T, I> {
                     return Some(err.clone());
                 }
             }
+            if let Some(journal) = &mut self.journal {
+                journal.record(delivery.index, &delivery.outcome);
+            }
             self.place(delivery);
+        }
+        if let Some(Err(err)) = self.journal.as_mut().map(Journal::flush) {
+            self.finished = true;
+            return Some(err);
         }
         None
     }
@@ -339,7 +438,6 @@ impl<T: Task, I: Iterator<Item = T::Input>> Iterator for Imap<'_, T, I> {
 /// }
 ///
 /// fn main() -> Result<(), pool::Error> {
-///     pool::init();
 ///     let pool = pool::Pool::new(2)?;
 ///     let doubled = futures_executor::block_on(async {
 ///         let mut results = pool.imap(double, 1..=3);
@@ -372,7 +470,6 @@ impl<T: Task, I: Iterator<Item = T::Input> + Unpin> Stream for Imap<'_, T, I> {
 /// pool::task! { fn double(x: u8) -> u16 { 2 * x as u16 } }
 ///
 /// fn main() -> Result<(), pool::Error> {
-///     pool::init();
 ///     let pool = pool::Pool::new(2)?;
 ///     let mut total = 0;
 ///     for result in pool.imap_unordered(double, 0..100).chunksize(10) {
@@ -398,6 +495,28 @@ impl<'p, T: Task, I: Iterator<Item = T::Input>> ImapUnordered<'p, T, I> {
     pub fn chunksize(self, chunksize: usize) -> Self {
         ImapUnordered {
             inner: self.inner.chunksize(chunksize),
+        }
+    }
+
+    /// Journals the results and replays a previous run's; see
+    /// [`Imap::journal`]. Replayed results come first.
+    pub fn journal(self, path: impl AsRef<Path>) -> Self {
+        ImapUnordered {
+            inner: self.inner.journal(path),
+        }
+    }
+
+    /// See [`MapWith::rerun_failures`](crate::MapWith::rerun_failures).
+    pub fn rerun_failures(self) -> Self {
+        ImapUnordered {
+            inner: self.inner.rerun_failures(),
+        }
+    }
+
+    /// See [`MapWith::journal_sync`](crate::MapWith::journal_sync).
+    pub fn journal_sync(self, interval: Duration) -> Self {
+        ImapUnordered {
+            inner: self.inner.journal_sync(interval),
         }
     }
 }

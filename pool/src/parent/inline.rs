@@ -47,7 +47,6 @@ use crate::task::{self, FailureKind, TaskFailure};
 /// }
 ///
 /// fn main() -> Result<(), pool::Error> {
-///     pool::init();
 ///     let pool = Pool::new(2)?;
 ///     assert!(!pool.is_inline());
 ///     assert_eq!(pool.map(sum_of_squares, [3, 4])?, [5, 14]);
@@ -145,6 +144,11 @@ fn run_job(mut job: Job) {
 /// caller's program refers to the task, so it is linked: an unknown name
 /// is a bug, reported as a worker would.
 fn run_by_name(name: &str, input: &[u8], output: &mut Vec<u8>) -> Result<(), TaskFailure> {
+    // A function sent by pointer by this very process: whatever program
+    // this worker is, the pointers are its own.
+    if name == crate::fn_task::NAME {
+        return crate::fn_task::run_here(input, output);
+    }
     match task::find(name) {
         Some(run) => run(input, output),
         None => Err(TaskFailure::new(

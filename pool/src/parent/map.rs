@@ -1,5 +1,5 @@
-//! The eager map calls (`map`, `map_chunked`, `map_results` and their
-//! `_with_progress` forms): take inputs from the caller's iterator only as
+//! The eager map call (`map`, and [`MapWith`](super::map_with::MapWith)
+//! with its options): takes inputs from the caller's iterator only as
 //! a bounded window has room, encode and submit them chunk by chunk, and
 //! collect the results in input order as they arrive, so that the parent
 //! holds a window of encoded inputs rather than all of them.
@@ -11,6 +11,7 @@ use crossbeam_channel::{unbounded, Receiver};
 
 use super::command::Commands;
 use super::job::{chunk_size, decode_output, encode_item, Item, Job};
+use super::journal::{Journal, JournalOptions};
 use super::progress::{report, Progress};
 use super::sink::{Channel, Delivery};
 use crate::error::{Error, ErrorKind, Result};
@@ -48,8 +49,16 @@ const MIN_HELD: usize = 1024;
 pub(crate) enum OnFailure {
     /// Return that failure; the inputs not yet started are dropped (`map`).
     Stop,
-    /// Keep it at its index and go on (`map_results`).
+    /// Keep it at its index and go on (`keep_failures`).
     Keep,
+}
+
+/// A call's options, as [`MapWith`](super::map_with::MapWith) set them.
+pub(crate) struct Options {
+    /// The caller's chunk size, or `None` for the automatic one.
+    pub(crate) chunksize: Option<usize>,
+    pub(crate) on_failure: OnFailure,
+    pub(crate) journal: JournalOptions,
 }
 
 /// Whether an error ends the whole call rather than one input: the pool
@@ -76,12 +85,13 @@ pub(crate) fn run<T: Task, R>(
     commands: &Commands,
     inputs: impl Iterator<Item = T::Input>,
     total: usize,
-    chunksize: Option<usize>,
-    on_failure: OnFailure,
+    options: Options,
     on_progress: &mut dyn FnMut(Progress),
     keep: impl FnMut(Result<T::Output>) -> Result<R>,
 ) -> Result<Vec<R>> {
     commands.check_open()?;
+    commands.check_task(T::NAME)?;
+    let journal = options.journal.open::<T>(commands.max_message_size())?;
     let (sender, receiver) = unbounded();
     let (stream, _cancel_on_return) = Channel::new(sender, commands.cancel_notice().clone());
     let mut call = Call::<T, _, R, _> {
@@ -89,8 +99,8 @@ pub(crate) fn run<T: Task, R>(
         inputs,
         inputs_done: false,
         stream: Some(stream),
-        chunksize: chunksize.map(|size| size.max(1)),
-        on_failure,
+        chunksize: options.chunksize.map(|size| size.max(1)),
+        on_failure: options.on_failure,
         progress: Progress::new(total),
         next_index: 0,
         in_flight: BTreeMap::new(),
@@ -100,6 +110,7 @@ pub(crate) fn run<T: Task, R>(
         held: VecDeque::new(),
         outputs: Vec::new(),
         keep,
+        journal,
     };
     // The caller's own count, so no reallocation doubles the outputs;
     // an iterator that overstates it only loses the reservation.
@@ -142,6 +153,8 @@ struct Call<'c, T: Task, I, R, K> {
     held: VecDeque<Held<T::Output>>,
     outputs: Vec<R>,
     keep: K,
+    /// Where results are journaled, and journaled ones replayed from.
+    journal: Option<Journal>,
 }
 
 impl<T, I, R, K> Call<'_, T, I, R, K>
@@ -168,6 +181,9 @@ where
                 )
             })?;
             let first_failure = self.absorb(batch);
+            if let Some(journal) = &mut self.journal {
+                journal.flush()?;
+            }
             report(self.progress, &mut reported, on_progress);
             if let Some(err) = first_failure {
                 if self.on_failure == OnFailure::Stop || ends_the_call(&err) {
@@ -178,6 +194,9 @@ where
             self.top_up()?;
             self.emit_in_order()?;
             report(self.progress, &mut reported, on_progress);
+        }
+        if let Some(journal) = &mut self.journal {
+            journal.finish()?;
         }
         Ok(())
     }
@@ -235,6 +254,12 @@ where
                 let limit = self.commands.max_message_size();
                 match encode_item::<T>(&input, index, limit, buffer, room) {
                     Ok(item) => {
+                        if let Some(journal) = &mut self.journal {
+                            if let Some(replayed) = journal.replay_or_start(&item)? {
+                                self.hold(index, decode_output::<T>(replayed));
+                                continue;
+                            }
+                        }
                         bytes += item.input().len() + input_cost;
                         items.push(item);
                     }
@@ -295,6 +320,9 @@ where
                 continue;
             }
             let index = delivery.index;
+            if let Some(journal) = &mut self.journal {
+                journal.record(index, &delivery.outcome);
+            }
             let result = decode_output::<T>(delivery);
             if let Err(err) = &result {
                 let ends = ends_the_call(err);
@@ -457,8 +485,11 @@ mod tests {
                 &commands,
                 inputs.into_iter(),
                 total,
-                chunksize,
-                OnFailure::Stop,
+                Options {
+                    chunksize,
+                    on_failure: OnFailure::Stop,
+                    journal: JournalOptions::default(),
+                },
                 &mut |_| {},
                 |result| result,
             )
@@ -546,8 +577,11 @@ mod tests {
                 &commands,
                 0..5,
                 9,
-                None,
-                OnFailure::Keep,
+                Options {
+                    chunksize: None,
+                    on_failure: OnFailure::Keep,
+                    journal: JournalOptions::default(),
+                },
                 &mut |progress| reports.push(progress),
                 Ok,
             )
@@ -580,6 +614,7 @@ mod tests {
             held: (0..n).map(|_| None).collect(),
             outputs: Vec::new(),
             keep: std::convert::identity as Keep,
+            journal: None,
         };
         let items = (0..n).map(|index| Item::new(index, Vec::new())).collect();
         call.submit(0, items, 0);

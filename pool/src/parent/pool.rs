@@ -15,8 +15,7 @@ use super::inline;
 use super::interrupt;
 use super::job::{encode_input, Job};
 use super::launch::Launcher;
-use super::map::{self, OnFailure};
-use super::progress::Progress;
+use super::map_with::MapWith;
 use super::remote_listener::{self, RemoteListener};
 use super::roster::{self, RemoteWorker, SharedRoster};
 use super::sink::{CancelNotice, ResultCell, Sink};
@@ -42,7 +41,6 @@ use crate::worker;
 /// }
 ///
 /// fn main() -> Result<(), pool::Error> {
-///     pool::init();
 ///     let pool = pool::Pool::new(2)?;
 ///     let ranges = vec![(0, 100), (100, 200), (200, 300)];
 ///     assert_eq!(pool.map(count_primes, ranges)?, [25, 21, 16]);
@@ -62,6 +60,9 @@ pub struct Pool {
     launcher: Mutex<Option<Launcher>>,
     /// What `apply_async`'s handles do when dropped unfinished, awaited.
     stop_on_drop: bool,
+    /// Why this pool's workers may not run functions sent by pointer
+    /// (`map_fn`), if they may not.
+    pub(super) fn_refusal: Option<String>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -77,7 +78,7 @@ impl std::fmt::Debug for Pool {
 
 /// Starts a pool: the dispatcher thread, its workers, and the listener for
 /// remote workers. Called by [`PoolBuilder::build`](crate::PoolBuilder::build).
-pub(crate) fn start(config: Config) -> Result<Pool> {
+pub(crate) fn start(mut config: Config) -> Result<Pool> {
     if worker::in_worker() {
         inline::prepare(&config)?;
         return Ok(Pool {
@@ -89,11 +90,16 @@ pub(crate) fn start(config: Config) -> Result<Pool> {
             remote_joined: None,
             launcher: Mutex::new(None),
             stop_on_drop: config.stop_on_drop,
+            // An inline pool runs its calls in this very process.
+            fn_refusal: None,
         });
     }
     if worker::started_as_worker() {
         return Err(worker::refuse_to_start_pool());
     }
+    // Not the builder's: pools built from clones of one builder have
+    // workers of their own.
+    config.worker_tasks = Arc::default();
     let config = Arc::new(config);
     let (commands, command_receiver) = unbounded();
     let (events, event_receiver) = unbounded();
@@ -147,7 +153,8 @@ pub(crate) fn start(config: Config) -> Result<Pool> {
             live_workers,
             config.max_message_size,
             cancel_notice,
-        ),
+        )
+        .with_worker_tasks(Arc::clone(&config.worker_tasks)),
         roster,
         dispatcher: Mutex::new(Some(dispatcher)),
         listener: Mutex::new(None),
@@ -155,6 +162,7 @@ pub(crate) fn start(config: Config) -> Result<Pool> {
         remote_joined: None,
         launcher: Mutex::new(None),
         stop_on_drop: config.stop_on_drop,
+        fn_refusal: super::fn_calls::refusal(&config),
     };
     if let Some((address, authkey)) = &config.listen {
         let listener = remote_listener::listen(address, authkey, config.processes, events)?;
@@ -209,7 +217,6 @@ impl Pool {
     ///
     /// ```
     /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
     ///     let pool = pool::Pool::new(2)?;
     ///     assert!(!pool.is_inline());
     ///     Ok(())
@@ -227,7 +234,6 @@ impl Pool {
     ///
     /// ```
     /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
     ///     let pool = pool::Pool::new(2)?;
     ///     assert_eq!(pool.worker_pids().len(), 2);
     ///     Ok(())
@@ -295,10 +301,10 @@ impl Pool {
     }
 
     /// Runs `task` on every input and returns the outputs in input order
-    /// (Python's `map`). Inputs go out in chunks of `ceil(left / (4 *
-    /// workers))`, Python's rule applied to the inputs left and the
-    /// workers live (local and remote) as each chunk is cut; use
-    /// [`map_chunked`](Pool::map_chunked) to choose.
+    /// (Python's `map`): [`map_with`](Pool::map_with) with no options.
+    /// Inputs go out in chunks of `ceil(left / (4 * workers))`, Python's
+    /// rule applied to the inputs left and the workers live (local and
+    /// remote) as each chunk is cut; [`MapWith::chunksize`] chooses.
     ///
     /// Inputs are taken from the iterator, encoded and sent as a bounded
     /// window has room, so the pool's memory stays flat whatever their
@@ -308,9 +314,9 @@ impl Pool {
     ///
     /// The first failure to arrive is returned, with its input's index
     /// ([`Error::index`]), and the inputs not yet started are dropped; use
-    /// [`map_results`](Pool::map_results) (or [`imap`](Pool::imap)) to get
-    /// every input's result, failures included, and
-    /// [`map_with_progress`](Pool::map_with_progress) to follow the call.
+    /// [`MapWith::keep_failures`] (or [`imap`](Pool::imap)) to get every
+    /// input's result, failures included, and [`MapWith::progress`] to
+    /// follow the call.
     ///
     /// Several arguments are a tuple (Python's `starmap`):
     ///
@@ -318,7 +324,6 @@ impl Pool {
     /// pool::task! { fn power((base, exp): (u64, u32)) -> u64 { base.pow(exp) } }
     ///
     /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
     ///     let pool = pool::Pool::new(2)?;
     ///     assert_eq!(pool.map(power, [(2, 10), (3, 3)])?, [1024, 27]);
     ///     Ok(())
@@ -329,172 +334,36 @@ impl Pool {
         task: T,
         inputs: impl IntoIterator<Item = T::Input>,
     ) -> Result<Vec<T::Output>> {
-        let _ = task;
-        self.run_map::<T, _>(inputs, None, OnFailure::Stop, &mut |_| {}, |result| result)
+        self.map_with(task, inputs).run()
     }
 
-    /// [`map`](Pool::map) with `chunksize` inputs per chunk (at least 1).
-    /// Larger chunks cost less per input; smaller ones balance uneven
-    /// work better.
-    ///
-    /// ```
-    /// pool::task! { fn negate(x: i32) -> i32 { -x } }
-    ///
-    /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
-    ///     let pool = pool::Pool::new(2)?;
-    ///     assert_eq!(pool.map_chunked(negate, 0..5, 2)?, [0, -1, -2, -3, -4]);
-    ///     Ok(())
-    /// }
-    /// ```
-    pub fn map_chunked<T: Task>(
-        &self,
-        task: T,
-        inputs: impl IntoIterator<Item = T::Input>,
-        chunksize: usize,
-    ) -> Result<Vec<T::Output>> {
-        let _ = task;
-        self.run_map::<T, _>(
-            inputs,
-            Some(chunksize),
-            OnFailure::Stop,
-            &mut |_| {},
-            |result| result,
-        )
-    }
-
-    /// [`map`](Pool::map) that reports its [`Progress`] to `on_progress`:
-    /// once when the first inputs are submitted, then each time results arrive.
-    /// Counts are exact, in inputs (not chunks); the callback runs on the
-    /// calling thread. On the first failure the call returns it, after a
-    /// last report that counts it; use
-    /// [`map_results_with_progress`](Pool::map_results_with_progress) to
-    /// go on past failures.
+    /// A map call with options, run by [`MapWith::run`]:
+    /// [`chunksize`](MapWith::chunksize), [`progress`](MapWith::progress)
+    /// and [`keep_failures`](MapWith::keep_failures), in any combination.
+    /// With none, it is [`map`](Pool::map).
     ///
     /// ```
     /// pool::task! { fn square(x: u64) -> u64 { x * x } }
     ///
     /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
     ///     let pool = pool::Pool::new(2)?;
-    ///     let mut seen = 0;
-    ///     let squares = pool.map_with_progress(square, 0..1000, |progress| {
-    ///         eprint!("\r{}/{}", progress.done, progress.total);
-    ///         seen = progress.done;
-    ///     })?;
-    ///     assert_eq!((squares.len(), seen), (1000, 1000));
+    ///     let mut reports = 0;
+    ///     let squares = pool
+    ///         .map_with(square, 0..100)
+    ///         .chunksize(10)
+    ///         .progress(|_| reports += 1)
+    ///         .run()?;
+    ///     assert_eq!(squares[9], 81);
+    ///     assert!(reports >= 2);
     ///     Ok(())
     /// }
     /// ```
-    pub fn map_with_progress<T: Task>(
+    pub fn map_with<T: Task, I: IntoIterator<Item = T::Input>>(
         &self,
         task: T,
-        inputs: impl IntoIterator<Item = T::Input>,
-        mut on_progress: impl FnMut(Progress),
-    ) -> Result<Vec<T::Output>> {
-        let _ = task;
-        self.run_map::<T, _>(inputs, None, OnFailure::Stop, &mut on_progress, |result| {
-            result
-        })
-    }
-
-    /// Runs `task` on every input and returns every input's result in
-    /// input order, failures included, each at its index (what
-    /// [`imap`](Pool::imap) yields, collected; chunked as [`map`](Pool::map)
-    /// chunks). The outer error is only for failures of the call itself:
-    /// a closed or stopped pool ([`ErrorKind::Closed`]), Ctrl-C
-    /// ([`ErrorKind::Interrupted`]), or workers that cannot start
-    /// ([`ErrorKind::Startup`]).
-    ///
-    /// ```
-    /// pool::task! { fn parse(text: String) -> Result<i64, std::num::ParseIntError> { text.parse() } }
-    ///
-    /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
-    ///     let pool = pool::Pool::new(2)?;
-    ///     let results = pool.map_results(parse, ["1", "x", "3"].map(String::from))?;
-    ///     assert_eq!(results[0].as_ref().ok(), Some(&1));
-    ///     let err = results[1].as_ref().unwrap_err();
-    ///     assert_eq!((err.kind(), err.index()), (pool::ErrorKind::TaskFailed, Some(1)));
-    ///     assert_eq!(results[2].as_ref().ok(), Some(&3));
-    ///     Ok(())
-    /// }
-    /// ```
-    pub fn map_results<T: Task>(
-        &self,
-        task: T,
-        inputs: impl IntoIterator<Item = T::Input>,
-    ) -> Result<Vec<Result<T::Output>>> {
-        self.map_results_with_progress(task, inputs, |_| {})
-    }
-
-    /// [`map_results`](Pool::map_results) that reports its [`Progress`] to
-    /// `on_progress`, as [`map_with_progress`](Pool::map_with_progress)
-    /// does; a call that completes ends with a report where `done ==
-    /// total`, failures included.
-    ///
-    /// ```
-    /// pool::task! { fn even(x: u32) -> Result<u32, String> { if x % 2 == 0 { Ok(x) } else { Err(format!("{x} is odd")) } } }
-    ///
-    /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
-    ///     let pool = pool::Pool::new(2)?;
-    ///     let mut last = None;
-    ///     let results = pool.map_results_with_progress(even, 0..10, |progress| last = Some(progress))?;
-    ///     assert_eq!(results.iter().filter(|result| result.is_err()).count(), 5);
-    ///     let last = last.expect("a report");
-    ///     assert_eq!((last.done, last.failed, last.succeeded()), (10, 5, 5));
-    ///     Ok(())
-    /// }
-    /// ```
-    pub fn map_results_with_progress<T: Task>(
-        &self,
-        task: T,
-        inputs: impl IntoIterator<Item = T::Input>,
-        mut on_progress: impl FnMut(Progress),
-    ) -> Result<Vec<Result<T::Output>>> {
-        let _ = task;
-        self.run_map::<T, _>(inputs, None, OnFailure::Keep, &mut on_progress, Ok)
-    }
-
-    /// The eager maps: `chunksize` inputs per chunk, or the automatic
-    /// size (see [`map`](Pool::map)) for `None`. Inputs stream from an
-    /// iterator that knows its length exactly (`size_hint`); others are
-    /// collected first, as the caller's values (never encoded), since the
-    /// automatic chunk size and the progress reports need the count.
-    fn run_map<T: Task, R>(
-        &self,
-        inputs: impl IntoIterator<Item = T::Input>,
-        chunksize: Option<usize>,
-        on_failure: OnFailure,
-        on_progress: &mut dyn FnMut(Progress),
-        keep: impl FnMut(Result<T::Output>) -> Result<R>,
-    ) -> Result<Vec<R>> {
-        let inputs = inputs.into_iter();
-        match inputs.size_hint() {
-            (low, Some(high)) if low == high => map::run::<T, R>(
-                &self.commands,
-                inputs,
-                low,
-                chunksize,
-                on_failure,
-                on_progress,
-                keep,
-            ),
-            _ => {
-                let inputs: Vec<T::Input> = inputs.collect();
-                let total = inputs.len();
-                map::run::<T, R>(
-                    &self.commands,
-                    inputs.into_iter(),
-                    total,
-                    chunksize,
-                    on_failure,
-                    on_progress,
-                    keep,
-                )
-            }
-        }
+        inputs: I,
+    ) -> MapWith<'_, T, I::IntoIter> {
+        MapWith::new(&self.commands, task, inputs.into_iter())
     }
 
     /// Runs `task` on each input lazily, yielding each result in input
@@ -511,7 +380,6 @@ impl Pool {
     /// pool::task! { fn triple(x: u64) -> u64 { 3 * x } }
     ///
     /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
     ///     let pool = pool::Pool::new(2)?;
     ///     let first: Vec<u64> = pool.imap(triple, 0..).take(4).collect::<Result<_, _>>()?;
     ///     assert_eq!(first, [0, 3, 6, 9]);
@@ -534,7 +402,6 @@ impl Pool {
     /// pool::task! { fn halve(x: u32) -> u32 { x / 2 } }
     ///
     /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
     ///     let pool = pool::Pool::new(2)?;
     ///     let mut results: Vec<(usize, u32)> =
     ///         pool.imap_unordered(halve, [10, 20, 30]).collect::<Result<_, _>>()?;
@@ -563,7 +430,6 @@ impl Pool {
     /// pool::task! { fn greet(name: String) -> String { format!("hello, {name}") } }
     ///
     /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
     ///     let pool = pool::Pool::new(1)?;
     ///     assert_eq!(pool.apply(greet, "world".into())?, "hello, world");
     ///     Ok(())
@@ -581,7 +447,6 @@ impl Pool {
     /// pool::task! { fn len(text: String) -> usize { text.len() } }
     ///
     /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
     ///     let pool = pool::Pool::new(2)?;
     ///     let pending = pool.apply_async(len, "four".into());
     ///     assert_eq!(pending.get(None)?, 4);
@@ -600,6 +465,7 @@ impl Pool {
         match self
             .commands
             .check_open()
+            .and_then(|()| self.commands.check_task(T::NAME))
             .and_then(|()| encode_input::<T>(&input, 0, self.commands.max_message_size()))
         {
             Err(err) => slot.complete(Err(err)),
@@ -619,7 +485,6 @@ impl Pool {
     /// pool::task! { fn id(x: u8) -> u8 { x } }
     ///
     /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
     ///     let pool = pool::Pool::new(1)?;
     ///     let pending = pool.apply_async(id, 7);
     ///     pool.close();
@@ -651,7 +516,6 @@ impl Pool {
     ///
     /// ```
     /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
     ///     let pool = pool::Pool::new(2)?;
     ///     pool.terminate();
     ///     assert!(pool.worker_pids().is_empty());

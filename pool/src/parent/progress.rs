@@ -1,9 +1,8 @@
 //! [`Progress`]: how far a `map` call has come, reported to a callback as
 //! its results arrive.
 
-/// How far a [`map_with_progress`](crate::Pool::map_with_progress) or
-/// [`map_results_with_progress`](crate::Pool::map_results_with_progress)
-/// call has come: the callback given to it receives one of these once when
+/// How far a map call has come: the callback given to
+/// [`MapWith::progress`](crate::MapWith::progress) receives one of these once when
 /// the first inputs are submitted (`done` is then 0, unless some input could not
 /// even be encoded) and again each time a batch of results raises `done`.
 ///
@@ -35,10 +34,9 @@
 /// pool::task! { fn check(x: u32) -> Result<u32, String> { if x % 10 == 3 { Err(format!("{x} ends in 3")) } else { Ok(x) } } }
 ///
 /// fn main() -> Result<(), pool::Error> {
-///     pool::init();
 ///     let pool = pool::Pool::new(2)?;
 ///     let mut reports = Vec::new();
-///     let results = pool.map_results_with_progress(check, 0..50, |progress| reports.push(progress))?;
+///     let results = pool.map_with(check, 0..50).progress(|progress| reports.push(progress)).keep_failures().run()?;
 ///     assert_eq!(results.len(), 50);
 ///     let last = reports.last().expect("at least one report");
 ///     assert_eq!((last.done, last.failed, last.total), (50, 5, 50));
@@ -90,10 +88,9 @@ impl Progress {
     /// pool::task! { fn square(x: u64) -> u64 { x * x } }
     ///
     /// fn main() -> Result<(), pool::Error> {
-    ///     pool::init();
     ///     let pool = pool::Pool::new(2)?;
     ///     let bar = indicatif::ProgressBar::hidden(); // or ProgressBar::new(0)
-    ///     let squares = pool.map_with_progress(square, 0..100, |p| p.update_bar(&bar))?;
+    ///     let squares = pool.map_with(square, 0..100).progress(|p| p.update_bar(&bar)).run()?;
     ///     bar.finish_and_clear();
     ///     assert_eq!((bar.position(), bar.length()), (100, Some(100)));
     ///     assert_eq!(squares[9], 81);

@@ -20,7 +20,7 @@ const OWN_IMAGE: &str = "/proc/self/exe";
 /// command of that path would have. Without `/proc` (a chroot without it
 /// mounted), the path itself, whatever it holds by then.
 pub(crate) fn own_image_command(argv0: &Path) -> Command {
-    if Path::new(OWN_IMAGE).exists() {
+    if workers_run_own_image() {
         use std::os::unix::process::CommandExt;
         let mut command = Command::new(OWN_IMAGE);
         command.arg0(argv0);
@@ -79,49 +79,116 @@ fn file_hash() -> Option<u64> {
 }
 
 /// The GNU build-id note of the executable, read from its program headers
-/// in memory (no file is read): the first object `dl_iterate_phdr` reports
-/// is the executable itself.
+/// in memory (no file is read).
 fn gnu_build_id() -> Option<Vec<u8>> {
+    let image = loaded_image()?;
+    image
+        .notes
+        .iter()
+        .find_map(|notes| find_build_id(notes).map(<[u8]>::to_vec))
+}
+
+/// What this process's executable looks like in memory: where the loader
+/// put it, its notes, and where its code lies.
+struct LoadedImage {
+    /// The load bias: what the loader added to every address the file
+    /// names (0 for an executable that is not position-independent).
+    base: usize,
+    notes: Vec<&'static [u8]>,
+    /// The executable segments, as address ranges of this process.
+    code: Vec<std::ops::Range<usize>>,
+}
+
+/// This process's executable as loaded, read once from its program
+/// headers: the first object `dl_iterate_phdr` reports is the executable
+/// itself, which stays mapped for as long as the process runs.
+fn loaded_image() -> Option<&'static LoadedImage> {
     unsafe extern "C" fn first_object(
         info: *mut libc::dl_phdr_info,
         _size: libc::size_t,
         found: *mut libc::c_void,
     ) -> libc::c_int {
-        // SAFETY: `found` is the `Option<Vec<u8>>` that `gnu_build_id`
+        // SAFETY: `found` is the `Option<LoadedImage>` that `loaded_image`
         // passed, alive and not otherwise borrowed during the call; `info`
         // points to a valid `dl_phdr_info` for the duration of the call.
-        let (found, info) = unsafe { (&mut *found.cast::<Option<Vec<u8>>>(), &*info) };
+        let (found, info) = unsafe { (&mut *found.cast::<Option<LoadedImage>>(), &*info) };
         if info.dlpi_phdr.is_null() {
             return 1;
         }
         // SAFETY: the loader's table of `dlpi_phnum` program headers.
         let headers = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum.into()) };
-        for header in headers.iter().filter(|h| h.p_type == libc::PT_NOTE) {
-            let start = (info.dlpi_addr as usize).wrapping_add(header.p_vaddr as usize);
-            // SAFETY: a PT_NOTE segment lies within a loaded, readable
-            // segment of the object, mapped at its load address plus its
-            // virtual address for as long as the object is loaded (the
-            // executable: for ever), `p_memsz` bytes long.
-            let notes =
-                unsafe { std::slice::from_raw_parts(start as *const u8, header.p_memsz as usize) };
-            if let Some(id) = find_build_id(notes) {
-                *found = Some(id.to_vec());
-                break;
+        let base = info.dlpi_addr as usize;
+        let mut image = LoadedImage {
+            base,
+            notes: Vec::new(),
+            code: Vec::new(),
+        };
+        for header in headers {
+            let start = base.wrapping_add(header.p_vaddr as usize);
+            let len = header.p_memsz as usize;
+            if header.p_type == libc::PT_NOTE {
+                // SAFETY: a PT_NOTE segment lies within a loaded, readable
+                // segment of the object, mapped at its load address plus
+                // its virtual address for as long as the object is loaded
+                // (the executable: for ever), `p_memsz` bytes long.
+                image
+                    .notes
+                    .push(unsafe { std::slice::from_raw_parts(start as *const u8, len) });
+            } else if header.p_type == libc::PT_LOAD && header.p_flags & libc::PF_X != 0 {
+                image.code.push(start..start.saturating_add(len));
             }
         }
+        *found = Some(image);
         // Non-zero: stop after the executable.
         1
     }
-    let mut found: Option<Vec<u8>> = None;
-    // SAFETY: the callback only reads what the loader hands it and writes
-    // `found`, which outlives the call.
-    unsafe {
-        libc::dl_iterate_phdr(
-            Some(first_object),
-            (&mut found as *mut Option<Vec<u8>>).cast(),
-        );
-    }
-    found
+    static IMAGE: OnceLock<Option<LoadedImage>> = OnceLock::new();
+    IMAGE
+        .get_or_init(|| {
+            let mut found: Option<LoadedImage> = None;
+            // SAFETY: the callback only reads what the loader hands it and
+            // writes `found`, which outlives the call.
+            unsafe {
+                libc::dl_iterate_phdr(
+                    Some(first_object),
+                    (&mut found as *mut Option<LoadedImage>).cast(),
+                );
+            }
+            found
+        })
+        .as_ref()
+}
+
+/// Where `address` lies in this program's executable code, as an offset
+/// from where the image was loaded: the same in every process that runs
+/// this image, wherever each loaded it (ASLR). `None` for an address
+/// outside the executable's code (in a shared library, or not code).
+pub(crate) fn code_offset(address: usize) -> Option<u64> {
+    let image = loaded_image()?;
+    image
+        .code
+        .iter()
+        .any(|code| code.contains(&address))
+        .then(|| address.wrapping_sub(image.base) as u64)
+}
+
+/// The address in this process of the code at `offset` (from
+/// [`code_offset`] in a process running this very image), if it lies in
+/// the executable's code: an offset that points anywhere else is `None`.
+pub(crate) fn code_address(offset: u64) -> Option<usize> {
+    let image = loaded_image()?;
+    let address = image.base.wrapping_add(usize::try_from(offset).ok()?);
+    image
+        .code
+        .iter()
+        .any(|code| code.contains(&address))
+        .then_some(address)
+}
+
+/// Whether local workers start from this very image (`/proc/self/exe`),
+/// rather than from whatever the program's path holds when they start.
+pub(crate) fn workers_run_own_image() -> bool {
+    Path::new(OWN_IMAGE).exists()
 }
 
 /// The description of the `NT_GNU_BUILD_ID` note of owner "GNU" among
@@ -173,6 +240,19 @@ mod tests {
             assert_ne!(find_build_id(&notes[..cut]), Some(&[0xab, 0xcd, 0xef][..]));
         }
         assert_eq!(find_build_id(&[0xff; 40]), None);
+    }
+
+    #[test]
+    fn functions_become_offsets_and_back_but_data_does_not() {
+        fn probe() {}
+        let address = probe as fn() as usize;
+        let offset = code_offset(address).expect("a function is in the code");
+        assert_eq!(code_address(offset), Some(address));
+        static DATA: u8 = 0;
+        assert_eq!(code_offset(&DATA as *const u8 as usize), None);
+        let data_offset = (&DATA as *const u8 as usize).wrapping_sub(address) as u64;
+        assert_eq!(code_address(offset.wrapping_add(data_offset)), None);
+        assert_eq!(code_address(u64::MAX), None);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Platform-specific calls: the only place in this crate with `unsafe`.
+//! Platform-specific calls: the only place in this crate with `unsafe`,
+//! but for `fn_task`, which follows function pointers sent by a pool.
 //!
 //! Linux only for now: the parent-death signal (`PR_SET_PDEATHSIG`),
 //! `memfd_create` and `/proc/self/exe` have no portable equivalent.

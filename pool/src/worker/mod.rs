@@ -163,6 +163,7 @@ fn run_and_report() -> i32 {
 /// Becomes a worker for the pool that re-executed this program.
 fn run_local_worker(local: LocalStart) -> Result<()> {
     serve::become_worker();
+    crate::fn_task::started_locally();
     serve::serve(local.conn, local.progress, None)
 }
 

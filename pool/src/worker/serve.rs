@@ -159,6 +159,7 @@ impl Worker {
                 "expected a setup message",
             ));
         };
+        crate::fn_task::note_pool_build(build_id);
         // Both directions share one limit: what the pool may send here,
         // and what results may be sent back.
         self.conn.set_max_message_size(max_message_size);
@@ -441,8 +442,9 @@ fn unknown_task(name: &str) -> TaskFailure {
     TaskFailure::new(
         FailureKind::UnknownTask,
         format!(
-            "this worker program ({}) does not define a task named {name:?}; \
-             build it from the crate that defines the task",
+            "`{name}` is not in this worker program's task table ({}): the linker keeps \
+             only the tasks a program refers to; name the task in the worker program's \
+             main, e.g. with `pool::link_tasks!({name});`, and rebuild it",
             std::env::current_exe()
                 .map(|path| path.display().to_string())
                 .unwrap_or_else(|_| "unknown path".into())

@@ -9,15 +9,20 @@ impl Dispatcher {
     /// Says once per build that workers run another build of this program:
     /// its tasks agree, but what they call may differ.
     /// Another program (a `pool-worker`) is expected to be another build.
+    /// A local worker's task table is kept for the calls to check.
     pub(super) fn note_build(&mut self, worker: u32, build: Build) {
         let Build::Other {
             program,
             build_id,
             same_program,
+            tasks,
         } = build
         else {
             return;
         };
+        if self.worker_mut(worker).is_some_and(|slot| slot.is_local()) {
+            self.config.worker_tasks.record(&program, &tasks);
+        }
         // Without a build id of its own, this program cannot tell its own
         // build from another.
         if !same_program || crate::sys::build_id().is_empty() {
