@@ -82,3 +82,58 @@ pub(crate) fn append_filled<T: Pod, R>(
     unsafe { out.set_len(out.len() + whole) };
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::Socket;
+
+    /// A pair of connected sockets with `bytes` waiting at the second.
+    fn arrived(bytes: &[u8]) -> Socket {
+        let (a, b) = Socket::pair().unwrap();
+        let mut written = 0;
+        while written < bytes.len() {
+            written += a.write(&bytes[written..]).unwrap();
+        }
+        b
+    }
+
+    #[test]
+    fn a_vector_keeps_only_the_whole_elements_a_read_filled() {
+        let socket = arrived(&[1, 0, 0, 0, 2, 0, 0, 0, 3, 0]);
+        let mut out: Vec<u32> = Vec::with_capacity(4);
+        let filled = append_filled(&mut out, 4, |spare| {
+            spare.fill(|rest| socket.read_uninit(rest)).unwrap()
+        });
+        assert_eq!(filled, 10);
+        // The 2 bytes of a third element are not enough to keep it.
+        assert_eq!(out, [1, 2]);
+    }
+
+    #[test]
+    fn reads_fill_one_after_another_up_to_the_room_given() {
+        let socket = arrived(b"abcdefgh");
+        let mut out = b"xy".to_vec();
+        out.reserve(5);
+        append_filled(&mut out, 5, |spare| {
+            let first = spare
+                .fill(|rest| socket.read_uninit(&mut rest[..2]))
+                .unwrap();
+            let second = spare.fill(|rest| socket.read_uninit(rest)).unwrap();
+            assert_eq!((first, second), (2, 3));
+        });
+        assert_eq!(out, b"xyabcde");
+    }
+
+    #[test]
+    #[should_panic(expected = "a read returned bytes other than the start of its buffer")]
+    fn bytes_from_elsewhere_are_not_counted_as_filled() {
+        // Initialised bytes, but not the buffer's: counting them would give
+        // the vector uninitialised elements.
+        let other: &'static mut [u8] = Box::leak(vec![7u8; 4].into_boxed_slice());
+        let mut out: Vec<u8> = Vec::with_capacity(4);
+        append_filled(&mut out, 4, |spare| {
+            spare.fill(|_| Ok::<_, ()>(other)).unwrap();
+        });
+    }
+}
