@@ -29,7 +29,7 @@ use crate::codec::{self, FormatError};
 use crate::error::{Error, Result};
 use crate::frame;
 use crate::shared::Incoming;
-use crate::sys::Socket;
+use crate::sys::{self, Socket, Unfilled};
 
 /// How much of a payload is read at a time: large enough that a read's
 /// cost is spread over many values, small enough to stay in the cache
@@ -57,11 +57,9 @@ pub(crate) struct FromSocket<'a>(pub(crate) &'a Socket);
 
 impl Source for FromSocket<'_> {
     fn read_some(&self, whole: usize, before: usize, room: usize, out: &mut Vec<u8>) -> Result<()> {
-        let spare = &mut out.spare_capacity_mut()[..room];
-        let n = frame::read_arrived(self.0, spare, whole, before)?;
-        // SAFETY: the read initialised the first `n` bytes of the spare
-        // capacity.
-        unsafe { out.set_len(out.len() + n) };
+        sys::append_filled(out, room, |spare| {
+            frame::read_arrived(self.0, spare, whole, before)
+        })?;
         Ok(())
     }
 
@@ -79,7 +77,7 @@ impl Source for FromSocket<'_> {
         let end = before + len;
         while before < end {
             let spare = &mut window.spare_capacity_mut()[..WINDOW.min(end - before)];
-            before += frame::read_arrived(self.0, spare, whole, before)?;
+            before += frame::read_arrived(self.0, &mut Unfilled::new(spare), whole, before)?;
         }
         Ok(())
     }

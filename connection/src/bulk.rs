@@ -9,12 +9,11 @@
 //! bytes it holds, so a length that is not a whole number of elements is
 //! the one mistake the receiver can see.
 
-use std::mem::MaybeUninit;
-
 use bytemuck::Pod;
 
 use crate::connection::{in_memory_len, Connection};
 use crate::error::{Error, ErrorKind, Result};
+use crate::sys;
 
 impl Connection {
     /// Sends `items` as one byte message of their in-memory bytes (host
@@ -104,19 +103,12 @@ impl Connection {
                 format!("cannot allocate {len} bytes for a message; it was discarded"),
             ));
         }
-        let spare = &mut items.spare_capacity_mut()[..count];
-        // SAFETY: `spare` is `count` elements of `size` bytes, so `len`
-        // bytes of memory this function owns, aligned for `T` and so for
-        // bytes; `MaybeUninit<u8>` asks nothing of what those bytes hold.
-        let bytes: &mut [MaybeUninit<u8>] =
-            unsafe { std::slice::from_raw_parts_mut(spare.as_mut_ptr().cast(), len) };
-        match self.receive_payload_into_uninit(bytes) {
-            Some(read) => {
-                read?;
-                // SAFETY: the read wrote all `len` bytes of the first
-                // `count` elements, and any bytes are a valid `T` (`Pod`).
-                unsafe { items.set_len(count) };
-            }
+        // The `count` elements' `len` bytes, straight from the socket into
+        // `items`' spare capacity, which keeps only what a read filled.
+        match sys::append_filled(&mut items, count, |spare| {
+            self.receive_payload_into_uninit(spare)
+        }) {
+            Some(read) => read?,
             None => {
                 // Shared memory, which copies only into initialised memory.
                 items.resize(count, bytemuck::Zeroable::zeroed());

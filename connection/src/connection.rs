@@ -1,7 +1,6 @@
 //! [`Connection`]: one end of a message-oriented byte stream.
 
 use std::fmt;
-use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::time::Duration;
 
@@ -15,7 +14,7 @@ use crate::frame;
 use crate::shared::{self, SharedBuf, SharedView};
 use crate::streaming;
 use crate::sys::shm;
-use crate::sys::{self, PollFd, Socket, Wait};
+use crate::sys::{self, PollFd, Socket, Unfilled, Wait};
 
 /// The largest message a connection accepts unless told otherwise: 1 GiB.
 ///
@@ -311,7 +310,7 @@ impl Connection {
                 .map(|()| true)
                 .map_err(|err| {
                     let len = buf.len() - frame::HEADER_ROOM;
-                    send_error(err, format!("send {len}-byte message"))
+                    Error::send_failed(err, format!("send {len}-byte message"))
                 })
         });
         self.keep_scratch(buf);
@@ -443,7 +442,7 @@ impl Connection {
         }
         let mut scratch = std::mem::take(&mut self.scratch);
         let result = frame::write_message(&self.socket, bytes, &mut scratch)
-            .map_err(|err| send_error(err, format!("send {}-byte message", bytes.len())));
+            .map_err(|err| Error::send_failed(err, format!("send {}-byte message", bytes.len())));
         self.keep_scratch(scratch);
         result
     }
@@ -494,7 +493,7 @@ impl Connection {
         }
         let mut scratch = std::mem::take(&mut self.scratch);
         let rest = frame::try_write_message(&self.socket, bytes, &mut scratch)
-            .map_err(|err| send_error(err, format!("send {}-byte message", bytes.len())));
+            .map_err(|err| Error::send_failed(err, format!("send {}-byte message", bytes.len())));
         self.keep_scratch(scratch);
         let rest = rest?;
         Ok((!rest.is_empty()).then_some(UnsentMessage {
@@ -520,7 +519,7 @@ impl Connection {
         }
         frame::write_rest(&self.socket, &unsent.rest).map_err(|err| {
             let context = format!("send the rest of a {}-byte message", unsent.message_len);
-            send_error(err, context)
+            Error::send_failed(err, context)
         })
     }
 
@@ -1059,8 +1058,10 @@ impl Connection {
     /// says; what was left unwritten comes back.
     fn write_shared(&mut self, outgoing: Outgoing, wait: Wait) -> Result<Option<UnsentMessage>> {
         let Outgoing { memfd, header, len } = outgoing;
-        let (rest, sent_fd) = frame::write_shared(&self.socket, &header, &memfd, wait)
-            .map_err(|err| send_error(err, format!("send {len}-byte shared-memory message")))?;
+        let (rest, sent_fd) =
+            frame::write_shared(&self.socket, &header, &memfd, wait).map_err(|err| {
+                Error::send_failed(err, format!("send {len}-byte shared-memory message"))
+            })?;
         if sent_fd {
             shared::count_sent();
         }
@@ -1100,7 +1101,7 @@ impl Connection {
     /// `out` and use `receive_payload_into`.
     pub(crate) fn receive_payload_into_uninit(
         &mut self,
-        out: &mut [MaybeUninit<u8>],
+        out: &mut Unfilled<'_>,
     ) -> Option<Result<()>> {
         if self.shared_payload.is_some() {
             return None;
@@ -1207,17 +1208,6 @@ pub(crate) fn in_memory_len(len: u64) -> Result<usize> {
             format!("message of {len} bytes exceeds this platform's address space"),
         )
     })
-}
-
-/// A failed send as this crate reports it: a peer that went away is end of
-/// file, anything else an I/O error; `context` says what was being sent.
-pub(crate) fn send_error(err: std::io::Error, context: String) -> Error {
-    match err.kind() {
-        std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset => {
-            Error::new(ErrorKind::Eof, format!("{context}: the other end closed")).with_source(err)
-        }
-        _ => Error::io(err, context),
-    }
 }
 
 /// The part of a message that [`Connection::try_send_bytes`] could not

@@ -192,6 +192,19 @@ impl Error {
         Error::new(kind, context).with_source(err)
     }
 
+    /// A failed send as this crate reports it: a peer that went away is end
+    /// of file, anything else an I/O error; `context` says what was being
+    /// sent.
+    pub(crate) fn send_failed(err: io::Error, context: String) -> Error {
+        match err.kind() {
+            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => {
+                Error::new(ErrorKind::Eof, format!("{context}: the other end closed"))
+                    .with_source(err)
+            }
+            _ => Error::io(err, context),
+        }
+    }
+
     /// What kind of error this is.
     pub fn kind(&self) -> ErrorKind {
         self.kind

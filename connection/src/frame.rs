@@ -25,11 +25,10 @@
 //! message's 8-byte generation, all big endian, with the memfd attached.
 
 use std::io::{self, IoSlice, Read};
-use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, OwnedFd};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::sys::{Socket, Wait};
+use crate::sys::{self, Socket, Unfilled, Wait};
 
 /// Payloads up to this size are copied next to their header and sent in one
 /// write (CPython's threshold too).
@@ -217,25 +216,25 @@ pub(crate) fn is_reset(err: &io::Error) -> bool {
 /// Reads until `buf` is full. Returns how many bytes arrived before end of
 /// file (or a reset, which is the same for us) if it came first.
 fn read_full(socket: &Socket, buf: &mut [u8]) -> Result<Option<usize>> {
-    fill_with(buf, |rest| socket.read(rest))
+    fill_with(buf.len(), |filled| socket.read(&mut buf[filled..]))
 }
 
-/// Fills `buf` with `read`, as [`read_full`] does.
-fn fill_with<B>(
-    buf: &mut [B],
-    mut read: impl FnMut(&mut [B]) -> io::Result<usize>,
+/// Fills a `len`-byte buffer with `read`, which is told how much is
+/// filled and returns how much more it read, as [`read_full`] does.
+fn fill_with(
+    len: usize,
+    mut read: impl FnMut(usize) -> io::Result<usize>,
 ) -> Result<Option<usize>> {
     let mut filled = 0;
-    while filled < buf.len() {
-        match read(&mut buf[filled..]) {
+    while filled < len {
+        // Inside a message a signal must not cost us our place in the
+        // stream: retry rather than return with half a message read.
+        match sys::retry_interrupted(|| read(filled)) {
             Ok(0) => return Ok(Some(filled)),
             Ok(n) => filled += n,
-            // Inside a message a signal must not cost us our place in the
-            // stream: retry rather than return with half a message read.
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
             Err(err) if is_reset(&err) => return Ok(Some(filled)),
             Err(err) => {
-                let context = format!("receive ({filled} of {} bytes read)", buf.len());
+                let context = format!("receive ({filled} of {len} bytes read)");
                 return Err(Error::io(err, context));
             }
         }
@@ -373,7 +372,9 @@ fn read_full_with_fds(
     buf: &mut [u8],
     fds: &mut Vec<OwnedFd>,
 ) -> Result<Option<usize>> {
-    fill_with(buf, |rest| socket.read_with_fds(rest, fds))
+    fill_with(buf.len(), |filled| {
+        socket.read_with_fds(&mut buf[filled..], fds)
+    })
 }
 
 /// How much room to set aside for the next read of a `len`-byte payload of
@@ -390,10 +391,10 @@ pub(crate) fn read_payload_into(socket: &Socket, buf: &mut [u8]) -> Result<()> {
     }
 }
 
-/// [`read_payload_into`] for memory not yet initialised: on success every
-/// byte of `buf` was written.
-pub(crate) fn read_payload_into_uninit(socket: &Socket, buf: &mut [MaybeUninit<u8>]) -> Result<()> {
-    match fill_with(buf, |rest| socket.read_uninit(rest))? {
+/// [`read_payload_into`] for memory not yet initialised: on success all
+/// of `buf` is filled.
+pub(crate) fn read_payload_into_uninit(socket: &Socket, buf: &mut Unfilled<'_>) -> Result<()> {
+    match fill_with(buf.len(), |_| buf.fill(|rest| socket.read_uninit(rest)))? {
         None => Ok(()),
         Some(got) => Err(truncated("message", buf.len() as u64, got)),
     }
@@ -405,22 +406,18 @@ pub(crate) fn read_payload_into_uninit(socket: &Socket, buf: &mut [MaybeUninit<u
 /// [`ErrorKind::Truncated`].
 pub(crate) fn read_arrived(
     socket: &Socket,
-    buf: &mut [MaybeUninit<u8>],
+    buf: &mut Unfilled<'_>,
     whole: usize,
     before: usize,
 ) -> Result<usize> {
-    loop {
-        match socket.read_uninit(buf) {
-            Ok(0) => {}
-            Ok(n) => return Ok(n),
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(err) if is_reset(&err) => {}
-            Err(err) => {
-                let context = format!("receive {whole}-byte message ({before} read)");
-                return Err(Error::io(err, context));
-            }
+    match sys::retry_interrupted(|| buf.fill(|rest| socket.read_uninit(rest))) {
+        Ok(0) => Err(truncated("message", whole as u64, before)),
+        Ok(n) => Ok(n),
+        Err(err) if is_reset(&err) => Err(truncated("message", whole as u64, before)),
+        Err(err) => {
+            let context = format!("receive {whole}-byte message ({before} read)");
+            Err(Error::io(err, context))
         }
-        return Err(truncated("message", whole as u64, before));
     }
 }
 

@@ -365,6 +365,8 @@
 //! authenticated.
 
 #![warn(missing_docs)]
+// Platform code alone may be `unsafe`: see `sys`.
+#![deny(unsafe_code)]
 
 mod address;
 mod arriving;
@@ -383,6 +385,7 @@ pub mod pickle;
 mod pipe;
 pub mod shared;
 mod streaming;
+#[allow(unsafe_code)]
 mod sys;
 #[cfg(feature = "tokio")]
 pub mod tokio;

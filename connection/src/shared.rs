@@ -120,6 +120,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::sys;
 use crate::sys::shm::{self, Mapping, RacyView};
 
 mod recycle;
@@ -377,12 +378,11 @@ impl Incoming {
         let from = self.offset() + offset;
         match &self.view {
             Some(view) => {
-                let start = out.len();
                 out.reserve(len);
-                view.copy_out_racy_uninit(from as usize, &mut out.spare_capacity_mut()[..len]);
-                // SAFETY: the copy initialized these `len` bytes past
-                // `start`, within the capacity reserved above.
-                unsafe { out.set_len(start + len) };
+                sys::append_filled(out, len, |spare| {
+                    spare
+                        .fill(|rest| Ok::<_, Error>(view.copy_out_racy_uninit(from as usize, rest)))
+                })?;
             }
             None => shm::read_to_vec(self.memfd.as_fd(), from, len, out)
                 .map_err(|err| self.read_error(err))?,

@@ -22,7 +22,6 @@ use std::io::{self, IoSlice};
 use serde::Serialize;
 
 use crate::codec::{self, ser::Sink, FormatError};
-use crate::connection::send_error;
 use crate::error::{Error, ErrorKind, Result};
 use crate::frame::{self, HEADER_ROOM};
 use crate::sys::Socket;
@@ -62,12 +61,12 @@ pub(crate) fn send_streamed<T: Serialize + ?Sized>(
         Err((sink, err)) => (sink, Some(err)),
     };
     if let Some(err) = sink.io_error.take() {
-        return Err(send_error(err, format!("send {len}-byte message")));
+        return Err(Error::send_failed(err, format!("send {len}-byte message")));
     }
     let err = match encode_error {
         None if sink.left == 0 => match sink.write_pending(&[]) {
             Ok(()) => return Ok(()),
-            Err(err) => return Err(send_error(err, format!("send {len}-byte message"))),
+            Err(err) => return Err(Error::send_failed(err, format!("send {len}-byte message"))),
         },
         None => Error::new(
             ErrorKind::Encode,

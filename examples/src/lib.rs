@@ -8,6 +8,7 @@
 //! linking this library can run them.
 
 #![warn(missing_docs)]
+#![deny(unsafe_code)]
 
 use pool::Task;
 
@@ -19,6 +20,8 @@ pub mod primes;
 pub mod progress;
 pub mod rarewords;
 pub mod rng;
+#[allow(unsafe_code)]
+pub mod sys;
 pub mod tempdir;
 pub mod tour;
 pub mod wordfreq;

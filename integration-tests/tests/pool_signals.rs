@@ -53,11 +53,8 @@ fn rest_of(mut reader: impl Read) -> String {
 
 fn send(pid: i32, signal: i32) {
     // SAFETY: kill takes plain integers; the pid is one of our test's.
-    assert_eq!(
-        unsafe { libc::kill(pid, signal) },
-        0,
-        "kill({pid}, {signal})"
-    );
+    let ret = unsafe { libc::kill(pid, signal) };
+    assert_eq!(ret, 0, "kill({pid}, {signal})");
 }
 
 #[test]

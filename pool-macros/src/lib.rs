@@ -6,6 +6,8 @@
 //! says what to write instead, and generates the task's unit struct, its
 //! `Task` implementation and its entry in the pool's link-time task table.
 
+#![deny(unsafe_code)]
+
 use proc_macro::TokenStream;
 use proc_macro2::{TokenStream as TokenStream2, TokenTree};
 use quote::{format_ident, quote, ToTokens};
@@ -113,7 +115,10 @@ fn expand(krate: &TokenStream2, function: &ItemFn) -> syn::Result<TokenStream2> 
             fn registration() -> &'static #krate::__private::TaskEntry {
                 #[#krate::__private::linkme::distributed_slice(#krate::__private::TASKS)]
                 #[linkme(crate = #krate::__private::linkme)]
-                #[allow(non_upper_case_globals)]
+                // The entry's `link_section`, linkme's way into the table,
+                // is all the `unsafe_code` lint sees here: no unsafe code of
+                // ours, and a crate that denies it can still define tasks.
+                #[allow(non_upper_case_globals, unsafe_code)]
                 static #entry: #krate::__private::TaskEntry = #krate::__private::TaskEntry::new(
                     <#name as #krate::Task>::NAME,
                     #krate::__private::run_encoded::<#name>,

@@ -361,6 +361,10 @@ pub(crate) struct Fingerprint<'a> {
 /// gathered by the linker.
 #[doc(hidden)]
 #[linkme::distributed_slice]
+// linkme declares the table with `link_section`s, which the lint counts as
+// unsafe code; there is none of ours, and the linker's gathering is the
+// point.
+#[allow(unsafe_code)]
 pub static TASKS: [TaskEntry];
 
 /// Every task linked into this program, by name.

@@ -14,6 +14,8 @@
 //! key from `--authkey-file PATH` or the `POOL_AUTHKEY` environment
 //! variable (never from the command line, where other users could read it).
 
+#![deny(unsafe_code)]
+
 use std::path::{Path, PathBuf};
 
 use clap::Parser;

@@ -8,6 +8,8 @@
 //! (`examples::task_names()`). See README.md to build a worker with your
 //! own tasks.
 
+#![deny(unsafe_code)]
+
 fn main() {
     // Name the examples crate so that it is linked in: a crate nothing
     // refers to is left out of the binary, and its task registrations with it.

@@ -5,30 +5,7 @@
 //! with its name.
 
 use super::error::{PickleError, PickleResult};
-use super::parse::{describe, Node};
-
-/// A whitelisted global.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Builtin {
-    Set,
-    FrozenSet,
-    Bytearray,
-    Bytes,
-    /// `_codecs.encode(text, "latin1")`: protocol 2's form of `bytes`.
-    CodecsEncode,
-}
-
-impl Builtin {
-    pub(super) fn python_name(self) -> &'static str {
-        match self {
-            Builtin::Set => "builtins.set",
-            Builtin::FrozenSet => "builtins.frozenset",
-            Builtin::Bytearray => "builtins.bytearray",
-            Builtin::Bytes => "builtins.bytes",
-            Builtin::CodecsEncode => "_codecs.encode",
-        }
-    }
-}
+use super::node::{describe, Builtin, Node};
 
 /// The builtin `module.name` stands for, or the refusal naming it.
 /// Protocol 2 writes Python 2's module name `__builtin__`.

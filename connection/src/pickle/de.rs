@@ -13,7 +13,7 @@ use serde::de::{
 };
 
 use super::error::{PickleError, PickleResult};
-use super::parse::{describe, Arena, Id, Node};
+use super::node::{describe, Arena, Id, Node};
 use super::value::serde_impl::marker;
 use super::MAX_DEPTH;
 

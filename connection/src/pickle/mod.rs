@@ -138,6 +138,7 @@
 mod builtins;
 mod de;
 mod error;
+mod node;
 mod opcodes;
 mod parse;
 mod ser;

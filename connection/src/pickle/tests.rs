@@ -292,7 +292,7 @@ fn memo_reuse_cannot_expand_a_small_pickle_without_bound() {
 #[test]
 fn a_parsed_value_is_as_small_as_the_memory_bound_says() {
     // The module docs derive "about 80 bytes per byte of pickle" from this.
-    assert_eq!(std::mem::size_of::<super::parse::Node>(), 32);
+    assert_eq!(std::mem::size_of::<super::node::Node>(), 32);
 }
 
 #[test]

@@ -1,6 +1,6 @@
 use std::io::{IoSlice, Read};
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use rustix::fs::{MemfdFlags, SealFlags};
 use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
@@ -109,16 +109,8 @@ const SEALED: SealFlags = SealFlags::WRITE
 /// end gives end of file. That is how a test sees that the receiver closed
 /// the copy it was sent.
 fn os_pipe() -> (std::fs::File, OwnedFd) {
-    let mut fds = [0; 2];
-    // SAFETY: pipe writes two new descriptors into the array, which are
-    // owned from here on (rustix's `pipe` feature is not enabled).
-    unsafe {
-        assert_eq!(libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC), 0);
-        (
-            std::fs::File::from_raw_fd(fds[0]),
-            OwnedFd::from_raw_fd(fds[1]),
-        )
-    }
+    let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
+    (std::fs::File::from(read), write)
 }
 
 fn assert_closed_by_receiver(mut read_end: std::fs::File) {

@@ -1,8 +1,11 @@
 //! Platform code. Everything that calls the operating system directly lives
 //! below here, so that another platform is one more module.
 
+use std::io;
+
 #[cfg(unix)]
 mod accepting;
+mod filling;
 #[cfg(unix)]
 mod ready;
 #[cfg(unix)]
@@ -11,10 +14,24 @@ pub(crate) mod shm;
 mod unix;
 #[cfg(unix)]
 pub(crate) use accepting::is_out_of_descriptors;
+pub(crate) use filling::{append_filled, Unfilled};
 #[cfg(unix)]
 pub(crate) use ready::{Interest, Ready, ReadySet};
 #[cfg(unix)]
 pub(crate) use unix::*;
+
+/// Runs a system call again when a signal interrupted it (`EINTR`): the
+/// crate's one policy for interrupted calls, whose callers never see
+/// [`io::ErrorKind::Interrupted`] (a signal must not cost a connection its
+/// place inside a message).
+pub(crate) fn retry_interrupted<T>(mut call: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    loop {
+        match call() {
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
 
 #[cfg(not(unix))]
 compile_error!("the connection crate supports Unix-like systems only for now");

@@ -329,15 +329,13 @@ pub(crate) fn read_to_vec(
     while out.len() < end {
         let offset = from + (len - (end - out.len())) as u64;
         let room = end - out.len();
-        let spare = &mut out.spare_capacity_mut()[..room];
-        match rustix::io::pread(fd, spare, offset) {
-            Ok(([], _)) => return Err(io::ErrorKind::UnexpectedEof.into()),
-            Ok((filled, _)) => {
-                let n = filled.len();
-                // SAFETY: pread initialized the first `n` bytes of the spare
-                // capacity (rustix hands back exactly the initialized part).
-                unsafe { out.set_len(out.len() + n) };
-            }
+        // rustix hands back exactly the part pread initialized.
+        let read = super::append_filled(out, room, |spare| {
+            spare.fill(|rest| rustix::io::pread(fd, rest, offset).map(|(filled, _)| filled))
+        });
+        match read {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(_) => {}
             Err(rustix::io::Errno::INTR) => continue,
             Err(err) => return Err(err.into()),
         }

@@ -74,10 +74,13 @@ impl Socket {
 
     /// [`read`](Socket::read) into memory not yet initialised, which
     /// spares a receiver zeroing a buffer only to overwrite it: returns
-    /// how many bytes at the start of `buf` it initialised.
-    pub(crate) fn read_uninit(&self, buf: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
+    /// the bytes at the start of `buf` it initialised.
+    pub(crate) fn read_uninit<'a>(
+        &self,
+        buf: &'a mut [MaybeUninit<u8>],
+    ) -> io::Result<&'a mut [u8]> {
         let (filled, _) = rustix::io::read(&self.0, buf)?;
-        Ok(filled.len())
+        Ok(filled)
     }
 
     /// Writes some of `bufs`, waiting for room in the socket's buffer or

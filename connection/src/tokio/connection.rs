@@ -10,9 +10,9 @@ use serde::Serialize;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
-use super::receive::Incoming;
+use super::incoming::Incoming;
 use crate::codec;
-use crate::connection::{send_error, Connection, Direction, Parts};
+use crate::connection::{Connection, Direction, Parts};
 use crate::error::{Error, ErrorKind, Result};
 use crate::frame::{self, HEADER_ROOM, SMALL_MESSAGE};
 use crate::sys::{self, Socket, Wait};
@@ -219,7 +219,7 @@ impl AsyncConnection {
         if !outgoing.is_empty() && !outgoing.untouched {
             let rest = &outgoing.buf[outgoing.start..];
             frame::write_rest(&socket, rest).map_err(|err| {
-                send_error(
+                Error::send_failed(
                     err,
                     format!("send the rest of a message ({} bytes)", rest.len()),
                 )
@@ -312,7 +312,7 @@ impl AsyncConnection {
                 Ok(0) => return Err(write_zero(bytes.len())),
                 Ok(n) => sending.written += n,
                 Err(err) => {
-                    return Err(send_error(
+                    return Err(Error::send_failed(
                         err,
                         format!("send {}-byte message", bytes.len()),
                     ))
@@ -395,7 +395,7 @@ impl AsyncConnection {
                 }
                 Err(err) => {
                     let context = format!("send the rest of a message ({} bytes)", rest.len());
-                    return Err(send_error(err, context));
+                    return Err(Error::send_failed(err, context));
                 }
             }
         }
@@ -509,19 +509,9 @@ impl Drop for LargeSend<'_> {
 async fn write_ready(fd: &AsyncFd<Socket>, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
     loop {
         let mut guard = fd.writable().await?;
-        match guard.try_io(|fd| retry_interrupted(|| fd.get_ref().send(bufs, Wait::No))) {
+        match guard.try_io(|fd| sys::retry_interrupted(|| fd.get_ref().send(bufs, Wait::No))) {
             Ok(result) => return result,
             Err(_would_block) => continue,
-        }
-    }
-}
-
-/// Runs a system call again when a signal interrupted it.
-pub(super) fn retry_interrupted<T>(mut call: impl FnMut() -> io::Result<T>) -> io::Result<T> {
-    loop {
-        match call() {
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            other => return other,
         }
     }
 }

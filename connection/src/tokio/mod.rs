@@ -61,6 +61,7 @@ mod bulk;
 mod client;
 mod connection;
 mod handshake;
+mod incoming;
 mod listener;
 mod receive;
 

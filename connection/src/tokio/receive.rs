@@ -4,84 +4,12 @@
 
 use std::io::{self, Read};
 
-use super::connection::{retry_interrupted, AsyncConnection};
+use super::connection::AsyncConnection;
+use super::incoming::Incoming;
 use crate::connection::{in_memory_len, lost_boundaries, room_after, too_large};
 use crate::error::{Error, ErrorKind, Result};
 use crate::frame::{self, HEADER_ROOM};
-use crate::sys::Socket;
-
-/// A scratch buffer that grew past this is freed after use rather than kept.
-const SCRATCH_KEEP: usize = 64 * 1024;
-
-/// How far the message being received has got.
-pub(super) struct Incoming {
-    /// The header's bytes: 4, or 12 in the long form.
-    header: [u8; HEADER_ROOM],
-    header_filled: usize,
-    /// The payload length, once the whole header is in. Stays set while a
-    /// message over the limit waits unread.
-    len: Option<u64>,
-    /// The payload bytes that have arrived.
-    payload: Vec<u8>,
-    /// Why the stream lost its message boundaries, if it did.
-    broken: Option<ErrorKind>,
-    /// A buffer for payloads that are decoded, not handed out, kept
-    /// between receives.
-    scratch: Vec<u8>,
-}
-
-impl Incoming {
-    pub(super) fn new(pending_len: Option<u64>, broken: Option<ErrorKind>) -> Incoming {
-        Incoming {
-            header: [0; HEADER_ROOM],
-            header_filled: 0,
-            len: pending_len,
-            payload: Vec::new(),
-            broken,
-            scratch: Vec::new(),
-        }
-    }
-
-    /// Whether a message is partly read: part of a header, or part of a
-    /// payload (a whole header alone is what a blocking connection keeps).
-    pub(super) fn is_partial(&self) -> bool {
-        (self.len.is_none() && self.header_filled > 0) || !self.payload.is_empty()
-    }
-
-    /// What a blocking connection carries over: the length of a message
-    /// whose header was read, and the broken state.
-    pub(super) fn carried_over(&self) -> (Option<u64>, Option<ErrorKind>) {
-        (self.len, self.broken)
-    }
-
-    /// Takes back the buffer of a decoded payload for the next receive.
-    pub(super) fn recycle(&mut self, mut buf: Vec<u8>) {
-        if buf.capacity() <= SCRATCH_KEEP {
-            buf.clear();
-            self.scratch = buf;
-        }
-    }
-
-    /// How much memory the partly received payload holds.
-    #[cfg(test)]
-    pub(super) fn payload_capacity(&self) -> usize {
-        self.payload.capacity()
-    }
-
-    /// Ready for the next message's header.
-    fn finish_message(&mut self) {
-        self.header_filled = 0;
-        self.len = None;
-    }
-
-    fn break_stream(&mut self, err: Error) -> Error {
-        tracing::debug!(error = %err, "connection lost its message boundaries");
-        self.broken = Some(err.kind());
-        self.finish_message();
-        self.payload = Vec::new();
-        err
-    }
-}
+use crate::sys::{self, Socket};
 
 /// Reads without waiting; a reset connection is end of file, as in the
 /// blocking receive (a peer gone with our data unread resets it).
@@ -212,7 +140,7 @@ impl AsyncConnection {
                 .await
                 .map_err(|err| Error::io(err, "wait for a message"))?;
             let target = &mut filling.target[filling.filled..];
-            match guard.try_io(|fd| retry_interrupted(|| NoWait(fd.get_ref()).read(target))) {
+            match guard.try_io(|fd| sys::retry_interrupted(|| NoWait(fd.get_ref()).read(target))) {
                 Ok(Ok(0)) => {
                     filling.done = true;
                     let got = filling.filled;
@@ -349,7 +277,7 @@ impl AsyncConnection {
         loop {
             let mut guard = self.fd.readable().await?;
             let incoming = &mut self.incoming;
-            match guard.try_io(|fd| retry_interrupted(|| read(fd.get_ref(), incoming))) {
+            match guard.try_io(|fd| sys::retry_interrupted(|| read(fd.get_ref(), incoming))) {
                 Ok(result) => return result,
                 Err(_would_block) => continue,
             }

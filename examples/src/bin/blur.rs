@@ -14,6 +14,8 @@
 //! cargo run --release -p examples --bin blur -- --input photo.pgm --radius 10 --output soft.pgm
 //! ```
 
+#![deny(unsafe_code)]
+
 use std::error::Error;
 use std::path::PathBuf;
 use std::process::ExitCode;

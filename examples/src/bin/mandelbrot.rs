@@ -11,6 +11,8 @@
 //! cargo run --release -p examples --bin mandelbrot -- --center=-0.743643,0.131825 --span 0.0002 --max-iter 5000
 //! ```
 
+#![deny(unsafe_code)]
+
 use std::error::Error;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -14,6 +14,8 @@
 //! cargo run --release -p examples --bin memory_budget -- --inputs 500 --budget-mib 128
 //! ```
 
+#![deny(unsafe_code)]
+
 use std::collections::BTreeMap;
 use std::error::Error;
 use std::process::ExitCode;
@@ -74,9 +76,9 @@ pool::task! {
     /// afresh and unmap it when freed (glibc otherwise keeps freed blocks
     /// for reuse): `--fresh-pages`.
     fn map_blocks_afresh() {
-        // SAFETY: mallopt only changes the allocator's thresholds; it is
-        // called before this worker's tasks allocate.
-        unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, MIB as i32) };
+        // Called before this worker's tasks allocate; an allocator that
+        // refuses leaves freed blocks for reuse, the default.
+        examples::sys::map_blocks_afresh_from(MIB as usize);
     }
 }
 

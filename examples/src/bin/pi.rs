@@ -14,6 +14,8 @@
 //! cargo run --release -p examples --bin pi -- --seed 7 --darts 1e10
 //! ```
 
+#![deny(unsafe_code)]
+
 use std::error::Error;
 use std::process::ExitCode;
 

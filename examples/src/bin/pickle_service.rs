@@ -15,6 +15,8 @@
 //! connection goes on: a decode error consumes just that message. `None`
 //! ends the client's session.
 
+#![deny(unsafe_code)]
+
 use std::error::Error;
 use std::process::ExitCode;
 

@@ -9,6 +9,8 @@
 //!
 //! Run it with `cargo run -p examples --bin pipe_tour`.
 
+#![deny(unsafe_code)]
+
 use std::error::Error;
 use std::process::{Command, ExitCode};
 

@@ -9,6 +9,8 @@
 //! printf '1e6\n10..20\n1e9\n' | cargo run --release -p examples --bin prime_service
 //! ```
 
+#![deny(unsafe_code)]
+
 use std::error::Error;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -11,6 +11,8 @@
 //! cargo run --release -p examples --bin primes -- 1e9 --workers 4
 //! ```
 
+#![deny(unsafe_code)]
+
 use std::error::Error;
 use std::process::ExitCode;
 

@@ -12,6 +12,8 @@
 //! cargo run --release -p examples --bin rarewords -- ~/books --dictionary words.txt
 //! ```
 
+#![deny(unsafe_code)]
+
 use std::collections::BTreeMap;
 use std::error::Error;
 use std::path::{Path, PathBuf};

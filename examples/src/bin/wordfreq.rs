@@ -13,6 +13,8 @@
 //! cargo run --release -p examples --bin wordfreq -- ~/books --top 20
 //! ```
 
+#![deny(unsafe_code)]
+
 use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -217,6 +217,9 @@ pub(crate) fn prepare_worker_command(command: &mut Command) {
 macro_rules! run_before_main {
     ($hook:path) => {
         #[used]
+        // Expanded outside `sys`, where this module's exception to the
+        // crate's `deny(unsafe_code)` must follow the code it wrote.
+        #[allow(unsafe_code)]
         #[link_section = ".init_array"]
         static BEFORE_MAIN: extern "C" fn() = {
             extern "C" fn pool_before_main() {

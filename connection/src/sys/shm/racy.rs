@@ -134,12 +134,16 @@ impl RacyView {
 
     /// [`copy_out_racy`](Self::copy_out_racy) into memory not yet
     /// initialized (a `Vec`'s spare capacity), which it initializes whole:
-    /// no pass of zeroes before the copy.
-    pub(crate) fn copy_out_racy_uninit(&self, offset: usize, dst: &mut [MaybeUninit<u8>]) {
+    /// no pass of zeroes before the copy. Returns `dst`, initialized.
+    pub(crate) fn copy_out_racy_uninit<'a>(
+        &self,
+        offset: usize,
+        dst: &'a mut [MaybeUninit<u8>],
+    ) -> &'a mut [u8] {
         let end = offset.checked_add(dst.len()).expect("range overflows");
         assert!(end <= self.len(), "copy past the end of the mapping");
         if dst.is_empty() {
-            return;
+            return &mut [];
         }
         // The mapping starts page-aligned: a word's alignment is its
         // offset's.
@@ -165,6 +169,10 @@ impl RacyView {
         for (i, byte) in tail.iter_mut().enumerate() {
             byte.write(self.byte_at(tail_start + i));
         }
+        // SAFETY: `u8` has the layout of `MaybeUninit<u8>`, and every byte
+        // of `dst` was written above: `front` and `tail` a byte at a time,
+        // `middle` a word at a time (`stream_words` or `copy_words`).
+        unsafe { &mut *(dst as *mut [MaybeUninit<u8>] as *mut [u8]) }
     }
 }
 
