@@ -635,19 +635,18 @@ impl Journal {
                 &failure
             }
         };
-        // Built in place in the batch's buffer, the checksum read from
-        // there: no record of its own, one reservation.
-        let start = self.buffer.len();
+        // The head built on the stack (fixed-size stores), then the record
+        // appended to the batch's buffer: no allocation of its own, and
+        // the checksum computed from the parts in hand.
+        let mut head = [0; RECORD_HEAD];
+        head[..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+        head[4..12].copy_from_slice(&(index as u64).to_le_bytes());
+        head[12..12 + DIGEST].copy_from_slice(&key.bytes);
+        head[RECORD_HEAD - 1] = if key.inline { status | INLINE } else { status };
+        let sum = checksum(&[&head, payload]);
         self.buffer.reserve(RECORD_HEAD + payload.len() + CHECKSUM);
-        self.buffer
-            .extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        self.buffer.extend_from_slice(&(index as u64).to_le_bytes());
-        self.buffer.extend_from_slice(&key.bytes);
-        self.buffer
-            .push(if key.inline { status | INLINE } else { status });
+        self.buffer.extend_from_slice(&head);
         self.buffer.extend_from_slice(payload);
-        let (head, payload) = self.buffer[start..].split_at(RECORD_HEAD);
-        let sum = checksum(&[head, payload]);
         self.buffer.extend_from_slice(&sum);
     }
 
