@@ -676,6 +676,11 @@ impl Journal {
         let written = (&self.file).write_all(&self.buffer);
         self.buffer.clear();
         self.unsynced = true;
+        // The disk starts on the records now rather than at the next
+        // sync, which then waits for less: at the end of a map of a
+        // million trivial inputs, the last `fdatasync` alone cost a tenth
+        // of its time.
+        let _ = crate::sys::start_writeback(&self.file);
         written.map_err(|err| {
             self.error(
                 "could not be written (the results that arrived are returned by the call, \
