@@ -283,6 +283,23 @@ pub(crate) fn host_name() -> io::Result<String> {
     Ok(name.trim().to_string())
 }
 
+/// Starts writing `file`'s dirty pages to disk without waiting for them
+/// (`sync_file_range(SYNC_FILE_RANGE_WRITE)` over the whole file), so that
+/// a later `fdatasync` finds them written or on their way: the disk works
+/// while the caller does. Only a hint: its failure loses nothing, the
+/// `fdatasync` that follows reports what matters.
+pub(crate) fn start_writeback(file: impl AsFd) -> io::Result<()> {
+    // SAFETY: sync_file_range takes plain integers and a descriptor that
+    // `file` keeps open for the call; it touches no memory of ours.
+    let done = unsafe {
+        libc::sync_file_range(file.as_fd().as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE)
+    };
+    match done {
+        0 => Ok(()),
+        _ => Err(io::Error::last_os_error()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,22 +360,5 @@ mod tests {
         assert_eq!(signal_name(libc::SIGKILL), "SIGKILL");
         assert_eq!(signal_name(libc::SIGSEGV), "SIGSEGV");
         assert_eq!(signal_name(1000), "unknown signal");
-    }
-}
-
-/// Starts writing `file`'s dirty pages to disk without waiting for them
-/// (`sync_file_range(SYNC_FILE_RANGE_WRITE)` over the whole file), so that
-/// a later `fdatasync` finds them written or on their way: the disk works
-/// while the caller does. Only a hint: its failure loses nothing, the
-/// `fdatasync` that follows reports what matters.
-pub(crate) fn start_writeback(file: impl AsFd) -> io::Result<()> {
-    // SAFETY: sync_file_range takes plain integers and a descriptor that
-    // `file` keeps open for the call; it touches no memory of ours.
-    let done = unsafe {
-        libc::sync_file_range(file.as_fd().as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE)
-    };
-    match done {
-        0 => Ok(()),
-        _ => Err(io::Error::last_os_error()),
     }
 }
