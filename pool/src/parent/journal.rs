@@ -58,7 +58,9 @@
 //! Records are written to the file (`write(2)`, no user-space buffer
 //! left behind) after each batch of results, so a killed program (SIGKILL,
 //! a time limit) loses at most the batch being written, whose torn tail
-//! the next run drops. The file is flushed to disk (`fdatasync`) at most
+//! the next run drops; each write also starts the disk's writeback
+//! (`sync_file_range`), so that a sync waits for less. The file is
+//! flushed to disk (`fdatasync`) at most
 //! once per sync interval ([`DEFAULT_JOURNAL_SYNC`], 1 s) and when the map
 //! ends, so a crash of the machine loses at most about one interval of
 //! results.
