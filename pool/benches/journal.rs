@@ -5,6 +5,14 @@
 //! `cargo bench -p pool --bench journal`; the targets are >= 0.7x for a
 //! 1,000,000-input trivial map and >= 0.98x for 1 ms tasks. Also prints
 //! the load average, since the figures move with it.
+//!
+//! For a profiler (instruction counts of the parent, which a noisy shared
+//! machine does not blur: `valgrind --tool=callgrind` follows the parent
+//! only), `POOL_JOURNAL_BENCH_ONE=plain` or `=journal` runs one trivial
+//! map of `POOL_JOURNAL_BENCH_INPUTS` inputs (default 1,000,000) and
+//! nothing else. Its workers run the program named by its first argument
+//! (under valgrind, `/proc/self/exe` is valgrind's own), so give it as a
+//! full path.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -18,6 +26,12 @@ const ROUNDS: usize = 3;
 
 /// CPU seconds this process (the parent, not its workers) has used.
 fn parent_cpu() -> f64 {
+    let (user, system) = parent_cpu_split();
+    user + system
+}
+
+/// [`parent_cpu`] as user and system seconds.
+fn parent_cpu_split() -> (f64, f64) {
     // SAFETY: getrusage writes one plain struct we own.
     let usage = unsafe {
         let mut usage: libc::rusage = std::mem::zeroed();
@@ -25,7 +39,7 @@ fn parent_cpu() -> f64 {
         usage
     };
     let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+    (seconds(usage.ru_utime), seconds(usage.ru_stime))
 }
 
 /// Best-of-`ROUNDS` seconds of `map` without and with a journal.
@@ -83,6 +97,30 @@ fn load() -> String {
 
 fn main() {
     pool::init();
+    if let Some(one) = std::env::var_os("POOL_JOURNAL_BENCH_ONE") {
+        let program = std::env::args_os().next().expect("the program's path");
+        let pool = Pool::builder()
+            .processes(2)
+            .worker_program(program)
+            .build()
+            .expect("a pool");
+        let inputs = std::env::var("POOL_JOURNAL_BENCH_INPUTS").map_or(1_000_000, |n| {
+            n.parse().expect("POOL_JOURNAL_BENCH_INPUTS: a count")
+        });
+        let path = std::env::temp_dir().join(format!("pool-journal-one-{}", std::process::id()));
+        let journal = (one == "journal").then_some(path.as_path());
+        let (began, (user, system)) = (Instant::now(), parent_cpu_split());
+        let n = map(&pool, bump, inputs, journal);
+        let (user_after, system_after) = parent_cpu_split();
+        println!(
+            "{n} inputs in {:.3} s; the parent's CPU {:.3} s user, {:.3} s system",
+            began.elapsed().as_secs_f64(),
+            user_after - user,
+            system_after - system
+        );
+        let _ = std::fs::remove_file(&path);
+        return;
+    }
     let pool = Pool::new(2).expect("a pool");
     println!("load average (1, 5, 15 min): {}", load());
     let trivial = measure("trivial", |journal| map(&pool, bump, 1_000_000, journal));

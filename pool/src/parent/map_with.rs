@@ -184,8 +184,9 @@ where
     /// a run that was never interrupted.
     ///
     /// An input is taken from the journal when the journal holds a result
-    /// for its index *and* for the same encoded input (a SHA-256 digest of
-    /// it): a changed input runs again. Failures are journaled too and
+    /// for its index *and* for the same encoded input (the encoding
+    /// itself if under 16 bytes, else a SHA-256 digest of it): a changed
+    /// input runs again. Failures are journaled too and
     /// replayed as failures (with their kind and message, without worker
     /// details) unless [`rerun_failures`](MapWith::rerun_failures) asks to
     /// run them again. Progress counts replayed inputs as done, so a

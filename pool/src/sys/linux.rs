@@ -2,12 +2,13 @@
 //! to the environment, parent-death signal, signal dispositions, and a
 //! counter shared with a child process through a
 //! memory-mapped `memfd`. System calls go through `rustix`'s safe
-//! wrappers; `unsafe` is left for the four things that have none: the
+//! wrappers; `unsafe` is left for the five things that have none: the
 //! hook that runs between fork and exec, setting a signal's disposition,
-//! mapping shared memory, and reading the auxiliary vector.
+//! mapping shared memory, reading the auxiliary vector, and starting a
+//! file's writeback (`sync_file_range`).
 
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::ptr::NonNull;
@@ -283,6 +284,23 @@ pub(crate) fn remove_env_while_single_threaded(vars: &[&str]) -> bool {
 pub(crate) fn host_name() -> io::Result<String> {
     let name = std::fs::read_to_string("/proc/sys/kernel/hostname")?;
     Ok(name.trim().to_string())
+}
+
+/// Starts writing `file`'s dirty pages to disk without waiting for them
+/// (`sync_file_range(SYNC_FILE_RANGE_WRITE)` over the whole file), so that
+/// a later `fdatasync` finds them written or on their way: the disk works
+/// while the caller does. Only a hint: its failure loses nothing, the
+/// `fdatasync` that follows reports what matters.
+pub(crate) fn start_writeback(file: impl AsFd) -> io::Result<()> {
+    // SAFETY: sync_file_range takes plain integers and a descriptor that
+    // `file` keeps open for the call; it touches no memory of ours.
+    let done = unsafe {
+        libc::sync_file_range(file.as_fd().as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE)
+    };
+    match done {
+        0 => Ok(()),
+        _ => Err(io::Error::last_os_error()),
+    }
 }
 
 #[cfg(test)]
