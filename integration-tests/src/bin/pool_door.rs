@@ -238,6 +238,12 @@ fn descriptors(hard: u64) {
     said.clear();
     stdin.read_line(&mut said).expect("read stdin");
     assert_eq!(said.trim(), "gone");
+    map_after(&pool);
+}
+
+/// Runs a small map once the trouble has passed and prints whether the
+/// pool is still usable: "after: correct", "after: wrong ..." or the error.
+fn map_after(pool: &Pool) {
     let ranges: Vec<(u64, u64)> = (0..8u64).map(|i| (i * 1000, (i + 1) * 1000)).collect();
     match pool
         .map_with(pool::builtin::count_primes, ranges.clone())
@@ -319,16 +325,7 @@ fn exhausted(warnings: &Warnings) {
         std::thread::sleep(Duration::from_millis(200));
         drop(held);
     });
-    let ranges: Vec<(u64, u64)> = (0..8u64).map(|i| (i * 1000, (i + 1) * 1000)).collect();
-    match pool
-        .map_with(pool::builtin::count_primes, ranges.clone())
-        .chunksize(1)
-        .run()
-    {
-        Ok(counts) if counts == expected_primes(&ranges) => println!("after: correct"),
-        Ok(counts) => println!("after: wrong {counts:?}"),
-        Err(err) => println!("after: {err:#}"),
-    }
+    map_after(&pool);
     let logged = warnings.0.lock().unwrap().clone();
     println!("warnings: {}", logged.len());
     for line in &logged {
