@@ -433,6 +433,15 @@ impl Error {
     }
 }
 
+/// Whether an error ends the whole call rather than one input: the pool
+/// stopped, was interrupted, or could not keep workers running.
+pub(crate) fn ends_the_call(err: &Error) -> bool {
+    matches!(
+        err.kind(),
+        ErrorKind::Interrupted | ErrorKind::Closed | ErrorKind::Startup
+    )
+}
+
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Error");

@@ -136,7 +136,7 @@ impl Commands {
     /// dropped here: its jobs then answer their callers with `Closed`.
     pub(crate) fn send(&self, command: Command) {
         if self.inline {
-            return inline::run(command);
+            return run_inline(command);
         }
         let _ = self.sender.send(command);
     }
@@ -153,5 +153,18 @@ impl Commands {
     /// For the Ctrl-C handler, which outlives no pool but needs its own copy.
     pub(crate) fn sender(&self) -> Sender<Command> {
         self.sender.clone()
+    }
+}
+
+/// Carries out a command of an inline pool: a job runs now, input after
+/// input; the rest has nothing to stop or wait for.
+fn run_inline(command: Command) {
+    match command {
+        Command::Submit(job) => inline::run_job(job),
+        Command::SubmitMany(jobs) => jobs.into_iter().for_each(inline::run_job),
+        Command::Interrupt(reply) => {
+            let _ = reply.send(false);
+        }
+        Command::Close | Command::Terminate | Command::Break(_) => {}
     }
 }

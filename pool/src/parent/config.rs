@@ -6,12 +6,60 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::identity::WorkerTasks;
-use super::inline::Nested;
 use super::launch::slurm::SlurmWorkers;
 use crate::wire::MemoryLimits;
 
 /// How long a new worker may take to report that it is ready.
 pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What building a pool inside a pool worker does
+/// ([`PoolBuilder::nested`](crate::PoolBuilder::nested)).
+///
+/// # Examples
+///
+/// ```
+/// use pool::{Nested, Pool};
+///
+/// pool::task! { fn square(x: u64) -> u64 { x * x } }
+///
+/// pool::task! {
+///     /// Sums the squares below `n`, with a pool of its own: inside a
+///     /// worker, that pool runs them here, serially.
+///     fn sum_of_squares(n: u64) -> Result<u64, pool::Error> {
+///         let inner = Pool::new(4)?;
+///         assert!(inner.is_inline() && inner.worker_pids().is_empty());
+///         Ok(inner.map(square, 0..n)?.into_iter().sum())
+///     }
+/// }
+///
+/// pool::task! {
+///     fn refuse_nesting(_x: ()) -> Result<(), pool::Error> {
+///         Pool::builder().nested(Nested::Fail).build().map(drop)
+///     }
+/// }
+///
+/// fn main() -> Result<(), pool::Error> {
+///     let pool = Pool::new(2)?;
+///     assert!(!pool.is_inline());
+///     assert_eq!(pool.map(sum_of_squares, [3, 4])?, [5, 14]);
+///     let err = pool.apply(refuse_nesting, ()).unwrap_err();
+///     assert!(err.message().contains("inside a pool worker"), "{err}");
+///     Ok(())
+/// }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Nested {
+    /// Run the pool's calls in the worker, serially, in input order,
+    /// starting no process (joblib's behaviour for nested calls). The
+    /// default.
+    #[default]
+    Inline,
+    /// Fail [`build`](crate::PoolBuilder::build) with
+    /// [`ErrorKind::Startup`](crate::ErrorKind::Startup): for code that must not run serially by
+    /// surprise.
+    Fail,
+}
 
 /// Made by [`PoolBuilder`](crate::PoolBuilder). Its `Debug` (which the
 /// builder's shows) leaves out the authkey.

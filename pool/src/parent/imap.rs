@@ -14,9 +14,9 @@ use futures_core::Stream;
 use super::command::Commands;
 use super::job::{decode_output, encode_item, Item, Job};
 use super::journal::{Journal, JournalOptions};
-use super::map::{ends_the_call, WINDOW_BYTES};
 use super::sink::{CancelOnDrop, Channel, Delivery};
-use crate::error::{Error, ErrorKind, Result};
+use super::spare::WINDOW_BYTES;
+use crate::error::{ends_the_call, Error, ErrorKind, Result};
 use crate::task::Task;
 
 /// Inputs taken from the iterator per submission, so that a slow iterator

@@ -13,61 +13,11 @@
 
 use std::sync::Arc;
 
-use super::command::Command;
-use super::config::Config;
+use super::config::{Config, Nested};
 use super::job::Job;
 use super::sink::{Payload, Sink};
 use crate::error::{Error, ErrorKind, Result};
 use crate::task::{self, FailureKind, TaskFailure};
-
-/// What building a pool inside a pool worker does
-/// ([`PoolBuilder::nested`](crate::PoolBuilder::nested)).
-///
-/// # Examples
-///
-/// ```
-/// use pool::{Nested, Pool};
-///
-/// pool::task! { fn square(x: u64) -> u64 { x * x } }
-///
-/// pool::task! {
-///     /// Sums the squares below `n`, with a pool of its own: inside a
-///     /// worker, that pool runs them here, serially.
-///     fn sum_of_squares(n: u64) -> Result<u64, pool::Error> {
-///         let inner = Pool::new(4)?;
-///         assert!(inner.is_inline() && inner.worker_pids().is_empty());
-///         Ok(inner.map(square, 0..n)?.into_iter().sum())
-///     }
-/// }
-///
-/// pool::task! {
-///     fn refuse_nesting(_x: ()) -> Result<(), pool::Error> {
-///         Pool::builder().nested(Nested::Fail).build().map(drop)
-///     }
-/// }
-///
-/// fn main() -> Result<(), pool::Error> {
-///     let pool = Pool::new(2)?;
-///     assert!(!pool.is_inline());
-///     assert_eq!(pool.map(sum_of_squares, [3, 4])?, [5, 14]);
-///     let err = pool.apply(refuse_nesting, ()).unwrap_err();
-///     assert!(err.message().contains("inside a pool worker"), "{err}");
-///     Ok(())
-/// }
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Nested {
-    /// Run the pool's calls in the worker, serially, in input order,
-    /// starting no process (joblib's behaviour for nested calls). The
-    /// default.
-    #[default]
-    Inline,
-    /// Fail [`build`](crate::PoolBuilder::build) with
-    /// [`ErrorKind::Startup`]: for code that must not run serially by
-    /// surprise.
-    Fail,
-}
 
 /// Checks that a pool configured with `config` can run inline here, and
 /// runs its initializer, as a worker would before its first input.
@@ -105,20 +55,9 @@ pub(crate) fn prepare(config: &Config) -> Result<()> {
     Ok(())
 }
 
-/// Carries out a command of an inline pool: a job runs now, input after
-/// input; the rest has nothing to stop or wait for.
-pub(crate) fn run(command: Command) {
-    match command {
-        Command::Submit(job) => run_job(job),
-        Command::SubmitMany(jobs) => jobs.into_iter().for_each(run_job),
-        Command::Interrupt(reply) => {
-            let _ = reply.send(false);
-        }
-        Command::Close | Command::Terminate | Command::Break(_) => {}
-    }
-}
-
-fn run_job(mut job: Job) {
+/// Runs `job` now, on the calling thread, input after input: what an
+/// inline pool does with a job it is sent.
+pub(crate) fn run_job(mut job: Job) {
     for item in std::mem::take(&mut job.items) {
         // A caller that gave up (a map's first failure, a dropped imap)
         // wants the rest dropped, as the dispatcher would.

@@ -77,9 +77,8 @@ use sha2::compress256;
 use sha2::digest::generic_array::GenericArray;
 
 use super::job::Item;
-use super::map::ends_the_call;
 use super::sink::{Delivery, Outcome, Payload};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{ends_the_call, Error, ErrorKind, Result};
 use crate::task::Task;
 
 /// How often a journal is flushed to disk by default: what a crash of

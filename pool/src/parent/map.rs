@@ -14,18 +14,13 @@ use super::job::{chunk_size, decode_output, encode_item, Item, Job};
 use super::journal::{Journal, JournalOptions};
 use super::progress::{report, Progress};
 use super::sink::{Channel, Delivery};
-use crate::error::{Error, ErrorKind, Result};
+use super::spare::WINDOW_BYTES;
+use crate::error::{ends_the_call, Error, ErrorKind, Result};
 use crate::task::Task;
 
 /// Chunks in flight per live worker: one running, one queued behind it,
 /// one on its way (encoding or results travelling back).
 pub(crate) const CHUNKS_PER_WORKER: usize = 3;
-/// What the inputs in flight may cost the parent once every live worker
-/// has a chunk: what keeps its memory flat whatever the input count. A
-/// chunk of automatic size is cut at `WINDOW_BYTES / (CHUNKS_PER_WORKER *
-/// workers)`, so the window is at most `WINDOW_BYTES` plus one chunk, or
-/// one chunk per live worker if that is more (large inputs, many workers).
-pub(crate) const WINDOW_BYTES: usize = 16 << 20;
 
 /// What an input costs the parent while it is in flight, besides its
 /// encoding: its `Item`, the allocation of its encoding (at least a small
@@ -59,15 +54,6 @@ pub(crate) struct Options {
     pub(crate) chunksize: Option<usize>,
     pub(crate) on_failure: OnFailure,
     pub(crate) journal: JournalOptions,
-}
-
-/// Whether an error ends the whole call rather than one input: the pool
-/// stopped, was interrupted, or could not keep workers running.
-pub(crate) fn ends_the_call(err: &Error) -> bool {
-    matches!(
-        err.kind(),
-        ErrorKind::Interrupted | ErrorKind::Closed | ErrorKind::Startup
-    )
 }
 
 /// Runs `T` on every input and returns each input's result in input

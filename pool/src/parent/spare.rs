@@ -9,8 +9,16 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use super::map::WINDOW_BYTES;
 use crate::wire;
+
+/// What the inputs in flight of one `map` or `imap` call may cost the
+/// parent once every live worker has a chunk: what keeps its memory flat
+/// whatever the input count. Here, beside the spare buffers it also
+/// bounds, so that the calls and the buffers they share take it from one
+/// place. A chunk of automatic size is cut at `WINDOW_BYTES /
+/// (CHUNKS_PER_WORKER * workers)` (see `map.rs`), so the window is at most `WINDOW_BYTES` plus one chunk, or
+/// one chunk per live worker if that is more (large inputs, many workers).
+pub(crate) const WINDOW_BYTES: usize = 16 << 20;
 
 /// Encoded inputs from this size up have their buffers kept: below it, a
 /// fresh allocation costs less than the bookkeeping, and the input goes
