@@ -251,8 +251,7 @@ pub(crate) fn started_locally() {
 /// Notes the build id the pool sent in its setup: a local worker of the
 /// same build runs the pool's functions by pointer.
 pub(crate) fn note_pool_build(pool_build: &str) {
-    let own = sys::build_id();
-    let same = STARTED_LOCALLY.load(Ordering::Relaxed) && !own.is_empty() && own == pool_build;
+    let same = STARTED_LOCALLY.load(Ordering::Relaxed) && sys::is_this_build(pool_build);
     POOL_RUNS_THIS_IMAGE.store(same, Ordering::Relaxed);
 }
 

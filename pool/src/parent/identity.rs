@@ -50,8 +50,7 @@ pub(crate) struct Mismatch {
 /// Compares a ready worker's identity with this program's.
 /// A mismatch is boxed: an `Error` is large, and a refusal rare.
 pub(crate) fn check(worker: &Identity<'_>) -> Result<Build, Box<Mismatch>> {
-    let own = sys::build_id();
-    if !own.is_empty() && worker.build_id == own {
+    if sys::is_this_build(worker.build_id) {
         return Ok(Build::Same);
     }
     let program = clip(worker.program, QUOTED);
@@ -63,7 +62,7 @@ pub(crate) fn check(worker: &Identity<'_>) -> Result<Build, Box<Mismatch>> {
                 format!(
                     "worker program {program} (build {build}) did not list its tasks, \
                      though its build is not this program's ({}); the worker was refused",
-                    short(own)
+                    short(sys::build_id())
                 ),
             ),
             tasks: Vec::new(),

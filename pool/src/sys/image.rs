@@ -58,6 +58,14 @@ pub(crate) fn build_id() -> &'static str {
     })
 }
 
+/// Whether `other` names this very build. An empty id (a program with
+/// neither a build-id note nor a readable file) matches nothing, not even
+/// another empty one.
+pub(crate) fn is_this_build(other: &str) -> bool {
+    let own = build_id();
+    !own.is_empty() && other == own
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
@@ -97,6 +105,13 @@ struct LoadedImage {
     notes: Vec<&'static [u8]>,
     /// The executable segments, as address ranges of this process.
     code: Vec<std::ops::Range<usize>>,
+}
+
+impl LoadedImage {
+    /// Whether `address` lies in one of the executable's code segments.
+    fn in_code(&self, address: usize) -> bool {
+        self.code.iter().any(|code| code.contains(&address))
+    }
 }
 
 /// This process's executable as loaded, read once from its program
@@ -166,9 +181,7 @@ fn loaded_image() -> Option<&'static LoadedImage> {
 pub(crate) fn code_offset(address: usize) -> Option<u64> {
     let image = loaded_image()?;
     image
-        .code
-        .iter()
-        .any(|code| code.contains(&address))
+        .in_code(address)
         .then(|| address.wrapping_sub(image.base) as u64)
 }
 
@@ -178,11 +191,7 @@ pub(crate) fn code_offset(address: usize) -> Option<u64> {
 pub(crate) fn code_address(offset: u64) -> Option<usize> {
     let image = loaded_image()?;
     let address = image.base.wrapping_add(usize::try_from(offset).ok()?);
-    image
-        .code
-        .iter()
-        .any(|code| code.contains(&address))
-        .then_some(address)
+    image.in_code(address).then_some(address)
 }
 
 /// Whether local workers start from this very image (`/proc/self/exe`),

@@ -456,10 +456,9 @@ fn unknown_task(name: &str) -> TaskFailure {
 /// own build (`pool_build`), so that the pool can refuse a worker whose
 /// tasks differ from its own (`parent::identity`).
 fn identity(pool_build: &str) -> Identity<'static> {
-    let build_id = sys::build_id();
-    let same = !build_id.is_empty() && build_id == pool_build;
+    let same = sys::is_this_build(pool_build);
     Identity {
-        build_id,
+        build_id: sys::build_id(),
         program: sys::program_name(),
         tasks: (!same).then(|| task::TASKS.iter().map(TaskEntry::fingerprint).collect()),
     }
