@@ -66,6 +66,19 @@ pub(crate) struct Culprit {
     pub(crate) span: Span,
 }
 
+impl Culprit {
+    /// The input as a job of its own, to run again; its span ends as
+    /// requeued.
+    pub(crate) fn requeued(self) -> Job {
+        trace::record_requeued(&self.span);
+        Job {
+            task: self.task,
+            items: vec![self.item],
+            sink: self.sink,
+        }
+    }
+}
+
 /// Everything taken back from a stopped worker.
 pub(crate) struct TakenBack {
     /// The input it was running, if it was running one.

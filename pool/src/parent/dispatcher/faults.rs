@@ -127,12 +127,7 @@ impl Dispatcher {
             self.queue.push_front(job);
         }
         if let Some(culprit) = culprit {
-            trace::record_requeued(&culprit.span);
-            self.queue.push_front(Job {
-                task: culprit.task,
-                items: vec![culprit.item],
-                sink: culprit.sink,
-            });
+            self.queue.push_front(culprit.requeued());
         }
         if let Some(err) = self.broken.clone() {
             self.fail_queued(|| err.clone());

@@ -405,14 +405,7 @@ impl Dispatcher {
                 slot.kill();
                 let mut taken = slot.take_back();
                 if let Some(culprit) = taken.culprit.take() {
-                    taken.unstarted.insert(
-                        0,
-                        Job {
-                            task: culprit.task,
-                            items: vec![culprit.item],
-                            sink: culprit.sink,
-                        },
-                    );
+                    taken.unstarted.insert(0, culprit.requeued());
                 }
                 let death = Death::died(format!("sent {what}"));
                 self.requeue_after_death(taken, &death, info);
