@@ -5,7 +5,7 @@
 use std::io::{self, Read};
 
 use super::connection::AsyncConnection;
-use super::incoming::Incoming;
+use super::receive_state::ReceiveState;
 use crate::connection::{in_memory_len, lost_boundaries, room_after, too_large};
 use crate::error::{Error, ErrorKind, Result};
 use crate::frame::{self, HEADER_ROOM};
@@ -272,7 +272,7 @@ impl AsyncConnection {
     /// the receive state before that stays there.
     async fn read_ready<R>(
         &mut self,
-        mut read: impl FnMut(&Socket, &mut Incoming) -> io::Result<R>,
+        mut read: impl FnMut(&Socket, &mut ReceiveState) -> io::Result<R>,
     ) -> io::Result<R> {
         loop {
             let mut guard = self.fd.readable().await?;

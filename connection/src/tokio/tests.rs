@@ -352,10 +352,10 @@ fn blocking_client(
 /// A TCP listener with the key `k` and this handshake timeout, and its
 /// address.
 async fn keyed_listener(handshake_timeout: Duration) -> (AsyncListener, std::net::SocketAddr) {
-    let listener = AsyncListener::builder()
+    let listener = Listener::builder()
         .authkey(b"k")
         .handshake_timeout(Some(handshake_timeout))
-        .bind(&Address::localhost(0))
+        .bind_async(&Address::localhost(0))
         .await
         .unwrap();
     let Address::Tcp(addr) = listener.address().clone() else {
@@ -384,9 +384,9 @@ async fn a_silent_peer_does_not_hold_up_the_next() {
 
 #[tokio::test]
 async fn a_wrong_key_is_refused_on_both_sides_and_the_listener_goes_on() {
-    let mut listener = AsyncListener::builder()
+    let mut listener = Listener::builder()
         .authkey(b"right")
-        .bind(&Address::localhost(0))
+        .bind_async(&Address::localhost(0))
         .await
         .unwrap();
     let address = listener.address().clone();
@@ -419,10 +419,10 @@ async fn a_wrong_key_is_refused_on_both_sides_and_the_listener_goes_on() {
 
 #[tokio::test]
 async fn a_message_limit_below_the_handshakes_does_not_refuse_it() {
-    let mut listener = AsyncListener::builder()
+    let mut listener = Listener::builder()
         .authkey(b"k")
         .max_message_size(8)
-        .bind(&Address::localhost(0))
+        .bind_async(&Address::localhost(0))
         .await
         .unwrap();
     let client = AsyncClient::from(Client::new().authkey(b"k").max_message_size(8));
@@ -479,9 +479,9 @@ async fn async_client_and_blocking_listener_over_a_unix_path() {
 
     // And the other way round; the async listener removes its file.
     let address = Address::Unix(dir.join("async.sock"));
-    let mut listener = AsyncListener::builder()
+    let mut listener = Listener::builder()
         .authkey(b"k")
-        .bind(&address)
+        .bind_async(&address)
         .await
         .unwrap();
     let client = blocking_client(&address, b"k", b"hello");

@@ -10,7 +10,7 @@ use crate::frame::HEADER_ROOM;
 const SCRATCH_KEEP: usize = 64 * 1024;
 
 /// How far the message being received has got.
-pub(super) struct Incoming {
+pub(super) struct ReceiveState {
     /// The header's bytes: 4, or 12 in the long form.
     pub(super) header: [u8; HEADER_ROOM],
     pub(super) header_filled: usize,
@@ -26,9 +26,9 @@ pub(super) struct Incoming {
     pub(super) scratch: Vec<u8>,
 }
 
-impl Incoming {
-    pub(super) fn new(pending_len: Option<u64>, broken: Option<ErrorKind>) -> Incoming {
-        Incoming {
+impl ReceiveState {
+    pub(super) fn new(pending_len: Option<u64>, broken: Option<ErrorKind>) -> ReceiveState {
+        ReceiveState {
             header: [0; HEADER_ROOM],
             header_filled: 0,
             len: pending_len,
