@@ -96,7 +96,8 @@ impl ListenSocket {
     }
 
     /// Whether a connection waits in the kernel's queue (checked without
-    /// waiting).
+    /// waiting), for the async listener, which cannot ask its reactor.
+    #[cfg(feature = "tokio")]
     pub(crate) fn connection_waiting(&self) -> bool {
         let mut fds = [sys::PollFd::readable(self.fd())];
         matches!(sys::poll(&mut fds, Some(std::time::Duration::ZERO)), Ok(n) if n > 0)

@@ -10,6 +10,7 @@ use crate::connection::{Connection, DEFAULT_MAX_MESSAGE_SIZE};
 use crate::error::{Error, ErrorKind, Result};
 use crate::handshakes::{Accepted, Handshakes, Settings};
 use crate::listen_socket::{handshake_failed, ListenSocket};
+use crate::setters::setters;
 use crate::sys::{self, PollFd};
 
 /// How long [`Listener::accept`] gives a peer to complete the handshake
@@ -32,7 +33,10 @@ pub const DEFAULT_MAX_PENDING_HANDSHAKES: usize = 8192;
 /// (a peer whose connection the kernel drops retries only after a second).
 pub const DEFAULT_BACKLOG: u32 = 1024;
 
-/// Options for a [`Listener`]; made by [`Listener::builder`].
+/// Options for a [`Listener`], or with the `tokio` feature an
+/// `AsyncListener`; made by
+/// [`Listener::builder`], finished by [`bind`](ListenerBuilder::bind) or
+/// `bind_async`.
 ///
 /// # Examples
 ///
@@ -77,13 +81,6 @@ impl Default for ListenerBuilder {
 }
 
 impl ListenerBuilder {
-    /// How many connections may wait to be accepted (default
-    /// [`DEFAULT_BACKLOG`]; the kernel caps it at `somaxconn`).
-    pub fn backlog(mut self, backlog: u32) -> ListenerBuilder {
-        self.backlog = backlog;
-        self
-    }
-
     /// Authenticate every peer with this key, as CPython's
     /// `Listener(authkey=...)`. Without one there is no handshake at all.
     /// An empty key still runs the handshake, as CPython's `authkey=b''`
@@ -94,74 +91,67 @@ impl ListenerBuilder {
         self
     }
 
-    /// How long a peer gets to complete the handshake, counted from when
-    /// its connection is accepted (default [`DEFAULT_HANDSHAKE_TIMEOUT`];
-    /// `None` waits forever, as CPython does: a silent peer then holds its
-    /// place until it hangs up or the listener is dropped).
-    pub fn handshake_timeout(mut self, timeout: Option<Duration>) -> ListenerBuilder {
-        self.handshake_timeout = timeout;
-        self
-    }
+    setters! {
+        /// How many connections may wait to be accepted (default
+        /// [`DEFAULT_BACKLOG`]; the kernel caps it at `somaxconn`).
+        backlog: u32;
 
-    /// How many handshakes may be in progress at once (default
-    /// [`DEFAULT_MAX_PENDING_HANDSHAKES`]; 0 counts as 1). Each costs its
-    /// connection's descriptor and a few hundred bytes; none costs a
-    /// thread. At the cap the listener takes no more connections from the
-    /// kernel's queue (the [backlog](ListenerBuilder::backlog)) until one
-    /// ends (or, with [`shed_oldest_at_cap`](ListenerBuilder::shed_oldest_at_cap),
-    /// closes the oldest for a new peer). Without an authkey there are no handshakes and this is unused.
-    pub fn max_pending_handshakes(mut self, max: usize) -> ListenerBuilder {
-        self.max_pending_handshakes = max;
-        self
-    }
+        /// How long a peer gets to complete the handshake, counted from when
+        /// its connection is accepted (default [`DEFAULT_HANDSHAKE_TIMEOUT`];
+        /// `None` waits forever, as CPython does: a silent peer then holds its
+        /// place until it hangs up or the listener is dropped).
+        handshake_timeout: Option<Duration>;
 
-    /// At the [cap](ListenerBuilder::max_pending_handshakes), close the
-    /// oldest pending handshake to take a new peer from the kernel's queue,
-    /// as when the process is out of descriptors, rather than leave the
-    /// new peer waiting until a handshake ends (default `false`). A crowd
-    /// of silent peers then delays a good client by no more than the time
-    /// it takes to accept the crowd, not by handshake timeouts; the price
-    /// is that a handshake gets only as long as it takes that many new
-    /// peers to arrive, under a crowd that keeps coming.
-    ///
-    /// ```
-    /// use std::net::TcpStream;
-    /// use std::time::Duration;
-    /// use connection::{Address, Client, Listener};
-    ///
-    /// let mut listener = Listener::builder()
-    ///     .authkey(b"key")
-    ///     .max_pending_handshakes(1)
-    ///     .shed_oldest_at_cap(true)
-    ///     .bind(&Address::localhost(0))?;
-    /// let address = listener.address().clone();
-    /// let Address::Tcp(addr) = address.clone() else { unreachable!() };
-    /// let silent = TcpStream::connect(addr)?;
-    /// assert!(listener.accept_timeout(Duration::from_millis(100))?.is_none());
-    /// // The silent peer holds the only place: the good one takes it.
-    /// let good = std::thread::spawn(move || Client::connect_with_authkey(&address, b"key"));
-    /// assert!(listener.accept_timeout(Duration::from_secs(30))?.is_some());
-    /// good.join().unwrap()?;
-    /// # drop(silent);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn shed_oldest_at_cap(mut self, shed: bool) -> ListenerBuilder {
-        self.shed_oldest_at_cap = shed;
-        self
-    }
+        /// How many handshakes may be in progress at once (default
+        /// [`DEFAULT_MAX_PENDING_HANDSHAKES`]; 0 counts as 1). Each costs its
+        /// connection's descriptor and a few hundred bytes; none costs a
+        /// thread. At the cap the listener takes no more connections from the
+        /// kernel's queue (the [backlog](ListenerBuilder::backlog)) until one
+        /// ends (or, with [`shed_oldest_at_cap`](ListenerBuilder::shed_oldest_at_cap),
+        /// closes the oldest for a new peer). Without an authkey there are no handshakes and this is unused.
+        /// An async listener's handshakes are tasks that go on between
+        /// accepts: there a finished one counts until `accept` returns it.
+        max_pending_handshakes: usize;
 
-    /// Refuse peers that authenticate with HMAC-MD5, which includes every
-    /// Python 3.11 or older (default: accept them, as CPython 3.12 does).
-    pub fn strict(mut self, strict: bool) -> ListenerBuilder {
-        self.strict = strict;
-        self
-    }
+        /// At the [cap](ListenerBuilder::max_pending_handshakes), close the
+        /// oldest pending handshake to take a new peer from the kernel's queue,
+        /// as when the process is out of descriptors, rather than leave the
+        /// new peer waiting until a handshake ends (default `false`). A crowd
+        /// of silent peers then delays a good client by no more than the time
+        /// it takes to accept the crowd, not by handshake timeouts; the price
+        /// is that a handshake gets only as long as it takes that many new
+        /// peers to arrive, under a crowd that keeps coming.
+        ///
+        /// ```
+        /// use std::net::TcpStream;
+        /// use std::time::Duration;
+        /// use connection::{Address, Client, Listener};
+        ///
+        /// let mut listener = Listener::builder()
+        ///     .authkey(b"key")
+        ///     .max_pending_handshakes(1)
+        ///     .shed_oldest_at_cap(true)
+        ///     .bind(&Address::localhost(0))?;
+        /// let address = listener.address().clone();
+        /// let Address::Tcp(addr) = address.clone() else { unreachable!() };
+        /// let silent = TcpStream::connect(addr)?;
+        /// assert!(listener.accept_timeout(Duration::from_millis(100))?.is_none());
+        /// // The silent peer holds the only place: the good one takes it.
+        /// let good = std::thread::spawn(move || Client::connect_with_authkey(&address, b"key"));
+        /// assert!(listener.accept_timeout(Duration::from_secs(30))?.is_some());
+        /// good.join().unwrap()?;
+        /// # drop(silent);
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
+        shed_oldest_at_cap: bool;
 
-    /// The [`max_message_size`](Connection::max_message_size) of accepted
-    /// connections (default [`DEFAULT_MAX_MESSAGE_SIZE`]).
-    pub fn max_message_size(mut self, bytes: u64) -> ListenerBuilder {
-        self.max_message_size = bytes;
-        self
+        /// Refuse peers that authenticate with HMAC-MD5, which includes every
+        /// Python 3.11 or older (default: accept them, as CPython 3.12 does).
+        strict: bool;
+
+        /// The [`max_message_size`](Connection::max_message_size) of accepted
+        /// connections (default [`DEFAULT_MAX_MESSAGE_SIZE`]).
+        max_message_size: u64;
     }
 
     /// Binds to `address` and starts listening.

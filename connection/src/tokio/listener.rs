@@ -239,7 +239,8 @@ impl AsyncListener {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Result<std::result::Result<Result<AsyncConnection>, JoinError>>> {
-        let accept_failed = |err, listener: &Self| Error::io(err, "accept").context(listener.address());
+        let accept_failed =
+            |err, listener: &Self| Error::io(err, "accept").context(listener.address());
         loop {
             match self.handshakes.poll_join_next(cx) {
                 // Shed below to make room: not a peer's outcome to report.
