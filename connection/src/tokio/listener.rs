@@ -32,11 +32,6 @@ impl ListenerBuilder {
     /// removed when the listener is dropped; a TCP listener without an
     /// authkey logs a warning).
     ///
-    /// Handshakes run as tasks that go on while nobody is in
-    /// [`accept`](AsyncListener::accept), so a finished handshake counts
-    /// towards [`max_pending_handshakes`](ListenerBuilder::max_pending_handshakes)
-    /// until `accept` returns it.
-    ///
     /// Dropping the future before it is done leaves nothing bound and no
     /// socket file.
     ///
@@ -52,19 +47,11 @@ impl ListenerBuilder {
     /// # Examples
     ///
     /// ```
-    /// use std::time::Duration;
-    /// use connection::{Address, Listener};
+    /// use connection::Listener;
     ///
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-    /// let listener = Listener::builder()
-    ///     .authkey(b"secret")
-    ///     .backlog(16)
-    ///     .handshake_timeout(Some(Duration::from_secs(2)))
-    ///     .max_pending_handshakes(8)
-    ///     .strict(true)
-    ///     .max_message_size(1 << 20)
-    ///     .bind_async(&Address::localhost(0))
-    ///     .await?;
+    /// let address = "tcp:localhost:0".parse()?;
+    /// let listener = Listener::builder().authkey(b"k").bind_async(&address).await?;
     /// assert!(listener.address().is_tcp());
     /// # Ok::<(), connection::Error>(())
     /// # }).unwrap();
