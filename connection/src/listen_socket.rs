@@ -14,7 +14,6 @@ use interprocess::os::unix::uds_local_socket;
 use crate::address::Address;
 use crate::error::{Error, Result};
 use crate::handshakes::Accepted;
-use crate::listener::ListenerBuilder;
 use crate::sys::{self, Socket};
 
 /// A listening socket that never blocks (a connection that readiness
@@ -33,19 +32,19 @@ enum Kind {
 }
 
 impl ListenSocket {
-    /// Binds to `address` and listens with the backlog in `options`. A host
-    /// name is bound at the addresses it `resolved` to if given (the tokio
-    /// listener resolves without blocking), else resolved here. A TCP
-    /// listener without an authkey (or with an empty one) logs a warning.
+    /// Binds to `address` and listens with `backlog`. A host name is bound
+    /// at the addresses it `resolved` to if given (the tokio listener
+    /// resolves without blocking), else resolved here. A TCP listener
+    /// without an `authkey` (or with an empty one) logs a warning.
     pub(crate) fn bind(
         address: &Address,
         resolved: Option<Vec<SocketAddr>>,
-        options: &ListenerBuilder,
+        backlog: u32,
+        authkey: Option<&[u8]>,
     ) -> Result<ListenSocket> {
-        let socket = bind_socket(address, resolved, options.backlog)
+        let socket = bind_socket(address, resolved, backlog)
             .map_err(|err| Error::io(err, "bind").context(address))?;
-        let keyless = options.authkey.as_ref().map_or(true, Vec::is_empty);
-        if socket.address.is_tcp() && keyless {
+        if socket.address.is_tcp() && authkey.map_or(true, <[u8]>::is_empty) {
             tracing::warn!(
                 address = %socket.address,
                 "TCP listener without an authkey (or with an empty one): \

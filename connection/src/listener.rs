@@ -162,7 +162,7 @@ impl ListenerBuilder {
     /// (or with an empty one) logs a warning: anyone who can reach the
     /// port can then send data.
     pub fn bind(&self, address: &Address) -> Result<Listener> {
-        let socket = ListenSocket::bind(address, None, self)?;
+        let socket = ListenSocket::bind(address, None, self.backlog, self.authkey.as_deref())?;
         let address = socket.address().clone();
         let handshakes = match &self.authkey {
             None => None,

@@ -65,7 +65,7 @@ impl ListenerBuilder {
             }
             _ => None,
         };
-        let socket = ListenSocket::bind(address, resolved, self)?;
+        let socket = ListenSocket::bind(address, resolved, self.backlog, self.authkey.as_deref())?;
         let socket = sys::register(socket, Interest::READABLE).map_err(|err| {
             Error::io(err, "register the listener with the tokio runtime").context(address)
         })?;

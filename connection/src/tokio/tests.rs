@@ -550,11 +550,13 @@ async fn without_a_key_accept_and_connect_are_plain_and_blocking_after_conversio
     let (mut a, mut b) = (accepted.unwrap(), connected.unwrap());
     b.send(&"plain").await.unwrap();
     assert_eq!(a.recv::<String>().await.unwrap(), "plain");
-    // Accepted through tokio, the descriptor was non-blocking: a blocking
-    // connection must not be.
-    let blocking = a.into_blocking().unwrap();
-    let flags = rustix::fs::fcntl_getfl(&blocking).unwrap();
-    assert!(!flags.contains(rustix::fs::OFlags::NONBLOCK));
+    // Connected through tokio, the descriptor was non-blocking (accepted,
+    // it may be either): a blocking connection must not be.
+    for conn in [a, b] {
+        let blocking = conn.into_blocking().unwrap();
+        let flags = rustix::fs::fcntl_getfl(&blocking).unwrap();
+        assert!(!flags.contains(rustix::fs::OFlags::NONBLOCK));
+    }
 }
 
 #[test]
