@@ -123,8 +123,10 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::sys;
 use crate::sys::shm::{self, Mapping, RacyView};
 
+mod endpoint;
 mod recycle;
-pub(crate) use recycle::Recycler;
+pub(crate) use endpoint::{send_memfd, send_sealed, Endpoint};
+use recycle::Recycler;
 
 /// The environment variable that sets, for a whole process, the size
 /// from which the copying calls (`send_bytes`, `send`, ...) of ends that
@@ -148,7 +150,7 @@ pub const SHARED_MEMORY_THRESHOLD_ENV: &str = "CONNECTION_SHARED_MEMORY_THRESHOL
 
 /// The threshold of new ends: [`SHARED_MEMORY_THRESHOLD_ENV`]'s, if set
 /// and valid, else none.
-pub(crate) fn default_threshold() -> Option<usize> {
+fn default_threshold() -> Option<usize> {
     static DEFAULT: OnceLock<Option<usize>> = OnceLock::new();
     *DEFAULT.get_or_init(|| {
         let value = std::env::var(SHARED_MEMORY_THRESHOLD_ENV).ok()?;
@@ -165,7 +167,7 @@ pub(crate) fn default_threshold() -> Option<usize> {
 
 /// Whether an end uses shared memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Mode {
+enum Mode {
     /// Neither sends nor accepts shared-memory messages.
     Off,
     /// Sends large messages as shared memory and accepts them.
@@ -176,11 +178,11 @@ pub(crate) enum Mode {
 }
 
 impl Mode {
-    pub(crate) fn accepts(self) -> bool {
+    fn accepts(self) -> bool {
         self != Mode::Off
     }
 
-    pub(crate) fn sends(self, len: usize, threshold: Option<usize>) -> bool {
+    fn sends(self, len: usize, threshold: Option<usize>) -> bool {
         self == Mode::On && threshold.is_some_and(|threshold| len >= threshold)
     }
 }
@@ -221,13 +223,13 @@ pub fn shared_memory_stats() -> SharedMemoryStats {
     }
 }
 
-pub(crate) fn count_sent() {
+fn count_sent() {
     SENT.fetch_add(1, Ordering::Relaxed);
 }
 
 /// A shared-memory message received and checked, not yet read.
 #[derive(Debug)]
-pub(crate) struct Incoming {
+pub(crate) struct ReceivedMemfd {
     pub(crate) memfd: OwnedFd,
     pub(crate) len: u64,
     /// The generation of a message in a recyclable memfd; `None` for a
@@ -252,7 +254,7 @@ const KEPT_VIEWS: usize = 4;
 /// memfd's pages alive after its sender let it go, until it is dropped
 /// with the connection or pushed out.
 #[derive(Debug, Default)]
-pub(crate) struct RecycledViews {
+struct RecycledViews {
     views: Vec<KeptView>,
 }
 
@@ -305,17 +307,17 @@ impl RecycledViews {
     }
 }
 
-impl Incoming {
+impl ReceivedMemfd {
     /// Checks what a peer sent with a shared-memory header: exactly one
     /// descriptor, a memfd sealed against change, of `len` bytes. Anything
     /// else is [`ErrorKind::Decode`]: the header was consumed and no
     /// payload follows in the stream, so the connection stays usable.
     /// Refused descriptors are closed.
-    pub(crate) fn check(fds: Vec<OwnedFd>, len: u64) -> Result<Incoming> {
+    fn check(fds: Vec<OwnedFd>, len: u64) -> Result<ReceivedMemfd> {
         let memfd = only_descriptor(fds, len)?;
         shm::check_sealed(memfd.as_fd(), len).or_else(|why| refuse(len, why.to_string()))?;
         RECEIVED.fetch_add(1, Ordering::Relaxed);
-        Ok(Incoming {
+        Ok(ReceivedMemfd {
             memfd,
             len,
             recycled: None,
@@ -323,16 +325,16 @@ impl Incoming {
         })
     }
 
-    /// [`check`](Incoming::check) for a message in a recyclable memfd: one
+    /// [`check`](ReceivedMemfd::check) for a message in a recyclable memfd: one
     /// sealed against size changes, with room for `len` bytes after its
     /// header, whose header holds `generation`; then kept mapped in
     /// `views` to be copied out of (or read with `pread` if it cannot be).
-    pub(crate) fn check_recycled(
+    fn check_recycled(
         fds: Vec<OwnedFd>,
         len: u64,
         generation: u64,
         views: &mut RecycledViews,
-    ) -> Result<Incoming> {
+    ) -> Result<ReceivedMemfd> {
         let memfd = only_descriptor(fds, len)?;
         let key = shm::identity(memfd.as_fd())
             .map_err(shm::Refusal::Os)
@@ -348,7 +350,7 @@ impl Incoming {
                 None
             }
         };
-        Ok(Incoming {
+        Ok(ReceivedMemfd {
             memfd,
             len,
             recycled: Some(generation),
@@ -453,13 +455,13 @@ impl Incoming {
 /// memfd's header, when the last byte was copied out and again as the
 /// descriptor goes. A memfd that refuses the write (sealed against it
 /// after all) only stays busy for its sender.
-impl Drop for Incoming {
+impl Drop for ReceivedMemfd {
     fn drop(&mut self) {
         self.consumed();
     }
 }
 
-/// A shared-memory payload readable as a slice, from [`Incoming::map`].
+/// A shared-memory payload readable as a slice, from [`ReceivedMemfd::map`].
 pub(crate) enum Readable {
     /// A read-only mapping of a sealed memfd.
     Mapped(Mapping),
