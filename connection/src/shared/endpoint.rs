@@ -233,9 +233,8 @@ pub(crate) fn send_memfd(
     len: usize,
     wait: Wait,
 ) -> Result<(Vec<u8>, Option<OwnedFd>)> {
-    let (rest, sent_fd) = frame::write_shared(socket, header, &memfd, wait).map_err(|err| {
-        Error::send_failed(err, format!("send {len}-byte shared-memory message"))
-    })?;
+    let (rest, sent_fd) = frame::write_shared(socket, header, &memfd, wait)
+        .map_err(|err| Error::send_failed(err, format!("send {len}-byte shared-memory message")))?;
     if sent_fd {
         count_sent();
     }
