@@ -833,7 +833,7 @@ impl Connection {
             .map_err(|err| Error::io(err, "duplicate descriptor"))?;
         let mut clone = Connection::new(socket, self.direction);
         clone.max_message_size = self.max_message_size;
-        clone.shared = self.shared.with_settings_of();
+        clone.shared = self.shared.clone_settings();
         Ok(clone)
     }
 
@@ -892,7 +892,7 @@ impl Connection {
     pub(crate) fn next_message_len(&mut self, limit: u64) -> Result<u64> {
         let pending = self.pending_len.take();
         if pending.is_none() {
-            // A payload left unread (none, in this crate) is no later message's.
+            // A payload that a receive left unread is no later message's.
             drop(self.shared.take_payload());
         }
         self.check_readable()?;

@@ -230,7 +230,7 @@ fn count_sent() {
 /// A shared-memory message received and checked, not yet read.
 #[derive(Debug)]
 pub(crate) struct ReceivedMemfd {
-    pub(crate) memfd: OwnedFd,
+    memfd: OwnedFd,
     pub(crate) len: u64,
     /// The generation of a message in a recyclable memfd; `None` for a
     /// sealed one.

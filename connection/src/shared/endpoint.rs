@@ -32,14 +32,6 @@ pub(crate) struct Endpoint {
     payload: Option<ReceivedMemfd>,
 }
 
-/// A shared-memory message ready to go: its memfd, its header and its
-/// payload's length.
-struct MemfdToSend {
-    memfd: OwnedFd,
-    header: Vec<u8>,
-    len: usize,
-}
-
 impl Endpoint {
     /// An end that did not agree (yet), with the process's threshold.
     pub(crate) fn new() -> Endpoint {
@@ -54,7 +46,7 @@ impl Endpoint {
 
     /// A new end with this one's settings (a clone of the connection),
     /// none of its memfds.
-    pub(crate) fn with_settings_of(&self) -> Endpoint {
+    pub(crate) fn clone_settings(&self) -> Endpoint {
         Endpoint {
             mode: self.mode,
             threshold: self.threshold,
@@ -117,8 +109,8 @@ impl Endpoint {
         payload: &[u8],
         wait: Wait,
     ) -> Option<Result<(Vec<u8>, Option<OwnedFd>)>> {
-        let MemfdToSend { memfd, header, len } = self.share_copy(payload, wait)?;
-        Some(send_memfd(socket, memfd, &header, len, wait))
+        let (memfd, header) = self.share_copy(payload, wait)?;
+        Some(send_memfd(socket, memfd, &header, payload.len(), wait))
     }
 
     /// A memfd holding a copy of `payload` and its header, when this end
@@ -135,7 +127,7 @@ impl Endpoint {
     /// sender over the threshold never waits long for its reader (as it
     /// would through the socket), however many messages it sends before
     /// the other end reads.
-    fn share_copy(&mut self, payload: &[u8], wait: Wait) -> Option<MemfdToSend> {
+    fn share_copy(&mut self, payload: &[u8], wait: Wait) -> Option<(OwnedFd, Vec<u8>)> {
         if !self.sends(payload.len()) {
             return None;
         }
@@ -144,17 +136,14 @@ impl Endpoint {
             .recycler
             .fill(payload, patience)
             .and_then(|filled| match filled {
-                Some(filled) => Ok(MemfdToSend {
-                    header: frame::recycled_header(filled.len as u64, filled.generation),
-                    memfd: filled.memfd,
-                    len: filled.len,
-                }),
+                Some(filled) => Ok((
+                    filled.memfd,
+                    frame::recycled_header(filled.len as u64, filled.generation),
+                )),
                 None => {
                     let memfd = shm::create_filled(payload)?;
                     shm::seal(memfd.as_fd())?;
-                    let header = frame::shared_header(payload.len() as u64);
-                    let len = payload.len();
-                    Ok(MemfdToSend { memfd, header, len })
+                    Ok((memfd, frame::shared_header(payload.len() as u64)))
                 }
             });
         match outgoing {
