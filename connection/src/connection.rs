@@ -394,8 +394,7 @@ impl Connection {
     ) -> Result<T> {
         if let Some(memfd) = self.shared.take_payload() {
             // Decoded straight from the sender's pages: no copy.
-            let mapping = memfd.map(in_memory_len(memfd.len)?)?;
-            return decode(mapping.as_slice());
+            return decode(&memfd.map(in_memory_len(memfd.len)?)?);
         }
         let mut buf = std::mem::take(&mut self.scratch);
         let result = self.read_payload(len, &mut buf).and_then(|()| decode(&buf));
@@ -673,7 +672,7 @@ impl Connection {
     pub fn recv_shared(&mut self) -> Result<SharedView> {
         let len = self.next_message_len(self.max_message_size)?;
         if let Some(memfd) = self.shared.take_payload() {
-            return Ok(SharedView::mapped(memfd.map(in_memory_len(len)?)?));
+            return memfd.map(in_memory_len(len)?);
         }
         let mut bytes = Vec::new();
         self.read_payload(len, &mut bytes)?;
@@ -752,12 +751,12 @@ impl Connection {
     /// # Ok::<(), connection::Error>(())
     /// ```
     pub fn set_shared_memory_threshold(&mut self, bytes: Option<usize>) {
-        self.shared.set_threshold(bytes);
+        self.shared.threshold = bytes;
     }
 
     /// What [`set_shared_memory_threshold`](Connection::set_shared_memory_threshold) set.
     pub fn shared_memory_threshold(&self) -> Option<usize> {
-        self.shared.threshold()
+        self.shared.threshold
     }
 
     /// Whether a message (or end of file) is ready to be received, waiting up

@@ -165,28 +165,6 @@ fn default_threshold() -> Option<usize> {
     })
 }
 
-/// Whether an end uses shared memory.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Mode {
-    /// Neither sends nor accepts shared-memory messages.
-    Off,
-    /// Sends large messages as shared memory and accepts them.
-    On,
-    /// Agreed, but this process cannot create memfds: sends through the
-    /// socket, still accepts them.
-    Unavailable,
-}
-
-impl Mode {
-    fn accepts(self) -> bool {
-        self != Mode::Off
-    }
-
-    fn sends(self, len: usize, threshold: Option<usize>) -> bool {
-        self == Mode::On && threshold.is_some_and(|threshold| len >= threshold)
-    }
-}
-
 static SENT: AtomicU64 = AtomicU64::new(0);
 static RECEIVED: AtomicU64 = AtomicU64::new(0);
 
@@ -221,10 +199,6 @@ pub fn shared_memory_stats() -> SharedMemoryStats {
         sent: SENT.load(Ordering::Relaxed),
         received: RECEIVED.load(Ordering::Relaxed),
     }
-}
-
-fn count_sent() {
-    SENT.fetch_add(1, Ordering::Relaxed);
 }
 
 /// A shared-memory message received and checked, not yet read.
@@ -368,11 +342,6 @@ impl ReceivedMemfd {
         Ok(())
     }
 
-    pub(crate) fn read_to_vec(&self, len: usize, out: &mut Vec<u8>) -> Result<()> {
-        out.clear();
-        self.append_to_vec(0, len, out)
-    }
-
     /// Appends the `len` bytes of the payload that follow its first
     /// `offset` to `out`.
     pub(crate) fn append_to_vec(&self, offset: u64, len: usize, out: &mut Vec<u8>) -> Result<()> {
@@ -416,14 +385,14 @@ impl ReceivedMemfd {
         }
     }
 
-    /// The payload's `len` bytes as a slice: a read-only mapping of a
+    /// The payload's `len` bytes as a view: a read-only mapping of a
     /// sealed memfd (no copy), or a copy of a recyclable one, which is
     /// never lent out as a slice (its sender can still write to it).
-    pub(crate) fn map(&self, len: usize) -> Result<Readable> {
+    pub(crate) fn map(&self, len: usize) -> Result<SharedView> {
         if self.recycled.is_some() {
             let mut copy = Vec::new();
-            self.read_to_vec(len, &mut copy)?;
-            return Ok(Readable::Copied(copy));
+            self.append_to_vec(0, len, &mut copy)?;
+            return Ok(SharedView::owned(copy));
         }
         let mapping = Mapping::read_only(self.memfd.as_fd(), len).map_err(|err| {
             Error::io(
@@ -431,7 +400,9 @@ impl ReceivedMemfd {
                 format!("map a {}-byte shared-memory message", self.len),
             )
         })?;
-        Ok(Readable::Mapped(mapping))
+        Ok(SharedView {
+            inner: ViewInner::Mapped(mapping),
+        })
     }
 
     fn offset(&self) -> u64 {
@@ -458,23 +429,6 @@ impl ReceivedMemfd {
 impl Drop for ReceivedMemfd {
     fn drop(&mut self) {
         self.consumed();
-    }
-}
-
-/// A shared-memory payload readable as a slice, from [`ReceivedMemfd::map`].
-pub(crate) enum Readable {
-    /// A read-only mapping of a sealed memfd.
-    Mapped(Mapping),
-    /// A copy of a recyclable memfd's payload.
-    Copied(Vec<u8>),
-}
-
-impl Readable {
-    pub(crate) fn as_slice(&self) -> &[u8] {
-        match self {
-            Readable::Mapped(mapping) => mapping.as_slice(),
-            Readable::Copied(bytes) => bytes,
-        }
     }
 }
 
@@ -607,15 +561,6 @@ enum ViewInner {
 }
 
 impl SharedView {
-    /// The view of a shared-memory payload: mapped when it could be.
-    pub(crate) fn mapped(readable: Readable) -> SharedView {
-        let inner = match readable {
-            Readable::Mapped(mapping) => ViewInner::Mapped(mapping),
-            Readable::Copied(bytes) => ViewInner::Owned(bytes),
-        };
-        SharedView { inner }
-    }
-
     pub(crate) fn owned(bytes: Vec<u8>) -> SharedView {
         SharedView {
             inner: ViewInner::Owned(bytes),

@@ -3,23 +3,21 @@
 //! its `Connection` keeps.
 
 use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::Ordering;
 
-use super::{count_sent, Mode, ReceivedMemfd, RecycledViews, Recycler, SharedBuf};
+use super::{ReceivedMemfd, RecycledViews, Recycler, SharedBuf, SENT};
 use crate::error::{Error, ErrorKind, Result};
 use crate::frame;
 use crate::sys::shm;
 use crate::sys::{Socket, Wait};
 
-/// One end's shared-memory state: whether it agreed, from what size its
-/// copying calls send payloads as memfds, the memfds it recycles, the
-/// mappings of those its peer recycles, and the memfd of the message
-/// being received.
+/// One end's shared-memory settings and memfds.
 #[derive(Debug)]
 pub(crate) struct Endpoint {
     /// Whether this end sends and accepts shared-memory messages.
     mode: Mode,
     /// The smallest payload the copying calls send as shared memory.
-    threshold: Option<usize>,
+    pub(crate) threshold: Option<usize>,
     /// The memfds the copying calls fill and send again.
     recycler: Recycler,
     /// Mappings of the recyclable memfds the peer sent lately.
@@ -30,6 +28,18 @@ pub(crate) struct Endpoint {
     /// (over a receive's limit); taken by the read of its payload, freeing
     /// its memfd.
     payload: Option<ReceivedMemfd>,
+}
+
+/// Whether an end uses shared memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// Neither sends nor accepts shared-memory messages.
+    Off,
+    /// Sends large messages as shared memory and accepts them.
+    On,
+    /// Agreed, but this process cannot create memfds: sends through the
+    /// socket, still accepts them.
+    Unavailable,
 }
 
 impl Endpoint {
@@ -62,72 +72,49 @@ impl Endpoint {
     /// Whether this end accepts shared-memory messages (and sends them,
     /// where memfds can be made).
     pub(crate) fn accepts(&self) -> bool {
-        self.mode.accepts()
+        self.mode != Mode::Off
     }
 
     /// Turns the path on or off for the end on `socket`; on needs a Unix
     /// socket ([`ErrorKind::InvalidInput`] otherwise). Turning it on
     /// again where memfds cannot be made keeps it receiving only.
     pub(crate) fn set(&mut self, on: bool, socket: &Socket) -> Result<()> {
-        if !on {
-            self.mode = Mode::Off;
-            return Ok(());
-        }
-        if !shm::is_unix_socket(socket.fd()) {
+        if on && !shm::is_unix_socket(socket.fd()) {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
                 "shared memory needs a Unix-socket connection, which carries descriptors",
             ));
         }
-        if self.mode == Mode::Off {
-            self.mode = Mode::On;
-        }
+        self.mode = match (on, self.mode) {
+            (false, _) => Mode::Off,
+            (true, Mode::Off) => Mode::On,
+            (true, mode) => mode,
+        };
         Ok(())
-    }
-
-    pub(crate) fn threshold(&self) -> Option<usize> {
-        self.threshold
-    }
-
-    pub(crate) fn set_threshold(&mut self, bytes: Option<usize>) {
-        self.threshold = bytes;
     }
 
     /// Whether a `len`-byte payload of the copying calls goes as shared
     /// memory (if a memfd can be filled for it).
     pub(crate) fn sends(&self, len: usize) -> bool {
-        self.mode.sends(len, self.threshold)
+        self.mode == Mode::On && self.threshold.is_some_and(|threshold| len >= threshold)
     }
 
-    /// Sends a copy of `payload` as shared memory on `socket`, waiting for
-    /// room or not as `wait` says, and returns what [`send_memfd`] left
-    /// unwritten; `None` when it goes through the socket instead (see
-    /// [`share_copy`](Endpoint::share_copy)).
+    /// Sends a copy of `payload` on `socket` in a memfd, when this end
+    /// sends it as shared memory, waiting for room or not as `wait` says,
+    /// and returns what [`send_memfd`] left unwritten. `None` sends it
+    /// through the socket: the end did not agree, the payload is small, or
+    /// the copy failed. A failure that means memfds cannot be made here at
+    /// all turns the path off for good.
+    ///
+    /// The copy goes into a recyclable memfd ([`Recycler::fill`], which
+    /// may wait for one with `Wait::ForRoom`), else a fresh sealed one, so
+    /// that a sender over the threshold never waits long for its reader.
     pub(crate) fn send_copy(
         &mut self,
         socket: &Socket,
         payload: &[u8],
         wait: Wait,
     ) -> Option<Result<(Vec<u8>, Option<OwnedFd>)>> {
-        let (memfd, header) = self.share_copy(payload, wait)?;
-        Some(send_memfd(socket, memfd, &header, payload.len(), wait))
-    }
-
-    /// A memfd holding a copy of `payload` and its header, when this end
-    /// sends it as shared memory; `None` sends it through the socket: the
-    /// end did not agree, the payload is small, or the copy failed. A
-    /// failure that means memfds cannot be made here at all turns the path
-    /// off for good.
-    ///
-    /// The copy goes into a recyclable memfd when one is free or can be
-    /// made within the bound. When all are still being read, a sender that
-    /// may wait (`Wait::ForRoom`) waits a little for one to come free (no
-    /// longer than a fresh memfd would cost); then, or at once with
-    /// `Wait::No`, the copy goes into a fresh sealed memfd, so that a
-    /// sender over the threshold never waits long for its reader (as it
-    /// would through the socket), however many messages it sends before
-    /// the other end reads.
-    fn share_copy(&mut self, payload: &[u8], wait: Wait) -> Option<(OwnedFd, Vec<u8>)> {
         if !self.sends(payload.len()) {
             return None;
         }
@@ -147,7 +134,7 @@ impl Endpoint {
                 }
             });
         match outgoing {
-            Ok(outgoing) => Some(outgoing),
+            Ok((memfd, header)) => Some(send_memfd(socket, memfd, &header, payload.len(), wait)),
             Err(err) if shm::is_unavailable(&err) => {
                 tracing::debug!(error = %err, "no memfds here: large messages go through the socket");
                 self.mode = Mode::Unavailable;
@@ -225,7 +212,7 @@ pub(crate) fn send_memfd(
     let (rest, sent_fd) = frame::write_shared(socket, header, &memfd, wait)
         .map_err(|err| Error::send_failed(err, format!("send {len}-byte shared-memory message")))?;
     if sent_fd {
-        count_sent();
+        SENT.fetch_add(1, Ordering::Relaxed);
     }
     Ok((rest, (!sent_fd).then_some(memfd)))
 }
