@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 
 use super::{ReceivedMemfd, RecycledViews, Recycler, SharedBuf, SENT};
 use crate::error::{Error, ErrorKind, Result};
-use crate::frame;
+use crate::frame::{self, Header};
 use crate::sys::shm;
 use crate::sys::{Socket, Wait};
 
@@ -151,19 +151,17 @@ impl Endpoint {
     /// length: a shared-memory message's descriptor is checked and kept as
     /// the payload to read. A refused one is an error that leaves the
     /// stream at the next message.
-    pub(crate) fn receive(&mut self, header: frame::Header) -> Result<u64> {
+    pub(crate) fn receive(&mut self, header: Header) -> Result<u64> {
         let memfd = match header {
-            frame::Header::Stream(len) => return Ok(len),
-            frame::Header::Shared { len, fds } => ReceivedMemfd::check(fds, len)?,
-            frame::Header::Recycled {
+            Header::Stream(len) => return Ok(len),
+            Header::Shared { len, fds } => ReceivedMemfd::check(fds, len)?,
+            Header::Recycled {
                 len,
                 generation,
                 fds,
             } => ReceivedMemfd::check_recycled(fds, len, generation, &mut self.views)?,
         };
-        let len = memfd.len;
-        self.payload = Some(memfd);
-        Ok(len)
+        Ok(self.payload.insert(memfd).len)
     }
 
     /// The shared-memory payload of the message whose header was read
