@@ -29,12 +29,13 @@ use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
 use crate::address::Address;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
+use crate::proto::handshake;
 use crate::sys::{self, is_out_of_descriptors, Interest, PollFd, ReadySet, Socket};
 
 mod exchange;
 
-use exchange::{Exchange, Progress};
+use exchange::{Advanced, Exchange};
 
 /// The listening socket's token in the [`ReadySet`]; handshakes are
 /// numbered up from 0 and never get there.
@@ -240,7 +241,7 @@ impl Handshakes {
     fn start(&mut self, socket: Socket, peer: Option<Address>) -> Option<Finished> {
         // The deadline counts from the accept.
         let deadline = self.timeout.and_then(|t| Instant::now().checked_add(t));
-        let mut exchange = match Exchange::start() {
+        let mut exchange = match Exchange::start(self.strict) {
             Ok(exchange) => exchange,
             Err(err) => {
                 return Some(Finished {
@@ -251,7 +252,7 @@ impl Handshakes {
         };
         // The challenge goes out now: a new socket has room for it, so
         // most handshakes are never watched for room.
-        if let Progress::Done(outcome) = exchange.advance(&socket, &self.key, self.strict) {
+        if let Advanced::Done(outcome) = exchange.advance(&socket, &self.key) {
             return Some(Finished {
                 peer,
                 outcome: outcome.map(|()| socket),
@@ -280,12 +281,9 @@ impl Handshakes {
     fn advance(&mut self, id: u64) -> Option<Finished> {
         // Gone already: ended earlier in this round.
         let pending = self.pending.get_mut(&id)?;
-        let outcome = match pending
-            .exchange
-            .advance(&pending.socket, &self.key, self.strict)
-        {
-            Progress::Done(outcome) => outcome,
-            Progress::Blocked => {
+        let outcome = match pending.exchange.advance(&pending.socket, &self.key) {
+            Advanced::Done(outcome) => outcome,
+            Advanced::Blocked => {
                 let interest = pending.exchange.interest();
                 if interest == pending.interest {
                     return None;
@@ -308,11 +306,7 @@ impl Handshakes {
         if oldest.deadline? > Instant::now() {
             return None;
         }
-        let timed_out = Error::new(
-            ErrorKind::TimedOut,
-            "the handshake did not complete within the timeout",
-        );
-        Some(self.finish(id, Err(timed_out)))
+        Some(self.finish(id, Err(handshake::timed_out())))
     }
 
     fn finish(&mut self, id: u64, outcome: Result<()>) -> Finished {
@@ -394,7 +388,7 @@ mod tests {
     use std::net::TcpStream;
     use std::time::Duration;
 
-    use crate::auth::Handshake;
+    use crate::auth;
     use crate::error::ErrorKind;
     use crate::sys::{SignalPester, Socket};
     use crate::{wait, Address, Listener};
@@ -433,14 +427,7 @@ mod tests {
         std::thread::spawn(move || {
             let socket = Socket::from_owned(stream.into());
             let deadline = std::time::Instant::now() + Duration::from_secs(60);
-            Handshake {
-                socket: &socket,
-                key: KEY,
-                strict: false,
-                deadline: Some(deadline),
-            }
-            .as_client()
-            .unwrap();
+            auth::as_client(&socket, KEY, false, Some(deadline)).unwrap();
             crate::frame::write_message(&socket, hello, &mut Vec::new()).unwrap();
         })
     }

@@ -1,39 +1,23 @@
-//! The listener's side of CPython's handshake as a state machine over a
-//! socket that is never waited on: each [`Exchange::advance`] does what the
-//! socket allows without blocking and says whether the handshake ended.
-//!
-//! The steps are those of `deliver_challenge` then `answer_challenge`
-//! (see [`auth`](crate::auth)): send `#CHALLENGE#` and a nonce, read the
-//! peer's digest, send `#WELCOME#` (or `#FAILURE#` and stop); read the
-//! peer's challenge, send our digest, read its verdict.
+//! The listener's side of CPython's handshake over a socket that is never
+//! waited on: [`Exchange::advance`] moves the messages of the
+//! [core](crate::proto::handshake) as far as the socket allows without
+//! blocking and says whether the handshake ended.
 //!
 //! Messages are read exactly: a 4-byte header, refused at once if it
-//! announces more than [`MAX_MESSAGE`](crate::auth::MAX_MESSAGE) bytes,
-//! then that many bytes and not one more, so that whatever the peer sends
-//! after its last handshake message is left in the socket for the
-//! [`Connection`](crate::Connection). An exchange holds at most one message
-//! each way: a few hundred bytes.
+//! announces more than the core takes, then that many bytes and not one
+//! more, so that whatever the peer sends after its last handshake message
+//! is left in the socket for the [`Connection`](crate::Connection). An
+//! exchange holds at most one message each way: a few hundred bytes.
 
 use std::io::{self, IoSlice};
 
-use crate::auth;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
+use crate::proto::handshake::{self, Handshake, Next, Role};
 use crate::sys::{Interest, Socket, Wait};
-
-/// The message the listener waits for next.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Step {
-    /// The peer's digest of our challenge.
-    Response,
-    /// The peer's own challenge, after our `#WELCOME#`.
-    Challenge,
-    /// `#WELCOME#` (or not) for our digest of it.
-    Verdict,
-}
 
 /// What [`Exchange::advance`] got to.
 #[derive(Debug)]
-pub(crate) enum Progress {
+pub(crate) enum Advanced {
     /// The socket has nothing more to give, or no room: wait for
     /// [`Exchange::interest`].
     Blocked,
@@ -44,10 +28,9 @@ pub(crate) enum Progress {
 /// One listener-side handshake in progress.
 #[derive(Debug)]
 pub(crate) struct Exchange {
-    /// Our challenge's payload, which the peer must return the HMAC of.
-    challenge: Vec<u8>,
-    step: Step,
-    /// A framed message on its way out, and how much of it has gone.
+    handshake: Handshake,
+    /// The framed message on its way out (empty: none), and how much of it
+    /// has gone.
     out: Vec<u8>,
     sent: usize,
     /// The message coming in: its header, then its payload.
@@ -59,21 +42,16 @@ pub(crate) struct Exchange {
 
 impl Exchange {
     /// A handshake whose first message, our challenge, is ready to go.
-    pub(crate) fn start() -> Result<Exchange> {
-        let challenge = auth::new_challenge()?;
-        let mut exchange = Exchange {
-            challenge: Vec::new(),
-            step: Step::Response,
+    pub(crate) fn start(strict: bool) -> Result<Exchange> {
+        Ok(Exchange {
+            handshake: Handshake::start(Role::Listener, strict)?,
             out: Vec::new(),
             sent: 0,
             header: [0; 4],
             header_read: 0,
             payload: Vec::new(),
             payload_read: 0,
-        };
-        exchange.queue(&[auth::CHALLENGE, &challenge[..]].concat());
-        exchange.challenge = challenge;
-        Ok(exchange)
+        })
     }
 
     /// What the socket must become before [`advance`](Self::advance) can
@@ -87,67 +65,36 @@ impl Exchange {
     }
 
     /// Sends and receives what `socket` allows without waiting.
-    pub(crate) fn advance(&mut self, socket: &Socket, key: &[u8], strict: bool) -> Progress {
+    pub(crate) fn advance(&mut self, socket: &Socket, key: &[u8]) -> Advanced {
         loop {
-            match self.flush(socket) {
-                Ok(true) => {}
-                Ok(false) => return Progress::Blocked,
-                Err(err) => return Progress::Done(Err(err)),
-            }
-            let message = match self.read_message(socket) {
-                Ok(Some(message)) => message,
-                Ok(None) => return Progress::Blocked,
-                Err(err) => return Progress::Done(Err(err)),
-            };
-            match self.take(&message, key, strict) {
-                Ok(false) => {}
-                Ok(true) => return Progress::Done(Ok(())),
-                Err(err) => {
-                    if self.step == Step::Response {
-                        // Tell the peer, as CPython does, if its socket has
-                        // room now: a peer that reads nothing is owed no wait.
-                        self.queue(auth::FAILURE);
-                        let _ = self.flush(socket);
+            match self.handshake.next() {
+                Next::Send(message) => {
+                    if self.out.is_empty() {
+                        frame(&mut self.out, message);
                     }
-                    return Progress::Done(Err(err));
+                    match self.flush(socket) {
+                        Ok(false) => return Advanced::Blocked,
+                        sent => self.handshake.sent(sent.map(|_| ())),
+                    }
                 }
+                Next::Farewell(message) => {
+                    frame(&mut self.out, message);
+                    let sent = self.flush(socket);
+                    self.handshake.sent(sent.map(|_| ()));
+                }
+                Next::Receive { max } => {
+                    let Some(received) = self.read_message(socket, max).transpose() else {
+                        return Advanced::Blocked;
+                    };
+                    self.handshake.received(key, received);
+                }
+                Next::Finished(outcome) => return Advanced::Done(outcome),
             }
         }
-    }
-
-    /// Acts on a complete message from the peer: queues our reply and moves
-    /// to the next step, or fails. `true` once the peer is authenticated.
-    fn take(&mut self, message: &[u8], key: &[u8], strict: bool) -> Result<bool> {
-        match self.step {
-            Step::Response => {
-                auth::check_response(key, &self.challenge, message, strict)?;
-                self.queue(auth::WELCOME);
-                self.step = Step::Challenge;
-            }
-            Step::Challenge => {
-                let answer = auth::respond(key, auth::challenge_payload(message)?, strict)?;
-                self.queue(&answer);
-                self.step = Step::Verdict;
-            }
-            Step::Verdict => {
-                auth::check_verdict(message)?;
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    }
-
-    /// Frames `payload` as the next message out.
-    fn queue(&mut self, payload: &[u8]) {
-        let len = i32::try_from(payload.len()).expect("handshake messages are small");
-        self.out.clear();
-        self.out.extend_from_slice(&len.to_be_bytes());
-        self.out.extend_from_slice(payload);
-        self.sent = 0;
     }
 
     /// Sends what is left of the message out; `false` if the socket has no
-    /// room for all of it.
+    /// room for all of it. Once all of it has gone, nothing is out.
     fn flush(&mut self, socket: &Socket) -> Result<bool> {
         while self.sent < self.out.len() {
             match socket.send(&[IoSlice::new(&self.out[self.sent..])], Wait::No) {
@@ -163,28 +110,30 @@ impl Exchange {
                 Err(err) => return Err(Error::io(err, "send handshake message")),
             }
         }
+        self.out.clear();
+        self.sent = 0;
         Ok(true)
     }
 
     /// Reads on in the message coming in; `None` until all of it is here.
-    fn read_message(&mut self, socket: &Socket) -> Result<Option<Vec<u8>>> {
+    fn read_message(&mut self, socket: &Socket, max: usize) -> Result<Option<Vec<u8>>> {
         while self.header_read < self.header.len() {
             let Some(n) = read_some(
                 socket,
                 &mut self.header[self.header_read..],
-                self.header_read == 0,
+                self.header_read > 0,
             )?
             else {
                 return Ok(None);
             };
             self.header_read += n;
             if self.header_read == self.header.len() {
-                self.payload = vec![0; auth::message_len(self.header)?];
+                self.payload = vec![0; handshake::message_len(self.header, max)?];
                 self.payload_read = 0;
             }
         }
         while self.payload_read < self.payload.len() {
-            let Some(n) = read_some(socket, &mut self.payload[self.payload_read..], false)? else {
+            let Some(n) = read_some(socket, &mut self.payload[self.payload_read..], true)? else {
                 return Ok(None);
             };
             self.payload_read += n;
@@ -194,19 +143,19 @@ impl Exchange {
     }
 }
 
+/// Frames `payload` as the next message out.
+fn frame(out: &mut Vec<u8>, payload: &[u8]) {
+    let len = i32::try_from(payload.len()).expect("handshake messages are small");
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(payload);
+}
+
 /// Reads what has arrived into `buf`: `None` if nothing has. End of file
 /// is an error: a clean one at a message's start, else a truncation.
-fn read_some(socket: &Socket, buf: &mut [u8], at_message_start: bool) -> Result<Option<usize>> {
+fn read_some(socket: &Socket, buf: &mut [u8], mid_message: bool) -> Result<Option<usize>> {
     loop {
         return match socket.recv_nowait(buf) {
-            Ok(0) if at_message_start => Err(Error::new(
-                ErrorKind::Eof,
-                "the peer closed the connection during the handshake",
-            )),
-            Ok(0) => Err(Error::new(
-                ErrorKind::Truncated,
-                "the peer closed the connection in the middle of a handshake message",
-            )),
+            Ok(0) => Err(handshake::peer_closed(mid_message)),
             Ok(n) => Ok(Some(n)),
             Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => Ok(None),
@@ -221,7 +170,9 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::error::ErrorKind;
     use crate::frame;
+    use crate::proto::handshake::digest;
     use crate::sys::ReadySet;
 
     const KEY: &[u8] = b"exchange key";
@@ -231,9 +182,9 @@ mod tests {
         let mut set = ReadySet::new().unwrap();
         set.add(socket.fd(), 0, exchange.interest()).unwrap();
         loop {
-            match exchange.advance(socket, key, false) {
-                Progress::Done(outcome) => return outcome,
-                Progress::Blocked => {
+            match exchange.advance(socket, key) {
+                Advanced::Done(outcome) => return outcome,
+                Advanced::Blocked => {
                     set.watch(socket.fd(), 0, exchange.interest()).unwrap();
                     let mut ready = Vec::new();
                     set.wait(&mut ready, Some(Duration::from_secs(60))).unwrap();
@@ -269,18 +220,18 @@ mod tests {
     fn dripping_client(socket: Socket, key: &'static [u8]) -> thread::JoinHandle<Vec<u8>> {
         thread::spawn(move || {
             let challenge = recv(&socket);
-            let payload = challenge.strip_prefix(auth::CHALLENGE).unwrap();
-            drip(&socket, &auth::respond(key, payload, false).unwrap());
+            let payload = challenge.strip_prefix(digest::CHALLENGE).unwrap();
+            drip(&socket, &digest::respond(key, payload, false).unwrap());
             let verdict = recv(&socket);
-            if verdict != auth::WELCOME {
+            if verdict != digest::WELCOME {
                 return verdict;
             }
-            let ours = auth::new_challenge().unwrap();
-            drip(&socket, &[auth::CHALLENGE, &ours[..]].concat());
+            let ours = digest::challenge(&[7; digest::NONCE_LEN]);
+            drip(&socket, &[digest::CHALLENGE, &ours[..]].concat());
             let answer = recv(&socket);
-            auth::check_response(key, &ours, &answer, false).unwrap();
+            digest::check_response(key, &ours, &answer, false).unwrap();
             let mut last = Vec::new();
-            for message in [auth::WELCOME, b"right behind"] {
+            for message in [digest::WELCOME, b"right behind"] {
                 last.extend_from_slice(&i32::try_from(message.len()).unwrap().to_be_bytes());
                 last.extend_from_slice(message);
             }
@@ -293,9 +244,9 @@ mod tests {
     fn a_dripping_client_authenticates_and_what_follows_is_left_unread() {
         let (ours, theirs) = Socket::pair().unwrap();
         let client = dripping_client(theirs, KEY);
-        let mut exchange = Exchange::start().unwrap();
+        let mut exchange = Exchange::start(false).unwrap();
         run(&mut exchange, &ours, KEY).unwrap();
-        assert_eq!(client.join().unwrap(), auth::WELCOME);
+        assert_eq!(client.join().unwrap(), digest::WELCOME);
         assert_eq!(recv(&ours), b"right behind");
     }
 
@@ -303,20 +254,17 @@ mod tests {
     fn a_wrong_key_gets_failure_and_fails_here() {
         let (ours, theirs) = Socket::pair().unwrap();
         let client = dripping_client(theirs, b"not the key");
-        let mut exchange = Exchange::start().unwrap();
+        let mut exchange = Exchange::start(false).unwrap();
         let err = run(&mut exchange, &ours, KEY).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::AuthenticationFailed, "{err}");
-        assert_eq!(client.join().unwrap(), auth::FAILURE);
+        assert_eq!(client.join().unwrap(), digest::FAILURE);
     }
 
     #[test]
     fn an_oversized_header_is_refused_before_its_payload() {
         let (ours, theirs) = Socket::pair().unwrap();
-        let mut exchange = Exchange::start().unwrap();
-        assert!(matches!(
-            exchange.advance(&ours, KEY, false),
-            Progress::Blocked
-        ));
+        let mut exchange = Exchange::start(false).unwrap();
+        assert!(matches!(exchange.advance(&ours, KEY), Advanced::Blocked));
         // Only the header: the refusal cannot wait for a payload.
         theirs.write(&257i32.to_be_bytes()).unwrap();
         let err = run(&mut exchange, &ours, KEY).unwrap_err();
@@ -330,11 +278,8 @@ mod tests {
             (&[][..], ErrorKind::Eof),
         ] {
             let (ours, theirs) = Socket::pair().unwrap();
-            let mut exchange = Exchange::start().unwrap();
-            assert!(matches!(
-                exchange.advance(&ours, KEY, false),
-                Progress::Blocked
-            ));
+            let mut exchange = Exchange::start(false).unwrap();
+            assert!(matches!(exchange.advance(&ours, KEY), Advanced::Blocked));
             // Reading the challenge first, so that closing is no reset.
             recv(&theirs);
             if !sent.is_empty() {
