@@ -1,107 +1,181 @@
-//! CPython's authkey handshake over a blocking socket: the driver of
-//! [`proto::handshake`](crate::proto::handshake) that [`Client`](crate::Client)
-//! uses.
+//! CPython's authkey handshake over a [`Socket`]: an [`Exchange`] moves the
+//! messages of the [core](crate::proto::handshake) as far as the socket
+//! allows without waiting for data; [`authenticate`] (what
+//! [`Client`](crate::Client) runs) waits for it on `poll` against one
+//! deadline, and the [listener's table](crate::handshakes) for many at
+//! once.
 //!
-//! Every read waits on `poll` against one deadline for the whole exchange,
-//! so a peer that says nothing, or drips one byte at a time, cannot hold
-//! the caller longer than the timeout; a length header above the
-//! handshake's cap is refused before anything is read; and nothing past
-//! the last handshake message is read.
+//! Messages are read exactly: a 4-byte header, refused at once if it
+//! announces more than the core takes, then that many bytes and not one
+//! more, so that whatever the peer sends after its last handshake message
+//! is left in the socket for the [`Connection`](crate::Connection). An
+//! exchange holds at most one message each way: a few hundred bytes. A
+//! peer that says nothing, or drips one byte at a time, holds its end no
+//! longer than the deadline.
 
-use std::io;
+use std::io::{self, IoSlice};
 use std::time::Instant;
 
 use crate::error::{Error, Result};
-use crate::frame;
 use crate::proto::handshake::{self, Handshake, Next, Role};
-use crate::sys::{self, PollFd, Socket};
+use crate::sys::{self, retry_interrupted, Interest, PollFd, Socket, Wait};
 
-/// What the connecting side does: answer first, then challenge.
-pub(crate) fn as_client(
-    socket: &Socket,
-    key: &[u8],
-    strict: bool,
-    deadline: Option<Instant>,
-) -> Result<()> {
-    run(Role::Client, socket, key, strict, deadline)
-}
-
-/// What the accepting side does. The listener itself drives the core
-/// without waiting (`handshakes/exchange.rs`); this is for tests.
-#[cfg(test)]
-pub(crate) fn as_listener(
-    socket: &Socket,
-    key: &[u8],
-    strict: bool,
-    deadline: Option<Instant>,
-) -> Result<()> {
-    run(Role::Listener, socket, key, strict, deadline)
-}
-
-fn run(
+/// Runs `role`'s side of the handshake on `socket` before `deadline`,
+/// sends waiting for room. The listener runs its exchanges side by side
+/// instead (`handshakes.rs`): its role here is for tests.
+pub(crate) fn authenticate(
     role: Role,
     socket: &Socket,
     key: &[u8],
     strict: bool,
     deadline: Option<Instant>,
 ) -> Result<()> {
-    let mut handshake = Handshake::start(role, strict)?;
+    let mut exchange = Exchange::start(role, strict, Wait::ForRoom)?;
     loop {
-        match handshake.next() {
-            Next::Send(message) | Next::Farewell(message) => {
-                let sent = frame::write_message(socket, message, &mut Vec::new())
-                    .map_err(|err| Error::io(err, "send handshake message"));
-                handshake.sent(sent);
+        match exchange.advance(socket, key) {
+            Advanced::Done(outcome) => return outcome,
+            Advanced::Blocked => {
+                let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                let mut fds = [PollFd::readable(socket.fd())];
+                match retry_interrupted(|| sys::poll(&mut fds, left)) {
+                    Ok(0) => return Err(handshake::timed_out()),
+                    Ok(_) => {}
+                    Err(err) => return Err(Error::io(err, "poll during handshake")),
+                }
             }
-            Next::Receive { max } => {
-                handshake.received(key, recv(socket, max, deadline));
+        }
+    }
+}
+
+/// What [`Exchange::advance`] got to.
+#[derive(Debug)]
+pub(crate) enum Advanced {
+    /// The socket has nothing more to give, or no room: wait for
+    /// [`Exchange::interest`].
+    Blocked,
+    /// The handshake ended: the peer is authenticated, or why not.
+    Done(Result<()>),
+}
+
+/// One end's handshake in progress over a socket.
+#[derive(Debug)]
+pub(crate) struct Exchange {
+    handshake: Handshake,
+    /// Whether a send waits for room in the socket.
+    sends: Wait,
+    /// The framed message on its way out (empty: none), and how much of it
+    /// has gone.
+    out: Vec<u8>,
+    sent: usize,
+    /// The message coming in, header first, and how much of it is here.
+    incoming: Vec<u8>,
+    filled: usize,
+}
+
+impl Exchange {
+    /// `role`'s handshake, whose sends wait for room or not as `sends` says.
+    pub(crate) fn start(role: Role, strict: bool, sends: Wait) -> Result<Exchange> {
+        Ok(Exchange {
+            handshake: Handshake::start(role, strict)?,
+            sends,
+            out: Vec::new(),
+            sent: 0,
+            incoming: Vec::new(),
+            filled: 0,
+        })
+    }
+
+    /// What the socket must become before [`advance`](Self::advance) can
+    /// get further.
+    pub(crate) fn interest(&self) -> Interest {
+        if self.sent < self.out.len() {
+            Interest::Writable
+        } else {
+            Interest::Readable
+        }
+    }
+
+    /// Sends and receives what `socket` allows without waiting for data.
+    pub(crate) fn advance(&mut self, socket: &Socket, key: &[u8]) -> Advanced {
+        loop {
+            match self.handshake.next() {
+                Next::Send(message) => {
+                    if self.out.is_empty() {
+                        frame(&mut self.out, message);
+                    }
+                    match self.flush(socket) {
+                        Ok(false) => return Advanced::Blocked,
+                        sent => self.handshake.sent(sent.map(|_| ())),
+                    }
+                }
+                Next::Farewell(message) => {
+                    frame(&mut self.out, message);
+                    let sent = self.flush(socket);
+                    self.handshake.sent(sent.map(|_| ()));
+                }
+                Next::Receive { max } => {
+                    let Some(received) = self.read_message(socket, max).transpose() else {
+                        return Advanced::Blocked;
+                    };
+                    self.handshake.received(key, received);
+                }
+                Next::Finished(outcome) => return Advanced::Done(outcome),
             }
-            Next::Finished(outcome) => return outcome,
+        }
+    }
+
+    /// Sends what is left of the message out; `false` if the socket has no
+    /// room for all of it. Once all of it has gone, nothing is out.
+    fn flush(&mut self, socket: &Socket) -> Result<bool> {
+        while self.sent < self.out.len() {
+            let rest = [IoSlice::new(&self.out[self.sent..])];
+            match retry_interrupted(|| socket.send(&rest, self.sends)) {
+                Ok(0) => return Err(send_failed(io::ErrorKind::WriteZero.into())),
+                Ok(n) => self.sent += n,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(err) => return Err(send_failed(err)),
+            }
+        }
+        self.out.clear();
+        self.sent = 0;
+        Ok(true)
+    }
+
+    /// Reads on in the message coming in; `None` until all of it is here.
+    fn read_message(&mut self, socket: &Socket, max: usize) -> Result<Option<Vec<u8>>> {
+        loop {
+            let want = match self.incoming.get(..4) {
+                Some(header) if self.filled >= 4 => {
+                    let header = header.try_into().expect("four bytes");
+                    4 + handshake::message_len(header, max)?
+                }
+                _ => 4,
+            };
+            if self.filled == want {
+                self.filled = 0;
+                return Ok(Some(self.incoming.drain(..).skip(4).collect()));
+            }
+            self.incoming.resize(want, 0);
+            let buf = &mut self.incoming[self.filled..];
+            match retry_interrupted(|| socket.recv_nowait(buf)) {
+                Ok(0) => return Err(handshake::peer_closed(self.filled > 0)),
+                Ok(n) => self.filled += n,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(err) => return Err(Error::io(err, "receive handshake message")),
+            }
         }
     }
 }
 
-/// Receives one message of at most `max` bytes before `deadline`.
-fn recv(socket: &Socket, max: usize, deadline: Option<Instant>) -> Result<Vec<u8>> {
-    let mut header = [0u8; 4];
-    read_exact(socket, &mut header, true, deadline)?;
-    let mut message = vec![0u8; handshake::message_len(header, max)?];
-    read_exact(socket, &mut message, false, deadline)?;
-    Ok(message)
+/// Frames `payload` as the next message out.
+fn frame(out: &mut Vec<u8>, payload: &[u8]) {
+    let len = i32::try_from(payload.len()).expect("handshake messages are small");
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(payload);
 }
 
-fn read_exact(
-    socket: &Socket,
-    buf: &mut [u8],
-    at_message_start: bool,
-    deadline: Option<Instant>,
-) -> Result<()> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        wait_readable(socket, deadline)?;
-        match socket.read(&mut buf[filled..]) {
-            Ok(0) => return Err(handshake::peer_closed(filled > 0 || !at_message_start)),
-            Ok(n) => filled += n,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(err) => return Err(Error::io(err, "receive handshake message")),
-        }
-    }
-    Ok(())
-}
-
-fn wait_readable(socket: &Socket, deadline: Option<Instant>) -> Result<()> {
-    loop {
-        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        let mut fds = [PollFd::readable(socket.fd())];
-        match sys::poll(&mut fds, left) {
-            Ok(0) => return Err(handshake::timed_out()),
-            Ok(_) => return Ok(()),
-            // The handshake is short and bounded by its deadline, so a
-            // signal is not allowed to cost a peer its connection.
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(err) => return Err(Error::io(err, "poll during handshake")),
-        }
-    }
+fn send_failed(err: io::Error) -> Error {
+    Error::io(err, "send handshake message")
 }
 
 #[cfg(test)]

@@ -29,13 +29,10 @@ use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
 use crate::address::Address;
+use crate::auth::{Advanced, Exchange};
 use crate::error::{Error, Result};
-use crate::proto::handshake;
-use crate::sys::{self, is_out_of_descriptors, Interest, PollFd, ReadySet, Socket};
-
-mod exchange;
-
-use exchange::{Advanced, Exchange};
+use crate::proto::handshake::{self, Role};
+use crate::sys::{self, is_out_of_descriptors, Interest, PollFd, ReadySet, Socket, Wait};
 
 /// The listening socket's token in the [`ReadySet`]; handshakes are
 /// numbered up from 0 and never get there.
@@ -241,7 +238,7 @@ impl Handshakes {
     fn start(&mut self, socket: Socket, peer: Option<Address>) -> Option<Finished> {
         // The deadline counts from the accept.
         let deadline = self.timeout.and_then(|t| Instant::now().checked_add(t));
-        let mut exchange = match Exchange::start(self.strict) {
+        let mut exchange = match Exchange::start(Role::Listener, self.strict, Wait::No) {
             Ok(exchange) => exchange,
             Err(err) => {
                 return Some(Finished {
@@ -390,6 +387,7 @@ mod tests {
 
     use crate::auth;
     use crate::error::ErrorKind;
+    use crate::proto::handshake::Role;
     use crate::sys::{SignalPester, Socket};
     use crate::{wait, Address, Listener};
 
@@ -427,7 +425,7 @@ mod tests {
         std::thread::spawn(move || {
             let socket = Socket::from_owned(stream.into());
             let deadline = std::time::Instant::now() + Duration::from_secs(60);
-            auth::as_client(&socket, KEY, false, Some(deadline)).unwrap();
+            auth::authenticate(Role::Client, &socket, KEY, false, Some(deadline)).unwrap();
             crate::frame::write_message(&socket, hello, &mut Vec::new()).unwrap();
         })
     }

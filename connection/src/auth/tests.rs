@@ -1,21 +1,37 @@
-//! The blocking driver against itself over a socket pair.
+//! The blocking driver against itself over a socket pair, and the
+//! listener's exchange against a client written by hand.
 
 use std::thread;
 use std::time::{Duration, Instant};
 
 use super::*;
 use crate::error::ErrorKind;
+use crate::frame;
+use crate::proto::handshake::digest;
+use crate::sys::ReadySet;
 
 const KEY: &[u8] = b"secret key";
 
 /// A non-strict client handshake with [`KEY`] on `socket`, ending `within` from now.
 fn client_within(socket: &Socket, within: Duration) -> Result<()> {
-    as_client(socket, KEY, false, Some(Instant::now() + within))
+    authenticate(
+        Role::Client,
+        socket,
+        KEY,
+        false,
+        Some(Instant::now() + within),
+    )
 }
 
 /// The same as a listener.
 fn listener_within(socket: &Socket, within: Duration) -> Result<()> {
-    as_listener(socket, KEY, false, Some(Instant::now() + within))
+    authenticate(
+        Role::Listener,
+        socket,
+        KEY,
+        false,
+        Some(Instant::now() + within),
+    )
 }
 
 fn handshake_pair(
@@ -25,8 +41,9 @@ fn handshake_pair(
 ) -> (Result<()>, Result<()>) {
     let (a, b) = Socket::pair().unwrap();
     let deadline = Some(Instant::now() + Duration::from_secs(10));
-    let server = thread::spawn(move || as_listener(&a, listener_key, strict, deadline));
-    let client = as_client(&b, client_key, false, deadline);
+    let server =
+        thread::spawn(move || authenticate(Role::Listener, &a, listener_key, strict, deadline));
+    let client = authenticate(Role::Client, &b, client_key, false, deadline);
     (server.join().unwrap(), client)
 }
 
@@ -68,4 +85,118 @@ fn peer_closing_mid_message_is_truncated() {
     drop(b);
     let err = client_within(&a, Duration::from_secs(10)).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Truncated);
+}
+
+/// Advances `exchange` whenever its socket is ready, until it ends.
+fn run(exchange: &mut Exchange, socket: &Socket, key: &[u8]) -> Result<()> {
+    let mut set = ReadySet::new().unwrap();
+    set.add(socket.fd(), 0, exchange.interest()).unwrap();
+    loop {
+        match exchange.advance(socket, key) {
+            Advanced::Done(outcome) => return outcome,
+            Advanced::Blocked => {
+                set.watch(socket.fd(), 0, exchange.interest()).unwrap();
+                let mut ready = Vec::new();
+                set.wait(&mut ready, Some(Duration::from_secs(60))).unwrap();
+                assert!(!ready.is_empty(), "the peer went quiet");
+            }
+        }
+    }
+}
+
+/// Receives one message, failing rather than hanging if none comes.
+fn recv(socket: &Socket) -> Vec<u8> {
+    let mut fds = [crate::sys::PollFd::readable(socket.fd())];
+    let ready = crate::sys::poll(&mut fds, Some(Duration::from_secs(60))).unwrap();
+    assert_eq!(ready, 1, "no message within a minute");
+    let len = frame::read_header(socket).unwrap() as usize;
+    let mut message = Vec::new();
+    frame::read_payload(socket, len, &mut message).unwrap();
+    message
+}
+
+/// Sends `payload` framed, one byte per write, so that the exchange
+/// sees it arrive in pieces.
+fn drip(socket: &Socket, payload: &[u8]) {
+    let len = i32::try_from(payload.len()).unwrap().to_be_bytes();
+    for byte in len.iter().chain(payload) {
+        socket.write(&[*byte]).unwrap();
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// The client's side, by hand: answers byte by byte, and sends a
+/// message of its own right behind its last handshake message.
+fn dripping_client(socket: Socket, key: &'static [u8]) -> thread::JoinHandle<Vec<u8>> {
+    thread::spawn(move || {
+        let challenge = recv(&socket);
+        let payload = challenge.strip_prefix(digest::CHALLENGE).unwrap();
+        drip(&socket, &digest::respond(key, payload, false).unwrap());
+        let verdict = recv(&socket);
+        if verdict != digest::WELCOME {
+            return verdict;
+        }
+        let ours = digest::challenge(&[7; digest::NONCE_LEN]);
+        drip(&socket, &[digest::CHALLENGE, &ours[..]].concat());
+        let answer = recv(&socket);
+        digest::check_response(key, &ours, &answer, false).unwrap();
+        let mut last = Vec::new();
+        for message in [digest::WELCOME, b"right behind"] {
+            last.extend_from_slice(&i32::try_from(message.len()).unwrap().to_be_bytes());
+            last.extend_from_slice(message);
+        }
+        socket.write(&last).unwrap();
+        verdict
+    })
+}
+
+#[test]
+fn a_dripping_client_authenticates_and_what_follows_is_left_unread() {
+    let (ours, theirs) = Socket::pair().unwrap();
+    let client = dripping_client(theirs, KEY);
+    let mut exchange = Exchange::start(Role::Listener, false, Wait::No).unwrap();
+    run(&mut exchange, &ours, KEY).unwrap();
+    assert_eq!(client.join().unwrap(), digest::WELCOME);
+    assert_eq!(recv(&ours), b"right behind");
+}
+
+#[test]
+fn a_wrong_key_gets_failure_and_fails_here() {
+    let (ours, theirs) = Socket::pair().unwrap();
+    let client = dripping_client(theirs, b"not the key");
+    let mut exchange = Exchange::start(Role::Listener, false, Wait::No).unwrap();
+    let err = run(&mut exchange, &ours, KEY).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AuthenticationFailed, "{err}");
+    assert_eq!(client.join().unwrap(), digest::FAILURE);
+}
+
+#[test]
+fn an_oversized_header_is_refused_before_its_payload() {
+    let (ours, theirs) = Socket::pair().unwrap();
+    let mut exchange = Exchange::start(Role::Listener, false, Wait::No).unwrap();
+    assert!(matches!(exchange.advance(&ours, KEY), Advanced::Blocked));
+    // Only the header: the refusal cannot wait for a payload.
+    theirs.write(&257i32.to_be_bytes()).unwrap();
+    let err = run(&mut exchange, &ours, KEY).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Protocol, "{err}");
+}
+
+#[test]
+fn a_peer_that_hangs_up_mid_message_is_truncated_and_at_a_boundary_eof() {
+    for (sent, kind) in [
+        (&[0u8, 0][..], ErrorKind::Truncated),
+        (&[][..], ErrorKind::Eof),
+    ] {
+        let (ours, theirs) = Socket::pair().unwrap();
+        let mut exchange = Exchange::start(Role::Listener, false, Wait::No).unwrap();
+        assert!(matches!(exchange.advance(&ours, KEY), Advanced::Blocked));
+        // Reading the challenge first, so that closing is no reset.
+        recv(&theirs);
+        if !sent.is_empty() {
+            theirs.write(sent).unwrap();
+        }
+        drop(theirs);
+        let err = run(&mut exchange, &ours, KEY).unwrap_err();
+        assert_eq!(err.kind(), kind, "{err}");
+    }
 }

@@ -101,7 +101,7 @@ enum Scheme<'a> {
     Modern(Digest, &'a [u8]),
 }
 
-pub(crate) fn auth_failed(context: impl Into<String>) -> Error {
+fn auth_failed(context: impl Into<String>) -> Error {
     Error::new(ErrorKind::AuthenticationFailed, context)
 }
 
@@ -205,7 +205,7 @@ pub(crate) fn check_response(
 }
 
 /// The payload of the peer's `#CHALLENGE#` message.
-pub(crate) fn challenge_payload(message: &[u8]) -> Result<&[u8]> {
+pub(super) fn challenge_payload(message: &[u8]) -> Result<&[u8]> {
     message.strip_prefix(CHALLENGE).ok_or_else(|| {
         Error::new(
             ErrorKind::Protocol,
@@ -215,7 +215,7 @@ pub(crate) fn challenge_payload(message: &[u8]) -> Result<&[u8]> {
 }
 
 /// Whether the peer's verdict on our answer is `#WELCOME#`.
-pub(crate) fn check_verdict(message: &[u8]) -> Result<()> {
+pub(super) fn check_verdict(message: &[u8]) -> Result<()> {
     if message == WELCOME {
         Ok(())
     } else {

@@ -10,6 +10,9 @@ const KEY: &[u8] = b"core key";
 const LISTENER_NONCE: [u8; NONCE_LEN] = [1; NONCE_LEN];
 const CLIENT_NONCE: [u8; NONCE_LEN] = [2; NONCE_LEN];
 
+/// Every message sent, with its sender: 0 the listener, 1 the client.
+type Transcript = Vec<(usize, Vec<u8>)>;
+
 struct End {
     handshake: Handshake,
     key: &'static [u8],
@@ -30,9 +33,9 @@ fn end(role: Role, key: &'static [u8], strict: bool) -> End {
     }
 }
 
-/// Runs both ends until both finish; returns every message sent, with
-/// its sender (0 or 1). An end waiting on a finished peer sees it close.
-fn talk(ends: &mut [End; 2]) -> Vec<(usize, Vec<u8>)> {
+/// Runs both ends until both finish. An end waiting on a finished peer
+/// sees it close.
+fn talk(ends: &mut [End; 2]) -> Transcript {
     let mut transcript = Vec::new();
     for _ in 0..100 {
         if ends.iter().all(|end| end.outcome.is_some()) {
@@ -78,7 +81,7 @@ fn closed() -> Result<&'static [u8]> {
 fn pair(
     listener: (&'static [u8], bool),
     client: (&'static [u8], bool),
-) -> (Result<()>, Result<()>, Vec<(usize, Vec<u8>)>) {
+) -> (Result<()>, Result<()>, Transcript) {
     let mut ends = [
         end(Role::Listener, listener.0, listener.1),
         end(Role::Client, client.0, client.1),
