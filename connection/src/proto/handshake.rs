@@ -1,9 +1,9 @@
 //! CPython's authkey handshake as a state machine that does no I/O, in the
 //! manner of `quinn-proto` or rustls's unbuffered API: it says which whole
 //! message to send next or how long a message it will take, and is told
-//! what was sent and what arrived. The blocking client (`auth.rs`), the
-//! listener's handshakes that never wait (`handshakes/exchange.rs`) and
-//! the tokio side (`tokio/handshake.rs`) only move its messages.
+//! what was sent and what arrived. The socket drivers (`auth.rs`, for the
+//! blocking client and the listener's handshakes that never wait) and the
+//! tokio one (`tokio/handshake.rs`) only move its messages.
 //!
 //! The order is CPython's: `deliver_challenge` (send `#CHALLENGE#` and a
 //! nonce, check the peer's digest, send `#WELCOME#`) and `answer_challenge`
@@ -16,7 +16,7 @@ use crate::error::{Error, ErrorKind, Result};
 
 pub(crate) mod digest;
 
-use digest::{NONCE_LEN, WELCOME};
+use digest::{CHALLENGE, FAILURE, NONCE_LEN, WELCOME};
 
 /// CPython's `recv_bytes(256)`: the largest handshake message accepted.
 pub(crate) const MAX_MESSAGE: usize = 256;
@@ -41,18 +41,11 @@ enum Step {
     ReceiveVerdict,
 }
 
-/// CPython's `deliver_challenge`.
-const DELIVER: [Step; 3] = [
-    Step::SendChallenge,
-    Step::ReceiveResponse,
-    Step::SendWelcome,
-];
-/// CPython's `answer_challenge`.
-const ANSWER: [Step; 3] = [
-    Step::ReceiveChallenge,
-    Step::SendAnswer,
-    Step::ReceiveVerdict,
-];
+use Step::*;
+
+/// CPython's `deliver_challenge`, then `answer_challenge`.
+const DELIVER: [Step; 3] = [SendChallenge, ReceiveResponse, SendWelcome];
+const ANSWER: [Step; 3] = [ReceiveChallenge, SendAnswer, ReceiveVerdict];
 
 /// What the driver does next.
 #[derive(Debug)]
@@ -61,16 +54,13 @@ pub(crate) enum Next<'a> {
     /// [`Handshake::sent`].
     Send(&'a [u8]),
     /// Send this `#FAILURE#` if the socket takes it without waiting on the
-    /// peer, then report with [`Handshake::sent`]: the peer is owed it,
-    /// not a wait.
+    /// peer (the peer is owed it, not a wait), then report with
+    /// [`Handshake::sent`].
     Farewell(&'a [u8]),
-    /// Receive one message of at most `max` bytes (refuse a header that
-    /// announces more before reading on), then report with
-    /// [`Handshake::received`].
-    Receive {
-        /// The longest message taken.
-        max: usize,
-    },
+    /// Receive one message of at most `max` bytes, refusing a header that
+    /// announces more before reading on (see [`message_len`]), then report
+    /// with [`Handshake::received`].
+    Receive { max: usize },
     /// The handshake ended: the peer is authenticated, or why not.
     Finished(Result<()>),
 }
@@ -90,10 +80,11 @@ enum State {
 pub(crate) struct Handshake {
     role: Role,
     strict: bool,
-    /// Our challenge's payload, which the peer must return the HMAC of.
+    /// Our `#CHALLENGE#` message: the peer must return the HMAC of its
+    /// payload.
     challenge: Vec<u8>,
-    /// The message of the step at hand, while it is a send.
-    out: Vec<u8>,
+    /// Our answer to the peer's challenge, once it came.
+    answer: Vec<u8>,
     state: State,
 }
 
@@ -101,15 +92,13 @@ impl Handshake {
     /// A handshake whose challenge carries `nonce`, which must be fresh
     /// random bytes: see [`start`](Self::start).
     pub(crate) fn new(role: Role, strict: bool, nonce: &[u8; NONCE_LEN]) -> Handshake {
-        let mut handshake = Handshake {
+        Handshake {
             role,
             strict,
-            challenge: digest::challenge(nonce),
-            out: Vec::new(),
+            challenge: [CHALLENGE, &digest::challenge(nonce)].concat(),
+            answer: Vec::new(),
             state: State::Running(0),
-        };
-        handshake.enter(0);
-        handshake
+        }
     }
 
     /// A handshake with a nonce from the system's random source.
@@ -126,16 +115,16 @@ impl Handshake {
     pub(crate) fn next(&mut self) -> Next<'_> {
         match self.state {
             State::Running(at) => match self.step(at) {
-                Some(Step::ReceiveResponse | Step::ReceiveChallenge | Step::ReceiveVerdict) => {
-                    Next::Receive { max: MAX_MESSAGE }
-                }
-                Some(_) => Next::Send(&self.out),
+                Some(SendChallenge) => Next::Send(&self.challenge),
+                Some(SendWelcome) => Next::Send(WELCOME),
+                Some(SendAnswer) => Next::Send(&self.answer),
+                Some(_) => Next::Receive { max: MAX_MESSAGE },
                 None => {
                     self.state = State::Ended(None);
                     Next::Finished(Ok(()))
                 }
             },
-            State::Refusing(_) => Next::Farewell(digest::FAILURE),
+            State::Refusing(_) => Next::Farewell(FAILURE),
             State::Ended(ref mut outcome) => Next::Finished(outcome.take().unwrap_or_else(|| {
                 Err(Error::new(
                     ErrorKind::InvalidInput,
@@ -149,16 +138,18 @@ impl Handshake {
     /// failed farewell leaves the refusal as the outcome, the error worth
     /// reporting.
     pub(crate) fn sent(&mut self, outcome: Result<()>) {
-        match (&self.state, outcome) {
-            (State::Running(at), Ok(())) => self.enter(at + 1),
-            (State::Refusing(_), Err(err)) => {
-                tracing::debug!(error = %err, "could not send #FAILURE#");
-                self.refused();
+        let state = std::mem::replace(&mut self.state, State::Ended(None));
+        self.state = match (state, outcome) {
+            (State::Running(at), Ok(())) => State::Running(at + 1),
+            (State::Refusing(refusal), outcome) => {
+                if let Err(err) = outcome {
+                    tracing::debug!(error = %err, "could not send #FAILURE#");
+                }
+                State::Ended(Some(Err(refusal)))
             }
-            (State::Refusing(_), Ok(())) => self.refused(),
-            (_, Err(err)) => self.fail(err),
-            (State::Ended(_), Ok(())) => {}
-        }
+            (_, Err(err)) => State::Ended(Some(Err(err))),
+            (ended, Ok(())) => ended,
+        };
     }
 
     /// What came of the receive that [`Next::Receive`] asked for: the
@@ -167,34 +158,39 @@ impl Handshake {
         let State::Running(at) = self.state else {
             return;
         };
-        let message = match message {
-            Ok(message) => message,
-            Err(err) => return self.fail(err),
+        let step = self.step(at);
+        let outcome = match message {
+            Ok(message) if message.as_ref().len() > MAX_MESSAGE => {
+                Err(too_long(message.as_ref().len(), MAX_MESSAGE))
+            }
+            Ok(message) => match self.take(step, key, message.as_ref()) {
+                // CPython's `deliver_challenge` tells the peer.
+                Err(err) if step == Some(ReceiveResponse) => {
+                    self.state = State::Refusing(err);
+                    return;
+                }
+                outcome => outcome,
+            },
+            Err(err) => Err(err),
         };
-        let (step, message) = (self.step(at), message.as_ref());
-        if message.len() > MAX_MESSAGE {
-            return self.fail(too_long(message.len()));
-        }
-        match self.take(step, key, message) {
-            Ok(()) => self.enter(at + 1),
-            // CPython's `deliver_challenge` tells the peer.
-            Err(err) if step == Some(Step::ReceiveResponse) => self.state = State::Refusing(err),
-            Err(err) => self.fail(err),
-        }
+        self.state = match outcome {
+            Ok(()) => State::Running(at + 1),
+            Err(err) => State::Ended(Some(Err(err))),
+        };
     }
 
-    /// Acts on the message of a receive step.
     fn take(&mut self, step: Option<Step>, key: &[u8], message: &[u8]) -> Result<()> {
         match step {
-            Some(Step::ReceiveResponse) => {
-                digest::check_response(key, &self.challenge, message, self.strict)
+            Some(ReceiveResponse) => {
+                let challenge = &self.challenge[CHALLENGE.len()..];
+                digest::check_response(key, challenge, message, self.strict)
             }
-            Some(Step::ReceiveChallenge) => {
+            Some(ReceiveChallenge) => {
                 let challenge = digest::challenge_payload(message)?;
-                self.out = digest::respond(key, challenge, self.strict)?;
+                self.answer = digest::respond(key, challenge, self.strict)?;
                 Ok(())
             }
-            Some(Step::ReceiveVerdict) => digest::check_verdict(message),
+            Some(ReceiveVerdict) => digest::check_verdict(message),
             _ => Err(Error::new(
                 ErrorKind::InvalidInput,
                 "a handshake message arrived while one was to be sent",
@@ -210,29 +206,6 @@ impl Handshake {
         };
         first.into_iter().chain(second).nth(at)
     }
-
-    /// Moves to step `at`, with its message if it sends one.
-    fn enter(&mut self, at: usize) {
-        self.state = State::Running(at);
-        match self.step(at) {
-            Some(Step::SendChallenge) => {
-                self.out = [digest::CHALLENGE, &self.challenge].concat();
-            }
-            Some(Step::SendWelcome) => self.out = WELCOME.to_vec(),
-            // The answer was made from the challenge it answers.
-            _ => {}
-        }
-    }
-
-    fn refused(&mut self) {
-        if let State::Refusing(err) = std::mem::replace(&mut self.state, State::Ended(None)) {
-            self.fail(err);
-        }
-    }
-
-    fn fail(&mut self, err: Error) {
-        self.state = State::Ended(Some(Err(err)));
-    }
 }
 
 /// The payload length that a handshake message's 4-byte header announces,
@@ -240,25 +213,19 @@ impl Handshake {
 /// is read.
 pub(crate) fn message_len(header: [u8; 4], max: usize) -> Result<usize> {
     let len = i32::from_be_bytes(header);
-    match usize::try_from(len) {
-        Ok(len) if len <= max => Ok(len),
-        _ => Err(Error::new(
-            ErrorKind::Protocol,
-            format!(
-                "handshake message length {len} is outside 0..={max} \
-                 (is the peer speaking this protocol?)"
-            ),
-        )),
-    }
+    usize::try_from(len)
+        .ok()
+        .filter(|&len| len <= max)
+        .ok_or_else(|| too_long(len, max))
 }
 
-/// A handshake message longer than [`MAX_MESSAGE`]: the peer does not
-/// speak this protocol.
-pub(crate) fn too_long(len: impl std::fmt::Display) -> Error {
+/// A handshake message of `len` bytes, more than `max` (or fewer than
+/// none): the peer does not speak this protocol.
+pub(crate) fn too_long(len: impl std::fmt::Display, max: usize) -> Error {
     Error::new(
         ErrorKind::Protocol,
         format!(
-            "handshake message of {len} bytes, longer than {MAX_MESSAGE} \
+            "handshake message length {len} is outside 0..={max} \
              (is the peer speaking this protocol?)"
         ),
     )

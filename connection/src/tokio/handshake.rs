@@ -43,7 +43,7 @@ async fn recv(conn: &mut AsyncConnection, max: usize) -> Result<Vec<u8>> {
     // one must not refuse the handshake.
     match conn.recv_bytes_within(max as u64).await {
         Err(err) if err.kind() == ErrorKind::MessageTooLarge => {
-            Err(handshake::too_long(format_args!("more than {max}")).with_source(err))
+            Err(handshake::too_long(format_args!("above {max}"), max).with_source(err))
         }
         Err(err) if err.kind() == ErrorKind::Eof => Err(handshake::peer_closed(false)),
         other => other.map_err(|err| err.context("receive handshake message")),
