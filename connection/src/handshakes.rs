@@ -74,11 +74,7 @@ struct Pending {
 }
 
 pub(crate) struct Handshakes {
-    key: Vec<u8>,
-    strict: bool,
-    timeout: Option<Duration>,
-    max: usize,
-    shed_at_cap: bool,
+    settings: Settings,
     /// By number, which is the order they started in and, since all have
     /// the same timeout, the order of their deadlines: the first is the
     /// oldest.
@@ -97,12 +93,9 @@ impl Handshakes {
     pub(crate) fn new(listener: BorrowedFd<'_>, settings: Settings) -> io::Result<Handshakes> {
         let mut ready = ReadySet::new()?;
         ready.add(listener, LISTENER, Interest::Readable)?;
+        let max = settings.max.max(1);
         Ok(Handshakes {
-            key: settings.key,
-            strict: settings.strict,
-            timeout: settings.timeout,
-            max: settings.max.max(1),
-            shed_at_cap: settings.shed_at_cap,
+            settings: Settings { max, ..settings },
             pending: BTreeMap::new(),
             next_id: 0,
             ready,
@@ -200,9 +193,9 @@ impl Handshakes {
         accept: &mut dyn FnMut() -> io::Result<Option<Accepted>>,
     ) -> Result<Option<Finished>> {
         for _ in 0..ACCEPT_BATCH {
-            if self.pending.len() >= self.max {
+            if self.pending.len() >= self.settings.max {
                 // Only for a connection actually waiting.
-                if !self.shed_at_cap || !is_readable(listener) {
+                if !self.settings.shed_at_cap || !is_readable(listener) {
                     break;
                 }
                 self.shed_oldest();
@@ -237,8 +230,11 @@ impl Handshakes {
     /// ended at once (it can only fail so soon).
     fn start(&mut self, socket: Socket, peer: Option<Address>) -> Option<Finished> {
         // The deadline counts from the accept.
-        let deadline = self.timeout.and_then(|t| Instant::now().checked_add(t));
-        let mut exchange = match Exchange::start(Role::Listener, self.strict, Wait::No) {
+        let Settings {
+            timeout, strict, ..
+        } = self.settings;
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let mut exchange = match Exchange::start(Role::Listener, strict, Wait::No) {
             Ok(exchange) => exchange,
             Err(err) => {
                 return Some(Finished {
@@ -249,7 +245,7 @@ impl Handshakes {
         };
         // The challenge goes out now: a new socket has room for it, so
         // most handshakes are never watched for room.
-        if let Advanced::Done(outcome) = exchange.advance(&socket, &self.key) {
+        if let Advanced::Done(outcome) = exchange.advance(&socket, &self.settings.key) {
             return Some(Finished {
                 peer,
                 outcome: outcome.map(|()| socket),
@@ -278,7 +274,10 @@ impl Handshakes {
     fn advance(&mut self, id: u64) -> Option<Finished> {
         // Gone already: ended earlier in this round.
         let pending = self.pending.get_mut(&id)?;
-        let outcome = match pending.exchange.advance(&pending.socket, &self.key) {
+        let outcome = match pending
+            .exchange
+            .advance(&pending.socket, &self.settings.key)
+        {
             Advanced::Done(outcome) => outcome,
             Advanced::Blocked => {
                 let interest = pending.exchange.interest();
@@ -340,7 +339,7 @@ impl Handshakes {
     /// Watches the listening socket unless at the cap (where it waits,
     /// unless a new peer takes the oldest one's place).
     fn watch_listener(&mut self, listener: BorrowedFd<'_>) -> io::Result<()> {
-        let watched = self.shed_at_cap || self.pending.len() < self.max;
+        let watched = self.settings.shed_at_cap || self.pending.len() < self.settings.max;
         if watched != self.listener_watched {
             let interest = if watched {
                 Interest::Readable

@@ -12,26 +12,11 @@ use crate::sys::ReadySet;
 
 const KEY: &[u8] = b"secret key";
 
-/// A non-strict client handshake with [`KEY`] on `socket`, ending `within` from now.
-fn client_within(socket: &Socket, within: Duration) -> Result<()> {
-    authenticate(
-        Role::Client,
-        socket,
-        KEY,
-        false,
-        Some(Instant::now() + within),
-    )
-}
-
-/// The same as a listener.
-fn listener_within(socket: &Socket, within: Duration) -> Result<()> {
-    authenticate(
-        Role::Listener,
-        socket,
-        KEY,
-        false,
-        Some(Instant::now() + within),
-    )
+/// A non-strict handshake as `role` with [`KEY`] on `socket`, ending
+/// `patience` from now.
+fn handshake_within(role: Role, socket: &Socket, patience: Duration) -> Result<()> {
+    let deadline = Some(Instant::now() + patience);
+    authenticate(role, socket, KEY, false, deadline)
 }
 
 fn handshake_pair(
@@ -64,7 +49,7 @@ fn wrong_key_fails_on_both_sides() {
 #[test]
 fn silent_peer_times_out() {
     let (a, _b) = Socket::pair().unwrap();
-    let err = listener_within(&a, Duration::from_millis(50)).unwrap_err();
+    let err = handshake_within(Role::Listener, &a, Duration::from_millis(50)).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::TimedOut);
 }
 
@@ -73,7 +58,7 @@ fn oversized_or_negative_length_is_refused_unread() {
     for header in [257i32, -1, i32::MAX, i32::MIN] {
         let (a, b) = Socket::pair().unwrap();
         b.write(&header.to_be_bytes()).unwrap();
-        let err = client_within(&a, Duration::from_secs(10)).unwrap_err();
+        let err = handshake_within(Role::Client, &a, Duration::from_secs(10)).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Protocol, "{header}: {err}");
     }
 }
@@ -83,7 +68,7 @@ fn peer_closing_mid_message_is_truncated() {
     let (a, b) = Socket::pair().unwrap();
     b.write(&[0, 0, 0, 50, b'#']).unwrap();
     drop(b);
-    let err = client_within(&a, Duration::from_secs(10)).unwrap_err();
+    let err = handshake_within(Role::Client, &a, Duration::from_secs(10)).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Truncated);
 }
 

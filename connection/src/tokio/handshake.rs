@@ -4,23 +4,16 @@
 
 use super::AsyncConnection;
 use crate::error::{ErrorKind, Result};
-use crate::proto::handshake::{self, Handshake, Next, Role};
+pub(super) use crate::proto::handshake::Role;
+use crate::proto::handshake::{self, Handshake, Next};
 
-/// What the accepting side does: challenge first, then answer.
-pub(super) async fn as_listener(
+/// Runs `role`'s side of the handshake on `conn`.
+pub(super) async fn authenticate(
+    role: Role,
     conn: &mut AsyncConnection,
     key: &[u8],
     strict: bool,
 ) -> Result<()> {
-    run(Role::Listener, conn, key, strict).await
-}
-
-/// What the connecting side does: answer first, then challenge.
-pub(super) async fn as_client(conn: &mut AsyncConnection, key: &[u8], strict: bool) -> Result<()> {
-    run(Role::Client, conn, key, strict).await
-}
-
-async fn run(role: Role, conn: &mut AsyncConnection, key: &[u8], strict: bool) -> Result<()> {
     let mut handshake = Handshake::start(role, strict)?;
     loop {
         match handshake.next() {
