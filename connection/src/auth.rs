@@ -35,9 +35,10 @@ pub(crate) fn authenticate(
         match exchange.advance(socket, key) {
             Advanced::Done(outcome) => return outcome,
             Advanced::Blocked => {
-                let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
                 let mut fds = [PollFd::readable(socket.fd())];
-                match retry_interrupted(|| sys::poll(&mut fds, left)) {
+                // What is left of the time, after each signal too.
+                let left = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                match retry_interrupted(|| sys::poll(&mut fds, left())) {
                     Ok(0) => return Err(handshake::timed_out()),
                     Ok(_) => {}
                     Err(err) => return Err(Error::io(err, "poll during handshake")),

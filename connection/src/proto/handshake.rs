@@ -9,8 +9,8 @@
 //! nonce, check the peer's digest, send `#WELCOME#`) and `answer_challenge`
 //! (take the peer's challenge, send our digest, read its verdict); the
 //! listener delivers first, the client answers first. A wrong digest of our
-//! challenge is answered with `#FAILURE#` before the handshake fails, as
-//! CPython does. The digests themselves are in [`digest`].
+//! challenge (or anything else in its place) is answered with `#FAILURE#`
+//! before the handshake fails, as CPython does. The digests themselves are in [`digest`].
 
 use crate::error::{Error, ErrorKind, Result};
 
@@ -53,9 +53,9 @@ pub(crate) enum Next<'a> {
     /// Send this message (the driver frames it), then report with
     /// [`Handshake::sent`].
     Send(&'a [u8]),
-    /// Send this `#FAILURE#` if the socket takes it without waiting on the
-    /// peer (the peer is owed it, not a wait), then report with
-    /// [`Handshake::sent`].
+    /// Send this `#FAILURE#`, then report with [`Handshake::sent`]; a
+    /// driver that never waits tries once (the peer is owed it, not a
+    /// wait), and a failure to send it leaves the refusal the outcome.
     Farewell(&'a [u8]),
     /// Receive one message of at most `max` bytes, refusing a header that
     /// announces more before reading on (see [`message_len`]), then report
@@ -233,17 +233,11 @@ pub(crate) fn too_long(len: impl std::fmt::Display, max: usize) -> Error {
 
 /// The peer hung up: cleanly between messages, else in the middle of one.
 pub(crate) fn peer_closed(mid_message: bool) -> Error {
-    if mid_message {
-        Error::new(
-            ErrorKind::Truncated,
-            "the peer closed the connection in the middle of a handshake message",
-        )
-    } else {
-        Error::new(
-            ErrorKind::Eof,
-            "the peer closed the connection during the handshake",
-        )
-    }
+    let (kind, when) = match mid_message {
+        true => (ErrorKind::Truncated, "in the middle of a handshake message"),
+        false => (ErrorKind::Eof, "during the handshake"),
+    };
+    Error::new(kind, format!("the peer closed the connection {when}"))
 }
 
 /// The handshake's deadline passed.
