@@ -384,6 +384,7 @@ mod listen_socket;
 mod listener;
 pub mod pickle;
 mod pipe;
+mod proto;
 mod setters;
 pub mod shared;
 mod streaming;

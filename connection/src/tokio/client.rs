@@ -91,7 +91,8 @@ impl AsyncClient {
         let mut conn =
             AsyncConnection::from_socket(Socket::from_owned(fd), options.max_message_size)?;
         if let Some(key) = &options.authkey {
-            let handshake = handshake::as_client(&mut conn, key, options.strict);
+            let handshake =
+                handshake::authenticate(handshake::Role::Client, &mut conn, key, options.strict);
             handshake_within(options.handshake_timeout, handshake)
                 .await
                 .map_err(|err| err.context(format!("handshake with {address}")))?;

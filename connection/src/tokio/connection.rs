@@ -183,7 +183,6 @@ impl AsyncConnection {
             max_message_size,
             pending_len: None,
             broken: None,
-            shared_memory: crate::shared::Mode::Off,
         }))
     }
 
@@ -231,7 +230,6 @@ impl AsyncConnection {
             max_message_size: self.max_message_size,
             pending_len,
             broken,
-            shared_memory: crate::shared::Mode::Off,
         }))
     }
 

@@ -295,7 +295,12 @@ impl AsyncListener {
             let outcome = async {
                 let mut conn = AsyncConnection::from_socket(socket, options.max_message_size)?;
                 let key = options.authkey.as_deref().unwrap_or_default();
-                let handshake = handshake::as_listener(&mut conn, key, options.strict);
+                let handshake = handshake::authenticate(
+                    handshake::Role::Listener,
+                    &mut conn,
+                    key,
+                    options.strict,
+                );
                 handshake_within(options.handshake_timeout, handshake).await?;
                 Ok(conn)
             };
