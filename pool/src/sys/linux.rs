@@ -3,7 +3,7 @@
 //! counter shared with a child process through a
 //! memory-mapped `memfd`. System calls go through `rustix`'s safe
 //! wrappers; `unsafe` is left for the five things that have none: the
-//! hook that runs between fork and exec, setting a signal's disposition,
+//! hook that runs between fork and exec, setting or reading a signal's disposition,
 //! mapping shared memory, reading the auxiliary vector, and starting a
 //! file's writeback (`sync_file_range`).
 
@@ -75,6 +75,15 @@ pub(crate) fn hung_up(fd: impl AsFd, timeout: Duration) -> io::Result<bool> {
     }
     let ended = PollFlags::RDHUP | PollFlags::HUP | PollFlags::ERR;
     Ok(fds[0].revents().intersects(ended))
+}
+
+/// The error pending on socket `fd` (`SO_ERROR`), such as the
+/// `ETIMEDOUT` left by unanswered keepalive probes; reading it clears it.
+pub(crate) fn connection_error(fd: impl AsFd) -> Option<io::Error> {
+    match rustix::net::sockopt::socket_error(fd.as_fd()) {
+        Ok(Err(errno)) => Some(errno.into()),
+        _ => None,
+    }
 }
 
 /// The name of a signal number, for messages ("SIGKILL").
@@ -252,6 +261,23 @@ pub(crate) fn ignore_sigpipe() {
     }
 }
 
+/// Whether `signal` is ignored (`SIG_IGN`) in this process, as a program
+/// started in the background by a shell has SIGINT ignored; `false` if the
+/// kernel will not say.
+pub(crate) fn signal_ignored(signal: i32) -> bool {
+    let mut current = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
+    // SAFETY: with a null new action, sigaction only writes the current
+    // one into `current`, a valid, writable sigaction; nothing changes.
+    let read = unsafe { libc::sigaction(signal, std::ptr::null(), current.as_mut_ptr()) };
+    if read != 0 {
+        return false;
+    }
+    // SAFETY: sigaction succeeded, so it wrote the whole struct (and it
+    // was zeroed before, a valid bit pattern for every field).
+    let current = unsafe { current.assume_init() };
+    current.sa_sigaction == libc::SIG_IGN
+}
+
 /// Whether this process runs in secure-execution mode (`AT_SECURE`): it
 /// was started set-user-ID or set-group-ID, or with file capabilities,
 /// so whoever set its environment may have fewer privileges than it.
@@ -356,6 +382,13 @@ mod tests {
         assert!(rustix::net::sockopt::socket_keepalive(&tcp).unwrap());
         let (unix, _other) = std::os::unix::net::UnixStream::pair().unwrap();
         keep_alive(&unix).unwrap();
+    }
+
+    #[test]
+    fn an_ignored_signal_is_told_from_a_default_one() {
+        ignore_sigpipe();
+        assert!(signal_ignored(libc::SIGPIPE));
+        assert!(!signal_ignored(libc::SIGTERM));
     }
 
     #[test]
