@@ -389,6 +389,10 @@ impl WaitReports {
         waited: Duration,
     ) {
         let (state, reason) = match polled {
+            // Slurm says "None" for no reason.
+            Ok(JobState::Pending { reason }) if reason == "None" => {
+                ("PENDING".to_string(), String::new())
+            }
             Ok(JobState::Pending { reason }) => ("PENDING".to_string(), reason.clone()),
             Ok(JobState::Active { state } | JobState::Ended { state }) => {
                 (state.clone(), String::new())
