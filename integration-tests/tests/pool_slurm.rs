@@ -332,21 +332,31 @@ fn a_job_that_never_starts_times_out_with_slurms_reason_and_is_cancelled() {
     assert_no_jobs_left("after the timeout");
 }
 
-/// Needs no Slurm: stand-ins for `sbatch` (which prints a job id) and
-/// `scancel`, and no `squeue`, as on a host where it is broken or missing.
-#[test]
-fn a_start_timeout_says_squeue_failed_rather_than_a_made_up_reason() {
+/// Writes stand-in Slurm commands (`name`, shell script) into a fresh
+/// directory for `scenario`; returns it, for a PATH of only them.
+fn stand_ins(scenario: &str, commands: &[(&str, &str)]) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
-    let bin = output_dir("no-squeue").join("bin");
+    let bin = output_dir(scenario).join("bin");
     std::fs::create_dir_all(&bin).expect("bin dir");
-    for (name, script) in [
-        ("sbatch", "#!/bin/sh\necho 4242\n"),
-        ("scancel", "#!/bin/sh\nexit 0\n"),
-    ] {
+    for (name, script) in commands {
         let path = bin.join(name);
         std::fs::write(&path, script).expect("stand-in");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     }
+    bin
+}
+
+/// Needs no Slurm: stand-ins for `sbatch` (which prints a job id) and
+/// `scancel`, and no `squeue`, as on a host where it is broken or missing.
+#[test]
+fn a_start_timeout_says_squeue_failed_rather_than_a_made_up_reason() {
+    let bin = stand_ins(
+        "no-squeue",
+        &[
+            ("sbatch", "#!/bin/sh\necho 4242\n"),
+            ("scancel", "#!/bin/sh\nexit 0\n"),
+        ],
+    );
     let out = output_with_deadline(
         Command::new(PROGRAM)
             .args(["no-squeue", output_path("no-squeue").to_str().unwrap()])
@@ -372,4 +382,43 @@ fn slurm_workers_may_run_a_worker_program_of_the_users() {
     assert_eq!(line(&stdout, "echo"), "7");
     assert_eq!(line(&stdout, "worker_program"), program);
     assert_no_jobs_left("after the pool");
+}
+
+/// Needs no Slurm: an `sbatch` that never answers (a hung controller)
+/// fails the build once the command timeout passes, saying which command;
+/// so does an `squeue` that never answers, at the start timeout.
+#[test]
+fn a_slurm_command_that_never_answers_fails_the_build_in_bounded_time() {
+    // The sleep is found where PATH no longer looks.
+    let hung = "#!/bin/sh\nexec /bin/sleep 600\n";
+    for (scenario, commands, silent) in [
+        ("hung-sbatch", vec![("sbatch", hung)], "sbatch"),
+        (
+            "hung-squeue",
+            vec![
+                ("sbatch", "#!/bin/sh\necho 4242\n"),
+                ("squeue", hung),
+                ("scancel", "#!/bin/sh\nexit 0\n"),
+            ],
+            "squeue",
+        ),
+    ] {
+        let bin = stand_ins(scenario, &commands);
+        let out = output_with_deadline(
+            Command::new(PROGRAM)
+                .args(["hung-command", output_path(scenario).to_str().unwrap()])
+                .env("PATH", &bin),
+            LIMIT,
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{}\n{stdout}", out.status);
+        let error = line(&stdout, "error");
+        println!(
+            "{scenario}: build failed after {} s: {error}",
+            line(&stdout, "failed_after_s")
+        );
+        assert!(error.contains(silent), "{error}");
+        assert!(error.contains("did not finish within"), "{error}");
+        remove_output(scenario);
+    }
 }

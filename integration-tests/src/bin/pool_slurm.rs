@@ -47,6 +47,12 @@ fn main() {
         ),
         // Run with a PATH holding only stand-ins for sbatch and scancel.
         "no-squeue" => build_fails(workers(2, &output_dir).start_timeout(Duration::from_secs(2))),
+        // Run with a PATH whose sbatch, or squeue, never answers.
+        "hung-command" => build_fails(
+            workers(2, &output_dir)
+                .command_timeout(Duration::from_secs(1))
+                .start_timeout(Duration::from_secs(3)),
+        ),
         other => panic!("unknown scenario {other}"),
     }
 }

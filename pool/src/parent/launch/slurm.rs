@@ -394,7 +394,7 @@ pub(crate) fn submit(submission: &Submission) -> Result<JobId> {
             .args(&submission.args)
             .envs(submission.env.iter().map(|(k, v)| (k, v))),
         "sbatch",
-        "submitting the Slurm workers; none was submitted",
+        "submitting the Slurm workers' job",
         Some(submission.script.as_bytes()),
         submission.limit,
     )?;

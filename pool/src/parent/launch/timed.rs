@@ -62,6 +62,17 @@ pub(crate) fn run(
             Err(err) => return Err(failed("could not be waited for".into()).with_source(err)),
         }
     };
+    // A process the command started may hold its output open after it
+    // exited: the same limit bounds that wait.
+    while readers.iter().flatten().any(|reader| !reader.is_finished()) {
+        if Instant::now() >= deadline {
+            return Err(failed(format!(
+                "exited ({status}) but something it started kept its output open past \
+                 {limit:.0?}"
+            )));
+        }
+        std::thread::sleep(TICK);
+    }
     let [stdout, stderr] = readers.map(|reader| {
         reader
             .and_then(|thread| thread.join().ok())
@@ -109,6 +120,19 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(20));
         assert!(err.to_string().contains("did not finish within"), "{err}");
         assert!(err.to_string().contains("sleep"), "{err}");
+    }
+
+    #[test]
+    fn a_command_whose_child_keeps_its_output_open_is_bounded_too() {
+        let err = run(
+            Command::new("sh").args(["-c", "sleep 30 & exit 0"]),
+            "sh",
+            "leave a child holding stdout",
+            None,
+            Duration::from_millis(300),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("kept its output open"), "{err}");
     }
 
     #[test]
