@@ -1,7 +1,8 @@
 //! The `primes` example on the three-node Slurm of
 //! `integration-tests/slurm/multi-node-slurm.sh` (one network namespace per
 //! host; the nodes resolve no host name): a map spread over the nodes with
-//! the head's address found by default, the head SIGKILLed mid-map, and
+//! the head's address found by default, the head SIGKILLed mid-map, a
+//! node cut off mid-map (its worker must say its pool fell silent), and
 //! Ctrl-C and SIGTERM while the job pends.
 //!
 //! Each test prints what it measured; none asserts a time (the bounds only
@@ -107,8 +108,14 @@ impl Cluster {
 
 /// Starts `primes ARGS` on the head with its stderr read line by line.
 fn start_primes(cluster: &Cluster, args: &[&str]) -> (Child, Receiver<String>) {
+    start_primes_in(cluster, args, &std::env::temp_dir())
+}
+
+/// The same, in directory `dir` (where the job's output file lands).
+fn start_primes_in(cluster: &Cluster, args: &[&str], dir: &Path) -> (Child, Receiver<String>) {
     let mut command = cluster.on_head(&example_bin("primes"), args);
     command
+        .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -299,4 +306,89 @@ fn ctrl_c_while_the_job_pends_cancels_it_before_the_program_exits() {
 #[test]
 fn sigterm_while_the_job_pends_cancels_it_before_the_program_exits() {
     signal_during_a_pending_wait("sigterm_while_the_job_pends", rustix::process::Signal::TERM);
+}
+
+/// Plugs a node back in when dropped, so that a failing test leaves the
+/// cluster whole.
+struct Cut<'a> {
+    cluster: &'a Cluster,
+    node: String,
+}
+
+impl<'a> Cut<'a> {
+    fn new(cluster: &'a Cluster, node: &str) -> Cut<'a> {
+        let status = Command::new(&cluster.script)
+            .args(["partition", node])
+            .status()
+            .expect("partition");
+        assert!(status.success(), "partition {node}");
+        Cut {
+            cluster,
+            node: node.to_string(),
+        }
+    }
+}
+
+impl Drop for Cut<'_> {
+    fn drop(&mut self) {
+        let _ = Command::new(&self.cluster.script)
+            .args(["heal", &self.node])
+            .status();
+    }
+}
+
+#[test]
+fn a_worker_cut_off_from_its_pool_says_the_pool_fell_silent() {
+    let Some(cluster) = cluster("a_worker_cut_off_from_its_pool") else {
+        return;
+    };
+    let program = example_bin("primes");
+    let dir = std::env::temp_dir().join(format!("pool-multinode-cut-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("output dir");
+    let (mut child, lines) = start_primes_in(
+        &cluster,
+        &["1e11", "--slurm", "3", "--nodes", "3", "--no-serial", "-q"],
+        &dir,
+    );
+    let job = job_of(&line_with(&mut child, &lines, "runs the workers"));
+    let spread = eventually(LIMIT, || {
+        cluster
+            .workers(&program)
+            .iter()
+            .all(|(_, pids)| pids.len() == 1)
+    });
+    // The batch host is where srun writes every task's output: its own
+    // worker's lines reach the output file while the node is cut off.
+    let node = cluster.slurm(&["squeue", "--noheader", "--format=%B", "--jobs", &job]);
+    let node = node.trim().to_string();
+    if !spread || !NODES.contains(&node.as_str()) {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "not one worker per node ({:?}) or no batch host ({node:?})",
+            cluster.workers(&program)
+        );
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let cut = Cut::new(&cluster, &node);
+    let cut_at = Instant::now();
+    let output = dir.join(format!("slurm-{job}.out"));
+    let said = || std::fs::read_to_string(&output).unwrap_or_default();
+    let silent = eventually(Duration::from_secs(60), || said().contains("fell silent"));
+    let took = cut_at.elapsed();
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(cut);
+    let text = said();
+    println!(
+        "{node} cut off mid-map: its worker said so after {:.2} s: {:?}",
+        took.as_secs_f64(),
+        text.lines().find(|line| line.contains("pool worker"))
+    );
+    let _ = cluster.slurm(&["scancel", &job]);
+    let cleared = eventually(LIMIT, || cluster.queue_empty());
+    assert!(silent, "no worker said its pool fell silent:\n{text}");
+    assert!(!text.contains("closed the connection"), "{text}");
+    assert!(cleared, "job {job} still queued after the node was healed");
+    let _ = std::fs::remove_dir_all(&dir);
 }
