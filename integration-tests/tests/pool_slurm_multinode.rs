@@ -106,9 +106,21 @@ impl Cluster {
     }
 }
 
+/// Where the jobs' output files (`slurm-JOB.out`) land: primes runs there.
+fn output_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("pool-multinode-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("output dir");
+    dir
+}
+
+/// Removes a job's output once its test passed (a failure keeps it).
+fn remove_output(job: &str) {
+    let _ = std::fs::remove_file(output_dir().join(format!("slurm-{job}.out")));
+}
+
 /// Starts `primes ARGS` on the head with its stderr read line by line.
 fn start_primes(cluster: &Cluster, args: &[&str]) -> (Child, Receiver<String>) {
-    start_primes_in(cluster, args, &std::env::temp_dir())
+    start_primes_in(cluster, args, &output_dir())
 }
 
 /// The same, in directory `dir` (where the job's output file lands).
@@ -205,6 +217,7 @@ fn a_map_spreads_over_three_nodes_and_reaches_the_head_by_default() {
         eventually(END_BOUND, || !cluster.queued(&job)),
         "job {job} left queued"
     );
+    remove_output(&job);
 }
 
 #[test]
@@ -261,6 +274,7 @@ fn a_sigkilled_head_takes_every_worker_on_every_node_with_it() {
         cluster.workers(&program)
     );
     assert!(queue_empty, "job {job} still queued");
+    remove_output(&job);
 }
 
 /// Asks for more CPUs than the cluster has (3 nodes of 2), so that the
@@ -284,11 +298,16 @@ fn signal_during_a_pending_wait(test: &str, signal: rustix::process::Signal) {
     let gone = eventually(END_BOUND, || !cluster.queued(&job));
     let after_exit = signalled.elapsed().saturating_sub(exited);
     println!(
-        "{test}: {pending:?}; primes exited {:.3} s after the signal ({status}); job {job} \
-         left the queue {:.3} s after that",
+        "{test}: {pending:?}; primes exited {:.3} s after the signal ({status}); job {job} {} \
+         {:.3} s after that",
         exited.as_secs_f64(),
+        if gone { "left the queue" } else { "was still queued" },
         after_exit.as_secs_f64()
     );
+    if !gone {
+        // Leave the cluster clean for the next test.
+        cluster.slurm(&["scancel", &job]);
+    }
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(
         status.signal(),
@@ -296,6 +315,7 @@ fn signal_during_a_pending_wait(test: &str, signal: rustix::process::Signal) {
         "ends as the signal ends it"
     );
     assert!(gone, "job {job} still queued after primes exited");
+    remove_output(&job);
 }
 
 #[test]
