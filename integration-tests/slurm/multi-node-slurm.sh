@@ -66,11 +66,9 @@ node_ip() { echo "10.213.0.$((10 + ${1#node}))"; }
 netns() { echo "$P-$1"; }
 uts_file() { echo "$BASE/ns/$1.uts"; }
 
-alive() {   # pid $1 exists and is no zombie
-    local state
-    state=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null) || return 1
-    [ "${state%% *}" != Z ]
-}
+# shellcheck source=integration-tests/slurm/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+readonly TOOLS="nsenter unshare ip"
 
 # pid in pid file $1 if alive and its comm is $2
 pid_of() {
@@ -149,19 +147,6 @@ remove_network() {
     return 0
 }
 
-install_packages() {
-    local tool missing=0
-    for tool in munged munge unmunge slurmctld slurmd sinfo srun sbatch squeue scancel scontrol nsenter unshare ip; do
-        command -v "$tool" >/dev/null 2>&1 || missing=1
-    done
-    [ "$missing" = 0 ] && return 0
-    command -v apt-get >/dev/null 2>&1 || fail "Slurm or iproute2 is not installed and there is no apt-get"
-    log "installing munge slurmctld slurmd slurm-client iproute2 util-linux"
-    timeout 600 apt-get update -q >/dev/null
-    DEBIAN_FRONTEND=noninteractive timeout 900 apt-get install -y -q --no-install-recommends \
-        munge slurmctld slurmd slurm-client iproute2 util-linux >/dev/null
-}
-
 link_daemons() {
     mkdir -p "$BASE/bin"
     ln -sfn /usr/sbin/munged "$BASE/bin/$P-munged"
@@ -202,24 +187,9 @@ write_conf() {
 # written by integration-tests/slurm/multi-node-slurm.sh
 ClusterName=$P
 SlurmctldHost=head($HEAD_IP)
-SlurmUser=root
-SlurmdUser=root
-AuthType=auth/munge
+$(common_conf)
 AuthInfo=socket=$SOCKET
-CredType=cred/munge
-MpiDefault=none
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-SchedulerType=sched/backfill
-ReturnToService=2
 SlurmdTimeout=$SLURMD_TIMEOUT
-SwitchType=switch/none
-JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
-JobCompType=jobcomp/none
-MailProg=/bin/true
 StateSaveLocation=$BASE/state/slurmctld
 SlurmdSpoolDir=$BASE/state/%n
 SlurmctldPidFile=$BASE/run/slurmctld.pid
@@ -305,7 +275,7 @@ wait_ready() {
 do_start() {
     local began=$SECONDS changed=0 pid n
     [ "$(id -u)" = 0 ] || fail "must run as root"
-    install_packages
+    install_packages iproute2 util-linux
     mkdir -p "$BASE"
     link_daemons
     build_network

@@ -146,6 +146,25 @@ fn start_primes_in(cluster: &Cluster, args: &[&str], dir: &Path) -> (Child, Rece
     (child, lines)
 }
 
+/// A primes running a long map (1e11) in `dir` on one worker per node:
+/// primes, its stderr lines, its job, and whether the three workers came.
+fn start_long_map(cluster: &Cluster, dir: &Path) -> (Child, Receiver<String>, String, bool) {
+    let (mut child, lines) = start_primes_in(
+        cluster,
+        &["1e11", "--slurm", "3", "--nodes", "3", "--no-serial", "-q"],
+        dir,
+    );
+    let job = job_of(&line_with(&mut child, &lines, "runs the workers"));
+    let program = example_bin("primes");
+    let spread = eventually(LIMIT, || {
+        cluster
+            .workers(&program)
+            .iter()
+            .all(|(_, pids)| pids.len() == 1)
+    });
+    (child, lines, job, spread)
+}
+
 /// Reads stderr lines until one holds `marker`; returns it (and panics,
 /// killing `child`, if none comes).
 fn line_with(child: &mut Child, lines: &Receiver<String>, marker: &str) -> String {
@@ -209,7 +228,10 @@ fn a_map_spreads_over_three_nodes_and_reaches_the_head_by_default() {
     );
     print!("{stdout}");
     assert!(status.success(), "{status}\n{stdout}");
-    assert!(stdout.contains("5761455 primes below 100000000"), "{stdout}");
+    assert!(
+        stdout.contains("5761455 primes below 100000000"),
+        "{stdout}"
+    );
     assert!(stdout.contains("with 3 remote workers"), "{stdout}");
     assert_eq!(nodes.trim(), "node[1-3]", "one worker per node");
     assert!(connect.contains(HEAD_ADDRESS), "{connect}");
@@ -227,17 +249,7 @@ fn a_sigkilled_head_takes_every_worker_on_every_node_with_it() {
     };
     let program = example_bin("primes");
     // Long enough to be mid-map at the kill.
-    let (mut child, lines) = start_primes(
-        &cluster,
-        &["1e11", "--slurm", "3", "--nodes", "3", "--no-serial", "-q"],
-    );
-    let job = job_of(&line_with(&mut child, &lines, "runs the workers"));
-    let spread = eventually(LIMIT, || {
-        cluster
-            .workers(&program)
-            .iter()
-            .all(|(_, pids)| pids.len() == 1)
-    });
+    let (mut child, _lines, job, spread) = start_long_map(&cluster, &output_dir());
     let before = cluster.workers(&program);
     if !spread {
         let _ = child.kill();
@@ -301,7 +313,11 @@ fn signal_during_a_pending_wait(test: &str, signal: rustix::process::Signal) {
         "{test}: {pending:?}; primes exited {:.3} s after the signal ({status}); job {job} {} \
          {:.3} s after that",
         exited.as_secs_f64(),
-        if gone { "left the queue" } else { "was still queued" },
+        if gone {
+            "left the queue"
+        } else {
+            "was still queued"
+        },
         after_exit.as_secs_f64()
     );
     if !gone {
@@ -365,18 +381,7 @@ fn a_worker_cut_off_from_its_pool_says_the_pool_fell_silent() {
     let program = example_bin("primes");
     let dir = std::env::temp_dir().join(format!("pool-multinode-cut-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("output dir");
-    let (mut child, lines) = start_primes_in(
-        &cluster,
-        &["1e11", "--slurm", "3", "--nodes", "3", "--no-serial", "-q"],
-        &dir,
-    );
-    let job = job_of(&line_with(&mut child, &lines, "runs the workers"));
-    let spread = eventually(LIMIT, || {
-        cluster
-            .workers(&program)
-            .iter()
-            .all(|(_, pids)| pids.len() == 1)
-    });
+    let (mut child, _lines, job, spread) = start_long_map(&cluster, &dir);
     // The batch host is where srun writes every task's output: its own
     // worker's lines reach the output file while the node is cut off.
     let node = cluster.slurm(&["squeue", "--noheader", "--format=%B", "--jobs", &job]);

@@ -438,11 +438,11 @@ fn worker_address(
         None if bound.ip().is_unspecified() => match find() {
             Some(address) => address.to_string(),
             None => crate::sys::host_name().map_err(|err| {
-            Error::new(
-                ErrorKind::Startup,
-                "find this host's name for the Slurm workers (or give SlurmWorkers::head_host)",
-            )
-            .with_source(err)
+                Error::new(
+                    ErrorKind::Startup,
+                    "find this host's name for the Slurm workers (or give SlurmWorkers::head_host)",
+                )
+                .with_source(err)
             })?,
         },
         None => bound.ip().to_string(),

@@ -29,8 +29,7 @@ impl WaitSignals {
             if sys::signal_ignored(signal) {
                 continue;
             }
-            match signal_hook::flag::register_usize(signal, Arc::clone(&arrived), signal as usize)
-            {
+            match signal_hook::flag::register_usize(signal, Arc::clone(&arrived), signal as usize) {
                 Ok(id) => ids.push(id),
                 Err(err) => tracing::warn!(
                     %err,
