@@ -196,6 +196,7 @@ fn a_map_spreads_over_three_nodes_and_reaches_the_head_by_default() {
     let Some(cluster) = cluster("a_map_spreads_over_three_nodes") else {
         return;
     };
+    example_bin("primes"); // built before the clock starts
     let launched = Instant::now();
     // No --listen, no --head-host: the nodes cannot resolve "head".
     let (mut child, lines) = start_primes(
