@@ -394,9 +394,9 @@ impl WaitReports {
                 ("PENDING".to_string(), String::new())
             }
             Ok(JobState::Pending { reason }) => ("PENDING".to_string(), reason.clone()),
-            Ok(JobState::Active { state } | JobState::Ended { state }) => {
-                (state.clone(), String::new())
-            }
+            Ok(JobState::Active { state }) => (state.clone(), String::new()),
+            // The wait ends with an error that says so.
+            Ok(JobState::Ended { .. }) => return,
             Err(err) => (format!("unknown ({err})"), String::new()),
         };
         let due = match &self.last {
