@@ -1,7 +1,10 @@
 //! Pools whose workers they submit to a real Slurm (the `pool_slurm`
 //! program): a map on six workers, the job cancelled mid-map, the pool
 //! dropped mid-map, the head SIGKILLed, a wrong authkey, a wrong partition,
-//! a job that never starts, and workers running a program of the user's.
+//! a job that never starts, and workers running a program of the user's;
+//! and, with stand-ins for Slurm's commands (no Slurm needed), a hung
+//! `sbatch` or `squeue`, a pending job's reports, and SIGINT or SIGTERM
+//! while `build` waits.
 //!
 //! They need a running Slurm whose node is up, such as the one-node cluster
 //! `integration-tests/slurm/local-slurm.sh` starts (`.ci/run` does, as
@@ -419,6 +422,96 @@ fn a_slurm_command_that_never_answers_fails_the_build_in_bounded_time() {
         );
         assert!(error.contains(silent), "{error}");
         assert!(error.contains("did not finish within"), "{error}");
+        remove_output(scenario);
+    }
+}
+
+/// Needs no Slurm: stand-ins whose squeue says the job pends for
+/// `Resources` and whose scancel notes what it cancelled.
+fn pending_stand_ins(scenario: &str) -> (PathBuf, PathBuf) {
+    let cancelled = output_dir(scenario).join("cancelled");
+    let scancel = format!(
+        "#!/bin/sh\necho \"$@\" >> '{}'\n",
+        cancelled.to_str().expect("a UTF-8 temporary directory")
+    );
+    let bin = stand_ins(
+        scenario,
+        &[
+            ("sbatch", "#!/bin/sh\necho 4242\n"),
+            ("squeue", "#!/bin/sh\necho 'PENDING|Resources'\n"),
+            ("scancel", &scancel),
+        ],
+    );
+    (bin, cancelled)
+}
+
+#[test]
+fn a_pending_job_is_reported_while_build_waits_and_cancelled_at_the_timeout() {
+    let (bin, cancelled) = pending_stand_ins("reports");
+    let out = output_with_deadline(
+        Command::new(PROGRAM)
+            .args(["reports", output_path("reports").to_str().unwrap()])
+            .env("PATH", &bin),
+        LIMIT,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}\n{stdout}", out.status);
+    let reports: Vec<&str> = stdout
+        .lines()
+        .filter(|line| line.starts_with("waiting: "))
+        .collect();
+    println!("{} reports in a 3 s wait: {reports:?}", reports.len());
+    assert!(
+        reports.len() >= 2,
+        "reported again as the wait went on: {stdout}"
+    );
+    assert!(
+        reports
+            .iter()
+            .all(|line| line.starts_with("waiting: job 4242 PENDING Resources after ")),
+        "{reports:?}"
+    );
+    assert!(line(&stdout, "error").contains("Resources"), "{stdout}");
+    let cancelled = std::fs::read_to_string(&cancelled).unwrap_or_default();
+    assert_eq!(cancelled.trim(), "4242", "the timed-out job was cancelled");
+    remove_output("reports");
+}
+
+/// Needs no Slurm: SIGINT or SIGTERM while `build` waits for a pending job
+/// cancels it, then ends the program as the signal would have.
+#[test]
+fn a_signal_while_build_waits_cancels_the_job_then_ends_the_program() {
+    use std::os::unix::process::ExitStatusExt;
+    for (scenario, signal) in [
+        ("signal-int", rustix::process::Signal::INT),
+        ("signal-term", rustix::process::Signal::TERM),
+    ] {
+        let (bin, cancelled) = pending_stand_ins(scenario);
+        let mut command = Command::new(PROGRAM);
+        command
+            .args(["reports", output_path(scenario).to_str().unwrap()])
+            .env("PATH", &bin)
+            .stdout(Stdio::piped());
+        integration_tests::default_sigint(&mut command);
+        let mut child = command.spawn().expect("spawn pool_slurm");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut first = String::new();
+        stdout.read_line(&mut first).expect("read");
+        assert!(first.starts_with("waiting: job 4242"), "{first:?}");
+        let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("a child's pid");
+        rustix::process::kill_process(pid, signal).expect("signal");
+        let status = wait_with_deadline(&mut child, LIMIT);
+        let cancelled = std::fs::read_to_string(&cancelled).unwrap_or_default();
+        println!(
+            "{scenario}: {status}; scancel was given {:?}",
+            cancelled.trim()
+        );
+        assert_eq!(
+            status.signal(),
+            Some(signal.as_raw()),
+            "ends as the signal ends it"
+        );
+        assert_eq!(cancelled.trim(), "4242", "the job was cancelled first");
         remove_output(scenario);
     }
 }
