@@ -267,7 +267,19 @@ fn a_pool_dropped_mid_map_takes_its_job_and_workers_with_it() {
 
 #[test]
 fn a_sigkilled_head_takes_its_job_with_it() {
-    let Some(_slurm) = use_slurm("a_sigkilled_head") else {
+    signalled_head_takes_its_job_with_it("a_sigkilled_head", rustix::process::Signal::KILL);
+}
+
+/// SIGTERM is caught only while `build` waits for the job: once the pool
+/// runs, it ends the head as it would any program.
+#[test]
+fn a_head_sigtermed_after_build_ends_and_takes_its_job_with_it() {
+    signalled_head_takes_its_job_with_it("a_sigtermed_head", rustix::process::Signal::TERM);
+}
+
+fn signalled_head_takes_its_job_with_it(test: &str, signal: rustix::process::Signal) {
+    use std::os::unix::process::ExitStatusExt;
+    let Some(_slurm) = use_slurm(test) else {
         return;
     };
     let (mut child, job) = start_until("wait-for-kill", "running: true");
@@ -277,10 +289,12 @@ fn a_sigkilled_head_takes_its_job_with_it() {
         2,
         "both workers run before the kill"
     );
-    child.kill().expect("SIGKILL the head");
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("a child's pid");
+    rustix::process::kill_process(pid, signal).expect("signal the head");
     let killed_at = Instant::now();
-    let _ = child.wait();
-    assert_job_ends(&job, killed_at, "head SIGKILLed");
+    let status = wait_with_deadline(&mut child, LIMIT);
+    assert_eq!(status.signal(), Some(signal.as_raw()), "{test}: {status}");
+    assert_job_ends(&job, killed_at, test);
     assert_no_workers_left();
     remove_output("wait-for-kill");
 }

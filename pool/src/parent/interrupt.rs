@@ -28,6 +28,9 @@ static WATCHED: Mutex<Vec<Sender<Command>>> = Mutex::new(Vec::new());
 /// on", which would end the process before the job is cancelled.
 static BUILDS_WAITING: AtomicUsize = AtomicUsize::new(0);
 
+/// Set when SIGINT came while a `build` waited, for the waiter to act on.
+static BUILD_INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
 /// A `build` starts (`true`) or stops waiting for a Slurm job.
 pub(crate) fn build_waiting(waiting: bool) {
     if waiting {
@@ -35,6 +38,11 @@ pub(crate) fn build_waiting(waiting: bool) {
     } else {
         BUILDS_WAITING.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// Whether SIGINT came, through this handler, while a `build` waited.
+pub(crate) fn build_interrupted() -> bool {
+    BUILD_INTERRUPTED.load(Ordering::Relaxed)
 }
 
 /// Makes the pool behind `commands` subject to Ctrl-C, installing the
@@ -77,8 +85,12 @@ fn interrupt_pools() {
     };
     tracing::debug!(pools = asked, "SIGINT: interrupting pool calls");
     // A dispatcher too busy to answer in time is taken to have work.
-    let had_work = BUILDS_WAITING.load(Ordering::Relaxed) > 0
-        || (0..asked).any(|_| replies.recv_timeout(REPLY_WAIT).unwrap_or(true));
+    let build_waits = BUILDS_WAITING.load(Ordering::Relaxed) > 0;
+    if build_waits {
+        BUILD_INTERRUPTED.store(true, Ordering::Relaxed);
+    }
+    let had_work =
+        build_waits || (0..asked).any(|_| replies.recv_timeout(REPLY_WAIT).unwrap_or(true));
     if !had_work {
         // Nothing was waiting on a pool: behave as if we had not been here.
         let _ = signal_hook::low_level::emulate_default_handler(SIGINT);

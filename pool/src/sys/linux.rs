@@ -261,21 +261,92 @@ pub(crate) fn ignore_sigpipe() {
     }
 }
 
-/// Whether `signal` is ignored (`SIG_IGN`) in this process, as a program
-/// started in the background by a shell has SIGINT ignored; `false` if the
-/// kernel will not say.
-pub(crate) fn signal_ignored(signal: i32) -> bool {
+/// The last signal [`catch_default_signals`] caught; 0 for none.
+static CAUGHT_SIGNAL: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+/// How many holders of [`CaughtSignals`] there are, and the dispositions
+/// the first replaced.
+static CATCHING: std::sync::Mutex<(usize, Vec<(i32, libc::sigaction)>)> =
+    std::sync::Mutex::new((0, Vec::new()));
+
+extern "C" fn note_signal(signal: libc::c_int) {
+    // An atomic store is async-signal-safe.
+    CAUGHT_SIGNAL.store(signal, Ordering::Relaxed);
+}
+
+/// While held, the signals given that were at their default action are
+/// caught instead (noted for [`CaughtSignals::caught`]); dropping the last
+/// holder restores exactly what was there. A signal ignored or handled by
+/// someone else is left alone.
+pub(crate) struct CaughtSignals(());
+
+/// Starts catching `signals` that are at their default action.
+pub(crate) fn catch_default_signals(signals: &[i32]) -> CaughtSignals {
+    let mut catching = CATCHING.lock().unwrap_or_else(|p| p.into_inner());
+    catching.0 += 1;
+    if catching.0 == 1 {
+        CAUGHT_SIGNAL.store(0, Ordering::Relaxed);
+        for &signal in signals {
+            if let Some(previous) = replace_default(signal) {
+                catching.1.push((signal, previous));
+            }
+        }
+    }
+    CaughtSignals(())
+}
+
+/// Installs `note_signal` for `signal` if its action is the default; the
+/// action it replaced.
+fn replace_default(signal: i32) -> Option<libc::sigaction> {
+    let current = current_action(signal)?;
+    if current.sa_sigaction != libc::SIG_DFL {
+        return None;
+    }
+    let mut ours = current;
+    ours.sa_sigaction = note_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    ours.sa_flags = libc::SA_RESTART;
+    // SAFETY: `ours` is a valid sigaction (a copy of the current one, its
+    // mask kept) whose handler only stores into an atomic, which is
+    // async-signal-safe; the old action is not asked for.
+    let installed = unsafe { libc::sigaction(signal, &ours, std::ptr::null_mut()) };
+    (installed == 0).then_some(current)
+}
+
+impl CaughtSignals {
+    /// The signal caught since catching began, if one was.
+    pub(crate) fn caught(&self) -> Option<i32> {
+        match CAUGHT_SIGNAL.load(Ordering::Relaxed) {
+            0 => None,
+            signal => Some(signal),
+        }
+    }
+}
+
+impl Drop for CaughtSignals {
+    fn drop(&mut self) {
+        let mut catching = CATCHING.lock().unwrap_or_else(|p| p.into_inner());
+        catching.0 -= 1;
+        if catching.0 == 0 {
+            for (signal, previous) in catching.1.drain(..) {
+                // SAFETY: puts back the action read from the kernel before
+                // ours replaced it.
+                unsafe { libc::sigaction(signal, &previous, std::ptr::null_mut()) };
+            }
+        }
+    }
+}
+
+/// `signal`'s current action, if the kernel says.
+fn current_action(signal: i32) -> Option<libc::sigaction> {
     let mut current = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
     // SAFETY: with a null new action, sigaction only writes the current
     // one into `current`, a valid, writable sigaction; nothing changes.
     let read = unsafe { libc::sigaction(signal, std::ptr::null(), current.as_mut_ptr()) };
     if read != 0 {
-        return false;
+        return None;
     }
     // SAFETY: sigaction succeeded, so it wrote the whole struct (and it
     // was zeroed before, a valid bit pattern for every field).
-    let current = unsafe { current.assume_init() };
-    current.sa_sigaction == libc::SIG_IGN
+    Some(unsafe { current.assume_init() })
 }
 
 /// Whether this process runs in secure-execution mode (`AT_SECURE`): it
@@ -385,10 +456,21 @@ mod tests {
     }
 
     #[test]
-    fn an_ignored_signal_is_told_from_a_default_one() {
+    fn signals_at_their_default_are_caught_while_held_and_restored_after() {
         ignore_sigpipe();
-        assert!(signal_ignored(libc::SIGPIPE));
-        assert!(!signal_ignored(libc::SIGTERM));
+        let caught = catch_default_signals(&[libc::SIGUSR2, libc::SIGPIPE]);
+        assert_eq!(caught.caught(), None);
+        let me = rustix::process::getpid();
+        rustix::process::kill_process(me, Signal::USR2).unwrap();
+        assert!((0..1000).any(|_| {
+            std::thread::sleep(Duration::from_millis(1));
+            caught.caught() == Some(libc::SIGUSR2)
+        }));
+        let ignored = current_action(libc::SIGPIPE).unwrap().sa_sigaction;
+        assert_eq!(ignored, libc::SIG_IGN, "an ignored signal stays ignored");
+        drop(caught);
+        let restored = current_action(libc::SIGUSR2).unwrap().sa_sigaction;
+        assert_eq!(restored, libc::SIG_DFL, "the default action is back");
     }
 
     #[test]

@@ -85,7 +85,7 @@ impl std::fmt::Debug for WaitReport {
 ///   and Slurm's reason every few seconds ([`on_waiting`](SlurmWorkers::on_waiting),
 ///   and an INFO event of target `pool::slurm`). SIGINT or SIGTERM during
 ///   that wait cancels the job, then ends the process as the signal would
-///   have (a signal the process ignores stays ignored);
+///   have (a signal the program ignores or handles itself is left to it);
 /// - runs each Slurm command for at most the [command
 ///   timeout](SlurmWorkers::command_timeout): a hung controller fails
 ///   `build` with [`ErrorKind::Startup`] saying which command did not
