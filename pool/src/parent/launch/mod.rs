@@ -6,6 +6,7 @@
 //! ones; what is here only submits and follows their job.
 
 mod reach;
+mod reports;
 mod signals;
 pub(crate) mod slurm;
 mod timed;
@@ -19,8 +20,9 @@ use std::time::{Duration, Instant};
 use connection::Address;
 use crossbeam_channel::Sender;
 
+use self::reports::WaitReports;
 use self::signals::WaitSignals;
-use self::slurm::{JobId, JobState, SlurmWaiting, SlurmWorkers, Submission};
+use self::slurm::{JobId, JobState, SlurmWorkers, Submission};
 use super::command::Command;
 use super::config::Config;
 use crate::error::{Error, ErrorKind, Result};
@@ -370,54 +372,6 @@ fn describe(state: &JobState) -> String {
         JobState::Pending { reason } => format!("was still pending (Slurm's reason: {reason})"),
         JobState::Active { state } => format!("was {state}, but no worker reached the pool"),
         JobState::Ended { state } => format!("ended ({state})"),
-    }
-}
-
-/// What the waiting job's reports last said, so that a change is reported
-/// at once and a standstill every `report_every`.
-#[derive(Default)]
-struct WaitReports {
-    last: Option<(Instant, String, String)>,
-}
-
-impl WaitReports {
-    fn report(
-        &mut self,
-        slurm: &SlurmWorkers,
-        job: JobId,
-        polled: &Result<JobState>,
-        waited: Duration,
-    ) {
-        let (state, reason) = match polled {
-            // Slurm says "None" for no reason.
-            Ok(JobState::Pending { reason }) if reason == "None" => {
-                ("PENDING".to_string(), String::new())
-            }
-            Ok(JobState::Pending { reason }) => ("PENDING".to_string(), reason.clone()),
-            Ok(JobState::Active { state }) => (state.clone(), String::new()),
-            // The wait ends with an error that says so.
-            Ok(JobState::Ended { .. }) => return,
-            Err(err) => (format!("unknown ({err})"), String::new()),
-        };
-        let due = match &self.last {
-            None => true,
-            Some((at, last_state, last_reason)) => {
-                at.elapsed() >= slurm.report_every || *last_state != state || *last_reason != reason
-            }
-        };
-        if !due {
-            return;
-        }
-        tracing::info!(target: "pool::slurm", job, %state, %reason, ?waited, "waiting for the Slurm job's first worker");
-        if let Some(report) = &slurm.on_waiting {
-            (report.0)(&SlurmWaiting {
-                job,
-                state: state.clone(),
-                reason: reason.clone(),
-                waited,
-            });
-        }
-        self.last = Some((Instant::now(), state, reason));
     }
 }
 
