@@ -48,3 +48,20 @@ pub(crate) fn reset(stream: std::net::TcpStream) {
     }
     drop(stream);
 }
+
+/// Makes `command`'s process start with SIGINT at its default action,
+/// whatever this one has: a test run in the background by a shell has it
+/// ignored, and a child would inherit that through exec.
+pub fn default_sigint(command: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: between fork and exec the hook only calls signal(2), which
+    // is async-signal-safe, and touches no memory of the parent's.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::signal(libc::SIGINT, libc::SIG_DFL) == libc::SIG_ERR {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}

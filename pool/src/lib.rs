@@ -348,8 +348,9 @@ pub use crate::error::{
 pub use crate::fn_task::{FnInput, FnInputs, FnTask};
 pub use crate::parent::{
     as_completed, wait_any, AsCompleted, AsyncResult, FnImap, Imap, ImapUnordered, KeepFailures,
-    MapWith, Nested, NoProgress, Pool, PoolBuilder, Progress, RemoteWorker, SlurmWorkers,
-    StopAtFailure, DEFAULT_JOURNAL_SYNC, DEFAULT_SLURM_RESUBMITS, DEFAULT_SLURM_START_TIMEOUT,
+    MapWith, Nested, NoProgress, Pool, PoolBuilder, Progress, RemoteWorker, SlurmWaiting,
+    SlurmWorkers, StopAtFailure, DEFAULT_JOURNAL_SYNC, DEFAULT_SLURM_COMMAND_TIMEOUT,
+    DEFAULT_SLURM_RESUBMITS, DEFAULT_SLURM_START_TIMEOUT, DEFAULT_SLURM_WAIT_REPORT_EVERY,
     DEFAULT_STARTUP_TIMEOUT,
 };
 pub use crate::state::{BuildError, WorkerState};

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use connection::{Address, Client, Connection};
 
-use super::serve::{serve, POOL_GONE};
+use super::serve::{is_silence, serve, POOL_GONE, POOL_SILENT};
 use super::start::{forget_env, AUTHKEY_ENV};
 use crate::error::{Error, Result};
 use crate::sys;
@@ -24,7 +24,9 @@ use crate::sys;
 /// when the pool's host closes the connection, or about five
 /// seconds when it falls silent (TCP keepalive: probes after 2 s idle, 1 s
 /// apart, 3 unanswered): a task cannot be stopped otherwise, and a worker
-/// left computing for a dead pool would hold its host and its job.
+/// left computing for a dead pool would hold its host and its job. The
+/// line and the error tell the two apart: a pool that closed the
+/// connection, or one that fell silent (cut off, or its host down).
 ///
 /// This makes the calling process a worker for good: it can no longer start
 /// pools of its own, and panics in it are no longer printed (task panics
@@ -111,9 +113,13 @@ impl Watcher {
                     Ok(true) if busy.load(Ordering::Relaxed) => {
                         std::thread::sleep(QUIT_GRACE);
                         if busy.load(Ordering::Relaxed) && !stopped.load(Ordering::Relaxed) {
-                            eprintln!(
-                                "pool worker: {POOL_GONE}, while this worker ran a task; exiting"
-                            );
+                            // Read only here, about to exit: reading the
+                            // error clears it for the worker loop.
+                            let gone = match sys::connection_error(&watched) {
+                                Some(err) if is_silence(err.kind()) => POOL_SILENT,
+                                _ => POOL_GONE,
+                            };
+                            eprintln!("pool worker: {gone}, while this worker ran a task; exiting");
                             std::process::exit(1);
                         }
                     }
