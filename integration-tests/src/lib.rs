@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 mod sys;
 
 use sys::reset;
+
+pub mod swarm;
 pub use sys::{descriptor_limits, set_descriptor_limit};
 
 /// The machine's `python3`, if there is one. Tests that talk to CPython
