@@ -13,7 +13,7 @@ mod sys;
 use sys::reset;
 
 pub mod swarm;
-pub use sys::{descriptor_limits, set_descriptor_limit};
+pub use sys::{descriptor_limits, raise_descriptor_limit, set_descriptor_limit};
 
 /// The machine's `python3`, if there is one. Tests that talk to CPython
 /// call this and skip, saying so on stderr, only where it is missing.

@@ -24,7 +24,7 @@ use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use connection::Connection;
 
@@ -183,6 +183,34 @@ impl Drop for Swarm {
     }
 }
 
+/// Waits until `n` remote workers of `pool` said they are ready, or until
+/// none more did for `stalled`, or `limit` passed since `began`; returns
+/// how many had, and when the last of them did, counted from `began`.
+pub fn wait_until_ready(
+    pool: &pool::Pool,
+    n: usize,
+    began: Instant,
+    limit: Duration,
+    stalled: Duration,
+) -> (usize, Duration) {
+    let (mut ready, mut last) = (0, began.elapsed());
+    loop {
+        let now_ready = pool
+            .remote_workers()
+            .iter()
+            .filter(|w| w.claimed_pid.is_some())
+            .count();
+        if now_ready > ready {
+            (ready, last) = (now_ready, began.elapsed());
+        }
+        let elapsed = began.elapsed();
+        if ready >= n || elapsed - last >= stalled || elapsed >= limit {
+            return (ready, last);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// What a worker's thread knows of its fault, until its first nap.
 struct Misbehaving {
     fault: Fault,
@@ -246,9 +274,9 @@ pub fn serve_if_swarm() {
         .parse()
         .expect("a swarm's size is a number");
     let faults = Faults::parse(&std::env::var(FAULTS_ENV).unwrap_or_default());
-    // One descriptor per worker, and a few for the process.
-    let (_, hard) = crate::descriptor_limits();
-    let _ = crate::set_descriptor_limit(hard);
+    // One descriptor per worker (two for one told to misbehave), and a
+    // few for the process.
+    crate::raise_descriptor_limit(2 * workers as libc::rlim_t + 64);
     let report = run(&address, authkey.as_bytes(), workers, &faults);
     println!("{report}");
     std::process::exit(0);

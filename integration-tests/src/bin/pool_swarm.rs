@@ -41,7 +41,8 @@ fn main() {
     let pool = builder.build().expect("build the pool");
     let address = pool.listen_address().expect("listening").to_string();
     let swarm = Swarm::start(&address, KEY, WORKERS, &Faults::none().with(fault, count));
-    wait_until_ready(&pool, WORKERS);
+    let (ready, _) = swarm::wait_until_ready(&pool, WORKERS, Instant::now(), LIMIT, LIMIT);
+    assert_eq!(ready, WORKERS, "the swarm did not join");
 
     let started = Instant::now();
     let inputs = vec![NAP_MS; 64];
@@ -75,19 +76,4 @@ fn main() {
     let (report, clean) = swarm.wait(LIMIT);
     print!("{report}");
     println!("swarm exit clean: {clean}");
-}
-
-/// Waits (boundedly) until `count` remote workers said they are ready.
-fn wait_until_ready(pool: &Pool, count: usize) {
-    let deadline = Instant::now() + LIMIT;
-    while pool
-        .remote_workers()
-        .iter()
-        .filter(|w| w.claimed_pid.is_some())
-        .count()
-        < count
-    {
-        assert!(Instant::now() < deadline, "the swarm did not join");
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
