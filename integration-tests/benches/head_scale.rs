@@ -225,7 +225,7 @@ fn print_row(n: usize, kind: &str, trivial: u64, row: Result<Row, String>) {
     };
     let or_dash = |value: Option<String>| value.unwrap_or_else(|| "-".into());
     println!(
-        "| {n} | {kind} | {} | {} | {} | {:.2} M/s{} | {} |",
+        "| {n} | {kind} | {} | {} | {} | {:.3} M/s{} | {} |",
         or_dash(row.join.map(|d| format!("{:.2} s", d.as_secs_f64()))),
         row.threads,
         or_dash(row.rss_per_worker.map(|kib| format!("{kib:.0} KiB"))),
