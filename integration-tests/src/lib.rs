@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 mod sys;
 
 use sys::reset;
-pub use sys::{default_sigint, descriptor_limits, set_descriptor_limit};
+
+pub mod swarm;
+pub use sys::{default_sigint, descriptor_limits, raise_descriptor_limit, set_descriptor_limit};
 
 /// The machine's `python3`, if there is one. Tests that talk to CPython
 /// call this and skip, saying so on stderr, only where it is missing.

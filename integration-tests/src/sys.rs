@@ -13,6 +13,27 @@ pub fn descriptor_limits() -> (libc::rlim_t, libc::rlim_t) {
     (limit.rlim_cur, limit.rlim_max)
 }
 
+/// Raises this process's descriptor limits, soft and hard, to `want`
+/// where the process may raise its hard limit (it has
+/// `CAP_SYS_RESOURCE`, and `want` is at most `fs.nr_open`), and otherwise
+/// its soft limit to the hard one; never lowers either. Returns the soft
+/// limit now in force.
+pub fn raise_descriptor_limit(want: libc::rlim_t) -> libc::rlim_t {
+    let (soft, hard) = descriptor_limits();
+    if want > hard {
+        let raised = libc::rlimit {
+            rlim_cur: want,
+            rlim_max: want,
+        };
+        // SAFETY: setrlimit only reads the struct it is given.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            return want;
+        }
+    }
+    let _ = set_descriptor_limit(want.max(soft));
+    descriptor_limits().0
+}
+
 /// Sets the soft limit on this process's descriptors (at most the hard one).
 pub fn set_descriptor_limit(soft: libc::rlim_t) -> std::io::Result<()> {
     let (_, hard) = descriptor_limits();

@@ -356,6 +356,9 @@ pub use crate::parent::{
 pub use crate::state::{BuildError, WorkerState};
 pub use crate::task::{registered_tasks, Task, TaskEntry, TaskFailure};
 pub use crate::worker::{connect_worker, init, AUTHKEY_ENV, CONNECT_ENV};
+/// Many remote workers in one process, for scale tests: see `join_pool`.
+#[doc(hidden)]
+pub use crate::worker::{join_pool, serve_joined};
 
 /// What [`task!`] expands to refers to these; not for direct use.
 #[doc(hidden)]

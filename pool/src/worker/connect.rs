@@ -61,6 +61,24 @@ pub fn connect_worker(address: &str, authkey: &[u8]) -> Result<()> {
     // The caller may have read the key from there (`pool-worker` does):
     // the tasks this process will run, and their children, must not.
     forget_env(&[AUTHKEY_ENV]);
+    let conn = join_pool(address, authkey)?;
+    let busy = Arc::new(AtomicBool::new(false));
+    let watcher = Watcher::start(&conn, Arc::clone(&busy));
+    let served = serve(conn, None, Some(busy));
+    drop(watcher);
+    served
+}
+
+/// Connects to the pool at `address` and authenticates with `authkey`, as
+/// [`connect_worker`] does, returning the connection before any of the
+/// worker protocol has run on it (the pool's setup message waits there).
+///
+/// With [`serve_joined`], the way to host many remote workers in one
+/// process, each on its own thread: a worker simulator for the pool's
+/// scale tests and benches (`integration-tests/src/swarm.rs`). Not for
+/// programs: a remote worker is [`connect_worker`].
+#[doc(hidden)]
+pub fn join_pool(address: &str, authkey: &[u8]) -> Result<Connection> {
     let parsed: Address = address
         .parse()
         .map_err(|err| Error::from_connection(err, format!("pool address {address:?}")))?;
@@ -70,11 +88,24 @@ pub fn connect_worker(address: &str, authkey: &[u8]) -> Result<()> {
     if let Err(err) = sys::keep_alive(&conn) {
         tracing::warn!(%err, "cannot turn on TCP keepalive; a partition will go unnoticed");
     }
-    let busy = Arc::new(AtomicBool::new(false));
-    let watcher = Watcher::start(&conn, Arc::clone(&busy));
-    let served = serve(conn, None, Some(busy));
-    drop(watcher);
-    served
+    Ok(conn)
+}
+
+/// Serves the pool that `conn` ([`join_pool`]'s) leads to on the calling
+/// thread, with the worker loop every worker runs, until the pool says
+/// quit (`Ok`) or goes away (an error).
+///
+/// Unlike [`connect_worker`], it neither starts the watcher thread that
+/// exits the process when the pool vanishes mid-task, nor touches the
+/// environment: many of these may run at once in one process, each a
+/// worker of its own (per-worker state is per thread). What is process-wide
+/// still is: the process can no longer start pools, the panic hook is the
+/// worker's (task panics go to the pool), and a memory budget the pool sets
+/// is judged on the whole process's memory. Hidden, for worker simulators
+/// like [`join_pool`].
+#[doc(hidden)]
+pub fn serve_joined(conn: Connection) -> Result<()> {
+    serve(conn, None, None)
 }
 
 /// How often the watcher looks at the connection.
