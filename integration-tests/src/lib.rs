@@ -322,10 +322,13 @@ impl Flood {
         Ok(flood)
     }
 
-    /// The local addresses of every peer: how the listener names them.
-    pub fn addresses(&self) -> std::collections::HashSet<std::net::SocketAddr> {
-        let all = self.silent.iter().chain(&self.garbage);
-        all.filter_map(|s| s.local_addr().ok()).collect()
+    /// The local addresses of the silent peers: how the listener names
+    /// them. Garbage peers are left out: the listener resets them, and a
+    /// reset socket gives its ephemeral port back to the kernel although
+    /// its descriptor stays open, so a later client may be handed the same
+    /// address.
+    pub fn silent_addresses(&self) -> std::collections::HashSet<std::net::SocketAddr> {
+        self.silent.iter().filter_map(|s| s.local_addr().ok()).collect()
     }
 }
 
