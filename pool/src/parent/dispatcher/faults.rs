@@ -46,6 +46,17 @@ impl Dispatcher {
                 let taken = slot.take_back();
                 self.requeue_taken_back(taken);
             }
+            // A remote worker's end says nothing of its input (its node,
+            // its job or the network may have failed), and the pool cannot
+            // see how its process ended.
+            State::Ready | State::Retiring if !slot.is_local() => {
+                let taken = slot.take_back();
+                let how = format!(
+                    "worker {worker} at {} ({description})",
+                    slot.peer().unwrap_or("?")
+                );
+                self.requeue_after_loss(taken, &how, slot.info());
+            }
             // A worker retiring over its memory budget may still hold
             // inputs (it gives them back before it quits, unless it dies).
             State::Ready | State::Retiring => {
@@ -104,6 +115,42 @@ impl Dispatcher {
                 "{description} while running this task{}",
                 death.note
             ))
+            .with_task(culprit.task)
+            .with_index(culprit.item.index);
+            trace::record_error(&culprit.span, &err);
+            self.deliveries
+                .push(&culprit.sink, culprit.item.index, Err(err));
+            None
+        });
+        self.requeue(taken.unstarted, culprit);
+    }
+
+    /// Requeues what a lost remote worker held. The input it was running
+    /// runs again elsewhere unless remote workers were lost running it more
+    /// than `allowed_failures` times; then it fails with
+    /// [`ErrorKind::WorkerLost`]. `how` says how this one was lost.
+    pub(super) fn requeue_after_loss(&mut self, taken: TakenBack, how: &str, worker: WorkerInfo) {
+        let allowed = self.config.allowed_failures;
+        let culprit = taken.culprit.and_then(|mut culprit| {
+            culprit.item.losses += 1;
+            let losses = culprit.item.losses;
+            if losses <= allowed {
+                tracing::info!(
+                    worker.id,
+                    index = culprit.item.index,
+                    losses,
+                    "a remote worker running an input was lost ({how}); running it elsewhere"
+                );
+                return Some(culprit);
+            }
+            let err = Error::new(
+                ErrorKind::WorkerLost,
+                format!(
+                    "the remote workers running this input were lost {losses} times, the last time \
+                     {how}; allowed_failures is {allowed}, so it is not run again"
+                ),
+            )
+            .with_worker(worker)
             .with_task(culprit.task)
             .with_index(culprit.item.index);
             trace::record_error(&culprit.span, &err);

@@ -51,9 +51,9 @@ pub const DEFAULT_SLURM_RESUBMITS: u32 = 2;
 ///   [`ErrorKind::Startup`] rather than wait for workers that cannot come.
 ///   A worker lost inside a job that goes on is not replaced.
 ///
-/// The inputs a lost worker was running fail with
-/// [`ErrorKind::WorkerDied`] (or run again, with
-/// [`retries`](crate::PoolBuilder::retries)); the others it held run on the
+/// The input a lost worker was running runs again elsewhere, up to
+/// [`allowed_failures`](crate::PoolBuilder::allowed_failures) times, then
+/// fails with [`ErrorKind::WorkerLost`]; the others it held run on the
 /// remaining workers.
 ///
 /// # Examples
