@@ -236,3 +236,58 @@ fn an_input_whose_workers_are_lost_four_times_fails_saying_so() {
         wait_with_deadline(&mut worker, LIMIT);
     }
 }
+
+#[test]
+fn a_remote_worker_told_to_leave_hands_back_its_work_and_exits_cleanly() {
+    let _watchdog = Watchdog::start("SIGTERM a remote worker", LIMIT * 2);
+    // No loss allowed: the map completes only if the signalled worker
+    // finishes the input it runs and gives back the rest, rather than
+    // dying with them.
+    let pool = Pool::builder()
+        .processes(0)
+        .listen("tcp:127.0.0.1:0", KEY)
+        .allowed_failures(0)
+        .build()
+        .expect("build a listening pool");
+    let address = pool.listen_address().expect("address").to_string();
+    let mut workers: Vec<Child> = (0..2).map(|_| start_worker(&address)).collect();
+    wait_ready(&pool, 2);
+    let began = Instant::now();
+    let mut signalled_at = Duration::ZERO;
+    let (mut status, mut left_at) = (None, Duration::ZERO);
+    let pids = std::thread::scope(|scope| {
+        let map = scope.spawn(|| {
+            // Chunks of four: the signalled worker holds inputs it has
+            // not started.
+            pool.map_with(worker_pid_after_ms, (0..24).map(|_| 250u64))
+                .chunksize(4)
+                .run()
+        });
+        std::thread::sleep(Duration::from_millis(600));
+        signal(&workers[0], "TERM");
+        signalled_at = began.elapsed();
+        status = Some(wait_with_deadline(&mut workers[0], LIMIT));
+        left_at = began.elapsed();
+        map.join().expect("map thread")
+    });
+    let took = began.elapsed();
+    let pids = pids.expect("the map survives a worker told to leave, with no loss allowed");
+    assert_eq!(pids.len(), 24);
+    let status = status.expect("waited");
+    let said = stderr_of(&mut workers[0]);
+    assert!(status.success(), "the signalled worker: {status}: {said}");
+    assert!(
+        pool.remote_workers()
+            .iter()
+            .all(|w| w.claimed_pid != Some(workers[0].id())),
+        "the signalled worker still counts as live"
+    );
+    let victim = workers[0].id();
+    let by_victim = pids.iter().filter(|pid| **pid == victim).count();
+    drop(pool);
+    wait_with_deadline(&mut workers[1], LIMIT);
+    eprintln!(
+        "figure: SIGTERM at {signalled_at:?}, worker gone by {left_at:?} having run {by_victim} \
+         inputs; map of 24 x 250 ms on 2 workers done in {took:?}"
+    );
+}

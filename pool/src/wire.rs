@@ -94,6 +94,7 @@ const READY: u8 = b'H';
 const SETUP_FAILED: u8 = b'F';
 const REFUSED: u8 = b'X';
 const OVER_BUDGET: u8 = b'M';
+const LEAVING: u8 = b'L';
 const RESULTS: u8 = b'R';
 const PARTIAL_RESULTS: u8 = b'P';
 
@@ -545,6 +546,10 @@ pub(crate) enum FromWorker<'a> {
     /// gives back every input it has not started and waits to be told to
     /// quit.
     OverBudget { resident: u64 },
+    /// The worker was told to leave (its job's time limit is near: Slurm's
+    /// warning signal): as over budget, it gives back every input it has
+    /// not started, finishes the one it runs, and waits to be told to quit.
+    Leaving,
     /// Results of chunks, in the order they were sent; built with
     /// [`ResultsWriter`].
     Results(Results<'a>),
@@ -594,6 +599,7 @@ impl<'a> FromWorker<'a> {
                 put_u64(&mut out, *resident);
                 out
             }
+            FromWorker::Leaving => vec![LEAVING],
             FromWorker::Results(results) => results.message.to_vec(),
         }
     }
@@ -646,6 +652,7 @@ impl<'a> FromWorker<'a> {
             OVER_BUDGET => FromWorker::OverBudget {
                 resident: cursor.u64("resident bytes")?,
             },
+            LEAVING => FromWorker::Leaving,
             other => {
                 return Err(WireError(format!(
                     "unknown message tag {other} from a worker"
@@ -1610,6 +1617,7 @@ mod tests {
                 reason: "not a worker",
             },
             FromWorker::OverBudget { resident: 3 << 28 },
+            FromWorker::Leaving,
         ];
         for message in from_worker {
             assert_eq!(FromWorker::parse(&message.encode()).unwrap(), message);

@@ -60,6 +60,11 @@ pub(crate) enum Event {
         worker: u32,
         resident: u64,
     },
+    /// The worker leaves (it was signalled to): it gives back what it has
+    /// not started.
+    Leaving {
+        worker: u32,
+    },
     Lost {
         worker: u32,
         end: WorkerEnd,
@@ -78,6 +83,7 @@ impl Event {
         match self {
             Event::Ready { .. } | Event::Mismatch { .. } => "a ready message",
             Event::OverBudget { .. } => "a second report of memory over budget",
+            Event::Leaving { .. } => "a second notice that it leaves",
             Event::SetupFailed { .. } => "a setup failure",
             Event::Refused { .. } => "a refusal",
             Event::Results { .. } => "results",
@@ -157,7 +163,8 @@ fn read_until_end(
     // once, and only results may follow, and one report that it is over
     // its memory budget (after which it waits to be told to quit).
     let mut greeted = false;
-    let mut over_budget = false;
+    // The notices a worker may send once after its ready message.
+    let mut said = Said::default();
     let error = loop {
         let message = match conn.recv_bytes() {
             Ok(message) => message,
@@ -166,14 +173,18 @@ fn read_until_end(
         match parse(id, message) {
             // Each would cost the dispatcher a turn (and, queued faster
             // than it takes them, memory): the connection ends instead.
-            Ok(event) if greeted && !may_follow_greeting(&event, over_budget) => {
+            Ok(event) if greeted && !may_follow_greeting(&event, &said) => {
                 let error = format!("it sent {} after its start-up was over", event.name());
                 tracing::warn!(worker = id, "{error}; its connection is ended");
                 break error;
             }
             Ok(event) => {
-                over_budget |= matches!(event, Event::OverBudget { .. });
-                greeted |= !matches!(event, Event::Results { .. } | Event::OverBudget { .. });
+                said.over_budget |= matches!(event, Event::OverBudget { .. });
+                said.leaving |= matches!(event, Event::Leaving { .. });
+                greeted |= !matches!(
+                    event,
+                    Event::Results { .. } | Event::OverBudget { .. } | Event::Leaving { .. }
+                );
                 if events.send(event).is_err() {
                     break "the pool stopped".to_string();
                 }
@@ -189,12 +200,20 @@ fn read_until_end(
     });
 }
 
+/// The notices a worker has sent since it said it is ready.
+#[derive(Default)]
+struct Said {
+    over_budget: bool,
+    leaving: bool,
+}
+
 /// Whether `event` may come once the worker has said it is ready: results,
-/// and one report of memory over budget.
-fn may_follow_greeting(event: &Event, over_budget_said: bool) -> bool {
+/// one report of memory over budget and one notice that it leaves.
+fn may_follow_greeting(event: &Event, said: &Said) -> bool {
     match event {
         Event::Results { .. } => true,
-        Event::OverBudget { .. } => !over_budget_said,
+        Event::OverBudget { .. } => !said.over_budget,
+        Event::Leaving { .. } => !said.leaving,
         _ => false,
     }
 }
@@ -226,6 +245,7 @@ fn parse(worker: u32, message: Vec<u8>) -> Result<Event, WireError> {
         },
         FromWorker::SetupFailed(failure) => Event::SetupFailed { worker, failure },
         FromWorker::OverBudget { resident } => Event::OverBudget { worker, resident },
+        FromWorker::Leaving => Event::Leaving { worker },
         FromWorker::Refused { reason } => Event::Refused {
             worker,
             message: reason.to_string(),

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use connection::{Address, Client, Connection};
+use signal_hook::consts::{SIGTERM, SIGUSR1, SIGUSR2};
 
 use super::serve::{serve, POOL_GONE};
 use super::start::{forget_env, AUTHKEY_ENV};
@@ -25,6 +26,15 @@ use crate::sys;
 /// seconds when it falls silent (TCP keepalive: probes after 2 s idle, 1 s
 /// apart, 3 unanswered): a task cannot be stopped otherwise, and a worker
 /// left computing for a dead pool would hold its host and its job.
+///
+/// **Told to leave**: SIGTERM, SIGUSR1 or SIGUSR2 (what Slurm sends
+/// before a job's time limit: SIGTERM at the limit, or the signal its
+/// `--signal=SIG@SECONDS` names, that long before) makes the worker leave
+/// in good order rather than die: it runs nothing more, tells the pool,
+/// which runs the inputs it gives back (all it has not started) elsewhere
+/// and counts it out (a Slurm pool submits a replacement), finishes the
+/// input it runs and exits once the pool says quit. A second SIGTERM ends
+/// the process at once (status 143).
 ///
 /// This makes the calling process a worker for good: it can no longer start
 /// pools of its own, and panics in it are no longer printed (task panics
@@ -70,9 +80,39 @@ pub fn connect_worker(address: &str, authkey: &[u8]) -> Result<()> {
     }
     let busy = Arc::new(AtomicBool::new(false));
     let watcher = Watcher::start(&conn, Arc::clone(&busy));
-    let served = serve(conn, None, Some(busy));
+    let leave = leave_on_signals();
+    let served = serve(conn, None, Some(busy), leave);
     drop(watcher);
     served
+}
+
+/// The signals that tell a remote worker to leave: SIGTERM, which Slurm
+/// sends at a job's time limit (and `scancel`), and the two a job's
+/// `--signal` is most often set to.
+const LEAVE_SIGNALS: [i32; 3] = [SIGTERM, SIGUSR1, SIGUSR2];
+
+/// A flag the leave signals set, instead of ending the process (a second
+/// SIGTERM still ends it); none if the handlers cannot be installed,
+/// which leaves the signals' default, ending the process.
+fn leave_on_signals() -> Option<Arc<AtomicBool>> {
+    let leave = Arc::new(AtomicBool::new(false));
+    let installed = signal_hook::flag::register_conditional_shutdown(
+        SIGTERM,
+        128 + SIGTERM,
+        Arc::clone(&leave),
+    )
+    .and_then(|_| {
+        LEAVE_SIGNALS.iter().try_for_each(|&signal| {
+            signal_hook::flag::register(signal, Arc::clone(&leave)).map(drop)
+        })
+    });
+    match installed {
+        Ok(()) => Some(leave),
+        Err(err) => {
+            tracing::warn!(%err, "cannot handle SIGTERM; a time limit will end this worker mid-task");
+            None
+        }
+    }
 }
 
 /// How often the watcher looks at the connection.

@@ -14,6 +14,11 @@
 //! named chunks that it has not started (answered as `Returned`), so that
 //! the pool can run them on an idle worker or drop them for a caller that
 //! gave up; anything else is kept for later, in order.
+//!
+//! A remote worker may be told to leave by a signal (Slurm's warning before
+//! its job's time limit: see `connect.rs`): between inputs, or while it
+//! waits for work, it tells the pool so, gives back every input it has not
+//! started (as over its memory budget) and waits to be told to quit.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,6 +42,9 @@ use crate::worker::memory::{self, Budget};
 pub(crate) const POOL_GONE: &str =
     "the pool closed the connection without telling this worker to quit \
      (it was terminated, or its process died)";
+
+/// How often a worker waiting for work looks whether it was told to leave.
+const LEAVE_CHECK: Duration = Duration::from_millis(100);
 
 /// How often a worker running inputs looks for a recall.
 const RECALL_CHECK: Duration = Duration::from_millis(1);
@@ -68,11 +76,13 @@ pub(crate) fn become_worker() {
 ///
 /// `busy`, if given, is kept set while the worker runs tasks, for a
 /// watcher that must tell a pool gone mid-task from one gone while the
-/// worker waits (which this loop notices itself).
+/// worker waits (which this loop notices itself). `leave`, if given, is
+/// set (by a signal handler) when the worker is to leave.
 pub(crate) fn serve(
     conn: Connection,
     progress: Option<SharedCounter>,
     busy: Option<Arc<AtomicBool>>,
+    leave: Option<Arc<AtomicBool>>,
 ) -> Result<()> {
     become_worker();
     // Panics are caught and sent to the pool as the task's error, with
@@ -92,6 +102,8 @@ pub(crate) fn serve(
         last_check: Instant::now(),
         budget: None,
         over_budget: false,
+        leave,
+        leaving: false,
     };
     let id = worker.setup()?;
     // For a subscriber installed in this process (a worker program's own,
@@ -132,6 +144,11 @@ struct Worker {
     budget: Option<Budget>,
     /// Over the budget: every input not started is given back, until quit.
     over_budget: bool,
+    /// Set by a signal handler when the worker is to leave.
+    leave: Option<Arc<AtomicBool>>,
+    /// The pool was told that the worker leaves: as over budget, every
+    /// input not started is given back, until quit.
+    leaving: bool,
 }
 
 fn protocol(err: WireError) -> Error {
@@ -192,7 +209,10 @@ impl Worker {
                     early = message;
                     &early[..]
                 }
-                None => inbox.receive(&mut self.conn).map_err(receive_error)?,
+                None => {
+                    self.wait_for_message()?;
+                    inbox.receive(&mut self.conn).map_err(receive_error)?
+                }
             };
             match ToWorker::parse(message).map_err(protocol)? {
                 ToWorker::Batch(batch) => {
@@ -217,6 +237,37 @@ impl Worker {
                 self.flush()?;
             }
         }
+    }
+
+    /// Waits until a message arrives; meanwhile, a worker that may be told
+    /// to leave looks at its flag every [`LEAVE_CHECK`].
+    fn wait_for_message(&mut self) -> Result<()> {
+        if self.leave.is_none() {
+            return Ok(());
+        }
+        loop {
+            self.check_leave()?;
+            // An error (the pool gone) shows in the receive that follows.
+            if self.leaving || self.conn.poll(Some(LEAVE_CHECK)).unwrap_or(true) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Tells the pool once that this worker leaves, if it was signalled to.
+    fn check_leave(&mut self) -> Result<()> {
+        if self.leaving
+            || !self
+                .leave
+                .as_ref()
+                .is_some_and(|l| l.load(Ordering::Relaxed))
+        {
+            return Ok(());
+        }
+        self.leaving = true;
+        self.conn
+            .send_bytes(&FromWorker::Leaving.encode())
+            .map_err(|err| Error::from_connection(err, "say this worker leaves"))
     }
 
     fn receive(&mut self) -> Result<Vec<u8>> {
@@ -288,11 +339,12 @@ impl Worker {
                 self.send_finished_part(&mut began)?;
             }
             self.check_budget(now)?;
+            self.check_leave()?;
             // Every input passed counts, so that the progress page keeps
             // numbering inputs as the pool sent them; only one about to
             // run is published there.
             self.started += 1;
-            if self.over_budget || self.recalled.contains(&chunk.id) {
+            if self.over_budget || self.leaving || self.recalled.contains(&chunk.id) {
                 self.results
                     .item(|_| Err(TaskFailure::new(FailureKind::Returned, "")));
                 continue;

@@ -340,6 +340,7 @@ impl Dispatcher {
                 busy_nanos,
             } => self.on_results(worker, message, busy_nanos),
             Event::OverBudget { worker, resident } => self.on_over_budget(worker, resident),
+            Event::Leaving { worker } => self.on_leaving(worker),
             Event::Lost { worker, end } => self.on_lost(worker, end),
             Event::Joined { conn, peer } => self.adopt_remote(*conn, peer),
         }
