@@ -32,6 +32,9 @@ fn main() {
         "scancel" => scancel_mid_map(&output_dir, 1),
         "scancel-no-resubmit" => scancel_mid_map(&output_dir, 0),
         "drop" => drop_mid_map(&output_dir),
+        "kill-one" => kill_one_mid_map(&output_dir),
+        "requeue" => requeue_mid_map(&output_dir),
+        "time-limit" => outlive_time_limit(&output_dir),
         "close-then-scancel" => close_then_scancel(&output_dir),
         "wait-for-kill" => wait_for_kill(&output_dir),
         "program" => named_program(&output_dir, &args.next().expect("a worker program")),
@@ -114,9 +117,10 @@ fn map_on_six(output_dir: &Path) {
     println!("joined: {}", pool.remote_workers_joined());
 }
 
-/// The job cancelled while a map runs: the inputs in flight fail with
-/// `WorkerDied`, the rest run on the workers of the job submitted instead,
-/// or, with no resubmits left, fail with `Startup`.
+/// The job cancelled while a map runs: its workers, told to leave
+/// (SIGTERM), finish the inputs they run and give back the rest, which run
+/// on the workers of the job submitted instead, or, with no resubmits
+/// left, fail with `Startup`.
 fn scancel_mid_map(output_dir: &Path, resubmits: u32) {
     let pool = slurm_pool(workers(2, output_dir).resubmits(resubmits));
     wait_for_workers(&pool, 2);
@@ -209,6 +213,150 @@ fn close_then_scancel(output_dir: &Path) {
     pool.join();
     println!("joined: true");
     println!("jobs: {}", pool.slurm_jobs().len());
+}
+
+/// Prints each outcome of a map kept with its failures, or the call's
+/// error.
+fn print_map_outcomes(results: Result<Vec<Result<(u64, u32), pool::Error>>, pool::Error>) {
+    match results {
+        Ok(results) => print_outcomes(results.iter().enumerate().map(|(index, result)| {
+            match result {
+                Ok((input, _)) if *input == index as u64 => "ok".to_string(),
+                Ok(_) => "wrong".to_string(),
+                Err(err) => format!("{:?}", err.kind()),
+            }
+        })),
+        Err(err) => println!("call_error: {:?}: {err}", err.kind()),
+    }
+}
+
+/// The ready Slurm workers: their claimed pids (on this one-node cluster,
+/// processes of this host).
+fn ready_workers(pool: &Pool) -> Vec<u32> {
+    pool.remote_workers()
+        .iter()
+        .filter_map(|w| w.claimed_pid)
+        .collect()
+}
+
+/// Waits until `count` Slurm workers are ready; returns how long that took.
+fn wait_until_ready(pool: &Pool, count: usize, since: Instant) -> f64 {
+    while ready_workers(pool).len() < count {
+        assert!(since.elapsed() < SLURM_WAIT, "not back to {count} workers");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    since.elapsed().as_secs_f64()
+}
+
+/// One of two workers SIGKILLed mid-map, with default settings: its input
+/// runs elsewhere, and the pool submits a job in its place.
+fn kill_one_mid_map(output_dir: &Path) {
+    let pool = slurm_pool(workers(2, output_dir));
+    wait_until_ready(&pool, 2, Instant::now());
+    let mut killed = None;
+    let results = pool
+        .map_with(napping_pid, (0..24).map(|i| (i, 300)))
+        .chunksize(1)
+        .progress(|progress| {
+            if progress.done >= 4 && killed.is_none() {
+                let victim = ready_workers(&pool)[0];
+                signal(victim, "KILL");
+                killed = Some(Instant::now());
+                println!("killed: {victim}");
+            }
+        })
+        .keep_failures()
+        .run();
+    print_map_outcomes(results);
+    let killed = killed.expect("a worker was killed");
+    println!("back_to_n_s: {:.3}", wait_until_ready(&pool, 2, killed));
+    println!("jobs: {}", pool.slurm_jobs().len());
+}
+
+/// The job requeued by Slurm mid-map: its workers are cut off, it is
+/// cancelled and replaced, and the map completes.
+fn requeue_mid_map(output_dir: &Path) {
+    let pool = slurm_pool(workers(2, output_dir));
+    wait_until_ready(&pool, 2, Instant::now());
+    let mut requeued = None;
+    let results = pool
+        .map_with(napping_pid, (0..24).map(|i| (i, 300)))
+        .chunksize(1)
+        .progress(|progress| {
+            if progress.done >= 4 && requeued.is_none() {
+                let job = pool.slurm_jobs()[0];
+                let status = std::process::Command::new("scontrol")
+                    .args(["requeue", &job.to_string()])
+                    .status()
+                    .expect("run scontrol requeue");
+                assert!(status.success(), "scontrol requeue {job}");
+                requeued = Some(Instant::now());
+                println!("requeued: {job}");
+            }
+        })
+        .keep_failures()
+        .run();
+    print_map_outcomes(results);
+    let requeued = requeued.expect("the job was requeued");
+    println!("back_to_n_s: {:.3}", wait_until_ready(&pool, 2, requeued));
+    println!("jobs: {}", pool.slurm_jobs().len());
+}
+
+pool::task! {
+    /// Sleeps `millis`, after noting the input in `dir/runs` (one line per
+    /// run, appended), then says which worker ran it.
+    fn logged_nap((input, millis, dir): (u64, u64, PathBuf)) -> (u64, u32) {
+        use std::io::Write;
+        let mut runs = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("runs"))
+            .expect("open the runs file");
+        writeln!(runs, "{input}").expect("note a run");
+        std::thread::sleep(Duration::from_millis(millis));
+        (input, std::process::id())
+    }
+}
+
+/// A map of about three minutes on two workers whose jobs have a time
+/// limit of one minute: workers told to leave at their limit hand their
+/// work back, replacements carry on.
+fn outlive_time_limit(output_dir: &Path) {
+    let pool = Pool::builder()
+        .processes(0)
+        .slurm(
+            workers(2, output_dir)
+                .time_limit(Duration::from_secs(60))
+                .resubmits(8),
+        )
+        .build()
+        .unwrap_or_else(|err| panic!("build: {err:#}"));
+    let began = Instant::now();
+    let dir = output_dir.to_path_buf();
+    let results = pool
+        .map_with(logged_nap, (0..180).map(|i| (i, 2_000, dir.clone())))
+        .chunksize(1)
+        .keep_failures()
+        .run();
+    println!("map_s: {:.3}", began.elapsed().as_secs_f64());
+    print_map_outcomes(results);
+    let runs = std::fs::read_to_string(output_dir.join("runs")).unwrap_or_default();
+    let mut counts = std::collections::BTreeMap::<u64, usize>::new();
+    for line in runs.lines() {
+        *counts.entry(line.parse().expect("an input")).or_default() += 1;
+    }
+    println!("inputs_run: {}", counts.len());
+    println!("most_runs: {}", counts.values().max().copied().unwrap_or(0));
+    println!("run_twice: {}", counts.values().filter(|c| **c == 2).count());
+    println!("jobs: {}", pool.slurm_jobs().len());
+}
+
+fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal} {pid}");
 }
 
 /// The pool dropped while its workers run a map's inputs.

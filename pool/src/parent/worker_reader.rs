@@ -29,6 +29,8 @@ pub(crate) enum Event {
         claimed_pid: u32,
         /// The worker traces its tasks and wants their input indices.
         wants_indices: bool,
+        /// The Slurm job a remote worker says it runs in: a claim too.
+        slurm_job: Option<u64>,
         build: Build,
     },
     /// The worker's tasks differ from this program's: it is refused.
@@ -233,12 +235,14 @@ fn parse(worker: u32, message: Vec<u8>) -> Result<Event, WireError> {
         FromWorker::Ready {
             pid,
             wants_indices,
+            slurm_job,
             identity,
         } => match identity::check(&identity) {
             Ok(build) => Event::Ready {
                 worker,
                 claimed_pid: pid,
                 wants_indices,
+                slurm_job,
                 build,
             },
             Err(mismatch) => Event::Mismatch { worker, mismatch },

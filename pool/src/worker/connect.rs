@@ -8,7 +8,7 @@ use std::time::Duration;
 use connection::{Address, Client, Connection};
 use signal_hook::consts::{SIGTERM, SIGUSR1, SIGUSR2};
 
-use super::serve::{serve, POOL_GONE};
+use super::serve::{serve, Remote, POOL_GONE};
 use super::start::{forget_env, AUTHKEY_ENV};
 use crate::error::{Error, Result};
 use crate::sys;
@@ -80,8 +80,14 @@ pub fn connect_worker(address: &str, authkey: &[u8]) -> Result<()> {
     }
     let busy = Arc::new(AtomicBool::new(false));
     let watcher = Watcher::start(&conn, Arc::clone(&busy));
-    let leave = leave_on_signals();
-    let served = serve(conn, None, Some(busy), leave);
+    let remote = Remote {
+        busy: Some(busy),
+        leave: leave_on_signals(),
+        slurm_job: std::env::var("SLURM_JOB_ID")
+            .ok()
+            .and_then(|id| id.parse().ok()),
+    };
+    let served = serve(conn, None, Some(remote));
     drop(watcher);
     served
 }

@@ -164,7 +164,7 @@ fn run_and_report() -> i32 {
 fn run_local_worker(local: LocalStart) -> Result<()> {
     serve::become_worker();
     crate::fn_task::started_locally();
-    serve::serve(local.conn, local.progress, None, None)
+    serve::serve(local.conn, local.progress, None)
 }
 
 /// Joins the pool that [`CONNECT_ENV`] named with the key [`AUTHKEY_ENV`]

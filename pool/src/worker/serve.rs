@@ -74,16 +74,17 @@ pub(crate) fn become_worker() {
 /// Runs the worker protocol on `conn` until the pool says quit, which is
 /// `Ok`, or goes away without saying so, which is an error.
 ///
-/// `busy`, if given, is kept set while the worker runs tasks, for a
-/// watcher that must tell a pool gone mid-task from one gone while the
-/// worker waits (which this loop notices itself). `leave`, if given, is
-/// set (by a signal handler) when the worker is to leave.
+/// `remote` is what a remote worker adds (see [`Remote`]).
 pub(crate) fn serve(
     conn: Connection,
     progress: Option<SharedCounter>,
-    busy: Option<Arc<AtomicBool>>,
-    leave: Option<Arc<AtomicBool>>,
+    remote: Option<Remote>,
 ) -> Result<()> {
+    let Remote {
+        busy,
+        leave,
+        slurm_job,
+    } = remote.unwrap_or_default();
     become_worker();
     // Panics are caught and sent to the pool as the task's error, with
     // their location and backtrace, which the hook keeps for that;
@@ -104,6 +105,7 @@ pub(crate) fn serve(
         over_budget: false,
         leave,
         leaving: false,
+        slurm_job,
     };
     let id = worker.setup()?;
     // For a subscriber installed in this process (a worker program's own,
@@ -149,6 +151,21 @@ struct Worker {
     /// The pool was told that the worker leaves: as over budget, every
     /// input not started is given back, until quit.
     leaving: bool,
+    /// The Slurm job this worker runs in, told to the pool.
+    slurm_job: Option<u64>,
+}
+
+/// What a remote worker adds to the loop.
+#[derive(Default)]
+pub(crate) struct Remote {
+    /// Kept set while the worker runs tasks, for a watcher that must tell a
+    /// pool gone mid-task from one gone while the worker waits (which the
+    /// loop notices itself).
+    pub(crate) busy: Option<Arc<AtomicBool>>,
+    /// Set (by a signal handler) when the worker is to leave.
+    pub(crate) leave: Option<Arc<AtomicBool>>,
+    /// The Slurm job it runs in, which the pool follows.
+    pub(crate) slurm_job: Option<u64>,
 }
 
 fn protocol(err: WireError) -> Error {
@@ -190,6 +207,7 @@ impl Worker {
             Ok(()) => FromWorker::Ready {
                 pid: std::process::id(),
                 wants_indices: tracing::enabled!(tracing::Level::DEBUG),
+                slurm_job: self.slurm_job,
                 identity: identity(build_id),
             },
             Err(failure) => FromWorker::SetupFailed(failure),

@@ -161,6 +161,34 @@ impl Dispatcher {
         self.requeue(taken.unstarted, culprit);
     }
 
+    /// Slurm no longer runs `job` (it ended, or was requeued or
+    /// preempted): its remote workers are cut off (their connections shut
+    /// down, which ends them, wherever they run), and what they held runs
+    /// elsewhere, as after a loss.
+    pub(super) fn retire_job(&mut self, job: u64) {
+        let cut: Vec<u32> = self
+            .workers
+            .iter()
+            .filter(|w| w.slurm_job() == Some(job) && w.state() != State::Doomed)
+            .map(|w| w.id())
+            .collect();
+        for worker in cut {
+            let Some(slot) = self.worker_mut(worker) else {
+                continue;
+            };
+            let info = slot.info();
+            let how = format!(
+                "worker {worker} at {} (Slurm no longer runs its job {job})",
+                slot.peer().unwrap_or("?")
+            );
+            tracing::info!(worker, job, "cutting off a worker of a job Slurm no longer runs");
+            slot.kill();
+            let taken = slot.take_back();
+            self.requeue_after_loss(taken, &how, info);
+        }
+        self.publish_roster();
+    }
+
     /// [`requeue`](Self::requeue) for everything taken back from a worker.
     pub(super) fn requeue_taken_back(&mut self, taken: TakenBack) {
         self.requeue(taken.unstarted, taken.culprit);

@@ -40,16 +40,23 @@ pub const DEFAULT_SLURM_RESUBMITS: u32 = 2;
 ///   output if the job ends first (a worker that cannot authenticate, a
 ///   program that is not a worker);
 /// - cancels the job (`scancel`) when it is dropped, terminated or joined;
-/// - submits another job of `tasks` workers when one ends while the pool
-///   is open (cancelled, out of time, its node failed), at most
-///   [`resubmits`](SlurmWorkers::resubmits) times; then, if it has no local
-///   processes, fails its calls with [`ErrorKind::Startup`], as it does when
-///   a replacement stays pending past the start timeout with no worker
+/// - keeps itself at `tasks` workers while it is open: workers lost from
+///   a job that goes on (killed, cut off, or leaving before the job's
+///   time limit: see [`connect_worker`](crate::connect_worker)) are
+///   replaced by a job of as many tasks, and a job that ends (cancelled,
+///   out of time, its node failed) by one of `tasks`; each job after the
+///   first counts against [`resubmits`](SlurmWorkers::resubmits). With
+///   none left and no Slurm worker left, a pool with no local processes
+///   fails its calls with [`ErrorKind::Startup`], as it does when a
+///   replacement stays pending past the start timeout with no worker
 ///   joining (cancelling it). A job that ends once the pool is closing
 ///   (after [`close`](crate::Pool::close)) is not replaced: without local
 ///   processes, the work still queued then fails with
 ///   [`ErrorKind::Startup`] rather than wait for workers that cannot come.
-///   A worker lost inside a job that goes on is not replaced.
+/// - cuts off the workers of a job Slurm no longer runs (each worker says
+///   which job it runs in): one ended, or requeued or preempted, which
+///   Slurm may fail to stop on a node it lost; a requeued job is
+///   cancelled and replaced rather than waited for.
 ///
 /// The input a lost worker was running runs again elsewhere, up to
 /// [`allowed_failures`](crate::PoolBuilder::allowed_failures) times, then
@@ -256,6 +263,41 @@ impl SlurmWorkers {
             ),
             env,
         })
+    }
+}
+
+impl Submission {
+    /// The same job with `tasks` tasks. A job of fewer tasks than asked
+    /// for (replacing workers lost from a job that goes on) drops the
+    /// options that spread tasks over nodes (`--nodes`,
+    /// `--ntasks-per-node`), which a smaller job could not meet.
+    pub(crate) fn with_tasks(&self, tasks: usize) -> Submission {
+        let ntasks = |arg: &OsString| arg.to_str().is_some_and(|a| a.starts_with("--ntasks="));
+        let asked = self
+            .args
+            .iter()
+            .find(|arg| ntasks(arg))
+            .and_then(|arg| arg.to_str()?.strip_prefix("--ntasks=")?.parse::<usize>().ok());
+        let fewer = asked.is_some_and(|asked| tasks < asked);
+        let spreads = |arg: &OsString| {
+            arg.to_str().is_some_and(|a| {
+                a.starts_with("--nodes=") || a.starts_with("--ntasks-per-node=") || a.starts_with("-N")
+            })
+        };
+        let args = self
+            .args
+            .iter()
+            .filter(|arg| !(fewer && spreads(arg)))
+            .map(|arg| match ntasks(arg) {
+                true => format!("--ntasks={tasks}").into(),
+                false => arg.clone(),
+            })
+            .collect();
+        Submission {
+            args,
+            script: self.script.clone(),
+            env: self.env.clone(),
+        }
     }
 }
 
@@ -467,5 +509,29 @@ mod tests {
              exec srun --export=ALL '/opt/my worker' 'it'\\''s'\n"
         );
         assert!(!submission.script.contains("secret"));
+        // Replacing two lost workers: the same job, two tasks.
+        let smaller = submission.with_tasks(2);
+        assert!(smaller.args.contains(&"--ntasks=2".into()));
+        assert!(!smaller.args.contains(&"--ntasks=3".into()));
+        assert_eq!(smaller.script, submission.script);
+    }
+
+    #[test]
+    fn a_smaller_replacement_job_drops_the_spread_over_nodes() {
+        let spread = SlurmWorkers::new(3)
+            .sbatch_arg("--nodes=3")
+            .sbatch_arg("--ntasks-per-node=1")
+            .sbatch_arg("--overcommit");
+        let submission = spread
+            .submission(std::path::Path::new("/w"), &[], "tcp:h:1", Vec::new())
+            .unwrap();
+        let shown = |s: &Submission| -> Vec<String> {
+            s.args.iter().map(|a| a.to_string_lossy().into_owned()).collect()
+        };
+        assert_eq!(shown(&submission.with_tasks(3)), shown(&submission));
+        assert_eq!(
+            shown(&submission.with_tasks(1)),
+            ["--parsable", "--job-name=pool-workers", "--ntasks=1", "--overcommit"]
+        );
     }
 }
