@@ -59,11 +59,15 @@ fn run(scenario: &str) -> String {
 }
 
 fn run_with(scenario: &str, more: &[&str]) -> String {
+    run_within(scenario, more, LIMIT)
+}
+
+fn run_within(scenario: &str, more: &[&str], limit: Duration) -> String {
     let out = output_with_deadline(
         Command::new(PROGRAM)
             .args([scenario, output_dir(scenario).to_str().unwrap()])
             .args(more),
-        LIMIT,
+        limit,
     );
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -231,7 +235,8 @@ fn a_map_outlives_its_workers_time_limit_with_no_input_lost() {
     let Some(_slurm) = use_slurm("a_map_outlives_its_workers_time_limit") else {
         return;
     };
-    let stdout = run("time-limit");
+    // A three-minute map, and time for Slurm to start three jobs.
+    let stdout = run_within("time-limit", &[], LIMIT * 4);
     assert!(!stdout.contains("call_error"), "{stdout}");
     assert_eq!(outcomes(&stdout, "ok"), 180, "{stdout}");
     assert_eq!(line(&stdout, "inputs_run"), "180", "{stdout}");

@@ -219,13 +219,13 @@ fn close_then_scancel(output_dir: &Path) {
 /// error.
 fn print_map_outcomes(results: Result<Vec<Result<(u64, u32), pool::Error>>, pool::Error>) {
     match results {
-        Ok(results) => print_outcomes(results.iter().enumerate().map(|(index, result)| {
-            match result {
+        Ok(results) => print_outcomes(results.iter().enumerate().map(
+            |(index, result)| match result {
                 Ok((input, _)) if *input == index as u64 => "ok".to_string(),
                 Ok(_) => "wrong".to_string(),
                 Err(err) => format!("{:?}", err.kind()),
-            }
-        })),
+            },
+        )),
         Err(err) => println!("call_error: {:?}: {err}", err.kind()),
     }
 }
@@ -347,7 +347,10 @@ fn outlive_time_limit(output_dir: &Path) {
     }
     println!("inputs_run: {}", counts.len());
     println!("most_runs: {}", counts.values().max().copied().unwrap_or(0));
-    println!("run_twice: {}", counts.values().filter(|c| **c == 2).count());
+    println!(
+        "run_twice: {}",
+        counts.values().filter(|c| **c == 2).count()
+    );
     println!("jobs: {}", pool.slurm_jobs().len());
 }
 

@@ -164,12 +164,13 @@ impl Dispatcher {
     /// Slurm no longer runs `job` (it ended, or was requeued or
     /// preempted): its remote workers are cut off (their connections shut
     /// down, which ends them, wherever they run), and what they held runs
-    /// elsewhere, as after a loss.
+    /// elsewhere, as after a loss. Workers already leaving (Slurm's SIGTERM
+    /// reached them) are left to finish the input they run.
     pub(super) fn retire_job(&mut self, job: u64) {
         let cut: Vec<u32> = self
             .workers
             .iter()
-            .filter(|w| w.slurm_job() == Some(job) && w.state() != State::Doomed)
+            .filter(|w| w.slurm_job() == Some(job) && w.is_live())
             .map(|w| w.id())
             .collect();
         for worker in cut {
@@ -181,7 +182,11 @@ impl Dispatcher {
                 "worker {worker} at {} (Slurm no longer runs its job {job})",
                 slot.peer().unwrap_or("?")
             );
-            tracing::info!(worker, job, "cutting off a worker of a job Slurm no longer runs");
+            tracing::info!(
+                worker,
+                job,
+                "cutting off a worker of a job Slurm no longer runs"
+            );
             slot.kill();
             let taken = slot.take_back();
             self.requeue_after_loss(taken, &how, info);

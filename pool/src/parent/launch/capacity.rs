@@ -28,7 +28,7 @@ use crate::parent::roster::{self, SharedRoster};
 /// How long a running job's workers may take to join before the ones
 /// missing count as lost: time for `srun` to start them and for them to
 /// connect and set up.
-const SETTLE: Duration = Duration::from_secs(10);
+const SETTLE: Duration = Duration::from_secs(30);
 
 /// How many looks in a row must find the pool short before a job is
 /// submitted: a worker cut off a moment ago may be on its way out of a
@@ -138,7 +138,10 @@ impl Shared {
             let coming: usize = jobs
                 .iter()
                 .filter(|job| !job.settled)
-                .map(|job| job.tasks.saturating_sub(live.get(&job.id).copied().unwrap_or(0)))
+                .map(|job| {
+                    job.tasks
+                        .saturating_sub(live.get(&job.id).copied().unwrap_or(0))
+                })
                 .sum();
             if let Some(job) = pending_too_long {
                 let err = Error::new(
@@ -187,7 +190,7 @@ impl Shared {
             }
             resubmits_left -= 1;
             short_looks = 0;
-            match self.submit_tasks(missing) {
+            match self.submit_replacement(missing) {
                 Ok(next) => {
                     tracing::warn!(
                         next,
@@ -229,6 +232,11 @@ impl Shared {
             }
             JobState::Ended { state } => {
                 let _ = commands.send(Command::RetireJob(job.id));
+                // A requeued job passes through COMPLETING on its way back
+                // to the queue, where it is no longer followed.
+                if state == "COMPLETING" {
+                    slurm::cancel(job.id);
+                }
                 tracing::warn!(job = job.id, %state, "a Slurm job of workers ended");
                 Outcome::Gone(state)
             }

@@ -141,17 +141,22 @@ impl Drop for Launcher {
 
 impl Shared {
     fn submit(&self) -> Result<JobId> {
-        self.submit_tasks(self.slurm.tasks)
+        Ok(self.record(slurm::submit(&self.submission)?))
     }
 
-    /// Submits a job of `tasks` workers.
-    fn submit_tasks(&self, tasks: usize) -> Result<JobId> {
-        let job = slurm::submit(&self.submission.with_tasks(tasks))?;
+    /// Submits a job of `tasks` workers in place of lost ones (see
+    /// [`Submission::replacement`]).
+    fn submit_replacement(&self, tasks: usize) -> Result<JobId> {
+        Ok(self.record(slurm::submit(&self.submission.replacement(tasks))?))
+    }
+
+    /// Keeps `job` to cancel at the end.
+    fn record(&self, job: JobId) -> JobId {
         self.jobs
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(job);
-        Ok(job)
+        job
     }
 
     fn stopped(&self) -> bool {

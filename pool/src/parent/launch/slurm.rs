@@ -44,7 +44,9 @@ pub const DEFAULT_SLURM_RESUBMITS: u32 = 2;
 ///   a job that goes on (killed, cut off, or leaving before the job's
 ///   time limit: see [`connect_worker`](crate::connect_worker)) are
 ///   replaced by a job of as many tasks, and a job that ends (cancelled,
-///   out of time, its node failed) by one of `tasks`; each job after the
+///   out of time, its node failed) by one of `tasks` (a replacement drops
+///   `--nodes` and `--ntasks-per-node`: it takes the nodes it can get,
+///   with one perhaps down); each job after the
 ///   first counts against [`resubmits`](SlurmWorkers::resubmits). With
 ///   none left and no Slurm worker left, a pool with no local processes
 ///   fails its calls with [`ErrorKind::Startup`], as it does when a
@@ -267,31 +269,29 @@ impl SlurmWorkers {
 }
 
 impl Submission {
-    /// The same job with `tasks` tasks. A job of fewer tasks than asked
-    /// for (replacing workers lost from a job that goes on) drops the
-    /// options that spread tasks over nodes (`--nodes`,
-    /// `--ntasks-per-node`), which a smaller job could not meet.
-    pub(crate) fn with_tasks(&self, tasks: usize) -> Submission {
-        let ntasks = |arg: &OsString| arg.to_str().is_some_and(|a| a.starts_with("--ntasks="));
-        let asked = self
-            .args
-            .iter()
-            .find(|arg| ntasks(arg))
-            .and_then(|arg| arg.to_str()?.strip_prefix("--ntasks=")?.parse::<usize>().ok());
-        let fewer = asked.is_some_and(|asked| tasks < asked);
+    /// The job that replaces `tasks` lost workers: the same, with `tasks`
+    /// tasks and without the options that spread tasks over nodes
+    /// (`--nodes`, `--ntasks-per-node`), which a smaller job could not
+    /// meet, nor a full one while a node is down: a replacement takes the
+    /// nodes it can get.
+    pub(crate) fn replacement(&self, tasks: usize) -> Submission {
         let spreads = |arg: &OsString| {
             arg.to_str().is_some_and(|a| {
-                a.starts_with("--nodes=") || a.starts_with("--ntasks-per-node=") || a.starts_with("-N")
+                a.starts_with("--nodes=")
+                    || a.starts_with("--ntasks-per-node=")
+                    || a.starts_with("-N")
             })
         };
         let args = self
             .args
             .iter()
-            .filter(|arg| !(fewer && spreads(arg)))
-            .map(|arg| match ntasks(arg) {
-                true => format!("--ntasks={tasks}").into(),
-                false => arg.clone(),
-            })
+            .filter(|arg| !spreads(arg))
+            .map(
+                |arg| match arg.to_str().is_some_and(|a| a.starts_with("--ntasks=")) {
+                    true => format!("--ntasks={tasks}").into(),
+                    false => arg.clone(),
+                },
+            )
             .collect();
         Submission {
             args,
@@ -420,8 +420,8 @@ pub(crate) fn cancel(job: JobId) {
         Ok(output) if output.status.success() => tracing::debug!(job, "cancelled the Slurm job"),
         Ok(output) => {
             let stderr = one_line(&String::from_utf8_lossy(&output.stderr));
-            // A job that ended and was forgotten needs no cancelling.
-            if stderr.contains("Invalid job id") {
+            // A job that ended (and was perhaps forgotten) needs no cancelling.
+            if stderr.contains("Invalid job id") || stderr.contains("already completing") {
                 tracing::debug!(job, "the Slurm job had already ended");
             } else {
                 tracing::warn!(job, %stderr, "scancel failed");
@@ -510,14 +510,14 @@ mod tests {
         );
         assert!(!submission.script.contains("secret"));
         // Replacing two lost workers: the same job, two tasks.
-        let smaller = submission.with_tasks(2);
+        let smaller = submission.replacement(2);
         assert!(smaller.args.contains(&"--ntasks=2".into()));
         assert!(!smaller.args.contains(&"--ntasks=3".into()));
         assert_eq!(smaller.script, submission.script);
     }
 
     #[test]
-    fn a_smaller_replacement_job_drops_the_spread_over_nodes() {
+    fn a_replacement_job_drops_the_spread_over_nodes() {
         let spread = SlurmWorkers::new(3)
             .sbatch_arg("--nodes=3")
             .sbatch_arg("--ntasks-per-node=1")
@@ -526,12 +526,32 @@ mod tests {
             .submission(std::path::Path::new("/w"), &[], "tcp:h:1", Vec::new())
             .unwrap();
         let shown = |s: &Submission| -> Vec<String> {
-            s.args.iter().map(|a| a.to_string_lossy().into_owned()).collect()
+            s.args
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect()
         };
-        assert_eq!(shown(&submission.with_tasks(3)), shown(&submission));
+        let spread = ["--nodes=3", "--ntasks-per-node=1"];
+        assert!(spread
+            .iter()
+            .all(|arg| shown(&submission).contains(&arg.to_string())));
         assert_eq!(
-            shown(&submission.with_tasks(1)),
-            ["--parsable", "--job-name=pool-workers", "--ntasks=1", "--overcommit"]
+            shown(&submission.replacement(3)),
+            [
+                "--parsable",
+                "--job-name=pool-workers",
+                "--ntasks=3",
+                "--overcommit"
+            ]
+        );
+        assert_eq!(
+            shown(&submission.replacement(1)),
+            [
+                "--parsable",
+                "--job-name=pool-workers",
+                "--ntasks=1",
+                "--overcommit"
+            ]
         );
     }
 }
