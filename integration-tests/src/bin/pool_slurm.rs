@@ -139,20 +139,7 @@ fn scancel_mid_map(output_dir: &Path, resubmits: u32) {
         .run();
     println!("jobs: {}", pool.slurm_jobs().len());
     // A pool that can get no more workers fails the call itself.
-    let results = match results {
-        Ok(results) => results,
-        Err(err) => return println!("call_error: {:?}: {err}", err.kind()),
-    };
-    print_outcomes(
-        results
-            .iter()
-            .enumerate()
-            .map(|(index, result)| match result {
-                Ok((input, _)) if *input == index as u64 => "ok".to_string(),
-                Ok(_) => "wrong".to_string(),
-                Err(err) => format!("{:?}", err.kind()),
-            }),
-    );
+    print_map_outcomes(results);
 }
 
 fn scancel(job: u64) {
@@ -215,9 +202,12 @@ fn close_then_scancel(output_dir: &Path) {
     println!("jobs: {}", pool.slurm_jobs().len());
 }
 
+/// What a map of `napping_pid` kept with its failures returns.
+type KeptResults = Result<Vec<Result<(u64, u32), pool::Error>>, pool::Error>;
+
 /// Prints each outcome of a map kept with its failures, or the call's
 /// error.
-fn print_map_outcomes(results: Result<Vec<Result<(u64, u32), pool::Error>>, pool::Error>) {
+fn print_map_outcomes(results: KeptResults) {
     match results {
         Ok(results) => print_outcomes(results.iter().enumerate().map(
             |(index, result)| match result {
@@ -248,58 +238,52 @@ fn wait_until_ready(pool: &Pool, count: usize, since: Instant) -> f64 {
     since.elapsed().as_secs_f64()
 }
 
-/// One of two workers SIGKILLed mid-map, with default settings: its input
-/// runs elsewhere, and the pool submits a job in its place.
-fn kill_one_mid_map(output_dir: &Path) {
+/// A map of 24 inputs of 300 ms on two workers, one input per chunk, with
+/// `fault` done to the pool once four are done; prints the outcomes, how
+/// long the pool then took to be back to two workers, and its jobs.
+fn fault_mid_map(output_dir: &Path, fault: impl Fn(&Pool)) {
     let pool = slurm_pool(workers(2, output_dir));
     wait_until_ready(&pool, 2, Instant::now());
-    let mut killed = None;
+    let mut done_at = None;
     let results = pool
         .map_with(napping_pid, (0..24).map(|i| (i, 300)))
         .chunksize(1)
         .progress(|progress| {
-            if progress.done >= 4 && killed.is_none() {
-                let victim = ready_workers(&pool)[0];
-                signal(victim, "KILL");
-                killed = Some(Instant::now());
-                println!("killed: {victim}");
+            if progress.done >= 4 && done_at.is_none() {
+                fault(&pool);
+                done_at = Some(Instant::now());
             }
         })
         .keep_failures()
         .run();
     print_map_outcomes(results);
-    let killed = killed.expect("a worker was killed");
-    println!("back_to_n_s: {:.3}", wait_until_ready(&pool, 2, killed));
+    let done_at = done_at.expect("the fault was done");
+    println!("back_to_n_s: {:.3}", wait_until_ready(&pool, 2, done_at));
     println!("jobs: {}", pool.slurm_jobs().len());
+}
+
+/// One of two workers SIGKILLed mid-map, with default settings: its input
+/// runs elsewhere, and the pool submits a job in its place.
+fn kill_one_mid_map(output_dir: &Path) {
+    fault_mid_map(output_dir, |pool| {
+        let victim = ready_workers(pool)[0];
+        signal(victim, "KILL");
+        println!("killed: {victim}");
+    });
 }
 
 /// The job requeued by Slurm mid-map: its workers are cut off, it is
 /// cancelled and replaced, and the map completes.
 fn requeue_mid_map(output_dir: &Path) {
-    let pool = slurm_pool(workers(2, output_dir));
-    wait_until_ready(&pool, 2, Instant::now());
-    let mut requeued = None;
-    let results = pool
-        .map_with(napping_pid, (0..24).map(|i| (i, 300)))
-        .chunksize(1)
-        .progress(|progress| {
-            if progress.done >= 4 && requeued.is_none() {
-                let job = pool.slurm_jobs()[0];
-                let status = std::process::Command::new("scontrol")
-                    .args(["requeue", &job.to_string()])
-                    .status()
-                    .expect("run scontrol requeue");
-                assert!(status.success(), "scontrol requeue {job}");
-                requeued = Some(Instant::now());
-                println!("requeued: {job}");
-            }
-        })
-        .keep_failures()
-        .run();
-    print_map_outcomes(results);
-    let requeued = requeued.expect("the job was requeued");
-    println!("back_to_n_s: {:.3}", wait_until_ready(&pool, 2, requeued));
-    println!("jobs: {}", pool.slurm_jobs().len());
+    fault_mid_map(output_dir, |pool| {
+        let job = pool.slurm_jobs()[0];
+        let status = std::process::Command::new("scontrol")
+            .args(["requeue", &job.to_string()])
+            .status()
+            .expect("run scontrol requeue");
+        assert!(status.success(), "scontrol requeue {job}");
+        println!("requeued: {job}");
+    });
 }
 
 pool::task! {

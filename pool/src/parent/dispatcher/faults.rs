@@ -114,12 +114,8 @@ impl Dispatcher {
             let err = died(format!(
                 "{description} while running this task{}",
                 death.note
-            ))
-            .with_task(culprit.task)
-            .with_index(culprit.item.index);
-            trace::record_error(&culprit.span, &err);
-            self.deliveries
-                .push(&culprit.sink, culprit.item.index, Err(err));
+            ));
+            self.fail_culprit(culprit, err);
             None
         });
         self.requeue(taken.unstarted, culprit);
@@ -150,12 +146,8 @@ impl Dispatcher {
                      {how}; allowed_failures is {allowed}, so it is not run again"
                 ),
             )
-            .with_worker(worker)
-            .with_task(culprit.task)
-            .with_index(culprit.item.index);
-            trace::record_error(&culprit.span, &err);
-            self.deliveries
-                .push(&culprit.sink, culprit.item.index, Err(err));
+            .with_worker(worker);
+            self.fail_culprit(culprit, err);
             None
         });
         self.requeue(taken.unstarted, culprit);
@@ -192,6 +184,15 @@ impl Dispatcher {
             self.requeue_after_loss(taken, &how, info);
         }
         self.publish_roster();
+    }
+
+    /// Fails the input a worker was running with `err`, which its span
+    /// records.
+    fn fail_culprit(&mut self, culprit: Culprit, err: Error) {
+        let err = err.with_task(culprit.task).with_index(culprit.item.index);
+        trace::record_error(&culprit.span, &err);
+        self.deliveries
+            .push(&culprit.sink, culprit.item.index, Err(err));
     }
 
     /// [`requeue`](Self::requeue) for everything taken back from a worker.
@@ -308,12 +309,8 @@ impl Dispatcher {
                 ErrorKind::Timeout,
                 format!("ran longer than {timeout:?}; its worker was killed"),
             )
-            .with_task(culprit.task)
-            .with_index(culprit.item.index)
             .with_worker(info);
-            trace::record_error(&culprit.span, &err);
-            self.deliveries
-                .push(&culprit.sink, culprit.item.index, Err(err));
+            self.fail_culprit(culprit, err);
         }
         self.requeue(taken.unstarted, None);
     }
