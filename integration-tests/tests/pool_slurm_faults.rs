@@ -175,19 +175,21 @@ impl Runs {
         self.starts().values().filter(|c| **c >= 2).count()
     }
 
-    /// Seconds from `at` until the inputs that had started on `host`
-    /// before `at` and ran again elsewhere after it started again (the
-    /// slowest such): the time to reroute. A host cut off from the pool
+    /// Seconds from `at` until the inputs that had started on `host` (or
+    /// were sent there before `at`, and started after it) and ran again
+    /// elsewhere after `at` started again (the slowest such): the time to
+    /// reroute. A host cut off from the pool
     /// may still finish its input (and log it, on the shared disk); the
     /// pool never hears of it.
     fn reroute_after(&self, host: &str, at: f64) -> Option<f64> {
         self.0
             .iter()
-            .filter(|r| r.start && r.host == host && r.at < at)
+            .filter(|r| r.start && r.host == host)
             .filter_map(|lost| {
                 self.0
                     .iter()
-                    .filter(|r| r.start && r.input == lost.input && r.at > at && r.host != host)
+                    .filter(|r| r.start && r.input == lost.input && r.host != host)
+                    .filter(|r| r.at > at && r.at > lost.at)
                     .map(|r| r.at - at)
                     .reduce(f64::min)
             })
@@ -326,7 +328,9 @@ fn a_requeued_jobs_orphaned_worker_stops_working_for_the_pool() {
             &script,
             &["on", "head", "squeue", "-h", "-o", "%T", "-j", &job],
         );
-        if !state.trim().is_empty() && state.trim() != "RUNNING" && state.trim() != "COMPLETING" {
+        // Requeued, it is COMPLETING, then PENDING, unless the pool
+        // cancelled it first (then it may have left the queue).
+        if state.trim() != "RUNNING" {
             break (unix_now(), killed.elapsed());
         }
         assert!(killed.elapsed() < LIMIT, "job {job} was never requeued");
@@ -335,6 +339,11 @@ fn a_requeued_jobs_orphaned_worker_stops_working_for_the_pool() {
     let (text, runs) = run.finish();
     // slurmd back, for the next test.
     control(&script, &["start"]);
+    let done: f64 = line(&text, "done").parse().expect("a time");
+    assert!(
+        requeued_at < done,
+        "Slurm did not requeue job {job} while the map ran (is SlurmdTimeout short?)"
+    );
     assert!(runs.most_runs() <= 2, "{text}");
     let kept = runs.last_activity(&job).map(|last| last - requeued_at);
     eprintln!(
