@@ -548,6 +548,19 @@ impl Drop for SilentCrowd {
     }
 }
 
+/// A pool of `workers` submitted to Slurm and no local ones, for the
+/// Slurm test programs (`pool_slurm`, `pool_slurm_faults`); prints
+/// `job: ID` for their tests. Panics, saying why, if it cannot be built.
+pub fn slurm_pool(workers: pool::SlurmWorkers) -> pool::Pool {
+    let pool = pool::Pool::builder()
+        .processes(0)
+        .slurm(workers)
+        .build()
+        .unwrap_or_else(|err| panic!("build: {err:#}"));
+    println!("job: {}", pool.slurm_jobs()[0]);
+    pool
+}
+
 /// A task in a library crate, for `tests/pool_link.rs`: the worker program
 /// `pool_link_lacking` depends on this crate but never names it (so the
 /// linker leaves the task out), `pool_link_linked` names it with

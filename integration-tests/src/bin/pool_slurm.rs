@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use integration_tests::slurm_pool;
 use pool::{AsyncResult, ErrorKind, Pool, SlurmWorkers};
 
 pool::task! {
@@ -62,16 +63,6 @@ fn workers(tasks: usize, output_dir: &Path) -> SlurmWorkers {
         .output(output_dir.join("job-%j.out"))
         .start_timeout(SLURM_WAIT)
         .job_name("pool-slurm-test")
-}
-
-fn slurm_pool(workers: SlurmWorkers) -> Pool {
-    let pool = Pool::builder()
-        .processes(0)
-        .slurm(workers)
-        .build()
-        .unwrap_or_else(|err| panic!("build: {err:#}"));
-    println!("job: {}", pool.slurm_jobs()[0]);
-    pool
 }
 
 fn wait_for_workers(pool: &Pool, count: usize) {
@@ -306,15 +297,11 @@ pool::task! {
 /// limit of one minute: workers told to leave at their limit hand their
 /// work back, replacements carry on.
 fn outlive_time_limit(output_dir: &Path) {
-    let pool = Pool::builder()
-        .processes(0)
-        .slurm(
-            workers(2, output_dir)
-                .time_limit(Duration::from_secs(60))
-                .resubmits(8),
-        )
-        .build()
-        .unwrap_or_else(|err| panic!("build: {err:#}"));
+    let pool = slurm_pool(
+        workers(2, output_dir)
+            .time_limit(Duration::from_secs(60))
+            .resubmits(8),
+    );
     let began = Instant::now();
     let dir = output_dir.to_path_buf();
     let results = pool

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use pool::{Pool, SlurmWorkers};
+use pool::SlurmWorkers;
 
 /// How long one input naps.
 const NAP: Duration = Duration::from_millis(500);
@@ -82,12 +82,7 @@ fn main() {
         ),
         other => panic!("unknown scenario {other}"),
     };
-    let pool = Pool::builder()
-        .processes(0)
-        .slurm(workers)
-        .build()
-        .unwrap_or_else(|err| panic!("build: {err:#}"));
-    println!("job: {}", pool.slurm_jobs()[0]);
+    let pool = integration_tests::slurm_pool(workers);
     let ready = || {
         pool.remote_workers()
             .iter()
