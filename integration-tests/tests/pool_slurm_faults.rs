@@ -8,8 +8,11 @@
 //! They need a multi-node cluster whose control script (`start`, `on HOST
 //! CMD`, `pids HOST`, `partition NODE`, `heal NODE`, with the head at
 //! 10.213.0.1) `POOL_MULTINODE_SCRIPT` names; without it, each test says
-//! why it skips. The slurmd test needs the cluster started with a short
-//! `SlurmdTimeout` (`MULTINODE_SLURMD_TIMEOUT=30`).
+//! why it skips. The slurmd test needs a short `SlurmdTimeout`: run the
+//! tests with `MULTINODE_SLURMD_TIMEOUT=30` in their environment too, since
+//! the test restarts the killed slurmd with the script's `start`, which
+//! writes the cluster's configuration from it (and restarts slurmctld
+//! when that changes).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
