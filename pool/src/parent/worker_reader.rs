@@ -175,8 +175,11 @@ fn read_until_end(
         match parse(id, message) {
             // Each would cost the dispatcher a turn (and, queued faster
             // than it takes them, memory): the connection ends instead.
-            Ok(event) if greeted && !may_follow_greeting(&event, &said) => {
-                let error = format!("it sent {} after its start-up was over", event.name());
+            Ok(event) if !may_come(&event, greeted, &said) => {
+                let error = match greeted {
+                    true => format!("it sent {} after its start-up was over", event.name()),
+                    false => format!("it sent {} before it was ready", event.name()),
+                };
                 tracing::warn!(worker = id, "{error}; its connection is ended");
                 break error;
             }
@@ -209,14 +212,15 @@ struct Said {
     leaving: bool,
 }
 
-/// Whether `event` may come once the worker has said it is ready: results,
-/// one report of memory over budget and one notice that it leaves.
-fn may_follow_greeting(event: &Event, said: &Said) -> bool {
+/// Whether `event` may come now: results at any time, one report of
+/// memory over budget and one notice that it leaves, and anything else
+/// only until the worker has said it is ready.
+fn may_come(event: &Event, greeted: bool, said: &Said) -> bool {
     match event {
         Event::Results { .. } => true,
         Event::OverBudget { .. } => !said.over_budget,
         Event::Leaving { .. } => !said.leaving,
-        _ => false,
+        _ => !greeted,
     }
 }
 
@@ -277,5 +281,31 @@ fn reap(child: &Mutex<Child>) -> Option<ExitStatus> {
         drop(guard);
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(10));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_says_once_that_it_leaves_whether_or_not_it_is_ready() {
+        let leaving = Event::Leaving { worker: 1 };
+        let mut said = Said::default();
+        for greeted in [false, true] {
+            assert!(may_come(&leaving, greeted, &said));
+        }
+        said.leaving = true;
+        for greeted in [false, true] {
+            assert!(!may_come(&leaving, greeted, &said));
+        }
+        // Over budget is a notice of its own, also once.
+        let over = Event::OverBudget {
+            worker: 1,
+            resident: 1,
+        };
+        assert!(may_come(&over, true, &said));
+        said.over_budget = true;
+        assert!(!may_come(&over, false, &said));
     }
 }
