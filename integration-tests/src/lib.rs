@@ -328,7 +328,10 @@ impl Flood {
     /// its descriptor stays open, so a later client may be handed the same
     /// address.
     pub fn silent_addresses(&self) -> std::collections::HashSet<std::net::SocketAddr> {
-        self.silent.iter().filter_map(|s| s.local_addr().ok()).collect()
+        self.silent
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .collect()
     }
 }
 
@@ -581,6 +584,19 @@ impl Drop for SilentCrowd {
             let _ = thread.join();
         }
     }
+}
+
+/// A pool of `workers` submitted to Slurm and no local ones, for the
+/// Slurm test programs (`pool_slurm`, `pool_slurm_faults`); prints
+/// `job: ID` for their tests. Panics, saying why, if it cannot be built.
+pub fn slurm_pool(workers: pool::SlurmWorkers) -> pool::Pool {
+    let pool = pool::Pool::builder()
+        .processes(0)
+        .slurm(workers)
+        .build()
+        .unwrap_or_else(|err| panic!("build: {err:#}"));
+    println!("job: {}", pool.slurm_jobs()[0]);
+    pool
 }
 
 /// A task in a library crate, for `tests/pool_link.rs`: the worker program

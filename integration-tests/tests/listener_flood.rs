@@ -167,7 +167,9 @@ fn a_good_client_is_accepted_while_thousands_of_peers_flood_the_listener() {
     let (first, peer) = &served.accepted[0];
     assert_eq!(first, b"the good client");
     match peer {
-        Some(Address::Tcp(peer)) => assert!(!flooders.contains(peer), "{peer} is a silent flood peer"),
+        Some(Address::Tcp(peer)) => {
+            assert!(!flooders.contains(peer), "{peer} is a silent flood peer")
+        }
         other => panic!("the good client's address: {other:?}"),
     }
     assert_eq!(served.failures.len(), garbage, "{:?}", served.failures);

@@ -30,6 +30,14 @@ pub enum ErrorKind {
     /// exited) or a remote worker disconnected. A worker that ran out of
     /// memory, where the pool can tell, is [`ErrorKind::OutOfMemory`].
     WorkerDied,
+    /// The remote workers running the input were lost, more times than
+    /// [`PoolBuilder::allowed_failures`](crate::PoolBuilder::allowed_failures)
+    /// allows: their connections ended or fell silent, or their node or
+    /// Slurm job ended. Until then, an input whose remote worker is lost
+    /// runs again elsewhere, since that is most often the cluster's fault
+    /// rather than the input's; the message says how often and how the
+    /// last worker was lost.
+    WorkerLost,
     /// The task's worker ran out of memory while running it: it crossed the
     /// pool's hard limit
     /// ([`PoolBuilder::hard_worker_memory`](crate::PoolBuilder::hard_worker_memory),
@@ -100,6 +108,7 @@ impl ErrorKind {
             ErrorKind::TaskFailed => "task failed",
             ErrorKind::Panicked => "task panicked",
             ErrorKind::WorkerDied => "worker died",
+            ErrorKind::WorkerLost => "the remote workers running it were lost",
             ErrorKind::OutOfMemory => "worker out of memory",
             ErrorKind::Timeout => "task timed out",
             ErrorKind::WaitTimedOut => "result not ready before the timeout",

@@ -229,6 +229,11 @@
 //!   instead; see [Memory](#memory).
 //!   A local worker records in shared memory which input it starts, so the
 //!   pool knows exactly which one was running.
+//! - A remote worker lost (its connection ended or fell silent, its node
+//!   or job ended): that is taken to be the cluster's fault, not the
+//!   input's, so the input it was running runs again elsewhere, up to
+//!   [`PoolBuilder::allowed_failures`] times (3 by default), then fails
+//!   with [`ErrorKind::WorkerLost`]; the others it held run elsewhere.
 //! - An input that runs past [`PoolBuilder::task_timeout`]: its worker is
 //!   killed and replaced, the input gets [`ErrorKind::Timeout`].
 //! - An input given up on while it runs: [`AsyncResult::cancel_and_stop`],
@@ -349,9 +354,9 @@ pub use crate::fn_task::{FnInput, FnInputs, FnTask};
 pub use crate::parent::{
     as_completed, wait_any, AsCompleted, AsyncResult, FnImap, Imap, ImapUnordered, KeepFailures,
     MapWith, Nested, NoProgress, Pool, PoolBuilder, Progress, RemoteWorker, SlurmWaiting,
-    SlurmWorkers, StopAtFailure, DEFAULT_JOURNAL_SYNC, DEFAULT_SLURM_COMMAND_TIMEOUT,
-    DEFAULT_SLURM_RESUBMITS, DEFAULT_SLURM_START_TIMEOUT, DEFAULT_SLURM_WAIT_REPORT_EVERY,
-    DEFAULT_STARTUP_TIMEOUT,
+    SlurmWorkers, StopAtFailure, DEFAULT_ALLOWED_FAILURES, DEFAULT_JOURNAL_SYNC,
+    DEFAULT_SLURM_COMMAND_TIMEOUT, DEFAULT_SLURM_RESUBMITS, DEFAULT_SLURM_START_TIMEOUT,
+    DEFAULT_SLURM_WAIT_REPORT_EVERY, DEFAULT_STARTUP_TIMEOUT,
 };
 pub use crate::state::{BuildError, WorkerState};
 pub use crate::task::{registered_tasks, Task, TaskEntry, TaskFailure};

@@ -36,7 +36,8 @@
 //!   id `bytes` and program name `bytes`; then, with the flag [`HAS_TASKS`]
 //!   (a worker whose build id is not the pool's), a count `u32` and each
 //!   task's name, input type and output type `bytes`, version `u32` and
-//!   code hash `u64`.
+//!   code hash `u64`; then, with the flag [`IN_SLURM_JOB`], the Slurm job
+//!   id `u64` the worker says it runs in.
 //! - `F` setup failed: a failure code `u8` and message `bytes`.
 //! - `X` refused: a program that is not a worker tried to start a pool;
 //!   the reason `bytes` says so.
@@ -94,6 +95,7 @@ const READY: u8 = b'H';
 const SETUP_FAILED: u8 = b'F';
 const REFUSED: u8 = b'X';
 const OVER_BUDGET: u8 = b'M';
+const LEAVING: u8 = b'L';
 const RESULTS: u8 = b'R';
 const PARTIAL_RESULTS: u8 = b'P';
 
@@ -105,6 +107,8 @@ const INDEXED_CHUNK_RECORD: u8 = b'I';
 const WANTS_INDICES: u8 = 1;
 /// Ready flag: the worker's tasks follow (its build is not the pool's).
 const HAS_TASKS: u8 = 2;
+/// Ready flag: the Slurm job the worker runs in follows.
+const IN_SLURM_JOB: u8 = 4;
 /// The fewest bytes a task's fingerprint takes in a ready message.
 const FINGERPRINT_MIN: usize = 3 * 4 + 4 + 8;
 
@@ -534,6 +538,8 @@ pub(crate) enum FromWorker<'a> {
         pid: u32,
         /// The worker traces its tasks and wants their input indices.
         wants_indices: bool,
+        /// The Slurm job a remote worker says it runs in.
+        slurm_job: Option<u64>,
         identity: Identity<'a>,
     },
     /// The initializer failed.
@@ -545,6 +551,10 @@ pub(crate) enum FromWorker<'a> {
     /// gives back every input it has not started and waits to be told to
     /// quit.
     OverBudget { resident: u64 },
+    /// The worker was told to leave (its job's time limit is near: Slurm's
+    /// warning signal): as over budget, it gives back every input it has
+    /// not started, finishes the one it runs, and waits to be told to quit.
+    Leaving,
     /// Results of chunks, in the order they were sent; built with
     /// [`ResultsWriter`].
     Results(Results<'a>),
@@ -556,6 +566,7 @@ impl<'a> FromWorker<'a> {
             FromWorker::Ready {
                 pid,
                 wants_indices,
+                slurm_job,
                 identity,
             } => {
                 let mut out = vec![READY];
@@ -563,6 +574,9 @@ impl<'a> FromWorker<'a> {
                 let mut flags = if *wants_indices { WANTS_INDICES } else { 0 };
                 if identity.tasks.is_some() {
                     flags |= HAS_TASKS;
+                }
+                if slurm_job.is_some() {
+                    flags |= IN_SLURM_JOB;
                 }
                 out.push(flags);
                 put_bytes(&mut out, identity.build_id.as_bytes());
@@ -576,6 +590,9 @@ impl<'a> FromWorker<'a> {
                         put_u32(&mut out, task.version);
                         put_u64(&mut out, task.code);
                     }
+                }
+                if let Some(job) = slurm_job {
+                    put_u64(&mut out, *job);
                 }
                 out
             }
@@ -594,6 +611,7 @@ impl<'a> FromWorker<'a> {
                 put_u64(&mut out, *resident);
                 out
             }
+            FromWorker::Leaving => vec![LEAVING],
             FromWorker::Results(results) => results.message.to_vec(),
         }
     }
@@ -624,9 +642,14 @@ impl<'a> FromWorker<'a> {
                     0 => None,
                     _ => Some(cursor.fingerprints()?),
                 };
+                let slurm_job = match flags & IN_SLURM_JOB {
+                    0 => None,
+                    _ => Some(cursor.u64("Slurm job id")?),
+                };
                 FromWorker::Ready {
                     pid,
                     wants_indices: flags & WANTS_INDICES != 0,
+                    slurm_job,
                     identity: Identity {
                         build_id,
                         program,
@@ -646,6 +669,7 @@ impl<'a> FromWorker<'a> {
             OVER_BUDGET => FromWorker::OverBudget {
                 resident: cursor.u64("resident bytes")?,
             },
+            LEAVING => FromWorker::Leaving,
             other => {
                 return Err(WireError(format!(
                     "unknown message tag {other} from a worker"
@@ -1575,6 +1599,7 @@ mod tests {
             FromWorker::Ready {
                 pid: 77,
                 wants_indices: true,
+                slurm_job: None,
                 identity: Identity {
                     build_id: "gnu:ab",
                     program: "pool-worker",
@@ -1584,6 +1609,7 @@ mod tests {
             FromWorker::Ready {
                 pid: 78,
                 wants_indices: false,
+                slurm_job: Some(u64::MAX - 1),
                 identity: Identity {
                     build_id: "",
                     program: "",
@@ -1610,6 +1636,7 @@ mod tests {
                 reason: "not a worker",
             },
             FromWorker::OverBudget { resident: 3 << 28 },
+            FromWorker::Leaving,
         ];
         for message in from_worker {
             assert_eq!(FromWorker::parse(&message.encode()).unwrap(), message);

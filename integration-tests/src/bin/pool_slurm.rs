@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use integration_tests::slurm_pool;
 use pool::{AsyncResult, ErrorKind, Pool, SlurmWorkers};
 
 pool::task! {
@@ -32,6 +33,9 @@ fn main() {
         "scancel" => scancel_mid_map(&output_dir, 1),
         "scancel-no-resubmit" => scancel_mid_map(&output_dir, 0),
         "drop" => drop_mid_map(&output_dir),
+        "kill-one" => kill_one_mid_map(&output_dir),
+        "requeue" => requeue_mid_map(&output_dir),
+        "time-limit" => outlive_time_limit(&output_dir),
         "close-then-scancel" => close_then_scancel(&output_dir),
         "wait-for-kill" => wait_for_kill(&output_dir),
         "program" => named_program(&output_dir, &args.next().expect("a worker program")),
@@ -83,16 +87,6 @@ fn workers(tasks: usize, output_dir: &Path) -> SlurmWorkers {
         .job_name("pool-slurm-test")
 }
 
-fn slurm_pool(workers: SlurmWorkers) -> Pool {
-    let pool = Pool::builder()
-        .processes(0)
-        .slurm(workers)
-        .build()
-        .unwrap_or_else(|err| panic!("build: {err:#}"));
-    println!("job: {}", pool.slurm_jobs()[0]);
-    pool
-}
-
 fn wait_for_workers(pool: &Pool, count: usize) {
     let deadline = Instant::now() + SLURM_WAIT;
     while pool.remote_workers_joined() < count {
@@ -136,9 +130,10 @@ fn map_on_six(output_dir: &Path) {
     println!("joined: {}", pool.remote_workers_joined());
 }
 
-/// The job cancelled while a map runs: the inputs in flight fail with
-/// `WorkerDied`, the rest run on the workers of the job submitted instead,
-/// or, with no resubmits left, fail with `Startup`.
+/// The job cancelled while a map runs: its workers, told to leave
+/// (SIGTERM), finish the inputs they run and give back the rest, which run
+/// on the workers of the job submitted instead, or, with no resubmits
+/// left, fail with `Startup`.
 fn scancel_mid_map(output_dir: &Path, resubmits: u32) {
     let pool = slurm_pool(workers(2, output_dir).resubmits(resubmits));
     wait_for_workers(&pool, 2);
@@ -157,20 +152,7 @@ fn scancel_mid_map(output_dir: &Path, resubmits: u32) {
         .run();
     println!("jobs: {}", pool.slurm_jobs().len());
     // A pool that can get no more workers fails the call itself.
-    let results = match results {
-        Ok(results) => results,
-        Err(err) => return println!("call_error: {:?}: {err}", err.kind()),
-    };
-    print_outcomes(
-        results
-            .iter()
-            .enumerate()
-            .map(|(index, result)| match result {
-                Ok((input, _)) if *input == index as u64 => "ok".to_string(),
-                Ok(_) => "wrong".to_string(),
-                Err(err) => format!("{:?}", err.kind()),
-            }),
-    );
+    print_map_outcomes(results);
 }
 
 fn scancel(job: u64) {
@@ -231,6 +213,146 @@ fn close_then_scancel(output_dir: &Path) {
     pool.join();
     println!("joined: true");
     println!("jobs: {}", pool.slurm_jobs().len());
+}
+
+/// What a map of `napping_pid` kept with its failures returns.
+type KeptResults = Result<Vec<Result<(u64, u32), pool::Error>>, pool::Error>;
+
+/// Prints each outcome of a map kept with its failures, or the call's
+/// error.
+fn print_map_outcomes(results: KeptResults) {
+    match results {
+        Ok(results) => print_outcomes(results.iter().enumerate().map(
+            |(index, result)| match result {
+                Ok((input, _)) if *input == index as u64 => "ok".to_string(),
+                Ok(_) => "wrong".to_string(),
+                Err(err) => format!("{:?}", err.kind()),
+            },
+        )),
+        Err(err) => println!("call_error: {:?}: {err}", err.kind()),
+    }
+}
+
+/// The ready Slurm workers: their claimed pids (on this one-node cluster,
+/// processes of this host).
+fn ready_workers(pool: &Pool) -> Vec<u32> {
+    pool.remote_workers()
+        .iter()
+        .filter_map(|w| w.claimed_pid)
+        .collect()
+}
+
+/// Waits until `count` Slurm workers are ready; returns how long that took.
+fn wait_until_ready(pool: &Pool, count: usize, since: Instant) -> f64 {
+    while ready_workers(pool).len() < count {
+        assert!(since.elapsed() < SLURM_WAIT, "not back to {count} workers");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    since.elapsed().as_secs_f64()
+}
+
+/// A map of 24 inputs of 300 ms on two workers, one input per chunk, with
+/// `fault` done to the pool once four are done; prints the outcomes, how
+/// long the pool then took to be back to two workers, and its jobs.
+fn fault_mid_map(output_dir: &Path, fault: impl Fn(&Pool)) {
+    let pool = slurm_pool(workers(2, output_dir));
+    wait_until_ready(&pool, 2, Instant::now());
+    let mut done_at = None;
+    let results = pool
+        .map_with(napping_pid, (0..24).map(|i| (i, 300)))
+        .chunksize(1)
+        .progress(|progress| {
+            if progress.done >= 4 && done_at.is_none() {
+                fault(&pool);
+                done_at = Some(Instant::now());
+            }
+        })
+        .keep_failures()
+        .run();
+    print_map_outcomes(results);
+    let done_at = done_at.expect("the fault was done");
+    println!("back_to_n_s: {:.3}", wait_until_ready(&pool, 2, done_at));
+    println!("jobs: {}", pool.slurm_jobs().len());
+}
+
+/// One of two workers SIGKILLed mid-map, with default settings: its input
+/// runs elsewhere, and the pool submits a job in its place.
+fn kill_one_mid_map(output_dir: &Path) {
+    fault_mid_map(output_dir, |pool| {
+        let victim = ready_workers(pool)[0];
+        signal(victim, "KILL");
+        println!("killed: {victim}");
+    });
+}
+
+/// The job requeued by Slurm mid-map: its workers are cut off, it is
+/// cancelled and replaced, and the map completes.
+fn requeue_mid_map(output_dir: &Path) {
+    fault_mid_map(output_dir, |pool| {
+        let job = pool.slurm_jobs()[0];
+        let status = std::process::Command::new("scontrol")
+            .args(["requeue", &job.to_string()])
+            .status()
+            .expect("run scontrol requeue");
+        assert!(status.success(), "scontrol requeue {job}");
+        println!("requeued: {job}");
+    });
+}
+
+pool::task! {
+    /// Sleeps `millis`, after noting the input in `dir/runs` (one line per
+    /// run, appended), then says which worker ran it.
+    fn logged_nap((input, millis, dir): (u64, u64, PathBuf)) -> (u64, u32) {
+        use std::io::Write;
+        let mut runs = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("runs"))
+            .expect("open the runs file");
+        writeln!(runs, "{input}").expect("note a run");
+        std::thread::sleep(Duration::from_millis(millis));
+        (input, std::process::id())
+    }
+}
+
+/// A map of about three minutes on two workers whose jobs have a time
+/// limit of one minute: workers told to leave at their limit hand their
+/// work back, replacements carry on.
+fn outlive_time_limit(output_dir: &Path) {
+    let pool = slurm_pool(
+        workers(2, output_dir)
+            .time_limit(Duration::from_secs(60))
+            .resubmits(8),
+    );
+    let began = Instant::now();
+    let dir = output_dir.to_path_buf();
+    let results = pool
+        .map_with(logged_nap, (0..180).map(|i| (i, 2_000, dir.clone())))
+        .chunksize(1)
+        .keep_failures()
+        .run();
+    println!("map_s: {:.3}", began.elapsed().as_secs_f64());
+    print_map_outcomes(results);
+    let runs = std::fs::read_to_string(output_dir.join("runs")).unwrap_or_default();
+    let mut counts = std::collections::BTreeMap::<u64, usize>::new();
+    for line in runs.lines() {
+        *counts.entry(line.parse().expect("an input")).or_default() += 1;
+    }
+    println!("inputs_run: {}", counts.len());
+    println!("most_runs: {}", counts.values().max().copied().unwrap_or(0));
+    println!(
+        "run_twice: {}",
+        counts.values().filter(|c| **c == 2).count()
+    );
+    println!("jobs: {}", pool.slurm_jobs().len());
+}
+
+fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal} {pid}");
 }
 
 /// The pool dropped while its workers run a map's inputs.

@@ -225,13 +225,44 @@ impl PoolBuilder {
         self
     }
 
-    /// How many times an input whose worker died while running it is run
-    /// again before it fails with [`ErrorKind::WorkerDied`]. Default 0: an
+    /// How many times an input whose local worker died while running it
+    /// is run again before it fails with [`ErrorKind::WorkerDied`] (a
+    /// remote worker lost is counted by
+    /// [`allowed_failures`](PoolBuilder::allowed_failures) instead). Default 0: an
     /// input that killed its worker (abort, out of memory, a fatal signal)
     /// would most likely kill the next one too. The other inputs a dead
     /// worker held are always run again, without counting as a retry.
     pub fn retries(mut self, retries: u32) -> PoolBuilder {
         self.config.retries = retries;
+        self
+    }
+
+    /// How many times an input whose remote worker was lost while running
+    /// it is run again elsewhere before it fails with
+    /// [`ErrorKind::WorkerLost`] (default
+    /// [`DEFAULT_ALLOWED_FAILURES`](crate::DEFAULT_ALLOWED_FAILURES), 3,
+    /// as Dask's `allowed-failures`). A remote worker is lost when its
+    /// connection ends or falls silent (TCP keepalive), or its node or
+    /// Slurm job ends: most often the cluster's doing rather than the
+    /// input's, so unlike [`retries`](PoolBuilder::retries) (which counts
+    /// the deaths of local workers, whose cause the pool sees), a loss
+    /// runs the input again by default. An input that keeps losing its
+    /// workers (one that crashes every host it runs on) fails after
+    /// `allowed_failures + 1` of them. The other inputs a lost worker held
+    /// always run again, without counting.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = pool::Pool::builder()
+    ///     .processes(0)
+    ///     .listen("tcp:127.0.0.1:0", b"key".to_vec())
+    ///     .allowed_failures(5)
+    ///     .build()?;
+    /// # Ok::<(), pool::Error>(())
+    /// ```
+    pub fn allowed_failures(mut self, failures: u32) -> PoolBuilder {
+        self.config.allowed_failures = failures;
         self
     }
 

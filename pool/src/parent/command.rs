@@ -25,6 +25,9 @@ pub(crate) enum Command {
     /// The pool can get no more workers (its launcher gave up): fail the
     /// queued work and every later call with this error.
     Break(Error),
+    /// Slurm no longer runs this job (it ended, or was requeued): its
+    /// remote workers are cut off, and what they ran runs elsewhere.
+    RetireJob(u64),
 }
 
 /// The way into a pool's dispatcher, for the pool and the iterators it
@@ -165,6 +168,6 @@ fn run_inline(command: Command) {
         Command::Interrupt(reply) => {
             let _ = reply.send(false);
         }
-        Command::Close | Command::Terminate | Command::Break(_) => {}
+        Command::Close | Command::Terminate | Command::Break(_) | Command::RetireJob(_) => {}
     }
 }

@@ -12,6 +12,11 @@ use crate::wire::MemoryLimits;
 /// How long a new worker may take to report that it is ready.
 pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How many times an input whose remote worker was lost is run again by
+/// default ([`PoolBuilder::allowed_failures`](crate::PoolBuilder::allowed_failures)),
+/// as Dask's `allowed-failures`.
+pub const DEFAULT_ALLOWED_FAILURES: u32 = 3;
+
 /// What building a pool inside a pool worker does
 /// ([`PoolBuilder::nested`](crate::PoolBuilder::nested)).
 ///
@@ -73,6 +78,8 @@ pub(crate) struct Config {
     pub(crate) max_tasks_per_child: Option<u64>,
     pub(crate) task_timeout: Option<Duration>,
     pub(crate) retries: u32,
+    /// How many times an input is run again after losing its remote worker.
+    pub(crate) allowed_failures: u32,
     pub(crate) startup_timeout: Duration,
     pub(crate) listen: Option<(String, Vec<u8>)>,
     /// Workers to submit to Slurm, which join through `listen`.
@@ -104,6 +111,7 @@ impl Default for Config {
             max_tasks_per_child: None,
             task_timeout: None,
             retries: 0,
+            allowed_failures: DEFAULT_ALLOWED_FAILURES,
             startup_timeout: DEFAULT_STARTUP_TIMEOUT,
             listen: None,
             slurm: None,
@@ -136,6 +144,7 @@ impl std::fmt::Debug for Config {
             .field("max_tasks_per_child", &self.max_tasks_per_child)
             .field("task_timeout", &self.task_timeout)
             .field("retries", &self.retries)
+            .field("allowed_failures", &self.allowed_failures)
             .field("startup_timeout", &self.startup_timeout)
             .field("listen", &listen)
             .field("slurm", &self.slurm)

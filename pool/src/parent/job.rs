@@ -18,6 +18,8 @@ pub(crate) struct Item {
     room: usize,
     /// How many times a worker died while running this input.
     pub(crate) deaths: u32,
+    /// How many times a remote worker running this input was lost.
+    pub(crate) losses: u32,
     /// How many workers ended while they held this input and had started
     /// none of what they held: workers that could not take what they were
     /// sent (a message they refused, a crash while reading it).
@@ -31,6 +33,7 @@ impl Item {
             buffer: input,
             room: 0,
             deaths: 0,
+            losses: 0,
             bounces: 0,
         }
     }

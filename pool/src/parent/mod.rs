@@ -44,7 +44,7 @@ mod worker_slot;
 pub use async_result::AsyncResult;
 pub use builder::PoolBuilder;
 pub use completion::{as_completed, wait_any, AsCompleted};
-pub use config::{Nested, DEFAULT_STARTUP_TIMEOUT};
+pub use config::{Nested, DEFAULT_ALLOWED_FAILURES, DEFAULT_STARTUP_TIMEOUT};
 pub use fn_calls::FnImap;
 pub use imap::{Imap, ImapUnordered};
 pub use journal::DEFAULT_JOURNAL_SYNC;

@@ -177,6 +177,7 @@ pub(crate) fn start(mut config: Config) -> Result<Pool> {
                 listener.address(),
                 authkey,
                 joined,
+                Arc::clone(&pool.roster),
                 commands,
             )
         });

@@ -25,6 +25,10 @@ pub struct RemoteWorker {
     /// The pid it claims to have, unverified; `None` until it said it is
     /// ready.
     pub claimed_pid: Option<u32>,
+    /// The Slurm job it says it runs in (its `SLURM_JOB_ID`), unverified
+    /// too; `None` outside Slurm. A pool that submitted that job cuts the
+    /// worker off when Slurm no longer runs the job.
+    pub slurm_job: Option<u64>,
 }
 
 /// What the dispatcher last published, shared with the pool's handle.

@@ -29,6 +29,8 @@ pub(crate) enum Event {
         claimed_pid: u32,
         /// The worker traces its tasks and wants their input indices.
         wants_indices: bool,
+        /// The Slurm job a remote worker says it runs in: a claim too.
+        slurm_job: Option<u64>,
         build: Build,
     },
     /// The worker's tasks differ from this program's: it is refused.
@@ -60,6 +62,11 @@ pub(crate) enum Event {
         worker: u32,
         resident: u64,
     },
+    /// The worker leaves (it was signalled to): it gives back what it has
+    /// not started.
+    Leaving {
+        worker: u32,
+    },
     Lost {
         worker: u32,
         end: WorkerEnd,
@@ -78,6 +85,7 @@ impl Event {
         match self {
             Event::Ready { .. } | Event::Mismatch { .. } => "a ready message",
             Event::OverBudget { .. } => "a second report of memory over budget",
+            Event::Leaving { .. } => "a second notice that it leaves",
             Event::SetupFailed { .. } => "a setup failure",
             Event::Refused { .. } => "a refusal",
             Event::Results { .. } => "results",
@@ -157,7 +165,8 @@ fn read_until_end(
     // once, and only results may follow, and one report that it is over
     // its memory budget (after which it waits to be told to quit).
     let mut greeted = false;
-    let mut over_budget = false;
+    // The notices a worker may send once after its ready message.
+    let mut said = Said::default();
     let error = loop {
         let message = match conn.recv_bytes() {
             Ok(message) => message,
@@ -166,14 +175,21 @@ fn read_until_end(
         match parse(id, message) {
             // Each would cost the dispatcher a turn (and, queued faster
             // than it takes them, memory): the connection ends instead.
-            Ok(event) if greeted && !may_follow_greeting(&event, over_budget) => {
-                let error = format!("it sent {} after its start-up was over", event.name());
+            Ok(event) if !may_come(&event, greeted, &said) => {
+                let error = match greeted {
+                    true => format!("it sent {} after its start-up was over", event.name()),
+                    false => format!("it sent {} before it was ready", event.name()),
+                };
                 tracing::warn!(worker = id, "{error}; its connection is ended");
                 break error;
             }
             Ok(event) => {
-                over_budget |= matches!(event, Event::OverBudget { .. });
-                greeted |= !matches!(event, Event::Results { .. } | Event::OverBudget { .. });
+                said.over_budget |= matches!(event, Event::OverBudget { .. });
+                said.leaving |= matches!(event, Event::Leaving { .. });
+                greeted |= !matches!(
+                    event,
+                    Event::Results { .. } | Event::OverBudget { .. } | Event::Leaving { .. }
+                );
                 if events.send(event).is_err() {
                     break "the pool stopped".to_string();
                 }
@@ -189,13 +205,22 @@ fn read_until_end(
     });
 }
 
-/// Whether `event` may come once the worker has said it is ready: results,
-/// and one report of memory over budget.
-fn may_follow_greeting(event: &Event, over_budget_said: bool) -> bool {
+/// The notices a worker has sent since it said it is ready.
+#[derive(Default)]
+struct Said {
+    over_budget: bool,
+    leaving: bool,
+}
+
+/// Whether `event` may come now: results at any time, one report of
+/// memory over budget and one notice that it leaves, and anything else
+/// only until the worker has said it is ready.
+fn may_come(event: &Event, greeted: bool, said: &Said) -> bool {
     match event {
         Event::Results { .. } => true,
-        Event::OverBudget { .. } => !over_budget_said,
-        _ => false,
+        Event::OverBudget { .. } => !said.over_budget,
+        Event::Leaving { .. } => !said.leaving,
+        _ => !greeted,
     }
 }
 
@@ -214,18 +239,21 @@ fn parse(worker: u32, message: Vec<u8>) -> Result<Event, WireError> {
         FromWorker::Ready {
             pid,
             wants_indices,
+            slurm_job,
             identity,
         } => match identity::check(&identity) {
             Ok(build) => Event::Ready {
                 worker,
                 claimed_pid: pid,
                 wants_indices,
+                slurm_job,
                 build,
             },
             Err(mismatch) => Event::Mismatch { worker, mismatch },
         },
         FromWorker::SetupFailed(failure) => Event::SetupFailed { worker, failure },
         FromWorker::OverBudget { resident } => Event::OverBudget { worker, resident },
+        FromWorker::Leaving => Event::Leaving { worker },
         FromWorker::Refused { reason } => Event::Refused {
             worker,
             message: reason.to_string(),
@@ -253,5 +281,31 @@ fn reap(child: &Mutex<Child>) -> Option<ExitStatus> {
         drop(guard);
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(10));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_says_once_that_it_leaves_whether_or_not_it_is_ready() {
+        let leaving = Event::Leaving { worker: 1 };
+        let mut said = Said::default();
+        for greeted in [false, true] {
+            assert!(may_come(&leaving, greeted, &said));
+        }
+        said.leaving = true;
+        for greeted in [false, true] {
+            assert!(!may_come(&leaving, greeted, &said));
+        }
+        // Over budget is a notice of its own, also once.
+        let over = Event::OverBudget {
+            worker: 1,
+            resident: 1,
+        };
+        assert!(may_come(&over, true, &said));
+        said.over_budget = true;
+        assert!(!may_come(&over, false, &said));
     }
 }

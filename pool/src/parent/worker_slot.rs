@@ -41,6 +41,9 @@ pub(crate) enum Process {
         /// (any peer with the key can send any number), shown for the
         /// operator's sake and never signalled.
         claimed_pid: Option<u32>,
+        /// The Slurm job it said it runs in: a claim as well, which only
+        /// decides when the pool cuts this worker off (when that job ends).
+        slurm_job: Option<u64>,
     },
 }
 
@@ -201,6 +204,14 @@ impl WorkerSlot {
         }
     }
 
+    /// The Slurm job a remote worker claims to run in, once it said so.
+    pub(crate) fn slurm_job(&self) -> Option<u64> {
+        match &self.process {
+            Process::Remote { slurm_job, .. } => *slurm_job,
+            Process::Local { .. } => None,
+        }
+    }
+
     /// The pid a remote worker claims to have, once it said so.
     pub(crate) fn claimed_pid(&self) -> Option<u32> {
         match &self.process {
@@ -237,16 +248,24 @@ impl WorkerSlot {
     /// as a claim for a remote worker, and ignored for a local one, whose
     /// pid the pool knows. Returns false if it was not starting (a late
     /// message from a worker already given up on).
-    pub(crate) fn mark_ready(&mut self, claimed_pid: u32, wants_indices: bool) -> bool {
+    pub(crate) fn mark_ready(
+        &mut self,
+        claimed_pid: u32,
+        job: Option<u64>,
+        wants_indices: bool,
+    ) -> bool {
         if !matches!(self.state, State::Starting { .. }) {
             return false;
         }
         self.state = State::Ready;
         if let Process::Remote {
-            claimed_pid: claim, ..
+            claimed_pid: claim,
+            slurm_job,
+            ..
         } = &mut self.process
         {
             *claim = Some(claimed_pid);
+            *slurm_job = job;
         }
         self.indices = match wants_indices {
             true => Indices::Sent,
@@ -774,6 +793,7 @@ mod tests {
         let process = Process::Remote {
             peer: "a test".to_string(),
             claimed_pid: None,
+            slurm_job: None,
         };
         let deadline = Instant::now() + Duration::from_secs(3600);
         let slot = WorkerSlot::starting(0, None, process, ours, reader, deadline, max_message_size);

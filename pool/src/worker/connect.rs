@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use connection::{Address, Client, Connection};
+use signal_hook::consts::{SIGTERM, SIGUSR1, SIGUSR2};
 
-use super::serve::{is_silence, serve, POOL_GONE, POOL_SILENT};
+use super::serve::{is_silence, serve, Remote, POOL_GONE, POOL_SILENT};
 use super::start::{forget_env, AUTHKEY_ENV};
 use crate::error::{Error, Result};
 use crate::sys;
@@ -27,6 +28,15 @@ use crate::sys;
 /// left computing for a dead pool would hold its host and its job. The
 /// line and the error tell the two apart: a pool that closed the
 /// connection, or one that fell silent (cut off, or its host down).
+///
+/// **Told to leave**: SIGTERM, SIGUSR1 or SIGUSR2 (what Slurm sends
+/// before a job's time limit: SIGTERM at the limit, or the signal its
+/// `--signal=SIG@SECONDS` names, that long before) makes the worker leave
+/// in good order rather than die: it runs nothing more, tells the pool,
+/// which runs the inputs it gives back (all it has not started) elsewhere
+/// and counts it out (a Slurm pool submits a replacement), finishes the
+/// input it runs and exits once the pool says quit. A second SIGTERM ends
+/// the process at once (status 143).
 ///
 /// This makes the calling process a worker for good: it can no longer start
 /// pools of its own, and panics in it are no longer printed (task panics
@@ -64,7 +74,14 @@ pub fn connect_worker(address: &str, authkey: &[u8]) -> Result<()> {
     let conn = join_pool(address, authkey)?;
     let busy = Arc::new(AtomicBool::new(false));
     let watcher = Watcher::start(&conn, Arc::clone(&busy));
-    let served = serve(conn, None, Some(busy));
+    let remote = Remote {
+        busy: Some(busy),
+        leave: leave_on_signals(),
+        slurm_job: std::env::var("SLURM_JOB_ID")
+            .ok()
+            .and_then(|id| id.parse().ok()),
+    };
+    let served = serve(conn, None, Some(remote));
     drop(watcher);
     served
 }
@@ -106,6 +123,35 @@ pub fn join_pool(address: &str, authkey: &[u8]) -> Result<Connection> {
 #[doc(hidden)]
 pub fn serve_joined(conn: Connection) -> Result<()> {
     serve(conn, None, None)
+}
+
+/// The signals that tell a remote worker to leave: SIGTERM, which Slurm
+/// sends at a job's time limit (and `scancel`), and the two a job's
+/// `--signal` is most often set to.
+const LEAVE_SIGNALS: [i32; 3] = [SIGTERM, SIGUSR1, SIGUSR2];
+
+/// A flag the leave signals set, instead of ending the process (a second
+/// SIGTERM still ends it); none if the handlers cannot be installed,
+/// which leaves the signals' default, ending the process.
+fn leave_on_signals() -> Option<Arc<AtomicBool>> {
+    let leave = Arc::new(AtomicBool::new(false));
+    let installed = signal_hook::flag::register_conditional_shutdown(
+        SIGTERM,
+        128 + SIGTERM,
+        Arc::clone(&leave),
+    )
+    .and_then(|_| {
+        LEAVE_SIGNALS.iter().try_for_each(|&signal| {
+            signal_hook::flag::register(signal, Arc::clone(&leave)).map(drop)
+        })
+    });
+    match installed {
+        Ok(()) => Some(leave),
+        Err(err) => {
+            tracing::warn!(%err, "cannot handle SIGTERM; a time limit will end this worker mid-task");
+            None
+        }
+    }
 }
 
 /// How often the watcher looks at the connection.

@@ -14,6 +14,11 @@
 //! named chunks that it has not started (answered as `Returned`), so that
 //! the pool can run them on an idle worker or drop them for a caller that
 //! gave up; anything else is kept for later, in order.
+//!
+//! A remote worker may be told to leave by a signal (Slurm's warning before
+//! its job's time limit: see `connect.rs`): between inputs, or while it
+//! waits for work, it tells the pool so, gives back every input it has not
+//! started (as over its memory budget) and waits to be told to quit.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,6 +49,8 @@ pub(crate) const POOL_GONE: &str =
 pub(crate) const POOL_SILENT: &str =
     "the pool fell silent: its host stopped answering this worker's keepalive probes \
      (about 5 s without an answer; the network between them is cut, or that host is down)";
+/// How often a worker waiting for work looks whether it was told to leave.
+const LEAVE_CHECK: Duration = Duration::from_millis(100);
 
 /// How often a worker running inputs looks for a recall.
 const RECALL_CHECK: Duration = Duration::from_millis(1);
@@ -73,14 +80,17 @@ pub(crate) fn become_worker() {
 /// Runs the worker protocol on `conn` until the pool says quit, which is
 /// `Ok`, or goes away without saying so, which is an error.
 ///
-/// `busy`, if given, is kept set while the worker runs tasks, for a
-/// watcher that must tell a pool gone mid-task from one gone while the
-/// worker waits (which this loop notices itself).
+/// `remote` is what a remote worker adds (see [`Remote`]).
 pub(crate) fn serve(
     conn: Connection,
     progress: Option<SharedCounter>,
-    busy: Option<Arc<AtomicBool>>,
+    remote: Option<Remote>,
 ) -> Result<()> {
+    let Remote {
+        busy,
+        leave,
+        slurm_job,
+    } = remote.unwrap_or_default();
     become_worker();
     // Panics are caught and sent to the pool as the task's error, with
     // their location and backtrace, which the hook keeps for that;
@@ -99,6 +109,9 @@ pub(crate) fn serve(
         last_check: Instant::now(),
         budget: None,
         over_budget: false,
+        leave,
+        leaving: false,
+        slurm_job,
     };
     let id = worker.setup()?;
     // For a subscriber installed in this process (a worker program's own,
@@ -139,6 +152,26 @@ struct Worker {
     budget: Option<Budget>,
     /// Over the budget: every input not started is given back, until quit.
     over_budget: bool,
+    /// Set by a signal handler when the worker is to leave.
+    leave: Option<Arc<AtomicBool>>,
+    /// The pool was told that the worker leaves: as over budget, every
+    /// input not started is given back, until quit.
+    leaving: bool,
+    /// The Slurm job this worker runs in, told to the pool.
+    slurm_job: Option<u64>,
+}
+
+/// What a remote worker adds to the loop.
+#[derive(Default)]
+pub(crate) struct Remote {
+    /// Kept set while the worker runs tasks, for a watcher that must tell a
+    /// pool gone mid-task from one gone while the worker waits (which the
+    /// loop notices itself).
+    pub(crate) busy: Option<Arc<AtomicBool>>,
+    /// Set (by a signal handler) when the worker is to leave.
+    pub(crate) leave: Option<Arc<AtomicBool>>,
+    /// The Slurm job it runs in, which the pool follows.
+    pub(crate) slurm_job: Option<u64>,
 }
 
 fn protocol(err: WireError) -> Error {
@@ -180,6 +213,7 @@ impl Worker {
             Ok(()) => FromWorker::Ready {
                 pid: std::process::id(),
                 wants_indices: tracing::enabled!(tracing::Level::DEBUG),
+                slurm_job: self.slurm_job,
                 identity: identity(build_id),
             },
             Err(failure) => FromWorker::SetupFailed(failure),
@@ -199,7 +233,10 @@ impl Worker {
                     early = message;
                     &early[..]
                 }
-                None => inbox.receive(&mut self.conn).map_err(receive_error)?,
+                None => {
+                    self.wait_for_message()?;
+                    inbox.receive(&mut self.conn).map_err(receive_error)?
+                }
             };
             match ToWorker::parse(message).map_err(protocol)? {
                 ToWorker::Batch(batch) => {
@@ -224,6 +261,37 @@ impl Worker {
                 self.flush()?;
             }
         }
+    }
+
+    /// Waits until a message arrives; meanwhile, a worker that may be told
+    /// to leave looks at its flag every [`LEAVE_CHECK`].
+    fn wait_for_message(&mut self) -> Result<()> {
+        if self.leave.is_none() {
+            return Ok(());
+        }
+        loop {
+            self.check_leave()?;
+            // An error (the pool gone) shows in the receive that follows.
+            if self.leaving || self.conn.poll(Some(LEAVE_CHECK)).unwrap_or(true) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Tells the pool once that this worker leaves, if it was signalled to.
+    fn check_leave(&mut self) -> Result<()> {
+        if self.leaving
+            || !self
+                .leave
+                .as_ref()
+                .is_some_and(|l| l.load(Ordering::Relaxed))
+        {
+            return Ok(());
+        }
+        self.leaving = true;
+        self.conn
+            .send_bytes(&FromWorker::Leaving.encode())
+            .map_err(|err| Error::from_connection(err, "say this worker leaves"))
     }
 
     fn receive(&mut self) -> Result<Vec<u8>> {
@@ -295,11 +363,12 @@ impl Worker {
                 self.send_finished_part(&mut began)?;
             }
             self.check_budget(now)?;
+            self.check_leave()?;
             // Every input passed counts, so that the progress page keeps
             // numbering inputs as the pool sent them; only one about to
             // run is published there.
             self.started += 1;
-            if self.over_budget || self.recalled.contains(&chunk.id) {
+            if self.over_budget || self.leaving || self.recalled.contains(&chunk.id) {
                 self.results
                     .item(|_| Err(TaskFailure::new(FailureKind::Returned, "")));
                 continue;

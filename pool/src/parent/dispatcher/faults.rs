@@ -46,6 +46,17 @@ impl Dispatcher {
                 let taken = slot.take_back();
                 self.requeue_taken_back(taken);
             }
+            // A remote worker's end says nothing of its input (its node,
+            // its job or the network may have failed), and the pool cannot
+            // see how its process ended.
+            State::Ready | State::Retiring if !slot.is_local() => {
+                let taken = slot.take_back();
+                let how = format!(
+                    "worker {worker} at {} ({description})",
+                    slot.peer().unwrap_or("?")
+                );
+                self.requeue_after_loss(taken, &how, slot.info());
+            }
             // A worker retiring over its memory budget may still hold
             // inputs (it gives them back before it quits, unless it dies).
             State::Ready | State::Retiring => {
@@ -103,15 +114,85 @@ impl Dispatcher {
             let err = died(format!(
                 "{description} while running this task{}",
                 death.note
-            ))
-            .with_task(culprit.task)
-            .with_index(culprit.item.index);
-            trace::record_error(&culprit.span, &err);
-            self.deliveries
-                .push(&culprit.sink, culprit.item.index, Err(err));
+            ));
+            self.fail_culprit(culprit, err);
             None
         });
         self.requeue(taken.unstarted, culprit);
+    }
+
+    /// Requeues what a lost remote worker held. The input it was running
+    /// runs again elsewhere unless remote workers were lost running it more
+    /// than `allowed_failures` times; then it fails with
+    /// [`ErrorKind::WorkerLost`]. `how` says how this one was lost.
+    pub(super) fn requeue_after_loss(&mut self, taken: TakenBack, how: &str, worker: WorkerInfo) {
+        let allowed = self.config.allowed_failures;
+        let culprit = taken.culprit.and_then(|mut culprit| {
+            culprit.item.losses += 1;
+            let losses = culprit.item.losses;
+            if losses <= allowed {
+                tracing::info!(
+                    worker.id,
+                    index = culprit.item.index,
+                    losses,
+                    "a remote worker running an input was lost ({how}); running it elsewhere"
+                );
+                return Some(culprit);
+            }
+            let err = Error::new(
+                ErrorKind::WorkerLost,
+                format!(
+                    "the remote workers running this input were lost {losses} times, the last time \
+                     {how}; allowed_failures is {allowed}, so it is not run again"
+                ),
+            )
+            .with_worker(worker);
+            self.fail_culprit(culprit, err);
+            None
+        });
+        self.requeue(taken.unstarted, culprit);
+    }
+
+    /// Slurm no longer runs `job` (it ended, or was requeued or
+    /// preempted): its remote workers are cut off (their connections shut
+    /// down, which ends them, wherever they run), and what they held runs
+    /// elsewhere, as after a loss. Workers already leaving (Slurm's SIGTERM
+    /// reached them) are left to finish the input they run.
+    pub(super) fn retire_job(&mut self, job: u64) {
+        let cut: Vec<u32> = self
+            .workers
+            .iter()
+            .filter(|w| w.slurm_job() == Some(job) && w.is_live())
+            .map(|w| w.id())
+            .collect();
+        for worker in cut {
+            let Some(slot) = self.worker_mut(worker) else {
+                continue;
+            };
+            let info = slot.info();
+            let how = format!(
+                "worker {worker} at {} (Slurm no longer runs its job {job})",
+                slot.peer().unwrap_or("?")
+            );
+            tracing::info!(
+                worker,
+                job,
+                "cutting off a worker of a job Slurm no longer runs"
+            );
+            slot.kill();
+            let taken = slot.take_back();
+            self.requeue_after_loss(taken, &how, info);
+        }
+        self.publish_roster();
+    }
+
+    /// Fails the input a worker was running with `err`, which its span
+    /// records.
+    fn fail_culprit(&mut self, culprit: Culprit, err: Error) {
+        let err = err.with_task(culprit.task).with_index(culprit.item.index);
+        trace::record_error(&culprit.span, &err);
+        self.deliveries
+            .push(&culprit.sink, culprit.item.index, Err(err));
     }
 
     /// [`requeue`](Self::requeue) for everything taken back from a worker.
@@ -228,12 +309,8 @@ impl Dispatcher {
                 ErrorKind::Timeout,
                 format!("ran longer than {timeout:?}; its worker was killed"),
             )
-            .with_task(culprit.task)
-            .with_index(culprit.item.index)
             .with_worker(info);
-            trace::record_error(&culprit.span, &err);
-            self.deliveries
-                .push(&culprit.sink, culprit.item.index, Err(err));
+            self.fail_culprit(culprit, err);
         }
         self.requeue(taken.unstarted, None);
     }

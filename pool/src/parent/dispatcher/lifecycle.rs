@@ -157,6 +157,7 @@ impl Dispatcher {
                     Process::Remote {
                         peer,
                         claimed_pid: None,
+                        slurm_job: None,
                     },
                     conn,
                     reader,
@@ -295,6 +296,7 @@ impl Dispatcher {
                         id: w.id(),
                         peer: w.peer()?.to_string(),
                         claimed_pid: w.claimed_pid(),
+                        slurm_job: w.slurm_job(),
                     })
                 })
                 .collect(),

@@ -1,4 +1,5 @@
-//! Workers over their memory budget: retired and replaced, by need.
+//! Workers over their memory budget, or leaving when signalled: retired
+//! and replaced, by need.
 
 use super::Dispatcher;
 use crate::parent::worker_slot::State;
@@ -24,6 +25,29 @@ impl Dispatcher {
             budget,
             "worker over its memory budget; retiring"
         );
+        self.take_back_and_retire(worker);
+    }
+
+    /// A worker leaves, told to by a signal (Slurm's warning before its
+    /// time limit): handled as a worker over budget, so that it runs
+    /// nothing more and its unstarted inputs run elsewhere; it no longer
+    /// counts as live, so a launcher sees the shortfall and replaces it.
+    pub(super) fn on_leaving(&mut self, worker: u32) {
+        if self.worker_mut(worker).map(|slot| slot.state()) != Some(State::Ready) {
+            return;
+        }
+        tracing::info!(worker, "worker leaves (signalled); retiring");
+        self.take_back_and_retire(worker);
+    }
+
+    /// Asks a ready worker for every input it holds and has not started,
+    /// which it gives back with its results (it gives back whatever it is
+    /// sent meanwhile too), and tells it to quit; `replenish` starts a
+    /// local one's replacement.
+    fn take_back_and_retire(&mut self, worker: u32) {
+        let Some(slot) = self.worker_mut(worker) else {
+            return;
+        };
         slot.recall(|_, _| true);
         slot.retire();
         self.publish_roster();

@@ -272,6 +272,7 @@ impl Dispatcher {
                 let _ = reply.send(had_work);
             }
             Command::Break(err) => self.break_pool(err),
+            Command::RetireJob(job) => self.retire_job(job),
         }
     }
 
@@ -291,15 +292,17 @@ impl Dispatcher {
                 worker,
                 claimed_pid,
                 wants_indices,
+                slurm_job,
                 build,
             } => {
                 if let Some(slot) = self.worker_mut(worker) {
-                    if slot.mark_ready(claimed_pid, wants_indices) {
+                    if slot.mark_ready(claimed_pid, slurm_job, wants_indices) {
                         match slot.peer() {
                             Some(peer) => tracing::debug!(
                                 worker,
                                 %peer,
                                 claimed_pid,
+                                slurm_job,
                                 wants_indices,
                                 "remote worker ready"
                             ),
@@ -340,6 +343,7 @@ impl Dispatcher {
                 busy_nanos,
             } => self.on_results(worker, message, busy_nanos),
             Event::OverBudget { worker, resident } => self.on_over_budget(worker, resident),
+            Event::Leaving { worker } => self.on_leaving(worker),
             Event::Lost { worker, end } => self.on_lost(worker, end),
             Event::Joined { conn, peer } => self.adopt_remote(*conn, peer),
         }

@@ -1,10 +1,12 @@
 //! Workers a pool launches through a cluster engine (Slurm, in `slurm`):
-//! submitting them, waiting for the first to join, replacing a job that
-//! ends while the pool is open, and cancelling them with the pool.
+//! submitting them, waiting for the first to join, keeping the pool at
+//! the workers it asked for while it is open (`capacity`), and cancelling
+//! them with the pool.
 //!
 //! The workers join through the pool's remote listener like hand-launched
 //! ones; what is here only submits and follows their job.
 
+mod capacity;
 mod reach;
 mod reports;
 mod signals;
@@ -25,6 +27,7 @@ use self::signals::WaitSignals;
 use self::slurm::{JobId, JobState, SlurmWorkers, Submission};
 use super::command::Command;
 use super::config::Config;
+use super::roster::SharedRoster;
 use crate::error::{Error, ErrorKind, Result};
 use crate::worker::AUTHKEY_ENV;
 
@@ -57,14 +60,16 @@ impl Launcher {
     /// Submits the first job of workers for a pool listening at `listening`
     /// with `authkey`. With no local processes, waits until a worker has
     /// joined (`joined` counts them), failing as [`SlurmWorkers`] says.
-    /// Then follows the job from a thread, which may send the dispatcher
-    /// `Command::Break` when it gives up.
+    /// Then follows the jobs from a thread, which counts their live
+    /// workers in `roster`, tells the dispatcher which jobs' workers to
+    /// cut off, and may send it `Command::Break` when it gives up.
     pub(crate) fn start(
         slurm: &SlurmWorkers,
         config: &Config,
         listening: &Address,
         authkey: &[u8],
         joined: Arc<AtomicUsize>,
+        roster: SharedRoster,
         commands: Sender<Command>,
     ) -> Result<Launcher> {
         let address = worker_address(listening, slurm.head_host.as_deref(), || {
@@ -104,7 +109,7 @@ impl Launcher {
         launcher.monitor = Some(
             std::thread::Builder::new()
                 .name("pool-slurm".into())
-                .spawn(move || shared.follow(first, &joined, local_workers, &commands))
+                .spawn(move || shared.follow(first, &roster, local_workers, &commands))
                 .map_err(|err| {
                     Error::new(ErrorKind::Startup, "start the Slurm monitor thread")
                         .with_source(err)
@@ -144,12 +149,22 @@ impl Drop for Launcher {
 
 impl Shared {
     fn submit(&self) -> Result<JobId> {
-        let job = slurm::submit(&self.submission)?;
+        Ok(self.record(slurm::submit(&self.submission)?))
+    }
+
+    /// Submits a job of `tasks` workers in place of lost ones (see
+    /// [`Submission::replacement`]).
+    fn submit_replacement(&self, tasks: usize) -> Result<JobId> {
+        Ok(self.record(slurm::submit(&self.submission.replacement(tasks))?))
+    }
+
+    /// Keeps `job` to cancel at the end.
+    fn record(&self, job: JobId) -> JobId {
         self.jobs
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(job);
-        Ok(job)
+        job
     }
 
     fn stopped(&self) -> bool {
@@ -249,83 +264,6 @@ impl Shared {
         let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
         let tail = lines[lines.len().saturating_sub(OUTPUT_TAIL_LINES)..].join(" | ");
         (!tail.is_empty()).then_some(tail)
-    }
-
-    /// The monitor thread: replaces the current job when it ends while the
-    /// pool is open, as often as allowed, and cancels a replacement that
-    /// stays pending past the start timeout with no worker joining; when it
-    /// gives up, a pool with no local workers fails its calls, as it does
-    /// when the job ends while the pool is closing.
-    fn follow(
-        &self,
-        first: JobId,
-        joined: &AtomicUsize,
-        local_workers: bool,
-        commands: &Sender<Command>,
-    ) {
-        let give_up = |err: Error| {
-            tracing::error!(%err, "giving up on Slurm workers");
-            if !local_workers {
-                let _ = commands.send(Command::Break(err));
-            }
-        };
-        let mut job = first;
-        let mut resubmits_left = self.slurm.resubmits;
-        // A replacement no worker of which joined yet: when it was
-        // submitted, and how many workers had joined by then.
-        let mut awaited: Option<(Instant, usize)> = None;
-        while !self.stopped() {
-            self.sleep(POLL_EVERY);
-            if self.stopped() {
-                continue;
-            }
-            if awaited.is_some_and(|(_, before)| joined.load(Ordering::Relaxed) > before) {
-                awaited = None;
-            }
-            let state = match slurm::state(job) {
-                Ok(JobState::Ended { state }) => state,
-                Ok(JobState::Pending { reason })
-                    if awaited.is_some_and(|(at, _)| at.elapsed() >= self.slurm.start_timeout) =>
-                {
-                    slurm::cancel(job);
-                    return give_up(Error::new(
-                        ErrorKind::Startup,
-                        format!(
-                            "no worker of the replacement Slurm job {job} joined within {:.0?}: \
-                             it was still pending (Slurm's reason: {reason}; it was cancelled)",
-                            self.slurm.start_timeout
-                        ),
-                    ));
-                }
-                Ok(_) => continue,
-                Err(err) => {
-                    tracing::debug!(%err, "cannot ask Slurm about the job");
-                    continue;
-                }
-            };
-            if self.closing.load(Ordering::Relaxed) {
-                return self.ended_while_closing(job, &state, local_workers, commands);
-            }
-            if resubmits_left == 0 {
-                return give_up(Error::new(
-                    ErrorKind::Startup,
-                    format!(
-                        "the pool's Slurm job {job} ended ({state}) and the pool may submit no \
-                         more (resubmits: {})",
-                        self.slurm.resubmits
-                    ),
-                ));
-            }
-            resubmits_left -= 1;
-            match self.submit() {
-                Ok(next) => {
-                    tracing::warn!(ended = job, %state, next, "a Slurm job of workers ended; submitted another");
-                    job = next;
-                    awaited = Some((Instant::now(), joined.load(Ordering::Relaxed)));
-                }
-                Err(err) => return give_up(err),
-            }
-        }
     }
 
     /// The job ended after the pool was told to close. That is how a clean

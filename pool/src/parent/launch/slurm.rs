@@ -91,20 +91,29 @@ impl std::fmt::Debug for WaitReport {
 ///   `build` with [`ErrorKind::Startup`] saying which command did not
 ///   answer;
 /// - cancels the job (`scancel`) when it is dropped, terminated or joined;
-/// - submits another job of `tasks` workers when one ends while the pool
-///   is open (cancelled, out of time, its node failed), at most
-///   [`resubmits`](SlurmWorkers::resubmits) times; then, if it has no local
-///   processes, fails its calls with [`ErrorKind::Startup`], as it does when
-///   a replacement stays pending past the start timeout with no worker
+/// - keeps itself at `tasks` workers while it is open: workers lost from
+///   a job that goes on (killed, cut off, or leaving before the job's
+///   time limit: see [`connect_worker`](crate::connect_worker)) are
+///   replaced by a job of as many tasks, and a job that ends (cancelled,
+///   out of time, its node failed) by one of `tasks` (a replacement drops
+///   `--nodes` and `--ntasks-per-node`: it takes the nodes it can get,
+///   with one perhaps down); each job after the
+///   first counts against [`resubmits`](SlurmWorkers::resubmits). With
+///   none left and no Slurm worker left, a pool with no local processes
+///   fails its calls with [`ErrorKind::Startup`], as it does when a
+///   replacement stays pending past the start timeout with no worker
 ///   joining (cancelling it). A job that ends once the pool is closing
 ///   (after [`close`](crate::Pool::close)) is not replaced: without local
 ///   processes, the work still queued then fails with
 ///   [`ErrorKind::Startup`] rather than wait for workers that cannot come.
-///   A worker lost inside a job that goes on is not replaced.
+/// - cuts off the workers of a job Slurm no longer runs (each worker says
+///   which job it runs in): one ended, or requeued or preempted, which
+///   Slurm may fail to stop on a node it lost; a requeued job is
+///   cancelled and replaced rather than waited for.
 ///
-/// The inputs a lost worker was running fail with
-/// [`ErrorKind::WorkerDied`] (or run again, with
-/// [`retries`](crate::PoolBuilder::retries)); the others it held run on the
+/// The input a lost worker was running runs again elsewhere, up to
+/// [`allowed_failures`](crate::PoolBuilder::allowed_failures) times, then
+/// fails with [`ErrorKind::WorkerLost`]; the others it held run on the
 /// remaining workers.
 ///
 /// # Examples
@@ -380,6 +389,40 @@ impl SlurmWorkers {
     }
 }
 
+impl Submission {
+    /// The job that replaces `tasks` lost workers: the same, with `tasks`
+    /// tasks and without the options that spread tasks over nodes
+    /// (`--nodes`, `--ntasks-per-node`), which a smaller job could not
+    /// meet, nor a full one while a node is down: a replacement takes the
+    /// nodes it can get.
+    pub(crate) fn replacement(&self, tasks: usize) -> Submission {
+        let spreads = |arg: &OsString| {
+            arg.to_str().is_some_and(|a| {
+                a.starts_with("--nodes=")
+                    || a.starts_with("--ntasks-per-node=")
+                    || a.starts_with("-N")
+            })
+        };
+        let args = self
+            .args
+            .iter()
+            .filter(|arg| !spreads(arg))
+            .map(
+                |arg| match arg.to_str().is_some_and(|a| a.starts_with("--ntasks=")) {
+                    true => format!("--ntasks={tasks}").into(),
+                    false => arg.clone(),
+                },
+            )
+            .collect();
+        Submission {
+            args,
+            script: self.script.clone(),
+            env: self.env.clone(),
+            limit: self.limit,
+        }
+    }
+}
+
 /// `word` as one word for `sh`: single-quoted, with its own single quotes
 /// closed, escaped and reopened.
 fn shell_quote(word: &str) -> String {
@@ -510,8 +553,8 @@ pub(crate) fn cancel_within(job: JobId, limit: Duration) {
         Ok(output) if output.status.success() => tracing::debug!(job, "cancelled the Slurm job"),
         Ok(output) => {
             let stderr = one_line(&String::from_utf8_lossy(&output.stderr));
-            // A job that ended and was forgotten needs no cancelling.
-            if stderr.contains("Invalid job id") {
+            // A job that ended (and was perhaps forgotten) needs no cancelling.
+            if stderr.contains("Invalid job id") || stderr.contains("already completing") {
                 tracing::debug!(job, "the Slurm job had already ended");
             } else {
                 tracing::warn!(job, %stderr, "scancel failed");
@@ -603,5 +646,49 @@ mod tests {
              exec srun --export=ALL '/opt/my worker' 'it'\\''s'\n"
         );
         assert!(!submission.script.contains("secret"));
+        // Replacing two lost workers: the same job, two tasks.
+        let smaller = submission.replacement(2);
+        assert!(smaller.args.contains(&"--ntasks=2".into()));
+        assert!(!smaller.args.contains(&"--ntasks=3".into()));
+        assert_eq!(smaller.script, submission.script);
+    }
+
+    #[test]
+    fn a_replacement_job_drops_the_spread_over_nodes() {
+        let spread = SlurmWorkers::new(3)
+            .sbatch_arg("--nodes=3")
+            .sbatch_arg("--ntasks-per-node=1")
+            .sbatch_arg("--overcommit");
+        let submission = spread
+            .submission(std::path::Path::new("/w"), &[], "tcp:h:1", Vec::new())
+            .unwrap();
+        let shown = |s: &Submission| -> Vec<String> {
+            s.args
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect()
+        };
+        let spread = ["--nodes=3", "--ntasks-per-node=1"];
+        assert!(spread
+            .iter()
+            .all(|arg| shown(&submission).contains(&arg.to_string())));
+        assert_eq!(
+            shown(&submission.replacement(3)),
+            [
+                "--parsable",
+                "--job-name=pool-workers",
+                "--ntasks=3",
+                "--overcommit"
+            ]
+        );
+        assert_eq!(
+            shown(&submission.replacement(1)),
+            [
+                "--parsable",
+                "--job-name=pool-workers",
+                "--ntasks=1",
+                "--overcommit"
+            ]
+        );
     }
 }
