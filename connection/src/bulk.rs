@@ -11,7 +11,8 @@
 
 use bytemuck::Pod;
 
-use crate::connection::{in_memory_len, Connection};
+use crate::connection::Connection;
+use crate::proto::frame::in_memory_len;
 use crate::error::{Error, ErrorKind, Result};
 use crate::sys;
 

@@ -11,6 +11,7 @@ use crate::arriving::{decode_arriving, FromShared, FromSocket, Received};
 use crate::codec;
 use crate::error::{Error, ErrorKind, Result};
 use crate::frame;
+use crate::proto::frame::{in_memory_len, lost_boundaries, recycled_header, shared_header, too_large, Header};
 use crate::shared::{self, SharedBuf, SharedView};
 use crate::streaming;
 use crate::sys::shm;
@@ -677,7 +678,7 @@ impl Connection {
             return self.send_bytes(&buf);
         }
         let (memfd, len) = buf.seal()?;
-        let header = frame::shared_header(len as u64);
+        let header = shared_header(len as u64);
         let outgoing = Outgoing { memfd, header, len };
         self.write_shared(outgoing, Wait::ForRoom).map(drop)
     }
@@ -983,21 +984,16 @@ impl Connection {
     /// message's descriptor is checked: a refused one is an error that
     /// leaves the stream at the next message.
     fn read_header(&mut self) -> Result<Message> {
-        if !self.shared_memory.accepts() {
-            let len = frame::read_header(&self.socket).map_err(|err| self.mark_broken(err))?;
-            return Ok(Message::Stream(len));
-        }
-        match frame::read_header_with_fds(&self.socket).map_err(|err| self.mark_broken(err))? {
-            frame::Header::Stream(len) => Ok(Message::Stream(len)),
-            frame::Header::Shared { len, fds } => {
-                shared::Incoming::check(fds, len).map(Message::Shared)
+        let mut fds = Vec::new();
+        let accepts = self.shared_memory.accepts().then_some(&mut fds);
+        let header = frame::read_any_header(&self.socket, accepts);
+        match header.map_err(|err| self.mark_broken(err))? {
+            Header::Stream(len) => Ok(Message::Stream(len)),
+            Header::Shared(len) => shared::Incoming::check(fds, len).map(Message::Shared),
+            Header::Recycled { len, generation } => {
+                shared::Incoming::check_recycled(fds, len, generation, &mut self.recycled_views)
+                    .map(Message::Shared)
             }
-            frame::Header::Recycled {
-                len,
-                generation,
-                fds,
-            } => shared::Incoming::check_recycled(fds, len, generation, &mut self.recycled_views)
-                .map(Message::Shared),
         }
     }
 
@@ -1028,14 +1024,14 @@ impl Connection {
             .fill(payload, patience)
             .and_then(|filled| match filled {
                 Some(filled) => Ok(Outgoing {
-                    header: frame::recycled_header(filled.len as u64, filled.generation),
+                    header: recycled_header(filled.len as u64, filled.generation),
                     memfd: filled.memfd,
                     len: filled.len,
                 }),
                 None => {
                     let memfd = shm::create_filled(payload)?;
                     shm::seal(memfd.as_fd())?;
-                    let header = frame::shared_header(payload.len() as u64);
+                    let header = shared_header(payload.len() as u64);
                     let len = payload.len();
                     Ok(Outgoing { memfd, header, len })
                 }
@@ -1163,15 +1159,6 @@ enum Message {
     Shared(shared::Incoming),
 }
 
-/// What every receive on a connection that lost its message boundaries
-/// (through a truncated or malformed message of kind `kind`) fails with.
-pub(crate) fn lost_boundaries(kind: ErrorKind) -> Error {
-    Error::new(
-        kind,
-        "an earlier message was cut short or malformed, so message boundaries are lost",
-    )
-}
-
 /// The part of `buffer` after `offset`, where `recv_bytes_into` puts a
 /// message; an offset past the end is [`ErrorKind::InvalidInput`].
 pub(crate) fn room_after(buffer: &mut [u8], offset: usize) -> Result<&mut [u8]> {
@@ -1180,32 +1167,6 @@ pub(crate) fn room_after(buffer: &mut [u8], offset: usize) -> Result<&mut [u8]> 
         Error::new(
             ErrorKind::InvalidInput,
             format!("offset {offset} is past the end of a {len}-byte buffer"),
-        )
-    })
-}
-
-/// The error for a `len`-byte message over a receive's `limit`, which is
-/// left unread.
-pub(crate) fn too_large(len: u64, limit: u64, max_message_size: u64) -> Error {
-    tracing::debug!(len, limit, "message over the limit left pending");
-    let which = if limit == max_message_size {
-        "the connection's max_message_size"
-    } else {
-        "the caller's limit"
-    };
-    Error::new(
-        ErrorKind::MessageTooLarge,
-        format!("message of {len} bytes exceeds {which} of {limit} bytes; it is left unread"),
-    )
-}
-
-/// `len` as a size in memory, or the error for a message too large for
-/// this platform's address space.
-pub(crate) fn in_memory_len(len: u64) -> Result<usize> {
-    usize::try_from(len).map_err(|_| {
-        Error::new(
-            ErrorKind::MessageTooLarge,
-            format!("message of {len} bytes exceeds this platform's address space"),
         )
     })
 }

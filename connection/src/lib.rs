@@ -383,6 +383,7 @@ pub mod inherit;
 mod listener;
 pub mod pickle;
 mod pipe;
+mod proto;
 pub mod shared;
 mod streaming;
 #[allow(unsafe_code)]

@@ -14,7 +14,8 @@ use super::incoming::Incoming;
 use crate::codec;
 use crate::connection::{Connection, Direction, Parts};
 use crate::error::{Error, ErrorKind, Result};
-use crate::frame::{self, HEADER_ROOM, SMALL_MESSAGE};
+use crate::frame;
+use crate::proto::frame::{frame_in_place, join, SendPlan, HEADER_ROOM, SMALL_MESSAGE};
 use crate::sys::{self, Socket, Wait};
 
 /// An output buffer that grew past this is freed after use rather than kept.
@@ -64,13 +65,14 @@ pub struct AsyncConnection {
     direction: Direction,
     pub(super) max_message_size: u64,
     pub(super) incoming: Incoming,
-    outgoing: Outgoing,
+    outgoing: SendBuffer,
 }
 
-/// Bytes of a message that a dropped send left unwritten: `buf[start..]`
-/// goes out before anything else. Also the scratch buffer of sends.
+/// The send side's buffer: the bytes of a message that a dropped send
+/// left unwritten, `buf[start..]`, which go out before anything else; and
+/// between sends, the scratch that frames the next one.
 #[derive(Default)]
-struct Outgoing {
+struct SendBuffer {
     buf: Vec<u8>,
     start: usize,
     /// None of `buf` has been written yet: the message of a send that may
@@ -78,7 +80,7 @@ struct Outgoing {
     untouched: bool,
 }
 
-impl Outgoing {
+impl SendBuffer {
     fn is_empty(&self) -> bool {
         self.start == self.buf.len()
     }
@@ -171,7 +173,7 @@ impl AsyncConnection {
             direction: parts.direction,
             max_message_size: parts.max_message_size,
             incoming: Incoming::new(parts.pending_len, parts.broken),
-            outgoing: Outgoing::default(),
+            outgoing: SendBuffer::default(),
         })
     }
 
@@ -263,9 +265,7 @@ impl AsyncConnection {
             self.outgoing.clear();
             return Err(err);
         }
-        let len = buf.len() - HEADER_ROOM;
-        let room: &mut [u8; HEADER_ROOM] = (&mut buf[..HEADER_ROOM]).try_into().expect("room");
-        self.outgoing.start = HEADER_ROOM - frame::put_header(len, room);
+        self.outgoing.start = frame_in_place(buf);
         self.outgoing.untouched = true;
         self.write_kept().await
     }
@@ -289,28 +289,21 @@ impl AsyncConnection {
     pub async fn send_bytes(&mut self, bytes: &[u8]) -> Result<()> {
         self.check_writable()?;
         self.flush().await?;
-        let mut room = [0u8; HEADER_ROOM];
-        let used = frame::put_header(bytes.len(), &mut room);
-        let header = &room[HEADER_ROOM - used..];
         if bytes.len() <= SMALL_MESSAGE {
             // One write for header and payload, as the blocking side does.
-            self.outgoing.buf.clear();
-            self.outgoing.buf.extend_from_slice(header);
-            self.outgoing.buf.extend_from_slice(bytes);
+            join(bytes, &mut self.outgoing.buf);
             self.outgoing.start = 0;
             self.outgoing.untouched = true;
             return self.write_kept().await;
         }
         let mut sending = LargeSend {
-            header,
-            payload: bytes,
-            written: 0,
+            plan: SendPlan::message(bytes),
             outgoing: &mut self.outgoing,
         };
-        while !sending.is_done() {
-            match write_ready(&self.fd, &sending.rest()).await {
+        while !sending.plan.is_done() {
+            match write_ready(&self.fd, &sending.plan.slices()).await {
                 Ok(0) => return Err(write_zero(bytes.len())),
-                Ok(n) => sending.written += n,
+                Ok(n) => sending.plan.advance(n),
                 Err(err) => {
                     return Err(Error::send_failed(
                         err,
@@ -461,44 +454,18 @@ impl AsyncConnection {
 
 /// A large message on its way out, header and payload apart (no copy).
 /// Dropped before it is done, with part of it written, it leaves the rest
-/// in the connection's outgoing buffer, so the stream keeps its framing.
+/// in the connection's send buffer, so the stream keeps its framing.
 struct LargeSend<'a> {
-    header: &'a [u8],
-    payload: &'a [u8],
-    written: usize,
-    outgoing: &'a mut Outgoing,
-}
-
-impl LargeSend<'_> {
-    fn is_done(&self) -> bool {
-        self.written == self.header.len() + self.payload.len()
-    }
-
-    /// What is still to be written, as at most two slices.
-    fn rest(&self) -> Vec<IoSlice<'_>> {
-        let mut bufs = Vec::with_capacity(2);
-        if self.written < self.header.len() {
-            bufs.push(IoSlice::new(&self.header[self.written..]));
-            bufs.push(IoSlice::new(self.payload));
-        } else {
-            bufs.push(IoSlice::new(
-                &self.payload[self.written - self.header.len()..],
-            ));
-        }
-        bufs
-    }
+    plan: SendPlan<'a>,
+    outgoing: &'a mut SendBuffer,
 }
 
 impl Drop for LargeSend<'_> {
     fn drop(&mut self) {
-        if self.written == 0 || self.is_done() {
+        if self.plan.sent() == 0 || self.plan.is_done() {
             return;
         }
-        let mut rest = Vec::new();
-        for buf in self.rest() {
-            rest.extend_from_slice(&buf);
-        }
-        self.outgoing.buf = rest;
+        self.outgoing.buf = self.plan.unsent();
         self.outgoing.start = 0;
         self.outgoing.untouched = false;
     }
