@@ -378,8 +378,8 @@ mod tests {
 
     use super::WINDOW;
     use crate::error::ErrorKind;
-    use crate::proto::frame::append_header;
     use crate::pipe::pipe;
+    use crate::proto::frame::append_header;
     use crate::sys::Socket;
     use crate::Connection;
 

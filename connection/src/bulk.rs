@@ -12,8 +12,8 @@
 use bytemuck::Pod;
 
 use crate::connection::Connection;
-use crate::proto::frame::in_memory_len;
 use crate::error::{Error, ErrorKind, Result};
+use crate::proto::frame::in_memory_len;
 use crate::sys;
 
 impl Connection {

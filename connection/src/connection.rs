@@ -11,7 +11,9 @@ use crate::arriving::{decode_arriving, FromShared, FromSocket, Received};
 use crate::codec;
 use crate::error::{Error, ErrorKind, Result};
 use crate::frame;
-use crate::proto::frame::{in_memory_len, lost_boundaries, recycled_header, shared_header, too_large, Header};
+use crate::proto::frame::{
+    in_memory_len, lost_boundaries, recycled_header, shared_header, too_large, Header,
+};
 use crate::shared::{self, SharedBuf, SharedView};
 use crate::streaming;
 use crate::sys::shm;

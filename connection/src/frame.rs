@@ -7,9 +7,9 @@
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 
+use crate::error::Result;
 pub(crate) use crate::proto::frame::HEADER_ROOM;
 use crate::proto::frame::{self, Header, HeaderDecoder, Payload, SendPlan};
-use crate::error::Result;
 use crate::sys::{self, Socket, Unfilled, Wait};
 
 /// Sends `buf[HEADER_ROOM..]` as one message, writing its header into the
@@ -108,7 +108,10 @@ pub(crate) fn read_header(socket: &Socket) -> Result<u64> {
 /// messages, it reads with `recvmsg` so that descriptors sent with the
 /// header are caught there; those that came with an ordinary header were
 /// not announced, and are closed here.
-pub(crate) fn read_any_header(socket: &Socket, mut fds: Option<&mut Vec<OwnedFd>>) -> Result<Header> {
+pub(crate) fn read_any_header(
+    socket: &Socket,
+    mut fds: Option<&mut Vec<OwnedFd>>,
+) -> Result<Header> {
     let mut decoder = HeaderDecoder::new(fds.is_some());
     loop {
         let room = decoder.unfilled();
@@ -123,7 +126,10 @@ pub(crate) fn read_any_header(socket: &Socket, mut fds: Option<&mut Vec<OwnedFd>
         };
         match (header, fds) {
             (Some(Header::Stream(len)), Some(fds)) if !fds.is_empty() => {
-                tracing::debug!(count = fds.len(), "closed descriptors sent with an ordinary message");
+                tracing::debug!(
+                    count = fds.len(),
+                    "closed descriptors sent with an ordinary message"
+                );
                 fds.clear();
                 return Ok(Header::Stream(len));
             }
@@ -212,6 +218,8 @@ pub(crate) fn read_payload_part(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorKind;
+    use crate::proto::frame::{MAX_CHUNK, MIN_CHUNK};
 
     #[test]
     fn small_message_is_one_write_of_header_and_payload() {

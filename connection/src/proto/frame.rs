@@ -345,7 +345,10 @@ pub(crate) fn lost_boundaries(kind: ErrorKind) -> Error {
 /// bytes it was given.
 #[derive(Debug)]
 enum First<'a> {
-    Header { room: [u8; HEADER_ROOM], used: usize },
+    Header {
+        room: [u8; HEADER_ROOM],
+        used: usize,
+    },
     Bytes(&'a [u8]),
 }
 
@@ -430,7 +433,10 @@ impl<'a> SendPlan<'a> {
 
     /// A copy of what is still to be written.
     pub(crate) fn unsent(&self) -> Vec<u8> {
-        self.slices().iter().flat_map(|s| s.iter().copied()).collect()
+        self.slices()
+            .iter()
+            .flat_map(|s| s.iter().copied())
+            .collect()
     }
 }
 

@@ -508,7 +508,11 @@ fn an_async_end_refuses_shared_memory_without_misreading_it() {
 
 /// Sends a recycled-message header (`-3`, length, generation) with `fds`.
 fn forge_recycled(socket: &Socket, len: u64, generation: u64, fds: &[BorrowedFd<'_>]) {
-    send_with_fds(socket, &crate::proto::frame::recycled_header(len, generation), fds);
+    send_with_fds(
+        socket,
+        &crate::proto::frame::recycled_header(len, generation),
+        fds,
+    );
 }
 
 /// A memfd laid out as a recyclable one: the generation `written` in its

@@ -231,12 +231,6 @@ pub(crate) fn register(
     tokio::io::unix::AsyncFd::with_interest(socket, interest)
 }
 
-impl io::Read for &Socket {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        Socket::read(self, buf)
-    }
-}
-
 /// Sets or clears `FD_CLOEXEC`.
 ///
 /// Async-signal-safe (two `fcntl` calls, no allocation), so it may run in

@@ -186,7 +186,9 @@ impl AsyncConnection {
             match header {
                 Ok(None) => {}
                 Ok(Some(Header::Stream(len))) => incoming.len = Some(len),
-                Ok(Some(other)) => unreachable!("{other:?} from a decoder that refuses shared memory"),
+                Ok(Some(other)) => {
+                    unreachable!("{other:?} from a decoder that refuses shared memory")
+                }
                 Err(err) => return Err(incoming.break_stream(err)),
             }
         };
@@ -257,7 +259,8 @@ impl Drop for Filling<'_> {
     fn drop(&mut self) {
         if !self.done {
             self.saved.clear();
-            self.saved.extend_from_slice(&self.target[..self.payload.got()]);
+            self.saved
+                .extend_from_slice(&self.target[..self.payload.got()]);
         }
     }
 }
