@@ -161,9 +161,9 @@ pub(crate) fn read_payload_into(socket: &Socket, buf: &mut [u8]) -> Result<()> {
 /// [`read_payload_into`] for memory not yet initialised: on success all
 /// of `buf` is filled.
 pub(crate) fn read_payload_into_uninit(socket: &Socket, buf: &mut Unfilled<'_>) -> Result<()> {
-    let mut payload = Payload::new(buf.len(), 0);
-    while !payload.is_complete() {
-        read_some(&mut payload, || buf.fill(|rest| socket.read_uninit(rest)))?;
+    let mut got = 0;
+    while got < buf.len() {
+        got += read_arrived(socket, buf, buf.len(), got)?;
     }
     Ok(())
 }

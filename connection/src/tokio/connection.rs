@@ -301,16 +301,9 @@ impl AsyncConnection {
             outgoing: &mut self.outgoing,
         };
         while !sending.plan.is_done() {
-            match write_ready(&self.fd, &sending.plan.slices()).await {
-                Ok(0) => return Err(write_zero(bytes.len())),
-                Ok(n) => sending.plan.advance(n),
-                Err(err) => {
-                    return Err(Error::send_failed(
-                        err,
-                        format!("send {}-byte message", bytes.len()),
-                    ))
-                }
-            }
+            let context = || format!("send {}-byte message", bytes.len());
+            let sent = write_ready(&self.fd, &sending.plan.slices(), context).await?;
+            sending.plan.advance(sent);
         }
         Ok(())
     }
@@ -380,17 +373,9 @@ impl AsyncConnection {
         while !self.outgoing.is_empty() {
             let outgoing = &mut self.outgoing;
             let rest = &outgoing.buf[outgoing.start..];
-            match write_ready(&self.fd, &[IoSlice::new(rest)]).await {
-                Ok(0) => return Err(write_zero(rest.len())),
-                Ok(n) => {
-                    outgoing.start += n;
-                    outgoing.untouched = false;
-                }
-                Err(err) => {
-                    let context = format!("send the rest of a message ({} bytes)", rest.len());
-                    return Err(Error::send_failed(err, context));
-                }
-            }
+            let context = || format!("send the rest of a message ({} bytes)", rest.len());
+            outgoing.start += write_ready(&self.fd, &[IoSlice::new(rest)], context).await?;
+            outgoing.untouched = false;
         }
         self.outgoing.clear();
         Ok(())
@@ -472,22 +457,26 @@ impl Drop for LargeSend<'_> {
 }
 
 /// Waits until `fd` has room and writes some of `bufs` without waiting,
-/// until the write does not end with `WouldBlock`; returns how much went.
-async fn write_ready(fd: &AsyncFd<Socket>, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-    loop {
-        let mut guard = fd.writable().await?;
-        match guard.try_io(|fd| sys::retry_interrupted(|| fd.get_ref().send(bufs, Wait::No))) {
-            Ok(result) => return result,
-            Err(_would_block) => continue,
+/// until the write does not end with `WouldBlock`; returns how much went,
+/// at least one byte. Errors say what failed with `context`.
+async fn write_ready(
+    fd: &AsyncFd<Socket>,
+    bufs: &[IoSlice<'_>],
+    context: impl FnOnce() -> String,
+) -> Result<usize> {
+    let send = |fd: &AsyncFd<Socket>| sys::retry_interrupted(|| fd.get_ref().send(bufs, Wait::No));
+    let sent = loop {
+        match fd.writable().await.map(|mut guard| guard.try_io(send)) {
+            Ok(Err(_would_block)) => continue,
+            Ok(Ok(result)) => break result,
+            Err(err) => break Err(err),
         }
+    };
+    match sent {
+        Ok(0) => Err(Error::io(io::ErrorKind::WriteZero.into(), context())),
+        Ok(n) => Ok(n),
+        Err(err) => Err(Error::send_failed(err, context())),
     }
-}
-
-fn write_zero(len: usize) -> Error {
-    Error::io(
-        io::ErrorKind::WriteZero.into(),
-        format!("send {len}-byte message"),
-    )
 }
 
 impl fmt::Debug for AsyncConnection {
