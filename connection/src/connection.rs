@@ -12,7 +12,7 @@ use crate::codec;
 use crate::error::{Error, ErrorKind, Result};
 use crate::frame;
 use crate::proto::frame::{
-    in_memory_len, lost_boundaries, recycled_header, shared_header, too_large, Header,
+    in_memory_len, lost_boundaries, recycled_header, shared_header, too_large, Header, HEADER_ROOM,
 };
 use crate::shared::{self, SharedBuf, SharedView};
 use crate::streaming;
@@ -301,18 +301,18 @@ impl Connection {
         self.check_writable()?;
         let mut buf = std::mem::take(&mut self.scratch);
         buf.clear();
-        buf.resize(frame::HEADER_ROOM, 0);
+        buf.resize(HEADER_ROOM, 0);
         let result = encode(&mut buf).and_then(|encoded| {
             if !encoded {
                 return Ok(false);
             }
-            if let Some(outgoing) = self.share_copy(&buf[frame::HEADER_ROOM..], Wait::ForRoom) {
+            if let Some(outgoing) = self.share_copy(&buf[HEADER_ROOM..], Wait::ForRoom) {
                 return self.write_shared(outgoing, Wait::ForRoom).map(|_| true);
             }
             frame::write_reserved(&self.socket, &mut buf)
                 .map(|()| true)
                 .map_err(|err| {
-                    let len = buf.len() - frame::HEADER_ROOM;
+                    let len = buf.len() - HEADER_ROOM;
                     Error::send_failed(err, format!("send {len}-byte message"))
                 })
         });

@@ -2,18 +2,18 @@
 //! reads headers and payloads from a socket, waiting as long as it takes,
 //! and writes [`SendPlan`]s, with or without waiting for room. A signal
 //! never costs the stream its place ([`sys::retry_interrupted`]), and a
-//! reset connection is the other end's end of file ([`sys::is_reset`]).
+//! reset connection is the other end's end of file ([`sys::reset_is_end`]).
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 
 use crate::error::Result;
-pub(crate) use crate::proto::frame::HEADER_ROOM;
 use crate::proto::frame::{self, Header, HeaderDecoder, Payload, SendPlan};
 use crate::sys::{self, Socket, Unfilled, Wait};
 
-/// Sends `buf[HEADER_ROOM..]` as one message, writing its header into the
-/// room in front of it so that header and payload go out in a single write.
+/// Sends `buf[frame::HEADER_ROOM..]` as one message, writing its header
+/// into the room in front of it so that header and payload go out in a
+/// single write.
 pub(crate) fn write_reserved(socket: &Socket, buf: &mut [u8]) -> io::Result<()> {
     let start = frame::frame_in_place(buf);
     write_all(socket, &mut SendPlan::pair(&[], &buf[start..]))
@@ -219,7 +219,7 @@ pub(crate) fn read_payload_part(
 mod tests {
     use super::*;
     use crate::error::ErrorKind;
-    use crate::proto::frame::{MAX_CHUNK, MIN_CHUNK};
+    use crate::proto::frame::{HEADER_ROOM, MAX_CHUNK, MIN_CHUNK};
 
     #[test]
     fn small_message_is_one_write_of_header_and_payload() {
