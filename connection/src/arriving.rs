@@ -28,7 +28,7 @@ use crate::codec::de::{ends_early, error_at, utf8, Decoder, Input, Want};
 use crate::codec::{self, FormatError};
 use crate::error::{Error, Result};
 use crate::frame;
-use crate::shared::Incoming;
+use crate::shared::ReceivedMemfd;
 use crate::sys::{self, Socket, Unfilled};
 
 /// How much of a payload is read at a time: large enough that a read's
@@ -86,7 +86,7 @@ impl Source for FromSocket<'_> {
 /// A shared-memory payload, which arrived whole: read from its memfd a
 /// window at a time like the socket's bytes, so that a long byte string
 /// is copied once, into the buffer that keeps it.
-pub(crate) struct FromShared<'a>(pub(crate) &'a Incoming);
+pub(crate) struct FromShared<'a>(pub(crate) &'a ReceivedMemfd);
 
 impl Source for FromShared<'_> {
     fn read_some(&self, _: usize, before: usize, room: usize, out: &mut Vec<u8>) -> Result<()> {

@@ -11,12 +11,9 @@ use crate::arriving::{decode_arriving, FromShared, FromSocket, Received};
 use crate::codec;
 use crate::error::{Error, ErrorKind, Result};
 use crate::frame;
-use crate::proto::frame::{
-    in_memory_len, lost_boundaries, recycled_header, shared_header, too_large, Header, HEADER_ROOM,
-};
+use crate::proto::frame::{in_memory_len, lost_boundaries, too_large, HEADER_ROOM};
 use crate::shared::{self, SharedBuf, SharedView};
 use crate::streaming;
-use crate::sys::shm;
 use crate::sys::{self, PollFd, Socket, Unfilled, Wait};
 
 /// The largest message a connection accepts unless told otherwise: 1 GiB.
@@ -69,23 +66,12 @@ pub struct Connection {
     direction: Direction,
     max_message_size: u64,
     /// Length of a message whose header was read but whose payload was not,
-    /// because it was larger than the receiving call allowed.
+    /// because it was larger than the receiving call allowed (its memfd
+    /// waits in `shared` when it came as shared memory).
     pending_len: Option<u64>,
-    /// A shared-memory message left unread the same way.
-    pending_shared: Option<shared::Incoming>,
-    /// The payload of the message being read, when it came as shared
-    /// memory: the payload reads below take it from there instead of the
-    /// socket. Set by `next_message_len`, cleared once the payload was read
-    /// to its end (freeing its memfd) and by every `next_message`.
-    shared_payload: Option<shared::Incoming>,
-    /// Mappings of the recyclable memfds the peer sent lately.
-    recycled_views: shared::RecycledViews,
-    /// Whether this end sends and accepts shared-memory messages.
-    shared_memory: shared::Mode,
-    /// The smallest payload the copying calls send as shared memory.
-    shared_memory_threshold: Option<usize>,
-    /// The memfds the copying calls fill and send again.
-    recycler: shared::Recycler,
+    /// Large messages through memfds: the settings, the memfds, and the
+    /// payload of the message being read when it came as one.
+    shared: shared::Endpoint,
     /// Set once the stream has lost its message boundaries (a truncated
     /// message or a malformed header): every later receive fails with it.
     broken: Option<ErrorKind>,
@@ -103,8 +89,6 @@ pub(crate) struct Parts {
     pub(crate) pending_len: Option<u64>,
     /// Why the stream's message boundaries are lost, if they are.
     pub(crate) broken: Option<ErrorKind>,
-    /// Whether the end sends and accepts shared-memory messages.
-    pub(crate) shared_memory: shared::Mode,
 }
 
 /// Which ways an end of a connection carries messages: both, or one (the
@@ -190,12 +174,7 @@ impl Connection {
             direction,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             pending_len: None,
-            pending_shared: None,
-            shared_payload: None,
-            recycled_views: shared::RecycledViews::default(),
-            shared_memory: shared::Mode::Off,
-            shared_memory_threshold: shared::default_threshold(),
-            recycler: shared::Recycler::default(),
+            shared: shared::Endpoint::new(),
             broken: None,
             scratch: Vec::new(),
         }
@@ -204,21 +183,21 @@ impl Connection {
     /// An end that agreed with its peer to send large messages as shared
     /// memory (both ends of a `pipe()`).
     pub(crate) fn with_shared_memory(mut self) -> Connection {
-        self.shared_memory = shared::Mode::On;
+        self.shared.agree();
         self
     }
 
     /// Takes the connection apart, receive state included, for a type that
-    /// carries on with the same stream (the `tokio` feature's).
+    /// carries on with the same stream (the `tokio` feature's), which does
+    /// not share memory: a shared-memory message left pending is dropped.
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn into_parts(self) -> Parts {
         Parts {
+            pending_len: self.pending_len.filter(|_| !self.shared.has_payload()),
             socket: self.socket,
             direction: self.direction,
             max_message_size: self.max_message_size,
-            pending_len: self.pending_len,
             broken: self.broken,
-            shared_memory: self.shared_memory,
         }
     }
 
@@ -229,7 +208,6 @@ impl Connection {
         conn.max_message_size = parts.max_message_size;
         conn.pending_len = parts.pending_len;
         conn.broken = parts.broken;
-        conn.shared_memory = parts.shared_memory;
         conn
     }
 
@@ -265,10 +243,7 @@ impl Connection {
             // Too large for one buffer: stream it, once its length is known,
             // unless it goes as shared memory, which needs it whole.
             let len = codec::encoded_len(value)?;
-            if self
-                .shared_memory
-                .sends(len as usize, self.shared_memory_threshold)
-            {
+            if self.shared.sends(len as usize) {
                 return self.send_bytes(&codec::encode(value)?);
             }
             streaming::send_streamed(&self.socket, value, len)?;
@@ -306,8 +281,9 @@ impl Connection {
             if !encoded {
                 return Ok(false);
             }
-            if let Some(outgoing) = self.share_copy(&buf[HEADER_ROOM..], Wait::ForRoom) {
-                return self.write_shared(outgoing, Wait::ForRoom).map(|_| true);
+            let payload = &buf[HEADER_ROOM..];
+            if let Some(sent) = self.shared.send_copy(&self.socket, payload, Wait::ForRoom) {
+                return sent.map(|_| true);
             }
             frame::write_reserved(&self.socket, &mut buf)
                 .map(|()| true)
@@ -356,10 +332,10 @@ impl Connection {
         }
         let len = in_memory_len(len)?;
         let window = std::mem::take(&mut self.scratch);
-        let received = match self.shared_payload.take() {
+        let received = match self.shared.take_payload() {
             // Arrived whole; its reads leave the stream where it was.
-            Some(incoming) => {
-                let received = decode_arriving::<T, _>(FromShared(&incoming), len, window);
+            Some(memfd) => {
+                let received = decode_arriving::<T, _>(FromShared(&memfd), len, window);
                 Received {
                     broken: false,
                     ..received
@@ -417,10 +393,9 @@ impl Connection {
         len: u64,
         decode: impl FnOnce(&[u8]) -> Result<T>,
     ) -> Result<T> {
-        if let Some(incoming) = self.shared_payload.take() {
+        if let Some(memfd) = self.shared.take_payload() {
             // Decoded straight from the sender's pages: no copy.
-            let mapping = incoming.map(in_memory_len(incoming.len)?)?;
-            return decode(mapping.as_slice());
+            return decode(&memfd.map(in_memory_len(memfd.len)?)?);
         }
         let mut buf = std::mem::take(&mut self.scratch);
         let result = self.read_payload(len, &mut buf).and_then(|()| decode(&buf));
@@ -440,8 +415,8 @@ impl Connection {
     /// ```
     pub fn send_bytes(&mut self, bytes: &[u8]) -> Result<()> {
         self.check_writable()?;
-        if let Some(outgoing) = self.share_copy(bytes, Wait::ForRoom) {
-            return self.write_shared(outgoing, Wait::ForRoom).map(drop);
+        if let Some(sent) = self.shared.send_copy(&self.socket, bytes, Wait::ForRoom) {
+            return sent.map(drop);
         }
         let mut scratch = std::mem::take(&mut self.scratch);
         let result = frame::write_message(&self.socket, bytes, &mut scratch)
@@ -491,19 +466,15 @@ impl Connection {
     /// ```
     pub fn try_send_bytes(&mut self, bytes: &[u8]) -> Result<Option<UnsentMessage>> {
         self.check_writable()?;
-        if let Some(outgoing) = self.share_copy(bytes, Wait::No) {
-            return self.write_shared(outgoing, Wait::No);
+        if let Some(sent) = self.shared.send_copy(&self.socket, bytes, Wait::No) {
+            let (rest, memfd) = sent?;
+            return Ok(UnsentMessage::new(rest, bytes.len(), memfd));
         }
         let mut scratch = std::mem::take(&mut self.scratch);
         let rest = frame::try_write_message(&self.socket, bytes, &mut scratch)
             .map_err(|err| Error::send_failed(err, format!("send {}-byte message", bytes.len())));
         self.keep_scratch(scratch);
-        let rest = rest?;
-        Ok((!rest.is_empty()).then_some(UnsentMessage {
-            rest,
-            message_len: bytes.len(),
-            memfd: None,
-        }))
+        Ok(UnsentMessage::new(rest?, bytes.len(), None))
     }
 
     /// Sends the rest of a message begun by
@@ -513,12 +484,8 @@ impl Connection {
         self.check_writable()?;
         if let Some(memfd) = unsent.memfd {
             // Nothing of it went out yet: the whole header, with the memfd.
-            let outgoing = Outgoing {
-                memfd,
-                header: unsent.rest,
-                len: unsent.message_len,
-            };
-            return self.write_shared(outgoing, Wait::ForRoom).map(drop);
+            let (rest, len) = (&unsent.rest, unsent.message_len);
+            return shared::send_memfd(&self.socket, memfd, rest, len, Wait::ForRoom).map(drop);
         }
         frame::write_rest(&self.socket, &unsent.rest).map_err(|err| {
             let context = format!("send the rest of a {}-byte message", unsent.message_len);
@@ -676,13 +643,10 @@ impl Connection {
     /// ```
     pub fn send_shared(&mut self, buf: SharedBuf) -> Result<()> {
         self.check_writable()?;
-        if !self.shared_memory.accepts() {
+        if !self.shared.accepts() {
             return self.send_bytes(&buf);
         }
-        let (memfd, len) = buf.seal()?;
-        let header = shared_header(len as u64);
-        let outgoing = Outgoing { memfd, header, len };
-        self.write_shared(outgoing, Wait::ForRoom).map(drop)
+        shared::send_sealed(&self.socket, buf)
     }
 
     /// Receives one message as a read-only [`SharedView`]: a mapping of
@@ -707,17 +671,13 @@ impl Connection {
     /// # Ok::<(), connection::Error>(())
     /// ```
     pub fn recv_shared(&mut self) -> Result<SharedView> {
-        match self.next_message(self.max_message_size)? {
-            Message::Stream(len) => {
-                let mut bytes = Vec::new();
-                self.read_payload(len, &mut bytes)?;
-                Ok(SharedView::owned(bytes))
-            }
-            Message::Shared(incoming) => {
-                let mapping = incoming.map(in_memory_len(incoming.len)?)?;
-                Ok(SharedView::mapped(mapping))
-            }
+        let len = self.next_message_len(self.max_message_size)?;
+        if let Some(memfd) = self.shared.take_payload() {
+            return memfd.map(in_memory_len(len)?);
         }
+        let mut bytes = Vec::new();
+        self.read_payload(len, &mut bytes)?;
+        Ok(SharedView::owned(bytes))
     }
 
     /// Whether this end sends [`SharedBuf`]s and payloads over its
@@ -728,7 +688,7 @@ impl Connection {
     /// [`Listener`](crate::Listener)/[`Client`](crate::Client) connection
     /// unless turned on.
     pub fn shared_memory(&self) -> bool {
-        self.shared_memory.accepts()
+        self.shared.accepts()
     }
 
     /// Turns shared memory for large messages on or off for this end. Both
@@ -767,20 +727,7 @@ impl Connection {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn set_shared_memory(&mut self, on: bool) -> Result<()> {
-        if !on {
-            self.shared_memory = shared::Mode::Off;
-            return Ok(());
-        }
-        if !shm::is_unix_socket(self.socket.fd()) {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                "shared memory needs a Unix-socket connection, which carries descriptors",
-            ));
-        }
-        if self.shared_memory == shared::Mode::Off {
-            self.shared_memory = shared::Mode::On;
-        }
-        Ok(())
+        self.shared.set(on, &self.socket)
     }
 
     /// Sets the smallest payload that this end's copying calls
@@ -805,12 +752,12 @@ impl Connection {
     /// # Ok::<(), connection::Error>(())
     /// ```
     pub fn set_shared_memory_threshold(&mut self, bytes: Option<usize>) {
-        self.shared_memory_threshold = bytes;
+        self.shared.threshold = bytes;
     }
 
     /// What [`set_shared_memory_threshold`](Connection::set_shared_memory_threshold) set.
     pub fn shared_memory_threshold(&self) -> Option<usize> {
-        self.shared_memory_threshold
+        self.shared.threshold
     }
 
     /// Whether a message (or end of file) is ready to be received, waiting up
@@ -886,8 +833,7 @@ impl Connection {
             .map_err(|err| Error::io(err, "duplicate descriptor"))?;
         let mut clone = Connection::new(socket, self.direction);
         clone.max_message_size = self.max_message_size;
-        clone.shared_memory = self.shared_memory;
-        clone.shared_memory_threshold = self.shared_memory_threshold;
+        clone.shared = self.shared.clone_settings();
         Ok(clone)
     }
 
@@ -922,13 +868,13 @@ impl Connection {
     /// memfds to come free, for tests whose reader may run late.
     #[cfg(test)]
     pub(crate) fn set_least_recycle_patience(&mut self, patience: std::time::Duration) {
-        self.recycler.set_least_patience(patience);
+        self.shared.set_least_recycle_patience(patience);
     }
 
     /// How many recyclable memfds this end holds, for tests.
     #[cfg(test)]
     pub(crate) fn recycled_memfds(&self) -> usize {
-        self.recycler.len()
+        self.shared.recycled_memfds()
     }
 
     fn check_readable(&self) -> Result<()> {
@@ -940,142 +886,47 @@ impl Connection {
     }
 
     /// Reads the next header (or takes the one left pending) and returns
-    /// the message if its length is within `limit`. A message over the
-    /// limit stays pending for the next call.
-    fn next_message(&mut self, limit: u64) -> Result<Message> {
-        self.shared_payload = None;
+    /// the payload's length if it is within `limit`. A message over the
+    /// limit stays pending for the next call. A shared-memory payload is
+    /// kept in `shared`, where the payload reads below find it.
+    pub(crate) fn next_message_len(&mut self, limit: u64) -> Result<u64> {
+        let pending = self.pending_len.take();
+        if pending.is_none() {
+            // A payload that a receive left unread is no later message's.
+            drop(self.shared.take_payload());
+        }
         self.check_readable()?;
         if let Some(kind) = self.broken {
             return Err(lost_boundaries(kind));
         }
-        let message = match (self.pending_shared.take(), self.pending_len.take()) {
-            (Some(incoming), _) => Message::Shared(incoming),
-            (None, Some(len)) => Message::Stream(len),
-            (None, None) => self.read_header()?,
+        let len = match pending {
+            Some(len) => len,
+            None => self.read_header()?,
         };
-        match message {
-            Message::Stream(len) if len > limit => {
-                self.pending_len = Some(len);
-                Err(too_large(len, limit, self.max_message_size))
-            }
-            Message::Shared(incoming) if incoming.len > limit => {
-                let len = incoming.len;
-                self.pending_shared = Some(incoming);
-                Err(too_large(len, limit, self.max_message_size))
-            }
-            message => Ok(message),
+        if len > limit {
+            self.pending_len = Some(len);
+            return Err(too_large(len, limit, self.max_message_size));
         }
-    }
-
-    /// [`next_message`](Connection::next_message) for the receives that
-    /// only need the payload's length: a shared-memory payload is kept in
-    /// `shared_payload`, where the payload reads below find it.
-    pub(crate) fn next_message_len(&mut self, limit: u64) -> Result<u64> {
-        match self.next_message(limit)? {
-            Message::Stream(len) => Ok(len),
-            Message::Shared(incoming) => {
-                let len = incoming.len;
-                self.shared_payload = Some(incoming);
-                Ok(len)
-            }
-        }
+        Ok(len)
     }
 
     /// Reads a header from the stream. Where shared memory was agreed, it
-    /// is read with the descriptors that came with it, and a shared-memory
-    /// message's descriptor is checked: a refused one is an error that
-    /// leaves the stream at the next message.
-    fn read_header(&mut self) -> Result<Message> {
+    /// is read with the descriptors that came with it, for `shared` to
+    /// check.
+    fn read_header(&mut self) -> Result<u64> {
         let mut fds = Vec::new();
-        let accepts = self.shared_memory.accepts().then_some(&mut fds);
+        let accepts = self.shared.accepts().then_some(&mut fds);
         let header = frame::read_any_header(&self.socket, accepts);
-        match header.map_err(|err| self.mark_broken(err))? {
-            Header::Stream(len) => Ok(Message::Stream(len)),
-            Header::Shared(len) => shared::Incoming::check(fds, len).map(Message::Shared),
-            Header::Recycled { len, generation } => {
-                shared::Incoming::check_recycled(fds, len, generation, &mut self.recycled_views)
-                    .map(Message::Shared)
-            }
-        }
-    }
-
-    /// A memfd holding a copy of `payload` and its header, when this end
-    /// sends it as shared memory; `None` sends it through the socket: the
-    /// end did not agree, the payload is small, or the copy failed. A
-    /// failure that means memfds cannot be made here at all turns the path
-    /// off for good.
-    ///
-    /// The copy goes into a recyclable memfd when one is free or can be
-    /// made within the bound. When all are still being read, a sender that
-    /// may wait (`Wait::ForRoom`) waits a little for one to come free (no
-    /// longer than a fresh memfd would cost); then, or at once with
-    /// `Wait::No`, the copy goes into a fresh sealed memfd, so that a
-    /// sender over the threshold never waits long for its reader (as it
-    /// would through the socket), however many messages it sends before
-    /// the other end reads.
-    fn share_copy(&mut self, payload: &[u8], wait: Wait) -> Option<Outgoing> {
-        if !self
-            .shared_memory
-            .sends(payload.len(), self.shared_memory_threshold)
-        {
-            return None;
-        }
-        let patience = wait == Wait::ForRoom;
-        let outgoing = self
-            .recycler
-            .fill(payload, patience)
-            .and_then(|filled| match filled {
-                Some(filled) => Ok(Outgoing {
-                    header: recycled_header(filled.len as u64, filled.generation),
-                    memfd: filled.memfd,
-                    len: filled.len,
-                }),
-                None => {
-                    let memfd = shm::create_filled(payload)?;
-                    shm::seal(memfd.as_fd())?;
-                    let header = shared_header(payload.len() as u64);
-                    let len = payload.len();
-                    Ok(Outgoing { memfd, header, len })
-                }
-            });
-        match outgoing {
-            Ok(outgoing) => Some(outgoing),
-            Err(err) if shm::is_unavailable(&err) => {
-                tracing::debug!(error = %err, "no memfds here: large messages go through the socket");
-                self.shared_memory = shared::Mode::Unavailable;
-                None
-            }
-            Err(err) => {
-                tracing::debug!(error = %err, "message not copied to shared memory: sent through the socket");
-                None
-            }
-        }
-    }
-
-    /// Sends a shared-memory message, waiting for room or not as `wait`
-    /// says; what was left unwritten comes back.
-    fn write_shared(&mut self, outgoing: Outgoing, wait: Wait) -> Result<Option<UnsentMessage>> {
-        let Outgoing { memfd, header, len } = outgoing;
-        let (rest, sent_fd) =
-            frame::write_shared(&self.socket, &header, &memfd, wait).map_err(|err| {
-                Error::send_failed(err, format!("send {len}-byte shared-memory message"))
-            })?;
-        if sent_fd {
-            shared::count_sent();
-        }
-        Ok((!rest.is_empty()).then(|| UnsentMessage {
-            rest,
-            message_len: len,
-            memfd: (!sent_fd).then_some(memfd),
-        }))
+        let header = header.map_err(|err| self.mark_broken(err))?;
+        self.shared.receive(header, fds)
     }
 
     pub(crate) fn read_payload(&mut self, len: u64, out: &mut Vec<u8>) -> Result<()> {
         // `len` is at most max_message_size here; on a 32-bit target a
         // larger value cannot be held in memory anyway.
         let len = in_memory_len(len)?;
-        if let Some(incoming) = self.shared_payload.take() {
-            return incoming.append_to_vec(0, len, out);
+        if let Some(memfd) = self.shared.take_payload() {
+            return memfd.append_to_vec(0, len, out);
         }
         frame::read_payload(&self.socket, len, out).map_err(|err| self.lose_boundaries(err))
     }
@@ -1087,8 +938,8 @@ impl Connection {
     /// here (`recv_bytes_into`, `recv_vec`, `recv_into_slice`), so that a
     /// transport other than the socket's bytes has one place to hook in.
     pub(crate) fn receive_payload_into(&mut self, out: &mut [u8]) -> Result<()> {
-        if let Some(incoming) = self.shared_payload.take() {
-            return incoming.read_into(out);
+        if let Some(memfd) = self.shared.take_payload() {
+            return memfd.read_into(out);
         }
         frame::read_payload_into(&self.socket, out).map_err(|err| self.lose_boundaries(err))
     }
@@ -1101,7 +952,7 @@ impl Connection {
         &mut self,
         out: &mut Unfilled<'_>,
     ) -> Option<Result<()>> {
-        if self.shared_payload.is_some() {
+        if self.shared.has_payload() {
             return None;
         }
         let read = frame::read_payload_into_uninit(&self.socket, out);
@@ -1145,22 +996,6 @@ impl Connection {
     }
 }
 
-/// A shared-memory message ready to go: its memfd, its header, and the
-/// payload's length.
-struct Outgoing {
-    memfd: OwnedFd,
-    header: Vec<u8>,
-    len: usize,
-}
-
-/// A message whose header was read.
-enum Message {
-    /// Its payload of this length follows in the stream.
-    Stream(u64),
-    /// Its payload is in this checked memfd.
-    Shared(shared::Incoming),
-}
-
 /// The part of `buffer` after `offset`, where `recv_bytes_into` puts a
 /// message; an offset past the end is [`ErrorKind::InvalidInput`].
 pub(crate) fn room_after(buffer: &mut [u8], offset: usize) -> Result<&mut [u8]> {
@@ -1188,6 +1023,17 @@ pub struct UnsentMessage {
 }
 
 impl UnsentMessage {
+    /// What of a `message_len`-byte message is left to send: the `rest` of
+    /// its bytes, and the memfd of a shared-memory message that has not
+    /// gone; `None` when nothing is.
+    pub(crate) fn new(rest: Vec<u8>, message_len: usize, memfd: Option<OwnedFd>) -> Option<Self> {
+        (!rest.is_empty()).then_some(UnsentMessage {
+            rest,
+            message_len,
+            memfd,
+        })
+    }
+
     /// How many bytes (of header and payload) are still to be written.
     pub fn len(&self) -> usize {
         self.rest.len()

@@ -123,8 +123,10 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::sys;
 use crate::sys::shm::{self, Mapping, RacyView};
 
+mod endpoint;
 mod recycle;
-pub(crate) use recycle::Recycler;
+pub(crate) use endpoint::{send_memfd, send_sealed, Endpoint};
+use recycle::Recycler;
 
 /// The environment variable that sets, for a whole process, the size
 /// from which the copying calls (`send_bytes`, `send`, ...) of ends that
@@ -148,7 +150,7 @@ pub const SHARED_MEMORY_THRESHOLD_ENV: &str = "CONNECTION_SHARED_MEMORY_THRESHOL
 
 /// The threshold of new ends: [`SHARED_MEMORY_THRESHOLD_ENV`]'s, if set
 /// and valid, else none.
-pub(crate) fn default_threshold() -> Option<usize> {
+fn default_threshold() -> Option<usize> {
     static DEFAULT: OnceLock<Option<usize>> = OnceLock::new();
     *DEFAULT.get_or_init(|| {
         let value = std::env::var(SHARED_MEMORY_THRESHOLD_ENV).ok()?;
@@ -161,28 +163,6 @@ pub(crate) fn default_threshold() -> Option<usize> {
         }
         parsed
     })
-}
-
-/// Whether an end uses shared memory.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Mode {
-    /// Neither sends nor accepts shared-memory messages.
-    Off,
-    /// Sends large messages as shared memory and accepts them.
-    On,
-    /// Agreed, but this process cannot create memfds: sends through the
-    /// socket, still accepts them.
-    Unavailable,
-}
-
-impl Mode {
-    pub(crate) fn accepts(self) -> bool {
-        self != Mode::Off
-    }
-
-    pub(crate) fn sends(self, len: usize, threshold: Option<usize>) -> bool {
-        self == Mode::On && threshold.is_some_and(|threshold| len >= threshold)
-    }
 }
 
 static SENT: AtomicU64 = AtomicU64::new(0);
@@ -221,14 +201,10 @@ pub fn shared_memory_stats() -> SharedMemoryStats {
     }
 }
 
-pub(crate) fn count_sent() {
-    SENT.fetch_add(1, Ordering::Relaxed);
-}
-
 /// A shared-memory message received and checked, not yet read.
 #[derive(Debug)]
-pub(crate) struct Incoming {
-    pub(crate) memfd: OwnedFd,
+pub(crate) struct ReceivedMemfd {
+    memfd: OwnedFd,
     pub(crate) len: u64,
     /// The generation of a message in a recyclable memfd; `None` for a
     /// sealed one.
@@ -252,7 +228,7 @@ const KEPT_VIEWS: usize = 4;
 /// memfd's pages alive after its sender let it go, until it is dropped
 /// with the connection or pushed out.
 #[derive(Debug, Default)]
-pub(crate) struct RecycledViews {
+struct RecycledViews {
     views: Vec<KeptView>,
 }
 
@@ -305,17 +281,17 @@ impl RecycledViews {
     }
 }
 
-impl Incoming {
+impl ReceivedMemfd {
     /// Checks what a peer sent with a shared-memory header: exactly one
     /// descriptor, a memfd sealed against change, of `len` bytes. Anything
     /// else is [`ErrorKind::Decode`]: the header was consumed and no
     /// payload follows in the stream, so the connection stays usable.
     /// Refused descriptors are closed.
-    pub(crate) fn check(fds: Vec<OwnedFd>, len: u64) -> Result<Incoming> {
+    fn check(fds: Vec<OwnedFd>, len: u64) -> Result<ReceivedMemfd> {
         let memfd = only_descriptor(fds, len)?;
         shm::check_sealed(memfd.as_fd(), len).or_else(|why| refuse(len, why.to_string()))?;
         RECEIVED.fetch_add(1, Ordering::Relaxed);
-        Ok(Incoming {
+        Ok(ReceivedMemfd {
             memfd,
             len,
             recycled: None,
@@ -323,16 +299,16 @@ impl Incoming {
         })
     }
 
-    /// [`check`](Incoming::check) for a message in a recyclable memfd: one
+    /// [`check`](ReceivedMemfd::check) for a message in a recyclable memfd: one
     /// sealed against size changes, with room for `len` bytes after its
     /// header, whose header holds `generation`; then kept mapped in
     /// `views` to be copied out of (or read with `pread` if it cannot be).
-    pub(crate) fn check_recycled(
+    fn check_recycled(
         fds: Vec<OwnedFd>,
         len: u64,
         generation: u64,
         views: &mut RecycledViews,
-    ) -> Result<Incoming> {
+    ) -> Result<ReceivedMemfd> {
         let memfd = only_descriptor(fds, len)?;
         let key = shm::identity(memfd.as_fd())
             .map_err(shm::Refusal::Os)
@@ -348,7 +324,7 @@ impl Incoming {
                 None
             }
         };
-        Ok(Incoming {
+        Ok(ReceivedMemfd {
             memfd,
             len,
             recycled: Some(generation),
@@ -364,11 +340,6 @@ impl Incoming {
         }
         self.read_up_to(buf.len() as u64);
         Ok(())
-    }
-
-    pub(crate) fn read_to_vec(&self, len: usize, out: &mut Vec<u8>) -> Result<()> {
-        out.clear();
-        self.append_to_vec(0, len, out)
     }
 
     /// Appends the `len` bytes of the payload that follow its first
@@ -414,14 +385,14 @@ impl Incoming {
         }
     }
 
-    /// The payload's `len` bytes as a slice: a read-only mapping of a
+    /// The payload's `len` bytes as a view: a read-only mapping of a
     /// sealed memfd (no copy), or a copy of a recyclable one, which is
     /// never lent out as a slice (its sender can still write to it).
-    pub(crate) fn map(&self, len: usize) -> Result<Readable> {
+    pub(crate) fn map(&self, len: usize) -> Result<SharedView> {
         if self.recycled.is_some() {
             let mut copy = Vec::new();
-            self.read_to_vec(len, &mut copy)?;
-            return Ok(Readable::Copied(copy));
+            self.append_to_vec(0, len, &mut copy)?;
+            return Ok(SharedView::owned(copy));
         }
         let mapping = Mapping::read_only(self.memfd.as_fd(), len).map_err(|err| {
             Error::io(
@@ -429,7 +400,9 @@ impl Incoming {
                 format!("map a {}-byte shared-memory message", self.len),
             )
         })?;
-        Ok(Readable::Mapped(mapping))
+        Ok(SharedView {
+            inner: ViewInner::Mapped(mapping),
+        })
     }
 
     fn offset(&self) -> u64 {
@@ -453,26 +426,9 @@ impl Incoming {
 /// memfd's header, when the last byte was copied out and again as the
 /// descriptor goes. A memfd that refuses the write (sealed against it
 /// after all) only stays busy for its sender.
-impl Drop for Incoming {
+impl Drop for ReceivedMemfd {
     fn drop(&mut self) {
         self.consumed();
-    }
-}
-
-/// A shared-memory payload readable as a slice, from [`Incoming::map`].
-pub(crate) enum Readable {
-    /// A read-only mapping of a sealed memfd.
-    Mapped(Mapping),
-    /// A copy of a recyclable memfd's payload.
-    Copied(Vec<u8>),
-}
-
-impl Readable {
-    pub(crate) fn as_slice(&self) -> &[u8] {
-        match self {
-            Readable::Mapped(mapping) => mapping.as_slice(),
-            Readable::Copied(bytes) => bytes,
-        }
     }
 }
 
@@ -605,15 +561,6 @@ enum ViewInner {
 }
 
 impl SharedView {
-    /// The view of a shared-memory payload: mapped when it could be.
-    pub(crate) fn mapped(readable: Readable) -> SharedView {
-        let inner = match readable {
-            Readable::Mapped(mapping) => ViewInner::Mapped(mapping),
-            Readable::Copied(bytes) => ViewInner::Owned(bytes),
-        };
-        SharedView { inner }
-    }
-
     pub(crate) fn owned(bytes: Vec<u8>) -> SharedView {
         SharedView {
             inner: ViewInner::Owned(bytes),

@@ -21,7 +21,7 @@ use std::io;
 
 use serde::Serialize;
 
-use crate::codec::{self, ser::Sink, FormatError};
+use crate::codec::{self, ser::Downstream, FormatError};
 use crate::error::{Error, ErrorKind, Result};
 use crate::frame;
 use crate::proto::frame::{append_header, SendPlan};
@@ -47,23 +47,23 @@ pub(crate) fn send_streamed<T: Serialize + ?Sized>(
 ) -> Result<()> {
     let mut pending = Vec::with_capacity(PENDING);
     append_header(len as usize, &mut pending);
-    let sink = SocketSink {
+    let stream = StreamToSocket {
         socket,
         pending,
         left: len,
         written: false,
         io_error: None,
     };
-    let outcome = codec::encode_to(value, sink);
-    let (mut sink, encode_error) = match outcome {
-        Ok(sink) => (sink, None),
-        Err((sink, err)) => (sink, Some(err)),
+    let outcome = codec::encode_to(value, stream);
+    let (mut stream, encode_error) = match outcome {
+        Ok(stream) => (stream, None),
+        Err((stream, err)) => (stream, Some(err)),
     };
-    if let Some(err) = sink.io_error.take() {
+    if let Some(err) = stream.io_error.take() {
         return Err(Error::send_failed(err, format!("send {len}-byte message")));
     }
     let err = match encode_error {
-        None if sink.left == 0 => match sink.write_pending(&[]) {
+        None if stream.left == 0 => match stream.write_pending(&[]) {
             Ok(()) => return Ok(()),
             Err(err) => return Err(Error::send_failed(err, format!("send {len}-byte message"))),
         },
@@ -72,12 +72,12 @@ pub(crate) fn send_streamed<T: Serialize + ?Sized>(
             format!(
                 "{} encoded {} bytes shorter the second time than the first",
                 std::any::type_name::<T>(),
-                sink.left
+                stream.left
             ),
         ),
         Some(err) => err,
     };
-    if !sink.written {
+    if !stream.written {
         return Err(err);
     }
     // Part of the message is out and the rest cannot be: end the stream
@@ -86,8 +86,8 @@ pub(crate) fn send_streamed<T: Serialize + ?Sized>(
     Err(err.context("part of the message was sent, so the connection was shut down for sending"))
 }
 
-/// The socket as the [`Sink`] of the encoder's stages.
-struct SocketSink<'a> {
+/// The socket as the [`Downstream`] of the encoder's stages.
+struct StreamToSocket<'a> {
     socket: &'a Socket,
     /// Bytes not yet written: the header first, then stages.
     pending: Vec<u8>,
@@ -99,7 +99,7 @@ struct SocketSink<'a> {
     io_error: Option<io::Error>,
 }
 
-impl SocketSink<'_> {
+impl StreamToSocket<'_> {
     /// Writes the pending bytes and `then` after them, in one call.
     fn write_pending(&mut self, then: &[u8]) -> io::Result<()> {
         if self.pending.is_empty() && then.is_empty() {
@@ -112,7 +112,7 @@ impl SocketSink<'_> {
     }
 }
 
-impl Sink for SocketSink<'_> {
+impl Downstream for StreamToSocket<'_> {
     fn put(&mut self, bytes: &[u8]) -> std::result::Result<(), FormatError> {
         if bytes.len() as u64 > self.left {
             return Err(FormatError::new(

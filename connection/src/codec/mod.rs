@@ -156,19 +156,19 @@ pub(crate) fn encoded_len<T: Serialize + ?Sized>(value: &T) -> Result<u64> {
     Ok(encoder.into_output().len)
 }
 
-/// Writes the encoding of `value` to `sink`, a stage at a time (and long
+/// Writes the encoding of `value` to `downstream`, a stage at a time (and long
 /// byte strings as they are).
-/// The sink comes back either way.
-pub(crate) fn encode_to<T: Serialize + ?Sized, S: ser::Sink>(
+/// The downstream comes back either way.
+pub(crate) fn encode_to<T: Serialize + ?Sized, S: ser::Downstream>(
     value: &T,
-    sink: S,
+    downstream: S,
 ) -> std::result::Result<S, (S, Error)> {
-    let mut encoder = ser::Encoder::new(ser::Staged::new(sink));
+    let mut encoder = ser::Encoder::new(ser::Staged::new(downstream));
     let result = value.serialize(&mut encoder);
     let mut staged = encoder.into_output();
     match result.and_then(|()| staged.flush()) {
-        Ok(()) => Ok(staged.into_sink()),
-        Err(err) => Err((staged.into_sink(), encode_error::<T>(err))),
+        Ok(()) => Ok(staged.into_downstream()),
+        Err(err) => Err((staged.into_downstream(), encode_error::<T>(err))),
     }
 }
 

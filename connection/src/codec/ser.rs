@@ -9,7 +9,7 @@
 //!
 //! The [`Encoder`] writes through an [`Output`]: a `Vec<u8>` (or a
 //! [`Within`], one that stops at a limit) for a payload encoded whole, a
-//! [`Staged`] buffer in front of a [`Sink`] for one streamed to a socket
+//! [`Staged`] buffer in front of a [`Downstream`] for one streamed to a socket
 //! as it is encoded, or a [`Counter`] that only adds up the length, which
 //! a streamed message's header needs first.
 
@@ -98,7 +98,7 @@ impl Output for Within<'_> {
 }
 
 /// What a [`Staged`] buffer hands its bytes to.
-pub(crate) trait Sink {
+pub(crate) trait Downstream {
     /// Takes the next bytes of the encoding: a full stage, or a byte
     /// string too long to be worth staging.
     fn put(&mut self, bytes: &[u8]) -> Result;
@@ -106,7 +106,7 @@ pub(crate) trait Sink {
 
 /// For the tests of the staging buffer, against bincode's bytes.
 #[cfg(test)]
-impl Sink for Vec<u8> {
+impl Downstream for Vec<u8> {
     #[inline]
     fn put(&mut self, bytes: &[u8]) -> Result {
         self.extend_from_slice(bytes);
@@ -117,36 +117,36 @@ impl Sink for Vec<u8> {
 /// How many bytes a [`Staged`] buffer holds before it hands them on.
 const STAGE: usize = 4096;
 
-/// A small buffer in front of a [`Sink`] that wants its bytes in pieces
+/// A small buffer in front of a [`Downstream`] that wants its bytes in pieces
 /// worth a system call: serde hands a `Vec<f64>` over one element at a
-/// time, and a full stage goes to the sink in one copy that stays in the
-/// cache, while a long byte string goes to the sink as it lies.
-pub(crate) struct Staged<S: Sink> {
+/// time, and a full stage goes downstream in one copy that stays in the
+/// cache, while a long byte string goes downstream as it lies.
+pub(crate) struct Staged<S: Downstream> {
     stage: [u8; STAGE],
     staged: usize,
-    sink: S,
+    downstream: S,
 }
 
-impl<S: Sink> Staged<S> {
+impl<S: Downstream> Staged<S> {
     #[inline]
-    pub(crate) fn new(sink: S) -> Self {
+    pub(crate) fn new(downstream: S) -> Self {
         Staged {
             stage: [0; STAGE],
             staged: 0,
-            sink,
+            downstream,
         }
     }
 
-    /// The sink, with anything still staged left out: [`flush`](Self::flush) first.
-    pub(crate) fn into_sink(self) -> S {
-        self.sink
+    /// The downstream, with anything still staged left out: [`flush`](Self::flush) first.
+    pub(crate) fn into_downstream(self) -> S {
+        self.downstream
     }
 
-    /// Hands what is staged to the sink.
+    /// Hands what is staged downstream.
     #[inline]
     pub(crate) fn flush(&mut self) -> Result {
         let staged = std::mem::take(&mut self.staged);
-        self.sink.put(&self.stage[..staged])
+        self.downstream.put(&self.stage[..staged])
     }
 
     #[cold]
@@ -161,9 +161,9 @@ impl<S: Sink> Staged<S> {
     fn bytes_after_flush(&mut self, bytes: &[u8]) -> Result {
         self.flush()?;
         if bytes.len() >= STAGE {
-            // Long byte strings go to the sink as they are: one copy into
+            // Long byte strings go downstream as they are: one copy into
             // a Vec, none at all into a socket.
-            return self.sink.put(bytes);
+            return self.downstream.put(bytes);
         }
         self.stage[..bytes.len()].copy_from_slice(bytes);
         self.staged = bytes.len();
@@ -171,7 +171,7 @@ impl<S: Sink> Staged<S> {
     }
 }
 
-impl<S: Sink> Output for Staged<S> {
+impl<S: Downstream> Output for Staged<S> {
     #[inline]
     fn byte(&mut self, byte: u8) -> Result {
         match self.stage.get_mut(self.staged) {

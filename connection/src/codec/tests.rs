@@ -455,7 +455,7 @@ mod agreement {
 #[test]
 fn values_across_the_staging_buffer_encode_as_bincode_does() {
     // The encoder stages 4096 bytes at a time and hands byte strings of
-    // that length or more to its sink apart: every split of a value
+    // that length or more to its downstream apart: every split of a value
     // around those lengths must still be bincode's bytes.
     for before in [0usize, 1, 4090, 4095, 4096, 5000] {
         for len in [0usize, 1, 4095, 4096, 4097, 9000, 70_000] {

@@ -1,16 +1,8 @@
 //! The recyclable memfds of one sending end, which its copying calls
-//! (`send_bytes`, `send`, ...) fill with `pwrite` and send again and again.
-//!
-//! A fresh memfd costs its pages: allocating, faulting and freeing them,
-//! about six copies' worth on the virtual machine this crate is measured
-//! on. A recycled one costs one kernel copy in (`pwrite` into pages that
-//! exist) and one out (the receiver's copy out of its kept mapping). A memfd can be filled
-//! again only once the receiver copied the last message out of it, which
-//! the receiver says by writing that message's generation into the
-//! memfd's header; until then the sender takes another one (so a sender
-//! fills message k+1 while the receiver copies message k), makes a new
-//! one within the bound, waits a little for one to come free, or sends a
-//! fresh sealed memfd.
+//! (`send_bytes`, `send`, ...) fill and send again and again. What they
+//! cost against fresh memfds, how a receiver hands one back and the
+//! bound ([`MAX_MEMFDS`], [`MAX_BYTES`], size classes from [`MIN_CLASS`])
+//! are in [`crate::shared`]'s "Recycled memfds".
 //!
 //! Why wait rather than send fresh memory at once: a sender ahead of its
 //! reader that sends fresh memfds makes its reader free their pages too
@@ -18,12 +10,7 @@
 //! further behind and every later message is fresh as well; the copying
 //! pair ran at half its speed that way.
 //!
-//! The bound, per sending end: [`MAX_MEMFDS`] memfds and [`MAX_BYTES`] of
-//! memory. A memfd is made for a size class (the payload's length rounded
-//! up to a power of two, at least [`MIN_CLASS`]), so a run of 64 MiB
-//! messages reuses 64 MiB memfds. They are freed with the end (and with
-//! the receiver's descriptors, which it closes after each message). A
-//! memfd whose message never reached its receiver (an `UnsentMessage`
+//! A memfd whose message never reached its receiver (an `UnsentMessage`
 //! dropped unsent, a receiver that stopped reading) stays busy until the
 //! end is dropped; the bound holds, and later payloads take the others or
 //! fresh sealed memfds.

@@ -504,6 +504,26 @@ fn an_async_end_refuses_shared_memory_without_misreading_it() {
     });
 }
 
+/// A shared-memory message left pending (over the limit) is not read
+/// from the stream by an async end made from its end, which reads no memfds.
+#[tokio::test]
+async fn a_pending_shared_message_is_not_read_from_the_stream_by_an_async_end() {
+    if !memfds_work() {
+        return;
+    }
+    let (mut a, mut b) = pipe().unwrap();
+    a.send_shared(SharedBuf::new(1 << 16).unwrap()).unwrap();
+    b.set_max_message_size(10);
+    let err = b.recv_shared().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::MessageTooLarge);
+    a.send_bytes(b"next").unwrap();
+    let mut b = crate::tokio::AsyncConnection::from_blocking(b).unwrap();
+    b.set_max_message_size(1 << 20);
+    // Patience that only turns a hang into a failure.
+    let received = tokio::time::timeout(std::time::Duration::from_secs(60), b.recv_bytes());
+    assert_eq!(received.await.expect("hung").unwrap(), b"next");
+}
+
 // --- Recyclable memfds (the copying calls' path) ------------------------------
 
 /// Sends a recycled-message header (`-3`, length, generation) with `fds`.

@@ -185,7 +185,6 @@ impl AsyncConnection {
             max_message_size,
             pending_len: None,
             broken: None,
-            shared_memory: crate::shared::Mode::Off,
         }))
     }
 
@@ -233,7 +232,6 @@ impl AsyncConnection {
             max_message_size: self.max_message_size,
             pending_len,
             broken,
-            shared_memory: crate::shared::Mode::Off,
         }))
     }
 
