@@ -1,382 +1,182 @@
-//! The authentication handshake of CPython's `multiprocessing.connection`,
-//! byte for byte: `deliver_challenge` and `answer_challenge`.
+//! CPython's authkey handshake over a [`Socket`]: an [`Exchange`] moves the
+//! messages of the [core](crate::proto::handshake) as far as the socket
+//! allows without waiting for data; [`authenticate`] (what
+//! [`Client`](crate::Client) runs) waits for it on `poll` against one
+//! deadline, and the [listener's table](crate::handshakes) for many at
+//! once.
 //!
-//! Each side proves it knows the shared authkey by returning an HMAC of a
-//! random challenge; the key itself never crosses the wire. Two schemes
-//! share the exchange:
-//!
-//! - modern (Python 3.12+): the challenge is `{sha256}` plus 40 random
-//!   bytes, the answer `{digest}` plus the HMAC of the whole challenge
-//!   (prefix included, so the digest cannot be downgraded in flight);
-//! - legacy (Python 3.11 and older): 20 random bytes, answered with a bare
-//!   HMAC-MD5. A bare 16-byte answer to a modern challenge is the legacy
-//!   answer of an old peer and is accepted as such, as CPython 3.12 does.
-//!
-//! Strict mode refuses MD5 in either form.
-//!
-//! The handshake reads its messages here rather than through
-//! [`Connection`](crate::Connection): every read waits on `poll` against one
-//! deadline for the whole exchange, so a peer that says nothing, or drips
-//! one byte at a time, cannot hold the caller longer than the timeout; and a
-//! length header above [`MAX_MESSAGE`] is refused before anything is read.
+//! Messages are read exactly: a 4-byte header, refused at once if it
+//! announces more than the core takes, then that many bytes and not one
+//! more, so that whatever the peer sends after its last handshake message
+//! is left in the socket for the [`Connection`](crate::Connection). An
+//! exchange holds at most one message each way: a few hundred bytes. A
+//! peer that says nothing, or drips one byte at a time, holds its end no
+//! longer than the deadline.
 
-use std::io;
+use std::io::{self, IoSlice};
 use std::time::Instant;
 
-use hmac::digest::KeyInit;
-use hmac::{Hmac, Mac};
+use crate::error::{Error, Result};
+use crate::proto::handshake::{self, Handshake, Next, Role};
+use crate::sys::{self, retry_interrupted, Interest, PollFd, Socket, Wait};
 
-use crate::error::{Error, ErrorKind, Result};
-use crate::frame;
-use crate::sys::{self, PollFd, Socket};
-
-pub(crate) const CHALLENGE: &[u8] = b"#CHALLENGE#";
-pub(crate) const WELCOME: &[u8] = b"#WELCOME#";
-pub(crate) const FAILURE: &[u8] = b"#FAILURE#";
-/// Random bytes in a modern challenge (CPython's `MESSAGE_LENGTH`).
-const NONCE_LEN: usize = 40;
-/// A legacy challenge is exactly this long, and no modern one can be.
-const LEGACY_CHALLENGE_LEN: usize = 20;
-const MD5_LEN: usize = 16;
-/// CPython's `recv_bytes(256)`: the largest handshake message accepted.
-pub(crate) const MAX_MESSAGE: usize = 256;
-/// Every digest name CPython may put in a challenge; the longest sets how
-/// far to look for the closing brace.
-const CPYTHON_DIGESTS: [&[u8]; 5] = [b"md5", b"sha256", b"sha384", b"sha3_256", b"sha3_384"];
-const MAX_DIGEST_NAME: usize = 8;
-
-/// The HMAC digests this crate speaks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Digest {
-    Md5,
-    Sha256,
-    Sha384,
-}
-
-impl Digest {
-    fn name(self) -> &'static str {
-        match self {
-            Digest::Md5 => "md5",
-            Digest::Sha256 => "sha256",
-            Digest::Sha384 => "sha384",
-        }
-    }
-
-    /// `{name}` followed by the HMAC of `message`, or the bare HMAC when
-    /// `prefixed` is false (the legacy MD5 answer).
-    fn respond(self, key: &[u8], message: &[u8], prefixed: bool) -> Result<Vec<u8>> {
-        fn run<M: Mac + KeyInit>(key: &[u8], message: &[u8], out: &mut Vec<u8>) -> Result<()> {
-            let mut mac = <M as Mac>::new_from_slice(key)
-                .map_err(|_| Error::new(ErrorKind::InvalidInput, "authkey refused by HMAC"))?;
-            mac.update(message);
-            out.extend_from_slice(&mac.finalize().into_bytes());
-            Ok(())
-        }
-        let mut out = Vec::new();
-        if prefixed {
-            out.extend_from_slice(format!("{{{}}}", self.name()).as_bytes());
-        }
-        match self {
-            Digest::Md5 => run::<Hmac<md5::Md5>>(key, message, &mut out)?,
-            Digest::Sha256 => run::<Hmac<sha2::Sha256>>(key, message, &mut out)?,
-            Digest::Sha384 => run::<Hmac<sha2::Sha384>>(key, message, &mut out)?,
-        }
-        Ok(out)
-    }
-
-    /// Constant-time comparison of `tag` with the HMAC of `message`; a tag
-    /// of the wrong length is simply wrong.
-    fn verify(self, key: &[u8], message: &[u8], tag: &[u8]) -> bool {
-        fn run<M: Mac + KeyInit>(key: &[u8], message: &[u8], tag: &[u8]) -> bool {
-            match <M as Mac>::new_from_slice(key) {
-                Ok(mut mac) => {
-                    mac.update(message);
-                    mac.verify_slice(tag).is_ok()
-                }
-                Err(_) => false,
-            }
-        }
-        match self {
-            Digest::Md5 => run::<Hmac<md5::Md5>>(key, message, tag),
-            Digest::Sha256 => run::<Hmac<sha2::Sha256>>(key, message, tag),
-            Digest::Sha384 => run::<Hmac<sha2::Sha384>>(key, message, tag),
-        }
-    }
-}
-
-/// How a challenge or response announces its digest.
-#[derive(Debug, PartialEq, Eq)]
-enum Scheme<'a> {
-    /// No prefix: bare HMAC-MD5 of Python 3.11 and older.
-    Legacy(&'a [u8]),
-    /// A `{digest}` prefix, and what follows it.
-    Modern(Digest, &'a [u8]),
-}
-
-pub(crate) fn auth_failed(context: impl Into<String>) -> Error {
-    Error::new(ErrorKind::AuthenticationFailed, context)
-}
-
-/// CPython's `_get_digest_name_and_payload`.
-fn parse_scheme(message: &[u8]) -> Result<Scheme<'_>> {
-    if message.len() == LEGACY_CHALLENGE_LEN || message.len() == MD5_LEN {
-        return Ok(Scheme::Legacy(message));
-    }
-    let window = &message[..message.len().min(MAX_DIGEST_NAME + 2)];
-    let close = window
-        .iter()
-        .skip(1)
-        .position(|&b| b == b'}')
-        .map(|i| i + 1);
-    if let (Some(b'{'), Some(close)) = (message.first(), close) {
-        let name = &message[1..close];
-        let payload = &message[close + 1..];
-        let digest = match name {
-            b"md5" => Some(Digest::Md5),
-            b"sha256" => Some(Digest::Sha256),
-            b"sha384" => Some(Digest::Sha384),
-            _ => None,
-        };
-        if let Some(digest) = digest {
-            return Ok(Scheme::Modern(digest, payload));
-        }
-        if CPYTHON_DIGESTS.contains(&name) {
-            return Err(auth_failed(format!(
-                "the peer uses digest {}, which this implementation does not support \
-                 (supported: md5, sha256, sha384)",
-                String::from_utf8_lossy(name)
-            )));
-        }
-    }
-    Err(Error::new(
-        ErrorKind::Protocol,
-        format!(
-            "unsupported message length ({} bytes), missing digest prefix, or unknown digest",
-            message.len()
-        ),
-    ))
-}
-
-fn refuse_md5_if_strict(strict: bool, digest: Digest, legacy: bool) -> Result<()> {
-    if strict && digest == Digest::Md5 {
-        let what = if legacy {
-            "the legacy HMAC-MD5 scheme of Python 3.11 and older"
-        } else {
-            "HMAC-MD5"
-        };
-        return Err(auth_failed(format!(
-            "the peer uses {what}, refused in strict mode"
-        )));
-    }
-    Ok(())
-}
-
-/// The response to a challenge's payload (what follows `#CHALLENGE#`).
-pub(crate) fn respond(key: &[u8], challenge: &[u8], strict: bool) -> Result<Vec<u8>> {
-    if challenge.len() < LEGACY_CHALLENGE_LEN {
-        return Err(Error::new(
-            ErrorKind::Protocol,
-            format!("challenge too short: {} bytes", challenge.len()),
-        ));
-    }
-    // The MAC always covers the whole challenge, digest prefix included.
-    match parse_scheme(challenge)? {
-        Scheme::Legacy(_) => {
-            refuse_md5_if_strict(strict, Digest::Md5, true)?;
-            Digest::Md5.respond(key, challenge, false)
-        }
-        Scheme::Modern(digest, _) => {
-            refuse_md5_if_strict(strict, digest, false)?;
-            digest.respond(key, challenge, true)
-        }
-    }
-}
-
-/// Whether `response` is a right answer to `challenge` (the payload we sent
-/// after `#CHALLENGE#`). As in CPython the responder may pick any digest it
-/// likes: the prefix it answered is covered by its MAC.
-pub(crate) fn check_response(
+/// Runs `role`'s side of the handshake on `socket` before `deadline`,
+/// sends waiting for room. The listener runs its exchanges side by side
+/// instead (`handshakes.rs`): its role here is for tests.
+pub(crate) fn authenticate(
+    role: Role,
+    socket: &Socket,
     key: &[u8],
-    challenge: &[u8],
-    response: &[u8],
     strict: bool,
+    deadline: Option<Instant>,
 ) -> Result<()> {
-    let (digest, tag, legacy) = match parse_scheme(response)? {
-        Scheme::Legacy(tag) => (Digest::Md5, tag, true),
-        Scheme::Modern(digest, tag) => (digest, tag, false),
-    };
-    refuse_md5_if_strict(strict, digest, legacy)?;
-    if digest.verify(key, challenge, tag) {
-        Ok(())
-    } else {
-        Err(auth_failed(format!(
-            "the peer's {} digest was wrong (different authkey?)",
-            digest.name()
-        )))
-    }
-}
-
-/// The payload of the peer's `#CHALLENGE#` message.
-pub(crate) fn challenge_payload(message: &[u8]) -> Result<&[u8]> {
-    message.strip_prefix(CHALLENGE).ok_or_else(|| {
-        Error::new(
-            ErrorKind::Protocol,
-            "expected a #CHALLENGE# message (does the peer use an authkey?)",
-        )
-    })
-}
-
-/// Whether the peer's verdict on our answer is `#WELCOME#`.
-pub(crate) fn check_verdict(message: &[u8]) -> Result<()> {
-    if message == WELCOME {
-        Ok(())
-    } else {
-        Err(auth_failed(
-            "the peer rejected our digest (different authkey, or it refuses our scheme)",
-        ))
-    }
-}
-
-/// A fresh challenge payload (what follows `#CHALLENGE#`): the default
-/// digest's name and a random nonce, as CPython 3.12 sends it.
-pub(crate) fn new_challenge() -> Result<Vec<u8>> {
-    let mut nonce = [0u8; NONCE_LEN];
-    getrandom::fill(&mut nonce).map_err(|err| {
-        Error::new(ErrorKind::Io, "read random bytes for the challenge").with_source(err)
-    })?;
-    let mut challenge = format!("{{{}}}", Digest::Sha256.name()).into_bytes();
-    challenge.extend_from_slice(&nonce);
-    Ok(challenge)
-}
-
-/// The payload length that a handshake message's 4-byte header announces,
-/// refused unless it is in `0..=MAX_MESSAGE`: nothing past a header this
-/// refuses is read.
-pub(crate) fn message_len(header: [u8; 4]) -> Result<usize> {
-    let len = i32::from_be_bytes(header);
-    match usize::try_from(len) {
-        Ok(len) if len <= MAX_MESSAGE => Ok(len),
-        _ => Err(Error::new(
-            ErrorKind::Protocol,
-            format!(
-                "handshake message length {len} is outside 0..={MAX_MESSAGE} \
-                 (is the peer speaking this protocol?)"
-            ),
-        )),
-    }
-}
-
-/// One side of a handshake in progress: the socket, the shared key, and
-/// the deadline for the whole exchange.
-pub(crate) struct Handshake<'a> {
-    pub(crate) socket: &'a Socket,
-    pub(crate) key: &'a [u8],
-    pub(crate) strict: bool,
-    pub(crate) deadline: Option<Instant>,
-}
-
-impl Handshake<'_> {
-    /// What the accepting side does: challenge first, then answer. The
-    /// listener itself runs this as a state machine (`handshakes/exchange.rs`);
-    /// this blocking form is the reference the tests hold it to.
-    #[cfg(test)]
-    pub(crate) fn as_listener(&self) -> Result<()> {
-        self.deliver_challenge()?;
-        self.answer_challenge()
-    }
-
-    /// What the connecting side does: answer first, then challenge.
-    pub(crate) fn as_client(&self) -> Result<()> {
-        self.answer_challenge()?;
-        self.deliver_challenge()
-    }
-
-    fn deliver_challenge(&self) -> Result<()> {
-        let challenge = new_challenge()?;
-        self.send(&[CHALLENGE, &challenge].concat())?;
-        let response = self.recv()?;
-        match check_response(self.key, &challenge, &response, self.strict) {
-            Ok(()) => self.send(WELCOME),
-            Err(err) => {
-                // Tell the peer, as CPython does; if that fails too, the
-                // authentication error is still the one worth reporting.
-                if let Err(send_err) = self.send(FAILURE) {
-                    tracing::debug!(error = %send_err, "could not send #FAILURE#");
+    let mut exchange = Exchange::start(role, strict, Wait::ForRoom)?;
+    loop {
+        match exchange.advance(socket, key) {
+            Advanced::Done(outcome) => return outcome,
+            Advanced::Blocked => {
+                let mut fds = [PollFd::readable(socket.fd())];
+                // What is left of the time, after each signal too.
+                let left = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                match retry_interrupted(|| sys::poll(&mut fds, left())) {
+                    Ok(0) => return Err(handshake::timed_out()),
+                    Ok(_) => {}
+                    Err(err) => return Err(Error::io(err, "poll during handshake")),
                 }
-                Err(err)
+            }
+        }
+    }
+}
+
+/// What [`Exchange::advance`] got to.
+#[derive(Debug)]
+pub(crate) enum Advanced {
+    /// The socket has nothing more to give, or no room: wait for
+    /// [`Exchange::interest`].
+    Blocked,
+    /// The handshake ended: the peer is authenticated, or why not.
+    Done(Result<()>),
+}
+
+/// One end's handshake in progress over a socket.
+#[derive(Debug)]
+pub(crate) struct Exchange {
+    handshake: Handshake,
+    /// Whether a send waits for room in the socket.
+    sends: Wait,
+    /// The framed message on its way out (empty: none), and how much of it
+    /// has gone.
+    out: Vec<u8>,
+    sent: usize,
+    /// The message coming in, header first, and how much of it is here.
+    incoming: Vec<u8>,
+    filled: usize,
+}
+
+impl Exchange {
+    /// `role`'s handshake, whose sends wait for room or not as `sends` says.
+    pub(crate) fn start(role: Role, strict: bool, sends: Wait) -> Result<Exchange> {
+        Ok(Exchange {
+            handshake: Handshake::start(role, strict)?,
+            sends,
+            out: Vec::new(),
+            sent: 0,
+            incoming: Vec::new(),
+            filled: 0,
+        })
+    }
+
+    /// What the socket must become before [`advance`](Self::advance) can
+    /// get further.
+    pub(crate) fn interest(&self) -> Interest {
+        if self.sent < self.out.len() {
+            Interest::Writable
+        } else {
+            Interest::Readable
+        }
+    }
+
+    /// Sends and receives what `socket` allows without waiting for data.
+    pub(crate) fn advance(&mut self, socket: &Socket, key: &[u8]) -> Advanced {
+        loop {
+            match self.handshake.next() {
+                Next::Send(message) => {
+                    if self.out.is_empty() {
+                        frame(&mut self.out, message);
+                    }
+                    match self.flush(socket) {
+                        Ok(false) => return Advanced::Blocked,
+                        sent => self.handshake.sent(sent.map(|_| ())),
+                    }
+                }
+                Next::Farewell(message) => {
+                    frame(&mut self.out, message);
+                    let sent = self.flush(socket);
+                    self.handshake.sent(sent.map(|_| ()));
+                }
+                Next::Receive { max } => {
+                    let Some(received) = self.read_message(socket, max).transpose() else {
+                        return Advanced::Blocked;
+                    };
+                    self.handshake.received(key, received);
+                }
+                Next::Finished(outcome) => return Advanced::Done(outcome),
             }
         }
     }
 
-    fn answer_challenge(&self) -> Result<()> {
-        let message = self.recv()?;
-        let challenge = challenge_payload(&message)?;
-        self.send(&respond(self.key, challenge, self.strict)?)?;
-        check_verdict(&self.recv()?)
+    /// Sends what is left of the message out; `false` if the socket has no
+    /// room for all of it. Once all of it has gone, nothing is out.
+    fn flush(&mut self, socket: &Socket) -> Result<bool> {
+        while self.sent < self.out.len() {
+            let rest = [IoSlice::new(&self.out[self.sent..])];
+            match retry_interrupted(|| socket.send(&rest, self.sends)) {
+                Ok(0) => return Err(send_failed(io::ErrorKind::WriteZero.into())),
+                Ok(n) => self.sent += n,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(err) => return Err(send_failed(err)),
+            }
+        }
+        self.out.clear();
+        self.sent = 0;
+        Ok(true)
     }
 
-    fn send(&self, message: &[u8]) -> Result<()> {
-        let mut scratch = Vec::with_capacity(message.len() + 4);
-        frame::write_message(self.socket, message, &mut scratch)
-            .map_err(|err| Error::io(err, "send handshake message"))
-    }
-
-    /// Receives one message of at most [`MAX_MESSAGE`] bytes before the deadline.
-    fn recv(&self) -> Result<Vec<u8>> {
-        let mut header = [0u8; 4];
-        self.read_exact(&mut header, true)?;
-        let len = message_len(header)?;
-        let mut message = vec![0u8; len];
-        self.read_exact(&mut message, false)?;
-        Ok(message)
-    }
-
-    fn read_exact(&self, buf: &mut [u8], at_message_start: bool) -> Result<()> {
-        let mut filled = 0;
-        while filled < buf.len() {
-            self.wait_readable()?;
-            match self.socket.read(&mut buf[filled..]) {
-                Ok(0) if filled == 0 && at_message_start => {
-                    return Err(Error::new(
-                        ErrorKind::Eof,
-                        "the peer closed the connection during the handshake",
-                    ))
+    /// Reads on in the message coming in; `None` until all of it is here.
+    fn read_message(&mut self, socket: &Socket, max: usize) -> Result<Option<Vec<u8>>> {
+        loop {
+            let want = match self.incoming.get(..4) {
+                Some(header) if self.filled >= 4 => {
+                    let header = header.try_into().expect("four bytes");
+                    4 + handshake::message_len(header, max)?
                 }
-                Ok(0) => {
-                    return Err(Error::new(
-                        ErrorKind::Truncated,
-                        "the peer closed the connection in the middle of a handshake message",
-                    ))
-                }
-                Ok(n) => filled += n,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                _ => 4,
+            };
+            if self.filled == want {
+                self.filled = 0;
+                return Ok(Some(self.incoming.drain(..).skip(4).collect()));
+            }
+            self.incoming.resize(want, 0);
+            let buf = &mut self.incoming[self.filled..];
+            match retry_interrupted(|| socket.recv_nowait(buf)) {
+                Ok(0) => return Err(handshake::peer_closed(self.filled > 0)),
+                Ok(n) => self.filled += n,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(None),
                 Err(err) => return Err(Error::io(err, "receive handshake message")),
             }
         }
-        Ok(())
     }
+}
 
-    fn wait_readable(&self) -> Result<()> {
-        loop {
-            let left = self
-                .deadline
-                .map(|d| d.saturating_duration_since(Instant::now()));
-            let mut fds = [PollFd::readable(self.socket.fd())];
-            match sys::poll(&mut fds, left) {
-                Ok(0) => {
-                    return Err(Error::new(
-                        ErrorKind::TimedOut,
-                        "the handshake did not complete within the timeout",
-                    ))
-                }
-                Ok(_) => return Ok(()),
-                // The handshake is short and bounded by its deadline, so a
-                // signal is not allowed to cost a peer its connection.
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                Err(err) => return Err(Error::io(err, "poll during handshake")),
-            }
-        }
-    }
+/// Frames `payload` as the next message out.
+fn frame(out: &mut Vec<u8>, payload: &[u8]) {
+    let len = i32::try_from(payload.len()).expect("handshake messages are small");
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(payload);
+}
+
+fn send_failed(err: io::Error) -> Error {
+    Error::io(err, "send handshake message")
 }
 
 #[cfg(test)]

@@ -13,9 +13,10 @@ use interprocess::os::unix::uds_local_socket;
 use interprocess::ConnectWaitMode;
 
 use crate::address::Address;
-use crate::auth::Handshake;
+use crate::auth;
 use crate::connection::{Connection, Direction, DEFAULT_MAX_MESSAGE_SIZE};
 use crate::error::{Error, Result};
+use crate::proto::handshake::Role;
 use crate::sys::Socket;
 
 /// How long a client waits for the listener's side of the handshake unless
@@ -174,14 +175,7 @@ impl Client {
             let deadline = self
                 .handshake_timeout
                 .and_then(|t| Instant::now().checked_add(t));
-            let handshake = Handshake {
-                socket: &socket,
-                key,
-                strict: self.strict,
-                deadline,
-            };
-            handshake
-                .as_client()
+            auth::authenticate(Role::Client, &socket, key, self.strict, deadline)
                 .map_err(|err| err.context(format!("handshake with {address}")))?;
         }
         let mut conn = Connection::new(socket, Direction::Both);

@@ -29,12 +29,10 @@ use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
 use crate::address::Address;
-use crate::error::{Error, ErrorKind, Result};
-use crate::sys::{self, is_out_of_descriptors, Interest, PollFd, ReadySet, Socket};
-
-mod exchange;
-
-use exchange::{Exchange, Progress};
+use crate::auth::{Advanced, Exchange};
+use crate::error::{Error, Result};
+use crate::proto::handshake::{self, Role};
+use crate::sys::{self, is_out_of_descriptors, Interest, PollFd, ReadySet, Socket, Wait};
 
 /// The listening socket's token in the [`ReadySet`]; handshakes are
 /// numbered up from 0 and never get there.
@@ -76,11 +74,7 @@ struct Pending {
 }
 
 pub(crate) struct Handshakes {
-    key: Vec<u8>,
-    strict: bool,
-    timeout: Option<Duration>,
-    max: usize,
-    shed_at_cap: bool,
+    settings: Settings,
     /// By number, which is the order they started in and, since all have
     /// the same timeout, the order of their deadlines: the first is the
     /// oldest.
@@ -99,12 +93,9 @@ impl Handshakes {
     pub(crate) fn new(listener: BorrowedFd<'_>, settings: Settings) -> io::Result<Handshakes> {
         let mut ready = ReadySet::new()?;
         ready.add(listener, LISTENER, Interest::Readable)?;
+        let max = settings.max.max(1);
         Ok(Handshakes {
-            key: settings.key,
-            strict: settings.strict,
-            timeout: settings.timeout,
-            max: settings.max.max(1),
-            shed_at_cap: settings.shed_at_cap,
+            settings: Settings { max, ..settings },
             pending: BTreeMap::new(),
             next_id: 0,
             ready,
@@ -202,9 +193,9 @@ impl Handshakes {
         accept: &mut dyn FnMut() -> io::Result<Option<Accepted>>,
     ) -> Result<Option<Finished>> {
         for _ in 0..ACCEPT_BATCH {
-            if self.pending.len() >= self.max {
+            if self.pending.len() >= self.settings.max {
                 // Only for a connection actually waiting.
-                if !self.shed_at_cap || !is_readable(listener) {
+                if !self.settings.shed_at_cap || !is_readable(listener) {
                     break;
                 }
                 self.shed_oldest();
@@ -239,8 +230,11 @@ impl Handshakes {
     /// ended at once (it can only fail so soon).
     fn start(&mut self, socket: Socket, peer: Option<Address>) -> Option<Finished> {
         // The deadline counts from the accept.
-        let deadline = self.timeout.and_then(|t| Instant::now().checked_add(t));
-        let mut exchange = match Exchange::start() {
+        let Settings {
+            timeout, strict, ..
+        } = self.settings;
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let mut exchange = match Exchange::start(Role::Listener, strict, Wait::No) {
             Ok(exchange) => exchange,
             Err(err) => {
                 return Some(Finished {
@@ -251,7 +245,7 @@ impl Handshakes {
         };
         // The challenge goes out now: a new socket has room for it, so
         // most handshakes are never watched for room.
-        if let Progress::Done(outcome) = exchange.advance(&socket, &self.key, self.strict) {
+        if let Advanced::Done(outcome) = exchange.advance(&socket, &self.settings.key) {
             return Some(Finished {
                 peer,
                 outcome: outcome.map(|()| socket),
@@ -282,10 +276,10 @@ impl Handshakes {
         let pending = self.pending.get_mut(&id)?;
         let outcome = match pending
             .exchange
-            .advance(&pending.socket, &self.key, self.strict)
+            .advance(&pending.socket, &self.settings.key)
         {
-            Progress::Done(outcome) => outcome,
-            Progress::Blocked => {
+            Advanced::Done(outcome) => outcome,
+            Advanced::Blocked => {
                 let interest = pending.exchange.interest();
                 if interest == pending.interest {
                     return None;
@@ -308,11 +302,7 @@ impl Handshakes {
         if oldest.deadline? > Instant::now() {
             return None;
         }
-        let timed_out = Error::new(
-            ErrorKind::TimedOut,
-            "the handshake did not complete within the timeout",
-        );
-        Some(self.finish(id, Err(timed_out)))
+        Some(self.finish(id, Err(handshake::timed_out())))
     }
 
     fn finish(&mut self, id: u64, outcome: Result<()>) -> Finished {
@@ -349,7 +339,7 @@ impl Handshakes {
     /// Watches the listening socket unless at the cap (where it waits,
     /// unless a new peer takes the oldest one's place).
     fn watch_listener(&mut self, listener: BorrowedFd<'_>) -> io::Result<()> {
-        let watched = self.shed_at_cap || self.pending.len() < self.max;
+        let watched = self.settings.shed_at_cap || self.pending.len() < self.settings.max;
         if watched != self.listener_watched {
             let interest = if watched {
                 Interest::Readable
@@ -394,8 +384,9 @@ mod tests {
     use std::net::TcpStream;
     use std::time::Duration;
 
-    use crate::auth::Handshake;
+    use crate::auth;
     use crate::error::ErrorKind;
+    use crate::proto::handshake::Role;
     use crate::sys::{SignalPester, Socket};
     use crate::{wait, Address, Listener};
 
@@ -433,14 +424,7 @@ mod tests {
         std::thread::spawn(move || {
             let socket = Socket::from_owned(stream.into());
             let deadline = std::time::Instant::now() + Duration::from_secs(60);
-            Handshake {
-                socket: &socket,
-                key: KEY,
-                strict: false,
-                deadline: Some(deadline),
-            }
-            .as_client()
-            .unwrap();
+            auth::authenticate(Role::Client, &socket, KEY, false, Some(deadline)).unwrap();
             crate::frame::write_message(&socket, hello, &mut Vec::new()).unwrap();
         })
     }

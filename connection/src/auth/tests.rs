@@ -1,132 +1,22 @@
-//! Vectors below were made with CPython's `hmac` module:
-//!
-//! ```python
-//! import hmac
-//! key, nonce = b"secret key", bytes(range(40))
-//! for d in ("sha256", "sha384", "md5"):
-//!     print(d, hmac.new(key, b"{%s}" % d.encode() + nonce, d).hexdigest())
-//! print(hmac.new(key, bytes(range(100, 120)), "md5").hexdigest())  # legacy
-//! print(hmac.new(key, b"{sha256}" + nonce, "md5").hexdigest())     # 3.11 client
-//! ```
+//! The blocking driver against itself over a socket pair, and the
+//! listener's exchange against a client written by hand.
 
 use std::thread;
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::error::ErrorKind;
+use crate::frame;
+use crate::proto::handshake::digest;
+use crate::sys::ReadySet;
 
 const KEY: &[u8] = b"secret key";
-const SHA256: &str = "de660527caa52c2d8313422ff6496f5aa46b4ddfca5f20b8da5748f901d3dd5b";
-const SHA384: &str = "c8e9fe2bdeb806e0decf0717a058be72c597f25a968232be34b30566dc0a6018\
-                      b1f01212ca18eb95382dc585f89622c8";
-const MD5_PREFIXED: &str = "4f029a779bdd8985c1f1ad9a0f4b9135";
-const LEGACY_MD5: &str = "316925bc6c3c42d0accaaf0bdeec1c0b";
-const BARE_MD5_OF_SHA256_CHALLENGE: &str = "b60d7fd0e70a7da2749f805c65053205";
 
-/// A non-strict handshake with [`KEY`] on `socket`, ending `within` from now.
-fn handshake_within(socket: &Socket, within: Duration) -> Handshake<'_> {
-    Handshake {
-        socket,
-        key: KEY,
-        strict: false,
-        deadline: Some(Instant::now() + within),
-    }
-}
-
-fn hex(text: &str) -> Vec<u8> {
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
-        .collect()
-}
-
-fn challenge(digest: &str) -> Vec<u8> {
-    let mut c = format!("{{{digest}}}").into_bytes();
-    c.extend(0..40u8);
-    c
-}
-
-fn prefixed(digest: &str, mac: &str) -> Vec<u8> {
-    let mut r = format!("{{{digest}}}").into_bytes();
-    r.extend(hex(mac));
-    r
-}
-
-#[test]
-fn responses_match_cpython_hmac() {
-    for (digest, mac) in [
-        ("sha256", SHA256),
-        ("sha384", SHA384),
-        ("md5", MD5_PREFIXED),
-    ] {
-        let got = respond(KEY, &challenge(digest), false).unwrap();
-        assert_eq!(got, prefixed(digest, mac), "{digest}");
-    }
-    let legacy: Vec<u8> = (100..120).collect();
-    assert_eq!(respond(KEY, &legacy, false).unwrap(), hex(LEGACY_MD5));
-}
-
-#[test]
-fn challenger_accepts_right_answers_only() {
-    let c = challenge("sha256");
-    check_response(KEY, &c, &prefixed("sha256", SHA256), false).unwrap();
-    // The responder may choose another digest: its prefix is under the MAC.
-    let sha384_of_sha256_challenge = Digest::Sha384.respond(KEY, &c, true).unwrap();
-    check_response(KEY, &c, &sha384_of_sha256_challenge, true).unwrap();
-    // A Python 3.11 client's bare MD5 of the whole prefixed challenge.
-    check_response(KEY, &c, &hex(BARE_MD5_OF_SHA256_CHALLENGE), false).unwrap();
-
-    let mut flipped = prefixed("sha256", SHA256);
-    *flipped.last_mut().unwrap() ^= 1;
-    let err = check_response(KEY, &c, &flipped, false).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::AuthenticationFailed);
-    let err = check_response(b"other key", &c, &prefixed("sha256", SHA256), false).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::AuthenticationFailed);
-    // Right digest name, truncated tag.
-    let short = &prefixed("sha256", SHA256)[..30];
-    assert!(check_response(KEY, &c, short, false).is_err());
-}
-
-#[test]
-fn strict_mode_refuses_md5_in_both_forms() {
-    let c = challenge("sha256");
-    let err = check_response(KEY, &c, &hex(BARE_MD5_OF_SHA256_CHALLENGE), true).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::AuthenticationFailed);
-    assert!(err.to_string().contains("strict"), "{err}");
-    let md5 = Digest::Md5.respond(KEY, &c, true).unwrap();
-    assert!(check_response(KEY, &c, &md5, true).is_err());
-    check_response(KEY, &c, &md5, false).unwrap();
-
-    let legacy: Vec<u8> = (100..120).collect();
-    assert!(respond(KEY, &legacy, true).is_err());
-    assert!(respond(KEY, &challenge("md5"), true).is_err());
-    respond(KEY, &challenge("sha384"), true).unwrap();
-}
-
-#[test]
-fn unsupported_and_malformed_challenges_are_refused() {
-    let err = respond(KEY, &challenge("sha3_256"), false).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::AuthenticationFailed);
-    assert!(err.to_string().contains("sha3_256"), "{err}");
-    for bad in [
-        &b"{sha256"[..],
-        b"sha256}xxxxxxxxxxxxxxxxxxxxxxxxx",
-        b"{sha512}xxxxxxxxxxxxxxxx",
-    ] {
-        let mut long = bad.to_vec();
-        long.resize(48, b'x');
-        assert_eq!(
-            respond(KEY, &long, false).unwrap_err().kind(),
-            ErrorKind::Protocol
-        );
-    }
-    assert_eq!(
-        respond(KEY, b"short", false).unwrap_err().kind(),
-        ErrorKind::Protocol
-    );
-    assert_eq!(
-        respond(KEY, b"", false).unwrap_err().kind(),
-        ErrorKind::Protocol
-    );
+/// A non-strict handshake as `role` with [`KEY`] on `socket`, ending
+/// `patience` from now.
+fn handshake_within(role: Role, socket: &Socket, patience: Duration) -> Result<()> {
+    let deadline = Some(Instant::now() + patience);
+    authenticate(role, socket, KEY, false, deadline)
 }
 
 fn handshake_pair(
@@ -136,22 +26,9 @@ fn handshake_pair(
 ) -> (Result<()>, Result<()>) {
     let (a, b) = Socket::pair().unwrap();
     let deadline = Some(Instant::now() + Duration::from_secs(10));
-    let server = thread::spawn(move || {
-        Handshake {
-            socket: &a,
-            key: listener_key,
-            strict,
-            deadline,
-        }
-        .as_listener()
-    });
-    let client = Handshake {
-        socket: &b,
-        key: client_key,
-        strict: false,
-        deadline,
-    }
-    .as_client();
+    let server =
+        thread::spawn(move || authenticate(Role::Listener, &a, listener_key, strict, deadline));
+    let client = authenticate(Role::Client, &b, client_key, false, deadline);
     (server.join().unwrap(), client)
 }
 
@@ -172,9 +49,7 @@ fn wrong_key_fails_on_both_sides() {
 #[test]
 fn silent_peer_times_out() {
     let (a, _b) = Socket::pair().unwrap();
-    let err = handshake_within(&a, Duration::from_millis(50))
-        .as_listener()
-        .unwrap_err();
+    let err = handshake_within(Role::Listener, &a, Duration::from_millis(50)).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::TimedOut);
 }
 
@@ -183,9 +58,7 @@ fn oversized_or_negative_length_is_refused_unread() {
     for header in [257i32, -1, i32::MAX, i32::MIN] {
         let (a, b) = Socket::pair().unwrap();
         b.write(&header.to_be_bytes()).unwrap();
-        let err = handshake_within(&a, Duration::from_secs(10))
-            .as_client()
-            .unwrap_err();
+        let err = handshake_within(Role::Client, &a, Duration::from_secs(10)).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Protocol, "{header}: {err}");
     }
 }
@@ -195,8 +68,120 @@ fn peer_closing_mid_message_is_truncated() {
     let (a, b) = Socket::pair().unwrap();
     b.write(&[0, 0, 0, 50, b'#']).unwrap();
     drop(b);
-    let err = handshake_within(&a, Duration::from_secs(10))
-        .as_client()
-        .unwrap_err();
+    let err = handshake_within(Role::Client, &a, Duration::from_secs(10)).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Truncated);
+}
+
+/// Advances `exchange` whenever its socket is ready, until it ends.
+fn run(exchange: &mut Exchange, socket: &Socket, key: &[u8]) -> Result<()> {
+    let mut set = ReadySet::new().unwrap();
+    set.add(socket.fd(), 0, exchange.interest()).unwrap();
+    loop {
+        match exchange.advance(socket, key) {
+            Advanced::Done(outcome) => return outcome,
+            Advanced::Blocked => {
+                set.watch(socket.fd(), 0, exchange.interest()).unwrap();
+                let mut ready = Vec::new();
+                set.wait(&mut ready, Some(Duration::from_secs(60))).unwrap();
+                assert!(!ready.is_empty(), "the peer went quiet");
+            }
+        }
+    }
+}
+
+/// Receives one message, failing rather than hanging if none comes.
+fn recv(socket: &Socket) -> Vec<u8> {
+    let mut fds = [crate::sys::PollFd::readable(socket.fd())];
+    let ready = crate::sys::poll(&mut fds, Some(Duration::from_secs(60))).unwrap();
+    assert_eq!(ready, 1, "no message within a minute");
+    let len = frame::read_header(socket).unwrap() as usize;
+    let mut message = Vec::new();
+    frame::read_payload(socket, len, &mut message).unwrap();
+    message
+}
+
+/// Sends `payload` framed, one byte per write, so that the exchange
+/// sees it arrive in pieces.
+fn drip(socket: &Socket, payload: &[u8]) {
+    let len = i32::try_from(payload.len()).unwrap().to_be_bytes();
+    for byte in len.iter().chain(payload) {
+        socket.write(&[*byte]).unwrap();
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// The client's side, by hand: answers byte by byte, and sends a
+/// message of its own right behind its last handshake message.
+fn dripping_client(socket: Socket, key: &'static [u8]) -> thread::JoinHandle<Vec<u8>> {
+    thread::spawn(move || {
+        let challenge = recv(&socket);
+        let payload = challenge.strip_prefix(digest::CHALLENGE).unwrap();
+        drip(&socket, &digest::respond(key, payload, false).unwrap());
+        let verdict = recv(&socket);
+        if verdict != digest::WELCOME {
+            return verdict;
+        }
+        let ours = digest::challenge(&[7; digest::NONCE_LEN]);
+        drip(&socket, &[digest::CHALLENGE, &ours[..]].concat());
+        let answer = recv(&socket);
+        digest::check_response(key, &ours, &answer, false).unwrap();
+        let mut last = Vec::new();
+        for message in [digest::WELCOME, b"right behind"] {
+            last.extend_from_slice(&i32::try_from(message.len()).unwrap().to_be_bytes());
+            last.extend_from_slice(message);
+        }
+        socket.write(&last).unwrap();
+        verdict
+    })
+}
+
+#[test]
+fn a_dripping_client_authenticates_and_what_follows_is_left_unread() {
+    let (ours, theirs) = Socket::pair().unwrap();
+    let client = dripping_client(theirs, KEY);
+    let mut exchange = Exchange::start(Role::Listener, false, Wait::No).unwrap();
+    run(&mut exchange, &ours, KEY).unwrap();
+    assert_eq!(client.join().unwrap(), digest::WELCOME);
+    assert_eq!(recv(&ours), b"right behind");
+}
+
+#[test]
+fn a_wrong_key_gets_failure_and_fails_here() {
+    let (ours, theirs) = Socket::pair().unwrap();
+    let client = dripping_client(theirs, b"not the key");
+    let mut exchange = Exchange::start(Role::Listener, false, Wait::No).unwrap();
+    let err = run(&mut exchange, &ours, KEY).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AuthenticationFailed, "{err}");
+    assert_eq!(client.join().unwrap(), digest::FAILURE);
+}
+
+#[test]
+fn an_oversized_header_is_refused_before_its_payload() {
+    let (ours, theirs) = Socket::pair().unwrap();
+    let mut exchange = Exchange::start(Role::Listener, false, Wait::No).unwrap();
+    assert!(matches!(exchange.advance(&ours, KEY), Advanced::Blocked));
+    // Only the header: the refusal cannot wait for a payload.
+    theirs.write(&257i32.to_be_bytes()).unwrap();
+    let err = run(&mut exchange, &ours, KEY).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Protocol, "{err}");
+}
+
+#[test]
+fn a_peer_that_hangs_up_mid_message_is_truncated_and_at_a_boundary_eof() {
+    for (sent, kind) in [
+        (&[0u8, 0][..], ErrorKind::Truncated),
+        (&[][..], ErrorKind::Eof),
+    ] {
+        let (ours, theirs) = Socket::pair().unwrap();
+        let mut exchange = Exchange::start(Role::Listener, false, Wait::No).unwrap();
+        assert!(matches!(exchange.advance(&ours, KEY), Advanced::Blocked));
+        // Reading the challenge first, so that closing is no reset.
+        recv(&theirs);
+        if !sent.is_empty() {
+            theirs.write(sent).unwrap();
+        }
+        drop(theirs);
+        let err = run(&mut exchange, &ours, KEY).unwrap_err();
+        assert_eq!(err.kind(), kind, "{err}");
+    }
 }

@@ -1,8 +1,7 @@
-//! The protocol as state machines that do no I/O, in the manner of
-//! `quinn-proto` or `rustls`'s unbuffered API: they are given the bytes
-//! that arrived and say what comes next, or what to write. The blocking
-//! [`Connection`](crate::Connection) and the tokio
-//! [`AsyncConnection`](crate::tokio::AsyncConnection) are drivers of this
-//! one core: they move bytes, wait, and retry through `sys`.
+//! The wire protocols as state machines that do no I/O, in the manner of
+//! `quinn-proto` or `rustls`'s unbuffered API: they are handed what
+//! arrived and say what to send, and the blocking and tokio types drive
+//! them over their sockets (retrying through `sys`).
 
 pub(crate) mod frame;
+pub(crate) mod handshake;

@@ -94,7 +94,7 @@ impl AsyncClient {
         if let Some(key) = &options.authkey {
             within(
                 options.handshake_timeout,
-                handshake::as_client(&mut conn, key, options.strict),
+                handshake::authenticate(handshake::Role::Client, &mut conn, key, options.strict),
             )
             .await
             .unwrap_or_else(|| Err(handshake_timed_out()))

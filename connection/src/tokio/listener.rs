@@ -424,7 +424,8 @@ impl AsyncListener {
             let mut conn = AsyncConnection::from_socket(socket, options.max_message_size)
                 .map_err(|err| err.context(&context).of_one_peer())?;
             let key = options.authkey.as_deref().unwrap_or_default();
-            let handshake = handshake::as_listener(&mut conn, key, options.strict);
+            let handshake =
+                handshake::authenticate(handshake::Role::Listener, &mut conn, key, options.strict);
             let outcome = match options.handshake_timeout {
                 Some(timeout) => tokio::time::timeout(timeout, handshake)
                     .await
