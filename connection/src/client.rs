@@ -17,6 +17,7 @@ use crate::auth;
 use crate::connection::{Connection, Direction, DEFAULT_MAX_MESSAGE_SIZE};
 use crate::error::{Error, Result};
 use crate::proto::handshake::Role;
+use crate::setters::setters;
 use crate::sys::Socket;
 
 /// How long a client waits for the listener's side of the handshake unless
@@ -132,34 +133,24 @@ impl Client {
         self
     }
 
-    /// How long establishing the connection may take, for each address a
-    /// host name resolves to (default `None`: as long as the OS allows).
-    /// For a Unix socket this includes waiting for room while the
-    /// listener's queue of connections not yet accepted is full; at the
-    /// end of it the error is [`ErrorKind::TimedOut`](crate::ErrorKind::TimedOut).
-    pub fn connect_timeout(mut self, timeout: Option<Duration>) -> Client {
-        self.connect_timeout = timeout;
-        self
-    }
+    setters! {
+        /// How long establishing the connection may take, for each address a
+        /// host name resolves to (default `None`: as long as the OS allows).
+        /// For a Unix socket this includes waiting for room while the
+        /// listener's queue of connections not yet accepted is full; at the
+        /// end of it the error is [`ErrorKind::TimedOut`](crate::ErrorKind::TimedOut).
+        connect_timeout: Option<Duration>;
 
-    /// How long the whole handshake may take (default
-    /// [`DEFAULT_CLIENT_HANDSHAKE_TIMEOUT`]; `None` waits forever).
-    pub fn handshake_timeout(mut self, timeout: Option<Duration>) -> Client {
-        self.handshake_timeout = timeout;
-        self
-    }
+        /// How long the whole handshake may take (default
+        /// [`DEFAULT_CLIENT_HANDSHAKE_TIMEOUT`]; `None` waits forever).
+        handshake_timeout: Option<Duration>;
 
-    /// Refuse a listener that authenticates with HMAC-MD5, which includes
-    /// every Python 3.11 or older (default: accept it).
-    pub fn strict(mut self, strict: bool) -> Client {
-        self.strict = strict;
-        self
-    }
+        /// Refuse a listener that authenticates with HMAC-MD5, which includes
+        /// every Python 3.11 or older (default: accept it).
+        strict: bool;
 
-    /// The [`max_message_size`](Connection::max_message_size) of the connection.
-    pub fn max_message_size(mut self, bytes: u64) -> Client {
-        self.max_message_size = bytes;
-        self
+        /// The [`max_message_size`](Connection::max_message_size) of the connection.
+        max_message_size: u64;
     }
 
     /// Connects to `address` and, with an authkey, authenticates. Errors

@@ -296,13 +296,13 @@
 //!
 //! ```
 //! # #[cfg(feature = "tokio")] {
-//! use connection::tokio::{AsyncClient, AsyncListener};
-//! use connection::Address;
+//! use connection::tokio::AsyncClient;
+//! use connection::{Address, Listener};
 //!
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-//! let mut listener = AsyncListener::builder()
+//! let mut listener = Listener::builder()
 //!     .authkey(b"secret")
-//!     .bind(&Address::localhost(0))
+//!     .bind_async(&Address::localhost(0))
 //!     .await?;
 //! let address = listener.address().clone();
 //! let client = tokio::spawn(async move {
@@ -380,10 +380,12 @@ mod error;
 mod frame;
 mod handshakes;
 pub mod inherit;
+mod listen_socket;
 mod listener;
 pub mod pickle;
 mod pipe;
 mod proto;
+mod setters;
 pub mod shared;
 mod streaming;
 #[allow(unsafe_code)]

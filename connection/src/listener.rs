@@ -2,19 +2,16 @@
 //! each peer when given an authkey.
 
 use std::fmt;
-use std::net::TcpListener;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::PathBuf;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
-
-use interprocess::local_socket::ListenerOptions;
-use interprocess::os::unix::uds_local_socket;
 
 use crate::address::Address;
 use crate::connection::{Connection, DEFAULT_MAX_MESSAGE_SIZE};
 use crate::error::{Error, ErrorKind, Result};
 use crate::handshakes::{Accepted, Handshakes, Settings};
-use crate::sys::{self, PollFd, Socket};
+use crate::listen_socket::{handshake_failed, ListenSocket};
+use crate::setters::setters;
+use crate::sys::{self, PollFd};
 
 /// How long [`Listener::accept`] gives a peer to complete the handshake
 /// unless told otherwise: 5 seconds, ample for a few round trips on any
@@ -36,7 +33,10 @@ pub const DEFAULT_MAX_PENDING_HANDSHAKES: usize = 8192;
 /// (a peer whose connection the kernel drops retries only after a second).
 pub const DEFAULT_BACKLOG: u32 = 1024;
 
-/// Options for a [`Listener`]; made by [`Listener::builder`].
+/// Options for a [`Listener`], or with the `tokio` feature an
+/// `AsyncListener`; made by
+/// [`Listener::builder`], finished by [`bind`](ListenerBuilder::bind) or
+/// `bind_async`.
 ///
 /// # Examples
 ///
@@ -57,13 +57,13 @@ pub const DEFAULT_BACKLOG: u32 = 1024;
 /// ```
 #[derive(Clone)]
 pub struct ListenerBuilder {
-    backlog: u32,
-    authkey: Option<Vec<u8>>,
-    handshake_timeout: Option<Duration>,
-    max_pending_handshakes: usize,
-    shed_oldest_at_cap: bool,
-    strict: bool,
-    max_message_size: u64,
+    pub(crate) backlog: u32,
+    pub(crate) authkey: Option<Vec<u8>>,
+    pub(crate) handshake_timeout: Option<Duration>,
+    pub(crate) max_pending_handshakes: usize,
+    pub(crate) shed_oldest_at_cap: bool,
+    pub(crate) strict: bool,
+    pub(crate) max_message_size: u64,
 }
 
 impl Default for ListenerBuilder {
@@ -81,13 +81,6 @@ impl Default for ListenerBuilder {
 }
 
 impl ListenerBuilder {
-    /// How many connections may wait to be accepted (default
-    /// [`DEFAULT_BACKLOG`]; the kernel caps it at `somaxconn`).
-    pub fn backlog(mut self, backlog: u32) -> ListenerBuilder {
-        self.backlog = backlog;
-        self
-    }
-
     /// Authenticate every peer with this key, as CPython's
     /// `Listener(authkey=...)`. Without one there is no handshake at all.
     /// An empty key still runs the handshake, as CPython's `authkey=b''`
@@ -98,74 +91,67 @@ impl ListenerBuilder {
         self
     }
 
-    /// How long a peer gets to complete the handshake, counted from when
-    /// its connection is accepted (default [`DEFAULT_HANDSHAKE_TIMEOUT`];
-    /// `None` waits forever, as CPython does: a silent peer then holds its
-    /// place until it hangs up or the listener is dropped).
-    pub fn handshake_timeout(mut self, timeout: Option<Duration>) -> ListenerBuilder {
-        self.handshake_timeout = timeout;
-        self
-    }
+    setters! {
+        /// How many connections may wait to be accepted (default
+        /// [`DEFAULT_BACKLOG`]; the kernel caps it at `somaxconn`).
+        backlog: u32;
 
-    /// How many handshakes may be in progress at once (default
-    /// [`DEFAULT_MAX_PENDING_HANDSHAKES`]; 0 counts as 1). Each costs its
-    /// connection's descriptor and a few hundred bytes; none costs a
-    /// thread. At the cap the listener takes no more connections from the
-    /// kernel's queue (the [backlog](ListenerBuilder::backlog)) until one
-    /// ends (or, with [`shed_oldest_at_cap`](ListenerBuilder::shed_oldest_at_cap),
-    /// closes the oldest for a new peer). Without an authkey there are no handshakes and this is unused.
-    pub fn max_pending_handshakes(mut self, max: usize) -> ListenerBuilder {
-        self.max_pending_handshakes = max;
-        self
-    }
+        /// How long a peer gets to complete the handshake, counted from when
+        /// its connection is accepted (default [`DEFAULT_HANDSHAKE_TIMEOUT`];
+        /// `None` waits forever, as CPython does: a silent peer then holds its
+        /// place until it hangs up or the listener is dropped).
+        handshake_timeout: Option<Duration>;
 
-    /// At the [cap](ListenerBuilder::max_pending_handshakes), close the
-    /// oldest pending handshake to take a new peer from the kernel's queue,
-    /// as when the process is out of descriptors, rather than leave the
-    /// new peer waiting until a handshake ends (default `false`). A crowd
-    /// of silent peers then delays a good client by no more than the time
-    /// it takes to accept the crowd, not by handshake timeouts; the price
-    /// is that a handshake gets only as long as it takes that many new
-    /// peers to arrive, under a crowd that keeps coming.
-    ///
-    /// ```
-    /// use std::net::TcpStream;
-    /// use std::time::Duration;
-    /// use connection::{Address, Client, Listener};
-    ///
-    /// let mut listener = Listener::builder()
-    ///     .authkey(b"key")
-    ///     .max_pending_handshakes(1)
-    ///     .shed_oldest_at_cap(true)
-    ///     .bind(&Address::localhost(0))?;
-    /// let address = listener.address().clone();
-    /// let Address::Tcp(addr) = address.clone() else { unreachable!() };
-    /// let silent = TcpStream::connect(addr)?;
-    /// assert!(listener.accept_timeout(Duration::from_millis(100))?.is_none());
-    /// // The silent peer holds the only place: the good one takes it.
-    /// let good = std::thread::spawn(move || Client::connect_with_authkey(&address, b"key"));
-    /// assert!(listener.accept_timeout(Duration::from_secs(30))?.is_some());
-    /// good.join().unwrap()?;
-    /// # drop(silent);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn shed_oldest_at_cap(mut self, shed: bool) -> ListenerBuilder {
-        self.shed_oldest_at_cap = shed;
-        self
-    }
+        /// How many handshakes may be in progress at once (default
+        /// [`DEFAULT_MAX_PENDING_HANDSHAKES`]; 0 counts as 1). Each costs its
+        /// connection's descriptor and a few hundred bytes; none costs a
+        /// thread. At the cap the listener takes no more connections from the
+        /// kernel's queue (the [backlog](ListenerBuilder::backlog)) until one
+        /// ends (or, with [`shed_oldest_at_cap`](ListenerBuilder::shed_oldest_at_cap),
+        /// closes the oldest for a new peer). Without an authkey there are no handshakes and this is unused.
+        /// An async listener's handshakes are tasks that go on between
+        /// accepts: there a finished one counts until `accept` returns it.
+        max_pending_handshakes: usize;
 
-    /// Refuse peers that authenticate with HMAC-MD5, which includes every
-    /// Python 3.11 or older (default: accept them, as CPython 3.12 does).
-    pub fn strict(mut self, strict: bool) -> ListenerBuilder {
-        self.strict = strict;
-        self
-    }
+        /// At the [cap](ListenerBuilder::max_pending_handshakes), close the
+        /// oldest pending handshake to take a new peer from the kernel's queue,
+        /// as when the process is out of descriptors, rather than leave the
+        /// new peer waiting until a handshake ends (default `false`). A crowd
+        /// of silent peers then delays a good client by no more than the time
+        /// it takes to accept the crowd, not by handshake timeouts; the price
+        /// is that a handshake gets only as long as it takes that many new
+        /// peers to arrive, under a crowd that keeps coming.
+        ///
+        /// ```
+        /// use std::net::TcpStream;
+        /// use std::time::Duration;
+        /// use connection::{Address, Client, Listener};
+        ///
+        /// let mut listener = Listener::builder()
+        ///     .authkey(b"key")
+        ///     .max_pending_handshakes(1)
+        ///     .shed_oldest_at_cap(true)
+        ///     .bind(&Address::localhost(0))?;
+        /// let address = listener.address().clone();
+        /// let Address::Tcp(addr) = address.clone() else { unreachable!() };
+        /// let silent = TcpStream::connect(addr)?;
+        /// assert!(listener.accept_timeout(Duration::from_millis(100))?.is_none());
+        /// // The silent peer holds the only place: the good one takes it.
+        /// let good = std::thread::spawn(move || Client::connect_with_authkey(&address, b"key"));
+        /// assert!(listener.accept_timeout(Duration::from_secs(30))?.is_some());
+        /// good.join().unwrap()?;
+        /// # drop(silent);
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
+        shed_oldest_at_cap: bool;
 
-    /// The [`max_message_size`](Connection::max_message_size) of accepted
-    /// connections (default [`DEFAULT_MAX_MESSAGE_SIZE`]).
-    pub fn max_message_size(mut self, bytes: u64) -> ListenerBuilder {
-        self.max_message_size = bytes;
-        self
+        /// Refuse peers that authenticate with HMAC-MD5, which includes every
+        /// Python 3.11 or older (default: accept them, as CPython 3.12 does).
+        strict: bool;
+
+        /// The [`max_message_size`](Connection::max_message_size) of accepted
+        /// connections (default [`DEFAULT_MAX_MESSAGE_SIZE`]).
+        max_message_size: u64;
     }
 
     /// Binds to `address` and starts listening.
@@ -176,17 +162,8 @@ impl ListenerBuilder {
     /// (or with an empty one) logs a warning: anyone who can reach the
     /// port can then send data.
     pub fn bind(&self, address: &Address) -> Result<Listener> {
-        let bound = bind_socket(address, self.backlog)
-            .map_err(|err| Error::io(err, "bind").context(address))?;
-        let (socket, address, created_file) = bound;
-        let keyless = self.authkey.as_ref().map_or(true, Vec::is_empty);
-        if address.is_tcp() && keyless {
-            tracing::warn!(
-                %address,
-                "TCP listener without an authkey (or with an empty one): \
-                 anyone who can reach it can send messages"
-            );
-        }
+        let socket = ListenSocket::bind(address, None, self.backlog, self.authkey.as_deref())?;
+        let address = socket.address().clone();
         let handshakes = match &self.authkey {
             None => None,
             Some(key) => {
@@ -206,11 +183,9 @@ impl ListenerBuilder {
         };
         Ok(Listener {
             socket,
-            address,
             options: self.clone(),
             handshakes,
             last_accepted: None,
-            created_file,
         })
     }
 }
@@ -227,82 +202,6 @@ impl fmt::Debug for ListenerBuilder {
             .field("max_message_size", &self.max_message_size)
             .finish()
     }
-}
-
-enum ListenSocket {
-    // The `interprocess` type rather than its enum: we need the std
-    // listener inside it, whose accept reports the peer's address.
-    Local(uds_local_socket::Listener),
-    Tcp(TcpListener),
-}
-
-impl ListenSocket {
-    fn fd(&self) -> BorrowedFd<'_> {
-        match self {
-            ListenSocket::Local(listener) => listener.as_fd(),
-            ListenSocket::Tcp(listener) => listener.as_fd(),
-        }
-    }
-
-    /// Takes the next connection from the kernel's queue, or `None` if
-    /// there is none (the listening socket never blocks).
-    ///
-    /// The connection's socket is blocking, as a [`Connection`] needs:
-    /// Linux does not pass the listening socket's `O_NONBLOCK` on to it,
-    /// but the BSDs do.
-    fn accept(&self) -> std::io::Result<Option<Accepted>> {
-        let accepted = match self {
-            ListenSocket::Local(listener) => {
-                listener.inner().accept().and_then(|(stream, peer)| {
-                    stream.set_nonblocking(false)?;
-                    Ok((OwnedFd::from(stream), Address::from_unix_peer(&peer)))
-                })
-            }
-            ListenSocket::Tcp(listener) => listener.accept().and_then(|(stream, peer)| {
-                stream.set_nonblocking(false)?;
-                stream.set_nodelay(true)?;
-                Ok((OwnedFd::from(stream), Some(Address::Tcp(peer))))
-            }),
-        };
-        match accepted {
-            Ok((fd, peer)) => Ok(Some((Socket::from_owned(fd), peer))),
-            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
-            Err(err) => Err(err),
-        }
-    }
-}
-
-type Bound = (ListenSocket, Address, Option<PathBuf>);
-
-fn bind_socket(address: &Address, backlog: u32) -> std::io::Result<Bound> {
-    let backlog = backlog.min(i32::MAX as u32) as i32;
-    // Listening sockets never block: a connection that `poll` reported
-    // may be gone by the time we accept it.
-    let tcp = |listener: TcpListener| -> std::io::Result<Bound> {
-        sys::listen(listener.as_fd(), backlog)?;
-        listener.set_nonblocking(true)?;
-        let local = Address::Tcp(listener.local_addr()?);
-        Ok((ListenSocket::Tcp(listener), local, None))
-    };
-    let bound = match address {
-        Address::Tcp(addr) => tcp(TcpListener::bind(addr)?)?,
-        Address::TcpHost { host, port } => tcp(TcpListener::bind((host.as_str(), *port))?)?,
-        Address::Unix(_) | Address::Abstract(_) => {
-            // We unlink the file ourselves, so that close() can report it.
-            let listener = ListenerOptions::new()
-                .name(address.local_socket_name()?)
-                .reclaim_name(false)
-                .create_sync_as::<uds_local_socket::Listener>()?;
-            sys::listen(listener.as_fd(), backlog)?;
-            listener.inner().set_nonblocking(true)?;
-            let created = match address {
-                Address::Unix(path) => Some(path.clone()),
-                _ => None,
-            };
-            (ListenSocket::Local(listener), address.clone(), created)
-        }
-    };
-    Ok(bound)
 }
 
 /// A bound socket that accepts connections, like CPython's
@@ -339,13 +238,10 @@ fn bind_socket(address: &Address, backlog: u32) -> std::io::Result<Bound> {
 /// ```
 pub struct Listener {
     socket: ListenSocket,
-    address: Address,
     options: ListenerBuilder,
     /// With an authkey: the handshakes started and not yet returned.
     handshakes: Option<Handshakes>,
     last_accepted: Option<Address>,
-    /// The Unix socket file this listener made, removed when it closes.
-    created_file: Option<PathBuf>,
 }
 
 impl Listener {
@@ -438,7 +334,7 @@ impl Listener {
     pub fn accept(&mut self) -> Result<Connection> {
         // With no deadline, accept_until returns only with a peer or an error.
         self.accept_until(None)?
-            .ok_or_else(|| Error::new(ErrorKind::TimedOut, "accept").context(&self.address))
+            .ok_or_else(|| Error::new(ErrorKind::TimedOut, "accept").context(self.address()))
     }
 
     /// Like [`accept`](Listener::accept), but gives up after `timeout` and
@@ -472,7 +368,7 @@ impl Listener {
 
     /// Accepts the next peer, or returns `None` once `deadline` passes.
     fn accept_until(&mut self, deadline: Option<Instant>) -> Result<Option<Connection>> {
-        let address = &self.address;
+        let address = self.socket.address();
         let (socket, peer) = match self.handshakes.as_mut() {
             None => match accept_plain(&self.socket, deadline) {
                 Ok(Some(accepted)) => accepted,
@@ -490,12 +386,7 @@ impl Listener {
                 };
                 match finished.outcome {
                     Ok(socket) => (socket, finished.peer),
-                    Err(err) => {
-                        let peer = describe_peer(finished.peer.as_ref());
-                        tracing::debug!(error = %err, %peer, listener = %address, "handshake failed");
-                        let context = format!("handshake with {peer} on {address}");
-                        return Err(err.context(context).of_one_peer());
-                    }
+                    Err(err) => return Err(handshake_failed(err, finished.peer.as_ref(), address)),
                 }
             }
         };
@@ -525,7 +416,7 @@ impl Listener {
     /// # Ok::<(), connection::Error>(())
     /// ```
     pub fn address(&self) -> &Address {
-        &self.address
+        self.socket.address()
     }
 
     /// The address of the peer that the last successful
@@ -570,11 +461,8 @@ impl Listener {
     /// std::fs::remove_dir(&dir)?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn close(mut self) -> Result<()> {
-        match self.created_file.take() {
-            Some(path) => remove_socket_file(&path).map_err(|err| err.context(&self.address)),
-            None => Ok(()),
-        }
+    pub fn close(self) -> Result<()> {
+        self.socket.close()
     }
 }
 
@@ -604,29 +492,6 @@ fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
 }
 
-fn describe_peer(peer: Option<&Address>) -> String {
-    peer.map_or("an unnamed peer".to_string(), Address::to_string)
-}
-
-fn remove_socket_file(path: &PathBuf) -> Result<()> {
-    match std::fs::remove_file(path) {
-        Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
-            Err(Error::io(err, "remove socket file"))
-        }
-        _ => Ok(()),
-    }
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        if let Some(path) = self.created_file.take() {
-            if let Err(err) = remove_socket_file(&path) {
-                tracing::debug!(error = %err, path = %path.display(), "socket file left behind");
-            }
-        }
-    }
-}
-
 /// The descriptor to watch for [`accept`](Listener::accept) having
 /// something to do: with an authkey (on Linux) an epoll descriptor that is
 /// readable when a new peer waits, a pending peer has answered, or a
@@ -644,7 +509,7 @@ impl AsFd for Listener {
 impl fmt::Debug for Listener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Listener")
-            .field("address", &self.address)
+            .field("address", self.address())
             .field("options", &self.options)
             .field("last_accepted", &self.last_accepted)
             .field(

@@ -48,6 +48,22 @@ pub struct Common {
         requires = "slurm"
     )]
     pub slurm_arg: Vec<String>,
+
+    /// With --slurm, the host name or address the Slurm nodes reach this
+    /// program at [default: the address --listen gives, else this host's
+    /// address on the interface that routes to the Slurm controller]
+    #[arg(long, value_name = "HOST", requires = "slurm")]
+    pub head_host: Option<String>,
+
+    /// With --slurm, spread the workers over exactly N nodes (sbatch
+    /// --nodes): --slurm 3 --nodes 3 runs one worker per node
+    #[arg(long, value_name = "N", value_parser = parse_slurm_tasks, requires = "slurm")]
+    pub nodes: Option<usize>,
+
+    /// With --slurm, at most N workers on each node (sbatch
+    /// --ntasks-per-node)
+    #[arg(long, value_name = "N", value_parser = parse_slurm_tasks, requires = "slurm")]
+    pub tasks_per_node: Option<usize>,
 }
 
 impl Common {
@@ -73,13 +89,7 @@ impl Common {
         let workers = self.workers();
         let mut builder = Pool::builder().processes(workers);
         if let Some(tasks) = self.slurm {
-            let slurm = self
-                .slurm_arg
-                .iter()
-                .fold(pool::SlurmWorkers::new(tasks), |slurm, arg| {
-                    slurm.sbatch_arg(arg)
-                });
-            builder = builder.slurm(slurm);
+            builder = builder.slurm(self.slurm_workers(tasks));
         }
         match &self.listen {
             None if workers == 0 && self.slurm.is_none() => {
@@ -101,6 +111,36 @@ impl Common {
             }
         }
         Ok(builder)
+    }
+
+    /// The Slurm workers `--slurm TASKS` and its companion flags ask for;
+    /// while `build` waits for the first of them, a line on stderr every
+    /// few seconds says what Slurm says of the job.
+    fn slurm_workers(&self, tasks: usize) -> pool::SlurmWorkers {
+        let mut slurm = pool::SlurmWorkers::new(tasks).on_waiting(|wait| {
+            let reason = match wait.reason.as_str() {
+                "" => String::new(),
+                reason => format!(" ({reason})"),
+            };
+            eprintln!(
+                "Slurm job {} is {}{reason} after {:.0} s; waiting for its first worker",
+                wait.job,
+                wait.state.to_lowercase(),
+                wait.waited.as_secs_f64()
+            );
+        });
+        if let Some(host) = &self.head_host {
+            slurm = slurm.head_host(host);
+        }
+        if let Some(nodes) = self.nodes {
+            slurm = slurm.nodes(nodes);
+        }
+        if let Some(tasks) = self.tasks_per_node {
+            slurm = slurm.tasks_per_node(tasks);
+        }
+        self.slurm_arg
+            .iter()
+            .fold(slurm, |slurm, arg| slurm.sbatch_arg(arg))
     }
 
     /// The number of local workers asked for, or one per CPU core (none
@@ -345,6 +385,26 @@ mod tests {
             Args::try_parse_from(["prog", "--slurm", "2", "--slurm-arg", "--overcommit"]).unwrap();
         assert_eq!(args.common.slurm_arg, ["--overcommit"]);
         assert!(Args::try_parse_from(["prog", "--slurm-arg=--overcommit"]).is_err());
+        let args = Args::try_parse_from([
+            "prog",
+            "--slurm",
+            "3",
+            "--nodes",
+            "3",
+            "--tasks-per-node",
+            "1",
+            "--head-host",
+            "10.0.0.1",
+        ])
+        .unwrap();
+        assert_eq!(
+            (args.common.nodes, args.common.tasks_per_node),
+            (Some(1 + 2), Some(1))
+        );
+        assert_eq!(args.common.head_host.as_deref(), Some("10.0.0.1"));
+        for without_slurm in ["--nodes=2", "--tasks-per-node=1", "--head-host=h"] {
+            assert!(Args::try_parse_from(["prog", without_slurm]).is_err());
+        }
     }
 
     #[test]

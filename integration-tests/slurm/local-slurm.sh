@@ -38,11 +38,8 @@ trap 'fail "line $LINENO: \"$BASH_COMMAND\" failed"' ERR
 
 node() { hostname -s 2>/dev/null || hostname; }
 
-alive() {   # pid $1 exists and is no zombie
-    local state
-    state=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null) || return 1
-    [ "${state%% *}" != Z ]
-}
+# shellcheck source=integration-tests/slurm/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 # The pid of daemon $1 if this script started it and it still runs.
 ours() {
@@ -69,19 +66,6 @@ launch() {
         sleep 0.1
     done
     fail "$name did not start (see $LOGS/ and /var/log/munge/)"
-}
-
-install_packages() {
-    local tool missing=0
-    for tool in munged slurmctld slurmd sinfo srun sbatch squeue scancel; do
-        command -v "$tool" >/dev/null 2>&1 || missing=1
-    done
-    [ "$missing" = 0 ] && return 0
-    command -v apt-get >/dev/null 2>&1 || fail "Slurm is not installed and there is no apt-get"
-    log "installing munge slurmctld slurmd slurm-client"
-    timeout 600 apt-get update -q >/dev/null
-    DEBIAN_FRONTEND=noninteractive timeout 900 apt-get install -y -q --no-install-recommends \
-        munge slurmctld slurmd slurm-client >/dev/null
 }
 
 munge_ok() { munge -n 2>/dev/null | unmunge >/dev/null 2>&1; }
@@ -112,22 +96,7 @@ write_conf() {
 $MARK
 ClusterName=poolci
 SlurmctldHost=$(node)(127.0.0.1)
-SlurmUser=root
-SlurmdUser=root
-AuthType=auth/munge
-CredType=cred/munge
-MpiDefault=none
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-SchedulerType=sched/backfill
-ReturnToService=2
-SwitchType=switch/none
-JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
-JobCompType=jobcomp/none
-MailProg=/bin/true
+$(common_conf)
 StateSaveLocation=/var/lib/pool-slurm/slurmctld
 SlurmdSpoolDir=/var/lib/pool-slurm/slurmd
 SlurmctldPidFile=/run/slurmctld.pid

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 mod sys;
 
 use sys::reset;
-pub use sys::{descriptor_limits, set_descriptor_limit};
+
+pub mod swarm;
+pub use sys::{default_sigint, descriptor_limits, raise_descriptor_limit, set_descriptor_limit};
 
 /// The machine's `python3`, if there is one. Tests that talk to CPython
 /// call this and skip, saying so on stderr, only where it is missing.
@@ -74,6 +76,36 @@ pub fn slurm_ready(test: &str) -> bool {
         "{test}: {why}; start one with integration-tests/slurm/local-slurm.sh (as root)"
     ));
     false
+}
+
+/// The three-node cluster of `slurm/multi-node-slurm.sh` (its namespace
+/// prefix from `POOL_MULTINODE_PREFIX`, as the script reads it): the
+/// script's path if all three nodes take jobs; if not, says why the test
+/// skips, or with `POOL_MULTINODE_TESTS=require` (which `.ci/run` sets
+/// once it started the cluster) fails instead.
+pub fn multinode_cluster(test: &str) -> Option<std::path::PathBuf> {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("slurm/multi-node-slurm.sh");
+    let status = Command::new(&script)
+        .arg("status")
+        .stdin(std::process::Stdio::null())
+        .output();
+    let why = match status {
+        Ok(out) if out.status.success() => return Some(script),
+        Err(err) => format!("{} cannot run ({err})", script.display()),
+        Ok(out) => format!(
+            "the three-node cluster is not up ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout).trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+    };
+    if std::env::var("POOL_MULTINODE_TESTS").as_deref() == Ok("require") {
+        panic!("{test}: POOL_MULTINODE_TESTS=require but {why}");
+    }
+    report_skip(&format!(
+        "{test}: {why}; start it with integration-tests/slurm/multi-node-slurm.sh start (as root)"
+    ));
+    None
 }
 
 /// Waits for `child` to exit, for at most `limit`; kills it and panics if it

@@ -13,6 +13,27 @@ pub fn descriptor_limits() -> (libc::rlim_t, libc::rlim_t) {
     (limit.rlim_cur, limit.rlim_max)
 }
 
+/// Raises this process's descriptor limits, soft and hard, to `want`
+/// where the process may raise its hard limit (it has
+/// `CAP_SYS_RESOURCE`, and `want` is at most `fs.nr_open`), and otherwise
+/// its soft limit to the hard one; never lowers either. Returns the soft
+/// limit now in force.
+pub fn raise_descriptor_limit(want: libc::rlim_t) -> libc::rlim_t {
+    let (soft, hard) = descriptor_limits();
+    if want > hard {
+        let raised = libc::rlimit {
+            rlim_cur: want,
+            rlim_max: want,
+        };
+        // SAFETY: setrlimit only reads the struct it is given.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            return want;
+        }
+    }
+    let _ = set_descriptor_limit(want.max(soft));
+    descriptor_limits().0
+}
+
 /// Sets the soft limit on this process's descriptors (at most the hard one).
 pub fn set_descriptor_limit(soft: libc::rlim_t) -> std::io::Result<()> {
     let (_, hard) = descriptor_limits();
@@ -47,4 +68,21 @@ pub(crate) fn reset(stream: std::net::TcpStream) {
         );
     }
     drop(stream);
+}
+
+/// Makes `command`'s process start with SIGINT at its default action,
+/// whatever this one has: a test run in the background by a shell has it
+/// ignored, and a child would inherit that through exec.
+pub fn default_sigint(command: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: between fork and exec the hook only calls signal(2), which
+    // is async-signal-safe, and touches no memory of the parent's.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::signal(libc::SIGINT, libc::SIG_DFL) == libc::SIG_ERR {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }

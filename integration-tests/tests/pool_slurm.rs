@@ -1,7 +1,10 @@
 //! Pools whose workers they submit to a real Slurm (the `pool_slurm`
 //! program): a map on six workers, the job cancelled mid-map, the pool
 //! dropped mid-map, the head SIGKILLed, a wrong authkey, a wrong partition,
-//! a job that never starts, and workers running a program of the user's.
+//! a job that never starts, and workers running a program of the user's;
+//! and, with stand-ins for Slurm's commands (no Slurm needed), a hung
+//! `sbatch` or `squeue`, a pending job's reports, and SIGINT or SIGTERM
+//! while `build` waits.
 //!
 //! They need a running Slurm whose node is up, such as the one-node cluster
 //! `integration-tests/slurm/local-slurm.sh` starts (`.ci/run` does, as
@@ -264,7 +267,19 @@ fn a_pool_dropped_mid_map_takes_its_job_and_workers_with_it() {
 
 #[test]
 fn a_sigkilled_head_takes_its_job_with_it() {
-    let Some(_slurm) = use_slurm("a_sigkilled_head") else {
+    signalled_head_takes_its_job_with_it("a_sigkilled_head", rustix::process::Signal::KILL);
+}
+
+/// SIGTERM is caught only while `build` waits for the job: once the pool
+/// runs, it ends the head as it would any program.
+#[test]
+fn a_head_sigtermed_after_build_ends_and_takes_its_job_with_it() {
+    signalled_head_takes_its_job_with_it("a_sigtermed_head", rustix::process::Signal::TERM);
+}
+
+fn signalled_head_takes_its_job_with_it(test: &str, signal: rustix::process::Signal) {
+    use std::os::unix::process::ExitStatusExt;
+    let Some(_slurm) = use_slurm(test) else {
         return;
     };
     let (mut child, job) = start_until("wait-for-kill", "running: true");
@@ -274,10 +289,12 @@ fn a_sigkilled_head_takes_its_job_with_it() {
         2,
         "both workers run before the kill"
     );
-    child.kill().expect("SIGKILL the head");
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("a child's pid");
+    rustix::process::kill_process(pid, signal).expect("signal the head");
     let killed_at = Instant::now();
-    let _ = child.wait();
-    assert_job_ends(&job, killed_at, "head SIGKILLed");
+    let status = wait_with_deadline(&mut child, LIMIT);
+    assert_eq!(status.signal(), Some(signal.as_raw()), "{test}: {status}");
+    assert_job_ends(&job, killed_at, test);
     assert_no_workers_left();
     remove_output("wait-for-kill");
 }
@@ -332,21 +349,31 @@ fn a_job_that_never_starts_times_out_with_slurms_reason_and_is_cancelled() {
     assert_no_jobs_left("after the timeout");
 }
 
-/// Needs no Slurm: stand-ins for `sbatch` (which prints a job id) and
-/// `scancel`, and no `squeue`, as on a host where it is broken or missing.
-#[test]
-fn a_start_timeout_says_squeue_failed_rather_than_a_made_up_reason() {
+/// Writes stand-in Slurm commands (`name`, shell script) into a fresh
+/// directory for `scenario`; returns it, for a PATH of only them.
+fn stand_ins(scenario: &str, commands: &[(&str, &str)]) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
-    let bin = output_dir("no-squeue").join("bin");
+    let bin = output_dir(scenario).join("bin");
     std::fs::create_dir_all(&bin).expect("bin dir");
-    for (name, script) in [
-        ("sbatch", "#!/bin/sh\necho 4242\n"),
-        ("scancel", "#!/bin/sh\nexit 0\n"),
-    ] {
+    for (name, script) in commands {
         let path = bin.join(name);
         std::fs::write(&path, script).expect("stand-in");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     }
+    bin
+}
+
+/// Needs no Slurm: stand-ins for `sbatch` (which prints a job id) and
+/// `scancel`, and no `squeue`, as on a host where it is broken or missing.
+#[test]
+fn a_start_timeout_says_squeue_failed_rather_than_a_made_up_reason() {
+    let bin = stand_ins(
+        "no-squeue",
+        &[
+            ("sbatch", "#!/bin/sh\necho 4242\n"),
+            ("scancel", "#!/bin/sh\nexit 0\n"),
+        ],
+    );
     let out = output_with_deadline(
         Command::new(PROGRAM)
             .args(["no-squeue", output_path("no-squeue").to_str().unwrap()])
@@ -372,4 +399,133 @@ fn slurm_workers_may_run_a_worker_program_of_the_users() {
     assert_eq!(line(&stdout, "echo"), "7");
     assert_eq!(line(&stdout, "worker_program"), program);
     assert_no_jobs_left("after the pool");
+}
+
+/// Needs no Slurm: an `sbatch` that never answers (a hung controller)
+/// fails the build once the command timeout passes, saying which command;
+/// so does an `squeue` that never answers, at the start timeout.
+#[test]
+fn a_slurm_command_that_never_answers_fails_the_build_in_bounded_time() {
+    // The sleep is found where PATH no longer looks.
+    let hung = "#!/bin/sh\nexec /bin/sleep 600\n";
+    for (scenario, commands, silent) in [
+        ("hung-sbatch", vec![("sbatch", hung)], "sbatch"),
+        (
+            "hung-squeue",
+            vec![
+                ("sbatch", "#!/bin/sh\necho 4242\n"),
+                ("squeue", hung),
+                ("scancel", "#!/bin/sh\nexit 0\n"),
+            ],
+            "squeue",
+        ),
+    ] {
+        let bin = stand_ins(scenario, &commands);
+        let out = output_with_deadline(
+            Command::new(PROGRAM)
+                .args(["hung-command", output_path(scenario).to_str().unwrap()])
+                .env("PATH", &bin),
+            LIMIT,
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{}\n{stdout}", out.status);
+        let error = line(&stdout, "error");
+        println!(
+            "{scenario}: build failed after {} s: {error}",
+            line(&stdout, "failed_after_s")
+        );
+        assert!(error.contains(silent), "{error}");
+        assert!(error.contains("did not finish within"), "{error}");
+        remove_output(scenario);
+    }
+}
+
+/// Needs no Slurm: stand-ins whose squeue says the job pends for
+/// `Resources` and whose scancel notes what it cancelled.
+fn pending_stand_ins(scenario: &str) -> (PathBuf, PathBuf) {
+    let cancelled = output_dir(scenario).join("cancelled");
+    let scancel = format!(
+        "#!/bin/sh\necho \"$@\" >> '{}'\n",
+        cancelled.to_str().expect("a UTF-8 temporary directory")
+    );
+    let bin = stand_ins(
+        scenario,
+        &[
+            ("sbatch", "#!/bin/sh\necho 4242\n"),
+            ("squeue", "#!/bin/sh\necho 'PENDING|Resources'\n"),
+            ("scancel", &scancel),
+        ],
+    );
+    (bin, cancelled)
+}
+
+#[test]
+fn a_pending_job_is_reported_while_build_waits_and_cancelled_at_the_timeout() {
+    let (bin, cancelled) = pending_stand_ins("reports");
+    let out = output_with_deadline(
+        Command::new(PROGRAM)
+            .args(["reports", output_path("reports").to_str().unwrap()])
+            .env("PATH", &bin),
+        LIMIT,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}\n{stdout}", out.status);
+    let reports: Vec<&str> = stdout
+        .lines()
+        .filter(|line| line.starts_with("waiting: "))
+        .collect();
+    println!("{} reports in a 3 s wait: {reports:?}", reports.len());
+    assert!(
+        reports.len() >= 2,
+        "reported again as the wait went on: {stdout}"
+    );
+    assert!(
+        reports
+            .iter()
+            .all(|line| line.starts_with("waiting: job 4242 PENDING Resources after ")),
+        "{reports:?}"
+    );
+    assert!(line(&stdout, "error").contains("Resources"), "{stdout}");
+    let cancelled = std::fs::read_to_string(&cancelled).unwrap_or_default();
+    assert_eq!(cancelled.trim(), "4242", "the timed-out job was cancelled");
+    remove_output("reports");
+}
+
+/// Needs no Slurm: SIGINT or SIGTERM while `build` waits for a pending job
+/// cancels it, then ends the program as the signal would have.
+#[test]
+fn a_signal_while_build_waits_cancels_the_job_then_ends_the_program() {
+    use std::os::unix::process::ExitStatusExt;
+    for (scenario, signal) in [
+        ("signal-int", rustix::process::Signal::INT),
+        ("signal-term", rustix::process::Signal::TERM),
+    ] {
+        let (bin, cancelled) = pending_stand_ins(scenario);
+        let mut command = Command::new(PROGRAM);
+        command
+            .args(["reports", output_path(scenario).to_str().unwrap()])
+            .env("PATH", &bin)
+            .stdout(Stdio::piped());
+        integration_tests::default_sigint(&mut command);
+        let mut child = command.spawn().expect("spawn pool_slurm");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut first = String::new();
+        stdout.read_line(&mut first).expect("read");
+        assert!(first.starts_with("waiting: job 4242"), "{first:?}");
+        let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("a child's pid");
+        rustix::process::kill_process(pid, signal).expect("signal");
+        let status = wait_with_deadline(&mut child, LIMIT);
+        let cancelled = std::fs::read_to_string(&cancelled).unwrap_or_default();
+        println!(
+            "{scenario}: {status}; scancel was given {:?}",
+            cancelled.trim()
+        );
+        assert_eq!(
+            status.signal(),
+            Some(signal.as_raw()),
+            "ends as the signal ends it"
+        );
+        assert_eq!(cancelled.trim(), "4242", "the job was cancelled first");
+        remove_output(scenario);
+    }
 }

@@ -10,8 +10,7 @@ use std::io::Read;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use connection::tokio::AsyncListener;
-use connection::{Address, Client};
+use connection::{Address, Client, Listener};
 use integration_tests::{
     descriptor_limits, read_raw_message, set_descriptor_limit, use_up_descriptors,
 };
@@ -27,10 +26,10 @@ fn out_of_descriptors_the_oldest_pending_handshake_makes_room_for_a_new_peer() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let mut listener = AsyncListener::builder()
+        let mut listener = Listener::builder()
             .authkey(KEY)
             .handshake_timeout(Some(Duration::from_secs(3600)))
-            .bind(&Address::localhost(0))
+            .bind_async(&Address::localhost(0))
             .await
             .unwrap();
         let address = listener.address().clone();

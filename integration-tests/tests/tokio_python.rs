@@ -8,8 +8,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use connection::tokio::AsyncListener;
-use connection::{Address, ErrorKind};
+use connection::{Address, ErrorKind, Listener};
 use integration_tests::{python3, wait_with_deadline};
 use tokio::time::timeout;
 
@@ -52,9 +51,9 @@ impl Drop for Reaped {
 async fn a_python_client_talks_to_the_async_listener() {
     let Some(py) = python3() else { return };
     let key = "tokio python key";
-    let mut listener = AsyncListener::builder()
+    let mut listener = Listener::builder()
         .authkey(key)
-        .bind(&Address::localhost(0))
+        .bind_async(&Address::localhost(0))
         .await
         .unwrap();
     let Address::Tcp(addr) = listener.address().clone() else {

@@ -348,13 +348,17 @@ pub use crate::error::{
 pub use crate::fn_task::{FnInput, FnInputs, FnTask};
 pub use crate::parent::{
     as_completed, wait_any, AsCompleted, AsyncResult, FnImap, Imap, ImapUnordered, KeepFailures,
-    MapWith, Nested, NoProgress, Pool, PoolBuilder, Progress, RemoteWorker, SlurmWorkers,
-    StopAtFailure, DEFAULT_JOURNAL_SYNC, DEFAULT_SLURM_RESUBMITS, DEFAULT_SLURM_START_TIMEOUT,
+    MapWith, Nested, NoProgress, Pool, PoolBuilder, Progress, RemoteWorker, SlurmWaiting,
+    SlurmWorkers, StopAtFailure, DEFAULT_JOURNAL_SYNC, DEFAULT_SLURM_COMMAND_TIMEOUT,
+    DEFAULT_SLURM_RESUBMITS, DEFAULT_SLURM_START_TIMEOUT, DEFAULT_SLURM_WAIT_REPORT_EVERY,
     DEFAULT_STARTUP_TIMEOUT,
 };
 pub use crate::state::{BuildError, WorkerState};
 pub use crate::task::{registered_tasks, Task, TaskEntry, TaskFailure};
 pub use crate::worker::{connect_worker, init, AUTHKEY_ENV, CONNECT_ENV};
+/// Many remote workers in one process, for scale tests: see `join_pool`.
+#[doc(hidden)]
+pub use crate::worker::{join_pool, serve_joined};
 
 /// What [`task!`] expands to refers to these; not for direct use.
 #[doc(hidden)]

@@ -213,23 +213,33 @@ impl AsRawFd for Socket {
     }
 }
 
-/// Registers `socket` with the current tokio runtime's reactor for
-/// `interest`. Must be called inside a runtime with I/O enabled (tokio
-/// panics otherwise).
+/// Registers `socket` (a [`Socket`] or a listening socket) with the
+/// current tokio runtime's reactor for `interest`. Must be called inside a
+/// runtime with I/O enabled (tokio panics otherwise).
 #[cfg(feature = "tokio")]
-pub(crate) fn register(
-    socket: Socket,
+pub(crate) fn register<S: OwnsItsFd>(
+    socket: S,
     interest: tokio::io::Interest,
-) -> io::Result<tokio::io::unix::AsyncFd<Socket>> {
+) -> io::Result<tokio::io::unix::AsyncFd<S>> {
     // Tokio 1.54 (whose Rust is newer than this workspace's 1.81)
     // deprecates this constructor for the unsafe `register_with_interest`,
     // whose contract is that the descriptor stay open and `as_raw_fd` keep
-    // returning it while the AsyncFd owns the value. A Socket upholds it:
-    // it owns its OwnedFd and closes it only when dropped or through
-    // methods that take it by value, out of the AsyncFd first.
+    // returning it while the AsyncFd owns the value: what `OwnsItsFd`
+    // promises.
     #[allow(deprecated)]
     tokio::io::unix::AsyncFd::with_interest(socket, interest)
 }
+
+/// A value that owns its descriptor: it stays open, and `as_raw_fd`
+/// returns it, for as long as the value lives, so that it may be
+/// registered with tokio's reactor.
+#[cfg(feature = "tokio")]
+pub(crate) trait OwnsItsFd: AsRawFd {}
+
+/// A Socket owns its OwnedFd and closes it only when dropped or through
+/// methods that take it by value, out of the AsyncFd first.
+#[cfg(feature = "tokio")]
+impl OwnsItsFd for Socket {}
 
 /// Sets or clears `FD_CLOEXEC`.
 ///

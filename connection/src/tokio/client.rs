@@ -8,11 +8,10 @@ use std::time::Duration;
 
 use tokio::net::{TcpStream, UnixStream};
 
-use super::listener::handshake_timed_out;
 use super::{handshake, AsyncConnection};
 use crate::address::Address;
 use crate::client::Client;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::sys::Socket;
 
 /// The async twin of [`Client`], with the same options: build a [`Client`]
@@ -26,12 +25,12 @@ use crate::sys::Socket;
 ///
 /// ```
 /// use std::time::Duration;
-/// use connection::tokio::{AsyncClient, AsyncListener};
-/// use connection::Client;
+/// use connection::tokio::AsyncClient;
+/// use connection::{Client, Listener};
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// let name = format!("abstract:connection-doc-async-client-{}", std::process::id());
-/// let mut listener = AsyncListener::builder().authkey(b"key").bind(&name.parse()?).await?;
+/// let mut listener = Listener::builder().authkey(b"key").bind_async(&name.parse()?).await?;
 /// let address = listener.address().clone();
 /// let server = tokio::spawn(async move { listener.accept().await?.send_bytes(b"hi").await });
 /// let client = AsyncClient::from(
@@ -92,16 +91,28 @@ impl AsyncClient {
         let mut conn =
             AsyncConnection::from_socket(Socket::from_owned(fd), options.max_message_size)?;
         if let Some(key) = &options.authkey {
-            within(
-                options.handshake_timeout,
-                handshake::authenticate(handshake::Role::Client, &mut conn, key, options.strict),
-            )
-            .await
-            .unwrap_or_else(|| Err(handshake_timed_out()))
-            .map_err(|err| err.context(format!("handshake with {address}")))?;
+            let handshake =
+                handshake::authenticate(handshake::Role::Client, &mut conn, key, options.strict);
+            handshake_within(options.handshake_timeout, handshake)
+                .await
+                .map_err(|err| err.context(format!("handshake with {address}")))?;
         }
         Ok(conn)
     }
+}
+
+/// Runs a handshake to its end, or fails it with [`ErrorKind::TimedOut`]
+/// at `timeout`.
+pub(super) async fn handshake_within(
+    timeout: Option<Duration>,
+    handshake: impl Future<Output = Result<()>>,
+) -> Result<()> {
+    within(timeout, handshake).await.unwrap_or_else(|| {
+        Err(Error::new(
+            ErrorKind::TimedOut,
+            "the handshake did not complete within the timeout",
+        ))
+    })
 }
 
 /// Runs `future` to its end, or until `timeout` (`None` when it passed).

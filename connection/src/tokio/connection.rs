@@ -10,7 +10,7 @@ use serde::Serialize;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
-use super::incoming::Incoming;
+use super::receive_state::ReceiveState;
 use crate::codec;
 use crate::connection::{Connection, Direction, Parts};
 use crate::error::{Error, ErrorKind, Result};
@@ -64,7 +64,7 @@ pub struct AsyncConnection {
     pub(super) fd: AsyncFd<Socket>,
     direction: Direction,
     pub(super) max_message_size: u64,
-    pub(super) incoming: Incoming,
+    pub(super) incoming: ReceiveState,
     outgoing: SendBuffer,
 }
 
@@ -172,7 +172,7 @@ impl AsyncConnection {
             fd,
             direction: parts.direction,
             max_message_size: parts.max_message_size,
-            incoming: Incoming::new(parts.pending_len, parts.broken),
+            incoming: ReceiveState::new(parts.pending_len, parts.broken),
             outgoing: SendBuffer::default(),
         })
     }

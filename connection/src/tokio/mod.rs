@@ -12,6 +12,9 @@
 //! non-blocking system call, so nothing here ever holds a runtime thread.
 //! A blocking connection becomes an async one and back with
 //! [`AsyncConnection::from_blocking`] and [`AsyncConnection::into_blocking`].
+//! The options are the blocking side's too: an [`AsyncListener`] is bound
+//! by [`ListenerBuilder::bind_async`](crate::ListenerBuilder::bind_async),
+//! an [`AsyncClient`] made `From` a [`Client`](crate::Client).
 //!
 //! Every future here is cancel-safe: a receive dropped in `select!` or at
 //! a timeout keeps what it read in the connection, and the next receive
@@ -23,14 +26,14 @@
 //! A server that answers every authenticated peer in a task of its own:
 //!
 //! ```
-//! use connection::tokio::{AsyncClient, AsyncListener};
-//! use connection::{Address, ErrorKind};
+//! use connection::tokio::AsyncClient;
+//! use connection::{Address, ErrorKind, Listener};
 //!
 //! #[tokio::main(flavor = "current_thread")]
 //! async fn main() -> connection::Result<()> {
-//!     let mut listener = AsyncListener::builder()
+//!     let mut listener = Listener::builder()
 //!         .authkey(b"secret")
-//!         .bind(&Address::localhost(0))
+//!         .bind_async(&Address::localhost(0))
 //!         .await?;
 //!     let address = listener.address().clone();
 //!     tokio::spawn(async move {
@@ -61,13 +64,13 @@ mod bulk;
 mod client;
 mod connection;
 mod handshake;
-mod incoming;
 mod listener;
 mod receive;
+mod receive_state;
 
 pub use self::client::AsyncClient;
 pub use self::connection::AsyncConnection;
-pub use self::listener::{AsyncListener, AsyncListenerBuilder};
+pub use self::listener::AsyncListener;
 
 #[cfg(test)]
 mod tests;

@@ -352,10 +352,10 @@ fn blocking_client(
 /// A TCP listener with the key `k` and this handshake timeout, and its
 /// address.
 async fn keyed_listener(handshake_timeout: Duration) -> (AsyncListener, std::net::SocketAddr) {
-    let listener = AsyncListener::builder()
+    let listener = Listener::builder()
         .authkey(b"k")
         .handshake_timeout(Some(handshake_timeout))
-        .bind(&Address::localhost(0))
+        .bind_async(&Address::localhost(0))
         .await
         .unwrap();
     let Address::Tcp(addr) = listener.address().clone() else {
@@ -382,11 +382,53 @@ async fn a_silent_peer_does_not_hold_up_the_next() {
     assert_eq!(err.kind(), ErrorKind::Eof, "{err}");
 }
 
+/// `shed_oldest_at_cap` holds for the async listener too: at the cap a
+/// new peer takes the place of the oldest silent one instead of waiting
+/// for its handshake timeout (here an hour).
+#[tokio::test(flavor = "current_thread")]
+async fn at_the_cap_a_new_peer_takes_the_place_of_the_oldest_silent_one() {
+    let mut listener = Listener::builder()
+        .authkey(b"k")
+        .handshake_timeout(Some(Duration::from_secs(3600)))
+        .max_pending_handshakes(1)
+        .shed_oldest_at_cap(true)
+        .bind_async(&Address::localhost(0))
+        .await
+        .unwrap();
+    let Address::Tcp(addr) = listener.address().clone() else {
+        unreachable!()
+    };
+    let mut silent = TcpStream::connect(addr).unwrap();
+    // Drive the listener until the silent peer has its challenge.
+    silent.set_nonblocking(true).unwrap();
+    let give_up = std::time::Instant::now() + PATIENCE;
+    while silent.peek(&mut [0u8; 1]).is_err() {
+        assert!(std::time::Instant::now() < give_up, "no handshake started");
+        let accepted = timeout(A_MOMENT, listener.accept()).await;
+        assert!(accepted.is_err(), "the silent peer was accepted");
+    }
+    silent.set_nonblocking(false).unwrap();
+    assert_eq!(listener.pending_handshakes(), 1);
+
+    let good = blocking_client(listener.address(), b"k", b"good");
+    let mut conn = timeout(PATIENCE, listener.accept())
+        .await
+        .expect("the new peer within PATIENCE, not the silent one's timeout")
+        .unwrap();
+    assert_eq!(conn.recv_bytes().await.unwrap(), b"good");
+    good.join().unwrap().unwrap();
+    // The silent peer had its challenge, then end of file.
+    silent.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut silent, &mut rest).unwrap();
+    assert!(rest.windows(11).any(|w| w == b"#CHALLENGE#"), "{rest:?}");
+}
+
 #[tokio::test]
 async fn a_wrong_key_is_refused_on_both_sides_and_the_listener_goes_on() {
-    let mut listener = AsyncListener::builder()
+    let mut listener = Listener::builder()
         .authkey(b"right")
-        .bind(&Address::localhost(0))
+        .bind_async(&Address::localhost(0))
         .await
         .unwrap();
     let address = listener.address().clone();
@@ -419,10 +461,10 @@ async fn a_wrong_key_is_refused_on_both_sides_and_the_listener_goes_on() {
 
 #[tokio::test]
 async fn a_message_limit_below_the_handshakes_does_not_refuse_it() {
-    let mut listener = AsyncListener::builder()
+    let mut listener = Listener::builder()
         .authkey(b"k")
         .max_message_size(8)
-        .bind(&Address::localhost(0))
+        .bind_async(&Address::localhost(0))
         .await
         .unwrap();
     let client = AsyncClient::from(Client::new().authkey(b"k").max_message_size(8));
@@ -479,9 +521,9 @@ async fn async_client_and_blocking_listener_over_a_unix_path() {
 
     // And the other way round; the async listener removes its file.
     let address = Address::Unix(dir.join("async.sock"));
-    let mut listener = AsyncListener::builder()
+    let mut listener = Listener::builder()
         .authkey(b"k")
-        .bind(&address)
+        .bind_async(&address)
         .await
         .unwrap();
     let client = blocking_client(&address, b"k", b"hello");
@@ -508,11 +550,13 @@ async fn without_a_key_accept_and_connect_are_plain_and_blocking_after_conversio
     let (mut a, mut b) = (accepted.unwrap(), connected.unwrap());
     b.send(&"plain").await.unwrap();
     assert_eq!(a.recv::<String>().await.unwrap(), "plain");
-    // Accepted through tokio, the descriptor was non-blocking: a blocking
-    // connection must not be.
-    let blocking = a.into_blocking().unwrap();
-    let flags = rustix::fs::fcntl_getfl(&blocking).unwrap();
-    assert!(!flags.contains(rustix::fs::OFlags::NONBLOCK));
+    // Connected through tokio, the descriptor was non-blocking (accepted,
+    // it may be either): a blocking connection must not be.
+    for conn in [a, b] {
+        let blocking = conn.into_blocking().unwrap();
+        let flags = rustix::fs::fcntl_getfl(&blocking).unwrap();
+        assert!(!flags.contains(rustix::fs::OFlags::NONBLOCK));
+    }
 }
 
 #[test]

@@ -47,6 +47,28 @@ fn main() {
         ),
         // Run with a PATH holding only stand-ins for sbatch and scancel.
         "no-squeue" => build_fails(workers(2, &output_dir).start_timeout(Duration::from_secs(2))),
+        // Run with a PATH whose sbatch, or squeue, never answers.
+        "hung-command" => build_fails(
+            workers(2, &output_dir)
+                .command_timeout(Duration::from_secs(1))
+                .start_timeout(Duration::from_secs(3)),
+        ),
+        // Run with a PATH whose squeue says the job pends: each report is
+        // printed as it comes.
+        "reports" => build_fails(
+            workers(2, &output_dir)
+                .report_every(Duration::from_millis(500))
+                .start_timeout(Duration::from_secs(3))
+                .on_waiting(|wait| {
+                    println!(
+                        "waiting: job {} {} {} after {:.1} s",
+                        wait.job,
+                        wait.state,
+                        wait.reason,
+                        wait.waited.as_secs_f64()
+                    )
+                }),
+        ),
         other => panic!("unknown scenario {other}"),
     }
 }

@@ -8,7 +8,7 @@
 //! a program that does not stop after the first is never stuck.
 //! Workers ignore SIGINT: the parent alone decides.
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -22,6 +22,28 @@ use crate::error::{Error, ErrorKind, Result};
 const REPLY_WAIT: Duration = Duration::from_secs(1);
 
 static WATCHED: Mutex<Vec<Sender<Command>>> = Mutex::new(Vec::new());
+
+/// How many `build`s wait for a Slurm job now: each handles SIGINT itself
+/// (cancelling its job first), so a SIGINT then is not one "nobody waited
+/// on", which would end the process before the job is cancelled.
+static BUILDS_WAITING: AtomicUsize = AtomicUsize::new(0);
+
+/// Set when SIGINT came while a `build` waited, for the waiter to act on.
+static BUILD_INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// A `build` starts (`true`) or stops waiting for a Slurm job.
+pub(crate) fn build_waiting(waiting: bool) {
+    if waiting {
+        BUILDS_WAITING.fetch_add(1, Ordering::Relaxed);
+    } else {
+        BUILDS_WAITING.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Whether SIGINT came, through this handler, while a `build` waited.
+pub(crate) fn build_interrupted() -> bool {
+    BUILD_INTERRUPTED.load(Ordering::Relaxed)
+}
 
 /// Makes the pool behind `commands` subject to Ctrl-C, installing the
 /// handler on first use.
@@ -63,7 +85,12 @@ fn interrupt_pools() {
     };
     tracing::debug!(pools = asked, "SIGINT: interrupting pool calls");
     // A dispatcher too busy to answer in time is taken to have work.
-    let had_work = (0..asked).any(|_| replies.recv_timeout(REPLY_WAIT).unwrap_or(true));
+    let build_waits = BUILDS_WAITING.load(Ordering::Relaxed) > 0;
+    if build_waits {
+        BUILD_INTERRUPTED.store(true, Ordering::Relaxed);
+    }
+    let had_work =
+        build_waits || (0..asked).any(|_| replies.recv_timeout(REPLY_WAIT).unwrap_or(true));
     if !had_work {
         // Nothing was waiting on a pool: behave as if we had not been here.
         let _ = signal_hook::low_level::emulate_default_handler(SIGINT);

@@ -48,7 +48,10 @@ pub use config::{Nested, DEFAULT_STARTUP_TIMEOUT};
 pub use fn_calls::FnImap;
 pub use imap::{Imap, ImapUnordered};
 pub use journal::DEFAULT_JOURNAL_SYNC;
-pub use launch::slurm::{SlurmWorkers, DEFAULT_SLURM_RESUBMITS, DEFAULT_SLURM_START_TIMEOUT};
+pub use launch::slurm::{
+    SlurmWaiting, SlurmWorkers, DEFAULT_SLURM_COMMAND_TIMEOUT, DEFAULT_SLURM_RESUBMITS,
+    DEFAULT_SLURM_START_TIMEOUT, DEFAULT_SLURM_WAIT_REPORT_EVERY,
+};
 pub use map_with::{KeepFailures, MapWith, NoProgress, StopAtFailure};
 pub use pool::Pool;
 pub use progress::Progress;

@@ -3,7 +3,7 @@
 //! counter shared with a child process through a
 //! memory-mapped `memfd`. System calls go through `rustix`'s safe
 //! wrappers; `unsafe` is left for the five things that have none: the
-//! hook that runs between fork and exec, setting a signal's disposition,
+//! hook that runs between fork and exec, setting or reading a signal's disposition,
 //! mapping shared memory, reading the auxiliary vector, and starting a
 //! file's writeback (`sync_file_range`).
 
@@ -75,6 +75,15 @@ pub(crate) fn hung_up(fd: impl AsFd, timeout: Duration) -> io::Result<bool> {
     }
     let ended = PollFlags::RDHUP | PollFlags::HUP | PollFlags::ERR;
     Ok(fds[0].revents().intersects(ended))
+}
+
+/// The error pending on socket `fd` (`SO_ERROR`), such as the
+/// `ETIMEDOUT` left by unanswered keepalive probes; reading it clears it.
+pub(crate) fn connection_error(fd: impl AsFd) -> Option<io::Error> {
+    match rustix::net::sockopt::socket_error(fd.as_fd()) {
+        Ok(Err(errno)) => Some(errno.into()),
+        _ => None,
+    }
 }
 
 /// The name of a signal number, for messages ("SIGKILL").
@@ -252,6 +261,94 @@ pub(crate) fn ignore_sigpipe() {
     }
 }
 
+/// The last signal [`catch_default_signals`] caught; 0 for none.
+static CAUGHT_SIGNAL: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+/// How many holders of [`CaughtSignals`] there are, and the dispositions
+/// the first replaced.
+static CATCHING: std::sync::Mutex<(usize, Vec<(i32, libc::sigaction)>)> =
+    std::sync::Mutex::new((0, Vec::new()));
+
+extern "C" fn note_signal(signal: libc::c_int) {
+    // An atomic store is async-signal-safe.
+    CAUGHT_SIGNAL.store(signal, Ordering::Relaxed);
+}
+
+/// While held, the signals given that were at their default action are
+/// caught instead (noted for [`CaughtSignals::caught`]); dropping the last
+/// holder restores exactly what was there. A signal ignored or handled by
+/// someone else is left alone.
+pub(crate) struct CaughtSignals(());
+
+/// Starts catching `signals` that are at their default action.
+pub(crate) fn catch_default_signals(signals: &[i32]) -> CaughtSignals {
+    let mut catching = CATCHING.lock().unwrap_or_else(|p| p.into_inner());
+    catching.0 += 1;
+    if catching.0 == 1 {
+        CAUGHT_SIGNAL.store(0, Ordering::Relaxed);
+        for &signal in signals {
+            if let Some(previous) = replace_default(signal) {
+                catching.1.push((signal, previous));
+            }
+        }
+    }
+    CaughtSignals(())
+}
+
+/// Installs `note_signal` for `signal` if its action is the default; the
+/// action it replaced.
+fn replace_default(signal: i32) -> Option<libc::sigaction> {
+    let current = current_action(signal)?;
+    if current.sa_sigaction != libc::SIG_DFL {
+        return None;
+    }
+    let mut ours = current;
+    ours.sa_sigaction = note_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    ours.sa_flags = libc::SA_RESTART;
+    // SAFETY: `ours` is a valid sigaction (a copy of the current one, its
+    // mask kept) whose handler only stores into an atomic, which is
+    // async-signal-safe; the old action is not asked for.
+    let installed = unsafe { libc::sigaction(signal, &ours, std::ptr::null_mut()) };
+    (installed == 0).then_some(current)
+}
+
+impl CaughtSignals {
+    /// The signal caught since catching began, if one was.
+    pub(crate) fn caught(&self) -> Option<i32> {
+        match CAUGHT_SIGNAL.load(Ordering::Relaxed) {
+            0 => None,
+            signal => Some(signal),
+        }
+    }
+}
+
+impl Drop for CaughtSignals {
+    fn drop(&mut self) {
+        let mut catching = CATCHING.lock().unwrap_or_else(|p| p.into_inner());
+        catching.0 -= 1;
+        if catching.0 == 0 {
+            for (signal, previous) in catching.1.drain(..) {
+                // SAFETY: puts back the action read from the kernel before
+                // ours replaced it.
+                unsafe { libc::sigaction(signal, &previous, std::ptr::null_mut()) };
+            }
+        }
+    }
+}
+
+/// `signal`'s current action, if the kernel says.
+fn current_action(signal: i32) -> Option<libc::sigaction> {
+    let mut current = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
+    // SAFETY: with a null new action, sigaction only writes the current
+    // one into `current`, a valid, writable sigaction; nothing changes.
+    let read = unsafe { libc::sigaction(signal, std::ptr::null(), current.as_mut_ptr()) };
+    if read != 0 {
+        return None;
+    }
+    // SAFETY: sigaction succeeded, so it wrote the whole struct (and it
+    // was zeroed before, a valid bit pattern for every field).
+    Some(unsafe { current.assume_init() })
+}
+
 /// Whether this process runs in secure-execution mode (`AT_SECURE`): it
 /// was started set-user-ID or set-group-ID, or with file capabilities,
 /// so whoever set its environment may have fewer privileges than it.
@@ -356,6 +453,24 @@ mod tests {
         assert!(rustix::net::sockopt::socket_keepalive(&tcp).unwrap());
         let (unix, _other) = std::os::unix::net::UnixStream::pair().unwrap();
         keep_alive(&unix).unwrap();
+    }
+
+    #[test]
+    fn signals_at_their_default_are_caught_while_held_and_restored_after() {
+        ignore_sigpipe();
+        let caught = catch_default_signals(&[libc::SIGUSR2, libc::SIGPIPE]);
+        assert_eq!(caught.caught(), None);
+        let me = rustix::process::getpid();
+        rustix::process::kill_process(me, Signal::USR2).unwrap();
+        assert!((0..1000).any(|_| {
+            std::thread::sleep(Duration::from_millis(1));
+            caught.caught() == Some(libc::SIGUSR2)
+        }));
+        let ignored = current_action(libc::SIGPIPE).unwrap().sa_sigaction;
+        assert_eq!(ignored, libc::SIG_IGN, "an ignored signal stays ignored");
+        drop(caught);
+        let restored = current_action(libc::SIGUSR2).unwrap().sa_sigaction;
+        assert_eq!(restored, libc::SIG_DFL, "the default action is back");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use connection::{Address, Client, Connection};
 
-use super::serve::{serve, POOL_GONE};
+use super::serve::{is_silence, serve, POOL_GONE, POOL_SILENT};
 use super::start::{forget_env, AUTHKEY_ENV};
 use crate::error::{Error, Result};
 use crate::sys;
@@ -24,7 +24,9 @@ use crate::sys;
 /// when the pool's host closes the connection, or about five
 /// seconds when it falls silent (TCP keepalive: probes after 2 s idle, 1 s
 /// apart, 3 unanswered): a task cannot be stopped otherwise, and a worker
-/// left computing for a dead pool would hold its host and its job.
+/// left computing for a dead pool would hold its host and its job. The
+/// line and the error tell the two apart: a pool that closed the
+/// connection, or one that fell silent (cut off, or its host down).
 ///
 /// This makes the calling process a worker for good: it can no longer start
 /// pools of its own, and panics in it are no longer printed (task panics
@@ -59,6 +61,24 @@ pub fn connect_worker(address: &str, authkey: &[u8]) -> Result<()> {
     // The caller may have read the key from there (`pool-worker` does):
     // the tasks this process will run, and their children, must not.
     forget_env(&[AUTHKEY_ENV]);
+    let conn = join_pool(address, authkey)?;
+    let busy = Arc::new(AtomicBool::new(false));
+    let watcher = Watcher::start(&conn, Arc::clone(&busy));
+    let served = serve(conn, None, Some(busy));
+    drop(watcher);
+    served
+}
+
+/// Connects to the pool at `address` and authenticates with `authkey`, as
+/// [`connect_worker`] does, returning the connection before any of the
+/// worker protocol has run on it (the pool's setup message waits there).
+///
+/// With [`serve_joined`], the way to host many remote workers in one
+/// process, each on its own thread: a worker simulator for the pool's
+/// scale tests and benches (`integration-tests/src/swarm.rs`). Not for
+/// programs: a remote worker is [`connect_worker`].
+#[doc(hidden)]
+pub fn join_pool(address: &str, authkey: &[u8]) -> Result<Connection> {
     let parsed: Address = address
         .parse()
         .map_err(|err| Error::from_connection(err, format!("pool address {address:?}")))?;
@@ -68,11 +88,24 @@ pub fn connect_worker(address: &str, authkey: &[u8]) -> Result<()> {
     if let Err(err) = sys::keep_alive(&conn) {
         tracing::warn!(%err, "cannot turn on TCP keepalive; a partition will go unnoticed");
     }
-    let busy = Arc::new(AtomicBool::new(false));
-    let watcher = Watcher::start(&conn, Arc::clone(&busy));
-    let served = serve(conn, None, Some(busy));
-    drop(watcher);
-    served
+    Ok(conn)
+}
+
+/// Serves the pool that `conn` ([`join_pool`]'s) leads to on the calling
+/// thread, with the worker loop every worker runs, until the pool says
+/// quit (`Ok`) or goes away (an error).
+///
+/// Unlike [`connect_worker`], it neither starts the watcher thread that
+/// exits the process when the pool vanishes mid-task, nor touches the
+/// environment: many of these may run at once in one process, each a
+/// worker of its own (per-worker state is per thread). What is process-wide
+/// still is: the process can no longer start pools, the panic hook is the
+/// worker's (task panics go to the pool), and a memory budget the pool sets
+/// is judged on the whole process's memory. Hidden, for worker simulators
+/// like [`join_pool`].
+#[doc(hidden)]
+pub fn serve_joined(conn: Connection) -> Result<()> {
+    serve(conn, None, None)
 }
 
 /// How often the watcher looks at the connection.
@@ -111,9 +144,13 @@ impl Watcher {
                     Ok(true) if busy.load(Ordering::Relaxed) => {
                         std::thread::sleep(QUIT_GRACE);
                         if busy.load(Ordering::Relaxed) && !stopped.load(Ordering::Relaxed) {
-                            eprintln!(
-                                "pool worker: {POOL_GONE}, while this worker ran a task; exiting"
-                            );
+                            // Read only here, about to exit: reading the
+                            // error clears it for the worker loop.
+                            let gone = match sys::connection_error(&watched) {
+                                Some(err) if is_silence(err.kind()) => POOL_SILENT,
+                                _ => POOL_GONE,
+                            };
+                            eprintln!("pool worker: {gone}, while this worker ran a task; exiting");
                             std::process::exit(1);
                         }
                     }

@@ -16,7 +16,7 @@ mod memory;
 mod serve;
 mod start;
 
-pub use connect::connect_worker;
+pub use connect::{connect_worker, join_pool, serve_joined};
 pub(crate) use serve::in_worker;
 pub(crate) use start::started_as_worker;
 pub use start::{AUTHKEY_ENV, CONNECT_ENV};

@@ -38,6 +38,13 @@ pub(crate) const POOL_GONE: &str =
     "the pool closed the connection without telling this worker to quit \
      (it was terminated, or its process died)";
 
+/// What a remote worker says when its pool's host stopped answering: TCP
+/// keepalive probes went unanswered (or the network said it is
+/// unreachable). The pool may still run, cut off from this host.
+pub(crate) const POOL_SILENT: &str =
+    "the pool fell silent: its host stopped answering this worker's keepalive probes \
+     (about 5 s without an answer; the network between them is cut, or that host is down)";
+
 /// How often a worker running inputs looks for a recall.
 const RECALL_CHECK: Duration = Duration::from_millis(1);
 
@@ -411,9 +418,17 @@ fn checked_task_number(number: u32) -> Result<usize> {
     }
 }
 
+/// Whether a socket error says the pool fell silent or out of reach,
+/// rather than that it closed the connection.
+pub(crate) fn is_silence(kind: std::io::ErrorKind) -> bool {
+    use std::io::ErrorKind::{HostUnreachable, NetworkUnreachable, TimedOut};
+    matches!(kind, TimedOut | HostUnreachable | NetworkUnreachable)
+}
+
 fn receive_error(err: connection::Error) -> Error {
-    match err.kind() {
-        connection::ErrorKind::Eof => Error::from_connection(err, POOL_GONE),
+    match (err.kind(), err.io_error_kind()) {
+        (connection::ErrorKind::Eof, _) => Error::from_connection(err, POOL_GONE),
+        (_, Some(kind)) if is_silence(kind) => Error::from_connection(err, POOL_SILENT),
         _ => Error::from_connection(err, "receive tasks"),
     }
 }

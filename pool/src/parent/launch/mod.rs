@@ -5,7 +5,11 @@
 //! The workers join through the pool's remote listener like hand-launched
 //! ones; what is here only submits and follows their job.
 
+mod reach;
+mod reports;
+mod signals;
 pub(crate) mod slurm;
+mod timed;
 
 use std::ffi::OsString;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -16,6 +20,8 @@ use std::time::{Duration, Instant};
 use connection::Address;
 use crossbeam_channel::Sender;
 
+use self::reports::WaitReports;
+use self::signals::WaitSignals;
 use self::slurm::{JobId, JobState, SlurmWorkers, Submission};
 use super::command::Command;
 use super::config::Config;
@@ -61,7 +67,9 @@ impl Launcher {
         joined: Arc<AtomicUsize>,
         commands: Sender<Command>,
     ) -> Result<Launcher> {
-        let address = worker_address(listening, slurm.head_host.as_deref())?;
+        let address = worker_address(listening, slurm.head_host.as_deref(), || {
+            reach::head_address(slurm.command_timeout)
+        })?;
         let program = match slurm.program.clone().or_else(|| config.program.clone()) {
             Some(program) => program,
             None => std::env::current_exe().map_err(|err| {
@@ -129,7 +137,7 @@ impl Drop for Launcher {
             let _ = monitor.join();
         }
         for job in self.jobs() {
-            slurm::cancel(job);
+            slurm::cancel_within(job, self.shared.slurm.command_timeout);
         }
     }
 }
@@ -149,8 +157,11 @@ impl Shared {
     }
 
     /// Waits until a worker joined, the job ended, or the start timeout
-    /// passed.
+    /// passed, reporting the job's state meanwhile; SIGINT or SIGTERM
+    /// cancels the job and ends the process.
     fn wait_for_first_worker(&self, job: JobId, joined: &AtomicUsize) -> Result<()> {
+        let signals = WaitSignals::catch();
+        let mut reports = WaitReports::default();
         let started = Instant::now();
         let deadline = started + self.slurm.start_timeout;
         let mut last = JobState::Pending {
@@ -161,10 +172,23 @@ impl Shared {
         let mut squeue_failed: Option<Error> = None;
         let mut next_poll = started;
         while joined.load(Ordering::Relaxed) == 0 {
+            if let Some(signal) = signals.arrived() {
+                tracing::warn!(
+                    job,
+                    signal = crate::sys::signal_name(signal),
+                    "signalled while waiting for Slurm; cancelling the job"
+                );
+                for job in self.jobs.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+                    slurm::cancel_within(*job, self.slurm.command_timeout);
+                }
+                signals.end_process(signal);
+            }
             let now = Instant::now();
             if now >= next_poll {
                 next_poll = now + POLL_EVERY;
-                match slurm::state(job) {
+                let polled = slurm::state_within(job, self.slurm.command_timeout);
+                reports.report(&self.slurm, job, &polled, started.elapsed());
+                match polled {
                     Ok(JobState::Ended { state }) if joined.load(Ordering::Relaxed) == 0 => {
                         return Err(self.ended_before_joining(job, &state));
                     }
@@ -351,22 +375,30 @@ fn describe(state: &JobState) -> String {
     }
 }
 
-/// The address workers connect to: the listener's, with this host's name
-/// (or `head_host`) in place of an address that means every interface.
-fn worker_address(listening: &Address, head_host: Option<&str>) -> Result<String> {
+/// The address workers connect to: the listener's, with `head_host`, or
+/// else the address `find` gives, or else this host's name, in place of
+/// an address that means every interface.
+fn worker_address(
+    listening: &Address,
+    head_host: Option<&str>,
+    find: impl FnOnce() -> Option<std::net::IpAddr>,
+) -> Result<String> {
     let Address::Tcp(bound) = listening else {
         // A Unix socket: only workers on this host can reach it.
         return Ok(listening.to_string());
     };
     let host = match head_host {
         Some(host) => host.to_string(),
-        None if bound.ip().is_unspecified() => crate::sys::host_name().map_err(|err| {
-            Error::new(
-                ErrorKind::Startup,
-                "find this host's name for the Slurm workers (or give SlurmWorkers::head_host)",
-            )
-            .with_source(err)
-        })?,
+        None if bound.ip().is_unspecified() => match find() {
+            Some(address) => address.to_string(),
+            None => crate::sys::host_name().map_err(|err| {
+                Error::new(
+                    ErrorKind::Startup,
+                    "find this host's name for the Slurm workers (or give SlurmWorkers::head_host)",
+                )
+                .with_source(err)
+            })?,
+        },
         None => bound.ip().to_string(),
     };
     let host = match host.parse::<std::net::Ipv6Addr>() {
@@ -412,17 +444,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn workers_reach_a_wildcard_listener_by_host_name() {
+    fn workers_reach_a_wildcard_listener_at_the_address_facing_slurm() {
         let any: Address = "tcp:0.0.0.0:7000".parse().unwrap();
+        let facing = || Some("10.213.0.1".parse().unwrap());
+        let unknown = || None;
+        assert_eq!(
+            worker_address(&any, None, facing).unwrap(),
+            "tcp:10.213.0.1:7000"
+        );
+        let v6 = || Some("fd00::1".parse().unwrap());
+        assert_eq!(
+            worker_address(&any, None, v6).unwrap(),
+            "tcp:[fd00::1]:7000"
+        );
+        // Only when Slurm cannot say: this host's name.
         let name = crate::sys::host_name().unwrap();
         assert_eq!(
-            worker_address(&any, None).unwrap(),
+            worker_address(&any, None, unknown).unwrap(),
             format!("tcp:{name}:7000")
         );
-        assert_eq!(worker_address(&any, Some("head")).unwrap(), "tcp:head:7000");
+        assert_eq!(
+            worker_address(&any, Some("head"), facing).unwrap(),
+            "tcp:head:7000"
+        );
         let one: Address = "tcp:10.1.2.3:7001".parse().unwrap();
-        assert_eq!(worker_address(&one, None).unwrap(), "tcp:10.1.2.3:7001");
-        assert_eq!(worker_address(&any, Some("::1")).unwrap(), "tcp:[::1]:7000");
+        assert_eq!(
+            worker_address(&one, None, facing).unwrap(),
+            "tcp:10.1.2.3:7001"
+        );
+        assert_eq!(
+            worker_address(&any, Some("::1"), unknown).unwrap(),
+            "tcp:[::1]:7000"
+        );
     }
 
     #[test]

@@ -1,13 +1,14 @@
 //! Slurm: what a pool asks of it ([`SlurmWorkers`]) and the three commands
 //! it is asked through: `sbatch` to submit a job of workers, `squeue` to
-//! follow it, `scancel` to end it.
+//! follow it, `scancel` to end it; each runs with a time limit.
 
 use std::ffi::OsString;
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
+use super::timed;
 use crate::error::{Error, ErrorKind, Result};
 use crate::worker::CONNECT_ENV;
 
@@ -19,6 +20,42 @@ pub const DEFAULT_SLURM_START_TIMEOUT: Duration = Duration::from_secs(600);
 /// ends while the pool is open.
 pub const DEFAULT_SLURM_RESUBMITS: u32 = 2;
 
+/// How long a pool lets one Slurm command (`sbatch`, `squeue`, `scancel`,
+/// `scontrol`) run by default before it kills it and takes it as failed.
+pub const DEFAULT_SLURM_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How often, by default, a pool waiting for its first Slurm worker reports
+/// the job's state ([`SlurmWorkers::on_waiting`], and a tracing event).
+pub const DEFAULT_SLURM_WAIT_REPORT_EVERY: Duration = Duration::from_secs(5);
+
+/// What a pool waiting in [`build`](crate::PoolBuilder::build) for its
+/// first Slurm worker knows of its job; given to
+/// [`SlurmWorkers::on_waiting`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SlurmWaiting {
+    /// The job's id.
+    pub job: u64,
+    /// Its state as `squeue` says it (`PENDING`, `RUNNING` while its
+    /// workers start, `CONFIGURING`...), or why `squeue` could not say.
+    pub state: String,
+    /// Slurm's reason for a pending job (`Resources`, `Priority`,
+    /// `PartitionConfig`...); empty otherwise.
+    pub reason: String,
+    /// How long the pool has waited since it submitted the job.
+    pub waited: Duration,
+}
+
+/// A function told of a job that is waiting (see [`SlurmWorkers::on_waiting`]).
+#[derive(Clone)]
+pub(crate) struct WaitReport(pub(crate) Arc<dyn Fn(&SlurmWaiting) + Send + Sync>);
+
+impl std::fmt::Debug for WaitReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WaitReport(..)")
+    }
+}
+
 /// Workers that a pool submits to Slurm itself, as one batch job of
 /// `tasks` tasks (`sbatch` running `srun`); given to
 /// [`PoolBuilder::slurm`](crate::PoolBuilder::slurm).
@@ -28,6 +65,12 @@ pub const DEFAULT_SLURM_RESUBMITS: u32 = 2;
 /// [`worker_program`](crate::PoolBuilder::worker_program)), which joins the
 /// pool over TCP. The pool:
 ///
+/// - tells the workers to connect to [`head_host`](SlurmWorkers::head_host)
+///   if given, else the address it listens on, or, when that is every
+///   interface, this host's address on the interface that routes to the
+///   Slurm controller (`SlurmctldHost` in `scontrol show config`; to a
+///   node of the cluster if the controller is this host on loopback);
+///   this host's name only when Slurm cannot say;
 /// - passes the authkey in the job's environment (`POOL_AUTHKEY`), never
 ///   on a command line (so an `sbatch_arg("--export=NONE")` leaves the
 ///   workers without it, and `build` fails saying so); with no [`listen`](crate::PoolBuilder::listen) it
@@ -38,7 +81,15 @@ pub const DEFAULT_SLURM_RESUBMITS: u32 = 2;
 ///   `squeue`) if none joins within the [start
 ///   timeout](SlurmWorkers::start_timeout), or with the job's last lines of
 ///   output if the job ends first (a worker that cannot authenticate, a
-///   program that is not a worker);
+///   program that is not a worker); meanwhile it reports the job's state
+///   and Slurm's reason every few seconds ([`on_waiting`](SlurmWorkers::on_waiting),
+///   and an INFO event of target `pool::slurm`). SIGINT or SIGTERM during
+///   that wait cancels the job, then ends the process as the signal would
+///   have (a signal the program ignores or handles itself is left to it);
+/// - runs each Slurm command for at most the [command
+///   timeout](SlurmWorkers::command_timeout): a hung controller fails
+///   `build` with [`ErrorKind::Startup`] saying which command did not
+///   answer;
 /// - cancels the job (`scancel`) when it is dropped, terminated or joined;
 /// - submits another job of `tasks` workers when one ends while the pool
 ///   is open (cancelled, out of time, its node failed), at most
@@ -88,6 +139,11 @@ pub struct SlurmWorkers {
     pub(crate) head_host: Option<String>,
     pub(crate) start_timeout: Duration,
     pub(crate) resubmits: u32,
+    pub(crate) nodes: Option<usize>,
+    pub(crate) tasks_per_node: Option<usize>,
+    pub(crate) command_timeout: Duration,
+    pub(crate) on_waiting: Option<WaitReport>,
+    pub(crate) report_every: Duration,
 }
 
 impl SlurmWorkers {
@@ -105,7 +161,63 @@ impl SlurmWorkers {
             head_host: None,
             start_timeout: DEFAULT_SLURM_START_TIMEOUT,
             resubmits: DEFAULT_SLURM_RESUBMITS,
+            nodes: None,
+            tasks_per_node: None,
+            command_timeout: DEFAULT_SLURM_COMMAND_TIMEOUT,
+            on_waiting: None,
+            report_every: DEFAULT_SLURM_WAIT_REPORT_EVERY,
         }
+    }
+
+    /// Spreads the job over exactly `nodes` nodes (`sbatch --nodes`; at
+    /// least 1): with as many tasks as nodes, one worker runs on each.
+    /// Slurm otherwise packs tasks onto as few nodes as have free CPUs.
+    pub fn nodes(mut self, nodes: usize) -> SlurmWorkers {
+        self.nodes = Some(nodes.max(1));
+        self
+    }
+
+    /// At most `tasks` workers on each node (`sbatch --ntasks-per-node`;
+    /// at least 1).
+    pub fn tasks_per_node(mut self, tasks: usize) -> SlurmWorkers {
+        self.tasks_per_node = Some(tasks.max(1));
+        self
+    }
+
+    /// How long one Slurm command may run before the pool kills it and
+    /// takes it as failed (default [`DEFAULT_SLURM_COMMAND_TIMEOUT`]).
+    pub fn command_timeout(mut self, timeout: Duration) -> SlurmWorkers {
+        self.command_timeout = timeout;
+        self
+    }
+
+    /// Calls `report` while `build` waits for the first worker: at the first
+    /// look at the job, then every [`report_every`](SlurmWorkers::report_every)
+    /// and whenever its state or Slurm's reason changes, with what `squeue`
+    /// said. It runs on the thread that called `build`.
+    ///
+    /// ```no_run
+    /// let slurm = pool::SlurmWorkers::new(8).on_waiting(|wait| {
+    ///     eprintln!(
+    ///         "Slurm job {} is {} ({}) after {:.0?}",
+    ///         wait.job, wait.state, wait.reason, wait.waited
+    ///     )
+    /// });
+    /// let pool = pool::Pool::builder().processes(0).slurm(slurm).build();
+    /// ```
+    pub fn on_waiting(
+        mut self,
+        report: impl Fn(&SlurmWaiting) + Send + Sync + 'static,
+    ) -> SlurmWorkers {
+        self.on_waiting = Some(WaitReport(Arc::new(report)));
+        self
+    }
+
+    /// How often a waiting job is reported (default
+    /// [`DEFAULT_SLURM_WAIT_REPORT_EVERY`]).
+    pub fn report_every(mut self, every: Duration) -> SlurmWorkers {
+        self.report_every = every;
+        self
     }
 
     /// The partition to submit to (`sbatch --partition`).
@@ -200,6 +312,8 @@ pub(crate) struct Submission {
     pub(crate) args: Vec<OsString>,
     pub(crate) script: String,
     pub(crate) env: Vec<(OsString, OsString)>,
+    /// How long `sbatch` may take.
+    pub(crate) limit: Duration,
 }
 
 impl SlurmWorkers {
@@ -225,6 +339,12 @@ impl SlurmWorkers {
             format!("--job-name={}", self.job_name).into(),
             format!("--ntasks={}", self.tasks).into(),
         ];
+        if let Some(nodes) = self.nodes {
+            sbatch.push(format!("--nodes={nodes}").into());
+        }
+        if let Some(tasks) = self.tasks_per_node {
+            sbatch.push(format!("--ntasks-per-node={tasks}").into());
+        }
         if let Some(partition) = &self.partition {
             sbatch.push(format!("--partition={partition}").into());
         }
@@ -255,6 +375,7 @@ impl SlurmWorkers {
                 shell_quote(connect)
             ),
             env,
+            limit: self.command_timeout,
         })
     }
 }
@@ -268,21 +389,15 @@ fn shell_quote(word: &str) -> String {
 /// Submits `submission` with `sbatch`; returns the job id.
 pub(crate) fn submit(submission: &Submission) -> Result<JobId> {
     let failed = |what: String| Error::new(ErrorKind::Startup, what);
-    let mut child = Command::new("sbatch")
-        .args(&submission.args)
-        .envs(submission.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|err| failed("run sbatch to submit the Slurm workers".into()).with_source(err))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // A write error shows as sbatch's own complaint about its script.
-        let _ = stdin.write_all(submission.script.as_bytes());
-    }
-    let output = child
-        .wait_with_output()
-        .map_err(|err| failed("wait for sbatch".into()).with_source(err))?;
+    let output = timed::run(
+        Command::new("sbatch")
+            .args(&submission.args)
+            .envs(submission.env.iter().map(|(k, v)| (k, v))),
+        "sbatch",
+        "submitting the Slurm workers' job",
+        Some(submission.script.as_bytes()),
+        submission.limit,
+    )?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
         return Err(failed(format!(
@@ -302,7 +417,7 @@ fn parse_job_id(stdout: &str) -> Option<JobId> {
 }
 
 /// Several lines of a command's complaint as one.
-fn one_line(text: &str) -> String {
+pub(crate) fn one_line(text: &str) -> String {
     text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
@@ -310,15 +425,25 @@ fn one_line(text: &str) -> String {
         .join("; ")
 }
 
-/// The job's state as `squeue` shows it; an error if `squeue` cannot say
-/// (the controller is unreachable, say), which is not the job's end.
+/// The job's state as `squeue` shows it, asked with the default command
+/// timeout; see [`state_within`].
 pub(crate) fn state(job: JobId) -> Result<JobState> {
-    let output = Command::new("squeue")
-        .args(["--noheader", "--format=%T|%r", "--jobs"])
-        .arg(job.to_string())
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|err| Error::new(ErrorKind::Startup, "run squeue").with_source(err))?;
+    state_within(job, DEFAULT_SLURM_COMMAND_TIMEOUT)
+}
+
+/// The job's state as `squeue` shows it; an error if `squeue` cannot say
+/// within `limit` (the controller is unreachable, say), which is not the
+/// job's end.
+pub(crate) fn state_within(job: JobId, limit: Duration) -> Result<JobState> {
+    let output = timed::run(
+        Command::new("squeue")
+            .args(["--noheader", "--format=%T|%r", "--jobs"])
+            .arg(job.to_string()),
+        "squeue",
+        &format!("asking for job {job}'s state"),
+        None,
+        limit,
+    )?;
     let stderr = String::from_utf8_lossy(&output.stderr);
     if !output.status.success() {
         // Slurm forgets a finished job after MinJobAge, and then refuses its id.
@@ -365,15 +490,22 @@ fn parse_state(stdout: &str) -> JobState {
     }
 }
 
-/// Cancels the job (`scancel`), which ends its workers; a job that has
-/// already ended is no error to Slurm.
+/// Cancels the job with the default command timeout; see [`cancel_within`].
 pub(crate) fn cancel(job: JobId) {
-    let cancelled = Command::new("scancel")
-        .arg(job.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output();
+    cancel_within(job, DEFAULT_SLURM_COMMAND_TIMEOUT);
+}
+
+/// Cancels the job (`scancel`, for at most `limit`), which ends its
+/// workers; a job that has already ended is no error to Slurm. A failure
+/// is logged: there is no one left to tell.
+pub(crate) fn cancel_within(job: JobId, limit: Duration) {
+    let cancelled = timed::run(
+        Command::new("scancel").arg(job.to_string()),
+        "scancel",
+        &format!("cancelling job {job}, which may still run"),
+        None,
+        limit,
+    );
     match cancelled {
         Ok(output) if output.status.success() => tracing::debug!(job, "cancelled the Slurm job"),
         Ok(output) => {
@@ -385,7 +517,7 @@ pub(crate) fn cancel(job: JobId) {
                 tracing::warn!(job, %stderr, "scancel failed");
             }
         }
-        Err(err) => tracing::warn!(job, %err, "cannot run scancel"),
+        Err(err) => tracing::warn!(job, %err, "scancel failed"),
     }
 }
 
@@ -432,6 +564,8 @@ mod tests {
         let slurm = SlurmWorkers::new(3)
             .partition("debug")
             .time_limit(Duration::from_secs(61))
+            .nodes(3)
+            .tasks_per_node(1)
             .sbatch_arg("--overcommit");
         let env = vec![("POOL_AUTHKEY".into(), "secret".into())];
         let submission = slurm
@@ -453,6 +587,8 @@ mod tests {
                 "--parsable",
                 "--job-name=pool-workers",
                 "--ntasks=3",
+                "--nodes=3",
+                "--ntasks-per-node=1",
                 "--partition=debug",
                 "--time=2",
                 "--overcommit"

@@ -10,7 +10,7 @@ use crate::proto::frame::HeaderDecoder;
 const SCRATCH_KEEP: usize = 64 * 1024;
 
 /// How far the message being received has got.
-pub(super) struct Incoming {
+pub(super) struct ReceiveState {
     /// The header as far as it arrived (never a shared-memory one: an
     /// async end does not agree to them).
     pub(super) header: HeaderDecoder,
@@ -26,9 +26,9 @@ pub(super) struct Incoming {
     pub(super) scratch: Vec<u8>,
 }
 
-impl Incoming {
-    pub(super) fn new(pending_len: Option<u64>, broken: Option<ErrorKind>) -> Incoming {
-        Incoming {
+impl ReceiveState {
+    pub(super) fn new(pending_len: Option<u64>, broken: Option<ErrorKind>) -> ReceiveState {
+        ReceiveState {
             header: HeaderDecoder::new(false),
             len: pending_len,
             payload: Vec::new(),
