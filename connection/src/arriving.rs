@@ -378,17 +378,18 @@ mod tests {
 
     use super::WINDOW;
     use crate::error::ErrorKind;
-    use crate::frame::{self, HEADER_ROOM};
     use crate::pipe::pipe;
+    use crate::proto::frame::append_header;
     use crate::sys::Socket;
     use crate::Connection;
 
     /// A header announcing `len` bytes, then `payload` (which may be
     /// shorter or longer).
     fn message(len: usize, payload: &[u8]) -> Vec<u8> {
-        let mut room = [0u8; HEADER_ROOM];
-        let used = frame::put_header(len, &mut room);
-        [&room[HEADER_ROOM - used..], payload].concat()
+        let mut message = Vec::new();
+        append_header(len, &mut message);
+        message.extend_from_slice(payload);
+        message
     }
 
     /// Writes `bytes` raw from a thread, and closes that end after them

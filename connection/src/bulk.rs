@@ -11,8 +11,9 @@
 
 use bytemuck::Pod;
 
-use crate::connection::{in_memory_len, Connection};
+use crate::connection::Connection;
 use crate::error::{Error, ErrorKind, Result};
+use crate::proto::frame::in_memory_len;
 use crate::sys;
 
 impl Connection {

@@ -11,6 +11,7 @@ use crate::arriving::{decode_arriving, FromShared, FromSocket, Received};
 use crate::codec;
 use crate::error::{Error, ErrorKind, Result};
 use crate::frame;
+use crate::proto::frame::{in_memory_len, lost_boundaries, too_large, HEADER_ROOM};
 use crate::shared::{self, SharedBuf, SharedView};
 use crate::streaming;
 use crate::sys::{self, PollFd, Socket, Unfilled, Wait};
@@ -275,19 +276,19 @@ impl Connection {
         self.check_writable()?;
         let mut buf = std::mem::take(&mut self.scratch);
         buf.clear();
-        buf.resize(frame::HEADER_ROOM, 0);
+        buf.resize(HEADER_ROOM, 0);
         let result = encode(&mut buf).and_then(|encoded| {
             if !encoded {
                 return Ok(false);
             }
-            let payload = &buf[frame::HEADER_ROOM..];
+            let payload = &buf[HEADER_ROOM..];
             if let Some(sent) = self.shared.send_copy(&self.socket, payload, Wait::ForRoom) {
                 return sent.map(|_| true);
             }
             frame::write_reserved(&self.socket, &mut buf)
                 .map(|()| true)
                 .map_err(|err| {
-                    let len = buf.len() - frame::HEADER_ROOM;
+                    let len = buf.len() - HEADER_ROOM;
                     Error::send_failed(err, format!("send {len}-byte message"))
                 })
         });
@@ -913,13 +914,11 @@ impl Connection {
     /// is read with the descriptors that came with it, for `shared` to
     /// check.
     fn read_header(&mut self) -> Result<u64> {
-        let header = if self.shared.accepts() {
-            frame::read_header_with_fds(&self.socket)
-        } else {
-            frame::read_header(&self.socket).map(frame::Header::Stream)
-        };
+        let mut fds = Vec::new();
+        let accepts = self.shared.accepts().then_some(&mut fds);
+        let header = frame::read_any_header(&self.socket, accepts);
         let header = header.map_err(|err| self.mark_broken(err))?;
-        self.shared.receive(header)
+        self.shared.receive(header, fds)
     }
 
     pub(crate) fn read_payload(&mut self, len: u64, out: &mut Vec<u8>) -> Result<()> {
@@ -997,15 +996,6 @@ impl Connection {
     }
 }
 
-/// What every receive on a connection that lost its message boundaries
-/// (through a truncated or malformed message of kind `kind`) fails with.
-pub(crate) fn lost_boundaries(kind: ErrorKind) -> Error {
-    Error::new(
-        kind,
-        "an earlier message was cut short or malformed, so message boundaries are lost",
-    )
-}
-
 /// The part of `buffer` after `offset`, where `recv_bytes_into` puts a
 /// message; an offset past the end is [`ErrorKind::InvalidInput`].
 pub(crate) fn room_after(buffer: &mut [u8], offset: usize) -> Result<&mut [u8]> {
@@ -1014,32 +1004,6 @@ pub(crate) fn room_after(buffer: &mut [u8], offset: usize) -> Result<&mut [u8]> 
         Error::new(
             ErrorKind::InvalidInput,
             format!("offset {offset} is past the end of a {len}-byte buffer"),
-        )
-    })
-}
-
-/// The error for a `len`-byte message over a receive's `limit`, which is
-/// left unread.
-pub(crate) fn too_large(len: u64, limit: u64, max_message_size: u64) -> Error {
-    tracing::debug!(len, limit, "message over the limit left pending");
-    let which = if limit == max_message_size {
-        "the connection's max_message_size"
-    } else {
-        "the caller's limit"
-    };
-    Error::new(
-        ErrorKind::MessageTooLarge,
-        format!("message of {len} bytes exceeds {which} of {limit} bytes; it is left unread"),
-    )
-}
-
-/// `len` as a size in memory, or the error for a message too large for
-/// this platform's address space.
-pub(crate) fn in_memory_len(len: u64) -> Result<usize> {
-    usize::try_from(len).map_err(|_| {
-        Error::new(
-            ErrorKind::MessageTooLarge,
-            format!("message of {len} bytes exceeds this platform's address space"),
         )
     })
 }

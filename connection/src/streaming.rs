@@ -17,13 +17,14 @@
 //! an [`ErrorKind::Encode`] error saying the connection can send no more.
 //! If nothing had gone out yet, the connection is left as it was.
 
-use std::io::{self, IoSlice};
+use std::io;
 
 use serde::Serialize;
 
 use crate::codec::{self, ser::Downstream, FormatError};
 use crate::error::{Error, ErrorKind, Result};
-use crate::frame::{self, HEADER_ROOM};
+use crate::frame;
+use crate::proto::frame::{append_header, SendPlan};
 use crate::sys::Socket;
 
 /// Encodings longer than this are streamed; shorter ones are encoded into
@@ -44,10 +45,8 @@ pub(crate) fn send_streamed<T: Serialize + ?Sized>(
     value: &T,
     len: u64,
 ) -> Result<()> {
-    let mut room = [0u8; HEADER_ROOM];
-    let used = frame::put_header(len as usize, &mut room);
     let mut pending = Vec::with_capacity(PENDING);
-    pending.extend_from_slice(&room[HEADER_ROOM - used..]);
+    append_header(len as usize, &mut pending);
     let stream = StreamToSocket {
         socket,
         pending,
@@ -107,10 +106,7 @@ impl StreamToSocket<'_> {
             return Ok(());
         }
         self.written = true;
-        let result = frame::write_all(
-            self.socket,
-            &mut [IoSlice::new(&self.pending), IoSlice::new(then)],
-        );
+        let result = frame::write_all(self.socket, &mut SendPlan::pair(&self.pending, then));
         self.pending.clear();
         result
     }

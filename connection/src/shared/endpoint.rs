@@ -7,7 +7,8 @@ use std::sync::atomic::Ordering;
 
 use super::{ReceivedMemfd, RecycledViews, Recycler, SharedBuf, SENT};
 use crate::error::{Error, ErrorKind, Result};
-use crate::frame::{self, Header};
+use crate::frame;
+use crate::proto::frame::{recycled_header, shared_header, Header};
 use crate::sys::shm;
 use crate::sys::{Socket, Wait};
 
@@ -125,12 +126,12 @@ impl Endpoint {
             .and_then(|filled| match filled {
                 Some(filled) => Ok((
                     filled.memfd,
-                    frame::recycled_header(filled.len as u64, filled.generation),
+                    recycled_header(filled.len as u64, filled.generation),
                 )),
                 None => {
                     let memfd = shm::create_filled(payload)?;
                     shm::seal(memfd.as_fd())?;
-                    Ok((memfd, frame::shared_header(payload.len() as u64)))
+                    Ok((memfd, shared_header(payload.len() as u64)))
                 }
             });
         match outgoing {
@@ -147,19 +148,17 @@ impl Endpoint {
         }
     }
 
-    /// Takes in a header read from the socket and returns its message's
-    /// length: a shared-memory message's descriptor is checked and kept as
-    /// the payload to read. A refused one is an error that leaves the
-    /// stream at the next message.
-    pub(crate) fn receive(&mut self, header: Header) -> Result<u64> {
+    /// Takes in a header read from the socket, with the descriptors that
+    /// came with it, and returns its message's length: a shared-memory
+    /// message's descriptor is checked and kept as the payload to read. A
+    /// refused one is an error that leaves the stream at the next message.
+    pub(crate) fn receive(&mut self, header: Header, fds: Vec<OwnedFd>) -> Result<u64> {
         let memfd = match header {
             Header::Stream(len) => return Ok(len),
-            Header::Shared { len, fds } => ReceivedMemfd::check(fds, len)?,
-            Header::Recycled {
-                len,
-                generation,
-                fds,
-            } => ReceivedMemfd::check_recycled(fds, len, generation, &mut self.views)?,
+            Header::Shared(len) => ReceivedMemfd::check(fds, len)?,
+            Header::Recycled { len, generation } => {
+                ReceivedMemfd::check_recycled(fds, len, generation, &mut self.views)?
+            }
         };
         Ok(self.payload.insert(memfd).len)
     }
@@ -192,7 +191,7 @@ impl Endpoint {
 /// Seals `buf` and sends it on `socket`: its receiver gets these very pages.
 pub(crate) fn send_sealed(socket: &Socket, buf: SharedBuf) -> Result<()> {
     let (memfd, len) = buf.seal()?;
-    let header = frame::shared_header(len as u64);
+    let header = shared_header(len as u64);
     send_memfd(socket, memfd, &header, len, Wait::ForRoom).map(drop)
 }
 

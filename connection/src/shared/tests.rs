@@ -528,7 +528,11 @@ async fn a_pending_shared_message_is_not_read_from_the_stream_by_an_async_end() 
 
 /// Sends a recycled-message header (`-3`, length, generation) with `fds`.
 fn forge_recycled(socket: &Socket, len: u64, generation: u64, fds: &[BorrowedFd<'_>]) {
-    send_with_fds(socket, &crate::frame::recycled_header(len, generation), fds);
+    send_with_fds(
+        socket,
+        &crate::proto::frame::recycled_header(len, generation),
+        fds,
+    );
 }
 
 /// A memfd laid out as a recyclable one: the generation `written` in its

@@ -33,5 +33,16 @@ pub(crate) fn retry_interrupted<T>(mut call: impl FnMut() -> io::Result<T>) -> i
     }
 }
 
+/// A read that failed because the peer reset the connection, as end of
+/// file: a peer that closes (or dies) while data we sent it is still
+/// unread resets the connection, Unix sockets included, and that is its
+/// end of file, reported once everything it sent has been read.
+pub(crate) fn reset_is_end(read: io::Result<usize>) -> io::Result<usize> {
+    match read {
+        Err(err) if err.kind() == io::ErrorKind::ConnectionReset => Ok(0),
+        other => other,
+    }
+}
+
 #[cfg(not(unix))]
 compile_error!("the connection crate supports Unix-like systems only for now");

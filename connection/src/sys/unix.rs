@@ -158,6 +158,17 @@ impl Socket {
         Ok(read)
     }
 
+    /// [`recv_nowait`](Socket::recv_nowait) into memory not yet
+    /// initialised: returns the bytes at the start of `buf` it initialised.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn recv_nowait_uninit<'a>(
+        &self,
+        buf: &'a mut [MaybeUninit<u8>],
+    ) -> io::Result<&'a mut [u8]> {
+        let ((filled, _), _) = rustix::net::recv(&self.0, buf, RecvFlags::DONTWAIT)?;
+        Ok(filled)
+    }
+
     /// Sets or clears `O_NONBLOCK` on the open file description, which
     /// every descriptor of this socket shares.
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
@@ -229,12 +240,6 @@ pub(crate) trait OwnsItsFd: AsRawFd {}
 /// methods that take it by value, out of the AsyncFd first.
 #[cfg(feature = "tokio")]
 impl OwnsItsFd for Socket {}
-
-impl io::Read for &Socket {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        Socket::read(self, buf)
-    }
-}
 
 /// Sets or clears `FD_CLOEXEC`.
 ///

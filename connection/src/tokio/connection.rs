@@ -14,7 +14,8 @@ use super::receive_state::ReceiveState;
 use crate::codec;
 use crate::connection::{Connection, Direction, Parts};
 use crate::error::{Error, ErrorKind, Result};
-use crate::frame::{self, HEADER_ROOM, SMALL_MESSAGE};
+use crate::frame;
+use crate::proto::frame::{frame_in_place, join, SendPlan, HEADER_ROOM, SMALL_MESSAGE};
 use crate::sys::{self, Socket, Wait};
 
 /// An output buffer that grew past this is freed after use rather than kept.
@@ -64,13 +65,14 @@ pub struct AsyncConnection {
     direction: Direction,
     pub(super) max_message_size: u64,
     pub(super) incoming: ReceiveState,
-    outgoing: Outgoing,
+    outgoing: SendBuffer,
 }
 
-/// Bytes of a message that a dropped send left unwritten: `buf[start..]`
-/// goes out before anything else. Also the scratch buffer of sends.
+/// The send side's buffer: the bytes of a message that a dropped send
+/// left unwritten, `buf[start..]`, which go out before anything else; and
+/// between sends, the scratch that frames the next one.
 #[derive(Default)]
-struct Outgoing {
+struct SendBuffer {
     buf: Vec<u8>,
     start: usize,
     /// None of `buf` has been written yet: the message of a send that may
@@ -78,7 +80,7 @@ struct Outgoing {
     untouched: bool,
 }
 
-impl Outgoing {
+impl SendBuffer {
     fn is_empty(&self) -> bool {
         self.start == self.buf.len()
     }
@@ -171,7 +173,7 @@ impl AsyncConnection {
             direction: parts.direction,
             max_message_size: parts.max_message_size,
             incoming: ReceiveState::new(parts.pending_len, parts.broken),
-            outgoing: Outgoing::default(),
+            outgoing: SendBuffer::default(),
         })
     }
 
@@ -261,9 +263,7 @@ impl AsyncConnection {
             self.outgoing.clear();
             return Err(err);
         }
-        let len = buf.len() - HEADER_ROOM;
-        let room: &mut [u8; HEADER_ROOM] = (&mut buf[..HEADER_ROOM]).try_into().expect("room");
-        self.outgoing.start = HEADER_ROOM - frame::put_header(len, room);
+        self.outgoing.start = frame_in_place(buf);
         self.outgoing.untouched = true;
         self.write_kept().await
     }
@@ -287,35 +287,21 @@ impl AsyncConnection {
     pub async fn send_bytes(&mut self, bytes: &[u8]) -> Result<()> {
         self.check_writable()?;
         self.flush().await?;
-        let mut room = [0u8; HEADER_ROOM];
-        let used = frame::put_header(bytes.len(), &mut room);
-        let header = &room[HEADER_ROOM - used..];
         if bytes.len() <= SMALL_MESSAGE {
             // One write for header and payload, as the blocking side does.
-            self.outgoing.buf.clear();
-            self.outgoing.buf.extend_from_slice(header);
-            self.outgoing.buf.extend_from_slice(bytes);
+            join(bytes, &mut self.outgoing.buf);
             self.outgoing.start = 0;
             self.outgoing.untouched = true;
             return self.write_kept().await;
         }
         let mut sending = LargeSend {
-            header,
-            payload: bytes,
-            written: 0,
+            plan: SendPlan::message(bytes),
             outgoing: &mut self.outgoing,
         };
-        while !sending.is_done() {
-            match write_ready(&self.fd, &sending.rest()).await {
-                Ok(0) => return Err(write_zero(bytes.len())),
-                Ok(n) => sending.written += n,
-                Err(err) => {
-                    return Err(Error::send_failed(
-                        err,
-                        format!("send {}-byte message", bytes.len()),
-                    ))
-                }
-            }
+        while !sending.plan.is_done() {
+            let context = || format!("send {}-byte message", bytes.len());
+            let sent = write_ready(&self.fd, &sending.plan.slices(), context).await?;
+            sending.plan.advance(sent);
         }
         Ok(())
     }
@@ -385,17 +371,9 @@ impl AsyncConnection {
         while !self.outgoing.is_empty() {
             let outgoing = &mut self.outgoing;
             let rest = &outgoing.buf[outgoing.start..];
-            match write_ready(&self.fd, &[IoSlice::new(rest)]).await {
-                Ok(0) => return Err(write_zero(rest.len())),
-                Ok(n) => {
-                    outgoing.start += n;
-                    outgoing.untouched = false;
-                }
-                Err(err) => {
-                    let context = format!("send the rest of a message ({} bytes)", rest.len());
-                    return Err(Error::send_failed(err, context));
-                }
-            }
+            let context = || format!("send the rest of a message ({} bytes)", rest.len());
+            outgoing.start += write_ready(&self.fd, &[IoSlice::new(rest)], context).await?;
+            outgoing.untouched = false;
         }
         self.outgoing.clear();
         Ok(())
@@ -459,66 +437,44 @@ impl AsyncConnection {
 
 /// A large message on its way out, header and payload apart (no copy).
 /// Dropped before it is done, with part of it written, it leaves the rest
-/// in the connection's outgoing buffer, so the stream keeps its framing.
+/// in the connection's send buffer, so the stream keeps its framing.
 struct LargeSend<'a> {
-    header: &'a [u8],
-    payload: &'a [u8],
-    written: usize,
-    outgoing: &'a mut Outgoing,
-}
-
-impl LargeSend<'_> {
-    fn is_done(&self) -> bool {
-        self.written == self.header.len() + self.payload.len()
-    }
-
-    /// What is still to be written, as at most two slices.
-    fn rest(&self) -> Vec<IoSlice<'_>> {
-        let mut bufs = Vec::with_capacity(2);
-        if self.written < self.header.len() {
-            bufs.push(IoSlice::new(&self.header[self.written..]));
-            bufs.push(IoSlice::new(self.payload));
-        } else {
-            bufs.push(IoSlice::new(
-                &self.payload[self.written - self.header.len()..],
-            ));
-        }
-        bufs
-    }
+    plan: SendPlan<'a>,
+    outgoing: &'a mut SendBuffer,
 }
 
 impl Drop for LargeSend<'_> {
     fn drop(&mut self) {
-        if self.written == 0 || self.is_done() {
+        if self.plan.sent() == 0 || self.plan.is_done() {
             return;
         }
-        let mut rest = Vec::new();
-        for buf in self.rest() {
-            rest.extend_from_slice(&buf);
-        }
-        self.outgoing.buf = rest;
+        self.outgoing.buf = self.plan.unsent();
         self.outgoing.start = 0;
         self.outgoing.untouched = false;
     }
 }
 
 /// Waits until `fd` has room and writes some of `bufs` without waiting,
-/// until the write does not end with `WouldBlock`; returns how much went.
-async fn write_ready(fd: &AsyncFd<Socket>, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-    loop {
-        let mut guard = fd.writable().await?;
-        match guard.try_io(|fd| sys::retry_interrupted(|| fd.get_ref().send(bufs, Wait::No))) {
-            Ok(result) => return result,
-            Err(_would_block) => continue,
+/// until the write does not end with `WouldBlock`; returns how much went,
+/// at least one byte. Errors say what failed with `context`.
+async fn write_ready(
+    fd: &AsyncFd<Socket>,
+    bufs: &[IoSlice<'_>],
+    context: impl FnOnce() -> String,
+) -> Result<usize> {
+    let send = |fd: &AsyncFd<Socket>| sys::retry_interrupted(|| fd.get_ref().send(bufs, Wait::No));
+    let sent = loop {
+        match fd.writable().await.map(|mut guard| guard.try_io(send)) {
+            Ok(Err(_would_block)) => continue,
+            Ok(Ok(result)) => break result,
+            Err(err) => break Err(err),
         }
+    };
+    match sent {
+        Ok(0) => Err(Error::io(io::ErrorKind::WriteZero.into(), context())),
+        Ok(n) => Ok(n),
+        Err(err) => Err(Error::send_failed(err, context())),
     }
-}
-
-fn write_zero(len: usize) -> Error {
-    Error::io(
-        io::ErrorKind::WriteZero.into(),
-        format!("send {len}-byte message"),
-    )
 }
 
 impl fmt::Debug for AsyncConnection {

@@ -1,28 +1,17 @@
-//! The receiving half of [`AsyncConnection`]: a frame read piece by piece
-//! as bytes arrive, with every piece kept in the connection, so that a
-//! receive whose future is dropped loses nothing and the next one resumes.
+//! The receiving half of [`AsyncConnection`]: the framing core's header
+//! decoder and payload fed as bytes arrive, with every piece kept in the
+//! connection, so that a receive whose future is dropped loses nothing and
+//! the next one resumes.
 
-use std::io::{self, Read};
+use std::io;
+
+use tokio::io::unix::AsyncFd;
 
 use super::connection::AsyncConnection;
-use super::receive_state::ReceiveState;
-use crate::connection::{in_memory_len, lost_boundaries, room_after, too_large};
+use crate::connection::room_after;
 use crate::error::{Error, ErrorKind, Result};
-use crate::frame::{self, HEADER_ROOM};
+use crate::proto::frame::{in_memory_len, lost_boundaries, too_large, Header, Payload};
 use crate::sys::{self, Socket};
-
-/// Reads without waiting; a reset connection is end of file, as in the
-/// blocking receive (a peer gone with our data unread resets it).
-struct NoWait<'a>(&'a Socket);
-
-impl Read for NoWait<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self.0.recv_nowait(buf) {
-            Err(err) if frame::is_reset(&err) => Ok(0),
-            other => other,
-        }
-    }
-}
 
 impl AsyncConnection {
     /// Receives one message as bytes: [`ErrorKind::Eof`] when the other
@@ -124,36 +113,26 @@ impl AsyncConnection {
     /// async twin of `Connection::receive_payload_into`. Dropped part way,
     /// it keeps what arrived in the connection for the next receive.
     pub(super) async fn receive_payload_into(&mut self, target: &mut [u8]) -> Result<()> {
-        let len = target.len();
         let mut filling = Filling {
-            filled: self.incoming.payload.len(),
+            payload: Payload::new(target.len(), self.incoming.payload.len()),
             target,
             saved: &mut self.incoming.payload,
             done: false,
         };
-        filling.target[..filling.filled].copy_from_slice(filling.saved);
+        let got = filling.payload.got();
+        filling.target[..got].copy_from_slice(filling.saved);
         filling.saved.clear();
-        while filling.filled < len {
-            let mut guard = self
-                .fd
-                .readable()
-                .await
-                .map_err(|err| Error::io(err, "wait for a message"))?;
-            let target = &mut filling.target[filling.filled..];
-            match guard.try_io(|fd| sys::retry_interrupted(|| NoWait(fd.get_ref()).read(target))) {
-                Ok(Ok(0)) => {
-                    filling.done = true;
-                    let got = filling.filled;
-                    drop(filling);
-                    let err = frame::truncated("message", len as u64, got);
-                    return Err(self.incoming.break_stream(err));
+        while !filling.payload.is_complete() {
+            let target = &mut filling.target[filling.payload.got()..];
+            match read_ready(&self.fd, |socket| socket.recv_nowait(target)).await {
+                Ok(n) => {
+                    if let Err(err) = filling.payload.arrived(n) {
+                        filling.done = true;
+                        drop(filling);
+                        return Err(self.incoming.break_stream(err));
+                    }
                 }
-                Ok(Ok(n)) => filling.filled += n,
-                Ok(Err(err)) => {
-                    let context = format!("receive {len}-byte message ({} read)", filling.filled);
-                    return Err(Error::io(err, context));
-                }
-                Err(_would_block) => {}
+                Err(err) => return Err(filling.payload.io_error(err)),
             }
         }
         filling.done = true;
@@ -190,41 +169,27 @@ impl AsyncConnection {
             if let Some(len) = self.incoming.len {
                 break len;
             }
-            let filled = self.incoming.header_filled;
-            let want = if filled < 4 { 4 } else { HEADER_ROOM };
-            let read = self
-                .read_ready(|socket, incoming| {
-                    NoWait(socket).read(&mut incoming.header[incoming.header_filled..want])
-                })
-                .await
-                .map_err(|err| {
-                    Error::io(
-                        err,
-                        format!("receive ({filled} of {want} header bytes read)"),
-                    )
-                })?;
+            let header = &mut self.incoming.header;
+            let read = read_ready(&self.fd, |socket| socket.recv_nowait(header.unfilled())).await;
             let incoming = &mut self.incoming;
-            if read == 0 {
-                if filled == 0 {
-                    return Err(Error::new(ErrorKind::Eof, ""));
+            let header = match read {
+                Ok(0) => {
+                    let err = incoming.header.end_of_stream();
+                    if err.kind() == ErrorKind::Eof {
+                        return Err(err);
+                    }
+                    return Err(incoming.break_stream(err));
                 }
-                let what = if want == 4 {
-                    "message header"
-                } else {
-                    "long message header"
-                };
-                return Err(incoming.break_stream(frame::truncated(what, want as u64, filled)));
-            }
-            incoming.header_filled += read;
-            if incoming.header_filled == 4 {
-                let short: [u8; 4] = incoming.header[..4].try_into().expect("four bytes");
-                match frame::short_header_len(short) {
-                    Ok(len) => incoming.len = len,
-                    Err(err) => return Err(incoming.break_stream(err)),
+                Ok(n) => incoming.header.received(n),
+                Err(err) => return Err(incoming.header.io_error(err)),
+            };
+            match header {
+                Ok(None) => {}
+                Ok(Some(Header::Stream(len))) => incoming.len = Some(len),
+                Ok(Some(other)) => {
+                    unreachable!("{other:?} from a decoder that refuses shared memory")
                 }
-            } else if incoming.header_filled == HEADER_ROOM {
-                let long: [u8; 8] = incoming.header[4..].try_into().expect("eight bytes");
-                incoming.len = Some(u64::from_be_bytes(long));
+                Err(err) => return Err(incoming.break_stream(err)),
             }
         };
         if len > limit {
@@ -237,50 +202,46 @@ impl AsyncConnection {
     /// the buffer a chunk at a time as bytes arrive (as the blocking
     /// receive does), and returns it.
     pub(super) async fn read_payload(&mut self, len: usize) -> Result<Vec<u8>> {
-        while self.incoming.payload.len() < len {
-            let read = self
-                .read_ready(|socket, incoming| {
-                    let chunk = frame::next_chunk(incoming.payload.len(), len);
-                    incoming.payload.reserve_exact(chunk);
-                    // `take` keeps read_to_end within the chunk; it appends
-                    // what it read even when it ends with WouldBlock.
-                    NoWait(socket)
-                        .take(chunk as u64)
-                        .read_to_end(&mut incoming.payload)
+        loop {
+            let mut payload = Payload::new(len, self.incoming.payload.len());
+            if payload.is_complete() {
+                break;
+            }
+            let buf = &mut self.incoming.payload;
+            let read = read_ready(&self.fd, |socket| {
+                let room = payload.make_room(buf);
+                sys::append_filled(buf, room, |spare| {
+                    spare.fill(|rest| socket.recv_nowait_uninit(rest))
                 })
-                .await;
+            })
+            .await;
             match read {
-                Ok(0) => {
-                    let got = self.incoming.payload.len();
-                    let err = frame::truncated("message", len as u64, got);
-                    return Err(self.incoming.break_stream(err));
+                Ok(n) => {
+                    if let Err(err) = payload.arrived(n) {
+                        return Err(self.incoming.break_stream(err));
+                    }
                 }
-                Ok(_) => {}
-                Err(err) => {
-                    let got = self.incoming.payload.len();
-                    let context = format!("receive {len}-byte message ({got} read)");
-                    return Err(Error::io(err, context));
-                }
+                Err(err) => return Err(payload.io_error(err)),
             }
         }
         self.incoming.finish_message();
         Ok(std::mem::take(&mut self.incoming.payload))
     }
+}
 
-    /// Waits until the socket is readable and runs `read` on it, until
-    /// `read` does not end with `WouldBlock`. Whatever `read` stores in
-    /// the receive state before that stays there.
-    async fn read_ready<R>(
-        &mut self,
-        mut read: impl FnMut(&Socket, &mut ReceiveState) -> io::Result<R>,
-    ) -> io::Result<R> {
-        loop {
-            let mut guard = self.fd.readable().await?;
-            let incoming = &mut self.incoming;
-            match guard.try_io(|fd| sys::retry_interrupted(|| read(fd.get_ref(), incoming))) {
-                Ok(result) => return result,
-                Err(_would_block) => continue,
-            }
+/// Waits until `fd` is readable and runs `read` on it without waiting,
+/// until `read` does not end with `WouldBlock`; returns how much it read,
+/// 0 at the end of the stream (a reset included, as in the blocking
+/// receive). Whatever `read` stores before that stays stored.
+async fn read_ready(
+    fd: &AsyncFd<Socket>,
+    mut read: impl FnMut(&Socket) -> io::Result<usize>,
+) -> io::Result<usize> {
+    loop {
+        let mut guard = fd.readable().await?;
+        let attempt = guard.try_io(|fd| sys::retry_interrupted(|| read(fd.get_ref())));
+        if let Ok(result) = attempt {
+            return sys::reset_is_end(result);
         }
     }
 }
@@ -289,7 +250,7 @@ impl AsyncConnection {
 /// it copies what arrived back into the connection, for the next receive.
 struct Filling<'a> {
     target: &'a mut [u8],
-    filled: usize,
+    payload: Payload,
     saved: &'a mut Vec<u8>,
     done: bool,
 }
@@ -298,7 +259,8 @@ impl Drop for Filling<'_> {
     fn drop(&mut self) {
         if !self.done {
             self.saved.clear();
-            self.saved.extend_from_slice(&self.target[..self.filled]);
+            self.saved
+                .extend_from_slice(&self.target[..self.payload.got()]);
         }
     }
 }

@@ -4,16 +4,16 @@
 //! (`receive.rs` drives it).
 
 use crate::error::{Error, ErrorKind};
-use crate::frame::HEADER_ROOM;
+use crate::proto::frame::HeaderDecoder;
 
 /// A scratch buffer that grew past this is freed after use rather than kept.
 const SCRATCH_KEEP: usize = 64 * 1024;
 
 /// How far the message being received has got.
 pub(super) struct ReceiveState {
-    /// The header's bytes: 4, or 12 in the long form.
-    pub(super) header: [u8; HEADER_ROOM],
-    pub(super) header_filled: usize,
+    /// The header as far as it arrived (never a shared-memory one: an
+    /// async end does not agree to them).
+    pub(super) header: HeaderDecoder,
     /// The payload length, once the whole header is in. Stays set while a
     /// message over the limit waits unread.
     pub(super) len: Option<u64>,
@@ -29,8 +29,7 @@ pub(super) struct ReceiveState {
 impl ReceiveState {
     pub(super) fn new(pending_len: Option<u64>, broken: Option<ErrorKind>) -> ReceiveState {
         ReceiveState {
-            header: [0; HEADER_ROOM],
-            header_filled: 0,
+            header: HeaderDecoder::new(false),
             len: pending_len,
             payload: Vec::new(),
             broken,
@@ -41,7 +40,7 @@ impl ReceiveState {
     /// Whether a message is partly read: part of a header, or part of a
     /// payload (a whole header alone is what a blocking connection keeps).
     pub(super) fn is_partial(&self) -> bool {
-        (self.len.is_none() && self.header_filled > 0) || !self.payload.is_empty()
+        self.header.is_started() || !self.payload.is_empty()
     }
 
     /// What a blocking connection carries over: the length of a message
@@ -66,7 +65,7 @@ impl ReceiveState {
 
     /// Ready for the next message's header.
     pub(super) fn finish_message(&mut self) {
-        self.header_filled = 0;
+        self.header = HeaderDecoder::new(false);
         self.len = None;
     }
 

@@ -11,7 +11,7 @@ use tokio::time::timeout;
 use super::{AsyncClient, AsyncConnection, AsyncListener};
 use crate::connection::{Connection, Direction};
 use crate::error::ErrorKind;
-use crate::frame::MIN_CHUNK;
+use crate::proto::frame::MIN_CHUNK;
 use crate::sys::Socket;
 use crate::{Address, Client, Listener};
 
