@@ -15,7 +15,9 @@
 #                                        network and UTS namespaces with SLURM_CONF set, so
 #                                        the caller's child is CMD itself (like ssh HOST CMD)
 #   multi-node-slurm.sh partition NODE   cut NODE off the switch (its switch-side veth down)
-#   multi-node-slurm.sh heal NODE        plug it back in
+#   multi-node-slurm.sh heal NODE        plug it back in, and restart its slurmd (its job
+#                                        steps go on) so that it registers at once rather
+#                                        than at slurmctld's next ping (SlurmdTimeout/3 later)
 #   multi-node-slurm.sh pids HOST        the processes living in HOST's network namespace
 #
 # Layout (all in 10.213.0.0/24; every link lives inside the cluster's own
@@ -348,13 +350,23 @@ do_status() {
     [ "$ok" = 1 ]
 }
 
+do_heal() {
+    local n=$1 pid
+    ip -n "$(netns head)" link set "sw-$n" up
+    if pid=$(pid_of "$BASE/run/slurmd-$n.pid" "$P-slurmd"); then
+        kill_pid "$pid"
+        launch "$P-slurmd" "$BASE/run/slurmd-$n.pid" on "$n" "$BASE/bin/$P-slurmd" -N "$n" -f "$CONF"
+    fi
+    log "$n healed"
+}
+
 case "${1:-}" in
     start) do_start ;;
     stop) do_stop ;;
     status) do_status ;;
     on) shift; exec_on "$@" ;;
     partition) ip -n "$(netns head)" link set "sw-$2" down; log "$2 partitioned" ;;
-    heal) ip -n "$(netns head)" link set "sw-$2" up; log "$2 healed" ;;
+    heal) do_heal "$2" ;;
     pids) ip netns pids "$(netns "$2")" ;;
     *) echo "usage: $0 start|stop|status|on HOST CMD...|partition NODE|heal NODE|pids HOST" >&2; exit 2 ;;
 esac

@@ -80,15 +80,28 @@ pub fn slurm_ready(test: &str) -> bool {
 
 /// The three-node cluster of `slurm/multi-node-slurm.sh` (its namespace
 /// prefix from `POOL_MULTINODE_PREFIX`, as the script reads it): the
-/// script's path if all three nodes take jobs; if not, says why the test
+/// script's path if all three nodes take jobs (waiting, bounded, for a
+/// cluster that is up to be ready again); if not, says why the test
 /// skips, or with `POOL_MULTINODE_TESTS=require` (which `.ci/run` sets
 /// once it started the cluster) fails instead.
 pub fn multinode_cluster(test: &str) -> Option<std::path::PathBuf> {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("slurm/multi-node-slurm.sh");
-    let status = Command::new(&script)
-        .arg("status")
-        .stdin(std::process::Stdio::null())
-        .output();
+    let run = |action: &str| {
+        Command::new(&script)
+            .arg(action)
+            .stdin(std::process::Stdio::null())
+            .output()
+    };
+    let mut status = run("status");
+    // A cluster that is up but not ready (an earlier test's job still
+    // completing, a healed node not yet registered): `start` is
+    // idempotent and waits, bounded, until every node takes jobs again.
+    if let Ok(out) = &status {
+        let up = !String::from_utf8_lossy(&out.stdout).contains("absent");
+        if !out.status.success() && up && run("start").is_ok_and(|out| out.status.success()) {
+            status = run("status");
+        }
+    }
     let why = match status {
         Ok(out) if out.status.success() => return Some(script),
         Err(err) => format!("{} cannot run ({err})", script.display()),
