@@ -36,9 +36,7 @@ pub(crate) fn authenticate(
             Advanced::Done(outcome) => return outcome,
             Advanced::Blocked => {
                 let mut fds = [PollFd::readable(socket.fd())];
-                // What is left of the time, after each signal too.
-                let left = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
-                match retry_interrupted(|| sys::poll(&mut fds, left())) {
+                match retry_interrupted(|| sys::poll(&mut fds, sys::time_left(deadline))) {
                     Ok(0) => return Err(handshake::timed_out()),
                     Ok(_) => {}
                     Err(err) => return Err(Error::io(err, "poll during handshake")),

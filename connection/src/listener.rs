@@ -11,7 +11,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::handshakes::{Accepted, Handshakes, Settings};
 use crate::listen_socket::{handshake_failed, ListenSocket};
 use crate::setters::setters;
-use crate::sys::{self, PollFd};
+use crate::sys::{self, time_left, PollFd};
 
 /// How long [`Listener::accept`] gives a peer to complete the handshake
 /// unless told otherwise: 5 seconds, ample for a few round trips on any
@@ -480,11 +480,6 @@ fn accept_plain(socket: &ListenSocket, deadline: Option<Instant>) -> Result<Opti
             return Ok(Some(accepted));
         }
     }
-}
-
-/// What is left until `deadline` (`None`: no deadline, wait forever).
-fn time_left(deadline: Option<Instant>) -> Option<Duration> {
-    deadline.map(|d| d.saturating_duration_since(Instant::now()))
 }
 
 /// A deadline for a timeout too long to add to now: in effect, never.
