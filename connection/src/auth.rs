@@ -13,12 +13,33 @@
 //! peer that says nothing, or drips one byte at a time, holds its end no
 //! longer than the deadline.
 
+use std::fmt;
 use std::io::{self, IoSlice};
+use std::ops::Deref;
 use std::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::proto::handshake::{self, Handshake, Next, Role};
 use crate::sys::{self, retry_interrupted, Interest, PollFd, Socket, Wait};
+
+/// The authkey of a [`Client`](crate::Client) or a
+/// [`ListenerBuilder`](crate::ListenerBuilder), which their `Debug` never
+/// shows.
+#[derive(Clone)]
+pub(crate) struct Authkey(pub(crate) Vec<u8>);
+
+impl Deref for Authkey {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Authkey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        "<hidden>".fmt(f)
+    }
+}
 
 /// Runs `role`'s side of the handshake on `socket` before `deadline`,
 /// sends waiting for room. The listener runs its exchanges side by side
