@@ -19,6 +19,7 @@ use std::ops::Deref;
 use std::time::Instant;
 
 use crate::error::{Error, Result};
+use crate::proto::frame::join;
 use crate::proto::handshake::{self, Handshake, Next, Role};
 use crate::sys::{self, retry_interrupted, Interest, PollFd, Socket, Wait};
 
@@ -121,7 +122,7 @@ impl Exchange {
             match self.handshake.next() {
                 Next::Send(message) => {
                     if self.out.is_empty() {
-                        frame(&mut self.out, message);
+                        join(message, &mut self.out);
                     }
                     match self.flush(socket) {
                         Ok(false) => return Advanced::Blocked,
@@ -129,7 +130,7 @@ impl Exchange {
                     }
                 }
                 Next::Farewell(message) => {
-                    frame(&mut self.out, message);
+                    join(message, &mut self.out);
                     let sent = self.flush(socket);
                     self.handshake.sent(sent.map(|_| ()));
                 }
@@ -185,13 +186,6 @@ impl Exchange {
             }
         }
     }
-}
-
-/// Frames `payload` as the next message out.
-fn frame(out: &mut Vec<u8>, payload: &[u8]) {
-    let len = i32::try_from(payload.len()).expect("handshake messages are small");
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(payload);
 }
 
 fn send_failed(err: io::Error) -> Error {
