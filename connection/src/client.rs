@@ -205,17 +205,17 @@ fn connect_local(address: &Address, wait: ConnectWaitMode) -> io::Result<OwnedFd
 /// other than a blocking connect without a deadline.)
 fn connect_local_within(address: &Address, timeout: Duration) -> io::Result<OwnedFd> {
     let deadline = Instant::now().checked_add(timeout);
+    let left = || deadline.map_or(timeout, |d| d.saturating_duration_since(Instant::now()));
     let mut pause = Duration::from_millis(1);
     loop {
-        let left = deadline.map_or(timeout, |d| d.saturating_duration_since(Instant::now()));
-        let fd = connect_local(address, ConnectWaitMode::Timeout(left))?;
+        let fd = connect_local(address, ConnectWaitMode::Timeout(left()))?;
         let stream = std::os::unix::net::UnixStream::from(fd);
         match stream.peer_addr() {
             Ok(_) => return Ok(stream.into()),
             Err(err) if err.kind() == io::ErrorKind::NotConnected => {}
             Err(err) => return Err(err),
         }
-        let left = deadline.map_or(timeout, |d| d.saturating_duration_since(Instant::now()));
+        let left = left();
         if left.is_zero() {
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
