@@ -200,7 +200,10 @@ impl AsyncListener {
             let listener = guard.get_inner();
             match listener.accept() {
                 Ok(Some(accepted)) => return Poll::Ready(Ok(accepted)),
-                Err(err) if !sys::is_out_of_descriptors(&err) || sys::connection_waiting(listener.fd()) => {
+                Err(err)
+                    if !sys::is_out_of_descriptors(&err)
+                        || sys::connection_waiting(listener.fd()) =>
+                {
                     return Poll::Ready(Err(err))
                 }
                 // Readiness that came since the guard was taken stays set.

@@ -79,7 +79,10 @@ impl Digest {
     /// `black_box` keeps the compiler from stopping at the first difference.
     fn verify(self, key: &[u8], message: &[u8], tag: &[u8]) -> bool {
         self.respond(key, message, false).is_ok_and(|right| {
-            let differ = right.iter().zip(tag).fold(0, |d, (a, b)| black_box(d | (a ^ b)));
+            let differ = right
+                .iter()
+                .zip(tag)
+                .fold(0, |d, (a, b)| black_box(d | a ^ b));
             right.len() == tag.len() && differ == 0
         })
     }
