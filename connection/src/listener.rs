@@ -349,8 +349,8 @@ impl Listener {
     /// # Ok::<(), connection::Error>(())
     /// ```
     pub fn accept_timeout(&mut self, timeout: Duration) -> Result<Option<Connection>> {
-        let deadline = Instant::now().checked_add(timeout);
-        self.accept_until(Some(deadline.unwrap_or_else(far_future)))
+        // A timeout too long to add to now is, in effect, none.
+        self.accept_until(Instant::now().checked_add(timeout))
     }
 
     /// Accepts the next peer, or returns `None` once `deadline` passes.
@@ -467,11 +467,6 @@ fn accept_plain(socket: &ListenSocket, deadline: Option<Instant>) -> Result<Opti
             return Ok(Some(accepted));
         }
     }
-}
-
-/// A deadline for a timeout too long to add to now: in effect, never.
-fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
 }
 
 /// The descriptor to watch for [`accept`](Listener::accept) having
