@@ -13,12 +13,34 @@
 //! peer that says nothing, or drips one byte at a time, holds its end no
 //! longer than the deadline.
 
+use std::fmt;
 use std::io::{self, IoSlice};
+use std::ops::Deref;
 use std::time::Instant;
 
 use crate::error::{Error, Result};
+use crate::proto::frame::join;
 use crate::proto::handshake::{self, Handshake, Next, Role};
 use crate::sys::{self, retry_interrupted, Interest, PollFd, Socket, Wait};
+
+/// The authkey of a [`Client`](crate::Client) or a
+/// [`ListenerBuilder`](crate::ListenerBuilder), which their `Debug` never
+/// shows.
+#[derive(Clone)]
+pub(crate) struct Authkey(pub(crate) Vec<u8>);
+
+impl Deref for Authkey {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Authkey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        "<hidden>".fmt(f)
+    }
+}
 
 /// Runs `role`'s side of the handshake on `socket` before `deadline`,
 /// sends waiting for room. The listener runs its exchanges side by side
@@ -36,9 +58,7 @@ pub(crate) fn authenticate(
             Advanced::Done(outcome) => return outcome,
             Advanced::Blocked => {
                 let mut fds = [PollFd::readable(socket.fd())];
-                // What is left of the time, after each signal too.
-                let left = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
-                match retry_interrupted(|| sys::poll(&mut fds, left())) {
+                match retry_interrupted(|| sys::poll(&mut fds, sys::time_left(deadline))) {
                     Ok(0) => return Err(handshake::timed_out()),
                     Ok(_) => {}
                     Err(err) => return Err(Error::io(err, "poll during handshake")),
@@ -102,7 +122,7 @@ impl Exchange {
             match self.handshake.next() {
                 Next::Send(message) => {
                     if self.out.is_empty() {
-                        frame(&mut self.out, message);
+                        join(message, &mut self.out);
                     }
                     match self.flush(socket) {
                         Ok(false) => return Advanced::Blocked,
@@ -110,7 +130,7 @@ impl Exchange {
                     }
                 }
                 Next::Farewell(message) => {
-                    frame(&mut self.out, message);
+                    join(message, &mut self.out);
                     let sent = self.flush(socket);
                     self.handshake.sent(sent.map(|_| ()));
                 }
@@ -166,13 +186,6 @@ impl Exchange {
             }
         }
     }
-}
-
-/// Frames `payload` as the next message out.
-fn frame(out: &mut Vec<u8>, payload: &[u8]) {
-    let len = i32::try_from(payload.len()).expect("handshake messages are small");
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(payload);
 }
 
 fn send_failed(err: io::Error) -> Error {

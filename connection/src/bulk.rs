@@ -99,10 +99,7 @@ impl Connection {
         let mut items: Vec<T> = Vec::new();
         if items.try_reserve_exact(count).is_err() {
             self.discard_payload(len)?;
-            return Err(Error::new(
-                ErrorKind::MessageTooLarge,
-                format!("cannot allocate {len} bytes for a message; it was discarded"),
-            ));
+            return Err(cannot_allocate(len));
         }
         // The `count` elements' `len` bytes, straight from the socket into
         // `items`' spare capacity, which keeps only what a read filled.
@@ -186,6 +183,12 @@ pub(crate) fn check_element_size<T>() -> Result<usize> {
         )),
         size => Ok(size),
     }
+}
+
+/// The error for a `len`-byte message that no memory could be found for.
+pub(crate) fn cannot_allocate(len: usize) -> Error {
+    let what = format!("cannot allocate {len} bytes for a message; it was discarded");
+    Error::new(ErrorKind::MessageTooLarge, what)
 }
 
 /// The error for a `len`-byte message that is not a whole number of `T`s.

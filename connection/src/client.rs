@@ -1,7 +1,6 @@
 //! [`Client`]: connects to a [`Listener`](crate::Listener) (or to CPython's),
 //! authenticating with an authkey when given one.
 
-use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::fd::OwnedFd;
@@ -13,7 +12,7 @@ use interprocess::os::unix::uds_local_socket;
 use interprocess::ConnectWaitMode;
 
 use crate::address::Address;
-use crate::auth;
+use crate::auth::{self, Authkey};
 use crate::connection::{Connection, Direction, DEFAULT_MAX_MESSAGE_SIZE};
 use crate::error::{Error, Result};
 use crate::proto::handshake::Role;
@@ -76,9 +75,9 @@ pub const DEFAULT_CLIENT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// assert_eq!(err.kind(), ErrorKind::TimedOut);
 /// # Ok::<(), connection::Error>(())
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Client {
-    pub(crate) authkey: Option<Vec<u8>>,
+    pub(crate) authkey: Option<Authkey>,
     pub(crate) connect_timeout: Option<Duration>,
     pub(crate) handshake_timeout: Option<Duration>,
     pub(crate) strict: bool,
@@ -129,7 +128,7 @@ impl Client {
 
     /// Authenticate with this key (the listener's must match).
     pub fn authkey(mut self, key: impl AsRef<[u8]>) -> Client {
-        self.authkey = Some(key.as_ref().to_vec());
+        self.authkey = Some(Authkey(key.as_ref().to_vec()));
         self
     }
 
@@ -175,18 +174,6 @@ impl Client {
     }
 }
 
-impl fmt::Debug for Client {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Client")
-            .field("authkey", &self.authkey.as_ref().map(|_| "<hidden>"))
-            .field("connect_timeout", &self.connect_timeout)
-            .field("handshake_timeout", &self.handshake_timeout)
-            .field("strict", &self.strict)
-            .field("max_message_size", &self.max_message_size)
-            .finish()
-    }
-}
-
 fn connect_socket(address: &Address, timeout: Option<Duration>) -> io::Result<OwnedFd> {
     match address {
         Address::Tcp(addr) => connect_tcp(&[*addr], timeout),
@@ -218,17 +205,17 @@ fn connect_local(address: &Address, wait: ConnectWaitMode) -> io::Result<OwnedFd
 /// other than a blocking connect without a deadline.)
 fn connect_local_within(address: &Address, timeout: Duration) -> io::Result<OwnedFd> {
     let deadline = Instant::now().checked_add(timeout);
+    let left = || deadline.map_or(timeout, |d| d.saturating_duration_since(Instant::now()));
     let mut pause = Duration::from_millis(1);
     loop {
-        let left = deadline.map_or(timeout, |d| d.saturating_duration_since(Instant::now()));
-        let fd = connect_local(address, ConnectWaitMode::Timeout(left))?;
+        let fd = connect_local(address, ConnectWaitMode::Timeout(left()))?;
         let stream = std::os::unix::net::UnixStream::from(fd);
         match stream.peer_addr() {
             Ok(_) => return Ok(stream.into()),
             Err(err) if err.kind() == io::ErrorKind::NotConnected => {}
             Err(err) => return Err(err),
         }
-        let left = deadline.map_or(timeout, |d| d.saturating_duration_since(Instant::now()));
+        let left = left();
         if left.is_zero() {
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,

@@ -32,7 +32,8 @@ use crate::address::Address;
 use crate::auth::{Advanced, Exchange};
 use crate::error::{Error, Result};
 use crate::proto::handshake::{self, Role};
-use crate::sys::{self, is_out_of_descriptors, Interest, PollFd, ReadySet, Socket, Wait};
+use crate::sys::{connection_waiting, is_out_of_descriptors, time_left};
+use crate::sys::{Interest, ReadySet, Socket, Wait};
 
 /// The listening socket's token in the [`ReadySet`]; handshakes are
 /// numbered up from 0 and never get there.
@@ -195,7 +196,7 @@ impl Handshakes {
         for _ in 0..ACCEPT_BATCH {
             if self.pending.len() >= self.settings.max {
                 // Only for a connection actually waiting.
-                if !self.settings.shed_at_cap || !is_readable(listener) {
+                if !self.settings.shed_at_cap || !connection_waiting(listener) {
                     break;
                 }
                 self.shed_oldest();
@@ -210,7 +211,7 @@ impl Handshakes {
                 // Linux reports this before it looks at the queue: only a
                 // connection actually waiting is worth a handshake.
                 Err(err) if is_out_of_descriptors(&err) => {
-                    if !is_readable(listener) {
+                    if !connection_waiting(listener) {
                         break;
                     }
                     if !self.shed_oldest() {
@@ -219,7 +220,6 @@ impl Handshakes {
                 }
                 // A peer that gave up while queued: on to the next.
                 Err(err) if err.kind() == io::ErrorKind::ConnectionAborted => {}
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) => return Err(Error::io(err, "accept")),
             }
         }
@@ -355,17 +355,6 @@ impl Handshakes {
     fn oldest_deadline(&self) -> Option<Instant> {
         self.pending.first_key_value()?.1.deadline
     }
-}
-
-/// Whether a connection waits in the listening socket's queue.
-fn is_readable(listener: BorrowedFd<'_>) -> bool {
-    let mut fds = [PollFd::readable(listener)];
-    matches!(sys::poll(&mut fds, Some(Duration::ZERO)), Ok(1))
-}
-
-/// What is left until `deadline` (`None`: no deadline).
-fn time_left(deadline: Option<Instant>) -> Option<Duration> {
-    deadline.map(|d| d.saturating_duration_since(Instant::now()))
 }
 
 impl Drop for Handshakes {

@@ -375,7 +375,6 @@ mod bulk;
 mod client;
 mod codec;
 mod connection;
-mod encode_into;
 mod error;
 mod frame;
 mod handshakes;
@@ -396,9 +395,8 @@ mod wait;
 
 pub use crate::address::Address;
 pub use crate::client::{Client, DEFAULT_CLIENT_HANDSHAKE_TIMEOUT};
-pub use crate::codec::{decode, encode, MAX_DECODE_DEPTH, MAX_EMPTY_ELEMENTS};
+pub use crate::codec::{decode, encode, encode_into, MAX_DECODE_DEPTH, MAX_EMPTY_ELEMENTS};
 pub use crate::connection::{Connection, Direction, UnsentMessage, DEFAULT_MAX_MESSAGE_SIZE};
-pub use crate::encode_into::encode_into;
 pub use crate::error::{Error, ErrorKind, Result};
 pub use crate::listener::{
     Listener, ListenerBuilder, DEFAULT_BACKLOG, DEFAULT_HANDSHAKE_TIMEOUT,

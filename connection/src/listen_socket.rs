@@ -74,7 +74,7 @@ impl ListenSocket {
     /// mode): Linux does not pass the listening socket's `O_NONBLOCK` on to
     /// it, but the BSDs do.
     pub(crate) fn accept(&self) -> std::io::Result<Option<Accepted>> {
-        let accepted = match &self.kind {
+        let accepted = sys::retry_interrupted(|| match &self.kind {
             Kind::Unix(listener) => listener.accept().and_then(|(stream, peer)| {
                 stream.set_nonblocking(false)?;
                 Ok((OwnedFd::from(stream), Address::from_unix_peer(&peer)))
@@ -86,20 +86,12 @@ impl ListenSocket {
                 stream.set_nodelay(true)?;
                 Ok((OwnedFd::from(stream), Some(Address::Tcp(peer))))
             }),
-        };
+        });
         match accepted {
             Ok((fd, peer)) => Ok(Some((Socket::from_owned(fd), peer))),
             Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
             Err(err) => Err(err),
         }
-    }
-
-    /// Whether a connection waits in the kernel's queue (checked without
-    /// waiting), for the async listener, which cannot ask its reactor.
-    #[cfg(feature = "tokio")]
-    pub(crate) fn connection_waiting(&self) -> bool {
-        let mut fds = [sys::PollFd::readable(self.fd())];
-        matches!(sys::poll(&mut fds, Some(std::time::Duration::ZERO)), Ok(n) if n > 0)
     }
 
     /// Stops listening and removes the socket file this listener made,

@@ -6,12 +6,13 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 use crate::address::Address;
+use crate::auth::Authkey;
 use crate::connection::{Connection, DEFAULT_MAX_MESSAGE_SIZE};
 use crate::error::{Error, ErrorKind, Result};
 use crate::handshakes::{Accepted, Handshakes, Settings};
 use crate::listen_socket::{handshake_failed, ListenSocket};
 use crate::setters::setters;
-use crate::sys::{self, PollFd};
+use crate::sys::{self, time_left, PollFd};
 
 /// How long [`Listener::accept`] gives a peer to complete the handshake
 /// unless told otherwise: 5 seconds, ample for a few round trips on any
@@ -55,10 +56,10 @@ pub const DEFAULT_BACKLOG: u32 = 1024;
 /// assert!(listener.address().is_tcp());
 /// # Ok::<(), connection::Error>(())
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct ListenerBuilder {
     pub(crate) backlog: u32,
-    pub(crate) authkey: Option<Vec<u8>>,
+    pub(crate) authkey: Option<Authkey>,
     pub(crate) handshake_timeout: Option<Duration>,
     pub(crate) max_pending_handshakes: usize,
     pub(crate) shed_oldest_at_cap: bool,
@@ -87,7 +88,7 @@ impl ListenerBuilder {
     /// does, but anyone can answer it: a TCP listener warns about it as
     /// about no key.
     pub fn authkey(mut self, key: impl AsRef<[u8]>) -> ListenerBuilder {
-        self.authkey = Some(key.as_ref().to_vec());
+        self.authkey = Some(Authkey(key.as_ref().to_vec()));
         self
     }
 
@@ -168,7 +169,7 @@ impl ListenerBuilder {
             None => None,
             Some(key) => {
                 let settings = Settings {
-                    key: key.clone(),
+                    key: key.to_vec(),
                     strict: self.strict,
                     timeout: self.handshake_timeout,
                     max: self.max_pending_handshakes,
@@ -187,20 +188,6 @@ impl ListenerBuilder {
             handshakes,
             last_accepted: None,
         })
-    }
-}
-
-impl fmt::Debug for ListenerBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ListenerBuilder")
-            .field("backlog", &self.backlog)
-            .field("authkey", &self.authkey.as_ref().map(|_| "<hidden>"))
-            .field("handshake_timeout", &self.handshake_timeout)
-            .field("max_pending_handshakes", &self.max_pending_handshakes)
-            .field("shed_oldest_at_cap", &self.shed_oldest_at_cap)
-            .field("strict", &self.strict)
-            .field("max_message_size", &self.max_message_size)
-            .finish()
     }
 }
 
@@ -362,8 +349,8 @@ impl Listener {
     /// # Ok::<(), connection::Error>(())
     /// ```
     pub fn accept_timeout(&mut self, timeout: Duration) -> Result<Option<Connection>> {
-        let deadline = Instant::now().checked_add(timeout);
-        self.accept_until(Some(deadline.unwrap_or_else(far_future)))
+        // A timeout too long to add to now is, in effect, none.
+        self.accept_until(Instant::now().checked_add(timeout))
     }
 
     /// Accepts the next peer, or returns `None` once `deadline` passes.
@@ -480,16 +467,6 @@ fn accept_plain(socket: &ListenSocket, deadline: Option<Instant>) -> Result<Opti
             return Ok(Some(accepted));
         }
     }
-}
-
-/// What is left until `deadline` (`None`: no deadline, wait forever).
-fn time_left(deadline: Option<Instant>) -> Option<Duration> {
-    deadline.map(|d| d.saturating_duration_since(Instant::now()))
-}
-
-/// A deadline for a timeout too long to add to now: in effect, never.
-fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
 }
 
 /// The descriptor to watch for [`accept`](Listener::accept) having

@@ -109,9 +109,24 @@ pub const MAX_DECODE_DEPTH: usize = 256;
 /// ```
 pub const MAX_EMPTY_ELEMENTS: usize = 1 << 20;
 
-/// Appends the encoding of `value` to `out`. On error `out` is restored to
-/// its original length.
-pub(crate) fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<()> {
+/// Appends the encoding of `value` to `out`: the same bytes that
+/// [`encode`](crate::encode) returns, in a buffer the caller keeps and
+/// reuses. On error `out` is left as it was.
+///
+/// # Examples
+///
+/// ```
+/// let mut out = b"header".to_vec();
+/// connection::encode_into(&(7u32, "seven"), &mut out)?;
+/// assert_eq!(out[6..], connection::encode(&(7u32, "seven"))?);
+///
+/// // Reused: cleared, refilled, no new allocation once large enough.
+/// out.clear();
+/// connection::encode_into(&connection::serde_bytes::ByteBuf::from(vec![1u8; 1000]), &mut out)?;
+/// assert_eq!(connection::decode::<connection::serde_bytes::ByteBuf>(&out)?.len(), 1000);
+/// # Ok::<(), connection::Error>(())
+/// ```
+pub fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<()> {
     let start = out.len();
     if let Err(err) = value.serialize(&mut ser::Encoder::new(&mut *out)) {
         out.truncate(start);

@@ -517,3 +517,35 @@ fn sequences_of_scalars_around_the_one_byte_varint_read_as_bincode_writes_them()
         ErrorKind::Decode
     );
 }
+
+/// A value whose encoding fails halfway, after writing some bytes.
+struct FailsHalfway;
+
+impl Serialize for FailsHalfway {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeTuple};
+        let mut tuple = serializer.serialize_tuple(2)?;
+        tuple.serialize_element(&u64::MAX)?;
+        Err(S::Error::custom("refused halfway"))
+    }
+}
+
+#[test]
+fn appends_what_encode_returns() {
+    let value = (1u8, String::from("two"), vec![3u16; 300]);
+    let mut out = vec![9, 9];
+    encode_into(&value, &mut out).unwrap();
+    assert_eq!(out[..2], [9, 9]);
+    assert_eq!(out[2..], crate::encode(&value).unwrap());
+}
+
+#[test]
+fn a_failed_encoding_leaves_the_buffer_as_it_was() {
+    let mut out = vec![1, 2, 3];
+    let err = encode_into(&FailsHalfway, &mut out).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Encode);
+    assert_eq!(out, [1, 2, 3]);
+}

@@ -341,6 +341,34 @@ pub(crate) fn lost_boundaries(kind: ErrorKind) -> Error {
     )
 }
 
+/// What a receiving end keeps between messages, whichever driver reads
+/// (the async one; the blocking one still keeps the same two fields
+/// itself): the length of a message whose header was read and whose
+/// payload waits, as one over the limit does, and why the stream lost its
+/// message boundaries, after which every receive fails.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Between {
+    pub(crate) pending_len: Option<u64>,
+    pub(crate) broken: Option<ErrorKind>,
+}
+
+impl Between {
+    /// Refuses a receive on a stream that lost its boundaries.
+    pub(crate) fn check(&self) -> Result<()> {
+        self.broken
+            .map_or(Ok(()), |kind| Err(lost_boundaries(kind)))
+    }
+
+    /// The stream lost its boundaries with `err`, whose kind every later
+    /// receive fails with; returns `err`.
+    pub(crate) fn lose(&mut self, err: Error) -> Error {
+        tracing::debug!(error = %err, "connection lost its message boundaries");
+        self.broken = Some(err.kind());
+        self.pending_len = None;
+        err
+    }
+}
+
 /// The part in front of a [`SendPlan`]'s second: a header it made, or
 /// bytes it was given.
 #[derive(Debug)]

@@ -1,8 +1,10 @@
 //! What a listener's handshakes need of the system besides
 //! [`ReadySet`](super::ReadySet) and `Socket::recv_nowait`: telling when
-//! descriptors have run out.
+//! descriptors have run out, and whether a peer waits.
 
 use std::io;
+use std::os::fd::BorrowedFd;
+use std::time::Duration;
 
 use rustix::io::Errno;
 
@@ -10,6 +12,13 @@ use rustix::io::Errno;
 /// has no descriptor left for a new one.
 pub(crate) fn is_out_of_descriptors(err: &io::Error) -> bool {
     matches!(Errno::from_io_error(err), Some(Errno::MFILE | Errno::NFILE))
+}
+
+/// Whether a connection waits in the listening socket's queue, checked
+/// without waiting.
+pub(crate) fn connection_waiting(listener: BorrowedFd<'_>) -> bool {
+    let mut fds = [super::PollFd::readable(listener)];
+    matches!(super::poll(&mut fds, Some(Duration::ZERO)), Ok(n) if n > 0)
 }
 
 #[cfg(test)]

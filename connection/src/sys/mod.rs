@@ -2,6 +2,7 @@
 //! below here, so that another platform is one more module.
 
 use std::io;
+use std::time::{Duration, Instant};
 
 #[cfg(unix)]
 mod accepting;
@@ -13,7 +14,7 @@ pub(crate) mod shm;
 #[cfg(unix)]
 mod unix;
 #[cfg(unix)]
-pub(crate) use accepting::is_out_of_descriptors;
+pub(crate) use accepting::{connection_waiting, is_out_of_descriptors};
 pub(crate) use filling::{append_filled, Unfilled};
 #[cfg(unix)]
 pub(crate) use ready::{Interest, Ready, ReadySet};
@@ -31,6 +32,12 @@ pub(crate) fn retry_interrupted<T>(mut call: impl FnMut() -> io::Result<T>) -> i
             other => return other,
         }
     }
+}
+
+/// What is left until `deadline` (`None`: no deadline, wait forever),
+/// worked out again before each wait, after a signal too.
+pub(crate) fn time_left(deadline: Option<Instant>) -> Option<Duration> {
+    deadline.map(|d| d.saturating_duration_since(Instant::now()))
 }
 
 /// A read that failed because the peer reset the connection, as end of

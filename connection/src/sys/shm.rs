@@ -15,6 +15,8 @@ use std::ptr::NonNull;
 use rustix::fs::{FallocateFlags, FileType, MemfdFlags, SealFlags};
 use rustix::mm::{MapFlags, ProtFlags};
 
+use super::retry_interrupted;
+
 mod racy;
 pub(crate) use racy::RacyView;
 
@@ -98,11 +100,10 @@ pub(crate) fn create_recyclable(capacity: usize) -> io::Result<OwnedFd> {
 pub(crate) fn write_at(fd: BorrowedFd<'_>, bytes: &[u8], offset: u64) -> io::Result<()> {
     let mut written = 0;
     while written < bytes.len() {
-        match rustix::io::pwrite(fd, &bytes[written..], offset + written as u64) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => written += n,
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(err) => return Err(err.into()),
+        let at = offset + written as u64;
+        match retry_interrupted(|| Ok(rustix::io::pwrite(fd, &bytes[written..], at)?))? {
+            0 => return Err(io::ErrorKind::WriteZero.into()),
+            n => written += n,
         }
     }
     Ok(())
@@ -306,11 +307,10 @@ fn check_written(fd: BorrowedFd<'_>, end: u64) -> Result<(), Refusal> {
 pub(crate) fn read_at(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> io::Result<()> {
     let mut filled = 0;
     while filled < buf.len() {
-        match rustix::io::pread(fd, &mut buf[filled..], offset + filled as u64) {
-            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-            Ok(n) => filled += n,
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(err) => return Err(err.into()),
+        let at = offset + filled as u64;
+        match retry_interrupted(|| Ok(rustix::io::pread(fd, &mut buf[filled..], at)?))? {
+            0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+            n => filled += n,
         }
     }
     Ok(())
@@ -330,14 +330,14 @@ pub(crate) fn read_to_vec(
         let offset = from + (len - (end - out.len())) as u64;
         let room = end - out.len();
         // rustix hands back exactly the part pread initialized.
-        let read = super::append_filled(out, room, |spare| {
-            spare.fill(|rest| rustix::io::pread(fd, rest, offset).map(|(filled, _)| filled))
-        });
-        match read {
-            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-            Ok(_) => {}
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(err) => return Err(err.into()),
+        let read = retry_interrupted(|| {
+            super::append_filled(out, room, |spare| {
+                spare.fill(|rest| rustix::io::pread(fd, rest, offset).map(|(filled, _)| filled))
+            })
+            .map_err(io::Error::from)
+        })?;
+        if read == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
         }
     }
     Ok(())

@@ -5,8 +5,8 @@
 use bytemuck::Pod;
 
 use super::connection::AsyncConnection;
-use crate::bulk::{check_element_size, partial_element_error};
-use crate::error::{Error, ErrorKind, Result};
+use crate::bulk::{cannot_allocate, check_element_size, partial_element_error};
+use crate::error::{Error, Result};
 
 impl AsyncConnection {
     /// Sends `items` as one byte message of their in-memory bytes: see
@@ -44,10 +44,7 @@ impl AsyncConnection {
         }
         let Ok(mut items) = bytemuck::allocation::try_zeroed_vec::<T>(len / size) else {
             self.read_payload(len).await?;
-            return Err(Error::new(
-                ErrorKind::MessageTooLarge,
-                format!("cannot allocate {len} bytes for a message; it was discarded"),
-            ));
+            return Err(cannot_allocate(len));
         };
         self.receive_payload_into(bytemuck::cast_slice_mut(&mut items))
             .await?;

@@ -11,7 +11,7 @@ use tokio::net::{TcpStream, UnixStream};
 use super::{handshake, AsyncConnection};
 use crate::address::Address;
 use crate::client::Client;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::sys::Socket;
 
 /// The async twin of [`Client`], with the same options: build a [`Client`]
@@ -107,12 +107,9 @@ pub(super) async fn handshake_within(
     timeout: Option<Duration>,
     handshake: impl Future<Output = Result<()>>,
 ) -> Result<()> {
-    within(timeout, handshake).await.unwrap_or_else(|| {
-        Err(Error::new(
-            ErrorKind::TimedOut,
-            "the handshake did not complete within the timeout",
-        ))
-    })
+    within(timeout, handshake)
+        .await
+        .unwrap_or_else(|| Err(crate::proto::handshake::timed_out()))
 }
 
 /// Runs `future` to its end, or until `timeout` (`None` when it passed).

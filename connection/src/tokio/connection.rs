@@ -15,7 +15,7 @@ use crate::codec;
 use crate::connection::{Connection, Direction, Parts};
 use crate::error::{Error, ErrorKind, Result};
 use crate::frame;
-use crate::proto::frame::{frame_in_place, join, SendPlan, HEADER_ROOM, SMALL_MESSAGE};
+use crate::proto::frame::{frame_in_place, join, Between, SendPlan, HEADER_ROOM, SMALL_MESSAGE};
 use crate::sys::{self, Socket, Wait};
 
 /// An output buffer that grew past this is freed after use rather than kept.
@@ -172,7 +172,10 @@ impl AsyncConnection {
             fd,
             direction: parts.direction,
             max_message_size: parts.max_message_size,
-            incoming: ReceiveState::new(parts.pending_len, parts.broken),
+            incoming: ReceiveState::new(Between {
+                pending_len: parts.pending_len,
+                broken: parts.broken,
+            }),
             outgoing: SendBuffer::default(),
         })
     }
@@ -210,7 +213,10 @@ impl AsyncConnection {
                  receive it before converting to a blocking connection",
             ));
         }
-        let (pending_len, broken) = self.incoming.carried_over();
+        let Between {
+            pending_len,
+            broken,
+        } = self.incoming.between;
         let outgoing = self.outgoing;
         let socket = self.fd.into_inner();
         socket

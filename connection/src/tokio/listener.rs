@@ -200,7 +200,10 @@ impl AsyncListener {
             let listener = guard.get_inner();
             match listener.accept() {
                 Ok(Some(accepted)) => return Poll::Ready(Ok(accepted)),
-                Err(err) if !sys::is_out_of_descriptors(&err) || listener.connection_waiting() => {
+                Err(err)
+                    if !sys::is_out_of_descriptors(&err)
+                        || sys::connection_waiting(listener.fd()) =>
+                {
                     return Poll::Ready(Err(err))
                 }
                 // Readiness that came since the guard was taken stays set.
@@ -213,7 +216,7 @@ impl AsyncListener {
     fn poll_connection_waiting(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         loop {
             let mut guard = ready!(self.socket.poll_read_ready(cx))?;
-            if guard.get_inner().connection_waiting() {
+            if sys::connection_waiting(guard.get_inner().fd()) {
                 return Poll::Ready(Ok(()));
             }
             guard.clear_ready();

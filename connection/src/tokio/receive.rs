@@ -10,7 +10,7 @@ use tokio::io::unix::AsyncFd;
 use super::connection::AsyncConnection;
 use crate::connection::room_after;
 use crate::error::{Error, ErrorKind, Result};
-use crate::proto::frame::{in_memory_len, lost_boundaries, too_large, Header, Payload};
+use crate::proto::frame::{in_memory_len, too_large, Header, Payload};
 use crate::sys::{self, Socket};
 
 impl AsyncConnection {
@@ -162,11 +162,9 @@ impl AsyncConnection {
     /// pending.
     pub(super) async fn next_len(&mut self, limit: u64) -> Result<usize> {
         self.check_readable()?;
-        if let Some(kind) = self.incoming.broken {
-            return Err(lost_boundaries(kind));
-        }
+        self.incoming.between.check()?;
         let len = loop {
-            if let Some(len) = self.incoming.len {
+            if let Some(len) = self.incoming.between.pending_len {
                 break len;
             }
             let header = &mut self.incoming.header;
@@ -185,7 +183,7 @@ impl AsyncConnection {
             };
             match header {
                 Ok(None) => {}
-                Ok(Some(Header::Stream(len))) => incoming.len = Some(len),
+                Ok(Some(Header::Stream(len))) => incoming.between.pending_len = Some(len),
                 Ok(Some(other)) => {
                     unreachable!("{other:?} from a decoder that refuses shared memory")
                 }

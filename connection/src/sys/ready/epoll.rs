@@ -5,7 +5,7 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use rustix::event::{epoll, Timespec};
+use rustix::event::epoll;
 use rustix::time::{
     timerfd_create, timerfd_settime, Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTimerFlags,
 };
@@ -85,10 +85,7 @@ impl ReadySet {
     /// the last, and ends the readiness of an alarm that went off.
     pub(crate) fn set_alarm(&mut self, at: Option<Instant>) -> io::Result<()> {
         let value = match at {
-            None => Timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            },
+            None => timespec(Duration::ZERO),
             // An all-zero value would disarm it: at least a nanosecond.
             Some(at) => timespec(
                 at.saturating_duration_since(Instant::now())
@@ -96,10 +93,7 @@ impl ReadySet {
             ),
         };
         let spec = Itimerspec {
-            it_interval: Timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            },
+            it_interval: timespec(Duration::ZERO),
             it_value: value,
         };
         timerfd_settime(&self.alarm, TimerfdTimerFlags::empty(), &spec)?;
