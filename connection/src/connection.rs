@@ -11,6 +11,7 @@ use crate::arriving::{decode_arriving, FromShared, FromSocket, Received};
 use crate::codec;
 use crate::error::{Error, ErrorKind, Result};
 use crate::frame;
+use crate::nowait;
 use crate::shared::{self, SharedBuf, SharedView};
 use crate::streaming;
 use crate::sys::shm;
@@ -87,6 +88,9 @@ pub struct Connection {
     /// message or a malformed header): every later receive fails with it.
     broken: Option<ErrorKind>,
     scratch: Vec<u8>,
+    /// What arrived of a message [`try_recv_bytes`](Connection::try_recv_bytes)
+    /// has begun to receive.
+    arriving: nowait::Arriving,
 }
 
 /// A [`Connection`]'s socket and the state of its stream, as
@@ -195,6 +199,7 @@ impl Connection {
             recycler: shared::Recycler::default(),
             broken: None,
             scratch: Vec::new(),
+            arriving: nowait::Arriving::default(),
         }
     }
 
@@ -498,6 +503,7 @@ impl Connection {
         let rest = rest?;
         Ok((!rest.is_empty()).then_some(UnsentMessage {
             rest,
+            sent: 0,
             message_len: bytes.len(),
             memfd: None,
         }))
@@ -507,20 +513,60 @@ impl Connection {
     /// [`try_send_bytes`](Connection::try_send_bytes), waiting for the peer
     /// to read as [`send_bytes`](Connection::send_bytes) does.
     pub fn send_unsent(&mut self, unsent: UnsentMessage) -> Result<()> {
+        self.continue_unsent(unsent, Wait::ForRoom).map(drop)
+    }
+
+    /// Sends what the socket takes at once of the rest of a message begun
+    /// by [`try_send_bytes`](Connection::try_send_bytes), without waiting
+    /// for the peer to read, and returns what is still unsent: for an
+    /// event loop that goes on when the socket is writable again.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (mut a, mut b) = connection::pipe()?;
+    /// a.set_shared_memory(false)?;
+    /// let big = vec![7u8; 16 << 20];
+    /// let mut rest = a.try_send_bytes(&big)?;
+    /// let reader = std::thread::spawn(move || b.recv_bytes());
+    /// while let Some(unsent) = rest {
+    ///     connection::wait(&[&a], None)?; // a Connection polls writable too
+    ///     rest = a.try_send_unsent(unsent)?;
+    /// }
+    /// assert_eq!(reader.join().unwrap()?, big);
+    /// # Ok::<(), connection::Error>(())
+    /// ```
+    pub fn try_send_unsent(&mut self, unsent: UnsentMessage) -> Result<Option<UnsentMessage>> {
+        self.continue_unsent(unsent, Wait::No)
+    }
+
+    fn continue_unsent(
+        &mut self,
+        mut unsent: UnsentMessage,
+        wait: Wait,
+    ) -> Result<Option<UnsentMessage>> {
         self.check_writable()?;
-        if let Some(memfd) = unsent.memfd {
+        if let Some(memfd) = unsent.memfd.take() {
             // Nothing of it went out yet: the whole header, with the memfd.
             let outgoing = Outgoing {
                 memfd,
                 header: unsent.rest,
                 len: unsent.message_len,
             };
-            return self.write_shared(outgoing, Wait::ForRoom).map(drop);
+            return self.write_shared(outgoing, wait);
         }
-        frame::write_rest(&self.socket, &unsent.rest).map_err(|err| {
+        let unwritten = &unsent.rest[unsent.sent..];
+        let sent = if wait == Wait::ForRoom {
+            frame::write_rest(&self.socket, unwritten).map(|()| unwritten.len())
+        } else {
+            frame::try_write_rest(&self.socket, unwritten)
+        }
+        .map_err(|err| {
             let context = format!("send the rest of a {}-byte message", unsent.message_len);
             Error::send_failed(err, context)
-        })
+        })?;
+        unsent.sent += sent;
+        Ok((!unsent.is_empty()).then_some(unsent))
     }
 
     /// Shuts down the socket under this connection and all its clones
@@ -618,6 +664,64 @@ impl Connection {
         let mut out = Vec::new();
         self.read_payload(len, &mut out)?;
         Ok(out)
+    }
+
+    /// Receives one message as bytes if it has arrived whole, without
+    /// waiting for it: `Ok(None)` when it has not (yet). What arrived of
+    /// it is kept in the connection until the next call, so that an event
+    /// loop calls this whenever the descriptor polls readable. Memory grows
+    /// with the bytes that arrived, not with the length a header claims.
+    ///
+    /// A message begun this way must be finished this way: a blocking
+    /// receive fails with [`ErrorKind::InvalidInput`] meanwhile. A message
+    /// over [`max_message_size`](Connection::max_message_size) fails with
+    /// [`ErrorKind::MessageTooLarge`] and, unlike with
+    /// [`recv_bytes`](Connection::recv_bytes), ends the stream (it is not
+    /// read). [`ErrorKind::Eof`] when the other end closed between messages.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (mut a, mut b) = connection::pipe()?;
+    /// assert_eq!(b.try_recv_bytes()?, None);
+    /// a.send_bytes(b"ready")?;
+    /// assert_eq!(b.try_recv_bytes()?.as_deref(), Some(&b"ready"[..]));
+    /// drop(a);
+    /// assert_eq!(b.try_recv_bytes().unwrap_err().kind(), connection::ErrorKind::Eof);
+    /// # Ok::<(), connection::Error>(())
+    /// ```
+    pub fn try_recv_bytes(&mut self) -> Result<Option<Vec<u8>>> {
+        self.check_readable()?;
+        if let Some(kind) = self.broken {
+            return Err(lost_boundaries(kind));
+        }
+        if !self.arriving.has_payload() {
+            let with_fds = self.shared_memory.accepts();
+            let header = match self.arriving.read_header(&self.socket, with_fds) {
+                Ok(Some(header)) => header,
+                Ok(None) => return Ok(None),
+                Err(err) if err.kind() == ErrorKind::Eof => return Err(err),
+                Err(err) => return Err(self.lose_boundaries(err)),
+            };
+            match self.message_from(header)? {
+                Message::Shared(incoming) => {
+                    if incoming.len > self.max_message_size {
+                        return Err(too_large(incoming.len, self.max_message_size, self.max_message_size));
+                    }
+                    let mut out = Vec::new();
+                    incoming.append_to_vec(0, in_memory_len(incoming.len)?, &mut out)?;
+                    return Ok(Some(out));
+                }
+                Message::Stream(len) if len > self.max_message_size => {
+                    self.broken = Some(ErrorKind::MessageTooLarge);
+                    return Err(too_large(len, self.max_message_size, self.max_message_size));
+                }
+                Message::Stream(len) => self.arriving.expect_payload(in_memory_len(len)?),
+            }
+        }
+        self.arriving
+            .read_payload(&self.socket)
+            .map_err(|err| self.lose_boundaries(err))
     }
 
     /// Receives one message into `buffer` at `offset` and returns its length.
@@ -945,6 +1049,12 @@ impl Connection {
         if let Some(kind) = self.broken {
             return Err(lost_boundaries(kind));
         }
+        if self.arriving.is_partial() {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "try_recv_bytes has begun to receive a message: finish it with try_recv_bytes",
+            ));
+        }
         let message = match (self.pending_shared.take(), self.pending_len.take()) {
             (Some(incoming), _) => Message::Shared(incoming),
             (None, Some(len)) => Message::Stream(len),
@@ -987,7 +1097,14 @@ impl Connection {
             let len = frame::read_header(&self.socket).map_err(|err| self.mark_broken(err))?;
             return Ok(Message::Stream(len));
         }
-        match frame::read_header_with_fds(&self.socket).map_err(|err| self.mark_broken(err))? {
+        let header = frame::read_header_with_fds(&self.socket).map_err(|err| self.mark_broken(err))?;
+        self.message_from(header)
+    }
+
+    /// The message a header read on an end that accepts shared memory
+    /// announces, its descriptor checked.
+    fn message_from(&mut self, header: frame::Header) -> Result<Message> {
+        match header {
             frame::Header::Stream(len) => Ok(Message::Stream(len)),
             frame::Header::Shared { len, fds } => {
                 shared::Incoming::check(fds, len).map(Message::Shared)
@@ -1067,6 +1184,7 @@ impl Connection {
         }
         Ok((!rest.is_empty()).then(|| UnsentMessage {
             rest,
+            sent: 0,
             message_len: len,
             memfd: (!sent_fd).then_some(memfd),
         }))
@@ -1218,6 +1336,8 @@ pub(crate) fn in_memory_len(len: u64) -> Result<usize> {
 #[derive(Debug)]
 pub struct UnsentMessage {
     rest: Vec<u8>,
+    /// How much of `rest` went out since (by `try_send_unsent`).
+    sent: usize,
     message_len: usize,
     /// The memfd of a shared-memory message whose header (all of `rest`)
     /// did not start to go out: it goes with the header's first byte.
@@ -1227,12 +1347,12 @@ pub struct UnsentMessage {
 impl UnsentMessage {
     /// How many bytes (of header and payload) are still to be written.
     pub fn len(&self) -> usize {
-        self.rest.len()
+        self.rest.len() - self.sent
     }
 
     /// Always false: a message that went out whole has no `UnsentMessage`.
     pub fn is_empty(&self) -> bool {
-        self.rest.is_empty()
+        self.len() == 0
     }
 }
 

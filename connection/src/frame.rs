@@ -186,6 +186,15 @@ pub(crate) fn write_rest(socket: &Socket, rest: &[u8]) -> io::Result<()> {
     write_all(socket, &mut [IoSlice::new(rest)])
 }
 
+/// Writes what the socket takes at once of the rest of a message that
+/// [`try_write_message`] began, and returns how many bytes went out.
+pub(crate) fn try_write_rest(socket: &Socket, rest: &[u8]) -> io::Result<usize> {
+    let mut slices = [IoSlice::new(rest)];
+    let mut bufs = &mut slices[..];
+    write_slices(socket, &mut bufs, Wait::No)?;
+    Ok(rest.len() - bufs.iter().map(|b| b.len()).sum::<usize>())
+}
+
 pub(crate) fn write_all(socket: &Socket, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
     write_slices(socket, &mut bufs, Wait::ForRoom)
 }

@@ -381,6 +381,7 @@ mod frame;
 mod handshakes;
 pub mod inherit;
 mod listener;
+mod nowait;
 pub mod pickle;
 mod pipe;
 pub mod shared;

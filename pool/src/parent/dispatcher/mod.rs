@@ -32,6 +32,7 @@ use super::oom::{Death, MemoryWatch};
 use super::roster::SharedRoster;
 use super::sink::Deliveries;
 use super::spawn;
+use super::worker_io::WorkerIo;
 use super::worker_reader::Event;
 use super::worker_slot::{Misaligned, State, WorkerSlot};
 use crate::error::{Error, ErrorKind, Result};
@@ -77,7 +78,8 @@ pub(crate) struct Dispatcher {
     /// Callers that gave up on work: take it back.
     cancellations: Receiver<()>,
     events: Receiver<Event>,
-    events_tx: Sender<Event>,
+    /// The thread that reads and writes every worker's connection.
+    io: WorkerIo,
     queue: VecDeque<Job>,
     workers: Vec<WorkerSlot>,
     next_worker_id: u32,
@@ -128,13 +130,16 @@ impl Dispatcher {
     ) -> Result<Dispatcher> {
         let program = spawn::worker_program(&config)?;
         let memory = MemoryWatch::new(config.memory);
+        let io = WorkerIo::start(events.0).map_err(|err| {
+            Error::new(ErrorKind::Startup, "start the pool's I/O thread").with_source(err)
+        })?;
         Ok(Dispatcher {
             config,
             program,
             commands,
             cancellations,
             events: events.1,
-            events_tx: events.0,
+            io,
             queue: VecDeque::new(),
             workers: Vec::new(),
             next_worker_id: 1,
