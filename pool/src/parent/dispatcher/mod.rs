@@ -47,8 +47,8 @@ const RECALL_WORTH: Duration = Duration::from_millis(1);
 const MAX_QUEUED_ITEMS: u64 = 256;
 /// ...and at most this many bytes of input, beyond a first chunk: less
 /// than a socket buffer, so that a batch to a busy worker usually goes out
-/// at once, and a worker that stops reading never has much waiting in its
-/// writer thread (sends never block the dispatcher; see `outbox`).
+/// at once, and a worker that stops reading never has much waiting with
+/// the I/O thread (sends never block the dispatcher; see `outbox`).
 const MAX_QUEUED_BYTES: usize = 128 * 1024;
 /// How long `terminate` waits for killed workers to be reaped.
 const REAP_WAIT: Duration = Duration::from_secs(5);

@@ -45,6 +45,8 @@ pub(super) struct Entry {
     ending: Option<Ending>,
     /// Its end was reported to the dispatcher.
     reported: bool,
+    /// Entered while the thread serves it, as a thread of its own was.
+    span: tracing::Span,
 }
 
 /// A worker whose connection ended, waiting for its process to exit.
@@ -68,7 +70,11 @@ impl Entry {
             child,
             stderr,
         } = worker;
+        let pid = child
+            .as_ref()
+            .map(|c| c.lock().unwrap_or_else(|p| p.into_inner()).id());
         Entry {
+            span: tracing::debug_span!("worker", id, pid),
             id,
             conn: Some(conn),
             greeting: Greeting::default(),
@@ -121,6 +127,8 @@ impl Entry {
     /// `pending` then stays nonzero, so that the dispatcher never writes
     /// to it again.
     pub(super) fn flush(&mut self, poller: &Poller) {
+        let span = self.span.clone();
+        let _entered = span.enter();
         let Some(conn) = &mut self.conn else {
             return;
         };
@@ -154,6 +162,8 @@ impl Entry {
     /// Reads the messages that have arrived (a bounded number) and sends
     /// their events; true if the connection ended.
     pub(super) fn read(&mut self, poller: &Poller, events: &Sender<Event>) -> bool {
+        let span = self.span.clone();
+        let _entered = span.enter();
         let Some(conn) = &mut self.conn else {
             return false;
         };
@@ -184,6 +194,8 @@ impl Entry {
     /// The connection ended (for `error`): it is no longer watched, and
     /// the process, if ours, is waited for.
     fn end(&mut self, poller: &Poller, error: String) {
+        let span = self.span.clone();
+        let _entered = span.enter();
         tracing::debug!(worker = self.id, %error, "worker connection ended");
         if let Some(conn) = self.conn.take() {
             let _ = poller.remove(conn.as_fd());
@@ -256,6 +268,16 @@ impl Entry {
         if let Some(stderr) = &mut self.stderr {
             if !stderr.forward(lines) {
                 stderr.unwatch(poller);
+                self.stderr = None;
+            }
+        }
+    }
+
+    /// Forwards what is left on the worker's stderr: the pool is going
+    /// away.
+    pub(super) fn drain_stderr(&mut self, lines: &Sender<Vec<u8>>) {
+        if let Some(stderr) = &mut self.stderr {
+            if !stderr.drain(lines) {
                 self.stderr = None;
             }
         }

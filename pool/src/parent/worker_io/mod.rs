@@ -202,6 +202,9 @@ impl IoThread {
                 if token == WAKER {
                     self.waker.drain();
                     if !self.take_commands() {
+                        for entry in self.workers.values_mut() {
+                            entry.drain_stderr(&self.stderr);
+                        }
                         return;
                     }
                     continue;

@@ -9,8 +9,9 @@ use std::io::{ErrorKind, Read, Write};
 use std::os::fd::AsFd;
 use std::process::ChildStderr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use crossbeam_channel::{Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::parent::oom::StderrWatch;
 use crate::sys::{self, Poller};
@@ -26,28 +27,52 @@ const LONGEST_LINE: usize = 64 * 1024;
 /// How much of one worker's stderr is read per readiness.
 const READ_PER_TURN: usize = 64 * 1024;
 
+/// How many turns' worth of a worker's stderr is read when the pool goes.
+const LAST_READS: usize = 16;
+
 /// The `pool-stderr` thread, which writes forwarded lines to our stderr.
 /// It ends once every sender of lines is gone; it is not joined, since
-/// our stderr may block it indefinitely.
+/// our stderr may block it indefinitely, but dropping this waits a little
+/// for it to write what it holds.
 pub(super) struct Forwarder {
-    lines: Sender<Vec<u8>>,
+    lines: Option<Sender<Vec<u8>>>,
+    done: Receiver<()>,
 }
+
+/// How long dropping the pool waits for the workers' last lines to be
+/// written to our stderr.
+const LAST_LINES_PATIENCE: Duration = Duration::from_secs(2);
 
 impl Forwarder {
     pub(super) fn start() -> std::io::Result<Forwarder> {
         let (lines, received) = crossbeam_channel::bounded::<Vec<u8>>(LINES_WAITING);
+        let (finished, done) = crossbeam_channel::bounded(1);
         std::thread::Builder::new()
             .name("pool-stderr".to_string())
             .spawn(move || {
                 for line in received {
                     let _ = std::io::stderr().lock().write_all(&line);
                 }
+                let _ = finished.send(());
             })?;
-        Ok(Forwarder { lines })
+        Ok(Forwarder {
+            lines: Some(lines),
+            done,
+        })
     }
 
     pub(super) fn lines(&self) -> Sender<Vec<u8>> {
-        self.lines.clone()
+        self.lines.clone().unwrap_or_else(|| crossbeam_channel::bounded(0).0)
+    }
+}
+
+/// Called once the I/O thread, the only other sender, has ended: the
+/// workers' lines are all in, so that a program that drops its pool and
+/// exits loses none of them.
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        self.lines = None;
+        let _ = self.done.recv_timeout(LAST_LINES_PATIENCE);
     }
 }
 
@@ -58,6 +83,8 @@ pub(super) struct StderrLines {
     prefix: String,
     line: Vec<u8>,
     dropped: u64,
+    /// The last read found the pipe empty.
+    waiting: bool,
 }
 
 impl StderrLines {
@@ -68,6 +95,7 @@ impl StderrLines {
             prefix: format!("[worker {worker}] "),
             line: Vec::new(),
             dropped: 0,
+            waiting: false,
         }
     }
 
@@ -75,6 +103,24 @@ impl StderrLines {
     pub(super) fn watch(&mut self, poller: &Poller, token: u64) -> std::io::Result<()> {
         sys::set_nonblocking(self.pipe.as_fd())?;
         poller.add(self.pipe.as_fd(), token, false)
+    }
+
+    /// Forwards what the pipe holds until it is empty or closed (the pool
+    /// is going away; its workers are gone, so it is closed unless a
+    /// process they started holds it open); false once closed.
+    /// At most [`LAST_READS`] turns' worth: a process that writes faster
+    /// than this reads does not keep the pool from going.
+    pub(super) fn drain(&mut self, lines: &Sender<Vec<u8>>) -> bool {
+        self.waiting = false;
+        for _ in 0..LAST_READS {
+            if !self.forward(lines) {
+                return false;
+            }
+            if self.waiting {
+                break;
+            }
+        }
+        true
     }
 
     pub(super) fn unwatch(&mut self, poller: &Poller) {
@@ -97,7 +143,10 @@ impl StderrLines {
                 }
                 Ok(got) => got,
                 Err(err) if err.kind() == ErrorKind::Interrupted => continue,
-                Err(err) if err.kind() == ErrorKind::WouldBlock => return true,
+                Err(err) if err.kind() == ErrorKind::WouldBlock => {
+                    self.waiting = true;
+                    return true;
+                }
                 Err(_) => {
                     self.watch.close();
                     return false;
