@@ -90,7 +90,7 @@ pub struct Connection {
     scratch: Vec<u8>,
     /// What arrived of a message [`try_recv_bytes`](Connection::try_recv_bytes)
     /// has begun to receive.
-    arriving: nowait::Arriving,
+    pub(crate) arriving: nowait::Arriving,
 }
 
 /// A [`Connection`]'s socket and the state of its stream, as
@@ -530,7 +530,8 @@ impl Connection {
     /// let mut rest = a.try_send_bytes(&big)?;
     /// let reader = std::thread::spawn(move || b.recv_bytes());
     /// while let Some(unsent) = rest {
-    ///     connection::wait(&[&a], None)?; // a Connection polls writable too
+    ///     // An event loop would wait for the socket to poll writable.
+    ///     std::thread::sleep(std::time::Duration::from_millis(1));
     ///     rest = a.try_send_unsent(unsent)?;
     /// }
     /// assert_eq!(reader.join().unwrap()?, big);

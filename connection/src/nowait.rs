@@ -106,6 +106,9 @@ impl Arriving {
         while bytes.len() < *len {
             let before = bytes.len();
             let room = (*len - before).min(before.max(FIRST_ROOM));
+            // Exactly: doubling on top of the doubling `room` already does
+            // would set aside four times what arrived.
+            bytes.reserve_exact(room);
             bytes.resize(before + room, 0);
             let read = arrived(sys::retry_interrupted(|| {
                 socket.recv_nowait(&mut bytes[before..])
@@ -151,3 +154,6 @@ fn arrived(read: io::Result<usize>) -> Result<Option<usize>> {
         Err(err) => Err(Error::io(err, "receive without waiting")),
     }
 }
+
+#[cfg(test)]
+mod tests;
