@@ -707,7 +707,11 @@ impl Connection {
             match self.message_from(header)? {
                 Message::Shared(incoming) => {
                     if incoming.len > self.max_message_size {
-                        return Err(too_large(incoming.len, self.max_message_size, self.max_message_size));
+                        return Err(too_large(
+                            incoming.len,
+                            self.max_message_size,
+                            self.max_message_size,
+                        ));
                     }
                     let mut out = Vec::new();
                     incoming.append_to_vec(0, in_memory_len(incoming.len)?, &mut out)?;
@@ -1098,7 +1102,8 @@ impl Connection {
             let len = frame::read_header(&self.socket).map_err(|err| self.mark_broken(err))?;
             return Ok(Message::Stream(len));
         }
-        let header = frame::read_header_with_fds(&self.socket).map_err(|err| self.mark_broken(err))?;
+        let header =
+            frame::read_header_with_fds(&self.socket).map_err(|err| self.mark_broken(err))?;
         self.message_from(header)
     }
 

@@ -46,7 +46,11 @@ impl Arriving {
     /// come with it, if `with_fds`), and returns it once it is whole.
     /// `None`: the rest has not arrived yet. A clean end of file before
     /// its first byte is [`ErrorKind::Eof`].
-    pub(crate) fn read_header(&mut self, socket: &Socket, with_fds: bool) -> Result<Option<Header>> {
+    pub(crate) fn read_header(
+        &mut self,
+        socket: &Socket,
+        with_fds: bool,
+    ) -> Result<Option<Header>> {
         loop {
             let need = match self.got {
                 0..4 => 4,

@@ -24,11 +24,23 @@ fn the_heads_thread_count_stays_the_same_as_workers_join_and_leave() {
     eprintln!("{out}");
     // Every worker answered at each step, so each was served.
     assert_eq!(line(&out, "answering 2"), "4", "{out}");
-    assert_eq!(line(&out, &format!("answering {n}")), (n + 2).to_string(), "{out}");
+    assert_eq!(
+        line(&out, &format!("answering {n}")),
+        (n + 2).to_string(),
+        "{out}"
+    );
     let left = n - n / 2;
-    assert_eq!(line(&out, &format!("answering {left}")), (left + 2).to_string(), "{out}");
+    assert_eq!(
+        line(&out, &format!("answering {left}")),
+        (left + 2).to_string(),
+        "{out}"
+    );
     let few = line(&out, "threads with 2 remote");
-    assert_eq!(line(&out, &format!("threads with {n} remote")), few, "{out}");
+    assert_eq!(
+        line(&out, &format!("threads with {n} remote")),
+        few,
+        "{out}"
+    );
     assert_eq!(line(&out, "threads after kills"), few, "{out}");
     assert!(out.contains("dropped"), "{out}");
 }

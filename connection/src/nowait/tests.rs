@@ -20,7 +20,10 @@ fn a_message_arriving_in_pieces_is_returned_once_whole() {
         assert_eq!(conn.try_recv_bytes().unwrap(), None, "after {at} bytes");
         peer.write(&[*byte]).unwrap();
     }
-    assert_eq!(conn.try_recv_bytes().unwrap().as_deref(), Some(&b"hello"[..]));
+    assert_eq!(
+        conn.try_recv_bytes().unwrap().as_deref(),
+        Some(&b"hello"[..])
+    );
     assert_eq!(conn.try_recv_bytes().unwrap(), None);
 }
 
@@ -69,12 +72,18 @@ fn a_peer_leaving_mid_message_is_truncation_and_between_messages_eof() {
     peer.write(b"abc").unwrap();
     assert_eq!(conn.try_recv_bytes().unwrap(), None);
     drop(peer);
-    assert_eq!(conn.try_recv_bytes().unwrap_err().kind(), ErrorKind::Truncated);
+    assert_eq!(
+        conn.try_recv_bytes().unwrap_err().kind(),
+        ErrorKind::Truncated
+    );
     let (mut conn, peer) = forged();
     peer.write(&[0, 0]).unwrap();
     assert_eq!(conn.try_recv_bytes().unwrap(), None);
     drop(peer);
-    assert_eq!(conn.try_recv_bytes().unwrap_err().kind(), ErrorKind::Truncated);
+    assert_eq!(
+        conn.try_recv_bytes().unwrap_err().kind(),
+        ErrorKind::Truncated
+    );
 }
 
 #[test]
@@ -82,11 +91,17 @@ fn too_large_and_malformed_headers_end_the_stream() {
     let (mut conn, peer) = forged();
     conn.set_max_message_size(100);
     peer.write(&101i32.to_be_bytes()).unwrap();
-    assert_eq!(conn.try_recv_bytes().unwrap_err().kind(), ErrorKind::MessageTooLarge);
+    assert_eq!(
+        conn.try_recv_bytes().unwrap_err().kind(),
+        ErrorKind::MessageTooLarge
+    );
     assert!(conn.try_recv_bytes().is_err());
     let (mut conn, peer) = forged();
     peer.write(&(-7i32).to_be_bytes()).unwrap();
-    assert_eq!(conn.try_recv_bytes().unwrap_err().kind(), ErrorKind::Protocol);
+    assert_eq!(
+        conn.try_recv_bytes().unwrap_err().kind(),
+        ErrorKind::Protocol
+    );
     assert!(conn.try_recv_bytes().is_err());
 }
 
@@ -95,7 +110,13 @@ fn a_blocking_receive_refuses_to_start_mid_message() {
     let (mut conn, peer) = forged();
     peer.write(&4i32.to_be_bytes()).unwrap();
     assert_eq!(conn.try_recv_bytes().unwrap(), None);
-    assert_eq!(conn.recv_bytes().unwrap_err().kind(), ErrorKind::InvalidInput);
+    assert_eq!(
+        conn.recv_bytes().unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
     peer.write(b"rest").unwrap();
-    assert_eq!(conn.try_recv_bytes().unwrap().as_deref(), Some(&b"rest"[..]));
+    assert_eq!(
+        conn.try_recv_bytes().unwrap().as_deref(),
+        Some(&b"rest"[..])
+    );
 }

@@ -135,7 +135,10 @@ fn join_leave(count: usize) -> Result<(), pool::Error> {
     let local_before = pool.worker_pids();
     let deadline = Instant::now() + Duration::from_secs(50);
     while pool.worker_pids() == local_before || pool.remote_workers().len() != count - killed {
-        assert!(Instant::now() < deadline, "the killed workers were not replaced");
+        assert!(
+            Instant::now() < deadline,
+            "the killed workers were not replaced"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     wait_for_workers(&pool, 2, count - killed);

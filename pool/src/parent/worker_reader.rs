@@ -133,8 +133,7 @@ impl Greeting {
             }
             Ok(event) => {
                 self.over_budget |= matches!(event, Event::OverBudget { .. });
-                self.greeted |=
-                    !matches!(event, Event::Results { .. } | Event::OverBudget { .. });
+                self.greeted |= !matches!(event, Event::Results { .. } | Event::OverBudget { .. });
                 Ok(event)
             }
             Err(err) => Err(format!("{err:#}")),

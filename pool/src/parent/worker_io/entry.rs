@@ -154,7 +154,8 @@ impl Entry {
         }
         let want_room = !self.queue.is_empty();
         if want_room != self.watching_room {
-            let watched = poller.set_writable(conn.as_fd(), token(self.id, Kind::Socket), want_room);
+            let watched =
+                poller.set_writable(conn.as_fd(), token(self.id, Kind::Socket), want_room);
             self.watching_room = want_room && watched.is_ok();
         }
     }
@@ -205,7 +206,9 @@ impl Entry {
         let exit = self.child.as_ref().and_then(|child| {
             let pid = child.lock().unwrap_or_else(|p| p.into_inner()).id();
             let exit = sys::exit_watch(pid)?;
-            poller.add(exit.as_fd(), token(self.id, Kind::Exit), false).ok()?;
+            poller
+                .add(exit.as_fd(), token(self.id, Kind::Exit), false)
+                .ok()?;
             Some(exit)
         });
         self.ending = Some(Ending {

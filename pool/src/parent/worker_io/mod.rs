@@ -86,7 +86,10 @@ pub(crate) struct NewWorker {
 
 enum Command {
     Add(Box<NewWorker>, Arc<AtomicUsize>),
-    Send { worker: u32, outgoing: Outgoing },
+    Send {
+        worker: u32,
+        outgoing: Outgoing,
+    },
     /// The pool is gone: the thread ends.
     Stop,
 }
@@ -102,7 +105,11 @@ impl IoSender {
     /// Queues `outgoing` behind whatever worker `worker` has queued. If
     /// the worker is gone, it is dropped.
     pub(crate) fn send(&self, worker: u32, outgoing: Outgoing) {
-        if self.commands.send(Command::Send { worker, outgoing }).is_ok() {
+        if self
+            .commands
+            .send(Command::Send { worker, outgoing })
+            .is_ok()
+        {
             self.waker.wake();
         }
     }
@@ -187,7 +194,9 @@ impl IoThread {
     fn run(&mut self) {
         let mut ready = Vec::new();
         loop {
-            let timeout = self.next_deadline().map(|at| at.saturating_duration_since(Instant::now()));
+            let timeout = self
+                .next_deadline()
+                .map(|at| at.saturating_duration_since(Instant::now()));
             if let Err(err) = self.poller.wait(&mut ready, timeout) {
                 // Only a broken epoll set fails: nothing could be served.
                 tracing::error!(%err, "the pool's I/O thread cannot wait for its workers");

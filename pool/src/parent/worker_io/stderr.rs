@@ -62,7 +62,9 @@ impl Forwarder {
     }
 
     pub(super) fn lines(&self) -> Sender<Vec<u8>> {
-        self.lines.clone().unwrap_or_else(|| crossbeam_channel::bounded(0).0)
+        self.lines
+            .clone()
+            .unwrap_or_else(|| crossbeam_channel::bounded(0).0)
     }
 }
 
