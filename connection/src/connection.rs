@@ -89,8 +89,9 @@ pub struct Connection {
     broken: Option<ErrorKind>,
     scratch: Vec<u8>,
     /// What arrived of a message [`try_recv_bytes`](Connection::try_recv_bytes)
-    /// has begun to receive.
-    pub(crate) arriving: nowait::Arriving,
+    /// has begun to receive; boxed, and made on its first call, so that
+    /// the connections that never call it stay small.
+    pub(crate) arriving: Option<Box<nowait::Arriving>>,
 }
 
 /// A [`Connection`]'s socket and the state of its stream, as
@@ -199,7 +200,7 @@ impl Connection {
             recycler: shared::Recycler::default(),
             broken: None,
             scratch: Vec::new(),
-            arriving: nowait::Arriving::default(),
+            arriving: None,
         }
     }
 
@@ -696,9 +697,10 @@ impl Connection {
         if let Some(kind) = self.broken {
             return Err(lost_boundaries(kind));
         }
-        if !self.arriving.has_payload() {
+        let arriving = self.arriving.get_or_insert_with(Box::default);
+        if !arriving.has_payload() {
             let with_fds = self.shared_memory.accepts();
-            let header = match self.arriving.read_header(&self.socket, with_fds) {
+            let header = match arriving.read_header(&self.socket, with_fds) {
                 Ok(Some(header)) => header,
                 Ok(None) => return Ok(None),
                 Err(err) if err.kind() == ErrorKind::Eof => return Err(err),
@@ -721,10 +723,14 @@ impl Connection {
                     self.broken = Some(ErrorKind::MessageTooLarge);
                     return Err(too_large(len, self.max_message_size, self.max_message_size));
                 }
-                Message::Stream(len) => self.arriving.expect_payload(in_memory_len(len)?),
+                Message::Stream(len) => self
+                    .arriving
+                    .get_or_insert_with(Box::default)
+                    .expect_payload(in_memory_len(len)?),
             }
         }
-        self.arriving
+        let arriving = self.arriving.get_or_insert_with(Box::default);
+        arriving
             .read_payload(&self.socket)
             .map_err(|err| self.lose_boundaries(err))
     }
@@ -1054,7 +1060,7 @@ impl Connection {
         if let Some(kind) = self.broken {
             return Err(lost_boundaries(kind));
         }
-        if self.arriving.is_partial() {
+        if self.arriving.as_ref().is_some_and(|a| a.is_partial()) {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
                 "try_recv_bytes has begun to receive a message: finish it with try_recv_bytes",

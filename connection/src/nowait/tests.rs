@@ -61,7 +61,15 @@ fn a_claimed_length_costs_only_what_arrived() {
     peer.write(&(1i32 << 30).to_be_bytes()).unwrap();
     peer.write(b"abc").unwrap();
     assert_eq!(conn.try_recv_bytes().unwrap(), None);
-    let held = conn.arriving.payload.as_ref().unwrap().1.capacity();
+    let held = conn
+        .arriving
+        .as_ref()
+        .unwrap()
+        .payload
+        .as_ref()
+        .unwrap()
+        .1
+        .capacity();
     assert!(held <= 64 * 1024 + 3, "{held}");
 }
 
