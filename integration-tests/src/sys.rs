@@ -48,3 +48,12 @@ pub(crate) fn reset(stream: std::net::TcpStream) {
     }
     drop(stream);
 }
+
+/// Sends `signal` to process `pid` (one of the test's own children):
+/// SIGSTOP a worker, SIGKILL it, SIGINT the process itself.
+pub fn signal(pid: u32, signal: i32) {
+    // SAFETY: kill takes plain integers and touches no memory of ours.
+    unsafe {
+        libc::kill(pid as i32, signal);
+    }
+}

@@ -21,32 +21,16 @@
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+use integration_tests::signal;
+use integration_tests::stalled::{tally, weigh, BIG};
 use pool::{ErrorKind, Pool};
 
 const KEY: &str = "head threads test key";
-/// Larger than any socket buffer (TCP on loopback included), so that a
-/// send to a worker that does not read cannot complete.
-const BIG: usize = 8 << 20;
 
 pool::task! {
     /// Returns the process that ran it.
     fn whose(_x: u32) -> u32 {
         std::process::id()
-    }
-}
-
-pool::task! {
-    /// Sleeps `ms` milliseconds, then returns the size of `data`.
-    fn weigh((ms, data): (u64, String)) -> usize {
-        std::thread::sleep(Duration::from_millis(ms));
-        data.len()
-    }
-}
-
-fn signal(pid: u32, signal: i32) {
-    // SAFETY: kill takes plain integers; the pid is one of our children.
-    unsafe {
-        libc::kill(pid as i32, signal);
     }
 }
 
@@ -99,6 +83,20 @@ fn listening_pool(timeout: Option<Duration>) -> Result<Pool, pool::Error> {
         builder = builder.task_timeout(timeout);
     }
     builder.build()
+}
+
+/// A listening pool with two local workers and `count` remote ones, all
+/// ready, the first remote one stopped (SIGSTOP).
+fn one_stopped_among(
+    count: usize,
+    timeout: Option<Duration>,
+) -> Result<(Pool, Vec<Child>), pool::Error> {
+    let pool = listening_pool(timeout)?;
+    let address = pool.listen_address().unwrap_or_default().to_string();
+    let remote = start_remote_workers(&address, count);
+    wait_for_workers(&pool, 2, count);
+    signal(remote[0].id(), libc::SIGSTOP);
+    Ok((pool, remote))
 }
 
 /// Runs a map of many small inputs, chunk size 1, so that every worker
@@ -158,30 +156,12 @@ fn join_leave(count: usize) -> Result<(), pool::Error> {
 /// results that come, printing `ok`/`failed` counts once `wanted` came.
 fn large_inputs(pool: &Pool, inputs: usize, wanted: usize) {
     let data = "x".repeat(BIG);
-    let results = pool
-        .imap_unordered(weigh, (0..inputs).map(|_| (50, data.clone())))
-        .chunksize(1);
-    let (mut ok, mut failed) = (0, 0);
-    for result in results.take(wanted) {
-        match result {
-            Ok((_, len)) if len == BIG => ok += 1,
-            Ok((index, len)) => println!("wrong: index={index} len={len}"),
-            Err(err) => {
-                failed += 1;
-                println!("error: kind={:?}", err.kind());
-            }
-        }
-    }
-    println!("ok: {ok}");
-    println!("failed: {failed}");
+    let results = pool.imap_unordered(weigh, (0..inputs).map(|_| (50, data.clone())));
+    tally(results.chunksize(1), wanted);
 }
 
 fn stalled_many(count: usize) -> Result<(), pool::Error> {
-    let pool = listening_pool(Some(Duration::from_secs(3)))?;
-    let address = pool.listen_address().unwrap_or_default().to_string();
-    let remote = start_remote_workers(&address, count);
-    wait_for_workers(&pool, 2, count);
-    signal(remote[0].id(), libc::SIGSTOP);
+    let (pool, remote) = one_stopped_among(count, Some(Duration::from_secs(3)))?;
     // One input per worker: the stopped one's times out, the rest answer.
     let workers = count + 2;
     large_inputs(&pool, workers, workers);
@@ -192,11 +172,7 @@ fn stalled_many(count: usize) -> Result<(), pool::Error> {
 }
 
 fn stalled_terminate(count: usize) -> Result<(), pool::Error> {
-    let pool = listening_pool(None)?;
-    let address = pool.listen_address().unwrap_or_default().to_string();
-    let remote = start_remote_workers(&address, count);
-    wait_for_workers(&pool, 2, count);
-    signal(remote[0].id(), libc::SIGSTOP);
+    let (pool, remote) = one_stopped_among(count, None)?;
     // As many calls as workers: the stopped one holds one for good, the
     // others answer the rest.
     let workers = count + 2;
@@ -227,11 +203,7 @@ fn kill_all(remote: Vec<Child>) {
 }
 
 fn stalled_ctrl_c(count: usize) -> Result<(), pool::Error> {
-    let pool = listening_pool(None)?;
-    let address = pool.listen_address().unwrap_or_default().to_string();
-    let remote = start_remote_workers(&address, count);
-    wait_for_workers(&pool, 2, count);
-    signal(remote[0].id(), libc::SIGSTOP);
+    let (pool, remote) = one_stopped_among(count, None)?;
     let data = "z".repeat(BIG);
     let interrupt = std::thread::spawn(|| {
         std::thread::sleep(Duration::from_millis(1500));
