@@ -672,7 +672,10 @@ impl Connection {
     /// waiting for it: `Ok(None)` when it has not (yet). What arrived of
     /// it is kept in the connection until the next call, so that an event
     /// loop calls this whenever the descriptor polls readable. Memory grows
-    /// with the bytes that arrived, not with the length a header claims.
+    /// with the bytes that arrived, not with the length a header claims,
+    /// and a call reads at most a few MiB of a payload, so that one large
+    /// message does not hold up the loop's other peers (the descriptor
+    /// still polls readable for the rest).
     ///
     /// A message begun this way must be finished this way: a blocking
     /// receive fails with [`ErrorKind::InvalidInput`] meanwhile. A message

@@ -19,6 +19,11 @@ use crate::sys::{self, Socket, Wait};
 /// The longest header: a marker, a length and a generation.
 const LONGEST_HEADER: usize = 20;
 
+/// At most this much of a payload is read per call, so that a large
+/// message streaming in does not hold up an event loop's other peers: the
+/// descriptor still polls readable, and the next call goes on.
+const BYTES_PER_CALL: usize = 4 << 20;
+
 /// The least room set aside for a payload's next read; afterwards the
 /// room grows with what arrived (at most doubling the buffer).
 const FIRST_ROOM: usize = 64 * 1024;
@@ -107,8 +112,12 @@ impl Arriving {
         let Some((len, bytes)) = &mut self.payload else {
             return Ok(None);
         };
+        let start = bytes.len();
         while bytes.len() < *len {
             let before = bytes.len();
+            if before - start >= BYTES_PER_CALL {
+                return Ok(None);
+            }
             let room = (*len - before).min(before.max(FIRST_ROOM));
             // Exactly: doubling on top of the doubling `room` already does
             // would set aside four times what arrived.

@@ -31,7 +31,7 @@ fn a_message_arriving_in_pieces_is_returned_once_whole() {
 fn a_long_header_and_a_large_payload_arrive_whole() {
     let (mut conn, mut peer) = crate::pipe().unwrap();
     peer.set_shared_memory(false).unwrap();
-    let big = vec![9u8; 3 << 20];
+    let big = vec![9u8; 9 << 20];
     let sender = std::thread::spawn(move || peer.send_bytes(&big).map(|()| peer));
     let received = loop {
         if let Some(message) = conn.try_recv_bytes().unwrap() {
@@ -39,7 +39,7 @@ fn a_long_header_and_a_large_payload_arrive_whole() {
         }
         conn.poll(Some(Duration::from_secs(10))).unwrap();
     };
-    assert_eq!(received.len(), 3 << 20);
+    assert_eq!(received.len(), 9 << 20);
     assert!(received.iter().all(|&b| b == 9));
     drop(sender.join().unwrap().unwrap());
     assert_eq!(conn.try_recv_bytes().unwrap_err().kind(), ErrorKind::Eof);
