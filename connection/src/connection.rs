@@ -11,6 +11,7 @@ use crate::arriving::{decode_arriving, FromShared, FromSocket, Received};
 use crate::codec;
 use crate::error::{Error, ErrorKind, Result};
 use crate::frame;
+use crate::nowait;
 use crate::proto::frame::{in_memory_len, lost_boundaries, too_large, HEADER_ROOM};
 use crate::shared::{self, SharedBuf, SharedView};
 use crate::streaming;
@@ -76,6 +77,10 @@ pub struct Connection {
     /// message or a malformed header): every later receive fails with it.
     broken: Option<ErrorKind>,
     scratch: Vec<u8>,
+    /// What arrived of a message [`try_recv_bytes`](Connection::try_recv_bytes)
+    /// has begun to receive; boxed, and made on its first call, so that
+    /// the connections that never call it stay small.
+    pub(crate) arriving: Option<Box<nowait::Arriving>>,
 }
 
 /// A [`Connection`]'s socket and the state of its stream, as
@@ -177,6 +182,7 @@ impl Connection {
             shared: shared::Endpoint::new(),
             broken: None,
             scratch: Vec::new(),
+            arriving: None,
         }
     }
 
@@ -481,16 +487,53 @@ impl Connection {
     /// [`try_send_bytes`](Connection::try_send_bytes), waiting for the peer
     /// to read as [`send_bytes`](Connection::send_bytes) does.
     pub fn send_unsent(&mut self, unsent: UnsentMessage) -> Result<()> {
+        self.continue_unsent(unsent, Wait::ForRoom).map(drop)
+    }
+
+    /// Sends what the socket takes at once of the rest of a message begun
+    /// by [`try_send_bytes`](Connection::try_send_bytes), without waiting
+    /// for the peer to read, and returns what is still unsent: for an
+    /// event loop that goes on when the socket is writable again.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (mut a, mut b) = connection::pipe()?;
+    /// a.set_shared_memory(false)?;
+    /// let big = vec![7u8; 16 << 20];
+    /// let mut rest = a.try_send_bytes(&big)?;
+    /// let reader = std::thread::spawn(move || b.recv_bytes());
+    /// while let Some(unsent) = rest {
+    ///     // An event loop would wait for the socket to poll writable.
+    ///     std::thread::sleep(std::time::Duration::from_millis(1));
+    ///     rest = a.try_send_unsent(unsent)?;
+    /// }
+    /// assert_eq!(reader.join().unwrap()?, big);
+    /// # Ok::<(), connection::Error>(())
+    /// ```
+    pub fn try_send_unsent(&mut self, unsent: UnsentMessage) -> Result<Option<UnsentMessage>> {
+        self.continue_unsent(unsent, Wait::No)
+    }
+
+    fn continue_unsent(
+        &mut self,
+        mut unsent: UnsentMessage,
+        wait: Wait,
+    ) -> Result<Option<UnsentMessage>> {
         self.check_writable()?;
-        if let Some(memfd) = unsent.memfd {
+        if let Some(memfd) = unsent.memfd.take() {
             // Nothing of it went out yet: the whole header, with the memfd.
             let (rest, len) = (&unsent.rest, unsent.message_len);
-            return shared::send_memfd(&self.socket, memfd, rest, len, Wait::ForRoom).map(drop);
+            let (rest, memfd) = shared::send_memfd(&self.socket, memfd, rest, len, wait)?;
+            return Ok(UnsentMessage::new(rest, len, memfd));
         }
-        frame::write_rest(&self.socket, &unsent.rest).map_err(|err| {
+        let unwritten = &unsent.rest[unsent.sent..];
+        let sent = frame::write_rest(&self.socket, unwritten, wait).map_err(|err| {
             let context = format!("send the rest of a {}-byte message", unsent.message_len);
             Error::send_failed(err, context)
-        })
+        })?;
+        unsent.sent += sent;
+        Ok((!unsent.is_empty()).then_some(unsent))
     }
 
     /// Shuts down the socket under this connection and all its clones
@@ -588,6 +631,87 @@ impl Connection {
         let mut out = Vec::new();
         self.read_payload(len, &mut out)?;
         Ok(out)
+    }
+
+    /// Receives one message as bytes if it has arrived whole, without
+    /// waiting for it: `Ok(None)` when it has not (yet). What arrived of
+    /// it is kept in the connection until the next call, so that an event
+    /// loop calls this whenever the descriptor polls readable. Memory grows
+    /// with the bytes that arrived, not with the length a header claims,
+    /// and a call reads at most a few MiB of a payload, so that one large
+    /// message does not hold up the loop's other peers (the descriptor
+    /// still polls readable for the rest).
+    ///
+    /// A message begun this way must be finished this way: a blocking
+    /// receive fails with [`ErrorKind::InvalidInput`] meanwhile. A message
+    /// over [`max_message_size`](Connection::max_message_size) fails with
+    /// [`ErrorKind::MessageTooLarge`] and, unlike with
+    /// [`recv_bytes`](Connection::recv_bytes), ends the stream (it is not
+    /// read). [`ErrorKind::Eof`] when the other end closed between messages.
+    /// A message that a blocking receive left pending (over its limit) is
+    /// the one this receives.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (mut a, mut b) = connection::pipe()?;
+    /// assert_eq!(b.try_recv_bytes()?, None);
+    /// a.send_bytes(b"ready")?;
+    /// assert_eq!(b.try_recv_bytes()?.as_deref(), Some(&b"ready"[..]));
+    /// drop(a);
+    /// assert_eq!(b.try_recv_bytes().unwrap_err().kind(), connection::ErrorKind::Eof);
+    /// # Ok::<(), connection::Error>(())
+    /// ```
+    pub fn try_recv_bytes(&mut self) -> Result<Option<Vec<u8>>> {
+        self.check_readable()?;
+        if let Some(kind) = self.broken {
+            return Err(lost_boundaries(kind));
+        }
+        if !self.arriving.as_ref().is_some_and(|a| a.has_payload()) {
+            // A message a blocking receive left pending comes first.
+            let len = match self.pending_len.take() {
+                Some(len) => len,
+                None => match self.try_read_header()? {
+                    Some(len) => len,
+                    None => return Ok(None),
+                },
+            };
+            let limit = self.max_message_size;
+            if let Some(memfd) = self.shared.take_payload() {
+                // Its memfd is dropped unread; the stream is at the next.
+                if len > limit {
+                    return Err(too_large(len, limit, limit));
+                }
+                let mut out = Vec::new();
+                memfd.append_to_vec(0, in_memory_len(len)?, &mut out)?;
+                return Ok(Some(out));
+            }
+            if len > limit {
+                self.broken = Some(ErrorKind::MessageTooLarge);
+                return Err(too_large(len, limit, limit));
+            }
+            let arriving = self.arriving.get_or_insert_with(Box::default);
+            arriving.expect_payload(in_memory_len(len)?);
+        }
+        let arriving = self.arriving.get_or_insert_with(Box::default);
+        arriving
+            .read_payload(&self.socket)
+            .map_err(|err| self.lose_boundaries(err))
+    }
+
+    /// [`read_header`](Connection::read_header) without waiting: what has
+    /// arrived of a header goes into `arriving`, and once it is whole
+    /// `shared` takes it in as it takes a blocking read's. `None`: the
+    /// rest has not arrived yet.
+    fn try_read_header(&mut self) -> Result<Option<u64>> {
+        let arriving = self.arriving.get_or_insert_with(Box::default);
+        let (header, fds) = match arriving.read_header(&self.socket, self.shared.accepts()) {
+            Ok(Some(whole)) => whole,
+            Ok(None) => return Ok(None),
+            Err(err) if err.kind() == ErrorKind::Eof => return Err(err),
+            Err(err) => return Err(self.lose_boundaries(err)),
+        };
+        self.shared.receive(header, fds).map(Some)
     }
 
     /// Receives one message into `buffer` at `offset` and returns its length.
@@ -890,6 +1014,12 @@ impl Connection {
     /// limit stays pending for the next call. A shared-memory payload is
     /// kept in `shared`, where the payload reads below find it.
     pub(crate) fn next_message_len(&mut self, limit: u64) -> Result<u64> {
+        if self.arriving.as_ref().is_some_and(|a| a.is_partial()) {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "try_recv_bytes has begun to receive a message: finish it with try_recv_bytes",
+            ));
+        }
         let pending = self.pending_len.take();
         if pending.is_none() {
             // A payload that a receive left unread is no later message's.
@@ -1016,6 +1146,8 @@ pub(crate) fn room_after(buffer: &mut [u8], offset: usize) -> Result<&mut [u8]> 
 #[derive(Debug)]
 pub struct UnsentMessage {
     rest: Vec<u8>,
+    /// How much of `rest` went out since (by `try_send_unsent`).
+    sent: usize,
     message_len: usize,
     /// The memfd of a shared-memory message whose header (all of `rest`)
     /// did not start to go out: it goes with the header's first byte.
@@ -1029,6 +1161,7 @@ impl UnsentMessage {
     pub(crate) fn new(rest: Vec<u8>, message_len: usize, memfd: Option<OwnedFd>) -> Option<Self> {
         (!rest.is_empty()).then_some(UnsentMessage {
             rest,
+            sent: 0,
             message_len,
             memfd,
         })
@@ -1036,12 +1169,12 @@ impl UnsentMessage {
 
     /// How many bytes (of header and payload) are still to be written.
     pub fn len(&self) -> usize {
-        self.rest.len()
+        self.rest.len() - self.sent
     }
 
     /// Always false: a message that went out whole has no `UnsentMessage`.
     pub fn is_empty(&self) -> bool {
-        self.rest.is_empty()
+        self.len() == 0
     }
 }
 

@@ -68,10 +68,13 @@ pub(crate) fn write_shared(
     }
 }
 
-/// Writes the rest of a message that [`try_write_message`] began, waiting
-/// for room as needed.
-pub(crate) fn write_rest(socket: &Socket, rest: &[u8]) -> io::Result<()> {
-    write_all(socket, &mut SendPlan::pair(&[], rest))
+/// Writes the rest of a message that [`try_write_message`] began,
+/// waiting for room or not as `wait` says, and returns how many of its
+/// bytes went out (all of them with [`Wait::ForRoom`]).
+pub(crate) fn write_rest(socket: &Socket, rest: &[u8], wait: Wait) -> io::Result<usize> {
+    let mut plan = SendPlan::pair(&[], rest);
+    write_plan(socket, &mut plan, wait)?;
+    Ok(plan.sent())
 }
 
 /// Writes all of `plan`, waiting for room as needed.

@@ -381,6 +381,7 @@ mod handshakes;
 pub mod inherit;
 mod listen_socket;
 mod listener;
+mod nowait;
 pub mod pickle;
 mod pipe;
 mod proto;

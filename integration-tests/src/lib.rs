@@ -13,7 +13,9 @@ mod sys;
 use sys::reset;
 
 pub mod swarm;
-pub use sys::{default_sigint, descriptor_limits, raise_descriptor_limit, set_descriptor_limit};
+pub use sys::{
+    default_sigint, descriptor_limits, raise_descriptor_limit, set_descriptor_limit, signal,
+};
 
 /// The machine's `python3`, if there is one. Tests that talk to CPython
 /// call this and skip, saying so on stderr, only where it is missing.
@@ -621,6 +623,42 @@ pub mod link_probe {
         /// Cubes a number.
         pub fn cube(x: u64) -> u64 {
             x * x * x
+        }
+    }
+}
+
+/// The task of the stalled-worker programs (`pool_stalled_worker`,
+/// `pool_head_threads`), whose inputs are large enough to fill a socket.
+pub mod stalled {
+    use std::time::Duration;
+
+    /// Larger than any socket buffer (TCP on loopback included), so that
+    /// a send to a worker that does not read cannot complete.
+    pub const BIG: usize = 8 << 20;
+
+    /// Takes `wanted` results of `weigh` calls on [`BIG`] inputs, printing
+    /// each failure, then `ok: N` and `failed: N`.
+    pub fn tally(results: impl Iterator<Item = pool::Result<(usize, usize)>>, wanted: usize) {
+        let (mut ok, mut failed) = (0, 0);
+        for result in results.take(wanted) {
+            match result {
+                Ok((_, len)) if len == BIG => ok += 1,
+                Ok((index, len)) => println!("wrong: index={index} len={len}"),
+                Err(err) => {
+                    failed += 1;
+                    println!("error: kind={:?} index={:?}", err.kind(), err.index());
+                }
+            }
+        }
+        println!("ok: {ok}");
+        println!("failed: {failed}");
+    }
+
+    pool::task! {
+        /// Sleeps `ms` milliseconds, then returns the size of `data`.
+        pub fn weigh((ms, data): (u64, String)) -> usize {
+            std::thread::sleep(Duration::from_millis(ms));
+            data.len()
         }
     }
 }

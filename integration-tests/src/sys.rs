@@ -86,3 +86,12 @@ pub fn default_sigint(command: &mut std::process::Command) {
         });
     }
 }
+
+/// Sends `signal` to process `pid` (one of the test's own children):
+/// SIGSTOP a worker, SIGKILL it, SIGINT the process itself.
+pub fn signal(pid: u32, signal: i32) {
+    // SAFETY: kill takes plain integers and touches no memory of ours.
+    unsafe {
+        libc::kill(pid as i32, signal);
+    }
+}

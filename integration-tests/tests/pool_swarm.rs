@@ -1,9 +1,9 @@
 //! Simulated workers that misbehave (`integration_tests::swarm`, hosted by
 //! `src/bin/pool_swarm.rs` in a process of their own) are handled as real
-//! ones: a worker that dies mid-chunk or sends garbage fails the input it
-//! was running with `WorkerDied` and its other inputs run elsewhere; one
-//! that stalls fails its input with `Timeout`; the other workers serve on,
-//! and nothing hangs.
+//! remote ones: a worker that dies mid-chunk or sends garbage is lost,
+//! failing the input it was running with `WorkerLost` (the program allows
+//! no reruns) while its other inputs run elsewhere; one that stalls fails
+//! its input with `Timeout`; the other workers serve on, and nothing hangs.
 
 use std::time::Duration;
 
@@ -39,7 +39,7 @@ fn check(mode: &str, kind: &str, failed: usize, ended: usize) {
 
 #[test]
 fn a_simulated_worker_that_dies_mid_chunk_fails_only_the_input_it_ran() {
-    check("die", "WorkerDied", 2, 2);
+    check("die", "WorkerLost", 2, 2);
 }
 
 #[test]
@@ -49,5 +49,5 @@ fn a_simulated_worker_that_stalls_times_out_and_holds_up_no_one() {
 
 #[test]
 fn a_simulated_worker_that_sends_garbage_is_ended_like_a_hostile_one() {
-    check("garbage", "WorkerDied", 2, 2);
+    check("garbage", "WorkerLost", 2, 2);
 }

@@ -3,7 +3,7 @@
 //! in, instead of a fresh allocation per message (on the VM measured, a
 //! fresh page costs about six copies to fault in and free again).
 //!
-//! The pool's reader threads do not do the same with results: a results
+//! The pool's I/O thread does not do the same with results: a results
 //! message is shared by the outputs in it until their callers decode them,
 //! and taking its memory back afterwards measured no faster.
 

@@ -295,8 +295,8 @@
 //! to start, ...).
 //!
 //! In the pool's process:
-//! - a `worker` span (fields `id`, and `pid` for a local worker) around each
-//!   worker's reader thread;
+//! - a `worker` span (fields `id`, and `pid` for a local worker), entered
+//!   while the pool's I/O thread reads, writes or ends that worker;
 //! - events `worker ready` (`worker`, `pid`) and `remote worker ready`
 //!   (`worker`, `peer`, `claimed_pid`: what the peer said, unverified);
 //! - events `chunk sent` and `chunk done` (`worker`, `chunk`, `task`, `items`);

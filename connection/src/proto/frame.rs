@@ -242,12 +242,25 @@ impl HeaderDecoder {
 pub(crate) struct Payload {
     whole: usize,
     got: usize,
+    /// The least room a read sets aside: [`MIN_CHUNK`] unless told less.
+    least: usize,
 }
 
 impl Payload {
     /// A `whole`-byte payload of which `got` bytes have arrived.
     pub(crate) fn new(whole: usize, got: usize) -> Payload {
-        Payload { whole, got }
+        Payload {
+            whole,
+            got,
+            least: MIN_CHUNK,
+        }
+    }
+
+    /// Sets aside as little as `least` bytes for a read, rather than
+    /// [`MIN_CHUNK`]: for a reader that holds many payloads partly
+    /// arrived at once, where a hostile header's cost adds up.
+    pub(crate) fn with_least_chunk(self, least: usize) -> Payload {
+        Payload { least, ..self }
     }
 
     pub(crate) fn got(&self) -> usize {
@@ -259,11 +272,11 @@ impl Payload {
     }
 
     /// How much room to set aside for the next read: a chunk as large as
-    /// what arrived, within [`MIN_CHUNK`] and [`MAX_CHUNK`], never past
-    /// the payload's end.
+    /// what arrived, within [`MIN_CHUNK`] (or the least chunk it was
+    /// given) and [`MAX_CHUNK`], never past the payload's end.
     pub(crate) fn chunk(&self) -> usize {
         self.got
-            .clamp(MIN_CHUNK, MAX_CHUNK)
+            .clamp(self.least, MAX_CHUNK)
             .min(self.whole - self.got)
     }
 

@@ -21,7 +21,8 @@ use rustix::net::{
 /// carry; the room for more lets a receiver tell a peer that sent several.
 const MAX_FDS_SEEN: usize = 4;
 
-/// Whether a write may wait for room in the socket's buffer.
+/// Whether a write may wait for room in the socket's buffer (or a read,
+/// for data to arrive).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Wait {
     ForRoom,
@@ -134,10 +135,27 @@ impl Socket {
         buf: &mut [u8],
         fds: &mut Vec<OwnedFd>,
     ) -> io::Result<usize> {
+        self.recv_with_fds(buf, fds, Wait::ForRoom)
+    }
+
+    /// [`read_with_fds`](Socket::read_with_fds) that waits for data or
+    /// not as `wait` says (`MSG_DONTWAIT` for this call alone, as in
+    /// [`recv_nowait`](Socket::recv_nowait)): `WouldBlock` when nothing
+    /// has arrived.
+    pub(crate) fn recv_with_fds(
+        &self,
+        buf: &mut [u8],
+        fds: &mut Vec<OwnedFd>,
+        wait: Wait,
+    ) -> io::Result<usize> {
         let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_SEEN))];
         let mut control = RecvAncillaryBuffer::new(&mut space);
         let mut iov = [IoSliceMut::new(buf)];
-        let got = rustix::net::recvmsg(&self.0, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC)?;
+        let flags = match wait {
+            Wait::ForRoom => RecvFlags::CMSG_CLOEXEC,
+            Wait::No => RecvFlags::CMSG_CLOEXEC | RecvFlags::DONTWAIT,
+        };
+        let got = rustix::net::recvmsg(&self.0, &mut iov, &mut control, flags)?;
         for message in control.drain() {
             if let RecvAncillaryMessage::ScmRights(received) = message {
                 fds.extend(received);
@@ -160,7 +178,6 @@ impl Socket {
 
     /// [`recv_nowait`](Socket::recv_nowait) into memory not yet
     /// initialised: returns the bytes at the start of `buf` it initialised.
-    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn recv_nowait_uninit<'a>(
         &self,
         buf: &'a mut [MaybeUninit<u8>],

@@ -225,7 +225,7 @@ impl AsyncConnection {
         // A dropped send that wrote nothing sends nothing, here too.
         if !outgoing.is_empty() && !outgoing.untouched {
             let rest = &outgoing.buf[outgoing.start..];
-            frame::write_rest(&socket, rest).map_err(|err| {
+            frame::write_rest(&socket, rest, Wait::ForRoom).map_err(|err| {
                 Error::send_failed(
                     err,
                     format!("send the rest of a message ({} bytes)", rest.len()),

@@ -20,28 +20,12 @@
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+use integration_tests::signal;
+use integration_tests::stalled::{tally, weigh, BIG};
 use pool::Pool;
 
-/// Larger than any socket buffer, so that a send to a worker that does
-/// not read cannot complete.
-const BIG: usize = 8 << 20;
 const INPUTS: usize = 6;
 const KEY: &str = "stalled worker test key";
-
-pool::task! {
-    /// Sleeps `ms` milliseconds, then returns the size of `data`.
-    fn weigh((ms, data): (u64, String)) -> usize {
-        std::thread::sleep(Duration::from_millis(ms));
-        data.len()
-    }
-}
-
-fn signal(pid: u32, signal: i32) {
-    // SAFETY: kill takes plain integers; the pid is one of our workers.
-    unsafe {
-        libc::kill(pid as i32, signal);
-    }
-}
 
 /// Waits (boundedly) until the pool lists `count` workers, local ones and
 /// remote ones that said they are ready; returns the local ones' pids.
@@ -78,20 +62,10 @@ fn inputs(long: Option<usize>) -> impl Iterator<Item = (u64, String)> {
 /// Runs the inputs with `pool`, printing each result as it comes, and
 /// stops after `wanted` of them (the rest are held by a stopped worker).
 fn run(pool: &Pool, long: Option<usize>, wanted: usize) {
-    let results = pool.imap_unordered(weigh, inputs(long)).chunksize(1);
-    let (mut ok, mut failed) = (0, 0);
-    for result in results.take(wanted) {
-        match result {
-            Ok((_, len)) if len == BIG => ok += 1,
-            Ok((index, len)) => println!("wrong: index={index} len={len}"),
-            Err(err) => {
-                failed += 1;
-                println!("error: kind={:?} index={:?}", err.kind(), err.index());
-            }
-        }
-    }
-    println!("ok: {ok}");
-    println!("failed: {failed}");
+    tally(
+        pool.imap_unordered(weigh, inputs(long)).chunksize(1),
+        wanted,
+    );
 }
 
 fn main() -> Result<(), pool::Error> {

@@ -9,6 +9,9 @@
 //! - `stall`: 1 stops reading, under a task timeout of 2 s;
 //! - `garbage`: 2 send a message that is no message of the protocol.
 //!
+//! No lost worker's input runs again (`allowed_failures(0)`), so that the
+//! inputs a fault cost show as errors.
+//!
 //! Then a second map of 32 naps runs on the workers left, and the pool is
 //! dropped; the swarm's own report follows.
 
@@ -34,6 +37,7 @@ fn main() {
     };
     let mut builder = Pool::builder()
         .processes(0)
+        .allowed_failures(0)
         .listen("tcp:127.0.0.1:0", KEY.to_vec());
     if let Some(timeout) = timeout {
         builder = builder.task_timeout(timeout);

@@ -3,9 +3,10 @@
 //! The [`Pool`] handle and its iterators and result handles talk to one
 //! dispatcher thread per pool through [`Command`](command::Command)s. The
 //! dispatcher owns the queue and a [`WorkerSlot`](worker_slot::WorkerSlot)
-//! per worker; each worker also has a reader thread (`worker_reader`) that
-//! turns what the worker sends into events for the dispatcher, and, when
-//! the worker reads slowly, a writer thread (`outbox`). Local workers are
+//! per worker; one I/O thread (`worker_io`) reads and writes every
+//! worker's connection, turning what workers send into events for the
+//! dispatcher (`worker_reader`) and writing what the dispatcher's own
+//! sends left over (`outbox`). Local workers are
 //! started by `spawn`, remote ones accepted by `remote_listener`. A pool
 //! built inside a worker (a task's own pool) has no dispatcher: `inline`
 //! runs its commands on the calling thread. Nothing else here runs in a
@@ -38,6 +39,7 @@ mod sink;
 mod spare;
 mod spawn;
 mod trace;
+mod worker_io;
 mod worker_reader;
 mod worker_slot;
 

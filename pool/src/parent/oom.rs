@@ -40,8 +40,8 @@ const STDERR_PATIENCE: Duration = Duration::from_millis(200);
 /// allocation.
 const ALLOC_FAILED: (&str, &str) = ("memory allocation of ", " bytes failed");
 
-/// What a local worker's stderr said of a failed allocation, as its
-/// forwarding thread reads it.
+/// What a local worker's stderr said of a failed allocation, as the I/O
+/// thread reads it (`worker_io`).
 #[derive(Default)]
 pub(crate) struct StderrWatch {
     failed_allocation: Mutex<Option<String>>,

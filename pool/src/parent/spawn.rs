@@ -1,18 +1,16 @@
 //! Where a local worker process is started: the one place that builds its
 //! command line, environment and inherited descriptors.
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStderr, Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 
 use connection::Connection;
-use crossbeam_channel::Sender;
 
 use super::config::Config;
 use super::oom::StderrWatch;
-use super::worker_reader::{self, Event};
+use super::worker_io::{NewWorker, WorkerIo};
 use crate::error::{Error, ErrorKind, Result};
 use crate::sys::{self, SharedCounter};
 use crate::wire::{self, CONNECTION_ENV, PARENT_ENV, PROGRESS_ENV};
@@ -23,7 +21,8 @@ pub(crate) struct LocalWorker {
     pub(crate) child: Arc<Mutex<Child>>,
     pub(crate) pid: u32,
     pub(crate) progress: SharedCounter,
-    pub(crate) reader: JoinHandle<()>,
+    /// What the I/O thread holds for it (its setup), for its `Outbox`.
+    pub(crate) pending: Arc<AtomicUsize>,
     /// What its stderr said of a failed allocation.
     pub(crate) stderr: Arc<StderrWatch>,
 }
@@ -44,14 +43,14 @@ pub(crate) fn worker_program(config: &Config) -> Result<PathBuf> {
 }
 
 /// Starts worker `id`: spawns the process with its end of a connection and
-/// its progress page, and starts the threads that send it the setup
-/// message and read its messages, and that forward its stderr.
+/// its progress page, and hands it to the I/O thread, which sends it the
+/// setup message, reads its messages and forwards its stderr.
 pub(crate) fn spawn_local(
     config: &Config,
     program: &Path,
     id: u32,
     setup: Vec<u8>,
-    events: Sender<Event>,
+    io: &WorkerIo,
 ) -> Result<LocalWorker> {
     fn startup(what: &'static str) -> impl Fn(connection::Error) -> Error {
         move |err| Error::from_connection(err, what).with_kind(ErrorKind::Startup)
@@ -97,71 +96,33 @@ pub(crate) fn spawn_local(
     let pid = child.id();
     let stderr = child.stderr.take();
     let child = Arc::new(Mutex::new(child));
-    let started = conn
-        .try_clone()
-        .map_err(startup("clone the connection"))
-        .and_then(|reader_conn| {
-            worker_reader::start(id, reader_conn, setup, Some(Arc::clone(&child)), events).map_err(
-                |err| Error::new(ErrorKind::Startup, "start a reader thread").with_source(err),
-            )
-        });
-    let reader = match started {
-        Ok(reader) => reader,
+    let watch = Arc::new(StderrWatch::default());
+    let io_conn = match conn.try_clone() {
+        Ok(io_conn) => io_conn,
         Err(err) => {
             let mut child = child.lock().unwrap_or_else(|p| p.into_inner());
             let _ = child.kill();
             let _ = child.wait();
-            return Err(err);
+            return Err(startup("clone the connection")(err));
         }
     };
-    let watch = Arc::new(StderrWatch::default());
-    match stderr {
-        Some(stderr) => forward_stderr(id, stderr, Arc::clone(&watch)),
-        None => watch.close(),
+    if stderr.is_none() {
+        watch.close();
     }
+    let pending = io.add(NewWorker {
+        id,
+        conn: io_conn,
+        setup: Some(setup),
+        child: Some(Arc::clone(&child)),
+        stderr: stderr.map(|pipe| (pipe, Arc::clone(&watch))),
+    });
     tracing::debug!(worker = id, pid, program = %program.display(), "worker spawned");
     Ok(LocalWorker {
         conn,
         child,
         pid,
         progress,
-        reader,
+        pending,
         stderr: watch,
     })
-}
-
-/// Copies the worker's stderr to ours line by line, each line tagged with
-/// the worker's id, and shows each line to `watch`. The thread ends when
-/// the pipe closes; it is not joined, since a grandchild process could hold
-/// the pipe open indefinitely.
-fn forward_stderr(id: u32, stderr: ChildStderr, watch: Arc<StderrWatch>) {
-    let forward = move || {
-        let mut lines = BufReader::new(stderr);
-        let mut line = Vec::new();
-        let prefix = format!("[worker {id}] ");
-        loop {
-            line.clear();
-            match lines.read_until(b'\n', &mut line) {
-                Ok(0) | Err(_) => return watch.close(),
-                Ok(_) => {
-                    watch.line(&line);
-                    if line.last() != Some(&b'\n') {
-                        line.push(b'\n');
-                    }
-                    let mut out = std::io::stderr().lock();
-                    let _ = out
-                        .write_all(prefix.as_bytes())
-                        .and_then(|()| out.write_all(&line));
-                }
-            }
-        }
-    };
-    // Without the thread the worker's stderr would fill and block it, so a
-    // failure to start one is worth a line but not worth failing the worker.
-    if let Err(err) = std::thread::Builder::new()
-        .name(format!("pool-worker-{id}-stderr"))
-        .spawn(forward)
-    {
-        tracing::warn!(worker = id, %err, "cannot forward worker stderr");
-    }
 }

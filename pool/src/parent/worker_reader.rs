@@ -1,24 +1,17 @@
-//! One thread per worker reads what it sends and forwards it to the
-//! dispatcher as [`Event`]s; when the worker's connection ends, it reaps
-//! the process to learn how it ended.
+//! What a worker's messages become for the dispatcher: [`Event`]s, each
+//! message checked (header first, see `wire.rs`) by the I/O thread that
+//! read it (`worker_io`), and how a worker ended ([`WorkerEnd`]).
 
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Child, ExitStatus};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::process::ExitStatus;
+use std::sync::Arc;
 
 use connection::Connection;
-use crossbeam_channel::Sender;
 
 use super::identity::{self, Build, Mismatch};
 use crate::sys;
 use crate::task::TaskFailure;
 use crate::wire::{FromWorker, WireError};
-
-/// How long a worker whose connection ended may take to exit before it is
-/// killed (it may have closed the connection and gone on running).
-const EXIT_GRACE: Duration = Duration::from_secs(2);
 
 /// Something that happened to a worker.
 pub(crate) enum Event {
@@ -124,88 +117,47 @@ impl WorkerEnd {
     }
 }
 
-/// Starts the reader thread for worker `id`, which first sends the worker
-/// its `setup` message.
-///
-/// The setup is sent here rather than by the dispatcher because it can be
-/// larger than a socket buffer (it carries the initializer's input): a
-/// worker that never reads it must block this thread alone, not the
-/// dispatcher, which then enforces the start-up deadline and kills it.
-pub(crate) fn start(
-    id: u32,
-    conn: Connection,
-    setup: Vec<u8>,
-    child: Option<Arc<Mutex<Child>>>,
-    events: Sender<Event>,
-) -> std::io::Result<JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name(format!("pool-worker-{id}-reader"))
-        .spawn(move || read_until_end(id, conn, &setup, child, events))
+/// What a worker may still say, for turning its messages into events:
+/// it says it is ready (or why it is not) once, and then only results may
+/// follow; before and after that, one report that it is over its memory
+/// budget (after which it waits to be told to quit) and one notice that
+/// it leaves.
+#[derive(Default)]
+pub(crate) struct Greeting {
+    greeted: bool,
+    said: Said,
 }
 
-fn read_until_end(
-    id: u32,
-    mut conn: Connection,
-    setup: &[u8],
-    child: Option<Arc<Mutex<Child>>>,
-    events: Sender<Event>,
-) {
-    let pid = child
-        .as_ref()
-        .map(|c| c.lock().unwrap_or_else(|p| p.into_inner()).id());
-    let span = tracing::debug_span!("worker", id, pid);
-    let _entered = span.enter();
-    // A worker that is already gone (it refused to be a worker, or could
-    // not run) makes this fail; reading on tells why, which says more than
-    // this send's broken pipe would.
-    if let Err(err) = conn.send_bytes(setup) {
-        tracing::debug!(%err, "sending setup failed");
-    }
-    // Whether the worker said it is ready (or why it is not): it says so
-    // once, and only results may follow, and one report that it is over
-    // its memory budget (after which it waits to be told to quit).
-    let mut greeted = false;
-    // The notices a worker may send once after its ready message.
-    let mut said = Said::default();
-    let error = loop {
-        let message = match conn.recv_bytes() {
-            Ok(message) => message,
-            Err(err) => break format!("{err:#}"),
-        };
-        match parse(id, message) {
+impl Greeting {
+    /// The event that `message`, from worker `worker`, is; or why its
+    /// connection must end.
+    pub(crate) fn event(&mut self, worker: u32, message: Vec<u8>) -> Result<Event, String> {
+        match parse(worker, message) {
             // Each would cost the dispatcher a turn (and, queued faster
             // than it takes them, memory): the connection ends instead.
-            Ok(event) if !may_come(&event, greeted, &said) => {
-                let error = match greeted {
+            Ok(event) if !may_come(&event, self.greeted, &self.said) => {
+                let error = match self.greeted {
                     true => format!("it sent {} after its start-up was over", event.name()),
                     false => format!("it sent {} before it was ready", event.name()),
                 };
-                tracing::warn!(worker = id, "{error}; its connection is ended");
-                break error;
+                tracing::warn!(worker, "{error}; its connection is ended");
+                Err(error)
             }
             Ok(event) => {
-                said.over_budget |= matches!(event, Event::OverBudget { .. });
-                said.leaving |= matches!(event, Event::Leaving { .. });
-                greeted |= !matches!(
+                self.said.over_budget |= matches!(event, Event::OverBudget { .. });
+                self.said.leaving |= matches!(event, Event::Leaving { .. });
+                self.greeted |= !matches!(
                     event,
                     Event::Results { .. } | Event::OverBudget { .. } | Event::Leaving { .. }
                 );
-                if events.send(event).is_err() {
-                    break "the pool stopped".to_string();
-                }
+                Ok(event)
             }
-            Err(err) => break format!("{err:#}"),
+            Err(err) => Err(format!("{err:#}")),
         }
-    };
-    tracing::debug!(%error, "worker connection ended");
-    let status = child.as_deref().and_then(reap);
-    let _ = events.send(Event::Lost {
-        worker: id,
-        end: WorkerEnd { status, error },
-    });
+    }
 }
 
-/// The notices a worker has sent since it said it is ready.
+/// The notices a worker has sent, before or after it said it is ready.
 #[derive(Default)]
 struct Said {
     over_budget: bool,
@@ -234,8 +186,9 @@ fn parse(worker: u32, message: Vec<u8>) -> Result<Event, WireError> {
                 busy_nanos,
             }
         }
-        // Compared here rather than in the dispatcher, which serves every
-        // worker: a long list of tasks delays this worker alone.
+        // Compared here, on the I/O thread, rather than in the dispatcher,
+        // which serves every caller: like the parse, it costs time linear
+        // in the message, which is within the pool's message size.
         FromWorker::Ready {
             pid,
             wants_indices,
@@ -259,29 +212,6 @@ fn parse(worker: u32, message: Vec<u8>) -> Result<Event, WireError> {
             message: reason.to_string(),
         },
     })
-}
-
-/// Waits for the child to exit, killing it if it lingers, and returns its
-/// status. The lock is held only briefly, so the dispatcher can still
-/// kill the child meanwhile.
-fn reap(child: &Mutex<Child>) -> Option<ExitStatus> {
-    let deadline = Instant::now() + EXIT_GRACE;
-    let mut pause = Duration::from_micros(50);
-    loop {
-        let mut guard = child.lock().unwrap_or_else(|p| p.into_inner());
-        match guard.try_wait() {
-            Ok(Some(status)) => return Some(status),
-            Ok(None) if Instant::now() >= deadline => {
-                let _ = guard.kill();
-                return guard.wait().ok();
-            }
-            Ok(None) => {}
-            Err(_) => return None,
-        }
-        drop(guard);
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(10));
-    }
 }
 
 #[cfg(test)]

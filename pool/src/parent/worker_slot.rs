@@ -7,7 +7,6 @@ use std::collections::VecDeque;
 use std::net::Shutdown;
 use std::process::Child;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use connection::Connection;
@@ -130,7 +129,6 @@ pub(crate) struct WorkerSlot {
     /// The dispatcher's end; written only through `outbox`.
     conn: Connection,
     outbox: Outbox,
-    reader: Option<JoinHandle<()>>,
     state: State,
     in_flight: VecDeque<InFlight>,
     load: Load,
@@ -156,7 +154,7 @@ impl WorkerSlot {
         pid: Option<u32>,
         process: Process,
         conn: Connection,
-        reader: JoinHandle<()>,
+        outbox: Outbox,
         deadline: Instant,
         max_message_size: u64,
     ) -> WorkerSlot {
@@ -165,8 +163,7 @@ impl WorkerSlot {
             pid,
             process,
             conn,
-            outbox: Outbox::default(),
-            reader: Some(reader),
+            outbox,
             state: State::Starting { deadline },
             in_flight: VecDeque::new(),
             load: Load {
@@ -272,13 +269,6 @@ impl WorkerSlot {
             false => Indices::Omitted,
         };
         true
-    }
-
-    /// Waits for the worker's reader thread, which has reported its end.
-    pub(crate) fn join_reader(&mut self) {
-        if let Some(reader) = self.reader.take() {
-            let _ = reader.join();
-        }
     }
 
     /// Adds `job` to the batch the worker gets next, as chunk `chunk_id`
@@ -418,12 +408,6 @@ impl WorkerSlot {
         self.in_flight
             .iter()
             .any(|chunk| chunk.job.sink.wants_running_stopped())
-    }
-
-    /// Whether the pool ended the worker's connection for want of a thread
-    /// to write to it (see `outbox`): its end is not its inputs' fault.
-    pub(crate) fn is_cut_off(&self) -> bool {
-        self.outbox.is_cut_off()
     }
 
     /// Sends the batch built up for the worker, if any, and starts the next.
@@ -696,8 +680,7 @@ impl WorkerSlot {
     }
 
     /// Ends the worker at once: SIGKILL for a local one, shutting the
-    /// connection for a remote one. Its reader thread reports the end, and
-    /// a writer thread stuck sending to it wakes up.
+    /// connection for a remote one. The I/O thread reports the end.
     pub(crate) fn kill(&mut self) {
         self.state = State::Doomed;
         match &self.process {
@@ -762,9 +745,8 @@ impl WorkerSlot {
     }
 }
 
-/// The worker is gone or being killed: its writer thread, if any, is
-/// stopped (woken first by shutting the socket down if it still holds
-/// messages, since the worker may never read them).
+/// The worker is gone or being killed: what the I/O thread still holds
+/// for it is given up (see `Outbox::close`).
 impl Drop for WorkerSlot {
     fn drop(&mut self) {
         self.outbox.close(&self.conn);
@@ -776,6 +758,7 @@ mod tests {
     use super::*;
     use crate::parent::job::encode_item;
     use crate::parent::sink::{Delivery, ResultCell};
+    use crate::parent::worker_io::{NewWorker, WorkerIo};
     use crate::task::Task;
 
     crate::task! {
@@ -787,17 +770,27 @@ mod tests {
     }
 
     /// A slot over one end of a pipe; the other end is the worker's.
-    fn slot(max_message_size: u64) -> (WorkerSlot, Connection) {
+    /// The I/O thread is served too, which writes what does not fit the
+    /// socket at once; it lives as long as the slot is used.
+    fn slot(max_message_size: u64) -> (WorkerSlot, Connection, WorkerIo) {
         let (ours, theirs) = connection::pipe().unwrap();
-        let reader = std::thread::spawn(|| {});
+        let io = WorkerIo::start(crossbeam_channel::unbounded().0).unwrap();
+        let pending = io.add(NewWorker {
+            id: 0,
+            conn: ours.try_clone().unwrap(),
+            setup: None,
+            child: None,
+            stderr: None,
+        });
+        let outbox = Outbox::new(io.sender(), pending);
         let process = Process::Remote {
             peer: "a test".to_string(),
             claimed_pid: None,
             slurm_job: None,
         };
         let deadline = Instant::now() + Duration::from_secs(3600);
-        let slot = WorkerSlot::starting(0, None, process, ours, reader, deadline, max_message_size);
-        (slot, theirs)
+        let slot = WorkerSlot::starting(0, None, process, ours, outbox, deadline, max_message_size);
+        (slot, theirs, io)
     }
 
     fn job<T: Task<Input = serde_bytes::ByteBuf>>(len: usize, room: usize) -> Job {
@@ -814,7 +807,7 @@ mod tests {
     fn a_lone_input_of_a_new_task_keeps_the_batch_before_it_within_the_limit() {
         const LIMIT: usize = 1 << 20;
         const LONE: usize = 100_000;
-        let (mut slot, mut worker) = slot(LIMIT as u64);
+        let (mut slot, mut worker, _io) = slot(LIMIT as u64);
         worker.set_max_message_size(LIMIT as u64);
         // A batch as full as a chunk may make it: the batch's tag, the
         // chunk with its task's definition, and a ByteBuf's 5-byte length.
@@ -873,7 +866,7 @@ mod tests {
 
     #[test]
     fn a_chunk_answered_in_parts_delivers_each_part_and_stays_until_done() {
-        let (mut slot, _worker) = slot(1 << 20);
+        let (mut slot, _worker, _io) = slot(1 << 20);
         let cell = ResultCell::new();
         let items = (0..3)
             .map(|index| {
@@ -934,7 +927,7 @@ mod tests {
 
     #[test]
     fn results_that_do_not_answer_the_chunks_in_flight_in_order_are_refused_whole() {
-        let (mut slot, _worker) = slot(1 << 20);
+        let (mut slot, _worker, _io) = slot(1 << 20);
         slot.push_chunk(1, 0, job::<first>(3, 0));
         slot.push_chunk(2, 0, job::<first>(3, 0));
         let mut deliveries = Deliveries::default();
@@ -980,7 +973,7 @@ mod tests {
 
     #[test]
     fn a_chunk_is_refused_for_its_header_before_its_items_are_read() {
-        let (mut slot, _worker) = slot(1 << 20);
+        let (mut slot, _worker, _io) = slot(1 << 20);
         slot.push_chunk(1, 0, job::<first>(3, 0));
         // Headers that claim a million items, with none behind them: were
         // the items read before the header is judged (a scan as long as

@@ -7,12 +7,16 @@
 #[cfg(target_os = "linux")]
 mod descriptors;
 #[cfg(target_os = "linux")]
+mod events;
+#[cfg(target_os = "linux")]
 mod image;
 #[cfg(target_os = "linux")]
 mod linux;
 
 #[cfg(target_os = "linux")]
 pub(crate) use descriptors::*;
+#[cfg(target_os = "linux")]
+pub(crate) use events::*;
 #[cfg(target_os = "linux")]
 pub(crate) use image::*;
 #[cfg(target_os = "linux")]

@@ -17,7 +17,6 @@ impl Dispatcher {
             return;
         };
         let mut slot = self.workers.swap_remove(index);
-        slot.join_reader();
         self.publish_roster();
         let description = end.describe();
         match slot.peer() {
@@ -40,11 +39,6 @@ impl Dispatcher {
                 if slot.is_local() {
                     self.start_failed(err.with_worker(slot.info()));
                 }
-            }
-            // The pool could not write to it: nothing it held is to blame.
-            State::Ready if slot.is_cut_off() => {
-                let taken = slot.take_back();
-                self.requeue_taken_back(taken);
             }
             // A remote worker's end says nothing of its input (its node,
             // its job or the network may have failed), and the pool cannot

@@ -5,10 +5,12 @@ use std::time::Instant;
 
 use super::shortage::is_shortage;
 use super::{Dispatcher, Phase, REAP_WAIT};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
+use crate::parent::outbox::Outbox;
 use crate::parent::roster::{RemoteWorker, Roster};
 use crate::parent::spawn;
-use crate::parent::worker_reader::{self, Event};
+use crate::parent::worker_io::NewWorker;
+use crate::parent::worker_reader::Event;
 use crate::parent::worker_slot::{Process, State, WorkerSlot};
 use crate::wire::{Initializer, ToWorker};
 
@@ -83,13 +85,7 @@ impl Dispatcher {
         let id = self.next_worker_id;
         self.next_worker_id += 1;
         let setup = self.setup_message(id);
-        let local = spawn::spawn_local(
-            &self.config,
-            &self.program,
-            id,
-            setup,
-            self.events_tx.clone(),
-        )?;
+        let local = spawn::spawn_local(&self.config, &self.program, id, setup, &self.io)?;
         self.memory.watch(id, local.stderr);
         let deadline = Instant::now() + self.config.startup_timeout;
         let process = Process::Local {
@@ -101,7 +97,7 @@ impl Dispatcher {
             Some(local.pid),
             process,
             local.conn,
-            local.reader,
+            Outbox::new(self.io.sender(), local.pending),
             deadline,
             self.config.max_message_size,
         ));
@@ -119,8 +115,8 @@ impl Dispatcher {
         });
     }
 
-    /// Starts the reader of a remote worker that authenticated, and sends
-    /// it its setup. Short of descriptors, it waits (until its start-up
+    /// Hands a remote worker that authenticated to the I/O thread, which
+    /// sends it its setup. Short of descriptors, it waits (until its start-up
     /// timeout) for the shortage to pass, as local workers do.
     fn adopt(&mut self, mut remote: WaitingRemote) {
         if self.phase != Phase::Open || self.broken.is_some() {
@@ -136,10 +132,14 @@ impl Dispatcher {
             .conn
             .try_clone()
             .map_err(|err| Error::from_connection(err, "clone the connection"))
-            .and_then(|reader_conn| {
-                worker_reader::start(id, reader_conn, setup, None, self.events_tx.clone()).map_err(
-                    |err| Error::new(ErrorKind::Startup, "start a reader thread").with_source(err),
-                )
+            .map(|io_conn| {
+                self.io.add(NewWorker {
+                    id,
+                    conn: io_conn,
+                    setup: Some(setup),
+                    child: None,
+                    stderr: None,
+                })
             });
         let WaitingRemote {
             conn,
@@ -147,7 +147,7 @@ impl Dispatcher {
             give_up,
         } = remote;
         match started {
-            Ok(reader) => {
+            Ok(pending) => {
                 tracing::debug!(worker = id, %peer, "remote worker joined");
                 self.shortage.passed();
                 let deadline = Instant::now() + self.config.startup_timeout;
@@ -160,7 +160,7 @@ impl Dispatcher {
                         slurm_job: None,
                     },
                     conn,
-                    reader,
+                    Outbox::new(self.io.sender(), pending),
                     deadline,
                     self.config.max_message_size,
                 ));
@@ -244,7 +244,7 @@ impl Dispatcher {
         self.workers.is_empty()
     }
 
-    /// Waits (boundedly) until every worker's reader has reported its end,
+    /// Waits (boundedly) until the I/O thread has reported every worker's end,
     /// so that local workers are reaped before the pool is gone.
     pub(super) fn wait_for_workers(&mut self) {
         for slot in &mut self.workers {

@@ -32,6 +32,7 @@ use super::oom::{Death, MemoryWatch};
 use super::roster::SharedRoster;
 use super::sink::Deliveries;
 use super::spawn;
+use super::worker_io::WorkerIo;
 use super::worker_reader::Event;
 use super::worker_slot::{Misaligned, State, WorkerSlot};
 use crate::error::{Error, ErrorKind, Result};
@@ -46,8 +47,8 @@ const RECALL_WORTH: Duration = Duration::from_millis(1);
 const MAX_QUEUED_ITEMS: u64 = 256;
 /// ...and at most this many bytes of input, beyond a first chunk: less
 /// than a socket buffer, so that a batch to a busy worker usually goes out
-/// at once, and a worker that stops reading never has much waiting in its
-/// writer thread (sends never block the dispatcher; see `outbox`).
+/// at once, and a worker that stops reading never has much waiting with
+/// the I/O thread (sends never block the dispatcher; see `outbox`).
 const MAX_QUEUED_BYTES: usize = 128 * 1024;
 /// How long `terminate` waits for killed workers to be reaped.
 const REAP_WAIT: Duration = Duration::from_secs(5);
@@ -77,7 +78,8 @@ pub(crate) struct Dispatcher {
     /// Callers that gave up on work: take it back.
     cancellations: Receiver<()>,
     events: Receiver<Event>,
-    events_tx: Sender<Event>,
+    /// The thread that reads and writes every worker's connection.
+    io: WorkerIo,
     queue: VecDeque<Job>,
     workers: Vec<WorkerSlot>,
     next_worker_id: u32,
@@ -128,13 +130,16 @@ impl Dispatcher {
     ) -> Result<Dispatcher> {
         let program = spawn::worker_program(&config)?;
         let memory = MemoryWatch::new(config.memory);
+        let io = WorkerIo::start(events.0).map_err(|err| {
+            Error::new(ErrorKind::Startup, "start the pool's I/O thread").with_source(err)
+        })?;
         Ok(Dispatcher {
             config,
             program,
             commands,
             cancellations,
             events: events.1,
-            events_tx: events.0,
+            io,
             queue: VecDeque::new(),
             workers: Vec::new(),
             next_worker_id: 1,

@@ -1,0 +1,144 @@
+//! What the pool's I/O thread (`parent/worker_io/`) waits on: an epoll
+//! set of descriptors under tokens, an eventfd that wakes it, and a
+//! pidfd per local worker that polls readable once the process has
+//! exited (Linux 5.3 and later; without one, the thread polls for the
+//! exit instead).
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::Duration;
+
+use rustix::event::{epoll, eventfd, EventfdFlags, Timespec};
+
+/// How many ready descriptors one wait reports at most.
+const EVENTS_PER_WAIT: usize = 256;
+
+/// A descriptor that [`Poller::wait`] found ready.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Readiness {
+    pub(crate) token: u64,
+    /// Data or end of file to read, or an error to collect.
+    pub(crate) readable: bool,
+    /// Room to write, or an error to collect.
+    pub(crate) writable: bool,
+}
+
+/// An epoll set, level-triggered: a descriptor is reported for as long
+/// as it stays ready, so a reader may stop after a few messages and be
+/// woken again for the rest.
+pub(crate) struct Poller {
+    epoll: OwnedFd,
+}
+
+fn interest(writable: bool) -> epoll::EventFlags {
+    let mut flags = epoll::EventFlags::IN | epoll::EventFlags::RDHUP;
+    if writable {
+        flags |= epoll::EventFlags::OUT;
+    }
+    flags
+}
+
+impl Poller {
+    pub(crate) fn new() -> io::Result<Poller> {
+        Ok(Poller {
+            epoll: epoll::create(epoll::CreateFlags::CLOEXEC)?,
+        })
+    }
+
+    /// Watches `fd` under `token`, for reading and, if `writable`, for
+    /// room to write.
+    pub(crate) fn add(&self, fd: BorrowedFd<'_>, token: u64, writable: bool) -> io::Result<()> {
+        let data = epoll::EventData::new_u64(token);
+        Ok(epoll::add(&self.epoll, fd, data, interest(writable))?)
+    }
+
+    /// Changes whether `fd` (watched under `token`) is watched for room
+    /// to write.
+    pub(crate) fn set_writable(
+        &self,
+        fd: BorrowedFd<'_>,
+        token: u64,
+        writable: bool,
+    ) -> io::Result<()> {
+        let data = epoll::EventData::new_u64(token);
+        Ok(epoll::modify(&self.epoll, fd, data, interest(writable))?)
+    }
+
+    pub(crate) fn remove(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        Ok(epoll::delete(&self.epoll, fd)?)
+    }
+
+    /// Waits up to `timeout` (`None`: no limit) for a watched descriptor
+    /// to be ready, and appends those that are to `ready`. A signal ends
+    /// the wait early, with nothing ready.
+    pub(crate) fn wait(
+        &self,
+        ready: &mut Vec<Readiness>,
+        timeout: Option<Duration>,
+    ) -> io::Result<()> {
+        let timeout = timeout.map(|t| Timespec {
+            tv_sec: t.as_secs().min(3600) as i64,
+            tv_nsec: t.subsec_nanos().into(),
+        });
+        // On the stack: epoll's event type holds a pointer, which would
+        // make the poller not `Send`.
+        let mut buffer = [MaybeUninit::<epoll::Event>::uninit(); EVENTS_PER_WAIT];
+        let events = match epoll::wait(&self.epoll, &mut buffer, timeout.as_ref()) {
+            Ok((events, _)) => events,
+            Err(rustix::io::Errno::INTR) => return Ok(()),
+            Err(err) => return Err(err.into()),
+        };
+        let trouble = epoll::EventFlags::ERR | epoll::EventFlags::HUP | epoll::EventFlags::RDHUP;
+        ready.extend(events.iter().map(|event| {
+            // Copied out: the kernel's event struct is packed.
+            let flags = event.flags;
+            Readiness {
+                token: event.data.u64(),
+                readable: flags.intersects(epoll::EventFlags::IN | trouble),
+                writable: flags.intersects(epoll::EventFlags::OUT | epoll::EventFlags::ERR),
+            }
+        }));
+        Ok(())
+    }
+}
+
+/// An eventfd that another thread writes to wake the poller's thread.
+pub(crate) struct Waker {
+    fd: OwnedFd,
+}
+
+impl Waker {
+    pub(crate) fn new() -> io::Result<Waker> {
+        let fd = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
+        Ok(Waker { fd })
+    }
+
+    /// Makes the eventfd readable until [`drain`](Waker::drain)ed.
+    pub(crate) fn wake(&self) {
+        // Fails only when the counter would overflow: it is readable then.
+        let _ = rustix::io::write(&self.fd, &1u64.to_ne_bytes());
+    }
+
+    pub(crate) fn drain(&self) {
+        let mut count = [0u8; 8];
+        let _ = rustix::io::read(&self.fd, &mut count);
+    }
+
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// A descriptor of process `pid` that polls readable once it has exited;
+/// `None` where the kernel has no pidfds.
+pub(crate) fn exit_watch(pid: u32) -> Option<OwnedFd> {
+    let pid = rustix::process::Pid::from_raw(pid.try_into().ok()?)?;
+    rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
+}
+
+/// Puts `fd` (a pipe of our own, shared with nobody) in non-blocking mode,
+/// so that reading what it holds never waits for more.
+pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    Ok(rustix::io::ioctl_fionbio(fd, true)?)
+}
