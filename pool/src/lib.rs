@@ -334,6 +334,7 @@ mod fn_task;
 mod inbox;
 mod parent;
 mod state;
+mod spin;
 #[allow(unsafe_code)]
 mod sys;
 mod task;

@@ -24,6 +24,7 @@ use connection::Connection;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::inbox::Inbox;
+use crate::spin;
 use crate::state;
 use crate::sys::{self, SharedCounter};
 use crate::task::{self, FailureKind, RunEncoded, TaskEntry, TaskFailure};
@@ -92,6 +93,7 @@ pub(crate) fn serve(
         last_check: Instant::now(),
         budget: None,
         over_budget: false,
+        spin: Duration::ZERO,
     };
     let id = worker.setup()?;
     // For a subscriber installed in this process (a worker program's own,
@@ -132,6 +134,8 @@ struct Worker {
     budget: Option<Budget>,
     /// Over the budget: every input not started is given back, until quit.
     over_budget: bool,
+    /// How long to check for the next message before blocking on it.
+    spin: Duration,
 }
 
 fn protocol(err: WireError) -> Error {
@@ -152,6 +156,7 @@ impl Worker {
             initializer,
             build_id,
             memory,
+            spin,
         } = ToWorker::parse(&message).map_err(protocol)?
         else {
             return Err(Error::new(
@@ -164,6 +169,7 @@ impl Worker {
         // and what results may be sent back.
         self.conn.set_max_message_size(max_message_size);
         self.results = ResultsWriter::new(max_message_size);
+        self.spin = spin;
         // Before the initializer, whose allocations count too.
         self.budget = memory::apply(memory)?;
         let reply = match initializer.map_or(Ok(()), run_initializer) {
@@ -192,7 +198,12 @@ impl Worker {
                     early = message;
                     &early[..]
                 }
-                None => inbox.receive(&mut self.conn).map_err(receive_error)?,
+                None => {
+                    // An error is left for the receive to report.
+                    let conn = &self.conn;
+                    spin::spin_until(self.spin, || conn.poll(Some(Duration::ZERO)).unwrap_or(true));
+                    inbox.receive(&mut self.conn).map_err(receive_error)?
+                }
             };
             match ToWorker::parse(message).map_err(protocol)? {
                 ToWorker::Batch(batch) => {

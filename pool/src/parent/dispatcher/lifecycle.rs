@@ -206,6 +206,7 @@ impl Dispatcher {
             initializer,
             build_id: crate::sys::build_id(),
             memory: self.config.memory,
+            spin: self.config.spin,
         }
         .encode()
     }
