@@ -466,3 +466,19 @@ impl PoolBuilder {
         super::pool::start(self.config)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spin_beyond_what_workers_allow_fails_the_build() {
+        let err = Pool::builder()
+            .processes(1)
+            .spin(MAX_SPIN + Duration::from_nanos(1))
+            .build()
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Startup);
+        assert!(err.message().contains("spin"), "{err}");
+    }
+}

@@ -14,6 +14,10 @@
 //! named chunks that it has not started (answered as `Returned`), so that
 //! the pool can run them on an idle worker or drop them for a caller that
 //! gave up; anything else is kept for later, in order.
+//!
+//! With the pool's spin (`PoolBuilder::spin`, sent in the setup message),
+//! it checks for its next message without blocking for that long before
+//! it blocks on it.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
