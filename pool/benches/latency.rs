@@ -117,7 +117,11 @@ impl Echo {
         let child = Command::new(std::env::current_exe().expect("current_exe"))
             .env(
                 ECHO_ENV,
-                format!("{}:{}", reading.name(), path.to_str().expect("a UTF-8 path")),
+                format!(
+                    "{}:{}",
+                    reading.name(),
+                    path.to_str().expect("a UTF-8 path")
+                ),
             )
             .spawn()
             .expect("spawn the echo child");

@@ -333,8 +333,8 @@ mod error;
 mod fn_task;
 mod inbox;
 mod parent;
-mod state;
 mod spin;
+mod state;
 #[allow(unsafe_code)]
 mod sys;
 mod task;

@@ -57,8 +57,7 @@ mod tests {
             std::thread::spawn(move || flag.store(true, Ordering::Release))
         };
         // Patience only: the flag is set almost at once.
-        assert!(spin_until(Duration::from_secs(60), || flag
-            .load(Ordering::Acquire)));
+        assert!(spin_until(Duration::from_secs(60), || flag.load(Ordering::Acquire)));
         setter.join().unwrap();
     }
 }

@@ -117,7 +117,10 @@ impl<T> AsyncResult<T> {
 
     /// Waits for the result, at most `timeout`; returns whether it is ready.
     pub fn wait(&self, timeout: Option<Duration>) -> bool {
-        self.slot.spin_then_wait(self.spin, timeout).outcome.is_some()
+        self.slot
+            .spin_then_wait(self.spin, timeout)
+            .outcome
+            .is_some()
     }
 
     /// Gives up on the result: from now on it is an

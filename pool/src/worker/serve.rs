@@ -205,7 +205,9 @@ impl Worker {
                 None => {
                     // An error is left for the receive to report.
                     let conn = &self.conn;
-                    spin::spin_until(self.spin, || conn.poll(Some(Duration::ZERO)).unwrap_or(true));
+                    spin::spin_until(self.spin, || {
+                        conn.poll(Some(Duration::ZERO)).unwrap_or(true)
+                    });
                     inbox.receive(&mut self.conn).map_err(receive_error)?
                 }
             };
