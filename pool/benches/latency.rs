@@ -3,7 +3,8 @@
 //! (`PoolBuilder::spin`), against raw round trips measured in the same
 //! run: this program re-executed as a child that echoes an 8-byte message
 //! over a connected pair of Unix stream sockets, read blocking on both
-//! sides (the floor without spinning), and busy-polling on both sides
+//! sides (the floor without spinning), and polling (yielding between
+//! tries, as the pool's spin does) on both sides
 //! (the floor with it).
 //!
 //! Rows are measured in interleaved rounds, so that a burst of load on
@@ -33,7 +34,7 @@ const WARM_UP: usize = 500;
 const SPIN: Duration = Duration::from_micros(100);
 
 /// One side of the raw round trip: blocking reads, or non-blocking ones
-/// retried at once for up to [`SPIN`] (as the pool's spin does) before a
+/// retried for up to [`SPIN`] (yielding between, as the pool's spin does) before a
 /// blocking one, so that an idle echo child does not keep a core busy
 /// while the other rows run.
 #[derive(Clone, Copy)]
@@ -69,7 +70,9 @@ fn read_message(stream: &mut UnixStream, reading: Reading, buf: &mut [u8; 8]) ->
                     stream.set_nonblocking(false).expect("blocking mode");
                     blocked = true;
                 }
-                std::hint::spin_loop();
+                // As the pool's spin does: with other threads runnable
+                // on a core, a pure busy loop keeps the peer off it.
+                std::thread::yield_now();
             }
             Err(err) if err.kind() == ErrorKind::Interrupted => {}
             Err(err) => panic!("echo read: {err}"),
@@ -194,7 +197,7 @@ fn main() {
             Box::new(|x| blocking.round_trip(x)),
         ),
         (
-            format!("raw socketpair, busy-polling {spin_us} us"),
+            format!("raw socketpair, polling {spin_us} us, yielding"),
             Box::new(|x| polling.round_trip(x)),
         ),
         ("pool.apply".into(), Box::new(|x| apply(&plain, x))),
