@@ -96,6 +96,25 @@ fn a_task_that_sigkills_itself_fails_with_sigkill_and_is_replaced() {
 }
 
 #[test]
+fn a_spinning_pool_maps_and_applies_and_survives_a_worker_killed_mid_apply() {
+    let (stdout, _) = scenario(&["spin"]);
+    assert!(stdout.contains("map matches: true"), "{stdout}");
+    assert!(stdout.contains("apply matches: true"), "{stdout}");
+    assert!(stdout.contains("get: 7"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "killed apply: kind=WorkerDied index=Some(0) task=Some(\"pool_program::die_on_five\") \
+             message=killed by signal 9 (SIGKILL) while running this task"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("after: 9"), "{stdout}");
+    let pids: Vec<&str> = stdout.lines().filter(|l| l.starts_with("pids:")).collect();
+    assert_eq!(pids.len(), 2, "{stdout}");
+    assert_ne!(pids[0], pids[1], "a replacement worker should have started");
+}
+
+#[test]
 fn a_task_past_its_timeout_is_killed_and_reported() {
     let (stdout, _) = scenario(&["timeout"]);
     assert!(

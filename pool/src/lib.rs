@@ -338,6 +338,7 @@ mod error;
 mod fn_task;
 mod inbox;
 mod parent;
+mod spin;
 mod state;
 #[allow(unsafe_code)]
 mod sys;

@@ -59,8 +59,10 @@
 //! its parent ([`PARENT_ENV`]).
 
 use std::ops::Range;
+use std::time::Duration;
 
 use crate::error::{MAX_PANIC_FILE, MAX_REMOTE_BACKTRACE};
+use crate::spin::MAX_SPIN;
 use crate::task::{FailureKind, Fingerprint, TaskFailure};
 
 /// Names the inherited connection of a local worker.
@@ -173,6 +175,9 @@ pub(crate) enum ToWorker<'a> {
         /// The pool's build id: a worker of another build lists its tasks.
         build_id: &'a str,
         memory: MemoryLimits,
+        /// How long the worker checks for its next message before it
+        /// blocks on it (`PoolBuilder::spin`), at most `spin::MAX_SPIN`.
+        spin: Duration,
     },
     /// Tasks to run, read record by record; built with [`BatchWriter`].
     Batch(Batch<'a>),
@@ -193,6 +198,7 @@ impl<'a> ToWorker<'a> {
                 initializer,
                 build_id,
                 memory,
+                spin,
             } => {
                 let mut out = vec![SETUP];
                 put_u32(&mut out, *worker_id);
@@ -209,6 +215,7 @@ impl<'a> ToWorker<'a> {
                 // 0 is no limit: a limit of 0 bytes is never asked for.
                 put_u64(&mut out, memory.budget.unwrap_or(0));
                 put_u64(&mut out, memory.hard.unwrap_or(0));
+                put_u64(&mut out, spin.as_nanos() as u64);
                 out
             }
             ToWorker::Batch(batch) => [&[BATCH][..], batch.body].concat(),
@@ -253,12 +260,23 @@ impl<'a> ToWorker<'a> {
                         hard: limit(cursor.u64("hard memory limit")?),
                     },
                 };
+                // Absent from a pool that predates it: no spin.
+                let spin = match cursor.at_end() {
+                    true => Duration::ZERO,
+                    false => Duration::from_nanos(cursor.u64("spin")?),
+                };
+                if spin > MAX_SPIN {
+                    return Err(WireError(format!(
+                        "a spin of {spin:?}, above the {MAX_SPIN:?} a worker allows"
+                    )));
+                }
                 ToWorker::Setup {
                     worker_id,
                     max_message_size,
                     initializer,
                     build_id,
                     memory,
+                    spin,
                 }
             }
             BATCH => {
@@ -1558,6 +1576,26 @@ mod tests {
     }
 
     #[test]
+    fn a_setup_asking_for_a_spin_beyond_the_limit_is_refused() {
+        let setup = |spin| ToWorker::Setup {
+            worker_id: 1,
+            max_message_size: 1 << 20,
+            initializer: None,
+            build_id: "b",
+            memory: MemoryLimits::default(),
+            spin,
+        };
+        let most = setup(MAX_SPIN).encode();
+        assert_eq!(ToWorker::parse(&most).unwrap(), setup(MAX_SPIN));
+        let beyond = setup(MAX_SPIN + Duration::from_nanos(1)).encode();
+        let err = ToWorker::parse(&beyond).unwrap_err();
+        assert!(err.0.contains("spin"), "{err:?}");
+        // From a pool that sends no spin: none.
+        let old = &most[..most.len() - 8];
+        assert_eq!(ToWorker::parse(old).unwrap(), setup(Duration::ZERO));
+    }
+
+    #[test]
     fn every_whole_message_round_trips() {
         let to_worker = [
             ToWorker::Setup {
@@ -1572,6 +1610,7 @@ mod tests {
                     budget: Some(256 << 20),
                     hard: None,
                 },
+                spin: Duration::from_micros(50),
             },
             ToWorker::Setup {
                 worker_id: 4,
@@ -1582,6 +1621,7 @@ mod tests {
                     budget: None,
                     hard: Some(1 << 30),
                 },
+                spin: Duration::ZERO,
             },
             ToWorker::Quit,
             ToWorker::Recall {

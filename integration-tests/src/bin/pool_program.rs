@@ -244,6 +244,36 @@ fn main() -> Result<(), pool::Error> {
             print_pids(&pool);
             println!("after: {:?}", pool.map(die_on_five, [(1, how.clone())])?);
         }
+        "spin" => {
+            // The low-latency mode: every side spins, the caller too.
+            let pool = builder.spin(Duration::from_micros(200)).build()?;
+            print_pids(&pool);
+            let inputs: Vec<(u32, String)> = (0..2000)
+                .filter(|&x| x != 5)
+                .map(|x| (x, String::new()))
+                .collect();
+            let out = pool.map(die_on_five, inputs.clone())?;
+            let expected: Vec<u32> = inputs.iter().map(|(x, _)| *x).collect();
+            println!("map matches: {}", out == expected);
+            let applied: Vec<u32> = (0..200)
+                .map(|x| pool.apply(die_on_five, (x + 10, String::new())))
+                .collect::<Result<_, _>>()?;
+            println!(
+                "apply matches: {}",
+                applied == (10..210).collect::<Vec<u32>>()
+            );
+            println!(
+                "get: {}",
+                pool.apply_async(die_on_five, (7, String::new()))
+                    .get(None)?
+            );
+            match pool.apply(die_on_five, (5, "sigkill".into())) {
+                Ok(x) => println!("killed apply: unexpectedly ok {x}"),
+                Err(err) => report_error("killed apply", &err),
+            }
+            println!("after: {}", pool.apply(die_on_five, (9, String::new()))?);
+            print_pids(&pool);
+        }
         "long_map" => {
             // The test kills a worker from outside while this runs.
             let pool = builder.build()?;

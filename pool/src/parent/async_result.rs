@@ -85,6 +85,9 @@ pub struct AsyncResult<T> {
     stop_on_drop: bool,
     /// Tells the pool to take back the input when cancelled.
     notice: Option<CancelNotice>,
+    /// How long `get` and `wait` check for the result before they sleep
+    /// (the pool's `PoolBuilder::spin`).
+    spin: Duration,
     output: PhantomData<fn() -> T>,
 }
 
@@ -114,7 +117,10 @@ impl<T> AsyncResult<T> {
 
     /// Waits for the result, at most `timeout`; returns whether it is ready.
     pub fn wait(&self, timeout: Option<Duration>) -> bool {
-        self.slot.wait(timeout).outcome.is_some()
+        self.slot
+            .spin_then_wait(self.spin, timeout)
+            .outcome
+            .is_some()
     }
 
     /// Gives up on the result: from now on it is an
@@ -259,8 +265,16 @@ impl<T: DeserializeOwned> AsyncResult<T> {
             awaited: false,
             stop_on_drop: true,
             notice,
+            spin: Duration::ZERO,
             output: PhantomData,
         }
+    }
+
+    /// Makes `get` and `wait` check for the result for `spin` before they
+    /// sleep.
+    pub(crate) fn spinning(mut self, spin: Duration) -> AsyncResult<T> {
+        self.spin = spin;
+        self
     }
 
     /// Waits for the result, at most `timeout` (`None`: as long as it
@@ -270,7 +284,7 @@ impl<T: DeserializeOwned> AsyncResult<T> {
     /// [`ErrorKind::WaitTimedOut`]; the task goes on and a later `get` can
     /// still return its result.
     pub fn get(&self, timeout: Option<Duration>) -> Result<T> {
-        let state = self.slot.wait(timeout);
+        let state = self.slot.spin_then_wait(self.spin, timeout);
         match &state.outcome {
             None => Err(Error::new(
                 ErrorKind::WaitTimedOut,

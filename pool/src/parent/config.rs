@@ -95,6 +95,10 @@ pub(crate) struct Config {
     pub(crate) memory: MemoryLimits,
     /// What building the pool inside a worker does.
     pub(crate) nested: Nested,
+    /// How long each of the pool's threads, its workers and a caller
+    /// waiting on `apply` check for their next message before they sleep
+    /// (`PoolBuilder::spin`); zero by default.
+    pub(crate) spin: Duration,
     /// The worker program's task table, once a worker sent it: a pool's
     /// own (`pool::start` makes a fresh one), shared with its calls.
     pub(crate) worker_tasks: Arc<WorkerTasks>,
@@ -120,6 +124,7 @@ impl Default for Config {
             max_message_size: connection::DEFAULT_MAX_MESSAGE_SIZE,
             memory: MemoryLimits::default(),
             nested: Nested::default(),
+            spin: Duration::ZERO,
             worker_tasks: Arc::default(),
         }
     }
@@ -153,6 +158,7 @@ impl std::fmt::Debug for Config {
             .field("max_message_size", &self.max_message_size)
             .field("memory", &self.memory)
             .field("nested", &self.nested)
+            .field("spin", &self.spin)
             .finish()
     }
 }

@@ -3,6 +3,7 @@
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use crossbeam_channel::unbounded;
 
@@ -60,6 +61,9 @@ pub struct Pool {
     launcher: Mutex<Option<Launcher>>,
     /// What `apply_async`'s handles do when dropped unfinished, awaited.
     stop_on_drop: bool,
+    /// How long `apply_async`'s handles check for their result before
+    /// they sleep.
+    spin: Duration,
     /// Why this pool's workers may not run functions sent by pointer
     /// (`map_fn`), if they may not.
     pub(super) fn_refusal: Option<String>,
@@ -90,6 +94,7 @@ pub(crate) fn start(mut config: Config) -> Result<Pool> {
             remote_joined: None,
             launcher: Mutex::new(None),
             stop_on_drop: config.stop_on_drop,
+            spin: config.spin,
             // An inline pool runs its calls in this very process.
             fn_refusal: None,
         });
@@ -162,6 +167,7 @@ pub(crate) fn start(mut config: Config) -> Result<Pool> {
         remote_joined: None,
         launcher: Mutex::new(None),
         stop_on_drop: config.stop_on_drop,
+        spin: config.spin,
         fn_refusal: super::fn_calls::refusal(&config),
     };
     if let Some((address, authkey)) = &config.listen {
@@ -462,7 +468,8 @@ impl Pool {
             T::NAME,
             Some(self.commands.cancel_notice().clone()),
         )
-        .stop_on_drop(self.stop_on_drop);
+        .stop_on_drop(self.stop_on_drop)
+        .spinning(self.spin);
         match self
             .commands
             .check_open()

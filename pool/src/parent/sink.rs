@@ -62,6 +62,9 @@ pub(crate) struct ResultCell {
     /// Set when the caller also wants the input stopped if it is running:
     /// its worker is then killed and replaced.
     stop_running: AtomicBool,
+    /// Set once the outcome is stored, for a caller spinning on it
+    /// without taking the lock.
+    done: AtomicBool,
 }
 
 #[derive(Default)]
@@ -82,6 +85,7 @@ impl ResultCell {
             ready: Condvar::new(),
             cancelled: AtomicBool::new(false),
             stop_running: AtomicBool::new(false),
+            done: AtomicBool::new(false),
         })
     }
 
@@ -127,6 +131,7 @@ impl ResultCell {
             return;
         }
         state.outcome = Some(outcome);
+        self.done.store(true, Ordering::Release);
         if state.waiters > 0 {
             self.ready.notify_all();
         }
@@ -154,6 +159,18 @@ impl ResultCell {
     /// Removes a watcher added by [`watch`](ResultCell::watch).
     pub(crate) fn unwatch(&self, waker: &Waker) {
         self.lock().watchers.retain(|known| !known.will_wake(waker));
+    }
+
+    /// Checks for the outcome, without blocking, for at most `spin` (and
+    /// `timeout`), then waits for it as [`wait`](ResultCell::wait) does.
+    pub(crate) fn spin_then_wait(
+        &self,
+        spin: Duration,
+        timeout: Option<Duration>,
+    ) -> MutexGuard<'_, CellState> {
+        let spin = timeout.map_or(spin, |timeout| spin.min(timeout));
+        crate::spin::spin_until(spin, || self.done.load(Ordering::Acquire));
+        self.wait(timeout)
     }
 
     /// Waits until the outcome is there or `timeout` passes; returns the

@@ -774,7 +774,7 @@ mod tests {
     /// socket at once; it lives as long as the slot is used.
     fn slot(max_message_size: u64) -> (WorkerSlot, Connection, WorkerIo) {
         let (ours, theirs) = connection::pipe().unwrap();
-        let io = WorkerIo::start(crossbeam_channel::unbounded().0).unwrap();
+        let io = WorkerIo::start(crossbeam_channel::unbounded().0, Duration::ZERO).unwrap();
         let pending = io.add(NewWorker {
             id: 0,
             conn: ours.try_clone().unwrap(),

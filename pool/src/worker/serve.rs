@@ -19,6 +19,10 @@
 //! its job's time limit: see `connect.rs`): between inputs, or while it
 //! waits for work, it tells the pool so, gives back every input it has not
 //! started (as over its memory budget) and waits to be told to quit.
+//!
+//! With the pool's spin (`PoolBuilder::spin`, sent in the setup message),
+//! it checks for its next message without blocking for that long before
+//! it blocks on it.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,6 +33,7 @@ use connection::Connection;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::inbox::Inbox;
+use crate::spin;
 use crate::state;
 use crate::sys::{self, SharedCounter};
 use crate::task::{self, FailureKind, RunEncoded, TaskEntry, TaskFailure};
@@ -112,6 +117,7 @@ pub(crate) fn serve(
         leave,
         leaving: false,
         slurm_job,
+        spin: Duration::ZERO,
     };
     let id = worker.setup()?;
     // For a subscriber installed in this process (a worker program's own,
@@ -159,6 +165,8 @@ struct Worker {
     leaving: bool,
     /// The Slurm job this worker runs in, told to the pool.
     slurm_job: Option<u64>,
+    /// How long to check for the next message before blocking on it.
+    spin: Duration,
 }
 
 /// What a remote worker adds to the loop.
@@ -192,6 +200,7 @@ impl Worker {
             initializer,
             build_id,
             memory,
+            spin,
         } = ToWorker::parse(&message).map_err(protocol)?
         else {
             return Err(Error::new(
@@ -204,6 +213,7 @@ impl Worker {
         // and what results may be sent back.
         self.conn.set_max_message_size(max_message_size);
         self.results = ResultsWriter::new(max_message_size);
+        self.spin = spin;
         // Before the initializer, whose allocations count too.
         self.budget = memory::apply(memory)?;
         let reply = match initializer.map_or(Ok(()), run_initializer) {
@@ -234,6 +244,11 @@ impl Worker {
                     &early[..]
                 }
                 None => {
+                    // An error is left for the receive to report.
+                    let conn = &self.conn;
+                    spin::spin_until(self.spin, || {
+                        conn.poll(Some(Duration::ZERO)).unwrap_or(true)
+                    });
                     self.wait_for_message()?;
                     inbox.receive(&mut self.conn).map_err(receive_error)?
                 }

@@ -207,6 +207,7 @@ impl Dispatcher {
             initializer,
             build_id: crate::sys::build_id(),
             memory: self.config.memory,
+            spin: self.config.spin,
         }
         .encode()
     }

@@ -130,7 +130,7 @@ impl Dispatcher {
     ) -> Result<Dispatcher> {
         let program = spawn::worker_program(&config)?;
         let memory = MemoryWatch::new(config.memory);
-        let io = WorkerIo::start(events.0).map_err(|err| {
+        let io = WorkerIo::start(events.0, config.spin).map_err(|err| {
             Error::new(ErrorKind::Startup, "start the pool's I/O thread").with_source(err)
         })?;
         Ok(Dispatcher {
@@ -200,6 +200,13 @@ impl Dispatcher {
         let mut cancelled = false;
         loop {
             let timeout = self.next_wakeup().unwrap_or(Duration::from_secs(3600));
+            // With the pool's spin, what arrives soon is taken without a
+            // wake-up: the select below then finds it at once.
+            crate::spin::spin_until(self.config.spin.min(timeout), || {
+                !(self.commands.is_empty()
+                    && self.events.is_empty()
+                    && self.cancellations.is_empty())
+            });
             select! {
                 recv(self.commands) -> command => match command {
                     Ok(command) => self.on_command(command),

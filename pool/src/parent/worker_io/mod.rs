@@ -15,6 +15,10 @@
 //! readiness reads a bounded number of messages, so one busy worker does
 //! not starve the rest.
 //!
+//! With the pool's spin (`PoolBuilder::spin`), the thread checks the set
+//! without blocking for that long after each turn before it sleeps in
+//! it, so that a reply arriving soon after is read without a wake-up.
+//!
 //! The dispatcher still writes first itself (`outbox`): almost every
 //! batch fits the socket at once, and only what does not comes here.
 
@@ -35,6 +39,7 @@ use self::entry::Entry;
 use self::stderr::Forwarder;
 use super::oom::StderrWatch;
 use super::worker_reader::Event;
+use crate::spin;
 use crate::sys::{Poller, Readiness, Waker};
 
 /// The token of the waker in the epoll set; workers' tokens are
@@ -125,8 +130,9 @@ pub(crate) struct WorkerIo {
 impl WorkerIo {
     /// Starts the `pool-io` thread (and `pool-stderr`, which writes the
     /// workers' stderr lines to ours), which sends what happens to
-    /// workers to `events`.
-    pub(crate) fn start(events: Sender<Event>) -> std::io::Result<WorkerIo> {
+    /// workers to `events` and checks for more for `spin` before it
+    /// sleeps.
+    pub(crate) fn start(events: Sender<Event>, spin: Duration) -> std::io::Result<WorkerIo> {
         let poller = Poller::new()?;
         let waker = Arc::new(Waker::new()?);
         poller.add(waker.fd(), WAKER, false)?;
@@ -140,6 +146,7 @@ impl WorkerIo {
             workers: HashMap::new(),
             ending: HashSet::new(),
             stderr: stderr.lines(),
+            spin,
         };
         let thread = std::thread::Builder::new()
             .name("pool-io".to_string())
@@ -188,6 +195,7 @@ struct IoThread {
     /// the only ones looked at on every turn.
     ending: HashSet<u32>,
     stderr: Sender<Vec<u8>>,
+    spin: Duration,
 }
 
 impl IoThread {
@@ -197,7 +205,16 @@ impl IoThread {
             let timeout = self
                 .next_deadline()
                 .map(|at| at.saturating_duration_since(Instant::now()));
-            if let Err(err) = self.poller.wait(&mut ready, timeout) {
+            let poller = &self.poller;
+            let spun = spin::spin_until(self.spin, || {
+                // An error is left for the blocking wait to report.
+                poller.wait(&mut ready, Some(Duration::ZERO)).is_ok() && !ready.is_empty()
+            });
+            let waited = match spun {
+                true => Ok(()),
+                false => self.poller.wait(&mut ready, timeout),
+            };
+            if let Err(err) = waited {
                 // Only a broken epoll set fails: nothing could be served.
                 tracing::error!(%err, "the pool's I/O thread cannot wait for its workers");
                 std::thread::sleep(Duration::from_millis(100));
