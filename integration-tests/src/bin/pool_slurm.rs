@@ -309,7 +309,10 @@ pool::task! {
             .append(true)
             .open(dir.join("runs"))
             .expect("open the runs file");
-        writeln!(runs, "{input}").expect("note a run");
+        // One write per line: `writeln!` on a file may write the number
+        // and the newline apart, and another worker's line can come between.
+        runs.write_all(format!("{input}\n").as_bytes())
+            .expect("note a run");
         std::thread::sleep(Duration::from_millis(millis));
         (input, std::process::id())
     }
