@@ -12,7 +12,7 @@ use crate::codec;
 use crate::error::{Error, ErrorKind, Result};
 use crate::frame;
 use crate::nowait;
-use crate::proto::frame::{in_memory_len, lost_boundaries, too_large, HEADER_ROOM};
+use crate::proto::frame::{in_memory_len, too_large, Between, HEADER_ROOM};
 use crate::shared::{self, SharedBuf, SharedView};
 use crate::streaming;
 use crate::sys::{self, PollFd, Socket, Unfilled, Wait};
@@ -66,16 +66,15 @@ pub struct Connection {
     socket: Socket,
     direction: Direction,
     max_message_size: u64,
-    /// Length of a message whose header was read but whose payload was not,
-    /// because it was larger than the receiving call allowed (its memfd
-    /// waits in `shared` when it came as shared memory).
-    pending_len: Option<u64>,
+    /// A message whose header was read but whose payload was not, because
+    /// it was larger than the receiving call allowed (its memfd waits in
+    /// `shared` when it came as shared memory), and whether the stream lost
+    /// its message boundaries (a truncated message or a malformed header:
+    /// every later receive fails with it).
+    between: Between,
     /// Large messages through memfds: the settings, the memfds, and the
     /// payload of the message being read when it came as one.
     shared: shared::Endpoint,
-    /// Set once the stream has lost its message boundaries (a truncated
-    /// message or a malformed header): every later receive fails with it.
-    broken: Option<ErrorKind>,
     scratch: Vec<u8>,
     /// What arrived of a message [`try_recv_bytes`](Connection::try_recv_bytes)
     /// has begun to receive; boxed, and made on its first call, so that
@@ -90,10 +89,8 @@ pub(crate) struct Parts {
     pub(crate) socket: Socket,
     pub(crate) direction: Direction,
     pub(crate) max_message_size: u64,
-    /// The length of a message whose header was read and payload was not.
-    pub(crate) pending_len: Option<u64>,
-    /// Why the stream's message boundaries are lost, if they are.
-    pub(crate) broken: Option<ErrorKind>,
+    /// The receive state between messages.
+    pub(crate) between: Between,
 }
 
 /// Which ways an end of a connection carries messages: both, or one (the
@@ -178,9 +175,8 @@ impl Connection {
             socket,
             direction,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
-            pending_len: None,
+            between: Between::default(),
             shared: shared::Endpoint::new(),
-            broken: None,
             scratch: Vec::new(),
             arriving: None,
         }
@@ -199,11 +195,16 @@ impl Connection {
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn into_parts(self) -> Parts {
         Parts {
-            pending_len: self.pending_len.filter(|_| !self.shared.has_payload()),
+            between: Between {
+                pending_len: self
+                    .between
+                    .pending_len
+                    .filter(|_| !self.shared.has_payload()),
+                broken: self.between.broken,
+            },
             socket: self.socket,
             direction: self.direction,
             max_message_size: self.max_message_size,
-            broken: self.broken,
         }
     }
 
@@ -212,8 +213,7 @@ impl Connection {
     pub(crate) fn from_parts(parts: Parts) -> Connection {
         let mut conn = Connection::new(parts.socket, parts.direction);
         conn.max_message_size = parts.max_message_size;
-        conn.pending_len = parts.pending_len;
-        conn.broken = parts.broken;
+        conn.between = parts.between;
         conn
     }
 
@@ -664,12 +664,10 @@ impl Connection {
     /// ```
     pub fn try_recv_bytes(&mut self) -> Result<Option<Vec<u8>>> {
         self.check_readable()?;
-        if let Some(kind) = self.broken {
-            return Err(lost_boundaries(kind));
-        }
+        self.between.check()?;
         if !self.arriving.as_ref().is_some_and(|a| a.has_payload()) {
             // A message a blocking receive left pending comes first.
-            let len = match self.pending_len.take() {
+            let len = match self.between.pending_len.take() {
                 Some(len) => len,
                 None => match self.try_read_header()? {
                     Some(len) => len,
@@ -687,7 +685,7 @@ impl Connection {
                 return Ok(Some(out));
             }
             if len > limit {
-                self.broken = Some(ErrorKind::MessageTooLarge);
+                self.between.broken = Some(ErrorKind::MessageTooLarge);
                 return Err(too_large(len, limit, limit));
             }
             let arriving = self.arriving.get_or_insert_with(Box::default);
@@ -905,7 +903,7 @@ impl Connection {
     /// ```
     pub fn poll(&self, timeout: Option<Duration>) -> Result<bool> {
         self.check_readable()?;
-        if self.broken.is_some() {
+        if self.between.broken.is_some() {
             return Ok(true);
         }
         let mut fds = [PollFd::readable(self.socket.fd())];
@@ -1020,21 +1018,19 @@ impl Connection {
                 "try_recv_bytes has begun to receive a message: finish it with try_recv_bytes",
             ));
         }
-        let pending = self.pending_len.take();
+        let pending = self.between.pending_len.take();
         if pending.is_none() {
             // A payload that a receive left unread is no later message's.
             drop(self.shared.take_payload());
         }
         self.check_readable()?;
-        if let Some(kind) = self.broken {
-            return Err(lost_boundaries(kind));
-        }
+        self.between.check()?;
         let len = match pending {
             Some(len) => len,
             None => self.read_header()?,
         };
         if len > limit {
-            self.pending_len = Some(len);
+            self.between.pending_len = Some(len);
             return Err(too_large(len, limit, self.max_message_size));
         }
         Ok(len)
@@ -1091,8 +1087,7 @@ impl Connection {
 
     fn mark_broken(&mut self, err: Error) -> Error {
         if matches!(err.kind(), ErrorKind::Truncated | ErrorKind::Protocol) {
-            tracing::debug!(error = %err, "connection lost its message boundaries");
-            self.broken = Some(err.kind());
+            return self.between.lose(err);
         }
         err
     }
@@ -1102,9 +1097,7 @@ impl Connection {
     /// through the descriptor, say), no later receive can find the next
     /// message's start.
     fn lose_boundaries(&mut self, err: Error) -> Error {
-        tracing::debug!(error = %err, "connection lost its message boundaries");
-        self.broken = Some(err.kind());
-        err
+        self.between.lose(err)
     }
 
     /// Keeps the buffer of a large message for the next receive, up to

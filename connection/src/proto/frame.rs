@@ -355,8 +355,7 @@ pub(crate) fn lost_boundaries(kind: ErrorKind) -> Error {
 }
 
 /// What a receiving end keeps between messages, whichever driver reads
-/// (the async one; the blocking one still keeps the same two fields
-/// itself): the length of a message whose header was read and whose
+/// (the blocking, non-blocking and async ones alike): the length of a message whose header was read and whose
 /// payload waits, as one over the limit does, and why the stream lost its
 /// message boundaries, after which every receive fails.
 #[derive(Clone, Copy, Debug, Default)]

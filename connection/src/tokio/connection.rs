@@ -172,10 +172,7 @@ impl AsyncConnection {
             fd,
             direction: parts.direction,
             max_message_size: parts.max_message_size,
-            incoming: ReceiveState::new(Between {
-                pending_len: parts.pending_len,
-                broken: parts.broken,
-            }),
+            incoming: ReceiveState::new(parts.between),
             outgoing: SendBuffer::default(),
         })
     }
@@ -186,8 +183,7 @@ impl AsyncConnection {
             socket,
             direction: Direction::Both,
             max_message_size,
-            pending_len: None,
-            broken: None,
+            between: Between::default(),
         }))
     }
 
@@ -213,10 +209,7 @@ impl AsyncConnection {
                  receive it before converting to a blocking connection",
             ));
         }
-        let Between {
-            pending_len,
-            broken,
-        } = self.incoming.between;
+        let between = self.incoming.between;
         let outgoing = self.outgoing;
         let socket = self.fd.into_inner();
         socket
@@ -236,8 +229,7 @@ impl AsyncConnection {
             socket,
             direction: self.direction,
             max_message_size: self.max_message_size,
-            pending_len,
-            broken,
+            between,
         }))
     }
 
