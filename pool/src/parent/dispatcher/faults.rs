@@ -45,10 +45,7 @@ impl Dispatcher {
             // see how its process ended.
             State::Ready | State::Retiring if !slot.is_local() => {
                 let taken = slot.take_back();
-                let how = format!(
-                    "worker {worker} at {} ({description})",
-                    slot.peer().unwrap_or("?")
-                );
+                let how = how_lost(worker, slot.peer(), &description);
                 self.requeue_after_loss(taken, &how, slot.info());
             }
             // A worker retiring over its memory budget may still hold
@@ -164,10 +161,8 @@ impl Dispatcher {
                 continue;
             };
             let info = slot.info();
-            let how = format!(
-                "worker {worker} at {} (Slurm no longer runs its job {job})",
-                slot.peer().unwrap_or("?")
-            );
+            let why = format!("Slurm no longer runs its job {job}");
+            let how = how_lost(worker, slot.peer(), &why);
             tracing::info!(
                 worker,
                 job,
@@ -348,4 +343,10 @@ fn not_a_worker_hint(program: &std::path::Path) -> String {
          pool::workers_start_in_main!(), does it call pool::init() at the top of main)?",
         program.display()
     )
+}
+
+/// How a remote worker was lost, for [`Dispatcher::requeue_after_loss`]:
+/// which worker, at which peer, and `why`.
+fn how_lost(worker: u32, peer: Option<&str>, why: &str) -> String {
+    format!("worker {worker} at {} ({why})", peer.unwrap_or("?"))
 }
