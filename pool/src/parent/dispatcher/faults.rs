@@ -133,8 +133,9 @@ impl Dispatcher {
             let err = Error::new(
                 ErrorKind::WorkerLost,
                 format!(
-                    "the remote workers running this input were lost {losses} times, the last time \
-                     {how}; allowed_failures is {allowed}, so it is not run again"
+                    "the remote workers running this input were lost {}, the last time {how}; \
+                     allowed_failures is {allowed}, so it is not run again",
+                    times(losses)
                 ),
             )
             .with_worker(worker);
@@ -349,4 +350,13 @@ fn not_a_worker_hint(program: &std::path::Path) -> String {
 /// which worker, at which peer, and `why`.
 fn how_lost(worker: u32, peer: Option<&str>, why: &str) -> String {
     format!("worker {worker} at {} ({why})", peer.unwrap_or("?"))
+}
+
+/// "once", "twice", "3 times".
+fn times(count: u32) -> String {
+    match count {
+        1 => "once".into(),
+        2 => "twice".into(),
+        n => format!("{n} times"),
+    }
 }

@@ -112,7 +112,7 @@ impl Shared {
                             && live == 0
                             && job.submitted.elapsed() >= self.slurm.start_timeout
                         {
-                            slurm::cancel(job.id);
+                            slurm::cancel(job.id, self.slurm.command_timeout);
                             pending_too_long = Some(job.id);
                             return false;
                         }
@@ -210,7 +210,7 @@ impl Shared {
     /// in; a job Slurm no longer runs has its workers cut off, and a
     /// requeued one (pending after it ran) is cancelled too.
     fn look_at(&self, job: &mut Tracked, live: usize, commands: &Sender<Command>) -> Outcome {
-        let state = match slurm::state(job.id) {
+        let state = match slurm::state(job.id, self.slurm.command_timeout) {
             Ok(state) => state,
             Err(err) => {
                 tracing::debug!(%err, job = job.id, "cannot ask Slurm about the job");
@@ -226,7 +226,7 @@ impl Shared {
             JobState::Pending { .. } if job.running_since.is_none() => Outcome::Goes,
             JobState::Pending { reason } => {
                 let _ = commands.send(Command::RetireJob(job.id));
-                slurm::cancel(job.id);
+                slurm::cancel(job.id, self.slurm.command_timeout);
                 tracing::warn!(job = job.id, %reason, "Slurm requeued a job of workers; its workers were cut off and it was cancelled");
                 Outcome::Gone(format!("requeued: {reason}"))
             }
@@ -235,7 +235,7 @@ impl Shared {
                 // A requeued job passes through COMPLETING on its way back
                 // to the queue, where it is no longer followed.
                 if state == "COMPLETING" {
-                    slurm::cancel(job.id);
+                    slurm::cancel(job.id, self.slurm.command_timeout);
                 }
                 tracing::warn!(job = job.id, %state, "a Slurm job of workers ended");
                 Outcome::Gone(state)

@@ -142,7 +142,7 @@ impl Drop for Launcher {
             let _ = monitor.join();
         }
         for job in self.jobs() {
-            slurm::cancel_within(job, self.shared.slurm.command_timeout);
+            slurm::cancel(job, self.shared.slurm.command_timeout);
         }
     }
 }
@@ -194,14 +194,14 @@ impl Shared {
                     "signalled while waiting for Slurm; cancelling the job"
                 );
                 for job in self.jobs.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-                    slurm::cancel_within(*job, self.slurm.command_timeout);
+                    slurm::cancel(*job, self.slurm.command_timeout);
                 }
                 signals.end_process(signal);
             }
             let now = Instant::now();
             if now >= next_poll {
                 next_poll = now + POLL_EVERY;
-                let polled = slurm::state_within(job, self.slurm.command_timeout);
+                let polled = slurm::state(job, self.slurm.command_timeout);
                 reports.report(&self.slurm, job, &polled, started.elapsed());
                 match polled {
                     Ok(JobState::Ended { state }) if joined.load(Ordering::Relaxed) == 0 => {

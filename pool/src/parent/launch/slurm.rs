@@ -468,16 +468,10 @@ pub(crate) fn one_line(text: &str) -> String {
         .join("; ")
 }
 
-/// The job's state as `squeue` shows it, asked with the default command
-/// timeout; see [`state_within`].
-pub(crate) fn state(job: JobId) -> Result<JobState> {
-    state_within(job, DEFAULT_SLURM_COMMAND_TIMEOUT)
-}
-
 /// The job's state as `squeue` shows it; an error if `squeue` cannot say
 /// within `limit` (the controller is unreachable, say), which is not the
 /// job's end.
-pub(crate) fn state_within(job: JobId, limit: Duration) -> Result<JobState> {
+pub(crate) fn state(job: JobId, limit: Duration) -> Result<JobState> {
     let output = timed::run(
         Command::new("squeue")
             .args(["--noheader", "--format=%T|%r", "--jobs"])
@@ -533,15 +527,10 @@ fn parse_state(stdout: &str) -> JobState {
     }
 }
 
-/// Cancels the job with the default command timeout; see [`cancel_within`].
-pub(crate) fn cancel(job: JobId) {
-    cancel_within(job, DEFAULT_SLURM_COMMAND_TIMEOUT);
-}
-
 /// Cancels the job (`scancel`, for at most `limit`), which ends its
 /// workers; a job that has already ended is no error to Slurm. A failure
 /// is logged: there is no one left to tell.
-pub(crate) fn cancel_within(job: JobId, limit: Duration) {
+pub(crate) fn cancel(job: JobId, limit: Duration) {
     let cancelled = timed::run(
         Command::new("scancel").arg(job.to_string()),
         "scancel",
