@@ -276,7 +276,8 @@ impl Listener {
     ///
     /// A handshake that fails is returned as an error for that one peer
     /// ([`Error::is_peer_failure`] says so, whatever its kind: a peer that
-    /// resets its connection gives [`ErrorKind::Io`](crate::ErrorKind::Io)),
+    /// resets its connection gives [`ErrorKind::Eof`](crate::ErrorKind::Eof),
+    /// as a tokio listener's does),
     /// and the listener stays usable: call `accept` again at once to serve
     /// the next. A silent or too slow peer gives
     /// [`ErrorKind::TimedOut`](crate::ErrorKind::TimedOut); a peer with a

@@ -62,15 +62,9 @@ impl AsyncConnection {
     /// # }).unwrap();
     /// ```
     pub async fn recv_bytes_max(&mut self, max_len: usize) -> Result<Vec<u8>> {
-        self.recv_bytes_within(self.max_message_size.min(max_len as u64))
-            .await
-    }
-
-    /// Receives one message of at most `limit` bytes, whatever
-    /// [`max_message_size`](Self::max_message_size) says: for the
-    /// handshake, whose own cap applies before the connection's.
-    pub(super) async fn recv_bytes_within(&mut self, limit: u64) -> Result<Vec<u8>> {
-        let len = self.next_len(limit).await?;
+        let len = self
+            .next_len(self.max_message_size.min(max_len as u64))
+            .await?;
         self.read_payload(len).await
     }
 
