@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::address::Address;
 use crate::auth::Authkey;
-use crate::connection::{Connection, DEFAULT_MAX_MESSAGE_SIZE};
+use crate::connection::{Connection, Direction, DEFAULT_MAX_MESSAGE_SIZE};
 use crate::error::{Error, ErrorKind, Result};
 use crate::handshakes::{Accepted, Handshakes, Settings};
 use crate::listen_socket::{handshake_failed, ListenSocket};
@@ -378,7 +378,7 @@ impl Listener {
                 }
             }
         };
-        let mut conn = Connection::from_socket(socket, true, true);
+        let mut conn = Connection::new(socket, Direction::Both);
         conn.set_max_message_size(self.options.max_message_size);
         self.last_accepted = peer;
         Ok(Some(conn))

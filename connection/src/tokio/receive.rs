@@ -8,9 +8,8 @@ use std::io;
 use tokio::io::unix::AsyncFd;
 
 use super::connection::AsyncConnection;
-use crate::connection::room_after;
 use crate::error::{Error, ErrorKind, Result};
-use crate::proto::frame::{in_memory_len, too_large, Header, Payload};
+use crate::proto::frame::{in_memory_len, room_after, too_large, Header, Payload};
 use crate::sys::{self, Socket};
 
 impl AsyncConnection {

@@ -1,0 +1,3 @@
+//! Tests of `connection` that use only its public API, in one binary.
+
+mod messages;
