@@ -254,7 +254,7 @@ impl Connection {
     /// # Ok::<(), connection::Error>(())
     /// ```
     pub fn poll(&self, timeout: Option<Duration>) -> Result<bool> {
-        self.check_readable()?;
+        self.direction.check_receive()?;
         if self.between.broken.is_some() {
             return Ok(true);
         }
@@ -349,14 +349,6 @@ impl Connection {
     #[cfg(test)]
     pub(crate) fn recycled_memfds(&self) -> usize {
         self.shared.recycled_memfds()
-    }
-
-    fn check_readable(&self) -> Result<()> {
-        self.direction.check_receive()
-    }
-
-    fn check_writable(&self) -> Result<()> {
-        self.direction.check_send()
     }
 
     fn keep_scratch(&mut self, mut buf: Vec<u8>) {

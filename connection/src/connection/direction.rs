@@ -39,26 +39,12 @@ impl Direction {
 
     /// [`ErrorKind::Closed`] unless an end with this direction can receive.
     pub(crate) fn check_receive(self) -> Result<()> {
-        if self.can_receive() {
-            Ok(())
-        } else {
-            Err(Error::new(
-                ErrorKind::Closed,
-                "this end cannot receive (the write end of a one-way pipe)",
-            ))
-        }
+        closed_unless(self.can_receive(), "receive (the write end")
     }
 
     /// [`ErrorKind::Closed`] unless an end with this direction can send.
     pub(crate) fn check_send(self) -> Result<()> {
-        if self.can_send() {
-            Ok(())
-        } else {
-            Err(Error::new(
-                ErrorKind::Closed,
-                "this end cannot send (the read end of a one-way pipe)",
-            ))
-        }
+        closed_unless(self.can_send(), "send (the read end")
     }
 
     /// How [`Connection::pass_to_child`] writes it after the descriptor number.
@@ -75,5 +61,15 @@ impl Direction {
         [Direction::Both, Direction::ReadOnly, Direction::WriteOnly]
             .into_iter()
             .find(|direction| direction.mode() == mode)
+    }
+}
+
+fn closed_unless(can: bool, what: &str) -> Result<()> {
+    match can {
+        true => Ok(()),
+        false => Err(Error::new(
+            ErrorKind::Closed,
+            format!("this end cannot {what} of a one-way pipe)"),
+        )),
     }
 }

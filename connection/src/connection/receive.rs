@@ -201,7 +201,7 @@ impl Connection {
     /// # Ok::<(), connection::Error>(())
     /// ```
     pub fn try_recv_bytes(&mut self) -> Result<Option<Vec<u8>>> {
-        self.check_readable()?;
+        self.direction.check_receive()?;
         self.between.check()?;
         if !self.arriving.as_ref().is_some_and(|a| a.has_payload()) {
             // A message a blocking receive left pending comes first.
@@ -328,7 +328,7 @@ impl Connection {
             // A payload that a receive left unread is no later message's.
             drop(self.shared.take_payload());
         }
-        self.check_readable()?;
+        self.direction.check_receive()?;
         self.between.check()?;
         let len = match pending {
             Some(len) => len,

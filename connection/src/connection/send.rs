@@ -64,7 +64,7 @@ impl Connection {
     /// `encode` says (with `false`) that it did not encode the value:
     /// returns whether it sent.
     fn send_encoded(&mut self, encode: impl FnOnce(&mut Vec<u8>) -> Result<bool>) -> Result<bool> {
-        self.check_writable()?;
+        self.direction.check_send()?;
         let mut buf = std::mem::take(&mut self.scratch);
         buf.clear();
         buf.resize(HEADER_ROOM, 0);
@@ -98,7 +98,7 @@ impl Connection {
     /// # Ok::<(), connection::Error>(())
     /// ```
     pub fn send_bytes(&mut self, bytes: &[u8]) -> Result<()> {
-        self.check_writable()?;
+        self.direction.check_send()?;
         if let Some(sent) = self.shared.send_copy(&self.socket, bytes, Wait::ForRoom) {
             return sent.map(drop);
         }
@@ -149,7 +149,7 @@ impl Connection {
     /// # Ok::<(), connection::Error>(())
     /// ```
     pub fn try_send_bytes(&mut self, bytes: &[u8]) -> Result<Option<UnsentMessage>> {
-        self.check_writable()?;
+        self.direction.check_send()?;
         if let Some(sent) = self.shared.send_copy(&self.socket, bytes, Wait::No) {
             let (rest, memfd) = sent?;
             return Ok(UnsentMessage::new(rest, bytes.len(), memfd));
@@ -198,7 +198,7 @@ impl Connection {
         mut unsent: UnsentMessage,
         wait: Wait,
     ) -> Result<Option<UnsentMessage>> {
-        self.check_writable()?;
+        self.direction.check_send()?;
         if let Some(memfd) = unsent.memfd.take() {
             // Nothing of it went out yet: the whole header, with the memfd.
             let (rest, len) = (&unsent.rest, unsent.message_len);
@@ -274,7 +274,7 @@ impl Connection {
     /// # Ok::<(), connection::Error>(())
     /// ```
     pub fn send_shared(&mut self, buf: SharedBuf) -> Result<()> {
-        self.check_writable()?;
+        self.direction.check_send()?;
         if !self.shared.accepts() {
             return self.send_bytes(&buf);
         }

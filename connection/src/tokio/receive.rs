@@ -154,7 +154,7 @@ impl AsyncConnection {
     /// payload length if it is within `limit`; a message over it stays
     /// pending.
     pub(super) async fn next_len(&mut self, limit: u64) -> Result<usize> {
-        self.check_readable()?;
+        self.direction().check_receive()?;
         self.incoming.between.check()?;
         let len = loop {
             if let Some(len) = self.incoming.between.pending_len {
