@@ -154,7 +154,7 @@ impl Connection {
             .map_err(|err| Error::io(err, "shutdown"))
     }
 
-    /// Whether this end sends [`SharedBuf`]s and payloads over its
+    /// Whether this end sends [`SharedBuf`](crate::SharedBuf)s and payloads over its
     /// [threshold](Connection::set_shared_memory_threshold) as shared
     /// memory, and accepts them (see [`shared`](crate::shared)): true for
     /// the ends of
@@ -172,7 +172,7 @@ impl Connection {
     /// cannot read such messages), off on an end of [`pipe`](crate::pipe)
     /// handed to a program that is not.
     ///
-    /// Turning it on fails with [`ErrorKind::InvalidInput`] unless the
+    /// Turning it on fails with [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) unless the
     /// connection is over a Unix socket, the only kind that carries
     /// descriptors.
     ///
@@ -239,7 +239,7 @@ impl Connection {
     /// duration never blocks.
     ///
     /// A signal that arrives while waiting (Ctrl-C with a handler installed,
-    /// say) ends the wait with [`ErrorKind::Interrupted`], so the caller can
+    /// say) ends the wait with [`ErrorKind::Interrupted`](crate::ErrorKind::Interrupted), so the caller can
     /// act on it; the wait is not silently resumed.
     ///
     /// # Examples
@@ -332,7 +332,7 @@ impl Connection {
     }
 
     /// Sets the largest message this end accepts. A header announcing more
-    /// fails with [`ErrorKind::MessageTooLarge`] before anything is allocated,
+    /// fails with [`ErrorKind::MessageTooLarge`](crate::ErrorKind::MessageTooLarge) before anything is allocated,
     /// and the message stays unread.
     pub fn set_max_message_size(&mut self, bytes: u64) {
         self.max_message_size = bytes;
@@ -391,7 +391,7 @@ impl From<OwnedFd> for Connection {
 }
 
 /// Gives up the descriptor. A message left pending by
-/// [`ErrorKind::MessageTooLarge`] is lost with the connection's state.
+/// [`ErrorKind::MessageTooLarge`](crate::ErrorKind::MessageTooLarge) is lost with the connection's state.
 impl From<Connection> for OwnedFd {
     fn from(conn: Connection) -> OwnedFd {
         conn.socket.into_owned()

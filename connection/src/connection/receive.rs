@@ -283,7 +283,7 @@ impl Connection {
 
     /// Receives one message as a read-only [`SharedView`]: a mapping of
     /// the sender's memory when it came as a sealed memfd (a
-    /// [`SharedBuf`]: no copy), or an owned copy otherwise: the bytes read
+    /// [`SharedBuf`](crate::SharedBuf): no copy), or an owned copy otherwise: the bytes read
     /// from the socket (small messages, or an end that does not use shared
     /// memory), or copied out of a recyclable memfd (what the copying
     /// calls send over their threshold), which its sender may write again

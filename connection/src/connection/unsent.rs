@@ -2,8 +2,8 @@
 
 use std::os::fd::OwnedFd;
 
-/// The part of a message that [`Connection::try_send_bytes`] could not
-/// write without waiting: send it with [`Connection::send_unsent`] before
+/// The part of a message that [`Connection::try_send_bytes`](crate::Connection::try_send_bytes) could not
+/// write without waiting: send it with [`Connection::send_unsent`](crate::Connection::send_unsent) before
 /// anything else. It owns a copy of those bytes, so it can travel to
 /// another thread.
 #[must_use = "the stream holds a partial message until the rest is sent"]
