@@ -143,14 +143,7 @@ impl Connection {
         if len % size != 0 {
             return Err(self.refuse_partial_element::<T>(len));
         }
-        let room: &mut [u8] = bytemuck::cast_slice_mut(items);
-        if len > room.len() {
-            let mut message = Vec::new();
-            self.read_payload(len as u64, &mut message)?;
-            return Err(Error::buffer_too_short(message, room.len()));
-        }
-        self.receive_payload_into(&mut room[..len])?;
-        Ok(len / size)
+        Ok(self.receive_into_room(len as u64, bytemuck::cast_slice_mut(items))? / size)
     }
 
     /// Reads and drops a `len`-byte payload whose header was read, so that

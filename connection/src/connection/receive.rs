@@ -271,14 +271,20 @@ impl Connection {
     pub fn recv_bytes_into(&mut self, buffer: &mut [u8], offset: usize) -> Result<usize> {
         let room = room_after(buffer, offset)?;
         let len = self.next_message_len(self.max_message_size)?;
-        if len <= room.len() as u64 {
-            self.receive_payload_into(&mut room[..len as usize])?;
-            Ok(len as usize)
-        } else {
+        self.receive_into_room(len, room)
+    }
+
+    /// Receives the `len`-byte payload whose header was just read into
+    /// the start of `room` and returns `len`; a payload longer than `room`
+    /// is read whole into an [`ErrorKind::BufferTooShort`] error instead.
+    pub(crate) fn receive_into_room(&mut self, len: u64, room: &mut [u8]) -> Result<usize> {
+        if len > room.len() as u64 {
             let mut message = Vec::new();
             self.read_payload(len, &mut message)?;
-            Err(Error::buffer_too_short(message, room.len()))
+            return Err(Error::buffer_too_short(message, room.len()));
         }
+        self.receive_payload_into(&mut room[..len as usize])?;
+        Ok(len as usize)
     }
 
     /// Receives one message as a read-only [`SharedView`]: a mapping of

@@ -6,7 +6,7 @@ use bytemuck::Pod;
 
 use super::connection::AsyncConnection;
 use crate::bulk::{cannot_allocate, check_element_size, partial_element_error};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 impl AsyncConnection {
     /// Sends `items` as one byte message of their in-memory bytes: see
@@ -62,13 +62,8 @@ impl AsyncConnection {
             self.read_payload(len).await?;
             return Err(partial_element_error::<T>(len));
         }
-        let room: &mut [u8] = bytemuck::cast_slice_mut(items);
-        if len > room.len() {
-            let message = self.read_payload(len).await?;
-            return Err(Error::buffer_too_short(message, room.len()));
-        }
-        self.receive_payload_into(&mut room[..len]).await?;
-        Ok(len / size)
+        let room = bytemuck::cast_slice_mut(items);
+        Ok(self.receive_into_room(len, room).await? / size)
     }
 }
 

@@ -92,6 +92,13 @@ impl AsyncConnection {
     pub async fn recv_bytes_into(&mut self, buffer: &mut [u8], offset: usize) -> Result<usize> {
         let room = room_after(buffer, offset)?;
         let len = self.next_len(self.max_message_size).await?;
+        self.receive_into_room(len, room).await
+    }
+
+    /// Receives the `len`-byte payload whose header was just read into
+    /// the start of `room` and returns `len`; a payload longer than `room`
+    /// is read whole into an [`ErrorKind::BufferTooShort`] error instead.
+    pub(super) async fn receive_into_room(&mut self, len: usize, room: &mut [u8]) -> Result<usize> {
         if len > room.len() {
             let message = self.read_payload(len).await?;
             return Err(Error::buffer_too_short(message, room.len()));
