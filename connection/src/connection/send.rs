@@ -98,15 +98,7 @@ impl Connection {
     /// # Ok::<(), connection::Error>(())
     /// ```
     pub fn send_bytes(&mut self, bytes: &[u8]) -> Result<()> {
-        self.direction.check_send()?;
-        if let Some(sent) = self.shared.send_copy(&self.socket, bytes, Wait::ForRoom) {
-            return sent.map(drop);
-        }
-        let mut scratch = std::mem::take(&mut self.scratch);
-        let result = frame::write_message(&self.socket, bytes, &mut scratch)
-            .map_err(|err| Error::send_failed(err, format!("send {}-byte message", bytes.len())));
-        self.keep_scratch(scratch);
-        result
+        self.send_message(bytes, Wait::ForRoom).map(drop)
     }
 
     /// Sends `bytes` as one message without ever waiting for the peer to
@@ -149,13 +141,20 @@ impl Connection {
     /// # Ok::<(), connection::Error>(())
     /// ```
     pub fn try_send_bytes(&mut self, bytes: &[u8]) -> Result<Option<UnsentMessage>> {
+        self.send_message(bytes, Wait::No)
+    }
+
+    /// Sends `bytes` as one message, as shared memory or through the
+    /// socket, waiting for room or not as `wait` says; returns what did
+    /// not go (never anything with [`Wait::ForRoom`]).
+    fn send_message(&mut self, bytes: &[u8], wait: Wait) -> Result<Option<UnsentMessage>> {
         self.direction.check_send()?;
-        if let Some(sent) = self.shared.send_copy(&self.socket, bytes, Wait::No) {
+        if let Some(sent) = self.shared.send_copy(&self.socket, bytes, wait) {
             let (rest, memfd) = sent?;
             return Ok(UnsentMessage::new(rest, bytes.len(), memfd));
         }
         let mut scratch = std::mem::take(&mut self.scratch);
-        let rest = frame::try_write_message(&self.socket, bytes, &mut scratch)
+        let rest = frame::write_message(&self.socket, bytes, &mut scratch, wait)
             .map_err(|err| Error::send_failed(err, format!("send {}-byte message", bytes.len())));
         self.keep_scratch(scratch);
         Ok(UnsentMessage::new(rest?, bytes.len(), None))
