@@ -406,7 +406,7 @@ mod tests {
                 let n = socket.write(rest).unwrap();
                 rest = &rest[n..];
             }
-            (!then_close).then(|| Connection::from_socket(socket, true, true))
+            (!then_close).then(|| Connection::from(socket.into_owned()))
         })
     }
 

@@ -5,7 +5,8 @@
 //! deadline, and the [listener's table](crate::handshakes) for many at
 //! once.
 //!
-//! Messages are read exactly: a 4-byte header, refused at once if it
+//! The tokio handshake drives the same [`Exchange`], awaiting where
+//! [`authenticate`] polls. Messages are read exactly: a 4-byte header, refused at once if it
 //! announces more than the core takes, then that many bytes and not one
 //! more, so that whatever the peer sends after its last handshake message
 //! is left in the socket for the [`Connection`](crate::Connection). An
@@ -178,7 +179,9 @@ impl Exchange {
             }
             self.incoming.resize(want, 0);
             let buf = &mut self.incoming[self.filled..];
-            match retry_interrupted(|| socket.recv_nowait(buf)) {
+            // A reset is the peer's end, as in every receive: `Eof` or
+            // `Truncated`, whichever driver runs the exchange.
+            match sys::reset_is_end(retry_interrupted(|| socket.recv_nowait(buf))) {
                 Ok(0) => return Err(handshake::peer_closed(self.filled > 0)),
                 Ok(n) => self.filled += n,
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(None),

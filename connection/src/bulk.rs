@@ -89,12 +89,7 @@ impl Connection {
     /// # Ok::<(), connection::Error>(())
     /// ```
     pub fn recv_vec<T: Pod>(&mut self) -> Result<Vec<T>> {
-        let size = check_element_size::<T>()?;
-        let len = self.next_message_len(self.max_message_size())?;
-        let len = in_memory_len(len)?;
-        if len % size != 0 {
-            return Err(self.refuse_partial_element::<T>(len));
-        }
+        let (len, size) = self.next_len_of::<T>()?;
         let count = len / size;
         let mut items: Vec<T> = Vec::new();
         if items.try_reserve_exact(count).is_err() {
@@ -137,20 +132,8 @@ impl Connection {
     /// # Ok::<(), connection::Error>(())
     /// ```
     pub fn recv_into_slice<T: Pod>(&mut self, items: &mut [T]) -> Result<usize> {
-        let size = check_element_size::<T>()?;
-        let len = self.next_message_len(self.max_message_size())?;
-        let len = in_memory_len(len)?;
-        if len % size != 0 {
-            return Err(self.refuse_partial_element::<T>(len));
-        }
-        let room: &mut [u8] = bytemuck::cast_slice_mut(items);
-        if len > room.len() {
-            let mut message = Vec::new();
-            self.read_payload(len as u64, &mut message)?;
-            return Err(Error::buffer_too_short(message, room.len()));
-        }
-        self.receive_payload_into(&mut room[..len])?;
-        Ok(len / size)
+        let (len, size) = self.next_len_of::<T>()?;
+        Ok(self.receive_into_room(len as u64, bytemuck::cast_slice_mut(items))? / size)
     }
 
     /// Reads and drops a `len`-byte payload whose header was read, so that
@@ -159,14 +142,16 @@ impl Connection {
         self.read_payload(len as u64, &mut Vec::new())
     }
 
-    /// Consumes a `len`-byte message that holds no whole number of `T`s
-    /// and returns the error saying so (or the error that consuming it
-    /// met).
-    fn refuse_partial_element<T>(&mut self, len: usize) -> Error {
-        if let Err(err) = self.discard_payload(len) {
-            return err;
+    /// The next message's length and the size of a `T`, if the message is
+    /// whole `T`s; one that is not is consumed and refused.
+    fn next_len_of<T>(&mut self) -> Result<(usize, usize)> {
+        let size = check_element_size::<T>()?;
+        let len = in_memory_len(self.next_message_len(self.max_message_size())?)?;
+        if len % size != 0 {
+            self.discard_payload(len)?;
+            return Err(partial_element_error::<T>(len));
         }
-        partial_element_error::<T>(len)
+        Ok((len, size))
     }
 }
 

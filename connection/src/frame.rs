@@ -19,26 +19,18 @@ pub(crate) fn write_reserved(socket: &Socket, buf: &mut [u8]) -> io::Result<()> 
     write_all(socket, &mut SendPlan::pair(&[], &buf[start..]))
 }
 
-/// Sends `payload` as one message. `scratch` is reused to join header and
-/// payload of a small message.
+/// Sends `payload` as one message, waiting for room or not as `wait`
+/// says, and returns the bytes of the framed message (header and payload)
+/// that were not written: empty when all of it went out. `scratch` is
+/// reused to join header and payload of a small message.
 pub(crate) fn write_message(
     socket: &Socket,
     payload: &[u8],
     scratch: &mut Vec<u8>,
-) -> io::Result<()> {
-    write_all(socket, &mut SendPlan::joined(payload, scratch))
-}
-
-/// Writes as much of `payload` as one message as the socket takes without
-/// waiting for room, and returns the bytes of the framed message (header
-/// and payload) that were not written: empty when all of it went out.
-pub(crate) fn try_write_message(
-    socket: &Socket,
-    payload: &[u8],
-    scratch: &mut Vec<u8>,
+    wait: Wait,
 ) -> io::Result<Vec<u8>> {
     let mut plan = SendPlan::joined(payload, scratch);
-    write_plan(socket, &mut plan, Wait::No)?;
+    write_plan(socket, &mut plan, wait)?;
     Ok(plan.unsent())
 }
 
@@ -228,7 +220,7 @@ mod tests {
     fn small_message_is_one_write_of_header_and_payload() {
         let (a, b) = Socket::pair().unwrap();
         let mut scratch = Vec::new();
-        write_message(&a, b"thank you", &mut scratch).unwrap();
+        write_message(&a, b"thank you", &mut scratch, Wait::ForRoom).unwrap();
         let mut raw = [0u8; 64];
         let n = b.read(&mut raw).unwrap();
         assert_eq!(&raw[..n], b"\0\0\0\x09thank you");
@@ -325,7 +317,7 @@ mod tests {
             let expected = data.clone();
             let writer = std::thread::spawn(move || {
                 let mut scratch = Vec::new();
-                write_message(&a, &data, &mut scratch).unwrap();
+                write_message(&a, &data, &mut scratch, Wait::ForRoom).unwrap();
             });
             let got = read_header(&b).unwrap() as usize;
             let mut out = Vec::new();

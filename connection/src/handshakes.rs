@@ -376,7 +376,7 @@ mod tests {
     use crate::auth;
     use crate::error::ErrorKind;
     use crate::proto::handshake::Role;
-    use crate::sys::{SignalPester, Socket};
+    use crate::sys::{SignalPester, Socket, Wait};
     use crate::{wait, Address, Listener};
 
     const KEY: &[u8] = b"pending key";
@@ -414,7 +414,7 @@ mod tests {
             let socket = Socket::from_owned(stream.into());
             let deadline = std::time::Instant::now() + Duration::from_secs(60);
             auth::authenticate(Role::Client, &socket, KEY, false, Some(deadline)).unwrap();
-            crate::frame::write_message(&socket, hello, &mut Vec::new()).unwrap();
+            crate::frame::write_message(&socket, hello, &mut Vec::new(), Wait::ForRoom).unwrap();
         })
     }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::address::Address;
 use crate::auth::Authkey;
-use crate::connection::{Connection, DEFAULT_MAX_MESSAGE_SIZE};
+use crate::connection::{Connection, Direction, DEFAULT_MAX_MESSAGE_SIZE};
 use crate::error::{Error, ErrorKind, Result};
 use crate::handshakes::{Accepted, Handshakes, Settings};
 use crate::listen_socket::{handshake_failed, ListenSocket};
@@ -276,7 +276,8 @@ impl Listener {
     ///
     /// A handshake that fails is returned as an error for that one peer
     /// ([`Error::is_peer_failure`] says so, whatever its kind: a peer that
-    /// resets its connection gives [`ErrorKind::Io`](crate::ErrorKind::Io)),
+    /// resets its connection gives [`ErrorKind::Eof`](crate::ErrorKind::Eof),
+    /// as a tokio listener's does),
     /// and the listener stays usable: call `accept` again at once to serve
     /// the next. A silent or too slow peer gives
     /// [`ErrorKind::TimedOut`](crate::ErrorKind::TimedOut); a peer with a
@@ -377,7 +378,7 @@ impl Listener {
                 }
             }
         };
-        let mut conn = Connection::from_socket(socket, true, true);
+        let mut conn = Connection::new(socket, Direction::Both);
         conn.set_max_message_size(self.options.max_message_size);
         self.last_accepted = peer;
         Ok(Some(conn))

@@ -185,3 +185,16 @@ fn a_peer_that_hangs_up_mid_message_is_truncated_and_at_a_boundary_eof() {
         assert_eq!(err.kind(), kind, "{err}");
     }
 }
+
+/// The peer leaves the listener's challenge unread and closes: a reset,
+/// which is its end of file here as in every receive, and as on the async
+/// side (`tokio/tests.rs`), not an I/O error.
+#[test]
+fn a_peer_that_resets_mid_handshake_is_eof() {
+    let (ours, theirs) = Socket::pair().unwrap();
+    let mut exchange = Exchange::start(Role::Listener, false, Wait::No).unwrap();
+    assert!(matches!(exchange.advance(&ours, KEY), Advanced::Blocked));
+    drop(theirs);
+    let err = run(&mut exchange, &ours, KEY).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Eof, "{err}");
+}

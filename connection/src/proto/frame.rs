@@ -318,6 +318,18 @@ fn truncated(what: &str, expected: u64, got: usize) -> Error {
     )
 }
 
+/// The part of `buffer` after `offset`, where `recv_bytes_into` puts a
+/// message; an offset past the end is [`ErrorKind::InvalidInput`].
+pub(crate) fn room_after(buffer: &mut [u8], offset: usize) -> Result<&mut [u8]> {
+    let len = buffer.len();
+    buffer.get_mut(offset..).ok_or_else(|| {
+        Error::new(
+            ErrorKind::InvalidInput,
+            format!("offset {offset} is past the end of a {len}-byte buffer"),
+        )
+    })
+}
+
 /// The error for a `len`-byte message over a receive's `limit`, which is
 /// left unread: a header is checked against it before anything is set
 /// aside for its payload.

@@ -6,7 +6,7 @@ use bytemuck::Pod;
 
 use super::connection::AsyncConnection;
 use crate::bulk::{cannot_allocate, check_element_size, partial_element_error};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 impl AsyncConnection {
     /// Sends `items` as one byte message of their in-memory bytes: see
@@ -36,12 +36,7 @@ impl AsyncConnection {
     /// part way keeps what arrived, and the next receive gets the message
     /// whole.
     pub async fn recv_vec<T: Pod>(&mut self) -> Result<Vec<T>> {
-        let size = check_element_size::<T>()?;
-        let len = self.next_len(self.max_message_size()).await?;
-        if len % size != 0 {
-            self.read_payload(len).await?;
-            return Err(partial_element_error::<T>(len));
-        }
+        let (len, size) = self.next_len_of::<T>().await?;
         let Ok(mut items) = bytemuck::allocation::try_zeroed_vec::<T>(len / size) else {
             self.read_payload(len).await?;
             return Err(cannot_allocate(len));
@@ -56,19 +51,21 @@ impl AsyncConnection {
     /// [`Connection::recv_into_slice`](crate::Connection::recv_into_slice).
     /// Cancel-safe, as [`recv_vec`](Self::recv_vec).
     pub async fn recv_into_slice<T: Pod>(&mut self, items: &mut [T]) -> Result<usize> {
+        let (len, size) = self.next_len_of::<T>().await?;
+        let room = bytemuck::cast_slice_mut(items);
+        Ok(self.receive_into_room(len, room).await? / size)
+    }
+
+    /// The next message's length and the size of a `T`, if the message is
+    /// whole `T`s; one that is not is consumed and refused.
+    async fn next_len_of<T>(&mut self) -> Result<(usize, usize)> {
         let size = check_element_size::<T>()?;
         let len = self.next_len(self.max_message_size()).await?;
         if len % size != 0 {
             self.read_payload(len).await?;
             return Err(partial_element_error::<T>(len));
         }
-        let room: &mut [u8] = bytemuck::cast_slice_mut(items);
-        if len > room.len() {
-            let message = self.read_payload(len).await?;
-            return Err(Error::buffer_too_short(message, room.len()));
-        }
-        self.receive_payload_into(&mut room[..len]).await?;
-        Ok(len / size)
+        Ok((len, size))
     }
 }
 

@@ -250,7 +250,7 @@ impl AsyncConnection {
     /// # }).unwrap();
     /// ```
     pub async fn send<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        self.check_writable()?;
+        self.direction.check_send()?;
         self.flush().await?;
         // The encoding is ours to keep, so it goes out from the outgoing
         // buffer: a dropped send leaves its rest there with no copy.
@@ -283,7 +283,7 @@ impl AsyncConnection {
     /// # }).unwrap();
     /// ```
     pub async fn send_bytes(&mut self, bytes: &[u8]) -> Result<()> {
-        self.check_writable()?;
+        self.direction.check_send()?;
         self.flush().await?;
         if bytes.len() <= SMALL_MESSAGE {
             // One write for header and payload, as the blocking side does.
@@ -422,14 +422,6 @@ impl AsyncConnection {
     /// aside for it, and the message stays unread.
     pub fn set_max_message_size(&mut self, bytes: u64) {
         self.max_message_size = bytes;
-    }
-
-    pub(super) fn check_readable(&self) -> Result<()> {
-        self.direction.check_receive()
-    }
-
-    fn check_writable(&self) -> Result<()> {
-        self.direction.check_send()
     }
 }
 

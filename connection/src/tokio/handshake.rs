@@ -1,11 +1,15 @@
-//! CPython's authkey handshake over an [`AsyncConnection`]: the messages of
-//! the [core](crate::proto::handshake) awaited instead of polled, so the
-//! handshake never holds the runtime's thread.
+//! CPython's authkey handshake over an [`AsyncConnection`]: the blocking
+//! side's [`Exchange`] (the same messages, read exactly, the same errors),
+//! its waits awaited on the runtime instead of polled, so the handshake
+//! never holds the runtime's thread.
+
+use tokio::io::Interest as TokioInterest;
 
 use super::AsyncConnection;
-use crate::error::{ErrorKind, Result};
+use crate::auth::{Advanced, Exchange};
+use crate::error::{Error, Result};
 pub(super) use crate::proto::handshake::Role;
-use crate::proto::handshake::{self, Handshake, Next};
+use crate::sys::{Interest, Wait};
 
 /// Runs `role`'s side of the handshake on `conn`.
 pub(super) async fn authenticate(
@@ -14,31 +18,24 @@ pub(super) async fn authenticate(
     key: &[u8],
     strict: bool,
 ) -> Result<()> {
-    let mut handshake = Handshake::start(role, strict)?;
+    let mut exchange = Exchange::start(role, strict, Wait::No)?;
+    let socket = conn.fd.get_ref();
+    let mut advanced = exchange.advance(socket, key);
     loop {
-        match handshake.next() {
-            Next::Send(message) | Next::Farewell(message) => {
-                let sent = conn.send_bytes(message).await;
-                handshake.sent(sent.map_err(|err| err.context("send handshake message")));
-            }
-            Next::Receive { max } => {
-                let received = recv(conn, max).await;
-                handshake.received(key, received);
-            }
-            Next::Finished(outcome) => return outcome,
+        if let Advanced::Done(outcome) = advanced {
+            return outcome;
         }
-    }
-}
-
-/// One handshake message of at most `max` bytes: nothing larger is read.
-async fn recv(conn: &mut AsyncConnection, max: usize) -> Result<Vec<u8>> {
-    // The handshake's cap, not the connection's max_message_size: a small
-    // one must not refuse the handshake.
-    match conn.recv_bytes_within(max as u64).await {
-        Err(err) if err.kind() == ErrorKind::MessageTooLarge => {
-            Err(handshake::too_long(format_args!("above {max}"), max).with_source(err))
+        let interest = match exchange.interest() {
+            Interest::Writable => TokioInterest::WRITABLE,
+            Interest::Readable | Interest::Nothing => TokioInterest::READABLE,
+        };
+        let mut guard = (conn.fd.ready(interest).await)
+            .map_err(|err| Error::io(err, "wait during handshake"))?;
+        advanced = exchange.advance(socket, key);
+        if let Advanced::Blocked = advanced {
+            // Cleared only now, with the guard held since before the
+            // attempt: readiness that came after it stays for the next.
+            guard.clear_ready();
         }
-        Err(err) if err.kind() == ErrorKind::Eof => Err(handshake::peer_closed(false)),
-        other => other.map_err(|err| err.context("receive handshake message")),
     }
 }

@@ -8,9 +8,8 @@ use std::io;
 use tokio::io::unix::AsyncFd;
 
 use super::connection::AsyncConnection;
-use crate::connection::room_after;
 use crate::error::{Error, ErrorKind, Result};
-use crate::proto::frame::{in_memory_len, too_large, Header, Payload};
+use crate::proto::frame::{in_memory_len, room_after, too_large, Header, Payload};
 use crate::sys::{self, Socket};
 
 impl AsyncConnection {
@@ -62,15 +61,9 @@ impl AsyncConnection {
     /// # }).unwrap();
     /// ```
     pub async fn recv_bytes_max(&mut self, max_len: usize) -> Result<Vec<u8>> {
-        self.recv_bytes_within(self.max_message_size.min(max_len as u64))
-            .await
-    }
-
-    /// Receives one message of at most `limit` bytes, whatever
-    /// [`max_message_size`](Self::max_message_size) says: for the
-    /// handshake, whose own cap applies before the connection's.
-    pub(super) async fn recv_bytes_within(&mut self, limit: u64) -> Result<Vec<u8>> {
-        let len = self.next_len(limit).await?;
+        let len = self
+            .next_len(self.max_message_size.min(max_len as u64))
+            .await?;
         self.read_payload(len).await
     }
 
@@ -99,6 +92,13 @@ impl AsyncConnection {
     pub async fn recv_bytes_into(&mut self, buffer: &mut [u8], offset: usize) -> Result<usize> {
         let room = room_after(buffer, offset)?;
         let len = self.next_len(self.max_message_size).await?;
+        self.receive_into_room(len, room).await
+    }
+
+    /// Receives the `len`-byte payload whose header was just read into
+    /// the start of `room` and returns `len`; a payload longer than `room`
+    /// is read whole into an [`ErrorKind::BufferTooShort`] error instead.
+    pub(super) async fn receive_into_room(&mut self, len: usize, room: &mut [u8]) -> Result<usize> {
         if len > room.len() {
             let message = self.read_payload(len).await?;
             return Err(Error::buffer_too_short(message, room.len()));
@@ -161,7 +161,7 @@ impl AsyncConnection {
     /// payload length if it is within `limit`; a message over it stays
     /// pending.
     pub(super) async fn next_len(&mut self, limit: u64) -> Result<usize> {
-        self.check_readable()?;
+        self.direction().check_receive()?;
         self.incoming.between.check()?;
         let len = loop {
             if let Some(len) = self.incoming.between.pending_len {

@@ -605,3 +605,23 @@ async fn a_send_dropped_before_writing_sends_nothing_and_one_dropped_part_way_on
     // Every value once, in order: the timed-out one neither lost nor doubled.
     assert_eq!(values, (0..=next).collect::<Vec<_>>());
 }
+
+/// As on the blocking side (`auth/tests.rs`): the peer leaves the
+/// listener's challenge unread and closes, a reset, which is `Eof`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_peer_that_resets_mid_handshake_is_eof() {
+    use super::handshake::{authenticate, Role};
+    let (raw, mut conn) = raw_pair();
+    let handshake =
+        tokio::spawn(async move { authenticate(Role::Listener, &mut conn, b"key", false).await });
+    // The challenge is in: closing now, with it unread, resets.
+    let mut fds = [crate::sys::PollFd::readable(raw.fd())];
+    assert_eq!(crate::sys::poll(&mut fds, Some(PATIENCE)).unwrap(), 1);
+    drop(raw);
+    let err = timeout(PATIENCE, handshake)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Eof, "{err}");
+}

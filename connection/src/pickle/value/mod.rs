@@ -500,6 +500,3 @@ from_tuple!(
     (A, B, C, D, E),
     (A, B, C, D, E, F)
 );
-
-#[cfg(test)]
-pub(super) mod tests;
