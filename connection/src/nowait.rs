@@ -1,14 +1,17 @@
 //! The framing core's ([`crate::proto::frame`]) driver that never waits:
-//! receives a message a piece at a time, for an event loop that serves
-//! many connections from one thread and must never block on one peer that
-//! sent half a message
-//! ([`Connection::try_recv_bytes`](crate::Connection::try_recv_bytes)).
+//! receives a message a piece at a time, as the socket allows, for the two
+//! callers that must never block on a peer that sent half a message: an
+//! event loop that serves many connections from one thread
+//! ([`Connection::try_recv_bytes`](crate::Connection::try_recv_bytes)),
+//! and the tokio connection, which awaits readability and calls again
+//! (`tokio/receive.rs`).
 //!
-//! What has arrived of a message is kept here between calls: the header
-//! in its [`HeaderDecoder`] (with any descriptors that came with it), then
-//! the payload, whose memory grows with the bytes that arrived, never with
-//! the length the header claims ([`Payload`]), so a peer that announces a
-//! large message and sends little of it costs little.
+//! What has arrived of a message is kept here between calls, not in the
+//! caller: the header in its [`HeaderDecoder`] (with any descriptors that
+//! came with it), then the payload, whose memory grows with the bytes that
+//! arrived, never with the length the header claims ([`Payload`]), so a
+//! peer that announces a large message and sends little of it costs
+//! little; and a receive whose future is dropped loses nothing.
 
 use std::io;
 use std::os::fd::OwnedFd;
@@ -17,22 +20,24 @@ use crate::error::Result;
 use crate::proto::frame::{Header, HeaderDecoder, Payload};
 use crate::sys::{self, Socket, Wait};
 
-/// At most this much of a payload is read per call, so that a large
-/// message streaming in does not hold up an event loop's other peers: the
+/// At most this much of a payload an event loop reads per call, so that a
+/// large message streaming in does not hold up its other peers: the
 /// descriptor still polls readable, and the next call goes on.
-const BYTES_PER_CALL: usize = 4 << 20;
+pub(crate) const BYTES_PER_CALL: usize = 4 << 20;
 
-/// The least room set aside for a payload's next read (a loop holds many
-/// payloads partly arrived at once); afterwards the room grows with what
-/// arrived, as [`Payload::chunk`] says.
-const FIRST_ROOM: usize = 64 * 1024;
+/// The least room an event loop sets aside for a payload's next read (it
+/// holds many payloads partly arrived at once); afterwards the room grows
+/// with what arrived, as [`Payload::chunk`] says.
+pub(crate) const FIRST_ROOM: usize = 64 * 1024;
 
 /// The part of a message received so far.
 pub(crate) struct Arriving {
     header: HeaderDecoder,
     /// Descriptors that came with the header.
     fds: Vec<OwnedFd>,
-    /// The payload's progress and what arrived of it, once the header is in.
+    /// The payload's progress and what arrived of it, once the header is
+    /// in. While a [`PayloadInto`] reads it into a caller's memory, the
+    /// bytes are there instead, and come back here if it is dropped.
     payload: Option<(Payload, Vec<u8>)>,
 }
 
@@ -47,10 +52,19 @@ impl Default for Arriving {
 }
 
 impl Arriving {
-    /// Whether part of a message arrived: a blocking receive must not
-    /// start in the middle of it.
+    /// Whether part of a message arrived or its header is in: a blocking
+    /// receive must not start in the middle of it.
     pub(crate) fn is_partial(&self) -> bool {
         self.header.is_started() || self.payload.is_some()
+    }
+
+    /// Whether bytes of a message arrived that only this holds: part of a
+    /// header, or part of a payload (a whole header alone is what a
+    /// caller that keeps the pending length can carry on from).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn has_arrived(&self) -> bool {
+        let payload_begun = self.payload.as_ref().is_some_and(|(p, _)| p.got() > 0);
+        self.header.is_started() || payload_begun
     }
 
     /// Reads what has arrived of the header (with the descriptors that
@@ -67,29 +81,31 @@ impl Arriving {
             // Shared memory may have been agreed since the last header.
             self.header = HeaderDecoder::new(with_fds);
         }
+        let header = &mut self.header;
         loop {
-            let room = self.header.unfilled();
+            let room = header.unfilled();
             let fds = &mut self.fds;
             let read = arrived(|| match with_fds {
                 true => socket.recv_with_fds(room, fds, Wait::No),
                 false => socket.recv_nowait(room),
             });
-            let header = match read {
+            let whole = match read {
                 Ok(None) => return Ok(None),
-                Ok(Some(0)) => return Err(self.header.end_of_stream()),
-                Ok(Some(n)) => self.header.received(n)?,
-                Err(err) => return Err(self.header.io_error(err)),
+                Ok(Some(0)) => return Err(header.end_of_stream()),
+                Ok(Some(n)) => header.received(n)?,
+                Err(err) => return Err(header.io_error(err)),
             };
-            if let Some(header) = header {
-                return Ok(Some((header, std::mem::take(&mut self.fds))));
+            if let Some(whole) = whole {
+                return Ok(Some((whole, std::mem::take(&mut self.fds))));
             }
         }
     }
 
-    /// Sets out to read a payload of `len` bytes.
-    pub(crate) fn expect_payload(&mut self, len: usize) {
-        let payload = Payload::new(len, 0).with_least_chunk(FIRST_ROOM);
-        self.payload = Some((payload, Vec::new()));
+    /// Sets out to read a payload of `len` bytes into `buf` (empty, its
+    /// capacity used first), setting aside at least `least` bytes a read.
+    pub(crate) fn expect_payload(&mut self, len: usize, least: usize, buf: Vec<u8>) {
+        let payload = Payload::new(len, 0).with_least_chunk(least);
+        self.payload = Some((payload, buf));
     }
 
     /// Whether a payload is being read (its header is in).
@@ -97,33 +113,109 @@ impl Arriving {
         self.payload.is_some()
     }
 
-    /// Reads what has arrived of the payload, at most [`BYTES_PER_CALL`],
-    /// and returns it once it is whole; `None`: the rest has not arrived
-    /// yet. After an error the payload is gone (the stream with it).
-    pub(crate) fn read_payload(&mut self, socket: &Socket) -> Result<Option<Vec<u8>>> {
+    /// How much memory the partly received payload holds.
+    #[cfg(all(test, feature = "tokio"))]
+    pub(crate) fn payload_capacity(&self) -> usize {
+        self.payload
+            .as_ref()
+            .map_or(0, |(_, bytes)| bytes.capacity())
+    }
+
+    /// Reads what has arrived of the payload, at most about `budget`
+    /// bytes, and returns it once it is whole; `None`: the rest has not
+    /// arrived yet, or the budget is spent. After
+    /// [`ErrorKind::Truncated`](crate::ErrorKind::Truncated) the payload
+    /// is gone (the stream with it); after an I/O error it is kept.
+    pub(crate) fn read_payload(
+        &mut self,
+        socket: &Socket,
+        budget: usize,
+    ) -> Result<Option<Vec<u8>>> {
+        let whole = self.read_pieces(budget, |payload, bytes| {
+            let room = payload.make_room(bytes);
+            sys::append_filled(bytes, room, |spare| {
+                spare.fill(|rest| socket.recv_nowait_uninit(rest))
+            })
+        })?;
+        Ok(whole
+            .then(|| self.payload.take().map(|(_, bytes)| bytes))
+            .flatten())
+    }
+
+    /// Reads pieces of the payload with `read` (which reads once into the
+    /// memory after what arrived) until it is whole (`true`), nothing more
+    /// has arrived, or `budget` bytes went by.
+    fn read_pieces(
+        &mut self,
+        budget: usize,
+        mut read: impl FnMut(&Payload, &mut Vec<u8>) -> io::Result<usize>,
+    ) -> Result<bool> {
         let Some((payload, bytes)) = &mut self.payload else {
-            return Ok(None);
+            return Ok(false);
         };
         let start = payload.got();
         while !payload.is_complete() {
-            if payload.got() - start >= BYTES_PER_CALL {
-                return Ok(None);
+            if payload.got() - start >= budget {
+                return Ok(false);
             }
-            let room = payload.make_room(bytes);
-            let read = sys::append_filled(bytes, room, |spare| {
-                arrived(|| spare.fill(|rest| socket.recv_nowait_uninit(rest)))
-            });
-            let arrival = match read {
-                Ok(None) => return Ok(None),
-                Ok(Some(n)) => payload.arrived(n),
-                Err(err) => Err(payload.io_error(err)),
-            };
-            if let Err(err) = arrival {
-                self.payload = None;
-                return Err(err);
+            match arrived(|| read(payload, bytes)) {
+                Ok(None) => return Ok(false),
+                Ok(Some(n)) => {
+                    if let Err(err) = payload.arrived(n) {
+                        self.payload = None;
+                        return Err(err);
+                    }
+                }
+                Err(err) => return Err(payload.io_error(err)),
             }
         }
-        Ok(self.payload.take().map(|(_, bytes)| bytes))
+        Ok(true)
+    }
+}
+
+/// The payload being read straight into a caller's memory, `target`,
+/// exactly as long as the payload: what arrived before moves there, and
+/// if this is dropped before the payload is whole, what arrived moves back
+/// into the [`Arriving`], so that a dropped receive loses nothing.
+#[cfg(feature = "tokio")]
+pub(crate) struct PayloadInto<'a> {
+    arriving: &'a mut Arriving,
+    target: &'a mut [u8],
+}
+
+#[cfg(feature = "tokio")]
+impl<'a> PayloadInto<'a> {
+    /// Starts reading the payload `arriving` expects into `target`.
+    pub(crate) fn new(arriving: &'a mut Arriving, target: &'a mut [u8]) -> PayloadInto<'a> {
+        if let Some((_, bytes)) = &mut arriving.payload {
+            target[..bytes.len()].copy_from_slice(bytes);
+            bytes.clear();
+        }
+        PayloadInto { arriving, target }
+    }
+
+    /// Reads what has arrived of the payload; `Some` once it is whole,
+    /// `None` when the rest has not arrived yet. Errors as
+    /// [`Arriving::read_payload`]'s.
+    pub(crate) fn read(&mut self, socket: &Socket) -> Result<Option<()>> {
+        let target = &mut *self.target;
+        let whole = self.arriving.read_pieces(usize::MAX, |payload, _| {
+            socket.recv_nowait(&mut target[payload.got()..])
+        })?;
+        if whole {
+            self.arriving.payload = None;
+        }
+        Ok(whole.then_some(()))
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl Drop for PayloadInto<'_> {
+    fn drop(&mut self) {
+        if let Some((payload, bytes)) = &mut self.arriving.payload {
+            bytes.clear();
+            bytes.extend_from_slice(&self.target[..payload.got()]);
+        }
     }
 }
 

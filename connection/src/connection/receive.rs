@@ -10,6 +10,7 @@ use crate::arriving::{decode_arriving, FromShared, FromSocket, Received};
 use crate::codec;
 use crate::error::{Error, ErrorKind, Result};
 use crate::frame;
+use crate::nowait;
 use crate::proto::frame::{in_memory_len, room_after, too_large};
 use crate::shared::SharedView;
 use crate::sys::Unfilled;
@@ -227,12 +228,15 @@ impl Connection {
                 return Err(too_large(len, limit, limit));
             }
             let arriving = self.arriving.get_or_insert_with(Box::default);
-            arriving.expect_payload(in_memory_len(len)?);
+            arriving.expect_payload(in_memory_len(len)?, nowait::FIRST_ROOM, Vec::new());
         }
         let arriving = self.arriving.get_or_insert_with(Box::default);
-        arriving
-            .read_payload(&self.socket)
-            .map_err(|err| self.lose_boundaries(err))
+        let read = arriving.read_payload(&self.socket, nowait::BYTES_PER_CALL);
+        read.map_err(|err| {
+            // The stream is lost with whatever arrived of the message.
+            self.arriving = None;
+            self.lose_boundaries(err)
+        })
     }
 
     /// [`read_header`](Connection::read_header) without waiting: what has

@@ -38,7 +38,7 @@ impl AsyncConnection {
     pub async fn recv_vec<T: Pod>(&mut self) -> Result<Vec<T>> {
         let (len, size) = self.next_len_of::<T>().await?;
         let Ok(mut items) = bytemuck::allocation::try_zeroed_vec::<T>(len / size) else {
-            self.read_payload(len).await?;
+            self.read_payload(len, false).await?;
             return Err(cannot_allocate(len));
         };
         self.receive_payload_into(bytemuck::cast_slice_mut(&mut items))
@@ -62,7 +62,7 @@ impl AsyncConnection {
         let size = check_element_size::<T>()?;
         let len = self.next_len(self.max_message_size()).await?;
         if len % size != 0 {
-            self.read_payload(len).await?;
+            self.read_payload(len, false).await?;
             return Err(partial_element_error::<T>(len));
         }
         Ok((len, size))

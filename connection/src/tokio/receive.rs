@@ -1,16 +1,16 @@
-//! The receiving half of [`AsyncConnection`]: the framing core's header
-//! decoder and payload fed as bytes arrive, with every piece kept in the
-//! connection, so that a receive whose future is dropped loses nothing and
-//! the next one resumes.
-
-use std::io;
+//! The receiving half of [`AsyncConnection`]: a thin driver of the
+//! receive that never waits (`crate::nowait`), called again each time the
+//! socket is readable. Every piece of a message stays in the connection,
+//! so that a receive whose future is dropped loses nothing and the next
+//! one resumes.
 
 use tokio::io::unix::AsyncFd;
 
 use super::connection::AsyncConnection;
-use crate::error::{Error, ErrorKind, Result};
-use crate::proto::frame::{in_memory_len, room_after, too_large, Header, Payload};
-use crate::sys::{self, Socket};
+use crate::error::{Error, Result};
+use crate::nowait::PayloadInto;
+use crate::proto::frame::{in_memory_len, room_after, too_large, Header};
+use crate::sys::Socket;
 
 impl AsyncConnection {
     /// Receives one message as bytes: [`ErrorKind::Eof`] when the other
@@ -64,7 +64,7 @@ impl AsyncConnection {
         let len = self
             .next_len(self.max_message_size.min(max_len as u64))
             .await?;
-        self.read_payload(len).await
+        self.read_payload(len, false).await
     }
 
     /// Receives one message into `buffer` at `offset` and returns its
@@ -100,7 +100,7 @@ impl AsyncConnection {
     /// is read whole into an [`ErrorKind::BufferTooShort`] error instead.
     pub(super) async fn receive_into_room(&mut self, len: usize, room: &mut [u8]) -> Result<usize> {
         if len > room.len() {
-            let message = self.read_payload(len).await?;
+            let message = self.read_payload(len, false).await?;
             return Err(Error::buffer_too_short(message, room.len()));
         }
         self.receive_payload_into(&mut room[..len]).await?;
@@ -113,32 +113,11 @@ impl AsyncConnection {
     /// async twin of `Connection::receive_payload_into`. Dropped part way,
     /// it keeps what arrived in the connection for the next receive.
     pub(super) async fn receive_payload_into(&mut self, target: &mut [u8]) -> Result<()> {
-        let mut filling = Filling {
-            payload: Payload::new(target.len(), self.incoming.payload.len()),
-            target,
-            saved: &mut self.incoming.payload,
-            done: false,
-        };
-        let got = filling.payload.got();
-        filling.target[..got].copy_from_slice(filling.saved);
-        filling.saved.clear();
-        while !filling.payload.is_complete() {
-            let target = &mut filling.target[filling.payload.got()..];
-            match read_ready(&self.fd, |socket| socket.recv_nowait(target)).await {
-                Ok(n) => {
-                    if let Err(err) = filling.payload.arrived(n) {
-                        filling.done = true;
-                        drop(filling);
-                        return Err(self.incoming.break_stream(err));
-                    }
-                }
-                Err(err) => return Err(filling.payload.io_error(err)),
-            }
-        }
-        filling.done = true;
+        self.incoming.expect_payload(target.len(), false);
+        let mut filling = PayloadInto::new(&mut self.incoming.arriving, target);
+        let read = when_readable(&self.fd, true, |socket| filling.read(socket)).await;
         drop(filling);
-        self.incoming.finish_message();
-        Ok(())
+        self.incoming.settle(read)
     }
 
     /// Whether a message is partly received: a receive was dropped in the
@@ -151,10 +130,7 @@ impl AsyncConnection {
     /// Receives the next whole payload within `limit`, for [`recv`](Self::recv).
     pub(super) async fn receive(&mut self, limit: u64) -> Result<Vec<u8>> {
         let len = self.next_len(limit).await?;
-        if self.incoming.payload.capacity() == 0 {
-            std::mem::swap(&mut self.incoming.payload, &mut self.incoming.scratch);
-        }
-        self.read_payload(len).await
+        self.read_payload(len, true).await
     }
 
     /// Reads the header (or takes the one already read) and returns the
@@ -163,31 +139,21 @@ impl AsyncConnection {
     pub(super) async fn next_len(&mut self, limit: u64) -> Result<usize> {
         self.direction().check_receive()?;
         self.incoming.between.check()?;
-        let len = loop {
-            if let Some(len) = self.incoming.between.pending_len {
-                break len;
-            }
-            let header = &mut self.incoming.header;
-            let read = read_ready(&self.fd, |socket| socket.recv_nowait(header.unfilled())).await;
-            let incoming = &mut self.incoming;
-            let header = match read {
-                Ok(0) => {
-                    let err = incoming.header.end_of_stream();
-                    if err.kind() == ErrorKind::Eof {
-                        return Err(err);
+        let len = match self.incoming.between.pending_len {
+            Some(len) => len,
+            None => {
+                let arriving = &mut self.incoming.arriving;
+                let read = when_readable(&self.fd, false, |socket| {
+                    arriving.read_header(socket, false)
+                });
+                let len = match read.await.map_err(|err| self.incoming.failed(err))? {
+                    (Header::Stream(len), _) => len,
+                    (other, _) => {
+                        unreachable!("{other:?} from a decoder that refuses shared memory")
                     }
-                    return Err(incoming.break_stream(err));
-                }
-                Ok(n) => incoming.header.received(n),
-                Err(err) => return Err(incoming.header.io_error(err)),
-            };
-            match header {
-                Ok(None) => {}
-                Ok(Some(Header::Stream(len))) => incoming.between.pending_len = Some(len),
-                Ok(Some(other)) => {
-                    unreachable!("{other:?} from a decoder that refuses shared memory")
-                }
-                Err(err) => return Err(incoming.break_stream(err)),
+                };
+                self.incoming.between.pending_len = Some(len);
+                len
             }
         };
         if len > limit {
@@ -196,69 +162,43 @@ impl AsyncConnection {
         in_memory_len(len)
     }
 
-    /// Reads the rest of a `len`-byte payload whose header is in, growing
-    /// the buffer a chunk at a time as bytes arrive (as the blocking
-    /// receive does), and returns it.
-    pub(super) async fn read_payload(&mut self, len: usize) -> Result<Vec<u8>> {
-        loop {
-            let mut payload = Payload::new(len, self.incoming.payload.len());
-            if payload.is_complete() {
-                break;
-            }
-            let buf = &mut self.incoming.payload;
-            let read = read_ready(&self.fd, |socket| {
-                let room = payload.make_room(buf);
-                sys::append_filled(buf, room, |spare| {
-                    spare.fill(|rest| socket.recv_nowait_uninit(rest))
-                })
-            })
-            .await;
-            match read {
-                Ok(n) => {
-                    if let Err(err) = payload.arrived(n) {
-                        return Err(self.incoming.break_stream(err));
-                    }
-                }
-                Err(err) => return Err(payload.io_error(err)),
-            }
-        }
-        self.incoming.finish_message();
-        Ok(std::mem::take(&mut self.incoming.payload))
+    /// Reads the rest of a `len`-byte payload whose header is in (into
+    /// the scratch buffer with `scratch`), growing the buffer a chunk at a
+    /// time as bytes arrive (as the blocking receive does), and returns it.
+    pub(super) async fn read_payload(&mut self, len: usize, scratch: bool) -> Result<Vec<u8>> {
+        self.incoming.expect_payload(len, scratch);
+        let arriving = &mut self.incoming.arriving;
+        let read = when_readable(&self.fd, true, |socket| {
+            arriving.read_payload(socket, usize::MAX)
+        });
+        let read = read.await;
+        self.incoming.settle(read)
     }
 }
 
-/// Waits until `fd` is readable and runs `read` on it without waiting,
-/// until `read` does not end with `WouldBlock`; returns how much it read,
-/// 0 at the end of the stream (a reset included, as in the blocking
-/// receive). Whatever `read` stores before that stays stored.
-async fn read_ready(
+/// Runs `step`, a receive that never waits, each time `fd` is readable
+/// (and once before waiting, `at_once`: for a payload, which may need no
+/// read at all), until it gives what it reads. `step` must read until the
+/// socket has nothing more (`None`), so that waiting for the next
+/// readiness cannot miss bytes already there.
+async fn when_readable<T>(
     fd: &AsyncFd<Socket>,
-    mut read: impl FnMut(&Socket) -> io::Result<usize>,
-) -> io::Result<usize> {
-    loop {
-        let mut guard = fd.readable().await?;
-        let attempt = guard.try_io(|fd| sys::retry_interrupted(|| read(fd.get_ref())));
-        if let Ok(result) = attempt {
-            return sys::reset_is_end(result);
+    at_once: bool,
+    mut step: impl FnMut(&Socket) -> Result<Option<T>>,
+) -> Result<T> {
+    if at_once {
+        if let Some(done) = step(fd.get_ref())? {
+            return Ok(done);
         }
     }
-}
-
-/// A payload being read into a caller's buffer. Dropped before it is done,
-/// it copies what arrived back into the connection, for the next receive.
-struct Filling<'a> {
-    target: &'a mut [u8],
-    payload: Payload,
-    saved: &'a mut Vec<u8>,
-    done: bool,
-}
-
-impl Drop for Filling<'_> {
-    fn drop(&mut self) {
-        if !self.done {
-            self.saved.clear();
-            self.saved
-                .extend_from_slice(&self.target[..self.payload.got()]);
+    loop {
+        let mut ready = fd
+            .readable()
+            .await
+            .map_err(|err| Error::io(err, "wait for the connection to be readable"))?;
+        if let Some(done) = step(fd.get_ref())? {
+            return Ok(done);
         }
+        ready.clear_ready();
     }
 }

@@ -3,33 +3,32 @@
 //! receive whose future is dropped loses nothing and the next one resumes
 //! (`receive.rs` drives it).
 
-use crate::error::Error;
-use crate::proto::frame::{Between, HeaderDecoder};
+use crate::error::{Error, ErrorKind, Result};
+use crate::nowait::Arriving;
+use crate::proto::frame::{Between, MIN_CHUNK};
 
 /// A scratch buffer that grew past this is freed after use rather than kept.
 const SCRATCH_KEEP: usize = 64 * 1024;
 
 /// How far the message being received has got.
 pub(super) struct ReceiveState {
-    /// The header as far as it arrived (never a shared-memory one: an
-    /// async end does not agree to them).
-    pub(super) header: HeaderDecoder,
+    /// What arrived of the message: the receive that never waits, which
+    /// `receive.rs` calls again each time the socket is readable (never a
+    /// shared-memory header: an async end does not agree to them).
+    pub(super) arriving: Arriving,
     /// The payload length once the whole header is in (it stays while a
     /// message over the limit waits unread), and the boundaries' state.
     pub(super) between: Between,
-    /// The payload bytes that have arrived.
-    pub(super) payload: Vec<u8>,
     /// A buffer for payloads that are decoded, not handed out, kept
     /// between receives.
-    pub(super) scratch: Vec<u8>,
+    scratch: Vec<u8>,
 }
 
 impl ReceiveState {
     pub(super) fn new(between: Between) -> ReceiveState {
         ReceiveState {
-            header: HeaderDecoder::new(false),
+            arriving: Arriving::default(),
             between,
-            payload: Vec::new(),
             scratch: Vec::new(),
         }
     }
@@ -37,7 +36,19 @@ impl ReceiveState {
     /// Whether a message is partly read: part of a header, or part of a
     /// payload (a whole header alone is what a blocking connection keeps).
     pub(super) fn is_partial(&self) -> bool {
-        self.header.is_started() || !self.payload.is_empty()
+        self.arriving.has_arrived()
+    }
+
+    /// Sets out to read the pending `len`-byte payload, unless a dropped
+    /// receive already did; into the scratch buffer with `scratch`.
+    pub(super) fn expect_payload(&mut self, len: usize, scratch: bool) {
+        if !self.arriving.has_payload() {
+            let buf = match scratch {
+                true => std::mem::take(&mut self.scratch),
+                false => Vec::new(),
+            };
+            self.arriving.expect_payload(len, MIN_CHUNK, buf);
+        }
     }
 
     /// Takes back the buffer of a decoded payload for the next receive.
@@ -51,18 +62,26 @@ impl ReceiveState {
     /// How much memory the partly received payload holds.
     #[cfg(test)]
     pub(super) fn payload_capacity(&self) -> usize {
-        self.payload.capacity()
+        self.arriving.payload_capacity()
     }
 
-    /// Ready for the next message's header.
-    pub(super) fn finish_message(&mut self) {
-        self.header = HeaderDecoder::new(false);
+    /// What a payload's read ended with: a whole payload ends the message;
+    /// an error is [`failed`](Self::failed)'s.
+    pub(super) fn settle<T>(&mut self, read: Result<T>) -> Result<T> {
+        let done = read.map_err(|err| self.failed(err))?;
         self.between.pending_len = None;
+        Ok(done)
     }
 
-    pub(super) fn break_stream(&mut self, err: Error) -> Error {
-        self.finish_message();
-        self.payload = Vec::new();
+    /// What a failed read leaves: an I/O error (or the end of the stream
+    /// between messages) leaves everything as it was, for the next receive
+    /// to carry on; any other error (truncated, malformed) loses the
+    /// message boundaries.
+    pub(super) fn failed(&mut self, err: Error) -> Error {
+        if matches!(err.kind(), ErrorKind::Io | ErrorKind::Eof) {
+            return err;
+        }
+        self.arriving = Arriving::default();
         self.between.lose(err)
     }
 }
