@@ -7,6 +7,8 @@
 use tokio::io::unix::AsyncFd;
 
 use super::connection::AsyncConnection;
+#[cfg(doc)]
+use crate::error::ErrorKind;
 use crate::error::{Error, Result};
 use crate::nowait::PayloadInto;
 use crate::proto::frame::{in_memory_len, room_after, too_large, Header};
