@@ -76,7 +76,7 @@ pub(crate) fn write_all(socket: &Socket, plan: &mut SendPlan<'_>) -> io::Result<
 
 /// Writes `plan`, counting what went out. With [`Wait::No`] it stops when
 /// the socket is full, leaving the rest in `plan`.
-fn write_plan(socket: &Socket, plan: &mut SendPlan<'_>, wait: Wait) -> io::Result<()> {
+pub(crate) fn write_plan(socket: &Socket, plan: &mut SendPlan<'_>, wait: Wait) -> io::Result<()> {
     while !plan.is_done() {
         match sys::retry_interrupted(|| socket.send(&plan.slices(), wait)) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),

@@ -2,7 +2,6 @@
 //! futures, and the sending half of it.
 
 use std::fmt;
-use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 
 use serde::de::DeserializeOwned;
@@ -10,6 +9,7 @@ use serde::Serialize;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
+use super::ready::when_ready;
 use super::receive_state::ReceiveState;
 use crate::codec;
 use crate::connection::{Connection, Direction, Parts};
@@ -296,12 +296,13 @@ impl AsyncConnection {
             plan: SendPlan::message(bytes),
             outgoing: &mut self.outgoing,
         };
-        while !sending.plan.is_done() {
-            let context = || format!("send {}-byte message", bytes.len());
-            let sent = write_ready(&self.fd, &sending.plan.slices(), context).await?;
-            sending.plan.advance(sent);
-        }
-        Ok(())
+        when_ready(&self.fd, Interest::WRITABLE, true, |socket| {
+            frame::write_plan(socket, &mut sending.plan, Wait::No).map_err(|err| {
+                Error::send_failed(err, format!("send {}-byte message", bytes.len()))
+            })?;
+            Ok(sending.plan.is_done().then_some(()))
+        })
+        .await
     }
 
     /// Writes the rest of a message that a dropped send left unwritten, if
@@ -366,13 +367,21 @@ impl AsyncConnection {
 
     /// Writes what the connection keeps of a message, whole.
     async fn write_kept(&mut self) -> Result<()> {
-        while !self.outgoing.is_empty() {
-            let outgoing = &mut self.outgoing;
+        let outgoing = &mut self.outgoing;
+        when_ready(&self.fd, Interest::WRITABLE, true, |socket| {
+            if outgoing.is_empty() {
+                return Ok(Some(()));
+            }
             let rest = &outgoing.buf[outgoing.start..];
-            let context = || format!("send the rest of a message ({} bytes)", rest.len());
-            outgoing.start += write_ready(&self.fd, &[IoSlice::new(rest)], context).await?;
-            outgoing.untouched = false;
-        }
+            let sent = frame::write_rest(socket, rest, Wait::No).map_err(|err| {
+                let context = format!("send the rest of a message ({} bytes)", rest.len());
+                Error::send_failed(err, context)
+            })?;
+            outgoing.start += sent;
+            outgoing.untouched &= sent == 0;
+            Ok(outgoing.is_empty().then_some(()))
+        })
+        .await?;
         self.outgoing.clear();
         Ok(())
     }
@@ -441,29 +450,6 @@ impl Drop for LargeSend<'_> {
         self.outgoing.buf = self.plan.unsent();
         self.outgoing.start = 0;
         self.outgoing.untouched = false;
-    }
-}
-
-/// Waits until `fd` has room and writes some of `bufs` without waiting,
-/// until the write does not end with `WouldBlock`; returns how much went,
-/// at least one byte. Errors say what failed with `context`.
-async fn write_ready(
-    fd: &AsyncFd<Socket>,
-    bufs: &[IoSlice<'_>],
-    context: impl FnOnce() -> String,
-) -> Result<usize> {
-    let send = |fd: &AsyncFd<Socket>| sys::retry_interrupted(|| fd.get_ref().send(bufs, Wait::No));
-    let sent = loop {
-        match fd.writable().await.map(|mut guard| guard.try_io(send)) {
-            Ok(Err(_would_block)) => continue,
-            Ok(Ok(result)) => break result,
-            Err(err) => break Err(err),
-        }
-    };
-    match sent {
-        Ok(0) => Err(Error::io(io::ErrorKind::WriteZero.into(), context())),
-        Ok(n) => Ok(n),
-        Err(err) => Err(Error::send_failed(err, context())),
     }
 }
 

@@ -65,6 +65,7 @@ mod client;
 mod connection;
 mod handshake;
 mod listener;
+mod ready;
 mod receive;
 mod receive_state;
 

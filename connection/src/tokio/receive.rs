@@ -4,15 +4,15 @@
 //! so that a receive whose future is dropped loses nothing and the next
 //! one resumes.
 
-use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 
 use super::connection::AsyncConnection;
+use super::ready::when_ready;
 #[cfg(doc)]
 use crate::error::ErrorKind;
 use crate::error::{Error, Result};
 use crate::nowait::PayloadInto;
 use crate::proto::frame::{in_memory_len, room_after, too_large, Header};
-use crate::sys::Socket;
 
 impl AsyncConnection {
     /// Receives one message as bytes: [`ErrorKind::Eof`] when the other
@@ -117,7 +117,10 @@ impl AsyncConnection {
     pub(super) async fn receive_payload_into(&mut self, target: &mut [u8]) -> Result<()> {
         self.incoming.expect_payload(target.len(), false);
         let mut filling = PayloadInto::new(&mut self.incoming.arriving, target);
-        let read = when_readable(&self.fd, true, |socket| filling.read(socket)).await;
+        let read = when_ready(&self.fd, Interest::READABLE, true, |socket| {
+            filling.read(socket)
+        })
+        .await;
         drop(filling);
         self.incoming.settle(read)
     }
@@ -145,7 +148,7 @@ impl AsyncConnection {
             Some(len) => len,
             None => {
                 let arriving = &mut self.incoming.arriving;
-                let read = when_readable(&self.fd, false, |socket| {
+                let read = when_ready(&self.fd, Interest::READABLE, false, |socket| {
                     arriving.read_header(socket, false)
                 });
                 let len = match read.await.map_err(|err| self.incoming.failed(err))? {
@@ -170,37 +173,10 @@ impl AsyncConnection {
     pub(super) async fn read_payload(&mut self, len: usize, scratch: bool) -> Result<Vec<u8>> {
         self.incoming.expect_payload(len, scratch);
         let arriving = &mut self.incoming.arriving;
-        let read = when_readable(&self.fd, true, |socket| {
+        let read = when_ready(&self.fd, Interest::READABLE, true, |socket| {
             arriving.read_payload(socket, usize::MAX)
         });
         let read = read.await;
         self.incoming.settle(read)
-    }
-}
-
-/// Runs `step`, a receive that never waits, each time `fd` is readable
-/// (and once before waiting, `at_once`: for a payload, which may need no
-/// read at all), until it gives what it reads. `step` must read until the
-/// socket has nothing more (`None`), so that waiting for the next
-/// readiness cannot miss bytes already there.
-async fn when_readable<T>(
-    fd: &AsyncFd<Socket>,
-    at_once: bool,
-    mut step: impl FnMut(&Socket) -> Result<Option<T>>,
-) -> Result<T> {
-    if at_once {
-        if let Some(done) = step(fd.get_ref())? {
-            return Ok(done);
-        }
-    }
-    loop {
-        let mut ready = fd
-            .readable()
-            .await
-            .map_err(|err| Error::io(err, "wait for the connection to be readable"))?;
-        if let Some(done) = step(fd.get_ref())? {
-            return Ok(done);
-        }
-        ready.clear_ready();
     }
 }
