@@ -117,6 +117,31 @@ async fn recv_bytes_into_dropped_half_way_keeps_the_bytes_for_the_next_receive()
     assert_eq!(second[..6], [9; 6]);
 }
 
+/// The docs promise that the receive after a dropped one may be of any
+/// kind: what arrived moves between the connection and a caller's buffer.
+#[tokio::test]
+async fn a_receive_of_another_kind_finishes_what_a_dropped_one_began() {
+    let (raw, mut conn) = raw_pair();
+    let payload: Vec<u8> = (0..90u8).collect();
+    let framed = frame(&payload);
+    raw.write(&framed[..30]).unwrap();
+    assert!(timeout(A_MOMENT, conn.recv_bytes()).await.is_err());
+    raw.write(&framed[30..60]).unwrap();
+    let mut into = [0u8; 90];
+    assert!(timeout(A_MOMENT, conn.recv_bytes_into(&mut into, 0))
+        .await
+        .is_err());
+    raw.write(&framed[60..]).unwrap();
+    assert_eq!(conn.recv_bytes().await.unwrap(), payload);
+
+    raw.write(&framed[..50]).unwrap();
+    assert!(timeout(A_MOMENT, conn.recv_bytes()).await.is_err());
+    raw.write(&framed[50..]).unwrap();
+    let n = conn.recv_bytes_into(&mut into, 0).await.unwrap();
+    assert_eq!(&into[..n], &payload[..]);
+    assert!(!conn.is_receiving());
+}
+
 #[tokio::test]
 async fn a_send_dropped_half_way_is_finished_before_the_next_message() {
     let (mut a, mut b) = AsyncConnection::pair().unwrap();
