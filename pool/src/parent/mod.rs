@@ -35,6 +35,7 @@ mod pool;
 mod progress;
 mod remote_listener;
 mod roster;
+mod shared_conn;
 mod sink;
 mod spare;
 mod spawn;

@@ -9,12 +9,12 @@ use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use connection::Connection;
 use tracing::Span;
 
 use super::in_flight::InFlight;
 use super::job::{Item, Job};
 use super::outbox::Outbox;
+use super::shared_conn::SharedConnection;
 use super::sink::{Deliveries, Payload, Sink};
 use super::trace;
 use crate::error::{Error, RemotePanic, WorkerInfo};
@@ -126,8 +126,9 @@ pub(crate) struct WorkerSlot {
     /// a remote one (see [`Process::Remote`]).
     pid: Option<u32>,
     process: Process,
-    /// The dispatcher's end; written only through `outbox`.
-    conn: Connection,
+    /// The worker's connection, shared with the I/O thread; written only
+    /// through `outbox`.
+    conn: SharedConnection,
     outbox: Outbox,
     state: State,
     in_flight: VecDeque<InFlight>,
@@ -153,7 +154,7 @@ impl WorkerSlot {
         id: u32,
         pid: Option<u32>,
         process: Process,
-        conn: Connection,
+        conn: SharedConnection,
         outbox: Outbox,
         deadline: Instant,
         max_message_size: u64,
@@ -344,11 +345,10 @@ impl WorkerSlot {
         };
         // The batch holds anything sent before, and the task's definition.
         if !self.batch.is_empty() {
-            self.outbox
-                .send(self.id, &mut self.conn, self.batch.bytes());
+            self.outbox.send(self.id, &self.conn, self.batch.bytes());
             self.batch.clear();
         }
-        self.outbox.send(self.id, &mut self.conn, message);
+        self.outbox.send(self.id, &self.conn, message);
         true
     }
 
@@ -373,7 +373,7 @@ impl WorkerSlot {
         if count > 0 {
             tracing::debug!(worker = self.id, ?chunks, "chunks recalled");
             let message = ToWorker::Recall { chunks }.encode();
-            self.outbox.send(self.id, &mut self.conn, &message);
+            self.outbox.send(self.id, &self.conn, &message);
         }
         count
     }
@@ -413,8 +413,7 @@ impl WorkerSlot {
     /// Sends the batch built up for the worker, if any, and starts the next.
     pub(crate) fn send_batch(&mut self) {
         if !self.batch.is_empty() {
-            self.outbox
-                .send(self.id, &mut self.conn, self.batch.bytes());
+            self.outbox.send(self.id, &self.conn, self.batch.bytes());
             self.batch.clear();
         }
     }
@@ -667,7 +666,7 @@ impl WorkerSlot {
     pub(crate) fn retire(&mut self) {
         self.state = State::Retiring;
         self.outbox
-            .send(self.id, &mut self.conn, &ToWorker::Quit.encode());
+            .send(self.id, &self.conn, &ToWorker::Quit.encode());
     }
 
     /// Tells the worker why it is refused, if its socket takes that at
@@ -675,6 +674,7 @@ impl WorkerSlot {
     pub(crate) fn deny(&mut self, reason: &str) {
         let _ = self
             .conn
+            .lock()
             .try_send_bytes(&ToWorker::Denied { reason }.encode());
         self.kill();
     }
@@ -691,11 +691,11 @@ impl WorkerSlot {
                 // Its death ends a pending send too, unless something else
                 // holds its end of the socket open (a process it forked).
                 if self.outbox.is_backed_up() {
-                    let _ = self.conn.shutdown(Shutdown::Both);
+                    let _ = self.conn.lock().shutdown(Shutdown::Both);
                 }
             }
             Process::Remote { .. } => {
-                let _ = self.conn.shutdown(Shutdown::Both);
+                let _ = self.conn.lock().shutdown(Shutdown::Both);
             }
         }
     }
@@ -772,12 +772,13 @@ mod tests {
     /// A slot over one end of a pipe; the other end is the worker's.
     /// The I/O thread is served too, which writes what does not fit the
     /// socket at once; it lives as long as the slot is used.
-    fn slot(max_message_size: u64) -> (WorkerSlot, Connection, WorkerIo) {
+    fn slot(max_message_size: u64) -> (WorkerSlot, connection::Connection, WorkerIo) {
         let (ours, theirs) = connection::pipe().unwrap();
+        let ours = SharedConnection::new(ours);
         let io = WorkerIo::start(crossbeam_channel::unbounded().0, Duration::ZERO).unwrap();
         let pending = io.add(NewWorker {
             id: 0,
-            conn: ours.try_clone().unwrap(),
+            conn: ours.clone(),
             setup: None,
             child: None,
             stderr: None,

@@ -36,7 +36,6 @@ use super::worker_io::WorkerIo;
 use super::worker_reader::Event;
 use super::worker_slot::{Misaligned, State, WorkerSlot};
 use crate::error::{Error, ErrorKind, Result};
-use lifecycle::WaitingRemote;
 use shortage::Shortage;
 
 /// How much work (by recent input durations) to keep queued per worker.
@@ -97,9 +96,6 @@ pub(crate) struct Dispatcher {
     start_failures: u32,
     /// Whether starting workers waits out a shortage of descriptors.
     shortage: Shortage,
-    /// Remote workers that authenticated while descriptors were short,
-    /// to adopt once the shortage passes.
-    waiting_remote: VecDeque<WaitingRemote>,
     deliveries: Deliveries,
     /// The live workers, published for `worker_pids` and `remote_workers`.
     roster: SharedRoster,
@@ -151,7 +147,6 @@ impl Dispatcher {
             started: false,
             start_failures: 0,
             shortage: Shortage::default(),
-            waiting_remote: VecDeque::new(),
             deliveries: Deliveries::default(),
             roster,
             live_workers,

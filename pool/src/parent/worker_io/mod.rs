@@ -32,12 +32,13 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use connection::{Connection, UnsentMessage};
+use connection::UnsentMessage;
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
 use self::entry::Entry;
 use self::stderr::Forwarder;
 use super::oom::StderrWatch;
+use super::shared_conn::SharedConnection;
 use super::worker_reader::Event;
 use crate::spin;
 use crate::sys::{Poller, Readiness, Waker};
@@ -78,8 +79,8 @@ pub(crate) enum Outgoing {
 /// A worker for the I/O thread to serve.
 pub(crate) struct NewWorker {
     pub(crate) id: u32,
-    /// The I/O thread's own clone of the worker's connection.
-    pub(crate) conn: Connection,
+    /// The worker's connection, which the dispatcher writes to as well.
+    pub(crate) conn: SharedConnection,
     /// Sent before anything else (it may be larger than the socket's
     /// buffer: it carries the initializer's input).
     pub(crate) setup: Option<Vec<u8>>,
