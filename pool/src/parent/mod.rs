@@ -27,6 +27,7 @@ mod interrupt;
 mod job;
 mod journal;
 mod launch;
+mod lease;
 mod map;
 mod map_with;
 mod oom;

@@ -3,7 +3,7 @@
 //! own books; the dispatcher decides what to give it and asks it what it
 //! holds.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::Shutdown;
 use std::process::Child;
 use std::sync::{Arc, Mutex};
@@ -13,12 +13,13 @@ use tracing::Span;
 
 use super::in_flight::InFlight;
 use super::job::{Item, Job};
+use super::lease::Lendable;
 use super::outbox::Outbox;
 use super::shared_conn::SharedConnection;
 use super::sink::{Deliveries, Payload, Sink};
 use super::trace;
 use crate::error::{Error, RemotePanic, WorkerInfo};
-use crate::sys::SharedCounter;
+use crate::sys::{Poller, SharedCounter};
 use crate::task::FailureKind;
 use crate::wire::{self, BatchWriter, Indices, ItemResult, ResultChunks, ResultItems, ToWorker};
 
@@ -240,6 +241,43 @@ impl WorkerSlot {
 
     pub(crate) fn items_sent(&self) -> u64 {
         self.items_sent
+    }
+
+    /// The worker as a caller may borrow it (see `lease`): a local worker
+    /// that is ready, holds nothing, and has nothing queued on its way.
+    pub(crate) fn lendable(
+        &self,
+        task_numbers: &HashMap<&'static str, u32>,
+        poller: &Arc<Poller>,
+    ) -> Option<Lendable> {
+        let Process::Local { child, .. } = &self.process else {
+            return None;
+        };
+        if self.state != State::Ready || self.load.chunks > 0 || self.outbox.is_backed_up() {
+            return None;
+        }
+        let known = |number: u32| self.known_tasks.get(number as usize) == Some(&true);
+        Some(Lendable {
+            id: self.id,
+            conn: self.conn.clone(),
+            poller: Arc::clone(poller),
+            child: Arc::clone(child),
+            info: self.info(),
+            tasks: task_numbers
+                .iter()
+                .filter(|(_, number)| known(**number))
+                .map(|(name, number)| (*name, *number))
+                .collect(),
+            indices: self.indices,
+            ran: 0,
+        })
+    }
+
+    /// Counts the inputs the worker ran while lent, each started and
+    /// answered, so that the next it is sent are numbered after them.
+    pub(crate) fn count_lent(&mut self, ran: u64) {
+        self.items_sent += ran;
+        self.items_answered += ran;
     }
 
     /// The worker said it is ready, claiming the pid `claimed_pid`: kept

@@ -17,6 +17,8 @@ impl Dispatcher {
             return;
         };
         let mut slot = self.workers.swap_remove(index);
+        self.leases.forget(worker);
+        self.away.remove(&worker);
         self.publish_roster();
         let description = end.describe();
         match slot.peer() {
@@ -319,6 +321,13 @@ impl Dispatcher {
         let interrupted = || Error::new(ErrorKind::Interrupted, "Ctrl-C (SIGINT)");
         let mut had_work = !self.queue.is_empty();
         self.fail_queued(interrupted);
+        // A caller's direct call ends once its worker is killed.
+        for worker in self.leases.stop_lent(interrupted) {
+            had_work = true;
+            if let Some(slot) = self.worker_mut(worker) {
+                slot.kill();
+            }
+        }
         for slot in &mut self.workers {
             if slot.load().chunks == 0 {
                 continue;

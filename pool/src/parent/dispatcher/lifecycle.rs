@@ -151,6 +151,9 @@ impl Dispatcher {
 
     pub(super) fn terminate(&mut self) {
         self.phase = Phase::Terminating;
+        // Killed below with the others: their callers end with this.
+        self.leases.close();
+        self.leases.stop_lent(Error::terminated);
         self.fail_queued(Error::terminated);
         for slot in &mut self.workers {
             // A remote worker is told to quit, so that one waiting for work
@@ -171,6 +174,10 @@ impl Dispatcher {
             return false;
         }
         if self.workers.iter().any(|w| w.load().chunks > 0) {
+            return false;
+        }
+        // A worker lent to a caller runs its input to the end first.
+        if !self.reclaim_lent(true) {
             return false;
         }
         for slot in &mut self.workers {

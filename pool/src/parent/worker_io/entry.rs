@@ -102,8 +102,7 @@ impl Entry {
         let Some(conn) = &self.conn else {
             return false;
         };
-        let added = poller.add(conn.lock().as_fd(), token(self.id, Kind::Socket), false);
-        if let Err(err) = added {
+        if let Err(err) = conn.watch(poller, token(self.id, Kind::Socket)) {
             self.end(poller, format!("cannot watch its connection: {err}"));
             self.reap_if_done(Instant::now(), poller, events);
             return false;
@@ -173,7 +172,15 @@ impl Entry {
         for _ in 0..MESSAGES_PER_TURN {
             // Locked a message at a time, so that the dispatcher's writes
             // wait for one message at most.
-            let received = conn.lock().try_recv_bytes();
+            let received = {
+                let mut conn = conn.lock();
+                // Read by the caller it is lent to (a readiness from
+                // before the lease took it out of the set).
+                if conn.is_lent() {
+                    return false;
+                }
+                conn.try_recv_bytes()
+            };
             let message = match received {
                 Ok(Some(message)) => message,
                 Ok(None) => return false,
@@ -204,7 +211,7 @@ impl Entry {
         let _entered = span.enter();
         tracing::debug!(worker = self.id, %error, "worker connection ended");
         if let Some(conn) = self.conn.take() {
-            let _ = poller.remove(conn.lock().as_fd());
+            conn.unwatch(poller);
         }
         self.queue.clear();
         let now = Instant::now();

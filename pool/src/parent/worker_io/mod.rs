@@ -123,6 +123,9 @@ impl IoSender {
 
 /// The I/O thread, which ends when this is dropped.
 pub(crate) struct WorkerIo {
+    /// The thread's epoll set, which a caller a worker is lent to takes
+    /// the worker's socket out of (see `SharedConnection::lend`).
+    poller: Arc<Poller>,
     sender: IoSender,
     thread: Option<JoinHandle<()>>,
     _stderr: Forwarder,
@@ -134,13 +137,13 @@ impl WorkerIo {
     /// workers to `events` and checks for more for `spin` before it
     /// sleeps.
     pub(crate) fn start(events: Sender<Event>, spin: Duration) -> std::io::Result<WorkerIo> {
-        let poller = Poller::new()?;
+        let poller = Arc::new(Poller::new()?);
         let waker = Arc::new(Waker::new()?);
         poller.add(waker.fd(), WAKER, false)?;
         let stderr = Forwarder::start()?;
         let (commands, received) = crossbeam_channel::unbounded();
         let mut io = IoThread {
-            poller,
+            poller: Arc::clone(&poller),
             waker: Arc::clone(&waker),
             commands: received,
             events,
@@ -153,10 +156,15 @@ impl WorkerIo {
             .name("pool-io".to_string())
             .spawn(move || io.run())?;
         Ok(WorkerIo {
+            poller,
             sender: IoSender { commands, waker },
             thread: Some(thread),
             _stderr: stderr,
         })
+    }
+
+    pub(crate) fn poller(&self) -> Arc<Poller> {
+        Arc::clone(&self.poller)
     }
 
     pub(crate) fn sender(&self) -> IoSender {
@@ -187,7 +195,7 @@ impl Drop for WorkerIo {
 }
 
 struct IoThread {
-    poller: Poller,
+    poller: Arc<Poller>,
     waker: Arc<Waker>,
     commands: Receiver<Command>,
     events: Sender<Event>,
