@@ -1,17 +1,22 @@
 //! `pool.apply` straight to an idle worker (the pool's lease): it wakes
 //! neither the dispatcher nor the I/O thread, and a worker killed, a
 //! task timeout, Ctrl-C and `terminate` end a direct call as they end a
-//! queued one (each checked to have gone direct). Each scenario runs `pool_direct_apply` under a deadline
-//! past which it is killed and the test fails.
+//! queued one (each checked to have gone direct). Each scenario runs
+//! `pool_direct_apply` under a deadline past which it is killed and the
+//! test fails.
 
 use std::time::Duration;
 
 use integration_tests::{line, scenario_output_with};
 
+const LIMIT: Duration = Duration::from_secs(60);
+const PROGRAM: &str = env!("CARGO_BIN_EXE_pool_direct_apply");
+
 /// Runs `mode`; checks that its long call went straight to the worker
 /// (the dispatcher slept throughout: the usual way wakes it to send the
-/// input, and with a task timeout, to watch the clock).
-fn direct_call(mode: &str) -> String {
+/// input, and with a task timeout, to watch the clock) and ended with an
+/// error of `kind`.
+fn direct_call(mode: &str, kind: &str) -> String {
     let out = scenario_output_with(PROGRAM, &[mode], LIMIT);
     eprintln!("{out}");
     assert_eq!(
@@ -19,11 +24,17 @@ fn direct_call(mode: &str) -> String {
         "0",
         "{out}"
     );
+    assert_eq!(line(&out, "long call"), kind, "{out}");
     out
 }
 
-const LIMIT: Duration = Duration::from_secs(60);
-const PROGRAM: &str = env!("CARGO_BIN_EXE_pool_direct_apply");
+/// [`direct_call`], after which the next call is answered by another
+/// worker.
+fn fails_and_is_replaced(mode: &str, kind: &str) {
+    let out = direct_call(mode, kind);
+    assert_eq!(line(&out, "next call"), "ok", "{out}");
+    assert_eq!(line(&out, "replaced"), "true", "{out}");
+}
 
 #[test]
 fn apply_to_an_idle_worker_wakes_neither_the_dispatcher_nor_the_io_thread() {
@@ -40,30 +51,22 @@ fn apply_to_an_idle_worker_wakes_neither_the_dispatcher_nor_the_io_thread() {
 
 #[test]
 fn a_worker_killed_during_a_direct_apply_fails_it_and_is_replaced() {
-    let out = direct_call("killed");
-    assert_eq!(line(&out, "long call"), "WorkerDied", "{out}");
-    assert_eq!(line(&out, "next call"), "ok", "{out}");
-    assert_eq!(line(&out, "replaced"), "true", "{out}");
+    fails_and_is_replaced("killed", "WorkerDied");
 }
 
 #[test]
 fn a_direct_apply_past_the_task_timeout_is_killed_and_reported() {
-    let out = direct_call("timeout");
-    assert_eq!(line(&out, "long call"), "Timeout", "{out}");
-    assert_eq!(line(&out, "next call"), "ok", "{out}");
-    assert_eq!(line(&out, "replaced"), "true", "{out}");
+    fails_and_is_replaced("timeout", "Timeout");
 }
 
 #[test]
 fn ctrl_c_interrupts_a_direct_apply_and_the_pool_goes_on() {
-    let out = direct_call("ctrl_c");
-    assert_eq!(line(&out, "long call"), "Interrupted", "{out}");
+    let out = direct_call("ctrl_c", "Interrupted");
     assert_eq!(line(&out, "next call"), "ok", "{out}");
 }
 
 #[test]
 fn terminate_ends_a_direct_apply() {
-    let out = direct_call("terminate");
-    assert_eq!(line(&out, "long call"), "Closed", "{out}");
+    let out = direct_call("terminate", "Closed");
     assert!(out.contains("terminated"), "{out}");
 }

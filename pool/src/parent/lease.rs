@@ -35,7 +35,7 @@ use crossbeam_channel::Sender;
 use super::job::encode_input;
 use super::shared_conn::SharedConnection;
 use super::worker_reader::{Event, WorkerEnd};
-use crate::error::{Error, ErrorKind, RemotePanic, Result, WorkerInfo};
+use crate::error::{Error, ErrorKind, Result, WorkerInfo};
 use crate::sys::Poller;
 use crate::task::{FailureKind, Task};
 use crate::wire::{self, BatchWriter, FromWorker, Indices, ItemResult, ResultChunks, ResultItems};
@@ -358,16 +358,10 @@ fn read_reply<T: Task>(message: &[u8], info: WorkerInfo) -> Option<Result<T::Out
             kind,
             message,
             panic,
-        } => Err(Error::from_failure(
-            kind.error_kind(),
-            String::from_utf8_lossy(message).into_owned(),
-            panic.map(|report| {
-                RemotePanic::from_worker(report.file, report.line, report.column, report.backtrace)
-            }),
-        )
-        .with_task(T::NAME)
-        .with_index(0)
-        .with_worker(info)),
+        } => Err(wire::failure_error(kind, message, panic)
+            .with_task(T::NAME)
+            .with_index(0)
+            .with_worker(info)),
     })
 }
 

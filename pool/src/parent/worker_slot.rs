@@ -18,7 +18,7 @@ use super::outbox::Outbox;
 use super::shared_conn::SharedConnection;
 use super::sink::{Deliveries, Payload, Sink};
 use super::trace;
-use crate::error::{Error, RemotePanic, WorkerInfo};
+use crate::error::{Error, WorkerInfo};
 use crate::sys::{Poller, SharedCounter};
 use crate::task::FailureKind;
 use crate::wire::{self, BatchWriter, Indices, ItemResult, ResultChunks, ResultItems, ToWorker};
@@ -535,21 +535,10 @@ impl WorkerSlot {
                         kind,
                         message,
                         panic,
-                    } => Err(Error::from_failure(
-                        kind.error_kind(),
-                        String::from_utf8_lossy(message).into_owned(),
-                        panic.map(|report| {
-                            RemotePanic::from_worker(
-                                report.file,
-                                report.line,
-                                report.column,
-                                report.backtrace,
-                            )
-                        }),
-                    )
-                    .with_task(task)
-                    .with_index(item.index)
-                    .with_worker(info)),
+                    } => Err(wire::failure_error(kind, message, panic)
+                        .with_task(task)
+                        .with_index(item.index)
+                        .with_worker(info)),
                 };
                 // None unless the chunk was sent with DEBUG enabled. The
                 // span stays entered while the result is handed over and
@@ -736,6 +725,11 @@ impl WorkerSlot {
                 let _ = self.conn.lock().shutdown(Shutdown::Both);
             }
         }
+    }
+
+    /// Shuts the worker's connection down, whoever reads it.
+    pub(crate) fn shut_down(&self) {
+        let _ = self.conn.lock().shutdown(Shutdown::Both);
     }
 
     /// Takes back every input the worker holds, blaming the one it was

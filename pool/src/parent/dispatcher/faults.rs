@@ -322,12 +322,7 @@ impl Dispatcher {
         let mut had_work = !self.queue.is_empty();
         self.fail_queued(interrupted);
         // A caller's direct call ends once its worker is killed.
-        for worker in self.leases.stop_lent(interrupted) {
-            had_work = true;
-            if let Some(slot) = self.worker_mut(worker) {
-                slot.kill();
-            }
-        }
+        had_work |= self.stop_lent(interrupted);
         for slot in &mut self.workers {
             if slot.load().chunks == 0 {
                 continue;

@@ -3,6 +3,7 @@
 //! before it hands them work, closes or is terminated.
 
 use super::{Dispatcher, Phase};
+use crate::error::Error;
 
 impl Dispatcher {
     /// Whether this pool's workers may be lent at all: not where the
@@ -62,5 +63,20 @@ impl Dispatcher {
             }
         }
         self.away.is_empty()
+    }
+
+    /// Ends the calls of the workers lent now with `why()`: kills those
+    /// workers and shuts their sockets (so that the wait ends even if a
+    /// process the worker forked holds its end open); true if any was
+    /// lent.
+    pub(super) fn stop_lent(&mut self, why: impl Fn() -> Error) -> bool {
+        let lent = self.leases.stop_lent(why);
+        for &worker in &lent {
+            if let Some(slot) = self.worker_mut(worker) {
+                slot.kill();
+                slot.shut_down();
+            }
+        }
+        !lent.is_empty()
     }
 }

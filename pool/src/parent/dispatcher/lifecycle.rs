@@ -151,9 +151,8 @@ impl Dispatcher {
 
     pub(super) fn terminate(&mut self) {
         self.phase = Phase::Terminating;
-        // Killed below with the others: their callers end with this.
         self.leases.close();
-        self.leases.stop_lent(Error::terminated);
+        self.stop_lent(Error::terminated);
         self.fail_queued(Error::terminated);
         for slot in &mut self.workers {
             // A remote worker is told to quit, so that one waiting for work
@@ -224,6 +223,8 @@ impl Dispatcher {
             self.broken = Some(err.clone());
         }
         self.fail_queued(|| err.clone());
+        // Later calls fail with it too, direct ones included.
+        self.leases.close();
     }
 
     /// Publishes the live workers: the local ones' pids for `worker_pids`,
