@@ -70,3 +70,13 @@ fn terminate_ends_a_direct_apply() {
     let out = direct_call("terminate", "Closed");
     assert!(out.contains("terminated"), "{out}");
 }
+
+#[test]
+fn direct_and_queued_calls_share_the_workers_and_close_waits_for_both() {
+    let out = scenario_output_with(PROGRAM, &["concurrent"], LIMIT);
+    eprintln!("{out}");
+    assert_eq!(line(&out, "wrong answers"), "0", "{out}");
+    assert!(out.contains("joined"), "{out}");
+    assert_eq!(line(&out, "last caller"), "Closed", "{out}");
+    assert_eq!(line(&out, "workers after join"), "0", "{out}");
+}

@@ -12,6 +12,9 @@
 //! - `timeout`: a call longer than the pool's task timeout, then another.
 //! - `ctrl_c`: SIGINT to this process during a long call.
 //! - `terminate`: `terminate` from another thread during a long call.
+//! - `concurrent`: four threads applying while a map runs on the same
+//!   two workers, then `close` and `join` while a fifth thread applies
+//!   until the pool is closed; prints the wrong answers seen.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,6 +57,13 @@ fn switches(name: &str) -> u64 {
     total
 }
 
+/// Lets the dispatcher finish what the first calls gave it (the first
+/// went the usual way) and go to sleep, so that the switches counted
+/// after are those of the calls measured.
+fn settle() {
+    std::thread::sleep(Duration::from_millis(200));
+}
+
 fn kind(result: &Result<u32, pool::Error>) -> String {
     match result {
         Ok(_) => "ok".to_string(),
@@ -78,6 +88,7 @@ fn one_worker(timeout: Option<Duration>) -> Result<Pool, pool::Error> {
 
 fn wakeups(count: u64) -> Result<(), pool::Error> {
     let pool = one_worker(None)?;
+    settle();
     let dispatcher = switches("pool-dispatcher");
     let io = switches("pool-io");
     for _ in 0..count {
@@ -96,6 +107,7 @@ fn wakeups(count: u64) -> Result<(), pool::Error> {
 /// how often the dispatcher was switched out before the fault (never,
 /// for a direct call).
 fn long_call_with(pool: &Arc<Pool>, ms: u64, fault: impl FnOnce(&Pool)) {
+    settle();
     let before = switches("pool-dispatcher");
     let caller = {
         let pool = Arc::clone(pool);
@@ -144,6 +156,54 @@ fn terminate() -> Result<(), pool::Error> {
     Ok(())
 }
 
+pool::task! {
+    fn double(x: u64) -> u64 { 2 * x }
+}
+
+fn concurrent() -> Result<(), pool::Error> {
+    let pool = Arc::new(Pool::builder().processes(2).build()?);
+    let callers: Vec<_> = (0..4u64)
+        .map(|t| {
+            let pool = Arc::clone(&pool);
+            std::thread::spawn(move || {
+                let wrong = (0..500u64)
+                    .map(|i| t * 1000 + i)
+                    .filter(|&x| pool.apply(double, x).ok() != Some(2 * x))
+                    .count();
+                wrong
+            })
+        })
+        .collect();
+    let mapped = pool.map(double, 0..5000u64)?;
+    let mut wrong = (0..5000u64)
+        .filter(|&x| mapped[x as usize] != 2 * x)
+        .count();
+    for caller in callers {
+        wrong += caller.join().expect("a caller thread");
+    }
+    println!("wrong answers: {wrong}");
+    let last = {
+        let pool = Arc::clone(&pool);
+        std::thread::spawn(move || {
+            let mut answered = 0u64;
+            loop {
+                match pool.apply(double, answered) {
+                    Ok(y) if y == 2 * answered => answered += 1,
+                    Ok(_) => return "a wrong answer".to_string(),
+                    Err(err) => return format!("{:?}", err.kind()),
+                }
+            }
+        })
+    };
+    std::thread::sleep(FAULT_AFTER);
+    pool.close();
+    pool.join();
+    println!("joined");
+    println!("last caller: {}", last.join().expect("the last caller"));
+    println!("workers after join: {}", pool.worker_pids().len());
+    Ok(())
+}
+
 fn main() -> Result<(), pool::Error> {
     pool::init();
     let args: Vec<String> = std::env::args().collect();
@@ -153,6 +213,7 @@ fn main() -> Result<(), pool::Error> {
         "timeout" => timeout()?,
         "ctrl_c" => ctrl_c()?,
         "terminate" => terminate()?,
+        "concurrent" => concurrent()?,
         other => {
             eprintln!("unknown mode {other:?}");
             std::process::exit(2);

@@ -289,25 +289,22 @@ fn send(
 }
 
 /// Receives the worker's next message, checking for it without blocking
-/// for `spin` before it sleeps, until `deadline`.
+/// for `spin` before it sleeps, until `deadline`. It waits before its
+/// first read: the reply is never there yet right after the call went.
 fn receive(
     conn: &SharedConnection,
     deadline: Option<Instant>,
     spin: Duration,
 ) -> std::result::Result<Vec<u8>, Failure> {
-    let mut spun = false;
+    let readable = || conn.wait(false, Some(Duration::ZERO)).unwrap_or(true);
+    if !crate::spin::spin_until(spin, readable) {
+        wait(conn, false, deadline)?;
+    }
     loop {
         match conn.lock().try_recv_bytes() {
             Ok(Some(message)) => return Ok(message),
             Ok(None) => {}
             Err(err) => return Err(Failure::Ended(format!("{err:#}"))),
-        }
-        if !spun {
-            spun = true;
-            let readable = || conn.wait(false, Some(Duration::ZERO)).unwrap_or(true);
-            if crate::spin::spin_until(spin, readable) {
-                continue;
-            }
         }
         wait(conn, false, deadline)?;
     }
