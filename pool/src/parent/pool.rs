@@ -445,6 +445,13 @@ impl Pool {
     /// Runs `task` on `input` in a worker and waits for the output
     /// (Python's `apply`).
     ///
+    /// Where an idle local worker already knows the task and the input is
+    /// small, the call goes straight to it: the calling thread writes the
+    /// input to the worker's socket and reads the reply itself, which
+    /// wakes no thread of the pool's (see the README's *Latency of one
+    /// request*). Errors, timeouts, Ctrl-C and `terminate` act on it as
+    /// on any other call.
+    ///
     /// ```
     /// pool::task! { fn greet(name: String) -> String { format!("hello, {name}") } }
     ///
