@@ -166,11 +166,10 @@ fn concurrent() -> Result<(), pool::Error> {
         .map(|t| {
             let pool = Arc::clone(&pool);
             std::thread::spawn(move || {
-                let wrong = (0..500u64)
+                (0..500u64)
                     .map(|i| t * 1000 + i)
                     .filter(|&x| pool.apply(double, x).ok() != Some(2 * x))
-                    .count();
-                wrong
+                    .count()
             })
         })
         .collect();
