@@ -55,6 +55,13 @@ fn a_worker_killed_during_a_direct_apply_fails_it_and_is_replaced() {
 }
 
 #[test]
+fn a_call_made_as_an_idle_worker_dies_runs_on_its_replacement() {
+    let out = scenario_output_with(PROGRAM, &["killed_idle", "5"], LIMIT);
+    eprintln!("{out}");
+    assert_eq!(line(&out, "answered"), "5", "{out}");
+}
+
+#[test]
 fn a_direct_apply_past_the_task_timeout_is_killed_and_reported() {
     fails_and_is_replaced("timeout", "Timeout");
 }

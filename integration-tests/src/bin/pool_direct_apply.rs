@@ -9,6 +9,9 @@
 //!   I/O thread were switched out meanwhile (`/proc/self/task`).
 //! - `killed`: the worker is SIGKILLed during a long call; prints that
 //!   call's error kind, then the next call's result.
+//! - `killed_idle N`: N times, the idle worker is SIGKILLed and a call
+//!   made at once, before the pool may have seen the worker end; prints
+//!   how many of those calls were answered.
 //! - `timeout`: a call longer than the pool's task timeout, then another.
 //! - `ctrl_c`: SIGINT to this process during a long call.
 //! - `terminate`: `terminate` from another thread during a long call.
@@ -131,6 +134,25 @@ fn killed() -> Result<(), pool::Error> {
     Ok(())
 }
 
+fn killed_idle(times: usize) -> Result<(), pool::Error> {
+    let pool = one_worker(None)?;
+    let mut answered = 0;
+    for _ in 0..times {
+        let worker = pool.worker_pids()[0];
+        signal(worker, libc::SIGKILL);
+        match pool.apply(nap, 0) {
+            Ok(_) => answered += 1,
+            Err(err) => println!("error: {err}"),
+        }
+        // The next round's call goes direct again: warm its worker up.
+        for _ in 0..10 {
+            pool.apply(nap, 0)?;
+        }
+    }
+    println!("answered: {answered}");
+    Ok(())
+}
+
 fn timeout() -> Result<(), pool::Error> {
     let pool = Arc::new(one_worker(Some(TIMEOUT))?);
     let worker = pool.worker_pids()[0];
@@ -209,6 +231,7 @@ fn main() -> Result<(), pool::Error> {
     match args.get(1).map(String::as_str).unwrap_or_default() {
         "wakeups" => wakeups(args.get(2).and_then(|n| n.parse().ok()).unwrap_or(200))?,
         "killed" => killed()?,
+        "killed_idle" => killed_idle(args.get(2).and_then(|n| n.parse().ok()).unwrap_or(5))?,
         "timeout" => timeout()?,
         "ctrl_c" => ctrl_c()?,
         "terminate" => terminate()?,

@@ -21,8 +21,11 @@
 //! a direct call too: the caller's wait ends at the task timeout (the
 //! worker is killed), and on Ctrl-C or `terminate` the dispatcher kills
 //! the lent worker after noting why ([`Leases::stop_lent`]), which ends
-//! the wait with that error; a worker that dies fails the call with
-//! [`ErrorKind::WorkerDied`](crate::ErrorKind::WorkerDied).
+//! the wait with that error; a worker that dies running the input fails
+//! the call with [`ErrorKind::WorkerDied`](crate::ErrorKind::WorkerDied)
+//! (one that ends before it started the input, as its progress page
+//! tells, or that answers with anything but the call's result, leaves
+//! the input to the usual way, as a worker holding it unstarted would).
 
 use std::collections::HashMap;
 use std::process::Child;
@@ -36,7 +39,7 @@ use super::job::encode_input;
 use super::shared_conn::SharedConnection;
 use super::worker_reader::{Event, WorkerEnd};
 use crate::error::{Error, ErrorKind, Result, WorkerInfo};
-use crate::sys::Poller;
+use crate::sys::{Poller, SharedCounter};
 use crate::task::{FailureKind, Task};
 use crate::wire::{self, BatchWriter, FromWorker, Indices, ItemResult, ResultChunks, ResultItems};
 
@@ -58,6 +61,8 @@ pub(crate) struct Lendable {
     pub(crate) conn: SharedConnection,
     pub(crate) poller: Arc<Poller>,
     pub(crate) child: Arc<Mutex<Child>>,
+    /// How many inputs the worker has started (its progress page).
+    pub(crate) progress: Arc<SharedCounter>,
     pub(crate) info: WorkerInfo,
     /// The tasks the worker was told of, with their numbers.
     pub(crate) tasks: Vec<(&'static str, u32)>,
@@ -229,6 +234,7 @@ pub(crate) fn apply<T: Task>(
     let inputs = std::iter::once((0, item.input()));
     batch.chunk(LEASE_CHUNK, number, worker.indices, inputs);
     let deadline = timeout.map(|t| Instant::now() + t);
+    let started_before = worker.progress.load();
     let reply = send(&worker.conn, batch.bytes(), deadline)
         .and_then(|()| receive(&worker.conn, deadline, spin))
         .and_then(|message| read_reply::<T>(&message, worker.info).ok_or(Failure::Garbled));
@@ -244,6 +250,10 @@ pub(crate) fn apply<T: Task>(
     };
     let info = worker.info;
     let child = Arc::clone(&worker.child);
+    // A worker that ended before it started the input (it died idle, say)
+    // is no fault of the input's: it runs the usual way, as an input a
+    // worker held unstarted does.
+    let started = worker.progress.load() != started_before;
     if !matches!(outcome, Failure::Ended(_)) {
         // std's kill does nothing once the child was reaped.
         let _ = child.lock().unwrap_or_else(|p| p.into_inner()).kill();
@@ -252,6 +262,7 @@ pub(crate) fn apply<T: Task>(
     let err = match (stopped, outcome) {
         (Some(stopped), _) => stopped,
         (None, Failure::Garbled) => return None,
+        (None, Failure::Ended(_)) if !started => return None,
         (None, Failure::TimedOut) => Error::new(
             ErrorKind::Timeout,
             format!(

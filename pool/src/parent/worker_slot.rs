@@ -33,7 +33,7 @@ const LONE_INPUT_MIN: usize = 64 << 10;
 pub(crate) enum Process {
     Local {
         child: Arc<Mutex<Child>>,
-        progress: SharedCounter,
+        progress: Arc<SharedCounter>,
     },
     Remote {
         peer: String,
@@ -250,7 +250,7 @@ impl WorkerSlot {
         task_numbers: &HashMap<&'static str, u32>,
         poller: &Arc<Poller>,
     ) -> Option<Lendable> {
-        let Process::Local { child, .. } = &self.process else {
+        let Process::Local { child, progress } = &self.process else {
             return None;
         };
         if self.state != State::Ready || self.load.chunks > 0 || self.outbox.is_backed_up() {
@@ -262,6 +262,7 @@ impl WorkerSlot {
             conn: self.conn.clone(),
             poller: Arc::clone(poller),
             child: Arc::clone(child),
+            progress: Arc::clone(progress),
             info: self.info(),
             tasks: task_numbers
                 .iter()

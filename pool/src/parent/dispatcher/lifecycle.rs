@@ -1,6 +1,7 @@
 //! Starting, retiring and stopping workers, and the pool's own end.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::shortage::is_shortage;
@@ -77,7 +78,7 @@ impl Dispatcher {
         let deadline = Instant::now() + self.config.startup_timeout;
         let process = Process::Local {
             child: local.child,
-            progress: local.progress,
+            progress: Arc::new(local.progress),
         };
         self.workers.push(WorkerSlot::starting(
             id,
