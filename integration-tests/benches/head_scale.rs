@@ -24,9 +24,9 @@
 //! The head is this process: its threads are `/proc/self/status`'s
 //! `Threads`, its memory per worker the growth of `VmRSS` from the pool's
 //! build to the last worker's join, divided by N. Raises the descriptor
-//! limits to 4 per worker of the largest size where it may raise the hard
-//! one (as root), else the soft one to the hard one; the swarm does the
-//! same for itself.
+//! limits to 2 per worker of the largest size, and a reserve, where it
+//! may raise the hard one (as root), else the soft one to the hard one;
+//! the swarm does the same for itself.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -45,10 +45,12 @@ fn main() {
     swarm::serve_if_swarm();
     let simulated = sizes("HEAD_SCALE_SIMULATED", "50,200,1000,3000,10000");
     let real = sizes("HEAD_SCALE_REAL", "50,200,1000");
-    // Today's head holds two descriptors per remote worker; room for four,
-    // and the pool's own reserve.
+    // The head holds one descriptor per remote worker (its connection,
+    // which the dispatcher and pool-io share), so 10,000 fit under a hard
+    // limit of 20,000 with the pool's own reserve; room for two each (a
+    // row's workers leaving while the next row's join) where it can be had.
     let largest = simulated.iter().chain(&real).copied().max().unwrap_or(0);
-    let limit = raise_descriptor_limit(4 * largest as u64 + 4096);
+    let limit = raise_descriptor_limit(2 * largest as u64 + 4096);
     let trivial: u64 = std::env::var("HEAD_SCALE_TRIVIAL")
         .ok()
         .map_or(1_000_000, |n| {

@@ -46,6 +46,24 @@ fn the_heads_thread_count_stays_the_same_as_workers_join_and_leave() {
 }
 
 #[test]
+fn the_head_holds_one_descriptor_per_remote_worker() {
+    let n = 40;
+    let out = scenario_output_with(PROGRAM, &["descriptors", &n.to_string()], LIMIT);
+    eprintln!("{out}");
+    assert_eq!(line(&out, &format!("answering {n}")), (n + 2).to_string());
+    let before: usize = line(&out, "descriptors with 0 remote").parse().unwrap();
+    let after: usize = line(&out, &format!("descriptors with {n} remote"))
+        .parse()
+        .unwrap();
+    // Each worker's connection, and a little slack for the pool's own
+    // (never two per worker: at 10,000 workers that is the usual hard
+    // limit on descriptors).
+    let grown = after.saturating_sub(before);
+    assert!(grown >= n && grown <= n + n / 4, "grew by {grown}: {out}");
+    assert!(out.contains("dropped"), "{out}");
+}
+
+#[test]
 fn a_stopped_worker_among_many_does_not_delay_the_others_or_the_timeout() {
     let out = scenario_output_with(PROGRAM, &["stalled_many", "12"], LIMIT);
     assert!(out.contains("error: kind=Timeout"), "{out}");

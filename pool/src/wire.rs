@@ -61,7 +61,7 @@
 use std::ops::Range;
 use std::time::Duration;
 
-use crate::error::{MAX_PANIC_FILE, MAX_REMOTE_BACKTRACE};
+use crate::error::{Error, RemotePanic, MAX_PANIC_FILE, MAX_REMOTE_BACKTRACE};
 use crate::spin::MAX_SPIN;
 use crate::task::{FailureKind, Fingerprint, TaskFailure};
 
@@ -854,6 +854,21 @@ pub(crate) struct PanicReport<'a> {
     pub(crate) line: u32,
     pub(crate) column: u32,
     pub(crate) backtrace: &'a [u8],
+}
+
+/// The error of an input a worker reported failed (`ItemResult::Failed`).
+pub(crate) fn failure_error(
+    kind: FailureKind,
+    message: &[u8],
+    panic: Option<PanicReport<'_>>,
+) -> Error {
+    Error::from_failure(
+        kind.error_kind(),
+        String::from_utf8_lossy(message).into_owned(),
+        panic.map(|report| {
+            RemotePanic::from_worker(report.file, report.line, report.column, report.backtrace)
+        }),
+    )
 }
 
 /// The item status of a panic sent with its location and backtrace

@@ -16,6 +16,9 @@
 //!   `terminate` returns.
 //! - `stalled_ctrl_c N`: the same pool, one remote worker stopped holding
 //!   an input of a long map; Ctrl-C (SIGINT to this process) interrupts it.
+//! - `descriptors N`: two local workers, then N remote ones join; the
+//!   pool's open descriptors (`/proc/self/fd`) are printed before and
+//!   after.
 //! - `connect ADDRESS`: be a remote worker for the pool at ADDRESS.
 
 use std::process::{Child, Command};
@@ -42,6 +45,13 @@ fn threads() -> usize {
         .find_map(|line| line.strip_prefix("Threads:"))
         .and_then(|count| count.trim().parse().ok())
         .expect("a Threads: line")
+}
+
+/// The number of descriptors this process has open.
+fn descriptors() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .count()
 }
 
 /// Waits (boundedly) until the pool lists `local` local workers and
@@ -152,6 +162,22 @@ fn join_leave(count: usize) -> Result<(), pool::Error> {
     Ok(())
 }
 
+fn descriptors_per_worker(count: usize) -> Result<(), pool::Error> {
+    let pool = listening_pool(None)?;
+    let address = pool.listen_address().unwrap_or_default().to_string();
+    wait_for_workers(&pool, 2, 0);
+    println!("descriptors with 0 remote: {}", descriptors());
+    let remote = start_remote_workers(&address, count);
+    wait_for_workers(&pool, 2, count);
+    // Every one answered, so every one was adopted and served.
+    println!("answering {count}: {}", answering(&pool, count + 2)?);
+    println!("descriptors with {count} remote: {}", descriptors());
+    drop(pool);
+    kill_all(remote);
+    println!("dropped");
+    Ok(())
+}
+
 /// Sends one large input to each worker (chunk size 1) and collects the
 /// results that come, printing `ok`/`failed` counts once `wanted` came.
 fn large_inputs(pool: &Pool, inputs: usize, wanted: usize) {
@@ -244,6 +270,7 @@ fn main() -> Result<(), pool::Error> {
         "stalled_many" => stalled_many(count())?,
         "stalled_terminate" => stalled_terminate(count())?,
         "stalled_ctrl_c" => stalled_ctrl_c(count())?,
+        "descriptors" => descriptors_per_worker(count())?,
         other => {
             eprintln!("unknown mode {other:?}");
             std::process::exit(2);

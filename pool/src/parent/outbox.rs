@@ -8,8 +8,9 @@
 //! `terminate`.
 //!
 //! So the dispatcher writes what the socket takes right away
-//! ([`Connection::try_send_bytes`], the fast path that almost every batch
-//! takes), and hands whatever did not fit to the pool's I/O thread
+//! ([`connection::Connection::try_send_bytes`] on the connection it
+//! shares with the I/O thread, `shared_conn`: the fast path that almost
+//! every batch takes), and hands whatever did not fit to the pool's I/O thread
 //! (`worker_io`), which writes it as the socket makes room, among every
 //! other worker's I/O and without waiting for any. While the I/O thread
 //! holds anything of a worker's (its setup first of all), later messages
@@ -20,7 +21,7 @@ use std::net::Shutdown;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use connection::Connection;
+use super::shared_conn::SharedConnection;
 
 use super::worker_io::{IoSender, Outgoing};
 
@@ -48,12 +49,13 @@ impl Outbox {
     /// what the I/O thread already holds; never waits for the worker.
     /// A failed send is only logged: the I/O thread reports the end of the
     /// worker's connection, and its work is handed out again then.
-    pub(crate) fn send(&mut self, worker: u32, conn: &mut Connection, message: &[u8]) {
+    pub(crate) fn send(&mut self, worker: u32, conn: &SharedConnection, message: &[u8]) {
         if self.is_backed_up() {
             self.hand_off(worker, Outgoing::Whole(message.to_vec()));
             return;
         }
-        match conn.try_send_bytes(message) {
+        let sent = conn.lock().try_send_bytes(message);
+        match sent {
             Ok(None) => {}
             Ok(Some(rest)) => self.hand_off(worker, Outgoing::Rest(rest)),
             Err(err) => tracing::debug!(worker, %err, "sending to the worker failed"),
@@ -70,9 +72,9 @@ impl Outbox {
     /// its socket is shut down, so that a worker that never reads them
     /// (or a process it forked that holds the socket open) cannot keep
     /// its connection alive.
-    pub(crate) fn close(&mut self, conn: &Connection) {
+    pub(crate) fn close(&mut self, conn: &SharedConnection) {
         if self.is_backed_up() {
-            let _ = conn.shutdown(Shutdown::Both);
+            let _ = conn.lock().shutdown(Shutdown::Both);
         }
     }
 }

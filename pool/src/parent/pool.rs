@@ -16,6 +16,7 @@ use super::inline;
 use super::interrupt;
 use super::job::{encode_input, Job};
 use super::launch::Launcher;
+use super::lease::{self, Leases};
 use super::map_with::MapWith;
 use super::remote_listener::{self, RemoteListener};
 use super::roster::{self, RemoteWorker, SharedRoster};
@@ -67,6 +68,10 @@ pub struct Pool {
     /// Why this pool's workers may not run functions sent by pointer
     /// (`map_fn`), if they may not.
     pub(super) fn_refusal: Option<String>,
+    /// The idle workers `apply` may call directly; none in a pool built
+    /// inside a worker.
+    leases: Option<Arc<Leases>>,
+    task_timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -97,6 +102,8 @@ pub(crate) fn start(mut config: Config) -> Result<Pool> {
             spin: config.spin,
             // An inline pool runs its calls in this very process.
             fn_refusal: None,
+            leases: None,
+            task_timeout: config.task_timeout,
         });
     }
     if worker::started_as_worker() {
@@ -111,11 +118,13 @@ pub(crate) fn start(mut config: Config) -> Result<Pool> {
     let (cancel_notice, cancellations) = CancelNotice::pair();
     let roster = SharedRoster::default();
     let live_workers = Arc::new(AtomicUsize::new(0));
+    let leases = Arc::new(Leases::new(events.clone()));
     let (started_tx, started_rx) = crossbeam_channel::bounded(1);
     let dispatcher = {
         let (config, events) = (Arc::clone(&config), events.clone());
         let roster = Arc::clone(&roster);
         let live_workers = Arc::clone(&live_workers);
+        let leases = Arc::clone(&leases);
         // Workers are spawned from this thread, which lives as long as the
         // pool: their parent-death signal is tied to the spawning thread.
         std::thread::Builder::new()
@@ -128,6 +137,7 @@ pub(crate) fn start(mut config: Config) -> Result<Pool> {
                     (events, event_receiver),
                     roster,
                     live_workers,
+                    leases,
                 )
                 .and_then(|mut dispatcher| dispatcher.start().map(|()| dispatcher));
                 match started {
@@ -169,6 +179,8 @@ pub(crate) fn start(mut config: Config) -> Result<Pool> {
         stop_on_drop: config.stop_on_drop,
         spin: config.spin,
         fn_refusal: super::fn_calls::refusal(&config),
+        leases: Some(leases),
+        task_timeout: config.task_timeout,
     };
     if let Some((address, authkey)) = &config.listen {
         let listener = remote_listener::listen(address, authkey, config.processes, events)?;
@@ -433,6 +445,13 @@ impl Pool {
     /// Runs `task` on `input` in a worker and waits for the output
     /// (Python's `apply`).
     ///
+    /// Where an idle local worker already knows the task and the input is
+    /// small, the call goes straight to it: the calling thread writes the
+    /// input to the worker's socket and reads the reply itself, which
+    /// wakes no thread of the pool's (see the README's *Latency of one
+    /// request*). Errors, timeouts, Ctrl-C and `terminate` act on it as
+    /// on any other call.
+    ///
     /// ```
     /// pool::task! { fn greet(name: String) -> String { format!("hello, {name}") } }
     ///
@@ -443,6 +462,18 @@ impl Pool {
     /// }
     /// ```
     pub fn apply<T: Task>(&self, task: T, input: T::Input) -> Result<T::Output> {
+        // Straight to an idle worker where one can take it (`lease`).
+        let direct = self.leases.as_ref().filter(|_| {
+            let commands = &self.commands;
+            commands.check_open().is_ok() && commands.check_task(T::NAME).is_ok()
+        });
+        if let Some(leases) = direct {
+            let limit = self.commands.max_message_size();
+            let timeout = self.task_timeout;
+            if let Some(result) = lease::apply::<T>(leases, &input, limit, timeout, self.spin) {
+                return result;
+            }
+        }
         self.apply_async(task, input).get(None)
     }
 

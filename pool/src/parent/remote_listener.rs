@@ -25,15 +25,16 @@ const STOP_CHECK: Duration = Duration::from_millis(50);
 const REPORT_EVERY: Duration = Duration::from_secs(10);
 
 /// Descriptors kept for each local worker, for its replacement: the
-/// connection and the reader's clone of it, the progress page, the stderr
-/// pipe, and while it starts the child's end of the connection, the
+/// connection (shared by the dispatcher and `pool-io`), the progress
+/// page, the stderr pipe, and while it starts the child's end of the connection, the
 /// page's copy for the child, `/dev/null` for its stdin, the pipe's other
 /// end and the pipe std uses to report a failed exec.
-const LOCAL_WORKER_DESCRIPTORS: u64 = 10;
+const LOCAL_WORKER_DESCRIPTORS: u64 = 9;
 /// How many remote workers the reserve has room for.
 const RESERVED_REMOTE_WORKERS: u64 = 64;
-/// What each remote worker holds: its connection and the reader's clone.
-const REMOTE_WORKER_DESCRIPTORS: u64 = 2;
+/// What each remote worker holds: its connection (shared by the
+/// dispatcher and `pool-io`).
+const REMOTE_WORKER_DESCRIPTORS: u64 = 1;
 /// For the rest of the program: its files, logs, a Slurm launcher's pipes.
 const SPARE_DESCRIPTORS: u64 = 64;
 /// Pending handshakes allowed however few descriptors there are: below

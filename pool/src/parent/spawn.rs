@@ -6,10 +6,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 
-use connection::Connection;
-
 use super::config::Config;
 use super::oom::StderrWatch;
+use super::shared_conn::SharedConnection;
 use super::worker_io::{NewWorker, WorkerIo};
 use crate::error::{Error, ErrorKind, Result};
 use crate::sys::{self, SharedCounter};
@@ -17,7 +16,7 @@ use crate::wire::{self, CONNECTION_ENV, PARENT_ENV, PROGRESS_ENV};
 
 /// A started local worker, not yet known to be ready.
 pub(crate) struct LocalWorker {
-    pub(crate) conn: Connection,
+    pub(crate) conn: SharedConnection,
     pub(crate) child: Arc<Mutex<Child>>,
     pub(crate) pid: u32,
     pub(crate) progress: SharedCounter,
@@ -97,21 +96,13 @@ pub(crate) fn spawn_local(
     let stderr = child.stderr.take();
     let child = Arc::new(Mutex::new(child));
     let watch = Arc::new(StderrWatch::default());
-    let io_conn = match conn.try_clone() {
-        Ok(io_conn) => io_conn,
-        Err(err) => {
-            let mut child = child.lock().unwrap_or_else(|p| p.into_inner());
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(startup("clone the connection")(err));
-        }
-    };
+    let conn = SharedConnection::new(conn);
     if stderr.is_none() {
         watch.close();
     }
     let pending = io.add(NewWorker {
         id,
-        conn: io_conn,
+        conn: conn.clone(),
         setup: Some(setup),
         child: Some(Arc::clone(&child)),
         stderr: stderr.map(|pipe| (pipe, Arc::clone(&watch))),

@@ -70,6 +70,9 @@ pub(crate) enum Event {
         conn: Box<Connection>,
         peer: String,
     },
+    /// A caller's lease of a worker ended, and the dispatcher had asked to
+    /// know, or the worker was lost (see `lease`).
+    LeaseEnded,
 }
 
 impl Event {
@@ -82,7 +85,7 @@ impl Event {
             Event::SetupFailed { .. } => "a setup failure",
             Event::Refused { .. } => "a refusal",
             Event::Results { .. } => "results",
-            Event::Lost { .. } | Event::Joined { .. } => "nothing",
+            Event::Lost { .. } | Event::Joined { .. } | Event::LeaseEnded => "nothing",
         }
     }
 }

@@ -3,22 +3,23 @@
 //! own books; the dispatcher decides what to give it and asks it what it
 //! holds.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::Shutdown;
 use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use connection::Connection;
 use tracing::Span;
 
 use super::in_flight::InFlight;
 use super::job::{Item, Job};
+use super::lease::Lendable;
 use super::outbox::Outbox;
+use super::shared_conn::SharedConnection;
 use super::sink::{Deliveries, Payload, Sink};
 use super::trace;
-use crate::error::{Error, RemotePanic, WorkerInfo};
-use crate::sys::SharedCounter;
+use crate::error::{Error, WorkerInfo};
+use crate::sys::{Poller, SharedCounter};
 use crate::task::FailureKind;
 use crate::wire::{self, BatchWriter, Indices, ItemResult, ResultChunks, ResultItems, ToWorker};
 
@@ -32,7 +33,7 @@ const LONE_INPUT_MIN: usize = 64 << 10;
 pub(crate) enum Process {
     Local {
         child: Arc<Mutex<Child>>,
-        progress: SharedCounter,
+        progress: Arc<SharedCounter>,
     },
     Remote {
         peer: String,
@@ -126,8 +127,9 @@ pub(crate) struct WorkerSlot {
     /// a remote one (see [`Process::Remote`]).
     pid: Option<u32>,
     process: Process,
-    /// The dispatcher's end; written only through `outbox`.
-    conn: Connection,
+    /// The worker's connection, shared with the I/O thread; written only
+    /// through `outbox`.
+    conn: SharedConnection,
     outbox: Outbox,
     state: State,
     in_flight: VecDeque<InFlight>,
@@ -153,7 +155,7 @@ impl WorkerSlot {
         id: u32,
         pid: Option<u32>,
         process: Process,
-        conn: Connection,
+        conn: SharedConnection,
         outbox: Outbox,
         deadline: Instant,
         max_message_size: u64,
@@ -239,6 +241,44 @@ impl WorkerSlot {
 
     pub(crate) fn items_sent(&self) -> u64 {
         self.items_sent
+    }
+
+    /// The worker as a caller may borrow it (see `lease`): a local worker
+    /// that is ready, holds nothing, and has nothing queued on its way.
+    pub(crate) fn lendable(
+        &self,
+        task_numbers: &HashMap<&'static str, u32>,
+        poller: &Arc<Poller>,
+    ) -> Option<Lendable> {
+        let Process::Local { child, progress } = &self.process else {
+            return None;
+        };
+        if self.state != State::Ready || self.load.chunks > 0 || self.outbox.is_backed_up() {
+            return None;
+        }
+        let known = |number: u32| self.known_tasks.get(number as usize) == Some(&true);
+        Some(Lendable {
+            id: self.id,
+            conn: self.conn.clone(),
+            poller: Arc::clone(poller),
+            child: Arc::clone(child),
+            progress: Arc::clone(progress),
+            info: self.info(),
+            tasks: task_numbers
+                .iter()
+                .filter(|(_, number)| known(**number))
+                .map(|(name, number)| (*name, *number))
+                .collect(),
+            indices: self.indices,
+            ran: 0,
+        })
+    }
+
+    /// Counts the inputs the worker ran while lent, each started and
+    /// answered, so that the next it is sent are numbered after them.
+    pub(crate) fn count_lent(&mut self, ran: u64) {
+        self.items_sent += ran;
+        self.items_answered += ran;
     }
 
     /// The worker said it is ready, claiming the pid `claimed_pid`: kept
@@ -344,11 +384,10 @@ impl WorkerSlot {
         };
         // The batch holds anything sent before, and the task's definition.
         if !self.batch.is_empty() {
-            self.outbox
-                .send(self.id, &mut self.conn, self.batch.bytes());
+            self.outbox.send(self.id, &self.conn, self.batch.bytes());
             self.batch.clear();
         }
-        self.outbox.send(self.id, &mut self.conn, message);
+        self.outbox.send(self.id, &self.conn, message);
         true
     }
 
@@ -373,7 +412,7 @@ impl WorkerSlot {
         if count > 0 {
             tracing::debug!(worker = self.id, ?chunks, "chunks recalled");
             let message = ToWorker::Recall { chunks }.encode();
-            self.outbox.send(self.id, &mut self.conn, &message);
+            self.outbox.send(self.id, &self.conn, &message);
         }
         count
     }
@@ -413,8 +452,7 @@ impl WorkerSlot {
     /// Sends the batch built up for the worker, if any, and starts the next.
     pub(crate) fn send_batch(&mut self) {
         if !self.batch.is_empty() {
-            self.outbox
-                .send(self.id, &mut self.conn, self.batch.bytes());
+            self.outbox.send(self.id, &self.conn, self.batch.bytes());
             self.batch.clear();
         }
     }
@@ -498,21 +536,10 @@ impl WorkerSlot {
                         kind,
                         message,
                         panic,
-                    } => Err(Error::from_failure(
-                        kind.error_kind(),
-                        String::from_utf8_lossy(message).into_owned(),
-                        panic.map(|report| {
-                            RemotePanic::from_worker(
-                                report.file,
-                                report.line,
-                                report.column,
-                                report.backtrace,
-                            )
-                        }),
-                    )
-                    .with_task(task)
-                    .with_index(item.index)
-                    .with_worker(info)),
+                    } => Err(wire::failure_error(kind, message, panic)
+                        .with_task(task)
+                        .with_index(item.index)
+                        .with_worker(info)),
                 };
                 // None unless the chunk was sent with DEBUG enabled. The
                 // span stays entered while the result is handed over and
@@ -667,7 +694,7 @@ impl WorkerSlot {
     pub(crate) fn retire(&mut self) {
         self.state = State::Retiring;
         self.outbox
-            .send(self.id, &mut self.conn, &ToWorker::Quit.encode());
+            .send(self.id, &self.conn, &ToWorker::Quit.encode());
     }
 
     /// Tells the worker why it is refused, if its socket takes that at
@@ -675,6 +702,7 @@ impl WorkerSlot {
     pub(crate) fn deny(&mut self, reason: &str) {
         let _ = self
             .conn
+            .lock()
             .try_send_bytes(&ToWorker::Denied { reason }.encode());
         self.kill();
     }
@@ -691,13 +719,18 @@ impl WorkerSlot {
                 // Its death ends a pending send too, unless something else
                 // holds its end of the socket open (a process it forked).
                 if self.outbox.is_backed_up() {
-                    let _ = self.conn.shutdown(Shutdown::Both);
+                    let _ = self.conn.lock().shutdown(Shutdown::Both);
                 }
             }
             Process::Remote { .. } => {
-                let _ = self.conn.shutdown(Shutdown::Both);
+                let _ = self.conn.lock().shutdown(Shutdown::Both);
             }
         }
+    }
+
+    /// Shuts the worker's connection down, whoever reads it.
+    pub(crate) fn shut_down(&self) {
+        let _ = self.conn.lock().shutdown(Shutdown::Both);
     }
 
     /// Takes back every input the worker holds, blaming the one it was
@@ -772,12 +805,13 @@ mod tests {
     /// A slot over one end of a pipe; the other end is the worker's.
     /// The I/O thread is served too, which writes what does not fit the
     /// socket at once; it lives as long as the slot is used.
-    fn slot(max_message_size: u64) -> (WorkerSlot, Connection, WorkerIo) {
+    fn slot(max_message_size: u64) -> (WorkerSlot, connection::Connection, WorkerIo) {
         let (ours, theirs) = connection::pipe().unwrap();
+        let ours = SharedConnection::new(ours);
         let io = WorkerIo::start(crossbeam_channel::unbounded().0, Duration::ZERO).unwrap();
         let pending = io.add(NewWorker {
             id: 0,
-            conn: ours.try_clone().unwrap(),
+            conn: ours.clone(),
             setup: None,
             child: None,
             stderr: None,

@@ -6,7 +6,7 @@
 
 use std::io;
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use rustix::event::{epoll, eventfd, EventfdFlags, Timespec};
@@ -141,4 +141,41 @@ pub(crate) fn exit_watch(pid: u32) -> Option<OwnedFd> {
 /// so that reading what it holds never waits for more.
 pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
     Ok(rustix::io::ioctl_fionbio(fd, true)?)
+}
+
+/// Waits up to `timeout` (`None`: no limit) for descriptor `fd` to be
+/// readable (data, end of file or an error), or if `writable` to have
+/// room to write; false if the time passed or a signal came first. For a
+/// thread that does not own `fd` but knows it open for the wait (see
+/// `SharedConnection::wait`).
+pub(crate) fn wait_ready(fd: RawFd, writable: bool, timeout: Option<Duration>) -> io::Result<bool> {
+    let mut pollfd = libc::pollfd {
+        fd,
+        events: if writable {
+            libc::POLLOUT
+        } else {
+            libc::POLLIN
+        },
+        revents: 0,
+    };
+    let millis = timeout.map_or(-1, |t| {
+        // Rounded up, so that a wait never ends before its time.
+        t.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as libc::c_int
+    });
+    // SAFETY: poll reads and writes only the one pollfd given, which
+    // lives on this stack for the call; a number that is no open
+    // descriptor is reported as POLLNVAL, never acted on.
+    let ret = unsafe { libc::poll(&mut pollfd, 1, millis) };
+    match ret {
+        -1 => {
+            let err = io::Error::last_os_error();
+            match err.kind() {
+                io::ErrorKind::Interrupted => Ok(false),
+                _ => Err(err),
+            }
+        }
+        0 => Ok(false),
+        _ if pollfd.revents & libc::POLLNVAL != 0 => Err(io::Error::from_raw_os_error(libc::EBADF)),
+        _ => Ok(true),
+    }
 }

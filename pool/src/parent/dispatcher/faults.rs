@@ -17,6 +17,8 @@ impl Dispatcher {
             return;
         };
         let mut slot = self.workers.swap_remove(index);
+        self.leases.forget(worker);
+        self.away.remove(&worker);
         self.publish_roster();
         let description = end.describe();
         match slot.peer() {
@@ -320,6 +322,8 @@ impl Dispatcher {
         let interrupted = || Error::new(ErrorKind::Interrupted, "Ctrl-C (SIGINT)");
         let mut had_work = !self.queue.is_empty();
         self.fail_queued(interrupted);
+        // A caller's direct call ends once its worker is killed.
+        had_work |= self.stop_lent(interrupted);
         for slot in &mut self.workers {
             if slot.load().chunks == 0 {
                 continue;

@@ -1,6 +1,7 @@
 //! Starting, retiring and stopping workers, and the pool's own end.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::shortage::is_shortage;
@@ -8,23 +9,12 @@ use super::{Dispatcher, Phase, REAP_WAIT};
 use crate::error::{Error, Result};
 use crate::parent::outbox::Outbox;
 use crate::parent::roster::{RemoteWorker, Roster};
+use crate::parent::shared_conn::SharedConnection;
 use crate::parent::spawn;
 use crate::parent::worker_io::NewWorker;
 use crate::parent::worker_reader::Event;
 use crate::parent::worker_slot::{Process, State, WorkerSlot};
 use crate::wire::{Initializer, ToWorker};
-
-/// At most this many remote workers wait for a shortage of descriptors
-/// to pass; more are turned away (their connections closed).
-const MAX_WAITING_REMOTE: usize = 64;
-
-/// A remote worker that authenticated and is not adopted yet.
-pub(super) struct WaitingRemote {
-    conn: connection::Connection,
-    peer: String,
-    /// Past this (its start-up timeout), it is turned away.
-    give_up: Instant,
-}
 
 impl Dispatcher {
     /// Quits a worker that has been given its share of tasks, once it has
@@ -40,8 +30,7 @@ impl Dispatcher {
         }
     }
 
-    /// Starts local workers until the configured number are live, and
-    /// adopts the remote workers that waited for descriptors. A shortage
+    /// Starts local workers until the configured number are live. A shortage
     /// of descriptors (or memory, or processes) only holds that off for a
     /// while (see `shortage`); any other failure to start a worker (a
     /// missing program, say) breaks the pool.
@@ -53,7 +42,6 @@ impl Dispatcher {
             return;
         }
         let round = self.shortage.begin_round();
-        self.adopt_waiting();
         if self.phase != Phase::Closing || !self.queue.is_empty() {
             self.start_missing_locals();
         }
@@ -90,7 +78,7 @@ impl Dispatcher {
         let deadline = Instant::now() + self.config.startup_timeout;
         let process = Process::Local {
             child: local.child,
-            progress: local.progress,
+            progress: Arc::new(local.progress),
         };
         self.workers.push(WorkerSlot::starting(
             id,
@@ -105,94 +93,44 @@ impl Dispatcher {
         Ok(())
     }
 
-    pub(super) fn adopt_remote(&mut self, mut conn: connection::Connection, peer: String) {
-        conn.set_max_message_size(self.config.max_message_size);
-        let give_up = Instant::now() + self.config.startup_timeout;
-        self.adopt(WaitingRemote {
-            conn,
-            peer,
-            give_up,
-        });
-    }
-
     /// Hands a remote worker that authenticated to the I/O thread, which
-    /// sends it its setup. Short of descriptors, it waits (until its start-up
-    /// timeout) for the shortage to pass, as local workers do.
-    fn adopt(&mut self, mut remote: WaitingRemote) {
+    /// sends it its setup. It takes no descriptor beyond its connection's
+    /// (shared by the dispatcher and the I/O thread), so a shortage of
+    /// descriptors cannot stop it here.
+    pub(super) fn adopt_remote(&mut self, mut conn: connection::Connection, peer: String) {
         if self.phase != Phase::Open || self.broken.is_some() {
             // Never waiting for it: a peer that does not read just loses
             // its connection without being told why.
-            let _ = remote.conn.try_send_bytes(&ToWorker::Quit.encode());
+            let _ = conn.try_send_bytes(&ToWorker::Quit.encode());
             return;
         }
+        conn.set_max_message_size(self.config.max_message_size);
         let id = self.next_worker_id;
         self.next_worker_id += 1;
-        let setup = self.setup_message(id);
-        let started = remote
-            .conn
-            .try_clone()
-            .map_err(|err| Error::from_connection(err, "clone the connection"))
-            .map(|io_conn| {
-                self.io.add(NewWorker {
-                    id,
-                    conn: io_conn,
-                    setup: Some(setup),
-                    child: None,
-                    stderr: None,
-                })
-            });
-        let WaitingRemote {
+        let conn = SharedConnection::new(conn);
+        let pending = self.io.add(NewWorker {
+            id,
+            conn: conn.clone(),
+            setup: Some(self.setup_message(id)),
+            child: None,
+            stderr: None,
+        });
+        tracing::debug!(worker = id, %peer, "remote worker joined");
+        let deadline = Instant::now() + self.config.startup_timeout;
+        self.workers.push(WorkerSlot::starting(
+            id,
+            None,
+            Process::Remote {
+                peer,
+                claimed_pid: None,
+                slurm_job: None,
+            },
             conn,
-            peer,
-            give_up,
-        } = remote;
-        match started {
-            Ok(pending) => {
-                tracing::debug!(worker = id, %peer, "remote worker joined");
-                self.shortage.passed();
-                let deadline = Instant::now() + self.config.startup_timeout;
-                self.workers.push(WorkerSlot::starting(
-                    id,
-                    None,
-                    Process::Remote {
-                        peer,
-                        claimed_pid: None,
-                        slurm_job: None,
-                    },
-                    conn,
-                    Outbox::new(self.io.sender(), pending),
-                    deadline,
-                    self.config.max_message_size,
-                ));
-                self.publish_roster();
-            }
-            Err(err)
-                if is_shortage(&err)
-                    && Instant::now() < give_up
-                    && self.waiting_remote.len() < MAX_WAITING_REMOTE =>
-            {
-                self.shortage.failed("adopt a remote worker", &err);
-                self.waiting_remote.push_back(WaitingRemote {
-                    conn,
-                    peer,
-                    give_up,
-                });
-            }
-            Err(err) => {
-                tracing::warn!(%peer, err = %format!("{err:#}"), "remote worker could not be set up")
-            }
-        }
-    }
-
-    /// Tries again to adopt the remote workers that waited for a shortage
-    /// to pass, until it holds them off again.
-    fn adopt_waiting(&mut self) {
-        while !self.shortage.holds_off(Instant::now()) {
-            let Some(remote) = self.waiting_remote.pop_front() else {
-                return;
-            };
-            self.adopt(remote);
-        }
+            Outbox::new(self.io.sender(), pending),
+            deadline,
+            self.config.max_message_size,
+        ));
+        self.publish_roster();
     }
 
     pub(super) fn setup_message(&self, id: u32) -> Vec<u8> {
@@ -214,8 +152,9 @@ impl Dispatcher {
 
     pub(super) fn terminate(&mut self) {
         self.phase = Phase::Terminating;
+        self.leases.close();
+        self.stop_lent(Error::terminated);
         self.fail_queued(Error::terminated);
-        self.waiting_remote.clear();
         for slot in &mut self.workers {
             // A remote worker is told to quit, so that one waiting for work
             // exits as after a close; one running a task sees its
@@ -235,6 +174,10 @@ impl Dispatcher {
             return false;
         }
         if self.workers.iter().any(|w| w.load().chunks > 0) {
+            return false;
+        }
+        // A worker lent to a caller runs its input to the end first.
+        if !self.reclaim_lent(true) {
             return false;
         }
         for slot in &mut self.workers {
@@ -281,6 +224,8 @@ impl Dispatcher {
             self.broken = Some(err.clone());
         }
         self.fail_queued(|| err.clone());
+        // Later calls fail with it too, direct ones included.
+        self.leases.close();
     }
 
     /// Publishes the live workers: the local ones' pids for `worker_pids`,

@@ -21,6 +21,7 @@ use crossbeam_channel::{select, Receiver, Sender};
 
 mod builds;
 mod faults;
+mod lending;
 mod lifecycle;
 mod memory;
 mod shortage;
@@ -28,6 +29,7 @@ mod shortage;
 use super::command::Command;
 use super::config::Config;
 use super::job::Job;
+use super::lease::Leases;
 use super::oom::{Death, MemoryWatch};
 use super::roster::SharedRoster;
 use super::sink::Deliveries;
@@ -36,7 +38,6 @@ use super::worker_io::WorkerIo;
 use super::worker_reader::Event;
 use super::worker_slot::{Misaligned, State, WorkerSlot};
 use crate::error::{Error, ErrorKind, Result};
-use lifecycle::WaitingRemote;
 use shortage::Shortage;
 
 /// How much work (by recent input durations) to keep queued per worker.
@@ -97,9 +98,6 @@ pub(crate) struct Dispatcher {
     start_failures: u32,
     /// Whether starting workers waits out a shortage of descriptors.
     shortage: Shortage,
-    /// Remote workers that authenticated while descriptors were short,
-    /// to adopt once the shortage passes.
-    waiting_remote: VecDeque<WaitingRemote>,
     deliveries: Deliveries,
     /// The live workers, published for `worker_pids` and `remote_workers`.
     roster: SharedRoster,
@@ -117,6 +115,11 @@ pub(crate) struct Dispatcher {
     /// that was not seen running: it is looked for again every
     /// [`STOP_RECHECK`] until it is answered or stopped.
     stops_pending: bool,
+    /// The idle workers offered to callers for direct calls, and those
+    /// lent (see `lending`).
+    leases: Arc<Leases>,
+    /// The workers offered or lent: not the dispatcher's to hand work.
+    away: HashSet<u32>,
 }
 
 impl Dispatcher {
@@ -127,6 +130,7 @@ impl Dispatcher {
         events: (Sender<Event>, Receiver<Event>),
         roster: SharedRoster,
         live_workers: Arc<AtomicUsize>,
+        leases: Arc<Leases>,
     ) -> Result<Dispatcher> {
         let program = spawn::worker_program(&config)?;
         let memory = MemoryWatch::new(config.memory);
@@ -151,7 +155,6 @@ impl Dispatcher {
             started: false,
             start_failures: 0,
             shortage: Shortage::default(),
-            waiting_remote: VecDeque::new(),
             deliveries: Deliveries::default(),
             roster,
             live_workers,
@@ -159,6 +162,8 @@ impl Dispatcher {
             other_builds: HashSet::new(),
             memory,
             stops_pending: false,
+            leases,
+            away: HashSet::new(),
         })
     }
 
@@ -236,12 +241,18 @@ impl Dispatcher {
             }
             self.check_clocks();
             self.replenish();
+            // Workers lent to callers come back first, with what they
+            // ran, if there is work for them.
+            if !self.queue.is_empty() {
+                self.reclaim_lent(true);
+            }
             self.dispatch();
             self.rebalance();
             self.deliveries.flush();
             if self.phase == Phase::Closing && self.finish_closing() {
                 break;
             }
+            self.offer_idle();
         }
         self.deliveries.flush();
         self.fail_queued(Error::terminated);
@@ -276,6 +287,7 @@ impl Dispatcher {
             Command::Close => {
                 if self.phase == Phase::Open {
                     self.phase = Phase::Closing;
+                    self.leases.close();
                 }
             }
             Command::Terminate => self.terminate(),
@@ -358,6 +370,10 @@ impl Dispatcher {
             Event::Leaving { worker } => self.on_leaving(worker),
             Event::Lost { worker, end } => self.on_lost(worker, end),
             Event::Joined { conn, peer } => self.adopt_remote(*conn, peer),
+            Event::LeaseEnded => {
+                let want = !self.queue.is_empty() || self.phase == Phase::Closing;
+                self.reclaim_lent(want);
+            }
         }
     }
 
@@ -472,7 +488,9 @@ impl Dispatcher {
             .iter()
             .enumerate()
             .filter(|(_, w)| {
-                w.state() == State::Ready && limit.map_or(true, |limit| w.items_sent() < limit)
+                w.state() == State::Ready
+                    && limit.map_or(true, |limit| w.items_sent() < limit)
+                    && !self.away.contains(&w.id())
             })
             .filter(|(_, w)| {
                 let load = w.load();
@@ -520,6 +538,7 @@ impl Dispatcher {
             .iter()
             .filter(|w| w.state() == State::Ready && w.load().chunks == 0)
             .filter(|w| limit.map_or(true, |limit| w.items_sent() < limit))
+            .filter(|w| !self.away.contains(&w.id()))
             .count();
         if idle == 0 {
             return;

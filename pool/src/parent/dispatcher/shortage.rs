@@ -1,7 +1,7 @@
 //! When the process runs short of descriptors (or memory, or processes)
-//! while starting a worker or adopting a remote one: that passes once
-//! something lets go, so the dispatcher tries again later, backing off,
-//! rather than giving up on the pool.
+//! while starting a worker: that passes once something lets go, so the
+//! dispatcher tries again later, backing off, rather than giving up on
+//! the pool.
 
 use std::time::{Duration, Instant};
 

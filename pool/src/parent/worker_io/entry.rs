@@ -10,11 +10,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use connection::Connection;
 use crossbeam_channel::Sender;
 
 use super::stderr::StderrLines;
 use super::{token, Kind, NewWorker, Outgoing};
+use crate::parent::shared_conn::SharedConnection;
 use crate::parent::worker_reader::{Event, Greeting, WorkerEnd};
 use crate::sys::{self, Poller};
 
@@ -34,7 +34,7 @@ const LONGEST_EXIT_POLL: Duration = Duration::from_millis(10);
 pub(super) struct Entry {
     id: u32,
     /// `None` once the connection ended.
-    conn: Option<Connection>,
+    conn: Option<SharedConnection>,
     greeting: Greeting,
     queue: VecDeque<Outgoing>,
     pending: Arc<AtomicUsize>,
@@ -102,7 +102,7 @@ impl Entry {
         let Some(conn) = &self.conn else {
             return false;
         };
-        if let Err(err) = poller.add(conn.as_fd(), token(self.id, Kind::Socket), false) {
+        if let Err(err) = conn.watch(poller, token(self.id, Kind::Socket)) {
             self.end(poller, format!("cannot watch its connection: {err}"));
             self.reap_if_done(Instant::now(), poller, events);
             return false;
@@ -129,9 +129,10 @@ impl Entry {
     pub(super) fn flush(&mut self, poller: &Poller) {
         let span = self.span.clone();
         let _entered = span.enter();
-        let Some(conn) = &mut self.conn else {
+        let Some(conn) = &self.conn else {
             return;
         };
+        let mut conn = conn.lock();
         while let Some(outgoing) = self.queue.pop_front() {
             let sent = match outgoing {
                 Outgoing::Rest(rest) => conn.try_send_unsent(rest),
@@ -165,11 +166,22 @@ impl Entry {
     pub(super) fn read(&mut self, poller: &Poller, events: &Sender<Event>) -> bool {
         let span = self.span.clone();
         let _entered = span.enter();
-        let Some(conn) = &mut self.conn else {
+        let Some(conn) = &self.conn else {
             return false;
         };
         for _ in 0..MESSAGES_PER_TURN {
-            let message = match conn.try_recv_bytes() {
+            // Locked a message at a time, so that the dispatcher's writes
+            // wait for one message at most.
+            let received = {
+                let mut conn = conn.lock();
+                // Read by the caller it is lent to (a readiness from
+                // before the lease took it out of the set).
+                if conn.is_lent() {
+                    return false;
+                }
+                conn.try_recv_bytes()
+            };
+            let message = match received {
                 Ok(Some(message)) => message,
                 Ok(None) => return false,
                 Err(err) => {
@@ -199,7 +211,7 @@ impl Entry {
         let _entered = span.enter();
         tracing::debug!(worker = self.id, %error, "worker connection ended");
         if let Some(conn) = self.conn.take() {
-            let _ = poller.remove(conn.as_fd());
+            conn.unwatch(poller);
         }
         self.queue.clear();
         let now = Instant::now();

@@ -32,12 +32,13 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use connection::{Connection, UnsentMessage};
+use connection::UnsentMessage;
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
 use self::entry::Entry;
 use self::stderr::Forwarder;
 use super::oom::StderrWatch;
+use super::shared_conn::SharedConnection;
 use super::worker_reader::Event;
 use crate::spin;
 use crate::sys::{Poller, Readiness, Waker};
@@ -78,8 +79,8 @@ pub(crate) enum Outgoing {
 /// A worker for the I/O thread to serve.
 pub(crate) struct NewWorker {
     pub(crate) id: u32,
-    /// The I/O thread's own clone of the worker's connection.
-    pub(crate) conn: Connection,
+    /// The worker's connection, which the dispatcher writes to as well.
+    pub(crate) conn: SharedConnection,
     /// Sent before anything else (it may be larger than the socket's
     /// buffer: it carries the initializer's input).
     pub(crate) setup: Option<Vec<u8>>,
@@ -122,6 +123,9 @@ impl IoSender {
 
 /// The I/O thread, which ends when this is dropped.
 pub(crate) struct WorkerIo {
+    /// The thread's epoll set, which a caller a worker is lent to takes
+    /// the worker's socket out of (see `SharedConnection::lend`).
+    poller: Arc<Poller>,
     sender: IoSender,
     thread: Option<JoinHandle<()>>,
     _stderr: Forwarder,
@@ -133,13 +137,13 @@ impl WorkerIo {
     /// workers to `events` and checks for more for `spin` before it
     /// sleeps.
     pub(crate) fn start(events: Sender<Event>, spin: Duration) -> std::io::Result<WorkerIo> {
-        let poller = Poller::new()?;
+        let poller = Arc::new(Poller::new()?);
         let waker = Arc::new(Waker::new()?);
         poller.add(waker.fd(), WAKER, false)?;
         let stderr = Forwarder::start()?;
         let (commands, received) = crossbeam_channel::unbounded();
         let mut io = IoThread {
-            poller,
+            poller: Arc::clone(&poller),
             waker: Arc::clone(&waker),
             commands: received,
             events,
@@ -152,10 +156,15 @@ impl WorkerIo {
             .name("pool-io".to_string())
             .spawn(move || io.run())?;
         Ok(WorkerIo {
+            poller,
             sender: IoSender { commands, waker },
             thread: Some(thread),
             _stderr: stderr,
         })
+    }
+
+    pub(crate) fn poller(&self) -> Arc<Poller> {
+        Arc::clone(&self.poller)
     }
 
     pub(crate) fn sender(&self) -> IoSender {
@@ -186,7 +195,7 @@ impl Drop for WorkerIo {
 }
 
 struct IoThread {
-    poller: Poller,
+    poller: Arc<Poller>,
     waker: Arc<Waker>,
     commands: Receiver<Command>,
     events: Sender<Event>,

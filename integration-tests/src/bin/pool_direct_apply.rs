@@ -1,0 +1,245 @@
+//! A program that runs `pool.apply` on a pool of one worker and prints
+//! what happened, one `key: value` line at a time, for
+//! `tests/pool_direct_apply.rs`. After a first call (which tells the
+//! worker of the task), each call goes straight to the idle worker (the
+//! pool's lease), so these check that its faults act as the usual way's.
+//!
+//! Modes:
+//! - `wakeups N`: N calls; prints how many times the dispatcher and the
+//!   I/O thread were switched out meanwhile (`/proc/self/task`).
+//! - `killed`: the worker is SIGKILLed during a long call; prints that
+//!   call's error kind, then the next call's result.
+//! - `killed_idle N`: N times, the idle worker is SIGKILLed and a call
+//!   made at once, before the pool may have seen the worker end; prints
+//!   how many of those calls were answered.
+//! - `timeout`: a call longer than the pool's task timeout, then another.
+//! - `ctrl_c`: SIGINT to this process during a long call.
+//! - `terminate`: `terminate` from another thread during a long call.
+//! - `concurrent`: four threads applying while a map runs on the same
+//!   two workers, then `close` and `join` while a fifth thread applies
+//!   until the pool is closed; prints the wrong answers seen.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use integration_tests::signal;
+use pool::Pool;
+
+pool::task! {
+    /// Sleeps `ms` milliseconds, then returns its own pid.
+    fn nap(ms: u64) -> u32 {
+        std::thread::sleep(Duration::from_millis(ms));
+        std::process::id()
+    }
+}
+
+/// How long the call that is interrupted would take: far past the test's
+/// patience, so only the fault ends it.
+const LONG_MS: u64 = 600_000;
+/// When the fault is made, after the long call started.
+const FAULT_AFTER: Duration = Duration::from_millis(500);
+/// The task timeout of `timeout`'s pool, past [`FAULT_AFTER`].
+const TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Context switches of this process's threads named `name`.
+fn switches(name: &str) -> u64 {
+    let mut total = 0;
+    for task in std::fs::read_dir("/proc/self/task").expect("/proc/self/task") {
+        let path = task.expect("a task").path();
+        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        if comm.trim_end() != name {
+            continue;
+        }
+        let status = std::fs::read_to_string(path.join("status")).unwrap_or_default();
+        total += status
+            .lines()
+            .filter(|line| line.contains("ctxt_switches:"))
+            .filter_map(|line| line.split(':').nth(1)?.trim().parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    total
+}
+
+/// Lets the dispatcher finish what the first calls gave it (the first
+/// went the usual way) and go to sleep, so that the switches counted
+/// after are those of the calls measured.
+fn settle() {
+    std::thread::sleep(Duration::from_millis(200));
+}
+
+fn kind(result: &Result<u32, pool::Error>) -> String {
+    match result {
+        Ok(_) => "ok".to_string(),
+        Err(err) => format!("{:?}", err.kind()),
+    }
+}
+
+fn one_worker(timeout: Option<Duration>) -> Result<Pool, pool::Error> {
+    let mut builder = Pool::builder().processes(1);
+    if let Some(timeout) = timeout {
+        builder = builder.task_timeout(timeout);
+    }
+    let pool = builder.build()?;
+    // The first call tells the worker of the task, and the worker is
+    // offered once the dispatcher has handed its result over: by the
+    // last of these, calls go straight to it.
+    for _ in 0..10 {
+        pool.apply(nap, 0)?;
+    }
+    Ok(pool)
+}
+
+fn wakeups(count: u64) -> Result<(), pool::Error> {
+    let pool = one_worker(None)?;
+    settle();
+    let dispatcher = switches("pool-dispatcher");
+    let io = switches("pool-io");
+    for _ in 0..count {
+        pool.apply(nap, 0)?;
+    }
+    println!(
+        "dispatcher switches: {}",
+        switches("pool-dispatcher") - dispatcher
+    );
+    println!("io switches: {}", switches("pool-io") - io);
+    Ok(())
+}
+
+/// Runs a call of `ms` milliseconds on another thread, makes the fault
+/// with `fault` after [`FAULT_AFTER`], and prints how the call ended and
+/// how often the dispatcher was switched out before the fault (never,
+/// for a direct call).
+fn long_call_with(pool: &Arc<Pool>, ms: u64, fault: impl FnOnce(&Pool)) {
+    settle();
+    let before = switches("pool-dispatcher");
+    let caller = {
+        let pool = Arc::clone(pool);
+        std::thread::spawn(move || pool.apply(nap, ms))
+    };
+    std::thread::sleep(FAULT_AFTER);
+    let during = switches("pool-dispatcher") - before;
+    println!("dispatcher switches during the call: {during}");
+    fault(pool);
+    let result = caller.join().expect("the caller thread");
+    println!("long call: {}", kind(&result));
+}
+
+fn killed() -> Result<(), pool::Error> {
+    let pool = Arc::new(one_worker(None)?);
+    let worker = pool.worker_pids()[0];
+    long_call_with(&pool, LONG_MS, |_| signal(worker, libc::SIGKILL));
+    let next = pool.apply(nap, 0);
+    println!("next call: {}", kind(&next));
+    println!("replaced: {}", next.is_ok_and(|pid| pid != worker));
+    Ok(())
+}
+
+fn killed_idle(times: usize) -> Result<(), pool::Error> {
+    let pool = one_worker(None)?;
+    let mut answered = 0;
+    for _ in 0..times {
+        let worker = pool.worker_pids()[0];
+        signal(worker, libc::SIGKILL);
+        match pool.apply(nap, 0) {
+            Ok(_) => answered += 1,
+            Err(err) => println!("error: {err}"),
+        }
+        // The next round's call goes direct again: warm its worker up.
+        for _ in 0..10 {
+            pool.apply(nap, 0)?;
+        }
+    }
+    println!("answered: {answered}");
+    Ok(())
+}
+
+fn timeout() -> Result<(), pool::Error> {
+    let pool = Arc::new(one_worker(Some(TIMEOUT))?);
+    let worker = pool.worker_pids()[0];
+    // No fault but the timeout, which comes after the look.
+    long_call_with(&pool, LONG_MS, |_| {});
+    let next = pool.apply(nap, 0);
+    println!("next call: {}", kind(&next));
+    println!("replaced: {}", next.is_ok_and(|pid| pid != worker));
+    Ok(())
+}
+
+fn ctrl_c() -> Result<(), pool::Error> {
+    let pool = Arc::new(one_worker(None)?);
+    long_call_with(&pool, LONG_MS, |_| signal(std::process::id(), libc::SIGINT));
+    println!("next call: {}", kind(&pool.apply(nap, 0)));
+    Ok(())
+}
+
+fn terminate() -> Result<(), pool::Error> {
+    let pool = Arc::new(one_worker(None)?);
+    long_call_with(&pool, LONG_MS, Pool::terminate);
+    println!("terminated");
+    Ok(())
+}
+
+pool::task! {
+    fn double(x: u64) -> u64 { 2 * x }
+}
+
+fn concurrent() -> Result<(), pool::Error> {
+    let pool = Arc::new(Pool::builder().processes(2).build()?);
+    let callers: Vec<_> = (0..4u64)
+        .map(|t| {
+            let pool = Arc::clone(&pool);
+            std::thread::spawn(move || {
+                (0..500u64)
+                    .map(|i| t * 1000 + i)
+                    .filter(|&x| pool.apply(double, x).ok() != Some(2 * x))
+                    .count()
+            })
+        })
+        .collect();
+    let mapped = pool.map(double, 0..5000u64)?;
+    let mut wrong = (0..5000u64)
+        .filter(|&x| mapped[x as usize] != 2 * x)
+        .count();
+    for caller in callers {
+        wrong += caller.join().expect("a caller thread");
+    }
+    println!("wrong answers: {wrong}");
+    let last = {
+        let pool = Arc::clone(&pool);
+        std::thread::spawn(move || {
+            let mut answered = 0u64;
+            loop {
+                match pool.apply(double, answered) {
+                    Ok(y) if y == 2 * answered => answered += 1,
+                    Ok(_) => return "a wrong answer".to_string(),
+                    Err(err) => return format!("{:?}", err.kind()),
+                }
+            }
+        })
+    };
+    std::thread::sleep(FAULT_AFTER);
+    pool.close();
+    pool.join();
+    println!("joined");
+    println!("last caller: {}", last.join().expect("the last caller"));
+    println!("workers after join: {}", pool.worker_pids().len());
+    Ok(())
+}
+
+fn main() -> Result<(), pool::Error> {
+    pool::init();
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str).unwrap_or_default() {
+        "wakeups" => wakeups(args.get(2).and_then(|n| n.parse().ok()).unwrap_or(200))?,
+        "killed" => killed()?,
+        "killed_idle" => killed_idle(args.get(2).and_then(|n| n.parse().ok()).unwrap_or(5))?,
+        "timeout" => timeout()?,
+        "ctrl_c" => ctrl_c()?,
+        "terminate" => terminate()?,
+        "concurrent" => concurrent()?,
+        other => {
+            eprintln!("unknown mode {other:?}");
+            std::process::exit(2);
+        }
+    }
+    Ok(())
+}

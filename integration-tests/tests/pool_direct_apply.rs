@@ -1,0 +1,89 @@
+//! `pool.apply` straight to an idle worker (the pool's lease): it wakes
+//! neither the dispatcher nor the I/O thread, and a worker killed, a
+//! task timeout, Ctrl-C and `terminate` end a direct call as they end a
+//! queued one (each checked to have gone direct). Each scenario runs
+//! `pool_direct_apply` under a deadline past which it is killed and the
+//! test fails.
+
+use std::time::Duration;
+
+use integration_tests::{line, scenario_output_with};
+
+const LIMIT: Duration = Duration::from_secs(60);
+const PROGRAM: &str = env!("CARGO_BIN_EXE_pool_direct_apply");
+
+/// Runs `mode`; checks that its long call went straight to the worker
+/// (the dispatcher slept throughout: the usual way wakes it to send the
+/// input, and with a task timeout, to watch the clock) and ended with an
+/// error of `kind`.
+fn direct_call(mode: &str, kind: &str) -> String {
+    let out = scenario_output_with(PROGRAM, &[mode], LIMIT);
+    eprintln!("{out}");
+    assert_eq!(
+        line(&out, "dispatcher switches during the call"),
+        "0",
+        "{out}"
+    );
+    assert_eq!(line(&out, "long call"), kind, "{out}");
+    out
+}
+
+/// [`direct_call`], after which the next call is answered by another
+/// worker.
+fn fails_and_is_replaced(mode: &str, kind: &str) {
+    let out = direct_call(mode, kind);
+    assert_eq!(line(&out, "next call"), "ok", "{out}");
+    assert_eq!(line(&out, "replaced"), "true", "{out}");
+}
+
+#[test]
+fn apply_to_an_idle_worker_wakes_neither_the_dispatcher_nor_the_io_thread() {
+    let calls = 300;
+    let out = scenario_output_with(PROGRAM, &["wakeups", &calls.to_string()], LIMIT);
+    eprintln!("{out}");
+    // The usual way wakes each at least once a call; a few wake-ups of
+    // their own (a clock, a preemption) are allowed for.
+    let dispatcher: u64 = line(&out, "dispatcher switches").parse().unwrap();
+    let io: u64 = line(&out, "io switches").parse().unwrap();
+    assert!(dispatcher < calls / 10, "{out}");
+    assert!(io < calls / 10, "{out}");
+}
+
+#[test]
+fn a_worker_killed_during_a_direct_apply_fails_it_and_is_replaced() {
+    fails_and_is_replaced("killed", "WorkerDied");
+}
+
+#[test]
+fn a_call_made_as_an_idle_worker_dies_runs_on_its_replacement() {
+    let out = scenario_output_with(PROGRAM, &["killed_idle", "5"], LIMIT);
+    eprintln!("{out}");
+    assert_eq!(line(&out, "answered"), "5", "{out}");
+}
+
+#[test]
+fn a_direct_apply_past_the_task_timeout_is_killed_and_reported() {
+    fails_and_is_replaced("timeout", "Timeout");
+}
+
+#[test]
+fn ctrl_c_interrupts_a_direct_apply_and_the_pool_goes_on() {
+    let out = direct_call("ctrl_c", "Interrupted");
+    assert_eq!(line(&out, "next call"), "ok", "{out}");
+}
+
+#[test]
+fn terminate_ends_a_direct_apply() {
+    let out = direct_call("terminate", "Closed");
+    assert!(out.contains("terminated"), "{out}");
+}
+
+#[test]
+fn direct_and_queued_calls_share_the_workers_and_close_waits_for_both() {
+    let out = scenario_output_with(PROGRAM, &["concurrent"], LIMIT);
+    eprintln!("{out}");
+    assert_eq!(line(&out, "wrong answers"), "0", "{out}");
+    assert!(out.contains("joined"), "{out}");
+    assert_eq!(line(&out, "last caller"), "Closed", "{out}");
+    assert_eq!(line(&out, "workers after join"), "0", "{out}");
+}
