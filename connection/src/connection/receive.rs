@@ -11,9 +11,9 @@ use crate::codec;
 use crate::error::{Error, ErrorKind, Result};
 use crate::frame;
 use crate::nowait;
-use crate::proto::frame::{in_memory_len, room_after, too_large};
+use crate::proto::frame::{in_memory_len, room_after, too_large, HeaderDecoder};
 use crate::shared::SharedView;
-use crate::sys::Unfilled;
+use crate::sys::{Unfilled, Wait};
 
 /// [`Connection::recv`] keeps the buffer of a large message it decoded,
 /// up to this size, for the next receive, and frees it at the next
@@ -355,11 +355,12 @@ impl Connection {
     /// is read with the descriptors that came with it, for `shared` to
     /// check.
     fn read_header(&mut self) -> Result<u64> {
-        let mut fds = Vec::new();
-        let accepts = self.shared.accepts().then_some(&mut fds);
-        let header = frame::read_any_header(&self.socket, accepts);
+        let (mut fds, accepts) = (Vec::new(), self.shared.accepts());
+        let mut decoder = HeaderDecoder::new(accepts);
+        let with_fds = accepts.then_some(&mut fds);
+        let header = frame::read_any_header(&self.socket, &mut decoder, with_fds, Wait::ForRoom);
         let header = header.map_err(|err| self.mark_broken(err))?;
-        self.shared.receive(header, fds)
+        self.shared.receive(header.expect("a read that waits"), fds)
     }
 
     pub(crate) fn read_payload(&mut self, len: u64, out: &mut Vec<u8>) -> Result<()> {

@@ -152,8 +152,17 @@ impl Endpoint {
     /// came with it, and returns its message's length: a shared-memory
     /// message's descriptor is checked and kept as the payload to read. A
     /// refused one is an error that leaves the stream at the next message.
+    /// Descriptors that came with an ordinary header were not announced,
+    /// and are closed here.
     pub(crate) fn receive(&mut self, header: Header, fds: Vec<OwnedFd>) -> Result<u64> {
         let memfd = match header {
+            Header::Stream(len) if !fds.is_empty() => {
+                tracing::debug!(
+                    count = fds.len(),
+                    "closed descriptors sent with an ordinary message"
+                );
+                return Ok(len);
+            }
             Header::Stream(len) => return Ok(len),
             Header::Shared(len) => ReceivedMemfd::check(fds, len)?,
             Header::Recycled { len, generation } => {

@@ -202,7 +202,7 @@ impl AsyncConnection {
     /// with a receive first. The connection is gone with the error. Errors
     /// from writing the rest of a message are those of a send.
     pub fn into_blocking(self) -> Result<Connection> {
-        if self.incoming.is_partial() {
+        if self.incoming.arriving.has_arrived() {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
                 "a cancelled receive left a message partly read; \

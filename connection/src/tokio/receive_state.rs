@@ -33,12 +33,6 @@ impl ReceiveState {
         }
     }
 
-    /// Whether a message is partly read: part of a header, or part of a
-    /// payload (a whole header alone is what a blocking connection keeps).
-    pub(super) fn is_partial(&self) -> bool {
-        self.arriving.has_arrived()
-    }
-
     /// Sets out to read the pending `len`-byte payload, unless a dropped
     /// receive already did; into the scratch buffer with `scratch`.
     pub(super) fn expect_payload(&mut self, len: usize, scratch: bool) {
@@ -57,12 +51,6 @@ impl ReceiveState {
             buf.clear();
             self.scratch = buf;
         }
-    }
-
-    /// How much memory the partly received payload holds.
-    #[cfg(test)]
-    pub(super) fn payload_capacity(&self) -> usize {
-        self.arriving.payload_capacity()
     }
 
     /// What a payload's read ended with: a whole payload ends the message;
