@@ -29,7 +29,16 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 1 << 30;
 
 /// A scratch buffer that grew past this is freed after use rather than
 /// kept, except by a receive of a large message (see `receive.rs`).
-const SCRATCH_KEEP: usize = 64 * 1024;
+pub(crate) const SCRATCH_KEEP: usize = 64 * 1024;
+
+/// Keeps `buf`, emptied, in `slot` for the next message if it holds at
+/// most `limit` bytes of memory, and frees it otherwise.
+pub(crate) fn keep_buffer(slot: &mut Vec<u8>, mut buf: Vec<u8>, limit: usize) {
+    if buf.capacity() <= limit {
+        buf.clear();
+        *slot = buf;
+    }
+}
 
 /// One end of a connection: sends and receives whole messages, either raw
 /// bytes or serde-serializable values.
@@ -351,11 +360,8 @@ impl Connection {
         self.shared.recycled_memfds()
     }
 
-    fn keep_scratch(&mut self, mut buf: Vec<u8>) {
-        if buf.capacity() <= SCRATCH_KEEP {
-            buf.clear();
-            self.scratch = buf;
-        }
+    fn keep_scratch(&mut self, buf: Vec<u8>) {
+        keep_buffer(&mut self.scratch, buf, SCRATCH_KEEP);
     }
 }
 

@@ -18,7 +18,11 @@ use crate::sys::{self, Socket, Unfilled, Wait};
 /// single write.
 pub(crate) fn write_reserved(socket: &Socket, buf: &mut [u8]) -> io::Result<()> {
     let start = frame::frame_in_place(buf);
-    write_all(socket, &mut SendPlan::pair(&[], &buf[start..]))
+    write_plan(
+        socket,
+        &mut SendPlan::pair(&[], &buf[start..]),
+        Wait::ForRoom,
+    )
 }
 
 /// Sends `payload` as one message, waiting for room or not as `wait`
@@ -69,11 +73,6 @@ pub(crate) fn write_rest(socket: &Socket, rest: &[u8], wait: Wait) -> io::Result
     let mut plan = SendPlan::pair(&[], rest);
     write_plan(socket, &mut plan, wait)?;
     Ok(plan.sent())
-}
-
-/// Writes all of `plan`, waiting for room as needed.
-pub(crate) fn write_all(socket: &Socket, plan: &mut SendPlan<'_>) -> io::Result<()> {
-    write_plan(socket, plan, Wait::ForRoom)
 }
 
 /// Writes `plan`, counting what went out. With [`Wait::No`] it stops when
@@ -207,18 +206,12 @@ pub(crate) fn read_arrived(
     Ok(payload.got() - before)
 }
 
-/// Reads a `len`-byte payload (or the rest of one), appending it to
-/// `out`. The buffer grows a chunk at a time as bytes arrive, whatever
-/// length the header claimed (see [`frame::MIN_CHUNK`]). On error `out` is
-/// cut back to what it held.
-pub(crate) fn read_payload(socket: &Socket, len: usize, out: &mut Vec<u8>) -> Result<()> {
-    read_payload_part(socket, 0, len, out)
-}
-
-/// [`read_payload`] of the `len` bytes that follow the first `before`
-/// bytes of a payload, which were read apart: errors speak of the whole
-/// payload.
-pub(crate) fn read_payload_part(
+/// Reads the `len` bytes of a payload that follow its first `before`
+/// bytes (read apart, if any: errors speak of the whole payload),
+/// appending them to `out`. The buffer grows a chunk at a time as bytes
+/// arrive, whatever length the header claimed (see [`frame::MIN_CHUNK`]).
+/// On error `out` is cut back to what it held.
+pub(crate) fn read_payload(
     socket: &Socket,
     before: usize,
     len: usize,
@@ -270,7 +263,7 @@ mod tests {
         write_reserved(&a, &mut buf).unwrap();
         let len = read_header(&b).unwrap();
         let mut out = Vec::new();
-        read_payload(&b, len as usize, &mut out).unwrap();
+        read_payload(&b, 0, len as usize, &mut out).unwrap();
         assert_eq!(out, b"xyz");
     }
 
@@ -307,7 +300,7 @@ mod tests {
         a.write(b"only eleven").unwrap();
         drop(a);
         let mut out = Vec::new();
-        let err = read_payload(&b, 1 << 40, &mut out).unwrap_err();
+        let err = read_payload(&b, 0, 1 << 40, &mut out).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Truncated);
         assert!(err.to_string().contains("after 11"), "{err}");
         assert!(out.capacity() <= MIN_CHUNK + 11, "{}", out.capacity());
@@ -325,7 +318,7 @@ mod tests {
                 }
             });
             let mut out = Vec::new();
-            let err = read_payload(&b, 1 << 30, &mut out).unwrap_err();
+            let err = read_payload(&b, 0, 1 << 30, &mut out).unwrap_err();
             writer.join().unwrap();
             assert_eq!(err.kind(), ErrorKind::Truncated);
             let bound = sent + sent.clamp(MIN_CHUNK, MAX_CHUNK);
@@ -357,7 +350,7 @@ mod tests {
             });
             let got = read_header(&b).unwrap() as usize;
             let mut out = Vec::new();
-            read_payload(&b, got, &mut out).unwrap();
+            read_payload(&b, 0, got, &mut out).unwrap();
             writer.join().unwrap();
             assert_eq!(out, expected, "{len}");
         }

@@ -5,7 +5,7 @@
 
 use serde::de::DeserializeOwned;
 
-use super::Connection;
+use super::{keep_buffer, Connection};
 use crate::arriving::{decode_arriving, FromShared, FromSocket, Received};
 use crate::codec;
 use crate::error::{Error, ErrorKind, Result};
@@ -76,7 +76,7 @@ impl Connection {
             }
             None => decode_arriving::<T, _>(FromSocket(&self.socket), len, window),
         };
-        self.keep_large_scratch(received.window);
+        keep_buffer(&mut self.scratch, received.window, LARGE_SCRATCH_KEEP);
         match received.value {
             Err(err) if received.broken => Err(self.lose_boundaries(err)),
             value => value,
@@ -370,7 +370,7 @@ impl Connection {
         if let Some(memfd) = self.shared.take_payload() {
             return memfd.append_to_vec(0, len, out);
         }
-        frame::read_payload(&self.socket, len, out).map_err(|err| self.lose_boundaries(err))
+        frame::read_payload(&self.socket, 0, len, out).map_err(|err| self.lose_boundaries(err))
     }
 
     /// Receives the payload of the message whose header
@@ -414,16 +414,5 @@ impl Connection {
     /// message's start.
     fn lose_boundaries(&mut self, err: Error) -> Error {
         self.between.lose(err)
-    }
-
-    /// Keeps the buffer of a large message for the next receive, up to
-    /// [`LARGE_SCRATCH_KEEP`]: large messages tend to follow one another,
-    /// and reused pages cost no page faults. The next small message's
-    /// receive frees it ([`keep_scratch`](Connection::keep_scratch)).
-    fn keep_large_scratch(&mut self, mut buf: Vec<u8>) {
-        if buf.capacity() <= LARGE_SCRATCH_KEEP {
-            buf.clear();
-            self.scratch = buf;
-        }
     }
 }
