@@ -66,7 +66,7 @@ pub(crate) fn write_shared(
     }
 }
 
-/// Writes the rest of a message that [`try_write_message`] began,
+/// Writes the rest of a message that [`write_message`] began,
 /// waiting for room or not as `wait` says, and returns how many of its
 /// bytes went out (all of them with [`Wait::ForRoom`]).
 pub(crate) fn write_rest(socket: &Socket, rest: &[u8], wait: Wait) -> io::Result<usize> {

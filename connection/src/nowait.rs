@@ -1,5 +1,6 @@
-//! The framing core's ([`crate::proto::frame`]) driver that never waits:
-//! receives a message a piece at a time, as the socket allows, for the two
+//! The framing core's ([`crate::proto::frame`]) receive that never waits
+//! (its reads are `crate::frame`'s, with [`Wait::No`]): receives a message
+//! a piece at a time, as the socket allows, for the two
 //! callers that must never block on a peer that sent half a message: an
 //! event loop that serves many connections from one thread
 //! ([`Connection::try_recv_bytes`](crate::Connection::try_recv_bytes)),
@@ -72,7 +73,7 @@ impl Arriving {
     /// come with it, where shared memory was agreed, `with_fds`), and
     /// returns it with them once it is whole. `None`: the rest has not
     /// arrived yet. A clean end of file before its first byte is
-    /// [`ErrorKind::Eof`](crate::ErrorKind::Eof).
+    /// [`ErrorKind::Eof`].
     pub(crate) fn read_header(
         &mut self,
         socket: &Socket,
@@ -110,7 +111,7 @@ impl Arriving {
     /// Reads what has arrived of the payload, at most about `budget`
     /// bytes, and returns it once it is whole; `None`: the rest has not
     /// arrived yet, or the budget is spent. After
-    /// [`ErrorKind::Truncated`](crate::ErrorKind::Truncated) the payload
+    /// [`ErrorKind::Truncated`] the payload
     /// is gone (the stream with it); after an I/O error it is kept.
     pub(crate) fn read_payload(
         &mut self,
