@@ -360,7 +360,8 @@ impl Connection {
         let with_fds = accepts.then_some(&mut fds);
         let header = frame::read_any_header(&self.socket, &mut decoder, with_fds, Wait::ForRoom);
         let header = header.map_err(|err| self.mark_broken(err))?;
-        self.shared.receive(header.expect("a read that waits"), fds)
+        let header = header.expect("a read that waits returns a whole header");
+        self.shared.receive(header, fds)
     }
 
     pub(crate) fn read_payload(&mut self, len: u64, out: &mut Vec<u8>) -> Result<()> {
