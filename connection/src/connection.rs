@@ -74,7 +74,7 @@ pub struct Connection {
     between: Between,
     /// Large messages through memfds: the settings, the memfds, and the
     /// payload of the message being read when it came as one.
-    shared: shared::Endpoint,
+    pub(crate) shared: shared::Endpoint,
     scratch: Vec<u8>,
     /// What arrived of a message [`try_recv_bytes`](Connection::try_recv_bytes)
     /// has begun to receive; boxed, and made on its first call, so that
@@ -345,19 +345,6 @@ impl Connection {
     /// and the message stays unread.
     pub fn set_max_message_size(&mut self, bytes: u64) {
         self.max_message_size = bytes;
-    }
-
-    /// Makes this end wait at least `patience` for one of its recyclable
-    /// memfds to come free, for tests whose reader may run late.
-    #[cfg(test)]
-    pub(crate) fn set_least_recycle_patience(&mut self, patience: std::time::Duration) {
-        self.shared.set_least_recycle_patience(patience);
-    }
-
-    /// How many recyclable memfds this end holds, for tests.
-    #[cfg(test)]
-    pub(crate) fn recycled_memfds(&self) -> usize {
-        self.shared.recycled_memfds()
     }
 
     fn keep_scratch(&mut self, buf: Vec<u8>) {

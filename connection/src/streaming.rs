@@ -106,11 +106,8 @@ impl StreamToSocket<'_> {
             return Ok(());
         }
         self.written = true;
-        let result = frame::write_plan(
-            self.socket,
-            &mut SendPlan::pair(&self.pending, then),
-            Wait::ForRoom,
-        );
+        let mut plan = SendPlan::pair(&self.pending, then);
+        let result = frame::write_plan(self.socket, &mut plan, Wait::ForRoom);
         self.pending.clear();
         result
     }

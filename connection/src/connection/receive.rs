@@ -78,7 +78,7 @@ impl Connection {
         };
         keep_buffer(&mut self.scratch, received.window, LARGE_SCRATCH_KEEP);
         match received.value {
-            Err(err) if received.broken => Err(self.lose_boundaries(err)),
+            Err(err) if received.broken => Err(self.between.lose(err)),
             value => value,
         }
     }
@@ -235,7 +235,7 @@ impl Connection {
         read.map_err(|err| {
             // The stream is lost with whatever arrived of the message.
             self.arriving = None;
-            self.lose_boundaries(err)
+            self.between.lose(err)
         })
     }
 
@@ -249,7 +249,7 @@ impl Connection {
             Ok(Some(whole)) => whole,
             Ok(None) => return Ok(None),
             Err(err) if err.kind() == ErrorKind::Eof => return Err(err),
-            Err(err) => return Err(self.lose_boundaries(err)),
+            Err(err) => return Err(self.between.lose(err)),
         };
         self.shared.receive(header, fds).map(Some)
     }
@@ -364,6 +364,10 @@ impl Connection {
         self.shared.receive(header, fds)
     }
 
+    /// Reads the `len`-byte payload whose header was read into `out`. Any
+    /// error here, as in every payload read, loses the stream's boundaries
+    /// whatever its kind (an `Io` timeout set through the descriptor, say):
+    /// the header is gone, and no later receive can find the next message.
     pub(crate) fn read_payload(&mut self, len: u64, out: &mut Vec<u8>) -> Result<()> {
         // `len` is at most max_message_size here; on a 32-bit target a
         // larger value cannot be held in memory anyway.
@@ -371,7 +375,7 @@ impl Connection {
         if let Some(memfd) = self.shared.take_payload() {
             return memfd.append_to_vec(0, len, out);
         }
-        frame::read_payload(&self.socket, 0, len, out).map_err(|err| self.lose_boundaries(err))
+        frame::read_payload(&self.socket, 0, len, out).map_err(|err| self.between.lose(err))
     }
 
     /// Receives the payload of the message whose header
@@ -384,7 +388,7 @@ impl Connection {
         if let Some(memfd) = self.shared.take_payload() {
             return memfd.read_into(out);
         }
-        frame::read_payload_into(&self.socket, out).map_err(|err| self.lose_boundaries(err))
+        frame::read_payload_into(&self.socket, out).map_err(|err| self.between.lose(err))
     }
 
     /// [`receive_payload_into`](Connection::receive_payload_into) for
@@ -399,7 +403,7 @@ impl Connection {
             return None;
         }
         let read = frame::read_payload_into_uninit(&self.socket, out);
-        Some(read.map_err(|err| self.lose_boundaries(err)))
+        Some(read.map_err(|err| self.between.lose(err)))
     }
 
     fn mark_broken(&mut self, err: Error) -> Error {
@@ -407,13 +411,5 @@ impl Connection {
             return self.between.lose(err);
         }
         err
-    }
-
-    /// Any error while a payload is read leaves the stream inside a
-    /// message whose header is gone: whatever its kind (an `Io` timeout set
-    /// through the descriptor, say), no later receive can find the next
-    /// message's start.
-    fn lose_boundaries(&mut self, err: Error) -> Error {
-        self.between.lose(err)
     }
 }

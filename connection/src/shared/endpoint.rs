@@ -20,7 +20,7 @@ pub(crate) struct Endpoint {
     /// The smallest payload the copying calls send as shared memory.
     pub(crate) threshold: Option<usize>,
     /// The memfds the copying calls fill and send again.
-    recycler: Recycler,
+    pub(crate) recycler: Recycler,
     /// Mappings of the recyclable memfds the peer sent lately.
     views: RecycledViews,
     /// The payload of the message whose header was read last, when it came
@@ -182,18 +182,6 @@ impl Endpoint {
     /// memory and was not read yet.
     pub(crate) fn has_payload(&self) -> bool {
         self.payload.is_some()
-    }
-
-    /// See `Connection::set_least_recycle_patience`.
-    #[cfg(test)]
-    pub(crate) fn set_least_recycle_patience(&mut self, patience: std::time::Duration) {
-        self.recycler.set_least_patience(patience);
-    }
-
-    /// See `Connection::recycled_memfds`.
-    #[cfg(test)]
-    pub(crate) fn recycled_memfds(&self) -> usize {
-        self.recycler.len()
     }
 }
 
