@@ -64,7 +64,7 @@ impl Source for FromSocket<'_> {
     }
 
     fn read_exact(&self, before: usize, len: usize, out: &mut Vec<u8>) -> Result<()> {
-        frame::read_payload_part(self.0, before, len, out)
+        frame::read_payload(self.0, before, len, out)
     }
 
     fn skip(

@@ -20,6 +20,7 @@ use std::ops::Deref;
 use std::time::Instant;
 
 use crate::error::{Error, Result};
+use crate::frame;
 use crate::proto::frame::join;
 use crate::proto::handshake::{self, Handshake, Next, Role};
 use crate::sys::{self, retry_interrupted, Interest, PollFd, Socket, Wait};
@@ -181,10 +182,10 @@ impl Exchange {
             let buf = &mut self.incoming[self.filled..];
             // A reset is the peer's end, as in every receive: `Eof` or
             // `Truncated`, whichever driver runs the exchange.
-            match sys::reset_is_end(retry_interrupted(|| socket.recv_nowait(buf))) {
-                Ok(0) => return Err(handshake::peer_closed(self.filled > 0)),
-                Ok(n) => self.filled += n,
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            match frame::arrived(Wait::No, || socket.recv(buf, Wait::No)) {
+                Ok(None) => return Ok(None),
+                Ok(Some(0)) => return Err(handshake::peer_closed(self.filled > 0)),
+                Ok(Some(n)) => self.filled += n,
                 Err(err) => return Err(Error::io(err, "receive handshake message")),
             }
         }

@@ -29,7 +29,16 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 1 << 30;
 
 /// A scratch buffer that grew past this is freed after use rather than
 /// kept, except by a receive of a large message (see `receive.rs`).
-const SCRATCH_KEEP: usize = 64 * 1024;
+pub(crate) const SCRATCH_KEEP: usize = 64 * 1024;
+
+/// Keeps `buf`, emptied, in `slot` for the next message if it holds at
+/// most `limit` bytes of memory, and frees it otherwise.
+pub(crate) fn keep_buffer(slot: &mut Vec<u8>, mut buf: Vec<u8>, limit: usize) {
+    if buf.capacity() <= limit {
+        buf.clear();
+        *slot = buf;
+    }
+}
 
 /// One end of a connection: sends and receives whole messages, either raw
 /// bytes or serde-serializable values.
@@ -65,7 +74,7 @@ pub struct Connection {
     between: Between,
     /// Large messages through memfds: the settings, the memfds, and the
     /// payload of the message being read when it came as one.
-    shared: shared::Endpoint,
+    pub(crate) shared: shared::Endpoint,
     scratch: Vec<u8>,
     /// What arrived of a message [`try_recv_bytes`](Connection::try_recv_bytes)
     /// has begun to receive; boxed, and made on its first call, so that
@@ -338,24 +347,8 @@ impl Connection {
         self.max_message_size = bytes;
     }
 
-    /// Makes this end wait at least `patience` for one of its recyclable
-    /// memfds to come free, for tests whose reader may run late.
-    #[cfg(test)]
-    pub(crate) fn set_least_recycle_patience(&mut self, patience: std::time::Duration) {
-        self.shared.set_least_recycle_patience(patience);
-    }
-
-    /// How many recyclable memfds this end holds, for tests.
-    #[cfg(test)]
-    pub(crate) fn recycled_memfds(&self) -> usize {
-        self.shared.recycled_memfds()
-    }
-
-    fn keep_scratch(&mut self, mut buf: Vec<u8>) {
-        if buf.capacity() <= SCRATCH_KEEP {
-            buf.clear();
-            self.scratch = buf;
-        }
+    fn keep_scratch(&mut self, buf: Vec<u8>) {
+        keep_buffer(&mut self.scratch, buf, SCRATCH_KEEP);
     }
 }
 

@@ -1,8 +1,10 @@
-//! The blocking driver of the framing core ([`crate::proto::frame`]):
-//! reads headers and payloads from a socket, waiting as long as it takes,
-//! and writes [`SendPlan`]s, with or without waiting for room. A signal
-//! never costs the stream its place ([`sys::retry_interrupted`]), and a
-//! reset connection is the other end's end of file ([`sys::reset_is_end`]).
+//! The framing core's ([`crate::proto::frame`]) socket reads and writes:
+//! reads headers and payloads, and writes [`SendPlan`]s, waiting as long
+//! as it takes (the blocking `Connection`) or not ([`Wait::No`]: the
+//! [`Arriving`](crate::nowait::Arriving) of `nowait.rs`, which keeps what
+//! arrived between calls). A signal never costs the stream its place
+//! ([`sys::retry_interrupted`]), and a reset connection is the other end's
+//! end of file ([`sys::reset_is_end`]).
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -16,7 +18,11 @@ use crate::sys::{self, Socket, Unfilled, Wait};
 /// single write.
 pub(crate) fn write_reserved(socket: &Socket, buf: &mut [u8]) -> io::Result<()> {
     let start = frame::frame_in_place(buf);
-    write_all(socket, &mut SendPlan::pair(&[], &buf[start..]))
+    write_plan(
+        socket,
+        &mut SendPlan::pair(&[], &buf[start..]),
+        Wait::ForRoom,
+    )
 }
 
 /// Sends `payload` as one message, waiting for room or not as `wait`
@@ -60,18 +66,13 @@ pub(crate) fn write_shared(
     }
 }
 
-/// Writes the rest of a message that [`try_write_message`] began,
+/// Writes the rest of a message that [`write_message`] began,
 /// waiting for room or not as `wait` says, and returns how many of its
 /// bytes went out (all of them with [`Wait::ForRoom`]).
 pub(crate) fn write_rest(socket: &Socket, rest: &[u8], wait: Wait) -> io::Result<usize> {
     let mut plan = SendPlan::pair(&[], rest);
     write_plan(socket, &mut plan, wait)?;
     Ok(plan.sent())
-}
-
-/// Writes all of `plan`, waiting for room as needed.
-pub(crate) fn write_all(socket: &Socket, plan: &mut SendPlan<'_>) -> io::Result<()> {
-    write_plan(socket, plan, Wait::ForRoom)
 }
 
 /// Writes `plan`, counting what went out. With [`Wait::No`] it stops when
@@ -93,64 +94,89 @@ pub(crate) fn write_plan(socket: &Socket, plan: &mut SendPlan<'_>, wait: Wait) -
 /// For tests, which read what they wrote raw.
 #[cfg(test)]
 pub(crate) fn read_header(socket: &Socket) -> Result<u64> {
-    match read_any_header(socket, None)? {
-        Header::Stream(len) => Ok(len),
-        other => unreachable!("{other:?} from a decoder that refuses shared memory"),
+    match read_any_header(socket, &mut HeaderDecoder::new(false), None, Wait::ForRoom)? {
+        Some(Header::Stream(len)) => Ok(len),
+        other => unreachable!("{other:?} from a blocking decoder that refuses shared memory"),
     }
 }
 
-/// Reads a header. With `fds`, for an end that accepts shared-memory
-/// messages, it reads with `recvmsg` so that descriptors sent with the
-/// header are caught there; those that came with an ordinary header were
-/// not announced, and are closed here.
+/// Reads on in the header `decoder` holds, waiting for its bytes or not
+/// as `wait` says, and returns it once it is whole; `None` (only without
+/// waiting): the rest has not arrived yet. With `fds`, for an end that
+/// accepts shared-memory messages, it reads with `recvmsg` so that
+/// descriptors sent with the header are caught there. A clean end of file
+/// before the first byte is [`ErrorKind::Eof`](crate::ErrorKind::Eof).
 pub(crate) fn read_any_header(
     socket: &Socket,
+    decoder: &mut HeaderDecoder,
     mut fds: Option<&mut Vec<OwnedFd>>,
-) -> Result<Header> {
-    let mut decoder = HeaderDecoder::new(fds.is_some());
+    wait: Wait,
+) -> Result<Option<Header>> {
     loop {
         let room = decoder.unfilled();
-        let read = sys::retry_interrupted(|| match fds.as_deref_mut() {
-            Some(fds) => socket.read_with_fds(room, fds),
-            None => socket.read(room),
+        let read = arrived(wait, || match fds.as_deref_mut() {
+            Some(fds) => socket.recv_with_fds(room, fds, wait),
+            None => socket.recv(room, wait),
         });
-        let header = match sys::reset_is_end(read) {
-            Ok(0) => return Err(decoder.end_of_stream()),
-            Ok(n) => decoder.received(n)?,
+        let header = match read {
+            Ok(None) => return Ok(None),
+            Ok(Some(0)) => return Err(decoder.end_of_stream()),
+            Ok(Some(n)) => decoder.received(n)?,
             Err(err) => return Err(decoder.io_error(err)),
         };
-        match (header, fds) {
-            (Some(Header::Stream(len)), Some(fds)) if !fds.is_empty() => {
-                tracing::debug!(
-                    count = fds.len(),
-                    "closed descriptors sent with an ordinary message"
-                );
-                fds.clear();
-                return Ok(Header::Stream(len));
-            }
-            (Some(header), _) => return Ok(header),
-            (None, rest) => fds = rest,
+        if header.is_some() {
+            return Ok(header);
         }
     }
 }
 
-/// Reads into `payload`'s next bytes with `read`, which returns how many
-/// it read: at least one, or the error that says why not.
-fn read_some(payload: &mut Payload, read: impl FnMut() -> io::Result<usize>) -> Result<()> {
-    match sys::reset_is_end(sys::retry_interrupted(read)) {
-        Ok(n) => payload.arrived(n),
-        Err(err) => Err(payload.io_error(err)),
+/// Reads pieces of `payload` with `read` (which reads once into the
+/// memory after what arrived), waiting for them or not as `wait` says,
+/// until it is whole (`true`), or nothing more has arrived, or `budget`
+/// bytes went by. The other end closing first is
+/// [`ErrorKind::Truncated`](crate::ErrorKind::Truncated).
+pub(crate) fn read_pieces(
+    payload: &mut Payload,
+    budget: usize,
+    wait: Wait,
+    mut read: impl FnMut(&Payload) -> io::Result<usize>,
+) -> Result<bool> {
+    let start = payload.got();
+    while !payload.is_complete() {
+        if payload.got() - start >= budget {
+            return Ok(false);
+        }
+        match arrived(wait, || read(payload)) {
+            Ok(None) => return Ok(false),
+            Ok(Some(n)) => payload.arrived(n)?,
+            Err(err) => return Err(payload.io_error(err)),
+        }
     }
+    Ok(true)
+}
+
+/// Reads once into the room `payload` sets aside after `out`'s bytes
+/// ([`Payload::make_room`]), waiting or not as `wait` says, and returns
+/// how many bytes arrived.
+pub(crate) fn append_arrived(
+    socket: &Socket,
+    payload: &Payload,
+    out: &mut Vec<u8>,
+    wait: Wait,
+) -> io::Result<usize> {
+    let room = payload.make_room(out);
+    sys::append_filled(out, room, |spare| {
+        spare.fill(|rest| socket.recv_uninit(rest, wait))
+    })
 }
 
 /// Reads a payload into `buf`, which must be exactly as long.
 pub(crate) fn read_payload_into(socket: &Socket, buf: &mut [u8]) -> Result<()> {
     let mut payload = Payload::new(buf.len(), 0);
-    while !payload.is_complete() {
-        let got = payload.got();
-        read_some(&mut payload, || socket.read(&mut buf[got..]))?;
-    }
-    Ok(())
+    read_pieces(&mut payload, usize::MAX, Wait::ForRoom, |payload| {
+        socket.recv(&mut buf[payload.got()..], Wait::ForRoom)
+    })
+    .map(drop)
 }
 
 /// [`read_payload_into`] for memory not yet initialised: on success all
@@ -174,22 +200,18 @@ pub(crate) fn read_arrived(
     before: usize,
 ) -> Result<usize> {
     let mut payload = Payload::new(whole, before);
-    read_some(&mut payload, || buf.fill(|rest| socket.read_uninit(rest)))?;
+    read_pieces(&mut payload, 1, Wait::ForRoom, |_| {
+        buf.fill(|rest| socket.recv_uninit(rest, Wait::ForRoom))
+    })?;
     Ok(payload.got() - before)
 }
 
-/// Reads a `len`-byte payload (or the rest of one), appending it to
-/// `out`. The buffer grows a chunk at a time as bytes arrive, whatever
-/// length the header claimed (see [`frame::MIN_CHUNK`]). On error `out` is
-/// cut back to what it held.
-pub(crate) fn read_payload(socket: &Socket, len: usize, out: &mut Vec<u8>) -> Result<()> {
-    read_payload_part(socket, 0, len, out)
-}
-
-/// [`read_payload`] of the `len` bytes that follow the first `before`
-/// bytes of a payload, which were read apart: errors speak of the whole
-/// payload.
-pub(crate) fn read_payload_part(
+/// Reads the `len` bytes of a payload that follow its first `before`
+/// bytes (read apart, if any: errors speak of the whole payload),
+/// appending them to `out`. The buffer grows a chunk at a time as bytes
+/// arrive, whatever length the header claimed (see [`frame::MIN_CHUNK`]).
+/// On error `out` is cut back to what it held.
+pub(crate) fn read_payload(
     socket: &Socket,
     before: usize,
     len: usize,
@@ -197,17 +219,24 @@ pub(crate) fn read_payload_part(
 ) -> Result<()> {
     let start = out.len();
     let mut payload = Payload::new(before + len, before);
-    while !payload.is_complete() {
-        let room = payload.make_room(out);
-        let read = sys::append_filled(out, room, |spare| {
-            read_some(&mut payload, || spare.fill(|rest| socket.read_uninit(rest)))
-        });
-        if let Err(err) = read {
-            out.truncate(start);
-            return Err(err);
-        }
+    let read = read_pieces(&mut payload, usize::MAX, Wait::ForRoom, |payload| {
+        append_arrived(socket, payload, out, Wait::ForRoom)
+    });
+    read.map(drop).inspect_err(|_| out.truncate(start))
+}
+
+/// What a read gave: `None` when, not waiting, nothing had arrived; `0`
+/// at end of file (a reset peer's end included, see
+/// [`sys::reset_is_end`]). A signal never costs the stream its place.
+pub(crate) fn arrived(
+    wait: Wait,
+    read: impl FnMut() -> io::Result<usize>,
+) -> io::Result<Option<usize>> {
+    match sys::reset_is_end(sys::retry_interrupted(read)) {
+        Ok(n) => Ok(Some(n)),
+        Err(err) if wait == Wait::No && err.kind() == io::ErrorKind::WouldBlock => Ok(None),
+        Err(err) => Err(err),
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -234,7 +263,7 @@ mod tests {
         write_reserved(&a, &mut buf).unwrap();
         let len = read_header(&b).unwrap();
         let mut out = Vec::new();
-        read_payload(&b, len as usize, &mut out).unwrap();
+        read_payload(&b, 0, len as usize, &mut out).unwrap();
         assert_eq!(out, b"xyz");
     }
 
@@ -271,7 +300,7 @@ mod tests {
         a.write(b"only eleven").unwrap();
         drop(a);
         let mut out = Vec::new();
-        let err = read_payload(&b, 1 << 40, &mut out).unwrap_err();
+        let err = read_payload(&b, 0, 1 << 40, &mut out).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Truncated);
         assert!(err.to_string().contains("after 11"), "{err}");
         assert!(out.capacity() <= MIN_CHUNK + 11, "{}", out.capacity());
@@ -289,7 +318,7 @@ mod tests {
                 }
             });
             let mut out = Vec::new();
-            let err = read_payload(&b, 1 << 30, &mut out).unwrap_err();
+            let err = read_payload(&b, 0, 1 << 30, &mut out).unwrap_err();
             writer.join().unwrap();
             assert_eq!(err.kind(), ErrorKind::Truncated);
             let bound = sent + sent.clamp(MIN_CHUNK, MAX_CHUNK);
@@ -321,7 +350,7 @@ mod tests {
             });
             let got = read_header(&b).unwrap() as usize;
             let mut out = Vec::new();
-            read_payload(&b, got, &mut out).unwrap();
+            read_payload(&b, 0, got, &mut out).unwrap();
             writer.join().unwrap();
             assert_eq!(out, expected, "{len}");
         }

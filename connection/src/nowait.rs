@@ -1,5 +1,6 @@
-//! The framing core's ([`crate::proto::frame`]) driver that never waits:
-//! receives a message a piece at a time, as the socket allows, for the two
+//! The framing core's ([`crate::proto::frame`]) receive that never waits
+//! (its reads are `crate::frame`'s, with [`Wait::No`]): receives a message
+//! a piece at a time, as the socket allows, for the two
 //! callers that must never block on a peer that sent half a message: an
 //! event loop that serves many connections from one thread
 //! ([`Connection::try_recv_bytes`](crate::Connection::try_recv_bytes)),
@@ -16,9 +17,10 @@
 use std::io;
 use std::os::fd::OwnedFd;
 
-use crate::error::Result;
+use crate::error::{ErrorKind, Result};
+use crate::frame;
 use crate::proto::frame::{Header, HeaderDecoder, Payload};
-use crate::sys::{self, Socket, Wait};
+use crate::sys::{Socket, Wait};
 
 /// At most this much of a payload an event loop reads per call, so that a
 /// large message streaming in does not hold up its other peers: the
@@ -71,7 +73,7 @@ impl Arriving {
     /// come with it, where shared memory was agreed, `with_fds`), and
     /// returns it with them once it is whole. `None`: the rest has not
     /// arrived yet. A clean end of file before its first byte is
-    /// [`ErrorKind::Eof`](crate::ErrorKind::Eof).
+    /// [`ErrorKind::Eof`].
     pub(crate) fn read_header(
         &mut self,
         socket: &Socket,
@@ -81,24 +83,9 @@ impl Arriving {
             // Shared memory may have been agreed since the last header.
             self.header = HeaderDecoder::new(with_fds);
         }
-        let header = &mut self.header;
-        loop {
-            let room = header.unfilled();
-            let fds = &mut self.fds;
-            let read = arrived(|| match with_fds {
-                true => socket.recv_with_fds(room, fds, Wait::No),
-                false => socket.recv_nowait(room),
-            });
-            let whole = match read {
-                Ok(None) => return Ok(None),
-                Ok(Some(0)) => return Err(header.end_of_stream()),
-                Ok(Some(n)) => header.received(n)?,
-                Err(err) => return Err(header.io_error(err)),
-            };
-            if let Some(whole) = whole {
-                return Ok(Some((whole, std::mem::take(&mut self.fds))));
-            }
-        }
+        let fds = with_fds.then_some(&mut self.fds);
+        let header = frame::read_any_header(socket, &mut self.header, fds, Wait::No)?;
+        Ok(header.map(|header| (header, std::mem::take(&mut self.fds))))
     }
 
     /// Sets out to read a payload of `len` bytes into `buf` (empty, its
@@ -124,7 +111,7 @@ impl Arriving {
     /// Reads what has arrived of the payload, at most about `budget`
     /// bytes, and returns it once it is whole; `None`: the rest has not
     /// arrived yet, or the budget is spent. After
-    /// [`ErrorKind::Truncated`](crate::ErrorKind::Truncated) the payload
+    /// [`ErrorKind::Truncated`] the payload
     /// is gone (the stream with it); after an I/O error it is kept.
     pub(crate) fn read_payload(
         &mut self,
@@ -132,19 +119,15 @@ impl Arriving {
         budget: usize,
     ) -> Result<Option<Vec<u8>>> {
         let whole = self.read_pieces(budget, |payload, bytes| {
-            let room = payload.make_room(bytes);
-            sys::append_filled(bytes, room, |spare| {
-                spare.fill(|rest| socket.recv_nowait_uninit(rest))
-            })
+            frame::append_arrived(socket, payload, bytes, Wait::No)
         })?;
         Ok(whole
             .then(|| self.payload.take().map(|(_, bytes)| bytes))
             .flatten())
     }
 
-    /// Reads pieces of the payload with `read` (which reads once into the
-    /// memory after what arrived) until it is whole (`true`), nothing more
-    /// has arrived, or `budget` bytes went by.
+    /// [`frame::read_pieces`] of the payload, with its bytes so far for
+    /// `read`; a truncated payload is dropped (the stream is lost with it).
     fn read_pieces(
         &mut self,
         budget: usize,
@@ -153,23 +136,14 @@ impl Arriving {
         let Some((payload, bytes)) = &mut self.payload else {
             return Ok(false);
         };
-        let start = payload.got();
-        while !payload.is_complete() {
-            if payload.got() - start >= budget {
-                return Ok(false);
-            }
-            match arrived(|| read(payload, bytes)) {
-                Ok(None) => return Ok(false),
-                Ok(Some(n)) => {
-                    if let Err(err) = payload.arrived(n) {
-                        self.payload = None;
-                        return Err(err);
-                    }
-                }
-                Err(err) => return Err(payload.io_error(err)),
-            }
+        let read = frame::read_pieces(payload, budget, Wait::No, |payload| read(payload, bytes));
+        if read
+            .as_ref()
+            .is_err_and(|err| err.kind() == ErrorKind::Truncated)
+        {
+            self.payload = None;
         }
-        Ok(true)
+        read
     }
 }
 
@@ -200,7 +174,7 @@ impl<'a> PayloadInto<'a> {
     pub(crate) fn read(&mut self, socket: &Socket) -> Result<Option<()>> {
         let target = &mut *self.target;
         let whole = self.arriving.read_pieces(usize::MAX, |payload, _| {
-            socket.recv_nowait(&mut target[payload.got()..])
+            socket.recv(&mut target[payload.got()..], Wait::No)
         })?;
         if whole {
             self.arriving.payload = None;
@@ -216,17 +190,6 @@ impl Drop for PayloadInto<'_> {
             bytes.clear();
             bytes.extend_from_slice(&self.target[..payload.got()]);
         }
-    }
-}
-
-/// What a read without waiting gave: `None` when nothing had arrived, `0`
-/// at end of file (a reset peer's end included, see
-/// [`sys::reset_is_end`]).
-fn arrived(read: impl FnMut() -> io::Result<usize>) -> io::Result<Option<usize>> {
-    match sys::reset_is_end(sys::retry_interrupted(read)) {
-        Ok(n) => Ok(Some(n)),
-        Err(err) if err.kind() == io::ErrorKind::WouldBlock => Ok(None),
-        Err(err) => Err(err),
     }
 }
 

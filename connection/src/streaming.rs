@@ -25,7 +25,7 @@ use crate::codec::{self, ser::Downstream, FormatError};
 use crate::error::{Error, ErrorKind, Result};
 use crate::frame;
 use crate::proto::frame::{append_header, SendPlan};
-use crate::sys::Socket;
+use crate::sys::{Socket, Wait};
 
 /// Encodings longer than this are streamed; shorter ones are encoded into
 /// one buffer and sent in one write.
@@ -106,7 +106,8 @@ impl StreamToSocket<'_> {
             return Ok(());
         }
         self.written = true;
-        let result = frame::write_all(self.socket, &mut SendPlan::pair(&self.pending, then));
+        let mut plan = SendPlan::pair(&self.pending, then);
+        let result = frame::write_plan(self.socket, &mut plan, Wait::ForRoom);
         self.pending.clear();
         result
     }

@@ -5,15 +5,15 @@
 
 use serde::de::DeserializeOwned;
 
-use super::Connection;
+use super::{keep_buffer, Connection};
 use crate::arriving::{decode_arriving, FromShared, FromSocket, Received};
 use crate::codec;
 use crate::error::{Error, ErrorKind, Result};
 use crate::frame;
 use crate::nowait;
-use crate::proto::frame::{in_memory_len, room_after, too_large};
+use crate::proto::frame::{in_memory_len, room_after, too_large, HeaderDecoder};
 use crate::shared::SharedView;
-use crate::sys::Unfilled;
+use crate::sys::{Unfilled, Wait};
 
 /// [`Connection::recv`] keeps the buffer of a large message it decoded,
 /// up to this size, for the next receive, and frees it at the next
@@ -76,9 +76,9 @@ impl Connection {
             }
             None => decode_arriving::<T, _>(FromSocket(&self.socket), len, window),
         };
-        self.keep_large_scratch(received.window);
+        keep_buffer(&mut self.scratch, received.window, LARGE_SCRATCH_KEEP);
         match received.value {
-            Err(err) if received.broken => Err(self.lose_boundaries(err)),
+            Err(err) if received.broken => Err(self.between.lose(err)),
             value => value,
         }
     }
@@ -235,7 +235,7 @@ impl Connection {
         read.map_err(|err| {
             // The stream is lost with whatever arrived of the message.
             self.arriving = None;
-            self.lose_boundaries(err)
+            self.between.lose(err)
         })
     }
 
@@ -249,7 +249,7 @@ impl Connection {
             Ok(Some(whole)) => whole,
             Ok(None) => return Ok(None),
             Err(err) if err.kind() == ErrorKind::Eof => return Err(err),
-            Err(err) => return Err(self.lose_boundaries(err)),
+            Err(err) => return Err(self.between.lose(err)),
         };
         self.shared.receive(header, fds).map(Some)
     }
@@ -355,13 +355,19 @@ impl Connection {
     /// is read with the descriptors that came with it, for `shared` to
     /// check.
     fn read_header(&mut self) -> Result<u64> {
-        let mut fds = Vec::new();
-        let accepts = self.shared.accepts().then_some(&mut fds);
-        let header = frame::read_any_header(&self.socket, accepts);
+        let (mut fds, accepts) = (Vec::new(), self.shared.accepts());
+        let mut decoder = HeaderDecoder::new(accepts);
+        let with_fds = accepts.then_some(&mut fds);
+        let header = frame::read_any_header(&self.socket, &mut decoder, with_fds, Wait::ForRoom);
         let header = header.map_err(|err| self.mark_broken(err))?;
+        let header = header.expect("a read that waits returns a whole header");
         self.shared.receive(header, fds)
     }
 
+    /// Reads the `len`-byte payload whose header was read into `out`. Any
+    /// error here, as in every payload read, loses the stream's boundaries
+    /// whatever its kind (an `Io` timeout set through the descriptor, say):
+    /// the header is gone, and no later receive can find the next message.
     pub(crate) fn read_payload(&mut self, len: u64, out: &mut Vec<u8>) -> Result<()> {
         // `len` is at most max_message_size here; on a 32-bit target a
         // larger value cannot be held in memory anyway.
@@ -369,7 +375,7 @@ impl Connection {
         if let Some(memfd) = self.shared.take_payload() {
             return memfd.append_to_vec(0, len, out);
         }
-        frame::read_payload(&self.socket, len, out).map_err(|err| self.lose_boundaries(err))
+        frame::read_payload(&self.socket, 0, len, out).map_err(|err| self.between.lose(err))
     }
 
     /// Receives the payload of the message whose header
@@ -382,7 +388,7 @@ impl Connection {
         if let Some(memfd) = self.shared.take_payload() {
             return memfd.read_into(out);
         }
-        frame::read_payload_into(&self.socket, out).map_err(|err| self.lose_boundaries(err))
+        frame::read_payload_into(&self.socket, out).map_err(|err| self.between.lose(err))
     }
 
     /// [`receive_payload_into`](Connection::receive_payload_into) for
@@ -397,7 +403,7 @@ impl Connection {
             return None;
         }
         let read = frame::read_payload_into_uninit(&self.socket, out);
-        Some(read.map_err(|err| self.lose_boundaries(err)))
+        Some(read.map_err(|err| self.between.lose(err)))
     }
 
     fn mark_broken(&mut self, err: Error) -> Error {
@@ -405,24 +411,5 @@ impl Connection {
             return self.between.lose(err);
         }
         err
-    }
-
-    /// Any error while a payload is read leaves the stream inside a
-    /// message whose header is gone: whatever its kind (an `Io` timeout set
-    /// through the descriptor, say), no later receive can find the next
-    /// message's start.
-    fn lose_boundaries(&mut self, err: Error) -> Error {
-        self.between.lose(err)
-    }
-
-    /// Keeps the buffer of a large message for the next receive, up to
-    /// [`LARGE_SCRATCH_KEEP`]: large messages tend to follow one another,
-    /// and reused pages cost no page faults. The next small message's
-    /// receive frees it ([`keep_scratch`](Connection::keep_scratch)).
-    fn keep_large_scratch(&mut self, mut buf: Vec<u8>) {
-        if buf.capacity() <= LARGE_SCRATCH_KEEP {
-            buf.clear();
-            self.scratch = buf;
-        }
     }
 }

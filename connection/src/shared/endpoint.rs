@@ -20,7 +20,7 @@ pub(crate) struct Endpoint {
     /// The smallest payload the copying calls send as shared memory.
     pub(crate) threshold: Option<usize>,
     /// The memfds the copying calls fill and send again.
-    recycler: Recycler,
+    pub(crate) recycler: Recycler,
     /// Mappings of the recyclable memfds the peer sent lately.
     views: RecycledViews,
     /// The payload of the message whose header was read last, when it came
@@ -152,8 +152,17 @@ impl Endpoint {
     /// came with it, and returns its message's length: a shared-memory
     /// message's descriptor is checked and kept as the payload to read. A
     /// refused one is an error that leaves the stream at the next message.
+    /// Descriptors that came with an ordinary header were not announced,
+    /// and are closed here.
     pub(crate) fn receive(&mut self, header: Header, fds: Vec<OwnedFd>) -> Result<u64> {
         let memfd = match header {
+            Header::Stream(len) if !fds.is_empty() => {
+                tracing::debug!(
+                    count = fds.len(),
+                    "closed descriptors sent with an ordinary message"
+                );
+                return Ok(len);
+            }
             Header::Stream(len) => return Ok(len),
             Header::Shared(len) => ReceivedMemfd::check(fds, len)?,
             Header::Recycled { len, generation } => {
@@ -173,18 +182,6 @@ impl Endpoint {
     /// memory and was not read yet.
     pub(crate) fn has_payload(&self) -> bool {
         self.payload.is_some()
-    }
-
-    /// See `Connection::set_least_recycle_patience`.
-    #[cfg(test)]
-    pub(crate) fn set_least_recycle_patience(&mut self, patience: std::time::Duration) {
-        self.recycler.set_least_patience(patience);
-    }
-
-    /// See `Connection::recycled_memfds`.
-    #[cfg(test)]
-    pub(crate) fn recycled_memfds(&self) -> usize {
-        self.recycler.len()
     }
 }
 

@@ -563,7 +563,7 @@ fn the_copying_calls_reuse_one_memfd_for_messages_read_in_turn() {
         a.send(&data).unwrap();
         assert_eq!(b.recv::<Vec<u8>>().unwrap(), data, "round {round}");
     }
-    assert_eq!(a.recycled_memfds(), 1);
+    assert_eq!(a.shared.recycler.len(), 1);
     let after = shared_memory_stats();
     assert!(after.sent >= before.sent + 10, "{before:?} {after:?}");
 }
@@ -587,7 +587,7 @@ fn messages_in_flight_take_other_memfds_up_to_the_bound_then_fresh_sealed_ones()
     for data in &messages {
         a.send_bytes(data).unwrap();
     }
-    assert_eq!(a.recycled_memfds(), recycle::MAX_MEMFDS);
+    assert_eq!(a.shared.recycler.len(), recycle::MAX_MEMFDS);
     for (i, data) in messages.iter().enumerate() {
         assert_eq!(&b.recv_bytes().unwrap(), data, "message {i}");
     }
@@ -596,7 +596,7 @@ fn messages_in_flight_take_other_memfds_up_to_the_bound_then_fresh_sealed_ones()
         a.send_bytes(data).unwrap();
         assert_eq!(&b.recv_bytes().unwrap(), data);
     }
-    assert_eq!(a.recycled_memfds(), recycle::MAX_MEMFDS);
+    assert_eq!(a.shared.recycler.len(), recycle::MAX_MEMFDS);
 }
 
 /// A sender ahead of its reader waits for one of its memfds to come free
@@ -609,7 +609,9 @@ fn a_sender_ahead_of_its_reader_waits_for_a_recycled_memfd() {
     }
     let (mut a, mut b) = shared_pipe();
     // However late the reader thread runs on a loaded machine.
-    a.set_least_recycle_patience(std::time::Duration::from_secs(60));
+    a.shared
+        .recycler
+        .set_least_patience(std::time::Duration::from_secs(60));
     let count = recycle::MAX_MEMFDS + 6;
     let reader = std::thread::spawn(move || {
         (0..count)
@@ -634,7 +636,7 @@ fn a_sender_ahead_of_its_reader_waits_for_a_recycled_memfd() {
         assert!(!sealed, "message {i} went in fresh sealed memory");
         assert_eq!(got, data, "message {i}");
     }
-    assert_eq!(a.recycled_memfds(), recycle::MAX_MEMFDS);
+    assert_eq!(a.shared.recycler.len(), recycle::MAX_MEMFDS);
 }
 
 #[test]

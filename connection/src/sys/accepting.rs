@@ -1,5 +1,5 @@
 //! What a listener's handshakes need of the system besides
-//! [`ReadySet`](super::ReadySet) and `Socket::recv_nowait`: telling when
+//! [`ReadySet`](super::ReadySet) and `Socket::recv` without waiting: telling when
 //! descriptors have run out, and whether a peer waits.
 
 use std::io;
@@ -24,19 +24,19 @@ pub(crate) fn connection_waiting(listener: BorrowedFd<'_>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sys::Socket;
+    use crate::sys::{Socket, Wait};
 
     #[test]
     fn reads_what_arrived_and_never_waits() {
         let (a, b) = Socket::pair().unwrap();
         let mut buf = [0u8; 8];
-        let err = b.recv_nowait(&mut buf).unwrap_err();
+        let err = b.recv(&mut buf, Wait::No).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
         a.write(b"abc").unwrap();
-        assert_eq!(b.recv_nowait(&mut buf[..2]).unwrap(), 2);
-        assert_eq!(b.recv_nowait(&mut buf).unwrap(), 1);
+        assert_eq!(b.recv(&mut buf[..2], Wait::No).unwrap(), 2);
+        assert_eq!(b.recv(&mut buf, Wait::No).unwrap(), 1);
         drop(a);
-        assert_eq!(b.recv_nowait(&mut buf).unwrap(), 0);
+        assert_eq!(b.recv(&mut buf, Wait::No).unwrap(), 0);
     }
 
     #[test]

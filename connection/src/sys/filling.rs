@@ -86,7 +86,7 @@ pub(crate) fn append_filled<T: Pod, R>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sys::Socket;
+    use crate::sys::{Socket, Wait};
 
     /// A pair of connected sockets with `bytes` waiting at the second.
     fn arrived(bytes: &[u8]) -> Socket {
@@ -103,7 +103,9 @@ mod tests {
         let socket = arrived(&[1, 0, 0, 0, 2, 0, 0, 0, 3, 0]);
         let mut out: Vec<u32> = Vec::with_capacity(4);
         let filled = append_filled(&mut out, 4, |spare| {
-            spare.fill(|rest| socket.read_uninit(rest)).unwrap()
+            spare
+                .fill(|rest| socket.recv_uninit(rest, Wait::ForRoom))
+                .unwrap()
         });
         assert_eq!(filled, 10);
         // The 2 bytes of a third element are not enough to keep it.
@@ -117,9 +119,11 @@ mod tests {
         out.reserve(5);
         append_filled(&mut out, 5, |spare| {
             let first = spare
-                .fill(|rest| socket.read_uninit(&mut rest[..2]))
+                .fill(|rest| socket.recv_uninit(&mut rest[..2], Wait::ForRoom))
                 .unwrap();
-            let second = spare.fill(|rest| socket.read_uninit(rest)).unwrap();
+            let second = spare
+                .fill(|rest| socket.recv_uninit(rest, Wait::ForRoom))
+                .unwrap();
             assert_eq!((first, second), (2, 3));
         });
         assert_eq!(out, b"xyabcde");

@@ -29,6 +29,20 @@ pub(crate) enum Wait {
     No,
 }
 
+fn send_flags(wait: Wait) -> SendFlags {
+    match wait {
+        Wait::ForRoom => SendFlags::NOSIGNAL,
+        Wait::No => SendFlags::NOSIGNAL | SendFlags::DONTWAIT,
+    }
+}
+
+fn recv_flags(wait: Wait) -> RecvFlags {
+    match wait {
+        Wait::ForRoom => RecvFlags::empty(),
+        Wait::No => RecvFlags::DONTWAIT,
+    }
+}
+
 /// A connected stream socket (Unix domain or TCP). Reads and writes go
 /// straight to the kernel: there is no user-space buffer, so `poll` on the
 /// descriptor always tells the truth about what is ready.
@@ -68,19 +82,27 @@ impl Socket {
         self.0.as_fd()
     }
 
-    /// Reads what is available, at most `buf.len()` bytes; 0 means end of file.
-    pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        Ok(rustix::io::read(&self.0, buf)?)
+    /// Reads what is available, at most `buf.len()` bytes (0 means end of
+    /// file), waiting for data or not as `wait` says: `MSG_DONTWAIT` for
+    /// this call alone, whatever the descriptor's blocking mode, so the
+    /// socket stays blocking for the `Connection` it becomes, and its
+    /// clones; `WouldBlock` when nothing has arrived. Not waiting is for an
+    /// event loop that waits for readiness itself (handshakes,
+    /// `try_recv_bytes`, the `tokio` feature).
+    pub(crate) fn recv(&self, buf: &mut [u8], wait: Wait) -> io::Result<usize> {
+        let (read, _) = rustix::net::recv(&self.0, buf, recv_flags(wait))?;
+        Ok(read)
     }
 
-    /// [`read`](Socket::read) into memory not yet initialised, which
+    /// [`recv`](Socket::recv) into memory not yet initialised, which
     /// spares a receiver zeroing a buffer only to overwrite it: returns
     /// the bytes at the start of `buf` it initialised.
-    pub(crate) fn read_uninit<'a>(
+    pub(crate) fn recv_uninit<'a>(
         &self,
         buf: &'a mut [MaybeUninit<u8>],
+        wait: Wait,
     ) -> io::Result<&'a mut [u8]> {
-        let (filled, _) = rustix::io::read(&self.0, buf)?;
+        let ((filled, _), _) = rustix::net::recv(&self.0, buf, recv_flags(wait))?;
         Ok(filled)
     }
 
@@ -91,10 +113,7 @@ impl Socket {
     /// peer into `EPIPE` instead of a process-killing `SIGPIPE`, whatever
     /// the program's signal disposition.
     pub(crate) fn send(&self, bufs: &[IoSlice<'_>], wait: Wait) -> io::Result<usize> {
-        let flags = match wait {
-            Wait::ForRoom => SendFlags::NOSIGNAL,
-            Wait::No => SendFlags::NOSIGNAL | SendFlags::DONTWAIT,
-        };
+        let flags = send_flags(wait);
         if let [only] = bufs {
             // A lone buffer goes through plain send(2): sendmsg's extra
             // set-up measurably slows the small-message round trip.
@@ -113,10 +132,7 @@ impl Socket {
         fd: BorrowedFd<'_>,
         wait: Wait,
     ) -> io::Result<usize> {
-        let flags = match wait {
-            Wait::ForRoom => SendFlags::NOSIGNAL,
-            Wait::No => SendFlags::NOSIGNAL | SendFlags::DONTWAIT,
-        };
+        let flags = send_flags(wait);
         let fds = [fd];
         let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
         let mut control = SendAncillaryBuffer::new(&mut space);
@@ -124,24 +140,11 @@ impl Socket {
         Ok(rustix::net::sendmsg(&self.0, bufs, &mut control, flags)?)
     }
 
-    /// Reads what is available, at most `buf.len()` bytes, as
-    /// [`read`](Socket::read) does, and moves any descriptors that came
-    /// with those bytes into `fds` (close-on-exec from the start,
-    /// `MSG_CMSG_CLOEXEC`). Room is made for a few, so that a peer sending
-    /// more than the one a message may carry is seen doing so; any beyond
-    /// that room the kernel closes itself.
-    pub(crate) fn read_with_fds(
-        &self,
-        buf: &mut [u8],
-        fds: &mut Vec<OwnedFd>,
-    ) -> io::Result<usize> {
-        self.recv_with_fds(buf, fds, Wait::ForRoom)
-    }
-
-    /// [`read_with_fds`](Socket::read_with_fds) that waits for data or
-    /// not as `wait` says (`MSG_DONTWAIT` for this call alone, as in
-    /// [`recv_nowait`](Socket::recv_nowait)): `WouldBlock` when nothing
-    /// has arrived.
+    /// Reads as [`recv`](Socket::recv) does, and moves any descriptors
+    /// that came with those bytes into `fds` (close-on-exec from the
+    /// start, `MSG_CMSG_CLOEXEC`). Room is made for a few, so that a peer
+    /// sending more than the one a message may carry is seen doing so; any
+    /// beyond that room the kernel closes itself.
     pub(crate) fn recv_with_fds(
         &self,
         buf: &mut [u8],
@@ -151,10 +154,7 @@ impl Socket {
         let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_SEEN))];
         let mut control = RecvAncillaryBuffer::new(&mut space);
         let mut iov = [IoSliceMut::new(buf)];
-        let flags = match wait {
-            Wait::ForRoom => RecvFlags::CMSG_CLOEXEC,
-            Wait::No => RecvFlags::CMSG_CLOEXEC | RecvFlags::DONTWAIT,
-        };
+        let flags = RecvFlags::CMSG_CLOEXEC | recv_flags(wait);
         let got = rustix::net::recvmsg(&self.0, &mut iov, &mut control, flags)?;
         for message in control.drain() {
             if let RecvAncillaryMessage::ScmRights(received) = message {
@@ -163,27 +163,6 @@ impl Socket {
             // Anything else (credentials) owns nothing and is dropped.
         }
         Ok(got.bytes)
-    }
-
-    /// Reads what is available without waiting, whatever the descriptor's
-    /// blocking mode (`MSG_DONTWAIT` for this call alone, so the socket
-    /// stays blocking for the `Connection` it becomes, and its clones):
-    /// `WouldBlock` when nothing is; 0 means end of file. For an event
-    /// loop that waits for readiness itself (handshakes, the `tokio`
-    /// feature).
-    pub(crate) fn recv_nowait(&self, buf: &mut [u8]) -> io::Result<usize> {
-        let (read, _) = rustix::net::recv(&self.0, buf, RecvFlags::DONTWAIT)?;
-        Ok(read)
-    }
-
-    /// [`recv_nowait`](Socket::recv_nowait) into memory not yet
-    /// initialised: returns the bytes at the start of `buf` it initialised.
-    pub(crate) fn recv_nowait_uninit<'a>(
-        &self,
-        buf: &'a mut [MaybeUninit<u8>],
-    ) -> io::Result<&'a mut [u8]> {
-        let ((filled, _), _) = rustix::net::recv(&self.0, buf, RecvFlags::DONTWAIT)?;
-        Ok(filled)
     }
 
     /// Sets or clears `O_NONBLOCK` on the open file description, which
@@ -197,6 +176,13 @@ impl Socket {
     #[cfg(test)]
     pub(crate) fn write(&self, buf: &[u8]) -> io::Result<usize> {
         self.send(&[IoSlice::new(buf)], Wait::ForRoom)
+    }
+
+    /// Reads some of what arrived into `buf`, waiting for it: a test's
+    /// look at the raw stream.
+    #[cfg(test)]
+    pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.recv(buf, Wait::ForRoom)
     }
 
     pub(crate) fn shutdown(&self, how: std::net::Shutdown) -> io::Result<()> {

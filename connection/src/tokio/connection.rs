@@ -12,14 +12,11 @@ use tokio::io::Interest;
 use super::ready::when_ready;
 use super::receive_state::ReceiveState;
 use crate::codec;
-use crate::connection::{Connection, Direction, Parts};
+use crate::connection::{keep_buffer, Connection, Direction, Parts, SCRATCH_KEEP};
 use crate::error::{Error, ErrorKind, Result};
 use crate::frame;
 use crate::proto::frame::{frame_in_place, join, Between, SendPlan, HEADER_ROOM, SMALL_MESSAGE};
 use crate::sys::{self, Socket, Wait};
-
-/// An output buffer that grew past this is freed after use rather than kept.
-const OUTGOING_KEEP: usize = 64 * 1024;
 
 /// One end of a connection on a tokio runtime: the async twin of
 /// [`Connection`], with the same wire format (CPython's framing), the same
@@ -89,7 +86,7 @@ impl SendBuffer {
         self.start = 0;
         self.untouched = false;
         self.buf.clear();
-        if self.buf.capacity() > OUTGOING_KEEP {
+        if self.buf.capacity() > SCRATCH_KEEP {
             self.buf = Vec::new();
         }
     }
@@ -202,7 +199,7 @@ impl AsyncConnection {
     /// with a receive first. The connection is gone with the error. Errors
     /// from writing the rest of a message are those of a send.
     pub fn into_blocking(self) -> Result<Connection> {
-        if self.incoming.is_partial() {
+        if self.incoming.arriving.has_arrived() {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
                 "a cancelled receive left a message partly read; \
@@ -411,7 +408,7 @@ impl AsyncConnection {
     pub async fn recv<T: DeserializeOwned>(&mut self) -> Result<T> {
         let payload = self.receive(self.max_message_size).await?;
         let value = codec::decode(&payload);
-        self.incoming.recycle(payload);
+        keep_buffer(&mut self.incoming.scratch, payload, SCRATCH_KEEP);
         value
     }
 

@@ -129,7 +129,7 @@ impl AsyncConnection {
     /// middle of it, and the next receive will finish it. While this is
     /// true, [`into_blocking`](Self::into_blocking) refuses.
     pub fn is_receiving(&self) -> bool {
-        self.incoming.is_partial()
+        self.incoming.arriving.has_arrived()
     }
 
     /// Receives the next whole payload within `limit`, for [`recv`](Self::recv).

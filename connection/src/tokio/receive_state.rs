@@ -7,9 +7,6 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::nowait::Arriving;
 use crate::proto::frame::{Between, MIN_CHUNK};
 
-/// A scratch buffer that grew past this is freed after use rather than kept.
-const SCRATCH_KEEP: usize = 64 * 1024;
-
 /// How far the message being received has got.
 pub(super) struct ReceiveState {
     /// What arrived of the message: the receive that never waits, which
@@ -21,7 +18,7 @@ pub(super) struct ReceiveState {
     pub(super) between: Between,
     /// A buffer for payloads that are decoded, not handed out, kept
     /// between receives.
-    scratch: Vec<u8>,
+    pub(super) scratch: Vec<u8>,
 }
 
 impl ReceiveState {
@@ -31,12 +28,6 @@ impl ReceiveState {
             between,
             scratch: Vec::new(),
         }
-    }
-
-    /// Whether a message is partly read: part of a header, or part of a
-    /// payload (a whole header alone is what a blocking connection keeps).
-    pub(super) fn is_partial(&self) -> bool {
-        self.arriving.has_arrived()
     }
 
     /// Sets out to read the pending `len`-byte payload, unless a dropped
@@ -49,20 +40,6 @@ impl ReceiveState {
             };
             self.arriving.expect_payload(len, MIN_CHUNK, buf);
         }
-    }
-
-    /// Takes back the buffer of a decoded payload for the next receive.
-    pub(super) fn recycle(&mut self, mut buf: Vec<u8>) {
-        if buf.capacity() <= SCRATCH_KEEP {
-            buf.clear();
-            self.scratch = buf;
-        }
-    }
-
-    /// How much memory the partly received payload holds.
-    #[cfg(test)]
-    pub(super) fn payload_capacity(&self) -> usize {
-        self.arriving.payload_capacity()
     }
 
     /// What a payload's read ended with: a whole payload ends the message;

@@ -221,7 +221,7 @@ async fn a_lying_header_costs_a_chunk_of_memory_at_most() {
     raw.write(&(1i32 << 30).to_be_bytes()).unwrap();
     raw.write(b"only eleven").unwrap();
     assert!(timeout(A_MOMENT, conn.recv_bytes()).await.is_err());
-    let held = conn.incoming.payload_capacity();
+    let held = conn.incoming.arriving.payload_capacity();
     assert!(held <= MIN_CHUNK + 11, "{held} bytes set aside");
     drop(raw);
     let err = conn.recv_bytes().await.unwrap_err();
