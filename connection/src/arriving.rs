@@ -122,7 +122,7 @@ pub(crate) fn decode_arriving<T: DeserializeOwned, S: Source>(
     len: usize,
     window: Vec<u8>,
 ) -> Received<T> {
-    let mut decoder = Decoder::over(Arriving::new(source, len, window));
+    let mut decoder = Decoder::over(ArrivingInput::new(source, len, window));
     let decoded = T::deserialize(&mut decoder);
     let mut arriving = decoder.into_input();
     let decode_error = |detail: String| {
@@ -156,7 +156,7 @@ pub(crate) fn decode_arriving<T: DeserializeOwned, S: Source>(
 
 /// A payload as it arrives: an [`Input`] that reads its source when the
 /// decoder wants more than is buffered, never past the payload's end.
-struct Arriving<S> {
+struct ArrivingInput<S> {
     source: S,
     /// Bytes read and not all decoded: `window[pos..]` are still to come.
     window: Vec<u8>,
@@ -171,11 +171,11 @@ struct Arriving<S> {
     failed: Option<Error>,
 }
 
-impl<S: Source> Arriving<S> {
+impl<S: Source> ArrivingInput<S> {
     fn new(source: S, len: usize, mut window: Vec<u8>) -> Self {
         window.clear();
         window.reserve(WINDOW);
-        Arriving {
+        ArrivingInput {
             source,
             window,
             pos: 0,
@@ -273,7 +273,7 @@ impl<S: Source> Arriving<S> {
     }
 }
 
-impl<'de, S: Source> Input<'de> for Arriving<S> {
+impl<'de, S: Source> Input<'de> for ArrivingInput<S> {
     #[inline]
     fn consumed(&self) -> usize {
         self.base + self.pos
