@@ -260,7 +260,7 @@ pub(crate) fn note_pool_build(pool_build: &str) {
 fn run_by_pointer(input: &[u8], out: &mut Vec<u8>) -> std::result::Result<(), TaskFailure> {
     // Outside a worker, the pointers come from this process (a test's
     // direct call); in a worker, from its pool.
-    if crate::worker::in_worker() && !POOL_RUNS_THIS_IMAGE.load(Ordering::Relaxed) {
+    if crate::role::in_worker() && !POOL_RUNS_THIS_IMAGE.load(Ordering::Relaxed) {
         return Err(TaskFailure::new(
             FailureKind::UnknownTask,
             "this worker does not run plain functions or closures sent by pointer: it is not \

@@ -338,6 +338,7 @@ mod error;
 mod fn_task;
 mod inbox;
 mod parent;
+mod role;
 mod spin;
 mod state;
 #[allow(unsafe_code)]
@@ -369,7 +370,8 @@ pub use crate::worker::{join_pool, serve_joined};
 /// What [`task!`] expands to refers to these; not for direct use.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::task::{link_task, run_encoded, type_names, TaskEntry, TaskResult, TASKS};
+    pub use crate::task::{run_encoded, type_names, TaskEntry, TaskResult, TASKS};
+    pub use crate::worker::link_task;
     pub use crate::worker::WORKERS_START_IN_MAIN;
     pub use linkme;
     pub use pool_macros::task_impl;

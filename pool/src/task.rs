@@ -417,16 +417,6 @@ macro_rules! link_tasks {
     };
 }
 
-/// What [`link_tasks!`](crate::link_tasks) expands to for each task: keeps
-/// the task's entry, and the start-up hook through which the program's
-/// copies become workers (a worker program may name nothing else of the
-/// pool).
-#[doc(hidden)]
-pub fn link_task<T: Task>(_task: &T) {
-    keep_linked::<T>();
-    crate::worker::keep_linked();
-}
-
 /// The names of every task linked into this program, sorted: what a
 /// worker built from it can run.
 ///

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::identity::WorkerTasks;
 use super::launch::slurm::SlurmWorkers;
+use crate::sys;
 use crate::wire::MemoryLimits;
 
 /// How long a new worker may take to report that it is ready.
@@ -102,6 +103,32 @@ pub(crate) struct Config {
     /// The worker program's task table, once a worker sent it: a pool's
     /// own (`pool::start` makes a fresh one), shared with its calls.
     pub(crate) worker_tasks: Arc<WorkerTasks>,
+}
+
+impl Config {
+    /// Why a pool of this configuration may not send functions by
+    /// pointer, if it may not: only a worker running this very image can
+    /// follow them.
+    pub(super) fn fn_refusal(&self) -> Option<String> {
+        if let Some(program) = &self.program {
+            Some(format!(
+                "its workers run the worker program {}, not this program's image",
+                program.display()
+            ))
+        } else if self.listen.is_some() || self.slurm.is_some() {
+            Some("it takes remote workers, which need not run this program's image".into())
+        } else if !sys::workers_run_own_image() {
+            Some(
+                "/proc/self/exe is missing, so its workers start from this program's path, \
+                 which may hold another build by then"
+                    .into(),
+            )
+        } else if sys::build_id().is_empty() {
+            Some("this program has no build id, by which a worker could check its image".into())
+        } else {
+            None
+        }
+    }
 }
 
 impl Default for Config {

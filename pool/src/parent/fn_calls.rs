@@ -7,40 +7,15 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::async_result::AsyncResult;
-use super::config::Config;
 use super::imap::Imap;
 use super::pool::Pool;
 use super::sink::ResultCell;
 use crate::error::Result;
 use crate::fn_task::{self, FnInputs, FnTask};
-use crate::sys;
 
 /// What [`Pool::imap_fn`] returns: an [`Imap`] of a function `fn(I) -> O`
 /// sent by pointer, over the inputs `It`.
 pub type FnImap<'p, I, O, It> = Imap<'p, FnTask<I, O>, FnInputs<It, O>>;
-
-/// Why a pool of `config` may not send functions by pointer, if it may
-/// not: only a worker running this very image can follow them.
-pub(super) fn refusal(config: &Config) -> Option<String> {
-    if let Some(program) = &config.program {
-        Some(format!(
-            "its workers run the worker program {}, not this program's image",
-            program.display()
-        ))
-    } else if config.listen.is_some() || config.slurm.is_some() {
-        Some("it takes remote workers, which need not run this program's image".into())
-    } else if !sys::workers_run_own_image() {
-        Some(
-            "/proc/self/exe is missing, so its workers start from this program's path, \
-             which may hold another build by then"
-                .into(),
-        )
-    } else if sys::build_id().is_empty() {
-        Some("this program has no build id, by which a worker could check its image".into())
-    } else {
-        None
-    }
-}
 
 impl Pool {
     /// [`map`](Pool::map) for a plain `fn` or a closure that captures

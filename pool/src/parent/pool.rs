@@ -88,7 +88,7 @@ impl std::fmt::Debug for Pool {
 /// Starts a pool: the dispatcher thread, its workers, and the listener for
 /// remote workers. Called by [`PoolBuilder::build`](crate::PoolBuilder::build).
 pub(crate) fn start(mut config: Config) -> Result<Pool> {
-    if worker::in_worker() {
+    if crate::role::in_worker() {
         inline::prepare(&config)?;
         return Ok(Pool {
             commands: Commands::inline(config.max_message_size),
@@ -178,7 +178,7 @@ pub(crate) fn start(mut config: Config) -> Result<Pool> {
         launcher: Mutex::new(None),
         stop_on_drop: config.stop_on_drop,
         spin: config.spin,
-        fn_refusal: super::fn_calls::refusal(&config),
+        fn_refusal: config.fn_refusal(),
         leases: Some(leases),
         task_timeout: config.task_timeout,
     };

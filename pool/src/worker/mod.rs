@@ -17,7 +17,6 @@ mod serve;
 mod start;
 
 pub use connect::{connect_worker, join_pool, serve_joined};
-pub(crate) use serve::in_worker;
 pub(crate) use start::started_as_worker;
 pub use start::{AUTHKEY_ENV, CONNECT_ENV};
 
@@ -102,6 +101,16 @@ pub(crate) fn keep_linked() {
     keep_before_main_hook();
 }
 
+/// What [`link_tasks!`](crate::link_tasks) expands to for each task: keeps
+/// the task's entry, and the start-up hook through which the program's
+/// copies become workers (a worker program may name nothing else of the
+/// pool).
+#[doc(hidden)]
+pub fn link_task<T: crate::Task>(_task: &T) {
+    crate::task::keep_linked::<T>();
+    keep_linked();
+}
+
 sys::run_before_main!(before_main);
 
 /// Turns this process into a pool worker if a pool started it as one and
@@ -132,7 +141,7 @@ pub fn init() {
     // A program that calls this must have the hook, which takes the pool's
     // variables out of the environment before `main`'s threads can read it.
     keep_before_main_hook();
-    if !started_as_worker() || in_worker() {
+    if !started_as_worker() || crate::role::in_worker() {
         return;
     }
     std::process::exit(run_and_report());
@@ -162,7 +171,7 @@ fn run_and_report() -> i32 {
 
 /// Becomes a worker for the pool that re-executed this program.
 fn run_local_worker(local: LocalStart) -> Result<()> {
-    serve::become_worker();
+    crate::role::become_worker();
     crate::fn_task::started_locally();
     serve::serve(local.conn, local.progress, None)
 }

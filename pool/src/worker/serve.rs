@@ -70,18 +70,6 @@ const FLUSH_AFTER: Duration = Duration::from_micros(500);
 /// to cost nothing measurable.
 const PARTIAL_AFTER: Duration = Duration::from_millis(50);
 
-/// Set once this process has become a worker: pools refuse to start here.
-static IN_WORKER: AtomicBool = AtomicBool::new(false);
-
-pub(crate) fn in_worker() -> bool {
-    IN_WORKER.load(Ordering::Relaxed)
-}
-
-/// Marks this process as a worker for good.
-pub(crate) fn become_worker() {
-    IN_WORKER.store(true, Ordering::Relaxed);
-}
-
 /// Runs the worker protocol on `conn` until the pool says quit, which is
 /// `Ok`, or goes away without saying so, which is an error.
 ///
@@ -96,7 +84,7 @@ pub(crate) fn serve(
         leave,
         slurm_job,
     } = remote.unwrap_or_default();
-    become_worker();
+    crate::role::become_worker();
     // Panics are caught and sent to the pool as the task's error, with
     // their location and backtrace, which the hook keeps for that;
     // printing them here too would only spam the pool's stderr.
