@@ -21,6 +21,14 @@ use crate::task::Task;
 /// Chunks in flight per live worker: one running, one queued behind it,
 /// one on its way (encoding or results travelling back).
 pub(crate) const CHUNKS_PER_WORKER: usize = 3;
+/// An automatic chunk is cut at its share of [`WINDOW_BYTES`], but never
+/// below this many bytes: with thousands of workers a share is a few
+/// hundred bytes, a handful of small inputs, and every chunk costs the
+/// head and the worker a message each way whatever it holds (1,000,000
+/// trivial inputs over 10,000 workers went out in chunks of 3). The
+/// window may then reach this much per live worker (160 MiB for 10,000),
+/// still far less than what each joined worker costs the head.
+const MIN_CHUNK_BYTES: usize = 16 << 10;
 
 /// What an input costs the parent while it is in flight, besides its
 /// encoding: its `Item`, the allocation of its encoding (at least a small
@@ -65,7 +73,8 @@ pub(crate) struct Options {
 /// number, the reports' total follows what it yields. With `chunksize`
 /// `None`, each chunk's size comes from the inputs left and the workers
 /// live when it is cut (Python's four chunks per worker), capped so that
-/// the window stays within [`WINDOW_BYTES`]. `on_progress` hears of every
+/// the window stays within [`WINDOW_BYTES`] (or [`MIN_CHUNK_BYTES`] per
+/// live worker, if more). `on_progress` hears of every
 /// batch of results that moved the count.
 pub(crate) fn run<T: Task, R>(
     commands: &Commands,
@@ -218,7 +227,7 @@ where
                 Some(size) => (size, usize::MAX),
                 None => (
                     chunk_size(left, workers),
-                    WINDOW_BYTES / (CHUNKS_PER_WORKER * workers),
+                    (WINDOW_BYTES / (CHUNKS_PER_WORKER * workers)).max(MIN_CHUNK_BYTES),
                 ),
             };
             let first = self.next_index;
@@ -542,6 +551,57 @@ mod tests {
         assert_eq!(seen.chunk_sizes[0], 3);
         assert!(seen.chunk_sizes.iter().all(|&size| size <= 3));
         assert!(seen.chunk_sizes.len() >= 6 * 4);
+    }
+
+    #[test]
+    fn many_workers_do_not_shrink_chunks_of_small_inputs_below_pythons_size() {
+        // 200,000 inputs over 4 chunks for each of 10,000 workers: 5. The
+        // window's share per chunk (16 MiB over 30,000) would hold 3.
+        let total = 200_000;
+        let (commands, receiver) = commands(10_000);
+        let sizes = std::thread::scope(|scope| {
+            // Answers each chunk as it comes, echoing its inputs.
+            let dispatcher = scope.spawn(move || {
+                let mut sizes = Vec::new();
+                while let Ok(Command::SubmitMany(jobs)) = receiver.recv() {
+                    for mut job in jobs {
+                        sizes.push(job.items.len());
+                        let batch = std::mem::take(&mut job.items)
+                            .into_iter()
+                            .map(|item| {
+                                let input = item.input().to_vec();
+                                let len = input.len();
+                                Delivery {
+                                    index: item.index,
+                                    outcome: Ok(Payload::new(Arc::new(input), 0..len)),
+                                }
+                            })
+                            .collect();
+                        if let Sink::Channel(stream) = &job.sink {
+                            stream.send(batch);
+                        }
+                    }
+                }
+                sizes
+            });
+            let outputs = run::<echo, _>(
+                &commands,
+                0..total as u32,
+                total,
+                Options {
+                    chunksize: None,
+                    on_failure: OnFailure::Stop,
+                    journal: JournalOptions::default(),
+                },
+                &mut |_| {},
+                |result| result,
+            )
+            .unwrap();
+            assert!(outputs.into_iter().eq(0..total as u32));
+            drop(commands);
+            dispatcher.join().unwrap()
+        });
+        assert_eq!(sizes[0], 5);
     }
 
     #[test]
