@@ -15,7 +15,7 @@ use tracing::Span;
 use super::in_flight::InFlight;
 use super::job::{Item, Job};
 use super::outbox::Outbox;
-use super::sink::{Deliveries, Payload, Sink};
+use super::sink::{Channel, Deliveries, Payload, Sink};
 use super::trace;
 use crate::error::{Error, RemotePanic, WorkerInfo};
 use crate::sys::SharedCounter;
@@ -408,6 +408,15 @@ impl WorkerSlot {
         self.in_flight
             .iter()
             .any(|chunk| chunk.job.sink.wants_running_stopped())
+    }
+
+    /// The results channel of the first chunk in flight, if it belongs to
+    /// a `map` or `imap` call: the call the worker's next results answer.
+    pub(crate) fn front_channel(&self) -> Option<Arc<Channel>> {
+        match &self.in_flight.front()?.job.sink {
+            Sink::Channel(channel) => Some(Arc::clone(channel)),
+            Sink::Single(_) => None,
+        }
     }
 
     /// Sends the batch built up for the worker, if any, and starts the next.

@@ -227,7 +227,10 @@ impl Dispatcher {
             .map(|at| at.saturating_duration_since(now));
         let stop = self.stops_pending.then_some(super::STOP_RECHECK);
         let roster = self.roster_due.map(|at| at.saturating_duration_since(now));
-        [startup, tick, retry, stop, roster].into_iter().flatten().min()
+        [startup, tick, retry, stop, roster]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Enforces start-up deadlines and task timeouts.
@@ -238,7 +241,10 @@ impl Dispatcher {
         // wakes for), not on every turn: that walks every worker.
         let mut overdue = Vec::new();
         if let Some(timeout) = self.config.task_timeout {
-            if self.timeouts_checked.map_or(true, |at| now >= at + timeout_tick(timeout)) {
+            if self
+                .timeouts_checked
+                .map_or(true, |at| now >= at + timeout_tick(timeout))
+            {
                 self.timeouts_checked = Some(now);
                 self.workers.for_each_mut(|slot| {
                     if slot.state() == State::Ready && slot.overran(timeout, now) {

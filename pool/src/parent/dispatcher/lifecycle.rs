@@ -293,7 +293,9 @@ impl Dispatcher {
         self.live_workers
             .store(self.workers.live(), Ordering::Relaxed);
         if self.roster_due.is_none() {
-            let at = self.roster_published.map_or_else(Instant::now, LastPublished::next);
+            let at = self
+                .roster_published
+                .map_or_else(Instant::now, LastPublished::next);
             self.roster_due = Some(at);
         }
     }
@@ -311,7 +313,8 @@ impl Dispatcher {
     pub(super) fn publish_roster_now(&mut self) {
         let began = Instant::now();
         let live = || self.workers.iter().filter(|w| w.is_live());
-        self.live_workers.store(self.workers.live(), Ordering::Relaxed);
+        self.live_workers
+            .store(self.workers.live(), Ordering::Relaxed);
         let roster = Roster {
             local_pids: live().filter_map(|w| w.pid()).collect(),
             remote: live()

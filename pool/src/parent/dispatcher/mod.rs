@@ -409,12 +409,18 @@ impl Dispatcher {
         let Some(mut slot) = self.workers.get_mut(worker) else {
             return;
         };
+        let channel = slot.front_channel();
         match slot.complete_chunks(&message, &mut self.deliveries) {
             Ok(answered) => {
                 drop(slot);
                 // Only results that answered inputs sent feed the schedule.
                 if answered.items > 0 {
                     let sample = busy_nanos as f64 / answered.items as f64;
+                    // The call of the message's first chunk, for its
+                    // chunk sizes (see `map.rs`).
+                    if let Some(channel) = channel {
+                        channel.note_nanos_per_item(sample);
+                    }
                     self.nanos_per_item = Some(match self.nanos_per_item {
                         Some(average) => 0.7 * average + 0.3 * sample,
                         None => sample,
@@ -468,9 +474,11 @@ impl Dispatcher {
                 self.queue.insert(1, rest);
             }
             let Some(job) = self.queue.front() else { break };
-            let picked =
-                self.workers
-                    .pick(job.items.len() as u64, job.input_bytes(), self.nanos_per_item);
+            let picked = self.workers.pick(
+                job.items.len() as u64,
+                job.input_bytes(),
+                self.nanos_per_item,
+            );
             let Some(worker) = picked else {
                 break;
             };

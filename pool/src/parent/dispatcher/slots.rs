@@ -119,7 +119,9 @@ impl Slots {
     }
 
     pub(super) fn get(&self, id: u32) -> Option<&WorkerSlot> {
-        self.positions.get(&id).map(|&position| &self.slots[position])
+        self.positions
+            .get(&id)
+            .map(|&position| &self.slots[position])
     }
 
     /// Worker `id`'s slot, filed again once the guard is dropped.
@@ -153,7 +155,12 @@ impl Slots {
     /// their task limit, the one holding fewest inputs that has nothing
     /// queued, or room for the chunk (work, inputs and bytes queued all
     /// within bounds).
-    pub(super) fn pick(&self, items: u64, bytes: usize, nanos_per_item: Option<f64>) -> Option<u32> {
+    pub(super) fn pick(
+        &self,
+        items: u64,
+        bytes: usize,
+        nanos_per_item: Option<f64>,
+    ) -> Option<u32> {
         for &(held, id) in &self.takers {
             let slot = &self.slots[self.positions[&id]];
             let load = slot.load();
