@@ -763,7 +763,7 @@ impl Drop for WorkerSlot {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::parent::job::encode_item;
     use crate::parent::sink::{Delivery, ResultCell};
@@ -782,10 +782,18 @@ mod tests {
     /// The I/O thread is served too, which writes what does not fit the
     /// socket at once; it lives as long as the slot is used.
     fn slot(max_message_size: u64) -> (WorkerSlot, Connection, WorkerIo) {
+        numbered_slot(0, max_message_size)
+    }
+
+    /// [`slot`] of worker `id`, for other modules' tests.
+    pub(crate) fn numbered_slot(
+        id: u32,
+        max_message_size: u64,
+    ) -> (WorkerSlot, Connection, WorkerIo) {
         let (ours, theirs) = connection::pipe().unwrap();
         let io = WorkerIo::start(crossbeam_channel::unbounded().0, Duration::ZERO).unwrap();
         let pending = io.add(NewWorker {
-            id: 0,
+            id,
             conn: ours.try_clone().unwrap(),
             setup: None,
             child: None,
@@ -798,7 +806,8 @@ mod tests {
             slurm_job: None,
         };
         let deadline = Instant::now() + Duration::from_secs(3600);
-        let slot = WorkerSlot::starting(0, None, process, ours, outbox, deadline, max_message_size);
+        let slot =
+            WorkerSlot::starting(id, None, process, ours, outbox, deadline, max_message_size);
         (slot, theirs, io)
     }
 

@@ -293,3 +293,103 @@ impl Drop for SlotMut<'_> {
         self.slots.refile(self.position);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parent::job::{encode_input, Job};
+    use crate::parent::sink::{ResultCell, Sink};
+    use crate::parent::worker_slot::tests::numbered_slot;
+    use crate::task::Task;
+
+    crate::task! {
+        fn double(x: u64) -> u64 { 2 * x }
+    }
+
+    fn job(items: u64) -> Job {
+        Job {
+            task: double::NAME,
+            items: (0..items)
+                .map(|i| encode_input::<double>(&i, i as usize, u64::MAX).unwrap())
+                .collect(),
+            sink: Sink::Single(ResultCell::new()),
+        }
+    }
+
+    /// What `slots` filed agrees with the slots as they are now.
+    fn assert_filed_truly(slots: &Slots) {
+        let mut fresh = Slots::new(slots.task_limit);
+        let mut taken = Vec::new();
+        for (position, slot) in slots.slots.iter().enumerate() {
+            assert_eq!(slots.positions[&slot.id()], position);
+            let filed = Filed::of(slot, slots.task_limit);
+            assert!(slots.filed[position] == filed, "worker {}", slot.id());
+            if let Some(held) = filed.taker {
+                taken.push((held, slot.id()));
+            }
+        }
+        fresh.takers.extend(taken);
+        assert_eq!(slots.takers, fresh.takers);
+        let idle = slots
+            .iter()
+            .filter(|s| Filed::of(s, slots.task_limit).idle)
+            .count();
+        assert_eq!(slots.idle(), idle);
+        let live = slots.iter().filter(|s| s.is_live()).count();
+        assert_eq!(slots.live(), live);
+    }
+
+    #[test]
+    fn the_least_loaded_ready_worker_is_picked_and_every_change_is_filed() {
+        let mut slots = Slots::new(Some(5));
+        // Each worker's end and the I/O thread live as long as its slot.
+        let mut ends = Vec::new();
+        for id in 1..=3 {
+            let (slot, worker, io) = numbered_slot(id, u64::MAX);
+            slots.push(slot);
+            ends.push((worker, io));
+        }
+        assert!(slots.any_starting());
+        assert_eq!(slots.pick(1, 8, None), None, "none is ready");
+        for id in 1..=3 {
+            assert!(slots.get_mut(id).unwrap().mark_ready(0, None, false));
+        }
+        assert!(!slots.any_starting());
+        assert_eq!(slots.idle(), 3);
+        assert_filed_truly(&slots);
+
+        slots.get_mut(1).unwrap().push_chunk(1, 0, job(2));
+        slots.get_mut(2).unwrap().push_chunk(2, 0, job(1));
+        assert_filed_truly(&slots);
+        assert_eq!(slots.idle(), 1);
+        // The idle one first, then the one holding fewest inputs, while
+        // it has room by the time inputs take.
+        assert_eq!(slots.pick(1, 8, Some(1_000.0)), Some(3));
+        slots.get_mut(3).unwrap().push_chunk(3, 0, job(3));
+        assert_eq!(slots.pick(1, 8, Some(1_000.0)), Some(2));
+        // No room for long inputs once every worker holds some.
+        assert_eq!(slots.pick(1, 8, Some(1e9)), None);
+        // Nor for one past its task limit (5): worker 3 holds 3 of them.
+        slots.get_mut(3).unwrap().push_chunk(4, 0, job(2));
+        assert_filed_truly(&slots);
+        assert!(!slots.takers.iter().any(|&(_, id)| id == 3));
+
+        // A second chunk is an input to spare for an idle worker.
+        slots.get_mut(2).unwrap().push_chunk(5, 0, job(4));
+        assert_eq!(slots.most_spare().next(), Some((4, 2)));
+        slots.get_mut(2).unwrap().kill();
+        let _ = slots.get_mut(2).unwrap().take_back();
+        assert_filed_truly(&slots);
+        assert_eq!(slots.most_spare().next(), Some((2, 3)));
+        assert_eq!(slots.live(), 2);
+
+        // Taking a slot out moves the last into its place.
+        assert!(slots.remove(1).is_some());
+        assert!(slots.get(1).is_none());
+        assert_eq!(slots.get(3).map(|s| s.id()), Some(3));
+        assert_filed_truly(&slots);
+        slots.for_each_mut(|slot| slot.kill());
+        assert_filed_truly(&slots);
+        assert_eq!(slots.live(), 0);
+    }
+}
