@@ -520,12 +520,19 @@ impl Dispatcher {
             return;
         }
         let nanos = self.nanos_per_item;
-        let busiest: Vec<u32> = self
-            .workers
-            .most_spare()
-            // Worth a message only if the idle worker gains some time.
-            .take_while(|&(spare, _)| {
-                nanos.map_or(true, |n| n * spare as f64 >= RECALL_WORTH.as_nanos() as f64)
+        // Worth a message only if the idle worker gains some time.
+        let worth =
+            |items: u64| nanos.map_or(true, |n| n * items as f64 >= RECALL_WORTH.as_nanos() as f64);
+        let workers = &self.workers;
+        let busiest: Vec<u32> = workers
+            .most_queued()
+            // What a worker holds bounds what it could spare.
+            .take_while(|&(held, _)| worth(held))
+            .filter(|&(_, id)| {
+                workers.get(id).is_some_and(|w| {
+                    let spare = w.spare_items();
+                    spare > 0 && worth(spare)
+                })
             })
             .take(idle)
             .map(|(_, id)| id)

@@ -23,7 +23,8 @@ struct Filed {
     taker: Option<u64>,
     /// A taker with nothing queued.
     idle: bool,
-    /// Ready with inputs to spare: in `spare` with this many.
+    /// Ready with chunks queued behind the first: in `spare` with the
+    /// inputs it holds, which bound those it could spare.
     spare: Option<u64>,
     /// Starting: in `starting` with this deadline.
     starting: Option<Instant>,
@@ -39,10 +40,9 @@ impl Filed {
         let ready = state == State::Ready;
         let load = slot.load();
         let taker = ready && task_limit.map_or(true, |limit| slot.items_sent() < limit);
-        let spare = match ready {
-            true => Some(slot.spare_items()).filter(|&spare| spare > 0),
-            false => None,
-        };
+        // Not `spare_items`, which walks the chunks in flight (hundreds of
+        // single-input chunks under `apply_async`), on every change.
+        let spare = (ready && load.chunks > 1).then_some(load.items);
         Filed {
             taker: taker.then_some(load.items),
             idle: taker && load.chunks == 0,
@@ -67,8 +67,8 @@ pub(super) struct Slots {
     positions: HashMap<u32, usize>,
     /// Workers that may be given work, by (inputs held, id).
     takers: BTreeSet<(u64, u32)>,
-    /// Ready workers holding inputs another could take over, by (how
-    /// many, id).
+    /// Ready workers with chunks queued behind the first, which may hold
+    /// inputs another could take over, by (inputs held, id).
     spare: BTreeSet<(u64, u32)>,
     /// Starting workers, by (deadline, id).
     starting: BTreeSet<(Instant, u32)>,
@@ -188,8 +188,10 @@ impl Slots {
         self.idle
     }
 
-    /// The ready workers with inputs to spare, most first, with how many.
-    pub(super) fn most_spare(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
+    /// The ready workers with chunks queued behind the first, holding
+    /// most inputs first, with how many they hold (at least as many as
+    /// they could spare).
+    pub(super) fn most_queued(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
         self.spare.iter().rev().copied()
     }
 
@@ -374,13 +376,15 @@ mod tests {
         assert_filed_truly(&slots);
         assert!(!slots.takers.iter().any(|&(_, id)| id == 3));
 
-        // A second chunk is an input to spare for an idle worker.
+        // A second chunk may be inputs to spare for an idle worker.
         slots.get_mut(2).unwrap().push_chunk(5, 0, job(4));
-        assert_eq!(slots.most_spare().next(), Some((4, 2)));
+        let queued: Vec<_> = slots.most_queued().collect();
+        assert_eq!(queued, [(5, 3), (5, 2)]);
         slots.get_mut(2).unwrap().kill();
         let _ = slots.get_mut(2).unwrap().take_back();
         assert_filed_truly(&slots);
-        assert_eq!(slots.most_spare().next(), Some((2, 3)));
+        let queued: Vec<_> = slots.most_queued().collect();
+        assert_eq!(queued, [(5, 3)]);
         assert_eq!(slots.live(), 2);
 
         // Taking a slot out moves the last into its place.
