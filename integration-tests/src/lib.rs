@@ -232,6 +232,20 @@ pub fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool 
     }
 }
 
+/// `pool`'s worker pids once every one of `before` that died has been
+/// replaced (as many workers as before, none of the dead), or as they are
+/// after 50 s. A call that went straight to an idle worker (the pool's
+/// lease) can return before the dispatcher has seen another worker end,
+/// so a pid list read at once may still name the dead one.
+pub fn pids_once_replaced(pool: &pool::Pool, before: &[u32]) -> Vec<u32> {
+    let mut after = pool.worker_pids();
+    eventually(Duration::from_secs(50), || {
+        after = pool.worker_pids();
+        after.len() == before.len() && after.iter().all(|&pid| process_alive(pid))
+    });
+    after
+}
+
 /// What this process holds: open descriptors and threads, as `/proc`
 /// lists them. Tests compare one taken before with one taken after to
 /// find leaks.

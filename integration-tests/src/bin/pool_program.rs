@@ -247,6 +247,7 @@ fn main() -> Result<(), pool::Error> {
         "spin" => {
             // The low-latency mode: every side spins, the caller too.
             let pool = builder.spin(Duration::from_micros(200)).build()?;
+            let before = pool.worker_pids();
             print_pids(&pool);
             let inputs: Vec<(u32, String)> = (0..2000)
                 .filter(|&x| x != 5)
@@ -272,7 +273,9 @@ fn main() -> Result<(), pool::Error> {
                 Err(err) => report_error("killed apply", &err),
             }
             println!("after: {}", pool.apply(die_on_five, (9, String::new()))?);
-            print_pids(&pool);
+            let after = integration_tests::pids_once_replaced(&pool, &before);
+            let after: Vec<String> = after.iter().map(u32::to_string).collect();
+            println!("pids: {}", after.join(" "));
         }
         "long_map" => {
             // The test kills a worker from outside while this runs.

@@ -128,15 +128,7 @@ fn main() -> Result<()> {
             running.cancel_and_stop();
             println!("stopped: {:?}", running.get(None).map_err(|e| e.kind()));
             println!("next after stop: {:?}", pool.apply(quick, 10));
-            // That call may go straight to the other, idle worker (the
-            // pool's lease) before the dispatcher has even seen the
-            // stopped one end: give the replacement time to show.
-            let patience = std::time::Instant::now() + Duration::from_secs(50);
-            let mut after = pool.worker_pids();
-            while (after.len() != 2 || after == before) && std::time::Instant::now() < patience {
-                std::thread::sleep(Duration::from_millis(5));
-                after = pool.worker_pids();
-            }
+            let after = integration_tests::pids_once_replaced(&pool, &before);
             println!("workers: {}", after.len());
             println!(
                 "replaced: {}",

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crossbeam_channel::{unbounded, Receiver};
 
@@ -21,6 +22,23 @@ use crate::task::Task;
 /// Chunks in flight per live worker: one running, one queued behind it,
 /// one on its way (encoding or results travelling back).
 pub(crate) const CHUNKS_PER_WORKER: usize = 3;
+/// An automatic chunk is cut at its share of [`WINDOW_BYTES`], but never
+/// below this many bytes: with thousands of workers a share is a few
+/// hundred bytes, a handful of small inputs, and every chunk costs the
+/// head and the worker a message each way whatever it holds (1,000,000
+/// trivial inputs over 10,000 workers went out in chunks of 3). The
+/// window may then reach this much per live worker (160 MiB for 10,000),
+/// still far less than what each joined worker costs the head.
+const MIN_CHUNK_BYTES: usize = 16 << 10;
+/// Once a call's inputs have been timed in workers, its automatic chunks
+/// carry at least this much work: the inputs left are spread over no more
+/// workers than that allows. Every chunk costs the head and a worker a
+/// message each way (tens of microseconds of the machine's time with
+/// thousands of workers), so a cheap map over a large cluster goes out in
+/// chunks of a millisecond's work rather than a handful of inputs, while
+/// long tasks still go to every worker. What it costs is at most about
+/// this much time spread less evenly at the end.
+const MIN_CHUNK_WORK: Duration = Duration::from_millis(1);
 
 /// What an input costs the parent while it is in flight, besides its
 /// encoding: its `Item`, the allocation of its encoding (at least a small
@@ -65,7 +83,8 @@ pub(crate) struct Options {
 /// number, the reports' total follows what it yields. With `chunksize`
 /// `None`, each chunk's size comes from the inputs left and the workers
 /// live when it is cut (Python's four chunks per worker), capped so that
-/// the window stays within [`WINDOW_BYTES`]. `on_progress` hears of every
+/// the window stays within [`WINDOW_BYTES`] (or [`MIN_CHUNK_BYTES`] per
+/// live worker, if more). `on_progress` hears of every
 /// batch of results that moved the count.
 pub(crate) fn run<T: Task, R>(
     commands: &Commands,
@@ -194,7 +213,7 @@ where
         if self.in_flight.is_empty() {
             return true;
         }
-        let workers = self.commands.live_workers().max(1);
+        let workers = self.spread();
         let held = self.held.len().saturating_sub(self.inputs_in_flight);
         if held >= MIN_HELD.max(4 * self.inputs_in_flight) {
             return false;
@@ -212,13 +231,13 @@ where
     fn top_up(&mut self) -> Result<()> {
         let input_cost = input_cost::<T::Output>();
         while !self.inputs_done && self.has_room() {
-            let workers = self.commands.live_workers().max(1);
+            let workers = self.spread();
             let left = self.progress.total.saturating_sub(self.next_index);
             let (size, byte_cap) = match self.chunksize {
                 Some(size) => (size, usize::MAX),
                 None => (
                     chunk_size(left, workers),
-                    WINDOW_BYTES / (CHUNKS_PER_WORKER * workers),
+                    (WINDOW_BYTES / (CHUNKS_PER_WORKER * workers)).max(MIN_CHUNK_BYTES),
                 ),
             };
             let first = self.next_index;
@@ -263,6 +282,23 @@ where
             self.stream = None;
         }
         Ok(())
+    }
+
+    /// How many workers the call's inputs are spread over: every live
+    /// one, but with automatic chunks once its inputs have been timed, no
+    /// more than gives each chunk [`MIN_CHUNK_WORK`] of the work left
+    /// (Python's four chunks each).
+    fn spread(&self) -> usize {
+        let live = self.commands.live_workers().max(1);
+        let left = self.progress.total.saturating_sub(self.next_index);
+        let nanos = self.stream.as_ref().and_then(|s| s.nanos_per_item());
+        match nanos {
+            Some(nanos) if left > 0 && self.chunksize.is_none() => {
+                let chunks = left as f64 * nanos / MIN_CHUNK_WORK.as_nanos() as f64;
+                live.min(((chunks / 4.0).ceil() as usize).max(1))
+            }
+            _ => live,
+        }
     }
 
     fn submit(&mut self, first: usize, items: Vec<Item>, bytes: usize) {
@@ -542,6 +578,83 @@ mod tests {
         assert_eq!(seen.chunk_sizes[0], 3);
         assert!(seen.chunk_sizes.iter().all(|&size| size <= 3));
         assert!(seen.chunk_sizes.len() >= 6 * 4);
+    }
+
+    /// Maps `echo` over `total` inputs with `live` workers reported, on a
+    /// fake dispatcher that answers each chunk as it comes, noting
+    /// `nanos_per_item` of work per input if given; returns the chunks'
+    /// sizes.
+    fn chunks_answered_at_once(
+        live: usize,
+        total: usize,
+        nanos_per_item: Option<f64>,
+    ) -> Vec<usize> {
+        let (commands, receiver) = commands(live);
+        std::thread::scope(|scope| {
+            let dispatcher = scope.spawn(move || {
+                let mut sizes = Vec::new();
+                while let Ok(Command::SubmitMany(jobs)) = receiver.recv() {
+                    for mut job in jobs {
+                        sizes.push(job.items.len());
+                        let batch = std::mem::take(&mut job.items)
+                            .into_iter()
+                            .map(|item| {
+                                let input = item.input().to_vec();
+                                let len = input.len();
+                                Delivery {
+                                    index: item.index,
+                                    outcome: Ok(Payload::new(Arc::new(input), 0..len)),
+                                }
+                            })
+                            .collect();
+                        if let Sink::Channel(stream) = &job.sink {
+                            if let Some(nanos) = nanos_per_item {
+                                stream.note_nanos_per_item(nanos);
+                            }
+                            stream.send(batch);
+                        }
+                    }
+                }
+                sizes
+            });
+            let outputs = run::<echo, _>(
+                &commands,
+                0..total as u32,
+                total,
+                Options {
+                    chunksize: None,
+                    on_failure: OnFailure::Stop,
+                    journal: JournalOptions::default(),
+                },
+                &mut |_| {},
+                |result| result,
+            )
+            .unwrap();
+            assert!(outputs.into_iter().eq(0..total as u32));
+            drop(commands);
+            dispatcher.join().unwrap()
+        })
+    }
+
+    #[test]
+    fn many_workers_do_not_shrink_chunks_of_small_inputs_below_pythons_size() {
+        // 200,000 inputs over 4 chunks for each of 10,000 workers: 5. The
+        // window's share per chunk (16 MiB over 30,000) would hold 3.
+        let sizes = chunks_answered_at_once(10_000, 200_000, None);
+        assert_eq!(sizes[0], 5);
+    }
+
+    #[test]
+    fn timed_cheap_inputs_go_in_chunks_of_a_millisecond_of_work() {
+        // 100 ns an input: a millisecond is 10,000 inputs, cut down to
+        // the window's share of the few workers that need.
+        let sizes = chunks_answered_at_once(10_000, 200_000, Some(100.0));
+        let largest = sizes.iter().copied().max().unwrap();
+        assert!(largest >= 2_000, "largest chunk {largest}");
+        assert!(sizes.len() < 2_000, "{} chunks", sizes.len());
+        // Long inputs still go one chunk to a worker, Python's size.
+        let sizes = chunks_answered_at_once(1_000, 8_000, Some(1e9));
+        assert!(sizes.iter().all(|&size| size <= 2), "{sizes:?}");
     }
 
     #[test]

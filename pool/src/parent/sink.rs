@@ -4,7 +4,7 @@
 //! results rather than one per result.
 
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::Waker;
 use std::time::{Duration, Instant};
@@ -211,6 +211,9 @@ pub(crate) struct Channel {
     /// Buffers of large encoded inputs whose results arrived, for the call
     /// to encode its next inputs into.
     spare: SpareBuffers,
+    /// The call's recent time per input in workers, in nanoseconds (an
+    /// `f64`'s bits; 0 before any was measured), for its chunk sizes.
+    nanos_per_item: AtomicU64,
 }
 
 impl Channel {
@@ -226,6 +229,7 @@ impl Channel {
             cancelled: Arc::clone(&cancelled),
             waker: Mutex::new(None),
             spare: SpareBuffers::default(),
+            nanos_per_item: AtomicU64::new(0),
         });
         (stream, CancelOnDrop { cancelled, notice })
     }
@@ -251,6 +255,23 @@ impl Channel {
     /// keep in front of the input (see [`SpareBuffers::take`]).
     pub(crate) fn spare_buffer(&self) -> (Vec<u8>, usize) {
         self.spare.take()
+    }
+
+    /// Notes how long a worker took per input of the call, averaged with
+    /// the times noted before. Only the dispatcher notes them.
+    pub(crate) fn note_nanos_per_item(&self, sample: f64) {
+        let average = match self.nanos_per_item() {
+            Some(average) => 0.7 * average + 0.3 * sample,
+            None => sample,
+        };
+        self.nanos_per_item
+            .store(average.max(f64::MIN_POSITIVE).to_bits(), Ordering::Relaxed);
+    }
+
+    /// The call's recent time per input in workers, once one was noted.
+    pub(crate) fn nanos_per_item(&self) -> Option<f64> {
+        let bits = self.nanos_per_item.load(Ordering::Relaxed);
+        (bits != 0).then(|| f64::from_bits(bits))
     }
 
     /// Has `waker` woken after the next batch arrives. The caller looks at

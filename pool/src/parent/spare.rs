@@ -16,7 +16,8 @@ use crate::wire;
 /// whatever the input count. Here, beside the spare buffers it also
 /// bounds, so that the calls and the buffers they share take it from one
 /// place. A chunk of automatic size is cut at `WINDOW_BYTES /
-/// (CHUNKS_PER_WORKER * workers)` (see `map.rs`), so the window is at most `WINDOW_BYTES` plus one chunk, or
+/// (CHUNKS_PER_WORKER * workers)`, or `MIN_CHUNK_BYTES` if more (see
+/// `map.rs`), so the window is at most `WINDOW_BYTES` plus one chunk, or
 /// one chunk per live worker if that is more (large inputs, many workers).
 pub(crate) const WINDOW_BYTES: usize = 16 << 20;
 

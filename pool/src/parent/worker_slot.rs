@@ -16,7 +16,7 @@ use super::job::{Item, Job};
 use super::lease::Lendable;
 use super::outbox::Outbox;
 use super::shared_conn::SharedConnection;
-use super::sink::{Deliveries, Payload, Sink};
+use super::sink::{Channel, Deliveries, Payload, Sink};
 use super::trace;
 use crate::error::{Error, WorkerInfo};
 use crate::sys::{Poller, SharedCounter};
@@ -147,6 +147,9 @@ pub(crate) struct WorkerSlot {
     max_message_size: u64,
     /// The worker traces its tasks: its chunks carry their input indices.
     indices: Indices,
+    /// Offered or lent to a caller for direct calls (see `lease`): not the
+    /// dispatcher's to give work until it is taken back.
+    lent: bool,
 }
 
 impl WorkerSlot {
@@ -180,6 +183,7 @@ impl WorkerSlot {
             batch: BatchWriter::new(),
             max_message_size,
             indices: Indices::Omitted,
+            lent: false,
         }
     }
 
@@ -272,6 +276,17 @@ impl WorkerSlot {
             indices: self.indices,
             ran: 0,
         })
+    }
+
+    /// Whether the worker is offered or lent to callers (see `lease`).
+    pub(crate) fn is_lent(&self) -> bool {
+        self.lent
+    }
+
+    /// Notes that the worker was offered to callers (`true`), or taken
+    /// back (`false`).
+    pub(crate) fn set_lent(&mut self, lent: bool) {
+        self.lent = lent;
     }
 
     /// Counts the inputs the worker ran while lent, each started and
@@ -447,6 +462,15 @@ impl WorkerSlot {
         self.in_flight
             .iter()
             .any(|chunk| chunk.job.sink.wants_running_stopped())
+    }
+
+    /// The results channel of the first chunk in flight, if it belongs to
+    /// a `map` or `imap` call: the call the worker's next results answer.
+    pub(crate) fn front_channel(&self) -> Option<Arc<Channel>> {
+        match &self.in_flight.front()?.job.sink {
+            Sink::Channel(channel) => Some(Arc::clone(channel)),
+            Sink::Single(_) => None,
+        }
     }
 
     /// Sends the batch built up for the worker, if any, and starts the next.
@@ -787,7 +811,7 @@ impl Drop for WorkerSlot {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::parent::job::encode_item;
     use crate::parent::sink::{Delivery, ResultCell};
@@ -806,11 +830,19 @@ mod tests {
     /// The I/O thread is served too, which writes what does not fit the
     /// socket at once; it lives as long as the slot is used.
     fn slot(max_message_size: u64) -> (WorkerSlot, connection::Connection, WorkerIo) {
+        numbered_slot(0, max_message_size)
+    }
+
+    /// [`slot`] of worker `id`, for other modules' tests.
+    pub(crate) fn numbered_slot(
+        id: u32,
+        max_message_size: u64,
+    ) -> (WorkerSlot, connection::Connection, WorkerIo) {
         let (ours, theirs) = connection::pipe().unwrap();
         let ours = SharedConnection::new(ours);
         let io = WorkerIo::start(crossbeam_channel::unbounded().0, Duration::ZERO).unwrap();
         let pending = io.add(NewWorker {
-            id: 0,
+            id,
             conn: ours.clone(),
             setup: None,
             child: None,
@@ -823,7 +855,8 @@ mod tests {
             slurm_job: None,
         };
         let deadline = Instant::now() + Duration::from_secs(3600);
-        let slot = WorkerSlot::starting(0, None, process, ours, outbox, deadline, max_message_size);
+        let slot =
+            WorkerSlot::starting(id, None, process, ours, outbox, deadline, max_message_size);
         (slot, theirs, io)
     }
 

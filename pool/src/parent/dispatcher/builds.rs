@@ -20,7 +20,7 @@ impl Dispatcher {
         else {
             return;
         };
-        if self.worker_mut(worker).is_some_and(|slot| slot.is_local()) {
+        if self.workers.get(worker).is_some_and(|slot| slot.is_local()) {
             self.config.worker_tasks.record(&program, &tasks);
         }
         // Without a build id of its own, this program cannot tell its own
@@ -47,17 +47,19 @@ impl Dispatcher {
     /// of the tasks it had in another form fail with its error while no
     /// other worker is live (see `fail_refused_jobs`).
     pub(super) fn refuse(&mut self, worker: u32, mismatch: Mismatch) {
-        let Some(slot) = self.worker_mut(worker) else {
+        let Some(mut slot) = self.worker_mut(worker) else {
             return;
         };
         let Mismatch { error, tasks } = mismatch;
         let error = error.with_worker(slot.info());
         tracing::warn!(worker, peer = slot.peer(), %error, "worker refused");
         if slot.is_local() {
+            drop(slot);
             self.worker_failed_setup(worker, error);
             return;
         }
         slot.deny(error.message());
+        drop(slot);
         for task in tasks {
             self.refused_tasks.insert(task, error.clone());
         }
@@ -69,7 +71,7 @@ impl Dispatcher {
     /// refused worker had in another form, with its error, rather than let
     /// them wait for a worker that may never come.
     pub(super) fn fail_refused_jobs(&mut self) {
-        if self.refused_tasks.is_empty() || self.workers.iter().any(|w| w.is_live()) {
+        if self.refused_tasks.is_empty() || self.workers.live() > 0 {
             return;
         }
         let refused = &self.refused_tasks;

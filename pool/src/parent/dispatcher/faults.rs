@@ -13,12 +13,10 @@ use crate::parent::worker_slot::{Culprit, State, TakenBack};
 
 impl Dispatcher {
     pub(super) fn on_lost(&mut self, worker: u32, end: WorkerEnd) {
-        let Some(index) = self.workers.iter().position(|w| w.id() == worker) else {
+        let Some(mut slot) = self.workers.remove(worker) else {
             return;
         };
-        let mut slot = self.workers.swap_remove(index);
         self.leases.forget(worker);
-        self.away.remove(&worker);
         self.publish_roster();
         let description = end.describe();
         match slot.peer() {
@@ -160,7 +158,7 @@ impl Dispatcher {
             .map(|w| w.id())
             .collect();
         for worker in cut {
-            let Some(slot) = self.worker_mut(worker) else {
+            let Some(mut slot) = self.worker_mut(worker) else {
                 continue;
             };
             let info = slot.info();
@@ -173,6 +171,7 @@ impl Dispatcher {
             );
             slot.kill();
             let taken = slot.take_back();
+            drop(slot);
             self.requeue_after_loss(taken, &how, info);
         }
         self.publish_roster();
@@ -215,18 +214,13 @@ impl Dispatcher {
         let now = Instant::now();
         let startup = self
             .workers
-            .iter()
-            .filter_map(|w| match w.state() {
-                State::Starting { deadline } => Some(deadline.saturating_duration_since(now)),
-                _ => None,
-            })
-            .min();
-        let tick = self.config.task_timeout.and_then(|timeout| {
-            self.workers
-                .iter()
-                .any(|w| w.load().items > 0)
-                .then(|| (timeout / 10).clamp(Duration::from_millis(1), Duration::from_millis(100)))
-        });
+            .first_deadline()
+            .map(|deadline| deadline.saturating_duration_since(now));
+        let tick = self
+            .config
+            .task_timeout
+            .filter(|_| self.workers.any_holding())
+            .map(timeout_tick);
         // A broken pool starts nothing more.
         let retry = self
             .shortage
@@ -234,21 +228,31 @@ impl Dispatcher {
             .filter(|_| self.broken.is_none())
             .map(|at| at.saturating_duration_since(now));
         let stop = self.stops_pending.then_some(super::STOP_RECHECK);
-        [startup, tick, retry, stop].into_iter().flatten().min()
+        let roster = self.roster_due.map(|at| at.saturating_duration_since(now));
+        [startup, tick, retry, stop, roster]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Enforces start-up deadlines and task timeouts.
     pub(super) fn check_clocks(&mut self) {
         let now = Instant::now();
-        let mut late = Vec::new();
+        let late = self.workers.late(now);
+        // Running tasks' clocks are read once a tick (what `next_wakeup`
+        // wakes for), not on every turn: that walks every worker.
         let mut overdue = Vec::new();
-        for slot in &mut self.workers {
-            match (slot.state(), self.config.task_timeout) {
-                (State::Starting { deadline }, _) if now >= deadline => late.push(slot.id()),
-                (State::Ready, Some(timeout)) if slot.overran(timeout, now) => {
-                    overdue.push(slot.id())
-                }
-                _ => {}
+        if let Some(timeout) = self.config.task_timeout {
+            if self
+                .timeouts_checked
+                .map_or(true, |at| now >= at + timeout_tick(timeout))
+            {
+                self.timeouts_checked = Some(now);
+                self.workers.for_each_mut(|slot| {
+                    if slot.state() == State::Ready && slot.overran(timeout, now) {
+                        overdue.push(slot.id());
+                    }
+                });
             }
         }
         for worker in late {
@@ -260,7 +264,7 @@ impl Dispatcher {
                     not_a_worker_hint(&self.program)
                 ),
             );
-            let local = self.worker_mut(worker).is_some_and(|w| w.is_local());
+            let local = self.workers.get(worker).is_some_and(|w| w.is_local());
             if local {
                 self.start_failed(err);
             }
@@ -289,12 +293,13 @@ impl Dispatcher {
         let Some(timeout) = self.config.task_timeout else {
             return;
         };
-        let Some(slot) = self.worker_mut(worker) else {
+        let Some(mut slot) = self.worker_mut(worker) else {
             return;
         };
         let info = slot.info();
         slot.kill();
         let taken = slot.take_back();
+        drop(slot);
         tracing::debug!(worker, "task timed out; worker killed");
         if let Some(culprit) = taken.culprit {
             let err = Error::new(
@@ -308,11 +313,13 @@ impl Dispatcher {
     }
 
     pub(super) fn kill_worker(&mut self, worker: u32) {
-        if let Some(slot) = self.worker_mut(worker) {
-            slot.kill();
-            let taken = slot.take_back();
-            self.requeue_taken_back(taken);
-        }
+        let Some(mut slot) = self.worker_mut(worker) else {
+            return;
+        };
+        slot.kill();
+        let taken = slot.take_back();
+        drop(slot);
+        self.requeue_taken_back(taken);
     }
 
     /// Fails everything unfinished with `Interrupted` and kills the local
@@ -324,9 +331,9 @@ impl Dispatcher {
         self.fail_queued(interrupted);
         // A caller's direct call ends once its worker is killed.
         had_work |= self.stop_lent(interrupted);
-        for slot in &mut self.workers {
+        self.workers.for_each_mut(|slot| {
             if slot.load().chunks == 0 {
-                continue;
+                return;
             }
             had_work = true;
             slot.fail_in_flight(interrupted);
@@ -336,9 +343,14 @@ impl Dispatcher {
                 slot.kill();
                 let _ = slot.take_back();
             }
-        }
+        });
         had_work
     }
+}
+
+/// How often running tasks' clocks are read against `timeout`.
+fn timeout_tick(timeout: Duration) -> Duration {
+    (timeout / 10).clamp(Duration::from_millis(1), Duration::from_millis(100))
 }
 
 /// What to check when a local worker program never became a worker.

@@ -27,14 +27,16 @@ impl Dispatcher {
             return;
         }
         let poller = self.io.poller();
-        for slot in &self.workers {
-            if self.away.contains(&slot.id()) {
-                continue;
-            }
-            if let Some(worker) = slot.lendable(&self.task_numbers, &poller) {
-                let id = worker.id;
+        for id in self.workers.idle_local() {
+            let lendable = self
+                .workers
+                .get(id)
+                .and_then(|slot| slot.lendable(&self.task_numbers, &poller));
+            if let Some(worker) = lendable {
                 if self.leases.offer(worker).is_none() {
-                    self.away.insert(id);
+                    if let Some(mut slot) = self.worker_mut(id) {
+                        slot.set_lent(true);
+                    }
                 }
             }
         }
@@ -45,24 +47,24 @@ impl Dispatcher {
     /// still there: its `Lost` event follows). If `want`, the next lease
     /// to end wakes the dispatcher. True if none stays lent.
     pub(super) fn reclaim_lent(&mut self, want: bool) -> bool {
-        if self.away.is_empty() {
+        if self.workers.lent() == 0 {
             return true;
         }
         let (idle, lost) = self.leases.reclaim(want);
         for worker in idle {
-            self.away.remove(&worker.id);
-            if let Some(slot) = self.worker_mut(worker.id) {
+            if let Some(mut slot) = self.worker_mut(worker.id) {
                 slot.count_lent(worker.ran);
+                slot.set_lent(false);
             }
         }
         for worker in lost {
-            self.away.remove(&worker.id);
-            if let Some(slot) = self.worker_mut(worker.id) {
+            if let Some(mut slot) = self.worker_mut(worker.id) {
                 slot.count_lent(worker.ran);
+                slot.set_lent(false);
                 slot.kill();
             }
         }
-        self.away.is_empty()
+        self.workers.lent() == 0
     }
 
     /// Ends the calls of the workers lent now with `why()`: kills those
@@ -72,7 +74,7 @@ impl Dispatcher {
     pub(super) fn stop_lent(&mut self, why: impl Fn() -> Error) -> bool {
         let lent = self.leases.stop_lent(why);
         for &worker in &lent {
-            if let Some(slot) = self.worker_mut(worker) {
+            if let Some(mut slot) = self.worker_mut(worker) {
                 slot.kill();
                 slot.shut_down();
             }

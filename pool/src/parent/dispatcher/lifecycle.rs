@@ -2,7 +2,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::shortage::is_shortage;
 use super::{Dispatcher, Phase, REAP_WAIT};
@@ -16,14 +16,20 @@ use crate::parent::worker_reader::Event;
 use crate::parent::worker_slot::{Process, State, WorkerSlot};
 use crate::wire::{Initializer, ToWorker};
 
+/// The roster is published at most once per this many times what
+/// publishing it took (see [`LastPublished::next`]).
+const ROSTER_SPACING: u32 = 8;
+
 impl Dispatcher {
     /// Quits a worker that has been given its share of tasks, once it has
     /// answered them all; `replenish` starts its replacement.
-    pub(super) fn retire_if_due(&mut self, index: usize) {
+    pub(super) fn retire_if_due(&mut self, worker: u32) {
         let Some(limit) = self.config.max_tasks_per_child else {
             return;
         };
-        let slot = &mut self.workers[index];
+        let Some(mut slot) = self.workers.get_mut(worker) else {
+            return;
+        };
         if slot.state() == State::Ready && slot.items_sent() >= limit && slot.load().chunks == 0 {
             tracing::debug!(worker = slot.id(), "worker retiring after {limit} tasks");
             slot.retire();
@@ -49,12 +55,7 @@ impl Dispatcher {
     }
 
     fn start_missing_locals(&mut self) {
-        let live = self
-            .workers
-            .iter()
-            .filter(|w| w.is_local() && w.is_live())
-            .count();
-        for _ in live..self.config.processes {
+        for _ in self.workers.local_live()..self.config.processes {
             match self.spawn_local() {
                 Ok(()) => self.shortage.passed(),
                 Err(err) if is_shortage(&err) => {
@@ -155,7 +156,7 @@ impl Dispatcher {
         self.leases.close();
         self.stop_lent(Error::terminated);
         self.fail_queued(Error::terminated);
-        for slot in &mut self.workers {
+        self.workers.for_each_mut(|slot| {
             // A remote worker is told to quit, so that one waiting for work
             // exits as after a close; one running a task sees its
             // connection end and stops (see `connect_worker`).
@@ -164,7 +165,7 @@ impl Dispatcher {
             }
             slot.kill();
             slot.fail_in_flight(Error::terminated);
-        }
+        });
     }
 
     /// During close: once all work is done, tells the workers to quit;
@@ -173,17 +174,21 @@ impl Dispatcher {
         if !self.queue.is_empty() {
             return false;
         }
-        if self.workers.iter().any(|w| w.load().chunks > 0) {
+        if self.workers.any_holding() {
             return false;
         }
         // A worker lent to a caller runs its input to the end first.
         if !self.reclaim_lent(true) {
             return false;
         }
-        for slot in &mut self.workers {
-            if !matches!(slot.state(), State::Retiring | State::Doomed) {
-                slot.retire();
-            }
+        // Retiring and doomed workers are not live: once all are told,
+        // each turn until they are gone costs nothing.
+        if self.workers.live() > 0 {
+            self.workers.for_each_mut(|slot| {
+                if !matches!(slot.state(), State::Retiring | State::Doomed) {
+                    slot.retire();
+                }
+            });
         }
         self.workers.is_empty()
     }
@@ -191,11 +196,11 @@ impl Dispatcher {
     /// Waits (boundedly) until the I/O thread has reported every worker's end,
     /// so that local workers are reaped before the pool is gone.
     pub(super) fn wait_for_workers(&mut self) {
-        for slot in &mut self.workers {
+        self.workers.for_each_mut(|slot| {
             if slot.state() != State::Retiring {
                 slot.kill();
             }
-        }
+        });
         let deadline = Instant::now() + REAP_WAIT;
         while self.workers.iter().any(|w| w.is_local()) {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -209,7 +214,7 @@ impl Dispatcher {
             }
         }
         self.deliveries.flush();
-        self.publish_roster();
+        self.publish_roster_now();
     }
 
     pub(super) fn fail_queued(&mut self, error: impl Fn() -> Error) {
@@ -228,12 +233,34 @@ impl Dispatcher {
         self.leases.close();
     }
 
+    /// Counts the live workers for the callers' chunk sizes at once, and
+    /// has the roster published (`publish_roster_if_due`).
+    pub(super) fn publish_roster(&mut self) {
+        self.live_workers
+            .store(self.workers.live(), Ordering::Relaxed);
+        if self.roster_due.is_none() {
+            let at = self
+                .roster_published
+                .map_or_else(Instant::now, LastPublished::next);
+            self.roster_due = Some(at);
+        }
+    }
+
+    /// Publishes the roster if it is behind and its time has come.
+    pub(super) fn publish_roster_if_due(&mut self) {
+        if self.roster_due.is_some_and(|at| at <= Instant::now()) {
+            self.publish_roster_now();
+        }
+    }
+
     /// Publishes the live workers: the local ones' pids for `worker_pids`,
     /// the remote ones for `remote_workers`, and their count (local and
     /// remote) for the callers' chunk sizes.
-    pub(super) fn publish_roster(&self) {
+    pub(super) fn publish_roster_now(&mut self) {
+        let began = Instant::now();
         let live = || self.workers.iter().filter(|w| w.is_live());
-        self.live_workers.store(live().count(), Ordering::Relaxed);
+        self.live_workers
+            .store(self.workers.live(), Ordering::Relaxed);
         let roster = Roster {
             local_pids: live().filter_map(|w| w.pid()).collect(),
             remote: live()
@@ -248,5 +275,27 @@ impl Dispatcher {
                 .collect(),
         };
         *self.roster.lock().unwrap_or_else(|p| p.into_inner()) = roster;
+        self.roster_due = None;
+        self.roster_published = Some(LastPublished {
+            at: began,
+            took: began.elapsed(),
+        });
+    }
+}
+
+/// The roster's last publication, which walks every worker.
+#[derive(Clone, Copy)]
+pub(super) struct LastPublished {
+    at: Instant,
+    took: Duration,
+}
+
+impl LastPublished {
+    /// The soonest the roster is published again: at once for a few
+    /// workers, and with thousands (while they join, each changes it) only
+    /// after [`ROSTER_SPACING`] times what the last publication took, so
+    /// that publishing stays a small part of the dispatcher's time.
+    fn next(self) -> Instant {
+        self.at + self.took * ROSTER_SPACING
     }
 }

@@ -13,7 +13,7 @@ impl Dispatcher {
     /// held fails for it.
     pub(super) fn on_over_budget(&mut self, worker: u32, resident: u64) {
         let budget = self.config.memory.budget;
-        let Some(slot) = self.worker_mut(worker) else {
+        let Some(slot) = self.workers.get(worker) else {
             return;
         };
         if slot.state() != State::Ready {
@@ -33,7 +33,7 @@ impl Dispatcher {
     /// nothing more and its unstarted inputs run elsewhere; it no longer
     /// counts as live, so a launcher sees the shortfall and replaces it.
     pub(super) fn on_leaving(&mut self, worker: u32) {
-        if self.worker_mut(worker).map(|slot| slot.state()) != Some(State::Ready) {
+        if self.workers.get(worker).map(|slot| slot.state()) != Some(State::Ready) {
             return;
         }
         tracing::info!(worker, "worker leaves (signalled); retiring");
@@ -45,11 +45,12 @@ impl Dispatcher {
     /// sent meanwhile too), and tells it to quit; `replenish` starts a
     /// local one's replacement.
     fn take_back_and_retire(&mut self, worker: u32) {
-        let Some(slot) = self.worker_mut(worker) else {
+        let Some(mut slot) = self.worker_mut(worker) else {
             return;
         };
         slot.recall(|_, _| true);
         slot.retire();
+        drop(slot);
         self.publish_roster();
     }
 }

@@ -15,7 +15,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver, Sender};
 
@@ -25,6 +25,7 @@ mod lending;
 mod lifecycle;
 mod memory;
 mod shortage;
+mod slots;
 
 use super::command::Command;
 use super::config::Config;
@@ -36,9 +37,11 @@ use super::sink::Deliveries;
 use super::spawn;
 use super::worker_io::WorkerIo;
 use super::worker_reader::Event;
-use super::worker_slot::{Misaligned, State, WorkerSlot};
+use super::worker_slot::{Misaligned, State};
 use crate::error::{Error, ErrorKind, Result};
+use lifecycle::LastPublished;
 use shortage::Shortage;
+use slots::{SlotMut, Slots};
 
 /// How much work (by recent input durations) to keep queued per worker.
 const QUEUE_TARGET: Duration = Duration::from_millis(2);
@@ -82,7 +85,9 @@ pub(crate) struct Dispatcher {
     /// The thread that reads and writes every worker's connection.
     io: WorkerIo,
     queue: VecDeque<Job>,
-    workers: Vec<WorkerSlot>,
+    workers: Slots,
+    /// Workers given chunks since their batches last went out.
+    batched: Vec<u32>,
     next_worker_id: u32,
     next_chunk_id: u64,
     /// The number each task's name is sent as, once defined.
@@ -101,6 +106,10 @@ pub(crate) struct Dispatcher {
     deliveries: Deliveries,
     /// The live workers, published for `worker_pids` and `remote_workers`.
     roster: SharedRoster,
+    /// When `roster`, behind the workers, is published next (see
+    /// `publish_roster`).
+    roster_due: Option<Instant>,
+    roster_published: Option<LastPublished>,
     /// The live workers' count, published for the callers' chunk sizes.
     live_workers: Arc<AtomicUsize>,
     /// Tasks a refused worker had in another form, with the error that
@@ -116,10 +125,11 @@ pub(crate) struct Dispatcher {
     /// [`STOP_RECHECK`] until it is answered or stopped.
     stops_pending: bool,
     /// The idle workers offered to callers for direct calls, and those
-    /// lent (see `lending`).
+    /// lent (see `lending`); such a worker's slot says so
+    /// (`WorkerSlot::is_lent`), which keeps it from the dispatcher's work.
     leases: Arc<Leases>,
-    /// The workers offered or lent: not the dispatcher's to hand work.
-    away: HashSet<u32>,
+    /// When running tasks' clocks were last read (see `check_clocks`).
+    timeouts_checked: Option<Instant>,
 }
 
 impl Dispatcher {
@@ -134,6 +144,7 @@ impl Dispatcher {
     ) -> Result<Dispatcher> {
         let program = spawn::worker_program(&config)?;
         let memory = MemoryWatch::new(config.memory);
+        let max_tasks_per_child = config.max_tasks_per_child;
         let io = WorkerIo::start(events.0, config.spin).map_err(|err| {
             Error::new(ErrorKind::Startup, "start the pool's I/O thread").with_source(err)
         })?;
@@ -145,7 +156,8 @@ impl Dispatcher {
             events: events.1,
             io,
             queue: VecDeque::new(),
-            workers: Vec::new(),
+            workers: Slots::new(max_tasks_per_child),
+            batched: Vec::new(),
             next_worker_id: 1,
             next_chunk_id: 1,
             task_numbers: HashMap::new(),
@@ -157,13 +169,15 @@ impl Dispatcher {
             shortage: Shortage::default(),
             deliveries: Deliveries::default(),
             roster,
+            roster_due: None,
+            roster_published: None,
             live_workers,
             refused_tasks: HashMap::new(),
             other_builds: HashSet::new(),
             memory,
             stops_pending: false,
             leases,
-            away: HashSet::new(),
+            timeouts_checked: None,
         })
     }
 
@@ -175,18 +189,15 @@ impl Dispatcher {
                 return Err(err);
             }
         }
-        while self.broken.is_none()
-            && self
-                .workers
-                .iter()
-                .any(|w| matches!(w.state(), State::Starting { .. }))
-        {
+        while self.broken.is_none() && self.workers.any_starting() {
             let timeout = self.next_wakeup().unwrap_or(Duration::from_millis(100));
             if let Ok(event) = self.events.recv_timeout(timeout) {
                 self.on_event(event);
             }
             self.check_clocks();
+            self.publish_roster_if_due();
         }
+        self.publish_roster_now();
         match self.broken.clone() {
             Some(err) => {
                 self.terminate();
@@ -249,6 +260,7 @@ impl Dispatcher {
             self.dispatch();
             self.rebalance();
             self.deliveries.flush();
+            self.publish_roster_if_due();
             if self.phase == Phase::Closing && self.finish_closing() {
                 break;
             }
@@ -319,8 +331,9 @@ impl Dispatcher {
                 slurm_job,
                 build,
             } => {
-                if let Some(slot) = self.worker_mut(worker) {
-                    if slot.mark_ready(claimed_pid, slurm_job, wants_indices) {
+                let ready = self.worker_mut(worker).is_some_and(|mut slot| {
+                    let marked = slot.mark_ready(claimed_pid, slurm_job, wants_indices);
+                    if marked {
                         match slot.peer() {
                             Some(peer) => tracing::debug!(
                                 worker,
@@ -337,12 +350,15 @@ impl Dispatcher {
                                 "worker ready"
                             ),
                         }
-                        if slot.is_local() {
-                            self.start_failures = 0;
-                        }
-                        self.refused_tasks.clear();
-                        self.note_build(worker, build);
                     }
+                    marked
+                });
+                if ready {
+                    if self.workers.get(worker).is_some_and(|slot| slot.is_local()) {
+                        self.start_failures = 0;
+                    }
+                    self.refused_tasks.clear();
+                    self.note_build(worker, build);
                 }
                 self.publish_roster();
             }
@@ -384,7 +400,7 @@ impl Dispatcher {
     /// failure is not the pool's. A worker that was ready says nothing of
     /// the sort; if it does, it is replaced.
     fn worker_failed_setup(&mut self, worker: u32, err: Error) {
-        let Some(slot) = self.worker_mut(worker) else {
+        let Some(slot) = self.workers.get(worker) else {
             return;
         };
         let starting = matches!(slot.state(), State::Starting { .. });
@@ -405,15 +421,21 @@ impl Dispatcher {
     /// it counted as held unstarted (what the worker says it ran is not to
     /// be believed, and its lie is not the input's fault).
     fn on_results(&mut self, worker: u32, message: Arc<Vec<u8>>, busy_nanos: u64) {
-        let Some(index) = self.workers.iter().position(|w| w.id() == worker) else {
+        let Some(mut slot) = self.workers.get_mut(worker) else {
             return;
         };
-        let slot = &mut self.workers[index];
+        let channel = slot.front_channel();
         match slot.complete_chunks(&message, &mut self.deliveries) {
             Ok(answered) => {
+                drop(slot);
                 // Only results that answered inputs sent feed the schedule.
                 if answered.items > 0 {
                     let sample = busy_nanos as f64 / answered.items as f64;
+                    // The call of the message's first chunk, for its
+                    // chunk sizes (see `map.rs`).
+                    if let Some(channel) = channel {
+                        channel.note_nanos_per_item(sample);
+                    }
                     self.nanos_per_item = Some(match self.nanos_per_item {
                         Some(average) => 0.7 * average + 0.3 * sample,
                         None => sample,
@@ -422,7 +444,7 @@ impl Dispatcher {
                 self.requeue(answered.returned, None);
             }
             // Killed already, its work taken back: its results are moot.
-            Err(Misaligned(_)) if slot.state() == State::Doomed => {}
+            Err(Misaligned(_)) if slot.state() == State::Doomed => drop(slot),
             Err(Misaligned(what)) => {
                 let info = slot.info();
                 let peer = slot.peer().unwrap_or("a local worker").to_string();
@@ -439,17 +461,17 @@ impl Dispatcher {
                 if let Some(culprit) = taken.culprit.take() {
                     taken.unstarted.insert(0, culprit.requeued());
                 }
+                drop(slot);
                 let death = Death::died(format!("sent {what}"));
                 self.requeue_after_death(taken, &death, info);
             }
         }
-        self.retire_if_due(index);
+        self.retire_if_due(worker);
     }
 
     /// Hands queued jobs to workers with room, then sends each worker its batch.
     fn dispatch(&mut self) {
         self.fail_refused_jobs();
-        let mut touched = false;
         loop {
             while self
                 .queue
@@ -467,51 +489,24 @@ impl Dispatcher {
                 self.queue.insert(1, rest);
             }
             let Some(job) = self.queue.front() else { break };
-            let Some(index) = self.pick_worker(job.items.len() as u64, job.input_bytes()) else {
+            let picked = self.workers.pick(
+                job.items.len() as u64,
+                job.input_bytes(),
+                self.nanos_per_item,
+            );
+            let Some(worker) = picked else {
                 break;
             };
             let Some(job) = self.queue.pop_front() else {
                 break;
             };
-            self.assign(index, job);
-            touched = true;
+            self.assign(worker, job);
         }
-        if touched {
-            self.send_batches();
-        }
+        self.send_batches();
     }
 
-    fn pick_worker(&self, items: u64, bytes: usize) -> Option<usize> {
-        let limit = self.config.max_tasks_per_child;
-        let nanos = self.nanos_per_item;
-        self.workers
-            .iter()
-            .enumerate()
-            .filter(|(_, w)| {
-                w.state() == State::Ready
-                    && limit.map_or(true, |limit| w.items_sent() < limit)
-                    && !self.away.contains(&w.id())
-            })
-            .filter(|(_, w)| {
-                let load = w.load();
-                if load.chunks == 0 {
-                    return true;
-                }
-                // Work is queued ahead of a worker only while it is short:
-                // without a measure of task time yet, or with tasks too long
-                // to queue, a worker gets more when it frees up, so that no
-                // worker idles while another holds inputs it has not started.
-                let queued_work = nanos.map_or(f64::INFINITY, |n| n * (load.items + items) as f64);
-                queued_work <= QUEUE_TARGET.as_nanos() as f64
-                    && load.items + items <= MAX_QUEUED_ITEMS
-                    && load.bytes + bytes <= MAX_QUEUED_BYTES
-            })
-            .min_by_key(|(_, w)| w.load().items)
-            .map(|(index, _)| index)
-    }
-
-    /// Gives `job` to the worker at `index`, as the next chunk of its batch.
-    fn assign(&mut self, index: usize, job: Job) {
+    /// Gives `job` to `worker`, as the next chunk of its batch.
+    fn assign(&mut self, worker: u32, job: Job) {
         let number = match self.task_numbers.get(job.task) {
             Some(&number) => number,
             None => {
@@ -522,7 +517,10 @@ impl Dispatcher {
         };
         let chunk_id = self.next_chunk_id;
         self.next_chunk_id += 1;
-        self.workers[index].push_chunk(chunk_id, number, job);
+        if let Some(mut slot) = self.workers.get_mut(worker) {
+            slot.push_chunk(chunk_id, number, job);
+            self.batched.push(worker);
+        }
     }
 
     /// When the queue is empty and a worker idles while others hold inputs
@@ -532,32 +530,32 @@ impl Dispatcher {
         if !self.queue.is_empty() {
             return;
         }
-        let limit = self.config.max_tasks_per_child;
-        let idle = self
-            .workers
-            .iter()
-            .filter(|w| w.state() == State::Ready && w.load().chunks == 0)
-            .filter(|w| limit.map_or(true, |limit| w.items_sent() < limit))
-            .filter(|w| !self.away.contains(&w.id()))
-            .count();
+        let idle = self.workers.idle();
         if idle == 0 {
             return;
         }
         let nanos = self.nanos_per_item;
-        let mut busiest: Vec<&mut WorkerSlot> = self
-            .workers
-            .iter_mut()
-            .filter(|w| w.state() == State::Ready && w.spare_items() > 0)
-            // Worth a message only if the idle worker gains some time.
-            .filter(|w| {
-                nanos.map_or(true, |n| {
-                    n * w.spare_items() as f64 >= RECALL_WORTH.as_nanos() as f64
+        // Worth a message only if the idle worker gains some time.
+        let worth =
+            |items: u64| nanos.map_or(true, |n| n * items as f64 >= RECALL_WORTH.as_nanos() as f64);
+        let workers = &self.workers;
+        let busiest: Vec<u32> = workers
+            .most_queued()
+            // What a worker holds bounds what it could spare.
+            .take_while(|&(held, _)| worth(held))
+            .filter(|&(_, id)| {
+                workers.get(id).is_some_and(|w| {
+                    let spare = w.spare_items();
+                    spare > 0 && worth(spare)
                 })
             })
+            .take(idle)
+            .map(|(_, id)| id)
             .collect();
-        busiest.sort_by_key(|w| std::cmp::Reverse(w.spare_items()));
-        for slot in busiest.into_iter().take(idle) {
-            slot.recall(|position, _| position > 0);
+        for worker in busiest {
+            if let Some(mut slot) = self.workers.get_mut(worker) {
+                slot.recall(|position, _| position > 0);
+            }
         }
     }
 
@@ -566,11 +564,11 @@ impl Dispatcher {
     /// inputs whose callers asked for that, by replacing their workers.
     fn take_back_cancelled(&mut self) {
         self.queue.retain(|job| !job.sink.is_cancelled());
-        for slot in &mut self.workers {
+        self.workers.for_each_mut(|slot| {
             if slot.state() == State::Ready {
                 slot.recall(|_, job| job.sink.is_cancelled());
             }
-        }
+        });
         self.stop_inputs_given_up();
     }
 
@@ -583,7 +581,7 @@ impl Dispatcher {
     fn stop_inputs_given_up(&mut self) {
         let mut to_stop = Vec::new();
         self.stops_pending = false;
-        for slot in &self.workers {
+        for slot in self.workers.iter() {
             if slot.state() != State::Ready {
                 continue;
             }
@@ -599,13 +597,18 @@ impl Dispatcher {
         }
     }
 
+    /// Sends the batches built since the last time.
     fn send_batches(&mut self) {
-        for slot in &mut self.workers {
-            slot.send_batch();
+        let mut batched = std::mem::take(&mut self.batched);
+        for worker in batched.drain(..) {
+            if let Some(mut slot) = self.workers.get_mut(worker) {
+                slot.send_batch();
+            }
         }
+        self.batched = batched;
     }
 
-    fn worker_mut(&mut self, worker: u32) -> Option<&mut WorkerSlot> {
-        self.workers.iter_mut().find(|w| w.id() == worker)
+    fn worker_mut(&mut self, worker: u32) -> Option<SlotMut<'_>> {
+        self.workers.get_mut(worker)
     }
 }

@@ -1,0 +1,429 @@
+//! The dispatcher's workers, indexed so that nothing it does per event
+//! or per chunk walks them all: with thousands of remote workers, a walk
+//! per chunk was most of the head's time.
+//!
+//! Beside the slots themselves, [`Slots`] keeps each slot's place in a
+//! few orders (the workers that may take work, by the inputs they hold;
+//! the ready ones with inputs to spare, by how many; the starting ones,
+//! by deadline) and a few counts. They are kept true by taking every
+//! slot mutably through [`SlotMut`], which files the slot again when it
+//! is dropped, whatever was done to it.
+
+use std::collections::{BTreeSet, HashMap};
+use std::ops::{Deref, DerefMut};
+use std::time::Instant;
+
+use super::{MAX_QUEUED_BYTES, MAX_QUEUED_ITEMS, QUEUE_TARGET};
+use crate::parent::worker_slot::{State, WorkerSlot};
+
+/// Where a slot is filed, as of its last change.
+#[derive(Clone, Copy, Default, PartialEq)]
+struct Filed {
+    /// Ready and under its task limit: in `takers` with this many inputs.
+    taker: Option<u64>,
+    /// A taker with nothing queued.
+    idle: bool,
+    /// Idle and local: a worker the dispatcher may offer to callers.
+    idle_local: bool,
+    /// Offered or lent to callers: no taker meanwhile.
+    lent: bool,
+    /// Ready with chunks queued behind the first: in `spare` with the
+    /// inputs it holds, which bound those it could spare.
+    spare: Option<u64>,
+    /// Starting: in `starting` with this deadline.
+    starting: Option<Instant>,
+    /// Holds chunks, in any state.
+    holding: bool,
+    live: bool,
+    local_live: bool,
+}
+
+impl Filed {
+    fn of(slot: &WorkerSlot, task_limit: Option<u64>) -> Filed {
+        let state = slot.state();
+        let ready = state == State::Ready;
+        let load = slot.load();
+        let taker =
+            ready && !slot.is_lent() && task_limit.map_or(true, |limit| slot.items_sent() < limit);
+        // Not `spare_items`, which walks the chunks in flight (hundreds of
+        // single-input chunks under `apply_async`), on every change.
+        let spare = (ready && load.chunks > 1).then_some(load.items);
+        Filed {
+            taker: taker.then_some(load.items),
+            idle: taker && load.chunks == 0,
+            idle_local: taker && load.chunks == 0 && slot.is_local(),
+            lent: slot.is_lent(),
+            spare,
+            starting: match state {
+                State::Starting { deadline } => Some(deadline),
+                _ => None,
+            },
+            holding: load.chunks > 0,
+            live: slot.is_live(),
+            local_live: slot.is_live() && slot.is_local(),
+        }
+    }
+}
+
+/// The dispatcher's workers (see the module's documentation).
+pub(super) struct Slots {
+    slots: Vec<WorkerSlot>,
+    /// Where each slot is filed, by the slot's position.
+    filed: Vec<Filed>,
+    /// Each worker's position in `slots`.
+    positions: HashMap<u32, usize>,
+    /// Workers that may be given work, by (inputs held, id).
+    takers: BTreeSet<(u64, u32)>,
+    /// Ready workers with chunks queued behind the first, which may hold
+    /// inputs another could take over, by (inputs held, id).
+    spare: BTreeSet<(u64, u32)>,
+    /// Starting workers, by (deadline, id).
+    starting: BTreeSet<(Instant, u32)>,
+    /// Idle local workers, which may be offered to callers.
+    idle_local: BTreeSet<u32>,
+    idle: usize,
+    lent: usize,
+    holding: usize,
+    live: usize,
+    local_live: usize,
+    /// The pool's `max_tasks_per_child`: a worker given that many inputs
+    /// takes no more.
+    task_limit: Option<u64>,
+}
+
+impl Slots {
+    pub(super) fn new(task_limit: Option<u64>) -> Slots {
+        Slots {
+            slots: Vec::new(),
+            filed: Vec::new(),
+            positions: HashMap::new(),
+            takers: BTreeSet::new(),
+            spare: BTreeSet::new(),
+            starting: BTreeSet::new(),
+            idle_local: BTreeSet::new(),
+            idle: 0,
+            lent: 0,
+            holding: 0,
+            live: 0,
+            local_live: 0,
+            task_limit,
+        }
+    }
+
+    pub(super) fn push(&mut self, slot: WorkerSlot) {
+        let position = self.slots.len();
+        self.positions.insert(slot.id(), position);
+        self.slots.push(slot);
+        self.filed.push(Filed::default());
+        self.refile(position);
+    }
+
+    /// Takes worker `id`'s slot out.
+    pub(super) fn remove(&mut self, id: u32) -> Option<WorkerSlot> {
+        let position = self.positions.remove(&id)?;
+        self.unfile(id, self.filed[position]);
+        self.filed.swap_remove(position);
+        let slot = self.slots.swap_remove(position);
+        if let Some(moved) = self.slots.get(position) {
+            self.positions.insert(moved.id(), position);
+        }
+        Some(slot)
+    }
+
+    pub(super) fn get(&self, id: u32) -> Option<&WorkerSlot> {
+        self.positions
+            .get(&id)
+            .map(|&position| &self.slots[position])
+    }
+
+    /// Worker `id`'s slot, filed again once the guard is dropped.
+    pub(super) fn get_mut(&mut self, id: u32) -> Option<SlotMut<'_>> {
+        let position = *self.positions.get(&id)?;
+        Some(SlotMut {
+            slots: self,
+            position,
+        })
+    }
+
+    pub(super) fn iter(&self) -> std::slice::Iter<'_, WorkerSlot> {
+        self.slots.iter()
+    }
+
+    /// Runs `f` on every slot, filing each again: a walk of them all, for
+    /// what is rare (the pool's end, a cancellation, a clock tick).
+    pub(super) fn for_each_mut(&mut self, mut f: impl FnMut(&mut WorkerSlot)) {
+        for position in 0..self.slots.len() {
+            f(&mut self.slots[position]);
+            self.refile(position);
+        }
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// The worker to give a chunk of `items` inputs and `bytes` bytes,
+    /// given the recent time per input: among the ready workers under
+    /// their task limit, the one holding fewest inputs that has nothing
+    /// queued, or room for the chunk (work, inputs and bytes queued all
+    /// within bounds).
+    pub(super) fn pick(
+        &self,
+        items: u64,
+        bytes: usize,
+        nanos_per_item: Option<f64>,
+    ) -> Option<u32> {
+        for &(held, id) in &self.takers {
+            let slot = &self.slots[self.positions[&id]];
+            let load = slot.load();
+            if load.chunks == 0 {
+                return Some(id);
+            }
+            // Work is queued ahead of a worker only while it is short:
+            // without a measure of task time yet, or with tasks too long
+            // to queue, a worker gets more when it frees up, so that no
+            // worker idles while another holds inputs it has not started.
+            let queued_work = nanos_per_item.map_or(f64::INFINITY, |n| n * (held + items) as f64);
+            if queued_work > QUEUE_TARGET.as_nanos() as f64 || held + items > MAX_QUEUED_ITEMS {
+                // Every worker after this one holds at least as many.
+                return None;
+            }
+            if load.bytes + bytes <= MAX_QUEUED_BYTES {
+                return Some(id);
+            }
+        }
+        None
+    }
+
+    /// How many workers may take work and hold none.
+    pub(super) fn idle(&self) -> usize {
+        self.idle
+    }
+
+    /// The ready workers with chunks queued behind the first, holding
+    /// most inputs first, with how many they hold (at least as many as
+    /// they could spare).
+    pub(super) fn most_queued(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
+        self.spare.iter().rev().copied()
+    }
+
+    /// The idle local workers, which may be offered to callers.
+    pub(super) fn idle_local(&self) -> Vec<u32> {
+        self.idle_local.iter().copied().collect()
+    }
+
+    /// How many workers are offered or lent to callers.
+    pub(super) fn lent(&self) -> usize {
+        self.lent
+    }
+
+    /// Whether any worker holds chunks.
+    pub(super) fn any_holding(&self) -> bool {
+        self.holding > 0
+    }
+
+    /// How many workers are starting or ready.
+    pub(super) fn live(&self) -> usize {
+        self.live
+    }
+
+    /// How many local workers are starting or ready.
+    pub(super) fn local_live(&self) -> usize {
+        self.local_live
+    }
+
+    pub(super) fn any_starting(&self) -> bool {
+        !self.starting.is_empty()
+    }
+
+    /// The soonest start-up deadline.
+    pub(super) fn first_deadline(&self) -> Option<Instant> {
+        self.starting.first().map(|&(deadline, _)| deadline)
+    }
+
+    /// The starting workers whose deadline is `now` or past.
+    pub(super) fn late(&self, now: Instant) -> Vec<u32> {
+        self.starting
+            .iter()
+            .take_while(|&&(deadline, _)| deadline <= now)
+            .map(|&(_, id)| id)
+            .collect()
+    }
+
+    fn refile(&mut self, position: usize) {
+        let slot = &self.slots[position];
+        let now = Filed::of(slot, self.task_limit);
+        let was = self.filed[position];
+        if now == was {
+            return;
+        }
+        let id = slot.id();
+        self.unfile(id, was);
+        if let Some(held) = now.taker {
+            self.takers.insert((held, id));
+        }
+        if let Some(spare) = now.spare {
+            self.spare.insert((spare, id));
+        }
+        if let Some(deadline) = now.starting {
+            self.starting.insert((deadline, id));
+        }
+        if now.idle_local {
+            self.idle_local.insert(id);
+        }
+        self.idle += usize::from(now.idle);
+        self.lent += usize::from(now.lent);
+        self.holding += usize::from(now.holding);
+        self.live += usize::from(now.live);
+        self.local_live += usize::from(now.local_live);
+        self.filed[position] = now;
+    }
+
+    fn unfile(&mut self, id: u32, was: Filed) {
+        if let Some(held) = was.taker {
+            self.takers.remove(&(held, id));
+        }
+        if let Some(spare) = was.spare {
+            self.spare.remove(&(spare, id));
+        }
+        if let Some(deadline) = was.starting {
+            self.starting.remove(&(deadline, id));
+        }
+        if was.idle_local {
+            self.idle_local.remove(&id);
+        }
+        self.idle -= usize::from(was.idle);
+        self.lent -= usize::from(was.lent);
+        self.holding -= usize::from(was.holding);
+        self.live -= usize::from(was.live);
+        self.local_live -= usize::from(was.local_live);
+    }
+}
+
+/// A slot taken mutably; filed again when dropped.
+pub(super) struct SlotMut<'a> {
+    slots: &'a mut Slots,
+    position: usize,
+}
+
+impl Deref for SlotMut<'_> {
+    type Target = WorkerSlot;
+
+    fn deref(&self) -> &WorkerSlot {
+        &self.slots.slots[self.position]
+    }
+}
+
+impl DerefMut for SlotMut<'_> {
+    fn deref_mut(&mut self) -> &mut WorkerSlot {
+        &mut self.slots.slots[self.position]
+    }
+}
+
+impl Drop for SlotMut<'_> {
+    fn drop(&mut self) {
+        self.slots.refile(self.position);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parent::job::{encode_input, Job};
+    use crate::parent::sink::{ResultCell, Sink};
+    use crate::parent::worker_slot::tests::numbered_slot;
+    use crate::task::Task;
+
+    crate::task! {
+        fn double(x: u64) -> u64 { 2 * x }
+    }
+
+    fn job(items: u64) -> Job {
+        Job {
+            task: double::NAME,
+            items: (0..items)
+                .map(|i| encode_input::<double>(&i, i as usize, u64::MAX).unwrap())
+                .collect(),
+            sink: Sink::Single(ResultCell::new()),
+        }
+    }
+
+    /// What `slots` filed agrees with the slots as they are now.
+    fn assert_filed_truly(slots: &Slots) {
+        let mut fresh = Slots::new(slots.task_limit);
+        let mut taken = Vec::new();
+        for (position, slot) in slots.slots.iter().enumerate() {
+            assert_eq!(slots.positions[&slot.id()], position);
+            let filed = Filed::of(slot, slots.task_limit);
+            assert!(slots.filed[position] == filed, "worker {}", slot.id());
+            if let Some(held) = filed.taker {
+                taken.push((held, slot.id()));
+            }
+        }
+        fresh.takers.extend(taken);
+        assert_eq!(slots.takers, fresh.takers);
+        let idle = slots
+            .iter()
+            .filter(|s| Filed::of(s, slots.task_limit).idle)
+            .count();
+        assert_eq!(slots.idle(), idle);
+        let live = slots.iter().filter(|s| s.is_live()).count();
+        assert_eq!(slots.live(), live);
+    }
+
+    #[test]
+    fn the_least_loaded_ready_worker_is_picked_and_every_change_is_filed() {
+        let mut slots = Slots::new(Some(5));
+        // Each worker's end and the I/O thread live as long as its slot.
+        let mut ends = Vec::new();
+        for id in 1..=3 {
+            let (slot, worker, io) = numbered_slot(id, u64::MAX);
+            slots.push(slot);
+            ends.push((worker, io));
+        }
+        assert!(slots.any_starting());
+        assert_eq!(slots.pick(1, 8, None), None, "none is ready");
+        for id in 1..=3 {
+            assert!(slots.get_mut(id).unwrap().mark_ready(0, None, false));
+        }
+        assert!(!slots.any_starting());
+        assert_eq!(slots.idle(), 3);
+        assert_filed_truly(&slots);
+
+        slots.get_mut(1).unwrap().push_chunk(1, 0, job(2));
+        slots.get_mut(2).unwrap().push_chunk(2, 0, job(1));
+        assert_filed_truly(&slots);
+        assert_eq!(slots.idle(), 1);
+        // The idle one first, then the one holding fewest inputs, while
+        // it has room by the time inputs take.
+        assert_eq!(slots.pick(1, 8, Some(1_000.0)), Some(3));
+        slots.get_mut(3).unwrap().push_chunk(3, 0, job(3));
+        assert_eq!(slots.pick(1, 8, Some(1_000.0)), Some(2));
+        // No room for long inputs once every worker holds some.
+        assert_eq!(slots.pick(1, 8, Some(1e9)), None);
+        // Nor for one past its task limit (5): worker 3 holds 3 of them.
+        slots.get_mut(3).unwrap().push_chunk(4, 0, job(2));
+        assert_filed_truly(&slots);
+        assert!(!slots.takers.iter().any(|&(_, id)| id == 3));
+
+        // A second chunk may be inputs to spare for an idle worker.
+        slots.get_mut(2).unwrap().push_chunk(5, 0, job(4));
+        let queued: Vec<_> = slots.most_queued().collect();
+        assert_eq!(queued, [(5, 3), (5, 2)]);
+        slots.get_mut(2).unwrap().kill();
+        let _ = slots.get_mut(2).unwrap().take_back();
+        assert_filed_truly(&slots);
+        let queued: Vec<_> = slots.most_queued().collect();
+        assert_eq!(queued, [(5, 3)]);
+        assert_eq!(slots.live(), 2);
+
+        // Taking a slot out moves the last into its place.
+        assert!(slots.remove(1).is_some());
+        assert!(slots.get(1).is_none());
+        assert_eq!(slots.get(3).map(|s| s.id()), Some(3));
+        assert_filed_truly(&slots);
+        slots.for_each_mut(|slot| slot.kill());
+        assert_filed_truly(&slots);
+        assert_eq!(slots.live(), 0);
+    }
+}
