@@ -79,6 +79,13 @@ fn terminate_ends_a_direct_apply() {
 }
 
 #[test]
+fn a_direct_apply_never_overtakes_work_submitted_before_it() {
+    let out = scenario_output_with(PROGRAM, &["order", "300"], LIMIT);
+    eprintln!("{out}");
+    assert_eq!(line(&out, "overtaken"), "0", "{out}");
+}
+
+#[test]
 fn direct_and_queued_calls_share_the_workers_and_close_waits_for_both() {
     let out = scenario_output_with(PROGRAM, &["concurrent"], LIMIT);
     eprintln!("{out}");

@@ -15,6 +15,10 @@
 //! - `timeout`: a call longer than the pool's task timeout, then another.
 //! - `ctrl_c`: SIGINT to this process during a long call.
 //! - `terminate`: `terminate` from another thread during a long call.
+//! - `order N`: N times, an `apply_async` that the caller drops at once,
+//!   then an `apply` that asks the one worker which input it ran last;
+//!   prints how many of those calls overtook the input submitted before
+//!   them.
 //! - `concurrent`: four threads applying while a map runs on the same
 //!   two workers, then `close` and `join` while a fifth thread applies
 //!   until the pool is closed; prints the wrong answers seen.
@@ -182,6 +186,41 @@ pool::task! {
     fn double(x: u64) -> u64 { 2 * x }
 }
 
+pool::task! {
+    /// Notes `x` as the last input this worker ran.
+    fn note(x: u64) -> u64 {
+        LAST_NOTED.store(x, std::sync::atomic::Ordering::SeqCst);
+        x
+    }
+}
+
+pool::task! {
+    /// The last input `note` ran in this worker.
+    fn last_noted(_unit: ()) -> u64 {
+        LAST_NOTED.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+static LAST_NOTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn order(times: u64) -> Result<(), pool::Error> {
+    let pool = one_worker(None)?;
+    // The first call of each task tells the worker of it; later ones may
+    // go straight to the worker.
+    pool.apply(note, 0)?;
+    pool.apply(last_noted, ())?;
+    let overtaken = (1..=times)
+        .map(|i| {
+            drop(pool.apply_async(note, i));
+            pool.apply(last_noted, ())
+        })
+        .zip(1..)
+        .filter(|(last, i)| last.as_ref().ok() != Some(i))
+        .count();
+    println!("overtaken: {overtaken}");
+    Ok(())
+}
+
 fn concurrent() -> Result<(), pool::Error> {
     let pool = Arc::new(Pool::builder().processes(2).build()?);
     let callers: Vec<_> = (0..4u64)
@@ -235,6 +274,7 @@ fn main() -> Result<(), pool::Error> {
         "timeout" => timeout()?,
         "ctrl_c" => ctrl_c()?,
         "terminate" => terminate()?,
+        "order" => order(args.get(2).and_then(|n| n.parse().ok()).unwrap_or(300))?,
         "concurrent" => concurrent()?,
         other => {
             eprintln!("unknown mode {other:?}");

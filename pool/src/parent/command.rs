@@ -8,6 +8,7 @@ use crossbeam_channel::Sender;
 use super::identity::WorkerTasks;
 use super::inline;
 use super::job::Job;
+use super::lease::Leases;
 use super::sink::CancelNotice;
 use crate::error::{Error, ErrorKind, Result};
 
@@ -49,6 +50,9 @@ pub(crate) struct Commands {
     inline: bool,
     /// The worker program's tasks, once known.
     worker_tasks: Arc<WorkerTasks>,
+    /// Told of each submission before it goes, so that no direct call
+    /// overtakes it (see `lease`).
+    leases: Option<Arc<Leases>>,
 }
 
 impl Commands {
@@ -68,6 +72,7 @@ impl Commands {
             cancel_notice,
             inline: false,
             worker_tasks: Arc::default(),
+            leases: None,
         }
     }
 
@@ -75,6 +80,14 @@ impl Commands {
     pub(crate) fn with_worker_tasks(self, worker_tasks: Arc<WorkerTasks>) -> Commands {
         Commands {
             worker_tasks,
+            ..self
+        }
+    }
+
+    /// Tells `leases` of each submission before it goes.
+    pub(crate) fn with_leases(self, leases: Arc<Leases>) -> Commands {
+        Commands {
+            leases: Some(leases),
             ..self
         }
     }
@@ -140,6 +153,11 @@ impl Commands {
     pub(crate) fn send(&self, command: Command) {
         if self.inline {
             return run_inline(command);
+        }
+        if let (Some(leases), Command::Submit(_) | Command::SubmitMany(_)) =
+            (&self.leases, &command)
+        {
+            leases.submitting();
         }
         let _ = self.sender.send(command);
     }

@@ -29,6 +29,7 @@
 
 use std::collections::HashMap;
 use std::process::Child;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -94,6 +95,11 @@ struct Inner {
 /// pool's callers and its dispatcher.
 pub(crate) struct Leases {
     inner: Mutex<Inner>,
+    /// Work sent to the dispatcher that it has not yet queued (and taken
+    /// its idle workers back for): while there is any, no worker is lent,
+    /// so that a direct call never overtakes work its caller (or anyone)
+    /// submitted before it.
+    unseen: AtomicUsize,
     /// Tells the dispatcher that a lease ended when it asked to know.
     events: Sender<Event>,
 }
@@ -102,6 +108,7 @@ impl Leases {
     pub(crate) fn new(events: Sender<Event>) -> Leases {
         Leases {
             inner: Mutex::default(),
+            unseen: AtomicUsize::new(0),
             events,
         }
     }
@@ -132,6 +139,20 @@ impl Leases {
         )
     }
 
+    /// Notes work on its way to the dispatcher: no lease until it is
+    /// [`seen`](Self::seen).
+    pub(crate) fn submitting(&self) {
+        self.unseen.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The dispatcher has queued `count` submissions, and taken back its
+    /// offers if they brought work.
+    pub(crate) fn seen(&self, count: usize) {
+        if count > 0 {
+            self.unseen.fetch_sub(count, Ordering::SeqCst);
+        }
+    }
+
     /// Lends no more, for good.
     pub(crate) fn close(&self) {
         self.lock().closed = true;
@@ -160,7 +181,7 @@ impl Leases {
     /// task's number.
     fn take(&self, task: &str) -> Option<(Lendable, u32)> {
         let mut inner = self.lock();
-        if inner.closed {
+        if inner.closed || self.unseen.load(Ordering::SeqCst) > 0 {
             return None;
         }
         let (at, number) = inner.idle.iter().enumerate().find_map(|(at, worker)| {

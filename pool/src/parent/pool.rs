@@ -169,7 +169,8 @@ pub(crate) fn start(mut config: Config) -> Result<Pool> {
             config.max_message_size,
             cancel_notice,
         )
-        .with_worker_tasks(Arc::clone(&config.worker_tasks)),
+        .with_worker_tasks(Arc::clone(&config.worker_tasks))
+        .with_leases(Arc::clone(&leases)),
         roster,
         dispatcher: Mutex::new(Some(dispatcher)),
         listener: Mutex::new(None),
@@ -450,7 +451,9 @@ impl Pool {
     /// input to the worker's socket and reads the reply itself, which
     /// wakes no thread of the pool's (see the README's *Latency of one
     /// request*). Errors, timeouts, Ctrl-C and `terminate` act on it as
-    /// on any other call.
+    /// on any other call, and it never overtakes work submitted before it:
+    /// while the dispatcher has not yet queued an earlier submission, the
+    /// call takes the usual way.
     ///
     /// ```
     /// pool::task! { fn greet(name: String) -> String { format!("hello, {name}") } }

@@ -130,6 +130,9 @@ pub(crate) struct Dispatcher {
     leases: Arc<Leases>,
     /// When running tasks' clocks were last read (see `check_clocks`).
     timeouts_checked: Option<Instant>,
+    /// Submissions queued this turn, which `leases` hears of once the
+    /// turn has taken its offers back (see `Leases::seen`).
+    submits_unseen: usize,
 }
 
 impl Dispatcher {
@@ -178,6 +181,7 @@ impl Dispatcher {
             stops_pending: false,
             leases,
             timeouts_checked: None,
+            submits_unseen: 0,
         })
     }
 
@@ -257,6 +261,9 @@ impl Dispatcher {
             if !self.queue.is_empty() {
                 self.reclaim_lent(true);
             }
+            // Only now may callers borrow again: what they submitted is
+            // queued, and no offer of an idle worker stands before it.
+            self.leases.seen(std::mem::take(&mut self.submits_unseen));
             self.dispatch();
             self.rebalance();
             self.deliveries.flush();
@@ -294,8 +301,14 @@ impl Dispatcher {
 
     fn on_command(&mut self, command: Command) {
         match command {
-            Command::Submit(job) => self.enqueue(job),
-            Command::SubmitMany(jobs) => jobs.into_iter().for_each(|job| self.enqueue(job)),
+            Command::Submit(job) => {
+                self.submits_unseen += 1;
+                self.enqueue(job);
+            }
+            Command::SubmitMany(jobs) => {
+                self.submits_unseen += 1;
+                jobs.into_iter().for_each(|job| self.enqueue(job));
+            }
             Command::Close => {
                 if self.phase == Phase::Open {
                     self.phase = Phase::Closing;
