@@ -213,7 +213,10 @@ where
         if self.in_flight.is_empty() {
             return true;
         }
-        let workers = self.spread();
+        // Every live worker, not the spread: the spread shrinks with the
+        // inputs left, and room cut with it held a map's last inputs back
+        // until results came in, a round of long tasks late.
+        let workers = self.commands.live_workers().max(1);
         let held = self.held.len().saturating_sub(self.inputs_in_flight);
         if held >= MIN_HELD.max(4 * self.inputs_in_flight) {
             return false;
@@ -580,6 +583,47 @@ mod tests {
         assert!(seen.chunk_sizes.len() >= 6 * 4);
     }
 
+    /// Maps `echo` over `0..total` with automatic chunks.
+    fn map_echo_automatic(commands: &Commands, total: usize) -> Result<Vec<u32>> {
+        let options = Options {
+            chunksize: None,
+            on_failure: OnFailure::Stop,
+            journal: JournalOptions::default(),
+        };
+        run::<echo, _>(
+            commands,
+            0..total as u32,
+            total,
+            options,
+            &mut |_| {},
+            |result| result,
+        )
+    }
+
+    /// Answers `job` as a worker running `echo` would, noting
+    /// `nanos_per_item` of work per input if given; returns its size.
+    fn echo_answer(mut job: Job, nanos_per_item: Option<f64>) -> usize {
+        let size = job.items.len();
+        let batch = std::mem::take(&mut job.items)
+            .into_iter()
+            .map(|item| {
+                let input = item.input().to_vec();
+                let len = input.len();
+                Delivery {
+                    index: item.index,
+                    outcome: Ok(Payload::new(Arc::new(input), 0..len)),
+                }
+            })
+            .collect();
+        if let Sink::Channel(stream) = &job.sink {
+            if let Some(nanos) = nanos_per_item {
+                stream.note_nanos_per_item(nanos);
+            }
+            stream.send(batch);
+        }
+        size
+    }
+
     /// Maps `echo` over `total` inputs with `live` workers reported, on a
     /// fake dispatcher that answers each chunk as it comes, noting
     /// `nanos_per_item` of work per input if given; returns the chunks'
@@ -594,42 +638,13 @@ mod tests {
             let dispatcher = scope.spawn(move || {
                 let mut sizes = Vec::new();
                 while let Ok(Command::SubmitMany(jobs)) = receiver.recv() {
-                    for mut job in jobs {
-                        sizes.push(job.items.len());
-                        let batch = std::mem::take(&mut job.items)
-                            .into_iter()
-                            .map(|item| {
-                                let input = item.input().to_vec();
-                                let len = input.len();
-                                Delivery {
-                                    index: item.index,
-                                    outcome: Ok(Payload::new(Arc::new(input), 0..len)),
-                                }
-                            })
-                            .collect();
-                        if let Sink::Channel(stream) = &job.sink {
-                            if let Some(nanos) = nanos_per_item {
-                                stream.note_nanos_per_item(nanos);
-                            }
-                            stream.send(batch);
-                        }
+                    for job in jobs {
+                        sizes.push(echo_answer(job, nanos_per_item));
                     }
                 }
                 sizes
             });
-            let outputs = run::<echo, _>(
-                &commands,
-                0..total as u32,
-                total,
-                Options {
-                    chunksize: None,
-                    on_failure: OnFailure::Stop,
-                    journal: JournalOptions::default(),
-                },
-                &mut |_| {},
-                |result| result,
-            )
-            .unwrap();
+            let outputs = map_echo_automatic(&commands, total).unwrap();
             assert!(outputs.into_iter().eq(0..total as u32));
             drop(commands);
             dispatcher.join().unwrap()
@@ -655,6 +670,49 @@ mod tests {
         // Long inputs still go one chunk to a worker, Python's size.
         let sizes = chunks_answered_at_once(1_000, 8_000, Some(1e9));
         assert!(sizes.iter().all(|&size| size <= 2), "{sizes:?}");
+    }
+
+    #[test]
+    fn a_timed_map_of_long_inputs_sends_its_last_inputs_without_waiting_for_results() {
+        // 200 workers, 800 inputs of 200 ms each: the first 600 go out at
+        // once (three chunks a worker), then 200 are answered (timing the
+        // inputs) and the rest must all go out with nothing more answered.
+        // Room cut with the inputs left held the last few back a round.
+        let (live, total) = (200, 800);
+        let (commands, receiver) = commands(live);
+        std::thread::scope(|scope| {
+            let dispatcher = scope.spawn(move || {
+                let patience = std::time::Duration::from_secs(60);
+                let mut out: VecDeque<Job> = VecDeque::new();
+                let mut sent = 0;
+                let mut answered = 0;
+                while answered < total {
+                    // Answer 200 once 600 are out, then only once all are.
+                    let answer = (sent == 600 && answered == 0) || sent == total;
+                    if !answer {
+                        match receiver.recv_timeout(patience) {
+                            Ok(Command::SubmitMany(jobs)) => {
+                                sent += jobs.iter().map(|job| job.items.len()).sum::<usize>();
+                                out.extend(jobs);
+                            }
+                            Ok(_) => {}
+                            Err(_) => return (sent, answered),
+                        }
+                        continue;
+                    }
+                    let count = if sent == total { out.len() } else { 200 };
+                    for job in out.drain(..count) {
+                        answered += echo_answer(job, Some(2e8));
+                    }
+                }
+                (sent, answered)
+            });
+            let outputs = map_echo_automatic(&commands, total);
+            drop(commands);
+            let (sent, answered) = dispatcher.join().unwrap();
+            assert_eq!((sent, answered), (total, total), "inputs held back");
+            assert!(outputs.unwrap().into_iter().eq(0..total as u32));
+        })
     }
 
     #[test]

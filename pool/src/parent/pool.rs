@@ -248,7 +248,11 @@ impl Pool {
 
     /// The process ids of the local workers running now (replacements
     /// included, dead ones not): processes this pool started itself, and
-    /// only those. Remote workers are listed apart, by
+    /// only those, as the pool's dispatcher last saw them. A worker that
+    /// died a moment ago can still be listed for a few milliseconds (for
+    /// instance right after an [`apply`](Pool::apply) that went straight
+    /// to it failed with `WorkerDied`: the caller hears of the death
+    /// before the dispatcher). Remote workers are listed apart, by
     /// [`remote_workers`](Pool::remote_workers), since the pid a remote
     /// worker gives is only a claim.
     ///
