@@ -300,6 +300,9 @@ impl Dispatcher {
         slot.kill();
         let taken = slot.take_back();
         drop(slot);
+        // A killed worker is not live: `worker_pids` stops listing it now,
+        // not once its end is seen.
+        self.publish_roster();
         tracing::debug!(worker, "task timed out; worker killed");
         if let Some(culprit) = taken.culprit {
             let err = Error::new(
@@ -319,6 +322,7 @@ impl Dispatcher {
         slot.kill();
         let taken = slot.take_back();
         drop(slot);
+        self.publish_roster();
         self.requeue_taken_back(taken);
     }
 

@@ -266,8 +266,10 @@ impl Dispatcher {
             self.leases.seen(std::mem::take(&mut self.submits_unseen));
             self.dispatch();
             self.rebalance();
-            self.deliveries.flush();
+            // The roster first: a caller that sees a result (a timeout's,
+            // say) then sees the workers as they were when it was sent.
             self.publish_roster_if_due();
+            self.deliveries.flush();
             if self.phase == Phase::Closing && self.finish_closing() {
                 break;
             }
