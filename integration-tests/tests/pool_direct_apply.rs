@@ -12,13 +12,20 @@ use integration_tests::{line, scenario_output_with};
 const LIMIT: Duration = Duration::from_secs(60);
 const PROGRAM: &str = env!("CARGO_BIN_EXE_pool_direct_apply");
 
+/// Runs `pool_direct_apply` with `args` and returns what it printed
+/// (shown too, for a failing test's log).
+fn run(args: &[&str]) -> String {
+    let out = scenario_output_with(PROGRAM, args, LIMIT);
+    eprintln!("{out}");
+    out
+}
+
 /// Runs `mode`; checks that its long call went straight to the worker
 /// (the dispatcher slept throughout: the usual way wakes it to send the
 /// input, and with a task timeout, to watch the clock) and ended with an
 /// error of `kind`.
 fn direct_call(mode: &str, kind: &str) -> String {
-    let out = scenario_output_with(PROGRAM, &[mode], LIMIT);
-    eprintln!("{out}");
+    let out = run(&[mode]);
     assert_eq!(
         line(&out, "dispatcher switches during the call"),
         "0",
@@ -56,8 +63,7 @@ fn a_worker_killed_during_a_direct_apply_fails_it_and_is_replaced() {
 
 #[test]
 fn a_call_made_as_an_idle_worker_dies_runs_on_its_replacement() {
-    let out = scenario_output_with(PROGRAM, &["killed_idle", "5"], LIMIT);
-    eprintln!("{out}");
+    let out = run(&["killed_idle", "5"]);
     assert_eq!(line(&out, "answered"), "5", "{out}");
 }
 
@@ -80,15 +86,13 @@ fn terminate_ends_a_direct_apply() {
 
 #[test]
 fn a_direct_apply_never_overtakes_work_submitted_before_it() {
-    let out = scenario_output_with(PROGRAM, &["order", "300"], LIMIT);
-    eprintln!("{out}");
+    let out = run(&["order", "300"]);
     assert_eq!(line(&out, "overtaken"), "0", "{out}");
 }
 
 #[test]
 fn direct_and_queued_calls_share_the_workers_and_close_waits_for_both() {
-    let out = scenario_output_with(PROGRAM, &["concurrent"], LIMIT);
-    eprintln!("{out}");
+    let out = run(&["concurrent"]);
     assert_eq!(line(&out, "wrong answers"), "0", "{out}");
     assert!(out.contains("joined"), "{out}");
     assert_eq!(line(&out, "last caller"), "Closed", "{out}");
