@@ -373,6 +373,25 @@ impl WorkerSlot {
         } else {
             Vec::new()
         };
+        self.hold(chunk_id, job, spans);
+    }
+
+    /// Counts `job`, which a caller sent the worker as chunk `chunk_id` of
+    /// the pool's task number `task` while it was lent to them (see
+    /// `direct_call`), as a chunk it holds.
+    pub(crate) fn adopt_chunk(&mut self, chunk_id: u64, task: u32, job: Job) {
+        let number = task as usize;
+        if self.known_tasks.len() <= number {
+            self.known_tasks.resize(number + 1, false);
+        }
+        self.known_tasks[number] = true;
+        self.hold(chunk_id, job, Vec::new());
+    }
+
+    /// Counts `job` as chunk `chunk_id`, the next the worker holds.
+    fn hold(&mut self, chunk_id: u64, job: Job, spans: Vec<Span>) {
+        let items = job.items.len() as u64;
+        let bytes = job.input_bytes();
         let first_seq = self.items_sent + 1;
         self.items_sent += items;
         self.load.chunks += 1;
