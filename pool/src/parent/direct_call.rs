@@ -36,11 +36,11 @@ use std::time::{Duration, Instant};
 use connection::UnsentMessage;
 
 use super::job::Job;
-use super::lease::{Call, LeaseEnd, Leases, Lendable};
-use super::shared_conn::SharedConnection;
+use super::lease::{Call, LeaseEnd, Leases};
+use super::shared_conn::{Answer, SharedConnection};
 use super::sink::{Outcome, Payload, ResultCell, Sink};
 use super::worker_reader::WorkerEnd;
-use crate::error::{Error, ErrorKind};
+use crate::error::{Error, ErrorKind, WorkerInfo};
 use crate::task::FailureKind;
 use crate::wire::{self, BatchWriter, FromWorker, ItemResult, ResultChunks, ResultItems};
 
@@ -190,7 +190,7 @@ impl Call {
                 return None;
             }
         };
-        match read_reply(message, self.job.task, &self.worker) {
+        match read_reply(&Arc::new(message), self.job.task, self.worker.info) {
             Some(outcome) => self.answered(leases, outcome),
             None => self.fail(leases, Failure::Garbled),
         }
@@ -338,20 +338,20 @@ fn wait(conn: &SharedConnection, writable: bool, deadline: Option<Instant>) -> R
 /// The call's outcome from the worker's reply: its output (decoded by
 /// the handle, as one that came the usual way) or its task's failure;
 /// `None` if the reply is anything but the one result of the call.
-fn read_reply(message: Vec<u8>, task: &'static str, worker: &Lendable) -> Option<Outcome> {
-    if !matches!(FromWorker::parse(&message), Ok(FromWorker::Results(_)))
-        || wire::is_partial(&message)
+fn read_reply(message: &Arc<Vec<u8>>, task: &'static str, info: WorkerInfo) -> Option<Outcome> {
+    if !matches!(FromWorker::parse(message), Ok(FromWorker::Results(_)))
+        || wire::is_partial(message)
     {
         return None;
     }
-    let mut chunks = ResultChunks::of(&message);
+    let mut chunks = ResultChunks::of(message);
     let chunk = chunks.next()?;
     if chunk.id != LEASE_CHUNK || chunk.items != 1 || chunks.next().is_some() {
         return None;
     }
-    let result = ResultItems::of(&message).next()?;
+    let result = ResultItems::of(message).next()?;
     Some(match result {
-        ItemResult::Output(range) => Ok(Payload::new(Arc::new(message), range)),
+        ItemResult::Output(range) => Ok(Payload::new(Arc::clone(message), range)),
         // Nothing was recalled: giving the input back is no answer.
         ItemResult::Failed {
             kind: FailureKind::Returned,
@@ -364,7 +364,20 @@ fn read_reply(message: Vec<u8>, task: &'static str, worker: &Lendable) -> Option
         } => Err(wire::failure_error(kind, message, panic)
             .with_task(task)
             .with_index(0)
-            .with_worker(worker.info)),
+            .with_worker(info)),
+    })
+}
+
+/// What `pool-io` does with the first results of an adopted call's
+/// worker: if they are the call's result, the handle gets it at once
+/// (the dispatcher, which gets them too, finds it answered).
+pub(crate) fn answer_early(call: &Call) -> Answer {
+    let (task, info) = (call.job.task, call.worker.info);
+    let cell = call.cell().map(Arc::clone);
+    Box::new(move |message| {
+        if let (Some(cell), Some(outcome)) = (cell, read_reply(message, task, info)) {
+            cell.complete(outcome);
+        }
     })
 }
 

@@ -19,8 +19,14 @@
 //! the worker, both under the lock that `pool-io`'s own changes to the
 //! set take too.
 //!
+//! A lease whose call the dispatcher adopts (`direct_call`) ends with
+//! [`end_lease_answering`]: the first results `pool-io` reads then also
+//! go straight to the call's handle, one hand-over sooner than through
+//! the dispatcher (which still sees them, and counts them as usual).
+//!
 //! [`lend`]: SharedConnection::lend
 //! [`end_lease`]: SharedConnection::end_lease
+//! [`end_lease_answering`]: SharedConnection::end_lease_answering
 
 use std::io;
 use std::ops::{Deref, DerefMut};
@@ -32,12 +38,17 @@ use connection::Connection;
 
 use crate::sys::{self, Poller};
 
+/// What `pool-io` does with the next results it reads, besides sending
+/// them to the dispatcher: answer an adopted direct call's handle.
+pub(crate) type Answer = Box<dyn FnOnce(&Arc<Vec<u8>>) + Send>;
+
 struct Inner {
     conn: Connection,
     /// The token under which `pool-io` watches the socket, while it does.
     watched: Option<u64>,
     /// Lent to a caller: out of the epoll set, and not `pool-io`'s to read.
     lent: bool,
+    answer: Option<Answer>,
 }
 
 /// One worker's connection, shared between the dispatcher, `pool-io`
@@ -71,6 +82,16 @@ impl Locked<'_> {
     pub(crate) fn is_lent(&self) -> bool {
         self.0.lent
     }
+
+    /// What to do with the next results read, if anything.
+    pub(crate) fn take_answer(&mut self) -> Option<Answer> {
+        self.0.answer.take()
+    }
+
+    /// Puts back an answer taken for a message that held no results.
+    pub(crate) fn keep_answer(&mut self, answer: Answer) {
+        self.0.answer.get_or_insert(answer);
+    }
 }
 
 impl SharedConnection {
@@ -81,6 +102,7 @@ impl SharedConnection {
                 conn,
                 watched: None,
                 lent: false,
+                answer: None,
             })),
             fd,
         }
@@ -128,7 +150,18 @@ impl SharedConnection {
     /// watches the worker, and whatever arrived since is its to read (an
     /// end of file among it: a worker that died is reported as usual).
     pub(crate) fn end_lease(&self, poller: &Poller) {
+        self.end_lease_with(poller, None);
+    }
+
+    /// [`end_lease`](Self::end_lease), and `pool-io` hands the next
+    /// results it reads to `answer` too.
+    pub(crate) fn end_lease_answering(&self, poller: &Poller, answer: Answer) {
+        self.end_lease_with(poller, Some(answer));
+    }
+
+    fn end_lease_with(&self, poller: &Poller, answer: Option<Answer>) {
         let mut inner = self.lock();
+        inner.0.answer = answer;
         if !std::mem::replace(&mut inner.0.lent, false) {
             return;
         }

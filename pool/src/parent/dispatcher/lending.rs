@@ -5,7 +5,7 @@
 
 use super::{Dispatcher, Phase};
 use crate::error::Error;
-use crate::parent::direct_call::{Failure, LEASE_CHUNK};
+use crate::parent::direct_call::{self, Failure, LEASE_CHUNK};
 use crate::parent::lease::Call;
 
 impl Dispatcher {
@@ -96,6 +96,7 @@ impl Dispatcher {
             call.fail(&self.leases, Failure::Ended("the worker ended".into()));
             return;
         }
+        let answer = direct_call::answer_early(&call);
         let Call {
             worker,
             number,
@@ -110,7 +111,7 @@ impl Dispatcher {
             slot.set_lent(false);
             slot.adopt_chunk(LEASE_CHUNK, number, job);
         }
-        worker.conn.end_lease(&worker.poller);
+        worker.conn.end_lease_answering(&worker.poller, answer);
     }
 
     /// Ends the calls of the workers lent now with `why()`: kills those
