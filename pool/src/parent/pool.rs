@@ -488,6 +488,15 @@ impl Pool {
     /// result (Python's `apply_async`). Any error, including a closed pool
     /// or an input that cannot be encoded, arrives through the handle.
     ///
+    /// Where a local worker that knows the task is idle and nothing
+    /// submitted earlier waits, the input goes straight to it from this
+    /// thread, and the handle's [`get`](AsyncResult::get) or
+    /// [`wait`](AsyncResult::wait) reads the reply from the worker itself,
+    /// waking no other thread of the pool; until then the worker is the
+    /// call's, and the pool takes the call over whenever it needs that
+    /// worker or the handle is awaited, watched, cancelled, asked whether
+    /// it is ready, or dropped.
+    ///
     /// ```
     /// pool::task! { fn len(text: String) -> usize { text.len() } }
     ///
