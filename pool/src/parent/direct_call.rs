@@ -38,11 +38,10 @@ use connection::UnsentMessage;
 use super::job::Job;
 use super::lease::{Call, LeaseEnd, Leases};
 use super::shared_conn::{Answer, SharedConnection};
-use super::sink::{Outcome, Payload, ResultCell, Sink};
+use super::sink::{outcome_of, Outcome, ResultCell, Sink};
 use super::worker_reader::WorkerEnd;
 use crate::error::{Error, ErrorKind, WorkerInfo};
-use crate::task::FailureKind;
-use crate::wire::{self, BatchWriter, FromWorker, ItemResult, ResultChunks, ResultItems};
+use crate::wire::{self, BatchWriter, FromWorker, ResultChunks, ResultItems};
 
 /// The chunk id of a direct call: never one the dispatcher hands out
 /// (they count up from 1), and a lent worker runs nothing else.
@@ -349,23 +348,8 @@ fn read_reply(message: &Arc<Vec<u8>>, task: &'static str, info: WorkerInfo) -> O
     if chunk.id != LEASE_CHUNK || chunk.items != 1 || chunks.next().is_some() {
         return None;
     }
-    let result = ResultItems::of(message).next()?;
-    Some(match result {
-        ItemResult::Output(range) => Ok(Payload::new(Arc::clone(message), range)),
-        // Nothing was recalled: giving the input back is no answer.
-        ItemResult::Failed {
-            kind: FailureKind::Returned,
-            ..
-        } => return None,
-        ItemResult::Failed {
-            kind,
-            message,
-            panic,
-        } => Err(wire::failure_error(kind, message, panic)
-            .with_task(task)
-            .with_index(0)
-            .with_worker(info)),
-    })
+    // Nothing was recalled: giving the input back is no answer.
+    outcome_of(ResultItems::of(message).next()?, message, task, 0, info)
 }
 
 /// What `pool-io` does with the first results of an adopted call's

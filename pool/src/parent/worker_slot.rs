@@ -16,12 +16,11 @@ use super::job::{Item, Job};
 use super::lease::Lendable;
 use super::outbox::Outbox;
 use super::shared_conn::SharedConnection;
-use super::sink::{Channel, Deliveries, Payload, Sink};
+use super::sink::{outcome_of, Channel, Deliveries, Sink};
 use super::trace;
 use crate::error::{Error, WorkerInfo};
 use crate::sys::{Poller, SharedCounter};
-use crate::task::FailureKind;
-use crate::wire::{self, BatchWriter, Indices, ItemResult, ResultChunks, ResultItems, ToWorker};
+use crate::wire::{self, BatchWriter, Indices, ResultChunks, ResultItems, ToWorker};
 
 /// A chunk of one input from this size up goes to its worker as a message
 /// of its own, straight from the input's buffer, rather than copied into a
@@ -563,26 +562,12 @@ impl WorkerSlot {
             let mut chunk_results = results.by_ref().take(count as usize);
             for (item, result) in inputs.into_iter().zip(&mut chunk_results) {
                 let span = spans.next();
-                let outcome = match result {
-                    ItemResult::Failed {
-                        kind: FailureKind::Returned,
-                        ..
-                    } => {
-                        if let Some(span) = span {
-                            trace::record_requeued(&span);
-                        }
-                        given_back.push(item);
-                        continue;
+                let Some(outcome) = outcome_of(result, message, task, item.index, info) else {
+                    if let Some(span) = span {
+                        trace::record_requeued(&span);
                     }
-                    ItemResult::Output(range) => Ok(Payload::new(Arc::clone(message), range)),
-                    ItemResult::Failed {
-                        kind,
-                        message,
-                        panic,
-                    } => Err(wire::failure_error(kind, message, panic)
-                        .with_task(task)
-                        .with_index(item.index)
-                        .with_worker(info)),
+                    given_back.push(item);
+                    continue;
                 };
                 // None unless the chunk was sent with DEBUG enabled. The
                 // span stays entered while the result is handed over and
@@ -835,7 +820,7 @@ pub(crate) mod tests {
     use crate::parent::job::encode_item;
     use crate::parent::sink::{Delivery, ResultCell};
     use crate::parent::worker_io::{NewWorker, WorkerIo};
-    use crate::task::Task;
+    use crate::task::{FailureKind, Task};
 
     crate::task! {
         fn first(x: serde_bytes::ByteBuf) -> usize { x.len() }
