@@ -398,6 +398,15 @@ fn main() -> Result<(), pool::Error> {
                 .sum();
             println!("primes below 10000: {primes}");
         }
+        "remote_idle" => {
+            // A remote-only pool that keeps its one worker idle for a
+            // while once it has run an input, for the test to watch it.
+            let pool = remote_only_pool()?;
+            let pids = pool.map(pool::builtin::worker_pid_after_ms, vec![0])?;
+            println!("worker: {}", pids[0]);
+            std::thread::sleep(Duration::from_secs(3));
+            println!("done");
+        }
         "remote_spread" => {
             // A remote-only pool: once the six workers the test starts
             // have joined, a map of 64 inputs of 50 ms each, chunked

@@ -60,21 +60,46 @@ pub(crate) fn keep_alive(fd: impl AsFd) -> io::Result<()> {
     Ok(())
 }
 
-/// Waits up to `timeout` for the peer of the socket `fd` to hang up or the
-/// connection to fail; returns whether it did. Data waiting to be read
-/// does not count (and is left alone): this watches a connection that
-/// another thread reads.
-pub(crate) fn hung_up(fd: impl AsFd, timeout: Duration) -> io::Result<bool> {
-    use rustix::event::{poll, PollFd, PollFlags, Timespec};
-    let mut fds = [PollFd::new(&fd, PollFlags::RDHUP)];
-    let timeout = Timespec::try_from(timeout).map_err(io::Error::other)?;
-    match poll(&mut fds, Some(&timeout)) {
+/// Waits, as long as it takes, until socket `fd` is readable (a message,
+/// its peer gone, an error) or `wake` is; returns whether `wake` is.
+pub(crate) fn readable_or_woken(fd: impl AsFd, wake: impl AsFd) -> io::Result<bool> {
+    let ended = rustix::event::PollFlags::IN
+        | rustix::event::PollFlags::RDHUP
+        | rustix::event::PollFlags::HUP
+        | rustix::event::PollFlags::ERR;
+    poll_with_wake(fd, rustix::event::PollFlags::IN, ended, wake).map(|(_, woken)| woken)
+}
+
+/// Waits, as long as it takes, until the peer of socket `fd` hangs up
+/// or the connection fails or `wake` is readable; returns whether `fd`
+/// ended. Data waiting to be read does not count (and is left alone):
+/// this watches a connection that another thread reads.
+pub(crate) fn hung_up_or_woken(fd: impl AsFd, wake: impl AsFd) -> io::Result<bool> {
+    use rustix::event::PollFlags;
+    let ended = PollFlags::RDHUP | PollFlags::HUP | PollFlags::ERR;
+    poll_with_wake(fd, PollFlags::RDHUP, ended, wake).map(|(ended, _)| ended)
+}
+
+/// Polls `fd` for `events` and `wake` for input without a timeout; returns
+/// whether `fd` reported any of `seen`, and whether `wake` is readable.
+/// A signal ends the wait early, reporting neither.
+fn poll_with_wake(
+    fd: impl AsFd,
+    events: rustix::event::PollFlags,
+    seen: rustix::event::PollFlags,
+    wake: impl AsFd,
+) -> io::Result<(bool, bool)> {
+    use rustix::event::{poll, PollFd, PollFlags};
+    let mut fds = [PollFd::new(&fd, events), PollFd::new(&wake, PollFlags::IN)];
+    match poll(&mut fds, None) {
         Ok(_) => {}
-        Err(rustix::io::Errno::INTR) => return Ok(false),
+        Err(rustix::io::Errno::INTR) => return Ok((false, false)),
         Err(err) => return Err(err.into()),
     }
-    let ended = PollFlags::RDHUP | PollFlags::HUP | PollFlags::ERR;
-    Ok(fds[0].revents().intersects(ended))
+    Ok((
+        fds[0].revents().intersects(seen),
+        !fds[1].revents().is_empty(),
+    ))
 }
 
 /// The error pending on socket `fd` (`SO_ERROR`), such as the
@@ -438,11 +463,29 @@ mod tests {
     #[test]
     fn a_hang_up_is_seen_but_data_is_not() {
         let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
-        assert!(!hung_up(&b, Duration::from_millis(10)).unwrap());
+        let (wake, woken) = std::os::unix::net::UnixStream::pair().unwrap();
         std::io::Write::write_all(&mut &a, b"data").unwrap();
-        assert!(!hung_up(&b, Duration::from_millis(10)).unwrap());
+        std::io::Write::write_all(&mut &wake, b"!").unwrap();
+        // Data waiting does not end the wait; the wake does.
+        assert!(!hung_up_or_woken(&b, &woken).unwrap());
         drop(a);
-        assert!(hung_up(&b, Duration::from_millis(1000)).unwrap());
+        assert!(hung_up_or_woken(&b, &woken).unwrap());
+    }
+
+    #[test]
+    fn a_wait_for_data_ends_with_data_or_a_wake() {
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let (wake, woken) = std::os::unix::net::UnixStream::pair().unwrap();
+        let waker = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            std::io::Write::write_all(&mut &wake, b"!").unwrap();
+            wake
+        });
+        assert!(readable_or_woken(&b, &woken).unwrap());
+        let _wake = waker.join().unwrap();
+        std::io::Write::write_all(&mut &a, b"data").unwrap();
+        std::io::Read::read_exact(&mut &woken, &mut [0]).unwrap();
+        assert!(!readable_or_woken(&b, &woken).unwrap());
     }
 
     #[test]

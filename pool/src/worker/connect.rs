@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use connection::{Address, Client, Connection};
-use signal_hook::consts::{SIGTERM, SIGUSR1, SIGUSR2};
 
 use super::serve::{is_silence, serve, Remote, POOL_GONE, POOL_SILENT};
 use super::start::{forget_env, AUTHKEY_ENV};
+use super::wake::{Leave, Wake};
 use crate::error::{Error, Result};
 use crate::sys;
 
@@ -76,7 +76,7 @@ pub fn connect_worker(address: &str, authkey: &[u8]) -> Result<()> {
     let watcher = Watcher::start(&conn, Arc::clone(&busy));
     let remote = Remote {
         busy: Some(busy),
-        leave: leave_on_signals(),
+        leave: Leave::on_signals(),
         slurm_job: std::env::var("SLURM_JOB_ID")
             .ok()
             .and_then(|id| id.parse().ok()),
@@ -125,39 +125,9 @@ pub fn serve_joined(conn: Connection) -> Result<()> {
     serve(conn, None, None)
 }
 
-/// The signals that tell a remote worker to leave: SIGTERM, which Slurm
-/// sends at a job's time limit (and `scancel`), and the two a job's
-/// `--signal` is most often set to.
-const LEAVE_SIGNALS: [i32; 3] = [SIGTERM, SIGUSR1, SIGUSR2];
-
-/// A flag the leave signals set, instead of ending the process (a second
-/// SIGTERM still ends it); none if the handlers cannot be installed,
-/// which leaves the signals' default, ending the process.
-fn leave_on_signals() -> Option<Arc<AtomicBool>> {
-    let leave = Arc::new(AtomicBool::new(false));
-    let installed = signal_hook::flag::register_conditional_shutdown(
-        SIGTERM,
-        128 + SIGTERM,
-        Arc::clone(&leave),
-    )
-    .and_then(|_| {
-        LEAVE_SIGNALS.iter().try_for_each(|&signal| {
-            signal_hook::flag::register(signal, Arc::clone(&leave)).map(drop)
-        })
-    });
-    match installed {
-        Ok(()) => Some(leave),
-        Err(err) => {
-            tracing::warn!(%err, "cannot handle SIGTERM; a time limit will end this worker mid-task");
-            None
-        }
-    }
-}
-
-/// How often the watcher looks at the connection.
-/// Also how long the watcher may outlive `connect_worker`, holding a copy
-/// of the connection, so short.
-const WATCH_EVERY: Duration = Duration::from_millis(50);
+/// How long the watcher pauses after it saw the pool hang up while the
+/// worker waited for work (which the worker loop sees itself).
+const WATCH_PAUSE: Duration = Duration::from_millis(50);
 /// How long a worker whose pool hung up may go on with the batch it runs
 /// before the watcher ends it.
 const QUIT_GRACE: Duration = Duration::from_millis(250);
@@ -168,6 +138,8 @@ const QUIT_GRACE: Duration = Duration::from_millis(250);
 /// job launcher, its job) until it next sends a result.
 struct Watcher {
     stop: Arc<AtomicBool>,
+    /// Wakes the watcher to see `stop`.
+    wake: Arc<Wake>,
 }
 
 impl Watcher {
@@ -179,11 +151,20 @@ impl Watcher {
                 return None;
             }
         };
+        let wake = match Wake::new() {
+            Ok(wake) => Arc::new(wake),
+            Err(err) => {
+                tracing::warn!(%err, "cannot watch the pool's connection");
+                return None;
+            }
+        };
         let stop = Arc::new(AtomicBool::new(false));
-        let stopped = Arc::clone(&stop);
+        let (stopped, woken) = (Arc::clone(&stop), Arc::clone(&wake));
+        // Sleeps until the pool hangs up or the watcher is stopped: no
+        // timer, so an idle worker costs its machine nothing.
         let watch = move || {
             while !stopped.load(Ordering::Relaxed) {
-                match sys::hung_up(&watched, WATCH_EVERY) {
+                match sys::hung_up_or_woken(&watched, woken.readable()) {
                     // The pool may have told the worker to quit just before
                     // it closed: a worker that finishes its batch in the
                     // grace period reads that itself (and exits as told).
@@ -201,8 +182,8 @@ impl Watcher {
                         }
                     }
                     // Waiting for work, the worker loop sees the end itself.
-                    Ok(true) | Err(_) => std::thread::sleep(WATCH_EVERY),
-                    Ok(false) => {}
+                    Ok(true) | Err(_) => std::thread::sleep(WATCH_PAUSE),
+                    Ok(false) => woken.drain(),
                 }
             }
         };
@@ -210,7 +191,7 @@ impl Watcher {
             .name("pool-watch".into())
             .spawn(watch)
         {
-            Ok(_) => Some(Watcher { stop }),
+            Ok(_) => Some(Watcher { stop, wake }),
             Err(err) => {
                 tracing::warn!(%err, "cannot watch the pool's connection");
                 None
@@ -222,5 +203,6 @@ impl Watcher {
 impl Drop for Watcher {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        self.wake.wake();
     }
 }

@@ -15,6 +15,7 @@ mod connect;
 mod memory;
 mod serve;
 mod start;
+mod wake;
 
 pub use connect::{connect_worker, join_pool, serve_joined};
 pub(crate) use start::started_as_worker;

@@ -42,6 +42,7 @@ use crate::wire::{
     ToWorker, WireError,
 };
 use crate::worker::memory::{self, Budget};
+use crate::worker::wake::Leave;
 
 /// What a worker says when its pool went away without telling it to quit.
 pub(crate) const POOL_GONE: &str =
@@ -54,9 +55,6 @@ pub(crate) const POOL_GONE: &str =
 pub(crate) const POOL_SILENT: &str =
     "the pool fell silent: its host stopped answering this worker's keepalive probes \
      (about 5 s without an answer; the network between them is cut, or that host is down)";
-/// How often a worker waiting for work looks whether it was told to leave.
-const LEAVE_CHECK: Duration = Duration::from_millis(100);
-
 /// How often a worker running inputs looks for a recall.
 const RECALL_CHECK: Duration = Duration::from_millis(1);
 
@@ -147,7 +145,7 @@ struct Worker {
     /// Over the budget: every input not started is given back, until quit.
     over_budget: bool,
     /// Set by a signal handler when the worker is to leave.
-    leave: Option<Arc<AtomicBool>>,
+    leave: Option<Leave>,
     /// The pool was told that the worker leaves: as over budget, every
     /// input not started is given back, until quit.
     leaving: bool,
@@ -165,7 +163,7 @@ pub(crate) struct Remote {
     /// loop notices itself).
     pub(crate) busy: Option<Arc<AtomicBool>>,
     /// Set (by a signal handler) when the worker is to leave.
-    pub(crate) leave: Option<Arc<AtomicBool>>,
+    pub(crate) leave: Option<Leave>,
     /// The Slurm job it runs in, which the pool follows.
     pub(crate) slurm_job: Option<u64>,
 }
@@ -267,28 +265,33 @@ impl Worker {
     }
 
     /// Waits until a message arrives; meanwhile, a worker that may be told
-    /// to leave looks at its flag every [`LEAVE_CHECK`].
+    /// to leave is woken by a leave signal too, and says so.
     fn wait_for_message(&mut self) -> Result<()> {
         if self.leave.is_none() {
             return Ok(());
         }
         loop {
             self.check_leave()?;
-            // An error (the pool gone) shows in the receive that follows.
-            if self.leaving || self.conn.poll(Some(LEAVE_CHECK)).unwrap_or(true) {
+            // An error (the pool gone) shows in the receive that follows;
+            // a message may wait in the connection's own buffer already.
+            if self.leaving || self.conn.poll(Some(Duration::ZERO)).unwrap_or(true) {
                 return Ok(());
+            }
+            let Some(leave) = &self.leave else {
+                return Ok(());
+            };
+            // Sleeps until a message, the pool's end or a leave signal.
+            match sys::readable_or_woken(&self.conn, leave.wake().readable()) {
+                Ok(true) => leave.wake().drain(),
+                Ok(false) => {}
+                Err(_) => return Ok(()),
             }
         }
     }
 
     /// Tells the pool once that this worker leaves, if it was signalled to.
     fn check_leave(&mut self) -> Result<()> {
-        if self.leaving
-            || !self
-                .leave
-                .as_ref()
-                .is_some_and(|l| l.load(Ordering::Relaxed))
-        {
+        if self.leaving || !self.leave.as_ref().is_some_and(Leave::is_set) {
             return Ok(());
         }
         self.leaving = true;
