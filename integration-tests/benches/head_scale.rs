@@ -30,13 +30,19 @@
 //! may raise the hard one (as root), else the soft one to the hard one;
 //! the swarm does the same for itself.
 //!
-//! A second table says where each map's CPU time went (`cpu.rs`): the
-//! cores the head used (by thread: the calling thread, `pool-dispatcher`,
-//! `pool-io`, the others), the cores the workers' processes used, those
-//! the rest of the machine used or left idle, and the head's and the
-//! workers' CPU time per input (for the naps, per worker and round); and
+//! A second table says where each map's CPU time went
+//! (`head_scale/cpu.rs`): the least wall time the map could have taken
+//! with every core given to the head and the workers (their CPU time over
+//! the cores: where it passes the naps' ideal, the machine, not the
+//! schedule, sets the pace), the cores the head used (by thread: the
+//! calling thread, `pool-dispatcher`, `pool-io`, the others), the cores
+//! the workers' processes used, those the rest of the machine (other
+//! programs) used or left idle, the head's and the workers' CPU time per
+//! input (for the naps, per worker and round), how long the dispatcher
+//! waited for a core while it could run, and the workers per input; and
 //! when each round of naps ended (when the results of N, 2N, 3N and 4N
-//! inputs were in).
+//! inputs were in). Each listening row also has a row for a second of
+//! its joined workers with nothing to do: what merely keeping them costs.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -52,6 +58,9 @@ const KEY: &[u8] = b"head scale bench key";
 const JOIN_LIMIT: Duration = Duration::from_secs(120);
 const JOIN_STALLED: Duration = Duration::from_secs(15);
 const END_LIMIT: Duration = Duration::from_secs(120);
+/// How long joined workers are watched with nothing to do, for what they
+/// cost the machine idle.
+const IDLE: Duration = Duration::from_secs(1);
 
 fn main() {
     swarm::serve_if_swarm();
@@ -126,10 +135,18 @@ struct Row {
     join: Option<Duration>,
     threads: usize,
     rss_per_worker: Option<f64>,
+    /// What the head and the workers spent for [`IDLE`] with no map
+    /// (`None` for the local pool).
+    idle: Option<cpu::Spent>,
     /// The map of trivial inputs.
     trivial_map: Timed,
     /// The map of 4N naps.
     naps: Option<Timed>,
+}
+
+enum Workers {
+    Swarm(Swarm),
+    Processes(Vec<Child>),
 }
 
 impl Workers {
@@ -140,14 +157,7 @@ impl Workers {
             Workers::Processes(children) => children.iter().map(Child::id).collect(),
         }
     }
-}
 
-enum Workers {
-    Swarm(Swarm),
-    Processes(Vec<Child>),
-}
-
-impl Workers {
     /// Waits for the workers to leave once the pool is gone; tells on
     /// stderr how they left.
     fn end(self) {
@@ -186,7 +196,12 @@ fn listening(n: usize, maps: &Maps, start: impl FnOnce(&str) -> Workers) -> Resu
     } else {
         // Those that joined are measured, and the row says how many.
         let rss = status_field("VmRSS:").saturating_sub(rss_before);
-        Ok(measure(&pool, maps, Some((joined, join, rss)), &workers.pids()))
+        Ok(measure(
+            &pool,
+            maps,
+            Some((joined, join, rss)),
+            &workers.pids(),
+        ))
     };
     drop(pool);
     workers.end();
@@ -203,7 +218,19 @@ fn measure(
     pids: &[u32],
 ) -> Row {
     let threads = status_field("Threads:");
-    let trivial_map = timed(pool, plus_one, (0..maps.trivial).collect(), |x| x + 1, pids, 0);
+    let idle = joined.map(|_| {
+        let before = cpu::Sample::before(pids);
+        std::thread::sleep(IDLE);
+        cpu::Spent::between(&before, &cpu::Sample::after(pids), IDLE)
+    });
+    let trivial_map = timed(
+        pool,
+        plus_one,
+        (0..maps.trivial).collect(),
+        |x| x + 1,
+        pids,
+        0,
+    );
     let naps = joined.map(|(n, _, _)| {
         let naps = vec![maps.nap_ms; 4 * n];
         timed(pool, nap, naps, |ms| ms, pids, n)
@@ -213,6 +240,7 @@ fn measure(
         join: joined.map(|(_, join, _)| join),
         threads,
         rss_per_worker: joined.map(|(n, _, rss)| rss as f64 / n as f64),
+        idle,
         trivial_map,
         naps,
     }
@@ -256,7 +284,7 @@ where
     T: pool::Task<Input = u64, Output = u64>,
 {
     let mut rounds = Vec::new();
-    let before = cpu::Sample::now(pids);
+    let before = cpu::Sample::before(pids);
     let started = Instant::now();
     let outputs = pool
         .map_with(task, inputs.iter().copied())
@@ -269,12 +297,12 @@ where
         .run()
         .expect("a map");
     let took = started.elapsed();
-    let after = cpu::Sample::now(pids);
+    let after = cpu::Sample::after(pids);
     let mut timed = Timed {
         took,
         failed: 0,
         first_failure: None,
-        cpu: cpu::Spent::between(&before, &after),
+        cpu: cpu::Spent::between(&before, &after, took),
         inputs: inputs.len(),
         rounds,
     };
@@ -331,9 +359,16 @@ fn print_row(
             naps.failures()
         ))),
     );
+    if let Some(idle) = &row.idle {
+        cpu_rows.push(format!(
+            "| {n} | {kind} | none ({:.0} s idle) | {}",
+            IDLE.as_secs_f64(),
+            idle.row(0)
+        ));
+    }
     let trivial = &row.trivial_map;
     cpu_rows.push(format!(
-        "| {n} | {kind} | trivial | {} |",
+        "| {n} | {kind} | trivial | {}",
         trivial.cpu.row(trivial.inputs)
     ));
     if let Some(naps) = &row.naps {
@@ -343,7 +378,7 @@ fn print_row(
             .map(|at| format!("{:.2}", at.as_secs_f64()))
             .collect();
         cpu_rows.push(format!(
-            "| {n} | {kind} | naps (rounds ended at {} s) | {} |",
+            "| {n} | {kind} | naps (rounds ended at {} s) | {}",
             rounds.join(", "),
             naps.cpu.row(naps.inputs)
         ));
