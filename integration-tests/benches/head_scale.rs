@@ -1,7 +1,7 @@
 //! The pool's head at cluster scale: a pool that listens on loopback with
 //! N remote workers joined, measured for its join time, its threads and
 //! memory per worker, and two maps: 1,000,000 trivial inputs (`x + 1`) and
-//! 4N inputs that sleep 200 ms (ideally 0.80 s).
+//! 4N inputs that sleep 200 ms (ideally 0.80 s: four rounds of naps).
 //!
 //! Workers come in three kinds, each a row of the table:
 //! - `local`: a pool of 2 local workers, the baseline of the trivial map
@@ -16,7 +16,9 @@
 //! Sizes, as comma-separated lists (empty for none):
 //! `HEAD_SCALE_SIMULATED` (default `50,200,1000,3000,10000`),
 //! `HEAD_SCALE_REAL` (default `50,200,1000`; 3,000 is a size to ask for);
-//! `HEAD_SCALE_TRIVIAL` sets the trivial map's length (default 1,000,000).
+//! `HEAD_SCALE_TRIVIAL` sets the trivial map's length (default 1,000,000),
+//! `HEAD_SCALE_NAP_MS` the naps' (default 200), to see whether what a
+//! round costs beyond its nap depends on the nap.
 //! A row whose workers do not all join (none more for `JOIN_STALLED`, or
 //! `JOIN_LIMIT` passed) is measured with those that did, and says so;
 //! its join time is the last one's.
@@ -27,19 +29,38 @@
 //! limits to 2 per worker of the largest size, and a reserve, where it
 //! may raise the hard one (as root), else the soft one to the hard one;
 //! the swarm does the same for itself.
+//!
+//! A second table says where each map's CPU time went
+//! (`head_scale/cpu.rs`): the least wall time the map could have taken
+//! with every core given to the head and the workers (their CPU time over
+//! the cores: where it passes the naps' ideal, the machine, not the
+//! schedule, sets the pace), the cores the head used (by thread: the
+//! calling thread, `pool-dispatcher`, `pool-io`, the others), the cores
+//! the workers' processes used, those the rest of the machine (other
+//! programs) used or left idle, the head's and the workers' CPU time per
+//! input (for the naps, per worker and round), how long the dispatcher
+//! waited for a core while it could run, and the workers per input; and
+//! when each round of naps ended (when the results of N, 2N, 3N and 4N
+//! inputs were in). Each listening row also has a row for a second of
+//! its joined workers with nothing to do: what merely keeping them costs.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+#[path = "head_scale/cpu.rs"]
+mod cpu;
 
 use integration_tests::swarm::{self, nap, plus_one, Faults, Swarm};
 use integration_tests::{raise_descriptor_limit, wait_with_deadline};
 use pool::Pool;
 
 const KEY: &[u8] = b"head scale bench key";
-const NAP_MS: u64 = 200;
 const JOIN_LIMIT: Duration = Duration::from_secs(120);
 const JOIN_STALLED: Duration = Duration::from_secs(15);
 const END_LIMIT: Duration = Duration::from_secs(120);
+/// How long joined workers are watched with nothing to do, for what they
+/// cost the machine idle.
+const IDLE: Duration = Duration::from_secs(1);
 
 fn main() {
     swarm::serve_if_swarm();
@@ -56,27 +77,54 @@ fn main() {
         .map_or(1_000_000, |n| {
             n.parse().expect("HEAD_SCALE_TRIVIAL is a number")
         });
+    let nap_ms: u64 = std::env::var("HEAD_SCALE_NAP_MS")
+        .ok()
+        .map_or(200, |n| n.parse().expect("HEAD_SCALE_NAP_MS is a number"));
+    let maps = Maps { trivial, nap_ms };
     println!("descriptor limit: {limit}; trivial map: {trivial} inputs");
     println!(
         "| workers | kind | join time | head threads | head RSS per worker | \
-         {trivial} trivial map | 4N x {NAP_MS} ms map (ideal {:.2} s) |",
-        4.0 * NAP_MS as f64 / 1000.0
+         {trivial} trivial map | 4N x {nap_ms} ms map (ideal {:.2} s) |",
+        maps.ideal().as_secs_f64()
     );
     println!("| --- | --- | --- | --- | --- | --- | --- |");
+    let mut cpu_rows = Vec::new();
     let local = Pool::new(2).expect("a local pool");
-    print_row(2, "local", trivial, Ok(measure(&local, trivial, None)));
+    let pids = local.worker_pids();
+    let row = measure(&local, &maps, None, &pids);
+    print_row(2, "local", &maps, &Ok(row), &mut cpu_rows);
     drop(local);
     for n in simulated {
-        let row = listening(n, trivial, |address| {
+        let row = listening(n, &maps, |address| {
             Workers::Swarm(Swarm::start(address, KEY, n, &Faults::none()))
         });
-        print_row(n, "simulated", trivial, row);
+        print_row(n, "simulated", &maps, &row, &mut cpu_rows);
     }
     for n in real {
-        let row = listening(n, trivial, |address| {
+        let row = listening(n, &maps, |address| {
             Workers::Processes(processes(address, n))
         });
-        print_row(n, "real", trivial, row);
+        print_row(n, "real", &maps, &row, &mut cpu_rows);
+    }
+    println!();
+    println!("{}", cpu::header());
+    for row in cpu_rows {
+        println!("{row}");
+    }
+}
+
+/// The maps each row runs.
+struct Maps {
+    /// The trivial map's length.
+    trivial: u64,
+    /// Each nap's length, in milliseconds.
+    nap_ms: u64,
+}
+
+impl Maps {
+    /// What the 4N naps take on N workers with nothing else to do.
+    fn ideal(&self) -> Duration {
+        Duration::from_millis(4 * self.nap_ms)
     }
 }
 
@@ -87,6 +135,9 @@ struct Row {
     join: Option<Duration>,
     threads: usize,
     rss_per_worker: Option<f64>,
+    /// What the head and the workers spent for [`IDLE`] with no map
+    /// (`None` for the local pool).
+    idle: Option<cpu::Spent>,
     /// The map of trivial inputs.
     trivial_map: Timed,
     /// The map of 4N naps.
@@ -99,6 +150,14 @@ enum Workers {
 }
 
 impl Workers {
+    /// The workers' process ids.
+    fn pids(&self) -> Vec<u32> {
+        match self {
+            Workers::Swarm(swarm) => vec![swarm.pid()],
+            Workers::Processes(children) => children.iter().map(Child::id).collect(),
+        }
+    }
+
     /// Waits for the workers to leave once the pool is gone; tells on
     /// stderr how they left.
     fn end(self) {
@@ -120,7 +179,7 @@ impl Workers {
 }
 
 /// A pool that listens, joined by the `n` workers `start` starts.
-fn listening(n: usize, trivial: u64, start: impl FnOnce(&str) -> Workers) -> Result<Row, String> {
+fn listening(n: usize, maps: &Maps, start: impl FnOnce(&str) -> Workers) -> Result<Row, String> {
     let pool = Pool::builder()
         .processes(0)
         .listen("tcp:127.0.0.1:0", KEY.to_vec())
@@ -137,7 +196,12 @@ fn listening(n: usize, trivial: u64, start: impl FnOnce(&str) -> Workers) -> Res
     } else {
         // Those that joined are measured, and the row says how many.
         let rss = status_field("VmRSS:").saturating_sub(rss_before);
-        Ok(measure(&pool, trivial, Some((joined, join, rss))))
+        Ok(measure(
+            &pool,
+            maps,
+            Some((joined, join, rss)),
+            &workers.pids(),
+        ))
     };
     drop(pool);
     workers.end();
@@ -145,16 +209,38 @@ fn listening(n: usize, trivial: u64, start: impl FnOnce(&str) -> Workers) -> Res
 }
 
 /// The maps, on a pool whose `n` workers joined in `join` and grew the
-/// head by `rss` KiB (`None` for the local pool).
-fn measure(pool: &Pool, trivial: u64, joined: Option<(usize, Duration, usize)>) -> Row {
+/// head by `rss` KiB (`None` for the local pool), run by the processes
+/// `pids`.
+fn measure(
+    pool: &Pool,
+    maps: &Maps,
+    joined: Option<(usize, Duration, usize)>,
+    pids: &[u32],
+) -> Row {
     let threads = status_field("Threads:");
-    let trivial_map = timed(pool, plus_one, (0..trivial).collect(), |x| x + 1);
-    let naps = joined.map(|(n, _, _)| timed(pool, nap, vec![NAP_MS; 4 * n], |ms| ms));
+    let idle = joined.map(|_| {
+        let before = cpu::Sample::before(pids);
+        std::thread::sleep(IDLE);
+        cpu::Spent::between(&before, &cpu::Sample::after(pids), IDLE)
+    });
+    let trivial_map = timed(
+        pool,
+        plus_one,
+        (0..maps.trivial).collect(),
+        |x| x + 1,
+        pids,
+        0,
+    );
+    let naps = joined.map(|(n, _, _)| {
+        let naps = vec![maps.nap_ms; 4 * n];
+        timed(pool, nap, naps, |ms| ms, pids, n)
+    });
     Row {
         joined: joined.map(|(n, _, _)| n),
         join: joined.map(|(_, join, _)| join),
         threads,
         rss_per_worker: joined.map(|(n, _, rss)| rss as f64 / n as f64),
+        idle,
         trivial_map,
         naps,
     }
@@ -166,6 +252,11 @@ struct Timed {
     took: Duration,
     failed: usize,
     first_failure: Option<pool::ErrorKind>,
+    /// Where the CPU time went meanwhile.
+    cpu: cpu::Spent,
+    inputs: usize,
+    /// When the results of each multiple of a round's inputs were in.
+    rounds: Vec<Duration>,
 }
 
 impl Timed {
@@ -178,22 +269,42 @@ impl Timed {
 }
 
 /// Maps `task` over `inputs`, checking each output is `expected` of its
-/// input.
-fn timed<T>(pool: &Pool, task: T, inputs: Vec<u64>, expected: fn(u64) -> u64) -> Timed
+/// input, and reading what the head and the processes `pids` spent; with
+/// `round` inputs a round (none if 0), notes when each round's results
+/// were in.
+fn timed<T>(
+    pool: &Pool,
+    task: T,
+    inputs: Vec<u64>,
+    expected: fn(u64) -> u64,
+    pids: &[u32],
+    round: usize,
+) -> Timed
 where
     T: pool::Task<Input = u64, Output = u64>,
 {
+    let mut rounds = Vec::new();
+    let before = cpu::Sample::before(pids);
     let started = Instant::now();
     let outputs = pool
         .map_with(task, inputs.iter().copied())
+        .progress(|progress| {
+            while round > 0 && progress.done >= (rounds.len() + 1) * round {
+                rounds.push(started.elapsed());
+            }
+        })
         .keep_failures()
         .run()
         .expect("a map");
     let took = started.elapsed();
+    let after = cpu::Sample::after(pids);
     let mut timed = Timed {
         took,
         failed: 0,
         first_failure: None,
+        cpu: cpu::Spent::between(&before, &after, took),
+        inputs: inputs.len(),
+        rounds,
     };
     for (output, input) in outputs.into_iter().zip(inputs) {
         match output {
@@ -210,8 +321,16 @@ where
     timed
 }
 
-fn print_row(n: usize, kind: &str, trivial: u64, row: Result<Row, String>) {
-    let n = match &row {
+/// Prints a row of the main table, and adds its maps' rows to the CPU
+/// table's.
+fn print_row(
+    n: usize,
+    kind: &str,
+    maps: &Maps,
+    row: &Result<Row, String>,
+    cpu_rows: &mut Vec<String>,
+) {
+    let n = match row {
         Ok(Row {
             joined: Some(joined),
             ..
@@ -231,15 +350,39 @@ fn print_row(n: usize, kind: &str, trivial: u64, row: Result<Row, String>) {
         or_dash(row.join.map(|d| format!("{:.2} s", d.as_secs_f64()))),
         row.threads,
         or_dash(row.rss_per_worker.map(|kib| format!("{kib:.0} KiB"))),
-        trivial as f64 / row.trivial_map.took.as_secs_f64() / 1e6,
+        maps.trivial as f64 / row.trivial_map.took.as_secs_f64() / 1e6,
         row.trivial_map.failures(),
-        or_dash(row.naps.map(|naps| format!(
+        or_dash(row.naps.as_ref().map(|naps| format!(
             "{:.2} s ({:.2}x){}",
             naps.took.as_secs_f64(),
-            naps.took.as_secs_f64() / (4.0 * NAP_MS as f64 / 1000.0),
+            naps.took.as_secs_f64() / maps.ideal().as_secs_f64(),
             naps.failures()
         ))),
     );
+    if let Some(idle) = &row.idle {
+        cpu_rows.push(format!(
+            "| {n} | {kind} | none ({:.0} s idle) | {}",
+            IDLE.as_secs_f64(),
+            idle.row(0)
+        ));
+    }
+    let trivial = &row.trivial_map;
+    cpu_rows.push(format!(
+        "| {n} | {kind} | trivial | {}",
+        trivial.cpu.row(trivial.inputs)
+    ));
+    if let Some(naps) = &row.naps {
+        let rounds: Vec<String> = naps
+            .rounds
+            .iter()
+            .map(|at| format!("{:.2}", at.as_secs_f64()))
+            .collect();
+        cpu_rows.push(format!(
+            "| {n} | {kind} | naps (rounds ended at {} s) | {}",
+            rounds.join(", "),
+            naps.cpu.row(naps.inputs)
+        ));
+    }
 }
 
 /// `n` processes of this program, each a remote worker of the pool at

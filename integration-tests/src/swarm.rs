@@ -160,6 +160,11 @@ impl Swarm {
         Swarm { child }
     }
 
+    /// The swarm process's id (to read what it spent from `/proc`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Waits (at most `limit`, then kills it) for the swarm to end, which
     /// it does once every worker has left its pool; returns its report
     /// (see [`serve_if_swarm`]) and whether it exited cleanly.
