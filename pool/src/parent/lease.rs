@@ -7,8 +7,10 @@
 //! The dispatcher offers the local workers it has nothing for ([`Leases::offer`]),
 //! once their setup is done and where nothing it guarantees needs it
 //! between two inputs (see `dispatcher/lending.rs`); a caller takes one
-//! ([`Leases::take`]), which takes the worker's socket out of `pool-io`'s
-//! epoll set for the call (`SharedConnection::lend`), and puts it back
+//! ([`Leases::take`]), which keeps `pool-io` from reading the worker's
+//! socket for the call (`SharedConnection::lend`: the socket goes quiet
+//! in its epoll set, and stays so until the dispatcher takes the worker
+//! back, so that a run of direct calls changes the set once), and puts it back
 //! among the idle ones afterwards without waking anybody, unless the
 //! dispatcher asked to hear of it (it needs workers, or is closing) or the
 //! worker was lost. The dispatcher takes its idle workers back before it
@@ -44,9 +46,8 @@ use crate::sys::{Poller, SharedCounter};
 use crate::task::{FailureKind, Task};
 use crate::wire::{self, BatchWriter, FromWorker, Indices, ItemResult, ResultChunks, ResultItems};
 
-/// The chunk id of a direct call: never one the dispatcher hands out
-/// (they count up from 1), and a lent worker runs nothing else.
-const LEASE_CHUNK: u64 = u64::MAX;
+/// The chunk id of a direct call.
+const LEASE_CHUNK: u64 = wire::DIRECT_CHUNK;
 
 /// The largest encoded input sent directly: it goes into an idle
 /// worker's empty socket buffer at once.
@@ -133,10 +134,11 @@ impl Leases {
     pub(crate) fn reclaim(&self, want: bool) -> (Vec<Lendable>, Vec<Lost>) {
         let mut inner = self.lock();
         inner.wanted |= want && !inner.lent.is_empty();
-        (
-            std::mem::take(&mut inner.idle),
-            std::mem::take(&mut inner.lost),
-        )
+        let idle = std::mem::take(&mut inner.idle);
+        for worker in &idle {
+            worker.conn.unquiet(&worker.poller);
+        }
+        (idle, std::mem::take(&mut inner.lost))
     }
 
     /// Notes work on its way to the dispatcher: no lease until it is
