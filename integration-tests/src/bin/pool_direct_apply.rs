@@ -12,6 +12,10 @@
 //! - `killed_idle N`: N times, the idle worker is SIGKILLed and a call
 //!   made at once, before the pool may have seen the worker end; prints
 //!   how many of those calls were answered.
+//! - `killed_resting`: after a run of calls, the idle worker is
+//!   SIGKILLed and no call made: prints whether the pool replaced it
+//!   (the socket of a worker offered for direct calls is still watched
+//!   for its end), and how the next call went.
 //! - `timeout`: a call longer than the pool's task timeout, then another.
 //! - `ctrl_c`: SIGINT to this process during a long call.
 //! - `terminate`: `terminate` from another thread during a long call.
@@ -157,6 +161,17 @@ fn killed_idle(times: usize) -> Result<(), pool::Error> {
     Ok(())
 }
 
+fn killed_resting() -> Result<(), pool::Error> {
+    let pool = one_worker(None)?;
+    settle();
+    let before = pool.worker_pids();
+    signal(before[0], libc::SIGKILL);
+    let after = integration_tests::pids_once_replaced(&pool, &before);
+    println!("replaced: {}", after.len() == 1 && after != before);
+    println!("next call: {}", kind(&pool.apply(nap, 0)));
+    Ok(())
+}
+
 fn timeout() -> Result<(), pool::Error> {
     let pool = Arc::new(one_worker(Some(TIMEOUT))?);
     let worker = pool.worker_pids()[0];
@@ -271,6 +286,7 @@ fn main() -> Result<(), pool::Error> {
         "wakeups" => wakeups(args.get(2).and_then(|n| n.parse().ok()).unwrap_or(200))?,
         "killed" => killed()?,
         "killed_idle" => killed_idle(args.get(2).and_then(|n| n.parse().ok()).unwrap_or(5))?,
+        "killed_resting" => killed_resting()?,
         "timeout" => timeout()?,
         "ctrl_c" => ctrl_c()?,
         "terminate" => terminate()?,
