@@ -53,7 +53,12 @@ impl Poller {
     /// room to write.
     pub(crate) fn add(&self, fd: BorrowedFd<'_>, token: u64, writable: bool) -> io::Result<()> {
         let data = epoll::EventData::new_u64(token);
-        Ok(epoll::add(&self.epoll, fd, data, interest(writable, false))?)
+        Ok(epoll::add(
+            &self.epoll,
+            fd,
+            data,
+            interest(writable, false),
+        )?)
     }
 
     /// Changes how `fd` (watched under `token`) is watched: for room to
@@ -68,7 +73,12 @@ impl Poller {
         quiet: bool,
     ) -> io::Result<()> {
         let data = epoll::EventData::new_u64(token);
-        Ok(epoll::modify(&self.epoll, fd, data, interest(writable, quiet))?)
+        Ok(epoll::modify(
+            &self.epoll,
+            fd,
+            data,
+            interest(writable, quiet),
+        )?)
     }
 
     pub(crate) fn remove(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
