@@ -46,9 +46,6 @@ use crate::sys::{Poller, SharedCounter};
 use crate::task::{FailureKind, Task};
 use crate::wire::{self, BatchWriter, FromWorker, Indices, ItemResult, ResultChunks, ResultItems};
 
-/// The chunk id of a direct call.
-const LEASE_CHUNK: u64 = wire::DIRECT_CHUNK;
-
 /// The largest encoded input sent directly: it goes into an idle
 /// worker's empty socket buffer at once.
 const MAX_DIRECT_INPUT: usize = 16 * 1024;
@@ -255,7 +252,7 @@ pub(crate) fn apply<T: Task>(
     let (mut worker, number) = leases.take(T::NAME)?;
     let mut batch = BatchWriter::new();
     let inputs = std::iter::once((0, item.input()));
-    batch.chunk(LEASE_CHUNK, number, worker.indices, inputs);
+    batch.chunk(wire::DIRECT_CHUNK, number, worker.indices, inputs);
     let deadline = timeout.map(|t| Instant::now() + t);
     let started_before = worker.progress.load();
     let reply = send(&worker.conn, batch.bytes(), deadline)
@@ -371,7 +368,7 @@ fn read_reply<T: Task>(message: &[u8], info: WorkerInfo) -> Option<Result<T::Out
     }
     let mut chunks = ResultChunks::of(message);
     let chunk = chunks.next()?;
-    if chunk.id != LEASE_CHUNK || chunk.items != 1 || chunks.next().is_some() {
+    if chunk.id != wire::DIRECT_CHUNK || chunk.items != 1 || chunks.next().is_some() {
         return None;
     }
     Some(match ResultItems::of(message).next()? {

@@ -122,8 +122,10 @@ impl Locked<'_> {
     }
 
     /// Watches the socket for room to write, or stops watching for it.
+    /// A quiet socket is armed again too: a readiness for room may have
+    /// used up its one report.
     pub(crate) fn watch_room(&mut self, poller: &Poller, room: bool) {
-        if self.0.room != room {
+        if self.0.room != room || self.0.quiet {
             self.0.room = room;
             // Not watched for room, it is written again on the next send.
             self.0.room &= self.0.modify(poller).is_ok();
@@ -219,5 +221,56 @@ impl SharedConnection {
     pub(crate) fn wait(&self, writable: bool, timeout: Option<Duration>) -> io::Result<bool> {
         // `self` keeps the descriptor open for the wait.
         sys::wait_ready(self.fd, writable, timeout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::Readiness;
+
+    const TOKEN: u64 = 8;
+
+    /// What the set reports without waiting.
+    fn reported(poller: &Poller) -> Vec<u64> {
+        let mut ready: Vec<Readiness> = Vec::new();
+        poller.wait(&mut ready, Some(Duration::ZERO)).unwrap();
+        ready.iter().map(|r| r.token).collect()
+    }
+
+    #[test]
+    fn a_lent_socket_reports_no_data_and_its_end_once_then_again_after_the_lease() {
+        let poller = Poller::new().unwrap();
+        let (ours, mut worker) = connection::pipe().unwrap();
+        let shared = SharedConnection::new(ours);
+        shared.watch(&poller, TOKEN).unwrap();
+        worker.send_bytes(b"unasked").unwrap();
+        assert_eq!(reported(&poller), [TOKEN]);
+        assert_eq!(shared.lock().try_recv_bytes().unwrap().unwrap(), b"unasked");
+
+        // Quiet: a reply is the caller's alone, in lease after lease.
+        for _ in 0..3 {
+            assert!(shared.lend(&poller));
+            worker.send_bytes(b"reply").unwrap();
+            assert!(reported(&poller).is_empty());
+            assert_eq!(shared.lock().try_recv_bytes().unwrap().unwrap(), b"reply");
+            shared.end_lease(&poller);
+        }
+
+        // The worker's end is reported once; `pool-io` leaves it to the
+        // lease, whose end has it reported again.
+        assert!(shared.lend(&poller));
+        drop(worker);
+        assert_eq!(reported(&poller), [TOKEN]);
+        assert!(shared.lock().leave_to_lease());
+        assert!(reported(&poller).is_empty());
+        shared.end_lease(&poller);
+        assert_eq!(reported(&poller), [TOKEN]);
+        assert!(!shared.lock().leave_to_lease());
+
+        // Taken back, the socket is watched for data again.
+        shared.unquiet(&poller);
+        assert_eq!(reported(&poller), [TOKEN]);
+        assert_eq!(reported(&poller), [TOKEN]);
     }
 }
