@@ -1,7 +1,8 @@
-//! `pool.apply` straight to an idle worker (the pool's lease): it wakes
-//! neither the dispatcher nor the I/O thread, and a worker killed, a
-//! task timeout, Ctrl-C and `terminate` end a direct call as they end a
-//! queued one (each checked to have gone direct). Each scenario runs
+//! `pool.apply` and `apply_async(..).get()` straight to an idle worker
+//! (the pool's lease): they wake neither the dispatcher nor the I/O
+//! thread, and a worker killed, a task timeout, Ctrl-C and `terminate`
+//! end a direct call as they end a queued one (each checked to have gone
+//! direct), whether its caller waits on it or left its handle unread. Each scenario runs
 //! `pool_direct_apply` under a deadline past which it is killed and the
 //! test fails.
 
@@ -43,17 +44,45 @@ fn fails_and_is_replaced(mode: &str, kind: &str) {
     assert_eq!(line(&out, "replaced"), "true", "{out}");
 }
 
-#[test]
-fn apply_to_an_idle_worker_wakes_neither_the_dispatcher_nor_the_io_thread() {
+/// Runs 300 calls of the kind `how` names (`apply`, `async`) and checks
+/// that they woke neither the dispatcher nor the I/O thread: the usual
+/// way wakes each at least once a call; a few wake-ups of their own (a
+/// clock, a preemption) are allowed for.
+fn wakes_neither(how: &str) {
     let calls = 300;
-    let out = scenario_output_with(PROGRAM, &["wakeups", &calls.to_string()], LIMIT);
-    eprintln!("{out}");
-    // The usual way wakes each at least once a call; a few wake-ups of
-    // their own (a clock, a preemption) are allowed for.
+    let out = run(&["wakeups", &calls.to_string(), how]);
     let dispatcher: u64 = line(&out, "dispatcher switches").parse().unwrap();
     let io: u64 = line(&out, "io switches").parse().unwrap();
     assert!(dispatcher < calls / 10, "{out}");
     assert!(io < calls / 10, "{out}");
+}
+
+#[test]
+fn apply_to_an_idle_worker_wakes_neither_the_dispatcher_nor_the_io_thread() {
+    wakes_neither("apply");
+}
+
+#[test]
+fn apply_async_then_get_wakes_neither_the_dispatcher_nor_the_io_thread() {
+    wakes_neither("async");
+}
+
+#[test]
+fn faults_end_a_direct_call_whose_handle_was_left_unread() {
+    fails_and_is_replaced("parked_killed", "WorkerDied");
+    fails_and_is_replaced("parked_timeout", "Timeout");
+    let out = direct_call("parked_ctrl_c", "Interrupted");
+    assert_eq!(line(&out, "next call"), "ok", "{out}");
+    let out = direct_call("parked_terminate", "Closed");
+    assert!(out.contains("terminated"), "{out}");
+}
+
+#[test]
+fn a_map_takes_the_worker_back_from_a_call_left_unread() {
+    let out = run(&["parked_then_map"]);
+    assert_eq!(line(&out, "short wait"), "false", "{out}");
+    assert_eq!(line(&out, "map ran on the worker"), "true", "{out}");
+    assert_eq!(line(&out, "parked call"), "ok", "{out}");
 }
 
 #[test]

@@ -1,5 +1,6 @@
-//! The round trip of one trivial request: `pool.apply` and
-//! `apply_async(..).get()`, without and with the low-latency mode
+//! The round trip of one trivial request: `pool.apply`,
+//! `apply_async(..).get()` and `apply_async(..)` awaited (under
+//! `futures_executor::block_on`), without and with the low-latency mode
 //! (`PoolBuilder::spin`), against raw round trips measured in the same
 //! run: this program re-executed as a child that echoes an 8-byte message
 //! over a connected pair of Unix stream sockets, read blocking on both
@@ -190,6 +191,11 @@ fn main() {
         let handle = pool.apply_async(noop, x);
         assert_eq!(handle.get(None).expect("apply_async"), x);
     };
+    // Awaited on this thread (no runtime's reactor: the pool wakes it).
+    let awaited = |pool: &Pool, x: u64| {
+        let handle = pool.apply_async(noop, x);
+        assert_eq!(futures_executor::block_on(handle).expect("awaited"), x);
+    };
     let spin_us = SPIN.as_micros();
     let mut rows: Vec<(String, Trip<'_>)> = vec![
         (
@@ -202,6 +208,10 @@ fn main() {
         ),
         ("pool.apply".into(), Box::new(|x| apply(&plain, x))),
         ("apply_async(..).get()".into(), Box::new(|x| get(&plain, x))),
+        (
+            "apply_async(..).await, block_on".into(),
+            Box::new(|x| awaited(&plain, x)),
+        ),
         (
             format!("pool.apply, spin({spin_us} us)"),
             Box::new(|x| apply(&spinning, x)),

@@ -5,8 +5,9 @@
 //! pool's lease), so these check that its faults act as the usual way's.
 //!
 //! Modes:
-//! - `wakeups N`: N calls; prints how many times the dispatcher and the
-//!   I/O thread were switched out meanwhile (`/proc/self/task`).
+//! - `wakeups N [async]`: N calls (`apply`, or with `async`
+//!   `apply_async(..).get(None)`); prints how many times the dispatcher
+//!   and the I/O thread were switched out meanwhile (`/proc/self/task`).
 //! - `killed`: the worker is SIGKILLed during a long call; prints that
 //!   call's error kind, then the next call's result.
 //! - `killed_idle N`: N times, the idle worker is SIGKILLed and a call
@@ -23,6 +24,13 @@
 //!   then an `apply` that asks the one worker which input it ran last;
 //!   prints how many of those calls overtook the input submitted before
 //!   them.
+//! - `parked_killed`, `parked_timeout`, `parked_ctrl_c`,
+//!   `parked_terminate`: as `killed`, `timeout`, `ctrl_c` and
+//!   `terminate`, with the long call made by `apply_async` and its handle
+//!   left unread (the call parked with its worker) until after the fault.
+//! - `parked_then_map`: an `apply_async` whose handle is left unread,
+//!   waited on briefly, then a `map` on the same one worker (which the
+//!   pool must take back from the parked call), then the handle read.
 //! - `concurrent`: four threads applying while a map runs on the same
 //!   two workers, then `close` and `join` while a fifth thread applies
 //!   until the pool is closed; prints the wrong answers seen.
@@ -97,13 +105,16 @@ fn one_worker(timeout: Option<Duration>) -> Result<Pool, pool::Error> {
     Ok(pool)
 }
 
-fn wakeups(count: u64) -> Result<(), pool::Error> {
+fn wakeups(count: u64, handles: bool) -> Result<(), pool::Error> {
     let pool = one_worker(None)?;
     settle();
     let dispatcher = switches("pool-dispatcher");
     let io = switches("pool-io");
     for _ in 0..count {
-        pool.apply(nap, 0)?;
+        match handles {
+            true => pool.apply_async(nap, 0).get(None)?,
+            false => pool.apply(nap, 0)?,
+        };
     }
     println!(
         "dispatcher switches: {}",
@@ -130,6 +141,65 @@ fn long_call_with(pool: &Arc<Pool>, ms: u64, fault: impl FnOnce(&Pool)) {
     fault(pool);
     let result = caller.join().expect("the caller thread");
     println!("long call: {}", kind(&result));
+}
+
+/// [`long_call_with`] for a call made by `apply_async`, whose handle is
+/// read only after the fault.
+fn parked_call_with(pool: &Pool, ms: u64, fault: impl FnOnce(&Pool)) {
+    settle();
+    let before = switches("pool-dispatcher");
+    let handle = pool.apply_async(nap, ms);
+    std::thread::sleep(FAULT_AFTER);
+    let during = switches("pool-dispatcher") - before;
+    println!("dispatcher switches during the call: {during}");
+    fault(pool);
+    println!("long call: {}", kind(&handle.get(None)));
+}
+
+/// Runs the parked variant of a fault scenario: `fault` is made during
+/// the call (for `timeout`, the handle is read past the task timeout),
+/// then a next call,
+/// unless the pool was terminated.
+fn parked(fault: &str) -> Result<(), pool::Error> {
+    let timeout = (fault == "timeout").then_some(TIMEOUT);
+    let pool = one_worker(timeout)?;
+    let worker = pool.worker_pids()[0];
+    match fault {
+        "killed" => parked_call_with(&pool, LONG_MS, |_| signal(worker, libc::SIGKILL)),
+        // The handle is read well past the timeout: nothing watched the
+        // parked call meanwhile but its own clock.
+        "timeout" => parked_call_with(&pool, LONG_MS, |_| {
+            std::thread::sleep(TIMEOUT + Duration::from_secs(1))
+        }),
+        "ctrl_c" => parked_call_with(&pool, LONG_MS, |_| signal(std::process::id(), libc::SIGINT)),
+        "terminate" => {
+            parked_call_with(&pool, LONG_MS, Pool::terminate);
+            println!("terminated");
+            return Ok(());
+        }
+        other => panic!("no parked scenario {other:?}"),
+    }
+    let next = pool.apply(nap, 0);
+    println!("next call: {}", kind(&next));
+    println!("replaced: {}", next.is_ok_and(|pid| pid != worker));
+    Ok(())
+}
+
+fn parked_then_map() -> Result<(), pool::Error> {
+    let pool = one_worker(None)?;
+    let worker = pool.worker_pids()[0];
+    let handle = pool.apply_async(nap, 300);
+    println!(
+        "short wait: {}",
+        handle.wait(Some(Duration::from_millis(50)))
+    );
+    let mapped = pool.map(nap, vec![0; 4])?;
+    println!(
+        "map ran on the worker: {}",
+        mapped.iter().all(|&pid| pid == worker)
+    );
+    println!("parked call: {}", kind(&handle.get(None)));
+    Ok(())
 }
 
 fn killed() -> Result<(), pool::Error> {
@@ -283,7 +353,15 @@ fn main() -> Result<(), pool::Error> {
     pool::init();
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str).unwrap_or_default() {
-        "wakeups" => wakeups(args.get(2).and_then(|n| n.parse().ok()).unwrap_or(200))?,
+        "wakeups" => wakeups(
+            args.get(2).and_then(|n| n.parse().ok()).unwrap_or(200),
+            args.get(3).is_some_and(|how| how == "async"),
+        )?,
+        "parked_killed" => parked("killed")?,
+        "parked_timeout" => parked("timeout")?,
+        "parked_ctrl_c" => parked("ctrl_c")?,
+        "parked_terminate" => parked("terminate")?,
+        "parked_then_map" => parked_then_map()?,
         "killed" => killed()?,
         "killed_idle" => killed_idle(args.get(2).and_then(|n| n.parse().ok()).unwrap_or(5))?,
         "killed_resting" => killed_resting()?,

@@ -25,13 +25,15 @@ pool::task! {
 }
 
 pool::task! {
-    /// Marks that input `index` started (a file in `dir`), then sleeps; the
-    /// input of index 0 fails at once instead.
+    /// Marks that input `index` started (a file in `dir`, holding the
+    /// worker's pid), then sleeps; the input of index 0 fails at once
+    /// instead.
     fn marked_nap((dir, index, millis): (PathBuf, u32, u64)) -> Result<u32, String> {
         if index == 0 {
             return Err("the first input fails".into());
         }
-        std::fs::write(dir.join(index.to_string()), b"").map_err(|e| e.to_string())?;
+        let pid = std::process::id().to_string();
+        std::fs::write(dir.join(index.to_string()), pid).map_err(|e| e.to_string())?;
         std::thread::sleep(Duration::from_millis(millis));
         Ok(index)
     }
@@ -122,13 +124,23 @@ fn main() -> Result<()> {
             // Stopping a running input replaces its worker.
             let before = pool.worker_pids();
             let running = pool.apply_async(marked_nap, (dir.clone(), 7, 60_000));
-            while !dir.join("7").exists() {
+            let stopped_pid = loop {
+                let marked = std::fs::read_to_string(dir.join("7")).unwrap_or_default();
+                if let Ok(pid) = marked.parse::<u32>() {
+                    break pid;
+                }
                 std::thread::sleep(Duration::from_millis(5));
-            }
+            };
             running.cancel_and_stop();
             println!("stopped: {:?}", running.get(None).map_err(|e| e.kind()));
             println!("next after stop: {:?}", pool.apply(quick, 10));
-            let after = integration_tests::pids_once_replaced(&pool, &before);
+            // The handle's error comes at once; the worker's end and its
+            // replacement follow.
+            let mut after = pool.worker_pids();
+            integration_tests::eventually(Duration::from_secs(50), || {
+                after = pool.worker_pids();
+                after.len() == before.len() && !after.contains(&stopped_pid)
+            });
             println!("workers: {}", after.len());
             println!(
                 "replaced: {}",

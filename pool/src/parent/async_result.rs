@@ -5,10 +5,11 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
+use super::direct_call::Direct;
 use super::sink::{CancelNotice, Outcome, ResultCell};
 use crate::error::{Error, ErrorKind, Result};
 
@@ -88,6 +89,9 @@ pub struct AsyncResult<T> {
     /// How long `get` and `wait` check for the result before they sleep
     /// (the pool's `PoolBuilder::spin`).
     spin: Duration,
+    /// The call went straight to a worker (`direct_call`): `get` and
+    /// `wait` read its reply themselves while it is parked there.
+    direct: Option<Direct>,
     output: PhantomData<fn() -> T>,
 }
 
@@ -102,12 +106,14 @@ impl<T> std::fmt::Debug for AsyncResult<T> {
 impl<T> AsyncResult<T> {
     /// Whether the result is there (the task ran, failed, or could not run).
     pub fn ready(&self) -> bool {
+        self.release();
         self.slot.lock().outcome.is_some()
     }
 
     /// Whether the task succeeded: `None` while it is not ready (where
     /// Python raises `ValueError`).
     pub fn successful(&self) -> Option<bool> {
+        self.release();
         self.slot
             .lock()
             .outcome
@@ -117,10 +123,29 @@ impl<T> AsyncResult<T> {
 
     /// Waits for the result, at most `timeout`; returns whether it is ready.
     pub fn wait(&self, timeout: Option<Duration>) -> bool {
-        self.slot
-            .spin_then_wait(self.spin, timeout)
-            .outcome
-            .is_some()
+        self.wait_for_outcome(timeout).outcome.is_some()
+    }
+
+    /// Waits for the outcome, at most `timeout`, reading the reply of a
+    /// direct call itself while it can.
+    fn wait_for_outcome(
+        &self,
+        timeout: Option<Duration>,
+    ) -> std::sync::MutexGuard<'_, super::sink::CellState> {
+        let until = timeout.map(|t| Instant::now() + t);
+        if let Some(direct) = &self.direct {
+            direct.collect(&self.slot, until, self.spin);
+        }
+        let left = until.map(|at| at.saturating_duration_since(Instant::now()));
+        self.slot.spin_then_wait(self.spin, left)
+    }
+
+    /// Where the reply of a direct call can no longer be read here, the
+    /// pool reads it, and the result comes the usual way.
+    fn release(&self) {
+        if let Some(direct) = &self.direct {
+            direct.release(&self.slot);
+        }
     }
 
     /// Gives up on the result: from now on it is an
@@ -149,6 +174,7 @@ impl<T> AsyncResult<T> {
         let cancelled = Error::new(ErrorKind::Cancelled, "the caller cancelled it")
             .with_task(self.task)
             .with_index(0);
+        self.release();
         let first = self.slot.cancel(Err(cancelled));
         if let Some(notice) = &self.notice {
             notice.send();
@@ -227,6 +253,7 @@ impl<T> AsyncResult<T> {
     /// polling the handle as a future, this does not make dropping it
     /// unfinished cancel its input.
     pub(crate) fn notify_when_ready(&self, waker: &Waker) -> bool {
+        self.release();
         self.slot.watch(waker)
     }
 
@@ -244,6 +271,9 @@ impl<T> AsyncResult<T> {
 
 impl<T> Drop for AsyncResult<T> {
     fn drop(&mut self) {
+        // A direct call's reply still has to be read for its worker to
+        // take other work: the pool does so.
+        self.release();
         if self.awaited && !self.ready() {
             match self.stop_on_drop {
                 true => self.cancel_and_stop(),
@@ -266,8 +296,16 @@ impl<T: DeserializeOwned> AsyncResult<T> {
             stop_on_drop: true,
             notice,
             spin: Duration::ZERO,
+            direct: None,
             output: PhantomData,
         }
+    }
+
+    /// Notes that the call went straight to a worker, its reply read
+    /// here while it can be.
+    pub(crate) fn direct(mut self, direct: Direct) -> AsyncResult<T> {
+        self.direct = Some(direct);
+        self
     }
 
     /// Makes `get` and `wait` check for the result for `spin` before they
@@ -284,7 +322,7 @@ impl<T: DeserializeOwned> AsyncResult<T> {
     /// [`ErrorKind::WaitTimedOut`]; the task goes on and a later `get` can
     /// still return its result.
     pub fn get(&self, timeout: Option<Duration>) -> Result<T> {
-        let state = self.slot.spin_then_wait(self.spin, timeout);
+        let state = self.wait_for_outcome(timeout);
         match &state.outcome {
             None => Err(Error::new(
                 ErrorKind::WaitTimedOut,
@@ -312,6 +350,7 @@ impl<T: DeserializeOwned> Future for AsyncResult<T> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
         self.awaited = true;
+        self.release();
         let state = self.slot.poll_outcome(cx.waker());
         match &state.outcome {
             None => Poll::Pending,

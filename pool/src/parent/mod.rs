@@ -17,6 +17,7 @@ mod builder;
 mod command;
 mod completion;
 mod config;
+mod direct_call;
 mod dispatcher;
 mod fn_calls;
 mod identity;

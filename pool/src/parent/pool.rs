@@ -10,13 +10,14 @@ use crossbeam_channel::unbounded;
 use super::async_result::AsyncResult;
 use super::command::{Command, Commands};
 use super::config::Config;
+use super::direct_call::{self, Direct, Started};
 use super::dispatcher::Dispatcher;
 use super::imap::{Imap, ImapUnordered, Order};
 use super::inline;
 use super::interrupt;
 use super::job::{encode_input, Job};
 use super::launch::Launcher;
-use super::lease::{self, Leases};
+use super::lease::Leases;
 use super::map_with::MapWith;
 use super::remote_listener::{self, RemoteListener};
 use super::roster::{self, RemoteWorker, SharedRoster};
@@ -25,6 +26,14 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::task::Task;
 use crate::worker;
 
+/// Where the reply of a call sent straight to a worker is read.
+enum Reply {
+    /// By the caller, before the call returns (`apply`).
+    Now,
+    /// By the handle, or by the pool if the handle cannot wait for it
+    /// (`apply_async`).
+    Parked,
+}
 /// A pool of worker processes that run [`Task`]s (Python's
 /// `multiprocessing.Pool`).
 ///
@@ -469,24 +478,24 @@ impl Pool {
     /// }
     /// ```
     pub fn apply<T: Task>(&self, task: T, input: T::Input) -> Result<T::Output> {
-        // Straight to an idle worker where one can take it (`lease`).
-        let direct = self.leases.as_ref().filter(|_| {
-            let commands = &self.commands;
-            commands.check_open().is_ok() && commands.check_task(T::NAME).is_ok()
-        });
-        if let Some(leases) = direct {
-            let limit = self.commands.max_message_size();
-            let timeout = self.task_timeout;
-            if let Some(result) = lease::apply::<T>(leases, &input, limit, timeout, self.spin) {
-                return result;
-            }
-        }
-        self.apply_async(task, input).get(None)
+        let _ = task;
+        // Straight to an idle worker where one can take it, the reply
+        // read by this thread (`direct_call`).
+        self.submit_one::<T>(input, Reply::Now).get(None)
     }
 
     /// Starts `task` on `input` in a worker and returns a handle to its
     /// result (Python's `apply_async`). Any error, including a closed pool
     /// or an input that cannot be encoded, arrives through the handle.
+    ///
+    /// Where a local worker that knows the task is idle and nothing
+    /// submitted earlier waits, the input goes straight to it from this
+    /// thread, and the handle's [`get`](AsyncResult::get) or
+    /// [`wait`](AsyncResult::wait) reads the reply from the worker itself,
+    /// waking no other thread of the pool; until then the worker is the
+    /// call's, and the pool takes the call over whenever it needs that
+    /// worker or the handle is awaited, watched, cancelled, asked whether
+    /// it is ready, or dropped.
     ///
     /// ```
     /// pool::task! { fn len(text: String) -> usize { text.len() } }
@@ -500,6 +509,12 @@ impl Pool {
     /// ```
     pub fn apply_async<T: Task>(&self, task: T, input: T::Input) -> AsyncResult<T::Output> {
         let _ = task;
+        self.submit_one::<T>(input, Reply::Parked)
+    }
+
+    /// Submits one input of `T`; if it goes straight to a worker, its
+    /// reply is read now or left for the handle (`direct_call`).
+    fn submit_one<T: Task>(&self, input: T::Input, reply: Reply) -> AsyncResult<T::Output> {
         let slot = ResultCell::new();
         let result = AsyncResult::new(
             Arc::clone(&slot),
@@ -508,18 +523,37 @@ impl Pool {
         )
         .stop_on_drop(self.stop_on_drop)
         .spinning(self.spin);
-        match self
+        let item = self
             .commands
             .check_open()
             .and_then(|()| self.commands.check_task(T::NAME))
-            .and_then(|()| encode_input::<T>(&input, 0, self.commands.max_message_size()))
-        {
-            Err(err) => slot.complete(Err(err)),
-            Ok(item) => self.commands.send(Command::Submit(Job {
+            .and_then(|()| encode_input::<T>(&input, 0, self.commands.max_message_size()));
+        let job = match item {
+            Err(err) => {
+                slot.complete(Err(err));
+                return result;
+            }
+            Ok(item) => Job {
                 task: T::NAME,
                 items: vec![item],
                 sink: Sink::Single(slot),
-            })),
+            },
+        };
+        let Some(leases) = &self.leases else {
+            self.commands.send(Command::Submit(job));
+            return result;
+        };
+        match direct_call::start(leases, job, self.task_timeout) {
+            Started::Sent(call) => match reply {
+                Reply::Now => direct_call::finish(leases, call, self.spin),
+                Reply::Parked => {
+                    let worker = call.worker.id;
+                    direct_call::park(leases, call);
+                    return result.direct(Direct::new(Arc::clone(leases), worker));
+                }
+            },
+            Started::Over => {}
+            Started::NotDirect(job) => self.commands.send(Command::Submit(job)),
         }
         result
     }

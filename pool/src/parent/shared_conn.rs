@@ -33,9 +33,16 @@
 //! where workers are lent (only a memory budget, which keeps them from
 //! being lent, makes them).
 //!
+//! A lease whose call the dispatcher adopts (`direct_call`) ends with
+//! [`end_lease_answering`], which makes the socket loud again: the first
+//! results `pool-io` reads then also
+//! go straight to the call's handle, one hand-over sooner than through
+//! the dispatcher (which still sees them, and counts them as usual).
+//!
 //! [`lend`]: SharedConnection::lend
 //! [`end_lease`]: SharedConnection::end_lease
 //! [`unquiet`]: SharedConnection::unquiet
+//! [`end_lease_answering`]: SharedConnection::end_lease_answering
 
 use std::io;
 use std::ops::{Deref, DerefMut};
@@ -46,6 +53,10 @@ use std::time::Duration;
 use connection::Connection;
 
 use crate::sys::{self, Poller};
+
+/// What `pool-io` does with the next results it reads, besides sending
+/// them to the dispatcher: answer an adopted direct call's handle.
+pub(crate) type Answer = Box<dyn FnOnce(&Arc<Vec<u8>>) + Send>;
 
 struct Inner {
     conn: Connection,
@@ -60,6 +71,7 @@ struct Inner {
     missed: bool,
     /// Watched for room to write too.
     room: bool,
+    answer: Option<Answer>,
 }
 
 impl Inner {
@@ -131,6 +143,16 @@ impl Locked<'_> {
             self.0.room &= self.0.modify(poller).is_ok();
         }
     }
+
+    /// What to do with the next results read, if anything.
+    pub(crate) fn take_answer(&mut self) -> Option<Answer> {
+        self.0.answer.take()
+    }
+
+    /// Puts back an answer taken for a message that held no results.
+    pub(crate) fn keep_answer(&mut self, answer: Answer) {
+        self.0.answer.get_or_insert(answer);
+    }
 }
 
 impl SharedConnection {
@@ -144,6 +166,7 @@ impl SharedConnection {
                 quiet: false,
                 missed: false,
                 room: false,
+                answer: None,
             })),
             fd,
         }
@@ -195,11 +218,29 @@ impl SharedConnection {
     /// (an end of file among it: a worker that died is reported as
     /// usual), and what it was told of meanwhile is told again.
     pub(crate) fn end_lease(&self, poller: &Poller) {
+        self.end_lease_with(poller, None);
+    }
+
+    /// [`end_lease`](Self::end_lease), and `pool-io` hands the next
+    /// results it reads to `answer` too.
+    pub(crate) fn end_lease_answering(&self, poller: &Poller, answer: Answer) {
+        self.end_lease_with(poller, Some(answer));
+    }
+
+    fn end_lease_with(&self, poller: &Poller, answer: Option<Answer>) {
         let mut inner = self.lock();
+        // An adopted call's reply is still to come, for `pool-io` to read
+        // as it arrives: the socket is loud again.
+        let loud = answer.is_some();
+        inner.0.answer = answer;
         if !std::mem::replace(&mut inner.0.lent, false) {
             return;
         }
-        if std::mem::take(&mut inner.0.missed) && inner.0.quiet {
+        let missed = std::mem::take(&mut inner.0.missed);
+        if loud && inner.0.quiet {
+            inner.0.quiet = false;
+            inner.0.modify_or_shut(poller);
+        } else if missed && inner.0.quiet {
             inner.0.modify_or_shut(poller);
         }
     }

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 
 use super::spare::SpareBuffers;
-use crate::error::Error;
+use crate::error::{Error, WorkerInfo};
+use crate::task::FailureKind;
+use crate::wire::{self, ItemResult};
 
 /// An encoded output: a range of a received results message, shared so
 /// that no output is copied on its way to the caller.
@@ -34,6 +36,33 @@ impl Payload {
 }
 
 pub(crate) type Outcome = Result<Payload, Error>;
+
+/// The outcome of input `index` of `task` from one result in the worker's
+/// `message`; `None` if the worker gave the input back unstarted (a
+/// recall's answer), which is no outcome.
+pub(crate) fn outcome_of(
+    result: ItemResult<'_>,
+    message: &Arc<Vec<u8>>,
+    task: &'static str,
+    index: usize,
+    info: WorkerInfo,
+) -> Option<Outcome> {
+    Some(match result {
+        ItemResult::Output(range) => Ok(Payload::new(Arc::clone(message), range)),
+        ItemResult::Failed {
+            kind: FailureKind::Returned,
+            ..
+        } => return None,
+        ItemResult::Failed {
+            kind,
+            message,
+            panic,
+        } => Err(wire::failure_error(kind, message, panic)
+            .with_task(task)
+            .with_index(index)
+            .with_worker(info)),
+    })
+}
 
 /// Keeps `waker` in `slot` to wake later, unless the one there already
 /// wakes the same task (then no clone is made).

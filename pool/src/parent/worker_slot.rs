@@ -16,12 +16,11 @@ use super::job::{Item, Job};
 use super::lease::Lendable;
 use super::outbox::Outbox;
 use super::shared_conn::SharedConnection;
-use super::sink::{Channel, Deliveries, Payload, Sink};
+use super::sink::{outcome_of, Channel, Deliveries, Sink};
 use super::trace;
 use crate::error::{Error, WorkerInfo};
 use crate::sys::{Poller, SharedCounter};
-use crate::task::FailureKind;
-use crate::wire::{self, BatchWriter, Indices, ItemResult, ResultChunks, ResultItems, ToWorker};
+use crate::wire::{self, BatchWriter, Indices, ResultChunks, ResultItems, ToWorker};
 
 /// A chunk of one input from this size up goes to its worker as a message
 /// of its own, straight from the input's buffer, rather than copied into a
@@ -373,6 +372,25 @@ impl WorkerSlot {
         } else {
             Vec::new()
         };
+        self.hold(chunk_id, job, spans);
+    }
+
+    /// Counts `job`, which a caller sent the worker as chunk `chunk_id` of
+    /// the pool's task number `task` while it was lent to them (see
+    /// `direct_call`), as a chunk it holds.
+    pub(crate) fn adopt_chunk(&mut self, chunk_id: u64, task: u32, job: Job) {
+        let number = task as usize;
+        if self.known_tasks.len() <= number {
+            self.known_tasks.resize(number + 1, false);
+        }
+        self.known_tasks[number] = true;
+        self.hold(chunk_id, job, Vec::new());
+    }
+
+    /// Counts `job` as chunk `chunk_id`, the next the worker holds.
+    fn hold(&mut self, chunk_id: u64, job: Job, spans: Vec<Span>) {
+        let items = job.items.len() as u64;
+        let bytes = job.input_bytes();
         let first_seq = self.items_sent + 1;
         self.items_sent += items;
         self.load.chunks += 1;
@@ -544,26 +562,12 @@ impl WorkerSlot {
             let mut chunk_results = results.by_ref().take(count as usize);
             for (item, result) in inputs.into_iter().zip(&mut chunk_results) {
                 let span = spans.next();
-                let outcome = match result {
-                    ItemResult::Failed {
-                        kind: FailureKind::Returned,
-                        ..
-                    } => {
-                        if let Some(span) = span {
-                            trace::record_requeued(&span);
-                        }
-                        given_back.push(item);
-                        continue;
+                let Some(outcome) = outcome_of(result, message, task, item.index, info) else {
+                    if let Some(span) = span {
+                        trace::record_requeued(&span);
                     }
-                    ItemResult::Output(range) => Ok(Payload::new(Arc::clone(message), range)),
-                    ItemResult::Failed {
-                        kind,
-                        message,
-                        panic,
-                    } => Err(wire::failure_error(kind, message, panic)
-                        .with_task(task)
-                        .with_index(item.index)
-                        .with_worker(info)),
+                    given_back.push(item);
+                    continue;
                 };
                 // None unless the chunk was sent with DEBUG enabled. The
                 // span stays entered while the result is handed over and
@@ -816,7 +820,7 @@ pub(crate) mod tests {
     use crate::parent::job::encode_item;
     use crate::parent::sink::{Delivery, ResultCell};
     use crate::parent::worker_io::{NewWorker, WorkerIo};
-    use crate::task::Task;
+    use crate::task::{FailureKind, Task};
 
     crate::task! {
         fn first(x: serde_bytes::ByteBuf) -> usize { x.len() }

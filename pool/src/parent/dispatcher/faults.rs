@@ -248,6 +248,8 @@ impl Dispatcher {
                 .map_or(true, |at| now >= at + timeout_tick(timeout))
             {
                 self.timeouts_checked = Some(now);
+                // A call parked with its worker runs on its clock too.
+                self.reclaim_lent(false);
                 self.workers.for_each_mut(|slot| {
                     if slot.state() == State::Ready && slot.overran(timeout, now) {
                         overdue.push(slot.id());

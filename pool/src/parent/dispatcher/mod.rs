@@ -403,7 +403,7 @@ impl Dispatcher {
             Event::Joined { conn, peer } => self.adopt_remote(*conn, peer),
             Event::LeaseEnded => {
                 let want = !self.queue.is_empty() || self.phase == Phase::Closing;
-                self.reclaim_lent(want);
+                self.take_back_lent(want);
             }
         }
     }

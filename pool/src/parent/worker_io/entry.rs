@@ -165,13 +165,18 @@ impl Entry {
         for _ in 0..MESSAGES_PER_TURN {
             // Locked a message at a time, so that the dispatcher's writes
             // wait for one message at most.
-            let received = {
+            let (received, answer) = {
                 let mut conn = conn.lock();
                 // Read by the caller it is lent to.
                 if conn.leave_to_lease() {
                     return false;
                 }
-                conn.try_recv_bytes()
+                let received = conn.try_recv_bytes();
+                let answer = match received {
+                    Ok(Some(_)) => conn.take_answer(),
+                    _ => None,
+                };
+                (received, answer)
             };
             let message = match received {
                 Ok(Some(message)) => message,
@@ -188,6 +193,12 @@ impl Entry {
                     return true;
                 }
             };
+            if let Some(answer) = answer {
+                match &event {
+                    Event::Results { message, .. } => answer(message),
+                    _ => conn.lock().keep_answer(answer),
+                }
+            }
             if events.send(event).is_err() {
                 self.end(poller, "the pool stopped".to_string());
                 return true;
