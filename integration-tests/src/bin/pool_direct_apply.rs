@@ -236,6 +236,11 @@ fn killed_resting() -> Result<(), pool::Error> {
     settle();
     let before = pool.worker_pids();
     signal(before[0], libc::SIGKILL);
+    // Dead first (a SIGKILLed process takes a moment to stop being one),
+    // so that the pid list read next cannot be the one from before.
+    integration_tests::eventually(Duration::from_secs(50), || {
+        !integration_tests::process_alive(before[0])
+    });
     let after = integration_tests::pids_once_replaced(&pool, &before);
     println!("replaced: {}", after.len() == 1 && after != before);
     println!("next call: {}", kind(&pool.apply(nap, 0)));
