@@ -97,6 +97,13 @@ fn a_call_made_as_an_idle_worker_dies_runs_on_its_replacement() {
 }
 
 #[test]
+fn a_worker_that_dies_idle_after_direct_calls_is_replaced_without_a_call() {
+    let out = run(&["killed_resting"]);
+    assert_eq!(line(&out, "replaced"), "true", "{out}");
+    assert_eq!(line(&out, "next call"), "ok", "{out}");
+}
+
+#[test]
 fn a_direct_apply_past_the_task_timeout_is_killed_and_reported() {
     fails_and_is_replaced("timeout", "Timeout");
 }

@@ -88,6 +88,12 @@ pub(crate) const PROGRESS_ENV: &str = "POOL_WORKER_PROGRESS";
 /// The pid of the pool's process, so the worker can notice it is gone.
 pub(crate) const PARENT_ENV: &str = "POOL_WORKER_PARENT";
 
+/// The chunk id of a direct call (`Pool::apply` on a lent worker): never
+/// one the dispatcher hands out (they count up from 1). A lent worker is
+/// sent nothing else until it answers, so it answers at once, without
+/// looking for more work to answer with.
+pub(crate) const DIRECT_CHUNK: u64 = u64::MAX;
+
 const SETUP: u8 = b'S';
 const BATCH: u8 = b'B';
 const QUIT: u8 = b'Q';

@@ -13,6 +13,10 @@
 //! - `killed_idle N`: N times, the idle worker is SIGKILLed and a call
 //!   made at once, before the pool may have seen the worker end; prints
 //!   how many of those calls were answered.
+//! - `killed_resting`: after a run of calls, the idle worker is
+//!   SIGKILLed and no call made: prints whether the pool replaced it
+//!   (the socket of a worker offered for direct calls is still watched
+//!   for its end), and how the next call went.
 //! - `timeout`: a call longer than the pool's task timeout, then another.
 //! - `ctrl_c`: SIGINT to this process during a long call.
 //! - `terminate`: `terminate` from another thread during a long call.
@@ -227,6 +231,22 @@ fn killed_idle(times: usize) -> Result<(), pool::Error> {
     Ok(())
 }
 
+fn killed_resting() -> Result<(), pool::Error> {
+    let pool = one_worker(None)?;
+    settle();
+    let before = pool.worker_pids();
+    signal(before[0], libc::SIGKILL);
+    // Dead first (a SIGKILLed process takes a moment to stop being one),
+    // so that the pid list read next cannot be the one from before.
+    integration_tests::eventually(Duration::from_secs(50), || {
+        !integration_tests::process_alive(before[0])
+    });
+    let after = integration_tests::pids_once_replaced(&pool, &before);
+    println!("replaced: {}", after.len() == 1 && after != before);
+    println!("next call: {}", kind(&pool.apply(nap, 0)));
+    Ok(())
+}
+
 fn timeout() -> Result<(), pool::Error> {
     let pool = Arc::new(one_worker(Some(TIMEOUT))?);
     let worker = pool.worker_pids()[0];
@@ -349,6 +369,7 @@ fn main() -> Result<(), pool::Error> {
         "parked_then_map" => parked_then_map()?,
         "killed" => killed()?,
         "killed_idle" => killed_idle(args.get(2).and_then(|n| n.parse().ok()).unwrap_or(5))?,
+        "killed_resting" => killed_resting()?,
         "timeout" => timeout()?,
         "ctrl_c" => ctrl_c()?,
         "terminate" => terminate()?,

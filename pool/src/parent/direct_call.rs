@@ -43,10 +43,6 @@ use super::worker_reader::WorkerEnd;
 use crate::error::{Error, ErrorKind, WorkerInfo};
 use crate::wire::{self, BatchWriter, FromWorker, ResultChunks, ResultItems};
 
-/// The chunk id of a direct call: never one the dispatcher hands out
-/// (they count up from 1), and a lent worker runs nothing else.
-pub(crate) const LEASE_CHUNK: u64 = u64::MAX;
-
 /// The largest encoded input sent directly: it goes into an idle
 /// worker's empty socket buffer at once.
 const MAX_DIRECT_INPUT: usize = 16 * 1024;
@@ -84,7 +80,7 @@ pub(crate) fn start(leases: &Leases, job: Job, timeout: Option<Duration>) -> Sta
     };
     let mut batch = BatchWriter::new();
     batch.chunk(
-        LEASE_CHUNK,
+        wire::DIRECT_CHUNK,
         number,
         worker.indices,
         std::iter::once((0, item.input())),
@@ -345,7 +341,7 @@ fn read_reply(message: &Arc<Vec<u8>>, task: &'static str, info: WorkerInfo) -> O
     }
     let mut chunks = ResultChunks::of(message);
     let chunk = chunks.next()?;
-    if chunk.id != LEASE_CHUNK || chunk.items != 1 || chunks.next().is_some() {
+    if chunk.id != wire::DIRECT_CHUNK || chunk.items != 1 || chunks.next().is_some() {
         return None;
     }
     // Nothing was recalled: giving the input back is no answer.

@@ -5,9 +5,11 @@
 //! The dispatcher offers the local workers it has nothing for
 //! ([`Leases::offer`]), once their setup is done and where nothing it
 //! guarantees needs it between two inputs (see `dispatcher/lending.rs`);
-//! a caller takes one ([`Leases::take`]), which takes the worker's socket
-//! out of `pool-io`'s epoll set for the call (`SharedConnection::lend`),
-//! and puts it back among the idle ones afterwards without waking
+//! a caller takes one ([`Leases::take`]), which keeps `pool-io` from
+//! reading the worker's socket for the call (`SharedConnection::lend`:
+//! the socket goes quiet in its epoll set, and stays so until the
+//! dispatcher takes the worker back, so that a run of direct calls
+//! changes the set once), and puts it back among the idle ones afterwards without waking
 //! anybody, unless the dispatcher asked to hear of it (it needs workers,
 //! or is closing) or the worker was lost. A call sent and not being read
 //! is parked here ([`Leases::park`]). The dispatcher takes its idle
@@ -178,8 +180,12 @@ impl Leases {
             .filter_map(|id| inner.lent.remove(&id)?.parked)
             .collect();
         inner.wanted |= want && !inner.lent.is_empty();
+        let idle = std::mem::take(&mut inner.idle);
+        for worker in &idle {
+            worker.conn.unquiet(&worker.poller);
+        }
         Reclaimed {
-            idle: std::mem::take(&mut inner.idle),
+            idle,
             lost: std::mem::take(&mut inner.lost),
             adopted,
             run_again: std::mem::take(&mut inner.run_again),

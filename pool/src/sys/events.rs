@@ -31,8 +31,11 @@ pub(crate) struct Poller {
     epoll: OwnedFd,
 }
 
-fn interest(writable: bool) -> epoll::EventFlags {
-    let mut flags = epoll::EventFlags::IN | epoll::EventFlags::RDHUP;
+fn interest(writable: bool, quiet: bool) -> epoll::EventFlags {
+    let mut flags = match quiet {
+        false => epoll::EventFlags::IN | epoll::EventFlags::RDHUP,
+        true => epoll::EventFlags::RDHUP | epoll::EventFlags::ONESHOT,
+    };
     if writable {
         flags |= epoll::EventFlags::OUT;
     }
@@ -50,19 +53,32 @@ impl Poller {
     /// room to write.
     pub(crate) fn add(&self, fd: BorrowedFd<'_>, token: u64, writable: bool) -> io::Result<()> {
         let data = epoll::EventData::new_u64(token);
-        Ok(epoll::add(&self.epoll, fd, data, interest(writable))?)
+        Ok(epoll::add(
+            &self.epoll,
+            fd,
+            data,
+            interest(writable, false),
+        )?)
     }
 
-    /// Changes whether `fd` (watched under `token`) is watched for room
-    /// to write.
-    pub(crate) fn set_writable(
+    /// Changes how `fd` (watched under `token`) is watched: for room to
+    /// write if `writable`; and if `quiet`, not for data but only for the
+    /// peer's end (or an error), and once: a quiet descriptor reported
+    /// ready is not reported again until this is called again (re-armed).
+    pub(crate) fn modify(
         &self,
         fd: BorrowedFd<'_>,
         token: u64,
         writable: bool,
+        quiet: bool,
     ) -> io::Result<()> {
         let data = epoll::EventData::new_u64(token);
-        Ok(epoll::modify(&self.epoll, fd, data, interest(writable))?)
+        Ok(epoll::modify(
+            &self.epoll,
+            fd,
+            data,
+            interest(writable, quiet),
+        )?)
     }
 
     pub(crate) fn remove(&self, fd: BorrowedFd<'_>) -> io::Result<()> {

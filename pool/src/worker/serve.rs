@@ -239,12 +239,13 @@ impl Worker {
                     inbox.receive(&mut self.conn).map_err(receive_error)?
                 }
             };
+            let mut direct = false;
             match ToWorker::parse(message).map_err(protocol)? {
                 ToWorker::Batch(batch) => {
                     self.set_busy(true);
                     let ran = self.run_batch(batch);
                     self.set_busy(false);
-                    ran?
+                    direct = ran?;
                 }
                 ToWorker::Quit => return self.flush(),
                 ToWorker::Denied { reason } => {
@@ -258,7 +259,10 @@ impl Worker {
                     ))
                 }
             }
-            if self.early.is_empty() && !self.more_waiting()? {
+            // A direct call's answer is all its caller waits for, and
+            // nothing follows it: looking for more would only cost a
+            // system call.
+            if self.early.is_empty() && (direct || !self.more_waiting()?) {
                 self.flush()?;
             }
         }
@@ -324,7 +328,10 @@ impl Worker {
         Ok(())
     }
 
-    fn run_batch(&mut self, batch: Batch<'_>) -> Result<()> {
+    /// Runs a batch; true if it was a direct call's
+    /// ([`DIRECT_CHUNK`](crate::wire::DIRECT_CHUNK)).
+    fn run_batch(&mut self, batch: Batch<'_>) -> Result<bool> {
+        let mut direct = false;
         for record in batch.records() {
             match record.map_err(protocol)? {
                 BatchRecord::DefineTask { number, name } => {
@@ -344,6 +351,7 @@ impl Worker {
                     // Counted from when the first unsent chunk began, so that
                     // a slow chunk is sent as soon as it ends.
                     let oldest = *self.oldest_unsent.get_or_insert(began);
+                    direct = chunk.id == crate::wire::DIRECT_CHUNK;
                     self.run_chunk(chunk, began)?;
                     if self.results.chunks() >= FLUSH_CHUNKS || oldest.elapsed() >= FLUSH_AFTER {
                         self.flush()?;
@@ -351,7 +359,7 @@ impl Worker {
                 }
             }
         }
-        Ok(())
+        Ok(direct)
     }
 
     fn run_chunk(&mut self, chunk: ChunkRecord<'_>, mut began: Instant) -> Result<()> {

@@ -5,7 +5,7 @@
 
 use super::{Dispatcher, Phase};
 use crate::error::Error;
-use crate::parent::direct_call::{self, Failure, LEASE_CHUNK};
+use crate::parent::direct_call::{self, Failure};
 use crate::parent::lease::Call;
 
 impl Dispatcher {
@@ -109,7 +109,7 @@ impl Dispatcher {
         if let Some(mut slot) = self.worker_mut(worker.id) {
             slot.count_lent(worker.ran);
             slot.set_lent(false);
-            slot.adopt_chunk(LEASE_CHUNK, number, job);
+            slot.adopt_chunk(crate::wire::DIRECT_CHUNK, number, job);
         }
         worker.conn.end_lease_answering(&worker.poller, answer);
     }

@@ -38,8 +38,6 @@ pub(super) struct Entry {
     greeting: Greeting,
     queue: VecDeque<Outgoing>,
     pending: Arc<AtomicUsize>,
-    /// Whether the socket is watched for room to write.
-    watching_room: bool,
     child: Option<Arc<Mutex<Child>>>,
     stderr: Option<StderrLines>,
     ending: Option<Ending>,
@@ -80,7 +78,6 @@ impl Entry {
             greeting: Greeting::default(),
             queue: setup.map(Outgoing::Whole).into_iter().collect(),
             pending,
-            watching_room: false,
             child,
             stderr: stderr.map(|(pipe, watch)| StderrLines::new(id, pipe, watch)),
             ending: None,
@@ -154,11 +151,7 @@ impl Entry {
             }
         }
         let want_room = !self.queue.is_empty();
-        if want_room != self.watching_room {
-            let watched =
-                poller.set_writable(conn.as_fd(), token(self.id, Kind::Socket), want_room);
-            self.watching_room = want_room && watched.is_ok();
-        }
+        conn.watch_room(poller, want_room);
     }
 
     /// Reads the messages that have arrived (a bounded number) and sends
@@ -174,9 +167,8 @@ impl Entry {
             // wait for one message at most.
             let (received, answer) = {
                 let mut conn = conn.lock();
-                // Read by the caller it is lent to (a readiness from
-                // before the lease took it out of the set).
-                if conn.is_lent() {
+                // Read by the caller it is lent to.
+                if conn.leave_to_lease() {
                     return false;
                 }
                 let received = conn.try_recv_bytes();
@@ -188,7 +180,7 @@ impl Entry {
             };
             let message = match received {
                 Ok(Some(message)) => message,
-                Ok(None) => return false,
+                Ok(None) => break,
                 Err(err) => {
                     self.end(poller, format!("{err:#}"));
                     return true;
@@ -212,6 +204,9 @@ impl Entry {
                 return true;
             }
         }
+        // A quiet socket (see `shared_conn`) is reported once: what is
+        // left, or comes next, must be reported again.
+        conn.lock().rearm(poller);
         false
     }
 
