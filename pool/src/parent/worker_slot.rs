@@ -491,6 +491,11 @@ impl WorkerSlot {
         }
     }
 
+    /// Whether chunks wait in the worker's batch, to go with `send_batch`.
+    pub(crate) fn has_batch(&self) -> bool {
+        !self.batch.is_empty()
+    }
+
     /// Sends the batch built up for the worker, if any, and starts the next.
     pub(crate) fn send_batch(&mut self) {
         if !self.batch.is_empty() {

@@ -24,6 +24,7 @@ mod faults;
 mod lending;
 mod lifecycle;
 mod memory;
+mod ordered;
 mod shortage;
 mod slots;
 
@@ -86,12 +87,14 @@ pub(crate) struct Dispatcher {
     io: WorkerIo,
     queue: VecDeque<Job>,
     workers: Slots,
-    /// Workers given chunks since their batches last went out.
+    /// Workers given chunks since their batches last went out, each once.
     batched: Vec<u32>,
     next_worker_id: u32,
     next_chunk_id: u64,
     /// The number each task's name is sent as, once defined.
     task_numbers: HashMap<&'static str, u32>,
+    /// The task given out last, with its number (see `task_number`).
+    last_task: Option<(&'static str, u32)>,
     /// Recent time per input, in nanoseconds, if any input has run yet.
     nanos_per_item: Option<f64>,
     phase: Phase,
@@ -164,6 +167,7 @@ impl Dispatcher {
             next_worker_id: 1,
             next_chunk_id: 1,
             task_numbers: HashMap::new(),
+            last_task: None,
             nanos_per_item: None,
             phase: Phase::Open,
             broken: None,
@@ -522,19 +526,32 @@ impl Dispatcher {
 
     /// Gives `job` to `worker`, as the next chunk of its batch.
     fn assign(&mut self, worker: u32, job: Job) {
-        let number = match self.task_numbers.get(job.task) {
-            Some(&number) => number,
-            None => {
-                let number = self.task_numbers.len() as u32;
-                self.task_numbers.insert(job.task, number);
-                number
-            }
-        };
+        let number = self.task_number(job.task);
         let chunk_id = self.next_chunk_id;
         self.next_chunk_id += 1;
         if let Some(mut slot) = self.workers.get_mut(worker) {
+            // Listed once, with the first chunk of its batch.
+            if !slot.has_batch() {
+                self.batched.push(worker);
+            }
             slot.push_chunk(chunk_id, number, job);
-            self.batched.push(worker);
+        }
+    }
+
+    /// The number `task` is sent as, defined at its first use. The last
+    /// one is kept at hand: calls of one task in a row (`apply_async`
+    /// after `apply_async`) then skip hashing its name at every chunk.
+    fn task_number(&mut self, task: &'static str) -> u32 {
+        match self.last_task {
+            // Pointers, not contents: the same name elsewhere in memory
+            // is found in the map.
+            Some((last, number)) if std::ptr::eq(last, task) => number,
+            _ => {
+                let count = self.task_numbers.len() as u32;
+                let number = *self.task_numbers.entry(task).or_insert(count);
+                self.last_task = Some((task, number));
+                number
+            }
         }
     }
 
@@ -553,19 +570,17 @@ impl Dispatcher {
         // Worth a message only if the idle worker gains some time.
         let worth =
             |items: u64| nanos.map_or(true, |n| n * items as f64 >= RECALL_WORTH.as_nanos() as f64);
-        let workers = &self.workers;
-        let busiest: Vec<u32> = workers
+        let busiest: Vec<u32> = self
+            .workers
             .most_queued()
             // What a worker holds bounds what it could spare.
             .take_while(|&(held, _)| worth(held))
-            .filter(|&(_, id)| {
-                workers.get(id).is_some_and(|w| {
-                    let spare = w.spare_items();
-                    spare > 0 && worth(spare)
-                })
+            .filter(|(_, slot)| {
+                let spare = slot.spare_items();
+                spare > 0 && worth(spare)
             })
             .take(idle)
-            .map(|(_, id)| id)
+            .map(|(_, slot)| slot.id())
             .collect();
         for worker in busiest {
             if let Some(mut slot) = self.workers.get_mut(worker) {

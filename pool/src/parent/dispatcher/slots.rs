@@ -8,11 +8,23 @@
 //! by deadline) and a few counts. They are kept true by taking every
 //! slot mutably through [`SlotMut`], which files the slot again when it
 //! is dropped, whatever was done to it.
+//!
+//! Keeping them costs every chunk a refiling, which with a few workers
+//! was most of what a chunk cost the dispatcher (2-worker `apply_async`
+//! lost a sixth of its throughput to B-trees and SipHash), so it is kept
+//! cheap: the orders are sorted vectors until they grow large
+//! (`ordered.rs`), worker ids are hashed with one multiplication
+//! ([`IdHasher`]), and the order of the workers with inputs to spare,
+//! read only by a rebalance, is brought up to date when one reads it, for
+//! the workers that changed since ([`Slots::most_queued`]), not at every
+//! chunk.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::{Deref, DerefMut};
 use std::time::Instant;
 
+use super::ordered::Ordered;
 use super::{MAX_QUEUED_BYTES, MAX_QUEUED_ITEMS, QUEUE_TARGET};
 use crate::parent::worker_slot::{State, WorkerSlot};
 
@@ -27,9 +39,10 @@ struct Filed {
     idle_local: bool,
     /// Offered or lent to callers: no taker meanwhile.
     lent: bool,
-    /// Ready with chunks queued behind the first: in `spare` with the
-    /// inputs it holds, which bound those it could spare.
+    /// Where it is in `spare`, which lags behind (see `spare_stale`).
     spare: Option<u64>,
+    /// In `spare_stale`: its place in `spare` may be out of date.
+    spare_stale: bool,
     /// Starting: in `starting` with this deadline.
     starting: Option<Instant>,
     /// Holds chunks, in any state.
@@ -45,15 +58,13 @@ impl Filed {
         let load = slot.load();
         let taker =
             ready && !slot.is_lent() && task_limit.map_or(true, |limit| slot.items_sent() < limit);
-        // Not `spare_items`, which walks the chunks in flight (hundreds of
-        // single-input chunks under `apply_async`), on every change.
-        let spare = (ready && load.chunks > 1).then_some(load.items);
         Filed {
             taker: taker.then_some(load.items),
             idle: taker && load.chunks == 0,
             idle_local: taker && load.chunks == 0 && slot.is_local(),
             lent: slot.is_lent(),
-            spare,
+            spare: spare_key(slot),
+            spare_stale: false,
             starting: match state {
                 State::Starting { deadline } => Some(deadline),
                 _ => None,
@@ -65,22 +76,66 @@ impl Filed {
     }
 }
 
+/// Where a slot belongs in `spare`: ready with chunks queued behind the
+/// first, with the inputs it holds, which bound those it could spare.
+/// Not `spare_items`, which walks the chunks in flight (hundreds of
+/// single-input chunks under `apply_async`).
+fn spare_key(slot: &WorkerSlot) -> Option<u64> {
+    let load = slot.load();
+    (slot.state() == State::Ready && load.chunks > 1).then_some(load.items)
+}
+
+/// Hashes worker ids with one multiplication. The dispatcher numbers its
+/// workers itself, so no peer chooses the keys, and SipHash's defence
+/// against chosen keys would only cost each chunk a few hundred
+/// instructions. The product's low bits (the table's bucket) differ for
+/// consecutive ids; its high bits (hashbrown's tag) mix them all.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.write_u64(u64::from(byte));
+        }
+    }
+
+    fn write_u32(&mut self, id: u32) {
+        self.write_u64(u64::from(id));
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = (self.0.rotate_left(5) ^ value).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A map keyed by worker id.
+type IdMap<V> = HashMap<u32, V, BuildHasherDefault<IdHasher>>;
+
 /// The dispatcher's workers (see the module's documentation).
 pub(super) struct Slots {
     slots: Vec<WorkerSlot>,
     /// Where each slot is filed, by the slot's position.
     filed: Vec<Filed>,
     /// Each worker's position in `slots`.
-    positions: HashMap<u32, usize>,
+    positions: IdMap<usize>,
     /// Workers that may be given work, by (inputs held, id).
-    takers: BTreeSet<(u64, u32)>,
+    takers: Ordered<(u64, u32)>,
     /// Ready workers with chunks queued behind the first, which may hold
-    /// inputs another could take over, by (inputs held, id).
-    spare: BTreeSet<(u64, u32)>,
+    /// inputs another could take over, by (inputs held, id), as of when
+    /// it was last read: the workers in `spare_stale` may have moved.
+    spare: Ordered<(u64, u32)>,
+    /// Workers whose place in `spare` may have changed since it was last
+    /// read (each once: see `Filed::spare_stale`).
+    spare_stale: Vec<u32>,
     /// Starting workers, by (deadline, id).
-    starting: BTreeSet<(Instant, u32)>,
+    starting: Ordered<(Instant, u32)>,
     /// Idle local workers, which may be offered to callers.
-    idle_local: BTreeSet<u32>,
+    idle_local: Ordered<u32>,
     idle: usize,
     lent: usize,
     holding: usize,
@@ -96,11 +151,12 @@ impl Slots {
         Slots {
             slots: Vec::new(),
             filed: Vec::new(),
-            positions: HashMap::new(),
-            takers: BTreeSet::new(),
-            spare: BTreeSet::new(),
-            starting: BTreeSet::new(),
-            idle_local: BTreeSet::new(),
+            positions: IdMap::default(),
+            takers: Ordered::default(),
+            spare: Ordered::default(),
+            spare_stale: Vec::new(),
+            starting: Ordered::default(),
+            idle_local: Ordered::default(),
             idle: 0,
             lent: 0,
             holding: 0,
@@ -121,7 +177,11 @@ impl Slots {
     /// Takes worker `id`'s slot out.
     pub(super) fn remove(&mut self, id: u32) -> Option<WorkerSlot> {
         let position = self.positions.remove(&id)?;
-        self.unfile(id, self.filed[position]);
+        let was = self.filed[position];
+        self.file(id, &was, &Filed::default());
+        if was.spare_stale {
+            self.spare_stale.retain(|&stale| stale != id);
+        }
         self.filed.swap_remove(position);
         let slot = self.slots.swap_remove(position);
         if let Some(moved) = self.slots.get(position) {
@@ -173,7 +233,7 @@ impl Slots {
         bytes: usize,
         nanos_per_item: Option<f64>,
     ) -> Option<u32> {
-        for &(held, id) in &self.takers {
+        for &(held, id) in self.takers.iter() {
             let slot = &self.slots[self.positions[&id]];
             let load = slot.load();
             if load.chunks == 0 {
@@ -203,8 +263,24 @@ impl Slots {
     /// The ready workers with chunks queued behind the first, holding
     /// most inputs first, with how many they hold (at least as many as
     /// they could spare).
-    pub(super) fn most_queued(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
-        self.spare.iter().rev().copied()
+    pub(super) fn most_queued(&mut self) -> impl Iterator<Item = (u64, &WorkerSlot)> + '_ {
+        for id in std::mem::take(&mut self.spare_stale) {
+            let Some(&position) = self.positions.get(&id) else {
+                continue;
+            };
+            let now = spare_key(&self.slots[position]);
+            let filed = &mut self.filed[position];
+            filed.spare_stale = false;
+            let was = std::mem::replace(&mut filed.spare, now);
+            self.spare
+                .change(was.map(|held| (held, id)), now.map(|held| (held, id)));
+        }
+        let slots = &*self;
+        slots
+            .spare
+            .iter()
+            .rev()
+            .map(|&(held, id)| (held, &slots.slots[slots.positions[&id]]))
     }
 
     /// The idle local workers, which may be offered to callers.
@@ -252,51 +328,43 @@ impl Slots {
 
     fn refile(&mut self, position: usize) {
         let slot = &self.slots[position];
-        let now = Filed::of(slot, self.task_limit);
+        let mut now = Filed::of(slot, self.task_limit);
         let was = self.filed[position];
+        // `spare` is brought up to date when read: until then the slot
+        // stays where it was, noted as stale once.
+        if now.spare != was.spare && !was.spare_stale {
+            self.spare_stale.push(slot.id());
+            now.spare_stale = true;
+        } else {
+            now.spare_stale = was.spare_stale;
+        }
+        now.spare = was.spare;
         if now == was {
             return;
         }
-        let id = slot.id();
-        self.unfile(id, was);
-        if let Some(held) = now.taker {
-            self.takers.insert((held, id));
-        }
-        if let Some(spare) = now.spare {
-            self.spare.insert((spare, id));
-        }
-        if let Some(deadline) = now.starting {
-            self.starting.insert((deadline, id));
-        }
-        if now.idle_local {
-            self.idle_local.insert(id);
-        }
-        self.idle += usize::from(now.idle);
-        self.lent += usize::from(now.lent);
-        self.holding += usize::from(now.holding);
-        self.live += usize::from(now.live);
-        self.local_live += usize::from(now.local_live);
+        self.file(slot.id(), &was, &now);
         self.filed[position] = now;
     }
 
-    fn unfile(&mut self, id: u32, was: Filed) {
-        if let Some(held) = was.taker {
-            self.takers.remove(&(held, id));
-        }
-        if let Some(spare) = was.spare {
-            self.spare.remove(&(spare, id));
-        }
-        if let Some(deadline) = was.starting {
-            self.starting.remove(&(deadline, id));
-        }
-        if was.idle_local {
-            self.idle_local.remove(&id);
-        }
-        self.idle -= usize::from(was.idle);
-        self.lent -= usize::from(was.lent);
-        self.holding -= usize::from(was.holding);
-        self.live -= usize::from(was.live);
-        self.local_live -= usize::from(was.local_live);
+    /// Moves worker `id` in the orders and counts from where `was` filed
+    /// it to where `now` does.
+    #[inline]
+    fn file(&mut self, id: u32, was: &Filed, now: &Filed) {
+        let keyed = |key: Option<u64>| key.map(|key| (key, id));
+        self.takers.change(keyed(was.taker), keyed(now.taker));
+        self.spare.change(keyed(was.spare), keyed(now.spare));
+        let starting = |filed: &Filed| filed.starting.map(|deadline| (deadline, id));
+        self.starting.change(starting(was), starting(now));
+        self.idle_local
+            .change(was.idle_local.then_some(id), now.idle_local.then_some(id));
+        let count = |total: &mut usize, was: bool, now: bool| {
+            *total = *total + usize::from(now) - usize::from(was);
+        };
+        count(&mut self.idle, was.idle, now.idle);
+        count(&mut self.lent, was.lent, now.lent);
+        count(&mut self.holding, was.holding, now.holding);
+        count(&mut self.live, was.live, now.live);
+        count(&mut self.local_live, was.local_live, now.local_live);
     }
 }
 
@@ -348,20 +416,25 @@ mod tests {
         }
     }
 
-    /// What `slots` filed agrees with the slots as they are now.
-    fn assert_filed_truly(slots: &Slots) {
+    /// What `slots` filed agrees with the slots as they are now, once
+    /// the order read lazily (`spare`) was read.
+    fn assert_filed_truly(slots: &mut Slots) {
+        let _ = slots.most_queued();
+        assert!(slots.spare_stale.is_empty());
         let mut fresh = Slots::new(slots.task_limit);
-        let mut taken = Vec::new();
         for (position, slot) in slots.slots.iter().enumerate() {
             assert_eq!(slots.positions[&slot.id()], position);
             let filed = Filed::of(slot, slots.task_limit);
             assert!(slots.filed[position] == filed, "worker {}", slot.id());
             if let Some(held) = filed.taker {
-                taken.push((held, slot.id()));
+                fresh.takers.insert((held, slot.id()));
+            }
+            if let Some(spare) = filed.spare {
+                fresh.spare.insert((spare, slot.id()));
             }
         }
-        fresh.takers.extend(taken);
         assert_eq!(slots.takers, fresh.takers);
+        assert_eq!(slots.spare, fresh.spare);
         let idle = slots
             .iter()
             .filter(|s| Filed::of(s, slots.task_limit).idle)
@@ -388,11 +461,11 @@ mod tests {
         }
         assert!(!slots.any_starting());
         assert_eq!(slots.idle(), 3);
-        assert_filed_truly(&slots);
+        assert_filed_truly(&mut slots);
 
         slots.get_mut(1).unwrap().push_chunk(1, 0, job(2));
         slots.get_mut(2).unwrap().push_chunk(2, 0, job(1));
-        assert_filed_truly(&slots);
+        assert_filed_truly(&mut slots);
         assert_eq!(slots.idle(), 1);
         // The idle one first, then the one holding fewest inputs, while
         // it has room by the time inputs take.
@@ -403,17 +476,17 @@ mod tests {
         assert_eq!(slots.pick(1, 8, Some(1e9)), None);
         // Nor for one past its task limit (5): worker 3 holds 3 of them.
         slots.get_mut(3).unwrap().push_chunk(4, 0, job(2));
-        assert_filed_truly(&slots);
+        assert_filed_truly(&mut slots);
         assert!(!slots.takers.iter().any(|&(_, id)| id == 3));
 
         // A second chunk may be inputs to spare for an idle worker.
         slots.get_mut(2).unwrap().push_chunk(5, 0, job(4));
-        let queued: Vec<_> = slots.most_queued().collect();
+        let queued: Vec<_> = slots.most_queued().map(|(n, s)| (n, s.id())).collect();
         assert_eq!(queued, [(5, 3), (5, 2)]);
         slots.get_mut(2).unwrap().kill();
         let _ = slots.get_mut(2).unwrap().take_back();
-        assert_filed_truly(&slots);
-        let queued: Vec<_> = slots.most_queued().collect();
+        assert_filed_truly(&mut slots);
+        let queued: Vec<_> = slots.most_queued().map(|(n, s)| (n, s.id())).collect();
         assert_eq!(queued, [(5, 3)]);
         assert_eq!(slots.live(), 2);
 
@@ -421,9 +494,9 @@ mod tests {
         assert!(slots.remove(1).is_some());
         assert!(slots.get(1).is_none());
         assert_eq!(slots.get(3).map(|s| s.id()), Some(3));
-        assert_filed_truly(&slots);
+        assert_filed_truly(&mut slots);
         slots.for_each_mut(|slot| slot.kill());
-        assert_filed_truly(&slots);
+        assert_filed_truly(&mut slots);
         assert_eq!(slots.live(), 0);
     }
 }
