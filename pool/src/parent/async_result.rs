@@ -274,7 +274,7 @@ impl<T> Drop for AsyncResult<T> {
         // A direct call's reply still has to be read for its worker to
         // take other work: the pool does so.
         self.release();
-        if self.awaited && !self.ready() {
+        if self.awaited && self.slot.lock().outcome.is_none() {
             match self.stop_on_drop {
                 true => self.cancel_and_stop(),
                 false => self.cancel(),

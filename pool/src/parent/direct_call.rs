@@ -227,40 +227,38 @@ impl Call {
             // std's kill does nothing once the child was reaped.
             let _ = child.lock().unwrap_or_else(|p| p.into_inner()).kill();
         }
-        let run_again =
-            matches!(failure, Failure::Garbled) || matches!(failure, Failure::Ended(_)) && !started;
-        let (end, job) = match run_again {
-            true => (LeaseEnd::RunAgain(job), None),
-            false => (LeaseEnd::Lost, Some(job)),
+        let verdict = match failure {
+            Failure::Garbled => Verdict::RunAgain,
+            Failure::Ended(_) if !started => Verdict::RunAgain,
+            Failure::Ended(error) => Verdict::Died(error),
+            Failure::TimedOut => Verdict::TimedOut,
         };
-        let (err, job) = match leases.give_back(worker, end) {
-            Some((stopped, back)) => (stopped, back.or(job)),
-            None if run_again => return,
-            None => {
-                let err = match failure {
-                    Failure::TimedOut => Error::new(
-                        ErrorKind::Timeout,
-                        format!(
-                            "ran longer than {:?}; its worker was killed",
-                            timeout.unwrap_or_default()
-                        ),
+        let (end, job) = match verdict {
+            Verdict::RunAgain => (LeaseEnd::RunAgain(job), None),
+            Verdict::Died(_) | Verdict::TimedOut => (LeaseEnd::Lost, Some(job)),
+        };
+        let (err, job) = match (leases.give_back(worker, end), verdict) {
+            (Some((stopped, back)), _) => (stopped, back.or(job)),
+            (None, Verdict::RunAgain) => return,
+            (None, Verdict::TimedOut) => {
+                let err = Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "ran longer than {:?}; its worker was killed",
+                        timeout.unwrap_or_default()
                     ),
-                    // Run again, unless stopped: not reached.
-                    Failure::Garbled => Error::new(
-                        ErrorKind::WorkerDied,
-                        "its worker answered with something other than its result and was killed",
-                    ),
-                    Failure::Ended(error) => {
-                        let end = WorkerEnd {
-                            status: reaped(&child),
-                            error,
-                        };
-                        Error::new(
-                            ErrorKind::WorkerDied,
-                            format!("{} while running this task", end.describe()),
-                        )
-                    }
+                );
+                (err.with_worker(info), job)
+            }
+            (None, Verdict::Died(error)) => {
+                let end = WorkerEnd {
+                    status: reaped(&child),
+                    error,
                 };
+                let err = Error::new(
+                    ErrorKind::WorkerDied,
+                    format!("{} while running this task", end.describe()),
+                );
                 (err.with_worker(info), job)
             }
         };
@@ -269,6 +267,17 @@ impl Call {
             complete(job, Err(err.with_task(task).with_index(0)));
         }
     }
+}
+
+/// What a failed direct call means for its input.
+enum Verdict {
+    /// No fault of the input's (its worker ended before starting it, or
+    /// answered nonsense): it runs the usual way.
+    RunAgain,
+    /// It ran past the task timeout.
+    TimedOut,
+    /// Its worker died running it, the connection ending with this error.
+    Died(String),
 }
 
 /// Completes the job's cell with `outcome`, leaving the job empty so that

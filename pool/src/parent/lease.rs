@@ -103,6 +103,17 @@ struct Lent {
     released: bool,
 }
 
+impl Lent {
+    /// Whether the call parked here is the one whose handle's cell is
+    /// `cell` (the worker may since have been lent to another call).
+    fn parks(&self, cell: &Arc<ResultCell>) -> bool {
+        self.parked
+            .as_ref()
+            .and_then(Call::cell)
+            .is_some_and(|c| Arc::ptr_eq(c, cell))
+    }
+}
+
 /// What the dispatcher takes back at once ([`Leases::reclaim`]).
 pub(crate) struct Reclaimed {
     pub(crate) idle: Vec<Lendable>,
@@ -316,12 +327,7 @@ impl Leases {
     pub(crate) fn unpark(&self, worker: u32, cell: &Arc<ResultCell>) -> Option<Call> {
         let mut inner = self.lock();
         let lent = inner.lent.get_mut(&worker)?;
-        let ours = lent
-            .parked
-            .as_ref()?
-            .cell()
-            .is_some_and(|c| Arc::ptr_eq(c, cell));
-        ours.then(|| lent.parked.take()).flatten()
+        lent.parks(cell).then(|| lent.parked.take()).flatten()
     }
 
     /// Asks the dispatcher to adopt the call parked with `worker` whose
@@ -331,12 +337,7 @@ impl Leases {
         let Some(lent) = inner.lent.get_mut(&worker) else {
             return;
         };
-        let ours = lent
-            .parked
-            .as_ref()
-            .and_then(Call::cell)
-            .is_some_and(|c| Arc::ptr_eq(c, cell));
-        if ours && !std::mem::replace(&mut lent.released, true) {
+        if lent.parks(cell) && !std::mem::replace(&mut lent.released, true) {
             drop(inner);
             let _ = self.events.send(Event::LeaseEnded);
         }
