@@ -100,7 +100,7 @@ impl Default for Client {
 impl Client {
     /// Default options: no authkey, no connect timeout, a handshake timeout
     /// of [`DEFAULT_CLIENT_HANDSHAKE_TIMEOUT`], HMAC-MD5 accepted, messages
-    /// up to [`DEFAULT_MAX_MESSAGE_SIZE`](crate::DEFAULT_MAX_MESSAGE_SIZE).
+    /// up to [`DEFAULT_MAX_MESSAGE_SIZE`].
     pub fn new() -> Client {
         Client::default()
     }

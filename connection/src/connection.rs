@@ -43,7 +43,7 @@ pub(crate) fn keep_buffer(slot: &mut Vec<u8>, mut buf: Vec<u8>, limit: usize) {
 /// One end of a connection: sends and receives whole messages, either raw
 /// bytes or serde-serializable values.
 ///
-/// Made by [`pipe`](crate::pipe), [`one_way_pipe`](crate::one_way_pipe),
+/// Made by [`pipe`](crate::pipe()), [`one_way_pipe`](crate::one_way_pipe),
 /// [`Listener::accept`](crate::Listener::accept),
 /// [`Client::connect`](crate::Client::connect), from an inherited
 /// descriptor with [`Connection::from_env`], or from any connected stream
@@ -51,7 +51,7 @@ pub(crate) fn keep_buffer(slot: &mut Vec<u8>, mut buf: Vec<u8>, limit: usize) {
 ///
 /// There is no buffering in user space: a message is read from the kernel
 /// only when asked for, so [`poll`](Connection::poll) and
-/// [`wait`](crate::wait) are always accurate.
+/// [`wait`](crate::wait()) are always accurate.
 ///
 /// # Examples
 ///
@@ -165,9 +165,9 @@ impl Connection {
 
     /// Whether this end sends [`SharedBuf`](crate::SharedBuf)s and payloads over its
     /// [threshold](Connection::set_shared_memory_threshold) as shared
-    /// memory, and accepts them (see [`shared`](crate::shared)): true for
+    /// memory, and accepts them (see [`shared`]): true for
     /// the ends of
-    /// [`pipe`](crate::pipe) and those passed to a child, false for a
+    /// [`pipe`](crate::pipe()) and those passed to a child, false for a
     /// [`Listener`](crate::Listener)/[`Client`](crate::Client) connection
     /// unless turned on.
     pub fn shared_memory(&self) -> bool {
@@ -178,7 +178,7 @@ impl Connection {
     /// ends must agree: turn it on at both ends of a
     /// [`Listener`](crate::Listener)/[`Client`](crate::Client) connection
     /// between two programs of this crate (never for a CPython peer, which
-    /// cannot read such messages), off on an end of [`pipe`](crate::pipe)
+    /// cannot read such messages), off on an end of [`pipe`](crate::pipe())
     /// handed to a program that is not.
     ///
     /// Turning it on fails with [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) unless the

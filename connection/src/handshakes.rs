@@ -20,7 +20,7 @@
 //!
 //! Between calls nothing runs. The set's descriptor (on Linux) is readable
 //! while something is ready, and its alarm makes it readable when the
-//! oldest deadline passes, so that [`wait`](crate::wait) on the listener
+//! oldest deadline passes, so that [`wait`](crate::wait()) on the listener
 //! reports whenever `accept` has something to do.
 
 use std::collections::BTreeMap;

@@ -119,7 +119,7 @@
 //! [`Client`] that connects to it, as in Python's
 //! `multiprocessing.connection`. With an authkey both ends run CPython's
 //! challenge-response handshake, so either end can be a Python process.
-//! [`wait`] watches several connections and listeners at once.
+//! [`wait()`] watches several connections and listeners at once.
 //!
 //! ```
 //! use connection::{Address, Client, Listener};
@@ -247,7 +247,7 @@
 //! # Shared memory for large messages
 //!
 //! Between two ends of this crate that agreed to it (both ends of a
-//! [`pipe`], an end passed to a child and rebuilt there, the `pool`
+//! [`pipe()`], an end passed to a child and rebuilt there, the `pool`
 //! crate's local workers; a [`Listener`]/[`Client`] connection only when
 //! both programs call [`Connection::set_shared_memory`]), a message can
 //! travel as a sealed memfd passed over the Unix socket instead of through
@@ -329,7 +329,7 @@
 //! count of empty elements is a [`Decode`](ErrorKind::Decode) error, not an
 //! abort, a stack overflow or a hang. But a hostile peer can still feed a
 //! program values it did not expect, and large ones within those bounds.
-//! Only receive values from a peer you trust: the other end of a [`pipe`],
+//! Only receive values from a peer you trust: the other end of a [`pipe()`],
 //! or a peer that passed
 //! authentication.
 //!

@@ -272,28 +272,28 @@ impl Listener {
     /// takes the new peer in its place: a crowd of silent peers cannot use
     /// up the descriptors and shut out a good client. With no handshake to
     /// close, `accept` returns that error
-    /// ([`ErrorKind::Io`](crate::ErrorKind::Io)).
+    /// ([`ErrorKind::Io`]).
     ///
     /// A handshake that fails is returned as an error for that one peer
     /// ([`Error::is_peer_failure`] says so, whatever its kind: a peer that
-    /// resets its connection gives [`ErrorKind::Eof`](crate::ErrorKind::Eof),
+    /// resets its connection gives [`ErrorKind::Eof`],
     /// as a tokio listener's does),
     /// and the listener stays usable: call `accept` again at once to serve
     /// the next. A silent or too slow peer gives
-    /// [`ErrorKind::TimedOut`](crate::ErrorKind::TimedOut); a peer with a
+    /// [`ErrorKind::TimedOut`]; a peer with a
     /// wrong key gets `#FAILURE#` and this side
-    /// [`ErrorKind::AuthenticationFailed`](crate::ErrorKind::AuthenticationFailed);
+    /// [`ErrorKind::AuthenticationFailed`];
     /// a peer that sends something other than the handshake gives
-    /// [`ErrorKind::Protocol`](crate::ErrorKind::Protocol). Error messages
+    /// [`ErrorKind::Protocol`]. Error messages
     /// name the listener's and the peer's addresses.
     ///
     /// A signal that arrives while `accept` waits ends the wait with
-    /// [`ErrorKind::Interrupted`](crate::ErrorKind::Interrupted); handshakes
+    /// [`ErrorKind::Interrupted`]; handshakes
     /// in progress carry on, and a later `accept` returns them. A signal
     /// does not disturb a handshake itself, which would cost the peer its
     /// connection. To wait with a timeout use
     /// [`accept_timeout`](Listener::accept_timeout); for several listeners
-    /// at once, [`wait`](crate::wait) first. On Linux a listener with an
+    /// at once, [`wait`](crate::wait()) first. On Linux a listener with an
     /// authkey is ready when `accept` has something to do: a new peer, a
     /// pending peer's answer, or a handshake's deadline. That step may not
     /// end a handshake, so `accept` may still wait; `accept_timeout` with a
@@ -473,7 +473,7 @@ fn accept_plain(socket: &ListenSocket, deadline: Option<Instant>) -> Result<Opti
 /// The descriptor to watch for [`accept`](Listener::accept) having
 /// something to do: with an authkey (on Linux) an epoll descriptor that is
 /// readable when a new peer waits, a pending peer has answered, or a
-/// handshake's deadline has passed, so that [`wait`](crate::wait) and
+/// handshake's deadline has passed, so that [`wait`](crate::wait()) and
 /// `poll` miss none; otherwise the listening socket itself.
 impl AsFd for Listener {
     fn as_fd(&self) -> BorrowedFd<'_> {

@@ -60,7 +60,7 @@
 //! receiver writes there.
 //!
 //! Which ends agree:
-//! - both ends of [`pipe`](crate::pipe) and [`one_way_pipe`](crate::one_way_pipe);
+//! - both ends of [`pipe`](crate::pipe()) and [`one_way_pipe`](crate::one_way_pipe);
 //! - an end passed to a child with
 //!   [`Connection::pass_to_child`](crate::Connection::pass_to_child) and
 //!   rebuilt there by [`Connection::from_env`](crate::Connection::from_env)
@@ -75,7 +75,7 @@
 //! message as [`ErrorKind::Protocol`] (so does CPython, which never sees
 //! one unless a program turns the setting on for a connection to it).
 //! Turn it off with `set_shared_memory(false)` before handing an end of
-//! [`pipe`](crate::pipe) to a program not built on this crate.
+//! [`pipe`](crate::pipe()) to a program not built on this crate.
 //!
 //! Where `memfd_create` is unavailable (an old kernel, a seccomp filter),
 //! the first large message finds out, and that end sends every message

@@ -20,9 +20,9 @@ use crate::sys::{self, PollFd};
 /// `&dyn AsFd`, as below.
 ///
 /// A signal that arrives meanwhile (Ctrl-C with a handler installed, say)
-/// ends the wait with [`ErrorKind::Interrupted`](crate::ErrorKind::Interrupted).
+/// ends the wait with [`ErrorKind::Interrupted`].
 /// An empty `objects` with no timeout could only ever end that way, so it
-/// is [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) instead
+/// is [`ErrorKind::InvalidInput`] instead
 /// of a hang; with a timeout it waits that long and returns nothing.
 ///
 /// # Examples

@@ -1,7 +1,7 @@
 //! Tasks: named functions that parent and worker both know.
 //!
 //! [`task!`](crate::task!) turns a function into a unit struct that
-//! implements [`Task`] and puts an entry for it in [`TASKS`], a table the
+//! implements [`Task`] and puts an entry for it in `TASKS`, a table the
 //! linker assembles from every crate in the program (`linkme`). A worker
 //! process, which is the same program or one that links the same task
 //! crates, finds the function from the name the parent sends. The table

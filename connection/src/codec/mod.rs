@@ -110,7 +110,7 @@ pub const MAX_DECODE_DEPTH: usize = 256;
 pub const MAX_EMPTY_ELEMENTS: usize = 1 << 20;
 
 /// Appends the encoding of `value` to `out`: the same bytes that
-/// [`encode`](crate::encode) returns, in a buffer the caller keeps and
+/// [`encode`] returns, in a buffer the caller keeps and
 /// reuses. On error `out` is left as it was.
 ///
 /// # Examples

@@ -47,7 +47,7 @@ impl Direction {
         closed_unless(self.can_send(), "send (the read end")
     }
 
-    /// How [`Connection::pass_to_child`] writes it after the descriptor number.
+    /// How [`Connection::pass_to_child`](crate::Connection::pass_to_child) writes it after the descriptor number.
     pub(crate) fn mode(self) -> &'static str {
         match self {
             Direction::Both => "rw",

@@ -1,7 +1,7 @@
 //! Serde's view of a parsed pickle: a [`Deserializer`] that walks the arena.
 //!
 //! The walk is the only recursion in decoding, and it is bounded twice: by
-//! depth ([`MAX_DEPTH`](super::MAX_DEPTH)), which also stops a container
+//! depth ([`MAX_DEPTH`]), which also stops a container
 //! that contains itself, and by a budget of nodes and bytes visited, since
 //! a value the memo hands out many times is copied each time into the Rust
 //! value and a small pickle could otherwise expand exponentially.

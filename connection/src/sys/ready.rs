@@ -2,7 +2,7 @@
 //!
 //! On Linux it is an epoll instance, whose own descriptor polls readable
 //! while any member is ready, so that a caller who can watch one
-//! descriptor ([`wait`](crate::wait)) watches them all; an alarm (a
+//! descriptor ([`wait`](crate::wait())) watches them all; an alarm (a
 //! timerfd in the set) makes it readable at a chosen time as well. Other
 //! Unix systems get a `poll(2)` loop over the members instead, which has no
 //! such descriptor: [`ReadySet::fd`] is then `None`. Both are compiled and

@@ -101,7 +101,7 @@ impl AsyncClient {
     }
 }
 
-/// Runs a handshake to its end, or fails it with [`ErrorKind::TimedOut`]
+/// Runs a handshake to its end, or fails it with [`ErrorKind::TimedOut`](crate::ErrorKind::TimedOut)
 /// at `timeout`.
 pub(super) async fn handshake_within(
     timeout: Option<Duration>,

@@ -93,7 +93,7 @@ impl SendBuffer {
 }
 
 impl AsyncConnection {
-    /// A connected pair, the async [`pipe`](crate::pipe).
+    /// A connected pair, the async [`pipe`](crate::pipe()).
     ///
     /// # Examples
     ///

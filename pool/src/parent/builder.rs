@@ -173,7 +173,7 @@ impl PoolBuilder {
     /// [`task!`](crate::task!)) and a hash of its code as written there.
     /// If a task this program also has differs in any of them, the worker
     /// is refused and `build()` fails with
-    /// [`ErrorKind::TaskMismatch`](crate::ErrorKind::TaskMismatch), naming
+    /// [`ErrorKind::TaskMismatch`], naming
     /// the task and which side has what (a replacement refused while the
     /// pool runs counts as a failed start: three in a row fail the pool's
     /// calls with that error). Tasks only the worker program has are not

@@ -25,7 +25,7 @@
 //! worker is killed), and on Ctrl-C or `terminate` the dispatcher kills
 //! the lent worker after noting why (`Leases::stop_lent`), which ends
 //! the wait with that error; a worker that dies running the input fails
-//! the call with [`ErrorKind::WorkerDied`](crate::ErrorKind::WorkerDied)
+//! the call with [`ErrorKind::WorkerDied`]
 //! (one that ends before it started the input, as its progress page
 //! tells, or that answers with anything but the call's result, leaves
 //! the input to the usual way, as a worker holding it unstarted would).

@@ -141,7 +141,7 @@ impl<'p, T: Task, I: Iterator<Item = T::Input>> Imap<'p, T, I> {
     /// [`MapWith::journal`](crate::MapWith::journal) does: a rerun after
     /// a kill yields the same results, running only what is missing. A
     /// journal that cannot be used is yielded as an
-    /// [`ErrorKind::Journal`](crate::ErrorKind::Journal) error, which
+    /// [`ErrorKind::Journal`] error, which
     /// ends the iterator. Call it before iterating.
     ///
     /// ```

@@ -1,7 +1,7 @@
 //! Ctrl-C (SIGINT) for pools, through `signal-hook`.
 //!
 //! The first SIGINT makes every pool fail its unfinished calls with
-//! [`ErrorKind::Interrupted`](crate::ErrorKind::Interrupted), so that a
+//! [`ErrorKind::Interrupted`], so that a
 //! program blocked in `map` gets control back; if no pool had anything
 //! unfinished, the process ends the way SIGINT ends it by default. From the
 //! first SIGINT on, another one exits the process at once (status 130), so

@@ -8,8 +8,8 @@
 //! worker whose connection ended, and an eventfd that the dispatcher
 //! writes when it hands the thread something. Nothing on it waits for a
 //! worker: messages are received a piece at a time as they arrive
-//! ([`Connection::try_recv_bytes`]), writes go out as far as the socket
-//! takes them ([`Connection::try_send_unsent`]) with the rest queued per
+//! ([`Connection::try_recv_bytes`](connection::Connection::try_recv_bytes)), writes go out as far as the socket
+//! takes them ([`Connection::try_send_unsent`](connection::Connection::try_send_unsent)) with the rest queued per
 //! worker until it polls writable, so a worker that stops reading (or
 //! sends half a message and stops) holds up nobody but itself. Each
 //! readiness reads a bounded number of messages, so one busy worker does
