@@ -50,7 +50,7 @@ use std::time::{Duration, Instant};
 #[path = "head_scale/cpu.rs"]
 mod cpu;
 
-use integration_tests::swarm::{self, nap, plus_one, Faults, Swarm};
+use integration_tests::swarm::{self, plus_one, stamped_nap, Faults, Swarm};
 use integration_tests::{raise_descriptor_limit, wait_with_deadline};
 use pool::Pool;
 
@@ -227,13 +227,23 @@ fn measure(
         pool,
         plus_one,
         (0..maps.trivial).collect(),
-        |x| x + 1,
+        |x, _, output| assert_eq!(output, x + 1),
         pids,
         0,
     );
     let naps = joined.map(|(n, _, _)| {
         let naps = vec![maps.nap_ms; 4 * n];
-        timed(pool, nap, naps, |ms| ms, pids, n)
+        let mut starts = Vec::with_capacity(naps.len());
+        let mut timed = timed(
+            pool,
+            stamped_nap,
+            naps,
+            |_, began, output| starts.push(Duration::from_nanos(output.saturating_sub(began))),
+            pids,
+            n,
+        );
+        timed.first_starts = first_round(starts, n);
+        timed
     });
     Row {
         joined: joined.map(|(n, _, _)| n),
@@ -257,6 +267,31 @@ struct Timed {
     inputs: usize,
     /// When the results of each multiple of a round's inputs were in.
     rounds: Vec<Duration>,
+    /// For the naps: when the first round's naps began, counted from the
+    /// map's start (see [`first_round`]).
+    first_starts: Option<FirstRound>,
+}
+
+/// When the first round of naps began in the workers: the earliest N of
+/// the 4N naps' starts (a worker's second nap begins a nap after its
+/// first), counted from the map's start.
+struct FirstRound {
+    median: Duration,
+    p90: Duration,
+    last: Duration,
+}
+
+/// The first round of `starts` (every nap's start, from the map's), for a
+/// round of `n` naps.
+fn first_round(mut starts: Vec<Duration>, n: usize) -> Option<FirstRound> {
+    starts.sort_unstable();
+    starts.truncate(n);
+    let at = |fraction: f64| starts[((starts.len() - 1) as f64 * fraction) as usize];
+    (!starts.is_empty()).then(|| FirstRound {
+        median: at(0.5),
+        p90: at(0.9),
+        last: at(1.0),
+    })
 }
 
 impl Timed {
@@ -268,15 +303,15 @@ impl Timed {
     }
 }
 
-/// Maps `task` over `inputs`, checking each output is `expected` of its
-/// input, and reading what the head and the processes `pids` spent; with
-/// `round` inputs a round (none if 0), notes when each round's results
-/// were in.
+/// Maps `task` over `inputs`, handing `check` each input, the map's start
+/// (by [`swarm::monotonic_nanos`]) and the input's output, and reading
+/// what the head and the processes `pids` spent; with `round` inputs a
+/// round (none if 0), notes when each round's results were in.
 fn timed<T>(
     pool: &Pool,
     task: T,
     inputs: Vec<u64>,
-    expected: fn(u64) -> u64,
+    mut check: impl FnMut(u64, u64, u64),
     pids: &[u32],
     round: usize,
 ) -> Timed
@@ -285,6 +320,7 @@ where
 {
     let mut rounds = Vec::new();
     let before = cpu::Sample::before(pids);
+    let began = swarm::monotonic_nanos();
     let started = Instant::now();
     let outputs = pool
         .map_with(task, inputs.iter().copied())
@@ -305,10 +341,11 @@ where
         cpu: cpu::Spent::between(&before, &after, took),
         inputs: inputs.len(),
         rounds,
+        first_starts: None,
     };
     for (output, input) in outputs.into_iter().zip(inputs) {
         match output {
-            Ok(output) => assert_eq!(output, expected(input)),
+            Ok(output) => check(input, began, output),
             Err(err) => {
                 timed.failed += 1;
                 if timed.first_failure.is_none() {
@@ -377,8 +414,16 @@ fn print_row(
             .iter()
             .map(|at| format!("{:.2}", at.as_secs_f64()))
             .collect();
+        let first = naps.first_starts.as_ref().map_or(String::new(), |first| {
+            format!(
+                "; first naps began at {:.0}/{:.0}/{:.0} ms (median/p90/last)",
+                first.median.as_secs_f64() * 1e3,
+                first.p90.as_secs_f64() * 1e3,
+                first.last.as_secs_f64() * 1e3
+            )
+        });
         cpu_rows.push(format!(
-            "| {n} | {kind} | naps (rounds ended at {} s) | {}",
+            "| {n} | {kind} | naps (rounds ended at {} s{first}) | {}",
             rounds.join(", "),
             naps.cpu.row(naps.inputs)
         ));

@@ -61,6 +61,27 @@ pool::task! {
     }
 }
 
+pool::task! {
+    /// Sleeps `ms` milliseconds, as [`nap`] does (misbehaving likewise),
+    /// and returns when the nap began, by [`monotonic_nanos`]: the head,
+    /// on the same machine, reads the same clock, so that it can tell how
+    /// long each input waited from the map's start to its worker.
+    pub fn stamped_nap(ms: u64) -> u64 {
+        let began = monotonic_nanos();
+        misbehave();
+        std::thread::sleep(Duration::from_millis(ms));
+        began
+    }
+}
+
+/// The machine's monotonic clock, in nanoseconds: one clock for every
+/// process on the machine (`CLOCK_MONOTONIC`), unlike an `Instant`, which
+/// cannot cross a process.
+pub fn monotonic_nanos() -> u64 {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
+}
+
 /// How a simulated worker misbehaves, at its first [`nap`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fault {
