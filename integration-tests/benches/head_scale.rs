@@ -41,14 +41,24 @@
 //! input (for the naps, per worker and round), how long the dispatcher
 //! waited for a core while it could run, and the workers per input; and
 //! when each round of naps ended (when the results of N, 2N, 3N and 4N
-//! inputs were in). Each listening row also has a row for a second of
-//! its joined workers with nothing to do: what merely keeping them costs.
+//! inputs were in), and when the first round's naps began in the workers.
+//! Each listening row also has a row for a second of its joined workers
+//! with nothing to do: what merely keeping them costs.
+//!
+//! A third table is the machine's floor for that first round, measured
+//! after each listening row (`head_scale/wake.rs`; `HEAD_SCALE_BASELINE=0`
+//! leaves it out): N sleepers, processes for a real row and threads of
+//! one process for a simulated one, each blocked reading its own TCP
+//! connection from the head's process and woken by one write each, in
+//! turn; when they woke, beside when the first round's naps began.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 #[path = "head_scale/cpu.rs"]
 mod cpu;
+#[path = "head_scale/wake.rs"]
+mod wake;
 
 use integration_tests::swarm::{self, plus_one, stamped_nap, Faults, Swarm};
 use integration_tests::{raise_descriptor_limit, wait_with_deadline};
@@ -64,6 +74,8 @@ const IDLE: Duration = Duration::from_secs(1);
 
 fn main() {
     swarm::serve_if_swarm();
+    wake::serve_if_sleeper();
+    let baseline = std::env::var("HEAD_SCALE_BASELINE").map_or(true, |v| v != "0");
     let simulated = sizes("HEAD_SCALE_SIMULATED", "50,200,1000,3000,10000");
     let real = sizes("HEAD_SCALE_REAL", "50,200,1000");
     // The head holds one descriptor per remote worker (its connection,
@@ -89,6 +101,7 @@ fn main() {
     );
     println!("| --- | --- | --- | --- | --- | --- | --- |");
     let mut cpu_rows = Vec::new();
+    let mut wake_rows = Vec::new();
     let local = Pool::new(2).expect("a local pool");
     let pids = local.worker_pids();
     let row = measure(&local, &maps, None, &pids);
@@ -99,17 +112,56 @@ fn main() {
             Workers::Swarm(Swarm::start(address, KEY, n, &Faults::none()))
         });
         print_row(n, "simulated", &maps, &row, &mut cpu_rows);
+        if baseline {
+            wake_rows.push(wake_row(n, "simulated", &row, wake::measure(n, n, nap_ms)));
+        }
     }
     for n in real {
         let row = listening(n, &maps, |address| {
             Workers::Processes(processes(address, n))
         });
         print_row(n, "real", &maps, &row, &mut cpu_rows);
+        if baseline {
+            wake_rows.push(wake_row(n, "real", &row, wake::measure(n, 1, nap_ms)));
+        }
     }
     println!();
     println!("{}", cpu::header());
     for row in cpu_rows {
         println!("{row}");
+    }
+    if !wake_rows.is_empty() {
+        println!();
+        println!(
+            "| workers | kind | first naps began (median / p90 / last) | \
+             N sleepers woken by a TCP write each: writes took | sleepers woke at \
+             (median / p90 / last) |"
+        );
+        println!("| --- | --- | --- | --- | --- |");
+        for row in wake_rows {
+            println!("{row}");
+        }
+    }
+}
+
+/// A row of the wake-up table: when the row's first naps began, and when
+/// `woken`'s sleepers woke.
+fn wake_row(n: usize, kind: &str, row: &Result<Row, String>, woken: Option<wake::Woken>) -> String {
+    let ms = |d: Duration| format!("{:.0}", d.as_secs_f64() * 1e3);
+    let first = match row.as_ref().ok().and_then(|r| r.naps.as_ref()?.first_starts.as_ref()) {
+        Some(f) => format!("{} / {} / {} ms", ms(f.median), ms(f.p90), ms(f.last)),
+        None => "-".into(),
+    };
+    match woken {
+        Some(w) => format!(
+            "| {n} | {kind} | {first} | {} ms ({} woken) | {} / {} / {} ms |",
+            ms(w.writes),
+            w.woken,
+            ms(w.median),
+            ms(w.p90),
+            ms(w.last)
+        ),
+        None => format!("| {n} | {kind} | {first} | not all started | - |"),
     }
 }
 
