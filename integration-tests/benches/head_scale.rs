@@ -148,7 +148,11 @@ fn main() {
 /// `woken`'s sleepers woke.
 fn wake_row(n: usize, kind: &str, row: &Result<Row, String>, woken: Option<wake::Woken>) -> String {
     let ms = |d: Duration| format!("{:.0}", d.as_secs_f64() * 1e3);
-    let first = match row.as_ref().ok().and_then(|r| r.naps.as_ref()?.first_starts.as_ref()) {
+    let first = match row
+        .as_ref()
+        .ok()
+        .and_then(|r| r.naps.as_ref()?.first_starts.as_ref())
+    {
         Some(f) => format!("{} / {} / {} ms", ms(f.median), ms(f.p90), ms(f.last)),
         None => "-".into(),
     };
