@@ -41,7 +41,8 @@
 //! input (for the naps, per worker and round), how long the dispatcher
 //! waited for a core while it could run, and the workers per input; and
 //! when each round of naps ended (when the results of N, 2N, 3N and 4N
-//! inputs were in), and when the first round's naps began in the workers.
+//! inputs were in), and when the first round's naps began in the workers
+//! (each nap returns when it began, `swarm::stamped_nap`).
 //! Each listening row also has a row for a second of its joined workers
 //! with nothing to do: what merely keeping them costs.
 //!

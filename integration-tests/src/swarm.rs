@@ -10,8 +10,8 @@
 //!
 //! A swarm is the head's own program started again ([`Swarm::start`]), so
 //! that its workers are the head's very build (a pool may refuse workers of
-//! another build), and its tasks ([`plus_one`], [`nap`]) are linked into
-//! both. The program's `main` must call [`serve_if_swarm`] first.
+//! another build), and its tasks ([`plus_one`], [`nap`], [`stamped_nap`]) are
+//! linked into both. The program's `main` must call [`serve_if_swarm`] first.
 //!
 //! Some workers can be told to misbehave at their first [`nap`], as a real
 //! worker can: [`Fault::Die`] drops the connection mid-chunk (as a worker
