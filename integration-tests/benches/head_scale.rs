@@ -41,16 +41,27 @@
 //! input (for the naps, per worker and round), how long the dispatcher
 //! waited for a core while it could run, and the workers per input; and
 //! when each round of naps ended (when the results of N, 2N, 3N and 4N
-//! inputs were in). Each listening row also has a row for a second of
-//! its joined workers with nothing to do: what merely keeping them costs.
+//! inputs were in), and when the first round's naps began in the workers
+//! (each nap returns when it began, `swarm::stamped_nap`).
+//! Each listening row also has a row for a second of its joined workers
+//! with nothing to do: what merely keeping them costs.
+//!
+//! A third table is the machine's floor for that first round, measured
+//! after each listening row (`head_scale/wake.rs`; `HEAD_SCALE_BASELINE=0`
+//! leaves it out): N sleepers, processes for a real row and threads of
+//! one process for a simulated one, each blocked reading its own TCP
+//! connection from the head's process and woken by one write each, in
+//! turn; when they woke, beside when the first round's naps began.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 #[path = "head_scale/cpu.rs"]
 mod cpu;
+#[path = "head_scale/wake.rs"]
+mod wake;
 
-use integration_tests::swarm::{self, nap, plus_one, Faults, Swarm};
+use integration_tests::swarm::{self, plus_one, stamped_nap, Faults, Swarm};
 use integration_tests::{raise_descriptor_limit, wait_with_deadline};
 use pool::Pool;
 
@@ -64,6 +75,8 @@ const IDLE: Duration = Duration::from_secs(1);
 
 fn main() {
     swarm::serve_if_swarm();
+    wake::serve_if_sleeper();
+    let baseline = std::env::var("HEAD_SCALE_BASELINE").map_or(true, |v| v != "0");
     let simulated = sizes("HEAD_SCALE_SIMULATED", "50,200,1000,3000,10000");
     let real = sizes("HEAD_SCALE_REAL", "50,200,1000");
     // The head holds one descriptor per remote worker (its connection,
@@ -89,6 +102,7 @@ fn main() {
     );
     println!("| --- | --- | --- | --- | --- | --- | --- |");
     let mut cpu_rows = Vec::new();
+    let mut wake_rows = Vec::new();
     let local = Pool::new(2).expect("a local pool");
     let pids = local.worker_pids();
     let row = measure(&local, &maps, None, &pids);
@@ -99,17 +113,60 @@ fn main() {
             Workers::Swarm(Swarm::start(address, KEY, n, &Faults::none()))
         });
         print_row(n, "simulated", &maps, &row, &mut cpu_rows);
+        if baseline {
+            wake_rows.push(wake_row(n, "simulated", &row, wake::measure(n, n, nap_ms)));
+        }
     }
     for n in real {
         let row = listening(n, &maps, |address| {
             Workers::Processes(processes(address, n))
         });
         print_row(n, "real", &maps, &row, &mut cpu_rows);
+        if baseline {
+            wake_rows.push(wake_row(n, "real", &row, wake::measure(n, 1, nap_ms)));
+        }
     }
     println!();
     println!("{}", cpu::header());
     for row in cpu_rows {
         println!("{row}");
+    }
+    if !wake_rows.is_empty() {
+        println!();
+        println!(
+            "| workers | kind | first naps began (median / p90 / last) | \
+             N sleepers woken by a TCP write each: writes took | sleepers woke at \
+             (median / p90 / last) |"
+        );
+        println!("| --- | --- | --- | --- | --- |");
+        for row in wake_rows {
+            println!("{row}");
+        }
+    }
+}
+
+/// A row of the wake-up table: when the row's first naps began, and when
+/// `woken`'s sleepers woke.
+fn wake_row(n: usize, kind: &str, row: &Result<Row, String>, woken: Option<wake::Woken>) -> String {
+    let ms = |d: Duration| format!("{:.0}", d.as_secs_f64() * 1e3);
+    let first = match row
+        .as_ref()
+        .ok()
+        .and_then(|r| r.naps.as_ref()?.first_starts.as_ref())
+    {
+        Some(f) => format!("{} / {} / {} ms", ms(f.median), ms(f.p90), ms(f.last)),
+        None => "-".into(),
+    };
+    match woken {
+        Some(w) => format!(
+            "| {n} | {kind} | {first} | {} ms ({} woken) | {} / {} / {} ms |",
+            ms(w.writes),
+            w.woken,
+            ms(w.median),
+            ms(w.p90),
+            ms(w.last)
+        ),
+        None => format!("| {n} | {kind} | {first} | not all started | - |"),
     }
 }
 
@@ -227,13 +284,23 @@ fn measure(
         pool,
         plus_one,
         (0..maps.trivial).collect(),
-        |x| x + 1,
+        |x, _, output| assert_eq!(output, x + 1),
         pids,
         0,
     );
     let naps = joined.map(|(n, _, _)| {
         let naps = vec![maps.nap_ms; 4 * n];
-        timed(pool, nap, naps, |ms| ms, pids, n)
+        let mut starts = Vec::with_capacity(naps.len());
+        let mut timed = timed(
+            pool,
+            stamped_nap,
+            naps,
+            |_, began, output| starts.push(Duration::from_nanos(output.saturating_sub(began))),
+            pids,
+            n,
+        );
+        timed.first_starts = first_round(starts, n);
+        timed
     });
     Row {
         joined: joined.map(|(n, _, _)| n),
@@ -257,6 +324,31 @@ struct Timed {
     inputs: usize,
     /// When the results of each multiple of a round's inputs were in.
     rounds: Vec<Duration>,
+    /// For the naps: when the first round's naps began, counted from the
+    /// map's start (see [`first_round`]).
+    first_starts: Option<FirstRound>,
+}
+
+/// When the first round of naps began in the workers: the earliest N of
+/// the 4N naps' starts (a worker's second nap begins a nap after its
+/// first), counted from the map's start.
+struct FirstRound {
+    median: Duration,
+    p90: Duration,
+    last: Duration,
+}
+
+/// The first round of `starts` (every nap's start, from the map's), for a
+/// round of `n` naps.
+fn first_round(mut starts: Vec<Duration>, n: usize) -> Option<FirstRound> {
+    starts.sort_unstable();
+    starts.truncate(n);
+    let at = |fraction: f64| starts[((starts.len() - 1) as f64 * fraction) as usize];
+    (!starts.is_empty()).then(|| FirstRound {
+        median: at(0.5),
+        p90: at(0.9),
+        last: at(1.0),
+    })
 }
 
 impl Timed {
@@ -268,15 +360,15 @@ impl Timed {
     }
 }
 
-/// Maps `task` over `inputs`, checking each output is `expected` of its
-/// input, and reading what the head and the processes `pids` spent; with
-/// `round` inputs a round (none if 0), notes when each round's results
-/// were in.
+/// Maps `task` over `inputs`, handing `check` each input, the map's start
+/// (by [`swarm::monotonic_nanos`]) and the input's output, and reading
+/// what the head and the processes `pids` spent; with `round` inputs a
+/// round (none if 0), notes when each round's results were in.
 fn timed<T>(
     pool: &Pool,
     task: T,
     inputs: Vec<u64>,
-    expected: fn(u64) -> u64,
+    mut check: impl FnMut(u64, u64, u64),
     pids: &[u32],
     round: usize,
 ) -> Timed
@@ -285,6 +377,7 @@ where
 {
     let mut rounds = Vec::new();
     let before = cpu::Sample::before(pids);
+    let began = swarm::monotonic_nanos();
     let started = Instant::now();
     let outputs = pool
         .map_with(task, inputs.iter().copied())
@@ -305,10 +398,11 @@ where
         cpu: cpu::Spent::between(&before, &after, took),
         inputs: inputs.len(),
         rounds,
+        first_starts: None,
     };
     for (output, input) in outputs.into_iter().zip(inputs) {
         match output {
-            Ok(output) => assert_eq!(output, expected(input)),
+            Ok(output) => check(input, began, output),
             Err(err) => {
                 timed.failed += 1;
                 if timed.first_failure.is_none() {
@@ -377,8 +471,16 @@ fn print_row(
             .iter()
             .map(|at| format!("{:.2}", at.as_secs_f64()))
             .collect();
+        let first = naps.first_starts.as_ref().map_or(String::new(), |first| {
+            format!(
+                "; first naps began at {:.0}/{:.0}/{:.0} ms (median/p90/last)",
+                first.median.as_secs_f64() * 1e3,
+                first.p90.as_secs_f64() * 1e3,
+                first.last.as_secs_f64() * 1e3
+            )
+        });
         cpu_rows.push(format!(
-            "| {n} | {kind} | naps (rounds ended at {} s) | {}",
+            "| {n} | {kind} | naps (rounds ended at {} s{first}) | {}",
             rounds.join(", "),
             naps.cpu.row(naps.inputs)
         ));

@@ -10,8 +10,8 @@
 //!
 //! A swarm is the head's own program started again ([`Swarm::start`]), so
 //! that its workers are the head's very build (a pool may refuse workers of
-//! another build), and its tasks ([`plus_one`], [`nap`]) are linked into
-//! both. The program's `main` must call [`serve_if_swarm`] first.
+//! another build), and its tasks ([`plus_one`], [`nap`], [`stamped_nap`]) are
+//! linked into both. The program's `main` must call [`serve_if_swarm`] first.
 //!
 //! Some workers can be told to misbehave at their first [`nap`], as a real
 //! worker can: [`Fault::Die`] drops the connection mid-chunk (as a worker
@@ -59,6 +59,27 @@ pool::task! {
         std::thread::sleep(Duration::from_millis(ms));
         ms
     }
+}
+
+pool::task! {
+    /// Sleeps `ms` milliseconds, as [`nap`] does (misbehaving likewise),
+    /// and returns when the nap began, by [`monotonic_nanos`]: the head,
+    /// on the same machine, reads the same clock, so that it can tell how
+    /// long each input waited from the map's start to its worker.
+    pub fn stamped_nap(ms: u64) -> u64 {
+        let began = monotonic_nanos();
+        misbehave();
+        std::thread::sleep(Duration::from_millis(ms));
+        began
+    }
+}
+
+/// The machine's monotonic clock, in nanoseconds: one clock for every
+/// process on the machine (`CLOCK_MONOTONIC`), unlike an `Instant`, which
+/// cannot cross a process.
+pub fn monotonic_nanos() -> u64 {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
 }
 
 /// How a simulated worker misbehaves, at its first [`nap`].

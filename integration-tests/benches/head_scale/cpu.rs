@@ -26,6 +26,9 @@ struct Times {
     ran: Duration,
     /// Runnable but waiting for a core.
     waited: Duration,
+    /// How many times it was given a core: a thread that sleeps between
+    /// messages is given one per wake-up.
+    runs: u64,
 }
 
 impl Times {
@@ -33,12 +36,14 @@ impl Times {
         Times {
             ran: self.ran.saturating_sub(before.ran),
             waited: self.waited.saturating_sub(before.waited),
+            runs: self.runs.saturating_sub(before.runs),
         }
     }
 
     fn add(&mut self, other: Times) {
         self.ran += other.ran;
         self.waited += other.waited;
+        self.runs += other.runs;
     }
 }
 
@@ -174,7 +179,7 @@ impl Spent {
         let cores_here = std::thread::available_parallelism().map_or(1, |n| n.get());
         let least = (self.head.ran + self.workers.ran).as_secs_f64() / cores_here as f64;
         format!(
-            "{:.2} s | {:.2} s | {:.2} ({}) | {:.2} | {:.2} | {:.2} | {} | {} | {:.0} ms | {} |",
+            "{:.2} s | {:.2} s | {:.2} ({}) | {:.2} | {:.2} | {:.2} | {} | {} | {:.0} ms | {} | {} |",
             wall,
             least,
             cores(self.head.ran),
@@ -186,6 +191,7 @@ impl Spent {
             per_input(self.workers.ran),
             self.roles[DISPATCHER].waited.as_secs_f64() * 1e3,
             per_input(self.workers.waited),
+            self.roles[DISPATCHER].runs,
         )
     }
 }
@@ -197,15 +203,16 @@ impl Spent {
 /// each of its threads and by the workers; what the rest of the machine
 /// used and left idle; the head's and the workers' CPU time per input;
 /// how long the dispatcher waited for a core while it could run, and the
-/// workers per input.
+/// workers per input; how many times the dispatcher was given a core
+/// (about once per wake-up: it sleeps whenever nothing is waiting).
 pub fn header() -> String {
     format!(
         "| workers | kind | map | wall | head + workers' CPU / cores | \
          head cores ({}) | workers' cores | \
          rest of the machine's cores | idle cores | head CPU per input | \
          workers' CPU per input | dispatcher's wait for a core | \
-         workers' wait for a core per input |\n\
-         | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+         workers' wait for a core per input | dispatcher's runs |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ROLES.join(" / ")
     )
 }
@@ -225,13 +232,15 @@ fn tasks(pid: u32) -> Vec<(u32, std::path::PathBuf)> {
 }
 
 /// A thread's time run and time waited for a core (`schedstat`'s first
-/// two fields, in nanoseconds).
+/// two fields, in nanoseconds), and the times it was given a core (its
+/// third).
 fn schedstat(path: &Path) -> Option<Times> {
     let text = std::fs::read_to_string(path).ok()?;
     let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().ok());
     Some(Times {
         ran: Duration::from_nanos(fields.next()??),
         waited: Duration::from_nanos(fields.next()??),
+        runs: fields.next()??,
     })
 }
 

@@ -61,13 +61,14 @@ pub(crate) fn keep_alive(fd: impl AsFd) -> io::Result<()> {
 }
 
 /// Waits, as long as it takes, until socket `fd` is readable (a message,
-/// its peer gone, an error) or `wake` is; returns whether `wake` is.
-pub(crate) fn readable_or_woken(fd: impl AsFd, wake: impl AsFd) -> io::Result<bool> {
+/// its peer gone, an error) or `wake` is; returns whether `fd` is, and
+/// whether `wake` is (neither after a signal).
+pub(crate) fn readable_or_woken(fd: impl AsFd, wake: impl AsFd) -> io::Result<(bool, bool)> {
     let ended = rustix::event::PollFlags::IN
         | rustix::event::PollFlags::RDHUP
         | rustix::event::PollFlags::HUP
         | rustix::event::PollFlags::ERR;
-    poll_with_wake(fd, rustix::event::PollFlags::IN, ended, wake).map(|(_, woken)| woken)
+    poll_with_wake(fd, rustix::event::PollFlags::IN, ended, wake)
 }
 
 /// Waits, as long as it takes, until the peer of socket `fd` hangs up
@@ -481,11 +482,11 @@ mod tests {
             std::io::Write::write_all(&mut &wake, b"!").unwrap();
             wake
         });
-        assert!(readable_or_woken(&b, &woken).unwrap());
+        assert_eq!(readable_or_woken(&b, &woken).unwrap(), (false, true));
         let _wake = waker.join().unwrap();
         std::io::Write::write_all(&mut &a, b"data").unwrap();
         std::io::Read::read_exact(&mut &woken, &mut [0]).unwrap();
-        assert!(!readable_or_woken(&b, &woken).unwrap());
+        assert_eq!(readable_or_woken(&b, &woken).unwrap(), (true, false));
     }
 
     #[test]

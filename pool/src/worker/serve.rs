@@ -286,8 +286,13 @@ impl Worker {
             };
             // Sleeps until a message, the pool's end or a leave signal.
             match sys::readable_or_woken(&self.conn, leave.wake().readable()) {
-                Ok(true) => leave.wake().drain(),
-                Ok(false) => {}
+                Ok((_, true)) => leave.wake().drain(),
+                // A message (or the pool's end, which the receive
+                // reports): looking again would only cost a system call
+                // at every wake-up, thousands at once in a large cluster.
+                Ok((true, false)) => return Ok(()),
+                // A signal: its flag is looked at again.
+                Ok((false, false)) => {}
                 Err(_) => return Ok(()),
             }
         }
