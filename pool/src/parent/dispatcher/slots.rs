@@ -13,8 +13,9 @@
 //! was most of what a chunk cost the dispatcher (2-worker `apply_async`
 //! lost a sixth of its throughput to B-trees and SipHash), so it is kept
 //! cheap: the orders are sorted vectors until they grow large
-//! (`ordered.rs`), worker ids are hashed with one multiplication
-//! ([`IdHasher`]), and the order of the workers with inputs to spare,
+//! (`ordered.rs`), a slot is found by its id along the few slots of a
+//! small pool and by a hash of one multiplication ([`IdHasher`]) in a
+//! large one, and the order of the workers with inputs to spare,
 //! read only by a rebalance, is brought up to date when one reads it, for
 //! the workers that changed since ([`Slots::most_queued`]), not at every
 //! chunk.
