@@ -11,7 +11,10 @@
 //! the parent's peak RSS growth).
 //!
 //! Run with `cargo bench -p pool --bench pool_vs_python`; add `-- data` for
-//! the data workloads alone. The CPython side runs `pool_vs_python.py`
+//! the data workloads alone, or set `POOL_BENCH_ONLY=throughput` for the
+//! `apply_async`, awaited and `imap` rows alone (each run's rate printed,
+//! no CPython side, no CPU-bound map): quick enough to run old and new
+//! builds in turn many times. The CPython side runs `pool_vs_python.py`
 //! beside this file through `python3`; without `python3` that side is
 //! skipped, and the run says so.
 
@@ -66,6 +69,11 @@ struct Measured {
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
+}
+
+/// Whether `POOL_BENCH_ONLY=throughput` asked for the throughput rows alone.
+fn throughput_only() -> bool {
+    std::env::var("POOL_BENCH_ONLY").is_ok_and(|only| only == "throughput")
 }
 
 fn rounds_for(target: Duration) -> u64 {
@@ -134,10 +142,31 @@ fn measure() -> Result<Measured, pool::Error> {
         })?;
         awaited_rates.push(APPLY_TASKS as f64 / began.elapsed().as_secs_f64());
     }
+    if throughput_only() {
+        let show = |rates: &[f64]| {
+            rates
+                .iter()
+                .map(|r| format!("{:.3}", r / 1e6))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        println!("apply_async M/s: {}", show(&apply_rates));
+        println!("awaited M/s: {}", show(&awaited_rates));
+        println!("imap M/s: {}", show(&imap_rates));
+    }
     let awaited_per_s = awaited_rates.into_iter().fold(0.0, f64::max);
     let apply_per_s = apply_rates.into_iter().fold(0.0, f64::max);
     let imap_per_s = imap_rates.into_iter().fold(0.0, f64::max);
 
+    if throughput_only() {
+        return Ok(Measured {
+            startup_ms: median(startups),
+            apply_per_s,
+            awaited_per_s,
+            imap_per_s,
+            map_speedup: f64::NAN,
+        });
+    }
     // Best of a few alternating rounds: the machine is shared, and the
     // parallel run needs both cores free where the serial one needs one.
     let rounds = rounds_for(CPU_TASK);
@@ -235,7 +264,9 @@ fn main() {
     if !data_only {
         overhead();
     }
-    data_workloads();
+    if !throughput_only() {
+        data_workloads();
+    }
 }
 
 fn fail(err: pool::Error) -> ! {
@@ -246,7 +277,11 @@ fn fail(err: pool::Error) -> ! {
 /// The per-task overhead and CPU-bound workloads.
 fn overhead() {
     let ours = measure().unwrap_or_else(|err| fail(err));
-    let python = measure_python();
+    let python = if throughput_only() {
+        None
+    } else {
+        measure_python()
+    };
     let py = |f: fn(&Measured) -> f64| python.as_ref().map(f);
     let cell = |v: Option<f64>, digits: usize| {
         v.map_or("skipped".to_string(), |v| format!("{v:.digits$}"))
@@ -299,6 +334,9 @@ fn overhead() {
         ours.imap_per_s,
         py(|m| m.imap_per_s),
     );
+    if throughput_only() {
+        return;
+    }
     println!(
         "{:<34} {:>12.2} {:>12} {:>8}  {:<22} {}",
         "map 200 x 5 ms CPU (speedup)",

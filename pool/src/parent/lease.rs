@@ -147,6 +147,11 @@ pub(crate) struct Leases {
     /// so that a direct call never overtakes work its caller (or anyone)
     /// submitted before it.
     unseen: AtomicUsize,
+    /// How many workers are offered (`Inner::idle`), kept beside them
+    /// under the lock, so that a caller finds there is none without
+    /// taking the lock, which a run of submissions would otherwise take
+    /// once each, against the dispatcher.
+    offered: AtomicUsize,
     /// Tells the dispatcher that a lease ended when it asked to know.
     events: Sender<Event>,
 }
@@ -156,12 +161,25 @@ impl Leases {
         Leases {
             inner: Mutex::default(),
             unseen: AtomicUsize::new(0),
+            offered: AtomicUsize::new(0),
             events,
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts the offered workers again after `inner.idle` changed.
+    fn count_offered(&self, inner: &Inner) {
+        self.offered.store(inner.idle.len(), Ordering::SeqCst);
+    }
+
+    /// Whether a caller may find a worker to take now: one is offered and
+    /// no submission waits for the dispatcher. Without the lock, so a
+    /// moment late at worst, which only sends that call the usual way.
+    pub(crate) fn may_lend(&self) -> bool {
+        self.unseen.load(Ordering::SeqCst) == 0 && self.offered.load(Ordering::SeqCst) > 0
     }
 
     /// Offers an idle worker; given back if no more are lent.
@@ -171,6 +189,7 @@ impl Leases {
             return Some(worker);
         }
         inner.idle.push(worker);
+        self.count_offered(&inner);
         None
     }
 
@@ -192,6 +211,7 @@ impl Leases {
             .collect();
         inner.wanted |= want && !inner.lent.is_empty();
         let idle = std::mem::take(&mut inner.idle);
+        self.count_offered(&inner);
         for worker in &idle {
             worker.conn.unquiet(&worker.poller);
         }
@@ -224,7 +244,9 @@ impl Leases {
 
     /// A worker ended: it is no longer offered.
     pub(crate) fn forget(&self, worker: u32) {
-        self.lock().idle.retain(|w| w.id != worker);
+        let mut inner = self.lock();
+        inner.idle.retain(|w| w.id != worker);
+        self.count_offered(&inner);
     }
 
     /// The workers lent now, whose calls end with `why()` once the
@@ -244,7 +266,7 @@ impl Leases {
     /// An idle worker that knows `task`, lent to the caller, with the
     /// task's number.
     pub(crate) fn take(&self, task: &str) -> Option<(Lendable, u32)> {
-        if self.unseen.load(Ordering::SeqCst) > 0 {
+        if !self.may_lend() {
             return None;
         }
         let mut inner = self.lock();
@@ -256,6 +278,7 @@ impl Leases {
             Some((at, number))
         })?;
         let worker = inner.idle.swap_remove(at);
+        self.count_offered(&inner);
         // Under the registry's lock, so that the dispatcher never sees
         // the worker neither idle nor lent.
         if !worker.conn.lend(&worker.poller) {
@@ -293,6 +316,7 @@ impl Leases {
             }
         } else {
             inner.idle.push(worker);
+            self.count_offered(&inner);
         }
         drop(inner);
         if tell || stopped.is_some() {

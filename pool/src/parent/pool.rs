@@ -539,7 +539,9 @@ impl Pool {
                 sink: Sink::Single(slot),
             },
         };
-        let Some(leases) = &self.leases else {
+        // Most submissions of a run find no worker offered: they go the
+        // usual way without the direct call's checks.
+        let Some(leases) = self.leases.as_ref().filter(|leases| leases.may_lend()) else {
             self.commands.send(Command::Submit(job));
             return result;
         };

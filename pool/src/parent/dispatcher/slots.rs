@@ -13,8 +13,9 @@
 //! was most of what a chunk cost the dispatcher (2-worker `apply_async`
 //! lost a sixth of its throughput to B-trees and SipHash), so it is kept
 //! cheap: the orders are sorted vectors until they grow large
-//! (`ordered.rs`), worker ids are hashed with one multiplication
-//! ([`IdHasher`]), and the order of the workers with inputs to spare,
+//! (`ordered.rs`), a slot is found by its id along the few slots of a
+//! small pool and by a hash of one multiplication ([`IdHasher`]) in a
+//! large one, and the order of the workers with inputs to spare,
 //! read only by a rebalance, is brought up to date when one reads it, for
 //! the workers that changed since ([`Slots::most_queued`]), not at every
 //! chunk.
@@ -113,6 +114,9 @@ impl Hasher for IdHasher {
     }
 }
 
+/// Up to this many workers a slot is found by its id along `slots`.
+const FEW_SLOTS: usize = 8;
+
 /// A map keyed by worker id.
 type IdMap<V> = HashMap<u32, V, BuildHasherDefault<IdHasher>>;
 
@@ -190,15 +194,30 @@ impl Slots {
         Some(slot)
     }
 
+    /// Worker `id`'s position in `slots`: found by a look along them
+    /// while they are few (a few compares cost a chunk less than hashing
+    /// the id), in `positions` otherwise.
+    #[inline]
+    fn position(&self, id: u32) -> Option<usize> {
+        if self.slots.len() <= FEW_SLOTS {
+            return self.slots.iter().position(|slot| slot.id() == id);
+        }
+        self.positions.get(&id).copied()
+    }
+
+    /// The slot of worker `id`, which is filed.
+    fn filed_slot(&self, id: u32) -> &WorkerSlot {
+        let position = self.position(id).expect("a filed worker has a slot");
+        &self.slots[position]
+    }
+
     pub(super) fn get(&self, id: u32) -> Option<&WorkerSlot> {
-        self.positions
-            .get(&id)
-            .map(|&position| &self.slots[position])
+        self.position(id).map(|position| &self.slots[position])
     }
 
     /// Worker `id`'s slot, filed again once the guard is dropped.
     pub(super) fn get_mut(&mut self, id: u32) -> Option<SlotMut<'_>> {
-        let position = *self.positions.get(&id)?;
+        let position = self.position(id)?;
         Some(SlotMut {
             slots: self,
             position,
@@ -234,7 +253,7 @@ impl Slots {
         nanos_per_item: Option<f64>,
     ) -> Option<u32> {
         for &(held, id) in self.takers.iter() {
-            let slot = &self.slots[self.positions[&id]];
+            let slot = self.filed_slot(id);
             let load = slot.load();
             if load.chunks == 0 {
                 return Some(id);
@@ -265,7 +284,7 @@ impl Slots {
     /// they could spare).
     pub(super) fn most_queued(&mut self) -> impl Iterator<Item = (u64, &WorkerSlot)> + '_ {
         for id in std::mem::take(&mut self.spare_stale) {
-            let Some(&position) = self.positions.get(&id) else {
+            let Some(position) = self.position(id) else {
                 continue;
             };
             let now = spare_key(&self.slots[position]);
@@ -280,7 +299,7 @@ impl Slots {
             .spare
             .iter()
             .rev()
-            .map(|&(held, id)| (held, &slots.slots[slots.positions[&id]]))
+            .map(|&(held, id)| (held, slots.filed_slot(id)))
     }
 
     /// The idle local workers, which may be offered to callers.
