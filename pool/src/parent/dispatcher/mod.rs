@@ -508,10 +508,12 @@ impl Dispatcher {
                 self.queue.insert(1, rest);
             }
             let Some(job) = self.queue.front() else { break };
+            let surplus = self.queue.len() > self.workers.idle();
             let picked = self.workers.pick(
                 job.items.len() as u64,
                 job.input_bytes(),
                 self.nanos_per_item,
+                surplus,
             );
             let Some(worker) = picked else {
                 break;

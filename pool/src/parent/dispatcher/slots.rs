@@ -245,12 +245,14 @@ impl Slots {
     /// given the recent time per input: among the ready workers under
     /// their task limit, the one holding fewest inputs that has nothing
     /// queued, or room for the chunk (work, inputs and bytes queued all
-    /// within bounds).
+    /// within bounds). `surplus`: more chunks wait than idle workers
+    /// could start now.
     pub(super) fn pick(
         &self,
         items: u64,
         bytes: usize,
         nanos_per_item: Option<f64>,
+        surplus: bool,
     ) -> Option<u32> {
         for &(held, id) in self.takers.iter() {
             let slot = self.filed_slot(id);
@@ -263,11 +265,21 @@ impl Slots {
             // to queue, a worker gets more when it frees up, so that no
             // worker idles while another holds inputs it has not started.
             let queued_work = nanos_per_item.map_or(f64::INFINITY, |n| n * (held + items) as f64);
+            let room = held + items <= MAX_QUEUED_ITEMS && load.bytes + bytes <= MAX_QUEUED_BYTES;
             if queued_work > QUEUE_TARGET.as_nanos() as f64 || held + items > MAX_QUEUED_ITEMS {
+                // Timed long tasks, though, go one chunk behind the one a
+                // worker runs while more wait than idle workers could
+                // start: that chunk would wait in the head anyway, and
+                // queued it starts without the round trip of a result
+                // and the next input (at thousands of workers finishing
+                // at once, a burst that costs the cores tens of
+                // milliseconds). Should a worker free up with nothing
+                // left to take, `rebalance` takes such chunks back for it.
+                let one_behind = surplus && nanos_per_item.is_some() && load.chunks == 1;
                 // Every worker after this one holds at least as many.
-                return None;
+                return (one_behind && room).then_some(id);
             }
-            if load.bytes + bytes <= MAX_QUEUED_BYTES {
+            if room {
                 return Some(id);
             }
         }
@@ -474,7 +486,7 @@ mod tests {
             ends.push((worker, io));
         }
         assert!(slots.any_starting());
-        assert_eq!(slots.pick(1, 8, None), None, "none is ready");
+        assert_eq!(slots.pick(1, 8, None, false), None, "none is ready");
         for id in 1..=3 {
             assert!(slots.get_mut(id).unwrap().mark_ready(0, None, false));
         }
@@ -488,11 +500,15 @@ mod tests {
         assert_eq!(slots.idle(), 1);
         // The idle one first, then the one holding fewest inputs, while
         // it has room by the time inputs take.
-        assert_eq!(slots.pick(1, 8, Some(1_000.0)), Some(3));
+        assert_eq!(slots.pick(1, 8, Some(1_000.0), false), Some(3));
         slots.get_mut(3).unwrap().push_chunk(3, 0, job(3));
-        assert_eq!(slots.pick(1, 8, Some(1_000.0)), Some(2));
-        // No room for long inputs once every worker holds some.
-        assert_eq!(slots.pick(1, 8, Some(1e9)), None);
+        assert_eq!(slots.pick(1, 8, Some(1_000.0), false), Some(2));
+        // No room for long inputs once every worker holds some, unless
+        // more wait than idle workers could start: then one chunk goes
+        // behind the one a worker holds, if they have been timed...
+        assert_eq!(slots.pick(1, 8, Some(1e9), false), None);
+        assert_eq!(slots.pick(1, 8, Some(1e9), true), Some(2));
+        assert_eq!(slots.pick(1, 8, None, true), None);
         // Nor for one past its task limit (5): worker 3 holds 3 of them.
         slots.get_mut(3).unwrap().push_chunk(4, 0, job(2));
         assert_filed_truly(&mut slots);
@@ -502,11 +518,16 @@ mod tests {
         slots.get_mut(2).unwrap().push_chunk(5, 0, job(4));
         let queued: Vec<_> = slots.most_queued().map(|(n, s)| (n, s.id())).collect();
         assert_eq!(queued, [(5, 3), (5, 2)]);
+        // Never a third chunk for long inputs: worker 1 (one chunk) is
+        // the only one left to take one.
+        assert_eq!(slots.pick(1, 8, Some(1e9), true), Some(1));
+        slots.get_mut(1).unwrap().push_chunk(6, 0, job(1));
+        assert_eq!(slots.pick(1, 8, Some(1e9), true), None);
         slots.get_mut(2).unwrap().kill();
         let _ = slots.get_mut(2).unwrap().take_back();
         assert_filed_truly(&mut slots);
         let queued: Vec<_> = slots.most_queued().map(|(n, s)| (n, s.id())).collect();
-        assert_eq!(queued, [(5, 3)]);
+        assert_eq!(queued, [(5, 3), (3, 1)]);
         assert_eq!(slots.live(), 2);
 
         // Taking a slot out moves the last into its place.
