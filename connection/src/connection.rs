@@ -91,6 +91,8 @@ pub(crate) struct Parts {
     pub(crate) max_message_size: u64,
     /// The receive state between messages.
     pub(crate) between: Between,
+    /// What arrived of a message begun without waiting.
+    pub(crate) arriving: Option<Box<nowait::Arriving>>,
 }
 
 impl Connection {
@@ -115,17 +117,25 @@ impl Connection {
 
     /// Takes the connection apart, receive state included, for a type that
     /// carries on with the same stream (the `tokio` feature's), which does
-    /// not share memory: a shared-memory message left pending is dropped.
-    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    /// not share memory: a shared-memory message left pending is dropped,
+    /// and one begun by [`try_recv_bytes`](Connection::try_recv_bytes)
+    /// loses the stream its boundaries (as it would arriving there); any
+    /// other message begun comes along.
+    #[cfg(feature = "tokio")]
     pub(crate) fn into_parts(self) -> Parts {
+        let mut between = Between {
+            pending_len: self
+                .between
+                .pending_len
+                .filter(|_| !self.shared.has_payload()),
+            broken: self.between.broken,
+        };
+        let arriving = self
+            .arriving
+            .and_then(|arriving| arriving.for_async(&mut between));
         Parts {
-            between: Between {
-                pending_len: self
-                    .between
-                    .pending_len
-                    .filter(|_| !self.shared.has_payload()),
-                broken: self.between.broken,
-            },
+            between,
+            arriving,
             socket: self.socket,
             direction: self.direction,
             max_message_size: self.max_message_size,
@@ -138,6 +148,7 @@ impl Connection {
         let mut conn = Connection::new(parts.socket, parts.direction);
         conn.max_message_size = parts.max_message_size;
         conn.between = parts.between;
+        conn.arriving = parts.arriving;
         conn
     }
 

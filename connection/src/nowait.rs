@@ -19,6 +19,8 @@ use std::os::fd::OwnedFd;
 
 use crate::error::{ErrorKind, Result};
 use crate::frame;
+#[cfg(feature = "tokio")]
+use crate::proto::frame::Between;
 use crate::proto::frame::{Header, HeaderDecoder, Payload};
 use crate::sys::{Socket, Wait};
 
@@ -67,6 +69,30 @@ impl Arriving {
     pub(crate) fn has_arrived(&self) -> bool {
         let payload_begun = self.payload.as_ref().is_some_and(|(p, _)| p.got() > 0);
         self.header.is_started() || payload_begun
+    }
+
+    /// What of this partly received message an async end, which refuses
+    /// shared memory, carries on from, with `between` set to match: the
+    /// payload begun (its length pending, as the async receive keeps it)
+    /// or the header begun. `None`: nothing was begun, or a
+    /// shared-memory header was, which the async end cannot read; then
+    /// `between` has lost the boundaries ([`ErrorKind::Protocol`]), as for
+    /// such a message arriving there.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn for_async(mut self: Box<Self>, between: &mut Between) -> Option<Box<Arriving>> {
+        if let Some((payload, _)) = &self.payload {
+            between.pending_len = Some(payload.whole() as u64);
+            return Some(self);
+        }
+        if !self.header.is_started() {
+            return None;
+        }
+        if self.header.refuse_shared_memory() {
+            return Some(self);
+        }
+        between.broken = Some(ErrorKind::Protocol);
+        between.pending_len = None;
+        None
     }
 
     /// Reads what has arrived of the header (with the descriptors that

@@ -170,6 +170,19 @@ impl HeaderDecoder {
         self.filled > 0
     }
 
+    /// Goes on refusing shared-memory headers, for an end that stops
+    /// accepting them part way through a header; false (and unchanged)
+    /// if the bytes so far began one, which it could then not finish.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn refuse_shared_memory(&mut self) -> bool {
+        let shared_begun = self.filled >= 4 && self.expected() > 4 && self.short() != -1;
+        if shared_begun {
+            return false;
+        }
+        self.shared_memory = false;
+        true
+    }
+
     /// Counts `n` bytes that a read put at the start of
     /// [`unfilled`](Self::unfilled): `None` while more are needed, the
     /// header once it is whole (and the decoder ready for the next one),
@@ -265,6 +278,12 @@ impl Payload {
 
     pub(crate) fn got(&self) -> usize {
         self.got
+    }
+
+    /// The payload's whole length.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn whole(&self) -> usize {
+        self.whole
     }
 
     pub(crate) fn is_complete(&self) -> bool {

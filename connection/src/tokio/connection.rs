@@ -111,8 +111,10 @@ impl AsyncConnection {
     }
 
     /// Carries on with a blocking connection's stream asynchronously: its
-    /// direction, [`max_message_size`](Connection::max_message_size) and a
-    /// message left unread by [`ErrorKind::MessageTooLarge`] come along.
+    /// direction, [`max_message_size`](Connection::max_message_size), a
+    /// message left unread by [`ErrorKind::MessageTooLarge`] and what
+    /// [`try_recv_bytes`](Connection::try_recv_bytes) received of a
+    /// message it began come along.
     ///
     /// The descriptor's blocking mode is left as it is (this type never
     /// waits in a system call), so clones of `conn` made with
@@ -120,7 +122,8 @@ impl AsyncConnection {
     ///
     /// Shared memory for large messages ([`crate::shared`]) is not carried
     /// over: this end neither sends nor accepts such messages, and one
-    /// that arrives is an [`ErrorKind::Protocol`] error, never misread.
+    /// that arrives is an [`ErrorKind::Protocol`] error, never misread
+    /// (so is one whose header `try_recv_bytes` began).
     /// Keep the other end's [`SharedBuf`](crate::SharedBuf)s and threshold
     /// for blocking peers.
     ///
@@ -169,7 +172,7 @@ impl AsyncConnection {
             fd,
             direction: parts.direction,
             max_message_size: parts.max_message_size,
-            incoming: ReceiveState::new(parts.between),
+            incoming: ReceiveState::new(parts.between, parts.arriving),
             outgoing: SendBuffer::default(),
         })
     }
@@ -181,6 +184,7 @@ impl AsyncConnection {
             direction: Direction::Both,
             max_message_size,
             between: Between::default(),
+            arriving: None,
         }))
     }
 
@@ -227,6 +231,7 @@ impl AsyncConnection {
             direction: self.direction,
             max_message_size: self.max_message_size,
             between,
+            arriving: None,
         }))
     }
 

@@ -22,9 +22,11 @@ pub(super) struct ReceiveState {
 }
 
 impl ReceiveState {
-    pub(super) fn new(between: Between) -> ReceiveState {
+    /// Carries on from `between` and what `arriving` holds of a message
+    /// begun (see [`Arriving::for_async`]).
+    pub(super) fn new(between: Between, arriving: Option<Box<Arriving>>) -> ReceiveState {
         ReceiveState {
-            arriving: Arriving::default(),
+            arriving: arriving.map_or_else(Arriving::default, |arriving| *arriving),
             between,
             scratch: Vec::new(),
         }

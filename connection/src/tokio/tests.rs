@@ -661,3 +661,48 @@ async fn a_peer_that_resets_mid_handshake_is_eof() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Eof, "{err}");
 }
+
+/// A blocking connection, after `try_recv_bytes` took the first `cut`
+/// bytes of a framed message, made async: the rest of the message comes
+/// whole, and the next one after it.
+async fn carried_over(cut: usize) {
+    let (raw, ours) = Socket::pair().unwrap();
+    let mut blocking = Connection::new(ours, Direction::Both);
+    let payload: Vec<u8> = (0..100u8).collect();
+    let framed = frame(&payload);
+    raw.write(&framed[..cut]).unwrap();
+    assert_eq!(blocking.try_recv_bytes().unwrap(), None);
+    let mut conn = AsyncConnection::from_blocking(blocking).unwrap();
+    raw.write(&framed[cut..]).unwrap();
+    raw.write(&frame(b"next")).unwrap();
+    let got = timeout(PATIENCE, conn.recv_bytes()).await.unwrap().unwrap();
+    assert_eq!(got, payload, "cut at {cut}");
+    let next = timeout(PATIENCE, conn.recv_bytes()).await.unwrap().unwrap();
+    assert_eq!(next, b"next");
+}
+
+#[tokio::test]
+async fn a_message_begun_without_waiting_is_carried_over_to_async() {
+    // Part of the header, the whole header, the header and some payload.
+    for cut in [2, 4, 30] {
+        carried_over(cut).await;
+    }
+}
+
+#[tokio::test]
+async fn a_shared_memory_header_begun_loses_the_async_end_its_boundaries() {
+    let (ours, theirs) = crate::pipe().unwrap();
+    assert!(ours.shared_memory());
+    let mut blocking = ours;
+    let raw = Socket::from_owned(OwnedFd::from(theirs));
+    // The marker and part of the length of a shared-memory header.
+    raw.write(&[&(-2i32).to_be_bytes()[..], &[0, 0]].concat())
+        .unwrap();
+    assert_eq!(blocking.try_recv_bytes().unwrap(), None);
+    let mut conn = AsyncConnection::from_blocking(blocking).unwrap();
+    let err = timeout(PATIENCE, conn.recv_bytes())
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Protocol, "{err}");
+}
