@@ -327,6 +327,15 @@ impl Error {
         }
     }
 
+    /// The error of an input that ran past the pool's task timeout, whose
+    /// worker was killed for it (by the dispatcher, or by a direct call).
+    pub(crate) fn task_timed_out(timeout: std::time::Duration) -> Error {
+        Error::new(
+            ErrorKind::Timeout,
+            format!("ran longer than {timeout:?}; its worker was killed"),
+        )
+    }
+
     /// The error of a task's failure reported by a worker (or run inline).
     pub(crate) fn from_failure(
         kind: ErrorKind,

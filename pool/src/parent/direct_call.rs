@@ -241,13 +241,7 @@ impl Call {
             (Some((stopped, back)), _) => (stopped, back.or(job)),
             (None, Verdict::RunAgain) => return,
             (None, Verdict::TimedOut) => {
-                let err = Error::new(
-                    ErrorKind::Timeout,
-                    format!(
-                        "ran longer than {:?}; its worker was killed",
-                        timeout.unwrap_or_default()
-                    ),
-                );
+                let err = Error::task_timed_out(timeout.unwrap_or_default());
                 (err.with_worker(info), job)
             }
             (None, Verdict::Died(error)) => {

@@ -307,11 +307,7 @@ impl Dispatcher {
         self.publish_roster();
         tracing::debug!(worker, "task timed out; worker killed");
         if let Some(culprit) = taken.culprit {
-            let err = Error::new(
-                ErrorKind::Timeout,
-                format!("ran longer than {timeout:?}; its worker was killed"),
-            )
-            .with_worker(info);
+            let err = Error::task_timed_out(timeout).with_worker(info);
             self.fail_culprit(culprit, err);
         }
         self.requeue(taken.unstarted, None);
