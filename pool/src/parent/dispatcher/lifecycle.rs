@@ -19,6 +19,12 @@ use crate::wire::{Initializer, ToWorker};
 /// The roster is published at most once per this many times what
 /// publishing it took (see [`LastPublished::next`]).
 const ROSTER_SPACING: u32 = 8;
+/// Up to this many live workers the roster is published at every change,
+/// at once: it costs next to nothing, and a caller whose task a worker
+/// just ran then finds that worker in it. The spacing, which a busy
+/// machine stretches (what a publication took includes the time its
+/// thread waited for a core), is for the join of thousands.
+const ROSTER_AT_ONCE: usize = 64;
 
 impl Dispatcher {
     /// Quits a worker that has been given its share of tasks, once it has
@@ -234,10 +240,15 @@ impl Dispatcher {
     }
 
     /// Counts the live workers for the callers' chunk sizes at once, and
-    /// has the roster published (`publish_roster_if_due`).
+    /// publishes the roster: at once in a small pool, else when
+    /// `publish_roster_if_due` finds it due.
     pub(super) fn publish_roster(&mut self) {
         self.live_workers
             .store(self.workers.live(), Ordering::Relaxed);
+        if self.workers.live() <= ROSTER_AT_ONCE {
+            self.publish_roster_now();
+            return;
+        }
         if self.roster_due.is_none() {
             let at = self
                 .roster_published
