@@ -17,6 +17,7 @@
 //! count of inputs each ran meanwhile, and adopts the parked calls.
 
 use std::collections::HashMap;
+use std::ops::{Deref, DerefMut};
 use std::process::Child;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -147,10 +148,10 @@ pub(crate) struct Leases {
     /// so that a direct call never overtakes work its caller (or anyone)
     /// submitted before it.
     unseen: AtomicUsize,
-    /// How many workers are offered (`Inner::idle`), kept beside them
-    /// under the lock, so that a caller finds there is none without
-    /// taking the lock, which a run of submissions would otherwise take
-    /// once each, against the dispatcher.
+    /// How many workers are offered (`Inner::idle`), counted again as
+    /// each hold of the lock ends ([`Locked`]), so that a caller finds
+    /// there is none without taking the lock, which a run of submissions
+    /// would otherwise take once each, against the dispatcher.
     offered: AtomicUsize,
     /// Tells the dispatcher that a lease ended when it asked to know.
     events: Sender<Event>,
@@ -166,13 +167,11 @@ impl Leases {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Counts the offered workers again after `inner.idle` changed.
-    fn count_offered(&self, inner: &Inner) {
-        self.offered.store(inner.idle.len(), Ordering::SeqCst);
+    fn lock(&self) -> Locked<'_> {
+        Locked {
+            inner: self.inner.lock().unwrap_or_else(|p| p.into_inner()),
+            offered: &self.offered,
+        }
     }
 
     /// Whether a caller may find a worker to take now: one is offered and
@@ -189,7 +188,6 @@ impl Leases {
             return Some(worker);
         }
         inner.idle.push(worker);
-        self.count_offered(&inner);
         None
     }
 
@@ -211,7 +209,6 @@ impl Leases {
             .collect();
         inner.wanted |= want && !inner.lent.is_empty();
         let idle = std::mem::take(&mut inner.idle);
-        self.count_offered(&inner);
         for worker in &idle {
             worker.conn.unquiet(&worker.poller);
         }
@@ -246,7 +243,6 @@ impl Leases {
     pub(crate) fn forget(&self, worker: u32) {
         let mut inner = self.lock();
         inner.idle.retain(|w| w.id != worker);
-        self.count_offered(&inner);
     }
 
     /// The workers lent now, whose calls end with `why()` once the
@@ -278,7 +274,6 @@ impl Leases {
             Some((at, number))
         })?;
         let worker = inner.idle.swap_remove(at);
-        self.count_offered(&inner);
         // Under the registry's lock, so that the dispatcher never sees
         // the worker neither idle nor lent.
         if !worker.conn.lend(&worker.poller) {
@@ -316,7 +311,6 @@ impl Leases {
             }
         } else {
             inner.idle.push(worker);
-            self.count_offered(&inner);
         }
         drop(inner);
         if tell || stopped.is_some() {
@@ -365,5 +359,99 @@ impl Leases {
             drop(inner);
             let _ = self.events.send(Event::LeaseEnded);
         }
+    }
+}
+
+/// The registry, locked: the count of offered workers is brought up to
+/// date when the lock is let go, so that no change to `idle` can leave
+/// it behind.
+struct Locked<'a> {
+    inner: MutexGuard<'a, Inner>,
+    offered: &'a AtomicUsize,
+}
+
+impl Deref for Locked<'_> {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+impl DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut Inner {
+        &mut self.inner
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        // Before the mutex is let go (fields drop after this), so that
+        // the count never runs behind a later hold's.
+        self.offered.store(self.inner.idle.len(), Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A worker to offer: a connection watched by `poller` (so it can be
+    /// lent), over a child that is only there to be held.
+    fn lendable(id: u32, poller: &Arc<Poller>, child: &Arc<Mutex<Child>>) -> Lendable {
+        let (ours, _theirs) = connection::pipe().unwrap();
+        let conn = SharedConnection::new(ours);
+        conn.watch(poller, u64::from(id)).unwrap();
+        Lendable {
+            id,
+            conn,
+            poller: Arc::clone(poller),
+            child: Arc::clone(child),
+            progress: Arc::new(SharedCounter::create().unwrap()),
+            info: WorkerInfo {
+                id,
+                pid: None,
+                claimed_pid: None,
+            },
+            tasks: vec![("t", 0)],
+            indices: Indices::Omitted,
+            ran: 0,
+        }
+    }
+
+    #[test]
+    fn whether_a_caller_may_lend_follows_every_change_to_the_offered_workers() {
+        let poller = Arc::new(Poller::new().unwrap());
+        let child = Arc::new(Mutex::new(
+            std::process::Command::new("true").spawn().unwrap(),
+        ));
+        let (events, _heard) = crossbeam_channel::unbounded();
+        let leases = Leases::new(events);
+        assert!(!leases.may_lend(), "nothing offered yet");
+
+        assert!(leases.offer(lendable(1, &poller, &child)).is_none());
+        assert!(leases.may_lend());
+        let (worker, number) = leases.take("t").expect("the one offered");
+        assert_eq!((worker.id, number), (1, 0));
+        assert!(!leases.may_lend(), "the one offered is lent");
+        assert!(leases.give_back(worker, LeaseEnd::Answered).is_none());
+        assert!(leases.may_lend(), "given back, it is offered again");
+
+        leases.forget(1);
+        assert!(!leases.may_lend(), "an ended worker is offered no more");
+        assert!(leases.offer(lendable(2, &poller, &child)).is_none());
+        assert!(leases.offer(lendable(3, &poller, &child)).is_none());
+        assert_eq!(leases.reclaim(false).idle.len(), 2);
+        assert!(!leases.may_lend(), "the dispatcher took them back");
+
+        assert!(leases.offer(lendable(4, &poller, &child)).is_none());
+        leases.submitting();
+        assert!(
+            !leases.may_lend(),
+            "work on its way to the dispatcher goes first"
+        );
+        leases.seen(1);
+        assert!(leases.may_lend());
+        let _ = child.lock().unwrap().wait();
     }
 }

@@ -265,8 +265,9 @@ impl Slots {
             // to queue, a worker gets more when it frees up, so that no
             // worker idles while another holds inputs it has not started.
             let queued_work = nanos_per_item.map_or(f64::INFINITY, |n| n * (held + items) as f64);
-            let room = held + items <= MAX_QUEUED_ITEMS && load.bytes + bytes <= MAX_QUEUED_BYTES;
-            if queued_work > QUEUE_TARGET.as_nanos() as f64 || held + items > MAX_QUEUED_ITEMS {
+            let few_enough = held + items <= MAX_QUEUED_ITEMS;
+            let room = few_enough && load.bytes + bytes <= MAX_QUEUED_BYTES;
+            if queued_work > QUEUE_TARGET.as_nanos() as f64 || !few_enough {
                 // Timed long tasks, though, go one chunk behind the one a
                 // worker runs while more wait than idle workers could
                 // start: that chunk would wait in the head anyway, and
