@@ -402,10 +402,12 @@ fn a_worker_cut_off_from_its_pool_says_the_pool_fell_silent() {
     let said = || std::fs::read_to_string(&output).unwrap_or_default();
     let silent = eventually(Duration::from_secs(60), || said().contains("fell silent"));
     let took = cut_at.elapsed();
+    // Read before the pool is killed: once it is, the other nodes'
+    // workers rightly say it closed their connections, in the same file.
+    let text = said();
     let _ = child.kill();
     let _ = child.wait();
     drop(cut);
-    let text = said();
     println!(
         "{node} cut off mid-map: its worker said so after {:.2} s: {:?}",
         took.as_secs_f64(),
