@@ -16,6 +16,7 @@ use crate::connection::{keep_buffer, Connection, Direction, Parts, SCRATCH_KEEP}
 use crate::error::{Error, ErrorKind, Result};
 use crate::frame;
 use crate::proto::frame::{frame_in_place, join, Between, SendPlan, HEADER_ROOM, SMALL_MESSAGE};
+use crate::read_ahead::ReadAhead;
 use crate::sys::{self, Socket, Wait};
 
 /// One end of a connection on a tokio runtime: the async twin of
@@ -169,7 +170,7 @@ impl AsyncConnection {
             fd,
             direction: parts.direction,
             max_message_size: parts.max_message_size,
-            incoming: ReceiveState::new(parts.between),
+            incoming: ReceiveState::new(parts.between, parts.ahead),
             outgoing: SendBuffer::default(),
         })
     }
@@ -181,6 +182,7 @@ impl AsyncConnection {
             direction: Direction::Both,
             max_message_size,
             between: Between::default(),
+            ahead: ReadAhead::default(),
         }))
     }
 
@@ -207,6 +209,7 @@ impl AsyncConnection {
             ));
         }
         let between = self.incoming.between;
+        let ahead = self.incoming.ahead;
         let outgoing = self.outgoing;
         let socket = self.fd.into_inner();
         socket
@@ -227,6 +230,7 @@ impl AsyncConnection {
             direction: self.direction,
             max_message_size: self.max_message_size,
             between,
+            ahead,
         }))
     }
 

@@ -6,6 +6,7 @@
 use crate::error::{Error, ErrorKind, Result};
 use crate::nowait::Arriving;
 use crate::proto::frame::{Between, MIN_CHUNK};
+use crate::read_ahead::ReadAhead;
 
 /// How far the message being received has got.
 pub(super) struct ReceiveState {
@@ -19,14 +20,20 @@ pub(super) struct ReceiveState {
     /// A buffer for payloads that are decoded, not handed out, kept
     /// between receives.
     pub(super) scratch: Vec<u8>,
+    /// What the blocking connection this was made from read ahead: read
+    /// before the socket, and never added to (the runtime's readiness
+    /// would not see it).
+    pub(super) ahead: ReadAhead,
 }
 
 impl ReceiveState {
-    pub(super) fn new(between: Between) -> ReceiveState {
+    pub(super) fn new(between: Between, mut ahead: ReadAhead) -> ReceiveState {
+        ahead.set(false);
         ReceiveState {
             arriving: Arriving::default(),
             between,
             scratch: Vec::new(),
+            ahead,
         }
     }
 
