@@ -39,7 +39,18 @@
 //! go straight to the call's handle, one hand-over sooner than through
 //! the dispatcher (which still sees them, and counts them as usual).
 //!
+//! A local worker's connection reads ahead (`Connection::set_read_ahead`,
+//! turned on in `spawn.rs`), so that a small message costs one read:
+//! then a message may wait in the connection's buffer, where epoll does
+//! not look. Whoever reads looks there first ([`wait`]), and `pool-io`
+//! is asked to read again (the [`Nudge`] it gave [`watch`]) whenever
+//! bytes are left there for it: after its own turn stopped short
+//! ([`Locked::rearm`]), and when a lease ends with bytes the caller read
+//! past its reply ([`end_lease`]).
+//!
 //! [`lend`]: SharedConnection::lend
+//! [`wait`]: SharedConnection::wait
+//! [`watch`]: SharedConnection::watch
 //! [`end_lease`]: SharedConnection::end_lease
 //! [`unquiet`]: SharedConnection::unquiet
 //! [`end_lease_answering`]: SharedConnection::end_lease_answering
@@ -58,6 +69,10 @@ use crate::sys::{self, Poller};
 /// them to the dispatcher: answer an adopted direct call's handle.
 pub(crate) type Answer = Box<dyn FnOnce(&Arc<Vec<u8>>) + Send>;
 
+/// Asks `pool-io` to read the worker's connection on its next turn,
+/// whatever epoll reports (see the module's doc).
+pub(crate) type Nudge = Box<dyn Fn() + Send>;
+
 struct Inner {
     conn: Connection,
     /// The token under which `pool-io` watches the socket, while it does.
@@ -72,9 +87,20 @@ struct Inner {
     /// Watched for room to write too.
     room: bool,
     answer: Option<Answer>,
+    nudge: Option<Nudge>,
 }
 
 impl Inner {
+    /// Asks `pool-io` to read what waits read ahead, if anything does and
+    /// the socket is its to read.
+    fn nudge_if_read_ahead(&self) {
+        if !self.lent && self.conn.read_ahead_len() > 0 {
+            if let Some(nudge) = &self.nudge {
+                nudge();
+            }
+        }
+    }
+
     /// Brings the epoll set in line with `quiet` and `room`.
     fn modify(&self, poller: &Poller) -> io::Result<()> {
         match self.watched {
@@ -126,11 +152,13 @@ impl Locked<'_> {
         self.0.lent
     }
 
-    /// `pool-io` read the socket (not lent): a quiet one is armed again.
+    /// `pool-io` read the socket (not lent): a quiet one is armed again,
+    /// and what is left read ahead is read on the next turn.
     pub(crate) fn rearm(&mut self, poller: &Poller) {
         if self.0.quiet {
             self.0.modify_or_shut(poller);
         }
+        self.0.nudge_if_read_ahead();
     }
 
     /// Watches the socket for room to write, or stops watching for it.
@@ -167,6 +195,7 @@ impl SharedConnection {
                 missed: false,
                 room: false,
                 answer: None,
+                nudge: None,
             })),
             fd,
         }
@@ -179,11 +208,13 @@ impl SharedConnection {
         Locked(self.inner.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// `pool-io` starts watching the socket under `token`.
-    pub(crate) fn watch(&self, poller: &Poller, token: u64) -> io::Result<()> {
+    /// `pool-io` starts watching the socket under `token`, and is asked
+    /// with `nudge` to read what epoll cannot see.
+    pub(crate) fn watch(&self, poller: &Poller, token: u64, nudge: Nudge) -> io::Result<()> {
         let mut inner = self.lock();
         poller.add(inner.0.conn.as_fd(), token, false)?;
         inner.0.watched = Some(token);
+        inner.0.nudge = Some(nudge);
         Ok(())
     }
 
@@ -243,6 +274,8 @@ impl SharedConnection {
         } else if missed && inner.0.quiet {
             inner.0.modify_or_shut(poller);
         }
+        // The caller read past its reply: what it read is `pool-io`'s.
+        inner.0.nudge_if_read_ahead();
     }
 
     /// The dispatcher took the worker back: `pool-io` reads its socket
@@ -258,8 +291,11 @@ impl SharedConnection {
     /// Waits up to `timeout` for the socket to be readable (or, if
     /// `writable`, to have room); false if the time passed or a signal
     /// came. Without the lock: the caller the worker is lent to waits
-    /// here while the others go on.
+    /// here while the others go on. Bytes read ahead are readable at once.
     pub(crate) fn wait(&self, writable: bool, timeout: Option<Duration>) -> io::Result<bool> {
+        if !writable && self.lock().read_ahead_len() > 0 {
+            return Ok(true);
+        }
         // `self` keeps the descriptor open for the wait.
         sys::wait_ready(self.fd, writable, timeout)
     }
@@ -284,7 +320,7 @@ mod tests {
         let poller = Poller::new().unwrap();
         let (ours, mut worker) = connection::pipe().unwrap();
         let shared = SharedConnection::new(ours);
-        shared.watch(&poller, TOKEN).unwrap();
+        shared.watch(&poller, TOKEN, Box::new(|| {})).unwrap();
         worker.send_bytes(b"unasked").unwrap();
         assert_eq!(reported(&poller), [TOKEN]);
         assert_eq!(shared.lock().try_recv_bytes().unwrap().unwrap(), b"unasked");
@@ -313,5 +349,68 @@ mod tests {
         shared.unquiet(&poller);
         assert_eq!(reported(&poller), [TOKEN]);
         assert_eq!(reported(&poller), [TOKEN]);
+    }
+
+    /// A nudge that counts how often `pool-io` was asked to read again.
+    fn counted() -> (Nudge, Arc<std::sync::atomic::AtomicUsize>) {
+        let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = Arc::clone(&count);
+        let nudge = Box::new(move || {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        });
+        (nudge, count)
+    }
+
+    #[test]
+    fn a_lease_given_back_with_a_message_read_ahead_asks_pool_io_to_read_it() {
+        let poller = Poller::new().unwrap();
+        let (mut ours, mut worker) = connection::pipe().unwrap();
+        ours.set_read_ahead(true);
+        let shared = SharedConnection::new(ours);
+        let (nudge, nudged) = counted();
+        shared.watch(&poller, TOKEN, nudge).unwrap();
+        assert!(shared.lend(&poller));
+        worker.send_bytes(b"reply").unwrap();
+        worker.send_bytes(b"unasked").unwrap();
+        assert!(shared.wait(false, Some(Duration::from_secs(60))).unwrap());
+        assert_eq!(shared.lock().try_recv_bytes().unwrap().unwrap(), b"reply");
+        // Read with the reply: the kernel holds nothing, epoll reports
+        // nothing, but the caller's wait sees it, and the lease's end
+        // hands it to `pool-io`.
+        assert!(shared.lock().read_ahead_len() > 0);
+        assert!(reported(&poller).is_empty());
+        assert!(shared.wait(false, Some(Duration::ZERO)).unwrap());
+        assert_eq!(nudged.load(std::sync::atomic::Ordering::SeqCst), 0);
+        shared.end_lease(&poller);
+        assert_eq!(nudged.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(shared.lock().try_recv_bytes().unwrap().unwrap(), b"unasked");
+
+        // A lease whose caller read only its reply asks nothing.
+        assert!(shared.lend(&poller));
+        worker.send_bytes(b"reply").unwrap();
+        assert!(shared.wait(false, Some(Duration::from_secs(60))).unwrap());
+        assert_eq!(shared.lock().try_recv_bytes().unwrap().unwrap(), b"reply");
+        shared.end_lease(&poller);
+        assert_eq!(nudged.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_turn_that_leaves_messages_read_ahead_asks_for_another() {
+        let poller = Poller::new().unwrap();
+        let (mut ours, mut worker) = connection::pipe().unwrap();
+        ours.set_read_ahead(true);
+        let shared = SharedConnection::new(ours);
+        let (nudge, nudged) = counted();
+        shared.watch(&poller, TOKEN, nudge).unwrap();
+        worker.send_bytes(b"one").unwrap();
+        worker.send_bytes(b"two").unwrap();
+        assert_eq!(reported(&poller), [TOKEN]);
+        let mut conn = shared.lock();
+        assert_eq!(conn.try_recv_bytes().unwrap().unwrap(), b"one");
+        conn.rearm(&poller);
+        assert_eq!(nudged.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(conn.try_recv_bytes().unwrap().unwrap(), b"two");
+        conn.rearm(&poller);
+        assert_eq!(nudged.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 }

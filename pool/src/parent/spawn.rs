@@ -96,6 +96,11 @@ pub(crate) fn spawn_local(
     let stderr = child.stderr.take();
     let child = Arc::new(Mutex::new(child));
     let watch = Arc::new(StderrWatch::default());
+    // A small message (a direct call's reply, most results) costs one
+    // read instead of two; `shared_conn` keeps what is read ahead in
+    // sight of every reader. Remote workers' connections do not read
+    // ahead: at thousands of them the buffers would add up.
+    conn.set_read_ahead(true);
     let conn = SharedConnection::new(conn);
     if stderr.is_none() {
         watch.close();

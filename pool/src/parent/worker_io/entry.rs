@@ -14,7 +14,7 @@ use crossbeam_channel::Sender;
 
 use super::stderr::StderrLines;
 use super::{token, Kind, NewWorker, Outgoing};
-use crate::parent::shared_conn::SharedConnection;
+use crate::parent::shared_conn::{Nudge, SharedConnection};
 use crate::parent::worker_reader::{Event, Greeting, WorkerEnd};
 use crate::sys::{self, Poller};
 
@@ -25,7 +25,7 @@ const EXIT_GRACE: Duration = Duration::from_secs(2);
 /// At most this many messages are read from one worker per readiness, so
 /// that a worker sending without pause does not starve the others (the
 /// epoll set is level-triggered: the rest are read on the next turn).
-const MESSAGES_PER_TURN: usize = 64;
+pub(super) const MESSAGES_PER_TURN: usize = 64;
 
 /// The longest pause between two looks at an ending worker without a
 /// pidfd.
@@ -88,7 +88,7 @@ impl Entry {
     /// Puts the worker's descriptors in the epoll set and starts sending
     /// its setup; false if its connection ended at once (it could not be
     /// watched).
-    pub(super) fn watch(&mut self, poller: &Poller, events: &Sender<Event>) -> bool {
+    pub(super) fn watch(&mut self, poller: &Poller, events: &Sender<Event>, nudge: Nudge) -> bool {
         if let Some(stderr) = &mut self.stderr {
             if let Err(err) = stderr.watch(poller, token(self.id, Kind::Stderr)) {
                 // Its lines are lost; the worker itself is not.
@@ -99,7 +99,7 @@ impl Entry {
         let Some(conn) = &self.conn else {
             return false;
         };
-        if let Err(err) = conn.watch(poller, token(self.id, Kind::Socket)) {
+        if let Err(err) = conn.watch(poller, token(self.id, Kind::Socket), nudge) {
             self.end(poller, format!("cannot watch its connection: {err}"));
             self.reap_if_done(Instant::now(), poller, events);
             return false;

@@ -151,6 +151,7 @@ impl WorkerIo {
             ending: HashSet::new(),
             stderr: stderr.lines(),
             spin,
+            again: Arc::default(),
         };
         let thread = std::thread::Builder::new()
             .name("pool-io".to_string())
@@ -205,6 +206,9 @@ struct IoThread {
     ending: HashSet<u32>,
     stderr: Sender<Vec<u8>>,
     spin: Duration,
+    /// Workers whose connection holds bytes read ahead, where epoll does
+    /// not look, to read on the next turn (`SharedConnection`'s nudge).
+    again: Arc<Mutex<Vec<u32>>>,
 }
 
 impl IoThread {
@@ -242,6 +246,7 @@ impl IoThread {
                         }
                         return;
                     }
+                    self.read_again();
                     continue;
                 }
                 let (worker, kind) = from_token(token);
@@ -271,6 +276,19 @@ impl IoThread {
         }
     }
 
+    /// Reads the workers whose connection asked to be read again.
+    fn read_again(&mut self) {
+        let again = std::mem::take(&mut *self.again.lock().unwrap_or_else(|p| p.into_inner()));
+        for worker in again {
+            let Some(entry) = self.workers.get_mut(&worker) else {
+                continue;
+            };
+            if entry.read(&self.poller, &self.events) {
+                self.ending.insert(worker);
+            }
+        }
+    }
+
     /// Takes every command waiting; false once the pool is gone.
     fn take_commands(&mut self) -> bool {
         loop {
@@ -278,7 +296,12 @@ impl IoThread {
                 Ok(Command::Add(worker, pending)) => {
                     let id = worker.id;
                     let mut entry = Entry::new(*worker, pending);
-                    if !entry.watch(&self.poller, &self.events) {
+                    let (again, waker) = (Arc::clone(&self.again), Arc::clone(&self.waker));
+                    let nudge = Box::new(move || {
+                        again.lock().unwrap_or_else(|p| p.into_inner()).push(id);
+                        waker.wake();
+                    });
+                    if !entry.watch(&self.poller, &self.events, nudge) {
                         self.ending.insert(id);
                     }
                     self.workers.insert(id, entry);
@@ -322,5 +345,53 @@ impl IoThread {
     fn next_deadline(&self) -> Option<Instant> {
         let ending = self.ending.iter().filter_map(|id| self.workers.get(id));
         ending.filter_map(Entry::deadline).min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire;
+
+    #[test]
+    fn messages_read_ahead_past_a_turn_are_all_delivered() {
+        // More small messages than one turn reads, arriving together: the
+        // first read takes them all into the connection's buffer, and
+        // the kernel, the only thing epoll sees, holds none of the rest.
+        const MESSAGES: usize = 5 * entry::MESSAGES_PER_TURN;
+        let (events, received) = crossbeam_channel::unbounded();
+        let io = WorkerIo::start(events, Duration::ZERO).unwrap();
+        let (mut ours, worker) = connection::pipe().unwrap();
+        ours.set_read_ahead(true);
+        let mut writer = wire::ResultsWriter::new(1 << 20);
+        writer.begin_chunk(1, 1);
+        writer.item(|out| {
+            out.push(7);
+            Ok(())
+        });
+        // Framed here and written at once, as one segment.
+        let mut stream = Vec::new();
+        for _ in 0..MESSAGES {
+            stream.extend_from_slice(&(writer.bytes().len() as u32).to_be_bytes());
+            stream.extend_from_slice(writer.bytes());
+        }
+        let mut worker = std::os::unix::net::UnixStream::from(std::os::fd::OwnedFd::from(worker));
+        std::io::Write::write_all(&mut worker, &stream).unwrap();
+        let _pending = io.add(NewWorker {
+            id: 3,
+            conn: SharedConnection::new(ours),
+            setup: None,
+            child: None,
+            stderr: None,
+        });
+        for at in 0..MESSAGES {
+            // Patience only: they arrived before the worker was added.
+            match received.recv_timeout(Duration::from_secs(60)) {
+                Ok(Event::Results { worker: 3, .. }) => {}
+                Ok(_) => panic!("message {at} was not the results sent"),
+                Err(_) => panic!("message {at} of {MESSAGES} never came"),
+            }
+        }
+        drop(worker);
     }
 }
