@@ -27,7 +27,7 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::OwnedFd;
 
-use crate::sys::{Socket, Wait};
+use crate::sys::{self, Socket, Wait};
 
 /// The buffer's size: more than a small message, header and all (a
 /// pool's direct call and its reply are well under 1 KiB), little enough
@@ -164,7 +164,7 @@ impl<'a> Reader<'a> {
             return self.socket.recv_uninit(buf, wait);
         };
         let n = bytes.len().min(buf.len());
-        let filled = buf[..n].write_copy_of_slice(&bytes[..n]);
+        let filled = sys::copy_into_uninit(buf, &bytes[..n]);
         self.consume(n, None);
         Ok(filled)
     }

@@ -361,14 +361,27 @@ mod tests {
         (nudge, count)
     }
 
-    #[test]
-    fn a_lease_given_back_with_a_message_read_ahead_asks_pool_io_to_read_it() {
-        let poller = Poller::new().unwrap();
-        let (mut ours, mut worker) = connection::pipe().unwrap();
+    /// A connection that reads ahead, watched with a [`counted`] nudge,
+    /// and its worker's end.
+    fn reading_ahead(
+        poller: &Poller,
+    ) -> (
+        SharedConnection,
+        connection::Connection,
+        Arc<std::sync::atomic::AtomicUsize>,
+    ) {
+        let (mut ours, worker) = connection::pipe().unwrap();
         ours.set_read_ahead(true);
         let shared = SharedConnection::new(ours);
         let (nudge, nudged) = counted();
-        shared.watch(&poller, TOKEN, nudge).unwrap();
+        shared.watch(poller, TOKEN, nudge).unwrap();
+        (shared, worker, nudged)
+    }
+
+    #[test]
+    fn a_lease_given_back_with_a_message_read_ahead_asks_pool_io_to_read_it() {
+        let poller = Poller::new().unwrap();
+        let (shared, mut worker, nudged) = reading_ahead(&poller);
         assert!(shared.lend(&poller));
         worker.send_bytes(b"reply").unwrap();
         worker.send_bytes(b"unasked").unwrap();
@@ -397,11 +410,7 @@ mod tests {
     #[test]
     fn a_turn_that_leaves_messages_read_ahead_asks_for_another() {
         let poller = Poller::new().unwrap();
-        let (mut ours, mut worker) = connection::pipe().unwrap();
-        ours.set_read_ahead(true);
-        let shared = SharedConnection::new(ours);
-        let (nudge, nudged) = counted();
-        shared.watch(&poller, TOKEN, nudge).unwrap();
+        let (shared, mut worker, nudged) = reading_ahead(&poller);
         worker.send_bytes(b"one").unwrap();
         worker.send_bytes(b"two").unwrap();
         assert_eq!(reported(&poller), [TOKEN]);
