@@ -90,17 +90,13 @@ impl ReadAhead {
 pub(crate) struct Reader<'a> {
     socket: &'a Socket,
     ahead: Option<&'a mut ReadAhead>,
-    /// Whether a fill reads the descriptors that come with the bytes
-    /// (the end accepts shared-memory messages).
-    fds_too: bool,
 }
 
 impl<'a> Reader<'a> {
-    pub(crate) fn new(socket: &'a Socket, ahead: &'a mut ReadAhead, fds_too: bool) -> Self {
+    pub(crate) fn new(socket: &'a Socket, ahead: &'a mut ReadAhead) -> Self {
         Reader {
             socket,
             ahead: Some(ahead),
-            fds_too,
         }
     }
 
@@ -111,7 +107,6 @@ impl<'a> Reader<'a> {
         Reader {
             socket,
             ahead: None,
-            fds_too: false,
         }
     }
 
@@ -130,12 +125,11 @@ impl<'a> Reader<'a> {
             if ahead.buf.is_empty() {
                 ahead.buf = vec![0; CAPACITY].into_boxed_slice();
             }
-            let got = match self.fds_too {
-                true => self
-                    .socket
-                    .recv_with_fds(&mut ahead.buf, &mut ahead.fds, wait)?,
-                false => self.socket.recv(&mut ahead.buf, wait)?,
-            };
+            // Descriptors are kept whether or not this end accepts
+            // shared memory now: it may before the bytes they came with
+            // are read, as it would find them in the kernel without
+            // read-ahead; a read that takes none closes them.
+            let got = (self.socket).recv_with_fds(&mut ahead.buf, &mut ahead.fds, wait)?;
             (ahead.start, ahead.end) = (0, got);
         }
         Ok(Some(&ahead.buf[ahead.start..ahead.end]))

@@ -232,7 +232,7 @@ impl Connection {
             arriving.expect_payload(in_memory_len(len)?, nowait::FIRST_ROOM, Vec::new());
         }
         let arriving = self.arriving.get_or_insert_with(Box::default);
-        let mut reader = Reader::new(&self.socket, &mut self.ahead, self.shared.accepts());
+        let mut reader = Reader::new(&self.socket, &mut self.ahead);
         let read = arriving.read_payload(&mut reader, nowait::BYTES_PER_CALL);
         read.map_err(|err| {
             // The stream is lost with whatever arrived of the message.
@@ -248,7 +248,7 @@ impl Connection {
     fn try_read_header(&mut self) -> Result<Option<u64>> {
         let arriving = self.arriving.get_or_insert_with(Box::default);
         let accepts = self.shared.accepts();
-        let mut reader = Reader::new(&self.socket, &mut self.ahead, accepts);
+        let mut reader = Reader::new(&self.socket, &mut self.ahead);
         let (header, fds) = match arriving.read_header(&mut reader, accepts) {
             Ok(Some(whole)) => whole,
             Ok(None) => return Ok(None),
@@ -416,7 +416,7 @@ impl Connection {
     /// Reads the socket through what was read ahead of it (see
     /// `crate::read_ahead`).
     fn reader(&mut self) -> Reader<'_> {
-        Reader::new(&self.socket, &mut self.ahead, self.shared.accepts())
+        Reader::new(&self.socket, &mut self.ahead)
     }
 
     fn mark_broken(&mut self, err: Error) -> Error {

@@ -253,3 +253,29 @@ fn the_tokio_twin_takes_over_what_was_read_ahead() {
     let mut conn = conn;
     assert_eq!(conn.recv_bytes().unwrap(), b"async too");
 }
+
+/// Shared memory turned on between two receives: without read-ahead the
+/// memfd of a message that arrived meanwhile waits in the kernel for the
+/// header read that now asks for it; the fill that read that header
+/// ahead must not have dropped it.
+#[test]
+fn shared_memory_turned_on_after_a_fill_still_gets_the_memfd() {
+    for read_ahead in [false, true] {
+        let (ours, theirs) = Socket::pair().unwrap();
+        let mut conn = Connection::new(ours, Direction::Both);
+        conn.set_read_ahead(read_ahead);
+        let mut peer = Connection::new(theirs, Direction::Both).with_shared_memory();
+        peer.set_shared_memory_threshold(Some(1024));
+        let big = vec![9u8; 64 * 1024];
+        peer.send_bytes(b"hello").unwrap();
+        peer.send_bytes(&big).unwrap();
+        assert_eq!(conn.recv_bytes().unwrap(), b"hello");
+        conn.set_shared_memory(true).unwrap();
+        let got = conn.recv_bytes();
+        assert!(
+            matches!(&got, Ok(bytes) if *bytes == big),
+            "read-ahead {read_ahead}: {:?}",
+            got.map(|b| b.len())
+        );
+    }
+}

@@ -120,7 +120,7 @@ impl AsyncConnection {
         let ahead = &mut self.incoming.ahead;
         let mut filling = PayloadInto::new(&mut self.incoming.arriving, target);
         let read = when_ready(&self.fd, Interest::READABLE, true, |socket| {
-            filling.read(&mut Reader::new(socket, ahead, false))
+            filling.read(&mut Reader::new(socket, ahead))
         })
         .await;
         drop(filling);
@@ -153,7 +153,7 @@ impl AsyncConnection {
                 // What was read ahead is there before any readiness.
                 let at_once = ahead.buffered() > 0;
                 let read = when_ready(&self.fd, Interest::READABLE, at_once, |socket| {
-                    arriving.read_header(&mut Reader::new(socket, ahead, false), false)
+                    arriving.read_header(&mut Reader::new(socket, ahead), false)
                 });
                 let len = match read.await.map_err(|err| self.incoming.failed(err))? {
                     (Header::Stream(len), _) => len,
@@ -178,7 +178,7 @@ impl AsyncConnection {
         self.incoming.expect_payload(len, scratch);
         let (arriving, ahead) = (&mut self.incoming.arriving, &mut self.incoming.ahead);
         let read = when_ready(&self.fd, Interest::READABLE, true, |socket| {
-            arriving.read_payload(&mut Reader::new(socket, ahead, false), usize::MAX)
+            arriving.read_payload(&mut Reader::new(socket, ahead), usize::MAX)
         });
         let read = read.await;
         self.incoming.settle(read)
