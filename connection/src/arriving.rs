@@ -28,8 +28,9 @@ use crate::codec::de::{ends_early, error_at, utf8, Decoder, Input, Want};
 use crate::codec::{self, FormatError};
 use crate::error::{Error, Result};
 use crate::frame;
+use crate::read_ahead::Reader;
 use crate::shared::ReceivedMemfd;
-use crate::sys::{self, Socket, Unfilled};
+use crate::sys::{self, Unfilled};
 
 /// How much of a payload is read at a time: large enough that a read's
 /// cost is spread over many values, small enough to stay in the cache
@@ -41,34 +42,48 @@ pub(crate) trait Source {
     /// Appends what has arrived of the `room` bytes after the first
     /// `before` of a `whole`-byte payload, at least one, to `out`, which
     /// has room for them.
-    fn read_some(&self, whole: usize, before: usize, room: usize, out: &mut Vec<u8>) -> Result<()>;
+    fn read_some(
+        &mut self,
+        whole: usize,
+        before: usize,
+        room: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<()>;
 
     /// Appends the `len` bytes after the payload's first `before` to
     /// `out`, which grows as they arrive.
-    fn read_exact(&self, before: usize, len: usize, out: &mut Vec<u8>) -> Result<()>;
+    fn read_exact(&mut self, before: usize, len: usize, out: &mut Vec<u8>) -> Result<()>;
 
     /// Drops the `len` bytes after the payload's first `before`, reading
     /// them through `window`, which has room for [`WINDOW`] bytes.
-    fn skip(&self, whole: usize, before: usize, len: usize, window: &mut Vec<u8>) -> Result<()>;
+    fn skip(&mut self, whole: usize, before: usize, len: usize, window: &mut Vec<u8>)
+        -> Result<()>;
 }
 
-/// The bytes that follow a header on the socket.
-pub(crate) struct FromSocket<'a>(pub(crate) &'a Socket);
+/// The bytes that follow a header on the socket (read ahead, some of
+/// them, see `crate::read_ahead`).
+pub(crate) struct FromSocket<'a>(pub(crate) Reader<'a>);
 
 impl Source for FromSocket<'_> {
-    fn read_some(&self, whole: usize, before: usize, room: usize, out: &mut Vec<u8>) -> Result<()> {
+    fn read_some(
+        &mut self,
+        whole: usize,
+        before: usize,
+        room: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
         sys::append_filled(out, room, |spare| {
-            frame::read_arrived(self.0, spare, whole, before)
+            frame::read_arrived(&mut self.0, spare, whole, before)
         })?;
         Ok(())
     }
 
-    fn read_exact(&self, before: usize, len: usize, out: &mut Vec<u8>) -> Result<()> {
-        frame::read_payload(self.0, before, len, out)
+    fn read_exact(&mut self, before: usize, len: usize, out: &mut Vec<u8>) -> Result<()> {
+        frame::read_payload(&mut self.0, before, len, out)
     }
 
     fn skip(
-        &self,
+        &mut self,
         whole: usize,
         mut before: usize,
         len: usize,
@@ -77,7 +92,7 @@ impl Source for FromSocket<'_> {
         let end = before + len;
         while before < end {
             let spare = &mut window.spare_capacity_mut()[..WINDOW.min(end - before)];
-            before += frame::read_arrived(self.0, &mut Unfilled::new(spare), whole, before)?;
+            before += frame::read_arrived(&mut self.0, &mut Unfilled::new(spare), whole, before)?;
         }
         Ok(())
     }
@@ -89,15 +104,15 @@ impl Source for FromSocket<'_> {
 pub(crate) struct FromShared<'a>(pub(crate) &'a ReceivedMemfd);
 
 impl Source for FromShared<'_> {
-    fn read_some(&self, _: usize, before: usize, room: usize, out: &mut Vec<u8>) -> Result<()> {
+    fn read_some(&mut self, _: usize, before: usize, room: usize, out: &mut Vec<u8>) -> Result<()> {
         self.0.append_to_vec(before as u64, room, out)
     }
 
-    fn read_exact(&self, before: usize, len: usize, out: &mut Vec<u8>) -> Result<()> {
+    fn read_exact(&mut self, before: usize, len: usize, out: &mut Vec<u8>) -> Result<()> {
         self.0.append_to_vec(before as u64, len, out)
     }
 
-    fn skip(&self, _: usize, _: usize, _: usize, _: &mut Vec<u8>) -> Result<()> {
+    fn skip(&mut self, _: usize, _: usize, _: usize, _: &mut Vec<u8>) -> Result<()> {
         // Nothing to read past: the next message follows on the socket.
         Ok(())
     }

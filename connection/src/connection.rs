@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::nowait;
 use crate::proto::frame::Between;
+use crate::read_ahead::ReadAhead;
 use crate::shared;
 use crate::sys::{self, PollFd, Socket};
 
@@ -49,9 +50,11 @@ pub(crate) fn keep_buffer(slot: &mut Vec<u8>, mut buf: Vec<u8>, limit: usize) {
 /// descriptor with [`Connection::from_env`], or from any connected stream
 /// socket with `From<OwnedFd>`.
 ///
-/// There is no buffering in user space: a message is read from the kernel
-/// only when asked for, so [`poll`](Connection::poll) and
-/// [`wait`](crate::wait()) are always accurate.
+/// By default there is no buffering in user space: a message is read from
+/// the kernel only when asked for, so [`poll`](Connection::poll),
+/// [`wait`](crate::wait()) and any wait on the descriptor are always
+/// accurate. [`set_read_ahead`](Connection::set_read_ahead) trades that
+/// for one read per small message.
 ///
 /// # Examples
 ///
@@ -80,6 +83,9 @@ pub struct Connection {
     /// has begun to receive; boxed, and made on its first call, so that
     /// the connections that never call it stay small.
     pub(crate) arriving: Option<Box<nowait::Arriving>>,
+    /// Bytes read ahead of the receives that will take them (see
+    /// [`Connection::set_read_ahead`]).
+    pub(crate) ahead: ReadAhead,
 }
 
 /// A [`Connection`]'s socket and the state of its stream, as
@@ -93,6 +99,8 @@ pub(crate) struct Parts {
     pub(crate) between: Between,
     /// What arrived of a message begun without waiting.
     pub(crate) arriving: Option<Box<nowait::Arriving>>,
+    /// What was read ahead and not received yet.
+    pub(crate) ahead: ReadAhead,
 }
 
 impl Connection {
@@ -105,6 +113,7 @@ impl Connection {
             shared: shared::Endpoint::new(),
             scratch: Vec::new(),
             arriving: None,
+            ahead: ReadAhead::default(),
         }
     }
 
@@ -139,6 +148,7 @@ impl Connection {
             socket: self.socket,
             direction: self.direction,
             max_message_size: self.max_message_size,
+            ahead: self.ahead,
         }
     }
 
@@ -149,6 +159,7 @@ impl Connection {
         conn.max_message_size = parts.max_message_size;
         conn.between = parts.between;
         conn.arriving = parts.arriving;
+        conn.ahead = parts.ahead;
         conn
     }
 
@@ -275,7 +286,7 @@ impl Connection {
     /// ```
     pub fn poll(&self, timeout: Option<Duration>) -> Result<bool> {
         self.direction.check_receive()?;
-        if self.between.broken.is_some() {
+        if self.between.broken.is_some() || self.ahead.buffered() > 0 {
             return Ok(true);
         }
         let mut fds = [PollFd::readable(self.socket.fd())];
@@ -283,8 +294,67 @@ impl Connection {
         Ok(ready > 0)
     }
 
+    /// Turns read-ahead on or off (off unless turned on): on, a receive
+    /// that reads a header reads whatever has arrived after it too, up to
+    /// 16 KiB, into a buffer this end keeps, so that a small message
+    /// costs one read from the kernel instead of two (its header, then
+    /// its payload), and messages that arrived together cost one between
+    /// them. Larger payloads are read as without it, past their first
+    /// bytes. The buffer (16 KiB, allocated on the first read) is all the
+    /// memory it takes, whatever the peer sends.
+    ///
+    /// The price: a message may then wait in this end's buffer, not in
+    /// the kernel, where only this end sees it.
+    /// [`poll`](Connection::poll) and the receives see it; a wait on the
+    /// descriptor does not: [`wait`](crate::wait()), `epoll`, a runtime's
+    /// reactor, or another handle from
+    /// [`try_clone`](Connection::try_clone) (which starts with nothing
+    /// read ahead, and read-ahead off). Before such a wait, check
+    /// [`read_ahead_len`](Connection::read_ahead_len) (or `poll` with a
+    /// zero timeout). Turning it off keeps what was read ahead for the
+    /// next receives; [`AsyncConnection::from_blocking`](crate::tokio::AsyncConnection::from_blocking)
+    /// takes that over (and reads no further ahead); turning the
+    /// connection into an `OwnedFd` loses it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let (mut a, mut b) = connection::pipe()?;
+    /// b.set_read_ahead(true);
+    /// a.send_bytes(b"one")?;
+    /// a.send_bytes(b"two")?;
+    /// assert_eq!(b.recv_bytes()?, b"one"); // reads both
+    /// assert_eq!(b.read_ahead_len(), 7); // "two" and its header
+    /// // The kernel holds nothing more: `wait` on the descriptor would
+    /// // not see "two", `poll` does.
+    /// assert!(connection::wait(&[&b], Some(Duration::ZERO))?.is_empty());
+    /// assert!(b.poll(Some(Duration::ZERO))?);
+    /// assert_eq!(b.recv_bytes()?, b"two");
+    /// # Ok::<(), connection::Error>(())
+    /// ```
+    pub fn set_read_ahead(&mut self, on: bool) {
+        self.ahead.set(on);
+    }
+
+    /// Whether [`set_read_ahead`](Connection::set_read_ahead) turned
+    /// read-ahead on.
+    pub fn read_ahead(&self) -> bool {
+        self.ahead.is_on()
+    }
+
+    /// How many bytes were read ahead and wait in this end's buffer, not
+    /// in the kernel: while it is not zero, a message (or part of one) is
+    /// ready that a wait on the descriptor would not see (see
+    /// [`set_read_ahead`](Connection::set_read_ahead)).
+    pub fn read_ahead_len(&self) -> usize {
+        self.ahead.buffered()
+    }
+
     /// The raw descriptor, for use with `poll`/`select`-style APIs (Python's
-    /// `fileno()`). The connection keeps owning it.
+    /// `fileno()`). The connection keeps owning it. With
+    /// [read-ahead](Connection::set_read_ahead) on, see there first.
     pub fn fileno(&self) -> RawFd {
         self.socket.fd().as_raw_fd()
     }
@@ -395,7 +465,9 @@ impl From<OwnedFd> for Connection {
 }
 
 /// Gives up the descriptor. A message left pending by
-/// [`ErrorKind::MessageTooLarge`](crate::ErrorKind::MessageTooLarge) is lost with the connection's state.
+/// [`ErrorKind::MessageTooLarge`](crate::ErrorKind::MessageTooLarge) is
+/// lost with the connection's state, and so is what was
+/// [read ahead](Connection::set_read_ahead).
 impl From<Connection> for OwnedFd {
     fn from(conn: Connection) -> OwnedFd {
         conn.socket.into_owned()

@@ -11,6 +11,7 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use crate::error::Result;
 use crate::proto::frame::{self, Header, HeaderDecoder, Payload, SendPlan};
+use crate::read_ahead::Reader;
 use crate::sys::{self, Socket, Unfilled, Wait};
 
 /// Sends `buf[frame::HEADER_ROOM..]` as one message, writing its header
@@ -94,7 +95,13 @@ pub(crate) fn write_plan(socket: &Socket, plan: &mut SendPlan<'_>, wait: Wait) -
 /// For tests, which read what they wrote raw.
 #[cfg(test)]
 pub(crate) fn read_header(socket: &Socket) -> Result<u64> {
-    match read_any_header(socket, &mut HeaderDecoder::new(false), None, Wait::ForRoom)? {
+    let mut reader = Reader::direct(socket);
+    match read_any_header(
+        &mut reader,
+        &mut HeaderDecoder::new(false),
+        None,
+        Wait::ForRoom,
+    )? {
         Some(Header::Stream(len)) => Ok(len),
         other => unreachable!("{other:?} from a blocking decoder that refuses shared memory"),
     }
@@ -107,7 +114,7 @@ pub(crate) fn read_header(socket: &Socket) -> Result<u64> {
 /// descriptors sent with the header are caught there. A clean end of file
 /// before the first byte is [`ErrorKind::Eof`](crate::ErrorKind::Eof).
 pub(crate) fn read_any_header(
-    socket: &Socket,
+    reader: &mut Reader<'_>,
     decoder: &mut HeaderDecoder,
     mut fds: Option<&mut Vec<OwnedFd>>,
     wait: Wait,
@@ -115,8 +122,8 @@ pub(crate) fn read_any_header(
     loop {
         let room = decoder.unfilled();
         let read = arrived(wait, || match fds.as_deref_mut() {
-            Some(fds) => socket.recv_with_fds(room, fds, wait),
-            None => socket.recv(room, wait),
+            Some(fds) => reader.recv_with_fds(room, fds, wait),
+            None => reader.recv(room, wait),
         });
         let header = match read {
             Ok(None) => return Ok(None),
@@ -159,32 +166,35 @@ pub(crate) fn read_pieces(
 /// ([`Payload::make_room`]), waiting or not as `wait` says, and returns
 /// how many bytes arrived.
 pub(crate) fn append_arrived(
-    socket: &Socket,
+    reader: &mut Reader<'_>,
     payload: &Payload,
     out: &mut Vec<u8>,
     wait: Wait,
 ) -> io::Result<usize> {
     let room = payload.make_room(out);
     sys::append_filled(out, room, |spare| {
-        spare.fill(|rest| socket.recv_uninit(rest, wait))
+        spare.fill(|rest| reader.recv_uninit(rest, wait))
     })
 }
 
 /// Reads a payload into `buf`, which must be exactly as long.
-pub(crate) fn read_payload_into(socket: &Socket, buf: &mut [u8]) -> Result<()> {
+pub(crate) fn read_payload_into(reader: &mut Reader<'_>, buf: &mut [u8]) -> Result<()> {
     let mut payload = Payload::new(buf.len(), 0);
     read_pieces(&mut payload, usize::MAX, Wait::ForRoom, |payload| {
-        socket.recv(&mut buf[payload.got()..], Wait::ForRoom)
+        reader.recv(&mut buf[payload.got()..], Wait::ForRoom)
     })
     .map(drop)
 }
 
 /// [`read_payload_into`] for memory not yet initialised: on success all
 /// of `buf` is filled.
-pub(crate) fn read_payload_into_uninit(socket: &Socket, buf: &mut Unfilled<'_>) -> Result<()> {
+pub(crate) fn read_payload_into_uninit(
+    reader: &mut Reader<'_>,
+    buf: &mut Unfilled<'_>,
+) -> Result<()> {
     let mut got = 0;
     while got < buf.len() {
-        got += read_arrived(socket, buf, buf.len(), got)?;
+        got += read_arrived(reader, buf, buf.len(), got)?;
     }
     Ok(())
 }
@@ -194,14 +204,14 @@ pub(crate) fn read_payload_into_uninit(socket: &Socket, buf: &mut Unfilled<'_>) 
 /// returns how many. The other end closing first is
 /// [`ErrorKind::Truncated`](crate::ErrorKind::Truncated).
 pub(crate) fn read_arrived(
-    socket: &Socket,
+    reader: &mut Reader<'_>,
     buf: &mut Unfilled<'_>,
     whole: usize,
     before: usize,
 ) -> Result<usize> {
     let mut payload = Payload::new(whole, before);
     read_pieces(&mut payload, 1, Wait::ForRoom, |_| {
-        buf.fill(|rest| socket.recv_uninit(rest, Wait::ForRoom))
+        buf.fill(|rest| reader.recv_uninit(rest, Wait::ForRoom))
     })?;
     Ok(payload.got() - before)
 }
@@ -212,7 +222,7 @@ pub(crate) fn read_arrived(
 /// arrive, whatever length the header claimed (see [`frame::MIN_CHUNK`]).
 /// On error `out` is cut back to what it held.
 pub(crate) fn read_payload(
-    socket: &Socket,
+    reader: &mut Reader<'_>,
     before: usize,
     len: usize,
     out: &mut Vec<u8>,
@@ -220,7 +230,7 @@ pub(crate) fn read_payload(
     let start = out.len();
     let mut payload = Payload::new(before + len, before);
     let read = read_pieces(&mut payload, usize::MAX, Wait::ForRoom, |payload| {
-        append_arrived(socket, payload, out, Wait::ForRoom)
+        append_arrived(reader, payload, out, Wait::ForRoom)
     });
     read.map(drop).inspect_err(|_| out.truncate(start))
 }
@@ -263,7 +273,7 @@ mod tests {
         write_reserved(&a, &mut buf).unwrap();
         let len = read_header(&b).unwrap();
         let mut out = Vec::new();
-        read_payload(&b, 0, len as usize, &mut out).unwrap();
+        read_payload(&mut Reader::direct(&b), 0, len as usize, &mut out).unwrap();
         assert_eq!(out, b"xyz");
     }
 
@@ -300,7 +310,7 @@ mod tests {
         a.write(b"only eleven").unwrap();
         drop(a);
         let mut out = Vec::new();
-        let err = read_payload(&b, 0, 1 << 40, &mut out).unwrap_err();
+        let err = read_payload(&mut Reader::direct(&b), 0, 1 << 40, &mut out).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Truncated);
         assert!(err.to_string().contains("after 11"), "{err}");
         assert!(out.capacity() <= MIN_CHUNK + 11, "{}", out.capacity());
@@ -318,7 +328,7 @@ mod tests {
                 }
             });
             let mut out = Vec::new();
-            let err = read_payload(&b, 0, 1 << 30, &mut out).unwrap_err();
+            let err = read_payload(&mut Reader::direct(&b), 0, 1 << 30, &mut out).unwrap_err();
             writer.join().unwrap();
             assert_eq!(err.kind(), ErrorKind::Truncated);
             let bound = sent + sent.clamp(MIN_CHUNK, MAX_CHUNK);
@@ -350,7 +360,7 @@ mod tests {
             });
             let got = read_header(&b).unwrap() as usize;
             let mut out = Vec::new();
-            read_payload(&b, 0, got, &mut out).unwrap();
+            read_payload(&mut Reader::direct(&b), 0, got, &mut out).unwrap();
             writer.join().unwrap();
             assert_eq!(out, expected, "{len}");
         }

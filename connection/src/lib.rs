@@ -385,6 +385,7 @@ mod nowait;
 pub mod pickle;
 mod pipe;
 mod proto;
+mod read_ahead;
 mod setters;
 pub mod shared;
 mod streaming;

@@ -22,7 +22,8 @@ use crate::frame;
 #[cfg(feature = "tokio")]
 use crate::proto::frame::Between;
 use crate::proto::frame::{Header, HeaderDecoder, Payload};
-use crate::sys::{Socket, Wait};
+use crate::read_ahead::Reader;
+use crate::sys::Wait;
 
 /// At most this much of a payload an event loop reads per call, so that a
 /// large message streaming in does not hold up its other peers: the
@@ -102,7 +103,7 @@ impl Arriving {
     /// [`ErrorKind::Eof`].
     pub(crate) fn read_header(
         &mut self,
-        socket: &Socket,
+        reader: &mut Reader<'_>,
         with_fds: bool,
     ) -> Result<Option<(Header, Vec<OwnedFd>)>> {
         if !self.header.is_started() {
@@ -110,7 +111,7 @@ impl Arriving {
             self.header = HeaderDecoder::new(with_fds);
         }
         let fds = with_fds.then_some(&mut self.fds);
-        let header = frame::read_any_header(socket, &mut self.header, fds, Wait::No)?;
+        let header = frame::read_any_header(reader, &mut self.header, fds, Wait::No)?;
         Ok(header.map(|header| (header, std::mem::take(&mut self.fds))))
     }
 
@@ -141,11 +142,11 @@ impl Arriving {
     /// is gone (the stream with it); after an I/O error it is kept.
     pub(crate) fn read_payload(
         &mut self,
-        socket: &Socket,
+        reader: &mut Reader<'_>,
         budget: usize,
     ) -> Result<Option<Vec<u8>>> {
         let whole = self.read_pieces(budget, |payload, bytes| {
-            frame::append_arrived(socket, payload, bytes, Wait::No)
+            frame::append_arrived(reader, payload, bytes, Wait::No)
         })?;
         Ok(whole
             .then(|| self.payload.take().map(|(_, bytes)| bytes))
@@ -197,10 +198,10 @@ impl<'a> PayloadInto<'a> {
     /// Reads what has arrived of the payload; `Some` once it is whole,
     /// `None` when the rest has not arrived yet. Errors as
     /// [`Arriving::read_payload`]'s.
-    pub(crate) fn read(&mut self, socket: &Socket) -> Result<Option<()>> {
+    pub(crate) fn read(&mut self, reader: &mut Reader<'_>) -> Result<Option<()>> {
         let target = &mut *self.target;
         let whole = self.arriving.read_pieces(usize::MAX, |payload, _| {
-            socket.recv(&mut target[payload.got()..], Wait::No)
+            reader.recv(&mut target[payload.got()..], Wait::No)
         })?;
         if whole {
             self.arriving.payload = None;

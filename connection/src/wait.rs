@@ -19,6 +19,11 @@ use crate::sys::{self, PollFd};
 /// such as a `TcpStream` or a child's stdout, works too. Mix kinds with
 /// `&dyn AsFd`, as below.
 ///
+/// It looks at descriptors only: a connection with
+/// [read-ahead](crate::Connection::set_read_ahead) on may hold a message
+/// in its own buffer that this does not see (check
+/// [`read_ahead_len`](crate::Connection::read_ahead_len) first).
+///
 /// A signal that arrives meanwhile (Ctrl-C with a handler installed, say)
 /// ends the wait with [`ErrorKind::Interrupted`].
 /// An empty `objects` with no timeout could only ever end that way, so it

@@ -14,7 +14,8 @@ use sys::reset;
 
 pub mod swarm;
 pub use sys::{
-    default_sigint, descriptor_limits, raise_descriptor_limit, set_descriptor_limit, signal,
+    default_sigint, descriptor_limits, fork_sleeper, raise_descriptor_limit, set_descriptor_limit,
+    signal,
 };
 
 /// The machine's `python3`, if there is one. Tests that talk to CPython

@@ -95,3 +95,22 @@ pub fn signal(pid: u32, signal: i32) {
         libc::kill(pid as i32, signal);
     }
 }
+
+/// Forks a process that only sleeps `secs` seconds, then exits: it holds
+/// every descriptor of this one open meanwhile (fork copies them all,
+/// close-on-exec or not), as a task's forked helper would. Returns its
+/// pid, for the caller to kill.
+pub fn fork_sleeper(secs: u32) -> u32 {
+    // SAFETY: fork takes no arguments; what the child runs is below.
+    match unsafe { libc::fork() } {
+        // SAFETY: the child calls only sleep(3) and _exit(2), both
+        // async-signal-safe (all a child forked from a threaded process
+        // may call), and never returns into Rust code.
+        0 => unsafe {
+            libc::sleep(secs);
+            libc::_exit(0)
+        },
+        -1 => panic!("fork: {}", std::io::Error::last_os_error()),
+        pid => pid as u32,
+    }
+}

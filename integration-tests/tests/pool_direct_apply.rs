@@ -114,6 +114,19 @@ fn ctrl_c_interrupts_a_direct_apply_and_the_pool_goes_on() {
     assert_eq!(line(&out, "next call"), "ok", "{out}");
 }
 
+/// The caller of a direct call waits in its read of the socket; a
+/// process the task forked keeps the socket open past the worker's
+/// death, so only the pool's shutdown of the socket ends that read, and
+/// it must not wait for the reader to let go first.
+#[test]
+fn ctrl_c_and_terminate_end_a_direct_apply_whose_socket_a_forked_process_holds() {
+    let out = direct_call("held_ctrl_c", "Interrupted");
+    assert_eq!(line(&out, "held"), "true", "{out}");
+    assert_eq!(line(&out, "next call"), "ok", "{out}");
+    let out = direct_call("held_terminate", "Closed");
+    assert_eq!(line(&out, "held"), "true", "{out}");
+}
+
 #[test]
 fn terminate_ends_a_direct_apply() {
     let out = direct_call("terminate", "Closed");

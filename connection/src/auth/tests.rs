@@ -96,7 +96,8 @@ fn recv(socket: &Socket) -> Vec<u8> {
     assert_eq!(ready, 1, "no message within a minute");
     let len = frame::read_header(socket).unwrap() as usize;
     let mut message = Vec::new();
-    frame::read_payload(socket, 0, len, &mut message).unwrap();
+    let mut reader = crate::read_ahead::Reader::direct(socket);
+    frame::read_payload(&mut reader, 0, len, &mut message).unwrap();
     message
 }
 

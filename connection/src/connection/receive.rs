@@ -12,6 +12,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::frame;
 use crate::nowait;
 use crate::proto::frame::{in_memory_len, room_after, too_large, HeaderDecoder};
+use crate::read_ahead::Reader;
 use crate::shared::SharedView;
 use crate::sys::{Unfilled, Wait};
 
@@ -74,7 +75,7 @@ impl Connection {
                     ..received
                 }
             }
-            None => decode_arriving::<T, _>(FromSocket(&self.socket), len, window),
+            None => decode_arriving::<T, _>(FromSocket(self.reader()), len, window),
         };
         keep_buffer(&mut self.scratch, received.window, LARGE_SCRATCH_KEEP);
         match received.value {
@@ -231,7 +232,8 @@ impl Connection {
             arriving.expect_payload(in_memory_len(len)?, nowait::FIRST_ROOM, Vec::new());
         }
         let arriving = self.arriving.get_or_insert_with(Box::default);
-        let read = arriving.read_payload(&self.socket, nowait::BYTES_PER_CALL);
+        let mut reader = Reader::new(&self.socket, &mut self.ahead);
+        let read = arriving.read_payload(&mut reader, nowait::BYTES_PER_CALL);
         read.map_err(|err| {
             // The stream is lost with whatever arrived of the message.
             self.arriving = None;
@@ -245,7 +247,9 @@ impl Connection {
     /// rest has not arrived yet.
     fn try_read_header(&mut self) -> Result<Option<u64>> {
         let arriving = self.arriving.get_or_insert_with(Box::default);
-        let (header, fds) = match arriving.read_header(&self.socket, self.shared.accepts()) {
+        let accepts = self.shared.accepts();
+        let mut reader = Reader::new(&self.socket, &mut self.ahead);
+        let (header, fds) = match arriving.read_header(&mut reader, accepts) {
             Ok(Some(whole)) => whole,
             Ok(None) => return Ok(None),
             Err(err) if err.kind() == ErrorKind::Eof => return Err(err),
@@ -358,7 +362,8 @@ impl Connection {
         let (mut fds, accepts) = (Vec::new(), self.shared.accepts());
         let mut decoder = HeaderDecoder::new(accepts);
         let with_fds = accepts.then_some(&mut fds);
-        let header = frame::read_any_header(&self.socket, &mut decoder, with_fds, Wait::ForRoom);
+        let header =
+            frame::read_any_header(&mut self.reader(), &mut decoder, with_fds, Wait::ForRoom);
         let header = header.map_err(|err| self.mark_broken(err))?;
         let header = header.expect("a read that waits returns a whole header");
         self.shared.receive(header, fds)
@@ -375,7 +380,8 @@ impl Connection {
         if let Some(memfd) = self.shared.take_payload() {
             return memfd.append_to_vec(0, len, out);
         }
-        frame::read_payload(&self.socket, 0, len, out).map_err(|err| self.between.lose(err))
+        let read = frame::read_payload(&mut self.reader(), 0, len, out);
+        read.map_err(|err| self.between.lose(err))
     }
 
     /// Receives the payload of the message whose header
@@ -388,7 +394,8 @@ impl Connection {
         if let Some(memfd) = self.shared.take_payload() {
             return memfd.read_into(out);
         }
-        frame::read_payload_into(&self.socket, out).map_err(|err| self.between.lose(err))
+        let read = frame::read_payload_into(&mut self.reader(), out);
+        read.map_err(|err| self.between.lose(err))
     }
 
     /// [`receive_payload_into`](Connection::receive_payload_into) for
@@ -402,8 +409,14 @@ impl Connection {
         if self.shared.has_payload() {
             return None;
         }
-        let read = frame::read_payload_into_uninit(&self.socket, out);
+        let read = frame::read_payload_into_uninit(&mut self.reader(), out);
         Some(read.map_err(|err| self.between.lose(err)))
+    }
+
+    /// Reads the socket through what was read ahead of it (see
+    /// `crate::read_ahead`).
+    fn reader(&mut self) -> Reader<'_> {
+        Reader::new(&self.socket, &mut self.ahead)
     }
 
     fn mark_broken(&mut self, err: Error) -> Error {

@@ -51,6 +51,23 @@ impl<'a> Unfilled<'a> {
     }
 }
 
+/// Copies `src` into the start of `dst`, which must be at least as long,
+/// and returns the bytes it initialised there (`write_copy_of_slice`,
+/// which the crate's minimum Rust version lacks).
+///
+/// # Panics
+/// If `dst` is shorter than `src`.
+pub(crate) fn copy_into_uninit<'a>(dst: &'a mut [MaybeUninit<u8>], src: &[u8]) -> &'a mut [u8] {
+    let dst = &mut dst[..src.len()];
+    // SAFETY: `dst` and `src` are `src.len()` bytes each (`dst` was cut
+    // to that, which panics if it is shorter), and cannot overlap: `dst`
+    // is borrowed mutably while `src` is borrowed.
+    unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_mut_ptr().cast(), src.len()) };
+    // SAFETY: every byte of `dst` was just written, and `MaybeUninit<u8>`
+    // has the layout of `u8`.
+    unsafe { &mut *(dst as *mut [MaybeUninit<u8>] as *mut [u8]) }
+}
+
 /// Runs `fill` over the first `count` elements of `out`'s spare capacity,
 /// seen as bytes, then lengthens `out` by the whole elements it filled.
 /// What `fill` returns, it returns.

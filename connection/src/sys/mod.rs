@@ -15,7 +15,7 @@ pub(crate) mod shm;
 mod unix;
 #[cfg(unix)]
 pub(crate) use accepting::{connection_waiting, is_out_of_descriptors};
-pub(crate) use filling::{append_filled, Unfilled};
+pub(crate) use filling::{append_filled, copy_into_uninit, Unfilled};
 #[cfg(unix)]
 pub(crate) use ready::{Interest, Ready, ReadySet};
 #[cfg(unix)]

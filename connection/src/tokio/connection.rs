@@ -16,6 +16,7 @@ use crate::connection::{keep_buffer, Connection, Direction, Parts, SCRATCH_KEEP}
 use crate::error::{Error, ErrorKind, Result};
 use crate::frame;
 use crate::proto::frame::{frame_in_place, join, Between, SendPlan, HEADER_ROOM, SMALL_MESSAGE};
+use crate::read_ahead::ReadAhead;
 use crate::sys::{self, Socket, Wait};
 
 /// One end of a connection on a tokio runtime: the async twin of
@@ -172,7 +173,7 @@ impl AsyncConnection {
             fd,
             direction: parts.direction,
             max_message_size: parts.max_message_size,
-            incoming: ReceiveState::new(parts.between, parts.arriving),
+            incoming: ReceiveState::new(parts.between, parts.arriving, parts.ahead),
             outgoing: SendBuffer::default(),
         })
     }
@@ -185,6 +186,7 @@ impl AsyncConnection {
             max_message_size,
             between: Between::default(),
             arriving: None,
+            ahead: ReadAhead::default(),
         }))
     }
 
@@ -211,6 +213,7 @@ impl AsyncConnection {
             ));
         }
         let between = self.incoming.between;
+        let ahead = self.incoming.ahead;
         let outgoing = self.outgoing;
         let socket = self.fd.into_inner();
         socket
@@ -232,6 +235,7 @@ impl AsyncConnection {
             max_message_size: self.max_message_size,
             between,
             arriving: None,
+            ahead,
         }))
     }
 

@@ -13,6 +13,7 @@ use crate::error::ErrorKind;
 use crate::error::{Error, Result};
 use crate::nowait::PayloadInto;
 use crate::proto::frame::{in_memory_len, room_after, too_large, Header};
+use crate::read_ahead::Reader;
 
 impl AsyncConnection {
     /// Receives one message as bytes: [`ErrorKind::Eof`] when the other
@@ -116,9 +117,10 @@ impl AsyncConnection {
     /// it keeps what arrived in the connection for the next receive.
     pub(super) async fn receive_payload_into(&mut self, target: &mut [u8]) -> Result<()> {
         self.incoming.expect_payload(target.len(), false);
+        let ahead = &mut self.incoming.ahead;
         let mut filling = PayloadInto::new(&mut self.incoming.arriving, target);
         let read = when_ready(&self.fd, Interest::READABLE, true, |socket| {
-            filling.read(socket)
+            filling.read(&mut Reader::new(socket, ahead))
         })
         .await;
         drop(filling);
@@ -147,9 +149,11 @@ impl AsyncConnection {
         let len = match self.incoming.between.pending_len {
             Some(len) => len,
             None => {
-                let arriving = &mut self.incoming.arriving;
-                let read = when_ready(&self.fd, Interest::READABLE, false, |socket| {
-                    arriving.read_header(socket, false)
+                let (arriving, ahead) = (&mut self.incoming.arriving, &mut self.incoming.ahead);
+                // What was read ahead is there before any readiness.
+                let at_once = ahead.buffered() > 0;
+                let read = when_ready(&self.fd, Interest::READABLE, at_once, |socket| {
+                    arriving.read_header(&mut Reader::new(socket, ahead), false)
                 });
                 let len = match read.await.map_err(|err| self.incoming.failed(err))? {
                     (Header::Stream(len), _) => len,
@@ -172,9 +176,9 @@ impl AsyncConnection {
     /// time as bytes arrive (as the blocking receive does), and returns it.
     pub(super) async fn read_payload(&mut self, len: usize, scratch: bool) -> Result<Vec<u8>> {
         self.incoming.expect_payload(len, scratch);
-        let arriving = &mut self.incoming.arriving;
+        let (arriving, ahead) = (&mut self.incoming.arriving, &mut self.incoming.ahead);
         let read = when_ready(&self.fd, Interest::READABLE, true, |socket| {
-            arriving.read_payload(socket, usize::MAX)
+            arriving.read_payload(&mut Reader::new(socket, ahead), usize::MAX)
         });
         let read = read.await;
         self.incoming.settle(read)

@@ -6,6 +6,7 @@
 use crate::error::{Error, ErrorKind, Result};
 use crate::nowait::Arriving;
 use crate::proto::frame::{Between, MIN_CHUNK};
+use crate::read_ahead::ReadAhead;
 
 /// How far the message being received has got.
 pub(super) struct ReceiveState {
@@ -19,16 +20,26 @@ pub(super) struct ReceiveState {
     /// A buffer for payloads that are decoded, not handed out, kept
     /// between receives.
     pub(super) scratch: Vec<u8>,
+    /// What the blocking connection this was made from read ahead: read
+    /// before the socket, and never added to (the runtime's readiness
+    /// would not see it).
+    pub(super) ahead: ReadAhead,
 }
 
 impl ReceiveState {
-    /// Carries on from `between` and what `arriving` holds of a message
-    /// begun (see [`Arriving::for_async`]).
-    pub(super) fn new(between: Between, arriving: Option<Box<Arriving>>) -> ReceiveState {
+    /// Carries on from `between`, what `arriving` holds of a message
+    /// begun (see [`Arriving::for_async`]) and what was read ahead.
+    pub(super) fn new(
+        between: Between,
+        arriving: Option<Box<Arriving>>,
+        mut ahead: ReadAhead,
+    ) -> ReceiveState {
+        ahead.set(false);
         ReceiveState {
             arriving: arriving.map_or_else(Arriving::default, |arriving| *arriving),
             between,
             scratch: Vec::new(),
+            ahead,
         }
     }
 

@@ -662,12 +662,13 @@ async fn a_peer_that_resets_mid_handshake_is_eof() {
     assert_eq!(err.kind(), ErrorKind::Eof, "{err}");
 }
 
-/// A blocking connection, after `try_recv_bytes` took the first `cut`
-/// bytes of a framed message, made async: the rest of the message comes
-/// whole, and the next one after it.
-async fn carried_over(cut: usize) {
+/// A blocking connection (reading ahead, if `read_ahead`), after
+/// `try_recv_bytes` took the first `cut` bytes of a framed message, made
+/// async: the rest of the message comes whole, and the next one after it.
+async fn carried_over(cut: usize, read_ahead: bool) {
     let (raw, ours) = Socket::pair().unwrap();
     let mut blocking = Connection::new(ours, Direction::Both);
+    blocking.set_read_ahead(read_ahead);
     let payload: Vec<u8> = (0..100u8).collect();
     let framed = frame(&payload);
     raw.write(&framed[..cut]).unwrap();
@@ -676,7 +677,7 @@ async fn carried_over(cut: usize) {
     raw.write(&framed[cut..]).unwrap();
     raw.write(&frame(b"next")).unwrap();
     let got = timeout(PATIENCE, conn.recv_bytes()).await.unwrap().unwrap();
-    assert_eq!(got, payload, "cut at {cut}");
+    assert_eq!(got, payload, "cut at {cut}, read-ahead {read_ahead}");
     let next = timeout(PATIENCE, conn.recv_bytes()).await.unwrap().unwrap();
     assert_eq!(next, b"next");
 }
@@ -685,7 +686,9 @@ async fn carried_over(cut: usize) {
 async fn a_message_begun_without_waiting_is_carried_over_to_async() {
     // Part of the header, the whole header, the header and some payload.
     for cut in [2, 4, 30] {
-        carried_over(cut).await;
+        for read_ahead in [false, true] {
+            carried_over(cut, read_ahead).await;
+        }
     }
 }
 

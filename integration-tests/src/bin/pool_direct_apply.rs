@@ -20,6 +20,11 @@
 //! - `timeout`: a call longer than the pool's task timeout, then another.
 //! - `ctrl_c`: SIGINT to this process during a long call.
 //! - `terminate`: `terminate` from another thread during a long call.
+//! - `held_ctrl_c`, `held_terminate`: as `ctrl_c` and `terminate`, with
+//!   a long call whose task first forks a process that holds the
+//!   worker's descriptors open, its socket among them, so that the
+//!   worker's death alone does not end the caller's read: the pool's
+//!   shutdown of the socket must.
 //! - `order N`: N times, an `apply_async` that the caller drops at once,
 //!   then an `apply` that asks the one worker which input it ran last;
 //!   prints how many of those calls overtook the input submitted before
@@ -273,6 +278,60 @@ fn terminate() -> Result<(), pool::Error> {
 }
 
 pool::task! {
+    /// With a `path`, forks a process that holds this worker's
+    /// descriptors open for as long as a long call lasts and writes its
+    /// pid there; then naps `ms` milliseconds and returns its own pid.
+    fn hold_and_nap(input: (String, u64)) -> u32 {
+        let (path, ms) = input;
+        if !path.is_empty() {
+            let holder = integration_tests::fork_sleeper((LONG_MS / 1000) as u32);
+            std::fs::write(&path, holder.to_string()).expect("write the holder's pid");
+        }
+        std::thread::sleep(Duration::from_millis(ms));
+        std::process::id()
+    }
+}
+
+/// The long call of [`hold_and_nap`], ended by `fault`; the process that
+/// held the socket is killed afterwards.
+fn held(fault: &str) -> Result<(), pool::Error> {
+    let pool = Arc::new(one_worker(None)?);
+    for _ in 0..10 {
+        pool.apply(hold_and_nap, (String::new(), 0))?;
+    }
+    settle();
+    let path = std::env::temp_dir().join(format!("pool-direct-holder-{}", std::process::id()));
+    let before = switches("pool-dispatcher");
+    let caller = {
+        let (pool, path) = (Arc::clone(&pool), path.to_string_lossy().into_owned());
+        std::thread::spawn(move || pool.apply(hold_and_nap, (path, LONG_MS)))
+    };
+    std::thread::sleep(FAULT_AFTER);
+    println!(
+        "dispatcher switches during the call: {}",
+        switches("pool-dispatcher") - before
+    );
+    match fault {
+        "ctrl_c" => signal(std::process::id(), libc::SIGINT),
+        _ => pool.terminate(),
+    }
+    let result = caller.join().expect("the caller thread");
+    println!("long call: {}", kind(&result));
+    match std::fs::read_to_string(&path) {
+        Ok(holder) => {
+            signal(holder.trim().parse().expect("a pid"), libc::SIGKILL);
+            println!("held: true");
+        }
+        Err(err) => println!("held: no holder ({err})"),
+    }
+    let _ = std::fs::remove_file(&path);
+    if fault == "ctrl_c" {
+        println!("next call: {}", kind(&pool.apply(nap, 0)));
+    }
+    Ok(())
+}
+
+pool::task! {
     fn double(x: u64) -> u64 { 2 * x }
 }
 
@@ -373,6 +432,8 @@ fn main() -> Result<(), pool::Error> {
         "timeout" => timeout()?,
         "ctrl_c" => ctrl_c()?,
         "terminate" => terminate()?,
+        "held_ctrl_c" => held("ctrl_c")?,
+        "held_terminate" => held("terminate")?,
         "order" => order(args.get(2).and_then(|n| n.parse().ok()).unwrap_or(300))?,
         "concurrent" => concurrent()?,
         other => {

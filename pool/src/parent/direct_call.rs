@@ -297,12 +297,22 @@ fn send(conn: &SharedConnection, message: &[u8], deadline: Option<Instant>) -> R
 /// Receives the worker's next message, checking for it without blocking
 /// for `spin` before it sleeps, until `deadline`. It waits before its
 /// first read (unless the deadline passed): the reply is rarely there
-/// yet right after the call went.
+/// yet right after the call went. With neither, it blocks in the read
+/// (see `shared_conn` for why the lock may be held so long).
 fn receive(
     conn: &SharedConnection,
     deadline: Option<Instant>,
     spin: Duration,
 ) -> Result<Vec<u8>, Failure> {
+    let ended = |err: connection::Error| Failure::Ended(format!("{err:#}"));
+    if deadline.is_none() && spin.is_zero() {
+        match conn.lock().recv_bytes() {
+            // A message `try_recv_bytes` began (a wait with a limit
+            // that ended mid-message) is finished below instead.
+            Err(err) if err.kind() == connection::ErrorKind::InvalidInput => {}
+            received => return received.map_err(ended),
+        }
+    }
     // A call collected after its deadline (parked, its handle read late)
     // takes a reply that came meanwhile rather than failing it.
     let late = deadline.is_some_and(|at| Instant::now() >= at);
@@ -314,7 +324,7 @@ fn receive(
         match conn.lock().try_recv_bytes() {
             Ok(Some(message)) => return Ok(message),
             Ok(None) => {}
-            Err(err) => return Err(Failure::Ended(format!("{err:#}"))),
+            Err(err) => return Err(ended(err)),
         }
         wait(conn, false, deadline)?;
     }

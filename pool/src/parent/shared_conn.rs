@@ -6,12 +6,20 @@
 //! 10,000 remote workers, two each would reach the usual hard limit on
 //! open descriptors).
 //!
-//! Every use under the lock neither waits for the worker nor for another
-//! thread for long: each only calls the non-blocking
-//! `try_send_bytes`/`try_send_unsent`/`try_recv_bytes` and `shutdown`,
-//! so a worker that stops reading still holds up no one. One
-//! `Connection` for both directions is what either end of `pipe()` is
-//! anyway, shared memory for large messages included.
+//! Every use under the lock but one neither waits for the worker nor for
+//! another thread for long: each only calls the non-blocking
+//! `try_send_bytes`/`try_send_unsent`/`try_recv_bytes`, so a worker that
+//! stops reading still holds up no one. The one is the caller a worker
+//! is lent to, waiting for its reply with no time limit: it blocks in
+//! the read itself (`recv_bytes`), as a raw round trip does, rather than
+//! in a `poll` before it, one system call fewer on every direct call.
+//! Nobody else needs the lock meanwhile: `pool-io` leaves a lent
+//! worker's socket alone until the worker's end (which ends that read
+//! too), the dispatcher writes nothing to it, and the shutdown that
+//! stops a lent worker (Ctrl-C, `terminate`) goes through the
+//! descriptor, without the lock ([`shut_down`]), and ends the read.
+//! One `Connection` for both directions is what either end of `pipe()`
+//! is anyway, shared memory for large messages included.
 //!
 //! While the worker is lent, `pool-io` does not read its socket, so that
 //! the reply wakes only the caller waiting for it. The socket stays in
@@ -43,6 +51,7 @@
 //! [`end_lease`]: SharedConnection::end_lease
 //! [`unquiet`]: SharedConnection::unquiet
 //! [`end_lease_answering`]: SharedConnection::end_lease_answering
+//! [`shut_down`]: SharedConnection::shut_down
 
 use std::io;
 use std::ops::{Deref, DerefMut};
@@ -253,6 +262,13 @@ impl SharedConnection {
             inner.0.missed = false;
             inner.0.modify_or_shut(poller);
         }
+    }
+
+    /// Shuts the socket down both ways, without the lock: a caller the
+    /// worker is lent to may hold it in a blocking read, which this ends.
+    pub(crate) fn shut_down(&self) {
+        // `self` keeps the descriptor open for the call.
+        sys::shut_socket(self.fd);
     }
 
     /// Waits up to `timeout` for the socket to be readable (or, if

@@ -4,7 +4,6 @@
 //! holds.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::Shutdown;
 use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -752,18 +751,18 @@ impl WorkerSlot {
                 // Its death ends a pending send too, unless something else
                 // holds its end of the socket open (a process it forked).
                 if self.outbox.is_backed_up() {
-                    let _ = self.conn.lock().shutdown(Shutdown::Both);
+                    self.conn.shut_down();
                 }
             }
             Process::Remote { .. } => {
-                let _ = self.conn.lock().shutdown(Shutdown::Both);
+                self.conn.shut_down();
             }
         }
     }
 
     /// Shuts the worker's connection down, whoever reads it.
     pub(crate) fn shut_down(&self) {
-        let _ = self.conn.lock().shutdown(Shutdown::Both);
+        self.conn.shut_down();
     }
 
     /// Takes back every input the worker holds, blaming the one it was

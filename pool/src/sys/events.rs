@@ -159,6 +159,18 @@ pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
     Ok(rustix::io::ioctl_fionbio(fd, true)?)
 }
 
+/// Shuts a socket down both ways, waking whoever waits on it (a read
+/// that blocks ends with end of file). Errors (not a socket, not
+/// connected) are nothing to act on: the socket is as shut as it gets.
+pub(crate) fn shut_socket(fd: RawFd) {
+    // SAFETY: shutdown acts only on the socket behind `fd`, which the
+    // caller keeps open for the call; a number that is not one fails
+    // with EBADF or ENOTSOCK and changes nothing.
+    unsafe {
+        libc::shutdown(fd, libc::SHUT_RDWR);
+    }
+}
+
 /// Waits up to `timeout` (`None`: no limit) for descriptor `fd` to be
 /// readable (data, end of file or an error), or if `writable` to have
 /// room to write; false if the time passed or a signal came first. For a

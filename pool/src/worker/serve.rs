@@ -105,6 +105,10 @@ pub(crate) fn serve(
         slurm_job,
         spin: Duration::ZERO,
     };
+    // A small batch (a direct call's) costs one read instead of two. The
+    // loop owns the socket, and every wait here asks `conn.poll` first,
+    // which sees what was read ahead (`wait_for_message`).
+    worker.conn.set_read_ahead(true);
     let id = worker.setup()?;
     // For a subscriber installed in this process (a worker program's own,
     // or one set up before `init` or by the initializer); without one this
