@@ -261,7 +261,9 @@ impl Pool {
     /// died a moment ago can still be listed for a few milliseconds (for
     /// instance right after an [`apply`](Pool::apply) that went straight
     /// to it failed with `WorkerDied`: the caller hears of the death
-    /// before the dispatcher). Remote workers are listed apart, by
+    /// before the dispatcher), and in a pool of more than 64 workers for
+    /// as long as the roster's spacing allows (see
+    /// [`remote_workers`](Pool::remote_workers)). Remote workers are listed apart, by
     /// [`remote_workers`](Pool::remote_workers), since the pid a remote
     /// worker gives is only a claim.
     ///
@@ -279,6 +281,14 @@ impl Pool {
     /// The remote workers connected now (those still starting included,
     /// those gone not): each one's number, the address it connected from,
     /// and the pid it claims, which nothing verifies: see [`RemoteWorker`].
+    ///
+    /// As the dispatcher last published it: in a pool of up to 64 live
+    /// workers at every change, at once; in a larger one (thousands
+    /// joining at once) at most once per eight times what publishing it
+    /// took, so a worker that joined, said its pid or left a moment ago
+    /// may be missing, claim nothing yet, or still be listed, for about
+    /// that long (milliseconds at 10,000 workers), even after a result of
+    /// its own came back.
     ///
     /// ```
     /// pool::task! { fn plus_one(x: u64) -> u64 { x + 1 } }
