@@ -139,6 +139,24 @@ fn a_direct_apply_never_overtakes_work_submitted_before_it() {
     assert_eq!(line(&out, "overtaken"), "0", "{out}");
 }
 
+/// A caller waiting in its read of a long direct call holds that
+/// worker's connection: the pool's other worker must be served
+/// meanwhile (a `map`, a stop that kills and replaces it, another
+/// `map`), without anything waiting for that connection.
+#[test]
+fn a_caller_reading_a_long_direct_call_holds_up_no_other_worker() {
+    let out = run(&["neighbours"]);
+    // The long call went straight to its worker.
+    assert_eq!(
+        line(&out, "dispatcher switches during the call"),
+        "0",
+        "{out}"
+    );
+    assert_eq!(line(&out, "maps right"), "true", "{out}");
+    assert_eq!(line(&out, "all while the long call ran"), "true", "{out}");
+    assert_eq!(line(&out, "long call"), "Closed", "{out}");
+}
+
 #[test]
 fn direct_and_queued_calls_share_the_workers_and_close_waits_for_both() {
     let out = run(&["concurrent"]);

@@ -36,6 +36,12 @@
 //! - `parked_then_map`: an `apply_async` whose handle is left unread,
 //!   waited on briefly, then a `map` on the same one worker (which the
 //!   pool must take back from the parked call), then the handle read.
+//! - `neighbours`: on a pool of two workers, while one worker's caller
+//!   waits in its read of a long direct call (holding that worker's
+//!   connection), the other worker runs a `map`, has a long call
+//!   cancelled and stopped (its worker killed and replaced) and runs
+//!   another `map`; prints whether all that came back while the long
+//!   call still ran, then how `terminate` ended the long call.
 //! - `concurrent`: four threads applying while a map runs on the same
 //!   two workers, then `close` and `join` while a fifth thread applies
 //!   until the pool is closed; prints the wrong answers seen.
@@ -370,6 +376,45 @@ fn order(times: u64) -> Result<(), pool::Error> {
     Ok(())
 }
 
+/// See the module's doc: nothing the pool does for its other worker
+/// (dispatching, `pool-io`'s reads, a kill and a replacement) may wait
+/// for the connection a caller holds while it reads a long direct call.
+fn neighbours() -> Result<(), pool::Error> {
+    let pool = Arc::new(Pool::builder().processes(2).build()?);
+    for _ in 0..10 {
+        pool.apply(nap, 0)?;
+    }
+    settle();
+    let long_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let before = switches("pool-dispatcher");
+    let caller = {
+        let (pool, done) = (Arc::clone(&pool), Arc::clone(&long_done));
+        std::thread::spawn(move || {
+            let result = pool.apply(nap, LONG_MS);
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            result
+        })
+    };
+    std::thread::sleep(FAULT_AFTER);
+    println!(
+        "dispatcher switches during the call: {}",
+        switches("pool-dispatcher") - before
+    );
+    let first = pool.map(double, 0..2000u64)?;
+    let stopped = pool.apply_async(nap, LONG_MS);
+    std::thread::sleep(FAULT_AFTER);
+    stopped.cancel_and_stop();
+    let second = pool.map(double, 0..2000u64)?;
+    let right = (0..2000u64).all(|x| first[x as usize] == 2 * x && second[x as usize] == 2 * x);
+    println!("maps right: {right}");
+    let still = !long_done.load(std::sync::atomic::Ordering::SeqCst);
+    println!("all while the long call ran: {still}");
+    pool.terminate();
+    let result = caller.join().expect("the caller thread");
+    println!("long call: {}", kind(&result));
+    Ok(())
+}
+
 fn concurrent() -> Result<(), pool::Error> {
     let pool = Arc::new(Pool::builder().processes(2).build()?);
     let callers: Vec<_> = (0..4u64)
@@ -435,6 +480,7 @@ fn main() -> Result<(), pool::Error> {
         "held_ctrl_c" => held("ctrl_c")?,
         "held_terminate" => held("terminate")?,
         "order" => order(args.get(2).and_then(|n| n.parse().ok()).unwrap_or(300))?,
+        "neighbours" => neighbours()?,
         "concurrent" => concurrent()?,
         other => {
             eprintln!("unknown mode {other:?}");
