@@ -37,11 +37,12 @@ fn direct_call(mode: &str, kind: &str) -> String {
 }
 
 /// [`direct_call`], after which the next call is answered by another
-/// worker.
-fn fails_and_is_replaced(mode: &str, kind: &str) {
+/// worker; returns what the scenario printed.
+fn fails_and_is_replaced(mode: &str, kind: &str) -> String {
     let out = direct_call(mode, kind);
     assert_eq!(line(&out, "next call"), "ok", "{out}");
     assert_eq!(line(&out, "replaced"), "true", "{out}");
+    out
 }
 
 /// Runs 300 calls of the kind `how` names (`apply`, `async`) and checks
@@ -125,6 +126,15 @@ fn ctrl_c_and_terminate_end_a_direct_apply_whose_socket_a_forked_process_holds()
     assert_eq!(line(&out, "next call"), "ok", "{out}");
     let out = direct_call("held_terminate", "Closed");
     assert_eq!(line(&out, "held"), "true", "{out}");
+}
+
+/// `cancel_and_stop` from one thread stops a direct call whose reply
+/// another thread is reading (before, the reader waited for the task's
+/// end, the worker ran on, and `get` saw the cancel only then).
+#[test]
+fn cancel_and_stop_ends_a_direct_call_another_thread_is_reading() {
+    let out = fails_and_is_replaced("shared_cancel", "Cancelled");
+    assert_eq!(line(&out, "cancel came first"), "true", "{out}");
 }
 
 #[test]

@@ -33,6 +33,9 @@
 //!   `parked_terminate`: as `killed`, `timeout`, `ctrl_c` and
 //!   `terminate`, with the long call made by `apply_async` and its handle
 //!   left unread (the call parked with its worker) until after the fault.
+//! - `shared_cancel`: an `apply_async` whose handle one thread reads
+//!   (`get`) while another calls `cancel_and_stop` on it; prints how the
+//!   read ended, then the next call's.
 //! - `parked_then_map`: an `apply_async` whose handle is left unread,
 //!   waited on briefly, then a `map` on the same one worker (which the
 //!   pool must take back from the parked call), then the handle read.
@@ -190,6 +193,30 @@ fn parked(fault: &str) -> Result<(), pool::Error> {
         }
         other => panic!("no parked scenario {other:?}"),
     }
+    let next = pool.apply(nap, 0);
+    println!("next call: {}", kind(&next));
+    println!("replaced: {}", next.is_ok_and(|pid| pid != worker));
+    Ok(())
+}
+
+fn shared_cancel() -> Result<(), pool::Error> {
+    let pool = one_worker(None)?;
+    let worker = pool.worker_pids()[0];
+    settle();
+    let before = switches("pool-dispatcher");
+    let handle = Arc::new(pool.apply_async(nap, LONG_MS));
+    let reader = {
+        let handle = Arc::clone(&handle);
+        std::thread::spawn(move || handle.get(None))
+    };
+    std::thread::sleep(FAULT_AFTER);
+    println!(
+        "dispatcher switches during the call: {}",
+        switches("pool-dispatcher") - before
+    );
+    println!("cancel came first: {}", handle.cancel_and_stop());
+    let read = reader.join().expect("the reading thread");
+    println!("long call: {}", kind(&read));
     let next = pool.apply(nap, 0);
     println!("next call: {}", kind(&next));
     println!("replaced: {}", next.is_ok_and(|pid| pid != worker));
@@ -471,6 +498,7 @@ fn main() -> Result<(), pool::Error> {
         "parked_ctrl_c" => parked("ctrl_c")?,
         "parked_terminate" => parked("terminate")?,
         "parked_then_map" => parked_then_map()?,
+        "shared_cancel" => shared_cancel()?,
         "killed" => killed()?,
         "killed_idle" => killed_idle(args.get(2).and_then(|n| n.parse().ok()).unwrap_or(5))?,
         "killed_resting" => killed_resting()?,

@@ -208,7 +208,14 @@ impl<T> AsyncResult<T> {
     /// ```
     pub fn cancel_and_stop(&self) -> bool {
         self.slot.stop_if_running();
-        self.cancel()
+        let first = self.cancel();
+        // A direct call whose reply another thread's `get` or `wait` is
+        // reading is stopped here, after the cancel is in the cell, so
+        // that its end is not taken for the worker's death.
+        if let (true, Some(direct)) = (first, &self.direct) {
+            direct.stop_read(&self.slot);
+        }
+        first
     }
 
     /// Whether dropping this handle before its result came, once it was

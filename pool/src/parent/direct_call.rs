@@ -154,6 +154,13 @@ impl Direct {
     pub(crate) fn release(&self, cell: &Arc<ResultCell>) {
         self.leases.release(self.worker, cell);
     }
+
+    /// Stops the call if another thread is reading its reply now (see
+    /// [`Leases::stop_read`]); a parked call is stopped by the
+    /// dispatcher once released.
+    pub(crate) fn stop_read(&self, cell: &Arc<ResultCell>) {
+        self.leases.stop_read(self.worker, cell);
+    }
 }
 
 /// How a direct call went wrong.

@@ -102,6 +102,16 @@ struct Lent {
     parked: Option<Call>,
     /// The call's handle asked the dispatcher to adopt it.
     released: bool,
+    /// Its call, being read by its handle (unparked), for another thread
+    /// that stops it to find.
+    read: Option<BeingRead>,
+}
+
+/// A call a handle is reading: its cell, and what stops it.
+struct BeingRead {
+    cell: Arc<ResultCell>,
+    child: Arc<Mutex<Child>>,
+    conn: SharedConnection,
 }
 
 impl Lent {
@@ -329,6 +339,7 @@ impl Leases {
             Some(lent) if lent.stop.is_none() => {
                 lent.parked = Some(call);
                 lent.released = false;
+                lent.read = None;
                 let tell = std::mem::take(&mut inner.wanted);
                 drop(inner);
                 if tell {
@@ -345,7 +356,34 @@ impl Leases {
     pub(crate) fn unpark(&self, worker: u32, cell: &Arc<ResultCell>) -> Option<Call> {
         let mut inner = self.lock();
         let lent = inner.lent.get_mut(&worker)?;
-        lent.parks(cell).then(|| lent.parked.take()).flatten()
+        let call = lent.parks(cell).then(|| lent.parked.take()).flatten()?;
+        lent.read = Some(BeingRead {
+            cell: Arc::clone(cell),
+            child: Arc::clone(&call.worker.child),
+            conn: call.worker.conn.clone(),
+        });
+        Some(call)
+    }
+
+    /// Stops the call with `worker` whose handle's cell is `cell` if a
+    /// thread is reading it now (the handle was cancelled and stopped
+    /// from another thread): kills the worker and shuts its socket, which
+    /// ends that read; the call then ends as its worker lost, its outcome
+    /// being the cancel already in the cell.
+    pub(crate) fn stop_read(&self, worker: u32, cell: &Arc<ResultCell>) {
+        let inner = self.lock();
+        let Some(read) = inner.lent.get(&worker).and_then(|lent| lent.read.as_ref()) else {
+            return;
+        };
+        if !Arc::ptr_eq(&read.cell, cell) {
+            return;
+        }
+        let (child, conn) = (Arc::clone(&read.child), read.conn.clone());
+        drop(inner);
+        // std's kill does nothing once the child was reaped.
+        let _ = child.lock().unwrap_or_else(|p| p.into_inner()).kill();
+        // Also where a process the task forked holds the socket open.
+        conn.shut_down();
     }
 
     /// Asks the dispatcher to adopt the call parked with `worker` whose
