@@ -155,7 +155,11 @@ impl<T> AsyncResult<T> {
     /// An input not yet started never runs: the pool drops it, or takes it
     /// back from the worker that holds it. One already running goes on to
     /// its end and its result is discarded; use
-    /// [`cancel_and_stop`](AsyncResult::cancel_and_stop) to stop it.
+    /// [`cancel_and_stop`](AsyncResult::cancel_and_stop) to stop it. A
+    /// [`get`](AsyncResult::get) or [`wait`](AsyncResult::wait) in
+    /// another thread returns the cancel at once, but for one reading the
+    /// reply of a call that went straight to its worker (`apply_async`
+    /// on an idle worker), which returns it when the input ends.
     ///
     /// ```
     /// pool::task! { fn nap(ms: u64) -> u64 { std::thread::sleep(std::time::Duration::from_millis(ms)); ms } }
