@@ -137,6 +137,21 @@ fn cancel_and_stop_ends_a_direct_call_another_thread_is_reading() {
     assert_eq!(line(&out, "cancel came first"), "true", "{out}");
 }
 
+/// A worker killed while a process its task forked holds its socket
+/// open: no end of file comes, so only its exit (a pidfd the pool
+/// watches) tells the pool, which then fails the input, the usual way or
+/// straight to the worker, and replaces it.
+#[test]
+fn a_worker_killed_while_a_forked_process_holds_its_socket_fails_its_input() {
+    let out = fails_and_is_replaced("held_killed", "WorkerDied");
+    assert_eq!(line(&out, "held"), "true", "{out}");
+    let out = run(&["held_killed_queued"]);
+    assert_eq!(line(&out, "long call"), "WorkerDied", "{out}");
+    assert_eq!(line(&out, "held"), "true", "{out}");
+    assert_eq!(line(&out, "next call"), "ok", "{out}");
+    assert_eq!(line(&out, "replaced"), "true", "{out}");
+}
+
 #[test]
 fn terminate_ends_a_direct_apply() {
     let out = direct_call("terminate", "Closed");

@@ -20,11 +20,14 @@
 //! - `timeout`: a call longer than the pool's task timeout, then another.
 //! - `ctrl_c`: SIGINT to this process during a long call.
 //! - `terminate`: `terminate` from another thread during a long call.
-//! - `held_ctrl_c`, `held_terminate`: as `ctrl_c` and `terminate`, with
-//!   a long call whose task first forks a process that holds the
-//!   worker's descriptors open, its socket among them, so that the
-//!   worker's death alone does not end the caller's read: the pool's
-//!   shutdown of the socket must.
+//! - `held_ctrl_c`, `held_terminate`, `held_killed`: as `ctrl_c`,
+//!   `terminate` and `killed`, with a long call whose task first forks a
+//!   process that holds the worker's descriptors open, its socket among
+//!   them, so that no end of file comes when the worker dies: the pool's
+//!   shutdown of the socket must end the caller's read (after Ctrl-C and
+//!   `terminate`), and the worker's exit must be seen without it
+//!   (`killed`). `held_killed_queued`: as `held_killed`, the call made by
+//!   `map`, the usual way.
 //! - `order N`: N times, an `apply_async` that the caller drops at once,
 //!   then an `apply` that asks the one worker which input it ran last;
 //!   prints how many of those calls overtook the input submitted before
@@ -329,6 +332,7 @@ pool::task! {
 /// held the socket is killed afterwards.
 fn held(fault: &str) -> Result<(), pool::Error> {
     let pool = Arc::new(one_worker(None)?);
+    let worker = pool.worker_pids()[0];
     for _ in 0..10 {
         pool.apply(hold_and_nap, (String::new(), 0))?;
     }
@@ -337,7 +341,14 @@ fn held(fault: &str) -> Result<(), pool::Error> {
     let before = switches("pool-dispatcher");
     let caller = {
         let (pool, path) = (Arc::clone(&pool), path.to_string_lossy().into_owned());
-        std::thread::spawn(move || pool.apply(hold_and_nap, (path, LONG_MS)))
+        let queued = fault == "killed_queued";
+        std::thread::spawn(move || match queued {
+            // A map goes the usual way, through the dispatcher.
+            true => pool
+                .map(hold_and_nap, vec![(path, LONG_MS)])
+                .map(|pids| pids[0]),
+            false => pool.apply(hold_and_nap, (path, LONG_MS)),
+        })
     };
     std::thread::sleep(FAULT_AFTER);
     println!(
@@ -346,6 +357,7 @@ fn held(fault: &str) -> Result<(), pool::Error> {
     );
     match fault {
         "ctrl_c" => signal(std::process::id(), libc::SIGINT),
+        "killed" | "killed_queued" => signal(worker, libc::SIGKILL),
         _ => pool.terminate(),
     }
     let result = caller.join().expect("the caller thread");
@@ -358,8 +370,10 @@ fn held(fault: &str) -> Result<(), pool::Error> {
         Err(err) => println!("held: no holder ({err})"),
     }
     let _ = std::fs::remove_file(&path);
-    if fault == "ctrl_c" {
-        println!("next call: {}", kind(&pool.apply(nap, 0)));
+    if fault != "terminate" {
+        let next = pool.apply(nap, 0);
+        println!("next call: {}", kind(&next));
+        println!("replaced: {}", next.is_ok_and(|pid| pid != worker));
     }
     Ok(())
 }
@@ -507,6 +521,8 @@ fn main() -> Result<(), pool::Error> {
         "terminate" => terminate()?,
         "held_ctrl_c" => held("ctrl_c")?,
         "held_terminate" => held("terminate")?,
+        "held_killed" => held("killed")?,
+        "held_killed_queued" => held("killed_queued")?,
         "order" => order(args.get(2).and_then(|n| n.parse().ok()).unwrap_or(300))?,
         "neighbours" => neighbours()?,
         "concurrent" => concurrent()?,

@@ -40,6 +40,11 @@ pub(super) struct Entry {
     pending: Arc<AtomicUsize>,
     child: Option<Arc<Mutex<Child>>>,
     stderr: Option<StderrLines>,
+    /// A local worker's pidfd, watched while its connection lives:
+    /// readable once the process exits, which is the end of the worker
+    /// even where a process it forked holds its socket open (then no end
+    /// of file would ever come).
+    exit: Option<OwnedFd>,
     ending: Option<Ending>,
     /// Its end was reported to the dispatcher.
     reported: bool,
@@ -80,6 +85,7 @@ impl Entry {
             pending,
             child,
             stderr: stderr.map(|(pipe, watch)| StderrLines::new(id, pipe, watch)),
+            exit: None,
             ending: None,
             reported: false,
         }
@@ -104,8 +110,36 @@ impl Entry {
             self.reap_if_done(Instant::now(), poller, events);
             return false;
         }
+        // Without a pidfd (an old kernel), the end of file alone tells.
+        self.exit = self.watch_exit(poller);
         self.flush(poller);
         true
+    }
+
+    /// A pidfd of the worker's process, if local, in the epoll set.
+    fn watch_exit(&self, poller: &Poller) -> Option<OwnedFd> {
+        let child = self.child.as_ref()?;
+        let pid = child.lock().unwrap_or_else(|p| p.into_inner()).id();
+        let exit = sys::exit_watch(pid)?;
+        poller
+            .add(exit.as_fd(), token(self.id, Kind::Exit), false)
+            .ok()?;
+        Some(exit)
+    }
+
+    /// The process exited (its pidfd is readable): its socket is shut
+    /// down, so that every reader of it (this thread, or a caller the
+    /// worker is lent to) sees the end at once, even if a process it
+    /// forked holds the socket open; that end is then handled as any.
+    pub(super) fn exited(&mut self, poller: &Poller) {
+        let Some(exit) = self.exit.take() else {
+            // The readiness of the pidfd watched once the connection ended.
+            return;
+        };
+        let _ = poller.remove(exit.as_fd());
+        if let Some(conn) = &self.conn {
+            conn.shut_down();
+        }
     }
 
     /// Queues `outgoing` behind what the worker has queued, and writes
@@ -221,14 +255,9 @@ impl Entry {
         }
         self.queue.clear();
         let now = Instant::now();
-        let exit = self.child.as_ref().and_then(|child| {
-            let pid = child.lock().unwrap_or_else(|p| p.into_inner()).id();
-            let exit = sys::exit_watch(pid)?;
-            poller
-                .add(exit.as_fd(), token(self.id, Kind::Exit), false)
-                .ok()?;
-            Some(exit)
-        });
+        // The pidfd watched since the start, if the process has not been
+        // seen to exit yet.
+        let exit = self.exit.take().or_else(|| self.watch_exit(poller));
         self.ending = Some(Ending {
             error,
             kill_at: now + EXIT_GRACE,

@@ -263,8 +263,9 @@ impl IoThread {
                             self.workers.remove(&worker);
                         }
                     }
-                    // Reaped below, with every worker that is ending.
-                    Kind::Exit => {}
+                    // An ending worker's is reaped below, with every
+                    // worker that is ending.
+                    Kind::Exit => entry.exited(&self.poller),
                 }
             }
             self.reap();
